@@ -1,0 +1,345 @@
+/* Contexts: the primary context, created contexts and each thread's stack of current contexts. */
+#include "config.h"
+
+#include <stdlib.h>
+
+#include "tests/simcuda/internal.h"
+
+#define CTX_STACK_MAX 32
+
+/* Every thread has its own stack; the top is the current context. */
+static __thread struct sim_ctx *ctx_stack[CTX_STACK_MAX];
+static __thread int ctx_depth;
+
+/* Guards the primary context's reference count and active flag. */
+static pthread_mutex_t primary_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sim_ctx primary = {.magic = SIM_MAGIC_CTX, .primary = 1};
+
+struct sim_ctx *sim_ctx_current(void)
+{
+	return ctx_depth > 0 ? ctx_stack[ctx_depth - 1] : NULL;
+}
+
+/* Checks that a context handle can be used; returns its sticky error if it has one. */
+CUresult sim_ctx_check(struct sim_ctx *ctx)
+{
+	if (ctx == NULL || ctx->magic != SIM_MAGIC_CTX)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	if (ctx->primary && !__atomic_load_n(&ctx->active, __ATOMIC_ACQUIRE))
+		return CUDA_ERROR_CONTEXT_IS_DESTROYED;
+	return __atomic_load_n(&ctx->sticky, __ATOMIC_ACQUIRE);
+}
+
+CUresult sim_enter_ctx(struct sim_ctx **out)
+{
+	struct sim_ctx *ctx;
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	ctx = sim_ctx_current();
+	if (ctx == NULL)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	r = sim_ctx_check(ctx);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (out != NULL)
+		*out = ctx;
+	return CUDA_SUCCESS;
+}
+
+/* Makes an error sticky on its context, as an illegal access is on real hardware: the first one
+ * wins and nothing clears it. */
+void sim_ctx_fault(struct sim_ctx *ctx, CUresult err)
+{
+	CUresult expected = CUDA_SUCCESS;
+	__atomic_compare_exchange_n(&ctx->sticky, &expected, err, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+static CUresult ctx_new(unsigned flags, CUdevice dev, struct sim_ctx **out)
+{
+	struct sim_ctx *ctx;
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (dev != 0)
+		return CUDA_ERROR_INVALID_DEVICE;
+	if (ctx_depth >= CTX_STACK_MAX)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	ctx = calloc(1, sizeof(*ctx));
+	if (ctx == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	ctx->magic = SIM_MAGIC_CTX;
+	ctx->flags = flags;
+	ctx_stack[ctx_depth++] = ctx;
+	*out = ctx;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuCtxCreate_v2(CUcontext *pctx, unsigned int flags, CUdevice dev)
+{
+	if (pctx == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	return ctx_new(flags, dev, (struct sim_ctx **)pctx);
+}
+
+SIM_EXPORT CUresult cuCtxCreate_v4(CUcontext *pctx, CUctxCreateParams *params, unsigned int flags, CUdevice dev)
+{
+	if (pctx == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	/* Execution affinity and CIG parameters describe hardware partitioning that a simulated
+	 * device does not have. */
+	if (params != NULL && (params->execAffinityParams != NULL || params->cigParams != NULL))
+		return CUDA_ERROR_NOT_SUPPORTED;
+	return ctx_new(flags, dev, (struct sim_ctx **)pctx);
+}
+
+/* Drops ctx from this thread's stack wherever it is. */
+static void unstack(struct sim_ctx *ctx)
+{
+	int j = 0;
+
+	for (int i = 0; i < ctx_depth; i++)
+		if (ctx_stack[i] != ctx)
+			ctx_stack[j++] = ctx_stack[i];
+	ctx_depth = j;
+}
+
+SIM_EXPORT CUresult cuCtxDestroy_v2(CUcontext h)
+{
+	struct sim_ctx *ctx = (struct sim_ctx *)h;
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (ctx == NULL || ctx->magic != SIM_MAGIC_CTX || ctx->primary)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	sim_streams_idle(ctx);
+	unstack(ctx);
+	/* The struct stays allocated (marked dead) because streams and events may still point at it. */
+	ctx->magic = SIM_MAGIC_DEAD;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuCtxPushCurrent_v2(CUcontext h)
+{
+	struct sim_ctx *ctx = (struct sim_ctx *)h;
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (ctx == NULL || ctx->magic != SIM_MAGIC_CTX)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	if (ctx_depth >= CTX_STACK_MAX)
+		return CUDA_ERROR_INVALID_VALUE;
+	ctx_stack[ctx_depth++] = ctx;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuCtxPopCurrent_v2(CUcontext *pctx)
+{
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (ctx_depth == 0)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	ctx_depth--;
+	if (pctx != NULL)
+		*pctx = (CUcontext)ctx_stack[ctx_depth];
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuCtxSetCurrent(CUcontext h)
+{
+	struct sim_ctx *ctx = (struct sim_ctx *)h;
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (ctx == NULL) {
+		/* NULL unbinds: the stack's top goes away. */
+		if (ctx_depth > 0)
+			ctx_depth--;
+		return CUDA_SUCCESS;
+	}
+	if (ctx->magic != SIM_MAGIC_CTX)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	if (ctx_depth == 0)
+		ctx_depth = 1;
+	ctx_stack[ctx_depth - 1] = ctx;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuCtxGetCurrent(CUcontext *pctx)
+{
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (pctx == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	*pctx = (CUcontext)sim_ctx_current();
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuCtxGetDevice(CUdevice *dev)
+{
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (dev == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (sim_ctx_current() == NULL)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	*dev = 0;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuCtxGetFlags(unsigned int *flags)
+{
+	struct sim_ctx *ctx;
+	CUresult r = sim_enter_ctx(&ctx);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (flags == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	*flags = ctx->flags;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuCtxSynchronize(void)
+{
+	struct sim_ctx *ctx;
+	CUresult r = sim_enter_ctx(&ctx);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	sim_streams_idle(ctx);
+	return sim_ctx_check(ctx);
+}
+
+SIM_EXPORT CUresult cuCtxGetStreamPriorityRange(int *least, int *greatest)
+{
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (least != NULL)
+		*least = 0;
+	if (greatest != NULL)
+		*greatest = -5;
+	return CUDA_SUCCESS;
+}
+
+/* ---- the primary context ---- */
+
+SIM_EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
+{
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (pctx == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (dev != 0)
+		return CUDA_ERROR_INVALID_DEVICE;
+	pthread_mutex_lock(&primary_lock);
+	if (primary.refs++ == 0)
+		__atomic_store_n(&primary.active, 1, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&primary_lock);
+	*pctx = (CUcontext)&primary;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
+{
+	CUresult r = sim_enter();
+	int last = 0;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (dev != 0)
+		return CUDA_ERROR_INVALID_DEVICE;
+	pthread_mutex_lock(&primary_lock);
+	if (primary.refs == 0) {
+		pthread_mutex_unlock(&primary_lock);
+		return CUDA_ERROR_INVALID_CONTEXT;
+	}
+	last = --primary.refs == 0;
+	pthread_mutex_unlock(&primary_lock);
+	if (last) {
+		sim_streams_idle(&primary);
+		__atomic_store_n(&primary.active, 0, __ATOMIC_RELEASE);
+	}
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int *flags, int *active)
+{
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (dev != 0)
+		return CUDA_ERROR_INVALID_DEVICE;
+	if (flags == NULL || active == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&primary_lock);
+	*flags = primary.flags;
+	*active = primary.refs > 0;
+	pthread_mutex_unlock(&primary_lock);
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags)
+{
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (dev != 0)
+		return CUDA_ERROR_INVALID_DEVICE;
+	pthread_mutex_lock(&primary_lock);
+	primary.flags = flags;
+	pthread_mutex_unlock(&primary_lock);
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)
+{
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (dev != 0)
+		return CUDA_ERROR_INVALID_DEVICE;
+	sim_streams_idle(&primary);
+	pthread_mutex_lock(&primary_lock);
+	primary.refs = 0;
+	primary.flags = 0;
+	__atomic_store_n(&primary.active, 0, __ATOMIC_RELEASE);
+	/* A reset starts the context afresh, so its sticky error goes with it. */
+	__atomic_store_n(&primary.sticky, CUDA_SUCCESS, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&primary_lock);
+	return CUDA_SUCCESS;
+}
+
+/* The first versions, which cudaVersion 7000 still resolves to, behave the same. */
+SIM_EXPORT CUresult cuDevicePrimaryCtxRelease(CUdevice dev)
+{
+	return cuDevicePrimaryCtxRelease_v2(dev);
+}
+
+SIM_EXPORT CUresult cuDevicePrimaryCtxReset(CUdevice dev)
+{
+	return cuDevicePrimaryCtxReset_v2(dev);
+}
+
+SIM_EXPORT CUresult cuDevicePrimaryCtxSetFlags(CUdevice dev, unsigned int flags)
+{
+	return cuDevicePrimaryCtxSetFlags_v2(dev, flags);
+}

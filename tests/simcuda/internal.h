@@ -1,0 +1,236 @@
+/* The simulated driver's internals: device state, memory map, streams and the virtual clock. */
+#ifndef SIMCUDA_INTERNAL_H
+#define SIMCUDA_INTERNAL_H
+
+#include <cuda.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tests/simcuda/simcuda.h"
+#include "tests/workloads/kernels.h"
+
+#define SIM_EXPORT __attribute__((visibility("default")))
+#define SIM_HIDDEN __attribute__((visibility("hidden")))
+
+#define SIM_GRANULARITY (2ull << 20) /* VMM granularity, as on current NVIDIA GPUs */
+#define SIM_VA_SIZE (4ull << 40)     /* the device address window */
+
+/* Handle magics, so that a stale or foreign handle is refused instead of dereferenced blindly. */
+enum {
+	SIM_MAGIC_CTX = 0x43545831,
+	SIM_MAGIC_STREAM = 0x53545231,
+	SIM_MAGIC_EVENT = 0x45564e31,
+	SIM_MAGIC_MODULE = 0x4d4f4431,
+	SIM_MAGIC_FUNC = 0x46554e31,
+	SIM_MAGIC_PHYS = 0x50485931,
+	SIM_MAGIC_GRAPH = 0x47525031,
+	SIM_MAGIC_EXEC = 0x47455831,
+	SIM_MAGIC_POOL = 0x504f4f31,
+	SIM_MAGIC_DEAD = 0x44454144,
+};
+
+/* ---- configuration (init.c), read once from the environment ---- */
+
+enum sim_engine_id { SIM_ENGINE_COMPUTE, SIM_ENGINE_H2D, SIM_ENGINE_D2H, SIM_NENGINES };
+
+enum sim_copy_dir { SIM_COPY_H2D, SIM_COPY_D2H, SIM_COPY_D2D, SIM_COPY_H2H };
+
+struct sim_config {
+	uint64_t capacity;     /* SIMCUDA_MEM */
+	int model_only;        /* SIMCUDA_MODEL_ONLY */
+	int host_vmm;          /* cleared by SIMCUDA_NO_HOST_VMM */
+	double h2d_bps;        /* SIMCUDA_H2D_GBPS */
+	double d2h_bps;        /* SIMCUDA_D2H_GBPS */
+	double dram_bps;       /* SIMCUDA_DRAM_GBPS */
+	double flops;          /* SIMCUDA_TFLOPS */
+	uint64_t launch_ns;    /* SIMCUDA_LAUNCH_US */
+	uint64_t fail_create;  /* SIMCUDA_FAIL_MEMCREATE: the Nth cuMemCreate fails (0 = never) */
+	int fail_copy_dir;     /* SIMCUDA_FAIL_COPY=h2d|d2h|d2d|any:N; -1 = any direction */
+	uint64_t fail_copy_n;  /* ... the Nth copy of that direction fails (0 = never) */
+	uint64_t delay_us[SIM_NENGINES]; /* SIMCUDA_DELAY_{KERNEL,H2D,D2H}_US: real sleep per operation */
+};
+
+extern struct sim_config sim_cfg;
+
+/* Parses a size such as 512MiB, 1.5GB or 4096; returns 0 or -1. */
+int sim_parse_size(const char *s, uint64_t *out);
+
+/* ---- contexts (ctx.c) ---- */
+
+struct sim_stream;
+
+struct sim_ctx {
+	uint32_t magic;
+	int primary;
+	int active;               /* a primary context between retain and its last release */
+	unsigned flags;
+	int refs;                 /* primary context retains */
+	CUresult sticky;          /* set once by a faulting kernel or copy; every later call returns it */
+	struct sim_stream *legacy; /* the NULL stream */
+};
+
+/* Driver entry guards. sim_enter() checks cuInit; sim_enter_ctx() also needs a usable current
+ * context and returns its sticky error, if any. */
+CUresult sim_enter(void);
+CUresult sim_enter_ctx(struct sim_ctx **out);
+int sim_initialized(void);
+struct sim_ctx *sim_ctx_current(void);
+CUresult sim_ctx_check(struct sim_ctx *ctx);
+void sim_ctx_fault(struct sim_ctx *ctx, CUresult err);
+
+/* ---- memory (mem.c, vmm.c) ---- */
+
+/* A physical allocation: cuMemCreate's handle, or the backing of one cuMemAlloc. */
+struct sim_phys {
+	uint32_t magic;
+	int host_located;       /* CU_MEM_LOCATION_TYPE_HOST*: not charged against device capacity */
+	int from_create;        /* made by cuMemCreate, not the hidden backing of a cuMemAlloc */
+	uint64_t size;
+	char *bytes;            /* shared anonymous memory; NULL in model-only mode */
+	int handle_refs;        /* cuMemCreate and cuMemRetainAllocationHandle references */
+	int map_refs;           /* live mappings */
+};
+
+/* The lock over every memory table below: reservations, mappings, allocations, pinned host ranges,
+ * the free address list and the capacity counters. Never held across a wait on a stream. */
+extern pthread_mutex_t sim_mem_lock;
+
+void sim_mem_init(void);
+int sim_is_device_addr(uint64_t addr);
+
+/* Checks that [addr, addr+bytes) is mapped with at least the given access (1 read, 3 read-write).
+ * For kernels, pinned host memory counts too (allow_host). Returns 0 or -1. */
+int sim_mem_check(uint64_t addr, uint64_t bytes, int access, int allow_host);
+
+/* Address space and physical memory used by both cuMemAlloc and the VMM entry points. Callers hold
+ * sim_mem_lock. */
+int sim_va_alloc(uint64_t size, uint64_t align, uint64_t hint, uint64_t *out);
+void sim_va_free(uint64_t addr, uint64_t size);
+CUresult sim_phys_create(uint64_t size, int host_located, struct sim_phys **out);
+void sim_phys_put(struct sim_phys *p);
+CUresult sim_map_insert(uint64_t va, uint64_t size, struct sim_phys *p, uint64_t off);
+CUresult sim_map_remove(uint64_t va, uint64_t size);
+CUresult sim_map_set_access(uint64_t va, uint64_t size, int access);
+struct sim_map *sim_map_find(uint64_t addr);
+
+struct sim_map {
+	uint64_t va, size;
+	struct sim_phys *phys;
+	uint64_t off;
+	int access; /* 0 none, 1 read, 3 read-write */
+};
+
+/* Frees a cuMemAlloc or cuMemAllocAsync allocation: used by cuMemFree and by the stream-ordered
+ * free when its stream reaches it. */
+CUresult sim_alloc_free(uint64_t dptr);
+CUresult sim_alloc_new(uint64_t size, uint64_t *out);
+
+/* ---- streams and the virtual clock (stream.c) ---- */
+
+enum sim_op_kind { SIM_OP_KERNEL, SIM_OP_COPY, SIM_OP_MEMSET, SIM_OP_HOSTFN, SIM_OP_FREE, SIM_OP_NOP };
+
+struct sim_dep {
+	struct sim_stream *stream;
+	uint64_t seq;
+};
+
+#define SIM_KARG_BYTES 256
+
+struct sim_op {
+	struct sim_op *next;
+	enum sim_op_kind kind;
+	enum sim_engine_id engine; /* SIM_NENGINES: occupies no engine */
+	uint64_t seq;
+	uint64_t vready; /* earliest virtual start, from what it waits for */
+	struct sim_dep *deps; /* ops this one waits for (events, implicit NULL-stream ordering) */
+	int ndeps;
+	union {
+		struct {
+			const struct mv_kernel_desc *desc;
+			void *args[MV_KERNEL_MAX_PARAMS];
+			_Alignas(16) unsigned char buf[SIM_KARG_BYTES];
+		} k;
+		struct {
+			uint64_t dst, src, bytes;
+			enum sim_copy_dir dir;
+		} c;
+		struct {
+			uint64_t dst, n;
+			unsigned elem;
+			uint32_t value;
+		} m;
+		struct {
+			CUhostFn fn;
+			void *data;
+		} h;
+		struct {
+			uint64_t dptr;
+		} f;
+	} u;
+};
+
+struct sim_graph;
+
+struct sim_stream {
+	uint32_t magic;
+	struct sim_ctx *ctx;
+	unsigned flags;
+	int priority;
+	int legacy;     /* the NULL stream of its context */
+	int per_thread; /* a thread's per-thread default stream */
+	pthread_t thread;
+	/* Guarded by sim_sched_lock: */
+	struct sim_op *head, *tail;
+	uint64_t enq_seq;  /* ops enqueued so far */
+	uint64_t done_seq; /* ops completed so far, in order */
+	uint64_t vtime;    /* virtual completion time of the last op enqueued */
+	int dying;
+	struct sim_graph *capture; /* non-NULL while capturing */
+	CUstreamCaptureMode capture_mode;
+	struct sim_stream *next_all;
+};
+
+/* The scheduler lock: guards every stream's queue and counters, the engines' virtual clocks, the host
+ * clock and all events. Workers wait on sim_sched_cond, which is broadcast on every completion. */
+extern pthread_mutex_t sim_sched_lock;
+extern pthread_cond_t sim_sched_cond;
+
+/* Resolves a stream handle as the API sees it (NULL, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD or a
+ * created stream); per_thread says whether NULL means the per-thread stream (the _ptsz entries). */
+CUresult sim_stream_resolve(CUstream h, int per_thread, struct sim_stream **out);
+
+/* Queues an op on a stream. Its virtual start is the latest of the stream's last op, the host clock,
+ * the engine's availability and its dependencies; cost_ns is its modeled duration on engine. The op
+ * is owned by the stream afterwards. */
+void sim_stream_submit(struct sim_stream *s, struct sim_op *op, enum sim_engine_id engine, uint64_t cost_ns);
+
+/* Waits until every op enqueued on s so far has completed. */
+void sim_stream_wait_all(struct sim_stream *s);
+/* Waits until all streams of a context (NULL: of every context) are idle. */
+void sim_streams_idle(struct sim_ctx *ctx);
+struct sim_op *sim_op_new(enum sim_op_kind kind);
+
+/* Cost model helpers. */
+uint64_t sim_cost_copy_ns(enum sim_copy_dir dir, uint64_t bytes);
+uint64_t sim_cost_kernel_ns(double flops, double bytes);
+enum sim_engine_id sim_copy_engine(enum sim_copy_dir dir);
+
+/* Runs fn under the fault net: an access to the device window that faults ends it and returns -1. */
+int sim_guarded(int (*fn)(void *), void *arg);
+
+/* Executes a kernel op's body (launch.c); returns 0 or a CUDA error. */
+CUresult sim_kernel_exec(struct sim_op *op);
+
+/* Capture (graph.c): records a kernel op into the capturing graph instead of running it. */
+CUresult sim_graph_capture_kernel(struct sim_stream *s, struct sim_op *op);
+
+/* Fault injection counters (init.c): return nonzero when this call should fail. */
+int sim_inject_create_failure(void);
+int sim_inject_copy_failure(enum sim_copy_dir dir);
+
+#define SIM_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define SIM_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

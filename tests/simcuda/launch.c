@@ -1,0 +1,284 @@
+/* The built-in module "simcuda", its functions and their parameter layouts, and kernel launches in
+ * every form: kernelParams or the extra buffer, cuLaunchKernel, cuLaunchKernelEx and the cooperative
+ * launch. A kernel's pointer arguments are checked against the memory map before it runs. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/simcuda/internal.h"
+
+struct sim_module {
+	uint32_t magic;
+};
+
+struct sim_func {
+	uint32_t magic;
+	const struct mv_kernel_desc *desc;
+};
+
+/* One function object per kernel, made once; handles stay valid for the process's life. */
+static struct sim_func *funcs;
+static size_t nfuncs;
+static pthread_once_t funcs_once = PTHREAD_ONCE_INIT;
+
+static void make_funcs(void)
+{
+	size_t n = 0;
+
+	while (mv_kernels[n].name != NULL)
+		n++;
+	funcs = calloc(n, sizeof(*funcs));
+	if (funcs == NULL)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		funcs[i].magic = SIM_MAGIC_FUNC;
+		funcs[i].desc = &mv_kernels[i];
+	}
+	nfuncs = n;
+}
+
+SIM_EXPORT CUresult cuModuleLoadData(CUmodule *mod, const void *image)
+{
+	struct sim_module *m;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (mod == NULL || image == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	/* The only image this device runs is the built-in one. */
+	if (strcmp((const char *)image, "simcuda") != 0)
+		return CUDA_ERROR_INVALID_IMAGE;
+	pthread_once(&funcs_once, make_funcs);
+	if (funcs == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	m->magic = SIM_MAGIC_MODULE;
+	*mod = (CUmodule)m;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod)
+{
+	struct sim_module *m = (struct sim_module *)hmod;
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (m == NULL || m->magic != SIM_MAGIC_MODULE)
+		return CUDA_ERROR_INVALID_HANDLE;
+	m->magic = SIM_MAGIC_DEAD;
+	free(m);
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const char *name)
+{
+	struct sim_module *m = (struct sim_module *)hmod;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (hfunc == NULL || name == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (m == NULL || m->magic != SIM_MAGIC_MODULE)
+		return CUDA_ERROR_INVALID_HANDLE;
+	for (size_t i = 0; i < nfuncs; i++) {
+		if (strcmp(funcs[i].desc->name, name) == 0) {
+			*hfunc = (CUfunction)&funcs[i];
+			return CUDA_SUCCESS;
+		}
+	}
+	return CUDA_ERROR_NOT_FOUND;
+}
+
+static const struct mv_kernel_desc *desc_of(CUfunction f)
+{
+	const struct sim_func *fn = (const struct sim_func *)f;
+	return fn != NULL && fn->magic == SIM_MAGIC_FUNC ? fn->desc : NULL;
+}
+
+SIM_EXPORT CUresult cuFuncGetParamInfo(CUfunction f, size_t index, size_t *offset, size_t *size)
+{
+	const struct mv_kernel_desc *d = desc_of(f);
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (d == NULL)
+		return CUDA_ERROR_INVALID_HANDLE;
+	if (index >= d->nparams)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (offset != NULL)
+		*offset = d->offset[index];
+	if (size != NULL)
+		*size = d->size[index];
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuFuncGetName(const char **name, CUfunction f)
+{
+	const struct mv_kernel_desc *d = desc_of(f);
+
+	if (name == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (d == NULL)
+		return CUDA_ERROR_INVALID_HANDLE;
+	*name = d->name;
+	return CUDA_SUCCESS;
+}
+
+/* Bytes of a kernel's parameter buffer. */
+static size_t args_size(const struct mv_kernel_desc *d)
+{
+	size_t n = 0;
+
+	for (unsigned i = 0; i < d->nparams; i++)
+		n = SIM_MAX(n, (size_t)d->offset[i] + d->size[i]);
+	return n;
+}
+
+/* Copies the arguments into the op, from kernelParams or from the extra buffer. */
+static CUresult marshal(struct sim_op *op, const struct mv_kernel_desc *d, void **params, void **extra)
+{
+	size_t need = args_size(d);
+
+	if (need > SIM_KARG_BYTES)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (params != NULL && extra != NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (extra != NULL) {
+		void *buf = NULL;
+		size_t *size = NULL;
+		for (size_t i = 0; extra[i] != CU_LAUNCH_PARAM_END; i += 2) {
+			if (extra[i] == CU_LAUNCH_PARAM_BUFFER_POINTER)
+				buf = extra[i + 1];
+			else if (extra[i] == CU_LAUNCH_PARAM_BUFFER_SIZE)
+				size = extra[i + 1];
+			else
+				return CUDA_ERROR_INVALID_VALUE;
+		}
+		if (need > 0 && (buf == NULL || size == NULL || *size < need))
+			return CUDA_ERROR_INVALID_VALUE;
+		if (need > 0)
+			memcpy(op->u.k.buf, buf, need);
+	} else {
+		if (d->nparams > 0 && params == NULL)
+			return CUDA_ERROR_INVALID_VALUE;
+		for (unsigned i = 0; i < d->nparams; i++)
+			memcpy(op->u.k.buf + d->offset[i], params[i], d->size[i]);
+	}
+	for (unsigned i = 0; i < d->nparams; i++)
+		op->u.k.args[i] = op->u.k.buf + d->offset[i];
+	op->u.k.desc = d;
+	return CUDA_SUCCESS;
+}
+
+static int kcheck(const struct mv_kenv *env, uint64_t addr, uint64_t bytes)
+{
+	return sim_mem_check(addr, bytes, 1, 1);
+}
+
+static int run_body(void *arg)
+{
+	struct sim_op *op = arg;
+	static const struct mv_kenv env = {.check = kcheck};
+	return op->u.k.desc->run(op->u.k.args, &env);
+}
+
+CUresult sim_kernel_exec(struct sim_op *op)
+{
+	struct mv_krange ranges[MV_KERNEL_MAX_PARAMS];
+	int n = op->u.k.desc->ranges(op->u.k.args, ranges, MV_KERNEL_MAX_PARAMS);
+
+	/* The ranges do not say which are written, so each must be mapped and readable here; a write to a
+	 * read-only mapping faults inside the body and is caught by the fault net. */
+	for (int i = 0; i < n; i++)
+		if (sim_mem_check(ranges[i].addr, ranges[i].bytes, 1, 1) != 0)
+			return CUDA_ERROR_ILLEGAL_ADDRESS;
+	if (sim_cfg.model_only)
+		return CUDA_SUCCESS;
+	return sim_guarded(run_body, op) == 0 ? CUDA_SUCCESS : CUDA_ERROR_ILLEGAL_ADDRESS;
+}
+
+static CUresult launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+		       CUstream h, void **params, void **extra, int per_thread)
+{
+	const struct mv_kernel_desc *d = desc_of(f);
+	struct sim_stream *s;
+	struct sim_op *op;
+	double flops = 0, bytes = 0;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r == CUDA_SUCCESS)
+		r = sim_stream_resolve(h, per_thread, &s);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (d == NULL)
+		return CUDA_ERROR_INVALID_HANDLE;
+	if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0 || gy > 65535 || gz > 65535 ||
+	    bz > 64 || (uint64_t)bx * by * bz > 1024)
+		return CUDA_ERROR_INVALID_VALUE;
+	op = sim_op_new(SIM_OP_KERNEL);
+	if (op == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	r = marshal(op, d, params, extra);
+	if (r != CUDA_SUCCESS) {
+		free(op);
+		return r;
+	}
+	if (s->capture != NULL)
+		return sim_graph_capture_kernel(s, op);
+	d->cost(op->u.k.args, &flops, &bytes);
+	sim_stream_submit(s, op, SIM_ENGINE_COMPUTE, sim_cost_kernel_ns(flops, bytes));
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
+				   unsigned int by, unsigned int bz, unsigned int shmem, CUstream h, void **params,
+				   void **extra)
+{
+	return launch(f, gx, gy, gz, bx, by, bz, h, params, extra, 0);
+}
+
+SIM_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+					unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem, CUstream h,
+					void **params, void **extra)
+{
+	return launch(f, gx, gy, gz, bx, by, bz, h, params, extra, 1);
+}
+
+SIM_EXPORT CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+					      unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem,
+					      CUstream h, void **params)
+{
+	return launch(f, gx, gy, gz, bx, by, bz, h, params, NULL, 0);
+}
+
+SIM_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+						   unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem,
+						   CUstream h, void **params)
+{
+	return launch(f, gx, gy, gz, bx, by, bz, h, params, NULL, 1);
+}
+
+static CUresult launch_ex(const CUlaunchConfig *c, CUfunction f, void **params, void **extra, int per_thread)
+{
+	if (c == NULL || (c->numAttrs > 0 && c->attrs == NULL))
+		return CUDA_ERROR_INVALID_VALUE;
+	return launch(f, c->gridDimX, c->gridDimY, c->gridDimZ, c->blockDimX, c->blockDimY, c->blockDimZ, c->hStream,
+		      params, extra, per_thread);
+}
+
+SIM_EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f, void **params, void **extra)
+{
+	return launch_ex(config, f, params, extra, 0);
+}
+
+SIM_EXPORT CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *config, CUfunction f, void **params, void **extra)
+{
+	return launch_ex(config, f, params, extra, 1);
+}

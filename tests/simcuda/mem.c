@@ -1,0 +1,888 @@
+/* Device memory: the address window, physical allocations, the mapping table, cuMemAlloc, pinned host
+ * memory, the default memory pool and the fault net that turns a stray access into an error.
+ *
+ * Device addresses are real host addresses inside one large PROT_NONE window, so a kernel running
+ * on the host dereferences them directly. A physical allocation is shared anonymous memory; mapping
+ * it duplicates its pages at the device address with mremap, so the same pages can sit at any
+ * address and unmapping puts PROT_NONE back. */
+#include "config.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "tests/simcuda/internal.h"
+
+pthread_mutex_t sim_mem_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static char *va_base;
+static uint64_t used_bytes, peak_bytes;
+
+/* A sorted array of records whose first member is their start address. */
+struct vec {
+	void *v;
+	size_t n, cap, esz;
+};
+
+struct range {
+	uint64_t addr, size;
+};
+
+struct resv {
+	uint64_t va, size;
+	int internal; /* made by cuMemAlloc, not by cuMemAddressReserve */
+};
+
+struct alloc {
+	uint64_t va, size, vsize; /* vsize: the reserved, page-rounded span */
+	struct sim_phys *phys;
+};
+
+struct pinned {
+	uint64_t addr, size;
+	unsigned flags;
+	int owned; /* from cuMemHostAlloc (ours to unmap) rather than cuMemHostRegister */
+};
+
+/* All guarded by sim_mem_lock. */
+static struct vec free_va = {.esz = sizeof(struct range)};
+static struct vec resvs = {.esz = sizeof(struct resv)};
+static struct vec maps = {.esz = sizeof(struct sim_map)};
+static struct vec allocs = {.esz = sizeof(struct alloc)};
+static struct vec pins = {.esz = sizeof(struct pinned)};
+
+static void *vec_at(struct vec *a, size_t i)
+{
+	return (char *)a->v + i * a->esz;
+}
+
+static uint64_t vec_key(struct vec *a, size_t i)
+{
+	return *(uint64_t *)vec_at(a, i);
+}
+
+/* Index of the first record whose start is greater than key. */
+static size_t vec_upper(struct vec *a, uint64_t key)
+{
+	size_t lo = 0, hi = a->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (vec_key(a, mid) <= key)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int vec_insert(struct vec *a, const void *e)
+{
+	size_t at;
+
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? a->cap * 2 : 64;
+		void *v = realloc(a->v, cap * a->esz);
+		if (v == NULL)
+			return -1;
+		a->v = v;
+		a->cap = cap;
+	}
+	at = vec_upper(a, *(const uint64_t *)e);
+	memmove(vec_at(a, at + 1), vec_at(a, at), (a->n - at) * a->esz);
+	memcpy(vec_at(a, at), e, a->esz);
+	a->n++;
+	return 0;
+}
+
+static void vec_remove(struct vec *a, size_t at)
+{
+	memmove(vec_at(a, at), vec_at(a, at + 1), (a->n - at - 1) * a->esz);
+	a->n--;
+}
+
+/* Index of the record whose [start, start+size) holds addr, given the size's offset in the record;
+ * -1 when none does. */
+static ssize_t vec_find(struct vec *a, uint64_t addr)
+{
+	size_t i = vec_upper(a, addr);
+
+	if (i == 0)
+		return -1;
+	i--;
+	/* Every record type here has its size right after its start. */
+	if (addr - vec_key(a, i) < ((uint64_t *)vec_at(a, i))[1])
+		return (ssize_t)i;
+	return -1;
+}
+
+/* ---- the fault net ---- */
+
+static struct sigaction old_segv, old_bus;
+static __thread sigjmp_buf *fault_jmp;
+
+static void on_fault(int sig, siginfo_t *si, void *uc)
+{
+	uint64_t addr = (uint64_t)(uintptr_t)si->si_addr;
+	struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
+
+	if (fault_jmp != NULL && sim_is_device_addr(addr))
+		siglongjmp(*fault_jmp, 1);
+	/* Not ours: hand it to whoever was there before. */
+	if (old->sa_flags & SA_SIGINFO) {
+		old->sa_sigaction(sig, si, uc);
+	} else if (old->sa_handler == SIG_DFL || old->sa_handler == SIG_IGN) {
+		sigaction(sig, old, NULL);
+	} else {
+		old->sa_handler(sig);
+	}
+}
+
+int sim_guarded(int (*fn)(void *), void *arg)
+{
+	sigjmp_buf jb;
+	int r;
+
+	if (sigsetjmp(jb, 1) != 0) {
+		fault_jmp = NULL;
+		return -1;
+	}
+	fault_jmp = &jb;
+	r = fn(arg);
+	fault_jmp = NULL;
+	return r;
+}
+
+void sim_mem_init(void)
+{
+	struct sigaction sa;
+	struct range all;
+
+	va_base = mmap(NULL, SIM_VA_SIZE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (va_base == MAP_FAILED) {
+		fprintf(stderr, "simcuda: cannot reserve the %llu GiB device address window\n",
+			(unsigned long long)(SIM_VA_SIZE >> 30));
+		abort();
+	}
+	/* Start on a 2 MiB boundary so that granularity-aligned reservations are possible. */
+	all.addr = ((uint64_t)(uintptr_t)va_base + SIM_GRANULARITY - 1) & ~(SIM_GRANULARITY - 1);
+	all.size = (uint64_t)(uintptr_t)va_base + SIM_VA_SIZE - all.addr;
+	vec_insert(&free_va, &all);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_fault;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, &old_segv);
+	sigaction(SIGBUS, &sa, &old_bus);
+}
+
+int sim_is_device_addr(uint64_t addr)
+{
+	uint64_t base = (uint64_t)(uintptr_t)va_base;
+	return va_base != NULL && addr >= base && addr - base < SIM_VA_SIZE;
+}
+
+/* ---- address space ---- */
+
+int sim_va_alloc(uint64_t size, uint64_t align, uint64_t hint, uint64_t *out)
+{
+	struct range *r;
+
+	if (align == 0)
+		align = 4096;
+	/* A hint is honoured when the exact range is free, as the driver does. */
+	if (hint != 0 && hint % align == 0) {
+		ssize_t i = vec_find(&free_va, hint);
+		if (i >= 0) {
+			r = vec_at(&free_va, (size_t)i);
+			if (hint + size <= r->addr + r->size) {
+				struct range tail = {hint + size, r->addr + r->size - (hint + size)};
+				if (hint == r->addr)
+					vec_remove(&free_va, (size_t)i);
+				else
+					r->size = hint - r->addr;
+				if (tail.size > 0 && vec_insert(&free_va, &tail) != 0)
+					return -1;
+				*out = hint;
+				return 0;
+			}
+		}
+	}
+	for (size_t i = 0; i < free_va.n; i++) {
+		uint64_t start, end;
+		r = vec_at(&free_va, i);
+		start = (r->addr + align - 1) & ~(align - 1);
+		end = r->addr + r->size;
+		if (start < r->addr || start + size > end || start + size < start)
+			continue;
+		{
+			struct range head = {r->addr, start - r->addr};
+			struct range tail = {start + size, end - (start + size)};
+			vec_remove(&free_va, i);
+			if (head.size > 0)
+				vec_insert(&free_va, &head);
+			if (tail.size > 0)
+				vec_insert(&free_va, &tail);
+		}
+		*out = start;
+		return 0;
+	}
+	return -1;
+}
+
+void sim_va_free(uint64_t addr, uint64_t size)
+{
+	struct range r = {addr, size};
+	size_t i;
+
+	vec_insert(&free_va, &r);
+	/* Coalesce with both neighbours. */
+	i = vec_upper(&free_va, addr) - 1;
+	if (i + 1 < free_va.n) {
+		struct range *a = vec_at(&free_va, i), *b = vec_at(&free_va, i + 1);
+		if (a->addr + a->size == b->addr) {
+			a->size += b->size;
+			vec_remove(&free_va, i + 1);
+		}
+	}
+	if (i > 0) {
+		struct range *a = vec_at(&free_va, i - 1), *b = vec_at(&free_va, i);
+		if (a->addr + a->size == b->addr) {
+			a->size += b->size;
+			vec_remove(&free_va, i);
+		}
+	}
+}
+
+/* ---- physical memory ---- */
+
+CUresult sim_phys_create(uint64_t size, int host_located, struct sim_phys **out)
+{
+	struct sim_phys *p;
+
+	if (!host_located && size > sim_cfg.capacity - used_bytes)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	p->magic = SIM_MAGIC_PHYS;
+	p->size = size;
+	p->host_located = host_located;
+	if (!sim_cfg.model_only) {
+		p->bytes = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (p->bytes == MAP_FAILED) {
+			free(p);
+			return CUDA_ERROR_OUT_OF_MEMORY;
+		}
+	}
+	if (!host_located) {
+		used_bytes += size;
+		if (used_bytes > peak_bytes)
+			peak_bytes = used_bytes;
+	}
+	*out = p;
+	return CUDA_SUCCESS;
+}
+
+/* Frees a physical allocation once neither a handle nor a mapping refers to it. */
+void sim_phys_put(struct sim_phys *p)
+{
+	if (p->handle_refs > 0 || p->map_refs > 0)
+		return;
+	if (p->bytes != NULL)
+		munmap(p->bytes, p->size);
+	if (!p->host_located)
+		used_bytes -= p->size;
+	p->magic = SIM_MAGIC_DEAD;
+	free(p);
+}
+
+/* ---- the mapping table ---- */
+
+struct sim_map *sim_map_find(uint64_t addr)
+{
+	ssize_t i = vec_find(&maps, addr);
+	return i < 0 ? NULL : vec_at(&maps, (size_t)i);
+}
+
+static int protection(int access)
+{
+	return access == 3 ? PROT_READ | PROT_WRITE : access == 1 ? PROT_READ : PROT_NONE;
+}
+
+CUresult sim_map_insert(uint64_t va, uint64_t size, struct sim_phys *p, uint64_t off)
+{
+	struct sim_map m = {.va = va, .size = size, .phys = p, .off = off, .access = 0};
+	size_t i = vec_upper(&maps, va);
+
+	/* The new range must not overlap its neighbours. */
+	if (i > 0) {
+		struct sim_map *prev = vec_at(&maps, i - 1);
+		if (prev->va + prev->size > va)
+			return CUDA_ERROR_INVALID_VALUE;
+	}
+	if (i < maps.n && ((struct sim_map *)vec_at(&maps, i))->va < va + size)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (p->bytes != NULL) {
+		void *at = mremap(p->bytes + off, 0, size, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)(uintptr_t)va);
+		if (at == MAP_FAILED)
+			return CUDA_ERROR_OUT_OF_MEMORY;
+		mprotect(at, size, PROT_NONE);
+	}
+	if (vec_insert(&maps, &m) != 0)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	p->map_refs++;
+	return CUDA_SUCCESS;
+}
+
+/* Unmaps [va, va+size), which must consist of whole mappings. */
+CUresult sim_map_remove(uint64_t va, uint64_t size)
+{
+	ssize_t first = vec_find(&maps, va);
+	size_t i, n = 0;
+	uint64_t at = va;
+
+	if (first < 0 || ((struct sim_map *)vec_at(&maps, (size_t)first))->va != va)
+		return CUDA_ERROR_INVALID_VALUE;
+	for (i = (size_t)first; i < maps.n && at < va + size; i++, n++) {
+		struct sim_map *m = vec_at(&maps, i);
+		if (m->va != at)
+			return CUDA_ERROR_INVALID_VALUE;
+		at += m->size;
+	}
+	if (at != va + size)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (mmap((void *)(uintptr_t)va, size, PROT_NONE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) ==
+	    MAP_FAILED)
+		return CUDA_ERROR_UNMAP_FAILED;
+	while (n-- > 0) {
+		struct sim_map *m = vec_at(&maps, (size_t)first);
+		struct sim_phys *p = m->phys;
+		vec_remove(&maps, (size_t)first);
+		p->map_refs--;
+		sim_phys_put(p);
+	}
+	return CUDA_SUCCESS;
+}
+
+CUresult sim_map_set_access(uint64_t va, uint64_t size, int access)
+{
+	ssize_t first = vec_find(&maps, va);
+	uint64_t at = va;
+	size_t i;
+
+	if (first < 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	/* Check the whole range first so that a failure changes nothing. */
+	for (i = (size_t)first; at < va + size; i++) {
+		struct sim_map *m;
+		if (i >= maps.n)
+			return CUDA_ERROR_INVALID_VALUE;
+		m = vec_at(&maps, i);
+		if (m->va > at)
+			return CUDA_ERROR_INVALID_VALUE;
+		at = m->va + m->size;
+	}
+	for (i = (size_t)first, at = va; at < va + size; i++) {
+		struct sim_map *m = vec_at(&maps, i);
+		m->access = access;
+		at = m->va + m->size;
+	}
+	if (!sim_cfg.model_only)
+		mprotect((void *)(uintptr_t)va, size, protection(access));
+	return CUDA_SUCCESS;
+}
+
+int sim_mem_check(uint64_t addr, uint64_t bytes, int access, int allow_host)
+{
+	int ok = 1;
+
+	if (bytes == 0)
+		return 0;
+	if (addr + bytes < addr)
+		return -1;
+	pthread_mutex_lock(&sim_mem_lock);
+	if (sim_is_device_addr(addr)) {
+		uint64_t at = addr;
+		ssize_t i = vec_find(&maps, addr);
+		while (ok && at < addr + bytes) {
+			struct sim_map *m;
+			if (i < 0 || (size_t)i >= maps.n) {
+				ok = 0;
+				break;
+			}
+			m = vec_at(&maps, (size_t)i);
+			if (m->va > at || (m->access & access) != access)
+				ok = 0;
+			at = m->va + m->size;
+			i++;
+		}
+	} else if (allow_host) {
+		ssize_t i = vec_find(&pins, addr);
+		ok = i >= 0;
+		if (ok) {
+			struct pinned *p = vec_at(&pins, (size_t)i);
+			ok = addr + bytes <= p->addr + p->size;
+		}
+	} else {
+		ok = 0;
+	}
+	pthread_mutex_unlock(&sim_mem_lock);
+	return ok ? 0 : -1;
+}
+
+/* ---- cuMemAlloc and friends ---- */
+
+/* Callers hold sim_mem_lock. */
+CUresult sim_alloc_new(uint64_t size, uint64_t *out)
+{
+	struct alloc a;
+	struct resv rv;
+	uint64_t vsize = (size + 4095) & ~4095ull;
+	uint64_t align = vsize >= SIM_GRANULARITY ? SIM_GRANULARITY : 4096;
+	CUresult r;
+
+	if (size == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	r = sim_phys_create(vsize, 0, &a.phys);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (sim_va_alloc(vsize, align, 0, &a.va) != 0) {
+		sim_phys_put(a.phys);
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	a.size = size;
+	a.vsize = vsize;
+	r = sim_map_insert(a.va, vsize, a.phys, 0);
+	if (r == CUDA_SUCCESS)
+		r = sim_map_set_access(a.va, vsize, 3);
+	rv = (struct resv){.va = a.va, .size = vsize, .internal = 1};
+	if (r != CUDA_SUCCESS || vec_insert(&allocs, &a) != 0 || vec_insert(&resvs, &rv) != 0) {
+		/* Only the map insert or a table insert can fail here; undo what was done. */
+		if (sim_map_find(a.va) != NULL)
+			sim_map_remove(a.va, vsize);
+		else
+			sim_phys_put(a.phys);
+		sim_va_free(a.va, vsize);
+		return r != CUDA_SUCCESS ? r : CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	*out = a.va;
+	return CUDA_SUCCESS;
+}
+
+CUresult sim_alloc_free(uint64_t dptr)
+{
+	ssize_t i = vec_find(&allocs, dptr);
+	struct alloc a;
+
+	if (i < 0 || ((struct alloc *)vec_at(&allocs, (size_t)i))->va != dptr)
+		return CUDA_ERROR_INVALID_VALUE;
+	a = *(struct alloc *)vec_at(&allocs, (size_t)i);
+	vec_remove(&allocs, (size_t)i);
+	i = vec_find(&resvs, a.va);
+	if (i >= 0)
+		vec_remove(&resvs, (size_t)i);
+	sim_map_remove(a.va, a.vsize);
+	sim_va_free(a.va, a.vsize);
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytes)
+{
+	CUresult r = sim_enter_ctx(NULL);
+	uint64_t va;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (dptr == NULL || bytes == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&sim_mem_lock);
+	r = sim_alloc_new(bytes, &va);
+	pthread_mutex_unlock(&sim_mem_lock);
+	if (r == CUDA_SUCCESS)
+		*dptr = va;
+	return r;
+}
+
+SIM_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height,
+				       unsigned int elem)
+{
+	size_t p;
+
+	if (dptr == NULL || pitch == NULL || width == 0 || height == 0 || (elem != 4 && elem != 8 && elem != 16))
+		return CUDA_ERROR_INVALID_VALUE;
+	p = (width + 511) & ~(size_t)511;
+	if (height > SIZE_MAX / p)
+		return CUDA_ERROR_INVALID_VALUE;
+	*pitch = p;
+	return cuMemAlloc_v2(dptr, p * height);
+}
+
+/* cuMemFree waits for the device first, as the real driver does, so the pages are idle when they go. */
+SIM_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
+{
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (dptr == 0)
+		return CUDA_SUCCESS;
+	sim_streams_idle(NULL);
+	pthread_mutex_lock(&sim_mem_lock);
+	r = sim_alloc_free(dptr);
+	pthread_mutex_unlock(&sim_mem_lock);
+	return r;
+}
+
+SIM_EXPORT CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
+{
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (free_bytes == NULL || total == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&sim_mem_lock);
+	*free_bytes = sim_cfg.capacity - used_bytes;
+	*total = sim_cfg.capacity;
+	pthread_mutex_unlock(&sim_mem_lock);
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemGetAddressRange_v2(CUdeviceptr *base, size_t *size, CUdeviceptr dptr)
+{
+	CUresult r = sim_enter_ctx(NULL);
+	ssize_t i;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	pthread_mutex_lock(&sim_mem_lock);
+	i = vec_find(&allocs, dptr);
+	if (i >= 0 && dptr - ((struct alloc *)vec_at(&allocs, (size_t)i))->va <
+			      ((struct alloc *)vec_at(&allocs, (size_t)i))->size) {
+		struct alloc *a = vec_at(&allocs, (size_t)i);
+		if (base != NULL)
+			*base = a->va;
+		if (size != NULL)
+			*size = a->size;
+	} else {
+		struct sim_map *m = sim_map_find(dptr);
+		if (m == NULL)
+			r = CUDA_ERROR_NOT_FOUND;
+		else {
+			if (base != NULL)
+				*base = m->va;
+			if (size != NULL)
+				*size = m->size;
+		}
+	}
+	pthread_mutex_unlock(&sim_mem_lock);
+	return r;
+}
+
+SIM_EXPORT void simcuda_mem_usage(uint64_t *used, uint64_t *peak)
+{
+	pthread_mutex_lock(&sim_mem_lock);
+	if (used != NULL)
+		*used = used_bytes;
+	if (peak != NULL)
+		*peak = peak_bytes;
+	pthread_mutex_unlock(&sim_mem_lock);
+}
+
+/* ---- reservations (used by vmm.c) ---- */
+
+SIM_HIDDEN int sim_resv_add(uint64_t va, uint64_t size)
+{
+	struct resv rv = {.va = va, .size = size, .internal = 0};
+	return vec_insert(&resvs, &rv);
+}
+
+/* Whether [va, va+size) lies inside one reservation the app made. */
+SIM_HIDDEN int sim_resv_covers(uint64_t va, uint64_t size)
+{
+	ssize_t i = vec_find(&resvs, va);
+	struct resv *rv;
+
+	if (i < 0)
+		return 0;
+	rv = vec_at(&resvs, (size_t)i);
+	return !rv->internal && va + size <= rv->va + rv->size;
+}
+
+SIM_HIDDEN CUresult sim_resv_remove(uint64_t va, uint64_t size)
+{
+	ssize_t i = vec_find(&resvs, va);
+	struct resv *rv;
+	ssize_t m;
+
+	if (i < 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	rv = vec_at(&resvs, (size_t)i);
+	if (rv->internal || rv->va != va || rv->size != size)
+		return CUDA_ERROR_INVALID_VALUE;
+	/* Nothing may still be mapped inside it. */
+	m = (ssize_t)vec_upper(&maps, va + size - 1) - 1;
+	if (m >= 0) {
+		struct sim_map *last = vec_at(&maps, (size_t)m);
+		if (last->va + last->size > va)
+			return CUDA_ERROR_INVALID_VALUE;
+	}
+	vec_remove(&resvs, (size_t)i);
+	sim_va_free(va, size);
+	return CUDA_SUCCESS;
+}
+
+/* ---- pinned host memory ---- */
+
+static CUresult pin(uint64_t addr, uint64_t size, unsigned flags, int owned)
+{
+	struct pinned p = {.addr = addr, .size = size, .flags = flags, .owned = owned};
+	size_t i = vec_upper(&pins, addr);
+
+	if (i > 0) {
+		struct pinned *prev = vec_at(&pins, i - 1);
+		if (prev->addr + prev->size > addr)
+			return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+	}
+	if (i < pins.n && ((struct pinned *)vec_at(&pins, i))->addr < addr + size)
+		return CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED;
+	return vec_insert(&pins, &p) == 0 ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+SIM_EXPORT CUresult cuMemHostAlloc(void **pp, size_t bytes, unsigned int flags)
+{
+	CUresult r = sim_enter_ctx(NULL);
+	void *p;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (pp == NULL || bytes == 0 ||
+	    (flags & ~(unsigned)(CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP | CU_MEMHOSTALLOC_WRITECOMBINED)))
+		return CUDA_ERROR_INVALID_VALUE;
+	p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	pthread_mutex_lock(&sim_mem_lock);
+	r = pin((uint64_t)(uintptr_t)p, bytes, flags, 1);
+	pthread_mutex_unlock(&sim_mem_lock);
+	if (r != CUDA_SUCCESS) {
+		munmap(p, bytes);
+		return r;
+	}
+	*pp = p;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemAllocHost_v2(void **pp, size_t bytes)
+{
+	return cuMemHostAlloc(pp, bytes, 0);
+}
+
+static CUresult unpin(void *p, int owned)
+{
+	CUresult r = sim_enter_ctx(NULL);
+	ssize_t i;
+	struct pinned pn;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	pthread_mutex_lock(&sim_mem_lock);
+	i = vec_find(&pins, (uint64_t)(uintptr_t)p);
+	if (i < 0 || ((struct pinned *)vec_at(&pins, (size_t)i))->addr != (uint64_t)(uintptr_t)p ||
+	    ((struct pinned *)vec_at(&pins, (size_t)i))->owned != owned) {
+		pthread_mutex_unlock(&sim_mem_lock);
+		return owned ? CUDA_ERROR_INVALID_VALUE : CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+	}
+	pn = *(struct pinned *)vec_at(&pins, (size_t)i);
+	vec_remove(&pins, (size_t)i);
+	pthread_mutex_unlock(&sim_mem_lock);
+	if (owned) {
+		/* Freeing pinned memory waits for the device, as the real driver does. */
+		sim_streams_idle(NULL);
+		munmap(p, pn.size);
+	}
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemFreeHost(void *p)
+{
+	return unpin(p, 1);
+}
+
+SIM_EXPORT CUresult cuMemHostRegister_v2(void *p, size_t bytes, unsigned int flags)
+{
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (p == NULL || bytes == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (sim_is_device_addr((uint64_t)(uintptr_t)p))
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&sim_mem_lock);
+	r = pin((uint64_t)(uintptr_t)p, bytes, flags, 0);
+	pthread_mutex_unlock(&sim_mem_lock);
+	return r;
+}
+
+SIM_EXPORT CUresult cuMemHostUnregister(void *p)
+{
+	return unpin(p, 0);
+}
+
+SIM_EXPORT CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr *dptr, void *p, unsigned int flags)
+{
+	CUresult r = sim_enter_ctx(NULL);
+	ssize_t i;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (dptr == NULL || flags != 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&sim_mem_lock);
+	i = vec_find(&pins, (uint64_t)(uintptr_t)p);
+	pthread_mutex_unlock(&sim_mem_lock);
+	if (i < 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	/* Unified addressing: the host address is the device address. */
+	*dptr = (CUdeviceptr)(uintptr_t)p;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemHostGetFlags(unsigned int *flags, void *p)
+{
+	CUresult r = sim_enter_ctx(NULL);
+	ssize_t i;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (flags == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&sim_mem_lock);
+	i = vec_find(&pins, (uint64_t)(uintptr_t)p);
+	if (i >= 0)
+		*flags = ((struct pinned *)vec_at(&pins, (size_t)i))->flags;
+	pthread_mutex_unlock(&sim_mem_lock);
+	return i < 0 ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS;
+}
+
+/* ---- the default memory pool and stream-ordered allocation ---- */
+
+static struct {
+	uint32_t magic;
+} default_pool = {SIM_MAGIC_POOL};
+
+SIM_EXPORT CUresult cuDeviceGetDefaultMemPool(CUmemoryPool *pool, CUdevice dev)
+{
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (pool == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (dev != 0)
+		return CUDA_ERROR_INVALID_DEVICE;
+	*pool = (CUmemoryPool)&default_pool;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuDeviceGetMemPool(CUmemoryPool *pool, CUdevice dev)
+{
+	return cuDeviceGetDefaultMemPool(pool, dev);
+}
+
+/* The allocation is made at once, which is one valid stream-ordered schedule: its memory is usable
+ * by the stream's later work. */
+static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream hs, int per_thread)
+{
+	struct sim_stream *s;
+	CUresult r = sim_enter_ctx(NULL);
+	uint64_t va;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (dptr == NULL || bytes == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	r = sim_stream_resolve(hs, per_thread, &s);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (s->capture != NULL)
+		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	pthread_mutex_lock(&sim_mem_lock);
+	r = sim_alloc_new(bytes, &va);
+	pthread_mutex_unlock(&sim_mem_lock);
+	if (r == CUDA_SUCCESS)
+		*dptr = va;
+	return r;
+}
+
+SIM_EXPORT CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytes, CUstream hs)
+{
+	return alloc_async(dptr, bytes, hs, 0);
+}
+
+SIM_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytes, CUstream hs)
+{
+	return alloc_async(dptr, bytes, hs, 1);
+}
+
+static CUresult alloc_from_pool(CUdeviceptr *dptr, size_t bytes, CUmemoryPool pool, CUstream hs, int per_thread)
+{
+	if (pool != (CUmemoryPool)&default_pool)
+		return CUDA_ERROR_INVALID_VALUE;
+	return alloc_async(dptr, bytes, hs, per_thread);
+}
+
+SIM_EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytes, CUmemoryPool pool, CUstream hs)
+{
+	return alloc_from_pool(dptr, bytes, pool, hs, 0);
+}
+
+SIM_EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytes, CUmemoryPool pool, CUstream hs)
+{
+	return alloc_from_pool(dptr, bytes, pool, hs, 1);
+}
+
+/* The free happens when the stream reaches it, after all the work queued before it. */
+static CUresult free_async(CUdeviceptr dptr, CUstream hs, int per_thread)
+{
+	struct sim_stream *s;
+	struct sim_op *op;
+	CUresult r = sim_enter_ctx(NULL);
+	ssize_t i;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	r = sim_stream_resolve(hs, per_thread, &s);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (s->capture != NULL)
+		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	pthread_mutex_lock(&sim_mem_lock);
+	i = vec_find(&allocs, dptr);
+	if (i < 0 || ((struct alloc *)vec_at(&allocs, (size_t)i))->va != dptr)
+		r = CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_unlock(&sim_mem_lock);
+	if (r != CUDA_SUCCESS)
+		return r;
+	op = sim_op_new(SIM_OP_FREE);
+	if (op == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	op->u.f.dptr = dptr;
+	sim_stream_submit(s, op, SIM_ENGINE_COMPUTE, 0);
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hs)
+{
+	return free_async(dptr, hs, 0);
+}
+
+SIM_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hs)
+{
+	return free_async(dptr, hs, 1);
+}

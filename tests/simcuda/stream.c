@@ -1,0 +1,792 @@
+/* Streams, events and the virtual clock.
+ *
+ * Each stream runs its operations in order on a worker thread of its own, so work on different
+ * streams really runs concurrently and a missing event shows up as wrong data. The virtual clock is
+ * computed when an operation is enqueued, in API call order, so it is the same on every run: an
+ * operation starts when its stream's previous one ends, when the host has submitted it, when its
+ * engine (compute, H2D copy, D2H copy) is free, and when what it waits for has ended; each engine
+ * serves operations in the order they were issued. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tests/simcuda/internal.h"
+
+pthread_mutex_t sim_sched_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_cond_t sim_sched_cond = PTHREAD_COND_INITIALIZER;
+
+/* Guarded by sim_sched_lock. */
+static struct sim_stream *all_streams;
+static uint64_t host_vnow;
+static uint64_t engine_free[SIM_NENGINES];
+
+struct sim_event {
+	uint32_t magic;
+	unsigned flags;
+	/* Guarded by sim_sched_lock: the last record. */
+	int recorded;
+	struct sim_stream *stream;
+	uint64_t seq;
+	uint64_t vtime;
+};
+
+/* Each thread's per-thread default streams, one per context it used. */
+#define PTDS_MAX 8
+static __thread struct {
+	struct sim_ctx *ctx;
+	struct sim_stream *stream;
+} ptds[PTDS_MAX];
+
+/* ---- cost model ---- */
+
+static uint64_t ns_for(double amount, double rate)
+{
+	return rate > 0 ? (uint64_t)(amount / rate * 1e9 + 0.5) : 0;
+}
+
+enum sim_engine_id sim_copy_engine(enum sim_copy_dir dir)
+{
+	switch (dir) {
+	case SIM_COPY_H2D:
+	case SIM_COPY_H2H:
+		return SIM_ENGINE_H2D;
+	case SIM_COPY_D2H:
+		return SIM_ENGINE_D2H;
+	default:
+		return SIM_ENGINE_COMPUTE;
+	}
+}
+
+uint64_t sim_cost_copy_ns(enum sim_copy_dir dir, uint64_t bytes)
+{
+	switch (dir) {
+	case SIM_COPY_H2D:
+	case SIM_COPY_H2H:
+		return ns_for((double)bytes, sim_cfg.h2d_bps);
+	case SIM_COPY_D2H:
+		return ns_for((double)bytes, sim_cfg.d2h_bps);
+	default:
+		/* A device-to-device copy reads and writes every byte. */
+		return ns_for(2.0 * (double)bytes, sim_cfg.dram_bps);
+	}
+}
+
+uint64_t sim_cost_kernel_ns(double flops, double bytes)
+{
+	return SIM_MAX(ns_for(flops, sim_cfg.flops), ns_for(bytes, sim_cfg.dram_bps));
+}
+
+/* ---- workers ---- */
+
+static int copy_body(void *arg)
+{
+	struct sim_op *op = arg;
+	memmove((void *)(uintptr_t)op->u.c.dst, (const void *)(uintptr_t)op->u.c.src, op->u.c.bytes);
+	return 0;
+}
+
+static int memset_body(void *arg)
+{
+	struct sim_op *op = arg;
+	uint64_t n = op->u.m.n;
+
+	if (op->u.m.elem == 1) {
+		memset((void *)(uintptr_t)op->u.m.dst, (int)(op->u.m.value & 0xff), n);
+	} else if (op->u.m.elem == 2) {
+		uint16_t *p = (uint16_t *)(uintptr_t)op->u.m.dst;
+		for (uint64_t i = 0; i < n; i++)
+			p[i] = (uint16_t)op->u.m.value;
+	} else {
+		uint32_t *p = (uint32_t *)(uintptr_t)op->u.m.dst;
+		for (uint64_t i = 0; i < n; i++)
+			p[i] = op->u.m.value;
+	}
+	return 0;
+}
+
+static CUresult exec_copy(struct sim_op *op)
+{
+	int dst_dev = op->u.c.dir == SIM_COPY_H2D || op->u.c.dir == SIM_COPY_D2D;
+	int src_dev = op->u.c.dir == SIM_COPY_D2H || op->u.c.dir == SIM_COPY_D2D;
+
+	/* Pinned host memory is a valid device address too (unified addressing). */
+	if (dst_dev && sim_mem_check(op->u.c.dst, op->u.c.bytes, 3, 1) != 0)
+		return CUDA_ERROR_ILLEGAL_ADDRESS;
+	if (src_dev && sim_mem_check(op->u.c.src, op->u.c.bytes, 1, 1) != 0)
+		return CUDA_ERROR_ILLEGAL_ADDRESS;
+	if (sim_cfg.model_only)
+		return CUDA_SUCCESS;
+	return sim_guarded(copy_body, op) == 0 ? CUDA_SUCCESS : CUDA_ERROR_ILLEGAL_ADDRESS;
+}
+
+static CUresult exec_memset(struct sim_op *op)
+{
+	if (sim_mem_check(op->u.m.dst, op->u.m.n * op->u.m.elem, 3, 1) != 0)
+		return CUDA_ERROR_ILLEGAL_ADDRESS;
+	if (sim_cfg.model_only)
+		return CUDA_SUCCESS;
+	return sim_guarded(memset_body, op) == 0 ? CUDA_SUCCESS : CUDA_ERROR_ILLEGAL_ADDRESS;
+}
+
+static CUresult exec_op(struct sim_stream *s, struct sim_op *op)
+{
+	CUresult r = CUDA_SUCCESS;
+
+	/* A context with a sticky error runs nothing more, as a faulted GPU context does. */
+	if (__atomic_load_n(&s->ctx->sticky, __ATOMIC_ACQUIRE) != CUDA_SUCCESS)
+		return CUDA_SUCCESS;
+	if (op->engine < SIM_NENGINES && sim_cfg.delay_us[op->engine] > 0) {
+		struct timespec ts = {
+			.tv_sec = (time_t)(sim_cfg.delay_us[op->engine] / 1000000),
+			.tv_nsec = (long)(sim_cfg.delay_us[op->engine] % 1000000) * 1000,
+		};
+		nanosleep(&ts, NULL);
+	}
+	switch (op->kind) {
+	case SIM_OP_KERNEL:
+		r = sim_kernel_exec(op);
+		break;
+	case SIM_OP_COPY:
+		r = exec_copy(op);
+		break;
+	case SIM_OP_MEMSET:
+		r = exec_memset(op);
+		break;
+	case SIM_OP_HOSTFN:
+		op->u.h.fn(op->u.h.data);
+		break;
+	case SIM_OP_FREE:
+		pthread_mutex_lock(&sim_mem_lock);
+		sim_alloc_free(op->u.f.dptr);
+		pthread_mutex_unlock(&sim_mem_lock);
+		break;
+	case SIM_OP_NOP:
+		break;
+	}
+	return r;
+}
+
+static int deps_done(const struct sim_op *op)
+{
+	for (int i = 0; i < op->ndeps; i++)
+		if (op->deps[i].stream->done_seq < op->deps[i].seq)
+			return 0;
+	return 1;
+}
+
+static void *worker(void *arg)
+{
+	struct sim_stream *s = arg;
+
+	pthread_mutex_lock(&sim_sched_lock);
+	for (;;) {
+		struct sim_op *op;
+		CUresult r;
+
+		while (s->head == NULL && !s->dying)
+			pthread_cond_wait(&sim_sched_cond, &sim_sched_lock);
+		if (s->head == NULL)
+			break;
+		op = s->head;
+		while (!deps_done(op))
+			pthread_cond_wait(&sim_sched_cond, &sim_sched_lock);
+		pthread_mutex_unlock(&sim_sched_lock);
+		r = exec_op(s, op);
+		if (r != CUDA_SUCCESS)
+			sim_ctx_fault(s->ctx, r);
+		pthread_mutex_lock(&sim_sched_lock);
+		s->head = op->next;
+		if (s->head == NULL)
+			s->tail = NULL;
+		s->done_seq = op->seq;
+		pthread_cond_broadcast(&sim_sched_cond);
+		free(op->deps);
+		free(op);
+	}
+	pthread_mutex_unlock(&sim_sched_lock);
+	return NULL;
+}
+
+/* ---- submission ---- */
+
+struct sim_op *sim_op_new(enum sim_op_kind kind)
+{
+	struct sim_op *op = calloc(1, sizeof(*op));
+	if (op != NULL)
+		op->kind = kind;
+	return op;
+}
+
+static int add_dep(struct sim_op *op, struct sim_stream *t, uint64_t seq)
+{
+	struct sim_dep *d = realloc(op->deps, (size_t)(op->ndeps + 1) * sizeof(*d));
+	if (d == NULL)
+		return -1;
+	op->deps = d;
+	op->deps[op->ndeps++] = (struct sim_dep){t, seq};
+	return 0;
+}
+
+static int pending(const struct sim_stream *t)
+{
+	return t->enq_seq > t->done_seq;
+}
+
+void sim_stream_submit(struct sim_stream *s, struct sim_op *op, enum sim_engine_id engine, uint64_t cost_ns)
+{
+	uint64_t start;
+
+	pthread_mutex_lock(&sim_sched_lock);
+	start = SIM_MAX(s->vtime, op->vready);
+	/* The NULL stream waits for all blocking streams of its context, and they wait for it. */
+	if (s->legacy) {
+		for (struct sim_stream *t = all_streams; t != NULL; t = t->next_all) {
+			if (t == s || t->ctx != s->ctx || (t->flags & CU_STREAM_NON_BLOCKING))
+				continue;
+			start = SIM_MAX(start, t->vtime);
+			if (pending(t))
+				add_dep(op, t, t->enq_seq);
+		}
+	} else if (!(s->flags & CU_STREAM_NON_BLOCKING) && s->ctx->legacy != NULL) {
+		struct sim_stream *l = s->ctx->legacy;
+		start = SIM_MAX(start, l->vtime);
+		if (pending(l))
+			add_dep(op, l, l->enq_seq);
+	}
+	op->engine = engine;
+	if (engine < SIM_NENGINES) {
+		host_vnow += sim_cfg.launch_ns;
+		start = SIM_MAX(start, host_vnow);
+		start = SIM_MAX(start, engine_free[engine]);
+		engine_free[engine] = start + cost_ns;
+	}
+	s->vtime = start + cost_ns;
+	op->seq = ++s->enq_seq;
+	op->next = NULL;
+	if (s->tail != NULL)
+		s->tail->next = op;
+	else
+		s->head = op;
+	s->tail = op;
+	pthread_cond_broadcast(&sim_sched_cond);
+	pthread_mutex_unlock(&sim_sched_lock);
+}
+
+/* Waits, with sim_sched_lock held, until t has completed seq; then the host clock catches up. */
+static void wait_locked(struct sim_stream *t, uint64_t seq, uint64_t vtime)
+{
+	while (t->done_seq < seq)
+		pthread_cond_wait(&sim_sched_cond, &sim_sched_lock);
+	host_vnow = SIM_MAX(host_vnow, vtime);
+}
+
+void sim_stream_wait_all(struct sim_stream *s)
+{
+	pthread_mutex_lock(&sim_sched_lock);
+	wait_locked(s, s->enq_seq, s->vtime);
+	pthread_mutex_unlock(&sim_sched_lock);
+}
+
+void sim_streams_idle(struct sim_ctx *ctx)
+{
+	pthread_mutex_lock(&sim_sched_lock);
+	for (struct sim_stream *t = all_streams; t != NULL; t = t->next_all)
+		if (ctx == NULL || t->ctx == ctx)
+			wait_locked(t, t->enq_seq, t->vtime);
+	pthread_mutex_unlock(&sim_sched_lock);
+}
+
+/* ---- stream objects ---- */
+
+/* Creates a stream and starts its worker. Called with sim_sched_lock held. */
+static struct sim_stream *stream_new(struct sim_ctx *ctx, unsigned flags, int priority)
+{
+	struct sim_stream *s = calloc(1, sizeof(*s));
+	pthread_attr_t attr;
+
+	if (s == NULL)
+		return NULL;
+	s->magic = SIM_MAGIC_STREAM;
+	s->ctx = ctx;
+	s->flags = flags;
+	s->priority = priority;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&s->thread, &attr, worker, s) != 0) {
+		pthread_attr_destroy(&attr);
+		free(s);
+		return NULL;
+	}
+	pthread_attr_destroy(&attr);
+	/* Streams are never freed: events and dependencies may name them after destruction. */
+	s->next_all = all_streams;
+	all_streams = s;
+	return s;
+}
+
+static struct sim_stream *legacy_of(struct sim_ctx *ctx)
+{
+	struct sim_stream *s;
+
+	pthread_mutex_lock(&sim_sched_lock);
+	if (ctx->legacy == NULL) {
+		ctx->legacy = stream_new(ctx, 0, 0);
+		if (ctx->legacy != NULL)
+			ctx->legacy->legacy = 1;
+	}
+	s = ctx->legacy;
+	pthread_mutex_unlock(&sim_sched_lock);
+	return s;
+}
+
+static struct sim_stream *per_thread_of(struct sim_ctx *ctx)
+{
+	int i;
+
+	for (i = 0; i < PTDS_MAX && ptds[i].ctx != NULL; i++)
+		if (ptds[i].ctx == ctx)
+			return ptds[i].stream;
+	if (i == PTDS_MAX)
+		return NULL;
+	pthread_mutex_lock(&sim_sched_lock);
+	ptds[i].stream = stream_new(ctx, 0, 0);
+	pthread_mutex_unlock(&sim_sched_lock);
+	if (ptds[i].stream == NULL)
+		return NULL;
+	ptds[i].stream->per_thread = 1;
+	ptds[i].ctx = ctx;
+	return ptds[i].stream;
+}
+
+CUresult sim_stream_resolve(CUstream h, int per_thread, struct sim_stream **out)
+{
+	struct sim_ctx *ctx = sim_ctx_current();
+	struct sim_stream *s;
+
+	if (h == NULL)
+		h = per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
+	if (h == CU_STREAM_LEGACY || h == CU_STREAM_PER_THREAD) {
+		if (ctx == NULL)
+			return CUDA_ERROR_INVALID_CONTEXT;
+		s = h == CU_STREAM_LEGACY ? legacy_of(ctx) : per_thread_of(ctx);
+		if (s == NULL)
+			return CUDA_ERROR_OUT_OF_MEMORY;
+		*out = s;
+		return CUDA_SUCCESS;
+	}
+	s = (struct sim_stream *)h;
+	if (s->magic != SIM_MAGIC_STREAM)
+		return CUDA_ERROR_INVALID_HANDLE;
+	*out = s;
+	return sim_ctx_check(s->ctx);
+}
+
+SIM_EXPORT CUresult cuStreamCreateWithPriority(CUstream *ph, unsigned int flags, int priority)
+{
+	struct sim_ctx *ctx;
+	struct sim_stream *s;
+	CUresult r = sim_enter_ctx(&ctx);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (ph == NULL || (flags & ~(unsigned)CU_STREAM_NON_BLOCKING))
+		return CUDA_ERROR_INVALID_VALUE;
+	/* Priorities outside [-5, 0] are clamped, as the driver documents. */
+	priority = SIM_MAX(-5, SIM_MIN(0, priority));
+	pthread_mutex_lock(&sim_sched_lock);
+	s = stream_new(ctx, flags, priority);
+	pthread_mutex_unlock(&sim_sched_lock);
+	if (s == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	*ph = (CUstream)s;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuStreamCreate(CUstream *ph, unsigned int flags)
+{
+	return cuStreamCreateWithPriority(ph, flags, 0);
+}
+
+static CUresult stream_get_flags(CUstream h, unsigned int *flags, int per_thread)
+{
+	struct sim_stream *s;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r == CUDA_SUCCESS)
+		r = sim_stream_resolve(h, per_thread, &s);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (flags == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	*flags = s->flags;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuStreamGetFlags(CUstream h, unsigned int *flags)
+{
+	return stream_get_flags(h, flags, 0);
+}
+
+SIM_EXPORT CUresult cuStreamGetFlags_ptsz(CUstream h, unsigned int *flags)
+{
+	return stream_get_flags(h, flags, 1);
+}
+
+static CUresult stream_get_priority(CUstream h, int *priority, int per_thread)
+{
+	struct sim_stream *s;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r == CUDA_SUCCESS)
+		r = sim_stream_resolve(h, per_thread, &s);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (priority == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	*priority = s->priority;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuStreamGetPriority(CUstream h, int *priority)
+{
+	return stream_get_priority(h, priority, 0);
+}
+
+SIM_EXPORT CUresult cuStreamGetPriority_ptsz(CUstream h, int *priority)
+{
+	return stream_get_priority(h, priority, 1);
+}
+
+SIM_EXPORT CUresult cuStreamDestroy_v2(CUstream h)
+{
+	struct sim_stream *s = (struct sim_stream *)h;
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (h == NULL || h == CU_STREAM_LEGACY || h == CU_STREAM_PER_THREAD || s->magic != SIM_MAGIC_STREAM ||
+	    s->legacy || s->per_thread)
+		return CUDA_ERROR_INVALID_HANDLE;
+	/* Work already queued still runs; the worker leaves once the queue is empty. */
+	pthread_mutex_lock(&sim_sched_lock);
+	s->magic = SIM_MAGIC_DEAD;
+	s->dying = 1;
+	pthread_cond_broadcast(&sim_sched_cond);
+	pthread_mutex_unlock(&sim_sched_lock);
+	return CUDA_SUCCESS;
+}
+
+static CUresult stream_sync(CUstream h, int per_thread)
+{
+	struct sim_stream *s;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r == CUDA_SUCCESS)
+		r = sim_stream_resolve(h, per_thread, &s);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (s->capture != NULL)
+		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	sim_stream_wait_all(s);
+	return sim_ctx_check(s->ctx);
+}
+
+SIM_EXPORT CUresult cuStreamSynchronize(CUstream h)
+{
+	return stream_sync(h, 0);
+}
+
+SIM_EXPORT CUresult cuStreamSynchronize_ptsz(CUstream h)
+{
+	return stream_sync(h, 1);
+}
+
+static CUresult stream_query(CUstream h, int per_thread)
+{
+	struct sim_stream *s;
+	CUresult r = sim_enter_ctx(NULL);
+	int busy;
+
+	if (r == CUDA_SUCCESS)
+		r = sim_stream_resolve(h, per_thread, &s);
+	if (r != CUDA_SUCCESS)
+		return r;
+	pthread_mutex_lock(&sim_sched_lock);
+	busy = pending(s);
+	if (!busy)
+		host_vnow = SIM_MAX(host_vnow, s->vtime);
+	pthread_mutex_unlock(&sim_sched_lock);
+	r = sim_ctx_check(s->ctx);
+	if (r != CUDA_SUCCESS)
+		return r;
+	return busy ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuStreamQuery(CUstream h)
+{
+	return stream_query(h, 0);
+}
+
+SIM_EXPORT CUresult cuStreamQuery_ptsz(CUstream h)
+{
+	return stream_query(h, 1);
+}
+
+static CUresult stream_wait_event(CUstream h, CUevent he, unsigned int flags, int per_thread)
+{
+	struct sim_stream *s;
+	struct sim_event *e = (struct sim_event *)he;
+	struct sim_op *op;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r == CUDA_SUCCESS)
+		r = sim_stream_resolve(h, per_thread, &s);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (e == NULL || e->magic != SIM_MAGIC_EVENT)
+		return CUDA_ERROR_INVALID_HANDLE;
+	if (flags & ~(unsigned)CU_EVENT_WAIT_EXTERNAL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (s->capture != NULL)
+		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	op = sim_op_new(SIM_OP_NOP);
+	if (op == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	pthread_mutex_lock(&sim_sched_lock);
+	/* An event never recorded has nothing to wait for. */
+	if (e->recorded) {
+		op->vready = e->vtime;
+		if (e->stream != s && e->stream->done_seq < e->seq && add_dep(op, e->stream, e->seq) != 0)
+			r = CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	pthread_mutex_unlock(&sim_sched_lock);
+	if (r != CUDA_SUCCESS) {
+		free(op);
+		return r;
+	}
+	sim_stream_submit(s, op, SIM_NENGINES, 0);
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuStreamWaitEvent(CUstream h, CUevent e, unsigned int flags)
+{
+	return stream_wait_event(h, e, flags, 0);
+}
+
+SIM_EXPORT CUresult cuStreamWaitEvent_ptsz(CUstream h, CUevent e, unsigned int flags)
+{
+	return stream_wait_event(h, e, flags, 1);
+}
+
+static CUresult launch_host_func(CUstream h, CUhostFn fn, void *data, int per_thread)
+{
+	struct sim_stream *s;
+	struct sim_op *op;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r == CUDA_SUCCESS)
+		r = sim_stream_resolve(h, per_thread, &s);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (fn == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (s->capture != NULL)
+		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	op = sim_op_new(SIM_OP_HOSTFN);
+	if (op == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	op->u.h.fn = fn;
+	op->u.h.data = data;
+	sim_stream_submit(s, op, SIM_NENGINES, 0);
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuLaunchHostFunc(CUstream h, CUhostFn fn, void *data)
+{
+	return launch_host_func(h, fn, data, 0);
+}
+
+SIM_EXPORT CUresult cuLaunchHostFunc_ptsz(CUstream h, CUhostFn fn, void *data)
+{
+	return launch_host_func(h, fn, data, 1);
+}
+
+/* ---- events ---- */
+
+SIM_EXPORT CUresult cuEventCreate(CUevent *ph, unsigned int flags)
+{
+	struct sim_event *e;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (ph == NULL || (flags & ~(unsigned)(CU_EVENT_BLOCKING_SYNC | CU_EVENT_DISABLE_TIMING | CU_EVENT_INTERPROCESS)))
+		return CUDA_ERROR_INVALID_VALUE;
+	e = calloc(1, sizeof(*e));
+	if (e == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	e->magic = SIM_MAGIC_EVENT;
+	e->flags = flags;
+	*ph = (CUevent)e;
+	return CUDA_SUCCESS;
+}
+
+static CUresult event_record(CUevent he, CUstream h, unsigned int flags, int per_thread)
+{
+	struct sim_event *e = (struct sim_event *)he;
+	struct sim_stream *s;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r == CUDA_SUCCESS)
+		r = sim_stream_resolve(h, per_thread, &s);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (e == NULL || e->magic != SIM_MAGIC_EVENT)
+		return CUDA_ERROR_INVALID_HANDLE;
+	if (flags & ~(unsigned)CU_EVENT_RECORD_EXTERNAL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (s->capture != NULL)
+		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	pthread_mutex_lock(&sim_sched_lock);
+	/* An idle stream records "now" on the host's clock, not the end of its last work. */
+	s->vtime = SIM_MAX(s->vtime, host_vnow);
+	e->recorded = 1;
+	e->stream = s;
+	e->seq = s->enq_seq;
+	e->vtime = s->vtime;
+	pthread_mutex_unlock(&sim_sched_lock);
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuEventRecord(CUevent e, CUstream h)
+{
+	return event_record(e, h, 0, 0);
+}
+
+SIM_EXPORT CUresult cuEventRecord_ptsz(CUevent e, CUstream h)
+{
+	return event_record(e, h, 0, 1);
+}
+
+SIM_EXPORT CUresult cuEventRecordWithFlags(CUevent e, CUstream h, unsigned int flags)
+{
+	return event_record(e, h, flags, 0);
+}
+
+SIM_EXPORT CUresult cuEventRecordWithFlags_ptsz(CUevent e, CUstream h, unsigned int flags)
+{
+	return event_record(e, h, flags, 1);
+}
+
+static int event_done_locked(const struct sim_event *e)
+{
+	return !e->recorded || e->stream->done_seq >= e->seq;
+}
+
+SIM_EXPORT CUresult cuEventQuery(CUevent he)
+{
+	struct sim_event *e = (struct sim_event *)he;
+	CUresult r = sim_enter_ctx(NULL);
+	int done;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (e == NULL || e->magic != SIM_MAGIC_EVENT)
+		return CUDA_ERROR_INVALID_HANDLE;
+	pthread_mutex_lock(&sim_sched_lock);
+	done = event_done_locked(e);
+	if (done && e->recorded)
+		host_vnow = SIM_MAX(host_vnow, e->vtime);
+	pthread_mutex_unlock(&sim_sched_lock);
+	return done ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
+}
+
+SIM_EXPORT CUresult cuEventSynchronize(CUevent he)
+{
+	struct sim_event *e = (struct sim_event *)he;
+	struct sim_ctx *ctx;
+	CUresult r = sim_enter_ctx(&ctx);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (e == NULL || e->magic != SIM_MAGIC_EVENT)
+		return CUDA_ERROR_INVALID_HANDLE;
+	pthread_mutex_lock(&sim_sched_lock);
+	if (e->recorded)
+		wait_locked(e->stream, e->seq, e->vtime);
+	pthread_mutex_unlock(&sim_sched_lock);
+	return sim_ctx_check(ctx);
+}
+
+SIM_EXPORT CUresult cuEventElapsedTime_v2(float *ms, CUevent hstart, CUevent hend)
+{
+	struct sim_event *a = (struct sim_event *)hstart, *b = (struct sim_event *)hend;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (ms == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (a == NULL || b == NULL || a->magic != SIM_MAGIC_EVENT || b->magic != SIM_MAGIC_EVENT)
+		return CUDA_ERROR_INVALID_HANDLE;
+	if ((a->flags | b->flags) & CU_EVENT_DISABLE_TIMING)
+		return CUDA_ERROR_INVALID_HANDLE;
+	pthread_mutex_lock(&sim_sched_lock);
+	if (!a->recorded || !b->recorded)
+		r = CUDA_ERROR_INVALID_HANDLE;
+	else if (!event_done_locked(a) || !event_done_locked(b))
+		r = CUDA_ERROR_NOT_READY;
+	else
+		*ms = (float)(((double)b->vtime - (double)a->vtime) / 1e6);
+	pthread_mutex_unlock(&sim_sched_lock);
+	return r;
+}
+
+SIM_EXPORT CUresult cuEventElapsedTime(float *ms, CUevent hstart, CUevent hend)
+{
+	return cuEventElapsedTime_v2(ms, hstart, hend);
+}
+
+SIM_EXPORT CUresult cuEventDestroy_v2(CUevent he)
+{
+	struct sim_event *e = (struct sim_event *)he;
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (e == NULL || e->magic != SIM_MAGIC_EVENT)
+		return CUDA_ERROR_INVALID_HANDLE;
+	/* Streams never point at events, so the memory can go now; waits already queued copied what they
+	 * needed. */
+	pthread_mutex_lock(&sim_sched_lock);
+	e->magic = SIM_MAGIC_DEAD;
+	pthread_mutex_unlock(&sim_sched_lock);
+	free(e);
+	return CUDA_SUCCESS;
+}
+
+/* ---- the clock, for programs ---- */
+
+SIM_EXPORT uint64_t simcuda_clock_ns(void)
+{
+	uint64_t t;
+
+	pthread_mutex_lock(&sim_sched_lock);
+	t = host_vnow;
+	pthread_mutex_unlock(&sim_sched_lock);
+	return t;
+}
+
+SIM_EXPORT uint64_t simcuda_makespan_ns(void)
+{
+	uint64_t t;
+
+	pthread_mutex_lock(&sim_sched_lock);
+	t = host_vnow;
+	for (struct sim_stream *s = all_streams; s != NULL; s = s->next_all)
+		t = SIM_MAX(t, s->vtime);
+	pthread_mutex_unlock(&sim_sched_lock);
+	return t;
+}

@@ -1,0 +1,286 @@
+/* The virtual memory management API: reserve addresses, create physical allocations on the device
+ * or on the host, map them, set access, and release. */
+#include "config.h"
+
+#include <string.h>
+
+#include "tests/simcuda/internal.h"
+
+SIM_HIDDEN int sim_resv_add(uint64_t va, uint64_t size);
+SIM_HIDDEN int sim_resv_covers(uint64_t va, uint64_t size);
+SIM_HIDDEN CUresult sim_resv_remove(uint64_t va, uint64_t size);
+
+static int host_location(CUmemLocationType t)
+{
+	return t == CU_MEM_LOCATION_TYPE_HOST || t == CU_MEM_LOCATION_TYPE_HOST_NUMA ||
+	       t == CU_MEM_LOCATION_TYPE_HOST_NUMA_CURRENT;
+}
+
+/* Checks allocation properties; returns whether the location is on the host through *host. */
+static CUresult check_prop(const CUmemAllocationProp *prop, int *host)
+{
+	if (prop == NULL || prop->type != CU_MEM_ALLOCATION_TYPE_PINNED)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (prop->location.type == CU_MEM_LOCATION_TYPE_DEVICE) {
+		if (prop->location.id != 0)
+			return CUDA_ERROR_INVALID_DEVICE;
+		*host = 0;
+		return CUDA_SUCCESS;
+	}
+	if (host_location(prop->location.type)) {
+		if (!sim_cfg.host_vmm)
+			return CUDA_ERROR_NOT_SUPPORTED;
+		*host = 1;
+		return CUDA_SUCCESS;
+	}
+	return CUDA_ERROR_INVALID_VALUE;
+}
+
+SIM_EXPORT CUresult cuMemGetAllocationGranularity(size_t *granularity, const CUmemAllocationProp *prop,
+						  CUmemAllocationGranularity_flags option)
+{
+	CUresult r = sim_enter();
+	int host;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (granularity == NULL ||
+	    (option != CU_MEM_ALLOC_GRANULARITY_MINIMUM && option != CU_MEM_ALLOC_GRANULARITY_RECOMMENDED))
+		return CUDA_ERROR_INVALID_VALUE;
+	r = check_prop(prop, &host);
+	if (r != CUDA_SUCCESS)
+		return r;
+	*granularity = SIM_GRANULARITY;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t alignment, CUdeviceptr addr,
+					unsigned long long flags)
+{
+	CUresult r = sim_enter();
+	uint64_t va;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (ptr == NULL || size == 0 || size % SIM_GRANULARITY != 0 || flags != 0 ||
+	    (alignment != 0 && (alignment & (alignment - 1)) != 0))
+		return CUDA_ERROR_INVALID_VALUE;
+	if (alignment < SIM_GRANULARITY)
+		alignment = SIM_GRANULARITY;
+	pthread_mutex_lock(&sim_mem_lock);
+	if (sim_va_alloc(size, alignment, addr, &va) != 0) {
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+	} else if (sim_resv_add(va, size) != 0) {
+		sim_va_free(va, size);
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	pthread_mutex_unlock(&sim_mem_lock);
+	if (r == CUDA_SUCCESS)
+		*ptr = va;
+	return r;
+}
+
+SIM_EXPORT CUresult cuMemAddressFree(CUdeviceptr ptr, size_t size)
+{
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	pthread_mutex_lock(&sim_mem_lock);
+	r = sim_resv_remove(ptr, size);
+	pthread_mutex_unlock(&sim_mem_lock);
+	return r;
+}
+
+SIM_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CUmemAllocationProp *prop,
+				unsigned long long flags)
+{
+	CUresult r = sim_enter();
+	struct sim_phys *p;
+	int host;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (handle == NULL || size == 0 || size % SIM_GRANULARITY != 0 || flags != 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	r = check_prop(prop, &host);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (sim_inject_create_failure())
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	pthread_mutex_lock(&sim_mem_lock);
+	r = sim_phys_create(size, host, &p);
+	if (r == CUDA_SUCCESS) {
+		p->handle_refs = 1;
+		p->from_create = 1;
+	}
+	pthread_mutex_unlock(&sim_mem_lock);
+	if (r == CUDA_SUCCESS)
+		*handle = (CUmemGenericAllocationHandle)(uintptr_t)p;
+	return r;
+}
+
+static struct sim_phys *phys_of(CUmemGenericAllocationHandle h)
+{
+	struct sim_phys *p = (struct sim_phys *)(uintptr_t)h;
+	return p != NULL && p->magic == SIM_MAGIC_PHYS && p->handle_refs > 0 ? p : NULL;
+}
+
+SIM_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle h)
+{
+	CUresult r = sim_enter();
+	struct sim_phys *p;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	pthread_mutex_lock(&sim_mem_lock);
+	p = phys_of(h);
+	if (p == NULL) {
+		r = CUDA_ERROR_INVALID_VALUE;
+	} else {
+		p->handle_refs--;
+		sim_phys_put(p);
+	}
+	pthread_mutex_unlock(&sim_mem_lock);
+	return r;
+}
+
+SIM_EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle h,
+			     unsigned long long flags)
+{
+	CUresult r = sim_enter();
+	struct sim_phys *p;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (size == 0 || flags != 0 || ptr % SIM_GRANULARITY != 0 || size % SIM_GRANULARITY != 0 ||
+	    offset % SIM_GRANULARITY != 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&sim_mem_lock);
+	p = phys_of(h);
+	if (p == NULL || offset > p->size || size > p->size - offset)
+		r = CUDA_ERROR_INVALID_VALUE;
+	else if (!sim_resv_covers(ptr, size))
+		r = CUDA_ERROR_INVALID_VALUE;
+	else
+		r = sim_map_insert(ptr, size, p, offset);
+	pthread_mutex_unlock(&sim_mem_lock);
+	return r;
+}
+
+SIM_EXPORT CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
+{
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (size == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&sim_mem_lock);
+	r = sim_resv_covers(ptr, size) ? sim_map_remove(ptr, size) : CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_unlock(&sim_mem_lock);
+	return r;
+}
+
+SIM_EXPORT CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc, size_t count)
+{
+	CUresult r = sim_enter();
+	int access = -1;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (desc == NULL || count == 0 || size == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	/* Only the device's own access matters here; host access descriptors are accepted as given. */
+	for (size_t i = 0; i < count; i++) {
+		int a;
+		switch (desc[i].flags) {
+		case CU_MEM_ACCESS_FLAGS_PROT_NONE: a = 0; break;
+		case CU_MEM_ACCESS_FLAGS_PROT_READ: a = 1; break;
+		case CU_MEM_ACCESS_FLAGS_PROT_READWRITE: a = 3; break;
+		default: return CUDA_ERROR_INVALID_VALUE;
+		}
+		if (desc[i].location.type == CU_MEM_LOCATION_TYPE_DEVICE) {
+			if (desc[i].location.id != 0)
+				return CUDA_ERROR_INVALID_DEVICE;
+			access = a;
+		} else if (!host_location(desc[i].location.type)) {
+			return CUDA_ERROR_INVALID_VALUE;
+		}
+	}
+	if (access < 0)
+		return CUDA_SUCCESS;
+	pthread_mutex_lock(&sim_mem_lock);
+	r = sim_resv_covers(ptr, size) ? sim_map_set_access(ptr, size, access) : CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_unlock(&sim_mem_lock);
+	return r;
+}
+
+SIM_EXPORT CUresult cuMemGetAccess(unsigned long long *flags, const CUmemLocation *location, CUdeviceptr ptr)
+{
+	CUresult r = sim_enter();
+	struct sim_map *m;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (flags == NULL || location == NULL || location->type != CU_MEM_LOCATION_TYPE_DEVICE)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (location->id != 0)
+		return CUDA_ERROR_INVALID_DEVICE;
+	pthread_mutex_lock(&sim_mem_lock);
+	m = sim_map_find(ptr);
+	if (m == NULL)
+		r = CUDA_ERROR_INVALID_VALUE;
+	else
+		*flags = m->access == 3 ? CU_MEM_ACCESS_FLAGS_PROT_READWRITE
+			 : m->access == 1 ? CU_MEM_ACCESS_FLAGS_PROT_READ
+					  : CU_MEM_ACCESS_FLAGS_PROT_NONE;
+	pthread_mutex_unlock(&sim_mem_lock);
+	return r;
+}
+
+SIM_EXPORT CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *handle, void *addr)
+{
+	CUresult r = sim_enter();
+	struct sim_map *m;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (handle == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&sim_mem_lock);
+	m = sim_map_find((uint64_t)(uintptr_t)addr);
+	/* cuMemAlloc's own backings are not handles the app may hold; a released handle whose memory
+	 * is still mapped can be retained again. */
+	if (m == NULL || !m->phys->from_create) {
+		r = CUDA_ERROR_INVALID_VALUE;
+	} else {
+		m->phys->handle_refs++;
+		*handle = (CUmemGenericAllocationHandle)(uintptr_t)m->phys;
+	}
+	pthread_mutex_unlock(&sim_mem_lock);
+	return r;
+}
+
+SIM_EXPORT CUresult cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp *prop, CUmemGenericAllocationHandle h)
+{
+	CUresult r = sim_enter();
+	struct sim_phys *p;
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (prop == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&sim_mem_lock);
+	p = phys_of(h);
+	if (p == NULL) {
+		r = CUDA_ERROR_INVALID_VALUE;
+	} else {
+		memset(prop, 0, sizeof(*prop));
+		prop->type = CU_MEM_ALLOCATION_TYPE_PINNED;
+		prop->location.type = p->host_located ? CU_MEM_LOCATION_TYPE_HOST : CU_MEM_LOCATION_TYPE_DEVICE;
+		prop->location.id = 0;
+	}
+	pthread_mutex_unlock(&sim_mem_lock);
+	return r;
+}

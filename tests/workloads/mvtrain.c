@@ -1,0 +1,698 @@
+/* mvtrain: trains a model on the GPU through the CUDA driver API the way a framework does, then
+ * checks every weight against a host reference computed with the same kernels (see mvtrain.h). */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tests/simcuda/simcuda.h"
+#include "tests/workloads/mvtrain.h"
+
+#define MVT_BLOCK 256
+#define MVT_MAX_GRID 65535
+#define MVT_PROBE_COUNT 4
+
+const char *const mvt_kernel_names[MVK_COUNT] = {
+	[MVK_FILL] = "mv_fill",
+	[MVK_AXPY] = "mv_axpy",
+	[MVK_RELU_FWD] = "mv_relu_fwd",
+	[MVK_RELU_BWD] = "mv_relu_bwd",
+	[MVK_ADD] = "mv_add",
+	[MVK_SUB] = "mv_sub",
+	[MVK_SGD] = "mv_sgd",
+	[MVK_INIT_UNIFORM] = "mv_init_uniform",
+	[MVK_GEMM] = "mv_gemm",
+	[MVK_GEMM_EX] = "mv_gemm_ex",
+	[MVK_GEMM_BATCHED] = "mv_gemm_batched",
+	[MVK_CONV_FWD] = "mv_conv_fwd",
+	[MVK_CONV_BWD] = "mv_conv_bwd",
+	[MVK_POOL2_FWD] = "mv_pool2_fwd",
+	[MVK_POOL2_BWD] = "mv_pool2_bwd",
+	[MVK_GAP_FWD] = "mv_gap_fwd",
+	[MVK_GAP_BWD] = "mv_gap_bwd",
+	[MVK_HEADS_SPLIT] = "mv_heads_split",
+	[MVK_HEADS_MERGE] = "mv_heads_merge",
+	[MVK_PWNORM_FWD] = "mv_pwnorm_fwd",
+	[MVK_PWNORM_BWD] = "mv_pwnorm_bwd",
+	[MVK_LSTM_CELL_FWD] = "mv_lstm_cell_fwd",
+	[MVK_LSTM_CELL_BWD] = "mv_lstm_cell_bwd",
+	[MVK_CHECKSUM] = "mv_checksum",
+	[MVK_GATHER_PTRS] = "mv_gather_ptrs",
+};
+
+/* ---- Errors ------------------------------------------------------------------------------------ */
+
+static void
+mvt_die_cu(CUresult r, const char *call, int code)
+{
+	const char *name = NULL, *str = NULL;
+
+	if (cuGetErrorName(r, &name) != CUDA_SUCCESS || name == NULL)
+		name = "unknown error";
+	if (cuGetErrorString(r, &str) != CUDA_SUCCESS || str == NULL)
+		str = "no description";
+	fprintf(stderr, "mvtrain: %s failed: %s (%s)\n", call, name, str);
+	exit(code);
+}
+
+/* Any driver call: failure exits 1. */
+static void
+mvt_check(CUresult r, const char *call)
+{
+	if (r != CUDA_SUCCESS)
+		mvt_die_cu(r, call, 1);
+}
+
+/* Allocations: running out of device memory exits 3, anything else 1. */
+static void
+mvt_check_alloc(CUresult r, const char *call)
+{
+	if (r != CUDA_SUCCESS)
+		mvt_die_cu(r, call, r == CUDA_ERROR_OUT_OF_MEMORY ? 3 : 1);
+}
+
+#define CK(fn, args) mvt_check(fn args, #fn)
+#define CK_ALLOC(fn, args) mvt_check_alloc(fn args, #fn)
+
+static void *
+mvt_xmalloc(size_t n)
+{
+	void *p = malloc(n != 0 ? n : 1);
+
+	if (p == NULL) {
+		fprintf(stderr, "mvtrain: out of host memory (%zu bytes)\n", n);
+		exit(1);
+	}
+	return p;
+}
+
+/* ---- The interface used by models.c ------------------------------------------------------------ */
+
+uint64_t
+mvt_alloc(struct mvt *t, uint64_t n)
+{
+	uint64_t bytes = 4 * n;
+	CUdeviceptr p;
+
+	if (t->host) {
+		p = (CUdeviceptr)(uintptr_t)mvt_xmalloc(bytes);
+	} else if (t->opts->alloc_async) {
+		CK_ALLOC(cuMemAllocAsync, (&p, bytes, t->stream));
+	} else {
+		CK_ALLOC(cuMemAlloc_v2, (&p, bytes));
+	}
+	t->live += bytes;
+	if (t->live > t->peak)
+		t->peak = t->live;
+	return p;
+}
+
+void
+mvt_free(struct mvt *t, uint64_t addr, uint64_t n)
+{
+	if (t->host)
+		free((void *)(uintptr_t)addr);
+	else if (t->opts->alloc_async)
+		CK(cuMemFreeAsync, (addr, t->stream));
+	else
+		CK(cuMemFree_v2, (addr));
+	t->live -= 4 * n;
+}
+
+/* Weights and the probe live for the whole run: always the synchronous allocator. */
+static uint64_t
+mvt_alloc_persistent(struct mvt *t, uint64_t bytes)
+{
+	CUdeviceptr p;
+
+	if (t->host) {
+		p = (CUdeviceptr)(uintptr_t)mvt_xmalloc(bytes);
+	} else {
+		CK_ALLOC(cuMemAlloc_v2, (&p, bytes));
+	}
+	t->live += bytes;
+	if (t->live > t->peak)
+		t->peak = t->live;
+	return p;
+}
+
+static void
+mvt_free_persistent(struct mvt *t, uint64_t addr, uint64_t bytes)
+{
+	if (t->host)
+		free((void *)(uintptr_t)addr);
+	else
+		CK(cuMemFree_v2, (addr));
+	t->live -= bytes;
+}
+
+void
+mvt_launch(struct mvt *t, enum mvt_kid k, uint64_t work, void **args)
+{
+	uint64_t grid = (work + MVT_BLOCK - 1) / MVT_BLOCK;
+
+	if (t->host) {
+		if (t->desc[k]->run(args, NULL) != 0) {
+			fprintf(stderr, "mvtrain: host kernel %s failed\n", mvt_kernel_names[k]);
+			exit(1);
+		}
+		return;
+	}
+	if (grid < 1)
+		grid = 1;
+	if (grid > MVT_MAX_GRID)
+		grid = MVT_MAX_GRID;
+	CK(cuLaunchKernel, (t->fn[k], (unsigned)grid, 1, 1, MVT_BLOCK, 1, 1, 0, t->stream, args, NULL));
+}
+
+unsigned
+mvt_weight_new(struct mvt *t, uint64_t n, float scale)
+{
+	uint64_t seed = 0x6d76747261696eull + t->nw;
+	struct mvt_weight *w;
+	void *args[4];
+
+	if (t->nw == t->capw) {
+		t->capw = t->capw != 0 ? 2 * t->capw : 64;
+		t->w = realloc(t->w, t->capw * sizeof(*t->w));
+		if (t->w == NULL) {
+			fprintf(stderr, "mvtrain: out of host memory\n");
+			exit(1);
+		}
+	}
+	w = &t->w[t->nw];
+	w->n = n;
+	w->addr = mvt_alloc_persistent(t, 4 * n);
+	args[0] = &w->addr;
+	args[1] = &w->n;
+	args[2] = &seed;
+	args[3] = &scale;
+	mvt_launch(t, MVK_INIT_UNIFORM, n, args);
+	return t->nw++;
+}
+
+/* A 64-bit LCG per (step, which), like a data loader's seeded shuffle. */
+static void
+mvt_fill_batch(float *p, uint64_t n, unsigned step, unsigned which)
+{
+	uint64_t s = 0x9e3779b97f4a7c15ull * (2ull * step + which + 1);
+
+	for (uint64_t i = 0; i < n; i++) {
+		s = s * 6364136223846793005ull + 1442695040888963407ull;
+		p[i] = (float)(s >> 40) * (2.0f / 16777216.0f) - 1.0f;
+	}
+}
+
+uint64_t
+mvt_input(struct mvt *t, unsigned step, unsigned which, uint64_t n)
+{
+	uint64_t d = mvt_alloc(t, n);
+
+	/* The previous step's copy has completed: each step ends with a synchronisation. */
+	if (t->stage_n[which] < n) {
+		free(t->stage[which]);
+		t->stage[which] = calloc(n, 4);
+		if (t->stage[which] == NULL) {
+			fprintf(stderr, "mvtrain: out of host memory\n");
+			exit(1);
+		}
+		t->stage_n[which] = n;
+	}
+	/* Without backing bytes the contents do not matter; skipping them keeps full size fast. */
+	if (!t->opts->model_only)
+		mvt_fill_batch(t->stage[which], n, step, which);
+	if (t->host)
+		memcpy((void *)(uintptr_t)d, t->stage[which], 4 * n);
+	else
+		CK(cuMemcpyHtoDAsync_v2, (d, t->stage[which], 4 * n, t->stream));
+	return d;
+}
+
+void
+mvt_sgd_step(struct mvt *t, const uint64_t *grads)
+{
+	uint32_t count = t->nw < MVT_PROBE_COUNT ? t->nw : MVT_PROBE_COUNT;
+	uint64_t n = t->probe_n, table;
+	float lr = t->lr;
+
+	/* A gradient probe: sum the first few gradients through a pointer table in device memory. */
+	for (uint32_t j = 0; j < count; j++)
+		t->ptrtab_host[j] = grads[j];
+	table = mvt_alloc(t, count * 2);
+	if (t->host)
+		memcpy((void *)(uintptr_t)table, t->ptrtab_host, 8 * count);
+	else
+		CK(cuMemcpyHtoDAsync_v2, (table, t->ptrtab_host, 8 * count, t->stream));
+	{
+		void *args[] = { &t->probe, &table, &count, &n };
+		mvt_launch(t, MVK_GATHER_PTRS, n, args);
+	}
+	mvt_free(t, table, count * 2);
+
+	for (unsigned i = 0; i < t->nw; i++) {
+		void *args[] = { &t->w[i].addr, (void *)&grads[i], &lr, &t->w[i].n };
+
+		if (grads[i] == 0) {
+			fprintf(stderr, "mvtrain: internal error: weight %u has no gradient\n", i);
+			exit(1);
+		}
+		mvt_launch(t, MVK_SGD, t->w[i].n, args);
+	}
+	for (unsigned i = 0; i < t->nw; i++)
+		mvt_free(t, grads[i], t->w[i].n);
+}
+
+/* The probe's output: as long as the shortest of the gradients it sums, allocated with the weights. */
+static void
+mvt_probe_alloc(struct mvt *t)
+{
+	uint64_t n = UINT64_MAX;
+
+	for (unsigned j = 0; j < t->nw && j < MVT_PROBE_COUNT; j++)
+		if (t->w[j].n < n)
+			n = t->w[j].n;
+	t->probe_n = n;
+	t->probe = mvt_alloc_persistent(t, 4 * n);
+}
+
+/* ---- Options ----------------------------------------------------------------------------------- */
+
+static void
+mvt_usage(FILE *f)
+{
+	fprintf(f,
+	    "usage: mvtrain [options]\n"
+	    "  --model vgg16|resnet50|transformer|lstm   model to train (default vgg16)\n"
+	    "  --batch N            batch size (default: the model's)\n"
+	    "  --scale F            multiply every dimension by F, 0 < F <= 1 (default 1)\n"
+	    "  --steps N            training steps (default 3)\n"
+	    "  --seq N              sequence length (transformer) or time steps (lstm)\n"
+	    "  --model-only         run on the simulated driver without backing bytes\n"
+	    "  --alloc sync|async   cuMemAlloc or cuMemAllocAsync for activations (default sync)\n"
+	    "  --stream default|legacy   a created stream or the NULL stream (default default)\n"
+	    "  --module FILE        load kernels from a cubin/fatbin instead of the built-in image\n"
+	    "  --corrupt-byte OFF   flip byte OFF of the first weight before the checksum\n"
+	    "  --help               print this and exit\n");
+}
+
+static void
+mvt_bad_value(const char *opt, const char *val, const char *want)
+{
+	fprintf(stderr, "mvtrain: invalid %s value '%s' (expected %s)\n", opt, val, want);
+	exit(2);
+}
+
+static unsigned long long
+mvt_parse_uint(const char *opt, const char *val, unsigned long long min, unsigned long long max)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	if (val[0] < '0' || val[0] > '9')
+		goto bad;
+	v = strtoull(val, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		goto bad;
+	return v;
+bad:
+	{
+		char want[96];
+
+		snprintf(want, sizeof(want), "an integer from %llu to %llu", min, max);
+		mvt_bad_value(opt, val, want);
+	}
+	return 0;
+}
+
+static const struct mvt_model *
+mvt_model_find(const char *name)
+{
+	for (const struct mvt_model *m = mvt_models; m->name != NULL; m++)
+		if (strcmp(m->name, name) == 0)
+			return m;
+	return NULL;
+}
+
+static void
+mvt_parse(int argc, char **argv, struct mvt_opts *o)
+{
+	enum { O_MODEL = 256, O_BATCH, O_SCALE, O_STEPS, O_SEQ, O_MODEL_ONLY, O_ALLOC, O_STREAM,
+		O_MODULE, O_CORRUPT, O_HELP };
+	static const struct option longopts[] = {
+		{ "model", required_argument, NULL, O_MODEL },
+		{ "batch", required_argument, NULL, O_BATCH },
+		{ "scale", required_argument, NULL, O_SCALE },
+		{ "steps", required_argument, NULL, O_STEPS },
+		{ "seq", required_argument, NULL, O_SEQ },
+		{ "model-only", no_argument, NULL, O_MODEL_ONLY },
+		{ "alloc", required_argument, NULL, O_ALLOC },
+		{ "stream", required_argument, NULL, O_STREAM },
+		{ "module", required_argument, NULL, O_MODULE },
+		{ "corrupt-byte", required_argument, NULL, O_CORRUPT },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->model = "vgg16";
+	o->scale = 1.0;
+	o->steps = 3;
+	o->corrupt = -1;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case O_MODEL:
+			if (mvt_model_find(optarg) == NULL)
+				mvt_bad_value("--model", optarg, "vgg16, resnet50, transformer or lstm");
+			o->model = optarg;
+			break;
+		case O_BATCH:
+			o->batch = (unsigned)mvt_parse_uint("--batch", optarg, 1, 1u << 20);
+			break;
+		case O_SCALE: {
+			char *end;
+
+			errno = 0;
+			o->scale = strtod(optarg, &end);
+			if (errno != 0 || end == optarg || *end != '\0' || !(o->scale > 0.0) ||
+			    o->scale > 1.0)
+				mvt_bad_value("--scale", optarg, "a number with 0 < F <= 1");
+			break;
+		}
+		case O_STEPS:
+			o->steps = (unsigned)mvt_parse_uint("--steps", optarg, 1, 100000);
+			break;
+		case O_SEQ:
+			o->seq = (unsigned)mvt_parse_uint("--seq", optarg, 1, 1u << 20);
+			break;
+		case O_MODEL_ONLY:
+			o->model_only = 1;
+			break;
+		case O_ALLOC:
+			if (strcmp(optarg, "sync") == 0)
+				o->alloc_async = 0;
+			else if (strcmp(optarg, "async") == 0)
+				o->alloc_async = 1;
+			else
+				mvt_bad_value("--alloc", optarg, "sync or async");
+			break;
+		case O_STREAM:
+			if (strcmp(optarg, "default") == 0)
+				o->stream_legacy = 0;
+			else if (strcmp(optarg, "legacy") == 0)
+				o->stream_legacy = 1;
+			else
+				mvt_bad_value("--stream", optarg, "default or legacy");
+			break;
+		case O_MODULE:
+			o->module = optarg;
+			break;
+		case O_CORRUPT:
+			o->corrupt = (int64_t)mvt_parse_uint("--corrupt-byte", optarg, 0, INT64_MAX);
+			break;
+		case O_HELP:
+			mvt_usage(stdout);
+			exit(0);
+		default:
+			fprintf(stderr, "mvtrain: try 'mvtrain --help'\n");
+			exit(2);
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "mvtrain: unexpected argument '%s'\n", argv[optind]);
+		exit(2);
+	}
+}
+
+/* ---- Setup, checksums and the run -------------------------------------------------------------- */
+
+static void *
+mvt_read_file(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf;
+	long len;
+
+	if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 ||
+	    fseek(f, 0, SEEK_SET) != 0) {
+		fprintf(stderr, "mvtrain: cannot read module %s: %s\n", path, strerror(errno));
+		exit(2);
+	}
+	buf = mvt_xmalloc((size_t)len + 1);
+	if (fread(buf, 1, (size_t)len, f) != (size_t)len) {
+		fprintf(stderr, "mvtrain: cannot read module %s\n", path);
+		exit(2);
+	}
+	buf[len] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* Checksums every weight and the probe into sums[0..nw]; returns their combination. */
+static uint64_t
+mvt_checksums(struct mvt *t, uint64_t *sums)
+{
+	unsigned n = t->nw + 1;
+	uint64_t out = mvt_alloc_persistent(t, 8ull * n), h = 0xcbf29ce484222325ull;
+
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t slot = out + 8ull * i;
+		uint64_t addr = i < t->nw ? t->w[i].addr : t->probe;
+		uint64_t bytes = 4 * (i < t->nw ? t->w[i].n : t->probe_n);
+		void *args[] = { &slot, &addr, &bytes };
+
+		mvt_launch(t, MVK_CHECKSUM, 1, args);
+	}
+	if (t->host) {
+		memcpy(sums, (void *)(uintptr_t)out, 8ull * n);
+	} else {
+		CK(cuStreamSynchronize, (t->stream));
+		CK(cuMemcpyDtoH_v2, (sums, out, 8ull * n));
+	}
+	mvt_free_persistent(t, out, 8ull * n);
+	for (unsigned i = 0; i < n; i++)
+		h = (h ^ sums[i]) * 0x100000001b3ull;
+	return h;
+}
+
+/* Frees the weights, the probe and the staging buffers. */
+static void
+mvt_release(struct mvt *t, const struct mvt_model *m)
+{
+	for (unsigned i = 0; i < t->nw; i++)
+		mvt_free_persistent(t, t->w[i].addr, 4 * t->w[i].n);
+	if (t->probe != 0)
+		mvt_free_persistent(t, t->probe, 4 * t->probe_n);
+	m->destroy(t);
+	free(t->w);
+	if (t->live != 0)
+		fprintf(stderr, "mvtrain: warning: %" PRIu64 " bytes still allocated at the end\n",
+		    t->live);
+	free(t->stage[0]);
+	free(t->stage[1]);
+}
+
+static void
+mvt_human(uint64_t bytes, char *buf, size_t len)
+{
+	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB" };
+	double v = (double)bytes;
+	unsigned u = 0;
+
+	while (v >= 1024.0 && u + 1 < sizeof(unit) / sizeof(unit[0])) {
+		v /= 1024.0;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, len, "%" PRIu64 " B", bytes);
+	else
+		snprintf(buf, len, "%.1f %s", v, unit[u]);
+}
+
+static int
+mvt_cmp_float(const void *a, const void *b)
+{
+	float x = *(const float *)a, y = *(const float *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Flips one byte of the first weight on the device, through the host. */
+static void
+mvt_corrupt(struct mvt *t, int64_t offset)
+{
+	uint64_t bytes = 4 * t->w[0].n;
+	unsigned char *buf;
+
+	if ((uint64_t)offset >= bytes) {
+		fprintf(stderr, "mvtrain: invalid --corrupt-byte value '%" PRId64 "' (the first weight "
+		    "has %" PRIu64 " bytes)\n", offset, bytes);
+		exit(2);
+	}
+	buf = mvt_xmalloc(bytes);
+	CK(cuStreamSynchronize, (t->stream));
+	CK(cuMemcpyDtoH_v2, (buf, t->w[0].addr, bytes));
+	buf[offset] ^= 0xff;
+	CK(cuMemcpyHtoD_v2, (t->w[0].addr, buf, bytes));
+	free(buf);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct mvt_opts o;
+	const struct mvt_model *m;
+	struct mvt dev, host;
+	CUdevice device;
+	CUcontext ctx;
+	CUmodule mod;
+	CUevent ev_start, ev_end;
+	simcuda_model_only_fn model_only_fn;
+	void *image = NULL;
+	float *times;
+	uint64_t *dsums, *hsums, dsum, hsum;
+	char human[32];
+	double median;
+	int model_only;
+
+	mvt_parse(argc, argv, &o);
+	m = mvt_model_find(o.model);
+	if (o.module != NULL)
+		image = mvt_read_file(o.module);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("mvtrain: model %s batch %u scale %g steps %u\n", m->name,
+	    o.batch != 0 ? o.batch : m->batch, o.scale, o.steps);
+
+	/* The simulated driver reads its mode when it initialises. */
+	if (o.model_only && setenv("SIMCUDA_MODEL_ONLY", "1", 1) != 0) {
+		fprintf(stderr, "mvtrain: setenv: %s\n", strerror(errno));
+		return 1;
+	}
+	CK(cuInit, (0));
+	CK(cuDeviceGet, (&device, 0));
+	CK(cuDevicePrimaryCtxRetain, (&ctx, device));
+	CK(cuCtxSetCurrent, (ctx));
+	model_only_fn = (simcuda_model_only_fn)dlsym(RTLD_DEFAULT, SIMCUDA_MODEL_ONLY);
+	model_only = model_only_fn != NULL && model_only_fn() != 0;
+	if (o.model_only && !model_only) {
+		fprintf(stderr, "mvtrain: --model-only needs the simulated driver in model-only mode\n");
+		return 2;
+	}
+	o.model_only = model_only;
+
+	if (image != NULL) {
+		CK(cuModuleLoadData, (&mod, image));
+	} else {
+		CK(cuModuleLoadData, (&mod, "simcuda"));
+	}
+
+	memset(&dev, 0, sizeof(dev));
+	dev.opts = &o;
+	dev.batch = o.batch != 0 ? o.batch : m->batch;
+	for (unsigned k = 0; k < MVK_COUNT; k++) {
+		CK(cuModuleGetFunction, (&dev.fn[k], mod, mvt_kernel_names[k]));
+		dev.desc[k] = mv_kernel_find(mvt_kernel_names[k]);
+		if (dev.desc[k] == NULL) {
+			fprintf(stderr, "mvtrain: kernel %s missing from kernels.c\n", mvt_kernel_names[k]);
+			return 1;
+		}
+	}
+	if (o.stream_legacy)
+		dev.stream = NULL;
+	else
+		CK(cuStreamCreate, (&dev.stream, CU_STREAM_DEFAULT));
+	CK(cuEventCreate, (&ev_start, CU_EVENT_DEFAULT));
+	CK(cuEventCreate, (&ev_end, CU_EVENT_DEFAULT));
+
+	/* Training on the device. */
+	times = mvt_xmalloc(o.steps * sizeof(*times));
+	m->build(&dev);
+	mvt_probe_alloc(&dev);
+	for (unsigned s = 0; s < o.steps; s++) {
+		CK(cuEventRecord, (ev_start, dev.stream));
+		m->step(&dev, s);
+		CK(cuEventRecord, (ev_end, dev.stream));
+		CK(cuEventSynchronize, (ev_end));
+		CK(cuEventElapsedTime_v2, (&times[s], ev_start, ev_end));
+		printf("step %u time %.3f ms\n", s, times[s]);
+	}
+	if (o.corrupt >= 0 && !model_only)
+		mvt_corrupt(&dev, o.corrupt);
+	dsums = mvt_xmalloc((dev.nw + 1) * sizeof(*dsums));
+	dsum = mvt_checksums(&dev, dsums);
+	CK(cuStreamSynchronize, (dev.stream));
+
+	mvt_human(dev.peak, human, sizeof(human));
+	printf("peak device bytes %" PRIu64 " (%s)\n", dev.peak, human);
+	qsort(times, o.steps, sizeof(*times), mvt_cmp_float);
+	median = o.steps % 2 ? times[o.steps / 2] :
+	    ((double)times[o.steps / 2 - 1] + times[o.steps / 2]) / 2.0;
+	printf("modeled step time %.3f ms\n", median);
+
+	mvt_release(&dev, m);
+	CK(cuEventDestroy_v2, (ev_start));
+	CK(cuEventDestroy_v2, (ev_end));
+	if (dev.stream != NULL)
+		CK(cuStreamDestroy_v2, (dev.stream));
+	CK(cuModuleUnload, (mod));
+	CK(cuDevicePrimaryCtxRelease_v2, (device));
+	free(image);
+	free(times);
+
+	if (model_only) {
+		printf("checksum skipped (model-only)\n");
+		free(dsums);
+		return 0;
+	}
+
+	/* The host reference: the same model code on host memory with kernels.c. */
+	memset(&host, 0, sizeof(host));
+	host.opts = &o;
+	host.host = 1;
+	host.batch = dev.batch;
+	memcpy(host.desc, dev.desc, sizeof(host.desc));
+	m->build(&host);
+	mvt_probe_alloc(&host);
+	for (unsigned s = 0; s < o.steps; s++)
+		m->step(&host, s);
+	/* Diverged training would still compare equal; say so. */
+	{
+		unsigned bad = 0;
+
+		for (unsigned i = 0; i < host.nw; i++) {
+			const float *w = (const float *)(uintptr_t)host.w[i].addr;
+			uint64_t j = 0;
+
+			while (j < host.w[i].n && isfinite(w[j]))
+				j++;
+			bad += j < host.w[i].n;
+		}
+		if (bad != 0)
+			fprintf(stderr, "mvtrain: warning: %u of %u weights are not finite\n", bad,
+			    host.nw);
+	}
+	hsums = mvt_xmalloc((host.nw + 1) * sizeof(*hsums));
+	hsum = mvt_checksums(&host, hsums);
+	mvt_release(&host, m);
+
+	if (dsum != hsum) {
+		unsigned i = 0;
+
+		while (i < dev.nw && dsums[i] == hsums[i])
+			i++;
+		printf("checksum MISMATCH device %016" PRIx64 " host %016" PRIx64 "\n", dsum, hsum);
+		fprintf(stderr, "mvtrain: checksum mismatch: device %016" PRIx64 " host %016" PRIx64
+		    " (first difference in %s %u)\n", dsum, hsum, i < dev.nw ? "weight" : "probe", i);
+		return 1;
+	}
+	printf("checksum OK %016" PRIx64 "\n", dsum);
+	free(dsums);
+	free(hsums);
+	return 0;
+}
