@@ -13,13 +13,10 @@ static int device_side(uint64_t addr, uint64_t bytes)
 static CUresult copy(uint64_t dst, uint64_t src, size_t bytes, enum sim_copy_dir dir, CUstream h, int per_thread,
 		     int sync)
 {
-	struct sim_ctx *ctx;
 	struct sim_stream *s;
 	struct sim_op *op;
-	CUresult r = sim_enter_ctx(&ctx);
+	CUresult r = sim_enter_stream(h, per_thread, &s);
 
-	if (r == CUDA_SUCCESS)
-		r = sim_stream_resolve(h, per_thread, &s);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (s->capture != NULL)
@@ -46,7 +43,7 @@ static CUresult copy(uint64_t dst, uint64_t src, size_t bytes, enum sim_copy_dir
 	if (!sync)
 		return CUDA_SUCCESS;
 	sim_stream_wait_all(s);
-	return sim_ctx_check(ctx);
+	return sim_ctx_check(s->ctx);
 }
 
 /* Unified addressing: the direction follows from which side of the window each pointer is on. */
@@ -126,13 +123,10 @@ SIM_EXPORT CUresult cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dst, CUdeviceptr src, 
 static CUresult memset_submit(CUdeviceptr dst, uint32_t value, unsigned elem, size_t n, CUstream h, int per_thread,
 			      int sync)
 {
-	struct sim_ctx *ctx;
 	struct sim_stream *s;
 	struct sim_op *op;
-	CUresult r = sim_enter_ctx(&ctx);
+	CUresult r = sim_enter_stream(h, per_thread, &s);
 
-	if (r == CUDA_SUCCESS)
-		r = sim_stream_resolve(h, per_thread, &s);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (s->capture != NULL)
@@ -152,7 +146,7 @@ static CUresult memset_submit(CUdeviceptr dst, uint32_t value, unsigned elem, si
 	if (!sync)
 		return CUDA_SUCCESS;
 	sim_stream_wait_all(s);
-	return sim_ctx_check(ctx);
+	return sim_ctx_check(s->ctx);
 }
 
 SIM_EXPORT CUresult cuMemsetD8_v2(CUdeviceptr d, unsigned char v, size_t n)

@@ -51,10 +51,8 @@ static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int per_thre
 {
 	struct sim_stream *s;
 	struct sim_graph *g;
-	CUresult r = sim_enter_ctx(NULL);
+	CUresult r = sim_enter_stream(h, per_thread, &s);
 
-	if (r == CUDA_SUCCESS)
-		r = sim_stream_resolve(h, per_thread, &s);
 	if (r != CUDA_SUCCESS)
 		return r;
 	/* The NULL stream cannot be captured. */
@@ -95,10 +93,8 @@ SIM_EXPORT CUresult cuStreamBeginCapture_ptsz(CUstream h)
 static CUresult end_capture(CUstream h, CUgraph *pg, int per_thread)
 {
 	struct sim_stream *s;
-	CUresult r = sim_enter_ctx(NULL);
+	CUresult r = sim_enter_stream(h, per_thread, &s);
 
-	if (r == CUDA_SUCCESS)
-		r = sim_stream_resolve(h, per_thread, &s);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (pg == NULL)
@@ -123,10 +119,8 @@ SIM_EXPORT CUresult cuStreamEndCapture_ptsz(CUstream h, CUgraph *pg)
 static CUresult is_capturing(CUstream h, CUstreamCaptureStatus *status, int per_thread)
 {
 	struct sim_stream *s;
-	CUresult r = sim_enter_ctx(NULL);
+	CUresult r = sim_enter_stream(h, per_thread, &s);
 
-	if (r == CUDA_SUCCESS)
-		r = sim_stream_resolve(h, per_thread, &s);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (status == NULL)
@@ -177,10 +171,8 @@ static CUresult graph_launch(CUgraphExec he, CUstream h, int per_thread)
 {
 	struct sim_exec *e = (struct sim_exec *)he;
 	struct sim_stream *s;
-	CUresult r = sim_enter_ctx(NULL);
+	CUresult r = sim_enter_stream(h, per_thread, &s);
 
-	if (r == CUDA_SUCCESS)
-		r = sim_stream_resolve(h, per_thread, &s);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (e == NULL || e->magic != SIM_MAGIC_EXEC)

@@ -457,13 +457,14 @@ static const struct {
 #undef E
 };
 
-SIM_EXPORT CUresult cuGetErrorName(CUresult error, const char **str)
+/* Looks an error up; writes its name or its text, or NULL for a code the driver does not know. */
+static CUresult error_lookup(CUresult error, const char **str, int text)
 {
 	if (str == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
 	for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
 		if (errors[i].code == error) {
-			*str = errors[i].name;
+			*str = text ? errors[i].text : errors[i].name;
 			return CUDA_SUCCESS;
 		}
 	}
@@ -471,18 +472,14 @@ SIM_EXPORT CUresult cuGetErrorName(CUresult error, const char **str)
 	return CUDA_ERROR_INVALID_VALUE;
 }
 
+SIM_EXPORT CUresult cuGetErrorName(CUresult error, const char **str)
+{
+	return error_lookup(error, str, 0);
+}
+
 SIM_EXPORT CUresult cuGetErrorString(CUresult error, const char **str)
 {
-	if (str == NULL)
-		return CUDA_ERROR_INVALID_VALUE;
-	for (size_t i = 0; i < sizeof(errors) / sizeof(errors[0]); i++) {
-		if (errors[i].code == error) {
-			*str = errors[i].text;
-			return CUDA_SUCCESS;
-		}
-	}
-	*str = NULL;
-	return CUDA_ERROR_INVALID_VALUE;
+	return error_lookup(error, str, 1);
 }
 
 SIM_EXPORT int simcuda_model_only(void)

@@ -115,6 +115,12 @@ CUresult sim_map_remove(uint64_t va, uint64_t size);
 CUresult sim_map_set_access(uint64_t va, uint64_t size, int access);
 struct sim_map *sim_map_find(uint64_t addr);
 
+/* Reservations the app made with cuMemAddressReserve (cuMemAlloc's own are internal and refused
+ * here). Callers hold sim_mem_lock. */
+int sim_resv_add(uint64_t va, uint64_t size);
+int sim_resv_covers(uint64_t va, uint64_t size);
+CUresult sim_resv_remove(uint64_t va, uint64_t size);
+
 struct sim_map {
 	uint64_t va, size;
 	struct sim_phys *phys;
@@ -200,6 +206,8 @@ extern pthread_cond_t sim_sched_cond;
 /* Resolves a stream handle as the API sees it (NULL, CU_STREAM_LEGACY, CU_STREAM_PER_THREAD or a
  * created stream); per_thread says whether NULL means the per-thread stream (the _ptsz entries). */
 CUresult sim_stream_resolve(CUstream h, int per_thread, struct sim_stream **out);
+/* sim_enter_ctx() and sim_stream_resolve() together: the prologue of every stream-ordered call. */
+CUresult sim_enter_stream(CUstream h, int per_thread, struct sim_stream **out);
 
 /* Queues an op on a stream. Its virtual start is the latest of the stream's last op, the host clock,
  * the engine's availability and its dependencies; cost_ns is its modeled duration on engine. The op

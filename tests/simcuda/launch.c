@@ -211,10 +211,8 @@ static CUresult launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsi
 	struct sim_stream *s;
 	struct sim_op *op;
 	double flops = 0, bytes = 0;
-	CUresult r = sim_enter_ctx(NULL);
+	CUresult r = sim_enter_stream(h, per_thread, &s);
 
-	if (r == CUDA_SUCCESS)
-		r = sim_stream_resolve(h, per_thread, &s);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (d == NULL)

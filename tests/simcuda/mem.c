@@ -595,14 +595,14 @@ SIM_EXPORT void simcuda_mem_usage(uint64_t *used, uint64_t *peak)
 
 /* ---- reservations (used by vmm.c) ---- */
 
-SIM_HIDDEN int sim_resv_add(uint64_t va, uint64_t size)
+int sim_resv_add(uint64_t va, uint64_t size)
 {
 	struct resv rv = {.va = va, .size = size, .internal = 0};
 	return vec_insert(&resvs, &rv);
 }
 
 /* Whether [va, va+size) lies inside one reservation the app made. */
-SIM_HIDDEN int sim_resv_covers(uint64_t va, uint64_t size)
+int sim_resv_covers(uint64_t va, uint64_t size)
 {
 	ssize_t i = vec_find(&resvs, va);
 	struct resv *rv;
@@ -613,7 +613,7 @@ SIM_HIDDEN int sim_resv_covers(uint64_t va, uint64_t size)
 	return !rv->internal && va + size <= rv->va + rv->size;
 }
 
-SIM_HIDDEN CUresult sim_resv_remove(uint64_t va, uint64_t size)
+CUresult sim_resv_remove(uint64_t va, uint64_t size)
 {
 	ssize_t i = vec_find(&resvs, va);
 	struct resv *rv;
@@ -800,16 +800,13 @@ SIM_EXPORT CUresult cuDeviceGetMemPool(CUmemoryPool *pool, CUdevice dev)
 static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream hs, int per_thread)
 {
 	struct sim_stream *s;
-	CUresult r = sim_enter_ctx(NULL);
+	CUresult r = sim_enter_stream(hs, per_thread, &s);
 	uint64_t va;
 
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (dptr == NULL || bytes == 0)
 		return CUDA_ERROR_INVALID_VALUE;
-	r = sim_stream_resolve(hs, per_thread, &s);
-	if (r != CUDA_SUCCESS)
-		return r;
 	if (s->capture != NULL)
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 	pthread_mutex_lock(&sim_mem_lock);
@@ -852,12 +849,9 @@ static CUresult free_async(CUdeviceptr dptr, CUstream hs, int per_thread)
 {
 	struct sim_stream *s;
 	struct sim_op *op;
-	CUresult r = sim_enter_ctx(NULL);
+	CUresult r = sim_enter_stream(hs, per_thread, &s);
 	ssize_t i;
 
-	if (r != CUDA_SUCCESS)
-		return r;
-	r = sim_stream_resolve(hs, per_thread, &s);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (s->capture != NULL)

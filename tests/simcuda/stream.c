@@ -32,6 +32,12 @@ struct sim_event {
 	uint64_t vtime;
 };
 
+static struct sim_event *event_of(CUevent h)
+{
+	struct sim_event *e = (struct sim_event *)h;
+	return e != NULL && e->magic == SIM_MAGIC_EVENT ? e : NULL;
+}
+
 /* Each thread's per-thread default streams, one per context it used. */
 #define PTDS_MAX 8
 static __thread struct {
@@ -383,6 +389,15 @@ CUresult sim_stream_resolve(CUstream h, int per_thread, struct sim_stream **out)
 	return sim_ctx_check(s->ctx);
 }
 
+CUresult sim_enter_stream(CUstream h, int per_thread, struct sim_stream **out)
+{
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	return sim_stream_resolve(h, per_thread, out);
+}
+
 SIM_EXPORT CUresult cuStreamCreateWithPriority(CUstream *ph, unsigned int flags, int priority)
 {
 	struct sim_ctx *ctx;
@@ -412,10 +427,8 @@ SIM_EXPORT CUresult cuStreamCreate(CUstream *ph, unsigned int flags)
 static CUresult stream_get_flags(CUstream h, unsigned int *flags, int per_thread)
 {
 	struct sim_stream *s;
-	CUresult r = sim_enter_ctx(NULL);
+	CUresult r = sim_enter_stream(h, per_thread, &s);
 
-	if (r == CUDA_SUCCESS)
-		r = sim_stream_resolve(h, per_thread, &s);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (flags == NULL)
@@ -437,10 +450,8 @@ SIM_EXPORT CUresult cuStreamGetFlags_ptsz(CUstream h, unsigned int *flags)
 static CUresult stream_get_priority(CUstream h, int *priority, int per_thread)
 {
 	struct sim_stream *s;
-	CUresult r = sim_enter_ctx(NULL);
+	CUresult r = sim_enter_stream(h, per_thread, &s);
 
-	if (r == CUDA_SUCCESS)
-		r = sim_stream_resolve(h, per_thread, &s);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (priority == NULL)
@@ -481,10 +492,8 @@ SIM_EXPORT CUresult cuStreamDestroy_v2(CUstream h)
 static CUresult stream_sync(CUstream h, int per_thread)
 {
 	struct sim_stream *s;
-	CUresult r = sim_enter_ctx(NULL);
+	CUresult r = sim_enter_stream(h, per_thread, &s);
 
-	if (r == CUDA_SUCCESS)
-		r = sim_stream_resolve(h, per_thread, &s);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (s->capture != NULL)
@@ -506,11 +515,9 @@ SIM_EXPORT CUresult cuStreamSynchronize_ptsz(CUstream h)
 static CUresult stream_query(CUstream h, int per_thread)
 {
 	struct sim_stream *s;
-	CUresult r = sim_enter_ctx(NULL);
+	CUresult r = sim_enter_stream(h, per_thread, &s);
 	int busy;
 
-	if (r == CUDA_SUCCESS)
-		r = sim_stream_resolve(h, per_thread, &s);
 	if (r != CUDA_SUCCESS)
 		return r;
 	pthread_mutex_lock(&sim_sched_lock);
@@ -537,15 +544,13 @@ SIM_EXPORT CUresult cuStreamQuery_ptsz(CUstream h)
 static CUresult stream_wait_event(CUstream h, CUevent he, unsigned int flags, int per_thread)
 {
 	struct sim_stream *s;
-	struct sim_event *e = (struct sim_event *)he;
+	struct sim_event *e = event_of(he);
 	struct sim_op *op;
-	CUresult r = sim_enter_ctx(NULL);
+	CUresult r = sim_enter_stream(h, per_thread, &s);
 
-	if (r == CUDA_SUCCESS)
-		r = sim_stream_resolve(h, per_thread, &s);
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (e == NULL || e->magic != SIM_MAGIC_EVENT)
+	if (e == NULL)
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (flags & ~(unsigned)CU_EVENT_WAIT_EXTERNAL)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -584,10 +589,8 @@ static CUresult launch_host_func(CUstream h, CUhostFn fn, void *data, int per_th
 {
 	struct sim_stream *s;
 	struct sim_op *op;
-	CUresult r = sim_enter_ctx(NULL);
+	CUresult r = sim_enter_stream(h, per_thread, &s);
 
-	if (r == CUDA_SUCCESS)
-		r = sim_stream_resolve(h, per_thread, &s);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (fn == NULL)
@@ -635,15 +638,13 @@ SIM_EXPORT CUresult cuEventCreate(CUevent *ph, unsigned int flags)
 
 static CUresult event_record(CUevent he, CUstream h, unsigned int flags, int per_thread)
 {
-	struct sim_event *e = (struct sim_event *)he;
+	struct sim_event *e = event_of(he);
 	struct sim_stream *s;
-	CUresult r = sim_enter_ctx(NULL);
+	CUresult r = sim_enter_stream(h, per_thread, &s);
 
-	if (r == CUDA_SUCCESS)
-		r = sim_stream_resolve(h, per_thread, &s);
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (e == NULL || e->magic != SIM_MAGIC_EVENT)
+	if (e == NULL)
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (flags & ~(unsigned)CU_EVENT_RECORD_EXTERNAL)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -687,13 +688,13 @@ static int event_done_locked(const struct sim_event *e)
 
 SIM_EXPORT CUresult cuEventQuery(CUevent he)
 {
-	struct sim_event *e = (struct sim_event *)he;
+	struct sim_event *e = event_of(he);
 	CUresult r = sim_enter_ctx(NULL);
 	int done;
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (e == NULL || e->magic != SIM_MAGIC_EVENT)
+	if (e == NULL)
 		return CUDA_ERROR_INVALID_HANDLE;
 	pthread_mutex_lock(&sim_sched_lock);
 	done = event_done_locked(e);
@@ -705,13 +706,13 @@ SIM_EXPORT CUresult cuEventQuery(CUevent he)
 
 SIM_EXPORT CUresult cuEventSynchronize(CUevent he)
 {
-	struct sim_event *e = (struct sim_event *)he;
+	struct sim_event *e = event_of(he);
 	struct sim_ctx *ctx;
 	CUresult r = sim_enter_ctx(&ctx);
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (e == NULL || e->magic != SIM_MAGIC_EVENT)
+	if (e == NULL)
 		return CUDA_ERROR_INVALID_HANDLE;
 	pthread_mutex_lock(&sim_sched_lock);
 	if (e->recorded)
@@ -722,14 +723,14 @@ SIM_EXPORT CUresult cuEventSynchronize(CUevent he)
 
 SIM_EXPORT CUresult cuEventElapsedTime_v2(float *ms, CUevent hstart, CUevent hend)
 {
-	struct sim_event *a = (struct sim_event *)hstart, *b = (struct sim_event *)hend;
+	struct sim_event *a = event_of(hstart), *b = event_of(hend);
 	CUresult r = sim_enter_ctx(NULL);
 
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (ms == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (a == NULL || b == NULL || a->magic != SIM_MAGIC_EVENT || b->magic != SIM_MAGIC_EVENT)
+	if (a == NULL || b == NULL)
 		return CUDA_ERROR_INVALID_HANDLE;
 	if ((a->flags | b->flags) & CU_EVENT_DISABLE_TIMING)
 		return CUDA_ERROR_INVALID_HANDLE;
@@ -751,12 +752,12 @@ SIM_EXPORT CUresult cuEventElapsedTime(float *ms, CUevent hstart, CUevent hend)
 
 SIM_EXPORT CUresult cuEventDestroy_v2(CUevent he)
 {
-	struct sim_event *e = (struct sim_event *)he;
+	struct sim_event *e = event_of(he);
 	CUresult r = sim_enter();
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (e == NULL || e->magic != SIM_MAGIC_EVENT)
+	if (e == NULL)
 		return CUDA_ERROR_INVALID_HANDLE;
 	/* Streams never point at events, so the memory can go now; waits already queued copied what they
 	 * needed. */

@@ -6,10 +6,6 @@
 
 #include "tests/simcuda/internal.h"
 
-SIM_HIDDEN int sim_resv_add(uint64_t va, uint64_t size);
-SIM_HIDDEN int sim_resv_covers(uint64_t va, uint64_t size);
-SIM_HIDDEN CUresult sim_resv_remove(uint64_t va, uint64_t size);
-
 static int host_location(CUmemLocationType t)
 {
 	return t == CU_MEM_LOCATION_TYPE_HOST || t == CU_MEM_LOCATION_TYPE_HOST_NUMA ||

@@ -68,16 +68,20 @@ mvt_check(CUresult r, const char *call)
 		mvt_die_cu(r, call, 1);
 }
 
-/* Allocations: running out of device memory exits 3, anything else 1. */
+/* Allocations: running out of device memory exits 3, anything else 1. The message says how much
+ * was asked for on top of what the run already held. */
 static void
-mvt_check_alloc(CUresult r, const char *call)
+mvt_check_alloc(CUresult r, const char *call, uint64_t bytes, uint64_t live)
 {
-	if (r != CUDA_SUCCESS)
-		mvt_die_cu(r, call, r == CUDA_ERROR_OUT_OF_MEMORY ? 3 : 1);
+	if (r == CUDA_SUCCESS)
+		return;
+	fprintf(stderr, "mvtrain: allocating %llu bytes with %llu bytes already allocated\n",
+		(unsigned long long)bytes, (unsigned long long)live);
+	mvt_die_cu(r, call, r == CUDA_ERROR_OUT_OF_MEMORY ? 3 : 1);
 }
 
 #define CK(fn, args) mvt_check(fn args, #fn)
-#define CK_ALLOC(fn, args) mvt_check_alloc(fn args, #fn)
+#define CK_ALLOC(fn, args, bytes, live) mvt_check_alloc(fn args, #fn, bytes, live)
 
 static void *
 mvt_xmalloc(size_t n)
@@ -102,9 +106,9 @@ mvt_alloc(struct mvt *t, uint64_t n)
 	if (t->host) {
 		p = (CUdeviceptr)(uintptr_t)mvt_xmalloc(bytes);
 	} else if (t->opts->alloc_async) {
-		CK_ALLOC(cuMemAllocAsync, (&p, bytes, t->stream));
+		CK_ALLOC(cuMemAllocAsync, (&p, bytes, t->stream), bytes, t->live);
 	} else {
-		CK_ALLOC(cuMemAlloc_v2, (&p, bytes));
+		CK_ALLOC(cuMemAlloc_v2, (&p, bytes), bytes, t->live);
 	}
 	t->live += bytes;
 	if (t->live > t->peak)
@@ -133,7 +137,7 @@ mvt_alloc_persistent(struct mvt *t, uint64_t bytes)
 	if (t->host) {
 		p = (CUdeviceptr)(uintptr_t)mvt_xmalloc(bytes);
 	} else {
-		CK_ALLOC(cuMemAlloc_v2, (&p, bytes));
+		CK_ALLOC(cuMemAlloc_v2, (&p, bytes), bytes, t->live);
 	}
 	t->live += bytes;
 	if (t->live > t->peak)
