@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "protocol/units.h"
 #include "tests/simcuda/internal.h"
 
 struct sim_config sim_cfg;
@@ -20,41 +21,6 @@ static void warn_env(const char *name, const char *value, const char *why)
 	fprintf(stderr, "simcuda: ignoring %s=%s: %s\n", name, value, why);
 }
 
-int sim_parse_size(const char *s, uint64_t *out)
-{
-	static const struct {
-		const char *suffix;
-		double mult;
-	} units[] = {
-		{"", 1}, {"B", 1},
-		{"K", 1024.0}, {"KiB", 1024.0}, {"KB", 1e3},
-		{"M", 1048576.0}, {"MiB", 1048576.0}, {"MB", 1e6},
-		{"G", 1073741824.0}, {"GiB", 1073741824.0}, {"GB", 1e9},
-		{"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {"TB", 1e12},
-	};
-	char *end;
-	double v;
-
-	if (s == NULL || *s == '\0')
-		return -1;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno != 0 || end == s || !(v >= 0) || isinf(v))
-		return -1;
-	while (*end == ' ')
-		end++;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(end, units[i].suffix) == 0) {
-			double bytes = v * units[i].mult;
-			if (bytes >= 18446744073709551615.0)
-				return -1;
-			*out = (uint64_t)bytes;
-			return 0;
-		}
-	}
-	return -1;
-}
-
 static void env_size(const char *name, uint64_t *dst)
 {
 	const char *v = getenv(name);
@@ -62,7 +28,7 @@ static void env_size(const char *name, uint64_t *dst)
 
 	if (v == NULL)
 		return;
-	if (sim_parse_size(v, &x) != 0 || x == 0)
+	if (mv_parse_size(v, &x) != 0 || x == 0)
 		warn_env(name, v, "not a positive size such as 512MiB or 2GiB");
 	else
 		*dst = x;
@@ -152,6 +118,19 @@ static void load_config(void)
 	sim_cfg.flops = 67e12;
 	sim_cfg.launch_ns = 4000;
 	env_size("SIMCUDA_MEM", &sim_cfg.capacity);
+	sim_cfg.granularity = SIM_GRANULARITY;
+	{
+		uint64_t g = 0;
+		const char *v = getenv("SIMCUDA_GRANULARITY");
+		/* Smaller than the hardware's, so that tests page at small sizes; never larger, so that the
+		 * address window's alignment holds. */
+		if (v != NULL) {
+			if (mv_parse_size(v, &g) != 0 || g < 4096 || g > SIM_GRANULARITY || (g & (g - 1)) != 0)
+				warn_env("SIMCUDA_GRANULARITY", v, "not a power of two from 4KiB to 2MiB");
+			else
+				sim_cfg.granularity = g;
+		}
+	}
 	env_flag("SIMCUDA_MODEL_ONLY", &sim_cfg.model_only, 1);
 	env_flag("SIMCUDA_NO_HOST_VMM", &sim_cfg.host_vmm, 0);
 	env_double("SIMCUDA_H2D_GBPS", &sim_cfg.h2d_bps, 1e9);

@@ -14,7 +14,7 @@
 #define SIM_EXPORT __attribute__((visibility("default")))
 #define SIM_HIDDEN __attribute__((visibility("hidden")))
 
-#define SIM_GRANULARITY (2ull << 20) /* VMM granularity, as on current NVIDIA GPUs */
+#define SIM_GRANULARITY (2ull << 20) /* default VMM granularity, as on current NVIDIA GPUs */
 #define SIM_VA_SIZE (4ull << 40)     /* the device address window */
 
 /* Handle magics, so that a stale or foreign handle is refused instead of dereferenced blindly. */
@@ -39,6 +39,7 @@ enum sim_copy_dir { SIM_COPY_H2D, SIM_COPY_D2H, SIM_COPY_D2D, SIM_COPY_H2H };
 
 struct sim_config {
 	uint64_t capacity;     /* SIMCUDA_MEM */
+	uint64_t granularity;  /* SIMCUDA_GRANULARITY: a power of two from 4 KiB to 2 MiB */
 	int model_only;        /* SIMCUDA_MODEL_ONLY */
 	int host_vmm;          /* cleared by SIMCUDA_NO_HOST_VMM */
 	double h2d_bps;        /* SIMCUDA_H2D_GBPS */
@@ -54,8 +55,6 @@ struct sim_config {
 
 extern struct sim_config sim_cfg;
 
-/* Parses a size such as 512MiB, 1.5GB or 4096; returns 0 or -1. */
-int sim_parse_size(const char *s, uint64_t *out);
 
 /* ---- contexts (ctx.c) ---- */
 

@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "interpose/proclookup.h"
 #include "tests/simcuda/internal.h"
 
 #if defined(__x86_64__)
@@ -37,17 +38,6 @@ static const struct {
 #undef SIM_SYM
 };
 
-static const struct {
-	const char *name;
-	int version;
-	int per_thread;
-	const char *symbol;
-} table[] = {
-#define MV_PROC(name, version, per_thread, symbol) {#name, version, per_thread, #symbol},
-#include "tests/simcuda/proctable.h"
-#undef MV_PROC
-};
-
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 
 static void (*implementation(const char *symbol))(void)
@@ -58,41 +48,19 @@ static void (*implementation(const char *symbol))(void)
 	return NULL;
 }
 
-/* The newest entry for name not above version, of the given variant; NULL when there is none. */
-static const char *pick(const char *name, int version, int per_thread, int *seen)
-{
-	const char *best = NULL;
-	int best_version = -1;
-
-	for (size_t i = 0; i < COUNT(table); i++) {
-		if (strcmp(table[i].name, name) != 0)
-			continue;
-		*seen = 1;
-		if (table[i].per_thread != per_thread || table[i].version > version || table[i].version <= best_version)
-			continue;
-		best = table[i].symbol;
-		best_version = table[i].version;
-	}
-	return best;
-}
-
 SIM_EXPORT CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags,
 					CUdriverProcAddressQueryResult *status)
 {
-	const char *chosen = NULL;
+	const char *chosen;
 	void (*fn)(void);
-	int seen = 0;
+	int seen;
 
 	if (symbol == NULL || pfn == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
 	if (flags & ~(cuuint64_t)(CU_GET_PROC_ADDRESS_LEGACY_STREAM | CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM))
 		return CUDA_ERROR_INVALID_VALUE;
 	*pfn = NULL;
-	/* Per-thread variants where the flags ask for them and one exists; otherwise the default one. */
-	if (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM)
-		chosen = pick(symbol, cudaVersion, 1, &seen);
-	if (chosen == NULL)
-		chosen = pick(symbol, cudaVersion, 0, &seen);
+	chosen = mv_proc_resolve(symbol, cudaVersion, (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) != 0, &seen);
 	if (chosen == NULL) {
 		if (status != NULL)
 			*status = seen ? CU_GET_PROC_ADDRESS_VERSION_NOT_SUFFICIENT : CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;

@@ -46,7 +46,7 @@ SIM_EXPORT CUresult cuMemGetAllocationGranularity(size_t *granularity, const CUm
 	r = check_prop(prop, &host);
 	if (r != CUDA_SUCCESS)
 		return r;
-	*granularity = SIM_GRANULARITY;
+	*granularity = sim_cfg.granularity;
 	return CUDA_SUCCESS;
 }
 
@@ -58,11 +58,11 @@ SIM_EXPORT CUresult cuMemAddressReserve(CUdeviceptr *ptr, size_t size, size_t al
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (ptr == NULL || size == 0 || size % SIM_GRANULARITY != 0 || flags != 0 ||
+	if (ptr == NULL || size == 0 || size % sim_cfg.granularity != 0 || flags != 0 ||
 	    (alignment != 0 && (alignment & (alignment - 1)) != 0))
 		return CUDA_ERROR_INVALID_VALUE;
-	if (alignment < SIM_GRANULARITY)
-		alignment = SIM_GRANULARITY;
+	if (alignment < sim_cfg.granularity)
+		alignment = sim_cfg.granularity;
 	pthread_mutex_lock(&sim_mem_lock);
 	if (sim_va_alloc(size, alignment, addr, &va) != 0) {
 		r = CUDA_ERROR_OUT_OF_MEMORY;
@@ -97,7 +97,7 @@ SIM_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (handle == NULL || size == 0 || size % SIM_GRANULARITY != 0 || flags != 0)
+	if (handle == NULL || size == 0 || size % sim_cfg.granularity != 0 || flags != 0)
 		return CUDA_ERROR_INVALID_VALUE;
 	r = check_prop(prop, &host);
 	if (r != CUDA_SUCCESS)
@@ -149,8 +149,8 @@ SIM_EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset, CUmemG
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (size == 0 || flags != 0 || ptr % SIM_GRANULARITY != 0 || size % SIM_GRANULARITY != 0 ||
-	    offset % SIM_GRANULARITY != 0)
+	if (size == 0 || flags != 0 || ptr % sim_cfg.granularity != 0 || size % sim_cfg.granularity != 0 ||
+	    offset % sim_cfg.granularity != 0)
 		return CUDA_ERROR_INVALID_VALUE;
 	pthread_mutex_lock(&sim_mem_lock);
 	p = phys_of(h);

@@ -1,0 +1,489 @@
+/* The allocator: every device allocation entry point, served from virtual memory with stable
+ * addresses. Allocations of at least the slab threshold get address space and pages of their own and
+ * can be paged; smaller ones are carved from slab chunks and never are. Freed memory is reused only
+ * once its last uses have completed, so a free never synchronises the device. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "interpose/internal.h"
+
+_Atomic uint64_t mv_clock;
+
+/* ---- the slab ---- */
+
+#define MV_SLAB_MIN 256
+#define MV_SLAB_CLASSES 48
+
+/* A freed block waits on this list until its last uses complete. Guarded by mv_lock. */
+struct slab_class {
+	uint64_t size;
+	struct mv_buf *free;    /* ready for reuse */
+	struct mv_buf *pending; /* freed, uses maybe still running */
+};
+
+static struct slab_class classes[MV_SLAB_CLASSES];
+
+static unsigned class_of(uint64_t size, uint64_t *csize)
+{
+	uint64_t c = MV_SLAB_MIN;
+	unsigned i = 0;
+
+	while (c < size) {
+		c <<= 1;
+		i++;
+	}
+	*csize = c;
+	return i;
+}
+
+static int uses_done(struct mv_buf *b)
+{
+	if (b->uses_overflow)
+		return 0;
+	for (int i = 0; i < b->nuses; i++) {
+		struct mv_stream *s = mv_stream_at(b->uses[i].stream);
+		if (s != NULL && !mv_stream_ticket_done(s, b->uses[i].ticket))
+			return 0;
+	}
+	return 1;
+}
+
+/* Whether every recorded use of b was on stream s: then work s does later is ordered after them. */
+static int uses_only_on(struct mv_buf *b, struct mv_stream *s)
+{
+	if (b->uses_overflow || s == NULL)
+		return 0;
+	for (int i = 0; i < b->nuses; i++)
+		if (b->uses[i].stream != mv_stream_index(s))
+			return 0;
+	return 1;
+}
+
+/* A new slab chunk carved into blocks of class c. Called without mv_lock. */
+static CUresult slab_grow(struct slab_class *c)
+{
+	uint64_t span = (c->size + mv_dev.granularity - 1) / mv_dev.granularity * mv_dev.granularity;
+	uint64_t n = span / c->size;
+	CUmemGenericAllocationHandle dev;
+	CUdeviceptr va;
+	struct mv_buf *blocks;
+	CUresult r;
+
+	blocks = calloc(n, sizeof(*blocks));
+	if (blocks == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	r = mv_make_room(span);
+	if (r != CUDA_SUCCESS)
+		goto err_room;
+	r = mv_real.cuMemAddressReserve(&va, span, mv_dev.granularity, 0, 0);
+	if (r != CUDA_SUCCESS)
+		goto err_reserve;
+	r = mv_map_device(va, span, &dev);
+	if (r != CUDA_SUCCESS)
+		goto err_map;
+	pthread_mutex_lock(&mv_lock);
+	for (uint64_t i = 0; i < n; i++) {
+		blocks[i].va = va + i * c->size;
+		blocks[i].kind = MV_KIND_SLAB;
+		blocks[i].next = c->free;
+		c->free = &blocks[i];
+	}
+	pthread_mutex_unlock(&mv_lock);
+	return CUDA_SUCCESS;
+err_map:
+	mv_real.cuMemAddressFree(va, span);
+err_reserve:
+	mv_uncharge(span);
+err_room:
+	free(blocks);
+	return r;
+}
+
+static CUresult slab_alloc(uint64_t size, struct mv_stream *s, uint64_t *out)
+{
+	uint64_t csize;
+	struct slab_class *c = &classes[class_of(size, &csize)];
+
+	for (;;) {
+		struct mv_buf *b = NULL;
+		CUresult r;
+
+		pthread_mutex_lock(&mv_lock);
+		c->size = csize;
+		/* Freed blocks whose uses have completed, or ran only on the allocating stream, are ready. */
+		for (struct mv_buf **p = &c->pending; *p != NULL;) {
+			struct mv_buf *q = *p;
+			if (uses_done(q) || uses_only_on(q, s)) {
+				*p = q->next;
+				q->next = c->free;
+				c->free = q;
+			} else {
+				p = &q->next;
+			}
+		}
+		if (c->free != NULL) {
+			b = c->free;
+			c->free = b->next;
+			b->next = NULL;
+			b->size = size;
+			b->freed = 0;
+			b->nuses = 0;
+			b->uses_overflow = 0;
+			b->nrefs = 0;
+			b->lru = atomic_load(&mv_clock);
+			if (mv_registry_add(b) != 0) {
+				b->next = c->free;
+				c->free = b;
+				pthread_mutex_unlock(&mv_lock);
+				return CUDA_ERROR_OUT_OF_MEMORY;
+			}
+			pthread_mutex_unlock(&mv_lock);
+			*out = b->va;
+			return CUDA_SUCCESS;
+		}
+		pthread_mutex_unlock(&mv_lock);
+		r = slab_grow(c);
+		if (r != CUDA_SUCCESS)
+			return r;
+	}
+}
+
+/* ---- large buffers ---- */
+
+static CUresult large_alloc(uint64_t size, uint64_t *out)
+{
+	uint64_t span = (size + mv_dev.granularity - 1) / mv_dev.granularity * mv_dev.granularity;
+	struct mv_buf *b;
+	CUdeviceptr va;
+	CUresult r;
+
+	pthread_mutex_lock(&mv_lock);
+	b = mv_cache_take(span);
+	if (b != NULL) {
+		/* Cached pages of a freed buffer, its last uses complete: still charged, reused as they are. */
+		b->size = size;
+		b->freed = 0;
+		b->lru = atomic_load(&mv_clock);
+		if (mv_registry_add(b) == 0) {
+			pthread_mutex_unlock(&mv_lock);
+			*out = b->va;
+			return CUDA_SUCCESS;
+		}
+		mv_release_later(b);
+		pthread_mutex_unlock(&mv_lock);
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	pthread_mutex_unlock(&mv_lock);
+
+	b = calloc(1, sizeof(*b));
+	if (b == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	r = mv_real.cuEventCreate(&b->moved, CU_EVENT_DISABLE_TIMING);
+	if (r != CUDA_SUCCESS)
+		goto err_event;
+	r = mv_make_room(span);
+	if (r != CUDA_SUCCESS)
+		goto err_room;
+	r = mv_real.cuMemAddressReserve(&va, span, mv_dev.granularity, 0, 0);
+	if (r != CUDA_SUCCESS)
+		goto err_reserve;
+	r = mv_map_device(va, span, &b->dev);
+	if (r != CUDA_SUCCESS)
+		goto err_map;
+	b->va = va;
+	b->size = size;
+	b->span = span;
+	b->kind = MV_KIND_LARGE;
+	b->state = MV_RESIDENT;
+	b->lru = atomic_load(&mv_clock);
+	pthread_mutex_lock(&mv_lock);
+	if (mv_registry_add(b) != 0) {
+		pthread_mutex_unlock(&mv_lock);
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+		mv_unmap_device(va, span, b->dev);
+		goto err_map;
+	}
+	pthread_mutex_unlock(&mv_lock);
+	*out = va;
+	return CUDA_SUCCESS;
+err_map:
+	mv_real.cuMemAddressFree(va, span);
+err_reserve:
+	mv_uncharge(span);
+err_room:
+	mv_real.cuEventDestroy_v2(b->moved);
+err_event:
+	free(b);
+	return r;
+}
+
+/* Every allocation entry point ends here. s is the stream of a stream-ordered allocation. */
+static CUresult alloc(CUdeviceptr *dptr, size_t size, struct mv_stream *s)
+{
+	CUresult r;
+	uint64_t va;
+
+	if (dptr == NULL || size == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	r = mv_device_init();
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (size < mv_cfg.slab_threshold)
+		r = slab_alloc(size, s, &va);
+	else
+		r = large_alloc(size, &va);
+	if (r == CUDA_SUCCESS)
+		*dptr = va;
+	else if (r == CUDA_ERROR_OUT_OF_MEMORY)
+		mv_log(MV_LOG_INFO, "out of memory: %zu bytes asked, budget %llu, resident %llu", size,
+		       (unsigned long long)mv_budget.budget, (unsigned long long)mv_budget.resident);
+	return r;
+}
+
+/* Frees va; s is the stream of a stream-ordered free, whose point in s counts as a last use. Returns
+ * CUDA_ERROR_INVALID_VALUE for an address that is not the start of a live allocation. */
+static CUresult release(CUdeviceptr va, struct mv_stream *s)
+{
+	struct mv_buf *b;
+	uint64_t t = 0;
+
+	if (s != NULL) {
+		t = mv_stream_ticket(s);
+		mv_stream_mark(s, t);
+	}
+	pthread_mutex_lock(&mv_lock);
+	b = mv_registry_find(va);
+	if (b == NULL || b->va != va) {
+		pthread_mutex_unlock(&mv_lock);
+		return CUDA_ERROR_INVALID_VALUE;
+	}
+	mv_registry_remove(b);
+	if (s != NULL)
+		mv_buf_use(b, s, t, atomic_load(&mv_clock));
+	if (b->kind == MV_KIND_SLAB) {
+		uint64_t csize;
+		struct slab_class *c = &classes[class_of(b->size, &csize)];
+		b->freed = 1;
+		b->next = c->pending;
+		c->pending = b;
+	} else {
+		mv_release_later(b);
+	}
+	pthread_cond_broadcast(&mv_cond);
+	pthread_mutex_unlock(&mv_lock);
+	return CUDA_SUCCESS;
+}
+
+/* Whether memvirt serves this process's allocations; until the first one, hooks pass through. */
+static int serving(void)
+{
+	return mv_init() == 0;
+}
+
+MV_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytes)
+{
+	if (!serving())
+		return CUDA_ERROR_NOT_INITIALIZED;
+	return alloc(dptr, bytes, NULL);
+}
+
+MV_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height,
+				      unsigned int elem)
+{
+	size_t p;
+
+	if (!serving())
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (dptr == NULL || pitch == NULL || width == 0 || height == 0 || (elem != 4 && elem != 8 && elem != 16))
+		return CUDA_ERROR_INVALID_VALUE;
+	/* The same 512-byte row alignment the driver uses. */
+	p = (width + 511) & ~(size_t)511;
+	if (height > SIZE_MAX / p)
+		return CUDA_ERROR_INVALID_VALUE;
+	*pitch = p;
+	return alloc(dptr, p * height, NULL);
+}
+
+MV_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
+{
+	if (!serving())
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (dptr == 0)
+		return CUDA_SUCCESS;
+	return release(dptr, NULL);
+}
+
+static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream h, int per_thread)
+{
+	if (!serving())
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (mv_capturing(h, per_thread))
+		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	if (mv_device_init() != CUDA_SUCCESS)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	return alloc(dptr, bytes, mv_stream_get(h, per_thread));
+}
+
+MV_EXPORT CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytes, CUstream h)
+{
+	return alloc_async(dptr, bytes, h, 0);
+}
+
+MV_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytes, CUstream h)
+{
+	return alloc_async(dptr, bytes, h, 1);
+}
+
+/* Pools other than the device's default one are served by memvirt all the same: their attributes
+ * (release threshold, IPC) do not change where the memory comes from. */
+MV_EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytes, CUmemoryPool pool, CUstream h)
+{
+	if (pool == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	return alloc_async(dptr, bytes, h, 0);
+}
+
+MV_EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytes, CUmemoryPool pool, CUstream h)
+{
+	if (pool == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	return alloc_async(dptr, bytes, h, 1);
+}
+
+static CUresult free_async(CUdeviceptr dptr, CUstream h, int per_thread)
+{
+	struct mv_stream *s;
+
+	if (!serving())
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (mv_capturing(h, per_thread))
+		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	s = mv_stream_get(h, per_thread);
+	if (s == NULL) {
+		/* No room to track the stream: wait for it, then free as if synchronously. */
+		mv_real.cuStreamSynchronize(h == NULL && per_thread ? CU_STREAM_PER_THREAD : h);
+	}
+	return release(dptr, s);
+}
+
+MV_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream h)
+{
+	return free_async(dptr, h, 0);
+}
+
+MV_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream h)
+{
+	return free_async(dptr, h, 1);
+}
+
+/* The budget is the device's size as the app sees it. */
+MV_EXPORT CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
+{
+	CUresult r;
+
+	if (!serving())
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (free_bytes == NULL || total == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	r = mv_device_init();
+	if (r != CUDA_SUCCESS)
+		return mv_real.cuMemGetInfo_v2(free_bytes, total);
+	pthread_mutex_lock(&mv_lock);
+	*total = mv_budget.budget;
+	*free_bytes = mv_budget.resident < mv_budget.budget ? mv_budget.budget - mv_budget.resident : 0;
+	pthread_mutex_unlock(&mv_lock);
+	return CUDA_SUCCESS;
+}
+
+MV_EXPORT CUresult cuMemGetAddressRange_v2(CUdeviceptr *base, size_t *size, CUdeviceptr dptr)
+{
+	struct mv_buf *b;
+
+	if (!serving())
+		return CUDA_ERROR_NOT_INITIALIZED;
+	pthread_mutex_lock(&mv_lock);
+	b = mv_registry_find(dptr);
+	if (b != NULL) {
+		if (base != NULL)
+			*base = b->va;
+		if (size != NULL)
+			*size = b->size;
+	}
+	pthread_mutex_unlock(&mv_lock);
+	return b != NULL ? CUDA_SUCCESS : mv_real.cuMemGetAddressRange_v2(base, size, dptr);
+}
+
+/* ---- the app's own VMM allocations ---- */
+
+#define MV_APP_HANDLES 4096
+
+/* Guarded by mv_lock: device-located handles the app created, and their sizes. */
+static struct {
+	CUmemGenericAllocationHandle h;
+	uint64_t size;
+} app_handles[MV_APP_HANDLES];
+
+/* Counted against the budget like everything else on the device, but never paged: memvirt does not
+ * know which of their mappings are in use. */
+MV_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size, const CUmemAllocationProp *prop,
+			       unsigned long long flags)
+{
+	CUresult r;
+	int device = prop != NULL && prop->location.type == CU_MEM_LOCATION_TYPE_DEVICE;
+
+	if (!serving())
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (!device || mv_device_init() != CUDA_SUCCESS)
+		return mv_real.cuMemCreate(handle, size, prop, flags);
+	r = mv_make_room(size);
+	if (r != CUDA_SUCCESS)
+		return r;
+	r = mv_real.cuMemCreate(handle, size, prop, flags);
+	if (r != CUDA_SUCCESS) {
+		mv_uncharge(size);
+		return r;
+	}
+	pthread_mutex_lock(&mv_lock);
+	for (int i = 0; i < MV_APP_HANDLES; i++) {
+		if (app_handles[i].h == 0) {
+			app_handles[i].h = *handle;
+			app_handles[i].size = size;
+			atomic_fetch_add(&mv_count.app_vmm_bytes, size);
+			size = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&mv_lock);
+	/* Untracked (the table is full): give the charge back rather than hold it forever. */
+	if (size != 0)
+		mv_uncharge(size);
+	return CUDA_SUCCESS;
+}
+
+MV_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
+{
+	CUresult r;
+	uint64_t size = 0;
+
+	if (!serving())
+		return CUDA_ERROR_NOT_INITIALIZED;
+	r = mv_real.cuMemRelease(handle);
+	if (r != CUDA_SUCCESS)
+		return r;
+	pthread_mutex_lock(&mv_lock);
+	for (int i = 0; i < MV_APP_HANDLES; i++) {
+		if (app_handles[i].h == handle && handle != 0) {
+			size = app_handles[i].size;
+			app_handles[i].h = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&mv_lock);
+	if (size != 0) {
+		atomic_fetch_sub(&mv_count.app_vmm_bytes, size);
+		mv_uncharge(size);
+	}
+	return CUDA_SUCCESS;
+}

@@ -1,0 +1,110 @@
+/* MEMVIRT_* settings and the log. The library never prints to stdout and never exits its host
+ * process: a bad setting gets one log line and its default. */
+#include "config.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "interpose/internal.h"
+#include "protocol/units.h"
+
+struct mv_config mv_cfg = {
+	.slab_threshold = 1u << 20,
+	.safety_net = 1,
+	.log_level = MV_LOG_WARN,
+};
+
+static int log_fd = 2;
+
+static const char *level_names[] = {"debug", "info", "warn", "error", "off"};
+
+void mv_log(enum mv_log_level level, const char *fmt, ...)
+{
+	char line[1024];
+	int n;
+	va_list ap;
+
+	if (level < mv_cfg.log_level)
+		return;
+	n = snprintf(line, sizeof(line), "memvirt[%d] %s: ", (int)getpid(), level_names[level]);
+	va_start(ap, fmt);
+	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(line) - 2)
+		n = (int)sizeof(line) - 2;
+	line[n++] = '\n';
+	/* One write per line, so lines from several threads do not interleave. */
+	if (write(log_fd, line, (size_t)n) < 0)
+		return;
+}
+
+static void bad(const char *name, const char *value, const char *expected, const char *fallback)
+{
+	mv_log(MV_LOG_WARN, "%s=%s is not %s; using %s", name, value, expected, fallback);
+}
+
+void mv_config_load(void)
+{
+	const char *v;
+	uint64_t x;
+
+	v = getenv("MEMVIRT_LOG");
+	if (v != NULL) {
+		int found = 0;
+		for (int i = 0; i <= MV_LOG_OFF; i++) {
+			if (strcmp(v, level_names[i]) == 0) {
+				mv_cfg.log_level = (enum mv_log_level)i;
+				found = 1;
+			}
+		}
+		if (!found)
+			bad("MEMVIRT_LOG", v, "one of debug, info, warn, error, off", "warn");
+	}
+	v = getenv("MEMVIRT_LOG_FILE");
+	if (v != NULL && *v != '\0') {
+		int fd = open(v, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (fd < 0)
+			mv_log(MV_LOG_WARN, "cannot open MEMVIRT_LOG_FILE=%s; logging to stderr", v);
+		else
+			log_fd = fd;
+	}
+	v = getenv("MEMVIRT_BUDGET");
+	if (v != NULL && *v != '\0') {
+		/* Checked here for the log line; resolved against the device's size later. */
+		if (mv_parse_size_or_percent(v, 100, &x) != 0 || x == 0)
+			bad("MEMVIRT_BUDGET", v, "a size such as 6GiB or a percentage such as 40%", "the device's memory");
+		else
+			mv_cfg.budget_spec = v;
+	}
+	v = getenv("MEMVIRT_SLAB_THRESHOLD");
+	if (v != NULL) {
+		if (mv_parse_size(v, &x) != 0 || x > (1ull << 30))
+			bad("MEMVIRT_SLAB_THRESHOLD", v, "a size up to 1GiB", "1MiB");
+		else
+			mv_cfg.slab_threshold = x;
+	}
+	v = getenv("MEMVIRT_HOST_LIMIT");
+	if (v != NULL) {
+		if (mv_parse_size(v, &x) != 0 || x == 0)
+			bad("MEMVIRT_HOST_LIMIT", v, "a positive size such as 64GiB", "three quarters of host memory");
+		else
+			mv_cfg.host_limit = x;
+	}
+	if (mv_cfg.host_limit == 0) {
+		long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+		mv_cfg.host_limit = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page / 4 * 3 : 16ull << 30;
+	}
+	v = getenv("MEMVIRT_SAFETY_NET");
+	if (v != NULL) {
+		if (strcmp(v, "0") == 0 || strcmp(v, "off") == 0)
+			mv_cfg.safety_net = 0;
+		else if (strcmp(v, "1") == 0 || strcmp(v, "on") == 0)
+			mv_cfg.safety_net = 1;
+		else
+			bad("MEMVIRT_SAFETY_NET", v, "on or off", "on where the device supports it");
+	}
+}

@@ -1,0 +1,83 @@
+/* The device side, set up on the first allocation: the app's context, the device's size and
+ * granularity, whether it can map host memory into device addresses (the safety net), memvirt's
+ * copy streams, and the budget. */
+#include "config.h"
+
+#include "interpose/internal.h"
+#include "protocol/units.h"
+
+struct mv_device mv_dev;
+
+/* Guards the one-time setup; a failed attempt (no context yet) is retried on the next call. */
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int ready;
+
+static CUresult setup(void)
+{
+	CUmemAllocationProp prop = {0};
+	CUdevice dev;
+	size_t total, gran;
+	int host_vmm = 0;
+	CUresult r;
+
+	r = mv_real.cuCtxGetCurrent(&mv_dev.ctx);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (mv_dev.ctx == NULL)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	r = mv_real.cuCtxGetDevice(&dev);
+	if (r == CUDA_SUCCESS)
+		r = mv_real.cuDeviceTotalMem_v2(&total, dev);
+	if (r != CUDA_SUCCESS)
+		return r;
+	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	prop.location.id = dev;
+	r = mv_real.cuMemGetAllocationGranularity(&gran, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM);
+	if (r != CUDA_SUCCESS) {
+		mv_log(MV_LOG_ERROR, "the device has no virtual memory management; memvirt passes allocations through");
+		return r;
+	}
+	if (mv_real.cuDeviceGetAttribute(&host_vmm, CU_DEVICE_ATTRIBUTE_HOST_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, dev) !=
+	    CUDA_SUCCESS)
+		host_vmm = 0;
+	r = mv_real.cuStreamCreate(&mv_dev.d2h, CU_STREAM_NON_BLOCKING);
+	if (r == CUDA_SUCCESS)
+		r = mv_real.cuStreamCreate(&mv_dev.h2d, CU_STREAM_NON_BLOCKING);
+	if (r != CUDA_SUCCESS)
+		return r;
+	mv_dev.total = total;
+	mv_dev.granularity = gran;
+	mv_dev.host_vmm = host_vmm && mv_cfg.safety_net;
+	mv_budget.budget = total;
+	if (mv_cfg.budget_spec != NULL) {
+		uint64_t b;
+		if (mv_parse_size_or_percent(mv_cfg.budget_spec, total, &b) == 0 && b > 0)
+			mv_budget.budget = b;
+	}
+	{
+		char a[32], b[32];
+		mv_log(MV_LOG_INFO, "device budget %s of %s; safety net %s", mv_format_size(mv_budget.budget, a, sizeof(a)),
+		       mv_format_size(total, b, sizeof(b)),
+		       mv_dev.host_vmm ? "on" : host_vmm ? "off (MEMVIRT_SAFETY_NET)" : "off (device lacks host VMM)");
+	}
+	return CUDA_SUCCESS;
+}
+
+CUresult mv_device_init(void)
+{
+	CUresult r = CUDA_SUCCESS;
+
+	if (atomic_load_explicit(&ready, memory_order_acquire))
+		return CUDA_SUCCESS;
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	pthread_mutex_lock(&init_lock);
+	if (!atomic_load_explicit(&ready, memory_order_relaxed)) {
+		r = setup();
+		if (r == CUDA_SUCCESS)
+			atomic_store_explicit(&ready, 1, memory_order_release);
+	}
+	pthread_mutex_unlock(&init_lock);
+	return r;
+}

@@ -1,0 +1,253 @@
+/* libmemvirt.so internals: the real driver table, configuration, the buffer registry, residency,
+ * streams and counters. */
+#ifndef MV_INTERPOSE_INTERNAL_H
+#define MV_INTERPOSE_INTERNAL_H
+
+#include <cuda.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "interpose/memvirt.h"
+
+#define MV_EXPORT __attribute__((visibility("default")))
+
+/* ---- the real driver (real.c) ---- */
+
+/* One pointer per hooked or used driver entry point, from the real libcuda.so.1. */
+struct mv_real {
+#define MV_HOOK(sym) __typeof__(sym) *sym;
+#define MV_DRIVER(sym) __typeof__(sym) *sym;
+#include "interpose/hooks.def"
+#include "interpose/driver.def"
+#undef MV_HOOK
+#undef MV_DRIVER
+};
+
+extern struct mv_real mv_real;
+
+/* Loads the real driver once; returns 0, or -1 when it could not be loaded (every hook then returns
+ * CUDA_ERROR_NOT_INITIALIZED). Cheap after the first call. */
+int mv_init(void);
+
+/* The hook for an exact versioned symbol, or NULL when it is not hooked (intercept.c). */
+void *mv_hook_for(const char *symbol);
+
+/* ---- configuration and logging (config.c) ---- */
+
+enum mv_log_level { MV_LOG_DEBUG, MV_LOG_INFO, MV_LOG_WARN, MV_LOG_ERROR, MV_LOG_OFF };
+
+struct mv_config {
+	const char *budget_spec;  /* MEMVIRT_BUDGET as given, resolved against the device later */
+	uint64_t slab_threshold;  /* MEMVIRT_SLAB_THRESHOLD: smaller allocations are never paged */
+	uint64_t host_limit;      /* MEMVIRT_HOST_LIMIT: the pinned host pool's ceiling */
+	int safety_net;           /* MEMVIRT_SAFETY_NET: map evicted ranges onto their host copy */
+	enum mv_log_level log_level;
+};
+
+extern struct mv_config mv_cfg;
+
+/* Reads MEMVIRT_* once. A malformed value gets one log line and its default. */
+void mv_config_load(void);
+
+void mv_log(enum mv_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- the device and the budget (device.c) ---- */
+
+struct mv_device {
+	CUcontext ctx;
+	uint64_t total;          /* physical device memory */
+	uint64_t granularity;    /* VMM granularity */
+	int host_vmm;            /* host-located VMM allocations supported and wanted: the safety net */
+	CUstream d2h, h2d;       /* memvirt's own copy streams */
+};
+
+extern struct mv_device mv_dev;
+
+/* Sets up the device side on the first allocation (the app has initialised the driver by then).
+ * Returns CUDA_SUCCESS or the error to hand back. */
+CUresult mv_device_init(void);
+
+/* ---- streams (stream.c) ---- */
+
+#define MV_RING 32
+#define MV_MAX_STREAMS 128
+
+/* An app stream and the ring of events that mark its launches: ticket t is recorded in slot t %
+ * MV_RING, and a slot's ticket is published only after its event has been recorded. */
+struct mv_stream {
+	CUstream handle;
+	int per_thread;
+	CUevent ring[MV_RING];
+	_Atomic uint64_t slot_ticket[MV_RING];
+	_Atomic uint64_t next_ticket;
+};
+
+/* The state of an app stream as named by a call (NULL means the legacy or the per-thread stream).
+ * NULL when the table is full or the ring cannot be made. */
+struct mv_stream *mv_stream_get(CUstream h, int per_thread);
+/* The handle to pass to the driver for it. */
+CUstream mv_stream_handle(const struct mv_stream *s);
+/* Takes the next ticket; mv_stream_mark() records its event after the work was enqueued. */
+uint64_t mv_stream_ticket(struct mv_stream *s);
+void mv_stream_mark(struct mv_stream *s, uint64_t ticket);
+/* Makes `waiter` wait until ticket t of s has completed. Returns 0, or -1 when the ticket has not
+ * been recorded yet. */
+int mv_stream_wait_ticket(CUstream waiter, struct mv_stream *s, uint64_t t);
+/* Blocks until ticket t of s has completed. */
+void mv_stream_sync_ticket(struct mv_stream *s, uint64_t t);
+/* Nonzero when ticket t of s has completed. */
+int mv_stream_ticket_done(struct mv_stream *s, uint64_t t);
+struct mv_stream *mv_stream_at(unsigned index);
+unsigned mv_stream_index(const struct mv_stream *s);
+
+/* Streams currently capturing a graph. */
+void mv_capture_begin(CUstream h, int per_thread);
+void mv_capture_end(CUstream h, int per_thread);
+int mv_capturing(CUstream h, int per_thread);
+
+/* ---- buffers (registry.c) ---- */
+
+enum mv_state { MV_RESIDENT, MV_EVICTING, MV_HOST, MV_FETCHING };
+enum mv_kind { MV_KIND_LARGE, MV_KIND_SLAB };
+
+#define MV_USES 4
+#define MV_REFS 8
+
+struct mv_use {
+	uint16_t stream;
+	uint64_t ticket;
+};
+
+struct mv_hostslot;
+
+/* One allocation the app made through memvirt. Guarded by mv_lock except where noted. */
+struct mv_buf {
+	uint64_t va;             /* the app's address, stable for the buffer's life */
+	uint64_t size;           /* what the app asked for */
+	uint64_t span;           /* reserved and mapped bytes (granularity-rounded); 0 for slab blocks */
+	enum mv_kind kind;
+	enum mv_state state;
+	int pinned;              /* never paged: named by a captured graph */
+	int freed;               /* the app freed it; released once its last uses complete */
+	int rescue;              /* a launch needs it while its page-out is in flight: keep the pages */
+	int releasing;           /* its page-out has passed the point where a launch can keep the pages */
+	int busy;                /* launches, copies and page-ins using it right now: not a victim */
+	int skip;                /* its page-out just failed: not a victim again in this round */
+	uint64_t lru;            /* the global use clock at its last use */
+	uint64_t epoch;          /* the submission that last collected it, so it is collected once */
+	CUmemGenericAllocationHandle dev; /* its device pages, while resident */
+	struct mv_hostslot *host;         /* its host copy, while paged out or moving */
+	CUevent moved;           /* records the end of its last page-out or page-in copy */
+	int ready_pending;       /* a page-in may still be copying: users wait on `moved` */
+	struct mv_use uses[MV_USES];
+	int nuses;
+	int uses_overflow;       /* more streams than uses[] holds: wait for every stream */
+	uint64_t refs[MV_REFS];  /* device pointers uploaded into it: kept resident with it */
+	int nrefs;
+	struct mv_buf *next;     /* on the pager's or the free cache's list */
+};
+
+/* The lock over the registry, every buffer's state, the budget and the pager's queues. Never held
+ * across a driver call. */
+extern pthread_mutex_t mv_lock;
+/* Broadcast whenever a page-out completes, memory is released or a buffer changes state. */
+extern pthread_cond_t mv_cond;
+
+int mv_registry_add(struct mv_buf *b);
+void mv_registry_remove(struct mv_buf *b);
+/* The buffer whose [va, va+size) holds addr; NULL when none. O(log n). */
+struct mv_buf *mv_registry_find(uint64_t addr);
+/* The least recently used buffer that may be paged out now, or NULL. */
+struct mv_buf *mv_registry_victim(void);
+/* Clears every buffer's skip mark. */
+void mv_registry_unskip(void);
+/* Records a use of b on stream s with ticket t. */
+void mv_buf_use(struct mv_buf *b, struct mv_stream *s, uint64_t t, uint64_t clock);
+size_t mv_registry_count(void);
+/* What holds the device, for the out-of-memory log line. Called with mv_lock held. */
+void mv_registry_describe(char *buf, size_t len);
+
+/* ---- residency (residency.c) ---- */
+
+/* Resident device bytes (memvirt's buffers and slab chunks, and the app's own VMM allocations)
+ * against the budget. Guarded by mv_lock. */
+struct mv_budget {
+	uint64_t budget;
+	uint64_t resident;   /* charged device bytes, including reservations in progress */
+	uint64_t evicting;   /* bytes whose page-out is in flight */
+};
+
+extern struct mv_budget mv_budget;
+
+/* Charges bytes against the budget, evicting least recently used buffers until they fit. Waits for
+ * page-outs to complete. Called without mv_lock. Returns CUDA_SUCCESS or CUDA_ERROR_OUT_OF_MEMORY
+ * when nothing more can be evicted. */
+CUresult mv_make_room(uint64_t bytes);
+/* Returns bytes to the budget. */
+void mv_uncharge(uint64_t bytes);
+
+/* Device pages for [va, va+span): create, map, set access. */
+CUresult mv_map_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle *out);
+void mv_unmap_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle h);
+
+/* Makes b resident for a use on stream s (handle h), and orders h after its page-in. Called
+ * without mv_lock; b must not be freed meanwhile (the caller's use keeps it). */
+CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing);
+
+/* Takes a freed large buffer (already out of the registry; called with mv_lock held): its pages
+ * and host copy are released, or its pages cached for reuse, once its last uses complete. */
+void mv_release_later(struct mv_buf *b);
+/* A freed buffer of exactly this span whose pages can be reused now, or NULL. Called with mv_lock
+ * held. */
+struct mv_buf *mv_cache_take(uint64_t span);
+/* Waits for every recorded use of b to complete. */
+void mv_buf_wait_uses(struct mv_buf *b);
+/* Makes the copy stream wait for every recorded use of b. */
+void mv_buf_order_after_uses(CUstream waiter, struct mv_buf *b);
+
+/* Starts the pager thread if it is not running. */
+void mv_pager_start(void);
+/* In a child after fork: the pager thread did not come along. */
+void mv_residency_forked(void);
+
+/* ---- allocation (alloc.c) ---- */
+
+/* The global use clock: advanced by every launch, copy and memset. */
+extern _Atomic uint64_t mv_clock;
+
+/* ---- launches, copies and memsets (launch.c) ---- */
+
+/* A device range an operation touches: the start of a buffer or any address inside one. */
+struct mv_access {
+	uint64_t addr;
+	uint64_t bytes; /* 0: only the buffer holding addr */
+};
+
+/* The one routine every launch, copy and memset goes through: finds the buffers named, makes them
+ * resident, orders the stream after their page-ins, runs submit(), and records the use. */
+CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwords,
+		   CUresult (*submit)(void *arg), void *arg);
+
+/* ---- counters (counters.c) ---- */
+
+struct mv_counters_atomic {
+	_Atomic uint64_t page_outs, page_ins, fault_ins;
+	_Atomic uint64_t bytes_out, bytes_in;
+	_Atomic uint64_t stall_ns;
+	_Atomic uint64_t host_bytes;
+	_Atomic uint64_t app_vmm_bytes;
+	_Atomic uint64_t oom;
+};
+
+extern struct mv_counters_atomic mv_count;
+
+/* Times how long stream h waited for page-ins between two events recorded around the wait; the
+ * pager adds it to the stall counter once both have completed. */
+void mv_stall_measure(CUstream h, CUevent ready, int per_thread);
+
+#define MV_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MV_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

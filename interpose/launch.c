@@ -1,0 +1,562 @@
+/* The launch path: kernels, copies, memsets and graph launches all go through mv_submit, which finds
+ * the buffers an operation names, makes them resident, orders the stream after their page-ins and
+ * records where on the stream they were last used.
+ *
+ * A kernel's buffers are found by scanning its parameters: every 8-byte-aligned word of every
+ * parameter (layouts from cuFuncGetParamInfo, cached per function), or of the `extra` buffer, is
+ * looked up in the registry, interior pointers included. A word that happens to equal an address
+ * only costs a needless page-in. Pointers a host-to-device copy uploads into a buffer are remembered,
+ * and a kernel naming that buffer keeps them resident too. What the scan cannot see (pointers
+ * computed on the device, or written there by kernels) is what the safety net is for.
+ *
+ * Nothing here makes a system call, calls getenv, allocates on the heap or holds a lock across a
+ * driver call once a function's layout is cached and its stream known. */
+#include "config.h"
+
+#include <string.h>
+
+#include "interpose/internal.h"
+
+/* ---- parameter layouts ---- */
+
+#define MV_LAYOUTS 4096 /* a power of two */
+#define MV_MAX_PARAMS 64
+#define MV_MAX_WORDS 4096
+
+struct layout {
+	_Atomic(CUfunction) f; /* published last */
+	int known;             /* cuFuncGetParamInfo answered */
+	uint16_t n;
+	uint16_t off[MV_MAX_PARAMS];
+	uint16_t size[MV_MAX_PARAMS];
+};
+
+static struct layout layouts[MV_LAYOUTS];
+/* Guards filling a slot; lookups read slots whose function has been published. */
+static pthread_mutex_t layout_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t slot_of(CUfunction f)
+{
+	uint64_t x = (uint64_t)(uintptr_t)f;
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	return (size_t)x & (MV_LAYOUTS - 1);
+}
+
+static const struct layout *layout_get(CUfunction f)
+{
+	struct layout tmp = {0};
+	size_t i = slot_of(f);
+
+	for (size_t probe = 0; probe < MV_LAYOUTS; probe++, i = (i + 1) & (MV_LAYOUTS - 1)) {
+		CUfunction g = atomic_load_explicit(&layouts[i].f, memory_order_acquire);
+		if (g == f)
+			return &layouts[i];
+		if (g == NULL)
+			break;
+	}
+	/* First launch of f: ask the driver, outside the lock. */
+	tmp.known = 1;
+	while (tmp.n < MV_MAX_PARAMS) {
+		size_t off, size;
+		CUresult r = mv_real.cuFuncGetParamInfo(f, tmp.n, &off, &size);
+		if (r == CUDA_ERROR_INVALID_VALUE)
+			break;
+		if (r != CUDA_SUCCESS || off + size > 65535) {
+			tmp.known = 0;
+			break;
+		}
+		tmp.off[tmp.n] = (uint16_t)off;
+		tmp.size[tmp.n] = (uint16_t)size;
+		tmp.n++;
+	}
+	if (!tmp.known)
+		mv_log(MV_LOG_WARN, "no parameter layout for function %p: its arguments are not scanned", (void *)f);
+	pthread_mutex_lock(&layout_lock);
+	i = slot_of(f);
+	for (size_t probe = 0; probe < MV_LAYOUTS; probe++, i = (i + 1) & (MV_LAYOUTS - 1)) {
+		CUfunction g = atomic_load_explicit(&layouts[i].f, memory_order_relaxed);
+		if (g == f)
+			break;
+		if (g == NULL) {
+			layouts[i].known = tmp.known;
+			layouts[i].n = tmp.n;
+			memcpy(layouts[i].off, tmp.off, sizeof(tmp.off));
+			memcpy(layouts[i].size, tmp.size, sizeof(tmp.size));
+			atomic_store_explicit(&layouts[i].f, f, memory_order_release);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&layout_lock);
+	return &layouts[i];
+}
+
+/* Appends every 8-byte-aligned word of [base, base+len), which sits at offset `at` of the parameter
+ * buffer, to words. */
+static size_t scan(const unsigned char *base, size_t at, size_t len, uint64_t *words, size_t n)
+{
+	size_t first = (at + 7) & ~(size_t)7;
+
+	for (size_t w = first; w + 8 <= at + len && n < MV_MAX_WORDS; w += 8) {
+		uint64_t v;
+		memcpy(&v, base + (w - at), 8);
+		if (v != 0)
+			words[n++] = v;
+	}
+	return n;
+}
+
+static __thread uint64_t tl_words[MV_MAX_WORDS];
+
+static size_t kernel_words(CUfunction f, void **params, void **extra, uint64_t *words)
+{
+	size_t n = 0;
+
+	if (extra != NULL) {
+		void *buf = NULL;
+		size_t size = 0;
+		for (size_t i = 0; extra[i] != CU_LAUNCH_PARAM_END; i += 2) {
+			if (extra[i] == CU_LAUNCH_PARAM_BUFFER_POINTER)
+				buf = extra[i + 1];
+			else if (extra[i] == CU_LAUNCH_PARAM_BUFFER_SIZE && extra[i + 1] != NULL)
+				size = *(size_t *)extra[i + 1];
+			else
+				break;
+		}
+		if (buf != NULL)
+			n = scan(buf, 0, size, words, n);
+		return n;
+	}
+	if (params != NULL) {
+		const struct layout *l = layout_get(f);
+		if (!l->known)
+			return 0;
+		for (unsigned i = 0; i < l->n && params[i] != NULL; i++)
+			n = scan(params[i], l->off[i], l->size[i], words, n);
+	}
+	return n;
+}
+
+/* ---- the one routine ---- */
+
+#define MV_MAX_NAMED 512
+
+static _Atomic uint64_t epochs = 1;
+
+CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwords,
+		   CUresult (*submit)(void *arg), void *arg)
+{
+	struct mv_buf *named[MV_MAX_NAMED];
+	size_t n = 0;
+	uint64_t epoch, t = 0;
+	struct mv_stream *s;
+	int capturing;
+	CUresult r = CUDA_SUCCESS;
+	CUstream handle = h == NULL ? (per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY) : h;
+
+	if (nwords == 0)
+		return submit(arg);
+	epoch = atomic_fetch_add_explicit(&epochs, 1, memory_order_relaxed);
+	pthread_mutex_lock(&mv_lock);
+	for (size_t i = 0; i < nwords && n < MV_MAX_NAMED; i++) {
+		struct mv_buf *b = mv_registry_find(words[i]);
+		if (b == NULL || b->epoch == epoch)
+			continue;
+		b->epoch = epoch;
+		b->busy++;
+		named[n++] = b;
+	}
+	/* Pointers uploaded into a named buffer name their buffers too (one level). */
+	for (size_t i = 0, m = n; i < m; i++) {
+		for (int j = 0; j < named[i]->nrefs && n < MV_MAX_NAMED; j++) {
+			struct mv_buf *b = mv_registry_find(named[i]->refs[j]);
+			if (b == NULL || b->epoch == epoch)
+				continue;
+			b->epoch = epoch;
+			b->busy++;
+			named[n++] = b;
+		}
+	}
+	pthread_mutex_unlock(&mv_lock);
+	if (n == 0)
+		return submit(arg);
+
+	capturing = mv_capturing(h, per_thread);
+	s = capturing ? NULL : mv_stream_get(h, per_thread);
+	for (size_t i = 0; i < n && r == CUDA_SUCCESS; i++)
+		if (named[i]->kind == MV_KIND_LARGE)
+			r = mv_make_resident(named[i], handle, capturing);
+	if (r == CUDA_SUCCESS)
+		r = submit(arg);
+	if (s != NULL) {
+		t = mv_stream_ticket(s);
+		mv_stream_mark(s, t);
+	} else if (!capturing) {
+		/* An untracked stream: its last uses cannot be named, so wait them out now. */
+		mv_real.cuStreamSynchronize(handle);
+	}
+
+	pthread_mutex_lock(&mv_lock);
+	{
+		uint64_t clock = atomic_fetch_add_explicit(&mv_clock, 1, memory_order_relaxed) + 1;
+		for (size_t i = 0; i < n; i++) {
+			struct mv_buf *b = named[i];
+			if (capturing)
+				b->pinned = 1; /* named by a graph: it must stay put while any launch of it runs */
+			else if (s != NULL)
+				mv_buf_use(b, s, t, clock);
+			else
+				b->lru = clock;
+			b->busy--;
+		}
+	}
+	pthread_cond_broadcast(&mv_cond);
+	pthread_mutex_unlock(&mv_lock);
+	return r;
+}
+
+/* ---- kernel launches ---- */
+
+struct launch_args {
+	CUfunction f;
+	unsigned gx, gy, gz, bx, by, bz, shmem;
+	CUstream h;
+	void **params, **extra;
+	int per_thread;
+	int cooperative;
+};
+
+static CUresult do_launch(void *arg)
+{
+	struct launch_args *a = arg;
+
+	if (a->cooperative)
+		return (a->per_thread ? mv_real.cuLaunchCooperativeKernel_ptsz : mv_real.cuLaunchCooperativeKernel)(
+			a->f, a->gx, a->gy, a->gz, a->bx, a->by, a->bz, a->shmem, a->h, a->params);
+	return (a->per_thread ? mv_real.cuLaunchKernel_ptsz : mv_real.cuLaunchKernel)(
+		a->f, a->gx, a->gy, a->gz, a->bx, a->by, a->bz, a->shmem, a->h, a->params, a->extra);
+}
+
+static CUresult launch(struct launch_args *a)
+{
+	size_t n;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	n = kernel_words(a->f, a->params, a->extra, tl_words);
+	return mv_submit(a->h, a->per_thread, tl_words, n, do_launch, a);
+}
+
+MV_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
+				  unsigned int by, unsigned int bz, unsigned int shmem, CUstream h, void **params,
+				  void **extra)
+{
+	struct launch_args a = {f, gx, gy, gz, bx, by, bz, shmem, h, params, extra, 0, 0};
+	return launch(&a);
+}
+
+MV_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+				       unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem, CUstream h,
+				       void **params, void **extra)
+{
+	struct launch_args a = {f, gx, gy, gz, bx, by, bz, shmem, h, params, extra, 1, 0};
+	return launch(&a);
+}
+
+MV_EXPORT CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+					     unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem,
+					     CUstream h, void **params)
+{
+	struct launch_args a = {f, gx, gy, gz, bx, by, bz, shmem, h, params, NULL, 0, 1};
+	return launch(&a);
+}
+
+MV_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+						  unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem,
+						  CUstream h, void **params)
+{
+	struct launch_args a = {f, gx, gy, gz, bx, by, bz, shmem, h, params, NULL, 1, 1};
+	return launch(&a);
+}
+
+struct launch_ex_args {
+	const CUlaunchConfig *config;
+	CUfunction f;
+	void **params, **extra;
+	int per_thread;
+};
+
+static CUresult do_launch_ex(void *arg)
+{
+	struct launch_ex_args *a = arg;
+	return (a->per_thread ? mv_real.cuLaunchKernelEx_ptsz : mv_real.cuLaunchKernelEx)(a->config, a->f, a->params,
+											   a->extra);
+}
+
+static CUresult launch_ex(const CUlaunchConfig *config, CUfunction f, void **params, void **extra, int per_thread)
+{
+	struct launch_ex_args a = {config, f, params, extra, per_thread};
+	size_t n;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (config == NULL)
+		return do_launch_ex(&a);
+	n = kernel_words(f, params, extra, tl_words);
+	return mv_submit(config->hStream, per_thread, tl_words, n, do_launch_ex, &a);
+}
+
+MV_EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f, void **params, void **extra)
+{
+	return launch_ex(config, f, params, extra, 0);
+}
+
+MV_EXPORT CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *config, CUfunction f, void **params, void **extra)
+{
+	return launch_ex(config, f, params, extra, 1);
+}
+
+/* ---- copies and memsets ---- */
+
+enum copy_form {
+	COPY_UNIFIED, COPY_H2D, COPY_D2H, COPY_D2D,
+};
+
+struct copy_args {
+	enum copy_form form;
+	int async, per_thread;
+	uint64_t dst, src;
+	size_t bytes;
+	CUstream h;
+};
+
+static CUresult do_copy(void *arg)
+{
+	struct copy_args *a = arg;
+	void *hdst = (void *)(uintptr_t)a->dst;
+	const void *hsrc = (const void *)(uintptr_t)a->src;
+
+	switch (a->form) {
+	case COPY_UNIFIED:
+		if (a->async)
+			return (a->per_thread ? mv_real.cuMemcpyAsync_ptsz : mv_real.cuMemcpyAsync)(a->dst, a->src,
+												    a->bytes, a->h);
+		return (a->per_thread ? mv_real.cuMemcpy_ptds : mv_real.cuMemcpy)(a->dst, a->src, a->bytes);
+	case COPY_H2D:
+		if (a->async)
+			return (a->per_thread ? mv_real.cuMemcpyHtoDAsync_v2_ptsz : mv_real.cuMemcpyHtoDAsync_v2)(
+				a->dst, hsrc, a->bytes, a->h);
+		return (a->per_thread ? mv_real.cuMemcpyHtoD_v2_ptds : mv_real.cuMemcpyHtoD_v2)(a->dst, hsrc, a->bytes);
+	case COPY_D2H:
+		if (a->async)
+			return (a->per_thread ? mv_real.cuMemcpyDtoHAsync_v2_ptsz : mv_real.cuMemcpyDtoHAsync_v2)(
+				hdst, a->src, a->bytes, a->h);
+		return (a->per_thread ? mv_real.cuMemcpyDtoH_v2_ptds : mv_real.cuMemcpyDtoH_v2)(hdst, a->src, a->bytes);
+	default:
+		if (a->async)
+			return (a->per_thread ? mv_real.cuMemcpyDtoDAsync_v2_ptsz : mv_real.cuMemcpyDtoDAsync_v2)(
+				a->dst, a->src, a->bytes, a->h);
+		return (a->per_thread ? mv_real.cuMemcpyDtoD_v2_ptds : mv_real.cuMemcpyDtoD_v2)(a->dst, a->src, a->bytes);
+	}
+}
+
+#define MV_REF_SCAN_MAX (64u << 10)
+
+/* A host-to-device copy of a small host buffer may upload device pointers (pointer tables): the
+ * buffers they name are remembered as the destination's references. More than MV_REFS are pinned
+ * instead, so nothing a table points to is ever paged out unseen. */
+static void note_refs(uint64_t dst, const void *src, size_t bytes)
+{
+	struct mv_buf *d;
+
+	if (bytes > MV_REF_SCAN_MAX || bytes < 8)
+		return;
+	pthread_mutex_lock(&mv_lock);
+	d = mv_registry_find(dst);
+	if (d != NULL) {
+		size_t start = dst - d->va;
+		/* Rewriting from the start replaces the table; writing further along adds to it. */
+		if (start == 0)
+			d->nrefs = 0;
+		for (size_t off = 0; off + 8 <= bytes; off += 8) {
+			uint64_t v;
+			struct mv_buf *b;
+			int known = 0;
+			memcpy(&v, (const char *)src + off, 8);
+			b = v != 0 ? mv_registry_find(v) : NULL;
+			if (b == NULL || b == d)
+				continue;
+			for (int j = 0; j < d->nrefs && !known; j++)
+				known = mv_registry_find(d->refs[j]) == b;
+			if (known)
+				continue;
+			if (d->nrefs < MV_REFS)
+				d->refs[d->nrefs++] = b->va;
+			else
+				b->pinned = 1;
+		}
+	}
+	pthread_mutex_unlock(&mv_lock);
+}
+
+static CUresult copy(struct copy_args *a)
+{
+	uint64_t words[2];
+	size_t n = 0;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (a->form != COPY_D2H)
+		words[n++] = a->dst;
+	if (a->form != COPY_H2D)
+		words[n++] = a->src;
+	if (a->form == COPY_H2D || a->form == COPY_UNIFIED)
+		note_refs(a->dst, (const void *)(uintptr_t)a->src, a->bytes);
+	return mv_submit(a->h, a->per_thread, words, a->bytes == 0 ? 0 : n, do_copy, a);
+}
+
+#define HPTR(p) ((uint64_t)(uintptr_t)(p))
+#define COPY(form, async, pt, d, s, n, h) \
+	do { \
+		struct copy_args a_ = {form, async, pt, d, s, n, h}; \
+		return copy(&a_); \
+	} while (0)
+
+MV_EXPORT CUresult cuMemcpy(CUdeviceptr dst, CUdeviceptr src, size_t n) { COPY(COPY_UNIFIED, 0, 0, dst, src, n, NULL); }
+MV_EXPORT CUresult cuMemcpy_ptds(CUdeviceptr dst, CUdeviceptr src, size_t n) { COPY(COPY_UNIFIED, 0, 1, dst, src, n, NULL); }
+MV_EXPORT CUresult cuMemcpyAsync(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream h) { COPY(COPY_UNIFIED, 1, 0, dst, src, n, h); }
+MV_EXPORT CUresult cuMemcpyAsync_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream h) { COPY(COPY_UNIFIED, 1, 1, dst, src, n, h); }
+MV_EXPORT CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n) { COPY(COPY_H2D, 0, 0, dst, HPTR(src), n, NULL); }
+MV_EXPORT CUresult cuMemcpyHtoD_v2_ptds(CUdeviceptr dst, const void *src, size_t n) { COPY(COPY_H2D, 0, 1, dst, HPTR(src), n, NULL); }
+MV_EXPORT CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t n) { COPY(COPY_D2H, 0, 0, HPTR(dst), src, n, NULL); }
+MV_EXPORT CUresult cuMemcpyDtoH_v2_ptds(void *dst, CUdeviceptr src, size_t n) { COPY(COPY_D2H, 0, 1, HPTR(dst), src, n, NULL); }
+MV_EXPORT CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) { COPY(COPY_D2D, 0, 0, dst, src, n, NULL); }
+MV_EXPORT CUresult cuMemcpyDtoD_v2_ptds(CUdeviceptr dst, CUdeviceptr src, size_t n) { COPY(COPY_D2D, 0, 1, dst, src, n, NULL); }
+MV_EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dst, const void *src, size_t n, CUstream h) { COPY(COPY_H2D, 1, 0, dst, HPTR(src), n, h); }
+MV_EXPORT CUresult cuMemcpyHtoDAsync_v2_ptsz(CUdeviceptr dst, const void *src, size_t n, CUstream h) { COPY(COPY_H2D, 1, 1, dst, HPTR(src), n, h); }
+MV_EXPORT CUresult cuMemcpyDtoHAsync_v2(void *dst, CUdeviceptr src, size_t n, CUstream h) { COPY(COPY_D2H, 1, 0, HPTR(dst), src, n, h); }
+MV_EXPORT CUresult cuMemcpyDtoHAsync_v2_ptsz(void *dst, CUdeviceptr src, size_t n, CUstream h) { COPY(COPY_D2H, 1, 1, HPTR(dst), src, n, h); }
+MV_EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream h) { COPY(COPY_D2D, 1, 0, dst, src, n, h); }
+MV_EXPORT CUresult cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream h) { COPY(COPY_D2D, 1, 1, dst, src, n, h); }
+
+struct memset_args {
+	unsigned elem;
+	int async, per_thread;
+	CUdeviceptr dst;
+	uint32_t value;
+	size_t n;
+	CUstream h;
+};
+
+static CUresult do_memset(void *arg)
+{
+	struct memset_args *a = arg;
+
+	switch (a->elem) {
+	case 1:
+		if (a->async)
+			return (a->per_thread ? mv_real.cuMemsetD8Async_ptsz : mv_real.cuMemsetD8Async)(
+				a->dst, (unsigned char)a->value, a->n, a->h);
+		return (a->per_thread ? mv_real.cuMemsetD8_v2_ptds : mv_real.cuMemsetD8_v2)(a->dst, (unsigned char)a->value, a->n);
+	case 2:
+		if (a->async)
+			return (a->per_thread ? mv_real.cuMemsetD16Async_ptsz : mv_real.cuMemsetD16Async)(
+				a->dst, (unsigned short)a->value, a->n, a->h);
+		return (a->per_thread ? mv_real.cuMemsetD16_v2_ptds : mv_real.cuMemsetD16_v2)(a->dst, (unsigned short)a->value,
+											    a->n);
+	default:
+		if (a->async)
+			return (a->per_thread ? mv_real.cuMemsetD32Async_ptsz : mv_real.cuMemsetD32Async)(a->dst, a->value,
+												    a->n, a->h);
+		return (a->per_thread ? mv_real.cuMemsetD32_v2_ptds : mv_real.cuMemsetD32_v2)(a->dst, a->value, a->n);
+	}
+}
+
+static CUresult memset_(struct memset_args *a)
+{
+	uint64_t word = a->dst;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	return mv_submit(a->h, a->per_thread, &word, a->n == 0 ? 0 : 1, do_memset, a);
+}
+
+#define MEMSET(elem, async, pt, d, v, n, h) \
+	do { \
+		struct memset_args a_ = {elem, async, pt, d, v, n, h}; \
+		return memset_(&a_); \
+	} while (0)
+
+MV_EXPORT CUresult cuMemsetD8_v2(CUdeviceptr d, unsigned char v, size_t n) { MEMSET(1, 0, 0, d, v, n, NULL); }
+MV_EXPORT CUresult cuMemsetD8_v2_ptds(CUdeviceptr d, unsigned char v, size_t n) { MEMSET(1, 0, 1, d, v, n, NULL); }
+MV_EXPORT CUresult cuMemsetD16_v2(CUdeviceptr d, unsigned short v, size_t n) { MEMSET(2, 0, 0, d, v, n, NULL); }
+MV_EXPORT CUresult cuMemsetD16_v2_ptds(CUdeviceptr d, unsigned short v, size_t n) { MEMSET(2, 0, 1, d, v, n, NULL); }
+MV_EXPORT CUresult cuMemsetD32_v2(CUdeviceptr d, unsigned int v, size_t n) { MEMSET(4, 0, 0, d, v, n, NULL); }
+MV_EXPORT CUresult cuMemsetD32_v2_ptds(CUdeviceptr d, unsigned int v, size_t n) { MEMSET(4, 0, 1, d, v, n, NULL); }
+MV_EXPORT CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, CUstream h) { MEMSET(1, 1, 0, d, v, n, h); }
+MV_EXPORT CUresult cuMemsetD8Async_ptsz(CUdeviceptr d, unsigned char v, size_t n, CUstream h) { MEMSET(1, 1, 1, d, v, n, h); }
+MV_EXPORT CUresult cuMemsetD16Async(CUdeviceptr d, unsigned short v, size_t n, CUstream h) { MEMSET(2, 1, 0, d, v, n, h); }
+MV_EXPORT CUresult cuMemsetD16Async_ptsz(CUdeviceptr d, unsigned short v, size_t n, CUstream h) { MEMSET(2, 1, 1, d, v, n, h); }
+MV_EXPORT CUresult cuMemsetD32Async(CUdeviceptr d, unsigned int v, size_t n, CUstream h) { MEMSET(4, 1, 0, d, v, n, h); }
+MV_EXPORT CUresult cuMemsetD32Async_ptsz(CUdeviceptr d, unsigned int v, size_t n, CUstream h) { MEMSET(4, 1, 1, d, v, n, h); }
+
+/* ---- graphs ---- */
+
+/* Launches captured into a graph make their buffers resident and pin them for good, so every later
+ * launch of the graph finds them where they are: the graph rule. */
+static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int per_thread)
+{
+	CUresult r;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	mv_stream_get(h, per_thread);
+	r = (per_thread ? mv_real.cuStreamBeginCapture_v2_ptsz : mv_real.cuStreamBeginCapture_v2)(h, mode);
+	if (r == CUDA_SUCCESS)
+		mv_capture_begin(h, per_thread);
+	return r;
+}
+
+MV_EXPORT CUresult cuStreamBeginCapture_v2(CUstream h, CUstreamCaptureMode mode)
+{
+	return begin_capture(h, mode, 0);
+}
+
+MV_EXPORT CUresult cuStreamBeginCapture_v2_ptsz(CUstream h, CUstreamCaptureMode mode)
+{
+	return begin_capture(h, mode, 1);
+}
+
+static CUresult end_capture(CUstream h, CUgraph *g, int per_thread)
+{
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	mv_capture_end(h, per_thread);
+	return (per_thread ? mv_real.cuStreamEndCapture_ptsz : mv_real.cuStreamEndCapture)(h, g);
+}
+
+MV_EXPORT CUresult cuStreamEndCapture(CUstream h, CUgraph *g)
+{
+	return end_capture(h, g, 0);
+}
+
+MV_EXPORT CUresult cuStreamEndCapture_ptsz(CUstream h, CUgraph *g)
+{
+	return end_capture(h, g, 1);
+}
+
+/* Every buffer a graph names was pinned resident at capture, so the launch itself needs nothing. */
+MV_EXPORT CUresult cuGraphLaunch(CUgraphExec e, CUstream h)
+{
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	return mv_real.cuGraphLaunch(e, h);
+}
+
+MV_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec e, CUstream h)
+{
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	return mv_real.cuGraphLaunch_ptsz(e, h);
+}

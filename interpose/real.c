@@ -1,0 +1,105 @@
+/* The real driver: loaded with dlopen (never taken from the library itself), one pointer per entry
+ * point memvirt hooks or uses. Also the dlsym hook, the second of the three ways in. */
+#include "config.h"
+
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "interpose/internal.h"
+
+struct mv_real mv_real;
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+static int loaded = -1;
+static void *real_handle;
+
+typedef void *(*dlsym_fn)(void *, const char *);
+static dlsym_fn real_dlsym;
+
+/* The real dlsym, found by version so that this library's own dlsym is not found instead. */
+static dlsym_fn find_dlsym(void)
+{
+	static const char *versions[] = {"GLIBC_2.34", "GLIBC_2.2.5", "GLIBC_2.17", "GLIBC_2.0"};
+	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+		void *p = dlvsym(RTLD_NEXT, "dlsym", versions[i]);
+		if (p != NULL)
+			return (dlsym_fn)p;
+	}
+	return NULL;
+}
+
+/* fork: no lock may be held by a thread the child will not have. */
+static void fork_prepare(void)
+{
+	pthread_mutex_lock(&mv_lock);
+}
+
+static void fork_parent(void)
+{
+	pthread_mutex_unlock(&mv_lock);
+}
+
+static void fork_child(void)
+{
+	pthread_mutex_unlock(&mv_lock);
+	mv_residency_forked();
+}
+
+static void load(void)
+{
+	const char *path;
+
+	mv_config_load();
+	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	real_dlsym = find_dlsym();
+	if (real_dlsym == NULL) {
+		mv_log(MV_LOG_ERROR, "cannot find the C library's dlsym; memvirt is inactive");
+		return;
+	}
+	path = getenv("MEMVIRT_REAL_LIBCUDA");
+	if (path == NULL || *path == '\0')
+		path = "libcuda.so.1";
+	real_handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (real_handle == NULL) {
+		mv_log(MV_LOG_ERROR, "cannot load the CUDA driver %s: %s", path, dlerror());
+		return;
+	}
+#define MV_HOOK(sym) mv_real.sym = (__typeof__(sym) *)real_dlsym(real_handle, #sym);
+#define MV_DRIVER(sym) MV_HOOK(sym)
+#include "interpose/hooks.def"
+#include "interpose/driver.def"
+#undef MV_HOOK
+#undef MV_DRIVER
+	loaded = 0;
+	mv_log(MV_LOG_DEBUG, "loaded the CUDA driver from %s", path);
+}
+
+int mv_init(void)
+{
+	pthread_once(&once, load);
+	return loaded;
+}
+
+/* dlsym on the driver's handle answers with the hook, so programs that look the driver up by hand
+ * (PyTorch before 2.8 does) are covered too. Any other lookup is the C library's. */
+MV_EXPORT void *dlsym(void *handle, const char *name)
+{
+	void *p, *hook;
+
+	if (real_dlsym == NULL) {
+		real_dlsym = find_dlsym();
+		if (real_dlsym == NULL)
+			return NULL;
+	}
+	p = real_dlsym(handle, name);
+	if (p == NULL || strncmp(name, "cu", 2) != 0)
+		return p;
+	if (mv_init() != 0)
+		return p;
+	hook = mv_hook_for(name);
+	/* The hook only stands in for the driver's own symbol, not a same-named one elsewhere. */
+	if (hook != NULL && p == real_dlsym(real_handle, name))
+		return hook;
+	return p;
+}

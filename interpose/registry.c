@@ -1,0 +1,141 @@
+/* The buffer registry: every allocation the app made through memvirt, sorted by address so that
+ * any address, interior pointers included, finds its buffer in O(log n). */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "interpose/internal.h"
+
+pthread_mutex_t mv_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_cond_t mv_cond = PTHREAD_COND_INITIALIZER;
+
+/* Guarded by mv_lock. */
+static struct mv_buf **bufs;
+static size_t nbufs, capbufs;
+
+/* Index of the first buffer starting above addr. */
+static size_t upper(uint64_t addr)
+{
+	size_t lo = 0, hi = nbufs;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (bufs[mid]->va <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+int mv_registry_add(struct mv_buf *b)
+{
+	size_t at;
+
+	if (nbufs == capbufs) {
+		size_t cap = capbufs ? capbufs * 2 : 256;
+		struct mv_buf **v = realloc(bufs, cap * sizeof(*v));
+		if (v == NULL)
+			return -1;
+		bufs = v;
+		capbufs = cap;
+	}
+	at = upper(b->va);
+	memmove(&bufs[at + 1], &bufs[at], (nbufs - at) * sizeof(*bufs));
+	bufs[at] = b;
+	nbufs++;
+	return 0;
+}
+
+void mv_registry_remove(struct mv_buf *b)
+{
+	size_t at = upper(b->va);
+
+	if (at == 0 || bufs[at - 1] != b)
+		return;
+	at--;
+	memmove(&bufs[at], &bufs[at + 1], (nbufs - at - 1) * sizeof(*bufs));
+	nbufs--;
+}
+
+struct mv_buf *mv_registry_find(uint64_t addr)
+{
+	size_t at = upper(addr);
+	struct mv_buf *b;
+
+	if (at == 0)
+		return NULL;
+	b = bufs[at - 1];
+	return addr - b->va < b->size ? b : NULL;
+}
+
+size_t mv_registry_count(void)
+{
+	return nbufs;
+}
+
+/* Least recently used first. A buffer is a candidate when it is resident and large, not pinned, not
+ * moving, not just paged in, and not in use by a submission on its way. */
+struct mv_buf *mv_registry_victim(void)
+{
+	struct mv_buf *best = NULL;
+
+	for (size_t i = 0; i < nbufs; i++) {
+		struct mv_buf *b = bufs[i];
+		if (b->kind != MV_KIND_LARGE || b->state != MV_RESIDENT || b->pinned || b->freed || b->rescue ||
+		    b->busy > 0 || b->skip || b->ready_pending)
+			continue;
+		if (best == NULL || b->lru < best->lru)
+			best = b;
+	}
+	return best;
+}
+
+void mv_registry_unskip(void)
+{
+	for (size_t i = 0; i < nbufs; i++)
+		bufs[i]->skip = 0;
+}
+
+void mv_buf_use(struct mv_buf *b, struct mv_stream *s, uint64_t t, uint64_t clock)
+{
+	uint16_t idx = (uint16_t)mv_stream_index(s);
+
+	b->lru = clock;
+	for (int i = 0; i < b->nuses; i++) {
+		if (b->uses[i].stream == idx) {
+			b->uses[i].ticket = t;
+			return;
+		}
+	}
+	if (b->nuses < MV_USES)
+		b->uses[b->nuses++] = (struct mv_use){idx, t};
+	else
+		b->uses_overflow = 1;
+}
+
+void mv_registry_describe(char *buf, size_t len)
+{
+	uint64_t slab = 0, pinned = 0, busy = 0, pending = 0, other = 0, moving = 0;
+
+	for (size_t i = 0; i < nbufs; i++) {
+		struct mv_buf *b = bufs[i];
+		if (b->kind == MV_KIND_SLAB)
+			slab += b->size;
+		else if (b->state != MV_RESIDENT)
+			moving += b->span;
+		else if (b->pinned)
+			pinned += b->span;
+		else if (b->busy > 0)
+			busy += b->span;
+		else if (b->ready_pending)
+			pending += b->span;
+		else
+			other += b->span;
+	}
+	snprintf(buf, len, "slab blocks %llu, pinned %llu, in use %llu, arriving %llu, moving %llu, other %llu bytes",
+		 (unsigned long long)slab, (unsigned long long)pinned, (unsigned long long)busy,
+		 (unsigned long long)pending, (unsigned long long)moving, (unsigned long long)other);
+}

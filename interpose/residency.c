@@ -1,0 +1,725 @@
+/* Residency: the budget, page-out and page-in, the pinned host pool, and the pager thread.
+ *
+ * A buffer moves RESIDENT -> EVICTING -> HOST -> FETCHING -> RESIDENT. Page-out: the D2H copy
+ * stream waits for the buffer's last use on every stream, copies it to its host slot and records
+ * `moved`; the pager waits for that, unmaps and releases the device pages and, where the device can
+ * map host memory, maps the range onto the host copy (the safety net). Page-in: new device pages at
+ * the same address, an H2D copy, `moved` recorded; every stream that uses the buffer next waits on
+ * it until the pager has seen it complete. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "interpose/internal.h"
+#include "protocol/units.h"
+
+struct mv_budget mv_budget;
+
+/* ---- the pinned host pool ---- */
+
+/* One block of pinned host memory: a host-located VMM allocation mapped at `ptr` (so its ranges
+ * can also be mapped at buffers' device addresses), or cuMemHostAlloc memory where the device
+ * cannot map host memory. Carved in granules. */
+struct mv_hostchunk {
+	CUmemGenericAllocationHandle handle; /* 0 for cuMemHostAlloc memory */
+	char *ptr;
+	uint64_t size;
+	uint8_t *used; /* one flag per granule */
+	struct mv_hostchunk *next;
+};
+
+struct mv_hostslot {
+	struct mv_hostchunk *chunk;
+	uint64_t off, span;
+};
+
+#define MV_HOST_CHUNK (256ull << 20)
+
+/* Guards the chunk list and the granule flags. Not held across driver calls: chunks are made
+ * first and linked in after. */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mv_hostchunk *chunks;
+static uint64_t pool_bytes;
+static int pool_full_logged;
+
+static struct mv_hostslot *slot_in(struct mv_hostchunk *c, uint64_t span)
+{
+	uint64_t g = mv_dev.granularity, n = span / g, total = c->size / g, run = 0;
+
+	for (uint64_t i = 0; i < total; i++) {
+		run = c->used[i] ? 0 : run + 1;
+		if (run == n) {
+			struct mv_hostslot *s = malloc(sizeof(*s));
+			if (s == NULL)
+				return NULL;
+			memset(c->used + (i + 1 - n), 1, n);
+			*s = (struct mv_hostslot){c, (i + 1 - n) * g, span};
+			return s;
+		}
+	}
+	return NULL;
+}
+
+static struct mv_hostchunk *chunk_new(uint64_t size)
+{
+	struct mv_hostchunk *c = calloc(1, sizeof(*c));
+	CUresult r;
+
+	if (c == NULL)
+		return NULL;
+	c->size = size;
+	c->used = calloc(size / mv_dev.granularity, 1);
+	if (c->used == NULL)
+		goto err_used;
+	if (mv_dev.host_vmm) {
+		CUmemAllocationProp prop = {0};
+		CUmemAccessDesc access[2];
+		CUdeviceptr va;
+		memset(access, 0, sizeof(access));
+		prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+		prop.location.type = CU_MEM_LOCATION_TYPE_HOST;
+		r = mv_real.cuMemCreate(&c->handle, size, &prop, 0);
+		if (r != CUDA_SUCCESS)
+			goto err_create;
+		r = mv_real.cuMemAddressReserve(&va, size, mv_dev.granularity, 0, 0);
+		if (r != CUDA_SUCCESS)
+			goto err_reserve;
+		r = mv_real.cuMemMap(va, size, 0, c->handle, 0);
+		if (r != CUDA_SUCCESS)
+			goto err_map;
+		access[0].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+		access[0].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+		access[1].location.type = CU_MEM_LOCATION_TYPE_HOST;
+		access[1].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+		r = mv_real.cuMemSetAccess(va, size, access, 2);
+		if (r != CUDA_SUCCESS)
+			r = mv_real.cuMemSetAccess(va, size, access, 1);
+		if (r != CUDA_SUCCESS) {
+			mv_real.cuMemUnmap(va, size);
+			goto err_map;
+		}
+		c->ptr = (char *)(uintptr_t)va;
+		return c;
+err_map:
+		mv_real.cuMemAddressFree(va, size);
+err_reserve:
+		mv_real.cuMemRelease(c->handle);
+		goto err_create;
+	}
+	r = mv_real.cuMemHostAlloc((void **)&c->ptr, size, CU_MEMHOSTALLOC_PORTABLE);
+	if (r == CUDA_SUCCESS)
+		return c;
+err_create:
+	free(c->used);
+err_used:
+	free(c);
+	return NULL;
+}
+
+/* A host slot of span bytes; grows the pool by a chunk when none fits, up to its limit. */
+static struct mv_hostslot *host_alloc(uint64_t span)
+{
+	struct mv_hostslot *s = NULL;
+	struct mv_hostchunk *c;
+	uint64_t size;
+
+	pthread_mutex_lock(&pool_lock);
+	for (c = chunks; c != NULL && s == NULL; c = c->next)
+		s = slot_in(c, span);
+	size = MV_MAX(MV_HOST_CHUNK, span);
+	if (s != NULL || pool_bytes + size > mv_cfg.host_limit) {
+		if (s == NULL && !pool_full_logged) {
+			char a[32];
+			pool_full_logged = 1;
+			mv_log(MV_LOG_WARN, "host pool full at %s (MEMVIRT_HOST_LIMIT): cannot page out more",
+			       mv_format_size(pool_bytes, a, sizeof(a)));
+		}
+		pthread_mutex_unlock(&pool_lock);
+		return s;
+	}
+	pool_bytes += size;
+	pthread_mutex_unlock(&pool_lock);
+	c = chunk_new(size);
+	pthread_mutex_lock(&pool_lock);
+	if (c == NULL) {
+		pool_bytes -= size;
+	} else {
+		c->next = chunks;
+		chunks = c;
+		s = slot_in(c, span);
+	}
+	pthread_mutex_unlock(&pool_lock);
+	return s;
+}
+
+static void host_free(struct mv_hostslot *s)
+{
+	pthread_mutex_lock(&pool_lock);
+	memset(s->chunk->used + s->off / mv_dev.granularity, 0, s->span / mv_dev.granularity);
+	pthread_mutex_unlock(&pool_lock);
+	free(s);
+}
+
+/* Maps a paged-out buffer's range onto its host copy, so that an access the scan missed reads host
+ * memory instead of faulting. */
+static void net_map(struct mv_buf *b)
+{
+	CUmemAccessDesc access;
+
+	memset(&access, 0, sizeof(access));
+	if (!mv_dev.host_vmm || b->host->chunk->handle == 0)
+		return;
+	if (mv_real.cuMemMap(b->va, b->span, b->host->off, b->host->chunk->handle, 0) != CUDA_SUCCESS)
+		return;
+	access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	if (mv_real.cuMemSetAccess(b->va, b->span, &access, 1) != CUDA_SUCCESS)
+		mv_real.cuMemUnmap(b->va, b->span);
+}
+
+static void net_unmap(struct mv_buf *b)
+{
+	if (mv_dev.host_vmm && b->host != NULL && b->host->chunk->handle != 0)
+		mv_real.cuMemUnmap(b->va, b->span);
+}
+
+/* ---- device pages ---- */
+
+CUresult mv_map_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle *out)
+{
+	CUmemAllocationProp prop = {0};
+	CUmemAccessDesc access;
+	CUmemGenericAllocationHandle h;
+	CUresult r;
+	CUdevice dev = 0;
+
+	memset(&access, 0, sizeof(access));
+	mv_real.cuCtxGetDevice(&dev);
+	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	prop.location.id = dev;
+	r = mv_real.cuMemCreate(&h, span, &prop, 0);
+	if (r != CUDA_SUCCESS)
+		return r;
+	r = mv_real.cuMemMap(va, span, 0, h, 0);
+	if (r != CUDA_SUCCESS) {
+		mv_real.cuMemRelease(h);
+		return r;
+	}
+	access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	access.location.id = dev;
+	access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	r = mv_real.cuMemSetAccess(va, span, &access, 1);
+	if (r != CUDA_SUCCESS) {
+		mv_real.cuMemUnmap(va, span);
+		mv_real.cuMemRelease(h);
+		return r;
+	}
+	*out = h;
+	return CUDA_SUCCESS;
+}
+
+void mv_unmap_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle h)
+{
+	mv_real.cuMemUnmap(va, span);
+	mv_real.cuMemRelease(h);
+}
+
+/* ---- last uses ---- */
+
+void mv_buf_order_after_uses(CUstream waiter, struct mv_buf *b)
+{
+	if (b->uses_overflow) {
+		/* Too many streams to remember: wait for each one's latest launch. */
+		for (unsigned i = 0;; i++) {
+			struct mv_stream *s = mv_stream_at(i);
+			uint64_t t;
+			if (s == NULL)
+				break;
+			t = atomic_load_explicit(&s->next_ticket, memory_order_relaxed) - 1;
+			if (t > 0)
+				while (mv_stream_wait_ticket(waiter, s, t) != 0)
+					mv_stream_sync_ticket(s, t);
+		}
+		return;
+	}
+	for (int i = 0; i < b->nuses; i++) {
+		struct mv_stream *s = mv_stream_at(b->uses[i].stream);
+		if (s != NULL && mv_stream_wait_ticket(waiter, s, b->uses[i].ticket) != 0)
+			mv_stream_sync_ticket(s, b->uses[i].ticket);
+	}
+}
+
+void mv_buf_wait_uses(struct mv_buf *b)
+{
+	if (b->uses_overflow) {
+		for (unsigned i = 0;; i++) {
+			struct mv_stream *s = mv_stream_at(i);
+			uint64_t t;
+			if (s == NULL)
+				break;
+			t = atomic_load_explicit(&s->next_ticket, memory_order_relaxed) - 1;
+			if (t > 0)
+				mv_stream_sync_ticket(s, t);
+		}
+		return;
+	}
+	for (int i = 0; i < b->nuses; i++) {
+		struct mv_stream *s = mv_stream_at(b->uses[i].stream);
+		if (s != NULL)
+			mv_stream_sync_ticket(s, b->uses[i].ticket);
+	}
+}
+
+/* ---- the pager ---- */
+
+/* Guarded by mv_lock: buffers whose page-out was issued, whose page-in was issued, and freed
+ * buffers waiting for their last uses; the free cache; stall measurements. */
+static struct mv_buf *outq, *inq, *relq;
+static struct mv_buf *cache;
+static uint64_t releasing_bytes;
+static int pager_running;
+static pthread_cond_t pager_cond = PTHREAD_COND_INITIALIZER;
+
+#define MV_STALLS 256
+static struct {
+	CUevent a, b;
+} stalls[MV_STALLS];
+static int nstalls;
+
+static void push(struct mv_buf **q, struct mv_buf *b)
+{
+	b->next = NULL;
+	while (*q != NULL)
+		q = &(*q)->next;
+	*q = b;
+}
+
+static struct mv_buf *pop(struct mv_buf **q)
+{
+	struct mv_buf *b = *q;
+	if (b != NULL)
+		*q = b->next;
+	return b;
+}
+
+/* Completes one page-out: called by the pager once its copy has finished. */
+static void finish_page_out(struct mv_buf *b)
+{
+	CUmemGenericAllocationHandle dev;
+
+	pthread_mutex_lock(&mv_lock);
+	if (b->rescue) {
+		/* A launch took the buffer back before its pages went: they stay, the copy is dropped. */
+		struct mv_hostslot *h = b->host;
+		b->rescue = 0;
+		b->host = NULL;
+		b->state = MV_RESIDENT;
+		mv_budget.evicting -= b->span;
+		if (b->freed) {
+			releasing_bytes += b->span;
+			push(&relq, b);
+			pthread_cond_signal(&pager_cond);
+		}
+		pthread_cond_broadcast(&mv_cond);
+		pthread_mutex_unlock(&mv_lock);
+		host_free(h);
+		return;
+	}
+	b->releasing = 1;
+	dev = b->dev;
+	pthread_mutex_unlock(&mv_lock);
+
+	mv_unmap_device(b->va, b->span, dev);
+	net_map(b);
+
+	pthread_mutex_lock(&mv_lock);
+	b->dev = 0;
+	b->releasing = 0;
+	b->state = MV_HOST;
+	mv_budget.evicting -= b->span;
+	mv_budget.resident -= b->span;
+	atomic_fetch_add(&mv_count.host_bytes, b->span);
+	atomic_fetch_add(&mv_count.page_outs, 1);
+	atomic_fetch_add(&mv_count.bytes_out, b->size);
+	if (b->freed)
+		push(&relq, b);
+	pthread_cond_broadcast(&mv_cond);
+	pthread_cond_signal(&pager_cond);
+	pthread_mutex_unlock(&mv_lock);
+}
+
+/* Completes one page-in: its copy has finished, so later users need not wait and the host copy
+ * can go. */
+static void finish_page_in(struct mv_buf *b, struct mv_hostslot *h)
+{
+	host_free(h);
+	pthread_mutex_lock(&mv_lock);
+	b->ready_pending = 0;
+	if (b->freed) {
+		releasing_bytes += b->span;
+		push(&relq, b);
+	}
+	pthread_cond_broadcast(&mv_cond);
+	pthread_mutex_unlock(&mv_lock);
+}
+
+/* Releases a freed buffer whose last uses have completed: resident pages go to the free cache,
+ * a host copy goes back to the pool. */
+static void finish_release(struct mv_buf *b)
+{
+	mv_buf_wait_uses(b);
+	if (b->state == MV_HOST) {
+		net_unmap(b);
+		host_free(b->host);
+		b->host = NULL;
+		atomic_fetch_sub(&mv_count.host_bytes, b->span);
+		mv_real.cuMemAddressFree(b->va, b->span);
+		mv_real.cuEventDestroy_v2(b->moved);
+		free(b);
+		pthread_mutex_lock(&mv_lock);
+		pthread_cond_broadcast(&mv_cond);
+		pthread_mutex_unlock(&mv_lock);
+		return;
+	}
+	pthread_mutex_lock(&mv_lock);
+	releasing_bytes -= b->span;
+	b->nuses = 0;
+	b->uses_overflow = 0;
+	b->nrefs = 0;
+	push(&cache, b);
+	pthread_cond_broadcast(&mv_cond);
+	pthread_mutex_unlock(&mv_lock);
+}
+
+static void finish_stalls(void)
+{
+	int n;
+
+	pthread_mutex_lock(&mv_lock);
+	n = nstalls;
+	pthread_mutex_unlock(&mv_lock);
+	for (int i = 0; i < n; i++) {
+		float ms = 0;
+		mv_real.cuEventSynchronize(stalls[i].b);
+		if (mv_real.cuEventElapsedTime(&ms, stalls[i].a, stalls[i].b) == CUDA_SUCCESS && ms > 0)
+			atomic_fetch_add(&mv_count.stall_ns, (uint64_t)((double)ms * 1e6));
+		mv_real.cuEventDestroy_v2(stalls[i].a);
+		mv_real.cuEventDestroy_v2(stalls[i].b);
+	}
+	pthread_mutex_lock(&mv_lock);
+	memmove(stalls, stalls + n, (size_t)(nstalls - n) * sizeof(stalls[0]));
+	nstalls -= n;
+	pthread_mutex_unlock(&mv_lock);
+}
+
+/* The pager: completes page-outs, page-ins and releases in the order they were queued. It makes
+ * the app's context current on itself. */
+static void *pager(void *arg)
+{
+	mv_real.cuCtxSetCurrent(mv_dev.ctx);
+	pthread_mutex_lock(&mv_lock);
+	for (;;) {
+		struct mv_buf *b;
+		while (outq == NULL && inq == NULL && relq == NULL && nstalls == 0)
+			pthread_cond_wait(&pager_cond, &mv_lock);
+		if ((b = pop(&outq)) != NULL) {
+			pthread_mutex_unlock(&mv_lock);
+			mv_real.cuEventSynchronize(b->moved);
+			finish_page_out(b);
+		} else if ((b = pop(&inq)) != NULL) {
+			struct mv_hostslot *h = b->host;
+			b->host = NULL;
+			pthread_mutex_unlock(&mv_lock);
+			mv_real.cuEventSynchronize(b->moved);
+			finish_page_in(b, h);
+		} else if ((b = pop(&relq)) != NULL) {
+			pthread_mutex_unlock(&mv_lock);
+			finish_release(b);
+		} else {
+			pthread_mutex_unlock(&mv_lock);
+			finish_stalls();
+		}
+		pthread_mutex_lock(&mv_lock);
+	}
+	return NULL;
+}
+
+/* Called with mv_lock held. */
+static void pager_kick(void)
+{
+	if (!pager_running) {
+		pthread_t t;
+		pthread_attr_t attr;
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&t, &attr, pager, NULL) == 0)
+			pager_running = 1;
+		else
+			mv_log(MV_LOG_ERROR, "cannot start the pager thread");
+		pthread_attr_destroy(&attr);
+	}
+	pthread_cond_signal(&pager_cond);
+}
+
+void mv_pager_start(void)
+{
+	pthread_mutex_lock(&mv_lock);
+	pager_kick();
+	pthread_mutex_unlock(&mv_lock);
+}
+
+/* After fork the child has no pager thread: it starts a new one when it needs one. */
+void mv_residency_forked(void)
+{
+	pager_running = 0;
+}
+
+void mv_stall_measure(CUstream h, CUevent ready, int per_thread)
+{
+	CUevent a, b;
+
+	if (mv_real.cuEventCreate(&a, 0) != CUDA_SUCCESS)
+		return;
+	if (mv_real.cuEventCreate(&b, 0) != CUDA_SUCCESS) {
+		mv_real.cuEventDestroy_v2(a);
+		return;
+	}
+	mv_real.cuEventRecord(a, h);
+	mv_real.cuStreamWaitEvent(h, ready, 0);
+	mv_real.cuEventRecord(b, h);
+	pthread_mutex_lock(&mv_lock);
+	if (nstalls < MV_STALLS) {
+		stalls[nstalls].a = a;
+		stalls[nstalls].b = b;
+		nstalls++;
+		a = b = NULL;
+	}
+	pager_kick();
+	pthread_mutex_unlock(&mv_lock);
+	if (a != NULL) {
+		/* The queue is full: the wait is ordered but not timed. */
+		mv_real.cuEventDestroy_v2(a);
+		mv_real.cuEventDestroy_v2(b);
+	}
+}
+
+/* ---- page-out ---- */
+
+/* Issues the page-out of b, already marked EVICTING by the caller. Returns 0, or -1 when it could
+ * not be issued (no host memory, a failed copy); b is then RESIDENT again. */
+static int page_out(struct mv_buf *b)
+{
+	struct mv_hostslot *h = host_alloc(b->span);
+	CUresult r;
+
+	if (h == NULL)
+		goto undo;
+	mv_buf_order_after_uses(mv_dev.d2h, b);
+	r = mv_real.cuMemcpyDtoHAsync_v2(h->chunk->ptr + h->off, b->va, b->size, mv_dev.d2h);
+	if (r == CUDA_SUCCESS)
+		r = mv_real.cuEventRecord(b->moved, mv_dev.d2h);
+	if (r != CUDA_SUCCESS) {
+		const char *name = "?";
+		mv_real.cuGetErrorName(r, &name);
+		mv_log(MV_LOG_WARN, "page-out of %#llx failed (%s); the buffer stays resident",
+		       (unsigned long long)b->va, name);
+		host_free(h);
+		goto undo;
+	}
+	pthread_mutex_lock(&mv_lock);
+	b->host = h;
+	push(&outq, b);
+	pager_kick();
+	pthread_mutex_unlock(&mv_lock);
+	return 0;
+undo:
+	pthread_mutex_lock(&mv_lock);
+	b->state = MV_RESIDENT;
+	b->skip = 1;
+	mv_budget.evicting -= b->span;
+	pthread_cond_broadcast(&mv_cond);
+	pthread_mutex_unlock(&mv_lock);
+	return -1;
+}
+
+CUresult mv_make_room(uint64_t bytes)
+{
+	pthread_mutex_lock(&mv_lock);
+	for (;;) {
+		struct mv_buf *v;
+		if (mv_budget.resident + bytes <= mv_budget.budget) {
+			mv_budget.resident += bytes;
+			mv_registry_unskip();
+			pthread_mutex_unlock(&mv_lock);
+			return CUDA_SUCCESS;
+		}
+		/* Cached pages of freed buffers go first: nobody is waiting for them. */
+		if ((v = pop(&cache)) != NULL) {
+			pthread_mutex_unlock(&mv_lock);
+			mv_unmap_device(v->va, v->span, v->dev);
+			mv_real.cuMemAddressFree(v->va, v->span);
+			mv_real.cuEventDestroy_v2(v->moved);
+			pthread_mutex_lock(&mv_lock);
+			mv_budget.resident -= v->span;
+			free(v);
+			continue;
+		}
+		/* Page-outs in flight may already free enough. */
+		if (mv_budget.resident - mv_budget.evicting + bytes <= mv_budget.budget) {
+			pthread_cond_wait(&mv_cond, &mv_lock);
+			continue;
+		}
+		if ((v = mv_registry_victim()) != NULL) {
+			v->state = MV_EVICTING;
+			mv_budget.evicting += v->span;
+			pthread_mutex_unlock(&mv_lock);
+			page_out(v);
+			pthread_mutex_lock(&mv_lock);
+			continue;
+		}
+		if (mv_budget.evicting > 0 || releasing_bytes > 0 || inq != NULL) {
+			pthread_cond_wait(&mv_cond, &mv_lock);
+			continue;
+		}
+		mv_registry_unskip();
+		{
+			char what[256];
+			mv_registry_describe(what, sizeof(what));
+			mv_log(MV_LOG_INFO, "cannot make room for %llu bytes: resident %llu of %llu; %s",
+			       (unsigned long long)bytes, (unsigned long long)mv_budget.resident,
+			       (unsigned long long)mv_budget.budget, what);
+		}
+		pthread_mutex_unlock(&mv_lock);
+		atomic_fetch_add(&mv_count.oom, 1);
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+}
+
+void mv_uncharge(uint64_t bytes)
+{
+	pthread_mutex_lock(&mv_lock);
+	mv_budget.resident -= bytes;
+	pthread_cond_broadcast(&mv_cond);
+	pthread_mutex_unlock(&mv_lock);
+}
+
+/* ---- page-in ---- */
+
+/* Brings b back from host memory; b is FETCHING (claimed by the caller). */
+static CUresult page_in(struct mv_buf *b)
+{
+	CUmemGenericAllocationHandle dev;
+	CUresult r = mv_make_room(b->span);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	net_unmap(b);
+	r = mv_map_device(b->va, b->span, &dev);
+	if (r == CUDA_SUCCESS) {
+		r = mv_real.cuMemcpyHtoDAsync_v2(b->va, b->host->chunk->ptr + b->host->off, b->size, mv_dev.h2d);
+		if (r == CUDA_SUCCESS)
+			r = mv_real.cuEventRecord(b->moved, mv_dev.h2d);
+		if (r != CUDA_SUCCESS) {
+			/* The copy never happened or cannot be waited for: the host copy stays the data. */
+			mv_real.cuStreamSynchronize(mv_dev.h2d);
+			mv_unmap_device(b->va, b->span, dev);
+		}
+	}
+	if (r != CUDA_SUCCESS) {
+		net_map(b);
+		mv_uncharge(b->span);
+		return r;
+	}
+	pthread_mutex_lock(&mv_lock);
+	b->dev = dev;
+	b->state = MV_RESIDENT;
+	b->ready_pending = 1;
+	atomic_fetch_sub(&mv_count.host_bytes, b->span);
+	atomic_fetch_add(&mv_count.page_ins, 1);
+	atomic_fetch_add(&mv_count.bytes_in, b->size);
+	push(&inq, b);
+	pager_kick();
+	pthread_cond_broadcast(&mv_cond);
+	pthread_mutex_unlock(&mv_lock);
+	return CUDA_SUCCESS;
+}
+
+CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
+{
+	CUresult r;
+	int fetched = 0;
+
+	pthread_mutex_lock(&mv_lock);
+	for (;;) {
+		if (b->state == MV_RESIDENT)
+			break;
+		if (b->state == MV_EVICTING && !b->releasing) {
+			/* Its pages are still mapped: keep them and drop the copy when it lands. */
+			b->rescue = 1;
+			break;
+		}
+		if (b->state == MV_HOST) {
+			b->state = MV_FETCHING;
+			pthread_mutex_unlock(&mv_lock);
+			r = page_in(b);
+			pthread_mutex_lock(&mv_lock);
+			if (r != CUDA_SUCCESS) {
+				b->state = MV_HOST;
+				if (b->freed)
+					push(&relq, b);
+				pthread_cond_broadcast(&mv_cond);
+				pthread_mutex_unlock(&mv_lock);
+				return r;
+			}
+			fetched = 1;
+			break;
+		}
+		pthread_cond_wait(&mv_cond, &mv_lock);
+	}
+	if (!b->ready_pending) {
+		pthread_mutex_unlock(&mv_lock);
+		return CUDA_SUCCESS;
+	}
+	pthread_mutex_unlock(&mv_lock);
+	if (fetched)
+		atomic_fetch_add(&mv_count.fault_ins, 1);
+	/* A capturing stream cannot wait on an event recorded outside its graph: wait here instead. */
+	if (capturing)
+		mv_real.cuEventSynchronize(b->moved);
+	else if (fetched)
+		mv_stall_measure(h, b->moved, 0);
+	else
+		mv_real.cuStreamWaitEvent(h, b->moved, 0);
+	return CUDA_SUCCESS;
+}
+
+/* ---- release and reuse ---- */
+
+void mv_release_later(struct mv_buf *b)
+{
+	b->freed = 1;
+	if (b->state == MV_RESIDENT && !b->ready_pending) {
+		releasing_bytes += b->span;
+		push(&relq, b);
+	} else if (b->state == MV_HOST) {
+		push(&relq, b);
+	}
+	/* Otherwise it is moving, and whoever completes the move queues it: finish_page_in after a
+	 * page-in, finish_page_out after a page-out (rescued or not). */
+	pager_kick();
+}
+
+struct mv_buf *mv_cache_take(uint64_t span)
+{
+	for (struct mv_buf **p = &cache; *p != NULL; p = &(*p)->next) {
+		if ((*p)->span == span) {
+			struct mv_buf *b = *p;
+			*p = b->next;
+			b->next = NULL;
+			return b;
+		}
+	}
+	return NULL;
+}

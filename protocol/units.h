@@ -1,0 +1,20 @@
+/* Units shared by every part of memvirt: sizes such as 8GiB and percentages of a whole. */
+#ifndef MV_UNITS_H
+#define MV_UNITS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Parses a size: a number with an optional unit, B, KiB/MiB/GiB/TiB (powers of 1024, also K/M/G/T)
+ * or KB/MB/GB/TB (powers of 1000), e.g. "6GiB", "1.5GB", "4096". Returns 0, or -1 when s is not a
+ * size or does not fit in 64 bits. */
+int mv_parse_size(const char *s, uint64_t *out);
+
+/* Parses a size or a percentage of whole such as "40%" (0 to 100, decimals allowed). Returns 0 or
+ * -1. */
+int mv_parse_size_or_percent(const char *s, uint64_t whole, uint64_t *out);
+
+/* Writes a size the way people read it ("1.5 GiB", "512 MiB", "100 B") into buf; returns buf. */
+char *mv_format_size(uint64_t bytes, char *buf, size_t len);
+
+#endif
