@@ -165,6 +165,7 @@ static CUresult large_alloc(uint64_t size, uint64_t *out)
 		/* Cached pages of a freed buffer, its last uses complete: still charged, reused as they are. */
 		b->size = size;
 		b->freed = 0;
+		b->pinned = 0;
 		b->lru = atomic_load(&mv_clock);
 		if (mv_registry_add(b) == 0) {
 			pthread_mutex_unlock(&mv_lock);

@@ -159,8 +159,9 @@ int mv_registry_add(struct mv_buf *b);
 void mv_registry_remove(struct mv_buf *b);
 /* The buffer whose [va, va+size) holds addr; NULL when none. O(log n). */
 struct mv_buf *mv_registry_find(uint64_t addr);
-/* The least recently used buffer that may be paged out now, or NULL. */
-struct mv_buf *mv_registry_victim(void);
+/* The least recently used buffer that may be paged out now, or NULL; *later says whether one may
+ * become a candidate soon (it is in use or just arriving). */
+struct mv_buf *mv_registry_victim(int *later);
 /* Clears every buffer's skip mark. */
 void mv_registry_unskip(void);
 /* Records a use of b on stream s with ticket t. */
@@ -229,6 +230,9 @@ struct mv_access {
  * resident, orders the stream after their page-ins, runs submit(), and records the use. */
 CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwords,
 		   CUresult (*submit)(void *arg), void *arg);
+/* Busy marks held by every submission in flight, and by this thread's. Guarded by mv_lock. */
+extern uint64_t mv_busy_total;
+extern __thread uint64_t mv_busy_mine;
 
 /* ---- counters (counters.c) ---- */
 

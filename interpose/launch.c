@@ -143,11 +143,14 @@ static size_t kernel_words(CUfunction f, void **params, void **extra, uint64_t *
 #define MV_MAX_NAMED 512
 
 static _Atomic uint64_t epochs = 1;
+uint64_t mv_busy_total;
+__thread uint64_t mv_busy_mine;
 
 CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwords,
 		   CUresult (*submit)(void *arg), void *arg)
 {
 	struct mv_buf *named[MV_MAX_NAMED];
+	unsigned char moving[MV_MAX_NAMED]; /* not resident and ready when collected */
 	size_t n = 0;
 	uint64_t epoch, t = 0;
 	struct mv_stream *s;
@@ -165,6 +168,7 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 			continue;
 		b->epoch = epoch;
 		b->busy++;
+		moving[n] = b->kind == MV_KIND_LARGE && (b->state != MV_RESIDENT || b->ready_pending);
 		named[n++] = b;
 	}
 	/* Pointers uploaded into a named buffer name their buffers too (one level). */
@@ -175,9 +179,14 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 				continue;
 			b->epoch = epoch;
 			b->busy++;
+			moving[n] = b->kind == MV_KIND_LARGE && (b->state != MV_RESIDENT || b->ready_pending);
 			named[n++] = b;
+			mv_log(MV_LOG_DEBUG, "buffer %#llx kept resident: its address was uploaded into %#llx",
+			       (unsigned long long)b->va, (unsigned long long)named[i]->va);
 		}
 	}
+	mv_busy_total += n;
+	mv_busy_mine += n;
 	pthread_mutex_unlock(&mv_lock);
 	if (n == 0)
 		return submit(arg);
@@ -185,7 +194,7 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 	capturing = mv_capturing(h, per_thread);
 	s = capturing ? NULL : mv_stream_get(h, per_thread);
 	for (size_t i = 0; i < n && r == CUDA_SUCCESS; i++)
-		if (named[i]->kind == MV_KIND_LARGE)
+		if (moving[i])
 			r = mv_make_resident(named[i], handle, capturing);
 	if (r == CUDA_SUCCESS)
 		r = submit(arg);
@@ -210,6 +219,8 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 				b->lru = clock;
 			b->busy--;
 		}
+		mv_busy_total -= n;
+		mv_busy_mine -= n;
 	}
 	pthread_cond_broadcast(&mv_cond);
 	pthread_mutex_unlock(&mv_lock);

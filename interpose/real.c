@@ -46,6 +46,10 @@ static void fork_child(void)
 	mv_residency_forked();
 }
 
+/* Set while this thread loads the driver: a dlsym the driver's own start-up makes must not wait
+ * for the load it is part of. */
+static __thread int loading;
+
 static void load(void)
 {
 	const char *path;
@@ -60,7 +64,9 @@ static void load(void)
 	path = getenv("MEMVIRT_REAL_LIBCUDA");
 	if (path == NULL || *path == '\0')
 		path = "libcuda.so.1";
+	loading = 1;
 	real_handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	loading = 0;
 	if (real_handle == NULL) {
 		mv_log(MV_LOG_ERROR, "cannot load the CUDA driver %s: %s", path, dlerror());
 		return;
@@ -93,7 +99,7 @@ MV_EXPORT void *dlsym(void *handle, const char *name)
 			return NULL;
 	}
 	p = real_dlsym(handle, name);
-	if (p == NULL || strncmp(name, "cu", 2) != 0)
+	if (p == NULL || loading || strncmp(name, "cu", 2) != 0)
 		return p;
 	if (mv_init() != 0)
 		return p;

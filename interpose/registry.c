@@ -78,15 +78,20 @@ size_t mv_registry_count(void)
 
 /* Least recently used first. A buffer is a candidate when it is resident and large, not pinned, not
  * moving, not just paged in, and not in use by a submission on its way. */
-struct mv_buf *mv_registry_victim(void)
+struct mv_buf *mv_registry_victim(int *later)
 {
 	struct mv_buf *best = NULL;
 
+	*later = 0;
 	for (size_t i = 0; i < nbufs; i++) {
 		struct mv_buf *b = bufs[i];
-		if (b->kind != MV_KIND_LARGE || b->state != MV_RESIDENT || b->pinned || b->freed || b->rescue ||
-		    b->busy > 0 || b->skip || b->ready_pending)
+		if (b->kind != MV_KIND_LARGE || b->state != MV_RESIDENT || b->pinned || b->freed || b->rescue || b->skip)
 			continue;
+		/* In use right now, or just paged in: a candidate again shortly. */
+		if (b->busy > 0 || b->ready_pending) {
+			*later = 1;
+			continue;
+		}
 		if (best == NULL || b->lru < best->lru)
 			best = b;
 	}

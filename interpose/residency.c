@@ -10,6 +10,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "interpose/internal.h"
 #include "protocol/units.h"
@@ -546,9 +547,12 @@ undo:
 
 CUresult mv_make_room(uint64_t bytes)
 {
+	int busy_waits = 0;
+
 	pthread_mutex_lock(&mv_lock);
 	for (;;) {
 		struct mv_buf *v;
+		int later;
 		if (mv_budget.resident + bytes <= mv_budget.budget) {
 			mv_budget.resident += bytes;
 			mv_registry_unskip();
@@ -571,7 +575,7 @@ CUresult mv_make_room(uint64_t bytes)
 			pthread_cond_wait(&mv_cond, &mv_lock);
 			continue;
 		}
-		if ((v = mv_registry_victim()) != NULL) {
+		if ((v = mv_registry_victim(&later)) != NULL) {
 			v->state = MV_EVICTING;
 			mv_budget.evicting += v->span;
 			pthread_mutex_unlock(&mv_lock);
@@ -579,8 +583,23 @@ CUresult mv_make_room(uint64_t bytes)
 			pthread_mutex_lock(&mv_lock);
 			continue;
 		}
+		/* Memory on its way back: wait for it. */
 		if (mv_budget.evicting > 0 || releasing_bytes > 0 || inq != NULL) {
 			pthread_cond_wait(&mv_cond, &mv_lock);
+			continue;
+		}
+		/* Buffers other threads' submissions hold: they become candidates when those finish. The
+		 * wait is bounded, since those threads may be waiting for room themselves. */
+		if (later && mv_busy_total > mv_busy_mine && busy_waits < 50) {
+			struct timespec until;
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_nsec += 10 * 1000 * 1000;
+			if (until.tv_nsec >= 1000000000) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000;
+			}
+			pthread_cond_timedwait(&mv_cond, &mv_lock, &until);
+			busy_waits++;
 			continue;
 		}
 		mv_registry_unskip();
