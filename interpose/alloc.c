@@ -251,8 +251,9 @@ static CUresult release(CUdeviceptr va, struct mv_stream *s)
 	uint64_t t = 0;
 
 	if (s != NULL) {
-		t = mv_stream_ticket(s);
-		mv_stream_mark(s, t);
+		/* The free's place in the stream is its last use there. */
+		t = mv_stream_begin(s);
+		mv_stream_end(s, t);
 	}
 	pthread_mutex_lock(&mv_lock);
 	b = mv_registry_find(va);

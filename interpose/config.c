@@ -52,6 +52,15 @@ void mv_config_load(void)
 	const char *v;
 	uint64_t x;
 
+	/* The log file first, so that every warning below goes there. */
+	v = getenv("MEMVIRT_LOG_FILE");
+	if (v != NULL && *v != '\0') {
+		int fd = open(v, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+		if (fd < 0)
+			mv_log(MV_LOG_WARN, "cannot open MEMVIRT_LOG_FILE=%s; logging to stderr", v);
+		else
+			log_fd = fd;
+	}
 	v = getenv("MEMVIRT_LOG");
 	if (v != NULL) {
 		int found = 0;
@@ -63,14 +72,6 @@ void mv_config_load(void)
 		}
 		if (!found)
 			bad("MEMVIRT_LOG", v, "one of debug, info, warn, error, off", "warn");
-	}
-	v = getenv("MEMVIRT_LOG_FILE");
-	if (v != NULL && *v != '\0') {
-		int fd = open(v, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-		if (fd < 0)
-			mv_log(MV_LOG_WARN, "cannot open MEMVIRT_LOG_FILE=%s; logging to stderr", v);
-		else
-			log_fd = fd;
 	}
 	v = getenv("MEMVIRT_BUDGET");
 	if (v != NULL && *v != '\0') {

@@ -74,14 +74,17 @@ CUresult mv_device_init(void);
 #define MV_RING 32
 #define MV_MAX_STREAMS 128
 
-/* An app stream and the ring of events that mark its launches: ticket t is recorded in slot t %
- * MV_RING, and a slot's ticket is published only after its event has been recorded. */
+/* An app stream and the ring of events that mark its launches (every few tickets; see stream.c). A
+ * slot's ticket is published only after its event has been recorded. */
 struct mv_stream {
 	CUstream handle;
 	int per_thread;
+	CUevent demand;               /* recorded on demand, to cover tickets not marked yet */
+	pthread_mutex_t demand_lock;  /* serialises records of `demand` */
 	CUevent ring[MV_RING];
 	_Atomic uint64_t slot_ticket[MV_RING];
 	_Atomic uint64_t next_ticket;
+	_Atomic int inflight;         /* submissions between mv_stream_begin and mv_stream_end */
 };
 
 /* The state of an app stream as named by a call (NULL means the legacy or the per-thread stream).
@@ -89,11 +92,12 @@ struct mv_stream {
 struct mv_stream *mv_stream_get(CUstream h, int per_thread);
 /* The handle to pass to the driver for it. */
 CUstream mv_stream_handle(const struct mv_stream *s);
-/* Takes the next ticket; mv_stream_mark() records its event after the work was enqueued. */
-uint64_t mv_stream_ticket(struct mv_stream *s);
-void mv_stream_mark(struct mv_stream *s, uint64_t ticket);
-/* Makes `waiter` wait until ticket t of s has completed. Returns 0, or -1 when the ticket has not
- * been recorded yet. */
+/* Takes the next ticket for a submission; mv_stream_end() follows once its work is enqueued (and
+ * may record a mark). */
+uint64_t mv_stream_begin(struct mv_stream *s);
+void mv_stream_end(struct mv_stream *s, uint64_t ticket);
+/* Makes `waiter` wait until ticket t of s has completed. Returns 0, or -1 when that cannot be
+ * arranged yet (a per-thread stream's ticket not marked yet). */
 int mv_stream_wait_ticket(CUstream waiter, struct mv_stream *s, uint64_t t);
 /* Blocks until ticket t of s has completed. */
 void mv_stream_sync_ticket(struct mv_stream *s, uint64_t t);
@@ -133,7 +137,7 @@ struct mv_buf {
 	int freed;               /* the app freed it; released once its last uses complete */
 	int rescue;              /* a launch needs it while its page-out is in flight: keep the pages */
 	int releasing;           /* its page-out has passed the point where a launch can keep the pages */
-	int busy;                /* launches, copies and page-ins using it right now: not a victim */
+	_Atomic int busy;        /* submissions using it right now: not a victim */
 	int skip;                /* its page-out just failed: not a victim again in this round */
 	uint64_t lru;            /* the global use clock at its last use */
 	uint64_t epoch;          /* the submission that last collected it, so it is collected once */
@@ -230,9 +234,11 @@ struct mv_access {
  * resident, orders the stream after their page-ins, runs submit(), and records the use. */
 CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwords,
 		   CUresult (*submit)(void *arg), void *arg);
-/* Busy marks held by every submission in flight, and by this thread's. Guarded by mv_lock. */
-extern uint64_t mv_busy_total;
+/* Busy marks held by every submission in flight, and by this thread's; threads waiting in
+ * mv_make_room for busy buffers, whom a finished submission wakes. */
+extern _Atomic uint64_t mv_busy_total;
 extern __thread uint64_t mv_busy_mine;
+extern _Atomic int mv_room_waiters;
 
 /* ---- counters (counters.c) ---- */
 

@@ -143,8 +143,23 @@ static size_t kernel_words(CUfunction f, void **params, void **extra, uint64_t *
 #define MV_MAX_NAMED 512
 
 static _Atomic uint64_t epochs = 1;
-uint64_t mv_busy_total;
+_Atomic uint64_t mv_busy_total;
 __thread uint64_t mv_busy_mine;
+_Atomic int mv_room_waiters;
+
+/* Collects the buffer holding addr into named[] once per submission; called with mv_lock held. */
+static size_t collect(uint64_t addr, uint64_t epoch, struct mv_buf **named, unsigned char *moving, size_t n)
+{
+	struct mv_buf *b = mv_registry_find(addr);
+
+	if (b == NULL || b->epoch == epoch || n >= MV_MAX_NAMED)
+		return n;
+	b->epoch = epoch;
+	atomic_fetch_add_explicit(&b->busy, 1, memory_order_relaxed);
+	moving[n] = b->kind == MV_KIND_LARGE && (b->state != MV_RESIDENT || b->ready_pending);
+	named[n] = b;
+	return n + 1;
+}
 
 CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwords,
 		   CUresult (*submit)(void *arg), void *arg)
@@ -153,62 +168,37 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 	unsigned char moving[MV_MAX_NAMED]; /* not resident and ready when collected */
 	size_t n = 0;
 	uint64_t epoch, t = 0;
-	struct mv_stream *s;
+	struct mv_stream *s = NULL;
 	int capturing;
 	CUresult r = CUDA_SUCCESS;
 	CUstream handle = h == NULL ? (per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY) : h;
 
 	if (nwords == 0)
 		return submit(arg);
+	capturing = mv_capturing(h, per_thread);
+	if (!capturing)
+		s = mv_stream_get(h, per_thread);
 	epoch = atomic_fetch_add_explicit(&epochs, 1, memory_order_relaxed);
+
+	/* One pass under the lock: find the buffers, mark them busy (so no page-out takes them until
+	 * the work is enqueued) and record this use. */
 	pthread_mutex_lock(&mv_lock);
-	for (size_t i = 0; i < nwords && n < MV_MAX_NAMED; i++) {
-		struct mv_buf *b = mv_registry_find(words[i]);
-		if (b == NULL || b->epoch == epoch)
-			continue;
-		b->epoch = epoch;
-		b->busy++;
-		moving[n] = b->kind == MV_KIND_LARGE && (b->state != MV_RESIDENT || b->ready_pending);
-		named[n++] = b;
-	}
+	for (size_t i = 0; i < nwords; i++)
+		n = collect(words[i], epoch, named, moving, n);
 	/* Pointers uploaded into a named buffer name their buffers too (one level). */
 	for (size_t i = 0, m = n; i < m; i++) {
-		for (int j = 0; j < named[i]->nrefs && n < MV_MAX_NAMED; j++) {
-			struct mv_buf *b = mv_registry_find(named[i]->refs[j]);
-			if (b == NULL || b->epoch == epoch)
-				continue;
-			b->epoch = epoch;
-			b->busy++;
-			moving[n] = b->kind == MV_KIND_LARGE && (b->state != MV_RESIDENT || b->ready_pending);
-			named[n++] = b;
-			mv_log(MV_LOG_DEBUG, "buffer %#llx kept resident: its address was uploaded into %#llx",
-			       (unsigned long long)b->va, (unsigned long long)named[i]->va);
+		for (int j = 0; j < named[i]->nrefs; j++) {
+			size_t before = n;
+			n = collect(named[i]->refs[j], epoch, named, moving, n);
+			if (n > before)
+				mv_log(MV_LOG_DEBUG, "buffer %#llx kept resident: its address was uploaded into %#llx",
+				       (unsigned long long)named[n - 1]->va, (unsigned long long)named[i]->va);
 		}
 	}
-	mv_busy_total += n;
-	mv_busy_mine += n;
-	pthread_mutex_unlock(&mv_lock);
-	if (n == 0)
-		return submit(arg);
-
-	capturing = mv_capturing(h, per_thread);
-	s = capturing ? NULL : mv_stream_get(h, per_thread);
-	for (size_t i = 0; i < n && r == CUDA_SUCCESS; i++)
-		if (moving[i])
-			r = mv_make_resident(named[i], handle, capturing);
-	if (r == CUDA_SUCCESS)
-		r = submit(arg);
-	if (s != NULL) {
-		t = mv_stream_ticket(s);
-		mv_stream_mark(s, t);
-	} else if (!capturing) {
-		/* An untracked stream: its last uses cannot be named, so wait them out now. */
-		mv_real.cuStreamSynchronize(handle);
-	}
-
-	pthread_mutex_lock(&mv_lock);
-	{
+	if (n > 0) {
 		uint64_t clock = atomic_fetch_add_explicit(&mv_clock, 1, memory_order_relaxed) + 1;
+		if (s != NULL)
+			t = mv_stream_begin(s);
 		for (size_t i = 0; i < n; i++) {
 			struct mv_buf *b = named[i];
 			if (capturing)
@@ -217,13 +207,34 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 				mv_buf_use(b, s, t, clock);
 			else
 				b->lru = clock;
-			b->busy--;
 		}
-		mv_busy_total -= n;
-		mv_busy_mine -= n;
 	}
-	pthread_cond_broadcast(&mv_cond);
 	pthread_mutex_unlock(&mv_lock);
+	if (n == 0)
+		return submit(arg);
+	atomic_fetch_add_explicit(&mv_busy_total, n, memory_order_relaxed);
+	mv_busy_mine += n;
+
+	for (size_t i = 0; i < n && r == CUDA_SUCCESS; i++)
+		if (moving[i])
+			r = mv_make_resident(named[i], handle, capturing);
+	if (r == CUDA_SUCCESS)
+		r = submit(arg);
+	if (s != NULL)
+		mv_stream_end(s, t);
+	else if (!capturing)
+		/* An untracked stream: its last uses cannot be named, so wait them out now. */
+		mv_real.cuStreamSynchronize(handle);
+
+	for (size_t i = 0; i < n; i++)
+		atomic_fetch_sub_explicit(&named[i]->busy, 1, memory_order_release);
+	atomic_fetch_sub_explicit(&mv_busy_total, n, memory_order_relaxed);
+	mv_busy_mine -= n;
+	if (atomic_load_explicit(&mv_room_waiters, memory_order_acquire) > 0) {
+		pthread_mutex_lock(&mv_lock);
+		pthread_cond_broadcast(&mv_cond);
+		pthread_mutex_unlock(&mv_lock);
+	}
 	return r;
 }
 
@@ -411,6 +422,17 @@ static void note_refs(uint64_t dst, const void *src, size_t bytes)
 	pthread_mutex_unlock(&mv_lock);
 }
 
+/* Whether addr is a buffer memvirt serves (device memory), not host memory. */
+static int mv_is_device_side(uint64_t addr)
+{
+	int found;
+
+	pthread_mutex_lock(&mv_lock);
+	found = mv_registry_find(addr) != NULL;
+	pthread_mutex_unlock(&mv_lock);
+	return found;
+}
+
 static CUresult copy(struct copy_args *a)
 {
 	uint64_t words[2];
@@ -418,13 +440,18 @@ static CUresult copy(struct copy_args *a)
 
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
+	CUresult r;
+
 	if (a->form != COPY_D2H)
 		words[n++] = a->dst;
 	if (a->form != COPY_H2D)
 		words[n++] = a->src;
-	if (a->form == COPY_H2D || a->form == COPY_UNIFIED)
+	r = mv_submit(a->h, a->per_thread, words, a->bytes == 0 ? 0 : n, do_copy, a);
+	/* The source is read only once the driver has accepted it: a bad pointer gets the driver's
+	 * error, not a fault here. */
+	if (r == CUDA_SUCCESS && (a->form == COPY_H2D || (a->form == COPY_UNIFIED && !mv_is_device_side(a->src))))
 		note_refs(a->dst, (const void *)(uintptr_t)a->src, a->bytes);
-	return mv_submit(a->h, a->per_thread, words, a->bytes == 0 ? 0 : n, do_copy, a);
+	return r;
 }
 
 #define HPTR(p) ((uint64_t)(uintptr_t)(p))

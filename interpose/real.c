@@ -50,6 +50,8 @@ static void fork_child(void)
  * for the load it is part of. */
 static __thread int loading;
 
+static void *lookup(void *handle, const char *name);
+
 static void load(void)
 {
 	const char *path;
@@ -87,17 +89,12 @@ int mv_init(void)
 	return loaded;
 }
 
-/* dlsym on the driver's handle answers with the hook, so programs that look the driver up by hand
- * (PyTorch before 2.8 does) are covered too. Any other lookup is the C library's. */
-MV_EXPORT void *dlsym(void *handle, const char *name)
+static void *lookup(void *handle, const char *name)
 {
 	void *p, *hook;
 
-	if (real_dlsym == NULL) {
-		real_dlsym = find_dlsym();
-		if (real_dlsym == NULL)
-			return NULL;
-	}
+	if (real_dlsym == NULL)
+		return NULL;
 	p = real_dlsym(handle, name);
 	if (p == NULL || loading || strncmp(name, "cu", 2) != 0)
 		return p;
@@ -108,4 +105,19 @@ MV_EXPORT void *dlsym(void *handle, const char *name)
 	if (hook != NULL && p == real_dlsym(real_handle, name))
 		return hook;
 	return p;
+}
+
+/* dlsym on the driver's handle answers with the hook, so programs that look the driver up by hand
+ * (PyTorch before 2.8 does) are covered too. Any other lookup is the C library's. RTLD_NEXT is
+ * resolved by the C library relative to its caller, so it is passed on as a tail call: the caller's
+ * return address is then the one the C library sees. */
+MV_EXPORT __attribute__((optimize("optimize-sibling-calls"))) void *dlsym(void *handle, const char *name)
+{
+	dlsym_fn next = real_dlsym;
+
+	if (next == NULL)
+		next = real_dlsym = find_dlsym();
+	if (handle == RTLD_NEXT && next != NULL)
+		return next(handle, name);
+	return lookup(handle, name);
 }

@@ -88,7 +88,7 @@ struct mv_buf *mv_registry_victim(int *later)
 		if (b->kind != MV_KIND_LARGE || b->state != MV_RESIDENT || b->pinned || b->freed || b->rescue || b->skip)
 			continue;
 		/* In use right now, or just paged in: a candidate again shortly. */
-		if (b->busy > 0 || b->ready_pending) {
+		if (atomic_load_explicit(&b->busy, memory_order_acquire) > 0 || b->ready_pending) {
 			*later = 1;
 			continue;
 		}
@@ -133,7 +133,7 @@ void mv_registry_describe(char *buf, size_t len)
 			moving += b->span;
 		else if (b->pinned)
 			pinned += b->span;
-		else if (b->busy > 0)
+		else if (atomic_load(&b->busy) > 0)
 			busy += b->span;
 		else if (b->ready_pending)
 			pending += b->span;

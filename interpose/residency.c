@@ -41,8 +41,13 @@ struct mv_hostslot {
  * first and linked in after. */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mv_hostchunk *chunks;
-static uint64_t pool_bytes;
+static uint64_t pool_bytes, pool_used;
 static int pool_full_logged;
+/* Set when the pool runs low, so that the pager grows it before an eviction has to. Guarded by
+ * mv_lock. */
+static int pool_grow_wanted;
+
+static void pager_kick(void);
 
 static struct mv_hostslot *slot_in(struct mv_hostchunk *c, uint64_t span)
 {
@@ -56,6 +61,7 @@ static struct mv_hostslot *slot_in(struct mv_hostchunk *c, uint64_t span)
 				return NULL;
 			memset(c->used + (i + 1 - n), 1, n);
 			*s = (struct mv_hostslot){c, (i + 1 - n) * g, span};
+			pool_used += span;
 			return s;
 		}
 	}
@@ -158,8 +164,43 @@ static void host_free(struct mv_hostslot *s)
 {
 	pthread_mutex_lock(&pool_lock);
 	memset(s->chunk->used + s->off / mv_dev.granularity, 0, s->span / mv_dev.granularity);
+	pool_used -= s->span;
 	pthread_mutex_unlock(&pool_lock);
 	free(s);
+}
+
+/* Whether the pool has less than half a chunk free and room to grow. */
+static int pool_low(void)
+{
+	int low;
+
+	pthread_mutex_lock(&pool_lock);
+	low = pool_bytes - pool_used < MV_HOST_CHUNK / 2 && pool_bytes + MV_HOST_CHUNK <= mv_cfg.host_limit;
+	pthread_mutex_unlock(&pool_lock);
+	return low;
+}
+
+/* The pager's side: one more chunk, made before anyone waits for it. */
+static void pool_grow(void)
+{
+	struct mv_hostchunk *c;
+
+	pthread_mutex_lock(&pool_lock);
+	if (pool_bytes - pool_used >= MV_HOST_CHUNK / 2 || pool_bytes + MV_HOST_CHUNK > mv_cfg.host_limit) {
+		pthread_mutex_unlock(&pool_lock);
+		return;
+	}
+	pool_bytes += MV_HOST_CHUNK;
+	pthread_mutex_unlock(&pool_lock);
+	c = chunk_new(MV_HOST_CHUNK);
+	pthread_mutex_lock(&pool_lock);
+	if (c == NULL) {
+		pool_bytes -= MV_HOST_CHUNK;
+	} else {
+		c->next = chunks;
+		chunks = c;
+	}
+	pthread_mutex_unlock(&pool_lock);
 }
 
 /* Maps a paged-out buffer's range onto its host copy, so that an access the scan missed reads host
@@ -423,9 +464,13 @@ static void *pager(void *arg)
 	pthread_mutex_lock(&mv_lock);
 	for (;;) {
 		struct mv_buf *b;
-		while (outq == NULL && inq == NULL && relq == NULL && nstalls == 0)
+		while (outq == NULL && inq == NULL && relq == NULL && nstalls == 0 && !pool_grow_wanted)
 			pthread_cond_wait(&pager_cond, &mv_lock);
-		if ((b = pop(&outq)) != NULL) {
+		if (pool_grow_wanted) {
+			pool_grow_wanted = 0;
+			pthread_mutex_unlock(&mv_lock);
+			pool_grow();
+		} else if ((b = pop(&outq)) != NULL) {
 			pthread_mutex_unlock(&mv_lock);
 			mv_real.cuEventSynchronize(b->moved);
 			finish_page_out(b);
@@ -514,6 +559,7 @@ static int page_out(struct mv_buf *b)
 {
 	struct mv_hostslot *h = host_alloc(b->span);
 	CUresult r;
+	int grow;
 
 	if (h == NULL)
 		goto undo;
@@ -529,9 +575,11 @@ static int page_out(struct mv_buf *b)
 		host_free(h);
 		goto undo;
 	}
+	grow = pool_low();
 	pthread_mutex_lock(&mv_lock);
 	b->host = h;
 	push(&outq, b);
+	pool_grow_wanted |= grow;
 	pager_kick();
 	pthread_mutex_unlock(&mv_lock);
 	return 0;
@@ -570,8 +618,9 @@ CUresult mv_make_room(uint64_t bytes)
 			free(v);
 			continue;
 		}
-		/* Page-outs in flight may already free enough. */
-		if (mv_budget.resident - mv_budget.evicting + bytes <= mv_budget.budget) {
+		/* Page-outs in flight, and freed buffers whose last uses are about to complete, may already
+		 * free enough: better to wait for them than to page out live data. */
+		if (mv_budget.resident - mv_budget.evicting - releasing_bytes + bytes <= mv_budget.budget) {
 			pthread_cond_wait(&mv_cond, &mv_lock);
 			continue;
 		}
@@ -590,7 +639,7 @@ CUresult mv_make_room(uint64_t bytes)
 		}
 		/* Buffers other threads' submissions hold: they become candidates when those finish. The
 		 * wait is bounded, since those threads may be waiting for room themselves. */
-		if (later && mv_busy_total > mv_busy_mine && busy_waits < 50) {
+		if (later && atomic_load(&mv_busy_total) > mv_busy_mine && busy_waits < 50) {
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);
 			until.tv_nsec += 10 * 1000 * 1000;
@@ -598,7 +647,9 @@ CUresult mv_make_room(uint64_t bytes)
 				until.tv_sec++;
 				until.tv_nsec -= 1000000000;
 			}
+			atomic_fetch_add(&mv_room_waiters, 1);
 			pthread_cond_timedwait(&mv_cond, &mv_lock, &until);
+			atomic_fetch_sub(&mv_room_waiters, 1);
 			busy_waits++;
 			continue;
 		}

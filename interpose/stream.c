@@ -26,15 +26,18 @@ static struct mv_stream *find(CUstream h)
 
 static struct mv_stream *add(CUstream h, int per_thread)
 {
-	CUevent ring[MV_RING];
+	CUevent ring[MV_RING], demand;
 	struct mv_stream *s = NULL;
 	unsigned i;
 
+	if (mv_real.cuEventCreate(&demand, CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS)
+		return NULL;
 	/* The events are made before taking the lock: no lock is held across a driver call. */
 	for (i = 0; i < MV_RING; i++) {
 		if (mv_real.cuEventCreate(&ring[i], CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS) {
 			while (i-- > 0)
 				mv_real.cuEventDestroy_v2(ring[i]);
+			mv_real.cuEventDestroy_v2(demand);
 			return NULL;
 		}
 	}
@@ -45,6 +48,9 @@ static struct mv_stream *add(CUstream h, int per_thread)
 		s = &table[atomic_load_explicit(&count, memory_order_relaxed)];
 		s->handle = h;
 		s->per_thread = per_thread;
+		s->demand = demand;
+		demand = NULL;
+		pthread_mutex_init(&s->demand_lock, NULL);
 		for (i = 0; i < MV_RING; i++) {
 			s->ring[i] = ring[i];
 			atomic_store_explicit(&s->slot_ticket[i], 0, memory_order_relaxed);
@@ -58,6 +64,8 @@ static struct mv_stream *add(CUstream h, int per_thread)
 	for (i = 0; i < MV_RING; i++)
 		if (ring[i] != NULL)
 			mv_real.cuEventDestroy_v2(ring[i]);
+	if (demand != NULL)
+		mv_real.cuEventDestroy_v2(demand);
 	if (s == NULL)
 		mv_log(MV_LOG_WARN, "more than %d streams: launches on the others synchronise", MV_MAX_STREAMS);
 	return s;
@@ -93,52 +101,81 @@ unsigned mv_stream_index(const struct mv_stream *s)
 	return (unsigned)(s - table);
 }
 
-uint64_t mv_stream_ticket(struct mv_stream *s)
+uint64_t mv_stream_begin(struct mv_stream *s)
 {
+	atomic_fetch_add_explicit(&s->inflight, 1, memory_order_acq_rel);
 	return atomic_fetch_add_explicit(&s->next_ticket, 1, memory_order_relaxed);
 }
 
-void mv_stream_mark(struct mv_stream *s, uint64_t t)
-{
-	unsigned slot = (unsigned)(t % MV_RING);
+/* Launches are marked every MV_MARK_EVERY tickets, not each one: the event record is the largest
+ * cost the library adds to a launch. A use whose mark has not come yet is covered by a mark made on
+ * demand, which also covers everything enqueued since. The per-thread default stream is marked at
+ * every ticket, since no other thread can record on it. */
+#define MV_MARK_EVERY 16
 
-	mv_real.cuEventRecord(s->ring[slot], s->handle);
-	atomic_store_explicit(&s->slot_ticket[slot], t, memory_order_release);
+static uint64_t every(const struct mv_stream *s)
+{
+	return s->per_thread ? 1 : MV_MARK_EVERY;
 }
 
-/* A slot's event marks ticket t or a later one of the same stream, which completes after it. */
-static int recorded(struct mv_stream *s, uint64_t t, unsigned *slot)
+/* A mark for ticket t covers every ticket up to t only if their work is all enqueued: so it is made
+ * only when no other submission on the stream is still on its way. */
+void mv_stream_end(struct mv_stream *s, uint64_t t)
 {
-	*slot = (unsigned)(t % MV_RING);
-	return atomic_load_explicit(&s->slot_ticket[*slot], memory_order_acquire) >= t;
+	unsigned slot;
+
+	if (t % every(s) == 0 && atomic_load_explicit(&s->inflight, memory_order_acquire) == 1) {
+		slot = (unsigned)(t / every(s) % MV_RING);
+		mv_real.cuEventRecord(s->ring[slot], s->handle);
+		atomic_store_explicit(&s->slot_ticket[slot], t, memory_order_release);
+	}
+	atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_acq_rel);
+}
+
+/* An event that completes after ticket t of s: the first mark at or after t, or else a mark made now.
+ * Marks a later ticket's slot may hold complete later still, which only makes a wait longer. */
+static CUevent covering(struct mv_stream *s, uint64_t t, int make)
+{
+	uint64_t k = every(s), next = (t + k - 1) / k * k;
+	unsigned slot = (unsigned)(next / k % MV_RING);
+
+	if (atomic_load_explicit(&s->slot_ticket[slot], memory_order_acquire) >= next)
+		return s->ring[slot];
+	if (!make || s->per_thread)
+		return NULL;
+	/* A use is only waited for once its submission has ended (its buffer is busy until then), so
+	 * its work is enqueued and a record now covers it. */
+	pthread_mutex_lock(&s->demand_lock);
+	mv_real.cuEventRecord(s->demand, s->handle);
+	pthread_mutex_unlock(&s->demand_lock);
+	return s->demand;
 }
 
 int mv_stream_wait_ticket(CUstream waiter, struct mv_stream *s, uint64_t t)
 {
-	unsigned slot;
+	CUevent e = covering(s, t, 1);
 
-	if (!recorded(s, t, &slot))
+	if (e == NULL)
 		return -1;
-	mv_real.cuStreamWaitEvent(waiter, s->ring[slot], 0);
+	mv_real.cuStreamWaitEvent(waiter, e, 0);
 	return 0;
 }
 
 void mv_stream_sync_ticket(struct mv_stream *s, uint64_t t)
 {
-	unsigned slot;
+	CUevent e;
 
-	/* A use whose event is not recorded yet belongs to a launch on its way; it is recorded right
-	 * after the launch returns. */
-	while (!recorded(s, t, &slot))
+	/* A per-thread stream's use is marked right after its launch returns: wait for that. */
+	while ((e = covering(s, t, 1)) == NULL)
 		sched_yield();
-	mv_real.cuEventSynchronize(s->ring[slot]);
+	mv_real.cuEventSynchronize(e);
 }
 
 int mv_stream_ticket_done(struct mv_stream *s, uint64_t t)
 {
-	unsigned slot;
+	CUevent e = covering(s, t, 1);
 
-	return recorded(s, t, &slot) && mv_real.cuEventQuery(s->ring[slot]) == CUDA_SUCCESS;
+	return e != NULL && mv_real.cuEventQuery(e) == CUDA_SUCCESS;
 }
 
 /* ---- capture ---- */

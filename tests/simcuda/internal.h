@@ -141,7 +141,7 @@ struct sim_dep {
 	uint64_t seq;
 };
 
-#define SIM_KARG_BYTES 256
+#define SIM_KARG_BYTES 512 /* room for mv_touch32: 33 pointers, 264 bytes */
 
 struct sim_op {
 	struct sim_op *next;
@@ -186,6 +186,7 @@ struct sim_stream {
 	int legacy;     /* the NULL stream of its context */
 	int per_thread; /* a thread's per-thread default stream */
 	pthread_t thread;
+	pthread_cond_t queued; /* signalled when work is queued or the stream dies */
 	/* Guarded by sim_sched_lock: */
 	struct sim_op *head, *tail;
 	uint64_t enq_seq;  /* ops enqueued so far */
@@ -198,7 +199,9 @@ struct sim_stream {
 };
 
 /* The scheduler lock: guards every stream's queue and counters, the engines' virtual clocks, the host
- * clock and all events. Workers wait on sim_sched_cond, which is broadcast on every completion. */
+ * clock and all events. Workers wait for work on their stream's own condition; whoever waits for a
+ * completion (a worker's dependency, a host synchronisation) waits on sim_sched_cond, which
+ * completions broadcast. */
 extern pthread_mutex_t sim_sched_lock;
 extern pthread_cond_t sim_sched_cond;
 

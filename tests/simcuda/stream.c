@@ -16,6 +16,8 @@
 
 pthread_mutex_t sim_sched_lock = PTHREAD_MUTEX_INITIALIZER;
 pthread_cond_t sim_sched_cond = PTHREAD_COND_INITIALIZER;
+/* How many threads wait on sim_sched_cond for a completion: completions broadcast only then. */
+static int done_waiters;
 
 /* Guarded by sim_sched_lock. */
 static struct sim_stream *all_streams;
@@ -192,12 +194,15 @@ static void *worker(void *arg)
 		CUresult r;
 
 		while (s->head == NULL && !s->dying)
-			pthread_cond_wait(&sim_sched_cond, &sim_sched_lock);
+			pthread_cond_wait(&s->queued, &sim_sched_lock);
 		if (s->head == NULL)
 			break;
 		op = s->head;
-		while (!deps_done(op))
+		while (!deps_done(op)) {
+			done_waiters++;
 			pthread_cond_wait(&sim_sched_cond, &sim_sched_lock);
+			done_waiters--;
+		}
 		pthread_mutex_unlock(&sim_sched_lock);
 		r = exec_op(s, op);
 		if (r != CUDA_SUCCESS)
@@ -207,7 +212,8 @@ static void *worker(void *arg)
 		if (s->head == NULL)
 			s->tail = NULL;
 		s->done_seq = op->seq;
-		pthread_cond_broadcast(&sim_sched_cond);
+		if (done_waiters > 0)
+			pthread_cond_broadcast(&sim_sched_cond);
 		free(op->deps);
 		free(op);
 	}
@@ -276,15 +282,18 @@ void sim_stream_submit(struct sim_stream *s, struct sim_op *op, enum sim_engine_
 	else
 		s->head = op;
 	s->tail = op;
-	pthread_cond_broadcast(&sim_sched_cond);
+	pthread_cond_signal(&s->queued);
 	pthread_mutex_unlock(&sim_sched_lock);
 }
 
 /* Waits, with sim_sched_lock held, until t has completed seq; then the host clock catches up. */
 static void wait_locked(struct sim_stream *t, uint64_t seq, uint64_t vtime)
 {
-	while (t->done_seq < seq)
+	while (t->done_seq < seq) {
+		done_waiters++;
 		pthread_cond_wait(&sim_sched_cond, &sim_sched_lock);
+		done_waiters--;
+	}
 	host_vnow = SIM_MAX(host_vnow, vtime);
 }
 
@@ -315,6 +324,7 @@ static struct sim_stream *stream_new(struct sim_ctx *ctx, unsigned flags, int pr
 	if (s == NULL)
 		return NULL;
 	s->magic = SIM_MAGIC_STREAM;
+	pthread_cond_init(&s->queued, NULL);
 	s->ctx = ctx;
 	s->flags = flags;
 	s->priority = priority;
@@ -484,7 +494,7 @@ SIM_EXPORT CUresult cuStreamDestroy_v2(CUstream h)
 	pthread_mutex_lock(&sim_sched_lock);
 	s->magic = SIM_MAGIC_DEAD;
 	s->dying = 1;
-	pthread_cond_broadcast(&sim_sched_cond);
+	pthread_cond_signal(&s->queued);
 	pthread_mutex_unlock(&sim_sched_lock);
 	return CUDA_SUCCESS;
 }

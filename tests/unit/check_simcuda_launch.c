@@ -918,6 +918,9 @@ static const struct {
 	{"mv_lstm_cell_bwd", "PPPPPPUU"},
 	{"mv_checksum", "PPL"},
 	{"mv_gather_ptrs", "PPUL"},
+	{"mv_touch2", "PPP"},
+	{"mv_touch8", "PPPPPPPPP"},
+	{"mv_touch32", "PPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPPP"},
 };
 
 START_TEST(test_param_layouts)

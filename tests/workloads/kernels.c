@@ -992,6 +992,51 @@ gather_ptrs_ranges(void *const *args, struct mv_krange *out, int max)
 	    8ull * ARG_U32(2));
 }
 
+/* ---- mv_touch2 / mv_touch8 / mv_touch32(float *out, const float *p0, ...) --------------------- */
+/* out[0] = p0[0] + p1[0] + ... over the n inputs that follow out, in order. */
+static int
+touch_run(void *const *args, unsigned n)
+{
+	float *out = ARG_PTR(0, float);
+	float acc = 0.0f;
+
+	for (unsigned j = 0; j < n; j++)
+		acc = acc + ARG_PTR(1 + j, const float)[0];
+	out[0] = acc;
+	return 0;
+}
+
+static int
+touch_ranges(void *const *args, unsigned n, struct mv_krange *out, int max)
+{
+	int q = 0;
+
+	for (unsigned j = 0; j <= n; j++)
+		q = kranges_add(out, q, max, ARG_U64(j), 4);
+	return q;
+}
+
+#define TOUCH_KERNEL(n) \
+	static int \
+	touch##n##_run(void *const *args, const struct mv_kenv *env) \
+	{ \
+		return touch_run(args, n); \
+	} \
+	static void \
+	touch##n##_cost(void *const *args, double *flops, double *bytes) \
+	{ \
+		*flops = (n); \
+		*bytes = 4.0 * ((n) + 1); \
+	} \
+	static int \
+	touch##n##_ranges(void *const *args, struct mv_krange *out, int max) \
+	{ \
+		return touch_ranges(args, n, out, max); \
+	}
+TOUCH_KERNEL(2)
+TOUCH_KERNEL(8)
+TOUCH_KERNEL(32)
+
 /* ---- The table. Offsets are the natural C layout: each parameter aligned to its own size. ------- */
 #define P8 8
 #define P4 4
@@ -1042,6 +1087,14 @@ const struct mv_kernel_desc mv_kernels[] = {
 	{ "mv_lstm_cell_bwd", 8, { 0, 8, 16, 24, 32, 40, 48, 52 },
 	    { P8, P8, P8, P8, P8, P8, P4, P4 }, lstm_cell_bwd_run, lstm_cell_bwd_cost,
 	    lstm_cell_bwd_ranges },
+	{ "mv_touch2", 3, { 0, 8, 16 }, { P8, P8, P8 }, touch2_run, touch2_cost, touch2_ranges },
+	{ "mv_touch8", 9, { 0, 8, 16, 24, 32, 40, 48, 56, 64 },
+	    { P8, P8, P8, P8, P8, P8, P8, P8, P8 }, touch8_run, touch8_cost, touch8_ranges },
+	{ "mv_touch32", 33, { 0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120,
+	    128, 136, 144, 152, 160, 168, 176, 184, 192, 200, 208, 216, 224, 232, 240, 248, 256 },
+	    { P8, P8, P8, P8, P8, P8, P8, P8, P8, P8, P8, P8, P8, P8, P8, P8, P8,
+	    P8, P8, P8, P8, P8, P8, P8, P8, P8, P8, P8, P8, P8, P8, P8, P8 },
+	    touch32_run, touch32_cost, touch32_ranges },
 	{ NULL, 0, { 0 }, { 0 }, NULL, NULL, NULL },
 };
 

@@ -409,3 +409,50 @@ mv_gather_ptrs(float *out, const float *const *ptrs, uint32_t count, uint64_t n)
 		out[i] = acc;
 	}
 }
+
+/* Launch-cost probes: one thread sums the first float of each input in order. */
+extern "C" __global__ void
+mv_touch2(float *out, const float *p0, const float *p1)
+{
+	if (blockIdx.x != 0 || threadIdx.x != 0)
+		return;
+	float acc = 0.0f;
+
+	acc = acc + p0[0];
+	acc = acc + p1[0];
+	out[0] = acc;
+}
+
+extern "C" __global__ void
+mv_touch8(float *out, const float *p0, const float *p1, const float *p2, const float *p3,
+    const float *p4, const float *p5, const float *p6, const float *p7)
+{
+	if (blockIdx.x != 0 || threadIdx.x != 0)
+		return;
+	const float *const p[8] = { p0, p1, p2, p3, p4, p5, p6, p7 };
+	float acc = 0.0f;
+
+	for (int j = 0; j < 8; j++)
+		acc = acc + p[j][0];
+	out[0] = acc;
+}
+
+extern "C" __global__ void
+mv_touch32(float *out, const float *p0, const float *p1, const float *p2, const float *p3,
+    const float *p4, const float *p5, const float *p6, const float *p7, const float *p8,
+    const float *p9, const float *p10, const float *p11, const float *p12, const float *p13,
+    const float *p14, const float *p15, const float *p16, const float *p17, const float *p18,
+    const float *p19, const float *p20, const float *p21, const float *p22, const float *p23,
+    const float *p24, const float *p25, const float *p26, const float *p27, const float *p28,
+    const float *p29, const float *p30, const float *p31)
+{
+	if (blockIdx.x != 0 || threadIdx.x != 0)
+		return;
+	const float *const p[32] = { p0, p1, p2, p3, p4, p5, p6, p7, p8, p9, p10, p11, p12, p13, p14, p15,
+	    p16, p17, p18, p19, p20, p21, p22, p23, p24, p25, p26, p27, p28, p29, p30, p31 };
+	float acc = 0.0f;
+
+	for (int j = 0; j < 32; j++)
+		acc = acc + p[j][0];
+	out[0] = acc;
+}

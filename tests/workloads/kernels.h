@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MV_KERNEL_MAX_PARAMS 12
+#define MV_KERNEL_MAX_PARAMS 33 /* mv_touch32: out and 32 inputs */
 
 /* One memory range a kernel touches, named by its parameters (device addresses on the device). */
 struct mv_krange {
@@ -81,6 +81,11 @@ struct mv_kernel_desc {
  *   mv_checksum(uint64_t *out, const void *p, uint64_t bytes)       FNV-1a 64 of the bytes
  *   mv_gather_ptrs(float *out, const float *const *ptrs, uint32_t count, uint64_t n)
  *       out[i] = sum over j of ptrs[j][i], ptrs read from device memory
+ *   mv_touch2(float *out, const float *p0, const float *p1)
+ *   mv_touch8(float *out, const float *p0, ..., const float *p7)
+ *   mv_touch32(float *out, const float *p0, ..., const float *p31)
+ *       out[0] = p0[0] + p1[0] + ... in that order: a launch that names many buffers and does
+ *       almost nothing, to measure the cost of launching
  * cost() counts 2mnk flops per gemm, 2 n k c hw^2 r^2 per convolution forward and twice that for a
  * backward pass that writes dx (once for dw alone); bytes are those read plus those written. */
 

@@ -1,0 +1,1166 @@
+/* libmemvirt.so against the invariants of DESIGN §3, one test each, on the simulated GPU, plus the
+ * rules around them: pointers uploaded into device memory, fork, graphs, the app's own VMM
+ * allocations and percentage budgets.
+ *
+ * Invariant 4 (the app never blocks on the daemon) has no test here: the daemon and the library's
+ * link to it do not exist yet.
+ *
+ * Most tests turn the safety net off (SIMCUDA_NO_HOST_VMM=1 or MEMVIRT_SAFETY_NET=0): then an
+ * evicted buffer's range is unmapped, and any access memvirt failed to prepare is a sticky
+ * CUDA_ERROR_ILLEGAL_ADDRESS rather than a quiet read of the host copy. Slow engines
+ * (SIMCUDA_DELAY_*_US) widen the windows in which a missing stream-order wait shows up as wrong
+ * data; no test measures time. */
+#include "config.h"
+
+#include <pthread.h>
+
+#include "tests/unit/interposetest.h"
+
+#define GRAN64 "SIMCUDA_GRANULARITY=64KiB"
+#define THR16 "MEMVIRT_SLAB_THRESHOLD=16KiB"
+#define NET_OFF "SIMCUDA_NO_HOST_VMM=1"
+#define BUF (64 * ITEST_KIB)           /* one granule with GRAN64 */
+#define NF (BUF / sizeof(float))      /* floats in BUF */
+
+static uint32_t f2u(float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof(u));
+	return u;
+}
+
+static CUdeviceptr alloc_filled(uint64_t bytes, float v)
+{
+	CUdeviceptr p;
+
+	CHK(cuMemAlloc(&p, bytes));
+	CHK(simtest_fill(p, v, bytes / sizeof(float), NULL));
+	CHK(cuCtxSynchronize());
+	return p;
+}
+
+/* Uses each buffer of `others` (refilling it with its own value) so that every buffer not among them
+ * becomes least recently used: under a budget that holds exactly these, the rest are paged out. */
+static void touch(const CUdeviceptr *others, const float *vals, int n)
+{
+	for (int i = 0; i < n; i++)
+		CHK(simtest_fill(others[i], vals[i], NF, NULL));
+	CHK(cuCtxSynchronize());
+}
+
+/* ---- the helper children ---- */
+
+/* "alloc": allocates and touches ITEST_COUNT buffers of ITEST_SIZE bytes. Exit 0 when all fit, 2 on
+ * CUDA_ERROR_OUT_OF_MEMORY, 3 on any other error. */
+static int helper_alloc(void)
+{
+	const char *c = getenv("ITEST_COUNT"), *s = getenv("ITEST_SIZE");
+	long count = c ? atol(c) : 0;
+	size_t size = s ? (size_t)atol(s) : 0;
+
+	itest_helper_init();
+	for (long i = 0; i < count; i++) {
+		CUdeviceptr p;
+		CUresult r = cuMemAlloc(&p, size);
+		if (r == CUDA_ERROR_OUT_OF_MEMORY)
+			return 2;
+		HCHK(r);
+		HCHK(cuMemsetD8(p, (unsigned char)i, size));
+	}
+	HCHK(cuCtxSynchronize());
+	return 0;
+}
+
+static void line(const char *probe, CUresult r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void line(const char *probe, CUresult r, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%s: %d", probe, (int)r);
+	if (fmt != NULL) {
+		printf(" ");
+		va_start(ap, fmt);
+		vprintf(fmt, ap);
+		va_end(ap);
+	}
+	printf("\n");
+	fflush(stdout);
+}
+
+/* "unrelated": calls that have nothing to do with memvirt's work (and a few memory calls given bad
+ * arguments), one line each with its result, on stdout. The same program run with and without the
+ * library must print the same lines. Lines are flushed one by one, so a crash shows where. */
+static int helper_unrelated(void)
+{
+	static unsigned char junk[4096]; /* readable memory that is not a stream */
+	unsigned char host[256];
+	CUdeviceptr small, large;
+	CUdevice d;
+	CUstream s;
+	CUevent e;
+	CUfunction fill;
+	int v = 0;
+	size_t sz = 0, off = 0;
+	char name[256];
+	const char *str = NULL;
+	CUresult r;
+
+	memset(host, 0, sizeof(host));
+	itest_helper_init();
+	/* The library is serving once the app has allocated. */
+	HCHK(cuMemAlloc(&small, 1024));
+	HCHK(cuMemAlloc(&large, 2 << 20));
+	HCHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	HCHK(cuEventCreate(&e, 0));
+	HCHK(cuModuleGetFunction(&fill, simtest_mod, "mv_fill"));
+
+	r = cuDriverGetVersion(&v);
+	line("cuDriverGetVersion", r, "%d", v);
+	r = cuDeviceGetCount(&v);
+	line("cuDeviceGetCount", r, "%d", v);
+	r = cuDeviceGet(&d, 7);
+	line("cuDeviceGet(7)", r, NULL);
+	memset(name, 0, sizeof(name));
+	r = cuDeviceGetName(name, sizeof(name), 0);
+	line("cuDeviceGetName", r, "%s", name);
+	r = cuDeviceGetName(name, 0, 0);
+	line("cuDeviceGetName(len 0)", r, NULL);
+	{
+		static const CUdevice_attribute attrs[] = {
+			CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+			CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED,
+			CU_DEVICE_ATTRIBUTE_HOST_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED,
+			CU_DEVICE_ATTRIBUTE_UNIFIED_ADDRESSING,
+			(CUdevice_attribute)99999,
+		};
+		for (size_t i = 0; i < sizeof(attrs) / sizeof(attrs[0]); i++) {
+			char p[64];
+			v = -1;
+			r = cuDeviceGetAttribute(&v, attrs[i], 0);
+			snprintf(p, sizeof(p), "cuDeviceGetAttribute(%d)", (int)attrs[i]);
+			line(p, r, "%d", v);
+		}
+	}
+	r = cuDeviceTotalMem(&sz, 0);
+	line("cuDeviceTotalMem", r, "%zu", sz);
+	d = -1;
+	r = cuCtxGetDevice(&d);
+	line("cuCtxGetDevice", r, "%d", (int)d);
+	r = cuCtxGetDevice(NULL);
+	line("cuCtxGetDevice(NULL)", r, NULL);
+	r = cuStreamQuery((CUstream)(void *)junk);
+	line("cuStreamQuery(bad handle)", r, NULL);
+	r = cuStreamQuery(s);
+	line("cuStreamQuery", r, NULL);
+	r = cuStreamSynchronize((CUstream)(void *)junk);
+	line("cuStreamSynchronize(bad handle)", r, NULL);
+	r = cuEventQuery(e);
+	line("cuEventQuery(unrecorded)", r, NULL);
+	for (size_t i = 0; i < 5; i++) {
+		char p[64];
+		off = sz = 0;
+		r = cuFuncGetParamInfo(fill, i, &off, &sz);
+		snprintf(p, sizeof(p), "cuFuncGetParamInfo(%zu)", i);
+		line(p, r, "%zu %zu", off, sz);
+	}
+	{
+		CUfunction f = NULL;
+		r = cuModuleGetFunction(&f, simtest_mod, "no_such_kernel");
+		line("cuModuleGetFunction(no such)", r, NULL);
+	}
+	r = cuGetErrorName(CUDA_ERROR_ILLEGAL_ADDRESS, &str);
+	line("cuGetErrorName", r, "%s", str ? str : "(null)");
+	r = cuGetErrorString((CUresult)123456, &str);
+	line("cuGetErrorString(bogus)", r, NULL);
+	{
+		void *fn = NULL;
+		CUdriverProcAddressQueryResult st = (CUdriverProcAddressQueryResult)-1;
+		r = cuGetProcAddress_v2("cuDeviceGetName", &fn, 12000, 0, &st);
+		line("cuGetProcAddress_v2(cuDeviceGetName)", r, "%d %d", (int)st, fn != NULL);
+		fn = NULL;
+		r = cuGetProcAddress_v2("cuNoSuchEntryPoint", &fn, 12000, 0, &st);
+		line("cuGetProcAddress_v2(no such)", r, "%d %d", (int)st, fn != NULL);
+	}
+	{
+		float val = 1.0f;
+		uint64_t n = 4;
+		void *args[] = {&small, &val, &n};
+		r = cuLaunchKernel(fill, 0, 1, 1, 1, 1, 1, 0, s, args, NULL);
+		line("cuLaunchKernel(grid 0)", r, NULL);
+		r = cuLaunchKernel(fill, 1, 1, 1, 1, 1, 1, 0, (CUstream)(void *)junk, args, NULL);
+		line("cuLaunchKernel(bad stream)", r, NULL);
+	}
+	r = cuMemcpyHtoD(0, host, 16);
+	line("cuMemcpyHtoD(dst 0)", r, NULL);
+	r = cuMemcpyDtoH(NULL, small, 16);
+	line("cuMemcpyDtoH(dst NULL)", r, NULL);
+	r = cuMemsetD32(0, 0, 4);
+	line("cuMemsetD32(dst 0)", r, NULL);
+	r = cuMemcpyHtoDAsync(small, host, 16, (CUstream)(void *)junk);
+	line("cuMemcpyHtoDAsync(bad stream)", r, NULL);
+	r = cuMemsetD8Async(large, 0, 16, (CUstream)(void *)junk);
+	line("cuMemsetD8Async(bad stream)", r, NULL);
+	r = cuMemAlloc(&small, 0);
+	line("cuMemAlloc(0 bytes)", r, NULL);
+	r = cuMemAllocPitch(&small, &sz, 16, 16, 3);
+	line("cuMemAllocPitch(elem 3)", r, NULL);
+	r = cuMemcpyHtoD(small, NULL, 64);
+	line("cuMemcpyHtoD(src NULL, small buffer)", r, NULL);
+	r = cuMemcpyHtoD(large, NULL, 64);
+	line("cuMemcpyHtoD(src NULL, large buffer)", r, NULL);
+	HCHK(cuCtxSynchronize());
+	line("end", CUDA_SUCCESS, NULL);
+	return 0;
+}
+
+/* "noisy": provokes every kind of log line the library has (bad settings, out of memory, paging)
+ * and ends with its own exit code, 42. Prints nothing itself. */
+static int helper_noisy(void)
+{
+	CUdeviceptr p[6], big;
+	CUresult r;
+
+	itest_helper_init();
+	for (int i = 0; i < 6; i++) {
+		HCHK(cuMemAlloc(&p[i], BUF));
+		HCHK(cuMemsetD32(p[i], (unsigned)i, NF));
+	}
+	for (int i = 0; i < 6; i++)
+		HCHK(cuMemsetD32(p[i], (unsigned)i + 1, NF));
+	/* The device holds 320KiB: this cannot fit, whatever the budget. */
+	r = cuMemAlloc(&big, 64 << 20);
+	if (r != CUDA_ERROR_OUT_OF_MEMORY) {
+		fprintf(stderr, "a 64MiB allocation returned %s, expected CUDA_ERROR_OUT_OF_MEMORY\n",
+			simtest_err_name(r));
+		return 4;
+	}
+	HCHK(cuCtxSynchronize());
+	return 42;
+}
+
+static int helper_main(const char *mode)
+{
+	if (strcmp(mode, "alloc") == 0)
+		return helper_alloc();
+	if (strcmp(mode, "unrelated") == 0)
+		return helper_unrelated();
+	if (strcmp(mode, "noisy") == 0)
+		return helper_noisy();
+	fprintf(stderr, "unknown helper mode %s\n", mode);
+	return 125;
+}
+
+/* ---- controls: the scenarios below need paging ---- */
+
+/* Each scenario allocates more than its simulated device holds. Without memvirt the same
+ * allocations fail; with it they succeed. So the tests below really run with evicted buffers. */
+START_TEST(test_control_scenarios_exceed_the_device)
+{
+	static const struct {
+		const char *mem, *count, *size;
+	} cases[] = {
+		{"SIMCUDA_MEM=256KiB", "ITEST_COUNT=5", "ITEST_SIZE=65536"},   /* invariant 1 */
+		{"SIMCUDA_MEM=320KiB", "ITEST_COUNT=6", "ITEST_SIZE=65536"},   /* invariant 2: slab + 5 */
+		{"SIMCUDA_MEM=2MiB", "ITEST_COUNT=160", "ITEST_SIZE=131072"},  /* invariant 5 */
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *env[] = {cases[i].mem, cases[i].count, cases[i].size, GRAN64, THR16, NET_OFF, NULL};
+		struct itest_child without = itest_run_helper("alloc", 0, env, 60);
+		struct itest_child with = itest_run_helper("alloc", 1, env, 60);
+		ck_assert_msg(itest_exit_code(&without) == 2,
+			      "case %zu without memvirt: %s, expected exit 2 (out of memory); stderr: %s", i,
+			      itest_how(&without), without.err);
+		ck_assert_msg(itest_exit_code(&with) == 0, "case %zu with memvirt: %s, expected exit 0; stderr: %s", i,
+			      itest_how(&with), with.err);
+		itest_child_free(&without);
+		itest_child_free(&with);
+	}
+}
+END_TEST
+
+/* ---- invariant 1: no kernel, copy or memset starts before its buffers are resident ---- */
+
+/* Five 64KiB buffers on a device (and budget) of four: a is filled first, the rest after, so a is
+ * the one paged out. The page-in copy engine is slow: an operation that does not wait for it reads
+ * the fresh, zeroed pages (wrong data); one that does not page in at all faults (no safety net). */
+#define INV1_ENV "SIMCUDA_MEM=256KiB", GRAN64, THR16, NET_OFF, "SIMCUDA_DELAY_H2D_US=100000"
+
+struct inv1 {
+	CUdeviceptr a, o[4];
+	float va, vo[4];
+};
+
+static void inv1_setup(struct inv1 *t)
+{
+	struct memvirt_counters c;
+
+	t->va = 3.0f;
+	t->a = alloc_filled(BUF, t->va);
+	for (int i = 0; i < 4; i++) {
+		t->vo[i] = 10.0f + (float)i;
+		t->o[i] = alloc_filled(BUF, t->vo[i]);
+	}
+	c = itest_counters();
+	ck_assert_uint_eq(c.budget, 256 * ITEST_KIB);
+	ck_assert_msg(c.page_outs >= 1 && c.host_bytes >= BUF, "a was not paged out: %llu page-outs, %llu on host",
+		      (unsigned long long)c.page_outs, (unsigned long long)c.host_bytes);
+}
+
+/* Pages a out again: the other four take the whole budget. */
+static void inv1_evict_a(struct inv1 *t)
+{
+	uint64_t before = itest_counters().page_outs;
+
+	touch(t->o, t->vo, 4);
+	ck_assert_msg(itest_counters().page_outs > before, "touching the others paged nothing out");
+	ck_assert_uint_ge(itest_counters().host_bytes, BUF);
+}
+
+static void expect_faulted_in(uint64_t fault_ins_before, const char *what)
+{
+	struct memvirt_counters c = itest_counters();
+
+	ck_assert_msg(c.fault_ins > fault_ins_before, "%s: no page-in was waited for (fault_ins %llu)", what,
+		      (unsigned long long)c.fault_ins);
+}
+
+START_TEST(test_inv1_kernel_waits_for_page_in)
+{
+	struct inv1 t;
+	CUstream s;
+	uint64_t before;
+
+	simtest_start(INV1_ENV);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	inv1_setup(&t);
+	/* o[0] += 2 a, on a stream of the app's own. */
+	before = itest_counters().fault_ins;
+	CHK(simtest_axpy(t.o[0], t.a, 2.0f, NF, s));
+	CHK(cuStreamSynchronize(s));
+	expect_faulted_in(before, "axpy on a stream");
+	t.vo[0] += 2.0f * t.va;
+	simtest_expect_floats(t.o[0], NF, t.vo[0]);
+	/* And on the legacy stream. */
+	inv1_evict_a(&t);
+	before = itest_counters().fault_ins;
+	CHK(simtest_axpy(t.o[1], t.a, 1.0f, NF, NULL));
+	CHK(cuCtxSynchronize());
+	expect_faulted_in(before, "axpy on the legacy stream");
+	t.vo[1] += t.va;
+	simtest_expect_floats(t.o[1], NF, t.vo[1]);
+	/* A kernel that writes a: the fill must land after the page-in, or the old bytes come back. */
+	inv1_evict_a(&t);
+	{
+		float half = 8.0f;
+		uint64_t n = NF / 2;
+		void *args[] = {&t.a, &half, &n};
+		CHK(simtest_launch("mv_fill", s, args));
+	}
+	CHK(cuStreamSynchronize(s));
+	{
+		float *h = malloc(BUF);
+		CHK(cuMemcpyDtoH(h, t.a, BUF));
+		simtest_expect_host(h, NF / 2, 8.0f);
+		simtest_expect_host(h + NF / 2, NF / 2, t.va);
+		free(h);
+	}
+	CHK(cuCtxSynchronize());
+}
+END_TEST
+
+START_TEST(test_inv1_copy_waits_for_page_in)
+{
+	struct inv1 t;
+	CUstream s;
+	float *h = malloc(BUF);
+	uint64_t before;
+
+	ck_assert_ptr_nonnull(h);
+	simtest_start(INV1_ENV);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	inv1_setup(&t);
+
+	/* Device to host, synchronous. */
+	before = itest_counters().fault_ins;
+	memset(h, 0, BUF);
+	CHK(cuMemcpyDtoH(h, t.a, BUF));
+	expect_faulted_in(before, "cuMemcpyDtoH");
+	simtest_expect_host(h, NF, t.va);
+
+	/* Device to host, on a stream. */
+	inv1_evict_a(&t);
+	before = itest_counters().fault_ins;
+	memset(h, 0, BUF);
+	CHK(cuMemcpyDtoHAsync(h, t.a, BUF, s));
+	CHK(cuStreamSynchronize(s));
+	expect_faulted_in(before, "cuMemcpyDtoHAsync");
+	simtest_expect_host(h, NF, t.va);
+
+	/* Device to device, from an evicted source. */
+	inv1_evict_a(&t);
+	before = itest_counters().fault_ins;
+	CHK(cuMemcpyDtoDAsync(t.o[2], t.a, BUF, s));
+	CHK(cuStreamSynchronize(s));
+	expect_faulted_in(before, "cuMemcpyDtoDAsync");
+	t.vo[2] = t.va;
+	simtest_expect_floats(t.o[2], NF, t.vo[2]);
+
+	/* Host to device into part of an evicted buffer: the rest must survive, and the new part must
+	 * not be overwritten by a page-in that lands late. */
+	inv1_evict_a(&t);
+	before = itest_counters().fault_ins;
+	for (uint64_t i = 0; i < 256; i++)
+		h[i] = 5.0f;
+	CHK(cuMemcpyHtoD(t.a + 1024 * sizeof(float), h, 256 * sizeof(float)));
+	expect_faulted_in(before, "cuMemcpyHtoD");
+	CHK(cuMemcpyDtoH(h, t.a, BUF));
+	simtest_expect_host(h, 1024, t.va);
+	simtest_expect_host(h + 1024, 256, 5.0f);
+	simtest_expect_host(h + 1280, NF - 1280, t.va);
+	free(h);
+	CHK(cuCtxSynchronize());
+}
+END_TEST
+
+START_TEST(test_inv1_memset_waits_for_page_in)
+{
+	struct inv1 t;
+	CUstream s;
+	float *h = malloc(BUF);
+	uint64_t before;
+
+	ck_assert_ptr_nonnull(h);
+	simtest_start(INV1_ENV);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	inv1_setup(&t);
+
+	before = itest_counters().fault_ins;
+	CHK(cuMemsetD32(t.a, f2u(6.0f), 1000));
+	expect_faulted_in(before, "cuMemsetD32");
+	CHK(cuMemcpyDtoH(h, t.a, BUF));
+	simtest_expect_host(h, 1000, 6.0f);
+	simtest_expect_host(h + 1000, NF - 1000, t.va);
+
+	inv1_evict_a(&t);
+	before = itest_counters().fault_ins;
+	CHK(cuMemsetD32Async(t.a + 4000 * sizeof(float), f2u(7.0f), 100, s));
+	CHK(cuStreamSynchronize(s));
+	expect_faulted_in(before, "cuMemsetD32Async");
+	CHK(cuMemcpyDtoH(h, t.a, BUF));
+	simtest_expect_host(h, 1000, 6.0f);
+	simtest_expect_host(h + 1000, 3000, t.va);
+	simtest_expect_host(h + 4000, 100, 7.0f);
+	simtest_expect_host(h + 4100, NF - 4100, t.va);
+	free(h);
+	CHK(cuCtxSynchronize());
+}
+END_TEST
+
+/* ---- invariant 2: pages go only after the work naming the buffer is done ---- */
+
+/* Four 64KiB buffers fit a 320KiB device beside the slab; a fifth pages one out. Kernels are slow
+ * (a real delay before each), so a page-out that does not wait for the buffer's last use copies
+ * stale bytes and unmaps pages a kernel is about to touch. */
+static const char *const inv2_env[2][8] = {
+	{"SIMCUDA_MEM=320KiB", GRAN64, THR16, NET_OFF, "SIMCUDA_DELAY_KERNEL_US=150000", NULL},
+	{"SIMCUDA_MEM=320KiB", GRAN64, THR16, "SIMCUDA_DELAY_KERNEL_US=150000", NULL},
+};
+
+static void start_env(const char *const *env)
+{
+	for (size_t i = 0; env[i] != NULL; i++)
+		simtest_env(env[i], (const char *)0);
+	simtest_init();
+}
+
+/* Updates b's last use without the compute engine (a host-to-device copy of its own value). */
+static void touch_by_copy(CUdeviceptr b, float v)
+{
+	float *h = malloc(BUF);
+
+	ck_assert_ptr_nonnull(h);
+	for (uint64_t i = 0; i < NF; i++)
+		h[i] = v;
+	CHK(cuMemcpyHtoD(b, h, BUF));
+	free(h);
+}
+
+START_TEST(test_inv2_page_out_waits_for_last_use)
+{
+	CUdeviceptr a, o[3], e, small;
+	CUstream s;
+	uint64_t before;
+
+	start_env(inv2_env[_i]);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	small = alloc_filled(4 * ITEST_KIB, 0.0f); /* the slab chunk takes one granule of the budget */
+	a = alloc_filled(BUF, 1.0f);
+	for (int i = 0; i < 3; i++)
+		o[i] = alloc_filled(BUF, 20.0f + (float)i);
+	/* The slow kernel writes a; then the others are used after it, so a is least recently used. */
+	CHK(simtest_fill(a, 7.0f, NF, s));
+	for (int i = 0; i < 3; i++)
+		touch_by_copy(o[i], 20.0f + (float)i);
+	before = itest_counters().page_outs;
+	/* Needs a's room while its kernel may still be running. */
+	CHK(cuMemAlloc(&e, BUF));
+	CHK(cuMemsetD32(e, f2u(9.0f), NF));
+	ck_assert_msg(itest_counters().page_outs > before, "nothing was paged out to make room");
+	CHK(cuStreamSynchronize(s));
+	simtest_expect_floats(a, NF, 7.0f);
+	simtest_expect_floats(e, NF, 9.0f);
+	for (int i = 0; i < 3; i++)
+		simtest_expect_floats(o[i], NF, 20.0f + (float)i);
+	CHK(cuMemFree(small));
+	CHK(cuCtxSynchronize());
+}
+END_TEST
+
+/* A buffer read on two streams: the page-out must wait for both uses, not only the latest. The
+ * earlier-issued use finishes last (its stream has a slow kernel queued before it). */
+START_TEST(test_inv2_page_out_waits_for_every_stream)
+{
+	CUdeviceptr a, o[3], e, x, y, dummy;
+	CUstream s1, s2;
+	uint64_t before;
+
+	start_env(inv2_env[_i]);
+	CHK(cuStreamCreate(&s1, CU_STREAM_NON_BLOCKING));
+	CHK(cuStreamCreate(&s2, CU_STREAM_NON_BLOCKING));
+	/* Small buffers come from the slab and are never paged. */
+	x = alloc_filled(4 * ITEST_KIB, 1.0f);
+	y = alloc_filled(4 * ITEST_KIB, 1.0f);
+	dummy = alloc_filled(4 * ITEST_KIB, 0.0f);
+	a = alloc_filled(BUF, 7.0f);
+	for (int i = 0; i < 3; i++)
+		o[i] = alloc_filled(BUF, 20.0f + (float)i);
+	CHK(simtest_fill(dummy, 1.0f, 1024, s1));
+	CHK(simtest_axpy(x, a, 1.0f, 1024, s1)); /* x = 1 + 7, finishes last */
+	CHK(simtest_axpy(y, a, 2.0f, 1024, s2)); /* y = 1 + 14 */
+	for (int i = 0; i < 3; i++)
+		touch_by_copy(o[i], 20.0f + (float)i);
+	before = itest_counters().page_outs;
+	CHK(cuMemAlloc(&e, BUF));
+	CHK(cuMemsetD32(e, f2u(9.0f), NF));
+	ck_assert_msg(itest_counters().page_outs > before, "nothing was paged out to make room");
+	CHK(cuStreamSynchronize(s1));
+	CHK(cuStreamSynchronize(s2));
+	simtest_expect_floats(x, 1024, 8.0f);
+	simtest_expect_floats(y, 1024, 15.0f);
+	simtest_expect_floats(a, NF, 7.0f);
+	simtest_expect_floats(e, NF, 9.0f);
+	CHK(cuCtxSynchronize());
+}
+END_TEST
+
+/* A buffer freed while a slow kernel still writes it: its pages must not be reused (and written by
+ * the new owner) or released before the kernel is done. */
+START_TEST(test_inv2_free_waits_for_last_use)
+{
+	CUdeviceptr a, b, o[3];
+	CUstream s;
+
+	start_env(inv2_env[_i]);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	for (int i = 0; i < 3; i++)
+		o[i] = alloc_filled(BUF, 20.0f + (float)i);
+	a = alloc_filled(BUF, 1.0f);
+	b = alloc_filled(4 * ITEST_KIB, 0.0f);
+	CHK(simtest_fill(a, 7.0f, NF, s));
+	CHK(simtest_axpy(b, a, 1.0f, 1024, s)); /* b = 7, read from a after the fill */
+	CHK(cuMemFree(a));
+	/* The new buffer may reuse a's pages, but only once the kernels are done. */
+	CHK(cuMemAlloc(&a, BUF));
+	CHK(cuMemsetD32(a, f2u(4.0f), NF));
+	CHK(cuStreamSynchronize(s));
+	simtest_expect_floats(b, 1024, 7.0f);
+	simtest_expect_floats(a, NF, 4.0f);
+	for (int i = 0; i < 3; i++)
+		simtest_expect_floats(o[i], NF, 20.0f + (float)i);
+	CHK(cuCtxSynchronize());
+}
+END_TEST
+
+/* ---- invariant 3: paged data comes back byte for byte ---- */
+
+#define INV3_N 7
+static const size_t inv3_sizes[INV3_N] = {4097, 5003, 12289, 8191, 30001, 3 * 4096 + 1, 16383};
+
+static const char *const inv3_env[2][8] = {
+	{"SIMCUDA_MEM=64MiB", "SIMCUDA_GRANULARITY=4KiB", "MEMVIRT_SLAB_THRESHOLD=4KiB", "MEMVIRT_BUDGET=64KiB",
+	 NET_OFF, NULL},
+	{"SIMCUDA_MEM=64MiB", "SIMCUDA_GRANULARITY=4KiB", "MEMVIRT_SLAB_THRESHOLD=4KiB", "MEMVIRT_BUDGET=64KiB",
+	 NULL},
+};
+
+/* Random operations on odd-sized buffers under a budget that holds a fraction of them, each step
+ * checked against a host copy: whole and partial reads, partial writes at odd offsets, device to
+ * device copies. `fail_ok`: an injected copy failure may make one call fail; it is retried. Returns
+ * how many calls failed. */
+static int inv3_run(uint64_t seed, int rounds, int fail_ok)
+{
+	CUdeviceptr d[INV3_N];
+	unsigned char *ref[INV3_N], *tmp = malloc(32768);
+	uint64_t rng = seed;
+	int failures = 0;
+	CUresult r;
+
+	ck_assert_ptr_nonnull(tmp);
+	for (int i = 0; i < INV3_N; i++) {
+		ref[i] = malloc(inv3_sizes[i]);
+		ck_assert_ptr_nonnull(ref[i]);
+		itest_random_bytes(&rng, ref[i], inv3_sizes[i]);
+		do
+			r = cuMemAlloc(&d[i], inv3_sizes[i]);
+		while (r != CUDA_SUCCESS && fail_ok && failures++ == 0);
+		CHK(r);
+		do
+			r = cuMemcpyHtoD(d[i], ref[i], inv3_sizes[i]);
+		while (r == CUDA_ERROR_UNKNOWN && fail_ok && failures++ == 0);
+		CHK(r);
+	}
+#define RETRY(call)                                                                                      \
+	do {                                                                                             \
+		r = (call);                                                                              \
+		if (r == CUDA_ERROR_UNKNOWN && fail_ok && failures++ == 0)                               \
+			r = (call);                                                                      \
+		if (r != CUDA_SUCCESS)                                                                   \
+			ck_abort_msg("seed %llu round %d: %s failed: %s", (unsigned long long)seed, k, #call, \
+				     simtest_err_name(r));                                               \
+	} while (0)
+	for (int k = 0; k < rounds; k++) {
+		int i = (int)(itest_rand(&rng) % INV3_N), j = (int)(itest_rand(&rng) % INV3_N);
+		size_t size = inv3_sizes[i], off = itest_rand(&rng) % size, len = 1 + itest_rand(&rng) % (size - off);
+		switch (itest_rand(&rng) % 4) {
+		case 0: /* whole read */
+			RETRY(cuMemcpyDtoH(tmp, d[i], size));
+			if (memcmp(tmp, ref[i], size) != 0)
+				for (size_t b = 0; b < size; b++)
+					ck_assert_msg(tmp[b] == ref[i][b],
+						      "seed %llu round %d: buffer %d (%zu bytes) byte %zu is %#x, "
+						      "expected %#x",
+						      (unsigned long long)seed, k, i, size, b, tmp[b], ref[i][b]);
+			break;
+		case 1: /* partial read */
+			RETRY(cuMemcpyDtoH(tmp, d[i] + off, len));
+			ck_assert_msg(memcmp(tmp, ref[i] + off, len) == 0,
+				      "seed %llu round %d: buffer %d bytes [%zu, %zu) differ", (unsigned long long)seed,
+				      k, i, off, off + len);
+			break;
+		case 2: /* partial write */
+			itest_random_bytes(&rng, tmp, len);
+			RETRY(cuMemcpyHtoD(d[i] + off, tmp, len));
+			memcpy(ref[i] + off, tmp, len);
+			break;
+		default: /* device to device, between two buffers */
+			if (i == j)
+				break;
+			len = len < inv3_sizes[j] ? len : inv3_sizes[j];
+			{
+				size_t doff = itest_rand(&rng) % (inv3_sizes[j] - len + 1);
+				RETRY(cuMemcpyDtoD(d[j] + doff, d[i] + off, len));
+				memcpy(ref[j] + doff, ref[i] + off, len);
+			}
+			break;
+		}
+	}
+#undef RETRY
+	for (int i = 0; i < INV3_N; i++) {
+		char what[64];
+		snprintf(what, sizeof(what), "seed %llu, buffer %d at the end", (unsigned long long)seed, i);
+		itest_expect_bytes(d[i], ref[i], inv3_sizes[i], what);
+		CHK(cuMemFree(d[i]));
+		free(ref[i]);
+	}
+	free(tmp);
+	return failures;
+}
+
+START_TEST(test_inv3_roundtrip_byte_identical)
+{
+	struct memvirt_counters c;
+
+	start_env(inv3_env[_i]);
+	inv3_run(0x1234u + (uint64_t)_i, 400, 0);
+	c = itest_counters();
+	ck_assert_msg(c.page_outs >= 100 && c.page_ins >= 100, "too little paging: %llu out, %llu in",
+		      (unsigned long long)c.page_outs, (unsigned long long)c.page_ins);
+	CHK(cuCtxSynchronize());
+}
+END_TEST
+
+/* A copy that fails (SIMCUDA_FAIL_COPY) anywhere, in a page-out, a page-in or the app's own copy,
+ * loses nothing: at most the app's call fails, and the data is intact after. */
+static const char *const inv3_fail[] = {
+	"SIMCUDA_FAIL_COPY=d2h:3", "SIMCUDA_FAIL_COPY=d2h:10", "SIMCUDA_FAIL_COPY=d2h:25",
+	"SIMCUDA_FAIL_COPY=h2d:9", "SIMCUDA_FAIL_COPY=h2d:14", "SIMCUDA_FAIL_COPY=h2d:30",
+	"SIMCUDA_FAIL_COPY=any:20", "SIMCUDA_FAIL_COPY=any:41", "SIMCUDA_FAIL_COPY=d2d:2",
+};
+
+START_TEST(test_inv3_copy_failure_loses_nothing)
+{
+	struct memvirt_counters c;
+
+	simtest_env(inv3_fail[_i], (const char *)0);
+	start_env(inv3_env[0]);
+	inv3_run(0x777u + (uint64_t)_i, 120, 1);
+	c = itest_counters();
+	ck_assert_uint_gt(c.page_outs, 10);
+	CHK(cuCtxSynchronize());
+}
+END_TEST
+
+/* ---- invariant 5: the rest behaves as without memvirt; out of memory only when it must be ---- */
+
+START_TEST(test_inv5_unrelated_calls_unchanged)
+{
+	const char *env[] = {"SIMCUDA_MEM=64MiB", NULL};
+	struct itest_child without = itest_run_helper("unrelated", 0, env, 60);
+	struct itest_child with = itest_run_helper("unrelated", 1, env, 60);
+	const char *a = without.out, *b = with.out;
+	int lineno = 1;
+
+	ck_assert_msg(itest_exit_code(&without) == 0, "without memvirt: %s; stderr: %s", itest_how(&without),
+		      without.err);
+	ck_assert_msg(strstr(without.out, "end: 0") != NULL, "without memvirt the probes did not finish");
+	/* Compare line by line, to name the first call that differs. */
+	while (*a != '\0' || *b != '\0') {
+		size_t la = strcspn(a, "\n"), lb = strcspn(b, "\n");
+		if (la != lb || strncmp(a, b, la) != 0)
+			ck_abort_msg("line %d differs: without memvirt \"%.*s\", with memvirt \"%.*s\" (child %s; "
+				     "stderr: %s)",
+				     lineno, (int)la, a, (int)lb, *b ? b : "(nothing: it ended here)", itest_how(&with),
+				     with.err);
+		a += la + (a[la] == '\n');
+		b += lb + (b[lb] == '\n');
+		lineno++;
+	}
+	ck_assert_msg(itest_exit_code(&with) == 0, "with memvirt: %s; stderr: %s", itest_how(&with), with.err);
+	itest_child_free(&without);
+	itest_child_free(&with);
+}
+END_TEST
+
+/* Ten budgets' worth of large buffers all fit (others are paged out); one buffer larger than the
+ * whole budget cannot, and is the only refusal. Nothing paged out meanwhile is lost. */
+START_TEST(test_inv5_oom_only_when_budget_cannot_be_met)
+{
+	enum { COUNT = 160 };
+	const size_t size = 128 * ITEST_KIB, budget = 2 << 20;
+	CUdeviceptr p[COUNT], big;
+	size_t free_b = 0, total = 0;
+	struct memvirt_counters c;
+
+	simtest_start("SIMCUDA_MEM=2MiB", GRAN64, THR16, NET_OFF);
+	for (int i = 0; i < COUNT; i++) {
+		CUresult r = cuMemAlloc(&p[i], size);
+		ck_assert_msg(r == CUDA_SUCCESS, "allocation %d of %d (%zu bytes each, budget %zu) failed: %s", i, COUNT,
+			      size, budget, simtest_err_name(r));
+		CHK(simtest_fill(p[i], (float)i, size / sizeof(float), NULL));
+	}
+	CHK(cuCtxSynchronize());
+	c = itest_counters();
+	ck_assert_uint_eq(c.oom, 0);
+	ck_assert_uint_le(c.resident_bytes, budget);
+	ck_assert_uint_ge(c.page_outs, COUNT - budget / size);
+	CHK(cuMemGetInfo(&free_b, &total));
+	ck_assert_uint_eq(total, budget);
+	ck_assert_uint_le(free_b, total);
+
+	CHK_ERR(cuMemAlloc(&big, budget + 64 * ITEST_KIB), CUDA_ERROR_OUT_OF_MEMORY);
+	ck_assert_uint_eq(itest_counters().oom, 1);
+	/* The refusal is not sticky, and everything is still there. */
+	for (int i = 0; i < COUNT; i++)
+		simtest_expect_floats(p[i], size / sizeof(float), (float)i);
+	CHK(cuMemFree(p[0]));
+	CHK(cuMemAlloc(&p[0], size));
+	CHK(simtest_fill(p[0], 0.5f, size / sizeof(float), NULL));
+	simtest_expect_floats(p[0], size / sizeof(float), 0.5f);
+	ck_assert_uint_eq(itest_counters().oom, 1);
+	CHK(cuCtxSynchronize());
+}
+END_TEST
+
+START_TEST(test_inv5_percent_budget)
+{
+	size_t free_b = 0, total = 0, dev_total = 0;
+	CUdeviceptr p;
+
+	simtest_start("SIMCUDA_MEM=64MiB", "MEMVIRT_BUDGET=50%");
+	CHK(cuMemGetInfo(&free_b, &total));
+	ck_assert_uint_eq(total, 32ull << 20);
+	ck_assert_uint_eq(free_b, 32ull << 20);
+	ck_assert_uint_eq(itest_counters().budget, 32ull << 20);
+	/* The device's own size is unrelated to memvirt and reads as before. */
+	CHK(cuDeviceTotalMem(&dev_total, simtest_dev));
+	ck_assert_uint_eq(dev_total, 64ull << 20);
+	CHK(cuMemAlloc(&p, 4 << 20));
+	CHK(cuMemGetInfo(&free_b, &total));
+	ck_assert_uint_eq(total, 32ull << 20);
+	ck_assert_uint_eq(free_b, 28ull << 20);
+	CHK(cuMemFree(p));
+}
+END_TEST
+
+/* ---- invariant 6: nothing on stdout, no exit, errors as codes plus a log line ---- */
+
+START_TEST(test_inv6_never_prints_to_stdout)
+{
+	const char *bad[] = {"SIMCUDA_MEM=320KiB", GRAN64, THR16, "MEMVIRT_BUDGET=abc", "MEMVIRT_LOG=bogus", NULL};
+	const char *debug[] = {"SIMCUDA_MEM=320KiB", GRAN64, THR16, "MEMVIRT_BUDGET=200KiB", "MEMVIRT_LOG=debug",
+			       "MEMVIRT_HOST_LIMIT=xyz", "MEMVIRT_SAFETY_NET=maybe", NULL};
+	struct itest_child c = itest_run_helper("noisy", 1, bad, 60);
+
+	ck_assert_msg(itest_exit_code(&c) == 42, "bad settings: %s, expected the child's own exit 42; stderr: %s",
+		      itest_how(&c), c.err);
+	ck_assert_msg(c.out[0] == '\0', "the library wrote to stdout: \"%s\"", c.out);
+	ck_assert_msg(strstr(c.err, "MEMVIRT_BUDGET=abc") != NULL, "stderr does not name the bad budget: %s", c.err);
+	ck_assert_msg(strstr(c.err, "MEMVIRT_LOG=bogus") != NULL, "stderr does not name the bad log level: %s", c.err);
+	itest_child_free(&c);
+
+	/* Every debug and info line, the exit summary included, goes to stderr. */
+	c = itest_run_helper("noisy", 1, debug, 60);
+	ck_assert_msg(itest_exit_code(&c) == 42, "debug log: %s, expected exit 42; stderr: %s", itest_how(&c), c.err);
+	ck_assert_msg(c.out[0] == '\0', "the library wrote to stdout: \"%s\"", c.out);
+	ck_assert_msg(strstr(c.err, "MEMVIRT_HOST_LIMIT=xyz") != NULL, "stderr does not name the bad host limit");
+	ck_assert_msg(strstr(c.err, "MEMVIRT_SAFETY_NET=maybe") != NULL, "stderr does not name the bad safety net");
+	ck_assert_msg(strstr(c.err, "page-outs") != NULL, "no exit summary on stderr: %s", c.err);
+	itest_child_free(&c);
+}
+END_TEST
+
+/* ---- pointers uploaded into device memory ---- */
+
+/* mv_gather_ptrs reads three large buffers only through a pointer table the app uploaded with
+ * cuMemcpyHtoD: their addresses are in no kernel parameter. */
+static void gather_case(int net)
+{
+	CUdeviceptr x[3], o[4], table, out;
+	float vo[4] = {20, 21, 22, 23};
+	uint64_t host_table[3];
+	char logpath[PATH_MAX];
+	struct memvirt_counters before;
+
+	itest_tmpfile(logpath, sizeof(logpath), "log");
+	simtest_env("MEMVIRT_LOG=debug", (const char *)0);
+	ck_assert_int_eq(setenv("MEMVIRT_LOG_FILE", logpath, 1), 0);
+	/* Budget: the slab chunk and four large buffers. */
+	if (net)
+		simtest_start("SIMCUDA_MEM=320KiB", GRAN64, THR16);
+	else
+		simtest_start("SIMCUDA_MEM=320KiB", GRAN64, THR16, NET_OFF);
+	table = alloc_filled(4 * ITEST_KIB, 0.0f);
+	out = alloc_filled(4 * ITEST_KIB, 0.0f);
+	for (int i = 0; i < 3; i++) {
+		x[i] = alloc_filled(BUF, (float)(1 << i));
+		host_table[i] = x[i];
+	}
+	CHK(cuMemcpyHtoD(table, host_table, sizeof(host_table)));
+	for (int i = 0; i < 4; i++)
+		o[i] = alloc_filled(BUF, vo[i]);
+	touch(o, vo, 4);
+	before = itest_counters();
+	ck_assert_uint_ge(before.host_bytes, 3 * BUF);
+	{
+		uint32_t count = 3;
+		uint64_t n = 1024;
+		void *args[] = {&out, &table, &count, &n};
+		CHK(simtest_launch("mv_gather_ptrs", NULL, args));
+	}
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(out, 1024, 7.0f);
+	if (!net) {
+		/* Without the safety net only the reference rule can have brought them in. */
+		char *log = itest_slurp(logpath);
+		ck_assert_uint_ge(itest_counters().page_ins, before.page_ins + 3);
+		for (int i = 0; i < 3; i++) {
+			char want[128];
+			snprintf(want, sizeof(want), "buffer %#llx kept resident: its address was uploaded into %#llx",
+				 (unsigned long long)x[i], (unsigned long long)table);
+			ck_assert_msg(strstr(log, want) != NULL, "the log lacks \"%s\"", want);
+		}
+		free(log);
+	}
+	/* And the buffers read right through ordinary paths afterwards. */
+	for (int i = 0; i < 3; i++)
+		simtest_expect_floats(x[i], NF, (float)(1 << i));
+	for (int i = 0; i < 4; i++)
+		simtest_expect_floats(o[i], NF, vo[i]);
+	CHK(cuCtxSynchronize());
+	unlink(logpath);
+}
+
+START_TEST(test_gather_ptrs_safety_net_on)
+{
+	gather_case(1);
+}
+END_TEST
+
+START_TEST(test_gather_ptrs_reference_rule)
+{
+	gather_case(0);
+}
+END_TEST
+
+/* ---- fork ---- */
+
+struct hammer {
+	CUdeviceptr b[6];
+	volatile int stop;
+	int rounds;
+	CUresult err;
+};
+
+/* Keeps memvirt busy (paging its own six buffers through a four-buffer budget) while the main
+ * thread forks, so that the library's lock is often held at the moment of a fork. */
+static void *hammer_run(void *arg)
+{
+	struct hammer *h = arg;
+	float *tmp = malloc(BUF);
+
+	if (cuCtxSetCurrent(simtest_ctx) != CUDA_SUCCESS || tmp == NULL) {
+		h->err = CUDA_ERROR_UNKNOWN;
+		free(tmp);
+		return NULL;
+	}
+	while (!h->stop && h->err == CUDA_SUCCESS) {
+		for (int i = 0; i < 6 && h->err == CUDA_SUCCESS; i++) {
+			h->err = cuMemcpyDtoH(tmp, h->b[i], BUF);
+			if (h->err == CUDA_SUCCESS && tmp[NF - 1] != (float)i)
+				h->err = CUDA_ERROR_INVALID_VALUE;
+		}
+		h->rounds++;
+	}
+	free(tmp);
+	return NULL;
+}
+
+START_TEST(test_fork_child_exits_parent_keeps_paging)
+{
+	struct hammer h;
+	pthread_t t;
+	uint64_t outs;
+	char logpath[PATH_MAX];
+
+	itest_tmpfile(logpath, sizeof(logpath), "log");
+	/* The summary at exit (info) takes the library's lock in the child too. */
+	simtest_env("MEMVIRT_LOG=info", (const char *)0);
+	ck_assert_int_eq(setenv("MEMVIRT_LOG_FILE", logpath, 1), 0);
+	simtest_start("SIMCUDA_MEM=320KiB", GRAN64, THR16, NET_OFF);
+	memset(&h, 0, sizeof(h));
+	for (int i = 0; i < 6; i++)
+		h.b[i] = alloc_filled(BUF, (float)i);
+	ck_assert_uint_gt(itest_counters().page_outs, 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, hammer_run, &h), 0);
+	for (int k = 0; k < 20; k++) {
+		pid_t pid;
+		int status = 0, waited = 0;
+		fflush(NULL);
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			size_t f, tot;
+			struct memvirt_counters c;
+			memvirt_counters_fn fn = (memvirt_counters_fn)dlsym(RTLD_DEFAULT, MEMVIRT_COUNTERS);
+			alarm(20);
+			if (fn == NULL)
+				_exit(5);
+			fn(&c);
+			if (cuMemGetInfo(&f, &tot) != CUDA_SUCCESS || tot != c.budget)
+				_exit(6);
+			exit(0);
+		}
+		for (;;) {
+			pid_t w = waitpid(pid, &status, WNOHANG);
+			if (w == pid)
+				break;
+			if (waited > 30000) {
+				kill(pid, SIGKILL);
+				waitpid(pid, &status, 0);
+				h.stop = 1;
+				ck_abort_msg("fork %d: the child hung", k);
+			}
+			usleep(1000);
+			waited++;
+		}
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "fork %d: the child ended with status %#x",
+			      k, status);
+	}
+	h.stop = 1;
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_msg(h.err == CUDA_SUCCESS, "the paging thread failed: %s", simtest_err_name(h.err));
+	/* The parent keeps paging correctly. */
+	outs = itest_counters().page_outs;
+	for (int k = 0; k < 3; k++)
+		for (int i = 0; i < 6; i++)
+			simtest_expect_floats(h.b[i], NF, (float)i);
+	for (int i = 0; i < 6; i++)
+		CHK(simtest_fill(h.b[i], (float)(i + 100), NF, NULL));
+	for (int i = 0; i < 6; i++)
+		simtest_expect_floats(h.b[i], NF, (float)(i + 100));
+	ck_assert_uint_gt(itest_counters().page_outs, outs);
+	CHK(cuCtxSynchronize());
+	unlink(logpath);
+}
+END_TEST
+
+/* ---- graphs ---- */
+
+/* Launches captured while their buffers were paged out: capture brings them in, every graph launch
+ * finds them, and from then on they are pinned, since a graph launch names no buffer memvirt could
+ * page in. Without the safety net a graph launch over an evicted buffer would fault. */
+START_TEST(test_graph_capture_pins_buffers)
+{
+	CUdeviceptr x, y, f[8];
+	float vf[8];
+	CUstream s;
+	CUgraph g = NULL;
+	CUgraphExec e = NULL;
+	struct memvirt_counters c;
+	uint64_t outs;
+
+	/* Six 64KiB buffers fit. */
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	x = alloc_filled(BUF, 2.0f);
+	y = alloc_filled(BUF, 1.0f);
+	for (int i = 0; i < 6; i++) {
+		vf[i] = 30.0f + (float)i;
+		f[i] = alloc_filled(BUF, vf[i]);
+	}
+	c = itest_counters();
+	ck_assert_uint_ge(c.host_bytes, 2 * BUF); /* x and y are out */
+
+	CHK(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(simtest_axpy(y, x, 1.0f, NF, s));
+	CHK(cuStreamEndCapture(s, &g));
+	ck_assert_ptr_nonnull(g);
+	CHK(cuGraphInstantiateWithFlags(&e, g, 0));
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	simtest_expect_floats(y, NF, 5.0f);
+
+	/* Pressure: six other buffers cycle through the four slots x and y leave. */
+	outs = itest_counters().page_outs;
+	for (int i = 6; i < 8; i++) {
+		vf[i] = 30.0f + (float)i;
+		f[i] = alloc_filled(BUF, vf[i]);
+	}
+	for (int k = 0; k < 3; k++)
+		touch(f, vf, 8);
+	ck_assert_uint_gt(itest_counters().page_outs, outs + 8);
+	/* Still resident: this launch pages nothing in. */
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	simtest_expect_floats(y, NF, 7.0f);
+	simtest_expect_floats(x, NF, 2.0f);
+	for (int i = 0; i < 8; i++)
+		simtest_expect_floats(f[i], NF, vf[i]);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(g));
+	CHK(cuCtxSynchronize());
+}
+END_TEST
+
+/* ---- the app's own VMM allocations ---- */
+
+START_TEST(test_app_vmm_counted)
+{
+	CUmemAllocationProp prop = simtest_prop(0), hprop = simtest_prop(1);
+	CUmemGenericAllocationHandle h, hh;
+	CUdeviceptr va, big[4], p;
+	const size_t vsize = 256 * ITEST_KIB, budget = 1 << 20;
+	struct memvirt_counters c0, c;
+	size_t free_b, total;
+
+	simtest_start("SIMCUDA_MEM=1MiB", GRAN64, THR16);
+	CHK(cuMemGetInfo(&free_b, &total));
+	c0 = itest_counters();
+	ck_assert_uint_eq(c0.app_vmm_bytes, 0);
+	CHK(cuMemCreate(&h, vsize, &prop, 0));
+	c = itest_counters();
+	ck_assert_uint_eq(c.app_vmm_bytes, vsize);
+	ck_assert_uint_eq(c.resident_bytes, c0.resident_bytes + vsize);
+	CHK(cuMemGetInfo(&free_b, &total));
+	ck_assert_uint_eq(total, budget);
+	ck_assert_uint_eq(free_b, budget - c.resident_bytes);
+	/* Host-located memory is not device memory. */
+	CHK(cuMemCreate(&hh, vsize, &hprop, 0));
+	ck_assert_uint_eq(itest_counters().app_vmm_bytes, vsize);
+	CHK(cuMemRelease(hh));
+
+	CHK(cuMemAddressReserve(&va, vsize, 0, 0, 0));
+	CHK(cuMemMap(va, vsize, 0, h, 0));
+	CHK(simtest_set_access(va, vsize, CU_MEM_ACCESS_FLAGS_PROT_READWRITE));
+	CHK(simtest_fill(va, 3.0f, vsize / sizeof(float), NULL));
+	/* memvirt's buffers page around it; it is never paged (memvirt cannot know its mappings). */
+	for (int i = 0; i < 4; i++)
+		big[i] = alloc_filled(vsize, (float)i);
+	c = itest_counters();
+	ck_assert_uint_le(c.resident_bytes, budget);
+	ck_assert_uint_gt(c.page_outs, 0);
+	for (int i = 0; i < 4; i++)
+		simtest_expect_floats(big[i], vsize / sizeof(float), (float)i);
+	simtest_expect_floats(va, vsize / sizeof(float), 3.0f);
+	/* With it holding a quarter of the budget, a buffer of more than the rest cannot fit. */
+	CHK_ERR(cuMemAlloc(&p, budget - vsize + 64 * ITEST_KIB), CUDA_ERROR_OUT_OF_MEMORY);
+	CHK(cuMemUnmap(va, vsize));
+	CHK(cuMemAddressFree(va, vsize));
+	CHK(cuMemRelease(h));
+	c = itest_counters();
+	ck_assert_uint_eq(c.app_vmm_bytes, 0);
+	CHK(cuMemAlloc(&p, budget - vsize + 64 * ITEST_KIB));
+	CHK(simtest_fill(p, 1.0f, (budget - vsize + 64 * ITEST_KIB) / sizeof(float), NULL));
+	CHK(cuCtxSynchronize());
+	for (int i = 0; i < 4; i++)
+		simtest_expect_floats(big[i], vsize / sizeof(float), (float)i);
+}
+END_TEST
+
+static Suite *invariants_suite(void)
+{
+	Suite *s = suite_create("interpose_invariants");
+	TCase *tc;
+
+	tc = simtest_tcase(s, "control", 120);
+	tcase_add_test(tc, test_control_scenarios_exceed_the_device);
+	tc = simtest_tcase(s, "inv1", 60);
+	tcase_add_test(tc, test_inv1_kernel_waits_for_page_in);
+	tcase_add_test(tc, test_inv1_copy_waits_for_page_in);
+	tcase_add_test(tc, test_inv1_memset_waits_for_page_in);
+	tc = simtest_tcase(s, "inv2", 60);
+	tcase_add_loop_test(tc, test_inv2_page_out_waits_for_last_use, 0, 2);
+	tcase_add_loop_test(tc, test_inv2_page_out_waits_for_every_stream, 0, 2);
+	tcase_add_loop_test(tc, test_inv2_free_waits_for_last_use, 0, 2);
+	tc = simtest_tcase(s, "inv3", 60);
+	tcase_add_loop_test(tc, test_inv3_roundtrip_byte_identical, 0, 2);
+	tcase_add_loop_test(tc, test_inv3_copy_failure_loses_nothing, 0,
+			    (int)(sizeof(inv3_fail) / sizeof(inv3_fail[0])));
+	tc = simtest_tcase(s, "inv5", 120);
+	tcase_add_test(tc, test_inv5_unrelated_calls_unchanged);
+	tcase_add_test(tc, test_inv5_oom_only_when_budget_cannot_be_met);
+	tcase_add_test(tc, test_inv5_percent_budget);
+	tc = simtest_tcase(s, "inv6", 60);
+	tcase_add_test(tc, test_inv6_never_prints_to_stdout);
+	tc = simtest_tcase(s, "rules", 90);
+	tcase_add_test(tc, test_gather_ptrs_safety_net_on);
+	tcase_add_test(tc, test_gather_ptrs_reference_rule);
+	tcase_add_test(tc, test_fork_child_exits_parent_keeps_paging);
+	tcase_add_test(tc, test_graph_capture_pins_buffers);
+	tcase_add_test(tc, test_app_vmm_counted);
+	return s;
+}
+
+int main(int argc, char **argv)
+{
+	const char *mode;
+
+	itest_main_begin(argc, argv);
+	mode = itest_helper_mode(argc, argv);
+	if (mode != NULL)
+		return helper_main(mode);
+	return simtest_run(invariants_suite());
+}

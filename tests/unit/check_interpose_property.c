@@ -1,0 +1,629 @@
+/* libmemvirt.so under random programs: thousands of short random sequences of allocations, frees,
+ * kernels, copies, memsets and synchronisations on several streams from two host threads, each
+ * checked against a host model of every buffer's bytes, under budgets that keep memvirt paging all
+ * the time, with the safety net on and off.
+ *
+ * Each sequence has a seed; a failure names it, and MV_SEED=<seed> runs only that sequence (in every
+ * configuration) to replay it; MV_TRACE=1 logs each operation to stderr and MV_VERBOSE=1 the paging
+ * each configuration saw. The programs are race-free by construction: each thread owns its
+ * buffers and two streams, and when a buffer moves from one stream to another the program orders it
+ * with an event, so any wrong byte is memvirt's. */
+#include "config.h"
+
+#include <pthread.h>
+
+#include "tests/unit/interposetest.h"
+
+#define THREADS 2
+#define STREAMS 2    /* per thread */
+#define MAXBUF 10    /* live buffers per thread */
+#define EVENTS 32    /* per thread, reused round robin */
+#define MAXPEND 64   /* reads and uploads in flight per thread */
+
+/* One configuration: the environment of its forked test and the sizes it draws. */
+struct config {
+	const char *name;
+	const char *env[8];
+	size_t slab_max;   /* small buffers: 4 .. slab_max bytes (below the threshold) */
+	size_t large_min, large_max;
+	int sequences;
+	int ops;           /* per thread and sequence */
+	int expect_paging; /* the budget is below what the sequences hold */
+};
+
+static const struct config configs[] = {
+	{"net-on-4k",
+	 {"SIMCUDA_MEM=64MiB", "SIMCUDA_GRANULARITY=4KiB", "MEMVIRT_SLAB_THRESHOLD=4KiB", "MEMVIRT_BUDGET=192KiB",
+	  NULL},
+	 2047, 4096, 28 * 1024 + 3, 600, 24, 1},
+	{"net-off-4k",
+	 {"SIMCUDA_MEM=64MiB", "SIMCUDA_GRANULARITY=4KiB", "MEMVIRT_SLAB_THRESHOLD=4KiB", "MEMVIRT_BUDGET=192KiB",
+	  "SIMCUDA_NO_HOST_VMM=1", NULL},
+	 2047, 4096, 28 * 1024 + 3, 600, 24, 1},
+	{"net-off-64k",
+	 {"SIMCUDA_MEM=64MiB", "SIMCUDA_GRANULARITY=64KiB", "MEMVIRT_SLAB_THRESHOLD=16KiB", "MEMVIRT_BUDGET=1152KiB",
+	  "MEMVIRT_SAFETY_NET=0", NULL},
+	 4095, 16384, 190 * 1024 + 1, 450, 24, 1},
+	{"net-on-64k",
+	 {"SIMCUDA_MEM=64MiB", "SIMCUDA_GRANULARITY=64KiB", "MEMVIRT_SLAB_THRESHOLD=16KiB", "MEMVIRT_BUDGET=1152KiB",
+	  NULL},
+	 4095, 16384, 190 * 1024 + 1, 450, 24, 1},
+};
+
+static int trace_on = -1;
+
+#define NCONFIGS ((int)(sizeof(configs) / sizeof(configs[0])))
+
+static CUfunction fn_fill, fn_axpy;
+static CUstream streams[THREADS][STREAMS];
+
+struct buf {
+	CUdeviceptr p;
+	size_t size;
+	unsigned char *ref; /* what the device holds once every operation issued so far has run */
+	int stream;         /* the stream of its last use, or -1 when nothing on a stream may still use it */
+};
+
+/* A read in flight into host memory, checked when its stream has been synchronised; or an upload
+ * whose source must live until then (want == NULL). */
+struct pending {
+	unsigned char *host, *want;
+	size_t n;
+	int buf, op;
+};
+
+struct thread {
+	const struct config *cfg;
+	int tid;
+	uint64_t seed, rng;
+	CUevent ev[EVENTS];
+	unsigned next_ev;
+	struct buf b[MAXBUF];
+	int nb;
+	struct pending pend[MAXPEND];
+	int npend;
+	int op;
+	char err[512];
+};
+
+#define TFAIL(t, ...)                                                                                    \
+	do {                                                                                             \
+		snprintf((t)->err, sizeof((t)->err), __VA_ARGS__);                                       \
+		return -1;                                                                               \
+	} while (0)
+
+#define TCHK(t, call)                                                                                    \
+	do {                                                                                             \
+		CUresult tchk_r_ = (call);                                                               \
+		if (tchk_r_ != CUDA_SUCCESS)                                                             \
+			TFAIL(t, "thread %d op %d: %s failed: %s", (t)->tid, (t)->op, #call,             \
+			      simtest_err_name(tchk_r_));                                                \
+	} while (0)
+
+static uint64_t rnd(struct thread *t, uint64_t n)
+{
+	return n == 0 ? 0 : itest_rand(&t->rng) % n;
+}
+
+static CUstream stream_of(struct thread *t, int s)
+{
+	return s < 0 ? NULL : streams[t->tid][s];
+}
+
+/* Orders stream s (-1: the legacy stream, for a synchronous call) after the last use of b. */
+static int order(struct thread *t, struct buf *b, int s)
+{
+	CUevent e;
+
+	if (b->stream < 0 || b->stream == s)
+		return 0;
+	e = t->ev[t->next_ev++ % EVENTS];
+	TCHK(t, cuEventRecord(e, stream_of(t, b->stream)));
+	TCHK(t, cuStreamWaitEvent(stream_of(t, s), e, 0));
+	return 0;
+}
+
+/* Kernels do float arithmetic on whatever bytes the buffers hold; the model must match them bit for
+ * bit, which holds as long as no NaN (whose payload depends on operand order), infinity or
+ * subnormal appears. So every byte the program writes at the top byte of a float (buffer offset 3
+ * mod 4) reads as a sign and an exponent between 24 and 127: every float is then zero or a normal
+ * number below 2 and a multiple of 2^-126, and sums of such stay exact multiples, never subnormal. */
+static unsigned char safe_top(struct thread *t)
+{
+	return (unsigned char)((0x0C + rnd(t, 0x40 - 0x0C)) | (rnd(t, 2) << 7));
+}
+
+/* After a use on stream s; a synchronous call has completed when it returns. */
+static void used(struct buf *b, int s)
+{
+	b->stream = s;
+}
+
+static int check_bytes(struct thread *t, const unsigned char *got, const unsigned char *want, size_t n, int buf,
+		       int op, const char *what)
+{
+	if (memcmp(got, want, n) == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (got[i] != want[i])
+			TFAIL(t, "thread %d: %s of buffer %d (issued at op %d, %zu bytes) differs at byte %zu: %#x, "
+				 "expected %#x",
+			      t->tid, what, buf, op, n, i, got[i], want[i]);
+	return 0;
+}
+
+/* Synchronises the thread's streams and checks the reads that were in flight. */
+static int sync_all(struct thread *t)
+{
+	for (int s = 0; s < STREAMS; s++)
+		TCHK(t, cuStreamSynchronize(streams[t->tid][s]));
+	for (int i = 0; i < t->npend; i++) {
+		struct pending *p = &t->pend[i];
+		int r = p->want != NULL ? check_bytes(t, p->host, p->want, p->n, p->buf, p->op, "an async read") : 0;
+		free(p->host);
+		free(p->want);
+		if (r != 0) {
+			for (int j = i + 1; j < t->npend; j++) {
+				free(t->pend[j].host);
+				free(t->pend[j].want);
+			}
+			t->npend = 0;
+			return r;
+		}
+	}
+	t->npend = 0;
+	for (int i = 0; i < t->nb; i++)
+		t->b[i].stream = -1;
+	return 0;
+}
+
+static int pend(struct thread *t, unsigned char *host, unsigned char *want, size_t n, int buf)
+{
+	if (t->npend == MAXPEND) {
+		free(host);
+		free(want);
+		TFAIL(t, "thread %d: too many operations in flight", t->tid);
+	}
+	t->pend[t->npend++] = (struct pending){host, want, n, buf, t->op};
+	return 0;
+}
+
+/* Reads a whole buffer synchronously and compares it with the model. */
+static int verify(struct thread *t, int i)
+{
+	struct buf *b = &t->b[i];
+	unsigned char *h = malloc(b->size);
+	int r;
+
+	if (h == NULL)
+		TFAIL(t, "out of host memory");
+	if (order(t, b, -1) != 0) {
+		free(h);
+		return -1;
+	}
+	r = cuMemcpyDtoH(h, b->p, b->size);
+	if (r != CUDA_SUCCESS) {
+		free(h);
+		TFAIL(t, "thread %d op %d: verifying cuMemcpyDtoH failed: %s", t->tid, t->op,
+		      simtest_err_name((CUresult)r));
+	}
+	used(b, -1);
+	r = check_bytes(t, h, b->ref, b->size, i, t->op, "a synchronous read");
+	free(h);
+	return r;
+}
+
+static int op_alloc(struct thread *t)
+{
+	const struct config *c = t->cfg;
+	struct buf *b = &t->b[t->nb];
+	int async = (int)rnd(t, 2), s = (int)rnd(t, STREAMS);
+	unsigned char v = safe_top(t);
+
+	b->size = rnd(t, 10) < 2 ? 4 + rnd(t, c->slab_max - 3) : c->large_min + rnd(t, c->large_max - c->large_min + 1);
+	b->ref = malloc(b->size);
+	if (b->ref == NULL)
+		TFAIL(t, "out of host memory");
+	/* A new buffer's bytes are undefined: the program sets them first. */
+	memset(b->ref, v, b->size);
+	if (async) {
+		TCHK(t, cuMemAllocAsync(&b->p, b->size, streams[t->tid][s]));
+		TCHK(t, cuMemsetD8Async(b->p, v, b->size, streams[t->tid][s]));
+		used(b, s);
+	} else {
+		TCHK(t, cuMemAlloc(&b->p, b->size));
+		TCHK(t, cuMemsetD8(b->p, v, b->size));
+		used(b, -1);
+	}
+	t->nb++;
+	return 0;
+}
+
+static int op_free(struct thread *t, int i)
+{
+	struct buf *b = &t->b[i];
+
+	if (rnd(t, 2)) {
+		int s = (int)rnd(t, STREAMS);
+		if (order(t, b, s) != 0)
+			return -1;
+		TCHK(t, cuMemFreeAsync(b->p, streams[t->tid][s]));
+	} else {
+		/* The program has no use of it left to wait for: memvirt keeps the pages until its last
+		 * uses are done. */
+		TCHK(t, cuMemFree(b->p));
+	}
+	free(b->ref);
+	t->b[i] = t->b[--t->nb];
+	return 0;
+}
+
+/* A float-aligned range [off, off+n floats) of buffer b, n >= 1; -1 when b holds no float. */
+static int float_range(struct thread *t, const struct buf *b, uint64_t *off, uint64_t *n)
+{
+	uint64_t nf = b->size / 4;
+
+	if (nf == 0)
+		return -1;
+	*off = rnd(t, 3) == 0 ? rnd(t, nf) : 0;
+	*n = 1 + rnd(t, nf - *off);
+	if (rnd(t, 2))
+		*n = nf - *off;
+	return 0;
+}
+
+static int op_fill(struct thread *t)
+{
+	int i = (int)rnd(t, t->nb), s = (int)rnd(t, STREAMS);
+	struct buf *b = &t->b[i];
+	uint64_t off, n;
+	float v = (float)((int)rnd(t, 64) - 32);
+	CUdeviceptr p;
+	void *args[3];
+
+	if (float_range(t, b, &off, &n) != 0)
+		return 0;
+	if (order(t, b, s) != 0)
+		return -1;
+	p = b->p + off * 4; /* an interior pointer names the buffer too */
+	args[0] = &p;
+	args[1] = &v;
+	args[2] = &n;
+	if (trace_on > 0)
+		fprintf(stderr, "T%d fill b%d+%llu n%llu v%g s%d\n", t->tid, i, (unsigned long long)off,
+			(unsigned long long)n, v, s);
+	TCHK(t, cuLaunchKernel(fn_fill, 1, 1, 1, 1, 1, 1, 0, streams[t->tid][s], args, NULL));
+	for (uint64_t k = 0; k < n; k++)
+		memcpy(b->ref + (off + k) * 4, &v, 4);
+	used(b, s);
+	return 0;
+}
+
+static int op_axpy(struct thread *t)
+{
+	int yi = (int)rnd(t, t->nb), xi = (int)rnd(t, t->nb), s = (int)rnd(t, STREAMS);
+	struct buf *y = &t->b[yi], *x = &t->b[xi];
+	static const float as[] = {1.0f, -1.0f, 2.0f, -2.0f};
+	float a = as[rnd(t, 4)];
+	uint64_t yoff, xoff, n, nx;
+	CUdeviceptr py, px;
+	void *args[4];
+
+	if (yi == xi || float_range(t, y, &yoff, &n) != 0 || x->size / 4 == 0)
+		return 0;
+	nx = x->size / 4;
+	if (n > nx)
+		n = nx;
+	xoff = rnd(t, nx - n + 1);
+	if (order(t, y, s) != 0 || order(t, x, s) != 0)
+		return -1;
+	py = y->p + yoff * 4;
+	px = x->p + xoff * 4;
+	args[0] = &py;
+	args[1] = &px;
+	args[2] = &a;
+	args[3] = &n;
+	if (trace_on > 0)
+		fprintf(stderr, "T%d axpy y%d+%llu x%d+%llu n%llu a%g s%d\n", t->tid, yi, (unsigned long long)yoff, xi,
+			(unsigned long long)xoff, (unsigned long long)n, a, s);
+	TCHK(t, cuLaunchKernel(fn_axpy, 1, 1, 1, 1, 1, 1, 0, streams[t->tid][s], args, NULL));
+	/* The same arithmetic as the kernel, element by element. */
+	for (uint64_t k = 0; k < n; k++) {
+		float fy, fx;
+		memcpy(&fy, y->ref + (yoff + k) * 4, 4);
+		memcpy(&fx, x->ref + (xoff + k) * 4, 4);
+		fy = fy + a * fx;
+		memcpy(y->ref + (yoff + k) * 4, &fy, 4);
+	}
+	used(y, s);
+	used(x, s);
+	return 0;
+}
+
+static int op_htod(struct thread *t)
+{
+	int i = (int)rnd(t, t->nb), async = (int)rnd(t, 2), s = (int)rnd(t, STREAMS);
+	struct buf *b = &t->b[i];
+	size_t off = rnd(t, b->size), n = 1 + rnd(t, b->size - off);
+	unsigned char *src = malloc(n);
+
+	if (src == NULL)
+		TFAIL(t, "out of host memory");
+	itest_random_bytes(&t->rng, src, n);
+	for (size_t k = 0; k < n; k++)
+		if ((off + k) % 4 == 3)
+			src[k] = safe_top(t);
+	memcpy(b->ref + off, src, n);
+	if (order(t, b, async ? s : -1) != 0) {
+		free(src);
+		return -1;
+	}
+	if (async) {
+		CUresult r = cuMemcpyHtoDAsync(b->p + off, src, n, streams[t->tid][s]);
+		if (pend(t, src, NULL, 0, i) != 0)
+			return -1;
+		TCHK(t, r);
+		used(b, s);
+	} else {
+		CUresult r = cuMemcpyHtoD(b->p + off, src, n);
+		free(src);
+		TCHK(t, r);
+		used(b, -1);
+	}
+	return 0;
+}
+
+static int op_dtoh(struct thread *t)
+{
+	int i = (int)rnd(t, t->nb), async = (int)rnd(t, 2), s = (int)rnd(t, STREAMS);
+	struct buf *b = &t->b[i];
+	size_t off = rnd(t, 2) ? 0 : rnd(t, b->size), n = 1 + rnd(t, b->size - off);
+	unsigned char *dst = malloc(n), *want = malloc(n);
+
+	if (dst == NULL || want == NULL) {
+		free(dst);
+		free(want);
+		TFAIL(t, "out of host memory");
+	}
+	memcpy(want, b->ref + off, n);
+	if (order(t, b, async ? s : -1) != 0) {
+		free(dst);
+		free(want);
+		return -1;
+	}
+	if (async) {
+		CUresult r = cuMemcpyDtoHAsync(dst, b->p + off, n, streams[t->tid][s]);
+		if (pend(t, dst, want, n, i) != 0)
+			return -1;
+		TCHK(t, r);
+		used(b, s);
+	} else {
+		CUresult r = cuMemcpyDtoH(dst, b->p + off, n);
+		int c = r == CUDA_SUCCESS ? check_bytes(t, dst, want, n, i, t->op, "a synchronous partial read") : 0;
+		free(dst);
+		free(want);
+		TCHK(t, r);
+		used(b, -1);
+		return c;
+	}
+	return 0;
+}
+
+static int op_dtod(struct thread *t)
+{
+	int di = (int)rnd(t, t->nb), si = (int)rnd(t, t->nb), async = (int)rnd(t, 2), s = (int)rnd(t, STREAMS);
+	struct buf *d = &t->b[di], *src = &t->b[si];
+	size_t n, soff, doff;
+
+	if (di == si)
+		return 0;
+	n = 1 + rnd(t, d->size < src->size ? d->size : src->size);
+	/* Offsets keep each byte's place in its float (see safe_top). */
+	soff = rnd(t, src->size - n + 1) & ~(size_t)3;
+	doff = rnd(t, d->size - n + 1) & ~(size_t)3;
+	if (order(t, d, async ? s : -1) != 0 || order(t, src, async ? s : -1) != 0)
+		return -1;
+	if (async)
+		TCHK(t, cuMemcpyDtoDAsync(d->p + doff, src->p + soff, n, streams[t->tid][s]));
+	else
+		TCHK(t, cuMemcpyDtoD(d->p + doff, src->p + soff, n));
+	memmove(d->ref + doff, src->ref + soff, n);
+	used(d, async ? s : -1);
+	used(src, async ? s : -1);
+	return 0;
+}
+
+static int op_memset(struct thread *t)
+{
+	int i = (int)rnd(t, t->nb), async = (int)rnd(t, 2), s = (int)rnd(t, STREAMS);
+	struct buf *b = &t->b[i];
+	unsigned elem = 1u << rnd(t, 3);
+	size_t units = b->size / elem, off, n;
+	uint32_t v;
+	CUstream h = async ? streams[t->tid][s] : NULL;
+
+	if (units == 0)
+		return 0;
+	off = rnd(t, units);
+	n = 1 + rnd(t, units - off);
+	/* Patterns whose bytes at a float's top byte pass safe_top. */
+	v = (uint32_t)safe_top(t);
+	if (elem == 2)
+		v = v << 8 | (uint32_t)rnd(t, 256);
+	else if (elem == 4)
+		v = v << 24 | (uint32_t)rnd(t, 1u << 24);
+	if (order(t, b, async ? s : -1) != 0)
+		return -1;
+	if (elem == 1)
+		TCHK(t, async ? cuMemsetD8Async(b->p + off, (unsigned char)v, n, h) : cuMemsetD8(b->p + off, (unsigned char)v, n));
+	else if (elem == 2)
+		TCHK(t, async ? cuMemsetD16Async(b->p + off * 2, (unsigned short)v, n, h)
+			      : cuMemsetD16(b->p + off * 2, (unsigned short)v, n));
+	else
+		TCHK(t, async ? cuMemsetD32Async(b->p + off * 4, v, n, h) : cuMemsetD32(b->p + off * 4, v, n));
+	for (size_t k = 0; k < n; k++)
+		memcpy(b->ref + (off + k) * elem, &v, elem); /* little-endian, as the device */
+	used(b, async ? s : -1);
+	return 0;
+}
+
+
+static int step(struct thread *t)
+{
+	uint64_t r = rnd(t, 100);
+
+	if (trace_on < 0)
+		trace_on = getenv("MV_TRACE") != NULL;
+	if (trace_on) {
+		fprintf(stderr, "T%d op %d r=%llu nb=%d:", t->tid, t->op, (unsigned long long)r, t->nb);
+		for (int i = 0; i < t->nb; i++)
+			fprintf(stderr, " [%d %#llx %zu s%d]", i, (unsigned long long)t->b[i].p, t->b[i].size, t->b[i].stream);
+		fprintf(stderr, "\n");
+	}
+
+	if (t->nb == 0 || (r < 12 && t->nb < MAXBUF))
+		return op_alloc(t);
+	if (r < 18)
+		return op_free(t, (int)rnd(t, t->nb));
+	if (r < 36)
+		return op_fill(t);
+	if (r < 54)
+		return op_axpy(t);
+	if (r < 64)
+		return op_htod(t);
+	if (r < 74)
+		return op_dtoh(t);
+	if (r < 84)
+		return op_dtod(t);
+	if (r < 93)
+		return op_memset(t);
+	if (sync_all(t) != 0)
+		return -1;
+	return verify(t, (int)rnd(t, t->nb));
+}
+
+/* One thread's part of a sequence: its operations, then a check of every buffer, then frees. */
+static int run_thread(struct thread *t)
+{
+	/* Start with enough buffers that the two threads together exceed the budget. */
+	for (t->op = -5; t->op < 0; t->op++)
+		if (op_alloc(t) != 0)
+			return -1;
+	for (t->op = 0; t->op < t->cfg->ops; t->op++)
+		if (step(t) != 0)
+			return -1;
+	if (sync_all(t) != 0)
+		return -1;
+	for (int i = 0; i < t->nb; i++)
+		if (verify(t, i) != 0)
+			return -1;
+	while (t->nb > 0)
+		if (op_free(t, t->nb - 1) != 0)
+			return -1;
+	return sync_all(t);
+}
+
+static void *thread_main(void *arg)
+{
+	struct thread *t = arg;
+
+	if (cuCtxSetCurrent(simtest_ctx) != CUDA_SUCCESS) {
+		snprintf(t->err, sizeof(t->err), "thread %d: cannot make the context current", t->tid);
+		return NULL;
+	}
+	if (run_thread(t) != 0 && t->err[0] == '\0')
+		snprintf(t->err, sizeof(t->err), "thread %d failed", t->tid);
+	/* Leave nothing behind for the next sequence, even after a failure. */
+	for (int s = 0; s < STREAMS; s++)
+		cuStreamSynchronize(streams[t->tid][s]);
+	for (int i = 0; i < t->npend; i++) {
+		free(t->pend[i].host);
+		free(t->pend[i].want);
+	}
+	for (int i = 0; i < t->nb; i++)
+		free(t->b[i].ref);
+	return NULL;
+}
+
+static CUevent events[THREADS][EVENTS];
+
+static void run_sequence(const struct config *c, uint64_t seed)
+{
+	struct thread t[THREADS];
+	pthread_t th[THREADS];
+
+	for (int k = 0; k < THREADS; k++) {
+		memset(&t[k], 0, sizeof(t[k]));
+		t[k].cfg = c;
+		t[k].tid = k;
+		t[k].seed = seed;
+		t[k].rng = seed * 0x100000001b3ull + (uint64_t)k * 0x9e3779b97f4a7c15ull + 1;
+		memcpy(t[k].ev, events[k], sizeof(t[k].ev));
+		ck_assert_int_eq(pthread_create(&th[k], NULL, thread_main, &t[k]), 0);
+	}
+	for (int k = 0; k < THREADS; k++)
+		ck_assert_int_eq(pthread_join(th[k], NULL), 0);
+	for (int k = 0; k < THREADS; k++)
+		ck_assert_msg(t[k].err[0] == '\0', "config %s, seed %llu (replay: MV_SEED=%llu): %s", c->name,
+			      (unsigned long long)seed, (unsigned long long)seed, t[k].err);
+}
+
+START_TEST(test_random_sequences)
+{
+	const struct config *c = &configs[_i];
+	const char *replay = getenv("MV_SEED");
+	struct memvirt_counters before, after;
+	uint64_t first = (uint64_t)_i * 100000 + 1;
+	int count = c->sequences;
+
+	for (size_t i = 0; c->env[i] != NULL; i++)
+		simtest_env(c->env[i], (const char *)0);
+	simtest_init();
+	CHK(cuModuleGetFunction(&fn_fill, simtest_mod, "mv_fill"));
+	CHK(cuModuleGetFunction(&fn_axpy, simtest_mod, "mv_axpy"));
+	for (int k = 0; k < THREADS; k++) {
+		for (int s = 0; s < STREAMS; s++)
+			CHK(cuStreamCreate(&streams[k][s], CU_STREAM_NON_BLOCKING));
+		for (int e = 0; e < EVENTS; e++)
+			CHK(cuEventCreate(&events[k][e], CU_EVENT_DISABLE_TIMING));
+	}
+	if (replay != NULL && *replay != '\0') {
+		first = strtoull(replay, NULL, 0);
+		count = 1;
+	}
+	before = itest_counters();
+	for (int k = 0; k < count; k++)
+		run_sequence(c, first + (uint64_t)k);
+	CHK(cuCtxSynchronize());
+	after = itest_counters();
+	if (getenv("MV_VERBOSE") != NULL)
+		fprintf(stderr, "config %s: %d sequences, %llu page-outs, %llu page-ins, %llu fault-ins\n", c->name,
+			count, (unsigned long long)(after.page_outs - before.page_outs),
+			(unsigned long long)(after.page_ins - before.page_ins),
+			(unsigned long long)(after.fault_ins - before.fault_ins));
+	ck_assert_uint_eq(after.oom, before.oom);
+	ck_assert_uint_le(after.resident_bytes, after.budget);
+	if (c->expect_paging && count > 1)
+		ck_assert_msg(after.page_outs > before.page_outs + (uint64_t)count &&
+				      after.page_ins > before.page_ins + (uint64_t)count,
+			      "config %s: too little paging for the test to mean much: %llu page-outs, %llu page-ins "
+			      "over %d sequences",
+			      c->name, (unsigned long long)(after.page_outs - before.page_outs),
+			      (unsigned long long)(after.page_ins - before.page_ins), count);
+}
+END_TEST
+
+static Suite *property_suite(void)
+{
+	Suite *s = suite_create("interpose_property");
+	TCase *tc = simtest_tcase(s, "random", 120);
+
+	tcase_add_loop_test(tc, test_random_sequences, 0, NCONFIGS);
+	return s;
+}
+
+int main(int argc, char **argv)
+{
+	itest_main_begin(argc, argv);
+	return simtest_run(property_suite());
+}
