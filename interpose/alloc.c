@@ -249,6 +249,7 @@ static CUresult release(CUdeviceptr va, struct mv_stream *s)
 {
 	struct mv_buf *b;
 	uint64_t t = 0;
+	int idle;
 
 	if (s != NULL) {
 		/* The free's place in the stream is its last use there. */
@@ -270,9 +271,19 @@ static CUresult release(CUdeviceptr va, struct mv_stream *s)
 		b->freed = 1;
 		b->next = c->pending;
 		c->pending = b;
-	} else {
-		mv_release_later(b);
+		pthread_mutex_unlock(&mv_lock);
+		return CUDA_SUCCESS;
 	}
+	idle = b->state == MV_RESIDENT && !b->ready_pending;
+	pthread_mutex_unlock(&mv_lock);
+	/* Out of the registry, b is this thread's alone until it is queued. Pages whose last uses
+	 * have already completed go straight to the free cache, ready for the next allocation. */
+	idle = idle && uses_done(b);
+	pthread_mutex_lock(&mv_lock);
+	if (idle)
+		mv_cache_put(b);
+	else
+		mv_release_later(b);
 	pthread_cond_broadcast(&mv_cond);
 	pthread_mutex_unlock(&mv_lock);
 	return CUDA_SUCCESS;

@@ -204,6 +204,9 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing);
 /* Takes a freed large buffer (already out of the registry; called with mv_lock held): its pages
  * and host copy are released, or its pages cached for reuse, once its last uses complete. */
 void mv_release_later(struct mv_buf *b);
+/* Puts a freed resident buffer whose last uses have completed into the free cache. Called with
+ * mv_lock held. */
+void mv_cache_put(struct mv_buf *b);
 /* A freed buffer of exactly this span whose pages can be reused now, or NULL. Called with mv_lock
  * held. */
 struct mv_buf *mv_cache_take(uint64_t span);

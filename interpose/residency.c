@@ -427,10 +427,7 @@ static void finish_release(struct mv_buf *b)
 	}
 	pthread_mutex_lock(&mv_lock);
 	releasing_bytes -= b->span;
-	b->nuses = 0;
-	b->uses_overflow = 0;
-	b->nrefs = 0;
-	push(&cache, b);
+	mv_cache_put(b);
 	pthread_cond_broadcast(&mv_cond);
 	pthread_mutex_unlock(&mv_lock);
 }
@@ -779,6 +776,15 @@ void mv_release_later(struct mv_buf *b)
 	/* Otherwise it is moving, and whoever completes the move queues it: finish_page_in after a
 	 * page-in, finish_page_out after a page-out (rescued or not). */
 	pager_kick();
+}
+
+void mv_cache_put(struct mv_buf *b)
+{
+	b->freed = 1;
+	b->nuses = 0;
+	b->uses_overflow = 0;
+	b->nrefs = 0;
+	push(&cache, b);
 }
 
 struct mv_buf *mv_cache_take(uint64_t span)
