@@ -74,15 +74,11 @@ static CUresult slab_grow(struct slab_class *c)
 	blocks = calloc(n, sizeof(*blocks));
 	if (blocks == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	r = mv_make_room(span);
-	if (r != CUDA_SUCCESS)
-		goto err_room;
-	r = mv_real.cuMemAddressReserve(&va, span, mv_dev.granularity, 0, 0);
-	if (r != CUDA_SUCCESS)
-		goto err_reserve;
-	r = mv_map_device(va, span, &dev);
-	if (r != CUDA_SUCCESS)
-		goto err_map;
+	r = mv_new_range(span, &va, &dev);
+	if (r != CUDA_SUCCESS) {
+		free(blocks);
+		return r;
+	}
 	pthread_mutex_lock(&mv_lock);
 	for (uint64_t i = 0; i < n; i++) {
 		blocks[i].va = va + i * c->size;
@@ -92,13 +88,6 @@ static CUresult slab_grow(struct slab_class *c)
 	}
 	pthread_mutex_unlock(&mv_lock);
 	return CUDA_SUCCESS;
-err_map:
-	mv_real.cuMemAddressFree(va, span);
-err_reserve:
-	mv_uncharge(span);
-err_room:
-	free(blocks);
-	return r;
 }
 
 static CUresult slab_alloc(uint64_t size, struct mv_stream *s, uint64_t *out)
@@ -184,15 +173,9 @@ static CUresult large_alloc(uint64_t size, uint64_t *out)
 	r = mv_real.cuEventCreate(&b->moved, CU_EVENT_DISABLE_TIMING);
 	if (r != CUDA_SUCCESS)
 		goto err_event;
-	r = mv_make_room(span);
+	r = mv_new_range(span, &va, &b->dev);
 	if (r != CUDA_SUCCESS)
-		goto err_room;
-	r = mv_real.cuMemAddressReserve(&va, span, mv_dev.granularity, 0, 0);
-	if (r != CUDA_SUCCESS)
-		goto err_reserve;
-	r = mv_map_device(va, span, &b->dev);
-	if (r != CUDA_SUCCESS)
-		goto err_map;
+		goto err_range;
 	b->va = va;
 	b->size = size;
 	b->span = span;
@@ -203,17 +186,13 @@ static CUresult large_alloc(uint64_t size, uint64_t *out)
 	if (mv_registry_add(b) != 0) {
 		pthread_mutex_unlock(&mv_lock);
 		r = CUDA_ERROR_OUT_OF_MEMORY;
-		mv_unmap_device(va, span, b->dev);
-		goto err_map;
+		mv_free_range(va, span, b->dev);
+		goto err_range;
 	}
 	pthread_mutex_unlock(&mv_lock);
 	*out = va;
 	return CUDA_SUCCESS;
-err_map:
-	mv_real.cuMemAddressFree(va, span);
-err_reserve:
-	mv_uncharge(span);
-err_room:
+err_range:
 	mv_real.cuEventDestroy_v2(b->moved);
 err_event:
 	free(b);

@@ -193,6 +193,10 @@ CUresult mv_make_room(uint64_t bytes);
 /* Returns bytes to the budget. */
 void mv_uncharge(uint64_t bytes);
 
+/* A new reserved range of span bytes with device pages, charged against the budget (evicting to
+ * make room); mv_free_range gives it all back. */
+CUresult mv_new_range(uint64_t span, CUdeviceptr *va, CUmemGenericAllocationHandle *dev);
+void mv_free_range(uint64_t va, uint64_t span, CUmemGenericAllocationHandle dev);
 /* Device pages for [va, va+span): create, map, set access. */
 CUresult mv_map_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle *out);
 void mv_unmap_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle h);

@@ -124,6 +124,26 @@ err_used:
 	return NULL;
 }
 
+/* Adds a chunk of size bytes to the pool. Called with pool_lock held, which it drops while the
+ * chunk is made (driver calls) and takes again; the size is counted first, so that the limit holds
+ * meanwhile. Returns the chunk, or NULL. */
+static struct mv_hostchunk *pool_add(uint64_t size)
+{
+	struct mv_hostchunk *c;
+
+	pool_bytes += size;
+	pthread_mutex_unlock(&pool_lock);
+	c = chunk_new(size);
+	pthread_mutex_lock(&pool_lock);
+	if (c == NULL) {
+		pool_bytes -= size;
+		return NULL;
+	}
+	c->next = chunks;
+	chunks = c;
+	return c;
+}
+
 /* A host slot of span bytes; grows the pool by a chunk when none fits, up to its limit. */
 static struct mv_hostslot *host_alloc(uint64_t span)
 {
@@ -145,17 +165,9 @@ static struct mv_hostslot *host_alloc(uint64_t span)
 		pthread_mutex_unlock(&pool_lock);
 		return s;
 	}
-	pool_bytes += size;
-	pthread_mutex_unlock(&pool_lock);
-	c = chunk_new(size);
-	pthread_mutex_lock(&pool_lock);
-	if (c == NULL) {
-		pool_bytes -= size;
-	} else {
-		c->next = chunks;
-		chunks = c;
+	c = pool_add(size);
+	if (c != NULL)
 		s = slot_in(c, span);
-	}
 	pthread_mutex_unlock(&pool_lock);
 	return s;
 }
@@ -183,23 +195,12 @@ static int pool_low(void)
 /* The pager's side: one more chunk, made before anyone waits for it. */
 static void pool_grow(void)
 {
-	struct mv_hostchunk *c;
-
 	pthread_mutex_lock(&pool_lock);
 	if (pool_bytes - pool_used >= MV_HOST_CHUNK / 2 || pool_bytes + MV_HOST_CHUNK > mv_cfg.host_limit) {
 		pthread_mutex_unlock(&pool_lock);
 		return;
 	}
-	pool_bytes += MV_HOST_CHUNK;
-	pthread_mutex_unlock(&pool_lock);
-	c = chunk_new(MV_HOST_CHUNK);
-	pthread_mutex_lock(&pool_lock);
-	if (c == NULL) {
-		pool_bytes -= MV_HOST_CHUNK;
-	} else {
-		c->next = chunks;
-		chunks = c;
-	}
+	pool_add(MV_HOST_CHUNK);
 	pthread_mutex_unlock(&pool_lock);
 }
 
@@ -260,6 +261,33 @@ CUresult mv_map_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle 
 	}
 	*out = h;
 	return CUDA_SUCCESS;
+}
+
+CUresult mv_new_range(uint64_t span, CUdeviceptr *va, CUmemGenericAllocationHandle *dev)
+{
+	CUresult r = mv_make_room(span);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	r = mv_real.cuMemAddressReserve(va, span, mv_dev.granularity, 0, 0);
+	if (r != CUDA_SUCCESS)
+		goto err_reserve;
+	r = mv_map_device(*va, span, dev);
+	if (r != CUDA_SUCCESS)
+		goto err_map;
+	return CUDA_SUCCESS;
+err_map:
+	mv_real.cuMemAddressFree(*va, span);
+err_reserve:
+	mv_uncharge(span);
+	return r;
+}
+
+void mv_free_range(uint64_t va, uint64_t span, CUmemGenericAllocationHandle dev)
+{
+	mv_unmap_device(va, span, dev);
+	mv_real.cuMemAddressFree(va, span);
+	mv_uncharge(span);
 }
 
 void mv_unmap_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle h)
@@ -607,12 +635,10 @@ CUresult mv_make_room(uint64_t bytes)
 		/* Cached pages of freed buffers go first: nobody is waiting for them. */
 		if ((v = pop(&cache)) != NULL) {
 			pthread_mutex_unlock(&mv_lock);
-			mv_unmap_device(v->va, v->span, v->dev);
-			mv_real.cuMemAddressFree(v->va, v->span);
+			mv_free_range(v->va, v->span, v->dev);
 			mv_real.cuEventDestroy_v2(v->moved);
-			pthread_mutex_lock(&mv_lock);
-			mv_budget.resident -= v->span;
 			free(v);
+			pthread_mutex_lock(&mv_lock);
 			continue;
 		}
 		/* Page-outs in flight, and freed buffers whose last uses are about to complete, may already
