@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "interpose/internal.h"
+#include "protocol/proto.h"
 
 _Atomic uint64_t mv_clock;
 
@@ -214,9 +215,10 @@ static CUresult alloc(CUdeviceptr *dptr, size_t size, struct mv_stream *s)
 		r = slab_alloc(size, s, &va);
 	else
 		r = large_alloc(size, &va);
-	if (r == CUDA_SUCCESS)
+	if (r == CUDA_SUCCESS) {
 		*dptr = va;
-	else if (r == CUDA_ERROR_OUT_OF_MEMORY)
+		mv_link_event(MV_EV_ALLOC, s != NULL ? mv_stream_index(s) + 1 : 0, va, size, 0);
+	} else if (r == CUDA_ERROR_OUT_OF_MEMORY)
 		mv_log(MV_LOG_INFO, "out of memory: %zu bytes asked, budget %llu, resident %llu", size,
 		       (unsigned long long)mv_budget.budget, (unsigned long long)mv_budget.resident);
 	return r;
@@ -242,6 +244,7 @@ static CUresult release(CUdeviceptr va, struct mv_stream *s)
 		return CUDA_ERROR_INVALID_VALUE;
 	}
 	mv_registry_remove(b);
+	mv_link_event(MV_EV_FREE, s != NULL ? mv_stream_index(s) + 1 : 0, va, b->size, 0);
 	if (s != NULL)
 		mv_buf_use(b, s, t, atomic_load(&mv_clock));
 	if (b->kind == MV_KIND_SLAB) {

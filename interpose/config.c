@@ -2,6 +2,7 @@
  * process: a bad setting gets one log line and its default. */
 #include "config.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@ struct mv_config mv_cfg = {
 	.slab_threshold = 1u << 20,
 	.safety_net = 1,
 	.log_level = MV_LOG_WARN,
+	.daemon = 1,
 };
 
 static int log_fd = 2;
@@ -108,4 +110,27 @@ void mv_config_load(void)
 		else
 			bad("MEMVIRT_SAFETY_NET", v, "on or off", "on where the device supports it");
 	}
+	v = getenv("MEMVIRT_DAEMON");
+	if (v != NULL) {
+		if (strcmp(v, "0") == 0 || strcmp(v, "off") == 0)
+			mv_cfg.daemon = 0;
+		else if (strcmp(v, "1") != 0 && strcmp(v, "on") != 0)
+			bad("MEMVIRT_DAEMON", v, "on or off", "on");
+	}
+	v = getenv("MEMVIRT_WEIGHT");
+	if (v != NULL && *v != '\0') {
+		char *end;
+		unsigned long long w;
+		errno = 0;
+		w = strtoull(v, &end, 10);
+		if (*v < '0' || *v > '9' || *end != '\0' || errno != 0 || w > UINT32_MAX)
+			bad("MEMVIRT_WEIGHT", v, "a whole number up to 4294967295", "the daemon's default weight");
+		else
+			mv_cfg.weight = (uint32_t)w;
+	}
+	/* The job's name for the daemon's statistics: what the user called it, else the program. */
+	v = getenv("MEMVIRT_JOB");
+	if (v == NULL || *v == '\0')
+		v = program_invocation_short_name;
+	snprintf(mv_cfg.job, sizeof(mv_cfg.job), "%s", v != NULL ? v : "");
 }

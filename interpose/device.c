@@ -1,6 +1,6 @@
 /* The device side, set up on the first allocation: the app's context, the device's size and
  * granularity, whether it can map host memory into device addresses (the safety net), memvirt's
- * copy streams, and the budget. */
+ * copy streams, and the local budget. Once it is known the link to the daemon starts. */
 #include "config.h"
 
 #include "interpose/internal.h"
@@ -46,6 +46,7 @@ static CUresult setup(void)
 		r = mv_real.cuStreamCreate(&mv_dev.h2d, CU_STREAM_NON_BLOCKING);
 	if (r != CUDA_SUCCESS)
 		return r;
+	mv_dev.device = dev;
 	mv_dev.total = total;
 	mv_dev.granularity = gran;
 	mv_dev.host_vmm = host_vmm && mv_cfg.safety_net;
@@ -55,6 +56,7 @@ static CUresult setup(void)
 		if (mv_parse_size_or_percent(mv_cfg.budget_spec, total, &b) == 0 && b > 0)
 			mv_budget.budget = b;
 	}
+	mv_budget.local = mv_budget.budget;
 	{
 		char a[32], b[32];
 		mv_log(MV_LOG_INFO, "device budget %s of %s; safety net %s", mv_format_size(mv_budget.budget, a, sizeof(a)),
@@ -68,8 +70,11 @@ CUresult mv_device_init(void)
 {
 	CUresult r = CUDA_SUCCESS;
 
-	if (atomic_load_explicit(&ready, memory_order_acquire))
+	if (atomic_load_explicit(&ready, memory_order_acquire)) {
+		/* Also how a child after fork gets its link back. */
+		mv_link_start();
 		return CUDA_SUCCESS;
+	}
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	pthread_mutex_lock(&init_lock);
@@ -79,5 +84,7 @@ CUresult mv_device_init(void)
 			atomic_store_explicit(&ready, 1, memory_order_release);
 	}
 	pthread_mutex_unlock(&init_lock);
+	if (r == CUDA_SUCCESS)
+		mv_link_start();
 	return r;
 }

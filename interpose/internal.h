@@ -44,6 +44,9 @@ struct mv_config {
 	uint64_t host_limit;      /* MEMVIRT_HOST_LIMIT: the pinned host pool's ceiling */
 	int safety_net;           /* MEMVIRT_SAFETY_NET: map evicted ranges onto their host copy */
 	enum mv_log_level log_level;
+	int daemon;               /* MEMVIRT_DAEMON: link to memvirtd */
+	uint32_t weight;          /* MEMVIRT_WEIGHT: this job's share, 0 for the daemon's default */
+	char job[64];             /* MEMVIRT_JOB, or the program's name */
 };
 
 extern struct mv_config mv_cfg;
@@ -57,6 +60,7 @@ void mv_log(enum mv_log_level level, const char *fmt, ...) __attribute__((format
 
 struct mv_device {
 	CUcontext ctx;
+	CUdevice device;         /* the context's device */
 	uint64_t total;          /* physical device memory */
 	uint64_t granularity;    /* VMM granularity */
 	int host_vmm;            /* host-located VMM allocations supported and wanted: the safety net */
@@ -179,7 +183,8 @@ void mv_registry_describe(char *buf, size_t len);
 /* Resident device bytes (memvirt's buffers and slab chunks, and the app's own VMM allocations)
  * against the budget. Guarded by mv_lock. */
 struct mv_budget {
-	uint64_t budget;
+	uint64_t budget;     /* in force: the daemon's grant while linked, else `local` */
+	uint64_t local;      /* MEMVIRT_BUDGET, or the device's memory */
 	uint64_t resident;   /* charged device bytes, including reservations in progress */
 	uint64_t evicting;   /* bytes whose page-out is in flight */
 };
@@ -219,6 +224,13 @@ void mv_buf_wait_uses(struct mv_buf *b);
 /* Makes the copy stream wait for every recorded use of b. */
 void mv_buf_order_after_uses(CUstream waiter, struct mv_buf *b);
 
+/* Pages out least recently used buffers, and drops cached pages of freed ones, until the bytes
+ * that will stay resident fit the budget or nothing more can go. Issues the page-outs without
+ * waiting for them. Called without mv_lock, from the link thread only: never on an app's thread. */
+void mv_evict_to_budget(void);
+/* Sets the budget in force and evicts down to it when it shrank. Link thread only. */
+void mv_budget_set(uint64_t budget);
+
 /* Starts the pager thread if it is not running. */
 void mv_pager_start(void);
 /* In a child after fork: the pager thread did not come along. */
@@ -256,13 +268,38 @@ struct mv_counters_atomic {
 	_Atomic uint64_t host_bytes;
 	_Atomic uint64_t app_vmm_bytes;
 	_Atomic uint64_t oom;
+	_Atomic uint64_t events_sent, events_dropped;
 };
 
 extern struct mv_counters_atomic mv_count;
 
+/* The exported snapshot (memvirt.h), read by the link thread too. */
+MV_EXPORT void memvirt_counters(struct memvirt_counters *out);
+
 /* Times how long stream h waited for page-ins between two events recorded around the wait; the
  * pager adds it to the stall counter once both have completed. */
 void mv_stall_measure(CUstream h, CUevent ready, int per_thread);
+
+/* ---- the link to memvirtd (link.c) ---- */
+
+/* Nonzero while a daemon session is up: only then do the app's threads push events. */
+extern _Atomic int mv_link_up;
+
+/* Queues one event for the daemon without waiting: when the ring is full it is dropped and
+ * counted. No lock, no system call (the time comes from the vDSO). */
+void mv_link_push(uint32_t kind, uint32_t stream, uint64_t addr, uint64_t size, uint64_t arg);
+
+/* The app's side: one relaxed load when no daemon is linked. */
+static inline void mv_link_event(uint32_t kind, uint32_t stream, uint64_t addr, uint64_t size, uint64_t arg)
+{
+	if (atomic_load_explicit(&mv_link_up, memory_order_relaxed))
+		mv_link_push(kind, stream, addr, size, arg);
+}
+
+/* Starts the link thread once the device is known, unless MEMVIRT_DAEMON=off; cheap once started. */
+void mv_link_start(void);
+/* In a child after fork: no link thread, no connection; the next allocation starts them anew. */
+void mv_link_forked(void);
 
 #define MV_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MV_MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -18,6 +18,8 @@ struct memvirt_counters {
 	uint64_t stall_ns;       /* time the app's streams waited on page-ins, measured with events */
 	uint64_t app_vmm_bytes;  /* device bytes of the app's own cuMemCreate allocations */
 	uint64_t oom;            /* allocations refused because nothing more could be evicted */
+	uint64_t events_sent;    /* buffer events sent to memvirtd */
+	uint64_t events_dropped; /* buffer events lost because the queue to memvirtd was full */
 };
 
 typedef void (*memvirt_counters_fn)(struct memvirt_counters *out);

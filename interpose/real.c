@@ -44,6 +44,7 @@ static void fork_child(void)
 {
 	pthread_mutex_unlock(&mv_lock);
 	mv_residency_forked();
+	mv_link_forked();
 }
 
 /* Set while this thread loads the driver: a dlsym the driver's own start-up makes must not wait

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "interpose/internal.h"
+#include "protocol/proto.h"
 #include "protocol/units.h"
 
 struct mv_budget mv_budget;
@@ -413,6 +414,7 @@ static void finish_page_out(struct mv_buf *b)
 	atomic_fetch_add(&mv_count.host_bytes, b->span);
 	atomic_fetch_add(&mv_count.page_outs, 1);
 	atomic_fetch_add(&mv_count.bytes_out, b->size);
+	mv_link_event(MV_EV_PAGE_OUT, 0, b->va, b->size, 0);
 	if (b->freed)
 		push(&relq, b);
 	pthread_cond_broadcast(&mv_cond);
@@ -454,10 +456,22 @@ static void finish_release(struct mv_buf *b)
 		return;
 	}
 	pthread_mutex_lock(&mv_lock);
+	if (mv_budget.resident <= mv_budget.budget) {
+		releasing_bytes -= b->span;
+		mv_cache_put(b);
+		pthread_cond_broadcast(&mv_cond);
+		pthread_mutex_unlock(&mv_lock);
+		return;
+	}
+	pthread_mutex_unlock(&mv_lock);
+	/* Over the budget (a grant shrank it): the pages go back instead of into the cache. */
+	mv_free_range(b->va, b->span, b->dev);
+	mv_real.cuEventDestroy_v2(b->moved);
+	pthread_mutex_lock(&mv_lock);
 	releasing_bytes -= b->span;
-	mv_cache_put(b);
 	pthread_cond_broadcast(&mv_cond);
 	pthread_mutex_unlock(&mv_lock);
+	free(b);
 }
 
 static void finish_stalls(void)
@@ -690,6 +704,62 @@ CUresult mv_make_room(uint64_t bytes)
 	}
 }
 
+void mv_evict_to_budget(void)
+{
+	int issued = 0;
+
+	pthread_mutex_lock(&mv_lock);
+	for (;;) {
+		struct mv_buf *v;
+		int later;
+		/* What stays once the page-outs in flight and the releases under way have landed. */
+		if (mv_budget.resident - mv_budget.evicting - releasing_bytes <= mv_budget.budget)
+			break;
+		if ((v = pop(&cache)) != NULL) {
+			pthread_mutex_unlock(&mv_lock);
+			mv_free_range(v->va, v->span, v->dev);
+			mv_real.cuEventDestroy_v2(v->moved);
+			free(v);
+			pthread_mutex_lock(&mv_lock);
+			continue;
+		}
+		/* Buffers in use right now are left alone: the app's own allocations evict them later,
+		 * should the budget still be short then. */
+		if ((v = mv_registry_victim(&later)) == NULL) {
+			char what[256], a[32], b[32];
+			mv_registry_describe(what, sizeof(what));
+			mv_log(MV_LOG_INFO, "cannot evict down to the budget %s: %s resident; %s",
+			       mv_format_size(mv_budget.budget, a, sizeof(a)),
+			       mv_format_size(mv_budget.resident, b, sizeof(b)), what);
+			break;
+		}
+		v->state = MV_EVICTING;
+		mv_budget.evicting += v->span;
+		pthread_mutex_unlock(&mv_lock);
+		if (page_out(v) == 0)
+			issued++;
+		pthread_mutex_lock(&mv_lock);
+	}
+	mv_registry_unskip();
+	pthread_mutex_unlock(&mv_lock);
+	if (issued > 0)
+		mv_log(MV_LOG_DEBUG, "paging out %d buffers to meet a smaller budget", issued);
+}
+
+void mv_budget_set(uint64_t budget)
+{
+	int shrank;
+
+	pthread_mutex_lock(&mv_lock);
+	shrank = budget < mv_budget.budget;
+	mv_budget.budget = budget;
+	/* Allocations waiting for room may fit now. */
+	pthread_cond_broadcast(&mv_cond);
+	pthread_mutex_unlock(&mv_lock);
+	if (shrank)
+		mv_evict_to_budget();
+}
+
 void mv_uncharge(uint64_t bytes)
 {
 	pthread_mutex_lock(&mv_lock);
@@ -776,8 +846,11 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 		return CUDA_SUCCESS;
 	}
 	pthread_mutex_unlock(&mv_lock);
-	if (fetched)
+	if (fetched) {
+		/* Every page-in issued here is one a submission waits for: a fault-in. */
 		atomic_fetch_add(&mv_count.fault_ins, 1);
+		mv_link_event(MV_EV_PAGE_IN, 0, b->va, b->size, 1);
+	}
 	/* A capturing stream cannot wait on an event recorded outside its graph: wait here instead. */
 	if (capturing)
 		mv_real.cuEventSynchronize(b->moved);

@@ -1,0 +1,231 @@
+/* The budget arbiter: each GPU's budget divided among the processes on it, and the grants pushed
+ * to them whenever the division changes. */
+#include <config.h>
+
+#include <string.h>
+
+#include "daemon/internal.h"
+#include "protocol/units.h"
+
+/* Every device with at least one session. */
+static TAILQ_HEAD(, mvd_device) arbiter_devices = TAILQ_HEAD_INITIALIZER(arbiter_devices);
+
+static uint64_t arbiter_min(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* Shares left among the claims still below their request, in proportion to weight. A claim is
+ * still open while grants[i] < request and its weight is nonzero, so no bookkeeping is needed
+ * beyond the grants themselves. */
+static void arbiter_fill(uint64_t left, size_t n, const struct mvd_claim *claims, uint64_t *grants)
+{
+	unsigned __int128 share;
+	uint64_t weights, need, given;
+	size_t i;
+	int capped;
+
+	while (left > 0) {
+		weights = 0;
+		for (i = 0; i < n; i++) {
+			if (grants[i] < claims[i].request)
+				weights += claims[i].weight;
+		}
+		if (weights == 0)
+			return;
+
+		/* Claims whose share of this round would reach their request take only their need.
+		 * The others wait for the next round, where the shares are recomputed without the
+		 * capped ones: that is how a capped claim's leftover goes round again. */
+		capped = 0;
+		given = 0;
+		for (i = 0; i < n; i++) {
+			if (grants[i] >= claims[i].request || claims[i].weight == 0)
+				continue;
+			need = claims[i].request - grants[i];
+			share = (unsigned __int128)left * claims[i].weight / weights;
+			if (share >= need) {
+				grants[i] += need;
+				given += need;
+				capped = 1;
+			}
+		}
+		if (capped) {
+			left -= given;
+			continue;
+		}
+
+		/* Nobody reaches their request: everyone takes their share, and the few bytes the
+		 * rounding down left over go one each to the first open claims, which each still have
+		 * room (share < need). */
+		for (i = 0; i < n; i++) {
+			if (grants[i] >= claims[i].request || claims[i].weight == 0)
+				continue;
+			share = (unsigned __int128)left * claims[i].weight / weights;
+			grants[i] += (uint64_t)share;
+			given += (uint64_t)share;
+		}
+		left -= given;
+		for (i = 0; i < n && left > 0; i++) {
+			if (grants[i] >= claims[i].request || claims[i].weight == 0)
+				continue;
+			grants[i]++;
+			left--;
+		}
+		return;
+	}
+}
+
+void mvd_arbiter_divide(uint64_t budget, size_t n, const struct mvd_claim *claims, uint64_t *grants)
+{
+	unsigned __int128 mins = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		grants[i] = arbiter_min(claims[i].min, claims[i].request);
+		mins += grants[i];
+	}
+	if (mins > budget) {
+		/* The minimums alone do not fit: each gets the same fraction of its own, and there is
+		 * nothing left to share by weight. */
+		for (i = 0; i < n; i++)
+			grants[i] = (uint64_t)((unsigned __int128)grants[i] * budget / mins);
+		return;
+	}
+	arbiter_fill(budget - (uint64_t)mins, n, claims, grants);
+}
+
+static struct mvd_device *arbiter_device(const uint8_t uuid[16])
+{
+	struct mvd_device *d;
+
+	TAILQ_FOREACH(d, &arbiter_devices, entry) {
+		if (memcmp(d->uuid, uuid, 16) == 0)
+			return d;
+	}
+	d = mvd_xcalloc(1, sizeof(*d));
+	memcpy(d->uuid, uuid, 16);
+	TAILQ_INIT(&d->sessions);
+	TAILQ_INSERT_TAIL(&arbiter_devices, d, entry);
+	return d;
+}
+
+/* Divides d's budget again and tells every welcomed session whose grant changed. */
+static void arbiter_recompute(struct mvd_device *d)
+{
+	const struct mvd_config *cfg = mvd_server_config();
+	struct mvd_session *s;
+	struct mvd_claim *claims;
+	uint64_t *grants;
+	char was[32], now[32], budget[32];
+	size_t i;
+
+	d->total = 0;
+	TAILQ_FOREACH(s, &d->sessions, dev_entry) {
+		/* Processes report the same total for one GPU; the largest wins if they ever differ. */
+		if (s->device_total > d->total)
+			d->total = s->device_total;
+	}
+	d->budget = mvd_config_device_budget(cfg, d->total);
+
+	claims = mvd_xcalloc(d->nsessions, sizeof(*claims));
+	grants = mvd_xcalloc(d->nsessions, sizeof(*grants));
+	i = 0;
+	TAILQ_FOREACH(s, &d->sessions, dev_entry) {
+		claims[i].request = s->request;
+		claims[i].min = s->min;
+		claims[i].weight = s->weight;
+		i++;
+	}
+	mvd_arbiter_divide(d->budget, d->nsessions, claims, grants);
+
+	d->granted = 0;
+	i = 0;
+	TAILQ_FOREACH(s, &d->sessions, dev_entry) {
+		d->granted += grants[i];
+		if (grants[i] != s->grant || !s->welcomed) {
+			mv_format_size(s->grant, was, sizeof(was));
+			mv_format_size(grants[i], now, sizeof(now));
+			mv_format_size(d->budget, budget, sizeof(budget));
+			if (s->welcomed) {
+				mvd_info("session %llu (pid %u, %s): grant %s, was %s (device budget %s, "
+					 "sessions on it %zu)", (unsigned long long)s->id, s->pid, s->job, now, was,
+					 budget, d->nsessions);
+			}
+			s->grant = grants[i];
+			mvd_session_send_grant(s);
+		}
+		i++;
+	}
+	free(grants);
+	free(claims);
+}
+
+void mvd_arbiter_join(struct mvd_session *s)
+{
+	struct mvd_device *d = arbiter_device(s->uuid);
+
+	s->dev = d;
+	TAILQ_INSERT_TAIL(&d->sessions, s, dev_entry);
+	d->nsessions++;
+	arbiter_recompute(d);
+}
+
+void mvd_arbiter_leave(struct mvd_session *s)
+{
+	struct mvd_device *d = s->dev;
+
+	if (d == NULL)
+		return;
+	TAILQ_REMOVE(&d->sessions, s, dev_entry);
+	d->nsessions--;
+	s->dev = NULL;
+	if (d->nsessions == 0) {
+		TAILQ_REMOVE(&arbiter_devices, d, entry);
+		free(d);
+		return;
+	}
+	/* While stopping, every session is about to be told SHUTDOWN: new grants would be noise. */
+	if (!mvd_server_stopping())
+		arbiter_recompute(d);
+}
+
+void mvd_arbiter_recompute_all(void)
+{
+	struct mvd_device *d;
+
+	TAILQ_FOREACH(d, &arbiter_devices, entry)
+		arbiter_recompute(d);
+}
+
+json_t *mvd_arbiter_devices_json(uid_t viewer)
+{
+	struct mvd_device *d;
+	struct mvd_session *s;
+	json_t *list = json_array(), *o;
+	uint64_t granted;
+	size_t n;
+	char hex[33];
+
+	TAILQ_FOREACH(d, &arbiter_devices, entry) {
+		granted = 0;
+		n = 0;
+		TAILQ_FOREACH(s, &d->sessions, dev_entry) {
+			if (!mvd_session_visible(s, viewer))
+				continue;
+			granted += s->grant;
+			n++;
+		}
+		/* A user learns nothing of a GPU only other users' jobs run on. */
+		if (n == 0)
+			continue;
+		mvd_uuid_format(d->uuid, hex);
+		o = json_pack("{s:s, s:I, s:I, s:I, s:I}", "device", hex, "total", (json_int_t)d->total,
+			      "budget", (json_int_t)d->budget, "granted", (json_int_t)granted,
+			      "sessions", (json_int_t)n);
+		if (o == NULL)
+			mvd_fatal("out of memory building the device list");
+		json_array_append_new(list, o);
+	}
+	return list;
+}

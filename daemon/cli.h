@@ -1,0 +1,91 @@
+/* The memvirt command's subcommands. Each one is a file daemon/cmd-NAME.c with one entry point here;
+ * the others (cmd_run, cmd_stats, cmd_daemon, cmd_policies, ...) declare theirs here too.
+ *
+ * An entry point gets the arguments from its own name on (argv[0] is "config", "run", ...) and
+ * returns the exit status: 0 for success, 1 for a failure, 2 for a usage error. */
+#ifndef MVD_CLI_H
+#define MVD_CLI_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+/* memvirt config check FILE | memvirt config reload (cmd-config.c). */
+int cmd_config(int argc, char **argv);
+
+/* memvirt config reload: asks the running daemon to read its configuration file again. Called by
+ * cmd_config with argv[0] "reload". */
+int cmd_config_reload(int argc, char **argv);
+
+/* ---- The control client (client.c): the memvirt command's session with memvirtd. ---- */
+
+/* How long a command waits for the daemon's answer to one request. */
+#define MVD_CLIENT_TIMEOUT_MS 5000
+
+/* One control session: a connected socket that has sent MV_MSG_CONTROL_HELLO. */
+struct mvd_client {
+	int fd;
+};
+
+/* The socket path a command uses: explicit_path when not NULL, else mv_socket_path(). Returns 0,
+ * or -ENAMETOOLONG. */
+int mvd_client_socket(const char *explicit_path, char *buf, size_t len);
+
+/* The socket a command given --socket explicit_path (may be NULL) and configuration cfg (may be
+ * NULL) talks to, in memvirtd's order: explicit_path, $MEMVIRT_SOCKET, cfg's daemon.socket. NULL
+ * means mvd_client_socket's default. Borrowed from its arguments. */
+struct mvd_config;
+const char *mvd_socket_choice(const char *explicit_path, const struct mvd_config *cfg);
+
+/* Connects to the daemon's socket at path and sends the control hello. Returns 0, or a negative
+ * errno: -ENOENT or -ECONNREFUSED when no daemon listens there. */
+int mvd_client_open(struct mvd_client *c, const char *path, int timeout_ms);
+
+/* Sends req (borrowed) and reads one response within timeout_ms. Returns 0 and *resp, a new
+ * reference the caller json_decrefs; or a negative errno with one line in err. A response with
+ * "ok": false is still 0: see mvd_client_error. */
+int mvd_client_request(struct mvd_client *c, const json_t *req, int timeout_ms, json_t **resp,
+		       char *err, size_t errlen);
+
+void mvd_client_close(struct mvd_client *c);
+
+/* Opens a session, sends {"cmd": cmd}, reads the response and closes, as mvd_client_request. */
+int mvd_client_call(const char *path, const char *cmd, int timeout_ms, json_t **resp, char *err,
+		    size_t errlen);
+
+/* NULL when resp says "ok": true; else its "error" (borrowed from resp). */
+const char *mvd_client_error(const json_t *resp);
+
+/* Prints why a command could not reach the daemon on path (err and msg from mvd_client_call). */
+void mvd_client_no_daemon(const char *prog, const char *path, int err, const char *msg);
+
+/* The command treats out-of-memory as fatal: these print a line and exit 1. */
+void *xmalloc(size_t n);
+void *xrealloc(void *p, size_t n);
+void xoom(void);
+
+/* ---- Subcommands of memvirt: each takes argv from the subcommand's name on and returns the
+ * exit status. ---- */
+int cmd_run(int argc, char **argv);             /* cmd-run.c */
+int cmd_stats(int argc, char **argv);           /* cmd-stats.c */
+int cmd_daemon(int argc, char **argv);          /* cmd-daemon.c */
+int cmd_policies(int argc, char **argv);        /* cmd-policies.c */
+
+/* memvirt.c: the closest of the NULL-terminated names to word, or NULL when none is close enough
+ * to suggest. */
+const char *mvd_closest(const char *word, const char *const *names);
+
+/* Waits up to timeout_ms until a daemon answers a status request on path. Returns 0; -ETIMEDOUT;
+ * or, when child > 0 and that child of ours exits first, -ECHILD with its status in *wstatus. */
+int mvd_client_wait(const char *path, int timeout_ms, pid_t child, int *wstatus);
+
+/* memvirt.c: where this program lives, for the build tree's relative paths. Returns 0 with the
+ * directory of /proc/self/exe in buf, or -1. */
+int mvd_exe_dir(char *buf, size_t len);
+
+/* memvirt.c: the memvirtd to start: the one next to this program (the build tree), else
+ * "memvirtd" for a search of PATH. Writes into buf and returns buf. */
+char *mvd_memvirtd_path(char *buf, size_t len);
+
+#endif

@@ -1,0 +1,623 @@
+/* memvirt run: starts a command with libmemvirt.so preloaded and talking to a daemon, a private one
+ * when none answers, and ends with the command's own exit status. */
+/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
+#include <config.h>
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/cli.h"
+#include "daemon/config.h"
+#include "protocol/units.h"
+
+/* How long a private daemon has to answer after it is started. */
+#define RUN_DAEMON_WAIT_MS 3000
+
+/* What the command line asked for. Every string is borrowed from argv. */
+struct run_opts {
+	const char *config;
+	const char *policy;
+	const char *budget;
+	const char *device;
+	const char *socket;
+	int simulate;
+	char **cmd; /* the command and its arguments, NULL-terminated */
+};
+
+/* A daemon this run started and must stop: its pid and the private directory of its socket. */
+struct run_daemon {
+	pid_t pid;        /* 0 when the job uses a daemon that was already there */
+	char dir[PATH_MAX];
+	char socket[PATH_MAX + 32];
+};
+
+/* The signals a shell or a batch system sends to stop or poke a job: they go to the command. */
+static const int run_forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+#define RUN_NFORWARDED (sizeof(run_forwarded) / sizeof(run_forwarded[0]))
+
+/* Framework profiles (DESIGN §11, memvirt(1)): each makes a framework hand its buffers to the
+ * driver one by one, so that memvirt sees and pages them. A value already in the environment wins. */
+static const struct {
+	const char *name;
+	const char *value;
+} run_profiles[] = {
+	/* PyTorch's caching allocator would keep freed blocks and carve tensors out of large
+	 * segments; memvirt's allocator caches already. */
+	{"PYTORCH_NO_CUDA_MEMORY_CACHING", "1"},
+	/* XLA's default BFC allocator preallocates most of the device as one buffer. */
+	{"XLA_PYTHON_CLIENT_ALLOCATOR", "platform"},
+	{"XLA_PYTHON_CLIENT_PREALLOCATE", "false"},
+	/* TensorFlow's BFC allocator also suballocates from large regions; the async CUDA allocator
+	 * asks the driver for each buffer (cuMemAllocAsync), which memvirt serves. */
+	{"TF_GPU_ALLOCATOR", "cuda_malloc_async"},
+};
+
+static void run_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: memvirt run [OPTIONS] [--] COMMAND [ARGS...]\n"
+		"\n"
+		"Runs COMMAND with libmemvirt.so preloaded, so that it may use more device memory than\n"
+		"its budget: cold buffers are paged to host memory and back. When no memvirtd answers on\n"
+		"the socket, a private one is started for the job and stopped when it ends. The exit\n"
+		"status is COMMAND's.\n"
+		"\n"
+		"  --budget SIZE     device memory the job may hold: 6GiB, 1.5GB or 40%% of the device\n"
+		"                    (sets MEMVIRT_BUDGET)\n"
+		"  --device N        run on device N only (sets CUDA_VISIBLE_DEVICES)\n"
+		"  --policy NAME     the paging policy (sets MEMVIRT_POLICY); see 'memvirt policies'\n"
+		"  --config FILE     the configuration for a private daemon; its \"library\" settings\n"
+		"                    are handed to the job unless the environment sets them\n"
+		"  --socket PATH     the daemon's socket (default: $MEMVIRT_SOCKET or the per-user path)\n"
+		"  --simulate        run on the simulated GPU of the build tree (tests/simcuda)\n"
+		"  --help            print this and exit\n");
+}
+
+/* Exit statuses of run's own failures, as env(1) and timeout(1) use them. */
+enum {
+	RUN_EXIT_USAGE = 2,
+	RUN_EXIT_FAILED = 125,   /* memvirt could not set the job up */
+	RUN_EXIT_CANNOT_EXEC = 126,
+	RUN_EXIT_NOT_FOUND = 127,
+};
+
+static int run_check_policy(const char *policy)
+{
+	const char *guess;
+
+	for (size_t i = 0; mvd_policies[i] != NULL; i++)
+		if (strcmp(mvd_policies[i], policy) == 0)
+			return 0;
+	guess = mvd_closest(policy, mvd_policies);
+	fprintf(stderr, "memvirt run: unknown policy '%s'", policy);
+	if (guess != NULL)
+		fprintf(stderr, "; did you mean '%s'?", guess);
+	fprintf(stderr, " ('memvirt policies' lists them)\n");
+	return -1;
+}
+
+/* CUDA_VISIBLE_DEVICES takes an ordinal or a device's UUID (GPU-..., MIG-...). */
+static int run_check_device(const char *d)
+{
+	if (strncmp(d, "GPU-", 4) == 0 || strncmp(d, "MIG-", 4) == 0)
+		return d[4] != '\0' ? 0 : -1;
+	if (*d == '\0')
+		return -1;
+	for (const char *p = d; *p != '\0'; p++)
+		if (!isdigit((unsigned char)*p))
+			return -1;
+	return 0;
+}
+
+static int run_parse(int argc, char **argv, struct run_opts *o)
+{
+	static const struct option opts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"policy", required_argument, NULL, 'p'},
+		{"budget", required_argument, NULL, 'b'},
+		{"device", required_argument, NULL, 'd'},
+		{"simulate", no_argument, NULL, 'S'},
+		{"socket", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	uint64_t bytes;
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	optind = 0;
+	/* "+": stop at the command, so that its own options stay its own. */
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 'p':
+			o->policy = optarg;
+			break;
+		case 'b':
+			o->budget = optarg;
+			break;
+		case 'd':
+			o->device = optarg;
+			break;
+		case 'S':
+			o->simulate = 1;
+			break;
+		case 's':
+			o->socket = optarg;
+			break;
+		case 'h':
+			run_usage(stdout);
+			return 1;
+		default:
+			fprintf(stderr, "'memvirt run --help' lists the options\n");
+			return -1;
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "memvirt run: no command to run\n");
+		run_usage(stderr);
+		return -1;
+	}
+	o->cmd = argv + optind;
+
+	/* The percentage's whole is the device, unknown here: only the spelling is judged. */
+	if (o->budget != NULL) {
+		if (mv_parse_size_or_percent(o->budget, UINT64_C(1) << 40, &bytes) < 0) {
+			fprintf(stderr, "memvirt run: --budget '%s' is not a size (such as 6GiB or 1.5GB) "
+					"or a percentage of the device (such as 40%%)\n", o->budget);
+			return -1;
+		}
+		if (bytes == 0) {
+			fprintf(stderr, "memvirt run: --budget '%s' leaves the job no device memory\n",
+				o->budget);
+			return -1;
+		}
+	}
+	if (o->device != NULL && run_check_device(o->device) < 0) {
+		fprintf(stderr, "memvirt run: --device '%s' is not a device number (0, 1, ...) or UUID "
+				"(GPU-...)\n", o->device);
+		return -1;
+	}
+	if (o->policy != NULL && run_check_policy(o->policy) < 0)
+		return -1;
+	return 0;
+}
+
+/* Absolute path of an existing file, or -1. */
+static int run_existing(const char *path, char *out)
+{
+	return realpath(path, out) != NULL && access(out, R_OK) == 0 ? 0 : -1;
+}
+
+/* libmemvirt.so: $MEMVIRT_LIBRARY, else the build tree's, else the installed one. */
+static int run_find_library(char *out)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 64];
+	const char *env = getenv("MEMVIRT_LIBRARY");
+
+	if (env != NULL && *env != '\0') {
+		if (run_existing(env, out) == 0)
+			return 0;
+		fprintf(stderr, "memvirt run: MEMVIRT_LIBRARY=%s: %s\n", env, strerror(errno));
+		return -1;
+	}
+	if (mvd_exe_dir(dir, sizeof(dir)) == 0) {
+		snprintf(path, sizeof(path), "%s/../interpose/.libs/libmemvirt.so", dir);
+		if (run_existing(path, out) == 0)
+			return 0;
+	}
+	if (run_existing(MV_PKGLIBDIR "/libmemvirt.so", out) == 0)
+		return 0;
+	fprintf(stderr, "memvirt run: cannot find libmemvirt.so (looked in %s and next to the build "
+			"tree); set MEMVIRT_LIBRARY to its path\n", MV_PKGLIBDIR);
+	return -1;
+}
+
+/* The simulated driver's directory: $MEMVIRT_SIMCUDA_DIR, else the build tree's tests/simcuda. */
+static int run_find_simcuda(char *out)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 64];
+	const char *env = getenv("MEMVIRT_SIMCUDA_DIR");
+
+	if (env != NULL && *env != '\0')
+		snprintf(path, sizeof(path), "%s", env);
+	else if (mvd_exe_dir(dir, sizeof(dir)) == 0)
+		snprintf(path, sizeof(path), "%s/../tests/simcuda", dir);
+	else
+		path[0] = '\0';
+	if (path[0] != '\0' && realpath(path, out) != NULL) {
+		snprintf(path, sizeof(path), "%s/libcuda.so.1", out);
+		if (access(path, R_OK) == 0)
+			return 0;
+	}
+	fprintf(stderr, "memvirt run: --simulate: no simulated GPU (libcuda.so.1) in %s; it exists only "
+			"in a build tree: set MEMVIRT_SIMCUDA_DIR to its tests/simcuda\n",
+		path[0] != '\0' ? path : "the build tree");
+	return -1;
+}
+
+/* Puts value in front of a list variable (LD_PRELOAD, LD_LIBRARY_PATH), unless it is first
+ * already. */
+static void run_prepend(const char *name, const char *value)
+{
+	const char *old = getenv(name);
+	size_t n = strlen(value);
+	char *v;
+
+	if (old == NULL || *old == '\0') {
+		setenv(name, value, 1);
+		return;
+	}
+	if (strncmp(old, value, n) == 0 && (old[n] == '\0' || old[n] == ':' || old[n] == ' '))
+		return;
+	v = xmalloc(n + strlen(old) + 2);
+	sprintf(v, "%s:%s", value, old);
+	setenv(name, v, 1);
+	free(v);
+}
+
+static void run_setenv_u64(const char *name, uint64_t v)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%llu", (unsigned long long)v);
+	setenv(name, buf, 0);
+}
+
+/* Removes the private directory and what the daemon left in it (its socket, nothing deeper). */
+static void run_remove_dir(const char *dir)
+{
+	char path[PATH_MAX + 256];
+	struct dirent *e;
+	DIR *d = opendir(dir);
+
+	if (d != NULL) {
+		while ((e = readdir(d)) != NULL) {
+			if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+			unlink(path);
+		}
+		closedir(d);
+	}
+	rmdir(dir);
+}
+
+static void run_restore_signals(const sigset_t *mask)
+{
+	signal(SIGCHLD, SIG_DFL);
+	sigprocmask(SIG_SETMASK, mask, NULL);
+}
+
+/* Starts memvirtd --private on a socket in a fresh 0700 directory and waits until it answers. */
+static int run_start_daemon(const struct run_opts *o, struct run_daemon *d, const sigset_t *oldmask)
+{
+	const char *tmp = getenv("TMPDIR");
+	char exe[PATH_MAX];
+	char *argv[10];
+	pid_t parent = getpid();
+	int argc = 0, r, status, fd;
+
+	/* A socket's path must fit in sun_path (108 bytes): a long TMPDIR gives way to /tmp. */
+	if (tmp == NULL || *tmp == '\0' || strlen(tmp) > 60)
+		tmp = "/tmp";
+	snprintf(d->dir, sizeof(d->dir), "%s/memvirt-run.XXXXXX", tmp);
+	/* mkdtemp makes the directory 0700: only this user reaches the socket in it. */
+	if (mkdtemp(d->dir) == NULL) {
+		fprintf(stderr, "memvirt run: cannot make a directory for a private daemon in %s: %s\n",
+			tmp, strerror(errno));
+		d->dir[0] = '\0';
+		return -1;
+	}
+	snprintf(d->socket, sizeof(d->socket), "%s/memvirtd.sock", d->dir);
+	mvd_memvirtd_path(exe, sizeof(exe));
+	argv[argc++] = exe;
+	argv[argc++] = (char *)"--private";
+	argv[argc++] = (char *)"--socket";
+	argv[argc++] = d->socket;
+	if (o->config != NULL) {
+		argv[argc++] = (char *)"--config";
+		argv[argc++] = (char *)o->config;
+	} else {
+		/* The job's terminal is no place for the daemon's info lines; a configuration
+		 * may still ask for them. */
+		argv[argc++] = (char *)"--log-level";
+		argv[argc++] = (char *)"warn";
+	}
+	argv[argc] = NULL;
+
+	d->pid = fork();
+	if (d->pid < 0) {
+		fprintf(stderr, "memvirt run: fork: %s\n", strerror(errno));
+		d->pid = 0;
+		return -1;
+	}
+	if (d->pid == 0) {
+		/* The daemon goes away with this process, even one killed with SIGKILL. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
+		/* Its own process group: a ^C at the terminal is for the job, which may want the
+		 * daemon while it handles it; the daemon is stopped after the job ends. */
+		setpgid(0, 0);
+		fd = open("/dev/null", O_RDWR);
+		if (fd >= 0) {
+			dup2(fd, 0);
+			dup2(fd, 1);
+			if (fd > 2)
+				close(fd);
+		}
+		run_restore_signals(oldmask);
+		execvp(exe, argv);
+		fprintf(stderr, "memvirt run: cannot start %s: %s\n", exe, strerror(errno));
+		_exit(127);
+	}
+	r = mvd_client_wait(d->socket, RUN_DAEMON_WAIT_MS, d->pid, &status);
+	if (r == -ECHILD) {
+		d->pid = 0;
+		if (WIFEXITED(status))
+			fprintf(stderr, "memvirt run: the private memvirtd (%s) exited with status %d "
+					"before it answered\n", exe, WEXITSTATUS(status));
+		else
+			fprintf(stderr, "memvirt run: the private memvirtd (%s) was killed by signal %d "
+					"before it answered\n", exe, WTERMSIG(status));
+		return -1;
+	}
+	if (r < 0) {
+		fprintf(stderr, "memvirt run: the private memvirtd (%s) did not answer on %s within "
+				"%d ms\n", exe, d->socket, RUN_DAEMON_WAIT_MS);
+		return -1;
+	}
+	return 0;
+}
+
+/* Stops a daemon this run started: politely, then with signals, and removes its directory. */
+static void run_stop_daemon(struct run_daemon *d)
+{
+	struct timespec pause = {.tv_sec = 0, .tv_nsec = 10 * 1000000};
+	char err[256];
+	json_t *resp;
+	int i, status;
+
+	if (d->pid > 0) {
+		if (mvd_client_call(d->socket, "stop", 1000, &resp, err, sizeof(err)) == 0)
+			json_decref(resp);
+		else
+			kill(d->pid, SIGTERM);
+		for (i = 0; i < 300 && waitpid(d->pid, &status, WNOHANG) == 0; i++) {
+			if (i == 200)
+				kill(d->pid, SIGTERM);
+			nanosleep(&pause, NULL);
+		}
+		if (i == 300) {
+			kill(d->pid, SIGKILL);
+			waitpid(d->pid, &status, 0);
+		}
+		d->pid = 0;
+	}
+	if (d->dir[0] != '\0')
+		run_remove_dir(d->dir);
+	d->dir[0] = '\0';
+}
+
+/* Sets the job's environment. After the daemon is started, so that it gets none of it. */
+static void run_environment(const struct run_opts *o, const struct mvd_config *cfg,
+			    const char *lib, const char *simdir, const char *socket)
+{
+	char path[PATH_MAX + 32];
+
+	run_prepend("LD_PRELOAD", lib);
+	setenv("MEMVIRT_SOCKET", socket, 1);
+	if (o->budget != NULL)
+		setenv("MEMVIRT_BUDGET", o->budget, 1);
+	if (o->device != NULL)
+		setenv("CUDA_VISIBLE_DEVICES", o->device, 1);
+	if (o->policy != NULL)
+		setenv("MEMVIRT_POLICY", o->policy, 1);
+	for (size_t i = 0; i < sizeof(run_profiles) / sizeof(run_profiles[0]); i++)
+		setenv(run_profiles[i].name, run_profiles[i].value, 0);
+	if (cfg != NULL) {
+		run_setenv_u64("MEMVIRT_SLAB_THRESHOLD", cfg->slab_threshold);
+		if (cfg->host_limit != 0)
+			run_setenv_u64("MEMVIRT_HOST_LIMIT", cfg->host_limit);
+		setenv("MEMVIRT_SAFETY_NET", cfg->safety_net ? "on" : "off", 0);
+	}
+	if (simdir != NULL) {
+		run_prepend("LD_LIBRARY_PATH", simdir);
+		snprintf(path, sizeof(path), "%s/libcuda.so.1", simdir);
+		setenv("MEMVIRT_REAL_LIBCUDA", path, 1);
+	}
+}
+
+/* Forks and execs the command. Returns its pid, or a negative exit status for run to return
+ * when it could not be started (with the reason printed). */
+static pid_t run_spawn(char **cmd, const sigset_t *oldmask)
+{
+	int pfd[2], e = 0;
+	ssize_t n;
+	pid_t pid;
+
+	/* A close-on-exec pipe tells the parent whether exec worked: it reads EOF, or errno. */
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		fprintf(stderr, "memvirt run: pipe: %s\n", strerror(errno));
+		return -RUN_EXIT_FAILED;
+	}
+	pid = fork();
+	if (pid < 0) {
+		fprintf(stderr, "memvirt run: fork: %s\n", strerror(errno));
+		close(pfd[0]);
+		close(pfd[1]);
+		return -RUN_EXIT_FAILED;
+	}
+	if (pid == 0) {
+		close(pfd[0]);
+		run_restore_signals(oldmask);
+		execvp(cmd[0], cmd);
+		e = errno;
+		if (write(pfd[1], &e, sizeof(e)) < 0)
+			_exit(RUN_EXIT_FAILED);
+		_exit(e == ENOENT ? RUN_EXIT_NOT_FOUND : RUN_EXIT_CANNOT_EXEC);
+	}
+	close(pfd[1]);
+	do
+		n = read(pfd[0], &e, sizeof(e));
+	while (n < 0 && errno == EINTR);
+	close(pfd[0]);
+	if (n == (ssize_t)sizeof(e)) {
+		waitpid(pid, NULL, 0);
+		if (e == ENOENT && strchr(cmd[0], '/') == NULL) {
+			fprintf(stderr, "memvirt run: %s: command not found\n", cmd[0]);
+			return -RUN_EXIT_NOT_FOUND;
+		}
+		fprintf(stderr, "memvirt run: %s: %s\n", cmd[0], strerror(e));
+		return e == ENOENT ? -RUN_EXIT_NOT_FOUND : -RUN_EXIT_CANNOT_EXEC;
+	}
+	return pid;
+}
+
+/* Waits for the command, forwarding signals to it and reaping the private daemon should it die
+ * first. Returns the command's wait status. */
+static int run_wait(pid_t child, struct run_daemon *d, const sigset_t *set)
+{
+	siginfo_t si;
+	int status, dstatus;
+	pid_t w;
+
+	for (;;) {
+		if (sigwaitinfo(set, &si) < 0)
+			continue;
+		if (si.si_signo != SIGCHLD) {
+			/* A signal from the terminal (^C, ^\) reached the whole foreground process
+			 * group, the command included: sending it again would deliver it twice. */
+			if (si.si_code != SI_KERNEL)
+				kill(child, si.si_signo);
+			continue;
+		}
+		if (d->pid > 0 && waitpid(d->pid, &dstatus, WNOHANG) == d->pid) {
+			fprintf(stderr, "memvirt run: the private memvirtd exited; the job goes on with "
+					"its in-process paging\n");
+			d->pid = 0;
+		}
+		w = waitpid(child, &status, WNOHANG);
+		if (w == child)
+			return status;
+	}
+}
+
+/* Ends this process the way the command ended: with its exit status, or its signal. */
+static int run_exit_like(int status)
+{
+	struct rlimit none = {0, 0};
+	sigset_t set;
+	int sig;
+
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (!WIFSIGNALED(status))
+		return RUN_EXIT_FAILED;
+	sig = WTERMSIG(status);
+	fflush(NULL);
+	/* The command dumped core already, if it was going to: not memvirt as well. */
+	setrlimit(RLIMIT_CORE, &none);
+	signal(sig, SIG_DFL);
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	raise(sig);
+	/* Still here: the signal is not one that ends a process (or could not be raised). */
+	return 128 + sig;
+}
+
+static void run_sigchld(int sig)
+{
+	(void)sig;
+}
+
+int cmd_run(int argc, char **argv)
+{
+	struct run_opts o;
+	struct run_daemon d = {.pid = 0};
+	struct mvd_config *cfg = NULL;
+	char lib[PATH_MAX], simdir[PATH_MAX], socket[PATH_MAX + 32], err[512];
+	sigset_t set, oldmask;
+	json_t *resp;
+	pid_t child;
+	int r, status;
+
+	r = run_parse(argc, argv, &o);
+	if (r != 0)
+		return r > 0 ? 0 : RUN_EXIT_USAGE;
+	if (o.config != NULL && mvd_config_load(o.config, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "memvirt run: %s\n", err);
+		return RUN_EXIT_USAGE;
+	}
+	if (run_find_library(lib) < 0 || (o.simulate && run_find_simcuda(simdir) < 0)) {
+		r = RUN_EXIT_FAILED;
+		goto out_config;
+	}
+	if (mvd_client_socket(mvd_socket_choice(o.socket, cfg), socket, sizeof(socket)) < 0) {
+		fprintf(stderr, "memvirt run: the socket path is too long\n");
+		r = RUN_EXIT_USAGE;
+		goto out_config;
+	}
+
+	/* From here every signal waits for sigwaitinfo, so none ends memvirt between starting the
+	 * daemon and the command and leaves either behind. */
+	signal(SIGCHLD, run_sigchld);
+	sigemptyset(&set);
+	for (size_t i = 0; i < RUN_NFORWARDED; i++)
+		sigaddset(&set, run_forwarded[i]);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, &oldmask);
+
+	if (mvd_client_call(socket, "status", 1000, &resp, err, sizeof(err)) == 0) {
+		json_decref(resp);
+		if (o.config != NULL)
+			fprintf(stderr, "memvirt run: memvirtd on %s runs with its own configuration; "
+					"--config gives the job only its \"library\" settings\n", socket);
+	} else {
+		if (o.socket != NULL)
+			fprintf(stderr, "memvirt run: no daemon answers on %s; starting a private one\n",
+				socket);
+		if (run_start_daemon(&o, &d, &oldmask) < 0) {
+			r = RUN_EXIT_FAILED;
+			goto out_daemon;
+		}
+		snprintf(socket, sizeof(socket), "%s", d.socket);
+	}
+
+	run_environment(&o, cfg, lib, o.simulate ? simdir : NULL, socket);
+	child = run_spawn(o.cmd, &oldmask);
+	if (child < 0) {
+		r = -child;
+		goto out_daemon;
+	}
+	status = run_wait(child, &d, &set);
+	run_stop_daemon(&d);
+	if (cfg != NULL)
+		mvd_config_free(cfg);
+	return run_exit_like(status);
+
+out_daemon:
+	run_stop_daemon(&d);
+out_config:
+	if (cfg != NULL)
+		mvd_config_free(cfg);
+	return r;
+}

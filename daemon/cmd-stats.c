@@ -1,0 +1,427 @@
+/* memvirt stats: the daemon's live paging statistics as a table, its JSON, or Prometheus text. */
+/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
+#include <config.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/cli.h"
+#include "protocol/units.h"
+
+enum stats_format { STATS_TABLE, STATS_JSON, STATS_PROMETHEUS };
+
+/* Set by SIGINT or SIGTERM: --watch ends cleanly at the next sample. */
+static volatile sig_atomic_t stats_stop;
+
+static void stats_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: memvirt stats [--watch [SECONDS]] [--json | --prometheus] [--socket PATH]\n"
+		"\n"
+		"Shows each process's paging on each device, as the daemon last heard from it.\n"
+		"\n"
+		"  --watch [SECONDS]  redraw every SECONDS (default 1) until interrupted; with --json,\n"
+		"                     print one JSON object per line instead\n"
+		"  --json             print the daemon's answer as JSON\n"
+		"  --prometheus       print the Prometheus text format, for node_exporter's textfile\n"
+		"                     collector\n"
+		"  --socket PATH      the daemon's socket (default: $MEMVIRT_SOCKET or the per-user path)\n"
+		"  --help             print this and exit\n"
+		"\n"
+		"HIT is 1 - FAULTS / launches: the share of kernel launches that found every buffer they\n"
+		"name resident. Where the daemon reports no launch count, all the session's events are\n"
+		"the denominator, which overstates it.\n");
+}
+
+static uint64_t stats_u64(const json_t *o, const char *key)
+{
+	const json_t *v = json_object_get(o, key);
+
+	if (json_is_integer(v) && json_integer_value(v) > 0)
+		return (uint64_t)json_integer_value(v);
+	if (json_is_real(v) && json_real_value(v) > 0)
+		return (uint64_t)json_real_value(v);
+	return 0;
+}
+
+static const char *stats_str(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s != NULL ? s : "";
+}
+
+static char *stats_size(uint64_t bytes, char *buf, size_t len)
+{
+	return mv_format_size(bytes, buf, len);
+}
+
+static char *stats_duration(uint64_t ns, char *buf, size_t len)
+{
+	if (ns < 1000000)
+		snprintf(buf, len, "%.0f us", (double)ns / 1e3);
+	else if (ns < UINT64_C(1000000000))
+		snprintf(buf, len, "%.1f ms", (double)ns / 1e6);
+	else
+		snprintf(buf, len, "%.2f s", (double)ns / 1e9);
+	return buf;
+}
+
+/* The hit rate's denominator: the session's launches when the daemon reports them, else its
+ * events. Negative when there is none. */
+static double stats_hit_rate(const json_t *s)
+{
+	uint64_t faults = stats_u64(s, "fault_ins");
+	uint64_t denom = json_object_get(s, "launches") != NULL ? stats_u64(s, "launches")
+								  : stats_u64(s, "events");
+
+	if (denom == 0)
+		return -1;
+	if (faults >= denom)
+		return 0;
+	return 1.0 - (double)faults / (double)denom;
+}
+
+static void stats_table(const json_t *resp, const char *path)
+{
+	static const char *heads[] = {"PID", "JOB", "DEVICE", "BUDGET", "GRANT", "RESIDENT", "HOST",
+				      "OUTS", "INS", "FAULTS", "OUT", "IN", "STALL", "HIT"};
+	enum { NCOLS = sizeof(heads) / sizeof(heads[0]) };
+	const json_t *sessions = json_object_get(resp, "sessions");
+	const json_t *devices = json_object_get(resp, "devices");
+	const json_t *s;
+	size_t n = json_array_size(sessions), i, c, width[NCOLS];
+	char (*cells)[NCOLS][32];
+	char a[32], b[32];
+	double hit;
+
+	if (n == 0) {
+		printf("no jobs are connected to memvirtd on %s\n", path);
+		return;
+	}
+	cells = xmalloc(n * sizeof(*cells));
+	json_array_foreach(sessions, i, s) {
+		snprintf(cells[i][0], 32, "%llu", (unsigned long long)stats_u64(s, "pid"));
+		snprintf(cells[i][1], 32, "%.20s", stats_str(s, "job"));
+		/* Eight hex digits tell a host's GPUs apart, as nvidia-smi's short UUIDs do. */
+		snprintf(cells[i][2], 32, "%.8s", stats_str(s, "device"));
+		stats_size(stats_u64(s, "budget"), cells[i][3], 32);
+		stats_size(stats_u64(s, "grant"), cells[i][4], 32);
+		stats_size(stats_u64(s, "resident_bytes"), cells[i][5], 32);
+		stats_size(stats_u64(s, "host_bytes"), cells[i][6], 32);
+		snprintf(cells[i][7], 32, "%llu", (unsigned long long)stats_u64(s, "page_outs"));
+		snprintf(cells[i][8], 32, "%llu", (unsigned long long)stats_u64(s, "page_ins"));
+		snprintf(cells[i][9], 32, "%llu", (unsigned long long)stats_u64(s, "fault_ins"));
+		stats_size(stats_u64(s, "bytes_out"), cells[i][10], 32);
+		stats_size(stats_u64(s, "bytes_in"), cells[i][11], 32);
+		stats_duration(stats_u64(s, "stall_ns"), cells[i][12], 32);
+		hit = stats_hit_rate(s);
+		if (hit < 0)
+			snprintf(cells[i][13], 32, "-");
+		else
+			snprintf(cells[i][13], 32, "%.1f%%", 100 * hit);
+	}
+	for (c = 0; c < NCOLS; c++) {
+		width[c] = strlen(heads[c]);
+		for (i = 0; i < n; i++)
+			if (strlen(cells[i][c]) > width[c])
+				width[c] = strlen(cells[i][c]);
+	}
+	/* The job name reads best on the left; numbers line up on the right. */
+	for (c = 0; c < NCOLS; c++)
+		printf(c == 1 || c == 2 ? "%-*s%s" : "%*s%s", (int)width[c], heads[c],
+		       c + 1 < NCOLS ? "  " : "\n");
+	for (i = 0; i < n; i++)
+		for (c = 0; c < NCOLS; c++)
+			printf(c == 1 || c == 2 ? "%-*s%s" : "%*s%s", (int)width[c], cells[i][c],
+			       c + 1 < NCOLS ? "  " : "\n");
+	free(cells);
+
+	json_array_foreach(devices, i, s) {
+		if (i == 0)
+			printf("\n");
+		printf("device %.8s: budget %s, granted %s to %llu process%s\n", stats_str(s, "device"),
+		       stats_size(stats_u64(s, "budget"), a, sizeof(a)),
+		       stats_size(stats_u64(s, "granted"), b, sizeof(b)),
+		       (unsigned long long)stats_u64(s, "sessions"),
+		       stats_u64(s, "sessions") == 1 ? "" : "es");
+	}
+}
+
+/* A label value in the exposition format: backslash, double quote and newline escaped. */
+static void stats_label(const char *s)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '\\' || *s == '"')
+			printf("\\%c", *s);
+		else if (*s == '\n')
+			printf("\\n");
+		else
+			putchar(*s);
+	}
+}
+
+/* One metric of the exposition: its name, type, help, and the JSON key it comes from. */
+struct stats_metric {
+	const char *name;
+	const char *type;
+	const char *help;
+	const char *key;
+	double scale; /* multiplies the value: stall_ns is exported in seconds */
+};
+
+static const struct stats_metric stats_session_metrics[] = {
+	{"memvirt_budget_bytes", "gauge", "Device bytes the process would use on its own.", "budget", 1},
+	{"memvirt_grant_bytes", "gauge", "Device bytes the daemon granted the process.", "grant", 1},
+	{"memvirt_resident_bytes", "gauge", "Device bytes the process's buffers hold now.",
+	 "resident_bytes", 1},
+	{"memvirt_host_bytes", "gauge", "Bytes of the process's buffers paged out to host memory.",
+	 "host_bytes", 1},
+	{"memvirt_page_outs_total", "counter", "Buffers paged out to host memory.", "page_outs", 1},
+	{"memvirt_page_ins_total", "counter", "Buffers paged back in to the device.", "page_ins", 1},
+	{"memvirt_fault_ins_total", "counter",
+	 "Page-ins a launch, copy or memset had to wait for.", "fault_ins", 1},
+	{"memvirt_paged_out_bytes_total", "counter", "Bytes copied from device to host by paging.",
+	 "bytes_out", 1},
+	{"memvirt_paged_in_bytes_total", "counter", "Bytes copied from host to device by paging.",
+	 "bytes_in", 1},
+	{"memvirt_stall_seconds_total", "counter", "Time the application waited for page-ins.",
+	 "stall_ns", 1e-9},
+	{"memvirt_oom_total", "counter", "Allocations refused after nothing more could be paged out.",
+	 "oom", 1},
+	{"memvirt_events_total", "counter", "Buffer events the daemon received.", "events", 1},
+	{"memvirt_events_dropped_total", "counter",
+	 "Buffer events the library dropped because its ring was full.", "events_dropped", 1},
+};
+
+static const struct stats_metric stats_device_metrics[] = {
+	{"memvirt_device_budget_bytes", "gauge", "The device's budget under the daemon's configuration.",
+	 "budget", 1},
+	{"memvirt_device_granted_bytes", "gauge", "The sum of the grants of the device's processes.",
+	 "granted", 1},
+	{"memvirt_device_sessions", "gauge", "Processes using the device through memvirt.", "sessions",
+	 1},
+};
+
+static void stats_value(double v)
+{
+	/* Integers stay exact up to 2^53; larger byte counts print in %.17g without loss of form. */
+	if (v == floor(v) && fabs(v) < 9007199254740992.0)
+		printf("%.0f\n", v);
+	else
+		printf("%.17g\n", v);
+}
+
+static void stats_prometheus(const json_t *resp)
+{
+	const json_t *sessions = json_object_get(resp, "sessions");
+	const json_t *devices = json_object_get(resp, "devices");
+	const struct stats_metric *m;
+	const json_t *s;
+	size_t i, k;
+
+	for (k = 0; k < sizeof(stats_session_metrics) / sizeof(stats_session_metrics[0]); k++) {
+		m = &stats_session_metrics[k];
+		printf("# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, m->type);
+		json_array_foreach(sessions, i, s) {
+			printf("%s{pid=\"%llu\",job=\"", m->name, (unsigned long long)stats_u64(s, "pid"));
+			stats_label(stats_str(s, "job"));
+			printf("\",device=\"");
+			stats_label(stats_str(s, "device"));
+			printf("\",session=\"%llu\"} ", (unsigned long long)stats_u64(s, "session"));
+			stats_value((double)stats_u64(s, m->key) * m->scale);
+		}
+	}
+	for (k = 0; k < sizeof(stats_device_metrics) / sizeof(stats_device_metrics[0]); k++) {
+		m = &stats_device_metrics[k];
+		printf("# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, m->type);
+		json_array_foreach(devices, i, s) {
+			printf("%s{device=\"", m->name);
+			stats_label(stats_str(s, "device"));
+			printf("\"} ");
+			stats_value((double)stats_u64(s, m->key) * m->scale);
+		}
+	}
+}
+
+/* Asks for stats once. Returns 0 with *resp, or 1 after printing why not. */
+static int stats_fetch(const char *path, json_t **resp, int quiet_missing)
+{
+	char err[256];
+	const char *e;
+	int r;
+
+	r = mvd_client_call(path, "stats", MVD_CLIENT_TIMEOUT_MS, resp, err, sizeof(err));
+	if (r < 0) {
+		if (!quiet_missing)
+			mvd_client_no_daemon("memvirt stats", path, r, err);
+		return 1;
+	}
+	e = mvd_client_error(*resp);
+	if (e != NULL) {
+		fprintf(stderr, "memvirt stats: %s\n", e);
+		json_decref(*resp);
+		return 1;
+	}
+	return 0;
+}
+
+static void stats_on_signal(int sig)
+{
+	(void)sig;
+	stats_stop = 1;
+}
+
+static int stats_watch(const char *path, enum stats_format fmt, double period)
+{
+	struct sigaction sa = {.sa_handler = stats_on_signal};
+	struct timespec ts;
+	json_t *resp;
+	char *text;
+	time_t now;
+	char stamp[32];
+	int ok;
+
+	sigemptyset(&sa.sa_mask);
+	/* No SA_RESTART: the signal must cut the sleep short. */
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	while (!stats_stop) {
+		ok = stats_fetch(path, &resp, fmt == STATS_TABLE) == 0;
+		if (fmt == STATS_JSON) {
+			if (ok) {
+				text = json_dumps(resp, JSON_COMPACT);
+				if (text != NULL)
+					printf("%s\n", text);
+				free(text);
+			}
+		} else {
+			now = time(NULL);
+			strftime(stamp, sizeof(stamp), "%H:%M:%S", localtime(&now));
+			/* Clear the screen and go home, then draw the whole frame. */
+			printf("\033[H\033[2J");
+			printf("memvirt stats on %s, every %gs, at %s (^C to stop)\n\n", path, period, stamp);
+			if (ok)
+				stats_table(resp, path);
+			else
+				printf("no daemon answers on %s; trying again\n", path);
+		}
+		if (ok)
+			json_decref(resp);
+		fflush(stdout);
+		ts.tv_sec = (time_t)period;
+		ts.tv_nsec = (long)((period - (double)ts.tv_sec) * 1e9);
+		/* Interrupted by the signal: the loop test sees stats_stop. */
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+/* Parses the --watch period: a positive number of seconds. */
+static int stats_period(const char *s, double *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtod(s, &end);
+	return errno == 0 && end != s && *end == '\0' && *out > 0 && *out <= 86400 ? 0 : -1;
+}
+
+int cmd_stats(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"watch", optional_argument, NULL, 'w'},
+		{"json", no_argument, NULL, 'j'},
+		{"prometheus", no_argument, NULL, 'p'},
+		{"socket", required_argument, NULL, 's'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	enum stats_format fmt = STATS_TABLE;
+	const char *sock = NULL;
+	char path[256], *text;
+	double period = 1;
+	int c, watch = 0, nfmt = 0;
+	json_t *resp;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'w':
+			watch = 1;
+			/* --watch 2 as well as --watch=2: a following number is the period. */
+			if (optarg == NULL && optind < argc && stats_period(argv[optind], &period) == 0)
+				optind++;
+			else if (optarg != NULL && stats_period(optarg, &period) < 0) {
+				fprintf(stderr, "memvirt stats: --watch '%s' is not a number of seconds\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'j':
+			fmt = STATS_JSON;
+			nfmt++;
+			break;
+		case 'p':
+			fmt = STATS_PROMETHEUS;
+			nfmt++;
+			break;
+		case 's':
+			sock = optarg;
+			break;
+		case 'h':
+			stats_usage(stdout);
+			return 0;
+		default:
+			fprintf(stderr, "'memvirt stats --help' lists the options\n");
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "memvirt stats: unexpected argument '%s'\n", argv[optind]);
+		return 2;
+	}
+	if (nfmt > 1) {
+		fprintf(stderr, "memvirt stats: --json and --prometheus exclude each other\n");
+		return 2;
+	}
+	/* A textfile collector needs one whole exposition per file, written and renamed at once. */
+	if (watch && fmt == STATS_PROMETHEUS) {
+		fprintf(stderr, "memvirt stats: --prometheus prints one exposition; run it from a timer "
+				"instead of --watch\n");
+		return 2;
+	}
+	if (mvd_client_socket(sock, path, sizeof(path)) < 0) {
+		fprintf(stderr, "memvirt stats: the socket path is too long\n");
+		return 2;
+	}
+	if (watch)
+		return stats_watch(path, fmt, period);
+
+	if (stats_fetch(path, &resp, 0) != 0)
+		return 1;
+	switch (fmt) {
+	case STATS_TABLE:
+		stats_table(resp, path);
+		break;
+	case STATS_JSON:
+		text = json_dumps(resp, JSON_INDENT(2));
+		if (text == NULL)
+			xoom();
+		printf("%s\n", text);
+		free(text);
+		break;
+	case STATS_PROMETHEUS:
+		stats_prometheus(resp);
+		break;
+	}
+	json_decref(resp);
+	return 0;
+}

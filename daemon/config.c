@@ -1,0 +1,917 @@
+/* memvirt.json: loading it, checking every key, and reporting a bad one at its line and column. */
+#include <config.h>
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include "daemon/config.h"
+#include "protocol/units.h"
+
+/* A configuration file larger than this is refused rather than read (a device file, say). */
+#define CONFIG_MAX_BYTES (4u << 20)
+
+/* Keys deeper than this are not the schema's; their positions are not kept. */
+#define CONFIG_MAX_DEPTH 4
+
+const char *const mvd_policies[] = {"lru", NULL};
+
+static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
+
+/* The daemon treats running out of memory as fatal (STYLE.md). */
+static void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+
+	if (p == NULL) {
+		fputs("memvirt: out of memory\n", stderr);
+		abort();
+	}
+	return p;
+}
+
+static char *xstrdup(const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = xcalloc(1, n);
+
+	memcpy(p, s, n);
+	return p;
+}
+
+/* Replaces the string *slot owns with a copy of s. */
+static void set_string(char **slot, const char *s)
+{
+	free(*slot);
+	*slot = s != NULL ? xstrdup(s) : NULL;
+}
+
+/* ---- positions -------------------------------------------------------------------------------- */
+
+/* Where one key and its value start (1-based line and column, columns counted in characters as
+ * jansson counts them). jansson keeps no positions, so a second pass over the text records them. */
+struct pos {
+	char **path;   /* the keys from the top level down to this one, decoded */
+	size_t depth;  /* 0: the top-level value, which has no key */
+	int key_line, key_col;
+	int val_line, val_col;
+};
+
+struct posmap {
+	struct pos *v;
+	size_t n, cap;
+};
+
+/* The scanner's state. It runs only on text jansson has accepted, but never reads past the end. */
+struct scan {
+	const char *s, *end;
+	int line, col;                    /* of the next character */
+	struct posmap *map;
+	char *stack[CONFIG_MAX_DEPTH];    /* the keys above the value being scanned, borrowed */
+	size_t depth;
+};
+
+static int peek(const struct scan *sc)
+{
+	return sc->s < sc->end ? (unsigned char)*sc->s : -1;
+}
+
+static void advance(struct scan *sc)
+{
+	unsigned char c;
+
+	if (sc->s >= sc->end)
+		return;
+	c = (unsigned char)*sc->s++;
+	/* A UTF-8 continuation byte belongs to the character already counted. */
+	if (c == '\n') {
+		sc->line++;
+		sc->col = 1;
+	} else if ((c & 0xC0) != 0x80) {
+		sc->col++;
+	}
+}
+
+static void skip_space(struct scan *sc)
+{
+	int c;
+
+	while ((c = peek(sc)) == ' ' || c == '\t' || c == '\n' || c == '\r')
+		advance(sc);
+}
+
+static void put_utf8(char **o, unsigned long cp)
+{
+	unsigned char *p = (unsigned char *)*o;
+
+	if (cp < 0x80) {
+		*p++ = (unsigned char)cp;
+	} else if (cp < 0x800) {
+		*p++ = (unsigned char)(0xC0 | (cp >> 6));
+		*p++ = (unsigned char)(0x80 | (cp & 0x3F));
+	} else if (cp < 0x10000) {
+		*p++ = (unsigned char)(0xE0 | (cp >> 12));
+		*p++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+		*p++ = (unsigned char)(0x80 | (cp & 0x3F));
+	} else {
+		*p++ = (unsigned char)(0xF0 | (cp >> 18));
+		*p++ = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+		*p++ = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+		*p++ = (unsigned char)(0x80 | (cp & 0x3F));
+	}
+	*o = (char *)p;
+}
+
+static unsigned long hex4(struct scan *sc)
+{
+	unsigned long v = 0;
+
+	for (int i = 0; i < 4; i++) {
+		int c = peek(sc);
+		unsigned d;
+
+		if (c >= '0' && c <= '9')
+			d = (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			d = (unsigned)(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			d = (unsigned)(c - 'A' + 10);
+		else
+			return v;
+		v = v * 16 + d;
+		advance(sc);
+	}
+	return v;
+}
+
+/* Scans a string at its opening quote and returns it decoded, as jansson decodes keys. An escape
+ * never yields more bytes than it takes, so the text's length bounds the result. */
+static char *scan_string(struct scan *sc)
+{
+	char *out = xcalloc(1, (size_t)(sc->end - sc->s) + 1), *o = out;
+	int c;
+
+	advance(sc);
+	while ((c = peek(sc)) != -1 && c != '"') {
+		if (c != '\\') {
+			*o++ = (char)c;
+			advance(sc);
+			continue;
+		}
+		advance(sc);
+		c = peek(sc);
+		advance(sc);
+		switch (c) {
+		case 'b': *o++ = '\b'; break;
+		case 'f': *o++ = '\f'; break;
+		case 'n': *o++ = '\n'; break;
+		case 'r': *o++ = '\r'; break;
+		case 't': *o++ = '\t'; break;
+		case 'u': {
+			unsigned long cp = hex4(sc);
+
+			/* A high surrogate and the low one after it make one character. */
+			if (cp >= 0xD800 && cp < 0xDC00 && peek(sc) == '\\' && sc->s + 1 < sc->end &&
+			    sc->s[1] == 'u') {
+				unsigned long lo;
+
+				advance(sc);
+				advance(sc);
+				lo = hex4(sc);
+				cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+			}
+			put_utf8(&o, cp);
+			break;
+		}
+		case -1: break;
+		default: *o++ = (char)c; break;
+		}
+	}
+	advance(sc);
+	return out;
+}
+
+static void record(struct scan *sc, const char *key, int kl, int kc, int vl, int vc)
+{
+	struct posmap *m = sc->map;
+	struct pos *p;
+
+	if (m->n == m->cap) {
+		m->cap = m->cap ? m->cap * 2 : 32;
+		m->v = realloc(m->v, m->cap * sizeof(*m->v));
+		if (m->v == NULL) {
+			fputs("memvirt: out of memory\n", stderr);
+			abort();
+		}
+	}
+	p = &m->v[m->n++];
+	p->depth = sc->depth + (key != NULL);
+	p->path = xcalloc(p->depth, sizeof(*p->path));
+	for (size_t i = 0; i < sc->depth; i++)
+		p->path[i] = xstrdup(sc->stack[i]);
+	if (key != NULL)
+		p->path[sc->depth] = xstrdup(key);
+	p->key_line = kl;
+	p->key_col = kc;
+	p->val_line = vl;
+	p->val_col = vc;
+}
+
+static void scan_value(struct scan *sc, int keep);
+
+/* An object's keys are kept while keep is set and the path is shallow enough. */
+static void scan_object(struct scan *sc, int keep)
+{
+	advance(sc);
+	skip_space(sc);
+	while (peek(sc) == '"') {
+		int kl = sc->line, kc = sc->col, vl, vc;
+		char *key = scan_string(sc);
+		int keep_this = keep && sc->depth < CONFIG_MAX_DEPTH;
+
+		skip_space(sc);
+		if (peek(sc) == ':')
+			advance(sc);
+		skip_space(sc);
+		vl = sc->line;
+		vc = sc->col;
+		if (keep_this) {
+			record(sc, key, kl, kc, vl, vc);
+			sc->stack[sc->depth++] = key;
+		}
+		scan_value(sc, keep_this);
+		if (keep_this)
+			sc->depth--;
+		free(key);
+		skip_space(sc);
+		if (peek(sc) != ',')
+			break;
+		advance(sc);
+		skip_space(sc);
+	}
+	if (peek(sc) == '}')
+		advance(sc);
+}
+
+static void scan_value(struct scan *sc, int keep)
+{
+	int c = peek(sc);
+
+	if (c == '{') {
+		scan_object(sc, keep);
+	} else if (c == '[') {
+		/* No key of the schema lies inside an array. */
+		advance(sc);
+		skip_space(sc);
+		while (peek(sc) != -1 && peek(sc) != ']') {
+			scan_value(sc, 0);
+			skip_space(sc);
+			if (peek(sc) != ',')
+				break;
+			advance(sc);
+			skip_space(sc);
+		}
+		if (peek(sc) == ']')
+			advance(sc);
+	} else if (c == '"') {
+		free(scan_string(sc));
+	} else {
+		while ((c = peek(sc)) != -1 && c != ',' && c != '}' && c != ']' && c != ' ' &&
+		       c != '\t' && c != '\n' && c != '\r')
+			advance(sc);
+	}
+}
+
+static void posmap_build(struct posmap *m, const char *text, size_t len)
+{
+	struct scan sc = {.s = text, .end = text + len, .line = 1, .col = 1, .map = m};
+
+	skip_space(&sc);
+	record(&sc, NULL, sc.line, sc.col, sc.line, sc.col);
+	scan_value(&sc, 1);
+}
+
+static void posmap_free(struct posmap *m)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		for (size_t j = 0; j < m->v[i].depth; j++)
+			free(m->v[i].path[j]);
+		free(m->v[i].path);
+	}
+	free(m->v);
+}
+
+static const struct pos *posmap_find(const struct posmap *m, const char *const *path, size_t depth)
+{
+	for (size_t i = 0; i < m->n; i++) {
+		const struct pos *p = &m->v[i];
+		size_t j;
+
+		if (p->depth != depth)
+			continue;
+		for (j = 0; j < depth && strcmp(p->path[j], path[j]) == 0; j++)
+			;
+		if (j == depth)
+			return p;
+	}
+	return NULL;
+}
+
+/* ---- messages --------------------------------------------------------------------------------- */
+
+/* Copies s for a one-line message: control characters become '?', and a long one is cut short. */
+static const char *shown(const char *s, char *buf, size_t len)
+{
+	size_t i = 0;
+
+	for (; *s != '\0' && i + 1 < len; s++)
+		buf[i++] = (unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s;
+	buf[i] = '\0';
+	if (*s != '\0' && len > 4)
+		memcpy(buf + len - 4, "...", 4);
+	return buf;
+}
+
+/* What a value is, for "expected X, got Y". */
+static const char *kind_of(const json_t *v)
+{
+	switch (json_typeof(v)) {
+	case JSON_OBJECT: return "an object";
+	case JSON_ARRAY: return "an array";
+	case JSON_STRING: return "a string";
+	case JSON_INTEGER: return "a number";
+	case JSON_REAL: return "a number";
+	case JSON_TRUE: return "a boolean";
+	case JSON_FALSE: return "a boolean";
+	default: return "null";
+	}
+}
+
+/* The edit distance between two short strings, or a large number for long ones. */
+static size_t levenshtein(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), row[65];
+
+	if (la > 64 || lb > 64)
+		return (size_t)-1;
+	for (size_t j = 0; j <= lb; j++)
+		row[j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		size_t diag = row[0];
+
+		row[0] = i;
+		for (size_t j = 1; j <= lb; j++) {
+			size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+
+			if (up + 1 < best)
+				best = up + 1;
+			if (row[j - 1] + 1 < best)
+				best = row[j - 1] + 1;
+			diag = up;
+			row[j] = best;
+		}
+	}
+	return row[lb];
+}
+
+/* ---- the schema ------------------------------------------------------------------------------- */
+
+enum kind {
+	K_SECTION,  /* an object of the fields in sub */
+	K_JOBS,     /* job names to job objects */
+	K_LEVEL,
+	K_PATH,
+	K_SOCKET,
+	K_BUDGET,
+	K_SIZE,
+	K_WEIGHT,
+	K_POLICY,
+	K_BOOL,
+};
+
+/* One key: its name, what its value must be, and where in the struct it goes. */
+struct field {
+	const char *name;
+	enum kind kind;
+	size_t off;
+	const struct field *sub;
+};
+
+static const struct field daemon_fields[] = {
+	{"log_level", K_LEVEL, offsetof(struct mvd_config, log_level), NULL},
+	{"log_file", K_PATH, offsetof(struct mvd_config, log_file), NULL},
+	{"socket", K_SOCKET, offsetof(struct mvd_config, socket), NULL},
+	{NULL, 0, 0, NULL},
+};
+
+static const struct field device_fields[] = {
+	{"budget", K_BUDGET, offsetof(struct mvd_config, device_budget), NULL},
+	{NULL, 0, 0, NULL},
+};
+
+static const struct field library_fields[] = {
+	{"slab_threshold", K_SIZE, offsetof(struct mvd_config, slab_threshold), NULL},
+	{"host_limit", K_SIZE, offsetof(struct mvd_config, host_limit), NULL},
+	{"safety_net", K_BOOL, offsetof(struct mvd_config, safety_net), NULL},
+	{NULL, 0, 0, NULL},
+};
+
+static const struct field top_fields[] = {
+	{"daemon", K_SECTION, 0, daemon_fields},
+	{"device", K_SECTION, 0, device_fields},
+	{"jobs", K_JOBS, 0, NULL},
+	{"library", K_SECTION, 0, library_fields},
+	{NULL, 0, 0, NULL},
+};
+
+static const struct field job_fields[] = {
+	{"weight", K_WEIGHT, offsetof(struct mvd_job, weight), NULL},
+	{"min", K_SIZE, offsetof(struct mvd_job, min), NULL},
+	{"policy", K_POLICY, offsetof(struct mvd_job, policy), NULL},
+	{NULL, 0, 0, NULL},
+};
+
+/* What each kind of value must look like, for "expected X". */
+static const char *expected(enum kind k)
+{
+	switch (k) {
+	case K_SECTION: return "an object";
+	case K_JOBS: return "an object of job names";
+	case K_LEVEL: return "a log level such as \"info\"";
+	case K_PATH: return "a path such as \"/var/log/memvirtd.log\"";
+	case K_SOCKET: return "a path such as \"/run/memvirt/memvirtd.sock\"";
+	case K_BUDGET: return "a string such as \"60GiB\" or \"90%\"";
+	case K_SIZE: return "a size such as \"4GiB\" or a number of bytes";
+	case K_WEIGHT: return "a whole number from 1 to 1000";
+	case K_POLICY: return "a policy name such as \"lru\"";
+	default: return "true or false";
+	}
+}
+
+/* ---- checking --------------------------------------------------------------------------------- */
+
+struct loader {
+	const char *file;
+	struct posmap map;
+	char *err;
+	size_t errlen;
+	const char *path[CONFIG_MAX_DEPTH];  /* the keys down to the value being checked, borrowed */
+	size_t depth;
+};
+
+/* Writes the error line for the current path, at its key or at its value, and returns -1. */
+static int fail(struct loader *l, int at_key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(struct loader *l, int at_key, const char *fmt, ...)
+{
+	const struct pos *p = posmap_find(&l->map, l->path, l->depth);
+	char msg[512], keys[256], part[128];
+	size_t k = 0;
+	va_list ap;
+
+	if (l->err == NULL || l->errlen == 0)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	keys[0] = '\0';
+	for (size_t i = 0; i < l->depth && k < sizeof(keys); i++) {
+		/* An empty job name would vanish between two dots. */
+		const char *name = l->path[i][0] != '\0' ? shown(l->path[i], part, sizeof(part)) : "\"\"";
+		int n = snprintf(keys + k, sizeof(keys) - k, "%s%s", i ? "." : "", name);
+
+		if (n > 0)
+			k += (size_t)n;
+	}
+	if (l->depth > 0 && k < sizeof(keys))
+		snprintf(keys + k, sizeof(keys) - k, ": ");
+	snprintf(l->err, l->errlen, "%s:%d:%d: %s%s", l->file,
+		 p != NULL ? (at_key ? p->key_line : p->val_line) : 1,
+		 p != NULL ? (at_key ? p->key_col : p->val_col) : 1, keys, msg);
+	return -1;
+}
+
+static int wrong_type(struct loader *l, enum kind k, const json_t *v)
+{
+	return fail(l, 0, "expected %s, got %s", expected(k), kind_of(v));
+}
+
+static int one_of(const char *s, const char *const *names)
+{
+	for (; *names != NULL; names++)
+		if (strcmp(s, *names) == 0)
+			return 1;
+	return 0;
+}
+
+/* Joins names as "a, b or c" (or with "and"). */
+static const char *list(const char *const *names, const char *conj, char *buf, size_t len)
+{
+	size_t k = 0, n = 0;
+
+	while (names[n] != NULL)
+		n++;
+	buf[0] = '\0';
+	for (size_t i = 0; i < n && k < len; i++) {
+		int w;
+
+		if (i > 0 && i + 1 == n)
+			w = snprintf(buf + k, len - k, " %s %s", conj, names[i]);
+		else
+			w = snprintf(buf + k, len - k, "%s%s", i > 0 ? ", " : "", names[i]);
+		if (w > 0)
+			k += (size_t)w;
+	}
+	return buf;
+}
+
+/* A size given as a string ("4GiB") or as a whole number of bytes. */
+static int check_size(struct loader *l, const json_t *v, uint64_t *out)
+{
+	char buf[64];
+
+	if (json_is_string(v)) {
+		if (mv_parse_size(json_string_value(v), out) != 0)
+			return fail(l, 0, "'%s' is not a size such as 4GiB",
+				    shown(json_string_value(v), buf, sizeof(buf)));
+		return 0;
+	}
+	if (json_is_integer(v)) {
+		if (json_integer_value(v) < 0)
+			return fail(l, 0, "%lld is not a size such as 4GiB",
+				    (long long)json_integer_value(v));
+		*out = (uint64_t)json_integer_value(v);
+		return 0;
+	}
+	if (json_is_real(v)) {
+		double d = json_real_value(v);
+
+		/* 1e9 is a whole number of bytes, even written as a real. */
+		if (!(d >= 0) || d != floor(d) || d >= 18446744073709551615.0)
+			return fail(l, 0, "%g is not a size such as 4GiB", d);
+		*out = (uint64_t)d;
+		return 0;
+	}
+	return wrong_type(l, K_SIZE, v);
+}
+
+static int check_budget(struct loader *l, const json_t *v, char **out)
+{
+	const char *s;
+	char buf[64], *end;
+	uint64_t x;
+	size_t n;
+
+	/* A bare number is refused: 90 could mean bytes or a percentage. */
+	if (!json_is_string(v))
+		return wrong_type(l, K_BUDGET, v);
+	s = json_string_value(v);
+	n = strlen(s);
+	if (n > 0 && s[n - 1] == '%') {
+		double pct;
+
+		/* Checked against a large whole so that a small but non-zero percentage stays so. */
+		if (mv_parse_size_or_percent(s, (uint64_t)1 << 50, &x) != 0) {
+			pct = strtod(s, &end);
+			while (*end == ' ')
+				end++;
+			if (end != s && strcmp(end, "%") == 0 && pct > 100 && s[0] != '-' && s[0] != '+')
+				return fail(l, 0, "'%s' is more than 100%%", shown(s, buf, sizeof(buf)));
+			return fail(l, 0, "'%s' is not a percentage such as 90%%",
+				    shown(s, buf, sizeof(buf)));
+		}
+	} else if (mv_parse_size(s, &x) != 0) {
+		return fail(l, 0, "'%s' is not a size such as 4GiB or a percentage such as 90%%",
+			    shown(s, buf, sizeof(buf)));
+	}
+	if (x == 0)
+		return fail(l, 0, "'%s' leaves no memory: the budget must be more than 0",
+			    shown(s, buf, sizeof(buf)));
+	set_string(out, s);
+	return 0;
+}
+
+static int check_value(struct loader *l, struct mvd_config *c, const struct field *f,
+		       const json_t *v, void *base);
+
+/* Checks each key of obj against fields and stores the values into base. */
+static int check_fields(struct loader *l, struct mvd_config *c, const json_t *obj,
+			const struct field *fields, void *base)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)obj, key, v) {
+		const struct field *f, *near = NULL;
+		size_t best = 3;
+		char buf[128], known[256];
+		const char *names[8];
+		size_t n = 0;
+		int rc;
+
+		for (f = fields; f->name != NULL && strcmp(f->name, key) != 0; f++)
+			;
+		l->path[l->depth++] = key;
+		if (f->name == NULL) {
+			for (f = fields; f->name != NULL; f++) {
+				size_t d = levenshtein(key, f->name);
+
+				if (d < best) {
+					best = d;
+					near = f;
+				}
+				if (n + 1 < sizeof(names) / sizeof(names[0]))
+					names[n++] = f->name;
+			}
+			names[n] = NULL;
+			if (near != NULL)
+				return fail(l, 1, "unknown key '%s' (did you mean '%s'?)",
+					    shown(key, buf, sizeof(buf)), near->name);
+			return fail(l, 1, "unknown key '%s'; expected %s",
+				    shown(key, buf, sizeof(buf)), list(names, "or", known, sizeof(known)));
+		}
+		rc = check_value(l, c, f, v, base);
+		l->depth--;
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* "jobs": "default" first, whichever comes first in the file, since the other jobs start from it. */
+static int check_jobs(struct loader *l, struct mvd_config *c, const json_t *obj)
+{
+	const char *key;
+	json_t *v;
+
+	v = json_object_get(obj, "default");
+	if (v != NULL) {
+		int rc;
+
+		l->path[l->depth++] = "default";
+		if (!json_is_object(v))
+			return wrong_type(l, K_SECTION, v);
+		rc = check_fields(l, c, v, job_fields, &c->defaults);
+		l->depth--;
+		if (rc != 0)
+			return rc;
+	}
+	c->jobs = xcalloc(json_object_size(obj), sizeof(*c->jobs));
+	json_object_foreach((json_t *)obj, key, v) {
+		struct mvd_job *j;
+		int rc;
+
+		if (strcmp(key, "default") == 0)
+			continue;
+		l->path[l->depth++] = key;
+		if (key[0] == '\0')
+			return fail(l, 1, "a job name must not be empty");
+		if (!json_is_object(v))
+			return wrong_type(l, K_SECTION, v);
+		j = &c->jobs[c->njobs++];
+		j->name = xstrdup(key);
+		j->weight = c->defaults.weight;
+		j->min = c->defaults.min;
+		j->policy = xstrdup(c->defaults.policy);
+		rc = check_fields(l, c, v, job_fields, j);
+		l->depth--;
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+static int check_value(struct loader *l, struct mvd_config *c, const struct field *f,
+		       const json_t *v, void *base)
+{
+	char *at = (char *)base + f->off, buf[64], names[128];
+
+	switch (f->kind) {
+	case K_SECTION:
+		if (!json_is_object(v))
+			return wrong_type(l, f->kind, v);
+		return check_fields(l, c, v, f->sub, c);
+	case K_JOBS:
+		if (!json_is_object(v))
+			return wrong_type(l, f->kind, v);
+		return check_jobs(l, c, v);
+	case K_LEVEL:
+		if (!json_is_string(v))
+			return wrong_type(l, f->kind, v);
+		if (!one_of(json_string_value(v), log_levels))
+			return fail(l, 0, "'%s' is not a log level: %s",
+				    shown(json_string_value(v), buf, sizeof(buf)),
+				    list(log_levels, "or", names, sizeof(names)));
+		set_string((char **)(void *)at, json_string_value(v));
+		return 0;
+	case K_PATH:
+	case K_SOCKET:
+		if (!json_is_string(v))
+			return wrong_type(l, f->kind, v);
+		if (json_string_length(v) == 0)
+			return fail(l, 0, "a path must not be empty");
+		if (f->kind == K_SOCKET &&
+		    json_string_length(v) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
+			return fail(l, 0, "a socket path must be shorter than %zu bytes",
+				    sizeof(((struct sockaddr_un *)NULL)->sun_path));
+		set_string((char **)(void *)at, json_string_value(v));
+		return 0;
+	case K_BUDGET:
+		return check_budget(l, v, (char **)(void *)at);
+	case K_SIZE:
+		return check_size(l, v, (uint64_t *)(void *)at);
+	case K_WEIGHT:
+		if (json_is_real(v))
+			return fail(l, 0, "%g is not a whole number from 1 to 1000",
+				    json_real_value(v));
+		if (!json_is_integer(v))
+			return wrong_type(l, f->kind, v);
+		if (json_integer_value(v) < 1 || json_integer_value(v) > 1000)
+			return fail(l, 0, "weight %lld is out of range 1..1000",
+				    (long long)json_integer_value(v));
+		*(uint32_t *)(void *)at = (uint32_t)json_integer_value(v);
+		return 0;
+	case K_POLICY:
+		if (!json_is_string(v))
+			return wrong_type(l, f->kind, v);
+		if (!one_of(json_string_value(v), mvd_policies))
+			return fail(l, 0, "unknown policy '%s'; the known policies are %s",
+				    shown(json_string_value(v), buf, sizeof(buf)),
+				    list(mvd_policies, "and", names, sizeof(names)));
+		set_string((char **)(void *)at, json_string_value(v));
+		return 0;
+	case K_BOOL:
+		if (!json_is_boolean(v))
+			return wrong_type(l, f->kind, v);
+		*(int *)(void *)at = json_is_true(v);
+		return 0;
+	}
+	return 0;
+}
+
+/* ---- the interface ---------------------------------------------------------------------------- */
+
+struct mvd_config *mvd_config_default(void)
+{
+	struct mvd_config *c = xcalloc(1, sizeof(*c));
+
+	c->log_level = xstrdup("info");
+	c->device_budget = xstrdup("100%");
+	c->defaults.name = xstrdup("default");
+	c->defaults.weight = 1;
+	c->defaults.min = 0;
+	c->defaults.policy = xstrdup("lru");
+	c->slab_threshold = (uint64_t)1 << 20;
+	c->host_limit = 0;
+	c->safety_net = 1;
+	return c;
+}
+
+/* Reads a whole file; returns 0, or -1 with err set. */
+static int read_file(const char *path, char **text, size_t *len, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	size_t cap = 4096, n = 0;
+	char *buf;
+
+	if (f == NULL)
+		goto err_open;
+	buf = xcalloc(1, cap + 1);
+	for (;;) {
+		size_t got = fread(buf + n, 1, cap - n, f);
+
+		n += got;
+		if (got == 0)
+			break;
+		if (n > CONFIG_MAX_BYTES)
+			goto err_size;
+		if (n == cap) {
+			char *more = realloc(buf, cap * 2 + 1);
+
+			if (more == NULL) {
+				fputs("memvirt: out of memory\n", stderr);
+				abort();
+			}
+			buf = more;
+			cap *= 2;
+		}
+	}
+	if (ferror(f))
+		goto err_read;
+	fclose(f);
+	buf[n] = '\0';
+	*text = buf;
+	*len = n;
+	return 0;
+
+err_size:
+	snprintf(err, errlen, "%s: larger than %u bytes; not a configuration file", path,
+		 CONFIG_MAX_BYTES);
+	free(buf);
+	fclose(f);
+	return -1;
+err_read:
+	snprintf(err, errlen, "%s: cannot read: %s", path, strerror(errno));
+	free(buf);
+	fclose(f);
+	return -1;
+err_open:
+	snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+	return -1;
+}
+
+int mvd_config_load(const char *path, struct mvd_config **out, char *err, size_t errlen)
+{
+	struct loader l = {.file = path, .err = err, .errlen = errlen};
+	struct mvd_config *c = NULL;
+	char scratch[1], buf[256];
+	json_error_t jerr;
+	json_t *root;
+	char *text;
+	size_t len;
+	int rc;
+
+	if (err == NULL || errlen == 0) {
+		l.err = err = scratch;
+		l.errlen = errlen = sizeof(scratch);
+	}
+	if (read_file(path, &text, &len, err, errlen) != 0)
+		return -1;
+	/* Any value is read so that a scalar at the top level gets this file's own message. */
+	root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+	if (root == NULL) {
+		/* jansson counts the column of an empty file's end as 0. */
+		if (jerr.line >= 1)
+			snprintf(err, errlen, "%s:%d:%d: %s", path, jerr.line,
+				 jerr.column >= 1 ? jerr.column : 1, shown(jerr.text, buf, sizeof(buf)));
+		else
+			snprintf(err, errlen, "%s: %s", path, shown(jerr.text, buf, sizeof(buf)));
+		free(text);
+		return -1;
+	}
+	posmap_build(&l.map, text, len);
+	free(text);
+
+	c = mvd_config_default();
+	c->path = xstrdup(path);
+	if (!json_is_object(root))
+		rc = fail(&l, 0, "expected an object at the top level, got %s", kind_of(root));
+	else
+		rc = check_fields(&l, c, root, top_fields, c);
+	json_decref(root);
+	posmap_free(&l.map);
+	if (rc != 0) {
+		mvd_config_free(c);
+		return -1;
+	}
+	*out = c;
+	return 0;
+}
+
+static void job_free(struct mvd_job *j)
+{
+	free(j->name);
+	free(j->policy);
+}
+
+void mvd_config_free(struct mvd_config *c)
+{
+	if (c == NULL)
+		return;
+	free(c->path);
+	free(c->log_level);
+	free(c->log_file);
+	free(c->socket);
+	free(c->device_budget);
+	job_free(&c->defaults);
+	for (size_t i = 0; i < c->njobs; i++)
+		job_free(&c->jobs[i]);
+	free(c->jobs);
+	free(c);
+}
+
+const struct mvd_job *mvd_config_job(const struct mvd_config *c, const char *job)
+{
+	if (job != NULL)
+		for (size_t i = 0; i < c->njobs; i++)
+			if (strcmp(c->jobs[i].name, job) == 0)
+				return &c->jobs[i];
+	return &c->defaults;
+}
+
+uint64_t mvd_config_device_budget(const struct mvd_config *c, uint64_t total)
+{
+	uint64_t x;
+
+	/* A budget larger than the device (a file written for a bigger card) is the whole device. */
+	if (c == NULL || c->device_budget == NULL ||
+	    mv_parse_size_or_percent(c->device_budget, total, &x) != 0 || x > total)
+		return total;
+	return x;
+}

@@ -1,0 +1,63 @@
+/* memvirt.json: the configuration memvirtd and `memvirt config check` read. Every key is checked:
+ * an unknown key, a wrong type or a bad value is refused with file:line:col, the key's path and,
+ * when a key looks misspelt, the key it probably meant. memvirt.json(5) lists every key.
+ *
+ *   {
+ *     "daemon":  { "log_level": "info", "log_file": "/var/log/memvirtd.log",
+ *                  "socket": "/run/memvirt/memvirtd.sock" },
+ *     "device":  { "budget": "90%" },
+ *     "jobs":    { "default":  { "weight": 1, "min": "0", "policy": "lru" },
+ *                  "train.py": { "weight": 2, "min": "4GiB" } },
+ *     "library": { "slab_threshold": "1MiB", "host_limit": "64GiB", "safety_net": true }
+ *   }
+ *
+ * Ownership: mvd_config_load returns a config the caller frees with mvd_config_free; everything
+ * reached from it is owned by it. */
+#ifndef MVD_CONFIG_H
+#define MVD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* How the arbiter treats one job (a process whose job name matches, or "default"). */
+struct mvd_job {
+	char *name;
+	uint32_t weight;   /* share of the device budget beyond the minimums, 1 to 1000 */
+	uint64_t min;      /* bytes the job is granted before any weighted share */
+	char *policy;      /* the paging policy's name: "lru" (see memvirt-policies(7)) */
+};
+
+struct mvd_config {
+	char *path;               /* the file it came from, NULL for the built-in defaults */
+	char *log_level;          /* "debug", "info", "warn" or "error" */
+	char *log_file;           /* NULL: stderr */
+	char *socket;             /* NULL: the default path (protocol/paths.h) */
+	char *device_budget;      /* a size ("60GiB") or a percentage of each device ("90%") */
+	struct mvd_job defaults;  /* "jobs"."default", or the built-in one */
+	struct mvd_job *jobs;     /* every other "jobs" entry */
+	size_t njobs;
+	uint64_t slab_threshold;  /* handed to the library of jobs that memvirt run starts */
+	uint64_t host_limit;      /* 0: the library's default */
+	int safety_net;
+};
+
+/* The built-in configuration: log level info, budget 100%, weight 1, min 0, policy lru. */
+struct mvd_config *mvd_config_default(void);
+
+/* Reads and checks path. Returns 0 and *out, or -1 with err holding one line:
+ * "FILE:LINE:COL: KEY.PATH: MESSAGE" (and " (did you mean 'KEY'?)" for a misspelt key). A file
+ * that cannot be read or is not JSON gets "FILE: ..." or "FILE:LINE:COL: ..." alike. */
+int mvd_config_load(const char *path, struct mvd_config **out, char *err, size_t errlen);
+
+void mvd_config_free(struct mvd_config *c);
+
+/* The rule for a job name: its own entry, else the defaults. Borrowed. */
+const struct mvd_job *mvd_config_job(const struct mvd_config *c, const char *job);
+
+/* The budget for a device of total bytes. */
+uint64_t mvd_config_device_budget(const struct mvd_config *c, uint64_t total);
+
+/* The built-in policies, NULL-terminated, for checks and `memvirt policies`. */
+extern const char *const mvd_policies[];
+
+#endif

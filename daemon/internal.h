@@ -1,0 +1,204 @@
+/* memvirtd's internals: what the daemon's modules (server, session, arbiter, control, log) share.
+ *
+ * Everything runs on the one libuv loop thread, so nothing here is locked. Ownership:
+ * - the server owns every struct mvd_conn; a connection is freed only in its uv_close callback;
+ * - a library connection owns its struct mvd_session, freed when the connection closes;
+ * - the arbiter owns every struct mvd_device and borrows the sessions on it;
+ * - the server owns the current struct mvd_config; everything else borrows it and must not keep
+ *   pointers into it across a reload. */
+#ifndef MVD_INTERNAL_H
+#define MVD_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "daemon/config.h"
+#include "protocol/frame.h"
+#include "protocol/proto.h"
+
+/* log.c: leveled log lines "TIME memvirtd[PID] LEVEL: message", and fatal errors. */
+enum mvd_log_level {
+	MVD_LOG_DEBUG,
+	MVD_LOG_INFO,
+	MVD_LOG_WARN,
+	MVD_LOG_ERROR,
+};
+
+int mvd_log_parse_level(const char *s, enum mvd_log_level *out);
+void mvd_log_set_level(enum mvd_log_level level);
+/* Logs to path from now on (NULL: stderr). Returns 0, or a negative errno with the old target
+ * kept. */
+int mvd_log_open(const char *path);
+/* Reopens the current log file, so that a rotated log is let go (SIGHUP). */
+void mvd_log_reopen(void);
+void mvd_log(enum mvd_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+#define mvd_debug(...) mvd_log(MVD_LOG_DEBUG, __VA_ARGS__)
+#define mvd_info(...) mvd_log(MVD_LOG_INFO, __VA_ARGS__)
+#define mvd_warn(...) mvd_log(MVD_LOG_WARN, __VA_ARGS__)
+#define mvd_error(...) mvd_log(MVD_LOG_ERROR, __VA_ARGS__)
+/* Logs at error and exits 1. */
+void mvd_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* Out of memory is fatal in the daemon (STYLE.md): these never return NULL. */
+void *mvd_xmalloc(size_t n);
+void *mvd_xcalloc(size_t n, size_t size);
+void *mvd_xrealloc(void *p, size_t n);
+char *mvd_xstrdup(const char *s);
+
+/* server.c: the listening socket, connections, signals and the current config. */
+
+/* How the daemon listens. */
+struct mvd_listen {
+	const char *path;   /* the socket's path; borrowed */
+	int fd;             /* an inherited listening socket (systemd), or -1 to create path */
+	int private_dir;    /* the caller owns the socket's directory: do not create or judge it */
+};
+
+/* What a connection turned out to be, from its first frame. */
+enum mvd_conn_kind {
+	MVD_CONN_NEW,     /* nothing received yet */
+	MVD_CONN_LIBRARY, /* HELLO: a libmemvirt.so process on one device */
+	MVD_CONN_CONTROL, /* CONTROL_HELLO: the memvirt command */
+};
+
+/* One accepted connection. */
+struct mvd_conn {
+	uv_pipe_t pipe;              /* first, so a handle pointer is a connection pointer */
+	uint64_t id;                 /* for log lines */
+	enum mvd_conn_kind kind;
+	uid_t uid;                   /* the peer's, from SO_PEERCRED */
+	pid_t pid;                   /* the peer's, from SO_PEERCRED; 0 when unknown */
+	uint8_t *buf;                /* bytes received and not yet decoded */
+	size_t len;
+	size_t cap;
+	int closing;                 /* uv_close called: send nothing more, decode nothing more */
+	struct mvd_session *session; /* a library connection's session; owned */
+	TAILQ_ENTRY(mvd_conn) entry;
+};
+
+int mvd_server_start(uv_loop_t *loop, const struct mvd_listen *l, struct mvd_config *cfg);
+/* Begins a clean stop: no new connections, SHUTDOWN to every library session, then every
+ * connection closes. The loop returns once all are gone. */
+void mvd_server_stop(void);
+int mvd_server_stopping(void);
+/* Removes the socket file if this daemon created it and it is still the one it bound. */
+void mvd_server_cleanup(void);
+/* Frees the config once the loop has ended. */
+void mvd_server_free(void);
+
+/* The current config; borrowed until the next reload. */
+const struct mvd_config *mvd_server_config(void);
+/* Rereads the config file (the built-in defaults when the daemon has none). On success the new
+ * config replaces the old, logging follows it and grants are recomputed; returns 0. Otherwise the
+ * old config stays and err says why; returns -1. */
+int mvd_server_reload(char *err, size_t errlen);
+uint64_t mvd_server_uptime_s(void);
+/* The uid memvirtd runs as: it may stop and reload the daemon, besides root. */
+uid_t mvd_server_uid(void);
+/* Set from the command line, never from the config: they survive reloads. */
+void mvd_server_set_overrides(const char *log_level, const char *log_file);
+
+/* Queues a frame of type with payload[0, len) for c; a copy is made. Nothing when c is closing. */
+void mvd_conn_send(struct mvd_conn *c, uint16_t type, const uint8_t *payload, size_t len);
+/* Queues frame[0, len), a whole frame the caller malloc'd; takes ownership of it. */
+void mvd_conn_send_frame(struct mvd_conn *c, uint8_t *frame, size_t len);
+/* Closes c once what is queued for it is written; reason (may be NULL) is logged. */
+void mvd_conn_close(struct mvd_conn *c, enum mvd_log_level level, const char *reason);
+
+/* session.c: one library process on one device. */
+struct mvd_device;
+
+struct mvd_session {
+	uint64_t id;
+	struct mvd_conn *conn;       /* borrowed: the connection owns the session */
+	uint32_t pid;
+	uid_t uid;
+	char job[64];
+	uint32_t device;             /* the ordinal in the process, for log lines */
+	uint8_t uuid[16];
+	uint64_t device_total;
+	uint32_t hello_weight;       /* 0: the config's */
+	uint32_t weight;             /* in force: hello_weight, else the config's for job */
+	uint64_t min;                /* the config's for job */
+	uint64_t request;            /* what the process would use on its own */
+	uint64_t grant;              /* the last grant computed */
+	int welcomed;                /* WELCOME sent: later changes go out as GRANT */
+	struct mv_msg_counters counters; /* the latest snapshot, zero until one arrives */
+	uint64_t events;             /* events received */
+	uint64_t events_dropped_heads; /* the sum of the EVENTS heads' dropped */
+	uint64_t launches;           /* MV_EV_LAUNCH events received */
+	struct mvd_device *dev;      /* the arbiter's device; borrowed */
+	TAILQ_ENTRY(mvd_session) entry;     /* every session */
+	TAILQ_ENTRY(mvd_session) dev_entry; /* the device's sessions */
+};
+TAILQ_HEAD(mvd_sessions, mvd_session);
+
+/* Makes the session of a library connection from its HELLO, joins it to its device's arbiter and
+ * welcomes it with its first grant. */
+struct mvd_session *mvd_session_new(struct mvd_conn *c, const struct mv_msg_hello *h);
+/* Leaves the arbiter (the other sessions on the device may get more) and frees s. */
+void mvd_session_free(struct mvd_session *s);
+/* Handles one frame after HELLO. Returns 0, 1 when the process said BYE, or -1 with *why set. */
+int mvd_session_frame(struct mvd_session *s, const struct mv_frame *f, const char **why);
+/* Takes weight and min from cfg again. */
+void mvd_session_configure(struct mvd_session *s, const struct mvd_config *cfg);
+/* Sends GRANT (or, before the first, nothing: WELCOME carries it). */
+void mvd_session_send_grant(struct mvd_session *s);
+struct mvd_sessions *mvd_sessions(void);
+size_t mvd_session_count_visible(uid_t viewer);
+int mvd_session_visible(const struct mvd_session *s, uid_t viewer);
+json_t *mvd_session_json(const struct mvd_session *s);
+/* The UUID as 32 lowercase hex digits into out[33]. */
+void mvd_uuid_format(const uint8_t uuid[16], char *out);
+
+/* arbiter.c: each device's budget divided among its sessions. */
+
+/* One session's claim on a device's budget. */
+struct mvd_claim {
+	uint64_t request; /* never granted more than this */
+	uint64_t min;     /* granted first, up to request */
+	uint32_t weight;  /* share of what is left after the minimums */
+};
+
+/* Divides budget among n claims into grants[0, n) by water-filling:
+ * 1. each gets min(min, request); when those exceed the budget they are scaled down in
+ *    proportion, and nothing more is given;
+ * 2. what is left is shared in proportion to weight, never above a request; what a capped claim
+ *    cannot take goes round again to the others.
+ * The grants never sum above budget and each is at most its request. Pure: no state, no I/O. */
+void mvd_arbiter_divide(uint64_t budget, size_t n, const struct mvd_claim *claims, uint64_t *grants);
+
+/* One GPU, known by UUID, and the sessions on it. */
+struct mvd_device {
+	uint8_t uuid[16];
+	uint64_t total;        /* the largest device_total its sessions reported */
+	uint64_t budget;       /* mvd_config_device_budget(total) */
+	uint64_t granted;      /* the sum of its sessions' grants */
+	size_t nsessions;
+	struct mvd_sessions sessions;
+	TAILQ_ENTRY(mvd_device) entry;
+};
+
+/* Adds s to its device (made on first use) and recomputes the device's grants; sessions whose
+ * grant changed, other than s, are sent GRANT. s->grant holds its first grant afterwards. */
+void mvd_arbiter_join(struct mvd_session *s);
+/* Removes s and regrants the rest; a device with no sessions left is forgotten. */
+void mvd_arbiter_leave(struct mvd_session *s);
+/* Recomputes every device's budget and grants under the current config. */
+void mvd_arbiter_recompute_all(void);
+/* The devices the viewer has sessions on (root: all), as protocol/control.h's DEVICE list;
+ * granted and sessions count only what the viewer may see. New reference. */
+json_t *mvd_arbiter_devices_json(uid_t viewer);
+
+/* control.c: the memvirt command's requests. */
+
+/* Handles one frame of a control connection. Returns 0, or -1 with *why set when the frame is not
+ * one a control session may send. */
+int mvd_control_frame(struct mvd_conn *c, const struct mv_frame *f, const char **why);
+
+#endif

@@ -1,0 +1,165 @@
+/* memvirtd's log: leveled lines to stderr or a file, and the fatal out-of-memory helpers. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/internal.h"
+
+static const char *log_names[] = {"debug", "info", "warn", "error"};
+
+static enum mvd_log_level log_level = MVD_LOG_INFO;
+static int log_fd = STDERR_FILENO;
+static char *log_path; /* NULL: stderr */
+
+int mvd_log_parse_level(const char *s, enum mvd_log_level *out)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(log_names) / sizeof(log_names[0]); i++) {
+		if (strcmp(s, log_names[i]) == 0) {
+			*out = (enum mvd_log_level)i;
+			return 0;
+		}
+	}
+	/* "warning" is what people type as often as "warn". */
+	if (strcmp(s, "warning") == 0) {
+		*out = MVD_LOG_WARN;
+		return 0;
+	}
+	return -1;
+}
+
+void mvd_log_set_level(enum mvd_log_level level)
+{
+	log_level = level;
+}
+
+int mvd_log_open(const char *path)
+{
+	int fd;
+
+	if (path == NULL) {
+		if (log_fd != STDERR_FILENO)
+			close(log_fd);
+		log_fd = STDERR_FILENO;
+		free(log_path);
+		log_path = NULL;
+		return 0;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	if (log_fd != STDERR_FILENO)
+		close(log_fd);
+	log_fd = fd;
+	if (log_path != path) {
+		free(log_path);
+		log_path = mvd_xstrdup(path);
+	}
+	return 0;
+}
+
+void mvd_log_reopen(void)
+{
+	char *path;
+	int rc;
+
+	if (log_path == NULL)
+		return;
+	path = mvd_xstrdup(log_path);
+	rc = mvd_log_open(path);
+	if (rc < 0)
+		mvd_warn("cannot reopen log file %s: %s; keeping the old one", path, strerror(-rc));
+	free(path);
+}
+
+static void log_vwrite(enum mvd_log_level level, const char *fmt, va_list ap)
+{
+	char line[2048];
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+	int m;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+	m = snprintf(line + n, sizeof(line) - n, ".%03ld memvirtd[%d] %s: ", ts.tv_nsec / 1000000,
+		     (int)getpid(), log_names[level]);
+	if (m > 0)
+		n += (size_t)m;
+	m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	if (m > 0)
+		n += (size_t)m;
+	/* A long message is cut, keeping room for its newline. */
+	if (n > sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	/* One write per line, so that a line is never split between writers of one file. */
+	if (write(log_fd, line, n) < 0)
+		return;
+}
+
+void mvd_log(enum mvd_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (level < log_level)
+		return;
+	va_start(ap, fmt);
+	log_vwrite(level, fmt, ap);
+	va_end(ap);
+}
+
+void mvd_fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(MVD_LOG_ERROR, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void *mvd_xmalloc(size_t n)
+{
+	void *p = malloc(n == 0 ? 1 : n);
+
+	if (p == NULL)
+		mvd_fatal("out of memory (%zu bytes)", n);
+	return p;
+}
+
+void *mvd_xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n == 0 ? 1 : n, size == 0 ? 1 : size);
+
+	if (p == NULL)
+		mvd_fatal("out of memory (%zu x %zu bytes)", n, size);
+	return p;
+}
+
+void *mvd_xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n == 0 ? 1 : n);
+
+	if (q == NULL)
+		mvd_fatal("out of memory (%zu bytes)", n);
+	return q;
+}
+
+char *mvd_xstrdup(const char *s)
+{
+	char *p = strdup(s);
+
+	if (p == NULL)
+		mvd_fatal("out of memory (%zu bytes)", strlen(s) + 1);
+	return p;
+}

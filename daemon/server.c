@@ -1,0 +1,678 @@
+/* The server: the listening socket, each connection's frames, signals, and the config in force. */
+#include <config.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/internal.h"
+
+/* A connection's receive buffer never grows beyond this: a whole frame is at most
+ * MV_FRAME_HEADER + MV_FRAME_MAX, so a well-behaved peer always fits. */
+#define SERVER_BUF_MAX (2u << 20)
+#define SERVER_BUF_MIN (64u << 10)
+/* A peer that lets this much of our output pile up is not reading: it is dropped. */
+#define SERVER_WRITE_MAX (16u << 20)
+/* How long a stop waits for connections to take their last frames before cutting them. */
+#define SERVER_STOP_MS 3000
+
+/* One queued write; data is freed with it. */
+struct server_write {
+	uv_write_t req;
+	uint8_t *data;
+};
+
+static uv_loop_t *server_loop;
+static uv_pipe_t server_listener;
+static uv_signal_t server_sighup, server_sigterm, server_sigint;
+static uv_timer_t server_stop_timer;
+static int server_stopping_flag;
+static TAILQ_HEAD(, mvd_conn) server_conns = TAILQ_HEAD_INITIALIZER(server_conns);
+static uint64_t server_next_conn = 1;
+
+static struct mvd_config *server_cfg;
+static const char *server_override_level; /* --log-level, borrowed from argv */
+static const char *server_override_file;  /* --log-file, borrowed from argv */
+static struct timespec server_started;
+
+/* The socket file this daemon bound, to remove at exit; empty when it was inherited. */
+static char server_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static dev_t server_path_dev;
+static ino_t server_path_ino;
+
+static void server_close_cb(uv_handle_t *h);
+
+const struct mvd_config *mvd_server_config(void)
+{
+	return server_cfg;
+}
+
+uid_t mvd_server_uid(void)
+{
+	return geteuid();
+}
+
+int mvd_server_stopping(void)
+{
+	return server_stopping_flag;
+}
+
+uint64_t mvd_server_uptime_s(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)(now.tv_sec - server_started.tv_sec);
+}
+
+void mvd_server_set_overrides(const char *log_level, const char *log_file)
+{
+	server_override_level = log_level;
+	server_override_file = log_file;
+}
+
+/* Points the log where cfg and the command line say. Returns 0, or -1 with err set; the log is
+ * left as it was then. */
+static int server_apply_log(const struct mvd_config *cfg, char *err, size_t errlen)
+{
+	const char *level = server_override_level != NULL ? server_override_level : cfg->log_level;
+	const char *file = server_override_file != NULL ? server_override_file : cfg->log_file;
+	enum mvd_log_level l = MVD_LOG_INFO;
+	int rc;
+
+	if (level != NULL && mvd_log_parse_level(level, &l) < 0) {
+		snprintf(err, errlen, "unknown log level '%s'", level);
+		return -1;
+	}
+	/* Opening again even an unchanged path is what lets a rotated log go on SIGHUP. */
+	rc = mvd_log_open(file);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot open log file %s: %s", file, strerror(-rc));
+		return -1;
+	}
+	mvd_log_set_level(l);
+	return 0;
+}
+
+int mvd_server_reload(char *err, size_t errlen)
+{
+	struct mvd_config *next, *old = server_cfg;
+	struct mvd_session *s;
+	char why[512];
+
+	if (old->path != NULL) {
+		if (mvd_config_load(old->path, &next, err, errlen) < 0)
+			return -1;
+	} else {
+		next = mvd_config_default();
+	}
+	server_cfg = next;
+	if (server_apply_log(next, why, sizeof(why)) < 0)
+		mvd_warn("config reload: %s; logging goes on as before", why);
+	if ((next->socket == NULL) != (old->socket == NULL) ||
+	    (next->socket != NULL && strcmp(next->socket, old->socket) != 0))
+		mvd_warn("config reload: daemon.socket changed; it takes effect at the next start");
+	/* Sessions keep going under the new rules: only their weights, minimums and grants change. */
+	TAILQ_FOREACH(s, mvd_sessions(), entry)
+		mvd_session_configure(s, next);
+	mvd_arbiter_recompute_all();
+	mvd_config_free(old);
+	mvd_info("config reloaded from %s", next->path != NULL ? next->path : "the built-in defaults");
+	return 0;
+}
+
+static void server_write_cb(uv_write_t *req, int status)
+{
+	struct server_write *w = (struct server_write *)req;
+	struct mvd_conn *c = (struct mvd_conn *)req->handle;
+
+	if (status < 0 && status != UV_ECANCELED && !c->closing) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "write failed: %s", uv_strerror(status));
+		mvd_conn_close(c, MVD_LOG_INFO, why);
+	}
+	free(w->data);
+	free(w);
+}
+
+void mvd_conn_send_frame(struct mvd_conn *c, uint8_t *frame, size_t len)
+{
+	struct server_write *w;
+	uv_buf_t buf;
+	int rc;
+
+	if (c->closing) {
+		free(frame);
+		return;
+	}
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > SERVER_WRITE_MAX) {
+		free(frame);
+		mvd_conn_close(c, MVD_LOG_WARN, "the peer does not read what it is sent");
+		return;
+	}
+	w = mvd_xmalloc(sizeof(*w));
+	w->data = frame;
+	buf = uv_buf_init((char *)frame, (unsigned int)len);
+	rc = uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, server_write_cb);
+	if (rc < 0) {
+		char why[128];
+
+		free(frame);
+		free(w);
+		snprintf(why, sizeof(why), "write failed: %s", uv_strerror(rc));
+		mvd_conn_close(c, MVD_LOG_INFO, why);
+	}
+}
+
+void mvd_conn_send(struct mvd_conn *c, uint16_t type, const uint8_t *payload, size_t len)
+{
+	uint8_t *frame;
+
+	if (c->closing)
+		return;
+	frame = mvd_xmalloc(MV_FRAME_HEADER + len);
+	mv_frame_header(frame, type, (uint32_t)len);
+	if (len > 0)
+		memcpy(frame + MV_FRAME_HEADER, payload, len);
+	mvd_conn_send_frame(c, frame, MV_FRAME_HEADER + len);
+}
+
+static void server_shutdown_cb(uv_shutdown_t *req, int status)
+{
+	uv_handle_t *h = (uv_handle_t *)req->handle;
+
+	free(req);
+	if (!uv_is_closing(h))
+		uv_close(h, server_close_cb);
+}
+
+void mvd_conn_close(struct mvd_conn *c, enum mvd_log_level level, const char *reason)
+{
+	uv_shutdown_t *req;
+
+	if (c->closing)
+		return;
+	c->closing = 1;
+	if (reason != NULL)
+		mvd_log(level, "connection %llu (pid %d uid %u): %s", (unsigned long long)c->id,
+			(int)c->pid, (unsigned)c->uid, reason);
+	uv_read_stop((uv_stream_t *)&c->pipe);
+	/* The session leaves now, not when the socket is finally closed, so that the others on its
+	 * device get its share at once. */
+	if (c->session != NULL) {
+		mvd_session_free(c->session);
+		c->session = NULL;
+	}
+	/* What is queued (a last answer, SHUTDOWN) is written before the close. */
+	req = mvd_xmalloc(sizeof(*req));
+	if (uv_shutdown(req, (uv_stream_t *)&c->pipe, server_shutdown_cb) < 0) {
+		free(req);
+		uv_close((uv_handle_t *)&c->pipe, server_close_cb);
+	}
+}
+
+static void server_close_cb(uv_handle_t *h)
+{
+	struct mvd_conn *c = (struct mvd_conn *)h;
+
+	TAILQ_REMOVE(&server_conns, c, entry);
+	free(c->buf);
+	free(c);
+}
+
+/* The first frame says what the connection is. Returns 0 or -1 with *why set. */
+static int server_first_frame(struct mvd_conn *c, const struct mv_frame *f, const char **why)
+{
+	struct mv_msg_hello hello;
+	struct mv_msg_control_hello ctl;
+
+	switch (f->type) {
+	case MV_MSG_HELLO:
+		if (mv_hello_decode(f->payload, f->length, &hello) < 0) {
+			*why = "HELLO payload of the wrong size";
+			return -1;
+		}
+		c->kind = MVD_CONN_LIBRARY;
+		c->session = mvd_session_new(c, &hello);
+		return 0;
+	case MV_MSG_CONTROL_HELLO:
+		if (mv_control_hello_decode(f->payload, f->length, &ctl) < 0) {
+			*why = "CONTROL_HELLO payload of the wrong size";
+			return -1;
+		}
+		c->kind = MVD_CONN_CONTROL;
+		mvd_debug("connection %llu: control session of pid %d uid %u", (unsigned long long)c->id,
+			  (int)c->pid, (unsigned)c->uid);
+		return 0;
+	default:
+		*why = "the first frame is neither HELLO nor CONTROL_HELLO";
+		return -1;
+	}
+}
+
+static void server_frame(struct mvd_conn *c, const struct mv_frame *f)
+{
+	const char *why = NULL;
+	char msg[160];
+	int rc;
+
+	switch (c->kind) {
+	case MVD_CONN_NEW:
+		rc = server_first_frame(c, f, &why);
+		break;
+	case MVD_CONN_LIBRARY:
+		rc = mvd_session_frame(c->session, f, &why);
+		if (rc == 1) {
+			mvd_conn_close(c, MVD_LOG_DEBUG, "BYE");
+			return;
+		}
+		break;
+	case MVD_CONN_CONTROL:
+	default:
+		rc = mvd_control_frame(c, f, &why);
+		break;
+	}
+	if (rc < 0) {
+		snprintf(msg, sizeof(msg), "bad frame (type 0x%04x, %u bytes): %s", f->type, f->length,
+			 why);
+		mvd_conn_close(c, MVD_LOG_WARN, msg);
+	}
+}
+
+/* Decodes and handles every whole frame in c's buffer, keeping a partial one for later. */
+static void server_drain(struct mvd_conn *c)
+{
+	struct mv_frame f;
+	size_t off = 0;
+	ssize_t n;
+	char msg[128];
+
+	while (!c->closing) {
+		n = mv_frame_decode(c->buf + off, c->len - off, &f);
+		if (n == MV_FRAME_NEED_MORE)
+			break;
+		if (n < 0) {
+			snprintf(msg, sizeof(msg), "bad frame: %s", mv_frame_strerror((int)n));
+			mvd_conn_close(c, MVD_LOG_WARN, msg);
+			return;
+		}
+		server_frame(c, &f);
+		off += (size_t)n;
+	}
+	if (c->closing)
+		return;
+	memmove(c->buf, c->buf + off, c->len - off);
+	c->len -= off;
+	/* A buffer grown for one large frame is given back once it has been handled. */
+	if (c->len == 0 && c->cap > SERVER_BUF_MIN) {
+		free(c->buf);
+		c->buf = NULL;
+		c->cap = 0;
+	}
+}
+
+static void server_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct mvd_conn *c = (struct mvd_conn *)h;
+	size_t cap;
+
+	if (c->cap - c->len < SERVER_BUF_MIN && c->cap < SERVER_BUF_MAX) {
+		cap = c->cap == 0 ? SERVER_BUF_MIN : c->cap * 2;
+		if (cap > SERVER_BUF_MAX)
+			cap = SERVER_BUF_MAX;
+		c->buf = mvd_xrealloc(c->buf, cap);
+		c->cap = cap;
+	}
+	/* A full buffer gives libuv no room, and the read callback then hears UV_ENOBUFS. */
+	*buf = uv_buf_init((char *)c->buf + c->len, (unsigned int)(c->cap - c->len));
+}
+
+static void server_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	struct mvd_conn *c = (struct mvd_conn *)stream;
+	char msg[128];
+
+	if (c->closing)
+		return;
+	/* A process that exits with our last frame unread resets the connection rather than
+	 * closing it: for the daemon that is the same ending. */
+	if (nread == UV_EOF || nread == UV_ECONNRESET) {
+		if (c->len > 0) {
+			snprintf(msg, sizeof(msg), "bad frame: %s",
+				 mv_frame_strerror(mv_frame_at_eof(c->len)));
+			mvd_conn_close(c, MVD_LOG_WARN, msg);
+		} else {
+			mvd_conn_close(c, c->kind == MVD_CONN_LIBRARY ? MVD_LOG_INFO : MVD_LOG_DEBUG,
+				       c->kind == MVD_CONN_LIBRARY ? "closed without BYE" : "closed");
+		}
+		return;
+	}
+	if (nread < 0) {
+		snprintf(msg, sizeof(msg), "read failed: %s", uv_strerror((int)nread));
+		mvd_conn_close(c, MVD_LOG_WARN, msg);
+		return;
+	}
+	c->len += (size_t)nread;
+	server_drain(c);
+}
+
+static void server_connection_cb(uv_stream_t *listener, int status)
+{
+	struct mvd_conn *c;
+	struct ucred cred;
+	socklen_t credlen = sizeof(cred);
+	uv_os_fd_t fd;
+	int rc;
+
+	if (status < 0) {
+		mvd_warn("accept: %s", uv_strerror(status));
+		return;
+	}
+	c = mvd_xcalloc(1, sizeof(*c));
+	c->id = server_next_conn++;
+	c->kind = MVD_CONN_NEW;
+	uv_pipe_init(server_loop, &c->pipe, 0);
+	TAILQ_INSERT_TAIL(&server_conns, c, entry);
+	rc = uv_accept(listener, (uv_stream_t *)&c->pipe);
+	if (rc < 0) {
+		mvd_warn("accept: %s", uv_strerror(rc));
+		c->closing = 1;
+		uv_close((uv_handle_t *)&c->pipe, server_close_cb);
+		return;
+	}
+	/* Who the peer is decides what it may see: without its credentials it gets nothing. */
+	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &credlen) < 0) {
+		mvd_warn("connection %llu: cannot learn the peer's credentials: %s",
+			 (unsigned long long)c->id, strerror(errno));
+		c->closing = 1;
+		uv_close((uv_handle_t *)&c->pipe, server_close_cb);
+		return;
+	}
+	c->uid = cred.uid;
+	c->pid = cred.pid;
+	mvd_debug("connection %llu: pid %d uid %u", (unsigned long long)c->id, (int)c->pid,
+		  (unsigned)c->uid);
+	rc = uv_read_start((uv_stream_t *)&c->pipe, server_alloc_cb, server_read_cb);
+	if (rc < 0) {
+		char why[128];
+
+		snprintf(why, sizeof(why), "cannot read: %s", uv_strerror(rc));
+		mvd_conn_close(c, MVD_LOG_WARN, why);
+	}
+}
+
+static void server_signal_cb(uv_signal_t *h, int signum)
+{
+	char err[1024];
+
+	if (signum == SIGHUP) {
+		mvd_info("SIGHUP: reloading the config");
+		if (mvd_server_reload(err, sizeof(err)) < 0) {
+			mvd_warn("config reload failed, keeping the old config: %s", err);
+			mvd_log_reopen();
+		}
+		return;
+	}
+	mvd_info("%s: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	mvd_server_stop();
+}
+
+/* Creates dir and its missing parents, 0700 each. Returns 0 or a negative errno. */
+static int server_mkdir_p(const char *dir)
+{
+	char buf[PATH_MAX];
+	char *p;
+
+	if (snprintf(buf, sizeof(buf), "%s", dir) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, 0700) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* Makes the socket's directory, or checks the one there: only its owner may reach the socket
+ * through it, since the per-uid checks are all a shared socket would have. */
+static int server_prepare_dir(const char *path)
+{
+	char dir[PATH_MAX];
+	char *slash;
+	struct stat st;
+	int rc;
+
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir)) {
+		mvd_error("socket path %s is too long", path);
+		return -1;
+	}
+	slash = strrchr(dir, '/');
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		dir[1] = '\0';
+	else
+		*slash = '\0';
+
+	rc = server_mkdir_p(dir);
+	if (rc < 0) {
+		mvd_error("cannot create the socket directory %s: %s", dir, strerror(-rc));
+		return -1;
+	}
+	if (lstat(dir, &st) < 0) {
+		mvd_error("cannot examine the socket directory %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		mvd_error("the socket directory %s is not a directory (a symbolic link is refused "
+			  "too); remove it or choose another --socket", dir);
+		return -1;
+	}
+	if (st.st_uid != geteuid()) {
+		mvd_error("the socket directory %s belongs to uid %u, not to uid %u that memvirtd runs "
+			  "as; refusing to listen there (remove it or choose another --socket)", dir,
+			  (unsigned)st.st_uid, (unsigned)geteuid());
+		return -1;
+	}
+	if ((st.st_mode & 077) != 0) {
+		mvd_error("the socket directory %s has mode %04o; it must be 0700 so that only its "
+			  "owner reaches the socket (chmod 700 %s, or choose another --socket)", dir,
+			  (unsigned)(st.st_mode & 07777), dir);
+		return -1;
+	}
+	return 0;
+}
+
+/* Removes a socket file nothing answers on. Returns 0 when path is free to bind. */
+static int server_clear_stale(const char *path)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	int fd, rc;
+
+	if (lstat(path, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		mvd_error("cannot examine %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		mvd_error("%s exists and is not a socket; refusing to replace it", path);
+		return -1;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		mvd_error("socket: %s", strerror(errno));
+		return -1;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	rc = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	if (rc == 0) {
+		mvd_error("another memvirtd is already listening on %s", path);
+		return -1;
+	}
+	/* Only "nobody listens" makes the file stale; any other failure leaves it alone. */
+	if (errno != ECONNREFUSED) {
+		mvd_error("cannot tell whether %s is in use: %s", path, strerror(errno));
+		return -1;
+	}
+	if (unlink(path) < 0 && errno != ENOENT) {
+		mvd_error("cannot remove the stale socket %s: %s", path, strerror(errno));
+		return -1;
+	}
+	mvd_info("removed the stale socket %s", path);
+	return 0;
+}
+
+static int server_listen_path(const struct mvd_listen *l)
+{
+	struct stat st;
+	int rc;
+
+	if (strlen(l->path) >= sizeof(server_path)) {
+		mvd_error("socket path %s is longer than a Unix socket allows (%zu bytes)", l->path,
+			  sizeof(server_path) - 1);
+		return -1;
+	}
+	if (!l->private_dir && server_prepare_dir(l->path) < 0)
+		return -1;
+	if (server_clear_stale(l->path) < 0)
+		return -1;
+	rc = uv_pipe_bind(&server_listener, l->path);
+	if (rc < 0) {
+		mvd_error("cannot bind %s: %s", l->path, uv_strerror(rc));
+		return -1;
+	}
+	snprintf(server_path, sizeof(server_path), "%s", l->path);
+	if (stat(l->path, &st) == 0) {
+		server_path_dev = st.st_dev;
+		server_path_ino = st.st_ino;
+	}
+	return 0;
+}
+
+int mvd_server_start(uv_loop_t *loop, const struct mvd_listen *l, struct mvd_config *cfg)
+{
+	char err[512];
+	int rc;
+
+	server_loop = loop;
+	server_cfg = cfg;
+	clock_gettime(CLOCK_MONOTONIC, &server_started);
+	if (server_apply_log(cfg, err, sizeof(err)) < 0) {
+		mvd_error("%s", err);
+		return -1;
+	}
+	/* A peer that goes away mid-write must cost an error code, not the daemon. */
+	signal(SIGPIPE, SIG_IGN);
+
+	uv_pipe_init(loop, &server_listener, 0);
+	if (l->fd >= 0) {
+		rc = uv_pipe_open(&server_listener, l->fd);
+		if (rc < 0) {
+			mvd_error("cannot use the inherited socket (fd %d): %s", l->fd, uv_strerror(rc));
+			return -1;
+		}
+	} else if (server_listen_path(l) < 0) {
+		return -1;
+	}
+	rc = uv_listen((uv_stream_t *)&server_listener, 128, server_connection_cb);
+	if (rc < 0) {
+		mvd_error("cannot listen on %s: %s", l->path, uv_strerror(rc));
+		mvd_server_cleanup();
+		return -1;
+	}
+
+	uv_signal_init(loop, &server_sighup);
+	uv_signal_start(&server_sighup, server_signal_cb, SIGHUP);
+	uv_signal_init(loop, &server_sigterm);
+	uv_signal_start(&server_sigterm, server_signal_cb, SIGTERM);
+	uv_signal_init(loop, &server_sigint);
+	uv_signal_start(&server_sigint, server_signal_cb, SIGINT);
+	uv_timer_init(loop, &server_stop_timer);
+
+	mvd_info("memvirtd %s listening on %s%s (config: %s)", PACKAGE_VERSION, l->path,
+		 l->fd >= 0 ? " (socket from systemd)" : "",
+		 cfg->path != NULL ? cfg->path : "built-in defaults");
+	return 0;
+}
+
+/* Cuts every connection still open when the stop's grace period is over. */
+static void server_stop_timer_cb(uv_timer_t *t)
+{
+	struct mvd_conn *c;
+
+	TAILQ_FOREACH(c, &server_conns, entry) {
+		if (!uv_is_closing((uv_handle_t *)&c->pipe)) {
+			mvd_debug("connection %llu: still open at the end of the stop; closing it",
+				  (unsigned long long)c->id);
+			uv_close((uv_handle_t *)&c->pipe, server_close_cb);
+		}
+	}
+	uv_close((uv_handle_t *)t, NULL);
+}
+
+void mvd_server_stop(void)
+{
+	struct mvd_conn *c, *next;
+
+	if (server_stopping_flag)
+		return;
+	server_stopping_flag = 1;
+	uv_close((uv_handle_t *)&server_listener, NULL);
+	uv_close((uv_handle_t *)&server_sighup, NULL);
+	uv_close((uv_handle_t *)&server_sigterm, NULL);
+	uv_close((uv_handle_t *)&server_sigint, NULL);
+	/* Sessions are told first, so that each process goes on with its local policy instead of
+	 * waiting on grants that will not come. */
+	for (c = TAILQ_FIRST(&server_conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		if (c->closing)
+			continue;
+		if (c->kind == MVD_CONN_LIBRARY)
+			mvd_conn_send(c, MV_MSG_SHUTDOWN, NULL, 0);
+		mvd_conn_close(c, MVD_LOG_DEBUG, NULL);
+	}
+	/* The timer does not keep the loop alive: the loop ends as soon as the last connection has
+	 * closed, and the timer only fires if one hangs. */
+	uv_timer_start(&server_stop_timer, server_stop_timer_cb, SERVER_STOP_MS, 0);
+	uv_unref((uv_handle_t *)&server_stop_timer);
+}
+
+void mvd_server_cleanup(void)
+{
+	struct stat st;
+
+	if (server_path[0] == '\0')
+		return;
+	/* A socket another daemon has bound at the same path since then is not ours to remove. */
+	if (stat(server_path, &st) == 0 && st.st_dev == server_path_dev &&
+	    st.st_ino == server_path_ino && unlink(server_path) < 0)
+		mvd_warn("cannot remove %s: %s", server_path, strerror(errno));
+	server_path[0] = '\0';
+}
+
+void mvd_server_free(void)
+{
+	mvd_config_free(server_cfg);
+	server_cfg = NULL;
+}

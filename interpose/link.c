@@ -1,0 +1,586 @@
+/* The link to memvirtd: a lock-free ring of buffer events that the app's threads fill, and the link
+ * thread that drains it to the daemon in batches, sends counter snapshots, and applies the daemon's
+ * grants. The app never waits on any of it (DESIGN §3, invariant 4): a full ring drops the event
+ * and counts it, and while no daemon is linked an event costs the app one atomic load. Without a
+ * daemon the link thread retries with a growing pause and the local budget applies. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "interpose/internal.h"
+#include "protocol/frame.h"
+#include "protocol/paths.h"
+#include "protocol/proto.h"
+#include "protocol/units.h"
+
+#define MV_LINK_SLOTS (1u << 16) /* a power of two */
+#define MV_LINK_LAP_SHIFT 16     /* log2 of MV_LINK_SLOTS */
+#define MV_LINK_BUSY_MS 20       /* how soon the next batch goes while events flow */
+#define MV_LINK_IDLE_MS 100      /* and while they do not */
+#define MV_LINK_COUNTERS_MS 500
+#define MV_LINK_WELCOME_MS 2000  /* how long a daemon may take to answer HELLO */
+#define MV_LINK_SEND_MS 2000     /* a daemon that takes no bytes for this long is gone */
+#define MV_LINK_EXIT_MS 200      /* the last batch and BYE at exit */
+#define MV_LINK_BACKOFF_MIN_MS 100
+#define MV_LINK_BACKOFF_MAX_MS 5000
+
+/* ---- the event ring ---- */
+
+/* One event and whose turn it is: seq is 2L while the slot waits for the producer of lap L (ticket
+ * >> MV_LINK_LAP_SHIFT), 2L + 1 once that producer has written it and it waits for the link thread.
+ * Zero-filled memory is lap 0 with every slot free. */
+struct slot {
+	_Atomic uint64_t seq;
+	struct mv_event ev;
+};
+
+static struct slot ring[MV_LINK_SLOTS];
+/* The next ticket to claim: producers take it with compare-and-swap, on a line of its own. */
+static _Alignas(64) _Atomic uint64_t tail;
+/* The next ticket to read: the link thread's alone (and the fork handler's, single-threaded). */
+static _Alignas(64) uint64_t head;
+/* Events dropped since the last batch reported them. */
+static _Atomic uint64_t dropped_unsent;
+
+_Atomic int mv_link_up;
+
+void mv_link_push(uint32_t kind, uint32_t stream, uint64_t addr, uint64_t size, uint64_t arg)
+{
+	struct timespec ts;
+	uint64_t t, free_seq, seq;
+	struct slot *s;
+
+	/* CLOCK_MONOTONIC is read through the vDSO: no system call. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t = atomic_load_explicit(&tail, memory_order_relaxed);
+	for (;;) {
+		s = &ring[t & (MV_LINK_SLOTS - 1)];
+		free_seq = (t >> MV_LINK_LAP_SHIFT) * 2;
+		seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+		if (seq == free_seq) {
+			if (atomic_compare_exchange_weak_explicit(&tail, &t, t + 1, memory_order_relaxed,
+								  memory_order_relaxed))
+				break;
+		} else if ((int64_t)(seq - free_seq) < 0) {
+			/* The slot still holds the previous lap's event: the ring is full. Never wait. */
+			atomic_fetch_add_explicit(&mv_count.events_dropped, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&dropped_unsent, 1, memory_order_relaxed);
+			return;
+		} else {
+			/* Another producer took this ticket first. */
+			t = atomic_load_explicit(&tail, memory_order_relaxed);
+		}
+	}
+	s->ev.time_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	s->ev.kind = kind;
+	s->ev.stream = stream;
+	s->ev.addr = addr;
+	s->ev.size = size;
+	s->ev.arg = arg;
+	atomic_store_explicit(&s->seq, free_seq + 1, memory_order_release);
+}
+
+/* Takes up to max events off the ring, in ticket order; stops early at a slot whose producer has
+ * not finished writing it. */
+static uint32_t ring_drain(struct mv_event *out, uint32_t max)
+{
+	uint64_t h = head;
+	uint32_t n = 0;
+
+	while (n < max) {
+		struct slot *s = &ring[h & (MV_LINK_SLOTS - 1)];
+		uint64_t full = (h >> MV_LINK_LAP_SHIFT) * 2 + 1;
+		if (atomic_load_explicit(&s->seq, memory_order_acquire) != full)
+			break;
+		if (out != NULL)
+			out[n] = s->ev;
+		n++;
+		atomic_store_explicit(&s->seq, full + 1, memory_order_release);
+		h++;
+	}
+	head = h;
+	return n;
+}
+
+/* ---- the link thread's state ---- */
+
+/* Set once the link thread has been started in this process (or starting it failed). */
+static _Atomic int started;
+/* Set by the exit handler: the link thread sends what it has, says BYE and ends. */
+static _Atomic int exiting;
+/* The link thread's: the daemon connection, and the pipe the exit handler wakes it with. */
+static int sock = -1;
+static int wake_pipe[2] = {-1, -1};
+static char sock_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+/* The link thread's buffers: a batch of events, and one outgoing and one incoming frame. */
+static struct mv_event *batch;
+static uint8_t *tx, *rx;
+static size_t rxlen;
+/* Guards `finished`, set when the link thread has ended (after its BYE at exit). */
+static pthread_mutex_t end_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t end_cond = PTHREAD_COND_INITIALIZER;
+static int finished;
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- frames ---- */
+
+/* Writes all of p to the daemon, waiting for room at most until `deadline` (now_ms). Returns 0 or
+ * a negative errno. */
+static int send_all(const uint8_t *p, size_t len, uint64_t deadline)
+{
+	while (len > 0) {
+		ssize_t n = send(sock, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			p += n;
+			len -= (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			struct pollfd pfd = {.fd = sock, .events = POLLOUT};
+			uint64_t now = now_ms();
+			if (now >= deadline)
+				return -ETIMEDOUT;
+			poll(&pfd, 1, (int)(deadline - now));
+			continue;
+		}
+		return n < 0 ? -errno : -EPIPE;
+	}
+	return 0;
+}
+
+/* Sends the frame of type whose payload of len bytes is already at tx + MV_FRAME_HEADER. */
+static int send_frame(uint16_t type, size_t len, uint64_t deadline)
+{
+	mv_frame_header(tx, type, (uint32_t)len);
+	return send_all(tx, MV_FRAME_HEADER + len, deadline);
+}
+
+static const char *send_failure(int err)
+{
+	return err == -ETIMEDOUT ? "the daemon stopped reading" : strerror(-err);
+}
+
+/* Drains the ring into EVENTS frames until it is empty, with the count of events dropped since the
+ * last one. Returns the number of events sent, or a negative errno. */
+static long send_events(uint64_t deadline)
+{
+	long sent = 0;
+
+	for (;;) {
+		uint32_t n = ring_drain(batch, MV_EVENTS_MAX);
+		uint64_t lost = atomic_exchange_explicit(&dropped_unsent, 0, memory_order_relaxed);
+		int r;
+		if (lost > UINT32_MAX) {
+			atomic_fetch_add_explicit(&dropped_unsent, lost - UINT32_MAX, memory_order_relaxed);
+			lost = UINT32_MAX;
+		}
+		if (n == 0 && lost == 0)
+			return sent;
+		r = send_frame(MV_MSG_EVENTS, mv_events_encode(batch, n, (uint32_t)lost, tx + MV_FRAME_HEADER), deadline);
+		if (r != 0)
+			return r;
+		atomic_fetch_add_explicit(&mv_count.events_sent, n, memory_order_relaxed);
+		sent += n;
+		if (n < MV_EVENTS_MAX)
+			return sent;
+	}
+}
+
+static int send_counters(uint64_t deadline)
+{
+	struct memvirt_counters c;
+	struct mv_msg_counters m;
+
+	memvirt_counters(&c);
+	m.budget = c.budget;
+	m.resident_bytes = c.resident_bytes;
+	m.host_bytes = c.host_bytes;
+	m.page_outs = c.page_outs;
+	m.page_ins = c.page_ins;
+	m.fault_ins = c.fault_ins;
+	m.bytes_out = c.bytes_out;
+	m.bytes_in = c.bytes_in;
+	m.stall_ns = c.stall_ns;
+	m.app_vmm_bytes = c.app_vmm_bytes;
+	m.oom = c.oom;
+	m.events_dropped = c.events_dropped;
+	return send_frame(MV_MSG_COUNTERS, mv_counters_encode(&m, tx + MV_FRAME_HEADER), deadline);
+}
+
+static int send_hello(uint64_t deadline)
+{
+	struct mv_msg_hello h;
+	CUuuid uuid;
+
+	memset(&h, 0, sizeof(h));
+	h.pid = (uint32_t)getpid();
+	h.device = (uint32_t)mv_dev.device;
+	/* Sessions on one GPU share its memory: the UUID says which GPU, whatever its ordinal here. */
+	if (mv_real.cuDeviceGetUuid_v2 != NULL && mv_real.cuDeviceGetUuid_v2(&uuid, mv_dev.device) == CUDA_SUCCESS)
+		memcpy(h.uuid, uuid.bytes, sizeof(h.uuid));
+	h.device_total = mv_dev.total;
+	h.budget = mv_budget.local;
+	h.weight = mv_cfg.weight;
+	memcpy(h.job, mv_cfg.job, sizeof(h.job));
+	h.job[sizeof(h.job) - 1] = '\0';
+	return send_frame(MV_MSG_HELLO, mv_hello_encode(&h, tx + MV_FRAME_HEADER), deadline);
+}
+
+/* What the daemon's frames did: nothing to act on, its WELCOME, or the end of the session. */
+enum rx_result { RX_OK, RX_WELCOME, RX_END };
+
+static void apply_grant(uint64_t grant, const char *why)
+{
+	char a[32];
+
+	mv_log(MV_LOG_DEBUG, "%s: budget %s", why, mv_format_size(grant, a, sizeof(a)));
+	mv_budget_set(grant);
+}
+
+/* Reads what the daemon has sent and acts on every whole frame. *reason says why a session ends. */
+static enum rx_result receive(int welcomed, const char **reason)
+{
+	enum rx_result res = RX_OK;
+	size_t at = 0;
+	ssize_t n;
+
+	n = recv(sock, rx + rxlen, MV_FRAME_HEADER + MV_FRAME_MAX - rxlen, MSG_DONTWAIT);
+	if (n == 0) {
+		*reason = rxlen > 0 ? mv_frame_strerror(mv_frame_at_eof(rxlen)) : "the daemon closed the connection";
+		return RX_END;
+	}
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return RX_OK;
+		*reason = strerror(errno);
+		return RX_END;
+	}
+	rxlen += (size_t)n;
+	while (res != RX_END) {
+		struct mv_frame f;
+		ssize_t size = mv_frame_decode(rx + at, rxlen - at, &f);
+		if (size == MV_FRAME_NEED_MORE)
+			break;
+		if (size < 0) {
+			*reason = mv_frame_strerror((int)size);
+			res = RX_END;
+			break;
+		}
+		at += (size_t)size;
+		if (f.type == MV_MSG_WELCOME && !welcomed) {
+			struct mv_msg_welcome w;
+			if (mv_welcome_decode(f.payload, f.length, &w) != 0) {
+				*reason = mv_frame_strerror(MV_FRAME_BAD_PAYLOAD);
+				res = RX_END;
+				break;
+			}
+			{
+				char a[32];
+				mv_log(MV_LOG_INFO, "linked to memvirtd at %s: session %llu, budget %s", sock_path,
+				       (unsigned long long)w.session, mv_format_size(w.grant, a, sizeof(a)));
+			}
+			mv_budget_set(w.grant);
+			welcomed = 1;
+			res = RX_WELCOME;
+		} else if (f.type == MV_MSG_GRANT && welcomed) {
+			struct mv_msg_grant g;
+			if (mv_grant_decode(f.payload, f.length, &g) != 0) {
+				*reason = mv_frame_strerror(MV_FRAME_BAD_PAYLOAD);
+				res = RX_END;
+				break;
+			}
+			apply_grant(g.grant, "grant from memvirtd");
+		} else if (f.type == MV_MSG_SHUTDOWN) {
+			*reason = "the daemon is shutting down";
+			res = RX_END;
+		} else {
+			/* A frame the daemon has no business sending now (or ever). */
+			*reason = "unexpected message from the daemon";
+			res = RX_END;
+		}
+	}
+	memmove(rx, rx + at, rxlen - at);
+	rxlen -= at;
+	return res;
+}
+
+/* ---- sessions ---- */
+
+static int dial(void)
+{
+	struct sockaddr_un sa;
+	int fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, sock_path, sizeof(sa.sun_path));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		int err = errno;
+		close(fd);
+		return -err;
+	}
+	return fd;
+}
+
+/* Waits until the daemon's socket is readable, the exit handler wakes this thread, or timeout_ms
+ * passes (sock < 0: only the latter two). Returns whether the socket is readable. */
+static int wait_for(int timeout_ms)
+{
+	struct pollfd pfd[2] = {{.fd = wake_pipe[0], .events = POLLIN}, {.fd = sock, .events = POLLIN}};
+
+	if (poll(pfd, sock >= 0 ? 2 : 1, timeout_ms) <= 0)
+		return 0;
+	return sock >= 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
+}
+
+/* HELLO, then the WELCOME within MV_LINK_WELCOME_MS. Returns 0, or -1 with *reason. */
+static int handshake(const char **reason)
+{
+	uint64_t deadline = now_ms() + MV_LINK_WELCOME_MS;
+
+	rxlen = 0;
+	if (send_hello(deadline) != 0) {
+		*reason = "HELLO could not be sent";
+		return -1;
+	}
+	for (;;) {
+		uint64_t now = now_ms();
+		if (atomic_load(&exiting)) {
+			*reason = "the process is exiting";
+			return -1;
+		}
+		if (now >= deadline) {
+			*reason = "no WELCOME in time";
+			return -1;
+		}
+		if (!wait_for((int)(deadline - now)))
+			continue;
+		switch (receive(0, reason)) {
+		case RX_WELCOME:
+			return 0;
+		case RX_END:
+			return -1;
+		default:
+			break;
+		}
+	}
+}
+
+/* One session with the daemon, from connect to its end. Returns 1 when it got as far as a WELCOME,
+ * 0 otherwise. */
+static int session(void)
+{
+	const char *reason = NULL;
+	uint64_t next_events, next_counters;
+	int r;
+
+	sock = dial();
+	if (sock < 0) {
+		mv_log(MV_LOG_DEBUG, "no memvirtd at %s: %s", sock_path, strerror(-sock));
+		sock = -1;
+		return 0;
+	}
+	if (handshake(&reason) != 0) {
+		close(sock);
+		sock = -1;
+		if (!atomic_load(&exiting)) {
+			mv_log(MV_LOG_INFO, "memvirtd at %s: %s; using the local budget", sock_path, reason);
+			mv_budget_set(mv_budget.local);
+		}
+		return 0;
+	}
+	/* Whatever the ring holds is from an earlier session. */
+	while (ring_drain(NULL, MV_LINK_SLOTS) > 0)
+		;
+	atomic_store(&mv_link_up, 1);
+	next_events = now_ms() + MV_LINK_IDLE_MS;
+	next_counters = now_ms() + MV_LINK_COUNTERS_MS;
+	for (;;) {
+		uint64_t now = now_ms(), until = MV_MIN(next_events, next_counters);
+		if (atomic_load(&exiting)) {
+			/* Best effort, in bounded time: the last events, the final counters, BYE. */
+			uint64_t deadline = now + MV_LINK_EXIT_MS;
+			atomic_store(&mv_link_up, 0);
+			if (send_events(deadline) >= 0 && send_counters(deadline) == 0)
+				send_frame(MV_MSG_BYE, 0, deadline);
+			reason = "the process is exiting";
+			break;
+		}
+		if (now < until && wait_for((int)(until - now)) && receive(1, &reason) == RX_END)
+			break;
+		now = now_ms();
+		if (now >= next_events) {
+			long sent = send_events(now + MV_LINK_SEND_MS);
+			if (sent < 0) {
+				reason = send_failure((int)sent);
+				break;
+			}
+			next_events = now + (sent > 0 ? MV_LINK_BUSY_MS : MV_LINK_IDLE_MS);
+		}
+		if (now >= next_counters) {
+			r = send_counters(now + MV_LINK_SEND_MS);
+			if (r != 0) {
+				reason = send_failure(r);
+				break;
+			}
+			next_counters = now + MV_LINK_COUNTERS_MS;
+		}
+	}
+	atomic_store(&mv_link_up, 0);
+	close(sock);
+	sock = -1;
+	if (!atomic_load(&exiting)) {
+		char a[32];
+		mv_log(MV_LOG_INFO, "lost memvirtd (%s); back to the local budget %s", reason,
+		       mv_format_size(mv_budget.local, a, sizeof(a)));
+		mv_budget_set(mv_budget.local);
+	}
+	return 1;
+}
+
+static void *link_main(void *arg)
+{
+	int backoff = MV_LINK_BACKOFF_MIN_MS;
+
+	(void)arg;
+	/* Page-outs for a smaller grant are issued from this thread. */
+	mv_real.cuCtxSetCurrent(mv_dev.ctx);
+	/* After fork the budget may still be the parent's grant. */
+	mv_budget_set(mv_budget.local);
+	while (!atomic_load(&exiting)) {
+		if (session())
+			backoff = MV_LINK_BACKOFF_MIN_MS;
+		if (atomic_load(&exiting))
+			break;
+		/* No daemon: asleep in poll until the next try, or until the process exits. */
+		wait_for(backoff);
+		if (backoff < MV_LINK_BACKOFF_MAX_MS)
+			backoff = MV_MIN(backoff * 2, MV_LINK_BACKOFF_MAX_MS);
+	}
+	pthread_mutex_lock(&end_lock);
+	finished = 1;
+	pthread_cond_broadcast(&end_cond);
+	pthread_mutex_unlock(&end_lock);
+	return NULL;
+}
+
+void mv_link_start(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	sigset_t all, old;
+	int expected = 0, r;
+
+	if (atomic_load_explicit(&started, memory_order_acquire) || !mv_cfg.daemon)
+		return;
+	if (!atomic_compare_exchange_strong(&started, &expected, 1))
+		return;
+	if (mv_socket_path(sock_path, sizeof(sock_path)) != 0) {
+		mv_log(MV_LOG_WARN, "the daemon's socket path is too long; running without memvirtd");
+		return;
+	}
+	if (batch == NULL)
+		batch = malloc((size_t)MV_EVENTS_MAX * sizeof(*batch));
+	if (tx == NULL)
+		tx = malloc(MV_FRAME_HEADER + MV_FRAME_MAX);
+	if (rx == NULL)
+		rx = malloc(MV_FRAME_HEADER + MV_FRAME_MAX);
+	if (batch == NULL || tx == NULL || rx == NULL) {
+		mv_log(MV_LOG_WARN, "no memory for the link to memvirtd; running without it");
+		return;
+	}
+	if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) != 0) {
+		mv_log(MV_LOG_WARN, "cannot make the link thread's pipe (%s); running without memvirtd", strerror(errno));
+		return;
+	}
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/* The app's signals are for the app's threads. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&t, &attr, link_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (r != 0) {
+		mv_log(MV_LOG_WARN, "cannot start the link thread (%s); running without memvirtd", strerror(r));
+		close(wake_pipe[0]);
+		close(wake_pipe[1]);
+		wake_pipe[0] = wake_pipe[1] = -1;
+		return;
+	}
+	mv_log(MV_LOG_DEBUG, "link thread started for %s", sock_path);
+}
+
+/* After fork the child has neither the link thread nor a session of its own: the parent's socket
+ * and events are the parent's. The next allocation starts a new link. Runs single-threaded. */
+void mv_link_forked(void)
+{
+	uint64_t t = atomic_load_explicit(&tail, memory_order_relaxed);
+
+	/* Slots the parent's threads claimed but may never finish here are given up as read. */
+	for (; head != t; head++)
+		atomic_store_explicit(&ring[head & (MV_LINK_SLOTS - 1)].seq, (head >> MV_LINK_LAP_SHIFT) * 2 + 2,
+				      memory_order_relaxed);
+	atomic_store(&mv_link_up, 0);
+	atomic_store(&exiting, 0);
+	atomic_store(&dropped_unsent, 0);
+	if (sock >= 0)
+		close(sock);
+	sock = -1;
+	if (wake_pipe[0] >= 0) {
+		close(wake_pipe[0]);
+		close(wake_pipe[1]);
+	}
+	wake_pipe[0] = wake_pipe[1] = -1;
+	rxlen = 0;
+	pthread_mutex_init(&end_lock, NULL);
+	pthread_cond_init(&end_cond, NULL);
+	finished = 0;
+	atomic_store(&started, 0);
+}
+
+/* At exit: wakes the link thread to send its last batch and BYE, and waits for it a bounded time. */
+__attribute__((destructor)) static void link_exit(void)
+{
+	struct timespec until;
+
+	if (!atomic_load(&started) || wake_pipe[1] < 0)
+		return;
+	atomic_store(&exiting, 1);
+	if (write(wake_pipe[1], "x", 1) < 0) {
+		/* The pipe is full: the thread is awake already. */
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += 2 * MV_LINK_EXIT_MS * 1000000L;
+	while (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&end_lock);
+	while (!finished)
+		if (pthread_cond_timedwait(&end_cond, &end_lock, &until) != 0)
+			break;
+	pthread_mutex_unlock(&end_lock);
+}

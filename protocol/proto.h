@@ -1,0 +1,128 @@
+/* The memvirt wire protocol: the one definition of what travels between libmemvirt.so, memvirtd and
+ * the memvirt command.
+ *
+ * One Unix stream connection per process and device (or per command). Every frame is a 16-byte
+ * header, then `length` bytes of payload:
+ *
+ *     offset 0  u32 magic     MV_PROTO_MAGIC
+ *     offset 4  u16 version   MV_PROTO_VERSION
+ *     offset 6  u16 type      one of enum mv_msg_type
+ *     offset 8  u32 length    payload bytes, at most MV_FRAME_MAX
+ *     offset 12 u32 reserved  zero
+ *
+ * All integers are little-endian and fixed-width. Binary payloads are the structs below, each
+ * encoded field by field in the order written (protocol/frame.c), never by copying the struct. The
+ * control messages carry one JSON object (protocol/control.c).
+ *
+ * Bump MV_PROTO_VERSION whenever a payload changes. Never reuse a retired type number: list it in
+ * the reserved comment of its block. */
+#ifndef MV_PROTO_H
+#define MV_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MV_PROTO_MAGIC 0x5650564du /* "MVPV" as bytes on the wire */
+#define MV_PROTO_VERSION 1
+#define MV_FRAME_HEADER 16
+#define MV_FRAME_MAX (1u << 20) /* largest payload accepted */
+
+/* Message types, numbered in blocks by direction. */
+enum mv_msg_type {
+	/* 0x01xx library -> daemon */
+	MV_MSG_HELLO = 0x0100,    /* struct mv_msg_hello: the first frame of a library session */
+	MV_MSG_EVENTS = 0x0101,   /* struct mv_msg_events: a batch of buffer events */
+	MV_MSG_COUNTERS = 0x0102, /* struct mv_msg_counters: a snapshot of the paging counters */
+	MV_MSG_BYE = 0x0103,      /* no payload: the process is going away */
+
+	/* 0x02xx daemon -> library */
+	MV_MSG_WELCOME = 0x0200,  /* struct mv_msg_welcome: answer to HELLO */
+	MV_MSG_GRANT = 0x0201,    /* struct mv_msg_grant: a new device budget for this session */
+	MV_MSG_SHUTDOWN = 0x0202, /* no payload: the daemon is stopping; keep running on local policy */
+	/* 0x0203 is kept for plans */
+
+	/* 0x03xx control: the memvirt command <-> daemon */
+	MV_MSG_CONTROL_HELLO = 0x0300, /* struct mv_msg_control_hello: the first frame of a control session */
+	MV_MSG_REQUEST = 0x0301,       /* one JSON object: {"cmd": "...", ...} */
+	MV_MSG_RESPONSE = 0x0302,      /* one JSON object: {"ok": true, ...} or {"ok": false, "error": "..."} */
+};
+
+/* HELLO: who is talking. */
+struct mv_msg_hello {
+	uint32_t pid;
+	uint32_t device;            /* device ordinal in the process */
+	uint8_t uuid[16];           /* the device's UUID, so sessions on one GPU share its budget */
+	uint64_t device_total;      /* the device's memory */
+	uint64_t budget;            /* what the process would use on its own (MEMVIRT_BUDGET or total) */
+	uint32_t weight;            /* MEMVIRT_WEIGHT, 0 for the config's default */
+	uint32_t reserved;
+	char job[64];               /* a name for stats: the program, NUL-padded */
+};
+#define MV_MSG_HELLO_SIZE (4 + 4 + 16 + 8 + 8 + 4 + 4 + 64)
+
+/* WELCOME: the session's id and its first grant. */
+struct mv_msg_welcome {
+	uint64_t session;
+	uint64_t grant;
+};
+#define MV_MSG_WELCOME_SIZE 16
+
+/* GRANT: the session's device budget from now on; a smaller one makes the library evict down to it. */
+struct mv_msg_grant {
+	uint64_t grant;
+};
+#define MV_MSG_GRANT_SIZE 8
+
+/* One buffer event. */
+enum mv_event_kind {
+	MV_EV_ALLOC = 1,    /* addr, size */
+	MV_EV_FREE = 2,     /* addr */
+	MV_EV_LAUNCH = 3,   /* arg: buffers named; stream */
+	MV_EV_PAGE_OUT = 4, /* addr, size */
+	MV_EV_PAGE_IN = 5,  /* addr, size; arg 1 when the app waited for it */
+	MV_EV_SYNC = 6,     /* stream */
+};
+
+struct mv_event {
+	uint64_t time_ns; /* CLOCK_MONOTONIC */
+	uint32_t kind;
+	uint32_t stream;  /* the library's index of the stream, 0 when none */
+	uint64_t addr;
+	uint64_t size;
+	uint64_t arg;
+};
+#define MV_EVENT_SIZE 40
+
+/* EVENTS: count events follow the 8-byte head. */
+struct mv_msg_events {
+	uint32_t count;
+	uint32_t dropped; /* events lost since the previous batch because the ring was full */
+};
+#define MV_MSG_EVENTS_HEAD 8
+#define MV_EVENTS_MAX ((MV_FRAME_MAX - MV_MSG_EVENTS_HEAD) / MV_EVENT_SIZE)
+
+/* COUNTERS: the library's counters (interpose/memvirt.h) and its link's own. */
+struct mv_msg_counters {
+	uint64_t budget;
+	uint64_t resident_bytes;
+	uint64_t host_bytes;
+	uint64_t page_outs;
+	uint64_t page_ins;
+	uint64_t fault_ins;
+	uint64_t bytes_out;
+	uint64_t bytes_in;
+	uint64_t stall_ns;
+	uint64_t app_vmm_bytes;
+	uint64_t oom;
+	uint64_t events_dropped; /* in total */
+};
+#define MV_MSG_COUNTERS_SIZE (12 * 8)
+
+/* CONTROL_HELLO: a command's session. */
+struct mv_msg_control_hello {
+	uint32_t pid;
+	uint32_t reserved;
+};
+#define MV_MSG_CONTROL_HELLO_SIZE 8
+
+#endif

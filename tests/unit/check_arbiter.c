@@ -1,0 +1,342 @@
+/* mvd_arbiter_divide: how one device's budget is split among its sessions. */
+#include <config.h>
+
+#include <check.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "daemon/internal.h"
+
+#define KIB 1024ull
+#define GIB (1024ull * 1024 * 1024)
+#define BIG UINT64_MAX
+
+static uint64_t sum_of(const uint64_t *g, size_t n)
+{
+	uint64_t s = 0;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		s += g[i];
+	return s;
+}
+
+START_TEST(equal_weights)
+{
+	struct mvd_claim c[3] = {{BIG, 0, 1}, {BIG, 0, 1}, {BIG, 0, 1}};
+	uint64_t g[3];
+
+	mvd_arbiter_divide(12 * GIB, 3, c, g);
+	ck_assert_uint_eq(g[0], 4 * GIB);
+	ck_assert_uint_eq(g[1], 4 * GIB);
+	ck_assert_uint_eq(g[2], 4 * GIB);
+}
+END_TEST
+
+START_TEST(equal_weights_remainder)
+{
+	/* 10 bytes in three: the bytes the division leaves go to the first, none is lost. */
+	struct mvd_claim c[3] = {{BIG, 0, 1}, {BIG, 0, 1}, {BIG, 0, 1}};
+	uint64_t g[3];
+
+	mvd_arbiter_divide(10, 3, c, g);
+	ck_assert_uint_eq(g[0], 4);
+	ck_assert_uint_eq(g[1], 3);
+	ck_assert_uint_eq(g[2], 3);
+	ck_assert_uint_eq(sum_of(g, 3), 10);
+}
+END_TEST
+
+START_TEST(weights_two_to_one)
+{
+	struct mvd_claim c[2] = {{BIG, 0, 2}, {BIG, 0, 1}};
+	uint64_t g[2];
+
+	mvd_arbiter_divide(9 * GIB, 2, c, g);
+	ck_assert_uint_eq(g[0], 6 * GIB);
+	ck_assert_uint_eq(g[1], 3 * GIB);
+}
+END_TEST
+
+START_TEST(mins_honored)
+{
+	/* 6 GiB to the first before anything is shared; the other 4 GiB half each. */
+	struct mvd_claim c[2] = {{BIG, 6 * GIB, 1}, {BIG, 0, 1}};
+	uint64_t g[2];
+
+	mvd_arbiter_divide(10 * GIB, 2, c, g);
+	ck_assert_uint_eq(g[0], 8 * GIB);
+	ck_assert_uint_eq(g[1], 2 * GIB);
+}
+END_TEST
+
+START_TEST(min_above_request)
+{
+	/* A minimum is never more than what the session asks for. */
+	struct mvd_claim c[2] = {{2 * GIB, 8 * GIB, 1}, {BIG, 0, 1}};
+	uint64_t g[2];
+
+	mvd_arbiter_divide(10 * GIB, 2, c, g);
+	ck_assert_uint_eq(g[0], 2 * GIB);
+	ck_assert_uint_eq(g[1], 8 * GIB);
+}
+END_TEST
+
+START_TEST(mins_exceed_budget)
+{
+	/* 12 + 4 GiB of minimums in 8 GiB: each gets half of its minimum, weights play no part. */
+	struct mvd_claim c[3] = {{BIG, 12 * GIB, 1}, {BIG, 4 * GIB, 100}, {BIG, 0, 1000}};
+	uint64_t g[3];
+
+	mvd_arbiter_divide(8 * GIB, 3, c, g);
+	ck_assert_uint_eq(g[0], 6 * GIB);
+	ck_assert_uint_eq(g[1], 2 * GIB);
+	ck_assert_uint_eq(g[2], 0);
+}
+END_TEST
+
+START_TEST(mins_exactly_budget)
+{
+	struct mvd_claim c[2] = {{BIG, 6 * GIB, 1}, {BIG, 4 * GIB, 1}};
+	uint64_t g[2];
+
+	mvd_arbiter_divide(10 * GIB, 2, c, g);
+	ck_assert_uint_eq(g[0], 6 * GIB);
+	ck_assert_uint_eq(g[1], 4 * GIB);
+}
+END_TEST
+
+START_TEST(request_caps_and_leftover_redistributed)
+{
+	/* A third of 100 would be 33; the first wants 10, and its 23 go to the other two. */
+	struct mvd_claim c[3] = {{10, 0, 1}, {1000, 0, 1}, {1000, 0, 1}};
+	uint64_t g[3];
+
+	mvd_arbiter_divide(100, 3, c, g);
+	ck_assert_uint_eq(g[0], 10);
+	ck_assert_uint_eq(g[1], 45);
+	ck_assert_uint_eq(g[2], 45);
+	ck_assert_uint_eq(sum_of(g, 3), 100);
+}
+END_TEST
+
+START_TEST(request_caps_cascade)
+{
+	/* Capping the first (20 of a 33 share) lifts the second's share to 40, above its 30:
+	 * it is capped in the next round, and the third takes all the rest. */
+	struct mvd_claim c[3] = {{20, 0, 1}, {30, 0, 1}, {BIG, 0, 1}};
+	uint64_t g[3];
+
+	mvd_arbiter_divide(100, 3, c, g);
+	ck_assert_uint_eq(g[0], 20);
+	ck_assert_uint_eq(g[1], 30);
+	ck_assert_uint_eq(g[2], 50);
+}
+END_TEST
+
+START_TEST(requests_all_fit)
+{
+	/* Room for everyone: each gets what it asked for and the rest stays ungranted. */
+	struct mvd_claim c[2] = {{3 * GIB, 1 * GIB, 1}, {2 * GIB, 0, 5}};
+	uint64_t g[2];
+
+	mvd_arbiter_divide(16 * GIB, 2, c, g);
+	ck_assert_uint_eq(g[0], 3 * GIB);
+	ck_assert_uint_eq(g[1], 2 * GIB);
+}
+END_TEST
+
+START_TEST(single_session)
+{
+	struct mvd_claim c = {20 * GIB, 0, 1};
+	uint64_t g;
+
+	mvd_arbiter_divide(16 * GIB, 1, &c, &g);
+	ck_assert_uint_eq(g, 16 * GIB);
+	c.request = 5 * GIB;
+	mvd_arbiter_divide(16 * GIB, 1, &c, &g);
+	ck_assert_uint_eq(g, 5 * GIB);
+	c.min = 20 * GIB;
+	c.request = 20 * GIB;
+	mvd_arbiter_divide(16 * GIB, 1, &c, &g);
+	ck_assert_uint_eq(g, 16 * GIB);
+}
+END_TEST
+
+START_TEST(zero_sessions)
+{
+	uint64_t g = 12345;
+
+	mvd_arbiter_divide(16 * GIB, 0, NULL, NULL);
+	mvd_arbiter_divide(16 * GIB, 0, NULL, &g);
+	ck_assert_uint_eq(g, 12345);
+}
+END_TEST
+
+START_TEST(zero_budget)
+{
+	struct mvd_claim c[2] = {{BIG, 4 * GIB, 1}, {BIG, 0, 1}};
+	uint64_t g[2];
+
+	mvd_arbiter_divide(0, 2, c, g);
+	ck_assert_uint_eq(g[0], 0);
+	ck_assert_uint_eq(g[1], 0);
+}
+END_TEST
+
+START_TEST(zero_weight_gets_only_its_min)
+{
+	struct mvd_claim c[2] = {{BIG, 1 * GIB, 0}, {BIG, 0, 1}};
+	uint64_t g[2];
+
+	mvd_arbiter_divide(10 * GIB, 2, c, g);
+	ck_assert_uint_eq(g[0], 1 * GIB);
+	ck_assert_uint_eq(g[1], 9 * GIB);
+}
+END_TEST
+
+START_TEST(huge_values_do_not_overflow)
+{
+	struct mvd_claim c[3] = {{BIG, BIG, 1000}, {BIG, BIG, 1000}, {BIG, BIG / 2, 1}};
+	uint64_t g[3];
+
+	mvd_arbiter_divide(BIG, 3, c, g);
+	ck_assert(g[0] <= BIG && g[1] <= BIG);
+	ck_assert((unsigned __int128)g[0] + g[1] + g[2] <= BIG);
+	ck_assert_uint_eq(g[0], g[1]);
+	ck_assert(g[0] > g[2]);
+}
+END_TEST
+
+/* xorshift64*: the same claims on every run and every machine. */
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rng(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+/* A size on one of several scales, so that budgets, requests and minimums are sometimes far apart,
+ * sometimes close, sometimes zero and sometimes near the top of 64 bits. */
+static uint64_t rng_size(void)
+{
+	switch (rng() % 6) {
+	case 0:
+		return 0;
+	case 1:
+		return rng() % 64;
+	case 2:
+		return rng() % (64 * KIB);
+	case 3:
+		return rng() % (80 * GIB);
+	case 4:
+		return (rng() % 80 + 1) * GIB;
+	default:
+		return rng() >> (rng() % 8);
+	}
+}
+
+START_TEST(property_random_claims)
+{
+	struct mvd_claim c[16];
+	uint64_t g[16], base[16], budget;
+	unsigned __int128 total, mins;
+	long double a, b;
+	size_t n, i, j, open;
+	int round;
+
+	for (round = 0; round < 20000; round++) {
+		n = 1 + rng() % 16;
+		budget = rng_size();
+		mins = 0;
+		for (i = 0; i < n; i++) {
+			c[i].request = rng_size();
+			c[i].min = rng() % 3 == 0 ? rng_size() : 0;
+			c[i].weight = (uint32_t)(rng() % 4 == 0 ? 1 : 1 + rng() % 1000);
+			base[i] = c[i].min < c[i].request ? c[i].min : c[i].request;
+			mins += base[i];
+		}
+		mvd_arbiter_divide(budget, n, c, g);
+
+		total = 0;
+		for (i = 0; i < n; i++) {
+			ck_assert_msg(g[i] <= c[i].request, "round %d: grant %llu above request %llu",
+				      round, (unsigned long long)g[i], (unsigned long long)c[i].request);
+			total += g[i];
+		}
+		ck_assert_msg(total <= budget, "round %d: grants sum above the budget %llu", round,
+			      (unsigned long long)budget);
+		if (mins > budget)
+			continue;
+
+		/* Minimums that fit are given whole, and nothing is held back while anyone still
+		 * wants more. */
+		open = 0;
+		for (i = 0; i < n; i++) {
+			ck_assert_msg(g[i] >= base[i], "round %d: grant below its minimum", round);
+			if (g[i] < c[i].request)
+				open++;
+		}
+		if (open > 0)
+			ck_assert_msg(total == budget, "round %d: %zu sessions want more but only part of "
+				      "the budget is granted", round, open);
+
+		/* Sessions still below their request share what is above their minimum in proportion
+		 * to weight, up to a byte of rounding per round of the filling. */
+		for (i = 0; i < n; i++) {
+			if (g[i] >= c[i].request)
+				continue;
+			for (j = i + 1; j < n; j++) {
+				if (g[j] >= c[j].request)
+					continue;
+				a = (long double)(g[i] - base[i]) / c[i].weight;
+				b = (long double)(g[j] - base[j]) / c[j].weight;
+				ck_assert_msg(fabsl(a - b) <= (long double)n + 2 + fabsl(a) * 1e-15L,
+					      "round %d: per-weight shares %Lg and %Lg differ", round, a,
+					      b);
+			}
+		}
+	}
+}
+END_TEST
+
+static Suite *arbiter_suite(void)
+{
+	Suite *s = suite_create("arbiter");
+	TCase *tc = tcase_create("divide");
+
+	tcase_add_test(tc, equal_weights);
+	tcase_add_test(tc, equal_weights_remainder);
+	tcase_add_test(tc, weights_two_to_one);
+	tcase_add_test(tc, mins_honored);
+	tcase_add_test(tc, min_above_request);
+	tcase_add_test(tc, mins_exceed_budget);
+	tcase_add_test(tc, mins_exactly_budget);
+	tcase_add_test(tc, request_caps_and_leftover_redistributed);
+	tcase_add_test(tc, request_caps_cascade);
+	tcase_add_test(tc, requests_all_fit);
+	tcase_add_test(tc, single_session);
+	tcase_add_test(tc, zero_sessions);
+	tcase_add_test(tc, zero_budget);
+	tcase_add_test(tc, zero_weight_gets_only_its_min);
+	tcase_add_test(tc, huge_values_do_not_overflow);
+	tcase_add_test(tc, property_random_claims);
+	tcase_set_timeout(tc, 60);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(arbiter_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,377 @@
+/* memvirt.json: the built-in defaults, every file under tests/data/valid/config loading, every file
+ * under tests/data/invalid/config refused with the exact line in its .err sibling, job lookup and
+ * the device budget. */
+#include "config.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon/config.h"
+
+#define GIB ((uint64_t)1 << 30)
+#define MIB ((uint64_t)1 << 20)
+
+/* The fewest cases each data folder must hold, so that a wrong MV_TOP_SRCDIR cannot pass. */
+#define MIN_VALID 8
+#define MIN_INVALID 40
+
+static char *data_path(const char *kind, const char *name)
+{
+	const char *top = getenv("MV_TOP_SRCDIR");
+	char *p;
+
+	if (top == NULL || *top == '\0')
+		top = ".";
+	ck_assert_int_ge(asprintf(&p, "%s/tests/data/%s/config%s%s", top, kind, name ? "/" : "",
+				  name ? name : ""), 0);
+	return p;
+}
+
+static struct mvd_config *load_ok(const char *kind, const char *name)
+{
+	struct mvd_config *c = NULL;
+	char err[1024] = "";
+	char *path = data_path(kind, name);
+
+	ck_assert_msg(mvd_config_load(path, &c, err, sizeof(err)) == 0, "%s: %s", path, err);
+	ck_assert_ptr_nonnull(c);
+	ck_assert_str_eq(c->path, path);
+	free(path);
+	return c;
+}
+
+static int is_json(const struct dirent *d)
+{
+	size_t n = strlen(d->d_name);
+
+	return n > 5 && strcmp(d->d_name + n - 5, ".json") == 0;
+}
+
+/* The .json files of a data folder, sorted; returns how many. */
+static int cases(const char *kind, struct dirent ***list)
+{
+	char *dir = data_path(kind, NULL);
+	int n = scandir(dir, list, is_json, alphasort);
+
+	ck_assert_msg(n >= 0, "cannot list %s (is MV_TOP_SRCDIR set?)", dir);
+	free(dir);
+	return n;
+}
+
+/* s with every occurrence of from replaced by to; the caller frees it. */
+static char *replace(const char *s, const char *from, const char *to)
+{
+	size_t nf = strlen(from), nt = strlen(to), n = 0;
+	char *out = malloc(strlen(s) * (nt > nf ? nt : 1) + nt + 1), *o = out;
+
+	ck_assert_ptr_nonnull(out);
+	while (*s != '\0') {
+		if (nf > 0 && strncmp(s, from, nf) == 0) {
+			memcpy(o, to, nt);
+			o += nt;
+			s += nf;
+			n++;
+		} else {
+			*o++ = *s++;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
+/* The first line of a file, without its newline. */
+static char *first_line(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+
+	ck_assert_msg(f != NULL, "%s is missing", path);
+	n = getline(&line, &cap, f);
+	fclose(f);
+	ck_assert_msg(n > 0, "%s is empty", path);
+	if (line[n - 1] == '\n')
+		line[n - 1] = '\0';
+	return line;
+}
+
+START_TEST(test_defaults)
+{
+	struct mvd_config *c = mvd_config_default();
+
+	ck_assert_ptr_null(c->path);
+	ck_assert_str_eq(c->log_level, "info");
+	ck_assert_ptr_null(c->log_file);
+	ck_assert_ptr_null(c->socket);
+	ck_assert_str_eq(c->device_budget, "100%");
+	ck_assert_str_eq(c->defaults.name, "default");
+	ck_assert_uint_eq(c->defaults.weight, 1);
+	ck_assert_uint_eq(c->defaults.min, 0);
+	ck_assert_str_eq(c->defaults.policy, "lru");
+	ck_assert_ptr_null(c->jobs);
+	ck_assert_uint_eq(c->njobs, 0);
+	ck_assert_uint_eq(c->slab_threshold, MIB);
+	ck_assert_uint_eq(c->host_limit, 0);
+	ck_assert_int_eq(c->safety_net, 1);
+	ck_assert_uint_eq(mvd_config_device_budget(c, 80 * GIB), 80 * GIB);
+	mvd_config_free(c);
+	mvd_config_free(NULL);
+}
+END_TEST
+
+START_TEST(test_policies)
+{
+	size_t n = 0;
+
+	while (mvd_policies[n] != NULL)
+		n++;
+	ck_assert_uint_ge(n, 1);
+	ck_assert_str_eq(mvd_policies[0], "lru");
+}
+END_TEST
+
+START_TEST(test_full_file)
+{
+	struct mvd_config *c = load_ok("valid", "full.json");
+
+	ck_assert_str_eq(c->log_level, "debug");
+	ck_assert_str_eq(c->log_file, "/var/log/memvirtd.log");
+	ck_assert_str_eq(c->socket, "/run/memvirt/memvirtd.sock");
+	ck_assert_str_eq(c->device_budget, "90%");
+	ck_assert_uint_eq(c->defaults.weight, 3);
+	ck_assert_uint_eq(c->defaults.min, GIB);
+	ck_assert_str_eq(c->defaults.policy, "lru");
+	ck_assert_uint_eq(c->slab_threshold, 2 * MIB);
+	ck_assert_uint_eq(c->host_limit, 64 * GIB);
+	ck_assert_int_eq(c->safety_net, 0);
+	/* "default" is not among the other jobs, which keep the file's order. */
+	ck_assert_uint_eq(c->njobs, 2);
+	ck_assert_str_eq(c->jobs[0].name, "train.py");
+	ck_assert_str_eq(c->jobs[1].name, "eval");
+	/* A job starts from "default" even when "default" comes later in the file. */
+	ck_assert_uint_eq(c->jobs[0].weight, 2);
+	ck_assert_uint_eq(c->jobs[0].min, 4 * GIB);
+	ck_assert_str_eq(c->jobs[0].policy, "lru");
+	ck_assert_uint_eq(c->jobs[1].weight, 3);
+	ck_assert_uint_eq(c->jobs[1].min, 0);
+	mvd_config_free(c);
+}
+END_TEST
+
+START_TEST(test_sizes_as_numbers)
+{
+	struct mvd_config *c = load_ok("valid", "sizes-as-numbers.json");
+
+	ck_assert_uint_eq(c->defaults.min, GIB);
+	ck_assert_uint_eq(c->slab_threshold, 65536);
+	ck_assert_uint_eq(c->host_limit, 10000000000ull);
+	mvd_config_free(c);
+}
+END_TEST
+
+START_TEST(test_job_names)
+{
+	struct mvd_config *c = load_ok("valid", "job-names.json");
+
+	ck_assert_uint_eq(c->njobs, 3);
+	ck_assert_uint_eq(mvd_config_job(c, "train.v2.py")->weight, 1000);
+	ck_assert_str_eq(mvd_config_job(c, "résumé")->name, "résumé");
+	ck_assert_uint_eq(mvd_config_job(c, "with space")->min, 1500000000ull);
+	mvd_config_free(c);
+
+	c = load_ok("valid", "escaped-keys.json");
+	ck_assert_str_eq(c->log_level, "warn");
+	mvd_config_free(c);
+}
+END_TEST
+
+START_TEST(test_job_match)
+{
+	struct mvd_config *c = load_ok("valid", "full.json");
+
+	ck_assert_ptr_eq(mvd_config_job(c, "train.py"), &c->jobs[0]);
+	ck_assert_ptr_eq(mvd_config_job(c, "eval"), &c->jobs[1]);
+	/* Names match exactly: no prefix, no case folding. */
+	ck_assert_ptr_eq(mvd_config_job(c, "train"), &c->defaults);
+	ck_assert_ptr_eq(mvd_config_job(c, "Train.py"), &c->defaults);
+	ck_assert_ptr_eq(mvd_config_job(c, "default"), &c->defaults);
+	ck_assert_ptr_eq(mvd_config_job(c, NULL), &c->defaults);
+	mvd_config_free(c);
+}
+END_TEST
+
+START_TEST(test_device_budget)
+{
+	struct mvd_config *c = load_ok("valid", "full.json");
+
+	/* 90% */
+	ck_assert_uint_eq(mvd_config_device_budget(c, 80 * GIB), 72 * GIB);
+	ck_assert_uint_eq(mvd_config_device_budget(c, 1000), 900);
+	mvd_config_free(c);
+
+	c = load_ok("valid", "budget-decimal-percent.json");
+	ck_assert_uint_eq(mvd_config_device_budget(c, 16 * GIB), 6 * GIB);
+	mvd_config_free(c);
+
+	c = load_ok("valid", "budget-size.json");
+	ck_assert_uint_eq(mvd_config_device_budget(c, 80 * GIB), 60 * GIB);
+	/* A size beyond the device is the whole device. */
+	ck_assert_uint_eq(mvd_config_device_budget(c, 16 * GIB), 16 * GIB);
+	mvd_config_free(c);
+}
+END_TEST
+
+START_TEST(test_valid_cases)
+{
+	struct dirent **list;
+	int n = cases("valid", &list);
+
+	ck_assert_int_ge(n, MIN_VALID);
+	for (int i = 0; i < n; i++) {
+		mvd_config_free(load_ok("valid", list[i]->d_name));
+		free(list[i]);
+	}
+	free(list);
+}
+END_TEST
+
+START_TEST(test_invalid_cases)
+{
+	struct dirent **list;
+	int n = cases("invalid", &list);
+
+	ck_assert_int_ge(n, MIN_INVALID);
+	for (int i = 0; i < n; i++) {
+		char *path = data_path("invalid", list[i]->d_name), *errpath, *want, *got;
+		struct mvd_config *c = NULL;
+		char err[1024] = "";
+
+		ck_assert_msg(mvd_config_load(path, &c, err, sizeof(err)) == -1,
+			      "%s loaded but should not", path);
+		ck_assert_ptr_null(c);
+		ck_assert_msg(strchr(err, '\n') == NULL, "%s: error is not one line: %s", path, err);
+		errpath = strdup(path);
+		strcpy(errpath + strlen(errpath) - 5, ".err");
+		want = first_line(errpath);
+		got = replace(err, path, "FILE");
+		ck_assert_msg(strcmp(got, want) == 0, "%s:\n  got  %s\n  want %s", path, got, want);
+		free(got);
+		free(want);
+		free(errpath);
+		free(path);
+		free(list[i]);
+	}
+	free(list);
+}
+END_TEST
+
+/* Every .err in the invalid folder belongs to a case, so none is silently skipped. */
+START_TEST(test_invalid_cases_paired)
+{
+	char *dir = data_path("invalid", NULL);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	int errs = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		char *json;
+
+		if (n <= 4 || strcmp(e->d_name + n - 4, ".err") != 0)
+			continue;
+		errs++;
+		ck_assert_int_ge(asprintf(&json, "%s/%.*s.json", dir, (int)(n - 4), e->d_name), 0);
+		ck_assert_msg(access(json, R_OK) == 0, "%s has no .json", e->d_name);
+		free(json);
+	}
+	closedir(d);
+	free(dir);
+	ck_assert_int_ge(errs, MIN_INVALID);
+}
+END_TEST
+
+START_TEST(test_missing_file)
+{
+	struct mvd_config *c = NULL;
+	char err[1024];
+	char *path = data_path("invalid", "no-such-file.json");
+	char *want;
+
+	ck_assert_int_eq(mvd_config_load(path, &c, err, sizeof(err)), -1);
+	ck_assert_ptr_null(c);
+	ck_assert_int_ge(asprintf(&want, "%s: cannot open: No such file or directory", path), 0);
+	ck_assert_str_eq(err, want);
+	free(want);
+	free(path);
+}
+END_TEST
+
+START_TEST(test_directory)
+{
+	struct mvd_config *c = NULL;
+	char err[1024];
+	char *path = data_path("valid", NULL);
+	char *want;
+
+	ck_assert_int_eq(mvd_config_load(path, &c, err, sizeof(err)), -1);
+	ck_assert_int_ge(asprintf(&want, "%s: cannot read: Is a directory", path), 0);
+	ck_assert_str_eq(err, want);
+	free(want);
+	free(path);
+}
+END_TEST
+
+/* A short or missing error buffer truncates the message and nothing else. */
+START_TEST(test_short_error_buffer)
+{
+	struct mvd_config *c = NULL;
+	char *path = data_path("invalid", "unknown-key-job.json");
+	char err[8];
+
+	memset(err, 'x', sizeof(err));
+	ck_assert_int_eq(mvd_config_load(path, &c, err, sizeof(err)), -1);
+	ck_assert_uint_eq(strlen(err), sizeof(err) - 1);
+	ck_assert_int_eq(mvd_config_load(path, &c, NULL, 0), -1);
+	ck_assert_ptr_null(c);
+	free(path);
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("config");
+
+	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_policies);
+	tcase_add_test(tc, test_full_file);
+	tcase_add_test(tc, test_sizes_as_numbers);
+	tcase_add_test(tc, test_job_names);
+	tcase_add_test(tc, test_job_match);
+	tcase_add_test(tc, test_device_budget);
+	tcase_add_test(tc, test_valid_cases);
+	tcase_add_test(tc, test_invalid_cases);
+	tcase_add_test(tc, test_invalid_cases_paired);
+	tcase_add_test(tc, test_missing_file);
+	tcase_add_test(tc, test_directory);
+	tcase_add_test(tc, test_short_error_buffer);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(config_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
