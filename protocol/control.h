@@ -9,8 +9,9 @@
  *        SESSION: {"session": N, "pid": N, "uid": N, "job": "...", "device": "uuid hex",
  *                  "weight": N, "budget": N, "grant": N, "resident_bytes": N, "host_bytes": N,
  *                  "page_outs": N, "page_ins": N, "fault_ins": N, "bytes_out": N, "bytes_in": N,
- *                  "stall_ns": N, "oom": N, "events": N, "events_dropped": N}
- *        DEVICE:  {"device": "uuid hex", "budget": N, "granted": N, "sessions": N}
+ *                  "stall_ns": N, "oom": N, "events": N, "events_dropped": N, "min": N,
+ *                  "app_vmm_bytes": N, "launches": N}
+ *        DEVICE:  {"device": "uuid hex", "total": N, "budget": N, "granted": N, "sessions": N}
  *   {"cmd": "config.reload"}  -> {"ok": true} or {"ok": false, "error": "file:line:col: ..."}
  *   {"cmd": "stop"}           -> {"ok": true}, then the daemon stops
  * Any failure: {"ok": false, "error": "what went wrong"}. A user sees and controls only their own

@@ -2,8 +2,8 @@
  * rules around them: pointers uploaded into device memory, fork, graphs, the app's own VMM
  * allocations and percentage budgets.
  *
- * Invariant 4 (the app never blocks on the daemon) has no test here: the daemon and the library's
- * link to it do not exist yet.
+ * Invariant 4 (the app never blocks on the daemon) is tested end to end against a real daemon that
+ * is killed (tests/e2e/daemon-kill.sh) or stopped mid-run (tests/e2e/daemon-stall.sh).
  *
  * Most tests turn the safety net off (SIMCUDA_NO_HOST_VMM=1 or MEMVIRT_SAFETY_NET=0): then an
  * evicted buffer's range is unmapped, and any access memvirt failed to prepare is a sticky

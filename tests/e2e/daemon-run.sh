@@ -1,0 +1,168 @@
+# memvirt run under a daemon started with 'memvirt daemon start': a job whose budget (40% of the
+# device) is below its peak links to the daemon, pages, and ends with the checksum of a plain run;
+# 'memvirt stats --json' sampled while it runs shows its session with page-outs and events, and no
+# counter in a sample is above the figure the library prints for it at exit.
+. "$(dirname "$0")/lib.sh"
+MEMVIRT=$MV_TOP_BUILDDIR/daemon/memvirt
+MVSOCK=$MV_TOP_BUILDDIR/tests/e2e/mvsock
+mv_need_mvtrain
+for p in "$MEMVIRT" "$MVSOCK"; do
+	[ -x "$p" ] || mv_fail "$p is not built"
+done
+if [ -n "${MEMVIRT_LIB:-}" ]; then
+	MEMVIRT_LIBRARY=$MEMVIRT_LIB
+	export MEMVIRT_LIBRARY
+fi
+
+# Small granules and a small slab threshold let buffers of a few KiB page.
+SIMCUDA_GRANULARITY=4KiB
+MEMVIRT_SLAB_THRESHOLD=4KiB
+export SIMCUDA_GRANULARITY MEMVIRT_SLAB_THRESHOLD
+unset SIMCUDA_MEM SIMCUDA_MODEL_ONLY SIMCUDA_NO_HOST_VMM LD_PRELOAD MEMVIRT_SOCKET
+unset MEMVIRT_BUDGET MEMVIRT_LOG MEMVIRT_LOG_FILE MEMVIRT_SAFETY_NET MEMVIRT_HOST_LIMIT MEMVIRT_JOB
+unset MEMVIRT_WEIGHT MEMVIRT_DAEMON MEMVIRT_REAL_LIBCUDA
+
+mv_tmpdir
+chmod 700 "$MV_TMP"
+T=$MV_TMP
+S=$T/memvirtd.sock
+DAEMON=
+JOBS=
+
+# Whether a process is still running (a zombie is not).
+alive() {
+	[ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null
+}
+
+cleanup() {
+	for p in $JOBS $DAEMON; do
+		kill -CONT "$p" 2>/dev/null
+		kill -TERM "$p" 2>/dev/null
+	done
+	for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+		left=
+		for p in $JOBS $DAEMON; do
+			alive "$p" && left="$left $p"
+		done
+		[ -z "$left" ] && break
+		sleep 0.1
+	done
+	for p in $left; do
+		kill -KILL "$p" 2>/dev/null
+	done
+	wait 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+# wait_job PID SECONDS: waits for a background job, killing it after SECONDS (a hang guard);
+# leaves its exit status in MV_RC.
+wait_job() {
+	n=$(($2 * 10))
+	while alive "$1" && [ "$n" -gt 0 ]; do
+		sleep 0.1
+		n=$((n - 1))
+	done
+	if alive "$1"; then
+		kill -TERM "$1" 2>/dev/null
+		sleep 1
+		kill -KILL "$1" 2>/dev/null
+		wait "$1" 2>/dev/null
+		mv_fail "pid $1 still ran after $2 s"
+	fi
+	MV_RC=0
+	wait "$1" || MV_RC=$?
+}
+
+# sess_field FLAT JOB FIELD: FIELD of the session of job JOB in a flattened stats answer.
+sess_field() {
+	awk -v job="$2" -v f="$3" '
+		{ split($1, k, ".") }
+		k[1] == "sessions" && k[3] == "job" && $2 == job { mine[k[2]] = 1 }
+		k[1] == "sessions" && k[3] == f { val[k[2]] = $2 }
+		END { for (i in mine) print val[i] }' "$1"
+}
+
+STEPS=30
+ARGS="--model resnet50 --batch 2 --scale 0.125 --steps $STEPS"
+JOB=e2e-run-$$
+
+# shellcheck disable=SC2086 # ARGS is a list of words
+mv_run plain $ARGS
+mv_expect_ok plain "$STEPS"
+sum=$(mv_checksum plain)
+peak=$(mv_peak plain)
+[ -n "$peak" ] && [ "$peak" -gt 0 ] || mv_fail_run plain "no peak in the output"
+# 40% of a device of 5/4 of the peak is half the peak: the job must page.
+dev=$((peak * 5 / 4))
+
+out=$(timeout 30 "$MEMVIRT" daemon start --socket "$S" --log-file "$T/memvirtd.log" --log-level info) ||
+	mv_fail "memvirt daemon start --socket $S failed"
+DAEMON=$(echo "$out" | sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p')
+[ -n "$DAEMON" ] || mv_fail "memvirt daemon start printed no pid: $out"
+echo "$out"
+
+# shellcheck disable=SC2086 # ARGS is a list of words
+SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_JOB=$JOB timeout 60 \
+	"$MEMVIRT" run --simulate --socket "$S" --budget 40% -- "$MVTRAIN" $ARGS \
+	>"$T/job.out" 2>"$T/job.err" &
+run=$!
+JOBS=$run
+
+# Samples while the job runs: every one in which the session is there is kept.
+i=0
+while alive "$run"; do
+	if timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err" &&
+		"$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat" &&
+		[ -n "$(sess_field "$T/stats.flat" "$JOB" session)" ]; then
+		i=$((i + 1))
+		cp "$T/stats.flat" "$T/sample.$i"
+	fi
+	sleep 0.1
+done
+wait_job "$run" 60
+echo "memvirt run --simulate --budget 40% -- mvtrain $ARGS -> exit $MV_RC ($i samples with the session)"
+
+mv_expect_ok job "$STEPS"
+[ "$(mv_checksum job)" = "$sum" ] || mv_fail_run job "checksum $(mv_checksum job), the plain run's is $sum"
+grep -q "linked to memvirtd at $S" "$T/job.err" || mv_fail_run job "the job did not link to the daemon on $S"
+summary=$(grep -E '^memvirt\[[0-9]+\] info: budget .*; page-outs [0-9]+ ' "$T/job.err" | tail -n 1)
+[ -n "$summary" ] || mv_fail_run job "no summary line on stderr"
+pid=$(echo "$summary" | sed -n 's/^memvirt\[\([0-9]*\)\].*/\1/p')
+final() {
+	echo "$summary" | sed -n "s/.*[;,] $1 \([0-9][0-9]*\).*/\1/p"
+}
+outs=$(final page-outs)
+ins=$(final page-ins)
+faults=$(final fault-ins)
+echo "library at exit: page-outs $outs, page-ins $ins, fault-ins $faults"
+[ -n "$outs" ] && [ "$outs" -gt 0 ] || mv_fail_run job "page-outs '$outs' at exit, expected more than 0"
+[ -n "$ins" ] && [ -n "$faults" ] || mv_fail_run job "no page-ins or fault-ins in the summary"
+
+[ "$i" -gt 0 ] || mv_fail "no stats sample showed job $JOB while it ran"
+paged=0
+n=1
+while [ "$n" -le "$i" ]; do
+	f=$T/sample.$n
+	[ "$(sess_field "$f" "$JOB" pid)" = "$pid" ] ||
+		mv_fail "sample $n: session of job $JOB has pid $(sess_field "$f" "$JOB" pid), the library's is $pid"
+	po=$(sess_field "$f" "$JOB" page_outs)
+	pi=$(sess_field "$f" "$JOB" page_ins)
+	fa=$(sess_field "$f" "$JOB" fault_ins)
+	ev=$(sess_field "$f" "$JOB" events)
+	[ "$po" -le "$outs" ] || mv_fail "sample $n: page_outs $po, more than the $outs the library counted"
+	[ "$pi" -le "$ins" ] || mv_fail "sample $n: page_ins $pi, more than the $ins the library counted"
+	[ "$fa" -le "$faults" ] || mv_fail "sample $n: fault_ins $fa, more than the $faults the library counted"
+	if [ "$po" -gt 0 ] && [ "$ev" -gt 0 ]; then
+		[ "$paged" -eq 0 ] && echo "sample $n of $i: page_outs $po, page_ins $pi, fault_ins $fa, events $ev"
+		paged=$n
+	fi
+	n=$((n + 1))
+done
+[ "$paged" -gt 0 ] || mv_fail "no stats sample of the $i taken shows page_outs > 0 and events > 0"
+
+timeout 30 "$MEMVIRT" daemon stop --socket "$S" || mv_fail "memvirt daemon stop failed"
+alive "$DAEMON" && mv_fail "the daemon (pid $DAEMON) still runs after 'memvirt daemon stop'"
+DAEMON=
+exit 0

@@ -1,0 +1,184 @@
+# Two jobs share one device budget: with a config whose device.budget (in bytes) is below the sum of
+# their peaks, both page and end with the checksum of a plain run; in every 'memvirt stats --json'
+# sampled while they run, the grants on a device add up to no more than its budget, and while both
+# run each is granted less than the whole budget.
+. "$(dirname "$0")/lib.sh"
+MEMVIRT=$MV_TOP_BUILDDIR/daemon/memvirt
+MVSOCK=$MV_TOP_BUILDDIR/tests/e2e/mvsock
+mv_need_mvtrain
+for p in "$MEMVIRT" "$MVSOCK"; do
+	[ -x "$p" ] || mv_fail "$p is not built"
+done
+if [ -n "${MEMVIRT_LIB:-}" ]; then
+	MEMVIRT_LIBRARY=$MEMVIRT_LIB
+	export MEMVIRT_LIBRARY
+fi
+
+# Small granules and a small slab threshold let buffers of a few KiB page.
+SIMCUDA_GRANULARITY=4KiB
+MEMVIRT_SLAB_THRESHOLD=4KiB
+export SIMCUDA_GRANULARITY MEMVIRT_SLAB_THRESHOLD
+unset SIMCUDA_MEM SIMCUDA_MODEL_ONLY SIMCUDA_NO_HOST_VMM LD_PRELOAD MEMVIRT_SOCKET
+unset MEMVIRT_BUDGET MEMVIRT_LOG MEMVIRT_LOG_FILE MEMVIRT_SAFETY_NET MEMVIRT_HOST_LIMIT MEMVIRT_JOB
+unset MEMVIRT_WEIGHT MEMVIRT_DAEMON MEMVIRT_REAL_LIBCUDA
+
+mv_tmpdir
+chmod 700 "$MV_TMP"
+T=$MV_TMP
+S=$T/memvirtd.sock
+DAEMON=
+JOBS=
+
+# Whether a process is still running (a zombie is not).
+alive() {
+	[ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null
+}
+
+cleanup() {
+	for p in $JOBS $DAEMON; do
+		kill -CONT "$p" 2>/dev/null
+		kill -TERM "$p" 2>/dev/null
+	done
+	for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+		left=
+		for p in $JOBS $DAEMON; do
+			alive "$p" && left="$left $p"
+		done
+		[ -z "$left" ] && break
+		sleep 0.1
+	done
+	for p in $left; do
+		kill -KILL "$p" 2>/dev/null
+	done
+	wait 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+# wait_job PID SECONDS: waits for a background job, killing it after SECONDS (a hang guard);
+# leaves its exit status in MV_RC.
+wait_job() {
+	n=$(($2 * 10))
+	while alive "$1" && [ "$n" -gt 0 ]; do
+		sleep 0.1
+		n=$((n - 1))
+	done
+	if alive "$1"; then
+		kill -TERM "$1" 2>/dev/null
+		sleep 1
+		kill -KILL "$1" 2>/dev/null
+		wait "$1" 2>/dev/null
+		mv_fail "pid $1 still ran after $2 s"
+	fi
+	MV_RC=0
+	wait "$1" || MV_RC=$?
+}
+
+# sess_field FLAT JOB FIELD: FIELD of the session of job JOB in a flattened stats answer.
+sess_field() {
+	awk -v job="$2" -v f="$3" '
+		{ split($1, k, ".") }
+		k[1] == "sessions" && k[3] == "job" && $2 == job { mine[k[2]] = 1 }
+		k[1] == "sessions" && k[3] == f { val[k[2]] = $2 }
+		END { for (i in mine) print val[i] }' "$1"
+}
+
+STEPS=30
+ARGS="--model resnet50 --batch 2 --scale 0.125 --steps $STEPS"
+JOB_A=e2e-share-a-$$
+JOB_B=e2e-share-b-$$
+
+# shellcheck disable=SC2086 # ARGS is a list of words
+mv_run plain $ARGS
+mv_expect_ok plain "$STEPS"
+sum=$(mv_checksum plain)
+peak=$(mv_peak plain)
+[ -n "$peak" ] && [ "$peak" -gt 0 ] || mv_fail_run plain "no peak in the output"
+# Each job alone would fit its device; the two together get 6/5 of one peak, 3/5 each.
+budget=$((peak * 6 / 5))
+dev=$((peak * 4))
+printf '{\n  "device": { "budget": "%s" }\n}\n' "$budget" >"$T/memvirt.json"
+timeout 10 "$MEMVIRT" config check "$T/memvirt.json" >/dev/null || mv_fail "config check refused $T/memvirt.json"
+
+out=$(timeout 30 "$MEMVIRT" daemon start --socket "$S" --config "$T/memvirt.json" \
+	--log-file "$T/memvirtd.log" --log-level info) || mv_fail "memvirt daemon start --socket $S failed"
+DAEMON=$(echo "$out" | sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p')
+[ -n "$DAEMON" ] || mv_fail "memvirt daemon start printed no pid: $out"
+echo "$out; device budget $budget bytes, peak $peak"
+
+# start_job NAME JOB: runs mvtrain $ARGS under the daemon in the background; its pid goes to JOBS.
+start_job() {
+	# shellcheck disable=SC2086 # ARGS is a list of words
+	SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_JOB=$2 timeout 60 \
+		"$MEMVIRT" run --simulate --socket "$S" -- "$MVTRAIN" $ARGS \
+		>"$T/$1.out" 2>"$T/$1.err" &
+	JOBS="$JOBS $!"
+	last=$!
+}
+start_job a "$JOB_A"
+run_a=$last
+start_job b "$JOB_B"
+run_b=$last
+
+# Every sample: per device, the sum of the sessions' grants and the daemon's own "granted" are
+# within the budget; with both sessions there, each grant is below the budget.
+samples=0
+both=0
+while alive "$run_a" || alive "$run_b"; do
+	if timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err" &&
+		"$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat"; then
+		samples=$((samples + 1))
+		bad=$(awk -v budget="$budget" '
+			{ split($1, k, ".") }
+			k[1] == "sessions" && k[3] == "device" { dev[k[2]] = $2 }
+			k[1] == "sessions" && k[3] == "grant" { grant[k[2]] = $2 }
+			k[1] == "devices" && k[3] == "device" { ddev[k[2]] = $2 }
+			k[1] == "devices" && k[3] == "granted" { dgranted[k[2]] = $2 }
+			k[1] == "devices" && k[3] == "budget" { dbudget[k[2]] = $2 }
+			END {
+				for (i in grant) total[dev[i]] += grant[i]
+				for (d in total)
+					if (total[d] > budget)
+						printf "device %s: grants add up to %d, budget %d\n", d, total[d], budget
+				for (i in ddev) {
+					if (dbudget[i] != budget)
+						printf "device %s: budget %d, the config says %d\n", ddev[i], dbudget[i], budget
+					if (dgranted[i] > dbudget[i])
+						printf "device %s: granted %d of %d\n", ddev[i], dgranted[i], dbudget[i]
+					if (dgranted[i] != total[ddev[i]] + 0)
+						printf "device %s: granted %d, its sessions hold %d\n", ddev[i], dgranted[i], total[ddev[i]]
+				}
+			}' "$T/stats.flat")
+		[ -z "$bad" ] || { cat "$T/stats.json" >&2; mv_fail "sample $samples: $bad"; }
+		ga=$(sess_field "$T/stats.flat" "$JOB_A" grant)
+		gb=$(sess_field "$T/stats.flat" "$JOB_B" grant)
+		if [ -n "$ga" ] && [ -n "$gb" ]; then
+			both=$((both + 1))
+			[ "$ga" -lt "$budget" ] && [ "$gb" -lt "$budget" ] ||
+				mv_fail "sample $samples: with both jobs running, grants $ga and $gb of a budget of $budget"
+			[ "$both" -eq 1 ] && echo "sample $samples: both jobs run, granted $ga and $gb of $budget"
+		fi
+	fi
+	sleep 0.1
+done
+wait_job "$run_a" 60
+rc_a=$MV_RC
+wait_job "$run_b" 60
+rc_b=$MV_RC
+echo "two jobs, mvtrain $ARGS -> exit $rc_a and $rc_b; $samples samples, $both with both"
+
+for j in a b; do
+	MV_RC=$(eval echo "\$rc_$j")
+	mv_expect_ok "$j" "$STEPS"
+	[ "$(mv_checksum "$j")" = "$sum" ] || mv_fail_run "$j" "checksum $(mv_checksum "$j"), the plain run's is $sum"
+	grep -q "linked to memvirtd at $S" "$T/$j.err" || mv_fail_run "$j" "the job did not link to the daemon on $S"
+	outs=$(grep -E '^memvirt\[[0-9]+\] info: budget ' "$T/$j.err" | tail -n 1 |
+		sed -n 's/.*; page-outs \([0-9][0-9]*\).*/\1/p')
+	[ -n "$outs" ] && [ "$outs" -gt 0 ] || mv_fail_run "$j" "page-outs '$outs', expected more than 0"
+done
+[ "$both" -gt 0 ] || mv_fail "no sample showed both jobs at once: they never shared the device"
+
+timeout 30 "$MEMVIRT" daemon stop --socket "$S" || mv_fail "memvirt daemon stop failed"
+DAEMON=
+exit 0

@@ -1,0 +1,158 @@
+# Invariant 4, the app never blocks on the daemon: memvirtd is stopped with SIGSTOP while a job is
+# linked to it, and another job starts while it is stopped. Both end with the checksum of a plain
+# run; the one that started against the silent daemon gives up waiting for its WELCOME and runs on
+# its local budget. After SIGCONT the daemon serves again.
+. "$(dirname "$0")/lib.sh"
+MEMVIRT=$MV_TOP_BUILDDIR/daemon/memvirt
+MVSOCK=$MV_TOP_BUILDDIR/tests/e2e/mvsock
+mv_need_mvtrain
+for p in "$MEMVIRT" "$MVSOCK"; do
+	[ -x "$p" ] || mv_fail "$p is not built"
+done
+if [ -n "${MEMVIRT_LIB:-}" ]; then
+	MEMVIRT_LIBRARY=$MEMVIRT_LIB
+	export MEMVIRT_LIBRARY
+fi
+
+# Small granules and a small slab threshold let buffers of a few KiB page.
+SIMCUDA_GRANULARITY=4KiB
+MEMVIRT_SLAB_THRESHOLD=4KiB
+export SIMCUDA_GRANULARITY MEMVIRT_SLAB_THRESHOLD
+unset SIMCUDA_MEM SIMCUDA_MODEL_ONLY SIMCUDA_NO_HOST_VMM LD_PRELOAD MEMVIRT_SOCKET
+unset MEMVIRT_BUDGET MEMVIRT_LOG MEMVIRT_LOG_FILE MEMVIRT_SAFETY_NET MEMVIRT_HOST_LIMIT MEMVIRT_JOB
+unset MEMVIRT_WEIGHT MEMVIRT_DAEMON MEMVIRT_REAL_LIBCUDA
+
+mv_tmpdir
+chmod 700 "$MV_TMP"
+T=$MV_TMP
+S=$T/memvirtd.sock
+DAEMON=
+JOBS=
+
+# Whether a process is still running (a zombie is not).
+alive() {
+	[ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null
+}
+
+cleanup() {
+	for p in $JOBS $DAEMON; do
+		kill -CONT "$p" 2>/dev/null
+		kill -TERM "$p" 2>/dev/null
+	done
+	for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+		left=
+		for p in $JOBS $DAEMON; do
+			alive "$p" && left="$left $p"
+		done
+		[ -z "$left" ] && break
+		sleep 0.1
+	done
+	for p in $left; do
+		kill -KILL "$p" 2>/dev/null
+	done
+	wait 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+# wait_job PID SECONDS: waits for a background job, killing it after SECONDS (a hang guard);
+# leaves its exit status in MV_RC.
+wait_job() {
+	n=$(($2 * 10))
+	while alive "$1" && [ "$n" -gt 0 ]; do
+		sleep 0.1
+		n=$((n - 1))
+	done
+	if alive "$1"; then
+		kill -TERM "$1" 2>/dev/null
+		sleep 1
+		kill -KILL "$1" 2>/dev/null
+		wait "$1" 2>/dev/null
+		mv_fail "pid $1 still ran after $2 s"
+	fi
+	MV_RC=0
+	wait "$1" || MV_RC=$?
+}
+
+: "${MEMVIRT_LIB:=$MV_TOP_BUILDDIR/interpose/.libs/libmemvirt.so}"
+[ -f "$MEMVIRT_LIB" ] || mv_fail "$MEMVIRT_LIB is not built"
+SIMCUDA_DIR=$MV_TOP_BUILDDIR/tests/simcuda
+STEPS=15
+ARGS="--model resnet50 --batch 2 --scale 0.125 --steps $STEPS"
+JOB_A=e2e-stall-a-$$
+JOB_C=e2e-stall-c-$$
+# A real delay before each kernel stretches the jobs (about 3 s more) without changing what they
+# compute, so that they outlast the library's 2 s wait for a WELCOME.
+DELAY=SIMCUDA_DELAY_KERNEL_US=500
+
+# shellcheck disable=SC2086 # ARGS is a list of words
+mv_run plain $ARGS
+mv_expect_ok plain "$STEPS"
+sum=$(mv_checksum plain)
+peak=$(mv_peak plain)
+[ -n "$peak" ] && [ "$peak" -gt 0 ] || mv_fail_run plain "no peak in the output"
+dev=$((peak * 5 / 4))
+
+out=$(timeout 30 "$MEMVIRT" daemon start --socket "$S" --log-file "$T/memvirtd.log" --log-level info) ||
+	mv_fail "memvirt daemon start --socket $S failed"
+DAEMON=$(echo "$out" | sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p')
+[ -n "$DAEMON" ] || mv_fail "memvirt daemon start printed no pid: $out"
+echo "$out"
+
+# Job a links to the daemon through memvirt run.
+# shellcheck disable=SC2086 # ARGS is a list of words
+env SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_JOB=$JOB_A $DELAY timeout 60 \
+	"$MEMVIRT" run --simulate --socket "$S" --budget 40% -- "$MVTRAIN" $ARGS \
+	>"$T/a.out" 2>"$T/a.err" &
+run_a=$!
+JOBS=$run_a
+n=0
+until grep -q "linked to memvirtd at $S" "$T/a.err" 2>/dev/null; do
+	alive "$run_a" || mv_fail_run a "job a ended before it linked to the daemon"
+	n=$((n + 1))
+	[ "$n" -lt 300 ] || mv_fail_run a "job a did not link to the daemon within 30 s"
+	sleep 0.1
+done
+alive "$run_a" || mv_fail_run a "job a ended before the daemon was stopped"
+kill -STOP "$DAEMON"
+echo "stopped memvirtd (pid $DAEMON) with SIGSTOP while job a runs"
+
+# Job c starts against the stopped daemon: its socket still takes connections, but nothing answers.
+# memvirt run would not use a daemon that does not answer, so the library is preloaded directly.
+# shellcheck disable=SC2086 # ARGS is a list of words
+env SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_JOB=$JOB_C MEMVIRT_BUDGET=40% MEMVIRT_SOCKET="$S" $DELAY \
+	LD_LIBRARY_PATH="$SIMCUDA_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" LD_PRELOAD="$MEMVIRT_LIB" \
+	timeout 60 "$MVTRAIN" $ARGS >"$T/c.out" 2>"$T/c.err" &
+run_c=$!
+JOBS="$JOBS $run_c"
+
+wait_job "$run_a" 60
+rc_a=$MV_RC
+wait_job "$run_c" 60
+rc_c=$MV_RC
+echo "mvtrain $ARGS, linked then stalled -> exit $rc_a; started stalled -> exit $rc_c"
+alive "$DAEMON" || mv_fail "the stopped daemon is gone"
+kill -CONT "$DAEMON"
+
+for j in a c; do
+	MV_RC=$(eval echo "\$rc_$j")
+	mv_expect_ok "$j" "$STEPS"
+	[ "$(mv_checksum "$j")" = "$sum" ] || mv_fail_run "$j" "checksum $(mv_checksum "$j"), the plain run's is $sum"
+done
+grep -q "memvirtd at $S: no WELCOME in time; using the local budget" "$T/c.err" ||
+	mv_fail_run c "job c did not give up on the silent daemon"
+grep -q "linked to memvirtd" "$T/c.err" && mv_fail_run c "job c linked to a stopped daemon"
+if grep -q "lost memvirtd" "$T/a.err"; then
+	echo "job a: $(grep "lost memvirtd" "$T/a.err" | head -n 1)"
+else
+	echo "job a ended before its link gave up on the stopped daemon"
+fi
+
+# Continued, the daemon serves again.
+timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" ||
+	mv_fail "memvirt stats failed after SIGCONT"
+"$MVSOCK" flat <"$T/stats.json" | grep -q '^ok true$' || mv_fail "stats after SIGCONT: $(cat "$T/stats.json")"
+timeout 30 "$MEMVIRT" daemon stop --socket "$S" || mv_fail "memvirt daemon stop failed after SIGCONT"
+DAEMON=
+exit 0
