@@ -21,10 +21,6 @@ S=$T/memvirtd.sock
 DAEMON=
 JOBS=
 
-# Whether a process is still running (a zombie is not).
-alive() {
-	[ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null
-}
 
 cleanup() {
 	exec 3>&-

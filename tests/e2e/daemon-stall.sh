@@ -3,77 +3,7 @@
 # run; the one that started against the silent daemon gives up waiting for its WELCOME and runs on
 # its local budget. After SIGCONT the daemon serves again.
 . "$(dirname "$0")/lib.sh"
-MEMVIRT=$MV_TOP_BUILDDIR/daemon/memvirt
-MVSOCK=$MV_TOP_BUILDDIR/tests/e2e/mvsock
-mv_need_mvtrain
-for p in "$MEMVIRT" "$MVSOCK"; do
-	[ -x "$p" ] || mv_fail "$p is not built"
-done
-if [ -n "${MEMVIRT_LIB:-}" ]; then
-	MEMVIRT_LIBRARY=$MEMVIRT_LIB
-	export MEMVIRT_LIBRARY
-fi
-
-# Small granules and a small slab threshold let buffers of a few KiB page.
-SIMCUDA_GRANULARITY=4KiB
-MEMVIRT_SLAB_THRESHOLD=4KiB
-export SIMCUDA_GRANULARITY MEMVIRT_SLAB_THRESHOLD
-unset SIMCUDA_MEM SIMCUDA_MODEL_ONLY SIMCUDA_NO_HOST_VMM LD_PRELOAD MEMVIRT_SOCKET
-unset MEMVIRT_BUDGET MEMVIRT_LOG MEMVIRT_LOG_FILE MEMVIRT_SAFETY_NET MEMVIRT_HOST_LIMIT MEMVIRT_JOB
-unset MEMVIRT_WEIGHT MEMVIRT_DAEMON MEMVIRT_REAL_LIBCUDA
-
-mv_tmpdir
-chmod 700 "$MV_TMP"
-T=$MV_TMP
-S=$T/memvirtd.sock
-DAEMON=
-JOBS=
-
-# Whether a process is still running (a zombie is not).
-alive() {
-	[ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null
-}
-
-cleanup() {
-	for p in $JOBS $DAEMON; do
-		kill -CONT "$p" 2>/dev/null
-		kill -TERM "$p" 2>/dev/null
-	done
-	for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
-		left=
-		for p in $JOBS $DAEMON; do
-			alive "$p" && left="$left $p"
-		done
-		[ -z "$left" ] && break
-		sleep 0.1
-	done
-	for p in $left; do
-		kill -KILL "$p" 2>/dev/null
-	done
-	wait 2>/dev/null
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-# wait_job PID SECONDS: waits for a background job, killing it after SECONDS (a hang guard);
-# leaves its exit status in MV_RC.
-wait_job() {
-	n=$(($2 * 10))
-	while alive "$1" && [ "$n" -gt 0 ]; do
-		sleep 0.1
-		n=$((n - 1))
-	done
-	if alive "$1"; then
-		kill -TERM "$1" 2>/dev/null
-		sleep 1
-		kill -KILL "$1" 2>/dev/null
-		wait "$1" 2>/dev/null
-		mv_fail "pid $1 still ran after $2 s"
-	fi
-	MV_RC=0
-	wait "$1" || MV_RC=$?
-}
+. "$(dirname "$0")/daemon-lib.sh"
 
 : "${MEMVIRT_LIB:=$MV_TOP_BUILDDIR/interpose/.libs/libmemvirt.so}"
 [ -f "$MEMVIRT_LIB" ] || mv_fail "$MEMVIRT_LIB is not built"

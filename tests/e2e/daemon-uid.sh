@@ -31,10 +31,6 @@ JOBS=
 USER2=
 PUB=
 
-# Whether a process is still running (a zombie is not).
-alive() {
-	[ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null
-}
 
 cleanup() {
 	exec 3>&- 4>&-

@@ -77,3 +77,8 @@ mv_checksum() {
 mv_peak() {
 	sed -n 's/^peak device bytes \([0-9]*\) .*/\1/p' "$MV_TMP/$1.out"
 }
+
+# Whether a process is still running (a zombie is not).
+alive() {
+	[ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null
+}

@@ -1,0 +1,80 @@
+# Shared set-up of the end-to-end tests that run workloads against a private daemon: the programs,
+# an environment in which buffers of a few KiB page, a private 0700 directory $T with the socket
+# path $S, cleanup of $DAEMON and $JOBS at exit, a hang-guarded wait, and reading a session's
+# field from flattened stats. Sourced after lib.sh.
+MEMVIRT=$MV_TOP_BUILDDIR/daemon/memvirt
+MVSOCK=$MV_TOP_BUILDDIR/tests/e2e/mvsock
+mv_need_mvtrain
+for p in "$MEMVIRT" "$MVSOCK"; do
+	[ -x "$p" ] || mv_fail "$p is not built"
+done
+if [ -n "${MEMVIRT_LIB:-}" ]; then
+	MEMVIRT_LIBRARY=$MEMVIRT_LIB
+	export MEMVIRT_LIBRARY
+fi
+
+# Small granules and a small slab threshold let buffers of a few KiB page.
+SIMCUDA_GRANULARITY=4KiB
+MEMVIRT_SLAB_THRESHOLD=4KiB
+export SIMCUDA_GRANULARITY MEMVIRT_SLAB_THRESHOLD
+unset SIMCUDA_MEM SIMCUDA_MODEL_ONLY SIMCUDA_NO_HOST_VMM LD_PRELOAD MEMVIRT_SOCKET
+unset MEMVIRT_BUDGET MEMVIRT_LOG MEMVIRT_LOG_FILE MEMVIRT_SAFETY_NET MEMVIRT_HOST_LIMIT MEMVIRT_JOB
+unset MEMVIRT_WEIGHT MEMVIRT_DAEMON MEMVIRT_REAL_LIBCUDA
+
+mv_tmpdir
+chmod 700 "$MV_TMP"
+T=$MV_TMP
+S=$T/memvirtd.sock
+DAEMON=
+JOBS=
+
+
+cleanup() {
+	for p in $JOBS $DAEMON; do
+		kill -CONT "$p" 2>/dev/null
+		kill -TERM "$p" 2>/dev/null
+	done
+	for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+		left=
+		for p in $JOBS $DAEMON; do
+			alive "$p" && left="$left $p"
+		done
+		[ -z "$left" ] && break
+		sleep 0.1
+	done
+	for p in $left; do
+		kill -KILL "$p" 2>/dev/null
+	done
+	wait 2>/dev/null
+	rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+# wait_job PID SECONDS: waits for a background job, killing it after SECONDS (a hang guard);
+# leaves its exit status in MV_RC.
+wait_job() {
+	n=$(($2 * 10))
+	while alive "$1" && [ "$n" -gt 0 ]; do
+		sleep 0.1
+		n=$((n - 1))
+	done
+	if alive "$1"; then
+		kill -TERM "$1" 2>/dev/null
+		sleep 1
+		kill -KILL "$1" 2>/dev/null
+		wait "$1" 2>/dev/null
+		mv_fail "pid $1 still ran after $2 s"
+	fi
+	MV_RC=0
+	wait "$1" || MV_RC=$?
+}
+
+# sess_field FLAT JOB FIELD: FIELD of the session of job JOB in a flattened stats answer.
+sess_field() {
+	awk -v job="$2" -v f="$3" '
+		{ split($1, k, ".") }
+		k[1] == "sessions" && k[3] == "job" && $2 == job { mine[k[2]] = 1 }
+		k[1] == "sessions" && k[3] == f { val[k[2]] = $2 }
+		END { for (i in mine) print val[i] }' "$1"
+}
