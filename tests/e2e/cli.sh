@@ -23,14 +23,7 @@ JOBS=
 
 
 cleanup() {
-	for p in $JOBS $DAEMON; do
-		kill -TERM "$p" 2>/dev/null
-	done
-	sleep 0.2
-	for p in $JOBS $DAEMON; do
-		alive "$p" && kill -KILL "$p" 2>/dev/null
-	done
-	wait 2>/dev/null
+	mv_stop_pids $JOBS $DAEMON
 	rm -rf "$T"
 }
 trap cleanup EXIT

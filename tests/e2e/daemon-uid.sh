@@ -34,14 +34,7 @@ PUB=
 
 cleanup() {
 	exec 3>&- 4>&-
-	for p in $JOBS $DAEMON; do
-		kill -TERM "$p" 2>/dev/null
-	done
-	sleep 0.2
-	for p in $JOBS $DAEMON; do
-		alive "$p" && kill -KILL "$p" 2>/dev/null
-	done
-	wait 2>/dev/null
+	mv_stop_pids $JOBS $DAEMON
 	[ -n "$USER2" ] && userdel "$USER2" 2>/dev/null
 	[ -n "$PUB" ] && rm -rf "$PUB"
 	rm -rf "$T"

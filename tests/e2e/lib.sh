@@ -82,3 +82,16 @@ mv_peak() {
 alive() {
 	[ -r "/proc/$1/stat" ] && ! grep -q '^[0-9]* (.*) Z' "/proc/$1/stat" 2>/dev/null
 }
+
+# mv_stop_pids PID...: asks each process to stop, kills what is still there a moment later, and
+# reaps them.
+mv_stop_pids() {
+	for p in "$@"; do
+		kill -TERM "$p" 2>/dev/null
+	done
+	sleep 0.2
+	for p in "$@"; do
+		alive "$p" && kill -KILL "$p" 2>/dev/null
+	done
+	wait 2>/dev/null
+}
