@@ -10,22 +10,8 @@ ARGS="--model resnet50 --batch 2 --scale 0.125 --steps $STEPS"
 JOB_A=e2e-kill-a-$$
 JOB_B=e2e-kill-b-$$
 
-# shellcheck disable=SC2086 # ARGS is a list of words
-mv_run plain $ARGS
-mv_expect_ok plain "$STEPS"
-sum=$(mv_checksum plain)
-peak=$(mv_peak plain)
-[ -n "$peak" ] && [ "$peak" -gt 0 ] || mv_fail_run plain "no peak in the output"
+plain_run
 dev=$((peak * 5 / 4))
-
-# start_daemon: memvirt daemon start on $S; its pid goes to DAEMON.
-start_daemon() {
-	out=$(timeout 30 "$MEMVIRT" daemon start --socket "$S" --log-file "$T/memvirtd.log" --log-level info) ||
-		mv_fail "memvirt daemon start --socket $S failed"
-	DAEMON=$(echo "$out" | sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p')
-	[ -n "$DAEMON" ] || mv_fail "memvirt daemon start printed no pid: $out"
-	echo "$out"
-}
 
 # start_job NAME JOB [SETTINGS]: runs mvtrain $ARGS under the daemon in the background, with the
 # budget at 40% of a device of 5/4 of its peak; its pid goes to JOBS and `last`.
@@ -46,6 +32,7 @@ stats_has() {
 }
 
 start_daemon
+echo "$out"
 start_job a "$JOB_A"
 run_a=$last
 # The second job is the long one: a real delay before each kernel stretches it without changing
@@ -73,6 +60,7 @@ DAEMON=
 sleep 0.5
 alive "$run_b" || mv_fail "job b ended before a new daemon was started"
 start_daemon
+echo "$out"
 back=0
 while alive "$run_b"; do
 	if stats_has "$JOB_B"; then

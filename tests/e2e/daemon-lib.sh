@@ -78,3 +78,22 @@ sess_field() {
 		k[1] == "sessions" && k[3] == f { val[k[2]] = $2 }
 		END { for (i in mine) print val[i] }' "$1"
 }
+
+# plain_run: runs mvtrain $ARGS ($STEPS steps) on the simulated GPU alone; sets sum and peak from it.
+plain_run() {
+	# shellcheck disable=SC2086 # ARGS is a list of words
+	mv_run plain $ARGS
+	mv_expect_ok plain "$STEPS"
+	sum=$(mv_checksum plain)
+	peak=$(mv_peak plain)
+	[ -n "$peak" ] && [ "$peak" -gt 0 ] || mv_fail_run plain "no peak in the output"
+}
+
+# start_daemon [OPTION...]: memvirt daemon start on $S with a log in $T, plus the options; its pid
+# goes to DAEMON and what it printed to `out`.
+start_daemon() {
+	out=$(timeout 30 "$MEMVIRT" daemon start --socket "$S" "$@" --log-file "$T/memvirtd.log" --log-level info) ||
+		mv_fail "memvirt daemon start --socket $S failed"
+	DAEMON=$(echo "$out" | sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p')
+	[ -n "$DAEMON" ] || mv_fail "memvirt daemon start printed no pid: $out"
+}

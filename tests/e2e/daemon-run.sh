@@ -9,19 +9,11 @@ STEPS=30
 ARGS="--model resnet50 --batch 2 --scale 0.125 --steps $STEPS"
 JOB=e2e-run-$$
 
-# shellcheck disable=SC2086 # ARGS is a list of words
-mv_run plain $ARGS
-mv_expect_ok plain "$STEPS"
-sum=$(mv_checksum plain)
-peak=$(mv_peak plain)
-[ -n "$peak" ] && [ "$peak" -gt 0 ] || mv_fail_run plain "no peak in the output"
+plain_run
 # 40% of a device of 5/4 of the peak is half the peak: the job must page.
 dev=$((peak * 5 / 4))
 
-out=$(timeout 30 "$MEMVIRT" daemon start --socket "$S" --log-file "$T/memvirtd.log" --log-level info) ||
-	mv_fail "memvirt daemon start --socket $S failed"
-DAEMON=$(echo "$out" | sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p')
-[ -n "$DAEMON" ] || mv_fail "memvirt daemon start printed no pid: $out"
+start_daemon
 echo "$out"
 
 # shellcheck disable=SC2086 # ARGS is a list of words

@@ -10,22 +10,14 @@ ARGS="--model resnet50 --batch 2 --scale 0.125 --steps $STEPS"
 JOB_A=e2e-share-a-$$
 JOB_B=e2e-share-b-$$
 
-# shellcheck disable=SC2086 # ARGS is a list of words
-mv_run plain $ARGS
-mv_expect_ok plain "$STEPS"
-sum=$(mv_checksum plain)
-peak=$(mv_peak plain)
-[ -n "$peak" ] && [ "$peak" -gt 0 ] || mv_fail_run plain "no peak in the output"
+plain_run
 # Each job alone would fit its device; the two together get 6/5 of one peak, 3/5 each.
 budget=$((peak * 6 / 5))
 dev=$((peak * 4))
 printf '{\n  "device": { "budget": "%s" }\n}\n' "$budget" >"$T/memvirt.json"
 timeout 10 "$MEMVIRT" config check "$T/memvirt.json" >/dev/null || mv_fail "config check refused $T/memvirt.json"
 
-out=$(timeout 30 "$MEMVIRT" daemon start --socket "$S" --config "$T/memvirt.json" \
-	--log-file "$T/memvirtd.log" --log-level info) || mv_fail "memvirt daemon start --socket $S failed"
-DAEMON=$(echo "$out" | sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p')
-[ -n "$DAEMON" ] || mv_fail "memvirt daemon start printed no pid: $out"
+start_daemon --config "$T/memvirt.json"
 echo "$out; device budget $budget bytes, peak $peak"
 
 # start_job NAME JOB: runs mvtrain $ARGS under the daemon in the background; its pid goes to JOBS.

@@ -16,18 +16,10 @@ JOB_C=e2e-stall-c-$$
 # compute, so that they outlast the library's 2 s wait for a WELCOME.
 DELAY=SIMCUDA_DELAY_KERNEL_US=500
 
-# shellcheck disable=SC2086 # ARGS is a list of words
-mv_run plain $ARGS
-mv_expect_ok plain "$STEPS"
-sum=$(mv_checksum plain)
-peak=$(mv_peak plain)
-[ -n "$peak" ] && [ "$peak" -gt 0 ] || mv_fail_run plain "no peak in the output"
+plain_run
 dev=$((peak * 5 / 4))
 
-out=$(timeout 30 "$MEMVIRT" daemon start --socket "$S" --log-file "$T/memvirtd.log" --log-level info) ||
-	mv_fail "memvirt daemon start --socket $S failed"
-DAEMON=$(echo "$out" | sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p')
-[ -n "$DAEMON" ] || mv_fail "memvirt daemon start printed no pid: $out"
+start_daemon
 echo "$out"
 
 # Job a links to the daemon through memvirt run.
