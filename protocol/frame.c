@@ -231,6 +231,9 @@ size_t mv_counters_encode(const struct mv_msg_counters *m, uint8_t *out)
 	mv_put_u64(out + 72, m->app_vmm_bytes);
 	mv_put_u64(out + 80, m->oom);
 	mv_put_u64(out + 88, m->events_dropped);
+	mv_put_u64(out + 96, m->planned_outs);
+	mv_put_u64(out + 104, m->planned_ins);
+	mv_put_u64(out + 112, m->late_ins);
 	return MV_MSG_COUNTERS_SIZE;
 }
 
@@ -250,6 +253,9 @@ int mv_counters_decode(const uint8_t *p, size_t len, struct mv_msg_counters *m)
 	m->app_vmm_bytes = mv_get_u64(p + 72);
 	m->oom = mv_get_u64(p + 80);
 	m->events_dropped = mv_get_u64(p + 88);
+	m->planned_outs = mv_get_u64(p + 96);
+	m->planned_ins = mv_get_u64(p + 104);
+	m->late_ins = mv_get_u64(p + 112);
 	return 0;
 }
 

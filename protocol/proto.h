@@ -119,8 +119,11 @@ struct mv_msg_counters {
 	uint64_t app_vmm_bytes;
 	uint64_t oom;
 	uint64_t events_dropped; /* in total */
+	uint64_t planned_outs;   /* page-outs a plan issued */
+	uint64_t planned_ins;    /* page-ins a plan issued */
+	uint64_t late_ins;       /* planned page-ins not complete when their launch came */
 };
-#define MV_MSG_COUNTERS_SIZE (12 * 8)
+#define MV_MSG_COUNTERS_SIZE (15 * 8)
 
 /* PLAN: what to move during the iteration whose function sequence hashes to `fingerprint`, in
  * iteration-relative launch numbers (policies/policy.h). nops ops of MV_PLAN_OP_SIZE bytes follow the

@@ -213,12 +213,18 @@ START_TEST(test_counters_roundtrip)
 	c.app_vmm_bytes = 10;
 	c.oom = 11;
 	c.events_dropped = 0xffffffffffull;
+	c.planned_outs = 0x1111;
+	c.planned_ins = 0x2222;
+	c.late_ins = 0x3333;
 	n = mv_counters_encode(&c, pl);
 	ck_assert_uint_eq(n, MV_MSG_COUNTERS_SIZE);
 	/* Each counter at its place, in the order of the struct. */
 	for (int i = 0; i < 11; i++)
 		ck_assert_uint_eq(mv_get_u64(pl + 8 * i), (uint64_t)i + 1);
 	ck_assert_uint_eq(mv_get_u64(pl + 88), c.events_dropped);
+	ck_assert_uint_eq(mv_get_u64(pl + 96), c.planned_outs);
+	ck_assert_uint_eq(mv_get_u64(pl + 104), c.planned_ins);
+	ck_assert_uint_eq(mv_get_u64(pl + 112), c.late_ins);
 
 	n = build(buf, MV_MSG_COUNTERS, pl, (uint32_t)n);
 	p = expect_frame(buf, n, MV_MSG_COUNTERS, MV_MSG_COUNTERS_SIZE);
@@ -236,6 +242,9 @@ START_TEST(test_counters_roundtrip)
 	ck_assert_uint_eq(d.app_vmm_bytes, 10);
 	ck_assert_uint_eq(d.oom, 11);
 	ck_assert_uint_eq(d.events_dropped, c.events_dropped);
+	ck_assert_uint_eq(d.planned_outs, c.planned_outs);
+	ck_assert_uint_eq(d.planned_ins, c.planned_ins);
+	ck_assert_uint_eq(d.late_ins, c.late_ins);
 }
 END_TEST
 
