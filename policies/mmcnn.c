@@ -67,12 +67,9 @@ struct mm {
 
 static uint64_t mm_copy_ns(uint64_t size, double bps)
 {
-	double ns;
-
 	if (!(bps > 0))
 		return 0;
-	ns = (double)size * 1e9 / bps;
-	return (uint64_t)ns + ((double)(uint64_t)ns < ns);
+	return (uint64_t)((double)size * 1e9 / bps + 0.5);
 }
 
 /* The first launch starting at or after t (n when none). */
