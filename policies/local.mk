@@ -44,3 +44,10 @@ tests_unit_check_policy_mmcnn_LDADD = $(CHECK_LIBS) -lm
 tests_unit_check_policy_feedback_SOURCES = tests/unit/check_policy_feedback.c $(POLICY_SOURCES)
 tests_unit_check_policy_feedback_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_unit_check_policy_feedback_LDADD = $(CHECK_LIBS) -lm
+
+# Planning time per policy on a 10,000-launch iteration; run by scripts/bench planning.
+check_PROGRAMS += tests/bench/plan_bench
+tests_bench_plan_bench_SOURCES = tests/bench/plan_bench.c $(POLICY_SOURCES)
+tests_bench_plan_bench_CFLAGS = $(AM_CFLAGS) -O2
+tests_bench_plan_bench_LDADD = -lm
+EXTRA_DIST += tests/bench/planning.sh
