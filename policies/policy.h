@@ -125,6 +125,8 @@ struct mv_feedback {
 	uint64_t *late_ns;     /* per iteration buffer: how late its page-in was, summed */
 	uint32_t *advance;     /* per iteration buffer: launches its page-in is moved earlier; owned by the
 				* planner, grown by mv_feedback_apply() */
+	uint32_t *late_at;     /* per iteration buffer: the launch its latest late page-in held up
+				* (MV_TRACE_NONE: none); may be NULL, when its last use stands in */
 };
 
 /* Replays the iteration in steady state (buffers alive when it begins start resident, as they are
