@@ -738,7 +738,7 @@ int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_poli
 	struct mv_plan_op_wire *w = NULL;
 	struct mv_msg_plan head;
 	uint32_t first_op, nops, nlaunch, *launch_op = NULL;
-	uint64_t t0, dur, hash;
+	uint64_t t0, t1, t2, t3 = 0, dur, hash;
 	int rc, same_inputs;
 
 	*payload = NULL;
@@ -757,6 +757,7 @@ int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_poli
 			 rc);
 		return 0;
 	}
+	t1 = plan_now_ns();
 	l->iter_valid = 1;
 	l->iter_first_op = first_op;
 	l->iter_nops = nops;
@@ -786,6 +787,7 @@ int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_poli
 			 rc);
 		return 0;
 	}
+	t2 = plan_now_ns();
 	if (!l->found || l->iter_fingerprint != it->fingerprint || l->iter_nlaunch != it->nlaunch)
 		mvd_info("session %llu: learnt an iteration of %u launches (fingerprint %016" PRIx64 ")",
 			 (unsigned long long)l->session, it->nlaunch, it->fingerprint);
@@ -807,6 +809,7 @@ int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_poli
 	}
 	p.machine.launch_ns = dur;
 	rc = pol->plan(it, &p, NULL, &plan);
+	t3 = plan_now_ns();
 	learn_nomem(rc);
 	if (rc < 0) {
 		mvd_warn("session %llu: policy %s failed to plan (%d)", (unsigned long long)l->session,
@@ -847,9 +850,10 @@ out:
 	if (rc != 1)
 		rc = 0;
 	l->plan_ns = plan_now_ns() - t0;
-	mvd_debug("session %llu: planning an iteration of %u launches with %s took %.3f ms%s",
-		  (unsigned long long)l->session, it->nlaunch, policy, (double)l->plan_ns / 1e6,
-		  rc == 1 ? "; plan sent" : "");
+	mvd_debug("session %llu: planning an iteration of %u launches with %s took %.3f ms (detection "
+		  "%.3f, building %.3f, the policy %.3f)%s", (unsigned long long)l->session, it->nlaunch,
+		  policy, (double)l->plan_ns / 1e6, (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
+		  t3 > 0 ? (double)(t3 - t2) / 1e6 : 0.0, rc == 1 ? "; plan sent" : "");
 	free(w);
 	free(launch_op);
 	mv_plan_free(plan);
