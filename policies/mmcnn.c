@@ -11,13 +11,14 @@
  * the stretches covering the whole run, the smallest that removes the run's largest excess (or the
  * largest, repeatedly, when none is big enough); where no stretch covers the whole run it takes the
  * one reaching furthest. Then each chosen stretch whose removal keeps every launch within the
- * target is dropped again, largest first. Scheduling: page-outs leave in the order of their last
- * use, queued on the one D2H engine; page-ins are issued just in time in the order they are needed,
- * each at the latest launch from which its copy, queued behind the page-ins issued before it on the
- * one H2D engine, completes before the launch that needs it starts; the page-ins the planner was
- * told were late (fb) are issued that many launches earlier. The profile is recomputed with those
- * real intervals (queueing shortens them) and more stretches are chosen until every launch fits or
- * no candidate is left, for at most a few rounds. It costs O((launches + uses) log uses) per round.
+ * target is dropped again, largest first. Scheduling: a page-out follows its buffer's last use
+ * before the stretch (when the D2H engine falls behind, launches wait for room rather than the
+ * plan giving up); page-ins are issued just in time in the order they are needed, each at the
+ * latest launch from which its copy, queued behind the page-ins before it on the one H2D engine,
+ * completes before the launch that needs it starts, and earlier by the launches the planner was
+ * told it was late (fb). A page-in moved earlier that way holds its bytes sooner, so it is issued
+ * no earlier than the profile has room for it: the budget comes first, a late page-in only
+ * stalls. It costs O((launches + uses) log launches).
  *
  * Knobs: budget, min_size, headroom (default 0.02 of the budget kept free), the machine's h2d and
  * d2h bandwidths. Choose it whenever the iteration repeats: it moves nothing when memory suffices
@@ -28,8 +29,6 @@
 
 #include "policies/policy.h"
 
-#define MM_ROUNDS 8
-
 enum { MM_FREE, MM_CHOSEN, MM_DROPPED };
 
 /* One idle stretch of one buffer that paging could free. */
@@ -38,7 +37,7 @@ struct mm_cand {
 	uint32_t buf;
 	uint32_t ua, ub;  /* the uses before and after the stretch */
 	uint32_t o, q;    /* scheduled alone: launches [o, q) are freed; the page-in is issued at q */
-	uint32_t ao, aq;  /* the same, scheduled with every chosen stretch */
+	uint32_t aq;      /* the page-in's launch as scheduled with every chosen stretch */
 	uint32_t idx;
 	uint8_t state;
 	uint8_t valid;    /* o < q */
@@ -61,6 +60,7 @@ struct mm {
 	struct mm_cand **sel;
 	uint32_t nsel;
 	struct mm_cand **tmp;
+	uint32_t *skip;   /* over tmp: the next entry not taken */
 	int64_t *mx, *lz; /* a max segment tree with lazy adds over cur */
 	uint32_t segn;    /* nodes in mx and lz */
 };
@@ -191,17 +191,6 @@ static int mm_cmp_fit(const void *a, const void *b)
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-static int mm_cmp_out(const void *a, const void *b)
-{
-	const struct mm_cand *x = *(struct mm_cand *const *)a, *y = *(struct mm_cand *const *)b;
-
-	if (x->ua != y->ua)
-		return x->ua < y->ua ? -1 : 1;
-	if (x->buf != y->buf)
-		return x->buf < y->buf ? -1 : 1;
-	return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
 static int mm_cmp_in(const void *a, const void *b)
 {
 	const struct mm_cand *x = *(struct mm_cand *const *)a, *y = *(struct mm_cand *const *)b;
@@ -222,6 +211,20 @@ static int mm_cmp_size_desc(const void *a, const void *b)
 	return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
+static uint32_t mm_skip(struct mm *m, uint32_t k)
+{
+	uint32_t r = k, nx;
+
+	while (m->skip[r] != r)
+		r = m->skip[r];
+	while (m->skip[k] != r) {
+		nx = m->skip[k];
+		m->skip[k] = r;
+		k = nx;
+	}
+	return r;
+}
+
 static void mm_choose(struct mm *m, struct mm_cand *c, int64_t *red)
 {
 	c->state = MM_CHOSEN;
@@ -233,7 +236,7 @@ static void mm_choose(struct mm *m, struct mm_cand *c, int64_t *red)
  * nothing covers what is over. Returns how many it chose. */
 static uint32_t mm_select(struct mm *m)
 {
-	uint32_t t, j = 0, r, k, nt, lo, hi, top, added = 0;
+	uint32_t t, j = 0, r, k, nt, lo, hi, top, last, added = 0;
 	int64_t red = 0, rr, e, x;
 	struct mm_cand *c;
 
@@ -266,7 +269,11 @@ static uint32_t mm_select(struct mm *m)
 				m->tmp[nt++] = c;
 		}
 		qsort(m->tmp, nt, sizeof(*m->tmp), mm_cmp_fit);
-		while (e > 0 && nt > 0) {
+		/* m->skip[k]: the first entry from k on not yet taken (nt: none), path-compressed. */
+		for (k = 0; k <= nt; k++)
+			m->skip[k] = k;
+		last = nt;
+		while (e > 0) {
 			lo = 0;
 			hi = nt;
 			while (lo < hi) {
@@ -276,10 +283,17 @@ static uint32_t mm_select(struct mm *m)
 				else
 					lo = k + 1;
 			}
-			k = lo < nt ? lo : nt - 1;
+			k = mm_skip(m, lo);
+			if (k == nt) {
+				/* None big enough: the largest left. */
+				while (last > 0 && mm_skip(m, last - 1) != last - 1)
+					last--;
+				if (last == 0)
+					break;
+				k = --last;
+			}
 			c = m->tmp[k];
-			memmove(&m->tmp[k], &m->tmp[k + 1], (size_t)(nt - k - 1) * sizeof(*m->tmp));
-			nt--;
+			m->skip[k] = k + 1;
 			mm_choose(m, c, &red);
 			e -= (int64_t)c->size;
 			added++;
@@ -301,50 +315,6 @@ static uint32_t mm_select(struct mm *m)
 	return added;
 }
 
-/* Schedules the chosen stretches on the copy engines and sets their real intervals; a stretch left
- * with nothing freed is dropped. */
-static void mm_schedule(struct mm *m)
-{
-	uint32_t i, k, at;
-	uint64_t busy = 0, begin, done, dl, nxt = UINT64_MAX, tin;
-	struct mm_cand *c;
-
-	m->nsel = 0;
-	for (i = 0; i < m->nc; i++)
-		if (m->c[i].state == MM_CHOSEN)
-			m->sel[m->nsel++] = &m->c[i];
-	/* Page-outs in issue order on the D2H engine, each after its last use has finished. */
-	qsort(m->sel, m->nsel, sizeof(*m->sel), mm_cmp_out);
-	for (k = 0; k < m->nsel; k++) {
-		c = m->sel[k];
-		begin = m->start[c->ua + 1] > busy ? m->start[c->ua + 1] : busy;
-		done = begin + mm_copy_ns(c->size, m->d2h);
-		busy = done;
-		c->ao = mm_first_from(m, done);
-	}
-	/* Page-ins backwards from the last needed: each must be done before its launch starts and
-	 * before the next page-in must start, the H2D engine serving them in order. */
-	qsort(m->sel, m->nsel, sizeof(*m->sel), mm_cmp_in);
-	for (k = m->nsel; k-- > 0;) {
-		c = m->sel[k];
-		tin = mm_copy_ns(c->size, m->h2d);
-		dl = m->start[c->ub] < nxt ? m->start[c->ub] : nxt;
-		if (dl >= tin) {
-			nxt = dl - tin;
-			at = mm_last_by(m, nxt, c->ub);
-		} else {
-			nxt = 0;
-			at = MV_TRACE_NONE;
-		}
-		c->aq = mm_in_at(m, c, at);
-	}
-	for (k = 0; k < m->nsel; k++) {
-		c = m->sel[k];
-		if (c->ao >= c->aq)
-			c->state = MM_DROPPED;
-	}
-}
-
 /* m->cur from the base and the chosen stretches' real intervals; returns its largest value. */
 static int64_t mm_profile(struct mm *m)
 {
@@ -354,8 +324,8 @@ static int64_t mm_profile(struct mm *m)
 	memset(m->diff, 0, ((size_t)m->n + 1) * sizeof(*m->diff));
 	for (i = 0; i < m->nc; i++)
 		if (m->c[i].state == MM_CHOSEN) {
-			m->diff[m->c[i].ao] -= (int64_t)m->c[i].size;
-			m->diff[m->c[i].aq] += (int64_t)m->c[i].size;
+			m->diff[m->c[i].o] -= (int64_t)m->c[i].size;
+			m->diff[m->c[i].q] += (int64_t)m->c[i].size;
 		}
 	for (t = 0; t < m->n; t++) {
 		run += m->diff[t];
@@ -421,10 +391,55 @@ static void mm_prune(struct mm *m)
 	qsort(m->sel, m->nsel, sizeof(*m->sel), mm_cmp_size_desc);
 	for (k = 0; k < m->nsel; k++) {
 		c = m->sel[k];
-		if (mm_seg(m, 1, 0, m->n, c->ao, c->aq, 0) + (int64_t)c->size > 0)
+		if (mm_seg(m, 1, 0, m->n, c->o, c->q, 0) + (int64_t)c->size > 0)
 			continue;
-		mm_seg(m, 1, 0, m->n, c->ao, c->aq, (int64_t)c->size);
+		mm_seg(m, 1, 0, m->n, c->o, c->q, (int64_t)c->size);
 		c->state = MM_DROPPED;
+	}
+}
+
+/* Issues the chosen page-ins just in time on the one H2D engine: backwards from the last needed,
+ * each must be done before its launch starts and before the next page-in must start; the feedback
+ * moves it earlier still. A page-in issued before its stretch's end holds its bytes from there,
+ * so it goes no earlier than the profile (m's segment tree, every chosen stretch freed) has room
+ * for it: the budget comes first, a late page-in only stalls. */
+static void mm_schedule(struct mm *m)
+{
+	uint32_t i, k, at, lo, hi, mid;
+	uint64_t dl, nxt = UINT64_MAX, tin;
+	struct mm_cand *c;
+
+	m->nsel = 0;
+	for (i = 0; i < m->nc; i++)
+		if (m->c[i].state == MM_CHOSEN)
+			m->sel[m->nsel++] = &m->c[i];
+	qsort(m->sel, m->nsel, sizeof(*m->sel), mm_cmp_in);
+	for (k = m->nsel; k-- > 0;) {
+		c = m->sel[k];
+		tin = mm_copy_ns(c->size, m->h2d);
+		dl = m->start[c->ub] < nxt ? m->start[c->ub] : nxt;
+		if (dl >= tin) {
+			nxt = dl - tin;
+			at = mm_in_at(m, c, mm_last_by(m, nxt, c->ub));
+		} else {
+			nxt = 0;
+			at = c->ua + 1;
+		}
+		if (at > c->q)
+			at = c->q;
+		/* The earliest launch from which it fits until its stretch's end. */
+		lo = at;
+		hi = c->q;
+		while (lo < hi) {
+			mid = lo + (hi - lo) / 2;
+			if (mm_seg(m, 1, 0, m->n, mid, c->q, 0) + (int64_t)c->size <= 0)
+				hi = mid;
+			else
+				lo = mid + 1;
+		}
+		if (lo < c->q)
+			mm_seg(m, 1, 0, m->n, lo, c->q, (int64_t)c->size);
+		c->aq = lo;
 	}
 }
 
@@ -469,7 +484,9 @@ static int mm_candidates(struct mm *m, uint64_t min_size)
 	m->heap = malloc(((size_t)nc + 1) * sizeof(*m->heap));
 	m->sel = malloc(((size_t)nc + 1) * sizeof(*m->sel));
 	m->tmp = malloc(((size_t)nc + 1) * sizeof(*m->tmp));
-	if (m->c == NULL || m->by_o == NULL || m->heap == NULL || m->sel == NULL || m->tmp == NULL)
+	m->skip = malloc(((size_t)nc + 1) * sizeof(*m->skip));
+	if (m->c == NULL || m->by_o == NULL || m->heap == NULL || m->sel == NULL || m->tmp == NULL ||
+	    m->skip == NULL)
 		goto out;
 	for (b = 0; b < it->nbufs; b++) {
 		bf = &it->bufs[b];
@@ -513,6 +530,7 @@ static void mm_release(struct mm *m)
 	free(m->heap);
 	free(m->sel);
 	free(m->tmp);
+	free(m->skip);
 	free(m->mx);
 	free(m->lz);
 }
@@ -524,7 +542,7 @@ static int mmcnn_plan(const struct mv_iter *it, const struct mv_policy_params *p
 	struct mv_plan *plan;
 	const struct mv_iter_buf *bf;
 	uint64_t target, t;
-	uint32_t i, a, f, round, k;
+	uint32_t i, a, f, k;
 	int64_t run, worst;
 	double keep;
 	int err = -ENOMEM;
@@ -585,13 +603,8 @@ static int mmcnn_plan(const struct mv_iter *it, const struct mv_policy_params *p
 	if (mm_candidates(&m, p->min_size) < 0)
 		goto fail;
 	mm_select(&m);
-	for (round = 0; round < MM_ROUNDS; round++) {
-		mm_schedule(&m);
-		mm_profile(&m);
-		mm_prune(&m);
-		if (mm_profile(&m) <= 0 || mm_select(&m) == 0)
-			break;
-	}
+	mm_profile(&m);
+	mm_prune(&m);
 	mm_schedule(&m);
 	for (k = 0; k < m.nsel; k++) {
 		const struct mm_cand *c = m.sel[k];
