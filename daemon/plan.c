@@ -23,6 +23,9 @@
 #define LEARN_BUFS_MAX (1u << 17)  /* trace buffers, alive or freed, 32 bytes each */
 #define LEARN_LIVE_MAX (1u << 16)  /* live addresses known at once */
 #define LEARN_FUNCS_MAX (1u << 14) /* distinct functions */
+/* Longer iterations are not planned: planning one would hold the event loop for tens of
+ * milliseconds (a 10,000-launch iteration takes about 6 ms of CPU). */
+#define PLAN_LAUNCH_MAX 50000u
 /* Malformed events logged per session; the rest are only counted. */
 #define LEARN_LOG_MAX 8
 /* A launch without a measured duration is assumed to take between these. */
@@ -88,6 +91,7 @@ struct mvd_learn {
 	uint64_t resets;           /* learning dropped: lost events or a cap reached */
 	uint64_t ignored;          /* malformed events */
 	uint32_t logged;
+	int warned_long;           /* logged that its iteration is too long to plan */
 };
 
 /* ---- the maps ------------------------------------------------------------------------------- */
@@ -626,12 +630,17 @@ const struct mv_trace *mvd_learn_trace(const struct mvd_learn *l)
 
 /* ---- planning ------------------------------------------------------------------------------- */
 
-static uint64_t plan_now_ns(void)
+static uint64_t plan_clock_ns(clockid_t clock)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(clock, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t plan_now_ns(void)
+{
+	return plan_clock_ns(CLOCK_MONOTONIC);
 }
 
 static int plan_params_equal(const struct mv_policy_params *a, const struct mv_policy_params *b)
@@ -738,7 +747,7 @@ int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_poli
 	struct mv_plan_op_wire *w = NULL;
 	struct mv_msg_plan head;
 	uint32_t first_op, nops, nlaunch, *launch_op = NULL;
-	uint64_t t0, t1, t2, t3 = 0, dur, hash;
+	uint64_t t0, t1, t2, t3 = 0, cpu0, dur, hash;
 	int rc, same_inputs;
 
 	*payload = NULL;
@@ -748,6 +757,8 @@ int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_poli
 	if (l->launches_new == 0 && same_inputs)
 		return 0;
 	t0 = plan_now_ns();
+	/* The wall time is what the event loop waited; the CPU time tells a busy host from slow code. */
+	cpu0 = plan_clock_ns(CLOCK_THREAD_CPUTIME_ID);
 	l->launches_new = 0;
 	rc = mv_iter_detect(l->trace, &first_op, &nops);
 	if (rc == -ENOENT)
@@ -765,6 +776,14 @@ int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_poli
 	nlaunch = plan_launch_ops(l->trace, first_op, nops, NULL, 0);
 	if (nlaunch == 0)
 		return 0;
+	if (nlaunch > PLAN_LAUNCH_MAX) {
+		if (!l->warned_long)
+			mvd_warn("session %llu: its iteration of %u launches is longer than memvirtd plans "
+				 "for (%u); the library pages on its own", (unsigned long long)l->session,
+				 nlaunch, PLAN_LAUNCH_MAX);
+		l->warned_long = 1;
+		return 0;
+	}
 	/* An iteration already planned under the same rules is not planned again: launches keep
 	 * arriving, but the loop they make is the same. */
 	if (same_inputs && l->found && l->iter_nlaunch == nlaunch && l->key_nlaunch == nlaunch &&
@@ -850,10 +869,12 @@ out:
 	if (rc != 1)
 		rc = 0;
 	l->plan_ns = plan_now_ns() - t0;
-	mvd_debug("session %llu: planning an iteration of %u launches with %s took %.3f ms (detection "
-		  "%.3f, building %.3f, the policy %.3f)%s", (unsigned long long)l->session, it->nlaunch,
-		  policy, (double)l->plan_ns / 1e6, (double)(t1 - t0) / 1e6, (double)(t2 - t1) / 1e6,
-		  t3 > 0 ? (double)(t3 - t2) / 1e6 : 0.0, rc == 1 ? "; plan sent" : "");
+	mvd_debug("session %llu: planning an iteration of %u launches with %s took %.3f ms, %.3f ms of "
+		  "CPU (detection %.3f, building %.3f, the policy %.3f)%s", (unsigned long long)l->session,
+		  it->nlaunch, policy, (double)l->plan_ns / 1e6,
+		  (double)(plan_clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0) / 1e6, (double)(t1 - t0) / 1e6,
+		  (double)(t2 - t1) / 1e6, t3 > 0 ? (double)(t3 - t2) / 1e6 : 0.0,
+		  rc == 1 ? "; plan sent" : "");
 	free(w);
 	free(launch_op);
 	mv_plan_free(plan);
