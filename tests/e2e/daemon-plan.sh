@@ -23,6 +23,7 @@ JOBS=
 
 cleanup() {
 	exec 3>&- 4>&-
+	# shellcheck disable=SC2086 # lists of pids
 	mv_stop_pids $JOBS $DAEMON
 	rm -rf "$T"
 }
@@ -120,6 +121,7 @@ wait_line "$T/a.out" '^plan 1 ' "no PLAN came after four iterations"
 grep -q '^expect none' "$T/a.out" && mv_fail "policies/iter.c finds no iteration in the events sent"
 expect_fp=$(sed -n 's/^expect \([0-9a-f]*\) \([0-9]*\)$/\1/p' "$T/a.out")
 expect_n=$(sed -n 's/^expect \([0-9a-f]*\) \([0-9]*\)$/\2/p' "$T/a.out")
+# shellcheck disable=SC2046 # the line's words are the fields
 set -- $(grep '^plan 1 ' "$T/a.out")
 plan_fp=$3 plan_n=$4 plan_ops=$5
 echo "expected iteration $expect_fp of $expect_n launches; plan 1: $plan_fp of $plan_n launches, $plan_ops ops"
@@ -180,6 +182,7 @@ JOBS="$JOBS $!"
 exec 4>"$T/b.in"
 wait_line "$T/a.out" "^grant $((35 * MIB))\$" "the first session's grant was not halved"
 wait_line "$T/a.out" '^plan 2 ' "no new PLAN after the grant was halved"
+# shellcheck disable=SC2046 # the line's words are the fields
 set -- $(grep '^plan 2 ' "$T/a.out")
 [ "$3" = "$expect_fp" ] && [ "$4" = "$expect_n" ] || mv_fail "plan 2 is for $3 of $4 launches"
 echo "plan 2 for a grant of 35 MiB: $5 ops"

@@ -619,6 +619,8 @@ START_TEST(hostile_million_addresses)
 		if (i % 4096 == 0 && (m = mvd_learn_memory(l)) > peak)
 			peak = m;
 	}
+	fprintf(stderr, "check_plan_daemon: a million addresses and functions held at most %zu bytes\n",
+		peak);
 	ck_assert_uint_le(peak, MVD_LEARN_MEMORY_MAX);
 	ck_assert_uint_le(mvd_learn_memory(l), MVD_LEARN_MEMORY_MAX);
 	ck_assert_uint_gt(stat_int(l, "learn_resets"), 0);
