@@ -147,7 +147,9 @@ static uint32_t sched_victim(struct sched *s)
 	return best;
 }
 
-static uint64_t sched_acquire(struct sched *s, uint64_t size, uint64_t t0)
+/* Grants size bytes no earlier than t0; returns the grant's time, or UINT64_MAX when a request
+ * that may fail (a prefetch) finds nothing left to evict. */
+static uint64_t sched_acquire(struct sched *s, uint64_t size, uint64_t t0, int may_fail)
 {
 	uint64_t t = t0 > s->cursor ? t0 : s->cursor;
 
@@ -163,6 +165,8 @@ static uint64_t sched_acquire(struct sched *s, uint64_t size, uint64_t t0)
 		}
 		b = sched_victim(s);
 		if (b == MV_TRACE_NONE) {
+			if (may_fail)
+				return UINT64_MAX;
 			if (s->counting)
 				s->out->over_budget = 1;
 			break;
@@ -183,7 +187,10 @@ static uint64_t sched_page_in(struct sched *s, uint32_t b, uint64_t t0, int kind
 
 	if (t0 < s->ready[b])
 		t0 = s->ready[b];
-	start = sched_acquire(s, size, t0);
+	/* A planned page-in without room is dropped: a prefetch never fails a job. */
+	start = sched_acquire(s, size, t0, kind == MVD_COPY_PLANNED);
+	if (start == UINT64_MAX)
+		return UINT64_MAX;
 	if (start < s->h2d_free)
 		start = s->h2d_free;
 	s->h2d_free = start + sched_copy_ns(size, s->h2d_bps);
@@ -196,7 +203,7 @@ static uint64_t sched_page_in(struct sched *s, uint32_t b, uint64_t t0, int kind
 
 static void sched_allocate(struct sched *s, uint32_t b, uint64_t t0)
 {
-	s->ready[b] = sched_acquire(s, s->it->bufs[b].size, t0);
+	s->ready[b] = sched_acquire(s, s->it->bufs[b].size, t0, 0);
 	s->st[b] = S_DEV;
 	s->planned[b] = 0;
 	sched_touch(s, b);
@@ -237,8 +244,8 @@ static void sched_issue(struct sched *s, uint32_t *pi, uint32_t at, uint64_t sta
 				sched_page_out(s, b, fin, MVD_COPY_PLANNED);
 		} else if (op->kind == MV_PLAN_IN && s->st[b] == S_HOST) {
 			sched_exclude(s, op->need);
-			sched_page_in(s, b, start, MVD_COPY_PLANNED);
-			s->planned[b] = 1;
+			if (sched_page_in(s, b, start, MVD_COPY_PLANNED) != UINT64_MAX)
+				s->planned[b] = 1;
 		}
 	}
 }
