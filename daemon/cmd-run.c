@@ -164,9 +164,9 @@ static int run_check_lookahead(const char *s)
 
 	errno = 0;
 	v = strtoull(s, &end, 10);
-	if (*s < '0' || *s > '9' || *end != '\0' || errno != 0 || v < 1 || v > UINT32_MAX) {
-		fprintf(stderr, "memvirt run: --lookahead '%s' is not a whole number from 1 to %lu\n", s,
-			(unsigned long)UINT32_MAX);
+	if (*s < '0' || *s > '9' || *end != '\0' || errno != 0 || v < 1 || v > MVD_LOOKAHEAD_MAX) {
+		fprintf(stderr, "memvirt run: --lookahead '%s' is not a whole number from 1 to %d\n", s,
+			MVD_LOOKAHEAD_MAX);
 		return -1;
 	}
 	return 0;
@@ -273,8 +273,9 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		return -1;
 	if (o->lookahead != NULL && run_check_lookahead(o->lookahead) < 0)
 		return -1;
-	if (o->page_min != NULL && mv_parse_size(o->page_min, &bytes) < 0) {
-		fprintf(stderr, "memvirt run: --page-min '%s' is not a size such as 4MiB\n", o->page_min);
+	if (o->page_min != NULL && (mv_parse_size(o->page_min, &bytes) < 0 || bytes == 0)) {
+		fprintf(stderr, "memvirt run: --page-min '%s' is not a size of at least 1 byte, such as "
+				"4MiB\n", o->page_min);
 		return -1;
 	}
 	if (record != NULL && run_check_record(record, o->record, sizeof(o->record)) < 0)

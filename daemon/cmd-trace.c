@@ -18,6 +18,7 @@
 #include <jansson.h>
 
 #include "daemon/cli.h"
+#include "daemon/config.h"
 #include "policies/policy.h"
 #include "policies/trace.h"
 #include "protocol/units.h"
@@ -1293,14 +1294,14 @@ static int trace_parse(int argc, char **argv, struct trace_opts *o)
 			o->iter_n = (uint32_t)w;
 			break;
 		case 'L':
-			if (trace_uint("--lookahead", optarg, 1, UINT32_MAX, &v) < 0)
+			if (trace_uint("--lookahead", optarg, 1, MVD_LOOKAHEAD_MAX, &v) < 0)
 				return -1;
 			o->knobs.lookahead = (uint32_t)v;
 			break;
 		case 'm':
-			if (mv_parse_size(optarg, &o->knobs.min_size) < 0) {
-				fprintf(stderr, "memvirt trace: --page-min '%s' is not a size such as 4MiB\n",
-					optarg);
+			if (mv_parse_size(optarg, &o->knobs.min_size) < 0 || o->knobs.min_size == 0) {
+				fprintf(stderr, "memvirt trace: --page-min '%s' is not a size of at least 1 "
+						"byte, such as 4MiB\n", optarg);
 				return -1;
 			}
 			break;

@@ -461,7 +461,7 @@ static const char *expected(enum kind k)
 	case K_SIZE: return "a size such as \"4GiB\" or a number of bytes";
 	case K_WEIGHT: return "a whole number from 1 to 1000";
 	case K_POLICY: return "a policy name such as \"lru\"";
-	case K_LOOKAHEAD: return "a whole number of at least 1";
+	case K_LOOKAHEAD: return "a whole number from 1 to 1000000";
 	case K_HEAVY: return "a number greater than 0 and at most 1";
 	case K_HEADROOM: return "a number from 0 up to but not including 1";
 	case K_KERNEL: return "a kernel name";
@@ -751,7 +751,12 @@ static int check_value(struct loader *l, struct mvd_config *c, const struct fiel
 	case K_BUDGET:
 		return check_budget(l, v, (char **)(void *)at);
 	case K_SIZE:
-		return check_size(l, v, (uint64_t *)(void *)at);
+		if (check_size(l, v, (uint64_t *)(void *)at) != 0)
+			return -1;
+		/* A plan that pages buffers of no bytes would be a plan that pages nothing. */
+		if (f->bit == MVD_JOB_PAGE_MIN && *(uint64_t *)(void *)at == 0)
+			return fail(l, 0, "page_min 0 is out of range: at least 1 byte, such as \"1MiB\"");
+		return 0;
 	case K_WEIGHT:
 		if (json_is_real(v))
 			return fail(l, 0, "%g is not a whole number from 1 to 1000",
@@ -774,12 +779,13 @@ static int check_value(struct loader *l, struct mvd_config *c, const struct fiel
 		return 0;
 	case K_LOOKAHEAD:
 		if (json_is_real(v))
-			return fail(l, 0, "%g is not a whole number of at least 1", json_real_value(v));
+			return fail(l, 0, "%g is not a whole number from 1 to %d", json_real_value(v),
+				    MVD_LOOKAHEAD_MAX);
 		if (!json_is_integer(v))
 			return wrong_type(l, f->kind, v);
-		if (json_integer_value(v) < 1 || json_integer_value(v) > (json_int_t)UINT32_MAX)
-			return fail(l, 0, "lookahead %lld is out of range 1..%lu",
-				    (long long)json_integer_value(v), (unsigned long)UINT32_MAX);
+		if (json_integer_value(v) < 1 || json_integer_value(v) > MVD_LOOKAHEAD_MAX)
+			return fail(l, 0, "lookahead %lld is out of range 1..%d",
+				    (long long)json_integer_value(v), MVD_LOOKAHEAD_MAX);
 		*(uint32_t *)(void *)at = (uint32_t)json_integer_value(v);
 		return 0;
 	case K_HEAVY:
@@ -848,7 +854,9 @@ struct mvd_config *mvd_config_default(void)
 	c->defaults.name = xstrdup("default");
 	c->defaults.weight = 1;
 	c->defaults.min = 0;
-	c->defaults.policy = xstrdup("auto");
+	/* The library's own default without MEMVIRT_POLICY, so that a job pages alike with and
+	 * without a configuration. */
+	c->defaults.policy = xstrdup("lru");
 	/* The planning knobs' defaults are the policies' own, so that the two cannot differ. */
 	mv_policy_defaults(&pp);
 	c->defaults.page_min = pp.min_size;

@@ -6,7 +6,7 @@
  *     "daemon":  { "log_level": "info", "log_file": "/var/log/memvirtd.log",
  *                  "socket": "/run/memvirt/memvirtd.sock" },
  *     "device":  { "budget": "90%" },
- *     "jobs":    { "default":  { "weight": 1, "min": "0", "policy": "auto" },
+ *     "jobs":    { "default":  { "weight": 1, "min": "0", "policy": "lru" },
  *                  "train.py": { "weight": 2, "min": "4GiB", "policy": "vdnn-all",
  *                                "lookahead": 2, "page_min": "4MiB" } },
  *     "library": { "slab_threshold": "1MiB", "host_limit": "64GiB", "safety_net": true }
@@ -29,6 +29,9 @@
 #define MVD_JOB_HEADROOM         0x10u
 #define MVD_JOB_ITERATION_MARKER 0x20u
 
+/* The largest lookahead, in layers, the library accepts. */
+#define MVD_LOOKAHEAD_MAX 1000000
+
 /* How the arbiter and the planner treat one job (a process whose job name matches, or
  * "default"). */
 struct mvd_job {
@@ -36,8 +39,9 @@ struct mvd_job {
 	uint32_t weight;   /* share of the device budget beyond the minimums, 1 to 1000 */
 	uint64_t min;      /* bytes the job is granted before any weighted share */
 	char *policy;      /* the paging policy's name, one of mv_policies (memvirt-policies(7)) */
-	uint64_t page_min; /* smallest buffer a plan pages (default 1 MiB) */
-	uint32_t lookahead;      /* vdnn-*: layers ahead a page-in is issued, >= 1 (default 1) */
+	uint64_t page_min; /* smallest buffer a plan pages, > 0 (default 1 MiB) */
+	uint32_t lookahead;      /* vdnn-*: layers ahead a page-in is issued, 1 to MVD_LOOKAHEAD_MAX
+				  * (default 1) */
 	double heavy_fraction;   /* vdnn-conv: in (0, 1] (default 0.5) */
 	double headroom;         /* mmcnn: in [0, 1) (default 0.02) */
 	char *iteration_marker;  /* a kernel name that starts each iteration; NULL: detect it */
@@ -58,7 +62,7 @@ struct mvd_config {
 	int safety_net;
 };
 
-/* The built-in configuration: log level info, budget 100%, weight 1, min 0, policy auto, and the
+/* The built-in configuration: log level info, budget 100%, weight 1, min 0, policy lru, and the
  * planning knobs of mv_policy_defaults(). */
 struct mvd_config *mvd_config_default(void);
 

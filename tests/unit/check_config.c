@@ -113,7 +113,7 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(c->defaults.name, "default");
 	ck_assert_uint_eq(c->defaults.weight, 1);
 	ck_assert_uint_eq(c->defaults.min, 0);
-	ck_assert_str_eq(c->defaults.policy, "auto");
+	ck_assert_str_eq(c->defaults.policy, "lru");
 	ck_assert_uint_eq(c->defaults.page_min, MIB);
 	ck_assert_uint_eq(c->defaults.lookahead, 1);
 	ck_assert(c->defaults.heavy_fraction == 0.5);
