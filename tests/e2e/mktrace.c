@@ -3,6 +3,7 @@
  *   layered.mvtrace    a three-layer network trained for three iterations, small enough to replay
  *                      by hand (see trace-cli.sh for the numbers);
  *   marked.mvtrace     the same with an iteration mark before each iteration;
+ *   single.mvtrace     one iteration only, so none can be detected;
  *   truncated.mvtrace  four iterations cut short inside a record of the fourth, without END;
  *   malformed.mvtrace  a FREE of a buffer never allocated; its offset is printed.
  *
@@ -145,6 +146,11 @@ int main(int argc, char **argv)
 	put(&m, mv_trace_encode_mark(ROOM(&m), m.now));
 	end(&m);
 	save(argv[1], "marked.mvtrace", &m, m.len);
+
+	w = start(&m);
+	iteration(&m, w, 0, 0);
+	end(&m);
+	save(argv[1], "single.mvtrace", &m, m.len);
 
 	w = start(&m);
 	for (int i = 0; i < 3; i++)

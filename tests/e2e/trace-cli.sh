@@ -156,6 +156,16 @@ has outside.err "--iteration 30:100 is outside"
 expect 2 badknob trace replay "$L" --budget 12MiB --headroom 1
 has badknob.err "--headroom '1' is not a number in [0, 1)"
 
+# One iteration is not yet a loop: nothing is detected, but one can be named.
+expect 0 single trace info "$T/single.mvtrace"
+has single.out "iteration   none found"
+expect 1 singlereplay trace replay "$T/single.mvtrace" --budget 12MiB
+has singlereplay.err "no iteration found"
+has singlereplay.err "--iteration FIRST:N"
+# shellcheck disable=SC2086
+expect 0 singleiter trace replay "$T/single.mvtrace" --policy lru --budget 12MiB --iteration 1:12 $LINK
+has singleiter.out "peak             12.0 MiB (12582912 bytes); unlimited 16.0 MiB (16777216 bytes)"
+
 # A file cut short: read with a warning, and still an iteration to replay.
 expect 0 truncated trace info "$T/truncated.mvtrace"
 has truncated.err "warning"
