@@ -905,9 +905,16 @@ static int plan_timer_on;
 /* What the job's policy plans with: the session's grant and the config's knobs. */
 static void plan_params(const struct mvd_job *job, const struct mvd_session *s, struct mv_policy_params *p)
 {
-	(void)job;
 	mv_policy_defaults(p);
 	p->budget = s->grant;
+	/* A job's knobs were checked when the config was loaded; zero means the file left it out. */
+	if (job->page_min > 0)
+		p->min_size = job->page_min;
+	if (job->lookahead > 0)
+		p->lookahead = job->lookahead;
+	if (job->heavy_fraction > 0)
+		p->heavy_fraction = job->heavy_fraction;
+	p->headroom = job->headroom;
 }
 
 void mvd_plan_session(struct mvd_session *s)
