@@ -31,6 +31,9 @@
 #define TRACE_DEFAULT_FEEDBACK 3u
 /* A file larger than this is not read whole into memory. */
 #define TRACE_MAX_BYTES ((size_t)8 << 30)
+/* Launches at the end of a recorded run that may lie outside the training loop (a final evaluation,
+ * checksums, teardown) and are set aside to find it. */
+#define TRACE_TAIL_MAX 4096u
 
 /* What the command line asked for. Strings are borrowed from argv. */
 struct trace_opts {
@@ -236,7 +239,7 @@ static int trace_load(struct trace_ctx *c, const struct trace_opts *o, int want_
 		}
 		c->first_op = o->iter_first;
 		c->nops = o->iter_n;
-	} else if ((r = mv_iter_detect(c->t, &c->first_op, &c->nops)) < 0) {
+	} else if ((r = mv_iter_detect_recorded(c->t, TRACE_TAIL_MAX, &c->first_op, &c->nops)) < 0) {
 		if (r == -ENOENT)
 			fprintf(stderr, "memvirt trace: %s: no iteration found: the launch sequence does not "
 					"repeat with the memory back where it began; name one with "
@@ -546,7 +549,7 @@ static int trace_info(const struct trace_opts *o)
 	}
 	for (uint32_t i = 0; i < c.t->nbufs; i++)
 		pinned += (c.t->bufs[i].flags & MV_TBUF_PINNED) != 0;
-	have_iter = mv_iter_detect(c.t, &c.first_op, &c.nops) == 0 &&
+	have_iter = mv_iter_detect_recorded(c.t, TRACE_TAIL_MAX, &c.first_op, &c.nops) == 0 &&
 		    mv_iter_build(c.t, c.first_op, c.nops, c.m.launch_ns, &c.it) == 0;
 	if (have_iter)
 		peak = mv_model_peak(c.it);

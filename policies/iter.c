@@ -177,6 +177,29 @@ out:
 	return rc;
 }
 
+int mv_iter_detect_recorded(const struct mv_trace *t, uint32_t max_tail, uint32_t *first_op, uint32_t *nops)
+{
+	struct mv_trace view;
+	uint32_t tail = 0;
+	int rc;
+
+	if (t == NULL || first_op == NULL || nops == NULL)
+		return -EINVAL;
+	/* A view that ends earlier: detection reads only ops[0, nops) and the buffers they name. */
+	view = *t;
+	for (;;) {
+		rc = mv_iter_detect(&view, first_op, nops);
+		if (rc != -ENOENT || tail == max_tail)
+			return rc;
+		while (view.nops > 0 && view.ops[view.nops - 1].kind != MV_TREC_LAUNCH)
+			view.nops--;
+		if (view.nops == 0)
+			return -ENOENT;
+		view.nops--;
+		tail++;
+	}
+}
+
 /* ---- building the iteration ----------------------------------------------------------------------- */
 
 /* Counts buffers per (site, size) for their ordinals: open addressing over a power-of-two table. */

@@ -576,6 +576,131 @@ static double dmax(double a, double b)
 	return a > b ? a : b;
 }
 
+/* The least total of whole buffers among sz[0, n) that reaches at least target (exact for a few
+ * buffers, else target itself, which is never more). */
+static uint64_t least_cover(const uint64_t *sz, uint32_t n, uint64_t target)
+{
+	uint64_t best = UINT64_MAX, sum;
+	uint32_t mask, i;
+
+	if (target == 0)
+		return 0;
+	if (n > 16)
+		return target;
+	for (mask = 1; mask < (1u << n); mask++) {
+		sum = 0;
+		for (i = 0; i < n; i++)
+			if (mask & (1u << i))
+				sum += sz[i];
+		if (sum >= target && sum < best)
+			best = sum;
+	}
+	return best == UINT64_MAX ? target : best;
+}
+
+/* The largest total of whole buffers among sz[0, n) that fits in room (exact for a few buffers, else
+ * room itself, which is never less). */
+static uint64_t most_within(const uint64_t *sz, uint32_t n, uint64_t room)
+{
+	uint64_t best = 0, sum;
+	uint32_t mask, i;
+
+	if (n > 16)
+		return room;
+	for (mask = 1; mask < (1u << n); mask++) {
+		sum = 0;
+		for (i = 0; i < n; i++)
+			if (mask & (1u << i))
+				sum += sz[i];
+		if (sum <= room && sum > best)
+			best = sum;
+	}
+	return best;
+}
+
+/*
+ * The stalls between launches. Launches run one after another, so in the time between the end of
+ * launch p-1 and the start of p nothing computes, and these gaps add up across p. Two kinds of copy
+ * must happen in the gap before p:
+ *   out  at most `budget` bytes are on the device while p runs, and p's buffers and the pinned ones
+ *        must be; of the other buffers alive at p, those p-1 named were on the device until p-1
+ *        finished, so whatever of V_p = live(p) - budget the rest cannot cover leaves in the gap, in
+ *        whole buffers (the least cover of the shortfall by those p-1 named);
+ *   in   p's buffers that p-1 did not name and that were not just allocated were either on the
+ *        device while p-1 ran, in the room its own buffers and the pinned ones left, or are copied in
+ *        after p-1 finished (whatever does not fit that room, in whole buffers).
+ * So gap(p) >= max(out / d2h, in / h2d), and the step is at least the compute time plus the sum of
+ * the gaps over p = 1 .. n-1. Like the bound below it holds for any schedule the model or the library
+ * can run: a page-out starts only after the buffer's last use has finished and releases the device
+ * only when it completes, and a page-in needs room before it starts.
+ */
+static double gap_stalls(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m, const uint64_t *live,
+			 const uint64_t *pinned, const uint64_t *named)
+{
+	uint32_t n = it->nlaunch, p, i, nout, nin, s, e;
+	uint32_t *stamp = malloc(((size_t)it->nbufs + 1) * sizeof *stamp);
+	uint64_t outsz[17], insz[17], outb, inb, tin, v, sfree, room, held;
+	double d2h = m->d2h_bps / 1e9, h2d = m->h2d_bps / 1e9, sum = 0;
+
+	if (stamp == NULL)
+		return 0;
+	for (i = 0; i < it->nbufs; i++)
+		stamp[i] = MV_TRACE_NONE;
+	for (p = 1; p < n; p++) {
+		const struct mv_iter_launch *lp = &it->launch[p], *lq = &it->launch[p - 1];
+
+		for (i = 0; i < lp->nrefs; i++)
+			stamp[it->refs[lp->ref0 + i]] = p;
+		/* out: buffers p-1 named, alive at p, not named by p, not pinned. */
+		nout = 0;
+		outb = 0;
+		for (i = 0; i < lq->nrefs; i++) {
+			uint32_t b = it->refs[lq->ref0 + i];
+			const struct mv_iter_buf *ib = &it->bufs[b];
+
+			if (stamp[b] == p || (ib->flags & MV_IBUF_PINNED))
+				continue;
+			alive_span(it, ib, &s, &e);
+			if (!(s <= p && p < e))
+				continue;
+			if (nout < 17)
+				outsz[nout] = ib->size;
+			nout++;
+			outb += ib->size;
+		}
+		held = pinned[p] + named[p];
+		sfree = live[p] > held + outb ? live[p] - held - outb : 0;
+		v = live[p] > budget ? live[p] - budget : 0;
+		outb = v > sfree ? least_cover(outsz, nout > 16 ? 17 : nout, v - sfree) : 0;
+		/* in: buffers p names that p-1 did not, allocated before p-1 ran. */
+		for (i = 0; i < lq->nrefs; i++)
+			stamp[it->refs[lq->ref0 + i]] = p + n; /* named by p-1, whether or not by p */
+		nin = 0;
+		tin = 0;
+		for (i = 0; i < lp->nrefs; i++) {
+			uint32_t b = it->refs[lp->ref0 + i];
+			const struct mv_iter_buf *ib = &it->bufs[b];
+
+			if (stamp[b] == p + n || (ib->flags & MV_IBUF_PINNED) || ib->alloc_at == p)
+				continue;
+			if (ib->alloc_at != MV_TRACE_NONE && ib->alloc_at > p - 1)
+				continue;
+			if (nin < 17)
+				insz[nin] = ib->size;
+			nin++;
+			tin += ib->size;
+		}
+		held = pinned[p - 1] + named[p - 1];
+		room = budget > held ? budget - held : 0;
+		inb = tin > room ? tin - room : 0;
+		if (nin <= 16)
+			inb = tin - most_within(insz, nin, room);
+		sum += dmax((double)outb / d2h, (double)inb / h2d);
+	}
+	free(stamp);
+	return sum;
+}
+
 /*
  * The bandwidth lower bound. Take any launch p and the moment it starts in the reported run. Every
  * byte alive at p (allocated at or before p, not freed before p) is on the device or off it, and no
@@ -593,7 +718,8 @@ static double dmax(double a, double b)
  * cheapest choice: F first, D only when A and B are exhausted, and the split between A and B that
  * minimises the sum (a convex function of the split, so its minimum lies at an end of the allowed
  * range or where one of the two max() changes branch). Split fractionally, it can only be lower.
- * LB = the largest such bound over p, and at least the compute time. It holds in the model above
+ * LB = the largest such bound over p, the compute time plus the gaps between launches (above),
+ * and at least the compute time. It holds in the model above
  * because the reported run begins when the previous run's last launch finishes: every use before p
  * in it, and so every out-copy after such a use, lies between then and start(p).
  */
@@ -602,7 +728,7 @@ uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const s
 {
 	uint32_t n, b, p, s, e, i;
 	int64_t *dl = NULL, *dpin = NULL, *dF = NULL, *dA = NULL, *dB = NULL;
-	uint64_t *named = NULL, *cb = NULL, total = 0, result = 0, worst_v = 0;
+	uint64_t *named = NULL, *cb = NULL, *livea = NULL, *pina = NULL, total = 0, result = 0, worst_v = 0;
 	int64_t l = 0, pin = 0, F = 0, A = 0, B = 0;
 	double best = 0;
 	int infeasible = 0;
@@ -621,7 +747,10 @@ uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const s
 	dB = calloc((size_t)n + 2, sizeof *dB);
 	named = calloc((size_t)n + 1, sizeof *named);
 	cb = calloc((size_t)n + 1, sizeof *cb);
-	if (dl == NULL || dpin == NULL || dF == NULL || dA == NULL || dB == NULL || named == NULL || cb == NULL) {
+	livea = calloc((size_t)n + 1, sizeof *livea);
+	pina = calloc((size_t)n + 1, sizeof *pina);
+	if (dl == NULL || dpin == NULL || dF == NULL || dA == NULL || dB == NULL || named == NULL || cb == NULL ||
+	    livea == NULL || pina == NULL) {
 		result = UINT64_MAX;
 		goto out;
 	}
@@ -674,6 +803,8 @@ uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const s
 		A += dA[p];
 		B += dB[p];
 		live = (uint64_t)l;
+		livea[p] = live;
+		pina[p] = (uint64_t)pin;
 		if ((uint64_t)pin > budget || named[p] > budget - (uint64_t)pin) {
 			if (!infeasible)
 				worst_v = live > budget ? live - budget : 0;
@@ -710,6 +841,12 @@ uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const s
 			worst_v = v;
 		}
 	}
+	if (!infeasible) {
+		double gaps = (double)total + gap_stalls(it, budget, m, livea, pina, named);
+
+		if (gaps > best)
+			best = gaps;
+	}
 	if (infeasible) {
 		result = UINT64_MAX;
 	} else {
@@ -727,6 +864,8 @@ out:
 	free(dB);
 	free(named);
 	free(cb);
+	free(livea);
+	free(pina);
 	return result;
 }
 

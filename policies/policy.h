@@ -60,6 +60,10 @@ struct mv_iter {
  * inner loop (an LSTM's time steps) is not taken for the iteration. Returns 0, or -ENOENT when no
  * iteration has completed twice yet. O(nops) time. */
 int mv_iter_detect(const struct mv_trace *t, uint32_t *first_op, uint32_t *nops);
+/* The same for a whole recorded run, which ends with work that is not part of the loop (a final
+ * evaluation, checksums, teardown): when the loop does not reach the end, the last launches are set
+ * aside one at a time, up to max_tail of them, until it does. O(nops * launches set aside). */
+int mv_iter_detect_recorded(const struct mv_trace *t, uint32_t max_tail, uint32_t *first_op, uint32_t *nops);
 /* Builds the iteration of ops [first_op, first_op + nops). Launches without a measured duration
  * get default_dur_ns. Returns 0 or a negative errno. */
 int mv_iter_build(const struct mv_trace *t, uint32_t first_op, uint32_t nops, uint64_t default_dur_ns,
