@@ -44,6 +44,7 @@ static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mv_hostchunk *chunks;
 static uint64_t pool_bytes, pool_used;
 static int pool_full_logged;
+static int pool_add_failed_logged;
 /* Set when the pool runs low, so that the pager grows it before an eviction has to. Guarded by
  * mv_lock. */
 static int pool_grow_wanted;
@@ -137,9 +138,16 @@ static struct mv_hostchunk *pool_add(uint64_t size)
 	c = chunk_new(size);
 	pthread_mutex_lock(&pool_lock);
 	if (c == NULL) {
+		char a[32];
 		pool_bytes -= size;
+		/* Once per run of failures: a page-out is tried for every victim, each would say it. */
+		if (!pool_add_failed_logged)
+			mv_log(MV_LOG_WARN, "cannot allocate %s of pinned host memory: cannot page out more",
+			       mv_format_size(size, a, sizeof(a)));
+		pool_add_failed_logged = 1;
 		return NULL;
 	}
+	pool_add_failed_logged = 0;
 	c->next = chunks;
 	chunks = c;
 	return c;
@@ -791,8 +799,12 @@ static CUresult page_in(struct mv_buf *b)
 		}
 	}
 	if (r != CUDA_SUCCESS) {
+		const char *name = "?";
 		net_map(b);
 		mv_uncharge(b->span);
+		mv_real.cuGetErrorName(r, &name);
+		mv_log(MV_LOG_WARN, "page-in of %#llx failed (%s); the buffer stays on the host",
+		       (unsigned long long)b->va, name);
 		return r;
 	}
 	pthread_mutex_lock(&mv_lock);
