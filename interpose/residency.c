@@ -164,7 +164,10 @@ static struct mv_hostslot *host_alloc(uint64_t span)
 	for (c = chunks; c != NULL && s == NULL; c = c->next)
 		s = slot_in(c, span);
 	size = MV_MAX(MV_HOST_CHUNK, span);
-	if (s != NULL || pool_bytes + size > mv_cfg.host_limit) {
+	/* The last chunk takes what is left below the limit, so that all of it can be used. */
+	if (pool_bytes + size > mv_cfg.host_limit && pool_bytes < mv_cfg.host_limit)
+		size = (mv_cfg.host_limit - pool_bytes) / mv_dev.granularity * mv_dev.granularity;
+	if (s != NULL || size < span || pool_bytes + size > mv_cfg.host_limit) {
 		if (s == NULL && !pool_full_logged) {
 			char a[32];
 			pool_full_logged = 1;
