@@ -1,2 +1,11 @@
 # Fault tests: device faults on the simulated GPU and process faults against the daemon. Included by
 # the top Makefile.am.
+
+# libmemvirt.so under device faults injected on the simulated GPU.
+FAULT_CHECKS = tests/unit/check_interpose_faults
+check_PROGRAMS += $(FAULT_CHECKS)
+TESTS += $(FAULT_CHECKS)
+tests_unit_check_interpose_faults_SOURCES = tests/unit/check_interpose_faults.c
+tests_unit_check_interpose_faults_CFLAGS = $(CHECK_CFLAGS_ALL)
+tests_unit_check_interpose_faults_LDADD = $(CHECK_LDADD_ALL) -ldl
+$(FAULT_CHECKS): interpose/libmemvirt.la
