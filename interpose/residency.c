@@ -407,6 +407,7 @@ static void finish_page_out(struct mv_buf *b)
 		pthread_cond_broadcast(&mv_cond);
 		pthread_mutex_unlock(&mv_lock);
 		host_free(h);
+		mv_log(MV_LOG_DEBUG, "page-out of %#llx ended: the buffer was wanted back", (unsigned long long)b->va);
 		return;
 	}
 	b->releasing = 1;
@@ -431,6 +432,7 @@ static void finish_page_out(struct mv_buf *b)
 	pthread_cond_broadcast(&mv_cond);
 	pthread_cond_signal(&pager_cond);
 	pthread_mutex_unlock(&mv_lock);
+	mv_log(MV_LOG_DEBUG, "page-out of %#llx ended: on the host", (unsigned long long)b->va);
 }
 
 /* Completes one page-in: its copy has finished, so later users need not wait and the host copy
@@ -625,6 +627,9 @@ static int page_out(struct mv_buf *b)
 		host_free(h);
 		goto undo;
 	}
+	/* Paired with an "ended" line, so that a log cut short shows the page-outs in flight. */
+	mv_log(MV_LOG_DEBUG, "page-out of %#llx (%llu bytes) issued", (unsigned long long)b->va,
+	       (unsigned long long)b->size);
 	grow = pool_low();
 	pthread_mutex_lock(&mv_lock);
 	b->host = h;
