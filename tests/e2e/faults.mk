@@ -9,3 +9,9 @@ tests_unit_check_interpose_faults_SOURCES = tests/unit/check_interpose_faults.c
 tests_unit_check_interpose_faults_CFLAGS = $(CHECK_CFLAGS_ALL)
 tests_unit_check_interpose_faults_LDADD = $(CHECK_LDADD_ALL) -ldl
 $(FAULT_CHECKS): interpose/libmemvirt.la
+
+# Process faults: jobs and the daemon killed, many clients, a flooding client.
+FAULT_SCRIPTS = \
+	tests/e2e/fault-kill-pageout.sh
+TESTS += $(FAULT_SCRIPTS)
+EXTRA_DIST += $(FAULT_SCRIPTS)
