@@ -13,6 +13,7 @@ $(FAULT_CHECKS): interpose/libmemvirt.la
 # Process faults: jobs and the daemon killed, many clients, a flooding client.
 FAULT_SCRIPTS = \
 	tests/e2e/fault-kill-pageout.sh \
-	tests/e2e/fault-daemon-restart.sh
+	tests/e2e/fault-daemon-restart.sh \
+	tests/e2e/fault-many-clients.sh
 TESTS += $(FAULT_SCRIPTS)
 EXTRA_DIST += $(FAULT_SCRIPTS)
