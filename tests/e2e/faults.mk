@@ -17,3 +17,6 @@ FAULT_SCRIPTS = \
 	tests/e2e/fault-many-clients.sh
 TESTS += $(FAULT_SCRIPTS)
 EXTRA_DIST += $(FAULT_SCRIPTS)
+
+# Raw frames from the shell, shared with daemon-garbage.sh.
+EXTRA_DIST += tests/e2e/frame-lib.sh
