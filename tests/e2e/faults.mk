@@ -11,12 +11,12 @@ tests_unit_check_interpose_faults_LDADD = $(CHECK_LDADD_ALL) -ldl
 $(FAULT_CHECKS): interpose/libmemvirt.la
 
 # Process faults: jobs and the daemon killed, many clients, a flooding client.
-FAULT_SCRIPTS = \
+FAULT_E2E_TESTS = \
 	tests/e2e/fault-kill-pageout.sh \
 	tests/e2e/fault-daemon-restart.sh \
 	tests/e2e/fault-many-clients.sh
-TESTS += $(FAULT_SCRIPTS)
-EXTRA_DIST += $(FAULT_SCRIPTS)
+TESTS += $(FAULT_E2E_TESTS)
+EXTRA_DIST += $(FAULT_E2E_TESTS)
 
 # Raw frames from the shell, shared with daemon-garbage.sh.
 EXTRA_DIST += tests/e2e/frame-lib.sh
