@@ -77,6 +77,7 @@ struct mvd_conn {
 	size_t len;
 	size_t cap;
 	int closing;                 /* uv_close called: send nothing more, decode nothing more */
+	size_t queued;               /* memory held by writes not yet completed: frames and requests */
 	struct mvd_session *session; /* a library connection's session; owned */
 	TAILQ_ENTRY(mvd_conn) entry;
 };

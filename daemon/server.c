@@ -20,7 +20,9 @@
  * MV_FRAME_HEADER + MV_FRAME_MAX, so a well-behaved peer always fits. */
 #define SERVER_BUF_MAX (2u << 20)
 #define SERVER_BUF_MIN (64u << 10)
-/* A peer that lets this much of our output pile up is not reading: it is dropped. */
+/* A peer that lets this much of our output pile up is not reading: it is dropped. Counted as the
+ * memory the queued writes hold (each frame and its request), since a flood of small answers
+ * holds far more than its bytes. */
 #define SERVER_WRITE_MAX (16u << 20)
 /* How long a stop waits for connections to take their last frames before cutting them. */
 #define SERVER_STOP_MS 3000
@@ -29,6 +31,7 @@
 struct server_write {
 	uv_write_t req;
 	uint8_t *data;
+	size_t held; /* counted in the connection's `queued` */
 };
 
 static uv_loop_t *server_loop;
@@ -141,6 +144,7 @@ static void server_write_cb(uv_write_t *req, int status)
 		snprintf(why, sizeof(why), "write failed: %s", uv_strerror(status));
 		mvd_conn_close(c, MVD_LOG_INFO, why);
 	}
+	c->queued -= w->held;
 	free(w->data);
 	free(w);
 }
@@ -155,18 +159,25 @@ void mvd_conn_send_frame(struct mvd_conn *c, uint8_t *frame, size_t len)
 		free(frame);
 		return;
 	}
-	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > SERVER_WRITE_MAX) {
+	if (c->queued + len + sizeof(*w) > SERVER_WRITE_MAX) {
 		free(frame);
 		mvd_conn_close(c, MVD_LOG_WARN, "the peer does not read what it is sent");
+		/* The clean close writes what is queued first, which this peer would hold up forever
+		 * (with our memory): cut it now. */
+		if (!uv_is_closing((uv_handle_t *)&c->pipe))
+			uv_close((uv_handle_t *)&c->pipe, server_close_cb);
 		return;
 	}
 	w = mvd_xmalloc(sizeof(*w));
 	w->data = frame;
+	w->held = len + sizeof(*w);
+	c->queued += w->held;
 	buf = uv_buf_init((char *)frame, (unsigned int)len);
 	rc = uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, server_write_cb);
 	if (rc < 0) {
 		char why[128];
 
+		c->queued -= w->held;
 		free(frame);
 		free(w);
 		snprintf(why, sizeof(why), "write failed: %s", uv_strerror(rc));
