@@ -14,7 +14,8 @@ $(FAULT_CHECKS): interpose/libmemvirt.la
 FAULT_E2E_TESTS = \
 	tests/e2e/fault-kill-pageout.sh \
 	tests/e2e/fault-daemon-restart.sh \
-	tests/e2e/fault-many-clients.sh
+	tests/e2e/fault-many-clients.sh \
+	tests/e2e/fault-flood.sh
 TESTS += $(FAULT_E2E_TESTS)
 EXTRA_DIST += $(FAULT_E2E_TESTS)
 
