@@ -361,6 +361,8 @@ void mv_buf_wait_uses(struct mv_buf *b)
 static struct mv_buf *outq, *inq, *relq;
 static struct mv_buf *cache;
 static uint64_t releasing_bytes;
+/* Page-ins issued and not yet seen complete by the pager: each still holds its host slot. */
+static uint64_t landing;
 static int pager_running;
 static pthread_cond_t pager_cond = PTHREAD_COND_INITIALIZER;
 
@@ -441,6 +443,7 @@ static void finish_page_in(struct mv_buf *b, struct mv_hostslot *h)
 {
 	host_free(h);
 	pthread_mutex_lock(&mv_lock);
+	landing--;
 	b->ready_pending = 0;
 	if (b->freed) {
 		releasing_bytes += b->span;
@@ -572,6 +575,11 @@ void mv_pager_start(void)
 void mv_residency_forked(void)
 {
 	pager_running = 0;
+	/* The page-in the parent's pager was completing did not come along; the queued ones will be
+	 * completed here. */
+	landing = 0;
+	for (struct mv_buf *b = inq; b != NULL; b = b->next)
+		landing++;
 }
 
 void mv_stall_measure(CUstream h, CUevent ready, int per_thread)
@@ -685,9 +693,11 @@ CUresult mv_make_room(uint64_t bytes)
 			pthread_mutex_lock(&mv_lock);
 			continue;
 		}
-		/* Memory on its way back: wait for it. */
-		if (mv_budget.evicting > 0 || releasing_bytes > 0 || inq != NULL) {
+		/* Memory on its way back: wait for it. A page-in that lands also gives its host slot
+		 * back, so victims whose page-out found the host pool full are worth another try. */
+		if (mv_budget.evicting > 0 || releasing_bytes > 0 || inq != NULL || landing > 0) {
 			pthread_cond_wait(&mv_cond, &mv_lock);
+			mv_registry_unskip();
 			continue;
 		}
 		/* Buffers other threads' submissions hold: they become candidates when those finish. The
@@ -819,6 +829,7 @@ static CUresult page_in(struct mv_buf *b)
 	b->dev = dev;
 	b->state = MV_RESIDENT;
 	b->ready_pending = 1;
+	landing++;
 	atomic_fetch_sub(&mv_count.host_bytes, b->span);
 	atomic_fetch_add(&mv_count.page_ins, 1);
 	atomic_fetch_add(&mv_count.bytes_in, b->size);
