@@ -313,6 +313,44 @@ START_TEST(test_host_pool_full)
 }
 END_TEST
 
+/* A host pool of three buffers, and page-ins that take 300 ms to land. */
+static const char *const pool_slow_env[] = {ENV_BUDGET, ENV_NET_OFF, "MEMVIRT_HOST_LIMIT=192KiB",
+					    "SIMCUDA_DELAY_H2D_US=300000", NULL};
+
+/* The pool is full only for as long as a page-in still holds its host slot: a page-out that needs
+ * a slot then waits for the page-in to land, and is not refused. */
+START_TEST(test_host_pool_full_until_page_in_lands)
+{
+	struct bufs t;
+	struct memvirt_counters c0, c1;
+	CUstream s;
+	float v0 = 2.5f, v1 = 3.5f;
+
+	start(&t, pool_slow_env);
+	make(&t, 6);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	c0 = itest_counters();
+	ck_assert_uint_eq(c0.host_bytes, 2 * BUF); /* buffers 0 and 1; one slot free */
+	/* Buffer 0 comes back: buffer 2 takes the free slot, and buffer 0's slot stays taken until its
+	 * copy lands. */
+	CHK(simtest_fill(t.d[0], v0, BUF / sizeof(float), s));
+	/* Buffer 1 comes back at once: its room needs a page-out while all three slots are taken. */
+	CHK(simtest_fill(t.d[1], v1, BUF / sizeof(float), s));
+	CHK(cuStreamSynchronize(s));
+	for (size_t w = 0; w < BUF / sizeof(float); w++) {
+		memcpy(t.ref[0] + w * sizeof(float), &v0, sizeof(float));
+		memcpy(t.ref[1] + w * sizeof(float), &v1, sizeof(float));
+	}
+	c1 = itest_counters();
+	ck_assert_uint_eq(c1.oom, 0);
+	ck_assert_uint_eq(c1.page_ins, c0.page_ins + 2);
+	ck_assert_uint_eq(c1.page_outs, c0.page_outs + 2);
+	expect_all(&t, "after page-outs that waited for a host slot");
+	CHK(cuStreamDestroy(s));
+	finish(&t);
+}
+END_TEST
+
 /* Pinned host memory cannot be had at all: nothing pages out, so what does not fit the budget is
  * refused, and once host memory comes back the same allocation is served. */
 START_TEST(test_host_alloc_fails)
@@ -403,6 +441,7 @@ static Suite *faults_suite(void)
 	tcase_add_test(tc, test_h2d_fails_in_page_in);
 	tc = simtest_tcase(s, "host", 60);
 	tcase_add_test(tc, test_host_pool_full);
+	tcase_add_test(tc, test_host_pool_full_until_page_in_lands);
 	tcase_add_test(tc, test_host_alloc_fails);
 	tc = simtest_tcase(s, "slow", 60);
 	tcase_add_test(tc, test_slow_copy_engines);
