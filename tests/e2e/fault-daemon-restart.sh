@@ -2,6 +2,7 @@
 # a moment after every start, on the same socket, until the jobs are done. Each job ends with the
 # checksum of a plain run, and their logs show that they lost the daemon and linked to it again
 # more than once. The script prints how many times the daemon was killed.
+set -u
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/daemon-lib.sh"
 

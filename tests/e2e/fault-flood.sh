@@ -9,6 +9,7 @@
 # - the client that does not read is cut off ("does not read what it is sent"), the oversized frame
 #   closes its own connection with its reason, and the flooder is served to the end;
 # - the daemon's peak resident memory stays under RSS_MAX_KIB.
+set -u
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/daemon-lib.sh"
 . "$(dirname "$0")/frame-lib.sh"

@@ -4,6 +4,7 @@
 # not ended. The daemon drops its session and gives its share to the other two within a second
 # (their grants grow, measured by polling `memvirt stats --json`), and both end with the checksum of
 # a plain run.
+set -u
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/daemon-lib.sh"
 

@@ -2,6 +2,7 @@
 # kernel so that all of them are linked at the same time, which the daemon's stats must show (32
 # sessions on the device, each granted a 32nd of it, below what it asks, so that all of them page).
 # Every job ends with the checksum of a plain run.
+set -u
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/daemon-lib.sh"
 

@@ -5,6 +5,7 @@
 # or fails with a CUDA error named by mvtrain and explained by the library's log line, without a
 # checksum, a signal or a hang. The script says which, and checks the outcome each case must have
 # where it is certain (EXPECT: ok, error or either).
+set -u
 . "$(dirname "$0")/lib.sh"
 : "${MEMVIRT_LIB:=$MV_TOP_BUILDDIR/interpose/.libs/libmemvirt.so}"
 mv_need_mvtrain

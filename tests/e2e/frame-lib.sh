@@ -15,6 +15,7 @@ le32() {
 	le16 $(($1 >> 16 & 65535))
 }
 # header MAGIC VERSION TYPE LENGTH [RESERVED]: a frame header (protocol/proto.h).
+# shellcheck disable=SC2034 # used by the scripts that source this
 MAGIC=$((0x5650564d))
 header() {
 	le32 "$1"
