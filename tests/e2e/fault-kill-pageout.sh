@@ -1,9 +1,11 @@
 # A job dies in the middle of a page-out: three jobs share a device through a private daemon, one of
 # them with a copy engine so slow (a real 300 ms before each device-to-host copy) that its page-outs
 # are in flight most of the time. It is killed with SIGKILL while its log shows a page-out issued and
-# not ended. The daemon drops its session and gives its share to the other two within a second
-# (their grants grow, measured by polling `memvirt stats --json`), and both end with the checksum of
-# a plain run.
+# not ended. The daemon drops its session and gives its share to the other two within a second:
+# measured from the kill to the daemon's log lines of the new grants (its own clock), and to the
+# first `memvirt stats --json` that shows them (which adds the command's own time, up to a second on
+# a loaded machine, so it is held to STATS_MAX_MS). Both other jobs end with the checksum of a plain
+# run.
 set -u
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/daemon-lib.sh"
@@ -13,8 +15,10 @@ ARGS="--model resnet50 --batch 2 --scale 0.125 --steps $STEPS"
 JOB_A=e2e-kpo-a-$$
 JOB_B=e2e-kpo-b-$$
 JOB_C=e2e-kpo-c-$$
-# The longest the grants may take to move after the kill, in milliseconds.
+# The longest the grants may take to move after the kill, in milliseconds: by the daemon's log, and
+# as the first stats that show it.
 RECLAIM_MAX_MS=1000
+STATS_MAX_MS=3000
 
 plain_run
 dev=$((peak * 5 / 4))
@@ -78,8 +82,8 @@ pid_a=$(sess_field "$T/stats.flat" "$JOB_A" pid)
 grant_a=$(sess_field "$T/stats.flat" "$JOB_A" grant)
 grant_b=$(sess_field "$T/stats.flat" "$JOB_B" grant)
 grant_c=$(sess_field "$T/stats.flat" "$JOB_C" grant)
-kill -KILL "$pid_a"
 t0=$(now_ms)
+kill -KILL "$pid_a"
 echo "killed job a (pid $pid_a, grant $grant_a) with SIGKILL; grants before: b $grant_b, c $grant_c"
 
 # Its log, complete up to the kill (one write per line), shows the page-outs it died in.
@@ -100,15 +104,28 @@ while :; do
 	if [ -n "$gone" ] && [ "${gb:-0}" -gt "$grant_b" ] && [ "${gc:-0}" -gt "$grant_c" ]; then
 		break
 	fi
-	[ $((t - t0)) -le $((RECLAIM_MAX_MS * 5)) ] ||
-		mv_fail "5 s after the kill: session a gone after ${gone:-never} ms, grants b ${gb:-none}, c ${gc:-none}"
+	[ $((t - t0)) -le 10000 ] ||
+		mv_fail "10 s after the kill: session a gone after ${gone:-never} ms, grants b ${gb:-none}, c ${gc:-none}"
 	sleep 0.02
 done
 reclaim=$((t - t0))
 echo "session a left the stats after at most $gone ms; grants grew to b $gb, c $gc after at most $reclaim ms"
-[ "$reclaim" -le "$RECLAIM_MAX_MS" ] || mv_fail "the grants took $reclaim ms to grow, more than $RECLAIM_MAX_MS ms"
-grep -q "session [0-9]* (pid $pid_a, $JOB_A) ended" "$T/memvirtd.log" ||
-	mv_fail "the daemon did not log the end of a's session: $(cat "$T/memvirtd.log")"
+[ "$reclaim" -le "$STATS_MAX_MS" ] || mv_fail "the stats showed the new grants $reclaim ms after the kill"
+
+# The daemon's own times (its log's clock is the wall clock, to the millisecond).
+log_ms() {
+	grep "$1" "$T/memvirtd.log" | tail -n 1 | cut -d' ' -f1 | xargs -I{} date -d {} +%s%3N
+}
+ended=$(log_ms "session [0-9]* (pid $pid_a, $JOB_A) ended")
+[ -n "$ended" ] || mv_fail "the daemon did not log the end of a's session: $(cat "$T/memvirtd.log")"
+late=0
+for j in "$JOB_B" "$JOB_C"; do
+	at=$(log_ms "(pid [0-9]*, $j): grant [0-9.]* [KMG]*i*B, was")
+	[ -n "$at" ] || mv_fail "the daemon logged no new grant for $j: $(cat "$T/memvirtd.log")"
+	[ $((at - t0)) -gt "$late" ] && late=$((at - t0))
+done
+echo "by the daemon's log: a's session ended $((ended - t0)) ms and the last new grant went $late ms after the kill"
+[ "$late" -le "$RECLAIM_MAX_MS" ] || mv_fail "the daemon gave a's grant back $late ms after the kill"
 
 wait_job "$run_a" 10
 [ "$MV_RC" -ne 0 ] || mv_fail "job a exited 0 after SIGKILL"
