@@ -78,6 +78,10 @@ struct mvd_conn {
 	size_t len;
 	size_t cap;
 	int closing;                 /* uv_close called: send nothing more, decode nothing more */
+	size_t queued;               /* memory held by writes not yet completed: frames and requests */
+	uint64_t turn;               /* the loop turn `frames` counts in */
+	unsigned frames;             /* frames handled in that turn */
+	int paused;                  /* reading stopped until the next turn: its share is used up */
 	struct mvd_session *session; /* a library connection's session; owned */
 	TAILQ_ENTRY(mvd_conn) entry;
 };

@@ -20,8 +20,14 @@
  * MV_FRAME_HEADER + MV_FRAME_MAX, so a well-behaved peer always fits. */
 #define SERVER_BUF_MAX (2u << 20)
 #define SERVER_BUF_MIN (64u << 10)
-/* A peer that lets this much of our output pile up is not reading: it is dropped. */
+/* A peer that lets this much of our output pile up is not reading: it is dropped. Counted as the
+ * memory the queued writes hold (each frame and its request), since a flood of small answers
+ * holds far more than its bytes. */
 #define SERVER_WRITE_MAX (16u << 20)
+/* Frames one connection may have handled in one turn of the loop: past them it waits for the next
+ * turn, so that a peer sending as fast as it can does not keep the others (and `memvirt stats`)
+ * waiting. Large enough that a busy session's batches do not wait needlessly. */
+#define SERVER_TURN_FRAMES 64
 /* How long a stop waits for connections to take their last frames before cutting them. */
 #define SERVER_STOP_MS 3000
 
@@ -29,12 +35,16 @@
 struct server_write {
 	uv_write_t req;
 	uint8_t *data;
+	size_t held; /* counted in the connection's `queued` */
 };
 
 static uv_loop_t *server_loop;
 static uv_pipe_t server_listener;
 static uv_signal_t server_sighup, server_sigterm, server_sigint;
 static uv_timer_t server_stop_timer;
+/* Runs before every wait for I/O: starts a new turn and resumes the connections paused in the last. */
+static uv_prepare_t server_turns;
+static uint64_t server_turn;
 static int server_stopping_flag;
 static TAILQ_HEAD(, mvd_conn) server_conns = TAILQ_HEAD_INITIALIZER(server_conns);
 static uint64_t server_next_conn = 1;
@@ -141,6 +151,7 @@ static void server_write_cb(uv_write_t *req, int status)
 		snprintf(why, sizeof(why), "write failed: %s", uv_strerror(status));
 		mvd_conn_close(c, MVD_LOG_INFO, why);
 	}
+	c->queued -= w->held;
 	free(w->data);
 	free(w);
 }
@@ -155,18 +166,25 @@ void mvd_conn_send_frame(struct mvd_conn *c, uint8_t *frame, size_t len)
 		free(frame);
 		return;
 	}
-	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > SERVER_WRITE_MAX) {
+	if (c->queued + len + sizeof(*w) > SERVER_WRITE_MAX) {
 		free(frame);
 		mvd_conn_close(c, MVD_LOG_WARN, "the peer does not read what it is sent");
+		/* The clean close writes what is queued first, which this peer would hold up forever
+		 * (with our memory): cut it now. */
+		if (!uv_is_closing((uv_handle_t *)&c->pipe))
+			uv_close((uv_handle_t *)&c->pipe, server_close_cb);
 		return;
 	}
 	w = mvd_xmalloc(sizeof(*w));
 	w->data = frame;
+	w->held = len + sizeof(*w);
+	c->queued += w->held;
 	buf = uv_buf_init((char *)frame, (unsigned int)len);
 	rc = uv_write(&w->req, (uv_stream_t *)&c->pipe, &buf, 1, server_write_cb);
 	if (rc < 0) {
 		char why[128];
 
+		c->queued -= w->held;
 		free(frame);
 		free(w);
 		snprintf(why, sizeof(why), "write failed: %s", uv_strerror(rc));
@@ -289,7 +307,12 @@ static void server_frame(struct mvd_conn *c, const struct mv_frame *f)
 	}
 }
 
-/* Decodes and handles every whole frame in c's buffer, keeping a partial one for later. */
+static void server_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void server_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
+
+/* Decodes and handles the whole frames in c's buffer, keeping a partial one for later. Once the
+ * connection has had its frames for this turn it stops reading, and the rest waits for the next
+ * turn (server_turns_cb). */
 static void server_drain(struct mvd_conn *c)
 {
 	struct mv_frame f;
@@ -297,7 +320,18 @@ static void server_drain(struct mvd_conn *c)
 	ssize_t n;
 	char msg[128];
 
+	if (c->turn != server_turn) {
+		c->turn = server_turn;
+		c->frames = 0;
+	}
 	while (!c->closing) {
+		if (c->frames >= SERVER_TURN_FRAMES) {
+			if (!c->paused) {
+				uv_read_stop((uv_stream_t *)&c->pipe);
+				c->paused = 1;
+			}
+			break;
+		}
 		n = mv_frame_decode(c->buf + off, c->len - off, &f);
 		if (n == MV_FRAME_NEED_MORE)
 			break;
@@ -307,6 +341,7 @@ static void server_drain(struct mvd_conn *c)
 			return;
 		}
 		server_frame(c, &f);
+		c->frames++;
 		off += (size_t)n;
 	}
 	if (c->closing)
@@ -364,6 +399,33 @@ static void server_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
 	}
 	c->len += (size_t)nread;
 	server_drain(c);
+}
+
+/* A new turn: each paused connection handles what it has buffered and, unless that uses up its
+ * turn again, reads again. */
+static void server_turns_cb(uv_prepare_t *h)
+{
+	struct mvd_conn *c, *next;
+	int rc;
+
+	(void)h;
+	server_turn++;
+	for (c = TAILQ_FIRST(&server_conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		if (!c->paused || c->closing)
+			continue;
+		c->paused = 0;
+		server_drain(c);
+		if (c->paused || c->closing)
+			continue;
+		rc = uv_read_start((uv_stream_t *)&c->pipe, server_alloc_cb, server_read_cb);
+		if (rc < 0) {
+			char why[128];
+
+			snprintf(why, sizeof(why), "cannot read: %s", uv_strerror(rc));
+			mvd_conn_close(c, MVD_LOG_WARN, why);
+		}
+	}
 }
 
 static void server_connection_cb(uv_stream_t *listener, int status)
@@ -610,6 +672,10 @@ int mvd_server_start(uv_loop_t *loop, const struct mvd_listen *l, struct mvd_con
 	uv_signal_start(&server_sigint, server_signal_cb, SIGINT);
 	uv_timer_init(loop, &server_stop_timer);
 	mvd_plan_start(loop);
+	/* It does not keep the loop alive: the connections do. */
+	uv_prepare_init(loop, &server_turns);
+	uv_prepare_start(&server_turns, server_turns_cb);
+	uv_unref((uv_handle_t *)&server_turns);
 
 	mvd_info("memvirtd %s listening on %s%s (config: %s)", PACKAGE_VERSION, l->path,
 		 l->fd >= 0 ? " (socket from systemd)" : "",
@@ -644,6 +710,7 @@ void mvd_server_stop(void)
 	uv_close((uv_handle_t *)&server_sigterm, NULL);
 	uv_close((uv_handle_t *)&server_sigint, NULL);
 	mvd_plan_stop();
+	uv_close((uv_handle_t *)&server_turns, NULL);
 	/* Sessions are told first, so that each process goes on with its local policy instead of
 	 * waiting on grants that will not come. */
 	for (c = TAILQ_FIRST(&server_conns); c != NULL; c = next) {

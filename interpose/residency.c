@@ -44,6 +44,7 @@ static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mv_hostchunk *chunks;
 static uint64_t pool_bytes, pool_used;
 static int pool_full_logged;
+static int pool_add_failed_logged;
 /* Set when the pool runs low, so that the pager grows it before an eviction has to. Guarded by
  * mv_lock. */
 static int pool_grow_wanted;
@@ -137,9 +138,16 @@ static struct mv_hostchunk *pool_add(uint64_t size)
 	c = chunk_new(size);
 	pthread_mutex_lock(&pool_lock);
 	if (c == NULL) {
+		char a[32];
 		pool_bytes -= size;
+		/* Once per run of failures: a page-out is tried for every victim, each would say it. */
+		if (!pool_add_failed_logged)
+			mv_log(MV_LOG_WARN, "cannot allocate %s of pinned host memory: cannot page out more",
+			       mv_format_size(size, a, sizeof(a)));
+		pool_add_failed_logged = 1;
 		return NULL;
 	}
+	pool_add_failed_logged = 0;
 	c->next = chunks;
 	chunks = c;
 	return c;
@@ -156,7 +164,10 @@ static struct mv_hostslot *host_alloc(uint64_t span)
 	for (c = chunks; c != NULL && s == NULL; c = c->next)
 		s = slot_in(c, span);
 	size = MV_MAX(MV_HOST_CHUNK, span);
-	if (s != NULL || pool_bytes + size > mv_cfg.host_limit) {
+	/* The last chunk takes what is left below the limit, so that all of it can be used. */
+	if (pool_bytes + size > mv_cfg.host_limit && pool_bytes < mv_cfg.host_limit)
+		size = (mv_cfg.host_limit - pool_bytes) / mv_dev.granularity * mv_dev.granularity;
+	if (s != NULL || size < span || pool_bytes + size > mv_cfg.host_limit) {
 		if (s == NULL && !pool_full_logged) {
 			char a[32];
 			pool_full_logged = 1;
@@ -350,6 +361,8 @@ void mv_buf_wait_uses(struct mv_buf *b)
 static struct mv_buf *outq, *inq, *relq;
 static struct mv_buf *cache;
 static uint64_t releasing_bytes;
+/* Page-ins issued and not yet seen complete by the pager: each still holds its host slot. */
+static uint64_t landing;
 static int pager_running;
 static pthread_cond_t pager_cond = PTHREAD_COND_INITIALIZER;
 
@@ -396,6 +409,7 @@ static void finish_page_out(struct mv_buf *b)
 		pthread_cond_broadcast(&mv_cond);
 		pthread_mutex_unlock(&mv_lock);
 		host_free(h);
+		mv_log(MV_LOG_DEBUG, "page-out of %#llx ended: the buffer was wanted back", (unsigned long long)b->va);
 		return;
 	}
 	b->releasing = 1;
@@ -420,6 +434,7 @@ static void finish_page_out(struct mv_buf *b)
 	pthread_cond_broadcast(&mv_cond);
 	pthread_cond_signal(&pager_cond);
 	pthread_mutex_unlock(&mv_lock);
+	mv_log(MV_LOG_DEBUG, "page-out of %#llx ended: on the host", (unsigned long long)b->va);
 }
 
 /* Completes one page-in: its copy has finished, so later users need not wait and the host copy
@@ -428,6 +443,7 @@ static void finish_page_in(struct mv_buf *b, struct mv_hostslot *h)
 {
 	host_free(h);
 	pthread_mutex_lock(&mv_lock);
+	landing--;
 	b->ready_pending = 0;
 	if (b->freed) {
 		releasing_bytes += b->span;
@@ -559,6 +575,11 @@ void mv_pager_start(void)
 void mv_residency_forked(void)
 {
 	pager_running = 0;
+	/* The page-in the parent's pager was completing did not come along; the queued ones will be
+	 * completed here. */
+	landing = 0;
+	for (struct mv_buf *b = inq; b != NULL; b = b->next)
+		landing++;
 }
 
 void mv_stall_measure(CUstream h, CUevent ready, int per_thread)
@@ -614,6 +635,9 @@ static int page_out(struct mv_buf *b)
 		host_free(h);
 		goto undo;
 	}
+	/* Paired with an "ended" line, so that a log cut short shows the page-outs in flight. */
+	mv_log(MV_LOG_DEBUG, "page-out of %#llx (%llu bytes) issued", (unsigned long long)b->va,
+	       (unsigned long long)b->size);
 	grow = pool_low();
 	pthread_mutex_lock(&mv_lock);
 	b->host = h;
@@ -669,9 +693,11 @@ CUresult mv_make_room(uint64_t bytes)
 			pthread_mutex_lock(&mv_lock);
 			continue;
 		}
-		/* Memory on its way back: wait for it. */
-		if (mv_budget.evicting > 0 || releasing_bytes > 0 || inq != NULL) {
+		/* Memory on its way back: wait for it. A page-in that lands also gives its host slot
+		 * back, so victims whose page-out found the host pool full are worth another try. */
+		if (mv_budget.evicting > 0 || releasing_bytes > 0 || inq != NULL || landing > 0) {
 			pthread_cond_wait(&mv_cond, &mv_lock);
+			mv_registry_unskip();
 			continue;
 		}
 		/* Buffers other threads' submissions hold: they become candidates when those finish. The
@@ -791,14 +817,19 @@ static CUresult page_in(struct mv_buf *b)
 		}
 	}
 	if (r != CUDA_SUCCESS) {
+		const char *name = "?";
 		net_map(b);
 		mv_uncharge(b->span);
+		mv_real.cuGetErrorName(r, &name);
+		mv_log(MV_LOG_WARN, "page-in of %#llx failed (%s); the buffer stays on the host",
+		       (unsigned long long)b->va, name);
 		return r;
 	}
 	pthread_mutex_lock(&mv_lock);
 	b->dev = dev;
 	b->state = MV_RESIDENT;
 	b->ready_pending = 1;
+	landing++;
 	atomic_fetch_sub(&mv_count.host_bytes, b->span);
 	atomic_fetch_add(&mv_count.page_ins, 1);
 	atomic_fetch_add(&mv_count.bytes_in, b->size);

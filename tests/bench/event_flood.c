@@ -9,7 +9,8 @@
  * SECONDS (default 10), then BYE, and waits for the daemon to close the connection. Prints one line
  * per client and a total; a frame counts once all its bytes are written. With -w, the total line
  * also gives the rate between the first and the last W seconds of the flood, leaving out its start
- * and end. Exits 0, 1 on a socket or protocol error, 2 on usage. */
+ * and end. SIGTERM or SIGINT ends the flood early, as if SECONDS had passed, so that a test can
+ * flood for as long as something else runs. Exits 0, 1 on a socket or protocol error, 2 on usage. */
 #include "config.h"
 
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include <poll.h>
 #include <stdatomic.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +53,14 @@ static double flood_warm;
 static pthread_barrier_t flood_start;
 /* The end of the flood (CLOCK_MONOTONIC ns), set by the main thread before it releases the barrier. */
 static double flood_end_ns;
+/* Set by SIGTERM or SIGINT: the flood ends now. */
+static volatile sig_atomic_t flood_stopped;
+
+static void flood_stop(int sig)
+{
+	(void)sig;
+	flood_stopped = 1;
+}
 
 static void flood_usage(void)
 {
@@ -184,7 +194,7 @@ static void *flood_client_main(void *arg)
 	pthread_barrier_wait(&flood_start);
 	if (c->error != NULL)
 		goto out;
-	while (flood_now_ns() < flood_end_ns) {
+	while (!flood_stopped && flood_now_ns() < flood_end_ns) {
 		r = flood_send_all(c->fd, frame, MV_FRAME_HEADER + payload);
 		if (r != 0) {
 			c->error = strerror(-r);
@@ -298,6 +308,13 @@ int main(int argc, char **argv)
 		flood_usage();
 	flood_socket = argv[optind];
 
+	{
+		struct sigaction sa;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = flood_stop;
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+	}
 	/* Sessions are opened one by one, so every client is welcomed before any floods. */
 	pthread_barrier_init(&flood_start, NULL, (unsigned)nclients + 1);
 	for (int i = 0; i < nclients; i++) {
@@ -332,6 +349,9 @@ int main(int argc, char **argv)
 	}
 	for (int i = 0; i < nclients; i++)
 		pthread_join(clients[i].thread, NULL);
+	/* Stopped early: the rate is over the time it ran. */
+	if (flood_stopped && (flood_now_ns() - t0) / 1e9 < flood_seconds)
+		flood_seconds = (flood_now_ns() - t0) / 1e9;
 
 	for (int i = 0; i < nclients; i++) {
 		uint64_t events = atomic_load(&clients[i].events);

@@ -4,6 +4,7 @@
 # turn. The daemon closes each of them and logs why, and the session, the daemon and new commands
 # go on as before.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/frame-lib.sh"
 MEMVIRT=$MV_TOP_BUILDDIR/daemon/memvirt
 MVSOCK=$MV_TOP_BUILDDIR/tests/e2e/mvsock
 for p in "$MEMVIRT" "$MVSOCK"; do
@@ -26,36 +27,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
-
-# Little-endian bytes on stdout.
-byte() {
-	# shellcheck disable=SC2059 # the format is the byte's octal escape
-	printf "\\$(printf %03o "$1")"
-}
-le16() {
-	byte $(($1 & 255))
-	byte $(($1 >> 8 & 255))
-}
-le32() {
-	le16 $(($1 & 65535))
-	le16 $(($1 >> 16 & 65535))
-}
-# header MAGIC VERSION TYPE LENGTH [RESERVED]: a frame header (protocol/proto.h).
-MAGIC=$((0x5650564d))
-# The protocol version, as protocol/proto.h defines it.
-V=$(sed -n 's/^#define MV_PROTO_VERSION \([0-9]*\)$/\1/p' "$MV_TOP_SRCDIR/protocol/proto.h")
-[ -n "$V" ] || mv_fail "no MV_PROTO_VERSION in protocol/proto.h"
-header() {
-	le32 "$1"
-	le16 "$2"
-	le16 "$3"
-	le32 "$4"
-	le32 "${5:-0}"
-}
-# zeros N: N zero bytes.
-zeros() {
-	head -c "$1" /dev/zero
-}
 
 out=$(timeout 30 "$MEMVIRT" daemon start --socket "$S" --log-file "$T/memvirtd.log" --log-level debug) ||
 	mv_fail "memvirt daemon start --socket $S failed"

@@ -181,17 +181,68 @@ static atomic_uint_fast64_t create_calls;
 static atomic_uint_fast64_t copy_calls[4];
 static atomic_uint_fast64_t copy_calls_any;
 
-int sim_inject_create_failure(void)
+/* Faults armed at run time by simcuda_inject, one per kind: calls are counted from the arming on,
+ * and calls first .. last of them fail. Guarded by arm_lock, which is taken only while a kind is
+ * armed (`armed` says which), so unarmed calls stay lock-free. */
+static pthread_mutex_t arm_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_uint armed;
+static struct {
+	uint64_t calls, first, last;
+} arms[SIMCUDA_FAULT_KINDS];
+
+/* Whether this call of the given kind is one an armed fault fails. */
+static int armed_failure(int kind)
+{
+	int fail;
+
+	if ((atomic_load_explicit(&armed, memory_order_acquire) & (1u << kind)) == 0)
+		return 0;
+	pthread_mutex_lock(&arm_lock);
+	arms[kind].calls++;
+	fail = arms[kind].calls >= arms[kind].first && arms[kind].calls <= arms[kind].last;
+	pthread_mutex_unlock(&arm_lock);
+	return fail;
+}
+
+SIM_EXPORT int simcuda_inject(int kind, uint64_t skip, uint64_t count)
+{
+	if (kind < 0 || kind >= SIMCUDA_FAULT_KINDS)
+		return -1;
+	pthread_mutex_lock(&arm_lock);
+	arms[kind].calls = 0;
+	arms[kind].first = skip + 1;
+	/* count UINT64_MAX (every call from the first on) must not wrap. */
+	arms[kind].last = count > UINT64_MAX - skip ? UINT64_MAX : skip + count;
+	if (count == 0)
+		atomic_fetch_and(&armed, ~(1u << kind));
+	else
+		atomic_fetch_or(&armed, 1u << kind);
+	pthread_mutex_unlock(&arm_lock);
+	return 0;
+}
+
+int sim_inject_create_failure(int host)
 {
 	uint64_t n = atomic_fetch_add(&create_calls, 1) + 1;
+
+	if (armed_failure(host ? SIMCUDA_FAULT_HOST_ALLOC : SIMCUDA_FAULT_DEVICE_CREATE))
+		return 1;
 	return sim_cfg.fail_create != 0 && n == sim_cfg.fail_create;
+}
+
+int sim_inject_host_alloc_failure(void)
+{
+	return armed_failure(SIMCUDA_FAULT_HOST_ALLOC);
 }
 
 int sim_inject_copy_failure(enum sim_copy_dir dir)
 {
+	static const int kinds[] = {SIMCUDA_FAULT_H2D, SIMCUDA_FAULT_D2H, SIMCUDA_FAULT_D2D, SIMCUDA_FAULT_H2H};
 	uint64_t n = atomic_fetch_add(&copy_calls[dir], 1) + 1;
 	uint64_t any = atomic_fetch_add(&copy_calls_any, 1) + 1;
 
+	if (armed_failure(kinds[dir]))
+		return 1;
 	if (sim_cfg.fail_copy_n == 0)
 		return 0;
 	if (sim_cfg.fail_copy_dir < 0)

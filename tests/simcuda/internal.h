@@ -237,7 +237,8 @@ CUresult sim_kernel_exec(struct sim_op *op);
 CUresult sim_graph_capture_kernel(struct sim_stream *s, struct sim_op *op);
 
 /* Fault injection counters (init.c): return nonzero when this call should fail. */
-int sim_inject_create_failure(void);
+int sim_inject_create_failure(int host);
+int sim_inject_host_alloc_failure(void);
 int sim_inject_copy_failure(enum sim_copy_dir dir);
 
 #define SIM_MIN(a, b) ((a) < (b) ? (a) : (b))

@@ -24,4 +24,22 @@ typedef int (*simcuda_model_only_fn)(void);
 typedef void (*simcuda_mem_usage_fn)(uint64_t *used, uint64_t *peak);
 #define SIMCUDA_MEM_USAGE "simcuda_mem_usage"
 
+/* Fault injection armed while a program runs, where SIMCUDA_FAIL_MEMCREATE and SIMCUDA_FAIL_COPY,
+ * counted from cuInit, cannot single out one call: of the calls of one kind made after the arming,
+ * the first `skip` succeed and the `count` after them fail (UINT64_MAX: every one). Arming a kind
+ * again restarts its count; count 0 disarms it. A failed allocation returns
+ * CUDA_ERROR_OUT_OF_MEMORY, a failed copy CUDA_ERROR_UNKNOWN without copying, as with the
+ * variables. Returns 0, or -1 for an unknown kind. */
+enum simcuda_fault {
+	SIMCUDA_FAULT_DEVICE_CREATE, /* cuMemCreate of device memory */
+	SIMCUDA_FAULT_HOST_ALLOC,    /* pinned host memory: host-located cuMemCreate, cuMemHostAlloc, cuMemAllocHost */
+	SIMCUDA_FAULT_H2D,           /* copies by direction, synchronous or not */
+	SIMCUDA_FAULT_D2H,
+	SIMCUDA_FAULT_D2D,
+	SIMCUDA_FAULT_H2H,
+	SIMCUDA_FAULT_KINDS
+};
+typedef int (*simcuda_inject_fn)(int kind, uint64_t skip, uint64_t count);
+#define SIMCUDA_INJECT "simcuda_inject"
+
 #endif

@@ -102,7 +102,7 @@ SIM_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
 	r = check_prop(prop, &host);
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (sim_inject_create_failure())
+	if (sim_inject_create_failure(host))
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	pthread_mutex_lock(&sim_mem_lock);
 	r = sim_phys_create(size, host, &p);

@@ -157,6 +157,63 @@ START_TEST(test_fail_copy_invalid_setting_ignored)
 }
 END_TEST
 
+/* simcuda_inject, looked up as a program would. */
+static simcuda_inject_fn inject_fn(void)
+{
+	simcuda_inject_fn f = (simcuda_inject_fn)dlsym(RTLD_DEFAULT, SIMCUDA_INJECT);
+
+	ck_assert_ptr_nonnull(f);
+	return f;
+}
+
+/* Armed at run time: the count starts at the arming, only the chosen kind fails, and a device
+ * cuMemCreate is told from a host one. */
+START_TEST(test_inject_armed)
+{
+	static float h[N];
+	CUmemAllocationProp dev = simtest_prop(0), host = simtest_prop(1);
+	CUmemGenericAllocationHandle g[4];
+	CUdeviceptr p;
+	void *pin;
+	simcuda_inject_fn inject = inject_fn();
+
+	simtest_start("SIMCUDA_MEM=64MiB");
+	ck_assert_int_eq(inject(SIMCUDA_FAULT_KINDS, 0, 1), -1);
+	p = dev_of(3.0f);
+	/* The second device cuMemCreate from now fails, host ones do not count. */
+	ck_assert_int_eq(inject(SIMCUDA_FAULT_DEVICE_CREATE, 1, 1), 0);
+	CHK(cuMemCreate(&g[0], GRAN, &host, 0));
+	CHK(cuMemCreate(&g[1], GRAN, &dev, 0));
+	CHK_ERR(cuMemCreate(&g[2], GRAN, &dev, 0), CUDA_ERROR_OUT_OF_MEMORY);
+	CHK(cuMemCreate(&g[2], GRAN, &dev, 0));
+	/* Host memory: every allocation fails until disarmed. */
+	ck_assert_int_eq(inject(SIMCUDA_FAULT_HOST_ALLOC, 0, UINT64_MAX), 0);
+	CHK(cuMemCreate(&g[3], GRAN, &dev, 0));
+	CHK(cuMemRelease(g[3]));
+	for (int i = 0; i < 3; i++) {
+		CHK_ERR(cuMemHostAlloc(&pin, 4096, 0), CUDA_ERROR_OUT_OF_MEMORY);
+		CHK_ERR(cuMemAllocHost(&pin, 4096), CUDA_ERROR_OUT_OF_MEMORY);
+		CHK_ERR(cuMemCreate(&g[3], GRAN, &host, 0), CUDA_ERROR_OUT_OF_MEMORY);
+	}
+	ck_assert_int_eq(inject(SIMCUDA_FAULT_HOST_ALLOC, 0, 0), 0);
+	CHK(cuMemHostAlloc(&pin, 4096, 0));
+	CHK(cuMemFreeHost(pin));
+	/* Two device-to-host copies fail, the third works; host-to-device ones are untouched. */
+	ck_assert_int_eq(inject(SIMCUDA_FAULT_D2H, 0, 2), 0);
+	host_set(h, 6.0f);
+	CHK(cuMemcpyHtoD(p, h, sizeof(h)));
+	host_set(h, -1.0f);
+	CHK_ERR(cuMemcpyDtoH(h, p, sizeof(h)), CUDA_ERROR_UNKNOWN);
+	CHK_ERR(cuMemcpyDtoH(h, p, sizeof(h)), CUDA_ERROR_UNKNOWN);
+	simtest_expect_host(h, N, -1.0f);
+	CHK(cuMemcpyDtoH(h, p, sizeof(h)));
+	simtest_expect_host(h, N, 6.0f);
+	for (int i = 0; i < 3; i++)
+		CHK(cuMemRelease(g[i]));
+	expect_usable();
+}
+END_TEST
+
 START_TEST(test_delay_h2d)
 {
 	static float h[N];
@@ -272,6 +329,7 @@ static Suite *faults_suite(void)
 	tcase_add_test(tc, test_fail_h2d_async);
 	tcase_add_test(tc, test_fail_any);
 	tcase_add_test(tc, test_fail_copy_invalid_setting_ignored);
+	tcase_add_test(tc, test_inject_armed);
 	tc = simtest_tcase(s, "delay", 10);
 	tcase_add_test(tc, test_delay_h2d);
 	tcase_add_test(tc, test_delay_d2h);

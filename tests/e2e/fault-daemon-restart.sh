@@ -1,0 +1,72 @@
+# The daemon is killed and started again, over and over, while three jobs run: memvirtd gets SIGKILL
+# a moment after every start, on the same socket, until the jobs are done. Each job ends with the
+# checksum of a plain run, and their logs show that they lost the daemon and linked to it again
+# more than once. The script prints how many times the daemon was killed.
+set -u
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/daemon-lib.sh"
+
+STEPS=15
+ARGS="--model resnet50 --batch 2 --scale 0.125 --steps $STEPS"
+# At least this many kills while the jobs run, or the test proves too little.
+MIN_LOOPS=5
+
+plain_run
+dev=$((peak * 5 / 4))
+
+start_daemon
+echo "$out"
+runs=
+for j in a b c; do
+	# A real delay before each kernel stretches the jobs to several seconds without changing
+	# what they compute.
+	# shellcheck disable=SC2086 # ARGS is a list of words
+	env SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_JOB=e2e-restart-$j-$$ SIMCUDA_DELAY_KERNEL_US=800 timeout 90 \
+		"$MEMVIRT" run --simulate --socket "$S" --budget 40% -- "$MVTRAIN" $ARGS \
+		>"$T/$j.out" 2>"$T/$j.err" &
+	runs="$runs $!"
+	JOBS="$JOBS $!"
+done
+
+# running: whether any job still runs.
+running() {
+	for p in $runs; do
+		alive "$p" && return 0
+	done
+	return 1
+}
+
+loops=0
+start=$(date +%s)
+while running; do
+	# Up for 0.2 to 0.6 s: long enough for some jobs to link, short enough to cut them often.
+	sleep "0.$((2 + loops % 5))"
+	kill -KILL "$DAEMON"
+	while alive "$DAEMON"; do
+		sleep 0.02
+	done
+	wait "$DAEMON" 2>/dev/null || :
+	DAEMON=
+	loops=$((loops + 1))
+	[ $(($(date +%s) - start)) -lt 80 ] || mv_fail "the jobs still ran after 80 s and $loops restarts"
+	running || break
+	sleep 0.1
+	start_daemon
+done
+echo "killed memvirtd with SIGKILL $loops times while the jobs ran, starting it again after each but the last"
+[ "$loops" -ge "$MIN_LOOPS" ] || mv_fail "only $loops restarts before the jobs ended; the jobs are too short"
+
+# shellcheck disable=SC2086 # runs is a list of pids, a b c in order
+set -- $runs
+for j in a b c; do
+	wait_job "$1" 10
+	shift
+	mv_expect_ok "$j" "$STEPS"
+	[ "$(mv_checksum "$j")" = "$sum" ] || mv_fail_run "$j" "checksum $(mv_checksum "$j"), the plain run's is $sum"
+	lost=$(grep -c "lost memvirtd" "$T/$j.err" || :)
+	links=$(grep -c "linked to memvirtd at $S" "$T/$j.err" || :)
+	echo "job $j: checksum $(mv_checksum "$j"), linked $links times, lost the daemon $lost times"
+	[ "$links" -ge 2 ] && [ "$lost" -ge 2 ] ||
+		mv_fail_run "$j" "linked $links and lost $lost times, expected at least twice each"
+done
+exit 0
