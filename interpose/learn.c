@@ -406,7 +406,7 @@ static uint32_t g2t[MV_FUNCS];           /* live function -> the trace's, MV_TRA
 static uint32_t t2g[MV_FUNCS];
 static uint32_t ntfuncs;
 static uint64_t last_time;
-static uint64_t launches_since_detect;
+static uint64_t launches_since_detect, trace_launches;
 static uint64_t dropped_seen;
 static uint64_t dur_sum, dur_n;          /* measured launch time, for the launches not timed */
 static uint64_t bytes_h2d, ns_h2d, bytes_d2h, ns_d2h;
@@ -438,7 +438,7 @@ static void restart_trace(void)
 	for (uint32_t i = 0; i < MV_FUNCS; i++)
 		g2t[i] = MV_TRACE_NONE;
 	ntfuncs = 0;
-	launches_since_detect = 0;
+	launches_since_detect = trace_launches = 0;
 	/* Buffers alive now are alive when the next iteration begins. */
 	for (uint32_t i = 0; i < nlives; i++)
 		if (mv_trace_add_alloc(tr, lives[i].size, lives[i].site, lives[i].flags, last_time, &lives[i].tbuf) != 0)
@@ -542,8 +542,10 @@ static void on_launch(const struct lslot *s)
 			refbuf[nr++] = lives[*ix].tbuf;
 	}
 	fn = trace_func(fn);
-	if (fn != MV_TRACE_NONE && mv_trace_add_launch(tr, fn, stream, t, dur, refbuf, nr) == 0)
+	if (fn != MV_TRACE_NONE && mv_trace_add_launch(tr, fn, stream, t, dur, refbuf, nr) == 0) {
 		launches_since_detect++;
+		trace_launches++;
+	}
 }
 
 static void on_page(const struct lslot *s)
@@ -573,8 +575,8 @@ static void on_mark(const struct lslot *s)
 
 	if (recording)
 		mv_record_mark(t);
-	if (planning && tr != NULL)
-		mv_trace_add_mark(tr, t);
+	if (planning && tr != NULL && mv_trace_add_mark(tr, t) == 0)
+		launches_since_detect = MV_MAX(launches_since_detect, trace_launches); /* try at once */
 }
 
 /* Takes up to max records off the queue. Returns how many. */
@@ -740,7 +742,8 @@ static void planner_round(void)
 	if (tr == NULL)
 		return;
 	if (iter == NULL) {
-		if (launches_since_detect >= MV_MAX(MV_DETECT_MIN, tr->nops / 4))
+		/* Often enough to catch the iteration soon after its second repeat; each try is O(ops). */
+		if (launches_since_detect >= MV_MAX(MV_DETECT_MIN, trace_launches / 8))
 			detect();
 		return;
 	}
