@@ -418,6 +418,7 @@ static struct mv_feedback *fb;
 static uint64_t *late_acc;
 static uint64_t iter_seen, diverged_base;
 static uint64_t planned_budget;
+static int relearning;                  /* the plan stopped matching: the trace restarted */
 static int recording;
 
 static _Atomic int planner_started;
@@ -688,6 +689,17 @@ static void plan_and_install(void)
 	mv_plan_free(plan);
 }
 
+/* The same launches on buffers of the same sizes. */
+static int same_iter(const struct mv_iter *a, const struct mv_iter *b)
+{
+	if (a->fingerprint != b->fingerprint || a->nlaunch != b->nlaunch || a->nbufs != b->nbufs)
+		return 0;
+	for (uint32_t i = 0; i < a->nbufs; i++)
+		if (a->bufs[i].size != b->bufs[i].size)
+			return 0;
+	return 1;
+}
+
 /* Looks for the iteration in the trace; a new one is planned and installed. */
 static void detect(void)
 {
@@ -700,7 +712,7 @@ static void detect(void)
 		return;
 	if (mv_iter_build(tr, first, nops, default_dur(), &it) != 0)
 		return;
-	if (iter != NULL && iter->fingerprint == it->fingerprint && iter->nlaunch == it->nlaunch) {
+	if (iter != NULL && same_iter(iter, it)) {
 		mv_iter_free(it);
 		return;
 	}
@@ -709,6 +721,7 @@ static void detect(void)
 	mv_iter_free(iter);
 	mv_feedback_free(fb);
 	free(late_acc);
+	relearning = 0;
 	iter = it;
 	fb = mv_feedback_new(it);
 	late_acc = calloc(it->nbufs + 1, sizeof(*late_acc));
@@ -748,13 +761,24 @@ static void planner_round(void)
 		return;
 	}
 	mv_plan_progress(&iters, &diverged);
-	if (diverged - diverged_base > 2ull * iter->nlaunch + MV_DETECT_MIN) {
-		/* Off the plan for good: learn the new iteration. */
+	if (diverged - diverged_base > iter->nlaunch / 2 + MV_DETECT_MIN) {
+		/* Off the plan for good: what came before is another iteration, so learn from here on. */
+		mv_log(MV_LOG_DEBUG, "plan: %llu launches off the plan; learning the iteration anew",
+		       (unsigned long long)(diverged - diverged_base));
+		diverged_base = diverged;
 		atomic_fetch_or(&mv_learn_flags, MV_LEARN_TIME);
-		if (launches_since_detect >= MV_MAX(MV_DETECT_MIN, iter->nlaunch)) {
-			diverged_base = diverged;
+		restart_trace();
+		relearning = 1;
+		return;
+	}
+	if (relearning) {
+		if (launches_since_detect >= MV_MAX(MV_DETECT_MIN, trace_launches / 8)) {
 			detect();
+			if (!relearning)
+				return;
 		}
+		mv_plan_progress(&iters, &diverged);
+		diverged_base = diverged;
 		return;
 	}
 	if (iters != iter_seen) {

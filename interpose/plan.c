@@ -37,6 +37,7 @@ struct xbind {
  * the lateness counters; replaced and freed under mv_lock. */
 struct xplan {
 	uint64_t fingerprint;
+	uint64_t sig;        /* a hash of the buffers' sizes: the same launches on other shapes differ */
 	uint32_t nlaunch, nbufs;
 	uint32_t *func;      /* the live function number of each launch */
 	uint32_t *bind0;     /* binds[bind0[i] .. bind0[i+1]) at launch i */
@@ -100,8 +101,11 @@ static struct xplan *xplan_iter(const struct mv_iter *it, const uint32_t *fnmap,
 	if (x->func == NULL || x->bind0 == NULL || x->binds == NULL || x->ref0 == NULL || x->refs == NULL ||
 	    x->size == NULL || x->late_bytes == NULL)
 		goto err;
-	for (uint32_t b = 0; b < it->nbufs; b++)
+	x->sig = 0xcbf29ce484222325ull;
+	for (uint32_t b = 0; b < it->nbufs; b++) {
 		x->size[b] = it->bufs[b].size;
+		x->sig = (x->sig ^ it->bufs[b].size) * 0x100000001b3ull;
+	}
 	for (uint32_t i = 0, r = 0; i < it->nlaunch; i++) {
 		const struct mv_iter_launch *l = &it->launch[i];
 		x->func[i] = l->func < nfn ? fnmap[l->func] : UINT32_MAX;
@@ -174,7 +178,7 @@ static void install(struct xplan *x)
 	old = cur;
 	ob = bound;
 	same = old != NULL && x != NULL && old->fingerprint == x->fingerprint && old->nlaunch == x->nlaunch &&
-	       old->nbufs == x->nbufs;
+	       old->nbufs == x->nbufs && old->sig == x->sig;
 	if (same) {
 		memcpy(nb, ob, x->nbufs * sizeof(*nb));
 	} else {
@@ -265,7 +269,8 @@ int mv_plan_from_daemon(const uint8_t *payload, size_t len)
 		if (x != NULL) {
 			struct xplan *c = cur;
 			uint32_t nr = c->ref0[c->nlaunch], nbind = c->bind0[c->nlaunch];
-			*x = (struct xplan){.fingerprint = c->fingerprint, .nlaunch = c->nlaunch, .nbufs = c->nbufs};
+			*x = (struct xplan){.fingerprint = c->fingerprint, .sig = c->sig, .nlaunch = c->nlaunch,
+					    .nbufs = c->nbufs};
 			x->func = malloc((c->nlaunch + 1) * sizeof(*x->func));
 			x->bind0 = malloc((c->nlaunch + 1) * sizeof(*x->bind0));
 			x->binds = malloc((nbind + 1) * sizeof(*x->binds));
@@ -329,6 +334,18 @@ out:
 	return r;
 }
 
+/* Whether a launch of fn naming named[0 .. n) is launch i of the iteration: the same function, and
+ * the buffers it first names there of the sizes learned. */
+static int matches(uint32_t i, uint32_t fn, struct mv_buf *const *named, size_t n)
+{
+	if (fn != cur->func[i])
+		return 0;
+	for (uint32_t j = cur->bind0[i]; j < cur->bind0[i + 1]; j++)
+		if (cur->binds[j].index >= n || named[cur->binds[j].index]->size != cur->binds[j].size)
+			return 0;
+	return 1;
+}
+
 /* Binds the buffers the iteration first names at launch i. */
 static void bind_at(uint32_t i, struct mv_buf *const *named, size_t n)
 {
@@ -357,8 +374,8 @@ void mv_plan_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 		return;
 	if (!following) {
 		/* Looking for the iteration's start: binding as it goes, moving nothing. */
-		if (fn != cur->func[matched])
-			matched = fn == cur->func[0] ? 1 : 0;
+		if (!matches(matched, fn, named, n))
+			matched = matches(0, fn, named, n) ? 1 : 0;
 		else
 			matched++;
 		if (matched > 0)
@@ -375,15 +392,16 @@ void mv_plan_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 		return;
 	}
 	i = cursor;
-	if (fn != cur->func[i]) {
+	if (!matches(i, fn, named, n)) {
 		following = 0;
-		matched = fn == cur->func[0] ? 1 : 0;
+		matched = matches(0, fn, named, n) ? 1 : 0;
 		if (matched > 0)
 			bind_at(0, named, n);
 		atomic_fetch_add_explicit(&mv_count.divergences, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&diverged_launches, 1, memory_order_relaxed);
-		mv_log(MV_LOG_DEBUG, "plan: launch %u of the iteration expected function %u, got %u: reactive paging",
-		       i, cur->func[i], fn);
+		mv_log(MV_LOG_DEBUG, "plan: launch %u of the iteration expected function %u and its buffers, got "
+		       "function %u: reactive paging (planned out so far %llu)", i, cur->func[i], fn,
+		       (unsigned long long)atomic_load(&mv_count.planned_outs));
 		return;
 	}
 	bind_at(i, named, n);
