@@ -20,7 +20,8 @@ POLICY_CHECKS = \
 	tests/unit/check_iter \
 	tests/unit/check_model \
 	tests/unit/check_policy_vdnn \
-	tests/unit/check_policy_mmcnn
+	tests/unit/check_policy_mmcnn \
+	tests/unit/check_policy_feedback
 check_PROGRAMS += $(POLICY_CHECKS)
 TESTS += $(POLICY_CHECKS)
 EXTRA_DIST += tests/unit/policytest.h
@@ -40,3 +41,6 @@ tests_unit_check_policy_vdnn_LDADD = $(CHECK_LIBS) -lm
 tests_unit_check_policy_mmcnn_SOURCES = tests/unit/check_policy_mmcnn.c $(POLICY_SOURCES)
 tests_unit_check_policy_mmcnn_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_unit_check_policy_mmcnn_LDADD = $(CHECK_LIBS) -lm
+tests_unit_check_policy_feedback_SOURCES = tests/unit/check_policy_feedback.c $(POLICY_SOURCES)
+tests_unit_check_policy_feedback_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_unit_check_policy_feedback_LDADD = $(CHECK_LIBS) -lm

@@ -209,8 +209,9 @@ static uint32_t lru_victim(struct sim *s)
 	return victim;
 }
 
-/* Grants `size` bytes no earlier than t0; returns the grant's time. */
-static uint64_t acquire(struct sim *s, uint64_t size, uint64_t t0)
+/* Grants `size` bytes no earlier than t0; returns the grant's time. When nothing can be evicted, a
+ * request that may fail returns UINT64_MAX; any other goes over the budget. */
+static uint64_t acquire(struct sim *s, uint64_t size, uint64_t t0, int may_fail)
 {
 	uint64_t t = t0 > s->cursor ? t0 : s->cursor;
 
@@ -226,6 +227,8 @@ static uint64_t acquire(struct sim *s, uint64_t size, uint64_t t0)
 		}
 		b = lru_victim(s);
 		if (b == MV_TRACE_NONE) {
+			if (may_fail)
+				return UINT64_MAX;
 			if (s->counting)
 				s->r->over_budget = 1;
 			break;
@@ -239,14 +242,17 @@ static uint64_t acquire(struct sim *s, uint64_t size, uint64_t t0)
 	return t;
 }
 
-/* Copies b in: room no earlier than t0, then the H2D engine. Returns when it is ready. */
-static uint64_t page_in(struct sim *s, uint32_t b, uint64_t t0)
+/* Copies b in: room no earlier than t0, then the H2D engine. Returns when it is ready, or UINT64_MAX
+ * when a planned page-in (may_fail) finds no room, which leaves b out: a prefetch never fails a job. */
+static uint64_t page_in(struct sim *s, uint32_t b, uint64_t t0, int may_fail)
 {
 	uint64_t size = s->it->bufs[b].size, start;
 
 	if (t0 < s->ready[b])
 		t0 = s->ready[b];
-	start = acquire(s, size, t0);
+	start = acquire(s, size, t0, may_fail);
+	if (start == UINT64_MAX)
+		return UINT64_MAX;
 	if (start < s->h2d_free)
 		start = s->h2d_free;
 	s->h2d_free = start + copy_ns(size, s->h2d_bps);
@@ -262,7 +268,7 @@ static uint64_t page_in(struct sim *s, uint32_t b, uint64_t t0)
 
 static void allocate(struct sim *s, uint32_t b, uint64_t t0)
 {
-	uint64_t t = acquire(s, s->it->bufs[b].size, t0);
+	uint64_t t = acquire(s, s->it->bufs[b].size, t0, 0);
 
 	s->st[b] = DEV;
 	s->ready[b] = t;
@@ -308,8 +314,8 @@ static void issue_plan(struct sim *s, uint32_t *pi, uint32_t at, uint64_t start,
 				page_out(s, b, fin);
 		} else if (op->kind == MV_PLAN_IN && s->st[b] == HOST) {
 			exclude_launch(s, op->need);
-			page_in(s, b, start);
-			s->planned[b] = 1;
+			if (page_in(s, b, start, 1) != UINT64_MAX)
+				s->planned[b] = 1;
 		}
 	}
 }
@@ -384,7 +390,7 @@ static void run_once(struct sim *s, uint64_t *prev_start, uint64_t *prev_fin)
 			uint64_t ready;
 
 			if (s->st[b] == HOST) {
-				ready = page_in(s, b, F);
+				ready = page_in(s, b, F, 0);
 				if (s->counting)
 					s->r->faults++;
 			} else if (s->st[b] == ABSENT) {
@@ -699,7 +705,7 @@ uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const s
 					vmin = f;
 			}
 		}
-		if (vmin > best) {
+		if (vmin > best || (vmin == best && v > worst_v)) {
 			best = vmin;
 			worst_v = v;
 		}
