@@ -465,9 +465,17 @@ static void finish_page_in(struct mv_buf *b, struct mv_hostslot *h)
  * a host copy goes back to the pool. */
 static void finish_release(struct mv_buf *b)
 {
-	/* A plan's move may still hold it for a moment. */
-	while (atomic_load_explicit(&b->busy, memory_order_acquire) > 0)
+	/* A plan's move still holds it: those queued here are dropped (it is freed), one being issued
+	 * lets go in a moment. Back on the queue meanwhile, so the pager never waits on an app thread. */
+	if (atomic_load_explicit(&b->busy, memory_order_acquire) > 0) {
+		pthread_mutex_lock(&mv_lock);
+		if (nplanq > 0)
+			planq_run();
+		push(&relq, b);
+		pthread_mutex_unlock(&mv_lock);
 		sched_yield();
+		return;
+	}
 	mv_buf_wait_uses(b);
 	if (b->state == MV_HOST) {
 		net_unmap(b);
