@@ -416,7 +416,7 @@ static const struct mv_policy *policy;
 static struct mv_iter *iter;             /* the iteration learned, planned and installed */
 static struct mv_feedback *fb;
 static uint64_t *late_acc;
-static uint64_t iter_seen, diverged_base;
+static uint64_t iter_seen, diverged_base, iters_installed;
 static uint64_t planned_budget;
 static int relearning;                  /* the plan stopped matching: the trace restarted */
 static int recording;
@@ -689,6 +689,32 @@ static void plan_and_install(void)
 	mv_plan_free(plan);
 }
 
+/* Iterations the job left for good: detection can settle on an inner loop (a block repeated
+ * within the step) when it looks at the wrong moment; that one is not taken again. */
+#define MV_BAD_ITERS 16
+static uint64_t bad_sig[MV_BAD_ITERS];
+static unsigned nbad;
+
+#define MV_ITER_MIN 8 /* launches: a shorter period is an inner loop, not a training step */
+
+/* Function sequence and length, hashed. */
+static uint64_t iter_sig(const struct mv_iter *it)
+{
+	return it->fingerprint ^ ((uint64_t)it->nlaunch * 0x9e3779b97f4a7c15ull);
+}
+
+static int iter_bad(const struct mv_iter *it)
+{
+	uint64_t sig = iter_sig(it);
+
+	if (it->nlaunch < MV_ITER_MIN)
+		return 1;
+	for (unsigned i = 0; i < MV_MIN(nbad, MV_BAD_ITERS); i++)
+		if (bad_sig[i] == sig)
+			return 1;
+	return 0;
+}
+
 /* The same launches on buffers of the same sizes. */
 static int same_iter(const struct mv_iter *a, const struct mv_iter *b)
 {
@@ -712,7 +738,7 @@ static void detect(void)
 		return;
 	if (mv_iter_build(tr, first, nops, default_dur(), &it) != 0)
 		return;
-	if (iter != NULL && same_iter(iter, it)) {
+	if ((iter != NULL && same_iter(iter, it)) || iter_bad(it)) {
 		mv_iter_free(it);
 		return;
 	}
@@ -727,7 +753,7 @@ static void detect(void)
 	late_acc = calloc(it->nbufs + 1, sizeof(*late_acc));
 	plan_and_install();
 	mv_plan_progress(&iters, &diverged);
-	iter_seen = iters;
+	iter_seen = iters_installed = iters;
 	diverged_base = diverged;
 	/* Durations are known now; recording still wants them. */
 	if (!recording)
@@ -761,18 +787,22 @@ static void planner_round(void)
 		return;
 	}
 	mv_plan_progress(&iters, &diverged);
-	if (diverged - diverged_base > iter->nlaunch / 2 + MV_DETECT_MIN) {
+	if (!relearning && diverged - diverged_base > iter->nlaunch / 2 + MV_DETECT_MIN) {
 		/* Off the plan for good: what came before is another iteration, so learn from here on. */
 		mv_log(MV_LOG_DEBUG, "plan: %llu launches off the plan; learning the iteration anew",
 		       (unsigned long long)(diverged - diverged_base));
 		diverged_base = diverged;
+		/* Left before two whole iterations: it never was the job's iteration. A job that changed
+		 * shape after following it for longer may come back to it. */
+		if (iters - iters_installed < 2)
+			bad_sig[nbad++ % MV_BAD_ITERS] = iter_sig(iter);
 		atomic_fetch_or(&mv_learn_flags, MV_LEARN_TIME);
 		restart_trace();
 		relearning = 1;
 		return;
 	}
 	if (relearning) {
-		if (launches_since_detect >= MV_MAX(MV_DETECT_MIN, trace_launches / 8)) {
+		if (launches_since_detect >= MV_DETECT_MIN) {
 			detect();
 			if (!relearning)
 				return;

@@ -15,8 +15,8 @@ unset SIMCUDA_MODEL_ONLY SIMCUDA_NO_HOST_VMM LD_PRELOAD MEMVIRT_BUDGET MEMVIRT_L
 unset MEMVIRT_SAFETY_NET MEMVIRT_HOST_LIMIT MEMVIRT_REAL_LIBCUDA MEMVIRT_POLICY MEMVIRT_ITERATION_MARKER
 MEMVIRT_DAEMON=off
 export MEMVIRT_DAEMON
-# Enough steps to learn the iteration (two of them) and follow the plan for the rest.
-STEPS=6
+# Enough steps to learn the iteration (two of them), relearn it once if need be, and follow the plan.
+STEPS=8
 POLICIES="lru vdnn-all vdnn-conv mmcnn auto"
 
 # pm_run NAME POLICY BUDGET ARGS...: one preloaded run in the background.
