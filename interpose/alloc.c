@@ -91,7 +91,7 @@ static CUresult slab_grow(struct slab_class *c)
 	return CUDA_SUCCESS;
 }
 
-static CUresult slab_alloc(uint64_t size, struct mv_stream *s, uint64_t *out)
+static CUresult slab_alloc(uint64_t size, struct mv_stream *s, uint64_t site, uint64_t *out)
 {
 	uint64_t csize;
 	struct slab_class *c = &classes[class_of(size, &csize)];
@@ -123,6 +123,9 @@ static CUresult slab_alloc(uint64_t size, struct mv_stream *s, uint64_t *out)
 			b->uses_overflow = 0;
 			b->nrefs = 0;
 			b->lru = atomic_load(&mv_clock);
+			b->site = site;
+			b->ibuf = UINT32_MAX;
+			b->id = atomic_fetch_add_explicit(&mv_next_buf_id, 1, memory_order_relaxed);
 			if (mv_registry_add(b) != 0) {
 				b->next = c->free;
 				c->free = b;
@@ -142,7 +145,7 @@ static CUresult slab_alloc(uint64_t size, struct mv_stream *s, uint64_t *out)
 
 /* ---- large buffers ---- */
 
-static CUresult large_alloc(uint64_t size, uint64_t *out)
+static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 {
 	uint64_t span = (size + mv_dev.granularity - 1) / mv_dev.granularity * mv_dev.granularity;
 	struct mv_buf *b;
@@ -157,6 +160,10 @@ static CUresult large_alloc(uint64_t size, uint64_t *out)
 		b->freed = 0;
 		b->pinned = 0;
 		b->lru = atomic_load(&mv_clock);
+		b->site = site;
+		b->ibuf = UINT32_MAX;
+		b->planned_in = 0;
+		b->id = atomic_fetch_add_explicit(&mv_next_buf_id, 1, memory_order_relaxed);
 		if (mv_registry_add(b) == 0) {
 			pthread_mutex_unlock(&mv_lock);
 			*out = b->va;
@@ -171,9 +178,15 @@ static CUresult large_alloc(uint64_t size, uint64_t *out)
 	b = calloc(1, sizeof(*b));
 	if (b == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	r = mv_real.cuEventCreate(&b->moved, CU_EVENT_DISABLE_TIMING);
+	/* Timed, so that the learner knows what a page copy costs. */
+	r = mv_real.cuEventCreate(&b->moved, 0);
 	if (r != CUDA_SUCCESS)
 		goto err_event;
+	r = mv_real.cuEventCreate(&b->mstart, 0);
+	if (r != CUDA_SUCCESS) {
+		mv_real.cuEventDestroy_v2(b->moved);
+		goto err_event;
+	}
 	r = mv_new_range(span, &va, &b->dev);
 	if (r != CUDA_SUCCESS)
 		goto err_range;
@@ -183,7 +196,10 @@ static CUresult large_alloc(uint64_t size, uint64_t *out)
 	b->kind = MV_KIND_LARGE;
 	b->state = MV_RESIDENT;
 	b->lru = atomic_load(&mv_clock);
+	b->site = site;
+	b->ibuf = UINT32_MAX;
 	pthread_mutex_lock(&mv_lock);
+	b->id = atomic_fetch_add_explicit(&mv_next_buf_id, 1, memory_order_relaxed);
 	if (mv_registry_add(b) != 0) {
 		pthread_mutex_unlock(&mv_lock);
 		r = CUDA_ERROR_OUT_OF_MEMORY;
@@ -195,6 +211,7 @@ static CUresult large_alloc(uint64_t size, uint64_t *out)
 	return CUDA_SUCCESS;
 err_range:
 	mv_real.cuEventDestroy_v2(b->moved);
+	mv_real.cuEventDestroy_v2(b->mstart);
 err_event:
 	free(b);
 	return r;
@@ -204,20 +221,32 @@ err_event:
 static CUresult alloc(CUdeviceptr *dptr, size_t size, struct mv_stream *s)
 {
 	CUresult r;
-	uint64_t va;
+	uint64_t va, site = 0;
+	unsigned learn;
 
 	if (dptr == NULL || size == 0)
 		return CUDA_ERROR_INVALID_VALUE;
 	r = mv_device_init();
 	if (r != CUDA_SUCCESS)
 		return r;
+	learn = atomic_load_explicit(&mv_learn_flags, memory_order_relaxed);
+	if ((learn & MV_LEARN_ON) || atomic_load_explicit(&mv_link_up, memory_order_relaxed))
+		site = mv_site_hash();
 	if (size < mv_cfg.slab_threshold)
-		r = slab_alloc(size, s, &va);
+		r = slab_alloc(size, s, site, &va);
 	else
-		r = large_alloc(size, &va);
+		r = large_alloc(size, site, &va);
 	if (r == CUDA_SUCCESS) {
 		*dptr = va;
-		mv_link_event(MV_EV_ALLOC, s != NULL ? mv_stream_index(s) + 1 : 0, va, size, 0);
+		if (learn & MV_LEARN_ON) {
+			struct mv_buf *b;
+			pthread_mutex_lock(&mv_lock);
+			b = mv_registry_find(va);
+			if (b != NULL)
+				mv_learn_alloc(b, b->kind == MV_KIND_SLAB || b->pinned);
+			pthread_mutex_unlock(&mv_lock);
+		}
+		mv_link_event(MV_EV_ALLOC, s != NULL ? mv_stream_index(s) + 1 : 0, va, size, site);
 	} else if (r == CUDA_ERROR_OUT_OF_MEMORY)
 		mv_log(MV_LOG_INFO, "out of memory: %zu bytes asked, budget %llu, resident %llu", size,
 		       (unsigned long long)mv_budget.budget, (unsigned long long)mv_budget.resident);
@@ -244,6 +273,10 @@ static CUresult release(CUdeviceptr va, struct mv_stream *s)
 		return CUDA_ERROR_INVALID_VALUE;
 	}
 	mv_registry_remove(b);
+	if (atomic_load_explicit(&mv_learn_flags, memory_order_relaxed) & MV_LEARN_ON)
+		mv_learn_free(b->id);
+	if (b->ibuf != UINT32_MAX)
+		mv_plan_unbind(b);
 	mv_link_event(MV_EV_FREE, s != NULL ? mv_stream_index(s) + 1 : 0, va, b->size, 0);
 	if (s != NULL)
 		mv_buf_use(b, s, t, atomic_load(&mv_clock));

@@ -18,7 +18,99 @@ struct mv_config mv_cfg = {
 	.safety_net = 1,
 	.log_level = MV_LOG_WARN,
 	.daemon = 1,
+	.policy = "lru",
+	.headroom = -1,
 };
+
+static void bad(const char *name, const char *value, const char *expected, const char *fallback);
+
+static const char *const policy_names[] = {"lru", "vdnn-all", "vdnn-conv", "mmcnn", "auto"};
+
+/* A decimal number within [lo, hi] (lo_open: lo itself excluded; hi_open likewise). */
+static int parse_real(const char *v, double lo, int lo_open, double hi, int hi_open, double *out)
+{
+	char *end;
+	double x;
+
+	errno = 0;
+	x = strtod(v, &end);
+	if (*v == '\0' || *end != '\0' || errno != 0 || x != x)
+		return -1;
+	if (x < lo || (lo_open && x == lo) || x > hi || (hi_open && x == hi))
+		return -1;
+	*out = x;
+	return 0;
+}
+
+static void load_planning(void)
+{
+	const char *v;
+	uint64_t x;
+	double d;
+
+	v = getenv("MEMVIRT_POLICY");
+	if (v != NULL && *v != '\0') {
+		int found = 0;
+		for (size_t i = 0; i < sizeof(policy_names) / sizeof(policy_names[0]); i++)
+			found |= strcmp(v, policy_names[i]) == 0;
+		if (found)
+			snprintf(mv_cfg.policy, sizeof(mv_cfg.policy), "%s", v);
+		else
+			bad("MEMVIRT_POLICY", v, "one of lru, vdnn-all, vdnn-conv, mmcnn, auto", "lru");
+	}
+	v = getenv("MEMVIRT_RECORD");
+	if (v != NULL && *v != '\0')
+		mv_cfg.record = v;
+	v = getenv("MEMVIRT_PAGE_MIN");
+	if (v != NULL && *v != '\0') {
+		if (mv_parse_size(v, &x) != 0 || x == 0)
+			bad("MEMVIRT_PAGE_MIN", v, "a positive size such as 1MiB", "the policy's default");
+		else
+			mv_cfg.page_min = x;
+	}
+	v = getenv("MEMVIRT_LOOKAHEAD");
+	if (v != NULL && *v != '\0') {
+		char *end;
+		unsigned long long n;
+		errno = 0;
+		n = strtoull(v, &end, 10);
+		if (*v < '0' || *v > '9' || *end != '\0' || errno != 0 || n < 1 || n > 1000000)
+			bad("MEMVIRT_LOOKAHEAD", v, "a whole number from 1 to 1000000", "the policy's default");
+		else
+			mv_cfg.lookahead = (uint32_t)n;
+	}
+	v = getenv("MEMVIRT_HEAVY_FRACTION");
+	if (v != NULL && *v != '\0') {
+		if (parse_real(v, 0, 1, 1, 0, &d) != 0)
+			bad("MEMVIRT_HEAVY_FRACTION", v, "a number above 0 and at most 1", "the policy's default");
+		else
+			mv_cfg.heavy_fraction = d;
+	}
+	v = getenv("MEMVIRT_HEADROOM");
+	if (v != NULL && *v != '\0') {
+		if (parse_real(v, 0, 0, 1, 1, &d) != 0)
+			bad("MEMVIRT_HEADROOM", v, "a number from 0 up to but not including 1", "the policy's default");
+		else
+			mv_cfg.headroom = d;
+	}
+	v = getenv("MEMVIRT_ITERATION_MARKER");
+	if (v != NULL && *v != '\0')
+		mv_cfg.marker = v;
+	v = getenv("MEMVIRT_H2D_GBPS");
+	if (v != NULL && *v != '\0') {
+		if (parse_real(v, 0, 1, 1e6, 0, &d) != 0)
+			bad("MEMVIRT_H2D_GBPS", v, "a positive number of GB/s", "the measured bandwidth");
+		else
+			mv_cfg.h2d_gbps = d;
+	}
+	v = getenv("MEMVIRT_D2H_GBPS");
+	if (v != NULL && *v != '\0') {
+		if (parse_real(v, 0, 1, 1e6, 0, &d) != 0)
+			bad("MEMVIRT_D2H_GBPS", v, "a positive number of GB/s", "the measured bandwidth");
+		else
+			mv_cfg.d2h_gbps = d;
+	}
+}
 
 static int log_fd = 2;
 
@@ -128,6 +220,7 @@ void mv_config_load(void)
 		else
 			mv_cfg.weight = (uint32_t)w;
 	}
+	load_planning();
 	/* The job's name for the daemon's statistics: what the user called it, else the program. */
 	v = getenv("MEMVIRT_JOB");
 	if (v == NULL || *v == '\0')

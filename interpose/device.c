@@ -84,7 +84,9 @@ CUresult mv_device_init(void)
 			atomic_store_explicit(&ready, 1, memory_order_release);
 	}
 	pthread_mutex_unlock(&init_lock);
-	if (r == CUDA_SUCCESS)
+	if (r == CUDA_SUCCESS) {
+		mv_learn_start();
 		mv_link_start();
+	}
 	return r;
 }

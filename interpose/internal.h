@@ -31,6 +31,9 @@ extern struct mv_real mv_real;
  * CUDA_ERROR_NOT_INITIALIZED). Cheap after the first call. */
 int mv_init(void);
 
+/* A symbol of the real driver that is not an entry point memvirt uses (simcuda's extras), or NULL. */
+void *mv_real_symbol(const char *name);
+
 /* The hook for an exact versioned symbol, or NULL when it is not hooked (intercept.c). */
 void *mv_hook_for(const char *symbol);
 
@@ -47,6 +50,15 @@ struct mv_config {
 	int daemon;               /* MEMVIRT_DAEMON: link to memvirtd */
 	uint32_t weight;          /* MEMVIRT_WEIGHT: this job's share, 0 for the daemon's default */
 	char job[64];             /* MEMVIRT_JOB, or the program's name */
+	/* Planning. Zero (negative for headroom) leaves a knob at the policy's default. */
+	char policy[32];          /* MEMVIRT_POLICY: lru, vdnn-all, vdnn-conv, mmcnn or auto */
+	const char *record;       /* MEMVIRT_RECORD: the trace file to write, or NULL */
+	uint64_t page_min;        /* MEMVIRT_PAGE_MIN: the smallest buffer a plan pages */
+	uint32_t lookahead;       /* MEMVIRT_LOOKAHEAD */
+	double heavy_fraction;    /* MEMVIRT_HEAVY_FRACTION */
+	double headroom;          /* MEMVIRT_HEADROOM */
+	const char *marker;       /* MEMVIRT_ITERATION_MARKER: a kernel whose launches mark iterations */
+	double h2d_gbps, d2h_gbps; /* MEMVIRT_H2D_GBPS, MEMVIRT_D2H_GBPS: instead of the measured ones */
 };
 
 extern struct mv_config mv_cfg;
@@ -155,6 +167,14 @@ struct mv_buf {
 	uint64_t refs[MV_REFS];  /* device pointers uploaded into it: kept resident with it */
 	int nrefs;
 	struct mv_buf *next;     /* on the pager's or the free cache's list */
+	/* Identity for the learner: a number unique in this process, and the allocation site. */
+	uint32_t id;
+	uint64_t site;
+	uint32_t ibuf;           /* the plan's iteration buffer bound to it, MV_TRACE_NONE when none */
+	int planned_in;          /* its page-in was a plan's: a launch finding it copying is late */
+	int plan_waited;         /* a launch waited for its last page-in */
+	CUevent mstart;          /* recorded where its last page copy began (timing) */
+	uint64_t moved_ns;       /* when that copy was issued, CLOCK_MONOTONIC */
 };
 
 /* The lock over the registry, every buffer's state, the budget and the pager's queues. Never held
@@ -231,6 +251,14 @@ void mv_evict_to_budget(void);
 /* Sets the budget in force and evicts down to it when it shrank. Link thread only. */
 void mv_budget_set(uint64_t budget);
 
+/* Issues a page-out of b for a plan: only when it is resident, large, unpinned and idle. Called
+ * without mv_lock. Returns 0 when issued. */
+int mv_page_out_planned(struct mv_buf *b);
+/* Issues a page-in of b for a plan when it is on the host and fits the budget now without evicting;
+ * otherwise asks the pager to try again once the page-outs in flight have landed. Called without
+ * mv_lock. Returns 0 when issued or queued. */
+int mv_page_in_planned(struct mv_buf *b);
+
 /* Starts the pager thread if it is not running. */
 void mv_pager_start(void);
 /* In a child after fork: the pager thread did not come along. */
@@ -252,7 +280,9 @@ struct mv_access {
 /* The one routine every launch, copy and memset goes through: finds the buffers named, makes them
  * resident, orders the stream after their page-ins, runs submit(), and records the use. */
 CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwords,
-		   CUresult (*submit)(void *arg), void *arg);
+		   CUresult (*submit)(void *arg), void *arg, uintptr_t fkey);
+/* Keys of the operations that are not kernels, for mv_submit's fkey (a CUfunction otherwise). */
+enum mv_fkey { MV_FK_HTOD = 1, MV_FK_DTOH, MV_FK_DTOD, MV_FK_COPY, MV_FK_MEMSET, MV_FK_LAST = MV_FK_MEMSET };
 /* Busy marks held by every submission in flight, and by this thread's; threads waiting in
  * mv_make_room for busy buffers, whom a finished submission wakes. */
 extern _Atomic uint64_t mv_busy_total;
@@ -301,6 +331,85 @@ static inline void mv_link_event(uint32_t kind, uint32_t stream, uint64_t addr, 
 void mv_link_start(void);
 /* In a child after fork: no link thread, no connection; the next allocation starts them anew. */
 void mv_link_forked(void);
+
+/* ---- buffer identity (site.c) ---- */
+
+/* The allocation site of the current call: a hash of the app's innermost frames above memvirt's
+ * own. Cached per thread by return address and stack depth, so a repeated site costs a lookup. */
+uint64_t mv_site_hash(void);
+
+/* ---- the learner and the plan executor (learn.c, plan.c, record.c) ---- */
+
+#define MV_LEARN_ON 0x1u      /* records go to the learner's queue */
+#define MV_LEARN_TIME 0x2u    /* launches are bracketed with timing events */
+#define MV_LEARN_PLAN 0x4u    /* a plan is installed: the executor follows launches */
+#define MV_LEARN_NUMBER 0x8u  /* launches need their function number (the daemon's events) */
+/* What the launch path must do beyond paging; one relaxed load when nothing. */
+extern _Atomic unsigned mv_learn_flags;
+/* Buffer numbers, in allocation order. */
+extern _Atomic uint32_t mv_next_buf_id;
+
+/* Starts the learner when MEMVIRT_POLICY or MEMVIRT_RECORD ask for it (after mv_device_init). */
+void mv_learn_start(void);
+/* The function number of a kernel (CUfunction) or an mv_fkey; MV_TRACE_NONE-like UINT32_MAX when
+ * the table is full. *marker says whether it is MEMVIRT_ITERATION_MARKER's kernel. */
+uint32_t mv_func_number(uintptr_t fkey, int *marker);
+const char *mv_func_name(uint32_t fn);
+/* App-thread records; never block: a full queue drops the record and stops planning until the
+ * learner resynchronises. */
+void mv_learn_alloc(const struct mv_buf *b, int pinned);
+void mv_learn_free(uint32_t id);
+void mv_learn_mark(void);
+/* The timing events for one launch: 0 when none is free. */
+uint32_t mv_learn_time_begin(CUstream h);
+void mv_learn_time_end(uint32_t slot, CUstream h);
+void mv_learn_launch(uint32_t fn, uint32_t stream, struct mv_buf *const *named, size_t n, uint32_t tslot);
+/* A page copy the library did: called by the pager when it completed. */
+void mv_learn_page(uint32_t id, int in, uint64_t bytes, uint64_t dur_ns, int waited);
+
+/* The executor's per-launch step, under mv_lock: follows the iteration cursor, binds iteration
+ * buffers, and hands back the plan's moves due after this launch (at most MV_PLAN_STEP_OPS; the
+ * rest are dropped). */
+#define MV_PLAN_STEP_OPS 16
+struct mv_plan_step {
+	int n;
+	struct mv_buf *buf[MV_PLAN_STEP_OPS];
+	uint8_t in[MV_PLAN_STEP_OPS];
+};
+void mv_plan_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struct mv_plan_step *out);
+/* Issues them, without mv_lock. */
+void mv_plan_issue(struct mv_plan_step *st);
+/* A buffer is being freed (mv_lock held): unbind it. */
+void mv_plan_unbind(struct mv_buf *b);
+/* A launch found b's planned page-in still copying (no lock held). */
+void mv_plan_late(struct mv_buf *b);
+/* A PLAN frame from memvirtd (link thread): payload of len bytes; NULL withdraws the daemon's plan
+ * and goes back to the local one. Returns 0, or -1 when it does not fit the learned iteration. */
+int mv_plan_from_daemon(const uint8_t *payload, size_t len);
+struct mv_iter;
+struct mv_plan;
+/* The learner's plan p for iteration it; fnmap maps the iteration's nfn function numbers to live
+ * ones. NULL withdraws it. Left alone while memvirtd's plan is in force. Returns 0 or -1. */
+int mv_plan_install_local(const struct mv_iter *it, const struct mv_plan *p, const uint32_t *fnmap, uint32_t nfn);
+/* Iterations the executor has followed to their end, and launches it spent off the plan. */
+void mv_plan_progress(uint64_t *iterations, uint64_t *diverged);
+/* Adds the late bytes per iteration buffer to late[] and clears them, when the plan in force has
+ * that fingerprint and nbufs buffers; returns whether it had. */
+int mv_plan_take_late(uint64_t fingerprint, uint64_t *late, uint32_t nbufs);
+int mv_plan_daemon_active(void);
+
+/* Recording (record.c), on the learner's thread only. */
+int mv_record_open(const char *path, uint64_t device_total, uint32_t flags);
+void mv_record_func(uint32_t fn, const char *name);
+void mv_record_alloc(uint32_t id, uint32_t flags, uint64_t size, uint64_t site, uint64_t time_ns);
+void mv_record_free(uint32_t id, uint64_t time_ns);
+void mv_record_launch(uint32_t fn, uint32_t stream, uint64_t time_ns, uint64_t dur_ns, const uint32_t *ids,
+		      uint32_t n);
+void mv_record_sync(uint32_t stream, uint64_t time_ns);
+void mv_record_mark(uint64_t time_ns);
+void mv_record_page(uint32_t id, int in, uint64_t time_ns, uint64_t dur_ns, int waited);
+/* Writes what is buffered; with end, the END record too, and closes the file. */
+void mv_record_flush(int end);
 
 #define MV_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MV_MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -164,8 +164,55 @@ static size_t collect(uint64_t addr, uint64_t epoch, struct mv_buf **named, unsi
 	return n + 1;
 }
 
+/* The learner's and the executor's part of a submission: what mv_submit saw, for after it. */
+struct learn_ctx {
+	unsigned flags;
+	uint32_t fn;
+	uint32_t tslot;
+	int marker;
+};
+
+/* Before the operation is enqueued: its function number, a MARK for the iteration marker, and the
+ * timing event in front of it. */
+static void learn_before(struct learn_ctx *l, uintptr_t fkey, CUstream handle, int capturing)
+{
+	l->fn = UINT32_MAX;
+	l->tslot = 0;
+	l->marker = 0;
+	if (capturing) {
+		l->flags = 0;
+		return;
+	}
+	l->fn = mv_func_number(fkey, &l->marker);
+	if (l->marker) {
+		if (l->flags & MV_LEARN_ON)
+			mv_learn_mark();
+		mv_link_event(MV_EV_MARK, 0, 0, 0, 0);
+	}
+	if (l->flags & MV_LEARN_TIME)
+		l->tslot = mv_learn_time_begin(handle);
+}
+
+/* After the operation is enqueued: the timing event behind it, its record for the learner, and
+ * its events for the daemon. */
+static void after_submit(struct learn_ctx *l, uint32_t stream_ix, struct mv_buf *const *named, size_t n,
+			 CUstream handle, int capturing)
+{
+	if (l->flags != 0 && !capturing) {
+		if (l->tslot != 0)
+			mv_learn_time_end(l->tslot, handle);
+		if (l->flags & MV_LEARN_ON)
+			mv_learn_launch(l->fn, stream_ix, named, n, l->tslot);
+	}
+	if (atomic_load_explicit(&mv_link_up, memory_order_relaxed)) {
+		mv_link_push(MV_EV_LAUNCH, stream_ix, l->flags != 0 ? l->fn : 0, 0, n);
+		for (size_t i = 0; i < n; i++)
+			mv_link_push(MV_EV_REF, stream_ix, named[i]->va, 0, 0);
+	}
+}
+
 CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwords,
-		   CUresult (*submit)(void *arg), void *arg)
+		   CUresult (*submit)(void *arg), void *arg, uintptr_t fkey)
 {
 	struct mv_buf *named[MV_MAX_NAMED];
 	unsigned char moving[MV_MAX_NAMED]; /* not resident and ready when collected */
@@ -175,8 +222,15 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 	int capturing;
 	CUresult r = CUDA_SUCCESS;
 	CUstream handle = h == NULL ? (per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY) : h;
+	struct learn_ctx l;
+	struct mv_plan_step step;
+	uint32_t stream_ix;
 
-	if (nwords == 0) {
+	l.flags = atomic_load_explicit(&mv_learn_flags, memory_order_relaxed);
+	/* The daemon's LAUNCH events carry the function number. */
+	if (atomic_load_explicit(&mv_link_up, memory_order_relaxed))
+		l.flags |= MV_LEARN_NUMBER;
+	if (l.flags == 0 && nwords == 0) {
 		/* Nothing to look up, the stream included: the event names none. */
 		r = submit(arg);
 		mv_link_event(MV_EV_LAUNCH, 0, 0, 0, 0);
@@ -185,6 +239,10 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 	capturing = mv_capturing(h, per_thread);
 	if (!capturing)
 		s = mv_stream_get(h, per_thread);
+	stream_ix = s != NULL ? mv_stream_index(s) + 1 : 0;
+	if (l.flags != 0)
+		learn_before(&l, fkey, handle, capturing);
+	step.n = 0;
 	epoch = atomic_fetch_add_explicit(&epochs, 1, memory_order_relaxed);
 
 	/* One pass under the lock: find the buffers, mark them busy (so no page-out takes them until
@@ -216,10 +274,14 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 				b->lru = clock;
 		}
 	}
+	if (l.flags & MV_LEARN_PLAN)
+		mv_plan_on_launch(l.fn, named, n, &step);
 	pthread_mutex_unlock(&mv_lock);
 	if (n == 0) {
 		r = submit(arg);
-		mv_link_event(MV_EV_LAUNCH, s != NULL ? mv_stream_index(s) + 1 : 0, 0, 0, 0);
+		after_submit(&l, stream_ix, named, 0, handle, capturing);
+		if (step.n > 0)
+			mv_plan_issue(&step);
 		return r;
 	}
 	atomic_fetch_add_explicit(&mv_busy_total, n, memory_order_relaxed);
@@ -230,6 +292,8 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 			r = mv_make_resident(named[i], handle, capturing);
 	if (r == CUDA_SUCCESS)
 		r = submit(arg);
+	/* While the buffers are still busy: none can be freed and reused meanwhile. */
+	after_submit(&l, stream_ix, named, n, handle, capturing);
 	if (s != NULL)
 		mv_stream_end(s, t);
 	else if (!capturing)
@@ -245,7 +309,8 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 		pthread_cond_broadcast(&mv_cond);
 		pthread_mutex_unlock(&mv_lock);
 	}
-	mv_link_event(MV_EV_LAUNCH, s != NULL ? mv_stream_index(s) + 1 : 0, 0, 0, n);
+	if (step.n > 0)
+		mv_plan_issue(&step);
 	return r;
 }
 
@@ -278,7 +343,7 @@ static CUresult launch(struct launch_args *a)
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	n = kernel_words(a->f, a->params, a->extra, tl_words);
-	return mv_submit(a->h, a->per_thread, tl_words, n, do_launch, a);
+	return mv_submit(a->h, a->per_thread, tl_words, n, do_launch, a, (uintptr_t)a->f);
 }
 
 MV_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
@@ -337,7 +402,7 @@ static CUresult launch_ex(const CUlaunchConfig *config, CUfunction f, void **par
 	if (config == NULL)
 		return do_launch_ex(&a);
 	n = kernel_words(f, params, extra, tl_words);
-	return mv_submit(config->hStream, per_thread, tl_words, n, do_launch_ex, &a);
+	return mv_submit(config->hStream, per_thread, tl_words, n, do_launch_ex, &a, (uintptr_t)f);
 }
 
 MV_EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f, void **params, void **extra)
@@ -457,7 +522,9 @@ static CUresult copy(struct copy_args *a)
 		words[n++] = a->dst;
 	if (a->form != COPY_H2D)
 		words[n++] = a->src;
-	r = mv_submit(a->h, a->per_thread, words, a->bytes == 0 ? 0 : n, do_copy, a);
+	static const uintptr_t keys[] = {[COPY_UNIFIED] = MV_FK_COPY, [COPY_H2D] = MV_FK_HTOD, [COPY_D2H] = MV_FK_DTOH,
+					 [COPY_D2D] = MV_FK_DTOD};
+	r = mv_submit(a->h, a->per_thread, words, a->bytes == 0 ? 0 : n, do_copy, a, keys[a->form]);
 	/* The source is read only once the driver has accepted it: a bad pointer gets the driver's
 	 * error, not a fault here. */
 	if (r == CUDA_SUCCESS && (a->form == COPY_H2D || (a->form == COPY_UNIFIED && !mv_is_device_side(a->src))))
@@ -528,7 +595,7 @@ static CUresult memset_(struct memset_args *a)
 
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
-	return mv_submit(a->h, a->per_thread, &word, a->n == 0 ? 0 : 1, do_memset, a);
+	return mv_submit(a->h, a->per_thread, &word, a->n == 0 ? 0 : 1, do_memset, a, MV_FK_MEMSET);
 }
 
 #define MEMSET(elem, async, pt, d, v, n, h) \

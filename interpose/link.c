@@ -312,6 +312,15 @@ static enum rx_result receive(int welcomed, const char **reason)
 				break;
 			}
 			apply_grant(g.grant, "grant from memvirtd");
+		} else if (f.type == MV_MSG_PLAN && welcomed) {
+			struct mv_msg_plan ph;
+			if (mv_plan_decode(f.payload, f.length, &ph) != 0) {
+				*reason = mv_frame_strerror(MV_FRAME_BAD_PAYLOAD);
+				res = RX_END;
+				break;
+			}
+			/* One that does not fit the iteration learned here is ignored: the local plan stays. */
+			mv_plan_from_daemon(f.payload, f.length);
 		} else if (f.type == MV_MSG_SHUTDOWN) {
 			*reason = "the daemon is shutting down";
 			res = RX_END;
@@ -454,6 +463,8 @@ static int session(void)
 	atomic_store(&mv_link_up, 0);
 	close(sock);
 	sock = -1;
+	/* The daemon's plan goes with it. */
+	mv_plan_from_daemon(NULL, 0);
 	if (!atomic_load(&exiting)) {
 		char a[32];
 		mv_log(MV_LOG_INFO, "lost memvirtd (%s); back to the local budget %s", reason,

@@ -90,6 +90,11 @@ int mv_init(void)
 	return loaded;
 }
 
+void *mv_real_symbol(const char *name)
+{
+	return real_dlsym != NULL && real_handle != NULL ? real_dlsym(real_handle, name) : NULL;
+}
+
 static void *lookup(void *handle, const char *name)
 {
 	void *p, *hook;

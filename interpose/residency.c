@@ -8,6 +8,7 @@
  * it until the pager has seen it complete. */
 #include "config.h"
 
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -366,6 +367,13 @@ static uint64_t landing;
 static int pager_running;
 static pthread_cond_t pager_cond = PTHREAD_COND_INITIALIZER;
 
+/* Planned page-ins waiting for page-outs in flight to make room, in plan order. Guarded by
+ * mv_lock; each holds a busy mark on its buffer. */
+#define MV_PLANQ 64
+static struct mv_buf *planq[MV_PLANQ];
+static int nplanq;
+static void planq_run(void);
+
 #define MV_STALLS 256
 static struct {
 	CUevent a, b;
@@ -386,6 +394,16 @@ static struct mv_buf *pop(struct mv_buf **q)
 	if (b != NULL)
 		*q = b->next;
 	return b;
+}
+
+/* The device time of b's last page copy, which has completed. */
+static uint64_t copy_ns(struct mv_buf *b)
+{
+	float ms = 0;
+
+	if (mv_real.cuEventElapsedTime(&ms, b->mstart, b->moved) != CUDA_SUCCESS || ms < 0)
+		return 0;
+	return (uint64_t)((double)ms * 1e6);
 }
 
 /* Completes one page-out: called by the pager once its copy has finished. */
@@ -416,6 +434,8 @@ static void finish_page_out(struct mv_buf *b)
 	dev = b->dev;
 	pthread_mutex_unlock(&mv_lock);
 
+	if (atomic_load_explicit(&mv_learn_flags, memory_order_relaxed) & MV_LEARN_ON)
+		mv_learn_page(b->id, 0, b->size, copy_ns(b), 0);
 	mv_unmap_device(b->va, b->span, dev);
 	net_map(b);
 
@@ -442,9 +462,13 @@ static void finish_page_out(struct mv_buf *b)
 static void finish_page_in(struct mv_buf *b, struct mv_hostslot *h)
 {
 	host_free(h);
+	if (atomic_load_explicit(&mv_learn_flags, memory_order_relaxed) & MV_LEARN_ON)
+		mv_learn_page(b->id, 1, b->size, copy_ns(b), b->plan_waited);
 	pthread_mutex_lock(&mv_lock);
 	landing--;
 	b->ready_pending = 0;
+	b->planned_in = 0;
+	b->plan_waited = 0;
 	if (b->freed) {
 		releasing_bytes += b->span;
 		push(&relq, b);
@@ -457,6 +481,17 @@ static void finish_page_in(struct mv_buf *b, struct mv_hostslot *h)
  * a host copy goes back to the pool. */
 static void finish_release(struct mv_buf *b)
 {
+	/* A plan's move still holds it: those queued here are dropped (it is freed), one being issued
+	 * lets go in a moment. Back on the queue meanwhile, so the pager never waits on an app thread. */
+	if (atomic_load_explicit(&b->busy, memory_order_acquire) > 0) {
+		pthread_mutex_lock(&mv_lock);
+		if (nplanq > 0)
+			planq_run();
+		push(&relq, b);
+		pthread_mutex_unlock(&mv_lock);
+		sched_yield();
+		return;
+	}
 	mv_buf_wait_uses(b);
 	if (b->state == MV_HOST) {
 		net_unmap(b);
@@ -465,6 +500,7 @@ static void finish_release(struct mv_buf *b)
 		atomic_fetch_sub(&mv_count.host_bytes, b->span);
 		mv_real.cuMemAddressFree(b->va, b->span);
 		mv_real.cuEventDestroy_v2(b->moved);
+		mv_real.cuEventDestroy_v2(b->mstart);
 		free(b);
 		pthread_mutex_lock(&mv_lock);
 		pthread_cond_broadcast(&mv_cond);
@@ -483,6 +519,7 @@ static void finish_release(struct mv_buf *b)
 	/* Over the budget (a grant shrank it): the pages go back instead of into the cache. */
 	mv_free_range(b->va, b->span, b->dev);
 	mv_real.cuEventDestroy_v2(b->moved);
+	mv_real.cuEventDestroy_v2(b->mstart);
 	pthread_mutex_lock(&mv_lock);
 	releasing_bytes -= b->span;
 	pthread_cond_broadcast(&mv_cond);
@@ -519,8 +556,11 @@ static void *pager(void *arg)
 	pthread_mutex_lock(&mv_lock);
 	for (;;) {
 		struct mv_buf *b;
-		while (outq == NULL && inq == NULL && relq == NULL && nstalls == 0 && !pool_grow_wanted)
+		while (outq == NULL && inq == NULL && relq == NULL && nstalls == 0 && !pool_grow_wanted &&
+		       (nplanq == 0 || mv_budget.evicting > 0))
 			pthread_cond_wait(&pager_cond, &mv_lock);
+		if (nplanq > 0 && outq == NULL)
+			planq_run();
 		if (pool_grow_wanted) {
 			pool_grow_wanted = 0;
 			pthread_mutex_unlock(&mv_lock);
@@ -529,6 +569,10 @@ static void *pager(void *arg)
 			pthread_mutex_unlock(&mv_lock);
 			mv_real.cuEventSynchronize(b->moved);
 			finish_page_out(b);
+			pthread_mutex_lock(&mv_lock);
+			if (nplanq > 0)
+				planq_run();
+			pthread_mutex_unlock(&mv_lock);
 		} else if ((b = pop(&inq)) != NULL) {
 			struct mv_hostslot *h = b->host;
 			b->host = NULL;
@@ -624,6 +668,7 @@ static int page_out(struct mv_buf *b)
 	if (h == NULL)
 		goto undo;
 	mv_buf_order_after_uses(mv_dev.d2h, b);
+	mv_real.cuEventRecord(b->mstart, mv_dev.d2h);
 	r = mv_real.cuMemcpyDtoHAsync_v2(h->chunk->ptr + h->off, b->va, b->size, mv_dev.d2h);
 	if (r == CUDA_SUCCESS)
 		r = mv_real.cuEventRecord(b->moved, mv_dev.d2h);
@@ -675,6 +720,7 @@ CUresult mv_make_room(uint64_t bytes)
 			pthread_mutex_unlock(&mv_lock);
 			mv_free_range(v->va, v->span, v->dev);
 			mv_real.cuEventDestroy_v2(v->moved);
+			mv_real.cuEventDestroy_v2(v->mstart);
 			free(v);
 			pthread_mutex_lock(&mv_lock);
 			continue;
@@ -745,6 +791,7 @@ void mv_evict_to_budget(void)
 			pthread_mutex_unlock(&mv_lock);
 			mv_free_range(v->va, v->span, v->dev);
 			mv_real.cuEventDestroy_v2(v->moved);
+			mv_real.cuEventDestroy_v2(v->mstart);
 			free(v);
 			pthread_mutex_lock(&mv_lock);
 			continue;
@@ -796,17 +843,17 @@ void mv_uncharge(uint64_t bytes)
 
 /* ---- page-in ---- */
 
-/* Brings b back from host memory; b is FETCHING (claimed by the caller). */
-static CUresult page_in(struct mv_buf *b)
+/* Brings b back from host memory into room already charged for it; b is FETCHING (claimed by
+ * the caller). On failure the charge is returned. */
+static CUresult page_in_charged(struct mv_buf *b)
 {
 	CUmemGenericAllocationHandle dev;
-	CUresult r = mv_make_room(b->span);
+	CUresult r;
 
-	if (r != CUDA_SUCCESS)
-		return r;
 	net_unmap(b);
 	r = mv_map_device(b->va, b->span, &dev);
 	if (r == CUDA_SUCCESS) {
+		mv_real.cuEventRecord(b->mstart, mv_dev.h2d);
 		r = mv_real.cuMemcpyHtoDAsync_v2(b->va, b->host->chunk->ptr + b->host->off, b->size, mv_dev.h2d);
 		if (r == CUDA_SUCCESS)
 			r = mv_real.cuEventRecord(b->moved, mv_dev.h2d);
@@ -840,10 +887,103 @@ static CUresult page_in(struct mv_buf *b)
 	return CUDA_SUCCESS;
 }
 
+/* Brings b back from host memory; b is FETCHING (claimed by the caller). */
+static CUresult page_in(struct mv_buf *b)
+{
+	CUresult r = mv_make_room(b->span);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	return page_in_charged(b);
+}
+
+/* ---- planned moves ---- */
+
+int mv_page_out_planned(struct mv_buf *b)
+{
+	pthread_mutex_lock(&mv_lock);
+	/* The caller's hold is the one busy mark allowed. */
+	if (b->kind != MV_KIND_LARGE || b->state != MV_RESIDENT || b->ready_pending || b->pinned || b->freed ||
+	    atomic_load_explicit(&b->busy, memory_order_relaxed) > 1) {
+		pthread_mutex_unlock(&mv_lock);
+		return -1;
+	}
+	b->state = MV_EVICTING;
+	mv_budget.evicting += b->span;
+	pthread_mutex_unlock(&mv_lock);
+	return page_out(b);
+}
+
+/* Starts b's planned page-in when it fits the budget as it stands. Called with mv_lock held, which
+ * it drops and takes again. Returns 0 when issued, 1 when there is no room yet, -1 when b is not
+ * on the host (any more) or the page-in failed. */
+static int try_planned_in(struct mv_buf *b)
+{
+	if (b->state != MV_HOST || b->freed || b->kind != MV_KIND_LARGE)
+		return -1;
+	if (mv_budget.resident + b->span > mv_budget.budget)
+		return 1;
+	mv_budget.resident += b->span;
+	b->state = MV_FETCHING;
+	b->planned_in = 1;
+	b->plan_waited = 0;
+	pthread_mutex_unlock(&mv_lock);
+	if (page_in_charged(b) != CUDA_SUCCESS) {
+		pthread_mutex_lock(&mv_lock);
+		b->state = MV_HOST;
+		b->planned_in = 0;
+		if (b->freed)
+			push(&relq, b);
+		pthread_cond_broadcast(&mv_cond);
+		return -1;
+	}
+	pthread_mutex_lock(&mv_lock);
+	return 0;
+}
+
+
+int mv_page_in_planned(struct mv_buf *b)
+{
+	int r;
+
+	pthread_mutex_lock(&mv_lock);
+	r = try_planned_in(b);
+	if (r == 1 && mv_budget.evicting > 0 && nplanq < MV_PLANQ) {
+		/* Room is on its way: the pager issues it once the page-outs before it have landed. */
+		atomic_fetch_add_explicit(&b->busy, 1, memory_order_relaxed);
+		planq[nplanq++] = b;
+		pager_kick();
+		r = 0;
+	}
+	pthread_mutex_unlock(&mv_lock);
+	return r == 0 ? 0 : -1;
+}
+
+/* The pager's side, with mv_lock held: issues the queued page-ins that fit now, drops the rest once
+ * no page-out is left to make room. */
+static void planq_run(void)
+{
+	struct mv_buf *mine[MV_PLANQ];
+	int n = nplanq;
+
+	/* Taken off the queue first: the lock is dropped while a page-in is issued. */
+	memcpy(mine, planq, (size_t)n * sizeof(mine[0]));
+	nplanq = 0;
+	for (int i = 0; i < n; i++) {
+		struct mv_buf *b = mine[i];
+		int r = try_planned_in(b);
+		if (r == 1 && mv_budget.evicting > 0 && nplanq < MV_PLANQ) {
+			planq[nplanq++] = b;
+			continue;
+		}
+		atomic_fetch_sub_explicit(&b->busy, 1, memory_order_release);
+	}
+}
+
 CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 {
 	CUresult r;
-	int fetched = 0;
+	int fetched = 0, late;
 
 	pthread_mutex_lock(&mv_lock);
 	for (;;) {
@@ -876,9 +1016,13 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 		pthread_mutex_unlock(&mv_lock);
 		return CUDA_SUCCESS;
 	}
+	late = b->planned_in && !fetched;
 	pthread_mutex_unlock(&mv_lock);
+	if (late && mv_real.cuEventQuery(b->moved) == CUDA_ERROR_NOT_READY)
+		mv_plan_late(b);
 	if (fetched) {
 		/* Every page-in issued here is one a submission waits for: a fault-in. */
+		b->plan_waited = 1;
 		atomic_fetch_add(&mv_count.fault_ins, 1);
 		mv_link_event(MV_EV_PAGE_IN, 0, b->va, b->size, 1);
 	}

@@ -301,6 +301,7 @@ mvt_usage(FILE *f)
 	    "  --stream default|legacy   a created stream or the NULL stream (default default)\n"
 	    "  --module FILE        load kernels from a cubin/fatbin instead of the built-in image\n"
 	    "  --corrupt-byte OFF   flip byte OFF of the first weight before the checksum\n"
+	    "  --reshape-at STEP    from step STEP on, train with twice the batch (a job whose shape changes)\n"
 	    "  --help               print this and exit\n");
 }
 
@@ -347,7 +348,7 @@ static void
 mvt_parse(int argc, char **argv, struct mvt_opts *o)
 {
 	enum { O_MODEL = 256, O_BATCH, O_SCALE, O_STEPS, O_SEQ, O_MODEL_ONLY, O_ALLOC, O_STREAM,
-		O_MODULE, O_CORRUPT, O_HELP };
+		O_MODULE, O_CORRUPT, O_RESHAPE, O_HELP };
 	static const struct option longopts[] = {
 		{ "model", required_argument, NULL, O_MODEL },
 		{ "batch", required_argument, NULL, O_BATCH },
@@ -359,6 +360,7 @@ mvt_parse(int argc, char **argv, struct mvt_opts *o)
 		{ "stream", required_argument, NULL, O_STREAM },
 		{ "module", required_argument, NULL, O_MODULE },
 		{ "corrupt-byte", required_argument, NULL, O_CORRUPT },
+		{ "reshape-at", required_argument, NULL, O_RESHAPE },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -419,6 +421,9 @@ mvt_parse(int argc, char **argv, struct mvt_opts *o)
 			break;
 		case O_CORRUPT:
 			o->corrupt = (int64_t)mvt_parse_uint("--corrupt-byte", optarg, 0, INT64_MAX);
+			break;
+		case O_RESHAPE:
+			o->reshape_at = (unsigned)mvt_parse_uint("--reshape-at", optarg, 1, 100000);
 			break;
 		case O_HELP:
 			mvt_usage(stdout);
@@ -619,6 +624,8 @@ main(int argc, char **argv)
 	m->build(&dev);
 	mvt_probe_alloc(&dev);
 	for (unsigned s = 0; s < o.steps; s++) {
+		if (o.reshape_at != 0 && s == o.reshape_at)
+			dev.batch *= 2;
 		CK(cuEventRecord, (ev_start, dev.stream));
 		m->step(&dev, s);
 		CK(cuEventRecord, (ev_end, dev.stream));
@@ -659,12 +666,15 @@ main(int argc, char **argv)
 	memset(&host, 0, sizeof(host));
 	host.opts = &o;
 	host.host = 1;
-	host.batch = dev.batch;
+	host.batch = o.batch != 0 ? o.batch : m->batch;
 	memcpy(host.desc, dev.desc, sizeof(host.desc));
 	m->build(&host);
 	mvt_probe_alloc(&host);
-	for (unsigned s = 0; s < o.steps; s++)
+	for (unsigned s = 0; s < o.steps; s++) {
+		if (o.reshape_at != 0 && s == o.reshape_at)
+			host.batch *= 2;
 		m->step(&host, s);
+	}
 	/* Diverged training would still compare equal; say so. */
 	{
 		unsigned bad = 0;

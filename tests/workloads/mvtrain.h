@@ -54,6 +54,7 @@ struct mvt_opts {
 	int stream_legacy;   /* the NULL stream instead of a created one */
 	const char *module;  /* cubin/fatbin file, or NULL for the simulated driver's built-in image */
 	int64_t corrupt;     /* byte of the first weight to flip before the checksum, or -1 */
+	unsigned reshape_at; /* from this step on the batch is doubled (0: never) */
 };
 
 /* One weight tensor: its address and length in floats. */

@@ -1,0 +1,952 @@
+/* The learner: the app's threads append compact records of what they do (allocations, frees,
+ * launches with the buffers they name, page copies, iteration marks) to a lock-free bounded queue;
+ * the planner thread turns them into a trace (policies/trace.h), finds the training loop's
+ * iteration in it, plans the iteration with the selected policy and installs the plan for the
+ * executor (plan.c). It also feeds the trace file (record.c) when MEMVIRT_RECORD asks for one.
+ *
+ * The app never waits on any of it: a full queue drops the record and counts it, which makes the
+ * trace unreliable, so the learner starts a new one and withdraws its plan until it has learned
+ * the iteration again. Correctness never depends on the plan (plan.c). */
+#include "config.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "interpose/internal.h"
+#include "policies/policy.h"
+#include "policies/trace.h"
+
+_Atomic unsigned mv_learn_flags;
+_Atomic uint32_t mv_next_buf_id;
+
+/* ---- function numbers ---- */
+
+#define MV_FUNCS 4096         /* functions numbered at most */
+#define MV_FUNC_SLOTS 8192    /* hash slots, a power of two */
+#define MV_FUNC_NAME 32
+
+/* One function: its key is published last. */
+struct fslot {
+	_Atomic uintptr_t key;
+	uint32_t num;
+	int marker;
+};
+
+static struct fslot fslots[MV_FUNC_SLOTS];
+static const char *fnames[MV_FUNCS];
+static char fname_own[MV_FUNCS][MV_FUNC_NAME];
+static uint32_t nfuncs;
+static pthread_mutex_t func_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static const char *const pseudo_names[] = {
+	[MV_FK_HTOD] = "memcpyHtoD", [MV_FK_DTOH] = "memcpyDtoH", [MV_FK_DTOD] = "memcpyDtoD",
+	[MV_FK_COPY] = "memcpy",     [MV_FK_MEMSET] = "memset",
+};
+
+static size_t fslot_of(uintptr_t key)
+{
+	uint64_t x = key;
+	x ^= x >> 31;
+	x *= 0x9e3779b97f4a7c15ull;
+	x ^= x >> 29;
+	return (size_t)x & (MV_FUNC_SLOTS - 1);
+}
+
+uint32_t mv_func_number(uintptr_t fkey, int *marker)
+{
+	size_t i = fslot_of(fkey);
+	const char *name = NULL;
+	uint32_t num = UINT32_MAX;
+
+	for (size_t probe = 0; probe < MV_FUNC_SLOTS; probe++, i = (i + 1) & (MV_FUNC_SLOTS - 1)) {
+		uintptr_t k = atomic_load_explicit(&fslots[i].key, memory_order_acquire);
+		if (k == fkey) {
+			*marker = fslots[i].marker;
+			return fslots[i].num;
+		}
+		if (k == 0)
+			break;
+	}
+	/* First sight: its name from the driver, outside the lock. */
+	if (fkey <= MV_FK_LAST)
+		name = pseudo_names[fkey];
+	else if (mv_real.cuFuncGetName == NULL || mv_real.cuFuncGetName(&name, (CUfunction)fkey) != CUDA_SUCCESS)
+		name = NULL;
+	*marker = 0;
+	pthread_mutex_lock(&func_lock);
+	i = fslot_of(fkey);
+	for (size_t probe = 0; probe < MV_FUNC_SLOTS; probe++, i = (i + 1) & (MV_FUNC_SLOTS - 1)) {
+		uintptr_t k = atomic_load_explicit(&fslots[i].key, memory_order_relaxed);
+		if (k == fkey) {
+			*marker = fslots[i].marker;
+			num = fslots[i].num;
+			break;
+		}
+		if (k == 0) {
+			if (nfuncs >= MV_FUNCS)
+				break;
+			num = nfuncs++;
+			if (name == NULL || *name == '\0') {
+				snprintf(fname_own[num], MV_FUNC_NAME, "func@%#llx", (unsigned long long)fkey);
+				name = fname_own[num];
+			}
+			fnames[num] = name;
+			fslots[i].num = num;
+			fslots[i].marker = mv_cfg.marker != NULL && fkey > MV_FK_LAST && strcmp(name, mv_cfg.marker) == 0;
+			*marker = fslots[i].marker;
+			atomic_store_explicit(&fslots[i].key, fkey, memory_order_release);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&func_lock);
+	return num;
+}
+
+const char *mv_func_name(uint32_t fn)
+{
+	return fn < MV_FUNCS && fnames[fn] != NULL ? fnames[fn] : "?";
+}
+
+/* ---- the queue ---- */
+
+#define LQ_SLOTS (1u << 16) /* a power of two */
+#define LQ_SHIFT 16
+#define LQ_REFS_PER 14      /* buffer numbers in a continuation slot */
+
+enum { LR_ALLOC = 1, LR_FREE, LR_LAUNCH, LR_MARK, LR_PAGE };
+
+/* One slot: seq is 2L while it waits for the producer of lap L, 2L + 1 once written. A record is
+ * a head slot and the continuation slots holding a launch's buffer numbers, claimed together. */
+struct lslot {
+	_Atomic uint64_t seq;
+	uint64_t w[7];
+};
+
+static struct lslot lq[LQ_SLOTS];
+static _Alignas(64) _Atomic uint64_t lq_tail;
+static _Alignas(64) uint64_t lq_head;
+static _Atomic uint64_t lq_dropped;
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Claims k consecutive slots, or none when the queue is full. */
+static int lq_claim(unsigned k, uint64_t *ticket)
+{
+	uint64_t t = atomic_load_explicit(&lq_tail, memory_order_relaxed);
+
+	for (;;) {
+		uint64_t last = t + k - 1;
+		struct lslot *s = &lq[last & (LQ_SLOTS - 1)];
+		uint64_t free_seq = (last >> LQ_SHIFT) * 2, seq = atomic_load_explicit(&s->seq, memory_order_acquire);
+		/* The reader frees slots in order: the last one free means all of them are. */
+		if (seq == free_seq) {
+			if (atomic_compare_exchange_weak_explicit(&lq_tail, &t, t + k, memory_order_relaxed,
+								  memory_order_relaxed)) {
+				*ticket = t;
+				return 0;
+			}
+		} else if ((int64_t)(seq - free_seq) < 0) {
+			atomic_fetch_add_explicit(&lq_dropped, 1, memory_order_relaxed);
+			return -1;
+		} else {
+			t = atomic_load_explicit(&lq_tail, memory_order_relaxed);
+		}
+	}
+}
+
+static void lq_commit(uint64_t t)
+{
+	atomic_store_explicit(&lq[t & (LQ_SLOTS - 1)].seq, (t >> LQ_SHIFT) * 2 + 1, memory_order_release);
+}
+
+static void lq_put(uint64_t w0, uint64_t w1, uint64_t w2, uint64_t w3, uint64_t w5)
+{
+	uint64_t t;
+	struct lslot *s;
+
+	if (lq_claim(1, &t) != 0)
+		return;
+	s = &lq[t & (LQ_SLOTS - 1)];
+	s->w[0] = w0 | (1u << 8);
+	s->w[1] = w1;
+	s->w[2] = w2;
+	s->w[3] = w3;
+	s->w[4] = now_ns();
+	s->w[5] = w5;
+	lq_commit(t);
+}
+
+void mv_learn_alloc(const struct mv_buf *b, int pinned)
+{
+	lq_put(LR_ALLOC, b->id, b->size, b->site, pinned ? MV_TBUF_PINNED : 0);
+}
+
+void mv_learn_free(uint32_t id)
+{
+	lq_put(LR_FREE, id, 0, 0, 0);
+}
+
+void mv_learn_mark(void)
+{
+	lq_put(LR_MARK, 0, 0, 0, 0);
+}
+
+void mv_learn_page(uint32_t id, int in, uint64_t bytes, uint64_t dur_ns, int waited)
+{
+	lq_put(LR_PAGE, id, dur_ns, bytes, (uint64_t)(in != 0) | (uint64_t)(waited != 0) << 1);
+}
+
+void mv_learn_launch(uint32_t fn, uint32_t stream, struct mv_buf *const *named, size_t n, uint32_t tslot)
+{
+	unsigned k = 1 + (unsigned)((n + LQ_REFS_PER - 1) / LQ_REFS_PER);
+	uint64_t t;
+	struct lslot *s;
+
+	if (fn == UINT32_MAX || lq_claim(k, &t) != 0) {
+		if (tslot != 0)
+			mv_learn_time_end(tslot, NULL); /* gives the timing slot back */
+		return;
+	}
+	for (unsigned j = 1; j < k; j++) {
+		uint32_t ids[LQ_REFS_PER];
+		size_t from = (size_t)(j - 1) * LQ_REFS_PER;
+		for (size_t r = 0; r < LQ_REFS_PER; r++)
+			ids[r] = from + r < n ? named[from + r]->id : 0;
+		s = &lq[(t + j) & (LQ_SLOTS - 1)];
+		memcpy(s->w, ids, sizeof(ids));
+		lq_commit(t + j);
+	}
+	s = &lq[t & (LQ_SLOTS - 1)];
+	s->w[0] = LR_LAUNCH | (uint64_t)k << 8 | (uint64_t)(stream & 0xffff) << 16 | (uint64_t)n << 32;
+	s->w[1] = fn;
+	s->w[2] = tslot;
+	s->w[4] = now_ns();
+	lq_commit(t);
+}
+
+/* ---- launch timing ---- */
+
+#define EV_PAIRS 1024
+
+static CUevent ev_a[EV_PAIRS], ev_b[EV_PAIRS];
+static _Atomic int ev_state[EV_PAIRS]; /* 0 free, 1 begun, 2 ended */
+static _Atomic uint32_t ev_next;
+static int ev_ready;
+
+uint32_t mv_learn_time_begin(CUstream h)
+{
+	uint32_t i = atomic_fetch_add_explicit(&ev_next, 1, memory_order_relaxed) % EV_PAIRS;
+	int expected = 0;
+
+	if (!ev_ready || !atomic_compare_exchange_strong(&ev_state[i], &expected, 1))
+		return 0;
+	if (mv_real.cuEventRecord(ev_a[i], h) != CUDA_SUCCESS) {
+		atomic_store(&ev_state[i], 0);
+		return 0;
+	}
+	return i + 1;
+}
+
+void mv_learn_time_end(uint32_t slot, CUstream h)
+{
+	if (slot == 0)
+		return;
+	if (h == NULL || mv_real.cuEventRecord(ev_b[slot - 1], h) != CUDA_SUCCESS)
+		atomic_store(&ev_state[slot - 1], 0);
+	else
+		atomic_store(&ev_state[slot - 1], 2);
+}
+
+/* The planner's side: the launch's device time, and the slot back in the pool. */
+static uint64_t time_take(uint32_t slot)
+{
+	float ms = 0;
+	uint64_t ns = 0;
+
+	if (slot == 0 || slot > EV_PAIRS || atomic_load(&ev_state[slot - 1]) != 2)
+		return 0;
+	if (mv_real.cuEventSynchronize(ev_b[slot - 1]) == CUDA_SUCCESS &&
+	    mv_real.cuEventElapsedTime(&ms, ev_a[slot - 1], ev_b[slot - 1]) == CUDA_SUCCESS && ms > 0)
+		ns = (uint64_t)((double)ms * 1e6);
+	atomic_store(&ev_state[slot - 1], 0);
+	return ns;
+}
+
+/* ---- buffer numbers: live id -> slot in `live` ---- */
+
+/* A buffer alive in the trace. */
+struct live {
+	uint32_t id, tbuf, flags;
+	uint64_t size, site;
+};
+
+/* Open addressing on id, with backward-shift deletion. Values index `lives`. */
+struct idmap {
+	uint32_t *key, *val;
+	uint8_t *used;
+	uint32_t cap, n;
+};
+
+static uint32_t idhash(uint32_t id, uint32_t cap)
+{
+	return (uint32_t)((id * 0x9e3779b1u) & (cap - 1));
+}
+
+static int idmap_grow(struct idmap *m)
+{
+	struct idmap g = {0};
+
+	g.cap = m->cap ? m->cap * 2 : 1024;
+	g.key = malloc(g.cap * sizeof(*g.key));
+	g.val = malloc(g.cap * sizeof(*g.val));
+	g.used = calloc(g.cap, 1);
+	if (g.key == NULL || g.val == NULL || g.used == NULL) {
+		free(g.key);
+		free(g.val);
+		free(g.used);
+		return -1;
+	}
+	for (uint32_t i = 0; i < m->cap; i++) {
+		if (!m->used[i])
+			continue;
+		uint32_t j = idhash(m->key[i], g.cap);
+		while (g.used[j])
+			j = (j + 1) & (g.cap - 1);
+		g.used[j] = 1;
+		g.key[j] = m->key[i];
+		g.val[j] = m->val[i];
+	}
+	g.n = m->n;
+	free(m->key);
+	free(m->val);
+	free(m->used);
+	*m = g;
+	return 0;
+}
+
+static uint32_t *idmap_find(struct idmap *m, uint32_t id)
+{
+	if (m->cap == 0)
+		return NULL;
+	for (uint32_t j = idhash(id, m->cap);; j = (j + 1) & (m->cap - 1)) {
+		if (!m->used[j])
+			return NULL;
+		if (m->key[j] == id)
+			return &m->val[j];
+	}
+}
+
+static int idmap_put(struct idmap *m, uint32_t id, uint32_t v)
+{
+	uint32_t *p = idmap_find(m, id), j;
+
+	if (p != NULL) {
+		*p = v;
+		return 0;
+	}
+	if ((m->n + 1) * 2 > m->cap && idmap_grow(m) != 0)
+		return -1;
+	for (j = idhash(id, m->cap); m->used[j]; j = (j + 1) & (m->cap - 1))
+		;
+	m->used[j] = 1;
+	m->key[j] = id;
+	m->val[j] = v;
+	m->n++;
+	return 0;
+}
+
+static void idmap_del(struct idmap *m, uint32_t id)
+{
+	uint32_t j, k;
+
+	if (m->cap == 0)
+		return;
+	for (j = idhash(id, m->cap);; j = (j + 1) & (m->cap - 1)) {
+		if (!m->used[j])
+			return;
+		if (m->key[j] == id)
+			break;
+	}
+	m->used[j] = 0;
+	m->n--;
+	/* Backward shift: later entries of the run move into the hole when their home allows. */
+	for (k = (j + 1) & (m->cap - 1); m->used[k]; k = (k + 1) & (m->cap - 1)) {
+		uint32_t home = idhash(m->key[k], m->cap);
+		if ((j < k) ? (home <= j || home > k) : (home <= j && home > k)) {
+			m->used[j] = 1;
+			m->key[j] = m->key[k];
+			m->val[j] = m->val[k];
+			m->used[k] = 0;
+			j = k;
+		}
+	}
+}
+
+/* ---- the planner's state (its thread's alone) ---- */
+
+#define MV_TRACE_CAP (1u << 18)    /* ops kept before the trace starts over */
+#define MV_DETECT_MIN 64           /* launches between tries to find the iteration */
+#define MV_DEFAULT_BPS 12e9        /* copy bandwidth until one is measured */
+#define MV_DEFAULT_LAUNCH_NS 10000
+
+static struct mv_trace *tr;
+static struct idmap ids;                 /* live id -> index in lives */
+static struct live *lives;
+static uint32_t nlives, caplives;
+static uint32_t g2t[MV_FUNCS];           /* live function -> the trace's, MV_TRACE_NONE */
+static uint32_t t2g[MV_FUNCS];
+static uint32_t ntfuncs;
+static uint64_t last_time;
+static uint64_t launches_since_detect, trace_launches;
+static uint64_t dropped_seen;
+static uint64_t dur_sum, dur_n;          /* measured launch time, for the launches not timed */
+static uint64_t bytes_h2d, ns_h2d, bytes_d2h, ns_d2h;
+
+static int planning;                     /* a policy other than lru */
+static const struct mv_policy *policy;
+static struct mv_iter *iter;             /* the iteration learned, planned and installed */
+static struct mv_feedback *fb;
+static uint64_t *late_acc;
+static uint64_t iter_seen, diverged_base, iters_installed;
+static uint64_t planned_budget;
+static int relearning;                  /* the plan stopped matching: the trace restarted */
+static int recording;
+
+static _Atomic int planner_started;
+static _Atomic int planner_exiting;
+static _Atomic int planner_done;
+
+static uint32_t *refbuf;                 /* a launch's trace buffers */
+
+static void restart_trace(void)
+{
+	struct mv_trace *t = mv_trace_new(mv_dev.total, 0);
+
+	if (t == NULL)
+		return;
+	if (tr != NULL)
+		mv_trace_free(tr);
+	tr = t;
+	for (uint32_t i = 0; i < MV_FUNCS; i++)
+		g2t[i] = MV_TRACE_NONE;
+	ntfuncs = 0;
+	launches_since_detect = trace_launches = 0;
+	/* Buffers alive now are alive when the next iteration begins. */
+	for (uint32_t i = 0; i < nlives; i++)
+		if (mv_trace_add_alloc(tr, lives[i].size, lives[i].site, lives[i].flags, last_time, &lives[i].tbuf) != 0)
+			lives[i].tbuf = MV_TRACE_NONE;
+}
+
+static uint64_t stamp(uint64_t t)
+{
+	if (t > last_time)
+		last_time = t;
+	return last_time;
+}
+
+static void on_alloc(const struct lslot *s)
+{
+	uint32_t id = (uint32_t)s->w[1], flags = (uint32_t)s->w[5];
+	uint64_t size = s->w[2], site = s->w[3], t = stamp(s->w[4]);
+	struct live *l;
+
+	if (recording)
+		mv_record_alloc(id, flags, size, site, t);
+	if (!planning)
+		return;
+	if (nlives == caplives) {
+		uint32_t cap = caplives ? caplives * 2 : 1024;
+		struct live *v = realloc(lives, cap * sizeof(*v));
+		if (v == NULL)
+			return;
+		lives = v;
+		caplives = cap;
+	}
+	l = &lives[nlives];
+	*l = (struct live){id, MV_TRACE_NONE, flags, size, site};
+	if (idmap_put(&ids, id, nlives) != 0)
+		return;
+	nlives++;
+	if (tr != NULL && mv_trace_add_alloc(tr, size, site, flags, t, &l->tbuf) != 0)
+		l->tbuf = MV_TRACE_NONE;
+}
+
+static void on_free(const struct lslot *s)
+{
+	uint32_t id = (uint32_t)s->w[1], *ix;
+	uint64_t t = stamp(s->w[4]);
+
+	if (recording)
+		mv_record_free(id, t);
+	if (!planning || (ix = idmap_find(&ids, id)) == NULL)
+		return;
+	{
+		uint32_t i = *ix;
+		if (tr != NULL && lives[i].tbuf != MV_TRACE_NONE)
+			mv_trace_add_free(tr, lives[i].tbuf, t);
+		idmap_del(&ids, id);
+		if (i != nlives - 1) {
+			lives[i] = lives[nlives - 1];
+			*idmap_find(&ids, lives[i].id) = i;
+		}
+		nlives--;
+	}
+}
+
+static uint32_t trace_func(uint32_t fn)
+{
+	if (fn >= MV_FUNCS)
+		return MV_TRACE_NONE;
+	if (g2t[fn] == MV_TRACE_NONE) {
+		uint32_t tf;
+		if (mv_trace_add_func(tr, mv_func_name(fn), &tf) != 0)
+			return MV_TRACE_NONE;
+		g2t[fn] = tf;
+		if (tf < MV_FUNCS)
+			t2g[tf] = fn;
+		ntfuncs = tf + 1;
+	}
+	return g2t[fn];
+}
+
+static void on_launch(const struct lslot *s)
+{
+	uint32_t k = (uint32_t)(s->w[0] >> 8) & 0xff, stream = (uint32_t)(s->w[0] >> 16) & 0xffff;
+	uint32_t n = (uint32_t)(s->w[0] >> 32), fn = (uint32_t)s->w[1], nr = 0;
+	uint64_t t = stamp(s->w[4]), dur = time_take((uint32_t)s->w[2]);
+	uint32_t *idv = refbuf + LQ_REFS_PER * 40;
+
+	if (n > LQ_REFS_PER * 38)
+		n = LQ_REFS_PER * 38;
+	for (uint32_t j = 1; j < k; j++)
+		memcpy(idv + (j - 1) * LQ_REFS_PER, lq[(lq_head + j) & (LQ_SLOTS - 1)].w, LQ_REFS_PER * sizeof(uint32_t));
+	if (dur > 0) {
+		dur_sum += dur;
+		dur_n++;
+	}
+	if (recording)
+		mv_record_launch(fn, stream, t, dur, idv, n);
+	if (!planning || tr == NULL)
+		return;
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t *ix = idmap_find(&ids, idv[i]);
+		if (ix != NULL && lives[*ix].tbuf != MV_TRACE_NONE)
+			refbuf[nr++] = lives[*ix].tbuf;
+	}
+	fn = trace_func(fn);
+	if (fn != MV_TRACE_NONE && mv_trace_add_launch(tr, fn, stream, t, dur, refbuf, nr) == 0) {
+		launches_since_detect++;
+		trace_launches++;
+	}
+}
+
+static void on_page(const struct lslot *s)
+{
+	uint32_t id = (uint32_t)s->w[1], *ix;
+	int in = s->w[5] & 1, waited = (s->w[5] >> 1) & 1;
+	uint64_t dur = s->w[2], bytes = s->w[3], t = stamp(s->w[4]);
+
+	if (dur > 0) {
+		if (in) {
+			bytes_h2d += bytes;
+			ns_h2d += dur;
+		} else {
+			bytes_d2h += bytes;
+			ns_d2h += dur;
+		}
+	}
+	if (recording)
+		mv_record_page(id, in, t, dur, waited);
+	if (planning && tr != NULL && (ix = idmap_find(&ids, id)) != NULL && lives[*ix].tbuf != MV_TRACE_NONE)
+		mv_trace_add_page(tr, lives[*ix].tbuf, in, t, dur, waited);
+}
+
+static void on_mark(const struct lslot *s)
+{
+	uint64_t t = stamp(s->w[4]);
+
+	if (recording)
+		mv_record_mark(t);
+	if (planning && tr != NULL && mv_trace_add_mark(tr, t) == 0)
+		launches_since_detect = MV_MAX(launches_since_detect, trace_launches); /* try at once */
+}
+
+/* Takes up to max records off the queue. Returns how many. */
+static unsigned drain(unsigned max)
+{
+	unsigned done = 0;
+
+	while (done < max) {
+		struct lslot *s = &lq[lq_head & (LQ_SLOTS - 1)];
+		uint64_t full = (lq_head >> LQ_SHIFT) * 2 + 1;
+		unsigned k;
+		if (atomic_load_explicit(&s->seq, memory_order_acquire) != full)
+			break;
+		k = (unsigned)(s->w[0] >> 8) & 0xff;
+		if (k == 0)
+			k = 1;
+		switch (s->w[0] & 0xff) {
+		case LR_ALLOC:
+			on_alloc(s);
+			break;
+		case LR_FREE:
+			on_free(s);
+			break;
+		case LR_LAUNCH:
+			on_launch(s);
+			break;
+		case LR_MARK:
+			on_mark(s);
+			break;
+		case LR_PAGE:
+			on_page(s);
+			break;
+		default:
+			break;
+		}
+		for (unsigned j = 0; j < k; j++) {
+			uint64_t h = lq_head + j;
+			atomic_store_explicit(&lq[h & (LQ_SLOTS - 1)].seq, (h >> LQ_SHIFT) * 2 + 2, memory_order_release);
+		}
+		lq_head += k;
+		done++;
+	}
+	return done;
+}
+
+/* ---- planning ---- */
+
+static double bps(uint64_t bytes, uint64_t ns, double gbps)
+{
+	if (gbps > 0)
+		return gbps * 1e9;
+	if (bytes > 0 && ns > 0)
+		return (double)bytes / ((double)ns / 1e9);
+	return MV_DEFAULT_BPS;
+}
+
+static uint64_t default_dur(void)
+{
+	return dur_n > 0 ? dur_sum / dur_n : MV_DEFAULT_LAUNCH_NS;
+}
+
+static uint64_t budget_now(void)
+{
+	uint64_t b;
+
+	pthread_mutex_lock(&mv_lock);
+	b = mv_budget.budget;
+	pthread_mutex_unlock(&mv_lock);
+	/* The app's own VMM allocations hold the device outside any plan. */
+	b -= MV_MIN(b, atomic_load(&mv_count.app_vmm_bytes));
+	return b;
+}
+
+/* Plans `iter` and installs the plan. */
+static void plan_and_install(void)
+{
+	struct mv_policy_params p;
+	struct mv_plan *plan = NULL;
+	int r;
+
+	mv_policy_defaults(&p);
+	p.budget = planned_budget = budget_now();
+	p.machine.h2d_bps = bps(bytes_h2d, ns_h2d, mv_cfg.h2d_gbps);
+	p.machine.d2h_bps = bps(bytes_d2h, ns_d2h, mv_cfg.d2h_gbps);
+	p.machine.launch_ns = default_dur();
+	if (mv_cfg.page_min > 0)
+		p.min_size = mv_cfg.page_min;
+	if (mv_cfg.lookahead > 0)
+		p.lookahead = mv_cfg.lookahead;
+	if (mv_cfg.heavy_fraction > 0)
+		p.heavy_fraction = mv_cfg.heavy_fraction;
+	if (mv_cfg.headroom >= 0)
+		p.headroom = mv_cfg.headroom;
+	r = policy->plan(iter, &p, fb, &plan);
+	if (r != 0 || plan == NULL) {
+		mv_log(MV_LOG_DEBUG, "plan: %s could not plan the iteration (%d)", policy->name, r);
+		return;
+	}
+	{
+		uint32_t outs = 0, ins = 0;
+		for (uint32_t i = 0; i < plan->nops; i++) {
+			outs += plan->ops[i].kind == MV_PLAN_OUT;
+			ins += plan->ops[i].kind == MV_PLAN_IN;
+		}
+		mv_log(MV_LOG_DEBUG, "plan: %s planned %u page-outs and %u page-ins for %u launches, %u buffers, "
+		       "budget %llu", policy->name, outs, ins, iter->nlaunch, iter->nbufs, (unsigned long long)p.budget);
+	}
+	mv_plan_install_local(iter, plan, t2g, ntfuncs);
+	mv_plan_free(plan);
+}
+
+/* Iterations the job left for good: detection can settle on an inner loop (a block repeated
+ * within the step) when it looks at the wrong moment; that one is not taken again. */
+#define MV_BAD_ITERS 16
+static uint64_t bad_sig[MV_BAD_ITERS];
+static unsigned nbad;
+
+#define MV_ITER_MIN 8 /* launches: a shorter period is an inner loop, not a training step */
+
+/* Function sequence and length, hashed. */
+static uint64_t iter_sig(const struct mv_iter *it)
+{
+	return it->fingerprint ^ ((uint64_t)it->nlaunch * 0x9e3779b97f4a7c15ull);
+}
+
+static int iter_bad(const struct mv_iter *it)
+{
+	uint64_t sig = iter_sig(it);
+
+	if (it->nlaunch < MV_ITER_MIN)
+		return 1;
+	for (unsigned i = 0; i < MV_MIN(nbad, MV_BAD_ITERS); i++)
+		if (bad_sig[i] == sig)
+			return 1;
+	return 0;
+}
+
+/* The same launches on buffers of the same sizes. */
+static int same_iter(const struct mv_iter *a, const struct mv_iter *b)
+{
+	if (a->fingerprint != b->fingerprint || a->nlaunch != b->nlaunch || a->nbufs != b->nbufs)
+		return 0;
+	for (uint32_t i = 0; i < a->nbufs; i++)
+		if (a->bufs[i].size != b->bufs[i].size)
+			return 0;
+	return 1;
+}
+
+/* Looks for the iteration in the trace; a new one is planned and installed. */
+static void detect(void)
+{
+	uint32_t first, nops;
+	struct mv_iter *it = NULL;
+	uint64_t iters, diverged;
+
+	launches_since_detect = 0;
+	if (mv_iter_detect(tr, &first, &nops) != 0)
+		return;
+	if (mv_iter_build(tr, first, nops, default_dur(), &it) != 0)
+		return;
+	if ((iter != NULL && same_iter(iter, it)) || iter_bad(it)) {
+		mv_iter_free(it);
+		return;
+	}
+	mv_log(MV_LOG_DEBUG, "plan: learned an iteration of %u launches and %u buffers (fingerprint %016llx)",
+	       it->nlaunch, it->nbufs, (unsigned long long)it->fingerprint);
+	mv_iter_free(iter);
+	mv_feedback_free(fb);
+	free(late_acc);
+	relearning = 0;
+	iter = it;
+	fb = mv_feedback_new(it);
+	late_acc = calloc(it->nbufs + 1, sizeof(*late_acc));
+	plan_and_install();
+	mv_plan_progress(&iters, &diverged);
+	iter_seen = iters_installed = iters;
+	diverged_base = diverged;
+	/* Durations are known now; recording still wants them. */
+	if (!recording)
+		atomic_fetch_and(&mv_learn_flags, ~MV_LEARN_TIME);
+}
+
+/* One round of the planner's periodic work. */
+static void planner_round(void)
+{
+	uint64_t dropped = atomic_load(&lq_dropped), iters, diverged;
+
+	if (dropped != dropped_seen) {
+		/* The trace missed records: start over and plan nothing until the iteration is relearned. */
+		dropped_seen = dropped;
+		mv_log(MV_LOG_DEBUG, "plan: the learner's queue overflowed; relearning");
+		mv_plan_install_local(NULL, NULL, NULL, 0);
+		mv_iter_free(iter);
+		iter = NULL;
+		atomic_fetch_or(&mv_learn_flags, MV_LEARN_TIME);
+		restart_trace();
+		return;
+	}
+	if (tr != NULL && tr->nops > MV_TRACE_CAP)
+		restart_trace();
+	if (tr == NULL)
+		return;
+	if (iter == NULL) {
+		/* Often enough to catch the iteration soon after its second repeat; each try is O(ops). */
+		if (launches_since_detect >= MV_MAX(MV_DETECT_MIN, trace_launches / 8))
+			detect();
+		return;
+	}
+	mv_plan_progress(&iters, &diverged);
+	if (!relearning && diverged - diverged_base > iter->nlaunch / 2 + MV_DETECT_MIN) {
+		/* Off the plan for good: what came before is another iteration, so learn from here on. */
+		mv_log(MV_LOG_DEBUG, "plan: %llu launches off the plan; learning the iteration anew",
+		       (unsigned long long)(diverged - diverged_base));
+		diverged_base = diverged;
+		/* Left before two whole iterations: it never was the job's iteration. A job that changed
+		 * shape after following it for longer may come back to it. */
+		if (iters - iters_installed < 2)
+			bad_sig[nbad++ % MV_BAD_ITERS] = iter_sig(iter);
+		atomic_fetch_or(&mv_learn_flags, MV_LEARN_TIME);
+		restart_trace();
+		relearning = 1;
+		return;
+	}
+	if (relearning) {
+		if (launches_since_detect >= MV_DETECT_MIN) {
+			detect();
+			if (!relearning)
+				return;
+		}
+		mv_plan_progress(&iters, &diverged);
+		diverged_base = diverged;
+		return;
+	}
+	if (iters != iter_seen) {
+		/* An iteration ended: late page-ins move earlier (Capuchin), and a new budget replans. */
+		uint64_t late = 0;
+		iter_seen = iters;
+		if (mv_plan_take_late(iter->fingerprint, late_acc, iter->nbufs)) {
+			double h2d = bps(bytes_h2d, ns_h2d, mv_cfg.h2d_gbps);
+			for (uint32_t b = 0; b < iter->nbufs; b++) {
+				if (late_acc[b] == 0)
+					continue;
+				fb->late_ns[b] += (uint64_t)((double)late_acc[b] / h2d * 1e9);
+				late += late_acc[b];
+				late_acc[b] = 0;
+			}
+		}
+		if (late > 0 && mv_feedback_apply(fb, iter) > 0) {
+			mv_log(MV_LOG_DEBUG, "plan: late page-ins (%llu bytes): replanning with them earlier",
+			       (unsigned long long)late);
+			plan_and_install();
+		} else if (budget_now() != planned_budget) {
+			plan_and_install();
+		} else if (!mv_plan_daemon_active() && !(atomic_load(&mv_learn_flags) & MV_LEARN_PLAN)) {
+			plan_and_install();
+		}
+	}
+}
+
+static void *planner(void *arg)
+{
+	unsigned idle = 0;
+	uint64_t next_flush = 0;
+
+	(void)arg;
+	mv_real.cuCtxSetCurrent(mv_dev.ctx);
+	refbuf = malloc(LQ_REFS_PER * 80 * sizeof(*refbuf));
+	if (refbuf == NULL) {
+		atomic_store(&mv_learn_flags, 0);
+		atomic_store(&planner_done, 1);
+		return NULL;
+	}
+	for (;;) {
+		int exiting = atomic_load(&planner_exiting);
+		unsigned n = drain(4096);
+		uint64_t now;
+		if (n == 0 && exiting)
+			break;
+		/* After a burst of records, and once the queue has run dry. */
+		if (planning && (n > 0 || idle == 0))
+			planner_round();
+		if (n > 0) {
+			idle = 0;
+		} else {
+			struct timespec ts = {0, (long)MV_MIN(1000000u * (1u + idle), 20000000u)};
+			if (idle < 64)
+				idle++;
+			nanosleep(&ts, NULL);
+		}
+		now = now_ns();
+		if (recording && now >= next_flush) {
+			mv_record_flush(0);
+			next_flush = now + 100000000u;
+		}
+	}
+	if (recording)
+		mv_record_flush(1);
+	atomic_store(&planner_done, 1);
+	return NULL;
+}
+
+void mv_learn_start(void)
+{
+	int expected = 0;
+	pthread_t t;
+	pthread_attr_t attr;
+	sigset_t all, old;
+	unsigned flags = MV_LEARN_ON | MV_LEARN_TIME;
+
+	if (atomic_load_explicit(&planner_started, memory_order_acquire))
+		return;
+	if (!atomic_compare_exchange_strong(&planner_started, &expected, 1))
+		return;
+	planning = strcmp(mv_cfg.policy, "lru") != 0;
+	if (planning) {
+		policy = mv_policy_find(mv_cfg.policy);
+		if (policy == NULL) {
+			mv_log(MV_LOG_WARN, "no policy named %s; paging reactively", mv_cfg.policy);
+			planning = 0;
+		}
+	}
+	if (mv_cfg.record != NULL) {
+		uint32_t tflags = 0;
+		/* simcuda without backing bytes: the trace says so (never linked to, only looked up). */
+		int (*model_only)(void) = (int (*)(void))mv_real_symbol("simcuda_model_only");
+		if (model_only != NULL && model_only())
+			tflags |= MV_TRACE_F_MODEL_ONLY;
+		recording = mv_record_open(mv_cfg.record, mv_dev.total, tflags) == 0;
+	}
+	if (!planning && !recording)
+		return;
+	for (uint32_t i = 0; i < MV_FUNCS; i++)
+		g2t[i] = MV_TRACE_NONE;
+	if (planning)
+		restart_trace();
+	for (int i = 0; i < EV_PAIRS; i++) {
+		if (mv_real.cuEventCreate(&ev_a[i], 0) != CUDA_SUCCESS || mv_real.cuEventCreate(&ev_b[i], 0) != CUDA_SUCCESS) {
+			mv_log(MV_LOG_WARN, "cannot make the timing events: launches are not timed");
+			flags &= ~MV_LEARN_TIME;
+			break;
+		}
+	}
+	ev_ready = (flags & MV_LEARN_TIME) != 0;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	if (pthread_create(&t, &attr, planner, NULL) != 0) {
+		mv_log(MV_LOG_WARN, "cannot start the planner thread; paging reactively");
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		pthread_attr_destroy(&attr);
+		return;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	atomic_store(&mv_learn_flags, flags);
+	mv_log(MV_LOG_DEBUG, "learner started: policy %s%s%s", mv_cfg.policy, recording ? ", recording to " : "",
+	       recording ? mv_cfg.record : "");
+}
+
+/* At exit: the planner drains what is queued and ends the trace file, within a bounded time. */
+__attribute__((destructor)) static void learn_exit(void)
+{
+	struct timespec ts = {0, 5000000};
+
+	if (!atomic_load(&planner_started) || !(atomic_load(&mv_learn_flags) & MV_LEARN_ON))
+		return;
+	atomic_store(&mv_learn_flags, 0);
+	atomic_store(&planner_exiting, 1);
+	for (int i = 0; i < 400 && !atomic_load(&planner_done); i++)
+		nanosleep(&ts, NULL);
+}

@@ -1,0 +1,487 @@
+/* The plan executor: follows the learned iteration launch by launch, binds the plan's iteration
+ * buffers to live ones, and issues the plan's page-outs and page-ins after the launches it names.
+ *
+ * Everything per launch happens under mv_lock, which mv_submit holds anyway: comparing the
+ * function with the one expected, a few bindings and the moves due, all O(1) per launch beyond
+ * the plan's own ops. The moves themselves are issued after the launch, without the lock, through
+ * residency.c's page-out and page-in paths, which keep every invariant: a page-out waits for the
+ * buffer's last uses, and every launch still makes its buffers resident itself. A plan only moves
+ * things earlier; when the job leaves the iteration, paging is reactive until the launches match
+ * the iteration's first ones again. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "interpose/internal.h"
+#include "policies/policy.h"
+#include "protocol/frame.h"
+#include "protocol/proto.h"
+
+#define MV_RESYNC 4 /* consecutive launches matching the iteration's first ones to follow it again */
+
+/* One move due after a launch. */
+struct xop {
+	uint32_t ibuf;
+	uint32_t in;
+};
+
+/* Where the iteration first names a buffer: the buffer bound there, checked by size. */
+struct xbind {
+	uint32_t index; /* among the buffers that launch names, in scan order */
+	uint32_t ibuf;
+	uint64_t size;
+};
+
+/* An iteration and its plan in the form the executor follows. Immutable once installed, except
+ * the lateness counters; replaced and freed under mv_lock. */
+struct xplan {
+	uint64_t fingerprint;
+	uint64_t sig;        /* a hash of the buffers' sizes: the same launches on other shapes differ */
+	uint32_t nlaunch, nbufs;
+	uint32_t *func;      /* the live function number of each launch */
+	uint32_t *bind0;     /* binds[bind0[i] .. bind0[i+1]) at launch i */
+	struct xbind *binds;
+	uint32_t *op0;       /* ops[op0[i] .. op0[i+1]) after launch i */
+	struct xop *ops;
+	uint32_t *ref0;      /* the iteration's refs[ref0[i] .. ref0[i+1]) of launch i (daemon binding) */
+	uint32_t *refs;
+	uint64_t *size;      /* each iteration buffer's size */
+	uint64_t *late_bytes; /* bytes of late planned page-ins per buffer since the planner last looked */
+	int daemon;          /* the plan came from memvirtd */
+};
+
+/* Guarded by mv_lock. */
+static struct xplan *cur;
+static struct mv_buf **bound;     /* per iteration buffer */
+static uint32_t cursor;           /* the next launch expected, while following */
+static int following;
+static uint32_t matched;          /* launches matching the iteration's start, while not following */
+/* Read by the planner without the lock. */
+static _Atomic uint64_t iterations_done;
+static _Atomic uint64_t diverged_launches;
+static _Atomic uint64_t resyncs;
+static _Atomic int daemon_active;
+
+static void xplan_free(struct xplan *x)
+{
+	if (x == NULL)
+		return;
+	free(x->func);
+	free(x->bind0);
+	free(x->binds);
+	free(x->op0);
+	free(x->ops);
+	free(x->ref0);
+	free(x->refs);
+	free(x->size);
+	free(x->late_bytes);
+	free(x);
+}
+
+/* The iteration half of an xplan: functions, bindings and refs. fnmap maps the iteration's
+ * function numbers to live ones. */
+static struct xplan *xplan_iter(const struct mv_iter *it, const uint32_t *fnmap, uint32_t nfn)
+{
+	struct xplan *x = calloc(1, sizeof(*x));
+	uint32_t nb = 0;
+
+	if (x == NULL)
+		return NULL;
+	x->fingerprint = it->fingerprint;
+	x->nlaunch = it->nlaunch;
+	x->nbufs = it->nbufs;
+	x->func = malloc((it->nlaunch + 1) * sizeof(*x->func));
+	x->bind0 = calloc(it->nlaunch + 1, sizeof(*x->bind0));
+	x->binds = malloc((it->nbufs + 1) * sizeof(*x->binds));
+	x->ref0 = malloc((it->nlaunch + 1) * sizeof(*x->ref0));
+	x->refs = malloc((it->nrefs + 1) * sizeof(*x->refs));
+	x->size = malloc((it->nbufs + 1) * sizeof(*x->size));
+	x->late_bytes = calloc(it->nbufs + 1, sizeof(*x->late_bytes));
+	if (x->func == NULL || x->bind0 == NULL || x->binds == NULL || x->ref0 == NULL || x->refs == NULL ||
+	    x->size == NULL || x->late_bytes == NULL)
+		goto err;
+	x->sig = 0xcbf29ce484222325ull;
+	for (uint32_t b = 0; b < it->nbufs; b++) {
+		x->size[b] = it->bufs[b].size;
+		x->sig = (x->sig ^ it->bufs[b].size) * 0x100000001b3ull;
+	}
+	for (uint32_t i = 0, r = 0; i < it->nlaunch; i++) {
+		const struct mv_iter_launch *l = &it->launch[i];
+		x->func[i] = l->func < nfn ? fnmap[l->func] : UINT32_MAX;
+		x->ref0[i] = r;
+		x->bind0[i] = nb;
+		for (uint32_t k = 0; k < l->nrefs; k++, r++) {
+			uint32_t b = it->refs[l->ref0 + k];
+			x->refs[r] = b;
+			/* Bound where it is first named. */
+			if (b < it->nbufs && it->bufs[b].first_use == i) {
+				int dup = 0;
+				for (uint32_t j = x->bind0[i]; j < nb; j++)
+					dup |= x->binds[j].ibuf == b;
+				if (!dup)
+					x->binds[nb++] = (struct xbind){k, b, it->bufs[b].size};
+			}
+		}
+		x->ref0[i + 1] = r;
+	}
+	x->bind0[it->nlaunch] = nb;
+	return x;
+err:
+	xplan_free(x);
+	return NULL;
+}
+
+/* Adds ops (already in plan order) to x; at == MV_TRACE_NONE goes after the iteration's last
+ * launch, which is where the previous iteration leaves off. */
+static int xplan_ops(struct xplan *x, const uint32_t *at, const uint32_t *ibuf, const uint32_t *in, uint32_t n)
+{
+	x->op0 = calloc(x->nlaunch + 1, sizeof(*x->op0));
+	x->ops = malloc((n + 1) * sizeof(*x->ops));
+	if (x->op0 == NULL || x->ops == NULL)
+		return -1;
+	/* Counting sort by launch, stable. */
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t a = at[i] == MV_TRACE_NONE ? x->nlaunch - 1 : at[i];
+		x->op0[a + 1]++;
+	}
+	for (uint32_t i = 0; i < x->nlaunch; i++)
+		x->op0[i + 1] += x->op0[i];
+	{
+		uint32_t *fill = calloc(x->nlaunch + 1, sizeof(*fill));
+		if (fill == NULL)
+			return -1;
+		for (uint32_t i = 0; i < n; i++) {
+			uint32_t a = at[i] == MV_TRACE_NONE ? x->nlaunch - 1 : at[i];
+			x->ops[x->op0[a] + fill[a]++] = (struct xop){ibuf[i], in[i]};
+		}
+		free(fill);
+	}
+	return 0;
+}
+
+/* Swaps in x (NULL: none). Keeps the cursor and bindings when x is the same iteration. */
+static void install(struct xplan *x)
+{
+	struct xplan *old;
+	struct mv_buf **nb = NULL, **ob;
+	int same;
+
+	if (x != NULL) {
+		nb = calloc(x->nbufs + 1, sizeof(*nb));
+		if (nb == NULL) {
+			xplan_free(x);
+			return;
+		}
+	}
+	pthread_mutex_lock(&mv_lock);
+	old = cur;
+	ob = bound;
+	same = old != NULL && x != NULL && old->fingerprint == x->fingerprint && old->nlaunch == x->nlaunch &&
+	       old->nbufs == x->nbufs && old->sig == x->sig;
+	if (same) {
+		memcpy(nb, ob, x->nbufs * sizeof(*nb));
+	} else {
+		if (old != NULL)
+			for (uint32_t b = 0; b < old->nbufs; b++)
+				if (ob[b] != NULL)
+					ob[b]->ibuf = UINT32_MAX;
+		following = 0;
+		matched = 0;
+		cursor = 0;
+	}
+	cur = x;
+	bound = nb;
+	if (x != NULL)
+		atomic_fetch_or(&mv_learn_flags, MV_LEARN_PLAN);
+	else
+		atomic_fetch_and(&mv_learn_flags, ~MV_LEARN_PLAN);
+	pthread_mutex_unlock(&mv_lock);
+	xplan_free(old);
+	free(ob);
+}
+
+/* Called by the learner: the plan p for iteration it. fnmap maps it's function numbers to live
+ * ones. A daemon's plan in force is left alone. Returns 0, or -1 without memory. */
+int mv_plan_install_local(const struct mv_iter *it, const struct mv_plan *p, const uint32_t *fnmap, uint32_t nfn)
+{
+	struct xplan *x;
+	uint32_t *at, *ib, *in;
+	int r = 0;
+
+	if (atomic_load(&daemon_active))
+		return 0;
+	if (it == NULL || p == NULL) {
+		install(NULL);
+		return 0;
+	}
+	x = xplan_iter(it, fnmap, nfn);
+	at = malloc((p->nops + 1) * sizeof(*at));
+	ib = malloc((p->nops + 1) * sizeof(*ib));
+	in = malloc((p->nops + 1) * sizeof(*in));
+	if (x == NULL || at == NULL || ib == NULL || in == NULL) {
+		r = -1;
+		goto out;
+	}
+	for (uint32_t i = 0; i < p->nops; i++) {
+		at[i] = p->ops[i].at;
+		ib[i] = p->ops[i].buf;
+		in[i] = p->ops[i].kind == MV_PLAN_IN;
+	}
+	if (xplan_ops(x, at, ib, in, p->nops) != 0) {
+		r = -1;
+		goto out;
+	}
+	install(x);
+	x = NULL;
+out:
+	xplan_free(x);
+	free(at);
+	free(ib);
+	free(in);
+	return r;
+}
+
+int mv_plan_from_daemon(const uint8_t *payload, size_t len)
+{
+	struct mv_msg_plan head;
+	struct xplan *x = NULL;
+	uint32_t *at = NULL, *ib = NULL, *in = NULL, n = 0;
+	int r = -1;
+
+	if (payload == NULL) {
+		/* Back to the local plan: the learner installs it again at its next round. */
+		if (atomic_exchange(&daemon_active, 0))
+			mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan withdrawn; back to the local one");
+		return 0;
+	}
+	if (mv_plan_decode(payload, len, &head) != 0)
+		return -1;
+	if (head.nops == 0) {
+		if (atomic_exchange(&daemon_active, 0))
+			mv_log(MV_LOG_DEBUG, "plan: memvirtd withdrew its plan; back to the local one");
+		return 0;
+	}
+	pthread_mutex_lock(&mv_lock);
+	/* Copies the iteration half of the plan in force, which is the library's own iteration. */
+	if (cur != NULL && cur->fingerprint == head.fingerprint && cur->nlaunch == head.nlaunch) {
+		x = calloc(1, sizeof(*x));
+		if (x != NULL) {
+			struct xplan *c = cur;
+			uint32_t nr = c->ref0[c->nlaunch], nbind = c->bind0[c->nlaunch];
+			*x = (struct xplan){.fingerprint = c->fingerprint, .sig = c->sig, .nlaunch = c->nlaunch,
+					    .nbufs = c->nbufs};
+			x->func = malloc((c->nlaunch + 1) * sizeof(*x->func));
+			x->bind0 = malloc((c->nlaunch + 1) * sizeof(*x->bind0));
+			x->binds = malloc((nbind + 1) * sizeof(*x->binds));
+			x->ref0 = malloc((c->nlaunch + 1) * sizeof(*x->ref0));
+			x->refs = malloc((nr + 1) * sizeof(*x->refs));
+			x->size = malloc((c->nbufs + 1) * sizeof(*x->size));
+			x->late_bytes = calloc(c->nbufs + 1, sizeof(*x->late_bytes));
+			if (x->func && x->bind0 && x->binds && x->ref0 && x->refs && x->size && x->late_bytes) {
+				memcpy(x->func, c->func, c->nlaunch * sizeof(*x->func));
+				memcpy(x->bind0, c->bind0, (c->nlaunch + 1) * sizeof(*x->bind0));
+				memcpy(x->binds, c->binds, nbind * sizeof(*x->binds));
+				memcpy(x->ref0, c->ref0, (c->nlaunch + 1) * sizeof(*x->ref0));
+				memcpy(x->refs, c->refs, nr * sizeof(*x->refs));
+				memcpy(x->size, c->size, c->nbufs * sizeof(*x->size));
+			} else {
+				xplan_free(x);
+				x = NULL;
+			}
+		}
+	}
+	pthread_mutex_unlock(&mv_lock);
+	if (x == NULL) {
+		mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan is for another iteration (%u launches); ignored", head.nlaunch);
+		return -1;
+	}
+	x->daemon = 1;
+	at = malloc((head.nops + 1) * sizeof(*at));
+	ib = malloc((head.nops + 1) * sizeof(*ib));
+	in = malloc((head.nops + 1) * sizeof(*in));
+	if (at == NULL || ib == NULL || in == NULL)
+		goto out;
+	for (uint32_t i = 0; i < head.nops; i++) {
+		struct mv_plan_op_wire op;
+		uint32_t b;
+		if (mv_plan_op_decode(payload + MV_MSG_PLAN_HEAD + (size_t)i * MV_PLAN_OP_SIZE, head.nlaunch, &op) != 0)
+			goto out;
+		/* Bound where the daemon says the iteration names it, checked by size. */
+		if (op.bind_launch >= x->nlaunch || op.bind_index >= x->ref0[op.bind_launch + 1] - x->ref0[op.bind_launch])
+			continue;
+		b = x->refs[x->ref0[op.bind_launch] + op.bind_index];
+		if (b >= x->nbufs || x->size[b] != op.size)
+			continue;
+		at[n] = op.at == MV_PLAN_OP_BEFORE_FIRST ? MV_TRACE_NONE : op.at;
+		ib[n] = b;
+		in[n] = op.kind == MV_PLAN_IN;
+		n++;
+	}
+	if (xplan_ops(x, at, ib, in, n) != 0)
+		goto out;
+	atomic_store(&daemon_active, 1);
+	mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan %llu installed: %u of %u moves bound",
+	       (unsigned long long)head.plan_id, n, head.nops);
+	install(x);
+	x = NULL;
+	r = 0;
+out:
+	xplan_free(x);
+	free(at);
+	free(ib);
+	free(in);
+	return r;
+}
+
+/* Whether a launch of fn naming named[0 .. n) is launch i of the iteration: the same function, and
+ * the buffers it first names there of the sizes learned. */
+static int matches(uint32_t i, uint32_t fn, struct mv_buf *const *named, size_t n)
+{
+	if (fn != cur->func[i])
+		return 0;
+	for (uint32_t j = cur->bind0[i]; j < cur->bind0[i + 1]; j++)
+		if (cur->binds[j].index >= n || named[cur->binds[j].index]->size != cur->binds[j].size)
+			return 0;
+	return 1;
+}
+
+/* Binds the buffers the iteration first names at launch i. */
+static void bind_at(uint32_t i, struct mv_buf *const *named, size_t n)
+{
+	for (uint32_t j = cur->bind0[i]; j < cur->bind0[i + 1]; j++) {
+		const struct xbind *bd = &cur->binds[j];
+		struct mv_buf *b;
+		if (bd->index >= n)
+			continue;
+		b = named[bd->index];
+		if (b->size != bd->size || bound[bd->ibuf] == b)
+			continue;
+		if (bound[bd->ibuf] != NULL)
+			bound[bd->ibuf]->ibuf = UINT32_MAX;
+		if (b->ibuf != UINT32_MAX && b->ibuf < cur->nbufs && bound[b->ibuf] == b)
+			bound[b->ibuf] = NULL;
+		bound[bd->ibuf] = b;
+		b->ibuf = bd->ibuf;
+	}
+}
+
+void mv_plan_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struct mv_plan_step *out)
+{
+	uint32_t i;
+
+	if (cur == NULL)
+		return;
+	if (!following) {
+		/* Looking for the iteration's start: binding as it goes, moving nothing. */
+		if (!matches(matched, fn, named, n))
+			matched = matches(0, fn, named, n) ? 1 : 0;
+		else
+			matched++;
+		if (matched > 0)
+			bind_at(matched - 1, named, n);
+		if (matched >= MV_MIN(MV_RESYNC, cur->nlaunch)) {
+			following = 1;
+			cursor = matched % cur->nlaunch;
+			atomic_fetch_add_explicit(&resyncs, 1, memory_order_relaxed);
+			mv_log(MV_LOG_DEBUG, "plan: following the iteration from launch %u (planned out so far %llu)",
+			       matched, (unsigned long long)atomic_load(&mv_count.planned_outs));
+		} else {
+			atomic_fetch_add_explicit(&diverged_launches, 1, memory_order_relaxed);
+		}
+		return;
+	}
+	i = cursor;
+	if (!matches(i, fn, named, n)) {
+		following = 0;
+		matched = matches(0, fn, named, n) ? 1 : 0;
+		if (matched > 0)
+			bind_at(0, named, n);
+		atomic_fetch_add_explicit(&mv_count.divergences, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&diverged_launches, 1, memory_order_relaxed);
+		mv_log(MV_LOG_DEBUG, "plan: launch %u of the iteration expected function %u and its buffers, got "
+		       "function %u: reactive paging (planned out so far %llu)", i, cur->func[i], fn,
+		       (unsigned long long)atomic_load(&mv_count.planned_outs));
+		return;
+	}
+	bind_at(i, named, n);
+	for (uint32_t j = cur->op0[i]; j < cur->op0[i + 1] && out->n < MV_PLAN_STEP_OPS; j++) {
+		const struct xop *op = &cur->ops[j];
+		struct mv_buf *b = op->ibuf < cur->nbufs ? bound[op->ibuf] : NULL;
+		if (b == NULL || b->kind != MV_KIND_LARGE || b->pinned || b->freed)
+			continue;
+		if (op->in ? b->state != MV_HOST : b->state != MV_RESIDENT || b->ready_pending)
+			continue;
+		/* Held until the move is issued, so that a free cannot release it meanwhile. */
+		atomic_fetch_add_explicit(&b->busy, 1, memory_order_relaxed);
+		out->buf[out->n] = b;
+		out->in[out->n] = (uint8_t)op->in;
+		out->n++;
+	}
+	if (++cursor == cur->nlaunch) {
+		cursor = 0;
+		atomic_fetch_add_explicit(&iterations_done, 1, memory_order_relaxed);
+	}
+}
+
+void mv_plan_issue(struct mv_plan_step *st)
+{
+	for (int i = 0; i < st->n; i++) {
+		struct mv_buf *b = st->buf[i];
+		if (st->in[i]) {
+			if (mv_page_in_planned(b) == 0)
+				atomic_fetch_add_explicit(&mv_count.planned_ins, 1, memory_order_relaxed);
+		} else if (mv_page_out_planned(b) == 0) {
+			atomic_fetch_add_explicit(&mv_count.planned_outs, 1, memory_order_relaxed);
+		}
+		atomic_fetch_sub_explicit(&b->busy, 1, memory_order_release);
+	}
+	st->n = 0;
+}
+
+void mv_plan_unbind(struct mv_buf *b)
+{
+	if (cur != NULL && b->ibuf < cur->nbufs && bound[b->ibuf] == b)
+		bound[b->ibuf] = NULL;
+	b->ibuf = UINT32_MAX;
+}
+
+void mv_plan_late(struct mv_buf *b)
+{
+	atomic_fetch_add_explicit(&mv_count.late_ins, 1, memory_order_relaxed);
+	pthread_mutex_lock(&mv_lock);
+	b->plan_waited = 1;
+	if (cur != NULL && b->ibuf < cur->nbufs)
+		cur->late_bytes[b->ibuf] += b->size;
+	pthread_mutex_unlock(&mv_lock);
+}
+
+/* For the learner: iterations completed and launches spent off the plan, so far. */
+void mv_plan_progress(uint64_t *iterations, uint64_t *diverged)
+{
+	*iterations = atomic_load_explicit(&iterations_done, memory_order_relaxed);
+	*diverged = atomic_load_explicit(&diverged_launches, memory_order_relaxed);
+}
+
+/* Moves the late bytes per iteration buffer into late[0 .. nbufs) (added), when the plan in force
+ * is for an iteration with that fingerprint. Returns whether it was. */
+int mv_plan_take_late(uint64_t fingerprint, uint64_t *late, uint32_t nbufs)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&mv_lock);
+	if (cur != NULL && cur->fingerprint == fingerprint && cur->nbufs == nbufs) {
+		for (uint32_t b = 0; b < nbufs; b++) {
+			late[b] += cur->late_bytes[b];
+			cur->late_bytes[b] = 0;
+		}
+		r = 1;
+	}
+	pthread_mutex_unlock(&mv_lock);
+	return r;
+}
+
+int mv_plan_daemon_active(void)
+{
+	return atomic_load(&daemon_active);
+}

@@ -1,0 +1,248 @@
+/* Recording: the trace file MEMVIRT_RECORD names (policies/trace.h), written by the learner's
+ * thread only, never by an app thread. Records are encoded into a buffer and written whole, at
+ * least every 100 ms, so a killed job leaves a file that ends at a record boundary or within the
+ * last one, which the reader accepts as truncated. Buffers and functions are numbered in the file's
+ * own order: a record naming something the file has not defined (its record was dropped) is left
+ * out, or the reference is. */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "interpose/internal.h"
+#include "policies/trace.h"
+
+#define REC_BUF (256u << 10)
+#define REC_FUNCS 4096
+
+static int fd = -1;
+static uint8_t *buf;
+static size_t len;
+static uint64_t nrecords;
+static uint32_t nbufs;
+static uint32_t file_fn[REC_FUNCS];  /* live function number + 1 -> file number + 1; 0: not yet */
+static uint32_t nfns;
+static uint32_t *refs;
+
+/* Live buffer id -> file buffer number, open addressing; freed entries are tombstoned. */
+static uint32_t *mkey, *mval;
+static uint8_t *mstate;              /* 0 empty, 1 used, 2 deleted */
+static uint32_t mcap, mused, mtomb;
+
+static uint32_t h32(uint32_t x, uint32_t cap)
+{
+	return (x * 0x9e3779b1u) & (cap - 1);
+}
+
+static int map_rehash(uint32_t cap)
+{
+	uint32_t *k = malloc(cap * sizeof(*k)), *v = malloc(cap * sizeof(*v));
+	uint8_t *st = calloc(cap, 1);
+
+	if (k == NULL || v == NULL || st == NULL) {
+		free(k);
+		free(v);
+		free(st);
+		return -1;
+	}
+	mused = mtomb = 0;
+	for (uint32_t i = 0; i < mcap; i++) {
+		uint32_t j;
+		if (mstate[i] != 1)
+			continue;
+		for (j = h32(mkey[i], cap); st[j]; j = (j + 1) & (cap - 1))
+			;
+		st[j] = 1;
+		k[j] = mkey[i];
+		v[j] = mval[i];
+		mused++;
+	}
+	free(mkey);
+	free(mval);
+	free(mstate);
+	mkey = k;
+	mval = v;
+	mstate = st;
+	mcap = cap;
+	return 0;
+}
+
+static int64_t map_slot(uint32_t id)
+{
+	if (mcap == 0)
+		return -1;
+	for (uint32_t j = h32(id, mcap), n = 0; n < mcap; j = (j + 1) & (mcap - 1), n++) {
+		if (mstate[j] == 0)
+			return -1;
+		if (mstate[j] == 1 && mkey[j] == id)
+			return j;
+	}
+	return -1;
+}
+
+static int map_put(uint32_t id, uint32_t v)
+{
+	uint32_t j;
+
+	/* Tombstones count against the load, so that a probe always meets an empty slot soon. */
+	if ((mused + mtomb + 1) * 2 > mcap && map_rehash(mused * 4 > mcap ? mcap * 2 : MV_MAX(mcap, 4096u)) != 0)
+		return -1;
+	for (j = h32(id, mcap); mstate[j] == 1; j = (j + 1) & (mcap - 1))
+		;
+	if (mstate[j] == 2)
+		mtomb--;
+	mstate[j] = 1;
+	mkey[j] = id;
+	mval[j] = v;
+	mused++;
+	return 0;
+}
+
+static void put_all(const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			mv_log(MV_LOG_WARN, "cannot write the trace %s: %s; recording stops", mv_cfg.record,
+			       w < 0 ? strerror(errno) : "short write");
+			close(fd);
+			fd = -1;
+			return;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+void mv_record_flush(int end)
+{
+	if (fd < 0)
+		return;
+	if (end && REC_BUF - len >= MV_TRACE_RECORD_HEAD + 8)
+		len += mv_trace_encode_end(buf + len, REC_BUF - len, nrecords);
+	if (len > 0)
+		put_all(buf, len);
+	len = 0;
+	if (end && fd >= 0) {
+		close(fd);
+		fd = -1;
+	}
+}
+
+/* Room for need more bytes. */
+static int room(size_t need)
+{
+	if (fd < 0)
+		return 0;
+	if (REC_BUF - len < need)
+		mv_record_flush(0);
+	return fd >= 0 && REC_BUF - len >= need;
+}
+
+static void wrote(size_t n)
+{
+	if (n > 0) {
+		len += n;
+		nrecords++;
+	}
+}
+
+int mv_record_open(const char *path, uint64_t device_total, uint32_t flags)
+{
+	buf = malloc(REC_BUF);
+	refs = malloc(4096 * sizeof(*refs));
+	if (buf == NULL || refs == NULL) {
+		mv_log(MV_LOG_WARN, "no memory to record the trace %s", path);
+		return -1;
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		mv_log(MV_LOG_WARN, "cannot open MEMVIRT_RECORD=%s: %s; not recording", path, strerror(errno));
+		return -1;
+	}
+	len = mv_trace_encode_header(buf, REC_BUF, device_total, flags);
+	mv_record_flush(0);
+	return fd >= 0 ? 0 : -1;
+}
+
+void mv_record_func(uint32_t fn, const char *name)
+{
+	size_t n;
+
+	if (fn >= REC_FUNCS || file_fn[fn] != 0 || !room(MV_TRACE_RECORD_HEAD + 4 + MV_TRACE_NAME_MAX))
+		return;
+	n = mv_trace_encode_func(buf + len, REC_BUF - len, nfns, name);
+	if (n == 0)
+		return;
+	wrote(n);
+	file_fn[fn] = ++nfns;
+}
+
+void mv_record_alloc(uint32_t id, uint32_t flags, uint64_t size, uint64_t site, uint64_t time_ns)
+{
+	size_t n;
+
+	if (!room(MV_TRACE_RECORD_HEAD + 32) || map_put(id, nbufs) != 0)
+		return;
+	n = mv_trace_encode_alloc(buf + len, REC_BUF - len, nbufs, flags, size, site, time_ns);
+	wrote(n);
+	nbufs++;
+}
+
+void mv_record_free(uint32_t id, uint64_t time_ns)
+{
+	int64_t j = map_slot(id);
+
+	if (j < 0 || !room(MV_TRACE_RECORD_HEAD + 16))
+		return;
+	wrote(mv_trace_encode_free(buf + len, REC_BUF - len, mval[j], time_ns));
+	mstate[j] = 2;
+	mused--;
+	mtomb++;
+}
+
+void mv_record_launch(uint32_t fn, uint32_t stream, uint64_t time_ns, uint64_t dur_ns, const uint32_t *ids,
+		      uint32_t n)
+{
+	uint32_t nr = 0;
+
+	if (fd < 0 || fn >= REC_FUNCS)
+		return;
+	if (file_fn[fn] == 0)
+		mv_record_func(fn, mv_func_name(fn));
+	if (file_fn[fn] == 0)
+		return;
+	for (uint32_t i = 0; i < n && nr < 4096; i++) {
+		int64_t j = map_slot(ids[i]);
+		if (j >= 0)
+			refs[nr++] = mval[j];
+	}
+	if (!room(MV_TRACE_LAUNCH_SIZE(nr)))
+		return;
+	wrote(mv_trace_encode_launch(buf + len, REC_BUF - len, file_fn[fn] - 1, stream, time_ns, dur_ns, refs, nr));
+}
+
+void mv_record_sync(uint32_t stream, uint64_t time_ns)
+{
+	if (room(MV_TRACE_RECORD_HEAD + 16))
+		wrote(mv_trace_encode_sync(buf + len, REC_BUF - len, stream, time_ns));
+}
+
+void mv_record_mark(uint64_t time_ns)
+{
+	if (room(MV_TRACE_RECORD_HEAD + 16))
+		wrote(mv_trace_encode_mark(buf + len, REC_BUF - len, time_ns));
+}
+
+void mv_record_page(uint32_t id, int in, uint64_t time_ns, uint64_t dur_ns, int waited)
+{
+	int64_t j = map_slot(id);
+
+	if (j >= 0 && room(MV_TRACE_RECORD_HEAD + 32))
+		wrote(mv_trace_encode_page(buf + len, REC_BUF - len, mval[j], in, time_ns, dur_ns, waited));
+}
