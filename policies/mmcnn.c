@@ -11,7 +11,12 @@
  * the stretches covering the whole run, the smallest that removes the run's largest excess (or the
  * largest, repeatedly, when none is big enough); where no stretch covers the whole run it takes the
  * one reaching furthest. Then each chosen stretch whose removal keeps every launch within the
- * target is dropped again, largest first. Scheduling: a page-out follows its buffer's last use
+ * target is dropped again, largest first. Where launches are still over the budget itself (no
+ * stretch can free them without a wait), the stretches run late: a buffer stays out until the
+ * launch before its next use (its page-in waits for room), then page-outs start right after the
+ * last use, and a buffer dead from its last use until its free is paged out without coming back;
+ * a planned wait beats the reactive fault, which may evict the buffer the next launch needs.
+ * Scheduling: a page-out follows its buffer's last use
  * before the stretch (when the D2H engine falls behind, launches wait for room rather than the
  * plan giving up); page-ins are issued just in time in the order they are needed, each at the
  * latest launch from which its copy, queued behind the page-ins before it on the one H2D engine,
@@ -41,6 +46,7 @@ struct mm_cand {
 	uint32_t idx;
 	uint8_t state;
 	uint8_t valid;    /* o < q */
+	uint8_t tail;     /* from the last use to the free: paged out, never in (ub is the free) */
 };
 
 /* The planner's working state for one iteration. */
@@ -63,6 +69,7 @@ struct mm {
 	uint32_t *skip;   /* over tmp: the next entry not taken */
 	int64_t *mx, *lz; /* a max segment tree with lazy adds over cur */
 	uint32_t segn;    /* nodes in mx and lz */
+	int64_t slack;    /* subtracted from cur: the headroom, while stretches run late only for the budget */
 };
 
 static uint64_t mm_copy_ns(uint64_t size, double bps)
@@ -329,7 +336,7 @@ static int64_t mm_profile(struct mm *m)
 		}
 	for (t = 0; t < m->n; t++) {
 		run += m->diff[t];
-		m->cur[t] = m->base[t] + run;
+		m->cur[t] = m->base[t] + run - m->slack;
 		if (m->cur[t] > best)
 			best = m->cur[t];
 	}
@@ -416,6 +423,8 @@ static void mm_schedule(struct mm *m)
 	qsort(m->sel, m->nsel, sizeof(*m->sel), mm_cmp_in);
 	for (k = m->nsel; k-- > 0;) {
 		c = m->sel[k];
+		if (c->tail)
+			continue;
 		tin = mm_copy_ns(c->size, m->h2d);
 		dl = m->start[c->ub] < nxt ? m->start[c->ub] : nxt;
 		if (dl >= tin) {
@@ -437,6 +446,10 @@ static void mm_schedule(struct mm *m)
 			else
 				lo = mid + 1;
 		}
+		/* A stretch kept to its next use (mm_relax) is paged in after the launch before it at
+		 * the latest, the room for it waited for. */
+		if (lo >= c->ub)
+			lo = c->ub - 1;
 		if (lo < c->q)
 			mm_seg(m, 1, 0, m->n, lo, c->q, (int64_t)c->size);
 		c->aq = lo;
@@ -478,6 +491,8 @@ static int mm_candidates(struct mm *m, uint64_t min_size)
 			continue;
 		for (k = off[b] + 1; k < off[b + 1]; k++)
 			nc += use[k] >= use[k - 1] + 2;
+		nc += off[b + 1] > off[b] && bf->free_at != MV_TRACE_NONE && bf->free_at <= m->n &&
+		      bf->free_at >= use[off[b + 1] - 1] + 2;
 	}
 	m->c = calloc((size_t)nc + 1, sizeof(*m->c));
 	m->by_o = malloc(((size_t)nc + 1) * sizeof(*m->by_o));
@@ -509,6 +524,22 @@ static int mm_candidates(struct mm *m, uint64_t min_size)
 			m->by_o[m->nc] = c;
 			m->nc++;
 		}
+		/* Dead from its last use until its free: paging it out frees the launches in between. */
+		if (off[b + 1] > off[b] && bf->free_at != MV_TRACE_NONE && bf->free_at <= m->n &&
+		    bf->free_at >= use[off[b + 1] - 1] + 2) {
+			c = &m->c[m->nc];
+			c->idx = m->nc;
+			c->size = bf->size;
+			c->buf = b;
+			c->ua = use[off[b + 1] - 1];
+			c->ub = bf->free_at;
+			c->tail = 1;
+			c->o = mm_first_from(m, m->start[c->ua + 1] + mm_copy_ns(c->size, m->d2h));
+			c->q = c->ub;
+			c->valid = c->o < c->q;
+			m->by_o[m->nc] = c;
+			m->nc++;
+		}
 	}
 	qsort(m->by_o, m->nc, sizeof(*m->by_o), mm_cmp_o);
 	err = 0;
@@ -517,6 +548,43 @@ out:
 	free(use);
 	free(fill);
 	return err;
+}
+
+/* Lets stretches run late so that they cover what the stall-free schedule cannot: pass 0 keeps a
+ * buffer out until its next use (the page-in waits), for the free stretches and for the chosen ones
+ * whose page-in lands on a launch still over the target; pass 1 also starts the free stretches'
+ * page-outs right after their last use (so does the page-out). Needs m->cur up to date. */
+static void mm_relax(struct mm *m, uint32_t pass)
+{
+	uint32_t i, t;
+	struct mm_cand *c;
+
+	for (i = 0; i < m->nc; i++) {
+		c = &m->c[i];
+		if (c->tail)
+			continue;
+		if (c->state == MM_CHOSEN && pass == 0) {
+			for (t = c->q; t < c->ub && m->cur[t] <= 0; t++)
+				;
+			if (t < c->ub)
+				c->q = c->ub;
+			continue;
+		}
+		if (c->state != MM_FREE)
+			continue;
+		if (pass == 0)
+			c->q = c->ub;
+		else
+			c->o = c->ua + 1;
+		c->valid = c->o < c->q;
+	}
+	for (i = 0; i < m->nc; i++)
+		if (m->c[i].tail && m->c[i].state == MM_FREE && pass == 1) {
+			m->c[i].o = m->c[i].ua + 1;
+			m->c[i].valid = m->c[i].o < m->c[i].q;
+		}
+	qsort(m->by_o, m->nc, sizeof(*m->by_o), mm_cmp_o);
+	mm_profile(m);
 }
 
 static void mm_release(struct mm *m)
@@ -542,7 +610,7 @@ static int mmcnn_plan(const struct mv_iter *it, const struct mv_policy_params *p
 	struct mv_plan *plan;
 	const struct mv_iter_buf *bf;
 	uint64_t target, t;
-	uint32_t i, a, f, k;
+	uint32_t i, a, f, k, pass;
 	int64_t run, worst;
 	double keep;
 	int err = -ENOMEM;
@@ -603,6 +671,16 @@ static int mmcnn_plan(const struct mv_iter *it, const struct mv_policy_params *p
 	if (mm_candidates(&m, p->min_size) < 0)
 		goto fail;
 	mm_select(&m);
+	/* What no stretch can free without a wait and is over the budget itself, not only its
+	 * headroom: let the stretches run late, first to their next use (the page-in waits), then
+	 * from the launch after their last one (so does the page-out). A launch that waits for a
+	 * planned copy still beats a reactive fault, which may evict a buffer needed next. */
+	m.slack = (int64_t)(p->budget - target);
+	for (pass = 0; pass < 2 && mm_profile(&m) > 0; pass++) {
+		mm_relax(&m, pass);
+		mm_select(&m);
+	}
+	m.slack = 0;
 	mm_profile(&m);
 	mm_prune(&m);
 	mm_schedule(&m);
@@ -611,6 +689,11 @@ static int mmcnn_plan(const struct mv_iter *it, const struct mv_policy_params *p
 
 		if (c->state != MM_CHOSEN)
 			continue;
+		if (c->tail) {
+			if (mv_plan_add(plan, MV_PLAN_OUT, c->ua, c->buf, MV_TRACE_NONE) < 0)
+				goto fail;
+			continue;
+		}
 		if (mv_plan_add(plan, MV_PLAN_OUT, c->ua, c->buf, c->ub) < 0 ||
 		    mv_plan_add(plan, MV_PLAN_IN, c->aq, c->buf, c->ub) < 0)
 			goto fail;
