@@ -10,6 +10,7 @@
  * the iteration's first ones again. */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,7 @@ struct xbind {
  * the lateness counters; replaced and freed under mv_lock. */
 struct xplan {
 	uint64_t fingerprint;
+	uint64_t wire_fingerprint; /* the same with memvirtd's names for the functions: its plans carry it */
 	uint64_t sig;        /* a hash of the buffers' sizes: the same launches on other shapes differ */
 	uint32_t nlaunch, nbufs;
 	uint32_t *func;      /* the live function number of each launch */
@@ -79,6 +81,21 @@ static void xplan_free(struct xplan *x)
 	free(x);
 }
 
+/* Function names as memvirtd knows them: "f" and the number the library sends in LAUNCH events. */
+struct wire_names {
+	const uint32_t *fnmap;
+	uint32_t nfn;
+	char buf[16];
+};
+
+static const char *wire_name(void *ctx, uint32_t func)
+{
+	struct wire_names *w = ctx;
+
+	snprintf(w->buf, sizeof(w->buf), "f%u", func < w->nfn ? w->fnmap[func] : UINT32_MAX);
+	return w->buf;
+}
+
 /* The iteration half of an xplan: functions, bindings and refs. fnmap maps the iteration's
  * function numbers to live ones. */
 static struct xplan *xplan_iter(const struct mv_iter *it, const uint32_t *fnmap, uint32_t nfn)
@@ -89,6 +106,11 @@ static struct xplan *xplan_iter(const struct mv_iter *it, const uint32_t *fnmap,
 	if (x == NULL)
 		return NULL;
 	x->fingerprint = it->fingerprint;
+	{
+		struct wire_names w = {fnmap, nfn, {0}};
+
+		x->wire_fingerprint = mv_iter_fingerprint(it, wire_name, &w);
+	}
 	x->nlaunch = it->nlaunch;
 	x->nbufs = it->nbufs;
 	x->func = malloc((it->nlaunch + 1) * sizeof(*x->func));
@@ -264,12 +286,13 @@ int mv_plan_from_daemon(const uint8_t *payload, size_t len)
 	}
 	pthread_mutex_lock(&mv_lock);
 	/* Copies the iteration half of the plan in force, which is the library's own iteration. */
-	if (cur != NULL && cur->fingerprint == head.fingerprint && cur->nlaunch == head.nlaunch) {
+	if (cur != NULL && cur->wire_fingerprint == head.fingerprint && cur->nlaunch == head.nlaunch) {
 		x = calloc(1, sizeof(*x));
 		if (x != NULL) {
 			struct xplan *c = cur;
 			uint32_t nr = c->ref0[c->nlaunch], nbind = c->bind0[c->nlaunch];
-			*x = (struct xplan){.fingerprint = c->fingerprint, .sig = c->sig, .nlaunch = c->nlaunch,
+			*x = (struct xplan){.fingerprint = c->fingerprint, .wire_fingerprint = c->wire_fingerprint,
+					    .sig = c->sig, .nlaunch = c->nlaunch,
 					    .nbufs = c->nbufs};
 			x->func = malloc((c->nlaunch + 1) * sizeof(*x->func));
 			x->bind0 = malloc((c->nlaunch + 1) * sizeof(*x->bind0));

@@ -257,6 +257,33 @@ static uint64_t fnv(uint64_t h, const void *p, size_t n)
 	return h;
 }
 
+static const char *trace_name(void *ctx, uint32_t func)
+{
+	const struct mv_trace *t = ctx;
+
+	return func < t->nfuncs ? t->funcs[func] : "";
+}
+
+uint64_t mv_iter_fingerprint(const struct mv_iter *it, const char *(*name)(void *ctx, uint32_t func), void *ctx)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	uint32_t i;
+
+	for (i = 0; i < it->nlaunch; i++) {
+		const char *nm = name(ctx, it->launch[i].func);
+		uint8_t n[4];
+
+		h = fnv(h, nm, strlen(nm) + 1);
+		/* Little-endian, so that every host hashes alike. */
+		n[0] = (uint8_t)it->launch[i].nrefs;
+		n[1] = (uint8_t)(it->launch[i].nrefs >> 8);
+		n[2] = (uint8_t)(it->launch[i].nrefs >> 16);
+		n[3] = (uint8_t)(it->launch[i].nrefs >> 24);
+		h = fnv(h, n, sizeof n);
+	}
+	return h;
+}
+
 int mv_iter_build(const struct mv_trace *t, uint32_t first_op, uint32_t nops, uint64_t default_dur_ns,
 		  struct mv_iter **out)
 {
@@ -264,7 +291,6 @@ int mv_iter_build(const struct mv_trace *t, uint32_t first_op, uint32_t nops, ui
 	struct ordtab o = {NULL, NULL, NULL, 0};
 	struct mv_iter *it;
 	uint32_t i, end, nl = 0, nr = 0, tb, cap;
-	uint64_t h = 0xcbf29ce484222325ull;
 	int rc = -ENOMEM;
 
 	if (t == NULL || out == NULL || first_op > t->nops || nops > t->nops - first_op)
@@ -295,7 +321,6 @@ int mv_iter_build(const struct mv_trace *t, uint32_t first_op, uint32_t nops, ui
 	for (i = first_op; i < end; i++) {
 		const struct mv_trace_op *op = &t->ops[i];
 		struct mv_iter_launch *l;
-		const char *name;
 		uint32_t r, ib;
 
 		switch (op->kind) {
@@ -324,9 +349,6 @@ int mv_iter_build(const struct mv_trace *t, uint32_t first_op, uint32_t nops, ui
 				it->refs[it->nrefs++] = ib;
 			}
 			l->nrefs = it->nrefs - l->ref0;
-			name = t->funcs[op->id];
-			h = fnv(h, name, strlen(name) + 1);
-			h = fnv(h, &op->nrefs, sizeof op->nrefs);
 			it->nlaunch++;
 			break;
 		default:
@@ -340,7 +362,7 @@ int mv_iter_build(const struct mv_trace *t, uint32_t first_op, uint32_t nops, ui
 		if (tbuf->alloc_op < first_op && (tbuf->free_op == MV_TRACE_NONE || tbuf->free_op >= first_op))
 			ibuf(&b, tb, MV_TRACE_NONE);
 	}
-	it->fingerprint = h;
+	it->fingerprint = mv_iter_fingerprint(it, trace_name, (void *)t);
 
 	for (cap = 16; cap < 2 * (uint64_t)it->nbufs; cap *= 2)
 		;

@@ -69,6 +69,11 @@ int mv_iter_detect_recorded(const struct mv_trace *t, uint32_t max_tail, uint32_
 int mv_iter_build(const struct mv_trace *t, uint32_t first_op, uint32_t nops, uint64_t default_dur_ns,
 		  struct mv_iter **out);
 void mv_iter_free(struct mv_iter *it);
+/* The fingerprint of the function sequence with each function named by name(ctx, func) and the
+ * number of buffers each launch names. mv_iter_build sets it->fingerprint with the trace's own names;
+ * the library computes it again with the names memvirtd gives its functions ("f" and the number the
+ * library sends), to recognise memvirtd's plans for its iteration. */
+uint64_t mv_iter_fingerprint(const struct mv_iter *it, const char *(*name)(void *ctx, uint32_t func), void *ctx);
 
 /* ---- plans (plan.c) ---- */
 

@@ -1,0 +1,38 @@
+# memvirtd plans for a running job: with the job's policy mmcnn in the daemon's configuration, a
+# job linked to it learns its iteration, memvirtd learns the same one from the job's events and
+# sends a PLAN, and the library recognises it as a plan for its own iteration (same fingerprint,
+# with memvirtd's names for the functions), binds every move and follows it. The job pages under
+# the plan and ends with the checksum of a plain run.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/daemon-lib.sh"
+
+STEPS=12
+ARGS="--model resnet50 --batch 2 --scale 0.125 --steps $STEPS"
+
+plain_run
+dev=$((peak * 5 / 4))
+cat >"$T/memvirt.json" <<'JSON'
+{ "jobs": { "default": { "policy": "mmcnn", "page_min": "4KiB" } } }
+JSON
+start_daemon --config "$T/memvirt.json"
+
+# shellcheck disable=SC2086 # ARGS is a list of words
+SIMCUDA_MEM=$dev MEMVIRT_LOG=debug timeout 60 "$MEMVIRT" run --simulate --socket "$S" \
+	--config "$T/memvirt.json" --budget 40% -- "$MVTRAIN" $ARGS >"$T/job.out" 2>"$T/job.err"
+MV_RC=$?
+echo "memvirt run --config (policy mmcnn) --budget 40% -- mvtrain $ARGS -> exit $MV_RC"
+mv_expect_ok job "$STEPS"
+[ "$(mv_checksum job)" = "$sum" ] || mv_fail_run job "checksum $(mv_checksum job), the plain run's is $sum"
+grep -q "linked to memvirtd at $S" "$T/job.err" || mv_fail_run job "the job did not link to the daemon on $S"
+
+# The daemon sent a plan, and the library took it with every move bound to one of its buffers.
+installed=$(sed -n "s/.* plan: memvirtd's plan [0-9]* installed: \([0-9]*\) of \([0-9]*\) moves bound.*/\1 \2/p" \
+	"$T/job.err" | head -n 1)
+[ -n "$installed" ] || mv_fail_run job "the library never installed a plan from memvirtd"
+# shellcheck disable=SC2086 # two numbers
+set -- $installed
+echo "memvirtd's first plan: $1 of $2 moves bound"
+[ "$2" -gt 0 ] && [ "$1" -eq "$2" ] || mv_fail_run job "only $1 of memvirtd's $2 planned moves were bound"
+planned=$(grep -E '^memvirt\[[0-9]+\] info: budget ' "$T/job.err" | tail -n 1 | sed -n 's/.* planned out \([0-9]*\),.*/\1/p')
+[ -n "$planned" ] && [ "$planned" -gt 0 ] || mv_fail_run job "planned out '$planned' at exit, expected more than 0"
+echo "planned page-outs at exit: $planned"
