@@ -919,8 +919,22 @@ int mv_page_out_planned(struct mv_buf *b)
  * on the host (any more) or the page-in failed. */
 static int try_planned_in(struct mv_buf *b)
 {
+	struct mv_buf *v;
+
 	if (b->state != MV_HOST || b->freed || b->kind != MV_KIND_LARGE)
 		return -1;
+	/* Cached pages of freed buffers make room first, as for any allocation: the plan counted a
+	 * free as giving its memory back. */
+	while (mv_budget.resident + b->span > mv_budget.budget && (v = pop(&cache)) != NULL) {
+		pthread_mutex_unlock(&mv_lock);
+		mv_free_range(v->va, v->span, v->dev);
+		mv_real.cuEventDestroy_v2(v->moved);
+		mv_real.cuEventDestroy_v2(v->mstart);
+		free(v);
+		pthread_mutex_lock(&mv_lock);
+		if (b->state != MV_HOST || b->freed)
+			return -1;
+	}
 	if (mv_budget.resident + b->span > mv_budget.budget)
 		return 1;
 	mv_budget.resident += b->span;

@@ -50,4 +50,4 @@ check_PROGRAMS += tests/bench/plan_bench
 tests_bench_plan_bench_SOURCES = tests/bench/plan_bench.c $(POLICY_SOURCES)
 tests_bench_plan_bench_CFLAGS = $(AM_CFLAGS) -O2
 tests_bench_plan_bench_LDADD = -lm
-EXTRA_DIST += tests/bench/planning.sh
+EXTRA_DIST += tests/bench/planning.sh tests/bench/policies.sh

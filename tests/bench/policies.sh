@@ -1,0 +1,87 @@
+#!/bin/sh
+# The policies on full-size models, modeled: each mvtrain model runs model-only (SIMCUDA_MODEL_ONLY=1)
+# under libmemvirt.so with MEMVIRT_RECORD and no budget, 4 steps; 'memvirt trace replay --all' then
+# plans the recorded iteration with every policy at 75%, 50%, 33% and 25% of its peak (VGG-16 also
+# at 12 GB) on a 55 GB/s link each way and reports the modeled overhead over unlimited memory, the
+# ratio to the bandwidth lower bound, bytes moved each way and the peak. A budget below what one
+# launch needs at once is reported as infeasible. Then the same models run live under
+# MEMVIRT_POLICY=auto at one budget each, so the virtual clock's step time can be set beside the
+# replay's. Prints Markdown.
+#
+# usage: tests/bench/policies.sh   (via scripts/bench policies)
+set -eu
+: "${MV_TOP_BUILDDIR:?run through scripts/bench}"
+: "${MEMVIRT_LIB:=$MV_TOP_BUILDDIR/interpose/.libs/libmemvirt.so}"
+mvtrain=$MV_TOP_BUILDDIR/tests/workloads/mvtrain
+memvirt=$MV_TOP_BUILDDIR/daemon/memvirt
+[ -r "$MEMVIRT_LIB" ] || { echo "policies.sh: no library at $MEMVIRT_LIB" >&2; exit 1; }
+export SIMCUDA_MODEL_ONLY=1 SIMCUDA_MEM=4TiB MEMVIRT_H2D_GBPS=55 MEMVIRT_D2H_GBPS=55
+unset MEMVIRT_BUDGET MEMVIRT_POLICY MEMVIRT_LOG
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+MODELS='vgg16 256
+resnet50 256
+lstm 64
+transformer 32 --seq 2048'
+
+# record NAME MODEL BATCH [EXTRA...]: a trace of the model's run at full size.
+record() {
+	name=$1
+	shift
+	MEMVIRT_RECORD=$tmp/$name.mvtrace LD_PRELOAD=$MEMVIRT_LIB \
+		"$mvtrain" --model "$@" --model-only --steps 4 </dev/null >"$tmp/$name.out" 2>"$tmp/$name.err" || {
+		echo "policies.sh: recording $name failed" >&2
+		cat "$tmp/$name.err" >&2
+		exit 1
+	}
+}
+
+echo "| model | budget | lower bound | policy | overhead | × bound | out | in | peak |"
+echo "|---|---|---|---|---|---|---|---|---|"
+echo "$MODELS" | while read -r model batch extra; do
+	# shellcheck disable=SC2086 # extra is a list of words
+	record "$model" "$model" --batch "$batch" $extra
+	budgets="75% 50% 33% 25%"
+	[ "$model" = vgg16 ] && budgets="$budgets 12GB"
+	for b in $budgets; do
+		if ! "$memvirt" trace replay "$tmp/$model.mvtrace" --all --budget "$b" >"$tmp/r" 2>"$tmp/e"; then
+			echo "| $model $batch | $b | - | all | $(sed 's/.*infeasible: /infeasible: /; s/|/\\|/g' "$tmp/e" | head -n 1) | | | | |"
+			continue
+		fi
+		lb=$(sed -n 's/.*lower bound \([0-9.]* ms\).*/\1/p' "$tmp/r")
+		awk -v m="$model $batch" -v b="$b" -v lb="$lb" '
+			$1 ~ /^(lru|vdnn-all|vdnn-conv|mmcnn|auto)$/ {
+				printf "| %s | %s | %s | %s | %s | %s | %s %s | %s %s | %s %s |\n",
+					m, b, lb, $1, $12, $13, $4, $5, $6, $7, $2, $3
+			}' "$tmp/r"
+	done
+done
+
+echo
+echo "Live, under MEMVIRT_POLICY=auto (the library learns, plans and follows the plan on the simulated"
+echo "GPU's virtual clock), against the replay of the recorded trace at the same budget:"
+echo
+echo "| model | budget | live modeled step (median of steps 4-7) | live planned out / in / late | replay auto step | unlimited |"
+echo "|---|---|---|---|---|---|"
+echo 'resnet50 256 75%
+vgg16 256 12GB
+lstm 64 50%' | while read -r model batch b; do
+	record "$model" "$model" --batch "$batch"
+	"$memvirt" trace replay "$tmp/$model.mvtrace" --policy auto --budget "$b" >"$tmp/r" 2>&1 || true
+	want=$(sed -n 's/^step  *\([0-9.]* ms\); unlimited.*/\1/p' "$tmp/r")
+	unl=$(sed -n 's/^step  *.*; unlimited \([0-9.]* ms\).*/\1/p' "$tmp/r")
+	case $b in
+	*%) peak=$(sed -n 's/^peak device bytes \([0-9]*\) .*/\1/p' "$tmp/$model.out")
+	    bytes=$((peak * ${b%\%} / 100)) ;;
+	*) bytes=$b ;;
+	esac
+	MEMVIRT_POLICY=auto MEMVIRT_BUDGET=$bytes MEMVIRT_LOG=info LD_PRELOAD=$MEMVIRT_LIB \
+		"$mvtrain" --model "$model" --batch "$batch" --model-only --steps 8 </dev/null >"$tmp/live.out" 2>"$tmp/live.err" || {
+		echo "| $model $batch | $b | failed: $(grep -m1 -i error "$tmp/live.err" | cut -c1-80) | | ${want:-?} | $unl |"
+		continue
+	}
+	med=$(sed -n 's/^step \([4-7]\) time \([0-9.]*\) ms$/\2/p' "$tmp/live.out" | sort -n | sed -n 2p)
+	pl=$(sed -n 's/.* planned out \([0-9]*\), in \([0-9]*\), late \([0-9]*\),.*/\1 \/ \2 \/ \3/p' "$tmp/live.err" | tail -n 1)
+	echo "| $model $batch | $b | $med ms | $pl | ${want:-?} | $unl |"
+done
