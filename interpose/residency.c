@@ -363,6 +363,9 @@ static struct mv_buf *outq, *inq, *relq;
 /* Planned page-outs whose copies the pager leaves alone until their room is wanted: seeing a
  * copy complete waits for it, and a plan's page-out has nothing waiting on it until then. */
 static struct mv_buf *lazyq;
+/* Planned page-ins likewise: launches order themselves after the copy on the device, so the pager
+ * completes one once a launch has used the buffer, or when room is wanted. */
+static struct mv_buf *lazyinq;
 static int room_wanted;  /* threads waiting for room or for a move to end */
 static int lazy_flush;   /* a launch took back a buffer whose planned page-out is in flight */
 static struct mv_buf *cache;
@@ -559,6 +562,20 @@ static int lazy_due(void)
 	return lazyq != NULL && (room_wanted > 0 || nplanq > 0 || lazy_flush);
 }
 
+/* The planned page-in to complete now, if any: the oldest once room is wanted, else the first a
+ * launch has used or the app has freed. Called with mv_lock held. */
+static struct mv_buf **lazy_in_due(void)
+{
+	struct mv_buf **q = &lazyinq;
+
+	if (*q != NULL && (room_wanted > 0 || nplanq > 0 || lazy_flush))
+		return q;
+	for (; *q != NULL; q = &(*q)->next)
+		if ((*q)->in_used || (*q)->freed)
+			return q;
+	return NULL;
+}
+
 /* Waits on mv_cond for room or a move, telling the pager that completing page-outs is wanted.
  * Called with mv_lock held. */
 static void room_wait(void)
@@ -576,8 +593,8 @@ static void *pager(void *arg)
 	mv_real.cuCtxSetCurrent(mv_dev.ctx);
 	pthread_mutex_lock(&mv_lock);
 	for (;;) {
-		struct mv_buf *b;
-		while (outq == NULL && !lazy_due() && inq == NULL && relq == NULL && nstalls == 0 &&
+		struct mv_buf *b, **q;
+		while (outq == NULL && !lazy_due() && inq == NULL && lazy_in_due() == NULL && relq == NULL && nstalls == 0 &&
 		       !pool_grow_wanted && (nplanq == 0 || mv_budget.evicting > 0))
 			pthread_cond_wait(&pager_cond, &mv_lock);
 		if (nplanq > 0 && outq == NULL)
@@ -596,7 +613,7 @@ static void *pager(void *arg)
 			if (nplanq > 0)
 				planq_run();
 			pthread_mutex_unlock(&mv_lock);
-		} else if ((b = pop(&inq)) != NULL) {
+		} else if ((b = pop(&inq)) != NULL || (q = lazy_in_due()) != NULL && (b = pop(q)) != NULL) {
 			struct mv_hostslot *h = b->host;
 			b->host = NULL;
 			pthread_mutex_unlock(&mv_lock);
@@ -906,7 +923,8 @@ static CUresult page_in_charged(struct mv_buf *b)
 	atomic_fetch_sub(&mv_count.host_bytes, b->span);
 	atomic_fetch_add(&mv_count.page_ins, 1);
 	atomic_fetch_add(&mv_count.bytes_in, b->size);
-	push(&inq, b);
+	b->in_used = 0;
+	push(b->planned_in ? &lazyinq : &inq, b);
 	pager_kick();
 	pthread_cond_broadcast(&mv_cond);
 	pthread_mutex_unlock(&mv_lock);
@@ -1058,7 +1076,11 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 		pthread_mutex_unlock(&mv_lock);
 		return CUDA_SUCCESS;
 	}
-	late = b->planned_in && !fetched;
+	late = b->planned_in && !fetched && !b->in_used;
+	if (!fetched && !b->in_used) {
+		b->in_used = 1;
+		pager_kick();
+	}
 	pthread_mutex_unlock(&mv_lock);
 	if (late && mv_real.cuEventQuery(b->moved) == CUDA_ERROR_NOT_READY)
 		mv_plan_late(b);
