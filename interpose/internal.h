@@ -173,6 +173,7 @@ struct mv_buf {
 	uint32_t ibuf;           /* the plan's iteration buffer bound to it, MV_TRACE_NONE when none */
 	int planned_in;          /* its page-in was a plan's: a launch finding it copying is late */
 	int plan_waited;         /* a launch waited for its last page-in */
+	int in_used;             /* a launch has used it since its planned page-in was issued */
 	CUevent mstart;          /* recorded where its last page copy began (timing) */
 	uint64_t moved_ns;       /* when that copy was issued, CLOCK_MONOTONIC */
 };

@@ -59,6 +59,10 @@ static struct mv_buf **bound;     /* per iteration buffer */
 static uint32_t cursor;           /* the next launch expected, while following */
 static int following;
 static uint32_t matched;          /* launches matching the iteration's start, while not following */
+/* Launches seen since the plan was installed before the iteration's start came round: up to one
+ * iteration of them is the wait for its start, not a departure from it. */
+static uint32_t awaiting;
+static int synced;                /* followed since installed */
 /* Read by the planner without the lock. */
 static _Atomic uint64_t iterations_done;
 static _Atomic uint64_t diverged_launches;
@@ -211,6 +215,8 @@ static void install(struct xplan *x)
 		following = 0;
 		matched = 0;
 		cursor = 0;
+		synced = 0;
+		awaiting = 0;
 	}
 	cur = x;
 	bound = nb;
@@ -405,11 +411,12 @@ void mv_plan_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 			bind_at(matched - 1, named, n);
 		if (matched >= MV_MIN(MV_RESYNC, cur->nlaunch)) {
 			following = 1;
+			synced = 1;
 			cursor = matched % cur->nlaunch;
 			atomic_fetch_add_explicit(&resyncs, 1, memory_order_relaxed);
 			mv_log(MV_LOG_DEBUG, "plan: following the iteration from launch %u (planned out so far %llu)",
 			       matched, (unsigned long long)atomic_load(&mv_count.planned_outs));
-		} else {
+		} else if (synced || ++awaiting > cur->nlaunch) {
 			atomic_fetch_add_explicit(&diverged_launches, 1, memory_order_relaxed);
 		}
 		return;

@@ -360,6 +360,14 @@ void mv_buf_wait_uses(struct mv_buf *b)
 /* Guarded by mv_lock: buffers whose page-out was issued, whose page-in was issued, and freed
  * buffers waiting for their last uses; the free cache; stall measurements. */
 static struct mv_buf *outq, *inq, *relq;
+/* Planned page-outs whose copies the pager leaves alone until their room is wanted: seeing a
+ * copy complete waits for it, and a plan's page-out has nothing waiting on it until then. */
+static struct mv_buf *lazyq;
+/* Planned page-ins likewise: launches order themselves after the copy on the device, so the pager
+ * completes one once a launch has used the buffer, or when room is wanted. */
+static struct mv_buf *lazyinq;
+static int room_wanted;  /* threads waiting for room or for a move to end */
+static int lazy_flush;   /* a launch took back a buffer whose planned page-out is in flight */
 static struct mv_buf *cache;
 static uint64_t releasing_bytes;
 /* Page-ins issued and not yet seen complete by the pager: each still holds its host slot. */
@@ -548,6 +556,36 @@ static void finish_stalls(void)
 	pthread_mutex_unlock(&mv_lock);
 }
 
+/* Whether the planned page-outs in flight should be completed now. Called with mv_lock held. */
+static int lazy_due(void)
+{
+	return lazyq != NULL && (room_wanted > 0 || nplanq > 0 || lazy_flush);
+}
+
+/* The planned page-in to complete now, if any: the oldest once room is wanted, else the first a
+ * launch has used or the app has freed. Called with mv_lock held. */
+static struct mv_buf **lazy_in_due(void)
+{
+	struct mv_buf **q = &lazyinq;
+
+	if (*q != NULL && (room_wanted > 0 || nplanq > 0 || lazy_flush))
+		return q;
+	for (; *q != NULL; q = &(*q)->next)
+		if ((*q)->in_used || (*q)->freed)
+			return q;
+	return NULL;
+}
+
+/* Waits on mv_cond for room or a move, telling the pager that completing page-outs is wanted.
+ * Called with mv_lock held. */
+static void room_wait(void)
+{
+	room_wanted++;
+	pager_kick();
+	pthread_cond_wait(&mv_cond, &mv_lock);
+	room_wanted--;
+}
+
 /* The pager: completes page-outs, page-ins and releases in the order they were queued. It makes
  * the app's context current on itself. */
 static void *pager(void *arg)
@@ -555,9 +593,9 @@ static void *pager(void *arg)
 	mv_real.cuCtxSetCurrent(mv_dev.ctx);
 	pthread_mutex_lock(&mv_lock);
 	for (;;) {
-		struct mv_buf *b;
-		while (outq == NULL && inq == NULL && relq == NULL && nstalls == 0 && !pool_grow_wanted &&
-		       (nplanq == 0 || mv_budget.evicting > 0))
+		struct mv_buf *b, **q;
+		while (outq == NULL && !lazy_due() && inq == NULL && lazy_in_due() == NULL && relq == NULL && nstalls == 0 &&
+		       !pool_grow_wanted && (nplanq == 0 || mv_budget.evicting > 0))
 			pthread_cond_wait(&pager_cond, &mv_lock);
 		if (nplanq > 0 && outq == NULL)
 			planq_run();
@@ -565,7 +603,9 @@ static void *pager(void *arg)
 			pool_grow_wanted = 0;
 			pthread_mutex_unlock(&mv_lock);
 			pool_grow();
-		} else if ((b = pop(&outq)) != NULL) {
+		} else if ((b = pop(&outq)) != NULL || (lazy_due() && (b = pop(&lazyq)) != NULL)) {
+			if (lazyq == NULL)
+				lazy_flush = 0;
 			pthread_mutex_unlock(&mv_lock);
 			mv_real.cuEventSynchronize(b->moved);
 			finish_page_out(b);
@@ -573,7 +613,7 @@ static void *pager(void *arg)
 			if (nplanq > 0)
 				planq_run();
 			pthread_mutex_unlock(&mv_lock);
-		} else if ((b = pop(&inq)) != NULL) {
+		} else if ((b = pop(&inq)) != NULL || (q = lazy_in_due()) != NULL && (b = pop(q)) != NULL) {
 			struct mv_hostslot *h = b->host;
 			b->host = NULL;
 			pthread_mutex_unlock(&mv_lock);
@@ -659,7 +699,7 @@ void mv_stall_measure(CUstream h, CUevent ready, int per_thread)
 
 /* Issues the page-out of b, already marked EVICTING by the caller. Returns 0, or -1 when it could
  * not be issued (no host memory, a failed copy); b is then RESIDENT again. */
-static int page_out(struct mv_buf *b)
+static int page_out(struct mv_buf *b, int planned)
 {
 	struct mv_hostslot *h = host_alloc(b->span);
 	CUresult r;
@@ -686,7 +726,7 @@ static int page_out(struct mv_buf *b)
 	grow = pool_low();
 	pthread_mutex_lock(&mv_lock);
 	b->host = h;
-	push(&outq, b);
+	push(planned ? &lazyq : &outq, b);
 	pool_grow_wanted |= grow;
 	pager_kick();
 	pthread_mutex_unlock(&mv_lock);
@@ -728,21 +768,21 @@ CUresult mv_make_room(uint64_t bytes)
 		/* Page-outs in flight, and freed buffers whose last uses are about to complete, may already
 		 * free enough: better to wait for them than to page out live data. */
 		if (mv_budget.resident - mv_budget.evicting - releasing_bytes + bytes <= mv_budget.budget) {
-			pthread_cond_wait(&mv_cond, &mv_lock);
+			room_wait();
 			continue;
 		}
 		if ((v = mv_registry_victim(&later)) != NULL) {
 			v->state = MV_EVICTING;
 			mv_budget.evicting += v->span;
 			pthread_mutex_unlock(&mv_lock);
-			page_out(v);
+			page_out(v, 0);
 			pthread_mutex_lock(&mv_lock);
 			continue;
 		}
 		/* Memory on its way back: wait for it. A page-in that lands also gives its host slot
 		 * back, so victims whose page-out found the host pool full are worth another try. */
 		if (mv_budget.evicting > 0 || releasing_bytes > 0 || inq != NULL || landing > 0) {
-			pthread_cond_wait(&mv_cond, &mv_lock);
+			room_wait();
 			mv_registry_unskip();
 			continue;
 		}
@@ -757,7 +797,10 @@ CUresult mv_make_room(uint64_t bytes)
 				until.tv_nsec -= 1000000000;
 			}
 			atomic_fetch_add(&mv_room_waiters, 1);
+			room_wanted++;
+			pager_kick();
 			pthread_cond_timedwait(&mv_cond, &mv_lock, &until);
+			room_wanted--;
 			atomic_fetch_sub(&mv_room_waiters, 1);
 			busy_waits++;
 			continue;
@@ -809,7 +852,7 @@ void mv_evict_to_budget(void)
 		v->state = MV_EVICTING;
 		mv_budget.evicting += v->span;
 		pthread_mutex_unlock(&mv_lock);
-		if (page_out(v) == 0)
+		if (page_out(v, 0) == 0)
 			issued++;
 		pthread_mutex_lock(&mv_lock);
 	}
@@ -880,7 +923,8 @@ static CUresult page_in_charged(struct mv_buf *b)
 	atomic_fetch_sub(&mv_count.host_bytes, b->span);
 	atomic_fetch_add(&mv_count.page_ins, 1);
 	atomic_fetch_add(&mv_count.bytes_in, b->size);
-	push(&inq, b);
+	b->in_used = 0;
+	push(b->planned_in ? &lazyinq : &inq, b);
 	pager_kick();
 	pthread_cond_broadcast(&mv_cond);
 	pthread_mutex_unlock(&mv_lock);
@@ -911,7 +955,7 @@ int mv_page_out_planned(struct mv_buf *b)
 	b->state = MV_EVICTING;
 	mv_budget.evicting += b->span;
 	pthread_mutex_unlock(&mv_lock);
-	return page_out(b);
+	return page_out(b, 1);
 }
 
 /* Starts b's planned page-in when it fits the budget as it stands. Called with mv_lock held, which
@@ -1006,6 +1050,8 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 		if (b->state == MV_EVICTING && !b->releasing) {
 			/* Its pages are still mapped: keep them and drop the copy when it lands. */
 			b->rescue = 1;
+			lazy_flush = 1;
+			pager_kick();
 			break;
 		}
 		if (b->state == MV_HOST) {
@@ -1024,13 +1070,17 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 			fetched = 1;
 			break;
 		}
-		pthread_cond_wait(&mv_cond, &mv_lock);
+		room_wait();
 	}
 	if (!b->ready_pending) {
 		pthread_mutex_unlock(&mv_lock);
 		return CUDA_SUCCESS;
 	}
-	late = b->planned_in && !fetched;
+	late = b->planned_in && !fetched && !b->in_used;
+	if (!fetched && !b->in_used) {
+		b->in_used = 1;
+		pager_kick();
+	}
 	pthread_mutex_unlock(&mv_lock);
 	if (late && mv_real.cuEventQuery(b->moved) == CUDA_ERROR_NOT_READY)
 		mv_plan_late(b);
