@@ -613,7 +613,7 @@ static void *pager(void *arg)
 			if (nplanq > 0)
 				planq_run();
 			pthread_mutex_unlock(&mv_lock);
-		} else if ((b = pop(&inq)) != NULL || (q = lazy_in_due()) != NULL && (b = pop(q)) != NULL) {
+		} else if ((b = pop(&inq)) != NULL || ((q = lazy_in_due()) != NULL && (b = pop(q)) != NULL)) {
 			struct mv_hostslot *h = b->host;
 			b->host = NULL;
 			pthread_mutex_unlock(&mv_lock);
