@@ -21,32 +21,8 @@ static int done_waiters;
 
 /* Guarded by sim_sched_lock. */
 static struct sim_stream *all_streams;
-/* Each host thread has a clock of its own, as each runs on its own on real hardware: one thread
- * waiting for a copy does not hold back another's submissions. A thread's clock starts at the
- * latest any thread had reached when it first used the driver. */
-static __thread uint64_t host_vnow;
-static __thread int host_clock_set;
-static uint64_t host_vmax; /* the latest of every thread's clock */
+static uint64_t host_vnow;
 static uint64_t engine_free[SIM_NENGINES];
-
-/* The calling thread's clock, with sim_sched_lock held. */
-static uint64_t *host_clock(void)
-{
-	if (!host_clock_set) {
-		host_clock_set = 1;
-		host_vnow = host_vmax;
-	}
-	return &host_vnow;
-}
-
-/* Moves the calling thread's clock forward to t, with sim_sched_lock held. */
-static void host_advance(uint64_t t)
-{
-	uint64_t *c = host_clock();
-
-	*c = SIM_MAX(*c, t);
-	host_vmax = SIM_MAX(host_vmax, *c);
-}
 
 struct sim_event {
 	uint32_t magic;
@@ -293,7 +269,7 @@ void sim_stream_submit(struct sim_stream *s, struct sim_op *op, enum sim_engine_
 	}
 	op->engine = engine;
 	if (engine < SIM_NENGINES) {
-		host_advance(*host_clock() + sim_cfg.launch_ns);
+		host_vnow += sim_cfg.launch_ns;
 		start = SIM_MAX(start, host_vnow);
 		start = SIM_MAX(start, engine_free[engine]);
 		engine_free[engine] = start + cost_ns;
@@ -318,7 +294,7 @@ static void wait_locked(struct sim_stream *t, uint64_t seq, uint64_t vtime)
 		pthread_cond_wait(&sim_sched_cond, &sim_sched_lock);
 		done_waiters--;
 	}
-	host_advance(vtime);
+	host_vnow = SIM_MAX(host_vnow, vtime);
 }
 
 void sim_stream_wait_all(struct sim_stream *s)
@@ -557,7 +533,7 @@ static CUresult stream_query(CUstream h, int per_thread)
 	pthread_mutex_lock(&sim_sched_lock);
 	busy = pending(s);
 	if (!busy)
-		host_advance(s->vtime);
+		host_vnow = SIM_MAX(host_vnow, s->vtime);
 	pthread_mutex_unlock(&sim_sched_lock);
 	r = sim_ctx_check(s->ctx);
 	if (r != CUDA_SUCCESS)
@@ -686,7 +662,7 @@ static CUresult event_record(CUevent he, CUstream h, unsigned int flags, int per
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 	pthread_mutex_lock(&sim_sched_lock);
 	/* An idle stream records "now" on the host's clock, not the end of its last work. */
-	s->vtime = SIM_MAX(s->vtime, *host_clock());
+	s->vtime = SIM_MAX(s->vtime, host_vnow);
 	e->recorded = 1;
 	e->stream = s;
 	e->seq = s->enq_seq;
@@ -733,7 +709,7 @@ SIM_EXPORT CUresult cuEventQuery(CUevent he)
 	pthread_mutex_lock(&sim_sched_lock);
 	done = event_done_locked(e);
 	if (done && e->recorded)
-		host_advance(e->vtime);
+		host_vnow = SIM_MAX(host_vnow, e->vtime);
 	pthread_mutex_unlock(&sim_sched_lock);
 	return done ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
 }
@@ -809,7 +785,7 @@ SIM_EXPORT uint64_t simcuda_clock_ns(void)
 	uint64_t t;
 
 	pthread_mutex_lock(&sim_sched_lock);
-	t = *host_clock();
+	t = host_vnow;
 	pthread_mutex_unlock(&sim_sched_lock);
 	return t;
 }
@@ -819,7 +795,7 @@ SIM_EXPORT uint64_t simcuda_makespan_ns(void)
 	uint64_t t;
 
 	pthread_mutex_lock(&sim_sched_lock);
-	t = host_vmax;
+	t = host_vnow;
 	for (struct sim_stream *s = all_streams; s != NULL; s = s->next_all)
 		t = SIM_MAX(t, s->vtime);
 	pthread_mutex_unlock(&sim_sched_lock);
