@@ -4,9 +4,9 @@
 # plans the recorded iteration with every policy at 75%, 50%, 33% and 25% of its peak (VGG-16 also
 # at 12 GB) on a 55 GB/s link each way and reports the modeled overhead over unlimited memory, the
 # ratio to the bandwidth lower bound, bytes moved each way and the peak. A budget below what one
-# launch needs at once is reported as infeasible. Then the same models run live under
-# MEMVIRT_POLICY=auto at one budget each, so the virtual clock's step time can be set beside the
-# replay's. Prints Markdown.
+# launch needs at once is reported as infeasible. Then three of the models run live under lru, mmcnn
+# and auto at one budget each, so the virtual clock's step time can be set beside the replay's.
+# Prints Markdown.
 #
 # usage: tests/bench/policies.sh   (via scripts/bench policies)
 set -eu
@@ -59,29 +59,33 @@ echo "$MODELS" | while read -r model batch extra; do
 done
 
 echo
-echo "Live, under MEMVIRT_POLICY=auto (the library learns, plans and follows the plan on the simulated"
-echo "GPU's virtual clock), against the replay of the recorded trace at the same budget:"
+echo "Live (the library learns, plans and follows the plan on the simulated GPU's virtual clock),"
+echo "against the replay of the recorded trace with the same policy and budget:"
 echo
-echo "| model | budget | live modeled step (median of steps 4-7) | live planned out / in / late | replay auto step | unlimited |"
-echo "|---|---|---|---|---|---|"
+echo "| model | budget | policy | live modeled step, median of steps 4-11 (min-max) | live planned out / in / late | replay step | unlimited |"
+echo "|---|---|---|---|---|---|---|"
 echo 'resnet50 256 75%
 vgg16 256 12GB
 lstm 64 50%' | while read -r model batch b; do
 	record "$model" "$model" --batch "$batch"
-	"$memvirt" trace replay "$tmp/$model.mvtrace" --policy auto --budget "$b" >"$tmp/r" 2>&1 || true
-	want=$(sed -n 's/^step  *\([0-9.]* ms\); unlimited.*/\1/p' "$tmp/r")
-	unl=$(sed -n 's/^step  *.*; unlimited \([0-9.]* ms\).*/\1/p' "$tmp/r")
 	case $b in
 	*%) peak=$(sed -n 's/^peak device bytes \([0-9]*\) .*/\1/p' "$tmp/$model.out")
 	    bytes=$((peak * ${b%\%} / 100)) ;;
 	*) bytes=$b ;;
 	esac
-	MEMVIRT_POLICY=auto MEMVIRT_BUDGET=$bytes MEMVIRT_LOG=info LD_PRELOAD=$MEMVIRT_LIB \
-		"$mvtrain" --model "$model" --batch "$batch" --model-only --steps 8 </dev/null >"$tmp/live.out" 2>"$tmp/live.err" || {
-		echo "| $model $batch | $b | failed: $(grep -m1 -i error "$tmp/live.err" | cut -c1-80) | | ${want:-?} | $unl |"
-		continue
-	}
-	med=$(sed -n 's/^step \([4-7]\) time \([0-9.]*\) ms$/\2/p' "$tmp/live.out" | sort -n | sed -n 2p)
-	pl=$(sed -n 's/.* planned out \([0-9]*\), in \([0-9]*\), late \([0-9]*\),.*/\1 \/ \2 \/ \3/p' "$tmp/live.err" | tail -n 1)
-	echo "| $model $batch | $b | $med ms | $pl | ${want:-?} | $unl |"
+	for pol in lru mmcnn auto; do
+		"$memvirt" trace replay "$tmp/$model.mvtrace" --policy "$pol" --budget "$b" >"$tmp/r" 2>&1 || true
+		want=$(sed -n 's/^step  *\([0-9.]* ms\); unlimited.*/\1/p' "$tmp/r")
+		unl=$(sed -n 's/^step  *.*; unlimited \([0-9.]* ms\).*/\1/p' "$tmp/r")
+		if ! MEMVIRT_POLICY=$pol MEMVIRT_BUDGET=$bytes MEMVIRT_LOG=info LD_PRELOAD=$MEMVIRT_LIB \
+			"$mvtrain" --model "$model" --batch "$batch" --model-only --steps 12 </dev/null \
+			>"$tmp/live.out" 2>"$tmp/live.err"; then
+			echo "| $model $batch | $b | $pol | failed: $(grep -m1 -i error "$tmp/live.err" | cut -c1-80) | | ${want:-?} | $unl |"
+			continue
+		fi
+		med=$(sed -n 's/^step \([4-9]\|1[01]\) time \([0-9.]*\) ms$/\2/p' "$tmp/live.out" | sort -n |
+			awk '{ v[NR] = $1 } END { printf "%.3f (%.3f-%.3f)", (v[4] + v[5]) / 2, v[1], v[NR] }')
+		pl=$(sed -n 's/.* planned out \([0-9]*\), in \([0-9]*\), late \([0-9]*\),.*/\1 \/ \2 \/ \3/p' "$tmp/live.err" | tail -n 1)
+		echo "| $model $batch | $b | $pol | $med ms | $pl | ${want:-?} | $unl |"
+	done
 done
