@@ -6,7 +6,7 @@
  * replayed under the time model with the same budget and machine, and the one with the shortest
  * modeled step is kept (a plan the model cannot keep within the budget loses to one it can; equal
  * steps: fewer bytes moved, then the order above). It stops at a plan that reaches the lower
- * bound, and on iterations above AUTO_SEARCH_MAX launches and references it tries each policy once
+ * bound, and on iterations above AUTO_SEARCH_MAX launches and references it tries mmcnn, vdnn-all and lru once
  * with the caller's knobs, which keeps planning a 10,000-launch iteration well under 50 ms. vdnn-all wins where the budget is so far below the peak that paging every
  * activation one layer ahead hides copies better than mmcnn's just-in-time schedule; lru wins
  * where a few short reactive waits cost less than the traffic a plan adds. Its knobs are the union
@@ -113,15 +113,30 @@ static int auto_plan(const struct mv_iter *it, const struct mv_policy_params *p,
 		*out = plan;
 		return 0;
 	}
-	mv_plan_free(plan);
-	lfb = mv_feedback_new(it);
-	if (lfb == NULL)
-		return -ENOMEM;
 	memset(&rbest, 0, sizeof(rbest));
+	if (small) {
+		mv_plan_free(plan);
+	} else {
+		/* Tried once with the caller's knobs, mmcnn's plan is the one just made. */
+		err = mv_model_run(it, plan, p->budget, &p->machine, &rbest, NULL);
+		if (err < 0) {
+			mv_plan_free(plan);
+			return err;
+		}
+		best = plan;
+	}
+	lfb = mv_feedback_new(it);
+	if (lfb == NULL) {
+		mv_plan_free(best);
+		return -ENOMEM;
+	}
 	/* A plan that reaches the lower bound cannot be beaten: stop there. */
 	lb = mv_model_lower_bound(it, p->budget, &p->machine, NULL);
 	for (i = 0; i < AUTO_NVAR && !(best != NULL && !rbest.over_budget && rbest.step_ns <= lb); i++) {
-		if (small == 0 && (auto_variants[i].headroom >= 0 || auto_variants[i].lookahead > 0))
+		/* Large iterations: each policy's own knobs only, and not vdnn-conv, whose plans page a
+		 * subset of what vdnn-all pages and so rarely beat both it and mmcnn. */
+		if (small == 0 && (i == 0 || auto_variants[i].headroom >= 0 || auto_variants[i].lookahead > 0 ||
+				   auto_variants[i].pol == &mv_policy_vdnn_conv))
 			continue;
 		err = auto_try(it, p, fb, &auto_variants[i], small ? AUTO_ROUNDS : 1, lfb, &best, &rbest);
 		if (err < 0) {
