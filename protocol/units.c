@@ -61,9 +61,14 @@ int mv_parse_size_or_percent(const char *s, uint64_t whole, uint64_t *out)
 	const char *rest = number(s, &v);
 
 	if (rest != NULL && strcmp(rest, "%") == 0) {
+		double bytes;
+
 		if (v > 100)
 			return -1;
-		*out = (uint64_t)((double)whole * v / 100.0);
+		/* A whole above 2^53 rounds as a double, possibly up, past UINT64_MAX for the
+		 * largest: a share that rounds to the whole or above is the whole. */
+		bytes = (double)whole * v / 100.0;
+		*out = bytes >= (double)whole ? whole : (uint64_t)bytes;
 		return 0;
 	}
 	return mv_parse_size(s, out);

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "daemon/config.h"
+#include "protocol/units.h"
 
 #define GIB ((uint64_t)1 << 30)
 #define MIB ((uint64_t)1 << 20)
@@ -226,6 +227,24 @@ START_TEST(test_device_budget)
 }
 END_TEST
 
+/* 100% of a whole that a double cannot hold exactly is the whole, never a value converted from
+ * 2^64 (undefined) or above the whole. */
+START_TEST(test_percent_of_huge_whole)
+{
+	struct mvd_config *c = mvd_config_default();
+	uint64_t x;
+
+	ck_assert_uint_eq(mvd_config_device_budget(c, UINT64_MAX), UINT64_MAX);
+	ck_assert_int_eq(mv_parse_size_or_percent("100%", UINT64_MAX, &x), 0);
+	ck_assert_uint_eq(x, UINT64_MAX);
+	ck_assert_int_eq(mv_parse_size_or_percent("100%", (1ull << 60) - 1, &x), 0);
+	ck_assert_uint_eq(x, (1ull << 60) - 1);
+	ck_assert_int_eq(mv_parse_size_or_percent("50%", UINT64_MAX, &x), 0);
+	ck_assert_uint_eq(x, 1ull << 63);
+	mvd_config_free(c);
+}
+END_TEST
+
 START_TEST(test_valid_cases)
 {
 	struct dirent **list;
@@ -355,6 +374,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_job_names);
 	tcase_add_test(tc, test_job_match);
 	tcase_add_test(tc, test_device_budget);
+	tcase_add_test(tc, test_percent_of_huge_whole);
 	tcase_add_test(tc, test_valid_cases);
 	tcase_add_test(tc, test_invalid_cases);
 	tcase_add_test(tc, test_invalid_cases_paired);
