@@ -18,6 +18,8 @@ static const struct {
 	{"M", 1048576.0}, {"MiB", 1048576.0}, {"MB", 1e6},
 	{"G", 1073741824.0}, {"GiB", 1073741824.0}, {"GB", 1e9},
 	{"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {"TB", 1e12},
+	/* mv_format_size writes sizes from 1 PiB up in PiB, and what it writes must read back. */
+	{"P", 1125899906842624.0}, {"PiB", 1125899906842624.0}, {"PB", 1e15},
 };
 
 /* Parses the leading number of s; returns where it stopped, or NULL. */
