@@ -73,6 +73,12 @@ struct sim_ctx {
 /* Driver entry guards. sim_enter() checks cuInit; sim_enter_ctx() also needs a usable current
  * context and returns its sticky error, if any. */
 CUresult sim_enter(void);
+
+/* Frees an object whose handle the program was given, once its magic says dead, but only after
+ * SIM_RETIRED_KEPT later ones: a stale handle passed back soon after (a double destroy, a use after
+ * destroy) then reads the dead magic from memory still allocated rather than from freed memory. */
+#define SIM_RETIRED_KEPT 4096
+void sim_retire(void *obj);
 CUresult sim_enter_ctx(struct sim_ctx **out);
 int sim_initialized(void);
 struct sim_ctx *sim_ctx_current(void);

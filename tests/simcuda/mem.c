@@ -297,7 +297,7 @@ void sim_phys_put(struct sim_phys *p)
 	if (!p->host_located)
 		used_bytes -= p->size;
 	p->magic = SIM_MAGIC_DEAD;
-	free(p);
+	sim_retire(p);
 }
 
 /* ---- the mapping table ---- */
