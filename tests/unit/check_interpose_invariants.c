@@ -909,7 +909,7 @@ END_TEST
 struct hammer {
 	CUdeviceptr b[6];
 	float *tmp;        /* the thread's copy buffer, owned here so a forked child still reaches it */
-	volatile int stop;
+	_Atomic int stop;  /* set by the test thread, read by the paging thread */
 	int rounds;
 	CUresult err;
 };
