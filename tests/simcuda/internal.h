@@ -15,7 +15,11 @@
 #define SIM_HIDDEN __attribute__((visibility("hidden")))
 
 #define SIM_GRANULARITY (2ull << 20) /* default VMM granularity, as on current NVIDIA GPUs */
-#define SIM_VA_SIZE (4ull << 40)     /* the device address window */
+/* The device address window. A ThreadSanitizer build, whose runtime leaves no 4 TiB hole in the
+ * address space, defines a smaller one. */
+#ifndef SIM_VA_SIZE
+#define SIM_VA_SIZE (4ull << 40)
+#endif
 
 /* Handle magics, so that a stale or foreign handle is refused instead of dereferenced blindly. */
 enum {
