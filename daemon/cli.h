@@ -7,6 +7,7 @@
 #define MVD_CLI_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -71,6 +72,57 @@ int cmd_run(int argc, char **argv);             /* cmd-run.c */
 int cmd_stats(int argc, char **argv);           /* cmd-stats.c */
 int cmd_daemon(int argc, char **argv);          /* cmd-daemon.c */
 int cmd_policies(int argc, char **argv);        /* cmd-policies.c */
+int cmd_trace(int argc, char **argv);           /* cmd-trace.c */
+
+/* cmd-policies.c: 0 when name is a built-in policy; else prints "PROG: unknown policy 'NAME'"
+ * with a suggestion and the list of known ones, and returns -1. */
+int mvd_policy_check(const char *prog, const char *name);
+
+/* ---- The modeled schedule (trace-sched.c), for `memvirt trace timeline` and `plot`. ---- */
+
+struct mv_iter;
+struct mv_plan;
+struct mv_machine;
+
+/* How a copy came to be. */
+enum {
+	MVD_COPY_PLANNED = 0,  /* the plan's page-out or page-in */
+	MVD_COPY_FAULT = 1,    /* a launch named a buffer that was out */
+	MVD_COPY_REACTIVE = 2, /* evicted, least recently used, to make room */
+};
+
+/* One copy: buffer buf out (in == 0) or in, on its engine from start to end (ns). */
+struct mvd_sched_copy {
+	uint32_t buf;
+	uint8_t in, kind, late; /* late: a planned page-in its launch had to wait for */
+	uint64_t start, end;
+};
+
+/* A change of the device bytes held, at time t. */
+struct mvd_sched_sample {
+	uint64_t t;
+	int64_t delta;
+};
+
+/* The reported (steady-state) iteration of mv_model_run(), event by event. Times are on the
+ * model's timeline; the iteration runs from t0 to end. Owned by the caller; mvd_sched_free(). */
+struct mvd_sched {
+	uint64_t t0, end;
+	uint64_t *start, *fin;            /* per launch */
+	struct mvd_sched_copy *copies;    /* in issue order; some, issued by the iteration before,
+					   * start before t0 */
+	uint32_t ncopies;
+	uint64_t base;                    /* bytes held at t0, before the samples */
+	struct mvd_sched_sample *samples; /* in the order they arose, not sorted */
+	uint32_t nsamples;
+	uint64_t step_ns, stall_ns, compute_ns, peak;
+	int over_budget;
+};
+
+/* Recomputes the schedule by the rules policies/model.c states. Returns 0 or -EINVAL. */
+int mvd_sched_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t budget,
+		  const struct mv_machine *m, struct mvd_sched *out);
+void mvd_sched_free(struct mvd_sched *s);
 
 /* memvirt.c: the closest of the NULL-terminated names to word, or NULL when none is close enough
  * to suggest. */

@@ -1,4 +1,4 @@
-/* memvirt policies: lists the built-in paging policies, one line each. */
+/* memvirt policies: lists the built-in paging policies, one line each, from the policies' registry. */
 /* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
 #include <config.h>
 
@@ -6,32 +6,15 @@
 #include <string.h>
 
 #include "daemon/cli.h"
-#include "daemon/config.h"
-
-/* What each policy does, in one line; memvirt-policies(7) has the rest. The names themselves come
- * from mvd_policies, so a policy the daemon knows is never missing here, only undescribed. */
-static const struct {
-	const char *name;
-	const char *line;
-} policies_lines[] = {
-	{"lru", "reactive demand paging: evicts the least recently used buffer when the budget is "
-		"short, pages it back in when a launch needs it"},
-};
-
-static const char *policies_describe(const char *name)
-{
-	for (size_t i = 0; i < sizeof(policies_lines) / sizeof(policies_lines[0]); i++)
-		if (strcmp(policies_lines[i].name, name) == 0)
-			return policies_lines[i].line;
-	return "(no description yet)";
-}
+#include "policies/policy.h"
 
 static void policies_usage(FILE *f)
 {
 	fprintf(f, "usage: memvirt policies\n"
 		   "\n"
-		   "Lists the built-in paging policies, the values 'memvirt run --policy' and a\n"
-		   "configuration's jobs.*.policy accept. memvirt-policies(7) describes each.\n"
+		   "Lists the built-in paging policies, the values 'memvirt run --policy',\n"
+		   "'memvirt trace replay --policy' and a configuration's jobs.*.policy accept.\n"
+		   "memvirt-policies(7) describes each.\n"
 		   "\n"
 		   "  --help   print this and exit\n");
 }
@@ -49,10 +32,32 @@ int cmd_policies(int argc, char **argv)
 		policies_usage(stderr);
 		return 2;
 	}
-	for (size_t i = 0; mvd_policies[i] != NULL; i++)
-		if (strlen(mvd_policies[i]) > width)
-			width = strlen(mvd_policies[i]);
-	for (size_t i = 0; mvd_policies[i] != NULL; i++)
-		printf("%-*s  %s\n", (int)width, mvd_policies[i], policies_describe(mvd_policies[i]));
+	for (size_t i = 0; mv_policies[i] != NULL; i++)
+		if (strlen(mv_policies[i]->name) > width)
+			width = strlen(mv_policies[i]->name);
+	for (size_t i = 0; mv_policies[i] != NULL; i++)
+		printf("%-*s  %s\n", (int)width, mv_policies[i]->name, mv_policies[i]->summary);
 	return 0;
+}
+
+int mvd_policy_check(const char *prog, const char *name)
+{
+	const char *names[16], *guess;
+	size_t n = 0;
+
+	for (size_t i = 0; mv_policies[i] != NULL && n + 1 < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(mv_policies[i]->name, name) == 0)
+			return 0;
+		names[n++] = mv_policies[i]->name;
+	}
+	names[n] = NULL;
+	guess = mvd_closest(name, names);
+	fprintf(stderr, "%s: unknown policy '%s'", prog, name);
+	if (guess != NULL)
+		fprintf(stderr, "; did you mean '%s'?", guess);
+	fprintf(stderr, " (known policies:");
+	for (size_t i = 0; i < n; i++)
+		fprintf(stderr, " %s", names[i]);
+	fprintf(stderr, ")\n");
+	return -1;
 }

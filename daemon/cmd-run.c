@@ -34,7 +34,10 @@ struct run_opts {
 	const char *budget;
 	const char *device;
 	const char *socket;
+	const char *page_min;
+	const char *lookahead;
 	int simulate;
+	char record[PATH_MAX]; /* --record's file made absolute; empty when not asked */
 	char **cmd; /* the command and its arguments, NULL-terminated */
 };
 
@@ -80,8 +83,14 @@ static void run_usage(FILE *f)
 		"                    (sets MEMVIRT_BUDGET)\n"
 		"  --device N        run on device N only (sets CUDA_VISIBLE_DEVICES)\n"
 		"  --policy NAME     the paging policy (sets MEMVIRT_POLICY); see 'memvirt policies'\n"
+		"  --lookahead N     vdnn-*: issue page-ins N layers ahead, N >= 1\n"
+		"                    (sets MEMVIRT_LOOKAHEAD)\n"
+		"  --page-min SIZE   page no buffer smaller than SIZE (sets MEMVIRT_PAGE_MIN)\n"
+		"  --record FILE     write the job's trace to FILE for 'memvirt trace'\n"
+		"                    (sets MEMVIRT_RECORD)\n"
 		"  --config FILE     the configuration for a private daemon; its \"library\" settings\n"
-		"                    are handed to the job unless the environment sets them\n"
+		"                    and the job's planning knobs (\"jobs\") are handed to the job\n"
+		"                    unless the environment or an option sets them\n"
 		"  --socket PATH     the daemon's socket (default: $MEMVIRT_SOCKET or the per-user path)\n"
 		"  --simulate        run on the simulated GPU of the build tree (tests/simcuda)\n"
 		"  --help            print this and exit\n");
@@ -95,19 +104,72 @@ enum {
 	RUN_EXIT_NOT_FOUND = 127,
 };
 
-static int run_check_policy(const char *policy)
+/* --record: the file as an absolute path (the job may change its directory), in a directory this
+ * user can write, so that a long job does not run for nothing. */
+static int run_check_record(const char *file, char *out, size_t len)
 {
-	const char *guess;
+	char cwd[PATH_MAX], dir[PATH_MAX];
+	struct stat st;
+	char *slash;
+	int n;
 
-	for (size_t i = 0; mvd_policies[i] != NULL; i++)
-		if (strcmp(mvd_policies[i], policy) == 0)
-			return 0;
-	guess = mvd_closest(policy, mvd_policies);
-	fprintf(stderr, "memvirt run: unknown policy '%s'", policy);
-	if (guess != NULL)
-		fprintf(stderr, "; did you mean '%s'?", guess);
-	fprintf(stderr, " ('memvirt policies' lists them)\n");
-	return -1;
+	if (*file == '\0') {
+		fprintf(stderr, "memvirt run: --record needs a file name\n");
+		return -1;
+	}
+	if (file[0] == '/') {
+		n = snprintf(out, len, "%s", file);
+	} else {
+		if (getcwd(cwd, sizeof(cwd)) == NULL) {
+			fprintf(stderr, "memvirt run: --record %s: cannot tell the current directory: %s\n",
+				file, strerror(errno));
+			return -1;
+		}
+		n = snprintf(out, len, "%s/%s", cwd, file);
+	}
+	if (n < 0 || (size_t)n >= len) {
+		fprintf(stderr, "memvirt run: --record %s: the path is too long\n", file);
+		return -1;
+	}
+	if (out[strlen(out) - 1] == '/' || (stat(out, &st) == 0 && S_ISDIR(st.st_mode))) {
+		fprintf(stderr, "memvirt run: --record %s: is a directory; name a file in it\n", file);
+		return -1;
+	}
+	snprintf(dir, sizeof(dir), "%s", out);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		fprintf(stderr, "memvirt run: --record %s: no directory %s\n", file, dir);
+		return -1;
+	}
+	if (access(dir, W_OK | X_OK) != 0) {
+		fprintf(stderr, "memvirt run: --record %s: cannot write in %s: %s\n", file, dir,
+			strerror(errno));
+		return -1;
+	}
+	if (access(out, F_OK) == 0 && access(out, W_OK) != 0) {
+		fprintf(stderr, "memvirt run: --record %s: cannot write it: %s\n", file, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int run_check_lookahead(const char *s)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (*s < '0' || *s > '9' || *end != '\0' || errno != 0 || v < 1 || v > MVD_LOOKAHEAD_MAX) {
+		fprintf(stderr, "memvirt run: --lookahead '%s' is not a whole number from 1 to %d\n", s,
+			MVD_LOOKAHEAD_MAX);
+		return -1;
+	}
+	return 0;
 }
 
 /* CUDA_VISIBLE_DEVICES takes an ordinal or a device's UUID (GPU-..., MIG-...). */
@@ -132,9 +194,13 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		{"device", required_argument, NULL, 'd'},
 		{"simulate", no_argument, NULL, 'S'},
 		{"socket", required_argument, NULL, 's'},
+		{"record", required_argument, NULL, 'r'},
+		{"lookahead", required_argument, NULL, 'L'},
+		{"page-min", required_argument, NULL, 'm'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	const char *record = NULL;
 	uint64_t bytes;
 	int c;
 
@@ -160,6 +226,15 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 			break;
 		case 's':
 			o->socket = optarg;
+			break;
+		case 'r':
+			record = optarg;
+			break;
+		case 'L':
+			o->lookahead = optarg;
+			break;
+		case 'm':
+			o->page_min = optarg;
 			break;
 		case 'h':
 			run_usage(stdout);
@@ -194,7 +269,16 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 				"(GPU-...)\n", o->device);
 		return -1;
 	}
-	if (o->policy != NULL && run_check_policy(o->policy) < 0)
+	if (o->policy != NULL && mvd_policy_check("memvirt run", o->policy) < 0)
+		return -1;
+	if (o->lookahead != NULL && run_check_lookahead(o->lookahead) < 0)
+		return -1;
+	if (o->page_min != NULL && (mv_parse_size(o->page_min, &bytes) < 0 || bytes == 0)) {
+		fprintf(stderr, "memvirt run: --page-min '%s' is not a size of at least 1 byte, such as "
+				"4MiB\n", o->page_min);
+		return -1;
+	}
+	if (record != NULL && run_check_record(record, o->record, sizeof(o->record)) < 0)
 		return -1;
 	return 0;
 }
@@ -416,6 +500,38 @@ static void run_stop_daemon(struct run_daemon *d)
 	d->dir[0] = '\0';
 }
 
+/* The job's planning knobs from the configuration, for those the file gives: under the command
+ * line's flags and the environment, which the job would see otherwise. */
+static void run_job_settings(const struct run_opts *o, const struct mvd_config *cfg)
+{
+	const struct mvd_job *j;
+	const char *name = getenv("MEMVIRT_JOB"), *slash;
+	char buf[64];
+
+	/* The name the library gives the daemon: MEMVIRT_JOB, else the program's. */
+	if (name == NULL || *name == '\0') {
+		slash = strrchr(o->cmd[0], '/');
+		name = slash != NULL ? slash + 1 : o->cmd[0];
+	}
+	j = mvd_config_job(cfg, name);
+	if (j->set & MVD_JOB_POLICY)
+		setenv("MEMVIRT_POLICY", j->policy, 0);
+	if (j->set & MVD_JOB_PAGE_MIN)
+		run_setenv_u64("MEMVIRT_PAGE_MIN", j->page_min);
+	if (j->set & MVD_JOB_LOOKAHEAD)
+		run_setenv_u64("MEMVIRT_LOOKAHEAD", j->lookahead);
+	if (j->set & MVD_JOB_HEAVY_FRACTION) {
+		snprintf(buf, sizeof(buf), "%.17g", j->heavy_fraction);
+		setenv("MEMVIRT_HEAVY_FRACTION", buf, 0);
+	}
+	if (j->set & MVD_JOB_HEADROOM) {
+		snprintf(buf, sizeof(buf), "%.17g", j->headroom);
+		setenv("MEMVIRT_HEADROOM", buf, 0);
+	}
+	if (j->set & MVD_JOB_ITERATION_MARKER)
+		setenv("MEMVIRT_ITERATION_MARKER", j->iteration_marker, 0);
+}
+
 /* Sets the job's environment. After the daemon is started, so that it gets none of it. */
 static void run_environment(const struct run_opts *o, const struct mvd_config *cfg,
 			    const char *lib, const char *simdir, const char *socket)
@@ -430,6 +546,12 @@ static void run_environment(const struct run_opts *o, const struct mvd_config *c
 		setenv("CUDA_VISIBLE_DEVICES", o->device, 1);
 	if (o->policy != NULL)
 		setenv("MEMVIRT_POLICY", o->policy, 1);
+	if (o->lookahead != NULL)
+		setenv("MEMVIRT_LOOKAHEAD", o->lookahead, 1);
+	if (o->page_min != NULL)
+		setenv("MEMVIRT_PAGE_MIN", o->page_min, 1);
+	if (o->record[0] != '\0')
+		setenv("MEMVIRT_RECORD", o->record, 1);
 	for (size_t i = 0; i < sizeof(run_profiles) / sizeof(run_profiles[0]); i++)
 		setenv(run_profiles[i].name, run_profiles[i].value, 0);
 	if (cfg != NULL) {
@@ -437,6 +559,7 @@ static void run_environment(const struct run_opts *o, const struct mvd_config *c
 		if (cfg->host_limit != 0)
 			run_setenv_u64("MEMVIRT_HOST_LIMIT", cfg->host_limit);
 		setenv("MEMVIRT_SAFETY_NET", cfg->safety_net ? "on" : "off", 0);
+		run_job_settings(o, cfg);
 	}
 	if (simdir != NULL) {
 		run_prepend("LD_LIBRARY_PATH", simdir);
@@ -590,7 +713,8 @@ int cmd_run(int argc, char **argv)
 		json_decref(resp);
 		if (o.config != NULL)
 			fprintf(stderr, "memvirt run: memvirtd on %s runs with its own configuration; "
-					"--config gives the job only its \"library\" settings\n", socket);
+					"--config gives the job only its \"library\" and \"jobs\" settings\n",
+				socket);
 	} else {
 		if (o.socket != NULL)
 			fprintf(stderr, "memvirt run: no daemon answers on %s; starting a private one\n",

@@ -11,6 +11,7 @@
 #include <sys/un.h>
 
 #include "daemon/config.h"
+#include "policies/policy.h"
 #include "protocol/units.h"
 
 /* A configuration file larger than this is refused rather than read (a device file, say). */
@@ -18,8 +19,6 @@
 
 /* Keys deeper than this are not the schema's; their positions are not kept. */
 #define CONFIG_MAX_DEPTH 4
-
-const char *const mvd_policies[] = {"lru", NULL};
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
 
@@ -392,48 +391,61 @@ enum kind {
 	K_WEIGHT,
 	K_POLICY,
 	K_BOOL,
+	K_LOOKAHEAD,
+	K_HEAVY,     /* a fraction in (0, 1] */
+	K_HEADROOM,  /* a fraction in [0, 1) */
+	K_KERNEL,    /* a kernel's name */
 };
 
-/* One key: its name, what its value must be, and where in the struct it goes. */
+/* One key: its name, what its value must be, where in the struct it goes, and for a job's knob
+ * the MVD_JOB_* bit that says the file gave it. */
 struct field {
 	const char *name;
 	enum kind kind;
 	size_t off;
 	const struct field *sub;
+	unsigned bit;
 };
 
 static const struct field daemon_fields[] = {
-	{"log_level", K_LEVEL, offsetof(struct mvd_config, log_level), NULL},
-	{"log_file", K_PATH, offsetof(struct mvd_config, log_file), NULL},
-	{"socket", K_SOCKET, offsetof(struct mvd_config, socket), NULL},
-	{NULL, 0, 0, NULL},
+	{"log_level", K_LEVEL, offsetof(struct mvd_config, log_level), NULL, 0},
+	{"log_file", K_PATH, offsetof(struct mvd_config, log_file), NULL, 0},
+	{"socket", K_SOCKET, offsetof(struct mvd_config, socket), NULL, 0},
+	{NULL, 0, 0, NULL, 0},
 };
 
 static const struct field device_fields[] = {
-	{"budget", K_BUDGET, offsetof(struct mvd_config, device_budget), NULL},
-	{NULL, 0, 0, NULL},
+	{"budget", K_BUDGET, offsetof(struct mvd_config, device_budget), NULL, 0},
+	{NULL, 0, 0, NULL, 0},
 };
 
 static const struct field library_fields[] = {
-	{"slab_threshold", K_SIZE, offsetof(struct mvd_config, slab_threshold), NULL},
-	{"host_limit", K_SIZE, offsetof(struct mvd_config, host_limit), NULL},
-	{"safety_net", K_BOOL, offsetof(struct mvd_config, safety_net), NULL},
-	{NULL, 0, 0, NULL},
+	{"slab_threshold", K_SIZE, offsetof(struct mvd_config, slab_threshold), NULL, 0},
+	{"host_limit", K_SIZE, offsetof(struct mvd_config, host_limit), NULL, 0},
+	{"safety_net", K_BOOL, offsetof(struct mvd_config, safety_net), NULL, 0},
+	{NULL, 0, 0, NULL, 0},
 };
 
 static const struct field top_fields[] = {
-	{"daemon", K_SECTION, 0, daemon_fields},
-	{"device", K_SECTION, 0, device_fields},
-	{"jobs", K_JOBS, 0, NULL},
-	{"library", K_SECTION, 0, library_fields},
-	{NULL, 0, 0, NULL},
+	{"daemon", K_SECTION, 0, daemon_fields, 0},
+	{"device", K_SECTION, 0, device_fields, 0},
+	{"jobs", K_JOBS, 0, NULL, 0},
+	{"library", K_SECTION, 0, library_fields, 0},
+	{NULL, 0, 0, NULL, 0},
 };
 
 static const struct field job_fields[] = {
-	{"weight", K_WEIGHT, offsetof(struct mvd_job, weight), NULL},
-	{"min", K_SIZE, offsetof(struct mvd_job, min), NULL},
-	{"policy", K_POLICY, offsetof(struct mvd_job, policy), NULL},
-	{NULL, 0, 0, NULL},
+	{"weight", K_WEIGHT, offsetof(struct mvd_job, weight), NULL, 0},
+	{"min", K_SIZE, offsetof(struct mvd_job, min), NULL, 0},
+	{"policy", K_POLICY, offsetof(struct mvd_job, policy), NULL, MVD_JOB_POLICY},
+	{"page_min", K_SIZE, offsetof(struct mvd_job, page_min), NULL, MVD_JOB_PAGE_MIN},
+	{"lookahead", K_LOOKAHEAD, offsetof(struct mvd_job, lookahead), NULL, MVD_JOB_LOOKAHEAD},
+	{"heavy_fraction", K_HEAVY, offsetof(struct mvd_job, heavy_fraction), NULL,
+	 MVD_JOB_HEAVY_FRACTION},
+	{"headroom", K_HEADROOM, offsetof(struct mvd_job, headroom), NULL, MVD_JOB_HEADROOM},
+	{"iteration_marker", K_KERNEL, offsetof(struct mvd_job, iteration_marker), NULL,
+	 MVD_JOB_ITERATION_MARKER},
+	{NULL, 0, 0, NULL, 0},
 };
 
 /* What each kind of value must look like, for "expected X". */
@@ -449,6 +461,10 @@ static const char *expected(enum kind k)
 	case K_SIZE: return "a size such as \"4GiB\" or a number of bytes";
 	case K_WEIGHT: return "a whole number from 1 to 1000";
 	case K_POLICY: return "a policy name such as \"lru\"";
+	case K_LOOKAHEAD: return "a whole number from 1 to 1000000";
+	case K_HEAVY: return "a number greater than 0 and at most 1";
+	case K_HEADROOM: return "a number from 0 up to but not including 1";
+	case K_KERNEL: return "a kernel name";
 	default: return "true or false";
 	}
 }
@@ -611,7 +627,7 @@ static int check_fields(struct loader *l, struct mvd_config *c, const json_t *ob
 		const struct field *f, *near = NULL;
 		size_t best = 3;
 		char buf[128], known[256];
-		const char *names[8];
+		const char *names[16];
 		size_t n = 0;
 		int rc;
 
@@ -640,6 +656,9 @@ static int check_fields(struct loader *l, struct mvd_config *c, const json_t *ob
 		l->depth--;
 		if (rc != 0)
 			return rc;
+		/* Only a job's fields have bits: base is then a struct mvd_job. */
+		if (f->bit != 0)
+			((struct mvd_job *)base)->set |= f->bit;
 	}
 	return 0;
 }
@@ -679,6 +698,13 @@ static int check_jobs(struct loader *l, struct mvd_config *c, const json_t *obj)
 		j->weight = c->defaults.weight;
 		j->min = c->defaults.min;
 		j->policy = xstrdup(c->defaults.policy);
+		j->page_min = c->defaults.page_min;
+		j->lookahead = c->defaults.lookahead;
+		j->heavy_fraction = c->defaults.heavy_fraction;
+		j->headroom = c->defaults.headroom;
+		if (c->defaults.iteration_marker != NULL)
+			j->iteration_marker = xstrdup(c->defaults.iteration_marker);
+		j->set = c->defaults.set;
 		rc = check_fields(l, c, v, job_fields, j);
 		l->depth--;
 		if (rc != 0)
@@ -725,7 +751,12 @@ static int check_value(struct loader *l, struct mvd_config *c, const struct fiel
 	case K_BUDGET:
 		return check_budget(l, v, (char **)(void *)at);
 	case K_SIZE:
-		return check_size(l, v, (uint64_t *)(void *)at);
+		if (check_size(l, v, (uint64_t *)(void *)at) != 0)
+			return -1;
+		/* A plan that pages buffers of no bytes would be a plan that pages nothing. */
+		if (f->bit == MVD_JOB_PAGE_MIN && *(uint64_t *)(void *)at == 0)
+			return fail(l, 0, "page_min 0 is out of range: at least 1 byte, such as \"1MiB\"");
+		return 0;
 	case K_WEIGHT:
 		if (json_is_real(v))
 			return fail(l, 0, "%g is not a whole number from 1 to 1000",
@@ -740,12 +771,56 @@ static int check_value(struct loader *l, struct mvd_config *c, const struct fiel
 	case K_POLICY:
 		if (!json_is_string(v))
 			return wrong_type(l, f->kind, v);
-		if (!one_of(json_string_value(v), mvd_policies))
+		if (mv_policy_find(json_string_value(v)) == NULL)
 			return fail(l, 0, "unknown policy '%s'; the known policies are %s",
 				    shown(json_string_value(v), buf, sizeof(buf)),
-				    list(mvd_policies, "and", names, sizeof(names)));
+				    mvd_policy_names("and", names, sizeof(names)));
 		set_string((char **)(void *)at, json_string_value(v));
 		return 0;
+	case K_LOOKAHEAD:
+		if (json_is_real(v))
+			return fail(l, 0, "%g is not a whole number from 1 to %d", json_real_value(v),
+				    MVD_LOOKAHEAD_MAX);
+		if (!json_is_integer(v))
+			return wrong_type(l, f->kind, v);
+		if (json_integer_value(v) < 1 || json_integer_value(v) > MVD_LOOKAHEAD_MAX)
+			return fail(l, 0, "lookahead %lld is out of range 1..%d",
+				    (long long)json_integer_value(v), MVD_LOOKAHEAD_MAX);
+		*(uint32_t *)(void *)at = (uint32_t)json_integer_value(v);
+		return 0;
+	case K_HEAVY:
+	case K_HEADROOM: {
+		double d;
+
+		if (!json_is_number(v))
+			return wrong_type(l, f->kind, v);
+		d = json_number_value(v);
+		if (f->kind == K_HEAVY && !(d > 0 && d <= 1))
+			return fail(l, 0, "heavy_fraction %g is out of range: more than 0 and at most 1",
+				    d);
+		if (f->kind == K_HEADROOM && !(d >= 0 && d < 1))
+			return fail(l, 0, "headroom %g is out of range: at least 0 and less than 1", d);
+		*(double *)(void *)at = d;
+		return 0;
+	}
+	case K_KERNEL: {
+		const char *k;
+
+		if (!json_is_string(v))
+			return wrong_type(l, f->kind, v);
+		k = json_string_value(v);
+		if (k[0] == '\0')
+			return fail(l, 0, "a kernel name must not be empty");
+		if (json_string_length(v) > MV_TRACE_NAME_MAX)
+			return fail(l, 0, "a kernel name is at most %d bytes, not %zu", MV_TRACE_NAME_MAX,
+				    json_string_length(v));
+		for (const char *q = k; *q != '\0'; q++)
+			if ((unsigned char)*q < 0x20 || *q == 0x7f)
+				return fail(l, 0, "'%s' is not a kernel name: it holds a control character",
+					    shown(k, buf, sizeof(buf)));
+		set_string((char **)(void *)at, k);
+		return 0;
+	}
 	case K_BOOL:
 		if (!json_is_boolean(v))
 			return wrong_type(l, f->kind, v);
@@ -757,16 +832,37 @@ static int check_value(struct loader *l, struct mvd_config *c, const struct fiel
 
 /* ---- the interface ---------------------------------------------------------------------------- */
 
+char *mvd_policy_names(const char *conj, char *buf, size_t len)
+{
+	const char *names[16];
+	size_t n = 0;
+
+	for (size_t i = 0; mv_policies[i] != NULL && n + 1 < sizeof(names) / sizeof(names[0]); i++)
+		names[n++] = mv_policies[i]->name;
+	names[n] = NULL;
+	list(names, conj, buf, len);
+	return buf;
+}
+
 struct mvd_config *mvd_config_default(void)
 {
 	struct mvd_config *c = xcalloc(1, sizeof(*c));
+	struct mv_policy_params pp;
 
 	c->log_level = xstrdup("info");
 	c->device_budget = xstrdup("100%");
 	c->defaults.name = xstrdup("default");
 	c->defaults.weight = 1;
 	c->defaults.min = 0;
+	/* The library's own default without MEMVIRT_POLICY, so that a job pages alike with and
+	 * without a configuration. */
 	c->defaults.policy = xstrdup("lru");
+	/* The planning knobs' defaults are the policies' own, so that the two cannot differ. */
+	mv_policy_defaults(&pp);
+	c->defaults.page_min = pp.min_size;
+	c->defaults.lookahead = pp.lookahead;
+	c->defaults.heavy_fraction = pp.heavy_fraction;
+	c->defaults.headroom = pp.headroom;
 	c->slab_threshold = (uint64_t)1 << 20;
 	c->host_limit = 0;
 	c->safety_net = 1;
@@ -891,6 +987,7 @@ static void job_free(struct mvd_job *j)
 {
 	free(j->name);
 	free(j->policy);
+	free(j->iteration_marker);
 }
 
 void mvd_config_free(struct mvd_config *c)

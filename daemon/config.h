@@ -7,7 +7,8 @@
  *                  "socket": "/run/memvirt/memvirtd.sock" },
  *     "device":  { "budget": "90%" },
  *     "jobs":    { "default":  { "weight": 1, "min": "0", "policy": "lru" },
- *                  "train.py": { "weight": 2, "min": "4GiB" } },
+ *                  "train.py": { "weight": 2, "min": "4GiB", "policy": "vdnn-all",
+ *                                "lookahead": 2, "page_min": "4MiB" } },
  *     "library": { "slab_threshold": "1MiB", "host_limit": "64GiB", "safety_net": true }
  *   }
  *
@@ -19,12 +20,32 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* How the arbiter treats one job (a process whose job name matches, or "default"). */
+/* Which of a job's planning knobs the file gives (the others are the library's defaults, which
+ * `memvirt run` then leaves alone). */
+#define MVD_JOB_POLICY           0x01u
+#define MVD_JOB_PAGE_MIN         0x02u
+#define MVD_JOB_LOOKAHEAD        0x04u
+#define MVD_JOB_HEAVY_FRACTION   0x08u
+#define MVD_JOB_HEADROOM         0x10u
+#define MVD_JOB_ITERATION_MARKER 0x20u
+
+/* The largest lookahead, in layers, the library accepts. */
+#define MVD_LOOKAHEAD_MAX 1000000
+
+/* How the arbiter and the planner treat one job (a process whose job name matches, or
+ * "default"). */
 struct mvd_job {
 	char *name;
 	uint32_t weight;   /* share of the device budget beyond the minimums, 1 to 1000 */
 	uint64_t min;      /* bytes the job is granted before any weighted share */
-	char *policy;      /* the paging policy's name: "lru" (see memvirt-policies(7)) */
+	char *policy;      /* the paging policy's name, one of mv_policies (memvirt-policies(7)) */
+	uint64_t page_min; /* smallest buffer a plan pages, > 0 (default 1 MiB) */
+	uint32_t lookahead;      /* vdnn-*: layers ahead a page-in is issued, 1 to MVD_LOOKAHEAD_MAX
+				  * (default 1) */
+	double heavy_fraction;   /* vdnn-conv: in (0, 1] (default 0.5) */
+	double headroom;         /* mmcnn: in [0, 1) (default 0.02) */
+	char *iteration_marker;  /* a kernel name that starts each iteration; NULL: detect it */
+	unsigned set;            /* MVD_JOB_*: the knobs the file gives, itself or by "default" */
 };
 
 struct mvd_config {
@@ -41,7 +62,8 @@ struct mvd_config {
 	int safety_net;
 };
 
-/* The built-in configuration: log level info, budget 100%, weight 1, min 0, policy lru. */
+/* The built-in configuration: log level info, budget 100%, weight 1, min 0, policy lru, and the
+ * planning knobs of mv_policy_defaults(). */
 struct mvd_config *mvd_config_default(void);
 
 /* Reads and checks path. Returns 0 and *out, or -1 with err holding one line:
@@ -62,7 +84,7 @@ const struct mvd_job *mvd_config_job(const struct mvd_config *c, const char *job
 /* The budget for a device of total bytes. */
 uint64_t mvd_config_device_budget(const struct mvd_config *c, uint64_t total);
 
-/* The built-in policies, NULL-terminated, for checks and `memvirt policies`. */
-extern const char *const mvd_policies[];
+/* The policy names, for messages: "lru, vdnn-all, ... and auto" (from mv_policies). Returns buf. */
+char *mvd_policy_names(const char *conj, char *buf, size_t len);
 
 #endif

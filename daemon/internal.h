@@ -4,6 +4,7 @@
  * - the server owns every struct mvd_conn; a connection is freed only in its uv_close callback;
  * - a library connection owns its struct mvd_session, freed when the connection closes;
  * - the arbiter owns every struct mvd_device and borrows the sessions on it;
+ * - a session owns its struct mvd_learn (plan.c), freed with it;
  * - the server owns the current struct mvd_config; everything else borrows it and must not keep
  *   pointers into it across a reload. */
 #ifndef MVD_INTERNAL_H
@@ -132,6 +133,7 @@ struct mvd_session {
 	uint64_t events;             /* events received */
 	uint64_t events_dropped_heads; /* the sum of the EVENTS heads' dropped */
 	uint64_t launches;           /* MV_EV_LAUNCH events received */
+	struct mvd_learn *learn;     /* its iteration as learnt and planned for; owned */
 	struct mvd_device *dev;      /* the arbiter's device; borrowed */
 	TAILQ_ENTRY(mvd_session) entry;     /* every session */
 	TAILQ_ENTRY(mvd_session) dev_entry; /* the device's sessions */
@@ -194,6 +196,41 @@ void mvd_arbiter_recompute_all(void);
 /* The devices the viewer has sessions on (root: all), as protocol/control.h's DEVICE list;
  * granted and sessions count only what the viewer may see. New reference. */
 json_t *mvd_arbiter_devices_json(uid_t viewer);
+
+/* plan.c: each session's iteration learnt from its events, and the plans its job's policy makes.
+ *
+ * Events feed a trace (policies/trace.h) of bounded size: past a cap it restarts from its last
+ * iteration or from its live buffers, and a gap in the events (EVENTS' dropped) restarts it from
+ * its live buffers. Malformed sequences are counted, logged a few times, and not learnt. */
+struct mvd_learn;
+struct mv_policy_params;
+/* What one session's learning holds at most, whatever it is sent. */
+#define MVD_LEARN_MEMORY_MAX (48u << 20)
+struct mv_trace;
+
+struct mvd_learn *mvd_learn_new(uint64_t session, uint64_t device_total);
+void mvd_learn_free(struct mvd_learn *l);
+/* One EVENTS head's count of lost events, before its events are fed. */
+void mvd_learn_gap(struct mvd_learn *l, uint32_t dropped);
+void mvd_learn_event(struct mvd_learn *l, const struct mv_event *ev);
+/* Plans for what l has learnt with the policy of that name, unless nothing changed since the last
+ * planning (no new launches, same policy and params). Returns 1 with a PLAN payload in *payload
+ * (malloc'd, the caller frees it) and *len when one should be sent: a new plan, or an empty one
+ * withdrawing the last; otherwise 0. An identical plan is never returned twice in a row. */
+int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_policy_params *params,
+		   uint8_t **payload, size_t *len);
+/* The bytes l holds. */
+size_t mvd_learn_memory(const struct mvd_learn *l);
+/* The trace as learnt so far; borrowed until the next event. */
+const struct mv_trace *mvd_learn_trace(const struct mvd_learn *l);
+/* Adds the learning's fields to a session's stats object. */
+void mvd_learn_json(const struct mvd_learn *l, json_t *o);
+
+/* Plans for s with its job's policy and grant, and sends the plan when there is a new one. */
+void mvd_plan_session(struct mvd_session *s);
+/* A timer plans for every session a few times a second. */
+void mvd_plan_start(uv_loop_t *loop);
+void mvd_plan_stop(void);
 
 /* control.c: the memvirt command's requests. */
 

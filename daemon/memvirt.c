@@ -23,6 +23,7 @@ static const struct memvirt_cmd memvirt_cmds[] = {
 	{"daemon", cmd_daemon, "start, stop or ask the status of memvirtd"},
 	{"config", cmd_config, "check a configuration file, or make memvirtd reload its own"},
 	{"policies", cmd_policies, "list the built-in paging policies"},
+	{"trace", cmd_trace, "replay, chart or summarise a trace that 'run --record' wrote"},
 };
 #define MEMVIRT_NCMDS (sizeof(memvirt_cmds) / sizeof(memvirt_cmds[0]))
 

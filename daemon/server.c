@@ -609,6 +609,7 @@ int mvd_server_start(uv_loop_t *loop, const struct mvd_listen *l, struct mvd_con
 	uv_signal_init(loop, &server_sigint);
 	uv_signal_start(&server_sigint, server_signal_cb, SIGINT);
 	uv_timer_init(loop, &server_stop_timer);
+	mvd_plan_start(loop);
 
 	mvd_info("memvirtd %s listening on %s%s (config: %s)", PACKAGE_VERSION, l->path,
 		 l->fd >= 0 ? " (socket from systemd)" : "",
@@ -642,6 +643,7 @@ void mvd_server_stop(void)
 	uv_close((uv_handle_t *)&server_sighup, NULL);
 	uv_close((uv_handle_t *)&server_sigterm, NULL);
 	uv_close((uv_handle_t *)&server_sigint, NULL);
+	mvd_plan_stop();
 	/* Sessions are told first, so that each process goes on with its local policy instead of
 	 * waiting on grants that will not come. */
 	for (c = TAILQ_FIRST(&server_conns); c != NULL; c = next) {

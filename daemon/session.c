@@ -79,6 +79,7 @@ struct mvd_session *mvd_session_new(struct mvd_conn *c, const struct mv_msg_hell
 	/* A process that names no budget of its own would use the whole device. */
 	s->request = h->budget != 0 ? h->budget : h->device_total;
 	mvd_session_configure(s, mvd_server_config());
+	s->learn = mvd_learn_new(s->id, s->device_total);
 	TAILQ_INSERT_TAIL(&session_list, s, entry);
 
 	mvd_arbiter_join(s);
@@ -109,6 +110,7 @@ void mvd_session_free(struct mvd_session *s)
 		 s->pid, s->job, (unsigned long long)s->events);
 	TAILQ_REMOVE(&session_list, s, entry);
 	mvd_arbiter_leave(s);
+	mvd_learn_free(s->learn);
 	free(s);
 }
 
@@ -136,10 +138,12 @@ static int session_events(struct mvd_session *s, const struct mv_frame *f, const
 	}
 	s->events += head.count;
 	s->events_dropped_heads += head.dropped;
+	mvd_learn_gap(s->learn, head.dropped);
 	for (i = 0; i < head.count; i++) {
 		mv_event_decode(f->payload + MV_MSG_EVENTS_HEAD + (size_t)i * MV_EVENT_SIZE, &ev);
 		if (ev.kind == MV_EV_LAUNCH)
 			s->launches++;
+		mvd_learn_event(s->learn, &ev);
 	}
 	return 0;
 }
@@ -169,6 +173,7 @@ int mvd_session_frame(struct mvd_session *s, const struct mv_frame *f, const cha
 json_t *mvd_session_json(const struct mvd_session *s)
 {
 	const struct mv_msg_counters *k = &s->counters;
+	const struct mvd_job *job = mvd_config_job(mvd_server_config(), s->job);
 	uint64_t dropped;
 	char uuid[33];
 	json_t *o;
@@ -198,5 +203,10 @@ json_t *mvd_session_json(const struct mvd_session *s)
 	json_object_set_new(o, "events", json_integer((json_int_t)s->events));
 	json_object_set_new(o, "events_dropped", json_integer((json_int_t)dropped));
 	json_object_set_new(o, "launches", json_integer((json_int_t)s->launches));
+	json_object_set_new(o, "planned_outs", json_integer((json_int_t)k->planned_outs));
+	json_object_set_new(o, "planned_ins", json_integer((json_int_t)k->planned_ins));
+	json_object_set_new(o, "late_ins", json_integer((json_int_t)k->late_ins));
+	json_object_set_new(o, "policy", json_string(job->policy != NULL ? job->policy : "lru"));
+	mvd_learn_json(s->learn, o);
 	return o;
 }

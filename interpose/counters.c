@@ -26,6 +26,10 @@ MV_EXPORT void memvirt_counters(struct memvirt_counters *out)
 	out->oom = atomic_load(&mv_count.oom);
 	out->events_sent = atomic_load(&mv_count.events_sent);
 	out->events_dropped = atomic_load(&mv_count.events_dropped);
+	out->planned_outs = atomic_load(&mv_count.planned_outs);
+	out->planned_ins = atomic_load(&mv_count.planned_ins);
+	out->late_ins = atomic_load(&mv_count.late_ins);
+	out->divergences = atomic_load(&mv_count.divergences);
 }
 
 __attribute__((destructor)) static void summary(void)
@@ -38,10 +42,13 @@ __attribute__((destructor)) static void summary(void)
 	memvirt_counters(&c);
 	mv_log(MV_LOG_INFO,
 	       "budget %s, resident %s, on host %s; page-outs %llu (%s), page-ins %llu (%s), fault-ins %llu, "
-	       "stall %.3f ms, out-of-memory %llu; events sent %llu, dropped %llu",
+	       "stall %.3f ms, out-of-memory %llu; planned out %llu, in %llu, late %llu, "
+	       "divergences %llu; events sent %llu, dropped %llu",
 	       mv_format_size(c.budget, b, sizeof(b)), mv_format_size(c.resident_bytes, r, sizeof(r)),
 	       mv_format_size(c.host_bytes, h, sizeof(h)), (unsigned long long)c.page_outs,
 	       mv_format_size(c.bytes_out, o, sizeof(o)), (unsigned long long)c.page_ins,
 	       mv_format_size(c.bytes_in, i, sizeof(i)), (unsigned long long)c.fault_ins, (double)c.stall_ns / 1e6,
-	       (unsigned long long)c.oom, (unsigned long long)c.events_sent, (unsigned long long)c.events_dropped);
+	       (unsigned long long)c.oom, (unsigned long long)c.planned_outs, (unsigned long long)c.planned_ins,
+	       (unsigned long long)c.late_ins, (unsigned long long)c.divergences, (unsigned long long)c.events_sent,
+	       (unsigned long long)c.events_dropped);
 }

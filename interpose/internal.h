@@ -277,6 +277,7 @@ struct mv_counters_atomic {
 	_Atomic uint64_t app_vmm_bytes;
 	_Atomic uint64_t oom;
 	_Atomic uint64_t events_sent, events_dropped;
+	_Atomic uint64_t planned_outs, planned_ins, late_ins, divergences;
 };
 
 extern struct mv_counters_atomic mv_count;

@@ -223,6 +223,9 @@ static int send_counters(uint64_t deadline)
 	m.app_vmm_bytes = c.app_vmm_bytes;
 	m.oom = c.oom;
 	m.events_dropped = c.events_dropped;
+	m.planned_outs = c.planned_outs;
+	m.planned_ins = c.planned_ins;
+	m.late_ins = c.late_ins;
 	return send_frame(MV_MSG_COUNTERS, mv_counters_encode(&m, tx + MV_FRAME_HEADER), deadline);
 }
 

@@ -20,6 +20,10 @@ struct memvirt_counters {
 	uint64_t oom;            /* allocations refused because nothing more could be evicted */
 	uint64_t events_sent;    /* buffer events sent to memvirtd */
 	uint64_t events_dropped; /* buffer events lost because the queue to memvirtd was full */
+	uint64_t planned_outs;   /* page-outs a plan issued ahead of need */
+	uint64_t planned_ins;    /* page-ins a plan issued ahead of need */
+	uint64_t late_ins;       /* planned page-ins still copying when their launch came */
+	uint64_t divergences;    /* times the job left its plan's iteration and paging went reactive */
 };
 
 typedef void (*memvirt_counters_fn)(struct memvirt_counters *out);

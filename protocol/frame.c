@@ -60,6 +60,7 @@ static long frame_fixed_size(uint16_t type, int *known)
 	case MV_MSG_SHUTDOWN:
 		return 0;
 	case MV_MSG_EVENTS:
+	case MV_MSG_PLAN:
 	case MV_MSG_REQUEST:
 	case MV_MSG_RESPONSE:
 		return -1;
@@ -93,6 +94,9 @@ static int frame_check_header(const uint8_t *h)
 		return MV_FRAME_BAD_PAYLOAD;
 	if (type == MV_MSG_EVENTS &&
 	    (length < MV_MSG_EVENTS_HEAD || (length - MV_MSG_EVENTS_HEAD) % MV_EVENT_SIZE != 0))
+		return MV_FRAME_BAD_PAYLOAD;
+	if (type == MV_MSG_PLAN &&
+	    (length < MV_MSG_PLAN_HEAD || (length - MV_MSG_PLAN_HEAD) % MV_PLAN_OP_SIZE != 0))
 		return MV_FRAME_BAD_PAYLOAD;
 	return 0;
 }
@@ -227,6 +231,9 @@ size_t mv_counters_encode(const struct mv_msg_counters *m, uint8_t *out)
 	mv_put_u64(out + 72, m->app_vmm_bytes);
 	mv_put_u64(out + 80, m->oom);
 	mv_put_u64(out + 88, m->events_dropped);
+	mv_put_u64(out + 96, m->planned_outs);
+	mv_put_u64(out + 104, m->planned_ins);
+	mv_put_u64(out + 112, m->late_ins);
 	return MV_MSG_COUNTERS_SIZE;
 }
 
@@ -246,6 +253,9 @@ int mv_counters_decode(const uint8_t *p, size_t len, struct mv_msg_counters *m)
 	m->app_vmm_bytes = mv_get_u64(p + 72);
 	m->oom = mv_get_u64(p + 80);
 	m->events_dropped = mv_get_u64(p + 88);
+	m->planned_outs = mv_get_u64(p + 96);
+	m->planned_ins = mv_get_u64(p + 104);
+	m->late_ins = mv_get_u64(p + 112);
 	return 0;
 }
 
@@ -311,4 +321,65 @@ void mv_event_decode(const uint8_t *p, struct mv_event *ev)
 	ev->addr = mv_get_u64(p + 16);
 	ev->size = mv_get_u64(p + 24);
 	ev->arg = mv_get_u64(p + 32);
+}
+
+size_t mv_plan_encode(const struct mv_msg_plan *head, const struct mv_plan_op_wire *ops, uint8_t *out)
+{
+	uint8_t *q;
+	uint32_t i;
+
+	if (head->nops > MV_PLAN_OPS_MAX)
+		return 0;
+	mv_put_u64(out, head->fingerprint);
+	mv_put_u32(out + 8, head->nlaunch);
+	mv_put_u32(out + 12, head->nops);
+	mv_put_u64(out + 16, head->plan_id);
+	q = out + MV_MSG_PLAN_HEAD;
+	for (i = 0; i < head->nops; i++, q += MV_PLAN_OP_SIZE) {
+		mv_put_u32(q, ops[i].at);
+		mv_put_u32(q + 4, ops[i].need);
+		mv_put_u32(q + 8, ops[i].kind);
+		mv_put_u32(q + 12, ops[i].bind_launch);
+		mv_put_u32(q + 16, ops[i].bind_index);
+		mv_put_u32(q + 20, 0);
+		mv_put_u64(q + 24, ops[i].size);
+	}
+	return MV_MSG_PLAN_HEAD + (size_t)head->nops * MV_PLAN_OP_SIZE;
+}
+
+int mv_plan_decode(const uint8_t *p, size_t len, struct mv_msg_plan *head)
+{
+	uint32_t nops;
+
+	if (len < MV_MSG_PLAN_HEAD)
+		return MV_FRAME_BAD_PAYLOAD;
+	nops = mv_get_u32(p + 12);
+	if (nops > MV_PLAN_OPS_MAX || len != MV_MSG_PLAN_HEAD + (size_t)nops * MV_PLAN_OP_SIZE)
+		return MV_FRAME_BAD_PAYLOAD;
+	head->fingerprint = mv_get_u64(p);
+	head->nlaunch = mv_get_u32(p + 8);
+	head->nops = nops;
+	head->plan_id = mv_get_u64(p + 16);
+	return 0;
+}
+
+int mv_plan_op_decode(const uint8_t *p, uint32_t nlaunch, struct mv_plan_op_wire *op)
+{
+	op->at = mv_get_u32(p);
+	op->need = mv_get_u32(p + 4);
+	op->kind = mv_get_u32(p + 8);
+	op->bind_launch = mv_get_u32(p + 12);
+	op->bind_index = mv_get_u32(p + 16);
+	op->reserved = mv_get_u32(p + 20);
+	op->size = mv_get_u64(p + 24);
+	/* Launch numbers index the receiver's tables: each is checked against the iteration's length. */
+	if (op->kind != 1 && op->kind != 2)
+		return MV_FRAME_BAD_PAYLOAD;
+	if (op->at != MV_PLAN_OP_BEFORE_FIRST && op->at >= nlaunch)
+		return MV_FRAME_BAD_PAYLOAD;
+	if (op->need != MV_PLAN_OP_BEFORE_FIRST && op->need >= nlaunch)
+		return MV_FRAME_BAD_PAYLOAD;
+	if (op->bind_launch >= nlaunch || op->reserved != 0 || op->size == 0)
+		return MV_FRAME_BAD_PAYLOAD;
+	return 0;
 }

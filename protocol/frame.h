@@ -64,6 +64,14 @@ size_t mv_events_encode(const struct mv_event *ev, uint32_t n, uint32_t dropped,
 int mv_events_decode(const uint8_t *p, size_t len, struct mv_msg_events *head);
 void mv_event_decode(const uint8_t *p, struct mv_event *ev);
 
+/* PLAN: encode writes the head and head->nops ops (at most MV_PLAN_OPS_MAX) and returns the payload
+ * size, or 0; decode checks the head against len and returns 0, after which
+ * mv_plan_op_decode(p + MV_MSG_PLAN_HEAD + i * MV_PLAN_OP_SIZE, head->nlaunch, ...) reads op i and
+ * refuses (MV_FRAME_BAD_PAYLOAD) an unknown kind or a launch number outside the iteration. */
+size_t mv_plan_encode(const struct mv_msg_plan *head, const struct mv_plan_op_wire *ops, uint8_t *out);
+int mv_plan_decode(const uint8_t *p, size_t len, struct mv_msg_plan *head);
+int mv_plan_op_decode(const uint8_t *p, uint32_t nlaunch, struct mv_plan_op_wire *op);
+
 /* Little-endian fields. */
 void mv_put_u16(uint8_t *p, uint16_t v);
 void mv_put_u32(uint8_t *p, uint32_t v);

@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define MV_PROTO_MAGIC 0x5650564du /* "MVPV" as bytes on the wire */
-#define MV_PROTO_VERSION 1
+#define MV_PROTO_VERSION 2
 #define MV_FRAME_HEADER 16
 #define MV_FRAME_MAX (1u << 20) /* largest payload accepted */
 
@@ -39,7 +39,7 @@ enum mv_msg_type {
 	MV_MSG_WELCOME = 0x0200,  /* struct mv_msg_welcome: answer to HELLO */
 	MV_MSG_GRANT = 0x0201,    /* struct mv_msg_grant: a new device budget for this session */
 	MV_MSG_SHUTDOWN = 0x0202, /* no payload: the daemon is stopping; keep running on local policy */
-	/* 0x0203 is kept for plans */
+	MV_MSG_PLAN = 0x0203,     /* struct mv_msg_plan: a paging plan for the session's iteration */
 
 	/* 0x03xx control: the memvirt command <-> daemon */
 	MV_MSG_CONTROL_HELLO = 0x0300, /* struct mv_msg_control_hello: the first frame of a control session */
@@ -81,7 +81,11 @@ enum mv_event_kind {
 	MV_EV_PAGE_OUT = 4, /* addr, size */
 	MV_EV_PAGE_IN = 5,  /* addr, size; arg 1 when the app waited for it */
 	MV_EV_SYNC = 6,     /* stream */
+	MV_EV_REF = 7,      /* addr: a buffer the LAUNCH just before names, in the order scanned */
+	MV_EV_MARK = 8,     /* an explicit iteration boundary */
 };
+/* ALLOC carries the allocation's call-site hash in arg; LAUNCH carries the function in addr and
+ * the number of REF events that follow it in arg. */
 
 struct mv_event {
 	uint64_t time_ns; /* CLOCK_MONOTONIC */
@@ -115,8 +119,37 @@ struct mv_msg_counters {
 	uint64_t app_vmm_bytes;
 	uint64_t oom;
 	uint64_t events_dropped; /* in total */
+	uint64_t planned_outs;   /* page-outs a plan issued */
+	uint64_t planned_ins;    /* page-ins a plan issued */
+	uint64_t late_ins;       /* planned page-ins not complete when their launch came */
 };
-#define MV_MSG_COUNTERS_SIZE (12 * 8)
+#define MV_MSG_COUNTERS_SIZE (15 * 8)
+
+/* PLAN: what to move during the iteration whose function sequence hashes to `fingerprint`, in
+ * iteration-relative launch numbers (policies/policy.h). nops ops of MV_PLAN_OP_SIZE bytes follow the
+ * 24-byte head. A buffer is named by where the iteration first names it: launch bind_launch, the
+ * bind_index-th buffer that launch names; size guards against a wrong match. A plan with no ops
+ * withdraws the previous one. */
+struct mv_msg_plan {
+	uint64_t fingerprint;
+	uint32_t nlaunch;
+	uint32_t nops;
+	uint64_t plan_id;
+};
+#define MV_MSG_PLAN_HEAD 24
+
+struct mv_plan_op_wire {
+	uint32_t at;          /* MV_PLAN_OP_BEFORE_FIRST: before the iteration's first launch */
+	uint32_t need;
+	uint32_t kind;        /* 1 out, 2 in */
+	uint32_t bind_launch;
+	uint32_t bind_index;
+	uint32_t reserved;
+	uint64_t size;
+};
+#define MV_PLAN_OP_SIZE 32
+#define MV_PLAN_OP_BEFORE_FIRST UINT32_MAX
+#define MV_PLAN_OPS_MAX ((MV_FRAME_MAX - MV_MSG_PLAN_HEAD) / MV_PLAN_OP_SIZE)
 
 /* CONTROL_HELLO: a command's session. */
 struct mv_msg_control_hello {

@@ -63,10 +63,10 @@ grep -Eq '^memvirtd [0-9]+\.[0-9]+\.[0-9]+ \(protocol [0-9]+\)$' "$T/dversion.ou
 
 # --help: the overview names every command; each command's own help is its usage, on stdout.
 expect 0 help --help
-for cmd in run stats daemon config policies help; do
+for cmd in run stats daemon config policies trace help; do
 	grep -Eq "^  $cmd " "$T/help.out" || mv_fail "memvirt --help does not list '$cmd'"
 done
-for cmd in run stats daemon config policies; do
+for cmd in run stats daemon config policies trace; do
 	expect 0 "help-$cmd" "$cmd" --help
 	head -n 1 "$T/help-$cmd.out" | grep -q "^usage: memvirt $cmd" ||
 		mv_fail "memvirt $cmd --help does not start with its usage: $(head -n 1 "$T/help-$cmd.out")"
@@ -113,6 +113,44 @@ for b in 12parsecs 150% -1GiB; do
 done
 expect 2 badpolicy run --policy nosuch -- true
 grep -q "'nosuch'" "$T/badpolicy.err" || mv_fail "the refusal does not name the policy"
+grep -q "known policies: lru vdnn-all vdnn-conv mmcnn auto" "$T/badpolicy.err" ||
+	mv_fail "the refusal does not list the policies: $(cat "$T/badpolicy.err")"
+expect 2 badlookahead run --lookahead 0 -- true
+grep -q "'0'" "$T/badlookahead.err" || mv_fail "the refusal of --lookahead 0 does not name it"
+expect 2 badpagemin run --page-min 4parsecs -- true
+grep -q "'4parsecs'" "$T/badpagemin.err" || mv_fail "the refusal of --page-min does not name it"
+
+# --record: an absolute path for the job, whatever its directory; a directory that is not
+# there, or not writable, is refused before the job runs.
+rc=0
+(cd "$T" && timeout 30 "$MEMVIRT" run --record rel.trace -- sh -c 'echo "$MEMVIRT_RECORD"') \
+	>"$T/record.out" 2>"$T/record.err" || rc=$?
+[ "$rc" -eq 0 ] || mv_fail "memvirt run --record rel.trace: exit $rc: $(cat "$T/record.err")"
+[ "$(cat "$T/record.out")" = "$(cd "$T" && pwd -P)/rel.trace" ] ||
+	mv_fail "the job's MEMVIRT_RECORD is $(cat "$T/record.out"), not $T/rel.trace"
+expect 2 recordnodir run --record "$T/nodir/x.trace" -- sh -c "touch '$T/ran'"
+grep -q "no directory $T/nodir" "$T/recordnodir.err" || mv_fail "--record in a missing directory: $(cat "$T/recordnodir.err")"
+[ -e "$T/ran" ] && mv_fail "the job ran with --record in a missing directory"
+expect 2 recorddir run --record "$T" -- true
+grep -q "is a directory" "$T/recorddir.err" || mv_fail "--record of a directory: $(cat "$T/recorddir.err")"
+if [ "$(id -u)" -ne 0 ]; then
+	mkdir "$T/ro" && chmod 500 "$T/ro"
+	expect 2 recordro run --record "$T/ro/x.trace" -- true
+	grep -q "cannot write in $T/ro" "$T/recordro.err" || mv_fail "--record in a read-only directory: $(cat "$T/recordro.err")"
+fi
+
+# The planning options, and a configuration's knobs for the job (here "sh"), reach the job's
+# environment; an option wins over the file.
+expect 0 knobs run --policy vdnn-all --lookahead 3 --page-min 4MiB -- \
+	sh -c 'echo "$MEMVIRT_POLICY $MEMVIRT_LOOKAHEAD $MEMVIRT_PAGE_MIN"'
+[ "$(cat "$T/knobs.out")" = "vdnn-all 3 4MiB" ] || mv_fail "the job's knobs: $(cat "$T/knobs.out")"
+printf '{ "jobs": { "sh": { "policy": "mmcnn", "headroom": 0.25, "lookahead": 2, "iteration_marker": "sgd" } } }\n' \
+	>"$T/knobs.json"
+expect 0 cfgknobs run --config "$T/knobs.json" -- \
+	sh -c 'echo "$MEMVIRT_POLICY $MEMVIRT_HEADROOM $MEMVIRT_LOOKAHEAD $MEMVIRT_ITERATION_MARKER ${MEMVIRT_PAGE_MIN:-unset}"'
+[ "$(cat "$T/cfgknobs.out")" = "mmcnn 0.25 2 sgd unset" ] || mv_fail "the configuration's knobs: $(cat "$T/cfgknobs.out")"
+expect 0 cfgoverride run --config "$T/knobs.json" --policy lru -- sh -c 'echo "$MEMVIRT_POLICY"'
+[ "$(cat "$T/cfgoverride.out")" = lru ] || mv_fail "--policy did not win over the configuration: $(cat "$T/cfgoverride.out")"
 
 # SIGTERM sent to memvirt run reaches the job, which handles it and ends as it chooses.
 "$MEMVIRT" run -- sh -c "trap 'echo caught >\"$T/term\"; exit 7' TERM; : >\"$T/ready\"; while :; do sleep 0.1; done" \
@@ -154,9 +192,11 @@ case $(cat "$T/private.out") in
 esac
 [ -z "$(ls "$T/private")" ] || mv_fail "the private daemon's directory is left: $(ls "$T/private")"
 
-# policies lists lru.
+# policies lists the five built-ins, in the registry's order, each with its summary.
 expect 0 policies policies
-grep -q '^lru ' "$T/policies.out" || mv_fail "memvirt policies does not list lru: $(cat "$T/policies.out")"
+[ "$(awk '{ print $1 }' "$T/policies.out" | tr '\n' ' ')" = "lru vdnn-all vdnn-conv mmcnn auto " ] ||
+	mv_fail "memvirt policies does not list the five policies: $(cat "$T/policies.out")"
+awk 'NF < 4 { exit 1 }' "$T/policies.out" || mv_fail "a policy has no summary: $(cat "$T/policies.out")"
 
 timeout 30 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "memvirt daemon stop failed"
 DAEMON=

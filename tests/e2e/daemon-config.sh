@@ -89,7 +89,7 @@ refused "$T/size.json" "$T/size.json:1:34: library.slab_threshold: 'lots' is not
 printf '{ "daemon": { "log_level": "loud" } }\n' >"$T/level.json"
 refused "$T/level.json" "$T/level.json:1:28: daemon.log_level: 'loud' is not a log level: debug, info, warn or error"
 printf '{ "jobs": { "default": { "policy": "fifo" } } }\n' >"$T/policy.json"
-refused "$T/policy.json" "$T/policy.json:1:36: jobs.default.policy: unknown policy 'fifo'; the known policies are lru"
+refused "$T/policy.json" "$T/policy.json:1:36: jobs.default.policy: unknown policy 'fifo'; the known policies are lru, vdnn-all, vdnn-conv, mmcnn and auto"
 printf '{ "device": { "budget": "101%%" } }\n' >"$T/percent.json"
 refused "$T/percent.json" "$T/percent.json:1:25: device.budget: '101%' is more than 100%"
 printf '{ "device": { "budget": "90%%" }\n' >"$T/syntax.json"

@@ -42,6 +42,9 @@ le32() {
 }
 # header MAGIC VERSION TYPE LENGTH [RESERVED]: a frame header (protocol/proto.h).
 MAGIC=$((0x5650564d))
+# The protocol version, as protocol/proto.h defines it.
+V=$(sed -n 's/^#define MV_PROTO_VERSION \([0-9]*\)$/\1/p' "$MV_TOP_SRCDIR/protocol/proto.h")
+[ -n "$V" ] || mv_fail "no MV_PROTO_VERSION in protocol/proto.h"
 header() {
 	le32 "$1"
 	le16 "$2"
@@ -97,14 +100,14 @@ bad() {
 }
 
 # First, that mvsock tells an open connection from a closed one: a good control hello stays open.
-{ header $MAGIC 1 $((0x0300)) 8; zeros 8; } >"$T/good.bin"
+{ header $MAGIC $V $((0x0300)) 8; zeros 8; } >"$T/good.bin"
 rc=0
 "$MVSOCK" "$S" raw --wait 1 <"$T/good.bin" >"$T/raw.out" || rc=$?
 [ "$rc" -eq 1 ] && [ "$(cat "$T/raw.out")" = open ] || mv_fail "a good control hello was closed (mvsock exit $rc)"
 # The longest frame there may be, a request of 1 MiB, is answered, and the connection kept.
 {
 	cat "$T/good.bin"
-	header $MAGIC 1 $((0x0301)) $((1 << 20))
+	header $MAGIC $V $((0x0301)) $((1 << 20))
 	printf '{"cmd": "status"}'
 	zeros $(((1 << 20) - 17)) | tr '\0' ' '
 } >"$T/longest.bin"
@@ -123,60 +126,60 @@ head -c 19 "$T/good.bin" >"$T/in.bin"
 bad "truncated payload" "connection closed inside a frame" --eof
 { header $((0x4d4d4d4d)) 1 $((0x0300)) 8; zeros 8; } >"$T/in.bin"
 bad "bad magic" "bad magic"
-{ header $MAGIC 2 $((0x0300)) 8; zeros 8; } >"$T/in.bin"
+{ header $MAGIC $((V + 1)) $((0x0300)) 8; zeros 8; } >"$T/in.bin"
 bad "bad version" "unsupported protocol version"
-header $MAGIC 1 $((0x0301)) $((2 << 20)) >"$T/in.bin"
+header $MAGIC $V $((0x0301)) $((2 << 20)) >"$T/in.bin"
 bad "oversized length" "frame longer than 1 MiB"
-header $MAGIC 1 $((0x0301)) $((0xffffffff)) >"$T/in.bin"
+header $MAGIC $V $((0x0301)) $((0xffffffff)) >"$T/in.bin"
 bad "length 2^32-1" "frame longer than 1 MiB"
 {
 	cat "$T/good.bin"
-	header $MAGIC 1 $((0x0301)) $(((1 << 20) + 1))
+	header $MAGIC $V $((0x0301)) $(((1 << 20) + 1))
 } >"$T/in.bin"
 bad "length 1 MiB + 1" "frame longer than 1 MiB"
-header $MAGIC 1 $((0x0999)) 0 >"$T/in.bin"
+header $MAGIC $V $((0x0999)) 0 >"$T/in.bin"
 bad "unknown type" "unknown message type"
-header $MAGIC 1 $((0x02ff)) 0 >"$T/in.bin"
+header $MAGIC $V $((0x02ff)) 0 >"$T/in.bin"
 bad "unknown type in a known block" "unknown message type"
-{ header $MAGIC 1 $((0x0300)) 8 1; zeros 8; } >"$T/in.bin"
+{ header $MAGIC $V $((0x0300)) 8 1; zeros 8; } >"$T/in.bin"
 bad "reserved word" "nonzero reserved field"
-{ header $MAGIC 1 $((0x0100)) 8; zeros 8; } >"$T/in.bin"
+{ header $MAGIC $V $((0x0100)) 8; zeros 8; } >"$T/in.bin"
 bad "short HELLO" "payload size does not match its type"
-{ header $MAGIC 1 $((0x0301)) 2; printf '{}'; } >"$T/in.bin"
+{ header $MAGIC $V $((0x0301)) 2; printf '{}'; } >"$T/in.bin"
 bad "request before hello" "neither HELLO nor CONTROL_HELLO"
-{ header $MAGIC 1 $((0x0200)) 16; zeros 16; } >"$T/in.bin"
+{ header $MAGIC $V $((0x0200)) 16; zeros 16; } >"$T/in.bin"
 bad "WELCOME from a peer" "neither HELLO nor CONTROL_HELLO"
 {
-	header $MAGIC 1 $((0x0300)) 8
+	header $MAGIC $V $((0x0300)) 8
 	zeros 8
-	header $MAGIC 1 $((0x0300)) 8
+	header $MAGIC $V $((0x0300)) 8
 	zeros 8
 } >"$T/in.bin"
 bad "second control hello" "a second CONTROL_HELLO"
 {
-	header $MAGIC 1 $((0x0300)) 8
+	header $MAGIC $V $((0x0300)) 8
 	zeros 8
-	header $MAGIC 1 $((0x0101)) 8
+	header $MAGIC $V $((0x0101)) 8
 	zeros 8
 } >"$T/in.bin"
 bad "events on a control session" "a message type a control session may not send"
 {
-	header $MAGIC 1 $((0x0100)) 112
+	header $MAGIC $V $((0x0100)) 112
 	zeros 112
-	header $MAGIC 1 $((0x0101)) 8
+	header $MAGIC $V $((0x0101)) 8
 	le32 5
 	le32 0
 } >"$T/in.bin"
 bad "events count beyond the payload" "EVENTS count does not match its payload size"
 {
-	header $MAGIC 1 $((0x0100)) 112
+	header $MAGIC $V $((0x0100)) 112
 	zeros 112
-	header $MAGIC 1 $((0x0301)) 2
+	header $MAGIC $V $((0x0301)) 2
 	printf '{}'
 } >"$T/in.bin"
 bad "request on a library session" "a message type a library session may not send"
 {
-	header $MAGIC 1 $((0x0300)) 8
+	header $MAGIC $V $((0x0300)) 8
 	zeros 8
 	head -c 3000 /dev/urandom
 } >"$T/in.bin"

@@ -9,10 +9,17 @@
  *       open at the end of the wait; 2 for any other failure.
  *   mvsock SOCKET hello [--budget N] [--total N] [--weight N] [--job NAME] [--uuid TEXT]
  *       Opens a library session and stays in it, printing one line per frame the daemon sends
- *       ("welcome SESSION GRANT", "grant GRANT", "shutdown"), until standard input ends. Each
- *       line of standard input is an action: "events N" sends N launch events, "counters
- *       PAGE_OUTS PAGE_INS FAULT_INS" a counter snapshot, "bye" a BYE. Prints "closed" and exits
- *       0 if the daemon closes the session first; 2 for any other failure.
+ *       ("welcome SESSION GRANT", "grant GRANT", "shutdown", and for a plan "plan ID FINGERPRINT
+ *       NLAUNCH NOPS" followed by NOPS lines "plan-op out|in AT NEED BIND_LAUNCH BIND_INDEX
+ *       SIZE", AT and NEED being "-" for none), until standard input ends. Each line of
+ *       standard input is an action: "events N" sends N launch events, "counters PAGE_OUTS
+ *       PAGE_INS FAULT_INS" a counter snapshot, "bye" a BYE. Crafted event sequences, one EVENTS
+ *       frame each: "alloc ADDR SIZE [SITE]", "free ADDR", "launch FUNC [ADDR...]" (a LAUNCH
+ *       and one REF per ADDR; each launch advances the events' clock by a millisecond, other
+ *       events by a microsecond), "sync", "mark", "gap N" (an empty batch that says N events were
+ *       lost). "expect" prints "expect FINGERPRINT NLAUNCH": the iteration that policies/iter.c
+ *       finds in the crafted events sent so far, or "expect none". Prints "closed" and exits 0 if
+ *       the daemon closes the session first; 2 for any other failure.
  *   mvsock SOCKET request JSON
  *       Sends one control request and prints the response's JSON on one line. Exits 0 when it
  *       says "ok": true, 1 when it says false, 2 when no response came.
@@ -39,6 +46,7 @@
 
 #include <jansson.h>
 
+#include "policies/policy.h"
 #include "protocol/control.h"
 #include "protocol/frame.h"
 #include "protocol/proto.h"
@@ -227,9 +235,13 @@ static int hello_frames(uint8_t *buf, size_t *len)
 {
 	struct mv_msg_welcome w;
 	struct mv_msg_grant g;
+	struct mv_msg_plan plan;
+	struct mv_plan_op_wire op;
 	struct mv_frame f;
 	size_t at = 0;
 	ssize_t n;
+	uint32_t i;
+	char a[16], b[16];
 
 	for (;;) {
 		n = mv_frame_decode(buf + at, *len - at, &f);
@@ -247,6 +259,22 @@ static int hello_frames(uint8_t *buf, size_t *len)
 			printf("grant %" PRIu64 "\n", g.grant);
 		} else if (f.type == MV_MSG_SHUTDOWN) {
 			printf("shutdown\n");
+		} else if (f.type == MV_MSG_PLAN && mv_plan_decode(f.payload, f.length, &plan) == 0) {
+			printf("plan %" PRIu64 " %016" PRIx64 " %u %u\n", plan.plan_id, plan.fingerprint,
+			       plan.nlaunch, plan.nops);
+			for (i = 0; i < plan.nops; i++) {
+				if (mv_plan_op_decode(f.payload + MV_MSG_PLAN_HEAD + (size_t)i * MV_PLAN_OP_SIZE,
+						      plan.nlaunch, &op) < 0) {
+					fprintf(stderr, "%s: PLAN op %u is malformed\n", mvsock_prog, i);
+					return -1;
+				}
+				snprintf(a, sizeof(a), "%u", op.at);
+				snprintf(b, sizeof(b), "%u", op.need);
+				printf("plan-op %s %s %s %u %u %" PRIu64 "\n", op.kind == 1 ? "out" : "in",
+				       op.at == MV_PLAN_OP_BEFORE_FIRST ? "-" : a,
+				       op.need == MV_PLAN_OP_BEFORE_FIRST ? "-" : b, op.bind_launch,
+				       op.bind_index, op.size);
+			}
 		} else {
 			fprintf(stderr, "%s: unexpected frame type 0x%04x (%u bytes)\n", mvsock_prog,
 				f.type, f.length);
@@ -257,6 +285,141 @@ static int hello_frames(uint8_t *buf, size_t *len)
 	memmove(buf, buf + at, *len - at);
 	*len -= at;
 	return 0;
+}
+
+/* The crafted events sent so far, as a trace, for "expect". Buffers by address, functions by the
+ * library's number, both looked up linearly: the scripts send a few hundred. */
+static struct mv_trace *mirror;
+static uint64_t mirror_time;
+static uint64_t *mirror_addr;
+static uint32_t *mirror_buf, mirror_nlive;
+static uint64_t *mirror_fnum;
+static uint32_t mirror_nfuncs;
+
+static int mirror_find(uint64_t addr)
+{
+	uint32_t i;
+
+	for (i = 0; i < mirror_nlive; i++) {
+		if (mirror_addr[i] == addr)
+			return (int)i;
+	}
+	return -1;
+}
+
+/* Sends events ev[0, n) as one EVENTS frame saying dropped were lost. */
+static int send_events(int fd, const struct mv_event *ev, uint32_t n, uint32_t dropped)
+{
+	uint8_t *p = malloc(MV_MSG_EVENTS_HEAD + (size_t)n * MV_EVENT_SIZE);
+	size_t len;
+	int r;
+
+	if (p == NULL)
+		return -ENOMEM;
+	len = mv_events_encode(ev, n, dropped, p);
+	r = send_frame(fd, MV_MSG_EVENTS, p, len);
+	free(p);
+	return r;
+}
+
+/* One crafted action; returns 1 when line is none, else 0 or a negative errno. */
+static int crafted_action(int fd, const char *line)
+{
+	struct mv_event ev[65];
+	unsigned long long a, b, c = 0;
+	uint32_t refs[64], n = 0, func, buf;
+	char name[32];
+	const char *p;
+	int k, used;
+
+	if (mirror == NULL) {
+		mirror = mv_trace_new(0, 0);
+		if (mirror == NULL)
+			return -ENOMEM;
+	}
+	memset(ev, 0, sizeof(ev));
+	mirror_time += 1000;
+	if (sscanf(line, "alloc %lli %lli %lli", &a, &b, &c) >= 2) {
+		ev[0].kind = MV_EV_ALLOC;
+		ev[0].addr = a;
+		ev[0].size = b;
+		ev[0].arg = c;
+		ev[0].time_ns = mirror_time;
+		if (mirror_find(a) >= 0 || mv_trace_add_alloc(mirror, b, c, 0, mirror_time, &buf) < 0)
+			return -EINVAL;
+		mirror_addr = realloc(mirror_addr, (mirror_nlive + 1) * sizeof(*mirror_addr));
+		mirror_buf = realloc(mirror_buf, (mirror_nlive + 1) * sizeof(*mirror_buf));
+		if (mirror_addr == NULL || mirror_buf == NULL)
+			return -ENOMEM;
+		mirror_addr[mirror_nlive] = a;
+		mirror_buf[mirror_nlive++] = buf;
+		return send_events(fd, ev, 1, 0);
+	}
+	if (sscanf(line, "free %lli", &a) == 1) {
+		ev[0].kind = MV_EV_FREE;
+		ev[0].addr = a;
+		ev[0].time_ns = mirror_time;
+		k = mirror_find(a);
+		if (k < 0 || mv_trace_add_free(mirror, mirror_buf[k], mirror_time) < 0)
+			return -EINVAL;
+		mirror_addr[k] = mirror_addr[--mirror_nlive];
+		mirror_buf[k] = mirror_buf[mirror_nlive];
+		return send_events(fd, ev, 1, 0);
+	}
+	if (sscanf(line, "launch %lli%n", &a, &used) == 1) {
+		mirror_time += 1000000;
+		for (p = line + used; n < 64 && sscanf(p, " %lli%n", &b, &used) == 1; p += used) {
+			k = mirror_find(b);
+			if (k < 0)
+				return -EINVAL;
+			refs[n] = mirror_buf[k];
+			ev[1 + n].kind = MV_EV_REF;
+			ev[1 + n].addr = b;
+			ev[1 + n].time_ns = mirror_time;
+			n++;
+		}
+		ev[0].kind = MV_EV_LAUNCH;
+		ev[0].addr = a;
+		ev[0].arg = n;
+		ev[0].time_ns = mirror_time;
+		for (func = 0; func < mirror_nfuncs && mirror_fnum[func] != a; func++)
+			;
+		if (func == mirror_nfuncs) {
+			snprintf(name, sizeof(name), "f%llu", a);
+			mirror_fnum = realloc(mirror_fnum, (mirror_nfuncs + 1) * sizeof(*mirror_fnum));
+			if (mirror_fnum == NULL || mv_trace_add_func(mirror, name, &func) < 0)
+				return -ENOMEM;
+			mirror_fnum[mirror_nfuncs++] = a;
+		}
+		if (mv_trace_add_launch(mirror, func, 0, mirror_time, 0, refs, n) < 0)
+			return -EINVAL;
+		return send_events(fd, ev, n + 1, 0);
+	}
+	if (strncmp(line, "sync", 4) == 0 || strncmp(line, "mark", 4) == 0) {
+		ev[0].kind = line[0] == 's' ? MV_EV_SYNC : MV_EV_MARK;
+		ev[0].time_ns = mirror_time;
+		if ((line[0] == 's' ? mv_trace_add_sync(mirror, 0, mirror_time) :
+				      mv_trace_add_mark(mirror, mirror_time)) < 0)
+			return -EINVAL;
+		return send_events(fd, ev, 1, 0);
+	}
+	if (sscanf(line, "gap %llu", &a) == 1)
+		return send_events(fd, ev, 0, (uint32_t)a);
+	if (strncmp(line, "expect", 6) == 0) {
+		struct mv_iter *it;
+		uint32_t first, nops;
+
+		if (mv_iter_detect(mirror, &first, &nops) < 0 ||
+		    mv_iter_build(mirror, first, nops, 1000, &it) < 0) {
+			printf("expect none\n");
+		} else {
+			printf("expect %016" PRIx64 " %u\n", it->fingerprint, it->nlaunch);
+			mv_iter_free(it);
+		}
+		fflush(stdout);
+		return 0;
+	}
+	return 1;
 }
 
 /* Runs one line of standard input. Returns 0, or a negative errno from the socket. */
@@ -303,6 +466,14 @@ static int hello_action(int fd, char *line)
 	}
 	if (strncmp(line, "bye", 3) == 0)
 		return send_frame(fd, MV_MSG_BYE, NULL, 0);
+	r = crafted_action(fd, line);
+	if (r == -EINVAL) {
+		fprintf(stderr, "%s: a crafted event the trace refuses (an unknown address?): %s",
+			mvsock_prog, line);
+		return 0;
+	}
+	if (r <= 0)
+		return r;
 	fprintf(stderr, "%s: unknown action: %s", mvsock_prog, line);
 	return 0;
 }

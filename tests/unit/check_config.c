@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "daemon/config.h"
+#include "policies/policy.h"
 #include "protocol/units.h"
 
 #define GIB ((uint64_t)1 << 30)
@@ -114,6 +115,12 @@ START_TEST(test_defaults)
 	ck_assert_uint_eq(c->defaults.weight, 1);
 	ck_assert_uint_eq(c->defaults.min, 0);
 	ck_assert_str_eq(c->defaults.policy, "lru");
+	ck_assert_uint_eq(c->defaults.page_min, MIB);
+	ck_assert_uint_eq(c->defaults.lookahead, 1);
+	ck_assert(c->defaults.heavy_fraction == 0.5);
+	ck_assert(c->defaults.headroom == 0.02);
+	ck_assert_ptr_null(c->defaults.iteration_marker);
+	ck_assert_uint_eq(c->defaults.set, 0);
 	ck_assert_ptr_null(c->jobs);
 	ck_assert_uint_eq(c->njobs, 0);
 	ck_assert_uint_eq(c->slab_threshold, MIB);
@@ -125,14 +132,57 @@ START_TEST(test_defaults)
 }
 END_TEST
 
+/* The configuration knows the policies' own registry, and names all of them in messages. */
 START_TEST(test_policies)
 {
+	char buf[256];
 	size_t n = 0;
 
-	while (mvd_policies[n] != NULL)
+	while (mv_policies[n] != NULL)
 		n++;
-	ck_assert_uint_ge(n, 1);
-	ck_assert_str_eq(mvd_policies[0], "lru");
+	ck_assert_uint_eq(n, 5);
+	ck_assert_str_eq(mvd_policy_names("and", buf, sizeof(buf)),
+			 "lru, vdnn-all, vdnn-conv, mmcnn and auto");
+	ck_assert_str_eq(mvd_policy_names("or", buf, sizeof(buf)),
+			 "lru, vdnn-all, vdnn-conv, mmcnn or auto");
+}
+END_TEST
+
+/* Planning knobs: a job inherits "default"'s, overrides its own, and records which the file
+ * gave, so that `memvirt run` passes on only those. */
+START_TEST(test_planning_knobs)
+{
+	struct mvd_config *c = load_ok("valid", "planning-knobs.json");
+	const struct mvd_job *j;
+
+	ck_assert_str_eq(c->defaults.policy, "mmcnn");
+	ck_assert(c->defaults.headroom == 0.05);
+	ck_assert_uint_eq(c->defaults.page_min, 2 * MIB);
+	ck_assert_uint_eq(c->defaults.set, MVD_JOB_POLICY | MVD_JOB_HEADROOM | MVD_JOB_PAGE_MIN);
+
+	j = mvd_config_job(c, "vgg");
+	ck_assert_str_eq(j->policy, "vdnn-all");
+	ck_assert_uint_eq(j->lookahead, 3);
+	ck_assert_uint_eq(j->page_min, 4 * MIB);
+	ck_assert(j->headroom == 0.05);
+	ck_assert(j->heavy_fraction == 0.5);
+	ck_assert_str_eq(j->iteration_marker, "_Z12sgd_step_f32PfPKfif");
+	ck_assert_uint_eq(j->set, MVD_JOB_POLICY | MVD_JOB_HEADROOM | MVD_JOB_PAGE_MIN |
+				  MVD_JOB_LOOKAHEAD | MVD_JOB_ITERATION_MARKER);
+
+	j = mvd_config_job(c, "resnet");
+	ck_assert_str_eq(j->policy, "vdnn-conv");
+	ck_assert(j->heavy_fraction == 1.0);
+	ck_assert(j->headroom == 0.0);
+	ck_assert_uint_eq(j->lookahead, 1);
+	ck_assert_ptr_null(j->iteration_marker);
+
+	j = mvd_config_job(c, "lstm");
+	ck_assert_str_eq(j->policy, "mmcnn");
+	ck_assert(j->heavy_fraction == 0.25);
+	ck_assert_uint_eq(j->set, MVD_JOB_POLICY | MVD_JOB_HEADROOM | MVD_JOB_PAGE_MIN |
+				  MVD_JOB_HEAVY_FRACTION);
+	mvd_config_free(c);
 }
 END_TEST
 
@@ -393,6 +443,7 @@ static Suite *config_suite(void)
 
 	tcase_add_test(tc, test_defaults);
 	tcase_add_test(tc, test_policies);
+	tcase_add_test(tc, test_planning_knobs);
 	tcase_add_test(tc, test_full_file);
 	tcase_add_test(tc, test_sizes_as_numbers);
 	tcase_add_test(tc, test_job_names);

@@ -46,7 +46,7 @@ static const uint8_t *expect_frame(const uint8_t *buf, size_t len, uint16_t type
 
 static const uint16_t all_types[] = {
 	MV_MSG_HELLO, MV_MSG_EVENTS, MV_MSG_COUNTERS, MV_MSG_BYE, MV_MSG_WELCOME, MV_MSG_GRANT,
-	MV_MSG_SHUTDOWN, MV_MSG_CONTROL_HELLO, MV_MSG_REQUEST, MV_MSG_RESPONSE,
+	MV_MSG_SHUTDOWN, MV_MSG_PLAN, MV_MSG_CONTROL_HELLO, MV_MSG_REQUEST, MV_MSG_RESPONSE,
 };
 #define N_TYPES (sizeof(all_types) / sizeof(all_types[0]))
 
@@ -82,7 +82,7 @@ START_TEST(test_header_layout)
 {
 	uint8_t h[MV_FRAME_HEADER];
 	static const uint8_t want[MV_FRAME_HEADER] = {
-		'M', 'V', 'P', 'V', 0x01, 0x00, 0x03, 0x01, 0x78, 0x56, 0x34, 0x12, 0, 0, 0, 0,
+		'M', 'V', 'P', 'V', 0x02, 0x00, 0x03, 0x01, 0x78, 0x56, 0x34, 0x12, 0, 0, 0, 0,
 	};
 
 	memset(h, 0xff, sizeof(h));
@@ -213,12 +213,18 @@ START_TEST(test_counters_roundtrip)
 	c.app_vmm_bytes = 10;
 	c.oom = 11;
 	c.events_dropped = 0xffffffffffull;
+	c.planned_outs = 0x1111;
+	c.planned_ins = 0x2222;
+	c.late_ins = 0x3333;
 	n = mv_counters_encode(&c, pl);
 	ck_assert_uint_eq(n, MV_MSG_COUNTERS_SIZE);
 	/* Each counter at its place, in the order of the struct. */
 	for (int i = 0; i < 11; i++)
 		ck_assert_uint_eq(mv_get_u64(pl + 8 * i), (uint64_t)i + 1);
 	ck_assert_uint_eq(mv_get_u64(pl + 88), c.events_dropped);
+	ck_assert_uint_eq(mv_get_u64(pl + 96), c.planned_outs);
+	ck_assert_uint_eq(mv_get_u64(pl + 104), c.planned_ins);
+	ck_assert_uint_eq(mv_get_u64(pl + 112), c.late_ins);
 
 	n = build(buf, MV_MSG_COUNTERS, pl, (uint32_t)n);
 	p = expect_frame(buf, n, MV_MSG_COUNTERS, MV_MSG_COUNTERS_SIZE);
@@ -236,6 +242,9 @@ START_TEST(test_counters_roundtrip)
 	ck_assert_uint_eq(d.app_vmm_bytes, 10);
 	ck_assert_uint_eq(d.oom, 11);
 	ck_assert_uint_eq(d.events_dropped, c.events_dropped);
+	ck_assert_uint_eq(d.planned_outs, c.planned_outs);
+	ck_assert_uint_eq(d.planned_ins, c.planned_ins);
+	ck_assert_uint_eq(d.late_ins, c.late_ins);
 }
 END_TEST
 
@@ -508,7 +517,7 @@ END_TEST
 
 START_TEST(test_unknown_type)
 {
-	static const uint16_t bad[] = {0, 0x0001, 0x00ff, 0x0104, 0x01ff, 0x0203, 0x0303, 0x0400, 0xffff};
+	static const uint16_t bad[] = {0, 0x0001, 0x00ff, 0x0104, 0x01ff, 0x0204, 0x0303, 0x0400, 0xffff};
 	uint8_t h[MV_FRAME_HEADER];
 	struct mv_frame f;
 
@@ -528,6 +537,7 @@ START_TEST(test_unknown_type)
 		case MV_MSG_GRANT: len = MV_MSG_GRANT_SIZE; break;
 		case MV_MSG_CONTROL_HELLO: len = MV_MSG_CONTROL_HELLO_SIZE; break;
 		case MV_MSG_EVENTS: len = MV_MSG_EVENTS_HEAD; break;
+		case MV_MSG_PLAN: len = MV_MSG_PLAN_HEAD; break;
 		}
 		raw_header(h, MV_PROTO_MAGIC, MV_PROTO_VERSION, all_types[i], len, 0);
 		ck_assert_msg(mv_frame_decode(h, sizeof(h), &f) == (len ? MV_FRAME_NEED_MORE : MV_FRAME_HEADER),
@@ -641,6 +651,53 @@ START_TEST(test_events_size_mismatch)
 		ck_assert_msg(mv_frame_decode(h, sizeof(h), &f) == want, "EVENTS length %u", len);
 	}
 	free(p);
+}
+END_TEST
+
+START_TEST(test_plan_roundtrip)
+{
+	struct mv_plan_op_wire ops[3] = {
+		{.at = MV_PLAN_OP_BEFORE_FIRST, .need = 4, .kind = 2, .bind_launch = 1, .bind_index = 0, .size = 4096},
+		{.at = 2, .need = 9, .kind = 1, .bind_launch = 2, .bind_index = 3, .size = 1ull << 33},
+		{.at = 9, .need = 9, .kind = 2, .bind_launch = 0, .bind_index = 7, .size = 1},
+	};
+	struct mv_msg_plan head = {.fingerprint = 0x0123456789abcdefull, .nlaunch = 10, .nops = 3, .plan_id = 42};
+	struct mv_msg_plan got;
+	struct mv_plan_op_wire op;
+	uint8_t buf[MV_FRAME_HEADER + MV_MSG_PLAN_HEAD + 3 * MV_PLAN_OP_SIZE];
+	size_t n = mv_plan_encode(&head, ops, buf + MV_FRAME_HEADER);
+	const uint8_t *p;
+
+	ck_assert_uint_eq(n, MV_MSG_PLAN_HEAD + 3 * MV_PLAN_OP_SIZE);
+	mv_frame_header(buf, MV_MSG_PLAN, (uint32_t)n);
+	p = expect_frame(buf, sizeof(buf), MV_MSG_PLAN, (uint32_t)n);
+	ck_assert_int_eq(mv_plan_decode(p, n, &got), 0);
+	ck_assert_uint_eq(got.fingerprint, head.fingerprint);
+	ck_assert_uint_eq(got.nlaunch, 10);
+	ck_assert_uint_eq(got.nops, 3);
+	ck_assert_uint_eq(got.plan_id, 42);
+	for (uint32_t i = 0; i < 3; i++) {
+		ck_assert_int_eq(mv_plan_op_decode(p + MV_MSG_PLAN_HEAD + i * MV_PLAN_OP_SIZE, got.nlaunch, &op), 0);
+		ck_assert_uint_eq(op.at, ops[i].at);
+		ck_assert_uint_eq(op.need, ops[i].need);
+		ck_assert_uint_eq(op.kind, ops[i].kind);
+		ck_assert_uint_eq(op.bind_launch, ops[i].bind_launch);
+		ck_assert_uint_eq(op.bind_index, ops[i].bind_index);
+		ck_assert_uint_eq(op.size, ops[i].size);
+	}
+	/* A launch number outside the iteration, or an unknown kind, is refused op by op. */
+	ck_assert_int_eq(mv_plan_op_decode(p + MV_MSG_PLAN_HEAD, 4, &op), MV_FRAME_BAD_PAYLOAD);
+	ck_assert_int_eq(mv_plan_op_decode(p + MV_MSG_PLAN_HEAD + MV_PLAN_OP_SIZE, 9, &op), MV_FRAME_BAD_PAYLOAD);
+	mv_put_u32(buf + MV_FRAME_HEADER + MV_MSG_PLAN_HEAD + 8, 3);
+	ck_assert_int_eq(mv_plan_op_decode(p + MV_MSG_PLAN_HEAD, 10, &op), MV_FRAME_BAD_PAYLOAD);
+	/* A count that disagrees with the length, and a length between ops, are refused whole. */
+	ck_assert_int_eq(mv_plan_decode(p, n - MV_PLAN_OP_SIZE, &got), MV_FRAME_BAD_PAYLOAD);
+	mv_frame_header(buf, MV_MSG_PLAN, (uint32_t)n - 1);
+	ck_assert_int_eq(mv_frame_decode(buf, sizeof(buf), &(struct mv_frame){0}), MV_FRAME_BAD_PAYLOAD);
+	mv_frame_header(buf, MV_MSG_PLAN, MV_MSG_PLAN_HEAD - 8);
+	ck_assert_int_eq(mv_frame_decode(buf, sizeof(buf), &(struct mv_frame){0}), MV_FRAME_BAD_PAYLOAD);
+	head.nops = MV_PLAN_OPS_MAX + 1;
+	ck_assert_uint_eq(mv_plan_encode(&head, ops, buf), 0);
 }
 END_TEST
 
@@ -923,6 +980,7 @@ static Suite *frame_suite(void)
 	tcase_add_test(tc, test_events_roundtrip);
 	tcase_add_test(tc, test_events_largest_batch);
 	tcase_add_test(tc, test_events_encode_refuses_too_many);
+	tcase_add_test(tc, test_plan_roundtrip);
 	tcase_add_test(tc, test_empty_and_json_frames);
 	tcase_add_test(tc, test_stream_of_frames);
 	suite_add_tcase(s, tc);

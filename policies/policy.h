@@ -1,0 +1,197 @@
+/* The planning interface: learning a training loop's iteration from a trace, the plans policies
+ * produce, the built-in policies, and the time model that replays an iteration under a budget.
+ *
+ * Everything here is pure and deterministic: no I/O, no clocks, no threads, no globals that
+ * change. The same code runs in libmemvirt.so (the in-process planner), in memvirtd and in
+ * `memvirt trace replay`, and is unit-tested on synthetic traces. */
+#ifndef MV_POLICIES_POLICY_H
+#define MV_POLICIES_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "policies/trace.h"
+
+/* ---- iterations (iter.c) ---- */
+
+/* One launch of an iteration. */
+struct mv_iter_launch {
+	uint32_t func;      /* the trace's function number */
+	uint32_t stream;
+	uint32_t nrefs;     /* buffers named, at refs[ref0 .. ref0 + nrefs), iteration buffer numbers */
+	uint32_t ref0;
+	uint64_t dur_ns;    /* measured, or the model's estimate when the trace has none */
+};
+
+#define MV_IBUF_PINNED 0x1u /* never paged */
+
+/* One buffer as the iteration knows it. Its identity across iterations is (site, size, ordinal),
+ * never its address. */
+struct mv_iter_buf {
+	uint64_t size;
+	uint64_t site;      /* allocation call-site hash */
+	uint32_t ordinal;   /* among the iteration's buffers of the same site and size, in allocation order */
+	uint32_t flags;     /* MV_IBUF_* */
+	uint32_t alloc_at;  /* allocated before this launch; MV_TRACE_NONE: alive when the iteration begins */
+	uint32_t free_at;   /* freed before this launch (nlaunch: after the last); MV_TRACE_NONE: outlives it */
+	uint32_t first_use; /* launch numbers of its first and last use; MV_TRACE_NONE when unused */
+	uint32_t last_use;
+	uint32_t trace_buf; /* its number in the trace the iteration came from */
+};
+
+/* One learned iteration: launches 0 .. nlaunch-1 in issue order. Owned by its builder; freed with
+ * mv_iter_free(). */
+struct mv_iter {
+	uint32_t nlaunch;
+	struct mv_iter_launch *launch;
+	uint32_t nbufs;
+	struct mv_iter_buf *bufs;
+	uint32_t *refs;
+	uint32_t nrefs;
+	uint32_t first_op;  /* the trace op the iteration starts at, and how many ops it spans */
+	uint32_t nops;
+	uint64_t fingerprint; /* a hash of the function sequence: equal iterations, equal fingerprints */
+};
+
+/* Finds the training loop's period in a trace: the last complete iteration, as [*first_op,
+ * *first_op + *nops) of t->ops. With marks (MV_TREC_MARK) the iteration is the span between the
+ * last two marks. Otherwise it is the shortest span that repeats the launch sequence of the span
+ * before it exactly and after which the bytes allocated are what they were before it, so that an
+ * inner loop (an LSTM's time steps) is not taken for the iteration. Returns 0, or -ENOENT when no
+ * iteration has completed twice yet. O(nops) time. */
+int mv_iter_detect(const struct mv_trace *t, uint32_t *first_op, uint32_t *nops);
+/* The same for a whole recorded run, which ends with work that is not part of the loop (a final
+ * evaluation, checksums, teardown): when the loop does not reach the end, the last launches are set
+ * aside one at a time, up to max_tail of them, until it does. O(nops * launches set aside). */
+int mv_iter_detect_recorded(const struct mv_trace *t, uint32_t max_tail, uint32_t *first_op, uint32_t *nops);
+/* Builds the iteration of ops [first_op, first_op + nops). Launches without a measured duration
+ * get default_dur_ns. Returns 0 or a negative errno. */
+int mv_iter_build(const struct mv_trace *t, uint32_t first_op, uint32_t nops, uint64_t default_dur_ns,
+		  struct mv_iter **out);
+void mv_iter_free(struct mv_iter *it);
+
+/* ---- plans (plan.c) ---- */
+
+enum mv_plan_kind {
+	MV_PLAN_OUT = 1, /* after launch `at` is issued, page out `buf` (its last use before `need`) */
+	MV_PLAN_IN = 2,  /* after launch `at` is issued, page in `buf`, which launch `need` names */
+};
+
+/* One planned move, in iteration-relative launch numbers. An IN issued before the first launch
+ * has at == MV_TRACE_NONE. */
+struct mv_plan_op {
+	uint32_t at;
+	uint32_t buf;     /* iteration buffer number */
+	uint32_t need;    /* OUT: its next use (MV_TRACE_NONE: none in this iteration); IN: the launch */
+	uint32_t kind;    /* enum mv_plan_kind */
+};
+
+/* A plan for one iteration, ops sorted by (at, kind with OUT first, buf). Owned by its maker; freed
+ * with mv_plan_free(). */
+struct mv_plan {
+	uint32_t nlaunch;     /* the iteration it is for */
+	uint64_t fingerprint;
+	uint32_t nops;
+	struct mv_plan_op *ops;
+	uint32_t cap;
+};
+
+struct mv_plan *mv_plan_new(const struct mv_iter *it);
+int mv_plan_add(struct mv_plan *p, uint32_t kind, uint32_t at, uint32_t buf, uint32_t need);
+void mv_plan_sort(struct mv_plan *p);
+void mv_plan_free(struct mv_plan *p);
+
+/* ---- the time model (model.c) ---- */
+
+/* What a device does: copy bandwidths and the cost of a launch without a measured duration. */
+struct mv_machine {
+	double h2d_bps;        /* bytes per second, host to device */
+	double d2h_bps;
+	uint64_t launch_ns;    /* duration assumed for launches the trace did not time */
+};
+
+/* The outcome of replaying an iteration under a plan (or reactively) within a budget. */
+struct mv_model_result {
+	uint64_t step_ns;      /* the iteration's time */
+	uint64_t compute_ns;   /* its launches alone: the step time with unlimited memory */
+	uint64_t stall_ns;     /* time launches waited for page-ins or for room */
+	uint64_t peak;         /* most device bytes resident at once */
+	uint64_t bytes_out, bytes_in;
+	uint32_t page_outs, page_ins;
+	uint32_t late;         /* page-ins that were not complete when their launch was due */
+	uint32_t faults;       /* page-ins nobody planned: a launch needed a buffer that was out */
+	int over_budget;       /* the budget could not be kept even reactively: the job would get OOM */
+};
+
+/* Late page-ins per buffer, which the planner feeds back (Capuchin-style) to move them earlier. */
+struct mv_feedback {
+	uint32_t nbufs;
+	uint64_t *late_ns;     /* per iteration buffer: how late its page-in was, summed */
+	uint32_t *advance;     /* per iteration buffer: launches its page-in is moved earlier; owned by the
+				* planner, grown by mv_feedback_apply() */
+	uint32_t *late_at;     /* per iteration buffer: the launch its latest late page-in held up
+				* (MV_TRACE_NONE: none); may be NULL, when its last use stands in */
+};
+
+/* Replays the iteration in steady state (buffers alive when it begins start resident, as they are
+ * after a previous iteration under the same plan) under `budget`: launches run in order on one
+ * compute engine; page-outs and page-ins run on the D2H and H2D engines in the order issued, a
+ * page-out starting when its buffer's last use has finished; a launch starts once every buffer it
+ * names is resident. A plan of NULL, and anything the plan leaves out, is handled reactively as
+ * the library does (least recently used out, fault in on demand). fb, when not NULL, receives each
+ * buffer's lateness. Returns 0 or a negative errno. */
+int mv_model_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t budget, const struct mv_machine *m,
+		 struct mv_model_result *out, struct mv_feedback *fb);
+
+/* The bandwidth lower bound of memvirt-policies(7): a step time no schedule can beat under this
+ * budget and these bandwidths. Also reports the bytes that must leave the device at the tightest
+ * launch. */
+uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m,
+			      uint64_t *must_move);
+
+/* The iteration's peak with unlimited memory: the most bytes alive at once. */
+uint64_t mv_model_peak(const struct mv_iter *it);
+
+struct mv_feedback *mv_feedback_new(const struct mv_iter *it);
+/* Moves each late buffer's page-in earlier by enough launches to cover its lateness (at least one),
+ * and clears late_ns. Returns how many buffers moved. */
+uint32_t mv_feedback_apply(struct mv_feedback *fb, const struct mv_iter *it);
+void mv_feedback_free(struct mv_feedback *fb);
+
+/* ---- policies (policy.c and one file per policy) ---- */
+
+/* What a policy plans for. Knobs a policy does not use are ignored. */
+struct mv_policy_params {
+	uint64_t budget;        /* device bytes the job may keep resident */
+	struct mv_machine machine;
+	uint64_t min_size;      /* smallest buffer worth paging (default 1 MiB) */
+	uint32_t lookahead;     /* vdnn-*: layers ahead a page-in is issued (default 1) */
+	double heavy_fraction;  /* vdnn-conv: the share of compute time whose kernels' inputs are paged
+				 * (default 0.5: the heaviest kernels making up half the step) */
+	double headroom;        /* mmcnn: fraction of the budget kept free for the unforeseen (default 0.02) */
+};
+
+/* Fills the defaults above. */
+void mv_policy_defaults(struct mv_policy_params *p);
+
+struct mv_policy {
+	const char *name;
+	const char *summary;   /* one line for `memvirt policies` */
+	/* Plans the iteration. fb (may be NULL) carries the advances learned from late page-ins, which
+	 * the policy applies to its page-ins. Returns 0 and *out, or a negative errno. */
+	int (*plan)(const struct mv_iter *it, const struct mv_policy_params *p, const struct mv_feedback *fb,
+		    struct mv_plan **out);
+};
+
+/* The built-in policies, NULL-terminated: lru, vdnn-all, vdnn-conv, mmcnn, auto. */
+extern const struct mv_policy *const mv_policies[];
+/* The policy of that name, or NULL. */
+const struct mv_policy *mv_policy_find(const char *name);
+
+extern const struct mv_policy mv_policy_lru;       /* policies/lru.c: an empty plan; all reactive */
+extern const struct mv_policy mv_policy_vdnn_all;  /* policies/vdnn-all.c */
+extern const struct mv_policy mv_policy_vdnn_conv; /* policies/vdnn-conv.c */
+extern const struct mv_policy mv_policy_mmcnn;     /* policies/mmcnn.c */
+extern const struct mv_policy mv_policy_auto;      /* policies/auto.c */
+
+#endif

@@ -1,0 +1,419 @@
+/* The time model: a hand-computed replay, the peak, the lower bound against random plans, feedback. */
+#include <config.h>
+
+#include <check.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "policies/policy.h"
+#include "tests/unit/policytest.h"
+
+/* One byte per nanosecond each way, so copy times are sizes. */
+static const struct mv_machine byte_per_ns = {1e9, 1e9, 5000};
+
+/*
+ * W alive throughout (100 bytes); X allocated before launch 0, freed after launch 2; Y allocated before
+ * launch 1, freed before launch 2 (100 bytes each); each launch takes 100 ns. L0 names W, X; L1 names Y;
+ * L2 names W, X. Iteration buffers by first appearance: X 0, W 1, Y 2.
+ */
+static struct mv_iter *three_launches(struct mv_trace **tp)
+{
+	struct mv_trace *t = mv_trace_new(0, 0);
+	uint32_t f, w, x, y, r[2];
+	struct mv_iter *it;
+
+	PT_OK(mv_trace_add_func(t, "k", &f));
+	PT_OK(mv_trace_add_alloc(t, 100, 1, 0, 0, &w));
+	PT_OK(mv_trace_add_alloc(t, 100, 2, 0, 0, &x));
+	r[0] = w;
+	r[1] = x;
+	PT_OK(mv_trace_add_launch(t, f, 0, 1, 100, r, 2));
+	PT_OK(mv_trace_add_alloc(t, 100, 3, 0, 2, &y));
+	PT_OK(mv_trace_add_launch(t, f, 0, 2, 100, &y, 1));
+	PT_OK(mv_trace_add_free(t, y, 3));
+	PT_OK(mv_trace_add_launch(t, f, 0, 3, 100, r, 2));
+	PT_OK(mv_trace_add_free(t, x, 4));
+	PT_OK(mv_iter_build(t, 1, t->nops - 1, 0, &it));
+	ck_assert_uint_eq(it->nbufs, 3);
+	ck_assert_uint_eq(it->bufs[0].trace_buf, x);
+	ck_assert_uint_eq(it->bufs[1].trace_buf, w);
+	ck_assert_uint_eq(it->bufs[2].trace_buf, y);
+	ck_assert_uint_eq(it->bufs[2].free_at, 2);
+	ck_assert_uint_eq(it->bufs[0].free_at, 3);
+	*tp = t;
+	return it;
+}
+
+/*
+ * Budget 200, plan: W out after L0, in after L1 for L2. The second run, from F = 600 (the first run's
+ * end): L0 runs 600-700 with X granted at 600; W's page-out runs 700-800. L1's Y waits for that room:
+ * 800-900 (stall 100). W's page-in after L1 (issued at 800) finds no room coming and evicts Y, the
+ * least recently used buffer L2 does not name: Y's page-out waits for L1, 900-1000, then W comes in
+ * 1000-1100. L2 is due at 900 and starts at 1100 (stall 200, W late by 200) and ends at 1200.
+ */
+START_TEST(hand_computed)
+{
+	struct mv_trace *t;
+	struct mv_iter *it = three_launches(&t);
+	struct mv_plan *p = mv_plan_new(it);
+	struct mv_feedback *fb = mv_feedback_new(it);
+	struct mv_model_result r;
+	uint64_t must = 0;
+
+	PT_OK(mv_plan_add(p, MV_PLAN_IN, 1, 1, 2));
+	PT_OK(mv_plan_add(p, MV_PLAN_OUT, 0, 1, 2));
+	mv_plan_sort(p);
+	ck_assert_uint_eq(p->ops[0].kind, MV_PLAN_OUT);
+	ck_assert_int_eq(mv_model_run(it, p, 200, &byte_per_ns, &r, fb), 0);
+	ck_assert_uint_eq(r.compute_ns, 300);
+	ck_assert_uint_eq(r.step_ns, 600);
+	ck_assert_uint_eq(r.stall_ns, 300);
+	ck_assert_uint_eq(r.peak, 200);
+	ck_assert_uint_eq(r.page_outs, 2);
+	ck_assert_uint_eq(r.bytes_out, 200);
+	ck_assert_uint_eq(r.page_ins, 1);
+	ck_assert_uint_eq(r.bytes_in, 100);
+	ck_assert_uint_eq(r.late, 1);
+	ck_assert_uint_eq(r.faults, 0);
+	ck_assert_int_eq(r.over_budget, 0);
+	ck_assert_uint_eq(fb->late_ns[1], 200);
+	ck_assert_uint_eq(fb->late_at[1], 2);
+	ck_assert_uint_eq(fb->late_ns[0], 0);
+	/* Lateness 200 is covered by the two launches before L2; the page-in moves two earlier. */
+	ck_assert_uint_eq(mv_feedback_apply(fb, it), 1);
+	ck_assert_uint_eq(fb->advance[1], 2);
+	ck_assert_uint_eq(fb->late_ns[1], 0);
+
+	/* At L1, 300 bytes are alive under 200: 100 must be out, W or X, each used before and after
+	 * L1. Both were named by L0, so that 100 ns page-out lies between L0 and L1; and while L1 runs,
+	 * Y and one of W and X fill the budget, so the other comes back between L1 and L2, another
+	 * 100 ns: 300 of compute and 200 of gaps. The reactive run below reaches it. */
+	ck_assert_uint_eq(mv_model_lower_bound(it, 200, &byte_per_ns, &must), 500);
+	ck_assert_uint_eq(must, 100);
+
+	/* Reactively, with no plan: Y's allocation at 100 evicts W (least recent), 100-200; L1 runs
+	 * 200-300; L2 faults W back in, room from Y's free at 300, 300-400; L2 400-500. Second run the
+	 * same from F = 500: step 400, stall 100 + 100, one fault. */
+	ck_assert_int_eq(mv_model_run(it, NULL, 200, &byte_per_ns, &r, NULL), 0);
+	ck_assert_uint_eq(r.step_ns, 500);
+	ck_assert_uint_eq(r.stall_ns, 200);
+	ck_assert_uint_eq(r.faults, 1);
+	ck_assert_uint_eq(r.page_outs, 1);
+	ck_assert_uint_eq(r.page_ins, 1);
+	ck_assert_uint_eq(r.late, 0);
+
+	/* Unlimited memory: nothing moves and nothing waits. */
+	ck_assert_int_eq(mv_model_run(it, NULL, UINT64_MAX, &byte_per_ns, &r, NULL), 0);
+	ck_assert_uint_eq(r.step_ns, 300);
+	ck_assert_uint_eq(r.peak, 300);
+	ck_assert_uint_eq(mv_model_peak(it), 300);
+	/* 50 bytes hold no buffer at all: the job would fail, and no bound exists. */
+	ck_assert_int_eq(mv_model_run(it, NULL, 50, &byte_per_ns, &r, NULL), 0);
+	ck_assert_int_eq(r.over_budget, 1);
+	ck_assert_uint_eq(mv_model_lower_bound(it, 50, &byte_per_ns, &must), UINT64_MAX);
+	ck_assert_int_eq(mv_model_run(it, NULL, 50, &(struct mv_machine){0, 1e9, 0}, &r, NULL), -EINVAL);
+
+	mv_feedback_free(fb);
+	mv_plan_free(p);
+	mv_iter_free(it);
+	mv_trace_free(t);
+}
+END_TEST
+
+/* A random layered or LSTM-like network, with random sizes, durations and pins. */
+static void random_gen(struct pt_gen *g, uint64_t *seed, uint64_t *act, uint64_t *fwd, uint64_t *bwd)
+{
+	struct pt_net net;
+	uint32_t L = 2 + pt_rand_below(seed, 12), i;
+
+	for (i = 0; i < L; i++) {
+		act[i] = PT_MIB * (1 + pt_rand_below(seed, 64));
+		fwd[i] = 1000 * (1 + pt_rand_below(seed, 2000));
+		bwd[i] = 1000 * (1 + pt_rand_below(seed, 4000));
+	}
+	net = pt_rand_below(seed, 4) == 0 ? pt_net_lstm(L, act[0], PT_MIB * pt_rand_below(seed, 32))
+					 : pt_net_layered(L, act[0], PT_MIB * pt_rand_below(seed, 32));
+	if (!net.lstm) {
+		net.act = act;
+		net.fwd = fwd;
+		net.bwd = bwd;
+	}
+	net.same_funcs = pt_rand_below(seed, 2);
+	net.pin_weights = pt_rand_below(seed, 5) == 0;
+	net.input_bytes = PT_MIB * (1 + pt_rand_below(seed, 16));
+	pt_gen_init(g, &net, 80 * PT_GIB);
+	pt_gen_iterations(g, 3);
+}
+
+static struct mv_plan *random_plan(const struct mv_iter *it, uint64_t *seed)
+{
+	struct mv_plan *p = mv_plan_new(it);
+	uint32_t n = pt_rand_below(seed, 3 * it->nbufs + 1), i;
+
+	for (i = 0; i < n; i++) {
+		uint32_t b = pt_rand_below(seed, it->nbufs);
+		uint32_t at = pt_rand_below(seed, it->nlaunch + 1);
+		uint32_t need = pt_rand_below(seed, it->nlaunch);
+
+		if (at == it->nlaunch)
+			PT_OK(mv_plan_add(p, MV_PLAN_IN, MV_TRACE_NONE, b, need));
+		else
+			PT_OK(mv_plan_add(p, pt_rand_below(seed, 2) ? MV_PLAN_IN : MV_PLAN_OUT, at, b, need));
+	}
+	mv_plan_sort(p);
+	return p;
+}
+
+/* No plan, however chosen, beats the lower bound; step = compute + stall always. */
+START_TEST(lower_bound_holds_for_random_plans)
+{
+	uint64_t seed = 0x9e3779b97f4a7c15ull, act[16], fwd[16], bwd[16];
+	uint32_t cases, checked = 0, tight = 0;
+
+	for (cases = 0; cases < 400; cases++) {
+		struct pt_gen g;
+		struct mv_iter *it;
+		uint64_t peak, budget, lb, must;
+		struct mv_machine m;
+		uint32_t j;
+
+		random_gen(&g, &seed, act, fwd, bwd);
+		it = pt_iter(&g, 5000);
+		peak = mv_model_peak(it);
+		budget = peak / 4 + pt_rand(&seed) % peak;
+		m.h2d_bps = 1e9 * (5 + pt_rand_below(&seed, 60));
+		m.d2h_bps = 1e9 * (5 + pt_rand_below(&seed, 60));
+		m.launch_ns = 5000;
+		lb = mv_model_lower_bound(it, budget, &m, &must);
+		for (j = 0; j < 4 + 5; j++) {
+			struct mv_plan *p = NULL;
+			struct mv_model_result r;
+
+			/* No plan, random plans, and the built-in policies' plans, which come close to it. */
+			if (j >= 1 && j < 4) {
+				p = random_plan(it, &seed);
+			} else if (j >= 4) {
+				struct mv_policy_params pp;
+
+				mv_policy_defaults(&pp);
+				pp.budget = budget;
+				pp.machine = m;
+				ck_assert_int_eq(mv_policies[j - 4]->plan(it, &pp, NULL, &p), 0);
+			}
+			ck_assert_int_eq(mv_model_run(it, p, budget, &m, &r, NULL), 0);
+			ck_assert_uint_eq(r.step_ns, r.compute_ns + r.stall_ns);
+			if (!r.over_budget) {
+				ck_assert_msg(lb <= r.step_ns, "case %u plan %u: bound %llu above the step %llu", cases, j,
+					      (unsigned long long)lb, (unsigned long long)r.step_ns);
+				ck_assert_uint_le(r.peak, budget);
+				checked++;
+				tight += lb > r.compute_ns;
+			} else {
+				ck_assert_uint_eq(lb, UINT64_MAX);
+			}
+			mv_plan_free(p);
+		}
+		mv_iter_free(it);
+		pt_gen_free(&g);
+	}
+	/* The property was exercised, and the bound is more than the compute time in many cases. */
+	ck_assert_uint_gt(checked, 1000);
+	ck_assert_uint_gt(tight, 100);
+}
+END_TEST
+
+/* With unlimited memory and no plan the model's peak is the iteration's peak and nothing waits. */
+START_TEST(unlimited_peak_matches)
+{
+	uint64_t seed = 42, act[16], fwd[16], bwd[16];
+	uint32_t cases;
+
+	for (cases = 0; cases < 100; cases++) {
+		struct pt_gen g;
+		struct mv_iter *it;
+		struct mv_model_result r;
+
+		random_gen(&g, &seed, act, fwd, bwd);
+		it = pt_iter(&g, 5000);
+		ck_assert_int_eq(mv_model_run(it, NULL, UINT64_MAX, &byte_per_ns, &r, NULL), 0);
+		ck_assert_uint_eq(r.peak, mv_model_peak(it));
+		ck_assert_uint_eq(r.step_ns, r.compute_ns);
+		ck_assert_uint_eq(r.stall_ns, 0);
+		ck_assert_uint_eq(r.page_ins + r.page_outs + r.faults + r.late, 0);
+		ck_assert_uint_eq(mv_model_lower_bound(it, UINT64_MAX, &byte_per_ns, NULL), r.compute_ns);
+		/* At exactly the peak nothing needs to move either. */
+		ck_assert_int_eq(mv_model_run(it, NULL, r.peak, &byte_per_ns, &r, NULL), 0);
+		ck_assert_uint_eq(r.page_outs, 0);
+		ck_assert_uint_eq(r.step_ns, r.compute_ns);
+		mv_iter_free(it);
+		pt_gen_free(&g);
+	}
+}
+END_TEST
+
+/* The layered network's peak by hand: weights, gradients and input, plus every activation at the loss. */
+START_TEST(layered_peak)
+{
+	struct pt_net net = pt_net_layered(5, 10 * PT_MIB, 3 * PT_MIB);
+	struct pt_gen g;
+	struct mv_iter *it;
+
+	pt_gen_init(&g, &net, PT_GIB);
+	pt_gen_iterations(&g, 2);
+	it = pt_iter(&g, 0);
+	ck_assert_uint_eq(mv_model_peak(it), 10 * PT_MIB + 2 * 5 * 3 * PT_MIB + 5 * 10 * PT_MIB);
+	mv_iter_free(it);
+	pt_gen_free(&g);
+}
+END_TEST
+
+/* A vDNN-like plan: each activation out after its forward uses, in `1 + advance` launches before its
+ * first backward use. */
+static struct mv_plan *offload_plan(const struct mv_iter *it, uint32_t L, const struct mv_feedback *fb)
+{
+	struct mv_plan *p = mv_plan_new(it);
+	uint32_t b;
+
+	for (b = 0; b < it->nbufs; b++) {
+		const struct mv_iter_buf *ib = &it->bufs[b];
+		uint32_t i = ib->alloc_at, out_at, need, adv, at;
+
+		/* Every other activation, and none of the last few, so that the link keeps up. */
+		if (ib->alloc_at == MV_TRACE_NONE || ib->site < 0x100 || ib->site >= 0x200 || i % 2 != 0 ||
+		    i + 5 > L)
+			continue;
+		out_at = i + 1 < L ? PT_FWD(i + 1) : PT_LOSS(L);
+		need = i + 1 < L ? PT_BWD(L, i + 1) : PT_BWD(L, i);
+		if (need <= out_at + 1)
+			continue;
+		adv = 1 + (fb != NULL ? fb->advance[b] : 0);
+		at = need - out_at - 1 > adv ? need - adv : out_at + 1;
+		PT_OK(mv_plan_add(p, MV_PLAN_OUT, out_at, b, need));
+		PT_OK(mv_plan_add(p, MV_PLAN_IN, at, b, need));
+	}
+	mv_plan_sort(p);
+	return p;
+}
+
+#define BUDGET (1100 * PT_MIB)
+START_TEST(feedback_converges)
+{
+	struct pt_net net = pt_net_layered(12, 100 * PT_MIB, PT_MIB);
+	struct mv_machine m = {55e9, 55e9, 5000};
+	struct pt_gen g;
+	struct mv_iter *it;
+	struct mv_feedback *fb;
+	struct mv_model_result first, r;
+	uint32_t round, moved;
+
+	net.bwd_ns = 1200000; /* a page-in takes ~1.9 ms: one backward launch ahead is not enough */
+	pt_gen_init(&g, &net, 80 * PT_GIB);
+	pt_gen_iterations(&g, 2);
+	it = pt_iter(&g, 0);
+	fb = mv_feedback_new(it);
+	for (round = 0; round < 20; round++) {
+		struct mv_plan *p = offload_plan(it, net.layers, fb);
+
+		ck_assert_int_eq(mv_model_run(it, p, BUDGET, &m, &r, fb), 0);
+		mv_plan_free(p);
+		if (round == 0)
+			first = r;
+		if (r.late == 0)
+			break;
+		moved = mv_feedback_apply(fb, it);
+		ck_assert_uint_eq(moved, r.late);
+	}
+	ck_assert_uint_gt(first.late, 3);
+	ck_assert_uint_eq(r.late, 0);
+	ck_assert_uint_eq(r.faults, 0);
+	ck_assert_uint_lt(round, 20);
+	ck_assert_uint_lt(r.stall_ns, first.stall_ns);
+	ck_assert_uint_le(r.peak, BUDGET);
+	mv_feedback_free(fb);
+	mv_iter_free(it);
+	pt_gen_free(&g);
+}
+END_TEST
+
+START_TEST(plan_checks)
+{
+	struct mv_iter it;
+	struct mv_plan *p;
+
+	memset(&it, 0, sizeof it);
+	it.nlaunch = 3;
+	it.fingerprint = 99;
+	p = mv_plan_new(&it);
+	ck_assert_uint_eq(p->nlaunch, 3);
+	ck_assert_uint_eq(p->fingerprint, 99);
+	ck_assert_int_eq(mv_plan_add(p, MV_PLAN_OUT, MV_TRACE_NONE, 0, 1), -EINVAL);
+	ck_assert_int_eq(mv_plan_add(p, MV_PLAN_IN, 3, 0, 1), -EINVAL);
+	ck_assert_int_eq(mv_plan_add(p, 7, 0, 0, 1), -EINVAL);
+	PT_OK(mv_plan_add(p, MV_PLAN_IN, 2, 4, 0));
+	PT_OK(mv_plan_add(p, MV_PLAN_IN, 1, 5, 2));
+	PT_OK(mv_plan_add(p, MV_PLAN_OUT, 1, 6, 2));
+	PT_OK(mv_plan_add(p, MV_PLAN_IN, MV_TRACE_NONE, 7, 0));
+	PT_OK(mv_plan_add(p, MV_PLAN_IN, 1, 3, 2));
+	mv_plan_sort(p);
+	ck_assert_uint_eq(p->nops, 5);
+	ck_assert_uint_eq(p->ops[0].buf, 7);
+	ck_assert_uint_eq(p->ops[1].buf, 6);
+	ck_assert_uint_eq(p->ops[2].buf, 3);
+	ck_assert_uint_eq(p->ops[3].buf, 5);
+	ck_assert_uint_eq(p->ops[4].buf, 4);
+	mv_plan_free(p);
+}
+END_TEST
+
+START_TEST(policy_table)
+{
+	struct mv_policy_params d;
+	const char *names[] = {"lru", "vdnn-all", "vdnn-conv", "mmcnn", "auto"};
+	size_t i;
+
+	for (i = 0; i < 5; i++) {
+		ck_assert_ptr_nonnull(mv_policies[i]);
+		ck_assert_str_eq(mv_policies[i]->name, names[i]);
+		ck_assert_ptr_eq(mv_policy_find(names[i]), mv_policies[i]);
+	}
+	ck_assert_ptr_null(mv_policies[5]);
+	ck_assert_ptr_null(mv_policy_find("belady"));
+	mv_policy_defaults(&d);
+	ck_assert_uint_eq(d.min_size, PT_MIB);
+	ck_assert_uint_eq(d.lookahead, 1);
+	ck_assert(d.heavy_fraction == 0.5);
+	ck_assert(d.headroom == 0.02);
+	ck_assert(d.machine.h2d_bps == 55e9 && d.machine.d2h_bps == 55e9);
+	ck_assert_uint_eq(d.machine.launch_ns, 5000);
+}
+END_TEST
+
+static Suite *model_suite(void)
+{
+	Suite *s = suite_create("model");
+	TCase *tc = tcase_create("core");
+
+	tcase_add_test(tc, hand_computed);
+	tcase_add_test(tc, lower_bound_holds_for_random_plans);
+	tcase_add_test(tc, unlimited_peak_matches);
+	tcase_add_test(tc, layered_peak);
+	tcase_add_test(tc, feedback_converges);
+	tcase_add_test(tc, plan_checks);
+	tcase_add_test(tc, policy_table);
+	tcase_set_timeout(tc, 120);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(model_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
