@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "daemon/config.h"
+#include "policies/policy.h"
 #include "tests/fuzz/fuzz.h"
 
 #define NAME "fuzz.json"
@@ -21,7 +22,7 @@ static int known(const char *s, const char *const *names)
 static void check_job(const struct mvd_config *c, const struct mvd_job *j)
 {
 	FUZZ_CHECK(j->weight >= 1 && j->weight <= 1000);
-	FUZZ_CHECK(j->policy != NULL && known(j->policy, mvd_policies));
+	FUZZ_CHECK(j->policy != NULL && mv_policy_find(j->policy) != NULL);
 	FUZZ_CHECK(j->name != NULL);
 	FUZZ_CHECK(mvd_config_job(c, j->name) == j || strcmp(j->name, "default") == 0);
 }

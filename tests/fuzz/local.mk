@@ -7,4 +7,5 @@ EXTRA_DIST += \
 	tests/fuzz/fuzz_control.c \
 	tests/fuzz/fuzz_config.c \
 	tests/fuzz/fuzz_units.c \
+	tests/fuzz/fuzz_trace.c \
 	tests/fuzz/corpus
