@@ -1149,9 +1149,13 @@ static Suite *invariants_suite(void)
 	tc = simtest_tcase(s, "rules", 90);
 	tcase_add_test(tc, test_gather_ptrs_safety_net_on);
 	tcase_add_test(tc, test_gather_ptrs_reference_rule);
-	tcase_add_test(tc, test_fork_child_exits_parent_keeps_paging);
 	tcase_add_test(tc, test_graph_capture_pins_buffers);
 	tcase_add_test(tc, test_app_vmm_counted);
+	/* Tagged so that a run can leave it out (CK_EXCLUDE_TAGS=fork) where the runtime cannot fork
+	 * a multi-threaded process safely. */
+	tc = simtest_tcase(s, "fork", 90);
+	tcase_set_tags(tc, "fork");
+	tcase_add_test(tc, test_fork_child_exits_parent_keeps_paging);
 	return s;
 }
 
