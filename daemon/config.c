@@ -922,40 +922,35 @@ err_open:
 	return -1;
 }
 
-int mvd_config_load(const char *path, struct mvd_config **out, char *err, size_t errlen)
+int mvd_config_parse(const char *name, const char *text, size_t len, struct mvd_config **out,
+		     char *err, size_t errlen)
 {
-	struct loader l = {.file = path, .err = err, .errlen = errlen};
+	struct loader l = {.file = name, .err = err, .errlen = errlen};
 	struct mvd_config *c = NULL;
 	char scratch[1], buf[256];
 	json_error_t jerr;
 	json_t *root;
-	char *text;
-	size_t len;
 	int rc;
 
 	if (err == NULL || errlen == 0) {
 		l.err = err = scratch;
 		l.errlen = errlen = sizeof(scratch);
 	}
-	if (read_file(path, &text, &len, err, errlen) != 0)
-		return -1;
 	/* Any value is read so that a scalar at the top level gets this file's own message. */
 	root = json_loadb(text, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (root == NULL) {
 		/* jansson counts the column of an empty file's end as 0. */
 		if (jerr.line >= 1)
-			snprintf(err, errlen, "%s:%d:%d: %s", path, jerr.line,
+			snprintf(err, errlen, "%s:%d:%d: %s", name, jerr.line,
 				 jerr.column >= 1 ? jerr.column : 1, shown(jerr.text, buf, sizeof(buf)));
 		else
-			snprintf(err, errlen, "%s: %s", path, shown(jerr.text, buf, sizeof(buf)));
-		free(text);
+			snprintf(err, errlen, "%s: %s", name, shown(jerr.text, buf, sizeof(buf)));
 		return -1;
 	}
 	posmap_build(&l.map, text, len);
-	free(text);
 
 	c = mvd_config_default();
-	c->path = xstrdup(path);
+	c->path = xstrdup(name);
 	if (!json_is_object(root))
 		rc = fail(&l, 0, "expected an object at the top level, got %s", kind_of(root));
 	else
@@ -968,6 +963,24 @@ int mvd_config_load(const char *path, struct mvd_config **out, char *err, size_t
 	}
 	*out = c;
 	return 0;
+}
+
+int mvd_config_load(const char *path, struct mvd_config **out, char *err, size_t errlen)
+{
+	char scratch[1];
+	char *text;
+	size_t len;
+	int rc;
+
+	if (err == NULL || errlen == 0) {
+		err = scratch;
+		errlen = sizeof(scratch);
+	}
+	if (read_file(path, &text, &len, err, errlen) != 0)
+		return -1;
+	rc = mvd_config_parse(path, text, len, out, err, errlen);
+	free(text);
+	return rc;
 }
 
 static void job_free(struct mvd_job *j)

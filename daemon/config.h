@@ -12,8 +12,8 @@
  *     "library": { "slab_threshold": "1MiB", "host_limit": "64GiB", "safety_net": true }
  *   }
  *
- * Ownership: mvd_config_load returns a config the caller frees with mvd_config_free; everything
- * reached from it is owned by it. */
+ * Ownership: mvd_config_load and mvd_config_parse return a config the caller frees with
+ * mvd_config_free; everything reached from it is owned by it. */
 #ifndef MVD_CONFIG_H
 #define MVD_CONFIG_H
 
@@ -70,6 +70,11 @@ struct mvd_config *mvd_config_default(void);
  * "FILE:LINE:COL: KEY.PATH: MESSAGE" (and " (did you mean 'KEY'?)" for a misspelt key). A file
  * that cannot be read or is not JSON gets "FILE: ..." or "FILE:LINE:COL: ..." alike. */
 int mvd_config_load(const char *path, struct mvd_config **out, char *err, size_t errlen);
+
+/* The same check over text[0, len) (not NUL-terminated), which messages and the config's path call
+ * name: mvd_config_load on a file that holds the text. */
+int mvd_config_parse(const char *name, const char *text, size_t len, struct mvd_config **out,
+		     char *err, size_t errlen);
 
 void mvd_config_free(struct mvd_config *c);
 

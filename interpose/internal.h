@@ -242,8 +242,16 @@ void mv_cache_put(struct mv_buf *b);
 struct mv_buf *mv_cache_take(uint64_t span);
 /* Waits for every recorded use of b to complete. */
 void mv_buf_wait_uses(struct mv_buf *b);
-/* Makes the copy stream wait for every recorded use of b. */
-void mv_buf_order_after_uses(CUstream waiter, struct mv_buf *b);
+/* A buffer's recorded uses as they stood at one moment. */
+struct mv_uses {
+	struct mv_use use[MV_USES];
+	int n;
+	int overflow;
+};
+/* Copies b's recorded uses; called with mv_lock held, as every change to them is. */
+void mv_buf_uses_copy(const struct mv_buf *b, struct mv_uses *out);
+/* Makes the copy stream wait for every use in u. */
+void mv_order_after_uses(CUstream waiter, const struct mv_uses *u);
 
 /* Pages out least recently used buffers, and drops cached pages of freed ones, until the bytes
  * that will stay resident fit the budget or nothing more can go. Issues the page-outs without

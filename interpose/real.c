@@ -17,8 +17,14 @@ static void *real_handle;
 typedef void *(*dlsym_fn)(void *, const char *);
 static dlsym_fn real_dlsym;
 
+/* A sanitizer runtime looks up the functions it intercepts with dlsym(RTLD_NEXT, ...) while it
+ * initialises, before its shadow memory exists, and that lookup lands in this library's dlsym. In a
+ * sanitizer build that path must therefore not be instrumented; elsewhere the attribute changes
+ * nothing. */
+#define MV_NO_SANITIZE __attribute__((no_sanitize_address, no_sanitize_thread))
+
 /* The real dlsym, found by version so that this library's own dlsym is not found instead. */
-static dlsym_fn find_dlsym(void)
+static MV_NO_SANITIZE dlsym_fn find_dlsym(void)
 {
 	static const char *versions[] = {"GLIBC_2.34", "GLIBC_2.2.5", "GLIBC_2.17", "GLIBC_2.0"};
 	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
@@ -51,7 +57,7 @@ static void fork_child(void)
  * for the load it is part of. */
 static __thread int loading;
 
-static void *lookup(void *handle, const char *name);
+static MV_NO_SANITIZE void *lookup(void *handle, const char *name);
 
 static void load(void)
 {
@@ -95,14 +101,17 @@ void *mv_real_symbol(const char *name)
 	return real_dlsym != NULL && real_handle != NULL ? real_dlsym(real_handle, name) : NULL;
 }
 
-static void *lookup(void *handle, const char *name)
+/* Runs inside a sanitizer runtime's start-up too (RTLD_DEFAULT lookups): until the name is known to
+ * be a driver's, it calls nothing but the C library's dlsym and reads no thread-local variable,
+ * since the runtime's interceptors of strncmp and __tls_get_addr do not work yet. */
+static MV_NO_SANITIZE void *lookup(void *handle, const char *name)
 {
 	void *p, *hook;
 
 	if (real_dlsym == NULL)
 		return NULL;
 	p = real_dlsym(handle, name);
-	if (p == NULL || loading || strncmp(name, "cu", 2) != 0)
+	if (p == NULL || name[0] != 'c' || name[1] != 'u' || loading)
 		return p;
 	if (mv_init() != 0)
 		return p;
@@ -117,7 +126,8 @@ static void *lookup(void *handle, const char *name)
  * (PyTorch before 2.8 does) are covered too. Any other lookup is the C library's. RTLD_NEXT is
  * resolved by the C library relative to its caller, so it is passed on as a tail call: the caller's
  * return address is then the one the C library sees. */
-MV_EXPORT __attribute__((optimize("optimize-sibling-calls"))) void *dlsym(void *handle, const char *name)
+MV_EXPORT __attribute__((optimize("optimize-sibling-calls"))) MV_NO_SANITIZE void *dlsym(void *handle,
+											const char *name)
 {
 	dlsym_fn next = real_dlsym;
 

@@ -311,9 +311,16 @@ void mv_unmap_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle h)
 
 /* ---- last uses ---- */
 
-void mv_buf_order_after_uses(CUstream waiter, struct mv_buf *b)
+void mv_buf_uses_copy(const struct mv_buf *b, struct mv_uses *out)
 {
-	if (b->uses_overflow) {
+	out->n = b->nuses;
+	out->overflow = b->uses_overflow;
+	memcpy(out->use, b->uses, sizeof(out->use));
+}
+
+void mv_order_after_uses(CUstream waiter, const struct mv_uses *u)
+{
+	if (u->overflow) {
 		/* Too many streams to remember: wait for each one's latest launch. */
 		for (unsigned i = 0;; i++) {
 			struct mv_stream *s = mv_stream_at(i);
@@ -327,10 +334,10 @@ void mv_buf_order_after_uses(CUstream waiter, struct mv_buf *b)
 		}
 		return;
 	}
-	for (int i = 0; i < b->nuses; i++) {
-		struct mv_stream *s = mv_stream_at(b->uses[i].stream);
-		if (s != NULL && mv_stream_wait_ticket(waiter, s, b->uses[i].ticket) != 0)
-			mv_stream_sync_ticket(s, b->uses[i].ticket);
+	for (int i = 0; i < u->n; i++) {
+		struct mv_stream *s = mv_stream_at(u->use[i].stream);
+		if (s != NULL && mv_stream_wait_ticket(waiter, s, u->use[i].ticket) != 0)
+			mv_stream_sync_ticket(s, u->use[i].ticket);
 	}
 }
 
@@ -697,9 +704,13 @@ void mv_stall_measure(CUstream h, CUevent ready, int per_thread)
 
 /* ---- page-out ---- */
 
-/* Issues the page-out of b, already marked EVICTING by the caller. Returns 0, or -1 when it could
- * not be issued (no host memory, a failed copy); b is then RESIDENT again. */
-static int page_out(struct mv_buf *b, int planned)
+/* Issues the page-out of b, already marked EVICTING by the caller, after the uses the caller
+ * copied when it did so. Uses recorded since then belong to submissions that wait for b's page-in,
+ * so the copy must not wait for them (it would wait forever), and reading b->uses here, without
+ * the lock, would race with their recording. planned: a plan's page-out, which the pager completes
+ * only when its room is wanted. Returns 0, or -1 when it could not be issued (no host memory, a
+ * failed copy); b is then RESIDENT again. */
+static int page_out(struct mv_buf *b, int planned, const struct mv_uses *uses)
 {
 	struct mv_hostslot *h = host_alloc(b->span);
 	CUresult r;
@@ -707,7 +718,7 @@ static int page_out(struct mv_buf *b, int planned)
 
 	if (h == NULL)
 		goto undo;
-	mv_buf_order_after_uses(mv_dev.d2h, b);
+	mv_order_after_uses(mv_dev.d2h, uses);
 	mv_real.cuEventRecord(b->mstart, mv_dev.d2h);
 	r = mv_real.cuMemcpyDtoHAsync_v2(h->chunk->ptr + h->off, b->va, b->size, mv_dev.d2h);
 	if (r == CUDA_SUCCESS)
@@ -772,10 +783,12 @@ CUresult mv_make_room(uint64_t bytes)
 			continue;
 		}
 		if ((v = mv_registry_victim(&later)) != NULL) {
+			struct mv_uses uses;
 			v->state = MV_EVICTING;
 			mv_budget.evicting += v->span;
+			mv_buf_uses_copy(v, &uses);
 			pthread_mutex_unlock(&mv_lock);
-			page_out(v, 0);
+			page_out(v, 0, &uses);
 			pthread_mutex_lock(&mv_lock);
 			continue;
 		}
@@ -826,6 +839,7 @@ void mv_evict_to_budget(void)
 	pthread_mutex_lock(&mv_lock);
 	for (;;) {
 		struct mv_buf *v;
+		struct mv_uses uses;
 		int later;
 		/* What stays once the page-outs in flight and the releases under way have landed. */
 		if (mv_budget.resident - mv_budget.evicting - releasing_bytes <= mv_budget.budget)
@@ -851,8 +865,9 @@ void mv_evict_to_budget(void)
 		}
 		v->state = MV_EVICTING;
 		mv_budget.evicting += v->span;
+		mv_buf_uses_copy(v, &uses);
 		pthread_mutex_unlock(&mv_lock);
-		if (page_out(v, 0) == 0)
+		if (page_out(v, 0, &uses) == 0)
 			issued++;
 		pthread_mutex_lock(&mv_lock);
 	}
@@ -945,6 +960,8 @@ static CUresult page_in(struct mv_buf *b)
 
 int mv_page_out_planned(struct mv_buf *b)
 {
+	struct mv_uses uses;
+
 	pthread_mutex_lock(&mv_lock);
 	/* The caller's hold is the one busy mark allowed. */
 	if (b->kind != MV_KIND_LARGE || b->state != MV_RESIDENT || b->ready_pending || b->pinned || b->freed ||
@@ -954,8 +971,9 @@ int mv_page_out_planned(struct mv_buf *b)
 	}
 	b->state = MV_EVICTING;
 	mv_budget.evicting += b->span;
+	mv_buf_uses_copy(b, &uses);
 	pthread_mutex_unlock(&mv_lock);
-	return page_out(b, 1);
+	return page_out(b, 1, &uses);
 }
 
 /* Starts b's planned page-in when it fits the budget as it stands. Called with mv_lock held, which

@@ -660,8 +660,10 @@ static size_t encode_op(const struct mv_trace *t, const struct mv_trace_op *op, 
 	case MV_TREC_FREE:
 		return mv_trace_encode_free(out, cap, op->id, op->time_ns);
 	case MV_TREC_LAUNCH:
+		/* A trace whose launches name no buffers has no refs array at all: no offset into
+		 * NULL. */
 		return mv_trace_encode_launch(out, cap, op->id, op->stream, op->time_ns, op->dur_ns,
-					      t->refs + op->ref0, op->nrefs);
+					      op->nrefs > 0 ? t->refs + op->ref0 : NULL, op->nrefs);
 	case MV_TREC_SYNC:
 		return mv_trace_encode_sync(out, cap, op->stream, op->time_ns);
 	case MV_TREC_MARK:

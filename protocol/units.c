@@ -18,6 +18,8 @@ static const struct {
 	{"M", 1048576.0}, {"MiB", 1048576.0}, {"MB", 1e6},
 	{"G", 1073741824.0}, {"GiB", 1073741824.0}, {"GB", 1e9},
 	{"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {"TB", 1e12},
+	/* mv_format_size writes sizes from 1 PiB up in PiB, and what it writes must read back. */
+	{"P", 1125899906842624.0}, {"PiB", 1125899906842624.0}, {"PB", 1e15},
 };
 
 /* Parses the leading number of s; returns where it stopped, or NULL. */
@@ -61,9 +63,14 @@ int mv_parse_size_or_percent(const char *s, uint64_t whole, uint64_t *out)
 	const char *rest = number(s, &v);
 
 	if (rest != NULL && strcmp(rest, "%") == 0) {
+		double bytes;
+
 		if (v > 100)
 			return -1;
-		*out = (uint64_t)((double)whole * v / 100.0);
+		/* A whole above 2^53 rounds as a double, possibly up, past UINT64_MAX for the
+		 * largest: a share that rounds to the whole or above is the whole. */
+		bytes = (double)whole * v / 100.0;
+		*out = bytes >= (double)whole ? whole : (uint64_t)bytes;
 		return 0;
 	}
 	return mv_parse_size(s, out);

@@ -5,9 +5,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Parses a size: a number with an optional unit, B, KiB/MiB/GiB/TiB (powers of 1024, also K/M/G/T)
- * or KB/MB/GB/TB (powers of 1000), e.g. "6GiB", "1.5GB", "4096". Returns 0, or -1 when s is not a
- * size or does not fit in 64 bits. */
+/* Parses a size: a number with an optional unit, B, KiB/MiB/GiB/TiB/PiB (powers of 1024, also
+ * K/M/G/T/P) or KB/MB/GB/TB/PB (powers of 1000), e.g. "6GiB", "1.5GB", "4096". Returns 0, or -1
+ * when s is not a size or does not fit in 64 bits. Reads back whatever mv_format_size writes. */
 int mv_parse_size(const char *s, uint64_t *out);
 
 /* Parses a size or a percentage of whole such as "40%" (0 to 100, decimals allowed). Returns 0 or

@@ -26,7 +26,7 @@ static void graph_free(struct sim_graph *g)
 		free(g->nodes[i]);
 	free(g->nodes);
 	g->magic = SIM_MAGIC_DEAD;
-	free(g);
+	sim_retire(g);
 }
 
 CUresult sim_graph_capture_kernel(struct sim_stream *s, struct sim_op *op)
@@ -216,7 +216,7 @@ SIM_EXPORT CUresult cuGraphExecDestroy(CUgraphExec he)
 		return CUDA_ERROR_INVALID_HANDLE;
 	e->magic = SIM_MAGIC_DEAD;
 	free(e->nodes);
-	free(e);
+	sim_retire(e);
 	return CUDA_SUCCESS;
 }
 

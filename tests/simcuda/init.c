@@ -512,6 +512,22 @@ SIM_EXPORT CUresult cuGetErrorString(CUresult error, const char **str)
 	return error_lookup(error, str, 1);
 }
 
+static void *retired[SIM_RETIRED_KEPT];
+static size_t retired_next;
+static pthread_mutex_t retired_lock = PTHREAD_MUTEX_INITIALIZER; /* guards retired, retired_next */
+
+void sim_retire(void *obj)
+{
+	void *old;
+
+	pthread_mutex_lock(&retired_lock);
+	old = retired[retired_next];
+	retired[retired_next] = obj;
+	retired_next = (retired_next + 1) % SIM_RETIRED_KEPT;
+	pthread_mutex_unlock(&retired_lock);
+	free(old);
+}
+
 SIM_EXPORT int simcuda_model_only(void)
 {
 	pthread_once(&init_once, do_init);

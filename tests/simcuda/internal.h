@@ -15,7 +15,11 @@
 #define SIM_HIDDEN __attribute__((visibility("hidden")))
 
 #define SIM_GRANULARITY (2ull << 20) /* default VMM granularity, as on current NVIDIA GPUs */
-#define SIM_VA_SIZE (4ull << 40)     /* the device address window */
+/* The device address window. A ThreadSanitizer build, whose runtime leaves no 4 TiB hole in the
+ * address space, defines a smaller one. */
+#ifndef SIM_VA_SIZE
+#define SIM_VA_SIZE (4ull << 40)
+#endif
 
 /* Handle magics, so that a stale or foreign handle is refused instead of dereferenced blindly. */
 enum {
@@ -73,6 +77,12 @@ struct sim_ctx {
 /* Driver entry guards. sim_enter() checks cuInit; sim_enter_ctx() also needs a usable current
  * context and returns its sticky error, if any. */
 CUresult sim_enter(void);
+
+/* Frees an object whose handle the program was given, once its magic says dead, but only after
+ * SIM_RETIRED_KEPT later ones: a stale handle passed back soon after (a double destroy, a use after
+ * destroy) then reads the dead magic from memory still allocated rather than from freed memory. */
+#define SIM_RETIRED_KEPT 4096
+void sim_retire(void *obj);
 CUresult sim_enter_ctx(struct sim_ctx **out);
 int sim_initialized(void);
 struct sim_ctx *sim_ctx_current(void);

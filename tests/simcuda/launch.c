@@ -71,7 +71,7 @@ SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod)
 	if (m == NULL || m->magic != SIM_MAGIC_MODULE)
 		return CUDA_ERROR_INVALID_HANDLE;
 	m->magic = SIM_MAGIC_DEAD;
-	free(m);
+	sim_retire(m);
 	return CUDA_SUCCESS;
 }
 

@@ -774,7 +774,7 @@ SIM_EXPORT CUresult cuEventDestroy_v2(CUevent he)
 	pthread_mutex_lock(&sim_sched_lock);
 	e->magic = SIM_MAGIC_DEAD;
 	pthread_mutex_unlock(&sim_sched_lock);
-	free(e);
+	sim_retire(e);
 	return CUDA_SUCCESS;
 }
 

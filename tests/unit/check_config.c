@@ -12,6 +12,7 @@
 
 #include "daemon/config.h"
 #include "policies/policy.h"
+#include "protocol/units.h"
 
 #define GIB ((uint64_t)1 << 30)
 #define MIB ((uint64_t)1 << 20)
@@ -276,6 +277,48 @@ START_TEST(test_device_budget)
 }
 END_TEST
 
+/* What mv_format_size writes for people parses back, PiB included (memvirt config check shows
+ * sizes that way, and a user may paste one into the file). */
+START_TEST(test_format_reads_back)
+{
+	static const uint64_t sizes[] = {0, 1023, 1536, 5ull << 30, 1ull << 50, 3ull << 52, 15ull << 60};
+	char buf[64];
+	uint64_t x;
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		mv_format_size(sizes[i], buf, sizeof(buf));
+		ck_assert_msg(mv_parse_size(buf, &x) == 0, "'%s' does not parse", buf);
+		ck_assert_msg(x >= sizes[i] - sizes[i] / 20 && x - sizes[i] / 20 <= sizes[i],
+			      "'%s' reads back as %llu", buf, (unsigned long long)x);
+	}
+	ck_assert_int_eq(mv_parse_size("2PiB", &x), 0);
+	ck_assert_uint_eq(x, 2ull << 50);
+	ck_assert_int_eq(mv_parse_size("1P", &x), 0);
+	ck_assert_uint_eq(x, 1ull << 50);
+	ck_assert_int_eq(mv_parse_size("3PB", &x), 0);
+	ck_assert_uint_eq(x, 3000000000000000ull);
+	ck_assert_int_eq(mv_parse_size("16384PiB", &x), -1);
+}
+END_TEST
+
+/* 100% of a whole that a double cannot hold exactly is the whole, never a value converted from
+ * 2^64 (undefined) or above the whole. */
+START_TEST(test_percent_of_huge_whole)
+{
+	struct mvd_config *c = mvd_config_default();
+	uint64_t x;
+
+	ck_assert_uint_eq(mvd_config_device_budget(c, UINT64_MAX), UINT64_MAX);
+	ck_assert_int_eq(mv_parse_size_or_percent("100%", UINT64_MAX, &x), 0);
+	ck_assert_uint_eq(x, UINT64_MAX);
+	ck_assert_int_eq(mv_parse_size_or_percent("100%", (1ull << 60) - 1, &x), 0);
+	ck_assert_uint_eq(x, (1ull << 60) - 1);
+	ck_assert_int_eq(mv_parse_size_or_percent("50%", UINT64_MAX, &x), 0);
+	ck_assert_uint_eq(x, 1ull << 63);
+	mvd_config_free(c);
+}
+END_TEST
+
 START_TEST(test_valid_cases)
 {
 	struct dirent **list;
@@ -406,6 +449,8 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_job_names);
 	tcase_add_test(tc, test_job_match);
 	tcase_add_test(tc, test_device_budget);
+	tcase_add_test(tc, test_percent_of_huge_whole);
+	tcase_add_test(tc, test_format_reads_back);
 	tcase_add_test(tc, test_valid_cases);
 	tcase_add_test(tc, test_invalid_cases);
 	tcase_add_test(tc, test_invalid_cases_paired);

@@ -472,9 +472,7 @@ static int step(struct thread *t)
 {
 	uint64_t r = rnd(t, 100);
 
-	if (trace_on < 0)
-		trace_on = getenv("MV_TRACE") != NULL;
-	if (trace_on) {
+	if (trace_on > 0) {
 		fprintf(stderr, "T%d op %d r=%llu nb=%d:", t->tid, t->op, (unsigned long long)r, t->nb);
 		for (int i = 0; i < t->nb; i++)
 			fprintf(stderr, " [%d %#llx %zu s%d]", i, (unsigned long long)t->b[i].p, t->b[i].size, t->b[i].stream);
@@ -552,6 +550,9 @@ static void run_sequence(const struct config *c, uint64_t seed)
 	struct thread t[THREADS];
 	pthread_t th[THREADS];
 
+	/* Read before the threads start, which all use it. */
+	if (trace_on < 0)
+		trace_on = getenv("MV_TRACE") != NULL;
 	for (int k = 0; k < THREADS; k++) {
 		memset(&t[k], 0, sizeof(t[k]));
 		t[k].cfg = c;

@@ -102,6 +102,31 @@ START_TEST(round_trip)
 }
 END_TEST
 
+/* Launches that name no buffers leave the trace without a refs array; encoding them must not
+ * offset into it. That is undefined behaviour clang's UBSan reports (gcc's does not check it), so
+ * the fuzz corpus keeps the input that found it, tests/fuzz/corpus/trace/crash-launch-without-refs. */
+START_TEST(round_trip_no_refs)
+{
+	struct mv_trace *t = mv_trace_new(1 << 20, 0), *r = NULL;
+	uint32_t f;
+	size_t len;
+	uint8_t *img;
+	char err[256];
+
+	ck_assert_ptr_nonnull(t);
+	ck_assert_int_eq(mv_trace_add_func(t, "k", &f), 0);
+	ck_assert_int_eq(mv_trace_add_launch(t, f, 0, 1, 2, NULL, 0), 0);
+	ck_assert_ptr_null(t->refs);
+	img = mv_trace_encode(t, &len);
+	ck_assert_ptr_nonnull(img);
+	ck_assert_int_eq(mv_trace_read_mem(img, len, &r, err, sizeof err), 0);
+	assert_same(t, r);
+	free(img);
+	mv_trace_free(t);
+	mv_trace_free(r);
+}
+END_TEST
+
 START_TEST(round_trip_generated)
 {
 	struct pt_net net = pt_net_lstm(5, PT_MIB, 3 * PT_MIB);
@@ -649,6 +674,7 @@ static Suite *trace_suite(void)
 	TCase *tc = tcase_create("core");
 
 	tcase_add_test(tc, round_trip);
+	tcase_add_test(tc, round_trip_no_refs);
 	tcase_add_test(tc, round_trip_generated);
 	tcase_add_test(tc, funcs_written_in_order);
 	tcase_add_test(tc, bad_magic);
