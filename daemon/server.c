@@ -346,7 +346,9 @@ static void server_drain(struct mvd_conn *c)
 	}
 	if (c->closing)
 		return;
-	memmove(c->buf, c->buf + off, c->len - off);
+	/* Nothing to move when all was handled, and buf may be NULL then: memmove must not see it. */
+	if (c->len > off)
+		memmove(c->buf, c->buf + off, c->len - off);
 	c->len -= off;
 	/* A buffer grown for one large frame is given back once it has been handled. */
 	if (c->len == 0 && c->cap > SERVER_BUF_MIN) {

@@ -150,7 +150,14 @@ echo "the flooder sent $events events in $secs s and was served to the end"
 
 hwm=$(sed -n 's/^VmHWM:[^0-9]*\([0-9]*\) kB$/\1/p' "/proc/$DAEMON/status")
 echo "the daemon's peak resident memory: $hwm KiB"
-[ -n "$hwm" ] && [ "$hwm" -le "$RSS_MAX_KIB" ] || mv_fail "the daemon's peak resident memory is $hwm KiB"
+[ -n "$hwm" ] || mv_fail "no peak resident memory for the daemon (pid $DAEMON)"
+# A sanitizer's shadow memory and quarantine count in the resident memory of the build that
+# scripts/sanitize makes: the bound is judged in the plain build only.
+if [ -n "${MV_SANITIZER:-}" ]; then
+	echo "not judged against $RSS_MAX_KIB KiB in the $MV_SANITIZER build"
+else
+	[ "$hwm" -le "$RSS_MAX_KIB" ] || mv_fail "the daemon's peak resident memory is $hwm KiB, above $RSS_MAX_KIB KiB"
+fi
 timeout 30 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "memvirt daemon stop failed"
 DAEMON=
 exit 0
