@@ -476,10 +476,14 @@ static void finish_page_out(struct mv_buf *b)
  * can go. */
 static void finish_page_in(struct mv_buf *b, struct mv_hostslot *h)
 {
+	int learning = atomic_load_explicit(&mv_learn_flags, memory_order_relaxed) & MV_LEARN_ON;
+	uint64_t ns = learning ? copy_ns(b) : 0;
+	int waited;
+
 	host_free(h);
-	if (atomic_load_explicit(&mv_learn_flags, memory_order_relaxed) & MV_LEARN_ON)
-		mv_learn_page(b->id, 1, b->size, copy_ns(b), b->plan_waited);
 	pthread_mutex_lock(&mv_lock);
+	/* Read under the lock: a launch that waited for this page-in sets it under the lock too. */
+	waited = b->plan_waited;
 	landing--;
 	b->ready_pending = 0;
 	b->planned_in = 0;
@@ -490,6 +494,8 @@ static void finish_page_in(struct mv_buf *b, struct mv_hostslot *h)
 	}
 	pthread_cond_broadcast(&mv_cond);
 	pthread_mutex_unlock(&mv_lock);
+	if (learning)
+		mv_learn_page(b->id, 1, b->size, ns, waited);
 }
 
 /* Releases a freed buffer whose last uses have completed: resident pages go to the free cache,
@@ -1099,12 +1105,14 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 		b->in_used = 1;
 		pager_kick();
 	}
+	/* The pager reads it when the page-in lands, under this lock. */
+	if (fetched)
+		b->plan_waited = 1;
 	pthread_mutex_unlock(&mv_lock);
 	if (late && mv_real.cuEventQuery(b->moved) == CUDA_ERROR_NOT_READY)
 		mv_plan_late(b);
 	if (fetched) {
 		/* Every page-in issued here is one a submission waits for: a fault-in. */
-		b->plan_waited = 1;
 		atomic_fetch_add(&mv_count.fault_ins, 1);
 		mv_link_event(MV_EV_PAGE_IN, 0, b->va, b->size, 1);
 	}
