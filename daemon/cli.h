@@ -84,17 +84,10 @@ struct mv_iter;
 struct mv_plan;
 struct mv_machine;
 
-/* How a copy came to be. */
-enum {
-	MVD_COPY_PLANNED = 0,  /* the plan's page-out or page-in */
-	MVD_COPY_FAULT = 1,    /* a launch named a buffer that was out */
-	MVD_COPY_REACTIVE = 2, /* evicted, least recently used, to make room */
-};
-
 /* One copy: buffer buf out (in == 0) or in, on its engine from start to end (ns). */
 struct mvd_sched_copy {
 	uint32_t buf;
-	uint8_t in, kind, late; /* late: a planned page-in its launch had to wait for */
+	uint8_t in, kind, late; /* kind: enum mv_model_copy; late: a planned page-in its launch waited for */
 	uint64_t start, end;
 };
 
@@ -119,7 +112,8 @@ struct mvd_sched {
 	int over_budget;
 };
 
-/* Recomputes the schedule by the rules policies/model.c states. Returns 0 or -EINVAL. */
+/* Replays the iteration under the model (mv_model_observe) and keeps its schedule. Returns 0 or the
+ * model's negative errno. */
 int mvd_sched_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t budget,
 		  const struct mv_machine *m, struct mvd_sched *out);
 void mvd_sched_free(struct mvd_sched *s);

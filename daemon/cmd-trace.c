@@ -855,7 +855,7 @@ static size_t trace_curve(struct mvd_sched *s, struct trace_point **out)
 	return n;
 }
 
-/* Plans with the asked-for policy and recomputes the model's schedule. Returns 0 or -1. */
+/* Plans with the asked-for policy and replays the plan for its schedule. Returns 0 or -1. */
 static int trace_modeled(const struct trace_ctx *c, const struct mv_policy *pol, uint64_t budget,
 			 struct trace_run *run, struct mvd_sched *sched)
 {
@@ -868,12 +868,6 @@ static int trace_modeled(const struct trace_ctx *c, const struct mv_policy *pol,
 		run->plan = NULL;
 		return -1;
 	}
-	/* The schedule is drawn from a second implementation of the model's rules: say so if the
-	 * two ever part. */
-	if (sched->step_ns != run->r.step_ns || sched->peak != run->r.peak)
-		fprintf(stderr, "memvirt trace: warning: the drawn schedule (step %" PRIu64 " ns, peak %"
-				PRIu64 " bytes) differs from the model's (step %" PRIu64 " ns, peak %" PRIu64
-				" bytes)\n", sched->step_ns, sched->peak, run->r.step_ns, run->r.peak);
 	return 0;
 }
 

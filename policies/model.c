@@ -114,6 +114,7 @@ struct sim {
 	double h2d_bps, d2h_bps;
 	struct mv_model_result *r;
 	struct mv_feedback *fb;
+	const struct mv_model_observer *obs; /* NULL: nobody is told */
 	int counting;          /* the second run: results are kept */
 	int err;               /* -ENOMEM from a heap */
 
@@ -155,14 +156,27 @@ static void release_until(struct sim *s, uint64_t t)
 	}
 }
 
+static void tell_held(struct sim *s, uint64_t t, int64_t delta)
+{
+	if (s->counting && s->obs != NULL && s->obs->held != NULL)
+		s->obs->held(s->obs->ctx, t, delta);
+}
+
+static void tell_copy(struct sim *s, uint32_t b, int in, int kind, uint64_t start, uint64_t end)
+{
+	if (s->obs != NULL && s->obs->copy != NULL)
+		s->obs->copy(s->obs->ctx, b, in, kind, start, end);
+}
+
 static void release_at(struct sim *s, uint64_t t, uint64_t bytes)
 {
 	if (heap_push(&s->rel, t, bytes) != 0)
 		s->err = -ENOMEM;
+	tell_held(s, t, -(int64_t)bytes);
 }
 
-/* Copies b out, issued at t; its bytes are released when the copy completes. */
-static void page_out(struct sim *s, uint32_t b, uint64_t t)
+/* Copies b out, issued at t; its bytes are released when the copy completes. kind: mv_model_copy. */
+static void page_out(struct sim *s, uint32_t b, uint64_t t, int kind)
 {
 	uint64_t size = s->it->bufs[b].size, start = t, done;
 
@@ -182,6 +196,7 @@ static void page_out(struct sim *s, uint32_t b, uint64_t t)
 		s->r->page_outs++;
 		s->r->bytes_out += size;
 	}
+	tell_copy(s, b, 0, kind, start, done);
 }
 
 /* The least recently used evictable buffer, or MV_TRACE_NONE. */
@@ -233,24 +248,26 @@ static uint64_t acquire(struct sim *s, uint64_t size, uint64_t t0, int may_fail)
 				s->r->over_budget = 1;
 			break;
 		}
-		page_out(s, b, t);
+		page_out(s, b, t, MV_COPY_REACTIVE);
 	}
 	s->used += size;
 	s->cursor = t;
+	tell_held(s, t, (int64_t)size);
 	if (s->counting && s->used > s->r->peak)
 		s->r->peak = s->used;
 	return t;
 }
 
 /* Copies b in: room no earlier than t0, then the H2D engine. Returns when it is ready, or UINT64_MAX
- * when a planned page-in (may_fail) finds no room, which leaves b out: a prefetch never fails a job. */
-static uint64_t page_in(struct sim *s, uint32_t b, uint64_t t0, int may_fail)
+ * when a planned page-in (kind MV_COPY_PLANNED) finds no room, which leaves b out: a prefetch never
+ * fails a job. */
+static uint64_t page_in(struct sim *s, uint32_t b, uint64_t t0, int kind)
 {
 	uint64_t size = s->it->bufs[b].size, start;
 
 	if (t0 < s->ready[b])
 		t0 = s->ready[b];
-	start = acquire(s, size, t0, may_fail);
+	start = acquire(s, size, t0, kind == MV_COPY_PLANNED);
 	if (start == UINT64_MAX)
 		return UINT64_MAX;
 	if (start < s->h2d_free)
@@ -263,6 +280,7 @@ static uint64_t page_in(struct sim *s, uint32_t b, uint64_t t0, int may_fail)
 		s->r->page_ins++;
 		s->r->bytes_in += size;
 	}
+	tell_copy(s, b, 1, kind, start, s->ready[b]);
 	return s->ready[b];
 }
 
@@ -311,10 +329,10 @@ static void issue_plan(struct sim *s, uint32_t *pi, uint32_t at, uint64_t start,
 			continue;
 		if (op->kind == MV_PLAN_OUT) {
 			if (s->st[b] == DEV && !(s->it->bufs[b].flags & MV_IBUF_PINNED))
-				page_out(s, b, fin);
+				page_out(s, b, fin, MV_COPY_PLANNED);
 		} else if (op->kind == MV_PLAN_IN && s->st[b] == HOST) {
 			exclude_launch(s, op->need);
-			if (page_in(s, b, start, 1) != UINT64_MAX)
+			if (page_in(s, b, start, MV_COPY_PLANNED) != UINT64_MAX)
 				s->planned[b] = 1;
 		}
 	}
@@ -390,7 +408,7 @@ static void run_once(struct sim *s, uint64_t *prev_start, uint64_t *prev_fin)
 			uint64_t ready;
 
 			if (s->st[b] == HOST) {
-				ready = page_in(s, b, F, 0);
+				ready = page_in(s, b, F, MV_COPY_FAULT);
 				if (s->counting)
 					s->r->faults++;
 			} else if (s->st[b] == ABSENT) {
@@ -401,6 +419,8 @@ static void run_once(struct sim *s, uint64_t *prev_start, uint64_t *prev_fin)
 				ready = s->ready[b];
 				if (s->planned[b] && ready > F && s->counting) {
 					s->r->late++;
+					if (s->obs != NULL && s->obs->late != NULL)
+						s->obs->late(s->obs->ctx, b);
 					if (s->fb != NULL && b < s->fb->nbufs) {
 						s->fb->late_ns[b] += ready - F;
 						if (s->fb->late_at != NULL)
@@ -416,6 +436,8 @@ static void run_once(struct sim *s, uint64_t *prev_start, uint64_t *prev_fin)
 			s->r->stall_ns += start - F;
 		*prev_start = start;
 		*prev_fin = start + l->dur_ns;
+		if (s->counting && s->obs != NULL && s->obs->launch != NULL)
+			s->obs->launch(s->obs->ctx, k, start, *prev_fin);
 		for (i = 0; i < l->nrefs; i++) {
 			uint32_t b = it->refs[l->ref0 + i];
 
@@ -435,6 +457,13 @@ static void run_once(struct sim *s, uint64_t *prev_start, uint64_t *prev_fin)
 int mv_model_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t budget, const struct mv_machine *m,
 		 struct mv_model_result *out, struct mv_feedback *fb)
 {
+	return mv_model_observe(it, plan, budget, m, out, fb, NULL);
+}
+
+int mv_model_observe(const struct mv_iter *it, const struct mv_plan *plan, uint64_t budget,
+		     const struct mv_machine *m, struct mv_model_result *out, struct mv_feedback *fb,
+		     const struct mv_model_observer *obs)
+{
 	struct sim s;
 	uint64_t prev_start = 0, prev_fin = 0, t0;
 	uint32_t b, k, n;
@@ -453,6 +482,7 @@ int mv_model_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t 
 	s.d2h_bps = m->d2h_bps;
 	s.r = out;
 	s.fb = fb;
+	s.obs = obs;
 	n = it->nbufs ? it->nbufs : 1;
 	s.st = calloc(n, 1);
 	s.planned = calloc(n, 1);
@@ -489,7 +519,6 @@ int mv_model_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t 
 	run_once(&s, &prev_start, &prev_fin);
 
 	/* Between the runs: the next iteration's start state. */
-	s.counting = 1;
 	t0 = prev_fin;
 	for (b = 0; b < it->nbufs; b++)
 		if (it->bufs[b].alloc_at != MV_TRACE_NONE && s.st[b] != ABSENT)
@@ -497,6 +526,12 @@ int mv_model_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t 
 	if (s.cursor < t0)
 		s.cursor = t0;
 	release_until(&s, s.cursor);
+	s.counting = 1;
+	if (obs != NULL && obs->begin != NULL)
+		obs->begin(obs->ctx, t0, s.used);
+	/* Releases still pending reach into the reported run. */
+	for (size_t i = 0; i < s.rel.n; i++)
+		tell_held(&s, s.rel.key[i], -(int64_t)s.rel.val[i]);
 	out->peak = s.used;
 	s.token++;
 	for (b = 0; b < it->nbufs; b++)

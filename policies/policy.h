@@ -148,6 +148,35 @@ struct mv_feedback {
 int mv_model_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t budget, const struct mv_machine *m,
 		 struct mv_model_result *out, struct mv_feedback *fb);
 
+/* How a copy in the model came to be. */
+enum mv_model_copy {
+	MV_COPY_PLANNED = 0,  /* the plan's page-out or page-in */
+	MV_COPY_FAULT = 1,    /* a launch named a buffer that was out */
+	MV_COPY_REACTIVE = 2, /* evicted, least recently used, to make room */
+};
+
+/* The schedule behind mv_model_run's totals, event by event, for a caller that draws it. Times are
+ * on the model's timeline. Any callback may be NULL. Copies are reported from both runs, since one
+ * the first run issues may reach into the reported one; everything else from the reported run
+ * only. */
+struct mv_model_observer {
+	void *ctx;
+	/* The reported run begins at t0, holding `held` device bytes. */
+	void (*begin)(void *ctx, uint64_t t0, uint64_t held);
+	void (*launch)(void *ctx, uint32_t k, uint64_t start, uint64_t fin);
+	/* Buffer buf copied out (in == 0) or in, on its engine from start to end; kind: mv_model_copy. */
+	void (*copy)(void *ctx, uint32_t buf, int in, int kind, uint64_t start, uint64_t end);
+	/* The device bytes held change by delta at t: told when the change is decided, not in time order. */
+	void (*held)(void *ctx, uint64_t t, int64_t delta);
+	/* A launch waited for buf's planned page-in, the latest copy in of buf reported. */
+	void (*late)(void *ctx, uint32_t buf);
+};
+
+/* mv_model_run, telling obs (which may be NULL) what happens. */
+int mv_model_observe(const struct mv_iter *it, const struct mv_plan *plan, uint64_t budget,
+		     const struct mv_machine *m, struct mv_model_result *out, struct mv_feedback *fb,
+		     const struct mv_model_observer *obs);
+
 /* The bandwidth lower bound of memvirt-policies(7): a step time no schedule can beat under this
  * budget and these bandwidths. Also reports the bytes that must leave the device at the tightest
  * launch. */
