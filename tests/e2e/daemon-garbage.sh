@@ -5,33 +5,9 @@
 # go on as before.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/frame-lib.sh"
-MEMVIRT=$MV_TOP_BUILDDIR/daemon/memvirt
-MVSOCK=$MV_TOP_BUILDDIR/tests/e2e/mvsock
-for p in "$MEMVIRT" "$MVSOCK"; do
-	[ -x "$p" ] || mv_fail "$p is not built"
-done
-unset MEMVIRT_SOCKET LD_PRELOAD
-
-mv_tmpdir
-chmod 700 "$MV_TMP"
-T=$MV_TMP
-S=$T/memvirtd.sock
-DAEMON=
-JOBS=
-
-
-cleanup() {
-	exec 3>&- 4>&-
-	mv_stop_pids $JOBS $DAEMON
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
-out=$(timeout 30 "$MEMVIRT" daemon start --socket "$S" --log-file "$T/memvirtd.log" --log-level debug) ||
-	mv_fail "memvirt daemon start --socket $S failed"
-DAEMON=$(echo "$out" | sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p')
-[ -n "$DAEMON" ] || mv_fail "memvirt daemon start printed no pid: $out"
+. "$(dirname "$0")/daemon-lib.sh"
+DAEMON_LOG_LEVEL=debug
+start_daemon
 
 # The session that must survive: it asks for the whole of a device of 1000000 bytes.
 mkfifo "$T/hello.in" "$T/second.in"

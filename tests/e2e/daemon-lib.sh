@@ -1,10 +1,9 @@
-# Shared set-up of the end-to-end tests that run workloads against a private daemon: the programs,
-# an environment in which buffers of a few KiB page, a private 0700 directory $T with the socket
-# path $S, cleanup of $DAEMON and $JOBS at exit, a hang-guarded wait, and reading a session's
-# field from flattened stats. Sourced after lib.sh.
+# Shared set-up of the end-to-end tests that run workloads, or raw socket clients, against a
+# private daemon: the programs, an environment in which buffers of a few KiB page, a private 0700
+# directory $T with the socket path $S, cleanup of $DAEMON and $JOBS at exit, a hang-guarded wait,
+# and reading a session's field from flattened stats. Sourced after lib.sh.
 MEMVIRT=$MV_TOP_BUILDDIR/daemon/memvirt
 MVSOCK=$MV_TOP_BUILDDIR/tests/e2e/mvsock
-mv_need_mvtrain
 for p in "$MEMVIRT" "$MVSOCK"; do
 	[ -x "$p" ] || mv_fail "$p is not built"
 done
@@ -81,6 +80,7 @@ sess_field() {
 
 # plain_run: runs mvtrain $ARGS ($STEPS steps) on the simulated GPU alone; sets sum and peak from it.
 plain_run() {
+	mv_need_mvtrain
 	# shellcheck disable=SC2086 # ARGS is a list of words
 	mv_run plain $ARGS
 	mv_expect_ok plain "$STEPS"
@@ -89,10 +89,11 @@ plain_run() {
 	[ -n "$peak" ] && [ "$peak" -gt 0 ] || mv_fail_run plain "no peak in the output"
 }
 
-# start_daemon [OPTION...]: memvirt daemon start on $S with a log in $T, plus the options; its pid
-# goes to DAEMON and what it printed to `out`.
+# start_daemon [OPTION...]: memvirt daemon start on $S with a log in $T at DAEMON_LOG_LEVEL (default
+# info), plus the options; its pid goes to DAEMON and what it printed to `out`.
 start_daemon() {
-	out=$(timeout 30 "$MEMVIRT" daemon start --socket "$S" "$@" --log-file "$T/memvirtd.log" --log-level info) ||
+	out=$(timeout 30 "$MEMVIRT" daemon start --socket "$S" "$@" --log-file "$T/memvirtd.log" \
+		--log-level "${DAEMON_LOG_LEVEL:-info}") ||
 		mv_fail "memvirt daemon start --socket $S failed"
 	DAEMON=$(echo "$out" | sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p')
 	[ -n "$DAEMON" ] || mv_fail "memvirt daemon start printed no pid: $out"

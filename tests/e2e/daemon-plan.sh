@@ -7,29 +7,7 @@
 # device (of a job with the default policy, lru, which plans nothing) halves the first one's
 # grant, and the first gets a new plan for it.
 . "$(dirname "$0")/lib.sh"
-MEMVIRT=$MV_TOP_BUILDDIR/daemon/memvirt
-MVSOCK=$MV_TOP_BUILDDIR/tests/e2e/mvsock
-for p in "$MEMVIRT" "$MVSOCK"; do
-	[ -x "$p" ] || mv_fail "$p is not built"
-done
-unset MEMVIRT_SOCKET LD_PRELOAD
-
-mv_tmpdir
-chmod 700 "$MV_TMP"
-T=$MV_TMP
-S=$T/memvirtd.sock
-DAEMON=
-JOBS=
-
-cleanup() {
-	exec 3>&- 4>&-
-	# shellcheck disable=SC2086 # lists of pids
-	mv_stop_pids $JOBS $DAEMON
-	rm -rf "$T"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM HUP
-
+. "$(dirname "$0")/daemon-lib.sh"
 MIB=1048576
 L=8
 JOB=e2e-plan-$$
@@ -41,10 +19,8 @@ if ! timeout 10 "$MEMVIRT" config check "$T/memvirt.json" >"$T/check.out" 2>&1; 
 	mv_fail "config check refused $T/memvirt.json: $(cat "$T/check.out")"
 fi
 
-out=$(timeout 30 "$MEMVIRT" daemon start --socket "$S" --config "$T/memvirt.json" \
-	--log-file "$T/memvirtd.log" --log-level debug) || mv_fail "memvirt daemon start --socket $S failed"
-DAEMON=$(echo "$out" | sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p')
-[ -n "$DAEMON" ] || mv_fail "memvirt daemon start printed no pid: $out"
+DAEMON_LOG_LEVEL=debug
+start_daemon --config "$T/memvirt.json"
 
 # The loop: L weights of 4 MiB and an input of 8 MiB, allocated once; each iteration allocates an
 # activation per layer (8 to 10 MiB, at new addresses), runs L forward launches, L backward ones
