@@ -6,6 +6,7 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/frame-lib.sh"
 . "$(dirname "$0")/daemon-lib.sh"
+# shellcheck disable=SC2034 # read by start_daemon (daemon-lib.sh)
 DAEMON_LOG_LEVEL=debug
 start_daemon
 

@@ -19,6 +19,7 @@ if ! timeout 10 "$MEMVIRT" config check "$T/memvirt.json" >"$T/check.out" 2>&1; 
 	mv_fail "config check refused $T/memvirt.json: $(cat "$T/check.out")"
 fi
 
+# shellcheck disable=SC2034 # read by start_daemon (daemon-lib.sh)
 DAEMON_LOG_LEVEL=debug
 start_daemon --config "$T/memvirt.json"
 
