@@ -531,7 +531,7 @@ static uint32_t trace_le32(const uint8_t *p)
 static int trace_info(const struct trace_opts *o)
 {
 	struct trace_ctx c;
-	uint32_t count[MV_TREC_END + 1] = {0}, pinned = 0, version;
+	uint32_t count[MV_TREC_END + 1] = {0}, pinned = 0, timed = 0, waited = 0, version;
 	uint64_t first_ns = 0, last_ns = 0, peak = 0;
 	int have_iter;
 	char a[32], b[32];
@@ -542,6 +542,8 @@ static int trace_info(const struct trace_opts *o)
 	for (uint32_t i = 0; i < c.t->nops; i++) {
 		if (c.t->ops[i].kind <= MV_TREC_END)
 			count[c.t->ops[i].kind]++;
+		timed += c.t->ops[i].kind == MV_TREC_LAUNCH && c.t->ops[i].dur_ns > 0;
+		waited += c.t->ops[i].kind == MV_TREC_PAGE && c.t->ops[i].waited;
 		if (i == 0)
 			first_ns = c.t->ops[i].time_ns;
 		last_ns = c.t->ops[i].time_ns + (c.t->ops[i].kind == MV_TREC_LAUNCH ?
@@ -557,19 +559,22 @@ static int trace_info(const struct trace_opts *o)
 		json_t *root;
 		char *s;
 
-		root = json_pack("{s:s, s:I, s:I, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
-				 "s:I, s:I}",
+		root = json_pack("{s:s, s:I, s:I, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
+				 "s:I, s:I, s:I, s:I}",
 				 "file", o->file, "version", (json_int_t)version,
 				 "device_total", (json_int_t)c.t->device_total,
 				 "model_only", (c.t->flags & MV_TRACE_F_MODEL_ONLY) != 0,
 				 "truncated", c.t->truncated,
 				 "ops", (json_int_t)c.t->nops,
 				 "launches", (json_int_t)count[MV_TREC_LAUNCH],
+				 "timed_launches", (json_int_t)timed,
+				 "refs", (json_int_t)c.t->nrefs,
 				 "allocs", (json_int_t)count[MV_TREC_ALLOC],
 				 "frees", (json_int_t)count[MV_TREC_FREE],
 				 "syncs", (json_int_t)count[MV_TREC_SYNC],
 				 "marks", (json_int_t)count[MV_TREC_MARK],
 				 "pages", (json_int_t)count[MV_TREC_PAGE],
+				 "waited_pages", (json_int_t)waited,
 				 "functions", (json_int_t)c.t->nfuncs,
 				 "buffers", (json_int_t)c.t->nbufs,
 				 "pinned_buffers", (json_int_t)pinned,
@@ -601,6 +606,9 @@ static int trace_info(const struct trace_opts *o)
 	       " frees, %" PRIu32 " syncs, %" PRIu32 " marks, %" PRIu32 " page records\n", c.t->nops,
 	       count[MV_TREC_LAUNCH], count[MV_TREC_ALLOC], count[MV_TREC_FREE], count[MV_TREC_SYNC],
 	       count[MV_TREC_MARK], count[MV_TREC_PAGE]);
+	printf("timed       %" PRIu32 " launches with a measured duration; %" PRIu32 " page records a "
+	       "launch waited for\n", timed, waited);
+	printf("references  %" PRIu32 " buffers named by launches\n", c.t->nrefs);
 	printf("functions   %" PRIu32 "\n", c.t->nfuncs);
 	printf("buffers     %" PRIu32 " (%" PRIu32 " never paged)\n", c.t->nbufs, pinned);
 	printf("span        %.3f ms\n", (double)(last_ns - first_ns) / 1e6);

@@ -1,4 +1,4 @@
-# MEMVIRT_RECORD writes a trace file the planning code's reader accepts, with the run's launches
+# MEMVIRT_RECORD writes a trace file the planning code's reader (through `memvirt trace info`) accepts, with the run's launches
 # (timed), allocations, frees and the page copies the library did; in model-only mode it says so;
 # and a job killed with SIGKILL leaves a file that reads as truncated, every whole record kept.
 . "$(dirname "$0")/lib.sh"
@@ -6,8 +6,11 @@
 mv_need_mvtrain
 mv_tmpdir
 [ -f "$MEMVIRT_LIB" ] || mv_fail "$MEMVIRT_LIB is not built"
-CHECK=$MV_TOP_BUILDDIR/tests/e2e/mvtrace-check
-[ -x "$CHECK" ] || mv_fail "$CHECK is not built"
+MEMVIRT=$MV_TOP_BUILDDIR/daemon/memvirt
+MVSOCK=$MV_TOP_BUILDDIR/tests/e2e/mvsock
+for p in "$MEMVIRT" "$MVSOCK"; do
+	[ -x "$p" ] || mv_fail "$p is not built"
+done
 
 SIMCUDA_MEM=4GiB
 SIMCUDA_GRANULARITY=4KiB
@@ -17,17 +20,18 @@ unset SIMCUDA_MODEL_ONLY SIMCUDA_NO_HOST_VMM LD_PRELOAD MEMVIRT_BUDGET MEMVIRT_L
 unset MEMVIRT_SAFETY_NET MEMVIRT_HOST_LIMIT MEMVIRT_REAL_LIBCUDA MEMVIRT_POLICY MEMVIRT_ITERATION_MARKER
 args="--model resnet50 --batch 2 --scale 0.125"
 
-# field NAME FILE: a value mvtrace-check printed.
+# field NAME FILE: a value of the trace's summary (`memvirt trace info --json`, flattened).
 field() {
 	sed -n "s/^$1 //p" "$2"
 }
 
 # check NAME: reads $MV_TMP/NAME.trace into $MV_TMP/NAME.check, failing when the reader refuses it.
 check() {
-	"$CHECK" "$MV_TMP/$1.trace" >"$MV_TMP/$1.check" 2>"$MV_TMP/$1.checkerr" || {
+	"$MEMVIRT" trace info "$MV_TMP/$1.trace" --json >"$MV_TMP/$1.json" 2>"$MV_TMP/$1.checkerr" || {
 		cat "$MV_TMP/$1.checkerr" >&2
 		mv_fail "the reader refuses $1's trace"
 	}
+	"$MVSOCK" flat <"$MV_TMP/$1.json" >"$MV_TMP/$1.check" || mv_fail "$1's summary is not JSON"
 	echo "$1: $(tr '\n' ' ' <"$MV_TMP/$1.check")"
 }
 
@@ -52,9 +56,9 @@ env LD_PRELOAD="$MEMVIRT_LIB" MEMVIRT_BUDGET=$((peak / 3)) MEMVIRT_SLAB_THRESHOL
 mv_expect_ok whole 3
 [ "$(mv_checksum whole)" = "$(mv_checksum plain)" ] || mv_fail_run whole "checksum differs from the plain run's"
 check whole
-[ "$(field truncated "$MV_TMP/whole.check")" = 0 ] || mv_fail "the whole run's trace has no END"
-[ "$(field flags "$MV_TMP/whole.check")" = 0 ] || mv_fail "the whole run's trace says model-only"
-positive whole funcs allocs frees launches timed refs pages waited
+[ "$(field truncated "$MV_TMP/whole.check")" = false ] || mv_fail "the whole run's trace has no END"
+[ "$(field model_only "$MV_TMP/whole.check")" = false ] || mv_fail "the whole run's trace says model-only"
+positive whole functions allocs frees launches timed_launches refs pages waited_pages
 outs=$(grep -E '^memvirt\[[0-9]+\] info: budget ' "$MV_TMP/whole.err" | sed -n 's/.*page-outs \([0-9]*\) .*/\1/p')
 ins=$(grep -E '^memvirt\[[0-9]+\] info: budget ' "$MV_TMP/whole.err" | sed -n 's/.*page-ins \([0-9]*\) .*/\1/p')
 pages=$(field pages "$MV_TMP/whole.check")
@@ -68,7 +72,7 @@ env SIMCUDA_MODEL_ONLY=1 LD_PRELOAD="$MEMVIRT_LIB" MEMVIRT_RECORD="$MV_TMP/model
 	"$MVTRAIN" $args --steps 2 --model-only >"$MV_TMP/model.out" 2>"$MV_TMP/model.err" || MV_RC=$?
 [ "$MV_RC" -eq 0 ] || mv_fail_run model "exit status $MV_RC"
 check model
-[ "$(field flags "$MV_TMP/model.check")" = 1 ] || mv_fail "the model-only trace lacks MV_TRACE_F_MODEL_ONLY"
+[ "$(field model_only "$MV_TMP/model.check")" = true ] || mv_fail "the model-only trace lacks MV_TRACE_F_MODEL_ONLY"
 
 # Killed: a long run, SIGKILLed once its trace has grown.
 env LD_PRELOAD="$MEMVIRT_LIB" MEMVIRT_BUDGET=$((peak / 3)) MEMVIRT_SLAB_THRESHOLD=4KiB \
@@ -82,6 +86,6 @@ done
 kill -KILL "$pid"
 wait "$pid" 2>/dev/null
 check killed
-[ "$(field truncated "$MV_TMP/killed.check")" = 1 ] || mv_fail "the killed run's trace does not read as truncated"
+[ "$(field truncated "$MV_TMP/killed.check")" = true ] || mv_fail "the killed run's trace does not read as truncated"
 positive killed allocs launches
 exit 0
