@@ -425,6 +425,8 @@ static uint64_t copy_ns(struct mv_buf *b)
 static void finish_page_out(struct mv_buf *b)
 {
 	CUmemGenericAllocationHandle dev;
+	/* For the log lines: once the lock is let go, a freed b may be released and reused. */
+	uint64_t va = b->va;
 
 	pthread_mutex_lock(&mv_lock);
 	if (b->rescue) {
@@ -442,7 +444,7 @@ static void finish_page_out(struct mv_buf *b)
 		pthread_cond_broadcast(&mv_cond);
 		pthread_mutex_unlock(&mv_lock);
 		host_free(h);
-		mv_log(MV_LOG_DEBUG, "page-out of %#llx ended: the buffer was wanted back", (unsigned long long)b->va);
+		mv_log(MV_LOG_DEBUG, "page-out of %#llx ended: the buffer was wanted back", (unsigned long long)va);
 		return;
 	}
 	b->releasing = 1;
@@ -469,7 +471,7 @@ static void finish_page_out(struct mv_buf *b)
 	pthread_cond_broadcast(&mv_cond);
 	pthread_cond_signal(&pager_cond);
 	pthread_mutex_unlock(&mv_lock);
-	mv_log(MV_LOG_DEBUG, "page-out of %#llx ended: on the host", (unsigned long long)b->va);
+	mv_log(MV_LOG_DEBUG, "page-out of %#llx ended: on the host", (unsigned long long)va);
 }
 
 /* Completes one page-in: its copy has finished, so later users need not wait and the host copy
