@@ -26,24 +26,24 @@ check_PROGRAMS += $(POLICY_CHECKS)
 TESTS += $(POLICY_CHECKS)
 EXTRA_DIST += tests/unit/policytest.h
 
-tests_unit_check_trace_SOURCES = tests/unit/check_trace.c $(POLICY_SOURCES)
+tests_unit_check_trace_SOURCES = tests/unit/check_trace.c
 tests_unit_check_trace_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
-tests_unit_check_trace_LDADD = $(CHECK_LIBS) -lm
-tests_unit_check_iter_SOURCES = tests/unit/check_iter.c $(POLICY_SOURCES)
+tests_unit_check_trace_LDADD = $(POLICY_LIB) $(CHECK_LIBS) -lm
+tests_unit_check_iter_SOURCES = tests/unit/check_iter.c
 tests_unit_check_iter_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
-tests_unit_check_iter_LDADD = $(CHECK_LIBS) -lm
-tests_unit_check_model_SOURCES = tests/unit/check_model.c $(POLICY_SOURCES)
+tests_unit_check_iter_LDADD = $(POLICY_LIB) $(CHECK_LIBS) -lm
+tests_unit_check_model_SOURCES = tests/unit/check_model.c
 tests_unit_check_model_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
-tests_unit_check_model_LDADD = $(CHECK_LIBS) -lm
-tests_unit_check_policy_vdnn_SOURCES = tests/unit/check_policy_vdnn.c $(POLICY_SOURCES)
+tests_unit_check_model_LDADD = $(POLICY_LIB) $(CHECK_LIBS) -lm
+tests_unit_check_policy_vdnn_SOURCES = tests/unit/check_policy_vdnn.c
 tests_unit_check_policy_vdnn_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
-tests_unit_check_policy_vdnn_LDADD = $(CHECK_LIBS) -lm
-tests_unit_check_policy_mmcnn_SOURCES = tests/unit/check_policy_mmcnn.c $(POLICY_SOURCES)
+tests_unit_check_policy_vdnn_LDADD = $(POLICY_LIB) $(CHECK_LIBS) -lm
+tests_unit_check_policy_mmcnn_SOURCES = tests/unit/check_policy_mmcnn.c
 tests_unit_check_policy_mmcnn_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
-tests_unit_check_policy_mmcnn_LDADD = $(CHECK_LIBS) -lm
-tests_unit_check_policy_feedback_SOURCES = tests/unit/check_policy_feedback.c $(POLICY_SOURCES)
+tests_unit_check_policy_mmcnn_LDADD = $(POLICY_LIB) $(CHECK_LIBS) -lm
+tests_unit_check_policy_feedback_SOURCES = tests/unit/check_policy_feedback.c
 tests_unit_check_policy_feedback_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
-tests_unit_check_policy_feedback_LDADD = $(CHECK_LIBS) -lm
+tests_unit_check_policy_feedback_LDADD = $(POLICY_LIB) $(CHECK_LIBS) -lm
 
 # Planning time per policy on a 10,000-launch iteration; run by scripts/bench planning.
 check_PROGRAMS += tests/bench/plan_bench
