@@ -106,8 +106,6 @@ struct mv_stream {
 /* The state of an app stream as named by a call (NULL means the legacy or the per-thread stream).
  * NULL when the table is full or the ring cannot be made. */
 struct mv_stream *mv_stream_get(CUstream h, int per_thread);
-/* The handle to pass to the driver for it. */
-CUstream mv_stream_handle(const struct mv_stream *s);
 /* Takes the next ticket for a submission; mv_stream_end() follows once its work is enqueued (and
  * may record a mark). */
 uint64_t mv_stream_begin(struct mv_stream *s);
@@ -175,7 +173,6 @@ struct mv_buf {
 	int plan_waited;         /* a launch waited for its last page-in */
 	int in_used;             /* a launch has used it since its planned page-in was issued */
 	CUevent mstart;          /* recorded where its last page copy began (timing) */
-	uint64_t moved_ns;       /* when that copy was issued, CLOCK_MONOTONIC */
 };
 
 /* The lock over the registry, every buffer's state, the budget and the pager's queues. Never held
@@ -195,7 +192,6 @@ struct mv_buf *mv_registry_victim(int *later);
 void mv_registry_unskip(void);
 /* Records a use of b on stream s with ticket t. */
 void mv_buf_use(struct mv_buf *b, struct mv_stream *s, uint64_t t, uint64_t clock);
-size_t mv_registry_count(void);
 /* What holds the device, for the out-of-memory log line. Called with mv_lock held. */
 void mv_registry_describe(char *buf, size_t len);
 
@@ -268,8 +264,6 @@ int mv_page_out_planned(struct mv_buf *b);
  * mv_lock. Returns 0 when issued or queued. */
 int mv_page_in_planned(struct mv_buf *b);
 
-/* Starts the pager thread if it is not running. */
-void mv_pager_start(void);
 /* In a child after fork: the pager thread did not come along. */
 void mv_residency_forked(void);
 

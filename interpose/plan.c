@@ -66,7 +66,6 @@ static int synced;                /* followed since installed */
 /* Read by the planner without the lock. */
 static _Atomic uint64_t iterations_done;
 static _Atomic uint64_t diverged_launches;
-static _Atomic uint64_t resyncs;
 static _Atomic int daemon_active;
 
 static void xplan_free(struct xplan *x)
@@ -413,7 +412,6 @@ void mv_plan_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 			following = 1;
 			synced = 1;
 			cursor = matched % cur->nlaunch;
-			atomic_fetch_add_explicit(&resyncs, 1, memory_order_relaxed);
 			mv_log(MV_LOG_DEBUG, "plan: following the iteration from launch %u (planned out so far %llu)",
 			       matched, (unsigned long long)atomic_load(&mv_count.planned_outs));
 		} else if (synced || ++awaiting > cur->nlaunch) {

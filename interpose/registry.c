@@ -71,11 +71,6 @@ struct mv_buf *mv_registry_find(uint64_t addr)
 	return addr - b->va < b->size ? b : NULL;
 }
 
-size_t mv_registry_count(void)
-{
-	return nbufs;
-}
-
 /* Least recently used first. A buffer is a candidate when it is resident and large, not pinned, not
  * moving, not just paged in, and not in use by a submission on its way. */
 struct mv_buf *mv_registry_victim(int *later)

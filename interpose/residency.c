@@ -663,13 +663,6 @@ static void pager_kick(void)
 	pthread_cond_signal(&pager_cond);
 }
 
-void mv_pager_start(void)
-{
-	pthread_mutex_lock(&mv_lock);
-	pager_kick();
-	pthread_mutex_unlock(&mv_lock);
-}
-
 /* After fork the child has no pager thread: it starts a new one when it needs one. */
 void mv_residency_forked(void)
 {
