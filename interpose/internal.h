@@ -138,6 +138,7 @@ struct mv_use {
 	uint64_t ticket;
 };
 
+/* A buffer's place in the pinned host pool (hostpool.c). */
 struct mv_hostslot;
 
 /* One allocation the app made through memvirt. Guarded by mv_lock except where noted. */
@@ -194,6 +195,24 @@ void mv_registry_unskip(void);
 void mv_buf_use(struct mv_buf *b, struct mv_stream *s, uint64_t t, uint64_t clock);
 /* What holds the device, for the out-of-memory log line. Called with mv_lock held. */
 void mv_registry_describe(char *buf, size_t len);
+
+/* ---- the pinned host pool (hostpool.c) ---- */
+
+/* A host slot of span bytes; grows the pool by a chunk when none fits, up to MEMVIRT_HOST_LIMIT.
+ * NULL when the pool is full. */
+struct mv_hostslot *mv_host_alloc(uint64_t span);
+void mv_host_free(struct mv_hostslot *s);
+/* Where the slot's bytes are, for a copy. */
+void *mv_host_ptr(const struct mv_hostslot *s);
+/* Whether the pool has less than half a chunk free and room to grow. */
+int mv_host_pool_low(void);
+/* The pager's side: one more chunk, made before anyone waits for it. */
+void mv_host_pool_grow(void);
+/* The safety net: maps a paged-out buffer's range onto its host copy, so that an access the scan
+ * missed reads host memory instead of faulting, and takes that mapping away again. No-ops where
+ * the device cannot map host memory. */
+void mv_net_map(struct mv_buf *b);
+void mv_net_unmap(struct mv_buf *b);
 
 /* ---- residency (residency.c) ---- */
 

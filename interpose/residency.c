@@ -19,226 +19,11 @@
 
 struct mv_budget mv_budget;
 
-/* ---- the pinned host pool ---- */
-
-/* One block of pinned host memory: a host-located VMM allocation mapped at `ptr` (so its ranges
- * can also be mapped at buffers' device addresses), or cuMemHostAlloc memory where the device
- * cannot map host memory. Carved in granules. */
-struct mv_hostchunk {
-	CUmemGenericAllocationHandle handle; /* 0 for cuMemHostAlloc memory */
-	char *ptr;
-	uint64_t size;
-	uint8_t *used; /* one flag per granule */
-	struct mv_hostchunk *next;
-};
-
-struct mv_hostslot {
-	struct mv_hostchunk *chunk;
-	uint64_t off, span;
-};
-
-#define MV_HOST_CHUNK (256ull << 20)
-
-/* Guards the chunk list and the granule flags. Not held across driver calls: chunks are made
- * first and linked in after. */
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct mv_hostchunk *chunks;
-static uint64_t pool_bytes, pool_used;
-static int pool_full_logged;
-static int pool_add_failed_logged;
 /* Set when the pool runs low, so that the pager grows it before an eviction has to. Guarded by
  * mv_lock. */
 static int pool_grow_wanted;
 
 static void pager_kick(void);
-
-static struct mv_hostslot *slot_in(struct mv_hostchunk *c, uint64_t span)
-{
-	uint64_t g = mv_dev.granularity, n = span / g, total = c->size / g, run = 0;
-
-	for (uint64_t i = 0; i < total; i++) {
-		run = c->used[i] ? 0 : run + 1;
-		if (run == n) {
-			struct mv_hostslot *s = malloc(sizeof(*s));
-			if (s == NULL)
-				return NULL;
-			memset(c->used + (i + 1 - n), 1, n);
-			*s = (struct mv_hostslot){c, (i + 1 - n) * g, span};
-			pool_used += span;
-			return s;
-		}
-	}
-	return NULL;
-}
-
-static struct mv_hostchunk *chunk_new(uint64_t size)
-{
-	struct mv_hostchunk *c = calloc(1, sizeof(*c));
-	CUresult r;
-
-	if (c == NULL)
-		return NULL;
-	c->size = size;
-	c->used = calloc(size / mv_dev.granularity, 1);
-	if (c->used == NULL)
-		goto err_used;
-	if (mv_dev.host_vmm) {
-		CUmemAllocationProp prop = {0};
-		CUmemAccessDesc access[2];
-		CUdeviceptr va;
-		memset(access, 0, sizeof(access));
-		prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-		prop.location.type = CU_MEM_LOCATION_TYPE_HOST;
-		r = mv_real.cuMemCreate(&c->handle, size, &prop, 0);
-		if (r != CUDA_SUCCESS)
-			goto err_create;
-		r = mv_real.cuMemAddressReserve(&va, size, mv_dev.granularity, 0, 0);
-		if (r != CUDA_SUCCESS)
-			goto err_reserve;
-		r = mv_real.cuMemMap(va, size, 0, c->handle, 0);
-		if (r != CUDA_SUCCESS)
-			goto err_map;
-		access[0].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-		access[0].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-		access[1].location.type = CU_MEM_LOCATION_TYPE_HOST;
-		access[1].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-		r = mv_real.cuMemSetAccess(va, size, access, 2);
-		if (r != CUDA_SUCCESS)
-			r = mv_real.cuMemSetAccess(va, size, access, 1);
-		if (r != CUDA_SUCCESS) {
-			mv_real.cuMemUnmap(va, size);
-			goto err_map;
-		}
-		c->ptr = (char *)(uintptr_t)va;
-		return c;
-err_map:
-		mv_real.cuMemAddressFree(va, size);
-err_reserve:
-		mv_real.cuMemRelease(c->handle);
-		goto err_create;
-	}
-	r = mv_real.cuMemHostAlloc((void **)&c->ptr, size, CU_MEMHOSTALLOC_PORTABLE);
-	if (r == CUDA_SUCCESS)
-		return c;
-err_create:
-	free(c->used);
-err_used:
-	free(c);
-	return NULL;
-}
-
-/* Adds a chunk of size bytes to the pool. Called with pool_lock held, which it drops while the
- * chunk is made (driver calls) and takes again; the size is counted first, so that the limit holds
- * meanwhile. Returns the chunk, or NULL. */
-static struct mv_hostchunk *pool_add(uint64_t size)
-{
-	struct mv_hostchunk *c;
-
-	pool_bytes += size;
-	pthread_mutex_unlock(&pool_lock);
-	c = chunk_new(size);
-	pthread_mutex_lock(&pool_lock);
-	if (c == NULL) {
-		char a[32];
-		pool_bytes -= size;
-		/* Once per run of failures: a page-out is tried for every victim, each would say it. */
-		if (!pool_add_failed_logged)
-			mv_log(MV_LOG_WARN, "cannot allocate %s of pinned host memory: cannot page out more",
-			       mv_format_size(size, a, sizeof(a)));
-		pool_add_failed_logged = 1;
-		return NULL;
-	}
-	pool_add_failed_logged = 0;
-	c->next = chunks;
-	chunks = c;
-	return c;
-}
-
-/* A host slot of span bytes; grows the pool by a chunk when none fits, up to its limit. */
-static struct mv_hostslot *host_alloc(uint64_t span)
-{
-	struct mv_hostslot *s = NULL;
-	struct mv_hostchunk *c;
-	uint64_t size;
-
-	pthread_mutex_lock(&pool_lock);
-	for (c = chunks; c != NULL && s == NULL; c = c->next)
-		s = slot_in(c, span);
-	size = MV_MAX(MV_HOST_CHUNK, span);
-	/* The last chunk takes what is left below the limit, so that all of it can be used. */
-	if (pool_bytes + size > mv_cfg.host_limit && pool_bytes < mv_cfg.host_limit)
-		size = (mv_cfg.host_limit - pool_bytes) / mv_dev.granularity * mv_dev.granularity;
-	if (s != NULL || size < span || pool_bytes + size > mv_cfg.host_limit) {
-		if (s == NULL && !pool_full_logged) {
-			char a[32];
-			pool_full_logged = 1;
-			mv_log(MV_LOG_WARN, "host pool full at %s (MEMVIRT_HOST_LIMIT): cannot page out more",
-			       mv_format_size(pool_bytes, a, sizeof(a)));
-		}
-		pthread_mutex_unlock(&pool_lock);
-		return s;
-	}
-	c = pool_add(size);
-	if (c != NULL)
-		s = slot_in(c, span);
-	pthread_mutex_unlock(&pool_lock);
-	return s;
-}
-
-static void host_free(struct mv_hostslot *s)
-{
-	pthread_mutex_lock(&pool_lock);
-	memset(s->chunk->used + s->off / mv_dev.granularity, 0, s->span / mv_dev.granularity);
-	pool_used -= s->span;
-	pthread_mutex_unlock(&pool_lock);
-	free(s);
-}
-
-/* Whether the pool has less than half a chunk free and room to grow. */
-static int pool_low(void)
-{
-	int low;
-
-	pthread_mutex_lock(&pool_lock);
-	low = pool_bytes - pool_used < MV_HOST_CHUNK / 2 && pool_bytes + MV_HOST_CHUNK <= mv_cfg.host_limit;
-	pthread_mutex_unlock(&pool_lock);
-	return low;
-}
-
-/* The pager's side: one more chunk, made before anyone waits for it. */
-static void pool_grow(void)
-{
-	pthread_mutex_lock(&pool_lock);
-	if (pool_bytes - pool_used >= MV_HOST_CHUNK / 2 || pool_bytes + MV_HOST_CHUNK > mv_cfg.host_limit) {
-		pthread_mutex_unlock(&pool_lock);
-		return;
-	}
-	pool_add(MV_HOST_CHUNK);
-	pthread_mutex_unlock(&pool_lock);
-}
-
-/* Maps a paged-out buffer's range onto its host copy, so that an access the scan missed reads host
- * memory instead of faulting. */
-static void net_map(struct mv_buf *b)
-{
-	CUmemAccessDesc access;
-
-	memset(&access, 0, sizeof(access));
-	if (!mv_dev.host_vmm || b->host->chunk->handle == 0)
-		return;
-	if (mv_real.cuMemMap(b->va, b->span, b->host->off, b->host->chunk->handle, 0) != CUDA_SUCCESS)
-		return;
-	access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-	access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	if (mv_real.cuMemSetAccess(b->va, b->span, &access, 1) != CUDA_SUCCESS)
-		mv_real.cuMemUnmap(b->va, b->span);
-}
-
-static void net_unmap(struct mv_buf *b)
-{
-	if (mv_dev.host_vmm && b->host != NULL && b->host->chunk->handle != 0)
-		mv_real.cuMemUnmap(b->va, b->span);
-}
 
 /* ---- device pages ---- */
 
@@ -443,7 +228,7 @@ static void finish_page_out(struct mv_buf *b)
 		}
 		pthread_cond_broadcast(&mv_cond);
 		pthread_mutex_unlock(&mv_lock);
-		host_free(h);
+		mv_host_free(h);
 		mv_log(MV_LOG_DEBUG, "page-out of %#llx ended: the buffer was wanted back", (unsigned long long)va);
 		return;
 	}
@@ -454,7 +239,7 @@ static void finish_page_out(struct mv_buf *b)
 	if (atomic_load_explicit(&mv_learn_flags, memory_order_relaxed) & MV_LEARN_ON)
 		mv_learn_page(b->id, 0, b->size, copy_ns(b), 0);
 	mv_unmap_device(b->va, b->span, dev);
-	net_map(b);
+	mv_net_map(b);
 
 	pthread_mutex_lock(&mv_lock);
 	b->dev = 0;
@@ -482,7 +267,7 @@ static void finish_page_in(struct mv_buf *b, struct mv_hostslot *h)
 	uint64_t ns = learning ? copy_ns(b) : 0;
 	int waited;
 
-	host_free(h);
+	mv_host_free(h);
 	pthread_mutex_lock(&mv_lock);
 	/* Read under the lock: a launch that waited for this page-in sets it under the lock too. */
 	waited = b->plan_waited;
@@ -517,8 +302,8 @@ static void finish_release(struct mv_buf *b)
 	}
 	mv_buf_wait_uses(b);
 	if (b->state == MV_HOST) {
-		net_unmap(b);
-		host_free(b->host);
+		mv_net_unmap(b);
+		mv_host_free(b->host);
 		b->host = NULL;
 		atomic_fetch_sub(&mv_count.host_bytes, b->span);
 		mv_real.cuMemAddressFree(b->va, b->span);
@@ -617,7 +402,7 @@ static void *pager(void *arg)
 		if (pool_grow_wanted) {
 			pool_grow_wanted = 0;
 			pthread_mutex_unlock(&mv_lock);
-			pool_grow();
+			mv_host_pool_grow();
 		} else if ((b = pop(&outq)) != NULL || (lazy_due() && (b = pop(&lazyq)) != NULL)) {
 			if (lazyq == NULL)
 				lazy_flush = 0;
@@ -713,7 +498,7 @@ void mv_stall_measure(CUstream h, CUevent ready, int per_thread)
  * failed copy); b is then RESIDENT again. */
 static int page_out(struct mv_buf *b, int planned, const struct mv_uses *uses)
 {
-	struct mv_hostslot *h = host_alloc(b->span);
+	struct mv_hostslot *h = mv_host_alloc(b->span);
 	CUresult r;
 	int grow;
 
@@ -721,7 +506,7 @@ static int page_out(struct mv_buf *b, int planned, const struct mv_uses *uses)
 		goto undo;
 	mv_order_after_uses(mv_dev.d2h, uses);
 	mv_real.cuEventRecord(b->mstart, mv_dev.d2h);
-	r = mv_real.cuMemcpyDtoHAsync_v2(h->chunk->ptr + h->off, b->va, b->size, mv_dev.d2h);
+	r = mv_real.cuMemcpyDtoHAsync_v2(mv_host_ptr(h), b->va, b->size, mv_dev.d2h);
 	if (r == CUDA_SUCCESS)
 		r = mv_real.cuEventRecord(b->moved, mv_dev.d2h);
 	if (r != CUDA_SUCCESS) {
@@ -729,13 +514,13 @@ static int page_out(struct mv_buf *b, int planned, const struct mv_uses *uses)
 		mv_real.cuGetErrorName(r, &name);
 		mv_log(MV_LOG_WARN, "page-out of %#llx failed (%s); the buffer stays resident",
 		       (unsigned long long)b->va, name);
-		host_free(h);
+		mv_host_free(h);
 		goto undo;
 	}
 	/* Paired with an "ended" line, so that a log cut short shows the page-outs in flight. */
 	mv_log(MV_LOG_DEBUG, "page-out of %#llx (%llu bytes) issued", (unsigned long long)b->va,
 	       (unsigned long long)b->size);
-	grow = pool_low();
+	grow = mv_host_pool_low();
 	pthread_mutex_lock(&mv_lock);
 	b->host = h;
 	push(planned ? &lazyq : &outq, b);
@@ -909,11 +694,11 @@ static CUresult page_in_charged(struct mv_buf *b)
 	CUmemGenericAllocationHandle dev;
 	CUresult r;
 
-	net_unmap(b);
+	mv_net_unmap(b);
 	r = mv_map_device(b->va, b->span, &dev);
 	if (r == CUDA_SUCCESS) {
 		mv_real.cuEventRecord(b->mstart, mv_dev.h2d);
-		r = mv_real.cuMemcpyHtoDAsync_v2(b->va, b->host->chunk->ptr + b->host->off, b->size, mv_dev.h2d);
+		r = mv_real.cuMemcpyHtoDAsync_v2(b->va, mv_host_ptr(b->host), b->size, mv_dev.h2d);
 		if (r == CUDA_SUCCESS)
 			r = mv_real.cuEventRecord(b->moved, mv_dev.h2d);
 		if (r != CUDA_SUCCESS) {
@@ -924,7 +709,7 @@ static CUresult page_in_charged(struct mv_buf *b)
 	}
 	if (r != CUDA_SUCCESS) {
 		const char *name = "?";
-		net_map(b);
+		mv_net_map(b);
 		mv_uncharge(b->span);
 		mv_real.cuGetErrorName(r, &name);
 		mv_log(MV_LOG_WARN, "page-in of %#llx failed (%s); the buffer stays on the host",
