@@ -196,6 +196,29 @@ void mv_buf_use(struct mv_buf *b, struct mv_stream *s, uint64_t t, uint64_t cloc
 /* What holds the device, for the out-of-memory log line. Called with mv_lock held. */
 void mv_registry_describe(char *buf, size_t len);
 
+/* Waits for every recorded use of b to complete. */
+void mv_buf_wait_uses(struct mv_buf *b);
+/* A buffer's recorded uses as they stood at one moment. */
+struct mv_uses {
+	struct mv_use use[MV_USES];
+	int n;
+	int overflow;
+};
+/* Copies b's recorded uses; called with mv_lock held, as every change to them is. */
+void mv_buf_uses_copy(const struct mv_buf *b, struct mv_uses *out);
+/* Makes the copy stream wait for every use in u. */
+void mv_order_after_uses(CUstream waiter, const struct mv_uses *u);
+
+/* ---- device ranges and pages (vmm.c) ---- */
+
+/* A new reserved range of span bytes with device pages, charged against the budget (evicting to
+ * make room); mv_free_range gives it all back. */
+CUresult mv_new_range(uint64_t span, CUdeviceptr *va, CUmemGenericAllocationHandle *dev);
+void mv_free_range(uint64_t va, uint64_t span, CUmemGenericAllocationHandle dev);
+/* Device pages for [va, va+span): create, map, set access. */
+CUresult mv_map_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle *out);
+void mv_unmap_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle h);
+
 /* ---- the pinned host pool (hostpool.c) ---- */
 
 /* A host slot of span bytes; grows the pool by a chunk when none fits, up to MEMVIRT_HOST_LIMIT.
@@ -234,14 +257,6 @@ CUresult mv_make_room(uint64_t bytes);
 /* Returns bytes to the budget. */
 void mv_uncharge(uint64_t bytes);
 
-/* A new reserved range of span bytes with device pages, charged against the budget (evicting to
- * make room); mv_free_range gives it all back. */
-CUresult mv_new_range(uint64_t span, CUdeviceptr *va, CUmemGenericAllocationHandle *dev);
-void mv_free_range(uint64_t va, uint64_t span, CUmemGenericAllocationHandle dev);
-/* Device pages for [va, va+span): create, map, set access. */
-CUresult mv_map_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle *out);
-void mv_unmap_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle h);
-
 /* Makes b resident for a use on stream s (handle h), and orders h after its page-in. Called
  * without mv_lock; b must not be freed meanwhile (the caller's use keeps it). */
 CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing);
@@ -255,18 +270,6 @@ void mv_cache_put(struct mv_buf *b);
 /* A freed buffer of exactly this span whose pages can be reused now, or NULL. Called with mv_lock
  * held. */
 struct mv_buf *mv_cache_take(uint64_t span);
-/* Waits for every recorded use of b to complete. */
-void mv_buf_wait_uses(struct mv_buf *b);
-/* A buffer's recorded uses as they stood at one moment. */
-struct mv_uses {
-	struct mv_use use[MV_USES];
-	int n;
-	int overflow;
-};
-/* Copies b's recorded uses; called with mv_lock held, as every change to them is. */
-void mv_buf_uses_copy(const struct mv_buf *b, struct mv_uses *out);
-/* Makes the copy stream wait for every use in u. */
-void mv_order_after_uses(CUstream waiter, const struct mv_uses *u);
 
 /* Pages out least recently used buffers, and drops cached pages of freed ones, until the bytes
  * that will stay resident fit the budget or nothing more can go. Issues the page-outs without

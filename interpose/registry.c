@@ -1,5 +1,6 @@
 /* The buffer registry: every allocation the app made through memvirt, sorted by address so that
- * any address, interior pointers included, finds its buffer in O(log n). */
+ * any address, interior pointers included, finds its buffer in O(log n); and each buffer's last
+ * uses, per stream, which whatever releases or copies its pages waits for. */
 #include "config.h"
 
 #include <stdio.h>
@@ -138,4 +139,57 @@ void mv_registry_describe(char *buf, size_t len)
 	snprintf(buf, len, "slab blocks %llu, pinned %llu, in use %llu, arriving %llu, moving %llu, other %llu bytes",
 		 (unsigned long long)slab, (unsigned long long)pinned, (unsigned long long)busy,
 		 (unsigned long long)pending, (unsigned long long)moving, (unsigned long long)other);
+}
+
+/* ---- last uses ---- */
+
+void mv_buf_uses_copy(const struct mv_buf *b, struct mv_uses *out)
+{
+	out->n = b->nuses;
+	out->overflow = b->uses_overflow;
+	memcpy(out->use, b->uses, sizeof(out->use));
+}
+
+void mv_order_after_uses(CUstream waiter, const struct mv_uses *u)
+{
+	if (u->overflow) {
+		/* Too many streams to remember: wait for each one's latest launch. */
+		for (unsigned i = 0;; i++) {
+			struct mv_stream *s = mv_stream_at(i);
+			uint64_t t;
+			if (s == NULL)
+				break;
+			t = atomic_load_explicit(&s->next_ticket, memory_order_relaxed) - 1;
+			if (t > 0)
+				while (mv_stream_wait_ticket(waiter, s, t) != 0)
+					mv_stream_sync_ticket(s, t);
+		}
+		return;
+	}
+	for (int i = 0; i < u->n; i++) {
+		struct mv_stream *s = mv_stream_at(u->use[i].stream);
+		if (s != NULL && mv_stream_wait_ticket(waiter, s, u->use[i].ticket) != 0)
+			mv_stream_sync_ticket(s, u->use[i].ticket);
+	}
+}
+
+void mv_buf_wait_uses(struct mv_buf *b)
+{
+	if (b->uses_overflow) {
+		for (unsigned i = 0;; i++) {
+			struct mv_stream *s = mv_stream_at(i);
+			uint64_t t;
+			if (s == NULL)
+				break;
+			t = atomic_load_explicit(&s->next_ticket, memory_order_relaxed) - 1;
+			if (t > 0)
+				mv_stream_sync_ticket(s, t);
+		}
+		return;
+	}
+	for (int i = 0; i < b->nuses; i++) {
+		struct mv_stream *s = mv_stream_at(b->uses[i].stream);
+		if (s != NULL)
+			mv_stream_sync_ticket(s, b->uses[i].ticket);
+	}
 }
