@@ -247,9 +247,12 @@ static CUresult alloc(CUdeviceptr *dptr, size_t size, struct mv_stream *s)
 			pthread_mutex_unlock(&mv_lock);
 		}
 		mv_link_event(MV_EV_ALLOC, s != NULL ? mv_stream_index(s) + 1 : 0, va, size, site);
-	} else if (r == CUDA_ERROR_OUT_OF_MEMORY)
+	} else if (r == CUDA_ERROR_OUT_OF_MEMORY) {
+		uint64_t limit, resident;
+		mv_budget_read(&limit, &resident);
 		mv_log(MV_LOG_INFO, "out of memory: %zu bytes asked, budget %llu, resident %llu", size,
-		       (unsigned long long)mv_budget.budget, (unsigned long long)mv_budget.resident);
+		       (unsigned long long)limit, (unsigned long long)resident);
+	}
 	return r;
 }
 
@@ -409,6 +412,7 @@ MV_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream h)
 /* The budget is the device's size as the app sees it. */
 MV_EXPORT CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
 {
+	uint64_t limit, resident;
 	CUresult r;
 
 	if (!serving())
@@ -418,10 +422,9 @@ MV_EXPORT CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
 	r = mv_device_init();
 	if (r != CUDA_SUCCESS)
 		return mv_real.cuMemGetInfo_v2(free_bytes, total);
-	pthread_mutex_lock(&mv_lock);
-	*total = mv_budget.budget;
-	*free_bytes = mv_budget.resident < mv_budget.budget ? mv_budget.budget - mv_budget.resident : 0;
-	pthread_mutex_unlock(&mv_lock);
+	mv_budget_read(&limit, &resident);
+	*total = limit;
+	*free_bytes = resident < limit ? limit - resident : 0;
 	return CUDA_SUCCESS;
 }
 

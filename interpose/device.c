@@ -17,6 +17,7 @@ static CUresult setup(void)
 	CUmemAllocationProp prop = {0};
 	CUdevice dev;
 	size_t total, gran;
+	uint64_t local;
 	int host_vmm = 0;
 	CUresult r;
 
@@ -50,16 +51,16 @@ static CUresult setup(void)
 	mv_dev.total = total;
 	mv_dev.granularity = gran;
 	mv_dev.host_vmm = host_vmm && mv_cfg.safety_net;
-	mv_budget.budget = total;
+	local = total;
 	if (mv_cfg.budget_spec != NULL) {
 		uint64_t b;
 		if (mv_parse_size_or_percent(mv_cfg.budget_spec, total, &b) == 0 && b > 0)
-			mv_budget.budget = b;
+			local = b;
 	}
-	mv_budget.local = mv_budget.budget;
+	mv_budget_init(local);
 	{
 		char a[32], b[32];
-		mv_log(MV_LOG_INFO, "device budget %s of %s; safety net %s", mv_format_size(mv_budget.budget, a, sizeof(a)),
+		mv_log(MV_LOG_INFO, "device budget %s of %s; safety net %s", mv_format_size(local, a, sizeof(a)),
 		       mv_format_size(total, b, sizeof(b)),
 		       mv_dev.host_vmm ? "on" : host_vmm ? "off (MEMVIRT_SAFETY_NET)" : "off (device lacks host VMM)");
 	}

@@ -239,16 +239,18 @@ void mv_net_unmap(struct mv_buf *b);
 
 /* ---- residency (residency.c) ---- */
 
-/* Resident device bytes (memvirt's buffers and slab chunks, and the app's own VMM allocations)
- * against the budget. Guarded by mv_lock. */
-struct mv_budget {
-	uint64_t budget;     /* in force: the daemon's grant while linked, else `local` */
-	uint64_t local;      /* MEMVIRT_BUDGET, or the device's memory */
-	uint64_t resident;   /* charged device bytes, including reservations in progress */
-	uint64_t evicting;   /* bytes whose page-out is in flight */
-};
-
-extern struct mv_budget mv_budget;
+/* The budget: device bytes this process may hold, against the bytes it holds (memvirt's buffers and
+ * slab chunks, and the app's own VMM allocations). */
+/* Sets the local budget (MEMVIRT_BUDGET, or the device's memory) and puts it in force; once, from
+ * mv_device_init, before the link starts. */
+void mv_budget_init(uint64_t local);
+/* The local budget: the one in force while no daemon grants another. */
+uint64_t mv_budget_local(void);
+/* The budget in force and the bytes charged against it, read together under mv_lock; either
+ * pointer may be NULL. */
+void mv_budget_read(uint64_t *limit, uint64_t *resident);
+/* The budget in force. */
+uint64_t mv_budget_now(void);
 
 /* Charges bytes against the budget, evicting least recently used buffers until they fit. Waits for
  * page-outs to complete. Called without mv_lock. Returns CUDA_SUCCESS or CUDA_ERROR_OUT_OF_MEMORY
@@ -276,7 +278,7 @@ struct mv_buf *mv_cache_take(uint64_t span);
  * waiting for them. Called without mv_lock, from the link thread only: never on an app's thread. */
 void mv_evict_to_budget(void);
 /* Sets the budget in force and evicts down to it when it shrank. Link thread only. */
-void mv_budget_set(uint64_t budget);
+void mv_budget_set(uint64_t limit);
 
 /* Issues a page-out of b for a plan: only when it is resident, large, unpinned and idle. Called
  * without mv_lock. Returns 0 when issued. */

@@ -643,9 +643,7 @@ static uint64_t budget_now(void)
 {
 	uint64_t b;
 
-	pthread_mutex_lock(&mv_lock);
-	b = mv_budget.budget;
-	pthread_mutex_unlock(&mv_lock);
+	b = mv_budget_now();
 	/* The app's own VMM allocations hold the device outside any plan. */
 	b -= MV_MIN(b, atomic_load(&mv_count.app_vmm_bytes));
 	return b;

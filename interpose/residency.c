@@ -17,7 +17,14 @@
 #include "protocol/proto.h"
 #include "protocol/units.h"
 
-struct mv_budget mv_budget;
+/* Resident device bytes (memvirt's buffers and slab chunks, and the app's own VMM allocations)
+ * against the budget. Guarded by mv_lock. */
+static struct {
+	uint64_t limit;      /* in force: the daemon's grant while linked, else `local` */
+	uint64_t local;      /* MEMVIRT_BUDGET, or the device's memory; set once, before the link starts */
+	uint64_t resident;   /* charged device bytes, including reservations in progress */
+	uint64_t evicting;   /* bytes whose page-out is in flight */
+} budget;
 
 /* Set when the pool runs low, so that the pager grows it before an eviction has to. Guarded by
  * mv_lock. */
@@ -98,7 +105,7 @@ static void finish_page_out(struct mv_buf *b)
 		b->rescue = 0;
 		b->host = NULL;
 		b->state = MV_RESIDENT;
-		mv_budget.evicting -= b->span;
+		budget.evicting -= b->span;
 		if (b->freed) {
 			releasing_bytes += b->span;
 			push(&relq, b);
@@ -123,8 +130,8 @@ static void finish_page_out(struct mv_buf *b)
 	b->dev = 0;
 	b->releasing = 0;
 	b->state = MV_HOST;
-	mv_budget.evicting -= b->span;
-	mv_budget.resident -= b->span;
+	budget.evicting -= b->span;
+	budget.resident -= b->span;
 	atomic_fetch_add(&mv_count.host_bytes, b->span);
 	atomic_fetch_add(&mv_count.page_outs, 1);
 	atomic_fetch_add(&mv_count.bytes_out, b->size);
@@ -194,7 +201,7 @@ static void finish_release(struct mv_buf *b)
 		return;
 	}
 	pthread_mutex_lock(&mv_lock);
-	if (mv_budget.resident <= mv_budget.budget) {
+	if (budget.resident <= budget.limit) {
 		releasing_bytes -= b->span;
 		mv_cache_put(b);
 		pthread_cond_broadcast(&mv_cond);
@@ -273,7 +280,7 @@ static void *pager(void *arg)
 	for (;;) {
 		struct mv_buf *b, **q;
 		while (outq == NULL && !lazy_due() && inq == NULL && lazy_in_due() == NULL && relq == NULL && nstalls == 0 &&
-		       !pool_grow_wanted && (nplanq == 0 || mv_budget.evicting > 0))
+		       !pool_grow_wanted && (nplanq == 0 || budget.evicting > 0))
 			pthread_cond_wait(&pager_cond, &mv_lock);
 		if (nplanq > 0 && outq == NULL)
 			planq_run();
@@ -410,7 +417,7 @@ undo:
 	pthread_mutex_lock(&mv_lock);
 	b->state = MV_RESIDENT;
 	b->skip = 1;
-	mv_budget.evicting -= b->span;
+	budget.evicting -= b->span;
 	pthread_cond_broadcast(&mv_cond);
 	pthread_mutex_unlock(&mv_lock);
 	return -1;
@@ -424,8 +431,8 @@ CUresult mv_make_room(uint64_t bytes)
 	for (;;) {
 		struct mv_buf *v;
 		int later;
-		if (mv_budget.resident + bytes <= mv_budget.budget) {
-			mv_budget.resident += bytes;
+		if (budget.resident + bytes <= budget.limit) {
+			budget.resident += bytes;
 			mv_registry_unskip();
 			pthread_mutex_unlock(&mv_lock);
 			return CUDA_SUCCESS;
@@ -442,14 +449,14 @@ CUresult mv_make_room(uint64_t bytes)
 		}
 		/* Page-outs in flight, and freed buffers whose last uses are about to complete, may already
 		 * free enough: better to wait for them than to page out live data. */
-		if (mv_budget.resident - mv_budget.evicting - releasing_bytes + bytes <= mv_budget.budget) {
+		if (budget.resident - budget.evicting - releasing_bytes + bytes <= budget.limit) {
 			room_wait();
 			continue;
 		}
 		if ((v = mv_registry_victim(&later)) != NULL) {
 			struct mv_uses uses;
 			v->state = MV_EVICTING;
-			mv_budget.evicting += v->span;
+			budget.evicting += v->span;
 			mv_buf_uses_copy(v, &uses);
 			pthread_mutex_unlock(&mv_lock);
 			page_out(v, 0, &uses);
@@ -458,7 +465,7 @@ CUresult mv_make_room(uint64_t bytes)
 		}
 		/* Memory on its way back: wait for it. A page-in that lands also gives its host slot
 		 * back, so victims whose page-out found the host pool full are worth another try. */
-		if (mv_budget.evicting > 0 || releasing_bytes > 0 || inq != NULL || landing > 0) {
+		if (budget.evicting > 0 || releasing_bytes > 0 || inq != NULL || landing > 0) {
 			room_wait();
 			mv_registry_unskip();
 			continue;
@@ -487,8 +494,8 @@ CUresult mv_make_room(uint64_t bytes)
 			char what[256];
 			mv_registry_describe(what, sizeof(what));
 			mv_log(MV_LOG_INFO, "cannot make room for %llu bytes: resident %llu of %llu; %s",
-			       (unsigned long long)bytes, (unsigned long long)mv_budget.resident,
-			       (unsigned long long)mv_budget.budget, what);
+			       (unsigned long long)bytes, (unsigned long long)budget.resident,
+			       (unsigned long long)budget.limit, what);
 		}
 		pthread_mutex_unlock(&mv_lock);
 		atomic_fetch_add(&mv_count.oom, 1);
@@ -506,7 +513,7 @@ void mv_evict_to_budget(void)
 		struct mv_uses uses;
 		int later;
 		/* What stays once the page-outs in flight and the releases under way have landed. */
-		if (mv_budget.resident - mv_budget.evicting - releasing_bytes <= mv_budget.budget)
+		if (budget.resident - budget.evicting - releasing_bytes <= budget.limit)
 			break;
 		if ((v = pop(&cache)) != NULL) {
 			pthread_mutex_unlock(&mv_lock);
@@ -523,12 +530,12 @@ void mv_evict_to_budget(void)
 			char what[256], a[32], b[32];
 			mv_registry_describe(what, sizeof(what));
 			mv_log(MV_LOG_INFO, "cannot evict down to the budget %s: %s resident; %s",
-			       mv_format_size(mv_budget.budget, a, sizeof(a)),
-			       mv_format_size(mv_budget.resident, b, sizeof(b)), what);
+			       mv_format_size(budget.limit, a, sizeof(a)),
+			       mv_format_size(budget.resident, b, sizeof(b)), what);
 			break;
 		}
 		v->state = MV_EVICTING;
-		mv_budget.evicting += v->span;
+		budget.evicting += v->span;
 		mv_buf_uses_copy(v, &uses);
 		pthread_mutex_unlock(&mv_lock);
 		if (page_out(v, 0, &uses) == 0)
@@ -541,13 +548,44 @@ void mv_evict_to_budget(void)
 		mv_log(MV_LOG_DEBUG, "paging out %d buffers to meet a smaller budget", issued);
 }
 
-void mv_budget_set(uint64_t budget)
+void mv_budget_init(uint64_t local)
+{
+	pthread_mutex_lock(&mv_lock);
+	budget.limit = local;
+	budget.local = local;
+	pthread_mutex_unlock(&mv_lock);
+}
+
+uint64_t mv_budget_local(void)
+{
+	return budget.local;
+}
+
+void mv_budget_read(uint64_t *limit, uint64_t *resident)
+{
+	pthread_mutex_lock(&mv_lock);
+	if (limit != NULL)
+		*limit = budget.limit;
+	if (resident != NULL)
+		*resident = budget.resident;
+	pthread_mutex_unlock(&mv_lock);
+}
+
+uint64_t mv_budget_now(void)
+{
+	uint64_t limit;
+
+	mv_budget_read(&limit, NULL);
+	return limit;
+}
+
+void mv_budget_set(uint64_t limit)
 {
 	int shrank;
 
 	pthread_mutex_lock(&mv_lock);
-	shrank = budget < mv_budget.budget;
-	mv_budget.budget = budget;
+	shrank = limit < budget.limit;
+	budget.limit = limit;
 	/* Allocations waiting for room may fit now. */
 	pthread_cond_broadcast(&mv_cond);
 	pthread_mutex_unlock(&mv_lock);
@@ -558,7 +596,7 @@ void mv_budget_set(uint64_t budget)
 void mv_uncharge(uint64_t bytes)
 {
 	pthread_mutex_lock(&mv_lock);
-	mv_budget.resident -= bytes;
+	budget.resident -= bytes;
 	pthread_cond_broadcast(&mv_cond);
 	pthread_mutex_unlock(&mv_lock);
 }
@@ -634,7 +672,7 @@ int mv_page_out_planned(struct mv_buf *b)
 		return -1;
 	}
 	b->state = MV_EVICTING;
-	mv_budget.evicting += b->span;
+	budget.evicting += b->span;
 	mv_buf_uses_copy(b, &uses);
 	pthread_mutex_unlock(&mv_lock);
 	return page_out(b, 1, &uses);
@@ -651,7 +689,7 @@ static int try_planned_in(struct mv_buf *b)
 		return -1;
 	/* Cached pages of freed buffers make room first, as for any allocation: the plan counted a
 	 * free as giving its memory back. */
-	while (mv_budget.resident + b->span > mv_budget.budget && (v = pop(&cache)) != NULL) {
+	while (budget.resident + b->span > budget.limit && (v = pop(&cache)) != NULL) {
 		pthread_mutex_unlock(&mv_lock);
 		mv_free_range(v->va, v->span, v->dev);
 		mv_real.cuEventDestroy_v2(v->moved);
@@ -661,9 +699,9 @@ static int try_planned_in(struct mv_buf *b)
 		if (b->state != MV_HOST || b->freed)
 			return -1;
 	}
-	if (mv_budget.resident + b->span > mv_budget.budget)
+	if (budget.resident + b->span > budget.limit)
 		return 1;
-	mv_budget.resident += b->span;
+	budget.resident += b->span;
 	b->state = MV_FETCHING;
 	b->planned_in = 1;
 	b->plan_waited = 0;
@@ -688,7 +726,7 @@ int mv_page_in_planned(struct mv_buf *b)
 
 	pthread_mutex_lock(&mv_lock);
 	r = try_planned_in(b);
-	if (r == 1 && mv_budget.evicting > 0 && nplanq < MV_PLANQ) {
+	if (r == 1 && budget.evicting > 0 && nplanq < MV_PLANQ) {
 		/* Room is on its way: the pager issues it once the page-outs before it have landed. */
 		atomic_fetch_add_explicit(&b->busy, 1, memory_order_relaxed);
 		planq[nplanq++] = b;
@@ -712,7 +750,7 @@ static void planq_run(void)
 	for (int i = 0; i < n; i++) {
 		struct mv_buf *b = mine[i];
 		int r = try_planned_in(b);
-		if (r == 1 && mv_budget.evicting > 0 && nplanq < MV_PLANQ) {
+		if (r == 1 && budget.evicting > 0 && nplanq < MV_PLANQ) {
 			planq[nplanq++] = b;
 			continue;
 		}
