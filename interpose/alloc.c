@@ -65,7 +65,7 @@ static int uses_only_on(struct mv_buf *b, struct mv_stream *s)
 /* A new slab chunk carved into blocks of class c. Called without mv_lock. */
 static CUresult slab_grow(struct slab_class *c)
 {
-	uint64_t span = (c->size + mv_dev.granularity - 1) / mv_dev.granularity * mv_dev.granularity;
+	uint64_t span = (c->size + mv_dev()->granularity - 1) / mv_dev()->granularity * mv_dev()->granularity;
 	uint64_t n = span / c->size;
 	CUmemGenericAllocationHandle dev;
 	CUdeviceptr va;
@@ -147,7 +147,7 @@ static CUresult slab_alloc(uint64_t size, struct mv_stream *s, uint64_t site, ui
 
 static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 {
-	uint64_t span = (size + mv_dev.granularity - 1) / mv_dev.granularity * mv_dev.granularity;
+	uint64_t span = (size + mv_dev()->granularity - 1) / mv_dev()->granularity * mv_dev()->granularity;
 	struct mv_buf *b;
 	CUdeviceptr va;
 	CUresult r;

@@ -36,7 +36,7 @@ static int pool_add_failed_logged;
 
 static struct mv_hostslot *slot_in(struct mv_hostchunk *c, uint64_t span)
 {
-	uint64_t g = mv_dev.granularity, n = span / g, total = c->size / g, run = 0;
+	uint64_t g = mv_dev()->granularity, n = span / g, total = c->size / g, run = 0;
 
 	for (uint64_t i = 0; i < total; i++) {
 		run = c->used[i] ? 0 : run + 1;
@@ -61,10 +61,10 @@ static struct mv_hostchunk *chunk_new(uint64_t size)
 	if (c == NULL)
 		return NULL;
 	c->size = size;
-	c->used = calloc(size / mv_dev.granularity, 1);
+	c->used = calloc(size / mv_dev()->granularity, 1);
 	if (c->used == NULL)
 		goto err_used;
-	if (mv_dev.host_vmm) {
+	if (mv_dev()->host_vmm) {
 		CUmemAllocationProp prop = {0};
 		CUmemAccessDesc access[2];
 		CUdeviceptr va;
@@ -74,7 +74,7 @@ static struct mv_hostchunk *chunk_new(uint64_t size)
 		r = mv_real.cuMemCreate(&c->handle, size, &prop, 0);
 		if (r != CUDA_SUCCESS)
 			goto err_create;
-		r = mv_real.cuMemAddressReserve(&va, size, mv_dev.granularity, 0, 0);
+		r = mv_real.cuMemAddressReserve(&va, size, mv_dev()->granularity, 0, 0);
 		if (r != CUDA_SUCCESS)
 			goto err_reserve;
 		r = mv_real.cuMemMap(va, size, 0, c->handle, 0);
@@ -148,7 +148,7 @@ struct mv_hostslot *mv_host_alloc(uint64_t span)
 	size = MV_MAX(MV_HOST_CHUNK, span);
 	/* The last chunk takes what is left below the limit, so that all of it can be used. */
 	if (pool_bytes + size > mv_cfg.host_limit && pool_bytes < mv_cfg.host_limit)
-		size = (mv_cfg.host_limit - pool_bytes) / mv_dev.granularity * mv_dev.granularity;
+		size = (mv_cfg.host_limit - pool_bytes) / mv_dev()->granularity * mv_dev()->granularity;
 	if (s != NULL || size < span || pool_bytes + size > mv_cfg.host_limit) {
 		if (s == NULL && !pool_full_logged) {
 			char a[32];
@@ -169,7 +169,7 @@ struct mv_hostslot *mv_host_alloc(uint64_t span)
 void mv_host_free(struct mv_hostslot *s)
 {
 	pthread_mutex_lock(&pool_lock);
-	memset(s->chunk->used + s->off / mv_dev.granularity, 0, s->span / mv_dev.granularity);
+	memset(s->chunk->used + s->off / mv_dev()->granularity, 0, s->span / mv_dev()->granularity);
 	pool_used -= s->span;
 	pthread_mutex_unlock(&pool_lock);
 	free(s);
@@ -206,7 +206,7 @@ void mv_net_map(struct mv_buf *b)
 	CUmemAccessDesc access;
 
 	memset(&access, 0, sizeof(access));
-	if (!mv_dev.host_vmm || b->host->chunk->handle == 0)
+	if (!mv_dev()->host_vmm || b->host->chunk->handle == 0)
 		return;
 	if (mv_real.cuMemMap(b->va, b->span, b->host->off, b->host->chunk->handle, 0) != CUDA_SUCCESS)
 		return;
@@ -218,6 +218,6 @@ void mv_net_map(struct mv_buf *b)
 
 void mv_net_unmap(struct mv_buf *b)
 {
-	if (mv_dev.host_vmm && b->host != NULL && b->host->chunk->handle != 0)
+	if (mv_dev()->host_vmm && b->host != NULL && b->host->chunk->handle != 0)
 		mv_real.cuMemUnmap(b->va, b->span);
 }

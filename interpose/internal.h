@@ -79,7 +79,8 @@ struct mv_device {
 	CUstream d2h, h2d;       /* memvirt's own copy streams */
 };
 
-extern struct mv_device mv_dev;
+/* The device as mv_device_init() set it up; meaningful once that has succeeded. */
+const struct mv_device *mv_dev(void);
 
 /* Sets up the device side on the first allocation (the app has initialised the driver by then).
  * Returns CUDA_SUCCESS or the error to hand back. */

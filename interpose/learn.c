@@ -429,7 +429,7 @@ static uint32_t *refbuf;                 /* a launch's trace buffers */
 
 static void restart_trace(void)
 {
-	struct mv_trace *t = mv_trace_new(mv_dev.total, 0);
+	struct mv_trace *t = mv_trace_new(mv_dev()->total, 0);
 
 	if (t == NULL)
 		return;
@@ -841,7 +841,7 @@ static void *planner(void *arg)
 	uint64_t next_flush = 0;
 
 	(void)arg;
-	mv_real.cuCtxSetCurrent(mv_dev.ctx);
+	mv_real.cuCtxSetCurrent(mv_dev()->ctx);
 	refbuf = malloc(LQ_REFS_PER * 80 * sizeof(*refbuf));
 	if (refbuf == NULL) {
 		atomic_store(&mv_learn_flags, 0);
@@ -903,7 +903,7 @@ void mv_learn_start(void)
 		int (*model_only)(void) = (int (*)(void))mv_real_symbol("simcuda_model_only");
 		if (model_only != NULL && model_only())
 			tflags |= MV_TRACE_F_MODEL_ONLY;
-		recording = mv_record_open(mv_cfg.record, mv_dev.total, tflags) == 0;
+		recording = mv_record_open(mv_cfg.record, mv_dev()->total, tflags) == 0;
 	}
 	if (!planning && !recording)
 		return;

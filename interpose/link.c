@@ -236,11 +236,11 @@ static int send_hello(uint64_t deadline)
 
 	memset(&h, 0, sizeof(h));
 	h.pid = (uint32_t)getpid();
-	h.device = (uint32_t)mv_dev.device;
+	h.device = (uint32_t)mv_dev()->device;
 	/* Sessions on one GPU share its memory: the UUID says which GPU, whatever its ordinal here. */
-	if (mv_real.cuDeviceGetUuid_v2 != NULL && mv_real.cuDeviceGetUuid_v2(&uuid, mv_dev.device) == CUDA_SUCCESS)
+	if (mv_real.cuDeviceGetUuid_v2 != NULL && mv_real.cuDeviceGetUuid_v2(&uuid, mv_dev()->device) == CUDA_SUCCESS)
 		memcpy(h.uuid, uuid.bytes, sizeof(h.uuid));
-	h.device_total = mv_dev.total;
+	h.device_total = mv_dev()->total;
 	h.budget = mv_budget_local();
 	h.weight = mv_cfg.weight;
 	memcpy(h.job, mv_cfg.job, sizeof(h.job));
@@ -480,7 +480,7 @@ static void *link_main(void *arg)
 
 	(void)arg;
 	/* Page-outs for a smaller grant are issued from this thread. */
-	mv_real.cuCtxSetCurrent(mv_dev.ctx);
+	mv_real.cuCtxSetCurrent(mv_dev()->ctx);
 	/* After fork the budget may still be the parent's grant. */
 	mv_budget_set(mv_budget_local());
 	while (!atomic_load(&exiting)) {

@@ -275,7 +275,7 @@ static void room_wait(void)
  * the app's context current on itself. */
 static void *pager(void *arg)
 {
-	mv_real.cuCtxSetCurrent(mv_dev.ctx);
+	mv_real.cuCtxSetCurrent(mv_dev()->ctx);
 	pthread_mutex_lock(&mv_lock);
 	for (;;) {
 		struct mv_buf *b, **q;
@@ -389,11 +389,11 @@ static int page_out(struct mv_buf *b, int planned, const struct mv_uses *uses)
 
 	if (h == NULL)
 		goto undo;
-	mv_order_after_uses(mv_dev.d2h, uses);
-	mv_real.cuEventRecord(b->mstart, mv_dev.d2h);
-	r = mv_real.cuMemcpyDtoHAsync_v2(mv_host_ptr(h), b->va, b->size, mv_dev.d2h);
+	mv_order_after_uses(mv_dev()->d2h, uses);
+	mv_real.cuEventRecord(b->mstart, mv_dev()->d2h);
+	r = mv_real.cuMemcpyDtoHAsync_v2(mv_host_ptr(h), b->va, b->size, mv_dev()->d2h);
 	if (r == CUDA_SUCCESS)
-		r = mv_real.cuEventRecord(b->moved, mv_dev.d2h);
+		r = mv_real.cuEventRecord(b->moved, mv_dev()->d2h);
 	if (r != CUDA_SUCCESS) {
 		const char *name = "?";
 		mv_real.cuGetErrorName(r, &name);
@@ -613,13 +613,13 @@ static CUresult page_in_charged(struct mv_buf *b)
 	mv_net_unmap(b);
 	r = mv_map_device(b->va, b->span, &dev);
 	if (r == CUDA_SUCCESS) {
-		mv_real.cuEventRecord(b->mstart, mv_dev.h2d);
-		r = mv_real.cuMemcpyHtoDAsync_v2(b->va, mv_host_ptr(b->host), b->size, mv_dev.h2d);
+		mv_real.cuEventRecord(b->mstart, mv_dev()->h2d);
+		r = mv_real.cuMemcpyHtoDAsync_v2(b->va, mv_host_ptr(b->host), b->size, mv_dev()->h2d);
 		if (r == CUDA_SUCCESS)
-			r = mv_real.cuEventRecord(b->moved, mv_dev.h2d);
+			r = mv_real.cuEventRecord(b->moved, mv_dev()->h2d);
 		if (r != CUDA_SUCCESS) {
 			/* The copy never happened or cannot be waited for: the host copy stays the data. */
-			mv_real.cuStreamSynchronize(mv_dev.h2d);
+			mv_real.cuStreamSynchronize(mv_dev()->h2d);
 			mv_unmap_device(b->va, b->span, dev);
 		}
 	}

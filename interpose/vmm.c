@@ -52,7 +52,7 @@ CUresult mv_new_range(uint64_t span, CUdeviceptr *va, CUmemGenericAllocationHand
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	r = mv_real.cuMemAddressReserve(va, span, mv_dev.granularity, 0, 0);
+	r = mv_real.cuMemAddressReserve(va, span, mv_dev()->granularity, 0, 0);
 	if (r != CUDA_SUCCESS)
 		goto err_reserve;
 	r = mv_map_device(*va, span, dev);
