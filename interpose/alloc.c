@@ -10,7 +10,8 @@
 #include "interpose/internal.h"
 #include "protocol/proto.h"
 
-_Atomic uint64_t mv_clock;
+/* Buffer numbers, in allocation order: the learner's identity for a buffer. */
+static _Atomic uint32_t next_buf_id;
 
 /* ---- the slab ---- */
 
@@ -122,10 +123,10 @@ static CUresult slab_alloc(uint64_t size, struct mv_stream *s, uint64_t site, ui
 			b->nuses = 0;
 			b->uses_overflow = 0;
 			b->nrefs = 0;
-			b->lru = atomic_load(&mv_clock);
+			b->lru = mv_clock_now();
 			b->site = site;
 			b->ibuf = UINT32_MAX;
-			b->id = atomic_fetch_add_explicit(&mv_next_buf_id, 1, memory_order_relaxed);
+			b->id = atomic_fetch_add_explicit(&next_buf_id, 1, memory_order_relaxed);
 			if (mv_registry_add(b) != 0) {
 				b->next = c->free;
 				c->free = b;
@@ -159,11 +160,11 @@ static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 		b->size = size;
 		b->freed = 0;
 		b->pinned = 0;
-		b->lru = atomic_load(&mv_clock);
+		b->lru = mv_clock_now();
 		b->site = site;
 		b->ibuf = UINT32_MAX;
 		b->planned_in = 0;
-		b->id = atomic_fetch_add_explicit(&mv_next_buf_id, 1, memory_order_relaxed);
+		b->id = atomic_fetch_add_explicit(&next_buf_id, 1, memory_order_relaxed);
 		if (mv_registry_add(b) == 0) {
 			pthread_mutex_unlock(&mv_lock);
 			*out = b->va;
@@ -195,11 +196,11 @@ static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 	b->span = span;
 	b->kind = MV_KIND_LARGE;
 	b->state = MV_RESIDENT;
-	b->lru = atomic_load(&mv_clock);
+	b->lru = mv_clock_now();
 	b->site = site;
 	b->ibuf = UINT32_MAX;
 	pthread_mutex_lock(&mv_lock);
-	b->id = atomic_fetch_add_explicit(&mv_next_buf_id, 1, memory_order_relaxed);
+	b->id = atomic_fetch_add_explicit(&next_buf_id, 1, memory_order_relaxed);
 	if (mv_registry_add(b) != 0) {
 		pthread_mutex_unlock(&mv_lock);
 		r = CUDA_ERROR_OUT_OF_MEMORY;
@@ -282,7 +283,7 @@ static CUresult release(CUdeviceptr va, struct mv_stream *s)
 		mv_plan_unbind(b);
 	mv_link_event(MV_EV_FREE, s != NULL ? mv_stream_index(s) + 1 : 0, va, b->size, 0);
 	if (s != NULL)
-		mv_buf_use(b, s, t, atomic_load(&mv_clock));
+		mv_buf_use(b, s, t, mv_clock_now());
 	if (b->kind == MV_KIND_SLAB) {
 		uint64_t csize;
 		struct slab_class *c = &classes[class_of(b->size, &csize)];

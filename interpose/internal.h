@@ -292,11 +292,6 @@ int mv_page_in_planned(struct mv_buf *b);
 /* In a child after fork: the pager thread did not come along. */
 void mv_residency_forked(void);
 
-/* ---- allocation (alloc.c) ---- */
-
-/* The global use clock: advanced by every launch, copy and memset. */
-extern _Atomic uint64_t mv_clock;
-
 /* ---- launches, copies and memsets (launch.c) ---- */
 
 /* A device range an operation touches: the start of a buffer or any address inside one. */
@@ -311,11 +306,15 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 		   CUresult (*submit)(void *arg), void *arg, uintptr_t fkey);
 /* Keys of the operations that are not kernels, for mv_submit's fkey (a CUfunction otherwise). */
 enum mv_fkey { MV_FK_HTOD = 1, MV_FK_DTOH, MV_FK_DTOD, MV_FK_COPY, MV_FK_MEMSET, MV_FK_LAST = MV_FK_MEMSET };
-/* Busy marks held by every submission in flight, and by this thread's; threads waiting in
- * mv_make_room for busy buffers, whom a finished submission wakes. */
-extern _Atomic uint64_t mv_busy_total;
-extern __thread uint64_t mv_busy_mine;
-extern _Atomic int mv_room_waiters;
+/* The global use clock, advanced by every launch, copy and memset: its value now. */
+uint64_t mv_clock_now(void);
+/* Busy marks: a submission holds one on each buffer it names from finding them until its work is
+ * enqueued, and no page-out takes a busy buffer. Whether other threads' submissions hold any now. */
+int mv_busy_elsewhere(void);
+/* A thread in mv_make_room waits for busy marks between these: every submission that ends
+ * meanwhile wakes it (mv_wake_unbusy). */
+void mv_busy_wait_begin(void);
+void mv_busy_wait_end(void);
 
 /* ---- counters (counters.c) ---- */
 
@@ -374,8 +373,6 @@ uint64_t mv_site_hash(void);
 #define MV_LEARN_NUMBER 0x8u  /* launches need their function number (the daemon's events) */
 /* What the launch path must do beyond paging; one relaxed load when nothing. */
 extern _Atomic unsigned mv_learn_flags;
-/* Buffer numbers, in allocation order. */
-extern _Atomic uint32_t mv_next_buf_id;
 
 /* Starts the learner when MEMVIRT_POLICY or MEMVIRT_RECORD ask for it (after mv_device_init). */
 void mv_learn_start(void);

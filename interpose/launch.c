@@ -146,9 +146,33 @@ static size_t kernel_words(CUfunction f, void **params, void **extra, uint64_t *
 #define MV_MAX_NAMED 512
 
 static _Atomic uint64_t epochs = 1;
-_Atomic uint64_t mv_busy_total;
-__thread uint64_t mv_busy_mine;
-_Atomic int mv_room_waiters;
+/* The global use clock: buffers used longest ago are paged out first. */
+static _Atomic uint64_t use_clock;
+/* Busy marks held by every submission in flight, and by this thread's; threads waiting in
+ * mv_make_room for busy buffers, whom a finished submission wakes. */
+static _Atomic uint64_t busy_total;
+static __thread uint64_t busy_mine;
+static _Atomic int busy_waiters;
+
+uint64_t mv_clock_now(void)
+{
+	return atomic_load(&use_clock);
+}
+
+int mv_busy_elsewhere(void)
+{
+	return atomic_load(&busy_total) > busy_mine;
+}
+
+void mv_busy_wait_begin(void)
+{
+	atomic_fetch_add(&busy_waiters, 1);
+}
+
+void mv_busy_wait_end(void)
+{
+	atomic_fetch_sub(&busy_waiters, 1);
+}
 
 /* Collects the buffer holding addr into named[] once per submission; called with mv_lock held. */
 static size_t collect(uint64_t addr, uint64_t epoch, struct mv_buf **named, unsigned char *moving, size_t n)
@@ -261,7 +285,7 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 		}
 	}
 	if (n > 0) {
-		uint64_t clock = atomic_fetch_add_explicit(&mv_clock, 1, memory_order_relaxed) + 1;
+		uint64_t now = atomic_fetch_add_explicit(&use_clock, 1, memory_order_relaxed) + 1;
 		if (s != NULL)
 			t = mv_stream_begin(s);
 		for (size_t i = 0; i < n; i++) {
@@ -269,9 +293,9 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 			if (capturing)
 				b->pinned = 1; /* named by a graph: it must stay put while any launch of it runs */
 			else if (s != NULL)
-				mv_buf_use(b, s, t, clock);
+				mv_buf_use(b, s, t, now);
 			else
-				b->lru = clock;
+				b->lru = now;
 		}
 	}
 	if (l.flags & MV_LEARN_PLAN)
@@ -284,8 +308,8 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 			mv_plan_issue(&step);
 		return r;
 	}
-	atomic_fetch_add_explicit(&mv_busy_total, n, memory_order_relaxed);
-	mv_busy_mine += n;
+	atomic_fetch_add_explicit(&busy_total, n, memory_order_relaxed);
+	busy_mine += n;
 
 	for (size_t i = 0; i < n && r == CUDA_SUCCESS; i++)
 		if (moving[i])
@@ -302,9 +326,9 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 
 	for (size_t i = 0; i < n; i++)
 		atomic_fetch_sub_explicit(&named[i]->busy, 1, memory_order_release);
-	atomic_fetch_sub_explicit(&mv_busy_total, n, memory_order_relaxed);
-	mv_busy_mine -= n;
-	if (atomic_load_explicit(&mv_room_waiters, memory_order_acquire) > 0) {
+	atomic_fetch_sub_explicit(&busy_total, n, memory_order_relaxed);
+	busy_mine -= n;
+	if (atomic_load_explicit(&busy_waiters, memory_order_acquire) > 0) {
 		pthread_mutex_lock(&mv_lock);
 		pthread_cond_broadcast(&mv_cond);
 		pthread_mutex_unlock(&mv_lock);

@@ -20,7 +20,6 @@
 #include "policies/trace.h"
 
 _Atomic unsigned mv_learn_flags;
-_Atomic uint32_t mv_next_buf_id;
 
 /* ---- function numbers ---- */
 

@@ -472,7 +472,7 @@ CUresult mv_make_room(uint64_t bytes)
 		}
 		/* Buffers other threads' submissions hold: they become candidates when those finish. The
 		 * wait is bounded, since those threads may be waiting for room themselves. */
-		if (later && atomic_load(&mv_busy_total) > mv_busy_mine && busy_waits < 50) {
+		if (later && mv_busy_elsewhere() && busy_waits < 50) {
 			struct timespec until;
 			clock_gettime(CLOCK_REALTIME, &until);
 			until.tv_nsec += 10 * 1000 * 1000;
@@ -480,12 +480,12 @@ CUresult mv_make_room(uint64_t bytes)
 				until.tv_sec++;
 				until.tv_nsec -= 1000000000;
 			}
-			atomic_fetch_add(&mv_room_waiters, 1);
+			mv_busy_wait_begin();
 			room_wanted++;
 			pager_kick();
 			pthread_cond_timedwait(&mv_cond, &mv_lock, &until);
 			room_wanted--;
-			atomic_fetch_sub(&mv_room_waiters, 1);
+			mv_busy_wait_end();
 			busy_waits++;
 			continue;
 		}
