@@ -81,14 +81,14 @@ static CUresult slab_grow(struct slab_class *c)
 		free(blocks);
 		return r;
 	}
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	for (uint64_t i = 0; i < n; i++) {
 		blocks[i].va = va + i * c->size;
 		blocks[i].kind = MV_KIND_SLAB;
 		blocks[i].next = c->free;
 		c->free = &blocks[i];
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	return CUDA_SUCCESS;
 }
 
@@ -101,7 +101,7 @@ static CUresult slab_alloc(uint64_t size, struct mv_stream *s, uint64_t site, ui
 		struct mv_buf *b = NULL;
 		CUresult r;
 
-		pthread_mutex_lock(&mv_lock);
+		mv_lock();
 		c->size = csize;
 		/* Freed blocks whose uses have completed, or ran only on the allocating stream, are ready. */
 		for (struct mv_buf **p = &c->pending; *p != NULL;) {
@@ -130,14 +130,14 @@ static CUresult slab_alloc(uint64_t size, struct mv_stream *s, uint64_t site, ui
 			if (mv_registry_add(b) != 0) {
 				b->next = c->free;
 				c->free = b;
-				pthread_mutex_unlock(&mv_lock);
+				mv_unlock();
 				return CUDA_ERROR_OUT_OF_MEMORY;
 			}
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 			*out = b->va;
 			return CUDA_SUCCESS;
 		}
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		r = slab_grow(c);
 		if (r != CUDA_SUCCESS)
 			return r;
@@ -153,7 +153,7 @@ static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 	CUdeviceptr va;
 	CUresult r;
 
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	b = mv_cache_take(span);
 	if (b != NULL) {
 		/* Cached pages of a freed buffer, its last uses complete: still charged, reused as they are. */
@@ -166,15 +166,15 @@ static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 		b->planned_in = 0;
 		b->id = atomic_fetch_add_explicit(&next_buf_id, 1, memory_order_relaxed);
 		if (mv_registry_add(b) == 0) {
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 			*out = b->va;
 			return CUDA_SUCCESS;
 		}
 		mv_release_later(b);
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 
 	b = calloc(1, sizeof(*b));
 	if (b == NULL)
@@ -199,15 +199,15 @@ static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 	b->lru = mv_clock_now();
 	b->site = site;
 	b->ibuf = UINT32_MAX;
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	b->id = atomic_fetch_add_explicit(&next_buf_id, 1, memory_order_relaxed);
 	if (mv_registry_add(b) != 0) {
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		r = CUDA_ERROR_OUT_OF_MEMORY;
 		mv_free_range(va, span, b->dev);
 		goto err_range;
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	*out = va;
 	return CUDA_SUCCESS;
 err_range:
@@ -241,11 +241,11 @@ static CUresult alloc(CUdeviceptr *dptr, size_t size, struct mv_stream *s)
 		*dptr = va;
 		if (learn & MV_LEARN_ON) {
 			struct mv_buf *b;
-			pthread_mutex_lock(&mv_lock);
+			mv_lock();
 			b = mv_registry_find(va);
 			if (b != NULL)
 				mv_learn_alloc(b, b->kind == MV_KIND_SLAB || b->pinned);
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 		}
 		mv_link_event(MV_EV_ALLOC, s != NULL ? mv_stream_index(s) + 1 : 0, va, size, site);
 	} else if (r == CUDA_ERROR_OUT_OF_MEMORY) {
@@ -270,10 +270,10 @@ static CUresult release(CUdeviceptr va, struct mv_stream *s)
 		t = mv_stream_begin(s);
 		mv_stream_end(s, t);
 	}
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	b = mv_registry_find(va);
 	if (b == NULL || b->va != va) {
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		return CUDA_ERROR_INVALID_VALUE;
 	}
 	mv_registry_remove(b);
@@ -290,21 +290,21 @@ static CUresult release(CUdeviceptr va, struct mv_stream *s)
 		b->freed = 1;
 		b->next = c->pending;
 		c->pending = b;
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		return CUDA_SUCCESS;
 	}
 	idle = b->state == MV_RESIDENT && !b->ready_pending;
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	/* Out of the registry, b is this thread's alone until it is queued. Pages whose last uses
 	 * have already completed go straight to the free cache, ready for the next allocation. */
 	idle = idle && uses_done(b);
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	if (idle)
 		mv_cache_put(b);
 	else
 		mv_release_later(b);
-	pthread_cond_broadcast(&mv_cond);
-	pthread_mutex_unlock(&mv_lock);
+	mv_wake_room();
+	mv_unlock();
 	return CUDA_SUCCESS;
 }
 
@@ -435,7 +435,7 @@ MV_EXPORT CUresult cuMemGetAddressRange_v2(CUdeviceptr *base, size_t *size, CUde
 
 	if (!serving())
 		return CUDA_ERROR_NOT_INITIALIZED;
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	b = mv_registry_find(dptr);
 	if (b != NULL) {
 		if (base != NULL)
@@ -443,7 +443,7 @@ MV_EXPORT CUresult cuMemGetAddressRange_v2(CUdeviceptr *base, size_t *size, CUde
 		if (size != NULL)
 			*size = b->size;
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	return b != NULL ? CUDA_SUCCESS : mv_real.cuMemGetAddressRange_v2(base, size, dptr);
 }
 
@@ -477,7 +477,7 @@ MV_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size
 		mv_uncharge(size);
 		return r;
 	}
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	for (int i = 0; i < MV_APP_HANDLES; i++) {
 		if (app_handles[i].h == 0) {
 			app_handles[i].h = *handle;
@@ -487,7 +487,7 @@ MV_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size
 			break;
 		}
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	/* Untracked (the table is full): give the charge back rather than hold it forever. */
 	if (size != 0)
 		mv_uncharge(size);
@@ -504,7 +504,7 @@ MV_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
 	r = mv_real.cuMemRelease(handle);
 	if (r != CUDA_SUCCESS)
 		return r;
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	for (int i = 0; i < MV_APP_HANDLES; i++) {
 		if (app_handles[i].h == handle && handle != 0) {
 			size = app_handles[i].size;
@@ -512,7 +512,7 @@ MV_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	if (size != 0) {
 		atomic_fetch_sub(&mv_count.app_vmm_bytes, size);
 		mv_uncharge(size);

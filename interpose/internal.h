@@ -177,11 +177,24 @@ struct mv_buf {
 	CUevent mstart;          /* recorded where its last page copy began (timing) */
 };
 
-/* The lock over the registry, every buffer's state, the budget and the pager's queues. Never held
- * across a driver call. */
-extern pthread_mutex_t mv_lock;
-/* Broadcast whenever a page-out completes, memory is released or a buffer changes state. */
-extern pthread_cond_t mv_cond;
+/* The library lock, mv_lock, over the registry, every buffer's state, the budget and the pager's
+ * queues. Never held across a driver call. */
+void mv_lock(void);
+void mv_unlock(void);
+/* Waits on c, a condition signalled under mv_lock, letting mv_lock go meanwhile. */
+void mv_lock_wait(pthread_cond_t *c);
+/* Waits, with mv_lock held and let go meanwhile, for room in the budget or for a buffer's move to
+ * end: the threads in mv_make_room and mv_make_resident. _until gives up at `until` (CLOCK_REALTIME). */
+void mv_wait_change(void);
+void mv_wait_change_until(const struct timespec *until);
+/* Wakes those waiters, with mv_lock held, naming the reason:
+ * room:   device bytes or host slots were given back, the budget changed, or a freed buffer's pages
+ *         became available to drop;
+ * moved:  a buffer's page-out or page-in was issued, ended or undone, so its state changed;
+ * unbusy: a submission let its busy marks go while a thread waited for them. */
+void mv_wake_room(void);
+void mv_wake_moved(void);
+void mv_wake_unbusy(void);
 
 int mv_registry_add(struct mv_buf *b);
 void mv_registry_remove(struct mv_buf *b);

@@ -271,7 +271,7 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 
 	/* One pass under the lock: find the buffers, mark them busy (so no page-out takes them until
 	 * the work is enqueued) and record this use. */
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	for (size_t i = 0; i < nwords; i++)
 		n = collect(words[i], epoch, named, moving, n);
 	/* Pointers uploaded into a named buffer name their buffers too (one level). */
@@ -300,7 +300,7 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 	}
 	if (l.flags & MV_LEARN_PLAN)
 		mv_plan_on_launch(l.fn, named, n, &step);
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	if (n == 0) {
 		r = submit(arg);
 		after_submit(&l, stream_ix, named, 0, handle, capturing);
@@ -329,9 +329,9 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 	atomic_fetch_sub_explicit(&busy_total, n, memory_order_relaxed);
 	busy_mine -= n;
 	if (atomic_load_explicit(&busy_waiters, memory_order_acquire) > 0) {
-		pthread_mutex_lock(&mv_lock);
-		pthread_cond_broadcast(&mv_cond);
-		pthread_mutex_unlock(&mv_lock);
+		mv_lock();
+		mv_wake_unbusy();
+		mv_unlock();
 	}
 	if (step.n > 0)
 		mv_plan_issue(&step);
@@ -494,7 +494,7 @@ static void note_refs(uint64_t dst, const void *src, size_t bytes)
 
 	if (bytes > MV_REF_SCAN_MAX || bytes < 8)
 		return;
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	d = mv_registry_find(dst);
 	if (d != NULL) {
 		size_t start = dst - d->va;
@@ -519,7 +519,7 @@ static void note_refs(uint64_t dst, const void *src, size_t bytes)
 				b->pinned = 1;
 		}
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 }
 
 /* Whether addr is a buffer memvirt serves (device memory), not host memory. */
@@ -527,9 +527,9 @@ static int mv_is_device_side(uint64_t addr)
 {
 	int found;
 
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	found = mv_registry_find(addr) != NULL;
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	return found;
 }
 

@@ -9,8 +9,52 @@
 
 #include "interpose/internal.h"
 
-pthread_mutex_t mv_lock = PTHREAD_MUTEX_INITIALIZER;
-pthread_cond_t mv_cond = PTHREAD_COND_INITIALIZER;
+/* The library lock: what it guards, and the order it is taken in, are in internal.h. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/* Waited on for room in the budget or for a buffer's move to end; broadcast through mv_wake_*. */
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+
+void mv_lock(void)
+{
+	pthread_mutex_lock(&lock);
+}
+
+void mv_unlock(void)
+{
+	pthread_mutex_unlock(&lock);
+}
+
+void mv_lock_wait(pthread_cond_t *c)
+{
+	pthread_cond_wait(c, &lock);
+}
+
+void mv_wait_change(void)
+{
+	pthread_cond_wait(&changed, &lock);
+}
+
+void mv_wait_change_until(const struct timespec *until)
+{
+	pthread_cond_timedwait(&changed, &lock, until);
+}
+
+/* Three reasons, one set of waiters: each waiter looks again at everything it waits for, so the
+ * names say why a wake-up happens rather than whom it is for. */
+void mv_wake_room(void)
+{
+	pthread_cond_broadcast(&changed);
+}
+
+void mv_wake_moved(void)
+{
+	pthread_cond_broadcast(&changed);
+}
+
+void mv_wake_unbusy(void)
+{
+	pthread_cond_broadcast(&changed);
+}
 
 /* Guarded by mv_lock. */
 static struct mv_buf **bufs;

@@ -98,7 +98,7 @@ static void finish_page_out(struct mv_buf *b)
 	/* For the log lines: once the lock is let go, a freed b may be released and reused. */
 	uint64_t va = b->va;
 
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	if (b->rescue) {
 		/* A launch took the buffer back before its pages went: they stay, the copy is dropped. */
 		struct mv_hostslot *h = b->host;
@@ -111,22 +111,22 @@ static void finish_page_out(struct mv_buf *b)
 			push(&relq, b);
 			pthread_cond_signal(&pager_cond);
 		}
-		pthread_cond_broadcast(&mv_cond);
-		pthread_mutex_unlock(&mv_lock);
+		mv_wake_moved();
+		mv_unlock();
 		mv_host_free(h);
 		mv_log(MV_LOG_DEBUG, "page-out of %#llx ended: the buffer was wanted back", (unsigned long long)va);
 		return;
 	}
 	b->releasing = 1;
 	dev = b->dev;
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 
 	if (atomic_load_explicit(&mv_learn_flags, memory_order_relaxed) & MV_LEARN_ON)
 		mv_learn_page(b->id, 0, b->size, copy_ns(b), 0);
 	mv_unmap_device(b->va, b->span, dev);
 	mv_net_map(b);
 
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	b->dev = 0;
 	b->releasing = 0;
 	b->state = MV_HOST;
@@ -138,9 +138,9 @@ static void finish_page_out(struct mv_buf *b)
 	mv_link_event(MV_EV_PAGE_OUT, 0, b->va, b->size, 0);
 	if (b->freed)
 		push(&relq, b);
-	pthread_cond_broadcast(&mv_cond);
+	mv_wake_moved();
 	pthread_cond_signal(&pager_cond);
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	mv_log(MV_LOG_DEBUG, "page-out of %#llx ended: on the host", (unsigned long long)va);
 }
 
@@ -153,7 +153,7 @@ static void finish_page_in(struct mv_buf *b, struct mv_hostslot *h)
 	int waited;
 
 	mv_host_free(h);
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	/* Read under the lock: a launch that waited for this page-in sets it under the lock too. */
 	waited = b->plan_waited;
 	landing--;
@@ -164,8 +164,8 @@ static void finish_page_in(struct mv_buf *b, struct mv_hostslot *h)
 		releasing_bytes += b->span;
 		push(&relq, b);
 	}
-	pthread_cond_broadcast(&mv_cond);
-	pthread_mutex_unlock(&mv_lock);
+	mv_wake_moved();
+	mv_unlock();
 	if (learning)
 		mv_learn_page(b->id, 1, b->size, ns, waited);
 }
@@ -177,11 +177,11 @@ static void finish_release(struct mv_buf *b)
 	/* A plan's move still holds it: those queued here are dropped (it is freed), one being issued
 	 * lets go in a moment. Back on the queue meanwhile, so the pager never waits on an app thread. */
 	if (atomic_load_explicit(&b->busy, memory_order_acquire) > 0) {
-		pthread_mutex_lock(&mv_lock);
+		mv_lock();
 		if (nplanq > 0)
 			planq_run();
 		push(&relq, b);
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		sched_yield();
 		return;
 	}
@@ -195,28 +195,28 @@ static void finish_release(struct mv_buf *b)
 		mv_real.cuEventDestroy_v2(b->moved);
 		mv_real.cuEventDestroy_v2(b->mstart);
 		free(b);
-		pthread_mutex_lock(&mv_lock);
-		pthread_cond_broadcast(&mv_cond);
-		pthread_mutex_unlock(&mv_lock);
+		mv_lock();
+		mv_wake_room();
+		mv_unlock();
 		return;
 	}
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	if (budget.resident <= budget.limit) {
 		releasing_bytes -= b->span;
 		mv_cache_put(b);
-		pthread_cond_broadcast(&mv_cond);
-		pthread_mutex_unlock(&mv_lock);
+		mv_wake_room();
+		mv_unlock();
 		return;
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	/* Over the budget (a grant shrank it): the pages go back instead of into the cache. */
 	mv_free_range(b->va, b->span, b->dev);
 	mv_real.cuEventDestroy_v2(b->moved);
 	mv_real.cuEventDestroy_v2(b->mstart);
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	releasing_bytes -= b->span;
-	pthread_cond_broadcast(&mv_cond);
-	pthread_mutex_unlock(&mv_lock);
+	mv_wake_room();
+	mv_unlock();
 	free(b);
 }
 
@@ -224,9 +224,9 @@ static void finish_stalls(void)
 {
 	int n;
 
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	n = nstalls;
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	for (int i = 0; i < n; i++) {
 		float ms = 0;
 		mv_real.cuEventSynchronize(stalls[i].b);
@@ -235,10 +235,10 @@ static void finish_stalls(void)
 		mv_real.cuEventDestroy_v2(stalls[i].a);
 		mv_real.cuEventDestroy_v2(stalls[i].b);
 	}
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	memmove(stalls, stalls + n, (size_t)(nstalls - n) * sizeof(stalls[0]));
 	nstalls -= n;
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 }
 
 /* Whether the planned page-outs in flight should be completed now. Called with mv_lock held. */
@@ -261,13 +261,13 @@ static struct mv_buf **lazy_in_due(void)
 	return NULL;
 }
 
-/* Waits on mv_cond for room or a move, telling the pager that completing page-outs is wanted.
+/* Waits for room or a move (mv_wait_change), telling the pager that completing page-outs is wanted.
  * Called with mv_lock held. */
 static void room_wait(void)
 {
 	room_wanted++;
 	pager_kick();
-	pthread_cond_wait(&mv_cond, &mv_lock);
+	mv_wait_change();
 	room_wanted--;
 }
 
@@ -276,42 +276,42 @@ static void room_wait(void)
 static void *pager(void *arg)
 {
 	mv_real.cuCtxSetCurrent(mv_dev()->ctx);
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	for (;;) {
 		struct mv_buf *b, **q;
 		while (outq == NULL && !lazy_due() && inq == NULL && lazy_in_due() == NULL && relq == NULL && nstalls == 0 &&
 		       !pool_grow_wanted && (nplanq == 0 || budget.evicting > 0))
-			pthread_cond_wait(&pager_cond, &mv_lock);
+			mv_lock_wait(&pager_cond);
 		if (nplanq > 0 && outq == NULL)
 			planq_run();
 		if (pool_grow_wanted) {
 			pool_grow_wanted = 0;
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 			mv_host_pool_grow();
 		} else if ((b = pop(&outq)) != NULL || (lazy_due() && (b = pop(&lazyq)) != NULL)) {
 			if (lazyq == NULL)
 				lazy_flush = 0;
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 			mv_real.cuEventSynchronize(b->moved);
 			finish_page_out(b);
-			pthread_mutex_lock(&mv_lock);
+			mv_lock();
 			if (nplanq > 0)
 				planq_run();
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 		} else if ((b = pop(&inq)) != NULL || ((q = lazy_in_due()) != NULL && (b = pop(q)) != NULL)) {
 			struct mv_hostslot *h = b->host;
 			b->host = NULL;
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 			mv_real.cuEventSynchronize(b->moved);
 			finish_page_in(b, h);
 		} else if ((b = pop(&relq)) != NULL) {
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 			finish_release(b);
 		} else {
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 			finish_stalls();
 		}
-		pthread_mutex_lock(&mv_lock);
+		mv_lock();
 	}
 	return NULL;
 }
@@ -357,7 +357,7 @@ void mv_stall_measure(CUstream h, CUevent ready, int per_thread)
 	mv_real.cuEventRecord(a, h);
 	mv_real.cuStreamWaitEvent(h, ready, 0);
 	mv_real.cuEventRecord(b, h);
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	if (nstalls < MV_STALLS) {
 		stalls[nstalls].a = a;
 		stalls[nstalls].b = b;
@@ -365,7 +365,7 @@ void mv_stall_measure(CUstream h, CUevent ready, int per_thread)
 		a = b = NULL;
 	}
 	pager_kick();
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	if (a != NULL) {
 		/* The queue is full: the wait is ordered but not timed. */
 		mv_real.cuEventDestroy_v2(a);
@@ -406,20 +406,20 @@ static int page_out(struct mv_buf *b, int planned, const struct mv_uses *uses)
 	mv_log(MV_LOG_DEBUG, "page-out of %#llx (%llu bytes) issued", (unsigned long long)b->va,
 	       (unsigned long long)b->size);
 	grow = mv_host_pool_low();
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	b->host = h;
 	push(planned ? &lazyq : &outq, b);
 	pool_grow_wanted |= grow;
 	pager_kick();
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	return 0;
 undo:
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	b->state = MV_RESIDENT;
 	b->skip = 1;
 	budget.evicting -= b->span;
-	pthread_cond_broadcast(&mv_cond);
-	pthread_mutex_unlock(&mv_lock);
+	mv_wake_moved();
+	mv_unlock();
 	return -1;
 }
 
@@ -427,24 +427,24 @@ CUresult mv_make_room(uint64_t bytes)
 {
 	int busy_waits = 0;
 
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	for (;;) {
 		struct mv_buf *v;
 		int later;
 		if (budget.resident + bytes <= budget.limit) {
 			budget.resident += bytes;
 			mv_registry_unskip();
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 			return CUDA_SUCCESS;
 		}
 		/* Cached pages of freed buffers go first: nobody is waiting for them. */
 		if ((v = pop(&cache)) != NULL) {
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 			mv_free_range(v->va, v->span, v->dev);
 			mv_real.cuEventDestroy_v2(v->moved);
 			mv_real.cuEventDestroy_v2(v->mstart);
 			free(v);
-			pthread_mutex_lock(&mv_lock);
+			mv_lock();
 			continue;
 		}
 		/* Page-outs in flight, and freed buffers whose last uses are about to complete, may already
@@ -458,9 +458,9 @@ CUresult mv_make_room(uint64_t bytes)
 			v->state = MV_EVICTING;
 			budget.evicting += v->span;
 			mv_buf_uses_copy(v, &uses);
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 			page_out(v, 0, &uses);
-			pthread_mutex_lock(&mv_lock);
+			mv_lock();
 			continue;
 		}
 		/* Memory on its way back: wait for it. A page-in that lands also gives its host slot
@@ -483,7 +483,7 @@ CUresult mv_make_room(uint64_t bytes)
 			mv_busy_wait_begin();
 			room_wanted++;
 			pager_kick();
-			pthread_cond_timedwait(&mv_cond, &mv_lock, &until);
+			mv_wait_change_until(&until);
 			room_wanted--;
 			mv_busy_wait_end();
 			busy_waits++;
@@ -497,7 +497,7 @@ CUresult mv_make_room(uint64_t bytes)
 			       (unsigned long long)bytes, (unsigned long long)budget.resident,
 			       (unsigned long long)budget.limit, what);
 		}
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		atomic_fetch_add(&mv_count.oom, 1);
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
@@ -507,7 +507,7 @@ void mv_evict_to_budget(void)
 {
 	int issued = 0;
 
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	for (;;) {
 		struct mv_buf *v;
 		struct mv_uses uses;
@@ -516,12 +516,12 @@ void mv_evict_to_budget(void)
 		if (budget.resident - budget.evicting - releasing_bytes <= budget.limit)
 			break;
 		if ((v = pop(&cache)) != NULL) {
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 			mv_free_range(v->va, v->span, v->dev);
 			mv_real.cuEventDestroy_v2(v->moved);
 			mv_real.cuEventDestroy_v2(v->mstart);
 			free(v);
-			pthread_mutex_lock(&mv_lock);
+			mv_lock();
 			continue;
 		}
 		/* Buffers in use right now are left alone: the app's own allocations evict them later,
@@ -537,23 +537,23 @@ void mv_evict_to_budget(void)
 		v->state = MV_EVICTING;
 		budget.evicting += v->span;
 		mv_buf_uses_copy(v, &uses);
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		if (page_out(v, 0, &uses) == 0)
 			issued++;
-		pthread_mutex_lock(&mv_lock);
+		mv_lock();
 	}
 	mv_registry_unskip();
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	if (issued > 0)
 		mv_log(MV_LOG_DEBUG, "paging out %d buffers to meet a smaller budget", issued);
 }
 
 void mv_budget_init(uint64_t local)
 {
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	budget.limit = local;
 	budget.local = local;
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 }
 
 uint64_t mv_budget_local(void)
@@ -563,12 +563,12 @@ uint64_t mv_budget_local(void)
 
 void mv_budget_read(uint64_t *limit, uint64_t *resident)
 {
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	if (limit != NULL)
 		*limit = budget.limit;
 	if (resident != NULL)
 		*resident = budget.resident;
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 }
 
 uint64_t mv_budget_now(void)
@@ -583,22 +583,22 @@ void mv_budget_set(uint64_t limit)
 {
 	int shrank;
 
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	shrank = limit < budget.limit;
 	budget.limit = limit;
 	/* Allocations waiting for room may fit now. */
-	pthread_cond_broadcast(&mv_cond);
-	pthread_mutex_unlock(&mv_lock);
+	mv_wake_room();
+	mv_unlock();
 	if (shrank)
 		mv_evict_to_budget();
 }
 
 void mv_uncharge(uint64_t bytes)
 {
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	budget.resident -= bytes;
-	pthread_cond_broadcast(&mv_cond);
-	pthread_mutex_unlock(&mv_lock);
+	mv_wake_room();
+	mv_unlock();
 }
 
 /* ---- page-in ---- */
@@ -632,7 +632,7 @@ static CUresult page_in_charged(struct mv_buf *b)
 		       (unsigned long long)b->va, name);
 		return r;
 	}
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	b->dev = dev;
 	b->state = MV_RESIDENT;
 	b->ready_pending = 1;
@@ -643,8 +643,8 @@ static CUresult page_in_charged(struct mv_buf *b)
 	b->in_used = 0;
 	push(b->planned_in ? &lazyinq : &inq, b);
 	pager_kick();
-	pthread_cond_broadcast(&mv_cond);
-	pthread_mutex_unlock(&mv_lock);
+	mv_wake_moved();
+	mv_unlock();
 	return CUDA_SUCCESS;
 }
 
@@ -664,17 +664,17 @@ int mv_page_out_planned(struct mv_buf *b)
 {
 	struct mv_uses uses;
 
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	/* The caller's hold is the one busy mark allowed. */
 	if (b->kind != MV_KIND_LARGE || b->state != MV_RESIDENT || b->ready_pending || b->pinned || b->freed ||
 	    atomic_load_explicit(&b->busy, memory_order_relaxed) > 1) {
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		return -1;
 	}
 	b->state = MV_EVICTING;
 	budget.evicting += b->span;
 	mv_buf_uses_copy(b, &uses);
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	return page_out(b, 1, &uses);
 }
 
@@ -690,12 +690,12 @@ static int try_planned_in(struct mv_buf *b)
 	/* Cached pages of freed buffers make room first, as for any allocation: the plan counted a
 	 * free as giving its memory back. */
 	while (budget.resident + b->span > budget.limit && (v = pop(&cache)) != NULL) {
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		mv_free_range(v->va, v->span, v->dev);
 		mv_real.cuEventDestroy_v2(v->moved);
 		mv_real.cuEventDestroy_v2(v->mstart);
 		free(v);
-		pthread_mutex_lock(&mv_lock);
+		mv_lock();
 		if (b->state != MV_HOST || b->freed)
 			return -1;
 	}
@@ -705,17 +705,17 @@ static int try_planned_in(struct mv_buf *b)
 	b->state = MV_FETCHING;
 	b->planned_in = 1;
 	b->plan_waited = 0;
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	if (page_in_charged(b) != CUDA_SUCCESS) {
-		pthread_mutex_lock(&mv_lock);
+		mv_lock();
 		b->state = MV_HOST;
 		b->planned_in = 0;
 		if (b->freed)
 			push(&relq, b);
-		pthread_cond_broadcast(&mv_cond);
+		mv_wake_moved();
 		return -1;
 	}
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	return 0;
 }
 
@@ -724,7 +724,7 @@ int mv_page_in_planned(struct mv_buf *b)
 {
 	int r;
 
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	r = try_planned_in(b);
 	if (r == 1 && budget.evicting > 0 && nplanq < MV_PLANQ) {
 		/* Room is on its way: the pager issues it once the page-outs before it have landed. */
@@ -733,7 +733,7 @@ int mv_page_in_planned(struct mv_buf *b)
 		pager_kick();
 		r = 0;
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	return r == 0 ? 0 : -1;
 }
 
@@ -763,7 +763,7 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 	CUresult r;
 	int fetched = 0, late;
 
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	for (;;) {
 		if (b->state == MV_RESIDENT)
 			break;
@@ -776,15 +776,15 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 		}
 		if (b->state == MV_HOST) {
 			b->state = MV_FETCHING;
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 			r = page_in(b);
-			pthread_mutex_lock(&mv_lock);
+			mv_lock();
 			if (r != CUDA_SUCCESS) {
 				b->state = MV_HOST;
 				if (b->freed)
 					push(&relq, b);
-				pthread_cond_broadcast(&mv_cond);
-				pthread_mutex_unlock(&mv_lock);
+				mv_wake_moved();
+				mv_unlock();
 				return r;
 			}
 			fetched = 1;
@@ -793,7 +793,7 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 		room_wait();
 	}
 	if (!b->ready_pending) {
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		return CUDA_SUCCESS;
 	}
 	late = b->planned_in && !fetched && !b->in_used;
@@ -804,7 +804,7 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 	/* The pager reads it when the page-in lands, under this lock. */
 	if (fetched)
 		b->plan_waited = 1;
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	if (late && mv_real.cuEventQuery(b->moved) == CUDA_ERROR_NOT_READY)
 		mv_plan_late(b);
 	if (fetched) {
