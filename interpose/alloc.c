@@ -144,6 +144,66 @@ static CUresult slab_alloc(uint64_t size, struct mv_stream *s, uint64_t site, ui
 	}
 }
 
+/* ---- the free cache ---- */
+
+/* Freed large buffers whose pages are kept for the next allocation of the same span, oldest first:
+ * still charged against the budget, and the first thing mv_make_room gives back. Guarded by
+ * mv_lock. */
+static struct mv_buf *cache;
+
+void mv_cache_put(struct mv_buf *b)
+{
+	b->freed = 1;
+	b->nuses = 0;
+	b->uses_overflow = 0;
+	b->nrefs = 0;
+	mv_list_push(&cache, b);
+}
+
+struct mv_buf *mv_cache_take(uint64_t span)
+{
+	for (struct mv_buf **p = &cache; *p != NULL; p = &(*p)->next) {
+		if ((*p)->span == span) {
+			struct mv_buf *b = *p;
+			*p = b->next;
+			b->next = NULL;
+			return b;
+		}
+	}
+	return NULL;
+}
+
+struct mv_buf *mv_cache_pop(void)
+{
+	return mv_list_pop(&cache);
+}
+
+void mv_release_later(struct mv_buf *b)
+{
+	b->freed = 1;
+	/* One on the move is queued by whoever completes the move: the pager, after a page-in or a
+	 * page-out (rescued or not). */
+	if ((b->state == MV_RESIDENT && !b->ready_pending) || b->state == MV_HOST)
+		mv_pager_release(b);
+	mv_pager_kick();
+}
+
+void mv_buf_discard(struct mv_buf *b)
+{
+	if (b->state == MV_HOST) {
+		mv_net_unmap(b);
+		mv_host_free(b->host);
+		b->host = NULL;
+		atomic_fetch_sub(&mv_count.host_bytes, b->span);
+		mv_real.cuMemAddressFree(b->va, b->span);
+	} else {
+		mv_free_range(b->va, b->span, b->dev);
+	}
+	mv_real.cuEventDestroy_v2(b->moved);
+	mv_real.cuEventDestroy_v2(b->mstart);
+	free(b);
+}
+
 /* ---- large buffers ---- */
 
 static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
@@ -203,9 +263,8 @@ static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 	b->id = atomic_fetch_add_explicit(&next_buf_id, 1, memory_order_relaxed);
 	if (mv_registry_add(b) != 0) {
 		mv_unlock();
-		r = CUDA_ERROR_OUT_OF_MEMORY;
-		mv_free_range(va, span, b->dev);
-		goto err_range;
+		mv_buf_discard(b);
+		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
 	mv_unlock();
 	*out = va;

@@ -177,6 +177,25 @@ struct mv_buf {
 	CUevent mstart;          /* recorded where its last page copy began (timing) */
 };
 
+/* Lists of buffers through `next` (the pager's queues, the free cache): appends b; takes the
+ * first, or NULL. */
+static inline void mv_list_push(struct mv_buf **q, struct mv_buf *b)
+{
+	b->next = NULL;
+	while (*q != NULL)
+		q = &(*q)->next;
+	*q = b;
+}
+
+static inline struct mv_buf *mv_list_pop(struct mv_buf **q)
+{
+	struct mv_buf *b = *q;
+
+	if (b != NULL)
+		*q = b->next;
+	return b;
+}
+
 /* The library lock, mv_lock, over the registry, every buffer's state, the budget and the pager's
  * queues. Never held across a driver call. */
 void mv_lock(void);
@@ -265,6 +284,14 @@ uint64_t mv_budget_local(void);
 void mv_budget_read(uint64_t *limit, uint64_t *resident);
 /* The budget in force. */
 uint64_t mv_budget_now(void);
+/* Sets the budget in force and evicts down to it when it shrank. Link thread only. */
+void mv_budget_set(uint64_t limit);
+/* For the pager, with mv_lock held: a page-out of span bytes has ended, its pages released or (not
+ * released: rescued, or the page-out undone) kept; the bytes whose page-out is in flight; whether
+ * more is charged than the budget allows. */
+void mv_budget_evicted(uint64_t span, int released);
+uint64_t mv_budget_evicting(void);
+int mv_budget_over(void);
 
 /* Charges bytes against the budget, evicting least recently used buffers until they fit. Waits for
  * page-outs to complete. Called without mv_lock. Returns CUDA_SUCCESS or CUDA_ERROR_OUT_OF_MEMORY
@@ -272,10 +299,66 @@ uint64_t mv_budget_now(void);
 CUresult mv_make_room(uint64_t bytes);
 /* Returns bytes to the budget. */
 void mv_uncharge(uint64_t bytes);
+/* Pages out least recently used buffers, and drops cached pages of freed ones, until the bytes
+ * that will stay resident fit the budget or nothing more can go. Issues the page-outs without
+ * waiting for them. Called without mv_lock, from the link thread only: never on an app's thread. */
+void mv_evict_to_budget(void);
 
 /* Makes b resident for a use on stream s (handle h), and orders h after its page-in. Called
  * without mv_lock; b must not be freed meanwhile (the caller's use keeps it). */
 CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing);
+
+/* Issues a page-out of b for a plan: only when it is resident, large, unpinned and idle. Called
+ * without mv_lock. Returns 0 when issued. */
+int mv_page_out_planned(struct mv_buf *b);
+/* Issues a page-in of b for a plan when it is on the host and fits the budget now without evicting;
+ * otherwise asks the pager to try again once the page-outs in flight have landed. Called without
+ * mv_lock. Returns 0 when issued or queued. */
+int mv_page_in_planned(struct mv_buf *b);
+/* The same without the queueing, for the pager: called with mv_lock held; lets it go while cached
+ * pages are dropped or the copy is issued, and holds it again on return. Returns 0 when issued, 1
+ * when there is no room yet, -1 when b is not on the host (any more) or the page-in failed. */
+int mv_page_in_planned_relock(struct mv_buf *b);
+
+/* ---- the pager (pager.c) ---- */
+
+/* Issues the page-out of b, already marked EVICTING by the caller, after the uses the caller
+ * copied when it did so. Uses recorded since then belong to submissions that wait for b's page-in,
+ * so the copy must not wait for them (it would wait forever), and reading b->uses here, without
+ * the lock, would race with their recording. planned: a plan's page-out, which the pager completes
+ * only when its room is wanted. Called without mv_lock. Returns 0, or -1 when it could not be
+ * issued (no host memory, a failed copy); b is then RESIDENT again. */
+int mv_page_out(struct mv_buf *b, int planned, const struct mv_uses *uses);
+
+/* The rest is called with mv_lock held. */
+/* Wakes the pager, starting its thread if it is not running. */
+void mv_pager_kick(void);
+/* Waits for room or for a move to end (mv_wait_change, letting mv_lock go meanwhile), telling the
+ * pager that completing moves, planned ones included, is wanted now. until: as for
+ * mv_wait_change_until, or NULL for no limit. */
+void mv_pager_wait(const struct timespec *until);
+/* A launch took back a buffer whose planned page-out is in flight: complete the planned ones now. */
+void mv_pager_flush_lazy(void);
+/* Hands over a page-in just issued, to be completed once its copy has landed: lazily when it is a
+ * plan's (b->planned_in), until a launch uses the buffer or its room is wanted. */
+void mv_pager_watch_in(struct mv_buf *b);
+/* Queues b's planned page-in until the page-outs in flight have landed, holding a busy mark on it
+ * meanwhile. Returns 0, or -1 when the queue is full. */
+int mv_pager_defer_in(struct mv_buf *b);
+/* Queues a freed buffer, resident or on the host, to be released once its last uses complete. */
+void mv_pager_release(struct mv_buf *b);
+/* Bytes of freed resident buffers the pager is about to release. */
+uint64_t mv_pager_releasing(void);
+/* Whether page-ins are issued that the pager has not seen land: each still holds a host slot. */
+int mv_pager_landing(void);
+
+/* Times how long stream h waited for page-ins between two events recorded around the wait; the
+ * pager adds it to the stall counter once both have completed. Called without mv_lock. */
+void mv_stall_measure(CUstream h, CUevent ready, int per_thread);
+/* In a child after fork, before it runs any other thread: the pager thread did not come along. */
+void mv_pager_forked(void);
+
+/* ---- allocation and the free cache (alloc.c) ---- */
 
 /* Takes a freed large buffer (already out of the registry; called with mv_lock held): its pages
  * and host copy are released, or its pages cached for reuse, once its last uses complete. */
@@ -286,24 +369,13 @@ void mv_cache_put(struct mv_buf *b);
 /* A freed buffer of exactly this span whose pages can be reused now, or NULL. Called with mv_lock
  * held. */
 struct mv_buf *mv_cache_take(uint64_t span);
-
-/* Pages out least recently used buffers, and drops cached pages of freed ones, until the bytes
- * that will stay resident fit the budget or nothing more can go. Issues the page-outs without
- * waiting for them. Called without mv_lock, from the link thread only: never on an app's thread. */
-void mv_evict_to_budget(void);
-/* Sets the budget in force and evicts down to it when it shrank. Link thread only. */
-void mv_budget_set(uint64_t limit);
-
-/* Issues a page-out of b for a plan: only when it is resident, large, unpinned and idle. Called
- * without mv_lock. Returns 0 when issued. */
-int mv_page_out_planned(struct mv_buf *b);
-/* Issues a page-in of b for a plan when it is on the host and fits the budget now without evicting;
- * otherwise asks the pager to try again once the page-outs in flight have landed. Called without
- * mv_lock. Returns 0 when issued or queued. */
-int mv_page_in_planned(struct mv_buf *b);
-
-/* In a child after fork: the pager thread did not come along. */
-void mv_residency_forked(void);
+/* The oldest buffer in the free cache, taken out to give its pages back, or NULL. Called with
+ * mv_lock held. */
+struct mv_buf *mv_cache_pop(void);
+/* Gives back all a freed large buffer holds, once nothing can use it any more: its device pages
+ * (uncharged) or its host copy, its address range, its events, and the buffer itself. Called
+ * without mv_lock, on a buffer on no list. */
+void mv_buf_discard(struct mv_buf *b);
 
 /* ---- launches, copies and memsets (launch.c) ---- */
 
@@ -347,9 +419,6 @@ extern struct mv_counters_atomic mv_count;
 /* The exported snapshot (memvirt.h), read by the link thread too. */
 MV_EXPORT void memvirt_counters(struct memvirt_counters *out);
 
-/* Times how long stream h waited for page-ins between two events recorded around the wait; the
- * pager adds it to the stall counter once both have completed. */
-void mv_stall_measure(CUstream h, CUevent ready, int per_thread);
 
 /* ---- the link to memvirtd (link.c) ---- */
 

@@ -49,7 +49,7 @@ static void fork_parent(void)
 static void fork_child(void)
 {
 	mv_unlock();
-	mv_residency_forked();
+	mv_pager_forked();
 	mv_link_forked();
 }
 
