@@ -13,6 +13,41 @@
 
 #define MV_EXPORT __attribute__((visibility("default")))
 
+/* ---- locks ----
+ *
+ * mv_lock (registry.c; mv_lock()/mv_unlock()) guards:
+ *   - the registry, and every field of every struct mv_buf except `busy` (atomic). A buffer out of
+ *     the registry and on no list is its freeing thread's alone, one popped off a pager queue the
+ *     pager's;
+ *   - the budget's limit, resident and evicting bytes (residency.c; `local` is set once before the
+ *     link starts and read without it);
+ *   - the pager's state (pager.c): its queues (page-outs, page-ins, planned ones, releases, planned
+ *     page-ins waiting for room), the releasing and landing counts, the stall measurements, and
+ *     whether room is wanted, the host pool should grow, or the thread runs;
+ *   - in alloc.c, the free cache, the slab classes' free and pending lists, and the table of the
+ *     app's own VMM handles;
+ *   - the plan executor (plan.c): the plan in force, its bindings to live buffers, its cursor and
+ *     lateness counts.
+ *   It is held for bookkeeping only: never across a driver call, with one exception (the slab's
+ *   reuse check may record and query a stream's mark event), and never while waiting for the
+ *   device. Its condition (mv_wait_change, mv_wake_*) and the pager's (mv_lock_wait) let it go
+ *   while they wait. A function called with it held that lets it go and takes it again ends in
+ *   _relock, one that returns without it in _unlock; callers look again at what they read before.
+ * pool_lock (hostpool.c): the host pool's chunk list, granule flags and byte counts. Let go while
+ *   a chunk is made (pool_add_relock).
+ * add_lock (stream.c): adding to the stream table and the list of capturing streams; lookups read
+ *   entries published by atomic counts.
+ * each stream's demand_lock (stream.c): serialises records of its on-demand mark event.
+ * layout_lock (launch.c): filling a slot of the parameter layout cache.
+ * init_lock (device.c): the one-time device setup.
+ * func_lock (learn.c): adding to the function number table.
+ * end_lock (link.c): the link thread's `finished` flag at exit.
+ *
+ * Order: init_lock before mv_lock (the setup sets the budget); mv_lock before a stream's
+ * demand_lock (the slab's reuse check). Every other lock is taken with none of these held, and
+ * takes none. The fork handlers (real.c) hold mv_lock across fork(), so that the child finds it
+ * free. */
+
 /* ---- the real driver (real.c) ---- */
 
 /* One pointer per hooked or used driver entry point, from the real libcuda.so.1. */
@@ -142,7 +177,8 @@ struct mv_use {
 /* A buffer's place in the pinned host pool (hostpool.c). */
 struct mv_hostslot;
 
-/* One allocation the app made through memvirt. Guarded by mv_lock except where noted. */
+/* One allocation the app made through memvirt. Guarded by mv_lock except where noted (see "locks"
+ * above). */
 struct mv_buf {
 	uint64_t va;             /* the app's address, stable for the buffer's life */
 	uint64_t size;           /* what the app asked for */
@@ -196,8 +232,7 @@ static inline struct mv_buf *mv_list_pop(struct mv_buf **q)
 	return b;
 }
 
-/* The library lock, mv_lock, over the registry, every buffer's state, the budget and the pager's
- * queues. Never held across a driver call. */
+/* The library lock, mv_lock: what it guards is listed under "locks" above. */
 void mv_lock(void);
 void mv_unlock(void);
 /* Waits on c, a condition signalled under mv_lock, letting mv_lock go meanwhile. */

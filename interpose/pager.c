@@ -16,8 +16,10 @@
 #include "interpose/internal.h"
 #include "protocol/proto.h"
 
-/* Guarded by mv_lock: buffers whose page-out was issued, whose page-in was issued, and freed
- * buffers waiting for their last uses. */
+/* All of the pager's state is guarded by mv_lock. */
+
+/* Buffers whose page-out was issued, whose page-in was issued, and freed buffers waiting for their
+ * last uses. */
 static struct mv_buf *outq, *inq, *relq;
 /* Planned page-outs whose copies the pager leaves alone until their room is wanted: seeing a
  * copy complete waits for it, and a plan's page-out has nothing waiting on it until then. */
@@ -34,16 +36,16 @@ static uint64_t landing;
 /* Set when the host pool runs low, so that the pager grows it before an eviction has to. */
 static int pool_grow_wanted;
 static int pager_running;
-/* Signalled under mv_lock when the pager has work. */
+/* Signalled when the pager has work. */
 static pthread_cond_t pager_cond = PTHREAD_COND_INITIALIZER;
 
-/* Planned page-ins waiting for page-outs in flight to make room, in plan order. Guarded by
- * mv_lock; each holds a busy mark on its buffer. */
+/* Planned page-ins waiting for page-outs in flight to make room, in plan order; each holds a busy
+ * mark on its buffer. */
 #define MV_PLANQ 64
 static struct mv_buf *planq[MV_PLANQ];
 static int nplanq;
 
-/* Stall measurements waiting for their events. Guarded by mv_lock. */
+/* Stall measurements waiting for their events. */
 #define MV_STALLS 256
 static struct {
 	CUevent a, b;
