@@ -1,5 +1,7 @@
-/* libmemvirt.so internals: the real driver table, configuration, the buffer registry, residency,
- * streams and counters. */
+/* libmemvirt.so internals: the locks, the real driver table, configuration, the device, streams,
+ * the buffer registry, device pages, the host pool, residency, the pager, allocation, launches,
+ * counters, the link, the learner and the plan executor. Each section names the file that owns
+ * what it declares. */
 #ifndef MV_INTERPOSE_INTERNAL_H
 #define MV_INTERPOSE_INTERNAL_H
 
@@ -103,7 +105,7 @@ void mv_config_load(void);
 
 void mv_log(enum mv_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* ---- the device and the budget (device.c) ---- */
+/* ---- the device (device.c) ---- */
 
 struct mv_device {
 	CUcontext ctx;
@@ -308,9 +310,9 @@ void mv_net_unmap(struct mv_buf *b);
 /* ---- residency (residency.c) ---- */
 
 /* The budget: device bytes this process may hold, against the bytes it holds (memvirt's buffers and
- * slab chunks, and the app's own VMM allocations). */
-/* Sets the local budget (MEMVIRT_BUDGET, or the device's memory) and puts it in force; once, from
- * mv_device_init, before the link starts. */
+ * slab chunks, and the app's own VMM allocations).
+ * mv_budget_init sets the local budget (MEMVIRT_BUDGET, or the device's memory) and puts it in force;
+ * once, from mv_device_init, before the link starts. */
 void mv_budget_init(uint64_t local);
 /* The local budget: the one in force while no daemon grants another. */
 uint64_t mv_budget_local(void);
@@ -321,9 +323,10 @@ void mv_budget_read(uint64_t *limit, uint64_t *resident);
 uint64_t mv_budget_now(void);
 /* Sets the budget in force and evicts down to it when it shrank. Link thread only. */
 void mv_budget_set(uint64_t limit);
-/* For the pager, with mv_lock held: a page-out of span bytes has ended, its pages released or (not
- * released: rescued, or the page-out undone) kept; the bytes whose page-out is in flight; whether
- * more is charged than the budget allows. */
+/* For the pager, with mv_lock held. mv_budget_evicted: a page-out of span bytes has ended, and
+ * released says whether its pages went (otherwise it was rescued or undone, and they stay);
+ * mv_budget_evicting: the bytes whose page-out is in flight; mv_budget_over: whether more is
+ * charged than the budget allows (a grant shrank it). */
 void mv_budget_evicted(uint64_t span, int released);
 uint64_t mv_budget_evicting(void);
 int mv_budget_over(void);
@@ -365,7 +368,7 @@ int mv_page_in_planned_relock(struct mv_buf *b);
  * issued (no host memory, a failed copy); b is then RESIDENT again. */
 int mv_page_out(struct mv_buf *b, int planned, const struct mv_uses *uses);
 
-/* The rest is called with mv_lock held. */
+/* From here to mv_pager_landing, called with mv_lock held. */
 /* Wakes the pager, starting its thread if it is not running. */
 void mv_pager_kick(void);
 /* Waits for room or for a move to end (mv_wait_change, letting mv_lock go meanwhile), telling the
@@ -413,12 +416,6 @@ struct mv_buf *mv_cache_pop(void);
 void mv_buf_discard(struct mv_buf *b);
 
 /* ---- launches, copies and memsets (launch.c) ---- */
-
-/* A device range an operation touches: the start of a buffer or any address inside one. */
-struct mv_access {
-	uint64_t addr;
-	uint64_t bytes; /* 0: only the buffer holding addr */
-};
 
 /* The one routine every launch, copy and memset goes through: finds the buffers named, makes them
  * resident, orders the stream after their page-ins, runs submit(), and records the use. */
