@@ -27,6 +27,14 @@ struct slab_class {
 
 static struct slab_class classes[MV_SLAB_CLASSES];
 
+/* Bytes of address space and pages for size bytes: whole granules. */
+static uint64_t span_of(uint64_t size)
+{
+	uint64_t g = mv_dev()->granularity;
+
+	return (size + g - 1) / g * g;
+}
+
 static unsigned class_of(uint64_t size, uint64_t *csize)
 {
 	uint64_t c = MV_SLAB_MIN;
@@ -66,7 +74,7 @@ static int uses_only_on(struct mv_buf *b, struct mv_stream *s)
 /* A new slab chunk carved into blocks of class c. Called without mv_lock. */
 static CUresult slab_grow(struct slab_class *c)
 {
-	uint64_t span = (c->size + mv_dev()->granularity - 1) / mv_dev()->granularity * mv_dev()->granularity;
+	uint64_t span = span_of(c->size);
 	uint64_t n = span / c->size;
 	CUmemGenericAllocationHandle dev;
 	CUdeviceptr va;
@@ -208,7 +216,7 @@ void mv_buf_discard(struct mv_buf *b)
 
 static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 {
-	uint64_t span = (size + mv_dev()->granularity - 1) / mv_dev()->granularity * mv_dev()->granularity;
+	uint64_t span = span_of(size);
 	struct mv_buf *b;
 	CUdeviceptr va;
 	CUresult r;

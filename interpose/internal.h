@@ -117,7 +117,7 @@ struct mv_device {
 };
 
 /* The device as mv_device_init() set it up; meaningful once that has succeeded. */
-const struct mv_device *mv_dev(void);
+const struct mv_device *mv_dev(void) __attribute__((const));
 
 /* Sets up the device side on the first allocation (the app has initialised the driver by then).
  * Returns CUDA_SUCCESS or the error to hand back. */
