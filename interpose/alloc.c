@@ -10,7 +10,8 @@
 #include "interpose/internal.h"
 #include "protocol/proto.h"
 
-_Atomic uint64_t mv_clock;
+/* Buffer numbers, in allocation order: the learner's identity for a buffer. */
+static _Atomic uint32_t next_buf_id;
 
 /* ---- the slab ---- */
 
@@ -25,6 +26,14 @@ struct slab_class {
 };
 
 static struct slab_class classes[MV_SLAB_CLASSES];
+
+/* Bytes of address space and pages for size bytes: whole granules. */
+static uint64_t span_of(uint64_t size)
+{
+	uint64_t g = mv_dev()->granularity;
+
+	return (size + g - 1) / g * g;
+}
 
 static unsigned class_of(uint64_t size, uint64_t *csize)
 {
@@ -65,7 +74,7 @@ static int uses_only_on(struct mv_buf *b, struct mv_stream *s)
 /* A new slab chunk carved into blocks of class c. Called without mv_lock. */
 static CUresult slab_grow(struct slab_class *c)
 {
-	uint64_t span = (c->size + mv_dev.granularity - 1) / mv_dev.granularity * mv_dev.granularity;
+	uint64_t span = span_of(c->size);
 	uint64_t n = span / c->size;
 	CUmemGenericAllocationHandle dev;
 	CUdeviceptr va;
@@ -80,14 +89,14 @@ static CUresult slab_grow(struct slab_class *c)
 		free(blocks);
 		return r;
 	}
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	for (uint64_t i = 0; i < n; i++) {
 		blocks[i].va = va + i * c->size;
 		blocks[i].kind = MV_KIND_SLAB;
 		blocks[i].next = c->free;
 		c->free = &blocks[i];
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	return CUDA_SUCCESS;
 }
 
@@ -100,7 +109,7 @@ static CUresult slab_alloc(uint64_t size, struct mv_stream *s, uint64_t site, ui
 		struct mv_buf *b = NULL;
 		CUresult r;
 
-		pthread_mutex_lock(&mv_lock);
+		mv_lock();
 		c->size = csize;
 		/* Freed blocks whose uses have completed, or ran only on the allocating stream, are ready. */
 		for (struct mv_buf **p = &c->pending; *p != NULL;) {
@@ -122,58 +131,118 @@ static CUresult slab_alloc(uint64_t size, struct mv_stream *s, uint64_t site, ui
 			b->nuses = 0;
 			b->uses_overflow = 0;
 			b->nrefs = 0;
-			b->lru = atomic_load(&mv_clock);
+			b->lru = mv_clock_now();
 			b->site = site;
 			b->ibuf = UINT32_MAX;
-			b->id = atomic_fetch_add_explicit(&mv_next_buf_id, 1, memory_order_relaxed);
+			b->id = atomic_fetch_add_explicit(&next_buf_id, 1, memory_order_relaxed);
 			if (mv_registry_add(b) != 0) {
 				b->next = c->free;
 				c->free = b;
-				pthread_mutex_unlock(&mv_lock);
+				mv_unlock();
 				return CUDA_ERROR_OUT_OF_MEMORY;
 			}
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 			*out = b->va;
 			return CUDA_SUCCESS;
 		}
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		r = slab_grow(c);
 		if (r != CUDA_SUCCESS)
 			return r;
 	}
 }
 
+/* ---- the free cache ---- */
+
+/* Freed large buffers whose pages are kept for the next allocation of the same span, oldest first:
+ * still charged against the budget, and the first thing mv_make_room gives back. Guarded by
+ * mv_lock. */
+static struct mv_buf *cache;
+
+void mv_cache_put(struct mv_buf *b)
+{
+	b->freed = 1;
+	b->nuses = 0;
+	b->uses_overflow = 0;
+	b->nrefs = 0;
+	mv_list_push(&cache, b);
+}
+
+struct mv_buf *mv_cache_take(uint64_t span)
+{
+	for (struct mv_buf **p = &cache; *p != NULL; p = &(*p)->next) {
+		if ((*p)->span == span) {
+			struct mv_buf *b = *p;
+			*p = b->next;
+			b->next = NULL;
+			return b;
+		}
+	}
+	return NULL;
+}
+
+struct mv_buf *mv_cache_pop(void)
+{
+	return mv_list_pop(&cache);
+}
+
+void mv_release_later(struct mv_buf *b)
+{
+	b->freed = 1;
+	/* One on the move is queued by whoever completes the move: the pager, after a page-in or a
+	 * page-out (rescued or not). */
+	if ((b->state == MV_RESIDENT && !b->ready_pending) || b->state == MV_HOST)
+		mv_pager_release(b);
+	mv_pager_kick();
+}
+
+void mv_buf_discard(struct mv_buf *b)
+{
+	if (b->state == MV_HOST) {
+		mv_net_unmap(b);
+		mv_host_free(b->host);
+		b->host = NULL;
+		atomic_fetch_sub(&mv_count.host_bytes, b->span);
+		mv_real.cuMemAddressFree(b->va, b->span);
+	} else {
+		mv_free_range(b->va, b->span, b->dev);
+	}
+	mv_real.cuEventDestroy_v2(b->moved);
+	mv_real.cuEventDestroy_v2(b->mstart);
+	free(b);
+}
+
 /* ---- large buffers ---- */
 
 static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 {
-	uint64_t span = (size + mv_dev.granularity - 1) / mv_dev.granularity * mv_dev.granularity;
+	uint64_t span = span_of(size);
 	struct mv_buf *b;
 	CUdeviceptr va;
 	CUresult r;
 
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	b = mv_cache_take(span);
 	if (b != NULL) {
 		/* Cached pages of a freed buffer, its last uses complete: still charged, reused as they are. */
 		b->size = size;
 		b->freed = 0;
 		b->pinned = 0;
-		b->lru = atomic_load(&mv_clock);
+		b->lru = mv_clock_now();
 		b->site = site;
 		b->ibuf = UINT32_MAX;
 		b->planned_in = 0;
-		b->id = atomic_fetch_add_explicit(&mv_next_buf_id, 1, memory_order_relaxed);
+		b->id = atomic_fetch_add_explicit(&next_buf_id, 1, memory_order_relaxed);
 		if (mv_registry_add(b) == 0) {
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 			*out = b->va;
 			return CUDA_SUCCESS;
 		}
 		mv_release_later(b);
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 
 	b = calloc(1, sizeof(*b));
 	if (b == NULL)
@@ -195,18 +264,17 @@ static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 	b->span = span;
 	b->kind = MV_KIND_LARGE;
 	b->state = MV_RESIDENT;
-	b->lru = atomic_load(&mv_clock);
+	b->lru = mv_clock_now();
 	b->site = site;
 	b->ibuf = UINT32_MAX;
-	pthread_mutex_lock(&mv_lock);
-	b->id = atomic_fetch_add_explicit(&mv_next_buf_id, 1, memory_order_relaxed);
+	mv_lock();
+	b->id = atomic_fetch_add_explicit(&next_buf_id, 1, memory_order_relaxed);
 	if (mv_registry_add(b) != 0) {
-		pthread_mutex_unlock(&mv_lock);
-		r = CUDA_ERROR_OUT_OF_MEMORY;
-		mv_free_range(va, span, b->dev);
-		goto err_range;
+		mv_unlock();
+		mv_buf_discard(b);
+		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	*out = va;
 	return CUDA_SUCCESS;
 err_range:
@@ -240,16 +308,19 @@ static CUresult alloc(CUdeviceptr *dptr, size_t size, struct mv_stream *s)
 		*dptr = va;
 		if (learn & MV_LEARN_ON) {
 			struct mv_buf *b;
-			pthread_mutex_lock(&mv_lock);
+			mv_lock();
 			b = mv_registry_find(va);
 			if (b != NULL)
 				mv_learn_alloc(b, b->kind == MV_KIND_SLAB || b->pinned);
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 		}
 		mv_link_event(MV_EV_ALLOC, s != NULL ? mv_stream_index(s) + 1 : 0, va, size, site);
-	} else if (r == CUDA_ERROR_OUT_OF_MEMORY)
+	} else if (r == CUDA_ERROR_OUT_OF_MEMORY) {
+		uint64_t limit, resident;
+		mv_budget_read(&limit, &resident);
 		mv_log(MV_LOG_INFO, "out of memory: %zu bytes asked, budget %llu, resident %llu", size,
-		       (unsigned long long)mv_budget.budget, (unsigned long long)mv_budget.resident);
+		       (unsigned long long)limit, (unsigned long long)resident);
+	}
 	return r;
 }
 
@@ -266,10 +337,10 @@ static CUresult release(CUdeviceptr va, struct mv_stream *s)
 		t = mv_stream_begin(s);
 		mv_stream_end(s, t);
 	}
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	b = mv_registry_find(va);
 	if (b == NULL || b->va != va) {
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		return CUDA_ERROR_INVALID_VALUE;
 	}
 	mv_registry_remove(b);
@@ -279,28 +350,28 @@ static CUresult release(CUdeviceptr va, struct mv_stream *s)
 		mv_plan_unbind(b);
 	mv_link_event(MV_EV_FREE, s != NULL ? mv_stream_index(s) + 1 : 0, va, b->size, 0);
 	if (s != NULL)
-		mv_buf_use(b, s, t, atomic_load(&mv_clock));
+		mv_buf_use(b, s, t, mv_clock_now());
 	if (b->kind == MV_KIND_SLAB) {
 		uint64_t csize;
 		struct slab_class *c = &classes[class_of(b->size, &csize)];
 		b->freed = 1;
 		b->next = c->pending;
 		c->pending = b;
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		return CUDA_SUCCESS;
 	}
 	idle = b->state == MV_RESIDENT && !b->ready_pending;
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	/* Out of the registry, b is this thread's alone until it is queued. Pages whose last uses
 	 * have already completed go straight to the free cache, ready for the next allocation. */
 	idle = idle && uses_done(b);
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	if (idle)
 		mv_cache_put(b);
 	else
 		mv_release_later(b);
-	pthread_cond_broadcast(&mv_cond);
-	pthread_mutex_unlock(&mv_lock);
+	mv_wake_room();
+	mv_unlock();
 	return CUDA_SUCCESS;
 }
 
@@ -409,6 +480,7 @@ MV_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream h)
 /* The budget is the device's size as the app sees it. */
 MV_EXPORT CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
 {
+	uint64_t limit, resident;
 	CUresult r;
 
 	if (!serving())
@@ -418,10 +490,9 @@ MV_EXPORT CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
 	r = mv_device_init();
 	if (r != CUDA_SUCCESS)
 		return mv_real.cuMemGetInfo_v2(free_bytes, total);
-	pthread_mutex_lock(&mv_lock);
-	*total = mv_budget.budget;
-	*free_bytes = mv_budget.resident < mv_budget.budget ? mv_budget.budget - mv_budget.resident : 0;
-	pthread_mutex_unlock(&mv_lock);
+	mv_budget_read(&limit, &resident);
+	*total = limit;
+	*free_bytes = resident < limit ? limit - resident : 0;
 	return CUDA_SUCCESS;
 }
 
@@ -431,7 +502,7 @@ MV_EXPORT CUresult cuMemGetAddressRange_v2(CUdeviceptr *base, size_t *size, CUde
 
 	if (!serving())
 		return CUDA_ERROR_NOT_INITIALIZED;
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	b = mv_registry_find(dptr);
 	if (b != NULL) {
 		if (base != NULL)
@@ -439,7 +510,7 @@ MV_EXPORT CUresult cuMemGetAddressRange_v2(CUdeviceptr *base, size_t *size, CUde
 		if (size != NULL)
 			*size = b->size;
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	return b != NULL ? CUDA_SUCCESS : mv_real.cuMemGetAddressRange_v2(base, size, dptr);
 }
 
@@ -473,7 +544,7 @@ MV_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size
 		mv_uncharge(size);
 		return r;
 	}
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	for (int i = 0; i < MV_APP_HANDLES; i++) {
 		if (app_handles[i].h == 0) {
 			app_handles[i].h = *handle;
@@ -483,7 +554,7 @@ MV_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size
 			break;
 		}
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	/* Untracked (the table is full): give the charge back rather than hold it forever. */
 	if (size != 0)
 		mv_uncharge(size);
@@ -500,7 +571,7 @@ MV_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
 	r = mv_real.cuMemRelease(handle);
 	if (r != CUDA_SUCCESS)
 		return r;
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	for (int i = 0; i < MV_APP_HANDLES; i++) {
 		if (app_handles[i].h == handle && handle != 0) {
 			size = app_handles[i].size;
@@ -508,7 +579,7 @@ MV_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
 			break;
 		}
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	if (size != 0) {
 		atomic_fetch_sub(&mv_count.app_vmm_bytes, size);
 		mv_uncharge(size);

@@ -11,10 +11,7 @@ MV_EXPORT void memvirt_counters(struct memvirt_counters *out)
 {
 	if (out == NULL)
 		return;
-	pthread_mutex_lock(&mv_lock);
-	out->budget = mv_budget.budget;
-	out->resident_bytes = mv_budget.resident;
-	pthread_mutex_unlock(&mv_lock);
+	mv_budget_read(&out->budget, &out->resident_bytes);
 	out->host_bytes = atomic_load(&mv_count.host_bytes);
 	out->page_outs = atomic_load(&mv_count.page_outs);
 	out->page_ins = atomic_load(&mv_count.page_ins);
@@ -37,7 +34,7 @@ __attribute__((destructor)) static void summary(void)
 	struct memvirt_counters c;
 	char b[32], r[32], h[32], o[32], i[32];
 
-	if (mv_cfg.log_level > MV_LOG_INFO || mv_budget.budget == 0)
+	if (mv_cfg.log_level > MV_LOG_INFO || mv_budget_now() == 0)
 		return;
 	memvirt_counters(&c);
 	mv_log(MV_LOG_INFO,

@@ -6,7 +6,8 @@
 #include "interpose/internal.h"
 #include "protocol/units.h"
 
-struct mv_device mv_dev;
+/* Written only by setup(), under init_lock, before `ready` is published; read-only after. */
+static struct mv_device state;
 
 /* Guards the one-time setup; a failed attempt (no context yet) is retried on the next call. */
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -17,13 +18,14 @@ static CUresult setup(void)
 	CUmemAllocationProp prop = {0};
 	CUdevice dev;
 	size_t total, gran;
+	uint64_t local;
 	int host_vmm = 0;
 	CUresult r;
 
-	r = mv_real.cuCtxGetCurrent(&mv_dev.ctx);
+	r = mv_real.cuCtxGetCurrent(&state.ctx);
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (mv_dev.ctx == NULL)
+	if (state.ctx == NULL)
 		return CUDA_ERROR_INVALID_CONTEXT;
 	r = mv_real.cuCtxGetDevice(&dev);
 	if (r == CUDA_SUCCESS)
@@ -41,29 +43,34 @@ static CUresult setup(void)
 	if (mv_real.cuDeviceGetAttribute(&host_vmm, CU_DEVICE_ATTRIBUTE_HOST_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, dev) !=
 	    CUDA_SUCCESS)
 		host_vmm = 0;
-	r = mv_real.cuStreamCreate(&mv_dev.d2h, CU_STREAM_NON_BLOCKING);
+	r = mv_real.cuStreamCreate(&state.d2h, CU_STREAM_NON_BLOCKING);
 	if (r == CUDA_SUCCESS)
-		r = mv_real.cuStreamCreate(&mv_dev.h2d, CU_STREAM_NON_BLOCKING);
+		r = mv_real.cuStreamCreate(&state.h2d, CU_STREAM_NON_BLOCKING);
 	if (r != CUDA_SUCCESS)
 		return r;
-	mv_dev.device = dev;
-	mv_dev.total = total;
-	mv_dev.granularity = gran;
-	mv_dev.host_vmm = host_vmm && mv_cfg.safety_net;
-	mv_budget.budget = total;
+	state.device = dev;
+	state.total = total;
+	state.granularity = gran;
+	state.host_vmm = host_vmm && mv_cfg.safety_net;
+	local = total;
 	if (mv_cfg.budget_spec != NULL) {
 		uint64_t b;
 		if (mv_parse_size_or_percent(mv_cfg.budget_spec, total, &b) == 0 && b > 0)
-			mv_budget.budget = b;
+			local = b;
 	}
-	mv_budget.local = mv_budget.budget;
+	mv_budget_init(local);
 	{
 		char a[32], b[32];
-		mv_log(MV_LOG_INFO, "device budget %s of %s; safety net %s", mv_format_size(mv_budget.budget, a, sizeof(a)),
+		mv_log(MV_LOG_INFO, "device budget %s of %s; safety net %s", mv_format_size(local, a, sizeof(a)),
 		       mv_format_size(total, b, sizeof(b)),
-		       mv_dev.host_vmm ? "on" : host_vmm ? "off (MEMVIRT_SAFETY_NET)" : "off (device lacks host VMM)");
+		       state.host_vmm ? "on" : host_vmm ? "off (MEMVIRT_SAFETY_NET)" : "off (device lacks host VMM)");
 	}
 	return CUDA_SUCCESS;
+}
+
+const struct mv_device *mv_dev(void)
+{
+	return &state;
 }
 
 CUresult mv_device_init(void)

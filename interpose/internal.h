@@ -1,5 +1,7 @@
-/* libmemvirt.so internals: the real driver table, configuration, the buffer registry, residency,
- * streams and counters. */
+/* libmemvirt.so internals: the locks, the real driver table, configuration, the device, streams,
+ * the buffer registry, device pages, the host pool, residency, the pager, allocation, launches,
+ * counters, the link, the learner and the plan executor. Each section names the file that owns
+ * what it declares. */
 #ifndef MV_INTERPOSE_INTERNAL_H
 #define MV_INTERPOSE_INTERNAL_H
 
@@ -12,6 +14,41 @@
 #include "interpose/memvirt.h"
 
 #define MV_EXPORT __attribute__((visibility("default")))
+
+/* ---- locks ----
+ *
+ * mv_lock (registry.c; mv_lock()/mv_unlock()) guards:
+ *   - the registry, and every field of every struct mv_buf except `busy` (atomic). A buffer out of
+ *     the registry and on no list is its freeing thread's alone, one popped off a pager queue the
+ *     pager's;
+ *   - the budget's limit, resident and evicting bytes (residency.c; `local` is set once before the
+ *     link starts and read without it);
+ *   - the pager's state (pager.c): its queues (page-outs, page-ins, planned ones, releases, planned
+ *     page-ins waiting for room), the releasing and landing counts, the stall measurements, and
+ *     whether room is wanted, the host pool should grow, or the thread runs;
+ *   - in alloc.c, the free cache, the slab classes' free and pending lists, and the table of the
+ *     app's own VMM handles;
+ *   - the plan executor (plan.c): the plan in force, its bindings to live buffers, its cursor and
+ *     lateness counts.
+ *   It is held for bookkeeping only: never across a driver call, with one exception (the slab's
+ *   reuse check may record and query a stream's mark event), and never while waiting for the
+ *   device. Its condition (mv_wait_change, mv_wake_*) and the pager's (mv_lock_wait) let it go
+ *   while they wait. A function called with it held that lets it go and takes it again ends in
+ *   _relock, one that returns without it in _unlock; callers look again at what they read before.
+ * pool_lock (hostpool.c): the host pool's chunk list, granule flags and byte counts. Let go while
+ *   a chunk is made (pool_add_relock).
+ * add_lock (stream.c): adding to the stream table and the list of capturing streams; lookups read
+ *   entries published by atomic counts.
+ * each stream's demand_lock (stream.c): serialises records of its on-demand mark event.
+ * layout_lock (launch.c): filling a slot of the parameter layout cache.
+ * init_lock (device.c): the one-time device setup.
+ * func_lock (learn.c): adding to the function number table.
+ * end_lock (link.c): the link thread's `finished` flag at exit.
+ *
+ * Order: init_lock before mv_lock (the setup sets the budget); mv_lock before a stream's
+ * demand_lock (the slab's reuse check). Every other lock is taken with none of these held, and
+ * takes none. The fork handlers (real.c) hold mv_lock across fork(), so that the child finds it
+ * free. */
 
 /* ---- the real driver (real.c) ---- */
 
@@ -68,7 +105,7 @@ void mv_config_load(void);
 
 void mv_log(enum mv_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* ---- the device and the budget (device.c) ---- */
+/* ---- the device (device.c) ---- */
 
 struct mv_device {
 	CUcontext ctx;
@@ -79,7 +116,8 @@ struct mv_device {
 	CUstream d2h, h2d;       /* memvirt's own copy streams */
 };
 
-extern struct mv_device mv_dev;
+/* The device as mv_device_init() set it up; meaningful once that has succeeded. */
+const struct mv_device *mv_dev(void) __attribute__((const));
 
 /* Sets up the device side on the first allocation (the app has initialised the driver by then).
  * Returns CUDA_SUCCESS or the error to hand back. */
@@ -106,8 +144,6 @@ struct mv_stream {
 /* The state of an app stream as named by a call (NULL means the legacy or the per-thread stream).
  * NULL when the table is full or the ring cannot be made. */
 struct mv_stream *mv_stream_get(CUstream h, int per_thread);
-/* The handle to pass to the driver for it. */
-CUstream mv_stream_handle(const struct mv_stream *s);
 /* Takes the next ticket for a submission; mv_stream_end() follows once its work is enqueued (and
  * may record a mark). */
 uint64_t mv_stream_begin(struct mv_stream *s);
@@ -140,9 +176,11 @@ struct mv_use {
 	uint64_t ticket;
 };
 
+/* A buffer's place in the pinned host pool (hostpool.c). */
 struct mv_hostslot;
 
-/* One allocation the app made through memvirt. Guarded by mv_lock except where noted. */
+/* One allocation the app made through memvirt. Guarded by mv_lock except where noted (see "locks"
+ * above). */
 struct mv_buf {
 	uint64_t va;             /* the app's address, stable for the buffer's life */
 	uint64_t size;           /* what the app asked for */
@@ -175,14 +213,44 @@ struct mv_buf {
 	int plan_waited;         /* a launch waited for its last page-in */
 	int in_used;             /* a launch has used it since its planned page-in was issued */
 	CUevent mstart;          /* recorded where its last page copy began (timing) */
-	uint64_t moved_ns;       /* when that copy was issued, CLOCK_MONOTONIC */
 };
 
-/* The lock over the registry, every buffer's state, the budget and the pager's queues. Never held
- * across a driver call. */
-extern pthread_mutex_t mv_lock;
-/* Broadcast whenever a page-out completes, memory is released or a buffer changes state. */
-extern pthread_cond_t mv_cond;
+/* Lists of buffers through `next` (the pager's queues, the free cache): appends b; takes the
+ * first, or NULL. */
+static inline void mv_list_push(struct mv_buf **q, struct mv_buf *b)
+{
+	b->next = NULL;
+	while (*q != NULL)
+		q = &(*q)->next;
+	*q = b;
+}
+
+static inline struct mv_buf *mv_list_pop(struct mv_buf **q)
+{
+	struct mv_buf *b = *q;
+
+	if (b != NULL)
+		*q = b->next;
+	return b;
+}
+
+/* The library lock, mv_lock: what it guards is listed under "locks" above. */
+void mv_lock(void);
+void mv_unlock(void);
+/* Waits on c, a condition signalled under mv_lock, letting mv_lock go meanwhile. */
+void mv_lock_wait(pthread_cond_t *c);
+/* Waits, with mv_lock held and let go meanwhile, for room in the budget or for a buffer's move to
+ * end: the threads in mv_make_room and mv_make_resident. _until gives up at `until` (CLOCK_REALTIME). */
+void mv_wait_change(void);
+void mv_wait_change_until(const struct timespec *until);
+/* Wakes those waiters, with mv_lock held, naming the reason:
+ * room:   device bytes or host slots were given back, the budget changed, or a freed buffer's pages
+ *         became available to drop;
+ * moved:  a buffer's page-out or page-in was issued, ended or undone, so its state changed;
+ * unbusy: a submission let its busy marks go while a thread waited for them. */
+void mv_wake_room(void);
+void mv_wake_moved(void);
+void mv_wake_unbusy(void);
 
 int mv_registry_add(struct mv_buf *b);
 void mv_registry_remove(struct mv_buf *b);
@@ -195,51 +263,9 @@ struct mv_buf *mv_registry_victim(int *later);
 void mv_registry_unskip(void);
 /* Records a use of b on stream s with ticket t. */
 void mv_buf_use(struct mv_buf *b, struct mv_stream *s, uint64_t t, uint64_t clock);
-size_t mv_registry_count(void);
 /* What holds the device, for the out-of-memory log line. Called with mv_lock held. */
 void mv_registry_describe(char *buf, size_t len);
 
-/* ---- residency (residency.c) ---- */
-
-/* Resident device bytes (memvirt's buffers and slab chunks, and the app's own VMM allocations)
- * against the budget. Guarded by mv_lock. */
-struct mv_budget {
-	uint64_t budget;     /* in force: the daemon's grant while linked, else `local` */
-	uint64_t local;      /* MEMVIRT_BUDGET, or the device's memory */
-	uint64_t resident;   /* charged device bytes, including reservations in progress */
-	uint64_t evicting;   /* bytes whose page-out is in flight */
-};
-
-extern struct mv_budget mv_budget;
-
-/* Charges bytes against the budget, evicting least recently used buffers until they fit. Waits for
- * page-outs to complete. Called without mv_lock. Returns CUDA_SUCCESS or CUDA_ERROR_OUT_OF_MEMORY
- * when nothing more can be evicted. */
-CUresult mv_make_room(uint64_t bytes);
-/* Returns bytes to the budget. */
-void mv_uncharge(uint64_t bytes);
-
-/* A new reserved range of span bytes with device pages, charged against the budget (evicting to
- * make room); mv_free_range gives it all back. */
-CUresult mv_new_range(uint64_t span, CUdeviceptr *va, CUmemGenericAllocationHandle *dev);
-void mv_free_range(uint64_t va, uint64_t span, CUmemGenericAllocationHandle dev);
-/* Device pages for [va, va+span): create, map, set access. */
-CUresult mv_map_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle *out);
-void mv_unmap_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle h);
-
-/* Makes b resident for a use on stream s (handle h), and orders h after its page-in. Called
- * without mv_lock; b must not be freed meanwhile (the caller's use keeps it). */
-CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing);
-
-/* Takes a freed large buffer (already out of the registry; called with mv_lock held): its pages
- * and host copy are released, or its pages cached for reuse, once its last uses complete. */
-void mv_release_later(struct mv_buf *b);
-/* Puts a freed resident buffer whose last uses have completed into the free cache. Called with
- * mv_lock held. */
-void mv_cache_put(struct mv_buf *b);
-/* A freed buffer of exactly this span whose pages can be reused now, or NULL. Called with mv_lock
- * held. */
-struct mv_buf *mv_cache_take(uint64_t span);
 /* Waits for every recorded use of b to complete. */
 void mv_buf_wait_uses(struct mv_buf *b);
 /* A buffer's recorded uses as they stood at one moment. */
@@ -253,12 +279,72 @@ void mv_buf_uses_copy(const struct mv_buf *b, struct mv_uses *out);
 /* Makes the copy stream wait for every use in u. */
 void mv_order_after_uses(CUstream waiter, const struct mv_uses *u);
 
+/* ---- device ranges and pages (vmm.c) ---- */
+
+/* A new reserved range of span bytes with device pages, charged against the budget (evicting to
+ * make room); mv_free_range gives it all back. */
+CUresult mv_new_range(uint64_t span, CUdeviceptr *va, CUmemGenericAllocationHandle *dev);
+void mv_free_range(uint64_t va, uint64_t span, CUmemGenericAllocationHandle dev);
+/* Device pages for [va, va+span): create, map, set access. */
+CUresult mv_map_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle *out);
+void mv_unmap_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle h);
+
+/* ---- the pinned host pool (hostpool.c) ---- */
+
+/* A host slot of span bytes; grows the pool by a chunk when none fits, up to MEMVIRT_HOST_LIMIT.
+ * NULL when the pool is full. */
+struct mv_hostslot *mv_host_alloc(uint64_t span);
+void mv_host_free(struct mv_hostslot *s);
+/* Where the slot's bytes are, for a copy. */
+void *mv_host_ptr(const struct mv_hostslot *s);
+/* Whether the pool has less than half a chunk free and room to grow. */
+int mv_host_pool_low(void);
+/* The pager's side: one more chunk, made before anyone waits for it. */
+void mv_host_pool_grow(void);
+/* The safety net: maps a paged-out buffer's range onto its host copy, so that an access the scan
+ * missed reads host memory instead of faulting, and takes that mapping away again. No-ops where
+ * the device cannot map host memory. */
+void mv_net_map(struct mv_buf *b);
+void mv_net_unmap(struct mv_buf *b);
+
+/* ---- residency (residency.c) ---- */
+
+/* The budget: device bytes this process may hold, against the bytes it holds (memvirt's buffers and
+ * slab chunks, and the app's own VMM allocations).
+ * mv_budget_init sets the local budget (MEMVIRT_BUDGET, or the device's memory) and puts it in force;
+ * once, from mv_device_init, before the link starts. */
+void mv_budget_init(uint64_t local);
+/* The local budget: the one in force while no daemon grants another. */
+uint64_t mv_budget_local(void);
+/* The budget in force and the bytes charged against it, read together under mv_lock; either
+ * pointer may be NULL. */
+void mv_budget_read(uint64_t *limit, uint64_t *resident);
+/* The budget in force. */
+uint64_t mv_budget_now(void);
+/* Sets the budget in force and evicts down to it when it shrank. Link thread only. */
+void mv_budget_set(uint64_t limit);
+/* For the pager, with mv_lock held. mv_budget_evicted: a page-out of span bytes has ended, and
+ * released says whether its pages went (otherwise it was rescued or undone, and they stay);
+ * mv_budget_evicting: the bytes whose page-out is in flight; mv_budget_over: whether more is
+ * charged than the budget allows (a grant shrank it). */
+void mv_budget_evicted(uint64_t span, int released);
+uint64_t mv_budget_evicting(void);
+int mv_budget_over(void);
+
+/* Charges bytes against the budget, evicting least recently used buffers until they fit. Waits for
+ * page-outs to complete. Called without mv_lock. Returns CUDA_SUCCESS or CUDA_ERROR_OUT_OF_MEMORY
+ * when nothing more can be evicted. */
+CUresult mv_make_room(uint64_t bytes);
+/* Returns bytes to the budget. */
+void mv_uncharge(uint64_t bytes);
 /* Pages out least recently used buffers, and drops cached pages of freed ones, until the bytes
  * that will stay resident fit the budget or nothing more can go. Issues the page-outs without
  * waiting for them. Called without mv_lock, from the link thread only: never on an app's thread. */
 void mv_evict_to_budget(void);
-/* Sets the budget in force and evicts down to it when it shrank. Link thread only. */
-void mv_budget_set(uint64_t budget);
+
+/* Makes b resident for a use on stream s (handle h), and orders h after its page-in. Called
+ * without mv_lock; b must not be freed meanwhile (the caller's use keeps it). */
+CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing);
 
 /* Issues a page-out of b for a plan: only when it is resident, large, unpinned and idle. Called
  * without mv_lock. Returns 0 when issued. */
@@ -267,24 +353,69 @@ int mv_page_out_planned(struct mv_buf *b);
  * otherwise asks the pager to try again once the page-outs in flight have landed. Called without
  * mv_lock. Returns 0 when issued or queued. */
 int mv_page_in_planned(struct mv_buf *b);
+/* The same without the queueing, for the pager: called with mv_lock held; lets it go while cached
+ * pages are dropped or the copy is issued, and holds it again on return. Returns 0 when issued, 1
+ * when there is no room yet, -1 when b is not on the host (any more) or the page-in failed. */
+int mv_page_in_planned_relock(struct mv_buf *b);
 
-/* Starts the pager thread if it is not running. */
-void mv_pager_start(void);
-/* In a child after fork: the pager thread did not come along. */
-void mv_residency_forked(void);
+/* ---- the pager (pager.c) ---- */
 
-/* ---- allocation (alloc.c) ---- */
+/* Issues the page-out of b, already marked EVICTING by the caller, after the uses the caller
+ * copied when it did so. Uses recorded since then belong to submissions that wait for b's page-in,
+ * so the copy must not wait for them (it would wait forever), and reading b->uses here, without
+ * the lock, would race with their recording. planned: a plan's page-out, which the pager completes
+ * only when its room is wanted. Called without mv_lock. Returns 0, or -1 when it could not be
+ * issued (no host memory, a failed copy); b is then RESIDENT again. */
+int mv_page_out(struct mv_buf *b, int planned, const struct mv_uses *uses);
 
-/* The global use clock: advanced by every launch, copy and memset. */
-extern _Atomic uint64_t mv_clock;
+/* From here to mv_pager_landing, called with mv_lock held. */
+/* Wakes the pager, starting its thread if it is not running. */
+void mv_pager_kick(void);
+/* Waits for room or for a move to end (mv_wait_change, letting mv_lock go meanwhile), telling the
+ * pager that completing moves, planned ones included, is wanted now. until: as for
+ * mv_wait_change_until, or NULL for no limit. */
+void mv_pager_wait(const struct timespec *until);
+/* A launch took back a buffer whose planned page-out is in flight: complete the planned ones now. */
+void mv_pager_flush_lazy(void);
+/* Hands over a page-in just issued, to be completed once its copy has landed: lazily when it is a
+ * plan's (b->planned_in), until a launch uses the buffer or its room is wanted. */
+void mv_pager_watch_in(struct mv_buf *b);
+/* Queues b's planned page-in until the page-outs in flight have landed, holding a busy mark on it
+ * meanwhile. Returns 0, or -1 when the queue is full. */
+int mv_pager_defer_in(struct mv_buf *b);
+/* Queues a freed buffer, resident or on the host, to be released once its last uses complete. */
+void mv_pager_release(struct mv_buf *b);
+/* Bytes of freed resident buffers the pager is about to release. */
+uint64_t mv_pager_releasing(void);
+/* Whether page-ins are issued that the pager has not seen land: each still holds a host slot. */
+int mv_pager_landing(void);
+
+/* Times how long stream h waited for page-ins between two events recorded around the wait; the
+ * pager adds it to the stall counter once both have completed. Called without mv_lock. */
+void mv_stall_measure(CUstream h, CUevent ready, int per_thread);
+/* In a child after fork, before it runs any other thread: the pager thread did not come along. */
+void mv_pager_forked(void);
+
+/* ---- allocation and the free cache (alloc.c) ---- */
+
+/* Takes a freed large buffer (already out of the registry; called with mv_lock held): its pages
+ * and host copy are released, or its pages cached for reuse, once its last uses complete. */
+void mv_release_later(struct mv_buf *b);
+/* Puts a freed resident buffer whose last uses have completed into the free cache. Called with
+ * mv_lock held. */
+void mv_cache_put(struct mv_buf *b);
+/* A freed buffer of exactly this span whose pages can be reused now, or NULL. Called with mv_lock
+ * held. */
+struct mv_buf *mv_cache_take(uint64_t span);
+/* The oldest buffer in the free cache, taken out to give its pages back, or NULL. Called with
+ * mv_lock held. */
+struct mv_buf *mv_cache_pop(void);
+/* Gives back all a freed large buffer holds, once nothing can use it any more: its device pages
+ * (uncharged) or its host copy, its address range, its events, and the buffer itself. Called
+ * without mv_lock, on a buffer on no list. */
+void mv_buf_discard(struct mv_buf *b);
 
 /* ---- launches, copies and memsets (launch.c) ---- */
-
-/* A device range an operation touches: the start of a buffer or any address inside one. */
-struct mv_access {
-	uint64_t addr;
-	uint64_t bytes; /* 0: only the buffer holding addr */
-};
 
 /* The one routine every launch, copy and memset goes through: finds the buffers named, makes them
  * resident, orders the stream after their page-ins, runs submit(), and records the use. */
@@ -292,11 +423,15 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 		   CUresult (*submit)(void *arg), void *arg, uintptr_t fkey);
 /* Keys of the operations that are not kernels, for mv_submit's fkey (a CUfunction otherwise). */
 enum mv_fkey { MV_FK_HTOD = 1, MV_FK_DTOH, MV_FK_DTOD, MV_FK_COPY, MV_FK_MEMSET, MV_FK_LAST = MV_FK_MEMSET };
-/* Busy marks held by every submission in flight, and by this thread's; threads waiting in
- * mv_make_room for busy buffers, whom a finished submission wakes. */
-extern _Atomic uint64_t mv_busy_total;
-extern __thread uint64_t mv_busy_mine;
-extern _Atomic int mv_room_waiters;
+/* The global use clock, advanced by every launch, copy and memset: its value now. */
+uint64_t mv_clock_now(void);
+/* Busy marks: a submission holds one on each buffer it names from finding them until its work is
+ * enqueued, and no page-out takes a busy buffer. Whether other threads' submissions hold any now. */
+int mv_busy_elsewhere(void);
+/* A thread in mv_make_room waits for busy marks between these: every submission that ends
+ * meanwhile wakes it (mv_wake_unbusy). */
+void mv_busy_wait_begin(void);
+void mv_busy_wait_end(void);
 
 /* ---- counters (counters.c) ---- */
 
@@ -316,9 +451,6 @@ extern struct mv_counters_atomic mv_count;
 /* The exported snapshot (memvirt.h), read by the link thread too. */
 MV_EXPORT void memvirt_counters(struct memvirt_counters *out);
 
-/* Times how long stream h waited for page-ins between two events recorded around the wait; the
- * pager adds it to the stall counter once both have completed. */
-void mv_stall_measure(CUstream h, CUevent ready, int per_thread);
 
 /* ---- the link to memvirtd (link.c) ---- */
 
@@ -355,8 +487,6 @@ uint64_t mv_site_hash(void);
 #define MV_LEARN_NUMBER 0x8u  /* launches need their function number (the daemon's events) */
 /* What the launch path must do beyond paging; one relaxed load when nothing. */
 extern _Atomic unsigned mv_learn_flags;
-/* Buffer numbers, in allocation order. */
-extern _Atomic uint32_t mv_next_buf_id;
 
 /* Starts the learner when MEMVIRT_POLICY or MEMVIRT_RECORD ask for it (after mv_device_init). */
 void mv_learn_start(void);

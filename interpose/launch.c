@@ -146,22 +146,32 @@ static size_t kernel_words(CUfunction f, void **params, void **extra, uint64_t *
 #define MV_MAX_NAMED 512
 
 static _Atomic uint64_t epochs = 1;
-_Atomic uint64_t mv_busy_total;
-__thread uint64_t mv_busy_mine;
-_Atomic int mv_room_waiters;
+/* The global use clock: buffers used longest ago are paged out first. */
+static _Atomic uint64_t use_clock;
+/* Busy marks held by every submission in flight, and by this thread's; threads waiting in
+ * mv_make_room for busy buffers, whom a finished submission wakes. */
+static _Atomic uint64_t busy_total;
+static __thread uint64_t busy_mine;
+static _Atomic int busy_waiters;
 
-/* Collects the buffer holding addr into named[] once per submission; called with mv_lock held. */
-static size_t collect(uint64_t addr, uint64_t epoch, struct mv_buf **named, unsigned char *moving, size_t n)
+uint64_t mv_clock_now(void)
 {
-	struct mv_buf *b = mv_registry_find(addr);
+	return atomic_load(&use_clock);
+}
 
-	if (b == NULL || b->epoch == epoch || n >= MV_MAX_NAMED)
-		return n;
-	b->epoch = epoch;
-	atomic_fetch_add_explicit(&b->busy, 1, memory_order_relaxed);
-	moving[n] = b->kind == MV_KIND_LARGE && (b->state != MV_RESIDENT || b->ready_pending);
-	named[n] = b;
-	return n + 1;
+int mv_busy_elsewhere(void)
+{
+	return atomic_load(&busy_total) > busy_mine;
+}
+
+void mv_busy_wait_begin(void)
+{
+	atomic_fetch_add(&busy_waiters, 1);
+}
+
+void mv_busy_wait_end(void)
+{
+	atomic_fetch_sub(&busy_waiters, 1);
 }
 
 /* The learner's and the executor's part of a submission: what mv_submit saw, for after it. */
@@ -211,106 +221,168 @@ static void after_submit(struct learn_ctx *l, uint32_t stream_ix, struct mv_buf 
 	}
 }
 
-CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwords,
-		   CUresult (*submit)(void *arg), void *arg, uintptr_t fkey)
+/* Collects the buffer holding addr into named[] once per submission; called with mv_lock held. */
+static size_t collect(uint64_t addr, uint64_t epoch, struct mv_buf **named, unsigned char *moving, size_t n)
 {
+	struct mv_buf *b = mv_registry_find(addr);
+
+	if (b == NULL || b->epoch == epoch || n >= MV_MAX_NAMED)
+		return n;
+	b->epoch = epoch;
+	atomic_fetch_add_explicit(&b->busy, 1, memory_order_relaxed);
+	moving[n] = b->kind == MV_KIND_LARGE && (b->state != MV_RESIDENT || b->ready_pending);
+	named[n] = b;
+	return n + 1;
+}
+
+/* One submission on its way through mv_submit. The arrays are left unset beyond n: clearing them
+ * would cost every launch. */
+struct submission {
+	CUstream handle;             /* the stream as the driver is given it */
+	int capturing;
+	struct mv_stream *s;         /* NULL when capturing, or when the stream table is full */
+	uint32_t stream_ix;          /* s's index + 1 for events, 0 for none */
+	uint64_t ticket;             /* its place on s, once it names buffers */
+	size_t n;
 	struct mv_buf *named[MV_MAX_NAMED];
 	unsigned char moving[MV_MAX_NAMED]; /* not resident and ready when collected */
-	size_t n = 0;
-	uint64_t epoch, t = 0;
-	struct mv_stream *s = NULL;
-	int capturing;
-	CUresult r = CUDA_SUCCESS;
-	CUstream handle = h == NULL ? (per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY) : h;
 	struct learn_ctx l;
 	struct mv_plan_step step;
-	uint32_t stream_ix;
+};
 
-	l.flags = atomic_load_explicit(&mv_learn_flags, memory_order_relaxed);
-	/* The daemon's LAUNCH events carry the function number. */
-	if (atomic_load_explicit(&mv_link_up, memory_order_relaxed))
-		l.flags |= MV_LEARN_NUMBER;
-	if (l.flags == 0 && nwords == 0) {
-		/* Nothing to look up, the stream included: the event names none. */
-		r = submit(arg);
-		mv_link_event(MV_EV_LAUNCH, 0, 0, 0, 0);
-		return r;
-	}
-	capturing = mv_capturing(h, per_thread);
-	if (!capturing)
-		s = mv_stream_get(h, per_thread);
-	stream_ix = s != NULL ? mv_stream_index(s) + 1 : 0;
-	if (l.flags != 0)
-		learn_before(&l, fkey, handle, capturing);
-	step.n = 0;
-	epoch = atomic_fetch_add_explicit(&epochs, 1, memory_order_relaxed);
+/* The stream it goes to, and the learner's part before it. */
+static inline void submission_start(struct submission *sub, CUstream h, int per_thread, uintptr_t fkey)
+{
+	sub->handle = h == NULL ? (per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY) : h;
+	sub->capturing = mv_capturing(h, per_thread);
+	sub->s = sub->capturing ? NULL : mv_stream_get(h, per_thread);
+	sub->stream_ix = sub->s != NULL ? mv_stream_index(sub->s) + 1 : 0;
+	sub->ticket = 0;
+	if (sub->l.flags != 0)
+		learn_before(&sub->l, fkey, sub->handle, sub->capturing);
+	sub->step.n = 0;
+}
 
-	/* One pass under the lock: find the buffers, mark them busy (so no page-out takes them until
-	 * the work is enqueued) and record this use. */
-	pthread_mutex_lock(&mv_lock);
-	for (size_t i = 0; i < nwords; i++)
-		n = collect(words[i], epoch, named, moving, n);
-	/* Pointers uploaded into a named buffer name their buffers too (one level). */
+/* Pointers uploaded into the n buffers named so far name their buffers too (one level). Returns
+ * how many are named now. Called with mv_lock held. */
+static inline size_t collect_refs(struct submission *sub, uint64_t epoch, size_t n)
+{
+	struct mv_buf **named = sub->named;
+
 	for (size_t i = 0, m = n; i < m; i++) {
 		for (int j = 0; j < named[i]->nrefs; j++) {
 			size_t before = n;
-			n = collect(named[i]->refs[j], epoch, named, moving, n);
+			n = collect(named[i]->refs[j], epoch, named, sub->moving, n);
 			if (n > before)
 				mv_log(MV_LOG_DEBUG, "buffer %#llx kept resident: its address was uploaded into %#llx",
 				       (unsigned long long)named[n - 1]->va, (unsigned long long)named[i]->va);
 		}
 	}
-	if (n > 0) {
-		uint64_t clock = atomic_fetch_add_explicit(&mv_clock, 1, memory_order_relaxed) + 1;
-		if (s != NULL)
-			t = mv_stream_begin(s);
-		for (size_t i = 0; i < n; i++) {
-			struct mv_buf *b = named[i];
-			if (capturing)
-				b->pinned = 1; /* named by a graph: it must stay put while any launch of it runs */
-			else if (s != NULL)
-				mv_buf_use(b, s, t, clock);
-			else
-				b->lru = clock;
-		}
-	}
-	if (l.flags & MV_LEARN_PLAN)
-		mv_plan_on_launch(l.fn, named, n, &step);
-	pthread_mutex_unlock(&mv_lock);
-	if (n == 0) {
-		r = submit(arg);
-		after_submit(&l, stream_ix, named, 0, handle, capturing);
-		if (step.n > 0)
-			mv_plan_issue(&step);
-		return r;
-	}
-	atomic_fetch_add_explicit(&mv_busy_total, n, memory_order_relaxed);
-	mv_busy_mine += n;
+	return n;
+}
 
-	for (size_t i = 0; i < n && r == CUDA_SUCCESS; i++)
-		if (moving[i])
-			r = mv_make_resident(named[i], handle, capturing);
+/* Records this use of every named buffer: at a new ticket on the stream, by the clock alone on an
+ * untracked one, or as pinned when a graph is being captured. Called with mv_lock held. */
+static inline void record_uses(struct submission *sub)
+{
+	uint64_t now = atomic_fetch_add_explicit(&use_clock, 1, memory_order_relaxed) + 1;
+
+	if (sub->s != NULL)
+		sub->ticket = mv_stream_begin(sub->s);
+	for (size_t i = 0; i < sub->n; i++) {
+		struct mv_buf *b = sub->named[i];
+		if (sub->capturing)
+			b->pinned = 1; /* named by a graph: it must stay put while any launch of it runs */
+		else if (sub->s != NULL)
+			mv_buf_use(b, sub->s, sub->ticket, now);
+		else
+			b->lru = now;
+	}
+}
+
+/* One pass under the lock: finds the buffers the words name, marks them busy (so no page-out takes
+ * them until the work is enqueued), records this use and takes the plan's step. */
+static inline void collect_named(struct submission *sub, const uint64_t *words, size_t nwords)
+{
+	uint64_t epoch = atomic_fetch_add_explicit(&epochs, 1, memory_order_relaxed);
+	size_t n = 0;
+
+	mv_lock();
+	for (size_t i = 0; i < nwords; i++)
+		n = collect(words[i], epoch, sub->named, sub->moving, n);
+	sub->n = collect_refs(sub, epoch, n);
+	if (sub->n > 0)
+		record_uses(sub);
+	if (sub->l.flags & MV_LEARN_PLAN)
+		mv_plan_on_launch(sub->l.fn, sub->named, sub->n, &sub->step);
+	mv_unlock();
+}
+
+/* Lets go of the busy marks on named[0 .. n), waking the threads in mv_make_room that wait for
+ * them. */
+static inline void busy_release(struct mv_buf *const *named, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		atomic_fetch_sub_explicit(&named[i]->busy, 1, memory_order_release);
+	atomic_fetch_sub_explicit(&busy_total, n, memory_order_relaxed);
+	busy_mine -= n;
+	if (atomic_load_explicit(&busy_waiters, memory_order_acquire) > 0) {
+		mv_lock();
+		mv_wake_unbusy();
+		mv_unlock();
+	}
+}
+
+/* For a submission that names buffers: makes them resident, enqueues the work, marks its place on
+ * the stream, and lets the buffers go. */
+static inline CUresult submit_named(struct submission *sub, CUresult (*submit)(void *arg), void *arg)
+{
+	CUresult r = CUDA_SUCCESS;
+
+	atomic_fetch_add_explicit(&busy_total, sub->n, memory_order_relaxed);
+	busy_mine += sub->n;
+	for (size_t i = 0; i < sub->n && r == CUDA_SUCCESS; i++)
+		if (sub->moving[i])
+			r = mv_make_resident(sub->named[i], sub->handle, sub->capturing);
 	if (r == CUDA_SUCCESS)
 		r = submit(arg);
 	/* While the buffers are still busy: none can be freed and reused meanwhile. */
-	after_submit(&l, stream_ix, named, n, handle, capturing);
-	if (s != NULL)
-		mv_stream_end(s, t);
-	else if (!capturing)
+	after_submit(&sub->l, sub->stream_ix, sub->named, sub->n, sub->handle, sub->capturing);
+	if (sub->s != NULL)
+		mv_stream_end(sub->s, sub->ticket);
+	else if (!sub->capturing)
 		/* An untracked stream: its last uses cannot be named, so wait them out now. */
-		mv_real.cuStreamSynchronize(handle);
+		mv_real.cuStreamSynchronize(sub->handle);
+	busy_release(sub->named, sub->n);
+	return r;
+}
 
-	for (size_t i = 0; i < n; i++)
-		atomic_fetch_sub_explicit(&named[i]->busy, 1, memory_order_release);
-	atomic_fetch_sub_explicit(&mv_busy_total, n, memory_order_relaxed);
-	mv_busy_mine -= n;
-	if (atomic_load_explicit(&mv_room_waiters, memory_order_acquire) > 0) {
-		pthread_mutex_lock(&mv_lock);
-		pthread_cond_broadcast(&mv_cond);
-		pthread_mutex_unlock(&mv_lock);
+CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwords,
+		   CUresult (*submit)(void *arg), void *arg, uintptr_t fkey)
+{
+	struct submission sub;
+	CUresult r;
+
+	sub.l.flags = atomic_load_explicit(&mv_learn_flags, memory_order_relaxed);
+	/* The daemon's LAUNCH events carry the function number. */
+	if (atomic_load_explicit(&mv_link_up, memory_order_relaxed))
+		sub.l.flags |= MV_LEARN_NUMBER;
+	if (sub.l.flags == 0 && nwords == 0) {
+		/* Nothing to look up, the stream included: the event names none. */
+		r = submit(arg);
+		mv_link_event(MV_EV_LAUNCH, 0, 0, 0, 0);
+		return r;
 	}
-	if (step.n > 0)
-		mv_plan_issue(&step);
+	submission_start(&sub, h, per_thread, fkey);
+	collect_named(&sub, words, nwords);
+	if (sub.n == 0) {
+		r = submit(arg);
+		after_submit(&sub.l, sub.stream_ix, sub.named, 0, sub.handle, sub.capturing);
+	} else {
+		r = submit_named(&sub, submit, arg);
+	}
+	if (sub.step.n > 0)
+		mv_plan_issue(&sub.step);
 	return r;
 }
 
@@ -470,7 +542,7 @@ static void note_refs(uint64_t dst, const void *src, size_t bytes)
 
 	if (bytes > MV_REF_SCAN_MAX || bytes < 8)
 		return;
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	d = mv_registry_find(dst);
 	if (d != NULL) {
 		size_t start = dst - d->va;
@@ -495,7 +567,7 @@ static void note_refs(uint64_t dst, const void *src, size_t bytes)
 				b->pinned = 1;
 		}
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 }
 
 /* Whether addr is a buffer memvirt serves (device memory), not host memory. */
@@ -503,9 +575,9 @@ static int mv_is_device_side(uint64_t addr)
 {
 	int found;
 
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	found = mv_registry_find(addr) != NULL;
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	return found;
 }
 

@@ -20,7 +20,6 @@
 #include "policies/trace.h"
 
 _Atomic unsigned mv_learn_flags;
-_Atomic uint32_t mv_next_buf_id;
 
 /* ---- function numbers ---- */
 
@@ -429,7 +428,7 @@ static uint32_t *refbuf;                 /* a launch's trace buffers */
 
 static void restart_trace(void)
 {
-	struct mv_trace *t = mv_trace_new(mv_dev.total, 0);
+	struct mv_trace *t = mv_trace_new(mv_dev()->total, 0);
 
 	if (t == NULL)
 		return;
@@ -643,9 +642,7 @@ static uint64_t budget_now(void)
 {
 	uint64_t b;
 
-	pthread_mutex_lock(&mv_lock);
-	b = mv_budget.budget;
-	pthread_mutex_unlock(&mv_lock);
+	b = mv_budget_now();
 	/* The app's own VMM allocations hold the device outside any plan. */
 	b -= MV_MIN(b, atomic_load(&mv_count.app_vmm_bytes));
 	return b;
@@ -843,7 +840,7 @@ static void *planner(void *arg)
 	uint64_t next_flush = 0;
 
 	(void)arg;
-	mv_real.cuCtxSetCurrent(mv_dev.ctx);
+	mv_real.cuCtxSetCurrent(mv_dev()->ctx);
 	refbuf = malloc(LQ_REFS_PER * 80 * sizeof(*refbuf));
 	if (refbuf == NULL) {
 		atomic_store(&mv_learn_flags, 0);
@@ -905,7 +902,7 @@ void mv_learn_start(void)
 		int (*model_only)(void) = (int (*)(void))mv_real_symbol("simcuda_model_only");
 		if (model_only != NULL && model_only())
 			tflags |= MV_TRACE_F_MODEL_ONLY;
-		recording = mv_record_open(mv_cfg.record, mv_dev.total, tflags) == 0;
+		recording = mv_record_open(mv_cfg.record, mv_dev()->total, tflags) == 0;
 	}
 	if (!planning && !recording)
 		return;

@@ -236,12 +236,12 @@ static int send_hello(uint64_t deadline)
 
 	memset(&h, 0, sizeof(h));
 	h.pid = (uint32_t)getpid();
-	h.device = (uint32_t)mv_dev.device;
+	h.device = (uint32_t)mv_dev()->device;
 	/* Sessions on one GPU share its memory: the UUID says which GPU, whatever its ordinal here. */
-	if (mv_real.cuDeviceGetUuid_v2 != NULL && mv_real.cuDeviceGetUuid_v2(&uuid, mv_dev.device) == CUDA_SUCCESS)
+	if (mv_real.cuDeviceGetUuid_v2 != NULL && mv_real.cuDeviceGetUuid_v2(&uuid, mv_dev()->device) == CUDA_SUCCESS)
 		memcpy(h.uuid, uuid.bytes, sizeof(h.uuid));
-	h.device_total = mv_dev.total;
-	h.budget = mv_budget.local;
+	h.device_total = mv_dev()->total;
+	h.budget = mv_budget_local();
 	h.weight = mv_cfg.weight;
 	memcpy(h.job, mv_cfg.job, sizeof(h.job));
 	h.job[sizeof(h.job) - 1] = '\0';
@@ -419,7 +419,7 @@ static int session(void)
 		sock = -1;
 		if (!atomic_load(&exiting)) {
 			mv_log(MV_LOG_INFO, "memvirtd at %s: %s; using the local budget", sock_path, reason);
-			mv_budget_set(mv_budget.local);
+			mv_budget_set(mv_budget_local());
 		}
 		return 0;
 	}
@@ -468,8 +468,8 @@ static int session(void)
 	if (!atomic_load(&exiting)) {
 		char a[32];
 		mv_log(MV_LOG_INFO, "lost memvirtd (%s); back to the local budget %s", reason,
-		       mv_format_size(mv_budget.local, a, sizeof(a)));
-		mv_budget_set(mv_budget.local);
+		       mv_format_size(mv_budget_local(), a, sizeof(a)));
+		mv_budget_set(mv_budget_local());
 	}
 	return 1;
 }
@@ -480,9 +480,9 @@ static void *link_main(void *arg)
 
 	(void)arg;
 	/* Page-outs for a smaller grant are issued from this thread. */
-	mv_real.cuCtxSetCurrent(mv_dev.ctx);
+	mv_real.cuCtxSetCurrent(mv_dev()->ctx);
 	/* After fork the budget may still be the parent's grant. */
-	mv_budget_set(mv_budget.local);
+	mv_budget_set(mv_budget_local());
 	while (!atomic_load(&exiting)) {
 		if (session())
 			backoff = MV_LINK_BACKOFF_MIN_MS;

@@ -66,7 +66,6 @@ static int synced;                /* followed since installed */
 /* Read by the planner without the lock. */
 static _Atomic uint64_t iterations_done;
 static _Atomic uint64_t diverged_launches;
-static _Atomic uint64_t resyncs;
 static _Atomic int daemon_active;
 
 static void xplan_free(struct xplan *x)
@@ -200,7 +199,7 @@ static void install(struct xplan *x)
 			return;
 		}
 	}
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	old = cur;
 	ob = bound;
 	same = old != NULL && x != NULL && old->fingerprint == x->fingerprint && old->nlaunch == x->nlaunch &&
@@ -224,7 +223,7 @@ static void install(struct xplan *x)
 		atomic_fetch_or(&mv_learn_flags, MV_LEARN_PLAN);
 	else
 		atomic_fetch_and(&mv_learn_flags, ~MV_LEARN_PLAN);
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	xplan_free(old);
 	free(ob);
 }
@@ -290,7 +289,7 @@ int mv_plan_from_daemon(const uint8_t *payload, size_t len)
 			mv_log(MV_LOG_DEBUG, "plan: memvirtd withdrew its plan; back to the local one");
 		return 0;
 	}
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	/* Copies the iteration half of the plan in force, which is the library's own iteration. */
 	if (cur != NULL && cur->wire_fingerprint == head.fingerprint && cur->nlaunch == head.nlaunch) {
 		x = calloc(1, sizeof(*x));
@@ -320,7 +319,7 @@ int mv_plan_from_daemon(const uint8_t *payload, size_t len)
 			}
 		}
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	if (x == NULL) {
 		mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan is for another iteration (%u launches); ignored", head.nlaunch);
 		return -1;
@@ -413,7 +412,6 @@ void mv_plan_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 			following = 1;
 			synced = 1;
 			cursor = matched % cur->nlaunch;
-			atomic_fetch_add_explicit(&resyncs, 1, memory_order_relaxed);
 			mv_log(MV_LOG_DEBUG, "plan: following the iteration from launch %u (planned out so far %llu)",
 			       matched, (unsigned long long)atomic_load(&mv_count.planned_outs));
 		} else if (synced || ++awaiting > cur->nlaunch) {
@@ -479,11 +477,11 @@ void mv_plan_unbind(struct mv_buf *b)
 void mv_plan_late(struct mv_buf *b)
 {
 	atomic_fetch_add_explicit(&mv_count.late_ins, 1, memory_order_relaxed);
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	b->plan_waited = 1;
 	if (cur != NULL && b->ibuf < cur->nbufs)
 		cur->late_bytes[b->ibuf] += b->size;
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 }
 
 /* For the learner: iterations completed and launches spent off the plan, so far. */
@@ -499,7 +497,7 @@ int mv_plan_take_late(uint64_t fingerprint, uint64_t *late, uint32_t nbufs)
 {
 	int r = 0;
 
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	if (cur != NULL && cur->fingerprint == fingerprint && cur->nbufs == nbufs) {
 		for (uint32_t b = 0; b < nbufs; b++) {
 			late[b] += cur->late_bytes[b];
@@ -507,7 +505,7 @@ int mv_plan_take_late(uint64_t fingerprint, uint64_t *late, uint32_t nbufs)
 		}
 		r = 1;
 	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	return r;
 }
 

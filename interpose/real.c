@@ -38,18 +38,18 @@ static MV_NO_SANITIZE dlsym_fn find_dlsym(void)
 /* fork: no lock may be held by a thread the child will not have. */
 static void fork_prepare(void)
 {
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 }
 
 static void fork_parent(void)
 {
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 }
 
 static void fork_child(void)
 {
-	pthread_mutex_unlock(&mv_lock);
-	mv_residency_forked();
+	mv_unlock();
+	mv_pager_forked();
 	mv_link_forked();
 }
 

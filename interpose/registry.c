@@ -1,5 +1,6 @@
 /* The buffer registry: every allocation the app made through memvirt, sorted by address so that
- * any address, interior pointers included, finds its buffer in O(log n). */
+ * any address, interior pointers included, finds its buffer in O(log n); and each buffer's last
+ * uses, per stream, which whatever releases or copies its pages waits for. */
 #include "config.h"
 
 #include <stdio.h>
@@ -8,8 +9,52 @@
 
 #include "interpose/internal.h"
 
-pthread_mutex_t mv_lock = PTHREAD_MUTEX_INITIALIZER;
-pthread_cond_t mv_cond = PTHREAD_COND_INITIALIZER;
+/* The library lock: what it guards, and the order it is taken in, are in internal.h. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+/* Waited on for room in the budget or for a buffer's move to end; broadcast through mv_wake_*. */
+static pthread_cond_t changed = PTHREAD_COND_INITIALIZER;
+
+void mv_lock(void)
+{
+	pthread_mutex_lock(&lock);
+}
+
+void mv_unlock(void)
+{
+	pthread_mutex_unlock(&lock);
+}
+
+void mv_lock_wait(pthread_cond_t *c)
+{
+	pthread_cond_wait(c, &lock);
+}
+
+void mv_wait_change(void)
+{
+	pthread_cond_wait(&changed, &lock);
+}
+
+void mv_wait_change_until(const struct timespec *until)
+{
+	pthread_cond_timedwait(&changed, &lock, until);
+}
+
+/* Three reasons, one set of waiters: each waiter looks again at everything it waits for, so the
+ * names say why a wake-up happens rather than whom it is for. */
+void mv_wake_room(void)
+{
+	pthread_cond_broadcast(&changed);
+}
+
+void mv_wake_moved(void)
+{
+	pthread_cond_broadcast(&changed);
+}
+
+void mv_wake_unbusy(void)
+{
+	pthread_cond_broadcast(&changed);
+}
 
 /* Guarded by mv_lock. */
 static struct mv_buf **bufs;
@@ -69,11 +114,6 @@ struct mv_buf *mv_registry_find(uint64_t addr)
 		return NULL;
 	b = bufs[at - 1];
 	return addr - b->va < b->size ? b : NULL;
-}
-
-size_t mv_registry_count(void)
-{
-	return nbufs;
 }
 
 /* Least recently used first. A buffer is a candidate when it is resident and large, not pinned, not
@@ -143,4 +183,57 @@ void mv_registry_describe(char *buf, size_t len)
 	snprintf(buf, len, "slab blocks %llu, pinned %llu, in use %llu, arriving %llu, moving %llu, other %llu bytes",
 		 (unsigned long long)slab, (unsigned long long)pinned, (unsigned long long)busy,
 		 (unsigned long long)pending, (unsigned long long)moving, (unsigned long long)other);
+}
+
+/* ---- last uses ---- */
+
+void mv_buf_uses_copy(const struct mv_buf *b, struct mv_uses *out)
+{
+	out->n = b->nuses;
+	out->overflow = b->uses_overflow;
+	memcpy(out->use, b->uses, sizeof(out->use));
+}
+
+void mv_order_after_uses(CUstream waiter, const struct mv_uses *u)
+{
+	if (u->overflow) {
+		/* Too many streams to remember: wait for each one's latest launch. */
+		for (unsigned i = 0;; i++) {
+			struct mv_stream *s = mv_stream_at(i);
+			uint64_t t;
+			if (s == NULL)
+				break;
+			t = atomic_load_explicit(&s->next_ticket, memory_order_relaxed) - 1;
+			if (t > 0)
+				while (mv_stream_wait_ticket(waiter, s, t) != 0)
+					mv_stream_sync_ticket(s, t);
+		}
+		return;
+	}
+	for (int i = 0; i < u->n; i++) {
+		struct mv_stream *s = mv_stream_at(u->use[i].stream);
+		if (s != NULL && mv_stream_wait_ticket(waiter, s, u->use[i].ticket) != 0)
+			mv_stream_sync_ticket(s, u->use[i].ticket);
+	}
+}
+
+void mv_buf_wait_uses(struct mv_buf *b)
+{
+	if (b->uses_overflow) {
+		for (unsigned i = 0;; i++) {
+			struct mv_stream *s = mv_stream_at(i);
+			uint64_t t;
+			if (s == NULL)
+				break;
+			t = atomic_load_explicit(&s->next_ticket, memory_order_relaxed) - 1;
+			if (t > 0)
+				mv_stream_sync_ticket(s, t);
+		}
+		return;
+	}
+	for (int i = 0; i < b->nuses; i++) {
+		struct mv_stream *s = mv_stream_at(b->uses[i].stream);
+		if (s != NULL)
+			mv_stream_sync_ticket(s, b->uses[i].ticket);
+	}
 }

@@ -1,910 +1,248 @@
-/* Residency: the budget, page-out and page-in, the pinned host pool, and the pager thread.
+/* Residency: the budget, making room in it (dropping cached pages, paging out the least recently
+ * used buffers, waiting for moves in flight), evicting down to a smaller grant, and page-in.
  *
- * A buffer moves RESIDENT -> EVICTING -> HOST -> FETCHING -> RESIDENT. Page-out: the D2H copy
- * stream waits for the buffer's last use on every stream, copies it to its host slot and records
- * `moved`; the pager waits for that, unmaps and releases the device pages and, where the device can
- * map host memory, maps the range onto the host copy (the safety net). Page-in: new device pages at
- * the same address, an H2D copy, `moved` recorded; every stream that uses the buffer next waits on
- * it until the pager has seen it complete. */
+ * A buffer moves RESIDENT -> EVICTING -> HOST -> FETCHING -> RESIDENT. The page-outs themselves
+ * are issued and completed by the pager (pager.c). Page-in: new device pages at the same address,
+ * an H2D copy, `moved` recorded; every stream that uses the buffer next waits on it until the pager
+ * has seen it complete. */
 #include "config.h"
 
-#include <sched.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
 #include "interpose/internal.h"
 #include "protocol/proto.h"
 #include "protocol/units.h"
 
-struct mv_budget mv_budget;
-
-/* ---- the pinned host pool ---- */
-
-/* One block of pinned host memory: a host-located VMM allocation mapped at `ptr` (so its ranges
- * can also be mapped at buffers' device addresses), or cuMemHostAlloc memory where the device
- * cannot map host memory. Carved in granules. */
-struct mv_hostchunk {
-	CUmemGenericAllocationHandle handle; /* 0 for cuMemHostAlloc memory */
-	char *ptr;
-	uint64_t size;
-	uint8_t *used; /* one flag per granule */
-	struct mv_hostchunk *next;
-};
-
-struct mv_hostslot {
-	struct mv_hostchunk *chunk;
-	uint64_t off, span;
-};
-
-#define MV_HOST_CHUNK (256ull << 20)
-
-/* Guards the chunk list and the granule flags. Not held across driver calls: chunks are made
- * first and linked in after. */
-static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct mv_hostchunk *chunks;
-static uint64_t pool_bytes, pool_used;
-static int pool_full_logged;
-static int pool_add_failed_logged;
-/* Set when the pool runs low, so that the pager grows it before an eviction has to. Guarded by
- * mv_lock. */
-static int pool_grow_wanted;
-
-static void pager_kick(void);
-
-static struct mv_hostslot *slot_in(struct mv_hostchunk *c, uint64_t span)
-{
-	uint64_t g = mv_dev.granularity, n = span / g, total = c->size / g, run = 0;
-
-	for (uint64_t i = 0; i < total; i++) {
-		run = c->used[i] ? 0 : run + 1;
-		if (run == n) {
-			struct mv_hostslot *s = malloc(sizeof(*s));
-			if (s == NULL)
-				return NULL;
-			memset(c->used + (i + 1 - n), 1, n);
-			*s = (struct mv_hostslot){c, (i + 1 - n) * g, span};
-			pool_used += span;
-			return s;
-		}
-	}
-	return NULL;
-}
-
-static struct mv_hostchunk *chunk_new(uint64_t size)
-{
-	struct mv_hostchunk *c = calloc(1, sizeof(*c));
-	CUresult r;
-
-	if (c == NULL)
-		return NULL;
-	c->size = size;
-	c->used = calloc(size / mv_dev.granularity, 1);
-	if (c->used == NULL)
-		goto err_used;
-	if (mv_dev.host_vmm) {
-		CUmemAllocationProp prop = {0};
-		CUmemAccessDesc access[2];
-		CUdeviceptr va;
-		memset(access, 0, sizeof(access));
-		prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-		prop.location.type = CU_MEM_LOCATION_TYPE_HOST;
-		r = mv_real.cuMemCreate(&c->handle, size, &prop, 0);
-		if (r != CUDA_SUCCESS)
-			goto err_create;
-		r = mv_real.cuMemAddressReserve(&va, size, mv_dev.granularity, 0, 0);
-		if (r != CUDA_SUCCESS)
-			goto err_reserve;
-		r = mv_real.cuMemMap(va, size, 0, c->handle, 0);
-		if (r != CUDA_SUCCESS)
-			goto err_map;
-		access[0].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-		access[0].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-		access[1].location.type = CU_MEM_LOCATION_TYPE_HOST;
-		access[1].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-		r = mv_real.cuMemSetAccess(va, size, access, 2);
-		if (r != CUDA_SUCCESS)
-			r = mv_real.cuMemSetAccess(va, size, access, 1);
-		if (r != CUDA_SUCCESS) {
-			mv_real.cuMemUnmap(va, size);
-			goto err_map;
-		}
-		c->ptr = (char *)(uintptr_t)va;
-		return c;
-err_map:
-		mv_real.cuMemAddressFree(va, size);
-err_reserve:
-		mv_real.cuMemRelease(c->handle);
-		goto err_create;
-	}
-	r = mv_real.cuMemHostAlloc((void **)&c->ptr, size, CU_MEMHOSTALLOC_PORTABLE);
-	if (r == CUDA_SUCCESS)
-		return c;
-err_create:
-	free(c->used);
-err_used:
-	free(c);
-	return NULL;
-}
-
-/* Adds a chunk of size bytes to the pool. Called with pool_lock held, which it drops while the
- * chunk is made (driver calls) and takes again; the size is counted first, so that the limit holds
- * meanwhile. Returns the chunk, or NULL. */
-static struct mv_hostchunk *pool_add(uint64_t size)
-{
-	struct mv_hostchunk *c;
-
-	pool_bytes += size;
-	pthread_mutex_unlock(&pool_lock);
-	c = chunk_new(size);
-	pthread_mutex_lock(&pool_lock);
-	if (c == NULL) {
-		char a[32];
-		pool_bytes -= size;
-		/* Once per run of failures: a page-out is tried for every victim, each would say it. */
-		if (!pool_add_failed_logged)
-			mv_log(MV_LOG_WARN, "cannot allocate %s of pinned host memory: cannot page out more",
-			       mv_format_size(size, a, sizeof(a)));
-		pool_add_failed_logged = 1;
-		return NULL;
-	}
-	pool_add_failed_logged = 0;
-	c->next = chunks;
-	chunks = c;
-	return c;
-}
-
-/* A host slot of span bytes; grows the pool by a chunk when none fits, up to its limit. */
-static struct mv_hostslot *host_alloc(uint64_t span)
-{
-	struct mv_hostslot *s = NULL;
-	struct mv_hostchunk *c;
-	uint64_t size;
-
-	pthread_mutex_lock(&pool_lock);
-	for (c = chunks; c != NULL && s == NULL; c = c->next)
-		s = slot_in(c, span);
-	size = MV_MAX(MV_HOST_CHUNK, span);
-	/* The last chunk takes what is left below the limit, so that all of it can be used. */
-	if (pool_bytes + size > mv_cfg.host_limit && pool_bytes < mv_cfg.host_limit)
-		size = (mv_cfg.host_limit - pool_bytes) / mv_dev.granularity * mv_dev.granularity;
-	if (s != NULL || size < span || pool_bytes + size > mv_cfg.host_limit) {
-		if (s == NULL && !pool_full_logged) {
-			char a[32];
-			pool_full_logged = 1;
-			mv_log(MV_LOG_WARN, "host pool full at %s (MEMVIRT_HOST_LIMIT): cannot page out more",
-			       mv_format_size(pool_bytes, a, sizeof(a)));
-		}
-		pthread_mutex_unlock(&pool_lock);
-		return s;
-	}
-	c = pool_add(size);
-	if (c != NULL)
-		s = slot_in(c, span);
-	pthread_mutex_unlock(&pool_lock);
-	return s;
-}
-
-static void host_free(struct mv_hostslot *s)
-{
-	pthread_mutex_lock(&pool_lock);
-	memset(s->chunk->used + s->off / mv_dev.granularity, 0, s->span / mv_dev.granularity);
-	pool_used -= s->span;
-	pthread_mutex_unlock(&pool_lock);
-	free(s);
-}
-
-/* Whether the pool has less than half a chunk free and room to grow. */
-static int pool_low(void)
-{
-	int low;
-
-	pthread_mutex_lock(&pool_lock);
-	low = pool_bytes - pool_used < MV_HOST_CHUNK / 2 && pool_bytes + MV_HOST_CHUNK <= mv_cfg.host_limit;
-	pthread_mutex_unlock(&pool_lock);
-	return low;
-}
-
-/* The pager's side: one more chunk, made before anyone waits for it. */
-static void pool_grow(void)
-{
-	pthread_mutex_lock(&pool_lock);
-	if (pool_bytes - pool_used >= MV_HOST_CHUNK / 2 || pool_bytes + MV_HOST_CHUNK > mv_cfg.host_limit) {
-		pthread_mutex_unlock(&pool_lock);
-		return;
-	}
-	pool_add(MV_HOST_CHUNK);
-	pthread_mutex_unlock(&pool_lock);
-}
-
-/* Maps a paged-out buffer's range onto its host copy, so that an access the scan missed reads host
- * memory instead of faulting. */
-static void net_map(struct mv_buf *b)
-{
-	CUmemAccessDesc access;
-
-	memset(&access, 0, sizeof(access));
-	if (!mv_dev.host_vmm || b->host->chunk->handle == 0)
-		return;
-	if (mv_real.cuMemMap(b->va, b->span, b->host->off, b->host->chunk->handle, 0) != CUDA_SUCCESS)
-		return;
-	access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-	access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	if (mv_real.cuMemSetAccess(b->va, b->span, &access, 1) != CUDA_SUCCESS)
-		mv_real.cuMemUnmap(b->va, b->span);
-}
-
-static void net_unmap(struct mv_buf *b)
-{
-	if (mv_dev.host_vmm && b->host != NULL && b->host->chunk->handle != 0)
-		mv_real.cuMemUnmap(b->va, b->span);
-}
-
-/* ---- device pages ---- */
-
-CUresult mv_map_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle *out)
-{
-	CUmemAllocationProp prop = {0};
-	CUmemAccessDesc access;
-	CUmemGenericAllocationHandle h;
-	CUresult r;
-	CUdevice dev = 0;
-
-	memset(&access, 0, sizeof(access));
-	mv_real.cuCtxGetDevice(&dev);
-	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-	prop.location.id = dev;
-	r = mv_real.cuMemCreate(&h, span, &prop, 0);
-	if (r != CUDA_SUCCESS)
-		return r;
-	r = mv_real.cuMemMap(va, span, 0, h, 0);
-	if (r != CUDA_SUCCESS) {
-		mv_real.cuMemRelease(h);
-		return r;
-	}
-	access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-	access.location.id = dev;
-	access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	r = mv_real.cuMemSetAccess(va, span, &access, 1);
-	if (r != CUDA_SUCCESS) {
-		mv_real.cuMemUnmap(va, span);
-		mv_real.cuMemRelease(h);
-		return r;
-	}
-	*out = h;
-	return CUDA_SUCCESS;
-}
-
-CUresult mv_new_range(uint64_t span, CUdeviceptr *va, CUmemGenericAllocationHandle *dev)
-{
-	CUresult r = mv_make_room(span);
-
-	if (r != CUDA_SUCCESS)
-		return r;
-	r = mv_real.cuMemAddressReserve(va, span, mv_dev.granularity, 0, 0);
-	if (r != CUDA_SUCCESS)
-		goto err_reserve;
-	r = mv_map_device(*va, span, dev);
-	if (r != CUDA_SUCCESS)
-		goto err_map;
-	return CUDA_SUCCESS;
-err_map:
-	mv_real.cuMemAddressFree(*va, span);
-err_reserve:
-	mv_uncharge(span);
-	return r;
-}
-
-void mv_free_range(uint64_t va, uint64_t span, CUmemGenericAllocationHandle dev)
-{
-	mv_unmap_device(va, span, dev);
-	mv_real.cuMemAddressFree(va, span);
-	mv_uncharge(span);
-}
-
-void mv_unmap_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle h)
-{
-	mv_real.cuMemUnmap(va, span);
-	mv_real.cuMemRelease(h);
-}
-
-/* ---- last uses ---- */
-
-void mv_buf_uses_copy(const struct mv_buf *b, struct mv_uses *out)
-{
-	out->n = b->nuses;
-	out->overflow = b->uses_overflow;
-	memcpy(out->use, b->uses, sizeof(out->use));
-}
-
-void mv_order_after_uses(CUstream waiter, const struct mv_uses *u)
-{
-	if (u->overflow) {
-		/* Too many streams to remember: wait for each one's latest launch. */
-		for (unsigned i = 0;; i++) {
-			struct mv_stream *s = mv_stream_at(i);
-			uint64_t t;
-			if (s == NULL)
-				break;
-			t = atomic_load_explicit(&s->next_ticket, memory_order_relaxed) - 1;
-			if (t > 0)
-				while (mv_stream_wait_ticket(waiter, s, t) != 0)
-					mv_stream_sync_ticket(s, t);
-		}
-		return;
-	}
-	for (int i = 0; i < u->n; i++) {
-		struct mv_stream *s = mv_stream_at(u->use[i].stream);
-		if (s != NULL && mv_stream_wait_ticket(waiter, s, u->use[i].ticket) != 0)
-			mv_stream_sync_ticket(s, u->use[i].ticket);
-	}
-}
-
-void mv_buf_wait_uses(struct mv_buf *b)
-{
-	if (b->uses_overflow) {
-		for (unsigned i = 0;; i++) {
-			struct mv_stream *s = mv_stream_at(i);
-			uint64_t t;
-			if (s == NULL)
-				break;
-			t = atomic_load_explicit(&s->next_ticket, memory_order_relaxed) - 1;
-			if (t > 0)
-				mv_stream_sync_ticket(s, t);
-		}
-		return;
-	}
-	for (int i = 0; i < b->nuses; i++) {
-		struct mv_stream *s = mv_stream_at(b->uses[i].stream);
-		if (s != NULL)
-			mv_stream_sync_ticket(s, b->uses[i].ticket);
-	}
-}
-
-/* ---- the pager ---- */
-
-/* Guarded by mv_lock: buffers whose page-out was issued, whose page-in was issued, and freed
- * buffers waiting for their last uses; the free cache; stall measurements. */
-static struct mv_buf *outq, *inq, *relq;
-/* Planned page-outs whose copies the pager leaves alone until their room is wanted: seeing a
- * copy complete waits for it, and a plan's page-out has nothing waiting on it until then. */
-static struct mv_buf *lazyq;
-/* Planned page-ins likewise: launches order themselves after the copy on the device, so the pager
- * completes one once a launch has used the buffer, or when room is wanted. */
-static struct mv_buf *lazyinq;
-static int room_wanted;  /* threads waiting for room or for a move to end */
-static int lazy_flush;   /* a launch took back a buffer whose planned page-out is in flight */
-static struct mv_buf *cache;
-static uint64_t releasing_bytes;
-/* Page-ins issued and not yet seen complete by the pager: each still holds its host slot. */
-static uint64_t landing;
-static int pager_running;
-static pthread_cond_t pager_cond = PTHREAD_COND_INITIALIZER;
-
-/* Planned page-ins waiting for page-outs in flight to make room, in plan order. Guarded by
- * mv_lock; each holds a busy mark on its buffer. */
-#define MV_PLANQ 64
-static struct mv_buf *planq[MV_PLANQ];
-static int nplanq;
-static void planq_run(void);
-
-#define MV_STALLS 256
+/* Resident device bytes (memvirt's buffers and slab chunks, and the app's own VMM allocations)
+ * against the budget. Guarded by mv_lock. */
 static struct {
-	CUevent a, b;
-} stalls[MV_STALLS];
-static int nstalls;
+	uint64_t limit;      /* in force: the daemon's grant while linked, else `local` */
+	uint64_t local;      /* MEMVIRT_BUDGET, or the device's memory; set once, before the link starts */
+	uint64_t resident;   /* charged device bytes, including reservations in progress */
+	uint64_t evicting;   /* bytes whose page-out is in flight */
+} budget;
 
-static void push(struct mv_buf **q, struct mv_buf *b)
+/* ---- the budget ---- */
+
+void mv_budget_init(uint64_t local)
 {
-	b->next = NULL;
-	while (*q != NULL)
-		q = &(*q)->next;
-	*q = b;
+	mv_lock();
+	budget.limit = local;
+	budget.local = local;
+	mv_unlock();
 }
 
-static struct mv_buf *pop(struct mv_buf **q)
+uint64_t mv_budget_local(void)
 {
-	struct mv_buf *b = *q;
-	if (b != NULL)
-		*q = b->next;
-	return b;
+	return budget.local;
 }
 
-/* The device time of b's last page copy, which has completed. */
-static uint64_t copy_ns(struct mv_buf *b)
+void mv_budget_read(uint64_t *limit, uint64_t *resident)
 {
-	float ms = 0;
-
-	if (mv_real.cuEventElapsedTime(&ms, b->mstart, b->moved) != CUDA_SUCCESS || ms < 0)
-		return 0;
-	return (uint64_t)((double)ms * 1e6);
+	mv_lock();
+	if (limit != NULL)
+		*limit = budget.limit;
+	if (resident != NULL)
+		*resident = budget.resident;
+	mv_unlock();
 }
 
-/* Completes one page-out: called by the pager once its copy has finished. */
-static void finish_page_out(struct mv_buf *b)
+uint64_t mv_budget_now(void)
 {
-	CUmemGenericAllocationHandle dev;
-	/* For the log lines: once the lock is let go, a freed b may be released and reused. */
-	uint64_t va = b->va;
+	uint64_t limit;
 
-	pthread_mutex_lock(&mv_lock);
-	if (b->rescue) {
-		/* A launch took the buffer back before its pages went: they stay, the copy is dropped. */
-		struct mv_hostslot *h = b->host;
-		b->rescue = 0;
-		b->host = NULL;
-		b->state = MV_RESIDENT;
-		mv_budget.evicting -= b->span;
-		if (b->freed) {
-			releasing_bytes += b->span;
-			push(&relq, b);
-			pthread_cond_signal(&pager_cond);
-		}
-		pthread_cond_broadcast(&mv_cond);
-		pthread_mutex_unlock(&mv_lock);
-		host_free(h);
-		mv_log(MV_LOG_DEBUG, "page-out of %#llx ended: the buffer was wanted back", (unsigned long long)va);
-		return;
-	}
-	b->releasing = 1;
-	dev = b->dev;
-	pthread_mutex_unlock(&mv_lock);
-
-	if (atomic_load_explicit(&mv_learn_flags, memory_order_relaxed) & MV_LEARN_ON)
-		mv_learn_page(b->id, 0, b->size, copy_ns(b), 0);
-	mv_unmap_device(b->va, b->span, dev);
-	net_map(b);
-
-	pthread_mutex_lock(&mv_lock);
-	b->dev = 0;
-	b->releasing = 0;
-	b->state = MV_HOST;
-	mv_budget.evicting -= b->span;
-	mv_budget.resident -= b->span;
-	atomic_fetch_add(&mv_count.host_bytes, b->span);
-	atomic_fetch_add(&mv_count.page_outs, 1);
-	atomic_fetch_add(&mv_count.bytes_out, b->size);
-	mv_link_event(MV_EV_PAGE_OUT, 0, b->va, b->size, 0);
-	if (b->freed)
-		push(&relq, b);
-	pthread_cond_broadcast(&mv_cond);
-	pthread_cond_signal(&pager_cond);
-	pthread_mutex_unlock(&mv_lock);
-	mv_log(MV_LOG_DEBUG, "page-out of %#llx ended: on the host", (unsigned long long)va);
+	mv_budget_read(&limit, NULL);
+	return limit;
 }
 
-/* Completes one page-in: its copy has finished, so later users need not wait and the host copy
- * can go. */
-static void finish_page_in(struct mv_buf *b, struct mv_hostslot *h)
-{
-	int learning = atomic_load_explicit(&mv_learn_flags, memory_order_relaxed) & MV_LEARN_ON;
-	uint64_t ns = learning ? copy_ns(b) : 0;
-	int waited;
-
-	host_free(h);
-	pthread_mutex_lock(&mv_lock);
-	/* Read under the lock: a launch that waited for this page-in sets it under the lock too. */
-	waited = b->plan_waited;
-	landing--;
-	b->ready_pending = 0;
-	b->planned_in = 0;
-	b->plan_waited = 0;
-	if (b->freed) {
-		releasing_bytes += b->span;
-		push(&relq, b);
-	}
-	pthread_cond_broadcast(&mv_cond);
-	pthread_mutex_unlock(&mv_lock);
-	if (learning)
-		mv_learn_page(b->id, 1, b->size, ns, waited);
-}
-
-/* Releases a freed buffer whose last uses have completed: resident pages go to the free cache,
- * a host copy goes back to the pool. */
-static void finish_release(struct mv_buf *b)
-{
-	/* A plan's move still holds it: those queued here are dropped (it is freed), one being issued
-	 * lets go in a moment. Back on the queue meanwhile, so the pager never waits on an app thread. */
-	if (atomic_load_explicit(&b->busy, memory_order_acquire) > 0) {
-		pthread_mutex_lock(&mv_lock);
-		if (nplanq > 0)
-			planq_run();
-		push(&relq, b);
-		pthread_mutex_unlock(&mv_lock);
-		sched_yield();
-		return;
-	}
-	mv_buf_wait_uses(b);
-	if (b->state == MV_HOST) {
-		net_unmap(b);
-		host_free(b->host);
-		b->host = NULL;
-		atomic_fetch_sub(&mv_count.host_bytes, b->span);
-		mv_real.cuMemAddressFree(b->va, b->span);
-		mv_real.cuEventDestroy_v2(b->moved);
-		mv_real.cuEventDestroy_v2(b->mstart);
-		free(b);
-		pthread_mutex_lock(&mv_lock);
-		pthread_cond_broadcast(&mv_cond);
-		pthread_mutex_unlock(&mv_lock);
-		return;
-	}
-	pthread_mutex_lock(&mv_lock);
-	if (mv_budget.resident <= mv_budget.budget) {
-		releasing_bytes -= b->span;
-		mv_cache_put(b);
-		pthread_cond_broadcast(&mv_cond);
-		pthread_mutex_unlock(&mv_lock);
-		return;
-	}
-	pthread_mutex_unlock(&mv_lock);
-	/* Over the budget (a grant shrank it): the pages go back instead of into the cache. */
-	mv_free_range(b->va, b->span, b->dev);
-	mv_real.cuEventDestroy_v2(b->moved);
-	mv_real.cuEventDestroy_v2(b->mstart);
-	pthread_mutex_lock(&mv_lock);
-	releasing_bytes -= b->span;
-	pthread_cond_broadcast(&mv_cond);
-	pthread_mutex_unlock(&mv_lock);
-	free(b);
-}
-
-static void finish_stalls(void)
-{
-	int n;
-
-	pthread_mutex_lock(&mv_lock);
-	n = nstalls;
-	pthread_mutex_unlock(&mv_lock);
-	for (int i = 0; i < n; i++) {
-		float ms = 0;
-		mv_real.cuEventSynchronize(stalls[i].b);
-		if (mv_real.cuEventElapsedTime(&ms, stalls[i].a, stalls[i].b) == CUDA_SUCCESS && ms > 0)
-			atomic_fetch_add(&mv_count.stall_ns, (uint64_t)((double)ms * 1e6));
-		mv_real.cuEventDestroy_v2(stalls[i].a);
-		mv_real.cuEventDestroy_v2(stalls[i].b);
-	}
-	pthread_mutex_lock(&mv_lock);
-	memmove(stalls, stalls + n, (size_t)(nstalls - n) * sizeof(stalls[0]));
-	nstalls -= n;
-	pthread_mutex_unlock(&mv_lock);
-}
-
-/* Whether the planned page-outs in flight should be completed now. Called with mv_lock held. */
-static int lazy_due(void)
-{
-	return lazyq != NULL && (room_wanted > 0 || nplanq > 0 || lazy_flush);
-}
-
-/* The planned page-in to complete now, if any: the oldest once room is wanted, else the first a
- * launch has used or the app has freed. Called with mv_lock held. */
-static struct mv_buf **lazy_in_due(void)
-{
-	struct mv_buf **q = &lazyinq;
-
-	if (*q != NULL && (room_wanted > 0 || nplanq > 0 || lazy_flush))
-		return q;
-	for (; *q != NULL; q = &(*q)->next)
-		if ((*q)->in_used || (*q)->freed)
-			return q;
-	return NULL;
-}
-
-/* Waits on mv_cond for room or a move, telling the pager that completing page-outs is wanted.
- * Called with mv_lock held. */
-static void room_wait(void)
-{
-	room_wanted++;
-	pager_kick();
-	pthread_cond_wait(&mv_cond, &mv_lock);
-	room_wanted--;
-}
-
-/* The pager: completes page-outs, page-ins and releases in the order they were queued. It makes
- * the app's context current on itself. */
-static void *pager(void *arg)
-{
-	mv_real.cuCtxSetCurrent(mv_dev.ctx);
-	pthread_mutex_lock(&mv_lock);
-	for (;;) {
-		struct mv_buf *b, **q;
-		while (outq == NULL && !lazy_due() && inq == NULL && lazy_in_due() == NULL && relq == NULL && nstalls == 0 &&
-		       !pool_grow_wanted && (nplanq == 0 || mv_budget.evicting > 0))
-			pthread_cond_wait(&pager_cond, &mv_lock);
-		if (nplanq > 0 && outq == NULL)
-			planq_run();
-		if (pool_grow_wanted) {
-			pool_grow_wanted = 0;
-			pthread_mutex_unlock(&mv_lock);
-			pool_grow();
-		} else if ((b = pop(&outq)) != NULL || (lazy_due() && (b = pop(&lazyq)) != NULL)) {
-			if (lazyq == NULL)
-				lazy_flush = 0;
-			pthread_mutex_unlock(&mv_lock);
-			mv_real.cuEventSynchronize(b->moved);
-			finish_page_out(b);
-			pthread_mutex_lock(&mv_lock);
-			if (nplanq > 0)
-				planq_run();
-			pthread_mutex_unlock(&mv_lock);
-		} else if ((b = pop(&inq)) != NULL || ((q = lazy_in_due()) != NULL && (b = pop(q)) != NULL)) {
-			struct mv_hostslot *h = b->host;
-			b->host = NULL;
-			pthread_mutex_unlock(&mv_lock);
-			mv_real.cuEventSynchronize(b->moved);
-			finish_page_in(b, h);
-		} else if ((b = pop(&relq)) != NULL) {
-			pthread_mutex_unlock(&mv_lock);
-			finish_release(b);
-		} else {
-			pthread_mutex_unlock(&mv_lock);
-			finish_stalls();
-		}
-		pthread_mutex_lock(&mv_lock);
-	}
-	return NULL;
-}
-
-/* Called with mv_lock held. */
-static void pager_kick(void)
-{
-	if (!pager_running) {
-		pthread_t t;
-		pthread_attr_t attr;
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&t, &attr, pager, NULL) == 0)
-			pager_running = 1;
-		else
-			mv_log(MV_LOG_ERROR, "cannot start the pager thread");
-		pthread_attr_destroy(&attr);
-	}
-	pthread_cond_signal(&pager_cond);
-}
-
-void mv_pager_start(void)
-{
-	pthread_mutex_lock(&mv_lock);
-	pager_kick();
-	pthread_mutex_unlock(&mv_lock);
-}
-
-/* After fork the child has no pager thread: it starts a new one when it needs one. */
-void mv_residency_forked(void)
-{
-	pager_running = 0;
-	/* The page-in the parent's pager was completing did not come along; the queued ones will be
-	 * completed here. */
-	landing = 0;
-	for (struct mv_buf *b = inq; b != NULL; b = b->next)
-		landing++;
-}
-
-void mv_stall_measure(CUstream h, CUevent ready, int per_thread)
-{
-	CUevent a, b;
-
-	if (mv_real.cuEventCreate(&a, 0) != CUDA_SUCCESS)
-		return;
-	if (mv_real.cuEventCreate(&b, 0) != CUDA_SUCCESS) {
-		mv_real.cuEventDestroy_v2(a);
-		return;
-	}
-	mv_real.cuEventRecord(a, h);
-	mv_real.cuStreamWaitEvent(h, ready, 0);
-	mv_real.cuEventRecord(b, h);
-	pthread_mutex_lock(&mv_lock);
-	if (nstalls < MV_STALLS) {
-		stalls[nstalls].a = a;
-		stalls[nstalls].b = b;
-		nstalls++;
-		a = b = NULL;
-	}
-	pager_kick();
-	pthread_mutex_unlock(&mv_lock);
-	if (a != NULL) {
-		/* The queue is full: the wait is ordered but not timed. */
-		mv_real.cuEventDestroy_v2(a);
-		mv_real.cuEventDestroy_v2(b);
-	}
-}
-
-/* ---- page-out ---- */
-
-/* Issues the page-out of b, already marked EVICTING by the caller, after the uses the caller
- * copied when it did so. Uses recorded since then belong to submissions that wait for b's page-in,
- * so the copy must not wait for them (it would wait forever), and reading b->uses here, without
- * the lock, would race with their recording. planned: a plan's page-out, which the pager completes
- * only when its room is wanted. Returns 0, or -1 when it could not be issued (no host memory, a
- * failed copy); b is then RESIDENT again. */
-static int page_out(struct mv_buf *b, int planned, const struct mv_uses *uses)
-{
-	struct mv_hostslot *h = host_alloc(b->span);
-	CUresult r;
-	int grow;
-
-	if (h == NULL)
-		goto undo;
-	mv_order_after_uses(mv_dev.d2h, uses);
-	mv_real.cuEventRecord(b->mstart, mv_dev.d2h);
-	r = mv_real.cuMemcpyDtoHAsync_v2(h->chunk->ptr + h->off, b->va, b->size, mv_dev.d2h);
-	if (r == CUDA_SUCCESS)
-		r = mv_real.cuEventRecord(b->moved, mv_dev.d2h);
-	if (r != CUDA_SUCCESS) {
-		const char *name = "?";
-		mv_real.cuGetErrorName(r, &name);
-		mv_log(MV_LOG_WARN, "page-out of %#llx failed (%s); the buffer stays resident",
-		       (unsigned long long)b->va, name);
-		host_free(h);
-		goto undo;
-	}
-	/* Paired with an "ended" line, so that a log cut short shows the page-outs in flight. */
-	mv_log(MV_LOG_DEBUG, "page-out of %#llx (%llu bytes) issued", (unsigned long long)b->va,
-	       (unsigned long long)b->size);
-	grow = pool_low();
-	pthread_mutex_lock(&mv_lock);
-	b->host = h;
-	push(planned ? &lazyq : &outq, b);
-	pool_grow_wanted |= grow;
-	pager_kick();
-	pthread_mutex_unlock(&mv_lock);
-	return 0;
-undo:
-	pthread_mutex_lock(&mv_lock);
-	b->state = MV_RESIDENT;
-	b->skip = 1;
-	mv_budget.evicting -= b->span;
-	pthread_cond_broadcast(&mv_cond);
-	pthread_mutex_unlock(&mv_lock);
-	return -1;
-}
-
-CUresult mv_make_room(uint64_t bytes)
-{
-	int busy_waits = 0;
-
-	pthread_mutex_lock(&mv_lock);
-	for (;;) {
-		struct mv_buf *v;
-		int later;
-		if (mv_budget.resident + bytes <= mv_budget.budget) {
-			mv_budget.resident += bytes;
-			mv_registry_unskip();
-			pthread_mutex_unlock(&mv_lock);
-			return CUDA_SUCCESS;
-		}
-		/* Cached pages of freed buffers go first: nobody is waiting for them. */
-		if ((v = pop(&cache)) != NULL) {
-			pthread_mutex_unlock(&mv_lock);
-			mv_free_range(v->va, v->span, v->dev);
-			mv_real.cuEventDestroy_v2(v->moved);
-			mv_real.cuEventDestroy_v2(v->mstart);
-			free(v);
-			pthread_mutex_lock(&mv_lock);
-			continue;
-		}
-		/* Page-outs in flight, and freed buffers whose last uses are about to complete, may already
-		 * free enough: better to wait for them than to page out live data. */
-		if (mv_budget.resident - mv_budget.evicting - releasing_bytes + bytes <= mv_budget.budget) {
-			room_wait();
-			continue;
-		}
-		if ((v = mv_registry_victim(&later)) != NULL) {
-			struct mv_uses uses;
-			v->state = MV_EVICTING;
-			mv_budget.evicting += v->span;
-			mv_buf_uses_copy(v, &uses);
-			pthread_mutex_unlock(&mv_lock);
-			page_out(v, 0, &uses);
-			pthread_mutex_lock(&mv_lock);
-			continue;
-		}
-		/* Memory on its way back: wait for it. A page-in that lands also gives its host slot
-		 * back, so victims whose page-out found the host pool full are worth another try. */
-		if (mv_budget.evicting > 0 || releasing_bytes > 0 || inq != NULL || landing > 0) {
-			room_wait();
-			mv_registry_unskip();
-			continue;
-		}
-		/* Buffers other threads' submissions hold: they become candidates when those finish. The
-		 * wait is bounded, since those threads may be waiting for room themselves. */
-		if (later && atomic_load(&mv_busy_total) > mv_busy_mine && busy_waits < 50) {
-			struct timespec until;
-			clock_gettime(CLOCK_REALTIME, &until);
-			until.tv_nsec += 10 * 1000 * 1000;
-			if (until.tv_nsec >= 1000000000) {
-				until.tv_sec++;
-				until.tv_nsec -= 1000000000;
-			}
-			atomic_fetch_add(&mv_room_waiters, 1);
-			room_wanted++;
-			pager_kick();
-			pthread_cond_timedwait(&mv_cond, &mv_lock, &until);
-			room_wanted--;
-			atomic_fetch_sub(&mv_room_waiters, 1);
-			busy_waits++;
-			continue;
-		}
-		mv_registry_unskip();
-		{
-			char what[256];
-			mv_registry_describe(what, sizeof(what));
-			mv_log(MV_LOG_INFO, "cannot make room for %llu bytes: resident %llu of %llu; %s",
-			       (unsigned long long)bytes, (unsigned long long)mv_budget.resident,
-			       (unsigned long long)mv_budget.budget, what);
-		}
-		pthread_mutex_unlock(&mv_lock);
-		atomic_fetch_add(&mv_count.oom, 1);
-		return CUDA_ERROR_OUT_OF_MEMORY;
-	}
-}
-
-void mv_evict_to_budget(void)
-{
-	int issued = 0;
-
-	pthread_mutex_lock(&mv_lock);
-	for (;;) {
-		struct mv_buf *v;
-		struct mv_uses uses;
-		int later;
-		/* What stays once the page-outs in flight and the releases under way have landed. */
-		if (mv_budget.resident - mv_budget.evicting - releasing_bytes <= mv_budget.budget)
-			break;
-		if ((v = pop(&cache)) != NULL) {
-			pthread_mutex_unlock(&mv_lock);
-			mv_free_range(v->va, v->span, v->dev);
-			mv_real.cuEventDestroy_v2(v->moved);
-			mv_real.cuEventDestroy_v2(v->mstart);
-			free(v);
-			pthread_mutex_lock(&mv_lock);
-			continue;
-		}
-		/* Buffers in use right now are left alone: the app's own allocations evict them later,
-		 * should the budget still be short then. */
-		if ((v = mv_registry_victim(&later)) == NULL) {
-			char what[256], a[32], b[32];
-			mv_registry_describe(what, sizeof(what));
-			mv_log(MV_LOG_INFO, "cannot evict down to the budget %s: %s resident; %s",
-			       mv_format_size(mv_budget.budget, a, sizeof(a)),
-			       mv_format_size(mv_budget.resident, b, sizeof(b)), what);
-			break;
-		}
-		v->state = MV_EVICTING;
-		mv_budget.evicting += v->span;
-		mv_buf_uses_copy(v, &uses);
-		pthread_mutex_unlock(&mv_lock);
-		if (page_out(v, 0, &uses) == 0)
-			issued++;
-		pthread_mutex_lock(&mv_lock);
-	}
-	mv_registry_unskip();
-	pthread_mutex_unlock(&mv_lock);
-	if (issued > 0)
-		mv_log(MV_LOG_DEBUG, "paging out %d buffers to meet a smaller budget", issued);
-}
-
-void mv_budget_set(uint64_t budget)
+void mv_budget_set(uint64_t limit)
 {
 	int shrank;
 
-	pthread_mutex_lock(&mv_lock);
-	shrank = budget < mv_budget.budget;
-	mv_budget.budget = budget;
+	mv_lock();
+	shrank = limit < budget.limit;
+	budget.limit = limit;
 	/* Allocations waiting for room may fit now. */
-	pthread_cond_broadcast(&mv_cond);
-	pthread_mutex_unlock(&mv_lock);
+	mv_wake_room();
+	mv_unlock();
 	if (shrank)
 		mv_evict_to_budget();
 }
 
 void mv_uncharge(uint64_t bytes)
 {
-	pthread_mutex_lock(&mv_lock);
-	mv_budget.resident -= bytes;
-	pthread_cond_broadcast(&mv_cond);
-	pthread_mutex_unlock(&mv_lock);
+	mv_lock();
+	budget.resident -= bytes;
+	mv_wake_room();
+	mv_unlock();
+}
+
+void mv_budget_evicted(uint64_t span, int released)
+{
+	budget.evicting -= span;
+	if (released)
+		budget.resident -= span;
+}
+
+uint64_t mv_budget_evicting(void)
+{
+	return budget.evicting;
+}
+
+int mv_budget_over(void)
+{
+	return budget.resident > budget.limit;
+}
+
+/* ---- making room ---- */
+
+/* Drops the pages of one freed buffer in the free cache, if it holds any. Called with mv_lock held;
+ * lets it go while the pages are released, and holds it again on return. Returns whether it
+ * dropped one. */
+static int drop_cached_relock(void)
+{
+	struct mv_buf *v = mv_cache_pop();
+
+	if (v == NULL)
+		return 0;
+	mv_unlock();
+	mv_buf_discard(v);
+	mv_lock();
+	return 1;
+}
+
+/* Marks b EVICTING and counts its bytes as on their way out; uses gets the last uses the copy is
+ * to wait for. Called with mv_lock held. */
+static void evicting_mark(struct mv_buf *b, struct mv_uses *uses)
+{
+	b->state = MV_EVICTING;
+	budget.evicting += b->span;
+	mv_buf_uses_copy(b, uses);
+}
+
+/* Pages out v, a victim found under mv_lock. Called with mv_lock held; lets it go while the copy
+ * is issued, and holds it again on return. Returns mv_page_out's result. */
+static int evict_relock(struct mv_buf *v)
+{
+	struct mv_uses uses;
+	int r;
+
+	evicting_mark(v, &uses);
+	mv_unlock();
+	r = mv_page_out(v, 0, &uses);
+	mv_lock();
+	return r;
+}
+
+/* Waits a little for other threads' submissions to let go of buffers they hold: they become
+ * candidates when those finish. Called with mv_lock held, let go during the wait. */
+static void busy_wait(void)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += 10 * 1000 * 1000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	mv_busy_wait_begin();
+	mv_pager_wait(&until);
+	mv_busy_wait_end();
+}
+
+/* Gives up on making room for bytes: logs what holds the device. Called with mv_lock held, which
+ * it lets go. */
+static CUresult room_refused_unlock(uint64_t bytes)
+{
+	char what[256];
+
+	mv_registry_unskip();
+	mv_registry_describe(what, sizeof(what));
+	mv_log(MV_LOG_INFO, "cannot make room for %llu bytes: resident %llu of %llu; %s", (unsigned long long)bytes,
+	       (unsigned long long)budget.resident, (unsigned long long)budget.limit, what);
+	mv_unlock();
+	atomic_fetch_add(&mv_count.oom, 1);
+	return CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+/* Each step that lets mv_lock go (drop_cached_relock, evict_relock, and the waits for the pager)
+ * is followed by a fresh look at the budget from the top. */
+CUresult mv_make_room(uint64_t bytes)
+{
+	int busy_waits = 0;
+
+	mv_lock();
+	for (;;) {
+		struct mv_buf *v;
+		int later;
+		if (budget.resident + bytes <= budget.limit)
+			break;
+		/* Cached pages of freed buffers go first: nobody is waiting for them. */
+		if (drop_cached_relock())
+			continue;
+		/* Page-outs in flight, and freed buffers whose last uses are about to complete, may already
+		 * free enough: better to wait for them than to page out live data. */
+		if (budget.resident - budget.evicting - mv_pager_releasing() + bytes <= budget.limit) {
+			mv_pager_wait(NULL);
+			continue;
+		}
+		if ((v = mv_registry_victim(&later)) != NULL) {
+			evict_relock(v);
+			continue;
+		}
+		/* Memory on its way back: wait for it. A page-in that lands also gives its host slot
+		 * back, so victims whose page-out found the host pool full are worth another try. */
+		if (budget.evicting > 0 || mv_pager_releasing() > 0 || mv_pager_landing()) {
+			mv_pager_wait(NULL);
+			mv_registry_unskip();
+			continue;
+		}
+		/* The wait for busy buffers is bounded, since their threads may be waiting for room
+		 * themselves. */
+		if (later && mv_busy_elsewhere() && busy_waits < 50) {
+			busy_wait();
+			busy_waits++;
+			continue;
+		}
+		return room_refused_unlock(bytes);
+	}
+	budget.resident += bytes;
+	mv_registry_unskip();
+	mv_unlock();
+	return CUDA_SUCCESS;
+}
+
+void mv_evict_to_budget(void)
+{
+	int issued = 0;
+
+	mv_lock();
+	for (;;) {
+		struct mv_buf *v;
+		int later;
+		/* What stays once the page-outs in flight and the releases under way have landed. */
+		if (budget.resident - budget.evicting - mv_pager_releasing() <= budget.limit)
+			break;
+		if (drop_cached_relock())
+			continue;
+		/* Buffers in use right now are left alone: the app's own allocations evict them later,
+		 * should the budget still be short then. */
+		if ((v = mv_registry_victim(&later)) == NULL) {
+			char what[256], a[32], b[32];
+			mv_registry_describe(what, sizeof(what));
+			mv_log(MV_LOG_INFO, "cannot evict down to the budget %s: %s resident; %s",
+			       mv_format_size(budget.limit, a, sizeof(a)),
+			       mv_format_size(budget.resident, b, sizeof(b)), what);
+			break;
+		}
+		if (evict_relock(v) == 0)
+			issued++;
+	}
+	mv_registry_unskip();
+	mv_unlock();
+	if (issued > 0)
+		mv_log(MV_LOG_DEBUG, "paging out %d buffers to meet a smaller budget", issued);
 }
 
 /* ---- page-in ---- */
@@ -916,41 +254,39 @@ static CUresult page_in_charged(struct mv_buf *b)
 	CUmemGenericAllocationHandle dev;
 	CUresult r;
 
-	net_unmap(b);
+	mv_net_unmap(b);
 	r = mv_map_device(b->va, b->span, &dev);
 	if (r == CUDA_SUCCESS) {
-		mv_real.cuEventRecord(b->mstart, mv_dev.h2d);
-		r = mv_real.cuMemcpyHtoDAsync_v2(b->va, b->host->chunk->ptr + b->host->off, b->size, mv_dev.h2d);
+		mv_real.cuEventRecord(b->mstart, mv_dev()->h2d);
+		r = mv_real.cuMemcpyHtoDAsync_v2(b->va, mv_host_ptr(b->host), b->size, mv_dev()->h2d);
 		if (r == CUDA_SUCCESS)
-			r = mv_real.cuEventRecord(b->moved, mv_dev.h2d);
+			r = mv_real.cuEventRecord(b->moved, mv_dev()->h2d);
 		if (r != CUDA_SUCCESS) {
 			/* The copy never happened or cannot be waited for: the host copy stays the data. */
-			mv_real.cuStreamSynchronize(mv_dev.h2d);
+			mv_real.cuStreamSynchronize(mv_dev()->h2d);
 			mv_unmap_device(b->va, b->span, dev);
 		}
 	}
 	if (r != CUDA_SUCCESS) {
 		const char *name = "?";
-		net_map(b);
+		mv_net_map(b);
 		mv_uncharge(b->span);
 		mv_real.cuGetErrorName(r, &name);
 		mv_log(MV_LOG_WARN, "page-in of %#llx failed (%s); the buffer stays on the host",
 		       (unsigned long long)b->va, name);
 		return r;
 	}
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	b->dev = dev;
 	b->state = MV_RESIDENT;
 	b->ready_pending = 1;
-	landing++;
 	atomic_fetch_sub(&mv_count.host_bytes, b->span);
 	atomic_fetch_add(&mv_count.page_ins, 1);
 	atomic_fetch_add(&mv_count.bytes_in, b->size);
 	b->in_used = 0;
-	push(b->planned_in ? &lazyinq : &inq, b);
-	pager_kick();
-	pthread_cond_broadcast(&mv_cond);
-	pthread_mutex_unlock(&mv_lock);
+	mv_pager_watch_in(b);
+	mv_wake_moved();
+	mv_unlock();
 	return CUDA_SUCCESS;
 }
 
@@ -964,153 +300,118 @@ static CUresult page_in(struct mv_buf *b)
 	return page_in_charged(b);
 }
 
+/* A page-in of b could not be issued: it stays on the host, and is released now if it was freed
+ * meanwhile. Called with mv_lock held. */
+static void page_in_failed(struct mv_buf *b)
+{
+	b->state = MV_HOST;
+	if (b->freed)
+		mv_pager_release(b);
+	mv_wake_moved();
+}
+
 /* ---- planned moves ---- */
 
 int mv_page_out_planned(struct mv_buf *b)
 {
 	struct mv_uses uses;
 
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	/* The caller's hold is the one busy mark allowed. */
 	if (b->kind != MV_KIND_LARGE || b->state != MV_RESIDENT || b->ready_pending || b->pinned || b->freed ||
 	    atomic_load_explicit(&b->busy, memory_order_relaxed) > 1) {
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		return -1;
 	}
-	b->state = MV_EVICTING;
-	mv_budget.evicting += b->span;
-	mv_buf_uses_copy(b, &uses);
-	pthread_mutex_unlock(&mv_lock);
-	return page_out(b, 1, &uses);
+	evicting_mark(b, &uses);
+	mv_unlock();
+	return mv_page_out(b, 1, &uses);
 }
 
-/* Starts b's planned page-in when it fits the budget as it stands. Called with mv_lock held, which
- * it drops and takes again. Returns 0 when issued, 1 when there is no room yet, -1 when b is not
- * on the host (any more) or the page-in failed. */
-static int try_planned_in(struct mv_buf *b)
+int mv_page_in_planned_relock(struct mv_buf *b)
 {
-	struct mv_buf *v;
-
 	if (b->state != MV_HOST || b->freed || b->kind != MV_KIND_LARGE)
 		return -1;
 	/* Cached pages of freed buffers make room first, as for any allocation: the plan counted a
 	 * free as giving its memory back. */
-	while (mv_budget.resident + b->span > mv_budget.budget && (v = pop(&cache)) != NULL) {
-		pthread_mutex_unlock(&mv_lock);
-		mv_free_range(v->va, v->span, v->dev);
-		mv_real.cuEventDestroy_v2(v->moved);
-		mv_real.cuEventDestroy_v2(v->mstart);
-		free(v);
-		pthread_mutex_lock(&mv_lock);
+	while (budget.resident + b->span > budget.limit && drop_cached_relock())
 		if (b->state != MV_HOST || b->freed)
 			return -1;
-	}
-	if (mv_budget.resident + b->span > mv_budget.budget)
+	if (budget.resident + b->span > budget.limit)
 		return 1;
-	mv_budget.resident += b->span;
+	budget.resident += b->span;
 	b->state = MV_FETCHING;
 	b->planned_in = 1;
 	b->plan_waited = 0;
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	if (page_in_charged(b) != CUDA_SUCCESS) {
-		pthread_mutex_lock(&mv_lock);
-		b->state = MV_HOST;
+		mv_lock();
 		b->planned_in = 0;
-		if (b->freed)
-			push(&relq, b);
-		pthread_cond_broadcast(&mv_cond);
+		page_in_failed(b);
 		return -1;
 	}
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	return 0;
 }
-
 
 int mv_page_in_planned(struct mv_buf *b)
 {
 	int r;
 
-	pthread_mutex_lock(&mv_lock);
-	r = try_planned_in(b);
-	if (r == 1 && mv_budget.evicting > 0 && nplanq < MV_PLANQ) {
-		/* Room is on its way: the pager issues it once the page-outs before it have landed. */
-		atomic_fetch_add_explicit(&b->busy, 1, memory_order_relaxed);
-		planq[nplanq++] = b;
-		pager_kick();
+	mv_lock();
+	r = mv_page_in_planned_relock(b);
+	/* Room is on its way: the pager issues it once the page-outs before it have landed. */
+	if (r == 1 && budget.evicting > 0 && mv_pager_defer_in(b) == 0)
 		r = 0;
-	}
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	return r == 0 ? 0 : -1;
 }
 
-/* The pager's side, with mv_lock held: issues the queued page-ins that fit now, drops the rest once
- * no page-out is left to make room. */
-static void planq_run(void)
-{
-	struct mv_buf *mine[MV_PLANQ];
-	int n = nplanq;
-
-	/* Taken off the queue first: the lock is dropped while a page-in is issued. */
-	memcpy(mine, planq, (size_t)n * sizeof(mine[0]));
-	nplanq = 0;
-	for (int i = 0; i < n; i++) {
-		struct mv_buf *b = mine[i];
-		int r = try_planned_in(b);
-		if (r == 1 && mv_budget.evicting > 0 && nplanq < MV_PLANQ) {
-			planq[nplanq++] = b;
-			continue;
-		}
-		atomic_fetch_sub_explicit(&b->busy, 1, memory_order_release);
-	}
-}
+/* ---- making a buffer resident ---- */
 
 CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 {
 	CUresult r;
 	int fetched = 0, late;
 
-	pthread_mutex_lock(&mv_lock);
+	mv_lock();
 	for (;;) {
 		if (b->state == MV_RESIDENT)
 			break;
 		if (b->state == MV_EVICTING && !b->releasing) {
 			/* Its pages are still mapped: keep them and drop the copy when it lands. */
 			b->rescue = 1;
-			lazy_flush = 1;
-			pager_kick();
+			mv_pager_flush_lazy();
 			break;
 		}
 		if (b->state == MV_HOST) {
 			b->state = MV_FETCHING;
-			pthread_mutex_unlock(&mv_lock);
+			mv_unlock();
 			r = page_in(b);
-			pthread_mutex_lock(&mv_lock);
+			mv_lock();
 			if (r != CUDA_SUCCESS) {
-				b->state = MV_HOST;
-				if (b->freed)
-					push(&relq, b);
-				pthread_cond_broadcast(&mv_cond);
-				pthread_mutex_unlock(&mv_lock);
+				page_in_failed(b);
+				mv_unlock();
 				return r;
 			}
 			fetched = 1;
 			break;
 		}
-		room_wait();
+		mv_pager_wait(NULL);
 	}
 	if (!b->ready_pending) {
-		pthread_mutex_unlock(&mv_lock);
+		mv_unlock();
 		return CUDA_SUCCESS;
 	}
 	late = b->planned_in && !fetched && !b->in_used;
 	if (!fetched && !b->in_used) {
 		b->in_used = 1;
-		pager_kick();
+		mv_pager_kick();
 	}
 	/* The pager reads it when the page-in lands, under this lock. */
 	if (fetched)
 		b->plan_waited = 1;
-	pthread_mutex_unlock(&mv_lock);
+	mv_unlock();
 	if (late && mv_real.cuEventQuery(b->moved) == CUDA_ERROR_NOT_READY)
 		mv_plan_late(b);
 	if (fetched) {
@@ -1126,42 +427,4 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 	else
 		mv_real.cuStreamWaitEvent(h, b->moved, 0);
 	return CUDA_SUCCESS;
-}
-
-/* ---- release and reuse ---- */
-
-void mv_release_later(struct mv_buf *b)
-{
-	b->freed = 1;
-	if (b->state == MV_RESIDENT && !b->ready_pending) {
-		releasing_bytes += b->span;
-		push(&relq, b);
-	} else if (b->state == MV_HOST) {
-		push(&relq, b);
-	}
-	/* Otherwise it is moving, and whoever completes the move queues it: finish_page_in after a
-	 * page-in, finish_page_out after a page-out (rescued or not). */
-	pager_kick();
-}
-
-void mv_cache_put(struct mv_buf *b)
-{
-	b->freed = 1;
-	b->nuses = 0;
-	b->uses_overflow = 0;
-	b->nrefs = 0;
-	push(&cache, b);
-}
-
-struct mv_buf *mv_cache_take(uint64_t span)
-{
-	for (struct mv_buf **p = &cache; *p != NULL; p = &(*p)->next) {
-		if ((*p)->span == span) {
-			struct mv_buf *b = *p;
-			*p = b->next;
-			b->next = NULL;
-			return b;
-		}
-	}
-	return NULL;
 }

@@ -86,11 +86,6 @@ struct mv_stream *mv_stream_get(CUstream h, int per_thread)
 	return s != NULL ? s : add(h, 0);
 }
 
-CUstream mv_stream_handle(const struct mv_stream *s)
-{
-	return s->handle;
-}
-
 struct mv_stream *mv_stream_at(unsigned index)
 {
 	return index < atomic_load_explicit(&count, memory_order_acquire) ? &table[index] : NULL;

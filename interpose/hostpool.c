@@ -1,0 +1,223 @@
+/* The pinned host pool that paged-out buffers live in, grown in large chunks up to
+ * MEMVIRT_HOST_LIMIT, and the safety net's mappings of a buffer's device range onto its host copy. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "interpose/internal.h"
+#include "protocol/units.h"
+
+/* One block of pinned host memory: a host-located VMM allocation mapped at `ptr` (so its ranges
+ * can also be mapped at buffers' device addresses), or cuMemHostAlloc memory where the device
+ * cannot map host memory. Carved in granules. */
+struct mv_hostchunk {
+	CUmemGenericAllocationHandle handle; /* 0 for cuMemHostAlloc memory */
+	char *ptr;
+	uint64_t size;
+	uint8_t *used; /* one flag per granule */
+	struct mv_hostchunk *next;
+};
+
+struct mv_hostslot {
+	struct mv_hostchunk *chunk;
+	uint64_t off, span;
+};
+
+#define MV_HOST_CHUNK (256ull << 20)
+
+/* Guards the chunk list and the granule flags. Not held across driver calls: chunks are made
+ * first and linked in after. */
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct mv_hostchunk *chunks;
+static uint64_t pool_bytes, pool_used;
+static int pool_full_logged;
+static int pool_add_failed_logged;
+
+static struct mv_hostslot *slot_in(struct mv_hostchunk *c, uint64_t span)
+{
+	uint64_t g = mv_dev()->granularity, n = span / g, total = c->size / g, run = 0;
+
+	for (uint64_t i = 0; i < total; i++) {
+		run = c->used[i] ? 0 : run + 1;
+		if (run == n) {
+			struct mv_hostslot *s = malloc(sizeof(*s));
+			if (s == NULL)
+				return NULL;
+			memset(c->used + (i + 1 - n), 1, n);
+			*s = (struct mv_hostslot){c, (i + 1 - n) * g, span};
+			pool_used += span;
+			return s;
+		}
+	}
+	return NULL;
+}
+
+static struct mv_hostchunk *chunk_new(uint64_t size)
+{
+	struct mv_hostchunk *c = calloc(1, sizeof(*c));
+	CUresult r;
+
+	if (c == NULL)
+		return NULL;
+	c->size = size;
+	c->used = calloc(size / mv_dev()->granularity, 1);
+	if (c->used == NULL)
+		goto err_used;
+	if (mv_dev()->host_vmm) {
+		CUmemAllocationProp prop = {0};
+		CUmemAccessDesc access[2];
+		CUdeviceptr va;
+		memset(access, 0, sizeof(access));
+		prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+		prop.location.type = CU_MEM_LOCATION_TYPE_HOST;
+		r = mv_real.cuMemCreate(&c->handle, size, &prop, 0);
+		if (r != CUDA_SUCCESS)
+			goto err_create;
+		r = mv_real.cuMemAddressReserve(&va, size, mv_dev()->granularity, 0, 0);
+		if (r != CUDA_SUCCESS)
+			goto err_reserve;
+		r = mv_real.cuMemMap(va, size, 0, c->handle, 0);
+		if (r != CUDA_SUCCESS)
+			goto err_map;
+		access[0].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+		access[0].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+		access[1].location.type = CU_MEM_LOCATION_TYPE_HOST;
+		access[1].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+		r = mv_real.cuMemSetAccess(va, size, access, 2);
+		if (r != CUDA_SUCCESS)
+			r = mv_real.cuMemSetAccess(va, size, access, 1);
+		if (r != CUDA_SUCCESS) {
+			mv_real.cuMemUnmap(va, size);
+			goto err_map;
+		}
+		c->ptr = (char *)(uintptr_t)va;
+		return c;
+err_map:
+		mv_real.cuMemAddressFree(va, size);
+err_reserve:
+		mv_real.cuMemRelease(c->handle);
+		goto err_create;
+	}
+	r = mv_real.cuMemHostAlloc((void **)&c->ptr, size, CU_MEMHOSTALLOC_PORTABLE);
+	if (r == CUDA_SUCCESS)
+		return c;
+err_create:
+	free(c->used);
+err_used:
+	free(c);
+	return NULL;
+}
+
+/* Adds a chunk of size bytes to the pool. Called with pool_lock held, which it lets go while the
+ * chunk is made (driver calls) and holds again on return; the size is counted first, so that the
+ * limit holds meanwhile. Returns the chunk, or NULL. */
+static struct mv_hostchunk *pool_add_relock(uint64_t size)
+{
+	struct mv_hostchunk *c;
+
+	pool_bytes += size;
+	pthread_mutex_unlock(&pool_lock);
+	c = chunk_new(size);
+	pthread_mutex_lock(&pool_lock);
+	if (c == NULL) {
+		char a[32];
+		pool_bytes -= size;
+		/* Once per run of failures: a page-out is tried for every victim, each would say it. */
+		if (!pool_add_failed_logged)
+			mv_log(MV_LOG_WARN, "cannot allocate %s of pinned host memory: cannot page out more",
+			       mv_format_size(size, a, sizeof(a)));
+		pool_add_failed_logged = 1;
+		return NULL;
+	}
+	pool_add_failed_logged = 0;
+	c->next = chunks;
+	chunks = c;
+	return c;
+}
+
+struct mv_hostslot *mv_host_alloc(uint64_t span)
+{
+	struct mv_hostslot *s = NULL;
+	struct mv_hostchunk *c;
+	uint64_t size;
+
+	pthread_mutex_lock(&pool_lock);
+	for (c = chunks; c != NULL && s == NULL; c = c->next)
+		s = slot_in(c, span);
+	size = MV_MAX(MV_HOST_CHUNK, span);
+	/* The last chunk takes what is left below the limit, so that all of it can be used. */
+	if (pool_bytes + size > mv_cfg.host_limit && pool_bytes < mv_cfg.host_limit)
+		size = (mv_cfg.host_limit - pool_bytes) / mv_dev()->granularity * mv_dev()->granularity;
+	if (s != NULL || size < span || pool_bytes + size > mv_cfg.host_limit) {
+		if (s == NULL && !pool_full_logged) {
+			char a[32];
+			pool_full_logged = 1;
+			mv_log(MV_LOG_WARN, "host pool full at %s (MEMVIRT_HOST_LIMIT): cannot page out more",
+			       mv_format_size(pool_bytes, a, sizeof(a)));
+		}
+		pthread_mutex_unlock(&pool_lock);
+		return s;
+	}
+	c = pool_add_relock(size);
+	if (c != NULL)
+		s = slot_in(c, span);
+	pthread_mutex_unlock(&pool_lock);
+	return s;
+}
+
+void mv_host_free(struct mv_hostslot *s)
+{
+	pthread_mutex_lock(&pool_lock);
+	memset(s->chunk->used + s->off / mv_dev()->granularity, 0, s->span / mv_dev()->granularity);
+	pool_used -= s->span;
+	pthread_mutex_unlock(&pool_lock);
+	free(s);
+}
+
+int mv_host_pool_low(void)
+{
+	int low;
+
+	pthread_mutex_lock(&pool_lock);
+	low = pool_bytes - pool_used < MV_HOST_CHUNK / 2 && pool_bytes + MV_HOST_CHUNK <= mv_cfg.host_limit;
+	pthread_mutex_unlock(&pool_lock);
+	return low;
+}
+
+void mv_host_pool_grow(void)
+{
+	pthread_mutex_lock(&pool_lock);
+	if (pool_bytes - pool_used >= MV_HOST_CHUNK / 2 || pool_bytes + MV_HOST_CHUNK > mv_cfg.host_limit) {
+		pthread_mutex_unlock(&pool_lock);
+		return;
+	}
+	pool_add_relock(MV_HOST_CHUNK);
+	pthread_mutex_unlock(&pool_lock);
+}
+
+void *mv_host_ptr(const struct mv_hostslot *s)
+{
+	return s->chunk->ptr + s->off;
+}
+
+void mv_net_map(struct mv_buf *b)
+{
+	CUmemAccessDesc access;
+
+	memset(&access, 0, sizeof(access));
+	if (!mv_dev()->host_vmm || b->host->chunk->handle == 0)
+		return;
+	if (mv_real.cuMemMap(b->va, b->span, b->host->off, b->host->chunk->handle, 0) != CUDA_SUCCESS)
+		return;
+	access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	if (mv_real.cuMemSetAccess(b->va, b->span, &access, 1) != CUDA_SUCCESS)
+		mv_real.cuMemUnmap(b->va, b->span);
+}
+
+void mv_net_unmap(struct mv_buf *b)
+{
+	if (mv_dev()->host_vmm && b->host != NULL && b->host->chunk->handle != 0)
+		mv_real.cuMemUnmap(b->va, b->span);
+}

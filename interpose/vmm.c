@@ -1,0 +1,74 @@
+/* The device side of virtual memory: reserved address ranges and the device pages mapped into
+ * them, created and released around a buffer's stable address. */
+#include "config.h"
+
+#include <string.h>
+
+#include "interpose/internal.h"
+
+CUresult mv_map_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle *out)
+{
+	CUmemAllocationProp prop = {0};
+	CUmemAccessDesc access;
+	CUmemGenericAllocationHandle h;
+	CUresult r;
+	CUdevice dev = 0;
+
+	memset(&access, 0, sizeof(access));
+	mv_real.cuCtxGetDevice(&dev);
+	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	prop.location.id = dev;
+	r = mv_real.cuMemCreate(&h, span, &prop, 0);
+	if (r != CUDA_SUCCESS)
+		return r;
+	r = mv_real.cuMemMap(va, span, 0, h, 0);
+	if (r != CUDA_SUCCESS) {
+		mv_real.cuMemRelease(h);
+		return r;
+	}
+	access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	access.location.id = dev;
+	access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	r = mv_real.cuMemSetAccess(va, span, &access, 1);
+	if (r != CUDA_SUCCESS) {
+		mv_real.cuMemUnmap(va, span);
+		mv_real.cuMemRelease(h);
+		return r;
+	}
+	*out = h;
+	return CUDA_SUCCESS;
+}
+
+void mv_unmap_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle h)
+{
+	mv_real.cuMemUnmap(va, span);
+	mv_real.cuMemRelease(h);
+}
+
+CUresult mv_new_range(uint64_t span, CUdeviceptr *va, CUmemGenericAllocationHandle *dev)
+{
+	CUresult r = mv_make_room(span);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	r = mv_real.cuMemAddressReserve(va, span, mv_dev()->granularity, 0, 0);
+	if (r != CUDA_SUCCESS)
+		goto err_reserve;
+	r = mv_map_device(*va, span, dev);
+	if (r != CUDA_SUCCESS)
+		goto err_map;
+	return CUDA_SUCCESS;
+err_map:
+	mv_real.cuMemAddressFree(*va, span);
+err_reserve:
+	mv_uncharge(span);
+	return r;
+}
+
+void mv_free_range(uint64_t va, uint64_t span, CUmemGenericAllocationHandle dev)
+{
+	mv_unmap_device(va, span, dev);
+	mv_real.cuMemAddressFree(va, span);
+	mv_uncharge(span);
+}
