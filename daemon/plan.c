@@ -551,10 +551,6 @@ void mvd_learn_event(struct mvd_learn *l, const struct mv_event *ev)
 	case MV_EV_LAUNCH:
 		learn_launch(l, ev, time);
 		break;
-	case MV_EV_SYNC:
-		learn_room(l, 0, 0);
-		learn_nomem(mv_trace_add_sync(l->trace, ev->stream, time));
-		break;
 	case MV_EV_MARK:
 		learn_room(l, 0, 0);
 		learn_nomem(mv_trace_add_mark(l->trace, time));

@@ -414,7 +414,6 @@ void mv_record_alloc(uint32_t id, uint32_t flags, uint64_t size, uint64_t site, 
 void mv_record_free(uint32_t id, uint64_t time_ns);
 void mv_record_launch(uint32_t fn, uint32_t stream, uint64_t time_ns, uint64_t dur_ns, const uint32_t *ids,
 		      uint32_t n);
-void mv_record_sync(uint32_t stream, uint64_t time_ns);
 void mv_record_mark(uint64_t time_ns);
 void mv_record_page(uint32_t id, int in, uint64_t time_ns, uint64_t dur_ns, int waited);
 /* Writes what is buffered; with end, the END record too, and closes the file. */

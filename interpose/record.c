@@ -227,12 +227,6 @@ void mv_record_launch(uint32_t fn, uint32_t stream, uint64_t time_ns, uint64_t d
 	wrote(mv_trace_encode_launch(buf + len, REC_BUF - len, file_fn[fn] - 1, stream, time_ns, dur_ns, refs, nr));
 }
 
-void mv_record_sync(uint32_t stream, uint64_t time_ns)
-{
-	if (room(MV_TRACE_RECORD_HEAD + 16))
-		wrote(mv_trace_encode_sync(buf + len, REC_BUF - len, stream, time_ns));
-}
-
 void mv_record_mark(uint64_t time_ns)
 {
 	if (room(MV_TRACE_RECORD_HEAD + 16))

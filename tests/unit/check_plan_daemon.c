@@ -109,7 +109,7 @@ static void gen_free_all(struct gen *g)
 
 /* A layered network: L weights and an input allocated once, then per iteration a forward pass
  * that allocates each layer's activation (at new addresses each time), a backward pass that frees
- * them, an optimizer step over the weights and a sync. 2L + 1 launches per iteration. */
+ * them and an optimizer step over the weights. 2L + 1 launches per iteration. */
 struct net {
 	uint32_t layers;
 	uint32_t w[64];
@@ -148,7 +148,6 @@ static void net_iteration(struct gen *g, struct net *n)
 		gen_free(g, a[i]);
 	}
 	gen_launch(g, 300, n->w, n->layers);
-	gen_push(g, MV_EV_SYNC, 0, 0, 0);
 	n->iters++;
 }
 
@@ -198,9 +197,6 @@ static struct mv_trace *equivalent_trace(const struct gen *g)
 			ck_assert_int_eq(mv_trace_add_launch(t, f, e->stream, e->time_ns, 0,
 							     &g->refs[g->lref0[li]], g->lnrefs[li]), 0);
 			li++;
-			break;
-		case MV_EV_SYNC:
-			ck_assert_int_eq(mv_trace_add_sync(t, e->stream, e->time_ns), 0);
 			break;
 		case MV_EV_MARK:
 			ck_assert_int_eq(mv_trace_add_mark(t, e->time_ns), 0);
@@ -559,7 +555,7 @@ START_TEST(hostile_launch_without_refs)
 	ck_assert_uint_eq(t->ops[1].nrefs, 1);
 	ck_assert_uint_eq(t->refs[t->ops[1].ref0], 0);
 	/* Times that go back are kept in order. */
-	e = ev_of(MV_EV_SYNC, 0, 0, 0, 1);
+	e = ev_of(MV_EV_MARK, 0, 0, 0, 1);
 	mvd_learn_event(l, &e);
 	ck_assert_uint_eq(mvd_learn_trace(l)->nops, 3);
 	mvd_learn_free(l);
