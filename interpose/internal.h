@@ -31,8 +31,9 @@ extern struct mv_real mv_real;
  * CUDA_ERROR_NOT_INITIALIZED). Cheap after the first call. */
 int mv_init(void);
 
-/* A symbol of the real driver that is not an entry point memvirt uses (simcuda's extras), or NULL. */
-void *mv_real_symbol(const char *name);
+/* The test seam, the only code that exists for the simulated driver alone: nonzero when the driver
+ * is tests/simcuda keeping accounts without backing bytes (its model-only mode); 0 on a real one. */
+int mv_seam_sim_model_only(void);
 
 /* The hook for an exact versioned symbol, or NULL when it is not hooked (intercept.c). */
 void *mv_hook_for(const char *symbol);

@@ -900,11 +900,9 @@ void mv_learn_start(void)
 		}
 	}
 	if (mv_cfg.record != NULL) {
-		uint32_t tflags = 0;
-		/* simcuda without backing bytes: the trace says so (never linked to, only looked up). */
-		int (*model_only)(void) = (int (*)(void))mv_real_symbol("simcuda_model_only");
-		if (model_only != NULL && model_only())
-			tflags |= MV_TRACE_F_MODEL_ONLY;
+		/* A simulated device without backing bytes: the trace says so. */
+		uint32_t tflags = mv_seam_sim_model_only() ? MV_TRACE_F_MODEL_ONLY : 0;
+
 		recording = mv_record_open(mv_cfg.record, mv_dev.total, tflags) == 0;
 	}
 	if (!planning && !recording)
