@@ -112,23 +112,14 @@ const char *mv_func_name(uint32_t fn)
 
 /* ---- the queue ---- */
 
-#define LQ_SLOTS (1u << 16) /* a power of two */
-#define LQ_SHIFT 16
 #define LQ_REFS_PER 14      /* buffer numbers in a continuation slot */
 
 enum { LR_ALLOC = 1, LR_FREE, LR_LAUNCH, LR_MARK, LR_PAGE };
 
-/* One slot: seq is 2L while it waits for the producer of lap L, 2L + 1 once written. A record is
- * a head slot and the continuation slots holding a launch's buffer numbers, claimed together. */
-struct lslot {
-	_Atomic uint64_t seq;
-	uint64_t w[7];
-};
-
-static struct lslot lq[LQ_SLOTS];
-static _Alignas(64) _Atomic uint64_t lq_tail;
-static _Alignas(64) uint64_t lq_head;
-static _Atomic uint64_t lq_dropped;
+/* Records from the app's threads to the planner (ring.c). A record is a head slot (w[0]: its kind,
+ * then in bits 8-15 the slots it spans) and the continuation slots holding a launch's buffer
+ * numbers, claimed together. */
+static struct mv_ring lq;
 
 static uint64_t now_ns(void)
 {
@@ -138,51 +129,20 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Claims k consecutive slots, or none when the queue is full. */
-static int lq_claim(unsigned k, uint64_t *ticket)
-{
-	uint64_t t = atomic_load_explicit(&lq_tail, memory_order_relaxed);
-
-	for (;;) {
-		uint64_t last = t + k - 1;
-		struct lslot *s = &lq[last & (LQ_SLOTS - 1)];
-		uint64_t free_seq = (last >> LQ_SHIFT) * 2, seq = atomic_load_explicit(&s->seq, memory_order_acquire);
-		/* The reader frees slots in order: the last one free means all of them are. */
-		if (seq == free_seq) {
-			if (atomic_compare_exchange_weak_explicit(&lq_tail, &t, t + k, memory_order_relaxed,
-								  memory_order_relaxed)) {
-				*ticket = t;
-				return 0;
-			}
-		} else if ((int64_t)(seq - free_seq) < 0) {
-			atomic_fetch_add_explicit(&lq_dropped, 1, memory_order_relaxed);
-			return -1;
-		} else {
-			t = atomic_load_explicit(&lq_tail, memory_order_relaxed);
-		}
-	}
-}
-
-static void lq_commit(uint64_t t)
-{
-	atomic_store_explicit(&lq[t & (LQ_SLOTS - 1)].seq, (t >> LQ_SHIFT) * 2 + 1, memory_order_release);
-}
-
 static void lq_put(uint64_t w0, uint64_t w1, uint64_t w2, uint64_t w3, uint64_t w5)
 {
-	uint64_t t;
-	struct lslot *s;
+	uint64_t t, *w;
 
-	if (lq_claim(1, &t) != 0)
+	if (mv_ring_claim(&lq, 1, &t) != 0)
 		return;
-	s = &lq[t & (LQ_SLOTS - 1)];
-	s->w[0] = w0 | (1u << 8);
-	s->w[1] = w1;
-	s->w[2] = w2;
-	s->w[3] = w3;
-	s->w[4] = now_ns();
-	s->w[5] = w5;
-	lq_commit(t);
+	w = mv_ring_slot_at(&lq, t)->w;
+	w[0] = w0 | (1u << 8);
+	w[1] = w1;
+	w[2] = w2;
+	w[3] = w3;
+	w[4] = now_ns();
+	w[5] = w5;
+	mv_ring_commit(&lq, t);
 }
 
 void mv_learn_alloc(const struct mv_buf *b, int pinned)
@@ -208,10 +168,9 @@ void mv_learn_page(uint32_t id, int in, uint64_t bytes, uint64_t dur_ns, int wai
 void mv_learn_launch(uint32_t fn, uint32_t stream, struct mv_buf *const *named, size_t n, uint32_t tslot)
 {
 	unsigned k = 1 + (unsigned)((n + LQ_REFS_PER - 1) / LQ_REFS_PER);
-	uint64_t t;
-	struct lslot *s;
+	uint64_t t, *w;
 
-	if (fn == UINT32_MAX || lq_claim(k, &t) != 0) {
+	if (fn == UINT32_MAX || mv_ring_claim(&lq, k, &t) != 0) {
 		if (tslot != 0)
 			mv_learn_time_end(tslot, NULL); /* gives the timing slot back */
 		return;
@@ -221,16 +180,15 @@ void mv_learn_launch(uint32_t fn, uint32_t stream, struct mv_buf *const *named, 
 		size_t from = (size_t)(j - 1) * LQ_REFS_PER;
 		for (size_t r = 0; r < LQ_REFS_PER; r++)
 			ids[r] = from + r < n ? named[from + r]->id : 0;
-		s = &lq[(t + j) & (LQ_SLOTS - 1)];
-		memcpy(s->w, ids, sizeof(ids));
-		lq_commit(t + j);
+		memcpy(mv_ring_slot_at(&lq, t + j)->w, ids, sizeof(ids));
+		mv_ring_commit(&lq, t + j);
 	}
-	s = &lq[t & (LQ_SLOTS - 1)];
-	s->w[0] = LR_LAUNCH | (uint64_t)k << 8 | (uint64_t)(stream & 0xffff) << 16 | (uint64_t)n << 32;
-	s->w[1] = fn;
-	s->w[2] = tslot;
-	s->w[4] = now_ns();
-	lq_commit(t);
+	w = mv_ring_slot_at(&lq, t)->w;
+	w[0] = LR_LAUNCH | (uint64_t)k << 8 | (uint64_t)(stream & 0xffff) << 16 | (uint64_t)n << 32;
+	w[1] = fn;
+	w[2] = tslot;
+	w[4] = now_ns();
+	mv_ring_commit(&lq, t);
 }
 
 /* ---- launch timing ---- */
@@ -407,7 +365,6 @@ static uint32_t t2g[MV_FUNCS];
 static uint32_t ntfuncs;
 static uint64_t last_time;
 static uint64_t launches_since_detect, trace_launches;
-static uint64_t dropped_seen;
 static uint64_t dur_sum, dur_n;          /* measured launch time, for the launches not timed */
 static uint64_t bytes_h2d, ns_h2d, bytes_d2h, ns_d2h;
 
@@ -453,10 +410,10 @@ static uint64_t stamp(uint64_t t)
 	return last_time;
 }
 
-static void on_alloc(const struct lslot *s)
+static void on_alloc(const uint64_t *w)
 {
-	uint32_t id = (uint32_t)s->w[1], flags = (uint32_t)s->w[5];
-	uint64_t size = s->w[2], site = s->w[3], t = stamp(s->w[4]);
+	uint32_t id = (uint32_t)w[1], flags = (uint32_t)w[5];
+	uint64_t size = w[2], site = w[3], t = stamp(w[4]);
 	struct live *l;
 
 	if (recording)
@@ -480,10 +437,10 @@ static void on_alloc(const struct lslot *s)
 		l->tbuf = MV_TRACE_NONE;
 }
 
-static void on_free(const struct lslot *s)
+static void on_free(const uint64_t *w)
 {
-	uint32_t id = (uint32_t)s->w[1], *ix;
-	uint64_t t = stamp(s->w[4]);
+	uint32_t id = (uint32_t)w[1], *ix;
+	uint64_t t = stamp(w[4]);
 
 	if (recording)
 		mv_record_free(id, t);
@@ -518,17 +475,17 @@ static uint32_t trace_func(uint32_t fn)
 	return g2t[fn];
 }
 
-static void on_launch(const struct lslot *s)
+static void on_launch(const uint64_t *w)
 {
-	uint32_t k = (uint32_t)(s->w[0] >> 8) & 0xff, stream = (uint32_t)(s->w[0] >> 16) & 0xffff;
-	uint32_t n = (uint32_t)(s->w[0] >> 32), fn = (uint32_t)s->w[1], nr = 0;
-	uint64_t t = stamp(s->w[4]), dur = time_take((uint32_t)s->w[2]);
+	uint32_t k = (uint32_t)(w[0] >> 8) & 0xff, stream = (uint32_t)(w[0] >> 16) & 0xffff;
+	uint32_t n = (uint32_t)(w[0] >> 32), fn = (uint32_t)w[1], nr = 0;
+	uint64_t t = stamp(w[4]), dur = time_take((uint32_t)w[2]);
 	uint32_t *idv = refbuf + LQ_REFS_PER * 40;
 
 	if (n > LQ_REFS_PER * 38)
 		n = LQ_REFS_PER * 38;
 	for (uint32_t j = 1; j < k; j++)
-		memcpy(idv + (j - 1) * LQ_REFS_PER, lq[(lq_head + j) & (LQ_SLOTS - 1)].w, LQ_REFS_PER * sizeof(uint32_t));
+		memcpy(idv + (j - 1) * LQ_REFS_PER, mv_ring_slot_at(&lq, lq.head + j)->w, LQ_REFS_PER * sizeof(uint32_t));
 	if (dur > 0) {
 		dur_sum += dur;
 		dur_n++;
@@ -549,11 +506,11 @@ static void on_launch(const struct lslot *s)
 	}
 }
 
-static void on_page(const struct lslot *s)
+static void on_page(const uint64_t *w)
 {
-	uint32_t id = (uint32_t)s->w[1], *ix;
-	int in = s->w[5] & 1, waited = (s->w[5] >> 1) & 1;
-	uint64_t dur = s->w[2], bytes = s->w[3], t = stamp(s->w[4]);
+	uint32_t id = (uint32_t)w[1], *ix;
+	int in = w[5] & 1, waited = (w[5] >> 1) & 1;
+	uint64_t dur = w[2], bytes = w[3], t = stamp(w[4]);
 
 	if (dur > 0) {
 		if (in) {
@@ -570,9 +527,9 @@ static void on_page(const struct lslot *s)
 		mv_trace_add_page(tr, lives[*ix].tbuf, in, t, dur, waited);
 }
 
-static void on_mark(const struct lslot *s)
+static void on_mark(const uint64_t *w)
 {
-	uint64_t t = stamp(s->w[4]);
+	uint64_t t = stamp(w[4]);
 
 	if (recording)
 		mv_record_mark(t);
@@ -583,41 +540,31 @@ static void on_mark(const struct lslot *s)
 /* Takes up to max records off the queue. Returns how many. */
 static unsigned drain(unsigned max)
 {
+	const uint64_t *w;
 	unsigned done = 0;
 
-	while (done < max) {
-		struct lslot *s = &lq[lq_head & (LQ_SLOTS - 1)];
-		uint64_t full = (lq_head >> LQ_SHIFT) * 2 + 1;
-		unsigned k;
-		if (atomic_load_explicit(&s->seq, memory_order_acquire) != full)
-			break;
-		k = (unsigned)(s->w[0] >> 8) & 0xff;
-		if (k == 0)
-			k = 1;
-		switch (s->w[0] & 0xff) {
+	while (done < max && (w = mv_ring_peek(&lq)) != NULL) {
+		unsigned k = (unsigned)(w[0] >> 8) & 0xff;
+		switch (w[0] & 0xff) {
 		case LR_ALLOC:
-			on_alloc(s);
+			on_alloc(w);
 			break;
 		case LR_FREE:
-			on_free(s);
+			on_free(w);
 			break;
 		case LR_LAUNCH:
-			on_launch(s);
+			on_launch(w);
 			break;
 		case LR_MARK:
-			on_mark(s);
+			on_mark(w);
 			break;
 		case LR_PAGE:
-			on_page(s);
+			on_page(w);
 			break;
 		default:
 			break;
 		}
-		for (unsigned j = 0; j < k; j++) {
-			uint64_t h = lq_head + j;
-			atomic_store_explicit(&lq[h & (LQ_SLOTS - 1)].seq, (h >> LQ_SHIFT) * 2 + 2, memory_order_release);
-		}
-		lq_head += k;
+		mv_ring_release(&lq, k == 0 ? 1 : k);
 		done++;
 	}
 	return done;
@@ -763,11 +710,10 @@ static void detect(void)
 /* One round of the planner's periodic work. */
 static void planner_round(void)
 {
-	uint64_t dropped = atomic_load(&lq_dropped), iters, diverged;
+	uint64_t iters, diverged;
 
-	if (dropped != dropped_seen) {
+	if (mv_ring_take_dropped(&lq, UINT64_MAX) != 0) {
 		/* The trace missed records: start over and plan nothing until the iteration is relearned. */
-		dropped_seen = dropped;
 		mv_log(MV_LOG_DEBUG, "plan: the learner's queue overflowed; relearning");
 		mv_plan_install_local(NULL, NULL, NULL, 0);
 		mv_iter_free(iter);
