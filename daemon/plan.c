@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "daemon/internal.h"
+#include "policies/map.h"
 #include "policies/policy.h"
 
 /* How often sessions with new launches are planned for. */
@@ -32,26 +33,12 @@
 #define LEARN_DUR_MIN 1000ull
 #define LEARN_DUR_MAX 100000000ull
 
-/* One slot of an open-addressing map from a 64-bit key to a 32-bit value. */
-struct learn_slot {
-	uint64_t key;
-	uint32_t val;
-	uint32_t used;
-};
-
-/* A map with linear probing and backward-shift deletion, so that no tombstones pile up. */
-struct learn_map {
-	struct learn_slot *slot;
-	uint32_t mask;   /* slots - 1; 0 with no slots */
-	uint32_t n;
-};
-
 /* What one session has learnt, and what was last planned and sent from it. */
 struct mvd_learn {
 	uint64_t session;          /* for log lines */
 	struct mv_trace *trace;
-	struct learn_map addrs;    /* live buffer start address -> trace buffer */
-	struct learn_map funcs;    /* the library's function number -> trace function */
+	struct mv_map addrs;       /* live buffer start address -> trace buffer */
+	struct mv_map funcs;       /* the library's function number -> trace function */
 	uint64_t last_time;        /* times given to the trace never go back */
 
 	/* The launch whose REFs are arriving. */
@@ -93,92 +80,6 @@ struct mvd_learn {
 	uint32_t logged;
 	int warned_long;           /* logged that its iteration is too long to plan */
 };
-
-/* ---- the maps ------------------------------------------------------------------------------- */
-
-static uint32_t map_home(const struct learn_map *m, uint64_t key)
-{
-	return (uint32_t)((key * UINT64_C(0x9e3779b97f4a7c15)) >> 32) & m->mask;
-}
-
-static struct learn_slot *map_find(const struct learn_map *m, uint64_t key)
-{
-	uint32_t i;
-
-	if (m->slot == NULL)
-		return NULL;
-	for (i = map_home(m, key); m->slot[i].used; i = (i + 1) & m->mask) {
-		if (m->slot[i].key == key)
-			return &m->slot[i];
-	}
-	return NULL;
-}
-
-static void map_put_new(struct learn_map *m, uint64_t key, uint32_t val)
-{
-	uint32_t i = map_home(m, key);
-
-	while (m->slot[i].used)
-		i = (i + 1) & m->mask;
-	m->slot[i].key = key;
-	m->slot[i].val = val;
-	m->slot[i].used = 1;
-	m->n++;
-}
-
-/* Sets key to val; the table is kept at most half full. */
-static void map_set(struct learn_map *m, uint64_t key, uint32_t val)
-{
-	struct learn_slot *s = map_find(m, key), *old;
-	uint32_t i, nslots;
-
-	if (s != NULL) {
-		s->val = val;
-		return;
-	}
-	if (m->slot == NULL || (m->n + 1) * 2 > m->mask + 1) {
-		nslots = m->slot == NULL ? 256 : (m->mask + 1) * 2;
-		old = m->slot;
-		i = m->slot == NULL ? 0 : m->mask + 1;
-		m->slot = mvd_xcalloc(nslots, sizeof(*m->slot));
-		m->mask = nslots - 1;
-		m->n = 0;
-		while (i-- > 0) {
-			if (old[i].used)
-				map_put_new(m, old[i].key, old[i].val);
-		}
-		free(old);
-	}
-	map_put_new(m, key, val);
-}
-
-static void map_del(struct learn_map *m, uint64_t key)
-{
-	struct learn_slot *s = map_find(m, key);
-	uint32_t i, j, home;
-
-	if (s == NULL)
-		return;
-	i = (uint32_t)(s - m->slot);
-	m->slot[i].used = 0;
-	m->n--;
-	/* Entries after the hole that could live in it move back, so every probe still finds its key
-	 * before an empty slot. */
-	for (j = (i + 1) & m->mask; m->slot[j].used; j = (j + 1) & m->mask) {
-		home = map_home(m, m->slot[j].key);
-		if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
-			continue;
-		m->slot[i] = m->slot[j];
-		m->slot[j].used = 0;
-		i = j;
-	}
-}
-
-static void map_clear(struct learn_map *m)
-{
-	free(m->slot);
-	memset(m, 0, sizeof(*m));
-}
 
 /* ---- learning ------------------------------------------------------------------------------- */
 
@@ -233,8 +134,8 @@ static void learn_clear(struct mvd_learn *l, const char *why)
 	mvd_debug("session %llu: learning starts over: %s", (unsigned long long)l->session, why);
 	mv_trace_free(l->trace);
 	l->trace = learn_trace_new(total);
-	map_clear(&l->addrs);
-	map_clear(&l->funcs);
+	mv_map_clear(&l->addrs);
+	mv_map_clear(&l->funcs);
 	learn_drop_pending(l);
 	l->iter_valid = 0;
 	l->resets++;
@@ -246,8 +147,9 @@ static void learn_clear(struct mvd_learn *l, const char *why)
 static void learn_rebuild(struct mvd_learn *l, uint32_t cut)
 {
 	struct mv_trace *o = l->trace, *n = learn_trace_new(o->device_total);
-	struct learn_map addrs = {NULL, 0, 0};
-	uint32_t *remap, *refs = NULL, i, k, f, b;
+	struct mv_map addrs = MV_MAP_INIT;
+	uint32_t *remap, *refs = NULL, i, k, f, b, v;
+	uint64_t key;
 	const struct mv_trace_op *op;
 	int rc = 0;
 
@@ -306,11 +208,11 @@ static void learn_rebuild(struct mvd_learn *l, uint32_t cut)
 		learn_clear(l, "the trace could not be rebuilt");
 		return;
 	}
-	for (i = 0; l->addrs.slot != NULL && i <= l->addrs.mask; i++) {
-		if (l->addrs.slot[i].used && remap[l->addrs.slot[i].val] != MV_TRACE_NONE)
-			map_set(&addrs, l->addrs.slot[i].key, remap[l->addrs.slot[i].val]);
+	for (i = 0; mv_map_next(&l->addrs, &i, &key, &v);) {
+		if (remap[v] != MV_TRACE_NONE)
+			learn_nomem(mv_map_set(&addrs, key, remap[v]));
 	}
-	map_clear(&l->addrs);
+	mv_map_clear(&l->addrs);
 	l->addrs = addrs;
 	free(remap);
 	mv_trace_free(o);
@@ -376,12 +278,11 @@ static uint64_t learn_time(struct mvd_learn *l, uint64_t t)
  * start over. */
 static uint32_t learn_buf(struct mvd_learn *l, uint64_t addr, uint64_t time)
 {
-	struct learn_slot *s = map_find(&l->addrs, addr);
 	uint32_t buf;
 	int rc;
 
-	if (s != NULL)
-		return s->val;
+	if (mv_map_get(&l->addrs, addr, &buf))
+		return buf;
 	learn_ignore(l, "a REF of 0x%" PRIx64 ", which was never allocated", addr);
 	if (l->addrs.n >= LEARN_LIVE_MAX) {
 		learn_clear(l, "too many live addresses");
@@ -391,26 +292,25 @@ static uint32_t learn_buf(struct mvd_learn *l, uint64_t addr, uint64_t time)
 	learn_nomem(rc);
 	if (rc < 0)
 		return MV_TRACE_NONE;
-	map_set(&l->addrs, addr, buf);
+	learn_nomem(mv_map_set(&l->addrs, addr, buf));
 	return buf;
 }
 
 static void learn_free_addr(struct mvd_learn *l, uint64_t addr, uint64_t time)
 {
-	struct learn_slot *s = map_find(&l->addrs, addr);
+	uint32_t buf;
 	int rc;
 
-	if (s == NULL) {
+	if (!mv_map_get(&l->addrs, addr, NULL)) {
 		learn_ignore(l, "a FREE of 0x%" PRIx64 ", which is not allocated", addr);
 		return;
 	}
 	learn_room(l, 0, 0);
-	s = map_find(&l->addrs, addr);
-	if (s == NULL)
+	if (!mv_map_get(&l->addrs, addr, &buf))
 		return;
-	rc = mv_trace_add_free(l->trace, s->val, time);
+	rc = mv_trace_add_free(l->trace, buf, time);
 	learn_nomem(rc);
-	map_del(&l->addrs, addr);
+	mv_map_del(&l->addrs, addr);
 }
 
 static void learn_alloc(struct mvd_learn *l, const struct mv_event *ev, uint64_t time)
@@ -423,7 +323,7 @@ static void learn_alloc(struct mvd_learn *l, const struct mv_event *ev, uint64_t
 		return;
 	}
 	/* A second ALLOC at a live address means its FREE was lost. */
-	if (map_find(&l->addrs, ev->addr) != NULL) {
+	if (mv_map_get(&l->addrs, ev->addr, NULL)) {
 		learn_ignore(l, "an ALLOC at 0x%" PRIx64 ", which is already allocated", ev->addr);
 		learn_free_addr(l, ev->addr, time);
 	}
@@ -433,20 +333,19 @@ static void learn_alloc(struct mvd_learn *l, const struct mv_event *ev, uint64_t
 	rc = mv_trace_add_alloc(l->trace, ev->size, ev->arg, 0, time, &buf);
 	learn_nomem(rc);
 	if (rc == 0)
-		map_set(&l->addrs, ev->addr, buf);
+		learn_nomem(mv_map_set(&l->addrs, ev->addr, buf));
 }
 
 /* The trace function of the library's function number, defined as "f<number>" when first seen.
  * Returns MV_TRACE_NONE when learning had to start over. */
 static uint32_t learn_func(struct mvd_learn *l, uint64_t number)
 {
-	struct learn_slot *s = map_find(&l->funcs, number);
 	char name[32];
 	uint32_t func;
 	int rc;
 
-	if (s != NULL)
-		return s->val;
+	if (mv_map_get(&l->funcs, number, &func))
+		return func;
 	if (l->funcs.n >= LEARN_FUNCS_MAX) {
 		learn_clear(l, "too many distinct functions");
 		return MV_TRACE_NONE;
@@ -456,7 +355,7 @@ static uint32_t learn_func(struct mvd_learn *l, uint64_t number)
 	learn_nomem(rc);
 	if (rc < 0)
 		return MV_TRACE_NONE;
-	map_set(&l->funcs, number, func);
+	learn_nomem(mv_map_set(&l->funcs, number, func));
 	return func;
 }
 
@@ -595,8 +494,8 @@ void mvd_learn_free(struct mvd_learn *l)
 	if (l == NULL)
 		return;
 	mv_trace_free(l->trace);
-	map_clear(&l->addrs);
-	map_clear(&l->funcs);
+	mv_map_clear(&l->addrs);
+	mv_map_clear(&l->funcs);
 	free(l->refs);
 	free(l);
 }
@@ -611,10 +510,7 @@ size_t mvd_learn_memory(const struct mvd_learn *l)
 	     (size_t)t->cap_bufs * sizeof(*t->bufs) + (size_t)t->cap_funcs * sizeof(*t->funcs);
 	for (f = 0; f < t->nfuncs; f++)
 		n += strlen(t->funcs[f]) + 1;
-	if (l->addrs.slot != NULL)
-		n += ((size_t)l->addrs.mask + 1) * sizeof(*l->addrs.slot);
-	if (l->funcs.slot != NULL)
-		n += ((size_t)l->funcs.mask + 1) * sizeof(*l->funcs.slot);
+	n += mv_map_memory(&l->addrs) + mv_map_memory(&l->funcs);
 	n += (size_t)l->refs_cap * sizeof(*l->refs);
 	return n;
 }

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "interpose/internal.h"
+#include "policies/map.h"
 #include "policies/policy.h"
 #include "policies/trace.h"
 
@@ -247,108 +248,6 @@ struct live {
 	uint64_t size, site;
 };
 
-/* Open addressing on id, with backward-shift deletion. Values index `lives`. */
-struct idmap {
-	uint32_t *key, *val;
-	uint8_t *used;
-	uint32_t cap, n;
-};
-
-static uint32_t idhash(uint32_t id, uint32_t cap)
-{
-	return (uint32_t)((id * 0x9e3779b1u) & (cap - 1));
-}
-
-static int idmap_grow(struct idmap *m)
-{
-	struct idmap g = {0};
-
-	g.cap = m->cap ? m->cap * 2 : 1024;
-	g.key = malloc(g.cap * sizeof(*g.key));
-	g.val = malloc(g.cap * sizeof(*g.val));
-	g.used = calloc(g.cap, 1);
-	if (g.key == NULL || g.val == NULL || g.used == NULL) {
-		free(g.key);
-		free(g.val);
-		free(g.used);
-		return -1;
-	}
-	for (uint32_t i = 0; i < m->cap; i++) {
-		if (!m->used[i])
-			continue;
-		uint32_t j = idhash(m->key[i], g.cap);
-		while (g.used[j])
-			j = (j + 1) & (g.cap - 1);
-		g.used[j] = 1;
-		g.key[j] = m->key[i];
-		g.val[j] = m->val[i];
-	}
-	g.n = m->n;
-	free(m->key);
-	free(m->val);
-	free(m->used);
-	*m = g;
-	return 0;
-}
-
-static uint32_t *idmap_find(struct idmap *m, uint32_t id)
-{
-	if (m->cap == 0)
-		return NULL;
-	for (uint32_t j = idhash(id, m->cap);; j = (j + 1) & (m->cap - 1)) {
-		if (!m->used[j])
-			return NULL;
-		if (m->key[j] == id)
-			return &m->val[j];
-	}
-}
-
-static int idmap_put(struct idmap *m, uint32_t id, uint32_t v)
-{
-	uint32_t *p = idmap_find(m, id), j;
-
-	if (p != NULL) {
-		*p = v;
-		return 0;
-	}
-	if ((m->n + 1) * 2 > m->cap && idmap_grow(m) != 0)
-		return -1;
-	for (j = idhash(id, m->cap); m->used[j]; j = (j + 1) & (m->cap - 1))
-		;
-	m->used[j] = 1;
-	m->key[j] = id;
-	m->val[j] = v;
-	m->n++;
-	return 0;
-}
-
-static void idmap_del(struct idmap *m, uint32_t id)
-{
-	uint32_t j, k;
-
-	if (m->cap == 0)
-		return;
-	for (j = idhash(id, m->cap);; j = (j + 1) & (m->cap - 1)) {
-		if (!m->used[j])
-			return;
-		if (m->key[j] == id)
-			break;
-	}
-	m->used[j] = 0;
-	m->n--;
-	/* Backward shift: later entries of the run move into the hole when their home allows. */
-	for (k = (j + 1) & (m->cap - 1); m->used[k]; k = (k + 1) & (m->cap - 1)) {
-		uint32_t home = idhash(m->key[k], m->cap);
-		if ((j < k) ? (home <= j || home > k) : (home <= j && home > k)) {
-			m->used[j] = 1;
-			m->key[j] = m->key[k];
-			m->val[j] = m->val[k];
-			m->used[k] = 0;
-			j = k;
-		}
-	}
-}
-
 /* ---- the planner's state (its thread's alone) ---- */
 
 #define MV_TRACE_CAP (1u << 18)    /* ops kept before the trace starts over */
@@ -357,7 +256,7 @@ static void idmap_del(struct idmap *m, uint32_t id)
 #define MV_DEFAULT_LAUNCH_NS 10000
 
 static struct mv_trace *tr;
-static struct idmap ids;                 /* live id -> index in lives */
+static struct mv_map ids = MV_MAP_INIT;  /* live id -> index in lives */
 static struct live *lives;
 static uint32_t nlives, caplives;
 static uint32_t g2t[MV_FUNCS];           /* live function -> the trace's, MV_TRACE_NONE */
@@ -430,7 +329,7 @@ static void on_alloc(const uint64_t *w)
 	}
 	l = &lives[nlives];
 	*l = (struct live){id, MV_TRACE_NONE, flags, size, site};
-	if (idmap_put(&ids, id, nlives) != 0)
+	if (mv_map_set(&ids, id, nlives) != 0)
 		return;
 	nlives++;
 	if (tr != NULL && mv_trace_add_alloc(tr, size, site, flags, t, &l->tbuf) != 0)
@@ -439,24 +338,21 @@ static void on_alloc(const uint64_t *w)
 
 static void on_free(const uint64_t *w)
 {
-	uint32_t id = (uint32_t)w[1], *ix;
+	uint32_t id = (uint32_t)w[1], i;
 	uint64_t t = stamp(w[4]);
 
 	if (recording)
 		mv_record_free(id, t);
-	if (!planning || (ix = idmap_find(&ids, id)) == NULL)
+	if (!planning || !mv_map_get(&ids, id, &i))
 		return;
-	{
-		uint32_t i = *ix;
-		if (tr != NULL && lives[i].tbuf != MV_TRACE_NONE)
-			mv_trace_add_free(tr, lives[i].tbuf, t);
-		idmap_del(&ids, id);
-		if (i != nlives - 1) {
-			lives[i] = lives[nlives - 1];
-			*idmap_find(&ids, lives[i].id) = i;
-		}
-		nlives--;
+	if (tr != NULL && lives[i].tbuf != MV_TRACE_NONE)
+		mv_trace_add_free(tr, lives[i].tbuf, t);
+	mv_map_del(&ids, id);
+	if (i != nlives - 1) {
+		lives[i] = lives[nlives - 1];
+		mv_map_set(&ids, lives[i].id, i); /* an update: no memory needed */
 	}
+	nlives--;
 }
 
 static uint32_t trace_func(uint32_t fn)
@@ -494,10 +390,9 @@ static void on_launch(const uint64_t *w)
 		mv_record_launch(fn, stream, t, dur, idv, n);
 	if (!planning || tr == NULL)
 		return;
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t *ix = idmap_find(&ids, idv[i]);
-		if (ix != NULL && lives[*ix].tbuf != MV_TRACE_NONE)
-			refbuf[nr++] = lives[*ix].tbuf;
+	for (uint32_t i = 0, ix; i < n; i++) {
+		if (mv_map_get(&ids, idv[i], &ix) && lives[ix].tbuf != MV_TRACE_NONE)
+			refbuf[nr++] = lives[ix].tbuf;
 	}
 	fn = trace_func(fn);
 	if (fn != MV_TRACE_NONE && mv_trace_add_launch(tr, fn, stream, t, dur, refbuf, nr) == 0) {
@@ -508,7 +403,7 @@ static void on_launch(const uint64_t *w)
 
 static void on_page(const uint64_t *w)
 {
-	uint32_t id = (uint32_t)w[1], *ix;
+	uint32_t id = (uint32_t)w[1], ix;
 	int in = w[5] & 1, waited = (w[5] >> 1) & 1;
 	uint64_t dur = w[2], bytes = w[3], t = stamp(w[4]);
 
@@ -523,8 +418,8 @@ static void on_page(const uint64_t *w)
 	}
 	if (recording)
 		mv_record_page(id, in, t, dur, waited);
-	if (planning && tr != NULL && (ix = idmap_find(&ids, id)) != NULL && lives[*ix].tbuf != MV_TRACE_NONE)
-		mv_trace_add_page(tr, lives[*ix].tbuf, in, t, dur, waited);
+	if (planning && tr != NULL && mv_map_get(&ids, id, &ix) && lives[ix].tbuf != MV_TRACE_NONE)
+		mv_trace_add_page(tr, lives[ix].tbuf, in, t, dur, waited);
 }
 
 static void on_mark(const uint64_t *w)

@@ -4,6 +4,8 @@ POLICY_SOURCES = \
 	policies/policy.h \
 	policies/trace.h \
 	policies/trace.c \
+	policies/map.h \
+	policies/map.c \
 	policies/iter.c \
 	policies/plan.c \
 	policies/model.c \
