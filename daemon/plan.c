@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "daemon/internal.h"
-#include "policies/map.h"
+#include "policies/learn.h"
 #include "policies/policy.h"
 
 /* How often sessions with new launches are planned for. */
@@ -36,29 +36,14 @@
 /* What one session has learnt, and what was last planned and sent from it. */
 struct mvd_learn {
 	uint64_t session;          /* for log lines */
-	struct mv_trace *trace;
-	struct mv_map addrs;       /* live buffer start address -> trace buffer */
-	struct mv_map funcs;       /* the library's function number -> trace function */
-	uint64_t last_time;        /* times given to the trace never go back */
+	struct mv_learner *learner;
+	uint32_t logged;           /* ignored events logged */
 
-	/* The launch whose REFs are arriving. */
-	int pending;
-	int pending_bad;           /* its REFs are consumed, and it is not learnt */
-	uint32_t pending_func;
-	uint32_t pending_stream;
-	uint64_t pending_time;
-	uint32_t want, got;
-	uint32_t *refs;
-	uint32_t refs_cap;
-
-	/* The last iteration detected in the current trace. */
-	int iter_valid;            /* iter_first_op is an op of the current trace */
-	uint32_t iter_first_op;
-	uint32_t iter_nops;
+	/* The last iteration detected. */
 	int found;                 /* an iteration was ever learnt (the stats' "period found") */
 	uint32_t iter_nlaunch;
 	uint64_t iter_fingerprint;
-	uint64_t launches_new;     /* launches learnt since the last planning */
+	uint64_t planned_launches; /* launches learnt at the last planning */
 
 	/* The inputs of the last planning, so that unchanged ones are not planned again. */
 	int planned;
@@ -75,32 +60,34 @@ struct mvd_learn {
 	uint64_t plans_sent;
 	uint64_t plan_ns;          /* how long the last planning took */
 
-	uint64_t resets;           /* learning dropped: lost events or a cap reached */
-	uint64_t ignored;          /* malformed events */
-	uint32_t logged;
 	int warned_long;           /* logged that its iteration is too long to plan */
 };
 
 /* ---- learning ------------------------------------------------------------------------------- */
 
-static void learn_ignore(struct mvd_learn *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Counts a malformed event and logs the first few: the stream comes from a socket and may be
- * hostile, so it must cost neither the daemon nor its log. */
-static void learn_ignore(struct mvd_learn *l, const char *fmt, ...)
+/* What the learner tells: the stream comes from a socket and may be hostile, so malformed events
+ * must cost neither the daemon nor its log; the first few are logged, the rest only counted. */
+static void learn_note(void *ctx, enum mv_learner_note kind, const char *fmt, va_list ap)
 {
-	char msg[160];
-	va_list ap;
+	struct mvd_learn *l = ctx;
+	char msg[256];
 
-	l->ignored++;
-	if (l->logged >= LEARN_LOG_MAX)
+	if (kind == MV_LEARNER_IGNORED && l->logged >= LEARN_LOG_MAX)
 		return;
-	l->logged++;
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	mvd_debug("session %llu: learning ignores %s%s", (unsigned long long)l->session, msg,
-		  l->logged == LEARN_LOG_MAX ? " (further ones are only counted)" : "");
+	switch (kind) {
+	case MV_LEARNER_IGNORED:
+		l->logged++;
+		mvd_debug("session %llu: learning ignores %s%s", (unsigned long long)l->session, msg,
+			  l->logged == LEARN_LOG_MAX ? " (further ones are only counted)" : "");
+		break;
+	case MV_LEARNER_WARN:
+		mvd_warn("session %llu: %s", (unsigned long long)l->session, msg);
+		break;
+	default:
+		mvd_debug("session %llu: %s", (unsigned long long)l->session, msg);
+		break;
+	}
 }
 
 static void learn_nomem(int rc)
@@ -109,357 +96,34 @@ static void learn_nomem(int rc)
 		mvd_fatal("out of memory learning an iteration");
 }
 
-static struct mv_trace *learn_trace_new(uint64_t device_total)
-{
-	struct mv_trace *t = mv_trace_new(device_total, 0);
-
-	if (t == NULL)
-		mvd_fatal("out of memory learning an iteration");
-	return t;
-}
-
-/* A launch being collected refers to buffers by the old numbers: it cannot survive a restart. */
-static void learn_drop_pending(struct mvd_learn *l)
-{
-	if (l->pending)
-		l->pending_bad = 1;
-}
-
-/* Forgets everything: the trace, the addresses and the functions. What was sent stays in force in
- * the library, and stays the reference for not sending it again. */
-static void learn_clear(struct mvd_learn *l, const char *why)
-{
-	uint64_t total = l->trace->device_total;
-
-	mvd_debug("session %llu: learning starts over: %s", (unsigned long long)l->session, why);
-	mv_trace_free(l->trace);
-	l->trace = learn_trace_new(total);
-	mv_map_clear(&l->addrs);
-	mv_map_clear(&l->funcs);
-	learn_drop_pending(l);
-	l->iter_valid = 0;
-	l->resets++;
-}
-
-/* Starts a new trace holding the ops of the old one from cut on, and the buffers alive at cut;
- * function numbers are kept, so the library's function map stays valid. cut == nops keeps only
- * the live buffers. */
-static void learn_rebuild(struct mvd_learn *l, uint32_t cut)
-{
-	struct mv_trace *o = l->trace, *n = learn_trace_new(o->device_total);
-	struct mv_map addrs = MV_MAP_INIT;
-	uint32_t *remap, *refs = NULL, i, k, f, b, v;
-	uint64_t key;
-	const struct mv_trace_op *op;
-	int rc = 0;
-
-	remap = mvd_xmalloc(((size_t)o->nbufs + 1) * sizeof(*remap));
-	for (f = 0; f < o->nfuncs && rc == 0; f++)
-		rc = mv_trace_add_func(n, o->funcs[f], &k);
-	for (b = 0; b < o->nbufs && rc == 0; b++) {
-		const struct mv_trace_buf *tb = &o->bufs[b];
-
-		remap[b] = MV_TRACE_NONE;
-		if (tb->alloc_op < cut && (tb->free_op == MV_TRACE_NONE || tb->free_op >= cut))
-			rc = mv_trace_add_alloc(n, tb->size, tb->site, tb->flags,
-						o->ops[tb->alloc_op].time_ns, &remap[b]);
-	}
-	if (cut < o->nops)
-		refs = mvd_xmalloc(((size_t)MV_TRACE_REFS_MAX + 1) * sizeof(*refs));
-	for (k = cut; k < o->nops && rc == 0; k++) {
-		op = &o->ops[k];
-		switch (op->kind) {
-		case MV_TREC_ALLOC:
-			b = op->id;
-			rc = mv_trace_add_alloc(n, o->bufs[b].size, o->bufs[b].site, o->bufs[b].flags,
-						op->time_ns, &remap[b]);
-			break;
-		case MV_TREC_FREE:
-			rc = mv_trace_add_free(n, remap[op->id], op->time_ns);
-			break;
-		case MV_TREC_LAUNCH:
-			for (i = 0; i < op->nrefs; i++)
-				refs[i] = remap[o->refs[op->ref0 + i]];
-			rc = mv_trace_add_launch(n, op->id, op->stream, op->time_ns, op->dur_ns, refs,
-						 op->nrefs);
-			break;
-		case MV_TREC_SYNC:
-			rc = mv_trace_add_sync(n, op->stream, op->time_ns);
-			break;
-		case MV_TREC_MARK:
-			rc = mv_trace_add_mark(n, op->time_ns);
-			break;
-		case MV_TREC_PAGE:
-			rc = mv_trace_add_page(n, remap[op->id], op->dir, op->time_ns, op->dur_ns,
-					       op->waited);
-			break;
-		default:
-			break;
-		}
-	}
-	free(refs);
-	learn_nomem(rc);
-	if (rc < 0) {
-		/* The old trace was built by the same checks: this is a bug, not input. */
-		mvd_warn("session %llu: rebuilding the learnt trace failed (%d); starting over",
-			 (unsigned long long)l->session, rc);
-		mv_trace_free(n);
-		free(remap);
-		learn_clear(l, "the trace could not be rebuilt");
-		return;
-	}
-	for (i = 0; mv_map_next(&l->addrs, &i, &key, &v);) {
-		if (remap[v] != MV_TRACE_NONE)
-			learn_nomem(mv_map_set(&addrs, key, remap[v]));
-	}
-	mv_map_clear(&l->addrs);
-	l->addrs = addrs;
-	free(remap);
-	mv_trace_free(o);
-	l->trace = n;
-	learn_drop_pending(l);
-	l->iter_valid = 0;
-}
-
-/* The refs held by the ops from cut on. */
-static uint32_t learn_refs_from(const struct mv_trace *t, uint32_t cut)
-{
-	uint32_t k;
-
-	for (k = cut; k < t->nops; k++) {
-		if (t->ops[k].kind == MV_TREC_LAUNCH)
-			return t->nrefs - t->ops[k].ref0;
-	}
-	return 0;
-}
-
-static int learn_fits(const struct mv_trace *t, uint32_t nrefs, uint32_t nbufs)
-{
-	return t->nops + 1 + nbufs <= LEARN_OPS_MAX && t->nrefs + nrefs <= LEARN_REFS_MAX &&
-	       t->nbufs + nbufs <= LEARN_BUFS_MAX;
-}
-
-/* Makes room for one op naming nrefs buffers and adding up to nbufs buffers, restarting the trace
- * from its last iteration (or from nothing) when a cap would be passed. */
-static void learn_room(struct mvd_learn *l, uint32_t nrefs, uint32_t nbufs)
-{
-	const struct mv_trace *t = l->trace;
-
-	if (learn_fits(t, nrefs, nbufs))
-		return;
-	l->resets++;
-	/* Keeping the last iteration lets detection find it again after one more, provided it is
-	 * at most half of the trace; otherwise only the live buffers are kept. */
-	if (l->iter_valid && t->nops - l->iter_first_op <= LEARN_OPS_MAX / 2 &&
-	    learn_refs_from(t, l->iter_first_op) <= LEARN_REFS_MAX / 2) {
-		mvd_debug("session %llu: the learnt trace is full; keeping its last iteration",
-			  (unsigned long long)l->session);
-		learn_rebuild(l, l->iter_first_op);
-	}
-	if (!learn_fits(l->trace, nrefs, nbufs)) {
-		mvd_debug("session %llu: the learnt trace is full; keeping its live buffers",
-			  (unsigned long long)l->session);
-		learn_rebuild(l, l->trace->nops);
-	}
-	if (!learn_fits(l->trace, nrefs, nbufs))
-		learn_clear(l, "too many live buffers");
-}
-
-static uint64_t learn_time(struct mvd_learn *l, uint64_t t)
-{
-	if (t > l->last_time)
-		l->last_time = t;
-	return l->last_time;
-}
-
-/* The trace buffer at addr. An address never allocated (events lost, or a daemon started under a
- * running job) becomes a pinned stand-in, so that the launch keeps its place in the sequence and
- * each REF its position; a stand-in is never planned. Returns MV_TRACE_NONE when learning had to
- * start over. */
-static uint32_t learn_buf(struct mvd_learn *l, uint64_t addr, uint64_t time)
-{
-	uint32_t buf;
-	int rc;
-
-	if (mv_map_get(&l->addrs, addr, &buf))
-		return buf;
-	learn_ignore(l, "a REF of 0x%" PRIx64 ", which was never allocated", addr);
-	if (l->addrs.n >= LEARN_LIVE_MAX) {
-		learn_clear(l, "too many live addresses");
-		return MV_TRACE_NONE;
-	}
-	rc = mv_trace_add_alloc(l->trace, 1, 0, MV_TBUF_PINNED, time, &buf);
-	learn_nomem(rc);
-	if (rc < 0)
-		return MV_TRACE_NONE;
-	learn_nomem(mv_map_set(&l->addrs, addr, buf));
-	return buf;
-}
-
-static void learn_free_addr(struct mvd_learn *l, uint64_t addr, uint64_t time)
-{
-	uint32_t buf;
-	int rc;
-
-	if (!mv_map_get(&l->addrs, addr, NULL)) {
-		learn_ignore(l, "a FREE of 0x%" PRIx64 ", which is not allocated", addr);
-		return;
-	}
-	learn_room(l, 0, 0);
-	if (!mv_map_get(&l->addrs, addr, &buf))
-		return;
-	rc = mv_trace_add_free(l->trace, buf, time);
-	learn_nomem(rc);
-	mv_map_del(&l->addrs, addr);
-}
-
-static void learn_alloc(struct mvd_learn *l, const struct mv_event *ev, uint64_t time)
-{
-	uint32_t buf;
-	int rc;
-
-	if (ev->size == 0) {
-		learn_ignore(l, "an ALLOC of 0 bytes at 0x%" PRIx64, ev->addr);
-		return;
-	}
-	/* A second ALLOC at a live address means its FREE was lost. */
-	if (mv_map_get(&l->addrs, ev->addr, NULL)) {
-		learn_ignore(l, "an ALLOC at 0x%" PRIx64 ", which is already allocated", ev->addr);
-		learn_free_addr(l, ev->addr, time);
-	}
-	if (l->addrs.n >= LEARN_LIVE_MAX)
-		learn_clear(l, "too many live addresses");
-	learn_room(l, 0, 1);
-	rc = mv_trace_add_alloc(l->trace, ev->size, ev->arg, 0, time, &buf);
-	learn_nomem(rc);
-	if (rc == 0)
-		learn_nomem(mv_map_set(&l->addrs, ev->addr, buf));
-}
-
-/* The trace function of the library's function number, defined as "f<number>" when first seen.
- * Returns MV_TRACE_NONE when learning had to start over. */
-static uint32_t learn_func(struct mvd_learn *l, uint64_t number)
-{
-	char name[32];
-	uint32_t func;
-	int rc;
-
-	if (mv_map_get(&l->funcs, number, &func))
-		return func;
-	if (l->funcs.n >= LEARN_FUNCS_MAX) {
-		learn_clear(l, "too many distinct functions");
-		return MV_TRACE_NONE;
-	}
-	snprintf(name, sizeof(name), "f%" PRIu64, number);
-	rc = mv_trace_add_func(l->trace, name, &func);
-	learn_nomem(rc);
-	if (rc < 0)
-		return MV_TRACE_NONE;
-	learn_nomem(mv_map_set(&l->funcs, number, func));
-	return func;
-}
-
-static void learn_commit(struct mvd_learn *l)
-{
-	int rc;
-
-	l->pending = 0;
-	if (l->pending_bad)
-		return;
-	rc = mv_trace_add_launch(l->trace, l->pending_func, l->pending_stream, l->pending_time, 0,
-				 l->refs, l->got);
-	learn_nomem(rc);
-	if (rc < 0) {
-		learn_ignore(l, "a LAUNCH the trace refused (%d)", rc);
-		return;
-	}
-	l->launches_new++;
-}
-
-static void learn_launch(struct mvd_learn *l, const struct mv_event *ev, uint64_t time)
-{
-	uint32_t want = ev->arg > MV_TRACE_REFS_MAX ? 0 : (uint32_t)ev->arg;
-	uint32_t func = MV_TRACE_NONE;
-
-	/* Room first: a restart while the REFs arrive would renumber the buffers they name. */
-	if (ev->arg <= MV_TRACE_REFS_MAX) {
-		learn_room(l, want, want);
-		func = learn_func(l, ev->addr);
-	}
-	l->pending = 1;
-	l->pending_bad = func == MV_TRACE_NONE;
-	l->want = ev->arg > UINT32_MAX ? UINT32_MAX : (uint32_t)ev->arg;
-	l->got = 0;
-	if (ev->arg > MV_TRACE_REFS_MAX)
-		learn_ignore(l, "a LAUNCH naming %" PRIu64 " buffers (at most %u)", ev->arg,
-			     MV_TRACE_REFS_MAX);
-	if (!l->pending_bad) {
-		l->pending_func = func;
-		l->pending_stream = ev->stream > UINT16_MAX ? UINT16_MAX : ev->stream;
-		l->pending_time = time;
-		if (want > l->refs_cap) {
-			l->refs_cap = want;
-			l->refs = mvd_xrealloc(l->refs, (size_t)l->refs_cap * sizeof(*l->refs));
-		}
-	}
-	if (l->want == 0)
-		learn_commit(l);
-}
-
-static void learn_ref(struct mvd_learn *l, const struct mv_event *ev)
-{
-	uint32_t buf;
-
-	if (!l->pending) {
-		learn_ignore(l, "a REF of 0x%" PRIx64 " with no LAUNCH before it", ev->addr);
-		return;
-	}
-	if (!l->pending_bad) {
-		/* learn_buf may start over, which marks the launch bad. */
-		buf = learn_buf(l, ev->addr, l->pending_time);
-		if (buf == MV_TRACE_NONE)
-			l->pending_bad = 1;
-		else if (!l->pending_bad)
-			l->refs[l->got] = buf;
-	}
-	if (++l->got == l->want)
-		learn_commit(l);
-}
-
 void mvd_learn_event(struct mvd_learn *l, const struct mv_event *ev)
 {
-	uint64_t time;
+	struct mv_learner *lr = l->learner;
 
-	if (ev->kind == MV_EV_REF) {
-		learn_ref(l, ev);
-		return;
-	}
-	if (l->pending) {
-		if (!l->pending_bad)
-			learn_ignore(l, "a LAUNCH that promised %u REFs and had %u", l->want, l->got);
-		l->pending = 0;
-	}
-	time = learn_time(l, ev->time_ns);
 	switch (ev->kind) {
+	case MV_EV_REF:
+		learn_nomem(mv_learner_ref(lr, ev->addr));
+		break;
 	case MV_EV_ALLOC:
-		learn_alloc(l, ev, time);
+		learn_nomem(mv_learner_alloc(lr, ev->addr, ev->size, ev->arg, 0, ev->time_ns));
 		break;
 	case MV_EV_FREE:
-		learn_free_addr(l, ev->addr, time);
+		learn_nomem(mv_learner_freed(lr, ev->addr, ev->time_ns));
 		break;
 	case MV_EV_LAUNCH:
-		learn_launch(l, ev, time);
+		learn_nomem(mv_learner_launch(lr, ev->addr, NULL, ev->stream, ev->time_ns, 0, ev->arg));
 		break;
 	case MV_EV_MARK:
-		learn_room(l, 0, 0);
-		learn_nomem(mv_trace_add_mark(l->trace, time));
+		learn_nomem(mv_learner_mark(lr, ev->time_ns));
 		break;
 	case MV_EV_PAGE_OUT:
 	case MV_EV_PAGE_IN:
 		/* The library's own moves do not change the iteration. */
+		mv_learner_skip(lr, ev->time_ns);
 		break;
 	default:
-		learn_ignore(l, "an event of unknown kind %u", ev->kind);
+		mv_learner_skip(lr, ev->time_ns);
+		mv_learner_ignore(lr, "an event of unknown kind %u", ev->kind);
 		break;
 	}
 }
@@ -473,19 +137,19 @@ void mvd_learn_gap(struct mvd_learn *l, uint32_t dropped)
 	/* A gap breaks the sequence: whatever was learnt no longer lines up with the library's
 	 * launches. The live buffers are kept, so that learning resumes with the next iteration. */
 	snprintf(why, sizeof(why), "%u events were lost", dropped);
-	mvd_debug("session %llu: learning starts over: %s", (unsigned long long)l->session, why);
-	if (l->pending)
-		l->pending = 0;
-	learn_rebuild(l, l->trace->nops);
-	l->resets++;
+	learn_nomem(mv_learner_restart(l->learner, why));
 }
 
 struct mvd_learn *mvd_learn_new(uint64_t session, uint64_t device_total)
 {
+	static const struct mv_learner_limits lim = {LEARN_OPS_MAX, LEARN_REFS_MAX, LEARN_BUFS_MAX,
+						     LEARN_LIVE_MAX, LEARN_FUNCS_MAX};
 	struct mvd_learn *l = mvd_xcalloc(1, sizeof(*l));
 
 	l->session = session;
-	l->trace = learn_trace_new(device_total);
+	l->learner = mv_learner_new(device_total, &lim, learn_note, l);
+	if (l->learner == NULL)
+		mvd_fatal("out of memory learning an iteration");
 	return l;
 }
 
@@ -493,31 +157,18 @@ void mvd_learn_free(struct mvd_learn *l)
 {
 	if (l == NULL)
 		return;
-	mv_trace_free(l->trace);
-	mv_map_clear(&l->addrs);
-	mv_map_clear(&l->funcs);
-	free(l->refs);
+	mv_learner_free(l->learner);
 	free(l);
 }
 
 size_t mvd_learn_memory(const struct mvd_learn *l)
 {
-	const struct mv_trace *t = l->trace;
-	size_t n = sizeof(*l) + sizeof(*t);
-	uint32_t f;
-
-	n += (size_t)t->cap_ops * sizeof(*t->ops) + (size_t)t->cap_refs * sizeof(*t->refs) +
-	     (size_t)t->cap_bufs * sizeof(*t->bufs) + (size_t)t->cap_funcs * sizeof(*t->funcs);
-	for (f = 0; f < t->nfuncs; f++)
-		n += strlen(t->funcs[f]) + 1;
-	n += mv_map_memory(&l->addrs) + mv_map_memory(&l->funcs);
-	n += (size_t)l->refs_cap * sizeof(*l->refs);
-	return n;
+	return sizeof(*l) + mv_learner_memory(l->learner);
 }
 
 const struct mv_trace *mvd_learn_trace(const struct mvd_learn *l)
 {
-	return l->trace;
+	return mv_learner_trace(l->learner);
 }
 
 /* ---- planning ------------------------------------------------------------------------------- */
@@ -590,7 +241,7 @@ static uint64_t plan_default_dur(const struct mv_trace *t, uint32_t first_op, ui
 static uint32_t plan_wire_ops(const struct mvd_learn *l, const struct mv_iter *it, const struct mv_plan *plan,
 			      const uint32_t *launch_op, struct mv_plan_op_wire *w)
 {
-	const struct mv_trace *t = l->trace;
+	const struct mv_trace *t = mv_learner_trace(l->learner);
 	const struct mv_trace_op *op;
 	const struct mv_iter_buf *ib;
 	uint32_t i, j, n = 0;
@@ -639,20 +290,21 @@ int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_poli
 	struct mv_plan_op_wire *w = NULL;
 	struct mv_msg_plan head;
 	uint32_t first_op, nops, nlaunch, *launch_op = NULL;
-	uint64_t t0, t1, t2, t3 = 0, cpu0, dur, hash;
+	uint64_t t0, t1, t2, t3 = 0, cpu0, dur, hash, launches = mv_learner_stats(l->learner)->launches;
+	const struct mv_trace *trace = mv_learner_trace(l->learner);
 	int rc, same_inputs;
 
 	*payload = NULL;
 	*len = 0;
 	same_inputs = l->planned && strcmp(l->key_policy, policy) == 0 &&
 		      plan_params_equal(&l->key_params, params);
-	if (l->launches_new == 0 && same_inputs)
+	if (launches == l->planned_launches && same_inputs)
 		return 0;
 	t0 = plan_now_ns();
 	/* The wall time is what the event loop waited; the CPU time tells a busy host from slow code. */
 	cpu0 = plan_clock_ns(CLOCK_THREAD_CPUTIME_ID);
-	l->launches_new = 0;
-	rc = mv_iter_detect(l->trace, &first_op, &nops);
+	l->planned_launches = launches;
+	rc = mv_iter_detect(trace, &first_op, &nops);
 	if (rc == -ENOENT)
 		return 0;
 	if (rc < 0 || nops == 0) {
@@ -661,11 +313,9 @@ int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_poli
 		return 0;
 	}
 	t1 = plan_now_ns();
-	l->iter_valid = 1;
-	l->iter_first_op = first_op;
-	l->iter_nops = nops;
+	mv_learner_iteration(l->learner, first_op);
 
-	nlaunch = plan_launch_ops(l->trace, first_op, nops, NULL, 0);
+	nlaunch = plan_launch_ops(trace, first_op, nops, NULL, 0);
 	if (nlaunch == 0)
 		return 0;
 	if (nlaunch > PLAN_LAUNCH_MAX) {
@@ -681,16 +331,16 @@ int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_poli
 	if (same_inputs && l->found && l->iter_nlaunch == nlaunch && l->key_nlaunch == nlaunch &&
 	    l->key_fingerprint == l->iter_fingerprint) {
 		/* The fingerprint needs the iteration built; the cheap checks come first. */
-		dur = plan_default_dur(l->trace, first_op, nops, nlaunch);
-		rc = mv_iter_build(l->trace, first_op, nops, dur, &it);
+		dur = plan_default_dur(trace, first_op, nops, nlaunch);
+		rc = mv_iter_build(trace, first_op, nops, dur, &it);
 		learn_nomem(rc);
 		if (rc == 0 && it->fingerprint == l->key_fingerprint) {
 			mv_iter_free(it);
 			return 0;
 		}
 	} else {
-		dur = plan_default_dur(l->trace, first_op, nops, nlaunch);
-		rc = mv_iter_build(l->trace, first_op, nops, dur, &it);
+		dur = plan_default_dur(trace, first_op, nops, nlaunch);
+		rc = mv_iter_build(trace, first_op, nops, dur, &it);
 		learn_nomem(rc);
 	}
 	if (rc < 0) {
@@ -734,7 +384,7 @@ int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_poli
 		goto out;
 	}
 	launch_op = mvd_xmalloc((size_t)it->nlaunch * sizeof(*launch_op));
-	plan_launch_ops(l->trace, first_op, nops, launch_op, it->nlaunch);
+	plan_launch_ops(trace, first_op, nops, launch_op, it->nlaunch);
 	w = mvd_xmalloc(((size_t)plan->nops + 1) * sizeof(*w));
 	head.fingerprint = it->fingerprint;
 	head.nlaunch = it->nlaunch;
@@ -785,8 +435,8 @@ void mvd_learn_json(const struct mvd_learn *l, json_t *o)
 	json_object_set_new(o, "plans_sent", json_integer((json_int_t)l->plans_sent));
 	json_object_set_new(o, "plan_ops", json_integer((json_int_t)l->sent_nops));
 	json_object_set_new(o, "plan_time_us", json_integer((json_int_t)(l->plan_ns / 1000)));
-	json_object_set_new(o, "learn_resets", json_integer((json_int_t)l->resets));
-	json_object_set_new(o, "learn_ignored", json_integer((json_int_t)l->ignored));
+	json_object_set_new(o, "learn_resets", json_integer((json_int_t)mv_learner_stats(l->learner)->resets));
+	json_object_set_new(o, "learn_ignored", json_integer((json_int_t)mv_learner_stats(l->learner)->ignored));
 }
 
 /* ---- sessions ------------------------------------------------------------------------------- */

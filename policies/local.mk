@@ -6,6 +6,8 @@ POLICY_SOURCES = \
 	policies/trace.c \
 	policies/map.h \
 	policies/map.c \
+	policies/learn.h \
+	policies/learn.c \
 	policies/iter.c \
 	policies/plan.c \
 	policies/model.c \
