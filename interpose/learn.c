@@ -1,8 +1,9 @@
 /* The learner: the app's threads append compact records of what they do (allocations, frees,
- * launches with the buffers they name, page copies, iteration marks) to a lock-free bounded queue;
- * the planner thread turns them into a trace (policies/trace.h), finds the training loop's
- * iteration in it, plans the iteration with the selected policy and installs the plan for the
- * executor (plan.c). It also feeds the trace file (record.c) when MEMVIRT_RECORD asks for one.
+ * launches with the buffers they name, page copies, iteration marks) to a lock-free bounded queue
+ * (ring.c); the planner thread feeds them to the learner of policies/learn.h, which makes a trace
+ * of them, finds the training loop's iteration in it, plans the iteration with the selected policy
+ * and installs the plan for the executor (plan.c). It also feeds the trace file (record.c) when
+ * MEMVIRT_RECORD asks for one.
  *
  * The app never waits on any of it: a full queue drops the record and counts it, which makes the
  * trace unreliable, so the learner starts a new one and withdraws its plan until it has learned
@@ -16,7 +17,7 @@
 #include <time.h>
 
 #include "interpose/internal.h"
-#include "policies/map.h"
+#include "policies/learn.h"
 #include "policies/policy.h"
 #include "policies/trace.h"
 
@@ -240,14 +241,6 @@ static uint64_t time_take(uint32_t slot)
 	return ns;
 }
 
-/* ---- buffer numbers: live id -> slot in `live` ---- */
-
-/* A buffer alive in the trace. */
-struct live {
-	uint32_t id, tbuf, flags;
-	uint64_t size, site;
-};
-
 /* ---- the planner's state (its thread's alone) ---- */
 
 #define MV_TRACE_CAP (1u << 18)    /* ops kept before the trace starts over */
@@ -255,21 +248,18 @@ struct live {
 #define MV_DEFAULT_BPS 12e9        /* copy bandwidth until one is measured */
 #define MV_DEFAULT_LAUNCH_NS 10000
 
-static struct mv_trace *tr;
-static struct mv_map ids = MV_MAP_INIT;  /* live id -> index in lives */
-static struct live *lives;
-static uint32_t nlives, caplives;
-static uint32_t g2t[MV_FUNCS];           /* live function -> the trace's, MV_TRACE_NONE */
-static uint32_t t2g[MV_FUNCS];
-static uint32_t ntfuncs;
-static uint64_t last_time;
+static struct mv_learner *lr;            /* the trace, while planning (policies/learn.h) */
+static uint64_t last_time;               /* the time of the last record, for the trace file */
 static uint64_t launches_since_detect, trace_launches;
+static uint64_t resets_seen;             /* the learner's restarts already accounted for */
 static uint64_t dur_sum, dur_n;          /* measured launch time, for the launches not timed */
 static uint64_t bytes_h2d, ns_h2d, bytes_d2h, ns_d2h;
 
 static int planning;                     /* a policy other than lru */
 static const struct mv_policy *policy;
 static struct mv_iter *iter;             /* the iteration learned, planned and installed */
+static uint32_t fnmap[MV_FUNCS];         /* the live function number of each of iter's functions */
+static uint32_t nfnmap;
 static struct mv_feedback *fb;
 static uint64_t *late_acc;
 static uint64_t iter_seen, diverged_base, iters_installed;
@@ -281,25 +271,12 @@ static _Atomic int planner_started;
 static _Atomic int planner_exiting;
 static _Atomic int planner_done;
 
-static uint32_t *refbuf;                 /* a launch's trace buffers */
-
-static void restart_trace(void)
+/* Learning starts over from the buffers alive now. */
+static void relearn(const char *why)
 {
-	struct mv_trace *t = mv_trace_new(mv_dev.total, 0);
-
-	if (t == NULL)
-		return;
-	if (tr != NULL)
-		mv_trace_free(tr);
-	tr = t;
-	for (uint32_t i = 0; i < MV_FUNCS; i++)
-		g2t[i] = MV_TRACE_NONE;
-	ntfuncs = 0;
+	mv_learner_restart(lr, why);
 	launches_since_detect = trace_launches = 0;
-	/* Buffers alive now are alive when the next iteration begins. */
-	for (uint32_t i = 0; i < nlives; i++)
-		if (mv_trace_add_alloc(tr, lives[i].size, lives[i].site, lives[i].flags, last_time, &lives[i].tbuf) != 0)
-			lives[i].tbuf = MV_TRACE_NONE;
+	resets_seen = mv_learner_stats(lr)->resets;
 }
 
 static uint64_t stamp(uint64_t t)
@@ -313,74 +290,34 @@ static void on_alloc(const uint64_t *w)
 {
 	uint32_t id = (uint32_t)w[1], flags = (uint32_t)w[5];
 	uint64_t size = w[2], site = w[3], t = stamp(w[4]);
-	struct live *l;
 
 	if (recording)
 		mv_record_alloc(id, flags, size, site, t);
-	if (!planning)
-		return;
-	if (nlives == caplives) {
-		uint32_t cap = caplives ? caplives * 2 : 1024;
-		struct live *v = realloc(lives, cap * sizeof(*v));
-		if (v == NULL)
-			return;
-		lives = v;
-		caplives = cap;
-	}
-	l = &lives[nlives];
-	*l = (struct live){id, MV_TRACE_NONE, flags, size, site};
-	if (mv_map_set(&ids, id, nlives) != 0)
-		return;
-	nlives++;
-	if (tr != NULL && mv_trace_add_alloc(tr, size, site, flags, t, &l->tbuf) != 0)
-		l->tbuf = MV_TRACE_NONE;
+	if (lr != NULL)
+		mv_learner_alloc(lr, id, size, site, flags, t);
 }
 
 static void on_free(const uint64_t *w)
 {
-	uint32_t id = (uint32_t)w[1], i;
+	uint32_t id = (uint32_t)w[1];
 	uint64_t t = stamp(w[4]);
 
 	if (recording)
 		mv_record_free(id, t);
-	if (!planning || !mv_map_get(&ids, id, &i))
-		return;
-	if (tr != NULL && lives[i].tbuf != MV_TRACE_NONE)
-		mv_trace_add_free(tr, lives[i].tbuf, t);
-	mv_map_del(&ids, id);
-	if (i != nlives - 1) {
-		lives[i] = lives[nlives - 1];
-		mv_map_set(&ids, lives[i].id, i); /* an update: no memory needed */
-	}
-	nlives--;
-}
-
-static uint32_t trace_func(uint32_t fn)
-{
-	if (fn >= MV_FUNCS)
-		return MV_TRACE_NONE;
-	if (g2t[fn] == MV_TRACE_NONE) {
-		uint32_t tf;
-		if (mv_trace_add_func(tr, mv_func_name(fn), &tf) != 0)
-			return MV_TRACE_NONE;
-		g2t[fn] = tf;
-		if (tf < MV_FUNCS)
-			t2g[tf] = fn;
-		ntfuncs = tf + 1;
-	}
-	return g2t[fn];
+	if (lr != NULL)
+		mv_learner_freed(lr, id, t);
 }
 
 static void on_launch(const uint64_t *w)
 {
-	uint32_t k = (uint32_t)(w[0] >> 8) & 0xff, stream = (uint32_t)(w[0] >> 16) & 0xffff;
-	uint32_t n = (uint32_t)(w[0] >> 32), fn = (uint32_t)w[1], nr = 0;
-	uint64_t t = stamp(w[4]), dur = time_take((uint32_t)w[2]);
-	uint32_t *idv = refbuf + LQ_REFS_PER * 40;
+	static uint32_t idv[LQ_REFS_PER * 40]; /* the buffer numbers of a launch */
+	uint32_t stream = (uint32_t)(w[0] >> 16) & 0xffff;
+	uint32_t n = (uint32_t)(w[0] >> 32), fn = (uint32_t)w[1];
+	uint64_t t = stamp(w[4]), dur = time_take((uint32_t)w[2]), learnt;
 
 	if (n > LQ_REFS_PER * 38)
 		n = LQ_REFS_PER * 38;
-	for (uint32_t j = 1; j < k; j++)
+	for (uint32_t j = 1; (j - 1) * LQ_REFS_PER < n; j++)
 		memcpy(idv + (j - 1) * LQ_REFS_PER, mv_ring_slot_at(&lq, lq.head + j)->w, LQ_REFS_PER * sizeof(uint32_t));
 	if (dur > 0) {
 		dur_sum += dur;
@@ -388,14 +325,13 @@ static void on_launch(const uint64_t *w)
 	}
 	if (recording)
 		mv_record_launch(fn, stream, t, dur, idv, n);
-	if (!planning || tr == NULL)
+	if (lr == NULL)
 		return;
-	for (uint32_t i = 0, ix; i < n; i++) {
-		if (mv_map_get(&ids, idv[i], &ix) && lives[ix].tbuf != MV_TRACE_NONE)
-			refbuf[nr++] = lives[ix].tbuf;
-	}
-	fn = trace_func(fn);
-	if (fn != MV_TRACE_NONE && mv_trace_add_launch(tr, fn, stream, t, dur, refbuf, nr) == 0) {
+	learnt = mv_learner_stats(lr)->launches;
+	mv_learner_launch(lr, fn, mv_func_name(fn), stream, t, dur, n);
+	for (uint32_t i = 0; i < n; i++)
+		mv_learner_ref(lr, idv[i]);
+	if (mv_learner_stats(lr)->launches != learnt) {
 		launches_since_detect++;
 		trace_launches++;
 	}
@@ -403,7 +339,7 @@ static void on_launch(const uint64_t *w)
 
 static void on_page(const uint64_t *w)
 {
-	uint32_t id = (uint32_t)w[1], ix;
+	uint32_t id = (uint32_t)w[1];
 	int in = w[5] & 1, waited = (w[5] >> 1) & 1;
 	uint64_t dur = w[2], bytes = w[3], t = stamp(w[4]);
 
@@ -418,8 +354,8 @@ static void on_page(const uint64_t *w)
 	}
 	if (recording)
 		mv_record_page(id, in, t, dur, waited);
-	if (planning && tr != NULL && mv_map_get(&ids, id, &ix) && lives[ix].tbuf != MV_TRACE_NONE)
-		mv_trace_add_page(tr, lives[ix].tbuf, in, t, dur, waited);
+	if (lr != NULL)
+		mv_learner_page(lr, id, in, t, dur, waited);
 }
 
 static void on_mark(const uint64_t *w)
@@ -428,7 +364,7 @@ static void on_mark(const uint64_t *w)
 
 	if (recording)
 		mv_record_mark(t);
-	if (planning && tr != NULL && mv_trace_add_mark(tr, t) == 0)
+	if (lr != NULL && mv_learner_mark(lr, t) == 0)
 		launches_since_detect = MV_MAX(launches_since_detect, trace_launches); /* try at once */
 }
 
@@ -527,7 +463,7 @@ static void plan_and_install(void)
 		mv_log(MV_LOG_DEBUG, "plan: %s planned %u page-outs and %u page-ins for %u launches, %u buffers, "
 		       "budget %llu", policy->name, outs, ins, iter->nlaunch, iter->nbufs, (unsigned long long)p.budget);
 	}
-	mv_plan_install_local(iter, plan, t2g, ntfuncs);
+	mv_plan_install_local(iter, plan, fnmap, nfnmap);
 	mv_plan_free(plan);
 }
 
@@ -568,9 +504,23 @@ static int same_iter(const struct mv_iter *a, const struct mv_iter *b)
 	return 1;
 }
 
+/* The live function number of each of the trace's functions, for the executor: fnmap[]. */
+static void fnmap_take(void)
+{
+	nfnmap = MV_MIN(mv_learner_trace(lr)->nfuncs, MV_FUNCS);
+	for (uint32_t f = 0; f < nfnmap; f++)
+		fnmap[f] = UINT32_MAX;
+	for (uint32_t fn = 0; fn < MV_FUNCS; fn++) {
+		uint32_t f = mv_learner_func(lr, fn);
+		if (f < nfnmap)
+			fnmap[f] = fn;
+	}
+}
+
 /* Looks for the iteration in the trace; a new one is planned and installed. */
 static void detect(void)
 {
+	const struct mv_trace *tr = mv_learner_trace(lr);
 	uint32_t first, nops;
 	struct mv_iter *it = NULL;
 	uint64_t iters, diverged;
@@ -591,6 +541,7 @@ static void detect(void)
 	free(late_acc);
 	relearning = 0;
 	iter = it;
+	fnmap_take();
 	fb = mv_feedback_new(it);
 	late_acc = calloc(it->nbufs + 1, sizeof(*late_acc));
 	plan_and_install();
@@ -614,13 +565,14 @@ static void planner_round(void)
 		mv_iter_free(iter);
 		iter = NULL;
 		atomic_fetch_or(&mv_learn_flags, MV_LEARN_TIME);
-		restart_trace();
+		relearn("records were lost");
 		return;
 	}
-	if (tr != NULL && tr->nops > MV_TRACE_CAP)
-		restart_trace();
-	if (tr == NULL)
-		return;
+	if (mv_learner_stats(lr)->resets != resets_seen) {
+		/* The trace filled up and started over from its live buffers. */
+		resets_seen = mv_learner_stats(lr)->resets;
+		launches_since_detect = trace_launches = 0;
+	}
 	if (iter == NULL) {
 		/* Often enough to catch the iteration soon after its second repeat; each try is O(ops). */
 		if (launches_since_detect >= MV_MAX(MV_DETECT_MIN, trace_launches / 8))
@@ -638,7 +590,7 @@ static void planner_round(void)
 		if (iters - iters_installed < 2)
 			bad_sig[nbad++ % MV_BAD_ITERS] = iter_sig(iter);
 		atomic_fetch_or(&mv_learn_flags, MV_LEARN_TIME);
-		restart_trace();
+		relearn("the job left its iteration");
 		relearning = 1;
 		return;
 	}
@@ -685,12 +637,6 @@ static void *planner(void *arg)
 
 	(void)arg;
 	mv_real.cuCtxSetCurrent(mv_dev.ctx);
-	refbuf = malloc(LQ_REFS_PER * 80 * sizeof(*refbuf));
-	if (refbuf == NULL) {
-		atomic_store(&mv_learn_flags, 0);
-		atomic_store(&planner_done, 1);
-		return NULL;
-	}
 	for (;;) {
 		int exiting = atomic_load(&planner_exiting);
 		unsigned n = drain(4096);
@@ -746,12 +692,19 @@ void mv_learn_start(void)
 
 		recording = mv_record_open(mv_cfg.record, mv_dev.total, tflags) == 0;
 	}
+	if (planning) {
+		/* The library's own records are not hostile: only the trace's length is bounded. */
+		static const struct mv_learner_limits lim = {MV_TRACE_CAP, UINT32_MAX, UINT32_MAX, UINT32_MAX,
+							     UINT32_MAX};
+
+		lr = mv_learner_new(mv_dev.total, &lim, NULL, NULL);
+		if (lr == NULL) {
+			mv_log(MV_LOG_WARN, "no memory to learn the iteration; paging reactively");
+			planning = 0;
+		}
+	}
 	if (!planning && !recording)
 		return;
-	for (uint32_t i = 0; i < MV_FUNCS; i++)
-		g2t[i] = MV_TRACE_NONE;
-	if (planning)
-		restart_trace();
 	for (int i = 0; i < EV_PAIRS; i++) {
 		if (mv_real.cuEventCreate(&ev_a[i], 0) != CUDA_SUCCESS || mv_real.cuEventCreate(&ev_b[i], 0) != CUDA_SUCCESS) {
 			mv_log(MV_LOG_WARN, "cannot make the timing events: launches are not timed");
