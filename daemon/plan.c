@@ -1,10 +1,9 @@
-/* Planning in memvirtd: each library session's iteration learnt from its events, and the plans its
- * job's policy makes for that iteration, sent to the library as PLAN frames. */
+/* Planning in memvirtd: the plans a session's job's policy makes for the iteration learnt from its
+ * events (learn.c), sent to the library as PLAN frames, a few times a second. */
 #include <config.h>
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,160 +15,12 @@
 
 /* How often sessions with new launches are planned for. */
 #define PLAN_TICK_MS 250
-
-/* Bounds on a session's learning (about 26 MiB at the worst), which hostile or merely huge event
- * streams reach: three iterations of 10,000 launches use a tenth of them. */
-#define LEARN_OPS_MAX (1u << 18)   /* trace operations, 40 bytes each */
-#define LEARN_REFS_MAX (1u << 21)  /* buffers named by the trace's launches, 4 bytes each */
-#define LEARN_BUFS_MAX (1u << 17)  /* trace buffers, alive or freed, 32 bytes each */
-#define LEARN_LIVE_MAX (1u << 16)  /* live addresses known at once */
-#define LEARN_FUNCS_MAX (1u << 14) /* distinct functions */
 /* Longer iterations are not planned: planning one would hold the event loop for tens of
  * milliseconds (a 10,000-launch iteration takes about 6 ms of CPU). */
 #define PLAN_LAUNCH_MAX 50000u
-/* Malformed events logged per session; the rest are only counted. */
-#define LEARN_LOG_MAX 8
 /* A launch without a measured duration is assumed to take between these. */
-#define LEARN_DUR_MIN 1000ull
-#define LEARN_DUR_MAX 100000000ull
-
-/* What one session has learnt, and what was last planned and sent from it. */
-struct mvd_learn {
-	uint64_t session;          /* for log lines */
-	struct mv_learner *learner;
-	uint32_t logged;           /* ignored events logged */
-
-	/* The last iteration detected. */
-	int found;                 /* an iteration was ever learnt (the stats' "period found") */
-	uint32_t iter_nlaunch;
-	uint64_t iter_fingerprint;
-	uint64_t planned_launches; /* launches learnt at the last planning */
-
-	/* The inputs of the last planning, so that unchanged ones are not planned again. */
-	int planned;
-	uint64_t key_fingerprint;
-	uint32_t key_nlaunch;
-	char key_policy[32];
-	struct mv_policy_params key_params;
-
-	/* What was last sent. */
-	int sent_ops;              /* the last plan sent had ops: an empty one would withdraw it */
-	uint64_t sent_hash;
-	uint32_t sent_nops;
-	uint64_t plan_id;
-	uint64_t plans_sent;
-	uint64_t plan_ns;          /* how long the last planning took */
-
-	int warned_long;           /* logged that its iteration is too long to plan */
-};
-
-/* ---- learning ------------------------------------------------------------------------------- */
-
-/* What the learner tells: the stream comes from a socket and may be hostile, so malformed events
- * must cost neither the daemon nor its log; the first few are logged, the rest only counted. */
-static void learn_note(void *ctx, enum mv_learner_note kind, const char *fmt, va_list ap)
-{
-	struct mvd_learn *l = ctx;
-	char msg[256];
-
-	if (kind == MV_LEARNER_IGNORED && l->logged >= LEARN_LOG_MAX)
-		return;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	switch (kind) {
-	case MV_LEARNER_IGNORED:
-		l->logged++;
-		mvd_debug("session %llu: learning ignores %s%s", (unsigned long long)l->session, msg,
-			  l->logged == LEARN_LOG_MAX ? " (further ones are only counted)" : "");
-		break;
-	case MV_LEARNER_WARN:
-		mvd_warn("session %llu: %s", (unsigned long long)l->session, msg);
-		break;
-	default:
-		mvd_debug("session %llu: %s", (unsigned long long)l->session, msg);
-		break;
-	}
-}
-
-static void learn_nomem(int rc)
-{
-	if (rc == -ENOMEM)
-		mvd_fatal("out of memory learning an iteration");
-}
-
-void mvd_learn_event(struct mvd_learn *l, const struct mv_event *ev)
-{
-	struct mv_learner *lr = l->learner;
-
-	switch (ev->kind) {
-	case MV_EV_REF:
-		learn_nomem(mv_learner_ref(lr, ev->addr));
-		break;
-	case MV_EV_ALLOC:
-		learn_nomem(mv_learner_alloc(lr, ev->addr, ev->size, ev->arg, 0, ev->time_ns));
-		break;
-	case MV_EV_FREE:
-		learn_nomem(mv_learner_freed(lr, ev->addr, ev->time_ns));
-		break;
-	case MV_EV_LAUNCH:
-		learn_nomem(mv_learner_launch(lr, ev->addr, NULL, ev->stream, ev->time_ns, 0, ev->arg));
-		break;
-	case MV_EV_MARK:
-		learn_nomem(mv_learner_mark(lr, ev->time_ns));
-		break;
-	case MV_EV_PAGE_OUT:
-	case MV_EV_PAGE_IN:
-		/* The library's own moves do not change the iteration. */
-		mv_learner_skip(lr, ev->time_ns);
-		break;
-	default:
-		mv_learner_skip(lr, ev->time_ns);
-		mv_learner_ignore(lr, "an event of unknown kind %u", ev->kind);
-		break;
-	}
-}
-
-void mvd_learn_gap(struct mvd_learn *l, uint32_t dropped)
-{
-	char why[64];
-
-	if (dropped == 0)
-		return;
-	/* A gap breaks the sequence: whatever was learnt no longer lines up with the library's
-	 * launches. The live buffers are kept, so that learning resumes with the next iteration. */
-	snprintf(why, sizeof(why), "%u events were lost", dropped);
-	learn_nomem(mv_learner_restart(l->learner, why));
-}
-
-struct mvd_learn *mvd_learn_new(uint64_t session, uint64_t device_total)
-{
-	static const struct mv_learner_limits lim = {LEARN_OPS_MAX, LEARN_REFS_MAX, LEARN_BUFS_MAX,
-						     LEARN_LIVE_MAX, LEARN_FUNCS_MAX};
-	struct mvd_learn *l = mvd_xcalloc(1, sizeof(*l));
-
-	l->session = session;
-	l->learner = mv_learner_new(device_total, &lim, learn_note, l);
-	if (l->learner == NULL)
-		mvd_fatal("out of memory learning an iteration");
-	return l;
-}
-
-void mvd_learn_free(struct mvd_learn *l)
-{
-	if (l == NULL)
-		return;
-	mv_learner_free(l->learner);
-	free(l);
-}
-
-size_t mvd_learn_memory(const struct mvd_learn *l)
-{
-	return sizeof(*l) + mv_learner_memory(l->learner);
-}
-
-const struct mv_trace *mvd_learn_trace(const struct mvd_learn *l)
-{
-	return mv_learner_trace(l->learner);
-}
+#define PLAN_DUR_MIN 1000ull
+#define PLAN_DUR_MAX 100000000ull
 
 /* ---- planning ------------------------------------------------------------------------------- */
 
@@ -229,10 +80,10 @@ static uint64_t plan_default_dur(const struct mv_trace *t, uint32_t first_op, ui
 	end = first_op + nops < t->nops ? t->ops[first_op + nops].time_ns :
 					  t->ops[first_op + nops - 1].time_ns;
 	d = nlaunch > 0 ? (end - start) / nlaunch : 0;
-	if (d < LEARN_DUR_MIN)
-		d = LEARN_DUR_MIN;
-	if (d > LEARN_DUR_MAX)
-		d = LEARN_DUR_MAX;
+	if (d < PLAN_DUR_MIN)
+		d = PLAN_DUR_MIN;
+	if (d > PLAN_DUR_MAX)
+		d = PLAN_DUR_MAX;
 	return d;
 }
 
@@ -280,75 +131,71 @@ static uint32_t plan_wire_ops(const struct mvd_learn *l, const struct mv_iter *i
 	return n;
 }
 
-int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_policy_params *params,
-		   uint8_t **payload, size_t *len)
+/* When one planning began and reached each step, for its log line. */
+struct plan_clock {
+	uint64_t t0, detected, built, planned;
+	uint64_t cpu0; /* the thread's CPU time at t0 */
+};
+
+/* Finds the iteration in t: 0 with its ops and launch count, or -1 when there is none to plan. */
+static int plan_detect(struct mvd_learn *l, const struct mv_trace *t, uint32_t *first_op, uint32_t *nops,
+		       uint32_t *nlaunch)
 {
-	const struct mv_policy *pol;
-	struct mv_policy_params p = *params;
-	struct mv_iter *it = NULL;
-	struct mv_plan *plan = NULL;
-	struct mv_plan_op_wire *w = NULL;
-	struct mv_msg_plan head;
-	uint32_t first_op, nops, nlaunch, *launch_op = NULL;
-	uint64_t t0, t1, t2, t3 = 0, cpu0, dur, hash, launches = mv_learner_stats(l->learner)->launches;
-	const struct mv_trace *trace = mv_learner_trace(l->learner);
-	int rc, same_inputs;
+	int rc = mv_iter_detect(t, first_op, nops);
 
-	*payload = NULL;
-	*len = 0;
-	same_inputs = l->planned && strcmp(l->key_policy, policy) == 0 &&
-		      plan_params_equal(&l->key_params, params);
-	if (launches == l->planned_launches && same_inputs)
-		return 0;
-	t0 = plan_now_ns();
-	/* The wall time is what the event loop waited; the CPU time tells a busy host from slow code. */
-	cpu0 = plan_clock_ns(CLOCK_THREAD_CPUTIME_ID);
-	l->planned_launches = launches;
-	rc = mv_iter_detect(trace, &first_op, &nops);
 	if (rc == -ENOENT)
-		return 0;
-	if (rc < 0 || nops == 0) {
-		mvd_warn("session %llu: iteration detection failed (%d)", (unsigned long long)l->session,
-			 rc);
-		return 0;
+		return -1;
+	if (rc < 0 || *nops == 0) {
+		mvd_warn("session %llu: iteration detection failed (%d)", (unsigned long long)l->session, rc);
+		return -1;
 	}
-	t1 = plan_now_ns();
-	mv_learner_iteration(l->learner, first_op);
-
-	nlaunch = plan_launch_ops(trace, first_op, nops, NULL, 0);
-	if (nlaunch == 0)
-		return 0;
-	if (nlaunch > PLAN_LAUNCH_MAX) {
+	mv_learner_iteration(l->learner, *first_op);
+	*nlaunch = plan_launch_ops(t, *first_op, *nops, NULL, 0);
+	if (*nlaunch == 0)
+		return -1;
+	if (*nlaunch > PLAN_LAUNCH_MAX) {
 		if (!l->warned_long)
 			mvd_warn("session %llu: its iteration of %u launches is longer than memvirtd plans "
 				 "for (%u); the library pages on its own", (unsigned long long)l->session,
-				 nlaunch, PLAN_LAUNCH_MAX);
+				 *nlaunch, PLAN_LAUNCH_MAX);
 		l->warned_long = 1;
-		return 0;
+		return -1;
 	}
-	/* An iteration already planned under the same rules is not planned again: launches keep
-	 * arriving, but the loop they make is the same. */
-	if (same_inputs && l->found && l->iter_nlaunch == nlaunch && l->key_nlaunch == nlaunch &&
-	    l->key_fingerprint == l->iter_fingerprint) {
-		/* The fingerprint needs the iteration built; the cheap checks come first. */
-		dur = plan_default_dur(trace, first_op, nops, nlaunch);
-		rc = mv_iter_build(trace, first_op, nops, dur, &it);
-		learn_nomem(rc);
-		if (rc == 0 && it->fingerprint == l->key_fingerprint) {
-			mv_iter_free(it);
-			return 0;
-		}
-	} else {
-		dur = plan_default_dur(trace, first_op, nops, nlaunch);
-		rc = mv_iter_build(trace, first_op, nops, dur, &it);
-		learn_nomem(rc);
-	}
+	return 0;
+}
+
+/* Builds the iteration into *it with the launch duration assumed, *dur. Returns 0; 1 when it is the
+ * iteration planned last and the inputs are the same, so there is nothing new to plan; -1 when it
+ * could not be built. */
+static int plan_build(struct mvd_learn *l, const struct mv_trace *t, int same_inputs, uint32_t first_op,
+		      uint32_t nops, uint32_t nlaunch, uint64_t *dur, struct mv_iter **it)
+{
+	int rc;
+
+	*dur = plan_default_dur(t, first_op, nops, nlaunch);
+	rc = mv_iter_build(t, first_op, nops, *dur, it);
+	mvd_learn_nomem(rc);
 	if (rc < 0) {
 		mvd_warn("session %llu: building the iteration failed (%d)", (unsigned long long)l->session,
 			 rc);
-		return 0;
+		return -1;
 	}
-	t2 = plan_now_ns();
+	/* An iteration already planned under the same rules is not planned again: launches keep
+	 * arriving, but the loop they make is the same. The fingerprint comes last, as the only check
+	 * that needs the iteration built. */
+	if (same_inputs && l->found && l->iter_nlaunch == nlaunch && l->key_nlaunch == nlaunch &&
+	    l->key_fingerprint == l->iter_fingerprint && (*it)->fingerprint == l->key_fingerprint) {
+		mv_iter_free(*it);
+		*it = NULL;
+		return 1;
+	}
+	return 0;
+}
+
+/* Takes it as the iteration found, planned with this policy and these params. */
+static void plan_remember(struct mvd_learn *l, const struct mv_iter *it, const char *policy,
+			  const struct mv_policy_params *params)
+{
 	if (!l->found || l->iter_fingerprint != it->fingerprint || l->iter_nlaunch != it->nlaunch)
 		mvd_info("session %llu: learnt an iteration of %u launches (fingerprint %016" PRIx64 ")",
 			 (unsigned long long)l->session, it->nlaunch, it->fingerprint);
@@ -361,82 +208,124 @@ int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_poli
 	l->key_params = *params;
 	l->key_fingerprint = it->fingerprint;
 	l->key_nlaunch = it->nlaunch;
+}
 
-	pol = mv_policy_find(policy);
+/* Runs the policy: 0 with a plan a PLAN can carry in *plan (which the caller frees either way),
+ * or -1. */
+static int plan_run(struct mvd_learn *l, const struct mv_iter *it, const char *policy,
+		    const struct mv_policy_params *p, struct mv_plan **plan, struct plan_clock *clk)
+{
+	const struct mv_policy *pol = mv_policy_find(policy);
+	int rc;
+
 	if (pol == NULL) {
 		mvd_warn("session %llu: no policy '%s' in this memvirtd; nothing is planned",
 			 (unsigned long long)l->session, policy);
-		goto out;
+		return -1;
 	}
-	p.machine.launch_ns = dur;
-	rc = pol->plan(it, &p, NULL, &plan);
-	t3 = plan_now_ns();
-	learn_nomem(rc);
+	rc = pol->plan(it, p, NULL, plan);
+	clk->planned = plan_now_ns();
+	mvd_learn_nomem(rc);
 	if (rc < 0) {
 		mvd_warn("session %llu: policy %s failed to plan (%d)", (unsigned long long)l->session,
 			 policy, rc);
-		goto out;
+		return -1;
 	}
-	if (plan->nops > MV_PLAN_OPS_MAX) {
+	if ((*plan)->nops > MV_PLAN_OPS_MAX) {
 		mvd_warn("session %llu: policy %s planned %u moves, more than a PLAN carries (%u); none "
-			 "is sent", (unsigned long long)l->session, policy, plan->nops,
+			 "is sent", (unsigned long long)l->session, policy, (*plan)->nops,
 			 (unsigned)MV_PLAN_OPS_MAX);
-		goto out;
+		return -1;
 	}
-	launch_op = mvd_xmalloc((size_t)it->nlaunch * sizeof(*launch_op));
-	plan_launch_ops(trace, first_op, nops, launch_op, it->nlaunch);
-	w = mvd_xmalloc(((size_t)plan->nops + 1) * sizeof(*w));
+	return 0;
+}
+
+/* The PLAN payload of plan: 1 with *payload and *len when it should be sent (a new plan, or an
+ * empty one withdrawing the last), else 0. */
+static int plan_payload(struct mvd_learn *l, const struct mv_trace *t, const struct mv_iter *it,
+			const struct mv_plan *plan, uint32_t first_op, uint32_t nops, uint8_t **payload,
+			size_t *len)
+{
+	uint32_t *launch_op = mvd_xmalloc((size_t)it->nlaunch * sizeof(*launch_op));
+	struct mv_plan_op_wire *w = mvd_xmalloc(((size_t)plan->nops + 1) * sizeof(*w));
+	struct mv_msg_plan head;
+	uint64_t hash;
+	int rc = 0;
+
+	plan_launch_ops(t, first_op, nops, launch_op, it->nlaunch);
 	head.fingerprint = it->fingerprint;
 	head.nlaunch = it->nlaunch;
 	head.nops = plan_wire_ops(l, it, plan, launch_op, w);
-
 	hash = plan_hash(UINT64_C(0xcbf29ce484222325), (const uint8_t *)&head.fingerprint,
 			 sizeof(head.fingerprint));
 	hash = plan_hash(hash, (const uint8_t *)&head.nlaunch, sizeof(head.nlaunch));
 	hash = plan_hash(hash, (const uint8_t *)w, (size_t)head.nops * sizeof(*w));
-	/* Nothing to move and nothing sent before that would need withdrawing. */
-	if (head.nops == 0 && !l->sent_ops)
-		goto out;
-	if (l->plans_sent > 0 && hash == l->sent_hash && head.nops == l->sent_nops)
-		goto out;
-	head.plan_id = ++l->plan_id;
-	*payload = mvd_xmalloc(MV_MSG_PLAN_HEAD + (size_t)head.nops * MV_PLAN_OP_SIZE);
-	*len = mv_plan_encode(&head, w, *payload);
-	l->sent_hash = hash;
-	l->sent_nops = head.nops;
-	l->sent_ops = head.nops > 0;
-	l->plans_sent++;
-	rc = 1;
-out:
-	if (rc != 1)
-		rc = 0;
-	l->plan_ns = plan_now_ns() - t0;
-	mvd_debug("session %llu: planning an iteration of %u launches with %s took %.3f ms, %.3f ms of "
-		  "CPU (detection %.3f, building %.3f, the policy %.3f)%s", (unsigned long long)l->session,
-		  it->nlaunch, policy, (double)l->plan_ns / 1e6,
-		  (double)(plan_clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0) / 1e6, (double)(t1 - t0) / 1e6,
-		  (double)(t2 - t1) / 1e6, t3 > 0 ? (double)(t3 - t2) / 1e6 : 0.0,
-		  rc == 1 ? "; plan sent" : "");
+	/* Sent unless it moves nothing and there is no plan to withdraw, or it is the plan sent last. */
+	if ((head.nops > 0 || l->sent_ops) &&
+	    !(l->plans_sent > 0 && hash == l->sent_hash && head.nops == l->sent_nops)) {
+		head.plan_id = ++l->plan_id;
+		*payload = mvd_xmalloc(MV_MSG_PLAN_HEAD + (size_t)head.nops * MV_PLAN_OP_SIZE);
+		*len = mv_plan_encode(&head, w, *payload);
+		l->sent_hash = hash;
+		l->sent_nops = head.nops;
+		l->sent_ops = head.nops > 0;
+		l->plans_sent++;
+		rc = 1;
+	}
 	free(w);
 	free(launch_op);
-	mv_plan_free(plan);
-	mv_iter_free(it);
 	return rc;
 }
 
-void mvd_learn_json(const struct mvd_learn *l, json_t *o)
+static void plan_log(struct mvd_learn *l, const struct mv_iter *it, const char *policy,
+		     const struct plan_clock *clk, int sent)
 {
-	char fp[20];
+	l->plan_ns = plan_now_ns() - clk->t0;
+	mvd_debug("session %llu: planning an iteration of %u launches with %s took %.3f ms, %.3f ms of "
+		  "CPU (detection %.3f, building %.3f, the policy %.3f)%s", (unsigned long long)l->session,
+		  it->nlaunch, policy, (double)l->plan_ns / 1e6,
+		  (double)(plan_clock_ns(CLOCK_THREAD_CPUTIME_ID) - clk->cpu0) / 1e6,
+		  (double)(clk->detected - clk->t0) / 1e6, (double)(clk->built - clk->detected) / 1e6,
+		  clk->planned > 0 ? (double)(clk->planned - clk->built) / 1e6 : 0.0,
+		  sent ? "; plan sent" : "");
+}
 
-	snprintf(fp, sizeof(fp), "%016" PRIx64, l->iter_fingerprint);
-	json_object_set_new(o, "iteration_found", json_boolean(l->found));
-	json_object_set_new(o, "iteration_launches", json_integer((json_int_t)l->iter_nlaunch));
-	json_object_set_new(o, "iteration_fingerprint", json_string(fp));
-	json_object_set_new(o, "plans_sent", json_integer((json_int_t)l->plans_sent));
-	json_object_set_new(o, "plan_ops", json_integer((json_int_t)l->sent_nops));
-	json_object_set_new(o, "plan_time_us", json_integer((json_int_t)(l->plan_ns / 1000)));
-	json_object_set_new(o, "learn_resets", json_integer((json_int_t)mv_learner_stats(l->learner)->resets));
-	json_object_set_new(o, "learn_ignored", json_integer((json_int_t)mv_learner_stats(l->learner)->ignored));
+int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_policy_params *params,
+		   uint8_t **payload, size_t *len)
+{
+	const struct mv_trace *t = mv_learner_trace(l->learner);
+	uint64_t launches = mv_learner_stats(l->learner)->launches, dur;
+	struct mv_policy_params p = *params;
+	struct plan_clock clk = {0};
+	struct mv_iter *it = NULL;
+	struct mv_plan *plan = NULL;
+	uint32_t first_op, nops, nlaunch;
+	int same_inputs, rc = 0;
+
+	*payload = NULL;
+	*len = 0;
+	same_inputs = l->planned && strcmp(l->key_policy, policy) == 0 &&
+		      plan_params_equal(&l->key_params, params);
+	if (launches == l->planned_launches && same_inputs)
+		return 0;
+	clk.t0 = plan_now_ns();
+	/* The wall time is what the event loop waited; the CPU time tells a busy host from slow code. */
+	clk.cpu0 = plan_clock_ns(CLOCK_THREAD_CPUTIME_ID);
+	l->planned_launches = launches;
+	if (plan_detect(l, t, &first_op, &nops, &nlaunch) != 0)
+		return 0;
+	clk.detected = plan_now_ns();
+	if (plan_build(l, t, same_inputs, first_op, nops, nlaunch, &dur, &it) != 0)
+		return 0;
+	clk.built = plan_now_ns();
+	plan_remember(l, it, policy, params);
+	p.machine.launch_ns = dur;
+	if (plan_run(l, it, policy, &p, &plan, &clk) == 0)
+		rc = plan_payload(l, t, it, plan, first_op, nops, payload, len);
+	plan_log(l, it, policy, &clk, rc);
+	mv_plan_free(plan);
+	mv_iter_free(it);
+	return rc;
 }
 
 /* ---- sessions ------------------------------------------------------------------------------- */
