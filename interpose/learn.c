@@ -318,7 +318,8 @@ static void on_launch(const uint64_t *w)
 	if (n > LQ_REFS_PER * 38)
 		n = LQ_REFS_PER * 38;
 	for (uint32_t j = 1; (j - 1) * LQ_REFS_PER < n; j++)
-		memcpy(idv + (j - 1) * LQ_REFS_PER, mv_ring_slot_at(&lq, lq.head + j)->w, LQ_REFS_PER * sizeof(uint32_t));
+		memcpy(idv + (j - 1) * LQ_REFS_PER, mv_ring_slot_at(&lq, lq.head + j)->w,
+		       LQ_REFS_PER * sizeof(uint32_t));
 	if (dur > 0) {
 		dur_sum += dur;
 		dur_n++;

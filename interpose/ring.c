@@ -6,6 +6,12 @@
 
 #include "interpose/internal.h"
 
+/* Gives ticket t's slot, read or abandoned, to the producer of the next lap. */
+static void give_back(struct mv_ring *r, uint64_t t, memory_order order)
+{
+	atomic_store_explicit(&mv_ring_slot_at(r, t)->seq, mv_ring_seq_free(t) + 2, order);
+}
+
 int mv_ring_claim(struct mv_ring *r, unsigned k, uint64_t *ticket)
 {
 	uint64_t t = atomic_load_explicit(&r->tail, memory_order_relaxed);
@@ -44,7 +50,7 @@ const uint64_t *mv_ring_peek(struct mv_ring *r)
 void mv_ring_release(struct mv_ring *r, unsigned k)
 {
 	for (unsigned j = 0; j < k; j++, r->head++)
-		atomic_store_explicit(&mv_ring_slot_at(r, r->head)->seq, mv_ring_seq_free(r->head) + 2, memory_order_release);
+		give_back(r, r->head, memory_order_release);
 }
 
 uint64_t mv_ring_take_dropped(struct mv_ring *r, uint64_t max)
@@ -64,6 +70,6 @@ void mv_ring_forked(struct mv_ring *r)
 
 	/* Slots the parent's threads claimed but may never finish here are given up as read. */
 	for (; r->head != t; r->head++)
-		atomic_store_explicit(&mv_ring_slot_at(r, r->head)->seq, mv_ring_seq_free(r->head) + 2, memory_order_relaxed);
+		give_back(r, r->head, memory_order_relaxed);
 	atomic_store_explicit(&r->dropped, 0, memory_order_relaxed);
 }

@@ -120,7 +120,8 @@ static int copy_ops(struct mv_trace *n, const struct mv_trace *o, uint32_t cut, 
 		case MV_TREC_LAUNCH:
 			for (i = 0; i < op->nrefs; i++)
 				refs[i] = remap[o->refs[op->ref0 + i]];
-			rc = mv_trace_add_launch(n, op->id, op->stream, op->time_ns, op->dur_ns, refs, op->nrefs);
+			rc = mv_trace_add_launch(n, op->id, op->stream, op->time_ns, op->dur_ns, refs,
+						 op->nrefs);
 			break;
 		case MV_TREC_SYNC:
 			rc = mv_trace_add_sync(n, op->stream, op->time_ns);
@@ -406,7 +407,8 @@ int mv_learner_launch(struct mv_learner *l, uint64_t fkey, const char *name, uin
 	l->want = nrefs > UINT32_MAX ? UINT32_MAX : (uint32_t)nrefs;
 	l->got = 0;
 	if (nrefs > MV_TRACE_REFS_MAX)
-		mv_learner_ignore(l, "a LAUNCH naming %" PRIu64 " buffers (at most %u)", nrefs, MV_TRACE_REFS_MAX);
+		mv_learner_ignore(l, "a LAUNCH naming %" PRIu64 " buffers (at most %u)", nrefs,
+				  MV_TRACE_REFS_MAX);
 	if (!l->pending_bad) {
 		l->pending_func = func;
 		l->pending_stream = stream > UINT16_MAX ? UINT16_MAX : stream;

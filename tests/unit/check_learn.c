@@ -30,7 +30,8 @@ static void replay(struct mv_learner *l, const struct mv_trace *t, int named)
 
 		switch (op->kind) {
 		case MV_TREC_ALLOC:
-			ck_assert_int_eq(mv_learner_alloc(l, key_of(op->id), b->size, b->site, b->flags, op->time_ns), 0);
+			ck_assert_int_eq(mv_learner_alloc(l, key_of(op->id), b->size, b->site, b->flags,
+							  op->time_ns), 0);
 			break;
 		case MV_TREC_FREE:
 			ck_assert_int_eq(mv_learner_freed(l, key_of(op->id), op->time_ns), 0);
@@ -285,8 +286,11 @@ static uint32_t alive_at(const struct mv_trace *t, uint32_t cut)
 {
 	uint32_t n = 0;
 
-	for (uint32_t b = 0; b < t->nbufs; b++)
-		n += t->bufs[b].alloc_op < cut && (t->bufs[b].free_op == MV_TRACE_NONE || t->bufs[b].free_op >= cut);
+	for (uint32_t b = 0; b < t->nbufs; b++) {
+		const struct mv_trace_buf *tb = &t->bufs[b];
+
+		n += tb->alloc_op < cut && (tb->free_op == MV_TRACE_NONE || tb->free_op >= cut);
+	}
 	return n;
 }
 
