@@ -4,7 +4,7 @@
  * - the server owns every struct mvd_conn; a connection is freed only in its uv_close callback;
  * - a library connection owns its struct mvd_session, freed when the connection closes;
  * - the arbiter owns every struct mvd_device and borrows the sessions on it;
- * - a session owns its struct mvd_learn (plan.c), freed with it;
+ * - a session owns its struct mvd_learn (learn.c), freed with it;
  * - the server owns the current struct mvd_config; everything else borrows it and must not keep
  *   pointers into it across a reload. */
 #ifndef MVD_INTERNAL_H
@@ -19,6 +19,7 @@
 #include <uv.h>
 
 #include "daemon/config.h"
+#include "policies/policy.h"
 #include "protocol/frame.h"
 #include "protocol/proto.h"
 
@@ -201,34 +202,67 @@ void mvd_arbiter_recompute_all(void);
  * granted and sessions count only what the viewer may see. New reference. */
 json_t *mvd_arbiter_devices_json(uid_t viewer);
 
-/* plan.c: each session's iteration learnt from its events, and the plans its job's policy makes.
+/* learn.c and plan.c: each session's iteration learnt from its events, and the plans its job's
+ * policy makes.
  *
- * Events feed a trace (policies/trace.h) of bounded size: past a cap it restarts from its last
- * iteration or from its live buffers, and a gap in the events (EVENTS' dropped) restarts it from
- * its live buffers. Malformed sequences are counted, logged a few times, and not learnt. */
-struct mvd_learn;
-struct mv_policy_params;
+ * Events feed the learner of policies/learn.h, whose trace is bounded: past a cap it restarts from
+ * its last iteration or from its live buffers, and a gap in the events (EVENTS' dropped) restarts it
+ * from its live buffers. Malformed sequences are counted, logged a few times, and not learnt. */
+struct mv_learner;
+struct mv_trace;
 /* What one session's learning holds at most, whatever it is sent. */
 #define MVD_LEARN_MEMORY_MAX (48u << 20)
-struct mv_trace;
+
+/* One session's learning (learn.c) and what was last planned and sent from it (plan.c). */
+struct mvd_learn {
+	uint64_t session;          /* for log lines */
+	struct mv_learner *learner; /* owned */
+	uint32_t logged;           /* ignored events logged */
+
+	/* The last iteration detected. */
+	int found;                 /* an iteration was ever learnt (the stats' "period found") */
+	uint32_t iter_nlaunch;
+	uint64_t iter_fingerprint;
+	uint64_t planned_launches; /* launches learnt at the last planning */
+
+	/* The inputs of the last planning, so that unchanged ones are not planned again. */
+	int planned;
+	uint64_t key_fingerprint;
+	uint32_t key_nlaunch;
+	char key_policy[32];
+	struct mv_policy_params key_params;
+
+	/* What was last sent. */
+	int sent_ops;              /* the last plan sent had ops: an empty one would withdraw it */
+	uint64_t sent_hash;
+	uint32_t sent_nops;
+	uint64_t plan_id;
+	uint64_t plans_sent;
+	uint64_t plan_ns;          /* how long the last planning took */
+
+	int warned_long;           /* logged that its iteration is too long to plan */
+};
 
 struct mvd_learn *mvd_learn_new(uint64_t session, uint64_t device_total);
 void mvd_learn_free(struct mvd_learn *l);
 /* One EVENTS head's count of lost events, before its events are fed. */
 void mvd_learn_gap(struct mvd_learn *l, uint32_t dropped);
 void mvd_learn_event(struct mvd_learn *l, const struct mv_event *ev);
-/* Plans for what l has learnt with the policy of that name, unless nothing changed since the last
- * planning (no new launches, same policy and params). Returns 1 with a PLAN payload in *payload
- * (malloc'd, the caller frees it) and *len when one should be sent: a new plan, or an empty one
- * withdrawing the last; otherwise 0. An identical plan is never returned twice in a row. */
-int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_policy_params *params,
-		   uint8_t **payload, size_t *len);
+/* Running out of memory while learning or planning is fatal (the daemon's xmalloc rule). */
+void mvd_learn_nomem(int rc);
 /* The bytes l holds. */
 size_t mvd_learn_memory(const struct mvd_learn *l);
 /* The trace as learnt so far; borrowed until the next event. */
 const struct mv_trace *mvd_learn_trace(const struct mvd_learn *l);
 /* Adds the learning's fields to a session's stats object. */
 void mvd_learn_json(const struct mvd_learn *l, json_t *o);
+
+/* plan.c. Plans for what l has learnt with the policy of that name, unless nothing changed since
+ * the last planning (no new launches, same policy and params). Returns 1 with a PLAN payload in
+ * *payload (malloc'd, the caller frees it) and *len when one should be sent: a new plan, or an empty
+ * one withdrawing the last; otherwise 0. An identical plan is never returned twice in a row. */
+int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_policy_params *params,
+		   uint8_t **payload, size_t *len);
 
 /* Plans for s with its job's policy and grant, and sends the plan when there is a new one. */
 void mvd_plan_session(struct mvd_session *s);

@@ -1,632 +1,26 @@
-/* Planning in memvirtd: each library session's iteration learnt from its events, and the plans its
- * job's policy makes for that iteration, sent to the library as PLAN frames. */
+/* Planning in memvirtd: the plans a session's job's policy makes for the iteration learnt from its
+ * events (learn.c), sent to the library as PLAN frames, a few times a second. */
 #include <config.h>
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "daemon/internal.h"
+#include "policies/learn.h"
 #include "policies/policy.h"
 
 /* How often sessions with new launches are planned for. */
 #define PLAN_TICK_MS 250
-
-/* Bounds on a session's learning (about 26 MiB at the worst), which hostile or merely huge event
- * streams reach: three iterations of 10,000 launches use a tenth of them. */
-#define LEARN_OPS_MAX (1u << 18)   /* trace operations, 40 bytes each */
-#define LEARN_REFS_MAX (1u << 21)  /* buffers named by the trace's launches, 4 bytes each */
-#define LEARN_BUFS_MAX (1u << 17)  /* trace buffers, alive or freed, 32 bytes each */
-#define LEARN_LIVE_MAX (1u << 16)  /* live addresses known at once */
-#define LEARN_FUNCS_MAX (1u << 14) /* distinct functions */
 /* Longer iterations are not planned: planning one would hold the event loop for tens of
  * milliseconds (a 10,000-launch iteration takes about 6 ms of CPU). */
 #define PLAN_LAUNCH_MAX 50000u
-/* Malformed events logged per session; the rest are only counted. */
-#define LEARN_LOG_MAX 8
 /* A launch without a measured duration is assumed to take between these. */
-#define LEARN_DUR_MIN 1000ull
-#define LEARN_DUR_MAX 100000000ull
-
-/* One slot of an open-addressing map from a 64-bit key to a 32-bit value. */
-struct learn_slot {
-	uint64_t key;
-	uint32_t val;
-	uint32_t used;
-};
-
-/* A map with linear probing and backward-shift deletion, so that no tombstones pile up. */
-struct learn_map {
-	struct learn_slot *slot;
-	uint32_t mask;   /* slots - 1; 0 with no slots */
-	uint32_t n;
-};
-
-/* What one session has learnt, and what was last planned and sent from it. */
-struct mvd_learn {
-	uint64_t session;          /* for log lines */
-	struct mv_trace *trace;
-	struct learn_map addrs;    /* live buffer start address -> trace buffer */
-	struct learn_map funcs;    /* the library's function number -> trace function */
-	uint64_t last_time;        /* times given to the trace never go back */
-
-	/* The launch whose REFs are arriving. */
-	int pending;
-	int pending_bad;           /* its REFs are consumed, and it is not learnt */
-	uint32_t pending_func;
-	uint32_t pending_stream;
-	uint64_t pending_time;
-	uint32_t want, got;
-	uint32_t *refs;
-	uint32_t refs_cap;
-
-	/* The last iteration detected in the current trace. */
-	int iter_valid;            /* iter_first_op is an op of the current trace */
-	uint32_t iter_first_op;
-	uint32_t iter_nops;
-	int found;                 /* an iteration was ever learnt (the stats' "period found") */
-	uint32_t iter_nlaunch;
-	uint64_t iter_fingerprint;
-	uint64_t launches_new;     /* launches learnt since the last planning */
-
-	/* The inputs of the last planning, so that unchanged ones are not planned again. */
-	int planned;
-	uint64_t key_fingerprint;
-	uint32_t key_nlaunch;
-	char key_policy[32];
-	struct mv_policy_params key_params;
-
-	/* What was last sent. */
-	int sent_ops;              /* the last plan sent had ops: an empty one would withdraw it */
-	uint64_t sent_hash;
-	uint32_t sent_nops;
-	uint64_t plan_id;
-	uint64_t plans_sent;
-	uint64_t plan_ns;          /* how long the last planning took */
-
-	uint64_t resets;           /* learning dropped: lost events or a cap reached */
-	uint64_t ignored;          /* malformed events */
-	uint32_t logged;
-	int warned_long;           /* logged that its iteration is too long to plan */
-};
-
-/* ---- the maps ------------------------------------------------------------------------------- */
-
-static uint32_t map_home(const struct learn_map *m, uint64_t key)
-{
-	return (uint32_t)((key * UINT64_C(0x9e3779b97f4a7c15)) >> 32) & m->mask;
-}
-
-static struct learn_slot *map_find(const struct learn_map *m, uint64_t key)
-{
-	uint32_t i;
-
-	if (m->slot == NULL)
-		return NULL;
-	for (i = map_home(m, key); m->slot[i].used; i = (i + 1) & m->mask) {
-		if (m->slot[i].key == key)
-			return &m->slot[i];
-	}
-	return NULL;
-}
-
-static void map_put_new(struct learn_map *m, uint64_t key, uint32_t val)
-{
-	uint32_t i = map_home(m, key);
-
-	while (m->slot[i].used)
-		i = (i + 1) & m->mask;
-	m->slot[i].key = key;
-	m->slot[i].val = val;
-	m->slot[i].used = 1;
-	m->n++;
-}
-
-/* Sets key to val; the table is kept at most half full. */
-static void map_set(struct learn_map *m, uint64_t key, uint32_t val)
-{
-	struct learn_slot *s = map_find(m, key), *old;
-	uint32_t i, nslots;
-
-	if (s != NULL) {
-		s->val = val;
-		return;
-	}
-	if (m->slot == NULL || (m->n + 1) * 2 > m->mask + 1) {
-		nslots = m->slot == NULL ? 256 : (m->mask + 1) * 2;
-		old = m->slot;
-		i = m->slot == NULL ? 0 : m->mask + 1;
-		m->slot = mvd_xcalloc(nslots, sizeof(*m->slot));
-		m->mask = nslots - 1;
-		m->n = 0;
-		while (i-- > 0) {
-			if (old[i].used)
-				map_put_new(m, old[i].key, old[i].val);
-		}
-		free(old);
-	}
-	map_put_new(m, key, val);
-}
-
-static void map_del(struct learn_map *m, uint64_t key)
-{
-	struct learn_slot *s = map_find(m, key);
-	uint32_t i, j, home;
-
-	if (s == NULL)
-		return;
-	i = (uint32_t)(s - m->slot);
-	m->slot[i].used = 0;
-	m->n--;
-	/* Entries after the hole that could live in it move back, so every probe still finds its key
-	 * before an empty slot. */
-	for (j = (i + 1) & m->mask; m->slot[j].used; j = (j + 1) & m->mask) {
-		home = map_home(m, m->slot[j].key);
-		if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
-			continue;
-		m->slot[i] = m->slot[j];
-		m->slot[j].used = 0;
-		i = j;
-	}
-}
-
-static void map_clear(struct learn_map *m)
-{
-	free(m->slot);
-	memset(m, 0, sizeof(*m));
-}
-
-/* ---- learning ------------------------------------------------------------------------------- */
-
-static void learn_ignore(struct mvd_learn *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* Counts a malformed event and logs the first few: the stream comes from a socket and may be
- * hostile, so it must cost neither the daemon nor its log. */
-static void learn_ignore(struct mvd_learn *l, const char *fmt, ...)
-{
-	char msg[160];
-	va_list ap;
-
-	l->ignored++;
-	if (l->logged >= LEARN_LOG_MAX)
-		return;
-	l->logged++;
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	mvd_debug("session %llu: learning ignores %s%s", (unsigned long long)l->session, msg,
-		  l->logged == LEARN_LOG_MAX ? " (further ones are only counted)" : "");
-}
-
-static void learn_nomem(int rc)
-{
-	if (rc == -ENOMEM)
-		mvd_fatal("out of memory learning an iteration");
-}
-
-static struct mv_trace *learn_trace_new(uint64_t device_total)
-{
-	struct mv_trace *t = mv_trace_new(device_total, 0);
-
-	if (t == NULL)
-		mvd_fatal("out of memory learning an iteration");
-	return t;
-}
-
-/* A launch being collected refers to buffers by the old numbers: it cannot survive a restart. */
-static void learn_drop_pending(struct mvd_learn *l)
-{
-	if (l->pending)
-		l->pending_bad = 1;
-}
-
-/* Forgets everything: the trace, the addresses and the functions. What was sent stays in force in
- * the library, and stays the reference for not sending it again. */
-static void learn_clear(struct mvd_learn *l, const char *why)
-{
-	uint64_t total = l->trace->device_total;
-
-	mvd_debug("session %llu: learning starts over: %s", (unsigned long long)l->session, why);
-	mv_trace_free(l->trace);
-	l->trace = learn_trace_new(total);
-	map_clear(&l->addrs);
-	map_clear(&l->funcs);
-	learn_drop_pending(l);
-	l->iter_valid = 0;
-	l->resets++;
-}
-
-/* Starts a new trace holding the ops of the old one from cut on, and the buffers alive at cut;
- * function numbers are kept, so the library's function map stays valid. cut == nops keeps only
- * the live buffers. */
-static void learn_rebuild(struct mvd_learn *l, uint32_t cut)
-{
-	struct mv_trace *o = l->trace, *n = learn_trace_new(o->device_total);
-	struct learn_map addrs = {NULL, 0, 0};
-	uint32_t *remap, *refs = NULL, i, k, f, b;
-	const struct mv_trace_op *op;
-	int rc = 0;
-
-	remap = mvd_xmalloc(((size_t)o->nbufs + 1) * sizeof(*remap));
-	for (f = 0; f < o->nfuncs && rc == 0; f++)
-		rc = mv_trace_add_func(n, o->funcs[f], &k);
-	for (b = 0; b < o->nbufs && rc == 0; b++) {
-		const struct mv_trace_buf *tb = &o->bufs[b];
-
-		remap[b] = MV_TRACE_NONE;
-		if (tb->alloc_op < cut && (tb->free_op == MV_TRACE_NONE || tb->free_op >= cut))
-			rc = mv_trace_add_alloc(n, tb->size, tb->site, tb->flags,
-						o->ops[tb->alloc_op].time_ns, &remap[b]);
-	}
-	if (cut < o->nops)
-		refs = mvd_xmalloc(((size_t)MV_TRACE_REFS_MAX + 1) * sizeof(*refs));
-	for (k = cut; k < o->nops && rc == 0; k++) {
-		op = &o->ops[k];
-		switch (op->kind) {
-		case MV_TREC_ALLOC:
-			b = op->id;
-			rc = mv_trace_add_alloc(n, o->bufs[b].size, o->bufs[b].site, o->bufs[b].flags,
-						op->time_ns, &remap[b]);
-			break;
-		case MV_TREC_FREE:
-			rc = mv_trace_add_free(n, remap[op->id], op->time_ns);
-			break;
-		case MV_TREC_LAUNCH:
-			for (i = 0; i < op->nrefs; i++)
-				refs[i] = remap[o->refs[op->ref0 + i]];
-			rc = mv_trace_add_launch(n, op->id, op->stream, op->time_ns, op->dur_ns, refs,
-						 op->nrefs);
-			break;
-		case MV_TREC_SYNC:
-			rc = mv_trace_add_sync(n, op->stream, op->time_ns);
-			break;
-		case MV_TREC_MARK:
-			rc = mv_trace_add_mark(n, op->time_ns);
-			break;
-		case MV_TREC_PAGE:
-			rc = mv_trace_add_page(n, remap[op->id], op->dir, op->time_ns, op->dur_ns,
-					       op->waited);
-			break;
-		default:
-			break;
-		}
-	}
-	free(refs);
-	learn_nomem(rc);
-	if (rc < 0) {
-		/* The old trace was built by the same checks: this is a bug, not input. */
-		mvd_warn("session %llu: rebuilding the learnt trace failed (%d); starting over",
-			 (unsigned long long)l->session, rc);
-		mv_trace_free(n);
-		free(remap);
-		learn_clear(l, "the trace could not be rebuilt");
-		return;
-	}
-	for (i = 0; l->addrs.slot != NULL && i <= l->addrs.mask; i++) {
-		if (l->addrs.slot[i].used && remap[l->addrs.slot[i].val] != MV_TRACE_NONE)
-			map_set(&addrs, l->addrs.slot[i].key, remap[l->addrs.slot[i].val]);
-	}
-	map_clear(&l->addrs);
-	l->addrs = addrs;
-	free(remap);
-	mv_trace_free(o);
-	l->trace = n;
-	learn_drop_pending(l);
-	l->iter_valid = 0;
-}
-
-/* The refs held by the ops from cut on. */
-static uint32_t learn_refs_from(const struct mv_trace *t, uint32_t cut)
-{
-	uint32_t k;
-
-	for (k = cut; k < t->nops; k++) {
-		if (t->ops[k].kind == MV_TREC_LAUNCH)
-			return t->nrefs - t->ops[k].ref0;
-	}
-	return 0;
-}
-
-static int learn_fits(const struct mv_trace *t, uint32_t nrefs, uint32_t nbufs)
-{
-	return t->nops + 1 + nbufs <= LEARN_OPS_MAX && t->nrefs + nrefs <= LEARN_REFS_MAX &&
-	       t->nbufs + nbufs <= LEARN_BUFS_MAX;
-}
-
-/* Makes room for one op naming nrefs buffers and adding up to nbufs buffers, restarting the trace
- * from its last iteration (or from nothing) when a cap would be passed. */
-static void learn_room(struct mvd_learn *l, uint32_t nrefs, uint32_t nbufs)
-{
-	const struct mv_trace *t = l->trace;
-
-	if (learn_fits(t, nrefs, nbufs))
-		return;
-	l->resets++;
-	/* Keeping the last iteration lets detection find it again after one more, provided it is
-	 * at most half of the trace; otherwise only the live buffers are kept. */
-	if (l->iter_valid && t->nops - l->iter_first_op <= LEARN_OPS_MAX / 2 &&
-	    learn_refs_from(t, l->iter_first_op) <= LEARN_REFS_MAX / 2) {
-		mvd_debug("session %llu: the learnt trace is full; keeping its last iteration",
-			  (unsigned long long)l->session);
-		learn_rebuild(l, l->iter_first_op);
-	}
-	if (!learn_fits(l->trace, nrefs, nbufs)) {
-		mvd_debug("session %llu: the learnt trace is full; keeping its live buffers",
-			  (unsigned long long)l->session);
-		learn_rebuild(l, l->trace->nops);
-	}
-	if (!learn_fits(l->trace, nrefs, nbufs))
-		learn_clear(l, "too many live buffers");
-}
-
-static uint64_t learn_time(struct mvd_learn *l, uint64_t t)
-{
-	if (t > l->last_time)
-		l->last_time = t;
-	return l->last_time;
-}
-
-/* The trace buffer at addr. An address never allocated (events lost, or a daemon started under a
- * running job) becomes a pinned stand-in, so that the launch keeps its place in the sequence and
- * each REF its position; a stand-in is never planned. Returns MV_TRACE_NONE when learning had to
- * start over. */
-static uint32_t learn_buf(struct mvd_learn *l, uint64_t addr, uint64_t time)
-{
-	struct learn_slot *s = map_find(&l->addrs, addr);
-	uint32_t buf;
-	int rc;
-
-	if (s != NULL)
-		return s->val;
-	learn_ignore(l, "a REF of 0x%" PRIx64 ", which was never allocated", addr);
-	if (l->addrs.n >= LEARN_LIVE_MAX) {
-		learn_clear(l, "too many live addresses");
-		return MV_TRACE_NONE;
-	}
-	rc = mv_trace_add_alloc(l->trace, 1, 0, MV_TBUF_PINNED, time, &buf);
-	learn_nomem(rc);
-	if (rc < 0)
-		return MV_TRACE_NONE;
-	map_set(&l->addrs, addr, buf);
-	return buf;
-}
-
-static void learn_free_addr(struct mvd_learn *l, uint64_t addr, uint64_t time)
-{
-	struct learn_slot *s = map_find(&l->addrs, addr);
-	int rc;
-
-	if (s == NULL) {
-		learn_ignore(l, "a FREE of 0x%" PRIx64 ", which is not allocated", addr);
-		return;
-	}
-	learn_room(l, 0, 0);
-	s = map_find(&l->addrs, addr);
-	if (s == NULL)
-		return;
-	rc = mv_trace_add_free(l->trace, s->val, time);
-	learn_nomem(rc);
-	map_del(&l->addrs, addr);
-}
-
-static void learn_alloc(struct mvd_learn *l, const struct mv_event *ev, uint64_t time)
-{
-	uint32_t buf;
-	int rc;
-
-	if (ev->size == 0) {
-		learn_ignore(l, "an ALLOC of 0 bytes at 0x%" PRIx64, ev->addr);
-		return;
-	}
-	/* A second ALLOC at a live address means its FREE was lost. */
-	if (map_find(&l->addrs, ev->addr) != NULL) {
-		learn_ignore(l, "an ALLOC at 0x%" PRIx64 ", which is already allocated", ev->addr);
-		learn_free_addr(l, ev->addr, time);
-	}
-	if (l->addrs.n >= LEARN_LIVE_MAX)
-		learn_clear(l, "too many live addresses");
-	learn_room(l, 0, 1);
-	rc = mv_trace_add_alloc(l->trace, ev->size, ev->arg, 0, time, &buf);
-	learn_nomem(rc);
-	if (rc == 0)
-		map_set(&l->addrs, ev->addr, buf);
-}
-
-/* The trace function of the library's function number, defined as "f<number>" when first seen.
- * Returns MV_TRACE_NONE when learning had to start over. */
-static uint32_t learn_func(struct mvd_learn *l, uint64_t number)
-{
-	struct learn_slot *s = map_find(&l->funcs, number);
-	char name[32];
-	uint32_t func;
-	int rc;
-
-	if (s != NULL)
-		return s->val;
-	if (l->funcs.n >= LEARN_FUNCS_MAX) {
-		learn_clear(l, "too many distinct functions");
-		return MV_TRACE_NONE;
-	}
-	snprintf(name, sizeof(name), "f%" PRIu64, number);
-	rc = mv_trace_add_func(l->trace, name, &func);
-	learn_nomem(rc);
-	if (rc < 0)
-		return MV_TRACE_NONE;
-	map_set(&l->funcs, number, func);
-	return func;
-}
-
-static void learn_commit(struct mvd_learn *l)
-{
-	int rc;
-
-	l->pending = 0;
-	if (l->pending_bad)
-		return;
-	rc = mv_trace_add_launch(l->trace, l->pending_func, l->pending_stream, l->pending_time, 0,
-				 l->refs, l->got);
-	learn_nomem(rc);
-	if (rc < 0) {
-		learn_ignore(l, "a LAUNCH the trace refused (%d)", rc);
-		return;
-	}
-	l->launches_new++;
-}
-
-static void learn_launch(struct mvd_learn *l, const struct mv_event *ev, uint64_t time)
-{
-	uint32_t want = ev->arg > MV_TRACE_REFS_MAX ? 0 : (uint32_t)ev->arg;
-	uint32_t func = MV_TRACE_NONE;
-
-	/* Room first: a restart while the REFs arrive would renumber the buffers they name. */
-	if (ev->arg <= MV_TRACE_REFS_MAX) {
-		learn_room(l, want, want);
-		func = learn_func(l, ev->addr);
-	}
-	l->pending = 1;
-	l->pending_bad = func == MV_TRACE_NONE;
-	l->want = ev->arg > UINT32_MAX ? UINT32_MAX : (uint32_t)ev->arg;
-	l->got = 0;
-	if (ev->arg > MV_TRACE_REFS_MAX)
-		learn_ignore(l, "a LAUNCH naming %" PRIu64 " buffers (at most %u)", ev->arg,
-			     MV_TRACE_REFS_MAX);
-	if (!l->pending_bad) {
-		l->pending_func = func;
-		l->pending_stream = ev->stream > UINT16_MAX ? UINT16_MAX : ev->stream;
-		l->pending_time = time;
-		if (want > l->refs_cap) {
-			l->refs_cap = want;
-			l->refs = mvd_xrealloc(l->refs, (size_t)l->refs_cap * sizeof(*l->refs));
-		}
-	}
-	if (l->want == 0)
-		learn_commit(l);
-}
-
-static void learn_ref(struct mvd_learn *l, const struct mv_event *ev)
-{
-	uint32_t buf;
-
-	if (!l->pending) {
-		learn_ignore(l, "a REF of 0x%" PRIx64 " with no LAUNCH before it", ev->addr);
-		return;
-	}
-	if (!l->pending_bad) {
-		/* learn_buf may start over, which marks the launch bad. */
-		buf = learn_buf(l, ev->addr, l->pending_time);
-		if (buf == MV_TRACE_NONE)
-			l->pending_bad = 1;
-		else if (!l->pending_bad)
-			l->refs[l->got] = buf;
-	}
-	if (++l->got == l->want)
-		learn_commit(l);
-}
-
-void mvd_learn_event(struct mvd_learn *l, const struct mv_event *ev)
-{
-	uint64_t time;
-
-	if (ev->kind == MV_EV_REF) {
-		learn_ref(l, ev);
-		return;
-	}
-	if (l->pending) {
-		if (!l->pending_bad)
-			learn_ignore(l, "a LAUNCH that promised %u REFs and had %u", l->want, l->got);
-		l->pending = 0;
-	}
-	time = learn_time(l, ev->time_ns);
-	switch (ev->kind) {
-	case MV_EV_ALLOC:
-		learn_alloc(l, ev, time);
-		break;
-	case MV_EV_FREE:
-		learn_free_addr(l, ev->addr, time);
-		break;
-	case MV_EV_LAUNCH:
-		learn_launch(l, ev, time);
-		break;
-	case MV_EV_SYNC:
-		learn_room(l, 0, 0);
-		learn_nomem(mv_trace_add_sync(l->trace, ev->stream, time));
-		break;
-	case MV_EV_MARK:
-		learn_room(l, 0, 0);
-		learn_nomem(mv_trace_add_mark(l->trace, time));
-		break;
-	case MV_EV_PAGE_OUT:
-	case MV_EV_PAGE_IN:
-		/* The library's own moves do not change the iteration. */
-		break;
-	default:
-		learn_ignore(l, "an event of unknown kind %u", ev->kind);
-		break;
-	}
-}
-
-void mvd_learn_gap(struct mvd_learn *l, uint32_t dropped)
-{
-	char why[64];
-
-	if (dropped == 0)
-		return;
-	/* A gap breaks the sequence: whatever was learnt no longer lines up with the library's
-	 * launches. The live buffers are kept, so that learning resumes with the next iteration. */
-	snprintf(why, sizeof(why), "%u events were lost", dropped);
-	mvd_debug("session %llu: learning starts over: %s", (unsigned long long)l->session, why);
-	if (l->pending)
-		l->pending = 0;
-	learn_rebuild(l, l->trace->nops);
-	l->resets++;
-}
-
-struct mvd_learn *mvd_learn_new(uint64_t session, uint64_t device_total)
-{
-	struct mvd_learn *l = mvd_xcalloc(1, sizeof(*l));
-
-	l->session = session;
-	l->trace = learn_trace_new(device_total);
-	return l;
-}
-
-void mvd_learn_free(struct mvd_learn *l)
-{
-	if (l == NULL)
-		return;
-	mv_trace_free(l->trace);
-	map_clear(&l->addrs);
-	map_clear(&l->funcs);
-	free(l->refs);
-	free(l);
-}
-
-size_t mvd_learn_memory(const struct mvd_learn *l)
-{
-	const struct mv_trace *t = l->trace;
-	size_t n = sizeof(*l) + sizeof(*t);
-	uint32_t f;
-
-	n += (size_t)t->cap_ops * sizeof(*t->ops) + (size_t)t->cap_refs * sizeof(*t->refs) +
-	     (size_t)t->cap_bufs * sizeof(*t->bufs) + (size_t)t->cap_funcs * sizeof(*t->funcs);
-	for (f = 0; f < t->nfuncs; f++)
-		n += strlen(t->funcs[f]) + 1;
-	if (l->addrs.slot != NULL)
-		n += ((size_t)l->addrs.mask + 1) * sizeof(*l->addrs.slot);
-	if (l->funcs.slot != NULL)
-		n += ((size_t)l->funcs.mask + 1) * sizeof(*l->funcs.slot);
-	n += (size_t)l->refs_cap * sizeof(*l->refs);
-	return n;
-}
-
-const struct mv_trace *mvd_learn_trace(const struct mvd_learn *l)
-{
-	return l->trace;
-}
+#define PLAN_DUR_MIN 1000ull
+#define PLAN_DUR_MAX 100000000ull
 
 /* ---- planning ------------------------------------------------------------------------------- */
 
@@ -686,10 +80,10 @@ static uint64_t plan_default_dur(const struct mv_trace *t, uint32_t first_op, ui
 	end = first_op + nops < t->nops ? t->ops[first_op + nops].time_ns :
 					  t->ops[first_op + nops - 1].time_ns;
 	d = nlaunch > 0 ? (end - start) / nlaunch : 0;
-	if (d < LEARN_DUR_MIN)
-		d = LEARN_DUR_MIN;
-	if (d > LEARN_DUR_MAX)
-		d = LEARN_DUR_MAX;
+	if (d < PLAN_DUR_MIN)
+		d = PLAN_DUR_MIN;
+	if (d > PLAN_DUR_MAX)
+		d = PLAN_DUR_MAX;
 	return d;
 }
 
@@ -698,7 +92,7 @@ static uint64_t plan_default_dur(const struct mv_trace *t, uint32_t first_op, ui
 static uint32_t plan_wire_ops(const struct mvd_learn *l, const struct mv_iter *it, const struct mv_plan *plan,
 			      const uint32_t *launch_op, struct mv_plan_op_wire *w)
 {
-	const struct mv_trace *t = l->trace;
+	const struct mv_trace *t = mv_learner_trace(l->learner);
 	const struct mv_trace_op *op;
 	const struct mv_iter_buf *ib;
 	uint32_t i, j, n = 0;
@@ -737,76 +131,71 @@ static uint32_t plan_wire_ops(const struct mvd_learn *l, const struct mv_iter *i
 	return n;
 }
 
-int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_policy_params *params,
-		   uint8_t **payload, size_t *len)
+/* When one planning began and reached each step, for its log line. */
+struct plan_clock {
+	uint64_t t0, detected, built, planned;
+	uint64_t cpu0; /* the thread's CPU time at t0 */
+};
+
+/* Finds the iteration in t: 0 with its ops and launch count, or -1 when there is none to plan. */
+static int plan_detect(struct mvd_learn *l, const struct mv_trace *t, uint32_t *first_op, uint32_t *nops,
+		       uint32_t *nlaunch)
 {
-	const struct mv_policy *pol;
-	struct mv_policy_params p = *params;
-	struct mv_iter *it = NULL;
-	struct mv_plan *plan = NULL;
-	struct mv_plan_op_wire *w = NULL;
-	struct mv_msg_plan head;
-	uint32_t first_op, nops, nlaunch, *launch_op = NULL;
-	uint64_t t0, t1, t2, t3 = 0, cpu0, dur, hash;
-	int rc, same_inputs;
+	int rc = mv_iter_detect(t, first_op, nops);
 
-	*payload = NULL;
-	*len = 0;
-	same_inputs = l->planned && strcmp(l->key_policy, policy) == 0 &&
-		      plan_params_equal(&l->key_params, params);
-	if (l->launches_new == 0 && same_inputs)
-		return 0;
-	t0 = plan_now_ns();
-	/* The wall time is what the event loop waited; the CPU time tells a busy host from slow code. */
-	cpu0 = plan_clock_ns(CLOCK_THREAD_CPUTIME_ID);
-	l->launches_new = 0;
-	rc = mv_iter_detect(l->trace, &first_op, &nops);
 	if (rc == -ENOENT)
-		return 0;
-	if (rc < 0 || nops == 0) {
-		mvd_warn("session %llu: iteration detection failed (%d)", (unsigned long long)l->session,
-			 rc);
-		return 0;
+		return -1;
+	if (rc < 0 || *nops == 0) {
+		mvd_warn("session %llu: iteration detection failed (%d)", (unsigned long long)l->session, rc);
+		return -1;
 	}
-	t1 = plan_now_ns();
-	l->iter_valid = 1;
-	l->iter_first_op = first_op;
-	l->iter_nops = nops;
-
-	nlaunch = plan_launch_ops(l->trace, first_op, nops, NULL, 0);
-	if (nlaunch == 0)
-		return 0;
-	if (nlaunch > PLAN_LAUNCH_MAX) {
+	mv_learner_iteration(l->learner, *first_op);
+	*nlaunch = plan_launch_ops(t, *first_op, *nops, NULL, 0);
+	if (*nlaunch == 0)
+		return -1;
+	if (*nlaunch > PLAN_LAUNCH_MAX) {
 		if (!l->warned_long)
 			mvd_warn("session %llu: its iteration of %u launches is longer than memvirtd plans "
 				 "for (%u); the library pages on its own", (unsigned long long)l->session,
-				 nlaunch, PLAN_LAUNCH_MAX);
+				 *nlaunch, PLAN_LAUNCH_MAX);
 		l->warned_long = 1;
-		return 0;
+		return -1;
 	}
-	/* An iteration already planned under the same rules is not planned again: launches keep
-	 * arriving, but the loop they make is the same. */
-	if (same_inputs && l->found && l->iter_nlaunch == nlaunch && l->key_nlaunch == nlaunch &&
-	    l->key_fingerprint == l->iter_fingerprint) {
-		/* The fingerprint needs the iteration built; the cheap checks come first. */
-		dur = plan_default_dur(l->trace, first_op, nops, nlaunch);
-		rc = mv_iter_build(l->trace, first_op, nops, dur, &it);
-		learn_nomem(rc);
-		if (rc == 0 && it->fingerprint == l->key_fingerprint) {
-			mv_iter_free(it);
-			return 0;
-		}
-	} else {
-		dur = plan_default_dur(l->trace, first_op, nops, nlaunch);
-		rc = mv_iter_build(l->trace, first_op, nops, dur, &it);
-		learn_nomem(rc);
-	}
+	return 0;
+}
+
+/* Builds the iteration into *it with the launch duration assumed, *dur. Returns 0; 1 when it is the
+ * iteration planned last and the inputs are the same, so there is nothing new to plan; -1 when it
+ * could not be built. */
+static int plan_build(struct mvd_learn *l, const struct mv_trace *t, int same_inputs, uint32_t first_op,
+		      uint32_t nops, uint32_t nlaunch, uint64_t *dur, struct mv_iter **it)
+{
+	int rc;
+
+	*dur = plan_default_dur(t, first_op, nops, nlaunch);
+	rc = mv_iter_build(t, first_op, nops, *dur, it);
+	mvd_learn_nomem(rc);
 	if (rc < 0) {
 		mvd_warn("session %llu: building the iteration failed (%d)", (unsigned long long)l->session,
 			 rc);
-		return 0;
+		return -1;
 	}
-	t2 = plan_now_ns();
+	/* An iteration already planned under the same rules is not planned again: launches keep
+	 * arriving, but the loop they make is the same. The fingerprint comes last, as the only check
+	 * that needs the iteration built. */
+	if (same_inputs && l->found && l->iter_nlaunch == nlaunch && l->key_nlaunch == nlaunch &&
+	    l->key_fingerprint == l->iter_fingerprint && (*it)->fingerprint == l->key_fingerprint) {
+		mv_iter_free(*it);
+		*it = NULL;
+		return 1;
+	}
+	return 0;
+}
+
+/* Takes it as the iteration found, planned with this policy and these params. */
+static void plan_remember(struct mvd_learn *l, const struct mv_iter *it, const char *policy,
+			  const struct mv_policy_params *params)
+{
 	if (!l->found || l->iter_fingerprint != it->fingerprint || l->iter_nlaunch != it->nlaunch)
 		mvd_info("session %llu: learnt an iteration of %u launches (fingerprint %016" PRIx64 ")",
 			 (unsigned long long)l->session, it->nlaunch, it->fingerprint);
@@ -819,82 +208,124 @@ int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_poli
 	l->key_params = *params;
 	l->key_fingerprint = it->fingerprint;
 	l->key_nlaunch = it->nlaunch;
+}
 
-	pol = mv_policy_find(policy);
+/* Runs the policy: 0 with a plan a PLAN can carry in *plan (which the caller frees either way),
+ * or -1. */
+static int plan_run(struct mvd_learn *l, const struct mv_iter *it, const char *policy,
+		    const struct mv_policy_params *p, struct mv_plan **plan, struct plan_clock *clk)
+{
+	const struct mv_policy *pol = mv_policy_find(policy);
+	int rc;
+
 	if (pol == NULL) {
 		mvd_warn("session %llu: no policy '%s' in this memvirtd; nothing is planned",
 			 (unsigned long long)l->session, policy);
-		goto out;
+		return -1;
 	}
-	p.machine.launch_ns = dur;
-	rc = pol->plan(it, &p, NULL, &plan);
-	t3 = plan_now_ns();
-	learn_nomem(rc);
+	rc = pol->plan(it, p, NULL, plan);
+	clk->planned = plan_now_ns();
+	mvd_learn_nomem(rc);
 	if (rc < 0) {
 		mvd_warn("session %llu: policy %s failed to plan (%d)", (unsigned long long)l->session,
 			 policy, rc);
-		goto out;
+		return -1;
 	}
-	if (plan->nops > MV_PLAN_OPS_MAX) {
+	if ((*plan)->nops > MV_PLAN_OPS_MAX) {
 		mvd_warn("session %llu: policy %s planned %u moves, more than a PLAN carries (%u); none "
-			 "is sent", (unsigned long long)l->session, policy, plan->nops,
+			 "is sent", (unsigned long long)l->session, policy, (*plan)->nops,
 			 (unsigned)MV_PLAN_OPS_MAX);
-		goto out;
+		return -1;
 	}
-	launch_op = mvd_xmalloc((size_t)it->nlaunch * sizeof(*launch_op));
-	plan_launch_ops(l->trace, first_op, nops, launch_op, it->nlaunch);
-	w = mvd_xmalloc(((size_t)plan->nops + 1) * sizeof(*w));
+	return 0;
+}
+
+/* The PLAN payload of plan: 1 with *payload and *len when it should be sent (a new plan, or an
+ * empty one withdrawing the last), else 0. */
+static int plan_payload(struct mvd_learn *l, const struct mv_trace *t, const struct mv_iter *it,
+			const struct mv_plan *plan, uint32_t first_op, uint32_t nops, uint8_t **payload,
+			size_t *len)
+{
+	uint32_t *launch_op = mvd_xmalloc((size_t)it->nlaunch * sizeof(*launch_op));
+	struct mv_plan_op_wire *w = mvd_xmalloc(((size_t)plan->nops + 1) * sizeof(*w));
+	struct mv_msg_plan head;
+	uint64_t hash;
+	int rc = 0;
+
+	plan_launch_ops(t, first_op, nops, launch_op, it->nlaunch);
 	head.fingerprint = it->fingerprint;
 	head.nlaunch = it->nlaunch;
 	head.nops = plan_wire_ops(l, it, plan, launch_op, w);
-
 	hash = plan_hash(UINT64_C(0xcbf29ce484222325), (const uint8_t *)&head.fingerprint,
 			 sizeof(head.fingerprint));
 	hash = plan_hash(hash, (const uint8_t *)&head.nlaunch, sizeof(head.nlaunch));
 	hash = plan_hash(hash, (const uint8_t *)w, (size_t)head.nops * sizeof(*w));
-	/* Nothing to move and nothing sent before that would need withdrawing. */
-	if (head.nops == 0 && !l->sent_ops)
-		goto out;
-	if (l->plans_sent > 0 && hash == l->sent_hash && head.nops == l->sent_nops)
-		goto out;
-	head.plan_id = ++l->plan_id;
-	*payload = mvd_xmalloc(MV_MSG_PLAN_HEAD + (size_t)head.nops * MV_PLAN_OP_SIZE);
-	*len = mv_plan_encode(&head, w, *payload);
-	l->sent_hash = hash;
-	l->sent_nops = head.nops;
-	l->sent_ops = head.nops > 0;
-	l->plans_sent++;
-	rc = 1;
-out:
-	if (rc != 1)
-		rc = 0;
-	l->plan_ns = plan_now_ns() - t0;
-	mvd_debug("session %llu: planning an iteration of %u launches with %s took %.3f ms, %.3f ms of "
-		  "CPU (detection %.3f, building %.3f, the policy %.3f)%s", (unsigned long long)l->session,
-		  it->nlaunch, policy, (double)l->plan_ns / 1e6,
-		  (double)(plan_clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0) / 1e6, (double)(t1 - t0) / 1e6,
-		  (double)(t2 - t1) / 1e6, t3 > 0 ? (double)(t3 - t2) / 1e6 : 0.0,
-		  rc == 1 ? "; plan sent" : "");
+	/* Sent unless it moves nothing and there is no plan to withdraw, or it is the plan sent last. */
+	if ((head.nops > 0 || l->sent_ops) &&
+	    !(l->plans_sent > 0 && hash == l->sent_hash && head.nops == l->sent_nops)) {
+		head.plan_id = ++l->plan_id;
+		*payload = mvd_xmalloc(MV_MSG_PLAN_HEAD + (size_t)head.nops * MV_PLAN_OP_SIZE);
+		*len = mv_plan_encode(&head, w, *payload);
+		l->sent_hash = hash;
+		l->sent_nops = head.nops;
+		l->sent_ops = head.nops > 0;
+		l->plans_sent++;
+		rc = 1;
+	}
 	free(w);
 	free(launch_op);
-	mv_plan_free(plan);
-	mv_iter_free(it);
 	return rc;
 }
 
-void mvd_learn_json(const struct mvd_learn *l, json_t *o)
+static void plan_log(struct mvd_learn *l, const struct mv_iter *it, const char *policy,
+		     const struct plan_clock *clk, int sent)
 {
-	char fp[20];
+	l->plan_ns = plan_now_ns() - clk->t0;
+	mvd_debug("session %llu: planning an iteration of %u launches with %s took %.3f ms, %.3f ms of "
+		  "CPU (detection %.3f, building %.3f, the policy %.3f)%s", (unsigned long long)l->session,
+		  it->nlaunch, policy, (double)l->plan_ns / 1e6,
+		  (double)(plan_clock_ns(CLOCK_THREAD_CPUTIME_ID) - clk->cpu0) / 1e6,
+		  (double)(clk->detected - clk->t0) / 1e6, (double)(clk->built - clk->detected) / 1e6,
+		  clk->planned > 0 ? (double)(clk->planned - clk->built) / 1e6 : 0.0,
+		  sent ? "; plan sent" : "");
+}
 
-	snprintf(fp, sizeof(fp), "%016" PRIx64, l->iter_fingerprint);
-	json_object_set_new(o, "iteration_found", json_boolean(l->found));
-	json_object_set_new(o, "iteration_launches", json_integer((json_int_t)l->iter_nlaunch));
-	json_object_set_new(o, "iteration_fingerprint", json_string(fp));
-	json_object_set_new(o, "plans_sent", json_integer((json_int_t)l->plans_sent));
-	json_object_set_new(o, "plan_ops", json_integer((json_int_t)l->sent_nops));
-	json_object_set_new(o, "plan_time_us", json_integer((json_int_t)(l->plan_ns / 1000)));
-	json_object_set_new(o, "learn_resets", json_integer((json_int_t)l->resets));
-	json_object_set_new(o, "learn_ignored", json_integer((json_int_t)l->ignored));
+int mvd_learn_plan(struct mvd_learn *l, const char *policy, const struct mv_policy_params *params,
+		   uint8_t **payload, size_t *len)
+{
+	const struct mv_trace *t = mv_learner_trace(l->learner);
+	uint64_t launches = mv_learner_stats(l->learner)->launches, dur;
+	struct mv_policy_params p = *params;
+	struct plan_clock clk = {0};
+	struct mv_iter *it = NULL;
+	struct mv_plan *plan = NULL;
+	uint32_t first_op, nops, nlaunch;
+	int same_inputs, rc = 0;
+
+	*payload = NULL;
+	*len = 0;
+	same_inputs = l->planned && strcmp(l->key_policy, policy) == 0 &&
+		      plan_params_equal(&l->key_params, params);
+	if (launches == l->planned_launches && same_inputs)
+		return 0;
+	clk.t0 = plan_now_ns();
+	/* The wall time is what the event loop waited; the CPU time tells a busy host from slow code. */
+	clk.cpu0 = plan_clock_ns(CLOCK_THREAD_CPUTIME_ID);
+	l->planned_launches = launches;
+	if (plan_detect(l, t, &first_op, &nops, &nlaunch) != 0)
+		return 0;
+	clk.detected = plan_now_ns();
+	if (plan_build(l, t, same_inputs, first_op, nops, nlaunch, &dur, &it) != 0)
+		return 0;
+	clk.built = plan_now_ns();
+	plan_remember(l, it, policy, params);
+	p.machine.launch_ns = dur;
+	if (plan_run(l, it, policy, &p, &plan, &clk) == 0)
+		rc = plan_payload(l, t, it, plan, first_op, nops, payload, len);
+	plan_log(l, it, policy, &clk, rc);
+	mv_plan_free(plan);
+	mv_iter_free(it);
+	return rc;
 }
 
 /* ---- sessions ------------------------------------------------------------------------------- */

@@ -68,8 +68,9 @@ extern struct mv_real mv_real;
  * CUDA_ERROR_NOT_INITIALIZED). Cheap after the first call. */
 int mv_init(void);
 
-/* A symbol of the real driver that is not an entry point memvirt uses (simcuda's extras), or NULL. */
-void *mv_real_symbol(const char *name);
+/* The test seam, the only code that exists for the simulated driver alone: nonzero when the driver
+ * is tests/simcuda keeping accounts without backing bytes (its model-only mode); 0 on a real one. */
+int mv_seam_sim_model_only(void);
 
 /* The hook for an exact versioned symbol, or NULL when it is not hooked (intercept.c). */
 void *mv_hook_for(const char *symbol);
@@ -452,6 +453,64 @@ extern struct mv_counters_atomic mv_count;
 MV_EXPORT void memvirt_counters(struct memvirt_counters *out);
 
 
+/* ---- rings from the app's threads to the library's own (ring.c) ---- */
+
+#define MV_RING_SLOTS (1u << 16) /* a power of two */
+#define MV_RING_LAP_SHIFT 16     /* log2 of MV_RING_SLOTS */
+#define MV_RING_WORDS 7
+
+/* One slot and whose turn it is: seq is 2L while the slot waits for the producer of lap L (ticket
+ * >> MV_RING_LAP_SHIFT), 2L + 1 once that producer has written it and it waits for the consumer.
+ * One cache line. */
+struct mv_ring_slot {
+	_Atomic uint64_t seq;
+	uint64_t w[MV_RING_WORDS];
+} __attribute__((aligned(64)));
+
+/* A bounded ring that any thread fills and one thread drains, in ticket order. A record is one slot
+ * or several consecutive ones claimed together. Zero-filled memory is an empty ring. */
+struct mv_ring {
+	_Alignas(64) _Atomic uint64_t tail; /* the next ticket to claim: producers, by compare-and-swap */
+	_Alignas(64) uint64_t head;         /* the next ticket to read: the consumer's alone */
+	_Atomic uint64_t dropped;           /* slots refused since the consumer last took the count */
+	struct mv_ring_slot slot[MV_RING_SLOTS];
+};
+
+static inline struct mv_ring_slot *mv_ring_slot_at(struct mv_ring *r, uint64_t ticket)
+{
+	return &r->slot[ticket & (MV_RING_SLOTS - 1)];
+}
+
+/* What a slot's seq is while ticket waits for its producer; + 1 once written, + 2 once read. */
+static inline uint64_t mv_ring_seq_free(uint64_t ticket)
+{
+	return (ticket >> MV_RING_LAP_SHIFT) * 2;
+}
+
+/* The producer's side, from any thread. Claims k consecutive slots (1 <= k <= MV_RING_SLOTS):
+ * returns 0 and the first ticket, or -1 without waiting when the ring is full, counting k slots
+ * dropped. The producer then fills each slot's words and commits it; a record of several slots
+ * commits its first slot last, so the consumer, which stops at the first slot not committed,
+ * takes the record whole. */
+int mv_ring_claim(struct mv_ring *r, unsigned k, uint64_t *ticket);
+
+static inline void mv_ring_commit(struct mv_ring *r, uint64_t ticket)
+{
+	atomic_store_explicit(&mv_ring_slot_at(r, ticket)->seq, mv_ring_seq_free(ticket) + 1,
+			      memory_order_release);
+}
+
+/* The consumer's side, from its one thread. The words of the slot at head when committed, else
+ * NULL; the slots after it that the same record claimed are mv_ring_slot_at(r, r->head + j). */
+const uint64_t *mv_ring_peek(struct mv_ring *r);
+/* Gives the k slots from head back to the producers (the record read). */
+void mv_ring_release(struct mv_ring *r, unsigned k);
+/* The slots dropped since the last call, at most max of them (the rest stay counted). */
+uint64_t mv_ring_take_dropped(struct mv_ring *r, uint64_t max);
+/* In a child after fork, single-threaded: the slots claimed by threads that did not come along are
+ * given up as read, and the dropped count starts from zero. */
+void mv_ring_forked(struct mv_ring *r);
+
 /* ---- the link to memvirtd (link.c) ---- */
 
 /* Nonzero while a daemon session is up: only then do the app's threads push events. */
@@ -460,6 +519,9 @@ extern _Atomic int mv_link_up;
 /* Queues one event for the daemon without waiting: when the ring is full it is dropped and
  * counted. No lock, no system call (the time comes from the vDSO). */
 void mv_link_push(uint32_t kind, uint32_t stream, uint64_t addr, uint64_t size, uint64_t arg);
+/* Queues a LAUNCH of function number fn and one REF per buffer named, as one record: all of them
+ * or, when the ring is full, none (each counted as dropped). Called only while mv_link_up. */
+void mv_link_launch(uint32_t stream, uint32_t fn, struct mv_buf *const *named, size_t n);
 
 /* The app's side: one relaxed load when no daemon is linked. */
 static inline void mv_link_event(uint32_t kind, uint32_t stream, uint64_t addr, uint64_t size, uint64_t arg)
@@ -544,7 +606,6 @@ void mv_record_alloc(uint32_t id, uint32_t flags, uint64_t size, uint64_t site, 
 void mv_record_free(uint32_t id, uint64_t time_ns);
 void mv_record_launch(uint32_t fn, uint32_t stream, uint64_t time_ns, uint64_t dur_ns, const uint32_t *ids,
 		      uint32_t n);
-void mv_record_sync(uint32_t stream, uint64_t time_ns);
 void mv_record_mark(uint64_t time_ns);
 void mv_record_page(uint32_t id, int in, uint64_t time_ns, uint64_t dur_ns, int waited);
 /* Writes what is buffered; with end, the END record too, and closes the file. */

@@ -214,11 +214,8 @@ static void after_submit(struct learn_ctx *l, uint32_t stream_ix, struct mv_buf 
 		if (l->flags & MV_LEARN_ON)
 			mv_learn_launch(l->fn, stream_ix, named, n, l->tslot);
 	}
-	if (atomic_load_explicit(&mv_link_up, memory_order_relaxed)) {
-		mv_link_push(MV_EV_LAUNCH, stream_ix, l->flags != 0 ? l->fn : 0, 0, n);
-		for (size_t i = 0; i < n; i++)
-			mv_link_push(MV_EV_REF, stream_ix, named[i]->va, 0, 0);
-	}
+	if (atomic_load_explicit(&mv_link_up, memory_order_relaxed))
+		mv_link_launch(stream_ix, l->flags != 0 ? l->fn : 0, named, n);
 }
 
 /* Collects the buffer holding addr into named[] once per submission; called with mv_lock held. */

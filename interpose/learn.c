@@ -1,8 +1,9 @@
 /* The learner: the app's threads append compact records of what they do (allocations, frees,
- * launches with the buffers they name, page copies, iteration marks) to a lock-free bounded queue;
- * the planner thread turns them into a trace (policies/trace.h), finds the training loop's
- * iteration in it, plans the iteration with the selected policy and installs the plan for the
- * executor (plan.c). It also feeds the trace file (record.c) when MEMVIRT_RECORD asks for one.
+ * launches with the buffers they name, page copies, iteration marks) to a lock-free bounded queue
+ * (ring.c); the planner thread feeds them to the learner of policies/learn.h, which makes a trace
+ * of them, finds the training loop's iteration in it, plans the iteration with the selected policy
+ * and installs the plan for the executor (plan.c). It also feeds the trace file (record.c) when
+ * MEMVIRT_RECORD asks for one.
  *
  * The app never waits on any of it: a full queue drops the record and counts it, which makes the
  * trace unreliable, so the learner starts a new one and withdraws its plan until it has learned
@@ -16,6 +17,7 @@
 #include <time.h>
 
 #include "interpose/internal.h"
+#include "policies/learn.h"
 #include "policies/policy.h"
 #include "policies/trace.h"
 
@@ -111,23 +113,14 @@ const char *mv_func_name(uint32_t fn)
 
 /* ---- the queue ---- */
 
-#define LQ_SLOTS (1u << 16) /* a power of two */
-#define LQ_SHIFT 16
 #define LQ_REFS_PER 14      /* buffer numbers in a continuation slot */
 
 enum { LR_ALLOC = 1, LR_FREE, LR_LAUNCH, LR_MARK, LR_PAGE };
 
-/* One slot: seq is 2L while it waits for the producer of lap L, 2L + 1 once written. A record is
- * a head slot and the continuation slots holding a launch's buffer numbers, claimed together. */
-struct lslot {
-	_Atomic uint64_t seq;
-	uint64_t w[7];
-};
-
-static struct lslot lq[LQ_SLOTS];
-static _Alignas(64) _Atomic uint64_t lq_tail;
-static _Alignas(64) uint64_t lq_head;
-static _Atomic uint64_t lq_dropped;
+/* Records from the app's threads to the planner (ring.c). A record is a head slot (w[0]: its kind,
+ * then in bits 8-15 the slots it spans) and the continuation slots holding a launch's buffer
+ * numbers, claimed together. */
+static struct mv_ring lq;
 
 static uint64_t now_ns(void)
 {
@@ -137,51 +130,20 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Claims k consecutive slots, or none when the queue is full. */
-static int lq_claim(unsigned k, uint64_t *ticket)
-{
-	uint64_t t = atomic_load_explicit(&lq_tail, memory_order_relaxed);
-
-	for (;;) {
-		uint64_t last = t + k - 1;
-		struct lslot *s = &lq[last & (LQ_SLOTS - 1)];
-		uint64_t free_seq = (last >> LQ_SHIFT) * 2, seq = atomic_load_explicit(&s->seq, memory_order_acquire);
-		/* The reader frees slots in order: the last one free means all of them are. */
-		if (seq == free_seq) {
-			if (atomic_compare_exchange_weak_explicit(&lq_tail, &t, t + k, memory_order_relaxed,
-								  memory_order_relaxed)) {
-				*ticket = t;
-				return 0;
-			}
-		} else if ((int64_t)(seq - free_seq) < 0) {
-			atomic_fetch_add_explicit(&lq_dropped, 1, memory_order_relaxed);
-			return -1;
-		} else {
-			t = atomic_load_explicit(&lq_tail, memory_order_relaxed);
-		}
-	}
-}
-
-static void lq_commit(uint64_t t)
-{
-	atomic_store_explicit(&lq[t & (LQ_SLOTS - 1)].seq, (t >> LQ_SHIFT) * 2 + 1, memory_order_release);
-}
-
 static void lq_put(uint64_t w0, uint64_t w1, uint64_t w2, uint64_t w3, uint64_t w5)
 {
-	uint64_t t;
-	struct lslot *s;
+	uint64_t t, *w;
 
-	if (lq_claim(1, &t) != 0)
+	if (mv_ring_claim(&lq, 1, &t) != 0)
 		return;
-	s = &lq[t & (LQ_SLOTS - 1)];
-	s->w[0] = w0 | (1u << 8);
-	s->w[1] = w1;
-	s->w[2] = w2;
-	s->w[3] = w3;
-	s->w[4] = now_ns();
-	s->w[5] = w5;
-	lq_commit(t);
+	w = mv_ring_slot_at(&lq, t)->w;
+	w[0] = w0 | (1u << 8);
+	w[1] = w1;
+	w[2] = w2;
+	w[3] = w3;
+	w[4] = now_ns();
+	w[5] = w5;
+	mv_ring_commit(&lq, t);
 }
 
 void mv_learn_alloc(const struct mv_buf *b, int pinned)
@@ -207,10 +169,9 @@ void mv_learn_page(uint32_t id, int in, uint64_t bytes, uint64_t dur_ns, int wai
 void mv_learn_launch(uint32_t fn, uint32_t stream, struct mv_buf *const *named, size_t n, uint32_t tslot)
 {
 	unsigned k = 1 + (unsigned)((n + LQ_REFS_PER - 1) / LQ_REFS_PER);
-	uint64_t t;
-	struct lslot *s;
+	uint64_t t, *w;
 
-	if (fn == UINT32_MAX || lq_claim(k, &t) != 0) {
+	if (fn == UINT32_MAX || mv_ring_claim(&lq, k, &t) != 0) {
 		if (tslot != 0)
 			mv_learn_time_end(tslot, NULL); /* gives the timing slot back */
 		return;
@@ -220,16 +181,15 @@ void mv_learn_launch(uint32_t fn, uint32_t stream, struct mv_buf *const *named, 
 		size_t from = (size_t)(j - 1) * LQ_REFS_PER;
 		for (size_t r = 0; r < LQ_REFS_PER; r++)
 			ids[r] = from + r < n ? named[from + r]->id : 0;
-		s = &lq[(t + j) & (LQ_SLOTS - 1)];
-		memcpy(s->w, ids, sizeof(ids));
-		lq_commit(t + j);
+		memcpy(mv_ring_slot_at(&lq, t + j)->w, ids, sizeof(ids));
+		mv_ring_commit(&lq, t + j);
 	}
-	s = &lq[t & (LQ_SLOTS - 1)];
-	s->w[0] = LR_LAUNCH | (uint64_t)k << 8 | (uint64_t)(stream & 0xffff) << 16 | (uint64_t)n << 32;
-	s->w[1] = fn;
-	s->w[2] = tslot;
-	s->w[4] = now_ns();
-	lq_commit(t);
+	w = mv_ring_slot_at(&lq, t)->w;
+	w[0] = LR_LAUNCH | (uint64_t)k << 8 | (uint64_t)(stream & 0xffff) << 16 | (uint64_t)n << 32;
+	w[1] = fn;
+	w[2] = tslot;
+	w[4] = now_ns();
+	mv_ring_commit(&lq, t);
 }
 
 /* ---- launch timing ---- */
@@ -280,116 +240,6 @@ static uint64_t time_take(uint32_t slot)
 	return ns;
 }
 
-/* ---- buffer numbers: live id -> slot in `live` ---- */
-
-/* A buffer alive in the trace. */
-struct live {
-	uint32_t id, tbuf, flags;
-	uint64_t size, site;
-};
-
-/* Open addressing on id, with backward-shift deletion. Values index `lives`. */
-struct idmap {
-	uint32_t *key, *val;
-	uint8_t *used;
-	uint32_t cap, n;
-};
-
-static uint32_t idhash(uint32_t id, uint32_t cap)
-{
-	return (uint32_t)((id * 0x9e3779b1u) & (cap - 1));
-}
-
-static int idmap_grow(struct idmap *m)
-{
-	struct idmap g = {0};
-
-	g.cap = m->cap ? m->cap * 2 : 1024;
-	g.key = malloc(g.cap * sizeof(*g.key));
-	g.val = malloc(g.cap * sizeof(*g.val));
-	g.used = calloc(g.cap, 1);
-	if (g.key == NULL || g.val == NULL || g.used == NULL) {
-		free(g.key);
-		free(g.val);
-		free(g.used);
-		return -1;
-	}
-	for (uint32_t i = 0; i < m->cap; i++) {
-		if (!m->used[i])
-			continue;
-		uint32_t j = idhash(m->key[i], g.cap);
-		while (g.used[j])
-			j = (j + 1) & (g.cap - 1);
-		g.used[j] = 1;
-		g.key[j] = m->key[i];
-		g.val[j] = m->val[i];
-	}
-	g.n = m->n;
-	free(m->key);
-	free(m->val);
-	free(m->used);
-	*m = g;
-	return 0;
-}
-
-static uint32_t *idmap_find(struct idmap *m, uint32_t id)
-{
-	if (m->cap == 0)
-		return NULL;
-	for (uint32_t j = idhash(id, m->cap);; j = (j + 1) & (m->cap - 1)) {
-		if (!m->used[j])
-			return NULL;
-		if (m->key[j] == id)
-			return &m->val[j];
-	}
-}
-
-static int idmap_put(struct idmap *m, uint32_t id, uint32_t v)
-{
-	uint32_t *p = idmap_find(m, id), j;
-
-	if (p != NULL) {
-		*p = v;
-		return 0;
-	}
-	if ((m->n + 1) * 2 > m->cap && idmap_grow(m) != 0)
-		return -1;
-	for (j = idhash(id, m->cap); m->used[j]; j = (j + 1) & (m->cap - 1))
-		;
-	m->used[j] = 1;
-	m->key[j] = id;
-	m->val[j] = v;
-	m->n++;
-	return 0;
-}
-
-static void idmap_del(struct idmap *m, uint32_t id)
-{
-	uint32_t j, k;
-
-	if (m->cap == 0)
-		return;
-	for (j = idhash(id, m->cap);; j = (j + 1) & (m->cap - 1)) {
-		if (!m->used[j])
-			return;
-		if (m->key[j] == id)
-			break;
-	}
-	m->used[j] = 0;
-	m->n--;
-	/* Backward shift: later entries of the run move into the hole when their home allows. */
-	for (k = (j + 1) & (m->cap - 1); m->used[k]; k = (k + 1) & (m->cap - 1)) {
-		uint32_t home = idhash(m->key[k], m->cap);
-		if ((j < k) ? (home <= j || home > k) : (home <= j && home > k)) {
-			m->used[j] = 1;
-			m->key[j] = m->key[k];
-			m->val[j] = m->val[k];
-			m->used[k] = 0;
-			j = k;
-		}
-	}
-}
-
 /* ---- the planner's state (its thread's alone) ---- */
 
 #define MV_TRACE_CAP (1u << 18)    /* ops kept before the trace starts over */
@@ -397,22 +247,18 @@ static void idmap_del(struct idmap *m, uint32_t id)
 #define MV_DEFAULT_BPS 12e9        /* copy bandwidth until one is measured */
 #define MV_DEFAULT_LAUNCH_NS 10000
 
-static struct mv_trace *tr;
-static struct idmap ids;                 /* live id -> index in lives */
-static struct live *lives;
-static uint32_t nlives, caplives;
-static uint32_t g2t[MV_FUNCS];           /* live function -> the trace's, MV_TRACE_NONE */
-static uint32_t t2g[MV_FUNCS];
-static uint32_t ntfuncs;
-static uint64_t last_time;
+static struct mv_learner *lr;            /* the trace, while planning (policies/learn.h) */
+static uint64_t last_time;               /* the time of the last record, for the trace file */
 static uint64_t launches_since_detect, trace_launches;
-static uint64_t dropped_seen;
+static uint64_t resets_seen;             /* the learner's restarts already accounted for */
 static uint64_t dur_sum, dur_n;          /* measured launch time, for the launches not timed */
 static uint64_t bytes_h2d, ns_h2d, bytes_d2h, ns_d2h;
 
 static int planning;                     /* a policy other than lru */
 static const struct mv_policy *policy;
 static struct mv_iter *iter;             /* the iteration learned, planned and installed */
+static uint32_t fnmap[MV_FUNCS];         /* the live function number of each of iter's functions */
+static uint32_t nfnmap;
 static struct mv_feedback *fb;
 static uint64_t *late_acc;
 static uint64_t iter_seen, diverged_base, iters_installed;
@@ -424,25 +270,12 @@ static _Atomic int planner_started;
 static _Atomic int planner_exiting;
 static _Atomic int planner_done;
 
-static uint32_t *refbuf;                 /* a launch's trace buffers */
-
-static void restart_trace(void)
+/* Learning starts over from the buffers alive now. */
+static void relearn(const char *why)
 {
-	struct mv_trace *t = mv_trace_new(mv_dev()->total, 0);
-
-	if (t == NULL)
-		return;
-	if (tr != NULL)
-		mv_trace_free(tr);
-	tr = t;
-	for (uint32_t i = 0; i < MV_FUNCS; i++)
-		g2t[i] = MV_TRACE_NONE;
-	ntfuncs = 0;
+	mv_learner_restart(lr, why);
 	launches_since_detect = trace_launches = 0;
-	/* Buffers alive now are alive when the next iteration begins. */
-	for (uint32_t i = 0; i < nlives; i++)
-		if (mv_trace_add_alloc(tr, lives[i].size, lives[i].site, lives[i].flags, last_time, &lives[i].tbuf) != 0)
-			lives[i].tbuf = MV_TRACE_NONE;
+	resets_seen = mv_learner_stats(lr)->resets;
 }
 
 static uint64_t stamp(uint64_t t)
@@ -452,107 +285,63 @@ static uint64_t stamp(uint64_t t)
 	return last_time;
 }
 
-static void on_alloc(const struct lslot *s)
+static void on_alloc(const uint64_t *w)
 {
-	uint32_t id = (uint32_t)s->w[1], flags = (uint32_t)s->w[5];
-	uint64_t size = s->w[2], site = s->w[3], t = stamp(s->w[4]);
-	struct live *l;
+	uint32_t id = (uint32_t)w[1], flags = (uint32_t)w[5];
+	uint64_t size = w[2], site = w[3], t = stamp(w[4]);
 
 	if (recording)
 		mv_record_alloc(id, flags, size, site, t);
-	if (!planning)
-		return;
-	if (nlives == caplives) {
-		uint32_t cap = caplives ? caplives * 2 : 1024;
-		struct live *v = realloc(lives, cap * sizeof(*v));
-		if (v == NULL)
-			return;
-		lives = v;
-		caplives = cap;
-	}
-	l = &lives[nlives];
-	*l = (struct live){id, MV_TRACE_NONE, flags, size, site};
-	if (idmap_put(&ids, id, nlives) != 0)
-		return;
-	nlives++;
-	if (tr != NULL && mv_trace_add_alloc(tr, size, site, flags, t, &l->tbuf) != 0)
-		l->tbuf = MV_TRACE_NONE;
+	if (lr != NULL)
+		mv_learner_alloc(lr, id, size, site, flags, t);
 }
 
-static void on_free(const struct lslot *s)
+static void on_free(const uint64_t *w)
 {
-	uint32_t id = (uint32_t)s->w[1], *ix;
-	uint64_t t = stamp(s->w[4]);
+	uint32_t id = (uint32_t)w[1];
+	uint64_t t = stamp(w[4]);
 
 	if (recording)
 		mv_record_free(id, t);
-	if (!planning || (ix = idmap_find(&ids, id)) == NULL)
-		return;
-	{
-		uint32_t i = *ix;
-		if (tr != NULL && lives[i].tbuf != MV_TRACE_NONE)
-			mv_trace_add_free(tr, lives[i].tbuf, t);
-		idmap_del(&ids, id);
-		if (i != nlives - 1) {
-			lives[i] = lives[nlives - 1];
-			*idmap_find(&ids, lives[i].id) = i;
-		}
-		nlives--;
-	}
+	if (lr != NULL)
+		mv_learner_freed(lr, id, t);
 }
 
-static uint32_t trace_func(uint32_t fn)
+static void on_launch(const uint64_t *w)
 {
-	if (fn >= MV_FUNCS)
-		return MV_TRACE_NONE;
-	if (g2t[fn] == MV_TRACE_NONE) {
-		uint32_t tf;
-		if (mv_trace_add_func(tr, mv_func_name(fn), &tf) != 0)
-			return MV_TRACE_NONE;
-		g2t[fn] = tf;
-		if (tf < MV_FUNCS)
-			t2g[tf] = fn;
-		ntfuncs = tf + 1;
-	}
-	return g2t[fn];
-}
-
-static void on_launch(const struct lslot *s)
-{
-	uint32_t k = (uint32_t)(s->w[0] >> 8) & 0xff, stream = (uint32_t)(s->w[0] >> 16) & 0xffff;
-	uint32_t n = (uint32_t)(s->w[0] >> 32), fn = (uint32_t)s->w[1], nr = 0;
-	uint64_t t = stamp(s->w[4]), dur = time_take((uint32_t)s->w[2]);
-	uint32_t *idv = refbuf + LQ_REFS_PER * 40;
+	static uint32_t idv[LQ_REFS_PER * 40]; /* the buffer numbers of a launch */
+	uint32_t stream = (uint32_t)(w[0] >> 16) & 0xffff;
+	uint32_t n = (uint32_t)(w[0] >> 32), fn = (uint32_t)w[1];
+	uint64_t t = stamp(w[4]), dur = time_take((uint32_t)w[2]), learnt;
 
 	if (n > LQ_REFS_PER * 38)
 		n = LQ_REFS_PER * 38;
-	for (uint32_t j = 1; j < k; j++)
-		memcpy(idv + (j - 1) * LQ_REFS_PER, lq[(lq_head + j) & (LQ_SLOTS - 1)].w, LQ_REFS_PER * sizeof(uint32_t));
+	for (uint32_t j = 1; (j - 1) * LQ_REFS_PER < n; j++)
+		memcpy(idv + (j - 1) * LQ_REFS_PER, mv_ring_slot_at(&lq, lq.head + j)->w,
+		       LQ_REFS_PER * sizeof(uint32_t));
 	if (dur > 0) {
 		dur_sum += dur;
 		dur_n++;
 	}
 	if (recording)
 		mv_record_launch(fn, stream, t, dur, idv, n);
-	if (!planning || tr == NULL)
+	if (lr == NULL)
 		return;
-	for (uint32_t i = 0; i < n; i++) {
-		uint32_t *ix = idmap_find(&ids, idv[i]);
-		if (ix != NULL && lives[*ix].tbuf != MV_TRACE_NONE)
-			refbuf[nr++] = lives[*ix].tbuf;
-	}
-	fn = trace_func(fn);
-	if (fn != MV_TRACE_NONE && mv_trace_add_launch(tr, fn, stream, t, dur, refbuf, nr) == 0) {
+	learnt = mv_learner_stats(lr)->launches;
+	mv_learner_launch(lr, fn, mv_func_name(fn), stream, t, dur, n);
+	for (uint32_t i = 0; i < n; i++)
+		mv_learner_ref(lr, idv[i]);
+	if (mv_learner_stats(lr)->launches != learnt) {
 		launches_since_detect++;
 		trace_launches++;
 	}
 }
 
-static void on_page(const struct lslot *s)
+static void on_page(const uint64_t *w)
 {
-	uint32_t id = (uint32_t)s->w[1], *ix;
-	int in = s->w[5] & 1, waited = (s->w[5] >> 1) & 1;
-	uint64_t dur = s->w[2], bytes = s->w[3], t = stamp(s->w[4]);
+	uint32_t id = (uint32_t)w[1];
+	int in = w[5] & 1, waited = (w[5] >> 1) & 1;
+	uint64_t dur = w[2], bytes = w[3], t = stamp(w[4]);
 
 	if (dur > 0) {
 		if (in) {
@@ -565,58 +354,48 @@ static void on_page(const struct lslot *s)
 	}
 	if (recording)
 		mv_record_page(id, in, t, dur, waited);
-	if (planning && tr != NULL && (ix = idmap_find(&ids, id)) != NULL && lives[*ix].tbuf != MV_TRACE_NONE)
-		mv_trace_add_page(tr, lives[*ix].tbuf, in, t, dur, waited);
+	if (lr != NULL)
+		mv_learner_page(lr, id, in, t, dur, waited);
 }
 
-static void on_mark(const struct lslot *s)
+static void on_mark(const uint64_t *w)
 {
-	uint64_t t = stamp(s->w[4]);
+	uint64_t t = stamp(w[4]);
 
 	if (recording)
 		mv_record_mark(t);
-	if (planning && tr != NULL && mv_trace_add_mark(tr, t) == 0)
+	if (lr != NULL && mv_learner_mark(lr, t) == 0)
 		launches_since_detect = MV_MAX(launches_since_detect, trace_launches); /* try at once */
 }
 
 /* Takes up to max records off the queue. Returns how many. */
 static unsigned drain(unsigned max)
 {
+	const uint64_t *w;
 	unsigned done = 0;
 
-	while (done < max) {
-		struct lslot *s = &lq[lq_head & (LQ_SLOTS - 1)];
-		uint64_t full = (lq_head >> LQ_SHIFT) * 2 + 1;
-		unsigned k;
-		if (atomic_load_explicit(&s->seq, memory_order_acquire) != full)
-			break;
-		k = (unsigned)(s->w[0] >> 8) & 0xff;
-		if (k == 0)
-			k = 1;
-		switch (s->w[0] & 0xff) {
+	while (done < max && (w = mv_ring_peek(&lq)) != NULL) {
+		unsigned k = (unsigned)(w[0] >> 8) & 0xff;
+		switch (w[0] & 0xff) {
 		case LR_ALLOC:
-			on_alloc(s);
+			on_alloc(w);
 			break;
 		case LR_FREE:
-			on_free(s);
+			on_free(w);
 			break;
 		case LR_LAUNCH:
-			on_launch(s);
+			on_launch(w);
 			break;
 		case LR_MARK:
-			on_mark(s);
+			on_mark(w);
 			break;
 		case LR_PAGE:
-			on_page(s);
+			on_page(w);
 			break;
 		default:
 			break;
 		}
-		for (unsigned j = 0; j < k; j++) {
-			uint64_t h = lq_head + j;
-			atomic_store_explicit(&lq[h & (LQ_SLOTS - 1)].seq, (h >> LQ_SHIFT) * 2 + 2, memory_order_release);
-		}
-		lq_head += k;
+		mv_ring_release(&lq, k == 0 ? 1 : k);
 		done++;
 	}
 	return done;
@@ -682,7 +461,7 @@ static void plan_and_install(void)
 		mv_log(MV_LOG_DEBUG, "plan: %s planned %u page-outs and %u page-ins for %u launches, %u buffers, "
 		       "budget %llu", policy->name, outs, ins, iter->nlaunch, iter->nbufs, (unsigned long long)p.budget);
 	}
-	mv_plan_install_local(iter, plan, t2g, ntfuncs);
+	mv_plan_install_local(iter, plan, fnmap, nfnmap);
 	mv_plan_free(plan);
 }
 
@@ -723,9 +502,23 @@ static int same_iter(const struct mv_iter *a, const struct mv_iter *b)
 	return 1;
 }
 
+/* The live function number of each of the trace's functions, for the executor: fnmap[]. */
+static void fnmap_take(void)
+{
+	nfnmap = MV_MIN(mv_learner_trace(lr)->nfuncs, MV_FUNCS);
+	for (uint32_t f = 0; f < nfnmap; f++)
+		fnmap[f] = UINT32_MAX;
+	for (uint32_t fn = 0; fn < MV_FUNCS; fn++) {
+		uint32_t f = mv_learner_func(lr, fn);
+		if (f < nfnmap)
+			fnmap[f] = fn;
+	}
+}
+
 /* Looks for the iteration in the trace; a new one is planned and installed. */
 static void detect(void)
 {
+	const struct mv_trace *tr = mv_learner_trace(lr);
 	uint32_t first, nops;
 	struct mv_iter *it = NULL;
 	uint64_t iters, diverged;
@@ -746,6 +539,7 @@ static void detect(void)
 	free(late_acc);
 	relearning = 0;
 	iter = it;
+	fnmap_take();
 	fb = mv_feedback_new(it);
 	late_acc = calloc(it->nbufs + 1, sizeof(*late_acc));
 	plan_and_install();
@@ -760,23 +554,23 @@ static void detect(void)
 /* One round of the planner's periodic work. */
 static void planner_round(void)
 {
-	uint64_t dropped = atomic_load(&lq_dropped), iters, diverged;
+	uint64_t iters, diverged;
 
-	if (dropped != dropped_seen) {
+	if (mv_ring_take_dropped(&lq, UINT64_MAX) != 0) {
 		/* The trace missed records: start over and plan nothing until the iteration is relearned. */
-		dropped_seen = dropped;
 		mv_log(MV_LOG_DEBUG, "plan: the learner's queue overflowed; relearning");
 		mv_plan_install_local(NULL, NULL, NULL, 0);
 		mv_iter_free(iter);
 		iter = NULL;
 		atomic_fetch_or(&mv_learn_flags, MV_LEARN_TIME);
-		restart_trace();
+		relearn("records were lost");
 		return;
 	}
-	if (tr != NULL && tr->nops > MV_TRACE_CAP)
-		restart_trace();
-	if (tr == NULL)
-		return;
+	if (mv_learner_stats(lr)->resets != resets_seen) {
+		/* The trace filled up and started over from its live buffers. */
+		resets_seen = mv_learner_stats(lr)->resets;
+		launches_since_detect = trace_launches = 0;
+	}
 	if (iter == NULL) {
 		/* Often enough to catch the iteration soon after its second repeat; each try is O(ops). */
 		if (launches_since_detect >= MV_MAX(MV_DETECT_MIN, trace_launches / 8))
@@ -794,7 +588,7 @@ static void planner_round(void)
 		if (iters - iters_installed < 2)
 			bad_sig[nbad++ % MV_BAD_ITERS] = iter_sig(iter);
 		atomic_fetch_or(&mv_learn_flags, MV_LEARN_TIME);
-		restart_trace();
+		relearn("the job left its iteration");
 		relearning = 1;
 		return;
 	}
@@ -841,12 +635,6 @@ static void *planner(void *arg)
 
 	(void)arg;
 	mv_real.cuCtxSetCurrent(mv_dev()->ctx);
-	refbuf = malloc(LQ_REFS_PER * 80 * sizeof(*refbuf));
-	if (refbuf == NULL) {
-		atomic_store(&mv_learn_flags, 0);
-		atomic_store(&planner_done, 1);
-		return NULL;
-	}
 	for (;;) {
 		int exiting = atomic_load(&planner_exiting);
 		unsigned n = drain(4096);
@@ -897,19 +685,24 @@ void mv_learn_start(void)
 		}
 	}
 	if (mv_cfg.record != NULL) {
-		uint32_t tflags = 0;
-		/* simcuda without backing bytes: the trace says so (never linked to, only looked up). */
-		int (*model_only)(void) = (int (*)(void))mv_real_symbol("simcuda_model_only");
-		if (model_only != NULL && model_only())
-			tflags |= MV_TRACE_F_MODEL_ONLY;
+		/* A simulated device without backing bytes: the trace says so. */
+		uint32_t tflags = mv_seam_sim_model_only() ? MV_TRACE_F_MODEL_ONLY : 0;
+
 		recording = mv_record_open(mv_cfg.record, mv_dev()->total, tflags) == 0;
+	}
+	if (planning) {
+		/* The library's own records are not hostile: only the trace's length is bounded. */
+		static const struct mv_learner_limits lim = {MV_TRACE_CAP, UINT32_MAX, UINT32_MAX, UINT32_MAX,
+							     UINT32_MAX};
+
+		lr = mv_learner_new(mv_dev()->total, &lim, NULL, NULL);
+		if (lr == NULL) {
+			mv_log(MV_LOG_WARN, "no memory to learn the iteration; paging reactively");
+			planning = 0;
+		}
 	}
 	if (!planning && !recording)
 		return;
-	for (uint32_t i = 0; i < MV_FUNCS; i++)
-		g2t[i] = MV_TRACE_NONE;
-	if (planning)
-		restart_trace();
 	for (int i = 0; i < EV_PAIRS; i++) {
 		if (mv_real.cuEventCreate(&ev_a[i], 0) != CUDA_SUCCESS || mv_real.cuEventCreate(&ev_b[i], 0) != CUDA_SUCCESS) {
 			mv_log(MV_LOG_WARN, "cannot make the timing events: launches are not timed");

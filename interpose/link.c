@@ -1,8 +1,8 @@
-/* The link to memvirtd: a lock-free ring of buffer events that the app's threads fill, and the link
- * thread that drains it to the daemon in batches, sends counter snapshots, and applies the daemon's
- * grants. The app never waits on any of it (DESIGN §3, invariant 4): a full ring drops the event
- * and counts it, and while no daemon is linked an event costs the app one atomic load. Without a
- * daemon the link thread retries with a growing pause and the local budget applies. */
+/* The link to memvirtd: a lock-free ring (ring.c) of buffer events that the app's threads fill,
+ * and the link thread that drains it to the daemon in batches, sends counter snapshots, and applies
+ * the daemon's grants. The app never waits on any of it (DESIGN §3, invariant 4): a full ring drops
+ * the event and counts it, and while no daemon is linked an event costs the app one atomic load.
+ * Without a daemon the link thread retries with a growing pause and the local budget applies. */
 #include "config.h"
 
 #include <errno.h>
@@ -23,8 +23,6 @@
 #include "protocol/proto.h"
 #include "protocol/units.h"
 
-#define MV_LINK_SLOTS (1u << 16) /* a power of two */
-#define MV_LINK_LAP_SHIFT 16     /* log2 of MV_LINK_SLOTS */
 #define MV_LINK_BUSY_MS 20       /* how soon the next batch goes while events flow */
 #define MV_LINK_IDLE_MS 100      /* and while they do not */
 #define MV_LINK_COUNTERS_MS 500
@@ -36,79 +34,77 @@
 
 /* ---- the event ring ---- */
 
-/* One event and whose turn it is: seq is 2L while the slot waits for the producer of lap L (ticket
- * >> MV_LINK_LAP_SHIFT), 2L + 1 once that producer has written it and it waits for the link thread.
- * Zero-filled memory is lap 0 with every slot free. */
-struct slot {
-	_Atomic uint64_t seq;
-	struct mv_event ev;
-};
-
-static struct slot ring[MV_LINK_SLOTS];
-/* The next ticket to claim: producers take it with compare-and-swap, on a line of its own. */
-static _Alignas(64) _Atomic uint64_t tail;
-/* The next ticket to read: the link thread's alone (and the fork handler's, single-threaded). */
-static _Alignas(64) uint64_t head;
-/* Events dropped since the last batch reported them. */
-static _Atomic uint64_t dropped_unsent;
+/* One event a slot: the app's threads fill it, the link thread drains it (ring.c). Its dropped
+ * count is what the next batch reports lost. */
+static struct mv_ring ring;
+_Static_assert(sizeof(struct mv_event) <= sizeof(((struct mv_ring_slot *)0)->w), "an event fills one slot");
 
 _Atomic int mv_link_up;
 
-void mv_link_push(uint32_t kind, uint32_t stream, uint64_t addr, uint64_t size, uint64_t arg)
+/* CLOCK_MONOTONIC is read through the vDSO: no system call. */
+static uint64_t event_time(void)
 {
 	struct timespec ts;
-	uint64_t t, free_seq, seq;
-	struct slot *s;
 
-	/* CLOCK_MONOTONIC is read through the vDSO: no system call. */
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	t = atomic_load_explicit(&tail, memory_order_relaxed);
-	for (;;) {
-		s = &ring[t & (MV_LINK_SLOTS - 1)];
-		free_seq = (t >> MV_LINK_LAP_SHIFT) * 2;
-		seq = atomic_load_explicit(&s->seq, memory_order_acquire);
-		if (seq == free_seq) {
-			if (atomic_compare_exchange_weak_explicit(&tail, &t, t + 1, memory_order_relaxed,
-								  memory_order_relaxed))
-				break;
-		} else if ((int64_t)(seq - free_seq) < 0) {
-			/* The slot still holds the previous lap's event: the ring is full. Never wait. */
-			atomic_fetch_add_explicit(&mv_count.events_dropped, 1, memory_order_relaxed);
-			atomic_fetch_add_explicit(&dropped_unsent, 1, memory_order_relaxed);
-			return;
-		} else {
-			/* Another producer took this ticket first. */
-			t = atomic_load_explicit(&tail, memory_order_relaxed);
-		}
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Claims k slots for k events, or counts them lost when the ring is full. */
+static int claim_events(unsigned k, uint64_t *ticket)
+{
+	if (mv_ring_claim(&ring, k, ticket) == 0)
+		return 0;
+	atomic_fetch_add_explicit(&mv_count.events_dropped, k, memory_order_relaxed);
+	return -1;
+}
+
+static void put_event(uint64_t ticket, const struct mv_event *ev)
+{
+	memcpy(mv_ring_slot_at(&ring, ticket)->w, ev, sizeof(*ev));
+}
+
+void mv_link_push(uint32_t kind, uint32_t stream, uint64_t addr, uint64_t size, uint64_t arg)
+{
+	struct mv_event ev = {event_time(), kind, stream, addr, size, arg};
+	uint64_t t;
+
+	if (claim_events(1, &t) != 0)
+		return;
+	put_event(t, &ev);
+	mv_ring_commit(&ring, t);
+}
+
+void mv_link_launch(uint32_t stream, uint32_t fn, struct mv_buf *const *named, size_t n)
+{
+	struct mv_event ev = {event_time(), MV_EV_LAUNCH, stream, fn, 0, n};
+	uint64_t t;
+
+	/* The LAUNCH and its REFs in one claim: the daemon never sees another event between them. */
+	if (claim_events(1 + (unsigned)n, &t) != 0)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct mv_event ref = {ev.time_ns, MV_EV_REF, stream, named[i]->va, 0, 0};
+		put_event(t + 1 + i, &ref);
+		mv_ring_commit(&ring, t + 1 + i);
 	}
-	s->ev.time_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-	s->ev.kind = kind;
-	s->ev.stream = stream;
-	s->ev.addr = addr;
-	s->ev.size = size;
-	s->ev.arg = arg;
-	atomic_store_explicit(&s->seq, free_seq + 1, memory_order_release);
+	put_event(t, &ev);
+	mv_ring_commit(&ring, t);
 }
 
 /* Takes up to max events off the ring, in ticket order; stops early at a slot whose producer has
  * not finished writing it. */
 static uint32_t ring_drain(struct mv_event *out, uint32_t max)
 {
-	uint64_t h = head;
+	const uint64_t *w;
 	uint32_t n = 0;
 
-	while (n < max) {
-		struct slot *s = &ring[h & (MV_LINK_SLOTS - 1)];
-		uint64_t full = (h >> MV_LINK_LAP_SHIFT) * 2 + 1;
-		if (atomic_load_explicit(&s->seq, memory_order_acquire) != full)
-			break;
+	while (n < max && (w = mv_ring_peek(&ring)) != NULL) {
 		if (out != NULL)
-			out[n] = s->ev;
+			memcpy(&out[n], w, sizeof(*out));
 		n++;
-		atomic_store_explicit(&s->seq, full + 1, memory_order_release);
-		h++;
+		mv_ring_release(&ring, 1);
 	}
-	head = h;
 	return n;
 }
 
@@ -187,12 +183,8 @@ static long send_events(uint64_t deadline)
 
 	for (;;) {
 		uint32_t n = ring_drain(batch, MV_EVENTS_MAX);
-		uint64_t lost = atomic_exchange_explicit(&dropped_unsent, 0, memory_order_relaxed);
+		uint64_t lost = mv_ring_take_dropped(&ring, UINT32_MAX);
 		int r;
-		if (lost > UINT32_MAX) {
-			atomic_fetch_add_explicit(&dropped_unsent, lost - UINT32_MAX, memory_order_relaxed);
-			lost = UINT32_MAX;
-		}
 		if (n == 0 && lost == 0)
 			return sent;
 		r = send_frame(MV_MSG_EVENTS, mv_events_encode(batch, n, (uint32_t)lost, tx + MV_FRAME_HEADER), deadline);
@@ -424,7 +416,7 @@ static int session(void)
 		return 0;
 	}
 	/* Whatever the ring holds is from an earlier session. */
-	while (ring_drain(NULL, MV_LINK_SLOTS) > 0)
+	while (ring_drain(NULL, MV_RING_SLOTS) > 0)
 		;
 	atomic_store(&mv_link_up, 1);
 	next_events = now_ms() + MV_LINK_IDLE_MS;
@@ -551,15 +543,9 @@ void mv_link_start(void)
  * and events are the parent's. The next allocation starts a new link. Runs single-threaded. */
 void mv_link_forked(void)
 {
-	uint64_t t = atomic_load_explicit(&tail, memory_order_relaxed);
-
-	/* Slots the parent's threads claimed but may never finish here are given up as read. */
-	for (; head != t; head++)
-		atomic_store_explicit(&ring[head & (MV_LINK_SLOTS - 1)].seq, (head >> MV_LINK_LAP_SHIFT) * 2 + 2,
-				      memory_order_relaxed);
+	mv_ring_forked(&ring);
 	atomic_store(&mv_link_up, 0);
 	atomic_store(&exiting, 0);
-	atomic_store(&dropped_unsent, 0);
 	if (sock >= 0)
 		close(sock);
 	sock = -1;

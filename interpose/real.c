@@ -96,9 +96,17 @@ int mv_init(void)
 	return loaded;
 }
 
-void *mv_real_symbol(const char *name)
+/* The test seam: the one place the library asks the simulated driver (tests/simcuda) something a
+ * real driver does not have. The symbol is looked up, never linked to, so on a GPU it is absent and
+ * the answer is 0. */
+int mv_seam_sim_model_only(void)
 {
-	return real_dlsym != NULL && real_handle != NULL ? real_dlsym(real_handle, name) : NULL;
+	int (*model_only)(void);
+
+	if (real_dlsym == NULL || real_handle == NULL)
+		return 0;
+	model_only = (int (*)(void))real_dlsym(real_handle, "simcuda_model_only");
+	return model_only != NULL && model_only();
 }
 
 /* Runs inside a sanitizer runtime's start-up too (RTLD_DEFAULT lookups): until the name is known to

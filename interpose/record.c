@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "interpose/internal.h"
+#include "policies/map.h"
 #include "policies/trace.h"
 
 #define REC_BUF (256u << 10)
@@ -27,79 +28,8 @@ static uint32_t file_fn[REC_FUNCS];  /* live function number + 1 -> file number 
 static uint32_t nfns;
 static uint32_t *refs;
 
-/* Live buffer id -> file buffer number, open addressing; freed entries are tombstoned. */
-static uint32_t *mkey, *mval;
-static uint8_t *mstate;              /* 0 empty, 1 used, 2 deleted */
-static uint32_t mcap, mused, mtomb;
-
-static uint32_t h32(uint32_t x, uint32_t cap)
-{
-	return (x * 0x9e3779b1u) & (cap - 1);
-}
-
-static int map_rehash(uint32_t cap)
-{
-	uint32_t *k = malloc(cap * sizeof(*k)), *v = malloc(cap * sizeof(*v));
-	uint8_t *st = calloc(cap, 1);
-
-	if (k == NULL || v == NULL || st == NULL) {
-		free(k);
-		free(v);
-		free(st);
-		return -1;
-	}
-	mused = mtomb = 0;
-	for (uint32_t i = 0; i < mcap; i++) {
-		uint32_t j;
-		if (mstate[i] != 1)
-			continue;
-		for (j = h32(mkey[i], cap); st[j]; j = (j + 1) & (cap - 1))
-			;
-		st[j] = 1;
-		k[j] = mkey[i];
-		v[j] = mval[i];
-		mused++;
-	}
-	free(mkey);
-	free(mval);
-	free(mstate);
-	mkey = k;
-	mval = v;
-	mstate = st;
-	mcap = cap;
-	return 0;
-}
-
-static int64_t map_slot(uint32_t id)
-{
-	if (mcap == 0)
-		return -1;
-	for (uint32_t j = h32(id, mcap), n = 0; n < mcap; j = (j + 1) & (mcap - 1), n++) {
-		if (mstate[j] == 0)
-			return -1;
-		if (mstate[j] == 1 && mkey[j] == id)
-			return j;
-	}
-	return -1;
-}
-
-static int map_put(uint32_t id, uint32_t v)
-{
-	uint32_t j;
-
-	/* Tombstones count against the load, so that a probe always meets an empty slot soon. */
-	if ((mused + mtomb + 1) * 2 > mcap && map_rehash(mused * 4 > mcap ? mcap * 2 : MV_MAX(mcap, 4096u)) != 0)
-		return -1;
-	for (j = h32(id, mcap); mstate[j] == 1; j = (j + 1) & (mcap - 1))
-		;
-	if (mstate[j] == 2)
-		mtomb--;
-	mstate[j] = 1;
-	mkey[j] = id;
-	mval[j] = v;
-	mused++;
-	return 0;
-}
+/* Live buffer id -> file buffer number. */
+static struct mv_map file_buf = MV_MAP_INIT;
 
 static void put_all(const uint8_t *p, size_t n)
 {
@@ -187,7 +117,7 @@ void mv_record_alloc(uint32_t id, uint32_t flags, uint64_t size, uint64_t site, 
 {
 	size_t n;
 
-	if (!room(MV_TRACE_RECORD_HEAD + 32) || map_put(id, nbufs) != 0)
+	if (!room(MV_TRACE_RECORD_HEAD + 32) || mv_map_set(&file_buf, id, nbufs) != 0)
 		return;
 	n = mv_trace_encode_alloc(buf + len, REC_BUF - len, nbufs, flags, size, site, time_ns);
 	wrote(n);
@@ -196,14 +126,12 @@ void mv_record_alloc(uint32_t id, uint32_t flags, uint64_t size, uint64_t site, 
 
 void mv_record_free(uint32_t id, uint64_t time_ns)
 {
-	int64_t j = map_slot(id);
+	uint32_t b;
 
-	if (j < 0 || !room(MV_TRACE_RECORD_HEAD + 16))
+	if (!mv_map_get(&file_buf, id, &b) || !room(MV_TRACE_RECORD_HEAD + 16))
 		return;
-	wrote(mv_trace_encode_free(buf + len, REC_BUF - len, mval[j], time_ns));
-	mstate[j] = 2;
-	mused--;
-	mtomb++;
+	wrote(mv_trace_encode_free(buf + len, REC_BUF - len, b, time_ns));
+	mv_map_del(&file_buf, id);
 }
 
 void mv_record_launch(uint32_t fn, uint32_t stream, uint64_t time_ns, uint64_t dur_ns, const uint32_t *ids,
@@ -218,19 +146,12 @@ void mv_record_launch(uint32_t fn, uint32_t stream, uint64_t time_ns, uint64_t d
 	if (file_fn[fn] == 0)
 		return;
 	for (uint32_t i = 0; i < n && nr < 4096; i++) {
-		int64_t j = map_slot(ids[i]);
-		if (j >= 0)
-			refs[nr++] = mval[j];
+		if (mv_map_get(&file_buf, ids[i], &refs[nr]))
+			nr++;
 	}
 	if (!room(MV_TRACE_LAUNCH_SIZE(nr)))
 		return;
 	wrote(mv_trace_encode_launch(buf + len, REC_BUF - len, file_fn[fn] - 1, stream, time_ns, dur_ns, refs, nr));
-}
-
-void mv_record_sync(uint32_t stream, uint64_t time_ns)
-{
-	if (room(MV_TRACE_RECORD_HEAD + 16))
-		wrote(mv_trace_encode_sync(buf + len, REC_BUF - len, stream, time_ns));
 }
 
 void mv_record_mark(uint64_t time_ns)
@@ -241,8 +162,8 @@ void mv_record_mark(uint64_t time_ns)
 
 void mv_record_page(uint32_t id, int in, uint64_t time_ns, uint64_t dur_ns, int waited)
 {
-	int64_t j = map_slot(id);
+	uint32_t b;
 
-	if (j >= 0 && room(MV_TRACE_RECORD_HEAD + 32))
-		wrote(mv_trace_encode_page(buf + len, REC_BUF - len, mval[j], in, time_ns, dur_ns, waited));
+	if (mv_map_get(&file_buf, id, &b) && room(MV_TRACE_RECORD_HEAD + 32))
+		wrote(mv_trace_encode_page(buf + len, REC_BUF - len, b, in, time_ns, dur_ns, waited));
 }

@@ -4,6 +4,10 @@ POLICY_SOURCES = \
 	policies/policy.h \
 	policies/trace.h \
 	policies/trace.c \
+	policies/map.h \
+	policies/map.c \
+	policies/learn.h \
+	policies/learn.c \
 	policies/iter.c \
 	policies/plan.c \
 	policies/model.c \
@@ -17,6 +21,7 @@ POLICY_SOURCES = \
 # Unit suites of the planning code, on synthetic traces from tests/unit/policytest.h.
 POLICY_CHECKS = \
 	tests/unit/check_trace \
+	tests/unit/check_learn \
 	tests/unit/check_iter \
 	tests/unit/check_model \
 	tests/unit/check_policy_vdnn \
@@ -29,6 +34,9 @@ EXTRA_DIST += tests/unit/policytest.h
 tests_unit_check_trace_SOURCES = tests/unit/check_trace.c
 tests_unit_check_trace_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_unit_check_trace_LDADD = $(POLICY_LIB) $(CHECK_LIBS) -lm
+tests_unit_check_learn_SOURCES = tests/unit/check_learn.c
+tests_unit_check_learn_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_unit_check_learn_LDADD = $(POLICY_LIB) $(CHECK_LIBS) -lm
 tests_unit_check_iter_SOURCES = tests/unit/check_iter.c
 tests_unit_check_iter_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_unit_check_iter_LDADD = $(POLICY_LIB) $(CHECK_LIBS) -lm

@@ -80,7 +80,7 @@ enum mv_event_kind {
 	MV_EV_LAUNCH = 3,   /* arg: buffers named; stream */
 	MV_EV_PAGE_OUT = 4, /* addr, size */
 	MV_EV_PAGE_IN = 5,  /* addr, size; arg 1 when the app waited for it */
-	MV_EV_SYNC = 6,     /* stream */
+	/* 6 is retired (SYNC, which no library sent): never reuse it. */
 	MV_EV_REF = 7,      /* addr: a buffer the LAUNCH just before names, in the order scanned */
 	MV_EV_MARK = 8,     /* an explicit iteration boundary */
 };

@@ -16,8 +16,8 @@
  *       PAGE_INS FAULT_INS" a counter snapshot, "bye" a BYE. Crafted event sequences, one EVENTS
  *       frame each: "alloc ADDR SIZE [SITE]", "free ADDR", "launch FUNC [ADDR...]" (a LAUNCH
  *       and one REF per ADDR; each launch advances the events' clock by a millisecond, other
- *       events by a microsecond), "sync", "mark", "gap N" (an empty batch that says N events were
- *       lost). "expect" prints "expect FINGERPRINT NLAUNCH": the iteration that policies/iter.c
+ *       events by a microsecond), "sync" (an event of the retired kind 6), "mark", "gap N" (an
+ *       empty batch that says N events were lost). "expect" prints "expect FINGERPRINT NLAUNCH": the iteration that policies/iter.c
  *       finds in the crafted events sent so far, or "expect none". Prints "closed" and exits 0 if
  *       the daemon closes the session first; 2 for any other failure.
  *   mvsock SOCKET request JSON
@@ -395,11 +395,16 @@ static int crafted_action(int fd, const char *line)
 			return -EINVAL;
 		return send_events(fd, ev, n + 1, 0);
 	}
-	if (strncmp(line, "sync", 4) == 0 || strncmp(line, "mark", 4) == 0) {
-		ev[0].kind = line[0] == 's' ? MV_EV_SYNC : MV_EV_MARK;
+	if (strncmp(line, "sync", 4) == 0) {
+		/* Kind 6, once SYNC, is retired: the daemon ignores it as any kind it does not know. */
+		ev[0].kind = 6;
 		ev[0].time_ns = mirror_time;
-		if ((line[0] == 's' ? mv_trace_add_sync(mirror, 0, mirror_time) :
-				      mv_trace_add_mark(mirror, mirror_time)) < 0)
+		return send_events(fd, ev, 1, 0);
+	}
+	if (strncmp(line, "mark", 4) == 0) {
+		ev[0].kind = MV_EV_MARK;
+		ev[0].time_ns = mirror_time;
+		if (mv_trace_add_mark(mirror, mirror_time) < 0)
 			return -EINVAL;
 		return send_events(fd, ev, 1, 0);
 	}
