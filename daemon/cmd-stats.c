@@ -89,59 +89,103 @@ static double stats_hit_rate(const json_t *s)
 	return 1.0 - (double)faults / (double)denom;
 }
 
+/* How a column of the table or a metric shows its value. */
+enum stats_unit { STATS_COUNT, STATS_BYTES, STATS_NS, STATS_TEXT, STATS_HIT };
+/* counters.def's units. */
+#define STATS_UNIT_count STATS_COUNT
+#define STATS_UNIT_bytes STATS_BYTES
+#define STATS_UNIT_ns STATS_NS
+
+/* A column of the table: its heading (NULL for a counter the table leaves out), the session's
+ * JSON key it shows, and how. */
+struct stats_column {
+	const char *head;
+	const char *key;
+	enum stats_unit unit;
+	int cut; /* STATS_TEXT: the characters shown */
+};
+
+static const struct stats_column stats_columns[] = {
+	{"PID", "pid", STATS_COUNT, 0},
+	{"JOB", "job", STATS_TEXT, 20},
+	/* Eight hex digits tell a host's GPUs apart, as nvidia-smi's short UUIDs do. */
+	{"DEVICE", "device", STATS_TEXT, 8},
+	{"BUDGET", "budget", STATS_BYTES, 0},
+	{"GRANT", "grant", STATS_BYTES, 0},
+#define MV_COUNTER(name, source, type, unit, key, metric, column, ...) {column, key, STATS_UNIT_##unit, 0},
+#include "protocol/counters.def"
+#undef MV_COUNTER
+	{"HIT", NULL, STATS_HIT, 0},
+};
+enum { STATS_NCOLUMNS = sizeof(stats_columns) / sizeof(stats_columns[0]) };
+
+/* Session s's cell in column col, in buf[32]. */
+static void stats_cell(const json_t *s, const struct stats_column *col, char *buf)
+{
+	double hit;
+
+	switch (col->unit) {
+	case STATS_COUNT:
+		snprintf(buf, 32, "%llu", (unsigned long long)stats_u64(s, col->key));
+		break;
+	case STATS_BYTES:
+		stats_size(stats_u64(s, col->key), buf, 32);
+		break;
+	case STATS_NS:
+		stats_duration(stats_u64(s, col->key), buf, 32);
+		break;
+	case STATS_TEXT:
+		snprintf(buf, 32, "%.*s", col->cut, stats_str(s, col->key));
+		break;
+	case STATS_HIT:
+		hit = stats_hit_rate(s);
+		if (hit < 0)
+			snprintf(buf, 32, "-");
+		else
+			snprintf(buf, 32, "%.1f%%", 100 * hit);
+		break;
+	}
+}
+
+/* One cell of the table: the text columns read best on the left, numbers line up on the right. */
+static void stats_print(const struct stats_column *col, size_t width, const char *text, int last)
+{
+	printf(col->unit == STATS_TEXT ? "%-*s%s" : "%*s%s", (int)width, text, last ? "\n" : "  ");
+}
+
 static void stats_table(const json_t *resp, const char *path)
 {
-	static const char *heads[] = {"PID", "JOB", "DEVICE", "BUDGET", "GRANT", "RESIDENT", "HOST",
-				      "OUTS", "INS", "FAULTS", "OUT", "IN", "STALL", "HIT"};
-	enum { NCOLS = sizeof(heads) / sizeof(heads[0]) };
 	const json_t *sessions = json_object_get(resp, "sessions");
 	const json_t *devices = json_object_get(resp, "devices");
+	const struct stats_column *cols[STATS_NCOLUMNS];
 	const json_t *s;
-	size_t n = json_array_size(sessions), i, c, width[NCOLS];
-	char (*cells)[NCOLS][32];
+	size_t n = json_array_size(sessions), ncols = 0, i, c, width[STATS_NCOLUMNS];
+	char (*cells)[32];
 	char a[32], b[32];
-	double hit;
 
 	if (n == 0) {
 		printf("no jobs are connected to memvirtd on %s\n", path);
 		return;
 	}
-	cells = xmalloc(n * sizeof(*cells));
+	for (c = 0; c < STATS_NCOLUMNS; c++)
+		if (stats_columns[c].head != NULL)
+			cols[ncols++] = &stats_columns[c];
+	cells = xmalloc(n * ncols * sizeof(*cells));
 	json_array_foreach(sessions, i, s) {
-		snprintf(cells[i][0], 32, "%llu", (unsigned long long)stats_u64(s, "pid"));
-		snprintf(cells[i][1], 32, "%.20s", stats_str(s, "job"));
-		/* Eight hex digits tell a host's GPUs apart, as nvidia-smi's short UUIDs do. */
-		snprintf(cells[i][2], 32, "%.8s", stats_str(s, "device"));
-		stats_size(stats_u64(s, "budget"), cells[i][3], 32);
-		stats_size(stats_u64(s, "grant"), cells[i][4], 32);
-		stats_size(stats_u64(s, "resident_bytes"), cells[i][5], 32);
-		stats_size(stats_u64(s, "host_bytes"), cells[i][6], 32);
-		snprintf(cells[i][7], 32, "%llu", (unsigned long long)stats_u64(s, "page_outs"));
-		snprintf(cells[i][8], 32, "%llu", (unsigned long long)stats_u64(s, "page_ins"));
-		snprintf(cells[i][9], 32, "%llu", (unsigned long long)stats_u64(s, "fault_ins"));
-		stats_size(stats_u64(s, "bytes_out"), cells[i][10], 32);
-		stats_size(stats_u64(s, "bytes_in"), cells[i][11], 32);
-		stats_duration(stats_u64(s, "stall_ns"), cells[i][12], 32);
-		hit = stats_hit_rate(s);
-		if (hit < 0)
-			snprintf(cells[i][13], 32, "-");
-		else
-			snprintf(cells[i][13], 32, "%.1f%%", 100 * hit);
+		for (c = 0; c < ncols; c++)
+			stats_cell(s, cols[c], cells[i * ncols + c]);
 	}
-	for (c = 0; c < NCOLS; c++) {
-		width[c] = strlen(heads[c]);
+	for (c = 0; c < ncols; c++) {
+		width[c] = strlen(cols[c]->head);
 		for (i = 0; i < n; i++)
-			if (strlen(cells[i][c]) > width[c])
-				width[c] = strlen(cells[i][c]);
+			if (strlen(cells[i * ncols + c]) > width[c])
+				width[c] = strlen(cells[i * ncols + c]);
 	}
-	/* The job name reads best on the left; numbers line up on the right. */
-	for (c = 0; c < NCOLS; c++)
-		printf(c == 1 || c == 2 ? "%-*s%s" : "%*s%s", (int)width[c], heads[c],
-		       c + 1 < NCOLS ? "  " : "\n");
+	for (c = 0; c < ncols; c++)
+		stats_print(cols[c], width[c], cols[c]->head, c + 1 == ncols);
 	for (i = 0; i < n; i++)
-		for (c = 0; c < NCOLS; c++)
-			printf(c == 1 || c == 2 ? "%-*s%s" : "%*s%s", (int)width[c], cells[i][c],
-			       c + 1 < NCOLS ? "  " : "\n");
+		for (c = 0; c < ncols; c++)
+			stats_print(cols[c], width[c], cells[i * ncols + c], c + 1 == ncols);
 	free(cells);
 
 	json_array_foreach(devices, i, s) {
@@ -177,28 +221,19 @@ struct stats_metric {
 	double scale; /* multiplies the value: stall_ns is exported in seconds */
 };
 
+/* counters.def's units: stall_ns is exported in seconds. */
+#define STATS_SCALE_count 1
+#define STATS_SCALE_bytes 1
+#define STATS_SCALE_ns 1e-9
+
 static const struct stats_metric stats_session_metrics[] = {
 	{"memvirt_budget_bytes", "gauge", "Device bytes the process would use on its own.", "budget", 1},
 	{"memvirt_grant_bytes", "gauge", "Device bytes the daemon granted the process.", "grant", 1},
-	{"memvirt_resident_bytes", "gauge", "Device bytes the process's buffers hold now.",
-	 "resident_bytes", 1},
-	{"memvirt_host_bytes", "gauge", "Bytes of the process's buffers paged out to host memory.",
-	 "host_bytes", 1},
-	{"memvirt_page_outs_total", "counter", "Buffers paged out to host memory.", "page_outs", 1},
-	{"memvirt_page_ins_total", "counter", "Buffers paged back in to the device.", "page_ins", 1},
-	{"memvirt_fault_ins_total", "counter",
-	 "Page-ins a launch, copy or memset had to wait for.", "fault_ins", 1},
-	{"memvirt_paged_out_bytes_total", "counter", "Bytes copied from device to host by paging.",
-	 "bytes_out", 1},
-	{"memvirt_paged_in_bytes_total", "counter", "Bytes copied from host to device by paging.",
-	 "bytes_in", 1},
-	{"memvirt_stall_seconds_total", "counter", "Time the application waited for page-ins.",
-	 "stall_ns", 1e-9},
-	{"memvirt_oom_total", "counter", "Allocations refused after nothing more could be paged out.",
-	 "oom", 1},
+#define MV_COUNTER(name, source, type, unit, key, metric, column, place, say, help) \
+	{metric, #type, help, key, STATS_SCALE_##unit},
+#include "protocol/counters.def"
+#undef MV_COUNTER
 	{"memvirt_events_total", "counter", "Buffer events the daemon received.", "events", 1},
-	{"memvirt_events_dropped_total", "counter",
-	 "Buffer events the library dropped because its ring was full.", "events_dropped", 1},
 };
 
 static const struct stats_metric stats_device_metrics[] = {

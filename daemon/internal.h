@@ -134,7 +134,7 @@ struct mvd_session {
 	uint64_t request;            /* what the process would use on its own */
 	uint64_t grant;              /* the last grant computed */
 	int welcomed;                /* WELCOME sent: later changes go out as GRANT */
-	struct mv_msg_counters counters; /* the latest snapshot, zero until one arrives */
+	struct mv_msg_counters counters; /* the latest snapshot (protocol/counters.def), zero until one arrives */
 	uint64_t events;             /* events received */
 	uint64_t events_dropped_heads; /* the sum of the EVENTS heads' dropped */
 	uint64_t launches;           /* MV_EV_LAUNCH events received */

@@ -172,16 +172,15 @@ int mvd_session_frame(struct mvd_session *s, const struct mv_frame *f, const cha
 
 json_t *mvd_session_json(const struct mvd_session *s)
 {
-	const struct mv_msg_counters *k = &s->counters;
+	struct mv_msg_counters k = s->counters;
 	const struct mvd_job *job = mvd_config_job(mvd_server_config(), s->job);
-	uint64_t dropped;
 	char uuid[33];
 	json_t *o;
 
 	/* The library's total counts every lost event, the heads only those of batches that arrived:
 	 * whichever is larger is the better count. */
-	dropped = k->events_dropped > s->events_dropped_heads ? k->events_dropped :
-								 s->events_dropped_heads;
+	if (s->events_dropped_heads > k.events_dropped)
+		k.events_dropped = s->events_dropped_heads;
 	mvd_uuid_format(s->uuid, uuid);
 	o = json_pack("{s:I, s:I, s:I, s:s, s:s, s:I, s:I, s:I, s:I}",
 		      "session", (json_int_t)s->id, "pid", (json_int_t)s->pid,
@@ -190,22 +189,12 @@ json_t *mvd_session_json(const struct mvd_session *s)
 		      "budget", (json_int_t)s->request, "grant", (json_int_t)s->grant);
 	if (o == NULL)
 		mvd_fatal("out of memory building session %llu's stats", (unsigned long long)s->id);
-	json_object_set_new(o, "resident_bytes", json_integer((json_int_t)k->resident_bytes));
-	json_object_set_new(o, "host_bytes", json_integer((json_int_t)k->host_bytes));
-	json_object_set_new(o, "page_outs", json_integer((json_int_t)k->page_outs));
-	json_object_set_new(o, "page_ins", json_integer((json_int_t)k->page_ins));
-	json_object_set_new(o, "fault_ins", json_integer((json_int_t)k->fault_ins));
-	json_object_set_new(o, "bytes_out", json_integer((json_int_t)k->bytes_out));
-	json_object_set_new(o, "bytes_in", json_integer((json_int_t)k->bytes_in));
-	json_object_set_new(o, "stall_ns", json_integer((json_int_t)k->stall_ns));
-	json_object_set_new(o, "app_vmm_bytes", json_integer((json_int_t)k->app_vmm_bytes));
-	json_object_set_new(o, "oom", json_integer((json_int_t)k->oom));
+#define MV_COUNTER(name, source, type, unit, key, ...) \
+	json_object_set_new(o, key, json_integer((json_int_t)k.name));
+#include "protocol/counters.def"
+#undef MV_COUNTER
 	json_object_set_new(o, "events", json_integer((json_int_t)s->events));
-	json_object_set_new(o, "events_dropped", json_integer((json_int_t)dropped));
 	json_object_set_new(o, "launches", json_integer((json_int_t)s->launches));
-	json_object_set_new(o, "planned_outs", json_integer((json_int_t)k->planned_outs));
-	json_object_set_new(o, "planned_ins", json_integer((json_int_t)k->planned_ins));
-	json_object_set_new(o, "late_ins", json_integer((json_int_t)k->late_ins));
 	json_object_set_new(o, "policy", json_string(job->policy != NULL ? job->policy : "lru"));
 	mvd_learn_json(s->learn, o);
 	return o;

@@ -1,51 +1,74 @@
-/* The paging counters: kept with atomics, read as one snapshot through memvirt_counters() (the API
- * the daemon link reads too), and printed as one line at exit when MEMVIRT_LOG=info or debug. */
+/* The paging counters of protocol/counters.def: kept with atomics, read as one snapshot through
+ * memvirt_counters() (the API the daemon link reads too), and printed as one line at exit when
+ * MEMVIRT_LOG=info or debug. */
 #include "config.h"
 
+#include <stdio.h>
+#include <string.h>
+
 #include "interpose/internal.h"
+#include "protocol/proto.h"
 #include "protocol/units.h"
 
 struct mv_counters_atomic mv_count;
+
+/* The counters of source budget come from the budget (mv_budget_read), read by hand. */
+#define COUNTER_IS_BUDGET_atomic 0
+#define COUNTER_IS_BUDGET_budget 1
+_Static_assert(0
+#define MV_COUNTER(name, source, ...) + COUNTER_IS_BUDGET_##source
+#include "protocol/counters.def"
+#undef MV_COUNTER
+	       == 2, "memvirt_counters() reads only budget and resident_bytes from the budget");
+
+/* Each place in the summary line is below the number of counters; a place taken twice is a
+ * duplicate case below. */
+#define MV_COUNTER(name, source, type, unit, key, metric, column, place, ...) \
+	_Static_assert((place) >= 0 && (place) < MV_NCOUNTERS, #name "'s place is past the summary line's end");
+#include "protocol/counters.def"
+#undef MV_COUNTER
 
 MV_EXPORT void memvirt_counters(struct memvirt_counters *out)
 {
 	if (out == NULL)
 		return;
 	mv_budget_read(&out->budget, &out->resident_bytes);
-	out->host_bytes = atomic_load(&mv_count.host_bytes);
-	out->page_outs = atomic_load(&mv_count.page_outs);
-	out->page_ins = atomic_load(&mv_count.page_ins);
-	out->fault_ins = atomic_load(&mv_count.fault_ins);
-	out->bytes_out = atomic_load(&mv_count.bytes_out);
-	out->bytes_in = atomic_load(&mv_count.bytes_in);
-	out->stall_ns = atomic_load(&mv_count.stall_ns);
-	out->app_vmm_bytes = atomic_load(&mv_count.app_vmm_bytes);
-	out->oom = atomic_load(&mv_count.oom);
-	out->events_sent = atomic_load(&mv_count.events_sent);
-	out->events_dropped = atomic_load(&mv_count.events_dropped);
-	out->planned_outs = atomic_load(&mv_count.planned_outs);
-	out->planned_ins = atomic_load(&mv_count.planned_ins);
-	out->late_ins = atomic_load(&mv_count.late_ins);
-	out->divergences = atomic_load(&mv_count.divergences);
+#define MV_COUNTER(name, source, ...) COUNTER_LOAD_##source(name)
+#define COUNTER_LOAD_atomic(name) out->name = atomic_load(&mv_count.name);
+#define COUNTER_LOAD_budget(name)
+#include "protocol/counters.def"
+#undef MV_COUNTER
+#undef COUNTER_LOAD_atomic
+#undef COUNTER_LOAD_budget
 }
+
+/* A value of each unit as its counters.def fragment converts it: %s, %llu, or %f milliseconds. */
+#define SAY_bytes(v, buf) mv_format_size(v, buf, sizeof(buf))
+#define SAY_count(v, buf) (unsigned long long)(v)
+#define SAY_ns(v, buf) ((double)(v) / 1e6)
 
 __attribute__((destructor)) static void summary(void)
 {
 	struct memvirt_counters c;
-	char b[32], r[32], h[32], o[32], i[32];
+	char line[1024], b[32];
+	size_t n = 0;
+	int at;
 
 	if (mv_cfg.log_level > MV_LOG_INFO || mv_budget_now() == 0)
 		return;
 	memvirt_counters(&c);
-	mv_log(MV_LOG_INFO,
-	       "budget %s, resident %s, on host %s; page-outs %llu (%s), page-ins %llu (%s), fault-ins %llu, "
-	       "stall %.3f ms, out-of-memory %llu; planned out %llu, in %llu, late %llu, "
-	       "divergences %llu; events sent %llu, dropped %llu",
-	       mv_format_size(c.budget, b, sizeof(b)), mv_format_size(c.resident_bytes, r, sizeof(r)),
-	       mv_format_size(c.host_bytes, h, sizeof(h)), (unsigned long long)c.page_outs,
-	       mv_format_size(c.bytes_out, o, sizeof(o)), (unsigned long long)c.page_ins,
-	       mv_format_size(c.bytes_in, i, sizeof(i)), (unsigned long long)c.fault_ins, (double)c.stall_ns / 1e6,
-	       (unsigned long long)c.oom, (unsigned long long)c.planned_outs, (unsigned long long)c.planned_ins,
-	       (unsigned long long)c.late_ins, (unsigned long long)c.divergences, (unsigned long long)c.events_sent,
-	       (unsigned long long)c.events_dropped);
+	line[0] = '\0';
+	/* Fragments go in the order of their places, not of the list: scripts read this line. */
+	for (at = 0; at < MV_NCOUNTERS; at++) {
+		switch (at) {
+#define MV_COUNTER(name, source, type, unit, key, metric, column, place, say, help) \
+		case place: \
+			snprintf(line + n, sizeof(line) - n, say, SAY_##unit(c.name, b)); \
+			break;
+#include "protocol/counters.def"
+#undef MV_COUNTER
+		}
+		n += strlen(line + n);
+	}
+	mv_log(MV_LOG_INFO, "%s", line);
 }

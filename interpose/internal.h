@@ -436,15 +436,16 @@ void mv_busy_wait_end(void);
 
 /* ---- counters (counters.c) ---- */
 
+/* The counters of protocol/counters.def that the library keeps itself (source atomic); those of
+ * source budget are read from the budget (mv_budget_read). */
 struct mv_counters_atomic {
-	_Atomic uint64_t page_outs, page_ins, fault_ins;
-	_Atomic uint64_t bytes_out, bytes_in;
-	_Atomic uint64_t stall_ns;
-	_Atomic uint64_t host_bytes;
-	_Atomic uint64_t app_vmm_bytes;
-	_Atomic uint64_t oom;
-	_Atomic uint64_t events_sent, events_dropped;
-	_Atomic uint64_t planned_outs, planned_ins, late_ins, divergences;
+#define MV_COUNTER(name, source, ...) MV_COUNTER_FIELD_##source(name)
+#define MV_COUNTER_FIELD_atomic(name) _Atomic uint64_t name;
+#define MV_COUNTER_FIELD_budget(name)
+#include "protocol/counters.def"
+#undef MV_COUNTER
+#undef MV_COUNTER_FIELD_atomic
+#undef MV_COUNTER_FIELD_budget
 };
 
 extern struct mv_counters_atomic mv_count;

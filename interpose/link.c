@@ -203,21 +203,9 @@ static int send_counters(uint64_t deadline)
 	struct mv_msg_counters m;
 
 	memvirt_counters(&c);
-	m.budget = c.budget;
-	m.resident_bytes = c.resident_bytes;
-	m.host_bytes = c.host_bytes;
-	m.page_outs = c.page_outs;
-	m.page_ins = c.page_ins;
-	m.fault_ins = c.fault_ins;
-	m.bytes_out = c.bytes_out;
-	m.bytes_in = c.bytes_in;
-	m.stall_ns = c.stall_ns;
-	m.app_vmm_bytes = c.app_vmm_bytes;
-	m.oom = c.oom;
-	m.events_dropped = c.events_dropped;
-	m.planned_outs = c.planned_outs;
-	m.planned_ins = c.planned_ins;
-	m.late_ins = c.late_ins;
+#define MV_COUNTER(name, ...) m.name = c.name;
+#include "protocol/counters.def"
+#undef MV_COUNTER
 	return send_frame(MV_MSG_COUNTERS, mv_counters_encode(&m, tx + MV_FRAME_HEADER), deadline);
 }
 

@@ -284,85 +284,108 @@ uint64_t mv_iter_fingerprint(const struct mv_iter *it, const char *(*name)(void 
 	return h;
 }
 
-int mv_iter_build(const struct mv_trace *t, uint32_t first_op, uint32_t nops, uint64_t default_dur_ns,
-		  struct mv_iter **out)
+/* Sizes the iteration of ops [first_op, first_op + nops) and allocates it and b's maps; what it
+ * allocated before a failure is b's to free (builder_done). */
+static int builder_init(struct builder *b, const struct mv_trace *t, uint32_t first_op, uint32_t nops)
 {
-	struct builder b = {t, NULL, NULL, NULL};
-	struct ordtab o = {NULL, NULL, NULL, 0};
+	uint32_t i, nl = 0, nr = 0, nb = t->nbufs ? t->nbufs : 1;
 	struct mv_iter *it;
-	uint32_t i, end, nl = 0, nr = 0, tb, cap;
-	int rc = -ENOMEM;
 
-	if (t == NULL || out == NULL || first_op > t->nops || nops > t->nops - first_op)
-		return -EINVAL;
-	*out = NULL;
-	end = first_op + nops;
-	for (i = first_op; i < end; i++) {
+	for (i = first_op; i < first_op + nops; i++) {
 		if (t->ops[i].kind == MV_TREC_LAUNCH) {
 			nl++;
 			nr += t->ops[i].nrefs;
 		}
 	}
-	it = calloc(1, sizeof *it);
+	b->t = t;
+	b->it = it = calloc(1, sizeof *it);
 	if (it == NULL)
 		return -ENOMEM;
-	b.it = it;
 	it->first_op = first_op;
 	it->nops = nops;
 	it->launch = calloc(nl ? nl : 1, sizeof *it->launch);
 	it->refs = malloc((nr ? nr : 1) * sizeof *it->refs);
-	it->bufs = calloc(t->nbufs ? t->nbufs : 1, sizeof *it->bufs);
-	b.map = malloc((t->nbufs ? t->nbufs : 1) * sizeof *b.map);
-	b.seen = calloc(t->nbufs ? t->nbufs : 1, sizeof *b.seen);
-	if (it->launch == NULL || it->refs == NULL || it->bufs == NULL || b.map == NULL || b.seen == NULL)
-		goto err;
-	memset(b.map, 0xff, (t->nbufs ? t->nbufs : 1) * sizeof *b.map);
+	it->bufs = calloc(nb, sizeof *it->bufs);
+	b->map = malloc(nb * sizeof *b->map);
+	b->seen = calloc(nb, sizeof *b->seen);
+	if (it->launch == NULL || it->refs == NULL || it->bufs == NULL || b->map == NULL || b->seen == NULL)
+		return -ENOMEM;
+	memset(b->map, 0xff, nb * sizeof *b->map);
+	return 0;
+}
+
+static void builder_done(struct builder *b)
+{
+	free(b->map);
+	free(b->seen);
+	mv_iter_free(b->it);
+}
+
+/* Appends launch op with the buffers it names, each once, in the order named. */
+static void builder_launch(struct builder *b, const struct mv_trace_op *op, uint64_t default_dur_ns)
+{
+	struct mv_iter *it = b->it;
+	struct mv_iter_launch *l = &it->launch[it->nlaunch];
+	uint32_t r, tb, ib;
+
+	l->func = op->id;
+	l->stream = op->stream;
+	l->dur_ns = op->dur_ns != 0 ? op->dur_ns : default_dur_ns;
+	l->ref0 = it->nrefs;
+	for (r = 0; r < op->nrefs; r++) {
+		tb = b->t->refs[op->ref0 + r];
+		if (b->seen[tb] == it->nlaunch + 1)
+			continue;
+		b->seen[tb] = it->nlaunch + 1;
+		ib = ibuf(b, tb, MV_TRACE_NONE);
+		if (it->bufs[ib].first_use == MV_TRACE_NONE)
+			it->bufs[ib].first_use = it->nlaunch;
+		it->bufs[ib].last_use = it->nlaunch;
+		it->refs[it->nrefs++] = ib;
+	}
+	l->nrefs = it->nrefs - l->ref0;
+	it->nlaunch++;
+}
+
+/* The iteration's launches and its buffers' lives from ops [first_op, end), then the buffers alive
+ * when it begins that it never touches, which still take room. */
+static void builder_walk(struct builder *b, uint32_t first_op, uint32_t end, uint64_t default_dur_ns)
+{
+	const struct mv_trace *t = b->t;
+	uint32_t i, ib, tb;
 
 	for (i = first_op; i < end; i++) {
 		const struct mv_trace_op *op = &t->ops[i];
-		struct mv_iter_launch *l;
-		uint32_t r, ib;
 
 		switch (op->kind) {
 		case MV_TREC_ALLOC:
-			ibuf(&b, op->id, it->nlaunch);
+			ibuf(b, op->id, b->it->nlaunch);
 			break;
 		case MV_TREC_FREE:
-			ib = ibuf(&b, op->id, MV_TRACE_NONE);
-			it->bufs[ib].free_at = it->nlaunch;
+			ib = ibuf(b, op->id, MV_TRACE_NONE);
+			b->it->bufs[ib].free_at = b->it->nlaunch;
 			break;
 		case MV_TREC_LAUNCH:
-			l = &it->launch[it->nlaunch];
-			l->func = op->id;
-			l->stream = op->stream;
-			l->dur_ns = op->dur_ns != 0 ? op->dur_ns : default_dur_ns;
-			l->ref0 = it->nrefs;
-			for (r = 0; r < op->nrefs; r++) {
-				tb = t->refs[op->ref0 + r];
-				if (b.seen[tb] == it->nlaunch + 1)
-					continue;
-				b.seen[tb] = it->nlaunch + 1;
-				ib = ibuf(&b, tb, MV_TRACE_NONE);
-				if (it->bufs[ib].first_use == MV_TRACE_NONE)
-					it->bufs[ib].first_use = it->nlaunch;
-				it->bufs[ib].last_use = it->nlaunch;
-				it->refs[it->nrefs++] = ib;
-			}
-			l->nrefs = it->nrefs - l->ref0;
-			it->nlaunch++;
+			builder_launch(b, op, default_dur_ns);
 			break;
 		default:
 			break;
 		}
 	}
-	/* Buffers alive when the iteration begins that it never touches still take room. */
 	for (tb = 0; tb < t->nbufs; tb++) {
 		const struct mv_trace_buf *tbuf = &t->bufs[tb];
 
 		if (tbuf->alloc_op < first_op && (tbuf->free_op == MV_TRACE_NONE || tbuf->free_op >= first_op))
-			ibuf(&b, tb, MV_TRACE_NONE);
+			ibuf(b, tb, MV_TRACE_NONE);
 	}
-	it->fingerprint = mv_iter_fingerprint(it, trace_name, (void *)t);
+}
+
+/* Numbers each buffer among those of its (site, size), in the iteration's buffer order. */
+static int iter_ordinals(struct mv_iter *it)
+{
+	struct ordtab o;
+	uint32_t i, cap;
+	int rc = -ENOMEM;
 
 	for (cap = 16; cap < 2 * (uint64_t)it->nbufs; cap *= 2)
 		;
@@ -371,19 +394,37 @@ int mv_iter_build(const struct mv_trace *t, uint32_t first_op, uint32_t nops, ui
 	o.count = calloc(cap, sizeof *o.count);
 	o.mask = cap - 1;
 	if (o.site == NULL || o.size == NULL || o.count == NULL)
-		goto err;
+		goto out;
 	for (i = 0; i < it->nbufs; i++)
 		it->bufs[i].ordinal = ordinal_next(&o, it->bufs[i].site, it->bufs[i].size);
 	rc = 0;
-	*out = it;
-	it = NULL;
-err:
+out:
 	free(o.site);
 	free(o.size);
 	free(o.count);
-	free(b.map);
-	free(b.seen);
-	mv_iter_free(it);
+	return rc;
+}
+
+int mv_iter_build(const struct mv_trace *t, uint32_t first_op, uint32_t nops, uint64_t default_dur_ns,
+		  struct mv_iter **out)
+{
+	struct builder b = {NULL, NULL, NULL, NULL};
+	int rc;
+
+	if (t == NULL || out == NULL || first_op > t->nops || nops > t->nops - first_op)
+		return -EINVAL;
+	*out = NULL;
+	rc = builder_init(&b, t, first_op, nops);
+	if (rc == 0) {
+		builder_walk(&b, first_op, first_op + nops, default_dur_ns);
+		b.it->fingerprint = mv_iter_fingerprint(b.it, trace_name, (void *)t);
+		rc = iter_ordinals(b.it);
+	}
+	if (rc == 0) {
+		*out = b.it;
+		b.it = NULL;
+	}
+	builder_done(&b);
 	return rc;
 }
 

@@ -603,15 +603,114 @@ static void mm_release(struct mm *m)
 	free(m->lz);
 }
 
+/* Allocates m's working arrays for the iteration's launches, and their start times on a stall-free
+ * compute engine. */
+static int mm_init(struct mm *m, const struct mv_iter *it, const struct mv_policy_params *p,
+		   const struct mv_feedback *fb)
+{
+	uint64_t t;
+	uint32_t i;
+
+	m->it = it;
+	m->fb = fb;
+	m->n = it->nlaunch;
+	m->h2d = p->machine.h2d_bps;
+	m->d2h = p->machine.d2h_bps;
+	m->start = malloc(((size_t)m->n + 1) * sizeof(*m->start));
+	m->base = calloc((size_t)m->n + 1, sizeof(*m->base));
+	m->cur = calloc((size_t)m->n + 1, sizeof(*m->cur));
+	m->diff = calloc((size_t)m->n + 1, sizeof(*m->diff));
+	m->segn = 4 * m->n + 4;
+	m->mx = malloc((size_t)m->segn * sizeof(*m->mx));
+	m->lz = malloc((size_t)m->segn * sizeof(*m->lz));
+	if (m->start == NULL || m->base == NULL || m->cur == NULL || m->diff == NULL || m->mx == NULL ||
+	    m->lz == NULL)
+		return -ENOMEM;
+	for (i = 0, t = 0; i < m->n; i++) {
+		m->start[i] = t;
+		t += m->it->launch[i].dur_ns;
+	}
+	m->start[m->n] = t;
+	return 0;
+}
+
+/* m->base and m->cur: the bytes alive at each launch, whether used there or not, less target.
+ * Returns the largest. */
+static int64_t mm_alive(struct mm *m, uint64_t target)
+{
+	const struct mv_iter_buf *bf;
+	uint32_t i, a, f;
+	int64_t run, worst = INT64_MIN;
+
+	for (i = 0; i < m->it->nbufs; i++) {
+		bf = &m->it->bufs[i];
+		a = bf->alloc_at == MV_TRACE_NONE ? 0 : bf->alloc_at;
+		f = bf->free_at == MV_TRACE_NONE || bf->free_at > m->n ? m->n : bf->free_at;
+		if (a >= f)
+			continue;
+		m->diff[a] += (int64_t)(bf->size > INT64_MAX / 4 ? INT64_MAX / 4 : bf->size);
+		m->diff[f] -= (int64_t)(bf->size > INT64_MAX / 4 ? INT64_MAX / 4 : bf->size);
+	}
+	for (i = 0, run = 0; i < m->n; i++) {
+		run += m->diff[i];
+		m->base[i] = run - (int64_t)target;
+		m->cur[i] = m->base[i];
+		if (m->base[i] > worst)
+			worst = m->base[i];
+	}
+	return worst;
+}
+
+/* Chooses the stretches and schedules their page-ins; slack is the headroom, the bytes between the
+ * budget and the target. */
+static void mm_plan_stretches(struct mm *m, int64_t slack)
+{
+	uint32_t pass;
+
+	mm_select(m);
+	/* What no stretch can free without a wait and is over the budget itself, not only its
+	 * headroom: let the stretches run late, first to their next use (the page-in waits), then
+	 * from the launch after their last one (so does the page-out). A launch that waits for a
+	 * planned copy still beats a reactive fault, which may evict a buffer needed next. */
+	m->slack = slack;
+	for (pass = 0; pass < 2 && mm_profile(m) > 0; pass++) {
+		mm_relax(m, pass);
+		mm_select(m);
+	}
+	m->slack = 0;
+	mm_profile(m);
+	mm_prune(m);
+	mm_schedule(m);
+}
+
+/* The scheduled stretches as plan ops: a tail stretch's page-out has no page-in. */
+static int mm_emit(const struct mm *m, struct mv_plan *plan)
+{
+	uint32_t k;
+
+	for (k = 0; k < m->nsel; k++) {
+		const struct mm_cand *c = m->sel[k];
+
+		if (c->state != MM_CHOSEN)
+			continue;
+		if (c->tail) {
+			if (mv_plan_add(plan, MV_PLAN_OUT, c->ua, c->buf, MV_TRACE_NONE) < 0)
+				return -ENOMEM;
+			continue;
+		}
+		if (mv_plan_add(plan, MV_PLAN_OUT, c->ua, c->buf, c->ub) < 0 ||
+		    mv_plan_add(plan, MV_PLAN_IN, c->aq, c->buf, c->ub) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 static int mmcnn_plan(const struct mv_iter *it, const struct mv_policy_params *p, const struct mv_feedback *fb,
 		      struct mv_plan **out)
 {
 	struct mm m;
 	struct mv_plan *plan;
-	const struct mv_iter_buf *bf;
-	uint64_t target, t;
-	uint32_t i, a, f, k, pass;
-	int64_t run, worst;
+	uint64_t target;
 	double keep;
 	int err = -ENOMEM;
 
@@ -621,83 +720,20 @@ static int mmcnn_plan(const struct mv_iter *it, const struct mv_policy_params *p
 	if (plan == NULL)
 		return -ENOMEM;
 	memset(&m, 0, sizeof(m));
-	m.it = it;
-	m.fb = fb;
-	m.n = it->nlaunch;
-	m.h2d = p->machine.h2d_bps;
-	m.d2h = p->machine.d2h_bps;
 	keep = p->headroom > 0 && p->headroom < 1 ? p->headroom : 0;
 	target = p->budget - (uint64_t)((double)p->budget * keep);
 	/* No budget, or nothing to plan over. */
-	if (p->budget == 0 || m.n == 0 || target > INT64_MAX)
+	if (p->budget == 0 || it->nlaunch == 0 || target > INT64_MAX)
 		goto done;
-
-	m.start = malloc(((size_t)m.n + 1) * sizeof(*m.start));
-	m.base = calloc((size_t)m.n + 1, sizeof(*m.base));
-	m.cur = calloc((size_t)m.n + 1, sizeof(*m.cur));
-	m.diff = calloc((size_t)m.n + 1, sizeof(*m.diff));
-	m.segn = 4 * m.n + 4;
-	m.mx = malloc((size_t)m.segn * sizeof(*m.mx));
-	m.lz = malloc((size_t)m.segn * sizeof(*m.lz));
-	if (m.start == NULL || m.base == NULL || m.cur == NULL || m.diff == NULL || m.mx == NULL || m.lz == NULL)
+	if (mm_init(&m, it, p, fb) < 0)
 		goto fail;
-	for (i = 0, t = 0; i < m.n; i++) {
-		m.start[i] = t;
-		t += it->launch[i].dur_ns;
-	}
-	m.start[m.n] = t;
-
-	/* Bytes alive at each launch, whether used there or not. */
-	for (i = 0; i < it->nbufs; i++) {
-		bf = &it->bufs[i];
-		a = bf->alloc_at == MV_TRACE_NONE ? 0 : bf->alloc_at;
-		f = bf->free_at == MV_TRACE_NONE || bf->free_at > m.n ? m.n : bf->free_at;
-		if (a >= f)
-			continue;
-		m.diff[a] += (int64_t)(bf->size > INT64_MAX / 4 ? INT64_MAX / 4 : bf->size);
-		m.diff[f] -= (int64_t)(bf->size > INT64_MAX / 4 ? INT64_MAX / 4 : bf->size);
-	}
-	worst = INT64_MIN;
-	for (i = 0, run = 0; i < m.n; i++) {
-		run += m.diff[i];
-		m.base[i] = run - (int64_t)target;
-		m.cur[i] = m.base[i];
-		if (m.base[i] > worst)
-			worst = m.base[i];
-	}
-	if (worst <= 0)
+	if (mm_alive(&m, target) <= 0)
 		goto done;
-
 	if (mm_candidates(&m, p->min_size) < 0)
 		goto fail;
-	mm_select(&m);
-	/* What no stretch can free without a wait and is over the budget itself, not only its
-	 * headroom: let the stretches run late, first to their next use (the page-in waits), then
-	 * from the launch after their last one (so does the page-out). A launch that waits for a
-	 * planned copy still beats a reactive fault, which may evict a buffer needed next. */
-	m.slack = (int64_t)(p->budget - target);
-	for (pass = 0; pass < 2 && mm_profile(&m) > 0; pass++) {
-		mm_relax(&m, pass);
-		mm_select(&m);
-	}
-	m.slack = 0;
-	mm_profile(&m);
-	mm_prune(&m);
-	mm_schedule(&m);
-	for (k = 0; k < m.nsel; k++) {
-		const struct mm_cand *c = m.sel[k];
-
-		if (c->state != MM_CHOSEN)
-			continue;
-		if (c->tail) {
-			if (mv_plan_add(plan, MV_PLAN_OUT, c->ua, c->buf, MV_TRACE_NONE) < 0)
-				goto fail;
-			continue;
-		}
-		if (mv_plan_add(plan, MV_PLAN_OUT, c->ua, c->buf, c->ub) < 0 ||
-		    mv_plan_add(plan, MV_PLAN_IN, c->aq, c->buf, c->ub) < 0)
-			goto fail;
-	}
+	mm_plan_stretches(&m, (int64_t)(p->budget - target));
+	if (mm_emit(&m, plan) < 0)
+		goto fail;
 	mv_plan_sort(plan);
 done:
 	mm_release(&m);

@@ -758,40 +758,52 @@ static double gap_stalls(const struct mv_iter *it, uint64_t budget, const struct
  * because the reported run begins when the previous run's last launch finishes: every use before p
  * in it, and so every out-copy after such a use, lies between then and start(p).
  */
-uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m,
-			      uint64_t *must_move)
-{
-	uint32_t n, b, p, s, e, i;
-	int64_t *dl = NULL, *dpin = NULL, *dF = NULL, *dA = NULL, *dB = NULL;
-	uint64_t *named = NULL, *cb = NULL, *livea = NULL, *pina = NULL, total = 0, result = 0, worst_v = 0;
-	int64_t l = 0, pin = 0, F = 0, A = 0, B = 0;
-	double best = 0;
-	int infeasible = 0;
+/* The lower bound's per-launch figures: difference arrays (n + 2) of the bytes alive, pinned, and of
+ * the kinds F, A and B above, and per launch (n + 1) the bytes its buffers name, the compute time
+ * before it, and the bytes alive and pinned at it. */
+struct lb {
+	uint32_t n;
+	uint64_t total; /* the compute time */
+	int64_t *dl, *dpin, *dF, *dA, *dB;
+	uint64_t *named, *cb, *livea, *pina;
+};
 
-	if (must_move != NULL)
-		*must_move = 0;
-	if (it == NULL || m == NULL)
-		return 0;
-	if (!(m->d2h_bps > 0) || !(m->h2d_bps > 0))
-		return UINT64_MAX;
-	n = it->nlaunch;
-	dl = calloc((size_t)n + 2, sizeof *dl);
-	dpin = calloc((size_t)n + 2, sizeof *dpin);
-	dF = calloc((size_t)n + 2, sizeof *dF);
-	dA = calloc((size_t)n + 2, sizeof *dA);
-	dB = calloc((size_t)n + 2, sizeof *dB);
-	named = calloc((size_t)n + 1, sizeof *named);
-	cb = calloc((size_t)n + 1, sizeof *cb);
-	livea = calloc((size_t)n + 1, sizeof *livea);
-	pina = calloc((size_t)n + 1, sizeof *pina);
-	if (dl == NULL || dpin == NULL || dF == NULL || dA == NULL || dB == NULL || named == NULL || cb == NULL ||
-	    livea == NULL || pina == NULL) {
-		result = UINT64_MAX;
-		goto out;
-	}
+/* Two blocks: the five difference arrays, then the four per-launch ones; lb_free frees both. */
+static int lb_init(struct lb *lb, uint32_t n)
+{
+	size_t d = (size_t)n + 2, a = (size_t)n + 1;
+
+	memset(lb, 0, sizeof(*lb));
+	lb->n = n;
+	lb->dl = calloc(5 * d, sizeof *lb->dl);
+	lb->named = calloc(4 * a, sizeof *lb->named);
+	if (lb->dl == NULL || lb->named == NULL)
+		return -ENOMEM;
+	lb->dpin = lb->dl + d;
+	lb->dF = lb->dpin + d;
+	lb->dA = lb->dF + d;
+	lb->dB = lb->dA + d;
+	lb->cb = lb->named + a;
+	lb->livea = lb->cb + a;
+	lb->pina = lb->livea + a;
+	return 0;
+}
+
+static void lb_free(struct lb *lb)
+{
+	free(lb->dl);
+	free(lb->named);
+}
+
+/* The compute time before each launch, each buffer's life sorted into pinned, F, A and B, and the
+ * bytes each launch names that could otherwise be off. */
+static void lb_spans(struct lb *lb, const struct mv_iter *it)
+{
+	uint32_t n = lb->n, b, p, s, e, i;
+
 	for (p = 0; p < n; p++) {
-		cb[p] = total;
-		total += it->launch[p].dur_ns;
+		lb->cb[p] = lb->total;
+		lb->total += it->launch[p].dur_ns;
 	}
 	for (b = 0; b < it->nbufs; b++) {
 		const struct mv_iter_buf *ib = &it->bufs[b];
@@ -800,17 +812,17 @@ uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const s
 		alive_span(it, ib, &s, &e);
 		if (e > n)
 			e = n; /* only launches matter here */
-		span_add(dl, s, e, ib->size);
+		span_add(lb->dl, s, e, ib->size);
 		if (ib->flags & MV_IBUF_PINNED) {
-			span_add(dpin, s, e, ib->size);
+			span_add(lb->dpin, s, e, ib->size);
 			continue;
 		}
 		if (fu == MV_TRACE_NONE) {
-			span_add(dF, s, e, ib->size);
+			span_add(lb->dF, s, e, ib->size);
 			continue;
 		}
-		span_add(dB, s, fu < e ? (fu > s ? fu : s) : e, ib->size);
-		span_add(dA, lu + 1 > s ? lu + 1 : s, e, ib->size);
+		span_add(lb->dB, s, fu < e ? (fu > s ? fu : s) : e, ib->size);
+		span_add(lb->dA, lu + 1 > s ? lu + 1 : s, e, ib->size);
 		/* The rest of its life, between its first and last use, is D: what F, A and B leave. */
 	}
 	/* Named buffers cannot be off at p. */
@@ -822,27 +834,62 @@ uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const s
 
 			if (ib->flags & MV_IBUF_PINNED)
 				continue;
-			named[p] += ib->size;
+			lb->named[p] += ib->size;
 		}
 	}
-	best = (double)total;
-	for (p = 0; p < n; p++) {
-		double R, xd, lo, hi, c[4], cbs = (double)cb[p], cfs = (double)(total - cb[p]);
-		double vmin = -1;
-		uint64_t live, v;
-		int j;
+}
 
-		l += dl[p];
-		pin += dpin[p];
-		F += dF[p];
-		A += dA[p];
-		B += dB[p];
+/* The least time around a launch that must have R bytes off, A of them usable from before it only
+ * and B from after it only, with cbs of compute before it and cfs from it on: the cheapest split
+ * between A and B (D taking what they cannot), tried at the ends of its range and where either
+ * max() changes branch. */
+static double lb_split(double R, double a, double bb, double cbs, double cfs, const struct mv_machine *m)
+{
+	double d2h = m->d2h_bps / 1e9, h2d = m->h2d_bps / 1e9; /* bytes per ns */
+	double xd, lo, hi, c[4], vmin = -1;
+	int j;
+
+	xd = R - a - bb > 0 ? R - a - bb : 0;
+	lo = R - xd - bb > 0 ? R - xd - bb : 0;
+	hi = a < R - xd ? a : R - xd;
+	c[0] = lo;
+	c[1] = hi;
+	c[2] = cbs * d2h - xd;
+	c[3] = R - cfs * h2d;
+	for (j = 0; j < 4; j++) {
+		double x = c[j] < lo ? lo : c[j] > hi ? hi : c[j];
+		double f = dmax(cbs, (x + xd) / d2h) + dmax(cfs, (R - x) / h2d);
+
+		if (vmin < 0 || f < vmin)
+			vmin = f;
+	}
+	return vmin;
+}
+
+/* Sweeps the launches: fills livea and pina, and raises *best to the largest bound over p with
+ * *worst_v the bytes that must be off there. Returns 1 when some launch's pinned and named buffers
+ * alone exceed the budget, *worst_v then the bytes over it at the first such launch. */
+static int lb_sweep(struct lb *lb, uint64_t budget, const struct mv_machine *m, double *best,
+		    uint64_t *worst_v)
+{
+	int64_t l = 0, pin = 0, F = 0, A = 0, B = 0;
+	uint64_t live, v;
+	uint32_t p;
+	double R, vmin;
+	int infeasible = 0;
+
+	for (p = 0; p < lb->n; p++) {
+		l += lb->dl[p];
+		pin += lb->dpin[p];
+		F += lb->dF[p];
+		A += lb->dA[p];
+		B += lb->dB[p];
 		live = (uint64_t)l;
-		livea[p] = live;
-		pina[p] = (uint64_t)pin;
-		if ((uint64_t)pin > budget || named[p] > budget - (uint64_t)pin) {
+		lb->livea[p] = live;
+		lb->pina[p] = (uint64_t)pin;
+		if ((uint64_t)pin > budget || lb->named[p] > budget - (uint64_t)pin) {
 			if (!infeasible)
-				worst_v = live > budget ? live - budget : 0;
+				*worst_v = live > budget ? live - budget : 0;
 			infeasible = 1;
 			continue;
 		}
@@ -852,55 +899,44 @@ uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const s
 		R = (double)v - (double)F;
 		if (R <= 0)
 			continue;
-		{
-			double a = (double)A, bb = (double)B;
-			double d2h = m->d2h_bps / 1e9, h2d = m->h2d_bps / 1e9; /* bytes per ns */
-
-			xd = R - a - bb > 0 ? R - a - bb : 0;
-			lo = R - xd - bb > 0 ? R - xd - bb : 0;
-			hi = a < R - xd ? a : R - xd;
-			c[0] = lo;
-			c[1] = hi;
-			c[2] = cbs * d2h - xd;
-			c[3] = R - cfs * h2d;
-			for (j = 0; j < 4; j++) {
-				double x = c[j] < lo ? lo : c[j] > hi ? hi : c[j];
-				double f = dmax(cbs, (x + xd) / d2h) + dmax(cfs, (R - x) / h2d);
-
-				if (vmin < 0 || f < vmin)
-					vmin = f;
-			}
-		}
-		if (vmin > best || (vmin == best && v > worst_v)) {
-			best = vmin;
-			worst_v = v;
+		vmin = lb_split(R, (double)A, (double)B, (double)lb->cb[p], (double)(lb->total - lb->cb[p]), m);
+		if (vmin > *best || (vmin == *best && v > *worst_v)) {
+			*best = vmin;
+			*worst_v = v;
 		}
 	}
-	if (!infeasible) {
-		double gaps = (double)total + gap_stalls(it, budget, m, livea, pina, named);
+	return infeasible;
+}
 
+uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m,
+			      uint64_t *must_move)
+{
+	struct lb lb;
+	uint64_t result = UINT64_MAX, worst_v = 0;
+	double best, gaps;
+
+	if (must_move != NULL)
+		*must_move = 0;
+	if (it == NULL || m == NULL)
+		return 0;
+	if (!(m->d2h_bps > 0) || !(m->h2d_bps > 0))
+		return UINT64_MAX;
+	if (lb_init(&lb, it->nlaunch) < 0)
+		goto out;
+	lb_spans(&lb, it);
+	best = (double)lb.total;
+	if (!lb_sweep(&lb, budget, m, &best, &worst_v)) {
+		gaps = (double)lb.total + gap_stalls(it, budget, m, lb.livea, lb.pina, lb.named);
 		if (gaps > best)
 			best = gaps;
-	}
-	if (infeasible) {
-		result = UINT64_MAX;
-	} else {
 		result = best >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)floor(best);
-		if (result < total)
-			result = total;
+		if (result < lb.total)
+			result = lb.total;
 	}
 	if (must_move != NULL)
 		*must_move = worst_v;
 out:
-	free(dl);
-	free(dpin);
-	free(dF);
-	free(dA);
-	free(dB);
-	free(named);
-	free(cb);
-	free(livea);
-	free(pina);
+	lb_free(&lb);
 	return result;
 }
 

@@ -217,23 +217,12 @@ int mv_grant_decode(const uint8_t *p, size_t len, struct mv_msg_grant *m)
 	return 0;
 }
 
+/* Each counter of counters.def is a u64 at 8 times its index. */
 size_t mv_counters_encode(const struct mv_msg_counters *m, uint8_t *out)
 {
-	mv_put_u64(out, m->budget);
-	mv_put_u64(out + 8, m->resident_bytes);
-	mv_put_u64(out + 16, m->host_bytes);
-	mv_put_u64(out + 24, m->page_outs);
-	mv_put_u64(out + 32, m->page_ins);
-	mv_put_u64(out + 40, m->fault_ins);
-	mv_put_u64(out + 48, m->bytes_out);
-	mv_put_u64(out + 56, m->bytes_in);
-	mv_put_u64(out + 64, m->stall_ns);
-	mv_put_u64(out + 72, m->app_vmm_bytes);
-	mv_put_u64(out + 80, m->oom);
-	mv_put_u64(out + 88, m->events_dropped);
-	mv_put_u64(out + 96, m->planned_outs);
-	mv_put_u64(out + 104, m->planned_ins);
-	mv_put_u64(out + 112, m->late_ins);
+#define MV_COUNTER(name, ...) mv_put_u64(out + 8 * MV_COUNTER_##name, m->name);
+#include "protocol/counters.def"
+#undef MV_COUNTER
 	return MV_MSG_COUNTERS_SIZE;
 }
 
@@ -241,21 +230,9 @@ int mv_counters_decode(const uint8_t *p, size_t len, struct mv_msg_counters *m)
 {
 	if (len != MV_MSG_COUNTERS_SIZE)
 		return MV_FRAME_BAD_PAYLOAD;
-	m->budget = mv_get_u64(p);
-	m->resident_bytes = mv_get_u64(p + 8);
-	m->host_bytes = mv_get_u64(p + 16);
-	m->page_outs = mv_get_u64(p + 24);
-	m->page_ins = mv_get_u64(p + 32);
-	m->fault_ins = mv_get_u64(p + 40);
-	m->bytes_out = mv_get_u64(p + 48);
-	m->bytes_in = mv_get_u64(p + 56);
-	m->stall_ns = mv_get_u64(p + 64);
-	m->app_vmm_bytes = mv_get_u64(p + 72);
-	m->oom = mv_get_u64(p + 80);
-	m->events_dropped = mv_get_u64(p + 88);
-	m->planned_outs = mv_get_u64(p + 96);
-	m->planned_ins = mv_get_u64(p + 104);
-	m->late_ins = mv_get_u64(p + 112);
+#define MV_COUNTER(name, ...) m->name = mv_get_u64(p + 8 * MV_COUNTER_##name);
+#include "protocol/counters.def"
+#undef MV_COUNTER
 	return 0;
 }
 

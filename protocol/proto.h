@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define MV_PROTO_MAGIC 0x5650564du /* "MVPV" as bytes on the wire */
-#define MV_PROTO_VERSION 2
+#define MV_PROTO_VERSION 3
 #define MV_FRAME_HEADER 16
 #define MV_FRAME_MAX (1u << 20) /* largest payload accepted */
 
@@ -105,25 +105,22 @@ struct mv_msg_events {
 #define MV_MSG_EVENTS_HEAD 8
 #define MV_EVENTS_MAX ((MV_FRAME_MAX - MV_MSG_EVENTS_HEAD) / MV_EVENT_SIZE)
 
-/* COUNTERS: the library's counters (interpose/memvirt.h) and its link's own. */
-struct mv_msg_counters {
-	uint64_t budget;
-	uint64_t resident_bytes;
-	uint64_t host_bytes;
-	uint64_t page_outs;
-	uint64_t page_ins;
-	uint64_t fault_ins;
-	uint64_t bytes_out;
-	uint64_t bytes_in;
-	uint64_t stall_ns;
-	uint64_t app_vmm_bytes;
-	uint64_t oom;
-	uint64_t events_dropped; /* in total */
-	uint64_t planned_outs;   /* page-outs a plan issued */
-	uint64_t planned_ins;    /* page-ins a plan issued */
-	uint64_t late_ins;       /* planned page-ins not complete when their launch came */
+/* The paging counters of protocol/counters.def, numbered in its order. */
+enum mv_counter_index {
+#define MV_COUNTER(name, ...) MV_COUNTER_##name,
+#include "protocol/counters.def"
+#undef MV_COUNTER
+	MV_NCOUNTERS
 };
-#define MV_MSG_COUNTERS_SIZE (15 * 8)
+
+/* COUNTERS: a snapshot of the library's counters (interpose/memvirt.h), each a u64 at 8 times its
+ * index. */
+struct mv_msg_counters {
+#define MV_COUNTER(name, ...) uint64_t name;
+#include "protocol/counters.def"
+#undef MV_COUNTER
+};
+#define MV_MSG_COUNTERS_SIZE (MV_NCOUNTERS * 8)
 
 /* PLAN: what to move during the iteration whose function sequence hashes to `fingerprint`, in
  * iteration-relative launch numbers (policies/policy.h). nops ops of MV_PLAN_OP_SIZE bytes follow the

@@ -1,7 +1,9 @@
 # memvirt run under a daemon started with 'memvirt daemon start': a job whose budget (40% of the
 # device) is below its peak links to the daemon, pages, and ends with the checksum of a plain run;
 # 'memvirt stats --json' sampled while it runs shows its session with page-outs and events, and no
-# counter in a sample is above the figure the library prints for it at exit.
+# counter in a sample is above the figure the library prints for it at exit. Every counter of
+# protocol/counters.def reaches the stats, in the JSON and in the Prometheus text (and memvirt(1)
+# names it in both), and the events the library says it sent are never more than the daemon received.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/daemon-lib.sh"
 
@@ -31,6 +33,9 @@ while alive "$run"; do
 		[ -n "$(sess_field "$T/stats.flat" "$JOB" session)" ]; then
 		i=$((i + 1))
 		cp "$T/stats.flat" "$T/sample.$i"
+		[ -s "$T/stats.prom" ] ||
+			timeout 10 "$MEMVIRT" stats --prometheus --socket "$S" >"$T/stats.prom" 2>"$T/stats.err" ||
+			rm -f "$T/stats.prom"
 	fi
 	sleep 0.1
 done
@@ -54,6 +59,20 @@ echo "library at exit: page-outs $outs, page-ins $ins, fault-ins $faults"
 [ -n "$ins" ] && [ -n "$faults" ] || mv_fail_run job "no page-ins or fault-ins in the summary"
 
 [ "$i" -gt 0 ] || mv_fail "no stats sample showed job $JOB while it ran"
+def=$MV_TOP_SRCDIR/protocol/counters.def
+keys=$(sed -n 's/^MV_COUNTER([a-z_]*, [a-z]*, [a-z]*, [a-z]*, "\([a-z_]*\)", "\([a-z_]*\)".*/\1/p' "$def")
+metrics=$(sed -n 's/^MV_COUNTER([a-z_]*, [a-z]*, [a-z]*, [a-z]*, "\([a-z_]*\)", "\([a-z_]*\)".*/\2/p' "$def")
+[ "$(echo "$keys" | wc -w)" -eq "$(grep -c '^MV_COUNTER(' "$def")" ] || mv_fail "cannot read the keys of $def"
+for k in $keys; do
+	[ -n "$(sess_field "$T/sample.1" "$JOB" "$k")" ] || mv_fail "sample 1 has no $k for job $JOB"
+	grep -q "^\.Qq $k\( \|$\)" "$MV_TOP_SRCDIR/man/memvirt.1" || mv_fail "memvirt(1) does not name $k"
+done
+for m in $metrics; do
+	grep -q "^$m{pid=\"$pid\"," "$T/stats.prom" || mv_fail "the Prometheus text has no $m for pid $pid"
+	grep -q "^\.Sy $m\( \|$\)" "$MV_TOP_SRCDIR/man/memvirt.1" || mv_fail "memvirt(1) does not name $m"
+done
+echo "the stats name all $(echo "$keys" | wc -w) counters of counters.def, in JSON and for Prometheus"
+sent=0
 paged=0
 n=1
 while [ "$n" -le "$i" ]; do
@@ -64,6 +83,9 @@ while [ "$n" -le "$i" ]; do
 	pi=$(sess_field "$f" "$JOB" page_ins)
 	fa=$(sess_field "$f" "$JOB" fault_ins)
 	ev=$(sess_field "$f" "$JOB" events)
+	es=$(sess_field "$f" "$JOB" events_sent)
+	[ "$es" -le "$ev" ] || mv_fail "sample $n: events_sent $es, more than the $ev events the daemon received"
+	[ "$es" -gt 0 ] && sent=$n
 	[ "$po" -le "$outs" ] || mv_fail "sample $n: page_outs $po, more than the $outs the library counted"
 	[ "$pi" -le "$ins" ] || mv_fail "sample $n: page_ins $pi, more than the $ins the library counted"
 	[ "$fa" -le "$faults" ] || mv_fail "sample $n: fault_ins $fa, more than the $faults the library counted"
@@ -74,6 +96,7 @@ while [ "$n" -le "$i" ]; do
 	n=$((n + 1))
 done
 [ "$paged" -gt 0 ] || mv_fail "no stats sample of the $i taken shows page_outs > 0 and events > 0"
+[ "$sent" -gt 0 ] || mv_fail "no stats sample of the $i taken shows the library's events_sent above 0"
 
 timeout 30 "$MEMVIRT" daemon stop --socket "$S" || mv_fail "memvirt daemon stop failed"
 alive "$DAEMON" && mv_fail "the daemon (pid $DAEMON) still runs after 'memvirt daemon stop'"

@@ -82,7 +82,7 @@ START_TEST(test_header_layout)
 {
 	uint8_t h[MV_FRAME_HEADER];
 	static const uint8_t want[MV_FRAME_HEADER] = {
-		'M', 'V', 'P', 'V', 0x02, 0x00, 0x03, 0x01, 0x78, 0x56, 0x34, 0x12, 0, 0, 0, 0,
+		'M', 'V', 'P', 'V', 0x03, 0x00, 0x03, 0x01, 0x78, 0x56, 0x34, 0x12, 0, 0, 0, 0,
 	};
 
 	memset(h, 0xff, sizeof(h));
@@ -212,19 +212,23 @@ START_TEST(test_counters_roundtrip)
 	c.stall_ns = 9;
 	c.app_vmm_bytes = 10;
 	c.oom = 11;
+	c.events_sent = 0x4444;
 	c.events_dropped = 0xffffffffffull;
 	c.planned_outs = 0x1111;
 	c.planned_ins = 0x2222;
 	c.late_ins = 0x3333;
+	c.divergences = 0x5555;
 	n = mv_counters_encode(&c, pl);
 	ck_assert_uint_eq(n, MV_MSG_COUNTERS_SIZE);
 	/* Each counter at its place, in the order of the struct. */
 	for (int i = 0; i < 11; i++)
 		ck_assert_uint_eq(mv_get_u64(pl + 8 * i), (uint64_t)i + 1);
-	ck_assert_uint_eq(mv_get_u64(pl + 88), c.events_dropped);
-	ck_assert_uint_eq(mv_get_u64(pl + 96), c.planned_outs);
-	ck_assert_uint_eq(mv_get_u64(pl + 104), c.planned_ins);
-	ck_assert_uint_eq(mv_get_u64(pl + 112), c.late_ins);
+	ck_assert_uint_eq(mv_get_u64(pl + 88), c.events_sent);
+	ck_assert_uint_eq(mv_get_u64(pl + 96), c.events_dropped);
+	ck_assert_uint_eq(mv_get_u64(pl + 104), c.planned_outs);
+	ck_assert_uint_eq(mv_get_u64(pl + 112), c.planned_ins);
+	ck_assert_uint_eq(mv_get_u64(pl + 120), c.late_ins);
+	ck_assert_uint_eq(mv_get_u64(pl + 128), c.divergences);
 
 	n = build(buf, MV_MSG_COUNTERS, pl, (uint32_t)n);
 	p = expect_frame(buf, n, MV_MSG_COUNTERS, MV_MSG_COUNTERS_SIZE);
@@ -241,10 +245,42 @@ START_TEST(test_counters_roundtrip)
 	ck_assert_uint_eq(d.stall_ns, 9);
 	ck_assert_uint_eq(d.app_vmm_bytes, 10);
 	ck_assert_uint_eq(d.oom, 11);
+	ck_assert_uint_eq(d.events_sent, c.events_sent);
 	ck_assert_uint_eq(d.events_dropped, c.events_dropped);
 	ck_assert_uint_eq(d.planned_outs, c.planned_outs);
 	ck_assert_uint_eq(d.planned_ins, c.planned_ins);
 	ck_assert_uint_eq(d.late_ins, c.late_ins);
+	ck_assert_uint_eq(d.divergences, c.divergences);
+}
+END_TEST
+
+/* Every counter of protocol/counters.def travels: each is written at 8 times its index, the payload
+ * holds them all and nothing else, and each comes back with its own value. */
+START_TEST(test_counters_every_one)
+{
+	struct mv_msg_counters c, d;
+	uint8_t pl[MV_MSG_COUNTERS_SIZE + 8];
+	uint64_t seen = 0;
+	size_t n;
+
+	/* Distinct values in every byte: a counter written twice, or in another's place, shows. */
+#define MV_COUNTER(name, ...) c.name = 0x0101010101010101ull * (MV_COUNTER_##name + 1) + MV_COUNTER_##name;
+#include "protocol/counters.def"
+#undef MV_COUNTER
+	memset(pl, 0xee, sizeof(pl));
+	n = mv_counters_encode(&c, pl);
+	ck_assert_uint_eq(n, MV_MSG_COUNTERS_SIZE);
+	ck_assert_uint_eq(n, sizeof(struct mv_msg_counters));
+	ck_assert_uint_eq(pl[MV_MSG_COUNTERS_SIZE], 0xee);
+	memset(&d, 0, sizeof(d));
+	ck_assert_int_eq(mv_counters_decode(pl, n, &d), 0);
+#define MV_COUNTER(name, ...)                                                                    \
+	ck_assert_msg(mv_get_u64(pl + 8 * MV_COUNTER_##name) == c.name, "%s not at its place", #name); \
+	ck_assert_msg(d.name == c.name, "%s came back as %#llx", #name, (unsigned long long)d.name);   \
+	seen++;
+#include "protocol/counters.def"
+#undef MV_COUNTER
+	ck_assert_uint_eq(seen, MV_NCOUNTERS);
 }
 END_TEST
 
@@ -976,6 +1012,7 @@ static Suite *frame_suite(void)
 	tcase_add_test(tc, test_hello_job_terminated);
 	tcase_add_test(tc, test_welcome_grant_roundtrip);
 	tcase_add_test(tc, test_counters_roundtrip);
+	tcase_add_test(tc, test_counters_every_one);
 	tcase_add_test(tc, test_control_hello_roundtrip);
 	tcase_add_test(tc, test_events_roundtrip);
 	tcase_add_test(tc, test_events_largest_batch);
