@@ -1,7 +1,6 @@
 /* The memvirt command's side of a control session with memvirtd: connect, control hello, one JSON
  * request and its response at a time. Also `memvirt config reload`, the simplest such request. */
-/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -16,7 +15,7 @@
 #include <unistd.h>
 
 #include "daemon/cli.h"
-#include "daemon/config.h"
+#include "daemon/conf.h"
 #include "protocol/control.h"
 #include "protocol/frame.h"
 #include "protocol/paths.h"

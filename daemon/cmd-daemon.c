@@ -1,6 +1,5 @@
 /* memvirt daemon start|stop|status: manages a long-lived memvirtd for the jobs of this user. */
-/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,7 +14,7 @@
 #include <unistd.h>
 
 #include "daemon/cli.h"
-#include "daemon/config.h"
+#include "daemon/conf.h"
 
 /* How long start waits for the new daemon to answer, and stop for the old one to go. */
 #define DAEMON_WAIT_MS 5000

@@ -1,6 +1,5 @@
 /* memvirt policies: lists the built-in paging policies, one line each, from the policies' registry. */
-/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
-#include <config.h>
+#include "config.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -1,7 +1,6 @@
 /* memvirt run: starts a command with libmemvirt.so preloaded and talking to a daemon, a private one
  * when none answers, and ends with the command's own exit status. */
-/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
-#include <config.h>
+#include "config.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -21,7 +20,7 @@
 #include <unistd.h>
 
 #include "daemon/cli.h"
-#include "daemon/config.h"
+#include "daemon/conf.h"
 #include "protocol/units.h"
 
 /* How long a private daemon has to answer after it is started. */

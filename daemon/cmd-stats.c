@@ -1,6 +1,5 @@
 /* memvirt stats: the daemon's live paging statistics as a table, its JSON, or Prometheus text. */
-/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <getopt.h>

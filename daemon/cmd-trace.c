@@ -1,8 +1,7 @@
 /* memvirt trace: reads a trace that `memvirt run --record` wrote and replays it under a policy and
  * a budget (replay), draws it for Perfetto (timeline) or as an SVG chart (plot), or sums it up
  * (info). */
-/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +17,7 @@
 #include <jansson.h>
 
 #include "daemon/cli.h"
-#include "daemon/config.h"
+#include "daemon/conf.h"
 #include "policies/policy.h"
 #include "policies/trace.h"
 #include "protocol/units.h"

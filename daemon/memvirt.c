@@ -1,6 +1,5 @@
 /* memvirt, the command-line front end: finds the subcommand and hands it the rest of argv. */
-/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
-#include <config.h>
+#include "config.h"
 
 #include <limits.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* memvirtd: the command line, where to listen, and the daemon's life from start to clean stop. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,6 @@
 /* The schedule behind mv_model_run(), for `memvirt trace timeline` and `plot`: when each launch and
  * copy ran and how many device bytes were held, as the model reports them to an observer. */
-/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
-#include <config.h>
+#include "config.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* memvirt.json: loading it, checking every key, and reporting a bad one at its line and column. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/un.h>
 
-#include "daemon/config.h"
+#include "daemon/conf.h"
 #include "policies/policy.h"
 #include "protocol/units.h"
 

@@ -14,8 +14,8 @@
  *
  * Ownership: mvd_config_load and mvd_config_parse return a config the caller frees with
  * mvd_config_free; everything reached from it is owned by it. */
-#ifndef MVD_CONFIG_H
-#define MVD_CONFIG_H
+#ifndef MVD_CONF_H
+#define MVD_CONF_H
 
 #include <stddef.h>
 #include <stdint.h>
