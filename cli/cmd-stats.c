@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/cli.h"
+#include "cli/internal.h"
 #include "protocol/units.h"
 
 enum stats_format { STATS_TABLE, STATS_JSON, STATS_PROMETHEUS };

@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "daemon/cli.h"
+#include "cli/internal.h"
 #include "daemon/conf.h"
 #include "protocol/units.h"
 

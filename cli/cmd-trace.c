@@ -16,7 +16,7 @@
 
 #include <jansson.h>
 
-#include "daemon/cli.h"
+#include "cli/internal.h"
 #include "daemon/conf.h"
 #include "policies/policy.h"
 #include "policies/trace.h"

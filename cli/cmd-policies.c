@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "daemon/cli.h"
+#include "cli/internal.h"
 #include "policies/policy.h"
 
 static void policies_usage(FILE *f)

@@ -1,4 +1,4 @@
-/* The memvirt command's subcommands. Each one is a file daemon/cmd-NAME.c with one entry point here;
+/* The memvirt command's subcommands. Each one is a file cli/cmd-NAME.c with one entry point here;
  * the others (cmd_run, cmd_stats, cmd_daemon, cmd_policies, ...) declare theirs here too.
  *
  * An entry point gets the arguments from its own name on (argv[0] is "config", "run", ...) and
@@ -130,8 +130,9 @@ int mvd_client_wait(const char *path, int timeout_ms, pid_t child, int *wstatus)
  * directory of /proc/self/exe in buf, or -1. */
 int mvd_exe_dir(char *buf, size_t len);
 
-/* memvirt.c: the memvirtd to start: the one next to this program (the build tree), else
- * "memvirtd" for a search of PATH. Writes into buf and returns buf. */
+/* memvirt.c: the memvirtd to start: the build tree's daemon/memvirtd, else the one next to this
+ * program, else the installed one, else "memvirtd" for a search of PATH. Writes into buf and
+ * returns buf. */
 char *mvd_memvirtd_path(char *buf, size_t len);
 
 #endif

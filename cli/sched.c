@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/cli.h"
+#include "cli/internal.h"
 #include "policies/policy.h"
 
 /* What the observer collects into, with the capacities of out's arrays. */

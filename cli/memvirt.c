@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/cli.h"
+#include "cli/internal.h"
 
 /* One subcommand: its name, its entry point and the line `memvirt --help` shows for it. */
 struct memvirt_cmd {
@@ -114,9 +114,12 @@ char *mvd_memvirtd_path(char *buf, size_t len)
 	char dir[PATH_MAX];
 	int n;
 
-	/* In the build tree memvirtd sits next to memvirt (daemon/), as it does when both are
-	 * installed in one directory. */
+	/* In the build tree memvirtd is daemon/memvirtd beside memvirt's cli/; installed in one
+	 * directory (a GPU check bundle), it sits next to memvirt. */
 	if (mvd_exe_dir(dir, sizeof(dir)) == 0) {
+		n = snprintf(buf, len, "%s/../daemon/memvirtd", dir);
+		if (n > 0 && (size_t)n < len && access(buf, X_OK) == 0)
+			return buf;
 		n = snprintf(buf, len, "%s/memvirtd", dir);
 		if (n > 0 && (size_t)n < len && access(buf, X_OK) == 0)
 			return buf;

@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/cli.h"
+#include "cli/internal.h"
 #include "daemon/conf.h"
 
 /* How long start waits for the new daemon to answer, and stop for the old one to go. */

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/cli.h"
+#include "cli/internal.h"
 #include "daemon/conf.h"
 #include "protocol/control.h"
 #include "protocol/frame.h"
