@@ -268,7 +268,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 				"(GPU-...)\n", o->device);
 		return -1;
 	}
-	if (o->policy != NULL && mvd_policy_check("memvirt run", o->policy) < 0)
+	if (o->policy != NULL && cli_policy_check("memvirt run", o->policy) < 0)
 		return -1;
 	if (o->lookahead != NULL && run_check_lookahead(o->lookahead) < 0)
 		return -1;
@@ -300,7 +300,7 @@ static int run_find_library(char *out)
 		fprintf(stderr, "memvirt run: MEMVIRT_LIBRARY=%s: %s\n", env, strerror(errno));
 		return -1;
 	}
-	if (mvd_exe_dir(dir, sizeof(dir)) == 0) {
+	if (cli_exe_dir(dir, sizeof(dir)) == 0) {
 		snprintf(path, sizeof(path), "%s/../interpose/.libs/libmemvirt.so", dir);
 		if (run_existing(path, out) == 0)
 			return 0;
@@ -320,7 +320,7 @@ static int run_find_simcuda(char *out)
 
 	if (env != NULL && *env != '\0')
 		snprintf(path, sizeof(path), "%s", env);
-	else if (mvd_exe_dir(dir, sizeof(dir)) == 0)
+	else if (cli_exe_dir(dir, sizeof(dir)) == 0)
 		snprintf(path, sizeof(path), "%s/../tests/simcuda", dir);
 	else
 		path[0] = '\0';
@@ -409,7 +409,7 @@ static int run_start_daemon(const struct run_opts *o, struct run_daemon *d, cons
 		return -1;
 	}
 	snprintf(d->socket, sizeof(d->socket), "%s/memvirtd.sock", d->dir);
-	mvd_memvirtd_path(exe, sizeof(exe));
+	cli_memvirtd_path(exe, sizeof(exe));
 	argv[argc++] = exe;
 	argv[argc++] = (char *)"--private";
 	argv[argc++] = (char *)"--socket";
@@ -451,7 +451,7 @@ static int run_start_daemon(const struct run_opts *o, struct run_daemon *d, cons
 		fprintf(stderr, "memvirt run: cannot start %s: %s\n", exe, strerror(errno));
 		_exit(127);
 	}
-	r = mvd_client_wait(d->socket, RUN_DAEMON_WAIT_MS, d->pid, &status);
+	r = cli_client_wait(d->socket, RUN_DAEMON_WAIT_MS, d->pid, &status);
 	if (r == -ECHILD) {
 		d->pid = 0;
 		if (WIFEXITED(status))
@@ -479,7 +479,7 @@ static void run_stop_daemon(struct run_daemon *d)
 	int i, status;
 
 	if (d->pid > 0) {
-		if (mvd_client_call(d->socket, "stop", 1000, &resp, err, sizeof(err)) == 0)
+		if (cli_client_call(d->socket, "stop", 1000, &resp, err, sizeof(err)) == 0)
 			json_decref(resp);
 		else
 			kill(d->pid, SIGTERM);
@@ -693,7 +693,7 @@ int cmd_run(int argc, char **argv)
 		r = RUN_EXIT_FAILED;
 		goto out_config;
 	}
-	if (mvd_client_socket(mvd_socket_choice(o.socket, cfg), socket, sizeof(socket)) < 0) {
+	if (cli_client_socket(cli_socket_choice(o.socket, cfg), socket, sizeof(socket)) < 0) {
 		fprintf(stderr, "memvirt run: the socket path is too long\n");
 		r = RUN_EXIT_USAGE;
 		goto out_config;
@@ -708,7 +708,7 @@ int cmd_run(int argc, char **argv)
 	sigaddset(&set, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &set, &oldmask);
 
-	if (mvd_client_call(socket, "status", 1000, &resp, err, sizeof(err)) == 0) {
+	if (cli_client_call(socket, "status", 1000, &resp, err, sizeof(err)) == 0) {
 		json_decref(resp);
 		if (o.config != NULL)
 			fprintf(stderr, "memvirt run: memvirtd on %s runs with its own configuration; "

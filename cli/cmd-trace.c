@@ -830,14 +830,14 @@ struct trace_point {
 
 static int trace_sample_cmp(const void *a, const void *b)
 {
-	const struct mvd_sched_sample *x = a, *y = b;
+	const struct cli_sched_sample *x = a, *y = b;
 
 	return x->t < y->t ? -1 : x->t > y->t;
 }
 
 /* The schedule's device bytes over its iteration as a step curve, one point per instant that
  * changes it, from 0 to its end. Returns how many points, in *out (malloc'd). */
-static size_t trace_curve(struct mvd_sched *s, struct trace_point **out)
+static size_t trace_curve(struct cli_sched *s, struct trace_point **out)
 {
 	struct trace_point *p = xmalloc(((size_t)s->nsamples + 2) * sizeof(*p));
 	int64_t v = (int64_t)s->base;
@@ -864,11 +864,11 @@ static size_t trace_curve(struct mvd_sched *s, struct trace_point **out)
 
 /* Plans with the asked-for policy and replays the plan for its schedule. Returns 0 or -1. */
 static int trace_modeled(const struct trace_ctx *c, const struct mv_policy *pol, uint64_t budget,
-			 struct trace_run *run, struct mvd_sched *sched)
+			 struct trace_run *run, struct cli_sched *sched)
 {
 	if (trace_plan_run(c, pol, budget, run) < 0)
 		return -1;
-	if (mvd_sched_run(c->it, run->plan, budget, &c->m, sched) < 0) {
+	if (cli_sched_run(c->it, run->plan, budget, &c->m, sched) < 0) {
 		fprintf(stderr, "memvirt trace: %s: cannot lay out policy %s's plan\n", c->o->file,
 			pol->name);
 		mv_plan_free(run->plan);
@@ -891,7 +891,7 @@ static int trace_timeline_modeled(const struct trace_ctx *c, const struct mv_pol
 {
 	static const char *const kinds[] = {"planned", "fault", "evicted"};
 	struct trace_run run;
-	struct mvd_sched s;
+	struct cli_sched s;
 	struct trace_point *pts;
 	uint32_t maxstream = 0;
 	uint64_t prev;
@@ -934,7 +934,7 @@ static int trace_timeline_modeled(const struct trace_ctx *c, const struct mv_pol
 		prev = s.fin[k];
 	}
 	for (uint32_t i = 0; i < s.ncopies; i++) {
-		const struct mvd_sched_copy *cp = &s.copies[i];
+		const struct cli_sched_copy *cp = &s.copies[i];
 		uint64_t from = cp->start > s.t0 ? cp->start : s.t0;
 
 		if (cp->end <= s.t0 || cp->start >= s.end)
@@ -960,7 +960,7 @@ static int trace_timeline_modeled(const struct trace_ctx *c, const struct mv_pol
 	}
 	fputs("\n]}\n", f);
 	free(pts);
-	mvd_sched_free(&s);
+	cli_sched_free(&s);
 	mv_plan_free(run.plan);
 	return 0;
 }
@@ -1024,7 +1024,7 @@ static int trace_plot(const struct trace_opts *o)
 	const struct mv_policy *pol = mv_policy_find(o->policy != NULL ? o->policy : "auto");
 	struct trace_ctx c;
 	struct trace_run run;
-	struct mvd_sched su, sp;
+	struct cli_sched su, sp;
 	struct trace_point *pu, *pp;
 	size_t nu, np;
 	uint64_t tmax, ymax = 0;
@@ -1041,12 +1041,12 @@ static int trace_plot(const struct trace_opts *o)
 	}
 	if (trace_load(&c, o, 1) < 0)
 		return 1;
-	if (mvd_sched_run(c.it, NULL, UINT64_MAX, &c.m, &su) < 0) {
+	if (cli_sched_run(c.it, NULL, UINT64_MAX, &c.m, &su) < 0) {
 		trace_ctx_free(&c);
 		return 1;
 	}
 	if (trace_modeled(&c, pol, c.budget, &run, &sp) < 0) {
-		mvd_sched_free(&su);
+		cli_sched_free(&su);
 		trace_ctx_free(&c);
 		return 1;
 	}
@@ -1137,8 +1137,8 @@ static int trace_plot(const struct trace_opts *o)
 		fprintf(stderr, "memvirt trace plot: writing: %s\n", strerror(errno));
 	free(pu);
 	free(pp);
-	mvd_sched_free(&su);
-	mvd_sched_free(&sp);
+	cli_sched_free(&su);
+	cli_sched_free(&sp);
 	mv_plan_free(run.plan);
 	trace_ctx_free(&c);
 	return rc;
@@ -1243,7 +1243,7 @@ static int trace_parse(int argc, char **argv, struct trace_opts *o)
 	if (strcmp(o->sub, "replay") != 0 && strcmp(o->sub, "timeline") != 0 &&
 	    strcmp(o->sub, "plot") != 0 && strcmp(o->sub, "info") != 0) {
 		static const char *const subs[] = {"replay", "timeline", "plot", "info", NULL};
-		const char *guess = mvd_closest(o->sub, subs);
+		const char *guess = cli_closest(o->sub, subs);
 
 		fprintf(stderr, "memvirt trace: unknown subcommand '%s'", o->sub);
 		if (guess != NULL)
@@ -1255,7 +1255,7 @@ static int trace_parse(int argc, char **argv, struct trace_opts *o)
 	while ((c = getopt_long(argc - 1, argv + 1, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			if (mvd_policy_check("memvirt trace", optarg) < 0)
+			if (cli_policy_check("memvirt trace", optarg) < 0)
 				return -1;
 			o->policy = optarg;
 			break;

@@ -1,10 +1,13 @@
-/* The memvirt command's subcommands. Each one is a file cli/cmd-NAME.c with one entry point here;
- * the others (cmd_run, cmd_stats, cmd_daemon, cmd_policies, ...) declare theirs here too.
+/* memvirt, the command-line front end: what its files share. Its own names take the prefix cli_
+ * (the daemon's are mvd_, the shared modules' mv_).
+ *
+ * Each subcommand is a file cli/cmd-NAME.c with one entry point here (cmd_config, cmd_run,
+ * cmd_stats, cmd_daemon, cmd_policies, cmd_trace).
  *
  * An entry point gets the arguments from its own name on (argv[0] is "config", "run", ...) and
  * returns the exit status: 0 for success, 1 for a failure, 2 for a usage error. */
-#ifndef MVD_CLI_H
-#define MVD_CLI_H
+#ifndef MV_CLI_INTERNAL_H
+#define MV_CLI_INTERNAL_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -22,44 +25,44 @@ int cmd_config_reload(int argc, char **argv);
 /* ---- The control client (client.c): the memvirt command's session with memvirtd. ---- */
 
 /* How long a command waits for the daemon's answer to one request. */
-#define MVD_CLIENT_TIMEOUT_MS 5000
+#define CLI_CLIENT_TIMEOUT_MS 5000
 
 /* One control session: a connected socket that has sent MV_MSG_CONTROL_HELLO. */
-struct mvd_client {
+struct cli_client {
 	int fd;
 };
 
 /* The socket path a command uses: explicit_path when not NULL, else mv_socket_path(). Returns 0,
  * or -ENAMETOOLONG. */
-int mvd_client_socket(const char *explicit_path, char *buf, size_t len);
+int cli_client_socket(const char *explicit_path, char *buf, size_t len);
 
 /* The socket a command given --socket explicit_path (may be NULL) and configuration cfg (may be
  * NULL) talks to, in memvirtd's order: explicit_path, $MEMVIRT_SOCKET, cfg's daemon.socket. NULL
- * means mvd_client_socket's default. Borrowed from its arguments. */
+ * means cli_client_socket's default. Borrowed from its arguments. */
 struct mvd_config;
-const char *mvd_socket_choice(const char *explicit_path, const struct mvd_config *cfg);
+const char *cli_socket_choice(const char *explicit_path, const struct mvd_config *cfg);
 
 /* Connects to the daemon's socket at path and sends the control hello. Returns 0, or a negative
  * errno: -ENOENT or -ECONNREFUSED when no daemon listens there. */
-int mvd_client_open(struct mvd_client *c, const char *path, int timeout_ms);
+int cli_client_open(struct cli_client *c, const char *path, int timeout_ms);
 
 /* Sends req (borrowed) and reads one response within timeout_ms. Returns 0 and *resp, a new
  * reference the caller json_decrefs; or a negative errno with one line in err. A response with
- * "ok": false is still 0: see mvd_client_error. */
-int mvd_client_request(struct mvd_client *c, const json_t *req, int timeout_ms, json_t **resp,
+ * "ok": false is still 0: see cli_client_error. */
+int cli_client_request(struct cli_client *c, const json_t *req, int timeout_ms, json_t **resp,
 		       char *err, size_t errlen);
 
-void mvd_client_close(struct mvd_client *c);
+void cli_client_close(struct cli_client *c);
 
-/* Opens a session, sends {"cmd": cmd}, reads the response and closes, as mvd_client_request. */
-int mvd_client_call(const char *path, const char *cmd, int timeout_ms, json_t **resp, char *err,
+/* Opens a session, sends {"cmd": cmd}, reads the response and closes, as cli_client_request. */
+int cli_client_call(const char *path, const char *cmd, int timeout_ms, json_t **resp, char *err,
 		    size_t errlen);
 
 /* NULL when resp says "ok": true; else its "error" (borrowed from resp). */
-const char *mvd_client_error(const json_t *resp);
+const char *cli_client_error(const json_t *resp);
 
-/* Prints why a command could not reach the daemon on path (err and msg from mvd_client_call). */
-void mvd_client_no_daemon(const char *prog, const char *path, int err, const char *msg);
+/* Prints why a command could not reach the daemon on path (err and msg from cli_client_call). */
+void cli_client_no_daemon(const char *prog, const char *path, int err, const char *msg);
 
 /* The command treats out-of-memory as fatal: these print a line and exit 1. */
 void *xmalloc(size_t n);
@@ -76,7 +79,7 @@ int cmd_trace(int argc, char **argv);           /* cmd-trace.c */
 
 /* cmd-policies.c: 0 when name is a built-in policy; else prints "PROG: unknown policy 'NAME'"
  * with a suggestion and the list of known ones, and returns -1. */
-int mvd_policy_check(const char *prog, const char *name);
+int cli_policy_check(const char *prog, const char *name);
 
 /* ---- The modeled schedule (trace-sched.c), for `memvirt trace timeline` and `plot`. ---- */
 
@@ -85,28 +88,28 @@ struct mv_plan;
 struct mv_machine;
 
 /* One copy: buffer buf out (in == 0) or in, on its engine from start to end (ns). */
-struct mvd_sched_copy {
+struct cli_sched_copy {
 	uint32_t buf;
 	uint8_t in, kind, late; /* kind: enum mv_model_copy; late: a planned page-in its launch waited for */
 	uint64_t start, end;
 };
 
 /* A change of the device bytes held, at time t. */
-struct mvd_sched_sample {
+struct cli_sched_sample {
 	uint64_t t;
 	int64_t delta;
 };
 
 /* The reported (steady-state) iteration of mv_model_run(), event by event. Times are on the
- * model's timeline; the iteration runs from t0 to end. Owned by the caller; mvd_sched_free(). */
-struct mvd_sched {
+ * model's timeline; the iteration runs from t0 to end. Owned by the caller; cli_sched_free(). */
+struct cli_sched {
 	uint64_t t0, end;
 	uint64_t *start, *fin;            /* per launch */
-	struct mvd_sched_copy *copies;    /* in issue order; some, issued by the iteration before,
+	struct cli_sched_copy *copies;    /* in issue order; some, issued by the iteration before,
 					   * start before t0 */
 	uint32_t ncopies;
 	uint64_t base;                    /* bytes held at t0, before the samples */
-	struct mvd_sched_sample *samples; /* in the order they arose, not sorted */
+	struct cli_sched_sample *samples; /* in the order they arose, not sorted */
 	uint32_t nsamples;
 	uint64_t step_ns, stall_ns, compute_ns, peak;
 	int over_budget;
@@ -114,25 +117,25 @@ struct mvd_sched {
 
 /* Replays the iteration under the model (mv_model_observe) and keeps its schedule. Returns 0 or the
  * model's negative errno. */
-int mvd_sched_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t budget,
-		  const struct mv_machine *m, struct mvd_sched *out);
-void mvd_sched_free(struct mvd_sched *s);
+int cli_sched_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t budget,
+		  const struct mv_machine *m, struct cli_sched *out);
+void cli_sched_free(struct cli_sched *s);
 
 /* memvirt.c: the closest of the NULL-terminated names to word, or NULL when none is close enough
  * to suggest. */
-const char *mvd_closest(const char *word, const char *const *names);
+const char *cli_closest(const char *word, const char *const *names);
 
 /* Waits up to timeout_ms until a daemon answers a status request on path. Returns 0; -ETIMEDOUT;
  * or, when child > 0 and that child of ours exits first, -ECHILD with its status in *wstatus. */
-int mvd_client_wait(const char *path, int timeout_ms, pid_t child, int *wstatus);
+int cli_client_wait(const char *path, int timeout_ms, pid_t child, int *wstatus);
 
 /* memvirt.c: where this program lives, for the build tree's relative paths. Returns 0 with the
  * directory of /proc/self/exe in buf, or -1. */
-int mvd_exe_dir(char *buf, size_t len);
+int cli_exe_dir(char *buf, size_t len);
 
 /* memvirt.c: the memvirtd to start: the build tree's daemon/memvirtd, else the one next to this
  * program, else the installed one, else "memvirtd" for a search of PATH. Writes into buf and
  * returns buf. */
-char *mvd_memvirtd_path(char *buf, size_t len);
+char *cli_memvirtd_path(char *buf, size_t len);
 
 #endif

@@ -10,7 +10,7 @@
 
 /* What the observer collects into, with the capacities of out's arrays. */
 struct sched {
-	struct mvd_sched *out;
+	struct cli_sched *out;
 	uint32_t nbufs;
 	uint32_t *in_copy; /* per buffer: its latest copy in, UINT32_MAX before one */
 	size_t capcopies, capsamples;
@@ -35,13 +35,13 @@ static void sched_launch(void *ctx, uint32_t k, uint64_t start, uint64_t fin)
 static void sched_copy(void *ctx, uint32_t buf, int in, int kind, uint64_t start, uint64_t end)
 {
 	struct sched *s = ctx;
-	struct mvd_sched *o = s->out;
+	struct cli_sched *o = s->out;
 
 	if (o->ncopies == s->capcopies) {
 		s->capcopies = s->capcopies ? s->capcopies * 2 : 256;
 		o->copies = xrealloc(o->copies, s->capcopies * sizeof(*o->copies));
 	}
-	o->copies[o->ncopies] = (struct mvd_sched_copy){.buf = buf, .in = (uint8_t)in, .kind = (uint8_t)kind,
+	o->copies[o->ncopies] = (struct cli_sched_copy){.buf = buf, .in = (uint8_t)in, .kind = (uint8_t)kind,
 							.start = start, .end = end};
 	if (in && buf < s->nbufs)
 		s->in_copy[buf] = o->ncopies;
@@ -51,13 +51,13 @@ static void sched_copy(void *ctx, uint32_t buf, int in, int kind, uint64_t start
 static void sched_held(void *ctx, uint64_t t, int64_t delta)
 {
 	struct sched *s = ctx;
-	struct mvd_sched *o = s->out;
+	struct cli_sched *o = s->out;
 
 	if (o->nsamples == s->capsamples) {
 		s->capsamples = s->capsamples ? s->capsamples * 2 : 256;
 		o->samples = xrealloc(o->samples, s->capsamples * sizeof(*o->samples));
 	}
-	o->samples[o->nsamples++] = (struct mvd_sched_sample){t, delta};
+	o->samples[o->nsamples++] = (struct cli_sched_sample){t, delta};
 }
 
 static void sched_late(void *ctx, uint32_t buf)
@@ -68,8 +68,8 @@ static void sched_late(void *ctx, uint32_t buf)
 		s->out->copies[s->in_copy[buf]].late = 1;
 }
 
-int mvd_sched_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t budget,
-		  const struct mv_machine *m, struct mvd_sched *out)
+int cli_sched_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t budget,
+		  const struct mv_machine *m, struct cli_sched *out)
 {
 	struct sched s = {.out = out, .nbufs = it->nbufs};
 	struct mv_model_observer obs = {.ctx = &s, .begin = sched_begin, .launch = sched_launch,
@@ -85,7 +85,7 @@ int mvd_sched_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t
 	rc = mv_model_observe(it, plan, budget, m, &r, NULL, &obs);
 	free(s.in_copy);
 	if (rc < 0) {
-		mvd_sched_free(out);
+		cli_sched_free(out);
 		return rc;
 	}
 	out->end = out->t0 + r.step_ns;
@@ -97,7 +97,7 @@ int mvd_sched_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t
 	return 0;
 }
 
-void mvd_sched_free(struct mvd_sched *s)
+void cli_sched_free(struct cli_sched *s)
 {
 	free(s->start);
 	free(s->fin);
