@@ -158,43 +158,6 @@ err_open:
 	return -1;
 }
 
-/* Bytes alive at launch i of the iteration: allocated before it and not yet freed. */
-static int trace_alive_at(const struct mv_iter_buf *b, uint32_t i)
-{
-	return (b->alloc_at == MV_TRACE_NONE || b->alloc_at <= i) &&
-	       (b->free_at == MV_TRACE_NONE || i < b->free_at);
-}
-
-/* The least budget any schedule needs: at the tightest launch, the never-paged buffers alive and
- * every buffer the launch names. */
-static uint64_t trace_min_budget(const struct mv_iter *it)
-{
-	uint64_t best = 0;
-
-	for (uint32_t i = 0; i < it->nlaunch; i++) {
-		const struct mv_iter_launch *l = &it->launch[i];
-		uint64_t need = 0;
-
-		for (uint32_t b = 0; b < it->nbufs; b++)
-			if ((it->bufs[b].flags & MV_IBUF_PINNED) && trace_alive_at(&it->bufs[b], i))
-				need += it->bufs[b].size;
-		for (uint32_t k = 0; k < l->nrefs; k++) {
-			uint32_t b = it->refs[l->ref0 + k], dup = 0;
-
-			if (it->bufs[b].flags & MV_IBUF_PINNED)
-				continue;
-			/* A buffer named twice by one launch counts once. */
-			for (uint32_t j = 0; j < k && !dup; j++)
-				dup = it->refs[l->ref0 + j] == b;
-			if (!dup)
-				need += it->bufs[b].size;
-		}
-		if (need > best)
-			best = need;
-	}
-	return best;
-}
-
 static void trace_ctx_free(struct trace_ctx *c)
 {
 	mv_iter_free(c->it);
@@ -261,7 +224,7 @@ static int trace_load(struct trace_ctx *c, const struct trace_opts *o, int want_
 	}
 	c->peak = mv_model_peak(c->it);
 	if (o->budget != NULL) {
-		uint64_t need = trace_min_budget(c->it);
+		uint64_t need = mv_model_min_budget(c->it);
 
 		if (mv_parse_size_or_percent(o->budget, c->peak, &c->budget) < 0 || c->budget == 0) {
 			fprintf(stderr, "memvirt trace: --budget '%s' is not a size (such as 12GiB) or a "

@@ -7,6 +7,7 @@ POLICY_SOURCES = \
 	policies/iter.c \
 	policies/plan.c \
 	policies/model.c \
+	policies/bound.c \
 	policies/policy.c \
 	policies/lru.c \
 	policies/vdnn-all.c \

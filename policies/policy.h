@@ -186,6 +186,11 @@ uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const s
 /* The iteration's peak with unlimited memory: the most bytes alive at once. */
 uint64_t mv_model_peak(const struct mv_iter *it);
 
+/* The least budget under which any schedule can run the iteration (bound.c): at its tightest
+ * launch, the never-paged buffers alive and every buffer the launch names, each counted once. A
+ * smaller budget is infeasible for every policy. */
+uint64_t mv_model_min_budget(const struct mv_iter *it);
+
 struct mv_feedback *mv_feedback_new(const struct mv_iter *it);
 /* Moves each late buffer's page-in earlier by enough launches to cover its lateness (at least one),
  * and clears late_ns. Returns how many buffers moved. */
