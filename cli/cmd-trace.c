@@ -38,14 +38,13 @@
 struct trace_opts {
 	const char *sub;          /* "replay", "timeline", "plot" or "info" */
 	const char *file;
-	const char *policy;       /* NULL: not given */
+	struct cli_plan plan;     /* --policy (NULL: not given), --lookahead, --page-min */
 	const char *budget;       /* NULL: not given */
 	int all, json;
 	int has_iter;
 	uint32_t iter_first, iter_n;
 	double h2d_gbps, d2h_gbps;
 	uint32_t feedback;
-	struct mv_policy_params knobs; /* min_size, lookahead, heavy_fraction, headroom */
 };
 
 /* A trace read and its iteration, with the budget resolved. Owns what it points to. */
@@ -255,7 +254,7 @@ err:
 static int trace_plan_run(const struct trace_ctx *c, const struct mv_policy *pol, uint64_t budget,
 			  struct trace_run *run)
 {
-	struct mv_policy_params p = c->o->knobs;
+	struct mv_policy_params p = c->o->plan.knobs;
 	struct mv_feedback *fb;
 	int r;
 
@@ -431,7 +430,7 @@ static int trace_replay(const struct trace_opts *o)
 	}
 	bound = mv_model_lower_bound(c.it, c.budget, &c.m, &must);
 	for (n = 0; n < want; n++) {
-		const struct mv_policy *pol = o->all ? mv_policies[n] : mv_policy_find(o->policy);
+		const struct mv_policy *pol = o->all ? mv_policies[n] : mv_policy_find(o->plan.policy);
 
 		if (trace_plan_run(&c, pol, c.budget, &runs[n]) < 0)
 			goto out;
@@ -984,7 +983,7 @@ static void plot_curve(FILE *f, const struct trace_point *p, size_t n, double xs
 
 static int trace_plot(const struct trace_opts *o)
 {
-	const struct mv_policy *pol = mv_policy_find(o->policy != NULL ? o->policy : "auto");
+	const struct mv_policy *pol = mv_policy_find(o->plan.policy != NULL ? o->plan.policy : "auto");
 	struct trace_ctx c;
 	struct trace_run run;
 	struct cli_sched su, sp;
@@ -1112,15 +1111,15 @@ static int trace_timeline(const struct trace_opts *o)
 	struct trace_ctx c;
 	int rc;
 
-	if ((o->policy != NULL) != (o->budget != NULL)) {
+	if ((o->plan.policy != NULL) != (o->budget != NULL)) {
 		fprintf(stderr, "memvirt trace timeline: --policy and --budget go together: without them "
 				"the timeline is what the trace recorded\n");
 		return 2;
 	}
-	if (trace_load(&c, o, o->policy != NULL) < 0)
+	if (trace_load(&c, o, o->plan.policy != NULL) < 0)
 		return 1;
-	if (o->policy != NULL)
-		rc = trace_timeline_modeled(&c, mv_policy_find(o->policy), stdout);
+	if (o->plan.policy != NULL)
+		rc = trace_timeline_modeled(&c, mv_policy_find(o->plan.policy), stdout);
 	else
 		rc = trace_timeline_recorded(&c, stdout);
 	if (rc == 0 && (fflush(stdout) != 0 || ferror(stdout))) {
@@ -1132,24 +1131,6 @@ static int trace_timeline(const struct trace_opts *o)
 }
 
 /* ---- the command line ------------------------------------------------------------------------- */
-
-static int trace_number(const char *opt, const char *s, double lo, int lo_open, double hi, int hi_open,
-			double *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (end == s || *end != '\0' || errno != 0 || !isfinite(v) || v < lo || (lo_open && v == lo) ||
-	    v > hi || (hi_open && v == hi)) {
-		fprintf(stderr, "memvirt trace: %s '%s' is not a number in %s%g, %g%s\n", opt, s,
-			lo_open ? "(" : "[", lo, hi, hi_open ? ")" : "]");
-		return -1;
-	}
-	*out = v;
-	return 0;
-}
 
 static int trace_uint(const char *opt, const char *s, uint64_t lo, uint64_t hi, uint64_t *out)
 {
@@ -1171,14 +1152,12 @@ static int trace_uint(const char *opt, const char *s, uint64_t lo, uint64_t hi, 
 static int trace_parse(int argc, char **argv, struct trace_opts *o)
 {
 	static const struct option opts[] = {
-		{"policy", required_argument, NULL, 'p'},
+		CLI_PLAN_OPTIONS,
 		{"all", no_argument, NULL, 'A'},
 		{"budget", required_argument, NULL, 'b'},
 		{"h2d", required_argument, NULL, 'H'},
 		{"d2h", required_argument, NULL, 'D'},
 		{"iteration", required_argument, NULL, 'i'},
-		{"lookahead", required_argument, NULL, 'L'},
-		{"page-min", required_argument, NULL, 'm'},
 		{"heavy-fraction", required_argument, NULL, 'F'},
 		{"headroom", required_argument, NULL, 'R'},
 		{"feedback", required_argument, NULL, 'f'},
@@ -1186,6 +1165,7 @@ static int trace_parse(int argc, char **argv, struct trace_opts *o)
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
+	struct mv_knob_value k;
 	uint64_t v, w;
 	char *colon;
 	int c;
@@ -1193,7 +1173,7 @@ static int trace_parse(int argc, char **argv, struct trace_opts *o)
 	memset(o, 0, sizeof(*o));
 	o->h2d_gbps = o->d2h_gbps = TRACE_DEFAULT_GBPS;
 	o->feedback = TRACE_DEFAULT_FEEDBACK;
-	mv_policy_defaults(&o->knobs);
+	cli_plan_init(&o->plan);
 	if (argc < 2) {
 		trace_usage(stderr);
 		return -1;
@@ -1217,10 +1197,11 @@ static int trace_parse(int argc, char **argv, struct trace_opts *o)
 	optind = 0;
 	while ((c = getopt_long(argc - 1, argv + 1, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'p':
-			if (cli_policy_check("memvirt trace", optarg) < 0)
+		case CLI_OPT_POLICY:
+		case CLI_OPT_LOOKAHEAD:
+		case CLI_OPT_PAGE_MIN:
+			if (cli_plan_option("memvirt trace", c, optarg, &o->plan) < 0)
 				return -1;
-			o->policy = optarg;
 			break;
 		case 'A':
 			o->all = 1;
@@ -1237,10 +1218,14 @@ static int trace_parse(int argc, char **argv, struct trace_opts *o)
 			o->budget = optarg;
 			break;
 		case 'H':
-		case 'D':
-			if (trace_number(c == 'H' ? "--h2d" : "--d2h", optarg, 0, 1, 1e6, 0,
-					 c == 'H' ? &o->h2d_gbps : &o->d2h_gbps) < 0)
+			if (cli_knob_option("memvirt trace", "--h2d", "h2d_gbps", optarg, &k) < 0)
 				return -1;
+			o->h2d_gbps = k.d;
+			break;
+		case 'D':
+			if (cli_knob_option("memvirt trace", "--d2h", "d2h_gbps", optarg, &k) < 0)
+				return -1;
+			o->d2h_gbps = k.d;
 			break;
 		case 'i':
 			colon = strchr(optarg, ':');
@@ -1260,25 +1245,16 @@ static int trace_parse(int argc, char **argv, struct trace_opts *o)
 			o->iter_first = (uint32_t)v;
 			o->iter_n = (uint32_t)w;
 			break;
-		case 'L':
-			if (trace_uint("--lookahead", optarg, 1, MVD_LOOKAHEAD_MAX, &v) < 0)
-				return -1;
-			o->knobs.lookahead = (uint32_t)v;
-			break;
-		case 'm':
-			if (mv_parse_size(optarg, &o->knobs.min_size) < 0 || o->knobs.min_size == 0) {
-				fprintf(stderr, "memvirt trace: --page-min '%s' is not a size of at least 1 "
-						"byte, such as 4MiB\n", optarg);
-				return -1;
-			}
-			break;
 		case 'F':
-			if (trace_number("--heavy-fraction", optarg, 0, 1, 1, 0, &o->knobs.heavy_fraction) < 0)
+			if (cli_knob_option("memvirt trace", "--heavy-fraction", "heavy_fraction", optarg,
+					    &k) < 0)
 				return -1;
+			o->plan.knobs.heavy_fraction = k.d;
 			break;
 		case 'R':
-			if (trace_number("--headroom", optarg, 0, 0, 1, 1, &o->knobs.headroom) < 0)
+			if (cli_knob_option("memvirt trace", "--headroom", "headroom", optarg, &k) < 0)
 				return -1;
+			o->plan.knobs.headroom = k.d;
 			break;
 		case 'f':
 			if (trace_uint("--feedback", optarg, 0, 100, &v) < 0)
@@ -1309,7 +1285,7 @@ static int trace_parse(int argc, char **argv, struct trace_opts *o)
 		fprintf(stderr, "memvirt trace %s: --all is for replay\n", o->sub);
 		return -1;
 	}
-	if (o->all && o->policy != NULL) {
+	if (o->all && o->plan.policy != NULL) {
 		fprintf(stderr, "memvirt trace replay: --all replays every policy; drop --policy\n");
 		return -1;
 	}
@@ -1317,12 +1293,12 @@ static int trace_parse(int argc, char **argv, struct trace_opts *o)
 		fprintf(stderr, "memvirt trace %s: --json is for replay and info\n", o->sub);
 		return -1;
 	}
-	if (strcmp(o->sub, "info") == 0 && (o->policy != NULL || o->budget != NULL)) {
+	if (strcmp(o->sub, "info") == 0 && (o->plan.policy != NULL || o->budget != NULL)) {
 		fprintf(stderr, "memvirt trace info: takes no --policy or --budget\n");
 		return -1;
 	}
-	if (strcmp(o->sub, "replay") == 0 && o->policy == NULL && !o->all)
-		o->policy = "auto";
+	if (strcmp(o->sub, "replay") == 0 && o->plan.policy == NULL && !o->all)
+		o->plan.policy = "auto";
 	return 0;
 }
 

@@ -15,6 +15,8 @@
 
 #include <jansson.h>
 
+#include "policies/policy.h"
+
 /* memvirt config check FILE | memvirt config reload (cmd-config.c). */
 int cmd_config(int argc, char **argv);
 
@@ -81,11 +83,45 @@ int cmd_trace(int argc, char **argv);           /* cmd-trace.c */
  * with a suggestion and the list of known ones, and returns -1. */
 int cli_policy_check(const char *prog, const char *name);
 
-/* ---- The modeled schedule (trace-sched.c), for `memvirt trace timeline` and `plot`. ---- */
+/* ---- The planning options run and trace share (options.c). ---- */
 
-struct mv_iter;
-struct mv_plan;
-struct mv_machine;
+/* Their getopt_long values, and the entries for an option table; cli_plan_option reads them. */
+enum {
+	CLI_OPT_POLICY = 'p',
+	CLI_OPT_LOOKAHEAD = 'L',
+	CLI_OPT_PAGE_MIN = 'm',
+};
+#define CLI_PLAN_OPTIONS \
+	{"policy", required_argument, NULL, CLI_OPT_POLICY}, \
+	{"lookahead", required_argument, NULL, CLI_OPT_LOOKAHEAD}, \
+	{"page-min", required_argument, NULL, CLI_OPT_PAGE_MIN}
+
+/* What they asked for: each as given (borrowed from argv; NULL when not), and the knobs with
+ * lookahead and min_size as read over mv_policy_defaults(). */
+struct cli_plan {
+	const char *policy;
+	const char *lookahead;
+	const char *page_min;
+	struct mv_policy_params knobs;
+};
+
+/* Nothing given: the policies' defaults. */
+void cli_plan_init(struct cli_plan *p);
+
+/* Checks and records option opt (CLI_OPT_*) with its argument. Returns 0, or -1 with the reason
+ * printed after "PROG: ". */
+int cli_plan_option(const char *prog, int opt, const char *arg, struct cli_plan *p);
+
+/* cli_plan_option on each option recorded as given, for a command that reads its options first
+ * and checks them after: policy, lookahead, then page_min. Returns 0 or -1. */
+int cli_plan_check(const char *prog, struct cli_plan *p);
+
+/* Reads arg, the argument of option (such as "--headroom"), as the planning knob of that name
+ * (policies/params.c). Returns 0 and *out, or -1 with "PROG: OPTION 'ARG' is not ..." printed. */
+int cli_knob_option(const char *prog, const char *option, const char *knob, const char *arg,
+		    struct mv_knob_value *out);
+
+/* ---- The modeled schedule (trace-sched.c), for `memvirt trace timeline` and `plot`. ---- */
 
 /* One copy: buffer buf out (in == 0) or in, on its engine from start to end (ns). */
 struct cli_sched_copy {
