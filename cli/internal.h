@@ -121,7 +121,7 @@ int cli_plan_check(const char *prog, struct cli_plan *p);
 int cli_knob_option(const char *prog, const char *option, const char *knob, const char *arg,
 		    struct mv_knob_value *out);
 
-/* ---- The modeled schedule (trace-sched.c), for `memvirt trace timeline` and `plot`. ---- */
+/* ---- The modeled schedule (sched.c), for `memvirt trace timeline` and `plot`. ---- */
 
 /* One copy: buffer buf out (in == 0) or in, on its engine from start to end (ns). */
 struct cli_sched_copy {
@@ -157,6 +157,16 @@ int cli_sched_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t
 		  const struct mv_machine *m, struct cli_sched *out);
 void cli_sched_free(struct cli_sched *s);
 
+/* One point of a memory curve: from time t (ns since the iteration began), bytes are held. */
+struct cli_sched_point {
+	uint64_t t, bytes;
+};
+
+/* The schedule's device bytes over its iteration as a step curve, one point per instant that
+ * changes it, from 0 to its end (s->samples is sorted on the way). Returns how many points, in
+ * *out (malloc'd). */
+size_t cli_sched_curve(struct cli_sched *s, struct cli_sched_point **out);
+
 /* memvirt.c: the closest of the NULL-terminated names to word, or NULL when none is close enough
  * to suggest. */
 const char *cli_closest(const char *word, const char *const *names);
@@ -173,5 +183,65 @@ int cli_exe_dir(char *buf, size_t len);
  * program, else the installed one, else "memvirtd" for a search of PATH. Writes into buf and
  * returns buf. */
 char *cli_memvirtd_path(char *buf, size_t len);
+
+/* ---- memvirt trace: what its subcommands share (cmd-trace.c). ---- */
+
+/* Launches at the end of a recorded run that may lie outside the training loop (a final evaluation,
+ * checksums, teardown) and are set aside to find it. */
+#define CLI_TRACE_TAIL_MAX 4096u
+
+/* What the command line asked for. Strings are borrowed from argv. */
+struct cli_trace_opts {
+	const char *sub;          /* "replay", "timeline", "plot" or "info" */
+	const char *file;
+	struct cli_plan plan;     /* --policy (NULL: not given), --lookahead, --page-min */
+	const char *budget;       /* NULL: not given */
+	int all, json;
+	int has_iter;
+	uint32_t iter_first, iter_n;
+	double h2d_gbps, d2h_gbps;
+	uint32_t feedback;
+};
+
+/* A trace read and its iteration, with the budget resolved. Owns what it points to. */
+struct cli_trace_ctx {
+	const struct cli_trace_opts *o;
+	uint8_t *image;           /* the file's bytes */
+	size_t len;
+	struct mv_trace *t;
+	uint32_t first_op, nops;
+	struct mv_iter *it;
+	struct mv_machine m;
+	uint64_t peak;            /* the iteration's unlimited peak */
+	uint64_t budget;          /* 0 when none was asked for */
+};
+
+/* One policy's outcome under the budget. */
+struct cli_trace_run {
+	const struct mv_policy *pol;
+	struct mv_plan *plan;     /* owned */
+	struct mv_model_result r;
+	uint32_t rounds;          /* feedback rounds applied */
+};
+
+/* Reads the file and, when want_iter, finds and builds its iteration and resolves the budget.
+ * Prints the reason and returns -1 on failure; cli_trace_ctx_free() frees what it read. */
+int cli_trace_load(struct cli_trace_ctx *c, const struct cli_trace_opts *o, int want_iter);
+void cli_trace_ctx_free(struct cli_trace_ctx *c);
+
+/* Plans the iteration with pol and measures the plan, learning from late page-ins for up to
+ * o->feedback rounds as the library does. Returns 0 or -1 with the reason printed. */
+int cli_trace_plan_run(const struct cli_trace_ctx *c, const struct mv_policy *pol, uint64_t budget,
+		       struct cli_trace_run *run);
+
+/* cli_trace_plan_run, then the plan's schedule (cli_sched_run) in *sched. Returns 0 or -1. */
+int cli_trace_modeled(const struct cli_trace_ctx *c, const struct mv_policy *pol, uint64_t budget,
+		      struct cli_trace_run *run, struct cli_sched *sched);
+
+/* The subcommands, one file each: they return the exit status. */
+int cli_trace_replay(const struct cli_trace_opts *o);   /* trace-replay.c */
+int cli_trace_info(const struct cli_trace_opts *o);     /* trace-info.c */
+int cli_trace_timeline(const struct cli_trace_opts *o); /* trace-timeline.c */
+int cli_trace_plot(const struct cli_trace_opts *o);     /* trace-plot.c */
 
 #endif

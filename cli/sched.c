@@ -105,3 +105,37 @@ void cli_sched_free(struct cli_sched *s)
 	free(s->samples);
 	memset(s, 0, sizeof(*s));
 }
+
+static int sched_sample_cmp(const void *a, const void *b)
+{
+	const struct cli_sched_sample *x = a, *y = b;
+
+	return x->t < y->t ? -1 : x->t > y->t;
+}
+
+/* The schedule's device bytes over its iteration as a step curve, one point per instant that
+ * changes it, from 0 to its end. Returns how many points, in *out (malloc'd). */
+size_t cli_sched_curve(struct cli_sched *s, struct cli_sched_point **out)
+{
+	struct cli_sched_point *p = xmalloc(((size_t)s->nsamples + 2) * sizeof(*p));
+	int64_t v = (int64_t)s->base;
+	size_t n = 0;
+
+	qsort(s->samples, s->nsamples, sizeof(*s->samples), sched_sample_cmp);
+	p[n++] = (struct cli_sched_point){0, s->base};
+	for (uint32_t i = 0; i < s->nsamples; i++) {
+		uint64_t t = s->samples[i].t > s->t0 ? s->samples[i].t - s->t0 : 0;
+
+		if (s->samples[i].t > s->end)
+			break;
+		v += s->samples[i].delta;
+		if (n > 0 && p[n - 1].t == t)
+			p[n - 1].bytes = v > 0 ? (uint64_t)v : 0;
+		else
+			p[n++] = (struct cli_sched_point){t, v > 0 ? (uint64_t)v : 0};
+	}
+	v = (int64_t)p[n - 1].bytes;
+	p[n++] = (struct cli_sched_point){s->end - s->t0, (uint64_t)v};
+	*out = p;
+	return n;
+}
