@@ -286,32 +286,27 @@ static int trace_uint(const char *opt, const char *s, uint64_t lo, uint64_t hi, 
 	return 0;
 }
 
-/* Returns 0, 1 for --help, or -1 for a usage error (printed). */
-static int trace_parse(int argc, char **argv, struct cli_trace_opts *o)
-{
-	static const struct option opts[] = {
-		CLI_PLAN_OPTIONS,
-		{"all", no_argument, NULL, 'A'},
-		{"budget", required_argument, NULL, 'b'},
-		{"h2d", required_argument, NULL, 'H'},
-		{"d2h", required_argument, NULL, 'D'},
-		{"iteration", required_argument, NULL, 'i'},
-		{"heavy-fraction", required_argument, NULL, 'F'},
-		{"headroom", required_argument, NULL, 'R'},
-		{"feedback", required_argument, NULL, 'f'},
-		{"json", no_argument, NULL, 'j'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
-	struct mv_knob_value k;
-	uint64_t v, w;
-	char *colon;
-	int c;
+static const struct option trace_options[] = {
+	CLI_PLAN_OPTIONS,
+	{"all", no_argument, NULL, 'A'},
+	{"budget", required_argument, NULL, 'b'},
+	{"h2d", required_argument, NULL, 'H'},
+	{"d2h", required_argument, NULL, 'D'},
+	{"iteration", required_argument, NULL, 'i'},
+	{"heavy-fraction", required_argument, NULL, 'F'},
+	{"headroom", required_argument, NULL, 'R'},
+	{"feedback", required_argument, NULL, 'f'},
+	{"json", no_argument, NULL, 'j'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
 
-	memset(o, 0, sizeof(*o));
-	o->h2d_gbps = o->d2h_gbps = TRACE_DEFAULT_GBPS;
-	o->feedback = TRACE_DEFAULT_FEEDBACK;
-	cli_plan_init(&o->plan);
+/* The subcommand, argv[1]. Returns 0, 1 for --help, or -1 for a usage error (printed). */
+static int trace_parse_sub(int argc, char **argv, struct cli_trace_opts *o)
+{
+	static const char *const subs[] = {"replay", "timeline", "plot", "info", NULL};
+	const char *guess;
+
 	if (argc < 2) {
 		trace_usage(stderr);
 		return -1;
@@ -321,95 +316,115 @@ static int trace_parse(int argc, char **argv, struct cli_trace_opts *o)
 		return 1;
 	}
 	o->sub = argv[1];
-	if (strcmp(o->sub, "replay") != 0 && strcmp(o->sub, "timeline") != 0 &&
-	    strcmp(o->sub, "plot") != 0 && strcmp(o->sub, "info") != 0) {
-		static const char *const subs[] = {"replay", "timeline", "plot", "info", NULL};
-		const char *guess = cli_closest(o->sub, subs);
+	for (size_t i = 0; subs[i] != NULL; i++)
+		if (strcmp(o->sub, subs[i]) == 0)
+			return 0;
+	guess = cli_closest(o->sub, subs);
+	fprintf(stderr, "memvirt trace: unknown subcommand '%s'", o->sub);
+	if (guess != NULL)
+		fprintf(stderr, "; did you mean '%s'?", guess);
+	fprintf(stderr, " (replay, timeline, plot or info)\n");
+	return -1;
+}
 
-		fprintf(stderr, "memvirt trace: unknown subcommand '%s'", o->sub);
-		if (guess != NULL)
-			fprintf(stderr, "; did you mean '%s'?", guess);
-		fprintf(stderr, " (replay, timeline, plot or info)\n");
+/* --budget: the percentage's whole, the iteration's peak, is known only once the file is read, so
+ * here only the spelling is judged. */
+static int trace_parse_budget(const char *arg, struct cli_trace_opts *o)
+{
+	uint64_t v;
+
+	if (mv_parse_size_or_percent(arg, UINT64_C(1) << 50, &v) < 0 || v == 0) {
+		fprintf(stderr, "memvirt trace: --budget '%s' is not a size (such as 12GiB) or a "
+				"percentage of the iteration's peak (such as 50%%)\n", arg);
 		return -1;
 	}
-	optind = 0;
-	while ((c = getopt_long(argc - 1, argv + 1, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case CLI_OPT_POLICY:
-		case CLI_OPT_LOOKAHEAD:
-		case CLI_OPT_PAGE_MIN:
-			if (cli_plan_option("memvirt trace", c, optarg, &o->plan) < 0)
-				return -1;
-			break;
-		case 'A':
-			o->all = 1;
-			break;
-		case 'b':
-			/* The percentage's whole, the iteration's peak, is known only once the file
-			 * is read: here only the spelling is judged. */
-			if (mv_parse_size_or_percent(optarg, UINT64_C(1) << 50, &v) < 0 || v == 0) {
-				fprintf(stderr, "memvirt trace: --budget '%s' is not a size (such as 12GiB) "
-						"or a percentage of the iteration's peak (such as 50%%)\n",
-					optarg);
-				return -1;
-			}
-			o->budget = optarg;
-			break;
-		case 'H':
-			if (cli_knob_option("memvirt trace", "--h2d", "h2d_gbps", optarg, &k) < 0)
-				return -1;
-			o->h2d_gbps = k.d;
-			break;
-		case 'D':
-			if (cli_knob_option("memvirt trace", "--d2h", "d2h_gbps", optarg, &k) < 0)
-				return -1;
-			o->d2h_gbps = k.d;
-			break;
-		case 'i':
-			colon = strchr(optarg, ':');
-			if (colon == NULL) {
-				fprintf(stderr, "memvirt trace: --iteration '%s' is not FIRST:N (the first op and "
-						"how many ops)\n", optarg);
-				return -1;
-			}
-			*colon = '\0';
-			if (trace_uint("--iteration's FIRST", optarg, 0, UINT32_MAX - 1, &v) < 0 ||
-			    trace_uint("--iteration's N", colon + 1, 1, UINT32_MAX, &w) < 0) {
-				*colon = ':';
-				return -1;
-			}
-			*colon = ':';
-			o->has_iter = 1;
-			o->iter_first = (uint32_t)v;
-			o->iter_n = (uint32_t)w;
-			break;
-		case 'F':
-			if (cli_knob_option("memvirt trace", "--heavy-fraction", "heavy_fraction", optarg,
-					    &k) < 0)
-				return -1;
-			o->plan.knobs.heavy_fraction = k.d;
-			break;
-		case 'R':
-			if (cli_knob_option("memvirt trace", "--headroom", "headroom", optarg, &k) < 0)
-				return -1;
-			o->plan.knobs.headroom = k.d;
-			break;
-		case 'f':
-			if (trace_uint("--feedback", optarg, 0, 100, &v) < 0)
-				return -1;
-			o->feedback = (uint32_t)v;
-			break;
-		case 'j':
-			o->json = 1;
-			break;
-		case 'h':
-			trace_usage(stdout);
-			return 1;
-		default:
-			fprintf(stderr, "'memvirt trace --help' lists the options\n");
-			return -1;
-		}
+	o->budget = arg;
+	return 0;
+}
+
+/* --iteration FIRST:N. The colon is put back after reading each side. */
+static int trace_parse_iteration(char *arg, struct cli_trace_opts *o)
+{
+	char *colon = strchr(arg, ':');
+	uint64_t v, w;
+	int r;
+
+	if (colon == NULL) {
+		fprintf(stderr, "memvirt trace: --iteration '%s' is not FIRST:N (the first op and how "
+				"many ops)\n", arg);
+		return -1;
 	}
+	*colon = '\0';
+	r = trace_uint("--iteration's FIRST", arg, 0, UINT32_MAX - 1, &v) < 0 ||
+	    trace_uint("--iteration's N", colon + 1, 1, UINT32_MAX, &w) < 0 ? -1 : 0;
+	*colon = ':';
+	if (r < 0)
+		return -1;
+	o->has_iter = 1;
+	o->iter_first = (uint32_t)v;
+	o->iter_n = (uint32_t)w;
+	return 0;
+}
+
+/* A knob given as a number (policies/params.c has its range). Returns 0 or -1 (printed). */
+static int trace_parse_knob(const char *option, const char *knob, const char *arg, double *out)
+{
+	struct mv_knob_value k;
+
+	if (cli_knob_option("memvirt trace", option, knob, arg, &k) < 0)
+		return -1;
+	*out = k.d;
+	return 0;
+}
+
+/* One option, c as getopt_long returned it. Returns 0, 1 for --help, or -1 for a usage error
+ * (printed). */
+static int trace_parse_option(int c, char *arg, struct cli_trace_opts *o)
+{
+	uint64_t v;
+
+	switch (c) {
+	case CLI_OPT_POLICY:
+	case CLI_OPT_LOOKAHEAD:
+	case CLI_OPT_PAGE_MIN:
+		return cli_plan_option("memvirt trace", c, arg, &o->plan);
+	case 'A':
+		o->all = 1;
+		return 0;
+	case 'b':
+		return trace_parse_budget(arg, o);
+	case 'H':
+		return trace_parse_knob("--h2d", "h2d_gbps", arg, &o->h2d_gbps);
+	case 'D':
+		return trace_parse_knob("--d2h", "d2h_gbps", arg, &o->d2h_gbps);
+	case 'i':
+		return trace_parse_iteration(arg, o);
+	case 'F':
+		return trace_parse_knob("--heavy-fraction", "heavy_fraction", arg,
+					&o->plan.knobs.heavy_fraction);
+	case 'R':
+		return trace_parse_knob("--headroom", "headroom", arg, &o->plan.knobs.headroom);
+	case 'f':
+		if (trace_uint("--feedback", arg, 0, 100, &v) < 0)
+			return -1;
+		o->feedback = (uint32_t)v;
+		return 0;
+	case 'j':
+		o->json = 1;
+		return 0;
+	case 'h':
+		trace_usage(stdout);
+		return 1;
+	default:
+		fprintf(stderr, "'memvirt trace --help' lists the options\n");
+		return -1;
+	}
+}
+
+/* After the options: the one trace file, and the options that do not go with the subcommand.
+ * Returns 0 or -1 (printed). */
+static int trace_parse_rest(int argc, char **argv, struct cli_trace_opts *o)
+{
 	if (optind + 1 >= argc) {
 		fprintf(stderr, "memvirt trace %s: no trace file named\n", o->sub);
 		return -1;
@@ -438,6 +453,27 @@ static int trace_parse(int argc, char **argv, struct cli_trace_opts *o)
 	if (strcmp(o->sub, "replay") == 0 && o->plan.policy == NULL && !o->all)
 		o->plan.policy = "auto";
 	return 0;
+}
+
+/* Returns 0, 1 for --help, or -1 for a usage error (printed). */
+static int trace_parse(int argc, char **argv, struct cli_trace_opts *o)
+{
+	int c, r;
+
+	memset(o, 0, sizeof(*o));
+	o->h2d_gbps = o->d2h_gbps = TRACE_DEFAULT_GBPS;
+	o->feedback = TRACE_DEFAULT_FEEDBACK;
+	cli_plan_init(&o->plan);
+	r = trace_parse_sub(argc, argv, o);
+	if (r != 0)
+		return r;
+	optind = 0;
+	while ((c = getopt_long(argc - 1, argv + 1, "h", trace_options, NULL)) != -1) {
+		r = trace_parse_option(c, optarg, o);
+		if (r != 0)
+			return r;
+	}
+	return trace_parse_rest(argc, argv, o);
 }
 
 int cmd_trace(int argc, char **argv)
