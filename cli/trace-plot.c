@@ -80,53 +80,52 @@ static void plot_curve(FILE *f, const struct cli_sched_point *p, size_t n, doubl
 	fprintf(f, "\"/>\n");
 }
 
-int cli_trace_plot(const struct cli_trace_opts *o)
-{
-	const struct mv_policy *pol = mv_policy_find(o->plan.policy != NULL ? o->plan.policy : "auto");
-	struct cli_trace_ctx c;
-	struct cli_trace_run run;
-	struct cli_sched su, sp;
-	struct cli_sched_point *pu, *pp;
+/* What one chart shows: an iteration with unlimited memory and under the policy and budget. */
+struct plot_data {
+	const struct cli_trace_ctx *c;
+	const struct mv_policy *pol;
+	struct cli_trace_run run;          /* the policy's plan and totals */
+	struct cli_sched su, sp;           /* the schedules: unlimited, and the policy's */
+	struct cli_sched_point *pu, *pp;   /* their memory curves */
 	size_t nu, np;
-	uint64_t tmax, ymax = 0;
-	double xs, ys, div, step, xstep, ystep;
-	const char *unit;
-	char a[32], b[32];
-	FILE *f = stdout;
-	int rc = 1;
+};
 
-	if (o->budget == NULL) {
-		fprintf(stderr, "memvirt trace plot: --budget is required (a size such as 12GiB or a "
-				"percentage of the iteration's peak such as 50%%)\n");
-		return 2;
-	}
-	if (cli_trace_load(&c, o, 1) < 0)
-		return 1;
-	if (cli_sched_run(c.it, NULL, UINT64_MAX, &c.m, &su) < 0) {
-		cli_trace_ctx_free(&c);
-		return 1;
-	}
-	if (cli_trace_modeled(&c, pol, c.budget, &run, &sp) < 0) {
-		cli_sched_free(&su);
-		cli_trace_ctx_free(&c);
-		return 1;
-	}
-	nu = cli_sched_curve(&su, &pu);
-	np = cli_sched_curve(&sp, &pp);
-	tmax = pu[nu - 1].t > pp[np - 1].t ? pu[nu - 1].t : pp[np - 1].t;
+/* How the data maps onto the frame: user units per ns (xs) and per byte (ys); the ticks, in ms
+ * and in unit (div bytes). */
+struct plot_scale {
+	double xs, ys;
+	double xstep, ystep;
+	double div;
+	const char *unit;
+};
+
+static void plot_scales(const struct plot_data *d, struct plot_scale *sc)
+{
+	uint64_t tmax, ymax = 0;
+
+	tmax = d->pu[d->nu - 1].t > d->pp[d->np - 1].t ? d->pu[d->nu - 1].t : d->pp[d->np - 1].t;
 	if (tmax == 0)
 		tmax = 1;
-	for (size_t i = 0; i < nu; i++)
-		ymax = pu[i].bytes > ymax ? pu[i].bytes : ymax;
-	for (size_t i = 0; i < np; i++)
-		ymax = pp[i].bytes > ymax ? pp[i].bytes : ymax;
-	ymax = c.budget > ymax ? c.budget : ymax;
-	plot_unit(ymax, &div, &unit);
+	for (size_t i = 0; i < d->nu; i++)
+		ymax = d->pu[i].bytes > ymax ? d->pu[i].bytes : ymax;
+	for (size_t i = 0; i < d->np; i++)
+		ymax = d->pp[i].bytes > ymax ? d->pp[i].bytes : ymax;
+	ymax = d->c->budget > ymax ? d->c->budget : ymax;
+	plot_unit(ymax, &sc->div, &sc->unit);
 	/* Headroom above the highest line, then whole ticks. */
-	ystep = plot_step((double)ymax * 1.1 / div, 6);
-	ys = (double)(PLOT_H - PLOT_TOP - PLOT_BOTTOM) / (ceil((double)ymax * 1.1 / div / ystep) * ystep * div);
-	xstep = plot_step((double)tmax / 1e6, 8);
-	xs = (double)(PLOT_W - PLOT_LEFT - PLOT_RIGHT) / (ceil((double)tmax / 1e6 / xstep) * xstep * 1e6);
+	sc->ystep = plot_step((double)ymax * 1.1 / sc->div, 6);
+	sc->ys = (double)(PLOT_H - PLOT_TOP - PLOT_BOTTOM) /
+		 (ceil((double)ymax * 1.1 / sc->div / sc->ystep) * sc->ystep * sc->div);
+	sc->xstep = plot_step((double)tmax / 1e6, 8);
+	sc->xs = (double)(PLOT_W - PLOT_LEFT - PLOT_RIGHT) /
+		 (ceil((double)tmax / 1e6 / sc->xstep) * sc->xstep * 1e6);
+}
+
+/* The document's start, the title and the line of numbers under it. */
+static void plot_head(FILE *f, const struct plot_data *d)
+{
+	const struct cli_trace_opts *o = d->c->o;
+	char a[32], b[32];
 
 	fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 		   "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
@@ -135,21 +134,27 @@ int cli_trace_plot(const struct cli_trace_opts *o)
 	fprintf(f, "<text id=\"title\" x=\"%d\" y=\"28\" text-anchor=\"middle\" font-size=\"16\">"
 		   "Device memory over one iteration: ", PLOT_W / 2);
 	plot_xml_str(f, o->file);
-	fprintf(f, ", policy %s, budget %s</text>\n", pol->name, mv_format_size(c.budget, a, sizeof(a)));
+	fprintf(f, ", policy %s, budget %s</text>\n", d->pol->name,
+		mv_format_size(d->c->budget, a, sizeof(a)));
 	fprintf(f, "<text x=\"%d\" y=\"46\" text-anchor=\"middle\" fill=\"#555\">step %.3f ms "
 		   "(unlimited %.3f ms), peak %s (unlimited %s), link %g/%g GB/s</text>\n", PLOT_W / 2,
-		(double)run.r.step_ns / 1e6, (double)su.step_ns / 1e6,
-		mv_format_size(run.r.peak, a, sizeof(a)), mv_format_size(su.peak, b, sizeof(b)),
+		(double)d->run.r.step_ns / 1e6, (double)d->su.step_ns / 1e6,
+		mv_format_size(d->run.r.peak, a, sizeof(a)), mv_format_size(d->su.peak, b, sizeof(b)),
 		o->h2d_gbps, o->d2h_gbps);
+}
 
-	/* Axes, ticks and grid. */
+/* Axes, ticks and grid, and the axes' labels. */
+static void plot_axes(FILE *f, const struct plot_scale *sc)
+{
+	double step;
+
 	fprintf(f, "<g id=\"axes\" stroke=\"black\">\n<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>\n"
 		   "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/>\n</g>\n",
 		PLOT_LEFT, PLOT_H - PLOT_BOTTOM, PLOT_W - PLOT_RIGHT, PLOT_H - PLOT_BOTTOM, PLOT_LEFT, PLOT_TOP,
 		PLOT_LEFT, PLOT_H - PLOT_BOTTOM);
 	fprintf(f, "<g id=\"xticks\">\n");
-	for (step = 0; PLOT_LEFT + step * 1e6 * xs <= PLOT_W - PLOT_RIGHT + 0.5; step += xstep) {
-		double x = PLOT_LEFT + step * 1e6 * xs;
+	for (step = 0; PLOT_LEFT + step * 1e6 * sc->xs <= PLOT_W - PLOT_RIGHT + 0.5; step += sc->xstep) {
+		double x = PLOT_LEFT + step * 1e6 * sc->xs;
 
 		fprintf(f, "<line x1=\"%.2f\" y1=\"%d\" x2=\"%.2f\" y2=\"%d\" stroke=\"#ddd\"/>"
 			   "<line x1=\"%.2f\" y1=\"%d\" x2=\"%.2f\" y2=\"%d\" stroke=\"black\"/>"
@@ -160,8 +165,8 @@ int cli_trace_plot(const struct cli_trace_opts *o)
 	fprintf(f, "</g>\n<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">time (ms)</text>\n",
 		(PLOT_LEFT + PLOT_W - PLOT_RIGHT) / 2, PLOT_H - PLOT_BOTTOM + 42);
 	fprintf(f, "<g id=\"yticks\">\n");
-	for (step = 0; PLOT_H - PLOT_BOTTOM - step * div * ys >= PLOT_TOP - 0.5; step += ystep) {
-		double y = PLOT_H - PLOT_BOTTOM - step * div * ys;
+	for (step = 0; PLOT_H - PLOT_BOTTOM - step * sc->div * sc->ys >= PLOT_TOP - 0.5; step += sc->ystep) {
+		double y = PLOT_H - PLOT_BOTTOM - step * sc->div * sc->ys;
 
 		fprintf(f, "<line x1=\"%d\" y1=\"%.2f\" x2=\"%d\" y2=\"%.2f\" stroke=\"#ddd\"/>"
 			   "<line x1=\"%d\" y1=\"%.2f\" x2=\"%d\" y2=\"%.2f\" stroke=\"black\"/>"
@@ -171,36 +176,73 @@ int cli_trace_plot(const struct cli_trace_opts *o)
 	}
 	fprintf(f, "</g>\n<text x=\"24\" y=\"%d\" text-anchor=\"middle\" transform=\"rotate(-90 24 %d)\">"
 		   "resident device memory (%s)</text>\n", (PLOT_TOP + PLOT_H - PLOT_BOTTOM) / 2,
-		(PLOT_TOP + PLOT_H - PLOT_BOTTOM) / 2, unit);
+		(PLOT_TOP + PLOT_H - PLOT_BOTTOM) / 2, sc->unit);
+}
 
-	/* The budget, then the two curves. */
+/* The budget, the two curves, then the legend, top right. */
+static void plot_lines(FILE *f, const struct plot_data *d, const struct plot_scale *sc)
+{
+	double budget_y = PLOT_H - PLOT_BOTTOM - (double)d->c->budget * sc->ys;
+	char a[32];
+
 	fprintf(f, "<line id=\"budget\" x1=\"%d\" y1=\"%.2f\" x2=\"%d\" y2=\"%.2f\" stroke=\"#c00\" "
-		   "stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>\n", PLOT_LEFT,
-		PLOT_H - PLOT_BOTTOM - (double)c.budget * ys, PLOT_W - PLOT_RIGHT,
-		PLOT_H - PLOT_BOTTOM - (double)c.budget * ys);
-	plot_curve(f, pu, nu, xs, ys, "unlimited", "#888");
-	plot_curve(f, pp, np, xs, ys, "policy", "#1f5fbf");
+		   "stroke-width=\"1.5\" stroke-dasharray=\"6 4\"/>\n", PLOT_LEFT, budget_y,
+		PLOT_W - PLOT_RIGHT, budget_y);
+	plot_curve(f, d->pu, d->nu, sc->xs, sc->ys, "unlimited", "#888");
+	plot_curve(f, d->pp, d->np, sc->xs, sc->ys, "policy", "#1f5fbf");
 
-	/* The legend, top right. */
 	fprintf(f, "<g id=\"legend\" transform=\"translate(%d %d)\">\n"
 		   "<rect x=\"-8\" y=\"-14\" width=\"250\" height=\"62\" fill=\"white\" stroke=\"#aaa\"/>\n"
 		   "<line x1=\"0\" y1=\"0\" x2=\"24\" y2=\"0\" stroke=\"#888\" stroke-width=\"1.5\"/>"
 		   "<text x=\"30\" y=\"4\">unlimited memory (peak %s)</text>\n",
-		PLOT_W - PLOT_RIGHT - 250, PLOT_TOP + 10, mv_format_size(su.peak, a, sizeof(a)));
+		PLOT_W - PLOT_RIGHT - 250, PLOT_TOP + 10, mv_format_size(d->su.peak, a, sizeof(a)));
 	fprintf(f, "<line x1=\"0\" y1=\"18\" x2=\"24\" y2=\"18\" stroke=\"#1f5fbf\" stroke-width=\"1.5\"/>"
-		   "<text x=\"30\" y=\"22\">%s (peak %s)</text>\n", pol->name,
-		mv_format_size(run.r.peak, a, sizeof(a)));
+		   "<text x=\"30\" y=\"22\">%s (peak %s)</text>\n", d->pol->name,
+		mv_format_size(d->run.r.peak, a, sizeof(a)));
 	fprintf(f, "<line x1=\"0\" y1=\"36\" x2=\"24\" y2=\"36\" stroke=\"#c00\" stroke-width=\"1.5\" "
 		   "stroke-dasharray=\"6 4\"/><text x=\"30\" y=\"40\">budget %s</text>\n</g>\n</svg>\n",
-		mv_format_size(c.budget, a, sizeof(a)));
+		mv_format_size(d->c->budget, a, sizeof(a)));
+}
+
+int cli_trace_plot(const struct cli_trace_opts *o)
+{
+	struct cli_trace_ctx c;
+	struct plot_data d = {.c = &c};
+	struct plot_scale sc;
+	FILE *f = stdout;
+	int rc;
+
+	if (o->budget == NULL) {
+		fprintf(stderr, "memvirt trace plot: --budget is required (a size such as 12GiB or a "
+				"percentage of the iteration's peak such as 50%%)\n");
+		return 2;
+	}
+	d.pol = mv_policy_find(o->plan.policy != NULL ? o->plan.policy : "auto");
+	if (cli_trace_load(&c, o, 1) < 0)
+		return 1;
+	if (cli_sched_run(c.it, NULL, UINT64_MAX, &c.m, &d.su) < 0) {
+		cli_trace_ctx_free(&c);
+		return 1;
+	}
+	if (cli_trace_modeled(&c, d.pol, c.budget, &d.run, &d.sp) < 0) {
+		cli_sched_free(&d.su);
+		cli_trace_ctx_free(&c);
+		return 1;
+	}
+	d.nu = cli_sched_curve(&d.su, &d.pu);
+	d.np = cli_sched_curve(&d.sp, &d.pp);
+	plot_scales(&d, &sc);
+	plot_head(f, &d);
+	plot_axes(f, &sc);
+	plot_lines(f, &d, &sc);
 	rc = fflush(f) == 0 && !ferror(f) ? 0 : 1;
 	if (rc != 0)
 		fprintf(stderr, "memvirt trace plot: writing: %s\n", strerror(errno));
-	free(pu);
-	free(pp);
-	cli_sched_free(&su);
-	cli_sched_free(&sp);
-	mv_plan_free(run.plan);
+	free(d.pu);
+	free(d.pp);
+	cli_sched_free(&d.su);
+	cli_sched_free(&d.sp);
+	mv_plan_free(d.run.plan);
 	cli_trace_ctx_free(&c);
 	return rc;
 }
