@@ -246,6 +246,17 @@ void cli_client_no_daemon(const char *prog, const char *path, int err, const cha
 		fprintf(stderr, "%s: cannot talk to the daemon on %s: %s\n", prog, path, msg);
 }
 
+void cli_print_json(json_t *root)
+{
+	char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+	if (s == NULL)
+		xoom();
+	printf("%s\n", s);
+	free(s);
+	json_decref(root);
+}
+
 void xoom(void)
 {
 	fprintf(stderr, "memvirt: out of memory\n");

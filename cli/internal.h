@@ -66,6 +66,9 @@ const char *cli_client_error(const json_t *resp);
 /* Prints why a command could not reach the daemon on path (err and msg from cli_client_call). */
 void cli_client_no_daemon(const char *prog, const char *path, int err, const char *msg);
 
+/* Prints root, indented and in its keys' order, on stdout, and drops the reference. */
+void cli_print_json(json_t *root);
+
 /* The command treats out-of-memory as fatal: these print a line and exit 1. */
 void *xmalloc(size_t n);
 void *xrealloc(void *p, size_t n);

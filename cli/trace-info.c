@@ -60,7 +60,6 @@ static void info_print_json(const struct cli_trace_ctx *c, const struct info_cou
 {
 	const struct mv_trace *t = c->t;
 	json_t *root;
-	char *s;
 
 	root = json_pack("{s:s, s:I, s:I, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, "
 			 "s:I, s:I, s:I, s:I}",
@@ -92,12 +91,7 @@ static void info_print_json(const struct cli_trace_ctx *c, const struct info_cou
 					      (json_int_t)c->it->nbufs, "peak", (json_int_t)n->peak));
 	else
 		json_object_set_new(root, "iteration", json_null());
-	s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	if (s == NULL)
-		xoom();
-	printf("%s\n", s);
-	free(s);
-	json_decref(root);
+	cli_print_json(root);
 }
 
 static void info_print_table(const struct cli_trace_ctx *c, const struct info_counts *n)

@@ -155,7 +155,6 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 	}
 	if (o->json) {
 		json_t *root, *arr = json_array();
-		char *s;
 
 		for (size_t i = 0; i < n; i++) {
 			json_t *one = replay_run_json(&runs[i], &base, bound);
@@ -177,12 +176,7 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 				 "results", arr);
 		if (root == NULL)
 			xoom();
-		s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-		if (s == NULL)
-			xoom();
-		printf("%s\n", s);
-		free(s);
-		json_decref(root);
+		cli_print_json(root);
 	} else if (o->all) {
 		replay_print_table(&c, runs, n, &base, bound, must);
 	} else {

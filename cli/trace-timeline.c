@@ -56,6 +56,20 @@ static void tl_meta(FILE *f, int *first, int tid, const char *name)
 		   "\"args\":{\"sort_index\":%d}}", TL_PID, tid, tid);
 }
 
+/* The tracks' names and order: streams 0 to maxstream, then the two copy engines and the stalls. */
+static void tl_tracks(FILE *f, int *first, uint32_t maxstream)
+{
+	char name[32];
+
+	for (uint32_t s = 0; s <= maxstream; s++) {
+		snprintf(name, sizeof(name), "stream %" PRIu32, s);
+		tl_meta(f, first, TL_TID_STREAM0 + (int)s, name);
+	}
+	tl_meta(f, first, TL_TID_OUT, "page-out (D2H)");
+	tl_meta(f, first, TL_TID_IN, "page-in (H2D)");
+	tl_meta(f, first, TL_TID_STALL, "stalls");
+}
+
 static void tl_complete(FILE *f, int *first, int tid, const char *name, const char *cat,
 			uint64_t ts_ns, uint64_t dur_ns)
 {
@@ -123,13 +137,7 @@ static int timeline_recorded(const struct cli_trace_ctx *c, FILE *f)
 		TL_PID);
 	timeline_json_str(f, c->o->file);
 	fputs("\"}}", f);
-	for (uint32_t s = 0; s <= maxstream; s++) {
-		snprintf(name, sizeof(name), "stream %" PRIu32, s);
-		tl_meta(f, &first, TL_TID_STREAM0 + (int)s, name);
-	}
-	tl_meta(f, &first, TL_TID_OUT, "page-out (D2H)");
-	tl_meta(f, &first, TL_TID_IN, "page-in (H2D)");
-	tl_meta(f, &first, TL_TID_STALL, "stalls");
+	tl_tracks(f, &first, maxstream);
 	for (uint32_t i = 0; i < t->nops; i++) {
 		const struct mv_trace_op *op = &t->ops[i];
 		uint64_t ts = op->time_ns - t0;
@@ -225,13 +233,7 @@ static int timeline_modeled(const struct cli_trace_ctx *c, const struct mv_polic
 		TL_PID);
 	timeline_json_str(f, c->o->file);
 	fprintf(f, ", %s, budget %s\"}}", pol->name, mv_format_size(c->budget, buf, sizeof(buf)));
-	for (uint32_t st = 0; st <= maxstream; st++) {
-		snprintf(name, sizeof(name), "stream %" PRIu32, st);
-		tl_meta(f, &first, TL_TID_STREAM0 + (int)st, name);
-	}
-	tl_meta(f, &first, TL_TID_OUT, "page-out (D2H)");
-	tl_meta(f, &first, TL_TID_IN, "page-in (H2D)");
-	tl_meta(f, &first, TL_TID_STALL, "stalls");
+	tl_tracks(f, &first, maxstream);
 	prev = s.t0;
 	for (uint32_t k = 0; k < c->it->nlaunch; k++) {
 		tl_complete(f, &first, TL_TID_STREAM0 + (int)c->it->launch[k].stream, timeline_func_name(c, k),
