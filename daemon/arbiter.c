@@ -1,6 +1,6 @@
 /* The budget arbiter: each GPU's budget divided among the processes on it, and the grants pushed
  * to them whenever the division changes. */
-#include <config.h>
+#include "config.h"
 
 #include <string.h>
 

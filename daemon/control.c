@@ -1,5 +1,5 @@
 /* Control sessions: the memvirt command's JSON requests (protocol/control.h) and their answers. */
-#include <config.h>
+#include "config.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -18,7 +18,7 @@
 #include <jansson.h>
 #include <uv.h>
 
-#include "daemon/config.h"
+#include "daemon/conf.h"
 #include "policies/policy.h"
 #include "protocol/frame.h"
 #include "protocol/proto.h"

@@ -1,5 +1,5 @@
 /* memvirtd's log: leveled lines to stderr or a file, and the fatal out-of-memory helpers. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

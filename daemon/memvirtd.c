@@ -1,5 +1,5 @@
 /* memvirtd: the command line, where to listen, and the daemon's life from start to clean stop. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -99,34 +99,36 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
 		uv_close(h, NULL);
 }
 
-int main(int argc, char **argv)
-{
-	const char *socket_opt = NULL, *config_opt = NULL, *level_opt = NULL, *file_opt = NULL;
-	struct mvd_config *cfg = NULL;
-	struct mvd_listen l = {.fd = -1};
-	enum mvd_log_level level;
-	char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 64];
-	char err[1024];
-	uv_loop_t *loop;
-	pid_t parent;
-	int opt, private_mode = 0;
+/* What the command line asked for; strings are borrowed from argv. */
+struct memvirtd_opts {
+	const char *socket, *config, *level, *log_file;
+	int private_mode;
+};
 
+/* Reads the command line and puts --log-level in force. Returns -1 to go on, or the exit status
+ * to end with at once (--help, --version, a usage error). */
+static int parse_args(int argc, char **argv, struct memvirtd_opts *o)
+{
+	enum mvd_log_level level;
+	int opt;
+
+	memset(o, 0, sizeof(*o));
 	while ((opt = getopt_long(argc, argv, "s:c:l:L:phV", long_options, NULL)) != -1) {
 		switch (opt) {
 		case 's':
-			socket_opt = optarg;
+			o->socket = optarg;
 			break;
 		case 'c':
-			config_opt = optarg;
+			o->config = optarg;
 			break;
 		case 'l':
-			level_opt = optarg;
+			o->level = optarg;
 			break;
 		case 'L':
-			file_opt = optarg;
+			o->log_file = optarg;
 			break;
 		case 'p':
-			private_mode = 1;
+			o->private_mode = 1;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -144,55 +146,55 @@ int main(int argc, char **argv)
 		fputs(usage_text, stderr);
 		return 2;
 	}
-	if (level_opt != NULL) {
-		if (mvd_log_parse_level(level_opt, &level) < 0) {
+	if (o->level != NULL) {
+		if (mvd_log_parse_level(o->level, &level) < 0) {
 			fprintf(stderr, "memvirtd: --log-level %s: expected debug, info, warn or error\n",
-				level_opt);
+				o->level);
 			return 2;
 		}
 		/* In force at once, so that even the config's errors are logged at this level. */
 		mvd_log_set_level(level);
 	}
+	return -1;
+}
 
-	if (private_mode) {
-		/* The death signal comes only for a parent that dies after prctl: one already gone
-		 * has left us with a new parent, and the daemon has nobody to serve. */
-		parent = getppid();
-		if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
-			mvd_fatal("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
-		if (getppid() != parent)
-			return 0;
-	}
+/* --private: the daemon dies with the process that started it. Returns 0, or -1 when that parent
+ * is gone already. */
+static int follow_parent(void)
+{
+	/* The death signal comes only for a parent that dies after prctl: one already gone has left
+	 * us with a new parent, and the daemon has nobody to serve. */
+	pid_t parent = getppid();
 
-	if (config_opt != NULL) {
-		if (mvd_config_load(config_opt, &cfg, err, sizeof(err)) < 0) {
-			mvd_error("%s", err);
-			return 1;
-		}
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
+		mvd_fatal("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
+	return getppid() == parent ? 0 : -1;
+}
+
+/* The socket to listen on when systemd passed none. The command line first, then the environment,
+ * then the config: the nearest word about this one run wins. */
+static void socket_path(const struct memvirtd_opts *o, const struct mvd_config *cfg, char *path,
+			size_t len)
+{
+	const char *env = getenv("MEMVIRT_SOCKET");
+
+	if (o->socket != NULL) {
+		snprintf(path, len, "%s", o->socket);
+	} else if ((env != NULL && env[0] != '\0') || cfg->socket == NULL) {
+		if (mv_socket_path(path, len) < 0)
+			mvd_fatal("the socket path is too long");
 	} else {
-		cfg = mvd_config_default();
+		snprintf(path, len, "%s", cfg->socket);
 	}
+}
 
-	l.private_dir = private_mode;
-	l.fd = systemd_socket(path, sizeof(path));
-	if (l.fd < 0) {
-		/* The command line first, then the environment, then the config: the nearest word
-		 * about this one run wins. */
-		if (socket_opt != NULL) {
-			snprintf(path, sizeof(path), "%s", socket_opt);
-		} else if ((getenv("MEMVIRT_SOCKET") != NULL && getenv("MEMVIRT_SOCKET")[0] != '\0') ||
-			   cfg->socket == NULL) {
-			if (mv_socket_path(path, sizeof(path)) < 0)
-				mvd_fatal("the socket path is too long");
-		} else {
-			snprintf(path, sizeof(path), "%s", cfg->socket);
-		}
-	}
-	l.path = path;
+/* Runs the server on l until it stops, then closes everything. Returns the exit status. */
+static int serve(const struct memvirtd_opts *o, struct mvd_listen *l, struct mvd_config *cfg)
+{
+	uv_loop_t *loop = uv_default_loop();
 
-	mvd_server_set_overrides(level_opt, file_opt);
-	loop = uv_default_loop();
-	if (mvd_server_start(loop, &l, cfg) < 0) {
+	mvd_server_set_overrides(o->level, o->log_file);
+	if (mvd_server_start(loop, l, cfg) < 0) {
 		mvd_config_free(cfg);
 		return 1;
 	}
@@ -206,4 +208,35 @@ int main(int argc, char **argv)
 	mvd_server_free();
 	mvd_info("stopped");
 	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct memvirtd_opts o;
+	struct mvd_config *cfg = NULL;
+	struct mvd_listen l = {.fd = -1};
+	char path[sizeof(((struct sockaddr_un *)0)->sun_path) + 64];
+	char err[1024];
+	int r;
+
+	r = parse_args(argc, argv, &o);
+	if (r >= 0)
+		return r;
+	if (o.private_mode && follow_parent() < 0)
+		return 0;
+	if (o.config != NULL) {
+		if (mvd_config_load(o.config, &cfg, err, sizeof(err)) < 0) {
+			mvd_error("%s", err);
+			return 1;
+		}
+	} else {
+		cfg = mvd_config_default();
+	}
+
+	l.private_dir = o.private_mode;
+	l.fd = systemd_socket(path, sizeof(path));
+	if (l.fd < 0)
+		socket_path(&o, cfg, path, sizeof(path));
+	l.path = path;
+	return serve(&o, &l, cfg);
 }

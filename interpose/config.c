@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "interpose/internal.h"
+#include "policies/policy.h"
 #include "protocol/units.h"
 
 struct mv_config mv_cfg = {
@@ -24,92 +25,70 @@ struct mv_config mv_cfg = {
 
 static void bad(const char *name, const char *value, const char *expected, const char *fallback);
 
-static const char *const policy_names[] = {"lru", "vdnn-all", "vdnn-conv", "mmcnn", "auto"};
-
-/* A decimal number within [lo, hi] (lo_open: lo itself excluded; hi_open likewise). */
-static int parse_real(const char *v, double lo, int lo_open, double hi, int hi_open, double *out)
+/* The built-in policies, for a message: "one of lru, vdnn-all, ...". Returns buf. */
+static const char *policy_choices(char *buf, size_t len)
 {
-	char *end;
-	double x;
+	size_t k;
 
-	errno = 0;
-	x = strtod(v, &end);
-	if (*v == '\0' || *end != '\0' || errno != 0 || x != x)
+	snprintf(buf, len, "one of");
+	for (size_t i = 0; mv_policies[i] != NULL; i++) {
+		k = strlen(buf);
+		snprintf(buf + k, len - k, "%s %s", i > 0 ? "," : "", mv_policies[i]->name);
+	}
+	return buf;
+}
+
+/* A planning knob from var, in the range every setting of it is held to (policies/params.c).
+ * Returns 0 and *out when var holds a good value; -1 when it is unset or bad, a bad one with a log
+ * line saying that fallback stands. */
+static int load_knob(const char *var, const char *knob, const char *fallback,
+		     struct mv_knob_value *out)
+{
+	const struct mv_knob *k = mv_knob_find(knob);
+	const char *v = getenv(var);
+	char wanted[128];
+
+	if (v == NULL || *v == '\0')
 		return -1;
-	if (x < lo || (lo_open && x == lo) || x > hi || (hi_open && x == hi))
-		return -1;
-	*out = x;
-	return 0;
+	if (mv_knob_parse(k, v, MV_KNOB_WORDS, out, NULL, 0) == 0)
+		return 0;
+	bad(var, v, mv_knob_expected(k, MV_KNOB_WORDS, wanted, sizeof(wanted)), fallback);
+	return -1;
 }
 
 static void load_planning(void)
 {
+	static const char policy_default[] = "the policy's default";
+	static const char measured[] = "the measured bandwidth";
+	struct mv_knob_value x;
 	const char *v;
-	uint64_t x;
-	double d;
+	char choices[128];
 
 	v = getenv("MEMVIRT_POLICY");
 	if (v != NULL && *v != '\0') {
-		int found = 0;
-		for (size_t i = 0; i < sizeof(policy_names) / sizeof(policy_names[0]); i++)
-			found |= strcmp(v, policy_names[i]) == 0;
-		if (found)
+		if (mv_policy_find(v) != NULL)
 			snprintf(mv_cfg.policy, sizeof(mv_cfg.policy), "%s", v);
 		else
-			bad("MEMVIRT_POLICY", v, "one of lru, vdnn-all, vdnn-conv, mmcnn, auto", "lru");
+			bad("MEMVIRT_POLICY", v, policy_choices(choices, sizeof(choices)), "lru");
 	}
 	v = getenv("MEMVIRT_RECORD");
 	if (v != NULL && *v != '\0')
 		mv_cfg.record = v;
-	v = getenv("MEMVIRT_PAGE_MIN");
-	if (v != NULL && *v != '\0') {
-		if (mv_parse_size(v, &x) != 0 || x == 0)
-			bad("MEMVIRT_PAGE_MIN", v, "a positive size such as 1MiB", "the policy's default");
-		else
-			mv_cfg.page_min = x;
-	}
-	v = getenv("MEMVIRT_LOOKAHEAD");
-	if (v != NULL && *v != '\0') {
-		char *end;
-		unsigned long long n;
-		errno = 0;
-		n = strtoull(v, &end, 10);
-		if (*v < '0' || *v > '9' || *end != '\0' || errno != 0 || n < 1 || n > 1000000)
-			bad("MEMVIRT_LOOKAHEAD", v, "a whole number from 1 to 1000000", "the policy's default");
-		else
-			mv_cfg.lookahead = (uint32_t)n;
-	}
-	v = getenv("MEMVIRT_HEAVY_FRACTION");
-	if (v != NULL && *v != '\0') {
-		if (parse_real(v, 0, 1, 1, 0, &d) != 0)
-			bad("MEMVIRT_HEAVY_FRACTION", v, "a number above 0 and at most 1", "the policy's default");
-		else
-			mv_cfg.heavy_fraction = d;
-	}
-	v = getenv("MEMVIRT_HEADROOM");
-	if (v != NULL && *v != '\0') {
-		if (parse_real(v, 0, 0, 1, 1, &d) != 0)
-			bad("MEMVIRT_HEADROOM", v, "a number from 0 up to but not including 1", "the policy's default");
-		else
-			mv_cfg.headroom = d;
-	}
+	if (load_knob("MEMVIRT_PAGE_MIN", "page_min", policy_default, &x) == 0)
+		mv_cfg.page_min = x.u;
+	if (load_knob("MEMVIRT_LOOKAHEAD", "lookahead", policy_default, &x) == 0)
+		mv_cfg.lookahead = (uint32_t)x.u;
+	if (load_knob("MEMVIRT_HEAVY_FRACTION", "heavy_fraction", policy_default, &x) == 0)
+		mv_cfg.heavy_fraction = x.d;
+	if (load_knob("MEMVIRT_HEADROOM", "headroom", policy_default, &x) == 0)
+		mv_cfg.headroom = x.d;
 	v = getenv("MEMVIRT_ITERATION_MARKER");
 	if (v != NULL && *v != '\0')
 		mv_cfg.marker = v;
-	v = getenv("MEMVIRT_H2D_GBPS");
-	if (v != NULL && *v != '\0') {
-		if (parse_real(v, 0, 1, 1e6, 0, &d) != 0)
-			bad("MEMVIRT_H2D_GBPS", v, "a positive number of GB/s", "the measured bandwidth");
-		else
-			mv_cfg.h2d_gbps = d;
-	}
-	v = getenv("MEMVIRT_D2H_GBPS");
-	if (v != NULL && *v != '\0') {
-		if (parse_real(v, 0, 1, 1e6, 0, &d) != 0)
-			bad("MEMVIRT_D2H_GBPS", v, "a positive number of GB/s", "the measured bandwidth");
-		else
-			mv_cfg.d2h_gbps = d;
-	}
+	if (load_knob("MEMVIRT_H2D_GBPS", "h2d_gbps", measured, &x) == 0)
+		mv_cfg.h2d_gbps = x.d;
+	if (load_knob("MEMVIRT_D2H_GBPS", "d2h_gbps", measured, &x) == 0)
+		mv_cfg.d2h_gbps = x.d;
 }
 
 static int log_fd = 2;

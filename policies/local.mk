@@ -11,7 +11,9 @@ POLICY_SOURCES = \
 	policies/iter.c \
 	policies/plan.c \
 	policies/model.c \
+	policies/bound.c \
 	policies/policy.c \
+	policies/params.c \
 	policies/lru.c \
 	policies/vdnn-all.c \
 	policies/vdnn-conv.c \
@@ -24,6 +26,7 @@ POLICY_CHECKS = \
 	tests/unit/check_learn \
 	tests/unit/check_iter \
 	tests/unit/check_model \
+	tests/unit/check_params \
 	tests/unit/check_policy_vdnn \
 	tests/unit/check_policy_mmcnn \
 	tests/unit/check_policy_feedback
@@ -43,6 +46,9 @@ tests_unit_check_iter_LDADD = $(POLICY_LIB) $(CHECK_LIBS) -lm
 tests_unit_check_model_SOURCES = tests/unit/check_model.c
 tests_unit_check_model_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_unit_check_model_LDADD = $(POLICY_LIB) $(CHECK_LIBS) -lm
+tests_unit_check_params_SOURCES = tests/unit/check_params.c
+tests_unit_check_params_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_unit_check_params_LDADD = $(POLICY_LIB) $(PROTO_LIB) $(CHECK_LIBS) -lm
 tests_unit_check_policy_vdnn_SOURCES = tests/unit/check_policy_vdnn.c
 tests_unit_check_policy_vdnn_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_unit_check_policy_vdnn_LDADD = $(POLICY_LIB) $(CHECK_LIBS) -lm
@@ -55,7 +61,7 @@ tests_unit_check_policy_feedback_LDADD = $(POLICY_LIB) $(CHECK_LIBS) -lm
 
 # Planning time per policy on a 10,000-launch iteration; run by scripts/bench planning.
 check_PROGRAMS += tests/bench/plan_bench
-tests_bench_plan_bench_SOURCES = tests/bench/plan_bench.c $(POLICY_SOURCES)
+tests_bench_plan_bench_SOURCES = tests/bench/plan_bench.c $(POLICY_SOURCES) protocol/units.c
 tests_bench_plan_bench_CFLAGS = $(AM_CFLAGS) -O2
 tests_bench_plan_bench_LDADD = -lm
 EXTRA_DIST += tests/bench/planning.sh tests/bench/policies.sh

@@ -186,6 +186,11 @@ uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const s
 /* The iteration's peak with unlimited memory: the most bytes alive at once. */
 uint64_t mv_model_peak(const struct mv_iter *it);
 
+/* The least budget under which any schedule can run the iteration (bound.c): at its tightest
+ * launch, the never-paged buffers alive and every buffer the launch names, each counted once. A
+ * smaller budget is infeasible for every policy. */
+uint64_t mv_model_min_budget(const struct mv_iter *it);
+
 struct mv_feedback *mv_feedback_new(const struct mv_iter *it);
 /* Moves each late buffer's page-in earlier by enough launches to cover its lateness (at least one),
  * and clears late_ns. Returns how many buffers moved. */
@@ -227,5 +232,54 @@ extern const struct mv_policy mv_policy_vdnn_all;  /* policies/vdnn-all.c */
 extern const struct mv_policy mv_policy_vdnn_conv; /* policies/vdnn-conv.c */
 extern const struct mv_policy mv_policy_mmcnn;     /* policies/mmcnn.c */
 extern const struct mv_policy mv_policy_auto;      /* policies/auto.c */
+
+/* ---- the planning knobs people set (params.c) ---- */
+
+/* How a knob's value is written. */
+enum mv_knob_type {
+	MV_KNOB_SIZE,   /* bytes: "4MiB" or a number of bytes; at least lo, with no top */
+	MV_KNOB_WHOLE,  /* a whole number */
+	MV_KNOB_REAL,   /* a decimal number */
+};
+
+/* One knob of struct mv_policy_params and the values it takes: lo to hi, either end left out when
+ * its flag is set. memvirt.json, the MEMVIRT_* variables and memvirt's options all check against
+ * this one range. The name is the file's key (memvirt.json(5)) and the stem of the variable:
+ * page_min, lookahead, heavy_fraction, headroom, h2d_gbps and d2h_gbps (the link's speeds, in GB/s). */
+struct mv_knob {
+	const char *name;
+	enum mv_knob_type type;
+	double lo, hi;
+	int lo_open, hi_open;
+};
+
+/* A knob's value as read: a size or whole number in u, and every value, as near as it goes, in d. */
+struct mv_knob_value {
+	uint64_t u;
+	double d;
+};
+
+/* How a message writes a number's range: in words ("from 0 up to but not including 1"), or as an
+ * interval ("[0, 1)"), as memvirt's options do. Whole numbers and sizes read in words either way. */
+enum mv_knob_notation {
+	MV_KNOB_WORDS,
+	MV_KNOB_INTERVAL,
+};
+
+/* The knob of that name, or NULL. Borrowed from a static table. */
+const struct mv_knob *mv_knob_find(const char *name);
+
+/* What k takes, to follow "expected" or "is not": "a whole number from 1 to 1000000". Returns buf. */
+const char *mv_knob_expected(const struct mv_knob *k, enum mv_knob_notation n, char *buf, size_t len);
+
+/* Reads text as a value of k. Returns 0 and *out; or -EINVAL when text is not of k's type, -ERANGE
+ * when it is outside k's range, with msg (unless NULL) "'TEXT' is not " and what k takes. */
+int mv_knob_parse(const struct mv_knob *k, const char *text, enum mv_knob_notation n,
+		  struct mv_knob_value *out, char *msg, size_t len);
+
+/* Checks a value read already (a number in memvirt.json). Returns 0, or -ERANGE with msg (unless
+ * NULL) naming k, v and the range as memvirt.json(5) words it: "headroom 1 is out of range: at
+ * least 0 and less than 1", "lookahead 0 is out of range 1..1000000". */
+int mv_knob_check(const struct mv_knob *k, double v, char *msg, size_t len);
 
 #endif

@@ -14,7 +14,7 @@ set -eu
 : "${MEMVIRT_LIB:=$MV_TOP_BUILDDIR/interpose/.libs/libmemvirt.so}"
 windows=${1:-7} rounds=${2:-9} runs=${3:-5}
 memvirtd=$MV_TOP_BUILDDIR/daemon/memvirtd
-memvirt=$MV_TOP_BUILDDIR/daemon/memvirt
+memvirt=$MV_TOP_BUILDDIR/cli/memvirt
 bench=$MV_TOP_BUILDDIR/tests/bench/launch_bench
 flood=$MV_TOP_BUILDDIR/tests/bench/event_flood
 export SIMCUDA_MODEL_ONLY=1

@@ -13,7 +13,7 @@ set -eu
 : "${MV_TOP_BUILDDIR:?run through scripts/bench}"
 : "${MEMVIRT_LIB:=$MV_TOP_BUILDDIR/interpose/.libs/libmemvirt.so}"
 mvtrain=$MV_TOP_BUILDDIR/tests/workloads/mvtrain
-memvirt=$MV_TOP_BUILDDIR/daemon/memvirt
+memvirt=$MV_TOP_BUILDDIR/cli/memvirt
 [ -r "$MEMVIRT_LIB" ] || { echo "policies.sh: no library at $MEMVIRT_LIB" >&2; exit 1; }
 export SIMCUDA_MODEL_ONLY=1 SIMCUDA_MEM=4TiB MEMVIRT_H2D_GBPS=55 MEMVIRT_D2H_GBPS=55
 unset MEMVIRT_BUDGET MEMVIRT_POLICY MEMVIRT_LOG

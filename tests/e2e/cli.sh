@@ -3,7 +3,7 @@
 # --budget), signals passed on to the job, a private daemon that goes away with its job, and
 # 'memvirt policies'.
 . "$(dirname "$0")/lib.sh"
-MEMVIRT=$MV_TOP_BUILDDIR/daemon/memvirt
+MEMVIRT=$MV_TOP_BUILDDIR/cli/memvirt
 MEMVIRTD=$MV_TOP_BUILDDIR/daemon/memvirtd
 for p in "$MEMVIRT" "$MEMVIRTD"; do
 	[ -x "$p" ] || mv_fail "$p is not built"

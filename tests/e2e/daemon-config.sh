@@ -5,7 +5,7 @@
 # keeps its configuration on 'memvirt config reload' (which prints the error and exits 1) and on
 # SIGHUP, and goes on serving; a valid file is taken by both.
 . "$(dirname "$0")/lib.sh"
-MEMVIRT=$MV_TOP_BUILDDIR/daemon/memvirt
+MEMVIRT=$MV_TOP_BUILDDIR/cli/memvirt
 MEMVIRTD=$MV_TOP_BUILDDIR/daemon/memvirtd
 MVSOCK=$MV_TOP_BUILDDIR/tests/e2e/mvsock
 INVALID=$MV_TOP_SRCDIR/tests/data/invalid/config

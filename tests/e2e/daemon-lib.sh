@@ -2,7 +2,7 @@
 # private daemon: the programs, an environment in which buffers of a few KiB page, a private 0700
 # directory $T with the socket path $S, cleanup of $DAEMON and $JOBS at exit, a hang-guarded wait,
 # and reading a session's field from flattened stats. Sourced after lib.sh.
-MEMVIRT=$MV_TOP_BUILDDIR/daemon/memvirt
+MEMVIRT=$MV_TOP_BUILDDIR/cli/memvirt
 MVSOCK=$MV_TOP_BUILDDIR/tests/e2e/mvsock
 for p in "$MEMVIRT" "$MVSOCK"; do
 	[ -x "$p" ] || mv_fail "$p is not built"

@@ -5,7 +5,7 @@
 # stop. memvirtd itself refuses to make its socket in a directory others can enter or that another
 # user owns. Needs root and useradd: exit 77 (SKIP) otherwise.
 . "$(dirname "$0")/lib.sh"
-MEMVIRT=$MV_TOP_BUILDDIR/daemon/memvirt
+MEMVIRT=$MV_TOP_BUILDDIR/cli/memvirt
 MEMVIRTD=$MV_TOP_BUILDDIR/daemon/memvirtd
 MVSOCK=$MV_TOP_BUILDDIR/tests/e2e/mvsock
 for p in "$MEMVIRT" "$MEMVIRTD" "$MVSOCK"; do

@@ -6,7 +6,7 @@
 mv_need_mvtrain
 mv_tmpdir
 [ -f "$MEMVIRT_LIB" ] || mv_fail "$MEMVIRT_LIB is not built"
-MEMVIRT=$MV_TOP_BUILDDIR/daemon/memvirt
+MEMVIRT=$MV_TOP_BUILDDIR/cli/memvirt
 MVSOCK=$MV_TOP_BUILDDIR/tests/e2e/mvsock
 for p in "$MEMVIRT" "$MVSOCK"; do
 	[ -x "$p" ] || mv_fail "$p is not built"

@@ -3,7 +3,7 @@
 # offset, a truncated one read with a warning, the Chrome trace timeline (recorded and modeled) and
 # the SVG plot.
 . "$(dirname "$0")/lib.sh"
-MEMVIRT=$MV_TOP_BUILDDIR/daemon/memvirt
+MEMVIRT=$MV_TOP_BUILDDIR/cli/memvirt
 MKTRACE=$MV_TOP_BUILDDIR/tests/e2e/mktrace
 for p in "$MEMVIRT" "$MKTRACE"; do
 	[ -x "$p" ] || mv_fail "$p is not built"

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "daemon/config.h"
+#include "daemon/conf.h"
 #include "policies/policy.h"
 #include "tests/fuzz/fuzz.h"
 

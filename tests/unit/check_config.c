@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/config.h"
+#include "daemon/conf.h"
 #include "policies/policy.h"
 #include "protocol/units.h"
 

@@ -390,6 +390,61 @@ START_TEST(policy_table)
 }
 END_TEST
 
+/* The least budget counts a buffer a launch names twice once (mv_iter_build never lists one twice,
+ * but the contract does not forbid it), and a never-paged buffer whether a launch names it or not.
+ * P is never paged (50 bytes), A 400, B 30; L0 names A, A and B; L1 names P and B: the tightest
+ * launch is L0, with 50 + 400 + 30 bytes. */
+START_TEST(min_budget_counts_once)
+{
+	struct mv_iter_buf bufs[3] = {
+		{.size = 50, .flags = MV_IBUF_PINNED, .alloc_at = MV_TRACE_NONE, .free_at = MV_TRACE_NONE},
+		{.size = 400, .alloc_at = MV_TRACE_NONE, .free_at = MV_TRACE_NONE},
+		{.size = 30, .alloc_at = MV_TRACE_NONE, .free_at = MV_TRACE_NONE},
+	};
+	struct mv_iter_launch launch[2] = {{.nrefs = 3, .ref0 = 0}, {.nrefs = 2, .ref0 = 3}};
+	uint32_t refs[5] = {1, 1, 2, 0, 2};
+	struct mv_iter it = {.nlaunch = 2, .launch = launch, .nbufs = 3, .bufs = bufs, .refs = refs,
+			     .nrefs = 5};
+
+	ck_assert_uint_eq(mv_model_min_budget(&it), 480);
+	/* Without A: L1's P and B, 80 bytes, is the tightest. */
+	bufs[1].size = 0;
+	ck_assert_uint_eq(mv_model_min_budget(&it), 80);
+}
+END_TEST
+
+/* A never-paged buffer counts only while it is alive: Q (1000 bytes, never paged) is allocated after
+ * L0 and freed after L1, so L1, which names P and Q, is the tightest launch with 50 + 1000 bytes; L0
+ * and L2, which name A (400), need 450 each. */
+START_TEST(min_budget_pinned_lifetime)
+{
+	struct mv_trace *t = mv_trace_new(0, 0);
+	struct mv_model_result r;
+	struct mv_iter *it;
+	uint32_t f, p, q, a, refs[2];
+
+	PT_OK(mv_trace_add_func(t, "k", &f));
+	PT_OK(mv_trace_add_alloc(t, 50, 1, MV_TBUF_PINNED, 0, &p));
+	PT_OK(mv_trace_add_alloc(t, 400, 2, 0, 0, &a));
+	PT_OK(mv_trace_add_launch(t, f, 0, 1, 100, &a, 1));
+	PT_OK(mv_trace_add_alloc(t, 1000, 3, MV_TBUF_PINNED, 2, &q));
+	refs[0] = p;
+	refs[1] = q;
+	PT_OK(mv_trace_add_launch(t, f, 0, 3, 100, refs, 2));
+	PT_OK(mv_trace_add_free(t, q, 4));
+	PT_OK(mv_trace_add_launch(t, f, 0, 5, 100, &a, 1));
+	PT_OK(mv_iter_build(t, 0, t->nops, 0, &it));
+	ck_assert_uint_eq(mv_model_min_budget(it), 1050);
+	/* It is the floor the model finds too: reactive paging keeps it, and not a byte less. */
+	ck_assert_int_eq(mv_model_run(it, NULL, 1050, &byte_per_ns, &r, NULL), 0);
+	ck_assert_int_eq(r.over_budget, 0);
+	ck_assert_int_eq(mv_model_run(it, NULL, 1049, &byte_per_ns, &r, NULL), 0);
+	ck_assert_int_eq(r.over_budget, 1);
+	mv_iter_free(it);
+	mv_trace_free(t);
+}
+END_TEST
+
 static Suite *model_suite(void)
 {
 	Suite *s = suite_create("model");
@@ -402,6 +457,8 @@ static Suite *model_suite(void)
 	tcase_add_test(tc, feedback_converges);
 	tcase_add_test(tc, plan_checks);
 	tcase_add_test(tc, policy_table);
+	tcase_add_test(tc, min_budget_counts_once);
+	tcase_add_test(tc, min_budget_pinned_lifetime);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;

@@ -1,11 +1,10 @@
 /* memvirt policies: lists the built-in paging policies, one line each, from the policies' registry. */
-/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
-#include <config.h>
+#include "config.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "daemon/cli.h"
+#include "cli/internal.h"
 #include "policies/policy.h"
 
 static void policies_usage(FILE *f)
@@ -40,7 +39,7 @@ int cmd_policies(int argc, char **argv)
 	return 0;
 }
 
-int mvd_policy_check(const char *prog, const char *name)
+int cli_policy_check(const char *prog, const char *name)
 {
 	const char *names[16], *guess;
 	size_t n = 0;
@@ -51,7 +50,7 @@ int mvd_policy_check(const char *prog, const char *name)
 		names[n++] = mv_policies[i]->name;
 	}
 	names[n] = NULL;
-	guess = mvd_closest(name, names);
+	guess = cli_closest(name, names);
 	fprintf(stderr, "%s: unknown policy '%s'", prog, name);
 	if (guess != NULL)
 		fprintf(stderr, "; did you mean '%s'?", guess);

@@ -1,11 +1,11 @@
 /* memvirt config: check a configuration file, or have the daemon reload its own. */
-#include <config.h>
+#include "config.h"
 
 #include <stdio.h>
 #include <string.h>
 
-#include "daemon/cli.h"
-#include "daemon/config.h"
+#include "cli/internal.h"
+#include "daemon/conf.h"
 #include "protocol/units.h"
 
 static const char usage_text[] =

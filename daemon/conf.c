@@ -1,5 +1,5 @@
 /* memvirt.json: loading it, checking every key, and reporting a bad one at its line and column. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/un.h>
 
-#include "daemon/config.h"
+#include "daemon/conf.h"
 #include "policies/policy.h"
 #include "protocol/units.h"
 
@@ -391,14 +391,12 @@ enum kind {
 	K_WEIGHT,
 	K_POLICY,
 	K_BOOL,
-	K_LOOKAHEAD,
-	K_HEAVY,     /* a fraction in (0, 1] */
-	K_HEADROOM,  /* a fraction in [0, 1) */
+	K_KNOB,      /* a planning knob: its name's range in policies/params.c */
 	K_KERNEL,    /* a kernel's name */
 };
 
 /* One key: its name, what its value must be, where in the struct it goes, and for a job's knob
- * the MVD_JOB_* bit that says the file gave it. */
+ * the MVD_JOB_* bit that says the file gave it. A K_KNOB key is named as its knob (mv_knob_find). */
 struct field {
 	const char *name;
 	enum kind kind;
@@ -438,17 +436,18 @@ static const struct field job_fields[] = {
 	{"weight", K_WEIGHT, offsetof(struct mvd_job, weight), NULL, 0},
 	{"min", K_SIZE, offsetof(struct mvd_job, min), NULL, 0},
 	{"policy", K_POLICY, offsetof(struct mvd_job, policy), NULL, MVD_JOB_POLICY},
-	{"page_min", K_SIZE, offsetof(struct mvd_job, page_min), NULL, MVD_JOB_PAGE_MIN},
-	{"lookahead", K_LOOKAHEAD, offsetof(struct mvd_job, lookahead), NULL, MVD_JOB_LOOKAHEAD},
-	{"heavy_fraction", K_HEAVY, offsetof(struct mvd_job, heavy_fraction), NULL,
+	{"page_min", K_KNOB, offsetof(struct mvd_job, page_min), NULL, MVD_JOB_PAGE_MIN},
+	{"lookahead", K_KNOB, offsetof(struct mvd_job, lookahead), NULL, MVD_JOB_LOOKAHEAD},
+	{"heavy_fraction", K_KNOB, offsetof(struct mvd_job, heavy_fraction), NULL,
 	 MVD_JOB_HEAVY_FRACTION},
-	{"headroom", K_HEADROOM, offsetof(struct mvd_job, headroom), NULL, MVD_JOB_HEADROOM},
+	{"headroom", K_KNOB, offsetof(struct mvd_job, headroom), NULL, MVD_JOB_HEADROOM},
 	{"iteration_marker", K_KERNEL, offsetof(struct mvd_job, iteration_marker), NULL,
 	 MVD_JOB_ITERATION_MARKER},
 	{NULL, 0, 0, NULL, 0},
 };
 
-/* What each kind of value must look like, for "expected X". */
+/* What each kind of value must look like, for "expected X". A knob says it itself
+ * (mv_knob_expected). */
 static const char *expected(enum kind k)
 {
 	switch (k) {
@@ -461,9 +460,6 @@ static const char *expected(enum kind k)
 	case K_SIZE: return "a size such as \"4GiB\" or a number of bytes";
 	case K_WEIGHT: return "a whole number from 1 to 1000";
 	case K_POLICY: return "a policy name such as \"lru\"";
-	case K_LOOKAHEAD: return "a whole number from 1 to 1000000";
-	case K_HEAVY: return "a number greater than 0 and at most 1";
-	case K_HEADROOM: return "a number from 0 up to but not including 1";
 	case K_KERNEL: return "a kernel name";
 	default: return "true or false";
 	}
@@ -513,9 +509,10 @@ static int fail(struct loader *l, int at_key, const char *fmt, ...)
 	return -1;
 }
 
-static int wrong_type(struct loader *l, enum kind k, const json_t *v)
+/* v is not what wanted (a phrase of expected() or mv_knob_expected()) says. */
+static int wrong_type(struct loader *l, const char *wanted, const json_t *v)
 {
-	return fail(l, 0, "expected %s, got %s", expected(k), kind_of(v));
+	return fail(l, 0, "expected %s, got %s", wanted, kind_of(v));
 }
 
 static int one_of(const char *s, const char *const *names)
@@ -574,7 +571,7 @@ static int check_size(struct loader *l, const json_t *v, uint64_t *out)
 		*out = (uint64_t)d;
 		return 0;
 	}
-	return wrong_type(l, K_SIZE, v);
+	return wrong_type(l, expected(K_SIZE), v);
 }
 
 static int check_budget(struct loader *l, const json_t *v, char **out)
@@ -586,7 +583,7 @@ static int check_budget(struct loader *l, const json_t *v, char **out)
 
 	/* A bare number is refused: 90 could mean bytes or a percentage. */
 	if (!json_is_string(v))
-		return wrong_type(l, K_BUDGET, v);
+		return wrong_type(l, expected(K_BUDGET), v);
 	s = json_string_value(v);
 	n = strlen(s);
 	if (n > 0 && s[n - 1] == '%') {
@@ -675,7 +672,7 @@ static int check_jobs(struct loader *l, struct mvd_config *c, const json_t *obj)
 
 		l->path[l->depth++] = "default";
 		if (!json_is_object(v))
-			return wrong_type(l, K_SECTION, v);
+			return wrong_type(l, expected(K_SECTION), v);
 		rc = check_fields(l, c, v, job_fields, &c->defaults);
 		l->depth--;
 		if (rc != 0)
@@ -692,7 +689,7 @@ static int check_jobs(struct loader *l, struct mvd_config *c, const json_t *obj)
 		if (key[0] == '\0')
 			return fail(l, 1, "a job name must not be empty");
 		if (!json_is_object(v))
-			return wrong_type(l, K_SECTION, v);
+			return wrong_type(l, expected(K_SECTION), v);
 		j = &c->jobs[c->njobs++];
 		j->name = xstrdup(key);
 		j->weight = c->defaults.weight;
@@ -713,118 +710,150 @@ static int check_jobs(struct loader *l, struct mvd_config *c, const json_t *obj)
 	return 0;
 }
 
+static int check_level(struct loader *l, const json_t *v, char **at)
+{
+	char buf[64], names[128];
+
+	if (!json_is_string(v))
+		return wrong_type(l, expected(K_LEVEL), v);
+	if (!one_of(json_string_value(v), log_levels))
+		return fail(l, 0, "'%s' is not a log level: %s",
+			    shown(json_string_value(v), buf, sizeof(buf)),
+			    list(log_levels, "or", names, sizeof(names)));
+	set_string(at, json_string_value(v));
+	return 0;
+}
+
+/* A file's path (K_PATH), or a socket's, which must fit in sun_path (K_SOCKET). */
+static int check_path(struct loader *l, enum kind k, const json_t *v, char **at)
+{
+	if (!json_is_string(v))
+		return wrong_type(l, expected(k), v);
+	if (json_string_length(v) == 0)
+		return fail(l, 0, "a path must not be empty");
+	if (k == K_SOCKET && json_string_length(v) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
+		return fail(l, 0, "a socket path must be shorter than %zu bytes",
+			    sizeof(((struct sockaddr_un *)NULL)->sun_path));
+	set_string(at, json_string_value(v));
+	return 0;
+}
+
+static int check_weight(struct loader *l, const json_t *v, uint32_t *at)
+{
+	if (json_is_real(v))
+		return fail(l, 0, "%g is not a whole number from 1 to 1000", json_real_value(v));
+	if (!json_is_integer(v))
+		return wrong_type(l, expected(K_WEIGHT), v);
+	if (json_integer_value(v) < 1 || json_integer_value(v) > 1000)
+		return fail(l, 0, "weight %lld is out of range 1..1000", (long long)json_integer_value(v));
+	*at = (uint32_t)json_integer_value(v);
+	return 0;
+}
+
+static int check_policy(struct loader *l, const json_t *v, char **at)
+{
+	char buf[64], names[128];
+
+	if (!json_is_string(v))
+		return wrong_type(l, expected(K_POLICY), v);
+	if (mv_policy_find(json_string_value(v)) == NULL)
+		return fail(l, 0, "unknown policy '%s'; the known policies are %s",
+			    shown(json_string_value(v), buf, sizeof(buf)),
+			    mvd_policy_names("and", names, sizeof(names)));
+	set_string(at, json_string_value(v));
+	return 0;
+}
+
+/* A planning knob: its spelling is the file's (a size as check_size reads it), its range the one
+ * every setting of the knob is held to. A size goes in a uint64_t, a whole number in a uint32_t,
+ * any other number in a double. */
+static int check_knob(struct loader *l, const char *name, const json_t *v, void *at)
+{
+	const struct mv_knob *k = mv_knob_find(name);
+	char wanted[128], msg[256];
+	uint64_t size = 0;
+	double d;
+
+	mv_knob_expected(k, MV_KNOB_WORDS, wanted, sizeof(wanted));
+	if (k->type == MV_KNOB_SIZE) {
+		if (check_size(l, v, &size) != 0)
+			return -1;
+		d = (double)size;
+	} else if (k->type == MV_KNOB_WHOLE && json_is_real(v)) {
+		return fail(l, 0, "%g is not %s", json_real_value(v), wanted);
+	} else if (k->type == MV_KNOB_WHOLE ? !json_is_integer(v) : !json_is_number(v)) {
+		return wrong_type(l, wanted, v);
+	} else {
+		d = json_number_value(v);
+	}
+	if (mv_knob_check(k, d, msg, sizeof(msg)) != 0)
+		return fail(l, 0, "%s", msg);
+	if (k->type == MV_KNOB_SIZE)
+		*(uint64_t *)at = size;
+	else if (k->type == MV_KNOB_WHOLE)
+		*(uint32_t *)at = (uint32_t)json_integer_value(v);
+	else
+		*(double *)at = d;
+	return 0;
+}
+
+static int check_kernel(struct loader *l, const json_t *v, char **at)
+{
+	const char *k;
+	char buf[64];
+
+	if (!json_is_string(v))
+		return wrong_type(l, expected(K_KERNEL), v);
+	k = json_string_value(v);
+	if (k[0] == '\0')
+		return fail(l, 0, "a kernel name must not be empty");
+	if (json_string_length(v) > MV_TRACE_NAME_MAX)
+		return fail(l, 0, "a kernel name is at most %d bytes, not %zu", MV_TRACE_NAME_MAX,
+			    json_string_length(v));
+	for (const char *q = k; *q != '\0'; q++)
+		if ((unsigned char)*q < 0x20 || *q == 0x7f)
+			return fail(l, 0, "'%s' is not a kernel name: it holds a control character",
+				    shown(k, buf, sizeof(buf)));
+	set_string(at, k);
+	return 0;
+}
+
+/* Checks one value against its field and stores it at base + f->off. */
 static int check_value(struct loader *l, struct mvd_config *c, const struct field *f,
 		       const json_t *v, void *base)
 {
-	char *at = (char *)base + f->off, buf[64], names[128];
+	void *at = (char *)base + f->off;
 
 	switch (f->kind) {
 	case K_SECTION:
 		if (!json_is_object(v))
-			return wrong_type(l, f->kind, v);
+			return wrong_type(l, expected(f->kind), v);
 		return check_fields(l, c, v, f->sub, c);
 	case K_JOBS:
 		if (!json_is_object(v))
-			return wrong_type(l, f->kind, v);
+			return wrong_type(l, expected(f->kind), v);
 		return check_jobs(l, c, v);
 	case K_LEVEL:
-		if (!json_is_string(v))
-			return wrong_type(l, f->kind, v);
-		if (!one_of(json_string_value(v), log_levels))
-			return fail(l, 0, "'%s' is not a log level: %s",
-				    shown(json_string_value(v), buf, sizeof(buf)),
-				    list(log_levels, "or", names, sizeof(names)));
-		set_string((char **)(void *)at, json_string_value(v));
-		return 0;
+		return check_level(l, v, at);
 	case K_PATH:
 	case K_SOCKET:
-		if (!json_is_string(v))
-			return wrong_type(l, f->kind, v);
-		if (json_string_length(v) == 0)
-			return fail(l, 0, "a path must not be empty");
-		if (f->kind == K_SOCKET &&
-		    json_string_length(v) >= sizeof(((struct sockaddr_un *)NULL)->sun_path))
-			return fail(l, 0, "a socket path must be shorter than %zu bytes",
-				    sizeof(((struct sockaddr_un *)NULL)->sun_path));
-		set_string((char **)(void *)at, json_string_value(v));
-		return 0;
+		return check_path(l, f->kind, v, at);
 	case K_BUDGET:
-		return check_budget(l, v, (char **)(void *)at);
+		return check_budget(l, v, at);
 	case K_SIZE:
-		if (check_size(l, v, (uint64_t *)(void *)at) != 0)
-			return -1;
-		/* A plan that pages buffers of no bytes would be a plan that pages nothing. */
-		if (f->bit == MVD_JOB_PAGE_MIN && *(uint64_t *)(void *)at == 0)
-			return fail(l, 0, "page_min 0 is out of range: at least 1 byte, such as \"1MiB\"");
-		return 0;
+		return check_size(l, v, at);
 	case K_WEIGHT:
-		if (json_is_real(v))
-			return fail(l, 0, "%g is not a whole number from 1 to 1000",
-				    json_real_value(v));
-		if (!json_is_integer(v))
-			return wrong_type(l, f->kind, v);
-		if (json_integer_value(v) < 1 || json_integer_value(v) > 1000)
-			return fail(l, 0, "weight %lld is out of range 1..1000",
-				    (long long)json_integer_value(v));
-		*(uint32_t *)(void *)at = (uint32_t)json_integer_value(v);
-		return 0;
+		return check_weight(l, v, at);
 	case K_POLICY:
-		if (!json_is_string(v))
-			return wrong_type(l, f->kind, v);
-		if (mv_policy_find(json_string_value(v)) == NULL)
-			return fail(l, 0, "unknown policy '%s'; the known policies are %s",
-				    shown(json_string_value(v), buf, sizeof(buf)),
-				    mvd_policy_names("and", names, sizeof(names)));
-		set_string((char **)(void *)at, json_string_value(v));
-		return 0;
-	case K_LOOKAHEAD:
-		if (json_is_real(v))
-			return fail(l, 0, "%g is not a whole number from 1 to %d", json_real_value(v),
-				    MVD_LOOKAHEAD_MAX);
-		if (!json_is_integer(v))
-			return wrong_type(l, f->kind, v);
-		if (json_integer_value(v) < 1 || json_integer_value(v) > MVD_LOOKAHEAD_MAX)
-			return fail(l, 0, "lookahead %lld is out of range 1..%d",
-				    (long long)json_integer_value(v), MVD_LOOKAHEAD_MAX);
-		*(uint32_t *)(void *)at = (uint32_t)json_integer_value(v);
-		return 0;
-	case K_HEAVY:
-	case K_HEADROOM: {
-		double d;
-
-		if (!json_is_number(v))
-			return wrong_type(l, f->kind, v);
-		d = json_number_value(v);
-		if (f->kind == K_HEAVY && !(d > 0 && d <= 1))
-			return fail(l, 0, "heavy_fraction %g is out of range: more than 0 and at most 1",
-				    d);
-		if (f->kind == K_HEADROOM && !(d >= 0 && d < 1))
-			return fail(l, 0, "headroom %g is out of range: at least 0 and less than 1", d);
-		*(double *)(void *)at = d;
-		return 0;
-	}
-	case K_KERNEL: {
-		const char *k;
-
-		if (!json_is_string(v))
-			return wrong_type(l, f->kind, v);
-		k = json_string_value(v);
-		if (k[0] == '\0')
-			return fail(l, 0, "a kernel name must not be empty");
-		if (json_string_length(v) > MV_TRACE_NAME_MAX)
-			return fail(l, 0, "a kernel name is at most %d bytes, not %zu", MV_TRACE_NAME_MAX,
-				    json_string_length(v));
-		for (const char *q = k; *q != '\0'; q++)
-			if ((unsigned char)*q < 0x20 || *q == 0x7f)
-				return fail(l, 0, "'%s' is not a kernel name: it holds a control character",
-					    shown(k, buf, sizeof(buf)));
-		set_string((char **)(void *)at, k);
-		return 0;
-	}
+		return check_policy(l, v, at);
+	case K_KNOB:
+		return check_knob(l, f->name, v, at);
+	case K_KERNEL:
+		return check_kernel(l, v, at);
 	case K_BOOL:
 		if (!json_is_boolean(v))
-			return wrong_type(l, f->kind, v);
-		*(int *)(void *)at = json_is_true(v);
+			return wrong_type(l, expected(f->kind), v);
+		*(int *)at = json_is_true(v);
 		return 0;
 	}
 	return 0;

@@ -1,6 +1,5 @@
 /* memvirt stats: the daemon's live paging statistics as a table, its JSON, or Prometheus text. */
-/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -12,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/cli.h"
+#include "cli/internal.h"
 #include "protocol/units.h"
 
 enum stats_format { STATS_TABLE, STATS_JSON, STATS_PROMETHEUS };
@@ -293,13 +292,13 @@ static int stats_fetch(const char *path, json_t **resp, int quiet_missing)
 	const char *e;
 	int r;
 
-	r = mvd_client_call(path, "stats", MVD_CLIENT_TIMEOUT_MS, resp, err, sizeof(err));
+	r = cli_client_call(path, "stats", CLI_CLIENT_TIMEOUT_MS, resp, err, sizeof(err));
 	if (r < 0) {
 		if (!quiet_missing)
-			mvd_client_no_daemon("memvirt stats", path, r, err);
+			cli_client_no_daemon("memvirt stats", path, r, err);
 		return 1;
 	}
-	e = mvd_client_error(*resp);
+	e = cli_client_error(*resp);
 	if (e != NULL) {
 		fprintf(stderr, "memvirt stats: %s\n", e);
 		json_decref(*resp);
@@ -433,7 +432,7 @@ int cmd_stats(int argc, char **argv)
 				"instead of --watch\n");
 		return 2;
 	}
-	if (mvd_client_socket(sock, path, sizeof(path)) < 0) {
+	if (cli_client_socket(sock, path, sizeof(path)) < 0) {
 		fprintf(stderr, "memvirt stats: the socket path is too long\n");
 		return 2;
 	}

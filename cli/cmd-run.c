@@ -1,7 +1,6 @@
 /* memvirt run: starts a command with libmemvirt.so preloaded and talking to a daemon, a private one
  * when none answers, and ends with the command's own exit status. */
-/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
-#include <config.h>
+#include "config.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -20,8 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/cli.h"
-#include "daemon/config.h"
+#include "cli/internal.h"
+#include "daemon/conf.h"
 #include "protocol/units.h"
 
 /* How long a private daemon has to answer after it is started. */
@@ -30,12 +29,10 @@
 /* What the command line asked for. Every string is borrowed from argv. */
 struct run_opts {
 	const char *config;
-	const char *policy;
+	struct cli_plan plan;  /* --policy, --lookahead, --page-min */
 	const char *budget;
 	const char *device;
 	const char *socket;
-	const char *page_min;
-	const char *lookahead;
 	int simulate;
 	char record[PATH_MAX]; /* --record's file made absolute; empty when not asked */
 	char **cmd; /* the command and its arguments, NULL-terminated */
@@ -157,21 +154,6 @@ static int run_check_record(const char *file, char *out, size_t len)
 	return 0;
 }
 
-static int run_check_lookahead(const char *s)
-{
-	unsigned long long v;
-	char *end;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (*s < '0' || *s > '9' || *end != '\0' || errno != 0 || v < 1 || v > MVD_LOOKAHEAD_MAX) {
-		fprintf(stderr, "memvirt run: --lookahead '%s' is not a whole number from 1 to %d\n", s,
-			MVD_LOOKAHEAD_MAX);
-		return -1;
-	}
-	return 0;
-}
-
 /* CUDA_VISIBLE_DEVICES takes an ordinal or a device's UUID (GPU-..., MIG-...). */
 static int run_check_device(const char *d)
 {
@@ -189,14 +171,12 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 {
 	static const struct option opts[] = {
 		{"config", required_argument, NULL, 'c'},
-		{"policy", required_argument, NULL, 'p'},
+		CLI_PLAN_OPTIONS,
 		{"budget", required_argument, NULL, 'b'},
 		{"device", required_argument, NULL, 'd'},
 		{"simulate", no_argument, NULL, 'S'},
 		{"socket", required_argument, NULL, 's'},
 		{"record", required_argument, NULL, 'r'},
-		{"lookahead", required_argument, NULL, 'L'},
-		{"page-min", required_argument, NULL, 'm'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -205,6 +185,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 	int c;
 
 	memset(o, 0, sizeof(*o));
+	cli_plan_init(&o->plan);
 	optind = 0;
 	/* "+": stop at the command, so that its own options stay its own. */
 	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
@@ -212,8 +193,14 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		case 'c':
 			o->config = optarg;
 			break;
-		case 'p':
-			o->policy = optarg;
+		case CLI_OPT_POLICY:
+			o->plan.policy = optarg;
+			break;
+		case CLI_OPT_LOOKAHEAD:
+			o->plan.lookahead = optarg;
+			break;
+		case CLI_OPT_PAGE_MIN:
+			o->plan.page_min = optarg;
 			break;
 		case 'b':
 			o->budget = optarg;
@@ -229,12 +216,6 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 			break;
 		case 'r':
 			record = optarg;
-			break;
-		case 'L':
-			o->lookahead = optarg;
-			break;
-		case 'm':
-			o->page_min = optarg;
 			break;
 		case 'h':
 			run_usage(stdout);
@@ -269,15 +250,8 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 				"(GPU-...)\n", o->device);
 		return -1;
 	}
-	if (o->policy != NULL && mvd_policy_check("memvirt run", o->policy) < 0)
+	if (cli_plan_check("memvirt run", &o->plan) < 0)
 		return -1;
-	if (o->lookahead != NULL && run_check_lookahead(o->lookahead) < 0)
-		return -1;
-	if (o->page_min != NULL && (mv_parse_size(o->page_min, &bytes) < 0 || bytes == 0)) {
-		fprintf(stderr, "memvirt run: --page-min '%s' is not a size of at least 1 byte, such as "
-				"4MiB\n", o->page_min);
-		return -1;
-	}
 	if (record != NULL && run_check_record(record, o->record, sizeof(o->record)) < 0)
 		return -1;
 	return 0;
@@ -301,7 +275,7 @@ static int run_find_library(char *out)
 		fprintf(stderr, "memvirt run: MEMVIRT_LIBRARY=%s: %s\n", env, strerror(errno));
 		return -1;
 	}
-	if (mvd_exe_dir(dir, sizeof(dir)) == 0) {
+	if (cli_exe_dir(dir, sizeof(dir)) == 0) {
 		snprintf(path, sizeof(path), "%s/../interpose/.libs/libmemvirt.so", dir);
 		if (run_existing(path, out) == 0)
 			return 0;
@@ -321,7 +295,7 @@ static int run_find_simcuda(char *out)
 
 	if (env != NULL && *env != '\0')
 		snprintf(path, sizeof(path), "%s", env);
-	else if (mvd_exe_dir(dir, sizeof(dir)) == 0)
+	else if (cli_exe_dir(dir, sizeof(dir)) == 0)
 		snprintf(path, sizeof(path), "%s/../tests/simcuda", dir);
 	else
 		path[0] = '\0';
@@ -410,7 +384,7 @@ static int run_start_daemon(const struct run_opts *o, struct run_daemon *d, cons
 		return -1;
 	}
 	snprintf(d->socket, sizeof(d->socket), "%s/memvirtd.sock", d->dir);
-	mvd_memvirtd_path(exe, sizeof(exe));
+	cli_memvirtd_path(exe, sizeof(exe));
 	argv[argc++] = exe;
 	argv[argc++] = (char *)"--private";
 	argv[argc++] = (char *)"--socket";
@@ -452,7 +426,7 @@ static int run_start_daemon(const struct run_opts *o, struct run_daemon *d, cons
 		fprintf(stderr, "memvirt run: cannot start %s: %s\n", exe, strerror(errno));
 		_exit(127);
 	}
-	r = mvd_client_wait(d->socket, RUN_DAEMON_WAIT_MS, d->pid, &status);
+	r = cli_client_wait(d->socket, RUN_DAEMON_WAIT_MS, d->pid, &status);
 	if (r == -ECHILD) {
 		d->pid = 0;
 		if (WIFEXITED(status))
@@ -480,7 +454,7 @@ static void run_stop_daemon(struct run_daemon *d)
 	int i, status;
 
 	if (d->pid > 0) {
-		if (mvd_client_call(d->socket, "stop", 1000, &resp, err, sizeof(err)) == 0)
+		if (cli_client_call(d->socket, "stop", 1000, &resp, err, sizeof(err)) == 0)
 			json_decref(resp);
 		else
 			kill(d->pid, SIGTERM);
@@ -544,12 +518,12 @@ static void run_environment(const struct run_opts *o, const struct mvd_config *c
 		setenv("MEMVIRT_BUDGET", o->budget, 1);
 	if (o->device != NULL)
 		setenv("CUDA_VISIBLE_DEVICES", o->device, 1);
-	if (o->policy != NULL)
-		setenv("MEMVIRT_POLICY", o->policy, 1);
-	if (o->lookahead != NULL)
-		setenv("MEMVIRT_LOOKAHEAD", o->lookahead, 1);
-	if (o->page_min != NULL)
-		setenv("MEMVIRT_PAGE_MIN", o->page_min, 1);
+	if (o->plan.policy != NULL)
+		setenv("MEMVIRT_POLICY", o->plan.policy, 1);
+	if (o->plan.lookahead != NULL)
+		setenv("MEMVIRT_LOOKAHEAD", o->plan.lookahead, 1);
+	if (o->plan.page_min != NULL)
+		setenv("MEMVIRT_PAGE_MIN", o->plan.page_min, 1);
 	if (o->record[0] != '\0')
 		setenv("MEMVIRT_RECORD", o->record, 1);
 	for (size_t i = 0; i < sizeof(run_profiles) / sizeof(run_profiles[0]); i++)
@@ -694,7 +668,7 @@ int cmd_run(int argc, char **argv)
 		r = RUN_EXIT_FAILED;
 		goto out_config;
 	}
-	if (mvd_client_socket(mvd_socket_choice(o.socket, cfg), socket, sizeof(socket)) < 0) {
+	if (cli_client_socket(cli_socket_choice(o.socket, cfg), socket, sizeof(socket)) < 0) {
 		fprintf(stderr, "memvirt run: the socket path is too long\n");
 		r = RUN_EXIT_USAGE;
 		goto out_config;
@@ -709,7 +683,7 @@ int cmd_run(int argc, char **argv)
 	sigaddset(&set, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &set, &oldmask);
 
-	if (mvd_client_call(socket, "status", 1000, &resp, err, sizeof(err)) == 0) {
+	if (cli_client_call(socket, "status", 1000, &resp, err, sizeof(err)) == 0) {
 		json_decref(resp);
 		if (o.config != NULL)
 			fprintf(stderr, "memvirt run: memvirtd on %s runs with its own configuration; "

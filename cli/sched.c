@@ -1,17 +1,16 @@
 /* The schedule behind mv_model_run(), for `memvirt trace timeline` and `plot`: when each launch and
  * copy ran and how many device bytes were held, as the model reports them to an observer. */
-/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
-#include <config.h>
+#include "config.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/cli.h"
+#include "cli/internal.h"
 #include "policies/policy.h"
 
 /* What the observer collects into, with the capacities of out's arrays. */
 struct sched {
-	struct mvd_sched *out;
+	struct cli_sched *out;
 	uint32_t nbufs;
 	uint32_t *in_copy; /* per buffer: its latest copy in, UINT32_MAX before one */
 	size_t capcopies, capsamples;
@@ -36,13 +35,13 @@ static void sched_launch(void *ctx, uint32_t k, uint64_t start, uint64_t fin)
 static void sched_copy(void *ctx, uint32_t buf, int in, int kind, uint64_t start, uint64_t end)
 {
 	struct sched *s = ctx;
-	struct mvd_sched *o = s->out;
+	struct cli_sched *o = s->out;
 
 	if (o->ncopies == s->capcopies) {
 		s->capcopies = s->capcopies ? s->capcopies * 2 : 256;
 		o->copies = xrealloc(o->copies, s->capcopies * sizeof(*o->copies));
 	}
-	o->copies[o->ncopies] = (struct mvd_sched_copy){.buf = buf, .in = (uint8_t)in, .kind = (uint8_t)kind,
+	o->copies[o->ncopies] = (struct cli_sched_copy){.buf = buf, .in = (uint8_t)in, .kind = (uint8_t)kind,
 							.start = start, .end = end};
 	if (in && buf < s->nbufs)
 		s->in_copy[buf] = o->ncopies;
@@ -52,13 +51,13 @@ static void sched_copy(void *ctx, uint32_t buf, int in, int kind, uint64_t start
 static void sched_held(void *ctx, uint64_t t, int64_t delta)
 {
 	struct sched *s = ctx;
-	struct mvd_sched *o = s->out;
+	struct cli_sched *o = s->out;
 
 	if (o->nsamples == s->capsamples) {
 		s->capsamples = s->capsamples ? s->capsamples * 2 : 256;
 		o->samples = xrealloc(o->samples, s->capsamples * sizeof(*o->samples));
 	}
-	o->samples[o->nsamples++] = (struct mvd_sched_sample){t, delta};
+	o->samples[o->nsamples++] = (struct cli_sched_sample){t, delta};
 }
 
 static void sched_late(void *ctx, uint32_t buf)
@@ -69,8 +68,8 @@ static void sched_late(void *ctx, uint32_t buf)
 		s->out->copies[s->in_copy[buf]].late = 1;
 }
 
-int mvd_sched_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t budget,
-		  const struct mv_machine *m, struct mvd_sched *out)
+int cli_sched_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t budget,
+		  const struct mv_machine *m, struct cli_sched *out)
 {
 	struct sched s = {.out = out, .nbufs = it->nbufs};
 	struct mv_model_observer obs = {.ctx = &s, .begin = sched_begin, .launch = sched_launch,
@@ -86,7 +85,7 @@ int mvd_sched_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t
 	rc = mv_model_observe(it, plan, budget, m, &r, NULL, &obs);
 	free(s.in_copy);
 	if (rc < 0) {
-		mvd_sched_free(out);
+		cli_sched_free(out);
 		return rc;
 	}
 	out->end = out->t0 + r.step_ns;
@@ -98,11 +97,45 @@ int mvd_sched_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t
 	return 0;
 }
 
-void mvd_sched_free(struct mvd_sched *s)
+void cli_sched_free(struct cli_sched *s)
 {
 	free(s->start);
 	free(s->fin);
 	free(s->copies);
 	free(s->samples);
 	memset(s, 0, sizeof(*s));
+}
+
+static int sched_sample_cmp(const void *a, const void *b)
+{
+	const struct cli_sched_sample *x = a, *y = b;
+
+	return x->t < y->t ? -1 : x->t > y->t;
+}
+
+/* The schedule's device bytes over its iteration as a step curve, one point per instant that
+ * changes it, from 0 to its end. Returns how many points, in *out (malloc'd). */
+size_t cli_sched_curve(struct cli_sched *s, struct cli_sched_point **out)
+{
+	struct cli_sched_point *p = xmalloc(((size_t)s->nsamples + 2) * sizeof(*p));
+	int64_t v = (int64_t)s->base;
+	size_t n = 0;
+
+	qsort(s->samples, s->nsamples, sizeof(*s->samples), sched_sample_cmp);
+	p[n++] = (struct cli_sched_point){0, s->base};
+	for (uint32_t i = 0; i < s->nsamples; i++) {
+		uint64_t t = s->samples[i].t > s->t0 ? s->samples[i].t - s->t0 : 0;
+
+		if (s->samples[i].t > s->end)
+			break;
+		v += s->samples[i].delta;
+		if (n > 0 && p[n - 1].t == t)
+			p[n - 1].bytes = v > 0 ? (uint64_t)v : 0;
+		else
+			p[n++] = (struct cli_sched_point){t, v > 0 ? (uint64_t)v : 0};
+	}
+	v = (int64_t)p[n - 1].bytes;
+	p[n++] = (struct cli_sched_point){s->end - s->t0, (uint64_t)v};
+	*out = p;
+	return n;
 }

@@ -1,7 +1,6 @@
 /* The memvirt command's side of a control session with memvirtd: connect, control hello, one JSON
  * request and its response at a time. Also `memvirt config reload`, the simplest such request. */
-/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -15,13 +14,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/cli.h"
-#include "daemon/config.h"
+#include "cli/internal.h"
+#include "daemon/conf.h"
 #include "protocol/control.h"
 #include "protocol/frame.h"
 #include "protocol/paths.h"
 
-int mvd_client_socket(const char *explicit_path, char *buf, size_t len)
+int cli_client_socket(const char *explicit_path, char *buf, size_t len)
 {
 	int n;
 
@@ -31,7 +30,7 @@ int mvd_client_socket(const char *explicit_path, char *buf, size_t len)
 	return n >= 0 && (size_t)n < len ? 0 : -ENAMETOOLONG;
 }
 
-const char *mvd_socket_choice(const char *explicit_path, const struct mvd_config *cfg)
+const char *cli_socket_choice(const char *explicit_path, const struct mvd_config *cfg)
 {
 	const char *env = getenv("MEMVIRT_SOCKET");
 
@@ -92,7 +91,7 @@ static int client_write_all(int fd, const uint8_t *p, size_t len, int64_t deadli
 	return 0;
 }
 
-int mvd_client_open(struct mvd_client *c, const char *path, int timeout_ms)
+int cli_client_open(struct cli_client *c, const char *path, int timeout_ms)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct mv_msg_control_hello hello = {.pid = (uint32_t)getpid()};
@@ -123,14 +122,14 @@ err_socket:
 	return err;
 }
 
-void mvd_client_close(struct mvd_client *c)
+void cli_client_close(struct cli_client *c)
 {
 	if (c->fd >= 0)
 		close(c->fd);
 	c->fd = -1;
 }
 
-int mvd_client_request(struct mvd_client *c, const json_t *req, int timeout_ms, json_t **resp,
+int cli_client_request(struct cli_client *c, const json_t *req, int timeout_ms, json_t **resp,
 		       char *err, size_t errlen)
 {
 	int64_t deadline = client_now_ms() + timeout_ms;
@@ -206,14 +205,14 @@ err_buf:
 	return r;
 }
 
-int mvd_client_call(const char *path, const char *cmd, int timeout_ms, json_t **resp, char *err,
+int cli_client_call(const char *path, const char *cmd, int timeout_ms, json_t **resp, char *err,
 		    size_t errlen)
 {
-	struct mvd_client c;
+	struct cli_client c;
 	json_t *req;
 	int r;
 
-	r = mvd_client_open(&c, path, timeout_ms);
+	r = cli_client_open(&c, path, timeout_ms);
 	if (r < 0) {
 		snprintf(err, errlen, "%s", strerror(-r));
 		return r;
@@ -221,13 +220,13 @@ int mvd_client_call(const char *path, const char *cmd, int timeout_ms, json_t **
 	req = json_pack("{s:s}", "cmd", cmd);
 	if (req == NULL)
 		xoom();
-	r = mvd_client_request(&c, req, timeout_ms, resp, err, errlen);
+	r = cli_client_request(&c, req, timeout_ms, resp, err, errlen);
 	json_decref(req);
-	mvd_client_close(&c);
+	cli_client_close(&c);
 	return r;
 }
 
-const char *mvd_client_error(const json_t *resp)
+const char *cli_client_error(const json_t *resp)
 {
 	const char *e;
 
@@ -237,7 +236,7 @@ const char *mvd_client_error(const json_t *resp)
 	return e != NULL ? e : "the daemon refused the request without saying why";
 }
 
-void mvd_client_no_daemon(const char *prog, const char *path, int err, const char *msg)
+void cli_client_no_daemon(const char *prog, const char *path, int err, const char *msg)
 {
 	/* ENOENT and ECONNREFUSED both mean nobody listens there: no socket file, or a stale one. */
 	if (err == -ENOENT || err == -ECONNREFUSED)
@@ -245,6 +244,17 @@ void mvd_client_no_daemon(const char *prog, const char *path, int err, const cha
 			prog, path);
 	else
 		fprintf(stderr, "%s: cannot talk to the daemon on %s: %s\n", prog, path, msg);
+}
+
+void cli_print_json(json_t *root)
+{
+	char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+	if (s == NULL)
+		xoom();
+	printf("%s\n", s);
+	free(s);
+	json_decref(root);
 }
 
 void xoom(void)
@@ -311,16 +321,16 @@ int cmd_config_reload(int argc, char **argv)
 		fprintf(stderr, "memvirt config reload: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
-	if (mvd_client_socket(sock, path, sizeof(path)) < 0) {
+	if (cli_client_socket(sock, path, sizeof(path)) < 0) {
 		fprintf(stderr, "memvirt config reload: socket path too long\n");
 		return 2;
 	}
-	r = mvd_client_call(path, "config.reload", MVD_CLIENT_TIMEOUT_MS, &resp, err, sizeof(err));
+	r = cli_client_call(path, "config.reload", CLI_CLIENT_TIMEOUT_MS, &resp, err, sizeof(err));
 	if (r < 0) {
-		mvd_client_no_daemon("memvirt config reload", path, r, err);
+		cli_client_no_daemon("memvirt config reload", path, r, err);
 		return 1;
 	}
-	e = mvd_client_error(resp);
+	e = cli_client_error(resp);
 	if (e != NULL) {
 		fprintf(stderr, "memvirt config reload: %s\n", e);
 		json_decref(resp);
@@ -331,7 +341,7 @@ int cmd_config_reload(int argc, char **argv)
 	return 0;
 }
 
-int mvd_client_wait(const char *path, int timeout_ms, pid_t child, int *wstatus)
+int cli_client_wait(const char *path, int timeout_ms, pid_t child, int *wstatus)
 {
 	int64_t deadline = client_now_ms() + timeout_ms;
 	struct timespec pause = {.tv_sec = 0, .tv_nsec = 20 * 1000000};
@@ -341,7 +351,7 @@ int mvd_client_wait(const char *path, int timeout_ms, pid_t child, int *wstatus)
 
 	for (;;) {
 		/* A status request, not just a connect: the daemon may bind before it serves. */
-		if (mvd_client_call(path, "status", 1000, &resp, err, sizeof(err)) == 0) {
+		if (cli_client_call(path, "status", 1000, &resp, err, sizeof(err)) == 0) {
 			json_decref(resp);
 			return 0;
 		}

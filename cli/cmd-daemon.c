@@ -1,6 +1,5 @@
 /* memvirt daemon start|stop|status: manages a long-lived memvirtd for the jobs of this user. */
-/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,8 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon/cli.h"
-#include "daemon/config.h"
+#include "cli/internal.h"
+#include "daemon/conf.h"
 
 /* How long start waits for the new daemon to answer, and stop for the old one to go. */
 #define DAEMON_WAIT_MS 5000
@@ -76,10 +75,10 @@ static int daemon_status_of(const char *path, json_t **resp, char *err, size_t e
 	const char *e;
 	int r;
 
-	r = mvd_client_call(path, "status", MVD_CLIENT_TIMEOUT_MS, resp, err, errlen);
+	r = cli_client_call(path, "status", CLI_CLIENT_TIMEOUT_MS, resp, err, errlen);
 	if (r < 0)
 		return r;
-	e = mvd_client_error(*resp);
+	e = cli_client_error(*resp);
 	if (e != NULL) {
 		snprintf(err, errlen, "%s", e);
 		json_decref(*resp);
@@ -114,7 +113,7 @@ static int daemon_start(const struct daemon_opts *o, const char *path)
 		json_decref(st);
 		return 0;
 	}
-	mvd_memvirtd_path(exe, sizeof(exe));
+	cli_memvirtd_path(exe, sizeof(exe));
 	argv[argc++] = exe;
 	argv[argc++] = (char *)"--socket";
 	argv[argc++] = (char *)path;
@@ -161,7 +160,7 @@ static int daemon_start(const struct daemon_opts *o, const char *path)
 		execvp(exe, argv);
 		_exit(127);
 	}
-	r = mvd_client_wait(path, DAEMON_WAIT_MS, pid, &status);
+	r = cli_client_wait(path, DAEMON_WAIT_MS, pid, &status);
 	if (r == -ECHILD) {
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
 			fprintf(stderr, "memvirt daemon start: cannot run %s\n", exe);
@@ -193,17 +192,17 @@ static int daemon_stop(const char *path)
 
 	r = daemon_status_of(path, &st, err, sizeof(err));
 	if (r < 0) {
-		mvd_client_no_daemon("memvirt daemon stop", path, r, err);
+		cli_client_no_daemon("memvirt daemon stop", path, r, err);
 		return 1;
 	}
 	pid = daemon_int(st, "pid");
 	json_decref(st);
-	r = mvd_client_call(path, "stop", MVD_CLIENT_TIMEOUT_MS, &resp, err, sizeof(err));
+	r = cli_client_call(path, "stop", CLI_CLIENT_TIMEOUT_MS, &resp, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "memvirt daemon stop: %s\n", err);
 		return 1;
 	}
-	e = mvd_client_error(resp);
+	e = cli_client_error(resp);
 	if (e != NULL) {
 		fprintf(stderr, "memvirt daemon stop: %s\n", e);
 		json_decref(resp);
@@ -317,7 +316,7 @@ int cmd_daemon(int argc, char **argv)
 	}
 	if (strcmp(action, "start") != 0 && strcmp(action, "stop") != 0 &&
 	    strcmp(action, "status") != 0) {
-		guess = mvd_closest(action, actions);
+		guess = cli_closest(action, actions);
 		fprintf(stderr, "memvirt daemon: unknown action '%s'", action);
 		if (guess != NULL)
 			fprintf(stderr, "; did you mean '%s'?", guess);
@@ -337,7 +336,7 @@ int cmd_daemon(int argc, char **argv)
 		fprintf(stderr, "memvirt daemon %s: %s\n", action, err);
 		return 2;
 	}
-	if (mvd_client_socket(mvd_socket_choice(o.socket, cfg), path, sizeof(path)) < 0) {
+	if (cli_client_socket(cli_socket_choice(o.socket, cfg), path, sizeof(path)) < 0) {
 		fprintf(stderr, "memvirt daemon %s: the socket path is too long\n", action);
 		r = 2;
 		goto out;

@@ -14,8 +14,8 @@
  *
  * Ownership: mvd_config_load and mvd_config_parse return a config the caller frees with
  * mvd_config_free; everything reached from it is owned by it. */
-#ifndef MVD_CONFIG_H
-#define MVD_CONFIG_H
+#ifndef MVD_CONF_H
+#define MVD_CONF_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -29,9 +29,6 @@
 #define MVD_JOB_HEADROOM         0x10u
 #define MVD_JOB_ITERATION_MARKER 0x20u
 
-/* The largest lookahead, in layers, the library accepts. */
-#define MVD_LOOKAHEAD_MAX 1000000
-
 /* How the arbiter and the planner treat one job (a process whose job name matches, or
  * "default"). */
 struct mvd_job {
@@ -40,8 +37,7 @@ struct mvd_job {
 	uint64_t min;      /* bytes the job is granted before any weighted share */
 	char *policy;      /* the paging policy's name, one of mv_policies (memvirt-policies(7)) */
 	uint64_t page_min; /* smallest buffer a plan pages, > 0 (default 1 MiB) */
-	uint32_t lookahead;      /* vdnn-*: layers ahead a page-in is issued, 1 to MVD_LOOKAHEAD_MAX
-				  * (default 1) */
+	uint32_t lookahead;      /* vdnn-*: layers ahead a page-in is issued (default 1) */
 	double heavy_fraction;   /* vdnn-conv: in (0, 1] (default 0.5) */
 	double headroom;         /* mmcnn: in [0, 1) (default 0.02) */
 	char *iteration_marker;  /* a kernel name that starts each iteration; NULL: detect it */

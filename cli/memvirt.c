@@ -1,6 +1,5 @@
 /* memvirt, the command-line front end: finds the subcommand and hands it the rest of argv. */
-/* Angle brackets: "config.h" would find daemon/config.h, the daemon's configuration, first. */
-#include <config.h>
+#include "config.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -8,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/cli.h"
+#include "cli/internal.h"
 
 /* One subcommand: its name, its entry point and the line `memvirt --help` shows for it. */
 struct memvirt_cmd {
@@ -73,7 +72,7 @@ static size_t memvirt_distance(const char *a, const char *b)
 	return r;
 }
 
-const char *mvd_closest(const char *word, const char *const *names)
+const char *cli_closest(const char *word, const char *const *names)
 {
 	const char *best = NULL;
 	size_t bestd = (size_t)-1, d, limit;
@@ -94,7 +93,7 @@ const char *mvd_closest(const char *word, const char *const *names)
 	return bestd <= limit ? best : NULL;
 }
 
-int mvd_exe_dir(char *buf, size_t len)
+int cli_exe_dir(char *buf, size_t len)
 {
 	ssize_t n;
 	char *slash;
@@ -110,14 +109,17 @@ int mvd_exe_dir(char *buf, size_t len)
 	return 0;
 }
 
-char *mvd_memvirtd_path(char *buf, size_t len)
+char *cli_memvirtd_path(char *buf, size_t len)
 {
 	char dir[PATH_MAX];
 	int n;
 
-	/* In the build tree memvirtd sits next to memvirt (daemon/), as it does when both are
-	 * installed in one directory. */
-	if (mvd_exe_dir(dir, sizeof(dir)) == 0) {
+	/* In the build tree memvirtd is daemon/memvirtd beside memvirt's cli/; installed in one
+	 * directory (a GPU check bundle), it sits next to memvirt. */
+	if (cli_exe_dir(dir, sizeof(dir)) == 0) {
+		n = snprintf(buf, len, "%s/../daemon/memvirtd", dir);
+		if (n > 0 && (size_t)n < len && access(buf, X_OK) == 0)
+			return buf;
 		n = snprintf(buf, len, "%s/memvirtd", dir);
 		if (n > 0 && (size_t)n < len && access(buf, X_OK) == 0)
 			return buf;
@@ -141,7 +143,7 @@ static int memvirt_unknown(const char *name)
 		names[i] = memvirt_cmds[i].name;
 	names[i++] = "help";
 	names[i] = NULL;
-	guess = mvd_closest(name, names);
+	guess = cli_closest(name, names);
 	if (guess != NULL)
 		fprintf(stderr, "memvirt: unknown command '%s'; did you mean '%s'?\n", name, guess);
 	else

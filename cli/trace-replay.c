@@ -1,0 +1,195 @@
+/* memvirt trace replay: one iteration of a trace under a policy (or all of them) and a budget, as
+ * the time model plays it: peak memory, bytes moved, stall, overhead and the bandwidth bound. */
+#include "config.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cli/internal.h"
+#include "policies/policy.h"
+#include "protocol/units.h"
+
+static double replay_pct(uint64_t step, uint64_t base)
+{
+	return base > 0 ? ((double)step - (double)base) * 100.0 / (double)base : 0.0;
+}
+
+static double replay_ratio(uint64_t step, uint64_t bound)
+{
+	return bound > 0 ? (double)step / (double)bound : 0.0;
+}
+
+static json_t *replay_run_json(const struct cli_trace_run *run, const struct mv_model_result *base,
+			       uint64_t bound)
+{
+	const struct mv_model_result *r = &run->r;
+
+	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, s:b, "
+			 "s:I}",
+			 "policy", run->pol->name,
+			 "peak", (json_int_t)r->peak,
+			 "bytes_out", (json_int_t)r->bytes_out,
+			 "bytes_in", (json_int_t)r->bytes_in,
+			 "page_outs", (json_int_t)r->page_outs,
+			 "page_ins", (json_int_t)r->page_ins,
+			 "stall_ns", (json_int_t)r->stall_ns,
+			 "step_ns", (json_int_t)r->step_ns,
+			 "compute_ns", (json_int_t)r->compute_ns,
+			 "plan_ops", (json_int_t)(run->plan != NULL ? run->plan->nops : 0),
+			 "overhead_pct", replay_pct(r->step_ns, base->step_ns),
+			 "lower_bound_ratio", replay_ratio(r->step_ns, bound),
+			 "late", (json_int_t)r->late,
+			 "faults", (json_int_t)r->faults,
+			 "over_budget", r->over_budget,
+			 "feedback_rounds", (json_int_t)run->rounds);
+}
+
+static void replay_ms(uint64_t ns, char *buf, size_t len)
+{
+	snprintf(buf, len, "%.3f ms", (double)ns / 1e6);
+}
+
+/* One policy's report as a table of name and value. */
+static void replay_print_one(const struct cli_trace_ctx *c, const struct cli_trace_run *run,
+			     const struct mv_model_result *base, uint64_t bound, uint64_t must)
+{
+	const struct mv_model_result *r = &run->r;
+	char a[32], b[32];
+
+	printf("trace            %s\n", c->o->file);
+	printf("iteration        ops %" PRIu32 ":%" PRIu32 ", %" PRIu32 " launches, %" PRIu32
+	       " buffers\n", c->first_op, c->nops, c->it->nlaunch, c->it->nbufs);
+	printf("policy           %s\n", run->pol->name);
+	printf("budget           %s (%" PRIu64 " bytes)\n", mv_format_size(c->budget, a, sizeof(a)),
+	       c->budget);
+	printf("link             %g GB/s host to device, %g GB/s device to host\n",
+	       c->o->h2d_gbps, c->o->d2h_gbps);
+	printf("peak             %s (%" PRIu64 " bytes); unlimited %s (%" PRIu64 " bytes)\n",
+	       mv_format_size(r->peak, a, sizeof(a)), r->peak, mv_format_size(base->peak, b, sizeof(b)),
+	       base->peak);
+	printf("moved out        %s (%" PRIu64 " bytes) in %" PRIu32 " page-outs\n",
+	       mv_format_size(r->bytes_out, a, sizeof(a)), r->bytes_out, r->page_outs);
+	printf("moved in         %s (%" PRIu64 " bytes) in %" PRIu32 " page-ins\n",
+	       mv_format_size(r->bytes_in, a, sizeof(a)), r->bytes_in, r->page_ins);
+	replay_ms(r->stall_ns, a, sizeof(a));
+	printf("stall            %s\n", a);
+	replay_ms(r->step_ns, a, sizeof(a));
+	replay_ms(base->step_ns, b, sizeof(b));
+	printf("step             %s; unlimited %s\n", a, b);
+	printf("overhead         %.2f%%\n", replay_pct(r->step_ns, base->step_ns));
+	replay_ms(bound, a, sizeof(a));
+	printf("lower bound      %s (%s must leave the device at the tightest launch)\n", a,
+	       mv_format_size(must, b, sizeof(b)));
+	printf("step/bound       %.3f\n", replay_ratio(r->step_ns, bound));
+	printf("late page-ins    %" PRIu32 "\n", r->late);
+	printf("faults           %" PRIu32 "\n", r->faults);
+	printf("feedback rounds  %" PRIu32 "\n", run->rounds);
+	if (r->over_budget)
+		printf("over budget      yes: even reactive paging cannot keep the budget; the job "
+		       "would get out-of-memory errors\n");
+}
+
+/* Several policies, one row each. */
+static void replay_print_table(const struct cli_trace_ctx *c, const struct cli_trace_run *runs,
+			       size_t n, const struct mv_model_result *base, uint64_t bound, uint64_t must)
+{
+	char a[32], b[32], d[32];
+
+	printf("%s: iteration ops %" PRIu32 ":%" PRIu32 " (%" PRIu32 " launches), budget %s, link "
+	       "%g/%g GB/s\n", c->o->file, c->first_op, c->nops, c->it->nlaunch,
+	       mv_format_size(c->budget, a, sizeof(a)), c->o->h2d_gbps, c->o->d2h_gbps);
+	printf("unlimited: peak %s, step %.3f ms; lower bound %.3f ms (%s must leave the device)\n",
+	       mv_format_size(base->peak, a, sizeof(a)), (double)base->step_ns / 1e6,
+	       (double)bound / 1e6, mv_format_size(must, b, sizeof(b)));
+	printf("%-10s %12s %12s %12s %7s %7s %10s %10s %9s %8s %5s %6s\n", "policy", "peak", "out",
+	       "in", "outs", "ins", "stall ms", "step ms", "overhead", "x bound", "late", "faults");
+	for (size_t i = 0; i < n; i++) {
+		const struct mv_model_result *r = &runs[i].r;
+
+		printf("%-10s %12s %12s %12s %7" PRIu32 " %7" PRIu32 " %10.3f %10.3f %8.2f%% %8.3f %5"
+		       PRIu32 " %6" PRIu32 "%s\n", runs[i].pol->name,
+		       mv_format_size(r->peak, a, sizeof(a)), mv_format_size(r->bytes_out, b, sizeof(b)),
+		       mv_format_size(r->bytes_in, d, sizeof(d)), r->page_outs, r->page_ins,
+		       (double)r->stall_ns / 1e6, (double)r->step_ns / 1e6,
+		       replay_pct(r->step_ns, base->step_ns), replay_ratio(r->step_ns, bound), r->late,
+		       r->faults, r->over_budget ? "  over budget" : "");
+	}
+}
+
+int cli_trace_replay(const struct cli_trace_opts *o)
+{
+	struct cli_trace_ctx c;
+	struct cli_trace_run *runs;
+	struct mv_model_result base;
+	uint64_t bound, must = 0;
+	size_t n = 0, want = 1;
+	int rc = 1, r;
+
+	if (o->budget == NULL) {
+		fprintf(stderr, "memvirt trace replay: --budget is required (a size such as 12GiB or a "
+				"percentage of the iteration's peak such as 50%%)\n");
+		return 2;
+	}
+	if (cli_trace_load(&c, o, 1) < 0)
+		return 1;
+	if (o->all)
+		for (want = 0; mv_policies[want] != NULL; want++)
+			;
+	runs = xmalloc(want * sizeof(*runs));
+	r = mv_model_run(c.it, NULL, UINT64_MAX, &c.m, &base, NULL);
+	if (r < 0) {
+		fprintf(stderr, "memvirt trace: %s: the model failed with unlimited memory: %s\n", o->file,
+			strerror(-r));
+		goto out;
+	}
+	bound = mv_model_lower_bound(c.it, c.budget, &c.m, &must);
+	for (n = 0; n < want; n++) {
+		const struct mv_policy *pol = o->all ? mv_policies[n] : mv_policy_find(o->plan.policy);
+
+		if (cli_trace_plan_run(&c, pol, c.budget, &runs[n]) < 0)
+			goto out;
+	}
+	if (o->json) {
+		json_t *root, *arr = json_array();
+
+		for (size_t i = 0; i < n; i++) {
+			json_t *one = replay_run_json(&runs[i], &base, bound);
+
+			json_object_set_new(one, "budget", json_integer((json_int_t)c.budget));
+			json_array_append_new(arr, one);
+		}
+		root = json_pack("{s:s, s:b, s:{s:I, s:I, s:I, s:I}, s:I, s:f, s:f, s:{s:I, s:I}, "
+				 "s:I, s:I, s:o}",
+				 "file", o->file, "truncated", c.t->truncated,
+				 "iteration", "first_op", (json_int_t)c.first_op, "nops",
+				 (json_int_t)c.nops, "launches", (json_int_t)c.it->nlaunch, "buffers",
+				 (json_int_t)c.it->nbufs,
+				 "budget", (json_int_t)c.budget,
+				 "h2d_gbps", o->h2d_gbps, "d2h_gbps", o->d2h_gbps,
+				 "unlimited", "peak", (json_int_t)base.peak, "step_ns",
+				 (json_int_t)base.step_ns,
+				 "lower_bound_ns", (json_int_t)bound, "must_move", (json_int_t)must,
+				 "results", arr);
+		if (root == NULL)
+			xoom();
+		cli_print_json(root);
+	} else if (o->all) {
+		replay_print_table(&c, runs, n, &base, bound, must);
+	} else {
+		replay_print_one(&c, &runs[0], &base, bound, must);
+	}
+	rc = 0;
+	for (size_t i = 0; i < n; i++)
+		if (runs[i].r.over_budget)
+			rc = 1;
+out:
+	for (size_t i = 0; i < n; i++)
+		mv_plan_free(runs[i].plan);
+	free(runs);
+	cli_trace_ctx_free(&c);
+	return rc;
+}
