@@ -150,8 +150,9 @@ static int rebuilt(const struct mv_learner *l, uint32_t cut, struct mv_trace **o
 	uint64_t key;
 	int rc = n == NULL || remap == NULL ? -ENOMEM : 0;
 
+	/* In the same order, so every function keeps its number. */
 	for (f = 0; f < o->nfuncs && rc == 0; f++)
-		rc = mv_trace_add_func(n, o->funcs[f], &i);
+		rc = mv_trace_add_func(n, o->funcs[f], NULL);
 	for (b = 0; b < o->nbufs && rc == 0; b++) {
 		const struct mv_trace_buf *tb = &o->bufs[b];
 
