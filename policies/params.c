@@ -12,7 +12,7 @@
 #include "protocol/units.h"
 
 /* The ranges of struct mv_policy_params' knobs. The link's speeds are in GB/s, as people give them;
- * a million GB/s is far beyond any link and keeps the model's arithmetic finite. */
+ * a million GB/s is far beyond any link. */
 static const struct mv_knob knobs[] = {
 	{"page_min", MV_KNOB_SIZE, 1, INFINITY, 0, 0},
 	{"lookahead", MV_KNOB_WHOLE, 1, 1000000, 0, 0},
