@@ -202,7 +202,7 @@ void mv_buf_discard(struct mv_buf *b)
 		mv_net_unmap(b);
 		mv_host_free(b->host);
 		b->host = NULL;
-		atomic_fetch_sub(&mv_count.host_bytes, b->span);
+		mv_count_sub(MV_COUNTER_host_bytes, b->span);
 		mv_real.cuMemAddressFree(b->va, b->span);
 	} else {
 		mv_free_range(b->va, b->span, b->dev);
@@ -297,8 +297,8 @@ static CUresult alloc(CUdeviceptr *dptr, size_t size, struct mv_stream *s)
 	r = mv_device_init();
 	if (r != CUDA_SUCCESS)
 		return r;
-	learn = atomic_load_explicit(&mv_learn_flags, memory_order_relaxed);
-	if ((learn & MV_LEARN_ON) || atomic_load_explicit(&mv_link_up, memory_order_relaxed))
+	learn = mv_learn_flags_now();
+	if ((learn & MV_LEARN_ON) || mv_link_is_up())
 		site = mv_site_hash();
 	if (size < mv_cfg.slab_threshold)
 		r = slab_alloc(size, s, site, &va);
@@ -344,7 +344,7 @@ static CUresult release(CUdeviceptr va, struct mv_stream *s)
 		return CUDA_ERROR_INVALID_VALUE;
 	}
 	mv_registry_remove(b);
-	if (atomic_load_explicit(&mv_learn_flags, memory_order_relaxed) & MV_LEARN_ON)
+	if (mv_learn_flags_now() & MV_LEARN_ON)
 		mv_learn_free(b->id);
 	if (b->ibuf != UINT32_MAX)
 		mv_plan_unbind(b);
@@ -549,7 +549,7 @@ MV_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size
 		if (app_handles[i].h == 0) {
 			app_handles[i].h = *handle;
 			app_handles[i].size = size;
-			atomic_fetch_add(&mv_count.app_vmm_bytes, size);
+			mv_count_add(MV_COUNTER_app_vmm_bytes, size);
 			size = 0;
 			break;
 		}
@@ -581,7 +581,7 @@ MV_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
 	}
 	mv_unlock();
 	if (size != 0) {
-		atomic_fetch_sub(&mv_count.app_vmm_bytes, size);
+		mv_count_sub(MV_COUNTER_app_vmm_bytes, size);
 		mv_uncharge(size);
 	}
 	return CUDA_SUCCESS;

@@ -10,7 +10,23 @@
 #include "protocol/proto.h"
 #include "protocol/units.h"
 
-struct mv_counters_atomic mv_count;
+/* Indexed by enum mv_counter_index; the slots of source budget stay zero. */
+static _Atomic uint64_t count[MV_NCOUNTERS];
+
+void mv_count_add(enum mv_counter_index c, uint64_t n)
+{
+	atomic_fetch_add(&count[c], n);
+}
+
+void mv_count_sub(enum mv_counter_index c, uint64_t n)
+{
+	atomic_fetch_sub(&count[c], n);
+}
+
+uint64_t mv_count_get(enum mv_counter_index c)
+{
+	return atomic_load(&count[c]);
+}
 
 /* The counters of source budget come from the budget (mv_budget_read), read by hand. */
 #define COUNTER_IS_BUDGET_atomic 0
@@ -34,7 +50,7 @@ MV_EXPORT void memvirt_counters(struct memvirt_counters *out)
 		return;
 	mv_budget_read(&out->budget, &out->resident_bytes);
 #define MV_COUNTER(name, source, ...) COUNTER_LOAD_##source(name)
-#define COUNTER_LOAD_atomic(name) out->name = atomic_load(&mv_count.name);
+#define COUNTER_LOAD_atomic(name) out->name = atomic_load(&count[MV_COUNTER_##name]);
 #define COUNTER_LOAD_budget(name)
 #include "protocol/counters.def"
 #undef MV_COUNTER

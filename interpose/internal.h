@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "interpose/memvirt.h"
+#include "protocol/proto.h"
 
 #define MV_EXPORT __attribute__((visibility("default")))
 
@@ -436,19 +437,12 @@ void mv_busy_wait_end(void);
 
 /* ---- counters (counters.c) ---- */
 
-/* The counters of protocol/counters.def that the library keeps itself (source atomic); those of
- * source budget are read from the budget (mv_budget_read). */
-struct mv_counters_atomic {
-#define MV_COUNTER(name, source, ...) MV_COUNTER_FIELD_##source(name)
-#define MV_COUNTER_FIELD_atomic(name) _Atomic uint64_t name;
-#define MV_COUNTER_FIELD_budget(name)
-#include "protocol/counters.def"
-#undef MV_COUNTER
-#undef MV_COUNTER_FIELD_atomic
-#undef MV_COUNTER_FIELD_budget
-};
-
-extern struct mv_counters_atomic mv_count;
+/* The counters of protocol/counters.def that the library keeps itself (source atomic), by their
+ * index (protocol/proto.h); those of source budget are read from the budget (mv_budget_read). Any
+ * thread may add or read one: each is one relaxed atomic operation. */
+void mv_count_add(enum mv_counter_index c, uint64_t n);
+void mv_count_sub(enum mv_counter_index c, uint64_t n);
+uint64_t mv_count_get(enum mv_counter_index c);
 
 /* The exported snapshot (memvirt.h), read by the link thread too. */
 MV_EXPORT void memvirt_counters(struct memvirt_counters *out);
@@ -514,20 +508,21 @@ void mv_ring_forked(struct mv_ring *r);
 
 /* ---- the link to memvirtd (link.c) ---- */
 
-/* Nonzero while a daemon session is up: only then do the app's threads push events. */
-extern _Atomic int mv_link_up;
+/* Nonzero while a daemon session is up: only then do the app's threads push events. One relaxed
+ * load; set by the link thread alone. */
+int mv_link_is_up(void);
 
 /* Queues one event for the daemon without waiting: when the ring is full it is dropped and
  * counted. No lock, no system call (the time comes from the vDSO). */
 void mv_link_push(uint32_t kind, uint32_t stream, uint64_t addr, uint64_t size, uint64_t arg);
 /* Queues a LAUNCH of function number fn and one REF per buffer named, as one record: all of them
- * or, when the ring is full, none (each counted as dropped). Called only while mv_link_up. */
+ * or, when the ring is full, none (each counted as dropped). Called only while mv_link_is_up(). */
 void mv_link_launch(uint32_t stream, uint32_t fn, struct mv_buf *const *named, size_t n);
 
 /* The app's side: one relaxed load when no daemon is linked. */
 static inline void mv_link_event(uint32_t kind, uint32_t stream, uint64_t addr, uint64_t size, uint64_t arg)
 {
-	if (atomic_load_explicit(&mv_link_up, memory_order_relaxed))
+	if (mv_link_is_up())
 		mv_link_push(kind, stream, addr, size, arg);
 }
 
@@ -548,8 +543,10 @@ uint64_t mv_site_hash(void);
 #define MV_LEARN_TIME 0x2u    /* launches are bracketed with timing events */
 #define MV_LEARN_PLAN 0x4u    /* a plan is installed: the executor follows launches */
 #define MV_LEARN_NUMBER 0x8u  /* launches need their function number (the daemon's events) */
-/* What the launch path must do beyond paging; one relaxed load when nothing. */
-extern _Atomic unsigned mv_learn_flags;
+/* What the launch path must do beyond paging (MV_LEARN_*): one relaxed load. The learner (learn.c)
+ * owns the flags; the executor sets MV_LEARN_PLAN through mv_learn_plan_following. */
+unsigned mv_learn_flags_now(void);
+void mv_learn_plan_following(int on);
 
 /* Starts the learner when MEMVIRT_POLICY or MEMVIRT_RECORD ask for it (after mv_device_init). */
 void mv_learn_start(void);

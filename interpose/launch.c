@@ -214,7 +214,7 @@ static void after_submit(struct learn_ctx *l, uint32_t stream_ix, struct mv_buf 
 		if (l->flags & MV_LEARN_ON)
 			mv_learn_launch(l->fn, stream_ix, named, n, l->tslot);
 	}
-	if (atomic_load_explicit(&mv_link_up, memory_order_relaxed))
+	if (mv_link_is_up())
 		mv_link_launch(stream_ix, l->flags != 0 ? l->fn : 0, named, n);
 }
 
@@ -360,9 +360,9 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 	struct submission sub;
 	CUresult r;
 
-	sub.l.flags = atomic_load_explicit(&mv_learn_flags, memory_order_relaxed);
+	sub.l.flags = mv_learn_flags_now();
 	/* The daemon's LAUNCH events carry the function number. */
-	if (atomic_load_explicit(&mv_link_up, memory_order_relaxed))
+	if (mv_link_is_up())
 		sub.l.flags |= MV_LEARN_NUMBER;
 	if (sub.l.flags == 0 && nwords == 0) {
 		/* Nothing to look up, the stream included: the event names none. */

@@ -21,7 +21,20 @@
 #include "policies/policy.h"
 #include "policies/trace.h"
 
-_Atomic unsigned mv_learn_flags;
+static _Atomic unsigned learn_flags;
+
+unsigned mv_learn_flags_now(void)
+{
+	return atomic_load_explicit(&learn_flags, memory_order_relaxed);
+}
+
+void mv_learn_plan_following(int on)
+{
+	if (on)
+		atomic_fetch_or(&learn_flags, MV_LEARN_PLAN);
+	else
+		atomic_fetch_and(&learn_flags, ~MV_LEARN_PLAN);
+}
 
 /* ---- function numbers ---- */
 
@@ -423,7 +436,7 @@ static uint64_t budget_now(void)
 
 	b = mv_budget_now();
 	/* The app's own VMM allocations hold the device outside any plan. */
-	b -= MV_MIN(b, atomic_load(&mv_count.app_vmm_bytes));
+	b -= MV_MIN(b, mv_count_get(MV_COUNTER_app_vmm_bytes));
 	return b;
 }
 
@@ -548,7 +561,7 @@ static void detect(void)
 	diverged_base = diverged;
 	/* Durations are known now; recording still wants them. */
 	if (!recording)
-		atomic_fetch_and(&mv_learn_flags, ~MV_LEARN_TIME);
+		atomic_fetch_and(&learn_flags, ~MV_LEARN_TIME);
 }
 
 /* One round of the planner's periodic work. */
@@ -562,7 +575,7 @@ static void planner_round(void)
 		mv_plan_install_local(NULL, NULL, NULL, 0);
 		mv_iter_free(iter);
 		iter = NULL;
-		atomic_fetch_or(&mv_learn_flags, MV_LEARN_TIME);
+		atomic_fetch_or(&learn_flags, MV_LEARN_TIME);
 		relearn("records were lost");
 		return;
 	}
@@ -587,7 +600,7 @@ static void planner_round(void)
 		 * shape after following it for longer may come back to it. */
 		if (iters - iters_installed < 2)
 			bad_sig[nbad++ % MV_BAD_ITERS] = iter_sig(iter);
-		atomic_fetch_or(&mv_learn_flags, MV_LEARN_TIME);
+		atomic_fetch_or(&learn_flags, MV_LEARN_TIME);
 		relearn("the job left its iteration");
 		relearning = 1;
 		return;
@@ -622,7 +635,7 @@ static void planner_round(void)
 			plan_and_install();
 		} else if (budget_now() != planned_budget) {
 			plan_and_install();
-		} else if (!mv_plan_daemon_active() && !(atomic_load(&mv_learn_flags) & MV_LEARN_PLAN)) {
+		} else if (!mv_plan_daemon_active() && !(atomic_load(&learn_flags) & MV_LEARN_PLAN)) {
 			plan_and_install();
 		}
 	}
@@ -723,7 +736,7 @@ void mv_learn_start(void)
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
-	atomic_store(&mv_learn_flags, flags);
+	atomic_store(&learn_flags, flags);
 	mv_log(MV_LOG_DEBUG, "learner started: policy %s%s%s", mv_cfg.policy, recording ? ", recording to " : "",
 	       recording ? mv_cfg.record : "");
 }
@@ -733,9 +746,9 @@ __attribute__((destructor)) static void learn_exit(void)
 {
 	struct timespec ts = {0, 5000000};
 
-	if (!atomic_load(&planner_started) || !(atomic_load(&mv_learn_flags) & MV_LEARN_ON))
+	if (!atomic_load(&planner_started) || !(atomic_load(&learn_flags) & MV_LEARN_ON))
 		return;
-	atomic_store(&mv_learn_flags, 0);
+	atomic_store(&learn_flags, 0);
 	atomic_store(&planner_exiting, 1);
 	for (int i = 0; i < 400 && !atomic_load(&planner_done); i++)
 		nanosleep(&ts, NULL);

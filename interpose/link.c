@@ -39,7 +39,12 @@
 static struct mv_ring ring;
 _Static_assert(sizeof(struct mv_event) <= sizeof(((struct mv_ring_slot *)0)->w), "an event fills one slot");
 
-_Atomic int mv_link_up;
+static _Atomic int link_up;
+
+int mv_link_is_up(void)
+{
+	return atomic_load_explicit(&link_up, memory_order_relaxed);
+}
 
 /* CLOCK_MONOTONIC is read through the vDSO: no system call. */
 static uint64_t event_time(void)
@@ -55,7 +60,7 @@ static int claim_events(unsigned k, uint64_t *ticket)
 {
 	if (mv_ring_claim(&ring, k, ticket) == 0)
 		return 0;
-	atomic_fetch_add_explicit(&mv_count.events_dropped, k, memory_order_relaxed);
+	mv_count_add(MV_COUNTER_events_dropped, k);
 	return -1;
 }
 
@@ -190,7 +195,7 @@ static long send_events(uint64_t deadline)
 		r = send_frame(MV_MSG_EVENTS, mv_events_encode(batch, n, (uint32_t)lost, tx + MV_FRAME_HEADER), deadline);
 		if (r != 0)
 			return r;
-		atomic_fetch_add_explicit(&mv_count.events_sent, n, memory_order_relaxed);
+		mv_count_add(MV_COUNTER_events_sent, n);
 		sent += n;
 		if (n < MV_EVENTS_MAX)
 			return sent;
@@ -406,7 +411,7 @@ static int session(void)
 	/* Whatever the ring holds is from an earlier session. */
 	while (ring_drain(NULL, MV_RING_SLOTS) > 0)
 		;
-	atomic_store(&mv_link_up, 1);
+	atomic_store(&link_up, 1);
 	next_events = now_ms() + MV_LINK_IDLE_MS;
 	next_counters = now_ms() + MV_LINK_COUNTERS_MS;
 	for (;;) {
@@ -414,7 +419,7 @@ static int session(void)
 		if (atomic_load(&exiting)) {
 			/* Best effort, in bounded time: the last events, the final counters, BYE. */
 			uint64_t deadline = now + MV_LINK_EXIT_MS;
-			atomic_store(&mv_link_up, 0);
+			atomic_store(&link_up, 0);
 			if (send_events(deadline) >= 0 && send_counters(deadline) == 0)
 				send_frame(MV_MSG_BYE, 0, deadline);
 			reason = "the process is exiting";
@@ -440,7 +445,7 @@ static int session(void)
 			next_counters = now + MV_LINK_COUNTERS_MS;
 		}
 	}
-	atomic_store(&mv_link_up, 0);
+	atomic_store(&link_up, 0);
 	close(sock);
 	sock = -1;
 	/* The daemon's plan goes with it. */
@@ -532,7 +537,7 @@ void mv_link_start(void)
 void mv_link_forked(void)
 {
 	mv_ring_forked(&ring);
-	atomic_store(&mv_link_up, 0);
+	atomic_store(&link_up, 0);
 	atomic_store(&exiting, 0);
 	if (sock >= 0)
 		close(sock);

@@ -98,7 +98,7 @@ static void finish_page_out(struct mv_buf *b)
 	dev = b->dev;
 	mv_unlock();
 
-	if (atomic_load_explicit(&mv_learn_flags, memory_order_relaxed) & MV_LEARN_ON)
+	if (mv_learn_flags_now() & MV_LEARN_ON)
 		mv_learn_page(b->id, 0, b->size, copy_ns(b), 0);
 	mv_unmap_device(b->va, b->span, dev);
 	mv_net_map(b);
@@ -108,9 +108,9 @@ static void finish_page_out(struct mv_buf *b)
 	b->releasing = 0;
 	b->state = MV_HOST;
 	mv_budget_evicted(b->span, 1);
-	atomic_fetch_add(&mv_count.host_bytes, b->span);
-	atomic_fetch_add(&mv_count.page_outs, 1);
-	atomic_fetch_add(&mv_count.bytes_out, b->size);
+	mv_count_add(MV_COUNTER_host_bytes, b->span);
+	mv_count_add(MV_COUNTER_page_outs, 1);
+	mv_count_add(MV_COUNTER_bytes_out, b->size);
 	mv_link_event(MV_EV_PAGE_OUT, 0, b->va, b->size, 0);
 	if (b->freed)
 		mv_pager_release(b);
@@ -124,7 +124,7 @@ static void finish_page_out(struct mv_buf *b)
  * can go. */
 static void finish_page_in(struct mv_buf *b, struct mv_hostslot *h)
 {
-	int learning = atomic_load_explicit(&mv_learn_flags, memory_order_relaxed) & MV_LEARN_ON;
+	int learning = mv_learn_flags_now() & MV_LEARN_ON;
 	uint64_t ns = learning ? copy_ns(b) : 0;
 	int waited;
 
@@ -220,7 +220,7 @@ static void finish_stalls(void)
 		float ms = 0;
 		mv_real.cuEventSynchronize(stalls[i].b);
 		if (mv_real.cuEventElapsedTime(&ms, stalls[i].a, stalls[i].b) == CUDA_SUCCESS && ms > 0)
-			atomic_fetch_add(&mv_count.stall_ns, (uint64_t)((double)ms * 1e6));
+			mv_count_add(MV_COUNTER_stall_ns, (uint64_t)((double)ms * 1e6));
 		mv_real.cuEventDestroy_v2(stalls[i].a);
 		mv_real.cuEventDestroy_v2(stalls[i].b);
 	}

@@ -219,10 +219,7 @@ static void install(struct xplan *x)
 	}
 	cur = x;
 	bound = nb;
-	if (x != NULL)
-		atomic_fetch_or(&mv_learn_flags, MV_LEARN_PLAN);
-	else
-		atomic_fetch_and(&mv_learn_flags, ~MV_LEARN_PLAN);
+	mv_learn_plan_following(x != NULL);
 	mv_unlock();
 	xplan_free(old);
 	free(ob);
@@ -413,7 +410,7 @@ void mv_plan_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 			synced = 1;
 			cursor = matched % cur->nlaunch;
 			mv_log(MV_LOG_DEBUG, "plan: following the iteration from launch %u (planned out so far %llu)",
-			       matched, (unsigned long long)atomic_load(&mv_count.planned_outs));
+			       matched, (unsigned long long)mv_count_get(MV_COUNTER_planned_outs));
 		} else if (synced || ++awaiting > cur->nlaunch) {
 			atomic_fetch_add_explicit(&diverged_launches, 1, memory_order_relaxed);
 		}
@@ -425,11 +422,11 @@ void mv_plan_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 		matched = matches(0, fn, named, n) ? 1 : 0;
 		if (matched > 0)
 			bind_at(0, named, n);
-		atomic_fetch_add_explicit(&mv_count.divergences, 1, memory_order_relaxed);
+		mv_count_add(MV_COUNTER_divergences, 1);
 		atomic_fetch_add_explicit(&diverged_launches, 1, memory_order_relaxed);
 		mv_log(MV_LOG_DEBUG, "plan: launch %u of the iteration expected function %u and its buffers, got "
 		       "function %u: reactive paging (planned out so far %llu)", i, cur->func[i], fn,
-		       (unsigned long long)atomic_load(&mv_count.planned_outs));
+		       (unsigned long long)mv_count_get(MV_COUNTER_planned_outs));
 		return;
 	}
 	bind_at(i, named, n);
@@ -458,9 +455,9 @@ void mv_plan_issue(struct mv_plan_step *st)
 		struct mv_buf *b = st->buf[i];
 		if (st->in[i]) {
 			if (mv_page_in_planned(b) == 0)
-				atomic_fetch_add_explicit(&mv_count.planned_ins, 1, memory_order_relaxed);
+				mv_count_add(MV_COUNTER_planned_ins, 1);
 		} else if (mv_page_out_planned(b) == 0) {
-			atomic_fetch_add_explicit(&mv_count.planned_outs, 1, memory_order_relaxed);
+			mv_count_add(MV_COUNTER_planned_outs, 1);
 		}
 		atomic_fetch_sub_explicit(&b->busy, 1, memory_order_release);
 	}
@@ -476,7 +473,7 @@ void mv_plan_unbind(struct mv_buf *b)
 
 void mv_plan_late(struct mv_buf *b)
 {
-	atomic_fetch_add_explicit(&mv_count.late_ins, 1, memory_order_relaxed);
+	mv_count_add(MV_COUNTER_late_ins, 1);
 	mv_lock();
 	b->plan_waited = 1;
 	if (cur != NULL && b->ibuf < cur->nbufs)

@@ -162,7 +162,7 @@ static CUresult room_refused_unlock(uint64_t bytes)
 	mv_log(MV_LOG_INFO, "cannot make room for %llu bytes: resident %llu of %llu; %s", (unsigned long long)bytes,
 	       (unsigned long long)budget.resident, (unsigned long long)budget.limit, what);
 	mv_unlock();
-	atomic_fetch_add(&mv_count.oom, 1);
+	mv_count_add(MV_COUNTER_oom, 1);
 	return CUDA_ERROR_OUT_OF_MEMORY;
 }
 
@@ -280,9 +280,9 @@ static CUresult page_in_charged(struct mv_buf *b)
 	b->dev = dev;
 	b->state = MV_RESIDENT;
 	b->ready_pending = 1;
-	atomic_fetch_sub(&mv_count.host_bytes, b->span);
-	atomic_fetch_add(&mv_count.page_ins, 1);
-	atomic_fetch_add(&mv_count.bytes_in, b->size);
+	mv_count_sub(MV_COUNTER_host_bytes, b->span);
+	mv_count_add(MV_COUNTER_page_ins, 1);
+	mv_count_add(MV_COUNTER_bytes_in, b->size);
 	b->in_used = 0;
 	mv_pager_watch_in(b);
 	mv_wake_moved();
@@ -416,7 +416,7 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 		mv_plan_late(b);
 	if (fetched) {
 		/* Every page-in issued here is one a submission waits for: a fault-in. */
-		atomic_fetch_add(&mv_count.fault_ins, 1);
+		mv_count_add(MV_COUNTER_fault_ins, 1);
 		mv_link_event(MV_EV_PAGE_IN, 0, b->va, b->size, 1);
 	}
 	/* A capturing stream cannot wait on an event recorded outside its graph: wait here instead. */
