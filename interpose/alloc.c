@@ -347,7 +347,7 @@ static CUresult release(CUdeviceptr va, struct mv_stream *s)
 	if (mv_learn_flags_now() & MV_LEARN_ON)
 		mv_learn_free(b->id);
 	if (b->ibuf != UINT32_MAX)
-		mv_plan_unbind(b);
+		mv_exec_unbind(b);
 	mv_link_event(MV_EV_FREE, s != NULL ? mv_stream_index(s) + 1 : 0, va, b->size, 0);
 	if (s != NULL)
 		mv_buf_use(b, s, t, mv_clock_now());

@@ -29,7 +29,7 @@
  *     whether room is wanted, the host pool should grow, or the thread runs;
  *   - in alloc.c, the free cache, the slab classes' free and pending lists, and the table of the
  *     app's own VMM handles;
- *   - the plan executor (plan.c): the plan in force, its bindings to live buffers, its cursor and
+ *   - the plan executor (exec.c): the plan in force, its bindings to live buffers, its cursor and
  *     lateness counts.
  *   It is held for bookkeeping only: never across a driver call, with one exception (the slab's
  *   reuse check may record and query a stream's mark event), and never while waiting for the
@@ -537,7 +537,7 @@ void mv_link_forked(void);
  * own. Cached per thread by return address and stack depth, so a repeated site costs a lookup. */
 uint64_t mv_site_hash(void);
 
-/* ---- the learner and the plan executor (learn.c, plan.c, record.c) ---- */
+/* ---- the learner and the plan executor (learn.c, exec.c, record.c) ---- */
 
 #define MV_LEARN_ON 0x1u      /* records go to the learner's queue */
 #define MV_LEARN_TIME 0x2u    /* launches are bracketed with timing events */
@@ -567,35 +567,35 @@ void mv_learn_launch(uint32_t fn, uint32_t stream, struct mv_buf *const *named, 
 void mv_learn_page(uint32_t id, int in, uint64_t bytes, uint64_t dur_ns, int waited);
 
 /* The executor's per-launch step, under mv_lock: follows the iteration cursor, binds iteration
- * buffers, and hands back the plan's moves due after this launch (at most MV_PLAN_STEP_OPS; the
+ * buffers, and hands back the plan's moves due after this launch (at most MV_EXEC_STEP_OPS; the
  * rest are dropped). */
-#define MV_PLAN_STEP_OPS 16
-struct mv_plan_step {
+#define MV_EXEC_STEP_OPS 16
+struct mv_exec_step {
 	int n;
-	struct mv_buf *buf[MV_PLAN_STEP_OPS];
-	uint8_t in[MV_PLAN_STEP_OPS];
+	struct mv_buf *buf[MV_EXEC_STEP_OPS];
+	uint8_t in[MV_EXEC_STEP_OPS];
 };
-void mv_plan_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struct mv_plan_step *out);
+void mv_exec_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struct mv_exec_step *out);
 /* Issues them, without mv_lock. */
-void mv_plan_issue(struct mv_plan_step *st);
+void mv_exec_issue(struct mv_exec_step *st);
 /* A buffer is being freed (mv_lock held): unbind it. */
-void mv_plan_unbind(struct mv_buf *b);
+void mv_exec_unbind(struct mv_buf *b);
 /* A launch found b's planned page-in still copying (no lock held). */
-void mv_plan_late(struct mv_buf *b);
+void mv_exec_late(struct mv_buf *b);
 /* A PLAN frame from memvirtd (link thread): payload of len bytes; NULL withdraws the daemon's plan
  * and goes back to the local one. Returns 0, or -1 when it does not fit the learned iteration. */
-int mv_plan_from_daemon(const uint8_t *payload, size_t len);
+int mv_exec_from_daemon(const uint8_t *payload, size_t len);
 struct mv_iter;
 struct mv_plan;
 /* The learner's plan p for iteration it; fnmap maps the iteration's nfn function numbers to live
  * ones. NULL withdraws it. Left alone while memvirtd's plan is in force. Returns 0 or -1. */
-int mv_plan_install_local(const struct mv_iter *it, const struct mv_plan *p, const uint32_t *fnmap, uint32_t nfn);
+int mv_exec_install_local(const struct mv_iter *it, const struct mv_plan *p, const uint32_t *fnmap, uint32_t nfn);
 /* Iterations the executor has followed to their end, and launches it spent off the plan. */
-void mv_plan_progress(uint64_t *iterations, uint64_t *diverged);
+void mv_exec_progress(uint64_t *iterations, uint64_t *diverged);
 /* Adds the late bytes per iteration buffer to late[] and clears them, when the plan in force has
  * that fingerprint and nbufs buffers; returns whether it had. */
-int mv_plan_take_late(uint64_t fingerprint, uint64_t *late, uint32_t nbufs);
-int mv_plan_daemon_active(void);
+int mv_exec_take_late(uint64_t fingerprint, uint64_t *late, uint32_t nbufs);
+int mv_exec_daemon_active(void);
 
 /* Recording (record.c), on the learner's thread only. */
 int mv_record_open(const char *path, uint64_t device_total, uint32_t flags);

@@ -244,7 +244,7 @@ struct submission {
 	struct mv_buf *named[MV_MAX_NAMED];
 	unsigned char moving[MV_MAX_NAMED]; /* not resident and ready when collected */
 	struct learn_ctx l;
-	struct mv_plan_step step;
+	struct mv_exec_step step;
 };
 
 /* The stream it goes to, and the learner's part before it. */
@@ -311,7 +311,7 @@ static inline void collect_named(struct submission *sub, const uint64_t *words, 
 	if (sub->n > 0)
 		record_uses(sub);
 	if (sub->l.flags & MV_LEARN_PLAN)
-		mv_plan_on_launch(sub->l.fn, sub->named, sub->n, &sub->step);
+		mv_exec_on_launch(sub->l.fn, sub->named, sub->n, &sub->step);
 	mv_unlock();
 }
 
@@ -379,7 +379,7 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 		r = submit_named(&sub, submit, arg);
 	}
 	if (sub.step.n > 0)
-		mv_plan_issue(&sub.step);
+		mv_exec_issue(&sub.step);
 	return r;
 }
 

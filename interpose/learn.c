@@ -2,12 +2,12 @@
  * launches with the buffers they name, page copies, iteration marks) to a lock-free bounded queue
  * (ring.c); the planner thread feeds them to the learner of policies/learn.h, which makes a trace
  * of them, finds the training loop's iteration in it, plans the iteration with the selected policy
- * and installs the plan for the executor (plan.c). It also feeds the trace file (record.c) when
+ * and installs the plan for the executor (exec.c). It also feeds the trace file (record.c) when
  * MEMVIRT_RECORD asks for one.
  *
  * The app never waits on any of it: a full queue drops the record and counts it, which makes the
  * trace unreliable, so the learner starts a new one and withdraws its plan until it has learned
- * the iteration again. Correctness never depends on the plan (plan.c). */
+ * the iteration again. Correctness never depends on the plan (exec.c). */
 #include "config.h"
 
 #include <signal.h>
@@ -474,7 +474,7 @@ static void plan_and_install(void)
 		mv_log(MV_LOG_DEBUG, "plan: %s planned %u page-outs and %u page-ins for %u launches, %u buffers, "
 		       "budget %llu", policy->name, outs, ins, iter->nlaunch, iter->nbufs, (unsigned long long)p.budget);
 	}
-	mv_plan_install_local(iter, plan, fnmap, nfnmap);
+	mv_exec_install_local(iter, plan, fnmap, nfnmap);
 	mv_plan_free(plan);
 }
 
@@ -556,7 +556,7 @@ static void detect(void)
 	fb = mv_feedback_new(it);
 	late_acc = calloc(it->nbufs + 1, sizeof(*late_acc));
 	plan_and_install();
-	mv_plan_progress(&iters, &diverged);
+	mv_exec_progress(&iters, &diverged);
 	iter_seen = iters_installed = iters;
 	diverged_base = diverged;
 	/* Durations are known now; recording still wants them. */
@@ -572,7 +572,7 @@ static void planner_round(void)
 	if (mv_ring_take_dropped(&lq, UINT64_MAX) != 0) {
 		/* The trace missed records: start over and plan nothing until the iteration is relearned. */
 		mv_log(MV_LOG_DEBUG, "plan: the learner's queue overflowed; relearning");
-		mv_plan_install_local(NULL, NULL, NULL, 0);
+		mv_exec_install_local(NULL, NULL, NULL, 0);
 		mv_iter_free(iter);
 		iter = NULL;
 		atomic_fetch_or(&learn_flags, MV_LEARN_TIME);
@@ -590,7 +590,7 @@ static void planner_round(void)
 			detect();
 		return;
 	}
-	mv_plan_progress(&iters, &diverged);
+	mv_exec_progress(&iters, &diverged);
 	if (!relearning && diverged - diverged_base > iter->nlaunch / 2 + MV_DETECT_MIN) {
 		/* Off the plan for good: what came before is another iteration, so learn from here on. */
 		mv_log(MV_LOG_DEBUG, "plan: %llu launches off the plan; learning the iteration anew",
@@ -611,7 +611,7 @@ static void planner_round(void)
 			if (!relearning)
 				return;
 		}
-		mv_plan_progress(&iters, &diverged);
+		mv_exec_progress(&iters, &diverged);
 		diverged_base = diverged;
 		return;
 	}
@@ -619,7 +619,7 @@ static void planner_round(void)
 		/* An iteration ended: late page-ins move earlier (Capuchin), and a new budget replans. */
 		uint64_t late = 0;
 		iter_seen = iters;
-		if (mv_plan_take_late(iter->fingerprint, late_acc, iter->nbufs)) {
+		if (mv_exec_take_late(iter->fingerprint, late_acc, iter->nbufs)) {
 			double h2d = bps(bytes_h2d, ns_h2d, mv_cfg.h2d_gbps);
 			for (uint32_t b = 0; b < iter->nbufs; b++) {
 				if (late_acc[b] == 0)
@@ -635,7 +635,7 @@ static void planner_round(void)
 			plan_and_install();
 		} else if (budget_now() != planned_budget) {
 			plan_and_install();
-		} else if (!mv_plan_daemon_active() && !(atomic_load(&learn_flags) & MV_LEARN_PLAN)) {
+		} else if (!mv_exec_daemon_active() && !(atomic_load(&learn_flags) & MV_LEARN_PLAN)) {
 			plan_and_install();
 		}
 	}

@@ -305,7 +305,7 @@ static enum rx_result receive(int welcomed, const char **reason)
 				break;
 			}
 			/* One that does not fit the iteration learned here is ignored: the local plan stays. */
-			mv_plan_from_daemon(f.payload, f.length);
+			mv_exec_from_daemon(f.payload, f.length);
 		} else if (f.type == MV_MSG_SHUTDOWN) {
 			*reason = "the daemon is shutting down";
 			res = RX_END;
@@ -449,7 +449,7 @@ static int session(void)
 	close(sock);
 	sock = -1;
 	/* The daemon's plan goes with it. */
-	mv_plan_from_daemon(NULL, 0);
+	mv_exec_from_daemon(NULL, 0);
 	if (!atomic_load(&exiting)) {
 		char a[32];
 		mv_log(MV_LOG_INFO, "lost memvirtd (%s); back to the local budget %s", reason,

@@ -413,7 +413,7 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 		b->plan_waited = 1;
 	mv_unlock();
 	if (late && mv_real.cuEventQuery(b->moved) == CUDA_ERROR_NOT_READY)
-		mv_plan_late(b);
+		mv_exec_late(b);
 	if (fetched) {
 		/* Every page-in issued here is one a submission waits for: a fault-in. */
 		mv_count_add(MV_COUNTER_fault_ins, 1);

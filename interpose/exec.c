@@ -227,7 +227,7 @@ static void install(struct xplan *x)
 
 /* Called by the learner: the plan p for iteration it. fnmap maps it's function numbers to live
  * ones. A daemon's plan in force is left alone. Returns 0, or -1 without memory. */
-int mv_plan_install_local(const struct mv_iter *it, const struct mv_plan *p, const uint32_t *fnmap, uint32_t nfn)
+int mv_exec_install_local(const struct mv_iter *it, const struct mv_plan *p, const uint32_t *fnmap, uint32_t nfn)
 {
 	struct xplan *x;
 	uint32_t *at, *ib, *in;
@@ -266,7 +266,7 @@ out:
 	return r;
 }
 
-int mv_plan_from_daemon(const uint8_t *payload, size_t len)
+int mv_exec_from_daemon(const uint8_t *payload, size_t len)
 {
 	struct mv_msg_plan head;
 	struct xplan *x = NULL;
@@ -391,7 +391,7 @@ static void bind_at(uint32_t i, struct mv_buf *const *named, size_t n)
 	}
 }
 
-void mv_plan_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struct mv_plan_step *out)
+void mv_exec_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struct mv_exec_step *out)
 {
 	uint32_t i;
 
@@ -430,7 +430,7 @@ void mv_plan_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 		return;
 	}
 	bind_at(i, named, n);
-	for (uint32_t j = cur->op0[i]; j < cur->op0[i + 1] && out->n < MV_PLAN_STEP_OPS; j++) {
+	for (uint32_t j = cur->op0[i]; j < cur->op0[i + 1] && out->n < MV_EXEC_STEP_OPS; j++) {
 		const struct xop *op = &cur->ops[j];
 		struct mv_buf *b = op->ibuf < cur->nbufs ? bound[op->ibuf] : NULL;
 		if (b == NULL || b->kind != MV_KIND_LARGE || b->pinned || b->freed)
@@ -449,7 +449,7 @@ void mv_plan_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 	}
 }
 
-void mv_plan_issue(struct mv_plan_step *st)
+void mv_exec_issue(struct mv_exec_step *st)
 {
 	for (int i = 0; i < st->n; i++) {
 		struct mv_buf *b = st->buf[i];
@@ -464,14 +464,14 @@ void mv_plan_issue(struct mv_plan_step *st)
 	st->n = 0;
 }
 
-void mv_plan_unbind(struct mv_buf *b)
+void mv_exec_unbind(struct mv_buf *b)
 {
 	if (cur != NULL && b->ibuf < cur->nbufs && bound[b->ibuf] == b)
 		bound[b->ibuf] = NULL;
 	b->ibuf = UINT32_MAX;
 }
 
-void mv_plan_late(struct mv_buf *b)
+void mv_exec_late(struct mv_buf *b)
 {
 	mv_count_add(MV_COUNTER_late_ins, 1);
 	mv_lock();
@@ -482,7 +482,7 @@ void mv_plan_late(struct mv_buf *b)
 }
 
 /* For the learner: iterations completed and launches spent off the plan, so far. */
-void mv_plan_progress(uint64_t *iterations, uint64_t *diverged)
+void mv_exec_progress(uint64_t *iterations, uint64_t *diverged)
 {
 	*iterations = atomic_load_explicit(&iterations_done, memory_order_relaxed);
 	*diverged = atomic_load_explicit(&diverged_launches, memory_order_relaxed);
@@ -490,7 +490,7 @@ void mv_plan_progress(uint64_t *iterations, uint64_t *diverged)
 
 /* Moves the late bytes per iteration buffer into late[0 .. nbufs) (added), when the plan in force
  * is for an iteration with that fingerprint. Returns whether it was. */
-int mv_plan_take_late(uint64_t fingerprint, uint64_t *late, uint32_t nbufs)
+int mv_exec_take_late(uint64_t fingerprint, uint64_t *late, uint32_t nbufs)
 {
 	int r = 0;
 
@@ -506,7 +506,7 @@ int mv_plan_take_late(uint64_t fingerprint, uint64_t *late, uint32_t nbufs)
 	return r;
 }
 
-int mv_plan_daemon_active(void)
+int mv_exec_daemon_active(void)
 {
 	return atomic_load(&daemon_active);
 }
