@@ -586,7 +586,8 @@ void mv_plan_unbind(struct mv_buf *b);
 /* A launch found b's planned page-in still copying (no lock held). */
 void mv_plan_late(struct mv_buf *b);
 /* A PLAN frame from memvirtd (link thread): payload of len bytes; NULL withdraws the daemon's plan
- * and goes back to the local one. Returns 0, or -1 when it does not fit the learned iteration. */
+ * and goes back to the local one. Returns 0, or a negative errno: -ESRCH when it does not fit the
+ * learned iteration, -EINVAL when it is malformed, -ENOMEM. */
 int mv_plan_from_daemon(const uint8_t *payload, size_t len);
 struct mv_iter;
 struct mv_plan;

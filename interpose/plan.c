@@ -10,6 +10,7 @@
  * the iteration's first ones again. */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,73 +270,58 @@ out:
 	return r;
 }
 
-int mv_plan_from_daemon(const uint8_t *payload, size_t len)
+/* A copy of the iteration half of c, for memvirtd's plan; NULL without memory. Called with mv_lock
+ * held, c being the plan in force. */
+static struct xplan *xplan_copy_iter(const struct xplan *c)
 {
-	struct mv_msg_plan head;
-	struct xplan *x = NULL;
-	uint32_t *at = NULL, *ib = NULL, *in = NULL, n = 0;
-	int r = -1;
+	uint32_t nr = c->ref0[c->nlaunch], nbind = c->bind0[c->nlaunch];
+	struct xplan *x = calloc(1, sizeof(*x));
 
-	if (payload == NULL) {
-		/* Back to the local plan: the learner installs it again at its next round. */
-		if (atomic_exchange(&daemon_active, 0))
-			mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan withdrawn; back to the local one");
-		return 0;
+	if (x == NULL)
+		return NULL;
+	*x = (struct xplan){.fingerprint = c->fingerprint, .wire_fingerprint = c->wire_fingerprint, .sig = c->sig,
+			    .nlaunch = c->nlaunch, .nbufs = c->nbufs};
+	x->func = malloc((c->nlaunch + 1) * sizeof(*x->func));
+	x->bind0 = malloc((c->nlaunch + 1) * sizeof(*x->bind0));
+	x->binds = malloc((nbind + 1) * sizeof(*x->binds));
+	x->ref0 = malloc((c->nlaunch + 1) * sizeof(*x->ref0));
+	x->refs = malloc((nr + 1) * sizeof(*x->refs));
+	x->size = malloc((c->nbufs + 1) * sizeof(*x->size));
+	x->late_bytes = calloc(c->nbufs + 1, sizeof(*x->late_bytes));
+	if (x->func == NULL || x->bind0 == NULL || x->binds == NULL || x->ref0 == NULL || x->refs == NULL ||
+	    x->size == NULL || x->late_bytes == NULL) {
+		xplan_free(x);
+		return NULL;
 	}
-	if (mv_plan_decode(payload, len, &head) != 0)
-		return -1;
-	if (head.nops == 0) {
-		if (atomic_exchange(&daemon_active, 0))
-			mv_log(MV_LOG_DEBUG, "plan: memvirtd withdrew its plan; back to the local one");
-		return 0;
-	}
-	mv_lock();
-	/* Copies the iteration half of the plan in force, which is the library's own iteration. */
-	if (cur != NULL && cur->wire_fingerprint == head.fingerprint && cur->nlaunch == head.nlaunch) {
-		x = calloc(1, sizeof(*x));
-		if (x != NULL) {
-			struct xplan *c = cur;
-			uint32_t nr = c->ref0[c->nlaunch], nbind = c->bind0[c->nlaunch];
-			*x = (struct xplan){.fingerprint = c->fingerprint, .wire_fingerprint = c->wire_fingerprint,
-					    .sig = c->sig, .nlaunch = c->nlaunch,
-					    .nbufs = c->nbufs};
-			x->func = malloc((c->nlaunch + 1) * sizeof(*x->func));
-			x->bind0 = malloc((c->nlaunch + 1) * sizeof(*x->bind0));
-			x->binds = malloc((nbind + 1) * sizeof(*x->binds));
-			x->ref0 = malloc((c->nlaunch + 1) * sizeof(*x->ref0));
-			x->refs = malloc((nr + 1) * sizeof(*x->refs));
-			x->size = malloc((c->nbufs + 1) * sizeof(*x->size));
-			x->late_bytes = calloc(c->nbufs + 1, sizeof(*x->late_bytes));
-			if (x->func && x->bind0 && x->binds && x->ref0 && x->refs && x->size && x->late_bytes) {
-				memcpy(x->func, c->func, c->nlaunch * sizeof(*x->func));
-				memcpy(x->bind0, c->bind0, (c->nlaunch + 1) * sizeof(*x->bind0));
-				memcpy(x->binds, c->binds, nbind * sizeof(*x->binds));
-				memcpy(x->ref0, c->ref0, (c->nlaunch + 1) * sizeof(*x->ref0));
-				memcpy(x->refs, c->refs, nr * sizeof(*x->refs));
-				memcpy(x->size, c->size, c->nbufs * sizeof(*x->size));
-			} else {
-				xplan_free(x);
-				x = NULL;
-			}
-		}
-	}
-	mv_unlock();
-	if (x == NULL) {
-		mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan is for another iteration (%u launches); ignored", head.nlaunch);
-		return -1;
-	}
-	x->daemon = 1;
-	at = malloc((head.nops + 1) * sizeof(*at));
-	ib = malloc((head.nops + 1) * sizeof(*ib));
-	in = malloc((head.nops + 1) * sizeof(*in));
+	memcpy(x->func, c->func, c->nlaunch * sizeof(*x->func));
+	memcpy(x->bind0, c->bind0, (c->nlaunch + 1) * sizeof(*x->bind0));
+	memcpy(x->binds, c->binds, nbind * sizeof(*x->binds));
+	memcpy(x->ref0, c->ref0, (c->nlaunch + 1) * sizeof(*x->ref0));
+	memcpy(x->refs, c->refs, nr * sizeof(*x->refs));
+	memcpy(x->size, c->size, c->nbufs * sizeof(*x->size));
+	return x;
+}
+
+/* Adds memvirtd's moves (head decoded from payload) to x, each bound where the daemon says the
+ * iteration names its buffer, checked by size; *nbound says how many were. Returns 0, -EINVAL for a
+ * malformed move, or -ENOMEM. */
+static int daemon_ops(struct xplan *x, const uint8_t *payload, const struct mv_msg_plan *head, uint32_t *nbound)
+{
+	uint32_t *at, *ib, *in, n = 0;
+	int r = -ENOMEM;
+
+	at = malloc((head->nops + 1) * sizeof(*at));
+	ib = malloc((head->nops + 1) * sizeof(*ib));
+	in = malloc((head->nops + 1) * sizeof(*in));
 	if (at == NULL || ib == NULL || in == NULL)
 		goto out;
-	for (uint32_t i = 0; i < head.nops; i++) {
+	for (uint32_t i = 0; i < head->nops; i++) {
 		struct mv_plan_op_wire op;
 		uint32_t b;
-		if (mv_plan_op_decode(payload + MV_MSG_PLAN_HEAD + (size_t)i * MV_PLAN_OP_SIZE, head.nlaunch, &op) != 0)
+		if (mv_plan_op_decode(payload + MV_MSG_PLAN_HEAD + (size_t)i * MV_PLAN_OP_SIZE, head->nlaunch, &op) != 0) {
+			r = -EINVAL;
 			goto out;
-		/* Bound where the daemon says the iteration names it, checked by size. */
+		}
 		if (op.bind_launch >= x->nlaunch || op.bind_index >= x->ref0[op.bind_launch + 1] - x->ref0[op.bind_launch])
 			continue;
 		b = x->refs[x->ref0[op.bind_launch] + op.bind_index];
@@ -346,19 +332,68 @@ int mv_plan_from_daemon(const uint8_t *payload, size_t len)
 		in[n] = op.kind == MV_PLAN_IN;
 		n++;
 	}
-	if (xplan_ops(x, at, ib, in, n) != 0)
-		goto out;
-	atomic_store(&daemon_active, 1);
-	mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan %llu installed: %u of %u moves bound",
-	       (unsigned long long)head.plan_id, n, head.nops);
-	install(x);
-	x = NULL;
-	r = 0;
+	if (xplan_ops(x, at, ib, in, n) == 0) {
+		*nbound = n;
+		r = 0;
+	}
 out:
-	xplan_free(x);
 	free(at);
 	free(ib);
 	free(in);
+	return r;
+}
+
+/* Installs memvirtd's plan (head decoded from payload) when it is for the iteration of the plan in
+ * force, which is the library's own. Returns 0; -ESRCH when it is for another iteration, or the
+ * library has learned none yet; -EINVAL for a malformed move; or -ENOMEM. */
+static int daemon_install(const uint8_t *payload, const struct mv_msg_plan *head)
+{
+	struct xplan *x = NULL;
+	uint32_t n = 0;
+	int r = -ESRCH;
+
+	mv_lock();
+	if (cur != NULL && cur->wire_fingerprint == head->fingerprint && cur->nlaunch == head->nlaunch) {
+		x = xplan_copy_iter(cur);
+		r = -ENOMEM;
+	}
+	mv_unlock();
+	if (x == NULL)
+		return r;
+	x->daemon = 1;
+	r = daemon_ops(x, payload, head, &n);
+	if (r != 0) {
+		xplan_free(x);
+		return r;
+	}
+	atomic_store(&daemon_active, 1);
+	mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan %llu installed: %u of %u moves bound",
+	       (unsigned long long)head->plan_id, n, head->nops);
+	install(x);
+	return 0;
+}
+
+int mv_plan_from_daemon(const uint8_t *payload, size_t len)
+{
+	struct mv_msg_plan head;
+	int r;
+
+	if (payload == NULL) {
+		/* Back to the local plan: the learner installs it again at its next round. */
+		if (atomic_exchange(&daemon_active, 0))
+			mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan withdrawn; back to the local one");
+		return 0;
+	}
+	if (mv_plan_decode(payload, len, &head) != 0)
+		return -EINVAL;
+	if (head.nops == 0) {
+		if (atomic_exchange(&daemon_active, 0))
+			mv_log(MV_LOG_DEBUG, "plan: memvirtd withdrew its plan; back to the local one");
+		return 0;
+	}
+	r = daemon_install(payload, &head);
+	if (r == -ESRCH)
+		mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan is for another iteration (%u launches); ignored", head.nlaunch);
 	return r;
 }
 
