@@ -186,8 +186,9 @@ static int xplan_ops(struct xplan *x, const uint32_t *at, const uint32_t *ibuf, 
 	return 0;
 }
 
-/* Swaps in x (NULL: none). Keeps the cursor and bindings when x is the same iteration. */
-static void install(struct xplan *x)
+/* Swaps in x (NULL: none). Keeps the cursor and bindings when x is the same iteration. Returns
+ * whether x went in; when it did not, x is freed. */
+static int install(struct xplan *x)
 {
 	struct xplan *old;
 	struct mv_buf **nb = NULL, **ob;
@@ -197,10 +198,17 @@ static void install(struct xplan *x)
 		nb = calloc(x->nbufs + 1, sizeof(*nb));
 		if (nb == NULL) {
 			xplan_free(x);
-			return;
+			return 0;
 		}
 	}
 	mv_lock();
+	/* The learner checked before planning, but memvirtd's plan may have come in since: it stays. */
+	if ((x == NULL || !x->daemon) && atomic_load(&daemon_active)) {
+		mv_unlock();
+		xplan_free(x);
+		free(nb);
+		return 0;
+	}
 	old = cur;
 	ob = bound;
 	same = old != NULL && x != NULL && old->fingerprint == x->fingerprint && old->nlaunch == x->nlaunch &&
@@ -227,6 +235,7 @@ static void install(struct xplan *x)
 	mv_unlock();
 	xplan_free(old);
 	free(ob);
+	return 1;
 }
 
 /* Called by the learner: the plan p for iteration it. fnmap maps it's function numbers to live
@@ -350,7 +359,7 @@ static int daemon_install(const uint8_t *payload, const struct mv_msg_plan *head
 {
 	struct xplan *x = NULL;
 	uint32_t n = 0;
-	int r = -ESRCH;
+	int r = -ESRCH, was;
 
 	mv_lock();
 	if (cur != NULL && cur->wire_fingerprint == head->fingerprint && cur->nlaunch == head->nlaunch) {
@@ -366,10 +375,13 @@ static int daemon_install(const uint8_t *payload, const struct mv_msg_plan *head
 		xplan_free(x);
 		return r;
 	}
-	atomic_store(&daemon_active, 1);
+	was = atomic_exchange(&daemon_active, 1);
+	if (!install(x)) {
+		atomic_store(&daemon_active, was);
+		return -ENOMEM;
+	}
 	mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan %llu installed: %u of %u moves bound",
 	       (unsigned long long)head->plan_id, n, head->nops);
-	install(x);
 	return 0;
 }
 
