@@ -68,6 +68,18 @@ static int synced;                /* followed since installed */
 static _Atomic uint64_t iterations_done;
 static _Atomic uint64_t diverged_launches;
 static _Atomic int daemon_active;
+/* memvirtd's latest plan that fitted no iteration learned here when it came: a copy of its payload
+ * (NULL: none), kept until the learner installs an iteration, and the wire fingerprint of the one it
+ * was last tried on (0: none). Guarded by daemon_lock, which also serialises the link thread's
+ * installing and withdrawing of memvirtd's plans with the planner's retries of the kept one: a plan
+ * kept as the learner installs its iteration is either tried by the learner or finds the iteration
+ * itself. Taken before mv_lock, never by an app thread but around fork. */
+static pthread_mutex_t daemon_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *kept;
+static size_t kept_len;
+static uint64_t kept_tried;
+
+static void kept_retry(uint64_t wire_fingerprint);
 
 static void xplan_free(struct xplan *x)
 {
@@ -239,7 +251,8 @@ static int install(struct xplan *x)
 }
 
 /* Called by the learner: the plan p for iteration it. fnmap maps it's function numbers to live
- * ones. A daemon's plan in force is left alone. Returns 0, or -1 without memory. */
+ * ones. A daemon's plan in force is left alone; one kept for later is tried on the iteration.
+ * Returns 0, or -1 without memory. */
 int mv_plan_install_local(const struct mv_iter *it, const struct mv_plan *p, const uint32_t *fnmap, uint32_t nfn)
 {
 	struct xplan *x;
@@ -269,7 +282,13 @@ int mv_plan_install_local(const struct mv_iter *it, const struct mv_plan *p, con
 		r = -1;
 		goto out;
 	}
-	install(x);
+	{
+		/* Read first: once x is installed, memvirtd's plan may replace and free it. */
+		uint64_t wire_fingerprint = x->wire_fingerprint;
+
+		if (install(x))
+			kept_retry(wire_fingerprint);
+	}
 	x = NULL;
 out:
 	xplan_free(x);
@@ -385,28 +404,92 @@ static int daemon_install(const uint8_t *payload, const struct mv_msg_plan *head
 	return 0;
 }
 
-int mv_plan_from_daemon(const uint8_t *payload, size_t len)
+/* Replaces the plan kept for later with p, a malloc'd payload of len bytes, or NULL. Called with
+ * daemon_lock held. */
+static void kept_set(uint8_t *p, size_t len)
+{
+	free(kept);
+	kept = p;
+	kept_len = len;
+	kept_tried = 0;
+}
+
+/* The learner installed an iteration whose wire fingerprint is wire_fingerprint: memvirtd's plan
+ * kept for later may be for it. Tried once per iteration. */
+static void kept_retry(uint64_t wire_fingerprint)
 {
 	struct mv_msg_plan head;
 	int r;
 
-	if (payload == NULL) {
-		/* Back to the local plan: the learner installs it again at its next round. */
-		if (atomic_exchange(&daemon_active, 0))
-			mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan withdrawn; back to the local one");
-		return 0;
+	pthread_mutex_lock(&daemon_lock);
+	/* Decoded when it came. */
+	if (kept != NULL && kept_tried != wire_fingerprint && mv_plan_decode(kept, kept_len, &head) == 0) {
+		r = daemon_install(kept, &head);
+		if (r == -ESRCH) {
+			kept_tried = wire_fingerprint;
+			mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan %llu does not fit the iteration "
+			       "learned here either; still kept", (unsigned long long)head.plan_id);
+		} else if (r != -ENOMEM) {
+			kept_set(NULL, 0);
+		}
 	}
-	if (mv_plan_decode(payload, len, &head) != 0)
+	pthread_mutex_unlock(&daemon_lock);
+}
+
+int mv_plan_from_daemon(const uint8_t *payload, size_t len)
+{
+	struct mv_msg_plan head;
+	uint8_t *copy;
+	int r = 0;
+
+	if (payload != NULL && mv_plan_decode(payload, len, &head) != 0)
 		return -EINVAL;
-	if (head.nops == 0) {
+	pthread_mutex_lock(&daemon_lock);
+	if (payload == NULL || head.nops == 0) {
+		/* Back to the local plan: the learner installs it again at its next round. */
+		kept_set(NULL, 0);
 		if (atomic_exchange(&daemon_active, 0))
-			mv_log(MV_LOG_DEBUG, "plan: memvirtd withdrew its plan; back to the local one");
-		return 0;
+			mv_log(MV_LOG_DEBUG, "plan: %s; back to the local one",
+			       payload == NULL ? "memvirtd's plan withdrawn" : "memvirtd withdrew its plan");
+		goto out;
 	}
 	r = daemon_install(payload, &head);
-	if (r == -ESRCH)
-		mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan is for another iteration (%u launches); ignored", head.nlaunch);
+	if (r != -ESRCH) {
+		/* Installed or unusable: either way it replaces what memvirtd sent before. */
+		kept_set(NULL, 0);
+		goto out;
+	}
+	/* memvirtd learns from the events as the learner here does, and often first: the learner
+	 * tries the plan again when it installs an iteration. memvirtd does not send it twice. */
+	copy = malloc(len);
+	if (copy != NULL)
+		memcpy(copy, payload, len);
+	kept_set(copy, len);
+	r = copy != NULL ? 0 : -ENOMEM;
+	mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan %llu fits no iteration learned here yet (%u launches); %s",
+	       (unsigned long long)head.plan_id, head.nlaunch,
+	       copy != NULL ? "kept for the next one" : "no memory to keep it");
+out:
+	pthread_mutex_unlock(&daemon_lock);
 	return r;
+}
+
+/* fork (real.c): daemon_lock is held across it, as mv_lock is, so that the child finds it free. */
+void mv_plan_fork_prepare(void)
+{
+	pthread_mutex_lock(&daemon_lock);
+}
+
+void mv_plan_fork_parent(void)
+{
+	pthread_mutex_unlock(&daemon_lock);
+}
+
+/* The child's link starts a session of its own: the plan kept from the parent's is not for it. */
+void mv_plan_forked(void)
+{
+	kept_set(NULL, 0);
+	pthread_mutex_unlock(&daemon_lock);
 }
 
 /* Whether a launch of fn naming named[0 .. n) is launch i of the iteration: the same function, and
