@@ -10,6 +10,7 @@
  * the iteration's first ones again. */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,18 @@ static int synced;                /* followed since installed */
 static _Atomic uint64_t iterations_done;
 static _Atomic uint64_t diverged_launches;
 static _Atomic int daemon_active;
+/* memvirtd's latest plan that fitted no iteration learned here when it came: a copy of its payload
+ * (NULL: none), kept until the learner installs an iteration, and the wire fingerprint of the one it
+ * was last tried on (0: none). Guarded by daemon_lock, which also serialises the link thread's
+ * installing and withdrawing of memvirtd's plans with the planner's retries of the kept one: a plan
+ * kept as the learner installs its iteration is either tried by the learner or finds the iteration
+ * itself. Taken before mv_lock, never by an app thread but around fork. */
+static pthread_mutex_t daemon_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint8_t *kept;
+static size_t kept_len;
+static uint64_t kept_tried;
+
+static void kept_retry(uint64_t wire_fingerprint);
 
 static void xplan_free(struct xplan *x)
 {
@@ -185,8 +198,9 @@ static int xplan_ops(struct xplan *x, const uint32_t *at, const uint32_t *ibuf, 
 	return 0;
 }
 
-/* Swaps in x (NULL: none). Keeps the cursor and bindings when x is the same iteration. */
-static void install(struct xplan *x)
+/* Swaps in x (NULL: none). Keeps the cursor and bindings when x is the same iteration. Returns
+ * whether x went in; when it did not, x is freed. */
+static int install(struct xplan *x)
 {
 	struct xplan *old;
 	struct mv_buf **nb = NULL, **ob;
@@ -196,10 +210,17 @@ static void install(struct xplan *x)
 		nb = calloc(x->nbufs + 1, sizeof(*nb));
 		if (nb == NULL) {
 			xplan_free(x);
-			return;
+			return 0;
 		}
 	}
 	mv_lock();
+	/* The learner checked before planning, but memvirtd's plan may have come in since: it stays. */
+	if ((x == NULL || !x->daemon) && atomic_load(&daemon_active)) {
+		mv_unlock();
+		xplan_free(x);
+		free(nb);
+		return 0;
+	}
 	old = cur;
 	ob = bound;
 	same = old != NULL && x != NULL && old->fingerprint == x->fingerprint && old->nlaunch == x->nlaunch &&
@@ -223,10 +244,12 @@ static void install(struct xplan *x)
 	mv_unlock();
 	xplan_free(old);
 	free(ob);
+	return 1;
 }
 
 /* Called by the learner: the plan p for iteration it. fnmap maps it's function numbers to live
- * ones. A daemon's plan in force is left alone. Returns 0, or -1 without memory. */
+ * ones. A daemon's plan in force is left alone; one kept for later is tried on the iteration.
+ * Returns 0, or -1 without memory. */
 int mv_exec_install_local(const struct mv_iter *it, const struct mv_plan *p, const uint32_t *fnmap, uint32_t nfn)
 {
 	struct xplan *x;
@@ -256,7 +279,13 @@ int mv_exec_install_local(const struct mv_iter *it, const struct mv_plan *p, con
 		r = -1;
 		goto out;
 	}
-	install(x);
+	{
+		/* Read first: once x is installed, memvirtd's plan may replace and free it. */
+		uint64_t wire_fingerprint = x->wire_fingerprint;
+
+		if (install(x))
+			kept_retry(wire_fingerprint);
+	}
 	x = NULL;
 out:
 	xplan_free(x);
@@ -266,73 +295,58 @@ out:
 	return r;
 }
 
-int mv_exec_from_daemon(const uint8_t *payload, size_t len)
+/* A copy of the iteration half of c, for memvirtd's plan; NULL without memory. Called with mv_lock
+ * held, c being the plan in force. */
+static struct xplan *xplan_copy_iter(const struct xplan *c)
 {
-	struct mv_msg_plan head;
-	struct xplan *x = NULL;
-	uint32_t *at = NULL, *ib = NULL, *in = NULL, n = 0;
-	int r = -1;
+	uint32_t nr = c->ref0[c->nlaunch], nbind = c->bind0[c->nlaunch];
+	struct xplan *x = calloc(1, sizeof(*x));
 
-	if (payload == NULL) {
-		/* Back to the local plan: the learner installs it again at its next round. */
-		if (atomic_exchange(&daemon_active, 0))
-			mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan withdrawn; back to the local one");
-		return 0;
+	if (x == NULL)
+		return NULL;
+	*x = (struct xplan){.fingerprint = c->fingerprint, .wire_fingerprint = c->wire_fingerprint, .sig = c->sig,
+			    .nlaunch = c->nlaunch, .nbufs = c->nbufs};
+	x->func = malloc((c->nlaunch + 1) * sizeof(*x->func));
+	x->bind0 = malloc((c->nlaunch + 1) * sizeof(*x->bind0));
+	x->binds = malloc((nbind + 1) * sizeof(*x->binds));
+	x->ref0 = malloc((c->nlaunch + 1) * sizeof(*x->ref0));
+	x->refs = malloc((nr + 1) * sizeof(*x->refs));
+	x->size = malloc((c->nbufs + 1) * sizeof(*x->size));
+	x->late_bytes = calloc(c->nbufs + 1, sizeof(*x->late_bytes));
+	if (x->func == NULL || x->bind0 == NULL || x->binds == NULL || x->ref0 == NULL || x->refs == NULL ||
+	    x->size == NULL || x->late_bytes == NULL) {
+		xplan_free(x);
+		return NULL;
 	}
-	if (mv_plan_decode(payload, len, &head) != 0)
-		return -1;
-	if (head.nops == 0) {
-		if (atomic_exchange(&daemon_active, 0))
-			mv_log(MV_LOG_DEBUG, "plan: memvirtd withdrew its plan; back to the local one");
-		return 0;
-	}
-	mv_lock();
-	/* Copies the iteration half of the plan in force, which is the library's own iteration. */
-	if (cur != NULL && cur->wire_fingerprint == head.fingerprint && cur->nlaunch == head.nlaunch) {
-		x = calloc(1, sizeof(*x));
-		if (x != NULL) {
-			struct xplan *c = cur;
-			uint32_t nr = c->ref0[c->nlaunch], nbind = c->bind0[c->nlaunch];
-			*x = (struct xplan){.fingerprint = c->fingerprint, .wire_fingerprint = c->wire_fingerprint,
-					    .sig = c->sig, .nlaunch = c->nlaunch,
-					    .nbufs = c->nbufs};
-			x->func = malloc((c->nlaunch + 1) * sizeof(*x->func));
-			x->bind0 = malloc((c->nlaunch + 1) * sizeof(*x->bind0));
-			x->binds = malloc((nbind + 1) * sizeof(*x->binds));
-			x->ref0 = malloc((c->nlaunch + 1) * sizeof(*x->ref0));
-			x->refs = malloc((nr + 1) * sizeof(*x->refs));
-			x->size = malloc((c->nbufs + 1) * sizeof(*x->size));
-			x->late_bytes = calloc(c->nbufs + 1, sizeof(*x->late_bytes));
-			if (x->func && x->bind0 && x->binds && x->ref0 && x->refs && x->size && x->late_bytes) {
-				memcpy(x->func, c->func, c->nlaunch * sizeof(*x->func));
-				memcpy(x->bind0, c->bind0, (c->nlaunch + 1) * sizeof(*x->bind0));
-				memcpy(x->binds, c->binds, nbind * sizeof(*x->binds));
-				memcpy(x->ref0, c->ref0, (c->nlaunch + 1) * sizeof(*x->ref0));
-				memcpy(x->refs, c->refs, nr * sizeof(*x->refs));
-				memcpy(x->size, c->size, c->nbufs * sizeof(*x->size));
-			} else {
-				xplan_free(x);
-				x = NULL;
-			}
-		}
-	}
-	mv_unlock();
-	if (x == NULL) {
-		mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan is for another iteration (%u launches); ignored", head.nlaunch);
-		return -1;
-	}
-	x->daemon = 1;
-	at = malloc((head.nops + 1) * sizeof(*at));
-	ib = malloc((head.nops + 1) * sizeof(*ib));
-	in = malloc((head.nops + 1) * sizeof(*in));
+	memcpy(x->func, c->func, c->nlaunch * sizeof(*x->func));
+	memcpy(x->bind0, c->bind0, (c->nlaunch + 1) * sizeof(*x->bind0));
+	memcpy(x->binds, c->binds, nbind * sizeof(*x->binds));
+	memcpy(x->ref0, c->ref0, (c->nlaunch + 1) * sizeof(*x->ref0));
+	memcpy(x->refs, c->refs, nr * sizeof(*x->refs));
+	memcpy(x->size, c->size, c->nbufs * sizeof(*x->size));
+	return x;
+}
+
+/* Adds memvirtd's moves (head decoded from payload) to x, each bound where the daemon says the
+ * iteration names its buffer, checked by size; *nbound says how many were. Returns 0, -EINVAL for a
+ * malformed move, or -ENOMEM. */
+static int daemon_ops(struct xplan *x, const uint8_t *payload, const struct mv_msg_plan *head, uint32_t *nbound)
+{
+	uint32_t *at, *ib, *in, n = 0;
+	int r = -ENOMEM;
+
+	at = malloc((head->nops + 1) * sizeof(*at));
+	ib = malloc((head->nops + 1) * sizeof(*ib));
+	in = malloc((head->nops + 1) * sizeof(*in));
 	if (at == NULL || ib == NULL || in == NULL)
 		goto out;
-	for (uint32_t i = 0; i < head.nops; i++) {
+	for (uint32_t i = 0; i < head->nops; i++) {
 		struct mv_plan_op_wire op;
 		uint32_t b;
-		if (mv_plan_op_decode(payload + MV_MSG_PLAN_HEAD + (size_t)i * MV_PLAN_OP_SIZE, head.nlaunch, &op) != 0)
+		if (mv_plan_op_decode(payload + MV_MSG_PLAN_HEAD + (size_t)i * MV_PLAN_OP_SIZE, head->nlaunch, &op) != 0) {
+			r = -EINVAL;
 			goto out;
-		/* Bound where the daemon says the iteration names it, checked by size. */
+		}
 		if (op.bind_launch >= x->nlaunch || op.bind_index >= x->ref0[op.bind_launch + 1] - x->ref0[op.bind_launch])
 			continue;
 		b = x->refs[x->ref0[op.bind_launch] + op.bind_index];
@@ -343,20 +357,136 @@ int mv_exec_from_daemon(const uint8_t *payload, size_t len)
 		in[n] = op.kind == MV_PLAN_IN;
 		n++;
 	}
-	if (xplan_ops(x, at, ib, in, n) != 0)
-		goto out;
-	atomic_store(&daemon_active, 1);
-	mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan %llu installed: %u of %u moves bound",
-	       (unsigned long long)head.plan_id, n, head.nops);
-	install(x);
-	x = NULL;
-	r = 0;
+	if (xplan_ops(x, at, ib, in, n) == 0) {
+		*nbound = n;
+		r = 0;
+	}
 out:
-	xplan_free(x);
 	free(at);
 	free(ib);
 	free(in);
 	return r;
+}
+
+/* Installs memvirtd's plan (head decoded from payload) when it is for the iteration of the plan in
+ * force, which is the library's own. Returns 0; -ESRCH when it is for another iteration, or the
+ * library has learned none yet; -EINVAL for a malformed move; or -ENOMEM. */
+static int daemon_install(const uint8_t *payload, const struct mv_msg_plan *head)
+{
+	struct xplan *x = NULL;
+	uint32_t n = 0;
+	int r = -ESRCH, was;
+
+	mv_lock();
+	if (cur != NULL && cur->wire_fingerprint == head->fingerprint && cur->nlaunch == head->nlaunch) {
+		x = xplan_copy_iter(cur);
+		r = -ENOMEM;
+	}
+	mv_unlock();
+	if (x == NULL)
+		return r;
+	x->daemon = 1;
+	r = daemon_ops(x, payload, head, &n);
+	if (r != 0) {
+		xplan_free(x);
+		return r;
+	}
+	was = atomic_exchange(&daemon_active, 1);
+	if (!install(x)) {
+		atomic_store(&daemon_active, was);
+		return -ENOMEM;
+	}
+	mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan %llu installed: %u of %u moves bound",
+	       (unsigned long long)head->plan_id, n, head->nops);
+	return 0;
+}
+
+/* Replaces the plan kept for later with p, a malloc'd payload of len bytes, or NULL. Called with
+ * daemon_lock held. */
+static void kept_set(uint8_t *p, size_t len)
+{
+	free(kept);
+	kept = p;
+	kept_len = len;
+	kept_tried = 0;
+}
+
+/* The learner installed an iteration whose wire fingerprint is wire_fingerprint: memvirtd's plan
+ * kept for later may be for it. Tried once per iteration. */
+static void kept_retry(uint64_t wire_fingerprint)
+{
+	struct mv_msg_plan head;
+	int r;
+
+	pthread_mutex_lock(&daemon_lock);
+	/* Decoded when it came. */
+	if (kept != NULL && kept_tried != wire_fingerprint && mv_plan_decode(kept, kept_len, &head) == 0) {
+		r = daemon_install(kept, &head);
+		if (r == -ESRCH) {
+			kept_tried = wire_fingerprint;
+			mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan %llu does not fit the iteration "
+			       "learned here either; still kept", (unsigned long long)head.plan_id);
+		} else if (r != -ENOMEM) {
+			kept_set(NULL, 0);
+		}
+	}
+	pthread_mutex_unlock(&daemon_lock);
+}
+
+int mv_exec_from_daemon(const uint8_t *payload, size_t len)
+{
+	struct mv_msg_plan head;
+	uint8_t *copy;
+	int r = 0;
+
+	if (payload != NULL && mv_plan_decode(payload, len, &head) != 0)
+		return -EINVAL;
+	pthread_mutex_lock(&daemon_lock);
+	if (payload == NULL || head.nops == 0) {
+		/* Back to the local plan: the learner installs it again at its next round. */
+		kept_set(NULL, 0);
+		if (atomic_exchange(&daemon_active, 0))
+			mv_log(MV_LOG_DEBUG, "plan: %s; back to the local one",
+			       payload == NULL ? "memvirtd's plan withdrawn" : "memvirtd withdrew its plan");
+		goto out;
+	}
+	r = daemon_install(payload, &head);
+	if (r != -ESRCH) {
+		/* Installed or unusable: either way it replaces what memvirtd sent before. */
+		kept_set(NULL, 0);
+		goto out;
+	}
+	/* memvirtd learns from the events as the learner here does, and often first: the learner
+	 * tries the plan again when it installs an iteration. memvirtd does not send it twice. */
+	copy = malloc(len);
+	if (copy != NULL)
+		memcpy(copy, payload, len);
+	kept_set(copy, len);
+	r = copy != NULL ? 0 : -ENOMEM;
+	mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan %llu fits no iteration learned here yet (%u launches); %s",
+	       (unsigned long long)head.plan_id, head.nlaunch,
+	       copy != NULL ? "kept for the next one" : "no memory to keep it");
+out:
+	pthread_mutex_unlock(&daemon_lock);
+	return r;
+}
+
+/* fork (real.c): daemon_lock is held across it, as mv_lock is, so that the child finds it free. */
+void mv_exec_fork_prepare(void)
+{
+	pthread_mutex_lock(&daemon_lock);
+}
+
+void mv_exec_fork_parent(void)
+{
+	pthread_mutex_unlock(&daemon_lock);
+}
+
+/* The child's link starts a session of its own: the plan kept from the parent's is not for it. */
+void mv_exec_forked(void)
+{
+	kept_set(NULL, 0);
+	pthread_mutex_unlock(&daemon_lock);
 }
 
 /* Whether a launch of fn naming named[0 .. n) is launch i of the iteration: the same function, and

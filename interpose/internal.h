@@ -45,11 +45,14 @@
  * init_lock (device.c): the one-time device setup.
  * func_lock (learn.c): adding to the function number table.
  * end_lock (link.c): the link thread's `finished` flag at exit.
+ * daemon_lock (exec.c): installing and withdrawing memvirtd's plans, and its plan kept until the
+ *   iteration it is for is learned. Taken by the link thread and the planner, never by an app
+ *   thread's launch.
  *
- * Order: init_lock before mv_lock (the setup sets the budget); mv_lock before a stream's
- * demand_lock (the slab's reuse check). Every other lock is taken with none of these held, and
- * takes none. The fork handlers (real.c) hold mv_lock across fork(), so that the child finds it
- * free. */
+ * Order: init_lock before mv_lock (the setup sets the budget); daemon_lock before mv_lock (a plan
+ * is installed under both); mv_lock before a stream's demand_lock (the slab's reuse check). Every
+ * other lock is taken with none of these held, and takes none. The fork handlers (real.c) hold
+ * daemon_lock and mv_lock across fork(), so that the child finds them free. */
 
 /* ---- the real driver (real.c) ---- */
 
@@ -583,8 +586,14 @@ void mv_exec_unbind(struct mv_buf *b);
 /* A launch found b's planned page-in still copying (no lock held). */
 void mv_exec_late(struct mv_buf *b);
 /* A PLAN frame from memvirtd (link thread): payload of len bytes; NULL withdraws the daemon's plan
- * and goes back to the local one. Returns 0, or -1 when it does not fit the learned iteration. */
+ * and goes back to the local one. A plan for an iteration not learned here (yet) is kept, a copy,
+ * until the learner installs one it fits or memvirtd replaces or withdraws it. Returns 0 (installed,
+ * kept or withdrawn), or a negative errno: -EINVAL when it is malformed, -ENOMEM. */
 int mv_exec_from_daemon(const uint8_t *payload, size_t len);
+/* fork (real.c): daemon_lock is held across it; the child drops the parent's session's plan kept. */
+void mv_exec_fork_prepare(void);
+void mv_exec_fork_parent(void);
+void mv_exec_forked(void);
 struct mv_iter;
 struct mv_plan;
 /* The learner's plan p for iteration it; fnmap maps the iteration's nfn function numbers to live

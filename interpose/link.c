@@ -304,7 +304,7 @@ static enum rx_result receive(int welcomed, const char **reason)
 				res = RX_END;
 				break;
 			}
-			/* One that does not fit the iteration learned here is ignored: the local plan stays. */
+			/* One for an iteration not learned here (yet) waits for it: the local plan stays. */
 			mv_exec_from_daemon(f.payload, f.length);
 		} else if (f.type == MV_MSG_SHUTDOWN) {
 			*reason = "the daemon is shutting down";

@@ -38,17 +38,20 @@ static MV_NO_SANITIZE dlsym_fn find_dlsym(void)
 /* fork: no lock may be held by a thread the child will not have. */
 static void fork_prepare(void)
 {
+	mv_exec_fork_prepare();
 	mv_lock();
 }
 
 static void fork_parent(void)
 {
 	mv_unlock();
+	mv_exec_fork_parent();
 }
 
 static void fork_child(void)
 {
 	mv_unlock();
+	mv_exec_forked();
 	mv_pager_forked();
 	mv_link_forked();
 }
