@@ -1,7 +1,7 @@
 /* Learning in memvirtd: each library session's events fed to the learner of policies/learn.h,
  * within bounds a hostile or merely huge event stream cannot pass, what the learning costs in memory,
  * and its part of the session's stats. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <inttypes.h>

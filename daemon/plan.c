@@ -1,6 +1,6 @@
 /* Planning in memvirtd: the plans a session's job's policy makes for the iteration learnt from its
  * events (learn.c), sent to the library as PLAN frames, a few times a second. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -1,5 +1,5 @@
 /* The server: the listening socket, each connection's frames, signals, and the config in force. */
-#include <config.h>
+#include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 /* Library sessions: one libmemvirt.so process on one device, from its HELLO to its BYE. */
-#include <config.h>
+#include "config.h"
 
 #include <stdio.h>
 #include <string.h>
