@@ -71,11 +71,12 @@ static int uses_only_on(struct mv_buf *b, struct mv_stream *s)
 	return 1;
 }
 
-/* A new slab chunk carved into blocks of class c. Called without mv_lock. */
-static CUresult slab_grow(struct slab_class *c)
+/* A new slab chunk carved into blocks of class c, whose size is csize. Called without mv_lock, so
+ * the size comes from the caller rather than from c. */
+static CUresult slab_grow(struct slab_class *c, uint64_t csize)
 {
-	uint64_t span = span_of(c->size);
-	uint64_t n = span / c->size;
+	uint64_t span = span_of(csize);
+	uint64_t n = span / csize;
 	CUmemGenericAllocationHandle dev;
 	CUdeviceptr va;
 	struct mv_buf *blocks;
@@ -91,7 +92,7 @@ static CUresult slab_grow(struct slab_class *c)
 	}
 	mv_lock();
 	for (uint64_t i = 0; i < n; i++) {
-		blocks[i].va = va + i * c->size;
+		blocks[i].va = va + i * csize;
 		blocks[i].kind = MV_KIND_SLAB;
 		blocks[i].next = c->free;
 		c->free = &blocks[i];
@@ -146,7 +147,7 @@ static CUresult slab_alloc(uint64_t size, struct mv_stream *s, uint64_t site, ui
 			return CUDA_SUCCESS;
 		}
 		mv_unlock();
-		r = slab_grow(c);
+		r = slab_grow(c, csize);
 		if (r != CUDA_SUCCESS)
 			return r;
 	}
