@@ -1,72 +1,120 @@
 /* Sizes and percentages, as every MEMVIRT_* setting and config key spells them. */
 #include "config.h"
 
-#include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "protocol/units.h"
 
+/* Each unit as a ratio: bytes = count * num / den. Exact integers, so that "1.5GiB" is exactly
+ * 1610612736 bytes. */
 static const struct {
 	const char *suffix;
-	double mult;
+	uint64_t mult;
 } units[] = {
 	{"", 1}, {"B", 1},
-	{"K", 1024.0}, {"KiB", 1024.0}, {"KB", 1e3},
-	{"M", 1048576.0}, {"MiB", 1048576.0}, {"MB", 1e6},
-	{"G", 1073741824.0}, {"GiB", 1073741824.0}, {"GB", 1e9},
-	{"T", 1099511627776.0}, {"TiB", 1099511627776.0}, {"TB", 1e12},
+	{"K", 1ull << 10}, {"KiB", 1ull << 10}, {"KB", 1000ull},
+	{"M", 1ull << 20}, {"MiB", 1ull << 20}, {"MB", 1000000ull},
+	{"G", 1ull << 30}, {"GiB", 1ull << 30}, {"GB", 1000000000ull},
+	{"T", 1ull << 40}, {"TiB", 1ull << 40}, {"TB", 1000000000000ull},
 	/* mv_format_size writes sizes from 1 PiB up in PiB, and what it writes must read back. */
-	{"P", 1125899906842624.0}, {"PiB", 1125899906842624.0}, {"PB", 1e15},
+	{"P", 1ull << 50}, {"PiB", 1ull << 50}, {"PB", 1000000000000000ull},
 };
 
-/* Parses the leading number of s; returns where it stopped, or NULL. */
-static const char *number(const char *s, double *v)
-{
-	char *end;
+/* A number as written: decimal digits, then optionally a point and more digits. Nothing else
+ * (no sign, exponent, hex, inf or nan), so that a value means what it reads as. */
+struct decimal {
+	unsigned __int128 whole;  /* the digits before the point */
+	uint64_t frac;            /* the digits after it, trailing zeros dropped */
+	uint64_t scale;           /* 10 to the number of those digits */
+};
 
-	if (s == NULL || *s == '\0' || *s == '-' || *s == '+')
+#define MV_UNITS_TOO_BIG ((unsigned __int128)1 << 64)
+
+/* Reads the leading number of s; returns where it stopped (spaces skipped), or NULL. */
+static const char *decimal(const char *s, struct decimal *d)
+{
+	const char *p = s;
+	unsigned digits = 0;
+
+	memset(d, 0, sizeof(*d));
+	d->scale = 1;
+	if (s == NULL)
 		return NULL;
-	errno = 0;
-	*v = strtod(s, &end);
-	if (errno != 0 || end == s || !(*v >= 0) || isinf(*v))
+	for (; *p >= '0' && *p <= '9'; p++, digits++)
+		if (d->whole < MV_UNITS_TOO_BIG)
+			d->whole = d->whole * 10 + (unsigned)(*p - '0');
+	if (digits == 0)
 		return NULL;
-	while (*end == ' ')
-		end++;
-	return end;
+	if (*p == '.') {
+		uint64_t zeros = 1;
+
+		p++;
+		if (!(*p >= '0' && *p <= '9'))
+			return NULL;
+		for (; *p >= '0' && *p <= '9'; p++) {
+			/* Zeros count only once a non-zero digit follows them. */
+			if (*p == '0') {
+				if (zeros > UINT64_MAX / 10)
+					return NULL;
+				zeros *= 10;
+				continue;
+			}
+			if (d->scale > UINT64_MAX / 10 / zeros)
+				return NULL;
+			d->frac = d->frac * zeros * 10 + (unsigned)(*p - '0');
+			d->scale *= zeros * 10;
+			zeros = 1;
+		}
+	}
+	while (*p == ' ')
+		p++;
+	return p;
+}
+
+/* count * mult in bytes: a fraction of a unit of at least 1 KiB is rounded down to a whole byte
+ * (that is how mv_format_size's "1.1 GiB" reads back); a fraction of a byte is refused. */
+static int to_bytes(const struct decimal *d, uint64_t mult, uint64_t *out)
+{
+	unsigned __int128 b, f;
+
+	if (d->whole >= MV_UNITS_TOO_BIG)
+		return -1;
+	f = (unsigned __int128)d->frac * mult;
+	if (mult == 1 && d->frac != 0)
+		return -1;
+	b = d->whole * mult + f / d->scale;
+	if (b > UINT64_MAX)
+		return -1;
+	*out = (uint64_t)b;
+	return 0;
 }
 
 int mv_parse_size(const char *s, uint64_t *out)
 {
-	double v;
-	const char *rest = number(s, &v);
+	struct decimal d;
+	const char *rest = decimal(s, &d);
 
 	if (rest == NULL)
 		return -1;
-	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
-		if (strcmp(rest, units[i].suffix) == 0) {
-			double bytes = v * units[i].mult;
-			if (bytes >= 18446744073709551615.0)
-				return -1;
-			*out = (uint64_t)bytes;
-			return 0;
-		}
-	}
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (strcmp(rest, units[i].suffix) == 0)
+			return to_bytes(&d, units[i].mult, out);
 	return -1;
 }
 
 int mv_parse_size_or_percent(const char *s, uint64_t whole, uint64_t *out)
 {
-	double v;
-	const char *rest = number(s, &v);
+	struct decimal d;
+	const char *rest = decimal(s, &d);
 
 	if (rest != NULL && strcmp(rest, "%") == 0) {
-		double bytes;
+		double v, bytes;
 
-		if (v > 100)
+		if (d.whole > 100 || (d.whole == 100 && d.frac != 0))
 			return -1;
+		v = (double)d.whole + (double)d.frac / (double)d.scale;
 		/* A whole above 2^53 rounds as a double, possibly up, past UINT64_MAX for the
 		 * largest: a share that rounds to the whole or above is the whole. */
 		bytes = (double)whole * v / 100.0;

@@ -61,7 +61,8 @@ mvm_same_stdout quiet
 # Each malformed value: one line, on stderr, naming the variable and the value; the run goes on.
 i=0
 for setting in MEMVIRT_BUDGET=abc MEMVIRT_BUDGET=150% MEMVIRT_LOG=loud MEMVIRT_SLAB_THRESHOLD=xyz \
-	MEMVIRT_SAFETY_NET=maybe MEMVIRT_HOST_LIMIT=lots MEMVIRT_BUDGET=0; do
+	MEMVIRT_SAFETY_NET=maybe MEMVIRT_HOST_LIMIT=lots MEMVIRT_BUDGET=0 MEMVIRT_BUDGET=0x10 \
+	MEMVIRT_BUDGET=1.5 MEMVIRT_SLAB_THRESHOLD=1e3; do
 	i=$((i + 1))
 	mvm_run "bad$i" "$setting"
 	mv_expect_ok "bad$i" "$STEPS"
@@ -73,8 +74,9 @@ for setting in MEMVIRT_BUDGET=abc MEMVIRT_BUDGET=150% MEMVIRT_LOG=loud MEMVIRT_S
 		mv_fail_run "bad$i" "the line does not name $setting"
 done
 
-# A malformed budget falls back to the device's memory, not to some reading of the value.
-for setting in MEMVIRT_BUDGET=abc MEMVIRT_BUDGET=150%; do
+# A malformed budget falls back to the device's memory, not to some reading of the value (0x10 is
+# not 16 bytes, 1.5 is not 1 byte).
+for setting in MEMVIRT_BUDGET=abc MEMVIRT_BUDGET=150% MEMVIRT_BUDGET=0x10 MEMVIRT_BUDGET=1.5; do
 	mvm_run badinfo "$setting MEMVIRT_LOG=info"
 	mv_expect_ok badinfo "$STEPS"
 	[ "$(mvm_budget "$MV_TMP/badinfo.err")" = "4.0 GiB" ] ||

@@ -301,6 +301,49 @@ START_TEST(test_format_reads_back)
 }
 END_TEST
 
+/* Sizes are read exactly: decimal digits and a unit. Hex, exponents, signs and fractions of a
+ * byte are refused, not half read; a fraction of a larger unit is exact where it comes to whole
+ * bytes. */
+START_TEST(test_sizes_exact)
+{
+	static const char *const refused[] = {"0x10", "0X10", "1.5", "1.5B", "0.5", "1e3", "1E3KiB", "inf", "nan",
+					      "-1", "+1", " 1", "1.", ".5", ".5KiB", ".0", "1..5", "1.5.0", "0x10GiB", "1 2",
+					      "18446744073709551616", "99999999999999999999999", "100.5%"};
+	uint64_t x;
+
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		ck_assert_msg(mv_parse_size(refused[i], &x) == -1, "'%s' parsed as %llu", refused[i],
+			      (unsigned long long)x);
+		ck_assert_msg(mv_parse_size_or_percent(refused[i], 1000, &x) == -1, "'%s' parsed as %llu",
+			      refused[i], (unsigned long long)x);
+	}
+	ck_assert_int_eq(mv_parse_size("16", &x), 0);
+	ck_assert_uint_eq(x, 16);
+	ck_assert_int_eq(mv_parse_size("010", &x), 0);
+	ck_assert_uint_eq(x, 10);
+	ck_assert_int_eq(mv_parse_size("1.0", &x), 0);
+	ck_assert_uint_eq(x, 1);
+	ck_assert_int_eq(mv_parse_size("1.5GiB", &x), 0);
+	ck_assert_uint_eq(x, 1610612736);
+	ck_assert_int_eq(mv_parse_size("1.5 KiB", &x), 0);
+	ck_assert_uint_eq(x, 1536);
+	ck_assert_int_eq(mv_parse_size("0.001KB", &x), 0);
+	ck_assert_uint_eq(x, 1);
+	ck_assert_int_eq(mv_parse_size("2.000000000001GB", &x), 0);
+	ck_assert_uint_eq(x, 2000000000);
+	ck_assert_int_eq(mv_parse_size("0.1KiB", &x), 0);
+	ck_assert_uint_eq(x, 102);
+	ck_assert_int_eq(mv_parse_size("18446744073709551615", &x), 0);
+	ck_assert_uint_eq(x, UINT64_MAX);
+	ck_assert_int_eq(mv_parse_size("16383.9PiB", &x), 0);
+	ck_assert_int_eq(mv_parse_size("16384PiB", &x), -1);
+	ck_assert_int_eq(mv_parse_size_or_percent("40.5%", 1000, &x), 0);
+	ck_assert_uint_eq(x, 405);
+	ck_assert_int_eq(mv_parse_size_or_percent("100.0%", 1000, &x), 0);
+	ck_assert_uint_eq(x, 1000);
+}
+END_TEST
+
 /* 100% of a whole that a double cannot hold exactly is the whole, never a value converted from
  * 2^64 (undefined) or above the whole. */
 START_TEST(test_percent_of_huge_whole)
@@ -451,6 +494,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_device_budget);
 	tcase_add_test(tc, test_percent_of_huge_whole);
 	tcase_add_test(tc, test_format_reads_back);
+	tcase_add_test(tc, test_sizes_exact);
 	tcase_add_test(tc, test_valid_cases);
 	tcase_add_test(tc, test_invalid_cases);
 	tcase_add_test(tc, test_invalid_cases_paired);
