@@ -2,7 +2,9 @@
  * and the link thread that drains it to the daemon in batches, sends counter snapshots, and applies
  * the daemon's grants. The app never waits on any of it (DESIGN §3, invariant 4): a full ring drops
  * the event and counts it, and while no daemon is linked an event costs the app one atomic load.
- * Without a daemon the link thread retries with a growing pause and the local budget applies. */
+ * Without a daemon the link thread retries with a growing pause and the local budget applies; a
+ * daemon that goes away leaves the last grant in force. Only a daemon of this user or root is
+ * trusted (paths.h), and no grant exceeds the local budget. */
 #include "config.h"
 
 #include <errno.h>
@@ -236,12 +238,31 @@ static int send_hello(uint64_t deadline)
 /* What the daemon's frames did: nothing to act on, its WELCOME, or the end of the session. */
 enum rx_result { RX_OK, RX_WELCOME, RX_END };
 
+/* Set once a daemon has granted a budget: from then on that grant stays when the daemon goes. */
+static int granted;
+
+/* A grant above the job's own budget is the job's own budget: a daemon divides memory, it does not
+ * add to what the job was given. */
+static uint64_t clamp_grant(uint64_t grant)
+{
+	uint64_t local = mv_budget_local();
+	char a[32], b[32];
+
+	if (grant <= local)
+		return grant;
+	mv_log(MV_LOG_DEBUG, "memvirtd granted %s, more than the job's own budget %s: %s it is",
+	       mv_format_size(grant, a, sizeof(a)), mv_format_size(local, b, sizeof(b)), b);
+	return local;
+}
+
 static void apply_grant(uint64_t grant, const char *why)
 {
 	char a[32];
 
+	grant = clamp_grant(grant);
 	mv_log(MV_LOG_DEBUG, "%s: budget %s", why, mv_format_size(grant, a, sizeof(a)));
 	mv_budget_set(grant);
+	granted = 1;
 }
 
 /* Reads what the daemon has sent and acts on every whole frame. *reason says why a session ends. */
@@ -283,10 +304,12 @@ static enum rx_result receive(int welcomed, const char **reason)
 			}
 			{
 				char a[32];
+				w.grant = clamp_grant(w.grant);
 				mv_log(MV_LOG_INFO, "linked to memvirtd at %s: session %llu, budget %s", sock_path,
 				       (unsigned long long)w.session, mv_format_size(w.grant, a, sizeof(a)));
 			}
 			mv_budget_set(w.grant);
+			granted = 1;
 			welcomed = 1;
 			res = RX_WELCOME;
 		} else if (f.type == MV_MSG_GRANT && welcomed) {
@@ -322,10 +345,36 @@ static enum rx_result receive(int welcomed, const char **reason)
 
 /* ---- sessions ---- */
 
+/* The last refusal logged: a daemon refused for the same reason again is not logged again. */
+static char refused[256];
+
+/* Logs why the daemon at sock_path is not trusted, once for each new reason. */
+static void refuse(const char *why)
+{
+	if (strcmp(why, refused) == 0) {
+		mv_log(MV_LOG_DEBUG, "not linking to memvirtd: %s", why);
+		return;
+	}
+	snprintf(refused, sizeof(refused), "%s", why);
+	mv_log(MV_LOG_WARN, "not linking to memvirtd: %s; running on the job's own budget", why);
+}
+
+/* Connects to the daemon, if one of this user or root is there: the socket and its directory are
+ * checked before connecting, and the peer's credentials before a byte is sent. Returns the
+ * socket, or a negative errno (-EPERM: refused, and logged). */
 static int dial(void)
 {
 	struct sockaddr_un sa;
-	int fd;
+	char why[256 + sizeof(sock_path)];
+	int fd, r;
+
+	r = mv_socket_trusted(sock_path, why, sizeof(why));
+	if (r == -EPERM || r == -ELOOP || r == -ENOTDIR || r == -ENOTSOCK) {
+		refuse(why);
+		return -EPERM;
+	}
+	if (r != 0)
+		return r;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
@@ -338,6 +387,12 @@ static int dial(void)
 		close(fd);
 		return -err;
 	}
+	if (mv_peer_trusted(fd, sock_path, why, sizeof(why)) != 0) {
+		close(fd);
+		refuse(why);
+		return -EPERM;
+	}
+	refused[0] = '\0';
 	return fd;
 }
 
@@ -395,17 +450,17 @@ static int session(void)
 
 	sock = dial();
 	if (sock < 0) {
-		mv_log(MV_LOG_DEBUG, "no memvirtd at %s: %s", sock_path, strerror(-sock));
+		if (sock != -EPERM)
+			mv_log(MV_LOG_DEBUG, "no memvirtd at %s: %s", sock_path, strerror(-sock));
 		sock = -1;
 		return 0;
 	}
 	if (handshake(&reason) != 0) {
 		close(sock);
 		sock = -1;
-		if (!atomic_load(&exiting)) {
-			mv_log(MV_LOG_INFO, "memvirtd at %s: %s; using the local budget", sock_path, reason);
-			mv_budget_set(mv_budget_local());
-		}
+		if (!atomic_load(&exiting))
+			mv_log(MV_LOG_INFO, "memvirtd at %s: %s; %s", sock_path, reason,
+			       granted ? "keeping its last grant" : "using the local budget");
 		return 0;
 	}
 	/* Whatever the ring holds is from an earlier session. */
@@ -450,11 +505,13 @@ static int session(void)
 	sock = -1;
 	/* The daemon's plan goes with it. */
 	mv_exec_from_daemon(NULL, 0);
+	/* The last grant stays in force: jumping to the whole local budget would take memory the
+	 * daemon gave to other jobs, just when it cannot arbitrate. A daemon that comes back grants
+	 * again. */
 	if (!atomic_load(&exiting)) {
 		char a[32];
-		mv_log(MV_LOG_INFO, "lost memvirtd (%s); back to the local budget %s", reason,
-		       mv_format_size(mv_budget_local(), a, sizeof(a)));
-		mv_budget_set(mv_budget_local());
+		mv_log(MV_LOG_INFO, "lost memvirtd (%s); keeping its last grant %s", reason,
+		       mv_format_size(mv_budget_now(), a, sizeof(a)));
 	}
 	return 1;
 }
@@ -468,6 +525,7 @@ static void *link_main(void *arg)
 	mv_real.cuCtxSetCurrent(mv_dev()->ctx);
 	/* After fork the budget may still be the parent's grant. */
 	mv_budget_set(mv_budget_local());
+	granted = 0;
 	while (!atomic_load(&exiting)) {
 		if (session())
 			backoff = MV_LINK_BACKOFF_MIN_MS;

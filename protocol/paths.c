@@ -1,8 +1,13 @@
-/* The daemon's socket path (paths.h). */
+/* The daemon's socket path, and whether a client may trust what listens there (paths.h). */
 #include "config.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "protocol/paths.h"
@@ -26,5 +31,96 @@ int mv_socket_path(char *buf, size_t len)
 	}
 	if (n < 0 || (size_t)n >= len)
 		return -1;
+	return 0;
+}
+
+/* The uids a client trusts to run its daemon: its own and root's. */
+static int trusted_uid(uid_t uid)
+{
+	return uid == getuid() || uid == 0;
+}
+
+/* lstat never follows a link: a symlink in the socket's place, or in its directory's, is itself
+ * what is checked (and refused). */
+static int check_dir(const char *dir, char *why, size_t len)
+{
+	struct stat st;
+
+	if (lstat(dir, &st) != 0) {
+		snprintf(why, len, "the socket's directory %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	if (S_ISLNK(st.st_mode)) {
+		snprintf(why, len, "the socket's directory %s is a symbolic link", dir);
+		return -ELOOP;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(why, len, "the socket's directory %s is not a directory", dir);
+		return -ENOTDIR;
+	}
+	if (!trusted_uid(st.st_uid)) {
+		snprintf(why, len, "the socket's directory %s belongs to uid %u, not to this user or root", dir,
+			 (unsigned)st.st_uid);
+		return -EPERM;
+	}
+	/* A directory others may write lets them replace the socket, unless it is sticky (like
+	 * /tmp): there only the socket's owner can, and the socket's own owner is checked. */
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
+		snprintf(why, len, "the socket's directory %s is writable by other users (mode %04o)", dir,
+			 (unsigned)(st.st_mode & 07777));
+		return -EPERM;
+	}
+	return 0;
+}
+
+int mv_socket_trusted(const char *path, char *why, size_t len)
+{
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	struct stat st;
+	int r;
+
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else if ((size_t)(slash - path) >= sizeof(dir))
+		return -ENAMETOOLONG;
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	r = check_dir(dir, why, len);
+	if (r != 0)
+		return r;
+	if (lstat(path, &st) != 0) {
+		/* No socket: nothing to trust or refuse yet. */
+		snprintf(why, len, "%s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (!S_ISSOCK(st.st_mode)) {
+		snprintf(why, len, "%s is not a socket", path);
+		return -ENOTSOCK;
+	}
+	if (!trusted_uid(st.st_uid)) {
+		snprintf(why, len, "the socket %s belongs to uid %u, not to this user or root", path,
+			 (unsigned)st.st_uid);
+		return -EPERM;
+	}
+	return 0;
+}
+
+int mv_peer_trusted(int fd, const char *path, char *why, size_t len)
+{
+	struct ucred cred;
+	socklen_t n = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &n) != 0 || n != sizeof(cred)) {
+		snprintf(why, len, "the peer on %s: SO_PEERCRED: %s", path, strerror(errno));
+		return -EPERM;
+	}
+	if (!trusted_uid(cred.uid)) {
+		snprintf(why, len, "the daemon on %s runs as uid %u (pid %d), not as this user or root", path,
+			 (unsigned)cred.uid, (int)cred.pid);
+		return -EPERM;
+	}
 	return 0;
 }

@@ -26,6 +26,11 @@
  *   mvsock SOCKET serve PROGRAM [ARG...]
  *       Binds and listens on SOCKET (mode 0666), then runs PROGRAM with the socket as file
  *       descriptor 3 and LISTEN_PID and LISTEN_FDS set, as systemd's socket activation does.
+ *   mvsock SOCKET fake GRANT
+ *       A daemon that is not memvirtd: binds and listens on SOCKET (mode 0666) and prints
+ *       "listening"; then, one connection at a time, answers a library session's HELLO with a
+ *       WELCOME granting GRANT bytes and reads whatever follows until the peer goes. Prints
+ *       "hello JOB" for each HELLO and "control" for each control hello. Runs until killed.
  *   mvsock flat
  *       Reads one JSON value on standard input and prints a line "PATH VALUE" for each scalar
  *       in it, PATH being the keys and array indices from the top joined by dots. */
@@ -63,6 +68,7 @@ static void usage(void)
 		"       mvsock SOCKET hello [--budget N] [--total N] [--weight N] [--job NAME] [--uuid TEXT]\n"
 		"       mvsock SOCKET request JSON\n"
 		"       mvsock SOCKET serve PROGRAM [ARG...]\n"
+		"       mvsock SOCKET fake GRANT\n"
 		"       mvsock flat\n");
 	exit(2);
 }
@@ -722,6 +728,72 @@ err:
 	return 2;
 }
 
+/* ---- fake ---- */
+
+/* Acts on the whole frames at the start of rx[0..have): a WELCOME for the first HELLO. Returns
+ * the bytes used, or -1 for bytes that are not frames. */
+static ssize_t fake_frames(int c, const uint8_t *rx, size_t have, uint64_t grant, int *welcomed)
+{
+	struct mv_msg_welcome w = {.session = 1, .grant = grant};
+	uint8_t out[MV_MSG_WELCOME_SIZE];
+	struct mv_msg_hello h;
+	struct mv_frame f;
+	size_t at = 0;
+	ssize_t size;
+
+	while ((size = mv_frame_decode(rx + at, have - at, &f)) > 0) {
+		at += (size_t)size;
+		if (f.type == MV_MSG_HELLO && !*welcomed && mv_hello_decode(f.payload, f.length, &h) == 0) {
+			h.job[sizeof(h.job) - 1] = '\0';
+			printf("hello %s\n", h.job);
+			mv_welcome_encode(&w, out);
+			send_frame(c, MV_MSG_WELCOME, out, sizeof(out));
+			*welcomed = 1;
+		} else if (f.type == MV_MSG_CONTROL_HELLO) {
+			printf("control\n");
+		}
+		fflush(stdout);
+	}
+	return size < 0 ? -1 : (ssize_t)at;
+}
+
+static int cmd_fake(const char *path, const char *grant_text)
+{
+	static uint8_t rx[MV_FRAME_HEADER + MV_FRAME_MAX];
+	struct sockaddr_un sa;
+	uint64_t grant;
+	int fd;
+
+	if (parse_u64(grant_text, &grant) < 0 || fill_addr(path, &sa) < 0)
+		usage();
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	unlink(path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || chmod(path, 0666) < 0 ||
+	    listen(fd, 16) < 0) {
+		fprintf(stderr, "%s: fake %s: %s\n", mvsock_prog, path, strerror(errno));
+		return 2;
+	}
+	printf("listening\n");
+	fflush(stdout);
+	for (;;) {
+		size_t have = 0;
+		int welcomed = 0, c = accept(fd, NULL, NULL);
+		ssize_t n, used;
+
+		if (c < 0)
+			continue;
+		while ((n = recv(c, rx + have, sizeof(rx) - have, 0)) > 0) {
+			have += (size_t)n;
+			used = fake_frames(c, rx, have, grant, &welcomed);
+			if (used < 0)
+				break;
+			memmove(rx, rx + used, have - (size_t)used);
+			have -= (size_t)used;
+		}
+		close(c);
+	}
+}
+
 /* ---- flat ---- */
 
 static void flat_print(const char *prefix, json_t *v)
@@ -794,6 +866,8 @@ int main(int argc, char **argv)
 		return cmd_request(argv[1], argv[3]);
 	if (strcmp(argv[2], "serve") == 0)
 		return cmd_serve(argv[1], argv + 3);
+	if (strcmp(argv[2], "fake") == 0 && argc == 4)
+		return cmd_fake(argv[1], argv[3]);
 	usage();
 	return 2;
 }

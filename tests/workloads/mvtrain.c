@@ -9,6 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "tests/simcuda/simcuda.h"
 #include "tests/workloads/mvtrain.h"
@@ -302,6 +304,9 @@ mvt_usage(FILE *f)
 	    "  --module FILE        load kernels from a cubin/fatbin instead of the built-in image\n"
 	    "  --corrupt-byte OFF   flip byte OFF of the first weight before the checksum\n"
 	    "  --reshape-at STEP    from step STEP on, train with twice the batch (a job whose shape changes)\n"
+	    "  --hold-at STEP       before step STEP, wait until the file of --hold-file exists (at most\n"
+	    "                       120 s), so that a test can act while the job is linked and idle\n"
+	    "  --hold-file FILE     the file --hold-at waits for\n"
 	    "  --help               print this and exit\n");
 }
 
@@ -348,7 +353,7 @@ static void
 mvt_parse(int argc, char **argv, struct mvt_opts *o)
 {
 	enum { O_MODEL = 256, O_BATCH, O_SCALE, O_STEPS, O_SEQ, O_MODEL_ONLY, O_ALLOC, O_STREAM,
-		O_MODULE, O_CORRUPT, O_RESHAPE, O_HELP };
+		O_MODULE, O_CORRUPT, O_RESHAPE, O_HOLD_AT, O_HOLD_FILE, O_HELP };
 	static const struct option longopts[] = {
 		{ "model", required_argument, NULL, O_MODEL },
 		{ "batch", required_argument, NULL, O_BATCH },
@@ -361,6 +366,8 @@ mvt_parse(int argc, char **argv, struct mvt_opts *o)
 		{ "module", required_argument, NULL, O_MODULE },
 		{ "corrupt-byte", required_argument, NULL, O_CORRUPT },
 		{ "reshape-at", required_argument, NULL, O_RESHAPE },
+		{ "hold-at", required_argument, NULL, O_HOLD_AT },
+		{ "hold-file", required_argument, NULL, O_HOLD_FILE },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -425,6 +432,12 @@ mvt_parse(int argc, char **argv, struct mvt_opts *o)
 		case O_RESHAPE:
 			o->reshape_at = (unsigned)mvt_parse_uint("--reshape-at", optarg, 1, 100000);
 			break;
+		case O_HOLD_AT:
+			o->hold_at = (unsigned)mvt_parse_uint("--hold-at", optarg, 1, 100000);
+			break;
+		case O_HOLD_FILE:
+			o->hold_file = optarg;
+			break;
 		case O_HELP:
 			mvt_usage(stdout);
 			exit(0);
@@ -437,6 +450,28 @@ mvt_parse(int argc, char **argv, struct mvt_opts *o)
 		fprintf(stderr, "mvtrain: unexpected argument '%s'\n", argv[optind]);
 		exit(2);
 	}
+	if ((o->hold_at != 0) != (o->hold_file != NULL)) {
+		fprintf(stderr, "mvtrain: --hold-at and --hold-file go together\n");
+		exit(2);
+	}
+}
+
+/* Waits, with the device idle, until o->hold_file exists: the test that made the job hold acts
+ * meanwhile (and says so by creating the file). A test that never does gives up after 120 s. */
+static void
+mvt_hold(const struct mvt_opts *o, unsigned step)
+{
+	struct timespec pause = { 0, 10 * 1000 * 1000 };
+
+	fprintf(stderr, "mvtrain: holding before step %u until %s exists\n", step, o->hold_file);
+	for (unsigned i = 0; access(o->hold_file, F_OK) != 0; i++) {
+		if (i == 12000) {
+			fprintf(stderr, "mvtrain: %s did not appear within 120 s\n", o->hold_file);
+			exit(3);
+		}
+		nanosleep(&pause, NULL);
+	}
+	fprintf(stderr, "mvtrain: going on with step %u\n", step);
 }
 
 /* ---- Setup, checksums and the run -------------------------------------------------------------- */
@@ -626,6 +661,8 @@ main(int argc, char **argv)
 	for (unsigned s = 0; s < o.steps; s++) {
 		if (o.reshape_at != 0 && s == o.reshape_at)
 			dev.batch *= 2;
+		if (o.hold_at != 0 && s == o.hold_at)
+			mvt_hold(&o, s);
 		CK(cuEventRecord, (ev_start, dev.stream));
 		m->step(&dev, s);
 		CK(cuEventRecord, (ev_end, dev.stream));

@@ -55,6 +55,8 @@ struct mvt_opts {
 	const char *module;  /* cubin/fatbin file, or NULL for the simulated driver's built-in image */
 	int64_t corrupt;     /* byte of the first weight to flip before the checksum, or -1 */
 	unsigned reshape_at; /* from this step on the batch is doubled (0: never) */
+	unsigned hold_at;    /* before this step, wait until hold_file exists (0: never) */
+	const char *hold_file;
 };
 
 /* One weight tensor: its address and length in floats. */
