@@ -91,7 +91,10 @@ static int client_write_all(int fd, const uint8_t *p, size_t len, int64_t deadli
 	return 0;
 }
 
-int cli_client_open(struct cli_client *c, const char *path, int timeout_ms)
+/* cli_client_open, with the reason for a refusal (-EPERM) in why. The socket, its directory and
+ * the peer are checked as the library checks them (paths.h): a daemon that another user could
+ * have put there is never sent a byte. */
+static int client_open(struct cli_client *c, const char *path, int timeout_ms, char *why, size_t whylen)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct mv_msg_control_hello hello = {.pid = (uint32_t)getpid()};
@@ -99,14 +102,24 @@ int cli_client_open(struct cli_client *c, const char *path, int timeout_ms)
 	int err;
 
 	c->fd = -1;
+	snprintf(why, whylen, "%s", strerror(ENOENT));
 	if (strlen(path) >= sizeof(sa.sun_path))
 		return -ENAMETOOLONG;
 	strcpy(sa.sun_path, path);
+	err = mv_socket_trusted(path, why, whylen);
+	if (err == -EPERM || err == -ELOOP || err == -ENOTDIR || err == -ENOTSOCK)
+		return -EPERM;
+	if (err != 0)
+		return err;
 	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (c->fd < 0)
 		return -errno;
 	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		err = -errno;
+		goto err_socket;
+	}
+	if (mv_peer_trusted(c->fd, path, why, whylen) != 0) {
+		err = -EPERM;
 		goto err_socket;
 	}
 	mv_frame_header(frame, MV_MSG_CONTROL_HELLO, MV_MSG_CONTROL_HELLO_SIZE);
@@ -120,6 +133,13 @@ err_socket:
 	close(c->fd);
 	c->fd = -1;
 	return err;
+}
+
+int cli_client_open(struct cli_client *c, const char *path, int timeout_ms)
+{
+	char why[512];
+
+	return client_open(c, path, timeout_ms, why, sizeof(why));
 }
 
 void cli_client_close(struct cli_client *c)
@@ -212,9 +232,10 @@ int cli_client_call(const char *path, const char *cmd, int timeout_ms, json_t **
 	json_t *req;
 	int r;
 
-	r = cli_client_open(&c, path, timeout_ms);
+	r = client_open(&c, path, timeout_ms, err, errlen);
 	if (r < 0) {
-		snprintf(err, errlen, "%s", strerror(-r));
+		if (r != -EPERM)
+			snprintf(err, errlen, "%s", strerror(-r));
 		return r;
 	}
 	req = json_pack("{s:s}", "cmd", cmd);
@@ -242,6 +263,8 @@ void cli_client_no_daemon(const char *prog, const char *path, int err, const cha
 	if (err == -ENOENT || err == -ECONNREFUSED)
 		fprintf(stderr, "%s: no daemon answers on %s (start one with 'memvirt daemon start')\n",
 			prog, path);
+	else if (err == -EPERM)
+		fprintf(stderr, "%s: refusing the daemon on %s: %s\n", prog, path, msg);
 	else
 		fprintf(stderr, "%s: cannot talk to the daemon on %s: %s\n", prog, path, msg);
 }

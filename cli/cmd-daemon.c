@@ -108,10 +108,17 @@ static int daemon_start(const struct daemon_opts *o, const char *path)
 	pid_t pid;
 	int argc = 0, fd, r, status;
 
-	if (daemon_status_of(path, &st, err, sizeof(err)) == 0) {
+	r = daemon_status_of(path, &st, err, sizeof(err));
+	if (r == 0) {
 		printf("memvirtd already answers on %s (pid %lld)\n", path, daemon_int(st, "pid"));
 		json_decref(st);
 		return 0;
+	}
+	if (r == -EPERM) {
+		/* Another user's socket or directory there: a daemon started on it would be theirs to
+		 * intercept, and the wait for it would end in the same refusal. */
+		cli_client_no_daemon("memvirt daemon start", path, r, err);
+		return 1;
 	}
 	cli_memvirtd_path(exe, sizeof(exe));
 	argv[argc++] = exe;
@@ -238,6 +245,8 @@ static int daemon_status(const struct daemon_opts *o, const char *path)
 	if (r < 0) {
 		if (r == -ENOENT || r == -ECONNREFUSED)
 			fprintf(stderr, "memvirt daemon status: no daemon answers on %s\n", path);
+		else if (r == -EPERM)
+			cli_client_no_daemon("memvirt daemon status", path, r, err);
 		else
 			fprintf(stderr, "memvirt daemon status: %s: %s\n", path, err);
 		return 1;

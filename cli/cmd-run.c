@@ -683,14 +683,18 @@ int cmd_run(int argc, char **argv)
 	sigaddset(&set, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &set, &oldmask);
 
-	if (cli_client_call(socket, "status", 1000, &resp, err, sizeof(err)) == 0) {
+	r = cli_client_call(socket, "status", 1000, &resp, err, sizeof(err));
+	if (r == 0) {
 		json_decref(resp);
 		if (o.config != NULL)
 			fprintf(stderr, "memvirt run: memvirtd on %s runs with its own configuration; "
 					"--config gives the job only its \"library\" and \"jobs\" settings\n",
 				socket);
 	} else {
-		if (o.socket != NULL)
+		if (r == -EPERM)
+			fprintf(stderr, "memvirt run: refusing the daemon on %s: %s; starting a private one\n",
+				socket, err);
+		else if (o.socket != NULL)
 			fprintf(stderr, "memvirt run: no daemon answers on %s; starting a private one\n",
 				socket);
 		if (run_start_daemon(&o, &d, &oldmask) < 0) {

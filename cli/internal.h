@@ -45,7 +45,8 @@ struct mvd_config;
 const char *cli_socket_choice(const char *explicit_path, const struct mvd_config *cfg);
 
 /* Connects to the daemon's socket at path and sends the control hello. Returns 0, or a negative
- * errno: -ENOENT or -ECONNREFUSED when no daemon listens there. */
+ * errno: -ENOENT or -ECONNREFUSED when no daemon listens there, -EPERM when the socket, its
+ * directory or the daemon is not this user's or root's (mv_socket_trusted, mv_peer_trusted). */
 int cli_client_open(struct cli_client *c, const char *path, int timeout_ms);
 
 /* Sends req (borrowed) and reads one response within timeout_ms. Returns 0 and *resp, a new
@@ -56,7 +57,8 @@ int cli_client_request(struct cli_client *c, const json_t *req, int timeout_ms, 
 
 void cli_client_close(struct cli_client *c);
 
-/* Opens a session, sends {"cmd": cmd}, reads the response and closes, as cli_client_request. */
+/* Opens a session, sends {"cmd": cmd}, reads the response and closes, as cli_client_request.
+ * -EPERM: the daemon was refused, and err says why. */
 int cli_client_call(const char *path, const char *cmd, int timeout_ms, json_t **resp, char *err,
 		    size_t errlen);
 
