@@ -14,7 +14,9 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -357,6 +359,89 @@ static void run_remove_dir(const char *dir)
 	rmdir(dir);
 }
 
+/* The private directory's name: memvirt-run.PID.XXXXXX, PID being the memvirt run that owns it. */
+#define RUN_DIR_PREFIX "memvirt-run."
+
+/* Whether a daemon still takes connections on dir's socket (opened from parent, never followed). */
+static int run_dir_serves(const char *tmp, const char *name)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd, n, r;
+
+	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s/memvirtd.sock", tmp, name);
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
+		return 1;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 1;
+	r = connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+	return r == 0;
+}
+
+/* Removes one private directory left by a run that was killed: only a real directory (O_NOFOLLOW)
+ * of this user, and in it only what is not a directory (a symlink is removed, never followed). */
+static void run_reap_one(int parent, const char *name)
+{
+	struct dirent *e;
+	struct stat st;
+	DIR *d;
+	int fd;
+
+	fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) != 0 || !S_ISDIR(st.st_mode) || st.st_uid != getuid()) {
+		close(fd);
+		return;
+	}
+	d = fdopendir(fd);
+	if (d == NULL) {
+		close(fd);
+		return;
+	}
+	while ((e = readdir(d)) != NULL) {
+		if (fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode))
+			unlinkat(fd, e->d_name, 0);
+	}
+	closedir(d);
+	if (unlinkat(parent, name, AT_REMOVEDIR) == 0)
+		fprintf(stderr, "memvirt run: removed %s, left by a run (pid %ld) that was killed\n", name,
+			strtol(name + strlen(RUN_DIR_PREFIX), NULL, 10));
+}
+
+/* A memvirt run killed with SIGKILL cannot remove its private directory; its daemon ends with it
+ * (PR_SET_PDEATHSIG). The next run removes such directories of this user in tmp: those whose run
+ * is gone (no process has its pid) and on whose socket no daemon answers. */
+static void run_reap_dirs(const char *tmp)
+{
+	struct dirent *e;
+	DIR *d = opendir(tmp);
+	size_t plen = strlen(RUN_DIR_PREFIX);
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		char *end;
+		long pid;
+
+		if (strncmp(e->d_name, RUN_DIR_PREFIX, plen) != 0)
+			continue;
+		errno = 0;
+		pid = strtol(e->d_name + plen, &end, 10);
+		if (errno != 0 || end == e->d_name + plen || *end != '.' || strlen(end + 1) != 6 || pid <= 0 ||
+		    pid > INT_MAX)
+			continue;
+		/* EPERM: the pid runs, as another user. */
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		if (run_dir_serves(tmp, e->d_name))
+			continue;
+		run_reap_one(dirfd(d), e->d_name);
+	}
+	closedir(d);
+}
+
 static void run_restore_signals(const sigset_t *mask)
 {
 	signal(SIGCHLD, SIG_DFL);
@@ -375,7 +460,8 @@ static int run_start_daemon(const struct run_opts *o, struct run_daemon *d, cons
 	/* A socket's path must fit in sun_path (108 bytes): a long TMPDIR gives way to /tmp. */
 	if (tmp == NULL || *tmp == '\0' || strlen(tmp) > 60)
 		tmp = "/tmp";
-	snprintf(d->dir, sizeof(d->dir), "%s/memvirt-run.XXXXXX", tmp);
+	run_reap_dirs(tmp);
+	snprintf(d->dir, sizeof(d->dir), "%s/" RUN_DIR_PREFIX "%d.XXXXXX", tmp, (int)getpid());
 	/* mkdtemp makes the directory 0700: only this user reaches the socket in it. */
 	if (mkdtemp(d->dir) == NULL) {
 		fprintf(stderr, "memvirt run: cannot make a directory for a private daemon in %s: %s\n",

@@ -65,7 +65,8 @@ dev=$((peak * 5 / 4))
 # fake SOCKET GRANT: the attacker's fake daemon on SOCKET; its pid goes to DAEMON.
 fake() {
 	rm -f "$T/fake.out"
-	as "$AUID" "$MVSOCK" "$1" fake "$2" >"$T/fake.out" 2>&1 &
+	# setpriv itself in the background, not a subshell around it: DAEMON is the fake's pid.
+	setpriv --reuid="$AUID" --regid="$(id -g "$AUID")" --clear-groups -- "$MVSOCK" "$1" fake "$2" >"$T/fake.out" 2>&1 &
 	DAEMON=$!
 	n=0
 	until grep -q '^listening$' "$T/fake.out" 2>/dev/null; do
