@@ -126,7 +126,7 @@ hello_says() {
 	n=0
 	until grep -qx "$1" "$T/hello.out" 2>/dev/null; do
 		n=$((n + 1))
-		[ "$n" -lt 100 ] || mv_fail "the session never got '$1': $(cat "$T/hello.out")"
+		[ "$n" -lt 600 ] || mv_fail "the session never got '$1': $(cat "$T/hello.out")"
 		sleep 0.1
 	done
 }
@@ -152,7 +152,7 @@ kill -HUP "$DAEMON"
 n=0
 until grep -qF "config reload failed, keeping the old config: $bad" "$T/memvirtd.log"; do
 	n=$((n + 1))
-	[ "$n" -lt 100 ] || mv_fail "no refusal of the invalid file in the log after SIGHUP: $(tail -n 5 "$T/memvirtd.log")"
+	[ "$n" -lt 600 ] || mv_fail "no refusal of the invalid file in the log after SIGHUP: $(tail -n 5 "$T/memvirtd.log")"
 	sleep 0.1
 done
 echo "SIGHUP (invalid file): refused, as the log says"

@@ -19,7 +19,7 @@ exec 3>"$T/hello.in"
 n=0
 until grep -qx 'welcome 1 1000000' "$T/hello.out" 2>/dev/null; do
 	n=$((n + 1))
-	[ "$n" -lt 100 ] || mv_fail "the session got no WELCOME: $(cat "$T/hello.out")"
+	[ "$n" -lt 600 ] || mv_fail "the session got no WELCOME: $(cat "$T/hello.out")"
 	sleep 0.1
 done
 
@@ -38,7 +38,7 @@ bad() {
 	n=0
 	until [ "$(grep -c "bad frame" "$T/memvirtd.log")" -gt "$b_before" ]; do
 		n=$((n + 1))
-		[ "$n" -lt 50 ] || mv_fail "$b_name: the daemon logged no reason"
+		[ "$n" -lt 600 ] || mv_fail "$b_name: the daemon logged no reason"
 		sleep 0.1
 	done
 	grep "bad frame" "$T/memvirtd.log" | tail -n 1 | grep -qF "$b_reason" ||
@@ -149,7 +149,7 @@ while :; do
 	"$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat"
 	grep -qx 'sessions.0.page_outs 11' "$T/stats.flat" && grep -qx 'sessions.0.events 3' "$T/stats.flat" && break
 	n=$((n + 1))
-	[ "$n" -lt 50 ] || mv_fail "the session's counters never reached the stats: $(cat "$T/stats.json")"
+	[ "$n" -lt 600 ] || mv_fail "the session's counters never reached the stats: $(cat "$T/stats.json")"
 	sleep 0.1
 done
 grep -qx 'sessions.0.job e2e-survivor' "$T/stats.flat" || mv_fail "the stats do not show the session"
@@ -160,7 +160,7 @@ exec 4>"$T/second.in"
 n=0
 until grep -qx 'grant 500000' "$T/hello.out" 2>/dev/null; do
 	n=$((n + 1))
-	[ "$n" -lt 100 ] || mv_fail "the session got no smaller grant when a second one came: $(cat "$T/hello.out")"
+	[ "$n" -lt 600 ] || mv_fail "the session got no smaller grant when a second one came: $(cat "$T/hello.out")"
 	sleep 0.1
 done
 grep -qx 'welcome [0-9]* 500000' "$T/second.out" || mv_fail "the second session got '$(cat "$T/second.out")'"

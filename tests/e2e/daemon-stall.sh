@@ -12,9 +12,9 @@ STEPS=15
 ARGS="--model resnet50 --batch 2 --scale 0.125 --steps $STEPS"
 JOB_A=e2e-stall-a-$$
 JOB_C=e2e-stall-c-$$
-# A real delay before each kernel stretches the jobs (about 3 s more) without changing what they
-# compute, so that they outlast the library's 2 s wait for a WELCOME.
-DELAY=SIMCUDA_DELAY_KERNEL_US=500
+# Each job holds (mvtrain --hold-at) until the test lets it go, so that it outlasts what the test
+# waits for however fast or slow the machine is: a until the daemon is stopped, c until its link
+# has given up on the silent daemon.
 
 plain_run
 dev=$((peak * 5 / 4))
@@ -24,16 +24,16 @@ echo "$out"
 
 # Job a links to the daemon through memvirt run.
 # shellcheck disable=SC2086 # ARGS is a list of words
-env SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_JOB=$JOB_A $DELAY timeout 60 \
+env SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_JOB=$JOB_A timeout 300 \
 	"$MEMVIRT" run --simulate --socket "$S" --budget 40% -- "$MVTRAIN" $ARGS \
-	>"$T/a.out" 2>"$T/a.err" &
+	--hold-at 5 --hold-file "$T/go-a" >"$T/a.out" 2>"$T/a.err" &
 run_a=$!
 JOBS=$run_a
 n=0
 until grep -q "linked to memvirtd at $S" "$T/a.err" 2>/dev/null; do
 	alive "$run_a" || mv_fail_run a "job a ended before it linked to the daemon"
 	n=$((n + 1))
-	[ "$n" -lt 300 ] || mv_fail_run a "job a did not link to the daemon within 30 s"
+	[ "$n" -lt 600 ] || mv_fail_run a "job a did not link to the daemon within 60 s"
 	sleep 0.1
 done
 alive "$run_a" || mv_fail_run a "job a ended before the daemon was stopped"
@@ -43,15 +43,23 @@ echo "stopped memvirtd (pid $DAEMON) with SIGSTOP while job a runs"
 # Job c starts against the stopped daemon: its socket still takes connections, but nothing answers.
 # memvirt run would not use a daemon that does not answer, so the library is preloaded directly.
 # shellcheck disable=SC2086 # ARGS is a list of words
-env SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_JOB=$JOB_C MEMVIRT_BUDGET=40% MEMVIRT_SOCKET="$S" $DELAY \
+env SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_JOB=$JOB_C MEMVIRT_BUDGET=40% MEMVIRT_SOCKET="$S" \
 	LD_LIBRARY_PATH="$SIMCUDA_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" LD_PRELOAD="$MEMVIRT_LIB" \
-	timeout 60 "$MVTRAIN" $ARGS >"$T/c.out" 2>"$T/c.err" &
+	timeout 300 "$MVTRAIN" $ARGS --hold-at 2 --hold-file "$T/go-c" >"$T/c.out" 2>"$T/c.err" &
 run_c=$!
 JOBS="$JOBS $run_c"
+n=0
+until grep -q "memvirtd at $S: no WELCOME in time" "$T/c.err" 2>/dev/null; do
+	alive "$run_c" || mv_fail_run c "job c ended before it gave up on the silent daemon"
+	n=$((n + 1))
+	[ "$n" -lt 600 ] || mv_fail_run c "job c did not give up on the silent daemon within 60 s"
+	sleep 0.1
+done
+touch "$T/go-a" "$T/go-c"
 
-wait_job "$run_a" 60
+wait_job "$run_a" 300
 rc_a=$MV_RC
-wait_job "$run_c" 60
+wait_job "$run_c" 300
 rc_c=$MV_RC
 echo "mvtrain $ARGS, linked then stalled -> exit $rc_a; started stalled -> exit $rc_c"
 alive "$DAEMON" || mv_fail "the stopped daemon is gone"

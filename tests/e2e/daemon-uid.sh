@@ -88,7 +88,7 @@ n=0
 until timeout 10 "$MEMVIRT" daemon status --socket "$S" >/dev/null 2>&1; do
 	alive "$DAEMON" || mv_fail "the shared daemon exited: $(cat "$T/memvirtd.log" 2>/dev/null)"
 	n=$((n + 1))
-	[ "$n" -lt 100 ] || mv_fail "the shared daemon did not answer within 10 s"
+	[ "$n" -lt 600 ] || mv_fail "the shared daemon did not answer within 60 s"
 	sleep 0.1
 done
 grep -q "listening on $S (socket from systemd)" "$T/memvirtd.log" ||
@@ -116,7 +116,7 @@ exec 3>"$T/root.in"
 n=0
 until grep -q '^welcome ' "$T/root.out" 2>/dev/null; do
 	n=$((n + 1))
-	[ "$n" -lt 100 ] || mv_fail "root's session got no WELCOME: $(cat "$T/root.out")"
+	[ "$n" -lt 600 ] || mv_fail "root's session got no WELCOME: $(cat "$T/root.out")"
 	sleep 0.1
 done
 stats_as root "$T/root0.flat"
@@ -133,7 +133,7 @@ exec 4>"$T/user.in"
 n=0
 until grep -q '^welcome ' "$T/user.out" 2>/dev/null; do
 	n=$((n + 1))
-	[ "$n" -lt 100 ] || mv_fail "the user's session got no WELCOME: $(cat "$T/user.out")"
+	[ "$n" -lt 600 ] || mv_fail "the user's session got no WELCOME: $(cat "$T/user.out")"
 	sleep 0.1
 done
 stats_as user "$T/user1.flat"

@@ -56,7 +56,7 @@ n=0
 until timed_stats && [ -n "$(sess_field "$T/stats.flat" event_flood-0 events)" ] &&
 	[ "$(sess_field "$T/stats.flat" event_flood-0 events)" -gt 0 ]; do
 	n=$((n + 1))
-	[ "$n" -lt 100 ] || mv_fail "the flood did not start: $(cat "$T/flood.err")"
+	[ "$n" -lt 600 ] || mv_fail "the flood did not start: $(cat "$T/flood.err")"
 	sleep 0.1
 done
 
