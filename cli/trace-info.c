@@ -85,10 +85,12 @@ static void info_print_json(const struct cli_trace_ctx *c, const struct info_cou
 		xoom();
 	if (n->have_iter)
 		json_object_set_new(root, "iteration",
-				    json_pack("{s:I, s:I, s:I, s:I, s:I}", "first_op",
+				    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "first_op",
 					      (json_int_t)c->first_op, "nops", (json_int_t)c->nops,
 					      "launches", (json_int_t)c->it->nlaunch, "buffers",
-					      (json_int_t)c->it->nbufs, "peak", (json_int_t)n->peak));
+					      (json_int_t)c->it->nbufs, "peak", (json_int_t)n->peak,
+					      "untimed_launches",
+					      (json_int_t)mv_trace_untimed(c->t, c->first_op, c->nops, NULL)));
 	else
 		json_object_set_new(root, "iteration", json_null());
 	cli_print_json(root);
@@ -117,6 +119,7 @@ static void info_print_table(const struct cli_trace_ctx *c, const struct info_co
 	printf("truncated   %s\n", t->truncated ? "yes: the file ends without its end record" : "no");
 	if (n->have_iter) {
 		uint64_t compute = 0;
+		uint32_t untimed;
 
 		for (uint32_t i = 0; i < c->it->nlaunch; i++)
 			compute += c->it->launch[i].dur_ns;
@@ -127,6 +130,9 @@ static void info_print_table(const struct cli_trace_ctx *c, const struct info_co
 		printf("peak        %s (%" PRIu64 " bytes) alive at once in the iteration\n",
 		       mv_format_size(n->peak, a, sizeof(a)), n->peak);
 		printf("compute     %.3f ms per iteration\n", (double)compute / 1e6);
+		untimed = mv_trace_untimed(t, c->first_op, c->nops, NULL);
+		printf("untimed     %" PRIu32 " launches in the iteration have no measured duration%s\n", untimed,
+		       untimed > 0 ? " (the recording lost their timing; replays charge them a guess)" : "");
 	} else {
 		printf("iteration   none found: no launch sequence repeats yet\n");
 	}

@@ -120,6 +120,20 @@ static void replay_print_table(const struct cli_trace_ctx *c, const struct cli_t
 	}
 }
 
+/* A recording that lost launch timings models those launches at a guess (the launch cost): the
+ * step and overhead it reports are then wrong, so it says how many. */
+static void replay_warn_untimed(const struct cli_trace_ctx *c)
+{
+	uint32_t launches, untimed = mv_trace_untimed(c->t, c->first_op, c->nops, &launches);
+
+	if (untimed == 0)
+		return;
+	fprintf(stderr, "memvirt trace replay: warning: %s: %" PRIu32 " of %" PRIu32 " launches in the "
+			"iteration have no measured duration; each is modeled at %.3f ms, so the times below "
+			"are not the recorded job's (record it again)\n",
+		c->o->file, untimed, launches, (double)c->m.launch_ns / 1e6);
+}
+
 int cli_trace_replay(const struct cli_trace_opts *o)
 {
 	struct cli_trace_ctx c;
@@ -136,6 +150,7 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 	}
 	if (cli_trace_load(&c, o, 1) < 0)
 		return 1;
+	replay_warn_untimed(&c);
 	if (o->all)
 		for (want = 0; mv_policies[want] != NULL; want++)
 			;
@@ -162,12 +177,13 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 			json_object_set_new(one, "budget", json_integer((json_int_t)c.budget));
 			json_array_append_new(arr, one);
 		}
-		root = json_pack("{s:s, s:b, s:{s:I, s:I, s:I, s:I}, s:I, s:f, s:f, s:{s:I, s:I}, "
+		root = json_pack("{s:s, s:b, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:f, s:f, s:{s:I, s:I}, "
 				 "s:I, s:I, s:o}",
 				 "file", o->file, "truncated", c.t->truncated,
 				 "iteration", "first_op", (json_int_t)c.first_op, "nops",
 				 (json_int_t)c.nops, "launches", (json_int_t)c.it->nlaunch, "buffers",
-				 (json_int_t)c.it->nbufs,
+				 (json_int_t)c.it->nbufs, "untimed_launches",
+				 (json_int_t)mv_trace_untimed(c.t, c.first_op, c.nops, NULL),
 				 "budget", (json_int_t)c.budget,
 				 "h2d_gbps", o->h2d_gbps, "d2h_gbps", o->d2h_gbps,
 				 "unlimited", "peak", (json_int_t)base.peak, "step_ns",

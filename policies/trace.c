@@ -66,6 +66,22 @@ struct mv_trace *mv_trace_new(uint64_t device_total, uint32_t flags)
 	return t;
 }
 
+uint32_t mv_trace_untimed(const struct mv_trace *t, uint32_t first_op, uint32_t nops, uint32_t *launches)
+{
+	uint32_t untimed = 0, n = 0;
+
+	for (uint32_t i = first_op; i < t->nops && i - first_op < nops; i++) {
+		if (t->ops[i].kind != MV_TREC_LAUNCH)
+			continue;
+		n++;
+		if (t->ops[i].dur_ns == 0)
+			untimed++;
+	}
+	if (launches != NULL)
+		*launches = n;
+	return untimed;
+}
+
 void mv_trace_free(struct mv_trace *t)
 {
 	uint32_t i;

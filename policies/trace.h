@@ -110,6 +110,11 @@ struct mv_trace {
 int mv_trace_read_mem(const void *buf, size_t len, struct mv_trace **out, char *err, size_t errlen);
 void mv_trace_free(struct mv_trace *t);
 
+/* The launches among ops [first_op, first_op + nops) whose record has no measured duration
+ * (dur_ns 0: the recording lost its timing); their number goes to *launches when not NULL. A model
+ * of such an iteration charges them a guess, so a replay says how many there are. */
+uint32_t mv_trace_untimed(const struct mv_trace *t, uint32_t first_op, uint32_t nops, uint32_t *launches);
+
 /* Building a trace in memory, as the library and the daemon learn a run and tests make synthetic
  * ones. Each returns 0 or -ENOMEM (or -EINVAL for a buffer or function that does not exist); ALLOC
  * returns the new buffer's number through *buf. The builder does the same checks as the reader. */

@@ -5,7 +5,9 @@
  *   marked.mvtrace     the same with an iteration mark before each iteration;
  *   single.mvtrace     one iteration only, so none can be detected;
  *   truncated.mvtrace  four iterations cut short inside a record of the fourth, without END;
- *   malformed.mvtrace  a FREE of a buffer never allocated; its offset is printed.
+ *   malformed.mvtrace  a FREE of a buffer never allocated; its offset is printed;
+ *   untimed.mvtrace    layered.mvtrace with no measured duration for fwd3 and bwd3 (2 of each
+ *                      iteration's 6 launches), as a recording that lost their timings.
  *
  * usage: mktrace DIR; prints "malformed-offset N". */
 #include <stdint.h>
@@ -45,11 +47,15 @@ static uint32_t alloc(struct img *m, uint64_t size)
 	return m->nbufs++;
 }
 
+/* Set while writing untimed.mvtrace: fwd3 and bwd3 launches have no duration. */
+static int untimed;
+
 static void launch(struct img *m, uint32_t func, uint32_t a, uint32_t b)
 {
 	uint32_t refs[2] = {a, b};
+	uint64_t dur = untimed && (func == 2 || func == 3) ? 0 : 1 * MS;
 
-	put(m, mv_trace_encode_launch(ROOM(m), func, 0, m->now, 1 * MS, refs, 2));
+	put(m, mv_trace_encode_launch(ROOM(m), func, 0, m->now, dur, refs, 2));
 	m->now += 1 * MS;
 }
 
@@ -167,6 +173,14 @@ int main(int argc, char **argv)
 	release(&m, 999);
 	end(&m);
 	save(argv[1], "malformed.mvtrace", &m, m.len);
+
+	untimed = 1;
+	w = start(&m);
+	for (int i = 0; i < 3; i++)
+		iteration(&m, w, 0, i == 0);
+	end(&m);
+	save(argv[1], "untimed.mvtrace", &m, m.len);
+	untimed = 0;
 	printf("malformed-offset %zu\n", bad);
 	return 0;
 }

@@ -66,6 +66,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["version"] == 1 and d["launches"] == 18 and d["truncated"] is False, d
 assert d["iteration"]["launches"] == 6 and d["iteration"]["peak"] == 16 << 20, d
+assert d["iteration"]["untimed_launches"] == 0, d
 '
 expect 0 infomarked trace info "$T/marked.mvtrace"
 has infomarked.out "(6 launches, 4 buffers), between the last two marks"
@@ -87,6 +88,22 @@ has lru.out "overhead         133.33%"
 has lru.out "lower bound      8.000 ms"
 has lru.out "step/bound       1.750"
 has lru.out "faults           1"
+[ -s "$T/lru.err" ] && mv_fail "replay of a fully timed trace warned: $(cat "$T/lru.err")"
+has info.out "untimed     0 launches in the iteration have no measured duration"
+# A recording that lost timings says so: info counts them, replay warns with the count.
+U=$T/untimed.mvtrace
+expect 0 infountimed trace info "$U"
+has infountimed.out "untimed     2 launches in the iteration have no measured duration (the recording lost"
+# shellcheck disable=SC2086
+expect 0 untimed trace replay "$U" --policy lru --budget 12MiB $LINK
+has untimed.err "memvirt trace replay: warning: $U: 2 of 6 launches in the iteration have no measured duration"
+# shellcheck disable=SC2086
+expect 0 untimedjson trace replay "$U" --policy lru --budget 12MiB --json $LINK
+py untimedjson.out '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["iteration"]["untimed_launches"] == 2 and d["iteration"]["launches"] == 6, d
+'
 # A percentage is of the iteration's unlimited peak: 75% of 16 MiB is 12 MiB.
 # shellcheck disable=SC2086
 expect 0 lrupct trace replay "$L" --policy lru --budget 75% $LINK
