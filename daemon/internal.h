@@ -2,6 +2,8 @@
  *
  * Everything runs on the one libuv loop thread, so nothing here is locked. Ownership:
  * - the server owns every struct mvd_conn; a connection is freed only in its uv_close callback;
+ * - the server owns every struct mvd_user (a uid's connections, sessions and buffered bytes); a
+ *   connection borrows its user's, which is freed with the user's last connection;
  * - a library connection owns its struct mvd_session, freed when the connection closes;
  * - the arbiter owns every struct mvd_device and borrows the sessions on it;
  * - a session owns its struct mvd_learn (learn.c), freed with it;
