@@ -393,6 +393,7 @@ enum kind {
 	K_BOOL,
 	K_KNOB,      /* a planning knob: its name's range in policies/params.c */
 	K_KERNEL,    /* a kernel's name */
+	K_LIMIT,     /* a per-user limit: its range in limit_ranges */
 };
 
 /* One key: its name, what its value must be, where in the struct it goes, and for a job's knob
@@ -424,11 +425,22 @@ static const struct field library_fields[] = {
 	{NULL, 0, 0, NULL, 0},
 };
 
+static const struct field limits_fields[] = {
+	{"connections_per_user", K_LIMIT, offsetof(struct mvd_config, conns_per_user), NULL, 0},
+	{"sessions_per_user", K_LIMIT, offsetof(struct mvd_config, sessions_per_user), NULL, 0},
+	{"buffered_per_user", K_LIMIT, offsetof(struct mvd_config, buffered_per_user), NULL, 0},
+	{"reserve_fds", K_LIMIT, offsetof(struct mvd_config, reserve_fds), NULL, 0},
+	{"frame_timeout", K_LIMIT, offsetof(struct mvd_config, frame_timeout_s), NULL, 0},
+	{"log_lines", K_LIMIT, offsetof(struct mvd_config, log_lines), NULL, 0},
+	{NULL, 0, 0, NULL, 0},
+};
+
 static const struct field top_fields[] = {
 	{"daemon", K_SECTION, 0, daemon_fields, 0},
 	{"device", K_SECTION, 0, device_fields, 0},
 	{"jobs", K_JOBS, 0, NULL, 0},
 	{"library", K_SECTION, 0, library_fields, 0},
+	{"limits", K_SECTION, 0, limits_fields, 0},
 	{NULL, 0, 0, NULL, 0},
 };
 
@@ -461,6 +473,7 @@ static const char *expected(enum kind k)
 	case K_WEIGHT: return "a whole number from 1 to 1000";
 	case K_POLICY: return "a policy name such as \"lru\"";
 	case K_KERNEL: return "a kernel name";
+	case K_LIMIT: return "a whole number";
 	default: return "true or false";
 	}
 }
@@ -818,6 +831,58 @@ static int check_kernel(struct loader *l, const json_t *v, char **at)
 	return 0;
 }
 
+/* ---- limits ---- */
+
+/* Each per-user limit's range. A size (buffered_per_user) goes in a uint64_t, the others, whole
+ * numbers, in a uint32_t. The least buffer is a whole largest frame, so that a user can always
+ * send one. */
+static const struct {
+	const char *name;
+	int size;
+	uint64_t lo, hi;
+	const char *unit;
+} limit_ranges[] = {
+	{"connections_per_user", 0, 1, 1000000, "connections"},
+	{"sessions_per_user", 0, 1, 1000000, "sessions"},
+	{"buffered_per_user", 1, (2u << 20), (uint64_t)1 << 40, "bytes"},
+	{"reserve_fds", 0, 8, 1000000, "descriptors"},
+	{"frame_timeout", 0, 1, 3600, "seconds"},
+	{"log_lines", 0, 1, 1000000, "lines a minute"},
+};
+
+static int check_limit(struct loader *l, const char *name, const json_t *v, void *at)
+{
+	size_t i = 0;
+	uint64_t x;
+
+	while (strcmp(limit_ranges[i].name, name) != 0)
+		i++;
+	if (limit_ranges[i].size) {
+		if (check_size(l, v, &x) != 0)
+			return -1;
+	} else if (!json_is_integer(v)) {
+		return fail(l, 0, "expected a whole number of %s from %llu to %llu, got %s",
+			    limit_ranges[i].unit, (unsigned long long)limit_ranges[i].lo,
+			    (unsigned long long)limit_ranges[i].hi,
+			    json_is_real(v) ? "a fraction" : kind_of(v));
+	} else if (json_integer_value(v) < 0) {
+		return fail(l, 0, "%lld %s is out of range %llu..%llu", (long long)json_integer_value(v),
+			    limit_ranges[i].unit, (unsigned long long)limit_ranges[i].lo,
+			    (unsigned long long)limit_ranges[i].hi);
+	} else {
+		x = (uint64_t)json_integer_value(v);
+	}
+	if (x < limit_ranges[i].lo || x > limit_ranges[i].hi)
+		return fail(l, 0, "%llu %s is out of range %llu..%llu", (unsigned long long)x,
+			    limit_ranges[i].unit, (unsigned long long)limit_ranges[i].lo,
+			    (unsigned long long)limit_ranges[i].hi);
+	if (limit_ranges[i].size)
+		*(uint64_t *)at = x;
+	else
+		*(uint32_t *)at = (uint32_t)x;
+	return 0;
+}
+
 /* Checks one value against its field and stores it at base + f->off. */
 static int check_value(struct loader *l, struct mvd_config *c, const struct field *f,
 		       const json_t *v, void *base)
@@ -850,6 +915,8 @@ static int check_value(struct loader *l, struct mvd_config *c, const struct fiel
 		return check_knob(l, f->name, v, at);
 	case K_KERNEL:
 		return check_kernel(l, v, at);
+	case K_LIMIT:
+		return check_limit(l, f->name, v, at);
 	case K_BOOL:
 		if (!json_is_boolean(v))
 			return wrong_type(l, expected(f->kind), v);
@@ -895,6 +962,14 @@ struct mvd_config *mvd_config_default(void)
 	c->slab_threshold = (uint64_t)1 << 20;
 	c->host_limit = 0;
 	c->safety_net = 1;
+	/* Limits that hold on a service of 1,024 descriptors: one user at its cap holds a quarter of
+	 * them, and the reserve is root's whatever the others hold. */
+	c->conns_per_user = 256;
+	c->sessions_per_user = 128;
+	c->buffered_per_user = (uint64_t)64 << 20;
+	c->reserve_fds = 64;
+	c->frame_timeout_s = 30;
+	c->log_lines = 20;
 	return c;
 }
 

@@ -9,7 +9,10 @@
  *     "jobs":    { "default":  { "weight": 1, "min": "0", "policy": "lru" },
  *                  "train.py": { "weight": 2, "min": "4GiB", "policy": "vdnn-all",
  *                                "lookahead": 2, "page_min": "4MiB" } },
- *     "library": { "slab_threshold": "1MiB", "host_limit": "64GiB", "safety_net": true }
+ *     "library": { "slab_threshold": "1MiB", "host_limit": "64GiB", "safety_net": true },
+ *     "limits":  { "connections_per_user": 256, "sessions_per_user": 128,
+ *                  "buffered_per_user": "64MiB", "reserve_fds": 64, "frame_timeout": 30,
+ *                  "log_lines": 20 }
  *   }
  *
  * Ownership: mvd_config_load and mvd_config_parse return a config the caller frees with
@@ -56,6 +59,13 @@ struct mvd_config {
 	uint64_t slab_threshold;  /* handed to the library of jobs that memvirt run starts */
 	uint64_t host_limit;      /* 0: the library's default */
 	int safety_net;
+	/* "limits": what one user may hold of the daemon, so that no user starves the others. */
+	uint32_t conns_per_user;    /* open connections */
+	uint32_t sessions_per_user; /* library sessions */
+	uint64_t buffered_per_user; /* bytes of receive buffers, which hold frames not yet whole */
+	uint32_t reserve_fds;       /* descriptors only root and the daemon's own user may take */
+	uint32_t frame_timeout_s;   /* a peer that leaves a frame (or its first) unfinished this long is dropped */
+	uint32_t log_lines;         /* lines a minute of one kind of event from one user */
 };
 
 /* The built-in configuration: log level info, budget 100%, weight 1, min 0, policy lru, and the

@@ -2,6 +2,8 @@
  *
  * Everything runs on the one libuv loop thread, so nothing here is locked. Ownership:
  * - the server owns every struct mvd_conn; a connection is freed only in its uv_close callback;
+ * - the server owns every struct mvd_user (a uid's connections, sessions and buffered bytes); a
+ *   connection borrows its user's, which is freed with the user's last connection;
  * - a library connection owns its struct mvd_session, freed when the connection closes;
  * - the arbiter owns every struct mvd_device and borrows the sessions on it;
  * - a session owns its struct mvd_learn (learn.c), freed with it;
@@ -43,6 +45,15 @@ void mvd_log(enum mvd_log_level level, const char *fmt, ...) __attribute__((form
 #define mvd_info(...) mvd_log(MVD_LOG_INFO, __VA_ARGS__)
 #define mvd_warn(...) mvd_log(MVD_LOG_WARN, __VA_ARGS__)
 #define mvd_error(...) mvd_log(MVD_LOG_ERROR, __VA_ARGS__)
+/* Rate-limited lines for events a peer can repeat at will: each key (the event and the user, say
+ * "refused uid 1000") logs at most lines a minute (limits.log_lines); the rest are counted, and
+ * the count is logged when the key's minute is over (mvd_log_flush_limited) or its slot is
+ * needed. */
+void mvd_log_set_limit(unsigned lines);
+void mvd_log_limited(const char *key, enum mvd_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Reports the suppressed lines of keys whose minute is over (all: of every key), and frees them. */
+void mvd_log_flush_limited(int all);
 /* Logs at error and exits 1. */
 void mvd_fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
@@ -68,6 +79,8 @@ enum mvd_conn_kind {
 	MVD_CONN_CONTROL, /* CONTROL_HELLO: the memvirt command */
 };
 
+struct mvd_user;
+
 /* One accepted connection. */
 struct mvd_conn {
 	uv_pipe_t pipe;              /* first, so a handle pointer is a connection pointer */
@@ -84,6 +97,10 @@ struct mvd_conn {
 	unsigned frames;             /* frames handled in that turn */
 	int paused;                  /* reading stopped until the next turn: its share is used up */
 	struct mvd_session *session; /* a library connection's session; owned */
+	struct mvd_user *user;       /* its uid's share of the limits (server.c); NULL before known */
+	uint64_t owes_since;         /* loop time (ms) since it owes a whole frame; 0: owes none */
+	int starved;                 /* reading stopped: its user's buffers are at their limit */
+	int counted_session;         /* counted in its user's sessions */
 	TAILQ_ENTRY(mvd_conn) entry;
 };
 

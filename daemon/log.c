@@ -14,6 +14,25 @@
 
 static const char *log_names[] = {"debug", "info", "warn", "error"};
 
+/* The rate limiter's keys: a fixed table, so that a flood of distinct keys costs no memory. A key
+ * that finds its probe run full takes the slot whose window is oldest, reporting its suppressed
+ * lines first. */
+#define LOG_KEYS 256
+#define LOG_PROBE 8
+#define LOG_KEY_MAX 96
+#define LOG_WINDOW_S 60
+
+struct log_key {
+	char key[LOG_KEY_MAX];    /* empty: a free slot */
+	uint64_t window;          /* when its window began, in monotonic seconds */
+	unsigned lines;           /* logged in this window */
+	unsigned long suppressed; /* not logged in this window */
+	enum mvd_log_level level; /* of its last line, for the summary */
+};
+
+static struct log_key log_keys[LOG_KEYS];
+static unsigned log_key_lines = 20; /* lines a key may log in a window */
+
 static enum mvd_log_level log_level = MVD_LOG_INFO;
 static int log_fd = STDERR_FILENO;
 static char *log_path; /* NULL: stderr */
@@ -116,6 +135,101 @@ void mvd_log(enum mvd_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	log_vwrite(level, fmt, ap);
 	va_end(ap);
+}
+
+static void log_line(enum mvd_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void log_line(enum mvd_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vwrite(level, fmt, ap);
+	va_end(ap);
+}
+
+static uint64_t log_now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
+/* Says how many of k's lines were not logged, and empties its count. */
+static void log_key_report(struct log_key *k)
+{
+	if (k->suppressed > 0 && k->level >= log_level)
+		log_line(k->level, "%lu more lines like '%s' in %d s were not logged", k->suppressed,
+			 k->key, LOG_WINDOW_S);
+	k->suppressed = 0;
+}
+
+/* k's slot: its own, a free one, or the oldest of its probe run. */
+static struct log_key *log_key_slot(const char *key)
+{
+	uint32_t h = 2166136261u;
+	struct log_key *k, *oldest = NULL;
+
+	for (const char *p = key; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	for (unsigned i = 0; i < LOG_PROBE; i++) {
+		k = &log_keys[(h + i) % LOG_KEYS];
+		if (k->key[0] == '\0' || strncmp(k->key, key, LOG_KEY_MAX - 1) == 0)
+			return k;
+		if (oldest == NULL || k->window < oldest->window)
+			oldest = k;
+	}
+	log_key_report(oldest);
+	oldest->key[0] = '\0';
+	return oldest;
+}
+
+void mvd_log_set_limit(unsigned lines)
+{
+	log_key_lines = lines > 0 ? lines : 1;
+}
+
+void mvd_log_limited(const char *key, enum mvd_log_level level, const char *fmt, ...)
+{
+	struct log_key *k;
+	uint64_t now;
+	va_list ap;
+
+	if (level < log_level)
+		return;
+	now = log_now_s();
+	k = log_key_slot(key);
+	if (k->key[0] == '\0' || now - k->window >= LOG_WINDOW_S) {
+		log_key_report(k);
+		snprintf(k->key, sizeof(k->key), "%s", key);
+		k->window = now;
+		k->lines = 0;
+	}
+	k->level = level;
+	if (k->lines >= log_key_lines) {
+		k->suppressed++;
+		return;
+	}
+	k->lines++;
+	va_start(ap, fmt);
+	log_vwrite(level, fmt, ap);
+	va_end(ap);
+}
+
+void mvd_log_flush_limited(int all)
+{
+	uint64_t now = log_now_s();
+
+	for (size_t i = 0; i < LOG_KEYS; i++) {
+		struct log_key *k = &log_keys[i];
+
+		if (k->key[0] != '\0' && (all || now - k->window >= LOG_WINDOW_S)) {
+			log_key_report(k);
+			k->key[0] = '\0';
+		}
+	}
 }
 
 void mvd_fatal(const char *fmt, ...)

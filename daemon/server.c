@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -15,6 +17,7 @@
 #include <unistd.h>
 
 #include "daemon/internal.h"
+#include "protocol/control.h"
 
 /* A connection's receive buffer never grows beyond this: a whole frame is at most
  * MV_FRAME_HEADER + MV_FRAME_MAX, so a well-behaved peer always fits. */
@@ -30,6 +33,20 @@
 #define SERVER_TURN_FRAMES 64
 /* How long a stop waits for connections to take their last frames before cutting them. */
 #define SERVER_STOP_MS 3000
+/* How often frame timeouts and the socket file are checked. */
+#define SERVER_SWEEP_MS 500
+/* Descriptors the daemon needs besides its connections (listener, log, loop, signals). */
+#define SERVER_OWN_FDS 16
+
+/* One uid's share of the limits: what its connections hold. Made at its first connection, freed
+ * with its last. */
+struct mvd_user {
+	uid_t uid;
+	unsigned conns;    /* accepted and not yet closed */
+	unsigned sessions; /* library sessions */
+	size_t buffered;   /* its connections' receive buffers, in bytes */
+	TAILQ_ENTRY(mvd_user) entry;
+};
 
 /* One queued write; data is freed with it. */
 struct server_write {
@@ -48,6 +65,12 @@ static uint64_t server_turn;
 static int server_stopping_flag;
 static TAILQ_HEAD(, mvd_conn) server_conns = TAILQ_HEAD_INITIALIZER(server_conns);
 static uint64_t server_next_conn = 1;
+static TAILQ_HEAD(, mvd_user) server_users = TAILQ_HEAD_INITIALIZER(server_users);
+static unsigned server_nconns;  /* connections accepted and not yet closed */
+static unsigned server_nofile;  /* RLIMIT_NOFILE at start */
+static uv_timer_t server_sweep;
+/* The socket file's state at the last sweep: 0 ours, 1 gone, 2 another file; logged on change. */
+static int server_path_state;
 
 static struct mvd_config *server_cfg;
 static const char *server_override_level; /* --log-level, borrowed from argv */
@@ -58,6 +81,13 @@ static struct timespec server_started;
 static char server_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 static dev_t server_path_dev;
 static ino_t server_path_ino;
+/* The socket file watched for removal or replacement (bound or inherited), and its identity. */
+static char server_watch[sizeof(server_path)];
+static dev_t server_watch_dev;
+static ino_t server_watch_ino;
+/* PATH.lock, flock'd for the daemon's life; removed at exit. */
+static char server_lock_path[PATH_MAX];
+static int server_lock_fd = -1;
 
 static void server_close_cb(uv_handle_t *h);
 
@@ -136,6 +166,7 @@ int mvd_server_reload(char *err, size_t errlen)
 		mvd_session_configure(s, next);
 	mvd_arbiter_recompute_all();
 	mvd_config_free(old);
+	mvd_log_set_limit(next->log_lines);
 	mvd_info("config reloaded from %s", next->path != NULL ? next->path : "the built-in defaults");
 	return 0;
 }
@@ -205,6 +236,55 @@ void mvd_conn_send(struct mvd_conn *c, uint16_t type, const uint8_t *payload, si
 	mvd_conn_send_frame(c, frame, MV_FRAME_HEADER + len);
 }
 
+/* ---- what each user holds ---- */
+
+static struct mvd_user *server_user_get(uid_t uid)
+{
+	struct mvd_user *u;
+
+	TAILQ_FOREACH(u, &server_users, entry) {
+		if (u->uid == uid)
+			return u;
+	}
+	u = mvd_xcalloc(1, sizeof(*u));
+	u->uid = uid;
+	TAILQ_INSERT_TAIL(&server_users, u, entry);
+	return u;
+}
+
+/* Resizes c's receive buffer (0: frees it), counting it against its user. */
+static void server_set_cap(struct mvd_conn *c, size_t cap)
+{
+	if (cap == 0) {
+		free(c->buf);
+		c->buf = NULL;
+	} else {
+		c->buf = mvd_xrealloc(c->buf, cap);
+	}
+	if (c->user != NULL)
+		c->user->buffered = c->user->buffered - c->cap + cap;
+	c->cap = cap;
+}
+
+/* What c's buffer grows to when it has less than SERVER_BUF_MIN of room; its size when full. */
+static size_t server_next_cap(const struct mvd_conn *c)
+{
+	size_t cap = c->cap == 0 ? SERVER_BUF_MIN : c->cap * 2;
+
+	return cap > SERVER_BUF_MAX ? SERVER_BUF_MAX : cap;
+}
+
+/* The key a connection's log line is rate-limited under: its uid and the reason's words before
+ * the first number or parenthesis, so that a peer cannot dodge the limit by varying a count. */
+static void server_log_key(const struct mvd_conn *c, const char *reason, char *key, size_t len)
+{
+	size_t n = strcspn(reason, "0123456789(");
+
+	while (n > 0 && (reason[n - 1] == ' ' || reason[n - 1] == ':'))
+		n--;
+	snprintf(key, len, "uid %u: %.*s", (unsigned)c->uid, (int)n, reason);
+}
+
 static void server_shutdown_cb(uv_shutdown_t *req, int status)
 {
 	uv_handle_t *h = (uv_handle_t *)req->handle;
@@ -221,10 +301,18 @@ void mvd_conn_close(struct mvd_conn *c, enum mvd_log_level level, const char *re
 	if (c->closing)
 		return;
 	c->closing = 1;
-	if (reason != NULL)
-		mvd_log(level, "connection %llu (pid %d uid %u): %s", (unsigned long long)c->id,
-			(int)c->pid, (unsigned)c->uid, reason);
+	if (reason != NULL) {
+		char key[96];
+
+		server_log_key(c, reason, key, sizeof(key));
+		mvd_log_limited(key, level, "connection %llu (pid %d uid %u): %s",
+				(unsigned long long)c->id, (int)c->pid, (unsigned)c->uid, reason);
+	}
 	uv_read_stop((uv_stream_t *)&c->pipe);
+	if (c->counted_session) {
+		c->user->sessions--;
+		c->counted_session = 0;
+	}
 	/* The session leaves now, not when the socket is finally closed, so that the others on its
 	 * device get its share at once. */
 	if (c->session != NULL) {
@@ -244,8 +332,34 @@ static void server_close_cb(uv_handle_t *h)
 	struct mvd_conn *c = (struct mvd_conn *)h;
 
 	TAILQ_REMOVE(&server_conns, c, entry);
-	free(c->buf);
+	server_set_cap(c, 0);
+	if (c->user != NULL) {
+		server_nconns--;
+		if (--c->user->conns == 0) {
+			TAILQ_REMOVE(&server_users, c->user, entry);
+			free(c->user);
+		}
+	}
 	free(c);
+}
+
+/* Turns c away for reason, in words its peer can show: a control client reads them in a RESPONSE,
+ * a library is sent SHUTDOWN and goes on with its local policy. */
+static void server_refuse(struct mvd_conn *c, const char *reason)
+{
+	json_t *resp;
+	uint8_t *frame;
+	size_t len;
+
+	if (c->kind == MVD_CONN_LIBRARY) {
+		mvd_conn_send(c, MV_MSG_SHUTDOWN, NULL, 0);
+	} else {
+		resp = json_pack("{s:b, s:s}", "ok", 0, "error", reason);
+		if (resp != NULL && mv_control_encode(MV_MSG_RESPONSE, resp, &frame, &len) == 0)
+			mvd_conn_send_frame(c, frame, len);
+		json_decref(resp);
+	}
+	mvd_conn_close(c, MVD_LOG_WARN, reason);
 }
 
 /* The first frame says what the connection is. Returns 0 or -1 with *why set. */
@@ -253,6 +367,7 @@ static int server_first_frame(struct mvd_conn *c, const struct mv_frame *f, cons
 {
 	struct mv_msg_hello hello;
 	struct mv_msg_control_hello ctl;
+	char msg[160];
 
 	switch (f->type) {
 	case MV_MSG_HELLO:
@@ -261,6 +376,15 @@ static int server_first_frame(struct mvd_conn *c, const struct mv_frame *f, cons
 			return -1;
 		}
 		c->kind = MVD_CONN_LIBRARY;
+		if (c->user->sessions >= server_cfg->sessions_per_user) {
+			snprintf(msg, sizeof(msg), "too many sessions (uid %u has %u; "
+				 "limits.sessions_per_user is %u)", (unsigned)c->uid, c->user->sessions,
+				 (unsigned)server_cfg->sessions_per_user);
+			server_refuse(c, msg);
+			return 0;
+		}
+		c->user->sessions++;
+		c->counted_session = 1;
 		c->session = mvd_session_new(c, &hello);
 		return 0;
 	case MV_MSG_CONTROL_HELLO:
@@ -350,12 +474,13 @@ static void server_drain(struct mvd_conn *c)
 	if (c->len > off)
 		memmove(c->buf, c->buf + off, c->len - off);
 	c->len -= off;
+	/* A whole frame is progress: the time to finish the next starts now (and none runs while
+	 * nothing is owed). Bytes alone are not, or a byte a second would keep a peer forever. */
+	if (off > 0)
+		c->owes_since = c->len > 0 ? uv_now(server_loop) : 0;
 	/* A buffer grown for one large frame is given back once it has been handled. */
-	if (c->len == 0 && c->cap > SERVER_BUF_MIN) {
-		free(c->buf);
-		c->buf = NULL;
-		c->cap = 0;
-	}
+	if (c->len == 0 && c->cap > SERVER_BUF_MIN)
+		server_set_cap(c, 0);
 }
 
 static void server_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -363,15 +488,22 @@ static void server_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	struct mvd_conn *c = (struct mvd_conn *)h;
 	size_t cap;
 
+	(void)suggested;
+	c->starved = 0;
 	if (c->cap - c->len < SERVER_BUF_MIN && c->cap < SERVER_BUF_MAX) {
-		cap = c->cap == 0 ? SERVER_BUF_MIN : c->cap * 2;
-		if (cap > SERVER_BUF_MAX)
-			cap = SERVER_BUF_MAX;
-		c->buf = mvd_xrealloc(c->buf, cap);
-		c->cap = cap;
+		cap = server_next_cap(c);
+		/* Past its user's limit a buffer does not grow: the room it has is used, and with none
+		 * left the connection waits for the user's others to give some back. */
+		if (c->user->buffered - c->cap + cap <= server_cfg->buffered_per_user)
+			server_set_cap(c, cap);
+		else if (c->cap == c->len)
+			c->starved = 1;
 	}
 	/* A full buffer gives libuv no room, and the read callback then hears UV_ENOBUFS. */
-	*buf = uv_buf_init((char *)c->buf + c->len, (unsigned int)(c->cap - c->len));
+	if (c->buf == NULL)
+		*buf = uv_buf_init(NULL, 0);
+	else
+		*buf = uv_buf_init((char *)c->buf + c->len, (unsigned int)(c->cap - c->len));
 }
 
 static void server_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -394,11 +526,23 @@ static void server_read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
 		}
 		return;
 	}
+	if (nread == UV_ENOBUFS && c->starved) {
+		char key[64];
+
+		uv_read_stop((uv_stream_t *)&c->pipe);
+		snprintf(key, sizeof(key), "uid %u: buffers full", (unsigned)c->uid);
+		mvd_log_limited(key, MVD_LOG_WARN, "uid %u: its connections hold %zu bytes of frames not "
+				"yet whole, the limit (limits.buffered_per_user); connection %llu waits",
+				(unsigned)c->uid, c->user->buffered, (unsigned long long)c->id);
+		return;
+	}
 	if (nread < 0) {
 		snprintf(msg, sizeof(msg), "read failed: %s", uv_strerror((int)nread));
 		mvd_conn_close(c, MVD_LOG_WARN, msg);
 		return;
 	}
+	if (nread > 0 && c->owes_since == 0)
+		c->owes_since = uv_now(server_loop);
 	c->len += (size_t)nread;
 	server_drain(c);
 }
@@ -414,12 +558,21 @@ static void server_turns_cb(uv_prepare_t *h)
 	server_turn++;
 	for (c = TAILQ_FIRST(&server_conns); c != NULL; c = next) {
 		next = TAILQ_NEXT(c, entry);
-		if (!c->paused || c->closing)
+		if (c->closing)
 			continue;
-		c->paused = 0;
-		server_drain(c);
-		if (c->paused || c->closing)
+		/* A starved connection reads again once its user has room for its next buffer. */
+		if (c->starved && !c->paused) {
+			if (c->user->buffered - c->cap + server_next_cap(c) > server_cfg->buffered_per_user)
+				continue;
+			c->starved = 0;
+		} else if (!c->paused) {
 			continue;
+		} else {
+			c->paused = 0;
+			server_drain(c);
+			if (c->paused || c->closing)
+				continue;
+		}
 		rc = uv_read_start((uv_stream_t *)&c->pipe, server_alloc_cb, server_read_cb);
 		if (rc < 0) {
 			char why[128];
@@ -428,6 +581,32 @@ static void server_turns_cb(uv_prepare_t *h)
 			mvd_conn_close(c, MVD_LOG_WARN, why);
 		}
 	}
+}
+
+/* Whether c's uid may hold one more connection: its own limit, and the descriptors no one but
+ * root and the daemon's own user may take. Refuses c when not; returns 0 or -1. */
+static int server_admit(struct mvd_conn *c)
+{
+	const struct mvd_config *cfg = server_cfg;
+	unsigned own = SERVER_OWN_FDS + cfg->reserve_fds;
+	unsigned shared = server_nofile > own ? server_nofile - own : 0;
+	char why[192];
+
+	if (c->user->conns > cfg->conns_per_user)
+		snprintf(why, sizeof(why), "too many connections (uid %u has %u open; "
+			 "limits.connections_per_user is %u)", (unsigned)c->uid, c->user->conns - 1,
+			 (unsigned)cfg->conns_per_user);
+	else if (c->uid != 0 && c->uid != geteuid() && server_nconns > shared)
+		snprintf(why, sizeof(why), "too many connections (%u open; the last %u of the %u "
+			 "descriptors are kept for root, limits.reserve_fds)", server_nconns - 1,
+			 (unsigned)cfg->reserve_fds, server_nofile);
+	else if (server_nconns + SERVER_OWN_FDS > server_nofile)
+		snprintf(why, sizeof(why), "too many connections (%u open; %u descriptors in all)",
+			 server_nconns - 1, server_nofile);
+	else
+		return 0;
+	server_refuse(c, why);
+	return -1;
 }
 
 static void server_connection_cb(uv_stream_t *listener, int status)
@@ -465,8 +644,15 @@ static void server_connection_cb(uv_stream_t *listener, int status)
 	}
 	c->uid = cred.uid;
 	c->pid = cred.pid;
+	c->user = server_user_get(c->uid);
+	c->user->conns++;
+	server_nconns++;
+	/* Until its first frame is whole it owes one, as if it had sent part of it. */
+	c->owes_since = uv_now(server_loop);
 	mvd_debug("connection %llu: pid %d uid %u", (unsigned long long)c->id, (int)c->pid,
 		  (unsigned)c->uid);
+	if (server_admit(c) < 0)
+		return;
 	rc = uv_read_start((uv_stream_t *)&c->pipe, server_alloc_cb, server_read_cb);
 	if (rc < 0) {
 		char why[128];
@@ -474,6 +660,162 @@ static void server_connection_cb(uv_stream_t *listener, int status)
 		snprintf(why, sizeof(why), "cannot read: %s", uv_strerror(rc));
 		mvd_conn_close(c, MVD_LOG_WARN, why);
 	}
+}
+
+/* ---- the socket file ---- */
+
+/* Makes the socket file again after it was removed: the lock says no other daemon serves the
+ * path, so this one should be reachable there. */
+static void server_rebind_cb(uv_handle_t *h)
+{
+	struct stat st;
+	int rc;
+
+	(void)h;
+	if (server_stopping_flag)
+		return;
+	uv_pipe_init(server_loop, &server_listener, 0);
+	rc = uv_pipe_bind(&server_listener, server_path);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&server_listener, 128, server_connection_cb);
+	if (rc < 0 || stat(server_path, &st) < 0) {
+		mvd_error("cannot make the socket %s again: %s; new clients cannot connect until "
+			  "memvirtd restarts", server_path, rc < 0 ? uv_strerror(rc) : strerror(errno));
+		return;
+	}
+	server_path_dev = server_watch_dev = st.st_dev;
+	server_path_ino = server_watch_ino = st.st_ino;
+	server_path_state = 0;
+	mvd_warn("made the socket %s again; new clients connect to this daemon", server_path);
+}
+
+/* Says when the socket file was removed or replaced. One this daemon bound and that vanished is
+ * made again; one systemd passed, or another file in its place, is left alone, and the daemon
+ * serves the connections it has (memvirtd(8)). */
+static void server_check_path(void)
+{
+	struct stat st;
+	int state;
+
+	if (server_watch[0] == '\0' || server_stopping_flag)
+		return;
+	if (stat(server_watch, &st) < 0)
+		state = errno == ENOENT ? 1 : server_path_state;
+	else
+		state = st.st_dev == server_watch_dev && st.st_ino == server_watch_ino ? 0 : 2;
+	if (state == server_path_state)
+		return;
+	server_path_state = state;
+	if (state == 1 && server_path[0] != '\0') {
+		mvd_warn("the socket %s was removed; making it again", server_watch);
+		uv_close((uv_handle_t *)&server_listener, server_rebind_cb);
+	} else if (state == 1) {
+		mvd_error("the socket %s was removed; new clients cannot connect until memvirtd.socket "
+			  "restarts; serving the %u connections open", server_watch, server_nconns);
+	} else if (state == 2) {
+		mvd_error("the socket %s was replaced by another file; new clients do not reach this "
+			  "daemon; serving the %u connections open", server_watch, server_nconns);
+	}
+}
+
+/* Records which file the daemon listens on, to notice when it goes. */
+static void server_watch_path(const char *path)
+{
+	struct stat st;
+
+	if (path[0] != '/' || strlen(path) >= sizeof(server_watch) || stat(path, &st) < 0)
+		return;
+	snprintf(server_watch, sizeof(server_watch), "%s", path);
+	server_watch_dev = st.st_dev;
+	server_watch_ino = st.st_ino;
+}
+
+/* Takes PATH.lock next to the socket, so that one daemon at a time serves the path, even once its
+ * socket file was deleted. Returns 0; -1 when another daemon holds it (then *holder is its pid, 0
+ * if unknown) or with a negative errno when the file cannot be made. */
+static int server_lock(const char *path, pid_t *holder)
+{
+	struct stat a, b;
+	char buf[32];
+	ssize_t n;
+	int fd;
+
+	if (snprintf(server_lock_path, sizeof(server_lock_path), "%s.lock", path) >=
+	    (int)sizeof(server_lock_path))
+		return -ENAMETOOLONG;
+	for (;;) {
+		fd = open(server_lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+		if (fd < 0)
+			return -errno;
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			n = pread(fd, buf, sizeof(buf) - 1, 0);
+			buf[n > 0 ? n : 0] = '\0';
+			*holder = (pid_t)strtol(buf, NULL, 10);
+			close(fd);
+			return -1;
+		}
+		/* A daemon that stopped between our open and our flock removed the file it held:
+		 * the lock that counts is on the file at the path now. */
+		if (fstat(fd, &a) == 0 && stat(server_lock_path, &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino)
+			break;
+		close(fd);
+	}
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)n, 0) != n)
+		mvd_warn("cannot write the pid to %s: %s", server_lock_path, strerror(errno));
+	server_lock_fd = fd;
+	return 0;
+}
+
+/* server_lock with its messages. strict: a lock file that cannot be made stops the start too (a
+ * socket the daemon makes itself, in a directory it checked). Returns 0 or -1. */
+static int server_take_lock(const char *path, int strict)
+{
+	pid_t holder = 0;
+	int rc = server_lock(path, &holder);
+
+	if (rc == -1) {
+		if (holder > 0)
+			mvd_error("another memvirtd (pid %d) serves %s; not starting", (int)holder, path);
+		else
+			mvd_error("another memvirtd serves %s (%s.lock is locked); not starting", path, path);
+		return -1;
+	}
+	if (rc < 0) {
+		server_lock_path[0] = '\0';
+		if (strict) {
+			mvd_error("cannot lock %s.lock: %s", path, strerror(-rc));
+			return -1;
+		}
+		mvd_warn("cannot lock %s.lock: %s; a second daemon on %s would not be stopped", path,
+			 strerror(-rc), path);
+	}
+	return 0;
+}
+
+/* Drops peers that owe a frame for longer than limits.frame_timeout, watches the socket file, and
+ * reports the log lines the rate limiter held back. */
+static void server_sweep_cb(uv_timer_t *t)
+{
+	uint64_t now = uv_now(server_loop), limit = (uint64_t)server_cfg->frame_timeout_s * 1000;
+	struct mvd_conn *c, *next;
+	char why[128];
+
+	(void)t;
+	for (c = TAILQ_FIRST(&server_conns); c != NULL; c = next) {
+		next = TAILQ_NEXT(c, entry);
+		if (c->closing || c->owes_since == 0 || now - c->owes_since < limit)
+			continue;
+		snprintf(why, sizeof(why), "no whole frame in %u s (limits.frame_timeout)",
+			 (unsigned)server_cfg->frame_timeout_s);
+		mvd_conn_close(c, MVD_LOG_INFO, why);
+		/* A peer this slow may not read either: it does not get to hold the close up. */
+		if (!uv_is_closing((uv_handle_t *)&c->pipe))
+			uv_close((uv_handle_t *)&c->pipe, server_close_cb);
+	}
+	server_check_path();
+	mvd_log_flush_limited(0);
 }
 
 static void server_signal_cb(uv_signal_t *h, int signum)
@@ -619,6 +961,10 @@ static int server_listen_path(const struct mvd_listen *l)
 	}
 	if (!l->private_dir && server_prepare_dir(l->path) < 0)
 		return -1;
+	/* The lock, not the socket file, says whether another daemon serves the path: that file can
+	 * be deleted under a running daemon. */
+	if (server_take_lock(l->path, 1) < 0)
+		return -1;
 	if (server_clear_stale(l->path) < 0)
 		return -1;
 	rc = uv_pipe_bind(&server_listener, l->path);
@@ -632,6 +978,25 @@ static int server_listen_path(const struct mvd_listen *l)
 		server_path_ino = st.st_ino;
 	}
 	return 0;
+}
+
+/* Reads the descriptor limit the connection limits are judged against. */
+static void server_read_nofile(const struct mvd_config *cfg)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > UINT_MAX)
+		server_nofile = UINT_MAX;
+	else
+		server_nofile = (unsigned)rl.rlim_cur;
+	mvd_info("limits: %u descriptors, the last %u kept for root; per user %u connections, "
+		 "%u sessions, %llu bytes buffered; a frame must be whole within %u s",
+		 server_nofile, (unsigned)cfg->reserve_fds, (unsigned)cfg->conns_per_user,
+		 (unsigned)cfg->sessions_per_user, (unsigned long long)cfg->buffered_per_user,
+		 (unsigned)cfg->frame_timeout_s);
+	if ((uint64_t)cfg->reserve_fds + SERVER_OWN_FDS >= server_nofile)
+		mvd_warn("limits.reserve_fds %u leaves no descriptors of the %u for users other than "
+			 "root", (unsigned)cfg->reserve_fds, server_nofile);
 }
 
 int mvd_server_start(uv_loop_t *loop, const struct mvd_listen *l, struct mvd_config *cfg)
@@ -648,17 +1013,25 @@ int mvd_server_start(uv_loop_t *loop, const struct mvd_listen *l, struct mvd_con
 	}
 	/* A peer that goes away mid-write must cost an error code, not the daemon. */
 	signal(SIGPIPE, SIG_IGN);
+	mvd_log_set_limit(cfg->log_lines);
 
 	uv_pipe_init(loop, &server_listener, 0);
 	if (l->fd >= 0) {
+		/* systemd made the socket, where this daemon may not write: without a lock file it
+		 * still serves, since systemd starts one daemon per socket. */
+		if (l->path[0] == '/' && server_take_lock(l->path, 0) < 0)
+			return -1;
 		rc = uv_pipe_open(&server_listener, l->fd);
 		if (rc < 0) {
 			mvd_error("cannot use the inherited socket (fd %d): %s", l->fd, uv_strerror(rc));
 			return -1;
 		}
 	} else if (server_listen_path(l) < 0) {
+		mvd_server_cleanup();
 		return -1;
 	}
+	server_watch_path(l->path);
+	server_read_nofile(cfg);
 	rc = uv_listen((uv_stream_t *)&server_listener, 128, server_connection_cb);
 	if (rc < 0) {
 		mvd_error("cannot listen on %s: %s", l->path, uv_strerror(rc));
@@ -673,6 +1046,10 @@ int mvd_server_start(uv_loop_t *loop, const struct mvd_listen *l, struct mvd_con
 	uv_signal_init(loop, &server_sigint);
 	uv_signal_start(&server_sigint, server_signal_cb, SIGINT);
 	uv_timer_init(loop, &server_stop_timer);
+	/* Like the turns, the sweep does not keep the loop alive. */
+	uv_timer_init(loop, &server_sweep);
+	uv_timer_start(&server_sweep, server_sweep_cb, SERVER_SWEEP_MS, SERVER_SWEEP_MS);
+	uv_unref((uv_handle_t *)&server_sweep);
 	mvd_plan_start(loop);
 	/* It does not keep the loop alive: the connections do. */
 	uv_prepare_init(loop, &server_turns);
@@ -707,7 +1084,11 @@ void mvd_server_stop(void)
 	if (server_stopping_flag)
 		return;
 	server_stopping_flag = 1;
-	uv_close((uv_handle_t *)&server_listener, NULL);
+	/* It is closing already when a removed socket file is being made again. */
+	if (!uv_is_closing((uv_handle_t *)&server_listener))
+		uv_close((uv_handle_t *)&server_listener, NULL);
+	uv_close((uv_handle_t *)&server_sweep, NULL);
+	mvd_log_flush_limited(1);
 	uv_close((uv_handle_t *)&server_sighup, NULL);
 	uv_close((uv_handle_t *)&server_sigterm, NULL);
 	uv_close((uv_handle_t *)&server_sigint, NULL);
@@ -733,6 +1114,14 @@ void mvd_server_cleanup(void)
 {
 	struct stat st;
 
+	/* Removed while still locked, so that no daemon can lock the file and then lose it; a
+	 * daemon that opened it meanwhile sees the path changed and takes a new one. */
+	if (server_lock_fd >= 0) {
+		if (server_lock_path[0] != '\0' && unlink(server_lock_path) < 0 && errno != ENOENT)
+			mvd_warn("cannot remove %s: %s", server_lock_path, strerror(errno));
+		close(server_lock_fd);
+		server_lock_fd = -1;
+	}
 	if (server_path[0] == '\0')
 		return;
 	/* A socket another daemon has bound at the same path since then is not ours to remove. */

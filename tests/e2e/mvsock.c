@@ -23,6 +23,15 @@
  *   mvsock SOCKET request JSON
  *       Sends one control request and prints the response's JSON on one line. Exits 0 when it
  *       says "ok": true, 1 when it says false, 2 when no response came.
+ *   mvsock SOCKET flood MODE N [--wait SECONDS] [--job NAME] [--total N] [--budget N]
+ *       Opens N connections, as a hostile peer would, and keeps them until the daemon has closed
+ *       them all or SECONDS (default 60) have passed. MODE idle sends nothing; slow sends one
+ *       byte a second on each, of a control hello and then of a 1 MiB request never finished;
+ *       partial sends on each the header of a 1 MiB frame and all of it but its last byte;
+ *       hello opens a library session on each (options as for hello). Prints "connected C
+ *       failed F" once connected (F connects failed), for hello "answered W S" once each has
+ *       been welcomed (W) or sent SHUTDOWN (S), and at the end "closed X open Y" (X closed by
+ *       the daemon); exits 0 when all were closed, 1 when some were still open.
  *   mvsock SOCKET serve PROGRAM [ARG...]
  *       Binds and listens on SOCKET (mode 0666), then runs PROGRAM with the socket as file
  *       descriptor 3 and LISTEN_PID and LISTEN_FDS set, as systemd's socket activation does.
@@ -43,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -67,6 +77,7 @@ static void usage(void)
 		"usage: mvsock SOCKET raw [--eof] [--wait SECONDS]\n"
 		"       mvsock SOCKET hello [--budget N] [--total N] [--weight N] [--job NAME] [--uuid TEXT]\n"
 		"       mvsock SOCKET request JSON\n"
+		"       mvsock SOCKET flood idle|slow|partial|hello N [--wait S] [hello options]\n"
 		"       mvsock SOCKET serve PROGRAM [ARG...]\n"
 		"       mvsock SOCKET fake GRANT\n"
 		"       mvsock flat\n");
@@ -603,6 +614,201 @@ err_rx:
 	return status;
 }
 
+/* ---- flood ---- */
+
+/* One connection of a flood: what is left to send, what has come back. */
+struct flood_conn {
+	int fd;          /* -1 once the daemon closed it, -2 when the connect failed */
+	size_t sent;     /* bytes of the mode's stream sent */
+	uint8_t rx[256]; /* frames from the daemon not yet whole */
+	size_t rxlen;
+	int answered;    /* hello: welcomed or sent SHUTDOWN */
+};
+
+enum flood_mode { FLOOD_IDLE, FLOOD_SLOW, FLOOD_PARTIAL, FLOOD_HELLO };
+
+/* The stream a slow or partial connection sends, of which it has sent c->sent bytes: a frame
+ * header and payload that is never whole. Returns how many of its next bytes are in out. */
+static size_t flood_stream(enum flood_mode mode, size_t at, uint8_t *out, size_t len)
+{
+	uint8_t head[MV_FRAME_HEADER + MV_MSG_CONTROL_HELLO_SIZE + MV_FRAME_HEADER];
+	size_t total, nhead, n;
+
+	memset(head, 0, sizeof(head));
+	if (mode == FLOOD_SLOW) {
+		mv_frame_header(head, MV_MSG_CONTROL_HELLO, MV_MSG_CONTROL_HELLO_SIZE);
+		mv_frame_header(head + MV_FRAME_HEADER + MV_MSG_CONTROL_HELLO_SIZE, MV_MSG_REQUEST,
+				MV_FRAME_MAX);
+		nhead = sizeof(head);
+		total = nhead + MV_FRAME_MAX - 1;
+	} else {
+		mv_frame_header(head, MV_MSG_REQUEST, MV_FRAME_MAX);
+		nhead = MV_FRAME_HEADER;
+		total = nhead + MV_FRAME_MAX - 1;
+	}
+	if (at >= total)
+		return 0;
+	n = total - at < len ? total - at : len;
+	for (size_t i = 0; i < n; i++)
+		out[i] = at + i < nhead ? head[at + i] : ' ';
+	return n;
+}
+
+/* Reads what the daemon sent c; for hello counts WELCOME and SHUTDOWN. Closes c at its end. */
+static void flood_read(struct flood_conn *c, unsigned *welcomed, unsigned *shut)
+{
+	struct mv_frame f;
+	ssize_t n = recv(c->fd, c->rx + c->rxlen, sizeof(c->rx) - c->rxlen, MSG_DONTWAIT);
+
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		close(c->fd);
+		c->fd = -1;
+		return;
+	}
+	c->rxlen += (size_t)n;
+	while ((n = mv_frame_decode(c->rx, c->rxlen, &f)) > 0) {
+		if (!c->answered && f.type == MV_MSG_WELCOME)
+			(*welcomed)++, c->answered = 1;
+		else if (!c->answered && f.type == MV_MSG_SHUTDOWN)
+			(*shut)++, c->answered = 1;
+		memmove(c->rx, c->rx + n, c->rxlen - (size_t)n);
+		c->rxlen -= (size_t)n;
+	}
+	/* A frame too large for rx (a RESPONSE, say) is not ours to read: it is dropped. */
+	if (n < 0 || c->rxlen == sizeof(c->rx))
+		c->rxlen = 0;
+}
+
+/* Sends c its share of the stream: all it can for partial, one byte a second for slow. */
+static void flood_send(struct flood_conn *c, enum flood_mode mode, int64_t *next_byte)
+{
+	uint8_t out[65536];
+	size_t n;
+	ssize_t w;
+
+	if (mode == FLOOD_SLOW && now_ms() < *next_byte)
+		return;
+	n = flood_stream(mode, c->sent, out, mode == FLOOD_SLOW ? 1 : sizeof(out));
+	if (n == 0)
+		return;
+	w = send(c->fd, out, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (w > 0)
+		c->sent += (size_t)w;
+}
+
+static int flood_loop(struct flood_conn *cs, unsigned n, enum flood_mode mode, int wait_s)
+{
+	struct pollfd *p = calloc(n, sizeof(*p));
+	int64_t deadline = now_ms() + (int64_t)wait_s * 1000, next_byte = now_ms() + 1000;
+	unsigned welcomed = 0, shut = 0, open, closed, done, said = 0, i;
+	uint8_t probe[1];
+
+	if (p == NULL)
+		return 2;
+	for (;;) {
+		open = closed = done = 0;
+		for (i = 0; i < n; i++) {
+			p[i].fd = cs[i].fd;
+			/* Only while it has bytes left, or poll would never wait. */
+			p[i].events = POLLIN;
+			if (mode == FLOOD_PARTIAL && flood_stream(mode, cs[i].sent, probe, 1) > 0)
+				p[i].events |= POLLOUT;
+			open += cs[i].fd >= 0;
+			closed += cs[i].fd == -1;
+			done += cs[i].fd < 0 || cs[i].answered;
+		}
+		if (mode == FLOOD_HELLO && !said && done == n) {
+			printf("answered %u %u\n", welcomed, shut);
+			fflush(stdout);
+			said = 1;
+		}
+		if (open == 0 || now_ms() >= deadline)
+			break;
+		if (poll(p, n, 200) < 0 && errno != EINTR)
+			break;
+		for (i = 0; i < n; i++) {
+			if (cs[i].fd >= 0 && (p[i].revents & (POLLIN | POLLHUP | POLLERR)))
+				flood_read(&cs[i], &welcomed, &shut);
+			if (cs[i].fd >= 0 && (mode == FLOOD_PARTIAL || mode == FLOOD_SLOW))
+				flood_send(&cs[i], mode, &next_byte);
+		}
+		if (mode == FLOOD_SLOW && now_ms() >= next_byte)
+			next_byte += 1000;
+	}
+	printf("closed %u open %u\n", closed, open);
+	free(p);
+	return open == 0 ? 0 : 1;
+}
+
+static int cmd_flood(const char *path, int argc, char **argv)
+{
+	static const char *const modes[] = {"idle", "slow", "partial", "hello"};
+	struct mv_msg_hello h = {.device_total = UINT64_C(1) << 30, .budget = UINT64_C(1) << 30};
+	uint8_t payload[MV_MSG_HELLO_SIZE];
+	struct flood_conn *cs;
+	struct rlimit rl;
+	unsigned n, failed = 0, i, mode;
+	int wait_s = 60, r;
+	uint64_t v;
+
+	if (argc < 2 || parse_u64(argv[1], &v) < 0 || v == 0 || v > 100000)
+		usage();
+	for (mode = 0; mode < 4 && strcmp(argv[0], modes[mode]) != 0; mode++)
+		;
+	if (mode == 4)
+		usage();
+	n = (unsigned)v;
+	h.pid = (uint32_t)getpid();
+	snprintf(h.job, sizeof(h.job), "mvsock-flood");
+	/* simcuda's UUID: 16 bytes of text, no NUL. */
+	memcpy(h.uuid, "simcuda-device-0", sizeof(h.uuid));
+	for (i = 2; i + 1 < (unsigned)argc; i += 2) {
+		if (strcmp(argv[i], "--wait") == 0)
+			wait_s = atoi(argv[i + 1]);
+		else if (strcmp(argv[i], "--job") == 0)
+			snprintf(h.job, sizeof(h.job), "%s", argv[i + 1]);
+		else if (strcmp(argv[i], "--total") == 0 && parse_u64(argv[i + 1], &v) == 0)
+			h.device_total = v;
+		else if (strcmp(argv[i], "--budget") == 0 && parse_u64(argv[i + 1], &v) == 0)
+			h.budget = v;
+		else
+			usage();
+	}
+	if (i != (unsigned)argc)
+		usage();
+	/* As many descriptors as the hard limit lets an unprivileged peer have. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	cs = calloc(n, sizeof(*cs));
+	if (cs == NULL)
+		return 2;
+	for (i = 0; i < n; i++) {
+		cs[i].fd = dial(path);
+		if (cs[i].fd < 0) {
+			cs[i].fd = -2;
+			failed++;
+			continue;
+		}
+		if (mode == FLOOD_HELLO &&
+		    send_frame(cs[i].fd, MV_MSG_HELLO, payload, mv_hello_encode(&h, payload)) < 0) {
+			close(cs[i].fd);
+			cs[i].fd = -1;
+		}
+	}
+	printf("connected %u failed %u\n", n - failed, failed);
+	fflush(stdout);
+	r = flood_loop(cs, n, (enum flood_mode)mode, wait_s);
+	for (i = 0; i < n; i++)
+		if (cs[i].fd >= 0)
+			close(cs[i].fd);
+	free(cs);
+	return r;
+}
+
 /* ---- request ---- */
 
 static int cmd_request(const char *path, const char *text)
@@ -864,6 +1070,8 @@ int main(int argc, char **argv)
 		return cmd_hello(argv[1], argc - 3, argv + 3);
 	if (strcmp(argv[2], "request") == 0 && argc == 4)
 		return cmd_request(argv[1], argv[3]);
+	if (strcmp(argv[2], "flood") == 0)
+		return cmd_flood(argv[1], argc - 3, argv + 3);
 	if (strcmp(argv[2], "serve") == 0)
 		return cmd_serve(argv[1], argv + 3);
 	if (strcmp(argv[2], "fake") == 0 && argc == 4)
