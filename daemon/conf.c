@@ -841,9 +841,11 @@ static int check_ident(struct loader *l, enum kind k, const json_t *v, void *at)
 	char buf[64];
 
 	if (k == K_UID) {
-		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
-		    json_integer_value(v) > (json_int_t)UINT32_MAX - 1)
+		if (!json_is_integer(v))
 			return wrong_type(l, expected(k), v);
+		if (json_integer_value(v) < 0 || json_integer_value(v) > (json_int_t)UINT32_MAX - 1)
+			return fail(l, 0, "uid %lld is out of range 0..4294967294",
+				    (long long)json_integer_value(v));
 		*(long long *)at = (long long)json_integer_value(v);
 		return 0;
 	}
