@@ -137,8 +137,12 @@ static void arbiter_trust(struct mvd_device *d, const struct mvd_session *first)
 		 mv_format_size(d->total, size, sizeof(size)), d->source);
 }
 
-/* Divides d's budget again and tells every welcomed session whose grant changed. One line says how
- * many changed; each change is a debug line, so that the log grows with the changes only. */
+/* At most this many changed grants are logged one by one at info; more are summed up in one
+ * line, and each is a debug line, so that a recompute writes a bounded log whatever the
+ * sessions. */
+#define ARBITER_LOG_EACH 8
+
+/* Divides d's budget again and tells every welcomed session whose grant changed. */
 static void arbiter_recompute(struct mvd_device *d)
 {
 	const struct mvd_config *cfg = mvd_server_config();
@@ -147,6 +151,7 @@ static void arbiter_recompute(struct mvd_device *d)
 	uint64_t *grants;
 	char was[32], now[32], budget[32], hex[33];
 	size_t i, changed = 0;
+	enum mvd_log_level level;
 
 	arbiter_trust(d, TAILQ_FIRST(&d->sessions));
 	d->budget = mvd_config_device_budget(cfg, d->total);
@@ -163,6 +168,10 @@ static void arbiter_recompute(struct mvd_device *d)
 		i++;
 	}
 	mvd_arbiter_divide(d->budget, d->nsessions, claims, grants);
+	i = 0;
+	TAILQ_FOREACH(s, &d->sessions, dev_entry)
+		changed += s->welcomed && grants[i++] != s->grant;
+	level = changed > ARBITER_LOG_EACH ? MVD_LOG_DEBUG : MVD_LOG_INFO;
 
 	d->granted = 0;
 	i = 0;
@@ -170,11 +179,10 @@ static void arbiter_recompute(struct mvd_device *d)
 		d->granted += grants[i];
 		if (grants[i] != s->grant || !s->welcomed) {
 			if (s->welcomed) {
-				mvd_debug("session %llu (pid %u, %s): grant %s, was %s",
-					  (unsigned long long)s->id, s->pid, s->job,
-					  mv_format_size(grants[i], now, sizeof(now)),
-					  mv_format_size(s->grant, was, sizeof(was)));
-				changed++;
+				mvd_log(level, "session %llu (pid %u, %s): grant %s, was %s (device "
+					"budget %s, sessions on it %zu)", (unsigned long long)s->id, s->pid,
+					s->job, mv_format_size(grants[i], now, sizeof(now)),
+					mv_format_size(s->grant, was, sizeof(was)), budget, d->nsessions);
 			}
 			s->grant = grants[i];
 			mvd_session_send_grant(s);
@@ -183,7 +191,7 @@ static void arbiter_recompute(struct mvd_device *d)
 	}
 	free(grants);
 	free(claims);
-	if (changed > 0) {
+	if (changed > ARBITER_LOG_EACH) {
 		mvd_uuid_format(d->uuid, hex);
 		mvd_info("device %s: %zu of %zu sessions' grants changed (budget %s)", hex, changed,
 			 d->nsessions, budget);
