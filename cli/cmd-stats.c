@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli/internal.h"
+#include "protocol/text.h"
 #include "protocol/units.h"
 
 enum stats_format { STATS_TABLE, STATS_JSON, STATS_PROMETHEUS };
@@ -118,38 +119,58 @@ static const struct stats_column stats_columns[] = {
 };
 enum { STATS_NCOLUMNS = sizeof(stats_columns) / sizeof(stats_columns[0]) };
 
-/* Session s's cell in column col, in buf[32]. */
+/* A cell's bytes: a text column's characters may take up to four bytes each. */
+#define STATS_CELL 96
+
+/* Session s's cell in column col, in buf[STATS_CELL]. Text is escaped: a job names itself, and
+ * nothing it chose reaches the terminal as a control. */
 static void stats_cell(const json_t *s, const struct stats_column *col, char *buf)
 {
 	double hit;
 
 	switch (col->unit) {
 	case STATS_COUNT:
-		snprintf(buf, 32, "%llu", (unsigned long long)stats_u64(s, col->key));
+		snprintf(buf, STATS_CELL, "%llu", (unsigned long long)stats_u64(s, col->key));
 		break;
 	case STATS_BYTES:
-		stats_size(stats_u64(s, col->key), buf, 32);
+		stats_size(stats_u64(s, col->key), buf, STATS_CELL);
 		break;
 	case STATS_NS:
-		stats_duration(stats_u64(s, col->key), buf, 32);
+		stats_duration(stats_u64(s, col->key), buf, STATS_CELL);
 		break;
 	case STATS_TEXT:
-		snprintf(buf, 32, "%.*s", col->cut, stats_str(s, col->key));
+		mv_text_escape(stats_str(s, col->key), buf, STATS_CELL, (size_t)col->cut);
 		break;
 	case STATS_HIT:
 		hit = stats_hit_rate(s);
 		if (hit < 0)
-			snprintf(buf, 32, "-");
+			snprintf(buf, STATS_CELL, "-");
 		else
-			snprintf(buf, 32, "%.1f%%", 100 * hit);
+			snprintf(buf, STATS_CELL, "%.1f%%", 100 * hit);
 		break;
 	}
+}
+
+/* The characters text takes on a terminal: a cell holds printable UTF-8 only. */
+static size_t stats_width(const char *text)
+{
+	size_t n = 0;
+
+	for (; *text != '\0'; text++)
+		if (((unsigned char)*text & 0xc0) != 0x80)
+			n++;
+	return n;
 }
 
 /* One cell of the table: the text columns read best on the left, numbers line up on the right. */
 static void stats_print(const struct stats_column *col, size_t width, const char *text, int last)
 {
-	printf(col->unit == STATS_TEXT ? "%-*s%s" : "%*s%s", (int)width, text, last ? "\n" : "  ");
+	size_t pad = width - stats_width(text);
+
+	if (col->unit == STATS_TEXT)
+		printf("%s%*s%s", text, (int)pad, "", last ? "\n" : "  ");
+	else
+		printf("%*s%s%s", (int)pad, "", text, last ? "\n" : "  ");
 }
 
 static void stats_table(const json_t *resp, const char *path)
@@ -159,8 +180,8 @@ static void stats_table(const json_t *resp, const char *path)
 	const struct stats_column *cols[STATS_NCOLUMNS];
 	const json_t *s;
 	size_t n = json_array_size(sessions), ncols = 0, i, c, width[STATS_NCOLUMNS];
-	char (*cells)[32];
-	char a[32], b[32];
+	char (*cells)[STATS_CELL];
+	char a[32], b[32], dev[STATS_CELL];
 
 	if (n == 0) {
 		printf("no jobs are connected to memvirtd on %s\n", path);
@@ -177,8 +198,8 @@ static void stats_table(const json_t *resp, const char *path)
 	for (c = 0; c < ncols; c++) {
 		width[c] = strlen(cols[c]->head);
 		for (i = 0; i < n; i++)
-			if (strlen(cells[i * ncols + c]) > width[c])
-				width[c] = strlen(cells[i * ncols + c]);
+			if (stats_width(cells[i * ncols + c]) > width[c])
+				width[c] = stats_width(cells[i * ncols + c]);
 	}
 	for (c = 0; c < ncols; c++)
 		stats_print(cols[c], width[c], cols[c]->head, c + 1 == ncols);
@@ -190,7 +211,8 @@ static void stats_table(const json_t *resp, const char *path)
 	json_array_foreach(devices, i, s) {
 		if (i == 0)
 			printf("\n");
-		printf("device %.8s: budget %s, granted %s to %llu process%s\n", stats_str(s, "device"),
+		mv_text_escape(stats_str(s, "device"), dev, sizeof(dev), 8);
+		printf("device %s: budget %s, granted %s to %llu process%s\n", dev,
 		       stats_size(stats_u64(s, "budget"), a, sizeof(a)),
 		       stats_size(stats_u64(s, "granted"), b, sizeof(b)),
 		       (unsigned long long)stats_u64(s, "sessions"),
@@ -198,9 +220,14 @@ static void stats_table(const json_t *resp, const char *path)
 	}
 }
 
-/* A label value in the exposition format: backslash, double quote and newline escaped. */
-static void stats_label(const char *s)
+/* A label value in the exposition format: valid, printable UTF-8 (anything else is '?'), with
+ * backslash, double quote and newline escaped. */
+static void stats_label(const char *text)
 {
+	char clean[256];
+	const char *s = clean;
+
+	mv_text_clean(text, strlen(text), clean, sizeof(clean));
 	for (; *s != '\0'; s++) {
 		if (*s == '\\' || *s == '"')
 			printf("\\%c", *s);

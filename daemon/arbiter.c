@@ -110,6 +110,38 @@ static struct mvd_device *arbiter_device(const uint8_t uuid[16])
 	return d;
 }
 
+/* d's memory from the first source that no process chose: the driver, else the config. With
+ * neither, the first process's word is taken, and no later process can raise it. */
+static void arbiter_trust(struct mvd_device *d, const struct mvd_session *first)
+{
+	const struct mvd_config *cfg = mvd_server_config();
+	const char *was = d->source;
+	uint64_t old = d->total;
+	char hex[33], size[32];
+
+	if (was != NULL && strcmp(was, "driver") == 0)
+		return;
+	if (was == NULL && mvd_gpu_total(d->uuid, &d->total) == 0) {
+		d->source = "driver";
+	} else if (cfg->device_total != 0) {
+		d->total = cfg->device_total;
+		d->source = "config";
+	} else if (was == NULL) {
+		d->total = first->device_claim;
+		d->source = "first process";
+	}
+	if (d->source == was && d->total == old)
+		return;
+	mvd_uuid_format(d->uuid, hex);
+	mvd_info("device %s: %s of memory, from the %s", hex,
+		 mv_format_size(d->total, size, sizeof(size)), d->source);
+}
+
+/* At most this many changed grants are logged one by one at info; more are summed up in one
+ * line, and each is a debug line, so that a recompute writes a bounded log whatever the
+ * sessions. */
+#define ARBITER_LOG_EACH 8
+
 /* Divides d's budget again and tells every welcomed session whose grant changed. */
 static void arbiter_recompute(struct mvd_device *d)
 {
@@ -117,40 +149,40 @@ static void arbiter_recompute(struct mvd_device *d)
 	struct mvd_session *s;
 	struct mvd_claim *claims;
 	uint64_t *grants;
-	char was[32], now[32], budget[32];
-	size_t i;
+	char was[32], now[32], budget[32], hex[33];
+	size_t i, changed = 0;
+	enum mvd_log_level level;
 
-	d->total = 0;
-	TAILQ_FOREACH(s, &d->sessions, dev_entry) {
-		/* Processes report the same total for one GPU; the largest wins if they ever differ. */
-		if (s->device_total > d->total)
-			d->total = s->device_total;
-	}
+	arbiter_trust(d, TAILQ_FIRST(&d->sessions));
 	d->budget = mvd_config_device_budget(cfg, d->total);
+	mv_format_size(d->budget, budget, sizeof(budget));
 
 	claims = mvd_xcalloc(d->nsessions, sizeof(*claims));
 	grants = mvd_xcalloc(d->nsessions, sizeof(*grants));
 	i = 0;
 	TAILQ_FOREACH(s, &d->sessions, dev_entry) {
+		mvd_session_bound(s, d->total);
 		claims[i].request = s->request;
 		claims[i].min = s->min;
 		claims[i].weight = s->weight;
 		i++;
 	}
 	mvd_arbiter_divide(d->budget, d->nsessions, claims, grants);
+	i = 0;
+	TAILQ_FOREACH(s, &d->sessions, dev_entry)
+		changed += s->welcomed && grants[i++] != s->grant;
+	level = changed > ARBITER_LOG_EACH ? MVD_LOG_DEBUG : MVD_LOG_INFO;
 
 	d->granted = 0;
 	i = 0;
 	TAILQ_FOREACH(s, &d->sessions, dev_entry) {
 		d->granted += grants[i];
 		if (grants[i] != s->grant || !s->welcomed) {
-			mv_format_size(s->grant, was, sizeof(was));
-			mv_format_size(grants[i], now, sizeof(now));
-			mv_format_size(d->budget, budget, sizeof(budget));
 			if (s->welcomed) {
-				mvd_info("session %llu (pid %u, %s): grant %s, was %s (device budget %s, "
-					 "sessions on it %zu)", (unsigned long long)s->id, s->pid, s->job, now, was,
-					 budget, d->nsessions);
+				mvd_log(level, "session %llu (pid %u, %s): grant %s, was %s (device "
+					"budget %s, sessions on it %zu)", (unsigned long long)s->id, s->pid,
+					s->job, mv_format_size(grants[i], now, sizeof(now)),
+					mv_format_size(s->grant, was, sizeof(was)), budget, d->nsessions);
 			}
 			s->grant = grants[i];
 			mvd_session_send_grant(s);
@@ -159,6 +191,11 @@ static void arbiter_recompute(struct mvd_device *d)
 	}
 	free(grants);
 	free(claims);
+	if (changed > ARBITER_LOG_EACH) {
+		mvd_uuid_format(d->uuid, hex);
+		mvd_info("device %s: %zu of %zu sessions' grants changed (budget %s)", hex, changed,
+			 d->nsessions, budget);
+	}
 }
 
 void mvd_arbiter_join(struct mvd_session *s)
@@ -225,6 +262,7 @@ json_t *mvd_arbiter_devices_json(uid_t viewer)
 			      "sessions", (json_int_t)n);
 		if (o == NULL)
 			mvd_fatal("out of memory building the device list");
+		json_object_set_new(o, "total_from", json_string(d->source));
 		json_array_append_new(list, o);
 	}
 	return list;

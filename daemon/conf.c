@@ -394,6 +394,9 @@ enum kind {
 	K_KNOB,      /* a planning knob: its name's range in policies/params.c */
 	K_KERNEL,    /* a kernel's name */
 	K_LIMIT,     /* a per-user limit: its range in limit_ranges */
+	K_UID,       /* a user id */
+	K_CGROUP,    /* a cgroup path */
+	K_UNIT,      /* a systemd unit's name */
 };
 
 /* One key: its name, what its value must be, where in the struct it goes, and for a job's knob
@@ -415,6 +418,8 @@ static const struct field daemon_fields[] = {
 
 static const struct field device_fields[] = {
 	{"budget", K_BUDGET, offsetof(struct mvd_config, device_budget), NULL, 0},
+	{"total", K_SIZE, offsetof(struct mvd_config, device_total), NULL, 0},
+	{"weight_max", K_WEIGHT, offsetof(struct mvd_config, weight_max), NULL, 0},
 	{NULL, 0, 0, NULL, 0},
 };
 
@@ -455,6 +460,9 @@ static const struct field job_fields[] = {
 	{"headroom", K_KNOB, offsetof(struct mvd_job, headroom), NULL, MVD_JOB_HEADROOM},
 	{"iteration_marker", K_KERNEL, offsetof(struct mvd_job, iteration_marker), NULL,
 	 MVD_JOB_ITERATION_MARKER},
+	{"uid", K_UID, offsetof(struct mvd_job, uid), NULL, 0},
+	{"cgroup", K_CGROUP, offsetof(struct mvd_job, cgroup), NULL, 0},
+	{"unit", K_UNIT, offsetof(struct mvd_job, unit), NULL, 0},
 	{NULL, 0, 0, NULL, 0},
 };
 
@@ -474,6 +482,9 @@ static const char *expected(enum kind k)
 	case K_POLICY: return "a policy name such as \"lru\"";
 	case K_KERNEL: return "a kernel name";
 	case K_LIMIT: return "a whole number";
+	case K_UID: return "a user id from 0 to 4294967294";
+	case K_CGROUP: return "a cgroup path such as \"/system.slice/train.service\"";
+	case K_UNIT: return "a unit name such as \"train.service\"";
 	default: return "true or false";
 	}
 }
@@ -687,6 +698,10 @@ static int check_jobs(struct loader *l, struct mvd_config *c, const json_t *obj)
 		if (!json_is_object(v))
 			return wrong_type(l, expected(K_SECTION), v);
 		rc = check_fields(l, c, v, job_fields, &c->defaults);
+		if (rc == 0 && (c->defaults.uid >= 0 || c->defaults.cgroup != NULL ||
+				c->defaults.unit != NULL))
+			rc = fail(l, 0, "the default job matches every process: it takes no uid, "
+				  "cgroup or unit");
 		l->depth--;
 		if (rc != 0)
 			return rc;
@@ -715,6 +730,7 @@ static int check_jobs(struct loader *l, struct mvd_config *c, const json_t *obj)
 		if (c->defaults.iteration_marker != NULL)
 			j->iteration_marker = xstrdup(c->defaults.iteration_marker);
 		j->set = c->defaults.set;
+		j->uid = -1;
 		rc = check_fields(l, c, v, job_fields, j);
 		l->depth--;
 		if (rc != 0)
@@ -883,6 +899,36 @@ static int check_limit(struct loader *l, const char *name, const json_t *v, void
 	return 0;
 }
 
+/* Who a job entry is for: a uid (K_UID), a cgroup path (K_CGROUP) or a unit's name (K_UNIT). */
+static int check_ident(struct loader *l, enum kind k, const json_t *v, void *at)
+{
+	const char *t;
+	char buf[64];
+
+	if (k == K_UID) {
+		if (!json_is_integer(v))
+			return wrong_type(l, expected(k), v);
+		if (json_integer_value(v) < 0 || json_integer_value(v) > (json_int_t)UINT32_MAX - 1)
+			return fail(l, 0, "uid %lld is out of range 0..4294967294",
+				    (long long)json_integer_value(v));
+		*(long long *)at = (long long)json_integer_value(v);
+		return 0;
+	}
+	if (!json_is_string(v))
+		return wrong_type(l, expected(k), v);
+	t = json_string_value(v);
+	if (k == K_CGROUP && t[0] != '/')
+		return fail(l, 0, "'%s' is not a cgroup path: it must start with '/'",
+			    shown(t, buf, sizeof(buf)));
+	if (k == K_UNIT && (t[0] == '\0' || strchr(t, '/') != NULL))
+		return fail(l, 0, "'%s' is not a unit name", shown(t, buf, sizeof(buf)));
+	for (const char *q = t; *q != '\0'; q++)
+		if ((unsigned char)*q < 0x20 || *q == 0x7f)
+			return fail(l, 0, "'%s' holds a control character", shown(t, buf, sizeof(buf)));
+	set_string((char **)at, t);
+	return 0;
+}
+
 /* Checks one value against its field and stores it at base + f->off. */
 static int check_value(struct loader *l, struct mvd_config *c, const struct field *f,
 		       const json_t *v, void *base)
@@ -917,6 +963,10 @@ static int check_value(struct loader *l, struct mvd_config *c, const struct fiel
 		return check_kernel(l, v, at);
 	case K_LIMIT:
 		return check_limit(l, f->name, v, at);
+	case K_UID:
+	case K_CGROUP:
+	case K_UNIT:
+		return check_ident(l, f->kind, v, at);
 	case K_BOOL:
 		if (!json_is_boolean(v))
 			return wrong_type(l, expected(f->kind), v);
@@ -950,6 +1000,8 @@ struct mvd_config *mvd_config_default(void)
 	c->defaults.name = xstrdup("default");
 	c->defaults.weight = 1;
 	c->defaults.min = 0;
+	c->defaults.uid = -1;
+	c->weight_max = 1000;
 	/* The library's own default without MEMVIRT_POLICY, so that a job pages alike with and
 	 * without a configuration. */
 	c->defaults.policy = xstrdup("lru");
@@ -1092,6 +1144,8 @@ static void job_free(struct mvd_job *j)
 	free(j->name);
 	free(j->policy);
 	free(j->iteration_marker);
+	free(j->cgroup);
+	free(j->unit);
 }
 
 void mvd_config_free(struct mvd_config *c)
@@ -1117,6 +1171,53 @@ const struct mvd_job *mvd_config_job(const struct mvd_config *c, const char *job
 			if (strcmp(c->jobs[i].name, job) == 0)
 				return &c->jobs[i];
 	return &c->defaults;
+}
+
+/* Whether cgroup path p is base or below it. */
+static int conf_cgroup_under(const char *p, const char *base)
+{
+	size_t n = strlen(base);
+
+	while (n > 1 && base[n - 1] == '/')
+		n--;
+	if (strncmp(p, base, n) != 0)
+		return 0;
+	return p[n] == '\0' || p[n] == '/' || n == 1;
+}
+
+/* Whether cgroup path p has a component named unit. */
+static int conf_cgroup_unit(const char *p, const char *unit)
+{
+	size_t n = strlen(unit);
+
+	for (const char *q = p; (q = strchr(q, '/')) != NULL; q++)
+		if (strncmp(q + 1, unit, n) == 0 && (q[1 + n] == '\0' || q[1 + n] == '/'))
+			return 1;
+	return 0;
+}
+
+const struct mvd_job *mvd_config_job_for(const struct mvd_config *c, const char *job,
+					 const struct mvd_peer *who)
+{
+	const struct mvd_job *j = mvd_config_job(c, job);
+
+	if (j == &c->defaults)
+		return j;
+	if (j->uid >= 0 && (long long)who->uid != j->uid)
+		return &c->defaults;
+	if ((j->cgroup != NULL || j->unit != NULL) && who->cgroup == NULL)
+		return &c->defaults;
+	if (j->cgroup != NULL && !conf_cgroup_under(who->cgroup, j->cgroup))
+		return &c->defaults;
+	if (j->unit != NULL && !conf_cgroup_unit(who->cgroup, j->unit))
+		return &c->defaults;
+	return j;
+}
+
+int mvd_config_job_trusted(const struct mvd_config *c, const struct mvd_job *j,
+			   const struct mvd_peer *who)
+{
+	return j == &c->defaults || j->uid >= 0 || who->uid == 0 || who->uid == who->admin;
 }
 
 uint64_t mvd_config_device_budget(const struct mvd_config *c, uint64_t total)

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Which of a job's planning knobs the file gives (the others are the library's defaults, which
  * `memvirt run` then leaves alone). */
@@ -45,6 +46,20 @@ struct mvd_job {
 	double headroom;         /* mmcnn: in [0, 1) (default 0.02) */
 	char *iteration_marker;  /* a kernel name that starts each iteration; NULL: detect it */
 	unsigned set;            /* MVD_JOB_*: the knobs the file gives, itself or by "default" */
+	/* Whose processes the entry is for, besides their job name; unset, anyone's. An entry that
+	 * names none of them gives its weight and min only to root's and memvirtd's own user's
+	 * processes, since any process can call itself by any name. */
+	long long uid;           /* -1: any */
+	char *cgroup;            /* a cgroup path the process must be in or below; NULL: any */
+	char *unit;              /* a systemd unit its cgroup path must name; NULL: any */
+};
+
+/* Who a process is, from what the daemon can check itself: its socket's credentials and
+ * /proc/PID/cgroup. */
+struct mvd_peer {
+	uid_t uid;
+	uid_t admin;             /* memvirtd's own uid, trusted like root */
+	const char *cgroup;      /* the process's cgroup path (v2, or v1's systemd one); NULL: unknown */
 };
 
 struct mvd_config {
@@ -53,6 +68,8 @@ struct mvd_config {
 	char *log_file;           /* NULL: stderr */
 	char *socket;             /* NULL: the default path (protocol/paths.h) */
 	char *device_budget;      /* a size ("60GiB") or a percentage of each device ("90%") */
+	uint64_t device_total;    /* each device's memory when the driver cannot be asked; 0: none */
+	uint32_t weight_max;      /* the most weight a process may ask for itself (MEMVIRT_WEIGHT) */
 	struct mvd_job defaults;  /* "jobs"."default", or the built-in one */
 	struct mvd_job *jobs;     /* every other "jobs" entry */
 	size_t njobs;
@@ -86,6 +103,16 @@ void mvd_config_free(struct mvd_config *c);
 
 /* The rule for a job name: its own entry, else the defaults. Borrowed. */
 const struct mvd_job *mvd_config_job(const struct mvd_config *c, const char *job);
+
+/* The entry for a process of that job name and identity: the job's own entry when it is for
+ * who (its uid, cgroup and unit, where it names them), else the defaults. Borrowed. */
+const struct mvd_job *mvd_config_job_for(const struct mvd_config *c, const char *job,
+					 const struct mvd_peer *who);
+
+/* Whether j's weight and min apply to who: j is the defaults, names a uid, or who is root or
+ * memvirtd's own user. */
+int mvd_config_job_trusted(const struct mvd_config *c, const struct mvd_job *j,
+			   const struct mvd_peer *who);
 
 /* The budget for a device of total bytes. */
 uint64_t mvd_config_device_budget(const struct mvd_config *c, uint64_t total);

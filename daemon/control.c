@@ -8,6 +8,7 @@
 
 #include "daemon/internal.h"
 #include "protocol/control.h"
+#include "protocol/text.h"
 
 static void control_respond(struct mvd_conn *c, json_t *resp)
 {
@@ -29,14 +30,17 @@ static json_t *control_error(const char *fmt, ...) __attribute__((format(printf,
 
 static json_t *control_error(const char *fmt, ...)
 {
-	char msg[1024];
+	char msg[1024], clean[1024];
 	va_list ap;
 	json_t *o;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	o = json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+	/* A parser's message may quote the request's bytes, which need not be UTF-8: a JSON string
+	 * could not hold them. */
+	mv_text_clean(msg, sizeof(msg), clean, sizeof(clean));
+	o = json_pack("{s:b, s:s}", "ok", 0, "error", clean);
 	if (o == NULL)
 		mvd_fatal("out of memory building a control response");
 	return o;
@@ -109,7 +113,7 @@ static json_t *control_stop(struct mvd_conn *c, int *stop)
 
 static void control_request(struct mvd_conn *c, const struct mv_frame *f)
 {
-	char err[512];
+	char err[512], shown[64];
 	const char *cmd;
 	json_t *req, *resp;
 	int stop = 0;
@@ -122,6 +126,9 @@ static void control_request(struct mvd_conn *c, const struct mv_frame *f)
 		return;
 	}
 	cmd = mv_control_cmd(req);
+	/* The command's name goes into a log line and an answer: a request may hold any bytes. */
+	if (cmd != NULL)
+		mv_text_escape(cmd, shown, sizeof(shown), sizeof(shown) - 1);
 	if (cmd == NULL)
 		resp = control_error("bad request: no \"cmd\" string");
 	else if (strcmp(cmd, "status") == 0)
@@ -133,8 +140,8 @@ static void control_request(struct mvd_conn *c, const struct mv_frame *f)
 	else if (strcmp(cmd, "stop") == 0)
 		resp = control_stop(c, &stop);
 	else
-		resp = control_error("unknown command '%s'", cmd);
-	mvd_debug("connection %llu: request '%s'", (unsigned long long)c->id, cmd != NULL ? cmd : "");
+		resp = control_error("unknown command '%s'", shown);
+	mvd_debug("connection %llu: request '%s'", (unsigned long long)c->id, cmd != NULL ? shown : "");
 	json_decref(req);
 	control_respond(c, resp);
 	/* The answer is queued first: stopping flushes it before the connection closes. */

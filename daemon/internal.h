@@ -141,14 +141,18 @@ struct mvd_session {
 	struct mvd_conn *conn;       /* borrowed: the connection owns the session */
 	uint32_t pid;
 	uid_t uid;
-	char job[64];
+	char job[64];                /* the HELLO's name cleaned (protocol/text.h): printable UTF-8 */
+	char *cgroup;                /* from /proc/PID/cgroup at HELLO; NULL when unknown; owned */
 	uint32_t device;             /* the ordinal in the process, for log lines */
 	uint8_t uuid[16];
-	uint64_t device_total;
+	uint64_t device_claim;       /* the device's memory as the process reported it */
+	uint64_t device_total;       /* the claim, at most the device's trusted total */
+	uint64_t budget_claim;       /* the HELLO's budget: 0 for the whole device */
 	uint32_t hello_weight;       /* 0: the config's */
-	uint32_t weight;             /* in force: hello_weight, else the config's for job */
-	uint64_t min;                /* the config's for job */
-	uint64_t request;            /* what the process would use on its own */
+	uint32_t weight;             /* in force: hello_weight up to device.weight_max, else the
+				      * config's for job */
+	uint64_t min;                /* the config's for job, when it is for this process */
+	uint64_t request;            /* what the process would use on its own, at most device_total */
 	uint64_t grant;              /* the last grant computed */
 	int welcomed;                /* WELCOME sent: later changes go out as GRANT */
 	struct mv_msg_counters counters; /* the latest snapshot (protocol/counters.def), zero until one arrives */
@@ -171,6 +175,10 @@ void mvd_session_free(struct mvd_session *s);
 int mvd_session_frame(struct mvd_session *s, const struct mv_frame *f, const char **why);
 /* Takes weight and min from cfg again. */
 void mvd_session_configure(struct mvd_session *s, const struct mvd_config *cfg);
+/* The config entry for s's job and identity (mvd_config_job_for). Borrowed until a reload. */
+const struct mvd_job *mvd_session_job(const struct mvd_session *s);
+/* Bounds what s claims by its device's trusted total (the arbiter's, once it joined). */
+void mvd_session_bound(struct mvd_session *s, uint64_t total);
 /* Sends GRANT (or, before the first, nothing: WELCOME carries it). */
 void mvd_session_send_grant(struct mvd_session *s);
 struct mvd_sessions *mvd_sessions(void);
@@ -200,7 +208,8 @@ void mvd_arbiter_divide(uint64_t budget, size_t n, const struct mvd_claim *claim
 /* One GPU, known by UUID, and the sessions on it. */
 struct mvd_device {
 	uint8_t uuid[16];
-	uint64_t total;        /* the largest device_total its sessions reported */
+	uint64_t total;        /* its memory, from the first trusted source (arbiter.c) */
+	const char *source;    /* where total came from: "driver", "config" or "first process" */
 	uint64_t budget;       /* mvd_config_device_budget(total) */
 	uint64_t granted;      /* the sum of its sessions' grants */
 	size_t nsessions;
@@ -213,6 +222,10 @@ struct mvd_device {
 void mvd_arbiter_join(struct mvd_session *s);
 /* Removes s and regrants the rest; a device with no sessions left is forgotten. */
 void mvd_arbiter_leave(struct mvd_session *s);
+/* gpu.c. The memory of the GPU with uuid, from the CUDA driver (libcuda.so.1, loaded on the
+ * first call). Returns 0 with *total, or -ENODEV when no driver lists that GPU. */
+int mvd_gpu_total(const uint8_t uuid[16], uint64_t *total);
+
 /* Recomputes every device's budget and grants under the current config. */
 void mvd_arbiter_recompute_all(void);
 /* The devices the viewer has sessions on (root: all), as protocol/control.h's DEVICE list;

@@ -350,7 +350,7 @@ static void plan_params(const struct mvd_job *job, const struct mvd_session *s, 
 
 void mvd_plan_session(struct mvd_session *s)
 {
-	const struct mvd_job *job = mvd_config_job(mvd_server_config(), s->job);
+	const struct mvd_job *job = mvd_session_job(s);
 	struct mv_policy_params p;
 	uint8_t *payload;
 	size_t len;

@@ -2,9 +2,11 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "daemon/internal.h"
+#include "protocol/text.h"
 #include "protocol/units.h"
 
 /* Every library session, oldest first. */
@@ -45,14 +47,89 @@ size_t mvd_session_count_visible(uid_t viewer)
 	return n;
 }
 
+static void session_peer(const struct mvd_session *s, struct mvd_peer *who)
+{
+	who->uid = s->uid;
+	who->admin = mvd_server_uid();
+	who->cgroup = s->cgroup;
+}
+
+const struct mvd_job *mvd_session_job(const struct mvd_session *s)
+{
+	struct mvd_peer who;
+
+	session_peer(s, &who);
+	return mvd_config_job_for(mvd_server_config(), s->job, &who);
+}
+
 void mvd_session_configure(struct mvd_session *s, const struct mvd_config *cfg)
 {
-	const struct mvd_job *job = mvd_config_job(cfg, s->job);
+	struct mvd_peer who;
+	const struct mvd_job *job;
 
-	/* The process's own MEMVIRT_WEIGHT wins over the config's; its minimum cannot be asked for,
-	 * since minimums are the administrator's promise. */
-	s->weight = s->hello_weight != 0 ? s->hello_weight : job->weight;
+	session_peer(s, &who);
+	job = mvd_config_job_for(cfg, s->job, &who);
+	/* A name any process may take gives nothing another user could be short of: only an entry
+	 * that names the uid (or root's and memvirtd's own processes) gives its weight and min. */
+	if (!mvd_config_job_trusted(cfg, job, &who))
+		job = &cfg->defaults;
+	/* The process's own MEMVIRT_WEIGHT wins over the config's, up to the config's cap; its
+	 * minimum cannot be asked for, since minimums are the administrator's promise. */
+	s->weight = job->weight;
+	if (s->hello_weight != 0)
+		s->weight = s->hello_weight < cfg->weight_max ? s->hello_weight : cfg->weight_max;
 	s->min = job->min;
+}
+
+void mvd_session_bound(struct mvd_session *s, uint64_t total)
+{
+	s->device_total = s->device_claim < total ? s->device_claim : total;
+	/* A process that names no budget of its own would use the whole device; one may ask for
+	 * less than the device, never for more. */
+	s->request = s->budget_claim != 0 && s->budget_claim < total ? s->budget_claim : total;
+}
+
+/* The process's cgroup path from /proc/PID/cgroup: the unified (v2) line "0::PATH", else v1's
+ * "N:name=systemd:PATH". NULL when it cannot be read (the process is gone, or no /proc). */
+static char *session_cgroup(pid_t pid)
+{
+	char path[64], line[4096], clean[4096], *v1 = NULL, *v2 = NULL, *p;
+	FILE *f;
+
+	if (pid <= 0)
+		return NULL;
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return NULL;
+	while (v2 == NULL && fgets(line, sizeof(line), f) != NULL) {
+		line[strcspn(line, "\n")] = '\0';
+		/* A user may name its own delegated cgroups with any bytes. */
+		mv_text_clean(line, sizeof(line), clean, sizeof(clean));
+		if (strncmp(clean, "0::", 3) == 0)
+			v2 = mvd_xstrdup(clean + 3);
+		else if (v1 == NULL && (p = strstr(clean, ":name=systemd:")) != NULL)
+			v1 = mvd_xstrdup(p + strlen(":name=systemd:"));
+	}
+	fclose(f);
+	if (v2 != NULL) {
+		free(v1);
+		return v2;
+	}
+	return v1;
+}
+
+/* The session's job name from the HELLO's, cleaned: whatever the process sent, what is kept is
+ * printable UTF-8 that a log line, a table or a JSON string can hold. */
+static void session_name(struct mvd_session *s, const struct mv_msg_hello *h)
+{
+	size_t bad = mv_text_clean(h->job, sizeof(h->job), s->job, sizeof(s->job));
+
+	if (s->job[0] == '\0')
+		snprintf(s->job, sizeof(s->job), "pid%u", s->pid);
+	if (bad > 0)
+		mvd_info("session %llu: pid %u sent a job name with %zu characters that are not "
+			 "printable UTF-8; each is shown as '?'", (unsigned long long)s->id, s->pid, bad);
 }
 
 struct mvd_session *mvd_session_new(struct mvd_conn *c, const struct mv_msg_hello *h)
@@ -68,21 +145,20 @@ struct mvd_session *mvd_session_new(struct mvd_conn *c, const struct mv_msg_hell
 	 * another pid namespace. */
 	s->pid = c->pid > 0 ? (uint32_t)c->pid : h->pid;
 	s->uid = c->uid;
-	memcpy(s->job, h->job, sizeof(s->job));
-	s->job[sizeof(s->job) - 1] = '\0';
-	if (s->job[0] == '\0')
-		snprintf(s->job, sizeof(s->job), "pid%u", s->pid);
+	s->cgroup = session_cgroup(c->pid);
+	session_name(s, h);
 	s->device = h->device;
 	memcpy(s->uuid, h->uuid, 16);
-	s->device_total = h->device_total;
+	s->device_claim = h->device_total;
+	s->budget_claim = h->budget;
+	mvd_session_bound(s, h->device_total);
 	s->hello_weight = h->weight;
-	/* A process that names no budget of its own would use the whole device. */
-	s->request = h->budget != 0 ? h->budget : h->device_total;
 	mvd_session_configure(s, mvd_server_config());
-	s->learn = mvd_learn_new(s->id, s->device_total);
 	TAILQ_INSERT_TAIL(&session_list, s, entry);
 
+	/* The arbiter bounds the claims by the device's trusted total before the first grant. */
 	mvd_arbiter_join(s);
+	s->learn = mvd_learn_new(s->id, s->device_total);
 
 	w.session = s->id;
 	w.grant = s->grant;
@@ -111,6 +187,7 @@ void mvd_session_free(struct mvd_session *s)
 	TAILQ_REMOVE(&session_list, s, entry);
 	mvd_arbiter_leave(s);
 	mvd_learn_free(s->learn);
+	free(s->cgroup);
 	free(s);
 }
 
@@ -173,7 +250,7 @@ int mvd_session_frame(struct mvd_session *s, const struct mv_frame *f, const cha
 json_t *mvd_session_json(const struct mvd_session *s)
 {
 	struct mv_msg_counters k = s->counters;
-	const struct mvd_job *job = mvd_config_job(mvd_server_config(), s->job);
+	const struct mvd_job *job = mvd_session_job(s);
 	char uuid[33];
 	json_t *o;
 
@@ -196,6 +273,7 @@ json_t *mvd_session_json(const struct mvd_session *s)
 	json_object_set_new(o, "events", json_integer((json_int_t)s->events));
 	json_object_set_new(o, "launches", json_integer((json_int_t)s->launches));
 	json_object_set_new(o, "policy", json_string(job->policy != NULL ? job->policy : "lru"));
+	json_object_set_new(o, "cgroup", s->cgroup != NULL ? json_string(s->cgroup) : json_null());
 	mvd_learn_json(s->learn, o);
 	return o;
 }

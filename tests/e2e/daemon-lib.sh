@@ -90,9 +90,12 @@ plain_run() {
 }
 
 # start_daemon [OPTION...]: memvirt daemon start on $S with a log in $T at DAEMON_LOG_LEVEL (default
-# info), plus the options; its pid goes to DAEMON and what it printed to `out`.
+# info), plus the options; its pid goes to DAEMON and what it printed to `out`. memvirtd asks the
+# simulated driver on LD_LIBRARY_PATH for the device's memory, so it is given the jobs' device
+# ($dev bytes, when the script set it).
 start_daemon() {
-	out=$(timeout 30 "$MEMVIRT" daemon start --socket "$S" "$@" --log-file "$T/memvirtd.log" \
+	# shellcheck disable=SC2086 # an assignment, or nothing
+	out=$(env ${dev:+SIMCUDA_MEM=$dev} timeout 30 "$MEMVIRT" daemon start --socket "$S" "$@" --log-file "$T/memvirtd.log" \
 		--log-level "${DAEMON_LOG_LEVEL:-info}") ||
 		mv_fail "memvirt daemon start --socket $S failed"
 	DAEMON=$(echo "$out" | sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p')

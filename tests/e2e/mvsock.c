@@ -8,7 +8,8 @@
  *       and exits 0 when the daemon closed the connection, or "open" and exits 1 when it was still
  *       open at the end of the wait; 2 for any other failure.
  *   mvsock SOCKET hello [--budget N] [--total N] [--weight N] [--job NAME] [--uuid TEXT]
- *       Opens a library session and stays in it, printing one line per frame the daemon sends
+ *       Opens a library session and stays in it (on the device "mvsock-device-0", which no driver
+ *       lists, unless --uuid names one), printing one line per frame the daemon sends
  *       ("welcome SESSION GRANT", "grant GRANT", "shutdown", and for a plan "plan ID FINGERPRINT
  *       NLAUNCH NOPS" followed by NOPS lines "plan-op out|in AT NEED BIND_LAUNCH BIND_INDEX
  *       SIZE", AT and NEED being "-" for none), until standard input ends. Each line of
@@ -507,7 +508,7 @@ static int cmd_hello(const char *path, int argc, char **argv)
 	uint8_t *rx;
 	size_t rxlen = 0, inlen = 0;
 	char in[4096];
-	const char *uuid = "simcuda-device-0";
+	const char *uuid = "mvsock-device-0";
 	uint64_t v;
 	int fd, i, r, status = 2;
 	ssize_t n;
@@ -534,7 +535,8 @@ static int cmd_hello(const char *path, int argc, char **argv)
 			usage();
 		i++;
 	}
-	/* The UUID is 16 bytes of the given text, NUL-padded: simcuda's is "simcuda-device-0". */
+	/* The UUID is 16 bytes of the given text, NUL-padded: simcuda's is "simcuda-device-0". The
+	 * default is a device no driver lists, so that memvirtd takes the total claimed here. */
 	strncpy((char *)h.uuid, uuid, sizeof(h.uuid));
 
 	rx = malloc(MV_FRAME_HEADER + MV_FRAME_MAX);

@@ -7,11 +7,27 @@
 
 #include "protocol/control.h"
 #include "protocol/frame.h"
+#include "protocol/text.h"
 #include "tests/fuzz/fuzz.h"
 
 /* Large enough for any payload; static because a whole EVENTS frame is 1 MiB. */
 static uint8_t out[MV_FRAME_MAX];
 static struct mv_event events[MV_EVENTS_MAX];
+
+/* What memvirtd keeps of a job name is printable UTF-8 that fits, whatever the bytes. */
+static void job_clean(const char *job)
+{
+	char name[64];
+	size_t i, n, len;
+	uint32_t cp;
+
+	mv_text_clean(job, 64, name, sizeof(name));
+	len = strlen(name);
+	for (i = 0; i < len; i += n) {
+		n = mv_utf8_decode((const unsigned char *)name + i, len - i, &cp);
+		FUZZ_CHECK(n > 0 && mv_text_printable(cp));
+	}
+}
 
 static void fixed_payload(const struct mv_frame *f)
 {
@@ -28,6 +44,7 @@ static void fixed_payload(const struct mv_frame *f)
 		FUZZ_CHECK(memcmp(out, p, MV_MSG_HELLO_SIZE - 1) == 0);
 		FUZZ_CHECK(out[MV_MSG_HELLO_SIZE - 1] == 0);
 		FUZZ_CHECK(strlen(m.job) < sizeof(m.job));
+		job_clean(m.job);
 		break;
 	}
 	case MV_MSG_WELCOME: {

@@ -256,6 +256,42 @@ START_TEST(test_job_match)
 }
 END_TEST
 
+/* An entry's weight and min are for the identity it names, never for a name alone. */
+START_TEST(test_job_identity)
+{
+	struct mvd_config *c = load_ok("valid", "identity.json");
+	struct mvd_peer user = {.uid = 1000, .admin = 0, .cgroup = "/user.slice/user-1000.slice"};
+	struct mvd_peer other = {.uid = 1001, .admin = 0, .cgroup = "/system.slice/train.service"};
+	struct mvd_peer root = {.uid = 0, .admin = 0, .cgroup = "/system.slice/train.service/x"};
+	struct mvd_peer rootless = {.uid = 0, .admin = 0, .cgroup = NULL};
+	const struct mvd_job *j;
+
+	ck_assert_uint_eq(c->device_total, 80 * GIB);
+	ck_assert_uint_eq(c->weight_max, 10);
+	j = mvd_config_job_for(c, "train.py", &user);
+	ck_assert_str_eq(j->name, "train.py");
+	ck_assert(mvd_config_job_trusted(c, j, &user));
+	ck_assert_ptr_eq(mvd_config_job_for(c, "train.py", &other), &c->defaults);
+	/* A cgroup entry: in the cgroup or below it, and of its uid. */
+	ck_assert_str_eq(mvd_config_job_for(c, "svc", &root)->name, "svc");
+	ck_assert_ptr_eq(mvd_config_job_for(c, "svc", &other), &c->defaults);
+	ck_assert_ptr_eq(mvd_config_job_for(c, "svc", &rootless), &c->defaults);
+	/* A unit entry: a component of the cgroup path, whole. */
+	ck_assert_str_eq(mvd_config_job_for(c, "unit", &other)->name, "unit");
+	ck_assert_ptr_eq(mvd_config_job_for(c, "unit", &user), &c->defaults);
+	/* A name-only entry is found for anyone, but gives its weight and min only to root and
+	 * memvirtd's own user. */
+	j = mvd_config_job_for(c, "named", &other);
+	ck_assert_str_eq(j->name, "named");
+	ck_assert(!mvd_config_job_trusted(c, j, &other));
+	ck_assert(mvd_config_job_trusted(c, j, &root));
+	other.admin = 1001;
+	ck_assert(mvd_config_job_trusted(c, j, &other));
+	ck_assert(mvd_config_job_trusted(c, &c->defaults, &user));
+	mvd_config_free(c);
+}
+END_TEST
+
 START_TEST(test_device_budget)
 {
 	struct mvd_config *c = load_ok("valid", "full.json");
@@ -491,6 +527,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_sizes_as_numbers);
 	tcase_add_test(tc, test_job_names);
 	tcase_add_test(tc, test_job_match);
+	tcase_add_test(tc, test_job_identity);
 	tcase_add_test(tc, test_device_budget);
 	tcase_add_test(tc, test_percent_of_huge_whole);
 	tcase_add_test(tc, test_format_reads_back);
