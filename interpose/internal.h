@@ -40,7 +40,8 @@
  *   a chunk is made (pool_add_relock).
  * add_lock (stream.c): adding to the stream table and the list of capturing streams; lookups read
  *   entries published by atomic counts.
- * each stream's demand_lock (stream.c): serialises records of its on-demand mark event.
+ * each stream's demand_lock (stream.c): serialises records of its on-demand mark event, and guards
+ *   `dead`, so that nothing records on a stream the app has destroyed.
  * layout_lock (launch.c): filling a slot of the parameter layout cache.
  * init_lock (device.c): the one-time device setup.
  * func_lock (learn.c): adding to the function number table.
@@ -144,6 +145,8 @@ struct mv_stream {
 	_Atomic uint64_t slot_ticket[MV_RING];
 	_Atomic uint64_t next_ticket;
 	_Atomic int inflight;         /* submissions between mv_stream_begin and mv_stream_end */
+	_Atomic uint64_t marked;      /* the per-thread stream's latest ticket marked */
+	_Atomic int dead;             /* 1 once destroyed (set under demand_lock): `demand` covers all it ran */
 };
 
 /* The state of an app stream as named by a call (NULL means the legacy or the per-thread stream).
@@ -156,6 +159,12 @@ void mv_stream_end(struct mv_stream *s, uint64_t ticket);
 /* Makes `waiter` wait until ticket t of s has completed. Returns 0, or -1 when that cannot be
  * arranged yet (a per-thread stream's ticket not marked yet). */
 int mv_stream_wait_ticket(CUstream waiter, struct mv_stream *s, uint64_t t);
+/* The latest ticket of s whose work is enqueued and can be waited for without waiting for a
+ * submission still on its way (the caller's own included); 0 when none. */
+uint64_t mv_stream_latest(struct mv_stream *s);
+/* The app destroys stream h: marks the end of its work and forgets it, so that later waits use
+ * that mark and a new stream with the same handle starts afresh. */
+void mv_stream_forget(CUstream h);
 /* Blocks until ticket t of s has completed. */
 void mv_stream_sync_ticket(struct mv_stream *s, uint64_t t);
 /* Nonzero when ticket t of s has completed. */

@@ -19,9 +19,34 @@ static struct mv_stream *find(CUstream h)
 	unsigned n = atomic_load_explicit(&count, memory_order_acquire);
 
 	for (unsigned i = 0; i < n; i++)
-		if (table[i].handle == h && !table[i].per_thread)
+		if (!atomic_load_explicit(&table[i].dead, memory_order_acquire) && table[i].handle == h &&
+		    !table[i].per_thread)
 			return &table[i];
 	return NULL;
+}
+
+/* A destroyed stream's entry whose work has all completed, taken for h: its events are reused and
+ * its tickets go on from where they were, so a buffer's use recorded on the old stream names a
+ * ticket that is complete (waiting for it again costs at most a wait on the new stream's work). */
+static struct mv_stream *reuse(CUstream h)
+{
+	unsigned n = atomic_load_explicit(&count, memory_order_acquire);
+	struct mv_stream *s = NULL;
+
+	for (unsigned i = 0; i < n && s == NULL; i++) {
+		struct mv_stream *t = &table[i];
+		if (atomic_load_explicit(&t->dead, memory_order_acquire) != 1 ||
+		    mv_real.cuEventQuery(t->demand) != CUDA_SUCCESS)
+			continue;
+		pthread_mutex_lock(&add_lock);
+		if ((s = find(h)) == NULL && atomic_load_explicit(&t->dead, memory_order_relaxed) == 1) {
+			t->handle = h;
+			atomic_store_explicit(&t->dead, 0, memory_order_release);
+			s = t;
+		}
+		pthread_mutex_unlock(&add_lock);
+	}
+	return s;
 }
 
 static struct mv_stream *add(CUstream h, int per_thread)
@@ -82,8 +107,9 @@ struct mv_stream *mv_stream_get(CUstream h, int per_thread)
 			own_stream = add(CU_STREAM_PER_THREAD, 1);
 		return own_stream;
 	}
-	s = find(h);
-	return s != NULL ? s : add(h, 0);
+	if ((s = find(h)) != NULL || (s = reuse(h)) != NULL)
+		return s;
+	return add(h, 0);
 }
 
 struct mv_stream *mv_stream_at(unsigned index)
@@ -123,6 +149,8 @@ void mv_stream_end(struct mv_stream *s, uint64_t t)
 		slot = (unsigned)(t / every(s) % MV_RING);
 		mv_real.cuEventRecord(s->ring[slot], s->handle);
 		atomic_store_explicit(&s->slot_ticket[slot], t, memory_order_release);
+		if (s->per_thread)
+			atomic_store_explicit(&s->marked, t, memory_order_release);
 	}
 	atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_acq_rel);
 }
@@ -141,9 +169,40 @@ static CUevent covering(struct mv_stream *s, uint64_t t, int make)
 	/* A use is only waited for once its submission has ended (its buffer is busy until then), so
 	 * its work is enqueued and a record now covers it. */
 	pthread_mutex_lock(&s->demand_lock);
-	mv_real.cuEventRecord(s->demand, s->handle);
+	/* A destroyed stream's was recorded when it was destroyed, after all it ever ran. */
+	if (!atomic_load_explicit(&s->dead, memory_order_relaxed))
+		mv_real.cuEventRecord(s->demand, s->handle);
 	pthread_mutex_unlock(&s->demand_lock);
 	return s->demand;
+}
+
+/* A per-thread stream is marked at every ticket once its submission ends, so its latest mark
+ * covers every use whose submission has ended; the ticket still on its way (possibly the
+ * caller's own, waiting for room) is left out, as no other thread can mark it. Any other stream's
+ * latest ticket is covered by a mark made on demand, which covers what is enqueued now. */
+uint64_t mv_stream_latest(struct mv_stream *s)
+{
+	if (s->per_thread)
+		return atomic_load_explicit(&s->marked, memory_order_acquire);
+	return atomic_load_explicit(&s->next_ticket, memory_order_relaxed) - 1;
+}
+
+/* The mark is made before the driver destroys the stream: afterwards nothing can be recorded on
+ * it, while its queued work still runs. */
+void mv_stream_forget(CUstream h)
+{
+	struct mv_stream *s;
+
+	if (h == NULL || h == CU_STREAM_LEGACY || h == CU_STREAM_PER_THREAD || (s = find(h)) == NULL)
+		return;
+	pthread_mutex_lock(&s->demand_lock);
+	if (mv_real.cuEventRecord(s->demand, h) != CUDA_SUCCESS) {
+		/* No mark (a capture, say): every earlier record of `demand` completes with this. */
+		mv_log(MV_LOG_DEBUG, "stream %p destroyed without a mark: synchronised instead", (void *)h);
+		mv_real.cuStreamSynchronize(h);
+	}
+	atomic_store_explicit(&s->dead, 1, memory_order_release);
+	pthread_mutex_unlock(&s->demand_lock);
 }
 
 int mv_stream_wait_ticket(CUstream waiter, struct mv_stream *s, uint64_t t)
@@ -230,4 +289,14 @@ int mv_capturing(CUstream h, int per_thread)
 	if (atomic_load_explicit(&ncaptures, memory_order_acquire) == 0)
 		return 0;
 	return capture_index(h, per_thread) >= 0;
+}
+
+/* ---- destruction ---- */
+
+MV_EXPORT CUresult cuStreamDestroy_v2(CUstream h)
+{
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	mv_stream_forget(h);
+	return mv_real.cuStreamDestroy_v2(h);
 }
