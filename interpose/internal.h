@@ -446,6 +446,14 @@ int mv_busy_elsewhere(void);
  * meanwhile wakes it (mv_wake_unbusy). */
 void mv_busy_wait_begin(void);
 void mv_busy_wait_end(void);
+/* Whether this thread's submission holds busy marks while it makes its buffers resident. */
+int mv_busy_holds(void);
+/* Lets those marks go while the thread waits for room, so that other threads may page its buffers
+ * out rather than wait for it as it waits for them; the submission then looks at every buffer
+ * again. Returns 0, or -1 when it holds none. mv_busy_unpark takes them again. Both with mv_lock
+ * held. */
+int mv_busy_park(void);
+void mv_busy_unpark(void);
 
 /* ---- counters (counters.c) ---- */
 
