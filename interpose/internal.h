@@ -41,7 +41,7 @@
  * add_lock (stream.c): adding to the stream table and the list of capturing streams; lookups read
  *   entries published by atomic counts.
  * each stream's demand_lock (stream.c): serialises records of its on-demand mark event, and guards
- *   `dead`, so that nothing records on a stream the app has destroyed.
+ *   `quiet`, so that nothing records on a stream destroyed or capturing.
  * layout_lock (launch.c): filling a slot of the parameter layout cache.
  * init_lock (device.c): the one-time device setup.
  * func_lock (learn.c): adding to the function number table.
@@ -134,6 +134,9 @@ CUresult mv_device_init(void);
 #define MV_RING 32
 #define MV_MAX_STREAMS 128
 
+/* A stream nothing more may be recorded on: destroyed by the app, or capturing a graph. */
+enum { MV_QUIET_DEAD = 1, MV_QUIET_CAPTURE };
+
 /* An app stream and the ring of events that mark its launches (every few tickets; see stream.c). A
  * slot's ticket is published only after its event has been recorded. */
 struct mv_stream {
@@ -146,7 +149,7 @@ struct mv_stream {
 	_Atomic uint64_t next_ticket;
 	_Atomic int inflight;         /* submissions between mv_stream_begin and mv_stream_end */
 	_Atomic uint64_t marked;      /* the per-thread stream's latest ticket marked */
-	_Atomic int dead;             /* 1 once destroyed (set under demand_lock): `demand` covers all it ran */
+	_Atomic int quiet;            /* MV_QUIET_* (set under demand_lock): `demand` was its last mark */
 };
 
 /* The state of an app stream as named by a call (NULL means the legacy or the per-thread stream).
@@ -172,7 +175,11 @@ int mv_stream_ticket_done(struct mv_stream *s, uint64_t t);
 struct mv_stream *mv_stream_at(unsigned index);
 unsigned mv_stream_index(const struct mv_stream *s);
 
-/* Streams currently capturing a graph. */
+/* Streams currently capturing a graph. mv_capture_prepare comes before the driver begins the
+ * capture (returns 1 when it marked the stream; mv_capture_unprepare undoes that should the
+ * driver refuse), mv_capture_begin once it has begun. */
+int mv_capture_prepare(CUstream h, int per_thread);
+void mv_capture_unprepare(CUstream h, int per_thread);
 void mv_capture_begin(CUstream h, int per_thread);
 void mv_capture_end(CUstream h, int per_thread);
 int mv_capturing(CUstream h, int per_thread);

@@ -763,13 +763,16 @@ MV_EXPORT CUresult cuMemsetD32Async_ptsz(CUdeviceptr d, unsigned int v, size_t n
 static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int per_thread)
 {
 	CUresult r;
+	int marked;
 
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
-	mv_stream_get(h, per_thread);
+	marked = mv_capture_prepare(h, per_thread);
 	r = (per_thread ? mv_real.cuStreamBeginCapture_v2_ptsz : mv_real.cuStreamBeginCapture_v2)(h, mode);
 	if (r == CUDA_SUCCESS)
 		mv_capture_begin(h, per_thread);
+	else if (marked)
+		mv_capture_unprepare(h, per_thread);
 	return r;
 }
 

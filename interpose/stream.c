@@ -19,7 +19,7 @@ static struct mv_stream *find(CUstream h)
 	unsigned n = atomic_load_explicit(&count, memory_order_acquire);
 
 	for (unsigned i = 0; i < n; i++)
-		if (!atomic_load_explicit(&table[i].dead, memory_order_acquire) && table[i].handle == h &&
+		if (!atomic_load_explicit(&table[i].quiet, memory_order_acquire) && table[i].handle == h &&
 		    !table[i].per_thread)
 			return &table[i];
 	return NULL;
@@ -35,13 +35,13 @@ static struct mv_stream *reuse(CUstream h)
 
 	for (unsigned i = 0; i < n && s == NULL; i++) {
 		struct mv_stream *t = &table[i];
-		if (atomic_load_explicit(&t->dead, memory_order_acquire) != 1 ||
+		if (atomic_load_explicit(&t->quiet, memory_order_acquire) != MV_QUIET_DEAD ||
 		    mv_real.cuEventQuery(t->demand) != CUDA_SUCCESS)
 			continue;
 		pthread_mutex_lock(&add_lock);
-		if ((s = find(h)) == NULL && atomic_load_explicit(&t->dead, memory_order_relaxed) == 1) {
+		if ((s = find(h)) == NULL && atomic_load_explicit(&t->quiet, memory_order_relaxed) == MV_QUIET_DEAD) {
 			t->handle = h;
-			atomic_store_explicit(&t->dead, 0, memory_order_release);
+			atomic_store_explicit(&t->quiet, 0, memory_order_release);
 			s = t;
 		}
 		pthread_mutex_unlock(&add_lock);
@@ -169,8 +169,8 @@ static CUevent covering(struct mv_stream *s, uint64_t t, int make)
 	/* A use is only waited for once its submission has ended (its buffer is busy until then), so
 	 * its work is enqueued and a record now covers it. */
 	pthread_mutex_lock(&s->demand_lock);
-	/* A destroyed stream's was recorded when it was destroyed, after all it ever ran. */
-	if (!atomic_load_explicit(&s->dead, memory_order_relaxed))
+	/* A destroyed or capturing stream's was recorded when it became so, after all it ran before. */
+	if (!atomic_load_explicit(&s->quiet, memory_order_relaxed))
 		mv_real.cuEventRecord(s->demand, s->handle);
 	pthread_mutex_unlock(&s->demand_lock);
 	return s->demand;
@@ -187,22 +187,28 @@ uint64_t mv_stream_latest(struct mv_stream *s)
 	return atomic_load_explicit(&s->next_ticket, memory_order_relaxed) - 1;
 }
 
+/* Makes the last mark on s that waits will use until it is live again (quiet: MV_QUIET_*). */
+static void quiesce(struct mv_stream *s, int quiet)
+{
+	pthread_mutex_lock(&s->demand_lock);
+	if (!atomic_load_explicit(&s->quiet, memory_order_relaxed) &&
+	    mv_real.cuEventRecord(s->demand, s->handle) != CUDA_SUCCESS) {
+		/* No mark: every earlier record of `demand` completes with this. */
+		mv_log(MV_LOG_DEBUG, "stream %p cannot be marked: synchronised instead", (void *)s->handle);
+		mv_real.cuStreamSynchronize(s->handle);
+	}
+	atomic_store_explicit(&s->quiet, quiet, memory_order_release);
+	pthread_mutex_unlock(&s->demand_lock);
+}
+
 /* The mark is made before the driver destroys the stream: afterwards nothing can be recorded on
  * it, while its queued work still runs. */
 void mv_stream_forget(CUstream h)
 {
 	struct mv_stream *s;
 
-	if (h == NULL || h == CU_STREAM_LEGACY || h == CU_STREAM_PER_THREAD || (s = find(h)) == NULL)
-		return;
-	pthread_mutex_lock(&s->demand_lock);
-	if (mv_real.cuEventRecord(s->demand, h) != CUDA_SUCCESS) {
-		/* No mark (a capture, say): every earlier record of `demand` completes with this. */
-		mv_log(MV_LOG_DEBUG, "stream %p destroyed without a mark: synchronised instead", (void *)h);
-		mv_real.cuStreamSynchronize(h);
-	}
-	atomic_store_explicit(&s->dead, 1, memory_order_release);
-	pthread_mutex_unlock(&s->demand_lock);
+	if (h != NULL && h != CU_STREAM_LEGACY && h != CU_STREAM_PER_THREAD && (s = find(h)) != NULL)
+		quiesce(s, MV_QUIET_DEAD);
 }
 
 int mv_stream_wait_ticket(CUstream waiter, struct mv_stream *s, uint64_t t)
@@ -270,9 +276,36 @@ void mv_capture_begin(CUstream h, int per_thread)
 	pthread_mutex_unlock(&add_lock);
 }
 
+/* An event recorded on a capturing stream would become part of the graph, and a copy stream
+ * waiting on it would break the capture: the stream's work before the capture is marked first. A
+ * per-thread stream needs no such mark, as each of its tickets is marked as it ends. */
+int mv_capture_prepare(CUstream h, int per_thread)
+{
+	struct mv_stream *s = mv_stream_get(h, per_thread);
+
+	if (s == NULL || s->per_thread || atomic_load_explicit(&s->quiet, memory_order_acquire))
+		return 0;
+	quiesce(s, MV_QUIET_CAPTURE);
+	return 1;
+}
+
+void mv_capture_unprepare(CUstream h, int per_thread)
+{
+	struct mv_stream *s = per_thread || h == NULL ? NULL : find(h);
+	int capturing = MV_QUIET_CAPTURE;
+
+	if (s != NULL) {
+		pthread_mutex_lock(&s->demand_lock);
+		atomic_compare_exchange_strong(&s->quiet, &capturing, 0);
+		pthread_mutex_unlock(&s->demand_lock);
+	}
+}
+
 void mv_capture_end(CUstream h, int per_thread)
 {
 	int i;
+
+	mv_capture_unprepare(h, per_thread);
 
 	pthread_mutex_lock(&add_lock);
 	i = capture_index(h, per_thread);

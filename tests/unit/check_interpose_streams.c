@@ -245,6 +245,39 @@ START_TEST(test_destroyed_stream_queued_work_kept)
 }
 END_TEST
 
+/* The same while the stream captures a graph: nothing may be recorded on it then (the record would
+ * join the graph), so the page-out waits on a mark made before the capture began. */
+START_TEST(test_capturing_stream_queued_work_kept)
+{
+	CUdeviceptr a, o[2], e;
+	CUstream s;
+	CUgraph g;
+	uint64_t before;
+
+	simtest_start("SIMCUDA_MEM=192KiB", GRAN64, THR16, NET_OFF, "SIMCUDA_DELAY_KERNEL_US=150000");
+	a = alloc_filled(1.0f);
+	o[0] = alloc_filled(20.0f);
+	o[1] = alloc_filled(21.0f);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHK(simtest_fill(a, 7.0f, NF, s));
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_RELAXED));
+	for (int i = 0; i < 2; i++) {
+		float v = 20.0f + (float)i;
+		CHK(cuMemcpyHtoD(o[i], &v, sizeof(v)));
+	}
+	before = itest_counters().page_outs;
+	CHK(cuMemAlloc(&e, BUF));
+	CHK(cuMemsetD32(e, 0x41100000u, NF)); /* 9.0f */
+	ck_assert_msg(itest_counters().page_outs > before, "nothing was paged out to make room");
+	CHK(cuStreamEndCapture(s, &g));
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(a, NF, 7.0f);
+	simtest_expect_floats(e, NF, 9.0f);
+	CHK(cuGraphDestroy(g));
+	CHK(cuCtxSynchronize());
+}
+END_TEST
+
 /* The library forgets a destroyed stream: streams made and destroyed one after another, more than
  * its table holds, are each tracked as the first one was (none falls back to synchronising). */
 START_TEST(test_destroyed_streams_forgotten)
@@ -297,6 +330,7 @@ static Suite *streams_suite(void)
 	tcase_add_test(tc, test_contention_never_fits_fails);
 	tc = simtest_tcase(s, "destroy", 60);
 	tcase_add_test(tc, test_destroyed_stream_queued_work_kept);
+	tcase_add_test(tc, test_capturing_stream_queued_work_kept);
 	tcase_add_test(tc, test_destroyed_streams_forgotten);
 	return s;
 }
