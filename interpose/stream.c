@@ -19,8 +19,8 @@ static struct mv_stream *find(CUstream h)
 	unsigned n = atomic_load_explicit(&count, memory_order_acquire);
 
 	for (unsigned i = 0; i < n; i++)
-		if (!atomic_load_explicit(&table[i].quiet, memory_order_acquire) && table[i].handle == h &&
-		    !table[i].per_thread)
+		if (table[i].handle == h && !table[i].per_thread &&
+		    atomic_load_explicit(&table[i].quiet, memory_order_acquire) != MV_QUIET_DEAD)
 			return &table[i];
 	return NULL;
 }

@@ -274,6 +274,19 @@ START_TEST(test_capturing_stream_queued_work_kept)
 	simtest_expect_floats(a, NF, 7.0f);
 	simtest_expect_floats(e, NF, 9.0f);
 	CHK(cuGraphDestroy(g));
+	/* After the capture the stream is marked as before: the same again, without a capture. */
+	CHK(cuMemFree(e));
+	CHK(simtest_fill(a, 8.0f, NF, s));
+	for (int i = 0; i < 2; i++) {
+		float v = 20.0f + (float)i;
+		CHK(cuMemcpyHtoD(o[i], &v, sizeof(v)));
+	}
+	before = itest_counters().page_outs;
+	CHK(cuMemAlloc(&e, BUF));
+	CHK(cuMemsetD32(e, 0x41100000u, NF));
+	ck_assert_msg(itest_counters().page_outs > before, "nothing was paged out to make room after the capture");
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(a, NF, 8.0f);
 	CHK(cuCtxSynchronize());
 }
 END_TEST
