@@ -239,6 +239,7 @@ void mv_buf_wait_uses(struct mv_buf *b)
 	struct mv_uses u;
 	int n;
 
+	/* Without mv_lock: b is out of the registry and on no list, its caller's alone. */
 	mv_buf_uses_copy(b, &u);
 	n = uses_to_wait(&u, w);
 	for (int i = 0; i < n; i++) {

@@ -166,8 +166,8 @@ static CUevent covering(struct mv_stream *s, uint64_t t, int make)
 		return s->ring[slot];
 	if (!make || s->per_thread)
 		return NULL;
-	/* A use is only waited for once its submission has ended (its buffer is busy until then), so
-	 * its work is enqueued and a record now covers it. */
+	/* A use is only waited for once its submission has ended (its buffer is busy until then), or
+	 * as a ticket still on its way whose work is not enqueued yet: a record now covers what is. */
 	pthread_mutex_lock(&s->demand_lock);
 	/* A destroyed or capturing stream's was recorded when it became so, after all it ran before. */
 	if (!atomic_load_explicit(&s->quiet, memory_order_relaxed))
@@ -283,7 +283,9 @@ int mv_capture_prepare(CUstream h, int per_thread)
 {
 	struct mv_stream *s = mv_stream_get(h, per_thread);
 
-	if (s == NULL || s->per_thread || atomic_load_explicit(&s->quiet, memory_order_acquire))
+	/* The legacy stream cannot capture: the driver refuses, and its marks go on. */
+	if (s == NULL || s->per_thread || s->handle == CU_STREAM_LEGACY ||
+	    atomic_load_explicit(&s->quiet, memory_order_acquire))
 		return 0;
 	quiesce(s, MV_QUIET_CAPTURE);
 	return 1;
