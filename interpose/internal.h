@@ -40,7 +40,8 @@
  *   a chunk is made (pool_add_relock).
  * add_lock (stream.c): adding to the stream table and the list of capturing streams; lookups read
  *   entries published by atomic counts.
- * each stream's demand_lock (stream.c): serialises records of its on-demand mark event.
+ * each stream's demand_lock (stream.c): serialises records of its on-demand mark event, and guards
+ *   `quiet`, so that nothing records on a stream destroyed or capturing.
  * layout_lock (launch.c): filling a slot of the parameter layout cache.
  * init_lock (device.c): the one-time device setup.
  * func_lock (learn.c): adding to the function number table.
@@ -133,6 +134,9 @@ CUresult mv_device_init(void);
 #define MV_RING 32
 #define MV_MAX_STREAMS 128
 
+/* A stream nothing more may be recorded on: destroyed by the app, or capturing a graph. */
+enum { MV_QUIET_DEAD = 1, MV_QUIET_CAPTURE };
+
 /* An app stream and the ring of events that mark its launches (every few tickets; see stream.c). A
  * slot's ticket is published only after its event has been recorded. */
 struct mv_stream {
@@ -144,6 +148,8 @@ struct mv_stream {
 	_Atomic uint64_t slot_ticket[MV_RING];
 	_Atomic uint64_t next_ticket;
 	_Atomic int inflight;         /* submissions between mv_stream_begin and mv_stream_end */
+	_Atomic uint64_t marked;      /* the per-thread stream's latest ticket marked */
+	_Atomic int quiet;            /* MV_QUIET_* (set under demand_lock): `demand` was its last mark */
 };
 
 /* The state of an app stream as named by a call (NULL means the legacy or the per-thread stream).
@@ -156,6 +162,12 @@ void mv_stream_end(struct mv_stream *s, uint64_t ticket);
 /* Makes `waiter` wait until ticket t of s has completed. Returns 0, or -1 when that cannot be
  * arranged yet (a per-thread stream's ticket not marked yet). */
 int mv_stream_wait_ticket(CUstream waiter, struct mv_stream *s, uint64_t t);
+/* The latest ticket of s whose work is enqueued and can be waited for without waiting for a
+ * submission still on its way (the caller's own included); 0 when none. */
+uint64_t mv_stream_latest(struct mv_stream *s);
+/* The app destroys stream h: marks the end of its work and forgets it, so that later waits use
+ * that mark and a new stream with the same handle starts afresh. */
+void mv_stream_forget(CUstream h);
 /* Blocks until ticket t of s has completed. */
 void mv_stream_sync_ticket(struct mv_stream *s, uint64_t t);
 /* Nonzero when ticket t of s has completed. */
@@ -163,7 +175,11 @@ int mv_stream_ticket_done(struct mv_stream *s, uint64_t t);
 struct mv_stream *mv_stream_at(unsigned index);
 unsigned mv_stream_index(const struct mv_stream *s);
 
-/* Streams currently capturing a graph. */
+/* Streams currently capturing a graph. mv_capture_prepare comes before the driver begins the
+ * capture (returns 1 when it marked the stream; mv_capture_unprepare undoes that should the
+ * driver refuse), mv_capture_begin once it has begun. */
+int mv_capture_prepare(CUstream h, int per_thread);
+void mv_capture_unprepare(CUstream h, int per_thread);
 void mv_capture_begin(CUstream h, int per_thread);
 void mv_capture_end(CUstream h, int per_thread);
 int mv_capturing(CUstream h, int per_thread);
@@ -437,6 +453,14 @@ int mv_busy_elsewhere(void);
  * meanwhile wakes it (mv_wake_unbusy). */
 void mv_busy_wait_begin(void);
 void mv_busy_wait_end(void);
+/* Whether this thread's submission holds busy marks while it makes its buffers resident. */
+int mv_busy_holds(void);
+/* Lets those marks go while the thread waits for room, so that other threads may page its buffers
+ * out rather than wait for it as it waits for them; the submission then looks at every buffer
+ * again. Returns 0, or -1 when it holds none. mv_busy_unpark takes them again. Both with mv_lock
+ * held. */
+int mv_busy_park(void);
+void mv_busy_unpark(void);
 
 /* ---- counters (counters.c) ---- */
 

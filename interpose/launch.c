@@ -153,6 +153,11 @@ static _Atomic uint64_t use_clock;
 static _Atomic uint64_t busy_total;
 static __thread uint64_t busy_mine;
 static _Atomic int busy_waiters;
+/* This thread's submission while it makes its buffers resident, whose marks mv_busy_park lets go,
+ * and how many times it has done so. */
+struct submission;
+static __thread struct submission *making;
+static __thread unsigned parks;
 
 uint64_t mv_clock_now(void)
 {
@@ -243,6 +248,7 @@ struct submission {
 	size_t n;
 	struct mv_buf *named[MV_MAX_NAMED];
 	unsigned char moving[MV_MAX_NAMED]; /* not resident and ready when collected */
+	int parked;                  /* its busy marks are let go while it waits for room */
 	struct learn_ctx l;
 	struct mv_exec_step step;
 };
@@ -330,6 +336,68 @@ static inline void busy_release(struct mv_buf *const *named, size_t n)
 	}
 }
 
+static void busy_take(struct mv_buf *const *named, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		atomic_fetch_add_explicit(&named[i]->busy, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&busy_total, n, memory_order_relaxed);
+	busy_mine += n;
+}
+
+int mv_busy_park(void)
+{
+	struct submission *sub = making;
+
+	if (sub == NULL || sub->parked || sub->n == 0)
+		return -1;
+	for (size_t i = 0; i < sub->n; i++)
+		atomic_fetch_sub_explicit(&sub->named[i]->busy, 1, memory_order_release);
+	atomic_fetch_sub_explicit(&busy_total, sub->n, memory_order_relaxed);
+	busy_mine -= sub->n;
+	sub->parked = 1;
+	parks++;
+	mv_wake_unbusy();
+	return 0;
+}
+
+void mv_busy_unpark(void)
+{
+	struct submission *sub = making;
+
+	if (sub != NULL && sub->parked) {
+		busy_take(sub->named, sub->n);
+		sub->parked = 0;
+	}
+}
+
+int mv_busy_holds(void)
+{
+	return making != NULL && !making->parked && making->n > 0;
+}
+
+/* Makes the named buffers resident. A wait for room may let their marks go (mv_busy_park), and
+ * then any of them may have been paged out meanwhile: all are looked at again until a pass goes
+ * through with the marks held throughout. */
+static CUresult make_named_resident(struct submission *sub)
+{
+	CUresult r = CUDA_SUCCESS;
+	unsigned before = parks;
+
+	making = sub;
+	sub->parked = 0;
+	for (size_t i = 0; i < sub->n && r == CUDA_SUCCESS; i++)
+		if (sub->moving[i])
+			r = mv_make_resident(sub->named[i], sub->handle, sub->capturing);
+	while (r == CUDA_SUCCESS && parks != before) {
+		before = parks;
+		for (size_t i = 0; i < sub->n && r == CUDA_SUCCESS; i++)
+			if (sub->named[i]->kind == MV_KIND_LARGE)
+				r = mv_make_resident(sub->named[i], sub->handle, sub->capturing);
+	}
+	making = NULL;
+	return r;
+}
+
 /* For a submission that names buffers: makes them resident, enqueues the work, marks its place on
  * the stream, and lets the buffers go. */
 static inline CUresult submit_named(struct submission *sub, CUresult (*submit)(void *arg), void *arg)
@@ -338,9 +406,11 @@ static inline CUresult submit_named(struct submission *sub, CUresult (*submit)(v
 
 	atomic_fetch_add_explicit(&busy_total, sub->n, memory_order_relaxed);
 	busy_mine += sub->n;
-	for (size_t i = 0; i < sub->n && r == CUDA_SUCCESS; i++)
-		if (sub->moving[i])
-			r = mv_make_resident(sub->named[i], sub->handle, sub->capturing);
+	for (size_t i = 0; i < sub->n; i++)
+		if (sub->moving[i]) {
+			r = make_named_resident(sub);
+			break;
+		}
 	if (r == CUDA_SUCCESS)
 		r = submit(arg);
 	/* While the buffers are still busy: none can be freed and reused meanwhile. */
@@ -693,13 +763,16 @@ MV_EXPORT CUresult cuMemsetD32Async_ptsz(CUdeviceptr d, unsigned int v, size_t n
 static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int per_thread)
 {
 	CUresult r;
+	int marked;
 
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
-	mv_stream_get(h, per_thread);
+	marked = mv_capture_prepare(h, per_thread);
 	r = (per_thread ? mv_real.cuStreamBeginCapture_v2_ptsz : mv_real.cuStreamBeginCapture_v2)(h, mode);
 	if (r == CUDA_SUCCESS)
 		mv_capture_begin(h, per_thread);
+	else if (marked)
+		mv_capture_unprepare(h, per_thread);
 	return r;
 }
 

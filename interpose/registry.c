@@ -194,46 +194,57 @@ void mv_buf_uses_copy(const struct mv_buf *b, struct mv_uses *out)
 	memcpy(out->use, b->uses, sizeof(out->use));
 }
 
+/* The uses to wait for: u's own, or, when it overflowed, every stream's latest ticket. Never a
+ * submission still on its way (the waiter's own, or one that let its buffers go while it waits
+ * for room): its work is not enqueued, and comes after the page-in it will wait for. Its ticket
+ * replaced the stream's earlier use, which mv_stream_latest covers. Returns how many are in
+ * out[MV_MAX_STREAMS]. */
+static int uses_to_wait(const struct mv_uses *u, struct mv_use *out)
+{
+	int n = 0;
+
+	for (unsigned i = 0; i < (u->overflow ? MV_MAX_STREAMS : (unsigned)u->n); i++) {
+		unsigned ix = u->overflow ? i : u->use[i].stream;
+		struct mv_stream *s = mv_stream_at(ix);
+		uint64_t t;
+		if (s == NULL) {
+			if (u->overflow)
+				break;
+			continue;
+		}
+		t = mv_stream_latest(s);
+		if (!u->overflow)
+			t = MV_MIN(t, u->use[i].ticket);
+		if (t > 0)
+			out[n++] = (struct mv_use){(uint16_t)ix, t};
+	}
+	return n;
+}
+
 void mv_order_after_uses(CUstream waiter, const struct mv_uses *u)
 {
-	if (u->overflow) {
-		/* Too many streams to remember: wait for each one's latest launch. */
-		for (unsigned i = 0;; i++) {
-			struct mv_stream *s = mv_stream_at(i);
-			uint64_t t;
-			if (s == NULL)
-				break;
-			t = atomic_load_explicit(&s->next_ticket, memory_order_relaxed) - 1;
-			if (t > 0)
-				while (mv_stream_wait_ticket(waiter, s, t) != 0)
-					mv_stream_sync_ticket(s, t);
-		}
-		return;
-	}
-	for (int i = 0; i < u->n; i++) {
-		struct mv_stream *s = mv_stream_at(u->use[i].stream);
-		if (s != NULL && mv_stream_wait_ticket(waiter, s, u->use[i].ticket) != 0)
-			mv_stream_sync_ticket(s, u->use[i].ticket);
+	struct mv_use w[MV_MAX_STREAMS];
+	int n = uses_to_wait(u, w);
+
+	for (int i = 0; i < n; i++) {
+		struct mv_stream *s = mv_stream_at(w[i].stream);
+		if (s != NULL && mv_stream_wait_ticket(waiter, s, w[i].ticket) != 0)
+			mv_stream_sync_ticket(s, w[i].ticket);
 	}
 }
 
 void mv_buf_wait_uses(struct mv_buf *b)
 {
-	if (b->uses_overflow) {
-		for (unsigned i = 0;; i++) {
-			struct mv_stream *s = mv_stream_at(i);
-			uint64_t t;
-			if (s == NULL)
-				break;
-			t = atomic_load_explicit(&s->next_ticket, memory_order_relaxed) - 1;
-			if (t > 0)
-				mv_stream_sync_ticket(s, t);
-		}
-		return;
-	}
-	for (int i = 0; i < b->nuses; i++) {
-		struct mv_stream *s = mv_stream_at(b->uses[i].stream);
+	struct mv_use w[MV_MAX_STREAMS];
+	struct mv_uses u;
+	int n;
+
+	/* Without mv_lock: b is out of the registry and on no list, its caller's alone. */
+	mv_buf_uses_copy(b, &u);
+	n = uses_to_wait(&u, w);
+	for (int i = 0; i < n; i++) {
+		struct mv_stream *s = mv_stream_at(w[i].stream);
 		if (s != NULL)
-			mv_stream_sync_ticket(s, b->uses[i].ticket);
+			mv_stream_sync_ticket(s, w[i].ticket);
 	}
 }

@@ -134,11 +134,26 @@ static int evict_relock(struct mv_buf *v)
 	return r;
 }
 
+/* Whether a thread waits for room while its submission holds its busy marks: one at a time.
+ * Guarded by mv_lock; the thread-local flag says whether it is this thread. */
+static int room_owned;
+static __thread int room_owner;
+
 /* Waits a little for other threads' submissions to let go of buffers they hold: they become
- * candidates when those finish. Called with mv_lock held, let go during the wait. */
+ * candidates when those finish. A submission waiting for room keeps its own marks only while no
+ * other one does: the others let theirs go (mv_busy_park), so that no two waiters ever wait for
+ * each other's buffers, and the one keeping them waits only for submissions on their way to the
+ * driver. Called with mv_lock held, let go during the wait. */
 static void busy_wait(void)
 {
 	struct timespec until;
+
+	if (!room_owner && mv_busy_holds()) {
+		if (!room_owned)
+			room_owned = room_owner = 1;
+		else
+			mv_busy_park();
+	}
 
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_nsec += 10 * 1000 * 1000;
@@ -151,11 +166,22 @@ static void busy_wait(void)
 	mv_busy_wait_end();
 }
 
+/* Leaving mv_make_room: the marks let go are taken again, and the right to wait with them given
+ * back. Called with mv_lock held. */
+static void busy_wait_done(void)
+{
+	mv_busy_unpark();
+	if (room_owner)
+		room_owned = room_owner = 0;
+}
+
 /* Gives up on making room for bytes: logs what holds the device. Called with mv_lock held, which
  * it lets go. */
 static CUresult room_refused_unlock(uint64_t bytes)
 {
 	char what[256];
+
+	busy_wait_done();
 
 	mv_registry_unskip();
 	mv_registry_describe(what, sizeof(what));
@@ -170,8 +196,6 @@ static CUresult room_refused_unlock(uint64_t bytes)
  * is followed by a fresh look at the budget from the top. */
 CUresult mv_make_room(uint64_t bytes)
 {
-	int busy_waits = 0;
-
 	mv_lock();
 	for (;;) {
 		struct mv_buf *v;
@@ -198,17 +222,17 @@ CUresult mv_make_room(uint64_t bytes)
 			mv_registry_unskip();
 			continue;
 		}
-		/* The wait for busy buffers is bounded, since their threads may be waiting for room
-		 * themselves. */
-		if (later && mv_busy_elsewhere() && busy_waits < 50) {
+		/* Every candidate is named by a submission on its way: wait for it. Nothing could ever
+		 * make room only when no other thread holds one. */
+		if (later && mv_busy_elsewhere()) {
 			busy_wait();
-			busy_waits++;
 			continue;
 		}
 		return room_refused_unlock(bytes);
 	}
 	budget.resident += bytes;
 	mv_registry_unskip();
+	busy_wait_done();
 	mv_unlock();
 	return CUDA_SUCCESS;
 }
@@ -288,16 +312,6 @@ static CUresult page_in_charged(struct mv_buf *b)
 	mv_wake_moved();
 	mv_unlock();
 	return CUDA_SUCCESS;
-}
-
-/* Brings b back from host memory; b is FETCHING (claimed by the caller). */
-static CUresult page_in(struct mv_buf *b)
-{
-	CUresult r = mv_make_room(b->span);
-
-	if (r != CUDA_SUCCESS)
-		return r;
-	return page_in_charged(b);
 }
 
 /* A page-in of b could not be issued: it stays on the host, and is released now if it was freed
@@ -385,9 +399,22 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 			break;
 		}
 		if (b->state == MV_HOST) {
+			/* Room first, then the claim: no thread waits for room holding a buffer that
+			 * others need, and another thread may bring b in meanwhile. */
+			mv_unlock();
+			r = mv_make_room(b->span);
+			if (r != CUDA_SUCCESS)
+				return r;
+			mv_lock();
+			if (b->state != MV_HOST) {
+				mv_unlock();
+				mv_uncharge(b->span);
+				mv_lock();
+				continue;
+			}
 			b->state = MV_FETCHING;
 			mv_unlock();
-			r = page_in(b);
+			r = page_in_charged(b);
 			mv_lock();
 			if (r != CUDA_SUCCESS) {
 				page_in_failed(b);

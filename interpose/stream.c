@@ -19,9 +19,34 @@ static struct mv_stream *find(CUstream h)
 	unsigned n = atomic_load_explicit(&count, memory_order_acquire);
 
 	for (unsigned i = 0; i < n; i++)
-		if (table[i].handle == h && !table[i].per_thread)
+		if (table[i].handle == h && !table[i].per_thread &&
+		    atomic_load_explicit(&table[i].quiet, memory_order_acquire) != MV_QUIET_DEAD)
 			return &table[i];
 	return NULL;
+}
+
+/* A destroyed stream's entry whose work has all completed, taken for h: its events are reused and
+ * its tickets go on from where they were, so a buffer's use recorded on the old stream names a
+ * ticket that is complete (waiting for it again costs at most a wait on the new stream's work). */
+static struct mv_stream *reuse(CUstream h)
+{
+	unsigned n = atomic_load_explicit(&count, memory_order_acquire);
+	struct mv_stream *s = NULL;
+
+	for (unsigned i = 0; i < n && s == NULL; i++) {
+		struct mv_stream *t = &table[i];
+		if (atomic_load_explicit(&t->quiet, memory_order_acquire) != MV_QUIET_DEAD ||
+		    mv_real.cuEventQuery(t->demand) != CUDA_SUCCESS)
+			continue;
+		pthread_mutex_lock(&add_lock);
+		if ((s = find(h)) == NULL && atomic_load_explicit(&t->quiet, memory_order_relaxed) == MV_QUIET_DEAD) {
+			t->handle = h;
+			atomic_store_explicit(&t->quiet, 0, memory_order_release);
+			s = t;
+		}
+		pthread_mutex_unlock(&add_lock);
+	}
+	return s;
 }
 
 static struct mv_stream *add(CUstream h, int per_thread)
@@ -82,8 +107,9 @@ struct mv_stream *mv_stream_get(CUstream h, int per_thread)
 			own_stream = add(CU_STREAM_PER_THREAD, 1);
 		return own_stream;
 	}
-	s = find(h);
-	return s != NULL ? s : add(h, 0);
+	if ((s = find(h)) != NULL || (s = reuse(h)) != NULL)
+		return s;
+	return add(h, 0);
 }
 
 struct mv_stream *mv_stream_at(unsigned index)
@@ -123,6 +149,8 @@ void mv_stream_end(struct mv_stream *s, uint64_t t)
 		slot = (unsigned)(t / every(s) % MV_RING);
 		mv_real.cuEventRecord(s->ring[slot], s->handle);
 		atomic_store_explicit(&s->slot_ticket[slot], t, memory_order_release);
+		if (s->per_thread)
+			atomic_store_explicit(&s->marked, t, memory_order_release);
 	}
 	atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_acq_rel);
 }
@@ -138,12 +166,49 @@ static CUevent covering(struct mv_stream *s, uint64_t t, int make)
 		return s->ring[slot];
 	if (!make || s->per_thread)
 		return NULL;
-	/* A use is only waited for once its submission has ended (its buffer is busy until then), so
-	 * its work is enqueued and a record now covers it. */
+	/* A use is only waited for once its submission has ended (its buffer is busy until then), or
+	 * as a ticket still on its way whose work is not enqueued yet: a record now covers what is. */
 	pthread_mutex_lock(&s->demand_lock);
-	mv_real.cuEventRecord(s->demand, s->handle);
+	/* A destroyed or capturing stream's was recorded when it became so, after all it ran before. */
+	if (!atomic_load_explicit(&s->quiet, memory_order_relaxed))
+		mv_real.cuEventRecord(s->demand, s->handle);
 	pthread_mutex_unlock(&s->demand_lock);
 	return s->demand;
+}
+
+/* A per-thread stream is marked at every ticket once its submission ends, so its latest mark
+ * covers every use whose submission has ended; the ticket still on its way (possibly the
+ * caller's own, waiting for room) is left out, as no other thread can mark it. Any other stream's
+ * latest ticket is covered by a mark made on demand, which covers what is enqueued now. */
+uint64_t mv_stream_latest(struct mv_stream *s)
+{
+	if (s->per_thread)
+		return atomic_load_explicit(&s->marked, memory_order_acquire);
+	return atomic_load_explicit(&s->next_ticket, memory_order_relaxed) - 1;
+}
+
+/* Makes the last mark on s that waits will use until it is live again (quiet: MV_QUIET_*). */
+static void quiesce(struct mv_stream *s, int quiet)
+{
+	pthread_mutex_lock(&s->demand_lock);
+	if (!atomic_load_explicit(&s->quiet, memory_order_relaxed) &&
+	    mv_real.cuEventRecord(s->demand, s->handle) != CUDA_SUCCESS) {
+		/* No mark: every earlier record of `demand` completes with this. */
+		mv_log(MV_LOG_DEBUG, "stream %p cannot be marked: synchronised instead", (void *)s->handle);
+		mv_real.cuStreamSynchronize(s->handle);
+	}
+	atomic_store_explicit(&s->quiet, quiet, memory_order_release);
+	pthread_mutex_unlock(&s->demand_lock);
+}
+
+/* The mark is made before the driver destroys the stream: afterwards nothing can be recorded on
+ * it, while its queued work still runs. */
+void mv_stream_forget(CUstream h)
+{
+	struct mv_stream *s;
+
+	if (h != NULL && h != CU_STREAM_LEGACY && h != CU_STREAM_PER_THREAD && (s = find(h)) != NULL)
+		quiesce(s, MV_QUIET_DEAD);
 }
 
 int mv_stream_wait_ticket(CUstream waiter, struct mv_stream *s, uint64_t t)
@@ -211,9 +276,38 @@ void mv_capture_begin(CUstream h, int per_thread)
 	pthread_mutex_unlock(&add_lock);
 }
 
+/* An event recorded on a capturing stream would become part of the graph, and a copy stream
+ * waiting on it would break the capture: the stream's work before the capture is marked first. A
+ * per-thread stream needs no such mark, as each of its tickets is marked as it ends. */
+int mv_capture_prepare(CUstream h, int per_thread)
+{
+	struct mv_stream *s = mv_stream_get(h, per_thread);
+
+	/* The legacy stream cannot capture: the driver refuses, and its marks go on. */
+	if (s == NULL || s->per_thread || s->handle == CU_STREAM_LEGACY ||
+	    atomic_load_explicit(&s->quiet, memory_order_acquire))
+		return 0;
+	quiesce(s, MV_QUIET_CAPTURE);
+	return 1;
+}
+
+void mv_capture_unprepare(CUstream h, int per_thread)
+{
+	struct mv_stream *s = per_thread || h == NULL ? NULL : find(h);
+	int capturing = MV_QUIET_CAPTURE;
+
+	if (s != NULL) {
+		pthread_mutex_lock(&s->demand_lock);
+		atomic_compare_exchange_strong(&s->quiet, &capturing, 0);
+		pthread_mutex_unlock(&s->demand_lock);
+	}
+}
+
 void mv_capture_end(CUstream h, int per_thread)
 {
 	int i;
+
+	mv_capture_unprepare(h, per_thread);
 
 	pthread_mutex_lock(&add_lock);
 	i = capture_index(h, per_thread);
@@ -230,4 +324,14 @@ int mv_capturing(CUstream h, int per_thread)
 	if (atomic_load_explicit(&ncaptures, memory_order_acquire) == 0)
 		return 0;
 	return capture_index(h, per_thread) >= 0;
+}
+
+/* ---- destruction ---- */
+
+MV_EXPORT CUresult cuStreamDestroy_v2(CUstream h)
+{
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	mv_stream_forget(h);
+	return mv_real.cuStreamDestroy_v2(h);
 }

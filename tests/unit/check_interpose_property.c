@@ -614,12 +614,181 @@ START_TEST(test_random_sequences)
 }
 END_TEST
 
+/* ---- per-thread default streams ---- */
+
+/* Four threads, each on its per-thread default stream only (CU_STREAM_PER_THREAD through the
+ * ordinary entry points, and cuLaunchKernel_ptsz), run random kernels, copies and memsets over
+ * buffers of their own, checked against a host model, under a budget of six of their sixteen
+ * buffers, with the safety net off and on. */
+#define PT_THREADS 4
+#define PT_BUFS 4
+#define PT_NF (16 * 1024) /* floats per buffer: one 64KiB granule */
+#define PT_OPS 60
+
+static const char *const pt_env[2][6] = {
+	{"SIMCUDA_MEM=64MiB", "SIMCUDA_GRANULARITY=64KiB", "MEMVIRT_SLAB_THRESHOLD=16KiB", "MEMVIRT_BUDGET=384KiB",
+	 "SIMCUDA_NO_HOST_VMM=1", NULL},
+	{"SIMCUDA_MEM=64MiB", "SIMCUDA_GRANULARITY=64KiB", "MEMVIRT_SLAB_THRESHOLD=16KiB", "MEMVIRT_BUDGET=384KiB",
+	 NULL, NULL},
+};
+
+struct pt_thread {
+	uint64_t rng;
+	CUdeviceptr p[PT_BUFS];
+	float *ref[PT_BUFS];
+	char err[256];
+};
+
+typedef CUresult (*pt_launch_fn)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+				 unsigned, CUstream, void **, void **);
+static pt_launch_fn pt_launch_ptsz;
+
+/* A kernel on this thread's per-thread stream, by either way in. */
+static CUresult pt_launch(struct pt_thread *t, CUfunction f, void **args)
+{
+	if (itest_rand(&t->rng) % 2)
+		return pt_launch_ptsz(f, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL);
+	return cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, CU_STREAM_PER_THREAD, args, NULL);
+}
+
+/* One random operation on the per-thread stream, and its effect on the model. */
+static CUresult pt_step(struct pt_thread *t, float *host)
+{
+	static const float as[] = {1.0f, -1.0f, 2.0f, -2.0f};
+	int i = (int)(itest_rand(&t->rng) % PT_BUFS), j = (int)(itest_rand(&t->rng) % PT_BUFS);
+	uint64_t off = itest_rand(&t->rng) % PT_NF, n = 1 + itest_rand(&t->rng) % (PT_NF - off);
+	float v = (float)((int)(itest_rand(&t->rng) % 64) - 32), a = as[itest_rand(&t->rng) % 4];
+	CUdeviceptr p = t->p[i] + off * 4, q = t->p[j] + off * 4;
+	CUresult r;
+
+	switch (itest_rand(&t->rng) % 4) {
+	case 0: {
+		void *args[] = {&p, &v, &n};
+		if ((r = pt_launch(t, fn_fill, args)) == CUDA_SUCCESS)
+			for (uint64_t k = 0; k < n; k++)
+				t->ref[i][off + k] = v;
+		return r;
+	}
+	case 1: {
+		void *args[] = {&p, &q, &a, &n};
+		if (i == j)
+			return CUDA_SUCCESS;
+		if ((r = pt_launch(t, fn_axpy, args)) == CUDA_SUCCESS)
+			for (uint64_t k = 0; k < n; k++)
+				t->ref[i][off + k] = t->ref[i][off + k] + a * t->ref[j][off + k];
+		return r;
+	}
+	case 2: {
+		uint32_t bits;
+		memcpy(&bits, &v, 4);
+		if ((r = cuMemsetD32Async(p, bits, n, CU_STREAM_PER_THREAD)) == CUDA_SUCCESS)
+			for (uint64_t k = 0; k < n; k++)
+				t->ref[i][off + k] = v;
+		return r;
+	}
+	default:
+		for (uint64_t k = 0; k < n; k++)
+			host[k] = v + (float)(k % 7);
+		if ((r = cuMemcpyHtoDAsync(p, host, n * 4, CU_STREAM_PER_THREAD)) == CUDA_SUCCESS)
+			r = cuStreamSynchronize(CU_STREAM_PER_THREAD); /* host is reused at once */
+		if (r == CUDA_SUCCESS)
+			memcpy(t->ref[i] + off, host, n * 4);
+		return r;
+	}
+}
+
+/* Runs a thread's operations, then compares every buffer with the model. Returns 0 or -1. */
+static int pt_run(struct pt_thread *t, float *host)
+{
+	CUresult r = CUDA_SUCCESS;
+
+	for (int op = 0; op < PT_OPS && r == CUDA_SUCCESS; op++)
+		r = pt_step(t, host);
+	if (r == CUDA_SUCCESS)
+		r = cuStreamSynchronize(CU_STREAM_PER_THREAD);
+	if (r != CUDA_SUCCESS) {
+		snprintf(t->err, sizeof(t->err), "%s", simtest_err_name(r));
+		return -1;
+	}
+	for (int i = 0; i < PT_BUFS; i++) {
+		if ((r = cuMemcpyDtoHAsync(host, t->p[i], PT_NF * 4, CU_STREAM_PER_THREAD)) != CUDA_SUCCESS ||
+		    (r = cuStreamSynchronize(CU_STREAM_PER_THREAD)) != CUDA_SUCCESS) {
+			snprintf(t->err, sizeof(t->err), "reading buffer %d: %s", i, simtest_err_name(r));
+			return -1;
+		}
+		if (memcmp(host, t->ref[i], PT_NF * 4) != 0) {
+			snprintf(t->err, sizeof(t->err), "buffer %d differs from the model", i);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void *pt_main(void *arg)
+{
+	struct pt_thread *t = arg;
+	float *host = malloc(PT_NF * 4);
+
+	if (host == NULL || cuCtxSetCurrent(simtest_ctx) != CUDA_SUCCESS)
+		snprintf(t->err, sizeof(t->err), "cannot start");
+	else
+		pt_run(t, host);
+	free(host);
+	return NULL;
+}
+
+START_TEST(test_per_thread_sequences)
+{
+	struct pt_thread t[PT_THREADS];
+	pthread_t th[PT_THREADS];
+	uint64_t outs;
+
+	for (size_t i = 0; pt_env[_i][i] != NULL; i++)
+		simtest_env(pt_env[_i][i], (const char *)0);
+	simtest_init();
+	CHK(cuModuleGetFunction(&fn_fill, simtest_mod, "mv_fill"));
+	CHK(cuModuleGetFunction(&fn_axpy, simtest_mod, "mv_axpy"));
+	pt_launch_ptsz = (pt_launch_fn)dlsym(RTLD_DEFAULT, "cuLaunchKernel_ptsz");
+	ck_assert_ptr_nonnull(pt_launch_ptsz);
+	outs = itest_counters().page_outs;
+	for (uint64_t seed = 1; seed <= 8; seed++) {
+		for (int k = 0; k < PT_THREADS; k++) {
+			memset(&t[k], 0, sizeof(t[k]));
+			t[k].rng = seed * 0x9e3779b97f4a7c15ull + (uint64_t)k + 1;
+			for (int i = 0; i < PT_BUFS; i++) {
+				t[k].ref[i] = calloc(PT_NF, 4);
+				ck_assert_ptr_nonnull(t[k].ref[i]);
+				CHK(cuMemAlloc(&t[k].p[i], PT_NF * 4));
+				CHK(cuMemsetD32(t[k].p[i], 0, PT_NF));
+			}
+		}
+		for (int k = 0; k < PT_THREADS; k++)
+			ck_assert_int_eq(pthread_create(&th[k], NULL, pt_main, &t[k]), 0);
+		for (int k = 0; k < PT_THREADS; k++)
+			ck_assert_int_eq(pthread_join(th[k], NULL), 0);
+		for (int k = 0; k < PT_THREADS; k++) {
+			ck_assert_msg(t[k].err[0] == '\0', "seed %llu, thread %d: %s", (unsigned long long)seed, k,
+				      t[k].err);
+			for (int i = 0; i < PT_BUFS; i++) {
+				CHK(cuMemFree(t[k].p[i]));
+				free(t[k].ref[i]);
+			}
+		}
+	}
+	ck_assert_msg(itest_counters().page_outs > outs + 8, "too little paging: %llu page-outs",
+		      (unsigned long long)(itest_counters().page_outs - outs));
+	ck_assert_uint_eq(itest_counters().oom, 0);
+}
+END_TEST
+
 static Suite *property_suite(void)
 {
 	Suite *s = suite_create("interpose_property");
 	TCase *tc = simtest_tcase(s, "random", 120);
 
 	tcase_add_loop_test(tc, test_random_sequences, 0, NCONFIGS);
+	tc = simtest_tcase(s, "per_thread", 120);
+	tcase_add_loop_test(tc, test_per_thread_sequences, 0, 2);
 	return s;
 }
 

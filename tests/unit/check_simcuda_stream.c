@@ -2,6 +2,8 @@
  * host functions, flags and priorities, and the per-thread default stream entry points. */
 #include "config.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 
 #include "tests/unit/simtest.h"
@@ -14,6 +16,8 @@ CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, uns
 			     void **extra);
 CUresult cuStreamSynchronize_ptsz(CUstream s);
 CUresult cuStreamQuery_ptsz(CUstream s);
+CUresult cuLaunchHostFunc_ptsz(CUstream s, CUhostFn fn, void *data);
+CUresult cuMemsetD32Async_ptsz(CUdeviceptr p, unsigned int v, size_t n, CUstream s);
 
 #define HOLD "SIMCUDA_DELAY_KERNEL_US=200000"
 #define N 4096
@@ -258,6 +262,13 @@ START_TEST(test_destroy_lets_queued_work_finish)
 	CHK(cuStreamDestroy(s));
 	CHK_ERR(cuStreamQuery(s), CUDA_ERROR_INVALID_HANDLE);
 	CHK_ERR(cuStreamDestroy(s), CUDA_ERROR_INVALID_HANDLE);
+	{
+		/* Nothing more can be recorded on it, as on a real driver. */
+		CUevent e;
+		CHK(cuEventCreate(&e, 0));
+		CHK_ERR(cuEventRecord(e, s), CUDA_ERROR_INVALID_HANDLE);
+		CHK(cuEventDestroy(e));
+	}
 	CHK(cuCtxSynchronize());
 	simtest_expect_floats(p, N, 4.0f);
 }
@@ -349,6 +360,75 @@ START_TEST(test_per_thread_default_stream)
 }
 END_TEST
 
+/* A host function that holds its stream until the test lets it go. */
+static atomic_int gate;
+
+static void CUDA_CB hold_gate(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&gate))
+		sched_yield();
+}
+
+struct other_thread {
+	CUdeviceptr p;
+	CUresult r;
+};
+
+/* Another thread's per-thread stream: set p to 5.0f there and wait for it. */
+static void *other_per_thread(void *arg)
+{
+	struct other_thread *o = arg;
+
+	o->r = cuCtxSetCurrent(simtest_ctx);
+	if (o->r == CUDA_SUCCESS)
+		o->r = cuMemsetD32Async_ptsz(o->p, 0x40a00000u, N, NULL);
+	if (o->r == CUDA_SUCCESS)
+		o->r = cuStreamSynchronize_ptsz(NULL);
+	return NULL;
+}
+
+/* The per-thread default stream is a blocking stream of its thread's own: the legacy stream waits
+ * for it, and it is not ordered with any other thread's per-thread stream. */
+START_TEST(test_per_thread_streams_apart)
+{
+	struct other_thread o;
+	pthread_t t;
+	CUdeviceptr p = 0;
+
+	simtest_start();
+	p = buffer_of(1.0f);
+	o.p = buffer_of(1.0f);
+	o.r = CUDA_ERROR_UNKNOWN;
+	atomic_store(&gate, 0);
+	CHK(cuLaunchHostFunc_ptsz(NULL, hold_gate, NULL));
+	/* The other thread's stream finishes while this thread's is held (else this waits forever and
+	 * the case times out). */
+	ck_assert_int_eq(pthread_create(&t, NULL, other_per_thread, &o), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	CHK(o.r);
+	/* The legacy stream waits for this thread's per-thread stream. */
+	CHK(cuMemsetD32Async(p, 0x40000000u, N, CU_STREAM_LEGACY));
+	CHK_ERR(cuStreamQuery(CU_STREAM_LEGACY), CUDA_ERROR_NOT_READY);
+	CHK_ERR(cuStreamQuery_ptsz(NULL), CUDA_ERROR_NOT_READY);
+	atomic_store(&gate, 1);
+	CHK(cuStreamSynchronize(CU_STREAM_LEGACY));
+	CHK(cuStreamQuery_ptsz(NULL));
+	simtest_expect_floats(p, N, 2.0f);
+	simtest_expect_floats(o.p, N, 5.0f);
+	/* And the per-thread stream waits for the legacy one. */
+	atomic_store(&gate, 0);
+	CHK(cuLaunchHostFunc(CU_STREAM_LEGACY, hold_gate, NULL));
+	CHK(cuMemsetD32Async_ptsz(p, 0x40400000u, N, NULL));
+	CHK_ERR(cuStreamQuery_ptsz(NULL), CUDA_ERROR_NOT_READY);
+	atomic_store(&gate, 1);
+	CHK(cuStreamSynchronize_ptsz(NULL));
+	simtest_expect_floats(p, N, 3.0f);
+	/* It cannot be destroyed. */
+	CHK_ERR(cuStreamDestroy(CU_STREAM_PER_THREAD), CUDA_ERROR_INVALID_HANDLE);
+}
+END_TEST
+
 static Suite *stream_suite(void)
 {
 	Suite *s = suite_create("simcuda_stream");
@@ -366,6 +446,7 @@ static Suite *stream_suite(void)
 	tcase_add_test(tc, test_destroy_lets_queued_work_finish);
 	tcase_add_test(tc, test_events);
 	tcase_add_test(tc, test_per_thread_default_stream);
+	tcase_add_test(tc, test_per_thread_streams_apart);
 	return s;
 }
 
