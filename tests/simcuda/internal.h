@@ -31,6 +31,7 @@ enum {
 	SIM_MAGIC_PHYS = 0x50485931,
 	SIM_MAGIC_GRAPH = 0x47525031,
 	SIM_MAGIC_EXEC = 0x47455831,
+	SIM_MAGIC_GNODE = 0x474e4431,
 	SIM_MAGIC_POOL = 0x504f4f31,
 	SIM_MAGIC_DEAD = 0x44454144,
 };
@@ -242,6 +243,11 @@ int sim_guarded(int (*fn)(void *), void *arg);
 
 /* Executes a kernel op's body (launch.c); returns 0 or a CUDA error. */
 CUresult sim_kernel_exec(struct sim_op *op);
+
+/* Checks a kernel launch's function and dimensions and copies its arguments into a kernel op
+ * (launch.c), for launches and for graph kernel nodes. */
+CUresult sim_kernel_prepare(struct sim_op *op, CUfunction f, const unsigned grid[3], const unsigned block[3],
+			    void **params, void **extra);
 
 /* Capture (graph.c): records a kernel op into the capturing graph instead of running it. */
 CUresult sim_graph_capture_kernel(struct sim_stream *s, struct sim_op *op);
