@@ -101,6 +101,8 @@ struct sim_phys {
 	char *bytes;            /* shared anonymous memory; NULL in model-only mode */
 	int handle_refs;        /* cuMemCreate and cuMemRetainAllocationHandle references */
 	int map_refs;           /* live mappings */
+	int memfd;              /* once exported by cuIpcGetMemHandle: the memfd bytes live in; else -1 */
+	int imported;           /* another process's memory, opened by cuIpcOpenMemHandle: never charged */
 };
 
 /* The lock over every memory table below: reservations, mappings, allocations, pinned host ranges,
@@ -142,6 +144,9 @@ struct sim_map {
  * free when its stream reaches it. */
 CUresult sim_alloc_free(uint64_t dptr);
 CUresult sim_alloc_new(uint64_t size, uint64_t *out);
+/* The cuMemAlloc allocation starting at addr: its reserved span and its backing. Callers hold
+ * sim_mem_lock. Returns 0 or -1. */
+int sim_alloc_lookup(uint64_t addr, uint64_t *vsize, struct sim_phys **phys);
 
 /* ---- streams and the virtual clock (stream.c) ---- */
 

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "tests/simcuda/internal.h"
 
@@ -288,6 +289,7 @@ CUresult sim_phys_create(uint64_t size, int host_located, struct sim_phys **out)
 	p->magic = SIM_MAGIC_PHYS;
 	p->size = size;
 	p->host_located = host_located;
+	p->memfd = -1;
 	if (!sim_cfg.model_only) {
 		p->bytes = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (p->bytes == MAP_FAILED) {
@@ -311,7 +313,9 @@ void sim_phys_put(struct sim_phys *p)
 		return;
 	if (p->bytes != NULL)
 		munmap(p->bytes, p->size);
-	if (!p->host_located)
+	if (p->memfd >= 0)
+		close(p->memfd);
+	if (!p->host_located && !p->imported)
 		used_bytes -= p->size;
 	p->magic = SIM_MAGIC_DEAD;
 	sim_retire(p);
@@ -488,6 +492,21 @@ CUresult sim_alloc_new(uint64_t size, uint64_t *out)
 	}
 	*out = a.va;
 	return CUDA_SUCCESS;
+}
+
+int sim_alloc_lookup(uint64_t addr, uint64_t *vsize, struct sim_phys **phys)
+{
+	ssize_t i = vec_find(&allocs, addr);
+	const struct alloc *a;
+
+	if (i < 0)
+		return -1;
+	a = vec_at(&allocs, (size_t)i);
+	if (a->va != addr)
+		return -1;
+	*vsize = a->vsize;
+	*phys = a->phys;
+	return 0;
 }
 
 CUresult sim_alloc_free(uint64_t dptr)
