@@ -187,61 +187,35 @@ static CUresult node_call(struct node_args *a)
 	return mv_submit_pinned(node_words, n, do_node, a);
 }
 
+/* Each entry point hands its arguments to node_call. */
+#define NODE_CALL(...)                             \
+	{                                          \
+		struct node_args a = {__VA_ARGS__}; \
+		return node_call(&a);              \
+	}
+
 MV_EXPORT CUresult cuGraphAddKernelNode_v2(CUgraphNode *out, CUgraph g, const CUgraphNode *deps, size_t ndeps,
 					   const CUDA_KERNEL_NODE_PARAMS *p)
-{
-	struct node_args a = {.call = NC_ADD_KERNEL, .out = out, .g = g, .deps = deps, .ndeps = ndeps, .p = p};
-	return node_call(&a);
-}
-
-MV_EXPORT CUresult cuGraphKernelNodeSetParams_v2(CUgraphNode node, const CUDA_KERNEL_NODE_PARAMS *p)
-{
-	struct node_args a = {.call = NC_SET_KERNEL, .node = node, .p = p};
-	return node_call(&a);
-}
-
-MV_EXPORT CUresult cuGraphExecKernelNodeSetParams_v2(CUgraphExec e, CUgraphNode node, const CUDA_KERNEL_NODE_PARAMS *p)
-{
-	struct node_args a = {.call = NC_EXEC_SET_KERNEL, .e = e, .node = node, .p = p};
-	return node_call(&a);
-}
-
+NODE_CALL(.call = NC_ADD_KERNEL, .out = out, .g = g, .deps = deps, .ndeps = ndeps, .p = p)
 MV_EXPORT CUresult cuGraphAddMemcpyNode(CUgraphNode *out, CUgraph g, const CUgraphNode *deps, size_t ndeps,
 					const CUDA_MEMCPY3D *p, CUcontext ctx)
-{
-	struct node_args a = {.call = NC_ADD_MEMCPY, .out = out, .g = g, .deps = deps, .ndeps = ndeps, .ctx = ctx, .p = p};
-	return node_call(&a);
-}
-
-MV_EXPORT CUresult cuGraphMemcpyNodeSetParams(CUgraphNode node, const CUDA_MEMCPY3D *p)
-{
-	struct node_args a = {.call = NC_SET_MEMCPY, .node = node, .p = p};
-	return node_call(&a);
-}
-
-MV_EXPORT CUresult cuGraphExecMemcpyNodeSetParams(CUgraphExec e, CUgraphNode node, const CUDA_MEMCPY3D *p,
-						  CUcontext ctx)
-{
-	struct node_args a = {.call = NC_EXEC_SET_MEMCPY, .e = e, .node = node, .ctx = ctx, .p = p};
-	return node_call(&a);
-}
-
+NODE_CALL(.call = NC_ADD_MEMCPY, .out = out, .g = g, .deps = deps, .ndeps = ndeps, .ctx = ctx, .p = p)
 MV_EXPORT CUresult cuGraphAddMemsetNode(CUgraphNode *out, CUgraph g, const CUgraphNode *deps, size_t ndeps,
 					const CUDA_MEMSET_NODE_PARAMS *p, CUcontext ctx)
-{
-	struct node_args a = {.call = NC_ADD_MEMSET, .out = out, .g = g, .deps = deps, .ndeps = ndeps, .ctx = ctx, .p = p};
-	return node_call(&a);
-}
+NODE_CALL(.call = NC_ADD_MEMSET, .out = out, .g = g, .deps = deps, .ndeps = ndeps, .ctx = ctx, .p = p)
 
+MV_EXPORT CUresult cuGraphKernelNodeSetParams_v2(CUgraphNode node, const CUDA_KERNEL_NODE_PARAMS *p)
+NODE_CALL(.call = NC_SET_KERNEL, .node = node, .p = p)
+MV_EXPORT CUresult cuGraphMemcpyNodeSetParams(CUgraphNode node, const CUDA_MEMCPY3D *p)
+NODE_CALL(.call = NC_SET_MEMCPY, .node = node, .p = p)
 MV_EXPORT CUresult cuGraphMemsetNodeSetParams(CUgraphNode node, const CUDA_MEMSET_NODE_PARAMS *p)
-{
-	struct node_args a = {.call = NC_SET_MEMSET, .node = node, .p = p};
-	return node_call(&a);
-}
+NODE_CALL(.call = NC_SET_MEMSET, .node = node, .p = p)
 
+MV_EXPORT CUresult cuGraphExecKernelNodeSetParams_v2(CUgraphExec e, CUgraphNode node, const CUDA_KERNEL_NODE_PARAMS *p)
+NODE_CALL(.call = NC_EXEC_SET_KERNEL, .e = e, .node = node, .p = p)
+MV_EXPORT CUresult cuGraphExecMemcpyNodeSetParams(CUgraphExec e, CUgraphNode node, const CUDA_MEMCPY3D *p,
+						  CUcontext ctx)
+NODE_CALL(.call = NC_EXEC_SET_MEMCPY, .e = e, .node = node, .ctx = ctx, .p = p)
 MV_EXPORT CUresult cuGraphExecMemsetNodeSetParams(CUgraphExec e, CUgraphNode node, const CUDA_MEMSET_NODE_PARAMS *p,
 						  CUcontext ctx)
-{
-	struct node_args a = {.call = NC_EXEC_SET_MEMSET, .e = e, .node = node, .ctx = ctx, .p = p};
-	return node_call(&a);
-}
+NODE_CALL(.call = NC_EXEC_SET_MEMSET, .e = e, .node = node, .ctx = ctx, .p = p)
