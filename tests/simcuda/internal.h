@@ -102,7 +102,8 @@ struct sim_phys {
 	int handle_refs;        /* cuMemCreate and cuMemRetainAllocationHandle references */
 	int map_refs;           /* live mappings */
 	int memfd;              /* once exported by cuIpcGetMemHandle: the memfd bytes live in; else -1 */
-	int imported;           /* another process's memory, opened by cuIpcOpenMemHandle: never charged */
+	int imported;           /* another process's memory, opened or imported: never charged */
+	unsigned handle_types;  /* cuMemCreate's requestedHandleTypes */
 };
 
 /* The lock over every memory table below: reservations, mappings, allocations, pinned host ranges,
@@ -122,6 +123,12 @@ int sim_va_alloc(uint64_t size, uint64_t align, uint64_t hint, uint64_t *out);
 void sim_va_free(uint64_t addr, uint64_t size);
 CUresult sim_phys_create(uint64_t size, int host_located, struct sim_phys **out);
 void sim_phys_put(struct sim_phys *p);
+/* Moves a physical allocation's bytes onto a memfd (p->memfd), once, so another process can map
+ * them; every mapping of it shows the new pages. Callers hold sim_mem_lock, with the device idle.
+ * Returns 0 or -1. */
+int sim_phys_share(struct sim_phys *p);
+/* The physical allocation a live cuMemCreate handle names, or NULL (vmm.c). */
+struct sim_phys *sim_phys_of(CUmemGenericAllocationHandle h);
 CUresult sim_map_insert(uint64_t va, uint64_t size, struct sim_phys *p, uint64_t off);
 CUresult sim_map_remove(uint64_t va, uint64_t size);
 CUresult sim_map_set_access(uint64_t va, uint64_t size, int access);

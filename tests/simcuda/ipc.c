@@ -1,6 +1,8 @@
-/* Interprocess memory handles. Exporting a cuMemAlloc allocation moves its bytes onto a memfd,
- * once; the handle names the exporting process, that descriptor and its inode, and another process
- * opens it through /proc/<pid>/fd and maps the same pages into its own device window. */
+/* Interprocess memory handles and the VMM API's POSIX descriptors. Exporting a cuMemAlloc
+ * allocation moves its bytes onto a memfd, once; the handle names the exporting process, that
+ * descriptor and its inode, and another process opens it through /proc/<pid>/fd and maps the same
+ * pages into its own device window. A cuMemCreate allocation that asked for a POSIX descriptor is
+ * exported the same way, as a descriptor of its memfd. */
 #include "config.h"
 
 #include <fcntl.h>
@@ -36,36 +38,6 @@ struct ipc_open {
 /* Guarded by sim_mem_lock. */
 static struct ipc_open *opened;
 
-/* Puts the allocation's bytes on a memfd mapped at its address, so another process can map them
- * too. Callers hold sim_mem_lock, with the device idle. Returns 0 or -1. */
-static int share(uint64_t va, uint64_t vsize, struct sim_phys *p)
-{
-	char *nb;
-	int fd;
-
-	if (p->memfd >= 0)
-		return 0;
-	fd = memfd_create("simcuda-ipc", MFD_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	if (ftruncate(fd, (off_t)vsize) != 0 ||
-	    (nb = mmap(NULL, vsize, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
-		close(fd);
-		return -1;
-	}
-	memcpy(nb, p->bytes, vsize);
-	/* The device address now shows the memfd's pages; the old pages go. */
-	if (mremap(nb, 0, vsize, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)(uintptr_t)va) == MAP_FAILED) {
-		munmap(nb, vsize);
-		close(fd);
-		return -1;
-	}
-	munmap(p->bytes, vsize);
-	p->bytes = nb;
-	p->memfd = fd;
-	return 0;
-}
-
 SIM_EXPORT CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr)
 {
 	struct ipc_wire w = {0};
@@ -86,7 +58,7 @@ SIM_EXPORT CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr)
 	/* Only the base of a cuMemAlloc allocation: not VMM memory, not an interior pointer. */
 	if (sim_alloc_lookup(dptr, &vsize, &p) != 0)
 		r = CUDA_ERROR_INVALID_VALUE;
-	else if (share(dptr, vsize, p) != 0 || fstat(p->memfd, &st) != 0)
+	else if (sim_phys_share(p) != 0 || fstat(p->memfd, &st) != 0)
 		r = CUDA_ERROR_MAP_FAILED;
 	if (r == CUDA_SUCCESS) {
 		w = (struct ipc_wire){IPC_MAGIC, (uint64_t)getpid(), (uint64_t)p->memfd, (uint64_t)st.st_ino, vsize};
@@ -115,25 +87,37 @@ static int open_exported(const struct ipc_wire *w)
 	return fd;
 }
 
-/* Maps the exporter's pages into this window. Callers hold sim_mem_lock. */
-static CUresult map_imported(int fd, uint64_t size, uint64_t *out)
+/* Physical memory over another process's memfd (the descriptor is kept). */
+static struct sim_phys *phys_from_fd(int fd, uint64_t size)
 {
 	struct sim_phys *p = calloc(1, sizeof(*p));
-	uint64_t va;
-	CUresult r;
 
 	if (p == NULL)
-		return CUDA_ERROR_OUT_OF_MEMORY;
+		return NULL;
 	p->magic = SIM_MAGIC_PHYS;
 	p->size = size;
 	p->imported = 1;
 	p->memfd = fd;
 	p->bytes = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p->bytes == MAP_FAILED || sim_va_alloc(size, 4096, 0, &va) != 0) {
-		if (p->bytes != MAP_FAILED)
-			munmap(p->bytes, size);
-		close(fd);
+	if (p->bytes == MAP_FAILED) {
 		free(p);
+		return NULL;
+	}
+	return p;
+}
+
+/* Maps the exporter's pages into this window. Callers hold sim_mem_lock. */
+static CUresult map_imported(int fd, uint64_t size, uint64_t *out)
+{
+	struct sim_phys *p = phys_from_fd(fd, size);
+	uint64_t va;
+	CUresult r;
+
+	if (p == NULL || sim_va_alloc(size, 4096, 0, &va) != 0) {
+		if (p != NULL)
+			sim_phys_put(p);
+		else
+			close(fd);
 		return CUDA_ERROR_MAP_FAILED;
 	}
 	r = sim_map_insert(va, size, p, 0);
@@ -222,4 +206,70 @@ SIM_EXPORT CUresult cuIpcCloseMemHandle(CUdeviceptr dptr)
 	}
 	pthread_mutex_unlock(&sim_mem_lock);
 	return r;
+}
+
+/* ---- shareable handles of the VMM API ---- */
+
+/* A POSIX descriptor for a cuMemCreate allocation that asked for one: a new descriptor of the memfd
+ * its bytes move onto. */
+SIM_EXPORT CUresult cuMemExportToShareableHandle(void *out, CUmemGenericAllocationHandle h,
+						 CUmemAllocationHandleType type, unsigned long long flags)
+{
+	struct sim_phys *p;
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (out == NULL || flags != 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
+		return CUDA_ERROR_NOT_SUPPORTED;
+	if (sim_cfg.model_only)
+		return CUDA_ERROR_NOT_SUPPORTED;
+	sim_streams_idle(NULL);
+	pthread_mutex_lock(&sim_mem_lock);
+	p = sim_phys_of(h);
+	if (p == NULL || !(p->handle_types & CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR))
+		r = CUDA_ERROR_INVALID_VALUE;
+	else if (sim_phys_share(p) != 0)
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+	else if ((*(int *)out = fcntl(p->memfd, F_DUPFD_CLOEXEC, 0)) < 0)
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+	pthread_mutex_unlock(&sim_mem_lock);
+	return r;
+}
+
+/* An allocation handle for memory another process exported; the caller keeps its descriptor. */
+SIM_EXPORT CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *h, void *os_handle,
+						   CUmemAllocationHandleType type)
+{
+	int fd = (int)(intptr_t)os_handle, own;
+	struct sim_phys *p;
+	struct stat st;
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (h == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
+		return CUDA_ERROR_NOT_SUPPORTED;
+	if (fstat(fd, &st) != 0 || st.st_size <= 0 || (uint64_t)st.st_size % sim_cfg.granularity != 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (own < 0)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	pthread_mutex_lock(&sim_mem_lock);
+	p = phys_from_fd(own, (uint64_t)st.st_size);
+	if (p != NULL) {
+		p->handle_refs = 1;
+		p->from_create = 1;
+	}
+	pthread_mutex_unlock(&sim_mem_lock);
+	if (p == NULL) {
+		close(own);
+		return CUDA_ERROR_INVALID_VALUE;
+	}
+	*h = (CUmemGenericAllocationHandle)(uintptr_t)p;
+	return CUDA_SUCCESS;
 }

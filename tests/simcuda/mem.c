@@ -321,6 +321,42 @@ void sim_phys_put(struct sim_phys *p)
 	sim_retire(p);
 }
 
+static int protection(int access);
+
+int sim_phys_share(struct sim_phys *p)
+{
+	char *nb;
+	int fd;
+
+	if (p->memfd >= 0)
+		return 0;
+	if (p->bytes == NULL)
+		return -1;
+	fd = memfd_create("simcuda-shared", MFD_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (ftruncate(fd, (off_t)p->size) != 0 ||
+	    (nb = mmap(NULL, p->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+		close(fd);
+		return -1;
+	}
+	memcpy(nb, p->bytes, p->size);
+	/* Every device address that shows these pages shows the memfd's from now on. */
+	for (size_t i = 0; i < maps.n; i++) {
+		struct sim_map *m = vec_at(&maps, i);
+		if (m->phys != p)
+			continue;
+		if (mremap(nb + m->off, 0, m->size, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)(uintptr_t)m->va) ==
+		    MAP_FAILED)
+			abort(); /* the window is ours: only a kernel out of memory gets here */
+		mprotect((void *)(uintptr_t)m->va, m->size, protection(m->access));
+	}
+	munmap(p->bytes, p->size);
+	p->bytes = nb;
+	p->memfd = fd;
+	return 0;
+}
+
 /* ---- the mapping table ---- */
 
 struct sim_map *sim_map_find(uint64_t addr)

@@ -73,6 +73,9 @@ START_TEST(test_ipc_across_processes)
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0)
 		_exit(importer(to[0], from[1]));
+	/* The child's ends: a child that dies early ends the parent's reads. */
+	close(to[0]);
+	close(from[1]);
 	simtest_start();
 	for (int i = 0; i < N; i++)
 		h[i] = (float)i;
