@@ -35,6 +35,7 @@ _Static_assert(sizeof(struct ipc_wire) <= sizeof(CUipcMemHandle), "the handle ho
  * while it brings its buffer in; no other lock is taken under it but mv_lock. */
 static struct {
 	uint64_t va;
+	uint32_t id; /* the buffer's number: a later buffer at the same address is another */
 	int fd;
 } exports[MV_IPC_MAX];
 static struct {
@@ -69,7 +70,7 @@ static CUresult do_export(void *arg)
 }
 
 /* The buffer's descriptor: exported once, then kept. */
-static CUresult export_fd(struct mv_buf *b, uint64_t va, int *fd)
+static CUresult export_fd(struct mv_buf *b, uint64_t va, uint32_t id, int *fd)
 {
 	struct export_args a = {b, -1};
 	uint64_t word = va;
@@ -77,7 +78,7 @@ static CUresult export_fd(struct mv_buf *b, uint64_t va, int *fd)
 
 	pthread_mutex_lock(&ipc_lock);
 	for (int i = 0; i < nexports; i++) {
-		if (exports[i].va == va) {
+		if (exports[i].va == va && exports[i].id == id) {
 			*fd = exports[i].fd;
 			pthread_mutex_unlock(&ipc_lock);
 			return CUDA_SUCCESS;
@@ -86,6 +87,7 @@ static CUresult export_fd(struct mv_buf *b, uint64_t va, int *fd)
 	r = nexports < MV_IPC_MAX ? mv_submit_pinned(&word, 1, do_export, &a) : CUDA_ERROR_OUT_OF_MEMORY;
 	if (r == CUDA_SUCCESS) {
 		exports[nexports].va = va;
+		exports[nexports].id = id;
 		exports[nexports++].fd = a.fd;
 		*fd = a.fd;
 	}
@@ -94,7 +96,7 @@ static CUresult export_fd(struct mv_buf *b, uint64_t va, int *fd)
 }
 
 /* Which buffer of memvirt's dptr names, and whether it can be exported. */
-static CUresult exportable(CUdeviceptr dptr, struct mv_buf **out, struct ipc_wire *w)
+static CUresult exportable(CUdeviceptr dptr, struct mv_buf **out, uint32_t *id, struct ipc_wire *w)
 {
 	struct mv_buf *b;
 	CUresult r = CUDA_SUCCESS;
@@ -104,6 +106,7 @@ static CUresult exportable(CUdeviceptr dptr, struct mv_buf **out, struct ipc_wir
 	if (b != NULL) {
 		w->size = b->size;
 		w->span = b->span;
+		*id = b->id;
 		if (b->va != dptr)
 			r = CUDA_ERROR_INVALID_VALUE;
 		else if (b->kind != MV_KIND_LARGE)
@@ -126,6 +129,7 @@ MV_EXPORT CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr)
 {
 	struct ipc_wire w = {0};
 	struct mv_buf *b;
+	uint32_t id = 0;
 	int fd = -1;
 	CUresult r;
 
@@ -133,11 +137,11 @@ MV_EXPORT CUresult cuIpcGetMemHandle(CUipcMemHandle *handle, CUdeviceptr dptr)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	if (handle == NULL)
 		return mv_real.cuIpcGetMemHandle(handle, dptr);
-	r = exportable(dptr, &b, &w);
+	r = exportable(dptr, &b, &id, &w);
 	if (b == NULL)
 		return mv_real.cuIpcGetMemHandle(handle, dptr);
 	if (r == CUDA_SUCCESS)
-		r = export_fd(b, dptr, &fd);
+		r = export_fd(b, dptr, id, &fd);
 	if (r != CUDA_SUCCESS) {
 		mv_log(MV_LOG_WARN, "cuIpcGetMemHandle: buffer %#llx cannot be exported: error %d",
 		       (unsigned long long)dptr, (int)r);
