@@ -442,6 +442,13 @@ void mv_buf_discard(struct mv_buf *b);
  * resident, orders the stream after their page-ins, runs submit(), and records the use. */
 CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwords,
 		   CUresult (*submit)(void *arg), void *arg, uintptr_t fkey);
+/* For a graph node added or updated explicitly: the buffers the words name are made resident and
+ * pinned for good (as a captured launch's are), and submit() runs while they are held. */
+CUresult mv_submit_pinned(const uint64_t *words, size_t nwords, CUresult (*submit)(void *arg), void *arg);
+/* Writes the nonzero words of a kernel's parameters (kernelParams or extra) to words (room for
+ * MV_MAX_SCAN_WORDS); returns how many. */
+#define MV_MAX_SCAN_WORDS 4096
+size_t mv_kernel_words(CUfunction f, void **params, void **extra, uint64_t *words);
 /* Keys of the operations that are not kernels, for mv_submit's fkey (a CUfunction otherwise). */
 enum mv_fkey { MV_FK_HTOD = 1, MV_FK_DTOH, MV_FK_DTOD, MV_FK_COPY, MV_FK_MEMSET, MV_FK_LAST = MV_FK_MEMSET };
 /* The global use clock, advanced by every launch, copy and memset: its value now. */

@@ -453,6 +453,32 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 	return r;
 }
 
+/* A graph node's buffers: made resident now and pinned for good, as a captured launch's are, with
+ * no stream to order (the graph orders its own nodes). submit adds or updates the node. */
+CUresult mv_submit_pinned(const uint64_t *words, size_t nwords, CUresult (*submit)(void *arg), void *arg)
+{
+	struct submission sub;
+
+	sub.l.flags = 0;
+	sub.handle = CU_STREAM_LEGACY;
+	sub.capturing = 1;
+	sub.s = NULL;
+	sub.stream_ix = 0;
+	sub.ticket = 0;
+	sub.step.n = 0;
+	collect_named(&sub, words, nwords);
+	if (sub.n == 0)
+		return submit(arg);
+	return submit_named(&sub, submit, arg);
+}
+
+_Static_assert(MV_MAX_SCAN_WORDS == MV_MAX_WORDS, "the scan's bound is the callers'");
+
+size_t mv_kernel_words(CUfunction f, void **params, void **extra, uint64_t *words)
+{
+	return kernel_words(f, params, extra, words);
+}
+
 /* ---- kernel launches ---- */
 
 struct launch_args {
@@ -755,66 +781,3 @@ MV_EXPORT CUresult cuMemsetD16Async(CUdeviceptr d, unsigned short v, size_t n, C
 MV_EXPORT CUresult cuMemsetD16Async_ptsz(CUdeviceptr d, unsigned short v, size_t n, CUstream h) { MEMSET(2, 1, 1, d, v, n, h); }
 MV_EXPORT CUresult cuMemsetD32Async(CUdeviceptr d, unsigned int v, size_t n, CUstream h) { MEMSET(4, 1, 0, d, v, n, h); }
 MV_EXPORT CUresult cuMemsetD32Async_ptsz(CUdeviceptr d, unsigned int v, size_t n, CUstream h) { MEMSET(4, 1, 1, d, v, n, h); }
-
-/* ---- graphs ---- */
-
-/* Launches captured into a graph make their buffers resident and pin them for good, so every later
- * launch of the graph finds them where they are: the graph rule. */
-static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int per_thread)
-{
-	CUresult r;
-	int marked;
-
-	if (mv_init() != 0)
-		return CUDA_ERROR_NOT_INITIALIZED;
-	marked = mv_capture_prepare(h, per_thread);
-	r = (per_thread ? mv_real.cuStreamBeginCapture_v2_ptsz : mv_real.cuStreamBeginCapture_v2)(h, mode);
-	if (r == CUDA_SUCCESS)
-		mv_capture_begin(h, per_thread);
-	else if (marked)
-		mv_capture_unprepare(h, per_thread);
-	return r;
-}
-
-MV_EXPORT CUresult cuStreamBeginCapture_v2(CUstream h, CUstreamCaptureMode mode)
-{
-	return begin_capture(h, mode, 0);
-}
-
-MV_EXPORT CUresult cuStreamBeginCapture_v2_ptsz(CUstream h, CUstreamCaptureMode mode)
-{
-	return begin_capture(h, mode, 1);
-}
-
-static CUresult end_capture(CUstream h, CUgraph *g, int per_thread)
-{
-	if (mv_init() != 0)
-		return CUDA_ERROR_NOT_INITIALIZED;
-	mv_capture_end(h, per_thread);
-	return (per_thread ? mv_real.cuStreamEndCapture_ptsz : mv_real.cuStreamEndCapture)(h, g);
-}
-
-MV_EXPORT CUresult cuStreamEndCapture(CUstream h, CUgraph *g)
-{
-	return end_capture(h, g, 0);
-}
-
-MV_EXPORT CUresult cuStreamEndCapture_ptsz(CUstream h, CUgraph *g)
-{
-	return end_capture(h, g, 1);
-}
-
-/* Every buffer a graph names was pinned resident at capture, so the launch itself needs nothing. */
-MV_EXPORT CUresult cuGraphLaunch(CUgraphExec e, CUstream h)
-{
-	if (mv_init() != 0)
-		return CUDA_ERROR_NOT_INITIALIZED;
-	return mv_real.cuGraphLaunch(e, h);
-}
-
-MV_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec e, CUstream h)
-{
-	if (mv_init() != 0)
-		return CUDA_ERROR_NOT_INITIALIZED;
-	return mv_real.cuGraphLaunch_ptsz(e, h);
-}

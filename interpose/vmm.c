@@ -19,6 +19,8 @@ CUresult mv_map_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle 
 	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
 	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	prop.location.id = dev;
+	/* So that a buffer can be exported to another process (ipc.c). */
+	prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
 	r = mv_real.cuMemCreate(&h, span, &prop, 0);
 	if (r != CUDA_SUCCESS)
 		return r;

@@ -1,6 +1,9 @@
-/* Stream capture and graphs of kernel nodes: capture records launches instead of running them, an
- * instantiated graph replays them in capture order on the stream it is launched on. Copies, memsets,
- * events and host functions are refused during capture. */
+/* Graphs: stream capture, which records launches instead of running them, and explicit
+ * construction of kernel, memcpy, memset, child-graph and empty nodes. An instantiated graph runs its
+ * nodes one after another on the stream it is launched on, in the order they were added, which every
+ * dependency allows since a node can only depend on nodes added before it. Each node's ranges are
+ * checked when it runs, as any kernel's, copy's or memset's are. Copies, memsets, events and host
+ * functions are refused during capture. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -8,43 +11,145 @@
 
 #include "tests/simcuda/internal.h"
 
+enum gnode_kind { GN_KERNEL, GN_COPY, GN_MEMSET, GN_CHILD, GN_EMPTY };
+
+struct sim_graph;
+
+struct sim_gnode {
+	uint32_t magic;
+	enum gnode_kind kind;
+	struct sim_graph *owner;
+	struct sim_graph *child; /* GN_CHILD: the graph's own clone of the child */
+	struct sim_op op;        /* GN_KERNEL, GN_COPY, GN_MEMSET: what one launch runs */
+};
+
 struct sim_graph {
 	uint32_t magic;
-	struct sim_op **nodes;
+	struct sim_gnode **nodes;
 	size_t n, cap;
+};
+
+/* One operation of an instantiated graph, and the node of the graph it came from (NULL inside a
+ * child graph). */
+struct exec_item {
+	const struct sim_gnode *from;
+	enum gnode_kind kind;
+	struct sim_op op;
 };
 
 struct sim_exec {
 	uint32_t magic;
-	struct sim_op *nodes;
+	struct exec_item *items;
 	size_t n;
 };
+
+static void graph_free(struct sim_graph *g);
+
+static void node_free(struct sim_gnode *nd)
+{
+	if (nd->child != NULL)
+		graph_free(nd->child);
+	nd->magic = SIM_MAGIC_DEAD;
+	sim_retire(nd);
+}
 
 static void graph_free(struct sim_graph *g)
 {
 	for (size_t i = 0; i < g->n; i++)
-		free(g->nodes[i]);
+		node_free(g->nodes[i]);
 	free(g->nodes);
 	g->magic = SIM_MAGIC_DEAD;
 	sim_retire(g);
 }
 
-CUresult sim_graph_capture_kernel(struct sim_stream *s, struct sim_op *op)
+static struct sim_graph *graph_new(void)
 {
-	struct sim_graph *g = s->capture;
+	struct sim_graph *g = calloc(1, sizeof(*g));
+
+	if (g != NULL)
+		g->magic = SIM_MAGIC_GRAPH;
+	return g;
+}
+
+static struct sim_graph *graph_of(CUgraph h)
+{
+	struct sim_graph *g = (struct sim_graph *)h;
+	return g != NULL && g->magic == SIM_MAGIC_GRAPH ? g : NULL;
+}
+
+static struct sim_gnode *node_of(CUgraphNode h)
+{
+	struct sim_gnode *nd = (struct sim_gnode *)h;
+	return nd != NULL && nd->magic == SIM_MAGIC_GNODE ? nd : NULL;
+}
+
+/* Kernel args point into the op's own argument buffer: re-aim them after the op is copied. */
+static void op_copy(struct sim_op *dst, const struct sim_op *src)
+{
+	*dst = *src;
+	dst->next = NULL;
+	dst->deps = NULL;
+	dst->ndeps = 0;
+	if (src->kind == SIM_OP_KERNEL)
+		for (unsigned j = 0; j < src->u.k.desc->nparams; j++)
+			dst->u.k.args[j] = dst->u.k.buf + src->u.k.desc->offset[j];
+}
+
+/* Appends a node; it owns nothing yet. */
+static CUresult graph_append(struct sim_graph *g, enum gnode_kind kind, struct sim_gnode **out)
+{
+	struct sim_gnode *nd;
 
 	if (g->n == g->cap) {
 		size_t cap = g->cap ? g->cap * 2 : 16;
-		struct sim_op **v = realloc(g->nodes, cap * sizeof(*v));
-		if (v == NULL) {
-			free(op);
+		struct sim_gnode **v = realloc(g->nodes, cap * sizeof(*v));
+		if (v == NULL)
 			return CUDA_ERROR_OUT_OF_MEMORY;
-		}
 		g->nodes = v;
 		g->cap = cap;
 	}
-	g->nodes[g->n++] = op;
+	nd = calloc(1, sizeof(*nd));
+	if (nd == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	nd->magic = SIM_MAGIC_GNODE;
+	nd->kind = kind;
+	nd->owner = g;
+	g->nodes[g->n++] = nd;
+	*out = nd;
 	return CUDA_SUCCESS;
+}
+
+CUresult sim_graph_capture_kernel(struct sim_stream *s, struct sim_op *op)
+{
+	struct sim_gnode *nd;
+	CUresult r = graph_append(s->capture, GN_KERNEL, &nd);
+
+	if (r == CUDA_SUCCESS)
+		op_copy(&nd->op, op);
+	free(op);
+	return r;
+}
+
+/* Deep copy, for a child graph node: later changes to the child do not reach the parent. */
+static struct sim_graph *graph_clone(const struct sim_graph *g)
+{
+	struct sim_graph *c = graph_new();
+
+	if (c == NULL)
+		return NULL;
+	for (size_t i = 0; i < g->n; i++) {
+		const struct sim_gnode *from = g->nodes[i];
+		struct sim_gnode *nd;
+		if (graph_append(c, from->kind, &nd) != CUDA_SUCCESS)
+			goto fail;
+		op_copy(&nd->op, &from->op);
+		if (from->child != NULL && (nd->child = graph_clone(from->child)) == NULL)
+			goto fail;
+	}
+	return c;
+fail:
+	graph_free(c);
+	return NULL;
 }
 
 static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int per_thread)
@@ -60,10 +165,9 @@ static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int per_thre
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 	if (s->capture != NULL)
 		return CUDA_ERROR_ILLEGAL_STATE;
-	g = calloc(1, sizeof(*g));
+	g = graph_new();
 	if (g == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	g->magic = SIM_MAGIC_GRAPH;
 	s->capture_mode = mode;
 	s->capture = g;
 	return CUDA_SUCCESS;
@@ -139,31 +243,86 @@ SIM_EXPORT CUresult cuStreamIsCapturing_ptsz(CUstream h, CUstreamCaptureStatus *
 	return is_capturing(h, status, 1);
 }
 
+/* ---- instantiation and launch ---- */
+
+static size_t flat_count(const struct sim_graph *g)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < g->n; i++)
+		n += g->nodes[i]->kind == GN_CHILD ? flat_count(g->nodes[i]->child) : g->nodes[i]->kind != GN_EMPTY;
+	return n;
+}
+
+/* Writes g's operations in order, child graphs inlined where they stand; top says whether g is the
+ * instantiated graph itself, whose nodes the exec's setters name. */
+static size_t flatten(const struct sim_graph *g, struct exec_item *out, int top)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < g->n; i++) {
+		const struct sim_gnode *nd = g->nodes[i];
+		if (nd->kind == GN_CHILD) {
+			n += flatten(nd->child, out + n, 0);
+		} else if (nd->kind != GN_EMPTY) {
+			out[n].from = top ? nd : NULL;
+			out[n].kind = nd->kind;
+			op_copy(&out[n].op, &nd->op);
+			n++;
+		}
+	}
+	return n;
+}
+
 SIM_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec *pe, CUgraph hg, unsigned long long flags)
 {
-	struct sim_graph *g = (struct sim_graph *)hg;
+	struct sim_graph *g = graph_of(hg);
 	struct sim_exec *e;
+	size_t n;
 	CUresult r = sim_enter_ctx(NULL);
 
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (pe == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (g == NULL || g->magic != SIM_MAGIC_GRAPH)
+	if (g == NULL)
 		return CUDA_ERROR_INVALID_HANDLE;
+	n = flat_count(g);
 	e = calloc(1, sizeof(*e));
 	if (e == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	e->nodes = calloc(g->n ? g->n : 1, sizeof(*e->nodes));
-	if (e->nodes == NULL) {
+	e->items = calloc(n ? n : 1, sizeof(*e->items));
+	if (e->items == NULL) {
 		free(e);
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
-	for (size_t i = 0; i < g->n; i++)
-		e->nodes[i] = *g->nodes[i];
-	e->n = g->n;
+	e->n = flatten(g, e->items, 1);
 	e->magic = SIM_MAGIC_EXEC;
 	*pe = (CUgraphExec)e;
+	return CUDA_SUCCESS;
+}
+
+/* Queues one operation of a graph launch, as its own kind of call would. */
+static CUresult submit_item(struct sim_stream *s, const struct sim_op *t)
+{
+	struct sim_op *op = sim_op_new(t->kind);
+	double flops = 0, bytes = 0;
+
+	if (op == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	op_copy(op, t);
+	switch (t->kind) {
+	case SIM_OP_KERNEL:
+		t->u.k.desc->cost(op->u.k.args, &flops, &bytes);
+		sim_stream_submit(s, op, SIM_ENGINE_COMPUTE, sim_cost_kernel_ns(flops, bytes));
+		break;
+	case SIM_OP_COPY:
+		sim_stream_submit(s, op, sim_copy_engine(t->u.c.dir), sim_cost_copy_ns(t->u.c.dir, t->u.c.bytes));
+		break;
+	default:
+		sim_stream_submit(s, op, SIM_ENGINE_COMPUTE, sim_cost_kernel_ns(0, (double)t->u.m.n * t->u.m.elem));
+		break;
+	}
 	return CUDA_SUCCESS;
 }
 
@@ -179,20 +338,9 @@ static CUresult graph_launch(CUgraphExec he, CUstream h, int per_thread)
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (s->capture != NULL)
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
-	for (size_t i = 0; i < e->n; i++) {
-		struct sim_op *op = sim_op_new(SIM_OP_KERNEL);
-		const struct mv_kernel_desc *d = e->nodes[i].u.k.desc;
-		double flops = 0, bytes = 0;
-		if (op == NULL)
-			return CUDA_ERROR_OUT_OF_MEMORY;
-		memcpy(op->u.k.buf, e->nodes[i].u.k.buf, sizeof(op->u.k.buf));
-		op->u.k.desc = d;
-		for (unsigned j = 0; j < d->nparams; j++)
-			op->u.k.args[j] = op->u.k.buf + d->offset[j];
-		d->cost(op->u.k.args, &flops, &bytes);
-		sim_stream_submit(s, op, SIM_ENGINE_COMPUTE, sim_cost_kernel_ns(flops, bytes));
-	}
-	return CUDA_SUCCESS;
+	for (size_t i = 0; i < e->n && r == CUDA_SUCCESS; i++)
+		r = submit_item(s, &e->items[i].op);
+	return r;
 }
 
 SIM_EXPORT CUresult cuGraphLaunch(CUgraphExec e, CUstream h)
@@ -215,19 +363,37 @@ SIM_EXPORT CUresult cuGraphExecDestroy(CUgraphExec he)
 	if (e == NULL || e->magic != SIM_MAGIC_EXEC)
 		return CUDA_ERROR_INVALID_HANDLE;
 	e->magic = SIM_MAGIC_DEAD;
-	free(e->nodes);
+	free(e->items);
 	sim_retire(e);
+	return CUDA_SUCCESS;
+}
+
+/* ---- construction ---- */
+
+SIM_EXPORT CUresult cuGraphCreate(CUgraph *pg, unsigned int flags)
+{
+	struct sim_graph *g;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (pg == NULL || flags != 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	g = graph_new();
+	if (g == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	*pg = (CUgraph)g;
 	return CUDA_SUCCESS;
 }
 
 SIM_EXPORT CUresult cuGraphDestroy(CUgraph hg)
 {
-	struct sim_graph *g = (struct sim_graph *)hg;
+	struct sim_graph *g = graph_of(hg);
 	CUresult r = sim_enter();
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (g == NULL || g->magic != SIM_MAGIC_GRAPH)
+	if (g == NULL)
 		return CUDA_ERROR_INVALID_HANDLE;
 	graph_free(g);
 	return CUDA_SUCCESS;
@@ -235,14 +401,14 @@ SIM_EXPORT CUresult cuGraphDestroy(CUgraph hg)
 
 SIM_EXPORT CUresult cuGraphGetNodes(CUgraph hg, CUgraphNode *nodes, size_t *count)
 {
-	struct sim_graph *g = (struct sim_graph *)hg;
+	struct sim_graph *g = graph_of(hg);
 	CUresult r = sim_enter();
 
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (count == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (g == NULL || g->magic != SIM_MAGIC_GRAPH)
+	if (g == NULL)
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (nodes != NULL) {
 		size_t n = SIM_MIN(*count, g->n);
@@ -253,4 +419,341 @@ SIM_EXPORT CUresult cuGraphGetNodes(CUgraph hg, CUgraphNode *nodes, size_t *coun
 		*count = g->n;
 	}
 	return CUDA_SUCCESS;
+}
+
+/* The prologue of every cuGraphAdd*Node: the graph, and dependencies that are distinct nodes of it. */
+static CUresult add_check(CUgraphNode *out, CUgraph hg, const CUgraphNode *deps, size_t ndeps,
+			  struct sim_graph **pg)
+{
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (out == NULL || (ndeps > 0 && deps == NULL))
+		return CUDA_ERROR_INVALID_VALUE;
+	*pg = graph_of(hg);
+	if (*pg == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	for (size_t i = 0; i < ndeps; i++) {
+		const struct sim_gnode *d = node_of(deps[i]);
+		if (d == NULL || d->owner != *pg)
+			return CUDA_ERROR_INVALID_VALUE;
+		for (size_t j = 0; j < i; j++)
+			if (deps[j] == deps[i])
+				return CUDA_ERROR_INVALID_VALUE;
+	}
+	return CUDA_SUCCESS;
+}
+
+/* Adds a node whose operation t holds (NULL for an empty node). */
+static CUresult add_node(CUgraphNode *out, struct sim_graph *g, enum gnode_kind kind, const struct sim_op *t)
+{
+	struct sim_gnode *nd;
+	CUresult r = graph_append(g, kind, &nd);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (t != NULL)
+		op_copy(&nd->op, t);
+	*out = (CUgraphNode)nd;
+	return CUDA_SUCCESS;
+}
+
+static CUresult kernel_op(struct sim_op *op, const CUDA_KERNEL_NODE_PARAMS *p)
+{
+	unsigned grid[3], block[3];
+
+	if (p == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	grid[0] = p->gridDimX, grid[1] = p->gridDimY, grid[2] = p->gridDimZ;
+	block[0] = p->blockDimX, block[1] = p->blockDimY, block[2] = p->blockDimZ;
+	memset(op, 0, sizeof(*op));
+	op->kind = SIM_OP_KERNEL;
+	/* A CUkernel is not a function this driver has: only func is read. */
+	return sim_kernel_prepare(op, p->func, grid, block, p->kernelParams, p->extra);
+}
+
+SIM_EXPORT CUresult cuGraphAddKernelNode_v2(CUgraphNode *out, CUgraph hg, const CUgraphNode *deps, size_t ndeps,
+					    const CUDA_KERNEL_NODE_PARAMS *p)
+{
+	struct sim_graph *g;
+	struct sim_op op;
+	CUresult r = add_check(out, hg, deps, ndeps, &g);
+
+	if (r == CUDA_SUCCESS)
+		r = kernel_op(&op, p);
+	return r == CUDA_SUCCESS ? add_node(out, g, GN_KERNEL, &op) : r;
+}
+
+/* A device-side address must be in the device window or be pinned host memory. */
+static int device_side(uint64_t addr, uint64_t bytes)
+{
+	return sim_is_device_addr(addr) || sim_mem_check(addr, bytes, 0, 1) == 0;
+}
+
+/* One side of a CUDA_MEMCPY3D: its first byte, and whether it is on the device. Arrays are not
+ * modelled. */
+static CUresult copy_side(CUmemorytype type, const void *host, CUdeviceptr dev, uint64_t *addr, int *device)
+{
+	switch (type) {
+	case CU_MEMORYTYPE_HOST:
+		*addr = (uint64_t)(uintptr_t)host;
+		*device = 0;
+		return CUDA_SUCCESS;
+	case CU_MEMORYTYPE_DEVICE:
+		*addr = dev;
+		*device = 1;
+		return CUDA_SUCCESS;
+	case CU_MEMORYTYPE_UNIFIED:
+		*addr = dev;
+		*device = sim_is_device_addr(dev);
+		return CUDA_SUCCESS;
+	default:
+		return CUDA_ERROR_NOT_SUPPORTED;
+	}
+}
+
+/* A memcpy node's operation: one linear copy. Several rows or slices are not modelled. */
+static CUresult copy_op(struct sim_op *op, const CUDA_MEMCPY3D *p)
+{
+	uint64_t dst, src, n;
+	int dd, sd;
+	CUresult r;
+
+	if (p == NULL || p->WidthInBytes == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (p->Height > 1 || p->Depth > 1 || p->srcLOD != 0 || p->dstLOD != 0)
+		return CUDA_ERROR_NOT_SUPPORTED;
+	r = copy_side(p->srcMemoryType, p->srcHost, p->srcDevice, &src, &sd);
+	if (r == CUDA_SUCCESS)
+		r = copy_side(p->dstMemoryType, p->dstHost, p->dstDevice, &dst, &dd);
+	if (r != CUDA_SUCCESS)
+		return r;
+	n = p->WidthInBytes;
+	src += p->srcXInBytes + p->srcY * p->srcPitch + p->srcZ * p->srcPitch * p->srcHeight;
+	dst += p->dstXInBytes + p->dstY * p->dstPitch + p->dstZ * p->dstPitch * p->dstHeight;
+	if (src == 0 || dst == 0 || (sd && !device_side(src, n)) || (dd && !device_side(dst, n)))
+		return CUDA_ERROR_INVALID_VALUE;
+	memset(op, 0, sizeof(*op));
+	op->kind = SIM_OP_COPY;
+	op->u.c.dst = dst;
+	op->u.c.src = src;
+	op->u.c.bytes = n;
+	op->u.c.dir = sd && dd ? SIM_COPY_D2D : dd ? SIM_COPY_H2D : sd ? SIM_COPY_D2H : SIM_COPY_H2H;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuGraphAddMemcpyNode(CUgraphNode *out, CUgraph hg, const CUgraphNode *deps, size_t ndeps,
+					 const CUDA_MEMCPY3D *p, CUcontext ctx)
+{
+	struct sim_graph *g;
+	struct sim_op op;
+	CUresult r = add_check(out, hg, deps, ndeps, &g);
+
+	if (r == CUDA_SUCCESS)
+		r = copy_op(&op, p);
+	return r == CUDA_SUCCESS ? add_node(out, g, GN_COPY, &op) : r;
+}
+
+/* A memset node's operation: one row. Several rows are not modelled. */
+static CUresult memset_op(struct sim_op *op, const CUDA_MEMSET_NODE_PARAMS *p)
+{
+	unsigned e;
+
+	if (p == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	e = p->elementSize;
+	if ((e != 1 && e != 2 && e != 4) || p->width == 0 || p->height == 0 || p->dst % e != 0 ||
+	    p->width > SIZE_MAX / e || !device_side(p->dst, p->width * e))
+		return CUDA_ERROR_INVALID_VALUE;
+	if (p->height > 1)
+		return CUDA_ERROR_NOT_SUPPORTED;
+	memset(op, 0, sizeof(*op));
+	op->kind = SIM_OP_MEMSET;
+	op->u.m.dst = p->dst;
+	op->u.m.n = p->width;
+	op->u.m.elem = e;
+	op->u.m.value = e == 4 ? p->value : p->value & ((1u << (8 * e)) - 1);
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuGraphAddMemsetNode(CUgraphNode *out, CUgraph hg, const CUgraphNode *deps, size_t ndeps,
+					 const CUDA_MEMSET_NODE_PARAMS *p, CUcontext ctx)
+{
+	struct sim_graph *g;
+	struct sim_op op;
+	CUresult r = add_check(out, hg, deps, ndeps, &g);
+
+	if (r == CUDA_SUCCESS)
+		r = memset_op(&op, p);
+	return r == CUDA_SUCCESS ? add_node(out, g, GN_MEMSET, &op) : r;
+}
+
+SIM_EXPORT CUresult cuGraphAddChildGraphNode(CUgraphNode *out, CUgraph hg, const CUgraphNode *deps, size_t ndeps,
+					     CUgraph child)
+{
+	struct sim_graph *g, *c = graph_of(child), *clone;
+	CUresult r = add_check(out, hg, deps, ndeps, &g);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (c == NULL || c == g)
+		return CUDA_ERROR_INVALID_VALUE;
+	clone = graph_clone(c);
+	if (clone == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	r = add_node(out, g, GN_CHILD, NULL);
+	if (r != CUDA_SUCCESS) {
+		graph_free(clone);
+		return r;
+	}
+	((struct sim_gnode *)*out)->child = clone;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuGraphAddEmptyNode(CUgraphNode *out, CUgraph hg, const CUgraphNode *deps, size_t ndeps)
+{
+	struct sim_graph *g;
+	CUresult r = add_check(out, hg, deps, ndeps, &g);
+
+	return r == CUDA_SUCCESS ? add_node(out, g, GN_EMPTY, NULL) : r;
+}
+
+/* ---- parameter updates ---- */
+
+static struct sim_gnode *node_kind(CUgraphNode h, enum gnode_kind kind)
+{
+	struct sim_gnode *nd = node_of(h);
+	return nd != NULL && nd->kind == kind ? nd : NULL;
+}
+
+/* A node's operation from the parameters its kind takes. */
+static CUresult make_op(enum gnode_kind kind, const void *p, struct sim_op *op)
+{
+	switch (kind) {
+	case GN_KERNEL:
+		return kernel_op(op, p);
+	case GN_COPY:
+		return copy_op(op, p);
+	default:
+		return memset_op(op, p);
+	}
+}
+
+static CUresult node_set(CUgraphNode h, enum gnode_kind kind, const void *p)
+{
+	struct sim_gnode *nd = node_kind(h, kind);
+	struct sim_op op;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (nd == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	r = make_op(kind, p, &op);
+	if (r == CUDA_SUCCESS)
+		op_copy(&nd->op, &op);
+	return r;
+}
+
+SIM_EXPORT CUresult cuGraphKernelNodeSetParams_v2(CUgraphNode h, const CUDA_KERNEL_NODE_PARAMS *p)
+{
+	return node_set(h, GN_KERNEL, p);
+}
+
+SIM_EXPORT CUresult cuGraphMemcpyNodeSetParams(CUgraphNode h, const CUDA_MEMCPY3D *p)
+{
+	return node_set(h, GN_COPY, p);
+}
+
+SIM_EXPORT CUresult cuGraphMemsetNodeSetParams(CUgraphNode h, const CUDA_MEMSET_NODE_PARAMS *p)
+{
+	return node_set(h, GN_MEMSET, p);
+}
+
+/* Changes what an instantiated graph runs for a node of the graph it was made from; the graph
+ * itself keeps its parameters. */
+static CUresult exec_set(CUgraphExec he, CUgraphNode h, enum gnode_kind kind, const void *p)
+{
+	struct sim_exec *e = (struct sim_exec *)he;
+	struct exec_item *it = NULL;
+	struct sim_op op;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (e == NULL || e->magic != SIM_MAGIC_EXEC || node_kind(h, kind) == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	for (size_t i = 0; i < e->n && it == NULL; i++)
+		if (e->items[i].from == (const struct sim_gnode *)h)
+			it = &e->items[i];
+	if (it == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	r = make_op(kind, p, &op);
+	/* An instantiated copy keeps its direction. */
+	if (r == CUDA_SUCCESS && kind == GN_COPY && op.u.c.dir != it->op.u.c.dir)
+		r = CUDA_ERROR_INVALID_VALUE;
+	if (r == CUDA_SUCCESS)
+		op_copy(&it->op, &op);
+	return r;
+}
+
+SIM_EXPORT CUresult cuGraphExecKernelNodeSetParams_v2(CUgraphExec he, CUgraphNode h, const CUDA_KERNEL_NODE_PARAMS *p)
+{
+	return exec_set(he, h, GN_KERNEL, p);
+}
+
+SIM_EXPORT CUresult cuGraphExecMemcpyNodeSetParams(CUgraphExec he, CUgraphNode h, const CUDA_MEMCPY3D *p, CUcontext ctx)
+{
+	return exec_set(he, h, GN_COPY, p);
+}
+
+SIM_EXPORT CUresult cuGraphExecMemsetNodeSetParams(CUgraphExec he, CUgraphNode h, const CUDA_MEMSET_NODE_PARAMS *p,
+						   CUcontext ctx)
+{
+	return exec_set(he, h, GN_MEMSET, p);
+}
+
+/* Whether the graph's operations line up with the exec's one for one, kind for kind. */
+static CUgraphExecUpdateResult update_match(const struct sim_exec *e, const struct exec_item *items, size_t n)
+{
+	if (n != e->n)
+		return CU_GRAPH_EXEC_UPDATE_ERROR_TOPOLOGY_CHANGED;
+	for (size_t i = 0; i < n; i++) {
+		if (items[i].kind != e->items[i].kind)
+			return CU_GRAPH_EXEC_UPDATE_ERROR_NODE_TYPE_CHANGED;
+		if (items[i].kind == GN_COPY && items[i].op.u.c.dir != e->items[i].op.u.c.dir)
+			return CU_GRAPH_EXEC_UPDATE_ERROR_PARAMETERS_CHANGED;
+	}
+	return CU_GRAPH_EXEC_UPDATE_SUCCESS;
+}
+
+/* Takes every node's parameters from a graph of the same shape; the exec keeps answering to the
+ * nodes of the graph it was instantiated from. */
+SIM_EXPORT CUresult cuGraphExecUpdate_v2(CUgraphExec he, CUgraph hg, CUgraphExecUpdateResultInfo *info)
+{
+	struct sim_exec *e = (struct sim_exec *)he;
+	struct sim_graph *g = graph_of(hg);
+	struct exec_item *items;
+	CUgraphExecUpdateResult res;
+	size_t n;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (info == NULL || g == NULL || e == NULL || e->magic != SIM_MAGIC_EXEC)
+		return CUDA_ERROR_INVALID_VALUE;
+	memset(info, 0, sizeof(*info));
+	n = flat_count(g);
+	items = calloc(n ? n : 1, sizeof(*items));
+	if (items == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	flatten(g, items, 0);
+	res = update_match(e, items, n);
+	if (res == CU_GRAPH_EXEC_UPDATE_SUCCESS)
+		for (size_t i = 0; i < n; i++)
+			op_copy(&e->items[i].op, &items[i].op);
+	free(items);
+	info->result = res;
+	return res == CU_GRAPH_EXEC_UPDATE_SUCCESS ? CUDA_SUCCESS : CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE;
 }

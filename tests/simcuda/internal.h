@@ -31,6 +31,7 @@ enum {
 	SIM_MAGIC_PHYS = 0x50485931,
 	SIM_MAGIC_GRAPH = 0x47525031,
 	SIM_MAGIC_EXEC = 0x47455831,
+	SIM_MAGIC_GNODE = 0x474e4431,
 	SIM_MAGIC_POOL = 0x504f4f31,
 	SIM_MAGIC_DEAD = 0x44454144,
 };
@@ -100,6 +101,9 @@ struct sim_phys {
 	char *bytes;            /* shared anonymous memory; NULL in model-only mode */
 	int handle_refs;        /* cuMemCreate and cuMemRetainAllocationHandle references */
 	int map_refs;           /* live mappings */
+	int memfd;              /* once exported by cuIpcGetMemHandle: the memfd bytes live in; else -1 */
+	int imported;           /* another process's memory, opened or imported: never charged */
+	unsigned handle_types;  /* cuMemCreate's requestedHandleTypes */
 };
 
 /* The lock over every memory table below: reservations, mappings, allocations, pinned host ranges,
@@ -119,6 +123,12 @@ int sim_va_alloc(uint64_t size, uint64_t align, uint64_t hint, uint64_t *out);
 void sim_va_free(uint64_t addr, uint64_t size);
 CUresult sim_phys_create(uint64_t size, int host_located, struct sim_phys **out);
 void sim_phys_put(struct sim_phys *p);
+/* Moves a physical allocation's bytes onto a memfd (p->memfd), once, so another process can map
+ * them; every mapping of it shows the new pages. Callers hold sim_mem_lock, with the device idle.
+ * Returns 0 or -1. */
+int sim_phys_share(struct sim_phys *p);
+/* The physical allocation a live cuMemCreate handle names, or NULL (vmm.c). */
+struct sim_phys *sim_phys_of(CUmemGenericAllocationHandle h);
 CUresult sim_map_insert(uint64_t va, uint64_t size, struct sim_phys *p, uint64_t off);
 CUresult sim_map_remove(uint64_t va, uint64_t size);
 CUresult sim_map_set_access(uint64_t va, uint64_t size, int access);
@@ -141,6 +151,9 @@ struct sim_map {
  * free when its stream reaches it. */
 CUresult sim_alloc_free(uint64_t dptr);
 CUresult sim_alloc_new(uint64_t size, uint64_t *out);
+/* The cuMemAlloc allocation starting at addr: its reserved span and its backing. Callers hold
+ * sim_mem_lock. Returns 0 or -1. */
+int sim_alloc_lookup(uint64_t addr, uint64_t *vsize, struct sim_phys **phys);
 
 /* ---- streams and the virtual clock (stream.c) ---- */
 
@@ -242,6 +255,11 @@ int sim_guarded(int (*fn)(void *), void *arg);
 
 /* Executes a kernel op's body (launch.c); returns 0 or a CUDA error. */
 CUresult sim_kernel_exec(struct sim_op *op);
+
+/* Checks a kernel launch's function and dimensions and copies its arguments into a kernel op
+ * (launch.c), for launches and for graph kernel nodes. */
+CUresult sim_kernel_prepare(struct sim_op *op, CUfunction f, const unsigned grid[3], const unsigned block[3],
+			    void **params, void **extra);
 
 /* Capture (graph.c): records a kernel op into the capturing graph instead of running it. */
 CUresult sim_graph_capture_kernel(struct sim_stream *s, struct sim_op *op);

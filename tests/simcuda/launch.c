@@ -204,10 +204,24 @@ CUresult sim_kernel_exec(struct sim_op *op)
 	return sim_guarded(run_body, op) == 0 ? CUDA_SUCCESS : CUDA_ERROR_ILLEGAL_ADDRESS;
 }
 
+CUresult sim_kernel_prepare(struct sim_op *op, CUfunction f, const unsigned grid[3], const unsigned block[3],
+			    void **params, void **extra)
+{
+	const struct mv_kernel_desc *d = desc_of(f);
+
+	if (d == NULL)
+		return CUDA_ERROR_INVALID_HANDLE;
+	if (grid[0] == 0 || grid[1] == 0 || grid[2] == 0 || block[0] == 0 || block[1] == 0 || block[2] == 0 ||
+	    grid[1] > 65535 || grid[2] > 65535 || block[2] > 64 || (uint64_t)block[0] * block[1] * block[2] > 1024)
+		return CUDA_ERROR_INVALID_VALUE;
+	return marshal(op, d, params, extra);
+}
+
 static CUresult launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
 		       CUstream h, void **params, void **extra, int per_thread)
 {
-	const struct mv_kernel_desc *d = desc_of(f);
+	const unsigned grid[3] = {gx, gy, gz}, block[3] = {bx, by, bz};
+	const struct mv_kernel_desc *d;
 	struct sim_stream *s;
 	struct sim_op *op;
 	double flops = 0, bytes = 0;
@@ -215,19 +229,15 @@ static CUresult launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsi
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (d == NULL)
-		return CUDA_ERROR_INVALID_HANDLE;
-	if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0 || gy > 65535 || gz > 65535 ||
-	    bz > 64 || (uint64_t)bx * by * bz > 1024)
-		return CUDA_ERROR_INVALID_VALUE;
 	op = sim_op_new(SIM_OP_KERNEL);
 	if (op == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	r = marshal(op, d, params, extra);
+	r = sim_kernel_prepare(op, f, grid, block, params, extra);
 	if (r != CUDA_SUCCESS) {
 		free(op);
 		return r;
 	}
+	d = op->u.k.desc;
 	if (s->capture != NULL)
 		return sim_graph_capture_kernel(s, op);
 	d->cost(op->u.k.args, &flops, &bytes);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "tests/simcuda/internal.h"
 
@@ -288,6 +289,7 @@ CUresult sim_phys_create(uint64_t size, int host_located, struct sim_phys **out)
 	p->magic = SIM_MAGIC_PHYS;
 	p->size = size;
 	p->host_located = host_located;
+	p->memfd = -1;
 	if (!sim_cfg.model_only) {
 		p->bytes = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (p->bytes == MAP_FAILED) {
@@ -311,10 +313,48 @@ void sim_phys_put(struct sim_phys *p)
 		return;
 	if (p->bytes != NULL)
 		munmap(p->bytes, p->size);
-	if (!p->host_located)
+	if (p->memfd >= 0)
+		close(p->memfd);
+	if (!p->host_located && !p->imported)
 		used_bytes -= p->size;
 	p->magic = SIM_MAGIC_DEAD;
 	sim_retire(p);
+}
+
+static int protection(int access);
+
+int sim_phys_share(struct sim_phys *p)
+{
+	char *nb;
+	int fd;
+
+	if (p->memfd >= 0)
+		return 0;
+	if (p->bytes == NULL)
+		return -1;
+	fd = memfd_create("simcuda-shared", MFD_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	if (ftruncate(fd, (off_t)p->size) != 0 ||
+	    (nb = mmap(NULL, p->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) == MAP_FAILED) {
+		close(fd);
+		return -1;
+	}
+	memcpy(nb, p->bytes, p->size);
+	/* Every device address that shows these pages shows the memfd's from now on. */
+	for (size_t i = 0; i < maps.n; i++) {
+		struct sim_map *m = vec_at(&maps, i);
+		if (m->phys != p)
+			continue;
+		if (mremap(nb + m->off, 0, m->size, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)(uintptr_t)m->va) ==
+		    MAP_FAILED)
+			abort(); /* the window is ours: only a kernel out of memory gets here */
+		mprotect((void *)(uintptr_t)m->va, m->size, protection(m->access));
+	}
+	munmap(p->bytes, p->size);
+	p->bytes = nb;
+	p->memfd = fd;
+	return 0;
 }
 
 /* ---- the mapping table ---- */
@@ -488,6 +528,21 @@ CUresult sim_alloc_new(uint64_t size, uint64_t *out)
 	}
 	*out = a.va;
 	return CUDA_SUCCESS;
+}
+
+int sim_alloc_lookup(uint64_t addr, uint64_t *vsize, struct sim_phys **phys)
+{
+	ssize_t i = vec_find(&allocs, addr);
+	const struct alloc *a;
+
+	if (i < 0)
+		return -1;
+	a = vec_at(&allocs, (size_t)i);
+	if (a->va != addr)
+		return -1;
+	*vsize = a->vsize;
+	*phys = a->phys;
+	return 0;
 }
 
 CUresult sim_alloc_free(uint64_t dptr)

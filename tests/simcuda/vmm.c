@@ -109,6 +109,7 @@ SIM_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
 	if (r == CUDA_SUCCESS) {
 		p->handle_refs = 1;
 		p->from_create = 1;
+		p->handle_types = prop->requestedHandleTypes;
 	}
 	pthread_mutex_unlock(&sim_mem_lock);
 	if (r == CUDA_SUCCESS)
@@ -120,6 +121,11 @@ static struct sim_phys *phys_of(CUmemGenericAllocationHandle h)
 {
 	struct sim_phys *p = (struct sim_phys *)(uintptr_t)h;
 	return p != NULL && p->magic == SIM_MAGIC_PHYS && p->handle_refs > 0 ? p : NULL;
+}
+
+struct sim_phys *sim_phys_of(CUmemGenericAllocationHandle h)
+{
+	return phys_of(h);
 }
 
 SIM_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle h)

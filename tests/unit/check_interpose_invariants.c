@@ -1066,6 +1066,83 @@ START_TEST(test_graph_capture_pins_buffers)
 }
 END_TEST
 
+/* Nodes added to a graph by hand name buffers as captured launches do: the add brings them in and
+ * pins them, so a graph launch after pressure finds them, as does one after an exec's parameters
+ * are changed to name a buffer that was paged out. Without the pin the launch faults. */
+START_TEST(test_graph_explicit_nodes_pin_buffers)
+{
+	CUdeviceptr x, y, z, w, f[8];
+	float vf[8], one = 1.0f;
+	uint64_t n = NF;
+	void *args[] = {&y, &x, &one, &n}, *args2[] = {&f[0], &x, &one, &n};
+	CUstream s;
+	CUgraph g;
+	CUgraphExec e;
+	CUgraphNode k, set, cp;
+	CUDA_KERNEL_NODE_PARAMS kp = {0};
+	CUDA_MEMSET_NODE_PARAMS mp = {0};
+	CUDA_MEMCPY3D c = {0};
+	uint64_t outs;
+
+	/* Six 64KiB buffers fit; the graph pins four. */
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	x = alloc_filled(BUF, 2.0f);
+	y = alloc_filled(BUF, 1.0f);
+	z = alloc_filled(BUF, 0.0f);
+	w = alloc_filled(BUF, 0.0f);
+	CHK(cuGraphCreate(&g, 0));
+	kp.func = simtest_func("mv_axpy");
+	kp.gridDimX = kp.gridDimY = kp.gridDimZ = kp.blockDimX = kp.blockDimY = kp.blockDimZ = 1;
+	kp.kernelParams = args;
+	CHK(cuGraphAddKernelNode(&k, g, NULL, 0, &kp));
+	mp.dst = z;
+	mp.value = f2u(4.0f);
+	mp.elementSize = 4;
+	mp.width = NF;
+	mp.height = 1;
+	CHK(cuGraphAddMemsetNode(&set, g, &k, 1, &mp, simtest_ctx));
+	c.srcMemoryType = c.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+	c.srcDevice = z;
+	c.dstDevice = w;
+	c.WidthInBytes = BUF;
+	c.Height = c.Depth = 1;
+	CHK(cuGraphAddMemcpyNode(&cp, g, &set, 1, &c, simtest_ctx));
+	CHK(cuGraphInstantiate(&e, g, 0));
+
+	/* Pressure: eight other buffers cycle through the two slots left. */
+	outs = itest_counters().page_outs;
+	for (int i = 0; i < 8; i++) {
+		vf[i] = 30.0f + (float)i;
+		f[i] = alloc_filled(BUF, vf[i]);
+	}
+	for (int r = 0; r < 3; r++)
+		touch(f, vf, 8);
+	ck_assert_uint_gt(itest_counters().page_outs, outs + 8);
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	simtest_expect_floats(y, NF, 3.0f);
+	simtest_expect_floats(z, NF, 4.0f);
+	simtest_expect_floats(w, NF, 4.0f);
+
+	/* f[0] was paged out by the touches after it; naming it in the exec brings it in and pins it. */
+	kp.kernelParams = args2;
+	CHK(cuGraphExecKernelNodeSetParams(e, k, &kp));
+	for (int i = 1; i < 8; i++)
+		CHK(simtest_fill(f[i], vf[i], NF, NULL));
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	vf[0] += 2.0f;
+	simtest_expect_floats(y, NF, 3.0f);
+	simtest_expect_floats(x, NF, 2.0f);
+	for (int i = 0; i < 8; i++)
+		simtest_expect_floats(f[i], NF, vf[i]);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(g));
+	CHK(cuCtxSynchronize());
+}
+END_TEST
+
 /* ---- the app's own VMM allocations ---- */
 
 START_TEST(test_app_vmm_counted)
@@ -1150,6 +1227,7 @@ static Suite *invariants_suite(void)
 	tcase_add_test(tc, test_gather_ptrs_safety_net_on);
 	tcase_add_test(tc, test_gather_ptrs_reference_rule);
 	tcase_add_test(tc, test_graph_capture_pins_buffers);
+	tcase_add_test(tc, test_graph_explicit_nodes_pin_buffers);
 	tcase_add_test(tc, test_app_vmm_counted);
 	/* Tagged so that a run can leave it out (CK_EXCLUDE_TAGS=fork) where the runtime cannot fork
 	 * a multi-threaded process safely. */

@@ -142,6 +142,259 @@ START_TEST(test_empty_graph)
 }
 END_TEST
 
+/* ---- explicit graphs ---- */
+
+static CUDA_KERNEL_NODE_PARAMS kernel_params(const char *name, void **args)
+{
+	CUDA_KERNEL_NODE_PARAMS p = {0};
+
+	p.func = simtest_func(name);
+	p.gridDimX = p.gridDimY = p.gridDimZ = 1;
+	p.blockDimX = p.blockDimY = p.blockDimZ = 1;
+	p.kernelParams = args;
+	return p;
+}
+
+static CUDA_MEMCPY3D linear_copy(CUmemorytype dt, void *dh, CUdeviceptr dd, CUmemorytype st, const void *sh,
+				 CUdeviceptr sd, size_t bytes)
+{
+	CUDA_MEMCPY3D c = {0};
+
+	c.srcMemoryType = st;
+	c.srcHost = sh;
+	c.srcDevice = sd;
+	c.dstMemoryType = dt;
+	c.dstHost = dh;
+	c.dstDevice = dd;
+	c.WidthInBytes = bytes;
+	c.Height = c.Depth = 1;
+	return c;
+}
+
+static CUDA_MEMSET_NODE_PARAMS memset32(CUdeviceptr dst, float v, size_t n)
+{
+	CUDA_MEMSET_NODE_PARAMS m = {0};
+	uint32_t bits;
+
+	memcpy(&bits, &v, 4);
+	m.dst = dst;
+	m.value = bits;
+	m.elementSize = 4;
+	m.width = n;
+	m.height = 1;
+	return m;
+}
+
+/* memset y, upload x, then y += 2x, a child graph's y += x, and a download: every node in order of
+ * its dependencies, every launch from the start. */
+START_TEST(test_explicit_nodes_run_in_order)
+{
+	static float hx[N], out[N];
+	CUdeviceptr x, y;
+	uint64_t n = N;
+	float two = 2.0f, one = 1.0f;
+	void *a2[] = {&y, &x, &two, &n}, *a1[] = {&y, &x, &one, &n};
+	CUgraph g, child;
+	CUgraphExec e;
+	CUgraphNode set, up, k, sub, down, empty, deps[2], nodes[8];
+	CUDA_KERNEL_NODE_PARAMS kp;
+	CUDA_MEMCPY3D cp;
+	CUDA_MEMSET_NODE_PARAMS mp;
+	CUstream s;
+	size_t count = 0;
+
+	simtest_start();
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHK(cuMemAlloc(&x, sizeof(hx)));
+	CHK(cuMemAlloc(&y, sizeof(hx)));
+	for (int i = 0; i < N; i++)
+		hx[i] = (float)(i % 7);
+	CHK(cuGraphCreate(&child, 0));
+	kp = kernel_params("mv_axpy", a1);
+	CHK(cuGraphAddKernelNode(&k, child, NULL, 0, &kp));
+	CHK(cuGraphCreate(&g, 0));
+	mp = memset32(y, 5.0f, N);
+	CHK(cuGraphAddMemsetNode(&set, g, NULL, 0, &mp, simtest_ctx));
+	cp = linear_copy(CU_MEMORYTYPE_DEVICE, NULL, x, CU_MEMORYTYPE_HOST, hx, 0, sizeof(hx));
+	CHK(cuGraphAddMemcpyNode(&up, g, NULL, 0, &cp, simtest_ctx));
+	deps[0] = set, deps[1] = up;
+	kp = kernel_params("mv_axpy", a2);
+	CHK(cuGraphAddKernelNode(&k, g, deps, 2, &kp));
+	CHK(cuGraphAddChildGraphNode(&sub, g, &k, 1, child));
+	/* The child was cloned: destroying it changes nothing. */
+	CHK(cuGraphDestroy(child));
+	CHK(cuGraphAddEmptyNode(&empty, g, &sub, 1));
+	cp = linear_copy(CU_MEMORYTYPE_HOST, out, 0, CU_MEMORYTYPE_DEVICE, NULL, y, sizeof(out));
+	CHK(cuGraphAddMemcpyNode(&down, g, &empty, 1, &cp, simtest_ctx));
+	CHK(cuGraphGetNodes(g, NULL, &count));
+	ck_assert_uint_eq(count, 6);
+	count = 8;
+	CHK(cuGraphGetNodes(g, nodes, &count));
+	ck_assert_ptr_eq(nodes[2], k);
+	CHK(cuGraphInstantiate(&e, g, 0));
+	for (int rep = 0; rep < 2; rep++) {
+		memset(out, 0, sizeof(out));
+		CHK(cuGraphLaunch(e, s));
+		CHK(cuStreamSynchronize(s));
+		for (int i = 0; i < N; i++)
+			ck_assert_float_eq(out[i], 5.0f + 3.0f * (float)(i % 7));
+	}
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(g));
+}
+END_TEST
+
+/* What the add calls refuse: a foreign or repeated dependency, bad parameters, an array copy. */
+START_TEST(test_explicit_nodes_refused)
+{
+	CUdeviceptr x;
+	uint64_t n = 16;
+	float v = 1.0f;
+	void *args[] = {&x, &v, &n};
+	CUgraph g, h;
+	CUgraphNode a, b, deps[2];
+	CUDA_KERNEL_NODE_PARAMS kp;
+	CUDA_MEMCPY3D cp;
+	CUDA_MEMSET_NODE_PARAMS mp;
+
+	simtest_start();
+	CHK(cuMemAlloc(&x, 4096));
+	CHK(cuGraphCreate(&g, 0));
+	CHK(cuGraphCreate(&h, 0));
+	CHK_ERR(cuGraphCreate(&g, 1), CUDA_ERROR_INVALID_VALUE);
+	CHK(cuGraphAddEmptyNode(&a, g, NULL, 0));
+	CHK(cuGraphAddEmptyNode(&b, h, NULL, 0));
+	CHK_ERR(cuGraphAddEmptyNode(&b, g, &b, 1), CUDA_ERROR_INVALID_VALUE);
+	deps[0] = deps[1] = a;
+	CHK_ERR(cuGraphAddEmptyNode(&b, g, deps, 2), CUDA_ERROR_INVALID_VALUE);
+	CHK_ERR(cuGraphAddEmptyNode(&b, NULL, NULL, 0), CUDA_ERROR_INVALID_VALUE);
+	kp = kernel_params("mv_fill", args);
+	kp.blockDimX = 2048;
+	CHK_ERR(cuGraphAddKernelNode(&b, g, NULL, 0, &kp), CUDA_ERROR_INVALID_VALUE);
+	kp = kernel_params("mv_fill", NULL);
+	CHK_ERR(cuGraphAddKernelNode(&b, g, NULL, 0, &kp), CUDA_ERROR_INVALID_VALUE);
+	CHK_ERR(cuGraphAddKernelNode(&b, g, NULL, 0, NULL), CUDA_ERROR_INVALID_VALUE);
+	mp = memset32(x + 2, 1.0f, 4);
+	CHK_ERR(cuGraphAddMemsetNode(&b, g, NULL, 0, &mp, simtest_ctx), CUDA_ERROR_INVALID_VALUE);
+	mp = memset32(x, 1.0f, 4);
+	mp.elementSize = 3;
+	CHK_ERR(cuGraphAddMemsetNode(&b, g, NULL, 0, &mp, simtest_ctx), CUDA_ERROR_INVALID_VALUE);
+	cp = linear_copy(CU_MEMORYTYPE_DEVICE, NULL, 0, CU_MEMORYTYPE_HOST, &v, 0, 4);
+	CHK_ERR(cuGraphAddMemcpyNode(&b, g, NULL, 0, &cp, simtest_ctx), CUDA_ERROR_INVALID_VALUE);
+	cp = linear_copy(CU_MEMORYTYPE_ARRAY, NULL, 0, CU_MEMORYTYPE_HOST, &v, 0, 4);
+	CHK_ERR(cuGraphAddMemcpyNode(&b, g, NULL, 0, &cp, simtest_ctx), CUDA_ERROR_NOT_SUPPORTED);
+	CHK_ERR(cuGraphAddChildGraphNode(&b, g, NULL, 0, g), CUDA_ERROR_INVALID_VALUE);
+	CHK(cuGraphDestroy(g));
+	CHK(cuGraphDestroy(h));
+}
+END_TEST
+
+/* A node whose range is freed before the graph runs faults when it runs: sticky, nothing after it
+ * runs. */
+START_TEST(test_explicit_node_checked_when_run)
+{
+	CUdeviceptr x, y;
+	uint64_t n = 1024;
+	float v = 3.0f;
+	void *args[] = {&y, &v, &n};
+	CUgraph g;
+	CUgraphExec e;
+	CUgraphNode k, set;
+	CUDA_KERNEL_NODE_PARAMS kp;
+	CUDA_MEMSET_NODE_PARAMS mp;
+
+	simtest_start();
+	CHK(cuMemAlloc(&x, 4096));
+	CHK(cuMemAlloc(&y, 4096));
+	CHK(cuGraphCreate(&g, 0));
+	kp = kernel_params("mv_fill", args);
+	CHK(cuGraphAddKernelNode(&k, g, NULL, 0, &kp));
+	mp = memset32(x, 9.0f, 1024);
+	CHK(cuGraphAddMemsetNode(&set, g, &k, 1, &mp, simtest_ctx));
+	CHK(cuGraphInstantiate(&e, g, 0));
+	CHK(cuGraphLaunch(e, NULL));
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(y, 1024, 3.0f);
+	simtest_expect_floats(x, 1024, 9.0f);
+	CHK(cuMemFree(y));
+	CHK(cuGraphLaunch(e, NULL));
+	CHK_ERR(cuCtxSynchronize(), CUDA_ERROR_ILLEGAL_ADDRESS);
+	CHK_ERR(cuMemsetD8(x, 0, 1), CUDA_ERROR_ILLEGAL_ADDRESS);
+}
+END_TEST
+
+/* The graph's setters change later instantiations only; the exec's change that exec only; an update
+ * takes a same-shaped graph's parameters and refuses another shape. */
+START_TEST(test_set_params_and_update)
+{
+	CUdeviceptr x, y;
+	uint64_t n = 256;
+	float v1 = 1.0f, v2 = 2.0f, v3 = 3.0f;
+	void *ax[] = {&x, &v1, &n}, *ay[] = {&y, &v2, &n}, *az[] = {&x, &v3, &n};
+	CUgraph g, g2, g3;
+	CUgraphExec e, e2;
+	CUgraphNode k, k2, m, extra;
+	CUDA_KERNEL_NODE_PARAMS kp;
+	CUDA_MEMSET_NODE_PARAMS mp;
+	CUgraphExecUpdateResultInfo info;
+
+	simtest_start();
+	CHK(cuMemAlloc(&x, 1024));
+	CHK(cuMemAlloc(&y, 1024));
+	CHK(cuGraphCreate(&g, 0));
+	kp = kernel_params("mv_fill", ax);
+	CHK(cuGraphAddKernelNode(&k, g, NULL, 0, &kp));
+	mp = memset32(y, 7.0f, 256);
+	CHK(cuGraphAddMemsetNode(&m, g, &k, 1, &mp, simtest_ctx));
+	CHK(cuGraphInstantiate(&e, g, 0));
+	kp = kernel_params("mv_fill", ay);
+	CHK(cuGraphKernelNodeSetParams(k, &kp));
+	mp = memset32(x, 8.0f, 256);
+	CHK(cuGraphExecMemsetNodeSetParams(e, m, &mp, simtest_ctx));
+	CHK(cuGraphLaunch(e, NULL));
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(x, 256, 8.0f); /* fill x with 1, then the exec's memset of x */
+	CHK(cuGraphInstantiate(&e2, g, 0));
+	CHK(cuGraphLaunch(e2, NULL));
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(y, 256, 7.0f); /* fill y with 2, then the graph's memset of y */
+	kp = kernel_params("mv_fill", az);
+	CHK(cuGraphExecKernelNodeSetParams(e, k, &kp));
+	CHK_ERR(cuGraphExecKernelNodeSetParams(e, m, &kp), CUDA_ERROR_INVALID_VALUE);
+	CHK(cuMemsetD32(y, 0, 256));
+	mp = memset32(y, 4.0f, 128);
+	CHK(cuGraphExecMemsetNodeSetParams(e, m, &mp, simtest_ctx));
+	CHK(cuGraphLaunch(e, NULL));
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(x, 256, 3.0f);
+	simtest_expect_floats(y, 128, 4.0f);
+
+	/* Same shape: the exec takes g2's parameters. */
+	CHK(cuGraphCreate(&g2, 0));
+	kp = kernel_params("mv_fill", ay);
+	CHK(cuGraphAddKernelNode(&k2, g2, NULL, 0, &kp));
+	mp = memset32(x, 6.0f, 256);
+	CHK(cuGraphAddMemsetNode(&m, g2, &k2, 1, &mp, simtest_ctx));
+	CHK(cuGraphExecUpdate(e, g2, &info));
+	ck_assert_int_eq(info.result, CU_GRAPH_EXEC_UPDATE_SUCCESS);
+	CHK(cuGraphLaunch(e, NULL));
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(y, 256, 2.0f);
+	simtest_expect_floats(x, 256, 6.0f);
+	/* Another shape: refused, and the exec runs as before. */
+	CHK(cuGraphCreate(&g3, 0));
+	CHK(cuGraphAddEmptyNode(&extra, g3, NULL, 0));
+	CHK(cuGraphAddKernelNode(&k2, g3, &extra, 1, &kp));
+	CHK_ERR(cuGraphExecUpdate(e, g3, &info), CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE);
+	ck_assert_int_eq(info.result, CU_GRAPH_EXEC_UPDATE_ERROR_TOPOLOGY_CHANGED);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphExecDestroy(e2));
+	CHK(cuGraphDestroy(g));
+	CHK(cuGraphDestroy(g2));
+	CHK(cuGraphDestroy(g3));
+}
+END_TEST
+
 static Suite *graph_suite(void)
 {
 	Suite *s = suite_create("simcuda_graph");
@@ -150,6 +403,10 @@ static Suite *graph_suite(void)
 	tcase_add_test(tc, test_capture_and_replay);
 	tcase_add_test(tc, test_capture_refuses_other_work);
 	tcase_add_test(tc, test_empty_graph);
+	tcase_add_test(tc, test_explicit_nodes_run_in_order);
+	tcase_add_test(tc, test_explicit_nodes_refused);
+	tcase_add_test(tc, test_explicit_node_checked_when_run);
+	tcase_add_test(tc, test_set_params_and_update);
 	return s;
 }
 
