@@ -214,12 +214,33 @@ static _Atomic int ev_state[EV_PAIRS]; /* 0 free, 1 begun, 2 ended */
 static _Atomic uint32_t ev_next;
 static int ev_ready;
 
+/* Claims timing slot i. A slot is busy while the planner has not yet taken the launch before it
+ * (the app ran EV_PAIRS launches ahead). Learning can do without that launch's time; a recorded
+ * trace cannot, so while recording the app waits for the planner, up to TIME_WAIT_NS, before it
+ * gives the launch up as untimed (the trace then marks it so). */
+#define TIME_WAIT_NS 2000000000ull
+
+static int time_claim(uint32_t i)
+{
+	struct timespec pause = {0, 50000};
+	uint64_t waited = 0;
+	int expected = 0;
+
+	while (!atomic_compare_exchange_strong(&ev_state[i], &expected, 1)) {
+		if (mv_cfg.record == NULL || waited >= TIME_WAIT_NS)
+			return 0;
+		nanosleep(&pause, NULL);
+		waited += (uint64_t)pause.tv_nsec;
+		expected = 0;
+	}
+	return 1;
+}
+
 uint32_t mv_learn_time_begin(CUstream h)
 {
 	uint32_t i = atomic_fetch_add_explicit(&ev_next, 1, memory_order_relaxed) % EV_PAIRS;
-	int expected = 0;
 
-	if (!ev_ready || !atomic_compare_exchange_strong(&ev_state[i], &expected, 1))
+	if (!ev_ready || !time_claim(i))
 		return 0;
 	if (mv_real.cuEventRecord(ev_a[i], h) != CUDA_SUCCESS) {
 		atomic_store(&ev_state[i], 0);
