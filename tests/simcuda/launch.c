@@ -10,15 +10,18 @@
 
 struct sim_module {
 	uint32_t magic;
+	uint64_t global; /* its module-scope variable, once asked for */
 };
 
+/* A CUfunction (SIM_MAGIC_FUNC) or a CUkernel (SIM_MAGIC_KERNEL) of one built-in kernel. */
 struct sim_func {
 	uint32_t magic;
 	const struct mv_kernel_desc *desc;
 };
 
-/* One function object per kernel, made once; handles stay valid for the process's life. */
-static struct sim_func *funcs;
+/* One function object and one kernel object per kernel, made once; handles stay valid for the
+ * process's life. */
+static struct sim_func *funcs, *kernels;
 static size_t nfuncs;
 static pthread_once_t funcs_once = PTHREAD_ONCE_INIT;
 
@@ -29,13 +32,44 @@ static void make_funcs(void)
 	while (mv_kernels[n].name != NULL)
 		n++;
 	funcs = calloc(n, sizeof(*funcs));
-	if (funcs == NULL)
+	kernels = calloc(n, sizeof(*kernels));
+	if (funcs == NULL || kernels == NULL) {
+		free(funcs);
+		free(kernels);
+		funcs = kernels = NULL;
 		return;
+	}
 	for (size_t i = 0; i < n; i++) {
-		funcs[i].magic = SIM_MAGIC_FUNC;
-		funcs[i].desc = &mv_kernels[i];
+		funcs[i] = (struct sim_func){SIM_MAGIC_FUNC, &mv_kernels[i]};
+		kernels[i] = (struct sim_func){SIM_MAGIC_KERNEL, &mv_kernels[i]};
 	}
 	nfuncs = n;
+}
+
+int sim_funcs_ready(void)
+{
+	pthread_once(&funcs_once, make_funcs);
+	return funcs != NULL;
+}
+
+CUkernel sim_kernel_find(const char *name)
+{
+	for (size_t i = 0; i < nfuncs; i++)
+		if (strcmp(kernels[i].desc->name, name) == 0)
+			return (CUkernel)&kernels[i];
+	return NULL;
+}
+
+const struct mv_kernel_desc *sim_kernel_desc(CUkernel k)
+{
+	const struct sim_func *fn = (const struct sim_func *)k;
+	return fn != NULL && fn->magic == SIM_MAGIC_KERNEL ? fn->desc : NULL;
+}
+
+CUfunction sim_kernel_function(CUkernel k)
+{
+	const struct sim_func *fn = (const struct sim_func *)k;
+	return (CUfunction)&funcs[fn - kernels];
 }
 
 SIM_EXPORT CUresult cuModuleLoadData(CUmodule *mod, const void *image)
@@ -50,8 +84,7 @@ SIM_EXPORT CUresult cuModuleLoadData(CUmodule *mod, const void *image)
 	/* The only image this device runs is the built-in one. */
 	if (strcmp((const char *)image, "simcuda") != 0)
 		return CUDA_ERROR_INVALID_IMAGE;
-	pthread_once(&funcs_once, make_funcs);
-	if (funcs == NULL)
+	if (!sim_funcs_ready())
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	m = calloc(1, sizeof(*m));
 	if (m == NULL)
@@ -71,8 +104,23 @@ SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod)
 	if (m == NULL || m->magic != SIM_MAGIC_MODULE)
 		return CUDA_ERROR_INVALID_HANDLE;
 	m->magic = SIM_MAGIC_DEAD;
+	sim_global_free(&m->global);
 	sim_retire(m);
 	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuModuleGetGlobal_v2(CUdeviceptr *dptr, size_t *bytes, CUmodule hmod, const char *name)
+{
+	struct sim_module *m = (struct sim_module *)hmod;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (name == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (m == NULL || m->magic != SIM_MAGIC_MODULE)
+		return CUDA_ERROR_INVALID_HANDLE;
+	return sim_global_get(&m->global, name, dptr, bytes);
 }
 
 SIM_EXPORT CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const char *name)
@@ -95,19 +143,24 @@ SIM_EXPORT CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const 
 	return CUDA_ERROR_NOT_FOUND;
 }
 
-static const struct mv_kernel_desc *desc_of(CUfunction f)
+static const struct mv_kernel_desc *func_desc(CUfunction f)
 {
 	const struct sim_func *fn = (const struct sim_func *)f;
 	return fn != NULL && fn->magic == SIM_MAGIC_FUNC ? fn->desc : NULL;
 }
 
-SIM_EXPORT CUresult cuFuncGetParamInfo(CUfunction f, size_t index, size_t *offset, size_t *size)
+/* What a launch runs: a CUkernel is accepted where a CUfunction is, as cudart passes one with lazy
+ * loading. */
+static const struct mv_kernel_desc *desc_of(CUfunction f)
 {
-	const struct mv_kernel_desc *d = desc_of(f);
-	CUresult r = sim_enter();
+	const struct mv_kernel_desc *d = func_desc(f);
+	return d != NULL ? d : sim_kernel_desc((CUkernel)f);
+}
 
-	if (r != CUDA_SUCCESS)
-		return r;
+CUresult sim_param_info(const struct mv_kernel_desc *d, size_t index, size_t *offset, size_t *size)
+{
+	if (sim_inject_param_info_failure())
+		return CUDA_ERROR_NOT_SUPPORTED;
 	if (d == NULL)
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (index >= d->nparams)
@@ -119,9 +172,19 @@ SIM_EXPORT CUresult cuFuncGetParamInfo(CUfunction f, size_t index, size_t *offse
 	return CUDA_SUCCESS;
 }
 
+/* A CUkernel is not a CUfunction here: its layout comes from cuKernelGetParamInfo. */
+SIM_EXPORT CUresult cuFuncGetParamInfo(CUfunction f, size_t index, size_t *offset, size_t *size)
+{
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	return sim_param_info(func_desc(f), index, offset, size);
+}
+
 SIM_EXPORT CUresult cuFuncGetName(const char **name, CUfunction f)
 {
-	const struct mv_kernel_desc *d = desc_of(f);
+	const struct mv_kernel_desc *d = func_desc(f);
 
 	if (name == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
