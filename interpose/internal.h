@@ -420,6 +420,15 @@ struct mv_buf *mv_cache_pop(void);
  * without mv_lock, on a buffer on no list. */
 void mv_buf_discard(struct mv_buf *b);
 
+/* An allocation memvirt serves, as the app made it: what the pointer queries (pointer.c) answer. */
+struct mv_alloc_info {
+	uint64_t va, size;
+	uint32_t id;     /* the buffer's number: unique to this allocation in the process */
+};
+
+/* Whether addr lies in an allocation memvirt serves (info may be NULL). Takes mv_lock. */
+int mv_alloc_describe(uint64_t addr, struct mv_alloc_info *info);
+
 /* ---- launches, copies and memsets (launch.c) ---- */
 
 /* The one routine every launch, copy and memset goes through: finds the buffers named, makes them
