@@ -264,6 +264,9 @@ struct mv_buf *mv_registry_find(uint64_t addr);
 /* The least recently used buffer that may be paged out now, or NULL; *later says whether one may
  * become a candidate soon (it is in use or just arriving). */
 struct mv_buf *mv_registry_victim(int *later);
+/* Writes the address of every pageable buffer to vas (at most max), those not resident first, and
+ * returns how many: what a launch whose parameters cannot be scanned names. Takes mv_lock. */
+size_t mv_registry_large(uint64_t *vas, size_t max);
 /* Clears every buffer's skip mark. */
 void mv_registry_unskip(void);
 /* Records a use of b on stream s with ticket t. */
