@@ -3,7 +3,9 @@
  * driver will not report, on the simulated GPU.
  *
  * The safety net is off unless a test says otherwise, so that a launch memvirt failed to prepare
- * faults (a sticky CUDA_ERROR_ILLEGAL_ADDRESS) instead of reading the host copy. */
+ * faults (a sticky CUDA_ERROR_ILLEGAL_ADDRESS) instead of reading the host copy. Whether a launch
+ * found its buffer still leaving (and kept its pages) or paged it back in is the library's race to
+ * win: the tests check the bytes, not which. */
 #include "config.h"
 
 #include "tests/unit/interposetest.h"
@@ -209,15 +211,12 @@ START_TEST(test_cukernel_launch_pages_in)
 	struct five t;
 	CUlibrary lib;
 	CUkernel k;
-	uint64_t before;
 
 	simtest_start(ENV, NET_OFF);
 	five_setup(&t, BUF);
 	CHK(cuLibraryLoadData(&lib, "simcuda", NULL, NULL, 0, NULL, NULL, 0));
 	CHK(cuLibraryGetKernel(&k, lib, "mv_axpy"));
-	before = itest_counters().fault_ins;
 	axpy_through(&t, (CUfunction)k);
-	ck_assert_uint_gt(itest_counters().fault_ins, before);
 	CHK(cuLibraryUnload(lib));
 }
 END_TEST
@@ -273,6 +272,26 @@ START_TEST(test_unknown_layout_falls_back)
 }
 END_TEST
 
+/* mv_wide's 71st parameter names a paged-out buffer: the scan reaches it. */
+START_TEST(test_wide_kernel_scanned_whole)
+{
+	struct five t;
+	uint32_t words[69] = {NF};
+	void *args[71];
+
+	simtest_start(ENV, NET_OFF);
+	five_setup(&t, BUF);
+	args[0] = &t.o[0];
+	for (int i = 0; i < 69; i++)
+		args[1 + i] = &words[i];
+	args[70] = &t.a;
+	CHK(simtest_launch("mv_wide", NULL, args));
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(t.o[0], NF, 6.0f);
+	simtest_expect_floats(t.a, NF, 3.0f);
+}
+END_TEST
+
 static Suite *pointer_suite(void)
 {
 	Suite *s = suite_create("interpose_pointer");
@@ -284,6 +303,7 @@ static Suite *pointer_suite(void)
 	tc = simtest_tcase(s, "layouts", 60);
 	tcase_add_test(tc, test_cukernel_launch_pages_in);
 	tcase_add_loop_test(tc, test_unknown_layout_falls_back, 0, 2);
+	tcase_add_test(tc, test_wide_kernel_scanned_whole);
 	return s;
 }
 

@@ -253,6 +253,36 @@ START_TEST(test_globals)
 }
 END_TEST
 
+/* mv_wide: 71 parameters, the last a pointer past 64 of them. */
+START_TEST(test_wide_kernel)
+{
+	CUfunction f;
+	CUdeviceptr y, x;
+	size_t off = 0, size = 0;
+	uint32_t words[69] = {100};
+	void *args[71];
+
+	simtest_start();
+	f = simtest_func("mv_wide");
+	CHK(cuFuncGetParamInfo(f, 69, &off, &size));
+	ck_assert_uint_eq(off, 280);
+	ck_assert_uint_eq(size, 4);
+	CHK(cuFuncGetParamInfo(f, 70, &off, &size));
+	ck_assert_uint_eq(off, 288);
+	ck_assert_uint_eq(size, 8);
+	CHK_ERR(cuFuncGetParamInfo(f, 71, &off, &size), CUDA_ERROR_INVALID_VALUE);
+	CHK(cuMemAlloc(&y, 400));
+	CHK(cuMemAlloc(&x, 400));
+	CHK(simtest_fill(x, 1.5f, 100, NULL));
+	args[0] = &y;
+	for (int i = 0; i < 69; i++)
+		args[1 + i] = &words[i];
+	args[70] = &x;
+	CHK(simtest_launch("mv_wide", NULL, args));
+	simtest_expect_floats(y, 100, 3.0f);
+}
+END_TEST
+
 static Suite *pointer_suite(void)
 {
 	Suite *s = suite_create("simcuda_pointer");
@@ -266,6 +296,7 @@ static Suite *pointer_suite(void)
 	tc = simtest_tcase(s, "library", 10);
 	tcase_add_test(tc, test_library_kernel);
 	tcase_add_test(tc, test_globals);
+	tcase_add_test(tc, test_wide_kernel);
 	return s;
 }
 
