@@ -515,6 +515,20 @@ MV_EXPORT CUresult cuMemGetAddressRange_v2(CUdeviceptr *base, size_t *size, CUde
 	return b != NULL ? CUDA_SUCCESS : mv_real.cuMemGetAddressRange_v2(base, size, dptr);
 }
 
+int mv_alloc_describe(uint64_t addr, struct mv_alloc_info *info)
+{
+	struct mv_buf *b;
+
+	if (mv_init() != 0)
+		return 0;
+	mv_lock();
+	b = mv_registry_find(addr);
+	if (b != NULL && info != NULL)
+		*info = (struct mv_alloc_info){.va = b->va, .size = b->size, .id = b->id};
+	mv_unlock();
+	return b != NULL;
+}
+
 /* ---- the app's own VMM allocations ---- */
 
 #define MV_APP_HANDLES 4096

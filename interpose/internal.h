@@ -280,6 +280,9 @@ struct mv_buf *mv_registry_find(uint64_t addr);
 /* The least recently used buffer that may be paged out now, or NULL; *later says whether one may
  * become a candidate soon (it is in use or just arriving). */
 struct mv_buf *mv_registry_victim(int *later);
+/* Writes the address of every pageable buffer to vas (at most max), those not resident first, and
+ * returns how many: what a launch whose parameters cannot be scanned names. Takes mv_lock. */
+size_t mv_registry_large(uint64_t *vas, size_t max);
 /* Clears every buffer's skip mark. */
 void mv_registry_unskip(void);
 /* Records a use of b on stream s with ticket t. */
@@ -435,6 +438,15 @@ struct mv_buf *mv_cache_pop(void);
  * (uncharged) or its host copy, its address range, its events, and the buffer itself. Called
  * without mv_lock, on a buffer on no list. */
 void mv_buf_discard(struct mv_buf *b);
+
+/* An allocation memvirt serves, as the app made it: what the pointer queries (pointer.c) answer. */
+struct mv_alloc_info {
+	uint64_t va, size;
+	uint32_t id;     /* the buffer's number: unique to this allocation in the process */
+};
+
+/* Whether addr lies in an allocation memvirt serves (info may be NULL). Takes mv_lock. */
+int mv_alloc_describe(uint64_t addr, struct mv_alloc_info *info);
 
 /* ---- launches, copies and memsets (launch.c) ---- */
 

@@ -15,6 +15,7 @@
  * with one. */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "interpose/internal.h"
@@ -23,15 +24,17 @@
 /* ---- parameter layouts ---- */
 
 #define MV_LAYOUTS 4096 /* a power of two */
-#define MV_MAX_PARAMS 64
-#define MV_MAX_WORDS 4096
+#define MV_INLINE_PARAMS 64
+/* The most parameter bytes a launch may pass (CUDA 12.1 and later): the most words a scan sees. */
+#define MV_MAX_WORDS (32768 / 8)
 
 struct layout {
 	_Atomic(CUfunction) f; /* published last */
-	int known;             /* cuFuncGetParamInfo answered */
-	uint16_t n;
-	uint16_t off[MV_MAX_PARAMS];
-	uint16_t size[MV_MAX_PARAMS];
+	int known;             /* the driver reported every parameter */
+	uint32_t n;
+	const uint16_t *off, *size; /* the arrays below, or heap arrays past MV_INLINE_PARAMS */
+	uint16_t off_in[MV_INLINE_PARAMS];
+	uint16_t size_in[MV_INLINE_PARAMS];
 };
 
 static struct layout layouts[MV_LAYOUTS];
@@ -47,6 +50,67 @@ static size_t slot_of(CUfunction f)
 	return (size_t)x & (MV_LAYOUTS - 1);
 }
 
+/* Parameter i of f. A CUkernel passed where a CUfunction goes (cudart with lazy loading) may be
+ * refused by cuFuncGetParamInfo: its layout then comes from cuKernelGetParamInfo. */
+static CUresult param_info(CUfunction f, int *as_kernel, size_t i, size_t *off, size_t *size)
+{
+	CUresult r;
+
+	if (!*as_kernel) {
+		r = mv_real.cuFuncGetParamInfo(f, i, off, size);
+		if (r == CUDA_SUCCESS || r == CUDA_ERROR_INVALID_VALUE || i > 0 || mv_real.cuKernelGetParamInfo == NULL)
+			return r;
+		*as_kernel = 1;
+	}
+	return mv_real.cuKernelGetParamInfo((CUkernel)f, i, off, size);
+}
+
+/* Asks the driver for f's layout into l; l->known stays 0 when it will not say. Heap arrays hold a
+ * layout of more than MV_INLINE_PARAMS parameters. */
+static void layout_query(CUfunction f, struct layout *l)
+{
+	uint16_t *off = l->off_in, *size = l->size_in;
+	uint32_t cap = MV_INLINE_PARAMS;
+	int as_kernel = 0;
+	CUresult r;
+
+	for (;;) {
+		size_t o, sz;
+		r = param_info(f, &as_kernel, l->n, &o, &sz);
+		if (r != CUDA_SUCCESS || o + sz > 65535 || l->n == UINT16_MAX)
+			break;
+		if (l->n == cap) {
+			uint16_t *o2 = malloc(2 * cap * sizeof(*o2)), *s2 = malloc(2 * cap * sizeof(*s2));
+			if (o2 == NULL || s2 == NULL) {
+				free(o2);
+				free(s2);
+				break;
+			}
+			memcpy(o2, off, cap * sizeof(*o2));
+			memcpy(s2, size, cap * sizeof(*s2));
+			if (off != l->off_in) {
+				free(off);
+				free(size);
+			}
+			off = o2;
+			size = s2;
+			cap *= 2;
+		}
+		off[l->n] = (uint16_t)o;
+		size[l->n] = (uint16_t)sz;
+		l->n++;
+	}
+	/* Running past the last parameter is the only good end. */
+	l->known = r == CUDA_ERROR_INVALID_VALUE;
+	l->off = off;
+	l->size = size;
+	if (!l->known)
+		mv_log(MV_LOG_WARN, "function %p: the driver reports no parameter layout (%d after %u parameters): %s",
+		       (void *)f, (int)r, l->n,
+		       mv_dev()->host_vmm ? "the safety net covers what its launches name"
+					  : "every buffer is made resident before each of its launches");
+}
+
 static const struct layout *layout_get(CUfunction f)
 {
 	struct layout tmp = {0};
@@ -60,22 +124,7 @@ static const struct layout *layout_get(CUfunction f)
 			break;
 	}
 	/* First launch of f: ask the driver, outside the lock. */
-	tmp.known = 1;
-	while (tmp.n < MV_MAX_PARAMS) {
-		size_t off, size;
-		CUresult r = mv_real.cuFuncGetParamInfo(f, tmp.n, &off, &size);
-		if (r == CUDA_ERROR_INVALID_VALUE)
-			break;
-		if (r != CUDA_SUCCESS || off + size > 65535) {
-			tmp.known = 0;
-			break;
-		}
-		tmp.off[tmp.n] = (uint16_t)off;
-		tmp.size[tmp.n] = (uint16_t)size;
-		tmp.n++;
-	}
-	if (!tmp.known)
-		mv_log(MV_LOG_WARN, "no parameter layout for function %p: its arguments are not scanned", (void *)f);
+	layout_query(f, &tmp);
 	pthread_mutex_lock(&layout_lock);
 	i = slot_of(f);
 	for (size_t probe = 0; probe < MV_LAYOUTS; probe++, i = (i + 1) & (MV_LAYOUTS - 1)) {
@@ -83,15 +132,24 @@ static const struct layout *layout_get(CUfunction f)
 		if (g == f)
 			break;
 		if (g == NULL) {
-			layouts[i].known = tmp.known;
-			layouts[i].n = tmp.n;
-			memcpy(layouts[i].off, tmp.off, sizeof(tmp.off));
-			memcpy(layouts[i].size, tmp.size, sizeof(tmp.size));
-			atomic_store_explicit(&layouts[i].f, f, memory_order_release);
+			struct layout *l = &layouts[i];
+			l->known = tmp.known;
+			l->n = tmp.n;
+			memcpy(l->off_in, tmp.off_in, sizeof(tmp.off_in));
+			memcpy(l->size_in, tmp.size_in, sizeof(tmp.size_in));
+			l->off = tmp.off == tmp.off_in ? l->off_in : tmp.off;
+			l->size = tmp.size == tmp.size_in ? l->size_in : tmp.size;
+			tmp.off = l->off;
+			atomic_store_explicit(&l->f, f, memory_order_release);
 			break;
 		}
 	}
 	pthread_mutex_unlock(&layout_lock);
+	/* Another thread published f first, or the table is full: the heap arrays are not kept. */
+	if (tmp.off != tmp.off_in && (i >= MV_LAYOUTS || tmp.off != layouts[i].off)) {
+		free((void *)tmp.off);
+		free((void *)tmp.size);
+	}
 	return &layouts[i];
 }
 
@@ -111,6 +169,16 @@ static size_t scan(const unsigned char *base, size_t at, size_t len, uint64_t *w
 }
 
 static __thread uint64_t tl_words[MV_MAX_WORDS];
+
+/* The words of a launch whose layout is unknown. Where the safety net maps paged-out buffers onto
+ * their host copies, none: a launch reads them there. Without it, every buffer memvirt serves, so
+ * that all come back before the launch and none leaves while it runs. */
+static size_t fallback_words(uint64_t *words)
+{
+	if (mv_dev()->host_vmm)
+		return 0;
+	return mv_registry_large(words, MV_MAX_WORDS);
+}
 
 static size_t kernel_words(CUfunction f, void **params, void **extra, uint64_t *words)
 {
@@ -134,7 +202,7 @@ static size_t kernel_words(CUfunction f, void **params, void **extra, uint64_t *
 	if (params != NULL) {
 		const struct layout *l = layout_get(f);
 		if (!l->known)
-			return 0;
+			return fallback_words(words);
 		for (unsigned i = 0; i < l->n && params[i] != NULL; i++)
 			n = scan(params[i], l->off[i], l->size[i], words, n);
 	}

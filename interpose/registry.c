@@ -116,6 +116,19 @@ struct mv_buf *mv_registry_find(uint64_t addr)
 	return addr - b->va < b->size ? b : NULL;
 }
 
+size_t mv_registry_large(uint64_t *vas, size_t max)
+{
+	size_t n = 0;
+
+	mv_lock();
+	for (int resident = 0; resident < 2; resident++)
+		for (size_t i = 0; i < nbufs && n < max; i++)
+			if (bufs[i]->kind == MV_KIND_LARGE && (bufs[i]->state == MV_RESIDENT) == resident)
+				vas[n++] = bufs[i]->va;
+	mv_unlock();
+	return n;
+}
+
 /* Least recently used first. A buffer is a candidate when it is resident and large, not pinned, not
  * moving, not just paged in, and not in use by a submission on its way. */
 struct mv_buf *mv_registry_victim(int *later)

@@ -533,3 +533,8 @@ SIM_EXPORT int simcuda_model_only(void)
 	pthread_once(&init_once, do_init);
 	return sim_cfg.model_only;
 }
+
+int sim_inject_param_info_failure(void)
+{
+	return armed_failure(SIMCUDA_FAULT_PARAM_INFO);
+}

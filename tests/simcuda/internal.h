@@ -28,6 +28,8 @@ enum {
 	SIM_MAGIC_EVENT = 0x45564e31,
 	SIM_MAGIC_MODULE = 0x4d4f4431,
 	SIM_MAGIC_FUNC = 0x46554e31,
+	SIM_MAGIC_KERNEL = 0x4b524e31,
+	SIM_MAGIC_LIBRARY = 0x4c494231,
 	SIM_MAGIC_PHYS = 0x50485931,
 	SIM_MAGIC_GRAPH = 0x47525031,
 	SIM_MAGIC_EXEC = 0x47455831,
@@ -95,6 +97,7 @@ void sim_ctx_fault(struct sim_ctx *ctx, CUresult err);
 /* A physical allocation: cuMemCreate's handle, or the backing of one cuMemAlloc. */
 struct sim_phys {
 	uint32_t magic;
+	uint64_t id;            /* its MEMORY_BLOCK_ID, unique in the process */
 	int host_located;       /* CU_MEM_LOCATION_TYPE_HOST*: not charged against device capacity */
 	int from_create;        /* made by cuMemCreate, not the hidden backing of a cuMemAlloc */
 	uint64_t size;
@@ -154,6 +157,25 @@ CUresult sim_alloc_new(uint64_t size, uint64_t *out);
 /* The cuMemAlloc allocation starting at addr: its reserved span and its backing. Callers hold
  * sim_mem_lock. Returns 0 or -1. */
 int sim_alloc_lookup(uint64_t addr, uint64_t *vsize, struct sim_phys **phys);
+
+/* What an address is, as the pointer attributes describe it (pointer.c). */
+enum sim_ptr_kind { SIM_PTR_ALLOC = 1, SIM_PTR_VMM, SIM_PTR_HOST };
+
+struct sim_ptr {
+	enum sim_ptr_kind kind;
+	struct sim_ctx *ctx;    /* the context it was made in (VMM: the current one) */
+	uint64_t start, size;   /* the allocation, the app's reservation, or the pinned range */
+	uint64_t id;            /* BUFFER_ID: the allocation's, the reservation's or the pinning's */
+	int pool;               /* from the default memory pool */
+	int mapped;             /* backed at addr */
+	uint64_t map_va, map_size, block_id; /* the mapping at addr and its physical allocation */
+	int host_located;       /* the mapping's memory is host-located */
+	int access;             /* the device's access to it: 0, 1 read, 3 read-write */
+};
+
+/* Describes addr; returns 0 when the driver knows nothing of it. Takes sim_mem_lock. */
+int sim_ptr_describe(uint64_t addr, struct sim_ptr *info);
+CUmemoryPool sim_default_pool(void);
 
 /* ---- streams and the virtual clock (stream.c) ---- */
 
@@ -260,6 +282,18 @@ CUresult sim_kernel_exec(struct sim_op *op);
  * (launch.c), for launches and for graph kernel nodes. */
 CUresult sim_kernel_prepare(struct sim_op *op, CUfunction f, const unsigned grid[3], const unsigned block[3],
 			    void **params, void **extra);
+/* The built-in kernels as CUkernel handles (launch.c), and module-scope variables (library.c). */
+int sim_funcs_ready(void);
+CUkernel sim_kernel_find(const char *name);
+const struct mv_kernel_desc *sim_kernel_desc(CUkernel k);
+CUfunction sim_kernel_function(CUkernel k);
+CUresult sim_param_info(const struct mv_kernel_desc *d, size_t index, size_t *offset, size_t *size);
+/* The one variable of a loaded module or library, "mv_scratch" (SIM_GLOBAL_BYTES of device memory,
+ * allocated at the first request into *slot); sim_global_free frees it. */
+#define SIM_GLOBAL_NAME "mv_scratch"
+#define SIM_GLOBAL_BYTES 256
+CUresult sim_global_get(uint64_t *slot, const char *name, CUdeviceptr *dptr, size_t *bytes);
+void sim_global_free(uint64_t *slot);
 
 /* Capture (graph.c): records a kernel op into the capturing graph instead of running it. */
 CUresult sim_graph_capture_kernel(struct sim_stream *s, struct sim_op *op);
@@ -268,6 +302,7 @@ CUresult sim_graph_capture_kernel(struct sim_stream *s, struct sim_op *op);
 int sim_inject_create_failure(int host);
 int sim_inject_host_alloc_failure(void);
 int sim_inject_copy_failure(enum sim_copy_dir dir);
+int sim_inject_param_info_failure(void);
 
 #define SIM_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define SIM_MAX(a, b) ((a) > (b) ? (a) : (b))

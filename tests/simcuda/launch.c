@@ -10,15 +10,74 @@
 
 struct sim_module {
 	uint32_t magic;
+	uint64_t global; /* its module-scope variable, once asked for */
 };
 
+/* A CUfunction (SIM_MAGIC_FUNC) or a CUkernel (SIM_MAGIC_KERNEL) of one built-in kernel. */
 struct sim_func {
 	uint32_t magic;
 	const struct mv_kernel_desc *desc;
 };
 
-/* One function object per kernel, made once; handles stay valid for the process's life. */
-static struct sim_func *funcs;
+/* mv_wide(float *y, uint32_t n, uint32_t k1, ..., uint32_t k68, const float *x): y = 2 x over n
+ * floats. A kernel of this driver's own, with more parameters than a launch path may expect: x is
+ * the 71st. */
+#define WIDE_PARAMS 71
+
+static uint32_t wide_n(void *const *args)
+{
+	return *(const uint32_t *)args[1];
+}
+
+static int wide_run(void *const *args, const struct mv_kenv *env)
+{
+	float *y = (float *)(uintptr_t)*(const uint64_t *)args[0];
+	const float *x = (const float *)(uintptr_t)*(const uint64_t *)args[WIDE_PARAMS - 1];
+
+	for (uint32_t i = 0; i < wide_n(args); i++)
+		y[i] = 2.0f * x[i];
+	return 0;
+}
+
+static void wide_cost(void *const *args, double *flops, double *bytes)
+{
+	*flops = wide_n(args);
+	*bytes = 8.0 * wide_n(args);
+}
+
+static int wide_ranges(void *const *args, struct mv_krange *out, int max)
+{
+	uint64_t bytes = 4ull * wide_n(args);
+
+	if (max < 2 || bytes == 0)
+		return 0;
+	out[0] = (struct mv_krange){*(const uint64_t *)args[0], bytes};
+	out[1] = (struct mv_krange){*(const uint64_t *)args[WIDE_PARAMS - 1], bytes};
+	return 2;
+}
+
+/* The built-in image's kernels: the workloads' and this driver's own. */
+static struct mv_kernel_desc wide = {"mv_wide", WIDE_PARAMS, {0}, {0}, wide_run, wide_cost, wide_ranges};
+
+static const struct mv_kernel_desc *kernel_at(size_t i, size_t nwork)
+{
+	if (i < nwork)
+		return &mv_kernels[i];
+	/* y at 0, the 69 words from 8 on, x aligned to 8 after them. */
+	wide.offset[0] = 0;
+	wide.size[0] = 8;
+	for (unsigned j = 1; j < WIDE_PARAMS - 1; j++) {
+		wide.offset[j] = (uint16_t)(8 + 4 * (j - 1));
+		wide.size[j] = 4;
+	}
+	wide.offset[WIDE_PARAMS - 1] = (uint16_t)((8 + 4 * (WIDE_PARAMS - 2) + 7) & ~7);
+	wide.size[WIDE_PARAMS - 1] = 8;
+	return &wide;
+}
+
+/* One function object and one kernel object per kernel, made once; handles stay valid for the
+ * process's life. */
+static struct sim_func *funcs, *kernels;
 static size_t nfuncs;
 static pthread_once_t funcs_once = PTHREAD_ONCE_INIT;
 
@@ -28,14 +87,46 @@ static void make_funcs(void)
 
 	while (mv_kernels[n].name != NULL)
 		n++;
+	n++; /* mv_wide */
 	funcs = calloc(n, sizeof(*funcs));
-	if (funcs == NULL)
+	kernels = calloc(n, sizeof(*kernels));
+	if (funcs == NULL || kernels == NULL) {
+		free(funcs);
+		free(kernels);
+		funcs = kernels = NULL;
 		return;
+	}
 	for (size_t i = 0; i < n; i++) {
-		funcs[i].magic = SIM_MAGIC_FUNC;
-		funcs[i].desc = &mv_kernels[i];
+		funcs[i] = (struct sim_func){SIM_MAGIC_FUNC, kernel_at(i, n - 1)};
+		kernels[i] = (struct sim_func){SIM_MAGIC_KERNEL, kernel_at(i, n - 1)};
 	}
 	nfuncs = n;
+}
+
+int sim_funcs_ready(void)
+{
+	pthread_once(&funcs_once, make_funcs);
+	return funcs != NULL;
+}
+
+CUkernel sim_kernel_find(const char *name)
+{
+	for (size_t i = 0; i < nfuncs; i++)
+		if (strcmp(kernels[i].desc->name, name) == 0)
+			return (CUkernel)&kernels[i];
+	return NULL;
+}
+
+const struct mv_kernel_desc *sim_kernel_desc(CUkernel k)
+{
+	const struct sim_func *fn = (const struct sim_func *)k;
+	return fn != NULL && fn->magic == SIM_MAGIC_KERNEL ? fn->desc : NULL;
+}
+
+CUfunction sim_kernel_function(CUkernel k)
+{
+	const struct sim_func *fn = (const struct sim_func *)k;
+	return (CUfunction)&funcs[fn - kernels];
 }
 
 SIM_EXPORT CUresult cuModuleLoadData(CUmodule *mod, const void *image)
@@ -50,8 +141,7 @@ SIM_EXPORT CUresult cuModuleLoadData(CUmodule *mod, const void *image)
 	/* The only image this device runs is the built-in one. */
 	if (strcmp((const char *)image, "simcuda") != 0)
 		return CUDA_ERROR_INVALID_IMAGE;
-	pthread_once(&funcs_once, make_funcs);
-	if (funcs == NULL)
+	if (!sim_funcs_ready())
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	m = calloc(1, sizeof(*m));
 	if (m == NULL)
@@ -71,8 +161,23 @@ SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod)
 	if (m == NULL || m->magic != SIM_MAGIC_MODULE)
 		return CUDA_ERROR_INVALID_HANDLE;
 	m->magic = SIM_MAGIC_DEAD;
+	sim_global_free(&m->global);
 	sim_retire(m);
 	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuModuleGetGlobal_v2(CUdeviceptr *dptr, size_t *bytes, CUmodule hmod, const char *name)
+{
+	struct sim_module *m = (struct sim_module *)hmod;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (name == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (m == NULL || m->magic != SIM_MAGIC_MODULE)
+		return CUDA_ERROR_INVALID_HANDLE;
+	return sim_global_get(&m->global, name, dptr, bytes);
 }
 
 SIM_EXPORT CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const char *name)
@@ -95,19 +200,24 @@ SIM_EXPORT CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const 
 	return CUDA_ERROR_NOT_FOUND;
 }
 
-static const struct mv_kernel_desc *desc_of(CUfunction f)
+static const struct mv_kernel_desc *func_desc(CUfunction f)
 {
 	const struct sim_func *fn = (const struct sim_func *)f;
 	return fn != NULL && fn->magic == SIM_MAGIC_FUNC ? fn->desc : NULL;
 }
 
-SIM_EXPORT CUresult cuFuncGetParamInfo(CUfunction f, size_t index, size_t *offset, size_t *size)
+/* What a launch runs: a CUkernel is accepted where a CUfunction is, as cudart passes one with lazy
+ * loading. */
+static const struct mv_kernel_desc *desc_of(CUfunction f)
 {
-	const struct mv_kernel_desc *d = desc_of(f);
-	CUresult r = sim_enter();
+	const struct mv_kernel_desc *d = func_desc(f);
+	return d != NULL ? d : sim_kernel_desc((CUkernel)f);
+}
 
-	if (r != CUDA_SUCCESS)
-		return r;
+CUresult sim_param_info(const struct mv_kernel_desc *d, size_t index, size_t *offset, size_t *size)
+{
+	if (sim_inject_param_info_failure())
+		return CUDA_ERROR_NOT_SUPPORTED;
 	if (d == NULL)
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (index >= d->nparams)
@@ -119,9 +229,19 @@ SIM_EXPORT CUresult cuFuncGetParamInfo(CUfunction f, size_t index, size_t *offse
 	return CUDA_SUCCESS;
 }
 
+/* A CUkernel is not a CUfunction here: its layout comes from cuKernelGetParamInfo. */
+SIM_EXPORT CUresult cuFuncGetParamInfo(CUfunction f, size_t index, size_t *offset, size_t *size)
+{
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	return sim_param_info(func_desc(f), index, offset, size);
+}
+
 SIM_EXPORT CUresult cuFuncGetName(const char **name, CUfunction f)
 {
-	const struct mv_kernel_desc *d = desc_of(f);
+	const struct mv_kernel_desc *d = func_desc(f);
 
 	if (name == NULL)
 		return CUDA_ERROR_INVALID_VALUE;

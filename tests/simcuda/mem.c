@@ -34,18 +34,27 @@ struct range {
 struct resv {
 	uint64_t va, size;
 	int internal; /* made by cuMemAlloc, not by cuMemAddressReserve */
+	uint64_t id;  /* its BUFFER_ID */
 };
 
 struct alloc {
 	uint64_t va, size, vsize; /* vsize: the reserved, page-rounded span */
 	struct sim_phys *phys;
+	uint64_t id;          /* its BUFFER_ID */
+	struct sim_ctx *ctx;  /* current when it was made */
+	int pool;             /* from the default pool (cuMemAllocAsync), not cuMemAlloc */
 };
 
 struct pinned {
 	uint64_t addr, size;
 	unsigned flags;
 	int owned; /* from cuMemHostAlloc (ours to unmap) rather than cuMemHostRegister */
+	uint64_t id;
+	struct sim_ctx *ctx;
 };
+
+/* Buffer and memory block IDs: unique in the process, never reused. Guarded by sim_mem_lock. */
+static uint64_t next_id;
 
 /* All guarded by sim_mem_lock. */
 static struct vec free_va = {.esz = sizeof(struct range)};
@@ -287,6 +296,7 @@ CUresult sim_phys_create(uint64_t size, int host_located, struct sim_phys **out)
 	if (p == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	p->magic = SIM_MAGIC_PHYS;
+	p->id = ++next_id;
 	p->size = size;
 	p->host_located = host_located;
 	p->memfd = -1;
@@ -513,10 +523,13 @@ CUresult sim_alloc_new(uint64_t size, uint64_t *out)
 	}
 	a.size = size;
 	a.vsize = vsize;
+	a.id = ++next_id;
+	a.ctx = sim_ctx_current();
+	a.pool = 0;
 	r = sim_map_insert(a.va, vsize, a.phys, 0);
 	if (r == CUDA_SUCCESS)
 		r = sim_map_set_access(a.va, vsize, 3);
-	rv = (struct resv){.va = a.va, .size = vsize, .internal = 1};
+	rv = (struct resv){.va = a.va, .size = vsize, .internal = 1, .id = a.id};
 	if (r != CUDA_SUCCESS || vec_insert(&allocs, &a) != 0 || vec_insert(&resvs, &rv) != 0) {
 		/* Only the map insert or a table insert can fail here; undo what was done. */
 		if (sim_map_find(a.va) != NULL)
@@ -669,7 +682,7 @@ SIM_EXPORT void simcuda_mem_usage(uint64_t *used, uint64_t *peak)
 
 int sim_resv_add(uint64_t va, uint64_t size)
 {
-	struct resv rv = {.va = va, .size = size, .internal = 0};
+	struct resv rv = {.va = va, .size = size, .internal = 0, .id = ++next_id};
 	return vec_insert(&resvs, &rv);
 }
 
@@ -712,7 +725,8 @@ CUresult sim_resv_remove(uint64_t va, uint64_t size)
 
 static CUresult pin(uint64_t addr, uint64_t size, unsigned flags, int owned)
 {
-	struct pinned p = {.addr = addr, .size = size, .flags = flags, .owned = owned};
+	struct pinned p = {.addr = addr, .size = size, .flags = flags, .owned = owned, .id = ++next_id,
+			   .ctx = sim_ctx_current()};
 	size_t i = vec_upper(&pins, addr);
 
 	if (i > 0) {
@@ -885,6 +899,8 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream hs, int pe
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 	pthread_mutex_lock(&sim_mem_lock);
 	r = sim_alloc_new(bytes, &va);
+	if (r == CUDA_SUCCESS)
+		((struct alloc *)vec_at(&allocs, (size_t)vec_find(&allocs, va)))->pool = 1;
 	pthread_mutex_unlock(&sim_mem_lock);
 	if (r == CUDA_SUCCESS)
 		*dptr = va;
@@ -953,4 +969,82 @@ SIM_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hs)
 SIM_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hs)
 {
 	return free_async(dptr, hs, 1);
+}
+
+/* ---- what an address is, for the pointer attributes (pointer.c) ---- */
+
+CUmemoryPool sim_default_pool(void)
+{
+	return (CUmemoryPool)&default_pool;
+}
+
+/* A cuMemAlloc allocation holding addr, into info. Callers hold sim_mem_lock. */
+static int describe_alloc(uint64_t addr, struct sim_ptr *info)
+{
+	ssize_t i = vec_find(&allocs, addr);
+	struct alloc *a;
+
+	if (i < 0)
+		return 0;
+	a = vec_at(&allocs, (size_t)i);
+	if (addr - a->va >= a->size)
+		return 0;
+	info->kind = SIM_PTR_ALLOC;
+	info->ctx = a->ctx;
+	info->start = a->va;
+	info->size = a->size;
+	info->id = a->id;
+	info->pool = a->pool;
+	return 1;
+}
+
+/* A reservation the app made with cuMemAddressReserve, or pinned host memory. Callers hold
+ * sim_mem_lock. */
+static int describe_other(uint64_t addr, struct sim_ptr *info)
+{
+	ssize_t i = vec_find(&resvs, addr);
+
+	if (i >= 0 && !((struct resv *)vec_at(&resvs, (size_t)i))->internal) {
+		struct resv *rv = vec_at(&resvs, (size_t)i);
+		info->kind = SIM_PTR_VMM;
+		info->ctx = sim_ctx_current();
+		info->start = rv->va;
+		info->size = rv->size;
+		info->id = rv->id;
+		return 1;
+	}
+	i = vec_find(&pins, addr);
+	if (i >= 0) {
+		struct pinned *p = vec_at(&pins, (size_t)i);
+		info->kind = SIM_PTR_HOST;
+		info->ctx = p->ctx;
+		info->start = info->map_va = p->addr;
+		info->size = info->map_size = p->size;
+		info->id = info->block_id = p->id;
+		info->mapped = 1;
+		info->access = 3;
+		return 1;
+	}
+	return 0;
+}
+
+int sim_ptr_describe(uint64_t addr, struct sim_ptr *info)
+{
+	struct sim_map *m;
+	int found;
+
+	memset(info, 0, sizeof(*info));
+	pthread_mutex_lock(&sim_mem_lock);
+	found = describe_alloc(addr, info) || describe_other(addr, info);
+	m = found && info->kind != SIM_PTR_HOST ? sim_map_find(addr) : NULL;
+	if (m != NULL) {
+		info->mapped = 1;
+		info->map_va = m->va;
+		info->map_size = m->size;
+		info->block_id = m->phys->id;
+		info->host_located = m->phys->host_located;
+		info->access = m->access;
+	}
+	pthread_mutex_unlock(&sim_mem_lock);
+	return found;
 }

@@ -37,6 +37,7 @@ enum simcuda_fault {
 	SIMCUDA_FAULT_D2H,
 	SIMCUDA_FAULT_D2D,
 	SIMCUDA_FAULT_H2H,
+	SIMCUDA_FAULT_PARAM_INFO,    /* cuFuncGetParamInfo and cuKernelGetParamInfo: CUDA_ERROR_NOT_SUPPORTED */
 	SIMCUDA_FAULT_KINDS
 };
 typedef int (*simcuda_inject_fn)(int kind, uint64_t skip, uint64_t count);

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MV_KERNEL_MAX_PARAMS 33 /* mv_touch32: out and 32 inputs */
+#define MV_KERNEL_MAX_PARAMS 72 /* mv_touch32 has 33; the simulated driver's own mv_wide, 71 */
 
 /* One memory range a kernel touches, named by its parameters (device addresses on the device). */
 struct mv_krange {

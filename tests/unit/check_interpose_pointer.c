@@ -1,0 +1,314 @@
+/* libmemvirt.so's answers to pointer queries on its buffers (resident, paged out, slab), its refusal
+ * to hand out its own allocation handles, CUkernel launches, and launches whose parameter layout the
+ * driver will not report, on the simulated GPU.
+ *
+ * The safety net is off unless a test says otherwise, so that a launch memvirt failed to prepare
+ * faults (a sticky CUDA_ERROR_ILLEGAL_ADDRESS) instead of reading the host copy. Whether a launch
+ * found its buffer still leaving (and kept its pages) or paged it back in is the library's race to
+ * win: the tests check the bytes, not which. */
+#include "config.h"
+
+#include "tests/unit/interposetest.h"
+
+#define GRAN64 "SIMCUDA_GRANULARITY=64KiB"
+#define THR16 "MEMVIRT_SLAB_THRESHOLD=16KiB"
+#define NET_OFF "SIMCUDA_NO_HOST_VMM=1"
+#define BUF (64 * ITEST_KIB) /* one granule with GRAN64 */
+#define NF (BUF / sizeof(float))
+/* Five buffers of BUF on a budget of four: the first is paged out by the others. */
+#define ENV "SIMCUDA_MEM=256KiB", GRAN64, THR16
+
+struct five {
+	CUdeviceptr a, o[4];
+};
+
+static CUdeviceptr alloc_filled(uint64_t bytes, float v)
+{
+	CUdeviceptr p;
+
+	CHK(cuMemAlloc(&p, bytes));
+	CHK(simtest_fill(p, v, bytes / sizeof(float), NULL));
+	CHK(cuCtxSynchronize());
+	return p;
+}
+
+/* a (asize bytes, filled with 3) is paged out by four buffers filled with 10 .. 13. */
+static void five_setup(struct five *t, uint64_t asize)
+{
+	struct memvirt_counters c;
+
+	t->a = alloc_filled(asize, 3.0f);
+	for (int i = 0; i < 4; i++)
+		t->o[i] = alloc_filled(BUF, 10.0f + (float)i);
+	c = itest_counters();
+	ck_assert_msg(c.page_outs >= 1 && c.host_bytes >= asize, "a was not paged out: %llu page-outs, %llu on host",
+		      (unsigned long long)c.page_outs, (unsigned long long)c.host_bytes);
+}
+
+static unsigned long long attr_u64(CUpointer_attribute a, CUdeviceptr p)
+{
+	unsigned long long v = 0;
+
+	CHK(cuPointerGetAttribute(&v, a, p));
+	return v;
+}
+
+static int attr_int(CUpointer_attribute a, CUdeviceptr p)
+{
+	int v = -1;
+
+	CHK(cuPointerGetAttribute(&v, a, p));
+	return v;
+}
+
+/* ---- pointer attributes ---- */
+
+/* Every attribute a real driver gives cuMemAlloc memory, for a buffer at p of `size` bytes. */
+static void expect_allocation(CUdeviceptr p, uint64_t size, const char *what)
+{
+	CUdeviceptr base = 0;
+	size_t range = 0;
+	CUcontext ctx = NULL;
+	unsigned int type = 0;
+	void *host = NULL;
+
+	CHK(cuMemGetAddressRange(&base, &range, p + size - 1));
+	ck_assert_msg(base == p && range == size, "%s: cuMemGetAddressRange gives %#llx + %zu", what,
+		      (unsigned long long)base, range);
+	ck_assert_msg(attr_u64(CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, p + size - 1) == p, "%s: range start", what);
+	ck_assert_msg(attr_u64(CU_POINTER_ATTRIBUTE_RANGE_SIZE, p + 1) == range, "%s: range size %llu, not %zu", what,
+		      attr_u64(CU_POINTER_ATTRIBUTE_RANGE_SIZE, p + 1), range);
+	CHK(cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, p));
+	ck_assert_uint_eq(type, CU_MEMORYTYPE_DEVICE);
+	CHK(cuPointerGetAttribute(&ctx, CU_POINTER_ATTRIBUTE_CONTEXT, p));
+	ck_assert_ptr_eq(ctx, simtest_ctx);
+	ck_assert_uint_eq(attr_u64(CU_POINTER_ATTRIBUTE_DEVICE_POINTER, p + 4), p + 4);
+	ck_assert_int_eq(attr_int(CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, p), 0);
+	ck_assert_int_eq(attr_int(CU_POINTER_ATTRIBUTE_MAPPED, p), 1);
+	ck_assert_int_eq(attr_int(CU_POINTER_ATTRIBUTE_IS_LEGACY_CUDA_IPC_CAPABLE, p), 1);
+	ck_assert_int_eq(attr_int(CU_POINTER_ATTRIBUTE_IS_MANAGED, p), 0);
+	ck_assert_int_eq(attr_int(CU_POINTER_ATTRIBUTE_ACCESS_FLAGS, p), CU_POINTER_ATTRIBUTE_ACCESS_FLAG_READWRITE);
+	ck_assert_uint_eq(attr_u64(CU_POINTER_ATTRIBUTE_ALLOWED_HANDLE_TYPES, p), 0);
+	CHK_ERR(cuPointerGetAttribute(&host, CU_POINTER_ATTRIBUTE_HOST_POINTER, p), CUDA_ERROR_INVALID_VALUE);
+}
+
+START_TEST(test_attrs_describe_the_allocation)
+{
+	struct five t;
+	const uint64_t asize = BUF - 96;
+	CUdeviceptr s1, s2;
+	unsigned long long ids[7];
+	float *h;
+
+	simtest_start(ENV, NET_OFF);
+	five_setup(&t, asize);
+	expect_allocation(t.a, asize, "paged-out buffer");
+	expect_allocation(t.o[0], BUF, "resident buffer");
+	/* Two slab blocks share a chunk, not their range or ID. */
+	CHK(cuMemAlloc(&s1, 1000));
+	CHK(cuMemAlloc(&s2, 1000));
+	expect_allocation(s1, 1000, "slab block 1");
+	expect_allocation(s2, 1000, "slab block 2");
+	ids[0] = attr_u64(CU_POINTER_ATTRIBUTE_BUFFER_ID, t.a);
+	ids[1] = attr_u64(CU_POINTER_ATTRIBUTE_BUFFER_ID, s1);
+	ids[2] = attr_u64(CU_POINTER_ATTRIBUTE_BUFFER_ID, s2 + 999);
+	for (int i = 0; i < 4; i++)
+		ids[3 + i] = attr_u64(CU_POINTER_ATTRIBUTE_BUFFER_ID, t.o[i] + 8);
+	for (int i = 0; i < 7; i++)
+		for (int j = i + 1; j < 7; j++)
+			ck_assert_msg(ids[i] != ids[j], "buffers %d and %d share BUFFER_ID %llu", i, j, ids[i]);
+	ck_assert_uint_eq(attr_u64(CU_POINTER_ATTRIBUTE_BUFFER_ID, t.a + 100), ids[0]);
+	/* Answering moved nothing: a is still paged out, and its bytes come back whole. */
+	h = malloc(asize);
+	CHK(cuMemcpyDtoH(h, t.a, asize));
+	simtest_expect_host(h, asize / sizeof(float), 3.0f);
+	free(h);
+}
+END_TEST
+
+START_TEST(test_attrs_batch_and_others)
+{
+	struct five t;
+	unsigned int type = 9;
+	void *host = (void *)1, *pinned;
+	size_t size = 0;
+	unsigned long long id = 0;
+	CUpointer_attribute attrs[] = {CU_POINTER_ATTRIBUTE_MEMORY_TYPE, CU_POINTER_ATTRIBUTE_HOST_POINTER,
+				       CU_POINTER_ATTRIBUTE_RANGE_SIZE, CU_POINTER_ATTRIBUTE_BUFFER_ID};
+	void *data[] = {&type, &host, &size, &id};
+
+	simtest_start(ENV, NET_OFF);
+	five_setup(&t, BUF);
+	CHK(cuPointerGetAttributes(4, attrs, data, t.a + 64));
+	ck_assert_uint_eq(type, CU_MEMORYTYPE_DEVICE);
+	ck_assert_ptr_null(host);
+	ck_assert_uint_eq(size, BUF);
+	ck_assert_uint_eq(id, attr_u64(CU_POINTER_ATTRIBUTE_BUFFER_ID, t.a));
+	/* Memory memvirt does not serve is the driver's to describe. */
+	CHK(cuMemAllocHost(&pinned, 4096));
+	CHK(cuPointerGetAttributes(4, attrs, data, (CUdeviceptr)(uintptr_t)pinned));
+	ck_assert_uint_eq(type, CU_MEMORYTYPE_HOST);
+	ck_assert_ptr_eq(host, pinned);
+	ck_assert_uint_eq(size, 4096);
+	CHK(cuMemFreeHost(pinned));
+	{
+		unsigned long long flags = 0;
+		CUmemLocation loc = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = 0};
+		CHK(cuMemGetAccess(&flags, &loc, t.a));
+		ck_assert_uint_eq(flags, CU_MEM_ACCESS_FLAGS_PROT_READWRITE);
+	}
+	simtest_expect_floats(t.a, NF, 3.0f);
+}
+END_TEST
+
+/* ---- allocation handles ---- */
+
+START_TEST(test_retain_handle_refused_for_buffers)
+{
+	struct five t;
+	CUdeviceptr s, va;
+	CUmemGenericAllocationHandle h = 0, mine, again = 0;
+	CUmemAllocationProp prop = simtest_prop(0);
+
+	simtest_start(ENV, NET_OFF);
+	five_setup(&t, BUF);
+	CHK(cuMemAlloc(&s, 1000));
+	CHK_ERR(cuMemRetainAllocationHandle(&h, (void *)(uintptr_t)t.a), CUDA_ERROR_INVALID_VALUE);
+	CHK_ERR(cuMemRetainAllocationHandle(&h, (void *)(uintptr_t)(t.o[1] + 8)), CUDA_ERROR_INVALID_VALUE);
+	CHK_ERR(cuMemRetainAllocationHandle(&h, (void *)(uintptr_t)s), CUDA_ERROR_INVALID_VALUE);
+	ck_assert_uint_eq(h, 0);
+	/* The app's own cuMemCreate mappings are the driver's to answer for. */
+	CHK(cuMemAddressReserve(&va, BUF, 0, 0, 0));
+	CHK(cuMemCreate(&mine, BUF, &prop, 0));
+	CHK(cuMemMap(va, BUF, 0, mine, 0));
+	CHK(cuMemRetainAllocationHandle(&again, (void *)(uintptr_t)va));
+	ck_assert_uint_eq(again, mine);
+	CHK(cuMemRelease(again));
+	CHK(cuMemUnmap(va, BUF));
+	CHK(cuMemRelease(mine));
+	CHK(cuMemAddressFree(va, BUF));
+	simtest_expect_floats(t.a, NF, 3.0f);
+}
+END_TEST
+
+/* ---- kernels whose layout comes from elsewhere, or not at all ---- */
+
+/* o[0] += 2 a through f, then the exact sums; a was paged out. */
+static void axpy_through(struct five *t, CUfunction f)
+{
+	float two = 2.0f;
+	uint64_t n = NF;
+	void *args[] = {&t->o[0], &t->a, &two, &n};
+
+	CHK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL));
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(t->o[0], NF, 10.0f + 2.0f * 3.0f);
+	simtest_expect_floats(t->a, NF, 3.0f);
+}
+
+START_TEST(test_cukernel_launch_pages_in)
+{
+	struct five t;
+	CUlibrary lib;
+	CUkernel k;
+
+	simtest_start(ENV, NET_OFF);
+	five_setup(&t, BUF);
+	CHK(cuLibraryLoadData(&lib, "simcuda", NULL, NULL, 0, NULL, NULL, 0));
+	CHK(cuLibraryGetKernel(&k, lib, "mv_axpy"));
+	axpy_through(&t, (CUfunction)k);
+	CHK(cuLibraryUnload(lib));
+}
+END_TEST
+
+/* How many lines of the file hold needle. */
+static int count_lines(const char *path, const char *needle)
+{
+	char *all = itest_slurp(path), *p = all;
+	int n = 0;
+
+	while ((p = strstr(p, needle)) != NULL) {
+		n++;
+		p += strlen(needle);
+	}
+	free(all);
+	return n;
+}
+
+/* The driver will not report mv_axpy's layout: its launch must still find a's bytes, through the
+ * safety net (_i 1) or by bringing every buffer in (_i 0), and the warning comes once. */
+START_TEST(test_unknown_layout_falls_back)
+{
+	struct five t;
+	simcuda_inject_fn inject;
+	char logpath[PATH_MAX];
+
+	itest_tmpfile(logpath, sizeof(logpath), "log");
+	ck_assert_int_eq(setenv("MEMVIRT_LOG_FILE", logpath, 1), 0);
+	ck_assert_int_eq(setenv("MEMVIRT_LOG", "warn", 1), 0);
+	if (_i == 0)
+		simtest_start(ENV, NET_OFF);
+	else
+		simtest_start(ENV);
+	five_setup(&t, BUF);
+	/* Room for a beside the two buffers the launch names: every buffer fits. */
+	CHK(cuMemFree(t.o[2]));
+	CHK(cuMemFree(t.o[3]));
+	inject = (simcuda_inject_fn)simtest_sym(SIMCUDA_INJECT);
+	ck_assert_int_eq(inject(SIMCUDA_FAULT_PARAM_INFO, 0, UINT64_MAX), 0);
+	axpy_through(&t, simtest_func("mv_axpy"));
+	/* Twice: the layout is asked for once, and the warning written once. */
+	{
+		float zero = 0.0f;
+		uint64_t n = NF;
+		void *args[] = {&t.o[1], &t.a, &zero, &n};
+		CHK(simtest_launch("mv_axpy", NULL, args));
+		CHK(cuCtxSynchronize());
+	}
+	simtest_expect_floats(t.o[1], NF, 11.0f);
+	ck_assert_int_eq(inject(SIMCUDA_FAULT_PARAM_INFO, 0, 0), 0);
+	ck_assert_int_eq(count_lines(logpath, "reports no parameter layout"), 1);
+	unlink(logpath);
+}
+END_TEST
+
+/* mv_wide's 71st parameter names a paged-out buffer: the scan reaches it. */
+START_TEST(test_wide_kernel_scanned_whole)
+{
+	struct five t;
+	uint32_t words[69] = {NF};
+	void *args[71];
+
+	simtest_start(ENV, NET_OFF);
+	five_setup(&t, BUF);
+	args[0] = &t.o[0];
+	for (int i = 0; i < 69; i++)
+		args[1 + i] = &words[i];
+	args[70] = &t.a;
+	CHK(simtest_launch("mv_wide", NULL, args));
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(t.o[0], NF, 6.0f);
+	simtest_expect_floats(t.a, NF, 3.0f);
+}
+END_TEST
+
+static Suite *pointer_suite(void)
+{
+	Suite *s = suite_create("interpose_pointer");
+	TCase *tc = simtest_tcase(s, "attributes", 60);
+
+	tcase_add_test(tc, test_attrs_describe_the_allocation);
+	tcase_add_test(tc, test_attrs_batch_and_others);
+	tcase_add_test(tc, test_retain_handle_refused_for_buffers);
+	tc = simtest_tcase(s, "layouts", 60);
+	tcase_add_test(tc, test_cukernel_launch_pages_in);
+	tcase_add_loop_test(tc, test_unknown_layout_falls_back, 0, 2);
+	tcase_add_test(tc, test_wide_kernel_scanned_whole);
+	return s;
+}
+
+int main(int argc, char **argv)
+{
+	itest_main_begin(argc, argv);
+	return simtest_run(pointer_suite());
+}
