@@ -1,5 +1,6 @@
-/* Copies and memsets: each names the buffers on its device side to mv_submit, and a host-to-device
- * copy of a small pointer table remembers the buffers the table points to. */
+/* Copies, memsets and stream memory operations: each names the buffers on its device side to
+ * mv_submit (a pitched side by the first and last byte it touches), and a host-to-device copy of a
+ * small pointer table remembers the buffers the table points to. */
 #include "config.h"
 
 #include <string.h>
@@ -87,15 +88,21 @@ static void note_refs(uint64_t dst, const void *src, size_t bytes)
 	mv_unlock();
 }
 
-/* Whether addr is a buffer memvirt serves (device memory), not host memory. */
-static int mv_is_device_side(uint64_t addr)
+/* Whether a unified copy's source is host memory the CPU may read for note_refs: neither a buffer
+ * memvirt serves nor device memory the driver knows of (another allocator's, the app's own
+ * mappings). Device memory is never read here: on a GPU that is a fault. */
+static int host_source(uint64_t addr, size_t bytes)
 {
+	CUdeviceptr base;
+	size_t size;
 	int found;
 
+	if (bytes > MV_REF_SCAN_MAX || bytes < 8)
+		return 0;
 	mv_lock();
 	found = mv_registry_find(addr) != NULL;
 	mv_unlock();
-	return found;
+	return !found && mv_real.cuMemGetAddressRange_v2(&base, &size, addr) != CUDA_SUCCESS;
 }
 
 static CUresult copy(struct copy_args *a)
@@ -116,7 +123,7 @@ static CUresult copy(struct copy_args *a)
 	r = mv_submit(a->h, a->per_thread, words, a->bytes == 0 ? 0 : n, do_copy, a, keys[a->form]);
 	/* The source is read only once the driver has accepted it: a bad pointer gets the driver's
 	 * error, not a fault here. */
-	if (r == CUDA_SUCCESS && (a->form == COPY_H2D || (a->form == COPY_UNIFIED && !mv_is_device_side(a->src))))
+	if (r == CUDA_SUCCESS && (a->form == COPY_H2D || (a->form == COPY_UNIFIED && host_source(a->src, a->bytes))))
 		note_refs(a->dst, (const void *)(uintptr_t)a->src, a->bytes);
 	return r;
 }
@@ -205,3 +212,374 @@ MV_EXPORT CUresult cuMemsetD16Async(CUdeviceptr d, unsigned short v, size_t n, C
 MV_EXPORT CUresult cuMemsetD16Async_ptsz(CUdeviceptr d, unsigned short v, size_t n, CUstream h) { MEMSET(2, 1, 1, d, v, n, h); }
 MV_EXPORT CUresult cuMemsetD32Async(CUdeviceptr d, unsigned int v, size_t n, CUstream h) { MEMSET(4, 1, 0, d, v, n, h); }
 MV_EXPORT CUresult cuMemsetD32Async_ptsz(CUdeviceptr d, unsigned int v, size_t n, CUstream h) { MEMSET(4, 1, 1, d, v, n, h); }
+
+/* ---- pitched copies and memsets, peer and batched copies, stream memory operations ---- */
+
+/* Every one of these goes through mv_submit as the plain copies do: the buffers named are brought
+ * in first, the stream is ordered after their page-ins, and the use is recorded on the stream, so
+ * that no page-out takes them before the operation has completed. */
+static CUresult submit(CUstream h, int per_thread, const uint64_t *words, size_t n, CUresult (*fn)(void *),
+		       void *arg, uintptr_t key)
+{
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	return mv_submit(h, per_thread, words, n, fn, arg, key);
+}
+
+/* Appends the first and last byte a pitched side touches, when the side may be device memory:
+ * between them lies every row it reads or writes. */
+static size_t pitched_words(uint64_t *words, size_t n, CUmemorytype type, CUdeviceptr dev, size_t x, size_t y,
+			    size_t z, size_t pitch, size_t height, size_t width, size_t rows, size_t depth)
+{
+	uint64_t first;
+
+	if ((type != CU_MEMORYTYPE_DEVICE && type != CU_MEMORYTYPE_UNIFIED) || dev == 0 || width == 0 || rows == 0 ||
+	    depth == 0)
+		return n;
+	first = dev + ((uint64_t)z * height + y) * pitch + x;
+	words[n++] = first;
+	words[n++] = first + ((uint64_t)(depth - 1) * height + (rows - 1)) * pitch + width - 1;
+	return n;
+}
+
+enum pitched_form { P2D, P2D_UNALIGNED, P2D_ASYNC, P3D, P3D_ASYNC };
+
+struct pitched_args {
+	enum pitched_form form;
+	int per_thread;
+	const void *p;
+	CUstream h;
+};
+
+static CUresult do_pitched(void *arg)
+{
+	struct pitched_args *a = arg;
+	int pt = a->per_thread;
+
+	switch (a->form) {
+	case P2D:
+		return (pt ? mv_real.cuMemcpy2D_v2_ptds : mv_real.cuMemcpy2D_v2)(a->p);
+	case P2D_UNALIGNED:
+		return (pt ? mv_real.cuMemcpy2DUnaligned_v2_ptds : mv_real.cuMemcpy2DUnaligned_v2)(a->p);
+	case P2D_ASYNC:
+		return (pt ? mv_real.cuMemcpy2DAsync_v2_ptsz : mv_real.cuMemcpy2DAsync_v2)(a->p, a->h);
+	case P3D:
+		return (pt ? mv_real.cuMemcpy3D_v2_ptds : mv_real.cuMemcpy3D_v2)(a->p);
+	default:
+		return (pt ? mv_real.cuMemcpy3DAsync_v2_ptsz : mv_real.cuMemcpy3DAsync_v2)(a->p, a->h);
+	}
+}
+
+static CUresult copy2d(enum pitched_form form, const CUDA_MEMCPY2D *p, CUstream h, int per_thread)
+{
+	struct pitched_args a = {form, per_thread, p, h};
+	uint64_t words[4];
+	size_t n = 0;
+
+	if (p != NULL) {
+		n = pitched_words(words, n, p->srcMemoryType, p->srcDevice, p->srcXInBytes, p->srcY, 0, p->srcPitch, 0,
+				  p->WidthInBytes, p->Height, 1);
+		n = pitched_words(words, n, p->dstMemoryType, p->dstDevice, p->dstXInBytes, p->dstY, 0, p->dstPitch, 0,
+				  p->WidthInBytes, p->Height, 1);
+	}
+	return submit(h, per_thread, words, n, do_pitched, &a, MV_FK_COPY);
+}
+
+static CUresult copy3d(enum pitched_form form, const CUDA_MEMCPY3D *p, CUstream h, int per_thread)
+{
+	struct pitched_args a = {form, per_thread, p, h};
+	uint64_t words[4];
+	size_t n = 0;
+
+	if (p != NULL) {
+		n = pitched_words(words, n, p->srcMemoryType, p->srcDevice, p->srcXInBytes, p->srcY, p->srcZ, p->srcPitch,
+				  p->srcHeight, p->WidthInBytes, p->Height, p->Depth);
+		n = pitched_words(words, n, p->dstMemoryType, p->dstDevice, p->dstXInBytes, p->dstY, p->dstZ, p->dstPitch,
+				  p->dstHeight, p->WidthInBytes, p->Height, p->Depth);
+	}
+	return submit(h, per_thread, words, n, do_pitched, &a, MV_FK_COPY);
+}
+
+MV_EXPORT CUresult cuMemcpy2D_v2(const CUDA_MEMCPY2D *p) { return copy2d(P2D, p, NULL, 0); }
+MV_EXPORT CUresult cuMemcpy2D_v2_ptds(const CUDA_MEMCPY2D *p) { return copy2d(P2D, p, NULL, 1); }
+MV_EXPORT CUresult cuMemcpy2DUnaligned_v2(const CUDA_MEMCPY2D *p) { return copy2d(P2D_UNALIGNED, p, NULL, 0); }
+MV_EXPORT CUresult cuMemcpy2DUnaligned_v2_ptds(const CUDA_MEMCPY2D *p) { return copy2d(P2D_UNALIGNED, p, NULL, 1); }
+MV_EXPORT CUresult cuMemcpy2DAsync_v2(const CUDA_MEMCPY2D *p, CUstream h) { return copy2d(P2D_ASYNC, p, h, 0); }
+MV_EXPORT CUresult cuMemcpy2DAsync_v2_ptsz(const CUDA_MEMCPY2D *p, CUstream h) { return copy2d(P2D_ASYNC, p, h, 1); }
+MV_EXPORT CUresult cuMemcpy3D_v2(const CUDA_MEMCPY3D *p) { return copy3d(P3D, p, NULL, 0); }
+MV_EXPORT CUresult cuMemcpy3D_v2_ptds(const CUDA_MEMCPY3D *p) { return copy3d(P3D, p, NULL, 1); }
+MV_EXPORT CUresult cuMemcpy3DAsync_v2(const CUDA_MEMCPY3D *p, CUstream h) { return copy3d(P3D_ASYNC, p, h, 0); }
+MV_EXPORT CUresult cuMemcpy3DAsync_v2_ptsz(const CUDA_MEMCPY3D *p, CUstream h) { return copy3d(P3D_ASYNC, p, h, 1); }
+
+struct peer_args {
+	CUdeviceptr dst, src;
+	CUcontext dctx, sctx;
+	size_t bytes;
+	CUstream h;
+	int async, per_thread;
+};
+
+static CUresult do_peer(void *arg)
+{
+	struct peer_args *a = arg;
+
+	if (a->async)
+		return (a->per_thread ? mv_real.cuMemcpyPeerAsync_ptsz : mv_real.cuMemcpyPeerAsync)(
+			a->dst, a->dctx, a->src, a->sctx, a->bytes, a->h);
+	return (a->per_thread ? mv_real.cuMemcpyPeer_ptds : mv_real.cuMemcpyPeer)(a->dst, a->dctx, a->src, a->sctx,
+										    a->bytes);
+}
+
+static CUresult peer(struct peer_args *a)
+{
+	uint64_t words[2] = {a->dst, a->src};
+
+	return submit(a->h, a->per_thread, words, a->bytes == 0 ? 0 : 2, do_peer, a, MV_FK_DTOD);
+}
+
+MV_EXPORT CUresult cuMemcpyPeer(CUdeviceptr d, CUcontext dc, CUdeviceptr s, CUcontext sc, size_t n)
+{
+	struct peer_args a = {d, s, dc, sc, n, NULL, 0, 0};
+	return peer(&a);
+}
+
+MV_EXPORT CUresult cuMemcpyPeer_ptds(CUdeviceptr d, CUcontext dc, CUdeviceptr s, CUcontext sc, size_t n)
+{
+	struct peer_args a = {d, s, dc, sc, n, NULL, 0, 1};
+	return peer(&a);
+}
+
+MV_EXPORT CUresult cuMemcpyPeerAsync(CUdeviceptr d, CUcontext dc, CUdeviceptr s, CUcontext sc, size_t n, CUstream h)
+{
+	struct peer_args a = {d, s, dc, sc, n, h, 1, 0};
+	return peer(&a);
+}
+
+MV_EXPORT CUresult cuMemcpyPeerAsync_ptsz(CUdeviceptr d, CUcontext dc, CUdeviceptr s, CUcontext sc, size_t n,
+					  CUstream h)
+{
+	struct peer_args a = {d, s, dc, sc, n, h, 1, 1};
+	return peer(&a);
+}
+
+/* A batch names at most this many addresses; a bigger one is refused, as its buffers could not all
+ * be named. */
+#define MV_BATCH_WORDS 1024
+static __thread uint64_t tl_batch[MV_BATCH_WORDS];
+
+struct batch_args {
+	CUdeviceptr *dsts, *srcs;
+	size_t *sizes, count;
+	CUmemcpyAttributes *attrs;
+	size_t *idx, nattrs;
+	CUstream h;
+	int per_thread;
+};
+
+static CUresult do_batch(void *arg)
+{
+	struct batch_args *a = arg;
+
+	return (a->per_thread ? mv_real.cuMemcpyBatchAsync_v2_ptsz : mv_real.cuMemcpyBatchAsync_v2)(
+		a->dsts, a->srcs, a->sizes, a->count, a->attrs, a->idx, a->nattrs, a->h);
+}
+
+static CUresult batch(struct batch_args *a)
+{
+	size_t n = 0;
+
+	if (a->dsts != NULL && a->srcs != NULL && a->sizes != NULL) {
+		if (a->count > MV_BATCH_WORDS / 2) {
+			mv_log(MV_LOG_ERROR, "cuMemcpyBatchAsync of %zu copies refused: at most %d can be made safe",
+			       a->count, MV_BATCH_WORDS / 2);
+			return CUDA_ERROR_NOT_SUPPORTED;
+		}
+		for (size_t i = 0; i < a->count; i++) {
+			if (a->sizes[i] == 0)
+				continue;
+			tl_batch[n++] = a->dsts[i];
+			tl_batch[n++] = a->srcs[i];
+		}
+	}
+	return submit(a->h, a->per_thread, tl_batch, n, do_batch, a, MV_FK_COPY);
+}
+
+MV_EXPORT CUresult cuMemcpyBatchAsync_v2(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
+					 CUmemcpyAttributes *attrs, size_t *idx, size_t nattrs, CUstream h)
+{
+	struct batch_args a = {dsts, srcs, sizes, count, attrs, idx, nattrs, h, 0};
+	return batch(&a);
+}
+
+MV_EXPORT CUresult cuMemcpyBatchAsync_v2_ptsz(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
+					      CUmemcpyAttributes *attrs, size_t *idx, size_t nattrs, CUstream h)
+{
+	struct batch_args a = {dsts, srcs, sizes, count, attrs, idx, nattrs, h, 1};
+	return batch(&a);
+}
+
+struct memset2d_args {
+	unsigned elem;
+	int async, per_thread;
+	CUdeviceptr dst;
+	size_t pitch;
+	uint32_t value;
+	size_t width, height;
+	CUstream h;
+};
+
+static CUresult do_memset2d(void *arg)
+{
+	struct memset2d_args *a = arg;
+	int pt = a->per_thread;
+
+	switch (a->elem + (a->async ? 8 : 0)) {
+	case 1:
+		return (pt ? mv_real.cuMemsetD2D8_v2_ptds : mv_real.cuMemsetD2D8_v2)(a->dst, a->pitch, (unsigned char)a->value,
+										    a->width, a->height);
+	case 2:
+		return (pt ? mv_real.cuMemsetD2D16_v2_ptds : mv_real.cuMemsetD2D16_v2)(
+			a->dst, a->pitch, (unsigned short)a->value, a->width, a->height);
+	case 4:
+		return (pt ? mv_real.cuMemsetD2D32_v2_ptds : mv_real.cuMemsetD2D32_v2)(a->dst, a->pitch, a->value, a->width,
+										      a->height);
+	case 9:
+		return (pt ? mv_real.cuMemsetD2D8Async_ptsz : mv_real.cuMemsetD2D8Async)(
+			a->dst, a->pitch, (unsigned char)a->value, a->width, a->height, a->h);
+	case 10:
+		return (pt ? mv_real.cuMemsetD2D16Async_ptsz : mv_real.cuMemsetD2D16Async)(
+			a->dst, a->pitch, (unsigned short)a->value, a->width, a->height, a->h);
+	default:
+		return (pt ? mv_real.cuMemsetD2D32Async_ptsz : mv_real.cuMemsetD2D32Async)(a->dst, a->pitch, a->value,
+											   a->width, a->height, a->h);
+	}
+}
+
+static CUresult memset2d(struct memset2d_args *a)
+{
+	uint64_t words[2];
+	size_t n = pitched_words(words, 0, CU_MEMORYTYPE_DEVICE, a->dst, 0, 0, 0, a->pitch, 0,
+				 a->width * a->elem, a->height, 1);
+
+	return submit(a->h, a->per_thread, words, n, do_memset2d, a, MV_FK_MEMSET);
+}
+
+#define MEMSET2D(elem, async, pt, d, p, v, w, hgt, h) \
+	do { \
+		struct memset2d_args a_ = {elem, async, pt, d, p, v, w, hgt, h}; \
+		return memset2d(&a_); \
+	} while (0)
+
+MV_EXPORT CUresult cuMemsetD2D8_v2(CUdeviceptr d, size_t p, unsigned char v, size_t w, size_t hgt) { MEMSET2D(1, 0, 0, d, p, v, w, hgt, NULL); }
+MV_EXPORT CUresult cuMemsetD2D8_v2_ptds(CUdeviceptr d, size_t p, unsigned char v, size_t w, size_t hgt) { MEMSET2D(1, 0, 1, d, p, v, w, hgt, NULL); }
+MV_EXPORT CUresult cuMemsetD2D16_v2(CUdeviceptr d, size_t p, unsigned short v, size_t w, size_t hgt) { MEMSET2D(2, 0, 0, d, p, v, w, hgt, NULL); }
+MV_EXPORT CUresult cuMemsetD2D16_v2_ptds(CUdeviceptr d, size_t p, unsigned short v, size_t w, size_t hgt) { MEMSET2D(2, 0, 1, d, p, v, w, hgt, NULL); }
+MV_EXPORT CUresult cuMemsetD2D32_v2(CUdeviceptr d, size_t p, unsigned int v, size_t w, size_t hgt) { MEMSET2D(4, 0, 0, d, p, v, w, hgt, NULL); }
+MV_EXPORT CUresult cuMemsetD2D32_v2_ptds(CUdeviceptr d, size_t p, unsigned int v, size_t w, size_t hgt) { MEMSET2D(4, 0, 1, d, p, v, w, hgt, NULL); }
+MV_EXPORT CUresult cuMemsetD2D8Async(CUdeviceptr d, size_t p, unsigned char v, size_t w, size_t hgt, CUstream h) { MEMSET2D(1, 1, 0, d, p, v, w, hgt, h); }
+MV_EXPORT CUresult cuMemsetD2D8Async_ptsz(CUdeviceptr d, size_t p, unsigned char v, size_t w, size_t hgt, CUstream h) { MEMSET2D(1, 1, 1, d, p, v, w, hgt, h); }
+MV_EXPORT CUresult cuMemsetD2D16Async(CUdeviceptr d, size_t p, unsigned short v, size_t w, size_t hgt, CUstream h) { MEMSET2D(2, 1, 0, d, p, v, w, hgt, h); }
+MV_EXPORT CUresult cuMemsetD2D16Async_ptsz(CUdeviceptr d, size_t p, unsigned short v, size_t w, size_t hgt, CUstream h) { MEMSET2D(2, 1, 1, d, p, v, w, hgt, h); }
+MV_EXPORT CUresult cuMemsetD2D32Async(CUdeviceptr d, size_t p, unsigned int v, size_t w, size_t hgt, CUstream h) { MEMSET2D(4, 1, 0, d, p, v, w, hgt, h); }
+MV_EXPORT CUresult cuMemsetD2D32Async_ptsz(CUdeviceptr d, size_t p, unsigned int v, size_t w, size_t hgt, CUstream h) { MEMSET2D(4, 1, 1, d, p, v, w, hgt, h); }
+
+/* A stream memory operation names the word it writes or waits on: its buffer stays resident until
+ * the operation has completed (a wait, until its condition held). */
+struct memop_args {
+	int wide, wait, per_thread;
+	CUstream h;
+	CUdeviceptr addr;
+	uint64_t value;
+	unsigned flags;
+};
+
+static CUresult do_memop(void *arg)
+{
+	struct memop_args *a = arg;
+	int pt = a->per_thread;
+
+	if (a->wait && a->wide)
+		return (pt ? mv_real.cuStreamWaitValue64_v2_ptsz : mv_real.cuStreamWaitValue64_v2)(a->h, a->addr, a->value,
+												a->flags);
+	if (a->wait)
+		return (pt ? mv_real.cuStreamWaitValue32_v2_ptsz : mv_real.cuStreamWaitValue32_v2)(
+			a->h, a->addr, (cuuint32_t)a->value, a->flags);
+	if (a->wide)
+		return (pt ? mv_real.cuStreamWriteValue64_v2_ptsz : mv_real.cuStreamWriteValue64_v2)(a->h, a->addr,
+												  a->value, a->flags);
+	return (pt ? mv_real.cuStreamWriteValue32_v2_ptsz : mv_real.cuStreamWriteValue32_v2)(
+		a->h, a->addr, (cuuint32_t)a->value, a->flags);
+}
+
+static CUresult memop(struct memop_args *a)
+{
+	uint64_t word = a->addr;
+
+	return submit(a->h, a->per_thread, &word, 1, do_memop, a, MV_FK_MEMSET);
+}
+
+#define MEMOP(wide, wait, pt, h, addr, v, f) \
+	do { \
+		struct memop_args a_ = {wide, wait, pt, h, addr, v, f}; \
+		return memop(&a_); \
+	} while (0)
+
+MV_EXPORT CUresult cuStreamWriteValue32_v2(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f) { MEMOP(0, 0, 0, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWriteValue32_v2_ptsz(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f) { MEMOP(0, 0, 1, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWriteValue64_v2(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f) { MEMOP(1, 0, 0, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWriteValue64_v2_ptsz(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f) { MEMOP(1, 0, 1, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWaitValue32_v2(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f) { MEMOP(0, 1, 0, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWaitValue32_v2_ptsz(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f) { MEMOP(0, 1, 1, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWaitValue64_v2(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f) { MEMOP(1, 1, 0, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWaitValue64_v2_ptsz(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f) { MEMOP(1, 1, 1, h, a, v, f); }
+
+struct batch_memop_args {
+	CUstream h;
+	unsigned count;
+	CUstreamBatchMemOpParams *ops;
+	unsigned flags;
+	int per_thread;
+};
+
+static CUresult do_batch_memop(void *arg)
+{
+	struct batch_memop_args *a = arg;
+
+	return (a->per_thread ? mv_real.cuStreamBatchMemOp_v2_ptsz : mv_real.cuStreamBatchMemOp_v2)(a->h, a->count,
+												    a->ops, a->flags);
+}
+
+/* Every word a batch writes or waits on is named. */
+static CUresult batch_memop(struct batch_memop_args *a)
+{
+	size_t n = 0;
+
+	if (a->ops != NULL) {
+		if (a->count > MV_BATCH_WORDS) {
+			mv_log(MV_LOG_ERROR, "cuStreamBatchMemOp of %u operations refused: at most %d can be made safe",
+			       a->count, MV_BATCH_WORDS);
+			return CUDA_ERROR_NOT_SUPPORTED;
+		}
+		for (unsigned i = 0; i < a->count; i++) {
+			CUstreamBatchMemOpType op = a->ops[i].operation;
+			if (op == CU_STREAM_MEM_OP_WAIT_VALUE_32 || op == CU_STREAM_MEM_OP_WAIT_VALUE_64)
+				tl_batch[n++] = a->ops[i].waitValue.address;
+			else if (op == CU_STREAM_MEM_OP_WRITE_VALUE_32 || op == CU_STREAM_MEM_OP_WRITE_VALUE_64)
+				tl_batch[n++] = a->ops[i].writeValue.address;
+		}
+	}
+	return submit(a->h, a->per_thread, tl_batch, n, do_batch_memop, a, MV_FK_MEMSET);
+}
+
+MV_EXPORT CUresult cuStreamBatchMemOp_v2(CUstream h, unsigned int count, CUstreamBatchMemOpParams *ops, unsigned int f)
+{
+	struct batch_memop_args a = {h, count, ops, f, 0};
+	return batch_memop(&a);
+}
+
+MV_EXPORT CUresult cuStreamBatchMemOp_v2_ptsz(CUstream h, unsigned int count, CUstreamBatchMemOpParams *ops,
+					      unsigned int f)
+{
+	struct batch_memop_args a = {h, count, ops, f, 1};
+	return batch_memop(&a);
+}
