@@ -300,12 +300,14 @@ static void memop_run(void *arg)
 }
 
 /* Checks one operation as the driver does before anything is queued. */
-static CUresult memop_check(uint64_t addr, int wide, int wait, unsigned flags)
+static CUresult memop_check(uint64_t addr, int wide, int wait, unsigned flags, int v1)
 {
 	if (addr == 0 || addr % (wide ? 8 : 4) != 0 || !sim_device_side(addr, wide ? 8 : 4))
 		return CUDA_ERROR_INVALID_VALUE;
+	/* Only the first version lets a write skip its memory barrier; here every write is ordered. */
 	if (!wait)
-		return flags == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+		return flags == 0 || (v1 && flags == CU_STREAM_WRITE_VALUE_NO_MEMORY_BARRIER) ? CUDA_SUCCESS
+											 : CUDA_ERROR_INVALID_VALUE;
 	if (flags & CU_STREAM_WAIT_VALUE_FLUSH)
 		return CUDA_ERROR_NOT_SUPPORTED;
 	return flags <= CU_STREAM_WAIT_VALUE_NOR ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
@@ -328,7 +330,8 @@ static CUresult memop_enqueue(struct sim_stream *s, uint64_t addr, uint64_t valu
 	return CUDA_SUCCESS;
 }
 
-static CUresult memop(CUstream h, int per_thread, uint64_t addr, uint64_t value, int wide, int wait, unsigned flags)
+static CUresult memop(CUstream h, int per_thread, uint64_t addr, uint64_t value, int wide, int wait, unsigned flags,
+		      int v1)
 {
 	struct sim_stream *s;
 	CUresult r = sim_enter_stream(h, per_thread, &s);
@@ -337,49 +340,49 @@ static CUresult memop(CUstream h, int per_thread, uint64_t addr, uint64_t value,
 		return r;
 	if (s->capture != NULL)
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
-	r = memop_check(addr, wide, wait, flags);
+	r = memop_check(addr, wide, wait, flags, v1);
 	if (r != CUDA_SUCCESS)
 		return r;
-	return memop_enqueue(s, addr, value, wide, wait, flags);
+	return memop_enqueue(s, addr, value, wide, wait, wait ? flags : 0);
 }
 
 SIM_EXPORT CUresult cuStreamWriteValue32_v2(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f)
 {
-	return memop(h, 0, a, v, 0, 0, f);
+	return memop(h, 0, a, v, 0, 0, f, 0);
 }
 SIM_EXPORT CUresult cuStreamWriteValue32_v2_ptsz(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f)
 {
-	return memop(h, 1, a, v, 0, 0, f);
+	return memop(h, 1, a, v, 0, 0, f, 0);
 }
 SIM_EXPORT CUresult cuStreamWriteValue64_v2(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f)
 {
-	return memop(h, 0, a, v, 1, 0, f);
+	return memop(h, 0, a, v, 1, 0, f, 0);
 }
 SIM_EXPORT CUresult cuStreamWriteValue64_v2_ptsz(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f)
 {
-	return memop(h, 1, a, v, 1, 0, f);
+	return memop(h, 1, a, v, 1, 0, f, 0);
 }
 SIM_EXPORT CUresult cuStreamWaitValue32_v2(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f)
 {
-	return memop(h, 0, a, v, 0, 1, f);
+	return memop(h, 0, a, v, 0, 1, f, 0);
 }
 SIM_EXPORT CUresult cuStreamWaitValue32_v2_ptsz(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f)
 {
-	return memop(h, 1, a, v, 0, 1, f);
+	return memop(h, 1, a, v, 0, 1, f, 0);
 }
 SIM_EXPORT CUresult cuStreamWaitValue64_v2(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f)
 {
-	return memop(h, 0, a, v, 1, 1, f);
+	return memop(h, 0, a, v, 1, 1, f, 0);
 }
 SIM_EXPORT CUresult cuStreamWaitValue64_v2_ptsz(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f)
 {
-	return memop(h, 1, a, v, 1, 1, f);
+	return memop(h, 1, a, v, 1, 1, f, 0);
 }
 
 #define SIM_MAX_BATCH_MEMOPS 256 /* the most one cuStreamBatchMemOp takes */
 
 /* What one batch entry asks for: 0 and its fields, or the error that refuses the batch. */
-static CUresult batch_entry(const CUstreamBatchMemOpParams *p, int *skip, int *wide, int *wait)
+static CUresult batch_entry(const CUstreamBatchMemOpParams *p, int v1, int *skip, int *wide, int *wait)
 {
 	*skip = 0;
 	switch (p->operation) {
@@ -387,15 +390,17 @@ static CUresult batch_entry(const CUstreamBatchMemOpParams *p, int *skip, int *w
 	case CU_STREAM_MEM_OP_WAIT_VALUE_64:
 		*wait = 1;
 		*wide = p->operation == CU_STREAM_MEM_OP_WAIT_VALUE_64;
-		return memop_check(p->waitValue.address, *wide, 1, p->waitValue.flags);
+		return memop_check(p->waitValue.address, *wide, 1, p->waitValue.flags, v1);
 	case CU_STREAM_MEM_OP_WRITE_VALUE_32:
 	case CU_STREAM_MEM_OP_WRITE_VALUE_64:
 		*wait = 0;
 		*wide = p->operation == CU_STREAM_MEM_OP_WRITE_VALUE_64;
-		return memop_check(p->writeValue.address, *wide, 0, p->writeValue.flags);
+		return memop_check(p->writeValue.address, *wide, 0, p->writeValue.flags, v1);
 	case CU_STREAM_MEM_OP_BARRIER:
-		/* Every operation here is already ordered and visible. */
+		/* Every operation here is already ordered and visible. The first version has no barrier. */
 		*skip = 1;
+		if (v1)
+			return CUDA_ERROR_INVALID_VALUE;
 		return p->memoryBarrier.flags <= CU_STREAM_MEMORY_BARRIER_TYPE_GPU ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 	case CU_STREAM_MEM_OP_FLUSH_REMOTE_WRITES:
 		return CUDA_ERROR_NOT_SUPPORTED;
@@ -404,7 +409,8 @@ static CUresult batch_entry(const CUstreamBatchMemOpParams *p, int *skip, int *w
 	}
 }
 
-static CUresult batch_memop(CUstream h, int per_thread, unsigned count, CUstreamBatchMemOpParams *ops, unsigned flags)
+static CUresult batch_memop(CUstream h, int per_thread, unsigned count, CUstreamBatchMemOpParams *ops, unsigned flags,
+			    int v1)
 {
 	struct sim_stream *s;
 	CUresult r = sim_enter_stream(h, per_thread, &s);
@@ -417,12 +423,12 @@ static CUresult batch_memop(CUstream h, int per_thread, unsigned count, CUstream
 	if (s->capture != NULL)
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 	for (unsigned i = 0; i < count; i++) {
-		r = batch_entry(&ops[i], &skip, &wide, &wait);
+		r = batch_entry(&ops[i], v1, &skip, &wide, &wait);
 		if (r != CUDA_SUCCESS)
 			return r;
 	}
 	for (unsigned i = 0; i < count && r == CUDA_SUCCESS; i++) {
-		batch_entry(&ops[i], &skip, &wide, &wait);
+		batch_entry(&ops[i], v1, &skip, &wide, &wait);
 		if (skip)
 			continue;
 		if (wait)
@@ -437,10 +443,53 @@ static CUresult batch_memop(CUstream h, int per_thread, unsigned count, CUstream
 
 SIM_EXPORT CUresult cuStreamBatchMemOp_v2(CUstream h, unsigned int count, CUstreamBatchMemOpParams *ops, unsigned int f)
 {
-	return batch_memop(h, 0, count, ops, f);
+	return batch_memop(h, 0, count, ops, f, 0);
 }
 SIM_EXPORT CUresult cuStreamBatchMemOp_v2_ptsz(CUstream h, unsigned int count, CUstreamBatchMemOpParams *ops,
 					       unsigned int f)
 {
-	return batch_memop(h, 1, count, ops, f);
+	return batch_memop(h, 1, count, ops, f, 0);
+}
+
+/* The first versions, which the runtime still asks for by the versions it was built against. */
+SIM_EXPORT CUresult cuStreamWriteValue32(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f)
+{
+	return memop(h, 0, a, v, 0, 0, f, 1);
+}
+SIM_EXPORT CUresult cuStreamWriteValue32_ptsz(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f)
+{
+	return memop(h, 1, a, v, 0, 0, f, 1);
+}
+SIM_EXPORT CUresult cuStreamWriteValue64(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f)
+{
+	return memop(h, 0, a, v, 1, 0, f, 1);
+}
+SIM_EXPORT CUresult cuStreamWriteValue64_ptsz(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f)
+{
+	return memop(h, 1, a, v, 1, 0, f, 1);
+}
+SIM_EXPORT CUresult cuStreamWaitValue32(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f)
+{
+	return memop(h, 0, a, v, 0, 1, f, 1);
+}
+SIM_EXPORT CUresult cuStreamWaitValue32_ptsz(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f)
+{
+	return memop(h, 1, a, v, 0, 1, f, 1);
+}
+SIM_EXPORT CUresult cuStreamWaitValue64(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f)
+{
+	return memop(h, 0, a, v, 1, 1, f, 1);
+}
+SIM_EXPORT CUresult cuStreamWaitValue64_ptsz(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f)
+{
+	return memop(h, 1, a, v, 1, 1, f, 1);
+}
+SIM_EXPORT CUresult cuStreamBatchMemOp(CUstream h, unsigned int count, CUstreamBatchMemOpParams *ops, unsigned int f)
+{
+	return batch_memop(h, 0, count, ops, f, 1);
+}
+SIM_EXPORT CUresult cuStreamBatchMemOp_ptsz(CUstream h, unsigned int count, CUstreamBatchMemOpParams *ops,
+					    unsigned int f)
+{
+	return batch_memop(h, 1, count, ops, f, 1);
 }

@@ -214,9 +214,12 @@ SIM_EXPORT CUresult cuMemcpyPeerAsync_ptsz(CUdeviceptr dst, CUcontext dctx, CUde
 
 /* ---- batches of copies ---- */
 
+/* The first version names the copy that was refused in *fail (SIZE_MAX when no one copy was). */
 static CUresult batch_check(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
-			    const CUmemcpyAttributes *attrs, const size_t *idx, size_t nattrs)
+			    const CUmemcpyAttributes *attrs, const size_t *idx, size_t nattrs, size_t *fail)
 {
+	if (fail != NULL)
+		*fail = SIZE_MAX;
 	if (count == 0 || dsts == NULL || srcs == NULL || sizes == NULL || attrs == NULL || idx == NULL ||
 	    nattrs == 0 || nattrs > count || idx[0] != 0)
 		return CUDA_ERROR_INVALID_VALUE;
@@ -230,14 +233,17 @@ static CUresult batch_check(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes,
 	for (size_t i = 0; i < count; i++) {
 		CUresult r = sizes[i] == 0 ? CUDA_SUCCESS
 					   : sim_copy_check(dsts[i], srcs[i], sizes[i], sim_unified_dir(dsts[i], srcs[i]));
-		if (r != CUDA_SUCCESS)
+		if (r != CUDA_SUCCESS) {
+			if (fail != NULL)
+				*fail = i;
 			return r;
+		}
 	}
 	return CUDA_SUCCESS;
 }
 
 static CUresult batch(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count, CUmemcpyAttributes *attrs,
-		      size_t *idx, size_t nattrs, CUstream h, int per_thread)
+		      size_t *idx, size_t nattrs, size_t *fail, CUstream h, int per_thread)
 {
 	struct sim_stream *s;
 	CUresult r = sim_enter_stream(h, per_thread, &s);
@@ -249,7 +255,7 @@ static CUresult batch(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_
 		return CUDA_ERROR_INVALID_VALUE;
 	if (s->capture != NULL)
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
-	r = batch_check(dsts, srcs, sizes, count, attrs, idx, nattrs);
+	r = batch_check(dsts, srcs, sizes, count, attrs, idx, nattrs, fail);
 	for (size_t i = 0; i < count && r == CUDA_SUCCESS; i++)
 		if (sizes[i] > 0)
 			r = sim_copy_enqueue(s, dsts[i], srcs[i], sizes[i], sim_unified_dir(dsts[i], srcs[i]));
@@ -259,12 +265,22 @@ static CUresult batch(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_
 SIM_EXPORT CUresult cuMemcpyBatchAsync_v2(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
 					  CUmemcpyAttributes *attrs, size_t *idx, size_t nattrs, CUstream h)
 {
-	return batch(dsts, srcs, sizes, count, attrs, idx, nattrs, h, 0);
+	return batch(dsts, srcs, sizes, count, attrs, idx, nattrs, NULL, h, 0);
 }
 SIM_EXPORT CUresult cuMemcpyBatchAsync_v2_ptsz(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
 					       CUmemcpyAttributes *attrs, size_t *idx, size_t nattrs, CUstream h)
 {
-	return batch(dsts, srcs, sizes, count, attrs, idx, nattrs, h, 1);
+	return batch(dsts, srcs, sizes, count, attrs, idx, nattrs, NULL, h, 1);
+}
+SIM_EXPORT CUresult cuMemcpyBatchAsync(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
+				       CUmemcpyAttributes *attrs, size_t *idx, size_t nattrs, size_t *fail, CUstream h)
+{
+	return batch(dsts, srcs, sizes, count, attrs, idx, nattrs, fail, h, 0);
+}
+SIM_EXPORT CUresult cuMemcpyBatchAsync_ptsz(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
+					    CUmemcpyAttributes *attrs, size_t *idx, size_t nattrs, size_t *fail, CUstream h)
+{
+	return batch(dsts, srcs, sizes, count, attrs, idx, nattrs, fail, h, 1);
 }
 
 /* ---- pitched memsets ---- */
