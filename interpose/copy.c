@@ -95,6 +95,7 @@ static int host_source(uint64_t addr, size_t bytes)
 {
 	CUdeviceptr base;
 	size_t size;
+	CUresult r;
 	int found;
 
 	if (bytes > MV_REF_SCAN_MAX || bytes < 8)
@@ -102,7 +103,11 @@ static int host_source(uint64_t addr, size_t bytes)
 	mv_lock();
 	found = mv_registry_find(addr) != NULL;
 	mv_unlock();
-	return !found && mv_real.cuMemGetAddressRange_v2(&base, &size, addr) != CUDA_SUCCESS;
+	if (found)
+		return 0;
+	/* Only the driver's "not device memory" counts: any other error (a sticky one) says nothing. */
+	r = mv_real.cuMemGetAddressRange_v2(&base, &size, addr);
+	return r == CUDA_ERROR_NOT_FOUND || r == CUDA_ERROR_INVALID_VALUE;
 }
 
 static CUresult copy(struct copy_args *a)
@@ -110,10 +115,13 @@ static CUresult copy(struct copy_args *a)
 	uint64_t words[2];
 	size_t n = 0;
 
+	CUresult r;
+	int scan;
+
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
-	CUresult r;
-
+	/* Asked before the copy is queued, while no error of its own can hide the answer. */
+	scan = a->form == COPY_H2D || (a->form == COPY_UNIFIED && host_source(a->src, a->bytes));
 	if (a->form != COPY_D2H)
 		words[n++] = a->dst;
 	if (a->form != COPY_H2D)
@@ -123,7 +131,7 @@ static CUresult copy(struct copy_args *a)
 	r = mv_submit(a->h, a->per_thread, words, a->bytes == 0 ? 0 : n, do_copy, a, keys[a->form]);
 	/* The source is read only once the driver has accepted it: a bad pointer gets the driver's
 	 * error, not a fault here. */
-	if (r == CUDA_SUCCESS && (a->form == COPY_H2D || (a->form == COPY_UNIFIED && host_source(a->src, a->bytes))))
+	if (r == CUDA_SUCCESS && scan)
 		note_refs(a->dst, (const void *)(uintptr_t)a->src, a->bytes);
 	return r;
 }
@@ -373,13 +381,17 @@ struct batch_args {
 	CUmemcpyAttributes *attrs;
 	size_t *idx, nattrs;
 	CUstream h;
-	int per_thread;
+	int per_thread, v1;
+	size_t *fail; /* the first version's */
 };
 
 static CUresult do_batch(void *arg)
 {
 	struct batch_args *a = arg;
 
+	if (a->v1)
+		return (a->per_thread ? mv_real.cuMemcpyBatchAsync_ptsz : mv_real.cuMemcpyBatchAsync)(
+			a->dsts, a->srcs, a->sizes, a->count, a->attrs, a->idx, a->nattrs, a->fail, a->h);
 	return (a->per_thread ? mv_real.cuMemcpyBatchAsync_v2_ptsz : mv_real.cuMemcpyBatchAsync_v2)(
 		a->dsts, a->srcs, a->sizes, a->count, a->attrs, a->idx, a->nattrs, a->h);
 }
@@ -407,14 +419,28 @@ static CUresult batch(struct batch_args *a)
 MV_EXPORT CUresult cuMemcpyBatchAsync_v2(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
 					 CUmemcpyAttributes *attrs, size_t *idx, size_t nattrs, CUstream h)
 {
-	struct batch_args a = {dsts, srcs, sizes, count, attrs, idx, nattrs, h, 0};
+	struct batch_args a = {dsts, srcs, sizes, count, attrs, idx, nattrs, h, 0, 0, NULL};
 	return batch(&a);
 }
 
 MV_EXPORT CUresult cuMemcpyBatchAsync_v2_ptsz(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
 					      CUmemcpyAttributes *attrs, size_t *idx, size_t nattrs, CUstream h)
 {
-	struct batch_args a = {dsts, srcs, sizes, count, attrs, idx, nattrs, h, 1};
+	struct batch_args a = {dsts, srcs, sizes, count, attrs, idx, nattrs, h, 1, 0, NULL};
+	return batch(&a);
+}
+
+MV_EXPORT CUresult cuMemcpyBatchAsync(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
+				      CUmemcpyAttributes *attrs, size_t *idx, size_t nattrs, size_t *fail, CUstream h)
+{
+	struct batch_args a = {dsts, srcs, sizes, count, attrs, idx, nattrs, h, 0, 1, fail};
+	return batch(&a);
+}
+
+MV_EXPORT CUresult cuMemcpyBatchAsync_ptsz(CUdeviceptr *dsts, CUdeviceptr *srcs, size_t *sizes, size_t count,
+					   CUmemcpyAttributes *attrs, size_t *idx, size_t nattrs, size_t *fail, CUstream h)
+{
+	struct batch_args a = {dsts, srcs, sizes, count, attrs, idx, nattrs, h, 1, 1, fail};
 	return batch(&a);
 }
 
@@ -486,29 +512,36 @@ MV_EXPORT CUresult cuMemsetD2D32Async_ptsz(CUdeviceptr d, size_t p, unsigned int
 /* A stream memory operation names the word it writes or waits on: its buffer stays resident until
  * the operation has completed (a wait, until its condition held). */
 struct memop_args {
-	int wide, wait, per_thread;
+	int wide, wait, per_thread, v1;
 	CUstream h;
 	CUdeviceptr addr;
 	uint64_t value;
 	unsigned flags;
 };
 
+typedef CUresult (*memop32_fn)(CUstream, CUdeviceptr, cuuint32_t, unsigned int);
+typedef CUresult (*memop64_fn)(CUstream, CUdeviceptr, cuuint64_t, unsigned int);
+
 static CUresult do_memop(void *arg)
 {
 	struct memop_args *a = arg;
-	int pt = a->per_thread;
+	/* [wait][v1][per_thread] */
+	const memop32_fn f32[2][2][2] = {
+		{{mv_real.cuStreamWriteValue32_v2, mv_real.cuStreamWriteValue32_v2_ptsz},
+		 {mv_real.cuStreamWriteValue32, mv_real.cuStreamWriteValue32_ptsz}},
+		{{mv_real.cuStreamWaitValue32_v2, mv_real.cuStreamWaitValue32_v2_ptsz},
+		 {mv_real.cuStreamWaitValue32, mv_real.cuStreamWaitValue32_ptsz}},
+	};
+	const memop64_fn f64[2][2][2] = {
+		{{mv_real.cuStreamWriteValue64_v2, mv_real.cuStreamWriteValue64_v2_ptsz},
+		 {mv_real.cuStreamWriteValue64, mv_real.cuStreamWriteValue64_ptsz}},
+		{{mv_real.cuStreamWaitValue64_v2, mv_real.cuStreamWaitValue64_v2_ptsz},
+		 {mv_real.cuStreamWaitValue64, mv_real.cuStreamWaitValue64_ptsz}},
+	};
 
-	if (a->wait && a->wide)
-		return (pt ? mv_real.cuStreamWaitValue64_v2_ptsz : mv_real.cuStreamWaitValue64_v2)(a->h, a->addr, a->value,
-												a->flags);
-	if (a->wait)
-		return (pt ? mv_real.cuStreamWaitValue32_v2_ptsz : mv_real.cuStreamWaitValue32_v2)(
-			a->h, a->addr, (cuuint32_t)a->value, a->flags);
 	if (a->wide)
-		return (pt ? mv_real.cuStreamWriteValue64_v2_ptsz : mv_real.cuStreamWriteValue64_v2)(a->h, a->addr,
-												  a->value, a->flags);
-	return (pt ? mv_real.cuStreamWriteValue32_v2_ptsz : mv_real.cuStreamWriteValue32_v2)(
-		a->h, a->addr, (cuuint32_t)a->value, a->flags);
+		return f64[a->wait][a->v1][a->per_thread](a->h, a->addr, a->value, a->flags);
+	return f32[a->wait][a->v1][a->per_thread](a->h, a->addr, (cuuint32_t)a->value, a->flags);
 }
 
 static CUresult memop(struct memop_args *a)
@@ -518,33 +551,44 @@ static CUresult memop(struct memop_args *a)
 	return submit(a->h, a->per_thread, &word, 1, do_memop, a, MV_FK_MEMSET);
 }
 
-#define MEMOP(wide, wait, pt, h, addr, v, f) \
+#define MEMOP(wide, wait, pt, v1, h, addr, v, f) \
 	do { \
-		struct memop_args a_ = {wide, wait, pt, h, addr, v, f}; \
+		struct memop_args a_ = {wide, wait, pt, v1, h, addr, v, f}; \
 		return memop(&a_); \
 	} while (0)
 
-MV_EXPORT CUresult cuStreamWriteValue32_v2(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f) { MEMOP(0, 0, 0, h, a, v, f); }
-MV_EXPORT CUresult cuStreamWriteValue32_v2_ptsz(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f) { MEMOP(0, 0, 1, h, a, v, f); }
-MV_EXPORT CUresult cuStreamWriteValue64_v2(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f) { MEMOP(1, 0, 0, h, a, v, f); }
-MV_EXPORT CUresult cuStreamWriteValue64_v2_ptsz(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f) { MEMOP(1, 0, 1, h, a, v, f); }
-MV_EXPORT CUresult cuStreamWaitValue32_v2(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f) { MEMOP(0, 1, 0, h, a, v, f); }
-MV_EXPORT CUresult cuStreamWaitValue32_v2_ptsz(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f) { MEMOP(0, 1, 1, h, a, v, f); }
-MV_EXPORT CUresult cuStreamWaitValue64_v2(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f) { MEMOP(1, 1, 0, h, a, v, f); }
-MV_EXPORT CUresult cuStreamWaitValue64_v2_ptsz(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f) { MEMOP(1, 1, 1, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWriteValue32_v2(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f) { MEMOP(0, 0, 0, 0, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWriteValue32_v2_ptsz(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f) { MEMOP(0, 0, 1, 0, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWriteValue64_v2(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f) { MEMOP(1, 0, 0, 0, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWriteValue64_v2_ptsz(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f) { MEMOP(1, 0, 1, 0, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWaitValue32_v2(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f) { MEMOP(0, 1, 0, 0, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWaitValue32_v2_ptsz(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f) { MEMOP(0, 1, 1, 0, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWaitValue64_v2(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f) { MEMOP(1, 1, 0, 0, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWaitValue64_v2_ptsz(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f) { MEMOP(1, 1, 1, 0, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWriteValue32(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f) { MEMOP(0, 0, 0, 1, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWriteValue32_ptsz(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f) { MEMOP(0, 0, 1, 1, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWriteValue64(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f) { MEMOP(1, 0, 0, 1, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWriteValue64_ptsz(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f) { MEMOP(1, 0, 1, 1, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWaitValue32(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f) { MEMOP(0, 1, 0, 1, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWaitValue32_ptsz(CUstream h, CUdeviceptr a, cuuint32_t v, unsigned int f) { MEMOP(0, 1, 1, 1, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWaitValue64(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f) { MEMOP(1, 1, 0, 1, h, a, v, f); }
+MV_EXPORT CUresult cuStreamWaitValue64_ptsz(CUstream h, CUdeviceptr a, cuuint64_t v, unsigned int f) { MEMOP(1, 1, 1, 1, h, a, v, f); }
 
 struct batch_memop_args {
 	CUstream h;
 	unsigned count;
 	CUstreamBatchMemOpParams *ops;
 	unsigned flags;
-	int per_thread;
+	int per_thread, v1;
 };
 
 static CUresult do_batch_memop(void *arg)
 {
 	struct batch_memop_args *a = arg;
 
+	if (a->v1)
+		return (a->per_thread ? mv_real.cuStreamBatchMemOp_ptsz : mv_real.cuStreamBatchMemOp)(a->h, a->count, a->ops,
+												       a->flags);
 	return (a->per_thread ? mv_real.cuStreamBatchMemOp_v2_ptsz : mv_real.cuStreamBatchMemOp_v2)(a->h, a->count,
 												    a->ops, a->flags);
 }
@@ -573,13 +617,25 @@ static CUresult batch_memop(struct batch_memop_args *a)
 
 MV_EXPORT CUresult cuStreamBatchMemOp_v2(CUstream h, unsigned int count, CUstreamBatchMemOpParams *ops, unsigned int f)
 {
-	struct batch_memop_args a = {h, count, ops, f, 0};
+	struct batch_memop_args a = {h, count, ops, f, 0, 0};
 	return batch_memop(&a);
 }
 
 MV_EXPORT CUresult cuStreamBatchMemOp_v2_ptsz(CUstream h, unsigned int count, CUstreamBatchMemOpParams *ops,
 					      unsigned int f)
 {
-	struct batch_memop_args a = {h, count, ops, f, 1};
+	struct batch_memop_args a = {h, count, ops, f, 1, 0};
+	return batch_memop(&a);
+}
+
+MV_EXPORT CUresult cuStreamBatchMemOp(CUstream h, unsigned int count, CUstreamBatchMemOpParams *ops, unsigned int f)
+{
+	struct batch_memop_args a = {h, count, ops, f, 0, 1};
+	return batch_memop(&a);
+}
+
+MV_EXPORT CUresult cuStreamBatchMemOp_ptsz(CUstream h, unsigned int count, CUstreamBatchMemOpParams *ops, unsigned int f)
+{
+	struct batch_memop_args a = {h, count, ops, f, 1, 1};
 	return batch_memop(&a);
 }

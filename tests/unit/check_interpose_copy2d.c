@@ -95,7 +95,7 @@ static void expect_rows(const unsigned char *got, const unsigned char *want, siz
 enum op {
 	OP_2D_D2H, OP_2D_H2D_PTDS, OP_2D_UNALIGNED_D2D, OP_2D_ASYNC_D2H, OP_2D_ASYNC_H2D_PTSZ, OP_3D_D2H, OP_3D_ASYNC_H2D,
 	OP_PEER, OP_PEER_ASYNC, OP_BATCH, OP_SET2D8, OP_SET2D16_ASYNC, OP_SET2D32_PTDS, OP_WRITE32, OP_WRITE64_PTSZ,
-	OP_WAIT32, OP_BATCH_MEMOP, OP_COUNT
+	OP_WAIT32, OP_BATCH_MEMOP, OP_V1_MEMOPS, OP_V1_BATCH, OP_COUNT
 };
 
 static void run_2d(struct fix *f, enum op op)
@@ -280,6 +280,39 @@ static void run_memop(struct fix *f, enum op op)
 	CHK(cuStreamSynchronize(f->s));
 }
 
+/* The first versions, which the runtime still asks for by older version numbers. */
+static void run_v1(struct fix *f, enum op op)
+{
+	uint64_t v64 = 0x0102030405060708ull;
+	uint32_t have;
+
+	if (op == OP_V1_MEMOPS) {
+		CUstreamBatchMemOpParams w;
+		memset(&w, 0, sizeof(w));
+		w.writeValue.operation = CU_STREAM_MEM_OP_WRITE_VALUE_32;
+		w.writeValue.address = f->a + 40;
+		w.writeValue.value = 0x99887766u;
+		memcpy(&have, f->ref + 3000, 4);
+		CHK(((PFN_cuStreamWaitValue32_v8000)simtest_sym("cuStreamWaitValue32"))(f->s, f->a + 3000, have,
+											  CU_STREAM_WAIT_VALUE_EQ));
+		CHK(((PFN_cuStreamWriteValue64_v9000)simtest_sym("cuStreamWriteValue64"))(f->s, f->a + 16, v64, 0));
+		CHK(((PFN_cuStreamBatchMemOp_v8000)simtest_sym("cuStreamBatchMemOp"))(f->s, 1, &w, 0));
+		CHK(cuStreamSynchronize(f->s));
+		memcpy(f->ref + 16, &v64, 8);
+		memcpy(f->ref + 40, &(uint32_t){0x99887766u}, 4);
+	} else {
+		CUdeviceptr dst = (CUdeviceptr)(uintptr_t)f->host, src = f->a + 7;
+		size_t size = 9000, idx = 0, fail = 77;
+		CUmemcpyAttributes attr;
+		memset(&attr, 0, sizeof(attr));
+		attr.srcAccessOrder = CU_MEMCPY_SRC_ACCESS_ORDER_STREAM;
+		CHK(((PFN_cuMemcpyBatchAsync_v12080)simtest_sym("cuMemcpyBatchAsync"))(&dst, &src, &size, 1, &attr, &idx, 1,
+											&fail, f->s));
+		CHK(cuStreamSynchronize(f->s));
+		ck_assert_msg(memcmp(f->host, f->ref + 7, 9000) == 0, "batched copy from a paged-out buffer differs");
+	}
+}
+
 START_TEST(test_paged_out_buffer)
 {
 	static struct fix f;
@@ -295,8 +328,10 @@ START_TEST(test_paged_out_buffer)
 		run_peer_batch(&f, op);
 	else if (op <= OP_SET2D32_PTDS)
 		run_memset2d(&f, op);
-	else
+	else if (op <= OP_BATCH_MEMOP)
 		run_memop(&f, op);
+	else
+		run_v1(&f, op);
 	ck_assert_msg(itest_counters().page_ins >= 1, "case %d brought nothing in", _i);
 	itest_expect_bytes(f.a, f.ref, BUF, "the paged-out buffer afterwards");
 	CHK(cuCtxSynchronize());
