@@ -298,6 +298,17 @@ void sim_global_free(uint64_t *slot);
 /* Capture (graph.c): records a kernel op into the capturing graph instead of running it. */
 CUresult sim_graph_capture_kernel(struct sim_stream *s, struct sim_op *op);
 
+/* Copies and memsets (copy.c, copy2d.c). sim_copy_check answers CUDA_ERROR_INVALID_VALUE when a
+ * side the direction puts on the device is not device memory; the enqueue calls queue one plain copy
+ * or memset (its range is checked again when it runs: a sticky illegal address); sim_stream_finish
+ * waits for a synchronous call's stream and returns the context's error. */
+int sim_device_side(uint64_t addr, uint64_t bytes);
+enum sim_copy_dir sim_unified_dir(uint64_t dst, uint64_t src);
+CUresult sim_copy_check(uint64_t dst, uint64_t src, uint64_t bytes, enum sim_copy_dir dir);
+CUresult sim_copy_enqueue(struct sim_stream *s, uint64_t dst, uint64_t src, uint64_t bytes, enum sim_copy_dir dir);
+CUresult sim_memset_enqueue(struct sim_stream *s, uint64_t dst, uint32_t value, unsigned elem, uint64_t n);
+CUresult sim_stream_finish(struct sim_stream *s, int sync);
+
 /* Fault injection counters (init.c): return nonzero when this call should fail. */
 int sim_inject_create_failure(int host);
 int sim_inject_host_alloc_failure(void);

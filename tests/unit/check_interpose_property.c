@@ -1,5 +1,6 @@
 /* libmemvirt.so under random programs: thousands of short random sequences of allocations, frees,
- * kernels, copies, memsets and synchronisations on several streams from two host threads, each
+ * kernels, copies (2D ones too), memsets (2D ones too), stream memory operations and
+ * synchronisations on several streams from two host threads, each
  * checked against a host model of every buffer's bytes, under budgets that keep memvirt paging all
  * the time, with the safety net on and off.
  *
@@ -467,6 +468,198 @@ static int op_memset(struct thread *t)
 	return 0;
 }
 
+/* Issues the 2D copy of op_copy2d and brings the model along: a read is checked against it (now,
+ * or once its stream is synchronised), a write is applied to it. Takes host. */
+static int copy2d_finish(struct thread *t, const CUDA_MEMCPY2D *p, unsigned char *host, int dir, int di, int si,
+			 size_t doff, size_t soff, int s)
+{
+	struct buf *d = &t->b[di], *src = &t->b[si];
+	size_t pitch = p->srcPitch, w = p->WidthInBytes, rows = p->Height;
+	unsigned char *want = NULL;
+	CUresult r;
+
+	if (dir == 1) {
+		want = calloc(rows, pitch);
+		if (want == NULL) {
+			free(host);
+			TFAIL(t, "out of host memory");
+		}
+		for (size_t y = 0; y < rows; y++)
+			memcpy(want + y * pitch, src->ref + soff + y * pitch, w);
+	}
+	r = s < 0 ? cuMemcpy2D(p) : cuMemcpy2DAsync(p, streams[t->tid][s]);
+	for (size_t y = 0; y < rows && dir != 1; y++)
+		memmove(d->ref + doff + y * pitch, dir == 0 ? host + y * pitch : src->ref + soff + y * pitch, w);
+	if (dir != 1)
+		used(d, s);
+	if (dir != 0)
+		used(src, s);
+	if (s >= 0) {
+		if (pend(t, host, want, want != NULL ? rows * pitch : 0, dir == 1 ? si : di) != 0)
+			return -1;
+		TCHK(t, r);
+		return 0;
+	}
+	if (r == CUDA_SUCCESS && dir == 1 && check_bytes(t, host, want, rows * pitch, si, t->op, "a 2D read") != 0) {
+		free(host);
+		free(want);
+		return -1;
+	}
+	free(host);
+	free(want);
+	TCHK(t, r);
+	return 0;
+}
+
+/* ---- pitched copies and memsets, stream memory operations ---- */
+
+/* A pitched region inside a buffer of size bytes: rows of w bytes, pitch apart, from off; both
+ * multiples of 4 (so each byte keeps its place in its float, see safe_top). 0, or -1 when the
+ * buffer is too small. */
+static int pitched_region(struct thread *t, size_t size, size_t *off, size_t *pitch, size_t *w, size_t *rows)
+{
+	if (size < 16)
+		return -1;
+	*pitch = 4 * (1 + rnd(t, (size < 4096 ? size : 4096) / 4));
+	*w = 1 + rnd(t, *pitch);
+	*rows = 1 + rnd(t, (size - *w) / *pitch + 1);
+	*off = rnd(t, (size - ((*rows - 1) * *pitch + *w)) / 4 + 1) * 4;
+	return 0;
+}
+
+/* A 2D copy host to device, device to host or device to device, synchronous or on a stream. */
+static int op_copy2d(struct thread *t)
+{
+	int di = (int)rnd(t, t->nb), si = (int)rnd(t, t->nb), async = (int)rnd(t, 2), s = (int)rnd(t, STREAMS);
+	int dir = (int)rnd(t, 3); /* 0 H2D, 1 D2H, 2 D2D */
+	struct buf *d = &t->b[di], *src = &t->b[si];
+	size_t doff, pitch, w, rows, soff = 0;
+	CUDA_MEMCPY2D p;
+	unsigned char *host;
+
+	if ((dir == 2 && di == si) || pitched_region(t, dir == 1 ? src->size : d->size, &doff, &pitch, &w, &rows) != 0)
+		return 0;
+	if (dir == 2 && (rows - 1) * pitch + w > src->size)
+		return 0;
+	if (dir == 1)
+		soff = doff; /* the region is in the source */
+	else if (dir == 2)
+		soff = rnd(t, (src->size - ((rows - 1) * pitch + w)) / 4 + 1) * 4;
+	host = calloc(rows, pitch);
+	if (host == NULL)
+		TFAIL(t, "out of host memory");
+	memset(&p, 0, sizeof(p));
+	p.WidthInBytes = w;
+	p.Height = rows;
+	p.srcPitch = p.dstPitch = pitch;
+	p.srcMemoryType = dir == 0 ? CU_MEMORYTYPE_HOST : CU_MEMORYTYPE_DEVICE;
+	p.dstMemoryType = dir == 1 ? CU_MEMORYTYPE_HOST : CU_MEMORYTYPE_DEVICE;
+	p.srcHost = p.dstHost = host;
+	p.srcDevice = src->p + soff;
+	p.dstDevice = d->p + doff;
+	if (dir == 0) {
+		itest_random_bytes(&t->rng, host, rows * pitch);
+		for (size_t k = 3; k < rows * pitch; k += 4)
+			host[k] = safe_top(t);
+	}
+	if ((dir != 1 && order(t, d, async ? s : -1) != 0) || (dir != 0 && order(t, src, async ? s : -1) != 0)) {
+		free(host);
+		return -1;
+	}
+	if (trace_on > 0)
+		fprintf(stderr, "T%d copy2d dir%d d%d+%zu s%d+%zu pitch%zu w%zu rows%zu async%d s%d\n", t->tid, dir, di,
+			doff, si, soff, pitch, w, rows, async, s);
+	return copy2d_finish(t, &p, host, dir, di, si, doff, soff, async ? s : -1);
+}
+
+/* A pitched memset of 1, 2 or 4 byte elements, synchronous or on a stream. */
+static int op_memset2d(struct thread *t)
+{
+	int i = (int)rnd(t, t->nb), async = (int)rnd(t, 2), s = (int)rnd(t, STREAMS);
+	struct buf *b = &t->b[i];
+	unsigned elem = 1u << rnd(t, 3);
+	size_t off, pitch, w, rows;
+	uint32_t v = (uint32_t)safe_top(t);
+	CUstream h = async ? streams[t->tid][s] : NULL;
+
+	if (pitched_region(t, b->size, &off, &pitch, &w, &rows) != 0 || w < elem)
+		return 0;
+	w /= elem;
+	if (elem == 2)
+		v = v << 8 | (uint32_t)rnd(t, 256);
+	else if (elem == 4)
+		v = v << 24 | (uint32_t)rnd(t, 1u << 24);
+	if (order(t, b, async ? s : -1) != 0)
+		return -1;
+	if (elem == 1)
+		TCHK(t, async ? cuMemsetD2D8Async(b->p + off, pitch, (unsigned char)v, w, rows, h)
+			      : cuMemsetD2D8(b->p + off, pitch, (unsigned char)v, w, rows));
+	else if (elem == 2)
+		TCHK(t, async ? cuMemsetD2D16Async(b->p + off, pitch, (unsigned short)v, w, rows, h)
+			      : cuMemsetD2D16(b->p + off, pitch, (unsigned short)v, w, rows));
+	else
+		TCHK(t, async ? cuMemsetD2D32Async(b->p + off, pitch, v, w, rows, h)
+			      : cuMemsetD2D32(b->p + off, pitch, v, w, rows));
+	for (size_t y = 0; y < rows; y++)
+		for (size_t k = 0; k < w; k++)
+			memcpy(b->ref + off + y * pitch + k * elem, &v, elem);
+	used(b, async ? s : -1);
+	return 0;
+}
+
+/* A stream write of a 32- or 64-bit word (alone or as a batch), and sometimes a wait for it on the
+ * thread's other stream, which then orders the buffer's next use. */
+static int op_memop(struct thread *t)
+{
+	int i = (int)rnd(t, t->nb), s = (int)rnd(t, STREAMS), wide = (int)rnd(t, 2);
+	struct buf *b = &t->b[i];
+	uint64_t v = (uint64_t)safe_top(t) << 56 | (uint64_t)safe_top(t) << 24 | (rnd(t, 1u << 24) << 32) |
+		     rnd(t, 1u << 24);
+	CUdeviceptr at;
+	size_t off;
+
+	if (b->size < 8)
+		return 0;
+	off = rnd(t, b->size / 8) * 8;
+	at = b->p + off;
+	if (order(t, b, s) != 0)
+		return -1;
+	if (rnd(t, 2)) {
+		CUstreamBatchMemOpParams op;
+		memset(&op, 0, sizeof(op));
+		op.writeValue.operation = wide ? CU_STREAM_MEM_OP_WRITE_VALUE_64 : CU_STREAM_MEM_OP_WRITE_VALUE_32;
+		op.writeValue.address = at;
+		if (wide)
+			op.writeValue.value64 = v;
+		else
+			op.writeValue.value = (uint32_t)v;
+		TCHK(t, cuStreamBatchMemOp(streams[t->tid][s], 1, &op, 0));
+	} else if (wide) {
+		TCHK(t, cuStreamWriteValue64(streams[t->tid][s], at, v, 0));
+	} else {
+		TCHK(t, cuStreamWriteValue32(streams[t->tid][s], at, (uint32_t)v, 0));
+	}
+	memcpy(b->ref + off, &v, wide ? 8 : 4);
+	used(b, s);
+	if (rnd(t, 2)) {
+		int o = (s + 1) % STREAMS;
+		if (wide)
+			TCHK(t, cuStreamWaitValue64(streams[t->tid][o], at, v, CU_STREAM_WAIT_VALUE_EQ));
+		else
+			TCHK(t, cuStreamWaitValue32(streams[t->tid][o], at, (uint32_t)v, CU_STREAM_WAIT_VALUE_EQ));
+		used(b, o);
+	}
+	return 0;
+}
+
+/* One of the operations above. */
+static int op_pitched_or_memop(struct thread *t)
+{
+	uint64_t r = rnd(t, 3);
+
+	return r == 0 ? op_copy2d(t) : r == 1 ? op_memset2d(t) : op_memop(t);
+}
+
 
 static int step(struct thread *t)
 {
@@ -493,8 +686,10 @@ static int step(struct thread *t)
 		return op_dtoh(t);
 	if (r < 84)
 		return op_dtod(t);
-	if (r < 93)
+	if (r < 89)
 		return op_memset(t);
+	if (r < 93)
+		return op_pitched_or_memop(t);
 	if (sync_all(t) != 0)
 		return -1;
 	return verify(t, (int)rnd(t, t->nb));
