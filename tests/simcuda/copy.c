@@ -40,7 +40,9 @@ static CUresult copy(uint64_t dst, uint64_t src, size_t bytes, enum sim_copy_dir
 	op->u.c.bytes = bytes;
 	op->u.c.dir = dir;
 	sim_stream_submit(s, op, sim_copy_engine(dir), sim_cost_copy_ns(dir, bytes));
-	if (!sync)
+	/* An asynchronous copy into pageable host memory returns only once it has completed, as
+	 * the real driver's does (Numba reads such a copy's result without synchronising). */
+	if (!sync && !(dir == SIM_COPY_D2H && sim_mem_check(dst, bytes, 0, 1) != 0))
 		return CUDA_SUCCESS;
 	sim_stream_wait_all(s);
 	return sim_ctx_check(s->ctx);
