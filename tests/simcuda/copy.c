@@ -68,6 +68,10 @@ static CUresult copy(uint64_t dst, uint64_t src, size_t bytes, enum sim_copy_dir
 	r = sim_copy_enqueue(s, dst, src, bytes, dir);
 	if (r != CUDA_SUCCESS)
 		return r;
+	/* An asynchronous copy into pageable host memory returns only once it has completed, as
+	 * the real driver's does (Numba reads such a copy's result without synchronising). */
+	if (dir == SIM_COPY_D2H && sim_mem_check(dst, bytes, 0, 1) != 0)
+		sync = 1;
 	return sim_stream_finish(s, sync);
 }
 

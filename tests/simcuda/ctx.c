@@ -198,6 +198,25 @@ SIM_EXPORT CUresult cuCtxGetDevice(CUdevice *dev)
 	return CUDA_SUCCESS;
 }
 
+/* The form that names its context (NULL: the current one); Numba resolves it first. */
+SIM_EXPORT CUresult cuCtxGetDevice_v2(CUdevice *dev, CUcontext h)
+{
+	struct sim_ctx *ctx = (struct sim_ctx *)h;
+	CUresult r;
+
+	if (ctx == NULL)
+		return cuCtxGetDevice(dev);
+	r = sim_enter();
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (dev == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (ctx->magic != SIM_MAGIC_CTX)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	*dev = 0;
+	return CUDA_SUCCESS;
+}
+
 SIM_EXPORT CUresult cuCtxGetFlags(unsigned int *flags)
 {
 	struct sim_ctx *ctx;

@@ -1,25 +1,15 @@
 /* cuGetProcAddress: resolves a driver entry point by name, CUDA version and stream flags through the
  * table generated from the toolkit's cudaTypedefs.h, as the real driver does. The pointers it hands
  * out are trampolines, not the exported symbols, as a real driver's may be: nothing may rely on
- * dladdr naming them. */
+ * dladdr naming them. An entry point of the real driver that is not modelled resolves too, to its
+ * stub (stubs.c), as a real driver resolves every entry point it exports. */
 #include "config.h"
 
 #include <string.h>
 
 #include "interpose/proclookup.h"
 #include "tests/simcuda/internal.h"
-
-#if defined(__x86_64__)
-#define SIM_TRAMP(sym) \
-	__asm__(".text\n.p2align 4\n.globl simtr_" #sym "\n.hidden simtr_" #sym "\n.type simtr_" #sym \
-		", @function\nsimtr_" #sym ":\n\tjmp " #sym "\n.size simtr_" #sym ", .-simtr_" #sym "\n");
-#elif defined(__aarch64__)
-#define SIM_TRAMP(sym) \
-	__asm__(".text\n.p2align 4\n.globl simtr_" #sym "\n.hidden simtr_" #sym "\n.type simtr_" #sym \
-		", %function\nsimtr_" #sym ":\n\tb " #sym "\n.size simtr_" #sym ", .-simtr_" #sym "\n");
-#else
-#error "no trampoline for this architecture"
-#endif
+#include "tests/simcuda/stubs.h"
 
 #define SIM_SYM(sym) SIM_TRAMP(sym)
 #include "tests/simcuda/symbols.def"
@@ -45,7 +35,7 @@ static void (*implementation(const char *symbol))(void)
 	for (size_t i = 0; i < COUNT(implemented); i++)
 		if (strcmp(implemented[i].symbol, symbol) == 0)
 			return implemented[i].fn;
-	return NULL;
+	return sim_stub_lookup(symbol);
 }
 
 SIM_EXPORT CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion, cuuint64_t flags,
@@ -68,7 +58,7 @@ SIM_EXPORT CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cuda
 	}
 	fn = implementation(chosen);
 	if (fn == NULL) {
-		/* A real entry point this simulated driver does not implement. */
+		/* A name cudaTypedefs.h has that the real driver does not export. */
 		if (status != NULL)
 			*status = CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND;
 		return CUDA_ERROR_NOT_FOUND;

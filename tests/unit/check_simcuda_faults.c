@@ -234,15 +234,17 @@ END_TEST
 
 START_TEST(test_delay_d2h)
 {
-	static float h[N];
+	float *h = NULL;
 	CUdeviceptr p;
 	CUstream s;
 
 	simtest_start("SIMCUDA_MEM=64MiB", "SIMCUDA_DELAY_D2H_US=200000");
 	CHK(cuStreamCreate(&s, 0));
+	/* Pinned: a copy into pageable memory returns only once it has completed. */
+	CHK(cuMemAllocHost((void **)&h, N * sizeof(float)));
 	p = dev_of(9.0f);
 	host_set(h, 0.0f);
-	CHK(cuMemcpyDtoHAsync(h, p, sizeof(h), s));
+	CHK(cuMemcpyDtoHAsync(h, p, N * sizeof(float), s));
 	CHK_ERR(cuStreamQuery(s), CUDA_ERROR_NOT_READY);
 	CHK(cuStreamSynchronize(s));
 	CHK(cuStreamQuery(s));

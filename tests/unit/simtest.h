@@ -72,14 +72,41 @@ static SIMTEST_UNUSED void simtest_env(const char *setting, ...)
 	va_end(ap);
 }
 
-/* Initialises the driver, makes the primary context current and loads the built-in module. */
+/* The module image named by SIMTEST_MODULE (the kernels built by nvcc, when scripts/gpu-check runs
+ * these tests on a real driver), or NULL. The image is kept for the test's life. */
+static SIMTEST_UNUSED void *simtest_module_image(void)
+{
+	const char *path = getenv("SIMTEST_MODULE");
+	FILE *f;
+	char *image;
+	long n;
+
+	if (path == NULL || path[0] == '\0')
+		return NULL;
+	f = fopen(path, "rb");
+	ck_assert_msg(f != NULL, "SIMTEST_MODULE: cannot open %s", path);
+	ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	ck_assert_msg(n > 0, "SIMTEST_MODULE: %s is empty", path);
+	rewind(f);
+	image = malloc((size_t)n);
+	ck_assert_ptr_nonnull(image);
+	ck_assert_msg(fread(image, 1, (size_t)n, f) == (size_t)n, "SIMTEST_MODULE: cannot read %s", path);
+	fclose(f);
+	return image;
+}
+
+/* Initialises the driver, makes the primary context current and loads the built-in module (or the
+ * image SIMTEST_MODULE names). */
 static SIMTEST_UNUSED void simtest_init(void)
 {
+	void *image = simtest_module_image();
+
 	CHK(cuInit(0));
 	CHK(cuDeviceGet(&simtest_dev, 0));
 	CHK(cuDevicePrimaryCtxRetain(&simtest_ctx, simtest_dev));
 	CHK(cuCtxSetCurrent(simtest_ctx));
-	CHK(cuModuleLoadData(&simtest_mod, "simcuda"));
+	CHK(cuModuleLoadData(&simtest_mod, image != NULL ? image : "simcuda"));
 }
 
 /* Sets the given settings (NULL-terminated, possibly none), then simtest_init(). */
