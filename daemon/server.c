@@ -294,6 +294,18 @@ static void server_shutdown_cb(uv_shutdown_t *req, int status)
 		uv_close(h, server_close_cb);
 }
 
+/* Why a connection ends, rate-limited per uid and reason. */
+static void server_log_close(const struct mvd_conn *c, enum mvd_log_level level, const char *reason)
+{
+	char key[96];
+
+	if (reason == NULL)
+		return;
+	server_log_key(c, reason, key, sizeof(key));
+	mvd_log_limited(key, level, "connection %llu (pid %d uid %u): %s", (unsigned long long)c->id,
+			(int)c->pid, (unsigned)c->uid, reason);
+}
+
 void mvd_conn_close(struct mvd_conn *c, enum mvd_log_level level, const char *reason)
 {
 	uv_shutdown_t *req;
@@ -301,13 +313,7 @@ void mvd_conn_close(struct mvd_conn *c, enum mvd_log_level level, const char *re
 	if (c->closing)
 		return;
 	c->closing = 1;
-	if (reason != NULL) {
-		char key[96];
-
-		server_log_key(c, reason, key, sizeof(key));
-		mvd_log_limited(key, level, "connection %llu (pid %d uid %u): %s",
-				(unsigned long long)c->id, (int)c->pid, (unsigned)c->uid, reason);
-	}
+	server_log_close(c, level, reason);
 	uv_read_stop((uv_stream_t *)&c->pipe);
 	if (c->counted_session) {
 		c->user->sessions--;
@@ -585,6 +591,28 @@ static void server_turns_cb(uv_prepare_t *h)
 
 /* Whether c's uid may hold one more connection: its own limit, and the descriptors no one but
  * root and the daemon's own user may take. Refuses c when not; returns 0 or -1. */
+/* A connection refused as it is accepted has nothing queued: its answer goes out in one
+ * non-blocking send and its descriptor is closed at once. A burst of refusals then never holds
+ * the descriptors the daemon keeps for others while writes and shutdowns wait their turn (should
+ * the socket's buffer be full, the answer is lost but the peer still sees the close). */
+static void server_refuse_now(struct mvd_conn *c, const char *reason)
+{
+	json_t *resp = json_pack("{s:b, s:s}", "ok", 0, "error", reason);
+	uint8_t *frame;
+	size_t len;
+	uv_os_fd_t fd;
+
+	if (resp != NULL && mv_control_encode(MV_MSG_RESPONSE, resp, &frame, &len) == 0) {
+		if (uv_fileno((uv_handle_t *)&c->pipe, &fd) == 0)
+			(void)send(fd, frame, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+		free(frame);
+	}
+	json_decref(resp);
+	server_log_close(c, MVD_LOG_WARN, reason);
+	c->closing = 1;
+	uv_close((uv_handle_t *)&c->pipe, server_close_cb);
+}
+
 static int server_admit(struct mvd_conn *c)
 {
 	const struct mvd_config *cfg = server_cfg;
@@ -605,7 +633,7 @@ static int server_admit(struct mvd_conn *c)
 			 server_nconns - 1, server_nofile);
 	else
 		return 0;
-	server_refuse(c, why);
+	server_refuse_now(c, why);
 	return -1;
 }
 
