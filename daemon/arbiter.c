@@ -205,7 +205,11 @@ void mvd_arbiter_join(struct mvd_session *s)
 	s->dev = d;
 	TAILQ_INSERT_TAIL(&d->sessions, s, dev_entry);
 	d->nsessions++;
-	arbiter_recompute(d);
+	/* The device's total is settled now, so that s is bounded by it from the start; the
+	 * division waits for mvd_arbiter_settle. */
+	arbiter_trust(d, TAILQ_FIRST(&d->sessions));
+	mvd_session_bound(s, d->total);
+	d->dirty = 1;
 }
 
 void mvd_arbiter_leave(struct mvd_session *s)
@@ -224,7 +228,26 @@ void mvd_arbiter_leave(struct mvd_session *s)
 	}
 	/* While stopping, every session is about to be told SHUTDOWN: new grants would be noise. */
 	if (!mvd_server_stopping())
+		d->dirty = 1;
+}
+
+/* Once a turn of the loop: each device that sessions joined or left is divided once, however
+ * many came and went, so that a burst of n sessions costs n, not n squared; then the sessions
+ * that joined are welcomed with their first grant. */
+void mvd_arbiter_settle(void)
+{
+	struct mvd_device *d;
+	struct mvd_session *s;
+
+	TAILQ_FOREACH(d, &arbiter_devices, entry) {
+		if (!d->dirty)
+			continue;
+		d->dirty = 0;
 		arbiter_recompute(d);
+		TAILQ_FOREACH(s, &d->sessions, dev_entry)
+			if (!s->welcomed)
+				mvd_session_welcome(s);
+	}
 }
 
 void mvd_arbiter_recompute_all(void)

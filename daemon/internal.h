@@ -181,6 +181,8 @@ const struct mvd_job *mvd_session_job(const struct mvd_session *s);
 void mvd_session_bound(struct mvd_session *s, uint64_t total);
 /* Sends GRANT (or, before the first, nothing: WELCOME carries it). */
 void mvd_session_send_grant(struct mvd_session *s);
+/* Sends WELCOME with s's first grant and logs the session (the arbiter, once it has divided). */
+void mvd_session_welcome(struct mvd_session *s);
 struct mvd_sessions *mvd_sessions(void);
 size_t mvd_session_count_visible(uid_t viewer);
 int mvd_session_visible(const struct mvd_session *s, uid_t viewer);
@@ -213,15 +215,20 @@ struct mvd_device {
 	uint64_t budget;       /* mvd_config_device_budget(total) */
 	uint64_t granted;      /* the sum of its sessions' grants */
 	size_t nsessions;
+	int dirty;             /* sessions joined or left since it was last divided */
 	struct mvd_sessions sessions;
 	TAILQ_ENTRY(mvd_device) entry;
 };
 
-/* Adds s to its device (made on first use) and recomputes the device's grants; sessions whose
- * grant changed, other than s, are sent GRANT. s->grant holds its first grant afterwards. */
+/* Adds s to its device (made on first use), bounded by the device's trusted total; the device is
+ * divided again at the next mvd_arbiter_settle, which welcomes s with its first grant. */
 void mvd_arbiter_join(struct mvd_session *s);
-/* Removes s and regrants the rest; a device with no sessions left is forgotten. */
+/* Removes s; the rest are regranted at the next mvd_arbiter_settle. A device with no sessions
+ * left is forgotten. */
 void mvd_arbiter_leave(struct mvd_session *s);
+/* Divides every device that sessions joined or left since the last call, sends GRANT to the
+ * sessions whose grant changed and WELCOME to those that joined. Called once per loop turn. */
+void mvd_arbiter_settle(void);
 /* gpu.c. The memory of the GPU with uuid, from the CUDA driver (libcuda.so.1, loaded on the
  * first call). Returns 0 with *total, or -ENODEV when no driver lists that GPU. */
 int mvd_gpu_total(const uint8_t uuid[16], uint64_t *total);

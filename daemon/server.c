@@ -587,10 +587,11 @@ static void server_turns_cb(uv_prepare_t *h)
 			mvd_conn_close(c, MVD_LOG_WARN, why);
 		}
 	}
+	/* Last, so that sessions that joined in this turn, drained here or read before it, are
+	 * divided and welcomed before the loop waits again. */
+	mvd_arbiter_settle();
 }
 
-/* Whether c's uid may hold one more connection: its own limit, and the descriptors no one but
- * root and the daemon's own user may take. Refuses c when not; returns 0 or -1. */
 /* A connection refused as it is accepted has nothing queued: its answer goes out in one
  * non-blocking send and its descriptor is closed at once. A burst of refusals then never holds
  * the descriptors the daemon keeps for others while writes and shutdowns wait their turn (should
@@ -613,6 +614,8 @@ static void server_refuse_now(struct mvd_conn *c, const char *reason)
 	uv_close((uv_handle_t *)&c->pipe, server_close_cb);
 }
 
+/* Whether c's uid may hold one more connection: its own limit, and the descriptors no one but
+ * root and the daemon's own user may take. Refuses c when not; returns 0 or -1. */
 static int server_admit(struct mvd_conn *c)
 {
 	const struct mvd_config *cfg = server_cfg;

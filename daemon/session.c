@@ -135,9 +135,6 @@ static void session_name(struct mvd_session *s, const struct mv_msg_hello *h)
 struct mvd_session *mvd_session_new(struct mvd_conn *c, const struct mv_msg_hello *h)
 {
 	struct mvd_session *s = mvd_xcalloc(1, sizeof(*s));
-	struct mv_msg_welcome w;
-	uint8_t payload[MV_MSG_WELCOME_SIZE];
-	char uuid[33], grant[32], request[32];
 
 	s->id = session_next_id++;
 	s->conn = c;
@@ -156,14 +153,28 @@ struct mvd_session *mvd_session_new(struct mvd_conn *c, const struct mv_msg_hell
 	mvd_session_configure(s, mvd_server_config());
 	TAILQ_INSERT_TAIL(&session_list, s, entry);
 
-	/* The arbiter bounds the claims by the device's trusted total before the first grant. */
+	/* The arbiter bounds the claims by the device's trusted total before the first grant. It
+	 * divides the device once the loop's turn ends, however many sessions joined in it, and
+	 * then welcomes the newcomers (mvd_session_welcome). */
 	mvd_arbiter_join(s);
 	s->learn = mvd_learn_new(s->id, s->device_total);
+	if (h->pid != s->pid)
+		mvd_debug("session %llu: the process calls itself pid %u", (unsigned long long)s->id,
+			  h->pid);
+	return s;
+}
+
+/* The first grant, now that the arbiter has divided the device with s on it. */
+void mvd_session_welcome(struct mvd_session *s)
+{
+	struct mv_msg_welcome w;
+	uint8_t payload[MV_MSG_WELCOME_SIZE];
+	char uuid[33], grant[32], request[32];
 
 	w.session = s->id;
 	w.grant = s->grant;
 	mv_welcome_encode(&w, payload);
-	mvd_conn_send(c, MV_MSG_WELCOME, payload, sizeof(payload));
+	mvd_conn_send(s->conn, MV_MSG_WELCOME, payload, sizeof(payload));
 	s->welcomed = 1;
 
 	mvd_uuid_format(s->uuid, uuid);
@@ -172,10 +183,6 @@ struct mvd_session *mvd_session_new(struct mvd_conn *c, const struct mv_msg_hell
 	mvd_info("session %llu: pid %u uid %u job '%s' on device %u (%s): asks %s, weight %u, "
 		 "granted %s", (unsigned long long)s->id, s->pid, (unsigned)s->uid, s->job, s->device,
 		 uuid, request, s->weight, grant);
-	if (h->pid != s->pid)
-		mvd_debug("session %llu: the process calls itself pid %u", (unsigned long long)s->id,
-			  h->pid);
-	return s;
 }
 
 void mvd_session_free(struct mvd_session *s)

@@ -346,6 +346,7 @@ START_TEST(test_net_ordered_write_kept)
 {
 	static struct fix f;
 	uint32_t *gate;
+	unsigned char *out;
 	CUstream s2;
 	CUevent e;
 	size_t w = 200, y = 7, x = 128;
@@ -354,6 +355,9 @@ START_TEST(test_net_ordered_write_kept)
 		      "SIMCUDA_DELAY_H2D_US=200000");
 	fix_start(&f);
 	CHK(cuMemHostAlloc((void **)&gate, 4096, 0));
+	/* Pinned: an asynchronous copy into pageable memory would return only once it completed,
+	 * which here is after the gate this thread opens below. */
+	CHK(cuMemHostAlloc((void **)&out, BUF, 0));
 	*gate = 0;
 	CHK(cuStreamCreate(&s2, CU_STREAM_NON_BLOCKING));
 	CHK(cuEventCreate(&e, CU_EVENT_DISABLE_TIMING));
@@ -361,17 +365,18 @@ START_TEST(test_net_ordered_write_kept)
 	CHK(cuMemsetD2D32Async(f.a + y * PITCH + x, PITCH, 0x0badf00du, w, ROWS, s2));
 	CHK(cuEventRecord(e, s2));
 	CHK(cuStreamWaitEvent(f.s, e, 0));
-	CHK(cuMemcpyDtoHAsync(f.host, f.a, BUF, f.s));
+	CHK(cuMemcpyDtoHAsync(out, f.a, BUF, f.s));
 	__atomic_store_n(gate, 1, __ATOMIC_SEQ_CST);
 	CHK(cuStreamSynchronize(f.s));
 	for (size_t r = 0; r < ROWS; r++)
 		for (size_t i = 0; i < w; i++)
 			memcpy(f.ref + (y + r) * PITCH + x + 4 * i, &(uint32_t){0x0badf00du}, 4);
 	for (size_t i = 0; i < BUF; i++)
-		if (f.host[i] != f.ref[i])
-			ck_abort_msg("byte %zu is %#x, expected %#x: the app's ordered write was lost", i, f.host[i],
+		if (out[i] != f.ref[i])
+			ck_abort_msg("byte %zu is %#x, expected %#x: the app's ordered write was lost", i, out[i],
 				     f.ref[i]);
 	CHK(cuCtxSynchronize());
+	CHK(cuMemFreeHost(out));
 	CHK(cuMemFreeHost(gate));
 }
 END_TEST
