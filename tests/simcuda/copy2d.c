@@ -66,6 +66,14 @@ static CUresult rows(struct sim_stream *s, const struct side *d, const struct si
 	return CUDA_SUCCESS;
 }
 
+/* Whether a side is host memory that is not pinned: the whole span its rows cover. */
+static int pageable(const struct side *sd, size_t width, size_t height, size_t depth)
+{
+	uint64_t span = (depth - 1) * sd->plane + (height - 1) * sd->pitch + width;
+
+	return !on_device(sd, sd->base) && sim_mem_check(sd->base, span, 0, 1) != 0;
+}
+
 static CUresult pitched(const struct side *d, const struct side *sr, size_t width, size_t height, size_t depth,
 			CUstream h, int per_thread, int sync)
 {
@@ -86,6 +94,11 @@ static CUresult pitched(const struct side *d, const struct side *sr, size_t widt
 	r = rows(s, d, sr, width, height, depth);
 	if (r != CUDA_SUCCESS)
 		return r;
+	/* With pageable host memory on either side an asynchronous copy returns once it has completed:
+	 * the real driver stages a pageable source before returning (the caller may reuse it at once,
+	 * as ffmpeg's hwupload does) and completes a copy into pageable memory before returning. */
+	if (pageable(d, width, height, depth) || pageable(sr, width, height, depth))
+		sync = 1;
 	return sim_stream_finish(s, sync);
 }
 
