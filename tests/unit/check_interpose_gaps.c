@@ -1,0 +1,128 @@
+/* libmemvirt.so on the calls that hand a buffer to the driver for later use the scanner cannot
+ * see: texture and surface objects bring the buffer in and pin it for good, so paging pressure
+ * afterwards never moves it and its bytes stay exact. On the simulated GPU with the safety net off,
+ * where a paged-out buffer's range is unmapped. */
+#include "config.h"
+
+#include "tests/unit/interposetest.h"
+
+#define GRAN64 "SIMCUDA_GRANULARITY=64KiB"
+#define THR16 "MEMVIRT_SLAB_THRESHOLD=16KiB"
+#define NET_OFF "SIMCUDA_NO_HOST_VMM=1"
+#define BUF (64 * ITEST_KIB)      /* one granule with GRAN64 */
+#define NF (BUF / sizeof(float)) /* floats in BUF */
+#define PITCH 1024               /* bytes per row of the pitched surface */
+
+static CUdeviceptr alloc_filled(uint64_t bytes, float v)
+{
+	CUdeviceptr p;
+
+	CHK(cuMemAlloc(&p, bytes));
+	CHK(simtest_fill(p, v, bytes / sizeof(float), NULL));
+	CHK(cuCtxSynchronize());
+	return p;
+}
+
+/* Allocates eight buffers and uses each three times, so that under a budget of six every other
+ * buffer not pinned is paged out; returns the page-outs it caused. */
+static uint64_t pressure(CUdeviceptr *f, float *vf)
+{
+	uint64_t outs = itest_counters().page_outs;
+
+	for (int i = 0; i < 8; i++) {
+		if (f[i] == 0) {
+			vf[i] = 30.0f + (float)i;
+			f[i] = alloc_filled(BUF, vf[i]);
+		}
+	}
+	for (int k = 0; k < 3; k++) {
+		for (int i = 0; i < 8; i++)
+			CHK(simtest_fill(f[i], vf[i], NF, NULL));
+		CHK(cuCtxSynchronize());
+	}
+	return itest_counters().page_outs - outs;
+}
+
+/* A texture object over a linear buffer and a surface object over a pitched one, each created while
+ * its buffer is paged out: the create brings it in (the driver checks the range is mapped, and
+ * without the hook refuses it), and pressure afterwards pages neither out again: reading them back
+ * pages nothing in. */
+START_TEST(test_texture_and_surface_pin_buffers)
+{
+	CUdeviceptr x, y, f[8] = {0};
+	float vf[8];
+	CUDA_RESOURCE_DESC rx = {0}, ry = {0};
+	CUDA_TEXTURE_DESC td = {0};
+	CUtexObject tex;
+	CUsurfObject surf;
+	uint64_t ins;
+
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	x = alloc_filled(BUF, 2.0f);
+	y = alloc_filled(BUF, 3.0f);
+	ck_assert_uint_gt(pressure(f, vf), 2);
+
+	rx.resType = CU_RESOURCE_TYPE_LINEAR;
+	rx.res.linear.devPtr = x;
+	rx.res.linear.format = CU_AD_FORMAT_FLOAT;
+	rx.res.linear.numChannels = 1;
+	rx.res.linear.sizeInBytes = BUF;
+	CHK(cuTexObjectCreate(&tex, &rx, &td, NULL));
+	ry.resType = CU_RESOURCE_TYPE_PITCH2D;
+	ry.res.pitch2D.devPtr = y;
+	ry.res.pitch2D.format = CU_AD_FORMAT_FLOAT;
+	ry.res.pitch2D.numChannels = 1;
+	ry.res.pitch2D.width = PITCH / sizeof(float);
+	ry.res.pitch2D.height = BUF / PITCH;
+	ry.res.pitch2D.pitchInBytes = PITCH;
+	CHK(cuSurfObjectCreate(&surf, &ry));
+
+	ck_assert_uint_gt(pressure(f, vf), 8);
+	ins = itest_counters().page_ins;
+	simtest_expect_floats(x, NF, 2.0f);
+	simtest_expect_floats(y, NF, 3.0f);
+	ck_assert_uint_eq(itest_counters().page_ins, ins);
+	for (int i = 0; i < 8; i++)
+		simtest_expect_floats(f[i], NF, vf[i]);
+	CHK(cuTexObjectDestroy(tex));
+	CHK(cuSurfObjectDestroy(surf));
+	CHK(cuCtxSynchronize());
+}
+END_TEST
+
+/* A resource the driver refuses is refused as it would be without the library: a range past the
+ * buffer's end names unmapped memory. */
+START_TEST(test_texture_bad_range_refused)
+{
+	CUdeviceptr x;
+	CUDA_RESOURCE_DESC rx = {0};
+	CUDA_TEXTURE_DESC td = {0};
+	CUtexObject tex;
+
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	x = alloc_filled(BUF, 1.0f);
+	rx.resType = CU_RESOURCE_TYPE_LINEAR;
+	rx.res.linear.devPtr = x;
+	rx.res.linear.format = CU_AD_FORMAT_FLOAT;
+	rx.res.linear.numChannels = 1;
+	rx.res.linear.sizeInBytes = 4 * BUF;
+	ck_assert_int_eq(cuTexObjectCreate(&tex, &rx, &td, NULL), CUDA_ERROR_INVALID_VALUE);
+	simtest_expect_floats(x, NF, 1.0f);
+}
+END_TEST
+
+static Suite *gaps_suite(void)
+{
+	Suite *s = suite_create("interpose_gaps");
+	TCase *tc = simtest_tcase(s, "bindings", 60);
+
+	tcase_add_test(tc, test_texture_and_surface_pin_buffers);
+	tcase_add_test(tc, test_texture_bad_range_refused);
+	return s;
+}
+
+int main(int argc, char **argv)
+{
+	itest_main_begin(argc, argv);
+	return simtest_run(gaps_suite());
+}
