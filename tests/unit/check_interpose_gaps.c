@@ -1,8 +1,10 @@
 /* libmemvirt.so on the calls that hand a buffer to the driver for later use the scanner cannot
- * see: texture and surface objects bring the buffer in and pin it for good, so paging pressure
- * afterwards never moves it and its bytes stay exact. On the simulated GPU with the safety net off,
+ * see: texture and surface objects and generic graph nodes bring the buffer in and pin it for
+ * good, so paging pressure afterwards never moves it and its bytes stay exact. On the simulated GPU with the safety net off,
  * where a paged-out buffer's range is unmapped. */
 #include "config.h"
+
+#include <string.h>
 
 #include "tests/unit/interposetest.h"
 
@@ -111,6 +113,86 @@ START_TEST(test_texture_bad_range_refused)
 }
 END_TEST
 
+static uint32_t f2u(float f)
+{
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof(u));
+	return u;
+}
+
+/* Nodes added through the generic node call pin what they name as the typed calls do: a graph
+ * launch after pressure finds its buffers, and so does one after the exec's kernel node is changed
+ * through cuGraphExecNodeSetParams to name a buffer that was paged out. Without the hook the
+ * launches fault (the paged-out buffers' ranges are unmapped). */
+START_TEST(test_generic_graph_nodes_pin_buffers)
+{
+	CUdeviceptr x, y, z, w, f[8] = {0};
+	float vf[8], one = 1.0f;
+	uint64_t n = NF;
+	void *args[] = {&y, &x, &one, &n}, *args2[] = {&f[0], &x, &one, &n};
+	CUstream s;
+	CUgraph g;
+	CUgraphExec e;
+	CUgraphNode k, set, cp;
+	CUgraphNodeParams kp = {0}, mp = {0}, cpp = {0};
+
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	x = alloc_filled(BUF, 2.0f);
+	y = alloc_filled(BUF, 1.0f);
+	z = alloc_filled(BUF, 0.0f);
+	w = alloc_filled(BUF, 0.0f);
+	CHK(cuGraphCreate(&g, 0));
+	kp.type = CU_GRAPH_NODE_TYPE_KERNEL;
+	kp.kernel.func = simtest_func("mv_axpy");
+	kp.kernel.gridDimX = kp.kernel.gridDimY = kp.kernel.gridDimZ = 1;
+	kp.kernel.blockDimX = kp.kernel.blockDimY = kp.kernel.blockDimZ = 1;
+	kp.kernel.kernelParams = args;
+	CHK(cuGraphAddNode(&k, g, NULL, NULL, 0, &kp));
+	mp.type = CU_GRAPH_NODE_TYPE_MEMSET;
+	mp.memset.dst = z;
+	mp.memset.value = f2u(4.0f);
+	mp.memset.elementSize = 4;
+	mp.memset.width = NF;
+	mp.memset.height = 1;
+	mp.memset.ctx = simtest_ctx;
+	CHK(cuGraphAddNode(&set, g, &k, NULL, 1, &mp));
+	cpp.type = CU_GRAPH_NODE_TYPE_MEMCPY;
+	cpp.memcpy.copyCtx = simtest_ctx;
+	cpp.memcpy.copyParams.srcMemoryType = cpp.memcpy.copyParams.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+	cpp.memcpy.copyParams.srcDevice = z;
+	cpp.memcpy.copyParams.dstDevice = w;
+	cpp.memcpy.copyParams.WidthInBytes = BUF;
+	cpp.memcpy.copyParams.Height = cpp.memcpy.copyParams.Depth = 1;
+	CHK(cuGraphAddNode(&cp, g, &set, NULL, 1, &cpp));
+	CHK(cuGraphInstantiate(&e, g, 0));
+
+	ck_assert_uint_gt(pressure(f, vf), 8);
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	simtest_expect_floats(y, NF, 3.0f);
+	simtest_expect_floats(z, NF, 4.0f);
+	simtest_expect_floats(w, NF, 4.0f);
+
+	/* f[0] was paged out by the uses after it; naming it in the exec brings it in and pins it. */
+	kp.kernel.kernelParams = args2;
+	CHK(cuGraphExecNodeSetParams(e, k, &kp));
+	for (int i = 1; i < 8; i++)
+		CHK(simtest_fill(f[i], vf[i], NF, NULL));
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	vf[0] += 2.0f;
+	simtest_expect_floats(y, NF, 3.0f);
+	simtest_expect_floats(x, NF, 2.0f);
+	for (int i = 0; i < 8; i++)
+		simtest_expect_floats(f[i], NF, vf[i]);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(g));
+	CHK(cuCtxSynchronize());
+}
+END_TEST
+
 static Suite *gaps_suite(void)
 {
 	Suite *s = suite_create("interpose_gaps");
@@ -118,6 +200,7 @@ static Suite *gaps_suite(void)
 
 	tcase_add_test(tc, test_texture_and_surface_pin_buffers);
 	tcase_add_test(tc, test_texture_bad_range_refused);
+	tcase_add_test(tc, test_generic_graph_nodes_pin_buffers);
 	return s;
 }
 
