@@ -5,29 +5,8 @@
 
 #include "interpose/internal.h"
 
-/* Bytes of one element of a texture format; 0 for a format this code does not know. */
-static size_t format_bytes(CUarray_format f, unsigned channels)
-{
-	size_t b;
-
-	switch (f) {
-	case CU_AD_FORMAT_UNSIGNED_INT8:
-	case CU_AD_FORMAT_SIGNED_INT8:
-		b = 1;
-		break;
-	case CU_AD_FORMAT_UNSIGNED_INT16:
-	case CU_AD_FORMAT_SIGNED_INT16:
-	case CU_AD_FORMAT_HALF:
-		b = 2;
-		break;
-	default:
-		b = 4;
-		break;
-	}
-	return b * (channels ? channels : 1);
-}
-
-/* The first and last byte a resource names: a buffer is named by either. Arrays are the driver's. */
+/* The first byte a resource names and the first of its last row (or its last byte): the driver
+ * accepts a resource only inside one allocation, so either names it. Arrays are the driver's. */
 static size_t resource_words(const CUDA_RESOURCE_DESC *d, uint64_t *words)
 {
 	size_t n = 0;
@@ -38,8 +17,7 @@ static size_t resource_words(const CUDA_RESOURCE_DESC *d, uint64_t *words)
 		bytes = d->res.linear.sizeInBytes;
 	} else if (d->resType == CU_RESOURCE_TYPE_PITCH2D && d->res.pitch2D.height > 0) {
 		p = d->res.pitch2D.devPtr;
-		bytes = (uint64_t)(d->res.pitch2D.height - 1) * d->res.pitch2D.pitchInBytes +
-			d->res.pitch2D.width * format_bytes(d->res.pitch2D.format, d->res.pitch2D.numChannels);
+		bytes = (uint64_t)(d->res.pitch2D.height - 1) * d->res.pitch2D.pitchInBytes + 1;
 	} else {
 		return 0;
 	}
