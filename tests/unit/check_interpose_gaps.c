@@ -4,7 +4,10 @@
  * where a paged-out buffer's range is unmapped. */
 #include "config.h"
 
+#include <fcntl.h>
+#include <limits.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "tests/unit/interposetest.h"
 
@@ -193,6 +196,67 @@ START_TEST(test_generic_graph_nodes_pin_buffers)
 }
 END_TEST
 
+/* Runs the deprecated multi-device launch of mv_axpy(y, x, 1, NF) with stderr caught; returns its
+ * result and what it wrote to stderr (malloc'd). */
+static CUresult coop_launch(CUdeviceptr y, CUdeviceptr x, char **err)
+{
+	float one = 1.0f;
+	uint64_t n = NF;
+	void *args[] = {&y, &x, &one, &n};
+	CUDA_LAUNCH_PARAMS lp = {0};
+	char path[PATH_MAX];
+	int fd, saved;
+	CUresult r;
+
+	lp.function = simtest_func("mv_axpy");
+	lp.gridDimX = lp.gridDimY = lp.gridDimZ = lp.blockDimX = lp.blockDimY = lp.blockDimZ = 1;
+	lp.kernelParams = args;
+	itest_tmpfile(path, sizeof(path), "err");
+	fd = open(path, O_WRONLY | O_TRUNC);
+	ck_assert_int_ge(fd, 0);
+	fflush(stderr);
+	saved = dup(2);
+	ck_assert_int_ge(saved, 0);
+	ck_assert_int_eq(dup2(fd, 2), 2);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+	r = cuLaunchCooperativeKernelMultiDevice(&lp, 1, 0);
+#pragma GCC diagnostic pop
+	fflush(stderr);
+	ck_assert_int_eq(dup2(saved, 2), 2);
+	close(saved);
+	close(fd);
+	*err = itest_slurp(path);
+	unlink(path);
+	return r;
+}
+
+/* A multi-device launch naming a buffer of memvirt's is refused by the library with a log line and
+ * never reaches the driver; one naming none goes to the driver (which, simulated, does not model
+ * it and says so). */
+START_TEST(test_coop_multi_device_refused)
+{
+	CUdeviceptr x, y;
+	char *err;
+
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	x = alloc_filled(BUF, 2.0f);
+	y = alloc_filled(BUF, 1.0f);
+	ck_assert_int_eq(coop_launch(y, x, &err), CUDA_ERROR_NOT_SUPPORTED);
+	ck_assert_msg(strstr(err, "cuLaunchCooperativeKernelMultiDevice: launch 0 names buffer") != NULL,
+		      "no log line: %s", err);
+	ck_assert_msg(strstr(err, "simcuda: cuLaunchCooperativeKernelMultiDevice") == NULL, "reached the driver: %s",
+		      err);
+	free(err);
+	ck_assert_int_eq(coop_launch(0, 0, &err), CUDA_ERROR_NOT_SUPPORTED);
+	ck_assert_msg(strstr(err, "simcuda: cuLaunchCooperativeKernelMultiDevice is not modelled") != NULL,
+		      "did not reach the driver: %s", err);
+	free(err);
+	simtest_expect_floats(y, NF, 1.0f);
+	simtest_expect_floats(x, NF, 2.0f);
+}
+END_TEST
+
 static Suite *gaps_suite(void)
 {
 	Suite *s = suite_create("interpose_gaps");
@@ -201,6 +265,7 @@ static Suite *gaps_suite(void)
 	tcase_add_test(tc, test_texture_and_surface_pin_buffers);
 	tcase_add_test(tc, test_texture_bad_range_refused);
 	tcase_add_test(tc, test_generic_graph_nodes_pin_buffers);
+	tcase_add_test(tc, test_coop_multi_device_refused);
 	return s;
 }
 
