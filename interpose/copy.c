@@ -639,3 +639,60 @@ MV_EXPORT CUresult cuStreamBatchMemOp_ptsz(CUstream h, unsigned int count, CUstr
 	struct batch_memop_args a = {h, count, ops, f, 1, 1};
 	return batch_memop(&a);
 }
+
+/* A copy between a CUDA array and device memory names the device side's first and last byte; the
+ * array is the driver's. */
+struct array_copy_args {
+	int to_array, per_thread;
+	CUarray arr;
+	size_t off;
+	CUdeviceptr dev;
+	size_t bytes;
+};
+
+static CUresult do_array_copy(void *arg)
+{
+	const struct array_copy_args *a = arg;
+
+	if (a->to_array)
+		return (a->per_thread ? mv_real.cuMemcpyDtoA_v2_ptds : mv_real.cuMemcpyDtoA_v2)(a->arr, a->off, a->dev,
+												 a->bytes);
+	return (a->per_thread ? mv_real.cuMemcpyAtoD_v2_ptds : mv_real.cuMemcpyAtoD_v2)(a->dev, a->arr, a->off, a->bytes);
+}
+
+static CUresult array_copy(struct array_copy_args *a)
+{
+	uint64_t words[2];
+	size_t n = 0;
+
+	if (a->dev != 0 && a->bytes > 0) {
+		words[n++] = a->dev;
+		if (a->bytes > 1 && a->dev + a->bytes - 1 > a->dev)
+			words[n++] = a->dev + a->bytes - 1;
+	}
+	return submit(NULL, a->per_thread, words, n, do_array_copy, a, MV_FK_COPY);
+}
+
+MV_EXPORT CUresult cuMemcpyAtoD_v2(CUdeviceptr dst, CUarray src, size_t off, size_t n)
+{
+	struct array_copy_args a = {0, 0, src, off, dst, n};
+	return array_copy(&a);
+}
+
+MV_EXPORT CUresult cuMemcpyAtoD_v2_ptds(CUdeviceptr dst, CUarray src, size_t off, size_t n)
+{
+	struct array_copy_args a = {0, 1, src, off, dst, n};
+	return array_copy(&a);
+}
+
+MV_EXPORT CUresult cuMemcpyDtoA_v2(CUarray dst, size_t off, CUdeviceptr src, size_t n)
+{
+	struct array_copy_args a = {1, 0, dst, off, src, n};
+	return array_copy(&a);
+}
+
+MV_EXPORT CUresult cuMemcpyDtoA_v2_ptds(CUarray dst, size_t off, CUdeviceptr src, size_t n)
+{
+	struct array_copy_args a = {1, 1, dst, off, src, n};
+	return array_copy(&a);
+}

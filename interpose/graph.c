@@ -120,6 +120,51 @@ static size_t kernel_node_words(const CUDA_KERNEL_NODE_PARAMS *p, uint64_t *word
 	return mv_kernel_words(f, p->kernelParams, p->extra, words);
 }
 
+/* Every word a batch of memory operations writes or waits on; SIZE_MAX for a batch longer than the
+ * scan's bound, which node_call refuses. */
+static size_t batch_words(const CUDA_BATCH_MEM_OP_NODE_PARAMS *p, uint64_t *words)
+{
+	size_t n = 0;
+
+	if (p->count > MV_MAX_SCAN_WORDS)
+		return SIZE_MAX;
+	for (unsigned i = 0; p->paramArray != NULL && i < p->count; i++) {
+		CUstreamBatchMemOpType op = p->paramArray[i].operation;
+		if (op == CU_STREAM_MEM_OP_WAIT_VALUE_32 || op == CU_STREAM_MEM_OP_WAIT_VALUE_64)
+			words[n++] = p->paramArray[i].waitValue.address;
+		else if (op == CU_STREAM_MEM_OP_WRITE_VALUE_32 || op == CU_STREAM_MEM_OP_WRITE_VALUE_64)
+			words[n++] = p->paramArray[i].writeValue.address;
+	}
+	return n;
+}
+
+_Static_assert(sizeof(CUDA_KERNEL_NODE_PARAMS_v3) == sizeof(CUDA_KERNEL_NODE_PARAMS) &&
+		       offsetof(CUDA_KERNEL_NODE_PARAMS_v3, kern) == offsetof(CUDA_KERNEL_NODE_PARAMS, kern),
+	       "a generic kernel node's parameters are laid out as the kernel node's");
+_Static_assert(sizeof(CUDA_BATCH_MEM_OP_NODE_PARAMS_v2) == sizeof(CUDA_BATCH_MEM_OP_NODE_PARAMS) &&
+		       offsetof(CUDA_BATCH_MEM_OP_NODE_PARAMS_v2, paramArray) ==
+			       offsetof(CUDA_BATCH_MEM_OP_NODE_PARAMS, paramArray),
+	       "a generic batch node's parameters are laid out as the batch node's");
+_Static_assert(offsetof(CUDA_MEMSET_NODE_PARAMS_v2, height) == offsetof(CUDA_MEMSET_NODE_PARAMS, height),
+	       "a generic memset node's parameters begin as the memset node's");
+
+/* A generic node names memory as the node of its type does; other types name none of memvirt's. */
+static size_t generic_words(const CUgraphNodeParams *p, uint64_t *words)
+{
+	switch (p->type) {
+	case CU_GRAPH_NODE_TYPE_KERNEL:
+		return kernel_node_words((const CUDA_KERNEL_NODE_PARAMS *)&p->kernel, words);
+	case CU_GRAPH_NODE_TYPE_MEMCPY:
+		return copy_words(&p->memcpy.copyParams, words);
+	case CU_GRAPH_NODE_TYPE_MEMSET:
+		return memset_words((const CUDA_MEMSET_NODE_PARAMS *)&p->memset, words);
+	case CU_GRAPH_NODE_TYPE_BATCH_MEM_OP:
+		return batch_words((const CUDA_BATCH_MEM_OP_NODE_PARAMS *)&p->memOp, words);
+	default:
+		return 0;
+	}
+}
+
 /* One node call: which entry point, and its arguments as the app gave them. */
 enum node_call {
 	NC_ADD_KERNEL,
@@ -131,6 +176,12 @@ enum node_call {
 	NC_ADD_MEMSET,
 	NC_SET_MEMSET,
 	NC_EXEC_SET_MEMSET,
+	NC_ADD_GENERIC,
+	NC_SET_GENERIC,
+	NC_EXEC_SET_GENERIC,
+	NC_ADD_BATCH,
+	NC_SET_BATCH,
+	NC_EXEC_SET_BATCH,
 };
 
 struct node_args {
@@ -143,7 +194,29 @@ struct node_args {
 	CUgraphNode node;
 	CUcontext ctx;
 	const void *p;
+	const CUgraphEdgeData *edges;
 };
+
+/* The generic and batch memory operation node calls. */
+static CUresult do_node_more(const struct node_args *a)
+{
+	CUgraphNodeParams *gp = (CUgraphNodeParams *)a->p;
+
+	switch (a->call) {
+	case NC_ADD_GENERIC:
+		return mv_real.cuGraphAddNode_v2(a->out, a->g, a->deps, a->edges, a->ndeps, gp);
+	case NC_SET_GENERIC:
+		return mv_real.cuGraphNodeSetParams(a->node, gp);
+	case NC_EXEC_SET_GENERIC:
+		return mv_real.cuGraphExecNodeSetParams(a->e, a->node, gp);
+	case NC_ADD_BATCH:
+		return mv_real.cuGraphAddBatchMemOpNode(a->out, a->g, a->deps, a->ndeps, a->p);
+	case NC_SET_BATCH:
+		return mv_real.cuGraphBatchMemOpNodeSetParams(a->node, a->p);
+	default:
+		return mv_real.cuGraphExecBatchMemOpNodeSetParams(a->e, a->node, a->p);
+	}
+}
 
 static CUresult do_node(void *arg)
 {
@@ -166,8 +239,10 @@ static CUresult do_node(void *arg)
 		return mv_real.cuGraphAddMemsetNode(a->out, a->g, a->deps, a->ndeps, a->p, a->ctx);
 	case NC_SET_MEMSET:
 		return mv_real.cuGraphMemsetNodeSetParams(a->node, a->p);
-	default:
+	case NC_EXEC_SET_MEMSET:
 		return mv_real.cuGraphExecMemsetNodeSetParams(a->e, a->node, a->p, a->ctx);
+	default:
+		return do_node_more(a);
 	}
 }
 
@@ -185,8 +260,17 @@ static CUresult node_call(struct node_args *a)
 		n = kernel_node_words(a->p, node_words);
 	else if (a->call <= NC_EXEC_SET_MEMCPY)
 		n = copy_words(a->p, node_words);
-	else
+	else if (a->call <= NC_EXEC_SET_MEMSET)
 		n = memset_words(a->p, node_words);
+	else if (a->call <= NC_EXEC_SET_GENERIC)
+		n = generic_words(a->p, node_words);
+	else
+		n = batch_words(a->p, node_words);
+	if (n == SIZE_MAX) {
+		mv_log(MV_LOG_ERROR, "a graph node of more than %d memory operations refused: it cannot be made safe",
+		       MV_MAX_SCAN_WORDS);
+		return CUDA_ERROR_NOT_SUPPORTED;
+	}
 	return mv_submit_pinned(node_words, n, do_node, a);
 }
 
@@ -222,3 +306,19 @@ NODE_CALL(.call = NC_EXEC_SET_MEMCPY, .e = e, .node = node, .ctx = ctx, .p = p)
 MV_EXPORT CUresult cuGraphExecMemsetNodeSetParams(CUgraphExec e, CUgraphNode node, const CUDA_MEMSET_NODE_PARAMS *p,
 						  CUcontext ctx)
 NODE_CALL(.call = NC_EXEC_SET_MEMSET, .e = e, .node = node, .ctx = ctx, .p = p)
+
+MV_EXPORT CUresult cuGraphAddNode_v2(CUgraphNode *out, CUgraph g, const CUgraphNode *deps, const CUgraphEdgeData *edges,
+				     size_t ndeps, CUgraphNodeParams *p)
+NODE_CALL(.call = NC_ADD_GENERIC, .out = out, .g = g, .deps = deps, .edges = edges, .ndeps = ndeps, .p = p)
+MV_EXPORT CUresult cuGraphNodeSetParams(CUgraphNode node, CUgraphNodeParams *p)
+NODE_CALL(.call = NC_SET_GENERIC, .node = node, .p = p)
+MV_EXPORT CUresult cuGraphExecNodeSetParams(CUgraphExec e, CUgraphNode node, CUgraphNodeParams *p)
+NODE_CALL(.call = NC_EXEC_SET_GENERIC, .e = e, .node = node, .p = p)
+MV_EXPORT CUresult cuGraphAddBatchMemOpNode(CUgraphNode *out, CUgraph g, const CUgraphNode *deps, size_t ndeps,
+					    const CUDA_BATCH_MEM_OP_NODE_PARAMS *p)
+NODE_CALL(.call = NC_ADD_BATCH, .out = out, .g = g, .deps = deps, .ndeps = ndeps, .p = p)
+MV_EXPORT CUresult cuGraphBatchMemOpNodeSetParams(CUgraphNode node, const CUDA_BATCH_MEM_OP_NODE_PARAMS *p)
+NODE_CALL(.call = NC_SET_BATCH, .node = node, .p = p)
+MV_EXPORT CUresult cuGraphExecBatchMemOpNodeSetParams(CUgraphExec e, CUgraphNode node,
+						      const CUDA_BATCH_MEM_OP_NODE_PARAMS *p)
+NODE_CALL(.call = NC_EXEC_SET_BATCH, .e = e, .node = node, .p = p)

@@ -34,11 +34,11 @@ py=$(command -v python3) || mv_skip "no python3 to call a stub"
 "$py" - "$sim" >"$MV_TMP/py.out" 2>"$MV_TMP/py.err" <<'PY' || { cat "$MV_TMP/py.err" >&2; mv_fail "calling a stub failed"; }
 import ctypes, sys
 lib = ctypes.CDLL(sys.argv[1])
-print(lib.cuArrayCreate_v2(None, None), lib.cuArrayCreate_v2(None, None), lib.cuTexObjectDestroy(0))
+print(lib.cuArrayCreate_v2(None, None), lib.cuArrayCreate_v2(None, None), lib.cuMipmappedArrayDestroy(0))
 PY
 [ "$(cat "$MV_TMP/py.out")" = "801 801 801" ] || mv_fail "stubs answered $(cat "$MV_TMP/py.out"), expected 801 each"
 n=$(grep -c 'cuArrayCreate_v2 is not modelled' "$MV_TMP/py.err")
 [ "$n" -eq 1 ] || { cat "$MV_TMP/py.err" >&2; mv_fail "cuArrayCreate_v2 named itself $n times on stderr, expected once"; }
-grep -q 'simcuda: cuTexObjectDestroy is not modelled: CUDA_ERROR_NOT_SUPPORTED' "$MV_TMP/py.err" ||
-	{ cat "$MV_TMP/py.err" >&2; mv_fail "cuTexObjectDestroy did not name itself"; }
+grep -q 'simcuda: cuMipmappedArrayDestroy is not modelled: CUDA_ERROR_NOT_SUPPORTED' "$MV_TMP/py.err" ||
+	{ cat "$MV_TMP/py.err" >&2; mv_fail "cuMipmappedArrayDestroy did not name itself"; }
 exit 0
