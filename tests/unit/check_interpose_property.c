@@ -1,6 +1,6 @@
 /* libmemvirt.so under random programs: thousands of short random sequences of allocations, frees,
  * kernels, copies (2D ones too), memsets (2D ones too), stream memory operations and
- * synchronisations on several streams from four host threads, each
+ * synchronisations on several streams from two host threads (the per-thread-stream case from four), each
  * checked against a host model of every buffer's bytes, under budgets that keep memvirt paging all
  * the time, with the safety net on and off.
  *
@@ -15,7 +15,7 @@
 
 #include "tests/unit/interposetest.h"
 
-#define THREADS 4
+#define THREADS 2
 #define STREAMS 2    /* per thread */
 #define MAXBUF 10    /* live buffers per thread */
 #define EVENTS 32    /* per thread, reused round robin */
