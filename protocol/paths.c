@@ -47,8 +47,10 @@ static int check_dir(const char *dir, char *why, size_t len)
 	struct stat st;
 
 	if (lstat(dir, &st) != 0) {
-		snprintf(why, len, "the socket's directory %s: %s", dir, strerror(errno));
-		return -errno;
+		int e = errno; /* snprintf may change errno */
+
+		snprintf(why, len, "the socket's directory %s: %s", dir, strerror(e));
+		return -e;
 	}
 	if (S_ISLNK(st.st_mode)) {
 		snprintf(why, len, "the socket's directory %s is a symbolic link", dir);
@@ -92,9 +94,11 @@ int mv_socket_trusted(const char *path, char *why, size_t len)
 	if (r != 0)
 		return r;
 	if (lstat(path, &st) != 0) {
+		int e = errno; /* snprintf may change errno */
+
 		/* No socket: nothing to trust or refuse yet. */
-		snprintf(why, len, "%s: %s", path, strerror(errno));
-		return -errno;
+		snprintf(why, len, "%s: %s", path, strerror(e));
+		return -e;
 	}
 	if (!S_ISSOCK(st.st_mode)) {
 		snprintf(why, len, "%s is not a socket", path);
