@@ -179,7 +179,9 @@ CUmemoryPool sim_default_pool(void);
 
 /* ---- streams and the virtual clock (stream.c) ---- */
 
-enum sim_op_kind { SIM_OP_KERNEL, SIM_OP_COPY, SIM_OP_MEMSET, SIM_OP_HOSTFN, SIM_OP_FREE, SIM_OP_NOP };
+enum sim_op_kind { SIM_OP_KERNEL, SIM_OP_COPY, SIM_OP_MEMSET, SIM_OP_HOSTFN, SIM_OP_FREE, SIM_OP_NOP, SIM_OP_IPCEV };
+
+struct sim_ipc_event;
 
 struct sim_dep {
 	struct sim_stream *stream;
@@ -218,6 +220,11 @@ struct sim_op {
 		struct {
 			uint64_t dptr;
 		} f;
+		struct {
+			struct sim_ipc_event *ev; /* a reference, dropped when the op has run */
+			uint32_t ticket;
+			int signal;               /* 1: marks the record done; 0: waits for it */
+		} e;
 	} u;
 };
 
@@ -308,6 +315,27 @@ CUresult sim_copy_check(uint64_t dst, uint64_t src, uint64_t bytes, enum sim_cop
 CUresult sim_copy_enqueue(struct sim_stream *s, uint64_t dst, uint64_t src, uint64_t bytes, enum sim_copy_dir dir);
 CUresult sim_memset_enqueue(struct sim_stream *s, uint64_t dst, uint32_t value, unsigned elem, uint64_t n);
 CUresult sim_stream_finish(struct sim_stream *s, int sync);
+
+/* Interprocess events (ipc.c). An event created with CU_EVENT_INTERPROCESS and
+ * CU_EVENT_DISABLE_TIMING keeps its state in a memfd page that every process holding the event maps:
+ * each record takes the next ticket, and a signal op queued behind the recorded work marks the ticket
+ * done when the stream reaches it. Queries, synchronisations and stream waits read that page, so a
+ * record in one process orders work in another. References are atomic; the last put unmaps. */
+struct sim_ipc_event *sim_ipc_event_new(void);
+struct sim_ipc_event *sim_ipc_event_get(struct sim_ipc_event *ev);
+void sim_ipc_event_put(struct sim_ipc_event *ev);
+uint32_t sim_ipc_event_record(struct sim_ipc_event *ev);
+uint32_t sim_ipc_event_latest(struct sim_ipc_event *ev);
+int sim_ipc_event_done(struct sim_ipc_event *ev, uint32_t ticket);
+/* Blocks the calling thread until ticket is done. */
+void sim_ipc_event_wait(struct sim_ipc_event *ev, uint32_t ticket);
+/* Runs a SIM_OP_IPCEV op (a signal, or a wait unless the context has faulted) and drops its reference. */
+void sim_ipc_event_exec(struct sim_op *op, int faulted);
+/* Events as ipc.c sees them (stream.c): an event's shared state (NULL when it has none, or
+ * CUDA_ERROR_INVALID_HANDLE for a bad handle), and a new event over opened shared state (it takes
+ * the caller's reference). */
+CUresult sim_event_shared(CUevent h, struct sim_ipc_event **out);
+CUresult sim_event_open(struct sim_ipc_event *ev, CUevent *out);
 
 /* Fault injection counters (init.c): return nonzero when this call should fail. */
 int sim_inject_create_failure(int host);

@@ -1,4 +1,4 @@
-/* Interprocess memory handles and the VMM API's POSIX descriptors. Exporting a cuMemAlloc
+/* Interprocess memory and event handles, and the VMM API's POSIX descriptors. Exporting a cuMemAlloc
  * allocation moves its bytes onto a memfd, once; the handle names the exporting process, that
  * descriptor and its inode, and another process opens it through /proc/<pid>/fd and maps the same
  * pages into its own device window. A cuMemCreate allocation that asked for a POSIX descriptor is
@@ -6,11 +6,13 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "tests/simcuda/internal.h"
@@ -272,4 +274,193 @@ SIM_EXPORT CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle 
 	}
 	*h = (CUmemGenericAllocationHandle)(uintptr_t)p;
 	return CUDA_SUCCESS;
+}
+
+/* ---- interprocess events ---- */
+
+#define IPC_EVENT_MAGIC 0x53494d49504345ull /* "SIMIPCE" */
+#define IPC_EVENT_PAGE 4096
+
+/* What a CUipcEventHandle carries (64 bytes). */
+struct ipc_event_wire {
+	uint64_t magic;
+	uint64_t pid;
+	uint64_t fd;
+	uint64_t ino;
+};
+_Static_assert(sizeof(struct ipc_event_wire) <= sizeof(CUipcEventHandle), "the handle holds the wire form");
+
+/* The shared page: tickets handed out so far, and the newest ticket whose record is done. Tickets
+ * wrap; they are compared by their signed difference. */
+enum { EV_ISSUED, EV_DONE };
+
+struct sim_ipc_event {
+	uint32_t *page;
+	int fd;   /* the creator's memfd, which exported handles name; -1 where it was opened */
+	int refs; /* atomic */
+};
+
+static struct sim_ipc_event *ipc_event_map(int fd)
+{
+	struct sim_ipc_event *ev = calloc(1, sizeof(*ev));
+
+	if (ev == NULL)
+		return NULL;
+	ev->page = mmap(NULL, IPC_EVENT_PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (ev->page == MAP_FAILED) {
+		free(ev);
+		return NULL;
+	}
+	ev->fd = -1;
+	ev->refs = 1;
+	return ev;
+}
+
+struct sim_ipc_event *sim_ipc_event_new(void)
+{
+	struct sim_ipc_event *ev = NULL;
+	int fd = memfd_create("simcuda-event", MFD_CLOEXEC);
+
+	if (fd < 0)
+		return NULL;
+	if (ftruncate(fd, IPC_EVENT_PAGE) == 0)
+		ev = ipc_event_map(fd);
+	if (ev == NULL) {
+		close(fd);
+		return NULL;
+	}
+	ev->fd = fd;
+	return ev;
+}
+
+struct sim_ipc_event *sim_ipc_event_get(struct sim_ipc_event *ev)
+{
+	__atomic_add_fetch(&ev->refs, 1, __ATOMIC_RELAXED);
+	return ev;
+}
+
+void sim_ipc_event_put(struct sim_ipc_event *ev)
+{
+	if (__atomic_sub_fetch(&ev->refs, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	munmap(ev->page, IPC_EVENT_PAGE);
+	if (ev->fd >= 0)
+		close(ev->fd);
+	free(ev);
+}
+
+uint32_t sim_ipc_event_record(struct sim_ipc_event *ev)
+{
+	return __atomic_add_fetch(&ev->page[EV_ISSUED], 1, __ATOMIC_ACQ_REL);
+}
+
+uint32_t sim_ipc_event_latest(struct sim_ipc_event *ev)
+{
+	return __atomic_load_n(&ev->page[EV_ISSUED], __ATOMIC_ACQUIRE);
+}
+
+static int ticket_reached(uint32_t done, uint32_t ticket)
+{
+	return (int32_t)(done - ticket) >= 0;
+}
+
+int sim_ipc_event_done(struct sim_ipc_event *ev, uint32_t ticket)
+{
+	return ticket_reached(__atomic_load_n(&ev->page[EV_DONE], __ATOMIC_ACQUIRE), ticket);
+}
+
+/* Records on several streams, or in several processes, finish in any order: the newest ticket done
+ * wins, since a wait is always for the latest record. Waiters sleep on the word as a futex shared
+ * between processes. */
+static void ipc_event_signal(struct sim_ipc_event *ev, uint32_t ticket)
+{
+	uint32_t *w = &ev->page[EV_DONE];
+	uint32_t cur = __atomic_load_n(w, __ATOMIC_ACQUIRE);
+
+	while (!ticket_reached(cur, ticket))
+		if (__atomic_compare_exchange_n(w, &cur, ticket, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			break;
+	syscall(SYS_futex, w, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+}
+
+void sim_ipc_event_wait(struct sim_ipc_event *ev, uint32_t ticket)
+{
+	uint32_t *w = &ev->page[EV_DONE];
+	uint32_t cur;
+
+	while (!ticket_reached(cur = __atomic_load_n(w, __ATOMIC_ACQUIRE), ticket))
+		syscall(SYS_futex, w, FUTEX_WAIT, cur, NULL, NULL, 0);
+}
+
+void sim_ipc_event_exec(struct sim_op *op, int faulted)
+{
+	if (op->u.e.signal)
+		ipc_event_signal(op->u.e.ev, op->u.e.ticket);
+	else if (!faulted)
+		sim_ipc_event_wait(op->u.e.ev, op->u.e.ticket);
+	sim_ipc_event_put(op->u.e.ev);
+}
+
+/* Only an event created with CU_EVENT_INTERPROCESS and CU_EVENT_DISABLE_TIMING has a handle. */
+SIM_EXPORT CUresult cuIpcGetEventHandle(CUipcEventHandle *handle, CUevent event)
+{
+	struct ipc_event_wire w;
+	struct sim_ipc_event *ev;
+	struct stat st;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (handle == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	r = sim_event_shared(event, &ev);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (ev == NULL || ev->fd < 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (fstat(ev->fd, &st) != 0)
+		return CUDA_ERROR_MAP_FAILED;
+	w = (struct ipc_event_wire){IPC_EVENT_MAGIC, (uint64_t)getpid(), (uint64_t)ev->fd, (uint64_t)st.st_ino};
+	memset(handle, 0, sizeof(*handle));
+	memcpy(handle->reserved, &w, sizeof(w));
+	return CUDA_SUCCESS;
+}
+
+/* Opens another process's event: an unknown or stale handle is an invalid handle, one this process
+ * exported an invalid context, as for memory handles. */
+SIM_EXPORT CUresult cuIpcOpenEventHandle(CUevent *phEvent, CUipcEventHandle handle)
+{
+	struct ipc_event_wire w;
+	struct sim_ipc_event *ev;
+	struct stat st;
+	char path[64];
+	int fd;
+	CUresult r = sim_enter_ctx(NULL);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (phEvent == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	memcpy(&w, handle.reserved, sizeof(w));
+	if (w.magic != IPC_EVENT_MAGIC)
+		return CUDA_ERROR_INVALID_HANDLE;
+	if (w.pid == (uint64_t)getpid())
+		return CUDA_ERROR_INVALID_CONTEXT;
+	snprintf(path, sizeof(path), "/proc/%llu/fd/%llu", (unsigned long long)w.pid, (unsigned long long)w.fd);
+	fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return CUDA_ERROR_INVALID_HANDLE;
+	if (fstat(fd, &st) != 0 || (uint64_t)st.st_ino != w.ino || st.st_size != IPC_EVENT_PAGE) {
+		close(fd);
+		return CUDA_ERROR_INVALID_HANDLE;
+	}
+	/* The mapping keeps the page; the descriptor is not needed. */
+	ev = ipc_event_map(fd);
+	close(fd);
+	if (ev == NULL)
+		return CUDA_ERROR_MAP_FAILED;
+	r = sim_event_open(ev, phEvent);
+	if (r != CUDA_SUCCESS)
+		sim_ipc_event_put(ev);
+	return r;
 }

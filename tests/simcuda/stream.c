@@ -32,6 +32,8 @@ struct sim_event {
 	struct sim_stream *stream;
 	uint64_t seq;
 	uint64_t vtime;
+	/* An interprocess event's shared state, which replaces the fields above; NULL otherwise. */
+	struct sim_ipc_event *shared;
 };
 
 static struct sim_event *event_of(CUevent h)
@@ -142,6 +144,11 @@ static CUresult exec_op(struct sim_stream *s, struct sim_op *op)
 {
 	CUresult r = CUDA_SUCCESS;
 
+	/* An interprocess event's op always runs, so that its reference is dropped. */
+	if (op->kind == SIM_OP_IPCEV) {
+		sim_ipc_event_exec(op, __atomic_load_n(&s->ctx->sticky, __ATOMIC_ACQUIRE) != CUDA_SUCCESS);
+		return CUDA_SUCCESS;
+	}
 	/* A context with a sticky error runs nothing more, as a faulted GPU context does. */
 	if (__atomic_load_n(&s->ctx->sticky, __ATOMIC_ACQUIRE) != CUDA_SUCCESS)
 		return CUDA_SUCCESS;
@@ -171,6 +178,7 @@ static CUresult exec_op(struct sim_stream *s, struct sim_op *op)
 		pthread_mutex_unlock(&sim_mem_lock);
 		break;
 	case SIM_OP_NOP:
+	case SIM_OP_IPCEV:
 		break;
 	}
 	return r;
@@ -551,6 +559,28 @@ SIM_EXPORT CUresult cuStreamQuery_ptsz(CUstream h)
 	return stream_query(h, 1);
 }
 
+/* Queues an interprocess event's record (a signal of the next ticket), or a wait for its latest
+ * record (none when that is done already). */
+static CUresult ipc_event_op(struct sim_stream *s, struct sim_ipc_event *ev, int signal)
+{
+	uint32_t ticket = sim_ipc_event_latest(ev);
+	struct sim_op *op;
+
+	if (!signal && sim_ipc_event_done(ev, ticket))
+		return CUDA_SUCCESS;
+	op = sim_op_new(SIM_OP_IPCEV);
+	if (op == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	/* A ticket is taken only once its signal is sure to be queued: a lost one would hang waiters. */
+	if (signal)
+		ticket = sim_ipc_event_record(ev);
+	op->u.e.ev = sim_ipc_event_get(ev);
+	op->u.e.ticket = ticket;
+	op->u.e.signal = signal;
+	sim_stream_submit(s, op, SIM_NENGINES, 0);
+	return CUDA_SUCCESS;
+}
+
 static CUresult stream_wait_event(CUstream h, CUevent he, unsigned int flags, int per_thread)
 {
 	struct sim_stream *s;
@@ -566,6 +596,8 @@ static CUresult stream_wait_event(CUstream h, CUevent he, unsigned int flags, in
 		return CUDA_ERROR_INVALID_VALUE;
 	if (s->capture != NULL)
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	if (e->shared != NULL)
+		return ipc_event_op(s, e->shared, 0);
 	op = sim_op_new(SIM_OP_NOP);
 	if (op == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
@@ -642,7 +674,39 @@ SIM_EXPORT CUresult cuEventCreate(CUevent *ph, unsigned int flags)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	e->magic = SIM_MAGIC_EVENT;
 	e->flags = flags;
+	/* Only an event that keeps no timestamps can be shared with another process. */
+	if ((flags & CU_EVENT_INTERPROCESS) && (flags & CU_EVENT_DISABLE_TIMING)) {
+		e->shared = sim_ipc_event_new();
+		if (e->shared == NULL) {
+			free(e);
+			return CUDA_ERROR_OUT_OF_MEMORY;
+		}
+	}
 	*ph = (CUevent)e;
+	return CUDA_SUCCESS;
+}
+
+CUresult sim_event_shared(CUevent h, struct sim_ipc_event **out)
+{
+	struct sim_event *e = event_of(h);
+
+	if (e == NULL)
+		return CUDA_ERROR_INVALID_HANDLE;
+	*out = e->shared;
+	return CUDA_SUCCESS;
+}
+
+CUresult sim_event_open(struct sim_ipc_event *ev, CUevent *out)
+{
+	struct sim_event *e = calloc(1, sizeof(*e));
+
+	if (e == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	/* As the documentation says, an opened event behaves as one created with DISABLE_TIMING. */
+	e->magic = SIM_MAGIC_EVENT;
+	e->flags = CU_EVENT_DISABLE_TIMING;
+	e->shared = ev;
+	*out = (CUevent)e;
 	return CUDA_SUCCESS;
 }
 
@@ -660,6 +724,8 @@ static CUresult event_record(CUevent he, CUstream h, unsigned int flags, int per
 		return CUDA_ERROR_INVALID_VALUE;
 	if (s->capture != NULL)
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	if (e->shared != NULL)
+		return ipc_event_op(s, e->shared, 1);
 	pthread_mutex_lock(&sim_sched_lock);
 	/* An idle stream records "now" on the host's clock, not the end of its last work. */
 	s->vtime = SIM_MAX(s->vtime, host_vnow);
@@ -706,6 +772,8 @@ SIM_EXPORT CUresult cuEventQuery(CUevent he)
 		return r;
 	if (e == NULL)
 		return CUDA_ERROR_INVALID_HANDLE;
+	if (e->shared != NULL)
+		return sim_ipc_event_done(e->shared, sim_ipc_event_latest(e->shared)) ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
 	pthread_mutex_lock(&sim_sched_lock);
 	done = event_done_locked(e);
 	if (done && e->recorded)
@@ -724,6 +792,11 @@ SIM_EXPORT CUresult cuEventSynchronize(CUevent he)
 		return r;
 	if (e == NULL)
 		return CUDA_ERROR_INVALID_HANDLE;
+	/* Another process's clock is its own: waiting for its record moves this one's not at all. */
+	if (e->shared != NULL) {
+		sim_ipc_event_wait(e->shared, sim_ipc_event_latest(e->shared));
+		return sim_ctx_check(ctx);
+	}
 	pthread_mutex_lock(&sim_sched_lock);
 	if (e->recorded)
 		wait_locked(e->stream, e->seq, e->vtime);
@@ -774,6 +847,9 @@ SIM_EXPORT CUresult cuEventDestroy_v2(CUevent he)
 	pthread_mutex_lock(&sim_sched_lock);
 	e->magic = SIM_MAGIC_DEAD;
 	pthread_mutex_unlock(&sim_sched_lock);
+	/* Queued signals and waits hold references of their own. */
+	if (e->shared != NULL)
+		sim_ipc_event_put(e->shared);
 	sim_retire(e);
 	return CUDA_SUCCESS;
 }
