@@ -11,8 +11,11 @@ static struct mv_stream table[MV_MAX_STREAMS];
 static _Atomic unsigned count;
 /* Guards adding to the table; lookups read entries published by count. */
 static pthread_mutex_t add_lock = PTHREAD_MUTEX_INITIALIZER;
-/* Each thread's per-thread default stream. */
+/* Each thread's per-thread default stream; the key gives its entry back when the thread ends. */
 static __thread struct mv_stream *own_stream;
+static pthread_key_t own_key;
+static pthread_once_t own_key_once = PTHREAD_ONCE_INIT;
+static int own_key_made;
 
 static struct mv_stream *find(CUstream h)
 {
@@ -25,21 +28,23 @@ static struct mv_stream *find(CUstream h)
 	return NULL;
 }
 
-/* A destroyed stream's entry whose work has all completed, taken for h: its events are reused and
- * its tickets go on from where they were, so a buffer's use recorded on the old stream names a
- * ticket that is complete (waiting for it again costs at most a wait on the new stream's work). */
-static struct mv_stream *reuse(CUstream h)
+/* A destroyed stream's entry (or an ended thread's, for a per-thread stream) whose work has all
+ * completed, taken for h: its events are reused and its tickets go on from where they were, so a
+ * buffer's use recorded on the old stream names a ticket that is complete (waiting for it again
+ * costs at most a wait on the new stream's work, and work on the new one is ordered after it). */
+static struct mv_stream *reuse(CUstream h, int per_thread)
 {
 	unsigned n = atomic_load_explicit(&count, memory_order_acquire);
 	struct mv_stream *s = NULL;
 
 	for (unsigned i = 0; i < n && s == NULL; i++) {
 		struct mv_stream *t = &table[i];
-		if (atomic_load_explicit(&t->quiet, memory_order_acquire) != MV_QUIET_DEAD ||
+		if (t->per_thread != per_thread || atomic_load_explicit(&t->quiet, memory_order_acquire) != MV_QUIET_DEAD ||
 		    mv_real.cuEventQuery(t->demand) != CUDA_SUCCESS)
 			continue;
 		pthread_mutex_lock(&add_lock);
-		if ((s = find(h)) == NULL && atomic_load_explicit(&t->quiet, memory_order_relaxed) == MV_QUIET_DEAD) {
+		if ((per_thread || (s = find(h)) == NULL) &&
+		    atomic_load_explicit(&t->quiet, memory_order_relaxed) == MV_QUIET_DEAD) {
 			t->handle = h;
 			atomic_store_explicit(&t->quiet, 0, memory_order_release);
 			s = t;
@@ -96,6 +101,40 @@ static struct mv_stream *add(CUstream h, int per_thread)
 	return s;
 }
 
+/* A thread ends: its per-thread stream's entry may serve another thread once all the stream ran
+ * is complete, which a mark of `demand` made now tells (later waits for its tickets use their own
+ * marks, or that one). A stream that cannot be marked here (no context any more, say) keeps its
+ * entry: nothing would tell when its work is done. */
+static void own_stream_ended(void *arg)
+{
+	struct mv_stream *s = arg;
+
+	pthread_mutex_lock(&s->demand_lock);
+	if (!atomic_load_explicit(&s->quiet, memory_order_relaxed) &&
+	    mv_real.cuEventRecord(s->demand, CU_STREAM_PER_THREAD) == CUDA_SUCCESS)
+		atomic_store_explicit(&s->quiet, MV_QUIET_DEAD, memory_order_release);
+	else
+		mv_log(MV_LOG_DEBUG, "an ending thread's per-thread stream cannot be marked: its entry is kept");
+	pthread_mutex_unlock(&s->demand_lock);
+}
+
+static void own_key_make(void)
+{
+	own_key_made = pthread_key_create(&own_key, own_stream_ended) == 0;
+}
+
+static struct mv_stream *own_stream_new(void)
+{
+	struct mv_stream *s;
+
+	pthread_once(&own_key_once, own_key_make);
+	if ((s = reuse(CU_STREAM_PER_THREAD, 1)) == NULL)
+		s = add(CU_STREAM_PER_THREAD, 1);
+	if (s != NULL && own_key_made)
+		pthread_setspecific(own_key, s);
+	return s;
+}
+
 struct mv_stream *mv_stream_get(CUstream h, int per_thread)
 {
 	struct mv_stream *s;
@@ -104,10 +143,10 @@ struct mv_stream *mv_stream_get(CUstream h, int per_thread)
 		h = per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
 	if (h == CU_STREAM_PER_THREAD) {
 		if (own_stream == NULL)
-			own_stream = add(CU_STREAM_PER_THREAD, 1);
+			own_stream = own_stream_new();
 		return own_stream;
 	}
-	if ((s = find(h)) != NULL || (s = reuse(h)) != NULL)
+	if ((s = find(h)) != NULL || (s = reuse(h, 0)) != NULL)
 		return s;
 	return add(h, 0);
 }
@@ -164,7 +203,8 @@ static CUevent covering(struct mv_stream *s, uint64_t t, int make)
 
 	if (atomic_load_explicit(&s->slot_ticket[slot], memory_order_acquire) >= next)
 		return s->ring[slot];
-	if (!make || s->per_thread)
+	/* An ended thread's stream has its last mark in `demand`, which covers all it ran. */
+	if (!make || (s->per_thread && !atomic_load_explicit(&s->quiet, memory_order_acquire)))
 		return NULL;
 	/* A use is only waited for once its submission has ended (its buffer is busy until then), or
 	 * as a ticket still on its way whose work is not enqueued yet: a record now covers what is. */

@@ -330,6 +330,61 @@ START_TEST(test_destroyed_streams_forgotten)
 }
 END_TEST
 
+/* Threads that each launch on their per-thread default stream and end without waiting for it, many
+ * more than the library's table of streams holds, one after another, under a budget of three
+ * buffers out of five: every ended thread's entry is given back (none falls back to synchronising),
+ * and a page-out still waits for the last launch of a thread that has ended. */
+#define SHORT_THREADS 400
+
+struct short_worker {
+	CUdeviceptr y, x;
+	CUresult r;
+};
+
+static void *short_main(void *arg)
+{
+	struct short_worker *w = arg;
+
+	w->r = cuCtxSetCurrent(simtest_ctx);
+	if (w->r == CUDA_SUCCESS)
+		w->r = axpy_ptsz(w->y, w->x, 1.0f);
+	return NULL;
+}
+
+START_TEST(test_ended_threads_streams_given_back)
+{
+	CUdeviceptr b[4], ones;
+	char log[PATH_MAX];
+	char *text;
+
+	itest_tmpfile(log, sizeof(log), "threads-log");
+	ck_assert_int_eq(setenv("MEMVIRT_LOG_FILE", log, 1), 0);
+	simtest_start("SIMCUDA_MEM=192KiB", GRAN64, THR16, NET_OFF, "MEMVIRT_LOG=warn", "MEMVIRT_DAEMON=off",
+		      "SIMCUDA_DELAY_KERNEL_US=200");
+	ones = alloc_filled(1.0f);
+	for (int i = 0; i < 4; i++)
+		b[i] = alloc_filled((float)i);
+	for (int i = 0; i < SHORT_THREADS; i++) {
+		struct short_worker w = {b[i % 4], ones, CUDA_ERROR_UNKNOWN};
+		pthread_t th;
+		ck_assert_int_eq(pthread_create(&th, NULL, short_main, &w), 0);
+		ck_assert_int_eq(pthread_join(th, NULL), 0);
+		ck_assert_msg(w.r == CUDA_SUCCESS, "thread %d: %d", i, (int)w.r);
+	}
+	CHK(cuCtxSynchronize());
+	ck_assert_msg(itest_counters().page_outs >= SHORT_THREADS / 2, "only %llu page-outs",
+		      (unsigned long long)itest_counters().page_outs);
+	for (int i = 0; i < 4; i++)
+		simtest_expect_floats(b[i], NF, (float)i + SHORT_THREADS / 4);
+	simtest_expect_floats(ones, NF, 1.0f);
+	CHK(cuCtxSynchronize());
+	text = itest_slurp(log);
+	unlink(log);
+	ck_assert_msg(strstr(text, "more than") == NULL, "the library ran out of streams: %.200s", text);
+	free(text);
+}
+END_TEST
+
 static Suite *streams_suite(void)
 {
 	Suite *s = suite_create("interpose_streams");
@@ -338,6 +393,7 @@ static Suite *streams_suite(void)
 	tc = simtest_tcase(s, "per_thread", 60);
 	tcase_add_test(tc, test_ptsz_page_in_victim_on_many_streams);
 	tcase_add_test(tc, test_ptsz_eight_threads);
+	tcase_add_test(tc, test_ended_threads_streams_given_back);
 	tc = simtest_tcase(s, "contention", 60);
 	tcase_add_test(tc, test_contention_waits_not_oom);
 	tcase_add_test(tc, test_contention_never_fits_fails);
