@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "tests/simcuda/internal.h"
@@ -47,6 +48,33 @@ CUresult sim_stream_finish(struct sim_stream *s, int sync)
 	return sim_ctx_check(s->ctx);
 }
 
+/* An asynchronous copy from host memory. The real driver copies a pageable source to staging
+ * memory before the call returns (the caller may reuse its buffer at once) and leaves only the DMA
+ * pending; pinned memory is read when the copy runs. */
+static CUresult copy_enqueue_h2d(struct sim_stream *s, uint64_t dst, uint64_t src, uint64_t bytes)
+{
+	struct sim_op *op;
+	void *staged;
+
+	if (sim_cfg.model_only || sim_mem_check(src, bytes, 0, 1) == 0)
+		return sim_copy_enqueue(s, dst, src, bytes, SIM_COPY_H2D);
+	op = sim_op_new(SIM_OP_COPY);
+	staged = malloc(bytes);
+	if (op == NULL || staged == NULL) {
+		free(op);
+		free(staged);
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	memcpy(staged, (const void *)(uintptr_t)src, bytes);
+	op->u.c.dst = dst;
+	op->u.c.src = (uint64_t)(uintptr_t)staged;
+	op->u.c.bytes = bytes;
+	op->u.c.dir = SIM_COPY_H2D;
+	op->u.c.staged = staged;
+	sim_stream_submit(s, op, SIM_ENGINE_H2D, sim_cost_copy_ns(SIM_COPY_H2D, bytes));
+	return CUDA_SUCCESS;
+}
+
 static CUresult copy(uint64_t dst, uint64_t src, size_t bytes, enum sim_copy_dir dir, CUstream h, int per_thread,
 		     int sync)
 {
@@ -65,7 +93,7 @@ static CUresult copy(uint64_t dst, uint64_t src, size_t bytes, enum sim_copy_dir
 	/* An injected failure is reported by the call itself and copies nothing. */
 	if (sim_inject_copy_failure(dir))
 		return CUDA_ERROR_UNKNOWN;
-	r = sim_copy_enqueue(s, dst, src, bytes, dir);
+	r = !sync && dir == SIM_COPY_H2D ? copy_enqueue_h2d(s, dst, src, bytes) : sim_copy_enqueue(s, dst, src, bytes, dir);
 	if (r != CUDA_SUCCESS)
 		return r;
 	/* An asynchronous copy into pageable host memory returns only once it has completed, as

@@ -207,6 +207,7 @@ struct sim_op {
 		struct {
 			uint64_t dst, src, bytes;
 			enum sim_copy_dir dir;
+			void *staged; /* a pageable source read at the call (src points here): freed with the op */
 		} c;
 		struct {
 			uint64_t dst, n;

@@ -222,6 +222,8 @@ static void *worker(void *arg)
 		s->done_seq = op->seq;
 		if (done_waiters > 0)
 			pthread_cond_broadcast(&sim_sched_cond);
+		if (op->kind == SIM_OP_COPY)
+			free(op->u.c.staged);
 		free(op->deps);
 		free(op);
 	}

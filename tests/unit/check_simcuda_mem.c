@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "tests/unit/simtest.h"
 
@@ -343,6 +344,73 @@ START_TEST(test_not_model_only_by_default)
 }
 END_TEST
 
+/* ---- asynchronous copies from host memory ---- */
+
+/* A host function that holds its stream until a byte arrives on the pipe it names. */
+static void CUDA_CB held(void *arg)
+{
+	char c;
+
+	(void)!read(((int *)arg)[0], &c, 1);
+}
+
+/* Queues a copy of 1.0s from host buffer h behind a held stream, writes 2.0s into h once the call has
+ * returned, then lets the stream go: the device gets what h held when it ran. */
+static void copy_then_reuse(float *h, uint64_t n, int pinned)
+{
+	CUdeviceptr x;
+	CUstream s;
+	int gate[2];
+
+	ck_assert_int_eq(pipe(gate), 0);
+	CHK(cuMemAlloc(&x, n * sizeof(float)));
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	for (uint64_t i = 0; i < n; i++)
+		h[i] = 1.0f;
+	CHK(cuLaunchHostFunc(s, held, gate));
+	CHK(cuMemcpyHtoDAsync(x, h, n * sizeof(float), s));
+	CHK_ERR(cuStreamQuery(s), CUDA_ERROR_NOT_READY);
+	for (uint64_t i = 0; i < n; i++)
+		h[i] = 2.0f;
+	ck_assert_int_eq(write(gate[1], "g", 1), 1);
+	CHK(cuStreamSynchronize(s));
+	simtest_expect_floats(x, n, pinned ? 2.0f : 1.0f);
+	CHK(cuStreamDestroy(s));
+	CHK(cuMemFree(x));
+	close(gate[0]);
+	close(gate[1]);
+}
+
+/* A pageable source is staged at the call, as the real driver does: the app may reuse it at once. */
+START_TEST(test_htod_async_pageable_staged)
+{
+	static float h[65536];
+
+	simtest_start();
+	copy_then_reuse(h, 65536, 0);
+}
+END_TEST
+
+/* A pinned source, allocated or registered, is read when the copy runs: the copy is truly
+ * asynchronous. */
+START_TEST(test_htod_async_pinned_read_at_run)
+{
+	size_t bytes = 65536 * sizeof(float);
+	float *h, *r;
+
+	simtest_start();
+	CHK(cuMemHostAlloc((void **)&h, bytes, 0));
+	copy_then_reuse(h, 65536, 1);
+	CHK(cuMemFreeHost(h));
+	r = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ck_assert_ptr_ne(r, MAP_FAILED);
+	CHK(cuMemHostRegister(r, bytes, 0));
+	copy_then_reuse(r, 65536, 1);
+	CHK(cuMemHostUnregister(r));
+	munmap(r, bytes);
+}
+END_TEST
+
 static Suite *mem_suite(void)
 {
 	Suite *s = suite_create("simcuda_mem");
@@ -360,6 +428,8 @@ static Suite *mem_suite(void)
 	tcase_add_test(tc, test_host_register);
 	tcase_add_test(tc, test_kernel_reads_pinned_host);
 	tcase_add_test(tc, test_kernel_unpinned_host_faults);
+	tcase_add_test(tc, test_htod_async_pageable_staged);
+	tcase_add_test(tc, test_htod_async_pinned_read_at_run);
 	tc = simtest_tcase(s, "model_only", 10);
 	tcase_add_test(tc, test_model_only);
 	tcase_add_test(tc, test_not_model_only_by_default);
