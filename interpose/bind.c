@@ -66,8 +66,9 @@ static CUresult do_bind(void *arg)
 	}
 }
 
-/* Pins what the call names, then makes it. A buffer stays pinned even when the driver refuses the
- * call: pinning is never unsafe, only costly, and such a refusal is the app's bug. */
+/* Pins what the call names, then makes it: the buffer must be resident while the driver looks at
+ * it. A call the driver refuses gives its pins back (mv_submit_pinned), so the buffer can be paged
+ * again. */
 static CUresult bind_call(struct bind_args *a)
 {
 	uint64_t words[2];

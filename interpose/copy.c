@@ -82,7 +82,7 @@ static void note_refs(uint64_t dst, const void *src, size_t bytes)
 			if (d->nrefs < MV_REFS)
 				d->refs[d->nrefs++] = b->va;
 			else
-				b->pinned = 1;
+				mv_buf_pin(b);
 		}
 	}
 	mv_unlock();

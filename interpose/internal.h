@@ -208,7 +208,8 @@ struct mv_buf {
 	uint64_t span;           /* reserved and mapped bytes (granularity-rounded); 0 for slab blocks */
 	enum mv_kind kind;
 	enum mv_state state;
-	int pinned;              /* never paged: named by a captured graph */
+	int pinned;              /* never paged while nonzero: pins held (mv_buf_pin), each for a graph
+				  * node, a binding or an export, or for good */
 	int freed;               /* the app freed it; released once its last uses complete */
 	int rescue;              /* a launch needs it while its page-out is in flight: keep the pages */
 	int releasing;           /* its page-out has passed the point where a launch can keep the pages */
@@ -287,6 +288,10 @@ size_t mv_registry_large(uint64_t *vas, size_t max);
 void mv_registry_unskip(void);
 /* Records a use of b on stream s with ticket t. */
 void mv_buf_use(struct mv_buf *b, struct mv_stream *s, uint64_t t, uint64_t clock);
+/* Takes and drops one pin of b. A count that reached INT_MAX stays: the buffer is pinned for good.
+ * Called with mv_lock held. */
+void mv_buf_pin(struct mv_buf *b);
+void mv_buf_unpin(struct mv_buf *b);
 /* What holds the device, for the out-of-memory log line. Called with mv_lock held. */
 void mv_registry_describe(char *buf, size_t len);
 

@@ -363,7 +363,7 @@ static inline void record_uses(struct submission *sub)
 	for (size_t i = 0; i < sub->n; i++) {
 		struct mv_buf *b = sub->named[i];
 		if (sub->capturing)
-			b->pinned = 1; /* named by a graph: it must stay put while any launch of it runs */
+			mv_buf_pin(b); /* named by a graph: it must stay put while any launch of it runs */
 		else if (sub->s != NULL)
 			mv_buf_use(b, sub->s, sub->ticket, now);
 		else
@@ -534,10 +534,20 @@ CUresult mv_submit_pinned(const uint64_t *words, size_t nwords, CUresult (*submi
 	sub.stream_ix = 0;
 	sub.ticket = 0;
 	sub.step.n = 0;
+	CUresult r;
+
 	collect_named(&sub, words, nwords);
 	if (sub.n == 0)
 		return submit(arg);
-	return submit_named(&sub, submit, arg);
+	r = submit_named(&sub, submit, arg);
+	/* A call the driver refused (or that could not be made) holds nothing: its pins go. */
+	if (r != CUDA_SUCCESS) {
+		mv_lock();
+		for (size_t i = 0; i < sub.n; i++)
+			mv_buf_unpin(sub.named[i]);
+		mv_unlock();
+	}
+	return r;
 }
 
 _Static_assert(MV_MAX_SCAN_WORDS == MV_MAX_WORDS, "the scan's bound is the callers'");

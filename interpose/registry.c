@@ -3,6 +3,7 @@
  * uses, per stream, which whatever releases or copies its pages waits for. */
 #include "config.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,6 +173,19 @@ void mv_buf_use(struct mv_buf *b, struct mv_stream *s, uint64_t t, uint64_t cloc
 		b->uses[b->nuses++] = (struct mv_use){idx, t};
 	else
 		b->uses_overflow = 1;
+}
+
+void mv_buf_pin(struct mv_buf *b)
+{
+	if (b->pinned < INT_MAX)
+		b->pinned++;
+}
+
+/* A pin dropped by a buffer reused meanwhile (its count reset) leaves the count alone. */
+void mv_buf_unpin(struct mv_buf *b)
+{
+	if (b->pinned > 0 && b->pinned < INT_MAX)
+		b->pinned--;
 }
 
 void mv_registry_describe(char *buf, size_t len)

@@ -48,6 +48,33 @@ static uint64_t pressure(CUdeviceptr *f, float *vf)
 	return itest_counters().page_outs - outs;
 }
 
+/* A linear float resource over bytes at p, and a pitched one of rows `width` floats wide. */
+static CUDA_RESOURCE_DESC linear_desc(CUdeviceptr p, size_t bytes)
+{
+	CUDA_RESOURCE_DESC d = {0};
+
+	d.resType = CU_RESOURCE_TYPE_LINEAR;
+	d.res.linear.devPtr = p;
+	d.res.linear.format = CU_AD_FORMAT_FLOAT;
+	d.res.linear.numChannels = 1;
+	d.res.linear.sizeInBytes = bytes;
+	return d;
+}
+
+static CUDA_RESOURCE_DESC pitch_desc(CUdeviceptr p, size_t width)
+{
+	CUDA_RESOURCE_DESC d = {0};
+
+	d.resType = CU_RESOURCE_TYPE_PITCH2D;
+	d.res.pitch2D.devPtr = p;
+	d.res.pitch2D.format = CU_AD_FORMAT_FLOAT;
+	d.res.pitch2D.numChannels = 1;
+	d.res.pitch2D.width = width;
+	d.res.pitch2D.height = BUF / PITCH;
+	d.res.pitch2D.pitchInBytes = PITCH;
+	return d;
+}
+
 /* A texture object over a linear buffer and a surface object over a pitched one, each created while
  * its buffer is paged out: the create brings it in (the driver checks the range is mapped, and
  * without the hook refuses it), and pressure afterwards pages neither out again: reading them back
@@ -56,7 +83,7 @@ START_TEST(test_texture_and_surface_pin_buffers)
 {
 	CUdeviceptr x, y, f[8] = {0};
 	float vf[8];
-	CUDA_RESOURCE_DESC rx = {0}, ry = {0};
+	CUDA_RESOURCE_DESC rx, ry;
 	CUDA_TEXTURE_DESC td = {0};
 	CUtexObject tex;
 	CUsurfObject surf;
@@ -67,19 +94,9 @@ START_TEST(test_texture_and_surface_pin_buffers)
 	y = alloc_filled(BUF, 3.0f);
 	ck_assert_uint_gt(pressure(f, vf), 2);
 
-	rx.resType = CU_RESOURCE_TYPE_LINEAR;
-	rx.res.linear.devPtr = x;
-	rx.res.linear.format = CU_AD_FORMAT_FLOAT;
-	rx.res.linear.numChannels = 1;
-	rx.res.linear.sizeInBytes = BUF;
+	rx = linear_desc(x, BUF);
 	CHK(cuTexObjectCreate(&tex, &rx, &td, NULL));
-	ry.resType = CU_RESOURCE_TYPE_PITCH2D;
-	ry.res.pitch2D.devPtr = y;
-	ry.res.pitch2D.format = CU_AD_FORMAT_FLOAT;
-	ry.res.pitch2D.numChannels = 1;
-	ry.res.pitch2D.width = PITCH / sizeof(float);
-	ry.res.pitch2D.height = BUF / PITCH;
-	ry.res.pitch2D.pitchInBytes = PITCH;
+	ry = pitch_desc(y, PITCH / sizeof(float));
 	CHK(cuSurfObjectCreate(&surf, &ry));
 
 	ck_assert_uint_gt(pressure(f, vf), 8);
@@ -100,19 +117,49 @@ END_TEST
 START_TEST(test_texture_bad_range_refused)
 {
 	CUdeviceptr x;
-	CUDA_RESOURCE_DESC rx = {0};
+	CUDA_RESOURCE_DESC rx;
 	CUDA_TEXTURE_DESC td = {0};
 	CUtexObject tex;
 
 	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
 	x = alloc_filled(BUF, 1.0f);
-	rx.resType = CU_RESOURCE_TYPE_LINEAR;
-	rx.res.linear.devPtr = x;
-	rx.res.linear.format = CU_AD_FORMAT_FLOAT;
-	rx.res.linear.numChannels = 1;
-	rx.res.linear.sizeInBytes = 4 * BUF;
+	rx = linear_desc(x, 4 * BUF);
 	ck_assert_int_eq(cuTexObjectCreate(&tex, &rx, &td, NULL), CUDA_ERROR_INVALID_VALUE);
 	simtest_expect_floats(x, NF, 1.0f);
+}
+END_TEST
+
+/* A texture or surface object the driver refuses holds its buffer no longer than the call: pressure
+ * afterwards pages both buffers out, and reading them back pages each in, bytes exact. */
+START_TEST(test_refused_objects_leave_buffers_pageable)
+{
+	CUdeviceptr x, y, f[8] = {0};
+	float vf[8];
+	CUDA_RESOURCE_DESC rx, ry;
+	CUDA_TEXTURE_DESC td = {0};
+	CUtexObject tex;
+	CUsurfObject surf;
+	uint64_t ins;
+
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	x = alloc_filled(BUF, 2.0f);
+	y = alloc_filled(BUF, 3.0f);
+	/* A range past the buffer's end; rows wider than their pitch. */
+	rx = linear_desc(x, 4 * BUF);
+	CHK_ERR(cuTexObjectCreate(&tex, &rx, &td, NULL), CUDA_ERROR_INVALID_VALUE);
+	ry = pitch_desc(y, 2 * PITCH / sizeof(float));
+	CHK_ERR(cuSurfObjectCreate(&surf, &ry), CUDA_ERROR_INVALID_VALUE);
+
+	ck_assert_uint_gt(pressure(f, vf), 8);
+	ins = itest_counters().page_ins;
+	simtest_expect_floats(x, NF, 2.0f);
+	ck_assert_uint_gt(itest_counters().page_ins, ins);
+	ins = itest_counters().page_ins;
+	simtest_expect_floats(y, NF, 3.0f);
+	ck_assert_uint_gt(itest_counters().page_ins, ins);
+	for (int i = 0; i < 8; i++)
+		simtest_expect_floats(f[i], NF, vf[i]);
+	CHK(cuCtxSynchronize());
 }
 END_TEST
 
@@ -264,6 +311,7 @@ static Suite *gaps_suite(void)
 
 	tcase_add_test(tc, test_texture_and_surface_pin_buffers);
 	tcase_add_test(tc, test_texture_bad_range_refused);
+	tcase_add_test(tc, test_refused_objects_leave_buffers_pageable);
 	tcase_add_test(tc, test_generic_graph_nodes_pin_buffers);
 	tcase_add_test(tc, test_coop_multi_device_refused);
 	return s;
