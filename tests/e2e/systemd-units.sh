@@ -5,6 +5,8 @@
 set -eu
 . "$(dirname "$0")/lib.sh"
 command -v systemd-analyze >/dev/null || mv_skip "systemd-analyze is not installed (apt-get install systemd)"
+systemd-analyze --help 2>/dev/null | grep -q -- '--offline' ||
+	mv_skip "this systemd-analyze has no --offline (systemd 250 or newer has)"
 unit=$MV_TOP_BUILDDIR/daemon/memvirtd.service
 [ -r "$unit" ] || mv_fail "$unit is not built"
 mv_tmpdir
