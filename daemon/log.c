@@ -1,4 +1,4 @@
-/* memvirtd's log: leveled lines to stderr or a file, and the fatal out-of-memory helpers. */
+/* memvirtd's log: leveled lines to stderr, the journal or a file, and the fatal out-of-memory helpers. */
 #include "config.h"
 
 #include <errno.h>
@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,6 +37,10 @@ static unsigned log_key_lines = 20; /* lines a key may log in a window */
 static enum mvd_log_level log_level = MVD_LOG_INFO;
 static int log_fd = STDERR_FILENO;
 static char *log_path; /* NULL: stderr */
+static int log_journal = -1; /* whether stderr is the journal's stream; -1: not known yet */
+
+/* The syslog priority of each level, which the journal reads from a "<N>" prefix. */
+static const int log_priorities[] = {7, 6, 4, 3};
 
 int mvd_log_parse_level(const char *s, enum mvd_log_level *out)
 {
@@ -99,21 +104,55 @@ void mvd_log_reopen(void)
 	free(path);
 }
 
-static void log_vwrite(enum mvd_log_level level, const char *fmt, va_list ap)
+/* Whether stderr is connected to the journal: systemd says so by putting stderr's device and inode
+ * in JOURNAL_STREAM (systemd.exec(5)). A daemon started from such a service with stderr
+ * redirected elsewhere does not match. */
+static int log_stderr_is_journal(void)
 {
-	char line[2048];
+	const char *env = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+	int n = 0;
+
+	if (env == NULL || sscanf(env, "%llu:%llu%n", &dev, &ino, &n) != 2 || env[n] != '\0')
+		return 0;
+	if (fstat(STDERR_FILENO, &st) < 0)
+		return 0;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+/* The start of a line: "<N>" for the journal, which stamps the time and pid itself; a timestamp,
+ * pid and level otherwise. Returns its length. */
+static size_t log_prefix(enum mvd_log_level level, char *line, size_t len)
+{
 	struct timespec ts;
 	struct tm tm;
 	size_t n;
 	int m;
 
+	if (log_journal < 0)
+		log_journal = log_stderr_is_journal();
+	if (log_fd == STDERR_FILENO && log_journal) {
+		m = snprintf(line, len, "<%d>", log_priorities[level]);
+		return m > 0 ? (size_t)m : 0;
+	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	localtime_r(&ts.tv_sec, &tm);
-	n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	m = snprintf(line + n, sizeof(line) - n, ".%03ld memvirtd[%d] %s: ", ts.tv_nsec / 1000000,
+	n = strftime(line, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	m = snprintf(line + n, len - n, ".%03ld memvirtd[%d] %s: ", ts.tv_nsec / 1000000,
 		     (int)getpid(), log_names[level]);
 	if (m > 0)
 		n += (size_t)m;
+	return n;
+}
+
+static void log_vwrite(enum mvd_log_level level, const char *fmt, va_list ap)
+{
+	char line[2048];
+	size_t n;
+	int m;
+
+	n = log_prefix(level, line, sizeof(line));
 	m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 	if (m > 0)
 		n += (size_t)m;

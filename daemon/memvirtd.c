@@ -2,7 +2,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,13 +10,11 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "daemon/internal.h"
 #include "protocol/paths.h"
-
-/* systemd hands its sockets over from this descriptor on (sd_listen_fds(3)). */
-#define SD_LISTEN_FDS_START 3
 
 static const char usage_text[] =
 	"usage: memvirtd [--socket PATH] [--config FILE] [--log-level LEVEL] [--log-file FILE]\n"
@@ -50,47 +47,29 @@ static const struct option long_options[] = {
 	{NULL, 0, NULL, 0},
 };
 
-/* The listening socket systemd passed, or -1. Its path goes into path for log lines. */
+/* The listening socket systemd passed (sd_listen_fds(3)), or -1. Its path goes into path for log
+ * lines. */
 static int systemd_socket(char *path, size_t len)
 {
-	const char *pid_env = getenv("LISTEN_PID"), *fds_env = getenv("LISTEN_FDS");
 	struct sockaddr_un sa;
 	socklen_t salen = sizeof(sa);
-	int type = 0, listening = 0;
-	socklen_t optlen = sizeof(int);
-	char *end;
-	long pid, fds;
+	/* 1: the variables are for this process only; children must not take them as theirs. */
+	int n = sd_listen_fds(1), fd = SD_LISTEN_FDS_START;
 
-	if (pid_env == NULL || fds_env == NULL)
+	if (n <= 0)
 		return -1;
-	pid = strtol(pid_env, &end, 10);
-	if (*end != '\0' || pid != (long)getpid())
-		return -1;
-	fds = strtol(fds_env, &end, 10);
-	/* The variables are for this process only: children must not take them as theirs. */
-	unsetenv("LISTEN_PID");
-	unsetenv("LISTEN_FDS");
-	unsetenv("LISTEN_FDNAMES");
-	if (*end != '\0' || fds < 1)
-		return -1;
-	if (fds > 1)
-		mvd_warn("systemd passed %ld sockets; using the first", fds);
-
-	if (getsockopt(SD_LISTEN_FDS_START, SOL_SOCKET, SO_TYPE, &type, &optlen) < 0 ||
-	    type != SOCK_STREAM ||
-	    getsockopt(SD_LISTEN_FDS_START, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) < 0 ||
-	    !listening ||
-	    getsockname(SD_LISTEN_FDS_START, (struct sockaddr *)&sa, &salen) < 0 ||
-	    sa.sun_family != AF_UNIX)
+	if (n > 1)
+		mvd_warn("systemd passed %d sockets; using the first", n);
+	if (sd_is_socket_unix(fd, SOCK_STREAM, 1, NULL, 0) <= 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &salen) < 0)
 		mvd_fatal("systemd's fd %d is not a listening Unix stream socket (check "
-			  "memvirtd.socket's ListenStream=)", SD_LISTEN_FDS_START);
-	fcntl(SD_LISTEN_FDS_START, F_SETFD, FD_CLOEXEC);
+			  "memvirtd.socket's ListenStream=)", fd);
 	if (salen > offsetof(struct sockaddr_un, sun_path) && sa.sun_path[0] != '\0')
 		snprintf(path, len, "%.*s", (int)(salen - offsetof(struct sockaddr_un, sun_path)),
 			 sa.sun_path);
 	else
-		snprintf(path, len, "(systemd fd %d)", SD_LISTEN_FDS_START);
-	return SD_LISTEN_FDS_START;
+		snprintf(path, len, "(systemd fd %d)", fd);
+	return fd;
 }
 
 static void close_walk_cb(uv_handle_t *h, void *arg)
@@ -198,7 +177,11 @@ static int serve(const struct memvirtd_opts *o, struct mvd_listen *l, struct mvd
 		mvd_config_free(cfg);
 		return 1;
 	}
+	/* The socket accepts from here on: systemd may start the units ordered after this one.
+	 * Without NOTIFY_SOCKET (not under systemd) this does nothing. */
+	sd_notifyf(0, "READY=1\nSTATUS=listening on %s", l->path);
 	uv_run(loop, UV_RUN_DEFAULT);
+	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
 
 	mvd_server_cleanup();
 	/* What the stop left open (its unreferenced timer) is closed so that the loop can be. */
