@@ -90,7 +90,7 @@ static double stats_hit_rate(const json_t *s)
 }
 
 /* How a column of the table or a metric shows its value. */
-enum stats_unit { STATS_COUNT, STATS_BYTES, STATS_NS, STATS_TEXT, STATS_HIT };
+enum stats_unit { STATS_COUNT, STATS_BYTES, STATS_NS, STATS_TEXT, STATS_HIT, STATS_RANK };
 /* counters.def's units. */
 #define STATS_UNIT_count STATS_COUNT
 #define STATS_UNIT_bytes STATS_BYTES
@@ -108,6 +108,7 @@ struct stats_column {
 static const struct stats_column stats_columns[] = {
 	{"PID", "pid", STATS_COUNT, 0},
 	{"JOB", "job", STATS_TEXT, 20},
+	{"RANK", "rank", STATS_RANK, 0},
 	/* Eight hex digits tell a host's GPUs apart, as nvidia-smi's short UUIDs do. */
 	{"DEVICE", "device", STATS_TEXT, 8},
 	{"BUDGET", "budget", STATS_BYTES, 0},
@@ -140,6 +141,13 @@ static void stats_cell(const json_t *s, const struct stats_column *col, char *bu
 		break;
 	case STATS_TEXT:
 		mv_text_escape(stats_str(s, col->key), buf, STATS_CELL, (size_t)col->cut);
+		break;
+	case STATS_RANK:
+		/* A process that named no rank (protocol/proto.h's MV_RANK_NONE) is shown as "-". */
+		if (json_is_integer(json_object_get(s, col->key)))
+			snprintf(buf, STATS_CELL, "%llu", (unsigned long long)stats_u64(s, col->key));
+		else
+			snprintf(buf, STATS_CELL, "-");
 		break;
 	case STATS_HIT:
 		hit = stats_hit_rate(s);
