@@ -315,5 +315,15 @@ void mvd_plan_stop(void);
 /* Handles one frame of a control connection. Returns 0, or -1 with *why set when the frame is not
  * one a control session may send. */
 int mvd_control_frame(struct mvd_conn *c, const struct mv_frame *f, const char **why);
+/* The stats answer ({"ok": true, "version", "sessions", "devices"}) as the viewer may see it, for
+ * the stats command and for /metrics. New reference. */
+json_t *mvd_control_stats_json(uid_t viewer);
+
+/* metrics.c: Prometheus over HTTP (libmicrohttpd on the loop's thread). */
+
+/* Serves GET /metrics on addr (mvd_listen_parse's form). Returns 0, or -1 after logging why. */
+int mvd_metrics_start(uv_loop_t *loop, const char *addr);
+/* Stops serving; called once the loop has ended. */
+void mvd_metrics_stop(void);
 
 #endif
