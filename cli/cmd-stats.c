@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli/internal.h"
+#include "protocol/prom.h"
 #include "protocol/text.h"
 #include "protocol/units.h"
 
@@ -90,7 +90,7 @@ static double stats_hit_rate(const json_t *s)
 }
 
 /* How a column of the table or a metric shows its value. */
-enum stats_unit { STATS_COUNT, STATS_BYTES, STATS_NS, STATS_TEXT, STATS_HIT };
+enum stats_unit { STATS_COUNT, STATS_BYTES, STATS_NS, STATS_TEXT, STATS_HIT, STATS_RANK };
 /* counters.def's units. */
 #define STATS_UNIT_count STATS_COUNT
 #define STATS_UNIT_bytes STATS_BYTES
@@ -108,6 +108,7 @@ struct stats_column {
 static const struct stats_column stats_columns[] = {
 	{"PID", "pid", STATS_COUNT, 0},
 	{"JOB", "job", STATS_TEXT, 20},
+	{"RANK", "rank", STATS_RANK, 0},
 	/* Eight hex digits tell a host's GPUs apart, as nvidia-smi's short UUIDs do. */
 	{"DEVICE", "device", STATS_TEXT, 8},
 	{"BUDGET", "budget", STATS_BYTES, 0},
@@ -140,6 +141,13 @@ static void stats_cell(const json_t *s, const struct stats_column *col, char *bu
 		break;
 	case STATS_TEXT:
 		mv_text_escape(stats_str(s, col->key), buf, STATS_CELL, (size_t)col->cut);
+		break;
+	case STATS_RANK:
+		/* A process that named no rank (protocol/proto.h's MV_RANK_NONE) is shown as "-". */
+		if (json_is_integer(json_object_get(s, col->key)))
+			snprintf(buf, STATS_CELL, "%llu", (unsigned long long)stats_u64(s, col->key));
+		else
+			snprintf(buf, STATS_CELL, "-");
 		break;
 	case STATS_HIT:
 		hit = stats_hit_rate(s);
@@ -220,96 +228,16 @@ static void stats_table(const json_t *resp, const char *path)
 	}
 }
 
-/* A label value in the exposition format: valid, printable UTF-8 (anything else is '?'), with
- * backslash, double quote and newline escaped. */
-static void stats_label(const char *text)
-{
-	char clean[256];
-	const char *s = clean;
-
-	mv_text_clean(text, strlen(text), clean, sizeof(clean));
-	for (; *s != '\0'; s++) {
-		if (*s == '\\' || *s == '"')
-			printf("\\%c", *s);
-		else if (*s == '\n')
-			printf("\\n");
-		else
-			putchar(*s);
-	}
-}
-
-/* One metric of the exposition: its name, type, help, and the JSON key it comes from. */
-struct stats_metric {
-	const char *name;
-	const char *type;
-	const char *help;
-	const char *key;
-	double scale; /* multiplies the value: stall_ns is exported in seconds */
-};
-
-/* counters.def's units: stall_ns is exported in seconds. */
-#define STATS_SCALE_count 1
-#define STATS_SCALE_bytes 1
-#define STATS_SCALE_ns 1e-9
-
-static const struct stats_metric stats_session_metrics[] = {
-	{"memvirt_budget_bytes", "gauge", "Device bytes the process would use on its own.", "budget", 1},
-	{"memvirt_grant_bytes", "gauge", "Device bytes the daemon granted the process.", "grant", 1},
-#define MV_COUNTER(name, source, type, unit, key, metric, column, place, say, help) \
-	{metric, #type, help, key, STATS_SCALE_##unit},
-#include "protocol/counters.def"
-#undef MV_COUNTER
-	{"memvirt_events_total", "counter", "Buffer events the daemon received.", "events", 1},
-};
-
-static const struct stats_metric stats_device_metrics[] = {
-	{"memvirt_device_budget_bytes", "gauge", "The device's budget under the daemon's configuration.",
-	 "budget", 1},
-	{"memvirt_device_granted_bytes", "gauge", "The sum of the grants of the device's processes.",
-	 "granted", 1},
-	{"memvirt_device_sessions", "gauge", "Processes using the device through memvirt.", "sessions",
-	 1},
-};
-
-static void stats_value(double v)
-{
-	/* Integers stay exact up to 2^53; larger byte counts print in %.17g without loss of form. */
-	if (v == floor(v) && fabs(v) < 9007199254740992.0)
-		printf("%.0f\n", v);
-	else
-		printf("%.17g\n", v);
-}
-
+/* The same text as memvirtd's /metrics (protocol/prom.h). */
 static void stats_prometheus(const json_t *resp)
 {
-	const json_t *sessions = json_object_get(resp, "sessions");
-	const json_t *devices = json_object_get(resp, "devices");
-	const struct stats_metric *m;
-	const json_t *s;
-	size_t i, k;
+	size_t len;
+	char *text = mv_prom_render(resp, &len);
 
-	for (k = 0; k < sizeof(stats_session_metrics) / sizeof(stats_session_metrics[0]); k++) {
-		m = &stats_session_metrics[k];
-		printf("# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, m->type);
-		json_array_foreach(sessions, i, s) {
-			printf("%s{pid=\"%llu\",job=\"", m->name, (unsigned long long)stats_u64(s, "pid"));
-			stats_label(stats_str(s, "job"));
-			printf("\",device=\"");
-			stats_label(stats_str(s, "device"));
-			printf("\",session=\"%llu\"} ", (unsigned long long)stats_u64(s, "session"));
-			stats_value((double)stats_u64(s, m->key) * m->scale);
-		}
-	}
-	for (k = 0; k < sizeof(stats_device_metrics) / sizeof(stats_device_metrics[0]); k++) {
-		m = &stats_device_metrics[k];
-		printf("# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name, m->type);
-		json_array_foreach(devices, i, s) {
-			printf("%s{device=\"", m->name);
-			stats_label(stats_str(s, "device"));
-			printf("\"} ");
-			stats_value((double)stats_u64(s, m->key) * m->scale);
-		}
-	}
+	if (text == NULL)
+		xoom();
+	fwrite(text, 1, len, stdout);
+	free(text);
 }
 
 /* Asks for stats once. Returns 0 with *resp, or 1 after printing why not. */

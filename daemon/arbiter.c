@@ -286,6 +286,9 @@ json_t *mvd_arbiter_devices_json(uid_t viewer)
 		if (o == NULL)
 			mvd_fatal("out of memory building the device list");
 		json_object_set_new(o, "total_from", json_string(d->source));
+		json_object_set_new(o, "gpu_index", mvd_gpu_index(d->uuid) >= 0
+							    ? json_integer(mvd_gpu_index(d->uuid))
+							    : json_null());
 		json_array_append_new(list, o);
 	}
 	return list;

@@ -8,6 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/un.h>
 
 #include "daemon/conf.h"
@@ -386,6 +389,7 @@ enum kind {
 	K_LEVEL,
 	K_PATH,
 	K_SOCKET,
+	K_LISTEN,   /* an address and port to listen on (mvd_listen_parse) */
 	K_BUDGET,
 	K_SIZE,
 	K_WEIGHT,
@@ -413,6 +417,8 @@ static const struct field daemon_fields[] = {
 	{"log_level", K_LEVEL, offsetof(struct mvd_config, log_level), NULL, 0},
 	{"log_file", K_PATH, offsetof(struct mvd_config, log_file), NULL, 0},
 	{"socket", K_SOCKET, offsetof(struct mvd_config, socket), NULL, 0},
+	{"metrics", K_LISTEN, offsetof(struct mvd_config, metrics), NULL, 0},
+	{"metrics_job_names", K_BOOL, offsetof(struct mvd_config, metrics_job_names), NULL, 0},
 	{NULL, 0, 0, NULL, 0},
 };
 
@@ -476,6 +482,7 @@ static const char *expected(enum kind k)
 	case K_LEVEL: return "a log level such as \"info\"";
 	case K_PATH: return "a path such as \"/var/log/memvirtd.log\"";
 	case K_SOCKET: return "a path such as \"/run/memvirt/memvirtd.sock\"";
+	case K_LISTEN: return "an address such as \"127.0.0.1:9464\" or \"[::1]:9464\"";
 	case K_BUDGET: return "a string such as \"60GiB\" or \"90%\"";
 	case K_SIZE: return "a size such as \"4GiB\" or a number of bytes";
 	case K_WEIGHT: return "a whole number from 1 to 1000";
@@ -767,6 +774,19 @@ static int check_path(struct loader *l, enum kind k, const json_t *v, char **at)
 	return 0;
 }
 
+static int check_listen(struct loader *l, const json_t *v, char **at)
+{
+	struct sockaddr_storage sa;
+	char why[256];
+
+	if (!json_is_string(v))
+		return wrong_type(l, expected(K_LISTEN), v);
+	if (mvd_listen_parse(json_string_value(v), &sa, why, sizeof(why)) < 0)
+		return fail(l, 0, "%s", why);
+	set_string(at, json_string_value(v));
+	return 0;
+}
+
 static int check_weight(struct loader *l, const json_t *v, uint32_t *at)
 {
 	if (json_is_real(v))
@@ -949,6 +969,8 @@ static int check_value(struct loader *l, struct mvd_config *c, const struct fiel
 	case K_PATH:
 	case K_SOCKET:
 		return check_path(l, f->kind, v, at);
+	case K_LISTEN:
+		return check_listen(l, v, at);
 	case K_BUDGET:
 		return check_budget(l, v, at);
 	case K_SIZE:
@@ -1156,6 +1178,7 @@ void mvd_config_free(struct mvd_config *c)
 	free(c->log_level);
 	free(c->log_file);
 	free(c->socket);
+	free(c->metrics);
 	free(c->device_budget);
 	job_free(&c->defaults);
 	for (size_t i = 0; i < c->njobs; i++)
@@ -1218,6 +1241,59 @@ int mvd_config_job_trusted(const struct mvd_config *c, const struct mvd_job *j,
 			   const struct mvd_peer *who)
 {
 	return j == &c->defaults || j->uid >= 0 || who->uid == 0 || who->uid == who->admin;
+}
+
+/* Numeric only: a name would need a resolver, and which address a name means can change. */
+int mvd_listen_parse(const char *s, struct sockaddr_storage *sa, char *err, size_t errlen)
+{
+	struct sockaddr_in *v4 = (struct sockaddr_in *)sa;
+	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)sa;
+	char host[64], buf[80];
+	const char *colon, *port;
+	size_t hlen;
+	unsigned long p;
+	char *end;
+	int bracket = 0;
+
+	shown(s, buf, sizeof(buf));
+	memset(sa, 0, sizeof(*sa));
+	colon = strrchr(s, ':');
+	if (colon == NULL || colon == s) {
+		snprintf(err, errlen, "'%s': expected ADDRESS:PORT, such as 127.0.0.1:9464 or [::1]:9464", buf);
+		return -1;
+	}
+	port = colon + 1;
+	errno = 0;
+	p = strtoul(port, &end, 10);
+	if (*port < '0' || *port > '9' || *end != '\0' || errno != 0 || p < 1 || p > 65535) {
+		snprintf(err, errlen, "'%s': the port must be a number from 1 to 65535", buf);
+		return -1;
+	}
+	hlen = (size_t)(colon - s);
+	if (s[0] == '[' && hlen >= 2 && s[hlen - 1] == ']') {
+		s++;
+		hlen -= 2;
+		bracket = 1;
+	}
+	if (hlen >= sizeof(host)) {
+		snprintf(err, errlen, "'%s': the address is too long", buf);
+		return -1;
+	}
+	memcpy(host, s, hlen);
+	host[hlen] = '\0';
+	if (inet_pton(AF_INET, host, &v4->sin_addr) == 1 && !bracket) {
+		v4->sin_family = AF_INET;
+		v4->sin_port = htons((uint16_t)p);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1 && bracket) {
+		v6->sin6_family = AF_INET6;
+		v6->sin6_port = htons((uint16_t)p);
+		return 0;
+	}
+	snprintf(err, errlen, "'%s': the address is not a numeric IPv4 address or a bracketed IPv6 one "
+		 "(127.0.0.1:9464, [::1]:9464)", buf);
+	return -1;
 }
 
 uint64_t mvd_config_device_budget(const struct mvd_config *c, uint64_t total)

@@ -4,7 +4,8 @@
  *
  *   {
  *     "daemon":  { "log_level": "info", "log_file": "/var/log/memvirtd.log",
- *                  "socket": "/run/memvirt/memvirtd.sock" },
+ *                  "socket": "/run/memvirt/memvirtd.sock", "metrics": "127.0.0.1:9464",
+ *                  "metrics_job_names": false },
  *     "device":  { "budget": "90%" },
  *     "jobs":    { "default":  { "weight": 1, "min": "0", "policy": "lru" },
  *                  "train.py": { "weight": 2, "min": "4GiB", "policy": "vdnn-all",
@@ -83,6 +84,9 @@ struct mvd_config {
 	uint32_t reserve_fds;       /* descriptors only root and the daemon's own user may take */
 	uint32_t frame_timeout_s;   /* a peer that leaves a frame (or its first) unfinished this long is dropped */
 	uint32_t log_lines;         /* lines a minute of one kind of event from one user */
+	/* Prometheus over HTTP (daemon/metrics.c). */
+	char *metrics;              /* "ADDRESS:PORT" to serve /metrics on; NULL: not served */
+	int metrics_job_names;      /* show every job's name there, not only the daemon's own user's */
 };
 
 /* The built-in configuration: log level info, budget 100%, weight 1, min 0, policy lru, and the
@@ -113,6 +117,12 @@ const struct mvd_job *mvd_config_job_for(const struct mvd_config *c, const char 
  * memvirtd's own user. */
 int mvd_config_job_trusted(const struct mvd_config *c, const struct mvd_job *j,
 			   const struct mvd_peer *who);
+
+struct sockaddr_storage;
+
+/* An address to listen on: "IPV4:PORT" or "[IPV6]:PORT", numeric, port 1 to 65535. Returns 0 with
+ * *sa, or -1 with err naming the bad part. */
+int mvd_listen_parse(const char *s, struct sockaddr_storage *sa, char *err, size_t errlen);
 
 /* The budget for a device of total bytes. */
 uint64_t mvd_config_device_budget(const struct mvd_config *c, uint64_t total);

@@ -74,18 +74,24 @@ static json_t *control_status(struct mvd_conn *c)
 	return o;
 }
 
-static json_t *control_stats(struct mvd_conn *c)
+json_t *mvd_control_stats_json(uid_t viewer)
 {
 	struct mvd_session *s;
 	json_t *o = control_ok(), *list = json_array();
 
 	TAILQ_FOREACH(s, mvd_sessions(), entry) {
-		if (mvd_session_visible(s, c->uid))
+		if (mvd_session_visible(s, viewer))
 			json_array_append_new(list, mvd_session_json(s));
 	}
+	json_object_set_new(o, "version", json_string(PACKAGE_VERSION));
 	json_object_set_new(o, "sessions", list);
-	json_object_set_new(o, "devices", mvd_arbiter_devices_json(c->uid));
+	json_object_set_new(o, "devices", mvd_arbiter_devices_json(viewer));
 	return o;
+}
+
+static json_t *control_stats(struct mvd_conn *c)
+{
+	return mvd_control_stats_json(c->uid);
 }
 
 static json_t *control_reload(struct mvd_conn *c)

@@ -69,6 +69,18 @@ static void gpu_query(void)
 	}
 }
 
+int mvd_gpu_index(const uint8_t uuid[16])
+{
+	int i;
+
+	if (gpu_count < 0)
+		gpu_query();
+	for (i = 0; i < gpu_count; i++)
+		if (memcmp(gpu_list[i].uuid, uuid, 16) == 0)
+			return i;
+	return -1;
+}
+
 int mvd_gpu_total(const uint8_t uuid[16], uint64_t *total)
 {
 	int i;

@@ -144,6 +144,7 @@ struct mvd_session {
 	char job[64];                /* the HELLO's name cleaned (protocol/text.h): printable UTF-8 */
 	char *cgroup;                /* from /proc/PID/cgroup at HELLO; NULL when unknown; owned */
 	uint32_t device;             /* the ordinal in the process, for log lines */
+	uint32_t rank;               /* the process's rank in its job, MV_RANK_NONE when it named none */
 	uint8_t uuid[16];
 	uint64_t device_claim;       /* the device's memory as the process reported it */
 	uint64_t device_total;       /* the claim, at most the device's trusted total */
@@ -232,6 +233,8 @@ void mvd_arbiter_settle(void);
 /* gpu.c. The memory of the GPU with uuid, from the CUDA driver (libcuda.so.1, loaded on the
  * first call). Returns 0 with *total, or -ENODEV when no driver lists that GPU. */
 int mvd_gpu_total(const uint8_t uuid[16], uint64_t *total);
+/* The node's ordinal of the GPU with uuid, as the driver lists it, or -1 when it does not. */
+int mvd_gpu_index(const uint8_t uuid[16]);
 
 /* Recomputes every device's budget and grants under the current config. */
 void mvd_arbiter_recompute_all(void);
@@ -312,5 +315,15 @@ void mvd_plan_stop(void);
 /* Handles one frame of a control connection. Returns 0, or -1 with *why set when the frame is not
  * one a control session may send. */
 int mvd_control_frame(struct mvd_conn *c, const struct mv_frame *f, const char **why);
+/* The stats answer ({"ok": true, "version", "sessions", "devices"}) as the viewer may see it, for
+ * the stats command and for /metrics. New reference. */
+json_t *mvd_control_stats_json(uid_t viewer);
+
+/* metrics.c: Prometheus over HTTP (libmicrohttpd on the loop's thread). */
+
+/* Serves GET /metrics on addr (mvd_listen_parse's form). Returns 0, or -1 after logging why. */
+int mvd_metrics_start(uv_loop_t *loop, const char *addr);
+/* Stops serving; called once the loop has ended. */
+void mvd_metrics_stop(void);
 
 #endif

@@ -18,7 +18,7 @@
 
 static const char usage_text[] =
 	"usage: memvirtd [--socket PATH] [--config FILE] [--log-level LEVEL] [--log-file FILE]\n"
-	"                [--private]\n"
+	"                [--private] [--metrics ADDRESS:PORT]\n"
 	"\n"
 	"The memvirt daemon: divides each GPU's memory among the processes running under\n"
 	"libmemvirt.so and serves their statistics to the memvirt command.\n"
@@ -31,6 +31,8 @@ static const char usage_text[] =
 	"  --log-file FILE    log to FILE instead of stderr\n"
 	"  --private          a daemon for one caller: exit when the parent process dies, and use\n"
 	"                     the socket's directory as the caller made it\n"
+	"  --metrics ADDRESS:PORT  serve Prometheus metrics at http://ADDRESS:PORT/metrics, such as\n"
+	"                     127.0.0.1:9464 or [::1]:9464 (default: the config's daemon.metrics)\n"
 	"  --help             show this help\n"
 	"  --version          show the version\n"
 	"\n"
@@ -42,6 +44,7 @@ static const struct option long_options[] = {
 	{"log-level", required_argument, NULL, 'l'},
 	{"log-file", required_argument, NULL, 'L'},
 	{"private", no_argument, NULL, 'p'},
+	{"metrics", required_argument, NULL, 'm'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},
@@ -80,7 +83,7 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
 
 /* What the command line asked for; strings are borrowed from argv. */
 struct memvirtd_opts {
-	const char *socket, *config, *level, *log_file;
+	const char *socket, *config, *level, *log_file, *metrics;
 	int private_mode;
 };
 
@@ -89,10 +92,11 @@ struct memvirtd_opts {
 static int parse_args(int argc, char **argv, struct memvirtd_opts *o)
 {
 	enum mvd_log_level level;
+	char err[256];
 	int opt;
 
 	memset(o, 0, sizeof(*o));
-	while ((opt = getopt_long(argc, argv, "s:c:l:L:phV", long_options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:c:l:L:pm:hV", long_options, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			o->socket = optarg;
@@ -108,6 +112,13 @@ static int parse_args(int argc, char **argv, struct memvirtd_opts *o)
 			break;
 		case 'p':
 			o->private_mode = 1;
+			break;
+		case 'm':
+			if (mvd_listen_parse(optarg, &(struct sockaddr_storage){0}, err, sizeof(err)) < 0) {
+				fprintf(stderr, "memvirtd: --metrics %s\n", err);
+				return 2;
+			}
+			o->metrics = optarg;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -171,10 +182,18 @@ static void socket_path(const struct memvirtd_opts *o, const struct mvd_config *
 static int serve(const struct memvirtd_opts *o, struct mvd_listen *l, struct mvd_config *cfg)
 {
 	uv_loop_t *loop = uv_default_loop();
+	const char *metrics = o->metrics != NULL ? o->metrics : cfg->metrics;
 
 	mvd_server_set_overrides(o->level, o->log_file);
 	if (mvd_server_start(loop, l, cfg) < 0) {
 		mvd_config_free(cfg);
+		return 1;
+	}
+	/* A port that was asked for and cannot be had is an error the operator must see at once. */
+	if (metrics != NULL && mvd_metrics_start(loop, metrics) < 0) {
+		mvd_server_stop();
+		uv_run(loop, UV_RUN_DEFAULT);
+		mvd_server_cleanup();
 		return 1;
 	}
 	/* The socket accepts from here on: systemd may start the units ordered after this one.
@@ -182,6 +201,7 @@ static int serve(const struct memvirtd_opts *o, struct mvd_listen *l, struct mvd
 	sd_notifyf(0, "READY=1\nSTATUS=listening on %s", l->path);
 	uv_run(loop, UV_RUN_DEFAULT);
 	sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+	mvd_metrics_stop();
 
 	mvd_server_cleanup();
 	/* What the stop left open (its unreferenced timer) is closed so that the loop can be. */

@@ -161,6 +161,9 @@ int mvd_server_reload(char *err, size_t errlen)
 	if ((next->socket == NULL) != (old->socket == NULL) ||
 	    (next->socket != NULL && strcmp(next->socket, old->socket) != 0))
 		mvd_warn("config reload: daemon.socket changed; it takes effect at the next start");
+	if ((next->metrics == NULL) != (old->metrics == NULL) ||
+	    (next->metrics != NULL && strcmp(next->metrics, old->metrics) != 0))
+		mvd_warn("config reload: daemon.metrics changed; it takes effect at the next start");
 	/* Sessions keep going under the new rules: only their weights, minimums and grants change. */
 	TAILQ_FOREACH(s, mvd_sessions(), entry)
 		mvd_session_configure(s, next);

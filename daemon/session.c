@@ -145,6 +145,8 @@ struct mvd_session *mvd_session_new(struct mvd_conn *c, const struct mv_msg_hell
 	s->cgroup = session_cgroup(c->pid);
 	session_name(s, h);
 	s->device = h->device;
+	/* A rank past MV_RANK_MAX is no rank a library sends: it is shown as none. */
+	s->rank = h->rank <= MV_RANK_MAX ? h->rank : MV_RANK_NONE;
 	memcpy(s->uuid, h->uuid, 16);
 	s->device_claim = h->device_total;
 	s->budget_claim = h->budget;
@@ -278,7 +280,12 @@ json_t *mvd_session_json(const struct mvd_session *s)
 #include "protocol/counters.def"
 #undef MV_COUNTER
 	json_object_set_new(o, "events", json_integer((json_int_t)s->events));
-	json_object_set_new(o, "launches", json_integer((json_int_t)s->launches));
+	/* The library's own launch count is the counter "launches"; this one is what the events told. */
+	json_object_set_new(o, "gpu_index", mvd_gpu_index(s->uuid) >= 0 ? json_integer(mvd_gpu_index(s->uuid))
+									 : json_null());
+	json_object_set_new(o, "launch_events", json_integer((json_int_t)s->launches));
+	json_object_set_new(o, "rank", s->rank != MV_RANK_NONE ? json_integer((json_int_t)s->rank)
+							   : json_null());
 	json_object_set_new(o, "policy", json_string(job->policy != NULL ? job->policy : "lru"));
 	json_object_set_new(o, "cgroup", s->cgroup != NULL ? json_string(s->cgroup) : json_null());
 	mvd_learn_json(s->learn, o);

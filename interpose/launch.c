@@ -586,6 +586,7 @@ static CUresult launch(struct launch_args *a)
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	n = kernel_words(a->f, a->params, a->extra, tl_words);
+	mv_count_add(MV_COUNTER_launches, 1);
 	return mv_submit(a->h, a->per_thread, tl_words, n, do_launch, a, (uintptr_t)a->f);
 }
 
@@ -645,6 +646,7 @@ static CUresult launch_ex(const CUlaunchConfig *config, CUfunction f, void **par
 	if (config == NULL)
 		return do_launch_ex(&a);
 	n = kernel_words(f, params, extra, tl_words);
+	mv_count_add(MV_COUNTER_launches, 1);
 	return mv_submit(config->hStream, per_thread, tl_words, n, do_launch_ex, &a, (uintptr_t)f);
 }
 

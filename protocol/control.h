@@ -5,13 +5,16 @@
  * Requests, each one JSON object with a "cmd" string:
  *   {"cmd": "status"}         -> {"ok": true, "version": "...", "pid": N, "uptime_s": N,
  *                                 "sessions": N, "config": "path or null"}
- *   {"cmd": "stats"}          -> {"ok": true, "sessions": [SESSION...], "devices": [DEVICE...]}
+ *   {"cmd": "stats"}          -> {"ok": true, "version": "...", "sessions": [SESSION...],
+ *                                 "devices": [DEVICE...]}
  *        SESSION: {"session": N, "pid": N, "uid": N, "job": "...", "device": "uuid hex",
  *                  "weight": N, "budget": N, "grant": N, "resident_bytes": N, "host_bytes": N,
  *                  "page_outs": N, "page_ins": N, "fault_ins": N, "bytes_out": N, "bytes_in": N,
  *                  "stall_ns": N, "oom": N, "events": N, "events_dropped": N, "min": N,
- *                  "app_vmm_bytes": N, "launches": N}
- *        DEVICE:  {"device": "uuid hex", "total": N, "budget": N, "granted": N, "sessions": N}
+ *                  "app_vmm_bytes": N, "launches": N, "launch_events": N, "rank": N or null,
+ *                  "gpu_index": N or null}
+ *        DEVICE:  {"device": "uuid hex", "total": N, "budget": N, "granted": N, "sessions": N,
+ *                  "gpu_index": N or null}
  *   {"cmd": "config.reload"}  -> {"ok": true} or {"ok": false, "error": "file:line:col: ..."}
  *   {"cmd": "stop"}           -> {"ok": true}, then the daemon stops
  * Any failure: {"ok": false, "error": "what went wrong"}. A user sees and controls only their own

@@ -165,7 +165,7 @@ size_t mv_hello_encode(const struct mv_msg_hello *m, uint8_t *out)
 	mv_put_u64(out + 24, m->device_total);
 	mv_put_u64(out + 32, m->budget);
 	mv_put_u32(out + 40, m->weight);
-	mv_put_u32(out + 44, m->reserved);
+	mv_put_u32(out + 44, m->rank);
 	memcpy(out + 48, m->job, 64);
 	return MV_MSG_HELLO_SIZE;
 }
@@ -180,7 +180,7 @@ int mv_hello_decode(const uint8_t *p, size_t len, struct mv_msg_hello *m)
 	m->device_total = mv_get_u64(p + 24);
 	m->budget = mv_get_u64(p + 32);
 	m->weight = mv_get_u32(p + 40);
-	m->reserved = mv_get_u32(p + 44);
+	m->rank = mv_get_u32(p + 44);
 	memcpy(m->job, p + 48, 64);
 	/* The peer may fill all 64 bytes; the name is used as a C string. */
 	m->job[63] = '\0';

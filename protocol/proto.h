@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define MV_PROTO_MAGIC 0x5650564du /* "MVPV" as bytes on the wire */
-#define MV_PROTO_VERSION 3
+#define MV_PROTO_VERSION 4
 #define MV_FRAME_HEADER 16
 #define MV_FRAME_MAX (1u << 20) /* largest payload accepted */
 
@@ -55,10 +55,12 @@ struct mv_msg_hello {
 	uint64_t device_total;      /* the device's memory */
 	uint64_t budget;            /* what the process would use on its own (MEMVIRT_BUDGET or total) */
 	uint32_t weight;            /* MEMVIRT_WEIGHT, 0 for the config's default */
-	uint32_t reserved;
+	uint32_t rank;              /* the process's rank in its job (RANK, ...), or MV_RANK_NONE */
 	char job[64];               /* a name for stats: the program, NUL-padded */
 };
 #define MV_MSG_HELLO_SIZE (4 + 4 + 16 + 8 + 8 + 4 + 4 + 64)
+#define MV_RANK_NONE UINT32_MAX
+#define MV_RANK_MAX INT32_MAX /* the largest rank a process may name */
 
 /* WELCOME: the session's id and its first grant. */
 struct mv_msg_welcome {

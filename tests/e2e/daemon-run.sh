@@ -68,7 +68,8 @@ for k in $keys; do
 	grep -q "^\.Qq $k\( \|$\)" "$MV_TOP_SRCDIR/man/memvirt.1" || mv_fail "memvirt(1) does not name $k"
 done
 for m in $metrics; do
-	grep -q "^$m{pid=\"$pid\"," "$T/stats.prom" || mv_fail "the Prometheus text has no $m for pid $pid"
+	grep -q "^$m{gpu=\"GPU-[0-9a-f-]*\",gpu_index=\"[0-9]*\",job=\"$JOB\",rank=\"\"} [0-9]" "$T/stats.prom" ||
+		mv_fail "the Prometheus text has no $m for job $JOB"
 	grep -q "^\.Sy $m\( \|$\)" "$MV_TOP_SRCDIR/man/memvirt.1" || mv_fail "memvirt(1) does not name $m"
 done
 echo "the stats name all $(echo "$keys" | wc -w) counters of counters.def, in JSON and for Prometheus"

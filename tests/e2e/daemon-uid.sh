@@ -3,7 +3,8 @@
 # here. That user's 'memvirt stats' and 'daemon status' show only its own session, never root's,
 # and its 'daemon stop' and 'config reload' are refused; root sees both sessions and may reload and
 # stop. memvirtd itself refuses to make its socket in a directory others can enter or that another
-# user owns. Needs root and useradd: exit 77 (SKIP) otherwise.
+# user owns. /metrics shows root's job by name and the user's only by its uid. Needs root and
+# useradd: exit 77 (SKIP) otherwise.
 . "$(dirname "$0")/lib.sh"
 MEMVIRT=$MV_TOP_BUILDDIR/cli/memvirt
 MEMVIRTD=$MV_TOP_BUILDDIR/daemon/memvirtd
@@ -81,8 +82,10 @@ timeout 10 "$MEMVIRTD" --socket "$PUB/theirs/own.sock" 2>"$T/theirs.err" || rc=$
 	mv_fail "memvirtd --socket in another user's directory: exit $rc, '$(cat "$T/theirs.err")'"
 [ -e "$PUB/theirs/own.sock" ] && mv_fail "memvirtd made its socket in another user's directory"
 
-# The shared daemon: root's, listening on a socket it was handed (LISTEN_PID, LISTEN_FDS).
-"$MVSOCK" "$S" serve "$MEMVIRTD" --log-file "$T/memvirtd.log" --log-level debug &
+# The shared daemon: root's, listening on a socket it was handed (LISTEN_PID, LISTEN_FDS), and
+# serving metrics on a port nothing listens on.
+MPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$MVSOCK" "$S" serve "$MEMVIRTD" --log-file "$T/memvirtd.log" --log-level debug --metrics "127.0.0.1:$MPORT" &
 DAEMON=$!
 n=0
 until timeout 10 "$MEMVIRT" daemon status --socket "$S" >/dev/null 2>&1; do
@@ -147,6 +150,14 @@ as_user "$MEMVIRT" daemon status --json --socket "$S" >"$T/status.json" 2>&1 || 
 timeout 10 "$MEMVIRT" daemon status --json --socket "$S" | "$MVSOCK" flat | grep -qx 'sessions 2' ||
 	mv_fail "root's status does not count both sessions"
 echo "user $USER2 (uid $UID2) sees only its own session; root sees both"
+# Anyone may read /metrics: root's job keeps its name (the daemon's own user), the user's is its uid.
+curl -sf "http://127.0.0.1:$MPORT/metrics" >"$T/metrics.txt" || mv_fail "GET /metrics failed"
+grep -q '^memvirt_launches_total{.*,job="e2e-root",' "$T/metrics.txt" ||
+	mv_fail "/metrics does not name root's job: $(cat "$T/metrics.txt")"
+grep -q "^memvirt_launches_total{.*,job=\"uid$UID2\"," "$T/metrics.txt" ||
+	mv_fail "/metrics does not show the user's job as uid$UID2: $(cat "$T/metrics.txt")"
+grep -q e2e-user "$T/metrics.txt" && mv_fail "/metrics names the user's job to anyone"
+echo "/metrics names root's job and shows the user's as uid$UID2"
 
 # The user may not stop the daemon or make it reload.
 rc=0

@@ -82,7 +82,7 @@ START_TEST(test_header_layout)
 {
 	uint8_t h[MV_FRAME_HEADER];
 	static const uint8_t want[MV_FRAME_HEADER] = {
-		'M', 'V', 'P', 'V', 0x03, 0x00, 0x03, 0x01, 0x78, 0x56, 0x34, 0x12, 0, 0, 0, 0,
+		'M', 'V', 'P', 'V', 0x04, 0x00, 0x03, 0x01, 0x78, 0x56, 0x34, 0x12, 0, 0, 0, 0,
 	};
 
 	memset(h, 0xff, sizeof(h));
@@ -103,7 +103,7 @@ static struct mv_msg_hello sample_hello(void)
 	m.device_total = 80ull << 30;
 	m.budget = 0x0102030405060708ull;
 	m.weight = 7;
-	m.reserved = 0;
+	m.rank = 0x01020304u;
 	strcpy(m.job, "python train.py");
 	return m;
 }
@@ -129,7 +129,8 @@ START_TEST(test_hello_roundtrip)
 	ck_assert_uint_eq(pl[32], 0x08);
 	ck_assert_uint_eq(mv_get_u64(pl + 32), m.budget);
 	ck_assert_uint_eq(mv_get_u32(pl + 40), 7);
-	ck_assert_uint_eq(mv_get_u32(pl + 44), 0);
+	ck_assert_uint_eq(mv_get_u32(pl + 44), 0x01020304u);
+	ck_assert_uint_eq(pl[44], 0x04);
 	ck_assert_mem_eq(pl + 48, m.job, 64);
 
 	n = build(buf, MV_MSG_HELLO, pl, MV_MSG_HELLO_SIZE);
@@ -142,7 +143,7 @@ START_TEST(test_hello_roundtrip)
 	ck_assert_uint_eq(d.device_total, m.device_total);
 	ck_assert_uint_eq(d.budget, m.budget);
 	ck_assert_uint_eq(d.weight, m.weight);
-	ck_assert_uint_eq(d.reserved, m.reserved);
+	ck_assert_uint_eq(d.rank, m.rank);
 	ck_assert_str_eq(d.job, "python train.py");
 	ck_assert_mem_eq(d.job, m.job, 64);
 }
