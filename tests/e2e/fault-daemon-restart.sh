@@ -47,10 +47,26 @@ enough() {
 	done
 }
 
+# links: how many times the jobs linked to a daemon, all together.
+links() {
+	cat "$T/a.err" "$T/b.err" "$T/c.err" | grep -c "linked to memvirtd at $S" || :
+}
+
+# The first daemon lives until all three jobs have linked to it: a job whose `memvirt run` found
+# no daemon would start a private one and never come back to this socket.
 loops=0
+before=2
 while running; do
-	# Up for 0.2 to 0.6 s: long enough for some jobs to link, short enough to cut them often.
-	sleep "0.$((2 + loops % 5))"
+	# Up until some job has linked to this daemon (however slow the machine), then 0 to 0.4 s
+	# more, so that the kill lands at different points of the jobs' sessions. Each later daemon
+	# waits for one link more than there were when it started.
+	n=0
+	while running && [ "$(links)" -le "$before" ]; do
+		n=$((n + 1))
+		[ "$n" -lt 3000 ] || mv_fail "no job linked to the restarted daemon within 60 s"
+		sleep 0.02
+	done
+	sleep "0.$((loops % 5))"
 	kill -KILL "$DAEMON"
 	while alive "$DAEMON"; do
 		sleep 0.02
@@ -62,6 +78,7 @@ while running; do
 	[ "$loops" -lt 300 ] || mv_fail "the jobs still ran after $loops restarts"
 	running || break
 	sleep 0.1
+	before=$(links)
 	start_daemon
 done
 echo "killed memvirtd with SIGKILL $loops times while the jobs ran, starting it again after each but the last"

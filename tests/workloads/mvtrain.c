@@ -305,7 +305,7 @@ mvt_usage(FILE *f)
 	    "  --corrupt-byte OFF   flip byte OFF of the first weight before the checksum\n"
 	    "  --reshape-at STEP    from step STEP on, train with twice the batch (a job whose shape changes)\n"
 	    "  --hold-at STEP       before step STEP, wait until the file of --hold-file exists (at most\n"
-	    "                       120 s), so that a test can act while the job is linked and idle\n"
+	    "                       600 s), so that a test can act while the job is linked and idle\n"
 	    "  --hold-file FILE     the file --hold-at waits for\n"
 	    "  --help               print this and exit\n");
 }
@@ -457,7 +457,8 @@ mvt_parse(int argc, char **argv, struct mvt_opts *o)
 }
 
 /* Waits, with the device idle, until o->hold_file exists: the test that made the job hold acts
- * meanwhile (and says so by creating the file). A test that never does gives up after 120 s. */
+ * meanwhile (and says so by creating the file). A test that never does gives up after 600 s or
+ * more, a bound generous enough for a loaded machine. */
 static void
 mvt_hold(const struct mvt_opts *o, unsigned step)
 {
@@ -465,8 +466,8 @@ mvt_hold(const struct mvt_opts *o, unsigned step)
 
 	fprintf(stderr, "mvtrain: holding before step %u until %s exists\n", step, o->hold_file);
 	for (unsigned i = 0; access(o->hold_file, F_OK) != 0; i++) {
-		if (i == 12000) {
-			fprintf(stderr, "mvtrain: %s did not appear within 120 s\n", o->hold_file);
+		if (i == 60000) {
+			fprintf(stderr, "mvtrain: %s did not appear within 600 s\n", o->hold_file);
 			exit(3);
 		}
 		nanosleep(&pause, NULL);
