@@ -36,7 +36,7 @@ start_job() {
 
 # stats: the daemon's stats now, flattened into $T/stats.flat.
 stats() {
-	timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>/dev/null &&
+	timeout "$WAIT_S" "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>/dev/null &&
 		"$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat"
 }
 
