@@ -165,8 +165,8 @@ static int tl_lane(FILE *f, int *first, int tid, const char *track, uint64_t ts,
 	return (int)l;
 }
 
-/* Writes the gathered slices, laid out track by track, and frees them. track_name names the lanes. */
-static void tl_flush(FILE *f, int *first, struct tl_slices *sl, void (*track_name)(int, char *, size_t))
+/* Writes the gathered slices, laid out track by track, and frees them. */
+static void tl_flush(FILE *f, int *first, struct tl_slices *sl)
 {
 	uint64_t *lane_end = NULL, end = 0;
 	size_t nlanes = 0;
@@ -180,7 +180,7 @@ static void tl_flush(FILE *f, int *first, struct tl_slices *sl, void (*track_nam
 		if (i == 0 || x->tid != sl->v[i - 1].tid) {
 			end = 0;
 			nlanes = 0;
-			track_name(x->tid, track, sizeof(track));
+			tl_track_name(x->tid, track, sizeof(track));
 		}
 		if (x->fit == TL_QUEUE) {
 			if (x->ts < end)
@@ -309,7 +309,7 @@ static int timeline_recorded(const struct cli_trace_ctx *c, FILE *f)
 			break;
 		}
 	}
-	tl_flush(f, &first, &sl, tl_track_name);
+	tl_flush(f, &first, &sl);
 	tl_counters(f, &first, d, nd);
 	fputs("\n]}\n", f);
 	free(resident);
@@ -380,7 +380,7 @@ static int timeline_modeled(const struct cli_trace_ctx *c, const struct mv_polic
 		tl_slice(&sl, TL_LANES, cp->in ? TL_TID_IN : TL_TID_OUT, name,
 			 cp->in ? "page-in" : "page-out", from - s.t0, cp->end - from);
 	}
-	tl_flush(f, &first, &sl, tl_track_name);
+	tl_flush(f, &first, &sl);
 	n = cli_sched_curve(&s, &pts);
 	for (size_t i = 0; i < n; i++) {
 		tl_next(f, &first);
