@@ -56,18 +56,30 @@ static void tl_meta(FILE *f, int *first, int tid, const char *name)
 		   "\"args\":{\"sort_index\":%d}}", TL_PID, tid, tid);
 }
 
+/* The name of track tid. */
+static void tl_track_name(int tid, char *name, size_t n)
+{
+	if (tid >= TL_TID_STREAM0)
+		snprintf(name, n, "stream %d", tid - TL_TID_STREAM0);
+	else
+		snprintf(name, n, "%s", tid == TL_TID_OUT ? "page-out (D2H)" : tid == TL_TID_IN ? "page-in (H2D)" :
+			 "stalls");
+}
+
 /* The tracks' names and order: streams 0 to maxstream, then the two copy engines and the stalls. */
 static void tl_tracks(FILE *f, int *first, uint32_t maxstream)
 {
+	static const int engines[] = {TL_TID_OUT, TL_TID_IN, TL_TID_STALL};
 	char name[32];
 
 	for (uint32_t s = 0; s <= maxstream; s++) {
-		snprintf(name, sizeof(name), "stream %" PRIu32, s);
+		tl_track_name(TL_TID_STREAM0 + (int)s, name, sizeof(name));
 		tl_meta(f, first, TL_TID_STREAM0 + (int)s, name);
 	}
-	tl_meta(f, first, TL_TID_OUT, "page-out (D2H)");
-	tl_meta(f, first, TL_TID_IN, "page-in (H2D)");
-	tl_meta(f, first, TL_TID_STALL, "stalls");
+	for (int i = 0; i < 3; i++) {
+		tl_track_name(engines[i], name, sizeof(name));
+		tl_meta(f, first, engines[i], name);
+	}
 }
 
 static void tl_complete(FILE *f, int *first, int tid, const char *name, const char *cat,
@@ -78,6 +90,114 @@ static void tl_complete(FILE *f, int *first, int tid, const char *name, const ch
 	timeline_json_str(f, name);
 	fprintf(f, "\",\"cat\":\"%s\",\"ph\":\"X\",\"pid\":%d,\"tid\":%d,\"ts\":%.3f,\"dur\":%.3f}", cat,
 		TL_PID, tid, (double)ts_ns / 1e3, (double)dur_ns / 1e3);
+}
+
+/* Perfetto keeps a track's slices only when each is nested in or disjoint from the others: a slice
+ * that starts inside another must end inside it. The slices are gathered, then laid out per track in
+ * time order, one of two ways:
+ * TL_QUEUE: a slice that starts before the track's last one ends starts where it ends, keeping its
+ *   duration. A stream or copy engine runs its work in order, so a launch the host stamped while the
+ *   one before it still ran cannot have started before that one ended.
+ * TL_LANES: times are kept; a slice that overlaps one before it goes on the first extra lane of the
+ *   track (a track of its own, "stalls (2)") that is free at its start. Stalls and modeled work keep
+ *   their exact times this way. */
+enum tl_fit { TL_QUEUE, TL_LANES };
+
+#define TL_LANE_STRIDE 100000 /* lane l of track t is track t + l * TL_LANE_STRIDE */
+
+struct tl_slice {
+	uint64_t ts, dur;
+	size_t seq;
+	int tid;
+	enum tl_fit fit;
+	const char *cat;
+	char *name;
+};
+
+struct tl_slices {
+	struct tl_slice *v;
+	size_t n, cap;
+};
+
+static void tl_slice(struct tl_slices *sl, enum tl_fit fit, int tid, const char *name, const char *cat,
+		     uint64_t ts, uint64_t dur)
+{
+	size_t len = strlen(name) + 1;
+
+	if (sl->n == sl->cap) {
+		sl->cap = sl->cap ? sl->cap * 2 : 1024;
+		sl->v = xrealloc(sl->v, sl->cap * sizeof(*sl->v));
+	}
+	sl->v[sl->n] = (struct tl_slice){ts, dur, sl->n, tid, fit, cat, xmalloc(len)};
+	memcpy(sl->v[sl->n].name, name, len);
+	sl->n++;
+}
+
+static int tl_slice_cmp(const void *a, const void *b)
+{
+	const struct tl_slice *x = a, *y = b;
+
+	if (x->tid != y->tid)
+		return x->tid < y->tid ? -1 : 1;
+	if (x->ts != y->ts)
+		return x->ts < y->ts ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* The lane of track tid a slice from ts goes on: the first whose last slice has ended (lane_end,
+ * nlanes of them, grown as needed); a new lane is named after the track. */
+static int tl_lane(FILE *f, int *first, int tid, const char *track, uint64_t ts, uint64_t **lane_end,
+		   size_t *nlanes)
+{
+	char name[80];
+	size_t l;
+
+	for (l = 0; l < *nlanes && (*lane_end)[l] > ts; l++)
+		;
+	if (l == *nlanes) {
+		*lane_end = xrealloc(*lane_end, (*nlanes + 1) * sizeof(**lane_end));
+		(*nlanes)++;
+		if (l > 0) {
+			snprintf(name, sizeof(name), "%s (%zu)", track, l + 1);
+			tl_meta(f, first, tid + (int)l * TL_LANE_STRIDE, name);
+		}
+	}
+	return (int)l;
+}
+
+/* Writes the gathered slices, laid out track by track, and frees them. */
+static void tl_flush(FILE *f, int *first, struct tl_slices *sl)
+{
+	uint64_t *lane_end = NULL, end = 0;
+	size_t nlanes = 0;
+	char track[48];
+
+	qsort(sl->v, sl->n, sizeof(*sl->v), tl_slice_cmp);
+	for (size_t i = 0; i < sl->n; i++) {
+		struct tl_slice *x = &sl->v[i];
+		int tid = x->tid;
+
+		if (i == 0 || x->tid != sl->v[i - 1].tid) {
+			end = 0;
+			nlanes = 0;
+			tl_track_name(x->tid, track, sizeof(track));
+		}
+		if (x->fit == TL_QUEUE) {
+			if (x->ts < end)
+				x->ts = end;
+			end = x->ts + x->dur;
+		} else {
+			int l = tl_lane(f, first, x->tid, track, x->ts, &lane_end, &nlanes);
+
+			lane_end[l] = x->ts + x->dur;
+			tid += l * TL_LANE_STRIDE;
+		}
+		tl_complete(f, first, tid, x->name, x->cat, x->ts, x->dur);
+		free(x->name);
+	}
+	free(lane_end);
+	free(sl->v);
+	*sl = (struct tl_slices){0};
 }
 
 /* A change of the resident or allocated bytes at a time, for the counter tracks. */
@@ -119,6 +239,7 @@ static int timeline_recorded(const struct cli_trace_ctx *c, FILE *f)
 	const struct mv_trace *t = c->t;
 	struct tl_delta *d = xmalloc(((size_t)t->nops * 2 + 1) * sizeof(*d));
 	uint8_t *resident = xmalloc((size_t)t->nbufs + 1);
+	struct tl_slices sl = {0};
 	uint32_t maxstream = 0;
 	uint64_t t0 = t->nops > 0 ? t->ops[0].time_ns : 0;
 	size_t nd = 0;
@@ -144,8 +265,8 @@ static int timeline_recorded(const struct cli_trace_ctx *c, FILE *f)
 
 		switch (op->kind) {
 		case MV_TREC_LAUNCH:
-			tl_complete(f, &first, TL_TID_STREAM0 + (int)op->stream,
-				    op->id < t->nfuncs ? t->funcs[op->id] : "?", "kernel", ts, op->dur_ns);
+			tl_slice(&sl, TL_QUEUE, TL_TID_STREAM0 + (int)op->stream,
+				 op->id < t->nfuncs ? t->funcs[op->id] : "?", "kernel", ts, op->dur_ns);
 			break;
 		case MV_TREC_ALLOC:
 			resident[op->id] = 1;
@@ -161,8 +282,8 @@ static int timeline_recorded(const struct cli_trace_ctx *c, FILE *f)
 			snprintf(name, sizeof(name), "%s buffer %" PRIu32 " (%s)",
 				 op->dir ? "in" : "out", op->id,
 				 mv_format_size(t->bufs[op->id].size, buf, sizeof(buf)));
-			tl_complete(f, &first, op->dir ? TL_TID_IN : TL_TID_OUT, name,
-				    op->dir ? "page-in" : "page-out", ts, op->dur_ns);
+			tl_slice(&sl, TL_QUEUE, op->dir ? TL_TID_IN : TL_TID_OUT, name,
+				 op->dir ? "page-in" : "page-out", ts, op->dur_ns);
 			/* A page-out frees its pages once copied; a page-in maps them first. */
 			if (op->dir) {
 				if (!resident[op->id])
@@ -176,7 +297,7 @@ static int timeline_recorded(const struct cli_trace_ctx *c, FILE *f)
 			}
 			if (op->dir && op->waited) {
 				snprintf(name, sizeof(name), "waited for buffer %" PRIu32, op->id);
-				tl_complete(f, &first, TL_TID_STALL, name, "stall", ts, op->dur_ns);
+				tl_slice(&sl, TL_LANES, TL_TID_STALL, name, "stall", ts, op->dur_ns);
 			}
 			break;
 		case MV_TREC_MARK:
@@ -188,6 +309,7 @@ static int timeline_recorded(const struct cli_trace_ctx *c, FILE *f)
 			break;
 		}
 	}
+	tl_flush(f, &first, &sl);
 	tl_counters(f, &first, d, nd);
 	fputs("\n]}\n", f);
 	free(resident);
@@ -210,6 +332,7 @@ static int timeline_modeled(const struct cli_trace_ctx *c, const struct mv_polic
 	struct cli_trace_run run;
 	struct cli_sched s;
 	struct cli_sched_point *pts;
+	struct tl_slices sl = {0};
 	uint32_t maxstream = 0;
 	uint64_t prev;
 	size_t n;
@@ -236,11 +359,12 @@ static int timeline_modeled(const struct cli_trace_ctx *c, const struct mv_polic
 	tl_tracks(f, &first, maxstream);
 	prev = s.t0;
 	for (uint32_t k = 0; k < c->it->nlaunch; k++) {
-		tl_complete(f, &first, TL_TID_STREAM0 + (int)c->it->launch[k].stream, timeline_func_name(c, k),
-			    "kernel", s.start[k] - s.t0, s.fin[k] - s.start[k]);
+		tl_slice(&sl, TL_LANES, TL_TID_STREAM0 + (int)c->it->launch[k].stream,
+			 timeline_func_name(c, k), "kernel", s.start[k] - s.t0, s.fin[k] - s.start[k]);
 		if (s.start[k] > prev) {
 			snprintf(name, sizeof(name), "launch %" PRIu32 " (%s) waits", k, timeline_func_name(c, k));
-			tl_complete(f, &first, TL_TID_STALL, name, "stall", prev - s.t0, s.start[k] - prev);
+			tl_slice(&sl, TL_LANES, TL_TID_STALL, name, "stall", prev - s.t0,
+				 s.start[k] - prev);
 		}
 		prev = s.fin[k];
 	}
@@ -253,9 +377,10 @@ static int timeline_modeled(const struct cli_trace_ctx *c, const struct mv_polic
 		snprintf(name, sizeof(name), "%s buffer %" PRIu32 " (%s, %s%s)", cp->in ? "in" : "out",
 			 cp->buf, mv_format_size(c->it->bufs[cp->buf].size, buf, sizeof(buf)),
 			 kinds[cp->kind], cp->late ? ", late" : "");
-		tl_complete(f, &first, cp->in ? TL_TID_IN : TL_TID_OUT, name,
-			    cp->in ? "page-in" : "page-out", from - s.t0, cp->end - from);
+		tl_slice(&sl, TL_LANES, cp->in ? TL_TID_IN : TL_TID_OUT, name,
+			 cp->in ? "page-in" : "page-out", from - s.t0, cp->end - from);
 	}
+	tl_flush(f, &first, &sl);
 	n = cli_sched_curve(&s, &pts);
 	for (size_t i = 0; i < n; i++) {
 		tl_next(f, &first);

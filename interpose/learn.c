@@ -220,6 +220,11 @@ static int ev_ready;
  * gives the launch up as untimed (the trace then marks it so). */
 #define TIME_WAIT_NS 2000000000ull
 
+/* Set when a wait ran out: the device is held back (by the app itself, as a stream waiting on a
+ * value the app writes later can be), so the launches after it are given up at once, not after
+ * TIME_WAIT_NS each, until a slot is found free again. */
+static _Atomic int ev_stalled;
+
 static int time_claim(uint32_t i)
 {
 	struct timespec pause = {0, 50000};
@@ -227,12 +232,17 @@ static int time_claim(uint32_t i)
 	int expected = 0;
 
 	while (!atomic_compare_exchange_strong(&ev_state[i], &expected, 1)) {
-		if (mv_cfg.record == NULL || waited >= TIME_WAIT_NS)
+		if (mv_cfg.record == NULL || atomic_load(&ev_stalled))
 			return 0;
+		if (waited >= TIME_WAIT_NS) {
+			atomic_store(&ev_stalled, 1);
+			return 0;
+		}
 		nanosleep(&pause, NULL);
 		waited += (uint64_t)pause.tv_nsec;
 		expected = 0;
 	}
+	atomic_store(&ev_stalled, 0);
 	return 1;
 }
 

@@ -8,6 +8,7 @@
 # - escape codes and a newline in a job name: neither reaches root's terminal or memvirtd's log.
 # Needs root and useradd: exit 77 (SKIP) otherwise.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/users.sh"
 MEMVIRT=$MV_TOP_BUILDDIR/cli/memvirt
 MEMVIRTD=$MV_TOP_BUILDDIR/daemon/memvirtd
 MVSOCK=$MV_TOP_BUILDDIR/tests/e2e/mvsock
@@ -16,24 +17,7 @@ for p in "$MEMVIRT" "$MEMVIRTD" "$MVSOCK"; do
 done
 unset MEMVIRT_SOCKET LD_PRELOAD SIMCUDA_MEM
 
-[ "$(id -u)" -eq 0 ] || mv_skip "creating a second user needs root"
-if command -v setpriv >/dev/null 2>&1; then
-	RUNAS=setpriv
-elif command -v runuser >/dev/null 2>&1; then
-	RUNAS=runuser
-else
-	mv_skip "neither setpriv nor runuser to run a command as another user"
-fi
-# The attacker: a system user kept between runs, made here when it is missing.
-USER2=mvtest
-if ! id -u "$USER2" >/dev/null 2>&1; then
-	command -v useradd >/dev/null 2>&1 || mv_skip "no useradd to make user $USER2"
-	useradd -r -M -s /bin/sh -d /nonexistent "$USER2" 2>/dev/null || id -u "$USER2" >/dev/null 2>&1 ||
-		mv_skip "useradd $USER2 failed"
-fi
-UID2=$(id -u "$USER2")
-GID2=$(id -g "$USER2")
-
+mv_users_need
 mv_tmpdir
 chmod 700 "$MV_TMP"
 T=$MV_TMP
@@ -50,16 +34,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
+# The attacker: a system user kept between runs, made here when it is missing.
+USER2=mvtest
+mv_user_keep "$USER2"
+UID2=$(id -u "$USER2")
 as_user() {
-	if [ "$RUNAS" = setpriv ]; then
-		setpriv --reuid="$UID2" --regid="$GID2" --clear-groups -- "$@"
-	else
-		runuser -u "$USER2" -- "$@"
-	fi
+	mv_as "$USER2" "$@"
 }
-echo "{}" | as_user "$MVSOCK" flat >/dev/null 2>&1 ||
-	mv_skip "user $USER2 cannot run the build tree's programs ($MV_TOP_BUILDDIR)"
-[ "$(as_user id -u)" = "$UID2" ] || mv_fail "as_user does not run as uid $UID2"
+mv_user_check "$USER2"
 
 PUB=$(mktemp -d "${TMPDIR:-/tmp}/mv-e2e-pub.XXXXXX") || mv_fail "mktemp failed"
 chmod 755 "$PUB"

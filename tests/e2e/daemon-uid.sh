@@ -6,6 +6,7 @@
 # user owns. /metrics shows root's job by name and the user's only by its uid. Needs root and
 # useradd: exit 77 (SKIP) otherwise.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/users.sh"
 MEMVIRT=$MV_TOP_BUILDDIR/cli/memvirt
 MEMVIRTD=$MV_TOP_BUILDDIR/daemon/memvirtd
 MVSOCK=$MV_TOP_BUILDDIR/tests/e2e/mvsock
@@ -14,15 +15,7 @@ for p in "$MEMVIRT" "$MEMVIRTD" "$MVSOCK"; do
 done
 unset MEMVIRT_SOCKET LD_PRELOAD
 
-[ "$(id -u)" -eq 0 ] || mv_skip "creating a second user needs root"
-command -v useradd >/dev/null 2>&1 && command -v userdel >/dev/null 2>&1 || mv_skip "no useradd or userdel"
-if command -v setpriv >/dev/null 2>&1; then
-	RUNAS=setpriv
-elif command -v runuser >/dev/null 2>&1; then
-	RUNAS=runuser
-else
-	mv_skip "neither setpriv nor runuser to run a command as another user"
-fi
+mv_users_need userdel
 
 mv_tmpdir
 chmod 700 "$MV_TMP"
@@ -36,32 +29,22 @@ PUB=
 cleanup() {
 	exec 3>&- 4>&-
 	mv_stop_pids $JOBS $DAEMON
-	[ -n "$USER2" ] && userdel "$USER2" 2>/dev/null
+	mv_users_remove
 	[ -n "$PUB" ] && rm -rf "$PUB"
 	rm -rf "$T"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-USER2=mve2e$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
-useradd -M -r -s /bin/sh -d /nonexistent "$USER2" 2>"$T/useradd.err" || {
-	USER2=
-	mv_skip "useradd failed: $(cat "$T/useradd.err")"
-}
+mv_user_new mve2e
+USER2=$mv_user
 UID2=$(id -u "$USER2")
-GID2=$(id -g "$USER2")
 
 # as_user CMD...: runs CMD as the second user.
 as_user() {
-	if [ "$RUNAS" = setpriv ]; then
-		setpriv --reuid="$UID2" --regid="$GID2" --clear-groups -- "$@"
-	else
-		runuser -u "$USER2" -- "$@"
-	fi
+	mv_as "$USER2" "$@"
 }
-as_user "$MEMVIRT" --version >/dev/null 2>&1 && echo "{}" | as_user "$MVSOCK" flat >/dev/null 2>&1 ||
-	mv_skip "user $USER2 cannot run the build tree's programs ($MV_TOP_BUILDDIR)"
-[ "$(as_user id -u)" = "$UID2" ] || mv_fail "as_user does not run as uid $UID2"
+mv_user_check "$USER2"
 
 # A directory the second user can enter, as /run/memvirt is for the shared daemon.
 PUB=$(mktemp -d "${TMPDIR:-/tmp}/mv-e2e-pub.XXXXXX") || mv_fail "mktemp failed"

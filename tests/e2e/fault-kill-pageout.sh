@@ -1,11 +1,12 @@
 # A job dies in the middle of a page-out: three jobs share a device through a private daemon, one of
 # them with a copy engine so slow (a real 300 ms before each device-to-host copy) that its page-outs
 # are in flight most of the time. It is killed with SIGKILL while its log shows a page-out issued and
-# not ended. The daemon drops its session and gives its share to the other two within a second:
-# measured from the kill to the daemon's log lines of the new grants (its own clock), and to the
-# first `memvirt stats --json` that shows them (which adds the command's own time, up to a second on
-# a loaded machine, so it is held to STATS_MAX_MS). Both other jobs end with the checksum of a plain
-# run.
+# not ended. The daemon drops its session and gives its share to the other two: its log shows a's
+# session ended and a new, larger grant for each, and `memvirt stats --json` shows them. Both other
+# jobs end with the checksum of a plain run. The other two hold before a step (mvtrain --hold-at)
+# until the test has seen the new grants, so no step depends on how fast the machine is; each wait
+# is bounded at 60 s. The times from the kill to the new grants are printed, and appended to the file
+# $MV_KPO_TIMES when it is set (tests/bench/reclaim.sh takes their median); they are not asserted.
 set -u
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/daemon-lib.sh"
@@ -15,21 +16,19 @@ ARGS="--model resnet50 --batch 2 --scale 0.125 --steps $STEPS"
 JOB_A=e2e-kpo-a-$$
 JOB_B=e2e-kpo-b-$$
 JOB_C=e2e-kpo-c-$$
-# The longest the grants may take to move after the kill, in milliseconds: by the daemon's log, and
-# as the first stats that show it.
-RECLAIM_MAX_MS=1000
-STATS_MAX_MS=3000
+# The bound on each wait for an event, in seconds: generous, as a loaded machine is slow.
+WAIT_S=60
 
 plain_run
 dev=$((peak * 5 / 4))
 
-# start_job NAME JOB [SETTINGS]: mvtrain $ARGS under the daemon in the background, asking for 75% of
-# a device of 5/4 of its peak: three such jobs cannot all have what they ask, so each is granted a
-# third of the device. Its pid goes to JOBS and `last`.
+# start_job NAME JOB [SETTINGS [MVTRAIN-ARGS]]: mvtrain $ARGS under the daemon in the background,
+# asking for 75% of a device of 5/4 of its peak: three such jobs cannot all have what they ask, so
+# each is granted a third of the device. Its pid goes to JOBS and `last`.
 start_job() {
-	# shellcheck disable=SC2086 # ARGS and SETTINGS are lists of words
-	env SIMCUDA_MEM=$dev MEMVIRT_JOB=$2 $3 timeout 90 \
-		"$MEMVIRT" run --simulate --socket "$S" --budget 75% -- "$MVTRAIN" $ARGS \
+	# shellcheck disable=SC2086 # ARGS, SETTINGS and MVTRAIN-ARGS are lists of words
+	env SIMCUDA_MEM=$dev MEMVIRT_JOB=$2 ${3:-} timeout 300 \
+		"$MEMVIRT" run --simulate --socket "$S" --budget 75% -- "$MVTRAIN" $ARGS ${4:-} \
 		>"$T/$1.out" 2>"$T/$1.err" &
 	last=$!
 	JOBS="$JOBS $last"
@@ -37,7 +36,7 @@ start_job() {
 
 # stats: the daemon's stats now, flattened into $T/stats.flat.
 stats() {
-	timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>/dev/null &&
+	timeout "$WAIT_S" "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>/dev/null &&
 		"$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat"
 }
 
@@ -56,10 +55,11 @@ echo "$out"
 # Job a logs at debug to a file of its own: a page-out's "issued" and "ended" lines.
 start_job a "$JOB_A" "SIMCUDA_DELAY_D2H_US=300000 MEMVIRT_LOG=debug MEMVIRT_LOG_FILE=$T/a.log"
 run_a=$last
-# The other two are stretched by a real delay before each kernel, so that they outlast the kill.
-start_job b "$JOB_B" "SIMCUDA_DELAY_KERNEL_US=1000 MEMVIRT_LOG=info"
+# The other two hold before step 10 until the test has seen their new grants: they outlast the kill
+# however fast they run.
+start_job b "$JOB_B" "MEMVIRT_LOG=info" "--hold-at 10 --hold-file $T/go"
 run_b=$last
-start_job c "$JOB_C" "SIMCUDA_DELAY_KERNEL_US=1000 MEMVIRT_LOG=info"
+start_job c "$JOB_C" "MEMVIRT_LOG=info" "--hold-at 10 --hold-file $T/go"
 run_c=$last
 
 # Until all three are linked and job a has a page-out in flight.
@@ -75,7 +75,7 @@ while :; do
 		break
 	fi
 	n=$((n + 1))
-	[ "$n" -lt 300 ] || mv_fail "job a had no page-out in flight with all three linked within 30 s"
+	[ "$n" -lt $((WAIT_S * 10)) ] || mv_fail "job a had no page-out in flight with all three linked within $WAIT_S s"
 	sleep 0.1
 done
 pid_a=$(sess_field "$T/stats.flat" "$JOB_A" pid)
@@ -104,34 +104,50 @@ while :; do
 	if [ -n "$gone" ] && [ "${gb:-0}" -gt "$grant_b" ] && [ "${gc:-0}" -gt "$grant_c" ]; then
 		break
 	fi
-	[ $((t - t0)) -le 10000 ] ||
-		mv_fail "10 s after the kill: session a gone after ${gone:-never} ms, grants b ${gb:-none}, c ${gc:-none}"
+	[ $((t - t0)) -le $((WAIT_S * 1000)) ] ||
+		mv_fail "$WAIT_S s after the kill: session a gone after ${gone:-never} ms, grants b ${gb:-none}, c ${gc:-none}"
 	sleep 0.02
 done
 reclaim=$((t - t0))
 echo "session a left the stats after at most $gone ms; grants grew to b $gb, c $gc after at most $reclaim ms"
-[ "$reclaim" -le "$STATS_MAX_MS" ] || mv_fail "the stats showed the new grants $reclaim ms after the kill"
 
-# The daemon's own times (its log's clock is the wall clock, to the millisecond).
+# The daemon's log: a's session ended, and after that line a new grant for each of b and c. The log
+# may trail the stats by a moment, so this waits for the lines. Their times (the log's clock is the
+# wall clock, to the millisecond) are printed, not asserted.
+ENDED="session [0-9]* (pid $pid_a, $JOB_A) ended"
+# grant_after JOB: the line number of JOB's last grant line if it comes after a's end, else nothing.
+grant_after() {
+	awk -v e="(pid $pid_a, $JOB_A) ended" -v g=", $1): grant " '
+		index($0, e) { end = NR } index($0, g) { last = NR }
+		END { if (end && last > end) print last }' "$T/memvirtd.log"
+}
+n=0
+until [ -n "$(grant_after "$JOB_B")" ] && [ -n "$(grant_after "$JOB_C")" ]; do
+	n=$((n + 1))
+	[ "$n" -lt $((WAIT_S * 10)) ] ||
+		mv_fail "the daemon's log shows no end of a's session followed by new grants for b and c: $(cat "$T/memvirtd.log")"
+	sleep 0.1
+done
 log_ms() {
 	grep "$1" "$T/memvirtd.log" | tail -n 1 | cut -d' ' -f1 | xargs -I{} date -d {} +%s%3N
 }
-ended=$(log_ms "session [0-9]* (pid $pid_a, $JOB_A) ended")
-[ -n "$ended" ] || mv_fail "the daemon did not log the end of a's session: $(cat "$T/memvirtd.log")"
+ended=$(log_ms "$ENDED")
 late=0
 for j in "$JOB_B" "$JOB_C"; do
 	at=$(log_ms "(pid [0-9]*, $j): grant [0-9.]* [KMG]*i*B, was")
-	[ -n "$at" ] || mv_fail "the daemon logged no new grant for $j: $(cat "$T/memvirtd.log")"
 	[ $((at - t0)) -gt "$late" ] && late=$((at - t0))
 done
 echo "by the daemon's log: a's session ended $((ended - t0)) ms and the last new grant went $late ms after the kill"
-[ "$late" -le "$RECLAIM_MAX_MS" ] || mv_fail "the daemon gave a's grant back $late ms after the kill"
+if [ -n "${MV_KPO_TIMES:-}" ]; then
+	echo "$late $reclaim" >>"$MV_KPO_TIMES"
+fi
 
-wait_job "$run_a" 10
+: >"$T/go"
+wait_job "$run_a" "$WAIT_S"
 [ "$MV_RC" -ne 0 ] || mv_fail "job a exited 0 after SIGKILL"
-wait_job "$run_b" 90
+wait_job "$run_b" 300
 rc_b=$MV_RC
-wait_job "$run_c" 90
+wait_job "$run_c" 300
 rc_c=$MV_RC
 echo "jobs b and c, mvtrain $ARGS -> exit $rc_b and $rc_c"
 for j in b c; do

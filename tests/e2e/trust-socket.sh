@@ -8,6 +8,7 @@
 # Needs root and useradd: exit 77 (SKIP) otherwise.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/daemon-lib.sh"
+. "$(dirname "$0")/users.sh"
 
 : "${MEMVIRT_LIB:=$MV_TOP_BUILDDIR/interpose/.libs/libmemvirt.so}"
 [ -f "$MEMVIRT_LIB" ] || mv_fail "$MEMVIRT_LIB is not built"
@@ -15,9 +16,8 @@ SIMCUDA_DIR=$MV_TOP_BUILDDIR/tests/simcuda
 STEPS=4
 ARGS="--model resnet50 --batch 2 --scale 0.125 --steps $STEPS"
 
-[ "$(id -u)" -eq 0 ] || mv_skip "creating more users needs root"
-command -v useradd >/dev/null 2>&1 && command -v userdel >/dev/null 2>&1 || mv_skip "no useradd or userdel"
-command -v setpriv >/dev/null 2>&1 || mv_skip "no setpriv to run a command as another user"
+# setpriv only: the fake daemon is setpriv itself in the background (see fake).
+mv_users_need setpriv userdel
 
 VICTIM=
 ATTACKER=
@@ -25,31 +25,23 @@ VDIR=
 trust_cleanup() {
 	cleanup
 	[ -n "$VDIR" ] && rm -rf "$VDIR"
-	[ -n "$VICTIM" ] && userdel "$VICTIM" 2>/dev/null
-	[ -n "$ATTACKER" ] && userdel "$ATTACKER" 2>/dev/null
+	mv_users_remove
 }
 trap trust_cleanup EXIT
 
-# new_user: a system user without a home; its name goes to `made`.
-new_user() {
-	made=mvt$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')
-	useradd -M -r -s /bin/sh -d /nonexistent "$made" 2>"$T/useradd.err" || mv_skip "useradd failed: $(cat "$T/useradd.err")"
-}
-new_user
-VICTIM=$made
-new_user
-ATTACKER=$made
+mv_user_new mvt
+VICTIM=$mv_user
+mv_user_new mvt
+ATTACKER=$mv_user
 VUID=$(id -u "$VICTIM")
 AUID=$(id -u "$ATTACKER")
 
 # as UID CMD...: runs CMD as that user, with no supplementary groups.
 as() {
-	u=$1
-	shift
-	setpriv --reuid="$u" --regid="$(id -g "$u")" --clear-groups -- "$@"
+	mv_as "$@"
 }
 as "$VUID" "$MVTRAIN" --help >/dev/null 2>&1 || mv_skip "user $VICTIM cannot run the build tree's programs"
-[ "$(as "$VUID" id -u)" = "$VUID" ] || mv_fail "as does not run as uid $VUID"
+mv_user_check "$VICTIM"
 
 # The victim's socket path, as the library finds it without XDG_RUNTIME_DIR.
 VDIR=/tmp/memvirt-$VUID
