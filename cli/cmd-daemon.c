@@ -171,7 +171,7 @@ static int daemon_start(const struct daemon_opts *o, const char *path)
 	json_t *st;
 	pid_t pid;
 	off_t log_from;
-	int argc = 0, fd, r, status, errpipe[2];
+	int argc = 0, flags, r, status, errpipe[2];
 
 	r = daemon_status_of(path, &st, err, sizeof(err));
 	if (r == 0) {
@@ -210,8 +210,8 @@ static int daemon_start(const struct daemon_opts *o, const char *path)
 	if (o->log_file != NULL || pipe2(errpipe, O_CLOEXEC) < 0) {
 		errpipe[0] = errpipe[1] = -1;
 	} else {
-		fd = fcntl(errpipe[1], F_GETFL);
-		fcntl(errpipe[1], F_SETFL, fd | O_NONBLOCK);
+		flags = fcntl(errpipe[1], F_GETFL);
+		fcntl(errpipe[1], F_SETFL, flags | O_NONBLOCK);
 	}
 	log_from = daemon_log_end(o->log_file);
 	fflush(NULL);
