@@ -327,7 +327,8 @@ int cmd_config_reload(int argc, char **argv)
 	int c, r;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
 			sock = optarg;
@@ -336,7 +337,7 @@ int cmd_config_reload(int argc, char **argv)
 			reload_usage(stdout);
 			return 0;
 		default:
-			reload_usage(stderr);
+			cli_option_error("memvirt config reload", c, argv, opts);
 			return 2;
 		}
 	}

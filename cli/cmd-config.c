@@ -45,6 +45,22 @@ static void summary(const struct mvd_config *c)
 	       c->safety_net ? "on" : "off");
 }
 
+static const char *const config_actions[] = {"check", "reload", NULL};
+static const char *const config_check_options[] = {"--help", NULL};
+
+/* "PROG: unknown WHAT 'WORD'", with the closest of names when one is close. */
+static void config_unknown(const char *prog, const char *what, const char *word,
+			   const char *const *names)
+{
+	const char *guess = cli_closest(word, names);
+
+	if (guess != NULL)
+		fprintf(stderr, "%s: unknown %s '%s'; did you mean '%s'?\n", prog, what, word, guess);
+	else
+		fprintf(stderr, "%s: unknown %s '%s'; '%s --help' lists them\n", prog, what, word,
+			prog);
+}
+
 static int config_check(int argc, char **argv)
 {
 	struct mvd_config *c;
@@ -58,8 +74,8 @@ static int config_check(int argc, char **argv)
 	if (i < argc && strcmp(argv[i], "--") == 0)
 		i++;
 	else if (i < argc && argv[i][0] == '-' && argv[i][1] != '\0') {
-		fprintf(stderr, "memvirt config check: unknown option '%s'\n", argv[i]);
-		return usage(stderr, 2);
+		config_unknown("memvirt config check", "option", argv[i], config_check_options);
+		return 2;
 	}
 	if (argc - i != 1)
 		return usage(stderr, 2);
@@ -84,6 +100,6 @@ int cmd_config(int argc, char **argv)
 		return config_check(argc - 1, argv + 1);
 	if (strcmp(argv[1], "reload") == 0)
 		return cmd_config_reload(argc - 1, argv + 1);
-	fprintf(stderr, "memvirt config: unknown action '%s'\n", argv[1]);
-	return usage(stderr, 2);
+	config_unknown("memvirt config", "action", argv[1], config_actions);
+	return 2;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -100,13 +101,77 @@ static void daemon_print_status(const char *path, const json_t *st)
 	printf("  sessions  %lld\n", daemon_int(st, "sessions"));
 }
 
+/* The child's side of start: a session of its own, stdin and stdout on /dev/null, stderr on the
+ * log file when there is one (so that what is written before the log is open goes there too), else
+ * on errfd, then memvirtd. */
+static void daemon_exec(const char *exe, char **argv, int errfd, const char *log_file)
+{
+	int fd;
+
+	if (log_file != NULL) {
+		if (errfd >= 0)
+			close(errfd);
+		errfd = open(log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	}
+
+	/* No controlling terminal, no ^C or hangup from this shell. */
+	setsid();
+	fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		if (errfd < 0)
+			dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	if (errfd >= 0 && errfd != 2) {
+		dup2(errfd, 2);
+		close(errfd);
+	}
+	execvp(exe, argv);
+	_exit(127);
+}
+
+/* Prints what a daemon that died before it answered wrote on its stderr (rfd, the pipe's read
+ * end), and, when it logs to a file, what it added to log_file from offset from on: its own reason,
+ * line by line, after start's. */
+static void daemon_show_error(int rfd, const char *log_file, off_t from)
+{
+	char buf[4096];
+	ssize_t n;
+	int fd;
+
+	if (rfd >= 0)
+		while ((n = read(rfd, buf, sizeof(buf))) > 0)
+			fwrite(buf, 1, (size_t)n, stderr);
+	if (log_file == NULL)
+		return;
+	fd = open(log_file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (lseek(fd, from, SEEK_SET) == from)
+		while ((n = read(fd, buf, sizeof(buf))) > 0)
+			fwrite(buf, 1, (size_t)n, stderr);
+	close(fd);
+}
+
+/* How long log_file is now: where lines a new daemon adds begin. 0 when it is absent. */
+static off_t daemon_log_end(const char *log_file)
+{
+	struct stat st;
+
+	return log_file != NULL && stat(log_file, &st) == 0 ? st.st_size : 0;
+}
+
 static int daemon_start(const struct daemon_opts *o, const char *path)
 {
 	char exe[PATH_MAX], err[256];
 	char *argv[12];
 	json_t *st;
 	pid_t pid;
-	int argc = 0, fd, r, status;
+	off_t log_from;
+	int argc = 0, flags, r, status, errpipe[2];
 
 	r = daemon_status_of(path, &st, err, sizeof(err));
 	if (r == 0) {
@@ -138,54 +203,56 @@ static int daemon_start(const struct daemon_opts *o, const char *path)
 	}
 	argv[argc] = NULL;
 
+	/* Without a log file its stderr is a pipe until it answers, so that a daemon that fails to
+	 * start is heard. The write end does not block: a daemon that writes much before answering
+	 * loses lines, not time. Once start returns, its stderr writes fail (it ignores SIGPIPE) as
+	 * they would on /dev/null. */
+	if (o->log_file != NULL || pipe2(errpipe, O_CLOEXEC) < 0) {
+		errpipe[0] = errpipe[1] = -1;
+	} else {
+		flags = fcntl(errpipe[1], F_GETFL);
+		fcntl(errpipe[1], F_SETFL, flags | O_NONBLOCK);
+	}
+	log_from = daemon_log_end(o->log_file);
 	fflush(NULL);
 	pid = fork();
 	if (pid < 0) {
 		fprintf(stderr, "memvirt daemon start: fork: %s\n", strerror(errno));
-		return 1;
+		r = 1;
+		goto out;
 	}
-	if (pid == 0) {
-		/* A session of its own: no controlling terminal, no ^C or hangup from this shell. */
-		setsid();
-		fd = open("/dev/null", O_RDWR);
-		if (fd >= 0) {
-			dup2(fd, 0);
-			dup2(fd, 1);
-		}
-		/* Anything written before the log is open goes to the log file too. */
-		if (o->log_file != NULL) {
-			int lfd = open(o->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-			if (lfd >= 0)
-				dup2(lfd, 2);
-			else if (fd >= 0)
-				dup2(fd, 2);
-		} else if (fd >= 0) {
-			dup2(fd, 2);
-		}
-		if (fd > 2)
-			close(fd);
-		execvp(exe, argv);
-		_exit(127);
-	}
+	if (pid == 0)
+		daemon_exec(exe, argv, errpipe[1], o->log_file);
+	if (errpipe[1] >= 0)
+		close(errpipe[1]);
+	errpipe[1] = -1;
 	r = cli_client_wait(path, DAEMON_WAIT_MS, pid, &status);
 	if (r == -ECHILD) {
 		if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
 			fprintf(stderr, "memvirt daemon start: cannot run %s\n", exe);
 		else
-			fprintf(stderr, "memvirt daemon start: memvirtd exited (status %d) before it answered"
-					"%s%s; run '%s --socket %s' to see why\n",
+			fprintf(stderr, "memvirt daemon start: memvirtd exited (status %d) before it "
+					"answered%s\n",
 				WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status),
-				o->log_file != NULL ? "; see " : "", o->log_file != NULL ? o->log_file : "",
-				exe, path);
-		return 1;
+				o->log_file != NULL || errpipe[0] >= 0 ? ":" : "");
+		daemon_show_error(errpipe[0], o->log_file, log_from);
+		r = 1;
+		goto out;
 	}
 	if (r < 0) {
 		fprintf(stderr, "memvirt daemon start: memvirtd (pid %d) did not answer on %s within %d ms\n",
 			(int)pid, path, DAEMON_WAIT_MS);
-		return 1;
+		r = 1;
+		goto out;
 	}
 	printf("memvirtd started (pid %d), listening on %s\n", (int)pid, path);
-	return 0;
+	r = 0;
+out:
+	if (errpipe[0] >= 0)
+		close(errpipe[0]);
+	if (errpipe[1] >= 0)
+		close(errpipe[1]);
+	return r;
 }
 
 static int daemon_stop(const char *path)
@@ -283,9 +350,10 @@ int cmd_daemon(int argc, char **argv)
 	int c, r;
 
 	optind = 0;
+	opterr = 0;
 	/* Options may come before or after the action: "daemon --socket S start" reads as well. */
 	while (optind < argc) {
-		c = getopt_long(argc, argv, "+h", opts, NULL);
+		c = getopt_long(argc, argv, "+:h", opts, NULL);
 		if (c == -1) {
 			if (action != NULL) {
 				fprintf(stderr, "memvirt daemon: unexpected argument '%s'\n", argv[optind]);
@@ -314,7 +382,7 @@ int cmd_daemon(int argc, char **argv)
 			daemon_usage(stdout);
 			return 0;
 		default:
-			fprintf(stderr, "'memvirt daemon --help' lists the options\n");
+			cli_option_error("memvirt daemon", c, argv, opts);
 			return 2;
 		}
 	}

@@ -20,6 +20,8 @@ static void policies_usage(FILE *f)
 
 int cmd_policies(int argc, char **argv)
 {
+	static const char *const options[] = {"--help", NULL};
+	const char *guess;
 	size_t width = 0;
 
 	if (argc > 1) {
@@ -27,7 +29,12 @@ int cmd_policies(int argc, char **argv)
 			policies_usage(stdout);
 			return 0;
 		}
-		fprintf(stderr, "memvirt policies: unexpected argument '%s'\n", argv[1]);
+		guess = argv[1][0] == '-' ? cli_closest(argv[1], options) : NULL;
+		if (guess != NULL)
+			fprintf(stderr, "memvirt policies: unknown option '%s'; did you mean '%s'?\n",
+				argv[1], guess);
+		else
+			fprintf(stderr, "memvirt policies: unexpected argument '%s'\n", argv[1]);
 		policies_usage(stderr);
 		return 2;
 	}

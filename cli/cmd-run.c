@@ -189,8 +189,9 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 	memset(o, 0, sizeof(*o));
 	cli_plan_init(&o->plan);
 	optind = 0;
+	opterr = 0;
 	/* "+": stop at the command, so that its own options stay its own. */
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			o->config = optarg;
@@ -223,7 +224,7 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 			run_usage(stdout);
 			return 1;
 		default:
-			fprintf(stderr, "'memvirt run --help' lists the options\n");
+			cli_option_error("memvirt run", c, argv, opts);
 			return -1;
 		}
 	}

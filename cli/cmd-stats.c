@@ -1,6 +1,7 @@
 /* memvirt stats: the daemon's live paging statistics as a table, its JSON, or Prometheus text. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -276,7 +277,7 @@ static int stats_watch(const char *path, enum stats_format fmt, double period)
 	char *text;
 	time_t now;
 	char stamp[32];
-	int ok;
+	int ok, tty = isatty(STDOUT_FILENO), first = 1;
 
 	sigemptyset(&sa.sa_mask);
 	/* No SA_RESTART: the signal must cut the sleep short. */
@@ -294,8 +295,13 @@ static int stats_watch(const char *path, enum stats_format fmt, double period)
 		} else {
 			now = time(NULL);
 			strftime(stamp, sizeof(stamp), "%H:%M:%S", localtime(&now));
-			/* Clear the screen and go home, then draw the whole frame. */
-			printf("\033[H\033[2J");
+			/* On a terminal: clear the screen and go home, then draw the whole frame. In a
+			 * pipe or a file, the snapshots follow each other, a blank line between. */
+			if (tty)
+				printf("\033[H\033[2J");
+			else if (!first)
+				printf("\n");
+			first = 0;
 			printf("memvirt stats on %s, every %gs, at %s (^C to stop)\n\n", path, period, stamp);
 			if (ok)
 				stats_table(resp, path);
@@ -313,14 +319,35 @@ static int stats_watch(const char *path, enum stats_format fmt, double period)
 	return 0;
 }
 
-/* Parses the --watch period: a positive number of seconds. */
+/* The --watch periods taken: shorter would keep a core busy redrawing, longer is no watch. */
+#define STATS_PERIOD_MIN 0.1
+#define STATS_PERIOD_MAX 86400.0
+
+/* Reads a --watch period, a number of seconds within the bounds. Returns 0 and *out, or -1 with
+ * the error printed and *out as it was. */
 static int stats_period(const char *s, double *out)
 {
 	char *end;
+	double v;
 
 	errno = 0;
-	*out = strtod(s, &end);
-	return errno == 0 && end != s && *end == '\0' && *out > 0 && *out <= 86400 ? 0 : -1;
+	v = strtod(s, &end);
+	/* !(v >= MIN) also refuses NaN. */
+	if (errno != 0 || end == s || *end != '\0' || !(v >= STATS_PERIOD_MIN) ||
+	    v > STATS_PERIOD_MAX) {
+		fprintf(stderr, "memvirt stats: --watch '%s' is not a number of seconds from %g to %g\n",
+			s, STATS_PERIOD_MIN, STATS_PERIOD_MAX);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+/* Whether the word after a bare --watch is its period: stats takes no operands, so any word but an
+ * option is one, and so is a negative number. */
+static int stats_period_word(const char *s)
+{
+	return s[0] != '-' || isdigit((unsigned char)s[1]) || s[1] == '.';
 }
 
 int cmd_stats(int argc, char **argv)
@@ -341,18 +368,16 @@ int cmd_stats(int argc, char **argv)
 	json_t *resp;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "+:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'w':
 			watch = 1;
-			/* --watch 2 as well as --watch=2: a following number is the period. */
-			if (optarg == NULL && optind < argc && stats_period(argv[optind], &period) == 0)
-				optind++;
-			else if (optarg != NULL && stats_period(optarg, &period) < 0) {
-				fprintf(stderr, "memvirt stats: --watch '%s' is not a number of seconds\n",
-					optarg);
+			/* --watch 2 as well as --watch=2. */
+			if (optarg == NULL && optind < argc && stats_period_word(argv[optind]))
+				optarg = argv[optind++];
+			if (optarg != NULL && stats_period(optarg, &period) < 0)
 				return 2;
-			}
 			break;
 		case 'j':
 			fmt = STATS_JSON;
@@ -369,7 +394,7 @@ int cmd_stats(int argc, char **argv)
 			stats_usage(stdout);
 			return 0;
 		default:
-			fprintf(stderr, "'memvirt stats --help' lists the options\n");
+			cli_option_error("memvirt stats", c, argv, opts);
 			return 2;
 		}
 	}

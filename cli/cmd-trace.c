@@ -468,7 +468,12 @@ static int trace_parse(int argc, char **argv, struct cli_trace_opts *o)
 	if (r != 0)
 		return r;
 	optind = 0;
-	while ((c = getopt_long(argc - 1, argv + 1, "h", trace_options, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc - 1, argv + 1, ":h", trace_options, NULL)) != -1) {
+		if (c == '?' || c == ':') {
+			cli_option_error("memvirt trace", c, argv + 1, trace_options);
+			return -1;
+		}
 		r = trace_parse_option(c, optarg, o);
 		if (r != 0)
 			return r;

@@ -5,7 +5,14 @@
  * cmd_stats, cmd_daemon, cmd_policies, cmd_trace).
  *
  * An entry point gets the arguments from its own name on (argv[0] is "config", "run", ...) and
- * returns the exit status: 0 for success, 1 for a failure, 2 for a usage error. */
+ * returns the exit status: 0 for success, 1 for a failure, 2 for a usage error.
+ *
+ * Errors, one rule everywhere: a line on stderr that starts with the command as far as its
+ * subcommand, then ": " ("memvirt: unknown command ...", "memvirt run: --budget ...", "memvirt
+ * trace replay: ..."), names the bad value in quotes, and, for a mistyped name, ends with "did you
+ * mean '...'?" (cli_closest, cli_option_error). The one exception is a diagnostic about a line of a
+ * file the user wrote (a configuration), which reads "FILE:LINE:COLUMN: ..." as compilers write
+ * theirs, so that editors can jump to it. */
 #ifndef MV_CLI_INTERNAL_H
 #define MV_CLI_INTERNAL_H
 
@@ -109,6 +116,13 @@ struct cli_plan {
 	const char *page_min;
 	struct mv_policy_params knobs;
 };
+
+/* Reports the option getopt_long just refused, with its own messages off (an optstring that
+ * begins "+:" or ":", as every command's does): c is what it returned ('?' or ':') and argv what it
+ * was given. Prints "PROG: unknown option '--budgte'; did you mean '--budget'?", or says which
+ * value is missing, not taken or ambiguous, from the table opts. */
+struct option;
+void cli_option_error(const char *prog, int c, char **argv, const struct option *opts);
 
 /* Nothing given: the policies' defaults. */
 void cli_plan_init(struct cli_plan *p);

@@ -162,7 +162,9 @@ static const struct memvirt_cmd *memvirt_find(const char *name)
 
 int main(int argc, char **argv)
 {
+	static const char *const memvirt_options[] = {"--help", "--version", NULL};
 	const struct memvirt_cmd *cmd;
+	const char *guess;
 	char *help_argv[3];
 
 	if (argc < 2) {
@@ -191,8 +193,13 @@ int main(int argc, char **argv)
 		return cmd->fn(2, help_argv);
 	}
 	if (argv[1][0] == '-') {
-		fprintf(stderr, "memvirt: unknown option '%s'; 'memvirt --help' lists the commands\n",
-			argv[1]);
+		guess = cli_closest(argv[1], memvirt_options);
+		if (guess != NULL)
+			fprintf(stderr, "memvirt: unknown option '%s'; did you mean '%s'?\n", argv[1],
+				guess);
+		else
+			fprintf(stderr, "memvirt: unknown option '%s'; 'memvirt --help' lists the "
+					"commands\n", argv[1]);
 		return 2;
 	}
 	cmd = memvirt_find(argv[1]);

@@ -120,6 +120,15 @@ static void bad(const char *name, const char *value, const char *expected, const
 	mv_log(MV_LOG_WARN, "%s=%s is not %s; using %s", name, value, expected, fallback);
 }
 
+/* A budget of nothing: the reason comes from the one check of budgets (policies/params.c). */
+static void budget_zero(const char *value)
+{
+	char why[160];
+
+	mv_budget_absurd(0, 0, 0, why, sizeof(why));
+	mv_log(MV_LOG_WARN, "MEMVIRT_BUDGET=%s %s; using the device's memory", value, why);
+}
+
 void mv_config_load(void)
 {
 	const char *v;
@@ -149,8 +158,11 @@ void mv_config_load(void)
 	v = getenv("MEMVIRT_BUDGET");
 	if (v != NULL && *v != '\0') {
 		/* Checked here for the log line; resolved against the device's size later. */
-		if (mv_parse_size_or_percent(v, 100, &x) != 0 || x == 0)
+		/* The whole is a terabyte, so that only a budget of nothing reads as 0. */
+		if (mv_parse_size_or_percent(v, UINT64_C(1) << 40, &x) != 0)
 			bad("MEMVIRT_BUDGET", v, "a size such as 6GiB or a percentage such as 40%", "the device's memory");
+		else if (x == 0)
+			budget_zero(v);
 		else
 			mv_cfg.budget_spec = v;
 	}

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include "interpose/internal.h"
+#include "policies/policy.h"
 #include "protocol/units.h"
 
 /* Written only by setup(), under init_lock, before `ready` is published; read-only after. */
@@ -54,9 +55,13 @@ static CUresult setup(void)
 	state.host_vmm = host_vmm && mv_cfg.safety_net;
 	local = total;
 	if (mv_cfg.budget_spec != NULL) {
-		uint64_t b;
+		uint64_t b = 0;
+		char why[160];
 		if (mv_parse_size_or_percent(mv_cfg.budget_spec, total, &b) == 0 && b > 0)
 			local = b;
+		if (mv_budget_absurd(b, gran, total, why, sizeof(why)))
+			mv_log(MV_LOG_WARN, "MEMVIRT_BUDGET=%s %s%s", mv_cfg.budget_spec, why,
+			       b == 0 ? "; using the device's memory" : "");
 	}
 	mv_budget_init(local);
 	{

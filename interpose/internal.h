@@ -292,8 +292,10 @@ void mv_buf_use(struct mv_buf *b, struct mv_stream *s, uint64_t t, uint64_t cloc
  * Called with mv_lock held. */
 void mv_buf_pin(struct mv_buf *b);
 void mv_buf_unpin(struct mv_buf *b);
-/* What holds the device, for the out-of-memory log line. Called with mv_lock held. */
-void mv_registry_describe(char *buf, size_t len);
+/* What holds the device, for the out-of-memory log line. Returns the bytes of idle, unpinned
+ * resident buffers, which only a failed page-out keeps from being victims. Called with mv_lock
+ * held. */
+uint64_t mv_registry_describe(char *buf, size_t len);
 
 /* Waits for every recorded use of b to complete. */
 void mv_buf_wait_uses(struct mv_buf *b);

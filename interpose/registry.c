@@ -188,7 +188,7 @@ void mv_buf_unpin(struct mv_buf *b)
 		b->pinned--;
 }
 
-void mv_registry_describe(char *buf, size_t len)
+uint64_t mv_registry_describe(char *buf, size_t len)
 {
 	uint64_t slab = 0, pinned = 0, busy = 0, pending = 0, other = 0, moving = 0;
 
@@ -210,6 +210,7 @@ void mv_registry_describe(char *buf, size_t len)
 	snprintf(buf, len, "slab blocks %llu, pinned %llu, in use %llu, arriving %llu, moving %llu, other %llu bytes",
 		 (unsigned long long)slab, (unsigned long long)pinned, (unsigned long long)busy,
 		 (unsigned long long)pending, (unsigned long long)moving, (unsigned long long)other);
+	return other;
 }
 
 /* ---- last uses ---- */

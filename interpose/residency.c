@@ -7,6 +7,7 @@
  * has seen it complete. */
 #include "config.h"
 
+#include <stdio.h>
 #include <time.h>
 
 #include "interpose/internal.h"
@@ -175,18 +176,45 @@ static void busy_wait_done(void)
 		room_owned = room_owner = 0;
 }
 
-/* Gives up on making room for bytes: logs what holds the device. Called with mv_lock held, which
- * it lets go. */
+/* Refusals so far, for the log's rate limit. Guarded by mv_lock. */
+static uint64_t refusals;
+
+/* Whether the nth refusal is logged at the default level: the 1st, 10th, 100th, ..., so that a job
+ * retrying a thousand times gets four lines, each with the count. */
+static int refusal_shown(uint64_t n)
+{
+	while (n % 10 == 0)
+		n /= 10;
+	return n == 1;
+}
+
+/* Gives up on making room for bytes: says so with what holds the device, the one line a job that
+ * gets CUDA_ERROR_OUT_OF_MEMORY from memvirt needs. Called with mv_lock held, which it lets go. */
 static CUresult room_refused_unlock(uint64_t bytes)
 {
-	char what[256];
+	char what[256], count[96] = "", b[32], c[32];
+	const char *why;
+	uint64_t stuck, n = ++refusals;
 
 	busy_wait_done();
 
 	mv_registry_unskip();
-	mv_registry_describe(what, sizeof(what));
-	mv_log(MV_LOG_INFO, "cannot make room for %llu bytes: resident %llu of %llu; %s", (unsigned long long)bytes,
-	       (unsigned long long)budget.resident, (unsigned long long)budget.limit, what);
+	stuck = mv_registry_describe(what, sizeof(what));
+	if (bytes > budget.limit)
+		why = "the request alone is more than the budget";
+	else if (stuck > 0)
+		why = "page-outs found no host memory (MEMVIRT_HOST_LIMIT)";
+	else
+		why = "all of it is slab blocks, pinned, in use or on the move";
+	if (n > 1)
+		snprintf(count, sizeof(count), " [refusal %llu; only the 1st, 10th, 100th, ... are shown]",
+			 (unsigned long long)n);
+	/* tests/bench/paging.sh reads "cannot make room for N bytes: ... in use M,". */
+	mv_log(refusal_shown(n) ? MV_LOG_WARN : MV_LOG_INFO,
+	       "cannot make room for %llu bytes: CUDA_ERROR_OUT_OF_MEMORY under a budget of %s with %s "
+	       "resident (%s); nothing more could be paged out: %s%s", (unsigned long long)bytes,
+	       mv_format_size(budget.limit, b, sizeof(b)), mv_format_size(budget.resident, c, sizeof(c)),
+	       what, why, count);
 	mv_unlock();
 	mv_count_add(MV_COUNTER_oom, 1);
 	return CUDA_ERROR_OUT_OF_MEMORY;

@@ -182,3 +182,27 @@ int mv_knob_parse(const struct mv_knob *k, const char *text, enum mv_knob_notati
 			 mv_knob_expected(k, n, expected, sizeof(expected)));
 	return r;
 }
+
+int mv_budget_absurd(uint64_t bytes, uint64_t granularity, uint64_t total, char *msg, size_t len)
+{
+	char a[32], b[32];
+
+	if (bytes == 0) {
+		snprintf(msg, len, "leaves no device memory");
+		return 1;
+	}
+	/* Device memory is mapped a granule at a time: not one buffer could be resident. */
+	if (granularity > 0 && bytes < granularity) {
+		snprintf(msg, len, "is %s, less than the device's allocation granularity (%s): "
+			 "every allocation would be refused", mv_format_size(bytes, a, sizeof(a)),
+			 mv_format_size(granularity, b, sizeof(b)));
+		return 1;
+	}
+	if (total > 0 && bytes > total) {
+		snprintf(msg, len, "is %s, more than the device's %s: the device runs out of memory "
+			 "before the budget is reached", mv_format_size(bytes, a, sizeof(a)),
+			 mv_format_size(total, b, sizeof(b)));
+		return 1;
+	}
+	return 0;
+}

@@ -282,4 +282,11 @@ int mv_knob_parse(const struct mv_knob *k, const char *text, enum mv_knob_notati
  * least 0 and less than 1", "lookahead 0 is out of range 1..1000000". */
 int mv_knob_check(const struct mv_knob *k, double v, char *msg, size_t len);
 
+/* Whether a device budget of bytes makes no sense on a device with that allocation granularity and
+ * total memory (either 0 when not known): 1 with the reason in msg ("is 1 B, less than the device's
+ * allocation granularity (2.0 MiB): ...", to follow the budget as given), else 0. Zero bytes, a
+ * budget below one granule and one above the device are the absurd ones; every place that takes a
+ * budget warns or refuses with this reason. */
+int mv_budget_absurd(uint64_t bytes, uint64_t granularity, uint64_t total, char *msg, size_t len);
+
 #endif
