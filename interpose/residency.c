@@ -333,7 +333,7 @@ int mv_page_out_planned(struct mv_buf *b)
 	mv_lock();
 	/* The caller's hold is the one busy mark allowed. */
 	if (b->kind != MV_KIND_LARGE || b->state != MV_RESIDENT || b->ready_pending || b->pinned || b->freed ||
-	    atomic_load_explicit(&b->busy, memory_order_relaxed) > 1) {
+	    atomic_load_explicit(&b->busy, memory_order_relaxed) > 1 || mv_buf_held(b)) {
 		mv_unlock();
 		return -1;
 	}
