@@ -280,7 +280,10 @@ void mv_registry_remove(struct mv_buf *b);
 /* The buffer whose [va, va+size) holds addr; NULL when none. O(log n). */
 struct mv_buf *mv_registry_find(uint64_t addr);
 /* The least recently used buffer that may be paged out now, or NULL; *later says whether one may
- * become a candidate soon (it is in use or just arriving). */
+ * become a candidate soon: MV_LATER_BUSY when one is in use or just arriving, MV_LATER_HELD when
+ * one is used on a stream a memory wait may hold (mv_buf_held). */
+#define MV_LATER_BUSY 1
+#define MV_LATER_HELD 2
 struct mv_buf *mv_registry_victim(int *later);
 /* Writes the address of every pageable buffer to vas (at most max), those not resident first, and
  * returns how many: what a launch whose parameters cannot be scanned names. Takes mv_lock. */

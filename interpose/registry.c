@@ -144,10 +144,14 @@ struct mv_buf *mv_registry_victim(int *later)
 		struct mv_buf *b = bufs[i];
 		if (b->kind != MV_KIND_LARGE || b->state != MV_RESIDENT || b->pinned || b->freed || b->rescue || b->skip)
 			continue;
-		/* In use right now, or just paged in, or used on a stream a memory wait may hold: a
-		 * candidate again shortly (for the last, once the app has written the word). */
-		if (atomic_load_explicit(&b->busy, memory_order_acquire) > 0 || b->ready_pending || mv_buf_held(b)) {
-			*later = 1;
+		/* In use right now, or just paged in: a candidate again shortly. */
+		if (atomic_load_explicit(&b->busy, memory_order_acquire) > 0 || b->ready_pending) {
+			*later |= MV_LATER_BUSY;
+			continue;
+		}
+		/* Used on a stream a memory wait may hold: once the word has been written. */
+		if (mv_buf_held(b)) {
+			*later |= MV_LATER_HELD;
 			continue;
 		}
 		if (best == NULL || b->lru < best->lru)
