@@ -31,6 +31,9 @@ static int room_wanted;  /* threads waiting for room or for a move to end */
 static int lazy_flush;   /* a launch took back a buffer whose planned page-out is in flight */
 /* Bytes of freed resident buffers on relq: they leave the budget or go to the free cache soon. */
 static uint64_t releasing_bytes;
+/* Freed buffers with a last use on a stream a memory wait may hold (mv_buf_held): neither waited
+ * for nor counted as releasing until it may no longer be; looked at again with the stalls. */
+static struct mv_buf *heldq;
 /* Page-ins issued and not yet seen complete by the pager: each still holds its host slot. */
 static uint64_t landing;
 /* Set when the host pool runs low, so that the pager grows it before an eviction has to. */
@@ -186,6 +189,15 @@ static void finish_release(struct mv_buf *b)
 		sched_yield();
 		return;
 	}
+	mv_lock();
+	if (mv_buf_held(b)) {
+		if (b->state == MV_RESIDENT)
+			releasing_bytes -= span;
+		mv_list_push(&heldq, b);
+		mv_unlock();
+		return;
+	}
+	mv_unlock();
 	mv_buf_wait_uses(b);
 	if (b->state == MV_HOST) {
 		mv_buf_discard(b);
@@ -238,13 +250,30 @@ static void finish_stalls(void)
 	mv_unlock();
 }
 
-/* Waits for the pager's condition, or, while stalls are still being measured, until it is time to
- * look at them again. Called with mv_lock held, let go meanwhile. */
+/* Queues the held releases that are no longer held. Called with mv_lock held. */
+static void unpark_held(void)
+{
+	struct mv_buf *q = heldq, *b;
+
+	heldq = NULL;
+	while ((b = mv_list_pop(&q)) != NULL) {
+		if (mv_buf_held(b)) {
+			mv_list_push(&heldq, b);
+			continue;
+		}
+		if (b->state == MV_RESIDENT)
+			releasing_bytes += b->span;
+		mv_list_push(&relq, b);
+	}
+}
+
+/* Waits for the pager's condition, or, while stalls are still being measured or releases held,
+ * until it is time to look at them again. Called with mv_lock held, let go meanwhile. */
 static void pager_wait(void)
 {
 	struct timespec until;
 
-	if (nstalls == 0) {
+	if (nstalls == 0 && heldq == NULL) {
 		mv_lock_wait(&pager_cond, NULL);
 		return;
 	}
@@ -255,6 +284,7 @@ static void pager_wait(void)
 		until.tv_nsec -= 1000000000;
 	}
 	mv_lock_wait(&pager_cond, &until);
+	unpark_held();
 	mv_unlock();
 	finish_stalls();
 	mv_lock();

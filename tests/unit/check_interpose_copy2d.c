@@ -466,6 +466,35 @@ START_TEST(test_wait_before_write_later_use)
 }
 END_TEST
 
+/* The same with a freed behind the wait: its pages go back only once that use has completed, and
+ * the room they would make must not be waited for meanwhile. */
+START_TEST(test_wait_before_write_freed)
+{
+	static struct fix f;
+	static unsigned char want[BUF];
+	CUdeviceptr flag;
+	CUstream s2;
+
+	simtest_start(ENV_OFF);
+	fix_start(&f);
+	CHK(cuMemAlloc(&flag, 64));
+	CHK(cuMemsetD32(flag, 0, 16));
+	CHK(cuStreamCreate(&s2, CU_STREAM_NON_BLOCKING));
+	CHK(cuStreamWaitValue32(s2, flag, 1, CU_STREAM_WAIT_VALUE_EQ));
+	CHK(cuMemsetD8Async(f.a, 0x77, BUF, s2));
+	CHK(cuMemFree(f.a));
+	for (int i = 0; i < 4; i++)
+		CHK(cuMemsetD8(f.o[i], (unsigned char)(0x50 + i), BUF));
+	CHK(cuStreamWriteValue32(f.s, flag, 1, 0));
+	CHK(cuStreamSynchronize(s2));
+	CHK(cuCtxSynchronize());
+	for (int i = 0; i < 4; i++) {
+		memset(want, 0x50 + i, BUF);
+		itest_expect_bytes(f.o[i], want, BUF, "another buffer");
+	}
+}
+END_TEST
+
 static Suite *copy2d_suite(void)
 {
 	Suite *s = suite_create("interpose_copy2d");
@@ -479,6 +508,7 @@ static Suite *copy2d_suite(void)
 	tc = simtest_tcase(s, "wait_before_write", 30);
 	tcase_add_test(tc, test_wait_before_write_named_buffer);
 	tcase_add_test(tc, test_wait_before_write_later_use);
+	tcase_add_test(tc, test_wait_before_write_freed);
 	return s;
 }
 
