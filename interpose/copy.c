@@ -544,11 +544,27 @@ static CUresult do_memop(void *arg)
 	return f32[a->wait][a->v1][a->per_thread](a->h, a->addr, (cuuint32_t)a->value, a->flags);
 }
 
+/* A wait holds its stream until its word is written, perhaps by work the app submits only later:
+ * meanwhile nothing is paged out that would wait for that stream (mv_gate_begin). */
+static CUresult memop_submit(CUstream h, int per_thread, int wait, const uint64_t *words, size_t n,
+			     CUresult (*fn)(void *), void *arg)
+{
+	struct mv_stream *s;
+	CUresult r;
+
+	if (!wait || mv_init() != 0 || (s = mv_stream_get(h, per_thread)) == NULL)
+		return submit(h, per_thread, words, n, fn, arg, MV_FK_MEMSET);
+	mv_gate_begin(s);
+	r = submit(h, per_thread, words, n, fn, arg, MV_FK_MEMSET);
+	mv_gate_end(s);
+	return r;
+}
+
 static CUresult memop(struct memop_args *a)
 {
 	uint64_t word = a->addr;
 
-	return submit(a->h, a->per_thread, &word, 1, do_memop, a, MV_FK_MEMSET);
+	return memop_submit(a->h, a->per_thread, a->wait, &word, 1, do_memop, a);
 }
 
 #define MEMOP(wide, wait, pt, v1, h, addr, v, f) \
@@ -597,6 +613,7 @@ static CUresult do_batch_memop(void *arg)
 static CUresult batch_memop(struct batch_memop_args *a)
 {
 	size_t n = 0;
+	int wait = 0;
 
 	if (a->ops != NULL) {
 		if (a->count > MV_BATCH_WORDS) {
@@ -606,13 +623,14 @@ static CUresult batch_memop(struct batch_memop_args *a)
 		}
 		for (unsigned i = 0; i < a->count; i++) {
 			CUstreamBatchMemOpType op = a->ops[i].operation;
-			if (op == CU_STREAM_MEM_OP_WAIT_VALUE_32 || op == CU_STREAM_MEM_OP_WAIT_VALUE_64)
+			if (op == CU_STREAM_MEM_OP_WAIT_VALUE_32 || op == CU_STREAM_MEM_OP_WAIT_VALUE_64) {
 				tl_batch[n++] = a->ops[i].waitValue.address;
-			else if (op == CU_STREAM_MEM_OP_WRITE_VALUE_32 || op == CU_STREAM_MEM_OP_WRITE_VALUE_64)
+				wait = 1;
+			} else if (op == CU_STREAM_MEM_OP_WRITE_VALUE_32 || op == CU_STREAM_MEM_OP_WRITE_VALUE_64)
 				tl_batch[n++] = a->ops[i].writeValue.address;
 		}
 	}
-	return submit(a->h, a->per_thread, tl_batch, n, do_batch_memop, a, MV_FK_MEMSET);
+	return memop_submit(a->h, a->per_thread, wait, tl_batch, n, do_batch_memop, a);
 }
 
 MV_EXPORT CUresult cuStreamBatchMemOp_v2(CUstream h, unsigned int count, CUstreamBatchMemOpParams *ops, unsigned int f)

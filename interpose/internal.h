@@ -32,7 +32,8 @@
  *   - the plan executor (exec.c): the plan in force, its bindings to live buffers, its cursor and
  *     lateness counts.
  *   It is held for bookkeeping only: never across a driver call, with one exception (the slab's
- *   reuse check may record and query a stream's mark event), and never while waiting for the
+ *   reuse check, and the victim check of a buffer used on a stream a memory wait may hold
+ *   (mv_buf_held), may record and query a stream's mark event), and never while waiting for the
  *   device. Its condition (mv_wait_change, mv_wake_*) and the pager's (mv_lock_wait) let it go
  *   while they wait. A function called with it held that lets it go and takes it again ends in
  *   _relock, one that returns without it in _unlock; callers look again at what they read before.
@@ -51,7 +52,7 @@
  *   thread's launch.
  *
  * Order: init_lock before mv_lock (the setup sets the budget); daemon_lock before mv_lock (a plan
- * is installed under both); mv_lock before a stream's demand_lock (the slab's reuse check). Every
+ * is installed under both); mv_lock before a stream's demand_lock (the slab's reuse check, mv_buf_held). Every
  * other lock is taken with none of these held, and takes none. The fork handlers (real.c) hold
  * daemon_lock and mv_lock across fork(), so that the child finds them free. */
 
@@ -259,8 +260,9 @@ static inline struct mv_buf *mv_list_pop(struct mv_buf **q)
 /* The library lock, mv_lock: what it guards is listed under "locks" above. */
 void mv_lock(void);
 void mv_unlock(void);
-/* Waits on c, a condition signalled under mv_lock, letting mv_lock go meanwhile. */
-void mv_lock_wait(pthread_cond_t *c);
+/* Waits on c, a condition signalled under mv_lock, letting mv_lock go meanwhile; gives up at
+ * `until` (CLOCK_REALTIME) unless it is NULL. */
+void mv_lock_wait(pthread_cond_t *c, const struct timespec *until);
 /* Waits, with mv_lock held and let go meanwhile, for room in the budget or for a buffer's move to
  * end: the threads in mv_make_room and mv_make_resident. _until gives up at `until` (CLOCK_REALTIME). */
 void mv_wait_change(void);
@@ -279,7 +281,10 @@ void mv_registry_remove(struct mv_buf *b);
 /* The buffer whose [va, va+size) holds addr; NULL when none. O(log n). */
 struct mv_buf *mv_registry_find(uint64_t addr);
 /* The least recently used buffer that may be paged out now, or NULL; *later says whether one may
- * become a candidate soon (it is in use or just arriving). */
+ * become a candidate soon: MV_LATER_BUSY when one is in use or just arriving, MV_LATER_HELD when
+ * one is used on a stream a memory wait may hold (mv_buf_held). */
+#define MV_LATER_BUSY 1
+#define MV_LATER_HELD 2
 struct mv_buf *mv_registry_victim(int *later);
 /* Writes the address of every pageable buffer to vas (at most max), those not resident first, and
  * returns how many: what a launch whose parameters cannot be scanned names. Takes mv_lock. */
@@ -299,6 +304,13 @@ uint64_t mv_registry_describe(char *buf, size_t len);
 
 /* Waits for every recorded use of b to complete. */
 void mv_buf_wait_uses(struct mv_buf *b);
+/* A stream memory wait is about to be submitted on s; mv_gate_end() follows once it has been
+ * (whatever the outcome). Until its work has completed, buffers used on s are no victims. */
+void mv_gate_begin(struct mv_stream *s);
+void mv_gate_end(struct mv_stream *s);
+/* Whether b has a use, not known complete, on a stream that a memory wait may hold: its page-out
+ * could wait for a write the app has not submitted yet. Called with mv_lock held. */
+int mv_buf_held(const struct mv_buf *b);
 /* A buffer's recorded uses as they stood at one moment. */
 struct mv_uses {
 	struct mv_use use[MV_USES];

@@ -31,6 +31,9 @@ static int room_wanted;  /* threads waiting for room or for a move to end */
 static int lazy_flush;   /* a launch took back a buffer whose planned page-out is in flight */
 /* Bytes of freed resident buffers on relq: they leave the budget or go to the free cache soon. */
 static uint64_t releasing_bytes;
+/* Freed buffers with a last use on a stream a memory wait may hold (mv_buf_held): neither waited
+ * for nor counted as releasing until it may no longer be; looked at again with the stalls. */
+static struct mv_buf *heldq;
 /* Page-ins issued and not yet seen complete by the pager: each still holds its host slot. */
 static uint64_t landing;
 /* Set when the host pool runs low, so that the pager grows it before an eviction has to. */
@@ -45,8 +48,10 @@ static pthread_cond_t pager_cond = PTHREAD_COND_INITIALIZER;
 static struct mv_buf *planq[MV_PLANQ];
 static int nplanq;
 
-/* Stall measurements waiting for their events. */
+/* Stall measurements waiting for their events, looked at again every MV_STALL_POLL_MS while the
+ * pager has nothing else to do. */
 #define MV_STALLS 256
+#define MV_STALL_POLL_MS 10
 static struct {
 	CUevent a, b;
 } stalls[MV_STALLS];
@@ -184,6 +189,15 @@ static void finish_release(struct mv_buf *b)
 		sched_yield();
 		return;
 	}
+	mv_lock();
+	if (mv_buf_held(b)) {
+		if (b->state == MV_RESIDENT)
+			releasing_bytes -= span;
+		mv_list_push(&heldq, b);
+		mv_unlock();
+		return;
+	}
+	mv_unlock();
 	mv_buf_wait_uses(b);
 	if (b->state == MV_HOST) {
 		mv_buf_discard(b);
@@ -209,25 +223,71 @@ static void finish_release(struct mv_buf *b)
 	mv_unlock();
 }
 
+/* Counts the stalls whose events have completed, and keeps the others: the events are on the app's
+ * streams, which may be held (by a memory wait) until the app submits more, so the pager never
+ * waits for them. */
 static void finish_stalls(void)
 {
-	int n;
+	int n, kept = 0;
 
 	mv_lock();
 	n = nstalls;
 	mv_unlock();
 	for (int i = 0; i < n; i++) {
 		float ms = 0;
-		mv_real.cuEventSynchronize(stalls[i].b);
+		if (mv_real.cuEventQuery(stalls[i].b) == CUDA_ERROR_NOT_READY) {
+			stalls[kept++] = stalls[i];
+			continue;
+		}
 		if (mv_real.cuEventElapsedTime(&ms, stalls[i].a, stalls[i].b) == CUDA_SUCCESS && ms > 0)
 			mv_count_add(MV_COUNTER_stall_ns, (uint64_t)((double)ms * 1e6));
 		mv_real.cuEventDestroy_v2(stalls[i].a);
 		mv_real.cuEventDestroy_v2(stalls[i].b);
 	}
 	mv_lock();
-	memmove(stalls, stalls + n, (size_t)(nstalls - n) * sizeof(stalls[0]));
-	nstalls -= n;
+	memmove(stalls + kept, stalls + n, (size_t)(nstalls - n) * sizeof(stalls[0]));
+	nstalls -= n - kept;
 	mv_unlock();
+}
+
+/* Queues the held releases that are no longer held. Called with mv_lock held. */
+static void unpark_held(void)
+{
+	struct mv_buf *q = heldq, *b;
+
+	heldq = NULL;
+	while ((b = mv_list_pop(&q)) != NULL) {
+		if (mv_buf_held(b)) {
+			mv_list_push(&heldq, b);
+			continue;
+		}
+		if (b->state == MV_RESIDENT)
+			releasing_bytes += b->span;
+		mv_list_push(&relq, b);
+	}
+}
+
+/* Waits for the pager's condition, or, while stalls are still being measured or releases held,
+ * until it is time to look at them again. Called with mv_lock held, let go meanwhile. */
+static void pager_wait(void)
+{
+	struct timespec until;
+
+	if (nstalls == 0 && heldq == NULL) {
+		mv_lock_wait(&pager_cond, NULL);
+		return;
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += MV_STALL_POLL_MS * 1000 * 1000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	mv_lock_wait(&pager_cond, &until);
+	unpark_held();
+	mv_unlock();
+	finish_stalls();
+	mv_lock();
 }
 
 /* Whether the planned page-outs in flight should be completed now. Called with mv_lock held. */
@@ -253,7 +313,7 @@ static struct mv_buf **lazy_in_due(void)
 /* Whether the pager has nothing to do. Called with mv_lock held. */
 static int idle(void)
 {
-	return outq == NULL && !lazy_due() && inq == NULL && lazy_in_due() == NULL && relq == NULL && nstalls == 0 &&
+	return outq == NULL && !lazy_due() && inq == NULL && lazy_in_due() == NULL && relq == NULL &&
 	       !pool_grow_wanted && (nplanq == 0 || mv_budget_evicting() > 0);
 }
 
@@ -266,7 +326,7 @@ static void *pager(void *arg)
 	for (;;) {
 		struct mv_buf *b, **q;
 		while (idle())
-			mv_lock_wait(&pager_cond);
+			pager_wait();
 		if (nplanq > 0 && outq == NULL)
 			planq_run_relock();
 		if (pool_grow_wanted) {

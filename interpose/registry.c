@@ -25,9 +25,12 @@ void mv_unlock(void)
 	pthread_mutex_unlock(&lock);
 }
 
-void mv_lock_wait(pthread_cond_t *c)
+void mv_lock_wait(pthread_cond_t *c, const struct timespec *until)
 {
-	pthread_cond_wait(c, &lock);
+	if (until != NULL)
+		pthread_cond_timedwait(c, &lock, until);
+	else
+		pthread_cond_wait(c, &lock);
 }
 
 void mv_wait_change(void)
@@ -131,7 +134,8 @@ size_t mv_registry_large(uint64_t *vas, size_t max)
 }
 
 /* Least recently used first. A buffer is a candidate when it is resident and large, not pinned, not
- * moving, not just paged in, and not in use by a submission on its way. */
+ * moving, not just paged in, not in use by a submission on its way, and not used on a stream held
+ * by a memory wait. */
 struct mv_buf *mv_registry_victim(int *later)
 {
 	struct mv_buf *best = NULL;
@@ -143,7 +147,12 @@ struct mv_buf *mv_registry_victim(int *later)
 			continue;
 		/* In use right now, or just paged in: a candidate again shortly. */
 		if (atomic_load_explicit(&b->busy, memory_order_acquire) > 0 || b->ready_pending) {
-			*later = 1;
+			*later |= MV_LATER_BUSY;
+			continue;
+		}
+		/* Used on a stream a memory wait may hold: once the word has been written. */
+		if (mv_buf_held(b)) {
+			*later |= MV_LATER_HELD;
 			continue;
 		}
 		if (best == NULL || b->lru < best->lru)
@@ -275,4 +284,80 @@ void mv_buf_wait_uses(struct mv_buf *b)
 		if (s != NULL)
 			mv_stream_sync_ticket(s, w[i].ticket);
 	}
+}
+
+/* ---- streams held by a memory wait ---- */
+
+/* A stream memory wait holds its stream until the word it waits on is written, which the app may
+ * submit only later, perhaps from the very thread that would be waiting for room meanwhile. So no
+ * page-out waits for such a stream while its wait may not have completed: a page-out waits on the
+ * one copy stream, and every page-out and page-in after it would wait too. Guarded by mv_lock. */
+static struct {
+	int pending;    /* waits on their way to the driver */
+	uint64_t until; /* a ticket at or after the latest wait submitted; 0 when none may be open */
+} gates[MV_MAX_STREAMS];
+static int ngates; /* streams with a wait pending or until set */
+
+void mv_gate_begin(struct mv_stream *s)
+{
+	unsigned ix = mv_stream_index(s);
+
+	mv_lock();
+	if (gates[ix].pending++ == 0 && gates[ix].until == 0)
+		ngates++;
+	mv_unlock();
+}
+
+void mv_gate_end(struct mv_stream *s)
+{
+	unsigned ix = mv_stream_index(s);
+	/* At or after the wait's own ticket: what completes after it on its stream, and nothing later
+	 * than work already enqueued. */
+	uint64_t t = mv_stream_latest(s);
+
+	mv_lock();
+	gates[ix].pending--;
+	gates[ix].until = MV_MAX(gates[ix].until, t);
+	if (gates[ix].pending == 0 && gates[ix].until == 0)
+		ngates--;
+	mv_unlock();
+}
+
+/* Whether stream ix may be held by a wait; forgets a wait found complete. Queries the stream's
+ * mark (the lock block's exception). */
+static int gate_open(unsigned ix)
+{
+	struct mv_stream *s;
+
+	if (gates[ix].pending > 0)
+		return 1;
+	if (gates[ix].until == 0)
+		return 0;
+	s = mv_stream_at(ix);
+	if (s != NULL && !mv_stream_ticket_done(s, gates[ix].until))
+		return 1;
+	gates[ix].until = 0;
+	ngates--;
+	return 0;
+}
+
+int mv_buf_held(const struct mv_buf *b)
+{
+	if (ngates == 0)
+		return 0;
+	/* Its page-out would wait for every stream's latest work. */
+	if (b->uses_overflow) {
+		for (unsigned ix = 0; ix < MV_MAX_STREAMS; ix++)
+			if (gate_open(ix))
+				return 1;
+		return 0;
+	}
+	/* A use not known complete is held even if it came before the wait: the mark that covers it
+	 * may be recorded after the wait. */
+	for (int i = 0; i < b->nuses; i++) {
+		unsigned ix = b->uses[i].stream;
+		if (gate_open(ix) && !mv_stream_ticket_done(mv_stream_at(ix), b->uses[i].ticket))
+			return 1;
+	}
+	return 0;
 }

@@ -140,21 +140,11 @@ static int evict_relock(struct mv_buf *v)
 static int room_owned;
 static __thread int room_owner;
 
-/* Waits a little for other threads' submissions to let go of buffers they hold: they become
- * candidates when those finish. A submission waiting for room keeps its own marks only while no
- * other one does: the others let theirs go (mv_busy_park), so that no two waiters ever wait for
- * each other's buffers, and the one keeping them waits only for submissions on their way to the
- * driver. Called with mv_lock held, let go during the wait. */
-static void busy_wait(void)
+/* Waits for the pager's next change, or 10 ms: for what no event tells of. Called with mv_lock
+ * held, let go during the wait. */
+static void pager_wait_a_little(void)
 {
 	struct timespec until;
-
-	if (!room_owner && mv_busy_holds()) {
-		if (!room_owned)
-			room_owned = room_owner = 1;
-		else
-			mv_busy_park();
-	}
 
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_nsec += 10 * 1000 * 1000;
@@ -162,8 +152,25 @@ static void busy_wait(void)
 		until.tv_sec++;
 		until.tv_nsec -= 1000000000;
 	}
-	mv_busy_wait_begin();
 	mv_pager_wait(&until);
+}
+
+/* Waits a little for other threads' submissions to let go of buffers they hold: they become
+ * candidates when those finish. A submission waiting for room keeps its own marks only while no
+ * other one does: the others let theirs go (mv_busy_park), so that no two waiters ever wait for
+ * each other's buffers, and the one keeping them waits only for submissions on their way to the
+ * driver. Called with mv_lock held, let go during the wait. */
+static void busy_wait(void)
+{
+	if (!room_owner && mv_busy_holds()) {
+		if (!room_owned)
+			room_owned = room_owner = 1;
+		else
+			mv_busy_park();
+	}
+
+	mv_busy_wait_begin();
+	pager_wait_a_little();
 	mv_busy_wait_end();
 }
 
@@ -252,8 +259,16 @@ CUresult mv_make_room(uint64_t bytes)
 		}
 		/* Every candidate is named by a submission on its way: wait for it. Nothing could ever
 		 * make room only when no other thread holds one. */
-		if (later && mv_busy_elsewhere()) {
+		if ((later & MV_LATER_BUSY) && mv_busy_elsewhere()) {
 			busy_wait();
+			continue;
+		}
+		/* Every candidate left is used on a stream a memory wait holds: look again shortly. No
+		 * page-out waits for such a stream meanwhile, so the copy streams and the pager go on, and
+		 * another thread's write (or one this thread queued) lets the wait complete. */
+		if (later & MV_LATER_HELD) {
+			pager_wait_a_little();
+			mv_registry_unskip();
 			continue;
 		}
 		return room_refused_unlock(bytes);
@@ -361,7 +376,7 @@ int mv_page_out_planned(struct mv_buf *b)
 	mv_lock();
 	/* The caller's hold is the one busy mark allowed. */
 	if (b->kind != MV_KIND_LARGE || b->state != MV_RESIDENT || b->ready_pending || b->pinned || b->freed ||
-	    atomic_load_explicit(&b->busy, memory_order_relaxed) > 1) {
+	    atomic_load_explicit(&b->busy, memory_order_relaxed) > 1 || mv_buf_held(b)) {
 		mv_unlock();
 		return -1;
 	}

@@ -406,6 +406,95 @@ START_TEST(test_unified_device_source_not_read)
 }
 END_TEST
 
+/* ---- stream waits submitted before the write they wait for ---- */
+
+/* Pages the four others in and out in turn, so that a, used before them, would be the next victim;
+ * then writes the word a stream waits for, on another stream, from this thread: the wait, and what
+ * its stream holds behind it, can complete only now. Checks every byte of a against f->ref. */
+static void evict_around_then_release(struct fix *f, CUstream waiting, CUdeviceptr word, uint32_t v)
+{
+	static unsigned char want[BUF];
+
+	for (int i = 0; i < 4; i++)
+		CHK(cuMemsetD8(f->o[i], (unsigned char)(0x50 + i), BUF));
+	CHK(cuStreamWriteValue32(f->s, word, v, 0));
+	CHK(cuStreamSynchronize(waiting));
+	CHK(cuCtxSynchronize());
+	itest_expect_bytes(f->a, f->ref, BUF, "a");
+	for (int i = 0; i < 4; i++) {
+		memset(want, 0x50 + i, BUF);
+		itest_expect_bytes(f->o[i], want, BUF, "another buffer");
+	}
+}
+
+/* A stream waits on a word of a, a paged-out buffer, that this thread writes later on another
+ * stream. Making room meanwhile must not page a out: that page-out would wait for the waiting
+ * stream, which waits for a write this thread, waiting for the room, never submits. A hang here is
+ * caught by the case's timeout. */
+START_TEST(test_wait_before_write_named_buffer)
+{
+	static struct fix f;
+	CUstream s2;
+	uint32_t v = 0xfeedf00du;
+
+	simtest_start(ENV_OFF);
+	fix_start(&f);
+	CHK(cuStreamCreate(&s2, CU_STREAM_NON_BLOCKING));
+	CHK(cuStreamWaitValue32(s2, f.a + 512, v, CU_STREAM_WAIT_VALUE_EQ));
+	memcpy(f.ref + 512, &v, 4);
+	evict_around_then_release(&f, s2, f.a + 512, v);
+}
+END_TEST
+
+/* The same with the word in slab memory (never paged) and a used on the waiting stream behind the
+ * wait: a's page-out would wait for that use, which waits for the write. */
+START_TEST(test_wait_before_write_later_use)
+{
+	static struct fix f;
+	CUdeviceptr flag;
+	CUstream s2;
+
+	simtest_start(ENV_OFF);
+	fix_start(&f);
+	CHK(cuMemAlloc(&flag, 64));
+	CHK(cuMemsetD32(flag, 0, 16));
+	CHK(cuStreamCreate(&s2, CU_STREAM_NON_BLOCKING));
+	CHK(cuStreamWaitValue32(s2, flag, 1, CU_STREAM_WAIT_VALUE_EQ));
+	CHK(cuMemsetD8Async(f.a + 100, 0x77, 300, s2));
+	memset(f.ref + 100, 0x77, 300);
+	evict_around_then_release(&f, s2, flag, 1);
+}
+END_TEST
+
+/* The same with a freed behind the wait: its pages go back only once that use has completed, and
+ * the room they would make must not be waited for meanwhile. */
+START_TEST(test_wait_before_write_freed)
+{
+	static struct fix f;
+	static unsigned char want[BUF];
+	CUdeviceptr flag;
+	CUstream s2;
+
+	simtest_start(ENV_OFF);
+	fix_start(&f);
+	CHK(cuMemAlloc(&flag, 64));
+	CHK(cuMemsetD32(flag, 0, 16));
+	CHK(cuStreamCreate(&s2, CU_STREAM_NON_BLOCKING));
+	CHK(cuStreamWaitValue32(s2, flag, 1, CU_STREAM_WAIT_VALUE_EQ));
+	CHK(cuMemsetD8Async(f.a, 0x77, BUF, s2));
+	CHK(cuMemFree(f.a));
+	for (int i = 0; i < 4; i++)
+		CHK(cuMemsetD8(f.o[i], (unsigned char)(0x50 + i), BUF));
+	CHK(cuStreamWriteValue32(f.s, flag, 1, 0));
+	CHK(cuStreamSynchronize(s2));
+	CHK(cuCtxSynchronize());
+	for (int i = 0; i < 4; i++) {
+		memset(want, 0x50 + i, BUF);
+		itest_expect_bytes(f.o[i], want, BUF, "another buffer");
+	}
+}
+END_TEST
+
 static Suite *copy2d_suite(void)
 {
 	Suite *s = suite_create("interpose_copy2d");
@@ -416,6 +505,10 @@ static Suite *copy2d_suite(void)
 	tcase_add_test(tc, test_net_ordered_write_kept);
 	tc = simtest_tcase(s, "pointer_tables", 30);
 	tcase_add_test(tc, test_unified_device_source_not_read);
+	tc = simtest_tcase(s, "wait_before_write", 30);
+	tcase_add_test(tc, test_wait_before_write_named_buffer);
+	tcase_add_test(tc, test_wait_before_write_later_use);
+	tcase_add_test(tc, test_wait_before_write_freed);
 	return s;
 }
 
