@@ -196,8 +196,9 @@ static int refusal_shown(uint64_t n)
 }
 
 /* Gives up on making room for bytes: says so with what holds the device, the one line a job that
- * gets CUDA_ERROR_OUT_OF_MEMORY from memvirt needs. Called with mv_lock held, which it lets go. */
-static CUresult room_refused_unlock(uint64_t bytes)
+ * gets CUDA_ERROR_OUT_OF_MEMORY from memvirt needs; held says the candidates were kept by a stream
+ * memory wait that never completed. Called with mv_lock held, which it lets go. */
+static CUresult room_refused_unlock(uint64_t bytes, int held)
 {
 	char what[256], count[96] = "", b[32], c[32];
 	const char *why;
@@ -209,6 +210,9 @@ static CUresult room_refused_unlock(uint64_t bytes)
 	stuck = mv_registry_describe(what, sizeof(what));
 	if (bytes > budget.limit)
 		why = "the request alone is more than the budget";
+	else if (held)
+		why = "what could go is used on streams held by a memory wait (cuStreamWaitValue) that did not "
+		      "complete within 60 s";
 	else if (stuck > 0)
 		why = "page-outs found no host memory (MEMVIRT_HOST_LIMIT)";
 	else
@@ -231,6 +235,11 @@ static CUresult room_refused_unlock(uint64_t bytes)
  * is followed by a fresh look at the budget from the top. */
 CUresult mv_make_room(uint64_t bytes)
 {
+	/* Looks for held candidates so far: at 10 ms each, at least 60 s. A wait that only this thread
+	 * would satisfy (its write comes after this allocation) never completes, and a refusal is
+	 * better than a hang. */
+	unsigned held_looks = 0;
+
 	mv_lock();
 	for (;;) {
 		struct mv_buf *v;
@@ -265,13 +274,14 @@ CUresult mv_make_room(uint64_t bytes)
 		}
 		/* Every candidate left is used on a stream a memory wait holds: look again shortly. No
 		 * page-out waits for such a stream meanwhile, so the copy streams and the pager go on, and
-		 * another thread's write (or one this thread queued) lets the wait complete. */
-		if (later & MV_LATER_HELD) {
+		 * another thread's write (or one this thread queued) lets the wait complete. A wait that
+		 * never completes ends in a refusal that says so. */
+		if ((later & MV_LATER_HELD) && held_looks++ < 6000) {
 			pager_wait_a_little();
 			mv_registry_unskip();
 			continue;
 		}
-		return room_refused_unlock(bytes);
+		return room_refused_unlock(bytes, (later & MV_LATER_HELD) != 0);
 	}
 	budget.resident += bytes;
 	mv_registry_unskip();

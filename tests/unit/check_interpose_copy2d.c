@@ -495,6 +495,43 @@ START_TEST(test_wait_before_write_freed)
 }
 END_TEST
 
+/* Buffers are used one after another behind a wait that only this thread would satisfy, later:
+ * once every buffer that could make room is held by the wait, the next one cannot come in. The
+ * library looks for a while (at least 60 s), then refuses that call with CUDA_ERROR_OUT_OF_MEMORY
+ * instead of hanging; nothing is lost, and the refused call changed nothing. */
+START_TEST(test_wait_before_write_never)
+{
+	static struct fix f;
+	static unsigned char want[BUF];
+	CUdeviceptr flag, b[5];
+	CUstream s2;
+	CUresult r = CUDA_SUCCESS;
+	int k;
+
+	simtest_start(ENV_OFF);
+	fix_start(&f);
+	CHK(cuMemAlloc(&flag, 64));
+	CHK(cuMemsetD32(flag, 0, 16));
+	CHK(cuStreamCreate(&s2, CU_STREAM_NON_BLOCKING));
+	CHK(cuStreamWaitValue32(s2, flag, 1, CU_STREAM_WAIT_VALUE_EQ));
+	for (k = 0; k < 5; k++) {
+		b[k] = k < 4 ? f.o[k] : f.a;
+		if ((r = cuMemsetD8Async(b[k], (unsigned char)(0x60 + k), BUF, s2)) != CUDA_SUCCESS)
+			break;
+	}
+	ck_assert_msg(k >= 1 && k < 5 && r == CUDA_ERROR_OUT_OF_MEMORY,
+		      "buffer %d behind the wait gave %d, not CUDA_ERROR_OUT_OF_MEMORY after at least one", k, r);
+	CHK(cuStreamWriteValue32(f.s, flag, 1, 0));
+	CHK(cuStreamSynchronize(s2));
+	CHK(cuCtxSynchronize());
+	for (int i = 0; i < 4; i++) {
+		memset(want, i < k ? 0x60 + i : 0x40 + i, BUF);
+		itest_expect_bytes(f.o[i], want, BUF, i < k ? "a buffer set behind the wait" : "a buffer left as it was");
+	}
+	itest_expect_bytes(f.a, f.ref, BUF, "a");
+}
+END_TEST
+
 static Suite *copy2d_suite(void)
 {
 	Suite *s = suite_create("interpose_copy2d");
@@ -509,6 +546,9 @@ static Suite *copy2d_suite(void)
 	tcase_add_test(tc, test_wait_before_write_named_buffer);
 	tcase_add_test(tc, test_wait_before_write_later_use);
 	tcase_add_test(tc, test_wait_before_write_freed);
+	/* Its refusal comes after at least 60 s of looking, by design. */
+	tc = simtest_tcase(s, "wait_never_written", 600);
+	tcase_add_test(tc, test_wait_before_write_never);
 	return s;
 }
 
