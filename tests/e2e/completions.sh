@@ -83,9 +83,8 @@ expect_completion "memvirt trace re" "replay"
 expect_completion "memvirt run --policy mm" "mmcnn"
 expect_completion "memvirt daemon start --log-level w" "warn"
 expect_completion "memvirt stats --pro" "--prometheus"
-if command -v zsh >/dev/null 2>&1; then
-	zsh -n "$ZSH_FILE" || mv_fail "$ZSH_FILE does not parse"
-fi
+command -v zsh >/dev/null 2>&1 || mv_fail "zsh is not installed (scripts/setup installs it)"
+zsh -n "$ZSH_FILE" || mv_fail "$ZSH_FILE does not parse"
 
 # The example configuration is valid.
 timeout 30 "$MEMVIRT" config check "$S/examples/memvirt.json" >/dev/null ||
