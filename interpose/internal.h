@@ -263,6 +263,8 @@ void mv_unlock(void);
 /* Waits on c, a condition signalled under mv_lock, letting mv_lock go meanwhile; gives up at
  * `until` (CLOCK_REALTIME) unless it is NULL. */
 void mv_lock_wait(pthread_cond_t *c, const struct timespec *until);
+/* The CLOCK_REALTIME time ms milliseconds from now, for the timed waits. */
+void mv_deadline_ms(struct timespec *until, long ms);
 /* Waits, with mv_lock held and let go meanwhile, for room in the budget or for a buffer's move to
  * end: the threads in mv_make_room and mv_make_resident. _until gives up at `until` (CLOCK_REALTIME). */
 void mv_wait_change(void);

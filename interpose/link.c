@@ -657,12 +657,7 @@ __attribute__((destructor)) static void link_exit(void)
 	if (write(wake_pipe[1], "x", 1) < 0) {
 		/* The pipe is full: the thread is awake already. */
 	}
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += 2 * MV_LINK_EXIT_MS * 1000000L;
-	while (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	mv_deadline_ms(&until, 2 * MV_LINK_EXIT_MS);
 	pthread_mutex_lock(&end_lock);
 	while (!finished)
 		if (pthread_cond_timedwait(&end_cond, &end_lock, &until) != 0)

@@ -277,12 +277,7 @@ static void pager_wait(void)
 		mv_lock_wait(&pager_cond, NULL);
 		return;
 	}
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += MV_STALL_POLL_MS * 1000 * 1000;
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
+	mv_deadline_ms(&until, MV_STALL_POLL_MS);
 	mv_lock_wait(&pager_cond, &until);
 	unpark_held();
 	mv_unlock();

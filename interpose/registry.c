@@ -33,6 +33,17 @@ void mv_lock_wait(pthread_cond_t *c, const struct timespec *until)
 		pthread_cond_wait(c, &lock);
 }
 
+void mv_deadline_ms(struct timespec *until, long ms)
+{
+	clock_gettime(CLOCK_REALTIME, until);
+	until->tv_sec += ms / 1000;
+	until->tv_nsec += (ms % 1000) * 1000000L;
+	if (until->tv_nsec >= 1000000000L) {
+		until->tv_sec++;
+		until->tv_nsec -= 1000000000L;
+	}
+}
+
 void mv_wait_change(void)
 {
 	pthread_cond_wait(&changed, &lock);

@@ -146,12 +146,7 @@ static void pager_wait_a_little(void)
 {
 	struct timespec until;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += 10 * 1000 * 1000;
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
+	mv_deadline_ms(&until, 10);
 	mv_pager_wait(&until);
 }
 
