@@ -3,7 +3,8 @@
 data with fixed seeds for a few steps and writes one JSON object with the loss of each step (exact,
 as float.hex), the median step time measured with CUDA events, and the peak device memory.
 
-usage: torch_train.py --model resnet50|transformer [--steps N] [--batch N] [--save-on-cpu] --out FILE
+usage: torch_train.py --model resnet50|transformer [--steps N] [--batch N] [--save-on-cpu]
+                     [--alloc as-set|uncached|async|caching] [--graph-probe] --out FILE
        torch_train.py --compare PLAIN.json OTHER.json   (exit 0 when the losses agree)
 """
 import argparse
@@ -143,8 +144,57 @@ def build_transformer(torch, nn, vocab, seq, dim=768, heads=12, layers=12):
     return GPT()
 
 
+# The PyTorch allocator settings that --alloc chooses between, written into the environment before
+# torch is imported (PyTorch reads them when its allocator starts).
+ALLOC_ENV = {
+    "uncached": {"PYTORCH_NO_CUDA_MEMORY_CACHING": "1", "PYTORCH_CUDA_ALLOC_CONF": None},
+    "async": {"PYTORCH_NO_CUDA_MEMORY_CACHING": None, "PYTORCH_CUDA_ALLOC_CONF": "backend:cudaMallocAsync"},
+    "caching": {"PYTORCH_NO_CUDA_MEMORY_CACHING": None, "PYTORCH_CUDA_ALLOC_CONF": None},
+}
+
+
+def set_alloc(mode):
+    for name, value in ALLOC_ENV.get(mode, {}).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def graph_probe(torch, nn):
+    """Captures one training step of a small network in a CUDA graph, replays it and compares the
+    result with the same step run eagerly: 'ok', 'refused: ...' when capture raises, or 'mismatch'."""
+    torch.manual_seed(7)
+    net = nn.Sequential(nn.Linear(1024, 4096), nn.ReLU(), nn.Linear(4096, 1024)).cuda()
+    ref = nn.Sequential(nn.Linear(1024, 4096), nn.ReLU(), nn.Linear(4096, 1024)).cuda()
+    ref.load_state_dict(net.state_dict())
+    x = torch.randn(256, 1024, device="cuda")
+    try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                net.zero_grad(set_to_none=False)
+                net(x).square().mean().backward()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        net.zero_grad(set_to_none=False)
+        with torch.cuda.graph(graph):
+            out = net(x).square().mean()
+            out.backward()
+        graph.replay()
+        torch.cuda.synchronize()
+    except Exception as e:  # the allocator's refusal is the finding, whatever its type
+        return "refused: %s" % str(e).splitlines()[0][:160]
+    ref.zero_grad(set_to_none=False)
+    ref(x).square().mean().backward()
+    same = all(torch.equal(a.grad, b.grad) for a, b in zip(net.parameters(), ref.parameters()))
+    return "ok" if same else "mismatch"
+
+
 def train(args):
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    set_alloc(args.alloc)
     import torch
     import torch.nn as nn
 
@@ -218,7 +268,9 @@ def train(args):
         "peak_reserved": torch.cuda.max_memory_reserved(),
         "device_total": total, "device_free_at_end": free,
         "deterministic": not nondet, "nondeterministic": sorted(nondet),
-        "torch": torch.__version__,
+        "torch": torch.__version__, "alloc": args.alloc,
+        "allocator_backend": torch.cuda.get_allocator_backend(),
+        "graph": graph_probe(torch, nn) if args.graph_probe else None,
     }
     with open(args.out, "w") as f:
         json.dump(result, f)
@@ -234,6 +286,10 @@ def main():
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--batch", type=int, default=0)
     p.add_argument("--save-on-cpu", action="store_true")
+    p.add_argument("--alloc", choices=("as-set",) + tuple(ALLOC_ENV), default="as-set",
+                   help="PyTorch allocator: as the environment sets it, or one chosen here")
+    p.add_argument("--graph-probe", action="store_true",
+                   help="also capture and replay one step of a small network in a CUDA graph")
     p.add_argument("--out", default="torch_train.json")
     p.add_argument("--compare", nargs=2, metavar=("PLAIN", "OTHER"))
     args = p.parse_args()
