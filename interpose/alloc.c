@@ -345,6 +345,7 @@ static CUresult release(CUdeviceptr va, struct mv_stream *s)
 		return CUDA_ERROR_INVALID_VALUE;
 	}
 	mv_registry_remove(b);
+	mv_mempool_uncharge(b);
 	if (mv_learn_flags_now() & MV_LEARN_ON)
 		mv_learn_free(b->id);
 	if (b->ibuf != UINT32_MAX)
@@ -415,25 +416,40 @@ MV_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
 	return release(dptr, NULL);
 }
 
-static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream h, int per_thread)
+/* A stream-ordered allocation from pool, or from the device's current pool when pool is NULL:
+ * memvirt serves it, and counts it in that pool's usage figures (mempool.c). */
+static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream h, int per_thread, CUmemoryPool pool)
 {
+	struct mv_buf *b;
+	CUresult r;
+
 	if (!serving())
 		return CUDA_ERROR_NOT_INITIALIZED;
 	if (mv_capturing(h, per_thread))
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 	if (mv_device_init() != CUDA_SUCCESS)
 		return CUDA_ERROR_INVALID_CONTEXT;
-	return alloc(dptr, bytes, mv_stream_get(h, per_thread));
+	if (pool == NULL && mv_real.cuDeviceGetMemPool(&pool, mv_dev()->device) != CUDA_SUCCESS)
+		pool = NULL;
+	r = alloc(dptr, bytes, mv_stream_get(h, per_thread));
+	if (r != CUDA_SUCCESS || pool == NULL)
+		return r;
+	mv_lock();
+	b = mv_registry_find(*dptr);
+	if (b != NULL && b->va == *dptr)
+		mv_mempool_charge(b, pool);
+	mv_unlock();
+	return r;
 }
 
 MV_EXPORT CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytes, CUstream h)
 {
-	return alloc_async(dptr, bytes, h, 0);
+	return alloc_async(dptr, bytes, h, 0, NULL);
 }
 
 MV_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytes, CUstream h)
 {
-	return alloc_async(dptr, bytes, h, 1);
+	return alloc_async(dptr, bytes, h, 1, NULL);
 }
 
 /* Pools other than the device's default one are served by memvirt all the same: their attributes
@@ -442,14 +458,14 @@ MV_EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytes, CUme
 {
 	if (pool == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	return alloc_async(dptr, bytes, h, 0);
+	return alloc_async(dptr, bytes, h, 0, pool);
 }
 
 MV_EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytes, CUmemoryPool pool, CUstream h)
 {
 	if (pool == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	return alloc_async(dptr, bytes, h, 1);
+	return alloc_async(dptr, bytes, h, 1, pool);
 }
 
 static CUresult free_async(CUdeviceptr dptr, CUstream h, int per_thread)

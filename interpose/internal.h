@@ -30,7 +30,8 @@
  *   - in alloc.c, the free cache, the slab classes' free and pending lists, and the table of the
  *     app's own VMM handles;
  *   - the plan executor (exec.c): the plan in force, its bindings to live buffers, its cursor and
- *     lateness counts.
+ *     lateness counts;
+ *   - the stream-ordered pools' usage figures (mempool.c).
  *   It is held for bookkeeping only: never across a driver call, with one exception (the slab's
  *   reuse check, and the victim check of a buffer used on a stream a memory wait may hold
  *   (mv_buf_held), may record and query a stream's mark event), and never while waiting for the
@@ -236,7 +237,13 @@ struct mv_buf {
 	int plan_waited;         /* a launch waited for its last page-in */
 	int in_used;             /* a launch has used it since its planned page-in was issued */
 	CUevent mstart;          /* recorded where its last page copy began (timing) */
+	int mempool;             /* its stream-ordered pool's slot in mempool.c, 0 when none */
 };
+
+/* The stream-ordered pools' usage (mempool.c), with mv_lock held: b, just served from pool, counts
+ * as in use from it; b, freed, no longer does. */
+void mv_mempool_charge(struct mv_buf *b, CUmemoryPool pool);
+void mv_mempool_uncharge(struct mv_buf *b);
 
 /* Lists of buffers through `next` (the pager's queues, the free cache): appends b; takes the
  * first, or NULL. */

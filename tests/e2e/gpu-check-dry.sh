@@ -86,10 +86,18 @@ sh "$bundle" "$MV_TMP/bundle" >"$MV_TMP/bundle.out" 2>&1 || rc=$?
 [ "$rc" -eq 0 ] || { cat "$MV_TMP/bundle.out" >&2; mv_fail "gpu-bundle exited $rc"; }
 size=$(du -sb "$MV_TMP/bundle" | cut -f1)
 [ "$size" -lt $((64 * 1024 * 1024)) ] || mv_fail "the bundle is $size bytes, not under 64 MiB"
-for f in libmemvirt.so memvirtd memvirt mvtrain gpu-check kernels.cu kernels.h torch_train.py simcuda-cases \
-	simcuda/libcuda.so.1 simcuda-tests/check_simcuda_mem simcuda-tests/check_simcuda_vmm; do
+for f in libmemvirt.so memvirtd memvirt mvtrain gpu-check kernels.cu kernels.h torch_train.py jax_train.py \
+	simcuda-cases simcuda/libcuda.so.1 simcuda-tests/check_simcuda_mem simcuda-tests/check_simcuda_vmm \
+	data/cudart-13.0-getprocaddress.tsv; do
 	[ -s "$MV_TMP/bundle/$f" ] || mv_fail "the bundle lacks $f"
 done
+# The bundle's own simulator part passes away from the source tree: the tests that read
+# tests/data or the simulated driver's build find them in the bundle.
+rc=0
+(cd / && MEMVIRT_SIMCUDA_DIR=$MV_TMP/bundle/simcuda MV_TOP_SRCDIR= MV_TOP_BUILDDIR= \
+	sh "$MV_TMP/bundle/gpu-check" --dry-run --simcuda-only --report "$MV_TMP/bundle-sim.json") \
+	>"$MV_TMP/bundle-sim.out" 2>&1 || rc=$?
+[ "$rc" -eq 0 ] || { cat "$MV_TMP/bundle-sim.out" >&2; mv_fail "the bundle's gpu-check --dry-run --simcuda-only exited $rc"; }
 for f in memvirtd memvirt mvtrain gpu-check; do
 	[ -x "$MV_TMP/bundle/$f" ] || mv_fail "$f in the bundle is not executable"
 done

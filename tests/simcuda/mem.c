@@ -53,6 +53,8 @@ struct pinned {
 	struct sim_ctx *ctx;
 };
 
+static void pool_account(const struct alloc *a, int sign);
+
 /* Buffer and memory block IDs: unique in the process, never reused. Guarded by sim_mem_lock. */
 static uint64_t next_id;
 
@@ -567,6 +569,8 @@ CUresult sim_alloc_free(uint64_t dptr)
 		return CUDA_ERROR_INVALID_VALUE;
 	a = *(struct alloc *)vec_at(&allocs, (size_t)i);
 	vec_remove(&allocs, (size_t)i);
+	if (a.pool)
+		pool_account(&a, -1);
 	i = vec_find(&resvs, a.va);
 	if (i >= 0)
 		vec_remove(&resvs, (size_t)i);
@@ -864,6 +868,105 @@ static struct {
 	uint32_t magic;
 } default_pool = {SIM_MAGIC_POOL};
 
+/* The default pool's attributes, guarded by sim_mem_lock. The pool hands each free back to the
+ * system when it happens (it keeps no blocks), so what it reserves is its live allocations'
+ * page-rounded spans. */
+static struct {
+	int reuse[3]; /* CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES and the next two */
+	uint64_t threshold;
+	uint64_t used, used_high, reserved, reserved_high;
+} pool_attr = {.reuse = {1, 1, 1}};
+
+/* Counts a pool allocation made (sign 1) or freed (-1). Callers hold sim_mem_lock. */
+static void pool_account(const struct alloc *a, int sign)
+{
+	if (sign > 0) {
+		pool_attr.used += a->size;
+		pool_attr.reserved += a->vsize;
+	} else {
+		pool_attr.used -= a->size;
+		pool_attr.reserved -= a->vsize;
+	}
+	if (pool_attr.used > pool_attr.used_high)
+		pool_attr.used_high = pool_attr.used;
+	if (pool_attr.reserved > pool_attr.reserved_high)
+		pool_attr.reserved_high = pool_attr.reserved;
+}
+
+/* Checks a pool handle and an attribute's value pointer, as the driver does first. */
+static CUresult pool_check(CUmemoryPool pool, const void *value)
+{
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (pool != (CUmemoryPool)&default_pool || value == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemPoolGetAttribute(CUmemoryPool pool, CUmemPool_attribute attr, void *value)
+{
+	CUresult r = pool_check(pool, value);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	pthread_mutex_lock(&sim_mem_lock);
+	switch (attr) {
+	case CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES:
+	case CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC:
+	case CU_MEMPOOL_ATTR_REUSE_ALLOW_INTERNAL_DEPENDENCIES:
+		*(int *)value = pool_attr.reuse[attr - CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES];
+		break;
+	case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD: *(cuuint64_t *)value = pool_attr.threshold; break;
+	case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT: *(cuuint64_t *)value = pool_attr.reserved; break;
+	case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH: *(cuuint64_t *)value = pool_attr.reserved_high; break;
+	case CU_MEMPOOL_ATTR_USED_MEM_CURRENT: *(cuuint64_t *)value = pool_attr.used; break;
+	case CU_MEMPOOL_ATTR_USED_MEM_HIGH: *(cuuint64_t *)value = pool_attr.used_high; break;
+	default: r = CUDA_ERROR_INVALID_VALUE; break;
+	}
+	pthread_mutex_unlock(&sim_mem_lock);
+	return r;
+}
+
+/* The usage figures are read-only, and a high watermark can only be reset (to zero, which it then
+ * reads as the current figure until usage grows). */
+SIM_EXPORT CUresult cuMemPoolSetAttribute(CUmemoryPool pool, CUmemPool_attribute attr, void *value)
+{
+	CUresult r = pool_check(pool, value);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	pthread_mutex_lock(&sim_mem_lock);
+	switch (attr) {
+	case CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES:
+	case CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC:
+	case CU_MEMPOOL_ATTR_REUSE_ALLOW_INTERNAL_DEPENDENCIES:
+		pool_attr.reuse[attr - CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES] = *(int *)value != 0;
+		break;
+	case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD: pool_attr.threshold = *(cuuint64_t *)value; break;
+	case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH:
+	case CU_MEMPOOL_ATTR_USED_MEM_HIGH:
+		if (*(cuuint64_t *)value != 0)
+			r = CUDA_ERROR_INVALID_VALUE;
+		else if (attr == CU_MEMPOOL_ATTR_USED_MEM_HIGH)
+			pool_attr.used_high = pool_attr.used;
+		else
+			pool_attr.reserved_high = pool_attr.reserved;
+		break;
+	default: r = CUDA_ERROR_INVALID_VALUE; break;
+	}
+	pthread_mutex_unlock(&sim_mem_lock);
+	return r;
+}
+
+/* Nothing to trim: the pool keeps no freed blocks. */
+SIM_EXPORT CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t min_keep)
+{
+	(void)min_keep;
+	return pool_check(pool, pool);
+}
+
 SIM_EXPORT CUresult cuDeviceGetDefaultMemPool(CUmemoryPool *pool, CUdevice dev)
 {
 	CUresult r = sim_enter();
@@ -899,8 +1002,11 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream hs, int pe
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 	pthread_mutex_lock(&sim_mem_lock);
 	r = sim_alloc_new(bytes, &va);
-	if (r == CUDA_SUCCESS)
-		((struct alloc *)vec_at(&allocs, (size_t)vec_find(&allocs, va)))->pool = 1;
+	if (r == CUDA_SUCCESS) {
+		struct alloc *a = vec_at(&allocs, (size_t)vec_find(&allocs, va));
+		a->pool = 1;
+		pool_account(a, 1);
+	}
 	pthread_mutex_unlock(&sim_mem_lock);
 	if (r == CUDA_SUCCESS)
 		*dptr = va;

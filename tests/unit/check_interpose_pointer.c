@@ -292,6 +292,62 @@ START_TEST(test_wide_kernel_scanned_whole)
 }
 END_TEST
 
+/* ---- stream-ordered pools' usage ---- */
+
+static cuuint64_t pool_u64(CUmemoryPool pool, CUmemPool_attribute a)
+{
+	cuuint64_t v = 0;
+
+	CHK(cuMemPoolGetAttribute(pool, a, &v));
+	return v;
+}
+
+/* memvirt serves stream-ordered allocations from its own pages, so the driver's pool holds none:
+ * the pool's usage figures, which frameworks read as their memory statistics, come from memvirt
+ * and count them, paged out or not, and their resets work. */
+START_TEST(test_pool_usage_counts_served_allocations)
+{
+	CUmemoryPool pool;
+	CUstream s;
+	CUdeviceptr a, b, c;
+	cuuint64_t zero = 0, five = 5;
+
+	simtest_start(ENV, NET_OFF);
+	CHK(cuDeviceGetDefaultMemPool(&pool, 0));
+	CHK(cuStreamCreate(&s, 0));
+	CHK(cuMemAllocAsync(&a, BUF - 96, s));
+	CHK(cuMemAllocFromPoolAsync(&b, 2 * BUF, pool, s));
+	CHK(cuMemAllocAsync(&c, 1000, s)); /* a slab block */
+	CHK(cuStreamSynchronize(s));
+	ck_assert_uint_eq(pool_u64(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT), BUF - 96 + 2 * BUF + 1000);
+	ck_assert_uint_eq(pool_u64(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT), BUF + 2 * BUF + 1000);
+	/* Paged out by plain allocations, a still counts: the app holds it. */
+	{
+		struct five t;
+		five_setup(&t, BUF);
+	}
+	ck_assert_uint_eq(pool_u64(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT), BUF - 96 + 2 * BUF + 1000);
+	CHK(cuMemFreeAsync(b, s));
+	CHK(cuMemFree(c));
+	CHK(cuStreamSynchronize(s));
+	ck_assert_uint_eq(pool_u64(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT), BUF - 96);
+	ck_assert_uint_eq(pool_u64(pool, CU_MEMPOOL_ATTR_USED_MEM_HIGH), BUF - 96 + 2 * BUF + 1000);
+	ck_assert_uint_eq(pool_u64(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH), BUF + 2 * BUF + 1000);
+	CHK(cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_USED_MEM_HIGH, &zero));
+	CHK(cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH, &zero));
+	ck_assert_uint_eq(pool_u64(pool, CU_MEMPOOL_ATTR_USED_MEM_HIGH), BUF - 96);
+	ck_assert_uint_eq(pool_u64(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH), BUF);
+	/* The driver still checks the call. */
+	CHK_ERR(cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_USED_MEM_HIGH, &five), CUDA_ERROR_INVALID_VALUE);
+	CHK_ERR(cuMemPoolGetAttribute(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, NULL), CUDA_ERROR_INVALID_VALUE);
+	CHK(cuMemFreeAsync(a, s));
+	CHK(cuStreamSynchronize(s));
+	ck_assert_uint_eq(pool_u64(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT), 0);
+	ck_assert_uint_eq(pool_u64(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT), 0);
+	CHK(cuStreamDestroy(s));
+}
+END_TEST
+
 static Suite *pointer_suite(void)
 {
 	Suite *s = suite_create("interpose_pointer");
@@ -300,6 +356,7 @@ static Suite *pointer_suite(void)
 	tcase_add_test(tc, test_attrs_describe_the_allocation);
 	tcase_add_test(tc, test_attrs_batch_and_others);
 	tcase_add_test(tc, test_retain_handle_refused_for_buffers);
+	tcase_add_test(tc, test_pool_usage_counts_served_allocations);
 	tc = simtest_tcase(s, "layouts", 60);
 	tcase_add_test(tc, test_cukernel_launch_pages_in);
 	tcase_add_loop_test(tc, test_unknown_layout_falls_back, 0, 2);

@@ -411,6 +411,71 @@ START_TEST(test_htod_async_pinned_read_at_run)
 }
 END_TEST
 
+/* cuuint64_t pool attribute `attr` of the device's default pool. */
+static cuuint64_t pool_u64(CUmemoryPool pool, CUmemPool_attribute attr)
+{
+	cuuint64_t v = 0;
+
+	CHK(cuMemPoolGetAttribute(pool, attr, &v));
+	return v;
+}
+
+/* The default pool reports what the app holds from it (used) and the memory behind that
+ * (reserved), with high watermarks that only reset; its settings read back as set. */
+START_TEST(test_pool_attributes)
+{
+	const uint64_t size = 3 * SIMTEST_MIB;
+	CUmemoryPool pool;
+	CUstream s;
+	CUdeviceptr a = 0;
+	cuuint64_t v;
+	int flag = -1;
+
+	simtest_start();
+	CHK(cuDeviceGetDefaultMemPool(&pool, 0));
+	CHK(cuStreamCreate(&s, 0));
+	ck_assert_uint_eq(pool_u64(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT), 0);
+	CHK(cuMemAllocAsync(&a, size, s));
+	CHK(cuStreamSynchronize(s));
+	v = pool_u64(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT);
+	ck_assert_msg(v >= size && v < size + 2 * SIMTEST_MIB, "used %llu for a %llu-byte allocation",
+		      (unsigned long long)v, (unsigned long long)size);
+	ck_assert_uint_ge(pool_u64(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT), v);
+	CHK(cuMemFreeAsync(a, s));
+	CHK(cuStreamSynchronize(s));
+	ck_assert_uint_eq(pool_u64(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT), 0);
+	ck_assert_uint_ge(pool_u64(pool, CU_MEMPOOL_ATTR_USED_MEM_HIGH), size);
+	ck_assert_uint_ge(pool_u64(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH), size);
+
+	/* High watermarks reset to zero only; usage is read-only. */
+	v = 0;
+	CHK(cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_USED_MEM_HIGH, &v));
+	ck_assert_uint_eq(pool_u64(pool, CU_MEMPOOL_ATTR_USED_MEM_HIGH), 0);
+	v = 5;
+	CHK_ERR(cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_USED_MEM_HIGH, &v), CUDA_ERROR_INVALID_VALUE);
+	CHK_ERR(cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH, &v), CUDA_ERROR_INVALID_VALUE);
+	v = 0;
+	CHK_ERR(cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &v), CUDA_ERROR_INVALID_VALUE);
+
+	/* Settings. */
+	v = UINT64_MAX;
+	CHK(cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &v));
+	ck_assert_uint_eq(pool_u64(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD), UINT64_MAX);
+	CHK(cuMemPoolGetAttribute(pool, CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC, &flag));
+	ck_assert_int_eq(flag, 1);
+	flag = 0;
+	CHK(cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC, &flag));
+	flag = -1;
+	CHK(cuMemPoolGetAttribute(pool, CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC, &flag));
+	ck_assert_int_eq(flag, 0);
+	CHK(cuMemPoolTrimTo(pool, 0));
+
+	CHK_ERR(cuMemPoolGetAttribute(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, NULL), CUDA_ERROR_INVALID_VALUE);
+	CHK_ERR(cuMemPoolGetAttribute(NULL, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &v), CUDA_ERROR_INVALID_VALUE);
+	CHK(cuStreamDestroy(s));
+}
+END_TEST
+
 static Suite *mem_suite(void)
 {
 	Suite *s = suite_create("simcuda_mem");
@@ -423,6 +488,7 @@ static Suite *mem_suite(void)
 	tc = simtest_tcase(s, "stream_ordered", 10);
 	tcase_add_test(tc, test_async_alloc_default_pool);
 	tcase_add_test(tc, test_free_async_is_stream_ordered);
+	tcase_add_test(tc, test_pool_attributes);
 	tc = simtest_tcase(s, "host", 10);
 	tcase_add_test(tc, test_host_alloc);
 	tcase_add_test(tc, test_host_register);
