@@ -51,23 +51,6 @@ struct run_daemon {
 static const int run_forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
 #define RUN_NFORWARDED (sizeof(run_forwarded) / sizeof(run_forwarded[0]))
 
-/* Framework profiles (DESIGN §11, memvirt(1)): each makes a framework hand its buffers to the
- * driver one by one, so that memvirt sees and pages them. A value already in the environment wins. */
-static const struct {
-	const char *name;
-	const char *value;
-} run_profiles[] = {
-	/* PyTorch's caching allocator would keep freed blocks and carve tensors out of large
-	 * segments; memvirt's allocator caches already. */
-	{"PYTORCH_NO_CUDA_MEMORY_CACHING", "1"},
-	/* XLA's default BFC allocator preallocates most of the device as one buffer. */
-	{"XLA_PYTHON_CLIENT_ALLOCATOR", "platform"},
-	{"XLA_PYTHON_CLIENT_PREALLOCATE", "false"},
-	/* TensorFlow's BFC allocator also suballocates from large regions; the async CUDA allocator
-	 * asks the driver for each buffer (cuMemAllocAsync), which memvirt serves. */
-	{"TF_GPU_ALLOCATOR", "cuda_malloc_async"},
-};
-
 static void run_usage(FILE *f)
 {
 	fprintf(f,
@@ -613,8 +596,7 @@ static void run_environment(const struct run_opts *o, const struct mvd_config *c
 		setenv("MEMVIRT_PAGE_MIN", o->plan.page_min, 1);
 	if (o->record[0] != '\0')
 		setenv("MEMVIRT_RECORD", o->record, 1);
-	for (size_t i = 0; i < sizeof(run_profiles) / sizeof(run_profiles[0]); i++)
-		setenv(run_profiles[i].name, run_profiles[i].value, 0);
+	cli_framework_profiles("memvirt run");
 	if (cfg != NULL) {
 		run_setenv_u64("MEMVIRT_SLAB_THRESHOLD", cfg->slab_threshold);
 		if (cfg->host_limit != 0)

@@ -86,6 +86,9 @@ void xoom(void);
 /* ---- Subcommands of memvirt: each takes argv from the subcommand's name on and returns the
  * exit status. ---- */
 int cmd_run(int argc, char **argv);             /* cmd-run.c */
+/* Sets the framework profiles that the user's environment leaves open, and says once what memvirt
+ * sees of a framework whose allocator the user chose (profiles.c). */
+void cli_framework_profiles(const char *prog);
 int cmd_stats(int argc, char **argv);           /* cmd-stats.c */
 int cmd_daemon(int argc, char **argv);          /* cmd-daemon.c */
 int cmd_policies(int argc, char **argv);        /* cmd-policies.c */
