@@ -385,15 +385,19 @@ static int serving(void)
 
 MV_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytes)
 {
+	CUresult r;
+
 	if (!serving())
 		return CUDA_ERROR_NOT_INITIALIZED;
-	return alloc(dptr, bytes, NULL);
+	r = mv_capture_probe();
+	return r != CUDA_SUCCESS ? r : alloc(dptr, bytes, NULL);
 }
 
 MV_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height,
 				      unsigned int elem)
 {
 	size_t p;
+	CUresult r;
 
 	if (!serving())
 		return CUDA_ERROR_NOT_INITIALIZED;
@@ -403,17 +407,23 @@ MV_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t w
 	p = (width + 511) & ~(size_t)511;
 	if (height > SIZE_MAX / p)
 		return CUDA_ERROR_INVALID_VALUE;
+	r = mv_capture_probe();
+	if (r != CUDA_SUCCESS)
+		return r;
 	*pitch = p;
 	return alloc(dptr, p * height, NULL);
 }
 
 MV_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
 {
+	CUresult r;
+
 	if (!serving())
 		return CUDA_ERROR_NOT_INITIALIZED;
 	if (dptr == 0)
 		return CUDA_SUCCESS;
-	return release(dptr, NULL);
+	r = mv_capture_probe();
+	return r != CUDA_SUCCESS ? r : release(dptr, NULL);
 }
 
 /* A stream-ordered allocation from pool, or from the device's current pool when pool is NULL:

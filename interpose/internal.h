@@ -185,6 +185,12 @@ void mv_capture_unprepare(CUstream h, int per_thread);
 void mv_capture_begin(CUstream h, int per_thread);
 void mv_capture_end(CUstream h, int per_thread);
 int mv_capturing(CUstream h, int per_thread);
+/* The capture-mode rules forbid cuMemAlloc and cuMemFree on some threads while a capture runs
+ * (cuThreadExchangeStreamCaptureMode), and a forbidden call invalidates the capture. memvirt serves
+ * both without the driver, so while a capture it knows of runs, the driver decides: one byte
+ * allocated and freed, which it refuses (invalidating the captures that forbid it) exactly when it
+ * would refuse the app's call. Returns CUDA_SUCCESS or the driver's refusal. */
+CUresult mv_capture_probe(void);
 
 /* ---- buffers (registry.c) ---- */
 

@@ -359,6 +359,21 @@ void mv_capture_end(CUstream h, int per_thread)
 	pthread_mutex_unlock(&add_lock);
 }
 
+CUresult mv_capture_probe(void)
+{
+	CUdeviceptr p;
+	CUresult r;
+
+	if (atomic_load_explicit(&ncaptures, memory_order_acquire) == 0)
+		return CUDA_SUCCESS;
+	r = mv_real.cuMemAlloc_v2(&p, 1);
+	if (r == CUDA_SUCCESS) {
+		mv_real.cuMemFree_v2(p);
+		return CUDA_SUCCESS;
+	}
+	return r == CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED || r == CUDA_ERROR_STREAM_CAPTURE_IMPLICIT ? r : CUDA_SUCCESS;
+}
+
 int mv_capturing(CUstream h, int per_thread)
 {
 	if (atomic_load_explicit(&ncaptures, memory_order_acquire) == 0)

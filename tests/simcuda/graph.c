@@ -165,11 +165,36 @@ static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int per_thre
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 	if (s->capture != NULL)
 		return CUDA_ERROR_ILLEGAL_STATE;
+	if (mode > CU_STREAM_CAPTURE_MODE_RELAXED)
+		return CUDA_ERROR_INVALID_VALUE;
 	g = graph_new();
 	if (g == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
+	pthread_mutex_lock(&sim_sched_lock);
 	s->capture_mode = mode;
+	s->capture_thread = pthread_self();
+	s->capture_invalid = 0;
 	s->capture = g;
+	pthread_mutex_unlock(&sim_sched_lock);
+	return CUDA_SUCCESS;
+}
+
+/* Each thread's mode for the capture rules; global until the thread changes it. */
+static __thread CUstreamCaptureMode thread_mode = CU_STREAM_CAPTURE_MODE_GLOBAL;
+
+CUstreamCaptureMode sim_thread_capture_mode(void)
+{
+	return thread_mode;
+}
+
+SIM_EXPORT CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode *mode)
+{
+	CUstreamCaptureMode old = thread_mode;
+
+	if (mode == NULL || *mode > CU_STREAM_CAPTURE_MODE_RELAXED)
+		return CUDA_ERROR_INVALID_VALUE;
+	thread_mode = *mode;
+	*mode = old;
 	return CUDA_SUCCESS;
 }
 
@@ -197,6 +222,8 @@ SIM_EXPORT CUresult cuStreamBeginCapture_ptsz(CUstream h)
 static CUresult end_capture(CUstream h, CUgraph *pg, int per_thread)
 {
 	struct sim_stream *s;
+	struct sim_graph *g;
+	int invalid;
 	CUresult r = sim_enter_stream(h, per_thread, &s);
 
 	if (r != CUDA_SUCCESS)
@@ -205,8 +232,19 @@ static CUresult end_capture(CUstream h, CUgraph *pg, int per_thread)
 		return CUDA_ERROR_INVALID_VALUE;
 	if (s->capture == NULL)
 		return CUDA_ERROR_ILLEGAL_STATE;
-	*pg = (CUgraph)s->capture;
+	pthread_mutex_lock(&sim_sched_lock);
+	g = s->capture;
+	invalid = s->capture_invalid;
 	s->capture = NULL;
+	s->capture_invalid = 0;
+	pthread_mutex_unlock(&sim_sched_lock);
+	/* An invalidated capture ends without a graph. */
+	if (invalid) {
+		graph_free(g);
+		*pg = NULL;
+		return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+	}
+	*pg = (CUgraph)g;
 	return CUDA_SUCCESS;
 }
 
@@ -229,7 +267,9 @@ static CUresult is_capturing(CUstream h, CUstreamCaptureStatus *status, int per_
 		return r;
 	if (status == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	*status = s->capture != NULL ? CU_STREAM_CAPTURE_STATUS_ACTIVE : CU_STREAM_CAPTURE_STATUS_NONE;
+	*status = s->capture == NULL ? CU_STREAM_CAPTURE_STATUS_NONE
+		  : s->capture_invalid ? CU_STREAM_CAPTURE_STATUS_INVALIDATED
+				       : CU_STREAM_CAPTURE_STATUS_ACTIVE;
 	return CUDA_SUCCESS;
 }
 

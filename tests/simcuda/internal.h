@@ -248,6 +248,8 @@ struct sim_stream {
 	int dying;
 	struct sim_graph *capture; /* non-NULL while capturing */
 	CUstreamCaptureMode capture_mode;
+	pthread_t capture_thread;  /* the thread that began the capture */
+	int capture_invalid;       /* a forbidden call invalidated the capture: it ends in an error */
 	struct sim_stream *next_all;
 };
 
@@ -268,6 +270,13 @@ CUresult sim_enter_stream(CUstream h, int per_thread, struct sim_stream **out);
  * the engine's availability and its dependencies; cost_ns is its modeled duration on engine. The op
  * is owned by the stream afterwards. */
 void sim_stream_submit(struct sim_stream *s, struct sim_op *op, enum sim_engine_id engine, uint64_t cost_ns);
+
+/* The capture-mode rules, for a potentially unsafe call (an allocation or a free) on this thread:
+ * CUDA_SUCCESS when allowed, else CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, and every capture that
+ * forbade it is invalidated (stream.c). mode: the calling thread's (cuThreadExchangeStreamCaptureMode). */
+CUresult sim_capture_unsafe_call(CUstreamCaptureMode mode);
+/* The calling thread's capture interaction mode (graph.c). */
+CUstreamCaptureMode sim_thread_capture_mode(void);
 
 /* Waits until every op enqueued on s so far has completed. */
 void sim_stream_wait_all(struct sim_stream *s);

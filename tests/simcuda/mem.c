@@ -588,6 +588,9 @@ SIM_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytes)
 		return r;
 	if (dptr == NULL || bytes == 0)
 		return CUDA_ERROR_INVALID_VALUE;
+	r = sim_capture_unsafe_call(sim_thread_capture_mode());
+	if (r != CUDA_SUCCESS)
+		return r;
 	pthread_mutex_lock(&sim_mem_lock);
 	r = sim_alloc_new(bytes, &va);
 	pthread_mutex_unlock(&sim_mem_lock);
@@ -619,6 +622,9 @@ SIM_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
 		return r;
 	if (dptr == 0)
 		return CUDA_SUCCESS;
+	r = sim_capture_unsafe_call(sim_thread_capture_mode());
+	if (r != CUDA_SUCCESS)
+		return r;
 	sim_streams_idle(NULL);
 	pthread_mutex_lock(&sim_mem_lock);
 	r = sim_alloc_free(dptr);

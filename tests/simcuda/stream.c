@@ -868,6 +868,31 @@ SIM_EXPORT uint64_t simcuda_clock_ns(void)
 	return t;
 }
 
+/* A thread in global mode may not make unsafe calls while it or any other thread captures in
+ * global mode, nor while it captures in thread-local mode; in thread-local mode, only its own
+ * captures not begun relaxed forbid them; in relaxed mode, none do (cuThreadExchangeStreamCaptureMode). */
+CUresult sim_capture_unsafe_call(CUstreamCaptureMode mode)
+{
+	int forbidden = 0;
+
+	if (mode == CU_STREAM_CAPTURE_MODE_RELAXED)
+		return CUDA_SUCCESS;
+	pthread_mutex_lock(&sim_sched_lock);
+	for (struct sim_stream *s = all_streams; s != NULL; s = s->next_all) {
+		int own;
+		if (s->capture == NULL)
+			continue;
+		own = pthread_equal(s->capture_thread, pthread_self());
+		if ((own && s->capture_mode != CU_STREAM_CAPTURE_MODE_RELAXED) ||
+		    (!own && mode == CU_STREAM_CAPTURE_MODE_GLOBAL && s->capture_mode == CU_STREAM_CAPTURE_MODE_GLOBAL)) {
+			s->capture_invalid = 1;
+			forbidden = 1;
+		}
+	}
+	pthread_mutex_unlock(&sim_sched_lock);
+	return forbidden ? CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED : CUDA_SUCCESS;
+}
+
 SIM_EXPORT uint64_t simcuda_makespan_ns(void)
 {
 	uint64_t t;

@@ -291,6 +291,53 @@ START_TEST(test_capturing_stream_queued_work_kept)
 }
 END_TEST
 
+/* memvirt serves cuMemAlloc and cuMemFree without the driver, yet a capture forbids them exactly
+ * where the driver would (cuThreadExchangeStreamCaptureMode): refused, the capture invalidated,
+ * and nothing allocated or freed; a thread relaxed for the call is served, and the graph captured
+ * around it runs on the buffer. */
+START_TEST(test_capture_forbids_alloc_as_driver_does)
+{
+	CUstreamCaptureMode m;
+	CUstreamCaptureStatus st;
+	CUdeviceptr p, q;
+	CUgraphExec e;
+	CUstream s;
+	CUgraph g = NULL;
+
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	q = alloc_filled(4.0f);
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK_ERR(cuMemAlloc(&p, BUF), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+	CHK(cuStreamIsCapturing(s, &st));
+	ck_assert_int_eq(st, CU_STREAM_CAPTURE_STATUS_INVALIDATED);
+	CHK_ERR(cuStreamEndCapture(s, &g), CUDA_ERROR_STREAM_CAPTURE_INVALIDATED);
+
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	m = CU_STREAM_CAPTURE_MODE_RELAXED;
+	CHK(cuThreadExchangeStreamCaptureMode(&m));
+	CHK(cuMemAlloc(&p, BUF));
+	CHK(cuThreadExchangeStreamCaptureMode(&m));
+	CHK(simtest_fill(p, 2.0f, NF, s));
+	CHK(cuStreamEndCapture(s, &g));
+	ck_assert_ptr_nonnull(g);
+	CHK(cuGraphInstantiateWithFlags(&e, g, 0));
+	CHK(cuGraphDestroy(g));
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	simtest_expect_floats(p, NF, 2.0f);
+
+	/* A forbidden free frees nothing. */
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK_ERR(cuMemFree(q), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+	CHK_ERR(cuStreamEndCapture(s, &g), CUDA_ERROR_STREAM_CAPTURE_INVALIDATED);
+	simtest_expect_floats(q, NF, 4.0f);
+	CHK(cuMemFree(q));
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuStreamDestroy(s));
+}
+END_TEST
+
 /* The library forgets a destroyed stream: streams made and destroyed one after another, more than
  * its table holds, are each tracked as the first one was (none falls back to synchronising). */
 START_TEST(test_destroyed_streams_forgotten)
@@ -400,6 +447,7 @@ static Suite *streams_suite(void)
 	tc = simtest_tcase(s, "destroy", 60);
 	tcase_add_test(tc, test_destroyed_stream_queued_work_kept);
 	tcase_add_test(tc, test_capturing_stream_queued_work_kept);
+	tcase_add_test(tc, test_capture_forbids_alloc_as_driver_does);
 	tcase_add_test(tc, test_destroyed_streams_forgotten);
 	return s;
 }

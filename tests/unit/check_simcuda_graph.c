@@ -2,6 +2,8 @@
  * launched, as many times as it is, and what cannot be captured is refused. */
 #include "config.h"
 
+#include <pthread.h>
+
 #include "tests/unit/simtest.h"
 
 #define N 1024
@@ -116,6 +118,119 @@ START_TEST(test_capture_refuses_other_work)
 	CHK(cuMemcpyHtoDAsync(d, h, sizeof(h), s));
 	CHK(cuStreamSynchronize(s));
 	CHK(cuGraphDestroy(g));
+}
+END_TEST
+
+/* An allocation on another thread, in that thread's capture mode: its result. */
+struct other_alloc {
+	CUstreamCaptureMode mode;
+	CUresult r;
+};
+
+static void *alloc_on_other_thread(void *arg)
+{
+	struct other_alloc *o = arg;
+	CUdeviceptr p = 0;
+
+	if (cuCtxSetCurrent(simtest_ctx) != CUDA_SUCCESS || cuThreadExchangeStreamCaptureMode(&o->mode) != CUDA_SUCCESS) {
+		o->r = CUDA_ERROR_UNKNOWN;
+		return NULL;
+	}
+	o->r = cuMemAlloc(&p, 4096);
+	if (o->r == CUDA_SUCCESS)
+		o->r = cuMemFree(p);
+	return NULL;
+}
+
+static CUresult alloc_elsewhere(CUstreamCaptureMode mode)
+{
+	struct other_alloc o = {.mode = mode, .r = CUDA_ERROR_UNKNOWN};
+	pthread_t t;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, alloc_on_other_thread, &o), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	return o.r;
+}
+
+/* Ends a capture that must have survived, and frees its graph. */
+static void end_valid(CUstream s)
+{
+	CUgraph g = NULL;
+	CUstreamCaptureStatus st;
+
+	CHK(cuStreamIsCapturing(s, &st));
+	ck_assert_int_eq(st, CU_STREAM_CAPTURE_STATUS_ACTIVE);
+	CHK(cuStreamEndCapture(s, &g));
+	ck_assert_ptr_nonnull(g);
+	CHK(cuGraphDestroy(g));
+}
+
+/* Ends a capture that a forbidden call invalidated. */
+static void end_invalidated(CUstream s)
+{
+	CUgraph g = (CUgraph)&g;
+	CUstreamCaptureStatus st;
+
+	CHK(cuStreamIsCapturing(s, &st));
+	ck_assert_int_eq(st, CU_STREAM_CAPTURE_STATUS_INVALIDATED);
+	CHK_ERR(cuStreamEndCapture(s, &g), CUDA_ERROR_STREAM_CAPTURE_INVALIDATED);
+	ck_assert_ptr_null(g);
+}
+
+/* The capture-mode rules for a potentially unsafe call (cuMemAlloc, cuMemFree), as
+ * cuThreadExchangeStreamCaptureMode documents them: refused, and the capture that forbade it
+ * invalidated, unless the calling thread or the capture is relaxed, or the capture is another
+ * thread's and either side is thread-local. */
+START_TEST(test_capture_mode_rules)
+{
+	CUstreamCaptureMode m;
+	CUdeviceptr p, q;
+	CUstream s;
+
+	simtest_start();
+	CHK(cuStreamCreate(&s, 0));
+	/* Global capture, global thread: refused, and the capture is lost. */
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK_ERR(cuMemAlloc(&p, 4096), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+	end_invalidated(s);
+	/* The thread relaxed for the call (what a caching allocator does): allowed. */
+	CHK(cuMemAlloc(&q, 4096));
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	m = CU_STREAM_CAPTURE_MODE_RELAXED;
+	CHK(cuThreadExchangeStreamCaptureMode(&m));
+	ck_assert_int_eq(m, CU_STREAM_CAPTURE_MODE_GLOBAL);
+	CHK(cuMemAlloc(&p, 4096));
+	CHK(cuMemFree(p));
+	CHK(cuThreadExchangeStreamCaptureMode(&m));
+	ck_assert_int_eq(m, CU_STREAM_CAPTURE_MODE_RELAXED);
+	CHK_ERR(cuMemFree(q), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+	end_invalidated(s);
+	CHK(cuMemFree(q));
+	/* A relaxed capture forbids nothing. */
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_RELAXED));
+	CHK(cuMemAlloc(&p, 4096));
+	ck_assert_int_eq(alloc_elsewhere(CU_STREAM_CAPTURE_MODE_GLOBAL), CUDA_SUCCESS);
+	end_valid(s);
+	CHK(cuMemFree(p));
+	/* A thread-local capture forbids its own thread only. */
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL));
+	ck_assert_int_eq(alloc_elsewhere(CU_STREAM_CAPTURE_MODE_GLOBAL), CUDA_SUCCESS);
+	end_valid(s);
+	/* A global capture forbids other threads in global mode, not those in thread-local mode. */
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	ck_assert_int_eq(alloc_elsewhere(CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), CUDA_SUCCESS);
+	end_valid(s);
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	ck_assert_int_eq(alloc_elsewhere(CU_STREAM_CAPTURE_MODE_GLOBAL), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+	end_invalidated(s);
+	/* Bad modes are refused. */
+	m = (CUstreamCaptureMode)7;
+	CHK_ERR(cuThreadExchangeStreamCaptureMode(&m), CUDA_ERROR_INVALID_VALUE);
+	CHK_ERR(cuThreadExchangeStreamCaptureMode(NULL), CUDA_ERROR_INVALID_VALUE);
+	/* After all that, allocation works. */
+	CHK(cuMemAlloc(&p, 4096));
+	CHK(cuMemFree(p));
+	CHK(cuStreamDestroy(s));
 }
 END_TEST
 
@@ -402,6 +517,7 @@ static Suite *graph_suite(void)
 
 	tcase_add_test(tc, test_capture_and_replay);
 	tcase_add_test(tc, test_capture_refuses_other_work);
+	tcase_add_test(tc, test_capture_mode_rules);
 	tcase_add_test(tc, test_empty_graph);
 	tcase_add_test(tc, test_explicit_nodes_run_in_order);
 	tcase_add_test(tc, test_explicit_nodes_refused);
