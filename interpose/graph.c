@@ -36,10 +36,14 @@ MV_EXPORT CUresult cuStreamBeginCapture_v2_ptsz(CUstream h, CUstreamCaptureMode 
 
 static CUresult end_capture(CUstream h, CUgraph *g, int per_thread)
 {
+	CUresult r;
+
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	mv_capture_end(h, per_thread);
-	return (per_thread ? mv_real.cuStreamEndCapture_ptsz : mv_real.cuStreamEndCapture)(h, g);
+	r = (per_thread ? mv_real.cuStreamEndCapture_ptsz : mv_real.cuStreamEndCapture)(h, g);
+	mv_capture_probes_free();
+	return r;
 }
 
 MV_EXPORT CUresult cuStreamEndCapture(CUstream h, CUgraph *g)

@@ -40,6 +40,7 @@
  *   _relock, one that returns without it in _unlock; callers look again at what they read before.
  * pool_lock (hostpool.c): the host pool's chunk list, granule flags and byte counts. Let go while
  *   a chunk is made (pool_add_relock).
+ * probe_lock (stream.c): the capture probes' bytes waiting to be freed.
  * add_lock (stream.c): adding to the stream table and the list of capturing streams; lookups read
  *   entries published by atomic counts.
  * each stream's demand_lock (stream.c): serialises records of its on-demand mark event, and guards
@@ -191,6 +192,8 @@ int mv_capturing(CUstream h, int per_thread);
  * allocated and freed, which it refuses (invalidating the captures that forbid it) exactly when it
  * would refuse the app's call. Returns CUDA_SUCCESS or the driver's refusal. */
 CUresult mv_capture_probe(void);
+/* Frees the probes' bytes once no capture runs (after a capture's real end). */
+void mv_capture_probes_free(void);
 
 /* ---- buffers (registry.c) ---- */
 

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <sched.h>
+#include <string.h>
 
 #include "interpose/internal.h"
 
@@ -359,19 +360,50 @@ void mv_capture_end(CUstream h, int per_thread)
 	pthread_mutex_unlock(&add_lock);
 }
 
+/* The probes' bytes, freed once no capture runs: cuMemFree waits for the device, which a capture
+ * may not see. Guarded by probe_lock, which is taken with no other lock held, and takes none. */
+#define MV_PROBES 1024
+static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
+static CUdeviceptr probes[MV_PROBES];
+static int nprobes;
+
 CUresult mv_capture_probe(void)
 {
 	CUdeviceptr p;
 	CUresult r;
+	int kept = 0;
 
 	if (atomic_load_explicit(&ncaptures, memory_order_acquire) == 0)
 		return CUDA_SUCCESS;
 	r = mv_real.cuMemAlloc_v2(&p, 1);
-	if (r == CUDA_SUCCESS) {
-		mv_real.cuMemFree_v2(p);
-		return CUDA_SUCCESS;
+	if (r != CUDA_SUCCESS)
+		return r == CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED || r == CUDA_ERROR_STREAM_CAPTURE_IMPLICIT ? r
+													 : CUDA_SUCCESS;
+	pthread_mutex_lock(&probe_lock);
+	if (nprobes < MV_PROBES) {
+		probes[nprobes++] = p;
+		kept = 1;
 	}
-	return r == CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED || r == CUDA_ERROR_STREAM_CAPTURE_IMPLICIT ? r : CUDA_SUCCESS;
+	pthread_mutex_unlock(&probe_lock);
+	if (!kept)
+		mv_real.cuMemFree_v2(p); /* more probes in one capture than the table holds: rare */
+	return CUDA_SUCCESS;
+}
+
+void mv_capture_probes_free(void)
+{
+	CUdeviceptr p[MV_PROBES];
+	int n;
+
+	if (atomic_load_explicit(&ncaptures, memory_order_acquire) != 0)
+		return;
+	pthread_mutex_lock(&probe_lock);
+	n = nprobes;
+	memcpy(p, probes, (size_t)n * sizeof(p[0]));
+	nprobes = 0;
+	pthread_mutex_unlock(&probe_lock);
+	for (int i = 0; i < n; i++)
+		mv_real.cuMemFree_v2(p[i]);
 }
 
 int mv_capturing(CUstream h, int per_thread)
