@@ -8,20 +8,52 @@
 
 #include "interpose/internal.h"
 
-static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int per_thread)
+/* After the driver's answer r to a capture's start on h: the stream captures, or is as before
+ * (marked: mv_capture_prepare marked it). */
+static CUresult capture_started(CUstream h, int per_thread, int marked, CUresult r)
 {
-	CUresult r;
-	int marked;
-
-	if (mv_init() != 0)
-		return CUDA_ERROR_NOT_INITIALIZED;
-	marked = mv_capture_prepare(h, per_thread);
-	r = (per_thread ? mv_real.cuStreamBeginCapture_v2_ptsz : mv_real.cuStreamBeginCapture_v2)(h, mode);
 	if (r == CUDA_SUCCESS)
 		mv_capture_begin(h, per_thread);
 	else if (marked)
 		mv_capture_unprepare(h, per_thread);
 	return r;
+}
+
+static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int per_thread)
+{
+	int marked;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	marked = mv_capture_prepare(h, per_thread);
+	return capture_started(h, per_thread, marked,
+			       (per_thread ? mv_real.cuStreamBeginCapture_v2_ptsz : mv_real.cuStreamBeginCapture_v2)(h, mode));
+}
+
+/* A capture into the app's own graph is a capture like any other: what it records is pinned. */
+static CUresult begin_capture_to_graph(CUstream h, CUgraph g, const CUgraphNode *deps, const CUgraphEdgeData *edges,
+				       size_t n, CUstreamCaptureMode mode, int per_thread)
+{
+	int marked;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	marked = mv_capture_prepare(h, per_thread);
+	return capture_started(h, per_thread, marked,
+			       (per_thread ? mv_real.cuStreamBeginCaptureToGraph_ptsz : mv_real.cuStreamBeginCaptureToGraph)(
+				       h, g, deps, edges, n, mode));
+}
+
+MV_EXPORT CUresult cuStreamBeginCaptureToGraph(CUstream h, CUgraph g, const CUgraphNode *deps,
+					       const CUgraphEdgeData *edges, size_t n, CUstreamCaptureMode mode)
+{
+	return begin_capture_to_graph(h, g, deps, edges, n, mode, 0);
+}
+
+MV_EXPORT CUresult cuStreamBeginCaptureToGraph_ptsz(CUstream h, CUgraph g, const CUgraphNode *deps,
+						    const CUgraphEdgeData *edges, size_t n, CUstreamCaptureMode mode)
+{
+	return begin_capture_to_graph(h, g, deps, edges, n, mode, 1);
 }
 
 MV_EXPORT CUresult cuStreamBeginCapture_v2(CUstream h, CUstreamCaptureMode mode)

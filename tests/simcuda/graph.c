@@ -152,7 +152,8 @@ fail:
 	return NULL;
 }
 
-static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int per_thread)
+/* Begins capturing on a stream, into a new graph, or into `into` (cuStreamBeginCaptureToGraph). */
+static CUresult begin_capture_into(CUstream h, struct sim_graph *into, CUstreamCaptureMode mode, int per_thread)
 {
 	struct sim_stream *s;
 	struct sim_graph *g;
@@ -167,16 +168,22 @@ static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int per_thre
 		return CUDA_ERROR_ILLEGAL_STATE;
 	if (mode > CU_STREAM_CAPTURE_MODE_RELAXED)
 		return CUDA_ERROR_INVALID_VALUE;
-	g = graph_new();
+	g = into != NULL ? into : graph_new();
 	if (g == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	pthread_mutex_lock(&sim_sched_lock);
+	s->capture_external = into != NULL;
 	s->capture_mode = mode;
 	s->capture_thread = pthread_self();
 	s->capture_invalid = 0;
 	s->capture = g;
 	pthread_mutex_unlock(&sim_sched_lock);
 	return CUDA_SUCCESS;
+}
+
+static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int per_thread)
+{
+	return begin_capture_into(h, NULL, mode, per_thread);
 }
 
 /* Each thread's mode for the capture rules; global until the thread changes it. */
@@ -223,7 +230,7 @@ static CUresult end_capture(CUstream h, CUgraph *pg, int per_thread)
 {
 	struct sim_stream *s;
 	struct sim_graph *g;
-	int invalid;
+	int invalid, external;
 	CUresult r = sim_enter_stream(h, per_thread, &s);
 
 	if (r != CUDA_SUCCESS)
@@ -235,12 +242,14 @@ static CUresult end_capture(CUstream h, CUgraph *pg, int per_thread)
 	pthread_mutex_lock(&sim_sched_lock);
 	g = s->capture;
 	invalid = s->capture_invalid;
+	external = s->capture_external;
 	s->capture = NULL;
 	s->capture_invalid = 0;
 	pthread_mutex_unlock(&sim_sched_lock);
-	/* An invalidated capture ends without a graph. */
+	/* An invalidated capture ends without a graph (the app's own graph stays the app's). */
 	if (invalid) {
-		graph_free(g);
+		if (!external)
+			graph_free(g);
 		*pg = NULL;
 		return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
 	}
@@ -796,4 +805,33 @@ SIM_EXPORT CUresult cuGraphExecUpdate_v2(CUgraphExec he, CUgraph hg, CUgraphExec
 	free(items);
 	info->result = res;
 	return res == CU_GRAPH_EXEC_UPDATE_SUCCESS ? CUDA_SUCCESS : CUDA_ERROR_GRAPH_EXEC_UPDATE_FAILURE;
+}
+
+/* Capture into an existing graph: the captured nodes follow the graph's nodes, so they run after
+ * the dependencies named (which must be distinct nodes of that graph), and the capture's end gives
+ * back the same graph. */
+static CUresult begin_capture_to_graph(CUstream h, CUgraph hg, const CUgraphNode *deps, size_t ndeps,
+				       CUstreamCaptureMode mode, int per_thread)
+{
+	CUgraphNode unused;
+	struct sim_graph *g;
+	CUresult r = add_check(&unused, hg, deps, ndeps, &g);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	return begin_capture_into(h, g, mode, per_thread);
+}
+
+SIM_EXPORT CUresult cuStreamBeginCaptureToGraph(CUstream h, CUgraph hg, const CUgraphNode *deps,
+						const CUgraphEdgeData *edges, size_t ndeps, CUstreamCaptureMode mode)
+{
+	(void)edges;
+	return begin_capture_to_graph(h, hg, deps, ndeps, mode, 0);
+}
+
+SIM_EXPORT CUresult cuStreamBeginCaptureToGraph_ptsz(CUstream h, CUgraph hg, const CUgraphNode *deps,
+						     const CUgraphEdgeData *edges, size_t ndeps, CUstreamCaptureMode mode)
+{
+	(void)edges;
+	return begin_capture_to_graph(h, hg, deps, ndeps, mode, 1);
 }

@@ -250,6 +250,7 @@ struct sim_stream {
 	CUstreamCaptureMode capture_mode;
 	pthread_t capture_thread;  /* the thread that began the capture */
 	int capture_invalid;       /* a forbidden call invalidated the capture: it ends in an error */
+	int capture_external;      /* capturing into the app's graph (cuStreamBeginCaptureToGraph) */
 	struct sim_stream *next_all;
 };
 

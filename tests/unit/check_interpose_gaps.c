@@ -304,6 +304,43 @@ START_TEST(test_coop_multi_device_refused)
 }
 END_TEST
 
+/* A capture into the app's own graph (cuStreamBeginCaptureToGraph, as XLA's command buffers use)
+ * is a capture like any other: its launch is recorded, not run, and its buffers are pinned, so the
+ * graph finds them after pressure has paged out everything else. */
+START_TEST(test_capture_to_graph_pins_buffers)
+{
+	CUdeviceptr x, y, f[8] = {0};
+	float vf[8];
+	CUgraph g, ended = NULL;
+	CUgraphNode first;
+	CUgraphExec e;
+	CUstream s;
+
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	x = alloc_filled(BUF, 2.0f);
+	y = alloc_filled(BUF, 1.0f);
+	CHK(cuGraphCreate(&g, 0));
+	CHK(cuGraphAddEmptyNode(&first, g, NULL, 0));
+	CHK(cuStreamBeginCaptureToGraph(s, g, &first, NULL, 1, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(simtest_axpy(y, x, 1.0f, NF, s));
+	CHK(cuStreamEndCapture(s, &ended));
+	ck_assert_ptr_eq(ended, g);
+	simtest_expect_floats(y, NF, 1.0f); /* recorded, not run */
+	CHK(cuGraphInstantiate(&e, g, 0));
+	ck_assert_uint_gt(pressure(f, vf), 8);
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	simtest_expect_floats(y, NF, 3.0f);
+	simtest_expect_floats(x, NF, 2.0f);
+	for (int i = 0; i < 8; i++)
+		simtest_expect_floats(f[i], NF, vf[i]);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(g));
+	CHK(cuStreamDestroy(s));
+}
+END_TEST
+
 static Suite *gaps_suite(void)
 {
 	Suite *s = suite_create("interpose_gaps");
@@ -313,6 +350,7 @@ static Suite *gaps_suite(void)
 	tcase_add_test(tc, test_texture_bad_range_refused);
 	tcase_add_test(tc, test_refused_objects_leave_buffers_pageable);
 	tcase_add_test(tc, test_generic_graph_nodes_pin_buffers);
+	tcase_add_test(tc, test_capture_to_graph_pins_buffers);
 	tcase_add_test(tc, test_coop_multi_device_refused);
 	return s;
 }

@@ -234,6 +234,46 @@ START_TEST(test_capture_mode_rules)
 }
 END_TEST
 
+/* A capture into an existing graph appends what it records after the nodes it depends on, which
+ * must be distinct nodes of that graph, and its end gives back the same graph. */
+START_TEST(test_capture_to_graph)
+{
+	CUdeviceptr d;
+	CUgraph g, other, ended = NULL;
+	CUgraphNode first, foreign, twice[2];
+	CUgraphExec e;
+	CUstream s;
+	size_t n = 0;
+
+	simtest_start();
+	CHK(cuStreamCreate(&s, 0));
+	CHK(cuMemAlloc(&d, N * sizeof(float)));
+	CHK(cuGraphCreate(&g, 0));
+	CHK(cuGraphCreate(&other, 0));
+	CHK(cuGraphAddEmptyNode(&first, g, NULL, 0));
+	CHK(cuGraphAddEmptyNode(&foreign, other, NULL, 0));
+	CHK_ERR(cuStreamBeginCaptureToGraph(s, g, &foreign, NULL, 1, CU_STREAM_CAPTURE_MODE_GLOBAL), CUDA_ERROR_INVALID_VALUE);
+	twice[0] = twice[1] = first;
+	CHK_ERR(cuStreamBeginCaptureToGraph(s, g, twice, NULL, 2, CU_STREAM_CAPTURE_MODE_GLOBAL), CUDA_ERROR_INVALID_VALUE);
+	CHK_ERR(cuStreamBeginCaptureToGraph(s, g, NULL, NULL, 1, CU_STREAM_CAPTURE_MODE_GLOBAL), CUDA_ERROR_INVALID_VALUE);
+	CHK(cuStreamBeginCaptureToGraph(s, g, &first, NULL, 1, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(simtest_fill(d, 6.0f, N, s));
+	CHK(cuStreamEndCapture(s, &ended));
+	ck_assert_ptr_eq(ended, g);
+	CHK(cuGraphGetNodes(g, NULL, &n));
+	ck_assert_uint_eq(n, 2);
+	CHK(cuGraphInstantiate(&e, g, 0));
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	simtest_expect_floats(d, N, 6.0f);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(g));
+	CHK(cuGraphDestroy(other));
+	CHK(cuMemFree(d));
+	CHK(cuStreamDestroy(s));
+}
+END_TEST
+
 START_TEST(test_empty_graph)
 {
 	CUstream s;
@@ -518,6 +558,7 @@ static Suite *graph_suite(void)
 	tcase_add_test(tc, test_capture_and_replay);
 	tcase_add_test(tc, test_capture_refuses_other_work);
 	tcase_add_test(tc, test_capture_mode_rules);
+	tcase_add_test(tc, test_capture_to_graph);
 	tcase_add_test(tc, test_empty_graph);
 	tcase_add_test(tc, test_explicit_nodes_run_in_order);
 	tcase_add_test(tc, test_explicit_nodes_refused);
