@@ -911,28 +911,43 @@ static CUresult pool_check(CUmemoryPool pool, const void *value)
 	return CUDA_SUCCESS;
 }
 
+/* Where an attribute of the default pool is kept: a reuse flag, or a 64-bit figure; NULL if neither. */
+static int *pool_flag(CUmemPool_attribute attr)
+{
+	if (attr < CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES || attr > CU_MEMPOOL_ATTR_REUSE_ALLOW_INTERNAL_DEPENDENCIES)
+		return NULL;
+	return &pool_attr.reuse[attr - CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES];
+}
+
+static uint64_t *pool_figure(CUmemPool_attribute attr)
+{
+	switch (attr) {
+	case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD: return &pool_attr.threshold;
+	case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT: return &pool_attr.reserved;
+	case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH: return &pool_attr.reserved_high;
+	case CU_MEMPOOL_ATTR_USED_MEM_CURRENT: return &pool_attr.used;
+	case CU_MEMPOOL_ATTR_USED_MEM_HIGH: return &pool_attr.used_high;
+	default: return NULL;
+	}
+}
+
 SIM_EXPORT CUresult cuMemPoolGetAttribute(CUmemoryPool pool, CUmemPool_attribute attr, void *value)
 {
 	CUresult r = pool_check(pool, value);
+	int *flag = pool_flag(attr);
+	uint64_t *figure = pool_figure(attr);
 
 	if (r != CUDA_SUCCESS)
 		return r;
+	if (flag == NULL && figure == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
 	pthread_mutex_lock(&sim_mem_lock);
-	switch (attr) {
-	case CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES:
-	case CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC:
-	case CU_MEMPOOL_ATTR_REUSE_ALLOW_INTERNAL_DEPENDENCIES:
-		*(int *)value = pool_attr.reuse[attr - CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES];
-		break;
-	case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD: *(cuuint64_t *)value = pool_attr.threshold; break;
-	case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT: *(cuuint64_t *)value = pool_attr.reserved; break;
-	case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH: *(cuuint64_t *)value = pool_attr.reserved_high; break;
-	case CU_MEMPOOL_ATTR_USED_MEM_CURRENT: *(cuuint64_t *)value = pool_attr.used; break;
-	case CU_MEMPOOL_ATTR_USED_MEM_HIGH: *(cuuint64_t *)value = pool_attr.used_high; break;
-	default: r = CUDA_ERROR_INVALID_VALUE; break;
-	}
+	if (flag != NULL)
+		*(int *)value = *flag;
+	else
+		*(cuuint64_t *)value = *figure;
 	pthread_mutex_unlock(&sim_mem_lock);
-	return r;
+	return CUDA_SUCCESS;
 }
 
 /* The usage figures are read-only, and a high watermark can only be reset (to zero, which it then
@@ -940,28 +955,20 @@ SIM_EXPORT CUresult cuMemPoolGetAttribute(CUmemoryPool pool, CUmemPool_attribute
 SIM_EXPORT CUresult cuMemPoolSetAttribute(CUmemoryPool pool, CUmemPool_attribute attr, void *value)
 {
 	CUresult r = pool_check(pool, value);
+	int *flag = pool_flag(attr);
 
 	if (r != CUDA_SUCCESS)
 		return r;
 	pthread_mutex_lock(&sim_mem_lock);
-	switch (attr) {
-	case CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES:
-	case CU_MEMPOOL_ATTR_REUSE_ALLOW_OPPORTUNISTIC:
-	case CU_MEMPOOL_ATTR_REUSE_ALLOW_INTERNAL_DEPENDENCIES:
-		pool_attr.reuse[attr - CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES] = *(int *)value != 0;
-		break;
-	case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD: pool_attr.threshold = *(cuuint64_t *)value; break;
-	case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH:
-	case CU_MEMPOOL_ATTR_USED_MEM_HIGH:
-		if (*(cuuint64_t *)value != 0)
-			r = CUDA_ERROR_INVALID_VALUE;
-		else if (attr == CU_MEMPOOL_ATTR_USED_MEM_HIGH)
-			pool_attr.used_high = pool_attr.used;
-		else
-			pool_attr.reserved_high = pool_attr.reserved;
-		break;
-	default: r = CUDA_ERROR_INVALID_VALUE; break;
-	}
+	if (flag != NULL)
+		*flag = *(int *)value != 0;
+	else if (attr == CU_MEMPOOL_ATTR_RELEASE_THRESHOLD)
+		pool_attr.threshold = *(cuuint64_t *)value;
+	else if ((attr == CU_MEMPOOL_ATTR_USED_MEM_HIGH || attr == CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH) &&
+		 *(cuuint64_t *)value == 0)
+		*pool_figure(attr) = attr == CU_MEMPOOL_ATTR_USED_MEM_HIGH ? pool_attr.used : pool_attr.reserved;
+	else
+		r = CUDA_ERROR_INVALID_VALUE;
 	pthread_mutex_unlock(&sim_mem_lock);
 	return r;
 }
