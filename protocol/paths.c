@@ -156,7 +156,9 @@ int mv_socket_answers(const char *path)
 	if (strlen(path) >= sizeof(sa.sun_path) || mv_socket_trusted(path, why, sizeof(why)) != 0)
 		return 0;
 	memcpy(sa.sun_path, path, strlen(path) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/* Non-blocking: a daemon whose backlog is full does not hold up the job (a Unix connect then
+	 * fails with EAGAIN) and counts as not answering. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return 0;
 	/* Nothing is sent: the daemon sees a connection that closes before its first frame. */
