@@ -109,10 +109,13 @@ static json_t *ps_daemon(const char *path, int *err)
 	size_t i;
 
 	*err = cli_client_open(&c, path, CLI_CLIENT_TIMEOUT_MS);
-	/* Asked again for the words of a refusal: cli_client_open keeps them to itself. */
-	if (*err == -EPERM && cli_client_call(path, "status", CLI_CLIENT_TIMEOUT_MS, &st, why,
-					      sizeof(why)) == -EPERM)
-		cli_client_no_daemon("memvirt ps", path, -EPERM, why);
+	if (*err == -EPERM) {
+		/* Asked again for the words of the refusal: cli_client_open keeps them to itself. */
+		if (cli_client_call(path, "status", CLI_CLIENT_TIMEOUT_MS, &st, why, sizeof(why)) == 0)
+			json_decref(st);
+		else
+			cli_client_no_daemon("memvirt ps", path, -EPERM, why);
+	}
 	if (*err < 0)
 		return NULL;
 	/* The daemon's user as the kernel tells it, not as it says. */
