@@ -1,5 +1,6 @@
-/* memvirt run: starts a command with libmemvirt.so preloaded and talking to a daemon, a private one
- * when none answers, and ends with the command's own exit status. */
+/* memvirt run: starts a command with libmemvirt.so preloaded and talking to the daemon that
+ * memvirt(1)'s DISCOVERY names (started when it is this user's own and none answers), and ends with
+ * the command's own exit status. */
 #include "config.h"
 
 #include <ctype.h>
@@ -23,10 +24,16 @@
 
 #include "cli/internal.h"
 #include "daemon/conf.h"
+#include "protocol/paths.h"
 #include "protocol/units.h"
 
 /* How long a private daemon has to answer after it is started. */
 #define RUN_DAEMON_WAIT_MS 3000
+/* How often run starts this user's own daemon before it gives up on it: a start loses only to a
+ * daemon that another run starts at the same moment, or to one that is stopping as it idles. */
+#define RUN_SHARED_TRIES 5
+/* --idle-exit for the daemon run starts for this user, unless $MEMVIRT_IDLE_EXIT says otherwise. */
+#define RUN_IDLE_EXIT "60"
 
 /* What the command line asked for. Every string is borrowed from argv. */
 struct run_opts {
@@ -45,6 +52,9 @@ struct run_daemon {
 	pid_t pid;        /* 0 when the job uses a daemon that was already there */
 	char dir[PATH_MAX];
 	char socket[PATH_MAX + 32];
+	/* A control session held open on a shared daemon while the job runs, so that the daemon
+	 * does not stop as idle before the job's library has linked (fd -1: none). */
+	struct cli_client hold;
 };
 
 /* The signals a shell or a batch system sends to stop or poke a job: they go to the command. */
@@ -57,9 +67,9 @@ static void run_usage(FILE *f)
 		"usage: memvirt run [OPTIONS] [--] COMMAND [ARGS...]\n"
 		"\n"
 		"Runs COMMAND with libmemvirt.so preloaded, so that it may use more device memory than\n"
-		"its budget: cold buffers are paged to host memory and back. When no memvirtd answers on\n"
-		"the socket, a private one is started for the job and stopped when it ends. The exit\n"
-		"status is COMMAND's.\n"
+		"its budget: cold buffers are paged to host memory and back. The job links to the\n"
+		"system memvirtd when it answers, else to this user's own, started when none answers\n"
+		"(memvirt(1), DISCOVERY). The exit status is COMMAND's.\n"
 		"\n"
 		"  --budget SIZE     device memory the job may hold: 6GiB, 1.5GB or 40%% of the device\n"
 		"                    (sets MEMVIRT_BUDGET)\n"
@@ -70,10 +80,11 @@ static void run_usage(FILE *f)
 		"  --page-min SIZE   page no buffer smaller than SIZE (sets MEMVIRT_PAGE_MIN)\n"
 		"  --record FILE     write the job's trace to FILE for 'memvirt trace'\n"
 		"                    (sets MEMVIRT_RECORD)\n"
-		"  --config FILE     the configuration for a private daemon; its \"library\" settings\n"
+		"  --config FILE     the configuration for a daemon run starts; its \"library\" settings\n"
 		"                    and the job's planning knobs (\"jobs\") are handed to the job\n"
 		"                    unless the environment or an option sets them\n"
-		"  --socket PATH     the daemon's socket (default: $MEMVIRT_SOCKET or the per-user path)\n"
+		"  --socket PATH     the daemon's socket (default: $MEMVIRT_SOCKET, else discovery);\n"
+		"                    a private daemon is started when none answers there\n"
 		"  --simulate        run on the simulated GPU of the build tree (tests/simcuda)\n"
 		"  --help            print this and exit\n");
 }
@@ -542,6 +553,183 @@ static void run_stop_daemon(struct run_daemon *d)
 	if (d->dir[0] != '\0')
 		run_remove_dir(d->dir);
 	d->dir[0] = '\0';
+	cli_client_close(&d->hold);
+}
+
+/* Takes the control session that keeps a shared daemon on path from stopping as idle while the
+ * job runs: it answered a status request on it, so it counts the session as a client. Returns 0,
+ * or a negative errno with the reason in err (-EPERM: the daemon is refused). */
+static int run_hold(const char *path, struct cli_client *hold, char *err, size_t errlen)
+{
+	json_t *req, *resp;
+	int r;
+
+	r = cli_client_open(hold, path, CLI_CLIENT_TIMEOUT_MS);
+	if (r < 0) {
+		/* Asked again for the words: cli_client_open keeps its reason to itself. */
+		r = cli_client_call(path, "status", CLI_CLIENT_TIMEOUT_MS, &resp, err, errlen);
+		if (r == 0)
+			json_decref(resp);
+		return r < 0 ? r : -EAGAIN;
+	}
+	req = json_pack("{s:s}", "cmd", "status");
+	if (req == NULL)
+		xoom();
+	r = cli_client_request(hold, req, CLI_CLIENT_TIMEOUT_MS, &resp, err, errlen);
+	json_decref(req);
+	if (r < 0) {
+		cli_client_close(hold);
+		return r;
+	}
+	json_decref(resp);
+	return 0;
+}
+
+/* The child's side of run_spawn_shared: a session of its own, so that the job's ^C and hangup
+ * are not the daemon's; stdin and stdout on /dev/null, stderr on errfd (when >= 0). */
+static void run_exec_shared(char **argv, int errfd, const sigset_t *oldmask)
+{
+	int fd = open("/dev/null", O_RDWR);
+
+	setsid();
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		if (fd > 2)
+			close(fd);
+	}
+	if (errfd > 2) {
+		dup2(errfd, 2);
+		close(errfd);
+	}
+	run_restore_signals(oldmask);
+	execvp(argv[0], argv);
+	fprintf(stderr, "cannot start %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+/* How long this user's own daemon has to answer once started; it is not stopped when late. */
+#define RUN_SHARED_WAIT_MS 10000
+
+/* Starts memvirtd on this user's socket path, detached from this run: it serves every job that
+ * finds it and stops once idle (--idle-exit). Returns 0 once it answers; -EAGAIN when it exited
+ * first (having lost the path to a daemon started at the same moment, or failed: its stderr is in
+ * err); -EINVAL when it refused its command line; -ETIMEDOUT. */
+static int run_spawn_shared(const struct run_opts *o, const char *path, const sigset_t *oldmask,
+			    char *err, size_t errlen)
+{
+	const char *idle = getenv("MEMVIRT_IDLE_EXIT");
+	char exe[PATH_MAX];
+	char *argv[10];
+	int argc = 0, p[2] = {-1, -1}, r, status;
+	ssize_t n;
+	pid_t pid;
+
+	argv[argc++] = cli_memvirtd_path(exe, sizeof(exe));
+	argv[argc++] = (char *)"--socket";
+	argv[argc++] = (char *)path;
+	argv[argc++] = (char *)"--idle-exit";
+	argv[argc++] = (char *)(idle != NULL && *idle != '\0' ? idle : RUN_IDLE_EXIT);
+	argv[argc++] = (char *)(o->config != NULL ? "--config" : "--log-level");
+	argv[argc++] = (char *)(o->config != NULL ? o->config : "warn");
+	argv[argc] = NULL;
+	/* Its stderr is a pipe until it answers, so that a daemon that cannot start is heard. The
+	 * write end does not block, and once nobody reads it the daemon's writes fail (it ignores
+	 * SIGPIPE) as they would on /dev/null. */
+	if (pipe2(p, O_CLOEXEC) == 0)
+		fcntl(p[1], F_SETFL, O_NONBLOCK);
+	fflush(NULL);
+	pid = fork();
+	if (pid == 0)
+		run_exec_shared(argv, p[1], oldmask);
+	if (p[1] >= 0)
+		close(p[1]);
+	r = pid < 0 ? -errno : cli_client_wait(path, RUN_SHARED_WAIT_MS, pid, &status);
+	snprintf(err, errlen, "%s", pid < 0 ? strerror(errno) : "");
+	if (r == -ECHILD && p[0] >= 0) {
+		n = read(p[0], err, errlen - 1);
+		err[n > 0 ? n : 0] = '\0';
+		err[strcspn(err, "\n")] = '\0';
+	}
+	if (p[0] >= 0)
+		close(p[0]);
+	if (r == -ECHILD && WIFEXITED(status) && (WEXITSTATUS(status) == 2 || WEXITSTATUS(status) == 127))
+		return -EINVAL;
+	return r == -ECHILD ? -EAGAIN : r;
+}
+
+/* The job's daemon when discovery names this user's own socket: the one that answers there, else
+ * one started there now. Two runs that start one at once both do; the daemon's lock lets one
+ * serve, the other exits, and its run takes the first. Returns 0 with d->hold open (1: started by
+ * this run), or -1 with the reason printed, for a private daemon to serve instead. */
+static int run_join_user(const struct run_opts *o, const char *path, struct run_daemon *d,
+			 const sigset_t *oldmask)
+{
+	char err[512], derr[512] = "";
+	int i, r, started = 0;
+
+	for (i = 0;; i++) {
+		r = run_hold(path, &d->hold, err, sizeof(err));
+		if (r == 0)
+			return started;
+		if (r == -EPERM) {
+			fprintf(stderr, "memvirt run: refusing the daemon on %s: %s; starting a private one\n",
+				path, err);
+			return -1;
+		}
+		if (i == RUN_SHARED_TRIES)
+			break;
+		r = run_spawn_shared(o, path, oldmask, derr, sizeof(derr));
+		started = r == 0;
+		if (r == -EINVAL)
+			break;
+		/* It lost to another daemon, which may be starting or stopping: the time to answer. */
+		if (r == -EAGAIN)
+			cli_client_wait(path, RUN_DAEMON_WAIT_MS, 0, NULL);
+	}
+	fprintf(stderr, "memvirt run: memvirtd did not stay up on %s%s%s; starting a private one\n", path,
+		derr[0] != '\0' ? ": " : "", derr);
+	return -1;
+}
+
+/* Finds the job's daemon by memvirt(1)'s DISCOVERY (found: which rule named socket): the system
+ * daemon, or this user's own (started when none answers), or the one an option or $MEMVIRT_SOCKET
+ * named; when none of these will do, a private one, whose socket replaces socket[len]. Returns 0,
+ * or -1 with the reason printed. */
+static int run_find_daemon(const struct run_opts *o, struct run_daemon *d, char *socket, size_t len,
+			   int found, const sigset_t *oldmask)
+{
+	char err[512];
+	json_t *resp;
+	int r = -1;
+
+	if (found == MV_FOUND_SYSTEM && run_hold(socket, &d->hold, err, sizeof(err)) == 0)
+		r = 0;
+	/* A system daemon that went since discovery saw it: this user's own serves instead. */
+	else if (found == MV_FOUND_SYSTEM && mv_user_socket_path(socket, len) == 0)
+		found = MV_FOUND_USER;
+	if (found == MV_FOUND_USER) {
+		r = run_join_user(o, socket, d, oldmask);
+	} else if (found == MV_FOUND_ENV) {
+		r = cli_client_call(socket, "status", 1000, &resp, err, sizeof(err));
+		if (r == 0)
+			json_decref(resp);
+		else if (r == -EPERM)
+			fprintf(stderr, "memvirt run: refusing the daemon on %s: %s; starting a private one\n",
+				socket, err);
+		else if (o->socket != NULL)
+			fprintf(stderr, "memvirt run: no daemon answers on %s; starting a private one\n",
+				socket);
+	}
+	if (r == 0 && o->config != NULL)
+		fprintf(stderr, "memvirt run: memvirtd on %s runs with its own configuration; "
+				"--config gives the job only its \"library\" and \"jobs\" settings\n", socket);
+	if (r >= 0)
+		return 0;
+	if (run_start_daemon(o, d, oldmask) < 0)
+		return -1;
+	snprintf(socket, len, "%s", d->socket);
+	return 0;
 }
 
 /* The job's planning knobs from the configuration, for those the file gives: under the command
@@ -718,13 +906,13 @@ static void run_sigchld(int sig)
 int cmd_run(int argc, char **argv)
 {
 	struct run_opts o;
-	struct run_daemon d = {.pid = 0};
+	struct run_daemon d = {.pid = 0, .hold = {.fd = -1}};
 	struct mvd_config *cfg = NULL;
 	char lib[PATH_MAX], simdir[PATH_MAX], socket[PATH_MAX + 32], err[512];
+	const char *explicit;
 	sigset_t set, oldmask;
-	json_t *resp;
 	pid_t child;
-	int r, status;
+	int r, status, found;
 
 	r = run_parse(argc, argv, &o);
 	if (r != 0)
@@ -737,7 +925,10 @@ int cmd_run(int argc, char **argv)
 		r = RUN_EXIT_FAILED;
 		goto out_config;
 	}
-	if (cli_client_socket(cli_socket_choice(o.socket, cfg), socket, sizeof(socket)) < 0) {
+	/* An option, the configuration or $MEMVIRT_SOCKET names the daemon; else discovery does. */
+	explicit = cli_socket_choice(o.socket, cfg);
+	found = explicit != NULL ? MV_FOUND_ENV : mv_socket_discover(socket, sizeof(socket));
+	if (found < 0 || (explicit != NULL && cli_client_socket(explicit, socket, sizeof(socket)) < 0)) {
 		fprintf(stderr, "memvirt run: the socket path is too long\n");
 		r = RUN_EXIT_USAGE;
 		goto out_config;
@@ -752,25 +943,9 @@ int cmd_run(int argc, char **argv)
 	sigaddset(&set, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &set, &oldmask);
 
-	r = cli_client_call(socket, "status", 1000, &resp, err, sizeof(err));
-	if (r == 0) {
-		json_decref(resp);
-		if (o.config != NULL)
-			fprintf(stderr, "memvirt run: memvirtd on %s runs with its own configuration; "
-					"--config gives the job only its \"library\" and \"jobs\" settings\n",
-				socket);
-	} else {
-		if (r == -EPERM)
-			fprintf(stderr, "memvirt run: refusing the daemon on %s: %s; starting a private one\n",
-				socket, err);
-		else if (o.socket != NULL)
-			fprintf(stderr, "memvirt run: no daemon answers on %s; starting a private one\n",
-				socket);
-		if (run_start_daemon(&o, &d, &oldmask) < 0) {
-			r = RUN_EXIT_FAILED;
-			goto out_daemon;
-		}
-		snprintf(socket, sizeof(socket), "%s", d.socket);
+	if (run_find_daemon(&o, &d, socket, sizeof(socket), found, &oldmask) < 0) {
+		r = RUN_EXIT_FAILED;
+		goto out_daemon;
 	}
 
 	run_environment(&o, cfg, lib, o.simulate ? simdir : NULL, socket);

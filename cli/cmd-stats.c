@@ -26,14 +26,17 @@ static void stats_usage(FILE *f)
 	fprintf(f,
 		"usage: memvirt stats [--watch [SECONDS]] [--json | --prometheus] [--socket PATH]\n"
 		"\n"
-		"Shows each process's paging on each device, as the daemon last heard from it.\n"
+		"Shows each process's paging on each device, as the daemon last heard from it. The\n"
+		"table shows every daemon found (memvirt(1), DISCOVERY: the system daemon and this\n"
+		"user's own); --watch, --json and --prometheus read the first of them.\n"
 		"\n"
 		"  --watch [SECONDS]  redraw every SECONDS (default 1) until interrupted; with --json,\n"
 		"                     print one JSON object per line instead\n"
 		"  --json             print the daemon's answer as JSON\n"
 		"  --prometheus       print the Prometheus text format, for node_exporter's textfile\n"
 		"                     collector\n"
-		"  --socket PATH      the daemon's socket (default: $MEMVIRT_SOCKET or the per-user path)\n"
+		"  --socket PATH      read only the daemon on PATH (default: $MEMVIRT_SOCKET, else\n"
+		"                     the daemons found)\n"
 		"  --help             print this and exit\n"
 		"\n"
 		"HIT is 1 - FAULTS / launches: the share of kernel launches that found every buffer they\n"
@@ -263,6 +266,33 @@ static int stats_fetch(const char *path, json_t **resp, int quiet_missing)
 	return 0;
 }
 
+/* The table of every daemon found that answers, each under its socket's name when there are
+ * several. Returns 0, or 1 when none answered, after saying why. */
+static int stats_tables(char paths[][CLI_PATH_MAX], int n)
+{
+	json_t *resp[2] = {NULL, NULL};
+	int i, answered = 0, shown = 0;
+
+	/* The system daemon, first and listed only when it answered, is asked quietly; the user's
+	 * own is news only when no daemon answered. */
+	for (i = 0; i < n; i++) {
+		if (stats_fetch(paths[i], &resp[i], i + 1 < n || answered > 0) != 0)
+			resp[i] = NULL;
+		answered += resp[i] != NULL;
+	}
+	for (i = 0; i < n; i++) {
+		if (resp[i] == NULL)
+			continue;
+		if (shown++ > 0)
+			printf("\n");
+		if (answered > 1)
+			printf("memvirtd on %s:\n", paths[i]);
+		stats_table(resp[i], paths[i]);
+		json_decref(resp[i]);
+	}
+	return answered > 0 ? 0 : 1;
+}
+
 static void stats_on_signal(int sig)
 {
 	(void)sig;
@@ -362,9 +392,9 @@ int cmd_stats(int argc, char **argv)
 	};
 	enum stats_format fmt = STATS_TABLE;
 	const char *sock = NULL;
-	char path[256], *text;
+	char paths[2][CLI_PATH_MAX], *text;
 	double period = 1;
-	int c, watch = 0, nfmt = 0;
+	int c, watch = 0, nfmt = 0, n;
 	json_t *resp;
 
 	optind = 0;
@@ -412,18 +442,20 @@ int cmd_stats(int argc, char **argv)
 				"instead of --watch\n");
 		return 2;
 	}
-	if (cli_client_socket(sock, path, sizeof(path)) < 0) {
+	if (cli_daemons_found(sock, paths, &n) < 0) {
 		fprintf(stderr, "memvirt stats: the socket path is too long\n");
 		return 2;
 	}
+	/* The first found is the one discovery names: --watch and the machine formats read it. */
 	if (watch)
-		return stats_watch(path, fmt, period);
+		return stats_watch(paths[0], fmt, period);
+	if (fmt == STATS_TABLE)
+		return stats_tables(paths, n);
 
-	if (stats_fetch(path, &resp, 0) != 0)
+	if (stats_fetch(paths[0], &resp, 0) != 0)
 		return 1;
 	switch (fmt) {
 	case STATS_TABLE:
-		stats_table(resp, path);
 		break;
 	case STATS_JSON:
 		text = json_dumps(resp, JSON_INDENT(2));

@@ -2,7 +2,7 @@
  * (the daemon's are mvd_, the shared modules' mv_).
  *
  * Each subcommand is a file cli/cmd-NAME.c with one entry point here (cmd_config, cmd_run,
- * cmd_stats, cmd_daemon, cmd_policies, cmd_trace).
+ * cmd_stats, cmd_ps, cmd_daemon, cmd_policies, cmd_trace).
  *
  * An entry point gets the arguments from its own name on (argv[0] is "config", "run", ...) and
  * returns the exit status: 0 for success, 1 for a failure, 2 for a usage error.
@@ -69,6 +69,15 @@ void cli_client_close(struct cli_client *c);
 int cli_client_call(const char *path, const char *cmd, int timeout_ms, json_t **resp, char *err,
 		    size_t errlen);
 
+/* The longest socket path a command keeps. */
+#define CLI_PATH_MAX 256
+
+/* The daemons a command reads (memvirt(1), DISCOVERY; cmd-ps.c): the one on explicit_path (--socket)
+ * or $MEMVIRT_SOCKET alone when given; else the system daemon's socket when a daemon answers there,
+ * and this user's own socket when it is another (always listed). Writes *n (1 or 2) paths;
+ * returns 0, or -ENAMETOOLONG. */
+int cli_daemons_found(const char *explicit_path, char paths[][CLI_PATH_MAX], int *n);
+
 /* NULL when resp says "ok": true; else its "error" (borrowed from resp). */
 const char *cli_client_error(const json_t *resp);
 
@@ -90,6 +99,7 @@ int cmd_run(int argc, char **argv);             /* cmd-run.c */
  * sees of a framework whose allocator the user chose (profiles.c). */
 void cli_framework_profiles(const char *prog);
 int cmd_stats(int argc, char **argv);           /* cmd-stats.c */
+int cmd_ps(int argc, char **argv);              /* cmd-ps.c */
 int cmd_daemon(int argc, char **argv);          /* cmd-daemon.c */
 int cmd_policies(int argc, char **argv);        /* cmd-policies.c */
 int cmd_trace(int argc, char **argv);           /* cmd-trace.c */

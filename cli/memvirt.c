@@ -19,6 +19,7 @@ struct memvirt_cmd {
 static const struct memvirt_cmd memvirt_cmds[] = {
 	{"run", cmd_run, "run a command with libmemvirt.so preloaded, under a daemon"},
 	{"stats", cmd_stats, "show live paging statistics of every job"},
+	{"ps", cmd_ps, "list the daemons found and the jobs on each"},
 	{"daemon", cmd_daemon, "start, stop or ask the status of memvirtd"},
 	{"config", cmd_config, "check a configuration file, or make memvirtd reload its own"},
 	{"policies", cmd_policies, "list the built-in paging policies"},

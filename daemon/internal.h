@@ -125,6 +125,8 @@ uint64_t mvd_server_uptime_s(void);
 uid_t mvd_server_uid(void);
 /* Set from the command line, never from the config: they survive reloads. */
 void mvd_server_set_overrides(const char *log_level, const char *log_file);
+/* --idle-exit: stop cleanly once no client has been connected for seconds (0: never). */
+void mvd_server_set_idle_exit(unsigned seconds);
 
 /* Queues a frame of type with payload[0, len) for c; a copy is made. Nothing when c is closing. */
 void mvd_conn_send(struct mvd_conn *c, uint16_t type, const uint8_t *payload, size_t len);

@@ -18,7 +18,7 @@
 
 static const char usage_text[] =
 	"usage: memvirtd [--socket PATH] [--config FILE] [--log-level LEVEL] [--log-file FILE]\n"
-	"                [--private] [--metrics ADDRESS:PORT]\n"
+	"                [--private] [--metrics ADDRESS:PORT] [--idle-exit SECONDS]\n"
 	"\n"
 	"The memvirt daemon: divides each GPU's memory among the processes running under\n"
 	"libmemvirt.so and serves their statistics to the memvirt command.\n"
@@ -33,6 +33,8 @@ static const char usage_text[] =
 	"                     the socket's directory as the caller made it\n"
 	"  --metrics ADDRESS:PORT  serve Prometheus metrics at http://ADDRESS:PORT/metrics, such as\n"
 	"                     127.0.0.1:9464 or [::1]:9464 (default: the config's daemon.metrics)\n"
+	"  --idle-exit SECONDS  stop cleanly once no client has been connected for SECONDS\n"
+	"                     (default: never; memvirt run starts a daemon with 60)\n"
 	"  --help             show this help\n"
 	"  --version          show the version\n"
 	"\n"
@@ -45,6 +47,7 @@ static const struct option long_options[] = {
 	{"log-file", required_argument, NULL, 'L'},
 	{"private", no_argument, NULL, 'p'},
 	{"metrics", required_argument, NULL, 'm'},
+	{"idle-exit", required_argument, NULL, 'i'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
 	{NULL, 0, NULL, 0},
@@ -85,7 +88,28 @@ static void close_walk_cb(uv_handle_t *h, void *arg)
 struct memvirtd_opts {
 	const char *socket, *config, *level, *log_file, *metrics;
 	int private_mode;
+	unsigned idle_exit; /* seconds; 0: never */
 };
+
+/* The longest --idle-exit: a week, far beyond any gap between jobs worth waiting out. */
+#define MEMVIRTD_IDLE_MAX 604800
+
+/* Reads --idle-exit's whole seconds. Returns 0, or -1 with the reason printed. */
+static int parse_idle(const char *s, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || s[0] == '+' || v > MEMVIRTD_IDLE_MAX) {
+		fprintf(stderr, "memvirtd: --idle-exit '%s' is not a number of seconds from 0 (never) "
+				"to %d\n", s, MEMVIRTD_IDLE_MAX);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
 
 /* Reads the command line and puts --log-level in force. Returns -1 to go on, or the exit status
  * to end with at once (--help, --version, a usage error). */
@@ -96,7 +120,7 @@ static int parse_args(int argc, char **argv, struct memvirtd_opts *o)
 	int opt;
 
 	memset(o, 0, sizeof(*o));
-	while ((opt = getopt_long(argc, argv, "s:c:l:L:pm:hV", long_options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "s:c:l:L:pm:i:hV", long_options, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			o->socket = optarg;
@@ -119,6 +143,10 @@ static int parse_args(int argc, char **argv, struct memvirtd_opts *o)
 				return 2;
 			}
 			o->metrics = optarg;
+			break;
+		case 'i':
+			if (parse_idle(optarg, &o->idle_exit) < 0)
+				return 2;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -185,6 +213,7 @@ static int serve(const struct memvirtd_opts *o, struct mvd_listen *l, struct mvd
 	const char *metrics = o->metrics != NULL ? o->metrics : cfg->metrics;
 
 	mvd_server_set_overrides(o->level, o->log_file);
+	mvd_server_set_idle_exit(o->idle_exit);
 	if (mvd_server_start(loop, l, cfg) < 0) {
 		mvd_config_free(cfg);
 		return 1;

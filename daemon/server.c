@@ -76,6 +76,9 @@ static struct mvd_config *server_cfg;
 static const char *server_override_level; /* --log-level, borrowed from argv */
 static const char *server_override_file;  /* --log-file, borrowed from argv */
 static struct timespec server_started;
+/* --idle-exit in ms (0: off), and the loop time since which no connection has been open. */
+static uint64_t server_idle_ms;
+static uint64_t server_idle_since;
 
 /* The socket file this daemon bound, to remove at exit; empty when it was inherited. */
 static char server_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
@@ -118,6 +121,31 @@ void mvd_server_set_overrides(const char *log_level, const char *log_file)
 {
 	server_override_level = log_level;
 	server_override_file = log_file;
+}
+
+void mvd_server_set_idle_exit(unsigned seconds)
+{
+	server_idle_ms = (uint64_t)seconds * 1000;
+}
+
+/* --idle-exit: a daemon started for whoever comes next goes once nobody has come for that long. A
+ * client that connects while the stop begins is closed with the rest, as in any stop, and finds
+ * the socket gone or refusing; memvirt run then starts a daemon again. */
+static void server_check_idle(void)
+{
+	uint64_t now = uv_now(server_loop);
+
+	if (server_idle_ms == 0 || server_stopping_flag)
+		return;
+	if (server_nconns > 0 || server_idle_since == 0) {
+		server_idle_since = now;
+		return;
+	}
+	if (now - server_idle_since < server_idle_ms)
+		return;
+	mvd_info("no client for %llu s (--idle-exit): stopping",
+		 (unsigned long long)(server_idle_ms / 1000));
+	mvd_server_stop();
 }
 
 /* Points the log where cfg and the command line say. Returns 0, or -1 with err set; the log is
@@ -343,7 +371,8 @@ static void server_close_cb(uv_handle_t *h)
 	TAILQ_REMOVE(&server_conns, c, entry);
 	server_set_cap(c, 0);
 	if (c->user != NULL) {
-		server_nconns--;
+		if (--server_nconns == 0)
+			server_idle_since = uv_now(server_loop);
 		if (--c->user->conns == 0) {
 			TAILQ_REMOVE(&server_users, c->user, entry);
 			free(c->user);
@@ -850,6 +879,7 @@ static void server_sweep_cb(uv_timer_t *t)
 	}
 	server_check_path();
 	mvd_log_flush_limited(0);
+	server_check_idle();
 }
 
 static void server_signal_cb(uv_signal_t *h, int signum)
@@ -1041,6 +1071,7 @@ int mvd_server_start(uv_loop_t *loop, const struct mvd_listen *l, struct mvd_con
 	server_loop = loop;
 	server_cfg = cfg;
 	clock_gettime(CLOCK_MONOTONIC, &server_started);
+	server_idle_since = uv_now(loop);
 	if (server_apply_log(cfg, err, sizeof(err)) < 0) {
 		mvd_error("%s", err);
 		return -1;

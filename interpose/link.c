@@ -588,7 +588,8 @@ void mv_link_start(void)
 	if (!atomic_compare_exchange_strong(&started, &expected, 1))
 		return;
 	link_rank = read_rank();
-	if (mv_socket_path(sock_path, sizeof(sock_path)) != 0) {
+	/* memvirt(1), DISCOVERY: the system daemon when it answers, else this user's own. */
+	if (mv_socket_discover(sock_path, sizeof(sock_path)) < 0) {
 		mv_log(MV_LOG_WARN, "the daemon's socket path is too long; running without memvirtd");
 		return;
 	}

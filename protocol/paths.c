@@ -8,30 +8,48 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "protocol/paths.h"
 
-int mv_socket_path(char *buf, size_t len)
+int mv_system_socket_path(char *buf, size_t len)
+{
+	const char *env = getenv("MEMVIRT_SYSTEM_SOCKET");
+	int n;
+
+	if (env != NULL && env[0] != '\0')
+		n = snprintf(buf, len, "%s", env);
+	else
+		n = snprintf(buf, len, "%s", MV_SYSTEM_SOCKET);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int mv_user_socket_path(char *buf, size_t len)
 {
 	const char *env;
 	int n;
 
-	env = getenv("MEMVIRT_SOCKET");
-	if (env != NULL && env[0] != '\0') {
-		n = snprintf(buf, len, "%s", env);
-	} else if (getuid() == 0) {
-		/* Root ignores XDG_RUNTIME_DIR: a root login has one (/run/user/0) while the system
-		 * daemon does not, and both must agree on one socket. */
-		n = snprintf(buf, len, "/run/memvirt/memvirtd.sock");
-	} else if ((env = getenv("XDG_RUNTIME_DIR")) != NULL && env[0] != '\0') {
+	/* Root ignores XDG_RUNTIME_DIR: a root login has one (/run/user/0) while the system daemon
+	 * does not, and both must agree on one socket. */
+	if (getuid() == 0)
+		return mv_system_socket_path(buf, len);
+	if ((env = getenv("XDG_RUNTIME_DIR")) != NULL && env[0] != '\0')
 		n = snprintf(buf, len, "%s/memvirt/memvirtd.sock", env);
-	} else {
+	else
 		n = snprintf(buf, len, "/tmp/memvirt-%u/memvirtd.sock", (unsigned)getuid());
-	}
-	if (n < 0 || (size_t)n >= len)
-		return -1;
-	return 0;
+	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+int mv_socket_path(char *buf, size_t len)
+{
+	const char *env = getenv("MEMVIRT_SOCKET");
+	int n;
+
+	if (env == NULL || env[0] == '\0')
+		return mv_user_socket_path(buf, len);
+	n = snprintf(buf, len, "%s", env);
+	return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
 /* The uids a client trusts to run its daemon: its own and root's. */
@@ -127,4 +145,41 @@ int mv_peer_trusted(int fd, const char *path, char *why, size_t len)
 		return -EPERM;
 	}
 	return 0;
+}
+
+int mv_socket_answers(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char why[PATH_MAX + 128];
+	int fd, ok;
+
+	if (strlen(path) >= sizeof(sa.sun_path) || mv_socket_trusted(path, why, sizeof(why)) != 0)
+		return 0;
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	/* Non-blocking: a daemon whose backlog is full does not hold up the job (a Unix connect then
+	 * fails with EAGAIN) and counts as not answering. */
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return 0;
+	/* Nothing is sent: the daemon sees a connection that closes before its first frame. */
+	ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+	     mv_peer_trusted(fd, path, why, sizeof(why)) == 0;
+	close(fd);
+	return ok;
+}
+
+int mv_socket_discover(char *buf, size_t len)
+{
+	const char *env = getenv("MEMVIRT_SOCKET");
+	int n;
+
+	if (env != NULL && env[0] != '\0') {
+		n = snprintf(buf, len, "%s", env);
+		return n < 0 || (size_t)n >= len ? -1 : MV_FOUND_ENV;
+	}
+	if (mv_system_socket_path(buf, len) < 0)
+		return -1;
+	if (mv_socket_answers(buf))
+		return MV_FOUND_SYSTEM;
+	return mv_user_socket_path(buf, len) < 0 ? -1 : MV_FOUND_USER;
 }

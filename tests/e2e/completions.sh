@@ -50,6 +50,7 @@ check() { # NAME CODE BASH-VARIABLE ZSH-FUNCTION
 }
 check "run options" "$(table "$S/cli/cmd-run.c")" _memvirt_run_opts _memvirt_run
 check "stats options" "$(table "$S/cli/cmd-stats.c")" _memvirt_stats_opts _memvirt_stats
+check "ps options" "$(table "$S/cli/cmd-ps.c")" _memvirt_ps_opts _memvirt_ps
 check "daemon options" "$(table "$S/cli/cmd-daemon.c")" _memvirt_daemon_opts _memvirt_daemon
 check "config reload options" "$(table "$S/cli/client.c")" _memvirt_config_reload_opts ""
 check "trace options" "$(table "$S/cli/cmd-trace.c")" _memvirt_trace_opts _memvirt_trace
@@ -83,6 +84,7 @@ expect_completion "memvirt trace re" "replay"
 expect_completion "memvirt run --policy mm" "mmcnn"
 expect_completion "memvirt daemon start --log-level w" "warn"
 expect_completion "memvirt stats --pro" "--prometheus"
+expect_completion "memvirt ps --j" "--json"
 command -v zsh >/dev/null 2>&1 || mv_fail "zsh is not installed (scripts/setup installs it)"
 zsh -n "$ZSH_FILE" || mv_fail "$ZSH_FILE does not parse"
 

@@ -55,12 +55,11 @@ if failures:
 ns, cm, ds, pod = (docs[k][0] for k in ("Namespace", "ConfigMap", "DaemonSet", "Pod"))
 
 # What the code says.
-paths_c = read("protocol/paths.c")
-m = re.search(r'getuid\(\) == 0\) \{[^}]*snprintf\(buf, len, "([^"]+)"\)', paths_c)
-socket_default = m.group(1) if m else fail("no root socket path in protocol/paths.c")
+m = re.search(r'^#define MV_SYSTEM_SOCKET "([^"]+)"$', read("protocol/paths.h"), re.M)
+socket_default = m.group(1) if m else fail("no system socket path (MV_SYSTEM_SOCKET) in protocol/paths.h")
 listen = re.search(r"^ListenStream=(\S+)$", read("daemon/memvirtd.socket"), re.M)
 if listen is None or listen.group(1) != socket_default:
-    fail("memvirtd.socket listens on %s, protocol/paths.c says %s" % (listen and listen.group(1), socket_default))
+    fail("memvirtd.socket listens on %s, protocol/paths.h says %s" % (listen and listen.group(1), socket_default))
 configure = read("configure.ac")
 package = re.search(r"^AC_INIT\(\[([^\]]+)\]", configure, re.M).group(1)
 makefile = read("Makefile.am")

@@ -5,6 +5,9 @@
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/daemon-lib.sh"
 
+# A socket named on which nothing answers: run starts a private daemon, not this user's own.
+MEMVIRT_SOCKET=$T/none.sock
+export MEMVIRT_SOCKET
 mkdir -m 700 "$T/tmp" "$T/target"
 touch "$T/target/keep"
 # Decoys: a live run's (this shell's pid), another user's, and a link to a directory of files.
