@@ -15,6 +15,9 @@ unset $vars
 mv_tmpdir
 T=$MV_TMP
 mkdir -m 700 "$T/tmp"
+# A private daemon in $T for each job: never the system's or the user's own.
+MEMVIRT_SYSTEM_SOCKET=$T/system.sock
+export MEMVIRT_SYSTEM_SOCKET
 
 # job NAME [VAR=VALUE...]: the job's environment (its profile variables, one per line) in
 # $T/NAME.env and run's messages in $T/NAME.err.
@@ -23,7 +26,7 @@ job() {
 	shift
 	rc=0
 	# shellcheck disable=SC2086
-	env "$@" TMPDIR="$T/tmp" timeout 60 "$MEMVIRT" run -- sh -c 'for v in '"$(echo $vars)"'; do
+	env "$@" TMPDIR="$T/tmp" timeout 60 "$MEMVIRT" run --socket "$T/memvirtd.sock" -- sh -c 'for v in '"$(echo $vars)"'; do
 		eval "[ -n \"\${$v+set}\" ] && echo \"$v=\${$v}\""; done' >"$T/$name.env" 2>"$T/$name.err" || rc=$?
 	[ "$rc" -eq 0 ] || mv_fail "memvirt run ($name): exit $rc: $(cat "$T/$name.err")"
 }
