@@ -90,8 +90,9 @@ static void cut(void)
 		flags[i] = (uint8_t)(f >> (8 * i));
 	if (pwrite(fd, flags, sizeof(flags), 24) != (ssize_t)sizeof(flags))
 		mv_log(MV_LOG_WARN, "cannot mark the trace %s as cut: %s", path, strerror(errno));
-	mv_log(MV_LOG_WARN, "the trace %s reached MEMVIRT_RECORD_MAX=%s after %llu records; recording "
-	       "stops, the job goes on", path, mv_format_size(mv_cfg.record_max, cap, sizeof(cap)),
+	mv_log(MV_LOG_WARN, "the trace %s reached its cap, MEMVIRT_RECORD_MAX=%llu bytes (%s), after "
+	       "%llu records; recording stops, the job goes on", path,
+	       (unsigned long long)mv_cfg.record_max, mv_format_size(mv_cfg.record_max, cap, sizeof(cap)),
 	       (unsigned long long)nrecords);
 	mv_record_flush(1);
 }
