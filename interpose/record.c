@@ -143,7 +143,7 @@ int mv_record_open(const char *pattern, uint64_t device_total, uint32_t flags)
 
 	if (n < 0) {
 		mv_log(MV_LOG_WARN, "MEMVIRT_RECORD=%s: %s; not recording", pattern, n == -EINVAL ?
-		       "a %% is followed by neither p (pid), r (rank) nor %%" : "the name is too long");
+		       "a % is followed by neither p (pid), r (rank) nor %" : "the name is too long");
 		return -1;
 	}
 	buf = malloc(REC_BUF);
