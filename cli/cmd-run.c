@@ -25,6 +25,7 @@
 #include "cli/internal.h"
 #include "daemon/conf.h"
 #include "protocol/paths.h"
+#include "policies/trace.h"
 #include "protocol/units.h"
 
 /* How long a private daemon has to answer after it is started. */
@@ -43,7 +44,10 @@ struct run_opts {
 	const char *device;
 	const char *socket;
 	int simulate;
+	int budget_per_process; /* --budget-per-process: no group, each process its own budget */
 	char record[PATH_MAX]; /* --record's file made absolute; empty when not asked */
+	char record_one[PATH_MAX]; /* the file, when its name has no %p or %r: one for the job */
+	const char *record_max; /* --record-max */
 	char **cmd; /* the command and its arguments, NULL-terminated */
 };
 
@@ -78,8 +82,13 @@ static void run_usage(FILE *f)
 		"  --lookahead N     vdnn-*: issue page-ins N layers ahead, N >= 1\n"
 		"                    (sets MEMVIRT_LOOKAHEAD)\n"
 		"  --page-min SIZE   page no buffer smaller than SIZE (sets MEMVIRT_PAGE_MIN)\n"
-		"  --record FILE     write the job's trace to FILE for 'memvirt trace'\n"
-		"                    (sets MEMVIRT_RECORD)\n"
+		"  --budget-per-process\n"
+		"                    give each process of the job the whole budget, instead of\n"
+		"                    sharing it among them (unsets MEMVIRT_GROUP)\n"
+		"  --record FILE     write the job's trace to FILE for 'memvirt trace'; %%p is the\n"
+		"                    pid, %%r the rank: one file per process (sets MEMVIRT_RECORD)\n"
+		"  --record-max SIZE end each trace cleanly once it reaches SIZE\n"
+		"                    (sets MEMVIRT_RECORD_MAX)\n"
 		"  --config FILE     the configuration for a daemon run starts; its \"library\" settings\n"
 		"                    and the job's planning knobs (\"jobs\") are handed to the job\n"
 		"                    unless the environment or an option sets them\n"
@@ -97,9 +106,33 @@ enum {
 	RUN_EXIT_NOT_FOUND = 127,
 };
 
+/* --record's %p, %r and %%: only in the file's name (a directory per process would not exist yet).
+ * Returns how many %p and %r the name has, with the name for the job's one file in one[len] when
+ * it has none; -1 with the reason printed. */
+static int run_record_pattern(const char *file, const char *path, char *one, size_t len)
+{
+	const char *slash = strrchr(path, '/');
+	int n;
+
+	if (memchr(path, '%', (size_t)(slash - path)) != NULL) {
+		fprintf(stderr, "memvirt run: --record %s: %%p, %%r and %%%% may be only in the file's "
+				"name, not in its directory\n", file);
+		return -1;
+	}
+	n = mv_trace_path_expand(path, 0, MV_TRACE_NONE, one, len);
+	if (n == -EINVAL)
+		fprintf(stderr, "memvirt run: --record %s: a %% is followed by neither p (the pid), r "
+				"(the rank) nor %%\n", file);
+	else if (n < 0)
+		fprintf(stderr, "memvirt run: --record %s: the path is too long\n", file);
+	if (n > 0)
+		one[0] = '\0';
+	return n < 0 ? -1 : n;
+}
+
 /* --record: the file as an absolute path (the job may change its directory), in a directory this
  * user can write, so that a long job does not run for nothing. */
-static int run_check_record(const char *file, char *out, size_t len)
+static int run_check_record(const char *file, char *out, size_t len, char *one, size_t onelen)
 {
 	char cwd[PATH_MAX], dir[PATH_MAX];
 	struct stat st;
@@ -128,6 +161,8 @@ static int run_check_record(const char *file, char *out, size_t len)
 		fprintf(stderr, "memvirt run: --record %s: is a directory; name a file in it\n", file);
 		return -1;
 	}
+	if (run_record_pattern(file, out, one, onelen) < 0)
+		return -1;
 	snprintf(dir, sizeof(dir), "%s", out);
 	slash = strrchr(dir, '/');
 	if (slash == dir)
@@ -143,8 +178,25 @@ static int run_check_record(const char *file, char *out, size_t len)
 			strerror(errno));
 		return -1;
 	}
-	if (access(out, F_OK) == 0 && access(out, W_OK) != 0) {
+	if (one[0] != '\0' && access(one, F_OK) == 0 && access(one, W_OK) != 0) {
 		fprintf(stderr, "memvirt run: --record %s: cannot write it: %s\n", file, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* --record-max: a size (as --budget spells one, without the percentage) that holds a trace. */
+static int run_check_record_max(const char *v, int recording)
+{
+	uint64_t bytes;
+
+	if (!recording) {
+		fprintf(stderr, "memvirt run: --record-max needs --record\n");
+		return -1;
+	}
+	if (mv_parse_size(v, &bytes) < 0 || bytes < MV_TRACE_MAX_LEAST) {
+		fprintf(stderr, "memvirt run: --record-max '%s' is not a size of at least 4KiB (such as "
+				"512MiB)\n", v);
 		return -1;
 	}
 	return 0;
@@ -173,6 +225,8 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		{"simulate", no_argument, NULL, 'S'},
 		{"socket", required_argument, NULL, 's'},
 		{"record", required_argument, NULL, 'r'},
+		{"record-max", required_argument, NULL, 'R'},
+		{"budget-per-process", no_argument, NULL, 'P'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -214,6 +268,12 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 		case 'r':
 			record = optarg;
 			break;
+		case 'R':
+			o->record_max = optarg;
+			break;
+		case 'P':
+			o->budget_per_process = 1;
+			break;
 		case 'h':
 			run_usage(stdout);
 			return 1;
@@ -249,7 +309,10 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 	}
 	if (cli_plan_check("memvirt run", &o->plan) < 0)
 		return -1;
-	if (record != NULL && run_check_record(record, o->record, sizeof(o->record)) < 0)
+	if (record != NULL && run_check_record(record, o->record, sizeof(o->record), o->record_one,
+					       sizeof(o->record_one)) < 0)
+		return -1;
+	if (o->record_max != NULL && run_check_record_max(o->record_max, record != NULL) < 0)
 		return -1;
 	return 0;
 }
@@ -764,6 +827,51 @@ static void run_job_settings(const struct run_opts *o, const struct mvd_config *
 		setenv("MEMVIRT_ITERATION_MARKER", j->iteration_marker, 0);
 }
 
+/* The job's group (MEMVIRT_GROUP): its processes share the budget on each device. A group already
+ * in the environment (a batch system's, the user's) stands; otherwise the token is made of this
+ * run's pid, which no other live run has, the time and random bits, for a pid used again. */
+static void run_group(const struct run_opts *o)
+{
+	const char *v = getenv("MEMVIRT_GROUP");
+	struct timespec ts;
+	uint32_t rnd = 0;
+	char token[64];
+	int fd;
+
+	if (o->budget_per_process) {
+		unsetenv("MEMVIRT_GROUP");
+		return;
+	}
+	if (v != NULL && *v != '\0')
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || read(fd, &rnd, sizeof(rnd)) != (ssize_t)sizeof(rnd))
+		rnd = (uint32_t)ts.tv_nsec * 2654435761u;
+	if (fd >= 0)
+		close(fd);
+	snprintf(token, sizeof(token), "run-%d-%llx-%08x", (int)getpid(), (unsigned long long)ts.tv_sec,
+		 (unsigned)(rnd ^ (uint32_t)ts.tv_nsec));
+	setenv("MEMVIRT_GROUP", token, 1);
+}
+
+/* --record: the job's one trace file is made by its first process only (O_EXCL), so an earlier
+ * run's file of that name goes now, as a plain truncate would have taken it. */
+static void run_record(const struct run_opts *o)
+{
+	struct stat st;
+
+	if (o->record[0] == '\0')
+		return;
+	setenv("MEMVIRT_RECORD", o->record, 1);
+	if (o->record_max != NULL)
+		setenv("MEMVIRT_RECORD_MAX", o->record_max, 1);
+	if (o->record_one[0] != '\0' && lstat(o->record_one, &st) == 0 && !S_ISDIR(st.st_mode) &&
+	    unlink(o->record_one) != 0)
+		fprintf(stderr, "memvirt run: --record: cannot remove the earlier %s: %s; the job "
+				"will not record\n", o->record_one, strerror(errno));
+}
+
 /* Sets the job's environment. After the daemon is started, so that it gets none of it. */
 static void run_environment(const struct run_opts *o, const struct mvd_config *cfg,
 			    const char *lib, const char *simdir, const char *socket)
@@ -782,8 +890,8 @@ static void run_environment(const struct run_opts *o, const struct mvd_config *c
 		setenv("MEMVIRT_LOOKAHEAD", o->plan.lookahead, 1);
 	if (o->plan.page_min != NULL)
 		setenv("MEMVIRT_PAGE_MIN", o->plan.page_min, 1);
-	if (o->record[0] != '\0')
-		setenv("MEMVIRT_RECORD", o->record, 1);
+	run_record(o);
+	run_group(o);
 	cli_framework_profiles("memvirt run");
 	if (cfg != NULL) {
 		run_setenv_u64("MEMVIRT_SLAB_THRESHOLD", cfg->slab_threshold);

@@ -113,6 +113,8 @@ static const struct stats_column stats_columns[] = {
 	{"PID", "pid", STATS_COUNT, 0},
 	{"JOB", "job", STATS_TEXT, 20},
 	{"RANK", "rank", STATS_RANK, 0},
+	/* The group's token cut short: memvirt run's begin with its pid, which tells live jobs apart. */
+	{"GROUP", "group", STATS_TEXT, 12},
 	/* Eight hex digits tell a host's GPUs apart, as nvidia-smi's short UUIDs do. */
 	{"DEVICE", "device", STATS_TEXT, 8},
 	{"BUDGET", "budget", STATS_BYTES, 0},
@@ -144,7 +146,9 @@ static void stats_cell(const json_t *s, const struct stats_column *col, char *bu
 		stats_duration(stats_u64(s, col->key), buf, STATS_CELL);
 		break;
 	case STATS_TEXT:
-		mv_text_escape(stats_str(s, col->key), buf, STATS_CELL, (size_t)col->cut);
+		/* None (a process with no group) is "-", as a rank. */
+		mv_text_escape(*stats_str(s, col->key) != '\0' ? stats_str(s, col->key) : "-", buf,
+			       STATS_CELL, (size_t)col->cut);
 		break;
 	case STATS_RANK:
 		/* A process that named no rank (protocol/proto.h's MV_RANK_NONE) is shown as "-". */

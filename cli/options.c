@@ -64,13 +64,21 @@ int cli_plan_check(const char *prog, struct cli_plan *p)
 	return 0;
 }
 
-/* The long options whose names begin with word's first n characters: how many, and the first. */
+/* The long options whose names begin with word's first n characters: how many, and the first.
+ * A name that is exactly those characters is the one meant, as getopt_long takes it, however
+ * many longer names begin with it (--budget beside --budget-per-process). */
 static int option_prefixed(const char *word, size_t n, const struct option *opts,
 			   const struct option **first)
 {
 	int count = 0;
 
 	*first = NULL;
+	for (size_t i = 0; opts[i].name != NULL; i++) {
+		if (strncmp(opts[i].name, word, n) == 0 && opts[i].name[n] == '\0') {
+			*first = &opts[i];
+			return 1;
+		}
+	}
 	for (size_t i = 0; opts[i].name != NULL; i++) {
 		if (strncmp(opts[i].name, word, n) != 0)
 			continue;

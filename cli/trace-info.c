@@ -83,6 +83,9 @@ static void info_print_json(const struct cli_trace_ctx *c, const struct info_cou
 			 "span_ns", (json_int_t)n->span_ns);
 	if (root == NULL)
 		xoom();
+	json_object_set_new(root, "rank", t->rank != MV_TRACE_NONE ? json_integer((json_int_t)t->rank)
+								   : json_null());
+	json_object_set_new(root, "cut", json_boolean((t->flags & MV_TRACE_F_CUT) != 0));
 	if (n->have_iter)
 		json_object_set_new(root, "iteration",
 				    json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "first_op",
@@ -116,7 +119,13 @@ static void info_print_table(const struct cli_trace_ctx *c, const struct info_co
 	printf("functions   %" PRIu32 "\n", t->nfuncs);
 	printf("buffers     %" PRIu32 " (%" PRIu32 " never paged)\n", t->nbufs, n->pinned);
 	printf("span        %.3f ms\n", (double)n->span_ns / 1e6);
+	if (t->rank != MV_TRACE_NONE)
+		printf("rank        %" PRIu32 "\n", t->rank);
+	else
+		printf("rank        none\n");
 	printf("truncated   %s\n", t->truncated ? "yes: the file ends without its end record" : "no");
+	printf("cut         %s\n", (t->flags & MV_TRACE_F_CUT) ? "yes: recording stopped at its size cap "
+	       "(--record-max); the job went on" : "no");
 	if (n->have_iter) {
 		uint64_t compute = 0;
 		uint32_t untimed;

@@ -2,6 +2,7 @@
  * to them whenever the division changes. */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "daemon/internal.h"
@@ -95,6 +96,84 @@ void mvd_arbiter_divide(uint64_t budget, size_t n, const struct mvd_claim *claim
 	arbiter_fill(budget - (uint64_t)mins, n, claims, grants);
 }
 
+/* Orders members by group: uid, then token; the members with no token stay apart. */
+static int arbiter_group_cmp(const void *a, const void *b)
+{
+	const struct mvd_member *x = *(const struct mvd_member *const *)a;
+	const struct mvd_member *y = *(const struct mvd_member *const *)b;
+	int xg = x->group != NULL && x->group[0] != '\0', yg = y->group != NULL && y->group[0] != '\0';
+	int c;
+
+	if (xg != yg)
+		return xg - yg;
+	if (xg && x->uid != y->uid)
+		return x->uid < y->uid ? -1 : 1;
+	c = xg ? strcmp(x->group, y->group) : 0;
+	return c != 0 ? c : (x > y) - (x < y);
+}
+
+static int arbiter_same_group(const struct mvd_member *x, const struct mvd_member *y)
+{
+	return x->group != NULL && x->group[0] != '\0' && y->group != NULL && x->uid == y->uid &&
+	       strcmp(x->group, y->group) == 0;
+}
+
+/* The group of the m members at order[0, m) as one claim. */
+static struct mvd_claim arbiter_group_claim(const struct mvd_member *const *order, size_t m)
+{
+	struct mvd_claim g = {UINT64_MAX, 0, 0};
+	unsigned __int128 mins = 0;
+	uint64_t weights = 0;
+
+	for (size_t k = 0; k < m; k++) {
+		g.request = arbiter_min(g.request, order[k]->claim.request);
+		mins += arbiter_min(order[k]->claim.min, order[k]->claim.request);
+		weights += order[k]->claim.weight;
+	}
+	g.min = mins < g.request ? (uint64_t)mins : g.request;
+	g.weight = weights < UINT32_MAX ? (uint32_t)weights : UINT32_MAX;
+	return g;
+}
+
+void mvd_arbiter_divide_groups(uint64_t budget, size_t n, const struct mvd_member *members,
+			       uint64_t *grants)
+{
+	const struct mvd_member **order = mvd_xcalloc(n + 1, sizeof(*order));
+	struct mvd_claim *gc = mvd_xcalloc(n + 1, sizeof(*gc)), *mc = mvd_xcalloc(n + 1, sizeof(*mc));
+	size_t *first = mvd_xcalloc(n + 2, sizeof(*first)), ng = 0, i, k, m;
+	uint64_t *gg = mvd_xcalloc(n + 1, sizeof(*gg)), *mg = mvd_xcalloc(n + 1, sizeof(*mg));
+
+	for (i = 0; i < n; i++)
+		order[i] = &members[i];
+	qsort(order, n, sizeof(*order), arbiter_group_cmp);
+	for (i = 0; i < n; i = k) {
+		for (k = i + 1; k < n && arbiter_same_group(order[i], order[k]); k++)
+			;
+		first[ng] = i;
+		gc[ng++] = arbiter_group_claim(order + i, k - i);
+	}
+	first[ng] = n;
+	mvd_arbiter_divide(budget, ng, gc, gg);
+	/* Inside a group its grant is divided by the same rules, each member asking for no more than
+	 * the group could have. */
+	for (size_t g = 0; g < ng; g++) {
+		m = first[g + 1] - first[g];
+		for (k = 0; k < m; k++) {
+			mc[k] = order[first[g] + k]->claim;
+			mc[k].request = arbiter_min(mc[k].request, gc[g].request);
+		}
+		mvd_arbiter_divide(gg[g], m, mc, mg);
+		for (k = 0; k < m; k++)
+			grants[order[first[g] + k] - members] = mg[k];
+	}
+	free(mg);
+	free(gg);
+	free(first);
+	free(mc);
+	free(gc);
+	free(order);
+}
+
 static struct mvd_device *arbiter_device(const uint8_t uuid[16])
 {
 	struct mvd_device *d;
@@ -147,7 +226,7 @@ static void arbiter_recompute(struct mvd_device *d)
 {
 	const struct mvd_config *cfg = mvd_server_config();
 	struct mvd_session *s;
-	struct mvd_claim *claims;
+	struct mvd_member *claims;
 	uint64_t *grants;
 	char was[32], now[32], budget[32], hex[33];
 	size_t i, changed = 0;
@@ -162,12 +241,14 @@ static void arbiter_recompute(struct mvd_device *d)
 	i = 0;
 	TAILQ_FOREACH(s, &d->sessions, dev_entry) {
 		mvd_session_bound(s, d->total);
-		claims[i].request = s->request;
-		claims[i].min = s->min;
-		claims[i].weight = s->weight;
+		claims[i].claim.request = s->request;
+		claims[i].claim.min = s->min;
+		claims[i].claim.weight = s->weight;
+		claims[i].uid = s->uid;
+		claims[i].group = s->group;
 		i++;
 	}
-	mvd_arbiter_divide(d->budget, d->nsessions, claims, grants);
+	mvd_arbiter_divide_groups(d->budget, d->nsessions, claims, grants);
 	i = 0;
 	TAILQ_FOREACH(s, &d->sessions, dev_entry)
 		changed += s->welcomed && grants[i++] != s->grant;

@@ -147,6 +147,7 @@ struct mvd_session {
 	char *cgroup;                /* from /proc/PID/cgroup at HELLO; NULL when unknown; owned */
 	uint32_t device;             /* the ordinal in the process, for log lines */
 	uint32_t rank;               /* the process's rank in its job, MV_RANK_NONE when it named none */
+	char group[64];              /* the HELLO's group token (protocol/proto.h), "" for none */
 	uint8_t uuid[16];
 	uint64_t device_claim;       /* the device's memory as the process reported it */
 	uint64_t device_total;       /* the claim, at most the device's trusted total */
@@ -202,6 +203,13 @@ struct mvd_claim {
 	uint32_t weight;  /* share of what is left after the minimums */
 };
 
+/* A claim with the group it belongs to. */
+struct mvd_member {
+	struct mvd_claim claim;
+	uid_t uid;         /* whose claim it is: the peer's */
+	const char *group; /* the group token; NULL or "" for a process on its own */
+};
+
 /* Divides budget among n claims into grants[0, n) by water-filling:
  * 1. each gets min(min, request); when those exceed the budget they are scaled down in
  *    proportion, and nothing more is given;
@@ -209,6 +217,13 @@ struct mvd_claim {
  *    cannot take goes round again to the others.
  * The grants never sum above budget and each is at most its request. Pure: no state, no I/O. */
 void mvd_arbiter_divide(uint64_t budget, size_t n, const struct mvd_claim *claims, uint64_t *grants);
+/* The same for claims in groups: the claims of one uid with one token (a job of several processes)
+ * are one claim on the budget, asking for the least request among them, with the sum of their
+ * minimums and weights; what the group is granted is then divided among them as above. A token
+ * never joins claims of different uids, and a claim with no token is a group of its own. So the
+ * grants of a group never sum above its least request. Pure: no state, no I/O. */
+void mvd_arbiter_divide_groups(uint64_t budget, size_t n, const struct mvd_member *members,
+			       uint64_t *grants);
 
 /* One GPU, known by UUID, and the sessions on it. */
 struct mvd_device {

@@ -410,7 +410,7 @@ static int server_first_frame(struct mvd_conn *c, const struct mv_frame *f, cons
 	switch (f->type) {
 	case MV_MSG_HELLO:
 		if (mv_hello_decode(f->payload, f->length, &hello) < 0) {
-			*why = "HELLO payload of the wrong size";
+			*why = "HELLO payload of the wrong size or with a malformed group token";
 			return -1;
 		}
 		c->kind = MVD_CONN_LIBRARY;

@@ -147,6 +147,10 @@ struct mvd_session *mvd_session_new(struct mvd_conn *c, const struct mv_msg_hell
 	s->device = h->device;
 	/* A rank past MV_RANK_MAX is no rank a library sends: it is shown as none. */
 	s->rank = h->rank <= MV_RANK_MAX ? h->rank : MV_RANK_NONE;
+	/* The decoder let only a token or nothing through; the arbiter pairs it with s->uid, the
+	 * kernel's word, so that no other user's process can join the group. */
+	memcpy(s->group, h->group, sizeof(s->group));
+	s->group[sizeof(s->group) - 1] = '\0';
 	memcpy(s->uuid, h->uuid, 16);
 	s->device_claim = h->device_total;
 	s->budget_claim = h->budget;
@@ -182,9 +186,10 @@ void mvd_session_welcome(struct mvd_session *s)
 	mvd_uuid_format(s->uuid, uuid);
 	mv_format_size(s->grant, grant, sizeof(grant));
 	mv_format_size(s->request, request, sizeof(request));
-	mvd_info("session %llu: pid %u uid %u job '%s' on device %u (%s): asks %s, weight %u, "
-		 "granted %s", (unsigned long long)s->id, s->pid, (unsigned)s->uid, s->job, s->device,
-		 uuid, request, s->weight, grant);
+	mvd_info("session %llu: pid %u uid %u job '%s'%s%s on device %u (%s): asks %s, weight %u, "
+		 "granted %s", (unsigned long long)s->id, s->pid, (unsigned)s->uid, s->job,
+		 s->group[0] != '\0' ? " group " : "", s->group, s->device, uuid, request, s->weight,
+		 grant);
 }
 
 void mvd_session_free(struct mvd_session *s)
@@ -286,6 +291,7 @@ json_t *mvd_session_json(const struct mvd_session *s)
 	json_object_set_new(o, "launch_events", json_integer((json_int_t)s->launches));
 	json_object_set_new(o, "rank", s->rank != MV_RANK_NONE ? json_integer((json_int_t)s->rank)
 							   : json_null());
+	json_object_set_new(o, "group", s->group[0] != '\0' ? json_string(s->group) : json_null());
 	json_object_set_new(o, "policy", json_string(job->policy != NULL ? job->policy : "lru"));
 	json_object_set_new(o, "cgroup", s->cgroup != NULL ? json_string(s->cgroup) : json_null());
 	mvd_learn_json(s->learn, o);

@@ -12,6 +12,9 @@
 
 #include "interpose/internal.h"
 #include "policies/policy.h"
+#include "policies/trace.h"
+#include "protocol/frame.h"
+#include "protocol/text.h"
 #include "protocol/units.h"
 
 struct mv_config mv_cfg = {
@@ -21,6 +24,7 @@ struct mv_config mv_cfg = {
 	.daemon = 1,
 	.policy = "lru",
 	.headroom = -1,
+	.rank = MV_RANK_NONE,
 };
 
 static void bad(const char *name, const char *value, const char *expected, const char *fallback);
@@ -74,6 +78,16 @@ static void load_planning(void)
 	v = getenv("MEMVIRT_RECORD");
 	if (v != NULL && *v != '\0')
 		mv_cfg.record = v;
+	v = getenv("MEMVIRT_RECORD_MAX");
+	if (v != NULL && *v != '\0') {
+		uint64_t cap;
+
+		/* The cap holds at least the header and the END record. */
+		if (mv_parse_size(v, &cap) != 0 || cap < MV_TRACE_MAX_LEAST)
+			bad("MEMVIRT_RECORD_MAX", v, "a size of at least 4KiB, such as 512MiB", "no cap");
+		else
+			mv_cfg.record_max = cap;
+	}
 	if (load_knob("MEMVIRT_PAGE_MIN", "page_min", policy_default, &x) == 0)
 		mv_cfg.page_min = x.u;
 	if (load_knob("MEMVIRT_LOOKAHEAD", "lookahead", policy_default, &x) == 0)
@@ -127,6 +141,57 @@ static void budget_zero(const char *value)
 
 	mv_budget_absurd(0, 0, 0, why, sizeof(why));
 	mv_log(MV_LOG_WARN, "MEMVIRT_BUDGET=%s %s; using the device's memory", value, why);
+}
+
+/* The launchers' rank variables, most specific first: the first one set names the rank. A value
+ * that is not a whole number up to MV_RANK_MAX gets a warning and no rank; the job runs as it
+ * would. */
+static uint32_t load_rank(void)
+{
+	static const char *const vars[] = {"RANK", "LOCAL_RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK",
+					   "PMI_RANK"};
+	unsigned long long r;
+	const char *v;
+	char *end, shown[64];
+	size_t i;
+
+	for (i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+		v = getenv(vars[i]);
+		if (v == NULL || *v == '\0')
+			continue;
+		errno = 0;
+		r = strtoull(v, &end, 10);
+		if (*v >= '0' && *v <= '9' && *end == '\0' && errno == 0 && r <= MV_RANK_MAX)
+			return (uint32_t)r;
+		mv_text_escape(v, shown, sizeof(shown), 32);
+		mv_log(MV_LOG_WARN, "%s=%s is not a whole number up to %d; the process has no rank in stats "
+		       "or traces", vars[i], shown, MV_RANK_MAX);
+		return MV_RANK_NONE;
+	}
+	return MV_RANK_NONE;
+}
+
+/* Who the process is in its job: its rank, and the group whose budget it shares (MEMVIRT_GROUP,
+ * which memvirt run sets). A group the daemon would refuse is dropped with a warning: the process
+ * then has a budget of its own, as without a group. */
+static void load_identity(void)
+{
+	const char *v = getenv("MEMVIRT_GROUP");
+	char shown[96];
+
+	mv_cfg.rank = load_rank();
+	if (v == NULL || *v == '\0')
+		return;
+	memset(mv_cfg.group, 0, sizeof(mv_cfg.group));
+	if (strlen(v) <= MV_GROUP_MAX) {
+		memcpy(mv_cfg.group, v, strlen(v));
+		if (mv_group_valid(mv_cfg.group, sizeof(mv_cfg.group)))
+			return;
+	}
+	memset(mv_cfg.group, 0, sizeof(mv_cfg.group));
+	mv_text_escape(v, shown, sizeof(shown), 64);
+	mv_log(MV_LOG_WARN, "MEMVIRT_GROUP=%s is not 1 to %d letters, digits or ._:@+=-; the process "
+	       "has a budget of its own", shown, MV_GROUP_MAX);
 }
 
 void mv_config_load(void)
@@ -217,4 +282,5 @@ void mv_config_load(void)
 	if (v == NULL || *v == '\0')
 		v = program_invocation_short_name;
 	snprintf(mv_cfg.job, sizeof(mv_cfg.job), "%s", v != NULL ? v : "");
+	load_identity();
 }

@@ -96,9 +96,12 @@ struct mv_config {
 	int daemon;               /* MEMVIRT_DAEMON: link to memvirtd */
 	uint32_t weight;          /* MEMVIRT_WEIGHT: this job's share, 0 for the daemon's default */
 	char job[64];             /* MEMVIRT_JOB, or the program's name */
+	uint32_t rank;            /* RANK, LOCAL_RANK, ...: the rank in the job, or MV_RANK_NONE */
+	char group[64];           /* MEMVIRT_GROUP as HELLO carries it, all NUL for none */
 	/* Planning. Zero (negative for headroom) leaves a knob at the policy's default. */
 	char policy[32];          /* MEMVIRT_POLICY: lru, vdnn-all, vdnn-conv, mmcnn or auto */
-	const char *record;       /* MEMVIRT_RECORD: the trace file to write, or NULL */
+	const char *record;       /* MEMVIRT_RECORD: the trace file to write (%p, %r), or NULL */
+	uint64_t record_max;      /* MEMVIRT_RECORD_MAX: the trace's largest size, 0 for none */
 	uint64_t page_min;        /* MEMVIRT_PAGE_MIN: the smallest buffer a plan pages */
 	uint32_t lookahead;       /* MEMVIRT_LOOKAHEAD */
 	double heavy_fraction;    /* MEMVIRT_HEAVY_FRACTION */
@@ -108,6 +111,7 @@ struct mv_config {
 };
 
 extern struct mv_config mv_cfg;
+
 
 /* Reads MEMVIRT_* once. A malformed value gets one log line and its default. */
 void mv_config_load(void);
@@ -687,7 +691,8 @@ int mv_exec_take_late(uint64_t fingerprint, uint64_t *late, uint32_t nbufs);
 int mv_exec_daemon_active(void);
 
 /* Recording (record.c), on the learner's thread only. */
-int mv_record_open(const char *path, uint64_t device_total, uint32_t flags);
+/* Opens the trace file MEMVIRT_RECORD names (pattern: %p, %r, %%); 0, or -1 with a warning. */
+int mv_record_open(const char *pattern, uint64_t device_total, uint32_t flags);
 void mv_record_func(uint32_t fn, const char *name);
 void mv_record_alloc(uint32_t id, uint32_t flags, uint64_t size, uint64_t site, uint64_t time_ns);
 void mv_record_free(uint32_t id, uint64_t time_ns);

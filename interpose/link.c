@@ -134,38 +134,6 @@ static size_t rxlen;
 static pthread_mutex_t end_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t end_cond = PTHREAD_COND_INITIALIZER;
 static int finished;
-/* The process's rank in its job, read where the link starts (on an app thread, as the other
- * settings are), for every HELLO after. */
-static uint32_t link_rank = MV_RANK_NONE;
-
-/* The launchers' rank variables, most specific first: the first one set names the rank. A value
- * that is not a whole number up to MV_RANK_MAX gets a warning and no rank; the job runs as it
- * would. */
-static uint32_t read_rank(void)
-{
-	static const char *const vars[] = {"RANK", "LOCAL_RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK",
-					   "PMI_RANK"};
-	unsigned long long r;
-	const char *v;
-	char *end, shown[64];
-	size_t i;
-
-	for (i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
-		v = getenv(vars[i]);
-		if (v == NULL || *v == '\0')
-			continue;
-		errno = 0;
-		r = strtoull(v, &end, 10);
-		if (*v >= '0' && *v <= '9' && *end == '\0' && errno == 0 && r <= MV_RANK_MAX)
-			return (uint32_t)r;
-		mv_text_escape(v, shown, sizeof(shown), 32);
-		mv_log(MV_LOG_WARN, "%s=%s is not a whole number up to %d; the process has no rank in stats",
-		       vars[i], shown, MV_RANK_MAX);
-		return MV_RANK_NONE;
-	}
-	return MV_RANK_NONE;
-}
-
 static uint64_t now_ms(void)
 {
 	struct timespec ts;
@@ -262,7 +230,8 @@ static int send_hello(uint64_t deadline)
 	h.device_total = mv_dev()->total;
 	h.budget = mv_budget_local();
 	h.weight = mv_cfg.weight;
-	h.rank = link_rank;
+	h.rank = mv_cfg.rank;
+	memcpy(h.group, mv_cfg.group, sizeof(h.group));
 	memcpy(h.job, mv_cfg.job, sizeof(h.job));
 	h.job[sizeof(h.job) - 1] = '\0';
 	return send_frame(MV_MSG_HELLO, mv_hello_encode(&h, tx + MV_FRAME_HEADER), deadline);
@@ -587,7 +556,6 @@ void mv_link_start(void)
 		return;
 	if (!atomic_compare_exchange_strong(&started, &expected, 1))
 		return;
-	link_rank = read_rank();
 	/* memvirt(1), DISCOVERY: the system daemon when it answers, else this user's own. */
 	if (mv_socket_discover(sock_path, sizeof(sock_path)) < 0) {
 		mv_log(MV_LOG_WARN, "the daemon's socket path is too long; running without memvirtd");

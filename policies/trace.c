@@ -63,6 +63,7 @@ struct mv_trace *mv_trace_new(uint64_t device_total, uint32_t flags)
 		return NULL;
 	t->device_total = device_total;
 	t->flags = flags;
+	t->rank = MV_TRACE_NONE;
 	return t;
 }
 
@@ -476,6 +477,8 @@ int mv_trace_read_mem(const void *buf, size_t len, struct mv_trace **out, char *
 	t = mv_trace_new(get64(p + 16), get32(p + 24));
 	if (t == NULL)
 		return -ENOMEM;
+	if (t->flags & MV_TRACE_F_RANK)
+		t->rank = get32(p + 28);
 
 	for (off = hsize; off < len;) {
 		unsigned type;
@@ -538,17 +541,62 @@ static size_t head(uint8_t *out, size_t cap, unsigned type, size_t len)
 	return MV_TRACE_RECORD_HEAD + len;
 }
 
-size_t mv_trace_encode_header(uint8_t *out, size_t cap, uint64_t device_total, uint32_t flags)
+size_t mv_trace_encode_header_rank(uint8_t *out, size_t cap, uint64_t device_total, uint32_t flags,
+				   uint32_t rank)
 {
 	if (cap < MV_TRACE_HEADER)
 		return 0;
+	flags &= ~MV_TRACE_F_RANK;
+	if (rank != MV_TRACE_NONE)
+		flags |= MV_TRACE_F_RANK;
 	memcpy(out, MV_TRACE_MAGIC, 8);
 	put32(out + 8, MV_TRACE_VERSION);
 	put32(out + 12, MV_TRACE_HEADER);
 	put64(out + 16, device_total);
 	put32(out + 24, flags);
-	put32(out + 28, 0);
+	put32(out + 28, rank != MV_TRACE_NONE ? rank : 0);
 	return MV_TRACE_HEADER;
+}
+
+size_t mv_trace_encode_header(uint8_t *out, size_t cap, uint64_t device_total, uint32_t flags)
+{
+	return mv_trace_encode_header_rank(out, cap, device_total, flags, MV_TRACE_NONE);
+}
+
+int mv_trace_path_expand(const char *pattern, uint32_t pid, uint32_t rank, char *out, size_t len)
+{
+	size_t n = 0;
+	int expanded = 0, w;
+	char num[16];
+
+	for (const char *p = pattern; *p != '\0'; p++) {
+		const char *piece = num;
+
+		if (*p != '%') {
+			num[0] = *p;
+			num[1] = '\0';
+		} else if (p[1] == '%') {
+			piece = "%";
+			p++;
+		} else if (p[1] == 'p' || p[1] == 'r') {
+			if (p[1] == 'r' && rank == MV_TRACE_NONE)
+				piece = "x";
+			else
+				snprintf(num, sizeof(num), "%u", p[1] == 'p' ? pid : rank);
+			expanded++;
+			p++;
+		} else {
+			return -EINVAL;
+		}
+		w = snprintf(out + n, len - n, "%s", piece);
+		if (w < 0 || (size_t)w >= len - n)
+			return -ENAMETOOLONG;
+		n += (size_t)w;
+	}
+	if (len == 0)
+		return -ENAMETOOLONG;
+	out[n] = '\0';
+	return expanded;
 }
 
 size_t mv_trace_encode_func(uint8_t *out, size_t cap, uint32_t func, const char *name)
@@ -707,7 +755,7 @@ uint8_t *mv_trace_encode(const struct mv_trace *t, size_t *len)
 	out = malloc(total);
 	if (out == NULL)
 		return NULL;
-	off = mv_trace_encode_header(out, total, t->device_total, t->flags);
+	off = mv_trace_encode_header_rank(out, total, t->device_total, t->flags, t->rank);
 	for (i = 0; i <= t->nops; i++) {
 		const struct mv_trace_op *op = i < t->nops ? &t->ops[i] : NULL;
 		/* Functions are numbered in FUNC order, so one is written with every function before it. */

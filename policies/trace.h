@@ -9,7 +9,7 @@
  *       offset 12 u32   header_size   32; a reader skips what it does not know up to here
  *       offset 16 u64   device_total  the device's memory
  *       offset 24 u32   flags         MV_TRACE_F_*
- *       offset 28 u32   reserved      zero
+ *       offset 28 u32   rank          the recording process's rank with MV_TRACE_F_RANK, else zero
  *     then records, each an 8-byte head then `length` bytes of payload:
  *       u16 type, u16 reserved (zero), u32 length
  *
@@ -31,6 +31,9 @@
  * allocation's call-site hash (0 when unknown); `dur_ns` is the measured device time (0 when not
  * measured). Times are CLOCK_MONOTONIC nanoseconds and never decrease.
  *
+ * A recorder that reached its size cap (--record-max) writes END and sets MV_TRACE_F_CUT in the
+ * header: the file is whole, but the job went on past its last record.
+ *
  * A file without END was cut short (a killed job): the reader keeps every complete record before
  * the cut and sets `truncated`. Anything else malformed is an error naming the offset.
  *
@@ -47,6 +50,7 @@
 #define MV_TRACE_RECORD_HEAD 8
 #define MV_TRACE_NAME_MAX 255
 #define MV_TRACE_NONE UINT32_MAX  /* no buffer, function or op */
+#define MV_TRACE_MAX_LEAST 4096u  /* the smallest size cap a recorder takes */
 
 enum mv_trace_record {
 	MV_TREC_FUNC = 1,
@@ -60,6 +64,8 @@ enum mv_trace_record {
 };
 
 #define MV_TRACE_F_MODEL_ONLY 0x1u /* recorded on a simulated device without backing bytes */
+#define MV_TRACE_F_RANK 0x2u       /* the header's rank word holds the process's rank in its job */
+#define MV_TRACE_F_CUT 0x4u        /* the recorder stopped at its size cap; the job went on */
 
 #define MV_TBUF_PINNED 0x1u /* never paged: a slab block or an allocation below the threshold */
 
@@ -93,6 +99,7 @@ struct mv_trace_op {
 struct mv_trace {
 	uint64_t device_total;
 	uint32_t flags;       /* MV_TRACE_F_* */
+	uint32_t rank;        /* the process's rank, MV_TRACE_NONE when the file names none */
 	int truncated;        /* the file ended without END */
 	struct mv_trace_buf *bufs;
 	uint32_t nbufs;
@@ -132,6 +139,14 @@ int mv_trace_add_page(struct mv_trace *t, uint32_t buf, int in, uint64_t time_ns
 /* Encoding for writers (no I/O here). Each writes one record (or the header) into out, at most
  * cap bytes, and returns its size, or 0 when it does not fit or a value is out of range. */
 size_t mv_trace_encode_header(uint8_t *out, size_t cap, uint64_t device_total, uint32_t flags);
+/* The same, for a process with a rank in its job (MV_TRACE_NONE: none, as the one above). */
+size_t mv_trace_encode_header_rank(uint8_t *out, size_t cap, uint64_t device_total, uint32_t flags,
+				   uint32_t rank);
+
+/* A trace file's name from a pattern: %p is the pid, %r the rank (x when MV_TRACE_NONE), %% a %.
+ * Returns how many %p and %r it expanded (0: one name for every process of a job), -EINVAL for a
+ * % followed by anything else, -ENAMETOOLONG when the name does not fit in out[len]. */
+int mv_trace_path_expand(const char *pattern, uint32_t pid, uint32_t rank, char *out, size_t len);
 size_t mv_trace_encode_func(uint8_t *out, size_t cap, uint32_t func, const char *name);
 size_t mv_trace_encode_alloc(uint8_t *out, size_t cap, uint32_t buf, uint32_t flags, uint64_t size,
 			     uint64_t site, uint64_t time_ns);

@@ -157,6 +157,19 @@ void mv_frame_header(uint8_t *out, uint16_t type, uint32_t length)
 	mv_put_u32(out + 12, 0);
 }
 
+int mv_group_valid(const char *g, size_t len)
+{
+	size_t n = strnlen(g, len);
+
+	/* A group decides whose budget is shared: a token means exactly one thing or it is refused. */
+	if (n == len || n > MV_GROUP_MAX || strspn(g, MV_GROUP_CHARS) != n)
+		return 0;
+	for (size_t i = n; i < len; i++)
+		if (g[i] != '\0')
+			return 0;
+	return 1;
+}
+
 size_t mv_hello_encode(const struct mv_msg_hello *m, uint8_t *out)
 {
 	mv_put_u32(out, m->pid);
@@ -167,6 +180,7 @@ size_t mv_hello_encode(const struct mv_msg_hello *m, uint8_t *out)
 	mv_put_u32(out + 40, m->weight);
 	mv_put_u32(out + 44, m->rank);
 	memcpy(out + 48, m->job, 64);
+	memcpy(out + 112, m->group, 64);
 	return MV_MSG_HELLO_SIZE;
 }
 
@@ -184,7 +198,8 @@ int mv_hello_decode(const uint8_t *p, size_t len, struct mv_msg_hello *m)
 	memcpy(m->job, p + 48, 64);
 	/* The peer may fill all 64 bytes; the name is used as a C string. */
 	m->job[63] = '\0';
-	return 0;
+	memcpy(m->group, p + 112, 64);
+	return mv_group_valid(m->group, sizeof(m->group)) ? 0 : MV_FRAME_BAD_PAYLOAD;
 }
 
 size_t mv_welcome_encode(const struct mv_msg_welcome *m, uint8_t *out)

@@ -41,12 +41,16 @@ int mv_frame_at_eof(size_t len);
 
 const char *mv_frame_strerror(int status);
 
+/* Whether g[0, len) is a group field as proto.h's HELLO defines it: a token or all NUL. */
+int mv_group_valid(const char *g, size_t len);
+
 /* Writes a header for a payload of length bytes to out[0, MV_FRAME_HEADER). */
 void mv_frame_header(uint8_t *out, uint16_t type, uint32_t length);
 
 /* Fixed-size payloads: encode writes exactly the _SIZE bytes of proto.h to out and returns that
  * size; decode checks len is exactly that size and returns 0, or MV_FRAME_BAD_PAYLOAD. */
 size_t mv_hello_encode(const struct mv_msg_hello *m, uint8_t *out);
+/* HELLO's decode also refuses a group field that is not a token as proto.h writes it. */
 int mv_hello_decode(const uint8_t *p, size_t len, struct mv_msg_hello *m);
 size_t mv_welcome_encode(const struct mv_msg_welcome *m, uint8_t *out);
 int mv_welcome_decode(const uint8_t *p, size_t len, struct mv_msg_welcome *m);

@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define MV_PROTO_MAGIC 0x5650564du /* "MVPV" as bytes on the wire */
-#define MV_PROTO_VERSION 4
+#define MV_PROTO_VERSION 5
 #define MV_FRAME_HEADER 16
 #define MV_FRAME_MAX (1u << 20) /* largest payload accepted */
 
@@ -57,10 +57,16 @@ struct mv_msg_hello {
 	uint32_t weight;            /* MEMVIRT_WEIGHT, 0 for the config's default */
 	uint32_t rank;              /* the process's rank in its job (RANK, ...), or MV_RANK_NONE */
 	char job[64];               /* a name for stats: the program, NUL-padded */
+	char group[64];             /* the job's group token (MEMVIRT_GROUP), "" for none: see below */
 };
-#define MV_MSG_HELLO_SIZE (4 + 4 + 16 + 8 + 8 + 4 + 4 + 64)
+#define MV_MSG_HELLO_SIZE (4 + 4 + 16 + 8 + 8 + 4 + 4 + 64 + 64)
 #define MV_RANK_NONE UINT32_MAX
 #define MV_RANK_MAX INT32_MAX /* the largest rank a process may name */
+/* A group token: 1 to MV_GROUP_MAX bytes of MV_GROUP_CHARS, then NUL bytes to the end of the field
+ * (all NUL: no group). The processes of one uid that send the same token share one budget on each
+ * device; the decoder refuses any other field. */
+#define MV_GROUP_MAX 63
+#define MV_GROUP_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@+=-"
 
 /* WELCOME: the session's id and its first grant. */
 struct mv_msg_welcome {

@@ -55,6 +55,8 @@ expect 2 ambiguous run --s "$T/x.sock" -- true
 said ambiguous "memvirt run: option '--s' is ambiguous; it could be --simulate --socket"
 expect 2 novalue run --budget
 said novalue "memvirt run: option '--budget' needs a value"
+expect 2 novaluerecord run --record
+said novaluerecord "memvirt run: option '--record' needs a value"
 expect 2 noarg stats --json=yes
 said noarg "memvirt stats: option '--json' takes no value"
 expect 2 unknown-far stats --frobnicate

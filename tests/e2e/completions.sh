@@ -78,7 +78,9 @@ expect_completion() {
 	[ "$got" = "$2" ] || mv_fail "bash completes '$1' as '$got', expected '$2'"
 }
 expect_completion "memvirt st" "stats"
-expect_completion "memvirt run --bud" "--budget"
+expect_completion "memvirt run --bud" "--budget --budget-per-process"
+expect_completion "memvirt run --budget-p" "--budget-per-process"
+expect_completion "memvirt run --record-m" "--record-max"
 expect_completion "memvirt daemon sta" "start status"
 expect_completion "memvirt trace re" "replay"
 expect_completion "memvirt run --policy mm" "mmcnn"

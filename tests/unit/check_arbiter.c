@@ -1,4 +1,4 @@
-/* mvd_arbiter_divide: how one device's budget is split among its sessions. */
+/* mvd_arbiter_divide(_groups): how one device's budget is split among its sessions and groups. */
 #include <config.h>
 
 #include <check.h>
@@ -304,6 +304,111 @@ START_TEST(property_random_claims)
 }
 END_TEST
 
+/* Two processes of one job (one uid, one token) asking for 6 GiB each share those 6 GiB, where
+ * each alone would get all 6: a job's budget does not double with its processes. */
+START_TEST(group_shares_its_budget)
+{
+	struct mvd_member c[2] = {{{6 * GIB, 0, 1}, 1000, "run-1"}, {{6 * GIB, 0, 1}, 1000, "run-1"}};
+	uint64_t g[2];
+
+	mvd_arbiter_divide_groups(80 * GIB, 2, c, g);
+	ck_assert_uint_eq(g[0], 3 * GIB);
+	ck_assert_uint_eq(g[1], 3 * GIB);
+	/* Without the token, each its own budget, as before groups. */
+	c[0].group = NULL;
+	c[1].group = "";
+	mvd_arbiter_divide_groups(80 * GIB, 2, c, g);
+	ck_assert_uint_eq(g[0], 6 * GIB);
+	ck_assert_uint_eq(g[1], 6 * GIB);
+}
+END_TEST
+
+/* The group's budget is the least its members asked for, shared by weight; another job on the
+ * device competes with the group as one claim. */
+START_TEST(group_least_request_and_weights)
+{
+	struct mvd_member c[4] = {{{8 * GIB, 0, 2}, 1000, "slurm-7.0"}, {{BIG, 0, 1}, 1000, "other"},
+				  {{12 * GIB, 0, 1}, 1000, "slurm-7.0"}, {{BIG, 0, 1}, 1000, "slurm-7.0"}};
+	uint64_t g[4];
+
+	mvd_arbiter_divide_groups(80 * GIB, 4, c, g);
+	ck_assert_uint_eq(g[0] + g[2] + g[3], 8 * GIB);
+	ck_assert_uint_eq(g[0], 4 * GIB);
+	ck_assert_uint_eq(g[2], 2 * GIB);
+	ck_assert_uint_eq(g[3], 2 * GIB);
+	ck_assert_uint_eq(g[1], 72 * GIB);
+
+	/* A tight device: the group (weight 4) and the other job (weight 1) split 10 GiB 8:2. */
+	mvd_arbiter_divide_groups(10 * GIB, 4, c, g);
+	ck_assert_uint_eq(g[0] + g[2] + g[3], 8 * GIB);
+	ck_assert_uint_eq(g[1], 2 * GIB);
+}
+END_TEST
+
+/* A token names a group only within one uid: another user sending the same token gets a budget
+ * of its own and takes nothing from the group's. */
+START_TEST(group_token_never_joins_uids)
+{
+	struct mvd_member c[3] = {{{6 * GIB, 0, 1}, 1000, "run-1"}, {{6 * GIB, 0, 1}, 1001, "run-1"},
+				  {{6 * GIB, 0, 1}, 1000, "run-1"}};
+	uint64_t g[3];
+
+	mvd_arbiter_divide_groups(80 * GIB, 3, c, g);
+	ck_assert_uint_eq(g[0], 3 * GIB);
+	ck_assert_uint_eq(g[2], 3 * GIB);
+	ck_assert_uint_eq(g[1], 6 * GIB);
+	/* Nor does a user with a smaller budget shrink another's group. */
+	c[1].claim.request = 1 * GIB;
+	mvd_arbiter_divide_groups(80 * GIB, 3, c, g);
+	ck_assert_uint_eq(g[0] + g[2], 6 * GIB);
+	ck_assert_uint_eq(g[1], 1 * GIB);
+}
+END_TEST
+
+/* Random claims in a few groups over two uids: every group's grants sum to at most its least
+ * request, all of them to at most the budget. */
+START_TEST(group_property_random)
+{
+	static const char *const tokens[] = {NULL, "a", "b", "c"};
+	struct mvd_member c[12];
+	uint64_t g[12], budget, sum, least[2][4], got[2][4];
+	unsigned seed = 12345;
+
+	for (int round = 0; round < 2000; round++) {
+		size_t n = 1 + (size_t)(rand_r(&seed) % 12);
+
+		budget = (uint64_t)(rand_r(&seed) % 64 + 1) * GIB;
+		for (int u = 0; u < 2; u++)
+			for (int t = 0; t < 4; t++)
+				least[u][t] = BIG, got[u][t] = 0;
+		for (size_t i = 0; i < n; i++) {
+			c[i].claim.request = (uint64_t)(rand_r(&seed) % 32 + 1) * GIB;
+			c[i].claim.min = rand_r(&seed) % 4 == 0 ? (uint64_t)(rand_r(&seed) % 8) * GIB : 0;
+			c[i].claim.weight = (uint32_t)(rand_r(&seed) % 4);
+			c[i].uid = 1000 + (uid_t)(rand_r(&seed) % 2);
+			c[i].group = tokens[rand_r(&seed) % 4];
+		}
+		mvd_arbiter_divide_groups(budget, n, c, g);
+		sum = 0;
+		for (size_t i = 0; i < n; i++) {
+			size_t u = c[i].uid - 1000, t = c[i].group == NULL ? 0 : (size_t)(c[i].group[0] - 'a' + 1);
+
+			ck_assert_uint_le(g[i], c[i].claim.request);
+			sum += g[i];
+			if (t == 0)
+				continue;
+			if (c[i].claim.request < least[u][t])
+				least[u][t] = c[i].claim.request;
+			got[u][t] += g[i];
+		}
+		ck_assert_uint_le(sum, budget);
+		for (int u = 0; u < 2; u++)
+			for (int t = 1; t < 4; t++)
+				ck_assert_uint_le(got[u][t], least[u][t]);
+	}
+}
+END_TEST
+
 static Suite *arbiter_suite(void)
 {
 	Suite *s = suite_create("arbiter");
@@ -325,6 +430,10 @@ static Suite *arbiter_suite(void)
 	tcase_add_test(tc, zero_weight_gets_only_its_min);
 	tcase_add_test(tc, huge_values_do_not_overflow);
 	tcase_add_test(tc, property_random_claims);
+	tcase_add_test(tc, group_shares_its_budget);
+	tcase_add_test(tc, group_least_request_and_weights);
+	tcase_add_test(tc, group_token_never_joins_uids);
+	tcase_add_test(tc, group_property_random);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 	return s;

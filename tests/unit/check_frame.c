@@ -82,7 +82,7 @@ START_TEST(test_header_layout)
 {
 	uint8_t h[MV_FRAME_HEADER];
 	static const uint8_t want[MV_FRAME_HEADER] = {
-		'M', 'V', 'P', 'V', 0x04, 0x00, 0x03, 0x01, 0x78, 0x56, 0x34, 0x12, 0, 0, 0, 0,
+		'M', 'V', 'P', 'V', 0x05, 0x00, 0x03, 0x01, 0x78, 0x56, 0x34, 0x12, 0, 0, 0, 0,
 	};
 
 	memset(h, 0xff, sizeof(h));
@@ -105,6 +105,7 @@ static struct mv_msg_hello sample_hello(void)
 	m.weight = 7;
 	m.rank = 0x01020304u;
 	strcpy(m.job, "python train.py");
+	strcpy(m.group, "slurm-1234.0");
 	return m;
 }
 
@@ -118,7 +119,7 @@ START_TEST(test_hello_roundtrip)
 	pl[MV_MSG_HELLO_SIZE] = 0xee;
 	n = mv_hello_encode(&m, pl);
 	ck_assert_uint_eq(n, MV_MSG_HELLO_SIZE);
-	ck_assert_uint_eq(n, 112);
+	ck_assert_uint_eq(n, 176);
 	ck_assert_uint_eq(pl[MV_MSG_HELLO_SIZE], 0xee);
 	/* Field order and offsets on the wire. */
 	ck_assert_uint_eq(pl[0], 0x44);
@@ -132,6 +133,7 @@ START_TEST(test_hello_roundtrip)
 	ck_assert_uint_eq(mv_get_u32(pl + 44), 0x01020304u);
 	ck_assert_uint_eq(pl[44], 0x04);
 	ck_assert_mem_eq(pl + 48, m.job, 64);
+	ck_assert_mem_eq(pl + 112, m.group, 64);
 
 	n = build(buf, MV_MSG_HELLO, pl, MV_MSG_HELLO_SIZE);
 	p = expect_frame(buf, n, MV_MSG_HELLO, MV_MSG_HELLO_SIZE);
@@ -146,6 +148,45 @@ START_TEST(test_hello_roundtrip)
 	ck_assert_uint_eq(d.rank, m.rank);
 	ck_assert_str_eq(d.job, "python train.py");
 	ck_assert_mem_eq(d.job, m.job, 64);
+	ck_assert_str_eq(d.group, "slurm-1234.0");
+}
+END_TEST
+
+/* The group field decides whose budget is shared: anything but a token and NUL padding (or all
+ * NUL) is refused whole. */
+START_TEST(test_hello_group_strict)
+{
+	struct mv_msg_hello m = sample_hello(), d;
+	uint8_t pl[MV_MSG_HELLO_SIZE];
+
+	memset(m.group, 0, sizeof(m.group));
+	mv_hello_encode(&m, pl);
+	ck_assert_int_eq(mv_hello_decode(pl, sizeof(pl), &d), 0);
+	ck_assert_str_eq(d.group, "");
+
+	memset(m.group, 'g', MV_GROUP_MAX);
+	mv_hello_encode(&m, pl);
+	ck_assert_int_eq(mv_hello_decode(pl, sizeof(pl), &d), 0);
+	ck_assert_uint_eq(strlen(d.group), MV_GROUP_MAX);
+
+	/* No NUL at all. */
+	memset(m.group, 'g', sizeof(m.group));
+	mv_hello_encode(&m, pl);
+	ck_assert_int_eq(mv_hello_decode(pl, sizeof(pl), &d), MV_FRAME_BAD_PAYLOAD);
+	/* A byte after the terminating NUL. */
+	memset(m.group, 0, sizeof(m.group));
+	strcpy(m.group, "run-1");
+	m.group[40] = 'x';
+	mv_hello_encode(&m, pl);
+	ck_assert_int_eq(mv_hello_decode(pl, sizeof(pl), &d), MV_FRAME_BAD_PAYLOAD);
+	/* A character outside the token's set. */
+	memset(m.group, 0, sizeof(m.group));
+	strcpy(m.group, "run 1");
+	mv_hello_encode(&m, pl);
+	ck_assert_int_eq(mv_hello_decode(pl, sizeof(pl), &d), MV_FRAME_BAD_PAYLOAD);
+	strcpy(m.group, "run\n1");
+	mv_hello_encode(&m, pl);
+	ck_assert_int_eq(mv_hello_decode(pl, sizeof(pl), &d), MV_FRAME_BAD_PAYLOAD);
 }
 END_TEST
 
@@ -896,9 +937,15 @@ static int fuzz_payload(const uint8_t *p, size_t len)
 	int r, ok = 0;
 
 	r = mv_hello_decode(p, len, &hello);
-	FUZZ_CHECK(r == (len == MV_MSG_HELLO_SIZE ? 0 : MV_FRAME_BAD_PAYLOAD), "hello %zu -> %d", len, r);
+	/* Of the right size, it is refused only for its group field (proto.h's token or all NUL). */
+	FUZZ_CHECK(r == (len == MV_MSG_HELLO_SIZE && mv_group_valid((const char *)p + 112, 64) ? 0
+										       : MV_FRAME_BAD_PAYLOAD),
+		   "hello %zu -> %d", len, r);
 	if (r == 0) {
 		FUZZ_CHECK(hello.job[63] == '\0', "hello job not terminated");
+		FUZZ_CHECK(strlen(hello.group) <= MV_GROUP_MAX &&
+				   strspn(hello.group, MV_GROUP_CHARS) == strlen(hello.group),
+			   "hello group not a token");
 		ok++;
 	}
 	r = mv_welcome_decode(p, len, &welcome);
@@ -1011,6 +1058,7 @@ static Suite *frame_suite(void)
 	tcase_add_test(tc, test_header_layout);
 	tcase_add_test(tc, test_hello_roundtrip);
 	tcase_add_test(tc, test_hello_job_terminated);
+	tcase_add_test(tc, test_hello_group_strict);
 	tcase_add_test(tc, test_welcome_grant_roundtrip);
 	tcase_add_test(tc, test_counters_roundtrip);
 	tcase_add_test(tc, test_counters_every_one);

@@ -668,6 +668,66 @@ START_TEST(encoders_respect_cap)
 }
 END_TEST
 
+/* The header names the recording process's rank (flag and word), and a trace a recorder cut at
+ * its size cap reads whole, with the cut flag; one with neither names no rank. */
+START_TEST(header_rank_and_cut)
+{
+	struct img m;
+	struct mv_trace *t = NULL;
+	char err[256];
+
+	memset(&m, 0, sizeof m);
+	m.n = mv_trace_encode_header_rank(m.b, sizeof m.b, PT_GIB, MV_TRACE_F_CUT, 7);
+	ck_assert_uint_eq(m.n, MV_TRACE_HEADER);
+	ck_assert_uint_eq(m.b[24], MV_TRACE_F_CUT | MV_TRACE_F_RANK);
+	ck_assert_uint_eq(m.b[28], 7);
+	add_func(&m, 0, "k");
+	add_alloc(&m, 0, 10);
+	add_end(&m);
+	ck_assert_int_eq(mv_trace_read_mem(m.b, m.n, &t, err, sizeof err), 0);
+	ck_assert_uint_eq(t->rank, 7);
+	ck_assert_uint_eq(t->flags, MV_TRACE_F_CUT | MV_TRACE_F_RANK);
+	ck_assert_int_eq(t->truncated, 0);
+	ck_assert_uint_eq(t->nbufs, 1);
+	mv_trace_free(t);
+
+	/* Rank 0 is a rank; no rank clears the flag whatever the caller passed. */
+	mv_trace_encode_header_rank(m.b, sizeof m.b, PT_GIB, MV_TRACE_F_RANK, 0);
+	ck_assert_int_eq(mv_trace_read_mem(m.b, m.n, &t, err, sizeof err), 0);
+	ck_assert_uint_eq(t->rank, 0);
+	ck_assert_uint_eq(t->flags, MV_TRACE_F_RANK);
+	mv_trace_free(t);
+	mv_trace_encode_header_rank(m.b, sizeof m.b, PT_GIB, MV_TRACE_F_RANK, MV_TRACE_NONE);
+	ck_assert_uint_eq(m.b[28], 0);
+	ck_assert_int_eq(mv_trace_read_mem(m.b, m.n, &t, err, sizeof err), 0);
+	ck_assert_uint_eq(t->rank, MV_TRACE_NONE);
+	ck_assert_uint_eq(t->flags, 0);
+	mv_trace_free(t);
+}
+END_TEST
+
+/* --record's patterns: %p, %r (x for no rank) and %%; anything else after % is refused. */
+START_TEST(path_patterns)
+{
+	char out[32];
+
+	ck_assert_int_eq(mv_trace_path_expand("/t/job.%p.%r.mvtrace", 4242, 3, out, sizeof out), 2);
+	ck_assert_str_eq(out, "/t/job.4242.3.mvtrace");
+	ck_assert_int_eq(mv_trace_path_expand("r%r-%r", 1, MV_TRACE_NONE, out, sizeof out), 2);
+	ck_assert_str_eq(out, "rx-x");
+	ck_assert_int_eq(mv_trace_path_expand("100%%.trace", 1, 0, out, sizeof out), 0);
+	ck_assert_str_eq(out, "100%.trace");
+	ck_assert_int_eq(mv_trace_path_expand("plain", 1, 0, out, sizeof out), 0);
+	ck_assert_str_eq(out, "plain");
+	ck_assert_int_eq(mv_trace_path_expand("a%q", 1, 0, out, sizeof out), -EINVAL);
+	ck_assert_int_eq(mv_trace_path_expand("a%", 1, 0, out, sizeof out), -EINVAL);
+	ck_assert_int_eq(mv_trace_path_expand("%p", 4294967295u, 0, out, 10), -ENAMETOOLONG);
+	ck_assert_int_eq(mv_trace_path_expand("%p", 4294967295u, 0, out, 11), 1);
+	ck_assert_str_eq(out, "4294967295");
+	ck_assert_int_eq(mv_trace_path_expand("", 1, 0, out, 0), -ENAMETOOLONG);
+}
+END_TEST
+
 static Suite *trace_suite(void)
 {
 	Suite *s = suite_create("trace");
@@ -702,6 +762,8 @@ static Suite *trace_suite(void)
 	tcase_add_test(tc, corruption_is_refused_cleanly);
 	tcase_add_test(tc, builder_checks);
 	tcase_add_test(tc, encoders_respect_cap);
+	tcase_add_test(tc, header_rank_and_cut);
+	tcase_add_test(tc, path_patterns);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 	return s;
