@@ -6,6 +6,11 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 # The package's own build runs the test suite; building and installing it again there would recurse.
 [ -z "${MV_PACKAGE_BUILD:-}" ] || mv_skip "inside the package's own build (debian/rules)"
+# The package is built from a distribution copy with its own flags, whatever the tree under test:
+# one run, the plain build's, covers it. A sanitizer build or distcheck's read-only copy would
+# build the same package again, minutes each.
+[ -z "${MV_SANITIZER:-}" ] || mv_skip "the plain build's run builds and tests the package"
+[ -w "$MV_TOP_SRCDIR" ] || mv_skip "a read-only source tree (make distcheck): the plain build's run builds and tests the package"
 [ "$(id -u)" = 0 ] || mv_skip "installing a package needs root"
 command -v dpkg-buildpackage >/dev/null || mv_skip "dpkg-buildpackage is missing (apt-get install dpkg-dev)"
 command -v dh >/dev/null || mv_skip "debhelper is missing (apt-get install debhelper)"
