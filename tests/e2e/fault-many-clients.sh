@@ -38,8 +38,10 @@ while :; do
 		[ "$k" -gt "$most" ] && most=$k
 		[ "$k" -eq "$N" ] && break
 	fi
+	j=0
 	for p in $runs; do
-		alive "$p" || mv_fail "a job ended while only $most were linked at once"
+		alive "$p" || mv_fail "job $j ended while only $most were linked at once: $(tail -n 5 "$T/j$j.err" | tr '\n' ' ')"
+		j=$((j + 1))
 	done
 	n=$((n + 1))
 	[ "$n" -lt 3000 ] || mv_fail "at most $most of $N jobs were linked at once within 300 s"
