@@ -535,14 +535,14 @@ END_TEST
 static Suite *copy2d_suite(void)
 {
 	Suite *s = suite_create("interpose_copy2d");
-	TCase *tc = simtest_tcase(s, "paged_out", 30);
+	TCase *tc = simtest_tcase(s, "paged_out", 300);
 
 	tcase_add_loop_test(tc, test_paged_out_buffer, 0, OP_COUNT);
-	tc = simtest_tcase(s, "safety_net", 30);
+	tc = simtest_tcase(s, "safety_net", 300);
 	tcase_add_test(tc, test_net_ordered_write_kept);
-	tc = simtest_tcase(s, "pointer_tables", 30);
+	tc = simtest_tcase(s, "pointer_tables", 300);
 	tcase_add_test(tc, test_unified_device_source_not_read);
-	tc = simtest_tcase(s, "wait_before_write", 30);
+	tc = simtest_tcase(s, "wait_before_write", 300);
 	tcase_add_test(tc, test_wait_before_write_named_buffer);
 	tcase_add_test(tc, test_wait_before_write_later_use);
 	tcase_add_test(tc, test_wait_before_write_freed);
