@@ -144,6 +144,18 @@ static int set_default(spank_t sp, const char *var, const char *val)
 	return -1;
 }
 
+/* Whether list, a preload list of paths separated by colons or spaces, names path. */
+static int names(const char *list, const char *path)
+{
+	size_t n = strlen(path);
+	const char *p;
+
+	for (p = list; (p = strstr(p, path)) != NULL; p += n)
+		if ((p == list || p[-1] == ':' || p[-1] == ' ') && (p[n] == '\0' || p[n] == ':' || p[n] == ' '))
+			return 1;
+	return 0;
+}
+
 /* Adds the library to LD_PRELOAD: after what the user preloads, which is kept as it is. */
 static int preload(spank_t sp)
 {
@@ -156,7 +168,7 @@ static int preload(spank_t sp)
 		slurm_error("memvirt: cannot read the task's LD_PRELOAD: %s", spank_strerror(rc));
 		return -1;
 	}
-	if (strstr(have, want.library) != NULL)
+	if (names(have, want.library))
 		return 0;
 	snprintf(both, sizeof(both), "%s:%s", have, want.library);
 	return spank_setenv(sp, "LD_PRELOAD", both, 1) == ESPANK_SUCCESS ? 0 : -1;

@@ -159,15 +159,21 @@ bad policy=nope "memvirt: --memvirt: policy=nope is not one of lru, "
 bad budget=0 "memvirt: --memvirt: budget=0 leaves the job no device memory"
 bad size=1GiB "memvirt: --memvirt: 'size=1GiB' is not policy=P or budget=B"
 
-# The task environment: the plugin's variables, and a variable the user set is kept.
-MEMVIRT_POLICY=auto timeout 60 srun -N1 -n1 --memvirt=policy=lru,budget=2GiB env >"$T/env.out" 2>"$T/env.err" ||
+# The task environment: the plugin's variables; a variable the user set is kept, and the library
+# is added after the user's own preload.
+MEMVIRT_POLICY=auto timeout 60 srun -N1 -n1 --export=ALL,LD_PRELOAD=/nonexistent/keep.so \
+	--memvirt=policy=lru,budget=2GiB env >"$T/env.out" 2>"$T/env.err" ||
 	{ cat "$T/env.err" >&2; mv_fail "srun --memvirt env failed"; }
 step=$(sed -n 's/^SLURM_JOB_ID=//p' "$T/env.out").$(sed -n 's/^SLURM_STEP_ID=//p' "$T/env.out")
-for want in "LD_PRELOAD=$LIB" "MEMVIRT_POLICY=auto" "MEMVIRT_BUDGET=2GiB" "MEMVIRT_SOCKET=$S" \
+for want in "LD_PRELOAD=/nonexistent/keep.so:$LIB" "MEMVIRT_POLICY=auto" "MEMVIRT_BUDGET=2GiB" "MEMVIRT_SOCKET=$S" \
 	"MEMVIRT_JOB=slurm-$step" "MEMVIRT_GROUP=slurm-$step"; do
 	grep -qxF "$want" "$T/env.out" || { cat "$T/env.out" >&2; mv_fail "the task's environment has no $want"; }
 done
-echo "task environment: job slurm-$step, the user's MEMVIRT_POLICY=auto kept"
+echo "task environment: job slurm-$step, the user's MEMVIRT_POLICY and LD_PRELOAD kept"
+timeout 60 srun -N1 -n1 --memvirt=policy=vdnn-all env >"$T/env.out" 2>"$T/env.err" ||
+	{ cat "$T/env.err" >&2; mv_fail "srun --memvirt=policy=vdnn-all env failed"; }
+grep -qxF "MEMVIRT_POLICY=vdnn-all" "$T/env.out" && ! grep -q "^MEMVIRT_BUDGET=" "$T/env.out" ||
+	{ cat "$T/env.out" >&2; mv_fail "--memvirt=policy=vdnn-all gave the task another policy or a budget"; }
 
 # Two tasks that page, held after their first step until the daemon's view is checked.
 # shellcheck disable=SC2086 # ARGS is a list of words
