@@ -13,6 +13,6 @@ for page in "$MV_TOP_SRCDIR"/man/*.[1-8]; do
 	done
 	n=$((n + 1))
 done
-[ "$n" -eq 4 ] || mv_fail "expected 4 man pages, found $n"
+[ "$n" -eq 5 ] || mv_fail "expected 5 man pages, found $n"
 echo "$n man pages clean"
 exit 0
