@@ -11,6 +11,7 @@
 
 #include "policies/policy.h"
 #include "protocol/units.h"
+#include "protocol/profiles.h"
 
 #ifndef MV_SPANK_LIBRARY
 #error MV_SPANK_LIBRARY, the installed libmemvirt.so, comes from Makefile.am
@@ -174,6 +175,21 @@ static int preload(spank_t sp)
 	return spank_setenv(sp, "LD_PRELOAD", both, 1) == ESPANK_SUCCESS ? 0 : -1;
 }
 
+/* The task's environment, for the framework profiles (protocol/profiles.c). */
+static int task_get(void *ctx, const char *name, char *buf, size_t len)
+{
+	char scratch[8];
+	spank_err_t rc = spank_getenv(ctx, name, buf != NULL ? buf : scratch, buf != NULL ? (int)len : (int)sizeof(scratch));
+
+	/* A value longer than the buffer is still set. */
+	return rc == ESPANK_SUCCESS || rc == ESPANK_NOSPACE;
+}
+
+static int task_set(void *ctx, const char *name, const char *value)
+{
+	return spank_setenv(ctx, name, value, 1) == ESPANK_SUCCESS ? 0 : -1;
+}
+
 /* The job's name in memvirt's statistics: slurm-JOB.STEP, the step by its name where Slurm has one. */
 static void job_name(char *buf, size_t len, uint32_t job, uint32_t step)
 {
@@ -190,8 +206,10 @@ static void job_name(char *buf, size_t len, uint32_t job, uint32_t step)
 /* The task's environment: in slurmstepd, in the task after fork and before exec. */
 static int task_env(spank_t sp)
 {
+	const struct mv_env env = {task_get, task_set, sp};
 	uint32_t job, step;
 	char name[64];
+	int notes;
 
 	if (spank_get_item(sp, S_JOB_ID, &job) != ESPANK_SUCCESS ||
 	    spank_get_item(sp, S_JOB_STEPID, &step) != ESPANK_SUCCESS) {
@@ -211,6 +229,16 @@ static int task_env(spank_t sp)
 		return -1;
 	if (want.socket[0] != '\0' && set_default(sp, "MEMVIRT_SOCKET", want.socket) != 0)
 		return -1;
+	/* As memvirt run does: each framework's allocator hands memvirt every buffer, unless the
+	 * user chose that framework's allocator. */
+	notes = mv_profiles_apply(&env);
+	if (notes < 0) {
+		slurm_error("memvirt: cannot set a framework profile in the task's environment");
+		return -1;
+	}
+	for (int note = 1; note <= MV_PROFILE_NOTE_EXPANDABLE; note <<= 1)
+		if (notes & note)
+			slurm_info("memvirt: note: %s", mv_profiles_note(note));
 	return 0;
 }
 

@@ -159,14 +159,18 @@ bad policy=nope "memvirt: --memvirt: policy=nope is not one of lru, "
 bad budget=0 "memvirt: --memvirt: budget=0 leaves the job no device memory"
 bad size=1GiB "memvirt: --memvirt: 'size=1GiB' is not policy=P or budget=B"
 
-# The task environment: the plugin's variables; a variable the user set is kept, and the library
-# is added after the user's own preload.
+# The task environment: the plugin's variables and the framework profiles (memvirt(1)); a variable
+# the user set is kept, and the library is added after the user's own preload.
+unset PYTORCH_ALLOC_CONF PYTORCH_CUDA_ALLOC_CONF PYTORCH_HIP_ALLOC_CONF PYTORCH_NO_CUDA_MEMORY_CACHING \
+	PYTORCH_NO_HIP_MEMORY_CACHING XLA_PYTHON_CLIENT_ALLOCATOR XLA_PYTHON_CLIENT_PREALLOCATE XLA_CLIENT_MEM_FRACTION \
+	XLA_PYTHON_CLIENT_MEM_FRACTION XLA_PYTHON_CLIENT_USE_TFRT_GPU_CLIENT TF_GPU_ALLOCATOR
 MEMVIRT_POLICY=auto timeout 60 srun -N1 -n1 --export=ALL,LD_PRELOAD=/nonexistent/keep.so \
 	--memvirt=policy=lru,budget=2GiB env >"$T/env.out" 2>"$T/env.err" ||
 	{ cat "$T/env.err" >&2; mv_fail "srun --memvirt env failed"; }
 step=$(sed -n 's/^SLURM_JOB_ID=//p' "$T/env.out").$(sed -n 's/^SLURM_STEP_ID=//p' "$T/env.out")
 for want in "LD_PRELOAD=/nonexistent/keep.so:$LIB" "MEMVIRT_POLICY=auto" "MEMVIRT_BUDGET=2GiB" "MEMVIRT_SOCKET=$S" \
-	"MEMVIRT_JOB=slurm-$step" "MEMVIRT_GROUP=slurm-$step"; do
+	"MEMVIRT_JOB=slurm-$step" "MEMVIRT_GROUP=slurm-$step" "PYTORCH_CUDA_ALLOC_CONF=backend:cudaMallocAsync" \
+	"XLA_PYTHON_CLIENT_ALLOCATOR=cuda_async" "XLA_PYTHON_CLIENT_PREALLOCATE=false" "TF_GPU_ALLOCATOR=cuda_malloc_async"; do
 	grep -qxF "$want" "$T/env.out" || { cat "$T/env.out" >&2; mv_fail "the task's environment has no $want"; }
 done
 echo "task environment: job slurm-$step, the user's MEMVIRT_POLICY and LD_PRELOAD kept"
@@ -174,6 +178,12 @@ timeout 60 srun -N1 -n1 --memvirt=policy=vdnn-all env >"$T/env.out" 2>"$T/env.er
 	{ cat "$T/env.err" >&2; mv_fail "srun --memvirt=policy=vdnn-all env failed"; }
 grep -qxF "MEMVIRT_POLICY=vdnn-all" "$T/env.out" && ! grep -q "^MEMVIRT_BUDGET=" "$T/env.out" ||
 	{ cat "$T/env.out" >&2; mv_fail "--memvirt=policy=vdnn-all gave the task another policy or a budget"; }
+# The user's own PyTorch allocator: nothing of PyTorch's is added.
+timeout 60 srun -N1 -n1 --export=ALL,PYTORCH_NO_CUDA_MEMORY_CACHING=1 --memvirt env >"$T/env.out" 2>"$T/env.err" ||
+	{ cat "$T/env.err" >&2; mv_fail "srun --memvirt env with the user's PyTorch setting failed"; }
+grep -qxF "PYTORCH_NO_CUDA_MEMORY_CACHING=1" "$T/env.out" && ! grep -q "^PYTORCH_CUDA_ALLOC_CONF=" "$T/env.out" &&
+	grep -qxF "TF_GPU_ALLOCATOR=cuda_malloc_async" "$T/env.out" ||
+	{ cat "$T/env.out" >&2; mv_fail "the user's PYTORCH_NO_CUDA_MEMORY_CACHING=1 did not keep PyTorch as set"; }
 
 # Two tasks that page, held after their first step until the daemon's view is checked.
 # shellcheck disable=SC2086 # ARGS is a list of words
