@@ -477,8 +477,14 @@ int mv_trace_read_mem(const void *buf, size_t len, struct mv_trace **out, char *
 	t = mv_trace_new(get64(p + 16), get32(p + 24));
 	if (t == NULL)
 		return -ENOMEM;
-	if (t->flags & MV_TRACE_F_RANK)
+	if (t->flags & MV_TRACE_F_RANK) {
 		t->rank = get32(p + 28);
+		if (t->rank == MV_TRACE_NONE) {
+			w.off = 28;
+			rc = fail(&w, -EINVAL, "the header's rank is %u, which stands for no rank", t->rank);
+			goto err_trace;
+		}
+	}
 
 	for (off = hsize; off < len;) {
 		unsigned type;
