@@ -287,7 +287,9 @@ err_event:
 }
 
 /* Every allocation entry point ends here. s is the stream of a stream-ordered allocation. */
-static CUresult alloc(CUdeviceptr *dptr, size_t size, struct mv_stream *s)
+/* Serves an allocation; pool, when not NULL, is the stream-ordered pool whose usage figures count
+ * it (mempool.c). */
+static CUresult alloc(CUdeviceptr *dptr, size_t size, struct mv_stream *s, CUmemoryPool pool)
 {
 	CUresult r;
 	uint64_t va, site = 0;
@@ -307,12 +309,14 @@ static CUresult alloc(CUdeviceptr *dptr, size_t size, struct mv_stream *s)
 		r = large_alloc(size, site, &va);
 	if (r == CUDA_SUCCESS) {
 		*dptr = va;
-		if (learn & MV_LEARN_ON) {
+		if ((learn & MV_LEARN_ON) || pool != NULL) {
 			struct mv_buf *b;
 			mv_lock();
 			b = mv_registry_find(va);
-			if (b != NULL)
+			if (b != NULL && (learn & MV_LEARN_ON))
 				mv_learn_alloc(b, b->kind == MV_KIND_SLAB || b->pinned);
+			if (b != NULL && b->va == va && pool != NULL)
+				mv_mempool_charge(b, pool);
 			mv_unlock();
 		}
 		mv_link_event(MV_EV_ALLOC, s != NULL ? mv_stream_index(s) + 1 : 0, va, size, site);
@@ -390,7 +394,7 @@ MV_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytes)
 	if (!serving())
 		return CUDA_ERROR_NOT_INITIALIZED;
 	r = mv_capture_probe();
-	return r != CUDA_SUCCESS ? r : alloc(dptr, bytes, NULL);
+	return r != CUDA_SUCCESS ? r : alloc(dptr, bytes, NULL, NULL);
 }
 
 MV_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height,
@@ -411,7 +415,7 @@ MV_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t w
 	if (r != CUDA_SUCCESS)
 		return r;
 	*pitch = p;
-	return alloc(dptr, p * height, NULL);
+	return alloc(dptr, p * height, NULL, NULL);
 }
 
 MV_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
@@ -430,9 +434,6 @@ MV_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
  * memvirt serves it, and counts it in that pool's usage figures (mempool.c). */
 static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream h, int per_thread, CUmemoryPool pool)
 {
-	struct mv_buf *b;
-	CUresult r;
-
 	if (!serving())
 		return CUDA_ERROR_NOT_INITIALIZED;
 	if (mv_capturing(h, per_thread))
@@ -441,15 +442,7 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream h, int per
 		return CUDA_ERROR_INVALID_CONTEXT;
 	if (pool == NULL && mv_real.cuDeviceGetMemPool(&pool, mv_dev()->device) != CUDA_SUCCESS)
 		pool = NULL;
-	r = alloc(dptr, bytes, mv_stream_get(h, per_thread));
-	if (r != CUDA_SUCCESS || pool == NULL)
-		return r;
-	mv_lock();
-	b = mv_registry_find(*dptr);
-	if (b != NULL && b->va == *dptr)
-		mv_mempool_charge(b, pool);
-	mv_unlock();
-	return r;
+	return alloc(dptr, bytes, mv_stream_get(h, per_thread), pool);
 }
 
 MV_EXPORT CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytes, CUstream h)
