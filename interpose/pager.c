@@ -191,8 +191,12 @@ static void finish_release(struct mv_buf *b)
 	}
 	mv_lock();
 	if (mv_buf_held(b)) {
-		if (b->state == MV_RESIDENT)
+		/* A thread making room may be waiting for these bytes: they are no longer on their way,
+		 * so it must look again (and page out something else) rather than wait for ever. */
+		if (b->state == MV_RESIDENT) {
 			releasing_bytes -= span;
+			mv_wake_room();
+		}
 		mv_list_push(&heldq, b);
 		mv_unlock();
 		return;
