@@ -36,6 +36,14 @@ CUresult sim_copy_enqueue(struct sim_stream *s, uint64_t dst, uint64_t src, uint
 	op->u.c.src = src;
 	op->u.c.bytes = bytes;
 	op->u.c.dir = dir;
+	if (dir == SIM_COPY_D2D && sim_cfg.ndevices > 1) {
+		/* Between two devices it crosses the peer link, whether or not peer access is enabled. */
+		int sd = sim_mem_device(src, bytes), dd = sim_mem_device(dst, bytes);
+		if (sd >= 0 && dd >= 0 && sd != dd) {
+			sim_stream_submit_peer(s, op, sd, dd, sim_cost_peer_ns(bytes));
+			return CUDA_SUCCESS;
+		}
+	}
 	sim_stream_submit(s, op, sim_copy_engine(dir), sim_cost_copy_ns(dir, bytes));
 	return CUDA_SUCCESS;
 }

@@ -11,9 +11,12 @@
 static __thread struct sim_ctx *ctx_stack[CTX_STACK_MAX];
 static __thread int ctx_depth;
 
-/* Guards the primary context's reference count and active flag. */
+/* Guards the primary contexts' reference counts and active flags. */
 static pthread_mutex_t primary_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct sim_ctx primary = {.magic = SIM_MAGIC_CTX, .primary = 1};
+#define PRIMARY(d) {.magic = SIM_MAGIC_CTX, .primary = 1, .dev = (d)}
+static struct sim_ctx primaries[SIM_MAX_DEVICES] = {
+	PRIMARY(0), PRIMARY(1), PRIMARY(2), PRIMARY(3), PRIMARY(4), PRIMARY(5), PRIMARY(6), PRIMARY(7),
+};
 
 struct sim_ctx *sim_ctx_current(void)
 {
@@ -59,12 +62,10 @@ void sim_ctx_fault(struct sim_ctx *ctx, CUresult err)
 static CUresult ctx_new(unsigned flags, CUdevice dev, struct sim_ctx **out)
 {
 	struct sim_ctx *ctx;
-	CUresult r = sim_enter();
+	CUresult r = sim_dev_check(dev);
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (dev != 0)
-		return CUDA_ERROR_INVALID_DEVICE;
 	if (ctx_depth >= CTX_STACK_MAX)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	ctx = calloc(1, sizeof(*ctx));
@@ -72,6 +73,7 @@ static CUresult ctx_new(unsigned flags, CUdevice dev, struct sim_ctx **out)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	ctx->magic = SIM_MAGIC_CTX;
 	ctx->flags = flags;
+	ctx->dev = dev;
 	ctx_stack[ctx_depth++] = ctx;
 	*out = ctx;
 	return CUDA_SUCCESS;
@@ -194,7 +196,7 @@ SIM_EXPORT CUresult cuCtxGetDevice(CUdevice *dev)
 		return CUDA_ERROR_INVALID_VALUE;
 	if (sim_ctx_current() == NULL)
 		return CUDA_ERROR_INVALID_CONTEXT;
-	*dev = 0;
+	*dev = sim_ctx_current()->dev;
 	return CUDA_SUCCESS;
 }
 
@@ -213,7 +215,7 @@ SIM_EXPORT CUresult cuCtxGetDevice_v2(CUdevice *dev, CUcontext h)
 		return CUDA_ERROR_INVALID_VALUE;
 	if (ctx->magic != SIM_MAGIC_CTX)
 		return CUDA_ERROR_INVALID_CONTEXT;
-	*dev = 0;
+	*dev = ctx->dev;
 	return CUDA_SUCCESS;
 }
 
@@ -259,40 +261,46 @@ SIM_EXPORT CUresult cuCtxGetStreamPriorityRange(int *least, int *greatest)
 SIM_EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
 {
 	CUresult r = sim_enter();
+	struct sim_ctx *primary;
 
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (pctx == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (dev != 0)
-		return CUDA_ERROR_INVALID_DEVICE;
+	r = sim_dev_check(dev);
+	if (r != CUDA_SUCCESS)
+		return r;
+	primary = &primaries[dev];
 	pthread_mutex_lock(&primary_lock);
-	if (primary.refs++ == 0)
-		__atomic_store_n(&primary.active, 1, __ATOMIC_RELEASE);
+	if (primary->refs++ == 0)
+		__atomic_store_n(&primary->active, 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&primary_lock);
-	*pctx = (CUcontext)&primary;
+	*pctx = (CUcontext)primary;
 	return CUDA_SUCCESS;
 }
 
 SIM_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 {
 	CUresult r = sim_enter();
+	struct sim_ctx *primary;
 	int last = 0;
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (dev != 0)
-		return CUDA_ERROR_INVALID_DEVICE;
+	r = sim_dev_check(dev);
+	if (r != CUDA_SUCCESS)
+		return r;
+	primary = &primaries[dev];
 	pthread_mutex_lock(&primary_lock);
-	if (primary.refs == 0) {
+	if (primary->refs == 0) {
 		pthread_mutex_unlock(&primary_lock);
 		return CUDA_ERROR_INVALID_CONTEXT;
 	}
-	last = --primary.refs == 0;
+	last = --primary->refs == 0;
 	pthread_mutex_unlock(&primary_lock);
 	if (last) {
-		sim_streams_idle(&primary);
-		__atomic_store_n(&primary.active, 0, __ATOMIC_RELEASE);
+		sim_streams_idle(primary);
+		__atomic_store_n(&primary->active, 0, __ATOMIC_RELEASE);
 	}
 	return CUDA_SUCCESS;
 }
@@ -300,16 +308,19 @@ SIM_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 SIM_EXPORT CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int *flags, int *active)
 {
 	CUresult r = sim_enter();
+	struct sim_ctx *primary;
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (dev != 0)
-		return CUDA_ERROR_INVALID_DEVICE;
+	r = sim_dev_check(dev);
+	if (r != CUDA_SUCCESS)
+		return r;
+	primary = &primaries[dev];
 	if (flags == NULL || active == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
 	pthread_mutex_lock(&primary_lock);
-	*flags = primary.flags;
-	*active = primary.refs > 0;
+	*flags = primary->flags;
+	*active = primary->refs > 0;
 	pthread_mutex_unlock(&primary_lock);
 	return CUDA_SUCCESS;
 }
@@ -317,13 +328,16 @@ SIM_EXPORT CUresult cuDevicePrimaryCtxGetState(CUdevice dev, unsigned int *flags
 SIM_EXPORT CUresult cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int flags)
 {
 	CUresult r = sim_enter();
+	struct sim_ctx *primary;
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (dev != 0)
-		return CUDA_ERROR_INVALID_DEVICE;
+	r = sim_dev_check(dev);
+	if (r != CUDA_SUCCESS)
+		return r;
+	primary = &primaries[dev];
 	pthread_mutex_lock(&primary_lock);
-	primary.flags = flags;
+	primary->flags = flags;
 	pthread_mutex_unlock(&primary_lock);
 	return CUDA_SUCCESS;
 }
@@ -331,18 +345,22 @@ SIM_EXPORT CUresult cuDevicePrimaryCtxSetFlags_v2(CUdevice dev, unsigned int fla
 SIM_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)
 {
 	CUresult r = sim_enter();
+	struct sim_ctx *primary;
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (dev != 0)
-		return CUDA_ERROR_INVALID_DEVICE;
-	sim_streams_idle(&primary);
+	r = sim_dev_check(dev);
+	if (r != CUDA_SUCCESS)
+		return r;
+	primary = &primaries[dev];
+	sim_streams_idle(primary);
 	pthread_mutex_lock(&primary_lock);
-	primary.refs = 0;
-	primary.flags = 0;
-	__atomic_store_n(&primary.active, 0, __ATOMIC_RELEASE);
+	primary->refs = 0;
+	primary->flags = 0;
+	__atomic_store_n(&primary->peers, 0u, __ATOMIC_RELEASE);
+	__atomic_store_n(&primary->active, 0, __ATOMIC_RELEASE);
 	/* A reset starts the context afresh, so its sticky error goes with it. */
-	__atomic_store_n(&primary.sticky, CUDA_SUCCESS, __ATOMIC_RELEASE);
+	__atomic_store_n(&primary->sticky, CUDA_SUCCESS, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&primary_lock);
 	return CUDA_SUCCESS;
 }
@@ -361,4 +379,67 @@ SIM_EXPORT CUresult cuDevicePrimaryCtxReset(CUdevice dev)
 SIM_EXPORT CUresult cuDevicePrimaryCtxSetFlags(CUdevice dev, unsigned int flags)
 {
 	return cuDevicePrimaryCtxSetFlags_v2(dev, flags);
+}
+
+/* ---- peer access ---- */
+
+/* Every pair of distinct devices can reach each other, as on an NVLink or PCIe P2P machine. */
+SIM_EXPORT CUresult cuDeviceCanAccessPeer(int *can, CUdevice dev, CUdevice peer)
+{
+	CUresult r = sim_dev_check(dev);
+
+	if (r == CUDA_SUCCESS)
+		r = sim_dev_check(peer);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (can == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	*can = dev != peer;
+	return CUDA_SUCCESS;
+}
+
+/* The current context and the peer context's device, for both peer access calls. */
+static CUresult peer_args(CUcontext h, struct sim_ctx **cur, unsigned *bit)
+{
+	struct sim_ctx *peer = (struct sim_ctx *)h;
+	CUresult r = sim_enter_ctx(cur);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (peer == NULL || peer->magic != SIM_MAGIC_CTX)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	if (peer->dev == (*cur)->dev)
+		return CUDA_ERROR_INVALID_DEVICE;
+	*bit = 1u << peer->dev;
+	return CUDA_SUCCESS;
+}
+
+/* Access is kept per peer device rather than per peer context: with one context per device (the
+ * primary ones) the two are the same. */
+SIM_EXPORT CUresult cuCtxEnablePeerAccess(CUcontext h, unsigned int flags)
+{
+	struct sim_ctx *cur;
+	unsigned bit;
+	CUresult r = peer_args(h, &cur, &bit);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (flags != 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (__atomic_fetch_or(&cur->peers, bit, __ATOMIC_ACQ_REL) & bit)
+		return CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuCtxDisablePeerAccess(CUcontext h)
+{
+	struct sim_ctx *cur;
+	unsigned bit;
+	CUresult r = peer_args(h, &cur, &bit);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (!(__atomic_fetch_and(&cur->peers, ~bit, __ATOMIC_ACQ_REL) & bit))
+		return CUDA_ERROR_PEER_ACCESS_NOT_ENABLED;
+	return CUDA_SUCCESS;
 }

@@ -106,11 +106,32 @@ bad:
 	warn_env("SIMCUDA_FAIL_COPY", v, "expected h2d|d2h|d2d|h2h|any:N with N >= 1");
 }
 
+/* SIMCUDA_DEVICES: a count from 1 to SIM_MAX_DEVICES, digits only. */
+static void env_devices(void)
+{
+	const char *v = getenv("SIMCUDA_DEVICES");
+	uint64_t n = 0;
+	const char *c;
+
+	if (v == NULL)
+		return;
+	for (c = v; *c >= '0' && *c <= '9' && n <= SIM_MAX_DEVICES; c++)
+		n = n * 10 + (uint64_t)(*c - '0');
+	if (c == v || *c != '\0' || n < 1 || n > SIM_MAX_DEVICES)
+		warn_env("SIMCUDA_DEVICES", v, "not a device count from 1 to 8");
+	else
+		sim_cfg.ndevices = (int)n;
+}
+
 /* Defaults model one H100 SXM 80GB: HBM3 at about 3 TB/s, FP32 (non-tensor) at 67 TFLOP/s, and about
  * 55 GB/s each way over PCIe Gen5, the rate nvbandwidth reports on HGX H100. */
 static void load_config(void)
 {
+	sim_cfg.ndevices = 1;
 	sim_cfg.capacity = 80ull << 30;
+	/* NVLink 4 on HGX H100 moves about 300 GB/s each way between two GPUs (900 GB/s in all). */
+	sim_cfg.peer_bps = 300e9;
+	env_devices();
 	sim_cfg.host_vmm = 1;
 	sim_cfg.h2d_bps = 55e9;
 	sim_cfg.d2h_bps = 55e9;
@@ -137,6 +158,7 @@ static void load_config(void)
 	env_double("SIMCUDA_D2H_GBPS", &sim_cfg.d2h_bps, 1e9);
 	env_double("SIMCUDA_DRAM_GBPS", &sim_cfg.dram_bps, 1e9);
 	env_double("SIMCUDA_TFLOPS", &sim_cfg.flops, 1e12);
+	env_double("SIMCUDA_PEER_GBPS", &sim_cfg.peer_bps, 1e9);
 	{
 		double us = sim_cfg.launch_ns / 1e3;
 		const char *v = getenv("SIMCUDA_LAUNCH_US");
@@ -268,12 +290,12 @@ SIM_EXPORT CUresult cuDriverGetVersion(int *version)
 	return CUDA_SUCCESS;
 }
 
-static CUresult check_dev(CUdevice dev)
+CUresult sim_dev_check(CUdevice dev)
 {
 	CUresult r = sim_enter();
 	if (r != CUDA_SUCCESS)
 		return r;
-	return dev == 0 ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
+	return dev >= 0 && dev < sim_cfg.ndevices ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
 }
 
 SIM_EXPORT CUresult cuDeviceGet(CUdevice *dev, int ordinal)
@@ -283,9 +305,10 @@ SIM_EXPORT CUresult cuDeviceGet(CUdevice *dev, int ordinal)
 		return r;
 	if (dev == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (ordinal != 0)
-		return CUDA_ERROR_INVALID_DEVICE;
-	*dev = 0;
+	r = sim_dev_check(ordinal);
+	if (r != CUDA_SUCCESS)
+		return r;
+	*dev = ordinal;
 	return CUDA_SUCCESS;
 }
 
@@ -296,14 +319,14 @@ SIM_EXPORT CUresult cuDeviceGetCount(int *count)
 		return r;
 	if (count == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	*count = 1;
+	*count = sim_cfg.ndevices;
 	return CUDA_SUCCESS;
 }
 
 SIM_EXPORT CUresult cuDeviceGetName(char *name, int len, CUdevice dev)
 {
 	static const char model[] = "NVIDIA H100 80GB HBM3 (simcuda)";
-	CUresult r = check_dev(dev);
+	CUresult r = sim_dev_check(dev);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (name == NULL || len <= 0)
@@ -314,7 +337,7 @@ SIM_EXPORT CUresult cuDeviceGetName(char *name, int len, CUdevice dev)
 
 SIM_EXPORT CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
 {
-	CUresult r = check_dev(dev);
+	CUresult r = sim_dev_check(dev);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (bytes == NULL)
@@ -326,12 +349,13 @@ SIM_EXPORT CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
 SIM_EXPORT CUresult cuDeviceGetUuid_v2(CUuuid *uuid, CUdevice dev)
 {
 	static const char id[16] = "simcuda-device-0";
-	CUresult r = check_dev(dev);
+	CUresult r = sim_dev_check(dev);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (uuid == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
 	memcpy(uuid->bytes, id, sizeof(uuid->bytes));
+	uuid->bytes[15] = (char)('0' + dev); /* distinct per device, as real UUIDs are */
 	return CUDA_SUCCESS;
 }
 
@@ -341,7 +365,7 @@ SIM_EXPORT CUresult cuDeviceGetUuid(CUuuid *uuid, CUdevice dev)
 }
 
 /* Attribute values of an H100 SXM; those not listed read as 0. */
-static int attribute_value(CUdevice_attribute a)
+static int attribute_value(CUdevice_attribute a, CUdevice dev)
 {
 	switch (a) {
 	case CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_BLOCK: return 1024;
@@ -363,7 +387,7 @@ static int attribute_value(CUdevice_attribute a)
 	case CU_DEVICE_ATTRIBUTE_CAN_MAP_HOST_MEMORY: return 1;
 	case CU_DEVICE_ATTRIBUTE_CONCURRENT_KERNELS: return 1;
 	case CU_DEVICE_ATTRIBUTE_ECC_ENABLED: return 1;
-	case CU_DEVICE_ATTRIBUTE_PCI_BUS_ID: return 0x19;
+	case CU_DEVICE_ATTRIBUTE_PCI_BUS_ID: return 0x19 + dev;
 	case CU_DEVICE_ATTRIBUTE_ASYNC_ENGINE_COUNT: return 2;
 	case CU_DEVICE_ATTRIBUTE_UNIFIED_ADDRESSING: return 1;
 	case CU_DEVICE_ATTRIBUTE_MEMORY_CLOCK_RATE: return 2619000;
@@ -391,12 +415,12 @@ static int attribute_value(CUdevice_attribute a)
 
 SIM_EXPORT CUresult cuDeviceGetAttribute(int *value, CUdevice_attribute attrib, CUdevice dev)
 {
-	CUresult r = check_dev(dev);
+	CUresult r = sim_dev_check(dev);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (value == NULL || (int)attrib <= 0 || attrib >= CU_DEVICE_ATTRIBUTE_MAX)
 		return CUDA_ERROR_INVALID_VALUE;
-	*value = attribute_value(attrib);
+	*value = attribute_value(attrib, dev);
 	return CUDA_SUCCESS;
 }
 

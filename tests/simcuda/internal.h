@@ -14,6 +14,7 @@
 #define SIM_EXPORT __attribute__((visibility("default")))
 #define SIM_HIDDEN __attribute__((visibility("hidden")))
 
+#define SIM_MAX_DEVICES 8 /* SIMCUDA_DEVICES may ask for 1 to this many */
 #define SIM_GRANULARITY (2ull << 20) /* default VMM granularity, as on current NVIDIA GPUs */
 /* The device address window. A ThreadSanitizer build, whose runtime leaves no 4 TiB hole in the
  * address space, defines a smaller one. */
@@ -45,7 +46,9 @@ enum sim_engine_id { SIM_ENGINE_COMPUTE, SIM_ENGINE_H2D, SIM_ENGINE_D2H, SIM_NEN
 enum sim_copy_dir { SIM_COPY_H2D, SIM_COPY_D2H, SIM_COPY_D2D, SIM_COPY_H2H };
 
 struct sim_config {
-	uint64_t capacity;     /* SIMCUDA_MEM */
+	int ndevices;          /* SIMCUDA_DEVICES: 1 to SIM_MAX_DEVICES */
+	uint64_t capacity;     /* SIMCUDA_MEM: of each device */
+	double peer_bps;       /* SIMCUDA_PEER_GBPS: a copy between two devices */
 	uint64_t granularity;  /* SIMCUDA_GRANULARITY: a power of two from 4 KiB to 2 MiB */
 	int model_only;        /* SIMCUDA_MODEL_ONLY */
 	int host_vmm;          /* cleared by SIMCUDA_NO_HOST_VMM */
@@ -62,6 +65,10 @@ struct sim_config {
 
 extern struct sim_config sim_cfg;
 
+/* CUDA_SUCCESS for a device ordinal below SIMCUDA_DEVICES, else CUDA_ERROR_INVALID_DEVICE; checks
+ * cuInit first (init.c). */
+CUresult sim_dev_check(CUdevice dev);
+
 
 /* ---- contexts (ctx.c) ---- */
 
@@ -72,6 +79,8 @@ struct sim_ctx {
 	int primary;
 	int active;               /* a primary context between retain and its last release */
 	unsigned flags;
+	int dev;                  /* the device it belongs to */
+	unsigned peers;           /* devices whose memory its kernels may use (cuCtxEnablePeerAccess); atomic */
 	int refs;                 /* primary context retains */
 	CUresult sticky;          /* set once by a faulting kernel or copy; every later call returns it */
 	struct sim_stream *legacy; /* the NULL stream */
@@ -99,6 +108,7 @@ struct sim_phys {
 	uint32_t magic;
 	uint64_t id;            /* its MEMORY_BLOCK_ID, unique in the process */
 	int host_located;       /* CU_MEM_LOCATION_TYPE_HOST*: not charged against device capacity */
+	int dev;                /* the device it is charged to (0 when host-located or imported) */
 	int from_create;        /* made by cuMemCreate, not the hidden backing of a cuMemAlloc */
 	uint64_t size;
 	char *bytes;            /* shared anonymous memory; NULL in model-only mode */
@@ -119,12 +129,18 @@ int sim_is_device_addr(uint64_t addr);
 /* Checks that [addr, addr+bytes) is mapped with at least the given access (1 read, 3 read-write).
  * For kernels, pinned host memory counts too (allow_host). Returns 0 or -1. */
 int sim_mem_check(uint64_t addr, uint64_t bytes, int access, int allow_host);
+/* The same for a kernel running in ctx: device memory of another device also needs peer access from
+ * ctx, except VMM memory, whose access cuMemSetAccess alone grants. */
+int sim_mem_check_in(const struct sim_ctx *ctx, uint64_t addr, uint64_t bytes, int access);
+/* The device whose memory backs [addr, addr+bytes), or -1 when it is not all one device's memory
+ * (host memory, unmapped, or spanning devices). Takes sim_mem_lock. */
+int sim_mem_device(uint64_t addr, uint64_t bytes);
 
 /* Address space and physical memory used by both cuMemAlloc and the VMM entry points. Callers hold
  * sim_mem_lock. */
 int sim_va_alloc(uint64_t size, uint64_t align, uint64_t hint, uint64_t *out);
 void sim_va_free(uint64_t addr, uint64_t size);
-CUresult sim_phys_create(uint64_t size, int host_located, struct sim_phys **out);
+CUresult sim_phys_create(uint64_t size, int host_located, int dev, struct sim_phys **out);
 void sim_phys_put(struct sim_phys *p);
 /* Moves a physical allocation's bytes onto a memfd (p->memfd), once, so another process can map
  * them; every mapping of it shows the new pages. Callers hold sim_mem_lock, with the device idle.
@@ -170,6 +186,7 @@ struct sim_ptr {
 	int mapped;             /* backed at addr */
 	uint64_t map_va, map_size, block_id; /* the mapping at addr and its physical allocation */
 	int host_located;       /* the mapping's memory is host-located */
+	int dev;                /* DEVICE_ORDINAL: the device the mapping's memory is on (else 0) */
 	int access;             /* the device's access to it: 0, 1 read, 3 read-write */
 };
 
@@ -271,6 +288,9 @@ CUresult sim_enter_stream(CUstream h, int per_thread, struct sim_stream **out);
  * the engine's availability and its dependencies; cost_ns is its modeled duration on engine. The op
  * is owned by the stream afterwards. */
 void sim_stream_submit(struct sim_stream *s, struct sim_op *op, enum sim_engine_id engine, uint64_t cost_ns);
+/* The same for a copy from device src_dev to device dst_dev: it occupies src_dev's D2H lane and
+ * dst_dev's H2D lane together for cost_ns. */
+void sim_stream_submit_peer(struct sim_stream *s, struct sim_op *op, int src_dev, int dst_dev, uint64_t cost_ns);
 
 /* The capture-mode rules, for a potentially unsafe call (an allocation or a free) on this thread:
  * CUDA_SUCCESS when allowed, else CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED, and every capture that
@@ -288,13 +308,14 @@ struct sim_op *sim_op_new(enum sim_op_kind kind);
 /* Cost model helpers. */
 uint64_t sim_cost_copy_ns(enum sim_copy_dir dir, uint64_t bytes);
 uint64_t sim_cost_kernel_ns(double flops, double bytes);
+uint64_t sim_cost_peer_ns(uint64_t bytes);
 enum sim_engine_id sim_copy_engine(enum sim_copy_dir dir);
 
 /* Runs fn under the fault net: an access to the device window that faults ends it and returns -1. */
 int sim_guarded(int (*fn)(void *), void *arg);
 
 /* Executes a kernel op's body (launch.c); returns 0 or a CUDA error. */
-CUresult sim_kernel_exec(struct sim_op *op);
+CUresult sim_kernel_exec(const struct sim_ctx *ctx, struct sim_op *op);
 
 /* Checks a kernel launch's function and dimensions and copies its arguments into a kernel op
  * (launch.c), for launches and for graph kernel nodes. */

@@ -297,9 +297,12 @@ static CUresult marshal(struct sim_op *op, const struct mv_kernel_desc *d, void 
 	return CUDA_SUCCESS;
 }
 
+/* The context of the kernel this worker thread runs, for pointers the body reads out of memory. */
+static __thread const struct sim_ctx *kernel_ctx;
+
 static int kcheck(const struct mv_kenv *env, uint64_t addr, uint64_t bytes)
 {
-	return sim_mem_check(addr, bytes, 1, 1);
+	return sim_mem_check_in(kernel_ctx, addr, bytes, 1);
 }
 
 static int run_body(void *arg)
@@ -309,7 +312,7 @@ static int run_body(void *arg)
 	return op->u.k.desc->run(op->u.k.args, &env);
 }
 
-CUresult sim_kernel_exec(struct sim_op *op)
+CUresult sim_kernel_exec(const struct sim_ctx *ctx, struct sim_op *op)
 {
 	struct mv_krange ranges[MV_KERNEL_MAX_PARAMS];
 	int n = op->u.k.desc->ranges(op->u.k.args, ranges, MV_KERNEL_MAX_PARAMS);
@@ -317,10 +320,11 @@ CUresult sim_kernel_exec(struct sim_op *op)
 	/* The ranges do not say which are written, so each must be mapped and readable here; a write to a
 	 * read-only mapping faults inside the body and is caught by the fault net. */
 	for (int i = 0; i < n; i++)
-		if (sim_mem_check(ranges[i].addr, ranges[i].bytes, 1, 1) != 0)
+		if (sim_mem_check_in(ctx, ranges[i].addr, ranges[i].bytes, 1) != 0)
 			return CUDA_ERROR_ILLEGAL_ADDRESS;
 	if (sim_cfg.model_only)
 		return CUDA_SUCCESS;
+	kernel_ctx = ctx;
 	return sim_guarded(run_body, op) == 0 ? CUDA_SUCCESS : CUDA_ERROR_ILLEGAL_ADDRESS;
 }
 

@@ -19,7 +19,9 @@
 pthread_mutex_t sim_mem_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static char *va_base;
+/* Device memory charged: in all (what simcuda_mem_usage reports) and per device (its capacity). */
 static uint64_t used_bytes, peak_bytes;
+static uint64_t dev_used[SIM_MAX_DEVICES];
 
 /* A sorted array of records whose first member is their start address. */
 struct vec {
@@ -288,11 +290,13 @@ void sim_va_free(uint64_t addr, uint64_t size)
 
 /* ---- physical memory ---- */
 
-CUresult sim_phys_create(uint64_t size, int host_located, struct sim_phys **out)
+CUresult sim_phys_create(uint64_t size, int host_located, int dev, struct sim_phys **out)
 {
 	struct sim_phys *p;
 
-	if (!host_located && size > sim_cfg.capacity - used_bytes)
+	if (host_located)
+		dev = 0;
+	if (!host_located && size > sim_cfg.capacity - dev_used[dev])
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	p = calloc(1, sizeof(*p));
 	if (p == NULL)
@@ -301,6 +305,7 @@ CUresult sim_phys_create(uint64_t size, int host_located, struct sim_phys **out)
 	p->id = ++next_id;
 	p->size = size;
 	p->host_located = host_located;
+	p->dev = dev;
 	p->memfd = -1;
 	if (!sim_cfg.model_only) {
 		p->bytes = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
@@ -310,6 +315,7 @@ CUresult sim_phys_create(uint64_t size, int host_located, struct sim_phys **out)
 		}
 	}
 	if (!host_located) {
+		dev_used[dev] += size;
 		used_bytes += size;
 		if (used_bytes > peak_bytes)
 			peak_bytes = used_bytes;
@@ -327,8 +333,10 @@ void sim_phys_put(struct sim_phys *p)
 		munmap(p->bytes, p->size);
 	if (p->memfd >= 0)
 		close(p->memfd);
-	if (!p->host_located && !p->imported)
+	if (!p->host_located && !p->imported) {
+		dev_used[p->dev] -= p->size;
 		used_bytes -= p->size;
+	}
 	p->magic = SIM_MAGIC_DEAD;
 	sim_retire(p);
 }
@@ -465,9 +473,45 @@ CUresult sim_map_set_access(uint64_t va, uint64_t size, int access)
 	return CUDA_SUCCESS;
 }
 
-int sim_mem_check(uint64_t addr, uint64_t bytes, int access, int allow_host)
+/* Whether a kernel running in ctx may touch a mapping: memory of its own device, host-located or
+ * another process's memory, VMM memory (cuMemSetAccess decides), or a device it has peer access to. */
+static int map_reachable(const struct sim_map *m, const struct sim_ctx *ctx)
 {
-	int ok = 1;
+	const struct sim_phys *p = m->phys;
+
+	if (ctx == NULL || p->host_located || p->imported || p->from_create || p->dev == ctx->dev)
+		return 1;
+	return (__atomic_load_n(&ctx->peers, __ATOMIC_ACQUIRE) >> p->dev) & 1;
+}
+
+/* Walks the mappings over [addr, addr+bytes) of the device window: whether all of it is mapped with
+ * the access (and reachable from ctx, if given); *dev gets the one device whose memory backs all of
+ * it, or -1. Callers hold sim_mem_lock. */
+static int maps_cover(uint64_t addr, uint64_t bytes, int access, const struct sim_ctx *ctx, int *dev)
+{
+	uint64_t at = addr;
+	ssize_t i = vec_find(&maps, addr);
+
+	*dev = -2;
+	while (at < addr + bytes) {
+		struct sim_map *m;
+		int d;
+		if (i < 0 || (size_t)i >= maps.n)
+			return 0;
+		m = vec_at(&maps, (size_t)i);
+		if (m->va > at || (m->access & access) != access || !map_reachable(m, ctx))
+			return 0;
+		d = m->phys->host_located || m->phys->imported ? -1 : m->phys->dev;
+		*dev = *dev == -2 || *dev == d ? d : -1;
+		at = m->va + m->size;
+		i++;
+	}
+	return 1;
+}
+
+static int check_in(const struct sim_ctx *ctx, uint64_t addr, uint64_t bytes, int access, int allow_host)
+{
+	int ok = 1, dev;
 
 	if (bytes == 0)
 		return 0;
@@ -475,20 +519,7 @@ int sim_mem_check(uint64_t addr, uint64_t bytes, int access, int allow_host)
 		return -1;
 	pthread_mutex_lock(&sim_mem_lock);
 	if (sim_is_device_addr(addr)) {
-		uint64_t at = addr;
-		ssize_t i = vec_find(&maps, addr);
-		while (ok && at < addr + bytes) {
-			struct sim_map *m;
-			if (i < 0 || (size_t)i >= maps.n) {
-				ok = 0;
-				break;
-			}
-			m = vec_at(&maps, (size_t)i);
-			if (m->va > at || (m->access & access) != access)
-				ok = 0;
-			at = m->va + m->size;
-			i++;
-		}
+		ok = maps_cover(addr, bytes, access, ctx, &dev);
 	} else if (allow_host) {
 		ssize_t i = vec_find(&pins, addr);
 		ok = i >= 0;
@@ -503,6 +534,29 @@ int sim_mem_check(uint64_t addr, uint64_t bytes, int access, int allow_host)
 	return ok ? 0 : -1;
 }
 
+int sim_mem_check(uint64_t addr, uint64_t bytes, int access, int allow_host)
+{
+	return check_in(NULL, addr, bytes, access, allow_host);
+}
+
+int sim_mem_check_in(const struct sim_ctx *ctx, uint64_t addr, uint64_t bytes, int access)
+{
+	return check_in(ctx, addr, bytes, access, 1);
+}
+
+int sim_mem_device(uint64_t addr, uint64_t bytes)
+{
+	int dev = -1;
+
+	if (bytes == 0 || addr + bytes < addr || !sim_is_device_addr(addr))
+		return -1;
+	pthread_mutex_lock(&sim_mem_lock);
+	if (!maps_cover(addr, bytes, 0, NULL, &dev))
+		dev = -1;
+	pthread_mutex_unlock(&sim_mem_lock);
+	return dev < 0 ? -1 : dev;
+}
+
 /* ---- cuMemAlloc and friends ---- */
 
 /* Callers hold sim_mem_lock. */
@@ -512,11 +566,13 @@ CUresult sim_alloc_new(uint64_t size, uint64_t *out)
 	struct resv rv;
 	uint64_t vsize = (size + 4095) & ~4095ull;
 	uint64_t align = vsize >= SIM_GRANULARITY ? SIM_GRANULARITY : 4096;
+	struct sim_ctx *ctx = sim_ctx_current();
 	CUresult r;
 
 	if (size == 0)
 		return CUDA_ERROR_INVALID_VALUE;
-	r = sim_phys_create(vsize, 0, &a.phys);
+	/* Charged to the current context's device. */
+	r = sim_phys_create(vsize, 0, ctx != NULL ? ctx->dev : 0, &a.phys);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (sim_va_alloc(vsize, align, 0, &a.va) != 0) {
@@ -526,7 +582,7 @@ CUresult sim_alloc_new(uint64_t size, uint64_t *out)
 	a.size = size;
 	a.vsize = vsize;
 	a.id = ++next_id;
-	a.ctx = sim_ctx_current();
+	a.ctx = ctx;
 	a.pool = 0;
 	r = sim_map_insert(a.va, vsize, a.phys, 0);
 	if (r == CUDA_SUCCESS)
@@ -634,14 +690,15 @@ SIM_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
 
 SIM_EXPORT CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
 {
-	CUresult r = sim_enter_ctx(NULL);
+	struct sim_ctx *ctx;
+	CUresult r = sim_enter_ctx(&ctx);
 
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (free_bytes == NULL || total == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
 	pthread_mutex_lock(&sim_mem_lock);
-	*free_bytes = sim_cfg.capacity - used_bytes;
+	*free_bytes = sim_cfg.capacity - dev_used[ctx->dev];
 	*total = sim_cfg.capacity;
 	pthread_mutex_unlock(&sim_mem_lock);
 	return CUDA_SUCCESS;
@@ -988,8 +1045,9 @@ SIM_EXPORT CUresult cuDeviceGetDefaultMemPool(CUmemoryPool *pool, CUdevice dev)
 		return r;
 	if (pool == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (dev != 0)
-		return CUDA_ERROR_INVALID_DEVICE;
+	r = sim_dev_check(dev);
+	if (r != CUDA_SUCCESS)
+		return r;
 	*pool = (CUmemoryPool)&default_pool;
 	return CUDA_SUCCESS;
 }
@@ -1162,6 +1220,7 @@ int sim_ptr_describe(uint64_t addr, struct sim_ptr *info)
 		info->map_size = m->size;
 		info->block_id = m->phys->id;
 		info->host_located = m->phys->host_located;
+		info->dev = m->phys->host_located ? 0 : m->phys->dev;
 		info->access = m->access;
 	}
 	pthread_mutex_unlock(&sim_mem_lock);

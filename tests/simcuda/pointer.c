@@ -53,7 +53,7 @@ static CUresult answer_common(void *data, CUpointer_attribute a, const struct si
 	case CU_POINTER_ATTRIBUTE_IS_GPU_DIRECT_RDMA_CAPABLE:
 		PUT(int, 0);
 	case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL:
-		PUT(int, 0);
+		PUT(int, p->dev);
 	case CU_POINTER_ATTRIBUTE_BUFFER_ID:
 		PUT(unsigned long long, p->id);
 	case CU_POINTER_ATTRIBUTE_RANGE_START_ADDR:

@@ -22,7 +22,7 @@ static int done_waiters;
 /* Guarded by sim_sched_lock. */
 static struct sim_stream *all_streams;
 static uint64_t host_vnow;
-static uint64_t engine_free[SIM_NENGINES];
+static uint64_t engine_free[SIM_MAX_DEVICES][SIM_NENGINES]; /* each device's own engines */
 
 struct sim_event {
 	uint32_t magic;
@@ -81,6 +81,11 @@ uint64_t sim_cost_copy_ns(enum sim_copy_dir dir, uint64_t bytes)
 		/* A device-to-device copy reads and writes every byte. */
 		return ns_for(2.0 * (double)bytes, sim_cfg.dram_bps);
 	}
+}
+
+uint64_t sim_cost_peer_ns(uint64_t bytes)
+{
+	return ns_for((double)bytes, sim_cfg.peer_bps);
 }
 
 uint64_t sim_cost_kernel_ns(double flops, double bytes)
@@ -161,7 +166,7 @@ static CUresult exec_op(struct sim_stream *s, struct sim_op *op)
 	}
 	switch (op->kind) {
 	case SIM_OP_KERNEL:
-		r = sim_kernel_exec(op);
+		r = sim_kernel_exec(s->ctx, op);
 		break;
 	case SIM_OP_COPY:
 		r = exec_copy(op);
@@ -256,7 +261,8 @@ static int pending(const struct sim_stream *t)
 	return t->enq_seq > t->done_seq;
 }
 
-void sim_stream_submit(struct sim_stream *s, struct sim_op *op, enum sim_engine_id engine, uint64_t cost_ns)
+/* Queues op on s; it occupies the lanes given (none when nlanes is 0), each a device's engine. */
+static void submit(struct sim_stream *s, struct sim_op *op, uint64_t *const lanes[], int nlanes, uint64_t cost_ns)
 {
 	uint64_t start;
 
@@ -277,12 +283,13 @@ void sim_stream_submit(struct sim_stream *s, struct sim_op *op, enum sim_engine_
 		if (pending(l))
 			add_dep(op, l, l->enq_seq);
 	}
-	op->engine = engine;
-	if (engine < SIM_NENGINES) {
+	if (nlanes > 0) {
 		host_vnow += sim_cfg.launch_ns;
 		start = SIM_MAX(start, host_vnow);
-		start = SIM_MAX(start, engine_free[engine]);
-		engine_free[engine] = start + cost_ns;
+		for (int i = 0; i < nlanes; i++)
+			start = SIM_MAX(start, *lanes[i]);
+		for (int i = 0; i < nlanes; i++)
+			*lanes[i] = start + cost_ns;
 	}
 	s->vtime = start + cost_ns;
 	op->seq = ++s->enq_seq;
@@ -294,6 +301,22 @@ void sim_stream_submit(struct sim_stream *s, struct sim_op *op, enum sim_engine_
 	s->tail = op;
 	pthread_cond_signal(&s->queued);
 	pthread_mutex_unlock(&sim_sched_lock);
+}
+
+void sim_stream_submit(struct sim_stream *s, struct sim_op *op, enum sim_engine_id engine, uint64_t cost_ns)
+{
+	uint64_t *lane = engine < SIM_NENGINES ? &engine_free[s->ctx->dev][engine] : NULL;
+
+	op->engine = engine;
+	submit(s, op, &lane, lane != NULL, cost_ns);
+}
+
+void sim_stream_submit_peer(struct sim_stream *s, struct sim_op *op, int src_dev, int dst_dev, uint64_t cost_ns)
+{
+	uint64_t *lanes[2] = {&engine_free[src_dev][SIM_ENGINE_D2H], &engine_free[dst_dev][SIM_ENGINE_H2D]};
+
+	op->engine = SIM_ENGINE_D2H;
+	submit(s, op, lanes, 2, cost_ns);
 }
 
 /* Waits, with sim_sched_lock held, until t has completed seq; then the host clock catches up. */

@@ -12,14 +12,18 @@ static int host_location(CUmemLocationType t)
 	       t == CU_MEM_LOCATION_TYPE_HOST_NUMA_CURRENT;
 }
 
-/* Checks allocation properties; returns whether the location is on the host through *host. */
-static CUresult check_prop(const CUmemAllocationProp *prop, int *host)
+/* Checks allocation properties; returns whether the location is on the host through *host, and
+ * the device it names through *dev. */
+static CUresult check_prop(const CUmemAllocationProp *prop, int *host, int *dev)
 {
 	if (prop == NULL || prop->type != CU_MEM_ALLOCATION_TYPE_PINNED)
 		return CUDA_ERROR_INVALID_VALUE;
+	*dev = 0;
 	if (prop->location.type == CU_MEM_LOCATION_TYPE_DEVICE) {
-		if (prop->location.id != 0)
-			return CUDA_ERROR_INVALID_DEVICE;
+		CUresult r = sim_dev_check(prop->location.id);
+		if (r != CUDA_SUCCESS)
+			return r;
+		*dev = prop->location.id;
 		*host = 0;
 		return CUDA_SUCCESS;
 	}
@@ -36,14 +40,14 @@ SIM_EXPORT CUresult cuMemGetAllocationGranularity(size_t *granularity, const CUm
 						  CUmemAllocationGranularity_flags option)
 {
 	CUresult r = sim_enter();
-	int host;
+	int host, dev;
 
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (granularity == NULL ||
 	    (option != CU_MEM_ALLOC_GRANULARITY_MINIMUM && option != CU_MEM_ALLOC_GRANULARITY_RECOMMENDED))
 		return CUDA_ERROR_INVALID_VALUE;
-	r = check_prop(prop, &host);
+	r = check_prop(prop, &host, &dev);
 	if (r != CUDA_SUCCESS)
 		return r;
 	*granularity = sim_cfg.granularity;
@@ -93,19 +97,19 @@ SIM_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
 {
 	CUresult r = sim_enter();
 	struct sim_phys *p;
-	int host;
+	int host, dev;
 
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (handle == NULL || size == 0 || size % sim_cfg.granularity != 0 || flags != 0)
 		return CUDA_ERROR_INVALID_VALUE;
-	r = check_prop(prop, &host);
+	r = check_prop(prop, &host, &dev);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (sim_inject_create_failure(host))
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	pthread_mutex_lock(&sim_mem_lock);
-	r = sim_phys_create(size, host, &p);
+	r = sim_phys_create(size, host, dev, &p);
 	if (r == CUDA_SUCCESS) {
 		p->handle_refs = 1;
 		p->from_create = 1;
@@ -193,7 +197,8 @@ SIM_EXPORT CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAcce
 		return r;
 	if (desc == NULL || count == 0 || size == 0)
 		return CUDA_ERROR_INVALID_VALUE;
-	/* Only the device's own access matters here; host access descriptors are accepted as given. */
+	/* One access level serves every device (the last device descriptor's); host access descriptors
+	 * are accepted as given. */
 	for (size_t i = 0; i < count; i++) {
 		int a;
 		switch (desc[i].flags) {
@@ -203,7 +208,7 @@ SIM_EXPORT CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAcce
 		default: return CUDA_ERROR_INVALID_VALUE;
 		}
 		if (desc[i].location.type == CU_MEM_LOCATION_TYPE_DEVICE) {
-			if (desc[i].location.id != 0)
+			if (desc[i].location.id < 0 || desc[i].location.id >= sim_cfg.ndevices)
 				return CUDA_ERROR_INVALID_DEVICE;
 			access = a;
 		} else if (!host_location(desc[i].location.type)) {
@@ -227,7 +232,7 @@ SIM_EXPORT CUresult cuMemGetAccess(unsigned long long *flags, const CUmemLocatio
 		return r;
 	if (flags == NULL || location == NULL || location->type != CU_MEM_LOCATION_TYPE_DEVICE)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (location->id != 0)
+	if (location->id < 0 || location->id >= sim_cfg.ndevices)
 		return CUDA_ERROR_INVALID_DEVICE;
 	pthread_mutex_lock(&sim_mem_lock);
 	m = sim_map_find(ptr);
@@ -281,7 +286,7 @@ SIM_EXPORT CUresult cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp *
 		memset(prop, 0, sizeof(*prop));
 		prop->type = CU_MEM_ALLOCATION_TYPE_PINNED;
 		prop->location.type = p->host_located ? CU_MEM_LOCATION_TYPE_HOST : CU_MEM_LOCATION_TYPE_DEVICE;
-		prop->location.id = 0;
+		prop->location.id = p->host_located ? 0 : p->dev;
 	}
 	pthread_mutex_unlock(&sim_mem_lock);
 	return r;
