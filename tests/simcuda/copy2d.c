@@ -191,7 +191,7 @@ SIM_EXPORT CUresult cuMemcpy3DAsync_v2_ptsz(const CUDA_MEMCPY3D *p, CUstream h)
 	return copy3d(p, h, 1, 0);
 }
 
-/* ---- peer copies: one device, so both contexts share its memory ---- */
+/* ---- peer copies: one address space, so a plain copy; between devices it costs the peer link ---- */
 
 static CUresult peer(CUdeviceptr dst, CUcontext dctx, CUdeviceptr src, CUcontext sctx, size_t n, CUstream h,
 		     int per_thread, int sync)

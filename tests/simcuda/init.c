@@ -129,7 +129,7 @@ static void load_config(void)
 {
 	sim_cfg.ndevices = 1;
 	sim_cfg.capacity = 80ull << 30;
-	/* NVLink 4 on HGX H100 moves about 300 GB/s each way between two GPUs (900 GB/s in all). */
+	/* A stated round figure for a copy between two GPUs, below NVLink 4's 450 GB/s each way. */
 	sim_cfg.peer_bps = 300e9;
 	env_devices();
 	sim_cfg.host_vmm = 1;

@@ -20,7 +20,8 @@ typedef uint64_t (*simcuda_makespan_ns_fn)(void);
 typedef int (*simcuda_model_only_fn)(void);
 #define SIMCUDA_MODEL_ONLY "simcuda_model_only"
 
-/* Device bytes in use now and at most since start (or the last reset), physical allocations only. */
+/* Device bytes in use now and at most since start (or the last reset), physical allocations only, all
+ * devices together. */
 typedef void (*simcuda_mem_usage_fn)(uint64_t *used, uint64_t *peak);
 #define SIMCUDA_MEM_USAGE "simcuda_mem_usage"
 

@@ -2,6 +2,9 @@
  * and peer copies with their modeled time. */
 #include "config.h"
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "tests/unit/simtest.h"
 
 #define MEM_ENV "SIMCUDA_MEM=64MiB"
@@ -43,6 +46,7 @@ START_TEST(test_one_device_by_default)
 	CUdevice dev = -1;
 	CUcontext ctx;
 
+	unsetenv("SIMCUDA_DEVICES");
 	simtest_start();
 	CHK(cuDeviceGetCount(&count));
 	ck_assert_int_eq(count, 1);
@@ -51,16 +55,25 @@ START_TEST(test_one_device_by_default)
 }
 END_TEST
 
-/* A count outside 1..8, or not a number, is refused (a warning names it) and one device kept. */
-START_TEST(test_bad_count_each)
+/* A count outside 1..8, or not a number, is refused (a warning names it) and one device kept. Each
+ * value needs a fresh cuInit, so each is tried in a child process. */
+START_TEST(test_bad_count_refused)
 {
-	static const char *bad[] = {"SIMCUDA_DEVICES=0", "SIMCUDA_DEVICES=9", "SIMCUDA_DEVICES=-1", "SIMCUDA_DEVICES=2x",
-				    "SIMCUDA_DEVICES=", "SIMCUDA_DEVICES=99999999999999999999"};
-	int count = -1;
+	static const char *bad[] = {"SIMCUDA_DEVICES=0", "SIMCUDA_DEVICES=9", "SIMCUDA_DEVICES=-1",
+				    "SIMCUDA_DEVICES=2x", "SIMCUDA_DEVICES=", "SIMCUDA_DEVICES=99999999999999999999"};
 
-	simtest_start(bad[_i]);
-	CHK(cuDeviceGetCount(&count));
-	ck_assert_int_eq(count, 1);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int status = -1, count = -1;
+		pid_t pid = fork();
+
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			simtest_env(bad[i], (const char *)0);
+			_exit(cuInit(0) == CUDA_SUCCESS && cuDeviceGetCount(&count) == CUDA_SUCCESS && count == 1 ? 0 : 1);
+		}
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "%s did not leave one device", bad[i]);
+	}
 }
 END_TEST
 
@@ -384,7 +397,7 @@ static Suite *devices_suite(void)
 	TCase *tc = simtest_tcase(s, "devices", 30);
 
 	tcase_add_test(tc, test_one_device_by_default);
-	tcase_add_loop_test(tc, test_bad_count_each, 0, 6);
+	tcase_add_test(tc, test_bad_count_refused);
 	tcase_add_test(tc, test_count_and_ordinals);
 	tcase_add_test(tc, test_capacity_per_device);
 	tcase_add_test(tc, test_peer_access_errors);
