@@ -192,7 +192,8 @@ struct sim_ptr {
 
 /* Describes addr; returns 0 when the driver knows nothing of it. Takes sim_mem_lock. */
 int sim_ptr_describe(uint64_t addr, struct sim_ptr *info);
-CUmemoryPool sim_default_pool(void);
+/* Device dev's default memory pool. */
+CUmemoryPool sim_default_pool(int dev);
 
 /* ---- streams and the virtual clock (stream.c) ---- */
 

@@ -559,8 +559,8 @@ int sim_mem_device(uint64_t addr, uint64_t bytes)
 
 /* ---- cuMemAlloc and friends ---- */
 
-/* Callers hold sim_mem_lock. */
-CUresult sim_alloc_new(uint64_t size, uint64_t *out)
+/* A cuMemAlloc-style allocation charged to device dev. Callers hold sim_mem_lock. */
+static CUresult alloc_new_on(uint64_t size, int dev, uint64_t *out)
 {
 	struct alloc a;
 	struct resv rv;
@@ -571,8 +571,7 @@ CUresult sim_alloc_new(uint64_t size, uint64_t *out)
 
 	if (size == 0)
 		return CUDA_ERROR_INVALID_VALUE;
-	/* Charged to the current context's device. */
-	r = sim_phys_create(vsize, 0, ctx != NULL ? ctx->dev : 0, &a.phys);
+	r = sim_phys_create(vsize, 0, dev, &a.phys);
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (sim_va_alloc(vsize, align, 0, &a.va) != 0) {
@@ -599,6 +598,14 @@ CUresult sim_alloc_new(uint64_t size, uint64_t *out)
 	}
 	*out = a.va;
 	return CUDA_SUCCESS;
+}
+
+/* Charged to the current context's device. */
+CUresult sim_alloc_new(uint64_t size, uint64_t *out)
+{
+	struct sim_ctx *ctx = sim_ctx_current();
+
+	return alloc_new_on(size, ctx != NULL ? ctx->dev : 0, out);
 }
 
 int sim_alloc_lookup(uint64_t addr, uint64_t *vsize, struct sim_phys **phys)
@@ -927,75 +934,96 @@ SIM_EXPORT CUresult cuMemHostGetFlags(unsigned int *flags, void *p)
 
 /* ---- the default memory pool and stream-ordered allocation ---- */
 
-static struct {
+/* Each device's default pool. Its attributes are guarded by sim_mem_lock. The pool hands each free
+ * back to the system when it happens (it keeps no blocks), so what it reserves is its live
+ * allocations' page-rounded spans. */
+struct pool {
 	uint32_t magic;
-} default_pool = {SIM_MAGIC_POOL};
-
-/* The default pool's attributes, guarded by sim_mem_lock. The pool hands each free back to the
- * system when it happens (it keeps no blocks), so what it reserves is its live allocations'
- * page-rounded spans. */
-static struct {
+	int dev;
 	int reuse[3]; /* CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES and the next two */
 	uint64_t threshold;
 	uint64_t used, used_high, reserved, reserved_high;
-} pool_attr = {.reuse = {1, 1, 1}};
+};
 
-/* Counts a pool allocation made (sign 1) or freed (-1). Callers hold sim_mem_lock. */
+#define POOL(d) {.magic = SIM_MAGIC_POOL, .dev = (d), .reuse = {1, 1, 1}}
+static struct pool pools[SIM_MAX_DEVICES] = {
+	POOL(0), POOL(1), POOL(2), POOL(3), POOL(4), POOL(5), POOL(6), POOL(7),
+};
+
+/* Counts a pool allocation made (sign 1) or freed (-1) in its device's pool. Callers hold
+ * sim_mem_lock. */
 static void pool_account(const struct alloc *a, int sign)
 {
+	struct pool *pool_attr = &pools[a->phys->dev];
+
 	if (sign > 0) {
-		pool_attr.used += a->size;
-		pool_attr.reserved += a->vsize;
+		pool_attr->used += a->size;
+		pool_attr->reserved += a->vsize;
 	} else {
-		pool_attr.used -= a->size;
-		pool_attr.reserved -= a->vsize;
+		pool_attr->used -= a->size;
+		pool_attr->reserved -= a->vsize;
 	}
-	if (pool_attr.used > pool_attr.used_high)
-		pool_attr.used_high = pool_attr.used;
-	if (pool_attr.reserved > pool_attr.reserved_high)
-		pool_attr.reserved_high = pool_attr.reserved;
+	if (pool_attr->used > pool_attr->used_high)
+		pool_attr->used_high = pool_attr->used;
+	if (pool_attr->reserved > pool_attr->reserved_high)
+		pool_attr->reserved_high = pool_attr->reserved;
+}
+
+/* A device's default pool from its handle, or NULL. Before cuInit any device's is taken, so that
+ * the caller's next check answers CUDA_ERROR_NOT_INITIALIZED. */
+static struct pool *pool_of(CUmemoryPool h)
+{
+	struct pool *p = (struct pool *)h;
+
+	if (p < pools || p >= pools + SIM_MAX_DEVICES || (sim_initialized() && p->dev >= sim_cfg.ndevices))
+		return NULL;
+	return p;
 }
 
 /* Checks a pool handle and an attribute's value pointer, as the driver does first. */
-static CUresult pool_check(CUmemoryPool pool, const void *value)
+static CUresult pool_check(CUmemoryPool h, const void *value, struct pool **out)
 {
 	CUresult r = sim_enter();
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (pool != (CUmemoryPool)&default_pool || value == NULL)
+	*out = pool_of(h);
+	if (*out == NULL || value == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
 	return CUDA_SUCCESS;
 }
 
-/* Where an attribute of the default pool is kept: a reuse flag, or a 64-bit figure; NULL if neither. */
-static int *pool_flag(CUmemPool_attribute attr)
+/* Where an attribute of a pool is kept: a reuse flag, or a 64-bit figure; NULL if neither. */
+static int *pool_flag(struct pool *pool_attr, CUmemPool_attribute attr)
 {
 	if (attr < CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES || attr > CU_MEMPOOL_ATTR_REUSE_ALLOW_INTERNAL_DEPENDENCIES)
 		return NULL;
-	return &pool_attr.reuse[attr - CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES];
+	return &pool_attr->reuse[attr - CU_MEMPOOL_ATTR_REUSE_FOLLOW_EVENT_DEPENDENCIES];
 }
 
-static uint64_t *pool_figure(CUmemPool_attribute attr)
+static uint64_t *pool_figure(struct pool *pool_attr, CUmemPool_attribute attr)
 {
 	switch (attr) {
-	case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD: return &pool_attr.threshold;
-	case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT: return &pool_attr.reserved;
-	case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH: return &pool_attr.reserved_high;
-	case CU_MEMPOOL_ATTR_USED_MEM_CURRENT: return &pool_attr.used;
-	case CU_MEMPOOL_ATTR_USED_MEM_HIGH: return &pool_attr.used_high;
+	case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD: return &pool_attr->threshold;
+	case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT: return &pool_attr->reserved;
+	case CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH: return &pool_attr->reserved_high;
+	case CU_MEMPOOL_ATTR_USED_MEM_CURRENT: return &pool_attr->used;
+	case CU_MEMPOOL_ATTR_USED_MEM_HIGH: return &pool_attr->used_high;
 	default: return NULL;
 	}
 }
 
 SIM_EXPORT CUresult cuMemPoolGetAttribute(CUmemoryPool pool, CUmemPool_attribute attr, void *value)
 {
-	CUresult r = pool_check(pool, value);
-	int *flag = pool_flag(attr);
-	uint64_t *figure = pool_figure(attr);
+	struct pool *p;
+	CUresult r = pool_check(pool, value, &p);
+	int *flag;
+	uint64_t *figure;
 
 	if (r != CUDA_SUCCESS)
 		return r;
+	flag = pool_flag(p, attr);
+	figure = pool_figure(p, attr);
 	if (flag == NULL && figure == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
 	pthread_mutex_lock(&sim_mem_lock);
@@ -1011,19 +1039,21 @@ SIM_EXPORT CUresult cuMemPoolGetAttribute(CUmemoryPool pool, CUmemPool_attribute
  * reads as the current figure until usage grows). */
 SIM_EXPORT CUresult cuMemPoolSetAttribute(CUmemoryPool pool, CUmemPool_attribute attr, void *value)
 {
-	CUresult r = pool_check(pool, value);
-	int *flag = pool_flag(attr);
+	struct pool *p;
+	CUresult r = pool_check(pool, value, &p);
+	int *flag;
 
 	if (r != CUDA_SUCCESS)
 		return r;
+	flag = pool_flag(p, attr);
 	pthread_mutex_lock(&sim_mem_lock);
 	if (flag != NULL)
 		*flag = *(int *)value != 0;
 	else if (attr == CU_MEMPOOL_ATTR_RELEASE_THRESHOLD)
-		pool_attr.threshold = *(cuuint64_t *)value;
+		p->threshold = *(cuuint64_t *)value;
 	else if ((attr == CU_MEMPOOL_ATTR_USED_MEM_HIGH || attr == CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH) &&
 		 *(cuuint64_t *)value == 0)
-		*pool_figure(attr) = attr == CU_MEMPOOL_ATTR_USED_MEM_HIGH ? pool_attr.used : pool_attr.reserved;
+		*pool_figure(p, attr) = attr == CU_MEMPOOL_ATTR_USED_MEM_HIGH ? p->used : p->reserved;
 	else
 		r = CUDA_ERROR_INVALID_VALUE;
 	pthread_mutex_unlock(&sim_mem_lock);
@@ -1033,8 +1063,10 @@ SIM_EXPORT CUresult cuMemPoolSetAttribute(CUmemoryPool pool, CUmemPool_attribute
 /* Nothing to trim: the pool keeps no freed blocks. */
 SIM_EXPORT CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t min_keep)
 {
+	struct pool *p;
+
 	(void)min_keep;
-	return pool_check(pool, pool);
+	return pool_check(pool, pool, &p);
 }
 
 SIM_EXPORT CUresult cuDeviceGetDefaultMemPool(CUmemoryPool *pool, CUdevice dev)
@@ -1048,7 +1080,7 @@ SIM_EXPORT CUresult cuDeviceGetDefaultMemPool(CUmemoryPool *pool, CUdevice dev)
 	r = sim_dev_check(dev);
 	if (r != CUDA_SUCCESS)
 		return r;
-	*pool = (CUmemoryPool)&default_pool;
+	*pool = (CUmemoryPool)&pools[dev];
 	return CUDA_SUCCESS;
 }
 
@@ -1058,8 +1090,8 @@ SIM_EXPORT CUresult cuDeviceGetMemPool(CUmemoryPool *pool, CUdevice dev)
 }
 
 /* The allocation is made at once, which is one valid stream-ordered schedule: its memory is usable
- * by the stream's later work. */
-static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream hs, int per_thread)
+ * by the stream's later work. It comes from the pool given, else the current device's. */
+static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream hs, int per_thread, const struct pool *pool)
 {
 	struct sim_stream *s;
 	CUresult r = sim_enter_stream(hs, per_thread, &s);
@@ -1072,7 +1104,7 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream hs, int pe
 	if (s->capture != NULL)
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 	pthread_mutex_lock(&sim_mem_lock);
-	r = sim_alloc_new(bytes, &va);
+	r = alloc_new_on(bytes, pool != NULL ? pool->dev : sim_ctx_current()->dev, &va);
 	if (r == CUDA_SUCCESS) {
 		struct alloc *a = vec_at(&allocs, (size_t)vec_find(&allocs, va));
 		a->pool = 1;
@@ -1086,19 +1118,21 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream hs, int pe
 
 SIM_EXPORT CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytes, CUstream hs)
 {
-	return alloc_async(dptr, bytes, hs, 0);
+	return alloc_async(dptr, bytes, hs, 0, NULL);
 }
 
 SIM_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytes, CUstream hs)
 {
-	return alloc_async(dptr, bytes, hs, 1);
+	return alloc_async(dptr, bytes, hs, 1, NULL);
 }
 
 static CUresult alloc_from_pool(CUdeviceptr *dptr, size_t bytes, CUmemoryPool pool, CUstream hs, int per_thread)
 {
-	if (pool != (CUmemoryPool)&default_pool)
+	const struct pool *p = pool_of(pool);
+
+	if (p == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	return alloc_async(dptr, bytes, hs, per_thread);
+	return alloc_async(dptr, bytes, hs, per_thread, p);
 }
 
 SIM_EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytes, CUmemoryPool pool, CUstream hs)
@@ -1150,9 +1184,9 @@ SIM_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hs)
 
 /* ---- what an address is, for the pointer attributes (pointer.c) ---- */
 
-CUmemoryPool sim_default_pool(void)
+CUmemoryPool sim_default_pool(int dev)
 {
-	return (CUmemoryPool)&default_pool;
+	return (CUmemoryPool)&pools[dev];
 }
 
 /* A cuMemAlloc allocation holding addr, into info. Callers hold sim_mem_lock. */

@@ -67,7 +67,7 @@ static CUresult answer_common(void *data, CUpointer_attribute a, const struct si
 	case CU_POINTER_ATTRIBUTE_ALLOWED_HANDLE_TYPES:
 		PUT(unsigned long long, 0);
 	case CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE:
-		PUT(CUmemoryPool, p->pool ? sim_default_pool() : NULL);
+		PUT(CUmemoryPool, p->pool ? sim_default_pool(p->dev) : NULL);
 	default:
 		break;
 	}

@@ -189,6 +189,47 @@ START_TEST(test_capacity_per_device)
 }
 END_TEST
 
+/* Each device has its own default pool; an allocation from it is charged to its device. */
+START_TEST(test_pool_per_device)
+{
+	CUcontext c1;
+	CUmemoryPool p0, p1, again;
+	CUdeviceptr d;
+	cuuint64_t used = 1;
+	CUmemoryPool handle = NULL;
+	const size_t cap = 64 * SIMTEST_MIB;
+
+	simtest_start("SIMCUDA_DEVICES=2", MEM_ENV);
+	c1 = primary(1);
+	CHK(cuDeviceGetDefaultMemPool(&p0, 0));
+	CHK(cuDeviceGetDefaultMemPool(&p1, 1));
+	CHK(cuDeviceGetMemPool(&again, 1));
+	ck_assert_ptr_ne(p0, p1);
+	ck_assert_ptr_eq(again, p1);
+	CHK(cuMemAllocFromPoolAsync(&d, SIMTEST_MIB, p1, NULL));
+	expect_info(c1, cap - SIMTEST_MIB, cap);
+	expect_info(simtest_ctx, cap, cap);
+	CHK(cuMemPoolGetAttribute(p1, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &used));
+	ck_assert_uint_eq(used, SIMTEST_MIB);
+	CHK(cuMemPoolGetAttribute(p0, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &used));
+	ck_assert_uint_eq(used, 0);
+	CHK(cuPointerGetAttribute(&handle, CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE, d));
+	ck_assert_ptr_eq(handle, p1);
+	CHK(cuMemFreeAsync(d, NULL));
+	CHK(cuCtxSynchronize());
+	expect_info(c1, cap, cap);
+	CHK(cuMemPoolGetAttribute(p1, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &used));
+	ck_assert_uint_eq(used, 0);
+	/* cuMemAllocAsync takes the current device's pool. */
+	CHK(cuCtxPushCurrent(c1));
+	CHK(cuMemAllocAsync(&d, SIMTEST_MIB, NULL));
+	CHK(cuCtxPopCurrent(NULL));
+	expect_info(c1, cap - SIMTEST_MIB, cap);
+	CHK(cuMemPoolGetAttribute(p1, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &used));
+	ck_assert_uint_eq(used, SIMTEST_MIB);
+}
+END_TEST
+
 START_TEST(test_peer_access_errors)
 {
 	CUcontext c0, c1;
@@ -400,6 +441,7 @@ static Suite *devices_suite(void)
 	tcase_add_test(tc, test_bad_count_refused);
 	tcase_add_test(tc, test_count_and_ordinals);
 	tcase_add_test(tc, test_capacity_per_device);
+	tcase_add_test(tc, test_pool_per_device);
 	tcase_add_test(tc, test_peer_access_errors);
 	tcase_add_test(tc, test_illegal_without_peer_access);
 	tcase_add_test(tc, test_kernel_with_peer_access);
