@@ -26,6 +26,22 @@ CUresult sim_copy_check(uint64_t dst, uint64_t src, uint64_t bytes, enum sim_cop
 	return CUDA_SUCCESS;
 }
 
+void sim_copy_submit(struct sim_stream *s, struct sim_op *op)
+{
+	uint64_t bytes = op->u.c.bytes;
+	enum sim_copy_dir dir = op->u.c.dir;
+
+	if (dir == SIM_COPY_D2D && sim_cfg.ndevices > 1) {
+		/* Between two devices it crosses the peer link, whether or not peer access is enabled. */
+		int sd = sim_mem_device(op->u.c.src, bytes), dd = sim_mem_device(op->u.c.dst, bytes);
+		if (sd >= 0 && dd >= 0 && sd != dd) {
+			sim_stream_submit_peer(s, op, sd, dd, sim_cost_peer_ns(bytes));
+			return;
+		}
+	}
+	sim_stream_submit(s, op, sim_copy_engine(dir), sim_cost_copy_ns(dir, bytes));
+}
+
 CUresult sim_copy_enqueue(struct sim_stream *s, uint64_t dst, uint64_t src, uint64_t bytes, enum sim_copy_dir dir)
 {
 	struct sim_op *op = sim_op_new(SIM_OP_COPY);
@@ -36,15 +52,7 @@ CUresult sim_copy_enqueue(struct sim_stream *s, uint64_t dst, uint64_t src, uint
 	op->u.c.src = src;
 	op->u.c.bytes = bytes;
 	op->u.c.dir = dir;
-	if (dir == SIM_COPY_D2D && sim_cfg.ndevices > 1) {
-		/* Between two devices it crosses the peer link, whether or not peer access is enabled. */
-		int sd = sim_mem_device(src, bytes), dd = sim_mem_device(dst, bytes);
-		if (sd >= 0 && dd >= 0 && sd != dd) {
-			sim_stream_submit_peer(s, op, sd, dd, sim_cost_peer_ns(bytes));
-			return CUDA_SUCCESS;
-		}
-	}
-	sim_stream_submit(s, op, sim_copy_engine(dir), sim_cost_copy_ns(dir, bytes));
+	sim_copy_submit(s, op);
 	return CUDA_SUCCESS;
 }
 

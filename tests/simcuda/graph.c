@@ -366,7 +366,7 @@ static CUresult submit_item(struct sim_stream *s, const struct sim_op *t)
 		sim_stream_submit(s, op, SIM_ENGINE_COMPUTE, sim_cost_kernel_ns(flops, bytes));
 		break;
 	case SIM_OP_COPY:
-		sim_stream_submit(s, op, sim_copy_engine(t->u.c.dir), sim_cost_copy_ns(t->u.c.dir, t->u.c.bytes));
+		sim_copy_submit(s, op);
 		break;
 	default:
 		sim_stream_submit(s, op, SIM_ENGINE_COMPUTE, sim_cost_kernel_ns(0, (double)t->u.m.n * t->u.m.elem));

@@ -346,6 +346,8 @@ int sim_device_side(uint64_t addr, uint64_t bytes);
 enum sim_copy_dir sim_unified_dir(uint64_t dst, uint64_t src);
 CUresult sim_copy_check(uint64_t dst, uint64_t src, uint64_t bytes, enum sim_copy_dir dir);
 CUresult sim_copy_enqueue(struct sim_stream *s, uint64_t dst, uint64_t src, uint64_t bytes, enum sim_copy_dir dir);
+/* Queues a filled-in copy op on its engine, or on the peer link when it goes between two devices. */
+void sim_copy_submit(struct sim_stream *s, struct sim_op *op);
 CUresult sim_memset_enqueue(struct sim_stream *s, uint64_t dst, uint32_t value, unsigned elem, uint64_t n);
 CUresult sim_stream_finish(struct sim_stream *s, int sync);
 
