@@ -118,7 +118,7 @@ START_TEST(test_count_and_ordinals)
 		CHK_ERR(cuDevicePrimaryCtxGetState(bad, &flags, &active), CUDA_ERROR_INVALID_DEVICE);
 		CHK_ERR(cuDevicePrimaryCtxSetFlags(bad, 0), CUDA_ERROR_INVALID_DEVICE);
 		CHK_ERR(cuDevicePrimaryCtxReset(bad), CUDA_ERROR_INVALID_DEVICE);
-		CHK_ERR(cuCtxCreate_v2(&ctx, 0, bad), CUDA_ERROR_INVALID_DEVICE);
+		CHK_ERR(cuCtxCreate(&ctx, NULL, 0, bad), CUDA_ERROR_INVALID_DEVICE);
 		CHK_ERR(cuDeviceGetDefaultMemPool(&pool, bad), CUDA_ERROR_INVALID_DEVICE);
 		CHK_ERR(cuDeviceGetMemPool(&pool, bad), CUDA_ERROR_INVALID_DEVICE);
 		CHK_ERR(cuDeviceCanAccessPeer(&v, 0, bad), CUDA_ERROR_INVALID_DEVICE);
@@ -132,7 +132,7 @@ START_TEST(test_count_and_ordinals)
 	CHK(cuCtxPushCurrent(ctx));
 	CHK(cuCtxGetDevice(&dev));
 	ck_assert_int_eq(dev, 2);
-	CHK(cuCtxCreate_v2(&c2, 0, 1));
+	CHK(cuCtxCreate(&c2, NULL, 0, 1));
 	CHK(cuCtxGetDevice(&dev));
 	ck_assert_int_eq(dev, 1);
 	CHK(cuCtxGetDevice_v2(&dev, ctx));
