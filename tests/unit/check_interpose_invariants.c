@@ -1267,8 +1267,9 @@ START_TEST(test_graphs_page_in_turn)
 }
 END_TEST
 
-/* An exec updated (cuGraphExecUpdate) from a graph whose kernel names buffers paged out since:
- * the launch brings them in. */
+/* A graph built by hand whose buffers are paged out between instantiation and launch, then its
+ * exec updated (cuGraphExecUpdate) from a graph whose kernel names buffers paged out since: each
+ * launch brings them in. When graph nodes pinned their buffers, none was paged out. */
 START_TEST(test_graph_exec_update_pages_in)
 {
 	CUdeviceptr x, y, u, v, f[8];
@@ -1277,6 +1278,7 @@ START_TEST(test_graph_exec_update_pages_in)
 	void *args[] = {&y, &x, &one, &n}, *args2[] = {&v, &u, &one, &n};
 	CUDA_KERNEL_NODE_PARAMS kp = {0};
 	CUgraphExecUpdateResultInfo info;
+	uint64_t ins;
 	CUgraph g, g2;
 	CUgraphExec e;
 	CUgraphNode k;
@@ -1303,8 +1305,10 @@ START_TEST(test_graph_exec_update_pages_in)
 		f[i] = alloc_filled(BUF, vf[i]);
 	}
 	touch(f, vf, 8);
+	ins = itest_counters().page_ins;
 	CHK(cuGraphLaunch(e, s));
 	CHK(cuStreamSynchronize(s));
+	ck_assert_uint_ge(itest_counters().page_ins, ins + 2); /* x and y were out, not pinned */
 	simtest_expect_floats(y, NF, 3.0f);
 	touch(f, vf, 8);
 	CHK(cuGraphExecUpdate(e, g2, &info));
