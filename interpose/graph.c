@@ -25,13 +25,15 @@
 /* What a graph, an exec or a running capture names: the start addresses of memvirt's buffers,
  * sorted and distinct. The key is the CUgraph or CUgraphExec handle, or a capture's key (odd).
  * `lost`: an address could not be kept (no memory), so the set may name too little; `pinned`: its
- * buffers are pinned for good and nothing was added since. */
+ * buffers are pinned for good and nothing was added since; `embedded`: the graph is a child graph
+ * node's own (cuGraphChildGraphNodeGetGraph), whose changes reach a parent memvirt cannot name, so
+ * what is added to it is pinned for good instead. */
 struct gset {
 	uintptr_t key;
 	struct gset *next;
 	uint64_t *va;
 	size_t n, cap;
-	int lost, pinned;
+	int lost, pinned, embedded;
 };
 
 /* A node added through memvirt, and the graph it is in. */
@@ -154,7 +156,8 @@ static size_t gset_copy(uintptr_t key, uint64_t *out, size_t max, int *pinned)
 	pthread_mutex_lock(&gset_lock);
 	if ((s = gset_get(key, 0)) != NULL && !s->lost) {
 		n = s->n;
-		memcpy(out, s->va, (n < max ? n : max) * sizeof(*out));
+		if (out != NULL)
+			memcpy(out, s->va, (n < max ? n : max) * sizeof(*out));
 		*pinned = s->pinned;
 	}
 	pthread_mutex_unlock(&gset_lock);
@@ -169,6 +172,44 @@ static void gset_set_pinned(uintptr_t key, size_t n)
 	if ((s = gset_get(key, 0)) != NULL && s->n == n)
 		s->pinned = 1;
 	pthread_mutex_unlock(&gset_lock);
+}
+
+static int gset_embedded(uintptr_t key)
+{
+	struct gset *s;
+	int embedded;
+
+	pthread_mutex_lock(&gset_lock);
+	embedded = (s = gset_get(key, 0)) != NULL && s->embedded;
+	pthread_mutex_unlock(&gset_lock);
+	return embedded;
+}
+
+static CUresult do_nothing(void *arg)
+{
+	return CUDA_SUCCESS;
+}
+
+/* Pins the n buffers key's set names (or its first n, should it grow meanwhile) for good,
+ * MV_MAX_NAMED at a time. */
+static CUresult pin_set(uintptr_t key, size_t n)
+{
+	uint64_t *all = malloc((n != 0 ? n : 1) * sizeof(*all));
+	CUresult r = CUDA_SUCCESS;
+	int pinned;
+	size_t got;
+
+	if (all == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	got = gset_copy(key, all, n, &pinned);
+	if (got > n)
+		got = n;
+	for (size_t i = 0; i < got && r == CUDA_SUCCESS; i += MV_MAX_NAMED)
+		r = mv_submit_pinned(all + i, got - i < MV_MAX_NAMED ? got - i : MV_MAX_NAMED, do_nothing, NULL);
+	free(all);
+	if (r == CUDA_SUCCESS)
+		gset_set_pinned(key, got);
+	return r;
 }
 
 /* Remembers that node is in graph; a node memvirt cannot remember is one it does not know. */
@@ -332,8 +373,18 @@ static CUresult end_capture(CUstream h, CUgraph *g, int per_thread)
 	key = mv_capture_key(h, per_thread);
 	mv_capture_end(h, per_thread);
 	r = (per_thread ? mv_real.cuStreamEndCapture_ptsz : mv_real.cuStreamEndCapture)(h, g);
-	if (r == CUDA_SUCCESS && g != NULL && *g != NULL)
+	if (r == CUDA_SUCCESS && g != NULL && *g != NULL) {
 		gset_merge((uintptr_t)*g, key);
+		if (gset_embedded((uintptr_t)*g)) {
+			int pinned;
+			size_t n = gset_copy(key, NULL, 0, &pinned);
+			fallback_once(&said_node, "a capture into a child graph node's graph: the buffers it names are "
+						  "pinned for good");
+			if (n != SIZE_MAX && pin_set(key, n) != CUDA_SUCCESS)
+				mv_log(MV_LOG_ERROR, "graph %p: its captured buffers could not be pinned; a launch of "
+						     "its parent may fault", (void *)*g);
+		}
+	}
 	if (r != CUDA_ERROR_ILLEGAL_STATE)
 		gset_drop(key);
 	mv_capture_probes_free();
@@ -568,9 +619,9 @@ static CUresult node_call(struct node_args *a)
 	}
 	n = to_buffers(node_words, n);
 	key = exec ? (uintptr_t)a->e : add ? (uintptr_t)a->g : gnode_graph(a->node);
-	if (key == 0) {
-		fallback_once(&said_node, "a graph node memvirt did not see added is set: the buffers it names are "
-					  "pinned for good");
+	if (key == 0 || (!exec && gset_embedded(key))) {
+		fallback_once(&said_node, "a graph node memvirt did not see added, or one in a child graph node's "
+					  "graph, is added or set: the buffers it names are pinned for good");
 		return mv_submit_pinned(node_words, n, do_node, a);
 	}
 	/* Before the call, for an exec: one launching on another thread may name the new buffers. */
@@ -650,6 +701,26 @@ MV_EXPORT CUresult cuGraphDestroyNode(CUgraphNode node)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	gnode_forget((uintptr_t)node, 0);
 	return mv_real.cuGraphDestroyNode(node);
+}
+
+/* The graph a child graph node owns: changed, it changes the parent. */
+MV_EXPORT CUresult cuGraphChildGraphNodeGetGraph(CUgraphNode node, CUgraph *out)
+{
+	CUresult r;
+	struct gset *s;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	r = mv_real.cuGraphChildGraphNodeGetGraph(node, out);
+	if (r == CUDA_SUCCESS && out != NULL && *out != NULL) {
+		pthread_mutex_lock(&gset_lock);
+		if ((s = gset_get((uintptr_t)*out, 1)) != NULL)
+			s->embedded = 1;
+		pthread_mutex_unlock(&gset_lock);
+		if (s == NULL)
+			mv_log(MV_LOG_ERROR, "graph %p: no memory to remember it is a child graph node's", (void *)*out);
+	}
+	return r;
 }
 
 MV_EXPORT CUresult cuGraphClone(CUgraph *out, CUgraph g)
@@ -755,34 +826,7 @@ static CUresult do_graph_launch(void *arg)
 	return (a->per_thread ? mv_real.cuGraphLaunch_ptsz : mv_real.cuGraphLaunch)(a->e, a->h);
 }
 
-static CUresult do_nothing(void *arg)
-{
-	return CUDA_SUCCESS;
-}
-
 static __thread uint64_t launch_words[MV_MAX_SCAN_WORDS];
-
-/* An exec naming more buffers than one submission holds: all are made resident and pinned for
- * good, MV_MAX_NAMED at a time, once (again after the set grows). */
-static CUresult pin_all(CUgraphExec e, size_t n)
-{
-	uint64_t *all = malloc(n * sizeof(*all));
-	CUresult r = CUDA_SUCCESS;
-	int pinned;
-	size_t got;
-
-	if (all == NULL)
-		return CUDA_ERROR_OUT_OF_MEMORY;
-	got = gset_copy((uintptr_t)e, all, n, &pinned);
-	if (got > n)
-		got = n; /* grown meanwhile: the rest is pinned at the next launch */
-	for (size_t i = 0; i < got && r == CUDA_SUCCESS; i += MV_MAX_NAMED)
-		r = mv_submit_pinned(all + i, got - i < MV_MAX_NAMED ? got - i : MV_MAX_NAMED, do_nothing, NULL);
-	free(all);
-	if (r == CUDA_SUCCESS)
-		gset_set_pinned((uintptr_t)e, got);
-	return r;
-}
 
 /* The bytes of the large buffers the words name, against the budget: a launch that could never
  * fit is refused, naming both. */
@@ -823,7 +867,7 @@ static CUresult graph_launch(CUgraphExec e, CUstream h, int per_thread)
 	} else if (n > MV_MAX_NAMED) {
 		fallback_once(&said_many, "a graph exec names more buffers than one launch can hold: they are "
 					  "pinned for good");
-		r = pinned ? CUDA_SUCCESS : pin_all(e, n);
+		r = pinned ? CUDA_SUCCESS : pin_set((uintptr_t)e, n);
 		return r != CUDA_SUCCESS ? r : mv_submit(h, per_thread, NULL, 0, do_graph_launch, &a, (uintptr_t)e);
 	}
 	if ((r = check_fits(e, launch_words, n)) != CUDA_SUCCESS)

@@ -503,8 +503,9 @@ int mv_alloc_describe(uint64_t addr, struct mv_alloc_info *info);
  * resident, orders the stream after their page-ins, runs submit(), and records the use. */
 CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwords,
 		   CUresult (*submit)(void *arg), void *arg, uintptr_t fkey);
-/* Where a graph cannot be followed (graph.c says when): the buffers the words name are made
- * resident and pinned for good, and submit() runs while they are held. */
+/* For what the driver keeps using where memvirt cannot follow it (bound objects, bind.c; graphs it
+ * cannot follow, graph.c): the buffers the words name are made resident and pinned for good, and
+ * submit() runs while they are held. */
 CUresult mv_submit_pinned(const uint64_t *words, size_t nwords, CUresult (*submit)(void *arg), void *arg);
 /* The most buffers one submission names. */
 #define MV_MAX_NAMED 512

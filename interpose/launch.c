@@ -361,7 +361,7 @@ static inline void record_uses(struct submission *sub)
 	for (size_t i = 0; i < sub->n; i++) {
 		struct mv_buf *b = sub->named[i];
 		if (sub->capturing)
-			mv_buf_pin(b); /* named by a graph memvirt cannot follow: it stays put for good */
+			mv_buf_pin(b); /* mv_submit_pinned: it stays put for good */
 		else if (sub->s != NULL)
 			mv_buf_use(b, sub->s, sub->ticket, now);
 		else
@@ -526,8 +526,8 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 	return r;
 }
 
-/* Buffers of a graph that memvirt cannot follow: made resident now and pinned for good, with no
- * stream to order (the graph orders its own nodes). submit adds or updates the node, or does
+/* Buffers the driver keeps using where memvirt cannot follow it: made resident now and pinned for
+ * good, with no stream to order. submit binds them, adds or updates a graph node, or does
  * nothing. */
 CUresult mv_submit_pinned(const uint64_t *words, size_t nwords, CUresult (*submit)(void *arg), void *arg)
 {

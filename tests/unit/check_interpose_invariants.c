@@ -1009,9 +1009,9 @@ END_TEST
 
 /* ---- graphs ---- */
 
-/* Launches captured while their buffers were paged out: capture brings them in, every graph launch
- * finds them, and from then on they are pinned, since a graph launch names no buffer memvirt could
- * page in. Without the safety net a graph launch over an evicted buffer would fault. */
+/* Launches captured while their buffers were paged out: every graph launch brings them in, and
+ * after pressure has paged them out again, the next launch does too. Without the safety net a
+ * graph launch over an evicted buffer would fault. */
 START_TEST(test_graph_capture_pins_buffers)
 {
 	CUdeviceptr x, y, f[8];
@@ -1053,7 +1053,7 @@ START_TEST(test_graph_capture_pins_buffers)
 	for (int k = 0; k < 3; k++)
 		touch(f, vf, 8);
 	ck_assert_uint_gt(itest_counters().page_outs, outs + 8);
-	/* Still resident: this launch pages nothing in. */
+	/* x and y may be out again: this launch brings them in. */
 	CHK(cuGraphLaunch(e, s));
 	CHK(cuStreamSynchronize(s));
 	simtest_expect_floats(y, NF, 7.0f);
@@ -1066,9 +1066,9 @@ START_TEST(test_graph_capture_pins_buffers)
 }
 END_TEST
 
-/* Nodes added to a graph by hand name buffers as captured launches do: the add brings them in and
- * pins them, so a graph launch after pressure finds them, as does one after an exec's parameters
- * are changed to name a buffer that was paged out. Without the pin the launch faults. */
+/* Nodes added to a graph by hand name buffers as captured launches do: a graph launch after
+ * pressure brings them in, as does one after an exec's parameters are changed to name a buffer
+ * that was paged out. Without that the launch faults. */
 START_TEST(test_graph_explicit_nodes_pin_buffers)
 {
 	CUdeviceptr x, y, z, w, f[8];
@@ -1084,7 +1084,7 @@ START_TEST(test_graph_explicit_nodes_pin_buffers)
 	CUDA_MEMCPY3D c = {0};
 	uint64_t outs;
 
-	/* Six 64KiB buffers fit; the graph pins four. */
+	/* Six 64KiB buffers fit; the graph names four. */
 	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
 	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
 	x = alloc_filled(BUF, 2.0f);
@@ -1125,7 +1125,7 @@ START_TEST(test_graph_explicit_nodes_pin_buffers)
 	simtest_expect_floats(z, NF, 4.0f);
 	simtest_expect_floats(w, NF, 4.0f);
 
-	/* f[0] was paged out by the touches after it; naming it in the exec brings it in and pins it. */
+	/* f[0] was paged out by the touches after it; naming it in the exec brings it in. */
 	kp.kernelParams = args2;
 	CHK(cuGraphExecKernelNodeSetParams(e, k, &kp));
 	for (int i = 1; i < 8; i++)
@@ -1327,6 +1327,48 @@ START_TEST(test_graph_exec_update_pages_in)
 }
 END_TEST
 
+/* A child graph's buffers are copied into its parent's when the child graph node is added, as the
+ * driver copies the child: after pressure, the parent's launch brings them in. */
+START_TEST(test_graph_child_pages_in)
+{
+	CUdeviceptr x, y, f[8];
+	float vf[8];
+	CUgraph child = NULL, parent;
+	CUgraphExec e;
+	CUgraphNode node;
+	CUstream s;
+	uint64_t ins;
+
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	x = alloc_filled(BUF, 2.0f);
+	y = alloc_filled(BUF, 1.0f);
+	CHK(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(simtest_axpy(y, x, 1.0f, NF, s));
+	CHK(cuStreamEndCapture(s, &child));
+	CHK(cuGraphCreate(&parent, 0));
+	CHK(cuGraphAddChildGraphNode(&node, parent, NULL, 0, child));
+	CHK(cuGraphDestroy(child));
+	CHK(cuGraphInstantiate(&e, parent, 0));
+	for (int i = 0; i < 8; i++) {
+		vf[i] = 30.0f + (float)i;
+		f[i] = alloc_filled(BUF, vf[i]);
+	}
+	touch(f, vf, 8);
+	ins = itest_counters().page_ins;
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	ck_assert_uint_ge(itest_counters().page_ins, ins + 2);
+	simtest_expect_floats(y, NF, 3.0f);
+	simtest_expect_floats(x, NF, 2.0f);
+	for (int i = 0; i < 8; i++)
+		simtest_expect_floats(f[i], NF, vf[i]);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(parent));
+	CHK(cuStreamDestroy(s));
+}
+END_TEST
+
 /* A graph naming more than the budget holds is refused with CUDA_ERROR_OUT_OF_MEMORY and a line
  * naming its bytes, never run into a fault: the context goes on working. */
 START_TEST(test_graph_over_budget_refused)
@@ -1478,6 +1520,7 @@ static Suite *invariants_suite(void)
 	tcase_add_test(tc, test_graph_explicit_nodes_pin_buffers);
 	tcase_add_test(tc, test_graphs_page_in_turn);
 	tcase_add_test(tc, test_graph_exec_update_pages_in);
+	tcase_add_test(tc, test_graph_child_pages_in);
 	tcase_add_test(tc, test_graph_over_budget_refused);
 	tcase_add_test(tc, test_graph_capture_never_invalidated);
 	tcase_add_test(tc, test_app_vmm_counted);
