@@ -1,6 +1,6 @@
 /* Calls that hand a buffer to the driver for later use the scanner cannot see (texture and surface
  * objects, texture references, dma-buf exports, multicast bindings): the buffer is brought in and
- * pinned for good, as a graph node's is. Also the one launch the library refuses. */
+ * pinned for good (through mv_submit_pinned). Also the one launch the library refuses. */
 #include "config.h"
 
 #include "interpose/internal.h"

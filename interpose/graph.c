@@ -1,20 +1,315 @@
-/* Graphs: stream capture, explicitly added or updated nodes, and graph launches. Every buffer a
- * graph names is made resident and pinned for good when the node naming it is captured, added or
- * updated, so every later launch of the graph finds it where it is: the graph rule. A launch of a
- * graph therefore names nothing the library must move. A child graph node's buffers were pinned
- * when its nodes were added to the child, and cuGraphExecUpdate takes its parameters from nodes
- * that were pinned when they were added, so neither needs a hook. */
+/* Graphs: stream capture, explicitly added or updated nodes, and graph launches. memvirt keeps, for
+ * each graph, the set of its buffers that the graph's nodes name: kernel parameters scanned when a
+ * launch is captured or a node is added or set, memcpy, memset, generic and batch memory operation
+ * nodes, and child graphs (copied into the parent, as the driver copies them). A clone copies the
+ * set, an instantiation copies it into the exec, and the exec's setters and updates add to it (a
+ * superset is safe). A launch of the exec goes through mv_submit as one launch naming the exec's
+ * set: every buffer is brought in before it and held until it completes on its stream, and is
+ * pageable again after: the graph rule. Nothing is made resident while a capture records.
+ *
+ * Where memvirt cannot follow a graph, it falls back and says so once: a node it did not see
+ * added (a captured node, say) whose parameters are set in the graph pins what they name for good,
+ * as does an exec naming more buffers than one submission holds (MV_MAX_NAMED); an exec
+ * instantiated through an entry point memvirt does not hook names every buffer memvirt serves.
+ * A freed buffer's address left in a set names nothing, or names the buffer that took its place:
+ * at worst a needless page-in. */
 #include "config.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "interpose/internal.h"
+
+/* ---- the buffers each graph names ---- */
+
+/* What a graph, an exec or a running capture names: the start addresses of memvirt's buffers,
+ * sorted and distinct. The key is the CUgraph or CUgraphExec handle, or a capture's key (odd).
+ * `lost`: an address could not be kept (no memory), so the set may name too little; `pinned`: its
+ * buffers are pinned for good and nothing was added since; `embedded`: the graph is a child graph
+ * node's own (cuGraphChildGraphNodeGetGraph), whose changes reach a parent memvirt cannot name, so
+ * what is added to it is pinned for good instead. */
+struct gset {
+	uintptr_t key;
+	struct gset *next;
+	uint64_t *va;
+	size_t n, cap;
+	int lost, pinned, embedded;
+};
+
+/* A node added through memvirt, and the graph it is in. */
+struct gnode {
+	uintptr_t node, graph;
+	struct gnode *next;
+};
+
+#define MV_GBUCKETS 256
+static struct gset *gsets[MV_GBUCKETS];
+static struct gnode *gnodes[MV_GBUCKETS];
+static pthread_mutex_t gset_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static size_t bucket(uintptr_t key)
+{
+	uint64_t x = (uint64_t)key;
+	x ^= x >> 29;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 32;
+	return (size_t)x & (MV_GBUCKETS - 1);
+}
+
+/* The set kept under key, made empty when `make` and there is none. With gset_lock held. */
+static struct gset *gset_get(uintptr_t key, int make)
+{
+	struct gset **at = &gsets[bucket(key)], *s;
+
+	for (s = *at; s != NULL; s = s->next)
+		if (s->key == key)
+			return s;
+	if (!make || (s = calloc(1, sizeof(*s))) == NULL)
+		return NULL;
+	s->key = key;
+	s->next = *at;
+	*at = s;
+	return s;
+}
+
+static void gset_insert(struct gset *s, uint64_t va)
+{
+	size_t lo = 0, hi = s->n;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (s->va[mid] == va)
+			return;
+		if (s->va[mid] < va)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (s->n == s->cap) {
+		size_t cap = s->cap != 0 ? 2 * s->cap : 16;
+		uint64_t *va2 = realloc(s->va, cap * sizeof(*va2));
+		if (va2 == NULL) {
+			s->lost = 1;
+			return;
+		}
+		s->va = va2;
+		s->cap = cap;
+	}
+	memmove(s->va + lo + 1, s->va + lo, (s->n - lo) * sizeof(*s->va));
+	s->va[lo] = va;
+	s->n++;
+	s->pinned = 0;
+}
+
+/* Adds n addresses to key's set (made when there is none). */
+static void gset_add(uintptr_t key, const uint64_t *va, size_t n)
+{
+	struct gset *s;
+
+	pthread_mutex_lock(&gset_lock);
+	if ((s = gset_get(key, 1)) == NULL)
+		mv_log(MV_LOG_ERROR, "graph %#lx: no memory to keep the buffers it names", (unsigned long)key);
+	for (size_t i = 0; s != NULL && i < n; i++)
+		gset_insert(s, va[i]);
+	pthread_mutex_unlock(&gset_lock);
+}
+
+/* Adds what src names to dst's set, which is made even when src names nothing. */
+static void gset_merge(uintptr_t dst, uintptr_t src)
+{
+	struct gset *d, *s;
+
+	pthread_mutex_lock(&gset_lock);
+	s = gset_get(src, 0);
+	if ((d = gset_get(dst, 1)) == NULL)
+		mv_log(MV_LOG_ERROR, "graph %#lx: no memory to keep the buffers it names", (unsigned long)dst);
+	for (size_t i = 0; d != NULL && s != NULL && i < s->n; i++)
+		gset_insert(d, s->va[i]);
+	if (d != NULL && s != NULL && s->lost)
+		d->lost = 1;
+	pthread_mutex_unlock(&gset_lock);
+}
+
+static void gset_drop(uintptr_t key)
+{
+	struct gset **at, *s;
+
+	pthread_mutex_lock(&gset_lock);
+	for (at = &gsets[bucket(key)]; (s = *at) != NULL; at = &s->next)
+		if (s->key == key) {
+			*at = s->next;
+			free(s->va);
+			free(s);
+			break;
+		}
+	pthread_mutex_unlock(&gset_lock);
+}
+
+/* Copies up to max addresses of key's set to out. Returns how many it has (more than max when
+ * they did not fit), or SIZE_MAX when memvirt has no complete set for key. *pinned: whether they
+ * are all pinned already. */
+static size_t gset_copy(uintptr_t key, uint64_t *out, size_t max, int *pinned)
+{
+	struct gset *s;
+	size_t n = SIZE_MAX;
+
+	pthread_mutex_lock(&gset_lock);
+	if ((s = gset_get(key, 0)) != NULL && !s->lost) {
+		n = s->n;
+		if (out != NULL)
+			memcpy(out, s->va, (n < max ? n : max) * sizeof(*out));
+		*pinned = s->pinned;
+	}
+	pthread_mutex_unlock(&gset_lock);
+	return n;
+}
+
+static void gset_set_pinned(uintptr_t key, size_t n)
+{
+	struct gset *s;
+
+	pthread_mutex_lock(&gset_lock);
+	if ((s = gset_get(key, 0)) != NULL && s->n == n)
+		s->pinned = 1;
+	pthread_mutex_unlock(&gset_lock);
+}
+
+static int gset_embedded(uintptr_t key)
+{
+	struct gset *s;
+	int embedded;
+
+	pthread_mutex_lock(&gset_lock);
+	embedded = (s = gset_get(key, 0)) != NULL && s->embedded;
+	pthread_mutex_unlock(&gset_lock);
+	return embedded;
+}
+
+static CUresult do_nothing(void *arg)
+{
+	return CUDA_SUCCESS;
+}
+
+/* Pins the n buffers key's set names (or its first n, should it grow meanwhile) for good,
+ * MV_MAX_NAMED at a time. */
+static CUresult pin_set(uintptr_t key, size_t n)
+{
+	uint64_t *all = malloc((n != 0 ? n : 1) * sizeof(*all));
+	CUresult r = CUDA_SUCCESS;
+	int pinned;
+	size_t got;
+
+	if (all == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	got = gset_copy(key, all, n, &pinned);
+	if (got > n)
+		got = n;
+	for (size_t i = 0; i < got && r == CUDA_SUCCESS; i += MV_MAX_NAMED)
+		r = mv_submit_pinned(all + i, got - i < MV_MAX_NAMED ? got - i : MV_MAX_NAMED, do_nothing, NULL);
+	free(all);
+	if (r == CUDA_SUCCESS)
+		gset_set_pinned(key, got);
+	return r;
+}
+
+/* Remembers that node is in graph; a node memvirt cannot remember is one it does not know. */
+static void gnode_put(CUgraphNode node, CUgraph graph)
+{
+	struct gnode **at = &gnodes[bucket((uintptr_t)node)], *e;
+
+	pthread_mutex_lock(&gset_lock);
+	for (e = *at; e != NULL && e->node != (uintptr_t)node; e = e->next)
+		;
+	if (e == NULL && (e = malloc(sizeof(*e))) != NULL) {
+		e->node = (uintptr_t)node;
+		e->next = *at;
+		*at = e;
+	}
+	if (e != NULL)
+		e->graph = (uintptr_t)graph;
+	pthread_mutex_unlock(&gset_lock);
+}
+
+/* The graph node is in, or 0 when memvirt did not see it added. */
+static uintptr_t gnode_graph(CUgraphNode node)
+{
+	struct gnode *e;
+	uintptr_t g = 0;
+
+	pthread_mutex_lock(&gset_lock);
+	for (e = gnodes[bucket((uintptr_t)node)]; e != NULL; e = e->next)
+		if (e->node == (uintptr_t)node) {
+			g = e->graph;
+			break;
+		}
+	pthread_mutex_unlock(&gset_lock);
+	return g;
+}
+
+/* Forgets node, or every node of graph when node is 0. */
+static void gnode_forget(uintptr_t node, uintptr_t graph)
+{
+	pthread_mutex_lock(&gset_lock);
+	for (size_t i = 0; i < MV_GBUCKETS; i++) {
+		struct gnode **at = &gnodes[i], *e;
+		if (node != 0 && i != bucket(node))
+			continue;
+		while ((e = *at) != NULL) {
+			if (node != 0 ? e->node == node : e->graph == graph) {
+				*at = e->next;
+				free(e);
+			} else {
+				at = &e->next;
+			}
+		}
+	}
+	pthread_mutex_unlock(&gset_lock);
+}
+
+/* Replaces words[0 .. n) by the start addresses of the buffers they name; returns how many. */
+static size_t to_buffers(uint64_t *words, size_t n)
+{
+	size_t m = 0;
+
+	mv_lock();
+	for (size_t i = 0; i < n; i++) {
+		struct mv_buf *b = mv_registry_find(words[i]);
+		if (b != NULL)
+			words[m++] = b->va;
+	}
+	mv_unlock();
+	return m;
+}
+
+static __thread uint64_t capture_words[MV_MAX_SCAN_WORDS];
+
+void mv_graph_capture_add(CUstream h, int per_thread, const uint64_t *words, size_t n)
+{
+	if (n > MV_MAX_SCAN_WORDS)
+		n = MV_MAX_SCAN_WORDS;
+	memcpy(capture_words, words, n * sizeof(*words));
+	n = to_buffers(capture_words, n);
+	gset_add(mv_capture_key(h, per_thread), capture_words, n);
+}
+
+static _Atomic int said_unknown, said_many, said_node;
+
+/* Says once, at warn, that memvirt falls back for a graph it cannot follow. */
+static void fallback_once(_Atomic int *said, const char *what)
+{
+	if (atomic_exchange(said, 1) == 0)
+		mv_log(MV_LOG_WARN, "%s", what);
+}
+
 
 /* After the driver's answer r to a capture's start on h: the stream captures, or is as before
  * (marked: mv_capture_prepare marked it). */
 static CUresult capture_started(CUstream h, int per_thread, int marked, CUresult r)
 {
-	if (r == CUDA_SUCCESS)
+	if (r == CUDA_SUCCESS) {
+		gset_drop(mv_capture_key(h, per_thread)); /* an earlier capture's, ended badly */
 		mv_capture_begin(h, per_thread);
-	else if (marked)
+	} else if (marked)
 		mv_capture_unprepare(h, per_thread);
 	return r;
 }
@@ -30,7 +325,8 @@ static CUresult begin_capture(CUstream h, CUstreamCaptureMode mode, int per_thre
 			       (per_thread ? mv_real.cuStreamBeginCapture_v2_ptsz : mv_real.cuStreamBeginCapture_v2)(h, mode));
 }
 
-/* A capture into the app's own graph is a capture like any other: what it records is pinned. */
+/* A capture into the app's own graph is a capture like any other: what it records joins the
+ * graph's set when it ends. */
 static CUresult begin_capture_to_graph(CUstream h, CUgraph g, const CUgraphNode *deps, const CUgraphEdgeData *edges,
 				       size_t n, CUstreamCaptureMode mode, int per_thread)
 {
@@ -66,14 +362,31 @@ MV_EXPORT CUresult cuStreamBeginCapture_v2_ptsz(CUstream h, CUstreamCaptureMode 
 	return begin_capture(h, mode, 1);
 }
 
+/* What the capture named becomes the graph's (the app's own graph's, for a capture into one). */
 static CUresult end_capture(CUstream h, CUgraph *g, int per_thread)
 {
+	uintptr_t key;
 	CUresult r;
 
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
+	key = mv_capture_key(h, per_thread);
 	mv_capture_end(h, per_thread);
 	r = (per_thread ? mv_real.cuStreamEndCapture_ptsz : mv_real.cuStreamEndCapture)(h, g);
+	if (r == CUDA_SUCCESS && g != NULL && *g != NULL) {
+		gset_merge((uintptr_t)*g, key);
+		if (gset_embedded((uintptr_t)*g)) {
+			int pinned;
+			size_t n = gset_copy(key, NULL, 0, &pinned);
+			fallback_once(&said_node, "a capture into a child graph node's graph: the buffers it names are "
+						  "pinned for good");
+			if (n != SIZE_MAX && pin_set(key, n) != CUDA_SUCCESS)
+				mv_log(MV_LOG_ERROR, "graph %p: its captured buffers could not be pinned; a launch of "
+						     "its parent may fault", (void *)*g);
+		}
+	}
+	if (r != CUDA_ERROR_ILLEGAL_STATE)
+		gset_drop(key);
 	mv_capture_probes_free();
 	return r;
 }
@@ -86,21 +399,6 @@ MV_EXPORT CUresult cuStreamEndCapture(CUstream h, CUgraph *g)
 MV_EXPORT CUresult cuStreamEndCapture_ptsz(CUstream h, CUgraph *g)
 {
 	return end_capture(h, g, 1);
-}
-
-/* Every buffer a graph names was pinned resident at capture, so the launch itself needs nothing. */
-MV_EXPORT CUresult cuGraphLaunch(CUgraphExec e, CUstream h)
-{
-	if (mv_init() != 0)
-		return CUDA_ERROR_NOT_INITIALIZED;
-	return mv_real.cuGraphLaunch(e, h);
-}
-
-MV_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec e, CUstream h)
-{
-	if (mv_init() != 0)
-		return CUDA_ERROR_NOT_INITIALIZED;
-	return mv_real.cuGraphLaunch_ptsz(e, h);
 }
 
 /* ---- explicit nodes ---- */
@@ -282,32 +580,59 @@ static CUresult do_node(void *arg)
 	}
 }
 
-/* Pins what the node's parameters name, then makes the call. Parameters the driver would refuse
- * (NULL) go to it unread, for its own error. */
+/* The words a node's parameters name; SIZE_MAX for a batch node memvirt cannot follow. */
+static size_t node_params_words(const struct node_args *a, uint64_t *words)
+{
+	if (a->call <= NC_EXEC_SET_KERNEL)
+		return kernel_node_words(a->p, words);
+	if (a->call <= NC_EXEC_SET_MEMCPY)
+		return copy_words(a->p, words);
+	if (a->call <= NC_EXEC_SET_MEMSET)
+		return memset_words(a->p, words);
+	if (a->call <= NC_EXEC_SET_GENERIC)
+		return generic_words(a->p, words);
+	return batch_words(a->p, words);
+}
+
+/* Makes the call, then adds the buffers the node names to its graph's set, or its exec's. A
+ * node set in a graph memvirt did not see it added to pins them for good instead. Parameters the
+ * driver would refuse (NULL) go to it unread, for its own error. */
 static CUresult node_call(struct node_args *a)
 {
-	size_t n = 0;
+	enum node_call c = a->call;
+	int exec = c == NC_EXEC_SET_KERNEL || c == NC_EXEC_SET_MEMCPY || c == NC_EXEC_SET_MEMSET ||
+		   c == NC_EXEC_SET_GENERIC || c == NC_EXEC_SET_BATCH;
+	int add = c == NC_ADD_KERNEL || c == NC_ADD_MEMCPY || c == NC_ADD_MEMSET || c == NC_ADD_GENERIC ||
+		  c == NC_ADD_BATCH;
+	uintptr_t key;
+	size_t n;
+	CUresult r;
 
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	if (a->p == NULL)
 		return do_node(a);
-	if (a->call <= NC_EXEC_SET_KERNEL)
-		n = kernel_node_words(a->p, node_words);
-	else if (a->call <= NC_EXEC_SET_MEMCPY)
-		n = copy_words(a->p, node_words);
-	else if (a->call <= NC_EXEC_SET_MEMSET)
-		n = memset_words(a->p, node_words);
-	else if (a->call <= NC_EXEC_SET_GENERIC)
-		n = generic_words(a->p, node_words);
-	else
-		n = batch_words(a->p, node_words);
-	if (n == SIZE_MAX) {
+	if ((n = node_params_words(a, node_words)) == SIZE_MAX) {
 		mv_log(MV_LOG_ERROR, "a graph node of more than %d memory operations refused: it cannot be made safe",
 		       MV_MAX_SCAN_WORDS);
 		return CUDA_ERROR_NOT_SUPPORTED;
 	}
-	return mv_submit_pinned(node_words, n, do_node, a);
+	n = to_buffers(node_words, n);
+	key = exec ? (uintptr_t)a->e : add ? (uintptr_t)a->g : gnode_graph(a->node);
+	if (key == 0 || (!exec && gset_embedded(key))) {
+		fallback_once(&said_node, "a graph node memvirt did not see added, or one in a child graph node's "
+					  "graph, is added or set: the buffers it names are pinned for good");
+		return mv_submit_pinned(node_words, n, do_node, a);
+	}
+	/* Before the call, for an exec: one launching on another thread may name the new buffers. */
+	if (!add)
+		gset_add(key, node_words, n);
+	r = do_node(a);
+	if (add && r == CUDA_SUCCESS && a->out != NULL) {
+		gset_add(key, node_words, n);
+		gnode_put(*a->out, a->g);
+	}
+	return r;
 }
 
 /* Each entry point hands its arguments to node_call. */
@@ -358,3 +683,204 @@ NODE_CALL(.call = NC_SET_BATCH, .node = node, .p = p)
 MV_EXPORT CUresult cuGraphExecBatchMemOpNodeSetParams(CUgraphExec e, CUgraphNode node,
 						      const CUDA_BATCH_MEM_OP_NODE_PARAMS *p)
 NODE_CALL(.call = NC_EXEC_SET_BATCH, .e = e, .node = node, .p = p)
+
+/* ---- graphs, execs and their sets ---- */
+
+MV_EXPORT CUresult cuGraphDestroy(CUgraph g)
+{
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	gset_drop((uintptr_t)g);
+	gnode_forget(0, (uintptr_t)g);
+	return mv_real.cuGraphDestroy(g);
+}
+
+MV_EXPORT CUresult cuGraphDestroyNode(CUgraphNode node)
+{
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	gnode_forget((uintptr_t)node, 0);
+	return mv_real.cuGraphDestroyNode(node);
+}
+
+/* The graph a child graph node owns: changed, it changes the parent. */
+MV_EXPORT CUresult cuGraphChildGraphNodeGetGraph(CUgraphNode node, CUgraph *out)
+{
+	CUresult r;
+	struct gset *s;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	r = mv_real.cuGraphChildGraphNodeGetGraph(node, out);
+	if (r == CUDA_SUCCESS && out != NULL && *out != NULL) {
+		pthread_mutex_lock(&gset_lock);
+		if ((s = gset_get((uintptr_t)*out, 1)) != NULL)
+			s->embedded = 1;
+		pthread_mutex_unlock(&gset_lock);
+		if (s == NULL)
+			mv_log(MV_LOG_ERROR, "graph %p: no memory to remember it is a child graph node's", (void *)*out);
+	}
+	return r;
+}
+
+MV_EXPORT CUresult cuGraphClone(CUgraph *out, CUgraph g)
+{
+	CUresult r;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	r = mv_real.cuGraphClone(out, g);
+	if (r == CUDA_SUCCESS && out != NULL)
+		gset_merge((uintptr_t)*out, (uintptr_t)g);
+	return r;
+}
+
+/* The driver copies the child into the node: so does memvirt with its set. */
+MV_EXPORT CUresult cuGraphAddChildGraphNode(CUgraphNode *out, CUgraph g, const CUgraphNode *deps, size_t ndeps,
+					    CUgraph child)
+{
+	CUresult r;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	r = mv_real.cuGraphAddChildGraphNode(out, g, deps, ndeps, child);
+	if (r == CUDA_SUCCESS && out != NULL) {
+		gset_merge((uintptr_t)g, (uintptr_t)child);
+		gnode_put(*out, g);
+	}
+	return r;
+}
+
+/* An exec's set starts as its graph's, whatever the driver answers (a superset is safe). */
+static CUresult instantiated(CUgraphExec *e, CUgraph g, CUresult r)
+{
+	if (r == CUDA_SUCCESS && e != NULL)
+		gset_merge((uintptr_t)*e, (uintptr_t)g);
+	return r;
+}
+
+MV_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec *e, CUgraph g, unsigned long long flags)
+{
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	return instantiated(e, g, mv_real.cuGraphInstantiateWithFlags(e, g, flags));
+}
+
+MV_EXPORT CUresult cuGraphInstantiateWithParams(CUgraphExec *e, CUgraph g, CUDA_GRAPH_INSTANTIATE_PARAMS *p)
+{
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	return instantiated(e, g, mv_real.cuGraphInstantiateWithParams(e, g, p));
+}
+
+MV_EXPORT CUresult cuGraphInstantiateWithParams_ptsz(CUgraphExec *e, CUgraph g, CUDA_GRAPH_INSTANTIATE_PARAMS *p)
+{
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	return instantiated(e, g, mv_real.cuGraphInstantiateWithParams_ptsz(e, g, p));
+}
+
+MV_EXPORT CUresult cuGraphInstantiate_v2(CUgraphExec *e, CUgraph g, CUgraphNode *err, char *log, size_t len)
+{
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	return instantiated(e, g, mv_real.cuGraphInstantiate_v2(e, g, err, log, len));
+}
+
+/* An update takes its parameters from g: the exec names what g names too. */
+MV_EXPORT CUresult cuGraphExecUpdate_v2(CUgraphExec e, CUgraph g, CUgraphExecUpdateResultInfo *info)
+{
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	gset_merge((uintptr_t)e, (uintptr_t)g);
+	return mv_real.cuGraphExecUpdate_v2(e, g, info);
+}
+
+MV_EXPORT CUresult cuGraphExecChildGraphNodeSetParams(CUgraphExec e, CUgraphNode node, CUgraph child)
+{
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	gset_merge((uintptr_t)e, (uintptr_t)child);
+	return mv_real.cuGraphExecChildGraphNodeSetParams(e, node, child);
+}
+
+MV_EXPORT CUresult cuGraphExecDestroy(CUgraphExec e)
+{
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	gset_drop((uintptr_t)e);
+	return mv_real.cuGraphExecDestroy(e);
+}
+
+/* ---- launches ---- */
+
+struct graph_launch_args {
+	CUgraphExec e;
+	CUstream h;
+	int per_thread;
+};
+
+static CUresult do_graph_launch(void *arg)
+{
+	struct graph_launch_args *a = arg;
+	return (a->per_thread ? mv_real.cuGraphLaunch_ptsz : mv_real.cuGraphLaunch)(a->e, a->h);
+}
+
+static __thread uint64_t launch_words[MV_MAX_SCAN_WORDS];
+
+/* The bytes of the large buffers the words name, against the budget: a launch that could never
+ * fit is refused, naming both. */
+static CUresult check_fits(CUgraphExec e, const uint64_t *words, size_t n)
+{
+	uint64_t bytes = 0, budget;
+
+	mv_lock();
+	for (size_t i = 0; i < n; i++) {
+		struct mv_buf *b = mv_registry_find(words[i]);
+		if (b != NULL && b->kind == MV_KIND_LARGE)
+			bytes += b->span;
+	}
+	mv_unlock();
+	budget = mv_budget_now();
+	if (bytes <= budget)
+		return CUDA_SUCCESS;
+	mv_log(MV_LOG_ERROR, "graph exec %p names %llu bytes of buffers, more than the budget of %llu bytes: launch refused",
+	       (void *)e, (unsigned long long)bytes, (unsigned long long)budget);
+	return CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+/* One launch naming the exec's set: brought in before it, held until it completes on h. */
+static CUresult graph_launch(CUgraphExec e, CUstream h, int per_thread)
+{
+	struct graph_launch_args a = {e, h, per_thread};
+	int pinned = 0;
+	size_t n;
+	CUresult r;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	n = gset_copy((uintptr_t)e, launch_words, MV_MAX_SCAN_WORDS, &pinned);
+	if (n == SIZE_MAX) {
+		fallback_once(&said_unknown, "a graph exec memvirt did not see instantiated (or could not follow) is "
+					     "launched: its launches name every buffer memvirt serves");
+		n = mv_dev()->host_vmm ? 0 : mv_registry_large(launch_words, MV_MAX_SCAN_WORDS);
+	} else if (n > MV_MAX_NAMED) {
+		fallback_once(&said_many, "a graph exec names more buffers than one launch can hold: they are "
+					  "pinned for good");
+		r = pinned ? CUDA_SUCCESS : pin_set((uintptr_t)e, n);
+		return r != CUDA_SUCCESS ? r : mv_submit(h, per_thread, NULL, 0, do_graph_launch, &a, (uintptr_t)e);
+	}
+	if ((r = check_fits(e, launch_words, n)) != CUDA_SUCCESS)
+		return r;
+	return mv_submit(h, per_thread, launch_words, n, do_graph_launch, &a, (uintptr_t)e);
+}
+
+MV_EXPORT CUresult cuGraphLaunch(CUgraphExec e, CUstream h)
+{
+	return graph_launch(e, h, 0);
+}
+
+MV_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec e, CUstream h)
+{
+	return graph_launch(e, h, 1);
+}

@@ -41,6 +41,8 @@
  * pool_lock (hostpool.c): the host pool's chunk list, granule flags and byte counts. Let go while
  *   a chunk is made (pool_add_relock).
  * probe_lock (stream.c): the capture probes' bytes waiting to be freed.
+ * gset_lock (graph.c): the buffers each graph, graph exec and capture names, and the graph each
+ *   node added through memvirt is in.
  * add_lock (stream.c): adding to the stream table and the list of capturing streams; lookups read
  *   entries published by atomic counts.
  * each stream's demand_lock (stream.c): serialises records of its on-demand mark event, and guards
@@ -189,6 +191,12 @@ int mv_capture_prepare(CUstream h, int per_thread);
 void mv_capture_unprepare(CUstream h, int per_thread);
 void mv_capture_begin(CUstream h, int per_thread);
 void mv_capture_end(CUstream h, int per_thread);
+/* The key under which graph.c keeps what a capture on h names while it runs: odd, so no graph or
+ * exec handle is one. */
+uintptr_t mv_capture_key(CUstream h, int per_thread);
+/* A submission on a capturing stream: graph.c adds the buffers the words name to the capture's
+ * set, and nothing is made resident (nothing runs until the graph is launched). */
+void mv_graph_capture_add(CUstream h, int per_thread, const uint64_t *words, size_t n);
 int mv_capturing(CUstream h, int per_thread);
 /* The capture-mode rules forbid cuMemAlloc and cuMemFree on some threads while a capture runs
  * (cuThreadExchangeStreamCaptureMode), and a forbidden call invalidates the capture. memvirt serves
@@ -495,9 +503,12 @@ int mv_alloc_describe(uint64_t addr, struct mv_alloc_info *info);
  * resident, orders the stream after their page-ins, runs submit(), and records the use. */
 CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwords,
 		   CUresult (*submit)(void *arg), void *arg, uintptr_t fkey);
-/* For a graph node added or updated explicitly: the buffers the words name are made resident and
- * pinned for good (as a captured launch's are), and submit() runs while they are held. */
+/* For what the driver keeps using where memvirt cannot follow it (bound objects, bind.c; graphs it
+ * cannot follow, graph.c): the buffers the words name are made resident and pinned for good, and
+ * submit() runs while they are held. */
 CUresult mv_submit_pinned(const uint64_t *words, size_t nwords, CUresult (*submit)(void *arg), void *arg);
+/* The most buffers one submission names. */
+#define MV_MAX_NAMED 512
 /* Writes the nonzero words of a kernel's parameters (kernelParams or extra) to words (room for
  * MV_MAX_SCAN_WORDS); returns how many. */
 #define MV_MAX_SCAN_WORDS 4096

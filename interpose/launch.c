@@ -211,8 +211,6 @@ static size_t kernel_words(CUfunction f, void **params, void **extra, uint64_t *
 
 /* ---- the one routine ---- */
 
-#define MV_MAX_NAMED 512
-
 static _Atomic uint64_t epochs = 1;
 /* The global use clock: buffers used longest ago are paged out first. */
 static _Atomic uint64_t use_clock;
@@ -353,7 +351,7 @@ static inline size_t collect_refs(struct submission *sub, uint64_t epoch, size_t
 }
 
 /* Records this use of every named buffer: at a new ticket on the stream, by the clock alone on an
- * untracked one, or as pinned when a graph is being captured. Called with mv_lock held. */
+ * untracked one, or as pinned for mv_submit_pinned. Called with mv_lock held. */
 static inline void record_uses(struct submission *sub)
 {
 	uint64_t now = atomic_fetch_add_explicit(&use_clock, 1, memory_order_relaxed) + 1;
@@ -363,7 +361,7 @@ static inline void record_uses(struct submission *sub)
 	for (size_t i = 0; i < sub->n; i++) {
 		struct mv_buf *b = sub->named[i];
 		if (sub->capturing)
-			mv_buf_pin(b); /* named by a graph: it must stay put while any launch of it runs */
+			mv_buf_pin(b); /* mv_submit_pinned: it stays put for good */
 		else if (sub->s != NULL)
 			mv_buf_use(b, sub->s, sub->ticket, now);
 		else
@@ -509,6 +507,13 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 		return r;
 	}
 	submission_start(&sub, h, per_thread, fkey);
+	if (sub.capturing) {
+		/* Recorded, not run: the graph's launches bring its buffers in. */
+		mv_graph_capture_add(h, per_thread, words, nwords);
+		r = submit(arg);
+		after_submit(&sub.l, sub.stream_ix, sub.named, 0, sub.handle, sub.capturing);
+		return r;
+	}
 	collect_named(&sub, words, nwords);
 	if (sub.n == 0) {
 		r = submit(arg);
@@ -521,8 +526,9 @@ CUresult mv_submit(CUstream h, int per_thread, const uint64_t *words, size_t nwo
 	return r;
 }
 
-/* A graph node's buffers: made resident now and pinned for good, as a captured launch's are, with
- * no stream to order (the graph orders its own nodes). submit adds or updates the node. */
+/* Buffers the driver keeps using where memvirt cannot follow it: made resident now and pinned for
+ * good, with no stream to order. submit binds them, adds or updates a graph node, or does
+ * nothing. */
 CUresult mv_submit_pinned(const uint64_t *words, size_t nwords, CUresult (*submit)(void *arg), void *arg)
 {
 	struct submission sub;

@@ -317,6 +317,14 @@ void mv_capture_begin(CUstream h, int per_thread)
 	pthread_mutex_unlock(&add_lock);
 }
 
+uintptr_t mv_capture_key(CUstream h, int per_thread)
+{
+	if (h == NULL)
+		h = per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
+	/* Every thread has its own per-thread stream: its entry tells them apart. */
+	return (h == CU_STREAM_PER_THREAD ? (uintptr_t)own_stream : (uintptr_t)h) | 1;
+}
+
 /* An event recorded on a capturing stream would become part of the graph, and a copy stream
  * waiting on it would break the capture: the stream's work before the capture is marked first. A
  * per-thread stream needs no such mark, as each of its tickets is marked as it ends. */

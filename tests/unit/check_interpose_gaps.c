@@ -171,8 +171,8 @@ static uint32_t f2u(float f)
 	return u;
 }
 
-/* Nodes added through the generic node call pin what they name as the typed calls do: a graph
- * launch after pressure finds its buffers, and so does one after the exec's kernel node is changed
+/* Nodes added through the generic node call name buffers as the typed calls do: a graph launch
+ * after pressure brings its buffers in, and so does one after the exec's kernel node is changed
  * through cuGraphExecNodeSetParams to name a buffer that was paged out. Without the hook the
  * launches fault (the paged-out buffers' ranges are unmapped). */
 START_TEST(test_generic_graph_nodes_pin_buffers)
@@ -225,7 +225,7 @@ START_TEST(test_generic_graph_nodes_pin_buffers)
 	simtest_expect_floats(z, NF, 4.0f);
 	simtest_expect_floats(w, NF, 4.0f);
 
-	/* f[0] was paged out by the uses after it; naming it in the exec brings it in and pins it. */
+	/* f[0] was paged out by the uses after it; naming it in the exec brings it in. */
 	kp.kernel.kernelParams = args2;
 	CHK(cuGraphExecNodeSetParams(e, k, &kp));
 	for (int i = 1; i < 8; i++)
@@ -305,8 +305,8 @@ START_TEST(test_coop_multi_device_refused)
 END_TEST
 
 /* A capture into the app's own graph (cuStreamBeginCaptureToGraph, as XLA's command buffers use)
- * is a capture like any other: its launch is recorded, not run, and its buffers are pinned, so the
- * graph finds them after pressure has paged out everything else. */
+ * is a capture like any other: its launch is recorded, not run, and its buffers join the graph's,
+ * so a launch brings them in after pressure has paged out everything else. */
 START_TEST(test_capture_to_graph_pins_buffers)
 {
 	CUdeviceptr x, y, f[8] = {0};

@@ -1009,9 +1009,9 @@ END_TEST
 
 /* ---- graphs ---- */
 
-/* Launches captured while their buffers were paged out: capture brings them in, every graph launch
- * finds them, and from then on they are pinned, since a graph launch names no buffer memvirt could
- * page in. Without the safety net a graph launch over an evicted buffer would fault. */
+/* Launches captured while their buffers were paged out: every graph launch brings them in, and
+ * after pressure has paged them out again, the next launch does too. Without the safety net a
+ * graph launch over an evicted buffer would fault. */
 START_TEST(test_graph_capture_pins_buffers)
 {
 	CUdeviceptr x, y, f[8];
@@ -1053,7 +1053,7 @@ START_TEST(test_graph_capture_pins_buffers)
 	for (int k = 0; k < 3; k++)
 		touch(f, vf, 8);
 	ck_assert_uint_gt(itest_counters().page_outs, outs + 8);
-	/* Still resident: this launch pages nothing in. */
+	/* x and y may be out again: this launch brings them in. */
 	CHK(cuGraphLaunch(e, s));
 	CHK(cuStreamSynchronize(s));
 	simtest_expect_floats(y, NF, 7.0f);
@@ -1066,9 +1066,9 @@ START_TEST(test_graph_capture_pins_buffers)
 }
 END_TEST
 
-/* Nodes added to a graph by hand name buffers as captured launches do: the add brings them in and
- * pins them, so a graph launch after pressure finds them, as does one after an exec's parameters
- * are changed to name a buffer that was paged out. Without the pin the launch faults. */
+/* Nodes added to a graph by hand name buffers as captured launches do: a graph launch after
+ * pressure brings them in, as does one after an exec's parameters are changed to name a buffer
+ * that was paged out. Without that the launch faults. */
 START_TEST(test_graph_explicit_nodes_pin_buffers)
 {
 	CUdeviceptr x, y, z, w, f[8];
@@ -1084,7 +1084,7 @@ START_TEST(test_graph_explicit_nodes_pin_buffers)
 	CUDA_MEMCPY3D c = {0};
 	uint64_t outs;
 
-	/* Six 64KiB buffers fit; the graph pins four. */
+	/* Six 64KiB buffers fit; the graph names four. */
 	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
 	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
 	x = alloc_filled(BUF, 2.0f);
@@ -1125,7 +1125,7 @@ START_TEST(test_graph_explicit_nodes_pin_buffers)
 	simtest_expect_floats(z, NF, 4.0f);
 	simtest_expect_floats(w, NF, 4.0f);
 
-	/* f[0] was paged out by the touches after it; naming it in the exec brings it in and pins it. */
+	/* f[0] was paged out by the touches after it; naming it in the exec brings it in. */
 	kp.kernelParams = args2;
 	CHK(cuGraphExecKernelNodeSetParams(e, k, &kp));
 	for (int i = 1; i < 8; i++)
@@ -1198,6 +1198,296 @@ START_TEST(test_app_vmm_counted)
 }
 END_TEST
 
+/* Graph A is captured, graph B built by hand; each names four buffers and fits alone, but not
+ * both at once. Launched in turn, each launch brings its buffers in and pages the other graph's
+ * out, and every result is exactly a plain run's. When graphs pinned their buffers for good, B's
+ * first node could not be added (CUDA_ERROR_OUT_OF_MEMORY). */
+START_TEST(test_graphs_page_in_turn)
+{
+	CUdeviceptr a[4], b[4];
+	float one = 1.0f;
+	uint64_t n = NF, outs;
+	void *args[] = {&b[1], &b[0], &one, &n};
+	CUDA_KERNEL_NODE_PARAMS kp = {0};
+	CUDA_MEMCPY3D c = {0};
+	CUgraph ga = NULL, gb;
+	CUgraphExec ea, eb;
+	CUgraphNode k, cp, cp2;
+	CUstream s;
+
+	/* Six 64KiB buffers fit. */
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	for (int i = 0; i < 4; i++) {
+		a[i] = alloc_filled(BUF, i == 0 ? 2.0f : 0.0f);
+		b[i] = alloc_filled(BUF, i == 0 ? 3.0f : 0.0f);
+	}
+	/* A: a1 += a0; a2 += a1; a3 += a2. */
+	CHK(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(simtest_axpy(a[1], a[0], 1.0f, NF, s));
+	CHK(simtest_axpy(a[2], a[1], 1.0f, NF, s));
+	CHK(simtest_axpy(a[3], a[2], 1.0f, NF, s));
+	CHK(cuStreamEndCapture(s, &ga));
+	CHK(cuGraphInstantiateWithFlags(&ea, ga, 0));
+	/* B: b1 += b0; b2 = b1; b3 = b1. */
+	CHK(cuGraphCreate(&gb, 0));
+	kp.func = simtest_func("mv_axpy");
+	kp.gridDimX = kp.gridDimY = kp.gridDimZ = kp.blockDimX = kp.blockDimY = kp.blockDimZ = 1;
+	kp.kernelParams = args;
+	CHK(cuGraphAddKernelNode(&k, gb, NULL, 0, &kp));
+	c.srcMemoryType = c.dstMemoryType = CU_MEMORYTYPE_DEVICE;
+	c.srcDevice = b[1];
+	c.dstDevice = b[2];
+	c.WidthInBytes = BUF;
+	c.Height = c.Depth = 1;
+	CHK(cuGraphAddMemcpyNode(&cp, gb, &k, 1, &c, simtest_ctx));
+	c.dstDevice = b[3];
+	CHK(cuGraphAddMemcpyNode(&cp2, gb, &cp, 1, &c, simtest_ctx));
+	CHK(cuGraphInstantiate(&eb, gb, 0));
+
+	outs = itest_counters().page_outs;
+	for (int i = 1; i <= 5; i++) {
+		CHK(cuGraphLaunch(ea, s));
+		CHK(cuGraphLaunch(eb, s));
+		CHK(cuStreamSynchronize(s));
+		simtest_expect_floats(a[1], NF, 2.0f * (float)i);
+		simtest_expect_floats(a[2], NF, (float)(i * (i + 1)));
+		simtest_expect_floats(a[3], NF, (float)(i * (i + 1) * (i + 2) / 3));
+		simtest_expect_floats(b[2], NF, 3.0f * (float)i);
+		simtest_expect_floats(b[3], NF, 3.0f * (float)i);
+	}
+	ck_assert_uint_gt(itest_counters().page_outs, outs);
+	simtest_expect_floats(a[0], NF, 2.0f);
+	simtest_expect_floats(b[0], NF, 3.0f);
+	CHK(cuGraphExecDestroy(ea));
+	CHK(cuGraphExecDestroy(eb));
+	CHK(cuGraphDestroy(ga));
+	CHK(cuGraphDestroy(gb));
+	CHK(cuStreamDestroy(s));
+}
+END_TEST
+
+/* A graph built by hand whose buffers are paged out between instantiation and launch, then its
+ * exec updated (cuGraphExecUpdate) from a graph whose kernel names buffers paged out since: each
+ * launch brings them in. When graph nodes pinned their buffers, none was paged out. */
+START_TEST(test_graph_exec_update_pages_in)
+{
+	CUdeviceptr x, y, u, v, f[8];
+	float vf[8], one = 1.0f;
+	uint64_t n = NF;
+	void *args[] = {&y, &x, &one, &n}, *args2[] = {&v, &u, &one, &n};
+	CUDA_KERNEL_NODE_PARAMS kp = {0};
+	CUgraphExecUpdateResultInfo info;
+	uint64_t ins;
+	CUgraph g, g2;
+	CUgraphExec e;
+	CUgraphNode k;
+	CUstream s;
+
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	x = alloc_filled(BUF, 2.0f);
+	y = alloc_filled(BUF, 1.0f);
+	u = alloc_filled(BUF, 5.0f);
+	v = alloc_filled(BUF, 1.0f);
+	kp.func = simtest_func("mv_axpy");
+	kp.gridDimX = kp.gridDimY = kp.gridDimZ = kp.blockDimX = kp.blockDimY = kp.blockDimZ = 1;
+	kp.kernelParams = args;
+	CHK(cuGraphCreate(&g, 0));
+	CHK(cuGraphAddKernelNode(&k, g, NULL, 0, &kp));
+	CHK(cuGraphInstantiate(&e, g, 0));
+	kp.kernelParams = args2;
+	CHK(cuGraphCreate(&g2, 0));
+	CHK(cuGraphAddKernelNode(&k, g2, NULL, 0, &kp));
+	/* Eight other buffers cycle through the budget: x, y, u and v are paged out. */
+	for (int i = 0; i < 8; i++) {
+		vf[i] = 30.0f + (float)i;
+		f[i] = alloc_filled(BUF, vf[i]);
+	}
+	touch(f, vf, 8);
+	ins = itest_counters().page_ins;
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	ck_assert_uint_ge(itest_counters().page_ins, ins + 2); /* x and y were out, not pinned */
+	simtest_expect_floats(y, NF, 3.0f);
+	touch(f, vf, 8);
+	CHK(cuGraphExecUpdate(e, g2, &info));
+	touch(f, vf, 8);
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	simtest_expect_floats(v, NF, 6.0f);
+	simtest_expect_floats(u, NF, 5.0f);
+	simtest_expect_floats(y, NF, 3.0f);
+	for (int i = 0; i < 8; i++)
+		simtest_expect_floats(f[i], NF, vf[i]);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(g));
+	CHK(cuGraphDestroy(g2));
+	CHK(cuStreamDestroy(s));
+}
+END_TEST
+
+/* A child graph's buffers are copied into its parent's when the child graph node is added, as the
+ * driver copies the child: after pressure, the parent's launch brings them in. */
+START_TEST(test_graph_child_pages_in)
+{
+	CUdeviceptr x, y, f[8];
+	float vf[8];
+	CUgraph child = NULL, parent;
+	CUgraphExec e;
+	CUgraphNode node;
+	CUstream s;
+	uint64_t ins;
+
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	x = alloc_filled(BUF, 2.0f);
+	y = alloc_filled(BUF, 1.0f);
+	CHK(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(simtest_axpy(y, x, 1.0f, NF, s));
+	CHK(cuStreamEndCapture(s, &child));
+	CHK(cuGraphCreate(&parent, 0));
+	CHK(cuGraphAddChildGraphNode(&node, parent, NULL, 0, child));
+	CHK(cuGraphDestroy(child));
+	CHK(cuGraphInstantiate(&e, parent, 0));
+	for (int i = 0; i < 8; i++) {
+		vf[i] = 30.0f + (float)i;
+		f[i] = alloc_filled(BUF, vf[i]);
+	}
+	touch(f, vf, 8);
+	ins = itest_counters().page_ins;
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	ck_assert_uint_ge(itest_counters().page_ins, ins + 2);
+	simtest_expect_floats(y, NF, 3.0f);
+	simtest_expect_floats(x, NF, 2.0f);
+	for (int i = 0; i < 8; i++)
+		simtest_expect_floats(f[i], NF, vf[i]);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(parent));
+	CHK(cuStreamDestroy(s));
+}
+END_TEST
+
+/* A graph naming more than the budget holds is refused with CUDA_ERROR_OUT_OF_MEMORY and a line
+ * naming its bytes, never run into a fault: the context goes on working. */
+START_TEST(test_graph_over_budget_refused)
+{
+	CUdeviceptr p[8];
+	CUgraph g = NULL;
+	CUgraphExec e;
+	CUstream s;
+	char log[PATH_MAX];
+	char *text;
+
+	itest_tmpfile(log, sizeof(log), "graph-log");
+	ck_assert_int_eq(setenv("MEMVIRT_LOG_FILE", log, 1), 0);
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF, "MEMVIRT_LOG=warn", "MEMVIRT_DAEMON=off");
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	for (int i = 0; i < 8; i++)
+		p[i] = alloc_filled(BUF, (float)i);
+	CHK(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	for (int i = 0; i < 8; i += 2)
+		CHK(simtest_axpy(p[i + 1], p[i], 1.0f, NF, s));
+	CHK(cuStreamEndCapture(s, &g));
+	CHK(cuGraphInstantiateWithFlags(&e, g, 0));
+	CHK_ERR(cuGraphLaunch(e, s), CUDA_ERROR_OUT_OF_MEMORY);
+	CHK(cuStreamSynchronize(s));
+	CHK(simtest_axpy(p[1], p[2], 1.0f, NF, s));
+	CHK(cuStreamSynchronize(s));
+	for (int i = 0; i < 8; i++)
+		simtest_expect_floats(p[i], NF, i == 1 ? 3.0f : (float)i);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(g));
+	text = itest_slurp(log);
+	unlink(log);
+	ck_assert_msg(strstr(text, "names 524288 bytes of buffers, more than the budget") != NULL,
+		      "no line names the graph's bytes: %.400s", text);
+	free(text);
+}
+END_TEST
+
+struct relaxed_alloc {
+	CUcontext ctx;
+	CUresult r;
+	uint64_t outs;
+};
+
+/* Another thread, relaxed, allocates (making room by paging out) while a global capture runs. */
+static void *relaxed_alloc_run(void *arg)
+{
+	struct relaxed_alloc *t = arg;
+	CUstreamCaptureMode m = CU_STREAM_CAPTURE_MODE_RELAXED;
+	CUdeviceptr q;
+	CUstream own;
+	uint64_t before = itest_counters().page_outs;
+
+	t->r = cuCtxSetCurrent(t->ctx);
+	if (t->r == CUDA_SUCCESS)
+		t->r = cuThreadExchangeStreamCaptureMode(&m);
+	if (t->r == CUDA_SUCCESS)
+		t->r = cuStreamCreate(&own, CU_STREAM_NON_BLOCKING);
+	if (t->r == CUDA_SUCCESS && (t->r = cuMemAlloc(&q, 2 * BUF)) == CUDA_SUCCESS) {
+		t->r = simtest_fill(q, 9.0f, 2 * NF, own);
+		if (t->r == CUDA_SUCCESS)
+			t->r = cuStreamSynchronize(own);
+		if (t->r == CUDA_SUCCESS)
+			t->r = cuMemFree(q);
+	}
+	t->outs = itest_counters().page_outs - before;
+	return NULL;
+}
+
+/* A global-mode capture naming paged-out buffers, while another thread allocates under relaxed
+ * mode and pages out to make room: nothing memvirt does invalidates the capture, nothing is made
+ * resident while it records, and the graph runs on the right bytes. */
+START_TEST(test_graph_capture_never_invalidated)
+{
+	CUdeviceptr x, y, f[6];
+	float vf[6];
+	struct relaxed_alloc t = {0};
+	CUstreamCaptureStatus st;
+	CUgraph g = NULL;
+	CUgraphExec e;
+	CUstream s;
+	pthread_t th;
+	uint64_t ins;
+
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	x = alloc_filled(BUF, 2.0f);
+	y = alloc_filled(BUF, 1.0f);
+	for (int i = 0; i < 6; i++) {
+		vf[i] = 30.0f + (float)i;
+		f[i] = alloc_filled(BUF, vf[i]);
+	}
+	ck_assert_uint_ge(itest_counters().host_bytes, 2 * BUF); /* x and y are out */
+	ins = itest_counters().page_ins;
+	CHK(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(simtest_axpy(y, x, 1.0f, NF, s));
+	CHK(cuCtxGetCurrent(&t.ctx));
+	ck_assert_int_eq(pthread_create(&th, NULL, relaxed_alloc_run, &t), 0);
+	ck_assert_int_eq(pthread_join(th, NULL), 0);
+	CHK(t.r);
+	ck_assert_uint_gt(t.outs, 0);
+	CHK(simtest_axpy(y, x, 1.0f, NF, s));
+	CHK(cuStreamIsCapturing(s, &st));
+	ck_assert_int_eq(st, CU_STREAM_CAPTURE_STATUS_ACTIVE);
+	CHK(cuStreamEndCapture(s, &g));
+	ck_assert_uint_eq(itest_counters().page_ins, ins); /* recorded, not run */
+	CHK(cuGraphInstantiateWithFlags(&e, g, 0));
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	simtest_expect_floats(y, NF, 5.0f);
+	simtest_expect_floats(x, NF, 2.0f);
+	for (int i = 0; i < 6; i++)
+		simtest_expect_floats(f[i], NF, vf[i]);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(g));
+	CHK(cuStreamDestroy(s));
+}
+END_TEST
+
 static Suite *invariants_suite(void)
 {
 	Suite *s = suite_create("interpose_invariants");
@@ -1228,6 +1518,11 @@ static Suite *invariants_suite(void)
 	tcase_add_test(tc, test_gather_ptrs_reference_rule);
 	tcase_add_test(tc, test_graph_capture_pins_buffers);
 	tcase_add_test(tc, test_graph_explicit_nodes_pin_buffers);
+	tcase_add_test(tc, test_graphs_page_in_turn);
+	tcase_add_test(tc, test_graph_exec_update_pages_in);
+	tcase_add_test(tc, test_graph_child_pages_in);
+	tcase_add_test(tc, test_graph_over_budget_refused);
+	tcase_add_test(tc, test_graph_capture_never_invalidated);
 	tcase_add_test(tc, test_app_vmm_counted);
 	/* Tagged so that a run can leave it out (CK_EXCLUDE_TAGS=fork) where the runtime cannot fork
 	 * a multi-threaded process safely. */
