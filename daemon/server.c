@@ -851,8 +851,15 @@ static int server_take_lock(const char *path, int strict)
 			mvd_error("cannot lock %s.lock: %s", path, strerror(-rc));
 			return -1;
 		}
-		mvd_warn("cannot lock %s.lock: %s; a second daemon on %s would not be stopped", path,
-			 strerror(-rc), path);
+		/* A socket systemd made, in a directory this daemon may not write (DynamicUser=,
+		 * ProtectSystem=strict): systemd starts one daemon per socket unit, so the lock is not
+		 * missed there. Any other reason is worth a warning. */
+		if (rc == -EACCES || rc == -EROFS || rc == -EPERM)
+			mvd_info("no lock file %s.lock (%s): one daemon per socket is left to systemd", path,
+				 strerror(-rc));
+		else
+			mvd_warn("cannot lock %s.lock: %s; a second daemon on %s would not be stopped", path,
+				 strerror(-rc), path);
 	}
 	return 0;
 }

@@ -68,6 +68,27 @@ grep -q "listening on $S (socket from systemd)" "$T/activated.log" ||
 	mv_fail "activated: the daemon did not take the socket it was handed: $(cat "$T/activated.log")"
 echo "ok: READY=1 from memvirtd on a socket it was handed"
 
+# As under DynamicUser= and ProtectSystem=strict: the socket's directory is not the daemon's to write,
+# so it can make no lock file. It serves all the same, and says so at info level, not as a warning.
+if [ "$(id -u)" -eq 0 ] && command -v setpriv >/dev/null; then
+	chmod 755 "$T"
+	mkdir -m 755 "$T/ro"
+	# umask 0: the notify socket must take the unprivileged daemon's datagrams.
+	(S=$T/ro/memvirtd.sock && umask 0 && notify_run unwritable "$MVSOCK" "$S" serve \
+		setpriv --reuid=65534 --regid=65534 --clear-groups "$MEMVIRTD" --log-level debug 2>"$T/unwritable.log")
+	grep -q "listening on $T/ro/memvirtd.sock (socket from systemd)" "$T/unwritable.log" ||
+		mv_fail "unwritable: the daemon did not serve the socket it was handed: $(cat "$T/unwritable.log")"
+	grep -q "info: no lock file $T/ro/memvirtd.sock.lock (Permission denied)" "$T/unwritable.log" ||
+		mv_fail "unwritable: no info line about the lock file: $(cat "$T/unwritable.log")"
+	grep -q ' warn: ' "$T/unwritable.log" &&
+		mv_fail "unwritable: a warning: $(grep ' warn: ' "$T/unwritable.log")"
+	[ ! -e "$T/ro/memvirtd.sock.lock" ] || mv_fail "unwritable: a lock file was made as $(id -u)"
+	chmod 700 "$T"
+	echo "ok: a handed socket in a directory memvirtd cannot write: served, no warning"
+else
+	echo "skip: the unwritable-directory case needs root and setpriv"
+fi
+
 # run_logged NAME JOURNAL_STREAM_VALUE: memvirtd at debug level, stderr to $T/NAME.err, until it
 # answers, then stopped; JOURNAL_STREAM is set to the value ("" leaves it unset).
 run_logged() {
