@@ -3,6 +3,8 @@
  * copy streams, and the local budget. Once it is known the link to the daemon starts. */
 #include "config.h"
 
+#include <stdio.h>
+
 #include "interpose/internal.h"
 #include "policies/policy.h"
 #include "protocol/units.h"
@@ -13,6 +15,33 @@ static struct mv_device state;
 /* Guards the one-time setup; a failed attempt (no context yet) is retried on the next call. */
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int ready;
+
+/* Where host-located VMM allocations (the host pool's chunks) go: the node nearest dev where the
+ * driver takes host NUMA locations, since pinned pages on the far socket cost link bandwidth on
+ * every page-out and page-in; else the unspecific host location. Returns whether either works. */
+static int host_location(CUdevice dev)
+{
+	int numa_vmm = 0, any_vmm = 0, numa = -1;
+
+	if (mv_real.cuDeviceGetAttribute(&numa, CU_DEVICE_ATTRIBUTE_HOST_NUMA_ID, dev) != CUDA_SUCCESS)
+		numa = -1;
+	if (mv_real.cuDeviceGetAttribute(&numa_vmm, CU_DEVICE_ATTRIBUTE_HOST_NUMA_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED,
+					 dev) != CUDA_SUCCESS)
+		numa_vmm = 0;
+	if (mv_real.cuDeviceGetAttribute(&any_vmm, CU_DEVICE_ATTRIBUTE_HOST_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, dev) !=
+	    CUDA_SUCCESS)
+		any_vmm = 0;
+	state.host_numa = numa < 0 ? -1 : numa;
+	if (numa_vmm) {
+		/* Without NUMA the driver wants node 0. */
+		state.host_loc.type = CU_MEM_LOCATION_TYPE_HOST_NUMA;
+		state.host_loc.id = numa < 0 ? 0 : numa;
+	} else {
+		state.host_loc.type = CU_MEM_LOCATION_TYPE_HOST;
+		state.host_loc.id = 0;
+	}
+	return numa_vmm || any_vmm;
+}
 
 static CUresult setup(void)
 {
@@ -41,9 +70,7 @@ static CUresult setup(void)
 		mv_log(MV_LOG_ERROR, "the device has no virtual memory management; memvirt passes allocations through");
 		return r;
 	}
-	if (mv_real.cuDeviceGetAttribute(&host_vmm, CU_DEVICE_ATTRIBUTE_HOST_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, dev) !=
-	    CUDA_SUCCESS)
-		host_vmm = 0;
+	host_vmm = host_location(dev);
 	r = mv_real.cuStreamCreate(&state.d2h, CU_STREAM_NON_BLOCKING);
 	if (r == CUDA_SUCCESS)
 		r = mv_real.cuStreamCreate(&state.h2d, CU_STREAM_NON_BLOCKING);
@@ -66,9 +93,14 @@ static CUresult setup(void)
 	mv_budget_init(local);
 	{
 		char a[32], b[32];
-		mv_log(MV_LOG_INFO, "device budget %s of %s; safety net %s", mv_format_size(local, a, sizeof(a)),
-		       mv_format_size(total, b, sizeof(b)),
-		       state.host_vmm ? "on" : host_vmm ? "off (MEMVIRT_SAFETY_NET)" : "off (device lacks host VMM)");
+		char n[48] = "the host";
+		if (state.host_numa >= 0)
+			snprintf(n, sizeof(n), "NUMA node %d", state.host_numa);
+		mv_log(MV_LOG_INFO, "device budget %s of %s; safety net %s; host pool %s %s",
+		       mv_format_size(local, a, sizeof(a)), mv_format_size(total, b, sizeof(b)),
+		       state.host_vmm ? "on" : host_vmm ? "off (MEMVIRT_SAFETY_NET)" : "off (device lacks host VMM)",
+		       state.host_vmm && state.host_loc.type == CU_MEM_LOCATION_TYPE_HOST_NUMA ? "on" :
+		       "placed by the driver, the GPU being nearest", n);
 	}
 	return CUDA_SUCCESS;
 }

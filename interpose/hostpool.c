@@ -70,7 +70,7 @@ static struct mv_hostchunk *chunk_new(uint64_t size)
 		CUdeviceptr va;
 		memset(access, 0, sizeof(access));
 		prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
-		prop.location.type = CU_MEM_LOCATION_TYPE_HOST;
+		prop.location = mv_dev()->host_loc;
 		r = mv_real.cuMemCreate(&c->handle, size, &prop, 0);
 		if (r != CUDA_SUCCESS)
 			goto err_create;
@@ -82,7 +82,9 @@ static struct mv_hostchunk *chunk_new(uint64_t size)
 			goto err_map;
 		access[0].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 		access[0].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-		access[1].location.type = CU_MEM_LOCATION_TYPE_HOST;
+		/* The CPU's access is named with the allocation's own kind of host location. */
+		access[1].location.type = mv_dev()->host_loc.type;
+		access[1].location.id = mv_dev()->host_loc.id;
 		access[1].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
 		r = mv_real.cuMemSetAccess(va, size, access, 2);
 		if (r != CUDA_SUCCESS)

@@ -128,6 +128,9 @@ struct mv_device {
 	uint64_t total;          /* physical device memory */
 	uint64_t granularity;    /* VMM granularity */
 	int host_vmm;            /* host-located VMM allocations supported and wanted: the safety net */
+	CUmemLocation host_loc;  /* where host-located allocations go: the GPU's nearest NUMA node
+				  * (CU_MEM_LOCATION_TYPE_HOST_NUMA) where the driver takes one, else HOST */
+	int host_numa;           /* the GPU's nearest host NUMA node, -1 when the host has none */
 	CUstream d2h, h2d;       /* memvirt's own copy streams */
 };
 

@@ -123,6 +123,44 @@ static void env_devices(void)
 		sim_cfg.ndevices = (int)n;
 }
 
+/* SIMCUDA_NUMA_NODES (0 to 64) and SIMCUDA_HOST_NUMA, a comma-separated node per device (-1: none;
+ * a shorter list leaves the rest at the default). By default one node, 0, nearest every device, as
+ * on a one-socket host; with no nodes every device reports -1. */
+static void env_numa(void)
+{
+	const char *v = getenv("SIMCUDA_NUMA_NODES");
+	uint64_t n = 1;
+	char *end;
+
+	if (v != NULL) {
+		errno = 0;
+		n = strtoull(v, &end, 10);
+		if (errno != 0 || end == v || *end != '\0' || v[0] == '-' || n > 64) {
+			warn_env("SIMCUDA_NUMA_NODES", v, "not a node count from 0 to 64");
+			n = 1;
+		}
+	}
+	sim_cfg.numa_nodes = (int)n;
+	for (int d = 0; d < SIM_MAX_DEVICES; d++)
+		sim_cfg.dev_numa[d] = n > 0 ? 0 : -1;
+	v = getenv("SIMCUDA_HOST_NUMA");
+	if (v == NULL)
+		return;
+	for (int d = 0; d < SIM_MAX_DEVICES && *v != '\0'; d++) {
+		long x;
+		errno = 0;
+		x = strtol(v, &end, 10);
+		if (errno != 0 || end == v || (*end != ',' && *end != '\0') || x < -1 || x >= (long)n) {
+			warn_env("SIMCUDA_HOST_NUMA", v, "not a comma-separated list of nodes below SIMCUDA_NUMA_NODES, or -1");
+			for (d = 0; d < SIM_MAX_DEVICES; d++)
+				sim_cfg.dev_numa[d] = n > 0 ? 0 : -1;
+			return;
+		}
+		sim_cfg.dev_numa[d] = (int)x;
+		v = *end == ',' ? end + 1 : end;
+	}
+}
+
 /* Defaults model one H100 SXM 80GB: HBM3 at about 3 TB/s, FP32 (non-tensor) at 67 TFLOP/s, and about
  * 55 GB/s each way over PCIe Gen5, the rate nvbandwidth reports on HGX H100. */
 static void load_config(void)
@@ -154,6 +192,9 @@ static void load_config(void)
 	}
 	env_flag("SIMCUDA_MODEL_ONLY", &sim_cfg.model_only, 1);
 	env_flag("SIMCUDA_NO_HOST_VMM", &sim_cfg.host_vmm, 0);
+	sim_cfg.host_type_vmm = sim_cfg.host_vmm;
+	env_flag("SIMCUDA_NO_HOST_TYPE_VMM", &sim_cfg.host_type_vmm, 0);
+	env_numa();
 	env_double("SIMCUDA_H2D_GBPS", &sim_cfg.h2d_bps, 1e9);
 	env_double("SIMCUDA_D2H_GBPS", &sim_cfg.d2h_bps, 1e9);
 	env_double("SIMCUDA_DRAM_GBPS", &sim_cfg.dram_bps, 1e9);
@@ -407,7 +448,8 @@ static int attribute_value(CUdevice_attribute a, CUdevice dev)
 	case CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED: return 1;
 	case CU_DEVICE_ATTRIBUTE_MEMORY_POOLS_SUPPORTED: return 1;
 	case CU_DEVICE_ATTRIBUTE_MEMPOOL_SUPPORTED_HANDLE_TYPES: return 0;
-	case CU_DEVICE_ATTRIBUTE_HOST_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED: return sim_cfg.host_vmm;
+	case CU_DEVICE_ATTRIBUTE_HOST_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED: return sim_cfg.host_type_vmm;
+	case CU_DEVICE_ATTRIBUTE_HOST_NUMA_ID: return sim_cfg.dev_numa[dev];
 	case CU_DEVICE_ATTRIBUTE_HOST_NUMA_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED: return sim_cfg.host_vmm;
 	default: return 0;
 	}

@@ -52,6 +52,9 @@ struct sim_config {
 	uint64_t granularity;  /* SIMCUDA_GRANULARITY: a power of two from 4 KiB to 2 MiB */
 	int model_only;        /* SIMCUDA_MODEL_ONLY */
 	int host_vmm;          /* cleared by SIMCUDA_NO_HOST_VMM */
+	int host_type_vmm;     /* the unspecific host location too; cleared by SIMCUDA_NO_HOST_TYPE_VMM */
+	int numa_nodes;        /* SIMCUDA_NUMA_NODES: host NUMA nodes, 0 for a host without NUMA */
+	int dev_numa[SIM_MAX_DEVICES]; /* SIMCUDA_HOST_NUMA: each device's nearest node, -1 for none */
 	double h2d_bps;        /* SIMCUDA_H2D_GBPS */
 	double d2h_bps;        /* SIMCUDA_D2H_GBPS */
 	double dram_bps;       /* SIMCUDA_DRAM_GBPS */
@@ -110,6 +113,7 @@ struct sim_phys {
 	int host_located;       /* CU_MEM_LOCATION_TYPE_HOST*: not charged against device capacity */
 	int dev;                /* the device it is charged to (0 when host-located or imported) */
 	int from_create;        /* made by cuMemCreate, not the hidden backing of a cuMemAlloc */
+	int numa;               /* host-located on this NUMA node (CU_MEM_LOCATION_TYPE_HOST_NUMA), else -1 */
 	uint64_t size;
 	char *bytes;            /* shared anonymous memory; NULL in model-only mode */
 	int handle_refs;        /* cuMemCreate and cuMemRetainAllocationHandle references */

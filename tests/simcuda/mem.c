@@ -306,6 +306,7 @@ CUresult sim_phys_create(uint64_t size, int host_located, int dev, struct sim_ph
 	p->size = size;
 	p->host_located = host_located;
 	p->dev = dev;
+	p->numa = -1;
 	p->memfd = -1;
 	if (!sim_cfg.model_only) {
 		p->bytes = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

@@ -25,6 +25,11 @@ typedef int (*simcuda_model_only_fn)(void);
 typedef void (*simcuda_mem_usage_fn)(uint64_t *used, uint64_t *peak);
 #define SIMCUDA_MEM_USAGE "simcuda_mem_usage"
 
+/* Bytes cuMemCreate has made on host NUMA node `node` (CU_MEM_LOCATION_TYPE_HOST_NUMA) since start,
+ * released or not. */
+typedef uint64_t (*simcuda_host_numa_created_fn)(int node);
+#define SIMCUDA_HOST_NUMA_CREATED "simcuda_host_numa_created"
+
 /* Fault injection armed while a program runs, where SIMCUDA_FAIL_MEMCREATE and SIMCUDA_FAIL_COPY,
  * counted from cuInit, cannot single out one call: of the calls of one kind made after the arming,
  * the first `skip` succeed and the `count` after them fail (UINT64_MAX: every one). Arming a kind

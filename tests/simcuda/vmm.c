@@ -2,6 +2,7 @@
  * or on the host, map them, set access, and release. */
 #include "config.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #include "tests/simcuda/internal.h"
@@ -30,10 +31,25 @@ static CUresult check_prop(const CUmemAllocationProp *prop, int *host, int *dev)
 	if (host_location(prop->location.type)) {
 		if (!sim_cfg.host_vmm)
 			return CUDA_ERROR_NOT_SUPPORTED;
+		/* A driver that knows host NUMA nodes only: the unspecific location is not one it takes. */
+		if (prop->location.type == CU_MEM_LOCATION_TYPE_HOST && !sim_cfg.host_type_vmm)
+			return CUDA_ERROR_INVALID_VALUE;
+		/* A node that exists; 0 where the host has no NUMA. */
+		if (prop->location.type == CU_MEM_LOCATION_TYPE_HOST_NUMA &&
+		    (prop->location.id < 0 || prop->location.id >= (sim_cfg.numa_nodes > 0 ? sim_cfg.numa_nodes : 1)))
+			return CUDA_ERROR_INVALID_VALUE;
 		*host = 1;
 		return CUDA_SUCCESS;
 	}
 	return CUDA_ERROR_INVALID_VALUE;
+}
+
+/* Bytes made by cuMemCreate on each host NUMA node since start, for tests (simcuda.h). */
+static _Atomic uint64_t numa_created[64];
+
+SIM_EXPORT uint64_t simcuda_host_numa_created(int node)
+{
+	return node >= 0 && node < 64 ? atomic_load(&numa_created[node]) : 0;
 }
 
 SIM_EXPORT CUresult cuMemGetAllocationGranularity(size_t *granularity, const CUmemAllocationProp *prop,
@@ -103,6 +119,9 @@ SIM_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
 		return r;
 	if (handle == NULL || size == 0 || size % sim_cfg.granularity != 0 || flags != 0)
 		return CUDA_ERROR_INVALID_VALUE;
+	/* The calling thread's node is for pools and prefetches, not for cuMemCreate. */
+	if (prop != NULL && prop->location.type == CU_MEM_LOCATION_TYPE_HOST_NUMA_CURRENT)
+		return CUDA_ERROR_INVALID_VALUE;
 	r = check_prop(prop, &host, &dev);
 	if (r != CUDA_SUCCESS)
 		return r;
@@ -114,8 +133,11 @@ SIM_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t siz
 		p->handle_refs = 1;
 		p->from_create = 1;
 		p->handle_types = prop->requestedHandleTypes;
+		p->numa = prop->location.type == CU_MEM_LOCATION_TYPE_HOST_NUMA ? prop->location.id : -1;
 	}
 	pthread_mutex_unlock(&sim_mem_lock);
+	if (r == CUDA_SUCCESS && host && prop->location.type == CU_MEM_LOCATION_TYPE_HOST_NUMA)
+		atomic_fetch_add(&numa_created[prop->location.id], size);
 	if (r == CUDA_SUCCESS)
 		*handle = (CUmemGenericAllocationHandle)(uintptr_t)p;
 	return r;
@@ -285,8 +307,9 @@ SIM_EXPORT CUresult cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp *
 	} else {
 		memset(prop, 0, sizeof(*prop));
 		prop->type = CU_MEM_ALLOCATION_TYPE_PINNED;
-		prop->location.type = p->host_located ? CU_MEM_LOCATION_TYPE_HOST : CU_MEM_LOCATION_TYPE_DEVICE;
-		prop->location.id = p->host_located ? 0 : p->dev;
+		prop->location.type = !p->host_located ? CU_MEM_LOCATION_TYPE_DEVICE :
+				      p->numa >= 0 ? CU_MEM_LOCATION_TYPE_HOST_NUMA : CU_MEM_LOCATION_TYPE_HOST;
+		prop->location.id = !p->host_located ? p->dev : p->numa >= 0 ? p->numa : 0;
 	}
 	pthread_mutex_unlock(&sim_mem_lock);
 	return r;

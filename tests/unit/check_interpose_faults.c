@@ -1,6 +1,7 @@
 /* libmemvirt.so under device faults injected on the simulated GPU: a page-in whose cuMemCreate
  * fails, a page-out whose device-to-host copy fails, a page-in whose host-to-device copy fails, a
- * pinned host pool that is full or cannot be allocated, and very slow copy engines.
+ * pinned host pool that is full or cannot be allocated, and very slow copy engines. Also where the
+ * pool's pinned memory is placed: on the host NUMA node nearest the GPU.
  *
  * Every test ends the same way: either the app's call was served and the job goes on, or that call
  * returned a CUDA error and changed nothing. Each checks which of the two it was (the CUresult, the
@@ -386,6 +387,41 @@ START_TEST(test_host_alloc_fails)
 }
 END_TEST
 
+/* ---- the host pool's NUMA node ---- */
+
+/* Hosts with the GPU nearest node 1 of two, with node 0 of none, and a driver that takes host NUMA
+ * locations only: the pool's chunks go to the node the device reports (0 without NUMA), and the
+ * safety net stays on. */
+static const struct {
+	const char *env[5];
+	int node;
+	const char *line;
+} numa_cases[] = {
+	{{ENV_BUDGET, "SIMCUDA_NUMA_NODES=2", "SIMCUDA_HOST_NUMA=1", NULL}, 1, "host pool on NUMA node 1"},
+	{{ENV_BUDGET, "SIMCUDA_NUMA_NODES=2", "SIMCUDA_HOST_NUMA=1", "SIMCUDA_NO_HOST_TYPE_VMM=1", NULL}, 1,
+	 "host pool on NUMA node 1"},
+	{{ENV_BUDGET, "SIMCUDA_NUMA_NODES=0", NULL}, 0, "host pool on the host"},
+};
+
+START_TEST(test_host_pool_on_nearest_node)
+{
+	simcuda_host_numa_created_fn created;
+	struct bufs t;
+
+	start(&t, numa_cases[_i].env);
+	created = (simcuda_host_numa_created_fn)simtest_sym(SIMCUDA_HOST_NUMA_CREATED);
+	make(&t, NB);
+	ck_assert_uint_ge(itest_counters().page_outs, NB - 4);
+	ck_assert_uint_ge(created(numa_cases[_i].node), itest_counters().host_bytes);
+	ck_assert_uint_gt(created(numa_cases[_i].node), 0);
+	ck_assert_uint_eq(created(1 - numa_cases[_i].node), 0);
+	ck_assert_int_eq(log_count(&t, "safety net on; "), 1);
+	ck_assert_int_eq(log_count(&t, numa_cases[_i].line), 1);
+	expect_all(&t, "paged out to the GPU's node");
+	finish(&t);
+}
+END_TEST
+
 /* ---- very slow copy engines ---- */
 
 /* Every copy on either engine really takes 20 ms, and the modeled bus is a thousandth of PCIe. */
@@ -443,6 +479,7 @@ static Suite *faults_suite(void)
 	tcase_add_test(tc, test_host_pool_full);
 	tcase_add_test(tc, test_host_pool_full_until_page_in_lands);
 	tcase_add_test(tc, test_host_alloc_fails);
+	tcase_add_loop_test(tc, test_host_pool_on_nearest_node, 0, (int)(sizeof(numa_cases) / sizeof(numa_cases[0])));
 	tc = simtest_tcase(s, "slow", 60);
 	tcase_add_test(tc, test_slow_copy_engines);
 	return s;

@@ -290,6 +290,62 @@ START_TEST(test_host_located_refused_without_host_vmm)
 }
 END_TEST
 
+/* Host NUMA locations: a node that exists, each device's nearest one as the attribute reports it, the
+ * properties handed back as made; the calling thread's node is no cuMemCreate location. */
+START_TEST(test_host_numa_locations)
+{
+	CUmemAllocationProp prop = simtest_prop(1), got;
+	CUmemGenericAllocationHandle h;
+	int v = -2;
+
+	simtest_start("SIMCUDA_MEM=64MiB", "SIMCUDA_DEVICES=2", "SIMCUDA_NUMA_NODES=2", "SIMCUDA_HOST_NUMA=1,0");
+	CHK(cuDeviceGetAttribute(&v, CU_DEVICE_ATTRIBUTE_HOST_NUMA_ID, 0));
+	ck_assert_int_eq(v, 1);
+	CHK(cuDeviceGetAttribute(&v, CU_DEVICE_ATTRIBUTE_HOST_NUMA_ID, 1));
+	ck_assert_int_eq(v, 0);
+	prop.location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA;
+	prop.location.id = 1;
+	CHK(cuMemCreate(&h, GRAN, &prop, 0));
+	CHK(cuMemGetAllocationPropertiesFromHandle(&got, h));
+	ck_assert_int_eq(got.location.type, CU_MEM_LOCATION_TYPE_HOST_NUMA);
+	ck_assert_int_eq(got.location.id, 1);
+	CHK(cuMemRelease(h));
+	ck_assert_uint_eq(((simcuda_host_numa_created_fn)simtest_sym(SIMCUDA_HOST_NUMA_CREATED))(1), GRAN);
+	prop.location.id = 2;
+	CHK_ERR(cuMemCreate(&h, GRAN, &prop, 0), CUDA_ERROR_INVALID_VALUE);
+	prop.location.id = -1;
+	CHK_ERR(cuMemCreate(&h, GRAN, &prop, 0), CUDA_ERROR_INVALID_VALUE);
+	prop.location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA_CURRENT;
+	prop.location.id = 0;
+	CHK_ERR(cuMemCreate(&h, GRAN, &prop, 0), CUDA_ERROR_INVALID_VALUE);
+}
+END_TEST
+
+/* A driver that takes host NUMA nodes only: the unspecific host location is refused, node 0 of a
+ * host without NUMA is what it takes, and the device reports no node. */
+START_TEST(test_host_numa_only)
+{
+	CUmemAllocationProp prop = simtest_prop(1);
+	CUmemGenericAllocationHandle h;
+	int v = -2;
+
+	simtest_start("SIMCUDA_MEM=64MiB", "SIMCUDA_NO_HOST_TYPE_VMM=1", "SIMCUDA_NUMA_NODES=0");
+	CHK(cuDeviceGetAttribute(&v, CU_DEVICE_ATTRIBUTE_HOST_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, 0));
+	ck_assert_int_eq(v, 0);
+	CHK(cuDeviceGetAttribute(&v, CU_DEVICE_ATTRIBUTE_HOST_NUMA_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED, 0));
+	ck_assert_int_eq(v, 1);
+	CHK(cuDeviceGetAttribute(&v, CU_DEVICE_ATTRIBUTE_HOST_NUMA_ID, 0));
+	ck_assert_int_eq(v, -1);
+	CHK_ERR(cuMemCreate(&h, GRAN, &prop, 0), CUDA_ERROR_INVALID_VALUE);
+	prop.location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA;
+	prop.location.id = 1;
+	CHK_ERR(cuMemCreate(&h, GRAN, &prop, 0), CUDA_ERROR_INVALID_VALUE);
+	prop.location.id = 0;
+	CHK(cuMemCreate(&h, GRAN, &prop, 0));
+	CHK(cuMemRelease(h));
+}
+END_TEST
+
 START_TEST(test_retain_and_access)
 {
 	CUmemGenericAllocationHandle h, r = 0;
@@ -560,6 +616,8 @@ static Suite *vmm_suite(void)
 	tcase_add_test(tc, test_alias);
 	tcase_add_test(tc, test_host_located);
 	tcase_add_test(tc, test_host_located_refused_without_host_vmm);
+	tcase_add_test(tc, test_host_numa_locations);
+	tcase_add_test(tc, test_host_numa_only);
 	tcase_add_test(tc, test_retain_and_access);
 	tcase_add_test(tc, test_retain_after_release_while_mapped);
 	tcase_add_test(tc, test_partial_unmap_and_busy_free_refused);
