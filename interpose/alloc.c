@@ -344,7 +344,15 @@ static CUresult release(CUdeviceptr va, struct mv_stream *s)
 	}
 	mv_lock();
 	b = mv_registry_find(va);
-	if (b == NULL || b->va != va) {
+	if (b == NULL) {
+		mv_unlock();
+		/* Not memvirt's: another device's allocation, which the driver served, or none at all,
+		 * which the driver refuses. */
+		if (s == NULL)
+			return mv_real.cuMemFree_v2(va);
+		return (s->per_thread ? mv_real.cuMemFreeAsync_ptsz : mv_real.cuMemFreeAsync)(va, s->handle);
+	}
+	if (b->va != va) {
 		mv_unlock();
 		return CUDA_ERROR_INVALID_VALUE;
 	}
@@ -387,6 +395,13 @@ static int serving(void)
 	return mv_init() == 0;
 }
 
+/* Whether an allocation in the calling thread's context is the driver's to serve: the context is on
+ * a device memvirt does not page. */
+static int other_device(void)
+{
+	return mv_device_init() == CUDA_SUCCESS && mv_other_device();
+}
+
 MV_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytes)
 {
 	CUresult r;
@@ -394,6 +409,8 @@ MV_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytes)
 	if (!serving())
 		return CUDA_ERROR_NOT_INITIALIZED;
 	r = mv_capture_probe();
+	if (r == CUDA_SUCCESS && other_device())
+		return mv_real.cuMemAlloc_v2(dptr, bytes);
 	return r != CUDA_SUCCESS ? r : alloc(dptr, bytes, NULL, NULL);
 }
 
@@ -414,6 +431,8 @@ MV_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pitch, size_t w
 	r = mv_capture_probe();
 	if (r != CUDA_SUCCESS)
 		return r;
+	if (other_device())
+		return mv_real.cuMemAllocPitch_v2(dptr, pitch, width, height, elem);
 	*pitch = p;
 	return alloc(dptr, p * height, NULL, NULL);
 }
@@ -447,11 +466,15 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream h, int per
 
 MV_EXPORT CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytes, CUstream h)
 {
+	if (serving() && other_device())
+		return mv_real.cuMemAllocAsync(dptr, bytes, h);
 	return alloc_async(dptr, bytes, h, 0, NULL);
 }
 
 MV_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytes, CUstream h)
 {
+	if (serving() && other_device())
+		return mv_real.cuMemAllocAsync_ptsz(dptr, bytes, h);
 	return alloc_async(dptr, bytes, h, 1, NULL);
 }
 
@@ -461,6 +484,8 @@ MV_EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytes, CUme
 {
 	if (pool == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
+	if (serving() && other_device())
+		return mv_real.cuMemAllocFromPoolAsync(dptr, bytes, pool, h);
 	return alloc_async(dptr, bytes, h, 0, pool);
 }
 
@@ -468,6 +493,8 @@ MV_EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytes,
 {
 	if (pool == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
+	if (serving() && other_device())
+		return mv_real.cuMemAllocFromPoolAsync_ptsz(dptr, bytes, pool, h);
 	return alloc_async(dptr, bytes, h, 1, pool);
 }
 
@@ -497,7 +524,7 @@ MV_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream h)
 	return free_async(dptr, h, 1);
 }
 
-/* The budget is the device's size as the app sees it. */
+/* The budget is the device's size as the app sees it; another device's is the driver's answer. */
 MV_EXPORT CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
 {
 	uint64_t limit, resident;
@@ -508,7 +535,7 @@ MV_EXPORT CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
 	if (free_bytes == NULL || total == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
 	r = mv_device_init();
-	if (r != CUDA_SUCCESS)
+	if (r != CUDA_SUCCESS || mv_other_device())
 		return mv_real.cuMemGetInfo_v2(free_bytes, total);
 	mv_budget_read(&limit, &resident);
 	*total = limit;

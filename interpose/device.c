@@ -110,6 +110,22 @@ const struct mv_device *mv_dev(void)
 	return &state;
 }
 
+int mv_other_device(void)
+{
+	/* Devices already named in the log, one bit each (ordinals past 63 share the last). */
+	static _Atomic uint64_t said;
+	CUdevice d;
+	uint64_t bit;
+
+	if (mv_real.cuCtxGetDevice(&d) != CUDA_SUCCESS || d == state.device)
+		return 0;
+	bit = 1ull << (d >= 0 && d < 63 ? d : 63);
+	if (!(atomic_fetch_or_explicit(&said, bit, memory_order_relaxed) & bit))
+		mv_log(MV_LOG_INFO, "device %d: its allocations go to the driver unpaged; memvirt pages device %d, the "
+		       "first one this process allocated on", (int)d, (int)state.device);
+	return 1;
+}
+
 CUresult mv_device_init(void)
 {
 	CUresult r = CUDA_SUCCESS;

@@ -141,6 +141,12 @@ const struct mv_device *mv_dev(void) __attribute__((const));
  * Returns CUDA_SUCCESS or the error to hand back. */
 CUresult mv_device_init(void);
 
+/* Whether the calling thread's current context is on a device other than the one memvirt pages
+ * (the first allocation's): then the allocation entry points hand the call to the driver
+ * unchanged, and cuMemGetInfo answers for that device. Says so once per device in the log. Only
+ * after mv_device_init has succeeded. */
+int mv_other_device(void);
+
 /* ---- streams (stream.c) ---- */
 
 #define MV_RING 32

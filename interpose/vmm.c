@@ -12,10 +12,11 @@ CUresult mv_map_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle 
 	CUmemAccessDesc access;
 	CUmemGenericAllocationHandle h;
 	CUresult r;
-	CUdevice dev = 0;
+	/* The paged device's, whatever context the calling thread has: a page-in made for a launch or
+	 * a copy on another device's context still lands where the buffer lives. */
+	CUdevice dev = mv_dev()->device;
 
 	memset(&access, 0, sizeof(access));
-	mv_real.cuCtxGetDevice(&dev);
 	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
 	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	prop.location.id = dev;

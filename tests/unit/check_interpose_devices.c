@@ -1,0 +1,161 @@
+/* libmemvirt.so in a process that uses two devices: memvirt pages the device of the first
+ * allocation, and every allocation made in another device's context goes to the driver unchanged.
+ * So the other device's buffers stay where the driver put them, its cuMemGetInfo is the driver's,
+ * and a page-in made while the calling thread has the other device's context current still lands
+ * on the paged device. The safety net is off, so a buffer mapped on the wrong device is found by
+ * the memory figures, not hidden by a host mapping. */
+#include "config.h"
+
+#include "tests/unit/interposetest.h"
+
+#define BUF (64 * ITEST_KIB) /* one granule */
+#define N0 8                 /* buffers on device 0, whose budget holds four */
+#define N1 6                 /* buffers on device 1 */
+#define FLOATS (BUF / sizeof(float))
+
+static char logpath[PATH_MAX];
+
+static void start(void)
+{
+	itest_tmpfile(logpath, sizeof(logpath), "log");
+	ck_assert_int_eq(setenv("MEMVIRT_LOG_FILE", logpath, 1), 0);
+	simtest_start("SIMCUDA_DEVICES=2", "SIMCUDA_MEM=64MiB", "SIMCUDA_GRANULARITY=64KiB", "SIMCUDA_NO_HOST_VMM=1",
+		      "MEMVIRT_BUDGET=256KiB", "MEMVIRT_SLAB_THRESHOLD=16KiB", "MEMVIRT_DAEMON=off", "MEMVIRT_LOG=info");
+}
+
+/* How many times text occurs in the log. */
+static int log_count(const char *text)
+{
+	char *all = itest_slurp(logpath), *p = all;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(all);
+	while ((p = strstr(p, text)) != NULL) {
+		n++;
+		p += strlen(text);
+	}
+	free(all);
+	return n;
+}
+
+static CUfunction fill_in(CUmodule m)
+{
+	CUfunction f = NULL;
+
+	CHK(cuModuleGetFunction(&f, m, "mv_fill"));
+	return f;
+}
+
+static CUresult fill(CUfunction f, CUdeviceptr p, float v, CUstream s)
+{
+	uint64_t n = FLOATS;
+	void *args[] = {&p, &v, &n};
+
+	return cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, s, args, NULL);
+}
+
+static void info(size_t *free_bytes, size_t *total)
+{
+	CHK(cuMemGetInfo(free_bytes, total));
+}
+
+static int ordinal(CUdeviceptr p)
+{
+	int d = -1;
+
+	CHK(cuPointerGetAttribute(&d, CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL, p));
+	return d;
+}
+
+START_TEST(test_other_device_passes_through)
+{
+	CUdeviceptr d0[N0], d1[N1], small, async;
+	CUcontext ctx1;
+	CUmodule mod1;
+	CUstream s1;
+	CUfunction f0, f1;
+	size_t free0, total0, free1, total1, free_before, free_alloc;
+	struct memvirt_counters c;
+
+	start();
+	f0 = fill_in(simtest_mod);
+	for (int i = 0; i < N0; i++) {
+		CHK(cuMemAlloc(&d0[i], BUF));
+		CHK(fill(f0, d0[i], (float)i, NULL));
+	}
+	CHK(cuCtxSynchronize());
+	info(&free0, &total0);
+	ck_assert_uint_eq(total0, 256 * ITEST_KIB);
+
+	/* Device 1: the driver's memory figures, the driver's allocations. */
+	CHK(cuDevicePrimaryCtxRetain(&ctx1, 1));
+	CHK(cuCtxSetCurrent(ctx1));
+	CHK(cuModuleLoadData(&mod1, simtest_module_image() != NULL ? simtest_module_image() : "simcuda"));
+	f1 = fill_in(mod1);
+	info(&free_before, &total1);
+	ck_assert_uint_eq(total1, 64 * SIMTEST_MIB);
+	for (int i = 0; i < N1; i++) {
+		CHK(cuMemAlloc(&d1[i], BUF));
+		CHK(fill(f1, d1[i], 100.0f + (float)i, NULL));
+	}
+	CHK(cuMemAlloc(&small, 4 * ITEST_KIB));
+	CHK(cuStreamCreate(&s1, CU_STREAM_NON_BLOCKING));
+	CHK(cuMemAllocAsync(&async, BUF, s1));
+	CHK(fill(f1, async, 7.0f, s1));
+	CHK(cuCtxSynchronize());
+	info(&free_alloc, &total1);
+	ck_assert_uint_le(free_alloc, free_before - (N1 + 1) * BUF);
+	for (int i = 0; i < N1; i++)
+		ck_assert_int_eq(ordinal(d1[i]), 1);
+	ck_assert_int_eq(ordinal(async), 1);
+
+	/* Device 0's buffers read from device 1's context: the paged-out ones come back on device 0. */
+	for (int i = 0; i < N0; i++)
+		simtest_expect_floats(d0[i], FLOATS, (float)i);
+	c = itest_counters();
+	ck_assert_uint_ge(c.page_outs, N0 - 4);
+	ck_assert_uint_ge(c.page_ins, 1);
+	info(&free1, &total1);
+	ck_assert_uint_eq(free1, free_alloc);
+	for (int i = 0; i < N1; i++)
+		simtest_expect_floats(d1[i], FLOATS, 100.0f + (float)i);
+	simtest_expect_floats(async, FLOATS, 7.0f);
+
+	/* Frees in device 1's context go to the driver, which gets all of it back. */
+	CHK(cuMemFreeAsync(async, s1));
+	CHK(cuStreamSynchronize(s1));
+	for (int i = 0; i < N1; i++)
+		CHK(cuMemFree(d1[i]));
+	CHK(cuMemFree(small));
+	info(&free1, &total1);
+	ck_assert_uint_eq(free1, free_before);
+	CHK_ERR(cuMemFree(d1[0]), CUDA_ERROR_INVALID_VALUE);
+	CHK(cuStreamDestroy(s1));
+
+	/* Device 0 is as it was: its budget, its buffers. */
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	info(&free0, &total0);
+	ck_assert_uint_eq(total0, 256 * ITEST_KIB);
+	for (int i = 0; i < N0; i++) {
+		simtest_expect_floats(d0[i], FLOATS, (float)i);
+		CHK(cuMemFree(d0[i]));
+	}
+	ck_assert_int_eq(log_count("device 1: its allocations go to the driver unpaged; memvirt pages device 0"), 1);
+	unlink(logpath);
+}
+END_TEST
+
+static Suite *devices_suite(void)
+{
+	Suite *s = suite_create("interpose_devices");
+	TCase *tc = simtest_tcase(s, "two", 60);
+
+	tcase_add_test(tc, test_other_device_passes_through);
+	return s;
+}
+
+int main(int argc, char **argv)
+{
+	itest_main_begin(argc, argv);
+	return simtest_run(devices_suite());
+}
