@@ -28,8 +28,11 @@
 #include "policies/trace.h"
 #include "protocol/units.h"
 
-/* How long a private daemon has to answer after it is started. */
-#define RUN_DAEMON_WAIT_MS 3000
+/* How long a daemon has to answer: one started for the job, or one found, asked for its status. A
+ * daemon that is not there refuses the connection at once, and one started here that exits is
+ * seen at once too, so the wait is only ever spent on a live daemon that is slow to answer, as on a
+ * loaded node: it is generous, rather than a reason to start a second daemon. */
+#define RUN_DAEMON_WAIT_MS 30000
 /* How often run starts this user's own daemon before it gives up on it: a start loses only to a
  * daemon that another run starts at the same moment, or to one that is stopping as it idles. */
 #define RUN_SHARED_TRIES 5
@@ -627,10 +630,10 @@ static int run_hold(const char *path, struct cli_client *hold, char *err, size_t
 	json_t *req, *resp;
 	int r;
 
-	r = cli_client_open(hold, path, CLI_CLIENT_TIMEOUT_MS);
+	r = cli_client_open(hold, path, RUN_DAEMON_WAIT_MS);
 	if (r < 0) {
 		/* Asked again for the words: cli_client_open keeps its reason to itself. */
-		r = cli_client_call(path, "status", CLI_CLIENT_TIMEOUT_MS, &resp, err, errlen);
+		r = cli_client_call(path, "status", RUN_DAEMON_WAIT_MS, &resp, err, errlen);
 		if (r == 0)
 			json_decref(resp);
 		return r < 0 ? r : -EAGAIN;
@@ -638,7 +641,7 @@ static int run_hold(const char *path, struct cli_client *hold, char *err, size_t
 	req = json_pack("{s:s}", "cmd", "status");
 	if (req == NULL)
 		xoom();
-	r = cli_client_request(hold, req, CLI_CLIENT_TIMEOUT_MS, &resp, err, errlen);
+	r = cli_client_request(hold, req, RUN_DAEMON_WAIT_MS, &resp, err, errlen);
 	json_decref(req);
 	if (r < 0) {
 		cli_client_close(hold);
@@ -774,12 +777,15 @@ static int run_find_daemon(const struct run_opts *o, struct run_daemon *d, char 
 	if (found == MV_FOUND_USER) {
 		r = run_join_user(o, socket, d, oldmask);
 	} else if (found == MV_FOUND_ENV) {
-		r = cli_client_call(socket, "status", 1000, &resp, err, sizeof(err));
+		r = cli_client_call(socket, "status", RUN_DAEMON_WAIT_MS, &resp, err, sizeof(err));
 		if (r == 0)
 			json_decref(resp);
 		else if (r == -EPERM)
 			fprintf(stderr, "memvirt run: refusing the daemon on %s: %s; starting a private one\n",
 				socket, err);
+		else if (r == -ETIMEDOUT)
+			fprintf(stderr, "memvirt run: the daemon on %s did not answer within %d s; starting a "
+					"private one\n", socket, RUN_DAEMON_WAIT_MS / 1000);
 		else if (o->socket != NULL)
 			fprintf(stderr, "memvirt run: no daemon answers on %s; starting a private one\n",
 				socket);
