@@ -672,19 +672,22 @@ void mv_exec_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
  * into the next iteration (Belady's furthest next use), and by what their move costs. The key's
  * tiers, best victim first:
  *   MV_VICTIM_DEAD: bound to a buffer of the iteration with no use left before its free; it never
- *     comes back. Value: the share of the bytes needed that it frees.
+ *     comes back. Value: its fit (below).
  *   MV_VICTIM_UNKNOWN: bound to none, and untouched since the iteration has been followed, so that
  *     no launch of the iteration names it: the plan says nothing about it, so it counts as used
- *     furthest away. Value: the share freed.
+ *     furthest away. Value: its fit.
  *   MV_VICTIM_IN_TIME: next used t ns from now, with t at least the time to leave and come back
- *     (span * move_ns). Value: t * share, so that of two buffers used about as late, the one that
- *     frees what is needed in fewer moves goes first.
+ *     (span * move_ns). Value: t * fit, so that of two buffers used about as late, the one that
+ *     frees what is needed in fewer moves, and copies fewer bytes beyond it, goes first.
  *   MV_VICTIM_TOO_SOON: used sooner than its round trip takes, a certain stall of -slack ns, where
- *     slack = t - span * move_ns. Value: slack / share: the smallest stall per byte needed first.
+ *     slack = t - span * move_ns. Value: slack / fit: the smallest stall per byte needed first.
  *     A buffer bound to none but touched since the iteration has been followed is one of the
  *     iteration's that the executor cannot tell apart (allocated for a use to come, or named where
  *     the iteration did not bind it): it counts as needed by the very next launch.
- * share = min(span, need) / need. Ties go to the least recently used. O(log uses) per candidate. */
+ * fit = min(span, need) / max(span, need): 1 for a buffer that frees exactly the bytes needed, less
+ * for one that frees only part of them (more moves to come) or far more (bytes copied out and back
+ * for nothing): under a tight budget the step is bound by the bytes copied. Ties go to the least
+ * recently used. O(log uses) per candidate. */
 
 int mv_exec_ranks_victims(void)
 {
@@ -717,27 +720,28 @@ static uint64_t next_use_ns(uint32_t ib)
 
 void mv_exec_victim_key(const struct mv_buf *b, uint64_t need, struct mv_victim_key *k)
 {
-	double share = need == 0 || b->span >= need ? 1.0 : (double)b->span / (double)need;
+	double fit = need == 0 || b->span == need ? 1.0 :
+		     b->span > need ? (double)need / (double)b->span : (double)b->span / (double)need;
 	double slack;
 	uint64_t t;
 
 	if (b->ibuf < cur->nbufs && bound[b->ibuf] == b) {
 		t = next_use_ns(b->ibuf);
 		if (t == UINT64_MAX) {
-			*k = (struct mv_victim_key){MV_VICTIM_DEAD, share};
+			*k = (struct mv_victim_key){MV_VICTIM_DEAD, fit};
 			return;
 		}
 	} else if (b->lru < follow_clock) {
-		*k = (struct mv_victim_key){MV_VICTIM_UNKNOWN, share};
+		*k = (struct mv_victim_key){MV_VICTIM_UNKNOWN, fit};
 		return;
 	} else {
 		t = 0;
 	}
 	slack = (double)t - (double)b->span * cur->move_ns;
 	if (slack >= 0)
-		*k = (struct mv_victim_key){MV_VICTIM_IN_TIME, (double)t * share};
+		*k = (struct mv_victim_key){MV_VICTIM_IN_TIME, (double)t * fit};
 	else
-		*k = (struct mv_victim_key){MV_VICTIM_TOO_SOON, slack / share};
+		*k = (struct mv_victim_key){MV_VICTIM_TOO_SOON, slack / fit};
 }
 
 void mv_exec_issue(struct mv_exec_step *st)
