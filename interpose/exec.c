@@ -21,6 +21,7 @@
 #include "protocol/proto.h"
 
 #define MV_RESYNC 4 /* consecutive launches matching the iteration's first ones to follow it again */
+#define MV_EXEC_DEFAULT_BPS 12e9 /* copy bandwidth assumed when the plan's maker gave none */
 
 /* One move due after a launch. */
 struct xop {
@@ -52,6 +53,20 @@ struct xplan {
 	uint64_t *size;      /* each iteration buffer's size */
 	uint64_t *late_bytes; /* bytes of late planned page-ins per buffer since the planner last looked */
 	int daemon;          /* the plan came from memvirtd */
+	/* Next uses, for choosing victims (mv_exec_victim_key), built once per iteration installed. */
+	uint32_t *use0;      /* upos[use0[b] .. use0[b+1]): the launches naming buffer b, ascending */
+	uint32_t *upos;
+	uint8_t *life;       /* XLIFE_* per buffer */
+	uint64_t *at_ns;     /* when launch i starts, modeled from the iteration's start; [nlaunch]: its length */
+	double move_ns;      /* ns per byte of a page-out and the page-in back */
+};
+
+/* What follows an iteration buffer's last use in the iteration. */
+enum {
+	XLIFE_WRAP,    /* alive across the iteration's end: used next at its first use in the next one */
+	XLIFE_ENDS,    /* freed within the iteration: never used again */
+	XLIFE_CARRIED, /* allocated within it and freed in a later one, where the iteration knows it as
+			* another of its buffers: assumed used as soon as the next iteration starts */
 };
 
 /* Guarded by mv_lock. */
@@ -59,6 +74,7 @@ static struct xplan *cur;
 static struct mv_buf **bound;     /* per iteration buffer */
 static uint32_t cursor;           /* the next launch expected, while following */
 static int following;
+static uint64_t follow_clock;     /* the use clock when following began */
 static uint32_t matched;          /* launches matching the iteration's start, while not following */
 /* Launches seen since the plan was installed before the iteration's start came round: up to one
  * iteration of them is the wait for its start, not a departure from it. */
@@ -94,6 +110,10 @@ static void xplan_free(struct xplan *x)
 	free(x->refs);
 	free(x->size);
 	free(x->late_bytes);
+	free(x->use0);
+	free(x->upos);
+	free(x->life);
+	free(x->at_ns);
 	free(x);
 }
 
@@ -110,6 +130,41 @@ static const char *wire_name(void *ctx, uint32_t func)
 
 	snprintf(w->buf, sizeof(w->buf), "f%u", func < w->nfn ? w->fnmap[func] : UINT32_MAX);
 	return w->buf;
+}
+
+/* The next-use tables of x, whose refs are in place: each buffer's uses in launch order (a
+ * counting sort of the refs, which name a buffer at most once per launch), its life, and the
+ * launches' start times. O(launches + refs + buffers), once per iteration installed. */
+static int xplan_uses(struct xplan *x, const struct mv_iter *it)
+{
+	uint32_t nr = x->ref0[x->nlaunch];
+
+	x->use0 = calloc(x->nbufs + 2, sizeof(*x->use0));
+	x->upos = calloc(nr + 1, sizeof(*x->upos));
+	x->life = calloc(x->nbufs + 1, 1);
+	x->at_ns = malloc((x->nlaunch + 1) * sizeof(*x->at_ns));
+	if (x->use0 == NULL || x->upos == NULL || x->life == NULL || x->at_ns == NULL)
+		return -1;
+	/* Counts at use0[b + 2], starts at use0[b + 1], then ends at use0[b + 1] once filled. */
+	for (uint32_t r = 0; r < nr; r++)
+		if (x->refs[r] < x->nbufs)
+			x->use0[x->refs[r] + 2]++;
+	for (uint32_t b = 0; b < x->nbufs; b++)
+		x->use0[b + 2] += x->use0[b + 1];
+	x->at_ns[0] = 0;
+	for (uint32_t i = 0; i < x->nlaunch; i++) {
+		for (uint32_t r = x->ref0[i]; r < x->ref0[i + 1]; r++)
+			if (x->refs[r] < x->nbufs)
+				x->upos[x->use0[x->refs[r] + 1]++] = i;
+		/* One more ns a launch, so that launches of no measured length still order uses. */
+		x->at_ns[i + 1] = x->at_ns[i] + it->launch[i].dur_ns + 1;
+	}
+	for (uint32_t b = 0; b < x->nbufs; b++) {
+		const struct mv_iter_buf *ib = &it->bufs[b];
+		x->life[b] = ib->free_at != MV_TRACE_NONE ? XLIFE_ENDS :
+			     ib->alloc_at == MV_TRACE_NONE ? XLIFE_WRAP : XLIFE_CARRIED;
+	}
+	return 0;
 }
 
 /* The iteration half of an xplan: functions, bindings and refs. fnmap maps the iteration's
@@ -164,6 +219,8 @@ static struct xplan *xplan_iter(const struct mv_iter *it, const uint32_t *fnmap,
 		x->ref0[i + 1] = r;
 	}
 	x->bind0[it->nlaunch] = nb;
+	if (xplan_uses(x, it) != 0)
+		goto err;
 	return x;
 err:
 	xplan_free(x);
@@ -247,10 +304,21 @@ static int install(struct xplan *x)
 	return 1;
 }
 
+/* Nanoseconds per byte of a page-out and the page-in back at m's bandwidths; the learner's
+ * default bandwidth where one is unknown. */
+static double move_ns(const struct mv_machine *m)
+{
+	double d2h = m != NULL && m->d2h_bps > 0 ? m->d2h_bps : MV_EXEC_DEFAULT_BPS;
+	double h2d = m != NULL && m->h2d_bps > 0 ? m->h2d_bps : MV_EXEC_DEFAULT_BPS;
+
+	return 1e9 / d2h + 1e9 / h2d;
+}
+
 /* Called by the learner: the plan p for iteration it. fnmap maps it's function numbers to live
  * ones. A daemon's plan in force is left alone; one kept for later is tried on the iteration.
  * Returns 0, or -1 without memory. */
-int mv_exec_install_local(const struct mv_iter *it, const struct mv_plan *p, const uint32_t *fnmap, uint32_t nfn)
+int mv_exec_install_local(const struct mv_iter *it, const struct mv_plan *p, const struct mv_machine *m,
+			  const uint32_t *fnmap, uint32_t nfn)
 {
 	struct xplan *x;
 	uint32_t *at, *ib, *in;
@@ -270,6 +338,7 @@ int mv_exec_install_local(const struct mv_iter *it, const struct mv_plan *p, con
 		r = -1;
 		goto out;
 	}
+	x->move_ns = move_ns(m);
 	for (uint32_t i = 0; i < p->nops; i++) {
 		at[i] = p->ops[i].at;
 		ib[i] = p->ops[i].buf;
@@ -295,6 +364,16 @@ out:
 	return r;
 }
 
+/* A malloc'd copy of len bytes at p; NULL without memory. */
+static void *dup_array(const void *p, size_t len)
+{
+	void *d = malloc(len);
+
+	if (d != NULL)
+		memcpy(d, p, len);
+	return d;
+}
+
 /* A copy of the iteration half of c, for memvirtd's plan; NULL without memory. Called with mv_lock
  * held, c being the plan in force. */
 static struct xplan *xplan_copy_iter(const struct xplan *c)
@@ -313,8 +392,14 @@ static struct xplan *xplan_copy_iter(const struct xplan *c)
 	x->refs = malloc((nr + 1) * sizeof(*x->refs));
 	x->size = malloc((c->nbufs + 1) * sizeof(*x->size));
 	x->late_bytes = calloc(c->nbufs + 1, sizeof(*x->late_bytes));
+	x->use0 = dup_array(c->use0, (c->nbufs + 2) * sizeof(*x->use0));
+	x->upos = dup_array(c->upos, (nr + 1) * sizeof(*x->upos));
+	x->life = dup_array(c->life, c->nbufs + 1);
+	x->at_ns = dup_array(c->at_ns, (c->nlaunch + 1) * sizeof(*x->at_ns));
+	x->move_ns = c->move_ns;
 	if (x->func == NULL || x->bind0 == NULL || x->binds == NULL || x->ref0 == NULL || x->refs == NULL ||
-	    x->size == NULL || x->late_bytes == NULL) {
+	    x->size == NULL || x->late_bytes == NULL || x->use0 == NULL || x->upos == NULL || x->life == NULL ||
+	    x->at_ns == NULL) {
 		xplan_free(x);
 		return NULL;
 	}
@@ -537,6 +622,7 @@ void mv_exec_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 			bind_at(matched - 1, named, n);
 		if (matched >= MV_MIN(MV_RESYNC, cur->nlaunch)) {
 			following = 1;
+			follow_clock = mv_clock_now();
 			synced = 1;
 			cursor = matched % cur->nlaunch;
 			mv_log(MV_LOG_DEBUG, "plan: following the iteration from launch %u (planned out so far %llu)",
@@ -577,6 +663,85 @@ void mv_exec_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 		cursor = 0;
 		atomic_fetch_add_explicit(&iterations_done, 1, memory_order_relaxed);
 	}
+}
+
+/* ---- victims by next use ----
+ *
+ * While the iteration is followed, reactive eviction (mv_registry_victim) ranks the candidates by
+ * when the plan uses them next, counted from the cursor in the launches' modeled time, wrapping
+ * into the next iteration (Belady's furthest next use), and by what their move costs. The key's
+ * tiers, best victim first:
+ *   MV_VICTIM_DEAD: bound to a buffer of the iteration with no use left before its free; it never
+ *     comes back. Value: its fit (below).
+ *   MV_VICTIM_UNKNOWN: bound to none, and untouched since the iteration has been followed, so that
+ *     no launch of the iteration names it: the plan says nothing about it, so it counts as used
+ *     furthest away. Value: its fit.
+ *   MV_VICTIM_IN_TIME: next used t ns from now, with t at least the time to leave and come back
+ *     (span * move_ns). Value: t * fit, so that of two buffers used about as late, the one that
+ *     frees what is needed in fewer moves, and copies fewer bytes beyond it, goes first.
+ *   MV_VICTIM_TOO_SOON: used sooner than its round trip takes, a certain stall of -slack ns, where
+ *     slack = t - span * move_ns. Value: slack / fit: the smallest stall per byte needed first.
+ *     A buffer bound to none but touched since the iteration has been followed is one of the
+ *     iteration's that the executor cannot tell apart (allocated for a use to come, or named where
+ *     the iteration did not bind it): it counts as needed by the very next launch.
+ * fit = min(span, need) / max(span, need): 1 for a buffer that frees exactly the bytes needed, less
+ * for one that frees only part of them (more moves to come) or far more (bytes copied out and back
+ * for nothing): under a tight budget the step is bound by the bytes copied. Ties go to the least
+ * recently used. O(log uses) per candidate. */
+
+int mv_exec_ranks_victims(void)
+{
+	return cur != NULL && following;
+}
+
+/* When the plan uses iteration buffer ib next, in ns from the cursor's launch; UINT64_MAX when
+ * never again (freed first, or never used). */
+static uint64_t next_use_ns(uint32_t ib)
+{
+	const uint32_t *pos = &cur->upos[cur->use0[ib]];
+	uint32_t n = cur->use0[ib + 1] - cur->use0[ib], lo = 0, hi = n;
+	uint64_t now = cur->at_ns[cursor], end = cur->at_ns[cur->nlaunch];
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+		if (pos[mid] < cursor)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < n)
+		return cur->at_ns[pos[lo]] - now;
+	if (n == 0 || cur->life[ib] == XLIFE_ENDS)
+		return UINT64_MAX;
+	if (cur->life[ib] == XLIFE_CARRIED)
+		return end - now;
+	return end - now + cur->at_ns[pos[0]];
+}
+
+void mv_exec_victim_key(const struct mv_buf *b, uint64_t need, struct mv_victim_key *k)
+{
+	double fit = need == 0 || b->span == need ? 1.0 :
+		     b->span > need ? (double)need / (double)b->span : (double)b->span / (double)need;
+	double slack;
+	uint64_t t;
+
+	if (b->ibuf < cur->nbufs && bound[b->ibuf] == b) {
+		t = next_use_ns(b->ibuf);
+		if (t == UINT64_MAX) {
+			*k = (struct mv_victim_key){MV_VICTIM_DEAD, fit};
+			return;
+		}
+	} else if (b->lru < follow_clock) {
+		*k = (struct mv_victim_key){MV_VICTIM_UNKNOWN, fit};
+		return;
+	} else {
+		t = 0;
+	}
+	slack = (double)t - (double)b->span * cur->move_ns;
+	if (slack >= 0)
+		*k = (struct mv_victim_key){MV_VICTIM_IN_TIME, (double)t * fit};
+	else
+		*k = (struct mv_victim_key){MV_VICTIM_TOO_SOON, slack / fit};
 }
 
 void mv_exec_issue(struct mv_exec_step *st)

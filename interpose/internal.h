@@ -30,7 +30,8 @@
  *   - in alloc.c, the free cache, the slab classes' free and pending lists, and the table of the
  *     app's own VMM handles;
  *   - the plan executor (exec.c): the plan in force, its bindings to live buffers, its cursor and
- *     lateness counts;
+ *     lateness counts, and the use clock when following began; the victim ranking reads them
+ *     (mv_registry_victim's callers hold it);
  *   - the stream-ordered pools' usage figures (mempool.c).
  *   It is held for bookkeeping only: never across a driver call, with one exception (the slab's
  *   reuse check, and the victim check of a buffer used on a stream a memory wait may hold
@@ -319,12 +320,13 @@ int mv_registry_add(struct mv_buf *b);
 void mv_registry_remove(struct mv_buf *b);
 /* The buffer whose [va, va+size) holds addr; NULL when none. O(log n). */
 struct mv_buf *mv_registry_find(uint64_t addr);
-/* The least recently used buffer that may be paged out now, or NULL; *later says whether one may
- * become a candidate soon: MV_LATER_BUSY when one is in use or just arriving, MV_LATER_HELD when
- * one is used on a stream a memory wait may hold (mv_buf_held). */
+/* The buffer to page out now to make room for need more bytes, or NULL: while the plan's iteration
+ * is followed, the best by next use (mv_exec_victim_key), else the least recently used. *later says
+ * whether one may become a candidate soon: MV_LATER_BUSY when one is in use or just arriving,
+ * MV_LATER_HELD when one is used on a stream a memory wait may hold (mv_buf_held). */
 #define MV_LATER_BUSY 1
 #define MV_LATER_HELD 2
-struct mv_buf *mv_registry_victim(int *later);
+struct mv_buf *mv_registry_victim(uint64_t need, int *later);
 /* Writes the address of every pageable buffer to vas (at most max), those not resident first, and
  * returns how many: what a launch whose parameters cannot be scanned names. Takes mv_lock. */
 size_t mv_registry_large(uint64_t *vas, size_t max);
@@ -700,9 +702,22 @@ void mv_exec_fork_parent(void);
 void mv_exec_forked(void);
 struct mv_iter;
 struct mv_plan;
-/* The learner's plan p for iteration it; fnmap maps the iteration's nfn function numbers to live
- * ones. NULL withdraws it. Left alone while memvirtd's plan is in force. Returns 0 or -1. */
-int mv_exec_install_local(const struct mv_iter *it, const struct mv_plan *p, const uint32_t *fnmap, uint32_t nfn);
+struct mv_machine;
+/* The learner's plan p for iteration it, made for machine m (its copy bandwidths rank victims; NULL:
+ * a default); fnmap maps the iteration's nfn function numbers to live ones. NULL withdraws it. Left
+ * alone while memvirtd's plan is in force. Returns 0 or -1. */
+int mv_exec_install_local(const struct mv_iter *it, const struct mv_plan *p, const struct mv_machine *m,
+			  const uint32_t *fnmap, uint32_t nfn);
+/* Victims by the plan's next use (exec.c, under mv_lock): whether the executor follows an
+ * iteration now, and then how good a victim b is to free need bytes: the higher tier first, then
+ * the higher value. exec.c's comment above mv_exec_ranks_victims defines the key. */
+enum mv_victim_tier { MV_VICTIM_TOO_SOON, MV_VICTIM_IN_TIME, MV_VICTIM_UNKNOWN, MV_VICTIM_DEAD };
+struct mv_victim_key {
+	enum mv_victim_tier tier;
+	double value;
+};
+int mv_exec_ranks_victims(void);
+void mv_exec_victim_key(const struct mv_buf *b, uint64_t need, struct mv_victim_key *k);
 /* Iterations the executor has followed to their end, and launches it spent off the plan. */
 void mv_exec_progress(uint64_t *iterations, uint64_t *diverged);
 /* Adds the late bytes per iteration buffer to late[] and clears them, when the plan in force has

@@ -505,7 +505,7 @@ static void plan_and_install(void)
 		mv_log(MV_LOG_DEBUG, "plan: %s planned %u page-outs and %u page-ins for %u launches, %u buffers, "
 		       "budget %llu", policy->name, outs, ins, iter->nlaunch, iter->nbufs, (unsigned long long)p.budget);
 	}
-	mv_exec_install_local(iter, plan, fnmap, nfnmap);
+	mv_exec_install_local(iter, plan, &p.machine, fnmap, nfnmap);
 	mv_plan_free(plan);
 }
 
@@ -603,7 +603,7 @@ static void planner_round(void)
 	if (mv_ring_take_dropped(&lq, UINT64_MAX) != 0) {
 		/* The trace missed records: start over and plan nothing until the iteration is relearned. */
 		mv_log(MV_LOG_DEBUG, "plan: the learner's queue overflowed; relearning");
-		mv_exec_install_local(NULL, NULL, NULL, 0);
+		mv_exec_install_local(NULL, NULL, NULL, NULL, 0);
 		mv_iter_free(iter);
 		iter = NULL;
 		atomic_fetch_or(&learn_flags, MV_LEARN_TIME);

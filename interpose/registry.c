@@ -144,12 +144,34 @@ size_t mv_registry_large(uint64_t *vas, size_t max)
 	return n;
 }
 
-/* Least recently used first. A buffer is a candidate when it is resident and large, not pinned, not
+/* Whether a, keyed ka, is a better victim than b, keyed kb: the higher tier, then the higher
+ * value, then the least recently used. */
+static int victim_better(const struct mv_victim_key *ka, const struct mv_buf *a, const struct mv_victim_key *kb,
+			 const struct mv_buf *b)
+{
+	if (ka->tier != kb->tier)
+		return ka->tier > kb->tier;
+	if (ka->value != kb->value)
+		return ka->value > kb->value;
+	return a->lru < b->lru;
+}
+
+static const char *const tier_names[] = {
+	[MV_VICTIM_TOO_SOON] = "needed before it could be back",
+	[MV_VICTIM_IN_TIME] = "back in time for its next use",
+	[MV_VICTIM_UNKNOWN] = "not in the plan",
+	[MV_VICTIM_DEAD] = "not used again",
+};
+
+/* By the plan's next use while the executor follows the iteration (exec.c says how), else least
+ * recently used first. A buffer is a candidate when it is resident and large, not pinned, not
  * moving, not just paged in, not in use by a submission on its way, and not used on a stream held
  * by a memory wait. */
-struct mv_buf *mv_registry_victim(int *later)
+struct mv_buf *mv_registry_victim(uint64_t need, int *later)
 {
 	struct mv_buf *best = NULL;
+	struct mv_victim_key best_key = {MV_VICTIM_TOO_SOON, 0}, key;
+	int planned = mv_exec_ranks_victims();
 
 	*later = 0;
 	for (size_t i = 0; i < nbufs; i++) {
@@ -166,9 +188,21 @@ struct mv_buf *mv_registry_victim(int *later)
 			*later |= MV_LATER_HELD;
 			continue;
 		}
-		if (best == NULL || b->lru < best->lru)
+		if (!planned) {
+			if (best == NULL || b->lru < best->lru)
+				best = b;
+			continue;
+		}
+		mv_exec_victim_key(b, need, &key);
+		if (best == NULL || victim_better(&key, b, &best_key, best)) {
 			best = b;
+			best_key = key;
+		}
 	}
+	/* tests/unit/check_interpose_plan.c reads "victim 0x...: by the plan's next use". */
+	if (planned && best != NULL)
+		mv_log(MV_LOG_DEBUG, "victim %#llx: by the plan's next use, %s (%.0f)", (unsigned long long)best->va,
+		       tier_names[best_key.tier], best_key.value);
 	return best;
 }
 

@@ -1,5 +1,6 @@
-/* Residency: the budget, making room in it (dropping cached pages, paging out the least recently
- * used buffers, waiting for moves in flight), evicting down to a smaller grant, and page-in.
+/* Residency: the budget, making room in it (dropping cached pages, paging out victims, by the
+ * plan's next use while one is followed and else the least recently used, waiting for moves in
+ * flight), evicting down to a smaller grant, and page-in.
  *
  * A buffer moves RESIDENT -> EVICTING -> HOST -> FETCHING -> RESIDENT. The page-outs themselves
  * are issued and completed by the pager (pager.c). Page-in: new device pages at the same address,
@@ -250,7 +251,8 @@ CUresult mv_make_room(uint64_t bytes)
 			mv_pager_wait(NULL);
 			continue;
 		}
-		if ((v = mv_registry_victim(&later)) != NULL) {
+		if ((v = mv_registry_victim(budget.resident - budget.evicting - mv_pager_releasing() + bytes - budget.limit,
+					    &later)) != NULL) {
 			evict_relock(v);
 			continue;
 		}
@@ -300,7 +302,8 @@ void mv_evict_to_budget(void)
 			continue;
 		/* Buffers in use right now are left alone: the app's own allocations evict them later,
 		 * should the budget still be short then. */
-		if ((v = mv_registry_victim(&later)) == NULL) {
+		if ((v = mv_registry_victim(budget.resident - budget.evicting - mv_pager_releasing() - budget.limit,
+					    &later)) == NULL) {
 			char what[256], a[32], b[32];
 			mv_registry_describe(what, sizeof(what));
 			mv_log(MV_LOG_INFO, "cannot evict down to the budget %s: %s resident; %s",

@@ -517,6 +517,98 @@ static int helper_job(void)
 	return 0;
 }
 
+/* ---- victims by next use ----
+ *
+ * A loop that fits the budget: t = 1 + w[0] + ... + w[NW - 1] in a buffer of its own, then
+ * acc = t; and at the loop's start one more allocation that makes one buffer go. The least recently
+ * used buffer, w[0], is the one the second launch needs; the plan knows that acc is needed last. */
+
+#define NW 8
+#define VICTIM_ENV "SIMCUDA_MEM=64MiB", "SIMCUDA_GRANULARITY=4KiB", "SIMCUDA_NO_HOST_VMM=1", \
+	"MEMVIRT_SLAB_THRESHOLD=4KiB", "MEMVIRT_PAGE_MIN=4KiB", "MEMVIRT_DAEMON=off", "MEMVIRT_LOG=debug", \
+	/* The loop needs 160 KiB at most, within mmcnn's headroom; 144 KiB stay between steps, and \
+	 * EXTRA more do not fit until one of them goes. */ \
+	"MEMVIRT_BUDGET=168KiB"
+#define EXTRA (2 * BUF)
+
+static void weights_step(const CUdeviceptr *wv)
+{
+	CUdeviceptr t;
+
+	CHK(cuMemAlloc(&t, BUF));
+	CHK(simtest_fill(t, 1.0f, NF, NULL));
+	for (int i = 0; i < NW; i++)
+		CHK(simtest_axpy(t, wv[i], 1.0f, NF, NULL));
+	CHK(simtest_fill(acc, 0.0f, NF, NULL));
+	CHK(simtest_axpy(acc, t, 1.0f, NF, NULL));
+	CHK(cuMemFree(t));
+	CHK(cuCtxSynchronize());
+}
+
+/* Runs the loop under policy until it is followed (a planning policy) or for ten steps (lru), makes
+ * one buffer go, and checks that w[want] (acc for NW) went, and that every byte comes back. */
+static void victim_case(const char *policy, int want)
+{
+	char log[256], env[300], line[96], *text;
+	CUdeviceptr wv[NW], extra, victim;
+	int planning = strcmp(policy, "MEMVIRT_POLICY=lru") != 0, steps = 0;
+
+	itest_tmpfile(log, sizeof(log), "victim");
+	snprintf(env, sizeof(env), "MEMVIRT_LOG_FILE=%s", log);
+	simtest_start(VICTIM_ENV, policy, env);
+	for (int i = 0; i < NW; i++) {
+		CHK(cuMemAlloc(&wv[i], BUF));
+		CHK(simtest_fill(wv[i], (float)(i + 1), NF, NULL));
+	}
+	CHK(cuMemAlloc(&acc, BUF));
+	for (time_t t0 = time(NULL); plan_wait(t0); steps++) {
+		weights_step(wv);
+		if (planning ? file_has(log, "plan: following the iteration") : steps >= 10)
+			break;
+		pause_briefly();
+	}
+	ck_assert_msg(!planning || file_has(log, "plan: following the iteration"),
+		      "%s: the loop was not followed after %d steps", policy, steps);
+	ck_assert_uint_eq(itest_counters().page_outs, 0);
+	ck_assert_uint_eq(itest_counters().planned_outs, 0);
+	/* The cursor is at the loop's start: t's fill, then w[0]. */
+	CHK(cuMemAlloc(&extra, EXTRA));
+	CHK(simtest_fill(extra, 100.0f, EXTRA / sizeof(float), NULL));
+	ck_assert_uint_eq(itest_counters().page_outs, 1);
+	text = itest_slurp(log);
+	victim = want < NW ? wv[want] : acc;
+	snprintf(line, sizeof(line), "page-out of %#llx (%llu bytes) issued", (unsigned long long)victim,
+		 (unsigned long long)BUF);
+	if (strstr(text, line) == NULL)
+		print_log(text);
+	ck_assert_msg(strstr(text, line) != NULL, "%s: buffer %d (w[0 .. NW), then acc) was not the victim", policy,
+		      want);
+	snprintf(line, sizeof(line), "victim %#llx: by the plan's next use", (unsigned long long)victim);
+	ck_assert_msg((strstr(text, line) != NULL) == planning, "%s: %s the plan's next use", policy,
+		      planning ? "not by" : "by");
+	free(text);
+	/* Everything comes back exact, the victim included. */
+	weights_step(wv);
+	simtest_expect_floats(acc, NF, 1.0f + NW * (NW + 1) / 2.0f);
+	for (int i = 0; i < NW; i++)
+		simtest_expect_floats(wv[i], NF, (float)(i + 1));
+	simtest_expect_floats(extra, EXTRA / sizeof(float), 100.0f);
+	ck_assert_uint_eq(itest_counters().oom, 0);
+	unlink(log);
+}
+
+START_TEST(test_victim_by_next_use)
+{
+	victim_case("MEMVIRT_POLICY=mmcnn", NW);
+}
+END_TEST
+
+START_TEST(test_victim_lru_without_plan)
+{
+	victim_case("MEMVIRT_POLICY=lru", 0);
+}
+END_TEST
+
 static Suite *plan_suite(void)
 {
 	Suite *s = suite_create("interpose_plan");
@@ -525,6 +617,9 @@ static Suite *plan_suite(void)
 	tcase_add_loop_test(tc, test_planned_paging_keeps_data, 0, 2);
 	tcase_add_test(tc, test_divergent_loop_falls_back);
 	tcase_add_test(tc, test_lru_plans_nothing);
+	tc = simtest_tcase(s, "victim", 120);
+	tcase_add_test(tc, test_victim_by_next_use);
+	tcase_add_test(tc, test_victim_lru_without_plan);
 	tc = simtest_tcase(s, "daemon", 120);
 	tcase_add_test(tc, test_daemon_plan_before_iteration);
 	tcase_add_test(tc, test_daemon_plan_other_iteration_refused);
