@@ -6,6 +6,8 @@
  * superset is safe). A launch of the exec goes through mv_submit as one launch naming the exec's
  * set: every buffer is brought in before it and held until it completes on its stream, and is
  * pageable again after: the graph rule. Nothing is made resident while a capture records.
+ * Stream-ordered allocations during capture are the driver's alloc and free nodes (graph memory):
+ * memvirt does not serve that memory, but charges it against the budget while it is allocated.
  *
  * Where memvirt cannot follow a graph, it falls back and says so once: a node it did not see
  * added (a captured node, say) whose parameters are set in the graph pins what they name for good,
@@ -880,6 +882,8 @@ static void live_put(uint64_t va, uint64_t bytes)
 	live[nlive++] = (struct gmem){va, bytes, 0};
 }
 
+/* Runs on the driver's thread when the stream gets past the launch. It takes mv_lock, which no
+ * thread holds while it waits for the device, so the stream is never held up for long. */
 static void CUDA_CB give_back(void *bytes)
 {
 	mv_uncharge((uint64_t)(uintptr_t)bytes);
