@@ -890,7 +890,9 @@ static void CUDA_CB give_back(void *bytes)
 }
 
 /* After a launch of key on h: what it frees is given back when the stream gets past it, what it
- * keeps stays charged until the app frees it. */
+ * keeps stays charged until the app frees it (a charge an earlier launch left for the same
+ * address is given back: only an exec instantiated to free its allocations at each launch gets
+ * that far). */
 static void gmem_launched(uintptr_t key, CUstream h, int per_thread, uint64_t all, uint64_t kept)
 {
 	uint64_t back = all - kept;
@@ -899,9 +901,9 @@ static void gmem_launched(uintptr_t key, CUstream h, int per_thread, uint64_t al
 
 	pthread_mutex_lock(&gset_lock);
 	for (size_t i = 0; (s = gset_get(key, 0)) != NULL && i < s->nmem; i++) {
-		if (s->mem[i].bytes == 0)
+		if (s->mem[i].bytes == 0 || !s->mem[i].freed)
 			back += live_take(s->mem[i].va);
-		else if (!s->mem[i].freed)
+		if (s->mem[i].bytes != 0 && !s->mem[i].freed)
 			live_put(s->mem[i].va, s->mem[i].bytes);
 	}
 	pthread_mutex_unlock(&gset_lock);
