@@ -1508,10 +1508,11 @@ START_TEST(test_graph_alloc_nodes_need_room)
 END_TEST
 
 /* An allocation the graph keeps stays charged after the launch until the app frees it, outside
- * any graph; the exec cannot be launched again before. */
+ * any graph; the exec cannot be launched again before. memvirt's own buffer cannot be freed by
+ * the graph, and refusing it leaves the capture valid and the buffer whole. */
 START_TEST(test_graph_alloc_outlives_launch)
 {
-	CUdeviceptr t;
+	CUdeviceptr t, own;
 	CUgraph g;
 	CUgraphExec e;
 	CUstream s;
@@ -1519,10 +1520,13 @@ START_TEST(test_graph_alloc_outlives_launch)
 
 	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
 	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	own = alloc_filled(BUF, 4.0f);
 	CHK(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
 	CHK(cuMemAllocAsync(&t, BUF, s));
 	CHK(simtest_fill(t, 7.0f, NF, s));
+	CHK_ERR(cuMemFreeAsync(own, s), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
 	CHK(cuStreamEndCapture(s, &g));
+	simtest_expect_floats(own, NF, 4.0f);
 	CHK(cuGraphInstantiateWithFlags(&e, g, 0));
 	CHK(cuMemGetInfo(&before, &total));
 	for (int k = 0; k < 2; k++) {
