@@ -446,7 +446,19 @@ MV_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
 	if (dptr == 0)
 		return CUDA_SUCCESS;
 	r = mv_capture_probe();
-	return r != CUDA_SUCCESS ? r : release(dptr, NULL);
+	if (r == CUDA_SUCCESS && (r = mv_graph_mem_free(dptr, NULL, 0, 1)) == CUDA_ERROR_NOT_FOUND)
+		r = release(dptr, NULL);
+	return r;
+}
+
+/* During capture the driver records an alloc node: graph memory, which the driver serves and a
+ * launch of the graph charges against the budget (graph.c). */
+static CUresult capture_alloc(CUdeviceptr *dptr, size_t bytes, CUstream h, int per_thread, CUmemoryPool pool)
+{
+	if (pool != NULL)
+		return (per_thread ? mv_real.cuMemAllocFromPoolAsync_ptsz : mv_real.cuMemAllocFromPoolAsync)(dptr, bytes,
+													     pool, h);
+	return (per_thread ? mv_real.cuMemAllocAsync_ptsz : mv_real.cuMemAllocAsync)(dptr, bytes, h);
 }
 
 /* A stream-ordered allocation from pool, or from the device's current pool when pool is NULL:
@@ -456,7 +468,7 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream h, int per
 	if (!serving())
 		return CUDA_ERROR_NOT_INITIALIZED;
 	if (mv_capturing(h, per_thread))
-		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+		return capture_alloc(dptr, bytes, h, per_thread, pool);
 	if (mv_device_init() != CUDA_SUCCESS)
 		return CUDA_ERROR_INVALID_CONTEXT;
 	if (pool == NULL && mv_real.cuDeviceGetMemPool(&pool, mv_dev()->device) != CUDA_SUCCESS)
@@ -498,14 +510,33 @@ MV_EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytes,
 	return alloc_async(dptr, bytes, h, 1, pool);
 }
 
+/* Whether va is the start of one of memvirt's buffers. */
+static int served(CUdeviceptr va)
+{
+	struct mv_buf *b;
+	int yes;
+
+	mv_lock();
+	b = mv_registry_find(va);
+	yes = b != NULL && b->va == va;
+	mv_unlock();
+	return yes;
+}
+
 static CUresult free_async(CUdeviceptr dptr, CUstream h, int per_thread)
 {
 	struct mv_stream *s;
+	CUresult r;
 
 	if (!serving())
 		return CUDA_ERROR_NOT_INITIALIZED;
+	/* During capture the driver records a free node, of graph memory; memvirt's own buffers cannot
+	 * be freed by a graph. */
 	if (mv_capturing(h, per_thread))
-		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+		return served(dptr) ? CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED
+				    : (per_thread ? mv_real.cuMemFreeAsync_ptsz : mv_real.cuMemFreeAsync)(dptr, h);
+	if ((r = mv_graph_mem_free(dptr, h, per_thread, 0)) != CUDA_ERROR_NOT_FOUND)
+		return r;
 	s = mv_stream_get(h, per_thread);
 	if (s == NULL) {
 		/* No room to track the stream: wait for it, then free as if synchronously. */

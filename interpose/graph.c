@@ -6,6 +6,8 @@
  * superset is safe). A launch of the exec goes through mv_submit as one launch naming the exec's
  * set: every buffer is brought in before it and held until it completes on its stream, and is
  * pageable again after: the graph rule. Nothing is made resident while a capture records.
+ * Stream-ordered allocations during capture are the driver's alloc and free nodes (graph memory):
+ * memvirt does not serve that memory, but charges it against the budget while it is allocated.
  *
  * Where memvirt cannot follow a graph, it falls back and says so once: a node it did not see
  * added (a captured node, say) whose parameters are set in the graph pins what they name for good,
@@ -28,12 +30,16 @@
  * buffers are pinned for good and nothing was added since; `embedded`: the graph is a child graph
  * node's own (cuGraphChildGraphNodeGetGraph), whose changes reach a parent memvirt cannot name, so
  * what is added to it is pinned for good instead. */
+struct gmem;
+
 struct gset {
 	uintptr_t key;
 	struct gset *next;
 	uint64_t *va;
 	size_t n, cap;
 	int lost, pinned, embedded;
+	struct gmem *mem; /* an exec's memory nodes (graph memory, below) */
+	size_t nmem;
 };
 
 /* A node added through memvirt, and the graph it is in. */
@@ -139,6 +145,7 @@ static void gset_drop(uintptr_t key)
 		if (s->key == key) {
 			*at = s->next;
 			free(s->va);
+			free(s->mem);
 			free(s);
 			break;
 		}
@@ -751,11 +758,198 @@ MV_EXPORT CUresult cuGraphAddChildGraphNode(CUgraphNode *out, CUgraph g, const C
 	return r;
 }
 
-/* An exec's set starts as its graph's, whatever the driver answers (a superset is safe). */
+/* ---- graph memory ---- */
+
+/* A memory node of an exec: an alloc node's address and bytes (rounded to the granularity, as the
+ * driver backs them), and whether a free node of the same graph frees it; or (bytes 0) a free node
+ * of an allocation another graph made. The driver serves graph memory; memvirt charges it against
+ * the budget while it is allocated: a launch needs room for all its allocations, gives back those
+ * it frees when it completes, and keeps the others charged (in `live`) until the app frees them. */
+struct gmem {
+	uint64_t va, bytes;
+	int freed;
+};
+
+/* Allocations that outlived their launch, still charged. Guarded by gset_lock. */
+static struct gmem *live;
+static size_t nlive, live_cap;
+
+/* Reads an alloc or free node into mem[*m]. */
+static void gmem_node(CUgraphNode node, CUgraphNodeType type, struct gmem *mem, size_t *m)
+{
+	uint64_t gran = mv_dev()->granularity ? mv_dev()->granularity : 1;
+	CUDA_MEM_ALLOC_NODE_PARAMS ap;
+	CUdeviceptr va;
+
+	if (type == CU_GRAPH_NODE_TYPE_MEM_ALLOC && mv_real.cuGraphMemAllocNodeGetParams != NULL &&
+	    mv_real.cuGraphMemAllocNodeGetParams(node, &ap) == CUDA_SUCCESS) {
+		mem[(*m)++] = (struct gmem){ap.dptr, (ap.bytesize + gran - 1) / gran * gran, 0};
+	} else if (type == CU_GRAPH_NODE_TYPE_MEM_FREE && mv_real.cuGraphMemFreeNodeGetParams != NULL &&
+		   mv_real.cuGraphMemFreeNodeGetParams(node, &va) == CUDA_SUCCESS) {
+		for (size_t i = 0; i < *m; i++)
+			if (mem[i].va == va && mem[i].bytes != 0) {
+				mem[i].freed = 1;
+				return;
+			}
+		mem[(*m)++] = (struct gmem){va, 0, 1};
+	}
+}
+
+/* Finds the memory nodes of g (allocations first, then frees) and keeps them as key's. */
+static void gmem_scan(uintptr_t key, CUgraph g)
+{
+	size_t n = 0, m = 0;
+	CUgraphNode *nodes = NULL;
+	CUgraphNodeType *types = NULL;
+	struct gmem *mem = NULL;
+	struct gset *s;
+
+	if (mv_real.cuGraphGetNodes == NULL || mv_real.cuGraphNodeGetType == NULL ||
+	    mv_real.cuGraphGetNodes(g, NULL, &n) != CUDA_SUCCESS || n == 0)
+		return;
+	nodes = calloc(n, sizeof(*nodes));
+	types = calloc(n, sizeof(*types));
+	mem = calloc(n, sizeof(*mem));
+	if (nodes == NULL || types == NULL || mem == NULL) {
+		mv_log(MV_LOG_ERROR, "graph %p: no memory to read its memory nodes; its allocations are not "
+				     "charged against the budget", (void *)g);
+	} else if (mv_real.cuGraphGetNodes(g, nodes, &n) == CUDA_SUCCESS) {
+		for (size_t i = 0; i < n; i++)
+			if (mv_real.cuGraphNodeGetType(nodes[i], &types[i]) != CUDA_SUCCESS)
+				types[i] = CU_GRAPH_NODE_TYPE_EMPTY;
+		for (size_t i = 0; i < n; i++)
+			if (types[i] == CU_GRAPH_NODE_TYPE_MEM_ALLOC)
+				gmem_node(nodes[i], types[i], mem, &m);
+		for (size_t i = 0; i < n; i++)
+			if (types[i] == CU_GRAPH_NODE_TYPE_MEM_FREE)
+				gmem_node(nodes[i], types[i], mem, &m);
+	}
+	free(nodes);
+	free(types);
+	pthread_mutex_lock(&gset_lock);
+	if (m > 0 && (s = gset_get(key, 1)) != NULL) {
+		free(s->mem);
+		s->mem = mem;
+		s->nmem = m;
+		mem = NULL;
+	}
+	pthread_mutex_unlock(&gset_lock);
+	free(mem);
+}
+
+/* The bytes a launch of key allocates, and (*kept) those it does not free. */
+static uint64_t gmem_bytes(uintptr_t key, uint64_t *kept)
+{
+	struct gset *s;
+	uint64_t all = 0;
+
+	*kept = 0;
+	pthread_mutex_lock(&gset_lock);
+	for (size_t i = 0; (s = gset_get(key, 0)) != NULL && i < s->nmem; i++) {
+		all += s->mem[i].bytes;
+		if (!s->mem[i].freed)
+			*kept += s->mem[i].bytes;
+	}
+	pthread_mutex_unlock(&gset_lock);
+	return all;
+}
+
+/* Takes va out of the live allocations: its bytes, 0 when it is none. With gset_lock held. */
+static uint64_t live_take(uint64_t va)
+{
+	for (size_t i = 0; i < nlive; i++)
+		if (live[i].va == va) {
+			uint64_t bytes = live[i].bytes;
+			live[i] = live[--nlive];
+			return bytes;
+		}
+	return 0;
+}
+
+static void live_put(uint64_t va, uint64_t bytes)
+{
+	if (nlive == live_cap) {
+		size_t cap = live_cap ? 2 * live_cap : 16;
+		struct gmem *v = realloc(live, cap * sizeof(*v));
+		if (v == NULL) {
+			mv_log(MV_LOG_ERROR, "graph allocation %#llx: no memory to track it; its %llu bytes stay "
+					     "charged", (unsigned long long)va, (unsigned long long)bytes);
+			return;
+		}
+		live = v;
+		live_cap = cap;
+	}
+	live[nlive++] = (struct gmem){va, bytes, 0};
+}
+
+/* Runs on the driver's thread when the stream gets past the launch. It takes mv_lock, which no
+ * thread holds while it waits for the device, so the stream is never held up for long. */
+static void CUDA_CB give_back(void *bytes)
+{
+	mv_uncharge((uint64_t)(uintptr_t)bytes);
+}
+
+/* After a launch of key on h: what it frees is given back when the stream gets past it, what it
+ * keeps stays charged until the app frees it (a charge an earlier launch left for the same
+ * address is given back: only an exec instantiated to free its allocations at each launch gets
+ * that far). */
+static void gmem_launched(uintptr_t key, CUstream h, int per_thread, uint64_t all, uint64_t kept)
+{
+	uint64_t back = all - kept;
+	struct gset *s;
+	CUresult r = CUDA_ERROR_NOT_SUPPORTED;
+
+	pthread_mutex_lock(&gset_lock);
+	for (size_t i = 0; (s = gset_get(key, 0)) != NULL && i < s->nmem; i++) {
+		if (s->mem[i].bytes == 0 || !s->mem[i].freed)
+			back += live_take(s->mem[i].va);
+		if (s->mem[i].bytes != 0 && !s->mem[i].freed)
+			live_put(s->mem[i].va, s->mem[i].bytes);
+	}
+	pthread_mutex_unlock(&gset_lock);
+	if (back == 0)
+		return;
+	if (mv_real.cuLaunchHostFunc != NULL && mv_real.cuLaunchHostFunc_ptsz != NULL)
+		r = (per_thread ? mv_real.cuLaunchHostFunc_ptsz : mv_real.cuLaunchHostFunc)(h, give_back,
+											     (void *)(uintptr_t)back);
+	if (r != CUDA_SUCCESS) {
+		/* No callback: wait for the launch instead. */
+		mv_real.cuStreamSynchronize(h == NULL && per_thread ? CU_STREAM_PER_THREAD : h);
+		mv_uncharge(back);
+	}
+}
+
+CUresult mv_graph_mem_free(CUdeviceptr va, CUstream h, int per_thread, int sync)
+{
+	uint64_t bytes;
+	CUresult r;
+
+	pthread_mutex_lock(&gset_lock);
+	bytes = live_take(va);
+	pthread_mutex_unlock(&gset_lock);
+	if (bytes == 0)
+		return CUDA_ERROR_NOT_FOUND;
+	if (sync)
+		r = mv_real.cuMemFree_v2(va);
+	else
+		r = (per_thread ? mv_real.cuMemFreeAsync_ptsz : mv_real.cuMemFreeAsync)(va, h);
+	pthread_mutex_lock(&gset_lock);
+	if (r != CUDA_SUCCESS)
+		live_put(va, bytes);
+	pthread_mutex_unlock(&gset_lock);
+	if (r == CUDA_SUCCESS)
+		mv_uncharge(bytes);
+	return r;
+}
+
+/* An exec's set starts as its graph's, whatever the driver answers (a superset is safe), and its
+ * memory nodes are its graph's. */
 static CUresult instantiated(CUgraphExec *e, CUgraph g, CUresult r)
 {
-	if (r == CUDA_SUCCESS && e != NULL)
+	if (r == CUDA_SUCCESS && e != NULL) {
 		gset_merge((uintptr_t)*e, (uintptr_t)g);
+		gmem_scan((uintptr_t)*e, g);
+	}
 	return r;
 }
 
@@ -828,11 +1022,11 @@ static CUresult do_graph_launch(void *arg)
 
 static __thread uint64_t launch_words[MV_MAX_SCAN_WORDS];
 
-/* The bytes of the large buffers the words name, against the budget: a launch that could never
- * fit is refused, naming both. */
-static CUresult check_fits(CUgraphExec e, const uint64_t *words, size_t n)
+/* The bytes of the large buffers the words name, with the bytes the launch allocates, against the
+ * budget: a launch that could never fit is refused, naming them. */
+static CUresult check_fits(CUgraphExec e, const uint64_t *words, size_t n, uint64_t alloc)
 {
-	uint64_t bytes = 0, budget;
+	uint64_t bytes = alloc, budget;
 
 	mv_lock();
 	for (size_t i = 0; i < n; i++) {
@@ -844,9 +1038,32 @@ static CUresult check_fits(CUgraphExec e, const uint64_t *words, size_t n)
 	budget = mv_budget_now();
 	if (bytes <= budget)
 		return CUDA_SUCCESS;
-	mv_log(MV_LOG_ERROR, "graph exec %p names %llu bytes of buffers, more than the budget of %llu bytes: launch refused",
-	       (void *)e, (unsigned long long)bytes, (unsigned long long)budget);
+	mv_log(MV_LOG_ERROR, "graph exec %p names %llu bytes of buffers, more than the budget of %llu bytes less "
+			     "the %llu bytes it allocates: launch refused",
+	       (void *)e, (unsigned long long)(bytes - alloc), (unsigned long long)budget, (unsigned long long)alloc);
 	return CUDA_ERROR_OUT_OF_MEMORY;
+}
+
+/* A launch needs room for what it allocates (nothing while h captures: the launch is recorded,
+ * not run), charged before it and given back as gmem_launched says. */
+static CUresult launch_charged(struct graph_launch_args *a, const uint64_t *words, size_t n)
+{
+	uint64_t kept = 0, all = mv_capturing(a->h, a->per_thread) ? 0 : gmem_bytes((uintptr_t)a->e, &kept);
+	CUresult r = check_fits(a->e, words, n, all);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (all > 0 && (r = mv_make_room(all)) != CUDA_SUCCESS) {
+		mv_log(MV_LOG_ERROR, "graph exec %p allocates %llu bytes, and no room can be made for them: launch "
+				     "refused", (void *)a->e, (unsigned long long)all);
+		return r;
+	}
+	r = mv_submit(a->h, a->per_thread, words, n, do_graph_launch, a, (uintptr_t)a->e);
+	if (all > 0 && r != CUDA_SUCCESS)
+		mv_uncharge(all);
+	else if (all > 0)
+		gmem_launched((uintptr_t)a->e, a->h, a->per_thread, all, kept);
+	return r;
 }
 
 /* One launch naming the exec's set: brought in before it, held until it completes on h. */
@@ -868,11 +1085,9 @@ static CUresult graph_launch(CUgraphExec e, CUstream h, int per_thread)
 		fallback_once(&said_many, "a graph exec names more buffers than one launch can hold: they are "
 					  "pinned for good");
 		r = pinned ? CUDA_SUCCESS : pin_set((uintptr_t)e, n);
-		return r != CUDA_SUCCESS ? r : mv_submit(h, per_thread, NULL, 0, do_graph_launch, &a, (uintptr_t)e);
+		return r != CUDA_SUCCESS ? r : launch_charged(&a, NULL, 0);
 	}
-	if ((r = check_fits(e, launch_words, n)) != CUDA_SUCCESS)
-		return r;
-	return mv_submit(h, per_thread, launch_words, n, do_graph_launch, &a, (uintptr_t)e);
+	return launch_charged(&a, launch_words, n);
 }
 
 MV_EXPORT CUresult cuGraphLaunch(CUgraphExec e, CUstream h)

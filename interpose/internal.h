@@ -207,6 +207,9 @@ uintptr_t mv_capture_key(CUstream h, int per_thread);
 /* A submission on a capturing stream: graph.c adds the buffers the words name to the capture's
  * set, and nothing is made resident (nothing runs until the graph is launched). */
 void mv_graph_capture_add(CUstream h, int per_thread, const uint64_t *words, size_t n);
+/* Frees va when it is a graph allocation a launch left charged (cuMemFree when sync, else
+ * cuMemFreeAsync on h) and gives its bytes back; CUDA_ERROR_NOT_FOUND when it is none. */
+CUresult mv_graph_mem_free(CUdeviceptr va, CUstream h, int per_thread, int sync);
 int mv_capturing(CUstream h, int per_thread);
 /* The capture-mode rules forbid cuMemAlloc and cuMemFree on some threads while a capture runs
  * (cuThreadExchangeStreamCaptureMode), and a forbidden call invalidates the capture. memvirt serves

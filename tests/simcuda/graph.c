@@ -1,9 +1,16 @@
-/* Graphs: stream capture, which records launches instead of running them, and explicit
- * construction of kernel, memcpy, memset, child-graph and empty nodes. An instantiated graph runs its
+/* Graphs: stream capture, which records launches (and stream-ordered allocations and frees, as
+ * alloc and free nodes) instead of running them, and explicit construction of kernel, memcpy,
+ * memset, alloc, free, child-graph and empty nodes. An instantiated graph runs its
  * nodes one after another on the stream it is launched on, in the order they were added, which every
  * dependency allows since a node can only depend on nodes added before it. Each node's ranges are
  * checked when it runs, as any kernel's, copy's or memset's are. Copies, memsets, events and host
- * functions are refused during capture. */
+ * functions are refused during capture.
+ *
+ * An alloc node's address is reserved when the node is made and fixed for its life (mem.c). A
+ * launch allocates it (charging the device) and its pages are mapped when the stream reaches the
+ * node; a free node, cuMemFreeAsync or cuMemFree frees it. A launch of an exec whose allocation
+ * from an earlier launch is still allocated is refused with CUDA_ERROR_INVALID_VALUE, as the
+ * driver refuses it without CUDA_GRAPH_INSTANTIATE_FLAG_AUTO_FREE_ON_LAUNCH. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -11,7 +18,7 @@
 
 #include "tests/simcuda/internal.h"
 
-enum gnode_kind { GN_KERNEL, GN_COPY, GN_MEMSET, GN_CHILD, GN_EMPTY };
+enum gnode_kind { GN_KERNEL, GN_COPY, GN_MEMSET, GN_CHILD, GN_EMPTY, GN_MALLOC, GN_MFREE };
 
 struct sim_graph;
 
@@ -20,7 +27,10 @@ struct sim_gnode {
 	enum gnode_kind kind;
 	struct sim_graph *owner;
 	struct sim_graph *child; /* GN_CHILD: the graph's own clone of the child */
-	struct sim_op op;        /* GN_KERNEL, GN_COPY, GN_MEMSET: what one launch runs */
+	struct sim_op op;        /* GN_KERNEL, GN_COPY, GN_MEMSET: what one launch runs; GN_MALLOC,
+				  * GN_MFREE: the map or unmap of the address (op.u.f.dptr) */
+	uint64_t bytes;          /* GN_MALLOC: the size asked for, on device dev */
+	int dev;
 };
 
 struct sim_graph {
@@ -49,6 +59,8 @@ static void node_free(struct sim_gnode *nd)
 {
 	if (nd->child != NULL)
 		graph_free(nd->child);
+	if (nd->kind == GN_MALLOC)
+		sim_galloc_ref(nd->op.u.f.dptr, -1);
 	nd->magic = SIM_MAGIC_DEAD;
 	sim_retire(nd);
 }
@@ -128,6 +140,48 @@ CUresult sim_graph_capture_kernel(struct sim_stream *s, struct sim_op *op)
 		op_copy(&nd->op, op);
 	free(op);
 	return r;
+}
+
+/* Appends an alloc node for a new graph allocation of bytes on dev, or (bytes 0) a free node of
+ * *va, which must be a graph allocation's. */
+static CUresult add_mem_node(struct sim_graph *g, uint64_t bytes, int dev, uint64_t *va, struct sim_gnode **out)
+{
+	struct sim_gnode *nd;
+	CUresult r;
+
+	if (bytes == 0 && !sim_galloc_is(*va))
+		return CUDA_ERROR_INVALID_VALUE;
+	if (bytes != 0 && (r = sim_galloc_new(bytes, dev, va)) != CUDA_SUCCESS)
+		return r;
+	r = graph_append(g, bytes != 0 ? GN_MALLOC : GN_MFREE, &nd);
+	if (r != CUDA_SUCCESS) {
+		if (bytes != 0)
+			sim_galloc_ref(*va, -1);
+		return r;
+	}
+	nd->op.kind = bytes != 0 ? SIM_OP_GMAP : SIM_OP_GUNMAP;
+	nd->op.u.f.dptr = *va;
+	nd->bytes = bytes;
+	nd->dev = dev;
+	*out = nd;
+	return CUDA_SUCCESS;
+}
+
+CUresult sim_graph_capture_mem(struct sim_stream *s, uint64_t bytes, int dev, uint64_t *va)
+{
+	struct sim_gnode *nd;
+
+	return add_mem_node(s->capture, bytes, dev, va, &nd);
+}
+
+/* Whether a graph has alloc or free nodes, which the driver does not clone into a child node. */
+static int has_mem_nodes(const struct sim_graph *g)
+{
+	for (size_t i = 0; i < g->n; i++)
+		if (g->nodes[i]->kind == GN_MALLOC || g->nodes[i]->kind == GN_MFREE ||
+		    (g->nodes[i]->child != NULL && has_mem_nodes(g->nodes[i]->child)))
+			return 1;
+	return 0;
 }
 
 /* Deep copy, for a child graph node: later changes to the child do not reach the parent. */
@@ -346,6 +400,9 @@ SIM_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec *pe, CUgraph hg, uns
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
 	e->n = flatten(g, e->items, 1);
+	for (size_t i = 0; i < e->n; i++)
+		if (e->items[i].kind == GN_MALLOC)
+			sim_galloc_ref(e->items[i].op.u.f.dptr, 1);
 	e->magic = SIM_MAGIC_EXEC;
 	*pe = (CUgraphExec)e;
 	return CUDA_SUCCESS;
@@ -368,11 +425,40 @@ static CUresult submit_item(struct sim_stream *s, const struct sim_op *t)
 	case SIM_OP_COPY:
 		sim_copy_submit(s, op);
 		break;
+	case SIM_OP_GMAP:
+	case SIM_OP_GUNMAP:
+		sim_stream_submit(s, op, SIM_ENGINE_COMPUTE, 0);
+		break;
 	default:
 		sim_stream_submit(s, op, SIM_ENGINE_COMPUTE, sim_cost_kernel_ns(0, (double)t->u.m.n * t->u.m.elem));
 		break;
 	}
 	return CUDA_SUCCESS;
+}
+
+static int mem_item(const struct exec_item *it)
+{
+	return it->kind == GN_MALLOC || it->kind == GN_MFREE;
+}
+
+/* A launch allocates and frees its graph allocations in node order, as the calls order them; on a
+ * refusal (one still allocated from an earlier launch, one not allocated, no room) it undoes what
+ * it did. */
+static CUresult exec_mem_apply(const struct sim_exec *e)
+{
+	size_t i;
+	CUresult r = CUDA_SUCCESS;
+
+	pthread_mutex_lock(&sim_mem_lock);
+	for (i = 0; i < e->n && r == CUDA_SUCCESS; i++)
+		if (mem_item(&e->items[i]))
+			r = sim_galloc_state(e->items[i].op.u.f.dptr, e->items[i].kind == GN_MALLOC);
+	if (r != CUDA_SUCCESS)
+		for (i--; i-- > 0;)
+			if (mem_item(&e->items[i]))
+				sim_galloc_state(e->items[i].op.u.f.dptr, e->items[i].kind != GN_MALLOC);
+	pthread_mutex_unlock(&sim_mem_lock);
+	return r;
 }
 
 static CUresult graph_launch(CUgraphExec he, CUstream h, int per_thread)
@@ -387,6 +473,7 @@ static CUresult graph_launch(CUgraphExec he, CUstream h, int per_thread)
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (s->capture != NULL)
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	r = exec_mem_apply(e);
 	for (size_t i = 0; i < e->n && r == CUDA_SUCCESS; i++)
 		r = submit_item(s, &e->items[i].op);
 	return r;
@@ -412,6 +499,9 @@ SIM_EXPORT CUresult cuGraphExecDestroy(CUgraphExec he)
 	if (e == NULL || e->magic != SIM_MAGIC_EXEC)
 		return CUDA_ERROR_INVALID_HANDLE;
 	e->magic = SIM_MAGIC_DEAD;
+	for (size_t i = 0; i < e->n; i++)
+		if (e->items[i].kind == GN_MALLOC)
+			sim_galloc_ref(e->items[i].op.u.f.dptr, -1);
 	free(e->items);
 	sim_retire(e);
 	return CUDA_SUCCESS;
@@ -648,6 +738,9 @@ SIM_EXPORT CUresult cuGraphAddChildGraphNode(CUgraphNode *out, CUgraph hg, const
 		return r;
 	if (c == NULL || c == g)
 		return CUDA_ERROR_INVALID_VALUE;
+	/* Moving a graph with memory nodes into its parent is not modelled. */
+	if (has_mem_nodes(c))
+		return CUDA_ERROR_NOT_SUPPORTED;
 	clone = graph_clone(c);
 	if (clone == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
@@ -773,6 +866,8 @@ static CUgraphExecUpdateResult update_match(const struct sim_exec *e, const stru
 			return CU_GRAPH_EXEC_UPDATE_ERROR_NODE_TYPE_CHANGED;
 		if (items[i].kind == GN_COPY && items[i].op.u.c.dir != e->items[i].op.u.c.dir)
 			return CU_GRAPH_EXEC_UPDATE_ERROR_PARAMETERS_CHANGED;
+		if (mem_item(&items[i]) && items[i].op.u.f.dptr != e->items[i].op.u.f.dptr)
+			return CU_GRAPH_EXEC_UPDATE_ERROR_PARAMETERS_CHANGED;
 	}
 	return CU_GRAPH_EXEC_UPDATE_SUCCESS;
 }
@@ -834,4 +929,102 @@ SIM_EXPORT CUresult cuStreamBeginCaptureToGraph_ptsz(CUstream h, CUgraph hg, con
 {
 	(void)edges;
 	return begin_capture_to_graph(h, hg, deps, ndeps, mode, 1);
+}
+
+/* ---- memory nodes ---- */
+
+/* Device memory of a device, as a pool's properties name it; IPC handle types are refused. */
+static CUresult alloc_props_check(const CUDA_MEM_ALLOC_NODE_PARAMS *p)
+{
+	const CUmemPoolProps *pp = &p->poolProps;
+
+	if (p->bytesize == 0 || pp->allocType != CU_MEM_ALLOCATION_TYPE_PINNED ||
+	    pp->handleTypes != CU_MEM_HANDLE_TYPE_NONE || pp->location.type != CU_MEM_LOCATION_TYPE_DEVICE ||
+	    (p->accessDescCount > 0 && p->accessDescs == NULL))
+		return CUDA_ERROR_INVALID_VALUE;
+	return sim_dev_check(pp->location.id) == CUDA_SUCCESS ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+}
+
+SIM_EXPORT CUresult cuGraphAddMemAllocNode(CUgraphNode *out, CUgraph hg, const CUgraphNode *deps, size_t ndeps,
+					   CUDA_MEM_ALLOC_NODE_PARAMS *p)
+{
+	struct sim_graph *g;
+	struct sim_gnode *nd;
+	uint64_t va;
+	CUresult r = add_check(out, hg, deps, ndeps, &g);
+
+	if (r == CUDA_SUCCESS)
+		r = p == NULL ? CUDA_ERROR_INVALID_VALUE : alloc_props_check(p);
+	if (r == CUDA_SUCCESS)
+		r = add_mem_node(g, p->bytesize, p->poolProps.location.id, &va, &nd);
+	if (r != CUDA_SUCCESS)
+		return r;
+	p->dptr = va;
+	*out = (CUgraphNode)nd;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuGraphAddMemFreeNode(CUgraphNode *out, CUgraph hg, const CUgraphNode *deps, size_t ndeps,
+					  CUdeviceptr dptr)
+{
+	struct sim_graph *g;
+	struct sim_gnode *nd;
+	uint64_t va = dptr;
+	CUresult r = add_check(out, hg, deps, ndeps, &g);
+
+	if (r == CUDA_SUCCESS)
+		r = add_mem_node(g, 0, 0, &va, &nd);
+	if (r == CUDA_SUCCESS)
+		*out = (CUgraphNode)nd;
+	return r;
+}
+
+SIM_EXPORT CUresult cuGraphMemAllocNodeGetParams(CUgraphNode h, CUDA_MEM_ALLOC_NODE_PARAMS *p)
+{
+	const struct sim_gnode *nd = node_kind(h, GN_MALLOC);
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (nd == NULL || p == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	memset(p, 0, sizeof(*p));
+	p->poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+	p->poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	p->poolProps.location.id = nd->dev;
+	p->bytesize = nd->bytes;
+	p->dptr = nd->op.u.f.dptr;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuGraphMemFreeNodeGetParams(CUgraphNode h, CUdeviceptr *dptr)
+{
+	const struct sim_gnode *nd = node_kind(h, GN_MFREE);
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (nd == NULL || dptr == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	*dptr = nd->op.u.f.dptr;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuGraphNodeGetType(CUgraphNode h, CUgraphNodeType *type)
+{
+	static const CUgraphNodeType types[] = {
+		[GN_KERNEL] = CU_GRAPH_NODE_TYPE_KERNEL, [GN_COPY] = CU_GRAPH_NODE_TYPE_MEMCPY,
+		[GN_MEMSET] = CU_GRAPH_NODE_TYPE_MEMSET, [GN_CHILD] = CU_GRAPH_NODE_TYPE_GRAPH,
+		[GN_EMPTY] = CU_GRAPH_NODE_TYPE_EMPTY,   [GN_MALLOC] = CU_GRAPH_NODE_TYPE_MEM_ALLOC,
+		[GN_MFREE] = CU_GRAPH_NODE_TYPE_MEM_FREE,
+	};
+	const struct sim_gnode *nd = node_of(h);
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (nd == NULL || type == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	*type = types[nd->kind];
+	return CUDA_SUCCESS;
 }

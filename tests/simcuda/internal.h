@@ -121,6 +121,7 @@ struct sim_phys {
 	int memfd;              /* once exported by cuIpcGetMemHandle: the memfd bytes live in; else -1 */
 	int imported;           /* another process's memory, opened or imported: never charged */
 	unsigned handle_types;  /* cuMemCreate's requestedHandleTypes */
+	int uncounted;          /* a graph allocation's pages: the allocation carries the charge */
 };
 
 /* The lock over every memory table below: reservations, mappings, allocations, pinned host ranges,
@@ -199,9 +200,26 @@ int sim_ptr_describe(uint64_t addr, struct sim_ptr *info);
 /* Device dev's default memory pool. */
 CUmemoryPool sim_default_pool(int dev);
 
+/* Graph allocations (the ranges of alloc nodes, mem.c). sim_galloc_new reserves a range of size
+ * bytes for device dev, named once (by its node); sim_galloc_ref adds or drops a name (a node, an
+ * exec). sim_galloc_is: whether va starts one. sim_galloc_state allocates (alloc 1) or frees (0)
+ * it as the calls order it, charging the device: CUDA_ERROR_INVALID_VALUE when it already is (or
+ * is not) allocated, CUDA_ERROR_OUT_OF_MEMORY when the device has no room; callers hold
+ * sim_mem_lock. sim_galloc_map maps (1) or unmaps (0) its pages when a stream reaches the
+ * allocation or its free. */
+CUresult sim_galloc_new(uint64_t size, int dev, uint64_t *va);
+void sim_galloc_ref(uint64_t va, int delta);
+int sim_galloc_is(uint64_t va);
+CUresult sim_galloc_state(uint64_t va, int alloc);
+void sim_galloc_map(uint64_t va, int map);
+
 /* ---- streams and the virtual clock (stream.c) ---- */
 
-enum sim_op_kind { SIM_OP_KERNEL, SIM_OP_COPY, SIM_OP_MEMSET, SIM_OP_HOSTFN, SIM_OP_FREE, SIM_OP_NOP, SIM_OP_IPCEV };
+/* SIM_OP_GMAP and SIM_OP_GUNMAP map and unmap a graph allocation's pages (u.f.dptr). */
+enum sim_op_kind {
+	SIM_OP_KERNEL, SIM_OP_COPY, SIM_OP_MEMSET, SIM_OP_HOSTFN, SIM_OP_FREE, SIM_OP_NOP, SIM_OP_IPCEV,
+	SIM_OP_GMAP, SIM_OP_GUNMAP,
+};
 
 struct sim_ipc_event;
 
@@ -341,6 +359,9 @@ void sim_global_free(uint64_t *slot);
 
 /* Capture (graph.c): records a kernel op into the capturing graph instead of running it. */
 CUresult sim_graph_capture_kernel(struct sim_stream *s, struct sim_op *op);
+/* Records a stream-ordered allocation of bytes on device dev (*va gets its address) or a free of
+ * va (bytes 0) as an alloc or free node of s's capture. */
+CUresult sim_graph_capture_mem(struct sim_stream *s, uint64_t bytes, int dev, uint64_t *va);
 
 /* Copies and memsets (copy.c, copy2d.c). sim_copy_check answers CUDA_ERROR_INVALID_VALUE when a
  * side the direction puts on the device is not device memory; the enqueue calls queue one plain copy

@@ -290,13 +290,16 @@ void sim_va_free(uint64_t addr, uint64_t size)
 
 /* ---- physical memory ---- */
 
-CUresult sim_phys_create(uint64_t size, int host_located, int dev, struct sim_phys **out)
+/* counted: charged against dev's capacity here (a graph allocation's pages are charged by the
+ * allocation instead). */
+static CUresult phys_make(uint64_t size, int host_located, int dev, int counted, struct sim_phys **out)
 {
 	struct sim_phys *p;
 
 	if (host_located)
 		dev = 0;
-	if (!host_located && size > sim_cfg.capacity - dev_used[dev])
+	counted = counted && !host_located;
+	if (counted && size > sim_cfg.capacity - dev_used[dev])
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	p = calloc(1, sizeof(*p));
 	if (p == NULL)
@@ -308,6 +311,7 @@ CUresult sim_phys_create(uint64_t size, int host_located, int dev, struct sim_ph
 	p->dev = dev;
 	p->numa = -1;
 	p->memfd = -1;
+	p->uncounted = !counted && !host_located;
 	if (!sim_cfg.model_only) {
 		p->bytes = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 		if (p->bytes == MAP_FAILED) {
@@ -315,7 +319,7 @@ CUresult sim_phys_create(uint64_t size, int host_located, int dev, struct sim_ph
 			return CUDA_ERROR_OUT_OF_MEMORY;
 		}
 	}
-	if (!host_located) {
+	if (counted) {
 		dev_used[dev] += size;
 		used_bytes += size;
 		if (used_bytes > peak_bytes)
@@ -323,6 +327,11 @@ CUresult sim_phys_create(uint64_t size, int host_located, int dev, struct sim_ph
 	}
 	*out = p;
 	return CUDA_SUCCESS;
+}
+
+CUresult sim_phys_create(uint64_t size, int host_located, int dev, struct sim_phys **out)
+{
+	return phys_make(size, host_located, dev, 1, out);
 }
 
 /* Frees a physical allocation once neither a handle nor a mapping refers to it. */
@@ -334,7 +343,7 @@ void sim_phys_put(struct sim_phys *p)
 		munmap(p->bytes, p->size);
 	if (p->memfd >= 0)
 		close(p->memfd);
-	if (!p->host_located && !p->imported) {
+	if (!p->host_located && !p->imported && !p->uncounted) {
 		dev_used[p->dev] -= p->size;
 		used_bytes -= p->size;
 	}
@@ -624,13 +633,15 @@ int sim_alloc_lookup(uint64_t addr, uint64_t *vsize, struct sim_phys **phys)
 	return 0;
 }
 
+static CUresult galloc_free_now(uint64_t va);
+
 CUresult sim_alloc_free(uint64_t dptr)
 {
 	ssize_t i = vec_find(&allocs, dptr);
 	struct alloc a;
 
 	if (i < 0 || ((struct alloc *)vec_at(&allocs, (size_t)i))->va != dptr)
-		return CUDA_ERROR_INVALID_VALUE;
+		return galloc_free_now(dptr);
 	a = *(struct alloc *)vec_at(&allocs, (size_t)i);
 	vec_remove(&allocs, (size_t)i);
 	if (a.pool)
@@ -1102,8 +1113,13 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream hs, int pe
 		return r;
 	if (dptr == NULL || bytes == 0)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (s->capture != NULL)
-		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	/* During capture the allocation becomes an alloc node of the graph. */
+	if (s->capture != NULL) {
+		r = sim_graph_capture_mem(s, bytes, pool != NULL ? pool->dev : sim_ctx_current()->dev, &va);
+		if (r == CUDA_SUCCESS)
+			*dptr = va;
+		return r;
+	}
 	pthread_mutex_lock(&sim_mem_lock);
 	r = alloc_new_on(bytes, pool != NULL ? pool->dev : sim_ctx_current()->dev, &va);
 	if (r == CUDA_SUCCESS) {
@@ -1152,20 +1168,28 @@ static CUresult free_async(CUdeviceptr dptr, CUstream hs, int per_thread)
 	struct sim_stream *s;
 	struct sim_op *op;
 	CUresult r = sim_enter_stream(hs, per_thread, &s);
+	int gunmap = 0;
 	ssize_t i;
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (s->capture != NULL)
-		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	/* During capture the free becomes a free node, of memory an alloc node gave. */
+	if (s->capture != NULL) {
+		uint64_t va = dptr;
+		return sim_graph_capture_mem(s, 0, 0, &va);
+	}
 	pthread_mutex_lock(&sim_mem_lock);
 	i = vec_find(&allocs, dptr);
-	if (i < 0 || ((struct alloc *)vec_at(&allocs, (size_t)i))->va != dptr)
-		r = CUDA_ERROR_INVALID_VALUE;
+	if (i < 0 || ((struct alloc *)vec_at(&allocs, (size_t)i))->va != dptr) {
+		/* A graph allocation is freed now as the calls order it, its pages when the stream
+		 * gets there. */
+		r = sim_galloc_state(dptr, 0);
+		gunmap = r == CUDA_SUCCESS;
+	}
 	pthread_mutex_unlock(&sim_mem_lock);
 	if (r != CUDA_SUCCESS)
 		return r;
-	op = sim_op_new(SIM_OP_FREE);
+	op = sim_op_new(gunmap ? SIM_OP_GUNMAP : SIM_OP_FREE);
 	if (op == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	op->u.f.dptr = dptr;
@@ -1181,6 +1205,148 @@ SIM_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream hs)
 SIM_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream hs)
 {
 	return free_async(dptr, hs, 1);
+}
+
+/* ---- graph allocations ---- */
+
+/* An alloc node's range, reserved when the node is made and kept while a node or an exec names it,
+ * it is allocated or its pages are mapped. `live` follows the calls (a launch of its graph
+ * allocates it; a free node's launch, cuMemFreeAsync or cuMemFree frees it) and carries the
+ * capacity charge; the pages are mapped when the stream reaches the allocation and unmapped when
+ * it reaches the free, so a kernel touching the range outside that span faults. Guarded by
+ * sim_mem_lock. */
+struct galloc {
+	uint64_t va, vsize, size;
+	int dev, refs, live;
+};
+
+static struct vec gallocs = {.esz = sizeof(struct galloc)};
+
+static ssize_t galloc_index(uint64_t va)
+{
+	ssize_t i = vec_find(&gallocs, va);
+
+	return i >= 0 && ((struct galloc *)vec_at(&gallocs, (size_t)i))->va == va ? i : -1;
+}
+
+CUresult sim_galloc_new(uint64_t size, int dev, uint64_t *va)
+{
+	struct galloc g = {.vsize = (size + 4095) & ~4095ull, .size = size, .dev = dev, .refs = 1};
+	CUresult r = CUDA_SUCCESS;
+
+	if (size == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&sim_mem_lock);
+	if (sim_va_alloc(g.vsize, g.vsize >= SIM_GRANULARITY ? SIM_GRANULARITY : 4096, 0, &g.va) != 0) {
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+	} else if (vec_insert(&gallocs, &g) != 0) {
+		sim_va_free(g.va, g.vsize);
+		r = CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	pthread_mutex_unlock(&sim_mem_lock);
+	if (r == CUDA_SUCCESS)
+		*va = g.va;
+	return r;
+}
+
+/* The range goes once nothing names it, it is not allocated and its pages are gone. Callers hold
+ * sim_mem_lock. */
+static void galloc_settle(ssize_t i)
+{
+	struct galloc *g;
+
+	if (i < 0)
+		return;
+	g = vec_at(&gallocs, (size_t)i);
+	if (g->refs > 0 || g->live || sim_map_find(g->va) != NULL)
+		return;
+	sim_va_free(g->va, g->vsize);
+	vec_remove(&gallocs, (size_t)i);
+}
+
+void sim_galloc_ref(uint64_t va, int delta)
+{
+	ssize_t i;
+
+	pthread_mutex_lock(&sim_mem_lock);
+	if ((i = galloc_index(va)) >= 0) {
+		((struct galloc *)vec_at(&gallocs, (size_t)i))->refs += delta;
+		galloc_settle(i);
+	}
+	pthread_mutex_unlock(&sim_mem_lock);
+}
+
+int sim_galloc_is(uint64_t va)
+{
+	ssize_t i;
+
+	pthread_mutex_lock(&sim_mem_lock);
+	i = galloc_index(va);
+	pthread_mutex_unlock(&sim_mem_lock);
+	return i >= 0;
+}
+
+CUresult sim_galloc_state(uint64_t va, int alloc)
+{
+	ssize_t i = galloc_index(va);
+	struct galloc *g;
+
+	if (i < 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	g = vec_at(&gallocs, (size_t)i);
+	if (g->live == alloc)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (alloc && g->vsize > sim_cfg.capacity - dev_used[g->dev])
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	g->live = alloc;
+	if (alloc) {
+		dev_used[g->dev] += g->vsize;
+		used_bytes += g->vsize;
+		if (used_bytes > peak_bytes)
+			peak_bytes = used_bytes;
+	} else {
+		dev_used[g->dev] -= g->vsize;
+		used_bytes -= g->vsize;
+	}
+	return CUDA_SUCCESS;
+}
+
+void sim_galloc_map(uint64_t va, int map)
+{
+	ssize_t i;
+	struct galloc *g;
+	struct sim_phys *p;
+
+	pthread_mutex_lock(&sim_mem_lock);
+	if ((i = galloc_index(va)) >= 0) {
+		g = vec_at(&gallocs, (size_t)i);
+		if (!map) {
+			if (sim_map_find(g->va) != NULL)
+				sim_map_remove(g->va, g->vsize);
+			galloc_settle(i);
+		} else if (sim_map_find(g->va) == NULL && phys_make(g->vsize, 0, g->dev, 0, &p) == CUDA_SUCCESS) {
+			if (sim_map_insert(g->va, g->vsize, p, 0) == CUDA_SUCCESS)
+				sim_map_set_access(g->va, g->vsize, 3);
+			else
+				sim_phys_put(p);
+		}
+	}
+	pthread_mutex_unlock(&sim_mem_lock);
+}
+
+/* cuMemFree of a graph allocation, the device idle: freed and unmapped at once. Callers hold
+ * sim_mem_lock. */
+static CUresult galloc_free_now(uint64_t va)
+{
+	CUresult r = sim_galloc_state(va, 0);
+	ssize_t i = galloc_index(va);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (sim_map_find(va) != NULL)
+		sim_map_remove(va, ((struct galloc *)vec_at(&gallocs, (size_t)i))->vsize);
+	galloc_settle(i);
+	return CUDA_SUCCESS;
 }
 
 /* ---- what an address is, for the pointer attributes (pointer.c) ---- */

@@ -182,6 +182,10 @@ static CUresult exec_op(struct sim_stream *s, struct sim_op *op)
 		sim_alloc_free(op->u.f.dptr);
 		pthread_mutex_unlock(&sim_mem_lock);
 		break;
+	case SIM_OP_GMAP:
+	case SIM_OP_GUNMAP:
+		sim_galloc_map(op->u.f.dptr, op->kind == SIM_OP_GMAP);
+		break;
 	case SIM_OP_NOP:
 	case SIM_OP_IPCEV:
 		break;

@@ -1407,6 +1407,150 @@ START_TEST(test_graph_over_budget_refused)
 }
 END_TEST
 
+/* Captures alloc t; t = 1 + 2 p[2]; p[1] += t; free t on s (alloc, kernel, kernel, kernel, free). */
+static CUgraphExec capture_alloc_graph(CUstream s, const CUdeviceptr *p, CUdeviceptr *t)
+{
+	CUgraph g;
+	CUgraphExec e;
+
+	CHK(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(cuMemAllocAsync(t, BUF, s));
+	CHK(simtest_fill(*t, 1.0f, NF, s));
+	CHK(simtest_axpy(*t, p[2], 2.0f, NF, s));
+	CHK(simtest_axpy(p[1], *t, 1.0f, NF, s));
+	CHK(cuMemFreeAsync(*t, s));
+	CHK(cuStreamEndCapture(s, &g));
+	CHK(cuGraphInstantiateWithFlags(&e, g, 0));
+	CHK(cuGraphDestroy(g));
+	return e;
+}
+
+/* A graph that allocates and frees inside, launched again and again under a budget that pages the
+ * other buffers out between launches: every result exact, and the allocation charged only while
+ * the graph runs (memvirt's free bytes are the same after every launch as before the first). */
+START_TEST(test_graph_alloc_nodes_page)
+{
+	CUdeviceptr p[8], t;
+	CUgraphExec e;
+	CUstream s;
+	float others[5] = {3, 4, 5, 6, 7};
+	uint64_t outs;
+
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	for (int i = 0; i < 8; i++)
+		p[i] = alloc_filled(BUF, (float)i);
+	e = capture_alloc_graph(s, p, &t);
+	outs = itest_counters().page_outs;
+	for (int k = 1; k <= 4; k++) {
+		/* p[3..7] in use: p[1] and p[2] go out, and the launch brings them back. */
+		touch(p + 3, others, 5);
+		CHK(cuGraphLaunch(e, s));
+		CHK(cuStreamSynchronize(s));
+		simtest_expect_floats(p[1], NF, 1.0f + 5.0f * (float)k);
+		simtest_expect_floats(p[2], NF, 2.0f);
+	}
+	ck_assert_uint_gt(itest_counters().page_outs, outs);
+	for (int i = 3; i < 8; i++)
+		simtest_expect_floats(p[i], NF, (float)i);
+	/* Freed inside the graph, its memory is gone after the launch. */
+	CHK(simtest_fill(t, 1.0f, NF, s));
+	CHK_ERR(cuStreamSynchronize(s), CUDA_ERROR_ILLEGAL_ADDRESS);
+}
+END_TEST
+
+/* What a graph allocates counts against the room its launch needs: four buffers and one
+ * allocation fit the budget, four buffers and three allocations do not, and that launch is
+ * refused with one line naming the bytes, touching nothing. */
+START_TEST(test_graph_alloc_nodes_need_room)
+{
+	CUdeviceptr p[4], t[3];
+	CUgraph g;
+	CUgraphExec small, big;
+	CUstream s;
+	char log[PATH_MAX];
+	char *text;
+
+	itest_tmpfile(log, sizeof(log), "gmem-log");
+	ck_assert_int_eq(setenv("MEMVIRT_LOG_FILE", log, 1), 0);
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF, "MEMVIRT_LOG=warn", "MEMVIRT_DAEMON=off");
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	for (int i = 0; i < 4; i++)
+		p[i] = alloc_filled(BUF, (float)i);
+	for (int n = 1; n <= 3; n += 2) {
+		CHK(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+		for (int i = 0; i < n; i++)
+			CHK(cuMemAllocAsync(&t[i], BUF, s));
+		CHK(simtest_axpy(p[1], p[0], 1.0f, NF, s));
+		CHK(simtest_axpy(p[3], p[2], 1.0f, NF, s));
+		CHK(simtest_fill(t[0], 1.0f, NF, s));
+		for (int i = 0; i < n; i++)
+			CHK(cuMemFreeAsync(t[i], s));
+		CHK(cuStreamEndCapture(s, &g));
+		CHK(cuGraphInstantiateWithFlags(n == 1 ? &small : &big, g, 0));
+		CHK(cuGraphDestroy(g));
+	}
+	CHK(cuGraphLaunch(small, s));
+	CHK(cuStreamSynchronize(s));
+	CHK_ERR(cuGraphLaunch(big, s), CUDA_ERROR_OUT_OF_MEMORY);
+	CHK(cuStreamSynchronize(s));
+	CHK(cuGraphLaunch(small, s));
+	CHK(cuStreamSynchronize(s));
+	for (int i = 0; i < 4; i++)
+		simtest_expect_floats(p[i], NF, i == 3 ? 7.0f : (float)i);
+	text = itest_slurp(log);
+	unlink(log);
+	ck_assert_msg(strstr(text, "names 262144 bytes of buffers, more than the budget of 393216 bytes less the "
+				   "196608 bytes it allocates") != NULL,
+		      "no line names the graph's allocation: %.400s", text);
+	free(text);
+}
+END_TEST
+
+/* An allocation the graph keeps stays charged after the launch until the app frees it, outside
+ * any graph; the exec cannot be launched again before. memvirt's own buffer cannot be freed by
+ * the graph, and refusing it leaves the capture valid and the buffer whole. */
+START_TEST(test_graph_alloc_outlives_launch)
+{
+	CUdeviceptr t, own;
+	CUgraph g;
+	CUgraphExec e;
+	CUstream s;
+	size_t before, now, total;
+
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	own = alloc_filled(BUF, 4.0f);
+	CHK(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(cuMemAllocAsync(&t, BUF, s));
+	CHK(simtest_fill(t, 7.0f, NF, s));
+	CHK_ERR(cuMemFreeAsync(own, s), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+	CHK(cuStreamEndCapture(s, &g));
+	simtest_expect_floats(own, NF, 4.0f);
+	CHK(cuGraphInstantiateWithFlags(&e, g, 0));
+	CHK(cuMemGetInfo(&before, &total));
+	for (int k = 0; k < 2; k++) {
+		CHK(cuGraphLaunch(e, s));
+		CHK(cuStreamSynchronize(s));
+		simtest_expect_floats(t, NF, 7.0f);
+		CHK(cuMemGetInfo(&now, &total));
+		ck_assert_uint_eq(now, before - BUF);
+		CHK_ERR(cuGraphLaunch(e, s), CUDA_ERROR_INVALID_VALUE);
+		CHK(cuMemGetInfo(&now, &total));
+		ck_assert_uint_eq(now, before - BUF);
+		if (k == 0)
+			CHK(cuMemFreeAsync(t, s));
+		else
+			CHK(cuMemFree(t));
+		CHK(cuStreamSynchronize(s));
+		CHK(cuMemGetInfo(&now, &total));
+		ck_assert_uint_eq(now, before);
+	}
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(g));
+}
+END_TEST
+
 struct relaxed_alloc {
 	CUcontext ctx;
 	CUresult r;
@@ -1523,6 +1667,9 @@ static Suite *invariants_suite(void)
 	tcase_add_test(tc, test_graph_child_pages_in);
 	tcase_add_test(tc, test_graph_over_budget_refused);
 	tcase_add_test(tc, test_graph_capture_never_invalidated);
+	tcase_add_test(tc, test_graph_alloc_nodes_page);
+	tcase_add_test(tc, test_graph_alloc_nodes_need_room);
+	tcase_add_test(tc, test_graph_alloc_outlives_launch);
 	tcase_add_test(tc, test_app_vmm_counted);
 	/* Tagged so that a run can leave it out (CK_EXCLUDE_TAGS=fork) where the runtime cannot fork
 	 * a multi-threaded process safely. */

@@ -550,6 +550,173 @@ START_TEST(test_set_params_and_update)
 }
 END_TEST
 
+/* ---- memory nodes ---- */
+
+/* The node types of g, in the order they were added. */
+static void expect_types(CUgraph g, const CUgraphNodeType *want, size_t n)
+{
+	CUgraphNode nodes[8];
+	size_t count = 8;
+
+	CHK(cuGraphGetNodes(g, nodes, &count));
+	ck_assert_uint_eq(count, n);
+	for (size_t i = 0; i < n; i++) {
+		CUgraphNodeType t;
+		CHK(cuGraphNodeGetType(nodes[i], &t));
+		ck_assert_int_eq(t, want[i]);
+	}
+}
+
+/* alloc, kernel, kernel, kernel, free captured: the allocation is an alloc node whose address is
+ * fixed, backed only while the graph runs, and the result of every launch is exact. */
+START_TEST(test_capture_alloc_and_free)
+{
+	static const CUgraphNodeType want[] = {CU_GRAPH_NODE_TYPE_MEM_ALLOC, CU_GRAPH_NODE_TYPE_KERNEL,
+					       CU_GRAPH_NODE_TYPE_KERNEL, CU_GRAPH_NODE_TYPE_KERNEL,
+					       CU_GRAPH_NODE_TYPE_MEM_FREE};
+	CUstream s;
+	CUdeviceptr x, y, t = 0, got = 0;
+	CUgraph g;
+	CUgraphExec e;
+	CUgraphNode nodes[5];
+	CUDA_MEM_ALLOC_NODE_PARAMS ap;
+	size_t count = 5, before;
+	static float hx[N], hy[N];
+
+	simtest_start();
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	for (int i = 0; i < N; i++)
+		hx[i] = (float)(i % 7);
+	CHK(cuMemAlloc(&x, sizeof(hx)));
+	CHK(cuMemAlloc(&y, sizeof(hy)));
+	CHK(cuMemcpyHtoD(x, hx, sizeof(hx)));
+	CHK(cuMemsetD32(y, 0, N));
+	before = simtest_free_bytes();
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(cuMemAllocAsync(&t, sizeof(hx), s));
+	ck_assert_uint_ne(t, 0);
+	CHK(simtest_fill(t, 1.0f, N, s));
+	CHK(simtest_axpy(t, x, 2.0f, N, s));
+	CHK(simtest_axpy(y, t, 1.0f, N, s));
+	CHK(cuMemFreeAsync(t, s));
+	CHK(cuStreamEndCapture(s, &g));
+	expect_types(g, want, 5);
+	CHK(cuGraphGetNodes(g, nodes, &count));
+	CHK(cuGraphMemAllocNodeGetParams(nodes[0], &ap));
+	ck_assert_uint_eq(ap.dptr, t);
+	ck_assert_uint_eq(ap.bytesize, sizeof(hx));
+	ck_assert_int_eq(ap.poolProps.location.type, CU_MEM_LOCATION_TYPE_DEVICE);
+	ck_assert_int_eq(ap.poolProps.location.id, 0);
+	CHK(cuGraphMemFreeNodeGetParams(nodes[4], &got));
+	ck_assert_uint_eq(got, t);
+	CHK_ERR(cuGraphMemFreeNodeGetParams(nodes[0], &got), CUDA_ERROR_INVALID_VALUE);
+	/* Capture charged nothing. */
+	ck_assert_uint_eq(simtest_free_bytes(), before);
+
+	CHK(cuGraphInstantiate(&e, g, 0));
+	for (int k = 1; k <= 3; k++) {
+		CHK(cuGraphLaunch(e, s));
+		CHK(cuStreamSynchronize(s));
+		CHK(cuMemcpyDtoH(hy, y, sizeof(hy)));
+		for (int i = 0; i < N; i++)
+			if (hy[i] != (float)k * (1.0f + 2.0f * hx[i]))
+				ck_abort_msg("after %d launches, element %d is %g", k, i, hy[i]);
+		ck_assert_uint_eq(simtest_free_bytes(), before);
+	}
+	/* Freed inside the graph, the range is not reachable after a launch. */
+	CHK(simtest_fill(t, 1.0f, N, s));
+	CHK_ERR(cuStreamSynchronize(s), CUDA_ERROR_ILLEGAL_ADDRESS);
+}
+END_TEST
+
+/* An allocation the graph does not free outlives the launch, charged until it is freed; the exec
+ * cannot be launched again until then. */
+START_TEST(test_alloc_outlives_launch)
+{
+	CUstream s;
+	CUdeviceptr t = 0;
+	CUgraph g;
+	CUgraphExec e;
+	size_t before;
+
+	simtest_start();
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	before = simtest_free_bytes();
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(cuMemAllocAsync(&t, 3 * 4096 + 8, s));
+	CHK(simtest_fill(t, 5.0f, 2, s));
+	CHK(cuStreamEndCapture(s, &g));
+	CHK(cuGraphInstantiate(&e, g, 0));
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	simtest_expect_floats(t, 2, 5.0f);
+	ck_assert_uint_eq(simtest_free_bytes(), before - 4 * 4096);
+	CHK_ERR(cuGraphLaunch(e, s), CUDA_ERROR_INVALID_VALUE);
+	CHK(cuMemFreeAsync(t, s));
+	CHK_ERR(cuMemFreeAsync(t, s), CUDA_ERROR_INVALID_VALUE);
+	ck_assert_uint_eq(simtest_free_bytes(), before);
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	simtest_expect_floats(t, 2, 5.0f);
+	CHK(cuMemFree(t));
+	ck_assert_uint_eq(simtest_free_bytes(), before);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(g));
+	CHK(simtest_fill(t, 1.0f, 2, s));
+	CHK_ERR(cuStreamSynchronize(s), CUDA_ERROR_ILLEGAL_ADDRESS);
+}
+END_TEST
+
+static CUDA_MEM_ALLOC_NODE_PARAMS alloc_params(size_t bytes)
+{
+	CUDA_MEM_ALLOC_NODE_PARAMS p;
+
+	memset(&p, 0, sizeof(p));
+	p.poolProps.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+	p.poolProps.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	p.bytesize = bytes;
+	return p;
+}
+
+/* Explicit memory nodes: what is refused, and an address untouchable before any launch. */
+START_TEST(test_explicit_memory_nodes)
+{
+	CUdeviceptr d;
+	CUgraph g, parent;
+	CUgraphExec e;
+	CUgraphNode a, f, c;
+	CUDA_MEM_ALLOC_NODE_PARAMS p = alloc_params(4096), bad;
+	size_t total, before;
+
+	simtest_start();
+	CHK(cuMemAlloc(&d, 4096));
+	CHK(cuGraphCreate(&g, 0));
+	CHK(cuGraphCreate(&parent, 0));
+	bad = p;
+	bad.bytesize = 0;
+	CHK_ERR(cuGraphAddMemAllocNode(&a, g, NULL, 0, &bad), CUDA_ERROR_INVALID_VALUE);
+	bad = p;
+	bad.poolProps.location.id = 5;
+	CHK_ERR(cuGraphAddMemAllocNode(&a, g, NULL, 0, &bad), CUDA_ERROR_INVALID_VALUE);
+	/* Only what an alloc node gave can be freed by a free node. */
+	CHK_ERR(cuGraphAddMemFreeNode(&f, g, NULL, 0, d), CUDA_ERROR_INVALID_VALUE);
+	CHK(cuGraphAddMemAllocNode(&a, g, NULL, 0, &p));
+	ck_assert_uint_ne(p.dptr, 0);
+	CHK(cuGraphAddMemFreeNode(&f, g, &a, 1, p.dptr));
+	CHK_ERR(cuGraphAddChildGraphNode(&c, parent, NULL, 0, g), CUDA_ERROR_NOT_SUPPORTED);
+	/* More than the device holds: refused at launch, with nothing charged. */
+	CHK(cuMemGetInfo(&before, &total));
+	p = alloc_params(total + 4096);
+	CHK(cuGraphAddMemAllocNode(&a, parent, NULL, 0, &p));
+	CHK(cuGraphInstantiate(&e, parent, 0));
+	CHK_ERR(cuGraphLaunch(e, NULL), CUDA_ERROR_OUT_OF_MEMORY);
+	ck_assert_uint_eq(simtest_free_bytes(), before);
+	/* Never launched, the address has no memory behind it. */
+	CHK(simtest_fill(p.dptr, 1.0f, 4, NULL));
+	CHK_ERR(cuCtxSynchronize(), CUDA_ERROR_ILLEGAL_ADDRESS);
+}
+END_TEST
+
 static Suite *graph_suite(void)
 {
 	Suite *s = suite_create("simcuda_graph");
@@ -564,6 +731,9 @@ static Suite *graph_suite(void)
 	tcase_add_test(tc, test_explicit_nodes_refused);
 	tcase_add_test(tc, test_explicit_node_checked_when_run);
 	tcase_add_test(tc, test_set_params_and_update);
+	tcase_add_test(tc, test_capture_alloc_and_free);
+	tcase_add_test(tc, test_alloc_outlives_launch);
+	tcase_add_test(tc, test_explicit_memory_nodes);
 	return s;
 }
 
