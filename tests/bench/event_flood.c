@@ -31,8 +31,8 @@
 #include "protocol/proto.h"
 
 #define FLOOD_MAX_CLIENTS 256
-#define FLOOD_WELCOME_MS 5000 /* how long the daemon may take to answer HELLO */
-#define FLOOD_CLOSE_MS 5000   /* and to close the connection after BYE */
+#define FLOOD_WELCOME_MS 30000 /* how long the daemon may take to answer HELLO */
+#define FLOOD_CLOSE_MS 30000   /* and to close the connection after BYE */
 
 /* One client thread's connection and its count. */
 struct flood_client {

@@ -31,7 +31,7 @@ bad() {
 	shift 2
 	b_before=$(grep -c "bad frame" "$T/memvirtd.log")
 	rc=0
-	timeout 20 "$MVSOCK" "$S" raw --wait 5 "$@" <"$T/in.bin" >"$T/raw.out" 2>"$T/raw.err" || rc=$?
+	timeout 60 "$MVSOCK" "$S" raw --wait 30 "$@" <"$T/in.bin" >"$T/raw.out" 2>"$T/raw.err" || rc=$?
 	echo "$b_name: $(cat "$T/raw.out" "$T/raw.err" | tr '\n' ' ')"
 	[ "$rc" -eq 0 ] && [ "$(tail -n 1 "$T/raw.out")" = closed ] ||
 		mv_fail "$b_name: the daemon did not close the connection (mvsock exit $rc)"
@@ -60,7 +60,7 @@ rc=0
 	zeros $(((1 << 20) - 17)) | tr '\0' ' '
 } >"$T/longest.bin"
 rc=0
-"$MVSOCK" "$S" raw --wait 1 <"$T/longest.bin" >"$T/raw.out" || rc=$?
+"$MVSOCK" "$S" raw --wait 60 --answered <"$T/longest.bin" >"$T/raw.out" || rc=$?
 [ "$rc" -eq 1 ] && grep -qx 'received [0-9]*' "$T/raw.out" && grep -qx open "$T/raw.out" ||
 	mv_fail "a request of 1 MiB: exit $rc, '$(cat "$T/raw.out")', expected an answer on an open connection"
 

@@ -65,7 +65,7 @@ start_job() {
 	set -- "$1" "$2" "$3" "${4:-}"
 	# shellcheck disable=SC2086 # ARGS is a list of words
 	if [ -n "$4" ]; then
-		mv_as "$4" env XDG_RUNTIME_DIR="$PUB/xdg" MEMVIRT_SYSTEM_SOCKET="$3" MEMVIRT_IDLE_EXIT=1 \
+		mv_as "$4" env XDG_RUNTIME_DIR="$PUB/xdg" MEMVIRT_SYSTEM_SOCKET="$3" MEMVIRT_IDLE_EXIT=3 \
 			MEMVIRT_LOG=info MEMVIRT_JOB="$2" TMPDIR="$PUB/xdg" \
 			timeout 300 "$MEMVIRT" run --simulate -- "$MVTRAIN" $ARGS >"$T/$1.out" 2>"$T/$1.err" &
 	else

@@ -25,7 +25,7 @@ plain_run
 mkdir -m 700 "$T/xdg"
 XDG_RUNTIME_DIR=$T/xdg
 MEMVIRT_SYSTEM_SOCKET=$T/system/memvirtd.sock
-MEMVIRT_IDLE_EXIT=1
+MEMVIRT_IDLE_EXIT=3
 export XDG_RUNTIME_DIR MEMVIRT_SYSTEM_SOCKET MEMVIRT_IDLE_EXIT
 if [ "$(id -u)" -eq 0 ]; then
 	US=$MEMVIRT_SYSTEM_SOCKET # root's own socket is the system daemon's
@@ -83,7 +83,7 @@ ma=$(sed -n 's/^sessions\.[0-9]*\.pid //p' "$T/stats.flat" | sort -n | tr '\n' '
 [ "$pa" = "$ma" ] || mv_fail "memvirt ps lists pids '$pa', stats '$ma'"
 DAEMON=$(sed -n 's/^daemons\.0\.pid //p' "$T/ps.flat")
 alive "$DAEMON" || mv_fail "memvirt ps names daemon pid '$DAEMON', which does not run"
-tr '\0' ' ' <"/proc/$DAEMON/cmdline" | grep -q -- "--socket $US --idle-exit 1 " ||
+tr '\0' ' ' <"/proc/$DAEMON/cmdline" | grep -q -- "--socket $US --idle-exit 3 " ||
 	mv_fail "the daemon runs as '$(tr '\0' ' ' <"/proc/$DAEMON/cmdline")'"
 timeout 30 "$MEMVIRT" ps >"$T/ps.txt" || mv_fail "memvirt ps failed"
 grep -q "^memvirtd pid $DAEMON, user .*, on $US: 2 jobs$" "$T/ps.txt" &&

@@ -1,7 +1,7 @@
 /* mvsock: a small client of memvirtd's socket for the end-to-end scripts: raw bytes, a library
  * session, a control request, a socket handed over as systemd does, and flat JSON for the shell.
  *
- *   mvsock SOCKET raw [--eof] [--wait SECONDS]
+ *   mvsock SOCKET raw [--eof] [--wait SECONDS] [--answered]
  *       Sends standard input's bytes, then waits up to SECONDS (default 5) for the daemon to close
  *       the connection. --eof ends our side of the stream after the bytes (shutdown), as a peer
  *       that goes away would. Prints "received N" when the daemon sent N > 0 bytes, then "closed"
@@ -75,7 +75,7 @@ static const char *mvsock_prog = "mvsock";
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: mvsock SOCKET raw [--eof] [--wait SECONDS]\n"
+		"usage: mvsock SOCKET raw [--eof] [--wait SECONDS] [--answered]\n"
 		"       mvsock SOCKET hello [--budget N] [--total N] [--weight N] [--job NAME] [--uuid TEXT]\n"
 		"       mvsock SOCKET request JSON\n"
 		"       mvsock SOCKET flood idle|slow|partial|hello N [--wait S] [hello options]\n"
@@ -169,12 +169,14 @@ static int cmd_raw(const char *path, int argc, char **argv)
 	uint8_t buf[65536];
 	int64_t deadline;
 	size_t got = 0;
-	int eof = 0, wait_s = 5, fd, i, r;
+	int eof = 0, answered = 0, wait_s = 5, fd, i, r;
 	ssize_t n;
 
 	for (i = 0; i < argc; i++) {
 		if (strcmp(argv[i], "--eof") == 0)
 			eof = 1;
+		else if (strcmp(argv[i], "--answered") == 0)
+			answered = 1;
 		else if (strcmp(argv[i], "--wait") == 0 && i + 1 < argc)
 			wait_s = atoi(argv[++i]);
 		else
@@ -228,6 +230,10 @@ static int cmd_raw(const char *path, int argc, char **argv)
 			continue;
 		/* What the daemon says is counted, not decoded. */
 		n = recv(fd, buf, sizeof(buf), 0);
+		/* --answered: the first bytes end the wait, but for one more second in which a close
+		 * would still be seen. */
+		if (n > 0 && got == 0 && answered && deadline > now_ms() + 1000)
+			deadline = now_ms() + 1000;
 		if (n > 0)
 			got += (size_t)n;
 		if (n == 0 || (n < 0 && errno == ECONNRESET)) {
@@ -851,7 +857,7 @@ static int cmd_request(const char *path, const char *text)
 	rx = malloc(MV_FRAME_HEADER + MV_FRAME_MAX);
 	if (rx == NULL)
 		goto err_fd;
-	deadline = now_ms() + 5000;
+	deadline = now_ms() + 30000;
 	for (;;) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		int64_t left = deadline - now_ms();
@@ -864,7 +870,7 @@ static int cmd_request(const char *path, const char *text)
 			goto err_fd;
 		}
 		if (left <= 0) {
-			fprintf(stderr, "%s: no response within 5 s\n", mvsock_prog);
+			fprintf(stderr, "%s: no response within 30 s\n", mvsock_prog);
 			goto err_fd;
 		}
 		if (poll(&p, 1, (int)left) <= 0)
