@@ -17,8 +17,10 @@
 #include "cli/internal.h"
 #include "daemon/conf.h"
 
-/* How long start waits for the new daemon to answer, and stop for the old one to go. */
-#define DAEMON_WAIT_MS 5000
+/* How long start waits for the new daemon to answer, and stop for the old one to go: generous,
+ * since a daemon that exits is seen at once and only a live one slow to answer (a loaded node, a
+ * sanitizer build) is waited for. */
+#define DAEMON_WAIT_MS 30000
 
 /* The options every action takes; strings borrowed from argv. */
 struct daemon_opts {

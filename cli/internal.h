@@ -34,7 +34,7 @@ int cmd_config_reload(int argc, char **argv);
 /* ---- The control client (client.c): the memvirt command's session with memvirtd. ---- */
 
 /* How long a command waits for the daemon's answer to one request. */
-#define CLI_CLIENT_TIMEOUT_MS 5000
+#define CLI_CLIENT_TIMEOUT_MS 30000
 
 /* One control session: a connected socket that has sent MV_MSG_CONTROL_HELLO. */
 struct cli_client {

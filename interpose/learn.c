@@ -772,7 +772,8 @@ void mv_learn_start(void)
 	       recording ? mv_cfg.record : "");
 }
 
-/* At exit: the planner drains what is queued and ends the trace file, within a bounded time. */
+/* At exit: the planner drains what is queued and ends the trace file, within a bounded time (30 s of
+ * 5 ms naps, more on a loaded machine): it is done at once unless it is still planning. */
 __attribute__((destructor)) static void learn_exit(void)
 {
 	struct timespec ts = {0, 5000000};
@@ -781,6 +782,6 @@ __attribute__((destructor)) static void learn_exit(void)
 		return;
 	atomic_store(&learn_flags, 0);
 	atomic_store(&planner_exiting, 1);
-	for (int i = 0; i < 400 && !atomic_load(&planner_done); i++)
+	for (int i = 0; i < 6000 && !atomic_load(&planner_done); i++)
 		nanosleep(&ts, NULL);
 }

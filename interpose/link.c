@@ -29,8 +29,10 @@
 #define MV_LINK_BUSY_MS 20       /* how soon the next batch goes while events flow */
 #define MV_LINK_IDLE_MS 100      /* and while they do not */
 #define MV_LINK_COUNTERS_MS 500
-#define MV_LINK_WELCOME_MS 2000  /* how long a daemon may take to answer HELLO */
-#define MV_LINK_SEND_MS 2000     /* a daemon that takes no bytes for this long is gone */
+/* The link thread waits these out, never the app: generous, so that a live daemon slow to answer on
+ * a loaded node is not taken for a lost one. */
+#define MV_LINK_WELCOME_MS 10000 /* how long a daemon may take to answer HELLO */
+#define MV_LINK_SEND_MS 10000    /* a daemon that takes no bytes for this long is gone */
 #define MV_LINK_EXIT_MS 200      /* the last batch and BYE at exit */
 #define MV_LINK_BACKOFF_MIN_MS 100
 #define MV_LINK_BACKOFF_MAX_MS 5000
