@@ -227,9 +227,15 @@ static CUresult room_refused_unlock(uint64_t bytes, int held)
 	return CUDA_ERROR_OUT_OF_MEMORY;
 }
 
+/* Returned by make_room when the buffer the room was for has left the host meanwhile. */
+#define MV_ROOM_MOOT CUDA_ERROR_NOT_READY
+
 /* Each step that lets mv_lock go (drop_cached_relock, evict_relock, and the waits for the pager)
- * is followed by a fresh look at the budget from the top. */
-CUresult mv_make_room(uint64_t bytes)
+ * is followed by a fresh look at the budget from the top. for: the buffer on the host the room is
+ * for, or NULL; once another thread (a planned page-in) has claimed it and charged its own room,
+ * this room is moot: making it could only fail, since the budget would have to hold the buffer
+ * twice, so MV_ROOM_MOOT comes back with nothing charged. */
+static CUresult make_room(uint64_t bytes, const struct mv_buf *for_buf)
 {
 	/* Looks for held candidates so far: at 10 ms each, at least 60 s. A wait that only this thread
 	 * would satisfy (its write comes after this allocation) never completes, and a refusal is
@@ -240,6 +246,12 @@ CUresult mv_make_room(uint64_t bytes)
 	for (;;) {
 		struct mv_buf *v;
 		int later;
+		if (for_buf != NULL && for_buf->state != MV_HOST) {
+			mv_registry_unskip();
+			busy_wait_done();
+			mv_unlock();
+			return MV_ROOM_MOOT;
+		}
 		if (budget.resident + bytes <= budget.limit)
 			break;
 		/* Cached pages of freed buffers go first: nobody is waiting for them. */
@@ -285,6 +297,11 @@ CUresult mv_make_room(uint64_t bytes)
 	busy_wait_done();
 	mv_unlock();
 	return CUDA_SUCCESS;
+}
+
+CUresult mv_make_room(uint64_t bytes)
+{
+	return make_room(bytes, NULL);
 }
 
 void mv_evict_to_budget(void)
@@ -453,10 +470,14 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 			/* Room first, then the claim: no thread waits for room holding a buffer that
 			 * others need, and another thread may bring b in meanwhile. */
 			mv_unlock();
-			r = mv_make_room(b->span);
-			if (r != CUDA_SUCCESS)
-				return r;
+			r = make_room(b->span, b);
 			mv_lock();
+			if (r == MV_ROOM_MOOT)
+				continue;
+			if (r != CUDA_SUCCESS) {
+				mv_unlock();
+				return r;
+			}
 			if (b->state != MV_HOST) {
 				mv_unlock();
 				mv_uncharge(b->span);
