@@ -72,18 +72,22 @@ while :; do
 		[ -n "$(sess_field "$T/stats.flat" "$JOB_B" grant)" ] &&
 		[ -n "$(sess_field "$T/stats.flat" "$JOB_C" grant)" ] &&
 		[ -f "$T/a.log" ] && [ "$(inflight)" -gt 0 ]; then
-		break
+		pid_a=$(sess_field "$T/stats.flat" "$JOB_A" pid)
+		grant_a=$(sess_field "$T/stats.flat" "$JOB_A" grant)
+		grant_b=$(sess_field "$T/stats.flat" "$JOB_B" grant)
+		grant_c=$(sess_field "$T/stats.flat" "$JOB_C" grant)
+		t0=$(now_ms)
+		# The page-out seen may have ended while the fields were read on a busy machine: the
+		# kill comes right after a look that finds one in flight, else the loop looks again.
+		if [ "$(inflight)" -gt 0 ]; then
+			kill -KILL "$pid_a"
+			break
+		fi
 	fi
 	n=$((n + 1))
 	[ "$n" -lt $((WAIT_S * 10)) ] || mv_fail "job a had no page-out in flight with all three linked within $WAIT_S s"
 	sleep 0.1
 done
-pid_a=$(sess_field "$T/stats.flat" "$JOB_A" pid)
-grant_a=$(sess_field "$T/stats.flat" "$JOB_A" grant)
-grant_b=$(sess_field "$T/stats.flat" "$JOB_B" grant)
-grant_c=$(sess_field "$T/stats.flat" "$JOB_C" grant)
-t0=$(now_ms)
-kill -KILL "$pid_a"
 echo "killed job a (pid $pid_a, grant $grant_a) with SIGKILL; grants before: b $grant_b, c $grant_c"
 
 # Its log, complete up to the kill (one write per line), shows the page-outs it died in.
