@@ -18,28 +18,40 @@ dev=$((peak * 5 / 4))
 start_daemon
 echo "$out"
 
+# The job holds before step 20 until the samples have seen it page and send events, so that however
+# slow the machine, it outlasts what the test waits for.
 # shellcheck disable=SC2086 # ARGS is a list of words
-SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_JOB=$JOB timeout 60 \
-	"$MEMVIRT" run --simulate --socket "$S" --budget 40% -- "$MVTRAIN" $ARGS \
+SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_JOB=$JOB timeout 300 \
+	"$MEMVIRT" run --simulate --socket "$S" --budget 40% -- "$MVTRAIN" $ARGS --hold-at 20 --hold-file "$T/go" \
 	>"$T/job.out" 2>"$T/job.err" &
 run=$!
 JOBS=$run
 
 # Samples while the job runs: every one in which the session is there is kept.
 i=0
+n=0
 while alive "$run"; do
-	if timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err" &&
+	if timeout 60 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err" &&
 		"$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat" &&
 		[ -n "$(sess_field "$T/stats.flat" "$JOB" session)" ]; then
 		i=$((i + 1))
 		cp "$T/stats.flat" "$T/sample.$i"
 		[ -s "$T/stats.prom" ] ||
-			timeout 10 "$MEMVIRT" stats --prometheus --socket "$S" >"$T/stats.prom" 2>"$T/stats.err" ||
+			timeout 60 "$MEMVIRT" stats --prometheus --socket "$S" >"$T/stats.prom" 2>"$T/stats.err" ||
 			rm -f "$T/stats.prom"
+		if [ ! -e "$T/go" ] && [ -s "$T/stats.prom" ] &&
+			[ "$(sess_field "$T/stats.flat" "$JOB" page_outs)" -gt 0 ] &&
+			[ "$(sess_field "$T/stats.flat" "$JOB" events)" -gt 0 ] &&
+			[ "$(sess_field "$T/stats.flat" "$JOB" events_sent)" -gt 0 ]; then
+			touch "$T/go"
+		fi
 	fi
+	n=$((n + 1))
+	[ -e "$T/go" ] || [ "$n" -lt 1200 ] ||
+		mv_fail "within 120 s no sample showed job $JOB paging and sending events: $(cat "$T/stats.json")"
 	sleep 0.1
 done
-wait_job "$run" 60
+wait_job "$run" 300
 echo "memvirt run --simulate --budget 40% -- mvtrain $ARGS -> exit $MV_RC ($i samples with the session)"
 
 mv_expect_ok job "$STEPS"

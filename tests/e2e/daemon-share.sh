@@ -21,10 +21,12 @@ start_daemon --config "$T/memvirt.json"
 echo "$out; device budget $budget bytes, peak $peak"
 
 # start_job NAME JOB: runs mvtrain $ARGS under the daemon in the background; its pid goes to JOBS.
+# Each holds before its last step until a sample has shown both at once, so that the two share the
+# device however slow the machine.
 start_job() {
 	# shellcheck disable=SC2086 # ARGS is a list of words
-	SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_JOB=$2 timeout 60 \
-		"$MEMVIRT" run --simulate --socket "$S" -- "$MVTRAIN" $ARGS \
+	SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_JOB=$2 timeout 300 \
+		"$MEMVIRT" run --simulate --socket "$S" -- "$MVTRAIN" $ARGS --hold-at $((STEPS - 1)) --hold-file "$T/go" \
 		>"$T/$1.out" 2>"$T/$1.err" &
 	JOBS="$JOBS $!"
 	last=$!
@@ -38,8 +40,11 @@ run_b=$last
 # within the budget; with both sessions there, each grant is below the budget.
 samples=0
 both=0
+n=0
 while alive "$run_a" || alive "$run_b"; do
-	if timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err" &&
+	n=$((n + 1))
+	[ -e "$T/go" ] || [ "$n" -lt 1200 ] || mv_fail "within 120 s no sample showed both jobs at once"
+	if timeout 60 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err" &&
 		"$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat"; then
 		samples=$((samples + 1))
 		bad=$(awk -v budget="$budget" '
@@ -71,13 +76,14 @@ while alive "$run_a" || alive "$run_b"; do
 			[ "$ga" -lt "$budget" ] && [ "$gb" -lt "$budget" ] ||
 				mv_fail "sample $samples: with both jobs running, grants $ga and $gb of a budget of $budget"
 			[ "$both" -eq 1 ] && echo "sample $samples: both jobs run, granted $ga and $gb of $budget"
+			touch "$T/go"
 		fi
 	fi
 	sleep 0.1
 done
-wait_job "$run_a" 60
+wait_job "$run_a" 300
 rc_a=$MV_RC
-wait_job "$run_b" 60
+wait_job "$run_b" 300
 rc_b=$MV_RC
 echo "two jobs, mvtrain $ARGS -> exit $rc_a and $rc_b; $samples samples, $both with both"
 

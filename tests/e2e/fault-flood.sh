@@ -103,10 +103,12 @@ timeout 60 "$MVSOCK" "$S" raw --wait 30 <"$T/burst.bin" >"$T/burst.out" 2>&1 &
 burst=$!
 JOBS="$JOBS $burst"
 
-# The normal job, stretched by a real delay before each kernel so that it runs through the flood.
+# The normal job, stretched by a real delay before each kernel so that it runs through the flood, and
+# held before its last step until its page-outs have reached the stats, however slow the machine.
 # shellcheck disable=SC2086 # ARGS is a list of words
 env SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_JOB=$JOB SIMCUDA_DELAY_KERNEL_US=300 timeout 300 \
-	"$MEMVIRT" run --simulate --socket "$S" --budget 40% -- "$MVTRAIN" $ARGS >"$T/job.out" 2>"$T/job.err" &
+	"$MEMVIRT" run --simulate --socket "$S" --budget 40% -- "$MVTRAIN" $ARGS --hold-at $((STEPS - 1)) \
+	--hold-file "$T/go" >"$T/job.out" 2>"$T/job.err" &
 run=$!
 JOBS="$JOBS $run"
 
@@ -119,7 +121,8 @@ while alive "$run"; do
 	calls=$((calls + 1))
 	[ "$took" -gt "$most" ] && most=$took
 	po=$(sess_field "$T/stats.flat" "$JOB" page_outs)
-	[ -n "$po" ] && [ "$po" -gt 0 ] && counted=1
+	[ -n "$po" ] && [ "$po" -gt 0 ] && counted=1 && touch "$T/go"
+	[ -e "$T/go" ] || [ "$calls" -lt 2400 ] || mv_fail_run job "the job's page-outs never reached the stats while it ran"
 	sleep 0.05
 done
 alive "$flood" || mv_fail "the flood ended before the job: $(cat "$T/flood.out" "$T/flood.err")"
