@@ -163,7 +163,8 @@ static size_t gset_copy(uintptr_t key, uint64_t *out, size_t max, int *pinned)
 	pthread_mutex_lock(&gset_lock);
 	if ((s = gset_get(key, 0)) != NULL && !s->lost) {
 		n = s->n;
-		if (out != NULL)
+		/* An empty set has no array yet. */
+		if (out != NULL && n > 0)
 			memcpy(out, s->va, (n < max ? n : max) * sizeof(*out));
 		*pinned = s->pinned;
 	}
@@ -294,7 +295,9 @@ void mv_graph_capture_add(CUstream h, int per_thread, const uint64_t *words, siz
 {
 	if (n > MV_MAX_SCAN_WORDS)
 		n = MV_MAX_SCAN_WORDS;
-	memcpy(capture_words, words, n * sizeof(*words));
+	/* A kernel without parameters names no words, and perhaps no array. */
+	if (n > 0)
+		memcpy(capture_words, words, n * sizeof(*words));
 	n = to_buffers(capture_words, n);
 	gset_add(mv_capture_key(h, per_thread), capture_words, n);
 }
