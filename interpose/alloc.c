@@ -451,9 +451,10 @@ MV_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
 	return r;
 }
 
-/* During capture the driver records an alloc node: graph memory, which the driver serves and a
- * launch of the graph charges against the budget (graph.c). */
-static CUresult capture_alloc(CUdeviceptr *dptr, size_t bytes, CUstream h, int per_thread, CUmemoryPool pool)
+/* The driver serves it: during a capture (the driver records an alloc node: graph memory, which a
+ * launch of the graph charges against the budget, graph.c), or in a context on a device memvirt
+ * does not page. */
+static CUresult driver_alloc(CUdeviceptr *dptr, size_t bytes, CUstream h, int per_thread, CUmemoryPool pool)
 {
 	if (pool != NULL)
 		return (per_thread ? mv_real.cuMemAllocFromPoolAsync_ptsz : mv_real.cuMemAllocFromPoolAsync)(dptr, bytes,
@@ -467,8 +468,8 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream h, int per
 {
 	if (!serving())
 		return CUDA_ERROR_NOT_INITIALIZED;
-	if (mv_capturing(h, per_thread))
-		return capture_alloc(dptr, bytes, h, per_thread, pool);
+	if (mv_capturing(h, per_thread) || other_device())
+		return driver_alloc(dptr, bytes, h, per_thread, pool);
 	if (mv_device_init() != CUDA_SUCCESS)
 		return CUDA_ERROR_INVALID_CONTEXT;
 	if (pool == NULL && mv_real.cuDeviceGetMemPool(&pool, mv_dev()->device) != CUDA_SUCCESS)
@@ -478,15 +479,11 @@ static CUresult alloc_async(CUdeviceptr *dptr, size_t bytes, CUstream h, int per
 
 MV_EXPORT CUresult cuMemAllocAsync(CUdeviceptr *dptr, size_t bytes, CUstream h)
 {
-	if (serving() && other_device())
-		return mv_real.cuMemAllocAsync(dptr, bytes, h);
 	return alloc_async(dptr, bytes, h, 0, NULL);
 }
 
 MV_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr *dptr, size_t bytes, CUstream h)
 {
-	if (serving() && other_device())
-		return mv_real.cuMemAllocAsync_ptsz(dptr, bytes, h);
 	return alloc_async(dptr, bytes, h, 1, NULL);
 }
 
@@ -496,8 +493,6 @@ MV_EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr *dptr, size_t bytes, CUme
 {
 	if (pool == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (serving() && other_device())
-		return mv_real.cuMemAllocFromPoolAsync(dptr, bytes, pool, h);
 	return alloc_async(dptr, bytes, h, 0, pool);
 }
 
@@ -505,8 +500,6 @@ MV_EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *dptr, size_t bytes,
 {
 	if (pool == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (serving() && other_device())
-		return mv_real.cuMemAllocFromPoolAsync_ptsz(dptr, bytes, pool, h);
 	return alloc_async(dptr, bytes, h, 1, pool);
 }
 
