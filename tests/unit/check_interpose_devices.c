@@ -23,21 +23,6 @@ static void start(void)
 		      "MEMVIRT_BUDGET=256KiB", "MEMVIRT_SLAB_THRESHOLD=16KiB", "MEMVIRT_DAEMON=off", "MEMVIRT_LOG=info");
 }
 
-/* How many times text occurs in the log. */
-static int log_count(const char *text)
-{
-	char *all = itest_slurp(logpath), *p = all;
-	int n = 0;
-
-	ck_assert_ptr_nonnull(all);
-	while ((p = strstr(p, text)) != NULL) {
-		n++;
-		p += strlen(text);
-	}
-	free(all);
-	return n;
-}
-
 static CUfunction fill_in(CUmodule m)
 {
 	CUfunction f = NULL;
@@ -140,7 +125,7 @@ START_TEST(test_other_device_passes_through)
 		simtest_expect_floats(d0[i], FLOATS, (float)i);
 		CHK(cuMemFree(d0[i]));
 	}
-	ck_assert_int_eq(log_count("device 1: its allocations go to the driver unpaged; memvirt pages device 0"), 1);
+	ck_assert_int_eq(itest_count_in(logpath, "device 1: its allocations go to the driver unpaged; memvirt pages device 0"), 1);
 	unlink(logpath);
 }
 END_TEST

@@ -102,16 +102,7 @@ static void finish(struct bufs *t)
 /* How many lines of the log hold `text`. */
 static int log_count(const struct bufs *t, const char *text)
 {
-	char *all = itest_slurp(t->log), *p = all;
-	int n = 0;
-
-	ck_assert_ptr_nonnull(all);
-	while ((p = strstr(p, text)) != NULL) {
-		n++;
-		p += strlen(text);
-	}
-	free(all);
-	return n;
+	return itest_count_in(t->log, text);
 }
 
 /* The app's read of buffer i into a host buffer preset to a sentinel: returns the result, and

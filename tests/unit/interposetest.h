@@ -165,6 +165,21 @@ static SIMTEST_UNUSED char *itest_slurp(const char *path)
 	return buf;
 }
 
+/* How many times text occurs in the file at path. */
+static SIMTEST_UNUSED int itest_count_in(const char *path, const char *text)
+{
+	char *all = itest_slurp(path), *p = all;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(all);
+	while ((p = strstr(p, text)) != NULL) {
+		n++;
+		p += strlen(text);
+	}
+	free(all);
+	return n;
+}
+
 /* ---- helper children ---- */
 
 /* What a helper child did. */
