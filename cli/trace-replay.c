@@ -53,9 +53,15 @@ static void replay_ms(uint64_t ns, char *buf, size_t len)
 	snprintf(buf, len, "%.3f ms", (double)ns / 1e6);
 }
 
+/* The lower bounds for whole-buffer copies and for copies in MV_MODEL_CHUNK pieces, and the bytes
+ * that must leave the device at the tightest launch. */
+struct replay_bounds {
+	uint64_t whole, chunk, must;
+};
+
 /* One policy's report as a table of name and value. */
 static void replay_print_one(const struct cli_trace_ctx *c, const struct cli_trace_run *run,
-			     const struct mv_model_result *base, uint64_t bound, uint64_t must)
+			     const struct mv_model_result *base, const struct replay_bounds *lb)
 {
 	const struct mv_model_result *r = &run->r;
 	char a[32], b[32];
@@ -81,10 +87,12 @@ static void replay_print_one(const struct cli_trace_ctx *c, const struct cli_tra
 	replay_ms(base->step_ns, b, sizeof(b));
 	printf("step             %s; unlimited %s\n", a, b);
 	printf("overhead         %.2f%%\n", replay_pct(r->step_ns, base->step_ns));
-	replay_ms(bound, a, sizeof(a));
+	replay_ms(lb->whole, a, sizeof(a));
 	printf("lower bound      %s (%s must leave the device at the tightest launch)\n", a,
-	       mv_format_size(must, b, sizeof(b)));
-	printf("step/bound       %.3f\n", replay_ratio(r->step_ns, bound));
+	       mv_format_size(lb->must, b, sizeof(b)));
+	replay_ms(lb->chunk, a, sizeof(a));
+	printf("chunk bound      %s (copies in %s pieces)\n", a, mv_format_size(MV_MODEL_CHUNK, b, sizeof(b)));
+	printf("step/bound       %.3f\n", replay_ratio(r->step_ns, lb->whole));
 	printf("late page-ins    %" PRIu32 "\n", r->late);
 	printf("faults           %" PRIu32 "\n", r->faults);
 	printf("feedback rounds  %" PRIu32 "\n", run->rounds);
@@ -95,16 +103,17 @@ static void replay_print_one(const struct cli_trace_ctx *c, const struct cli_tra
 
 /* Several policies, one row each. */
 static void replay_print_table(const struct cli_trace_ctx *c, const struct cli_trace_run *runs,
-			       size_t n, const struct mv_model_result *base, uint64_t bound, uint64_t must)
+			       size_t n, const struct mv_model_result *base, const struct replay_bounds *lb)
 {
 	char a[32], b[32], d[32];
 
 	printf("%s: iteration ops %" PRIu32 ":%" PRIu32 " (%" PRIu32 " launches), budget %s, link "
 	       "%g/%g GB/s\n", c->o->file, c->first_op, c->nops, c->it->nlaunch,
 	       mv_format_size(c->budget, a, sizeof(a)), c->o->h2d_gbps, c->o->d2h_gbps);
-	printf("unlimited: peak %s, step %.3f ms; lower bound %.3f ms (%s must leave the device)\n",
-	       mv_format_size(base->peak, a, sizeof(a)), (double)base->step_ns / 1e6,
-	       (double)bound / 1e6, mv_format_size(must, b, sizeof(b)));
+	printf("unlimited: peak %s, step %.3f ms; lower bound %.3f ms, %.3f ms in %s pieces (%s must "
+	       "leave the device)\n", mv_format_size(base->peak, a, sizeof(a)), (double)base->step_ns / 1e6,
+	       (double)lb->whole / 1e6, (double)lb->chunk / 1e6, mv_format_size(MV_MODEL_CHUNK, d, sizeof(d)),
+	       mv_format_size(lb->must, b, sizeof(b)));
 	printf("%-10s %12s %12s %12s %7s %7s %10s %10s %9s %8s %5s %6s\n", "policy", "peak", "out",
 	       "in", "outs", "ins", "stall ms", "step ms", "overhead", "x bound", "late", "faults");
 	for (size_t i = 0; i < n; i++) {
@@ -115,7 +124,7 @@ static void replay_print_table(const struct cli_trace_ctx *c, const struct cli_t
 		       mv_format_size(r->peak, a, sizeof(a)), mv_format_size(r->bytes_out, b, sizeof(b)),
 		       mv_format_size(r->bytes_in, d, sizeof(d)), r->page_outs, r->page_ins,
 		       (double)r->stall_ns / 1e6, (double)r->step_ns / 1e6,
-		       replay_pct(r->step_ns, base->step_ns), replay_ratio(r->step_ns, bound), r->late,
+		       replay_pct(r->step_ns, base->step_ns), replay_ratio(r->step_ns, lb->whole), r->late,
 		       r->faults, r->over_budget ? "  over budget" : "");
 	}
 }
@@ -139,7 +148,7 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 	struct cli_trace_ctx c;
 	struct cli_trace_run *runs;
 	struct mv_model_result base;
-	uint64_t bound, must = 0;
+	struct replay_bounds lb = {0, 0, 0};
 	size_t n = 0, want = 1;
 	int rc = 1, r;
 
@@ -161,7 +170,8 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 			strerror(-r));
 		goto out;
 	}
-	bound = mv_model_lower_bound(c.it, c.budget, &c.m, &must);
+	lb.whole = mv_model_lower_bound(c.it, c.budget, &c.m, &lb.must);
+	lb.chunk = mv_model_chunk_bound(c.it, c.budget, &c.m, MV_MODEL_CHUNK);
 	for (n = 0; n < want; n++) {
 		const struct mv_policy *pol = o->all ? mv_policies[n] : mv_policy_find(o->plan.policy);
 
@@ -172,13 +182,13 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 		json_t *root, *arr = json_array();
 
 		for (size_t i = 0; i < n; i++) {
-			json_t *one = replay_run_json(&runs[i], &base, bound);
+			json_t *one = replay_run_json(&runs[i], &base, lb.whole);
 
 			json_object_set_new(one, "budget", json_integer((json_int_t)c.budget));
 			json_array_append_new(arr, one);
 		}
 		root = json_pack("{s:s, s:b, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:f, s:f, s:{s:I, s:I}, "
-				 "s:I, s:I, s:o}",
+				 "s:I, s:I, s:I, s:o}",
 				 "file", o->file, "truncated", c.t->truncated,
 				 "iteration", "first_op", (json_int_t)c.first_op, "nops",
 				 (json_int_t)c.nops, "launches", (json_int_t)c.it->nlaunch, "buffers",
@@ -188,15 +198,16 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 				 "h2d_gbps", o->h2d_gbps, "d2h_gbps", o->d2h_gbps,
 				 "unlimited", "peak", (json_int_t)base.peak, "step_ns",
 				 (json_int_t)base.step_ns,
-				 "lower_bound_ns", (json_int_t)bound, "must_move", (json_int_t)must,
+				 "lower_bound_ns", (json_int_t)lb.whole, "chunk_bound_ns", (json_int_t)lb.chunk,
+				 "must_move", (json_int_t)lb.must,
 				 "results", arr);
 		if (root == NULL)
 			xoom();
 		cli_print_json(root);
 	} else if (o->all) {
-		replay_print_table(&c, runs, n, &base, bound, must);
+		replay_print_table(&c, runs, n, &base, &lb);
 	} else {
-		replay_print_one(&c, &runs[0], &base, bound, must);
+		replay_print_one(&c, &runs[0], &base, &lb);
 	}
 	rc = 0;
 	for (size_t i = 0; i < n; i++)

@@ -664,75 +664,133 @@ static uint64_t most_within(const uint64_t *sz, uint32_t n, uint64_t room)
  *   in   p's buffers that p-1 did not name and that were not just allocated were either on the
  *        device while p-1 ran, in the room its own buffers and the pinned ones left, or are copied in
  *        after p-1 finished (whatever does not fit that room, in whole buffers).
- * So gap(p) >= max(out / d2h, in / h2d), and the step is at least the compute time plus the sum of
- * the gaps over p = 1 .. n-1. Like the bound below it holds for any schedule the model or the library
- * can run: a page-out starts only after the buffer's last use has finished and releases the device
- * only when it completes, and a page-in needs room before it starts.
+ * So gap(p) >= max(out / d2h, in / h2d). And the two cannot always overlap: room beyond what p-1's
+ * own buffers and the pinned ones leave, plus what frees at p-1's end give back, comes only from a
+ * page-out of a buffer p-1 named, which starts when p-1 finishes and releases nothing until it
+ * completes. Every page-in that starts before that completion fits in that room at once, so the
+ * rest (rem) starts no earlier than the smallest such page-out takes:
+ *   gap(p) >= smallest out / d2h + rem / h2d.
+ * The step is at least the compute time plus the sum of the gaps over p = 1 .. n-1. Like the bound
+ * below it holds for any schedule the model or the library can run: a page-out starts only after the
+ * buffer's last use has finished and releases the device only when it completes, and a page-in needs
+ * room before it starts.
+ *
+ * With chunk > 0, copies move in pieces of that size instead of whole buffers: the covers become
+ * the byte counts themselves, and the first room a page-out gives back is one chunk.
  */
-static double gap_stalls(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m, const uint64_t *live,
-			 const uint64_t *pinned, const uint64_t *named)
+struct gap_in {
+	const uint64_t *live, *pinned, *named;
+	uint64_t *pfree; /* pinned bytes alive at p-1 and freed when it ends, per p */
+	uint32_t *stamp;
+	uint64_t chunk;
+};
+
+/* Fills g->pfree and clears g->stamp. */
+static void gap_prepare(const struct mv_iter *it, struct gap_in *g)
 {
-	uint32_t n = it->nlaunch, p, i, nout, nin, s, e;
-	uint32_t *stamp = malloc(((size_t)it->nbufs + 1) * sizeof *stamp);
-	uint64_t outsz[17], insz[17], outb, inb, tin, v, sfree, room, held;
-	double d2h = m->d2h_bps / 1e9, h2d = m->h2d_bps / 1e9, sum = 0;
+	uint32_t b, s, e;
 
-	if (stamp == NULL)
-		return 0;
-	for (i = 0; i < it->nbufs; i++)
-		stamp[i] = MV_TRACE_NONE;
-	for (p = 1; p < n; p++) {
-		const struct mv_iter_launch *lp = &it->launch[p], *lq = &it->launch[p - 1];
+	for (b = 0; b < it->nbufs; b++) {
+		const struct mv_iter_buf *ib = &it->bufs[b];
 
-		for (i = 0; i < lp->nrefs; i++)
-			stamp[it->refs[lp->ref0 + i]] = p;
-		/* out: buffers p-1 named, alive at p, not named by p, not pinned. */
-		nout = 0;
-		outb = 0;
-		for (i = 0; i < lq->nrefs; i++) {
-			uint32_t b = it->refs[lq->ref0 + i];
-			const struct mv_iter_buf *ib = &it->bufs[b];
-
-			if (stamp[b] == p || (ib->flags & MV_IBUF_PINNED))
-				continue;
-			alive_span(it, ib, &s, &e);
-			if (!(s <= p && p < e))
-				continue;
-			if (nout < 17)
-				outsz[nout] = ib->size;
-			nout++;
-			outb += ib->size;
-		}
-		held = pinned[p] + named[p];
-		sfree = live[p] > held + outb ? live[p] - held - outb : 0;
-		v = live[p] > budget ? live[p] - budget : 0;
-		outb = v > sfree ? least_cover(outsz, nout > 16 ? 17 : nout, v - sfree) : 0;
-		/* in: buffers p names that p-1 did not, allocated before p-1 ran. */
-		for (i = 0; i < lq->nrefs; i++)
-			stamp[it->refs[lq->ref0 + i]] = p + n; /* named by p-1, whether or not by p */
-		nin = 0;
-		tin = 0;
-		for (i = 0; i < lp->nrefs; i++) {
-			uint32_t b = it->refs[lp->ref0 + i];
-			const struct mv_iter_buf *ib = &it->bufs[b];
-
-			if (stamp[b] == p + n || (ib->flags & MV_IBUF_PINNED) || ib->alloc_at == p)
-				continue;
-			if (ib->alloc_at != MV_TRACE_NONE && ib->alloc_at > p - 1)
-				continue;
-			if (nin < 17)
-				insz[nin] = ib->size;
-			nin++;
-			tin += ib->size;
-		}
-		held = pinned[p - 1] + named[p - 1];
-		room = budget > held ? budget - held : 0;
-		inb = tin > room ? tin - room : 0;
-		if (nin <= 16)
-			inb = tin - most_within(insz, nin, room);
-		sum += dmax((double)outb / d2h, (double)inb / h2d);
+		g->stamp[b] = MV_TRACE_NONE;
+		alive_span(it, ib, &s, &e);
+		if ((ib->flags & MV_IBUF_PINNED) && s < e && e < it->nlaunch)
+			g->pfree[e] += ib->size;
 	}
-	free(stamp);
+}
+
+/* The least stall between launch p-1's end and p's start. */
+static double gap_one(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m, struct gap_in *g,
+		      uint32_t p)
+{
+	const struct mv_iter_launch *lp = &it->launch[p], *lq = &it->launch[p - 1];
+	uint32_t n = it->nlaunch, i, nout = 0, nin = 0, s, e;
+	uint64_t outsz[17], insz[17], outb = 0, inb, tin = 0, v, sfree, room, held, fin, rem;
+	uint64_t minout = UINT64_MAX, freed = g->pfree[p];
+	double d2h = m->d2h_bps / 1e9, h2d = m->h2d_bps / 1e9, gap;
+
+	for (i = 0; i < lp->nrefs; i++)
+		g->stamp[it->refs[lp->ref0 + i]] = p;
+	/* out: buffers p-1 named, alive at p, not named by p, not pinned; freed: those not alive at p. */
+	for (i = 0; i < lq->nrefs; i++) {
+		uint32_t b = it->refs[lq->ref0 + i];
+		const struct mv_iter_buf *ib = &it->bufs[b];
+
+		if (g->stamp[b] == p || (ib->flags & MV_IBUF_PINNED))
+			continue;
+		alive_span(it, ib, &s, &e);
+		if (e <= p) {
+			freed += ib->size;
+			continue;
+		}
+		if (s > p)
+			continue;
+		if (nout < 17)
+			outsz[nout] = ib->size;
+		nout++;
+		outb += ib->size;
+		if (ib->size < minout)
+			minout = ib->size;
+	}
+	held = g->pinned[p] + g->named[p];
+	sfree = g->live[p] > held + outb ? g->live[p] - held - outb : 0;
+	v = g->live[p] > budget ? g->live[p] - budget : 0;
+	if (v <= sfree)
+		outb = 0;
+	else
+		outb = g->chunk ? v - sfree : least_cover(outsz, nout > 16 ? 17 : nout, v - sfree);
+	/* in: buffers p names that p-1 did not, allocated before p-1 ran. */
+	for (i = 0; i < lq->nrefs; i++)
+		g->stamp[it->refs[lq->ref0 + i]] = p + n; /* named by p-1, whether or not by p */
+	for (i = 0; i < lp->nrefs; i++) {
+		uint32_t b = it->refs[lp->ref0 + i];
+		const struct mv_iter_buf *ib = &it->bufs[b];
+
+		if (g->stamp[b] == p + n || (ib->flags & MV_IBUF_PINNED) || ib->alloc_at == p)
+			continue;
+		if (ib->alloc_at != MV_TRACE_NONE && ib->alloc_at > p - 1)
+			continue;
+		if (nin < 17)
+			insz[nin] = ib->size;
+		nin++;
+		tin += ib->size;
+	}
+	held = g->pinned[p - 1] + g->named[p - 1];
+	room = budget > held ? budget - held : 0;
+	fin = room > UINT64_MAX - freed ? UINT64_MAX : room + freed;
+	if (g->chunk || nin > 16) {
+		inb = tin > room ? tin - room : 0;
+		rem = tin > fin ? tin - fin : 0;
+	} else {
+		inb = tin - most_within(insz, nin, room);
+		rem = tin - most_within(insz, nin, fin);
+	}
+	gap = dmax((double)outb / d2h, (double)inb / h2d);
+	if (rem > 0 && nout > 0) {
+		if (g->chunk && g->chunk < minout)
+			minout = g->chunk;
+		gap = dmax(gap, (double)minout / d2h + (double)rem / h2d);
+	}
+	return gap;
+}
+
+static double gap_stalls(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m, const uint64_t *live,
+			 const uint64_t *pinned, const uint64_t *named, uint64_t chunk)
+{
+	struct gap_in g = { live, pinned, named, NULL, NULL, chunk };
+	double sum = 0;
+	uint32_t p;
+
+	g.stamp = malloc(((size_t)it->nbufs + 1) * sizeof *g.stamp);
+	g.pfree = calloc((size_t)it->nlaunch + 1, sizeof *g.pfree);
+	if (g.stamp != NULL && g.pfree != NULL) {
+		gap_prepare(it, &g);
+		for (p = 1; p < it->nlaunch; p++)
+			sum += gap_one(it, budget, m, &g, p);
+	}
+	free(g.stamp);
+	free(g.pfree);
 	return sum;
 }
 
@@ -908,8 +966,9 @@ static int lb_sweep(struct lb *lb, uint64_t budget, const struct mv_machine *m, 
 	return infeasible;
 }
 
-uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m,
-			      uint64_t *must_move)
+/* The bound for whole-buffer copies (chunk 0) or copies in pieces of chunk bytes. */
+static uint64_t lower_bound(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m, uint64_t chunk,
+			    uint64_t *must_move)
 {
 	struct lb lb;
 	uint64_t result = UINT64_MAX, worst_v = 0;
@@ -926,7 +985,7 @@ uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const s
 	lb_spans(&lb, it);
 	best = (double)lb.total;
 	if (!lb_sweep(&lb, budget, m, &best, &worst_v)) {
-		gaps = (double)lb.total + gap_stalls(it, budget, m, lb.livea, lb.pina, lb.named);
+		gaps = (double)lb.total + gap_stalls(it, budget, m, lb.livea, lb.pina, lb.named, chunk);
 		if (gaps > best)
 			best = gaps;
 		result = best >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)floor(best);
@@ -938,6 +997,17 @@ uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const s
 out:
 	lb_free(&lb);
 	return result;
+}
+
+uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m,
+			      uint64_t *must_move)
+{
+	return lower_bound(it, budget, m, 0, must_move);
+}
+
+uint64_t mv_model_chunk_bound(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m, uint64_t chunk)
+{
+	return lower_bound(it, budget, m, chunk > 0 ? chunk : 1, NULL);
 }
 
 /* ---- feedback ------------------------------------------------------------------------------------------ */

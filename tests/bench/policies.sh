@@ -3,7 +3,7 @@
 # under libmemvirt.so with MEMVIRT_RECORD and no budget, 4 steps; 'memvirt trace replay --all' then
 # plans the recorded iteration with every policy at 75%, 50%, 33% and 25% of its peak (VGG-16 also
 # at 12 GB) on a 55 GB/s link each way and reports the modeled overhead over unlimited memory, the
-# ratio to the bandwidth lower bound, bytes moved each way and the peak. A budget below what one
+# ratio to the bandwidth lower bound (and the bound for copies in 2 MiB pieces beside it), bytes moved each way and the peak. A budget below what one
 # launch needs at once is reported as infeasible. Then three of the models run live under lru, mmcnn
 # and auto at one budget each, so the virtual clock's step time can be set beside the replay's.
 # Prints Markdown.
@@ -37,8 +37,8 @@ record() {
 	}
 }
 
-echo "| model | budget | lower bound | policy | overhead | × bound | out | in | peak |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| model | budget | lower bound | chunk bound | policy | overhead | × bound | out | in | peak |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 echo "$MODELS" | while read -r model batch extra; do
 	# shellcheck disable=SC2086 # extra is a list of words
 	record "$model" "$model" --batch "$batch" $extra
@@ -46,14 +46,15 @@ echo "$MODELS" | while read -r model batch extra; do
 	[ "$model" = vgg16 ] && budgets="$budgets 12GB"
 	for b in $budgets; do
 		if ! "$memvirt" trace replay "$tmp/$model.mvtrace" --all --budget "$b" >"$tmp/r" 2>"$tmp/e"; then
-			echo "| $model $batch | $b | - | all | $(sed 's/.*infeasible: /infeasible: /; s/|/\\|/g' "$tmp/e" | head -n 1) | | | | |"
+			echo "| $model $batch | $b | - | - | all | $(sed 's/.*infeasible: /infeasible: /; s/|/\\|/g' "$tmp/e" | head -n 1) | | | | |"
 			continue
 		fi
 		lb=$(sed -n 's/.*lower bound \([0-9.]* ms\).*/\1/p' "$tmp/r")
-		awk -v m="$model $batch" -v b="$b" -v lb="$lb" '
+		cb=$(sed -n 's/.* ms, \([0-9.]* ms\) in .* pieces.*/\1/p' "$tmp/r")
+		awk -v m="$model $batch" -v b="$b" -v lb="$lb" -v cb="$cb" '
 			$1 ~ /^(lru|vdnn-all|vdnn-conv|mmcnn|auto)$/ {
-				printf "| %s | %s | %s | %s | %s | %s | %s %s | %s %s | %s %s |\n",
-					m, b, lb, $1, $12, $13, $4, $5, $6, $7, $2, $3
+				printf "| %s | %s | %s | %s | %s | %s | %s | %s %s | %s %s | %s %s |\n",
+					m, b, lb, cb, $1, $12, $13, $4, $5, $6, $7, $2, $3
 			}' "$tmp/r"
 	done
 done

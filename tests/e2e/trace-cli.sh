@@ -86,6 +86,7 @@ has lru.out "stall            8.000 ms"
 has lru.out "step             14.000 ms; unlimited 6.000 ms"
 has lru.out "overhead         133.33%"
 has lru.out "lower bound      8.000 ms"
+has lru.out "chunk bound      8.000 ms (copies in 2.0 MiB pieces)"
 has lru.out "step/bound       1.750"
 has lru.out "faults           1"
 [ -s "$T/lru.err" ] && mv_fail "replay of a fully timed trace warned: $(cat "$T/lru.err")"
@@ -120,6 +121,7 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["budget"] == 12 << 20 and d["unlimited"] == {"peak": 16 << 20, "step_ns": 6000000}, d
 assert d["lower_bound_ns"] == 8000000 and d["must_move"] == 4 << 20, d
+assert d["chunk_bound_ns"] == 8000000, d
 r, = d["results"]
 want = {"policy": "lru", "peak": 12 << 20, "bytes_out": 4 << 20, "bytes_in": 4 << 20,
         "page_outs": 1, "page_ins": 1, "stall_ns": 8000000, "step_ns": 14000000,
@@ -138,7 +140,7 @@ names = [r["policy"] for r in d["results"]]
 assert names == ["lru", "vdnn-all", "vdnn-conv", "mmcnn", "auto"], names
 for r in d["results"]:
     assert r["peak"] <= 12 << 20 and not r["over_budget"], r
-    assert r["step_ns"] >= d["lower_bound_ns"], r
+    assert r["step_ns"] >= d["lower_bound_ns"] >= d["chunk_bound_ns"], r
 '
 expect 0 unlimited trace replay "$L" --policy lru --budget 16MiB
 has unlimited.out "moved out        0 B (0 bytes) in 0 page-outs"

@@ -122,6 +122,42 @@ START_TEST(hand_computed)
 }
 END_TEST
 
+/*
+ * Two 100-byte buffers alive throughout, A and B, in a budget of 100; four 100 ns launches naming A,
+ * B, A, B. Before each launch the other buffer must leave and this one come back. The page-in needs
+ * the room the page-out gives back, which whole-buffer copies release only when the page-out
+ * completes: every gap is at least 100 + 100 ns, not max(100, 100).
+ */
+START_TEST(whole_buffer_gaps)
+{
+	struct mv_trace *t = mv_trace_new(0, 0);
+	uint32_t f, ab[2], k;
+	struct mv_iter *it;
+	struct mv_model_result r;
+
+	PT_OK(mv_trace_add_func(t, "k", &f));
+	PT_OK(mv_trace_add_alloc(t, 100, 1, 0, 0, &ab[0]));
+	PT_OK(mv_trace_add_alloc(t, 100, 2, 0, 0, &ab[1]));
+	for (k = 0; k < 4; k++)
+		PT_OK(mv_trace_add_launch(t, f, 0, 1 + k, 100, &ab[k % 2], 1));
+	PT_OK(mv_iter_build(t, 2, 4, 0, &it));
+	ck_assert_uint_eq(it->nlaunch, 4);
+	/* 400 of compute and three gaps of 200; in pieces of 10 bytes, each gap is 10 + 100. */
+	ck_assert_uint_eq(mv_model_lower_bound(it, 100, &byte_per_ns, NULL), 1000);
+	ck_assert_uint_eq(mv_model_chunk_bound(it, 100, &byte_per_ns, 10), 730);
+	/* Pieces as large as the buffers are whole buffers. */
+	ck_assert_uint_eq(mv_model_chunk_bound(it, 100, &byte_per_ns, 100), 1000);
+	/* The model swaps reactively: 200 ns before every launch, the first one's included. */
+	ck_assert_int_eq(mv_model_run(it, NULL, 100, &byte_per_ns, &r, NULL), 0);
+	ck_assert_uint_eq(r.step_ns, 1200);
+	/* With room for both nothing moves, and both bounds are the compute time. */
+	ck_assert_uint_eq(mv_model_lower_bound(it, 200, &byte_per_ns, NULL), 400);
+	ck_assert_uint_eq(mv_model_chunk_bound(it, 200, &byte_per_ns, 10), 400);
+	mv_iter_free(it);
+	mv_trace_free(t);
+}
+END_TEST
+
 /* A random layered or LSTM-like network, with random sizes, durations and pins. */
 static void random_gen(struct pt_gen *g, uint64_t *seed, uint64_t *act, uint64_t *fwd, uint64_t *bwd)
 {
@@ -187,6 +223,8 @@ START_TEST(lower_bound_holds_for_random_plans)
 		m.d2h_bps = 1e9 * (5 + pt_rand_below(&seed, 60));
 		m.launch_ns = 5000;
 		lb = mv_model_lower_bound(it, budget, &m, &must);
+		/* Copies in pieces can only do better than whole buffers. */
+		ck_assert_uint_le(mv_model_chunk_bound(it, budget, &m, MV_MODEL_CHUNK), lb);
 		for (j = 0; j < 4 + 5; j++) {
 			struct mv_plan *p = NULL;
 			struct mv_model_result r;
@@ -451,6 +489,7 @@ static Suite *model_suite(void)
 	TCase *tc = tcase_create("core");
 
 	tcase_add_test(tc, hand_computed);
+	tcase_add_test(tc, whole_buffer_gaps);
 	tcase_add_test(tc, lower_bound_holds_for_random_plans);
 	tcase_add_test(tc, unlimited_peak_matches);
 	tcase_add_test(tc, layered_peak);
