@@ -824,6 +824,7 @@ struct lb {
 	uint64_t total; /* the compute time */
 	int64_t *dl, *dpin, *dF, *dA, *dB;
 	uint64_t *named, *cb, *livea, *pina;
+	double *roff, *tp; /* per launch: R, the bytes off besides F, and the bound there (-1: none) */
 };
 
 /* Two blocks: the five difference arrays, then the four per-launch ones; lb_free frees both. */
@@ -835,8 +836,12 @@ static int lb_init(struct lb *lb, uint32_t n)
 	lb->n = n;
 	lb->dl = calloc(5 * d, sizeof *lb->dl);
 	lb->named = calloc(4 * a, sizeof *lb->named);
-	if (lb->dl == NULL || lb->named == NULL)
+	lb->roff = malloc(2 * a * sizeof *lb->roff);
+	if (lb->dl == NULL || lb->named == NULL || lb->roff == NULL)
 		return -ENOMEM;
+	lb->tp = lb->roff + a;
+	for (size_t i = 0; i < a; i++)
+		lb->tp[i] = -1;
 	lb->dpin = lb->dl + d;
 	lb->dF = lb->dpin + d;
 	lb->dA = lb->dF + d;
@@ -851,6 +856,7 @@ static void lb_free(struct lb *lb)
 {
 	free(lb->dl);
 	free(lb->named);
+	free(lb->roff);
 }
 
 /* The compute time before each launch, each buffer's life sorted into pinned, F, A and B, and the
@@ -958,12 +964,63 @@ static int lb_sweep(struct lb *lb, uint64_t budget, const struct mv_machine *m, 
 		if (R <= 0)
 			continue;
 		vmin = lb_split(R, (double)A, (double)B, (double)lb->cb[p], (double)(lb->total - lb->cb[p]), m);
+		lb->roff[p] = R;
+		lb->tp[p] = vmin;
 		if (vmin > *best || (vmin == *best && v > *worst_v)) {
 			*best = vmin;
 			*worst_v = v;
 		}
 	}
 	return infeasible;
+}
+
+/* The launches the timed bound looks at: all of them in a short iteration, else the ones where the
+ * untimed bound is highest (any subset gives a valid bound; these are where it is likely tightest). */
+#define LB_TIMED_ALL 1024
+#define LB_TIMED_TOP 16
+
+struct lb_cand {
+	double tp;
+	uint32_t p;
+};
+
+static int lb_cand_cmp(const void *a, const void *b)
+{
+	double x = ((const struct lb_cand *)a)->tp, y = ((const struct lb_cand *)b)->tp;
+
+	return x > y ? -1 : x < y;
+}
+
+/* Raises *best with the per-launch bound that knows when each byte can leave and must be back, and
+ * *worst_v with the bytes over the budget where that sets it. */
+static void lb_timed(struct lb *lb, const struct mv_iter *it, uint64_t budget, const struct mv_machine *m,
+		     double *best, uint64_t *worst_v)
+{
+	struct lb_cand *c = malloc(((size_t)lb->n + 1) * sizeof *c);
+	struct mv_uses *u = c != NULL ? mv_uses_new(it) : NULL;
+	uint32_t nc = 0, i;
+
+	if (u == NULL)
+		goto out;
+	for (i = 0; i < lb->n; i++)
+		if (lb->tp[i] >= 0)
+			c[nc++] = (struct lb_cand){lb->tp[i], i};
+	if (nc > LB_TIMED_ALL) {
+		qsort(c, nc, sizeof *c, lb_cand_cmp);
+		nc = LB_TIMED_TOP;
+	}
+	for (i = 0; i < nc; i++) {
+		uint32_t p = c[i].p;
+		double v = mv_bound_timed(it, u, p, lb->roff[p], lb->cb, lb->total, m);
+
+		if (v > *best) {
+			*best = v;
+			*worst_v = lb->livea[p] - budget;
+		}
+	}
+out:
+	mv_uses_free(u);
+	free(c);
 }
 
 /* The bound for whole-buffer copies (chunk 0) or copies in pieces of chunk bytes. */
@@ -985,6 +1042,7 @@ static uint64_t lower_bound(const struct mv_iter *it, uint64_t budget, const str
 	lb_spans(&lb, it);
 	best = (double)lb.total;
 	if (!lb_sweep(&lb, budget, m, &best, &worst_v)) {
+		lb_timed(&lb, it, budget, m, &best, &worst_v);
 		gaps = (double)lb.total + gap_stalls(it, budget, m, lb.livea, lb.pina, lb.named, chunk);
 		if (gaps > best)
 			best = gaps;

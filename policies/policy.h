@@ -199,6 +199,15 @@ uint64_t mv_model_peak(const struct mv_iter *it);
  * smaller budget is infeasible for every policy. */
 uint64_t mv_model_min_budget(const struct mv_iter *it);
 
+/* Every buffer's uses in the iteration, for mv_bound_timed (bound.c). NULL when out of memory. */
+struct mv_uses *mv_uses_new(const struct mv_iter *it);
+void mv_uses_free(struct mv_uses *u);
+/* The per-launch bound at launch p with R bytes off the device besides the ones never used, given
+ * the compute time before each launch (cb) and in all (total): each byte leaves no earlier than its
+ * last use before p ends and is back before its next use after p starts (memvirt-policies(7)). */
+double mv_bound_timed(const struct mv_iter *it, struct mv_uses *u, uint32_t p, double R, const uint64_t *cb,
+		      uint64_t total, const struct mv_machine *m);
+
 struct mv_feedback *mv_feedback_new(const struct mv_iter *it);
 /* Moves each late buffer's page-in earlier by enough launches to cover its lateness (at least one),
  * and clears late_ns. Returns how many buffers moved. */

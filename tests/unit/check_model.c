@@ -158,6 +158,36 @@ START_TEST(whole_buffer_gaps)
 }
 END_TEST
 
+/*
+ * X and Y, 100 bytes each and alive throughout, in a budget of 100; launches of 100, 100, 10, 100 and
+ * 100 ns naming X, X, nothing, Y, Y. At L3, X must be off: it cannot start leaving before its last
+ * use, L1, ends at 200 ns, so L3 starts no earlier than 300 ns, and 200 ns of compute follow: 500 ns.
+ * Without release times the bound sees only the 410 ns of compute.
+ */
+START_TEST(release_times)
+{
+	static const uint64_t dur[5] = {100, 100, 10, 100, 100};
+	struct mv_trace *t = mv_trace_new(0, 0);
+	uint32_t f, xy[2], k;
+	struct mv_iter *it;
+	struct mv_model_result r;
+
+	PT_OK(mv_trace_add_func(t, "k", &f));
+	PT_OK(mv_trace_add_alloc(t, 100, 1, 0, 0, &xy[0]));
+	PT_OK(mv_trace_add_alloc(t, 100, 2, 0, 0, &xy[1]));
+	for (k = 0; k < 5; k++)
+		PT_OK(mv_trace_add_launch(t, f, 0, 1 + k, dur[k], k == 2 ? NULL : &xy[k / 3], k == 2 ? 0 : 1));
+	PT_OK(mv_iter_build(t, 2, 5, 0, &it));
+	ck_assert_uint_eq(it->nlaunch, 5);
+	ck_assert_uint_eq(mv_model_lower_bound(it, 100, &byte_per_ns, NULL), 500);
+	ck_assert_uint_eq(mv_model_chunk_bound(it, 100, &byte_per_ns, 10), 500);
+	ck_assert_int_eq(mv_model_run(it, NULL, 100, &byte_per_ns, &r, NULL), 0);
+	ck_assert_uint_ge(r.step_ns, 500);
+	mv_iter_free(it);
+	mv_trace_free(t);
+}
+END_TEST
+
 /* A random layered or LSTM-like network, with random sizes, durations and pins. */
 static void random_gen(struct pt_gen *g, uint64_t *seed, uint64_t *act, uint64_t *fwd, uint64_t *bwd)
 {
@@ -490,6 +520,7 @@ static Suite *model_suite(void)
 
 	tcase_add_test(tc, hand_computed);
 	tcase_add_test(tc, whole_buffer_gaps);
+	tcase_add_test(tc, release_times);
 	tcase_add_test(tc, lower_bound_holds_for_random_plans);
 	tcase_add_test(tc, unlimited_peak_matches);
 	tcase_add_test(tc, layered_peak);
