@@ -86,6 +86,7 @@ json_t *mvd_control_stats_json(uid_t viewer)
 	json_object_set_new(o, "version", json_string(PACKAGE_VERSION));
 	json_object_set_new(o, "sessions", list);
 	json_object_set_new(o, "devices", mvd_arbiter_devices_json(viewer));
+	json_object_set_new(o, "host", mvd_arbiter_host_json(viewer));
 	return o;
 }
 
