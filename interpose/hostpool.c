@@ -40,6 +40,8 @@ static int pool_add_failed_logged;
 /* memvirtd's share of the node's host limit for this process, MV_HOST_GRANT_NONE for none; and
  * the grant a page-out last waited out in vain, which no page-out waits for again. */
 static uint64_t host_grant = MV_HOST_GRANT_NONE, grant_waited = MV_HOST_GRANT_NONE;
+/* Whether a page-out has waited for the link's first session's word, which happens once. */
+static int greet_waited;
 
 /* What the pool may hold now: the lesser of MEMVIRT_HOST_LIMIT and the host grant. */
 static uint64_t pool_limit(void)
@@ -62,6 +64,38 @@ void mv_host_grant_set(uint64_t grant)
 		pthread_cond_broadcast(&pool_cond);
 	}
 	pthread_mutex_unlock(&pool_lock);
+}
+
+void mv_host_grant_heard(void)
+{
+	/* Taken, so that a waiter that saw the greeting under way is asleep before the wake-up. */
+	pthread_mutex_lock(&pool_lock);
+	pthread_cond_broadcast(&pool_cond);
+	pthread_mutex_unlock(&pool_lock);
+}
+
+/* Whether the pool should not grow yet: no grant, and the link's first session under way, whose
+ * WELCOME may bring one. */
+static int greeting_locked(void)
+{
+	return host_grant == MV_HOST_GRANT_NONE && !greet_waited && mv_link_greeting();
+}
+
+/* With pool_lock held, before the pool first grows: while the link's first session is being
+ * greeted, waits a bounded time for its word, once, so that a job does not pin memory the node's
+ * host limit may not give it. Never on the link thread. Returns whether it waited. */
+static int greet_wait_locked(void)
+{
+	struct timespec until;
+
+	if (!greeting_locked() || mv_link_is_self())
+		return 0;
+	mv_deadline_ms(&until, MV_HOST_GRANT_WAIT_MS);
+	while (mv_link_greeting())
+		if (pthread_cond_timedwait(&pool_cond, &pool_lock, &until) != 0)
+			break;
+	greet_waited = 1;
+	return 1;
 }
 
 static struct mv_hostslot *slot_in(struct mv_hostchunk *c, uint64_t span)
@@ -176,13 +210,13 @@ static struct mv_hostchunk *pool_add_relock(uint64_t size)
 /* Logs once per limit (and per grant) that the pool is full, naming which limit stops it. */
 static void pool_full_log(void)
 {
-	char a[32], b[32], c[32];
+	char a[32], b[32];
 
 	if (grant_limits() && !grant_full_logged) {
 		grant_full_logged = 1;
-		mv_log(MV_LOG_WARN, "host pool full at %s (memvirtd's node host limit, share %s of "
-		       "MEMVIRT_HOST_LIMIT %s): cannot page out more", mv_format_size(pool_bytes, a, sizeof(a)),
-		       mv_format_size(host_grant, b, sizeof(b)), mv_format_size(mv_cfg.host_limit, c, sizeof(c)));
+		mv_log(MV_LOG_WARN, "host pool full at %s (memvirtd's node host limit, this process's share "
+		       "%s): cannot page out more", mv_format_size(pool_bytes, a, sizeof(a)),
+		       mv_format_size(host_grant, b, sizeof(b)));
 	} else if (!grant_limits() && !pool_full_logged) {
 		pool_full_logged = 1;
 		mv_log(MV_LOG_WARN, "host pool full at %s (MEMVIRT_HOST_LIMIT): cannot page out more",
@@ -234,6 +268,8 @@ again:
 		pthread_mutex_unlock(&pool_lock);
 		return s;
 	}
+	if (greet_wait_locked())
+		goto again;
 	c = pool_add_relock(size);
 	if (c != NULL)
 		s = slot_in(c, span);
@@ -255,7 +291,8 @@ int mv_host_pool_low(void)
 	int low;
 
 	pthread_mutex_lock(&pool_lock);
-	low = pool_bytes - pool_used < MV_HOST_CHUNK / 2 && pool_bytes + MV_HOST_CHUNK <= pool_limit();
+	low = pool_bytes - pool_used < MV_HOST_CHUNK / 2 && pool_bytes + MV_HOST_CHUNK <= pool_limit() &&
+	      !greeting_locked();
 	pthread_mutex_unlock(&pool_lock);
 	return low;
 }
@@ -263,7 +300,8 @@ int mv_host_pool_low(void)
 void mv_host_pool_grow(void)
 {
 	pthread_mutex_lock(&pool_lock);
-	if (pool_bytes - pool_used >= MV_HOST_CHUNK / 2 || pool_bytes + MV_HOST_CHUNK > pool_limit()) {
+	if (pool_bytes - pool_used >= MV_HOST_CHUNK / 2 || pool_bytes + MV_HOST_CHUNK > pool_limit() ||
+	    greeting_locked()) {
 		pthread_mutex_unlock(&pool_lock);
 		return;
 	}

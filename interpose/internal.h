@@ -381,7 +381,8 @@ void mv_unmap_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle h)
 
 /* A host slot of span bytes; grows the pool by a chunk when none fits, up to MEMVIRT_HOST_LIMIT
  * and the host grant. At the grant it waits a bounded time for a larger one (once per grant; never
- * on the link thread). NULL when the pool is full. Called without mv_lock. */
+ * on the link thread), and before it first grows, for the link's first session's word (once).
+ * NULL when the pool is full. Called without mv_lock. */
 struct mv_hostslot *mv_host_alloc(uint64_t span);
 void mv_host_free(struct mv_hostslot *s);
 /* Where the slot's bytes are, for a copy. */
@@ -393,6 +394,9 @@ void mv_host_pool_grow(void);
 /* The link thread's: memvirtd's share of the node's host limit (MV_HOST_GRANT_NONE: none). A grant
  * below the pool's size stops its growth; nothing in it is let go. */
 void mv_host_grant_set(uint64_t grant);
+/* The link thread's: its first session is welcomed or failed (mv_link_greeting is 0 now); a
+ * page-out waiting for its word goes on. */
+void mv_host_grant_heard(void);
 /* The safety net: maps a paged-out buffer's range onto its host copy, so that an access the scan
  * missed reads host memory instead of faulting, and takes that mapping away again. No-ops where
  * the device cannot map host memory. */
@@ -630,6 +634,10 @@ void mv_ring_forked(struct mv_ring *r);
 int mv_link_is_up(void);
 /* Whether the caller is the link thread. */
 int mv_link_is_self(void);
+/* Whether the link's first session is under way: from the link's start to its WELCOME or failure.
+ * Until then the host pool waits (a bounded time, once) before it first grows, since memvirtd may
+ * give it a share of the node's host limit. */
+int mv_link_greeting(void);
 /* The host pool's: asks the link thread for a COUNTERS snapshot now, so that memvirtd divides the
  * node's host limit again without waiting for the next one. Cheap and rate-limited; nothing when
  * no daemon is linked. */

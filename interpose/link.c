@@ -50,6 +50,20 @@ static _Atomic int link_up;
 static __thread int link_self;
 /* The host pool asked for a COUNTERS snapshot now (mv_link_nudge); the link thread clears it. */
 static _Atomic int nudged;
+/* From the link's start until its first session is welcomed or has failed. */
+static _Atomic int greeting;
+
+int mv_link_greeting(void)
+{
+	return atomic_load(&greeting);
+}
+
+/* The first session is welcomed or failed: a page-out waiting for the first host grant goes on. */
+static void greeted(void)
+{
+	if (atomic_exchange(&greeting, 0))
+		mv_host_grant_heard();
+}
 
 int mv_link_is_self(void)
 {
@@ -318,10 +332,15 @@ static enum rx_result receive(int welcomed, const char **reason)
 				break;
 			}
 			{
-				char a[32];
+				char a[32], b[48];
 				w.grant = clamp_grant(w.grant);
-				mv_log(MV_LOG_INFO, "linked to memvirtd at %s: session %llu, budget %s", sock_path,
-				       (unsigned long long)w.session, mv_format_size(w.grant, a, sizeof(a)));
+				b[0] = '\0';
+				if (w.host_grant != MV_HOST_GRANT_NONE) {
+					memcpy(b, ", host share ", 14);
+					mv_format_size(w.host_grant, b + 13, sizeof(b) - 13);
+				}
+				mv_log(MV_LOG_INFO, "linked to memvirtd at %s: session %llu, budget %s%s", sock_path,
+				       (unsigned long long)w.session, mv_format_size(w.grant, a, sizeof(a)), b);
 			}
 			mv_budget_set(w.grant);
 			mv_host_grant_set(w.host_grant);
@@ -336,6 +355,11 @@ static enum rx_result receive(int welcomed, const char **reason)
 				break;
 			}
 			apply_grant(g.grant, "grant from memvirtd");
+			if (g.host_grant != MV_HOST_GRANT_NONE) {
+				char a[32];
+				mv_log(MV_LOG_DEBUG, "host share from memvirtd: %s",
+				       mv_format_size(g.host_grant, a, sizeof(a)));
+			}
 			mv_host_grant_set(g.host_grant);
 		} else if (f.type == MV_MSG_PLAN && welcomed) {
 			struct mv_msg_plan ph;
@@ -473,12 +497,15 @@ static int session(void)
 
 	sock = dial();
 	if (sock < 0) {
+		greeted();
 		if (sock != -EPERM)
 			mv_log(MV_LOG_DEBUG, "no memvirtd at %s: %s", sock_path, strerror(-sock));
 		sock = -1;
 		return 0;
 	}
-	if (handshake(&reason) != 0) {
+	r = handshake(&reason);
+	greeted();
+	if (r != 0) {
 		close(sock);
 		sock = -1;
 		if (!atomic_load(&exiting))
@@ -605,6 +632,8 @@ void mv_link_start(void)
 		mv_log(MV_LOG_WARN, "cannot make the link thread's pipe (%s); running without memvirtd", strerror(errno));
 		return;
 	}
+	/* Before the thread runs, so that no page-out before its HELLO takes the pool for its own. */
+	atomic_store(&greeting, 1);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	/* The app's signals are for the app's threads. */
@@ -615,6 +644,7 @@ void mv_link_start(void)
 	pthread_attr_destroy(&attr);
 	if (r != 0) {
 		mv_log(MV_LOG_WARN, "cannot start the link thread (%s); running without memvirtd", strerror(r));
+		greeted();
 		close(wake_pipe[0]);
 		close(wake_pipe[1]);
 		wake_pipe[0] = wake_pipe[1] = -1;
@@ -631,6 +661,7 @@ void mv_link_forked(void)
 	atomic_store(&link_up, 0);
 	atomic_store(&exiting, 0);
 	atomic_store(&nudged, 0);
+	atomic_store(&greeting, 0);
 	if (sock >= 0)
 		close(sock);
 	sock = -1;
