@@ -319,7 +319,7 @@ void mvd_arbiter_host_claim(const struct mvd_session *s, struct mvd_claim *c)
 	/* What a pool holds is pinned and never taken back; beyond it the claim follows demand,
 	 * two chunks ahead, so that no process waits while the node has room. */
 	c->min = pool;
-	c->request = s->host_want < pool + 2 * ARBITER_HOST_CHUNK ? s->host_want : pool + 2 * ARBITER_HOST_CHUNK;
+	c->request = arbiter_min(s->host_want, pool + 2 * ARBITER_HOST_CHUNK);
 	if (c->request < pool)
 		c->request = pool;
 	c->weight = s->weight;
@@ -376,7 +376,7 @@ void mvd_arbiter_host_counters(struct mvd_session *s, uint64_t old_pool)
 	 * node to be divided again: a few times per gigabyte a process pages out while the node has
 	 * room, and never for a snapshot that says nothing new. */
 	if (host_limit == 0 || pool == old_pool ||
-	    pool + ARBITER_HOST_CHUNK < (s->host_request < s->host_grant ? s->host_request : s->host_grant))
+	    pool + ARBITER_HOST_CHUNK < arbiter_min(s->host_request, s->host_grant))
 		return;
 	host_dirty = 1;
 }
@@ -400,7 +400,8 @@ json_t *mvd_arbiter_host_json(uid_t viewer)
 		      (json_int_t)pools, "sessions", (json_int_t)n, "memtotal", (json_int_t)host_memtotal);
 	if (o == NULL)
 		mvd_fatal("out of memory building the host stats");
-	json_object_set_new(o, "limit", host_limit != 0 ? json_integer((json_int_t)host_limit) : json_null());
+	json_object_set_new(o, "limit",
+			    host_limit != 0 ? json_integer((json_int_t)host_limit) : json_null());
 	return o;
 }
 

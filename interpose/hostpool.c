@@ -1,5 +1,6 @@
 /* The pinned host pool that paged-out buffers live in, grown in large chunks up to
- * MEMVIRT_HOST_LIMIT and memvirtd's share of the node's host limit, and the safety net's mappings of a buffer's device range onto its host copy. */
+ * MEMVIRT_HOST_LIMIT and memvirtd's share of the node's host limit, and the safety net's mappings
+ * of a buffer's device range onto its host copy. */
 #include "config.h"
 
 #include <stdlib.h>
