@@ -79,6 +79,9 @@ json_t *mvd_control_stats_json(uid_t viewer)
 	struct mvd_session *s;
 	json_t *o = control_ok(), *list = json_array();
 
+	/* A session that joined in this loop turn, read just before this request, is divided and
+	 * welcomed first: the answer never shows it before its first grant. */
+	mvd_arbiter_settle();
 	TAILQ_FOREACH(s, mvd_sessions(), entry) {
 		if (mvd_session_visible(s, viewer))
 			json_array_append_new(list, mvd_session_json(s));

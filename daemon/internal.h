@@ -248,7 +248,8 @@ void mvd_arbiter_join(struct mvd_session *s);
  * left is forgotten. */
 void mvd_arbiter_leave(struct mvd_session *s);
 /* Divides every device that sessions joined or left since the last call, sends GRANT to the
- * sessions whose grant changed and WELCOME to those that joined. Called once per loop turn. */
+ * sessions whose grant changed and WELCOME to those that joined. Called once per loop turn, and
+ * before a stats answer. */
 void mvd_arbiter_settle(void);
 /* The node's pinned host memory (memvirt.json's host.limit) is divided like a device, by
  * mvd_arbiter_divide over every session: each claims at least its pool's bytes now (never taken
