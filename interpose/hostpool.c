@@ -26,10 +26,6 @@ struct mv_hostslot {
 };
 
 #define MV_HOST_CHUNK (256ull << 20)
-/* How long a page-out at the pool's host grant waits for memvirtd to grant more, once per grant:
- * the daemon answers a nudge within a loop turn while the node has room. */
-#define MV_HOST_GRANT_WAIT_MS 2000
-
 /* Guards the chunk list, the granule flags and the host grant; pool_cond is signalled when the
  * grant changes. Not held across driver calls: chunks are made first and linked in after. */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -91,7 +87,7 @@ static int greet_wait_locked(void)
 
 	if (!greeting_locked() || mv_link_is_self())
 		return 0;
-	mv_deadline_ms(&until, MV_HOST_GRANT_WAIT_MS);
+	mv_deadline_ms(&until, (long)mv_cfg.host_wait_ms);
 	while (mv_link_greeting())
 		if (pthread_cond_timedwait(&pool_cond, &pool_lock, &until) != 0)
 			break;
@@ -236,7 +232,7 @@ static int grant_wait_locked(void)
 	if (!grant_limits() || was == grant_waited || !mv_link_is_up() || mv_link_is_self())
 		return 0;
 	mv_link_nudge();
-	mv_deadline_ms(&until, MV_HOST_GRANT_WAIT_MS);
+	mv_deadline_ms(&until, (long)mv_cfg.host_wait_ms);
 	while (host_grant == was)
 		if (pthread_cond_timedwait(&pool_cond, &pool_lock, &until) != 0)
 			break;

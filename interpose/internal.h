@@ -95,6 +95,7 @@ struct mv_config {
 	const char *budget_spec;  /* MEMVIRT_BUDGET as given, resolved against the device later */
 	uint64_t slab_threshold;  /* MEMVIRT_SLAB_THRESHOLD: smaller allocations are never paged */
 	uint64_t host_limit;      /* MEMVIRT_HOST_LIMIT: the pinned host pool's ceiling */
+	uint32_t host_wait_ms;    /* MEMVIRT_HOST_WAIT: how long a page-out waits for memvirtd's host grant */
 	int safety_net;           /* MEMVIRT_SAFETY_NET: map evicted ranges onto their host copy */
 	enum mv_log_level log_level;
 	int daemon;               /* MEMVIRT_DAEMON: link to memvirtd */

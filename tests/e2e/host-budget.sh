@@ -20,13 +20,15 @@ budget=$((peak / 3))
 dev=$((peak * 4))
 
 # job NAME SETTINGS [MVTRAIN OPTION...]: mvtrain $ARGS preloaded, on $S, in the background; its pid
-# goes to `last` and JOBS.
+# goes to `last` and JOBS. A page-out waits up to 30 s for the daemon's answer about the host limit,
+# not the default 2 s: on a loaded machine the answer can take longer, and the outcome must not
+# depend on it.
 job() {
 	name=$1
 	settings=$2
 	shift 2
 	# shellcheck disable=SC2086 # ARGS and SETTINGS are lists of words
-	env SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_SOCKET="$S" MEMVIRT_JOB="$name" $settings \
+	env SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_SOCKET="$S" MEMVIRT_JOB="$name" MEMVIRT_HOST_WAIT=30000 $settings \
 		LD_LIBRARY_PATH="$SIMCUDA_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" LD_PRELOAD="$MEMVIRT_LIB" \
 		timeout 120 "$MVTRAIN" $ARGS "$@" >"$T/$name.out" 2>"$T/$name.err" &
 	last=$!
