@@ -43,6 +43,8 @@ static void summary(const struct mvd_config *c)
 	       c->socket != NULL ? c->socket : "default", (unsigned)c->defaults.weight, min,
 	       c->defaults.policy, c->njobs, c->njobs == 1 ? "" : "s", slab, host,
 	       c->safety_net ? "on" : "off");
+	if (c->host_limit_spec != NULL)
+		printf("node host limit %s, divided among the processes\n", c->host_limit_spec);
 }
 
 static const char *const config_actions[] = {"check", "reload", NULL};

@@ -93,6 +93,11 @@ static json_t *ps_job(const json_t *s)
 
 	if (j == NULL)
 		xoom();
+	/* The host grant is null while the daemon divides no node host limit. */
+	json_object_set_new(j, "host_pool", json_integer(ps_int(s, "host_pool_bytes")));
+	json_object_set_new(j, "host_want", json_integer(ps_int(s, "host_want")));
+	json_object_set_new(j, "host_grant", json_is_integer(json_object_get(s, "host_grant"))
+					     ? json_integer(ps_int(s, "host_grant")) : json_null());
 	return j;
 }
 
@@ -160,7 +165,7 @@ static void ps_uptime(long long s, char *buf, size_t len)
 /* The text: a line for each daemon, then its jobs, one a line, under a heading. */
 static void ps_print(const json_t *daemons)
 {
-	char up[32], job[96], dev[40], b[32], g[32], r[32], rank[24];
+	char up[32], job[96], dev[40], b[32], g[32], r[32], rank[24], hp[32], hg[32];
 	const json_t *d, *j, *rk;
 	size_t i, k;
 
@@ -173,8 +178,8 @@ static void ps_print(const json_t *daemons)
 		       json_array_size(json_object_get(d, "jobs")) == 1 ? "" : "s");
 		if (json_array_size(json_object_get(d, "jobs")) == 0)
 			continue;
-		printf("  %8s %5s %-20s %-8s %10s %10s %10s\n", "PID", "RANK", "JOB", "DEVICE", "BUDGET",
-		       "GRANT", "RESIDENT");
+		printf("  %8s %5s %-20s %-8s %10s %10s %10s %10s %10s\n", "PID", "RANK", "JOB", "DEVICE",
+		       "BUDGET", "GRANT", "RESIDENT", "HOST POOL", "HOST GRANT");
 		json_array_foreach(json_object_get(d, "jobs"), k, j) {
 			/* A job names itself: what it chose reaches the terminal escaped. */
 			mv_text_escape(json_string_value(json_object_get(j, "job")), job, sizeof(job), 20);
@@ -184,10 +189,15 @@ static void ps_print(const json_t *daemons)
 				snprintf(rank, sizeof(rank), "%lld", (long long)json_integer_value(rk));
 			else
 				snprintf(rank, sizeof(rank), "-");
-			printf("  %8lld %5s %-20s %-8s %10s %10s %10s\n", ps_int(j, "pid"), rank, job, dev,
-			       mv_format_size((uint64_t)ps_int(j, "budget"), b, sizeof(b)),
+			if (json_is_integer(json_object_get(j, "host_grant")))
+				mv_format_size((uint64_t)ps_int(j, "host_grant"), hg, sizeof(hg));
+			else
+				snprintf(hg, sizeof(hg), "-");
+			printf("  %8lld %5s %-20s %-8s %10s %10s %10s %10s %10s\n", ps_int(j, "pid"), rank, job,
+			       dev, mv_format_size((uint64_t)ps_int(j, "budget"), b, sizeof(b)),
 			       mv_format_size((uint64_t)ps_int(j, "grant"), g, sizeof(g)),
-			       mv_format_size((uint64_t)ps_int(j, "resident"), r, sizeof(r)));
+			       mv_format_size((uint64_t)ps_int(j, "resident"), r, sizeof(r)),
+			       mv_format_size((uint64_t)ps_int(j, "host_pool"), hp, sizeof(hp)), hg);
 		}
 	}
 }

@@ -2,6 +2,8 @@
  * to them whenever the division changes. */
 #include "config.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -279,6 +281,130 @@ static void arbiter_recompute(struct mvd_device *d)
 	}
 }
 
+/* ---- the node's pinned host memory ---------------------------------------------------------- */
+
+/* The library's pool grows in chunks of this size (interpose/hostpool.c): a claim asks for two
+ * more than the pool holds, and the node is divided again once a pool is within one of that. */
+#define ARBITER_HOST_CHUNK (256ull << 20)
+
+/* The node's host limit as last divided (0: none), its memory, and the sessions' grants' sum. */
+static uint64_t host_limit, host_memtotal, host_granted;
+/* Sessions joined or left, or a pool moved past its claim, since the node was last divided. */
+static int host_dirty;
+
+/* The node's memory from /proc/meminfo's MemTotal, 0 when it cannot be read. */
+static uint64_t arbiter_memtotal(void)
+{
+	char line[256];
+	unsigned long long kib;
+	uint64_t total = 0;
+	FILE *f = fopen("/proc/meminfo", "re");
+
+	if (f == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (sscanf(line, "MemTotal: %llu kB", &kib) == 1) {
+			total = (uint64_t)kib << 10;
+			break;
+		}
+	}
+	fclose(f);
+	return total;
+}
+
+void mvd_arbiter_host_claim(const struct mvd_session *s, struct mvd_claim *c)
+{
+	uint64_t pool = s->counters.host_pool_bytes;
+
+	/* What a pool holds is pinned and never taken back; beyond it the claim follows demand,
+	 * two chunks ahead, so that no process waits while the node has room. */
+	c->min = pool;
+	c->request = arbiter_min(s->host_want, pool + 2 * ARBITER_HOST_CHUNK);
+	if (c->request < pool)
+		c->request = pool;
+	c->weight = s->weight;
+}
+
+/* Divides the node's host limit among every session again and tells those whose share changed. */
+static void arbiter_host_divide(void)
+{
+	struct mvd_sessions *all = mvd_sessions();
+	struct mvd_session *s;
+	struct mvd_claim *claims;
+	uint64_t *grants;
+	size_t n = 0, i = 0;
+	char a[32], b[32], c[32];
+
+	if (host_memtotal == 0)
+		host_memtotal = arbiter_memtotal();
+	host_limit = mvd_config_host_limit(mvd_server_config(), host_memtotal);
+	TAILQ_FOREACH(s, all, entry)
+		n++;
+	claims = mvd_xcalloc(n + 1, sizeof(*claims));
+	grants = mvd_xcalloc(n + 1, sizeof(*grants));
+	TAILQ_FOREACH(s, all, entry)
+		mvd_arbiter_host_claim(s, &claims[i++]);
+	if (host_limit != 0)
+		mvd_arbiter_divide(host_limit, n, claims, grants);
+	host_granted = 0;
+	i = 0;
+	TAILQ_FOREACH(s, all, entry) {
+		uint64_t g = host_limit != 0 ? grants[i] : MV_HOST_GRANT_NONE;
+
+		s->host_request = claims[i++].request;
+		if (host_limit != 0)
+			host_granted += g;
+		if (g == s->host_grant)
+			continue;
+		if (s->welcomed && host_limit != 0)
+			mvd_debug("session %llu (pid %u, %s): host grant %s, pool %s (node host limit %s)",
+				  (unsigned long long)s->id, s->pid, s->job, mv_format_size(g, a, sizeof(a)),
+				  mv_format_size(s->counters.host_pool_bytes, b, sizeof(b)),
+				  mv_format_size(host_limit, c, sizeof(c)));
+		s->host_grant = g;
+		mvd_session_send_grant(s);
+	}
+	free(grants);
+	free(claims);
+}
+
+void mvd_arbiter_host_counters(struct mvd_session *s, uint64_t old_pool)
+{
+	uint64_t pool = s->counters.host_pool_bytes;
+
+	/* Only a pool that moved, and came within a chunk of its claim or its grant, asks for the
+	 * node to be divided again: a few times per gigabyte a process pages out while the node has
+	 * room, and never for a snapshot that says nothing new. */
+	if (host_limit == 0 || pool == old_pool ||
+	    pool + ARBITER_HOST_CHUNK < arbiter_min(s->host_request, s->host_grant))
+		return;
+	host_dirty = 1;
+}
+
+json_t *mvd_arbiter_host_json(uid_t viewer)
+{
+	struct mvd_session *s;
+	uint64_t granted = 0, pools = 0;
+	size_t n = 0;
+	json_t *o;
+
+	TAILQ_FOREACH(s, mvd_sessions(), entry) {
+		if (!mvd_session_visible(s, viewer))
+			continue;
+		if (host_limit != 0)
+			granted += s->host_grant;
+		pools += s->counters.host_pool_bytes;
+		n++;
+	}
+	o = json_pack("{s:I, s:I, s:I, s:I}", "granted", (json_int_t)granted, "pool_bytes",
+		      (json_int_t)pools, "sessions", (json_int_t)n, "memtotal", (json_int_t)host_memtotal);
+	if (o == NULL)
+		mvd_fatal("out of memory building the host stats");
+	json_object_set_new(o, "limit",
+			    host_limit != 0 ? json_integer((json_int_t)host_limit) : json_null());
+	return o;
+}
+
 void mvd_arbiter_join(struct mvd_session *s)
 {
 	struct mvd_device *d = arbiter_device(s->uuid);
@@ -291,6 +417,7 @@ void mvd_arbiter_join(struct mvd_session *s)
 	arbiter_trust(d, TAILQ_FIRST(&d->sessions));
 	mvd_session_bound(s, d->total);
 	d->dirty = 1;
+	host_dirty = 1;
 }
 
 void mvd_arbiter_leave(struct mvd_session *s)
@@ -302,6 +429,7 @@ void mvd_arbiter_leave(struct mvd_session *s)
 	TAILQ_REMOVE(&d->sessions, s, dev_entry);
 	d->nsessions--;
 	s->dev = NULL;
+	host_dirty |= !mvd_server_stopping();
 	if (d->nsessions == 0) {
 		TAILQ_REMOVE(&arbiter_devices, d, entry);
 		free(d);
@@ -320,6 +448,11 @@ void mvd_arbiter_settle(void)
 	struct mvd_device *d;
 	struct mvd_session *s;
 
+	/* The node first, so that a newcomer's WELCOME carries its host grant. */
+	if (host_dirty) {
+		host_dirty = 0;
+		arbiter_host_divide();
+	}
 	TAILQ_FOREACH(d, &arbiter_devices, entry) {
 		if (!d->dirty)
 			continue;
@@ -335,6 +468,8 @@ void mvd_arbiter_recompute_all(void)
 {
 	struct mvd_device *d;
 
+	host_dirty = 0;
+	arbiter_host_divide();
 	TAILQ_FOREACH(d, &arbiter_devices, entry)
 		arbiter_recompute(d);
 }

@@ -429,6 +429,11 @@ static const struct field device_fields[] = {
 	{NULL, 0, 0, NULL, 0},
 };
 
+static const struct field host_fields[] = {
+	{"limit", K_BUDGET, offsetof(struct mvd_config, host_limit_spec), NULL, 0},
+	{NULL, 0, 0, NULL, 0},
+};
+
 static const struct field library_fields[] = {
 	{"slab_threshold", K_SIZE, offsetof(struct mvd_config, slab_threshold), NULL, 0},
 	{"host_limit", K_SIZE, offsetof(struct mvd_config, host_limit), NULL, 0},
@@ -449,6 +454,7 @@ static const struct field limits_fields[] = {
 static const struct field top_fields[] = {
 	{"daemon", K_SECTION, 0, daemon_fields, 0},
 	{"device", K_SECTION, 0, device_fields, 0},
+	{"host", K_SECTION, 0, host_fields, 0},
 	{"jobs", K_JOBS, 0, NULL, 0},
 	{"library", K_SECTION, 0, library_fields, 0},
 	{"limits", K_SECTION, 0, limits_fields, 0},
@@ -1180,6 +1186,7 @@ void mvd_config_free(struct mvd_config *c)
 	free(c->socket);
 	free(c->metrics);
 	free(c->device_budget);
+	free(c->host_limit_spec);
 	job_free(&c->defaults);
 	for (size_t i = 0; i < c->njobs; i++)
 		job_free(&c->jobs[i]);
@@ -1305,4 +1312,16 @@ uint64_t mvd_config_device_budget(const struct mvd_config *c, uint64_t total)
 	    mv_parse_size_or_percent(c->device_budget, total, &x) != 0 || x > total)
 		return total;
 	return x;
+}
+
+uint64_t mvd_config_host_limit(const struct mvd_config *c, uint64_t memtotal)
+{
+	uint64_t x;
+
+	if (c == NULL || c->host_limit_spec == NULL ||
+	    mv_parse_size_or_percent(c->host_limit_spec, memtotal, &x) != 0)
+		return 0;
+	/* A limit of nothing would refuse every page-out: the smallest is one byte, which the
+	 * library's pool cannot grow under, and says so. */
+	return x != 0 ? x : 1;
 }

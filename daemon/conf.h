@@ -7,6 +7,7 @@
  *                  "socket": "/run/memvirt/memvirtd.sock", "metrics": "127.0.0.1:9464",
  *                  "metrics_job_names": false },
  *     "device":  { "budget": "90%" },
+ *     "host":    { "limit": "50%" },
  *     "jobs":    { "default":  { "weight": 1, "min": "0", "policy": "lru" },
  *                  "train.py": { "weight": 2, "min": "4GiB", "policy": "vdnn-all",
  *                                "lookahead": 2, "page_min": "4MiB" } },
@@ -76,6 +77,7 @@ struct mvd_config {
 	size_t njobs;
 	uint64_t slab_threshold;  /* handed to the library of jobs that memvirt run starts */
 	uint64_t host_limit;      /* 0: the library's default */
+	char *host_limit_spec;    /* "host"."limit": a size or a percentage of MemTotal; NULL: none */
 	int safety_net;
 	/* "limits": what one user may hold of the daemon, so that no user starves the others. */
 	uint32_t conns_per_user;    /* open connections */
@@ -126,6 +128,10 @@ int mvd_listen_parse(const char *s, struct sockaddr_storage *sa, char *err, size
 
 /* The budget for a device of total bytes. */
 uint64_t mvd_config_device_budget(const struct mvd_config *c, uint64_t total);
+
+/* The node's pinned host limit that the daemon divides among its processes: "host"."limit" of
+ * memtotal bytes (the node's memory), or 0 when the config sets none. */
+uint64_t mvd_config_host_limit(const struct mvd_config *c, uint64_t memtotal);
 
 /* The policy names, for messages: "lru, vdnn-all, ... and auto" (from mv_policies). Returns buf. */
 char *mvd_policy_names(const char *conj, char *buf, size_t len);

@@ -79,6 +79,9 @@ json_t *mvd_control_stats_json(uid_t viewer)
 	struct mvd_session *s;
 	json_t *o = control_ok(), *list = json_array();
 
+	/* A session that joined in this loop turn, read just before this request, is divided and
+	 * welcomed first: the answer never shows it before its first grant. */
+	mvd_arbiter_settle();
 	TAILQ_FOREACH(s, mvd_sessions(), entry) {
 		if (mvd_session_visible(s, viewer))
 			json_array_append_new(list, mvd_session_json(s));
@@ -86,6 +89,7 @@ json_t *mvd_control_stats_json(uid_t viewer)
 	json_object_set_new(o, "version", json_string(PACKAGE_VERSION));
 	json_object_set_new(o, "sessions", list);
 	json_object_set_new(o, "devices", mvd_arbiter_devices_json(viewer));
+	json_object_set_new(o, "host", mvd_arbiter_host_json(viewer));
 	return o;
 }
 

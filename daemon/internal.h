@@ -158,6 +158,9 @@ struct mvd_session {
 	uint64_t min;                /* the config's for job, when it is for this process */
 	uint64_t request;            /* what the process would use on its own, at most device_total */
 	uint64_t grant;              /* the last grant computed */
+	uint64_t host_want;          /* the HELLO's: the pinned host pool it would use on its own */
+	uint64_t host_request;       /* its claim on the node's host limit at the last division */
+	uint64_t host_grant;         /* its share of the node's host limit, MV_HOST_GRANT_NONE: none */
 	int welcomed;                /* WELCOME sent: later changes go out as GRANT */
 	struct mv_msg_counters counters; /* the latest snapshot (protocol/counters.def), zero until one arrives */
 	uint64_t events;             /* events received */
@@ -245,8 +248,22 @@ void mvd_arbiter_join(struct mvd_session *s);
  * left is forgotten. */
 void mvd_arbiter_leave(struct mvd_session *s);
 /* Divides every device that sessions joined or left since the last call, sends GRANT to the
- * sessions whose grant changed and WELCOME to those that joined. Called once per loop turn. */
+ * sessions whose grant changed and WELCOME to those that joined. Called once per loop turn, and
+ * before a stats answer. */
 void mvd_arbiter_settle(void);
+/* The node's pinned host memory (memvirt.json's host.limit) is divided like a device, by
+ * mvd_arbiter_divide over every session: each claims at least its pool's bytes now (never taken
+ * back) and at most its host_want or two pool chunks more than it holds, so that the grants follow
+ * demand and no process is refused while the node's total is below the limit. */
+/* s's claim on the node's host limit, from its latest COUNTERS. */
+void mvd_arbiter_host_claim(const struct mvd_session *s, struct mvd_claim *c);
+/* After a COUNTERS snapshot of s (its pool held old_pool bytes before): marks the node for a new
+ * division at the next mvd_arbiter_settle when the pool came within a chunk of its claim. */
+void mvd_arbiter_host_counters(struct mvd_session *s, uint64_t old_pool);
+/* The node's host limit (null: none), what is granted of it and what the pools hold, counting the
+ * viewer's sessions (root: all). New reference. */
+json_t *mvd_arbiter_host_json(uid_t viewer);
+
 /* gpu.c. The memory of the GPU with uuid, from the CUDA driver (libcuda.so.1, loaded on the
  * first call). Returns 0 with *total, or -ENODEV when no driver lists that GPU. */
 int mvd_gpu_total(const uint8_t uuid[16], uint64_t *total);

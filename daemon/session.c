@@ -156,6 +156,8 @@ struct mvd_session *mvd_session_new(struct mvd_conn *c, const struct mv_msg_hell
 	s->budget_claim = h->budget;
 	mvd_session_bound(s, h->device_total);
 	s->hello_weight = h->weight;
+	s->host_want = h->host_want;
+	s->host_grant = MV_HOST_GRANT_NONE;
 	mvd_session_configure(s, mvd_server_config());
 	TAILQ_INSERT_TAIL(&session_list, s, entry);
 
@@ -179,6 +181,7 @@ void mvd_session_welcome(struct mvd_session *s)
 
 	w.session = s->id;
 	w.grant = s->grant;
+	w.host_grant = s->host_grant;
 	mv_welcome_encode(&w, payload);
 	mvd_conn_send(s->conn, MV_MSG_WELCOME, payload, sizeof(payload));
 	s->welcomed = 1;
@@ -213,6 +216,7 @@ void mvd_session_send_grant(struct mvd_session *s)
 	if (!s->welcomed)
 		return;
 	g.grant = s->grant;
+	g.host_grant = s->host_grant;
 	mv_grant_encode(&g, payload);
 	mvd_conn_send(s->conn, MV_MSG_GRANT, payload, sizeof(payload));
 }
@@ -244,12 +248,16 @@ int mvd_session_frame(struct mvd_session *s, const struct mv_frame *f, const cha
 	switch (f->type) {
 	case MV_MSG_EVENTS:
 		return session_events(s, f, why);
-	case MV_MSG_COUNTERS:
+	case MV_MSG_COUNTERS: {
+		uint64_t pool = s->counters.host_pool_bytes;
+
 		if (mv_counters_decode(f->payload, f->length, &s->counters) < 0) {
 			*why = "COUNTERS payload of the wrong size";
 			return -1;
 		}
+		mvd_arbiter_host_counters(s, pool);
 		return 0;
+	}
 	case MV_MSG_BYE:
 		return 1;
 	case MV_MSG_HELLO:
@@ -285,6 +293,9 @@ json_t *mvd_session_json(const struct mvd_session *s)
 #include "protocol/counters.def"
 #undef MV_COUNTER
 	json_object_set_new(o, "events", json_integer((json_int_t)s->events));
+	json_object_set_new(o, "host_want", json_integer((json_int_t)s->host_want));
+	json_object_set_new(o, "host_grant", s->host_grant != MV_HOST_GRANT_NONE
+					     ? json_integer((json_int_t)s->host_grant) : json_null());
 	/* The library's own launch count is the counter "launches"; this one is what the events told. */
 	json_object_set_new(o, "gpu_index", mvd_gpu_index(s->uuid) >= 0 ? json_integer(mvd_gpu_index(s->uuid))
 									 : json_null());

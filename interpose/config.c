@@ -25,9 +25,24 @@ struct mv_config mv_cfg = {
 	.policy = "lru",
 	.headroom = -1,
 	.rank = MV_RANK_NONE,
+	.host_wait_ms = 2000,
 };
 
 static void bad(const char *name, const char *value, const char *expected, const char *fallback);
+
+/* A whole decimal number up to max in v, nothing else. Returns 0 and *out, or -1. */
+static int parse_whole(const char *v, uint32_t max, uint32_t *out)
+{
+	unsigned long long w;
+	char *end;
+
+	errno = 0;
+	w = strtoull(v, &end, 10);
+	if (*v < '0' || *v > '9' || *end != '\0' || errno != 0 || w > max)
+		return -1;
+	*out = (uint32_t)w;
+	return 0;
+}
 
 /* The built-in policies, for a message: "one of lru, vdnn-all, ...". Returns buf. */
 static const char *policy_choices(char *buf, size_t len)
@@ -266,16 +281,11 @@ void mv_config_load(void)
 			bad("MEMVIRT_DAEMON", v, "on or off", "on");
 	}
 	v = getenv("MEMVIRT_WEIGHT");
-	if (v != NULL && *v != '\0') {
-		char *end;
-		unsigned long long w;
-		errno = 0;
-		w = strtoull(v, &end, 10);
-		if (*v < '0' || *v > '9' || *end != '\0' || errno != 0 || w > UINT32_MAX)
-			bad("MEMVIRT_WEIGHT", v, "a whole number up to 4294967295", "the daemon's default weight");
-		else
-			mv_cfg.weight = (uint32_t)w;
-	}
+	if (v != NULL && *v != '\0' && parse_whole(v, UINT32_MAX, &mv_cfg.weight) != 0)
+		bad("MEMVIRT_WEIGHT", v, "a whole number up to 4294967295", "the daemon's default weight");
+	v = getenv("MEMVIRT_HOST_WAIT");
+	if (v != NULL && *v != '\0' && parse_whole(v, 3600000, &mv_cfg.host_wait_ms) != 0)
+		bad("MEMVIRT_HOST_WAIT", v, "a whole number of milliseconds up to 3600000", "2000");
 	load_planning();
 	/* The job's name for the daemon's statistics: what the user called it, else the program. */
 	v = getenv("MEMVIRT_JOB");

@@ -1,5 +1,6 @@
 /* The pinned host pool that paged-out buffers live in, grown in large chunks up to
- * MEMVIRT_HOST_LIMIT, and the safety net's mappings of a buffer's device range onto its host copy. */
+ * MEMVIRT_HOST_LIMIT and memvirtd's share of the node's host limit, and the safety net's mappings
+ * of a buffer's device range onto its host copy. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -25,14 +26,74 @@ struct mv_hostslot {
 };
 
 #define MV_HOST_CHUNK (256ull << 20)
-
-/* Guards the chunk list and the granule flags. Not held across driver calls: chunks are made
- * first and linked in after. */
+/* Guards the chunk list, the granule flags and the host grant; pool_cond is signalled when the
+ * grant changes. Not held across driver calls: chunks are made first and linked in after. */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_cond = PTHREAD_COND_INITIALIZER;
 static struct mv_hostchunk *chunks;
 static uint64_t pool_bytes, pool_used;
-static int pool_full_logged;
+static int pool_full_logged, grant_full_logged;
 static int pool_add_failed_logged;
+/* memvirtd's share of the node's host limit for this process, MV_HOST_GRANT_NONE for none; and
+ * the grant a page-out last waited out in vain, which no page-out waits for again. */
+static uint64_t host_grant = MV_HOST_GRANT_NONE, grant_waited = MV_HOST_GRANT_NONE;
+/* Whether a page-out has waited for the link's first session's word, which happens once. */
+static int greet_waited;
+
+/* What the pool may hold now: the lesser of MEMVIRT_HOST_LIMIT and the host grant. */
+static uint64_t pool_limit(void)
+{
+	return MV_MIN(mv_cfg.host_limit, host_grant);
+}
+
+/* Whether the host grant, not MEMVIRT_HOST_LIMIT, is what stops the pool. */
+static int grant_limits(void)
+{
+	return host_grant < mv_cfg.host_limit;
+}
+
+void mv_host_grant_set(uint64_t grant)
+{
+	pthread_mutex_lock(&pool_lock);
+	if (grant != host_grant) {
+		host_grant = grant;
+		grant_full_logged = 0;
+		pthread_cond_broadcast(&pool_cond);
+	}
+	pthread_mutex_unlock(&pool_lock);
+}
+
+void mv_host_grant_heard(void)
+{
+	/* Taken, so that a waiter that saw the greeting under way is asleep before the wake-up. */
+	pthread_mutex_lock(&pool_lock);
+	pthread_cond_broadcast(&pool_cond);
+	pthread_mutex_unlock(&pool_lock);
+}
+
+/* Whether the pool should not grow yet: no grant, and the link's first session under way, whose
+ * WELCOME may bring one. */
+static int greeting_locked(void)
+{
+	return host_grant == MV_HOST_GRANT_NONE && !greet_waited && mv_link_greeting();
+}
+
+/* With pool_lock held, before the pool first grows: while the link's first session is being
+ * greeted, waits a bounded time for its word, once, so that a job does not pin memory the node's
+ * host limit may not give it. Never on the link thread. Returns whether it waited. */
+static int greet_wait_locked(void)
+{
+	struct timespec until;
+
+	if (!greeting_locked() || mv_link_is_self())
+		return 0;
+	mv_deadline_ms(&until, (long)mv_cfg.host_wait_ms);
+	while (mv_link_greeting())
+		if (pthread_cond_timedwait(&pool_cond, &pool_lock, &until) != 0)
+			break;
+	greet_waited = 1;
+	return 1;
+}
 
 static struct mv_hostslot *slot_in(struct mv_hostchunk *c, uint64_t span)
 {
@@ -135,32 +196,77 @@ static struct mv_hostchunk *pool_add_relock(uint64_t size)
 	pool_add_failed_logged = 0;
 	c->next = chunks;
 	chunks = c;
+	mv_count_add(MV_COUNTER_host_pool_bytes, size);
+	/* Within a chunk of the grant: memvirtd hears of it now, so that the next grant comes before
+	 * a page-out needs it. */
+	if (grant_limits() && pool_bytes + MV_HOST_CHUNK >= host_grant)
+		mv_link_nudge();
 	return c;
+}
+
+/* Logs once per limit (and per grant) that the pool is full, naming which limit stops it. */
+static void pool_full_log(void)
+{
+	char a[32], b[32];
+
+	if (grant_limits() && !grant_full_logged) {
+		grant_full_logged = 1;
+		mv_log(MV_LOG_WARN, "host pool full at %s (memvirtd's node host limit, this process's share "
+		       "%s): cannot page out more", mv_format_size(pool_bytes, a, sizeof(a)),
+		       mv_format_size(host_grant, b, sizeof(b)));
+	} else if (!grant_limits() && !pool_full_logged) {
+		pool_full_logged = 1;
+		mv_log(MV_LOG_WARN, "host pool full at %s (MEMVIRT_HOST_LIMIT): cannot page out more",
+		       mv_format_size(pool_bytes, a, sizeof(a)));
+	}
+}
+
+/* With pool_lock held: the pool is at its host grant. Tells memvirtd and waits a bounded time for
+ * a larger grant, unless this grant was waited out before or this is the link thread, which is
+ * the one that would receive it. Returns whether the grant changed. */
+static int grant_wait_locked(void)
+{
+	uint64_t was = host_grant;
+	struct timespec until;
+
+	if (!grant_limits() || was == grant_waited || !mv_link_is_up() || mv_link_is_self())
+		return 0;
+	mv_link_nudge();
+	mv_deadline_ms(&until, (long)mv_cfg.host_wait_ms);
+	while (host_grant == was)
+		if (pthread_cond_timedwait(&pool_cond, &pool_lock, &until) != 0)
+			break;
+	if (host_grant != was)
+		return 1;
+	grant_waited = was;
+	return 0;
 }
 
 struct mv_hostslot *mv_host_alloc(uint64_t span)
 {
 	struct mv_hostslot *s = NULL;
 	struct mv_hostchunk *c;
-	uint64_t size;
+	uint64_t size, limit;
 
 	pthread_mutex_lock(&pool_lock);
+again:
+	limit = pool_limit();
 	for (c = chunks; c != NULL && s == NULL; c = c->next)
 		s = slot_in(c, span);
 	size = MV_MAX(MV_HOST_CHUNK, span);
 	/* The last chunk takes what is left below the limit, so that all of it can be used. */
-	if (pool_bytes + size > mv_cfg.host_limit && pool_bytes < mv_cfg.host_limit)
-		size = (mv_cfg.host_limit - pool_bytes) / mv_dev()->granularity * mv_dev()->granularity;
-	if (s != NULL || size < span || pool_bytes + size > mv_cfg.host_limit) {
-		if (s == NULL && !pool_full_logged) {
-			char a[32];
-			pool_full_logged = 1;
-			mv_log(MV_LOG_WARN, "host pool full at %s (MEMVIRT_HOST_LIMIT): cannot page out more",
-			       mv_format_size(pool_bytes, a, sizeof(a)));
-		}
+	if (pool_bytes + size > limit && pool_bytes < limit)
+		size = (limit - pool_bytes) / mv_dev()->granularity * mv_dev()->granularity;
+	if (s != NULL || size < span || pool_bytes + size > limit) {
+		if (s == NULL && grant_wait_locked())
+			goto again;
+		if (s == NULL)
+			pool_full_log();
 		pthread_mutex_unlock(&pool_lock);
 		return s;
 	}
+	if (greet_wait_locked())
+		goto again;
 	c = pool_add_relock(size);
 	if (c != NULL)
 		s = slot_in(c, span);
@@ -182,7 +288,8 @@ int mv_host_pool_low(void)
 	int low;
 
 	pthread_mutex_lock(&pool_lock);
-	low = pool_bytes - pool_used < MV_HOST_CHUNK / 2 && pool_bytes + MV_HOST_CHUNK <= mv_cfg.host_limit;
+	low = pool_bytes - pool_used < MV_HOST_CHUNK / 2 && pool_bytes + MV_HOST_CHUNK <= pool_limit() &&
+	      !greeting_locked();
 	pthread_mutex_unlock(&pool_lock);
 	return low;
 }
@@ -190,7 +297,8 @@ int mv_host_pool_low(void)
 void mv_host_pool_grow(void)
 {
 	pthread_mutex_lock(&pool_lock);
-	if (pool_bytes - pool_used >= MV_HOST_CHUNK / 2 || pool_bytes + MV_HOST_CHUNK > mv_cfg.host_limit) {
+	if (pool_bytes - pool_used >= MV_HOST_CHUNK / 2 || pool_bytes + MV_HOST_CHUNK > pool_limit() ||
+	    greeting_locked()) {
 		pthread_mutex_unlock(&pool_lock);
 		return;
 	}

@@ -39,8 +39,9 @@
  *   device. Its condition (mv_wait_change, mv_wake_*) and the pager's (mv_lock_wait) let it go
  *   while they wait. A function called with it held that lets it go and takes it again ends in
  *   _relock, one that returns without it in _unlock; callers look again at what they read before.
- * pool_lock (hostpool.c): the host pool's chunk list, granule flags and byte counts. Let go while
- *   a chunk is made (pool_add_relock).
+ * pool_lock (hostpool.c): the host pool's chunk list, granule flags and byte counts, and its
+ *   host grant. Let go while a chunk is made (pool_add_relock), and while a page-out waits on
+ *   pool_cond for a larger grant (mv_host_alloc).
  * probe_lock (stream.c): the capture probes' bytes waiting to be freed.
  * gset_lock (graph.c): the buffers each graph, graph exec and capture names, and the graph each
  *   node added through memvirt is in.
@@ -94,6 +95,7 @@ struct mv_config {
 	const char *budget_spec;  /* MEMVIRT_BUDGET as given, resolved against the device later */
 	uint64_t slab_threshold;  /* MEMVIRT_SLAB_THRESHOLD: smaller allocations are never paged */
 	uint64_t host_limit;      /* MEMVIRT_HOST_LIMIT: the pinned host pool's ceiling */
+	uint32_t host_wait_ms;    /* MEMVIRT_HOST_WAIT: how long a page-out waits for memvirtd's host grant */
 	int safety_net;           /* MEMVIRT_SAFETY_NET: map evicted ranges onto their host copy */
 	enum mv_log_level log_level;
 	int daemon;               /* MEMVIRT_DAEMON: link to memvirtd */
@@ -378,8 +380,10 @@ void mv_unmap_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle h)
 
 /* ---- the pinned host pool (hostpool.c) ---- */
 
-/* A host slot of span bytes; grows the pool by a chunk when none fits, up to MEMVIRT_HOST_LIMIT.
- * NULL when the pool is full. */
+/* A host slot of span bytes; grows the pool by a chunk when none fits, up to MEMVIRT_HOST_LIMIT
+ * and the host grant. At the grant it waits a bounded time for a larger one (once per grant; never
+ * on the link thread), and before it first grows, for the link's first session's word (once).
+ * NULL when the pool is full. Called without mv_lock. */
 struct mv_hostslot *mv_host_alloc(uint64_t span);
 void mv_host_free(struct mv_hostslot *s);
 /* Where the slot's bytes are, for a copy. */
@@ -388,6 +392,12 @@ void *mv_host_ptr(const struct mv_hostslot *s);
 int mv_host_pool_low(void);
 /* The pager's side: one more chunk, made before anyone waits for it. */
 void mv_host_pool_grow(void);
+/* The link thread's: memvirtd's share of the node's host limit (MV_HOST_GRANT_NONE: none). A grant
+ * below the pool's size stops its growth; nothing in it is let go. */
+void mv_host_grant_set(uint64_t grant);
+/* The link thread's: its first session is welcomed or failed (mv_link_greeting is 0 now); a
+ * page-out waiting for its word goes on. */
+void mv_host_grant_heard(void);
 /* The safety net: maps a paged-out buffer's range onto its host copy, so that an access the scan
  * missed reads host memory instead of faulting, and takes that mapping away again. No-ops where
  * the device cannot map host memory. */
@@ -623,6 +633,16 @@ void mv_ring_forked(struct mv_ring *r);
 /* Nonzero while a daemon session is up: only then do the app's threads push events. One relaxed
  * load; set by the link thread alone. */
 int mv_link_is_up(void);
+/* Whether the caller is the link thread. */
+int mv_link_is_self(void);
+/* Whether the link's first session is under way: from the link's start to its WELCOME or failure.
+ * Until then the host pool waits (a bounded time, once) before it first grows, since memvirtd may
+ * give it a share of the node's host limit. */
+int mv_link_greeting(void);
+/* The host pool's: asks the link thread for a COUNTERS snapshot now, so that memvirtd divides the
+ * node's host limit again without waiting for the next one. Cheap and rate-limited; nothing when
+ * no daemon is linked. */
+void mv_link_nudge(void);
 
 /* Queues one event for the daemon without waiting: when the ring is full it is dropped and
  * counted. No lock, no system call (the time comes from the vDSO). */

@@ -29,6 +29,7 @@
 #define MV_LINK_BUSY_MS 20       /* how soon the next batch goes while events flow */
 #define MV_LINK_IDLE_MS 100      /* and while they do not */
 #define MV_LINK_COUNTERS_MS 500
+#define MV_LINK_NUDGE_MS 20      /* the soonest a snapshot asked for by the host pool goes */
 /* The link thread waits these out, never the app: generous, so that a live daemon slow to answer on
  * a loaded node is not taken for a lost one. */
 #define MV_LINK_WELCOME_MS 10000 /* how long a daemon may take to answer HELLO */
@@ -45,6 +46,29 @@ static struct mv_ring ring;
 _Static_assert(sizeof(struct mv_event) <= sizeof(((struct mv_ring_slot *)0)->w), "an event fills one slot");
 
 static _Atomic int link_up;
+/* Set on the link thread itself. */
+static __thread int link_self;
+/* The host pool asked for a COUNTERS snapshot now (mv_link_nudge); the link thread clears it. */
+static _Atomic int nudged;
+/* From the link's start until its first session is welcomed or has failed. */
+static _Atomic int greeting;
+
+int mv_link_greeting(void)
+{
+	return atomic_load(&greeting);
+}
+
+/* The first session is welcomed or failed: a page-out waiting for the first host grant goes on. */
+static void greeted(void)
+{
+	if (atomic_exchange(&greeting, 0))
+		mv_host_grant_heard();
+}
+
+int mv_link_is_self(void)
+{
+	return link_self;
+}
 
 int mv_link_is_up(void)
 {
@@ -236,6 +260,7 @@ static int send_hello(uint64_t deadline)
 	memcpy(h.group, mv_cfg.group, sizeof(h.group));
 	memcpy(h.job, mv_cfg.job, sizeof(h.job));
 	h.job[sizeof(h.job) - 1] = '\0';
+	h.host_want = mv_cfg.host_limit;
 	return send_frame(MV_MSG_HELLO, mv_hello_encode(&h, tx + MV_FRAME_HEADER), deadline);
 }
 
@@ -307,12 +332,18 @@ static enum rx_result receive(int welcomed, const char **reason)
 				break;
 			}
 			{
-				char a[32];
+				char a[32], b[48];
 				w.grant = clamp_grant(w.grant);
-				mv_log(MV_LOG_INFO, "linked to memvirtd at %s: session %llu, budget %s", sock_path,
-				       (unsigned long long)w.session, mv_format_size(w.grant, a, sizeof(a)));
+				b[0] = '\0';
+				if (w.host_grant != MV_HOST_GRANT_NONE) {
+					memcpy(b, ", host share ", 14);
+					mv_format_size(w.host_grant, b + 13, sizeof(b) - 13);
+				}
+				mv_log(MV_LOG_INFO, "linked to memvirtd at %s: session %llu, budget %s%s", sock_path,
+				       (unsigned long long)w.session, mv_format_size(w.grant, a, sizeof(a)), b);
 			}
 			mv_budget_set(w.grant);
+			mv_host_grant_set(w.host_grant);
 			granted = 1;
 			welcomed = 1;
 			res = RX_WELCOME;
@@ -324,6 +355,12 @@ static enum rx_result receive(int welcomed, const char **reason)
 				break;
 			}
 			apply_grant(g.grant, "grant from memvirtd");
+			if (g.host_grant != MV_HOST_GRANT_NONE) {
+				char a[32];
+				mv_log(MV_LOG_DEBUG, "host share from memvirtd: %s",
+				       mv_format_size(g.host_grant, a, sizeof(a)));
+			}
+			mv_host_grant_set(g.host_grant);
 		} else if (f.type == MV_MSG_PLAN && welcomed) {
 			struct mv_msg_plan ph;
 			if (mv_plan_decode(f.payload, f.length, &ph) != 0) {
@@ -405,9 +442,15 @@ static int dial(void)
 static int wait_for(int timeout_ms)
 {
 	struct pollfd pfd[2] = {{.fd = wake_pipe[0], .events = POLLIN}, {.fd = sock, .events = POLLIN}};
+	char drain[64];
 
 	if (poll(pfd, sock >= 0 ? 2 : 1, timeout_ms) <= 0)
 		return 0;
+	/* A nudge's byte is read here, so that the pipe wakes the next poll only for a new one;
+	 * the exit handler sets its flag before it writes. */
+	if (pfd[0].revents & POLLIN)
+		while (read(wake_pipe[0], drain, sizeof(drain)) > 0)
+			;
 	return sock >= 0 && (pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) != 0;
 }
 
@@ -449,17 +492,20 @@ static int handshake(const char **reason)
 static int session(void)
 {
 	const char *reason = NULL;
-	uint64_t next_events, next_counters;
+	uint64_t next_events, next_counters, last_counters;
 	int r;
 
 	sock = dial();
 	if (sock < 0) {
+		greeted();
 		if (sock != -EPERM)
 			mv_log(MV_LOG_DEBUG, "no memvirtd at %s: %s", sock_path, strerror(-sock));
 		sock = -1;
 		return 0;
 	}
-	if (handshake(&reason) != 0) {
+	r = handshake(&reason);
+	greeted();
+	if (r != 0) {
 		close(sock);
 		sock = -1;
 		if (!atomic_load(&exiting))
@@ -473,8 +519,13 @@ static int session(void)
 	atomic_store(&link_up, 1);
 	next_events = now_ms() + MV_LINK_IDLE_MS;
 	next_counters = now_ms() + MV_LINK_COUNTERS_MS;
+	last_counters = now_ms();
 	for (;;) {
-		uint64_t now = now_ms(), until = MV_MIN(next_events, next_counters);
+		uint64_t now = now_ms(), until;
+		/* A nudge brings the next snapshot forward, at most one per MV_LINK_NUDGE_MS. */
+		if (atomic_load(&nudged))
+			next_counters = MV_MIN(next_counters, last_counters + MV_LINK_NUDGE_MS);
+		until = MV_MIN(next_events, next_counters);
 		if (atomic_load(&exiting)) {
 			/* Best effort, in bounded time: the last events, the final counters, BYE. */
 			uint64_t deadline = now + MV_LINK_EXIT_MS;
@@ -496,12 +547,14 @@ static int session(void)
 			next_events = now + (sent > 0 ? MV_LINK_BUSY_MS : MV_LINK_IDLE_MS);
 		}
 		if (now >= next_counters) {
+			atomic_store(&nudged, 0);
 			r = send_counters(now + MV_LINK_SEND_MS);
 			if (r != 0) {
 				reason = send_failure(r);
 				break;
 			}
 			next_counters = now + MV_LINK_COUNTERS_MS;
+			last_counters = now;
 		}
 	}
 	atomic_store(&link_up, 0);
@@ -525,10 +578,12 @@ static void *link_main(void *arg)
 	int backoff = MV_LINK_BACKOFF_MIN_MS;
 
 	(void)arg;
+	link_self = 1;
 	/* Page-outs for a smaller grant are issued from this thread. */
 	mv_real.cuCtxSetCurrent(mv_dev()->ctx);
 	/* After fork the budget may still be the parent's grant. */
 	mv_budget_set(mv_budget_local());
+	mv_host_grant_set(MV_HOST_GRANT_NONE);
 	granted = 0;
 	while (!atomic_load(&exiting)) {
 		if (session())
@@ -577,6 +632,8 @@ void mv_link_start(void)
 		mv_log(MV_LOG_WARN, "cannot make the link thread's pipe (%s); running without memvirtd", strerror(errno));
 		return;
 	}
+	/* Before the thread runs, so that no page-out before its HELLO takes the pool for its own. */
+	atomic_store(&greeting, 1);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	/* The app's signals are for the app's threads. */
@@ -587,6 +644,7 @@ void mv_link_start(void)
 	pthread_attr_destroy(&attr);
 	if (r != 0) {
 		mv_log(MV_LOG_WARN, "cannot start the link thread (%s); running without memvirtd", strerror(r));
+		greeted();
 		close(wake_pipe[0]);
 		close(wake_pipe[1]);
 		wake_pipe[0] = wake_pipe[1] = -1;
@@ -602,6 +660,8 @@ void mv_link_forked(void)
 	mv_ring_forked(&ring);
 	atomic_store(&link_up, 0);
 	atomic_store(&exiting, 0);
+	atomic_store(&nudged, 0);
+	atomic_store(&greeting, 0);
 	if (sock >= 0)
 		close(sock);
 	sock = -1;
@@ -615,6 +675,15 @@ void mv_link_forked(void)
 	pthread_cond_init(&end_cond, NULL);
 	finished = 0;
 	atomic_store(&started, 0);
+}
+
+void mv_link_nudge(void)
+{
+	if (!mv_link_is_up() || atomic_exchange(&nudged, 1))
+		return;
+	if (write(wake_pipe[1], "n", 1) < 0) {
+		/* The pipe is full: the thread is awake already. */
+	}
 }
 
 /* At exit: wakes the link thread to send its last batch and BYE, and waits for it a bounded time. */

@@ -181,6 +181,7 @@ size_t mv_hello_encode(const struct mv_msg_hello *m, uint8_t *out)
 	mv_put_u32(out + 44, m->rank);
 	memcpy(out + 48, m->job, 64);
 	memcpy(out + 112, m->group, 64);
+	mv_put_u64(out + 176, m->host_want);
 	return MV_MSG_HELLO_SIZE;
 }
 
@@ -199,6 +200,7 @@ int mv_hello_decode(const uint8_t *p, size_t len, struct mv_msg_hello *m)
 	/* The peer may fill all 64 bytes; the name is used as a C string. */
 	m->job[63] = '\0';
 	memcpy(m->group, p + 112, 64);
+	m->host_want = mv_get_u64(p + 176);
 	return mv_group_valid(m->group, sizeof(m->group)) ? 0 : MV_FRAME_BAD_PAYLOAD;
 }
 
@@ -206,6 +208,7 @@ size_t mv_welcome_encode(const struct mv_msg_welcome *m, uint8_t *out)
 {
 	mv_put_u64(out, m->session);
 	mv_put_u64(out + 8, m->grant);
+	mv_put_u64(out + 16, m->host_grant);
 	return MV_MSG_WELCOME_SIZE;
 }
 
@@ -215,12 +218,14 @@ int mv_welcome_decode(const uint8_t *p, size_t len, struct mv_msg_welcome *m)
 		return MV_FRAME_BAD_PAYLOAD;
 	m->session = mv_get_u64(p);
 	m->grant = mv_get_u64(p + 8);
+	m->host_grant = mv_get_u64(p + 16);
 	return 0;
 }
 
 size_t mv_grant_encode(const struct mv_msg_grant *m, uint8_t *out)
 {
 	mv_put_u64(out, m->grant);
+	mv_put_u64(out + 8, m->host_grant);
 	return MV_MSG_GRANT_SIZE;
 }
 
@@ -229,6 +234,7 @@ int mv_grant_decode(const uint8_t *p, size_t len, struct mv_msg_grant *m)
 	if (len != MV_MSG_GRANT_SIZE)
 		return MV_FRAME_BAD_PAYLOAD;
 	m->grant = mv_get_u64(p);
+	m->host_grant = mv_get_u64(p + 8);
 	return 0;
 }
 

@@ -32,6 +32,11 @@ static const struct prom_metric prom_session_metrics[] = {
 #include "protocol/counters.def"
 #undef MV_COUNTER
 	{"memvirt_events_total", "counter", "Buffer events the daemon received.", "events", 1},
+	{"memvirt_host_want_bytes", "gauge", "Pinned host bytes the process's pool would use on its own.",
+	 "host_want", 1},
+	{"memvirt_host_grant_bytes", "gauge",
+	 "The process's share of the node's pinned host limit (0 while the daemon divides none).",
+	 "host_grant", 1},
 };
 
 static const struct prom_metric prom_device_metrics[] = {
@@ -199,6 +204,19 @@ static void prom_metric(FILE *f, const struct prom_metric *m, const struct prom_
 	}
 }
 
+/* The node's pinned host limit and what is granted of it, while the daemon divides one. */
+static void prom_host(FILE *f, const json_t *host)
+{
+	if (!json_is_integer(json_object_get(host, "limit")))
+		return;
+	fprintf(f, "# HELP memvirt_host_limit_bytes The node's pinned host limit that the daemon divides.\n"
+		"# TYPE memvirt_host_limit_bytes gauge\nmemvirt_host_limit_bytes");
+	prom_value(f, (double)prom_u64(host, "limit"));
+	fprintf(f, "# HELP memvirt_host_granted_bytes The sum of the processes' shares of it.\n"
+		"# TYPE memvirt_host_granted_bytes gauge\nmemvirt_host_granted_bytes");
+	prom_value(f, (double)prom_u64(host, "granted"));
+}
+
 char *mv_prom_render(const json_t *stats, size_t *len)
 {
 	struct prom_row *sessions, *devices;
@@ -228,6 +246,7 @@ char *mv_prom_render(const json_t *stats, size_t *len)
 		prom_metric(f, &prom_session_metrics[k], sessions, ns);
 	for (k = 0; k < PROM_NELEM(prom_device_metrics); k++)
 		prom_metric(f, &prom_device_metrics[k], devices, nd);
+	prom_host(f, json_object_get(stats, "host"));
 	free(sessions);
 	free(devices);
 	if (ferror(f)) {

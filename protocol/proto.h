@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define MV_PROTO_MAGIC 0x5650564du /* "MVPV" as bytes on the wire */
-#define MV_PROTO_VERSION 5
+#define MV_PROTO_VERSION 6
 #define MV_FRAME_HEADER 16
 #define MV_FRAME_MAX (1u << 20) /* largest payload accepted */
 
@@ -58,8 +58,9 @@ struct mv_msg_hello {
 	uint32_t rank;              /* the process's rank in its job (RANK, ...), or MV_RANK_NONE */
 	char job[64];               /* a name for stats: the program, NUL-padded */
 	char group[64];             /* the job's group token (MEMVIRT_GROUP), "" for none: see below */
+	uint64_t host_want;         /* the pinned host pool it would use on its own (MEMVIRT_HOST_LIMIT) */
 };
-#define MV_MSG_HELLO_SIZE (4 + 4 + 16 + 8 + 8 + 4 + 4 + 64 + 64)
+#define MV_MSG_HELLO_SIZE (4 + 4 + 16 + 8 + 8 + 4 + 4 + 64 + 64 + 8)
 #define MV_RANK_NONE UINT32_MAX
 #define MV_RANK_MAX INT32_MAX /* the largest rank a process may name */
 /* A group token: 1 to MV_GROUP_MAX bytes of MV_GROUP_CHARS, then NUL bytes to the end of the field
@@ -68,18 +69,24 @@ struct mv_msg_hello {
 #define MV_GROUP_MAX 63
 #define MV_GROUP_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:@+=-"
 
-/* WELCOME: the session's id and its first grant. */
+/* WELCOME: the session's id and its first grants. */
 struct mv_msg_welcome {
 	uint64_t session;
 	uint64_t grant;
+	uint64_t host_grant; /* as in GRANT */
 };
-#define MV_MSG_WELCOME_SIZE 16
+#define MV_MSG_WELCOME_SIZE 24
 
-/* GRANT: the session's device budget from now on; a smaller one makes the library evict down to it. */
+/* GRANT: the session's device budget from now on; a smaller one makes the library evict down to it.
+ * host_grant is its share of the node's pinned host memory (memvirt.json's host.limit), or
+ * MV_HOST_GRANT_NONE when the daemon divides none: the pool then grows to MEMVIRT_HOST_LIMIT. A
+ * host grant below the pool's size stops its growth; nothing already paged out is dropped. */
 struct mv_msg_grant {
 	uint64_t grant;
+	uint64_t host_grant;
 };
-#define MV_MSG_GRANT_SIZE 8
+#define MV_MSG_GRANT_SIZE 16
+#define MV_HOST_GRANT_NONE UINT64_MAX
 
 /* One buffer event. */
 enum mv_event_kind {

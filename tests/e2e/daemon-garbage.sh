@@ -93,11 +93,11 @@ bad "unknown type in a known block" "unknown message type"
 bad "reserved word" "nonzero reserved field"
 { header $MAGIC $V $((0x0100)) 8; zeros 8; } >"$T/in.bin"
 bad "short HELLO" "payload size does not match its type"
-{ header $MAGIC $V $((0x0100)) 176; zeros 112; printf 'a b'; zeros 61; } >"$T/in.bin"
+{ header $MAGIC $V $((0x0100)) 184; zeros 112; printf 'a b'; zeros 69; } >"$T/in.bin"
 bad "HELLO with a space in its group token" "malformed group token"
 { header $MAGIC $V $((0x0301)) 2; printf '{}'; } >"$T/in.bin"
 bad "request before hello" "neither HELLO nor CONTROL_HELLO"
-{ header $MAGIC $V $((0x0200)) 16; zeros 16; } >"$T/in.bin"
+{ header $MAGIC $V $((0x0200)) 24; zeros 24; } >"$T/in.bin"
 bad "WELCOME from a peer" "neither HELLO nor CONTROL_HELLO"
 {
 	header $MAGIC $V $((0x0300)) 8
@@ -114,16 +114,16 @@ bad "second control hello" "a second CONTROL_HELLO"
 } >"$T/in.bin"
 bad "events on a control session" "a message type a control session may not send"
 {
-	header $MAGIC $V $((0x0100)) 176
-	zeros 176
+	header $MAGIC $V $((0x0100)) 184
+	zeros 184
 	header $MAGIC $V $((0x0101)) 8
 	le32 5
 	le32 0
 } >"$T/in.bin"
 bad "events count beyond the payload" "EVENTS count does not match its payload size"
 {
-	header $MAGIC $V $((0x0100)) 176
-	zeros 176
+	header $MAGIC $V $((0x0100)) 184
+	zeros 184
 	header $MAGIC $V $((0x0301)) 2
 	printf '{}'
 } >"$T/in.bin"

@@ -93,8 +93,8 @@ for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14; do
 	mv "$T/ev2.bin" "$T/ev.bin"
 done
 {
-	header $MAGIC $V $((0x0100)) 176
-	zeros 176
+	header $MAGIC $V $((0x0100)) 184
+	zeros 184
 	cat "$T/ev.bin"
 	header $MAGIC $V $((0x0101)) $(((1 << 20) + 1))
 	zeros 65536

@@ -7,14 +7,16 @@
  *       that goes away would. Prints "received N" when the daemon sent N > 0 bytes, then "closed"
  *       and exits 0 when the daemon closed the connection, or "open" and exits 1 when it was still
  *       open at the end of the wait; 2 for any other failure.
- *   mvsock SOCKET hello [--budget N] [--total N] [--weight N] [--job NAME] [--uuid TEXT]
+ *   mvsock SOCKET hello [--budget N] [--total N] [--weight N] [--host-want N] [--job NAME] [--uuid TEXT]
  *       Opens a library session and stays in it (on the device "mvsock-device-0", which no driver
  *       lists, unless --uuid names one), printing one line per frame the daemon sends
- *       ("welcome SESSION GRANT", "grant GRANT", "shutdown", and for a plan "plan ID FINGERPRINT
+ *       ("welcome SESSION GRANT", "grant GRANT", each ending " host HOST_GRANT" while the daemon
+ *       divides a node host limit, "shutdown", and for a plan "plan ID FINGERPRINT
  *       NLAUNCH NOPS" followed by NOPS lines "plan-op out|in AT NEED BIND_LAUNCH BIND_INDEX
  *       SIZE", AT and NEED being "-" for none), until standard input ends. Each line of
  *       standard input is an action: "events N" sends N launch events, "counters PAGE_OUTS
- *       PAGE_INS FAULT_INS" a counter snapshot, "bye" a BYE. Crafted event sequences, one EVENTS
+ *       PAGE_INS FAULT_INS" a counter snapshot, "host-pool BYTES" one whose host pool holds
+ *       BYTES, "bye" a BYE. Crafted event sequences, one EVENTS
  *       frame each: "alloc ADDR SIZE [SITE]", "free ADDR", "launch FUNC [ADDR...]" (a LAUNCH
  *       and one REF per ADDR; each launch advances the events' clock by a millisecond, other
  *       events by a microsecond), "sync" (an event of the retired kind 6), "mark", "gap N" (an
@@ -76,7 +78,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: mvsock SOCKET raw [--eof] [--wait SECONDS] [--answered]\n"
-		"       mvsock SOCKET hello [--budget N] [--total N] [--weight N] [--job NAME] [--uuid TEXT]\n"
+		"       mvsock SOCKET hello [--budget N] [--total N] [--weight N] [--host-want N] [--job NAME]\n"
+		"                         [--uuid TEXT]\n"
 		"       mvsock SOCKET request JSON\n"
 		"       mvsock SOCKET flood idle|slow|partial|hello N [--wait S] [hello options]\n"
 		"       mvsock SOCKET serve PROGRAM [ARG...]\n"
@@ -253,6 +256,14 @@ static int cmd_raw(const char *path, int argc, char **argv)
 
 /* ---- hello ---- */
 
+/* Ends a welcome or grant line: " host H" when the daemon divides a node host limit. */
+static void host_grant_print(uint64_t host_grant)
+{
+	if (host_grant != MV_HOST_GRANT_NONE)
+		printf(" host %" PRIu64, host_grant);
+	printf("\n");
+}
+
 /* Prints each whole frame in buf[0, *len) and keeps the rest. Returns 0, or -1 on a frame that
  * is not one a daemon sends to a library. */
 static int hello_frames(uint8_t *buf, size_t *len)
@@ -278,9 +289,11 @@ static int hello_frames(uint8_t *buf, size_t *len)
 		}
 		at += (size_t)n;
 		if (f.type == MV_MSG_WELCOME && mv_welcome_decode(f.payload, f.length, &w) == 0) {
-			printf("welcome %" PRIu64 " %" PRIu64 "\n", w.session, w.grant);
+			printf("welcome %" PRIu64 " %" PRIu64, w.session, w.grant);
+			host_grant_print(w.host_grant);
 		} else if (f.type == MV_MSG_GRANT && mv_grant_decode(f.payload, f.length, &g) == 0) {
-			printf("grant %" PRIu64 "\n", g.grant);
+			printf("grant %" PRIu64, g.grant);
+			host_grant_print(g.host_grant);
 		} else if (f.type == MV_MSG_SHUTDOWN) {
 			printf("shutdown\n");
 		} else if (f.type == MV_MSG_PLAN && mv_plan_decode(f.payload, f.length, &plan) == 0) {
@@ -485,8 +498,13 @@ static int hello_action(int fd, char *line)
 		free(p);
 		return r;
 	}
+	memset(&k, 0, sizeof(k));
+	if (sscanf(line, "host-pool %llu", &a) == 1) {
+		k.host_pool_bytes = a;
+		len = mv_counters_encode(&k, payload);
+		return send_frame(fd, MV_MSG_COUNTERS, payload, len);
+	}
 	if (sscanf(line, "counters %llu %llu %llu", &a, &b, &c) == 3) {
-		memset(&k, 0, sizeof(k));
 		k.page_outs = a;
 		k.page_ins = b;
 		k.fault_ins = c;
@@ -533,6 +551,8 @@ static int cmd_hello(const char *path, int argc, char **argv)
 			h.device_total = v;
 		else if (strcmp(argv[i], "--weight") == 0 && parse_u64(argv[i + 1], &v) == 0)
 			h.weight = (uint32_t)v;
+		else if (strcmp(argv[i], "--host-want") == 0 && parse_u64(argv[i + 1], &v) == 0)
+			h.host_want = v;
 		else if (strcmp(argv[i], "--job") == 0)
 			snprintf(h.job, sizeof(h.job), "%s", argv[i + 1]);
 		else if (strcmp(argv[i], "--uuid") == 0)
@@ -948,7 +968,7 @@ err:
  * the bytes used, or -1 for bytes that are not frames. */
 static ssize_t fake_frames(int c, const uint8_t *rx, size_t have, uint64_t grant, int *welcomed)
 {
-	struct mv_msg_welcome w = {.session = 1, .grant = grant};
+	struct mv_msg_welcome w = {.session = 1, .grant = grant, .host_grant = MV_HOST_GRANT_NONE};
 	uint8_t out[MV_MSG_WELCOME_SIZE];
 	struct mv_msg_hello h;
 	struct mv_frame f;

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "daemon/internal.h"
 
@@ -409,6 +410,80 @@ START_TEST(group_property_random)
 }
 END_TEST
 
+/* ---- the node's host limit: claims that follow each pool's demand ---- */
+
+#define MIB (1024ull * 1024)
+#define CHUNK (256 * MIB)
+
+/* A session's claim on the node's host limit, from its host_want and its pool's bytes. */
+static struct mvd_claim host_claim(uint64_t want, uint64_t pool, uint32_t weight)
+{
+	struct mvd_session s;
+	struct mvd_claim c;
+
+	memset(&s, 0, sizeof(s));
+	s.host_want = want;
+	s.counters.host_pool_bytes = pool;
+	s.weight = weight;
+	mvd_arbiter_host_claim(&s, &c);
+	return c;
+}
+
+START_TEST(host_claim_follows_demand)
+{
+	struct mvd_claim c;
+
+	/* Two chunks beyond what the pool holds, which is its minimum. */
+	c = host_claim(64 * GIB, 1 * GIB, 3);
+	ck_assert_uint_eq(c.min, 1 * GIB);
+	ck_assert_uint_eq(c.request, 1 * GIB + 2 * CHUNK);
+	ck_assert_uint_eq(c.weight, 3);
+	c = host_claim(64 * GIB, 0, 1);
+	ck_assert_uint_eq(c.min, 0);
+	ck_assert_uint_eq(c.request, 2 * CHUNK);
+	/* Never beyond what the process would use on its own ... */
+	c = host_claim(1 * GIB + 100 * MIB, 1 * GIB, 1);
+	ck_assert_uint_eq(c.request, 1 * GIB + 100 * MIB);
+	/* ... nor below what its pool holds already. */
+	c = host_claim(1 * GIB, 2 * GIB, 1);
+	ck_assert_uint_eq(c.min, 2 * GIB);
+	ck_assert_uint_eq(c.request, 2 * GIB);
+}
+END_TEST
+
+/* While the pools and their next two chunks fit, every process gets its whole request: the one that
+ * pages heavily is never short because another is idle. */
+START_TEST(host_division_below_limit)
+{
+	struct mvd_claim c[3] = {host_claim(64 * GIB, 0, 1), host_claim(64 * GIB, 9 * GIB, 1),
+				 host_claim(64 * GIB, 1 * GIB, 5)};
+	uint64_t g[3];
+
+	mvd_arbiter_divide(16 * GIB, 3, c, g);
+	ck_assert_uint_eq(g[0], 2 * CHUNK);
+	ck_assert_uint_eq(g[1], 9 * GIB + 2 * CHUNK);
+	ck_assert_uint_eq(g[2], 1 * GIB + 2 * CHUNK);
+	ck_assert_uint_le(sum_of(g, 3), 16 * GIB);
+}
+END_TEST
+
+/* Over the limit: each keeps its pool, and the rest is shared by weight. */
+START_TEST(host_division_over_limit_keeps_pools)
+{
+	struct mvd_claim c[2] = {host_claim(64 * GIB, 6 * GIB, 1), host_claim(64 * GIB, 1 * GIB, 1)};
+	uint64_t g[2];
+
+	mvd_arbiter_divide(7 * GIB + 2 * CHUNK, 2, c, g);
+	ck_assert_uint_eq(g[0], 6 * GIB + CHUNK);
+	ck_assert_uint_eq(g[1], 1 * GIB + CHUNK);
+	ck_assert_uint_eq(sum_of(g, 2), 7 * GIB + 2 * CHUNK);
+	/* Exactly at the pools: nothing more for anyone, nothing taken back. */
+	mvd_arbiter_divide(7 * GIB, 2, c, g);
+	ck_assert_uint_eq(g[0], 6 * GIB);
+	ck_assert_uint_eq(g[1], 1 * GIB);
+}
+END_TEST
+
 static Suite *arbiter_suite(void)
 {
 	Suite *s = suite_create("arbiter");
@@ -434,6 +509,9 @@ static Suite *arbiter_suite(void)
 	tcase_add_test(tc, group_least_request_and_weights);
 	tcase_add_test(tc, group_token_never_joins_uids);
 	tcase_add_test(tc, group_property_random);
+	tcase_add_test(tc, host_claim_follows_demand);
+	tcase_add_test(tc, host_division_below_limit);
+	tcase_add_test(tc, host_division_over_limit_keeps_pools);
 	tcase_set_timeout(tc, 60);
 	suite_add_tcase(s, tc);
 	return s;

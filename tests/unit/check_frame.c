@@ -82,7 +82,7 @@ START_TEST(test_header_layout)
 {
 	uint8_t h[MV_FRAME_HEADER];
 	static const uint8_t want[MV_FRAME_HEADER] = {
-		'M', 'V', 'P', 'V', 0x05, 0x00, 0x03, 0x01, 0x78, 0x56, 0x34, 0x12, 0, 0, 0, 0,
+		'M', 'V', 'P', 'V', 0x06, 0x00, 0x03, 0x01, 0x78, 0x56, 0x34, 0x12, 0, 0, 0, 0,
 	};
 
 	memset(h, 0xff, sizeof(h));
@@ -106,6 +106,7 @@ static struct mv_msg_hello sample_hello(void)
 	m.rank = 0x01020304u;
 	strcpy(m.job, "python train.py");
 	strcpy(m.group, "slurm-1234.0");
+	m.host_want = 0x1112131415161718ull;
 	return m;
 }
 
@@ -119,7 +120,7 @@ START_TEST(test_hello_roundtrip)
 	pl[MV_MSG_HELLO_SIZE] = 0xee;
 	n = mv_hello_encode(&m, pl);
 	ck_assert_uint_eq(n, MV_MSG_HELLO_SIZE);
-	ck_assert_uint_eq(n, 176);
+	ck_assert_uint_eq(n, 184);
 	ck_assert_uint_eq(pl[MV_MSG_HELLO_SIZE], 0xee);
 	/* Field order and offsets on the wire. */
 	ck_assert_uint_eq(pl[0], 0x44);
@@ -134,6 +135,8 @@ START_TEST(test_hello_roundtrip)
 	ck_assert_uint_eq(pl[44], 0x04);
 	ck_assert_mem_eq(pl + 48, m.job, 64);
 	ck_assert_mem_eq(pl + 112, m.group, 64);
+	ck_assert_uint_eq(mv_get_u64(pl + 176), m.host_want);
+	ck_assert_uint_eq(pl[176], 0x18);
 
 	n = build(buf, MV_MSG_HELLO, pl, MV_MSG_HELLO_SIZE);
 	p = expect_frame(buf, n, MV_MSG_HELLO, MV_MSG_HELLO_SIZE);
@@ -149,6 +152,7 @@ START_TEST(test_hello_roundtrip)
 	ck_assert_str_eq(d.job, "python train.py");
 	ck_assert_mem_eq(d.job, m.job, 64);
 	ck_assert_str_eq(d.group, "slurm-1234.0");
+	ck_assert_uint_eq(d.host_want, m.host_want);
 }
 END_TEST
 
@@ -209,8 +213,9 @@ END_TEST
 
 START_TEST(test_welcome_grant_roundtrip)
 {
-	struct mv_msg_welcome w = {.session = 0xdeadbeefcafef00dull, .grant = 12ull << 30}, wd;
-	struct mv_msg_grant g = {.grant = 0x8000000000000001ull}, gd;
+	struct mv_msg_welcome w = {.session = 0xdeadbeefcafef00dull, .grant = 12ull << 30,
+				   .host_grant = 3ull << 30}, wd;
+	struct mv_msg_grant g = {.grant = 0x8000000000000001ull, .host_grant = MV_HOST_GRANT_NONE - 1}, gd;
 	uint8_t pl[64], buf[128];
 	const uint8_t *p;
 	size_t n;
@@ -219,20 +224,28 @@ START_TEST(test_welcome_grant_roundtrip)
 	ck_assert_uint_eq(n, MV_MSG_WELCOME_SIZE);
 	ck_assert_uint_eq(mv_get_u64(pl), w.session);
 	ck_assert_uint_eq(mv_get_u64(pl + 8), w.grant);
+	ck_assert_uint_eq(mv_get_u64(pl + 16), w.host_grant);
 	n = build(buf, MV_MSG_WELCOME, pl, (uint32_t)n);
 	p = expect_frame(buf, n, MV_MSG_WELCOME, MV_MSG_WELCOME_SIZE);
 	ck_assert_int_eq(mv_welcome_decode(p, MV_MSG_WELCOME_SIZE, &wd), 0);
 	ck_assert_uint_eq(wd.session, w.session);
 	ck_assert_uint_eq(wd.grant, w.grant);
+	ck_assert_uint_eq(wd.host_grant, w.host_grant);
 
 	n = mv_grant_encode(&g, pl);
 	ck_assert_uint_eq(n, MV_MSG_GRANT_SIZE);
 	ck_assert_uint_eq(pl[0], 0x01);
 	ck_assert_uint_eq(pl[7], 0x80);
+	ck_assert_uint_eq(mv_get_u64(pl + 8), g.host_grant);
+	ck_assert_uint_eq(pl[8], 0xfe);
 	n = build(buf, MV_MSG_GRANT, pl, (uint32_t)n);
 	p = expect_frame(buf, n, MV_MSG_GRANT, MV_MSG_GRANT_SIZE);
 	ck_assert_int_eq(mv_grant_decode(p, MV_MSG_GRANT_SIZE, &gd), 0);
 	ck_assert_uint_eq(gd.grant, g.grant);
+	ck_assert_uint_eq(gd.host_grant, g.host_grant);
+	/* The v5 sizes, without the host grant, are refused. */
+	ck_assert_int_eq(mv_grant_decode(p, 8, &gd), MV_FRAME_BAD_PAYLOAD);
+	ck_assert_int_eq(mv_welcome_decode(pl, 16, &wd), MV_FRAME_BAD_PAYLOAD);
 }
 END_TEST
 

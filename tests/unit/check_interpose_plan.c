@@ -190,7 +190,7 @@ static void fakemvd_send(int fd, uint16_t type, const uint8_t *payload, size_t l
 static void fakemvd_frame(struct fakemvd *d, int fd, const struct mv_frame *f)
 {
 	if (f->type == MV_MSG_HELLO) {
-		struct mv_msg_welcome welcome = {1, BUDGET};
+		struct mv_msg_welcome welcome = {1, BUDGET, MV_HOST_GRANT_NONE};
 		uint8_t p[MV_MSG_WELCOME_SIZE];
 
 		fakemvd_send(fd, MV_MSG_WELCOME, p, mv_welcome_encode(&welcome, p));
