@@ -548,9 +548,14 @@ resnet_step(struct mvt *t, unsigned step)
 	uint64_t dy, dx;
 
 	in.addr = mvt_input(t, step, 0, act_n(t, in));
+	/* The stem's layers are pieces of their own: at full size its activations are the largest. */
 	mvt_piece_begin(t);
 	stem = conv_fwd(t, in, r->stem_w, r->stem_c, 7, 1);
+	mvt_piece_end(t);
+	mvt_piece_begin(t);
 	p1 = pool_fwd(t, stem);
+	mvt_piece_end(t);
+	mvt_piece_begin(t);
 	p2 = pool_fwd(t, p1);
 	mvt_piece_end(t);
 	x = p2;
@@ -583,9 +588,13 @@ resnet_step(struct mvt *t, unsigned step)
 	dx = pool_bwd(t, p1, dy);
 	mvt_free(t, dy, act_n(t, p2));
 	act_free(t, p2);
+	mvt_piece_end(t);
+	mvt_piece_begin(t);
 	dy = pool_bwd(t, stem, dx);
 	mvt_free(t, dx, act_n(t, p1));
 	act_free(t, p1);
+	mvt_piece_end(t);
+	mvt_piece_begin(t);
 	conv_bwd(t, in, stem, dy, r->stem_w, 7, 1, 0, grads);
 	mvt_free(t, dy, act_n(t, stem));
 	act_free(t, stem);
