@@ -3,12 +3,14 @@
 # under libmemvirt.so with MEMVIRT_RECORD and no budget, 4 steps; 'memvirt trace replay --all' then
 # plans the recorded iteration with every policy at 75%, 50%, 33% and 25% of its peak (VGG-16 also
 # at 12 GB) on a 55 GB/s link each way and reports the modeled overhead over unlimited memory, the
-# ratio to the bandwidth lower bound (and the bound for copies in 2 MiB pieces beside it), bytes moved each way and the peak. A budget below what one
-# launch needs at once is reported as infeasible. Then three of the models run live under lru, mmcnn
+# ratio to the bandwidth lower bound (and the bound for copies in 2 MiB pieces beside it), bytes
+# moved each way and the peak. A budget below what one launch needs at once is reported as
+# infeasible. Then three of the models run live under lru, mmcnn
 # and auto at one budget each, so the virtual clock's step time can be set beside the replay's.
-# Prints Markdown.
+# Last, mvtrain --graphs (per-layer CUDA graphs, replayed) beside the same model run eagerly, live
+# at half the eager run's peak. Prints Markdown.
 #
-# usage: tests/bench/policies.sh   (via scripts/bench policies)
+# usage: tests/bench/policies.sh [graphs]   (via scripts/bench policies; "graphs": that part only)
 set -eu
 : "${MV_TOP_BUILDDIR:?run through scripts/bench}"
 : "${MEMVIRT_LIB:=$MV_TOP_BUILDDIR/interpose/.libs/libmemvirt.so}"
@@ -36,6 +38,48 @@ record() {
 		exit 1
 	}
 }
+
+# live BYTES POLICY ARGS...: mvtrain at full size, model-only, 12 steps under the library with that
+# budget and policy; prints the median modeled step time of steps 4-11 and their range.
+live() {
+	lv_bytes=$1 lv_pol=$2
+	shift 2
+	if ! MEMVIRT_DAEMON=off MEMVIRT_POLICY=$lv_pol MEMVIRT_BUDGET=$lv_bytes MEMVIRT_LOG=info LD_PRELOAD=$MEMVIRT_LIB \
+		"$mvtrain" "$@" --model-only --steps 12 </dev/null >"$tmp/live.out" 2>"$tmp/live.err"; then
+		echo "failed: $(grep -m1 -i error "$tmp/live.err" | cut -c1-80)"
+		return
+	fi
+	sed -n 's/^step \([4-9]\|1[01]\) time \([0-9.]*\) ms$/\2/p' "$tmp/live.out" | sort -n |
+		awk '{ v[NR] = $1 } END { printf "%.3f ms (%.3f-%.3f)", (v[4] + v[5]) / 2, v[1], v[NR] }'
+}
+
+# The graphs part: each model's eager peak, then eager and --graphs runs at half of it.
+graphs_part() {
+	echo
+	echo "CUDA graphs: mvtrain --graphs (a warm-up step, then each layer's forward and backward"
+	echo "replayed as a graph of its own) beside the same model run eagerly, live at half the eager"
+	echo "run's peak, median modeled step of steps 4-11 (min-max):"
+	echo
+	echo "| model | budget | policy | eager | --graphs | --graphs / eager |"
+	echo "|---|---|---|---|---|---|"
+	echo 'resnet50 64
+vgg16 64
+transformer 8
+lstm 64' | while read -r model batch; do
+		"$mvtrain" --model "$model" --batch "$batch" --model-only --steps 1 >"$tmp/peak.out"
+		bytes=$(($(sed -n 's/^peak device bytes \([0-9]*\) .*/\1/p' "$tmp/peak.out") / 2))
+		for pol in lru mmcnn auto; do
+			eager=$(live "$bytes" "$pol" --model "$model" --batch "$batch")
+			graphs=$(live "$bytes" "$pol" --model "$model" --batch "$batch" --graphs)
+			ratio=$(echo "$eager $graphs" | awk '$1 + 0 > 0 && $4 + 0 > 0 { printf "%.3f", $4 / $1 }')
+			echo "| $model $batch | 50% ($bytes B) | $pol | $eager | $graphs | ${ratio:--} |"
+		done
+	done
+}
+if [ "${1:-}" = graphs ]; then
+	graphs_part
+	exit 0
+fi
 
 echo "| model | budget | lower bound | chunk bound | policy | overhead | × bound | out | in | peak |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
@@ -90,3 +134,5 @@ lstm 64 50%' | while read -r model batch b; do
 		echo "| $model $batch | $b | $pol | $med ms | $pl | ${want:-?} | $unl |"
 	done
 done
+
+graphs_part

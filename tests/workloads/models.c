@@ -231,15 +231,34 @@ conv_weight(struct mvt *t, unsigned k, unsigned c, unsigned r, float gain)
 	return mvt_weight_new(t, (uint64_t)k * c * r * r, gain * sqrtf(6.0f / (float)(c * r * r)));
 }
 
-/* y = conv(x) with weight wi (k outputs, r x r), then ReLU in place when relu is set. */
+/* Where a layer followed by ReLU writes its raw output: y itself (ReLU runs in place), or with
+ * --graphs a workspace of the layer's own, as an unfused framework's kernels use one, so that each
+ * captured piece has a temporary. The values are the same either way. */
+static uint64_t
+relu_raw(struct mvt *t, struct act y, int relu)
+{
+	return relu && mvt_graphs_on(t) ? mvt_alloc(t, act_n(t, y)) : y.addr;
+}
+
+/* ReLU from raw into y, and the workspace's release. */
+static void
+relu_out(struct mvt *t, struct act y, uint64_t raw, int relu)
+{
+	if (relu)
+		k_relu_fwd(t, y.addr, raw, act_n(t, y));
+	if (raw != y.addr)
+		mvt_free(t, raw, act_n(t, y));
+}
+
+/* y = conv(x) with weight wi (k outputs, r x r), then ReLU when relu is set. */
 static struct act
 conv_fwd(struct mvt *t, struct act x, unsigned wi, unsigned k, unsigned r, int relu)
 {
 	struct act y = act_new(t, k, x.hw);
+	uint64_t raw = relu_raw(t, y, relu);
 
-	k_conv_fwd(t, y.addr, x.addr, t->w[wi].addr, t->batch, x.c, x.hw, k, r);
-	if (relu)
-		k_relu_fwd(t, y.addr, y.addr, act_n(t, y));
+	k_conv_fwd(t, raw, x.addr, t->w[wi].addr, t->batch, x.c, x.hw, k, r);
+	relu_out(t, y, raw, relu);
 	return y;
 }
 
@@ -283,10 +302,10 @@ fc_fwd(struct mvt *t, struct act x, unsigned wi, unsigned out, int relu)
 {
 	unsigned in = x.c * x.hw * x.hw;
 	struct act y = act_new(t, out, 1);
+	uint64_t raw = relu_raw(t, y, relu);
 
-	k_gemm(t, y.addr, x.addr, t->w[wi].addr, t->batch, out, in, 0);
-	if (relu)
-		k_relu_fwd(t, y.addr, y.addr, act_n(t, y));
+	k_gemm(t, raw, x.addr, t->w[wi].addr, t->batch, out, in, 0);
+	relu_out(t, y, raw, relu);
 	return y;
 }
 
@@ -361,18 +380,21 @@ vgg_step(struct mvt *t, unsigned step)
 	a[0].hw = v->hw;
 	a[0].addr = mvt_input(t, step, 0, act_n(t, a[0]));
 	for (unsigned i = 0; i < VGG_NLAYERS; i++) {
+		mvt_piece_begin(t);
 		if (i >= VGG_NCFG)
 			a[i + 1] = fc_fwd(t, a[i], v->wi[i], v->fc[i - VGG_NCFG], i + 1 < VGG_NLAYERS);
 		else if (vgg_cfg[i] == 0)
 			a[i + 1] = pool_fwd(t, a[i]);
 		else
 			a[i + 1] = conv_fwd(t, a[i], v->wi[i], v->ch[i], 3, 1);
+		mvt_piece_end(t);
 	}
 
 	dy = models_loss(t, a[VGG_NLAYERS].addr, step, act_n(t, a[VGG_NLAYERS]));
 	for (unsigned i = VGG_NLAYERS; i-- > 0;) {
 		uint64_t dx;
 
+		mvt_piece_begin(t);
 		if (i >= VGG_NCFG)
 			dx = fc_bwd(t, a[i], a[i + 1], dy, v->wi[i], i + 1 < VGG_NLAYERS, grads);
 		else if (vgg_cfg[i] == 0)
@@ -383,6 +405,7 @@ vgg_step(struct mvt *t, unsigned step)
 		/* The last output was freed by the loss. */
 		if (i + 1 < VGG_NLAYERS)
 			act_free(t, a[i + 1]);
+		mvt_piece_end(t);
 		dy = dx;
 	}
 	act_free(t, a[0]);
@@ -525,34 +548,57 @@ resnet_step(struct mvt *t, unsigned step)
 	uint64_t dy, dx;
 
 	in.addr = mvt_input(t, step, 0, act_n(t, in));
+	/* The stem's layers are pieces of their own: at full size its activations are the largest. */
+	mvt_piece_begin(t);
 	stem = conv_fwd(t, in, r->stem_w, r->stem_c, 7, 1);
+	mvt_piece_end(t);
+	mvt_piece_begin(t);
 	p1 = pool_fwd(t, stem);
+	mvt_piece_end(t);
+	mvt_piece_begin(t);
 	p2 = pool_fwd(t, p1);
+	mvt_piece_end(t);
 	x = p2;
-	for (unsigned i = 0; i < RESNET_NBLOCKS; i++)
+	for (unsigned i = 0; i < RESNET_NBLOCKS; i++) {
+		mvt_piece_begin(t);
 		x = resnet_block_fwd(t, &r->b[i], x, &sv[i]);
+		mvt_piece_end(t);
+	}
+	mvt_piece_begin(t);
 	g = act_new(t, x.c, 1);
 	k_pool(t, MVK_GAP_FWD, g.addr, x.addr, t->batch * x.c, x.hw, act_n(t, g));
 	y = fc_fwd(t, g, r->fc_w, r->classes, 0);
+	mvt_piece_end(t);
 
 	dy = models_loss(t, y.addr, step, act_n(t, y));
+	mvt_piece_begin(t);
 	dx = fc_bwd(t, g, y, dy, r->fc_w, 0, grads);
 	mvt_free(t, dy, act_n(t, y));
 	act_free(t, g);
 	dy = mvt_alloc(t, act_n(t, x));
 	k_pool(t, MVK_GAP_BWD, dy, dx, t->batch * x.c, x.hw, act_n(t, x));
 	mvt_free(t, dx, act_n(t, g));
-	for (unsigned i = RESNET_NBLOCKS; i-- > 0;)
+	mvt_piece_end(t);
+	for (unsigned i = RESNET_NBLOCKS; i-- > 0;) {
+		mvt_piece_begin(t);
 		dy = resnet_block_bwd(t, &r->b[i], &sv[i], dy, grads);
+		mvt_piece_end(t);
+	}
+	mvt_piece_begin(t);
 	dx = pool_bwd(t, p1, dy);
 	mvt_free(t, dy, act_n(t, p2));
 	act_free(t, p2);
+	mvt_piece_end(t);
+	mvt_piece_begin(t);
 	dy = pool_bwd(t, stem, dx);
 	mvt_free(t, dx, act_n(t, p1));
 	act_free(t, p1);
+	mvt_piece_end(t);
+	mvt_piece_begin(t);
 	conv_bwd(t, in, stem, dy, r->stem_w, 7, 1, 0, grads);
 	mvt_free(t, dy, act_n(t, stem));
 	act_free(t, stem);
+	mvt_piece_end(t);
 	act_free(t, in);
 	mvt_sgd_step(t, grads);
 	free(grads);
@@ -724,11 +770,17 @@ tf_step(struct mvt *t, unsigned step)
 	uint64_t x, dy;
 
 	x = mvt_input(t, step, 0, nx);
-	for (unsigned l = 0; l < TF_LAYERS; l++)
+	for (unsigned l = 0; l < TF_LAYERS; l++) {
+		mvt_piece_begin(t);
 		x = tf_layer_fwd(t, f, l, x, &sv[l]);
+		mvt_piece_end(t);
+	}
 	dy = models_loss(t, x, step, nx);
-	for (unsigned l = TF_LAYERS; l-- > 0;)
+	for (unsigned l = TF_LAYERS; l-- > 0;) {
+		mvt_piece_begin(t);
 		dy = tf_layer_bwd(t, f, l, dy, &sv[l], grads);
+		mvt_piece_end(t);
+	}
 	mvt_free(t, dy, nx);
 	mvt_sgd_step(t, grads);
 	free(grads);
@@ -774,6 +826,7 @@ lstm_step(struct mvt *t, unsigned step)
 	uint64_t y, dy, dh, dc = 0;
 
 	for (unsigned s = 0; s < m->steps; s++) {
+		mvt_piece_begin(t);
 		m->gates[s] = mvt_alloc(t, ng);
 		k_gemm(t, m->gates[s], x + 4 * s * nh, t->w[m->wx].addr, b, 4 * hd, hd, 0);
 		if (s > 0)
@@ -782,11 +835,15 @@ lstm_step(struct mvt *t, unsigned step)
 		m->c[s] = mvt_alloc(t, nh);
 		m->h[s] = mvt_alloc(t, nh);
 		k_lstm_fwd(t, m->c[s], m->h[s], m->gates[s], s > 0 ? m->c[s - 1] : 0, b, hd);
+		mvt_piece_end(t);
 	}
+	mvt_piece_begin(t);
 	y = mvt_alloc(t, nh);
 	k_gemm(t, y, m->h[m->steps - 1], t->w[m->wy].addr, b, hd, hd, 0);
+	mvt_piece_end(t);
 
 	dy = models_loss(t, y, step, nh);
+	mvt_piece_begin(t);
 	grads[m->wy] = mvt_alloc(t, t->w[m->wy].n);
 	k_gemm(t, grads[m->wy], m->h[m->steps - 1], dy, hd, hd, b, MV_GEMM_TRANS_A);
 	dh = mvt_alloc(t, nh);
@@ -796,10 +853,13 @@ lstm_step(struct mvt *t, unsigned step)
 	grads[m->wh] = mvt_alloc(t, t->w[m->wh].n);
 	k_fill(t, grads[m->wx], 0.0f, t->w[m->wx].n);
 	k_fill(t, grads[m->wh], 0.0f, t->w[m->wh].n);
+	mvt_piece_end(t);
 	for (unsigned s = m->steps; s-- > 0;) {
-		uint64_t dgates = mvt_alloc(t, ng);
-		uint64_t dcprev = s > 0 ? mvt_alloc(t, nh) : 0;
+		uint64_t dgates, dcprev;
 
+		mvt_piece_begin(t);
+		dgates = mvt_alloc(t, ng);
+		dcprev = s > 0 ? mvt_alloc(t, nh) : 0;
 		k_lstm_bwd(t, dgates, dcprev, dh, dc, m->gates[s], s > 0 ? m->c[s - 1] : 0, b, hd);
 		k_gemm(t, grads[m->wx], x + 4 * s * nh, dgates, hd, 4 * hd, b,
 		    MV_GEMM_TRANS_A | MV_GEMM_ACCUM);
@@ -818,6 +878,7 @@ lstm_step(struct mvt *t, unsigned step)
 		mvt_free(t, m->gates[s], ng);
 		mvt_free(t, m->c[s], nh);
 		mvt_free(t, m->h[s], nh);
+		mvt_piece_end(t);
 	}
 	mvt_free(t, x, nh * m->steps);
 	mvt_sgd_step(t, grads);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "interpose/memvirt.h"
 #include "tests/simcuda/simcuda.h"
 #include "tests/workloads/mvtrain.h"
 
@@ -97,10 +98,19 @@ mvt_xmalloc(size_t n)
 	return p;
 }
 
-/* ---- The interface used by models.c ------------------------------------------------------------ */
+/* ---- Memory ------------------------------------------------------------------------------------ */
 
-uint64_t
-mvt_alloc(struct mvt *t, uint64_t n)
+static void
+mvt_account(struct mvt *t, uint64_t bytes)
+{
+	t->live += bytes;
+	if (t->live > t->peak)
+		t->peak = t->live;
+}
+
+/* An allocation with the allocator --alloc names. */
+static uint64_t
+mvt_alloc_raw(struct mvt *t, uint64_t n)
 {
 	uint64_t bytes = 4 * n;
 	CUdeviceptr p;
@@ -112,14 +122,12 @@ mvt_alloc(struct mvt *t, uint64_t n)
 	} else {
 		CK_ALLOC(cuMemAlloc_v2, (&p, bytes), bytes, t->live);
 	}
-	t->live += bytes;
-	if (t->live > t->peak)
-		t->peak = t->live;
+	mvt_account(t, bytes);
 	return p;
 }
 
-void
-mvt_free(struct mvt *t, uint64_t addr, uint64_t n)
+static void
+mvt_free_raw(struct mvt *t, uint64_t addr, uint64_t n)
 {
 	if (t->host)
 		free((void *)(uintptr_t)addr);
@@ -128,6 +136,370 @@ mvt_free(struct mvt *t, uint64_t addr, uint64_t n)
 	else
 		CK(cuMemFree_v2, (addr));
 	t->live -= 4 * n;
+}
+
+/* ---- CUDA graphs (--graphs) -------------------------------------------------------------------- */
+
+/* Step 0 runs eagerly (the warm-up a framework runs before it captures) and records every allocation
+ * of the step: its size and the pieces that allocate and free it. A buffer allocated and freed within
+ * one piece is a temporary. Every other buffer gets a store, allocated outside any capture before
+ * step 1 and handed out again in the same order by every later step, so that the addresses the
+ * graphs name stay valid, as a graph's private pool keeps them; buffers of one size whose lives do
+ * not overlap share a store. With --alloc async the temporaries are cuMemAllocAsync and
+ * cuMemFreeAsync inside the capture, which makes them graph memory nodes; with --alloc sync they
+ * get stores too. Step 1 captures each piece, instantiates it and launches it; later steps only
+ * launch, and run everything outside pieces (inputs, loss, optimizer) eagerly on the same stores. */
+enum mvt_phase { MVT_RECORD, MVT_CAPTURE, MVT_REPLAY };
+
+/* One allocation of the step, in the order the step makes them. */
+struct mvt_tape {
+	uint64_t n;                     /* floats */
+	int piece_alloc, piece_free;    /* -1: outside pieces; piece_free -2: never freed */
+	int node;                       /* a graph memory node, else store is its buffer */
+	unsigned store;
+	uint64_t addr;                  /* its address in this step */
+	int freed;                      /* freed in this step */
+};
+
+struct mvt_graphs {
+	enum mvt_phase phase;
+	int piece;                      /* the piece running, -1 outside pieces */
+	unsigned begun;                 /* pieces begun in this step */
+	unsigned pieces;                /* pieces of a step, counted in step 0 */
+	struct mvt_tape *tape;
+	unsigned ntape, captape, pos;   /* pos: the next allocation of this step */
+	int *ev;                        /* step 0's allocations (i + 1) and frees (-i - 1), in order */
+	unsigned nev, capev;
+	uint64_t outs, ins;             /* memvirt's page-outs and page-ins before the first replay */
+	uint64_t *store_addr, *store_n; /* store_n in floats */
+	unsigned nstore, capstore, nodes;
+	CUgraph *graph;
+	CUgraphExec *exec;
+};
+
+static void
+mvt_grow(void **p, unsigned *cap, unsigned need, size_t size)
+{
+	if (need <= *cap)
+		return;
+	*cap = *cap != 0 ? 2 * *cap : 64;
+	*p = realloc(*p, *cap * size);
+	if (*p == NULL) {
+		fprintf(stderr, "mvtrain: out of host memory\n");
+		exit(1);
+	}
+}
+
+/* A step that does not repeat step 0's allocations and pieces cannot replay graphs. */
+static void
+mvt_graphs_diverged(const struct mvt_graphs *g, const char *what)
+{
+	fprintf(stderr, "mvtrain: internal error: %s %u of this step (piece %d) differs from the "
+	    "warm-up step's\n", what, g->pos, g->piece);
+	exit(1);
+}
+
+/* The newest allocation of this step at addr that is not freed yet, or NULL. */
+static struct mvt_tape *
+mvt_tape_find(struct mvt_graphs *g, uint64_t addr)
+{
+	for (unsigned i = g->pos; i > 0; i--)
+		if (!g->tape[i - 1].freed && g->tape[i - 1].addr == addr)
+			return &g->tape[i - 1];
+	return NULL;
+}
+
+static void
+mvt_tape_event(struct mvt_graphs *g, int ev)
+{
+	mvt_grow((void **)&g->ev, &g->capev, g->nev + 1, sizeof(*g->ev));
+	g->ev[g->nev++] = ev;
+}
+
+static void
+mvt_tape_alloc(struct mvt_graphs *g, uint64_t addr, uint64_t n)
+{
+	struct mvt_tape *e;
+
+	mvt_grow((void **)&g->tape, &g->captape, g->ntape + 1, sizeof(*g->tape));
+	e = &g->tape[g->ntape];
+	memset(e, 0, sizeof(*e));
+	e->n = n;
+	e->piece_alloc = g->piece;
+	e->piece_free = -2;
+	e->addr = addr;
+	g->pos = ++g->ntape;
+	mvt_tape_event(g, (int)g->ntape);
+}
+
+static void
+mvt_tape_free(struct mvt_graphs *g, uint64_t addr, uint64_t n)
+{
+	struct mvt_tape *e = mvt_tape_find(g, addr);
+
+	if (e == NULL || e->n != n)
+		mvt_graphs_diverged(g, "free");
+	e->freed = 1;
+	e->piece_free = g->piece;
+	mvt_tape_event(g, -(int)(e - g->tape) - 1);
+}
+
+/* A store of n floats free at this point of the step, or a new one. */
+static unsigned
+mvt_store_pick(struct mvt_graphs *g, unsigned char *busy, uint64_t n)
+{
+	for (unsigned s = 0; s < g->nstore; s++)
+		if (!busy[s] && g->store_n[s] == n)
+			return s;
+	mvt_grow((void **)&g->store_n, &g->capstore, g->nstore + 1, sizeof(*g->store_n));
+	g->store_n[g->nstore] = n;
+	return g->nstore++;
+}
+
+/* After step 0: which allocations are memory nodes, the stores of the others, and the stores'
+ * buffers, allocated here, outside any capture. */
+static void
+mvt_graphs_plan(struct mvt *t)
+{
+	struct mvt_graphs *g = t->graphs;
+	unsigned char *busy = mvt_xmalloc(g->ntape);
+
+	memset(busy, 0, g->ntape);
+	for (unsigned i = 0; i < g->ntape; i++) {
+		struct mvt_tape *e = &g->tape[i];
+
+		e->node = t->opts->alloc_async && e->piece_alloc >= 0 &&
+		    e->piece_alloc == e->piece_free;
+		g->nodes += e->node;
+	}
+	for (unsigned i = 0; i < g->nev; i++) {
+		struct mvt_tape *e = &g->tape[g->ev[i] > 0 ? g->ev[i] - 1 : -g->ev[i] - 1];
+
+		if (e->node)
+			continue;
+		if (g->ev[i] > 0) {
+			e->store = mvt_store_pick(g, busy, e->n);
+			busy[e->store] = 1;
+		} else {
+			busy[e->store] = 0;
+		}
+	}
+	free(busy);
+	g->store_addr = mvt_xmalloc(g->nstore * sizeof(*g->store_addr));
+	for (unsigned s = 0; s < g->nstore; s++)
+		g->store_addr[s] = mvt_alloc_raw(t, g->store_n[s]);
+	g->graph = calloc(g->pieces + 1, sizeof(*g->graph));
+	g->exec = calloc(g->pieces + 1, sizeof(*g->exec));
+	if (g->graph == NULL || g->exec == NULL) {
+		fprintf(stderr, "mvtrain: out of host memory\n");
+		exit(1);
+	}
+}
+
+static uint64_t
+mvt_graphs_alloc(struct mvt *t, uint64_t n)
+{
+	struct mvt_graphs *g = t->graphs;
+	struct mvt_tape *e;
+	CUdeviceptr p;
+
+	if (g->pos >= g->ntape || g->tape[g->pos].n != n || g->tape[g->pos].piece_alloc != g->piece)
+		mvt_graphs_diverged(g, "allocation");
+	e = &g->tape[g->pos++];
+	e->freed = 0;
+	if (!e->node) {
+		e->addr = g->store_addr[e->store];
+		return e->addr;
+	}
+	/* A replay's memory node has the address its capture gave. */
+	if (g->phase == MVT_CAPTURE) {
+		CK_ALLOC(cuMemAllocAsync, (&p, 4 * n, t->stream), 4 * n, t->live);
+		e->addr = p;
+	}
+	mvt_account(t, 4 * n);
+	return e->addr;
+}
+
+static void
+mvt_graphs_free(struct mvt *t, uint64_t addr, uint64_t n)
+{
+	struct mvt_graphs *g = t->graphs;
+	struct mvt_tape *e = mvt_tape_find(g, addr);
+
+	if (e == NULL || e->n != n || e->piece_free != g->piece)
+		mvt_graphs_diverged(g, "free");
+	e->freed = 1;
+	if (!e->node)
+		return;
+	if (g->phase == MVT_CAPTURE)
+		CK(cuMemFreeAsync, (addr, t->stream));
+	t->live -= 4 * n;
+}
+
+int
+mvt_graphs_on(const struct mvt *t)
+{
+	return t->opts->graphs;
+}
+
+void
+mvt_piece_begin(struct mvt *t)
+{
+	struct mvt_graphs *g = t->graphs;
+
+	if (g == NULL)
+		return;
+	if (g->piece >= 0)
+		mvt_graphs_diverged(g, "nested piece");
+	g->piece = (int)g->begun++;
+	if (g->phase != MVT_RECORD && g->begun > g->pieces)
+		mvt_graphs_diverged(g, "piece");
+	if (g->phase == MVT_CAPTURE)
+		CK(cuStreamBeginCapture_v2, (t->stream, t->opts->capture_mode));
+	else if (g->phase == MVT_REPLAY)
+		CK(cuGraphLaunch, (g->exec[g->piece], t->stream));
+}
+
+void
+mvt_piece_end(struct mvt *t)
+{
+	struct mvt_graphs *g = t->graphs;
+
+	if (g == NULL)
+		return;
+	if (g->phase == MVT_CAPTURE) {
+		CK(cuStreamEndCapture, (t->stream, &g->graph[g->piece]));
+		CK(cuGraphInstantiateWithFlags, (&g->exec[g->piece], g->graph[g->piece], 0));
+		CK(cuGraphLaunch, (g->exec[g->piece], t->stream));
+	}
+	g->piece = -1;
+}
+
+/* memvirt's page-outs and page-ins so far, when the program runs under it. */
+static int
+mvt_paged(uint64_t *outs, uint64_t *ins)
+{
+	memvirt_counters_fn fn = (memvirt_counters_fn)dlsym(RTLD_DEFAULT, MEMVIRT_COUNTERS);
+	struct memvirt_counters c;
+
+	if (fn == NULL)
+		return 0;
+	fn(&c);
+	*outs = c.page_outs;
+	*ins = c.page_ins;
+	return 1;
+}
+
+/* Before step s: step 0 records, step 1 captures, later steps replay. */
+static void
+mvt_graphs_step(struct mvt *t, unsigned s)
+{
+	struct mvt_graphs *g = t->graphs;
+
+	if (s == 0) {
+		g = t->graphs = calloc(1, sizeof(*g));
+		if (g == NULL) {
+			fprintf(stderr, "mvtrain: out of host memory\n");
+			exit(1);
+		}
+		g->phase = MVT_RECORD;
+	} else if (s == 1) {
+		mvt_graphs_plan(t);
+		g->phase = MVT_CAPTURE;
+	} else {
+		/* What the replays page is what shows that graphs page. */
+		if (g->phase != MVT_REPLAY) {
+			CK(cuStreamSynchronize, (t->stream));
+			mvt_paged(&g->outs, &g->ins);
+		}
+		g->phase = MVT_REPLAY;
+	}
+	g->piece = -1;
+	g->begun = 0;
+	g->pos = 0;
+}
+
+/* After a step: it made step 0's allocations, frees and pieces, all of them. */
+static void
+mvt_graphs_step_end(struct mvt *t)
+{
+	struct mvt_graphs *g = t->graphs;
+
+	if (g->piece >= 0)
+		mvt_graphs_diverged(g, "unended piece");
+	if (g->phase == MVT_RECORD) {
+		g->pieces = g->begun;
+		return;
+	}
+	if (g->pos != g->ntape || g->begun != g->pieces)
+		mvt_graphs_diverged(g, "end");
+	for (unsigned i = 0; i < g->ntape; i++)
+		if (g->tape[i].freed != (g->tape[i].piece_free != -2))
+			mvt_graphs_diverged(g, "free at the end");
+}
+
+/* What the graphs were, and what memvirt paged while they replayed. */
+static void
+mvt_graphs_report(struct mvt *t)
+{
+	struct mvt_graphs *g = t->graphs;
+	uint64_t outs, ins;
+
+	printf("graphs: %u pieces, %u buffers, %u memory nodes\n", g->pieces, g->nstore, g->nodes);
+	if (g->phase == MVT_REPLAY && mvt_paged(&outs, &ins))
+		printf("graphs: the replayed steps paged out %" PRIu64 " and in %" PRIu64 " buffers\n",
+		    outs - g->outs, ins - g->ins);
+}
+
+/* The graphs, the execs and the stores. */
+static void
+mvt_graphs_destroy(struct mvt *t)
+{
+	struct mvt_graphs *g = t->graphs;
+
+	for (unsigned p = 0; g->exec != NULL && p < g->pieces; p++) {
+		if (g->exec[p] != NULL)
+			CK(cuGraphExecDestroy, (g->exec[p]));
+		if (g->graph[p] != NULL)
+			CK(cuGraphDestroy, (g->graph[p]));
+	}
+	for (unsigned s = 0; g->store_addr != NULL && s < g->nstore; s++)
+		mvt_free_raw(t, g->store_addr[s], g->store_n[s]);
+	free(g->tape);
+	free(g->ev);
+	free(g->store_addr);
+	free(g->store_n);
+	free(g->graph);
+	free(g->exec);
+	free(g);
+	t->graphs = NULL;
+}
+
+/* ---- The interface used by models.c ------------------------------------------------------------ */
+
+uint64_t
+mvt_alloc(struct mvt *t, uint64_t n)
+{
+	uint64_t p;
+
+	if (t->graphs != NULL && t->graphs->phase != MVT_RECORD)
+		return mvt_graphs_alloc(t, n);
+	p = mvt_alloc_raw(t, n);
+	if (t->graphs != NULL)
+		mvt_tape_alloc(t->graphs, p, n);
+	return p;
+}
+
+void
+mvt_free(struct mvt *t, uint64_t addr, uint64_t n)
+{
+	if (t->graphs != NULL && t->graphs->phase != MVT_RECORD) {
+		mvt_graphs_free(t, addr, n);
+		return;
+	}
+	if (t->graphs != NULL)
+		mvt_tape_free(t->graphs, addr, n);
+	mvt_free_raw(t, addr, n);
 }
 
 /* Weights and the probe live for the whole run: always the synchronous allocator. */
@@ -141,9 +513,7 @@ mvt_alloc_persistent(struct mvt *t, uint64_t bytes)
 	} else {
 		CK_ALLOC(cuMemAlloc_v2, (&p, bytes), bytes, t->live);
 	}
-	t->live += bytes;
-	if (t->live > t->peak)
-		t->peak = t->live;
+	mvt_account(t, bytes);
 	return p;
 }
 
@@ -169,6 +539,9 @@ mvt_launch(struct mvt *t, enum mvt_kid k, uint64_t work, void **args)
 		}
 		return;
 	}
+	/* A replayed piece's kernels are in its graph. */
+	if (t->graphs != NULL && t->graphs->phase == MVT_REPLAY && t->graphs->piece >= 0)
+		return;
 	if (grid < 1)
 		grid = 1;
 	if (grid > MVT_MAX_GRID)
@@ -217,7 +590,14 @@ mvt_fill_batch(float *p, uint64_t n, unsigned step, unsigned which)
 uint64_t
 mvt_input(struct mvt *t, unsigned step, unsigned which, uint64_t n)
 {
-	uint64_t d = mvt_alloc(t, n);
+	uint64_t d;
+
+	/* A capture takes no copies: inputs are refreshed between the graphs. */
+	if (t->graphs != NULL && t->graphs->piece >= 0) {
+		fprintf(stderr, "mvtrain: internal error: an input inside piece %d\n", t->graphs->piece);
+		exit(1);
+	}
+	d = mvt_alloc(t, n);
 
 	/* The previous step's copy has completed: each step ends with a synchronisation. */
 	if (t->stage_n[which] < n) {
@@ -307,6 +687,14 @@ mvt_usage(FILE *f)
 	    "  --hold-at STEP       before step STEP, wait until the file of --hold-file exists (at most\n"
 	    "                       600 s), so that a test can act while the job is linked and idle\n"
 	    "  --hold-file FILE     the file --hold-at waits for\n"
+	    "  --graphs[=MODE]      run the first step eagerly, then capture each layer's forward and each\n"
+	    "                       layer's backward into a graph of its own (MODE thread-local, the\n"
+	    "                       default, global or relaxed), instantiate each once and replay them\n"
+	    "                       every later step. Piecewise graphs, as torch.compile and vLLM use\n"
+	    "                       them: one graph of a whole step names the whole working set, so it\n"
+	    "                       could not page below the step's peak. Inputs are copied into fixed\n"
+	    "                       buffers between graphs; with --alloc async a piece's temporaries are\n"
+	    "                       allocated inside the capture (graph memory nodes)\n"
 	    "  --help               print this and exit\n");
 }
 
@@ -349,11 +737,24 @@ mvt_model_find(const char *name)
 	return NULL;
 }
 
+static CUstreamCaptureMode
+mvt_parse_capture_mode(const char *val)
+{
+	if (val == NULL || strcmp(val, "thread-local") == 0)
+		return CU_STREAM_CAPTURE_MODE_THREAD_LOCAL;
+	if (strcmp(val, "global") == 0)
+		return CU_STREAM_CAPTURE_MODE_GLOBAL;
+	if (strcmp(val, "relaxed") == 0)
+		return CU_STREAM_CAPTURE_MODE_RELAXED;
+	mvt_bad_value("--graphs", val, "thread-local, global or relaxed");
+	return CU_STREAM_CAPTURE_MODE_THREAD_LOCAL;
+}
+
 static void
 mvt_parse(int argc, char **argv, struct mvt_opts *o)
 {
 	enum { O_MODEL = 256, O_BATCH, O_SCALE, O_STEPS, O_SEQ, O_MODEL_ONLY, O_ALLOC, O_STREAM,
-		O_MODULE, O_CORRUPT, O_RESHAPE, O_HOLD_AT, O_HOLD_FILE, O_HELP };
+		O_MODULE, O_CORRUPT, O_RESHAPE, O_HOLD_AT, O_HOLD_FILE, O_GRAPHS, O_HELP };
 	static const struct option longopts[] = {
 		{ "model", required_argument, NULL, O_MODEL },
 		{ "batch", required_argument, NULL, O_BATCH },
@@ -368,6 +769,7 @@ mvt_parse(int argc, char **argv, struct mvt_opts *o)
 		{ "reshape-at", required_argument, NULL, O_RESHAPE },
 		{ "hold-at", required_argument, NULL, O_HOLD_AT },
 		{ "hold-file", required_argument, NULL, O_HOLD_FILE },
+		{ "graphs", optional_argument, NULL, O_GRAPHS },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -438,6 +840,10 @@ mvt_parse(int argc, char **argv, struct mvt_opts *o)
 		case O_HOLD_FILE:
 			o->hold_file = optarg;
 			break;
+		case O_GRAPHS:
+			o->graphs = 1;
+			o->capture_mode = mvt_parse_capture_mode(optarg);
+			break;
 		case O_HELP:
 			mvt_usage(stdout);
 			exit(0);
@@ -452,6 +858,12 @@ mvt_parse(int argc, char **argv, struct mvt_opts *o)
 	}
 	if ((o->hold_at != 0) != (o->hold_file != NULL)) {
 		fprintf(stderr, "mvtrain: --hold-at and --hold-file go together\n");
+		exit(2);
+	}
+	/* A capture needs a stream of its own, and a graph replays one shape. */
+	if (o->graphs && (o->stream_legacy || o->reshape_at != 0)) {
+		fprintf(stderr, "mvtrain: --graphs cannot go with %s\n",
+		    o->stream_legacy ? "--stream legacy" : "--reshape-at");
 		exit(2);
 	}
 }
@@ -530,6 +942,8 @@ mvt_checksums(struct mvt *t, uint64_t *sums)
 static void
 mvt_release(struct mvt *t, const struct mvt_model *m)
 {
+	if (t->graphs != NULL)
+		mvt_graphs_destroy(t);
 	for (unsigned i = 0; i < t->nw; i++)
 		mvt_free_persistent(t, t->w[i].addr, 4 * t->w[i].n);
 	if (t->probe != 0)
@@ -664,13 +1078,19 @@ main(int argc, char **argv)
 			dev.batch *= 2;
 		if (o.hold_at != 0 && s == o.hold_at)
 			mvt_hold(&o, s);
+		if (o.graphs)
+			mvt_graphs_step(&dev, s);
 		CK(cuEventRecord, (ev_start, dev.stream));
 		m->step(&dev, s);
 		CK(cuEventRecord, (ev_end, dev.stream));
+		if (o.graphs)
+			mvt_graphs_step_end(&dev);
 		CK(cuEventSynchronize, (ev_end));
 		CK(cuEventElapsedTime_v2, (&times[s], ev_start, ev_end));
 		printf("step %u time %.3f ms\n", s, times[s]);
 	}
+	if (dev.graphs != NULL)
+		mvt_graphs_report(&dev);
 	if (o.corrupt >= 0 && !model_only)
 		mvt_corrupt(&dev, o.corrupt);
 	dsums = mvt_xmalloc((dev.nw + 1) * sizeof(*dsums));

@@ -57,6 +57,8 @@ struct mvt_opts {
 	unsigned reshape_at; /* from this step on the batch is doubled (0: never) */
 	unsigned hold_at;    /* before this step, wait until hold_file exists (0: never) */
 	const char *hold_file;
+	int graphs;          /* after a warm-up step, replay each piece of the step as a CUDA graph */
+	CUstreamCaptureMode capture_mode;
 };
 
 /* One weight tensor: its address and length in floats. */
@@ -83,6 +85,7 @@ struct mvt {
 	uint64_t probe;                 /* the probe's output buffer, kept for the checksum */
 	uint64_t probe_n;
 	float lr;                       /* SGD learning rate, set by the model's build */
+	struct mvt_graphs *graphs;      /* --graphs: the pieces and the step's allocations, owned */
 	void *model;                    /* the model's own state, owned by the model */
 };
 
@@ -105,6 +108,16 @@ void mvt_free(struct mvt *t, uint64_t addr, uint64_t n);
 
 /* Launches kernel k over work output elements; args as for cuLaunchKernel. */
 void mvt_launch(struct mvt *t, enum mvt_kid k, uint64_t work, void **args);
+
+/* A piece of a step: one layer's forward or backward, the unit --graphs captures into one graph.
+ * Between mvt_piece_begin and mvt_piece_end a model only launches kernels and allocates and frees
+ * buffers; inputs (mvt_input) and the optimizer stay outside pieces. No-ops without --graphs. */
+void mvt_piece_begin(struct mvt *t);
+void mvt_piece_end(struct mvt *t);
+
+/* Whether the step runs as graphs; models add the per-layer workspace a framework's kernels use
+ * then, so that pieces have temporaries. */
+int mvt_graphs_on(const struct mvt *t);
 
 /* A new weight of n floats, uniform in [-scale, scale) from a seed that is its index; returns the
  * index into t->w. */
