@@ -30,29 +30,9 @@ start_fake() {
 	done
 }
 
-# job NAME SETTINGS [MVTRAIN OPTION...]: mvtrain $ARGS preloaded, on $FAKE, in the background;
-# its pid goes to `last` and JOBS.
+# job NAME SETTINGS [MVTRAIN OPTION...]: a job on $FAKE (dl_job).
 job() {
-	name=$1
-	settings=$2
-	shift 2
-	# shellcheck disable=SC2086 # ARGS and SETTINGS are lists of words
-	env SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_SOCKET="$FAKE" $settings \
-		LD_LIBRARY_PATH="$SIMCUDA_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" LD_PRELOAD="$MEMVIRT_LIB" \
-		timeout 120 "$MVTRAIN" $ARGS "$@" >"$T/$name.out" 2>"$T/$name.err" &
-	last=$!
-	JOBS="$JOBS $last"
-}
-
-# wait_log NAME TEXT: waits until the job's stderr has TEXT, while it runs.
-wait_log() {
-	n=0
-	until grep -qF "$2" "$T/$1.err" 2>/dev/null; do
-		alive "$last" || mv_fail_run "$1" "the job ended before its log said '$2'"
-		n=$((n + 1))
-		[ "$n" -lt 600 ] || mv_fail_run "$1" "the job's log did not say '$2' within 60 s"
-		sleep 0.1
-	done
+	dl_job "$FAKE" "$@"
 }
 
 # The budget in force at exit (the summary line) and the one the link took from the WELCOME.
@@ -93,12 +73,12 @@ DAEMON=
 grant=$((peak * 2 / 5))
 start_fake "$grant"
 job kept "" --hold-at 3 --hold-file "$T/go"
-wait_log kept "linked to memvirtd at $FAKE"
-wait_log kept "holding before step 3"
+dl_wait_log kept "$last" "linked to memvirtd at $FAKE"
+dl_wait_log kept "$last" "holding before step 3"
 kill -KILL "$DAEMON"
 wait "$DAEMON" 2>/dev/null
 DAEMON=
-wait_log kept "lost memvirtd"
+dl_wait_log kept "$last" "lost memvirtd"
 touch "$T/go"
 check_job kept
 granted=$(linked_budget kept)

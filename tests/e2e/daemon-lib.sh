@@ -101,3 +101,28 @@ start_daemon() {
 	DAEMON=$(echo "$out" | sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p')
 	[ -n "$DAEMON" ] || mv_fail "memvirt daemon start printed no pid: $out"
 }
+
+# dl_job SOCKET NAME SETTINGS [MVTRAIN OPTION...]: mvtrain $ARGS preloaded, linked to the daemon at
+# SOCKET, with $dev bytes of simulated device memory, in the background; its output goes to
+# $T/NAME.out and .err, its pid to `last` and JOBS.
+dl_job() {
+	dj_sock=$1 dj_name=$2 dj_settings=$3
+	shift 3
+	# shellcheck disable=SC2086 # ARGS and SETTINGS are lists of words
+	env SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_SOCKET="$dj_sock" $dj_settings \
+		LD_LIBRARY_PATH="$SIMCUDA_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" LD_PRELOAD="$MEMVIRT_LIB" \
+		timeout 120 "$MVTRAIN" $ARGS "$@" >"$T/$dj_name.out" 2>"$T/$dj_name.err" &
+	last=$!
+	JOBS="$JOBS $last"
+}
+
+# dl_wait_log NAME PID TEXT: waits until the job's stderr has TEXT, while it runs (60 s at most).
+dl_wait_log() {
+	dw_n=0
+	until grep -qF "$3" "$T/$1.err" 2>/dev/null; do
+		alive "$2" || mv_fail_run "$1" "the job ended before its log said '$3'"
+		dw_n=$((dw_n + 1))
+		[ "$dw_n" -lt 600 ] || mv_fail_run "$1" "the job's log did not say '$3' within 60 s"
+		sleep 0.1
+	done
+}

@@ -19,31 +19,14 @@ budget=$((peak / 3))
 # Room on the device for both: the daemon grants the heavy job its own budget.
 dev=$((peak * 4))
 
-# job NAME SETTINGS [MVTRAIN OPTION...]: mvtrain $ARGS preloaded, on $S, in the background; its pid
-# goes to `last` and JOBS. A page-out waits up to 30 s for the daemon's answer about the host limit,
-# not the default 2 s: on a loaded machine the answer can take longer, and the outcome must not
-# depend on it.
+# job NAME SETTINGS [MVTRAIN OPTION...]: a job on $S (dl_job), named NAME for the daemon. A
+# page-out waits up to 30 s for the daemon's answer about the host limit, not the default 2 s: on a
+# loaded machine the answer can take longer, and the outcome must not depend on it.
 job() {
-	name=$1
-	settings=$2
+	job_name=$1
+	job_settings=$2
 	shift 2
-	# shellcheck disable=SC2086 # ARGS and SETTINGS are lists of words
-	env SIMCUDA_MEM=$dev MEMVIRT_LOG=info MEMVIRT_SOCKET="$S" MEMVIRT_JOB="$name" MEMVIRT_HOST_WAIT=30000 $settings \
-		LD_LIBRARY_PATH="$SIMCUDA_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" LD_PRELOAD="$MEMVIRT_LIB" \
-		timeout 120 "$MVTRAIN" $ARGS "$@" >"$T/$name.out" 2>"$T/$name.err" &
-	last=$!
-	JOBS="$JOBS $last"
-}
-
-# wait_log NAME PID TEXT: waits until the job's stderr has TEXT, while it runs.
-wait_log() {
-	n=0
-	until grep -qF "$3" "$T/$1.err" 2>/dev/null; do
-		alive "$2" || mv_fail_run "$1" "the job ended before its log said '$3'"
-		n=$((n + 1))
-		[ "$n" -lt 600 ] || mv_fail_run "$1" "the job's log did not say '$3' within 60 s"
-		sleep 0.1
-	done
+	dl_job "$S" "$job_name" "MEMVIRT_JOB=$job_name MEMVIRT_HOST_WAIT=30000 $job_settings" "$@"
 }
 
 # pool NAME: the host pool's bytes in the job's summary line at exit, as the summary prints them.
@@ -61,14 +44,14 @@ round() {
 	rm -f "$T/go"
 	job light "" --hold-at 2 --hold-file "$T/go"
 	light=$last
-	wait_log light "$light" "holding before step 2"
+	dl_wait_log light "$light" "holding before step 2"
 	job heavy "MEMVIRT_BUDGET=$budget" --hold-at 3 --hold-file "$T/go-heavy"
 	heavy=$last
 }
 
 # Room: 4 MiB, twice the first share of each.
 round 4MiB
-wait_log heavy "$heavy" "holding before step 3"
+dl_wait_log heavy "$heavy" "holding before step 3"
 timeout 30 "$MEMVIRT" ps --socket "$S" --json >"$T/ps.json" 2>"$T/ps.err" || mv_fail "memvirt ps failed: $(cat "$T/ps.err")"
 "$MVSOCK" flat <"$T/ps.json" >"$T/ps.flat"
 timeout 30 "$MEMVIRT" stats --socket "$S" --json >"$T/stats.json" || mv_fail "memvirt stats failed"

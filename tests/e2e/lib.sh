@@ -40,6 +40,21 @@ mv_run() {
 	echo "mvtrain $* -> exit $MV_RC"
 }
 
+# mv_policy_run NAME POLICY BUDGET ARGS...: mvtrain with ARGS preloaded under POLICY and BUDGET,
+# in the background, with small buffers pageable (4 KiB slab threshold and page minimum); its
+# output goes to $MV_TMP/NAME.out and .err and its exit status to $MV_TMP/NAME.rc.
+mv_policy_run() {
+	pr_name=$1 pr_policy=$2 pr_budget=$3
+	shift 3
+	(
+		rc=0
+		env LD_PRELOAD="$MEMVIRT_LIB" MEMVIRT_BUDGET="$pr_budget" MEMVIRT_SLAB_THRESHOLD=4KiB \
+			MEMVIRT_PAGE_MIN=4KiB MEMVIRT_POLICY="$pr_policy" MEMVIRT_LOG=info \
+			"$MVTRAIN" "$@" >"$MV_TMP/$pr_name.out" 2>"$MV_TMP/$pr_name.err" || rc=$?
+		echo "$rc" >"$MV_TMP/$pr_name.rc"
+	) &
+}
+
 # Prints the run's output and fails with a reason.
 mv_fail_run() {
 	mv_name=$1

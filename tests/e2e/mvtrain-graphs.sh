@@ -23,19 +23,6 @@ export MEMVIRT_DAEMON MEMVIRT_SAFETY_NET
 STEPS=6
 POLICIES="lru vdnn-all vdnn-conv mmcnn auto"
 
-# gr_run NAME POLICY BUDGET ARGS...: one preloaded run in the background.
-gr_run() {
-	gr_name=$1 gr_policy=$2 gr_budget=$3
-	shift 3
-	(
-		rc=0
-		env LD_PRELOAD="$MEMVIRT_LIB" MEMVIRT_BUDGET="$gr_budget" MEMVIRT_SLAB_THRESHOLD=4KiB \
-			MEMVIRT_PAGE_MIN=4KiB MEMVIRT_POLICY="$gr_policy" MEMVIRT_LOG=info \
-			"$MVTRAIN" "$@" >"$MV_TMP/$gr_name.out" 2>"$MV_TMP/$gr_name.err" || rc=$?
-		echo "$rc" >"$MV_TMP/$gr_name.rc"
-	) &
-}
-
 # gr_line NAME FORMAT: the number a run's "graphs:" line gives in FORMAT's place of N.
 gr_line() {
 	sed -n "s/^graphs: $2\$/\\1/p" "$MV_TMP/$1.out"
@@ -100,7 +87,7 @@ for spec in "vgg16 8 0.125 50 40" "resnet50 2 0.125 50 33"; do
 		for alloc in sync async; do
 			for policy in $POLICIES; do
 				name=$model-$policy-$pct-$alloc
-				gr_run "$name" "$policy" $((peak * pct / 100)) --model "$model" --batch "$batch" \
+				mv_policy_run "$name" "$policy" $((peak * pct / 100)) --model "$model" --batch "$batch" \
 					--scale "$scale" --steps "$STEPS" --graphs --alloc "$alloc"
 				runs="$runs $name"
 			done

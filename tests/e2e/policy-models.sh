@@ -19,19 +19,6 @@ export MEMVIRT_DAEMON
 STEPS=8
 POLICIES="lru vdnn-all vdnn-conv mmcnn auto"
 
-# pm_run NAME POLICY BUDGET ARGS...: one preloaded run in the background.
-pm_run() {
-	pm_name=$1 pm_policy=$2 pm_budget=$3
-	shift 3
-	(
-		rc=0
-		env LD_PRELOAD="$MEMVIRT_LIB" MEMVIRT_BUDGET="$pm_budget" MEMVIRT_SLAB_THRESHOLD=4KiB \
-			MEMVIRT_PAGE_MIN=4KiB MEMVIRT_POLICY="$pm_policy" MEMVIRT_LOG=info \
-			"$MVTRAIN" "$@" >"$MV_TMP/$pm_name.out" 2>"$MV_TMP/$pm_name.err" || rc=$?
-		echo "$rc" >"$MV_TMP/$pm_name.rc"
-	) &
-}
-
 # pm_counter NAME FIELD: a number from the summary line ("planned out", "page-outs", ...).
 pm_counter() {
 	grep -E '^memvirt\[[0-9]+\] info: budget ' "$MV_TMP/$1.err" | tail -n 1 |
@@ -54,7 +41,7 @@ for spec in "resnet50 2 0.125 50 33" "transformer 2 0.03125 50 33" "lstm 16 0.06
 	for pct in $4 $5; do
 		for policy in $POLICIES; do
 			name=$model-$policy-$pct
-			pm_run "$name" "$policy" $((peak * pct / 100)) --model "$model" --batch "$batch" --scale "$scale" \
+			mv_policy_run "$name" "$policy" $((peak * pct / 100)) --model "$model" --batch "$batch" --scale "$scale" \
 				--steps "$STEPS"
 			runs="$runs $name"
 		done
