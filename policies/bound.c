@@ -54,11 +54,11 @@ uint64_t mv_model_min_budget(const struct mv_iter *it)
 
 /* ---- the per-launch bound with release times and deadlines ---- */
 
-/* Every buffer's uses, launch numbers ascending: use[first[b] .. first[b + 1]); and room to sort one
- * launch's byte ranges by launch number. */
+/* Every buffer's uses, and room to sort one launch's byte ranges by launch number. */
 struct mv_uses {
 	uint32_t nlaunch;
-	uint32_t *first, *use, *cnt, *key;
+	struct mv_iter_uses iu;
+	uint32_t *cnt, *key;
 	struct timed *tmp, *out, *in;
 };
 
@@ -72,33 +72,19 @@ struct mv_uses *mv_uses_new(const struct mv_iter *it)
 {
 	struct mv_uses *u = calloc(1, sizeof *u);
 	size_t nb = (size_t)it->nbufs + 1;
-	uint32_t p, k, b;
 
 	if (u == NULL)
 		return NULL;
 	u->nlaunch = it->nlaunch;
-	u->first = calloc(nb + 1, sizeof *u->first);
-	u->use = malloc(((size_t)it->nrefs + 1) * sizeof *u->use);
 	u->cnt = malloc(((size_t)it->nlaunch + 1) * sizeof *u->cnt);
 	u->key = malloc(2 * nb * sizeof *u->key);
 	u->tmp = malloc(4 * nb * sizeof *u->tmp);
-	if (u->first == NULL || u->use == NULL || u->cnt == NULL || u->key == NULL || u->tmp == NULL) {
+	if (mv_iter_uses_build(it, &u->iu) < 0 || u->cnt == NULL || u->key == NULL || u->tmp == NULL) {
 		mv_uses_free(u);
 		return NULL;
 	}
 	u->out = u->tmp + 2 * nb;
 	u->in = u->out + nb;
-	for (p = 0; p < it->nlaunch; p++)
-		for (k = 0; k < it->launch[p].nrefs; k++)
-			u->first[it->refs[it->launch[p].ref0 + k] + 2]++;
-	for (b = 0; b < it->nbufs; b++)
-		u->first[b + 2] += u->first[b + 1];
-	/* first[b + 1] is now where b's uses start; filling moves it to where they end. */
-	for (p = 0; p < it->nlaunch; p++)
-		for (k = 0; k < it->launch[p].nrefs; k++) {
-			b = it->refs[it->launch[p].ref0 + k];
-			u->use[u->first[b + 1]++] = p;
-		}
 	return u;
 }
 
@@ -106,8 +92,7 @@ void mv_uses_free(struct mv_uses *u)
 {
 	if (u == NULL)
 		return;
-	free(u->first);
-	free(u->use);
+	mv_iter_uses_free(&u->iu);
 	free(u->cnt);
 	free(u->key);
 	free(u->tmp);
@@ -117,20 +102,21 @@ void mv_uses_free(struct mv_uses *u)
 /* Whether launch p names buffer b, by a binary search of b's uses; also the uses around p. */
 static int uses_around(const struct mv_uses *u, uint32_t b, uint32_t p, uint32_t *prev, uint32_t *next)
 {
-	uint32_t lo = u->first[b], hi = u->first[b + 1], s = lo, e = hi;
+	const uint32_t *use = u->iu.use;
+	uint32_t lo = u->iu.off[b], hi = u->iu.off[b + 1], s = lo, e = hi;
 
 	while (lo < hi) {
 		uint32_t mid = lo + (hi - lo) / 2;
 
-		if (u->use[mid] < p)
+		if (use[mid] < p)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	*prev = lo > s ? u->use[lo - 1] : MV_TRACE_NONE;
-	if (lo < e && u->use[lo] == p)
+	*prev = lo > s ? use[lo - 1] : MV_TRACE_NONE;
+	if (lo < e && use[lo] == p)
 		return 1;
-	*next = lo < e ? u->use[lo] : MV_TRACE_NONE;
+	*next = lo < e ? use[lo] : MV_TRACE_NONE;
 	return 0;
 }
 

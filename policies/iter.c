@@ -437,3 +437,40 @@ void mv_iter_free(struct mv_iter *it)
 	free(it->refs);
 	free(it);
 }
+
+int mv_iter_uses_build(const struct mv_iter *it, struct mv_iter_uses *u)
+{
+	uint32_t i, k, b, *fill;
+
+	u->off = calloc((size_t)it->nbufs + 1, sizeof(*u->off));
+	u->use = malloc(((size_t)it->nrefs + 1) * sizeof(*u->use));
+	fill = calloc((size_t)it->nbufs + 1, sizeof(*fill));
+	if (u->off == NULL || u->use == NULL || fill == NULL) {
+		free(fill);
+		mv_iter_uses_free(u);
+		return -ENOMEM;
+	}
+	for (i = 0; i < it->nlaunch; i++)
+		for (k = 0; k < it->launch[i].nrefs; k++) {
+			b = it->refs[it->launch[i].ref0 + k];
+			if (b < it->nbufs)
+				u->off[b + 1]++;
+		}
+	for (b = 0; b < it->nbufs; b++)
+		u->off[b + 1] += u->off[b];
+	for (i = 0; i < it->nlaunch; i++)
+		for (k = 0; k < it->launch[i].nrefs; k++) {
+			b = it->refs[it->launch[i].ref0 + k];
+			if (b < it->nbufs)
+				u->use[u->off[b] + fill[b]++] = i;
+		}
+	free(fill);
+	return 0;
+}
+
+void mv_iter_uses_free(struct mv_iter_uses *u)
+{
+	free(u->off);
+	free(u->use);
+	u->off = u->use = NULL;
+}

@@ -460,31 +460,17 @@ static void mm_schedule(struct mm *m)
 static int mm_candidates(struct mm *m, uint64_t min_size)
 {
 	const struct mv_iter *it = m->it;
-	uint32_t *off = NULL, *use = NULL, *fill = NULL, i, k, b, nc = 0;
+	struct mv_iter_uses u = { NULL, NULL };
+	uint32_t *off, *use, k, b, nc = 0;
 	const struct mv_iter_buf *bf;
 	struct mm_cand *c;
 	uint64_t tin;
 	int err = -ENOMEM;
 
-	off = calloc((size_t)it->nbufs + 1, sizeof(*off));
-	use = malloc(((size_t)it->nrefs + 1) * sizeof(*use));
-	fill = calloc((size_t)it->nbufs + 1, sizeof(*fill));
-	if (off == NULL || use == NULL || fill == NULL)
+	if (mv_iter_uses_build(it, &u) < 0)
 		goto out;
-	for (i = 0; i < m->n; i++)
-		for (k = 0; k < it->launch[i].nrefs; k++) {
-			b = it->refs[it->launch[i].ref0 + k];
-			if (b < it->nbufs)
-				off[b + 1]++;
-		}
-	for (b = 0; b < it->nbufs; b++)
-		off[b + 1] += off[b];
-	for (i = 0; i < m->n; i++)
-		for (k = 0; k < it->launch[i].nrefs; k++) {
-			b = it->refs[it->launch[i].ref0 + k];
-			if (b < it->nbufs)
-				use[off[b] + fill[b]++] = i;
-		}
+	off = u.off;
+	use = u.use;
 	for (b = 0; b < it->nbufs; b++) {
 		bf = &it->bufs[b];
 		if ((bf->flags & MV_IBUF_PINNED) || bf->size < min_size || bf->size > INT64_MAX / 4)
@@ -544,9 +530,7 @@ static int mm_candidates(struct mm *m, uint64_t min_size)
 	qsort(m->by_o, m->nc, sizeof(*m->by_o), mm_cmp_o);
 	err = 0;
 out:
-	free(off);
-	free(use);
-	free(fill);
+	mv_iter_uses_free(&u);
 	return err;
 }
 

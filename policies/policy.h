@@ -69,6 +69,14 @@ int mv_iter_detect_recorded(const struct mv_trace *t, uint32_t max_tail, uint32_
 int mv_iter_build(const struct mv_trace *t, uint32_t first_op, uint32_t nops, uint64_t default_dur_ns,
 		  struct mv_iter **out);
 void mv_iter_free(struct mv_iter *it);
+/* Each buffer's uses in an iteration: the launches naming it, ascending, at use[off[b] .. off[b + 1]). */
+struct mv_iter_uses {
+	uint32_t *off; /* nbufs + 1 */
+	uint32_t *use; /* nrefs */
+};
+/* Returns 0, or -ENOMEM with nothing to free. */
+int mv_iter_uses_build(const struct mv_iter *it, struct mv_iter_uses *u);
+void mv_iter_uses_free(struct mv_iter_uses *u);
 /* The fingerprint of the function sequence with each function named by name(ctx, func) and the
  * number of buffers each launch names. mv_iter_build sets it->fingerprint with the trace's own names;
  * the library computes it again with the names memvirtd gives its functions ("f" and the number the

@@ -25,48 +25,10 @@
 
 #include "policies/policy.h"
 
-/* Per-buffer lists of the launches that name it, in launch order. */
-struct vdnn_uses {
-	uint32_t *off;  /* nbufs + 1 offsets into use */
-	uint32_t *use;
-};
-
-static int vdnn_uses_build(const struct mv_iter *it, struct vdnn_uses *u)
-{
-	uint32_t i, k, b, *fill;
-
-	u->off = calloc((size_t)it->nbufs + 1, sizeof(*u->off));
-	u->use = malloc(((size_t)it->nrefs + 1) * sizeof(*u->use));
-	fill = calloc((size_t)it->nbufs + 1, sizeof(*fill));
-	if (u->off == NULL || u->use == NULL || fill == NULL)
-		goto err_alloc;
-	for (i = 0; i < it->nlaunch; i++)
-		for (k = 0; k < it->launch[i].nrefs; k++) {
-			b = it->refs[it->launch[i].ref0 + k];
-			if (b < it->nbufs)
-				u->off[b + 1]++;
-		}
-	for (b = 0; b < it->nbufs; b++)
-		u->off[b + 1] += u->off[b];
-	for (i = 0; i < it->nlaunch; i++)
-		for (k = 0; k < it->launch[i].nrefs; k++) {
-			b = it->refs[it->launch[i].ref0 + k];
-			if (b < it->nbufs)
-				u->use[u->off[b] + fill[b]++] = i;
-		}
-	free(fill);
-	return 0;
-err_alloc:
-	free(fill);
-	free(u->off);
-	free(u->use);
-	return -ENOMEM;
-}
-
 static int vdnn_plan(const struct mv_iter *it, const struct mv_policy_params *p, const struct mv_feedback *fb,
 		     struct mv_plan **out)
 {
-	struct vdnn_uses u = { NULL, NULL };
+	struct mv_iter_uses u = { NULL, NULL };
 	uint64_t *start = NULL, t, gap, best;
 	uint32_t *layer_of = NULL, *layer_start = NULL, *named = NULL, nlayer = 0;
 	uint32_t i, b, k, n, lookahead, ua, ub, at, adv, L;
@@ -85,7 +47,7 @@ static int vdnn_plan(const struct mv_iter *it, const struct mv_policy_params *p,
 	named = malloc(((size_t)it->nbufs + 1) * sizeof(*named));
 	if (plan == NULL || start == NULL || layer_of == NULL || layer_start == NULL || named == NULL)
 		goto out;
-	if (vdnn_uses_build(it, &u) < 0)
+	if (mv_iter_uses_build(it, &u) < 0)
 		goto out;
 
 	for (i = 0, t = 0; i < n; i++) {
@@ -151,8 +113,7 @@ static int vdnn_plan(const struct mv_iter *it, const struct mv_policy_params *p,
 out:
 	if (plan != NULL)
 		mv_plan_free(plan);
-	free(u.off);
-	free(u.use);
+	mv_iter_uses_free(&u);
 	free(start);
 	free(layer_of);
 	free(layer_start);
