@@ -170,8 +170,7 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 			strerror(-r));
 		goto out;
 	}
-	lb.whole = mv_model_lower_bound(c.it, c.budget, &c.m, &lb.must);
-	lb.chunk = mv_model_chunk_bound(c.it, c.budget, &c.m, MV_MODEL_CHUNK);
+	lb.whole = mv_model_bounds(c.it, c.budget, &c.m, MV_MODEL_CHUNK, &lb.must, &lb.chunk);
 	for (n = 0; n < want; n++) {
 		const struct mv_policy *pol = o->all ? mv_policies[n] : mv_policy_find(o->plan.policy);
 

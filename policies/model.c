@@ -1023,16 +1023,29 @@ out:
 	free(c);
 }
 
-/* The bound for whole-buffer copies (chunk 0) or copies in pieces of chunk bytes. */
-static uint64_t lower_bound(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m, uint64_t chunk,
-			    uint64_t *must_move)
+/* The bound as a step time: the larger of best and the compute time plus the gaps' stalls. */
+static uint64_t lb_result(const struct lb *lb, double best, double gaps)
+{
+	uint64_t r;
+
+	gaps += (double)lb->total;
+	if (gaps > best)
+		best = gaps;
+	r = best >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)floor(best);
+	return r < lb->total ? lb->total : r;
+}
+
+uint64_t mv_model_bounds(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m, uint64_t chunk,
+			 uint64_t *must_move, uint64_t *chunk_bound)
 {
 	struct lb lb;
 	uint64_t result = UINT64_MAX, worst_v = 0;
-	double best, gaps;
+	double best;
 
 	if (must_move != NULL)
 		*must_move = 0;
+	if (chunk_bound != NULL)
+		*chunk_bound = it == NULL || m == NULL ? 0 : UINT64_MAX;
 	if (it == NULL || m == NULL)
 		return 0;
 	if (!(m->d2h_bps > 0) || !(m->h2d_bps > 0))
@@ -1042,13 +1055,12 @@ static uint64_t lower_bound(const struct mv_iter *it, uint64_t budget, const str
 	lb_spans(&lb, it);
 	best = (double)lb.total;
 	if (!lb_sweep(&lb, budget, m, &best, &worst_v)) {
+		/* The per-launch terms do not depend on how copies are cut; only the gaps do. */
 		lb_timed(&lb, it, budget, m, &best, &worst_v);
-		gaps = (double)lb.total + gap_stalls(it, budget, m, lb.livea, lb.pina, lb.named, chunk);
-		if (gaps > best)
-			best = gaps;
-		result = best >= 18446744073709551615.0 ? UINT64_MAX : (uint64_t)floor(best);
-		if (result < lb.total)
-			result = lb.total;
+		result = lb_result(&lb, best, gap_stalls(it, budget, m, lb.livea, lb.pina, lb.named, 0));
+		if (chunk_bound != NULL)
+			*chunk_bound = lb_result(&lb, best, gap_stalls(it, budget, m, lb.livea, lb.pina, lb.named,
+								       chunk > 0 ? chunk : 1));
 	}
 	if (must_move != NULL)
 		*must_move = worst_v;
@@ -1060,12 +1072,7 @@ out:
 uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m,
 			      uint64_t *must_move)
 {
-	return lower_bound(it, budget, m, 0, must_move);
-}
-
-uint64_t mv_model_chunk_bound(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m, uint64_t chunk)
-{
-	return lower_bound(it, budget, m, chunk > 0 ? chunk : 1, NULL);
+	return mv_model_bounds(it, budget, m, 0, must_move, NULL);
 }
 
 /* ---- feedback ------------------------------------------------------------------------------------------ */

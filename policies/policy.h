@@ -191,10 +191,12 @@ int mv_model_observe(const struct mv_iter *it, const struct mv_plan *plan, uint6
 uint64_t mv_model_lower_bound(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m,
 			      uint64_t *must_move);
 
-/* The same bound for a schedule that copies in pieces of chunk bytes instead of whole buffers (a
- * page-in may then use room as the page-out ahead of it frees it): never above the whole-buffer
- * bound, it is what chunk-granular paging could reach at best. */
-uint64_t mv_model_chunk_bound(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m, uint64_t chunk);
+/* mv_model_lower_bound, and in *chunk_bound (when not NULL) the same bound for a schedule that copies
+ * in pieces of chunk bytes instead of whole buffers (a page-in may then use room as the page-out
+ * ahead of it frees it): never above the whole-buffer bound, it is what chunk-granular paging could
+ * reach at best. The terms both share are computed once. */
+uint64_t mv_model_bounds(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m, uint64_t chunk,
+			 uint64_t *must_move, uint64_t *chunk_bound);
 
 /* The chunk the bounds and memvirt trace replay speak of: the allocation granularity. */
 #define MV_MODEL_CHUNK (2ull << 20)
