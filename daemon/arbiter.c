@@ -18,6 +18,11 @@ static uint64_t arbiter_min(uint64_t a, uint64_t b)
 	return a < b ? a : b;
 }
 
+static uint64_t arbiter_max(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
 /* Shares left among the claims still below their request, in proportion to weight. A claim is
  * still open while grants[i] < request and its weight is nonzero, so no bookkeeping is needed
  * beyond the grants themselves. */
@@ -317,9 +322,11 @@ void mvd_arbiter_host_claim(const struct mvd_session *s, struct mvd_claim *c)
 	uint64_t pool = s->counters.host_pool_bytes;
 
 	/* What a pool holds is pinned and never taken back; beyond it the claim follows demand,
-	 * two chunks ahead, so that no process waits while the node has room. */
+	 * two chunks ahead, or as far as a page-out that waits says it needs (a buffer larger than
+	 * that), so that no process waits while the node has room. */
 	c->min = pool;
-	c->request = arbiter_min(s->host_want, pool + 2 * ARBITER_HOST_CHUNK);
+	c->request = arbiter_min(s->host_want, arbiter_max(pool + 2 * ARBITER_HOST_CHUNK,
+							   s->counters.host_need_bytes));
 	if (c->request < pool)
 		c->request = pool;
 	c->weight = s->weight;
@@ -368,15 +375,21 @@ static void arbiter_host_divide(void)
 	free(claims);
 }
 
-void mvd_arbiter_host_counters(struct mvd_session *s, uint64_t old_pool)
+void mvd_arbiter_host_counters(struct mvd_session *s, uint64_t old_pool, uint64_t old_need)
 {
-	uint64_t pool = s->counters.host_pool_bytes;
+	uint64_t pool = s->counters.host_pool_bytes, need = s->counters.host_need_bytes;
 
-	/* Only a pool that moved, and came within a chunk of its claim or its grant, asks for the
-	 * node to be divided again: a few times per gigabyte a process pages out while the node has
-	 * room, and never for a snapshot that says nothing new. */
-	if (host_limit == 0 || pool == old_pool ||
-	    pool + ARBITER_HOST_CHUNK < arbiter_min(s->host_request, s->host_grant))
+	if (host_limit == 0)
+		return;
+	/* A page-out waits for more than the grant: divide again at once. */
+	if (need != old_need && need > s->host_grant) {
+		host_dirty = 1;
+		return;
+	}
+	/* Otherwise only a pool that moved, and came within a chunk of its claim or its grant, asks
+	 * for the node to be divided again: a few times per gigabyte a process pages out while the
+	 * node has room, and never for a snapshot that says nothing new. */
+	if (pool == old_pool || pool + ARBITER_HOST_CHUNK < arbiter_min(s->host_request, s->host_grant))
 		return;
 	host_dirty = 1;
 }

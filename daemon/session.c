@@ -249,13 +249,13 @@ int mvd_session_frame(struct mvd_session *s, const struct mv_frame *f, const cha
 	case MV_MSG_EVENTS:
 		return session_events(s, f, why);
 	case MV_MSG_COUNTERS: {
-		uint64_t pool = s->counters.host_pool_bytes;
+		uint64_t pool = s->counters.host_pool_bytes, need = s->counters.host_need_bytes;
 
 		if (mv_counters_decode(f->payload, f->length, &s->counters) < 0) {
 			*why = "COUNTERS payload of the wrong size";
 			return -1;
 		}
-		mvd_arbiter_host_counters(s, pool);
+		mvd_arbiter_host_counters(s, pool, need);
 		return 0;
 	}
 	case MV_MSG_BYE:

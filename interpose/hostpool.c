@@ -1,6 +1,6 @@
 /* The pinned host pool that paged-out buffers live in, grown in large chunks up to
- * MEMVIRT_HOST_LIMIT and memvirtd's share of the node's host limit, and the safety net's mappings
- * of a buffer's device range onto its host copy. */
+ * MEMVIRT_HOST_LIMIT and memvirtd's share of the node's host limit (by doubling, under that share),
+ * and the safety net's mappings of a buffer's device range onto its host copy. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -26,6 +26,8 @@ struct mv_hostslot {
 };
 
 #define MV_HOST_CHUNK (256ull << 20)
+/* Under memvirtd's node host limit the pool starts with a chunk this small and doubles. */
+#define MV_HOST_CHUNK_FIRST (2ull << 20)
 /* Guards the chunk list, the granule flags and the host grant; pool_cond is signalled when the
  * grant changes. Not held across driver calls: chunks are made first and linked in after. */
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -39,6 +41,11 @@ static int pool_add_failed_logged;
 static uint64_t host_grant = MV_HOST_GRANT_NONE, grant_waited = MV_HOST_GRANT_NONE;
 /* Whether a page-out has waited for the link's first session's word, which happens once. */
 static int greet_waited;
+/* The pool size a page-out could not reach under the host grant, 0 for none: memvirtd reads it
+ * (counter host_need_bytes) and claims that much of the node for this process. Without it, the
+ * claim runs only a little ahead of the pool, and a buffer larger than that would wait for a grant
+ * that never comes. */
+static uint64_t need;
 
 /* What the pool may hold now: the lesser of MEMVIRT_HOST_LIMIT and the host grant. */
 static uint64_t pool_limit(void)
@@ -50,6 +57,20 @@ static uint64_t pool_limit(void)
 static int grant_limits(void)
 {
 	return host_grant < mv_cfg.host_limit;
+}
+
+/* The size of the pool's next chunk. A process alone pins large chunks. Under memvirtd's node host
+ * limit, the pool doubles from a small first chunk instead: pinned memory is never given back, so
+ * a process that took a whole chunk, or the whole share it had while it was the only process,
+ * would leave nothing for the processes that link after it, and they would be refused while the
+ * node's total stays far below its limit. Doubling pins at most twice what the pool needed. */
+static uint64_t chunk_next(void)
+{
+	uint64_t g = mv_dev()->granularity;
+
+	if (host_grant == MV_HOST_GRANT_NONE)
+		return MV_HOST_CHUNK;
+	return (MV_MIN(MV_MAX(pool_bytes, MV_HOST_CHUNK_FIRST), MV_HOST_CHUNK) + g - 1) / g * g;
 }
 
 void mv_host_grant_set(uint64_t grant)
@@ -199,7 +220,7 @@ static struct mv_hostchunk *pool_add_relock(uint64_t size)
 	mv_count_add(MV_COUNTER_host_pool_bytes, size);
 	/* Within a chunk of the grant: memvirtd hears of it now, so that the next grant comes before
 	 * a page-out needs it. */
-	if (grant_limits() && pool_bytes + MV_HOST_CHUNK >= host_grant)
+	if (grant_limits() && pool_bytes + chunk_next() >= host_grant)
 		mv_link_nudge();
 	return c;
 }
@@ -242,6 +263,16 @@ static int grant_wait_locked(void)
 	return 0;
 }
 
+/* With pool_lock held: says what the pool needs (0: nothing waits). */
+static void need_set(uint64_t bytes)
+{
+	if (bytes > need)
+		mv_count_add(MV_COUNTER_host_need_bytes, bytes - need);
+	else if (bytes < need)
+		mv_count_sub(MV_COUNTER_host_need_bytes, need - bytes);
+	need = bytes;
+}
+
 struct mv_hostslot *mv_host_alloc(uint64_t span)
 {
 	struct mv_hostslot *s = NULL;
@@ -253,11 +284,14 @@ again:
 	limit = pool_limit();
 	for (c = chunks; c != NULL && s == NULL; c = c->next)
 		s = slot_in(c, span);
-	size = MV_MAX(MV_HOST_CHUNK, span);
+	size = MV_MAX(chunk_next(), span);
 	/* The last chunk takes what is left below the limit, so that all of it can be used. */
 	if (pool_bytes + size > limit && pool_bytes < limit)
 		size = (limit - pool_bytes) / mv_dev()->granularity * mv_dev()->granularity;
 	if (s != NULL || size < span || pool_bytes + size > limit) {
+		if (s == NULL && grant_limits())
+			/* Stays said until the pool grows: a later grant may still bring it. */
+			need_set(pool_bytes + MV_MAX(chunk_next(), span));
 		if (s == NULL && grant_wait_locked())
 			goto again;
 		if (s == NULL)
@@ -268,8 +302,10 @@ again:
 	if (greet_wait_locked())
 		goto again;
 	c = pool_add_relock(size);
-	if (c != NULL)
+	if (c != NULL) {
 		s = slot_in(c, span);
+		need_set(0);
+	}
 	pthread_mutex_unlock(&pool_lock);
 	return s;
 }
@@ -288,7 +324,7 @@ int mv_host_pool_low(void)
 	int low;
 
 	pthread_mutex_lock(&pool_lock);
-	low = pool_bytes - pool_used < MV_HOST_CHUNK / 2 && pool_bytes + MV_HOST_CHUNK <= pool_limit() &&
+	low = pool_bytes - pool_used < chunk_next() / 2 && pool_bytes + chunk_next() <= pool_limit() &&
 	      !greeting_locked();
 	pthread_mutex_unlock(&pool_lock);
 	return low;
@@ -297,12 +333,12 @@ int mv_host_pool_low(void)
 void mv_host_pool_grow(void)
 {
 	pthread_mutex_lock(&pool_lock);
-	if (pool_bytes - pool_used >= MV_HOST_CHUNK / 2 || pool_bytes + MV_HOST_CHUNK > pool_limit() ||
+	if (pool_bytes - pool_used >= chunk_next() / 2 || pool_bytes + chunk_next() > pool_limit() ||
 	    greeting_locked()) {
 		pthread_mutex_unlock(&pool_lock);
 		return;
 	}
-	pool_add_relock(MV_HOST_CHUNK);
+	pool_add_relock(chunk_next());
 	pthread_mutex_unlock(&pool_lock);
 }
 

@@ -415,8 +415,9 @@ END_TEST
 #define MIB (1024ull * 1024)
 #define CHUNK (256 * MIB)
 
-/* A session's claim on the node's host limit, from its host_want and its pool's bytes. */
-static struct mvd_claim host_claim(uint64_t want, uint64_t pool, uint32_t weight)
+/* A session's claim on the node's host limit, from its host_want, its pool's bytes and the pool
+ * size a page-out waits for. */
+static struct mvd_claim host_claim_need(uint64_t want, uint64_t pool, uint64_t need, uint32_t weight)
 {
 	struct mvd_session s;
 	struct mvd_claim c;
@@ -424,9 +425,15 @@ static struct mvd_claim host_claim(uint64_t want, uint64_t pool, uint32_t weight
 	memset(&s, 0, sizeof(s));
 	s.host_want = want;
 	s.counters.host_pool_bytes = pool;
+	s.counters.host_need_bytes = need;
 	s.weight = weight;
 	mvd_arbiter_host_claim(&s, &c);
 	return c;
+}
+
+static struct mvd_claim host_claim(uint64_t want, uint64_t pool, uint32_t weight)
+{
+	return host_claim_need(want, pool, 0, weight);
 }
 
 START_TEST(host_claim_follows_demand)
@@ -448,6 +455,29 @@ START_TEST(host_claim_follows_demand)
 	c = host_claim(1 * GIB, 2 * GIB, 1);
 	ck_assert_uint_eq(c.min, 2 * GIB);
 	ck_assert_uint_eq(c.request, 2 * GIB);
+}
+END_TEST
+
+/* A page-out of a buffer larger than two chunks waits for a pool that size: the claim reaches it,
+ * or the grant would never let the buffer out (784 MiB beyond a 512 MiB pool, as a ResNet-50 rank
+ * at batch 64 asks). A need below the two chunks changes nothing, and want still bounds it. */
+START_TEST(host_claim_reaches_need)
+{
+	struct mvd_claim c[2];
+	uint64_t g[2];
+
+	c[0] = host_claim_need(64 * GIB, 512 * MIB, 512 * MIB + 784 * MIB, 1);
+	ck_assert_uint_eq(c[0].min, 512 * MIB);
+	ck_assert_uint_eq(c[0].request, 512 * MIB + 784 * MIB);
+	c[1] = host_claim_need(64 * GIB, 512 * MIB, 600 * MIB, 1);
+	ck_assert_uint_eq(c[1].request, 512 * MIB + 2 * CHUNK);
+	c[1] = host_claim_need(1 * GIB, 512 * MIB, 2 * GIB, 1);
+	ck_assert_uint_eq(c[1].request, 1 * GIB);
+	/* Divided with another process below the limit, it gets what it waits for. */
+	c[1] = host_claim(64 * GIB, 512 * MIB, 1);
+	mvd_arbiter_divide(16 * GIB, 2, c, g);
+	ck_assert_uint_eq(g[0], 512 * MIB + 784 * MIB);
+	ck_assert_uint_eq(g[1], 512 * MIB + 2 * CHUNK);
 }
 END_TEST
 
@@ -510,6 +540,7 @@ static Suite *arbiter_suite(void)
 	tcase_add_test(tc, group_token_never_joins_uids);
 	tcase_add_test(tc, group_property_random);
 	tcase_add_test(tc, host_claim_follows_demand);
+	tcase_add_test(tc, host_claim_reaches_need);
 	tcase_add_test(tc, host_division_below_limit);
 	tcase_add_test(tc, host_division_over_limit_keeps_pools);
 	tcase_set_timeout(tc, 60);
