@@ -20,6 +20,9 @@
 #define MVT_MAX_GRID 65535
 #define MVT_PROBE_COUNT 4
 
+/* "rank R: " in front of what a rank prints, empty without ranks. */
+static char mvt_tag[24];
+
 const char *const mvt_kernel_names[MVK_COUNT] = {
 	[MVK_FILL] = "mv_fill",
 	[MVK_AXPY] = "mv_axpy",
@@ -59,12 +62,12 @@ mvt_die_cu(CUresult r, const char *call, int code)
 		name = "unknown error";
 	if (cuGetErrorString(r, &str) != CUDA_SUCCESS || str == NULL)
 		str = "no description";
-	fprintf(stderr, "mvtrain: %s failed: %s (%s)\n", call, name, str);
+	fprintf(stderr, "mvtrain: %s%s failed: %s (%s)\n", mvt_tag, call, name, str);
 	exit(code);
 }
 
 /* Any driver call: failure exits 1. */
-static void
+void
 mvt_check(CUresult r, const char *call)
 {
 	if (r != CUDA_SUCCESS)
@@ -445,10 +448,11 @@ mvt_graphs_report(struct mvt *t)
 	struct mvt_graphs *g = t->graphs;
 	uint64_t outs, ins;
 
-	printf("graphs: %u pieces, %u buffers, %u memory nodes\n", g->pieces, g->nstore, g->nodes);
+	printf("%sgraphs: %u pieces, %u buffers, %u memory nodes\n", mvt_tag, g->pieces, g->nstore,
+	    g->nodes);
 	if (g->phase == MVT_REPLAY && mvt_paged(&outs, &ins))
-		printf("graphs: the replayed steps paged out %" PRIu64 " and in %" PRIu64 " buffers\n",
-		    outs - g->outs, ins - g->ins);
+		printf("%sgraphs: the replayed steps paged out %" PRIu64 " and in %" PRIu64 " buffers\n",
+		    mvt_tag, outs - g->outs, ins - g->ins);
 }
 
 /* The graphs, the execs and the stores. */
@@ -503,7 +507,7 @@ mvt_free(struct mvt *t, uint64_t addr, uint64_t n)
 }
 
 /* Weights and the probe live for the whole run: always the synchronous allocator. */
-static uint64_t
+uint64_t
 mvt_alloc_persistent(struct mvt *t, uint64_t bytes)
 {
 	CUdeviceptr p;
@@ -517,7 +521,7 @@ mvt_alloc_persistent(struct mvt *t, uint64_t bytes)
 	return p;
 }
 
-static void
+void
 mvt_free_persistent(struct mvt *t, uint64_t addr, uint64_t bytes)
 {
 	if (t->host)
@@ -575,11 +579,11 @@ mvt_weight_new(struct mvt *t, uint64_t n, float scale)
 	return t->nw++;
 }
 
-/* A 64-bit LCG per (step, which), like a data loader's seeded shuffle. */
+/* A 64-bit LCG per (step, which, rank), like a data loader's seeded shuffle. */
 static void
-mvt_fill_batch(float *p, uint64_t n, unsigned step, unsigned which)
+mvt_fill_batch(float *p, uint64_t n, unsigned step, unsigned which, unsigned rank)
 {
-	uint64_t s = 0x9e3779b97f4a7c15ull * (2ull * step + which + 1);
+	uint64_t s = 0x9e3779b97f4a7c15ull * (2ull * step + which + 1) ^ 0xd1b54a32d192ed03ull * rank;
 
 	for (uint64_t i = 0; i < n; i++) {
 		s = s * 6364136223846793005ull + 1442695040888963407ull;
@@ -611,7 +615,7 @@ mvt_input(struct mvt *t, unsigned step, unsigned which, uint64_t n)
 	}
 	/* Without backing bytes the contents do not matter; skipping them keeps full size fast. */
 	if (!t->opts->model_only)
-		mvt_fill_batch(t->stage[which], n, step, which);
+		mvt_fill_batch(t->stage[which], n, step, which, t->rank);
 	if (t->host)
 		memcpy((void *)(uintptr_t)d, t->stage[which], 4 * n);
 	else
@@ -626,6 +630,8 @@ mvt_sgd_step(struct mvt *t, const uint64_t *grads)
 	uint64_t n = t->probe_n, table;
 	float lr = t->lr;
 
+	if (t->ranks != NULL)
+		mvt_ranks_allreduce(t, grads);
 	/* A gradient probe: sum the first few gradients through a pointer table in device memory. */
 	for (uint32_t j = 0; j < count; j++)
 		t->ptrtab_host[j] = grads[j];
@@ -695,6 +701,12 @@ mvt_usage(FILE *f)
 	    "                       could not page below the step's peak. Inputs are copied into fixed\n"
 	    "                       buffers between graphs; with --alloc async a piece's temporaries are\n"
 	    "                       allocated inside the capture (graph memory nodes)\n"
+	    "  --ranks N            train data-parallel in N processes (at most 16), as torchrun does:\n"
+	    "                       rank R drives device R modulo the device count and reads its own\n"
+	    "                       shard of each batch, and the ranks average their gradients every\n"
+	    "                       step through buffers shared with cuIpcGetMemHandle. Each rank prints\n"
+	    "                       its lines after \"rank R: \"; the job then prints each step's slowest\n"
+	    "                       rank, the largest peak, and the checksum all ranks agree on\n"
 	    "  --help               print this and exit\n");
 }
 
@@ -754,7 +766,7 @@ static void
 mvt_parse(int argc, char **argv, struct mvt_opts *o)
 {
 	enum { O_MODEL = 256, O_BATCH, O_SCALE, O_STEPS, O_SEQ, O_MODEL_ONLY, O_ALLOC, O_STREAM,
-		O_MODULE, O_CORRUPT, O_RESHAPE, O_HOLD_AT, O_HOLD_FILE, O_GRAPHS, O_HELP };
+		O_MODULE, O_CORRUPT, O_RESHAPE, O_HOLD_AT, O_HOLD_FILE, O_GRAPHS, O_RANKS, O_HELP };
 	static const struct option longopts[] = {
 		{ "model", required_argument, NULL, O_MODEL },
 		{ "batch", required_argument, NULL, O_BATCH },
@@ -770,6 +782,7 @@ mvt_parse(int argc, char **argv, struct mvt_opts *o)
 		{ "hold-at", required_argument, NULL, O_HOLD_AT },
 		{ "hold-file", required_argument, NULL, O_HOLD_FILE },
 		{ "graphs", optional_argument, NULL, O_GRAPHS },
+		{ "ranks", required_argument, NULL, O_RANKS },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -843,6 +856,9 @@ mvt_parse(int argc, char **argv, struct mvt_opts *o)
 		case O_GRAPHS:
 			o->graphs = 1;
 			o->capture_mode = mvt_parse_capture_mode(optarg);
+			break;
+		case O_RANKS:
+			o->ranks = (unsigned)mvt_parse_uint("--ranks", optarg, 1, MVT_MAX_RANKS);
 			break;
 		case O_HELP:
 			mvt_usage(stdout);
@@ -982,6 +998,28 @@ mvt_cmp_float(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+void
+mvt_print_peak(uint64_t bytes)
+{
+	char human[32];
+
+	mvt_human(bytes, human, sizeof(human));
+	printf("%speak device bytes %" PRIu64 " (%s)\n", mvt_tag, bytes, human);
+}
+
+double
+mvt_median(const float *times, unsigned n)
+{
+	float *sorted = mvt_xmalloc(n * sizeof(*sorted));
+	double median;
+
+	memcpy(sorted, times, n * sizeof(*sorted));
+	qsort(sorted, n, sizeof(*sorted), mvt_cmp_float);
+	median = n % 2 ? sorted[n / 2] : ((double)sorted[n / 2 - 1] + sorted[n / 2]) / 2.0;
+	free(sorted);
+	return median;
+}
+
 /* Flips one byte of the first weight on the device, through the host. */
 static void
 mvt_corrupt(struct mvt *t, int64_t offset)
@@ -1016,9 +1054,8 @@ main(int argc, char **argv)
 	void *image = NULL;
 	float *times;
 	uint64_t *dsums, *hsums, dsum, hsum;
-	char human[32];
-	double median;
-	int model_only;
+	struct mvt_ranks *ranks = NULL;
+	int model_only, ndev = 1;
 
 	mvt_parse(argc, argv, &o);
 	m = mvt_model_find(o.model);
@@ -1033,8 +1070,16 @@ main(int argc, char **argv)
 		fprintf(stderr, "mvtrain: setenv: %s\n", strerror(errno));
 		return 1;
 	}
+	/* The ranks start before any driver call, as a launcher's processes do. */
+	if (o.ranks != 0) {
+		ranks = mvt_ranks_fork(o.ranks, o.steps, o.model_only);
+		snprintf(mvt_tag, sizeof(mvt_tag), "rank %u: ", mvt_ranks_rank(ranks));
+	}
 	CK(cuInit, (0));
-	CK(cuDeviceGet, (&device, 0));
+	CK(cuDeviceGetCount, (&ndev));
+	CK(cuDeviceGet, (&device, ranks != NULL ? (int)(mvt_ranks_rank(ranks) % (unsigned)ndev) : 0));
+	if (ranks != NULL)
+		printf("%sdevice %d of %d\n", mvt_tag, (int)device, ndev);
 	CK(cuDevicePrimaryCtxRetain, (&ctx, device));
 	CK(cuCtxSetCurrent, (ctx));
 	model_only_fn = (simcuda_model_only_fn)dlsym(RTLD_DEFAULT, SIMCUDA_MODEL_ONLY);
@@ -1054,6 +1099,7 @@ main(int argc, char **argv)
 	memset(&dev, 0, sizeof(dev));
 	dev.opts = &o;
 	dev.batch = o.batch != 0 ? o.batch : m->batch;
+	dev.rank = ranks != NULL ? mvt_ranks_rank(ranks) : 0;
 	for (unsigned k = 0; k < MVK_COUNT; k++) {
 		CK(cuModuleGetFunction, (&dev.fn[k], mod, mvt_kernel_names[k]));
 		dev.desc[k] = mv_kernel_find(mvt_kernel_names[k]);
@@ -1073,6 +1119,8 @@ main(int argc, char **argv)
 	times = mvt_xmalloc(o.steps * sizeof(*times));
 	m->build(&dev);
 	mvt_probe_alloc(&dev);
+	if (ranks != NULL)
+		mvt_ranks_attach(&dev, ranks);
 	for (unsigned s = 0; s < o.steps; s++) {
 		if (o.reshape_at != 0 && s == o.reshape_at)
 			dev.batch *= 2;
@@ -1087,8 +1135,9 @@ main(int argc, char **argv)
 			mvt_graphs_step_end(&dev);
 		CK(cuEventSynchronize, (ev_end));
 		CK(cuEventElapsedTime_v2, (&times[s], ev_start, ev_end));
-		printf("step %u time %.3f ms\n", s, times[s]);
+		printf("%sstep %u time %.3f ms\n", mvt_tag, s, times[s]);
 	}
+	mvt_ranks_detach(&dev);
 	if (dev.graphs != NULL)
 		mvt_graphs_report(&dev);
 	if (o.corrupt >= 0 && !model_only)
@@ -1097,12 +1146,17 @@ main(int argc, char **argv)
 	dsum = mvt_checksums(&dev, dsums);
 	CK(cuStreamSynchronize, (dev.stream));
 
-	mvt_human(dev.peak, human, sizeof(human));
-	printf("peak device bytes %" PRIu64 " (%s)\n", dev.peak, human);
-	qsort(times, o.steps, sizeof(*times), mvt_cmp_float);
-	median = o.steps % 2 ? times[o.steps / 2] :
-	    ((double)times[o.steps / 2 - 1] + times[o.steps / 2]) / 2.0;
-	printf("modeled step time %.3f ms\n", median);
+	mvt_print_peak(dev.peak);
+	printf("%smodeled step time %.3f ms\n", mvt_tag, mvt_median(times, o.steps));
+	/* Each rank pages on its own device: what it paged shows it did. */
+	if (ranks != NULL) {
+		uint64_t outs, ins;
+
+		if (mvt_paged(&outs, &ins))
+			printf("%spaged out %" PRIu64 " and in %" PRIu64 " buffers\n", mvt_tag, outs, ins);
+	}
+	if (ranks != NULL && model_only)
+		mvt_ranks_result(ranks, times, dev.peak, 0);
 
 	mvt_release(&dev, m);
 	CK(cuEventDestroy_v2, (ev_start));
@@ -1112,11 +1166,11 @@ main(int argc, char **argv)
 	CK(cuModuleUnload, (mod));
 	CK(cuDevicePrimaryCtxRelease_v2, (device));
 	free(image);
-	free(times);
 
 	if (model_only) {
-		printf("checksum skipped (model-only)\n");
+		printf("%schecksum skipped (model-only)\n", mvt_tag);
 		free(dsums);
+		free(times);
 		return 0;
 	}
 
@@ -1125,14 +1179,18 @@ main(int argc, char **argv)
 	host.opts = &o;
 	host.host = 1;
 	host.batch = o.batch != 0 ? o.batch : m->batch;
+	host.rank = dev.rank;
 	memcpy(host.desc, dev.desc, sizeof(host.desc));
 	m->build(&host);
 	mvt_probe_alloc(&host);
+	if (ranks != NULL)
+		mvt_ranks_attach(&host, ranks);
 	for (unsigned s = 0; s < o.steps; s++) {
 		if (o.reshape_at != 0 && s == o.reshape_at)
 			host.batch *= 2;
 		m->step(&host, s);
 	}
+	mvt_ranks_detach(&host);
 	/* Diverged training would still compare equal; say so. */
 	{
 		unsigned bad = 0;
@@ -1158,13 +1216,17 @@ main(int argc, char **argv)
 
 		while (i < dev.nw && dsums[i] == hsums[i])
 			i++;
-		printf("checksum MISMATCH device %016" PRIx64 " host %016" PRIx64 "\n", dsum, hsum);
-		fprintf(stderr, "mvtrain: checksum mismatch: device %016" PRIx64 " host %016" PRIx64
-		    " (first difference in %s %u)\n", dsum, hsum, i < dev.nw ? "weight" : "probe", i);
+		printf("%schecksum MISMATCH device %016" PRIx64 " host %016" PRIx64 "\n", mvt_tag, dsum,
+		    hsum);
+		fprintf(stderr, "mvtrain: %schecksum mismatch: device %016" PRIx64 " host %016" PRIx64
+		    " (first difference in %s %u)\n", mvt_tag, dsum, hsum, i < dev.nw ? "weight" : "probe", i);
 		return 1;
 	}
-	printf("checksum OK %016" PRIx64 "\n", dsum);
+	printf("%schecksum OK %016" PRIx64 "\n", mvt_tag, dsum);
+	if (ranks != NULL)
+		mvt_ranks_result(ranks, times, dev.peak, dsum);
 	free(dsums);
 	free(hsums);
+	free(times);
 	return 0;
 }

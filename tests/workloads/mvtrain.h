@@ -59,7 +59,11 @@ struct mvt_opts {
 	const char *hold_file;
 	int graphs;          /* after a warm-up step, replay each piece of the step as a CUDA graph */
 	CUstreamCaptureMode capture_mode;
+	unsigned ranks;      /* 0: one process; else that many ranks, data-parallel (ranks.c) */
 };
+
+/* The most ranks --ranks takes. */
+#define MVT_MAX_RANKS 16
 
 /* One weight tensor: its address and length in floats. */
 struct mvt_weight {
@@ -86,6 +90,8 @@ struct mvt {
 	uint64_t probe_n;
 	float lr;                       /* SGD learning rate, set by the model's build */
 	struct mvt_graphs *graphs;      /* --graphs: the pieces and the step's allocations, owned */
+	struct mvt_ranks *ranks;        /* --ranks: this rank's part of the job, or NULL */
+	unsigned rank;                  /* its rank, which picks its shard of each batch */
 	void *model;                    /* the model's own state, owned by the model */
 };
 
@@ -124,11 +130,33 @@ int mvt_graphs_on(const struct mvt *t);
 unsigned mvt_weight_new(struct mvt *t, uint64_t n, float scale);
 
 /* A buffer of n floats filled on the host with step's data (which: 0 input, 1 target), uniform in
- * [-1, 1), uploaded on the stream like a data loader does. The caller frees it. */
+ * [-1, 1), uploaded on the stream like a data loader does. Each rank gets its own shard (rank 0 the
+ * data of a run without ranks). The caller frees it. */
 uint64_t mvt_input(struct mvt *t, unsigned step, unsigned which, uint64_t n);
 
-/* The optimizer: probes a few gradients through a device-resident pointer table, applies SGD to every
- * weight and frees the gradients (grads[i] belongs to weight i, as n floats of t->w[i].n). */
+/* The optimizer: with ranks, first averages the gradients over them; then probes a few gradients
+ * through a device-resident pointer table, applies SGD to every weight and frees the gradients
+ * (grads[i] belongs to weight i, as n floats of t->w[i].n). */
 void mvt_sgd_step(struct mvt *t, const uint64_t *grads);
+
+/* Used by ranks.c. Any failed driver call exits 1, naming the call. */
+void mvt_check(CUresult r, const char *call);
+uint64_t mvt_alloc_persistent(struct mvt *t, uint64_t bytes);
+void mvt_free_persistent(struct mvt *t, uint64_t addr, uint64_t bytes);
+void mvt_print_peak(uint64_t bytes);
+double mvt_median(const float *times, unsigned n);
+
+/* --ranks (ranks.c). mvt_ranks_fork starts the ranks: it returns in each of them, and in the parent
+ * waits for all, prints the job's summary from their results and exits. mvt_ranks_attach gives a
+ * backend (device or host reference) its buckets, once its weights exist; mvt_ranks_detach takes
+ * them away. mvt_ranks_allreduce replaces every gradient by the mean of all ranks'.
+ * mvt_ranks_result hands the parent a rank's step times (unsorted), peak and checksum. */
+struct mvt_ranks;
+struct mvt_ranks *mvt_ranks_fork(unsigned count, unsigned steps, int model_only);
+unsigned mvt_ranks_rank(const struct mvt_ranks *k);
+void mvt_ranks_attach(struct mvt *t, struct mvt_ranks *k);
+void mvt_ranks_detach(struct mvt *t);
+void mvt_ranks_allreduce(struct mvt *t, const uint64_t *grads);
+void mvt_ranks_result(struct mvt_ranks *k, const float *times, uint64_t peak, uint64_t sum);
 
 #endif
