@@ -1,0 +1,113 @@
+#!/bin/sh
+# mvtrain --ranks 8: eight data-parallel ranks, one simulated device each (model-only, modeled H100),
+# each at half its peak, all linked to one private memvirtd that divides a node host limit among
+# them, the shape of torchrun on an 8-GPU node. Alternating in one run, the same job with each rank
+# on its own (MEMVIRT_DAEMON=off, every pool unbounded). Prints, per job: the modeled step time,
+# the node's pinned host memory at the end (the ranks' pools summed) against the limit, the
+# refusals of host memory ("host pool full" lines), and the daemon's CPU time per step of the job
+# beside the modeled step time.
+#
+# usage: tests/bench/ranks.sh [RUNS [MODEL BATCH [LIMIT]]]   (via scripts/bench ranks)
+set -eu
+: "${MV_TOP_BUILDDIR:?run through scripts/bench}"
+: "${MEMVIRT_LIB:=$MV_TOP_BUILDDIR/interpose/.libs/libmemvirt.so}"
+runs=${1:-3} model=${2:-resnet50} batch=${3:-64} limit=${4:-32GiB}
+ranks=8 steps=20
+mvtrain=$MV_TOP_BUILDDIR/tests/workloads/mvtrain
+memvirt=$MV_TOP_BUILDDIR/cli/memvirt
+for p in "$mvtrain" "$memvirt"; do
+	[ -x "$p" ] || { echo "ranks.sh: $p is not built" >&2; exit 1; }
+done
+[ -r "$MEMVIRT_LIB" ] || { echo "ranks.sh: no library at $MEMVIRT_LIB" >&2; exit 1; }
+SIMCUDA_MODEL_ONLY=1 SIMCUDA_DEVICES=$ranks
+export SIMCUDA_MODEL_ONLY SIMCUDA_DEVICES
+unset MEMVIRT_BUDGET MEMVIRT_POLICY MEMVIRT_SOCKET MEMVIRT_HOST_LIMIT LD_PRELOAD
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/mv-bench-ranks.XXXXXX")
+chmod 700 "$tmp"
+sock=$tmp/memvirtd.sock
+dpid=
+stop_daemon() {
+	if [ -n "$dpid" ]; then
+		"$memvirt" daemon stop --socket "$sock" >/dev/null 2>&1 || kill "$dpid" 2>/dev/null || true
+		i=0
+		while kill -0 "$dpid" 2>/dev/null && [ "$i" -lt 300 ]; do
+			sleep 0.1
+			i=$((i + 1))
+		done
+		dpid=
+	fi
+}
+trap 'stop_daemon; rm -rf "$tmp"' EXIT
+
+median() {
+	sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# The daemon's CPU time so far in ns, from the scheduler's count (/proc/PID/schedstat).
+daemon_cpu() {
+	awk '{ print $1 }' "/proc/$dpid/schedstat"
+}
+
+"$mvtrain" --model "$model" --batch "$batch" --model-only --steps 3 --ranks $ranks >"$tmp/plain.out"
+peak=$(sed -n 's/^peak device bytes \([0-9]*\) .*/\1/p' "$tmp/plain.out")
+unlimited=$(sed -n 's/^modeled step time \([0-9.]*\) ms$/\1/p' "$tmp/plain.out")
+budget=$((peak / 2))
+printf '{ "host": { "limit": "%s" } }\n' "$limit" >"$tmp/memvirt.json"
+
+# job NAME MODE: the 8-rank job under the library, MODE "daemon" or "alone".
+job() {
+	if [ "$2" = daemon ]; then
+		env LD_PRELOAD="$MEMVIRT_LIB" MEMVIRT_BUDGET=$budget MEMVIRT_SOCKET="$sock" MEMVIRT_JOB=ranks \
+			MEMVIRT_HOST_WAIT=30000 MEMVIRT_LOG=info \
+			"$mvtrain" --model "$model" --batch "$batch" --model-only --steps $steps --ranks $ranks \
+			>"$tmp/$1.out" 2>"$tmp/$1.err"
+	else
+		env LD_PRELOAD="$MEMVIRT_LIB" MEMVIRT_BUDGET=$budget MEMVIRT_DAEMON=off MEMVIRT_LOG=info \
+			"$mvtrain" --model "$model" --batch "$batch" --model-only --steps $steps --ranks $ranks \
+			>"$tmp/$1.out" 2>"$tmp/$1.err"
+	fi
+}
+
+# The ranks' host pools at exit, summed, in bytes (from each library's closing line).
+pools() {
+	sed -n 's/^memvirt\[[0-9]*\] info: budget .*; host pool \([0-9.]*\) \([KMGT]*i*B\)$/\1 \2/p' "$tmp/$1.err" |
+		awk '{ m = 1; if ($2 == "KiB") m = 1024; if ($2 == "MiB") m = 1048576; if ($2 == "GiB") m = 1073741824;
+			s += $1 * m; n++ } END { printf "%d %.0f\n", n, s }'
+}
+
+for r in $(seq 1 "$runs"); do
+	job "alone-$r" alone || { echo "ranks.sh: the job alone failed:" >&2; tail -n 20 "$tmp/alone-$r.err" >&2; exit 1; }
+	"$memvirt" daemon start --socket "$sock" --config "$tmp/memvirt.json" --log-file "$tmp/memvirtd-$r.log" \
+		--log-level info >"$tmp/start.out"
+	dpid=$(sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p' "$tmp/start.out")
+	c0=$(daemon_cpu)
+	job "daemon-$r" daemon || { echo "ranks.sh: the job with memvirtd failed:" >&2; tail -n 20 "$tmp/daemon-$r.err" >&2; exit 1; }
+	c1=$(daemon_cpu)
+	stop_daemon
+	for m in alone daemon; do
+		sed -n 's/^modeled step time \([0-9.]*\) ms$/\1/p' "$tmp/$m-$r.out" >>"$tmp/$m.step"
+		set -- $(pools "$m-$r")
+		[ "$1" -eq $ranks ] || { echo "ranks.sh: $1 closing lines in $m-$r, expected $ranks" >&2; exit 1; }
+		echo "$2" >>"$tmp/$m.pool"
+		grep -c "host pool full" "$tmp/$m-$r.err" >>"$tmp/$m.full" || true
+	done
+	echo "$c0 $c1" | awk -v s=$steps '{ printf "%.3f\n", ($2 - $1) / s / 1e6 }' >>"$tmp/daemon.cpu"
+done
+
+mib() {
+	awk '{ printf "%.0f MiB", $1 / 1048576 }'
+}
+echo
+echo "Command: \`scripts/bench ranks\` (tests/bench/ranks.sh $runs $model $batch $limit): $ranks ranks of $model batch $batch,"
+echo "model-only, each at half its peak ($budget of $peak bytes), $steps steps; medians of $runs runs, alternating."
+echo "The same job with unlimited memory and no library: $unlimited ms a step. The daemon's CPU time is"
+echo "its scheduler count over the whole job (linking, learning, planning and every event) divided by"
+echo "the steps; it runs on a core of its own, beside the ranks."
+echo
+echo "| ranks | modeled step | node's pinned host memory at the end | host memory refused | memvirtd CPU per step |"
+echo "|---|---|---|---|---|"
+echo "| each alone (no daemon) | $(median <"$tmp/alone.step") ms | $(median <"$tmp/alone.pool" | mib) (no limit) | $(median <"$tmp/alone.full") times | - |"
+cpu=$(median <"$tmp/daemon.cpu")
+step=$(median <"$tmp/daemon.step")
+echo "| one memvirtd, node host limit $limit | $step ms | $(median <"$tmp/daemon.pool" | mib) | $(median <"$tmp/daemon.full") times | $cpu ms ($(echo "$cpu $step" | awk '{ printf "%.2f", 100 * $1 / $2 }')% of the step) |"
