@@ -5,14 +5,15 @@
 # on its own (MEMVIRT_DAEMON=off, every pool unbounded). Prints, per job: the modeled step time,
 # the node's pinned host memory at the end (the ranks' pools summed) against the limit, the
 # refusals of host memory ("host pool full" lines), and the daemon's CPU time per step of the job
-# beside the modeled step time.
+# beside the modeled step time: over the whole job, and the marginal cost of a step once the job
+# runs (a 10-step and a 30-step job, each with a daemon of its own: the difference over 20 steps).
 #
 # usage: tests/bench/ranks.sh [RUNS [MODEL BATCH [LIMIT]]]   (via scripts/bench ranks)
 set -eu
 : "${MV_TOP_BUILDDIR:?run through scripts/bench}"
 : "${MEMVIRT_LIB:=$MV_TOP_BUILDDIR/interpose/.libs/libmemvirt.so}"
 runs=${1:-3} model=${2:-resnet50} batch=${3:-64} limit=${4:-32GiB}
-ranks=8 steps=20
+ranks=8 steps=30 short=10
 mvtrain=$MV_TOP_BUILDDIR/tests/workloads/mvtrain
 memvirt=$MV_TOP_BUILDDIR/cli/memvirt
 for p in "$mvtrain" "$memvirt"; do
@@ -55,18 +56,30 @@ unlimited=$(sed -n 's/^modeled step time \([0-9.]*\) ms$/\1/p' "$tmp/plain.out")
 budget=$((peak / 2))
 printf '{ "host": { "limit": "%s" } }\n' "$limit" >"$tmp/memvirt.json"
 
-# job NAME MODE: the 8-rank job under the library, MODE "daemon" or "alone".
+# job NAME MODE STEPS: the 8-rank job under the library, MODE "daemon" or "alone".
 job() {
 	if [ "$2" = daemon ]; then
 		env LD_PRELOAD="$MEMVIRT_LIB" MEMVIRT_BUDGET=$budget MEMVIRT_SOCKET="$sock" MEMVIRT_JOB=ranks \
 			MEMVIRT_HOST_WAIT=30000 MEMVIRT_LOG=info \
-			"$mvtrain" --model "$model" --batch "$batch" --model-only --steps $steps --ranks $ranks \
+			"$mvtrain" --model "$model" --batch "$batch" --model-only --steps "$3" --ranks $ranks \
 			>"$tmp/$1.out" 2>"$tmp/$1.err"
 	else
 		env LD_PRELOAD="$MEMVIRT_LIB" MEMVIRT_BUDGET=$budget MEMVIRT_DAEMON=off MEMVIRT_LOG=info \
-			"$mvtrain" --model "$model" --batch "$batch" --model-only --steps $steps --ranks $ranks \
+			"$mvtrain" --model "$model" --batch "$batch" --model-only --steps "$3" --ranks $ranks \
 			>"$tmp/$1.out" 2>"$tmp/$1.err"
 	fi
+}
+
+# daemon_job NAME STEPS: the job linked to a daemon of its own; prints the daemon's CPU ns over it.
+daemon_job() {
+	"$memvirt" daemon start --socket "$sock" --config "$tmp/memvirt.json" --log-file "$tmp/memvirtd-$1.log" \
+		--log-level info >"$tmp/start.out"
+	dpid=$(sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p' "$tmp/start.out")
+	dj_c0=$(daemon_cpu)
+	job "$1" daemon "$2" || { echo "ranks.sh: the job with memvirtd failed:" >&2; tail -n 20 "$tmp/$1.err" >&2; exit 1; }
+	dj_c1=$(daemon_cpu)
+	stop_daemon
+	echo $((dj_c1 - dj_c0))
 }
 
 # The ranks' host pools at exit, summed, in bytes (from each library's closing line).
@@ -77,14 +90,11 @@ pools() {
 }
 
 for r in $(seq 1 "$runs"); do
-	job "alone-$r" alone || { echo "ranks.sh: the job alone failed:" >&2; tail -n 20 "$tmp/alone-$r.err" >&2; exit 1; }
-	"$memvirt" daemon start --socket "$sock" --config "$tmp/memvirt.json" --log-file "$tmp/memvirtd-$r.log" \
-		--log-level info >"$tmp/start.out"
-	dpid=$(sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p' "$tmp/start.out")
-	c0=$(daemon_cpu)
-	job "daemon-$r" daemon || { echo "ranks.sh: the job with memvirtd failed:" >&2; tail -n 20 "$tmp/daemon-$r.err" >&2; exit 1; }
-	c1=$(daemon_cpu)
-	stop_daemon
+	job "alone-$r" alone $steps || { echo "ranks.sh: the job alone failed:" >&2; tail -n 20 "$tmp/alone-$r.err" >&2; exit 1; }
+	c_long=$(daemon_job "daemon-$r" $steps)
+	c_short=$(daemon_job "short-$r" $short)
+	[ -n "$c_long" ] && [ -n "$c_short" ] || exit 1
+	grep -c "host pool full" "$tmp/short-$r.err" >>"$tmp/daemon.full" || true
 	for m in alone daemon; do
 		sed -n 's/^modeled step time \([0-9.]*\) ms$/\1/p' "$tmp/$m-$r.out" >>"$tmp/$m.step"
 		set -- $(pools "$m-$r")
@@ -92,7 +102,8 @@ for r in $(seq 1 "$runs"); do
 		echo "$2" >>"$tmp/$m.pool"
 		grep -c "host pool full" "$tmp/$m-$r.err" >>"$tmp/$m.full" || true
 	done
-	echo "$c0 $c1" | awk -v s=$steps '{ printf "%.3f\n", ($2 - $1) / s / 1e6 }' >>"$tmp/daemon.cpu"
+	echo "$c_long" | awk -v s=$steps '{ printf "%.3f\n", $1 / s / 1e6 }' >>"$tmp/daemon.cpu"
+	echo "$c_short $c_long" | awk -v d=$((steps - short)) '{ printf "%.3f\n", ($2 - $1) / d / 1e6 }' >>"$tmp/daemon.marginal"
 done
 
 mib() {
@@ -103,11 +114,16 @@ echo "Command: \`scripts/bench ranks\` (tests/bench/ranks.sh $runs $model $batch
 echo "model-only, each at half its peak ($budget of $peak bytes), $steps steps; medians of $runs runs, alternating."
 echo "The same job with unlimited memory and no library: $unlimited ms a step. The daemon's CPU time is"
 echo "its scheduler count over the whole job (linking, learning, planning and every event) divided by"
-echo "the steps; it runs on a core of its own, beside the ranks."
+echo "the steps; the marginal cost is that of a $steps-step job less a $short-step one, over the $((steps - short))"
+echo "steps between. The daemon runs on a core of its own, beside the ranks."
 echo
-echo "| ranks | modeled step | node's pinned host memory at the end | host memory refused | memvirtd CPU per step |"
-echo "|---|---|---|---|---|"
-echo "| each alone (no daemon) | $(median <"$tmp/alone.step") ms | $(median <"$tmp/alone.pool" | mib) (no limit) | $(median <"$tmp/alone.full") times | - |"
+echo "| ranks | modeled step | node's pinned host memory at the end | host memory refused | memvirtd CPU per step | marginal |"
+echo "|---|---|---|---|---|---|"
+echo "| each alone (no daemon) | $(median <"$tmp/alone.step") ms | $(median <"$tmp/alone.pool" | mib) (no limit) | $(median <"$tmp/alone.full") times | - | - |"
 cpu=$(median <"$tmp/daemon.cpu")
 step=$(median <"$tmp/daemon.step")
-echo "| one memvirtd, node host limit $limit | $step ms | $(median <"$tmp/daemon.pool" | mib) | $(median <"$tmp/daemon.full") times | $cpu ms ($(echo "$cpu $step" | awk '{ printf "%.2f", 100 * $1 / $2 }')% of the step) |"
+marg=$(median <"$tmp/daemon.marginal")
+pct() {
+	echo "$1 $step" | awk '{ printf "%.2f", 100 * $1 / $2 }'
+}
+echo "| one memvirtd, node host limit $limit | $step ms | $(median <"$tmp/daemon.pool" | mib) | $(median <"$tmp/daemon.full") times | $cpu ms ($(pct "$cpu")% of the step) | $marg ms ($(pct "$marg")%) |"
