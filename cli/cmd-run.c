@@ -78,7 +78,8 @@ static void run_usage(FILE *f)
 		"system memvirtd when it answers, else to this user's own, started when none answers\n"
 		"(memvirt(1), DISCOVERY). The exit status is COMMAND's.\n"
 		"\n"
-		"  --budget SIZE     device memory the job may hold: 6GiB, 1.5GB or 40%% of the device\n"
+		"  --budget SIZE     device memory the job may hold: 6GiB, 1.5GB or 40%% of the device,\n"
+		"                    or per device, such as 0:6GiB,1:40%%\n"
 		"                    (sets MEMVIRT_BUDGET)\n"
 		"  --device N        run on device N only (sets CUDA_VISIBLE_DEVICES)\n"
 		"  --policy NAME     the paging policy (sets MEMVIRT_POLICY); see 'memvirt policies'\n"
@@ -293,7 +294,17 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 	o->cmd = argv + optind;
 
 	/* The percentage's whole is the device, unknown here: only the spelling is judged. */
-	if (o->budget != NULL) {
+	if (o->budget != NULL && strpbrk(o->budget, ",:") != NULL) {
+		const char *why = NULL;
+		char entry[64];
+
+		if (mv_budget_pick(o->budget, -1, UINT64_C(1) << 40, &bytes, &why, entry, sizeof(entry)) < 0) {
+			fprintf(stderr, "memvirt run: --budget '%s': entry '%s' has %s (a list is DEVICE:BUDGET "
+					"entries, and at most one BUDGET for every other device, such as 0:6GiB,1:40%%)\n",
+				o->budget, entry, why);
+			return -1;
+		}
+	} else if (o->budget != NULL) {
 		if (mv_parse_size_or_percent(o->budget, UINT64_C(1) << 40, &bytes) < 0) {
 			fprintf(stderr, "memvirt run: --budget '%s' is not a size (such as 6GiB or 1.5GB) "
 					"or a percentage of the device (such as 40%%)\n", o->budget);

@@ -236,7 +236,19 @@ void mv_config_load(void)
 			bad("MEMVIRT_LOG", v, "one of debug, info, warn, error, off", "warn");
 	}
 	v = getenv("MEMVIRT_BUDGET");
-	if (v != NULL && *v != '\0') {
+	if (v != NULL && strpbrk(v, ",:") != NULL) {
+		/* Per device: every entry checked here, the device's picked once it is known. */
+		const char *why = NULL;
+		char entry[64], want[160];
+
+		if (mv_budget_pick(v, -1, UINT64_C(1) << 40, &x, &why, entry, sizeof(entry)) < 0) {
+			snprintf(want, sizeof(want), "a budget list such as 0:6GiB,1:40%% (entry '%s' has %s)", entry,
+				 why);
+			bad("MEMVIRT_BUDGET", v, want, "the device's memory");
+		} else {
+			mv_cfg.budget_spec = v;
+		}
+	} else if (v != NULL && *v != '\0') {
 		/* Checked here for the log line; resolved against the device's size later. */
 		/* The whole is a terabyte, so that only a budget of nothing reads as 0. */
 		if (mv_parse_size_or_percent(v, UINT64_C(1) << 40, &x) != 0)

@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <stdio.h>
+#include <string.h>
 
 #include "interpose/internal.h"
 #include "policies/policy.h"
@@ -83,8 +84,17 @@ static CUresult setup(void)
 	local = total;
 	if (mv_cfg.budget_spec != NULL) {
 		uint64_t b = 0;
-		char why[160];
-		if (mv_parse_size_or_percent(mv_cfg.budget_spec, total, &b) == 0 && b > 0)
+		char why[160], entry[64];
+		const char *bad = NULL;
+
+		if (strpbrk(mv_cfg.budget_spec, ",:") != NULL) {
+			/* Per device: this one's entry, or the one for every device, or its memory. */
+			if (mv_budget_pick(mv_cfg.budget_spec, (long)dev, total, &b, &bad, entry, sizeof(entry)) == 0)
+				b = total;
+		} else if (mv_parse_size_or_percent(mv_cfg.budget_spec, total, &b) != 0) {
+			b = 0;
+		}
+		if (b > 0)
 			local = b;
 		if (mv_budget_absurd(b, gran, total, why, sizeof(why)))
 			mv_log(MV_LOG_WARN, "MEMVIRT_BUDGET=%s %s%s", mv_cfg.budget_spec, why,

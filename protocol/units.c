@@ -124,6 +124,101 @@ int mv_parse_size_or_percent(const char *s, uint64_t whole, uint64_t *out)
 	return mv_parse_size(s, out);
 }
 
+/* One entry of a per-device budget: its device (-1 for every device) and its bytes. Returns 0, or
+ * -1 with *why. */
+static int budget_entry(const char *e, size_t len, uint64_t whole, long *device, uint64_t *bytes,
+			const char **why)
+{
+	char buf[64];
+	const char *colon;
+
+	if (len == 0 || len >= sizeof(buf)) {
+		*why = len == 0 ? "an empty entry" : "an entry too long";
+		return -1;
+	}
+	memcpy(buf, e, len);
+	buf[len] = '\0';
+	colon = strchr(buf, ':');
+	*device = -1;
+	if (colon != NULL) {
+		long d = 0;
+
+		if (colon == buf || colon - buf > 4) {
+			*why = "a device that is not an ordinal from 0 to 4095";
+			return -1;
+		}
+		for (const char *c = buf; c < colon; c++) {
+			if (*c < '0' || *c > '9') {
+				*why = "a device that is not an ordinal from 0 to 4095";
+				return -1;
+			}
+			d = d * 10 + (*c - '0');
+		}
+		if (d > 4095) {
+			*why = "a device that is not an ordinal from 0 to 4095";
+			return -1;
+		}
+		*device = d;
+	}
+	if (mv_parse_size_or_percent(colon != NULL ? colon + 1 : buf, whole, bytes) != 0) {
+		*why = "a budget that is not a size such as 6GiB or a percentage such as 40%";
+		return -1;
+	}
+	if (*bytes == 0) {
+		*why = "a budget of nothing";
+		return -1;
+	}
+	return 0;
+}
+
+int mv_budget_pick(const char *spec, long device, uint64_t whole, uint64_t *out, const char **why, char *err,
+		   size_t errlen)
+{
+	long seen[64];
+	size_t nseen = 0;
+	int found = 0, any = 0;
+	uint64_t every = 0;
+	const char *e = spec;
+
+	for (;;) {
+		size_t len = strcspn(e, ",");
+		long d;
+		uint64_t b;
+		const char *w = NULL;
+
+		if (budget_entry(e, len, whole, &d, &b, &w) == 0) {
+			for (size_t i = 0; i < nseen && w == NULL; i++)
+				if (seen[i] == d)
+					w = d < 0 ? "two budgets for every device" : "a device named twice";
+			if (w == NULL && nseen == sizeof(seen) / sizeof(seen[0]))
+				w = "more than 64 entries";
+		}
+		if (w != NULL) {
+			*why = w;
+			snprintf(err, errlen, "%.*s", (int)len, e);
+			return -1;
+		}
+		seen[nseen++] = d;
+		if (d < 0) {
+			any = 1;
+			every = b;
+		} else if (d == device) {
+			found = 1;
+			*out = b;
+		}
+		if (e[len] == '\0')
+			break;
+		e += len + 1;
+	}
+	if (found)
+		return 1;
+	if (any) {
+		*out = every;
+		return 1;
+	}
+	return 0;
+}
+
 char *mv_format_size(uint64_t bytes, char *buf, size_t len)
 {
 	static const char *names[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};

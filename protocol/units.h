@@ -17,6 +17,14 @@ int mv_parse_size(const char *s, uint64_t *out);
  * for a size). Returns 0 or -1. */
 int mv_parse_size_or_percent(const char *s, uint64_t whole, uint64_t *out);
 
+/* MEMVIRT_BUDGET per device: entries separated by commas, each DEVICE:BUDGET (DEVICE an ordinal,
+ * 0 to 4095) or BUDGET alone for every device not named; BUDGET as mv_parse_size_or_percent takes
+ * it, of whole, and not nothing. Picks the entry of device (-1: none but the one for every device).
+ * Returns 1 with *out, 0 when no entry applies, -1 when any entry is malformed: then *why says what
+ * is wrong and err (of errlen bytes) holds the entry. */
+int mv_budget_pick(const char *spec, long device, uint64_t whole, uint64_t *out, const char **why, char *err,
+		   size_t errlen);
+
 /* Writes a size the way people read it ("1.5 GiB", "512 MiB", "100 B") into buf; returns buf. */
 char *mv_format_size(uint64_t bytes, char *buf, size_t len);
 

@@ -106,11 +106,16 @@ expect 0 env run -- sh -c 'echo "$MEMVIRT_SOCKET"; echo "$LD_PRELOAD"'
 sed -n 2p "$T/env.out" | grep -q 'libmemvirt\.so' || mv_fail "the job's LD_PRELOAD has no libmemvirt.so"
 
 # A bad --budget is refused before anything runs, naming the value.
-for b in 12parsecs 150% -1GiB; do
+for b in 12parsecs 150% -1GiB 0:6GiB,0:1GiB 1:2GiB,x:1GiB; do
 	expect 2 "budget$b" run --budget "$b" -- sh -c "touch '$T/ran'"
 	grep -q -- "'$b'" "$T/budget$b.err" || mv_fail "the refusal of --budget $b does not name it: $(cat "$T/budget$b.err")"
 	[ -e "$T/ran" ] && mv_fail "the job ran with --budget $b"
 done
+# Per device: the malformed entry is named with why.
+grep -q "entry 'x:1GiB' has a device that is not an ordinal" "$T/budget1:2GiB,x:1GiB.err" ||
+	mv_fail "the refusal of --budget 1:2GiB,x:1GiB does not name its entry: $(cat "$T/budget1:2GiB,x:1GiB.err")"
+expect 0 budgetlist run --budget 0:6GiB,40% -- sh -c 'echo "$MEMVIRT_BUDGET"'
+[ "$(cat "$T/budgetlist.out")" = "0:6GiB,40%" ] || mv_fail "--budget 0:6GiB,40% gave the job MEMVIRT_BUDGET=$(cat "$T/budgetlist.out")"
 expect 2 badpolicy run --policy nosuch -- true
 grep -q "'nosuch'" "$T/badpolicy.err" || mv_fail "the refusal does not name the policy"
 grep -q "known policies: lru vdnn-all vdnn-conv mmcnn auto" "$T/badpolicy.err" ||

@@ -5,7 +5,8 @@
 #   stops the job, with its status and a line naming it, and leaves no rank behind.
 # - Under every policy at half and a third of a rank's peak (VGG-16 at half and 40%, as in
 #   mvtrain-graphs.sh), and with --graphs under auto at a third, each rank alone on its device:
-#   every rank pages, and the job ends with the plain two-rank checksum.
+#   every rank pages, and the job ends with the plain two-rank checksum. With MEMVIRT_BUDGET
+#   naming device 0 only, rank 0 pages and rank 1 pages nothing.
 # - Four ranks on four devices linked to one memvirtd with a node host limit: while they hold
 #   between steps, 'memvirt ps' shows four jobs, one per device, whose host grants fit the limit;
 #   then they end with the plain four-rank checksum, and none was refused host memory.
@@ -122,6 +123,20 @@ for spec in "resnet50 2 0.125 50 33" "vgg16 8 0.125 50 40"; do
 		wait
 	done
 done
+# One device short: MEMVIRT_BUDGET names device 0 only, so rank 0 pages and rank 1, on device 1,
+# keeps its whole memory and pages nothing.
+mv_policy_run one-short lru "0:$(($(mv_peak resnet50-r2) / 3))" --model resnet50 --batch 2 --scale 0.125 \
+	--steps "$STEPS" --ranks 2
+wait
+rc=$(cat "$MV_TMP/one-short.rc")
+[ "$rc" -eq 0 ] || mv_fail_run one-short "exit status $rc, expected 0"
+MV_RC=0 rk_expect one-short 2
+[ "$(mv_checksum one-short)" = "$(mv_checksum resnet50-r2)" ] ||
+	mv_fail_run one-short "checksum '$(mv_checksum one-short)', the plain run's is $(mv_checksum resnet50-r2)"
+short0=$(rk_paged one-short 0) short1=$(rk_paged one-short 1)
+echo "one-short: rank 0 paged out $short0, rank 1 $short1"
+[ -n "$short0" ] && [ "$short0" -gt 0 ] || mv_fail_run one-short "rank 0, on the short device, paged out '$short0' buffers"
+[ "$short1" = 0 ] || mv_fail_run one-short "rank 1, on a device the budget does not name, paged out '$short1' buffers"
 # With CUDA graphs too: each rank's layers replayed as graphs, its temporaries graph memory nodes.
 mv_policy_run resnet50-graphs auto $(($(mv_peak resnet50-r2) / 3)) --model resnet50 --batch 2 --scale 0.125 \
 	--steps "$STEPS" --ranks 2 --graphs --alloc async

@@ -398,6 +398,52 @@ START_TEST(test_percent_of_huge_whole)
 }
 END_TEST
 
+/* MEMVIRT_BUDGET per device: a device's own entry, else the entry for every device, else none; and
+ * every malformed entry refused by name, with why. */
+START_TEST(test_budget_per_device)
+{
+	static const struct {
+		const char *spec, *entry, *why;
+	} refused[] = {
+		{"0:x", "0:x", "a budget that is not a size such as 6GiB or a percentage such as 40%"},
+		{"0:1MiB,,1:2MiB", "", "an empty entry"},
+		{"0:1MiB,0:2MiB", "0:2MiB", "a device named twice"},
+		{"1MiB,1:2MiB,3MiB", "3MiB", "two budgets for every device"},
+		{"4096:1MiB", "4096:1MiB", "a device that is not an ordinal from 0 to 4095"},
+		{"-1:1MiB", "-1:1MiB", "a device that is not an ordinal from 0 to 4095"},
+		{":1MiB", ":1MiB", "a device that is not an ordinal from 0 to 4095"},
+		{"0:0%", "0:0%", "a budget of nothing"},
+		{"0:1MiB,", "", "an empty entry"},
+	};
+	const char *why;
+	char entry[64];
+	uint64_t x;
+
+	ck_assert_int_eq(mv_budget_pick("0:6GiB,1:40%", 0, 1000ull << 30, &x, &why, entry, sizeof(entry)), 1);
+	ck_assert_uint_eq(x, 6ull << 30);
+	ck_assert_int_eq(mv_budget_pick("0:6GiB,1:40%", 1, 1000ull << 30, &x, &why, entry, sizeof(entry)), 1);
+	ck_assert_uint_eq(x, 400ull << 30);
+	/* Not named, and no entry for every device. */
+	x = 7;
+	ck_assert_int_eq(mv_budget_pick("0:6GiB,1:40%", 2, 1000ull << 30, &x, &why, entry, sizeof(entry)), 0);
+	ck_assert_uint_eq(x, 7);
+	/* The entry for every device, in any place, and a device's own entry over it. */
+	ck_assert_int_eq(mv_budget_pick("1:6GiB,10%", 2, 1000, &x, &why, entry, sizeof(entry)), 1);
+	ck_assert_uint_eq(x, 100);
+	ck_assert_int_eq(mv_budget_pick("10%,1:6GiB", 1, 1000, &x, &why, entry, sizeof(entry)), 1);
+	ck_assert_uint_eq(x, 6ull << 30);
+	ck_assert_int_eq(mv_budget_pick("4095:1KiB", 4095, 1000, &x, &why, entry, sizeof(entry)), 1);
+	ck_assert_uint_eq(x, 1024);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		why = NULL;
+		ck_assert_msg(mv_budget_pick(refused[i].spec, 0, 1000, &x, &why, entry, sizeof(entry)) == -1,
+			      "'%s' was taken", refused[i].spec);
+		ck_assert_str_eq(entry, refused[i].entry);
+		ck_assert_str_eq(why, refused[i].why);
+	}
+}
+END_TEST
+
 START_TEST(test_valid_cases)
 {
 	struct dirent **list;
@@ -530,6 +576,7 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_job_identity);
 	tcase_add_test(tc, test_device_budget);
 	tcase_add_test(tc, test_percent_of_huge_whole);
+	tcase_add_test(tc, test_budget_per_device);
 	tcase_add_test(tc, test_format_reads_back);
 	tcase_add_test(tc, test_sizes_exact);
 	tcase_add_test(tc, test_valid_cases);
