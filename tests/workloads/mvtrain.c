@@ -1171,6 +1171,7 @@ main(int argc, char **argv)
 		printf("%schecksum skipped (model-only)\n", mvt_tag);
 		free(dsums);
 		free(times);
+		mvt_ranks_free(ranks);
 		return 0;
 	}
 
@@ -1220,6 +1221,7 @@ main(int argc, char **argv)
 		    hsum);
 		fprintf(stderr, "mvtrain: %schecksum mismatch: device %016" PRIx64 " host %016" PRIx64
 		    " (first difference in %s %u)\n", mvt_tag, dsum, hsum, i < dev.nw ? "weight" : "probe", i);
+		mvt_ranks_free(ranks);
 		return 1;
 	}
 	printf("%schecksum OK %016" PRIx64 "\n", mvt_tag, dsum);
@@ -1228,5 +1230,6 @@ main(int argc, char **argv)
 	free(dsums);
 	free(hsums);
 	free(times);
+	mvt_ranks_free(ranks);
 	return 0;
 }

@@ -158,5 +158,7 @@ void mvt_ranks_attach(struct mvt *t, struct mvt_ranks *k);
 void mvt_ranks_detach(struct mvt *t);
 void mvt_ranks_allreduce(struct mvt *t, const uint64_t *grads);
 void mvt_ranks_result(struct mvt_ranks *k, const float *times, uint64_t peak, uint64_t sum);
+/* A rank's part, once it has handed over its result. */
+void mvt_ranks_free(struct mvt_ranks *k);
 
 #endif

@@ -57,10 +57,8 @@ struct mvt_ranks {
 	int opened;              /* comm[] of the other ranks are opened IPC handles */
 	struct mvt_piece *pieces;
 	unsigned npieces, cap;
+	size_t shm_bytes;
 };
-
-/* This process's ranks, held for the whole run. */
-static struct mvt_ranks *mvt_ranks_self;
 
 static size_t
 mvt_ranks_times_bytes(unsigned count, unsigned steps)
@@ -161,8 +159,8 @@ mvt_ranks_fork(unsigned count, unsigned steps, int model_only)
 		    strerror(errno));
 		exit(1);
 	}
-	mvt_ranks_self = k;
 	k->shm = map;
+	k->shm_bytes = bytes;
 	k->times = (float *)((char *)map + sizeof(struct mvt_ranks_shm));
 	k->host_comm = (float *)((char *)map + sizeof(struct mvt_ranks_shm) + times);
 	k->count = count;
@@ -228,6 +226,7 @@ mvt_ranks_fork(unsigned count, unsigned steps, int model_only)
 	if (fail != 0)
 		exit(fail);
 	mvt_ranks_summary(k, model_only);
+	mvt_ranks_free(k);
 	exit(0);
 }
 
@@ -386,4 +385,14 @@ mvt_ranks_result(struct mvt_ranks *k, const float *times, uint64_t peak, uint64_
 	k->shm->peak[k->rank] = peak;
 	k->shm->sum[k->rank] = sum;
 	k->shm->done[k->rank] = 1;
+}
+
+void
+mvt_ranks_free(struct mvt_ranks *k)
+{
+	if (k == NULL)
+		return;
+	munmap(k->shm, k->shm_bytes);
+	free(k->pieces);
+	free(k);
 }
