@@ -29,13 +29,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
 
-# expect WANT NAME ARGS...: runs memvirt ARGS (at most 30 s), stdout to $T/NAME.out and stderr to
+# expect WANT NAME ARGS...: runs memvirt ARGS (at most 60 s), stdout to $T/NAME.out and stderr to
 # $T/NAME.err, and fails unless it exits WANT.
 expect() {
 	x_want=$1 x_name=$2
 	shift 2
 	rc=0
-	timeout 30 "$MEMVIRT" "$@" >"$T/$x_name.out" 2>"$T/$x_name.err" || rc=$?
+	timeout 60 "$MEMVIRT" "$@" >"$T/$x_name.out" 2>"$T/$x_name.err" || rc=$?
 	echo "memvirt $* -> exit $rc"
 	if [ "$rc" -ne "$x_want" ]; then
 		echo "--- stdout" >&2
@@ -47,7 +47,7 @@ expect() {
 }
 
 # A private daemon for every run below; none of them may find another.
-out=$(timeout 30 "$MEMVIRT" daemon start --socket "$S" --log-file "$T/memvirtd.log") ||
+out=$(timeout 60 "$MEMVIRT" daemon start --socket "$S" --log-file "$T/memvirtd.log") ||
 	mv_fail "memvirt daemon start --socket $S failed"
 DAEMON=$(echo "$out" | sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p')
 [ -n "$DAEMON" ] || mv_fail "memvirt daemon start printed no pid: $out"
@@ -57,7 +57,7 @@ export MEMVIRT_SOCKET
 # --version
 expect 0 version --version
 grep -Eq '^memvirt [0-9]+\.[0-9]+\.[0-9]+' "$T/version.out" || mv_fail "memvirt --version: $(cat "$T/version.out")"
-timeout 10 "$MEMVIRTD" --version >"$T/dversion.out" || mv_fail "memvirtd --version failed"
+timeout 60 "$MEMVIRTD" --version >"$T/dversion.out" || mv_fail "memvirtd --version failed"
 grep -Eq '^memvirtd [0-9]+\.[0-9]+\.[0-9]+ \(protocol [0-9]+\)$' "$T/dversion.out" ||
 	mv_fail "memvirtd --version: $(cat "$T/dversion.out")"
 
@@ -81,7 +81,7 @@ for args in "daemon start" "daemon stop" "daemon status" "config check" "config 
 	head -n 1 "$T/help-$name.out" | grep -q "^usage: memvirt " && grep -q "memvirt $args" "$T/help-$name.out" ||
 		mv_fail "memvirt $args --help prints no usage of '$args'"
 done
-timeout 10 "$MEMVIRTD" --help >"$T/dhelp.out" || mv_fail "memvirtd --help failed"
+timeout 60 "$MEMVIRTD" --help >"$T/dhelp.out" || mv_fail "memvirtd --help failed"
 grep -q '^usage: memvirtd' "$T/dhelp.out" || mv_fail "memvirtd --help prints no usage"
 
 # An unknown command is refused, by name; a typo gets the closest command.
@@ -128,7 +128,7 @@ grep -q "'4parsecs'" "$T/badpagemin.err" || mv_fail "the refusal of --page-min d
 # --record: an absolute path for the job, whatever its directory; a directory that is not
 # there, or not writable, is refused before the job runs.
 rc=0
-(cd "$T" && timeout 30 "$MEMVIRT" run --record rel.trace -- sh -c 'echo "$MEMVIRT_RECORD"') \
+(cd "$T" && timeout 60 "$MEMVIRT" run --record rel.trace -- sh -c 'echo "$MEMVIRT_RECORD"') \
 	>"$T/record.out" 2>"$T/record.err" || rc=$?
 [ "$rc" -eq 0 ] || mv_fail "memvirt run --record rel.trace: exit $rc: $(cat "$T/record.err")"
 [ "$(cat "$T/record.out")" = "$(cd "$T" && pwd -P)/rel.trace" ] ||
@@ -166,16 +166,16 @@ n=0
 until [ -e "$T/ready" ]; do
 	alive "$run" || mv_fail "memvirt run ended before the job was ready: $(cat "$T/fwd.err")"
 	n=$((n + 1))
-	[ "$n" -lt 300 ] || mv_fail "the job did not start within 30 s"
+	[ "$n" -lt 600 ] || mv_fail "the job did not start within 60 s"
 	sleep 0.1
 done
 kill -TERM "$run"
 n=0
-while alive "$run" && [ "$n" -lt 300 ]; do
+while alive "$run" && [ "$n" -lt 600 ]; do
 	n=$((n + 1))
 	sleep 0.1
 done
-alive "$run" && mv_fail "memvirt run still runs 30 s after SIGTERM"
+alive "$run" && mv_fail "memvirt run still runs 60 s after SIGTERM"
 rc=0
 wait "$run" || rc=$?
 JOBS=
@@ -186,7 +186,7 @@ echo "SIGTERM to memvirt run -> exit $rc"
 # With no daemon on the socket, run starts a private one for the job and removes it after.
 mkdir "$T/private"
 rc=0
-TMPDIR=$T/private timeout 30 "$MEMVIRT" run --socket "$T/none.sock" -- \
+TMPDIR=$T/private timeout 60 "$MEMVIRT" run --socket "$T/none.sock" -- \
 	sh -c 'echo "$MEMVIRT_SOCKET"; test -S "$MEMVIRT_SOCKET"' >"$T/private.out" 2>"$T/private.err" || rc=$?
 echo "memvirt run --socket (none there) -- sh -> exit $rc"
 [ "$rc" -eq 0 ] || mv_fail "the job did not find its private daemon's socket: $(cat "$T/private.err")"
@@ -203,6 +203,6 @@ expect 0 policies policies
 	mv_fail "memvirt policies does not list the five policies: $(cat "$T/policies.out")"
 awk 'NF < 4 { exit 1 }' "$T/policies.out" || mv_fail "a policy has no summary: $(cat "$T/policies.out")"
 
-timeout 30 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "memvirt daemon stop failed"
+timeout 60 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "memvirt daemon stop failed"
 DAEMON=
 exit 0

@@ -91,6 +91,6 @@ command -v zsh >/dev/null 2>&1 || mv_fail "zsh is not installed (scripts/setup i
 zsh -n "$ZSH_FILE" || mv_fail "$ZSH_FILE does not parse"
 
 # The example configuration is valid.
-timeout 30 "$MEMVIRT" config check "$S/examples/memvirt.json" >/dev/null ||
+timeout 60 "$MEMVIRT" config check "$S/examples/memvirt.json" >/dev/null ||
 	mv_fail "memvirt config check refused examples/memvirt.json"
 exit 0

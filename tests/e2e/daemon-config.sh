@@ -34,7 +34,7 @@ trap 'exit 1' INT TERM HUP
 refused() {
 	f=$1 line=$2
 	rc=0
-	timeout 10 "$MEMVIRT" config check "$f" >"$T/check.out" 2>"$T/check.err" || rc=$?
+	timeout 60 "$MEMVIRT" config check "$f" >"$T/check.out" 2>"$T/check.err" || rc=$?
 	[ "$rc" -eq 1 ] || mv_fail "memvirt config check $f: exit $rc, expected 1"
 	[ "$(cat "$T/check.err")" = "$line" ] ||
 		mv_fail "memvirt config check $f said '$(cat "$T/check.err")', expected '$line'"
@@ -42,7 +42,7 @@ refused() {
 
 	rm -f "$T/refused.sock"
 	rc=0
-	timeout 10 "$MEMVIRTD" --config "$f" --socket "$T/refused.sock" --log-level info \
+	timeout 60 "$MEMVIRTD" --config "$f" --socket "$T/refused.sock" --log-level info \
 		>"$T/memvirtd.out" 2>"$T/memvirtd.err" || rc=$?
 	[ "$rc" -eq 1 ] || mv_fail "memvirtd --config $f: exit $rc, expected 1: $(cat "$T/memvirtd.err")"
 	[ "$(grep -c . "$T/memvirtd.err")" -eq 1 ] && grep -qF " error: $line" "$T/memvirtd.err" ||
@@ -51,7 +51,7 @@ refused() {
 	[ -e "$T/refused.sock" ] && mv_fail "memvirtd --config $f made its socket"
 
 	rc=0
-	timeout 10 "$MEMVIRT" run --config "$f" --socket "$T/refused.sock" -- sh -c "touch '$T/ran'" \
+	timeout 60 "$MEMVIRT" run --config "$f" --socket "$T/refused.sock" -- sh -c "touch '$T/ran'" \
 		>"$T/run.out" 2>"$T/run.err" || rc=$?
 	[ "$rc" -eq 2 ] || mv_fail "memvirt run --config $f: exit $rc, expected 2"
 	grep -qF "memvirt run: $line" "$T/run.err" || mv_fail "memvirt run --config $f said '$(cat "$T/run.err")'"
@@ -95,10 +95,10 @@ refused "$T/percent.json" "$T/percent.json:1:25: device.budget: '101%' is more t
 printf '{ "device": { "budget": "90%%" }\n' >"$T/syntax.json"
 refused "$T/syntax.json" "$T/syntax.json:2:1: '}' expected near end of file"
 rc=0
-timeout 10 "$MEMVIRT" config check "$T/absent.json" 2>"$T/absent.err" || rc=$?
+timeout 60 "$MEMVIRT" config check "$T/absent.json" 2>"$T/absent.err" || rc=$?
 [ "$rc" -eq 1 ] && grep -q "^$T/absent.json: " "$T/absent.err" || mv_fail "config check of a missing file: exit $rc, '$(cat "$T/absent.err")'"
 rc=0
-timeout 10 "$MEMVIRT" daemon start --socket "$S" --config "$T/typo.json" >/dev/null 2>"$T/start.err" || rc=$?
+timeout 60 "$MEMVIRT" daemon start --socket "$S" --config "$T/typo.json" >/dev/null 2>"$T/start.err" || rc=$?
 [ "$rc" -ne 0 ] || mv_fail "memvirt daemon start --config with an error started a daemon"
 grep -qF "$T/typo.json:3:15: device.budegt" "$T/start.err" || mv_fail "memvirt daemon start said '$(cat "$T/start.err")'"
 [ -e "$S" ] && mv_fail "memvirt daemon start --config with an error made the socket"
@@ -106,7 +106,7 @@ grep -qF "$T/typo.json:3:15: device.budegt" "$T/start.err" || mv_fail "memvirt d
 # Reload: a daemon with half of each device to share, and a session that asks for all of it.
 C=$T/memvirt.json
 printf '{ "device": { "budget": "50%%" } }\n' >"$C"
-out=$(timeout 30 "$MEMVIRT" daemon start --socket "$S" --config "$C" --log-file "$T/memvirtd.log" --log-level info) ||
+out=$(timeout 60 "$MEMVIRT" daemon start --socket "$S" --config "$C" --log-file "$T/memvirtd.log" --log-level info) ||
 	mv_fail "memvirt daemon start --config $C failed"
 DAEMON=$(echo "$out" | sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p')
 [ -n "$DAEMON" ] || mv_fail "memvirt daemon start printed no pid: $out"
@@ -117,11 +117,11 @@ exec 3>"$T/hello.in"
 
 # grant_is WANT: the session's grant in the daemon's stats is WANT.
 grant_is() {
-	timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" || mv_fail "memvirt stats failed"
+	timeout 60 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" || mv_fail "memvirt stats failed"
 	g=$("$MVSOCK" flat <"$T/stats.json" | sed -n 's/^sessions\.0\.grant //p')
 	[ "$g" = "$1" ] || mv_fail "the session's grant is '$g', expected $1: $(cat "$T/stats.json")"
 }
-# hello_says LINE: the session has been sent LINE (waits up to 10 s).
+# hello_says LINE: the session has been sent LINE (waits up to 60 s).
 hello_says() {
 	n=0
 	until grep -qx "$1" "$T/hello.out" 2>/dev/null; do
@@ -138,7 +138,7 @@ grant_is 500000
 printf '{\n  "device": { "budget": "25%%" },\n  "jobs": { "default": { "wieght": 2 } }\n}\n' >"$C"
 bad="$C:3:26: jobs.default.wieght: unknown key 'wieght' (did you mean 'weight'?)"
 rc=0
-timeout 10 "$MEMVIRT" config reload --socket "$S" >"$T/reload.out" 2>"$T/reload.err" || rc=$?
+timeout 60 "$MEMVIRT" config reload --socket "$S" >"$T/reload.out" 2>"$T/reload.err" || rc=$?
 echo "memvirt config reload (invalid file) -> exit $rc"
 [ "$rc" -eq 1 ] || mv_fail "memvirt config reload of an invalid file: exit $rc, expected 1"
 [ "$(cat "$T/reload.err")" = "memvirt config reload: $bad" ] ||
@@ -158,12 +158,12 @@ done
 echo "SIGHUP (invalid file): refused, as the log says"
 alive "$DAEMON" || mv_fail "the daemon died on SIGHUP with an invalid file"
 grant_is 500000
-timeout 10 "$MEMVIRT" daemon status --socket "$S" >/dev/null || mv_fail "memvirt daemon status failed after the refused reloads"
+timeout 60 "$MEMVIRT" daemon status --socket "$S" >/dev/null || mv_fail "memvirt daemon status failed after the refused reloads"
 grep -qx 'grant [0-9]*' "$T/hello.out" && mv_fail "the session was sent a new grant by a refused reload"
 
 # A valid file is taken, by either way.
 printf '{ "device": { "budget": "25%%" } }\n' >"$C"
-timeout 10 "$MEMVIRT" config reload --socket "$S" >/dev/null || mv_fail "memvirt config reload of a valid file failed"
+timeout 60 "$MEMVIRT" config reload --socket "$S" >/dev/null || mv_fail "memvirt config reload of a valid file failed"
 hello_says "grant 250000"
 grant_is 250000
 printf '{ "device": { "budget": "40%%" } }\n' >"$C"
@@ -173,6 +173,6 @@ grant_is 400000
 echo "valid files: reload and SIGHUP change the grant to 250000, then 400000"
 
 exec 3>&-
-timeout 30 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "memvirt daemon stop failed"
+timeout 60 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "memvirt daemon stop failed"
 DAEMON=
 exit 0

@@ -147,7 +147,7 @@ echo "events 3" >&3
 echo "counters 11 7 5" >&3
 n=0
 while :; do
-	timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" || mv_fail "memvirt stats failed"
+	timeout 60 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" || mv_fail "memvirt stats failed"
 	"$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat"
 	grep -qx 'sessions.0.page_outs 11' "$T/stats.flat" && grep -qx 'sessions.0.events 3' "$T/stats.flat" && break
 	n=$((n + 1))
@@ -177,6 +177,6 @@ echo "the session goes on: its counters are in the stats, and it was granted 500
 
 alive "$DAEMON" || mv_fail "the daemon died"
 exec 3>&- 4>&-
-timeout 30 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "memvirt daemon stop failed"
+timeout 60 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "memvirt daemon stop failed"
 DAEMON=
 exit 0

@@ -25,7 +25,7 @@ start_fake() {
 	until grep -q '^listening$' "$T/fake.out" 2>/dev/null; do
 		alive "$DAEMON" || mv_fail "the fake daemon ended: $(cat "$T/fake.out")"
 		n=$((n + 1))
-		[ "$n" -lt 300 ] || mv_fail "the fake daemon did not listen within 30 s"
+		[ "$n" -lt 600 ] || mv_fail "the fake daemon did not listen within 60 s"
 		sleep 0.1
 	done
 }

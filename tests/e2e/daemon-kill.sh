@@ -27,7 +27,7 @@ start_job() {
 
 # stats_has JOB: the daemon's stats show a session of JOB now.
 stats_has() {
-	timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>/dev/null &&
+	timeout 60 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>/dev/null &&
 		"$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat" &&
 		[ -n "$(sess_field "$T/stats.flat" "$1" session)" ]
 }
@@ -99,6 +99,6 @@ done
 links=$(grep -c "linked to memvirtd at $S" "$T/b.err")
 [ "$links" -ge 2 ] || mv_fail_run b "job b linked $links times, expected again after the restart"
 
-timeout 30 "$MEMVIRT" daemon stop --socket "$S" || mv_fail "memvirt daemon stop failed"
+timeout 60 "$MEMVIRT" daemon stop --socket "$S" || mv_fail "memvirt daemon stop failed"
 DAEMON=
 exit 0

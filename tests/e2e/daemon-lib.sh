@@ -95,7 +95,7 @@ plain_run() {
 # ($dev bytes, when the script set it).
 start_daemon() {
 	# shellcheck disable=SC2086 # an assignment, or nothing
-	out=$(env ${dev:+SIMCUDA_MEM=$dev} timeout 30 "$MEMVIRT" daemon start --socket "$S" "$@" --log-file "$T/memvirtd.log" \
+	out=$(env ${dev:+SIMCUDA_MEM=$dev} timeout 60 "$MEMVIRT" daemon start --socket "$S" "$@" --log-file "$T/memvirtd.log" \
 		--log-level "${DAEMON_LOG_LEVEL:-info}") ||
 		mv_fail "memvirt daemon start --socket $S failed"
 	DAEMON=$(echo "$out" | sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p')

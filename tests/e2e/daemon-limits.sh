@@ -66,16 +66,16 @@ shared() {
 	) &
 	DAEMON=$!
 	n=0
-	until timeout 10 "$MEMVIRT" daemon status --socket "$S" >/dev/null 2>&1; do
+	until timeout 60 "$MEMVIRT" daemon status --socket "$S" >/dev/null 2>&1; do
 		alive "$DAEMON" || mv_fail "the shared daemon exited: $(cat "$T/memvirtd.log")"
 		n=$((n + 1))
-		[ "$n" -lt 300 ] || mv_fail "the shared daemon did not answer within 30 s"
+		[ "$n" -lt 600 ] || mv_fail "the shared daemon did not answer within 60 s"
 		sleep 0.1
 	done
 }
 
 stop_shared() {
-	timeout 30 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "memvirt daemon stop failed"
+	timeout 60 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "memvirt daemon stop failed"
 	wait_pid "$DAEMON" 30
 	DAEMON=
 }
@@ -106,9 +106,9 @@ wait_line() {
 # stats_ok WHO: WHO's memvirt stats --json answers ok.
 stats_ok() {
 	if [ "$1" = root ]; then
-		timeout 20 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err"
+		timeout 60 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err"
 	else
-		as "$1" timeout 20 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err"
+		as "$1" timeout 60 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err"
 	fi || mv_fail "$1's memvirt stats failed: $(cat "$T/stats.err")"
 	"$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat"
 	grep -qx 'ok true' "$T/stats.flat" || mv_fail "$1's stats: $(cat "$T/stats.json")"
@@ -216,7 +216,7 @@ DAEMON=$!
 wait_line "$T/first.log" "listening on $OWN/d.sock" 30 "the first daemon did not start"
 rm "$OWN/d.sock"
 rc=0
-timeout 30 "$MEMVIRTD" --socket "$OWN/d.sock" >"$T/second.out" 2>"$T/second.err" || rc=$?
+timeout 60 "$MEMVIRTD" --socket "$OWN/d.sock" >"$T/second.out" 2>"$T/second.err" || rc=$?
 [ "$rc" -eq 1 ] && [ "$(wc -l <"$T/second.err")" -eq 1 ] &&
 	grep -q "another memvirtd (pid $DAEMON) serves $OWN/d.sock; not starting" "$T/second.err" ||
 	mv_fail "the second daemon on $OWN/d.sock: exit $rc, '$(cat "$T/second.out" "$T/second.err")'"
@@ -224,10 +224,10 @@ echo "a second daemon on the path refused: $(cat "$T/second.err")"
 wait_line "$T/first.log" "the socket $OWN/d.sock was removed; making it again" 30 \
 	"the first daemon did not notice its socket was removed"
 wait_line "$T/first.log" "made the socket $OWN/d.sock again" 30 "the first daemon did not make its socket again"
-timeout 20 "$MEMVIRT" daemon status --json --socket "$OWN/d.sock" | "$MVSOCK" flat | grep -qx "pid $DAEMON" ||
+timeout 60 "$MEMVIRT" daemon status --json --socket "$OWN/d.sock" | "$MVSOCK" flat | grep -qx "pid $DAEMON" ||
 	mv_fail "the socket made again does not reach the first daemon"
 echo "the first daemon noticed and made its socket again"
-timeout 30 "$MEMVIRT" daemon stop --socket "$OWN/d.sock" >/dev/null || mv_fail "stopping the first daemon failed"
+timeout 60 "$MEMVIRT" daemon stop --socket "$OWN/d.sock" >/dev/null || mv_fail "stopping the first daemon failed"
 wait_pid "$DAEMON" 30
 DAEMON=
 [ -e "$OWN/d.sock.lock" ] && mv_fail "the daemon left its lock file behind"

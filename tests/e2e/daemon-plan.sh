@@ -13,7 +13,7 @@ L=8
 JOB=e2e-plan-$$
 printf '{\n  "device": { "budget": "70MiB" },\n  "jobs": { "%s": { "policy": "mmcnn" } }\n}\n' "$JOB" \
 	>"$T/memvirt.json"
-if ! timeout 10 "$MEMVIRT" config check "$T/memvirt.json" >"$T/check.out" 2>&1; then
+if ! timeout 60 "$MEMVIRT" config check "$T/memvirt.json" >"$T/check.out" 2>&1; then
 	grep -q "unknown policy 'mmcnn'" "$T/check.out" &&
 		mv_skip "this memvirt's config does not know the policy mmcnn"
 	mv_fail "config check refused $T/memvirt.json: $(cat "$T/check.out")"
@@ -72,7 +72,7 @@ wait_line() {
 
 # sstat FIELD JOB: the session of $JOB's FIELD in the daemon's stats.
 sstat() {
-	timeout 10 "$MVSOCK" "$S" request '{"cmd": "stats"}' >"$T/stats.json" ||
+	timeout 60 "$MVSOCK" "$S" request '{"cmd": "stats"}' >"$T/stats.json" ||
 		mv_fail "the stats request failed: $(cat "$T/stats.json")"
 	"$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat" || mv_fail "mvsock flat failed"
 	awk -v job="$2" -v f="$1" '
@@ -189,6 +189,6 @@ echo bye >&3
 echo bye >&4
 exec 3>&- 4>&-
 alive "$DAEMON" || mv_fail "the daemon died"
-timeout 30 "$MEMVIRT" daemon stop --socket "$S" || mv_fail "memvirt daemon stop failed"
+timeout 60 "$MEMVIRT" daemon stop --socket "$S" || mv_fail "memvirt daemon stop failed"
 DAEMON=
 exit 0

@@ -111,7 +111,7 @@ done
 [ "$paged" -gt 0 ] || mv_fail "no stats sample of the $i taken shows page_outs > 0 and events > 0"
 [ "$sent" -gt 0 ] || mv_fail "no stats sample of the $i taken shows the library's events_sent above 0"
 
-timeout 30 "$MEMVIRT" daemon stop --socket "$S" || mv_fail "memvirt daemon stop failed"
+timeout 60 "$MEMVIRT" daemon stop --socket "$S" || mv_fail "memvirt daemon stop failed"
 alive "$DAEMON" && mv_fail "the daemon (pid $DAEMON) still runs after 'memvirt daemon stop'"
 DAEMON=
 exit 0

@@ -15,7 +15,7 @@ plain_run
 budget=$((peak * 6 / 5))
 dev=$((peak * 4))
 printf '{\n  "device": { "budget": "%s" }\n}\n' "$budget" >"$T/memvirt.json"
-timeout 10 "$MEMVIRT" config check "$T/memvirt.json" >/dev/null || mv_fail "config check refused $T/memvirt.json"
+timeout 60 "$MEMVIRT" config check "$T/memvirt.json" >/dev/null || mv_fail "config check refused $T/memvirt.json"
 
 start_daemon --config "$T/memvirt.json"
 echo "$out; device budget $budget bytes, peak $peak"
@@ -98,6 +98,6 @@ for j in a b; do
 done
 [ "$both" -gt 0 ] || mv_fail "no sample showed both jobs at once: they never shared the device"
 
-timeout 30 "$MEMVIRT" daemon stop --socket "$S" || mv_fail "memvirt daemon stop failed"
+timeout 60 "$MEMVIRT" daemon stop --socket "$S" || mv_fail "memvirt daemon stop failed"
 DAEMON=
 exit 0

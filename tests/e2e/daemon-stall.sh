@@ -80,9 +80,9 @@ else
 fi
 
 # Continued, the daemon serves again.
-timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" ||
+timeout 60 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" ||
 	mv_fail "memvirt stats failed after SIGCONT"
 "$MVSOCK" flat <"$T/stats.json" | grep -q '^ok true$' || mv_fail "stats after SIGCONT: $(cat "$T/stats.json")"
-timeout 30 "$MEMVIRT" daemon stop --socket "$S" || mv_fail "memvirt daemon stop failed after SIGCONT"
+timeout 60 "$MEMVIRT" daemon stop --socket "$S" || mv_fail "memvirt daemon stop failed after SIGCONT"
 DAEMON=
 exit 0

@@ -100,7 +100,7 @@ run_logged() {
 	fi
 	DAEMON=$!
 	n=0
-	until timeout 10 "$MEMVIRT" daemon status --socket "$S" >/dev/null 2>&1; do
+	until timeout 60 "$MEMVIRT" daemon status --socket "$S" >/dev/null 2>&1; do
 		alive "$DAEMON" || mv_fail "$1: memvirtd exited: $(cat "$T/$1.err")"
 		n=$((n + 1))
 		[ "$n" -lt 600 ] || mv_fail "$1: memvirtd did not answer within 60 s"

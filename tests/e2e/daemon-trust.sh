@@ -62,10 +62,10 @@ SIMCUDA_MEM=8GiB "$MVSOCK" "$S" serve "$MEMVIRTD" --config "$T/memvirt.json" --l
 	--log-level info &
 DAEMON=$!
 n=0
-until timeout 10 "$MEMVIRT" daemon status --socket "$S" >/dev/null 2>&1; do
+until timeout 60 "$MEMVIRT" daemon status --socket "$S" >/dev/null 2>&1; do
 	alive "$DAEMON" || mv_fail "the shared daemon exited: $(cat "$T/memvirtd.log" 2>/dev/null)"
 	n=$((n + 1))
-	[ "$n" -lt 300 ] || mv_fail "the shared daemon did not answer within 30 s"
+	[ "$n" -lt 600 ] || mv_fail "the shared daemon did not answer within 60 s"
 	sleep 0.1
 done
 
@@ -86,13 +86,13 @@ session() {
 	waitfor "$name" '^welcome '
 }
 
-# waitfor NAME REGEX: waits up to 30 s for a line of $T/NAME.out to match.
+# waitfor NAME REGEX: waits up to 60 s for a line of $T/NAME.out to match.
 waitfor() {
 	n=0
 	until grep -q "$2" "$T/$1.out" 2>/dev/null; do
 		alive "$DAEMON" || mv_fail "memvirtd died; its log: $(tail -n 5 "$T/memvirtd.log")"
 		n=$((n + 1))
-		[ "$n" -lt 300 ] || mv_fail "$1 never printed '$2': $(cat "$T/$1.out")"
+		[ "$n" -lt 600 ] || mv_fail "$1 never printed '$2': $(cat "$T/$1.out")"
 		sleep 0.1
 	done
 }
@@ -102,12 +102,12 @@ grant() {
 	sed -n 's/^welcome [0-9]* //p; s/^grant //p' "$T/$1.out" | tail -n 1
 }
 
-# expect_grant NAME BYTES: session NAME's grant becomes BYTES (within 30 s), and stays it.
+# expect_grant NAME BYTES: session NAME's grant becomes BYTES (within 60 s), and stays it.
 expect_grant() {
 	n=0
 	until [ "$(grant "$1")" = "$2" ]; do
 		n=$((n + 1))
-		[ "$n" -lt 300 ] || mv_fail "$1's grant is $(grant "$1"), expected $2: $(cat "$T/$1.out")"
+		[ "$n" -lt 600 ] || mv_fail "$1's grant is $(grant "$1"), expected $2: $(cat "$T/$1.out")"
 		sleep 0.1
 	done
 }
@@ -119,14 +119,14 @@ end() {
 	n=0
 	while alive "$pid"; do
 		n=$((n + 1))
-		[ "$n" -lt 300 ] || mv_fail "session $2 did not end"
+		[ "$n" -lt 600 ] || mv_fail "session $2 did not end"
 		sleep 0.1
 	done
 }
 
 # stats FILE: root's memvirt stats --json, flattened.
 stats() {
-	timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err" ||
+	timeout 60 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err" ||
 		mv_fail "root's memvirt stats failed: $(cat "$T/stats.err")"
 	"$MVSOCK" flat <"$T/stats.json" >"$1"
 }
@@ -216,7 +216,7 @@ alive "$DAEMON" || mv_fail "memvirtd died at memvirt stats"
 [ -n "$(field "$T/u.flat" 'café-??-' pid)" ] || mv_fail "no session named 'café-??-': $(grep job "$T/u.flat")"
 [ -n "$(field "$T/u.flat" "$(printf '%031d' 0 | sed 's/0/é/g')" pid)" ] ||
 	mv_fail "no session named with 31 é: $(grep job "$T/u.flat")"
-timeout 10 "$MEMVIRT" stats --socket "$S" >"$T/u.table" 2>&1 || mv_fail "root's stats table failed: $(cat "$T/u.table")"
+timeout 60 "$MEMVIRT" stats --socket "$S" >"$T/u.table" 2>&1 || mv_fail "root's stats table failed: $(cat "$T/u.table")"
 grep -q '^ *[0-9]* *café-??- ' "$T/u.table" || mv_fail "the table does not show 'café-??-': $(cat "$T/u.table")"
 end 4 cut
 end 3 utf8
@@ -227,10 +227,10 @@ esc=$(printf 'x\033[2J\033[31mred\nFORGED LINE')
 session 3 user esc --uuid trust-esc --job "$esc"
 stats "$T/e.flat"
 [ -n "$(field "$T/e.flat" 'x?[2J?[31mred?FORGED LINE' pid)" ] || mv_fail "no cleaned escape name: $(grep job "$T/e.flat")"
-timeout 10 "$MEMVIRT" stats --socket "$S" >"$T/e.table" 2>&1 || mv_fail "root's stats table failed"
+timeout 60 "$MEMVIRT" stats --socket "$S" >"$T/e.table" 2>&1 || mv_fail "root's stats table failed"
 grep -q "$(printf '\033')" "$T/e.table" && mv_fail "an escape code reached the stats table: $(cat -v "$T/e.table")"
 grep -q '^ *[0-9]* *x?\[2J?\[31mred?FORGED  ' "$T/e.table" || mv_fail "the table shows: $(cat -v "$T/e.table")"
-timeout 10 "$MEMVIRT" stats --prometheus --socket "$S" >"$T/e.prom" 2>&1 || mv_fail "root's prometheus stats failed"
+timeout 60 "$MEMVIRT" stats --prometheus --socket "$S" >"$T/e.prom" 2>&1 || mv_fail "root's prometheus stats failed"
 grep -q "$(printf '\033')" "$T/e.prom" && mv_fail "an escape code reached the Prometheus text"
 grep -q '^FORGED' "$T/e.prom" && mv_fail "a newline in a name forged a Prometheus line"
 end 3 esc

@@ -53,14 +53,14 @@ S=$PUB/memvirtd.sock
 
 # memvirtd does not make its own socket where others can reach it, nor in another user's directory.
 rc=0
-timeout 10 "$MEMVIRTD" --socket "$PUB/own.sock" 2>"$T/loose.err" || rc=$?
+timeout 60 "$MEMVIRTD" --socket "$PUB/own.sock" 2>"$T/loose.err" || rc=$?
 [ "$rc" -eq 1 ] && grep -q "socket directory $PUB has mode 0755; it must be 0700" "$T/loose.err" ||
 	mv_fail "memvirtd --socket in a 0755 directory: exit $rc, '$(cat "$T/loose.err")'"
 [ -e "$PUB/own.sock" ] && mv_fail "memvirtd made its socket in a 0755 directory"
 mkdir -m 700 "$PUB/theirs"
 chown "$UID2" "$PUB/theirs"
 rc=0
-timeout 10 "$MEMVIRTD" --socket "$PUB/theirs/own.sock" 2>"$T/theirs.err" || rc=$?
+timeout 60 "$MEMVIRTD" --socket "$PUB/theirs/own.sock" 2>"$T/theirs.err" || rc=$?
 [ "$rc" -eq 1 ] && grep -q "socket directory $PUB/theirs belongs to uid $UID2" "$T/theirs.err" ||
 	mv_fail "memvirtd --socket in another user's directory: exit $rc, '$(cat "$T/theirs.err")'"
 [ -e "$PUB/theirs/own.sock" ] && mv_fail "memvirtd made its socket in another user's directory"
@@ -71,7 +71,7 @@ MPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0))
 "$MVSOCK" "$S" serve "$MEMVIRTD" --log-file "$T/memvirtd.log" --log-level debug --metrics "127.0.0.1:$MPORT" &
 DAEMON=$!
 n=0
-until timeout 10 "$MEMVIRT" daemon status --socket "$S" >/dev/null 2>&1; do
+until timeout 60 "$MEMVIRT" daemon status --socket "$S" >/dev/null 2>&1; do
 	alive "$DAEMON" || mv_fail "the shared daemon exited: $(cat "$T/memvirtd.log" 2>/dev/null)"
 	n=$((n + 1))
 	[ "$n" -lt 600 ] || mv_fail "the shared daemon did not answer within 60 s"
@@ -83,9 +83,9 @@ grep -q "listening on $S (socket from systemd)" "$T/memvirtd.log" ||
 # stats_as WHO FILE: WHO's (root or user) memvirt stats --json, flattened into FILE.
 stats_as() {
 	if [ "$1" = root ]; then
-		timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err"
+		timeout 60 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err"
 	else
-		as_user timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err"
+		as_user timeout 60 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err"
 	fi || mv_fail "$1's memvirt stats failed: $(cat "$T/stats.err")"
 	"$MVSOCK" flat <"$T/stats.json" >"$2"
 }
@@ -130,7 +130,7 @@ stats_as root "$T/root1.flat"
 [ "$(jobs_in "$T/root1.flat")" = "e2e-root e2e-user " ] || mv_fail "root sees sessions '$(jobs_in "$T/root1.flat")'"
 as_user "$MEMVIRT" daemon status --json --socket "$S" >"$T/status.json" 2>&1 || mv_fail "the user's daemon status failed"
 "$MVSOCK" flat <"$T/status.json" | grep -qx 'sessions 1' || mv_fail "the user's status counts $(cat "$T/status.json")"
-timeout 10 "$MEMVIRT" daemon status --json --socket "$S" | "$MVSOCK" flat | grep -qx 'sessions 2' ||
+timeout 60 "$MEMVIRT" daemon status --json --socket "$S" | "$MVSOCK" flat | grep -qx 'sessions 2' ||
 	mv_fail "root's status does not count both sessions"
 echo "user $USER2 (uid $UID2) sees only its own session; root sees both"
 # Anyone may read /metrics: root's job keeps its name (the daemon's own user), the user's is its uid.
@@ -144,15 +144,15 @@ echo "/metrics names root's job and shows the user's as uid$UID2"
 
 # The user may not stop the daemon or make it reload.
 rc=0
-as_user timeout 20 "$MEMVIRT" daemon stop --socket "$S" >"$T/stop.out" 2>"$T/stop.err" || rc=$?
+as_user timeout 60 "$MEMVIRT" daemon stop --socket "$S" >"$T/stop.out" 2>"$T/stop.err" || rc=$?
 [ "$rc" -ne 0 ] && grep -q 'permission denied' "$T/stop.err" ||
 	mv_fail "the user's daemon stop: exit $rc, '$(cat "$T/stop.out" "$T/stop.err")'"
 rc=0
-as_user timeout 20 "$MEMVIRT" config reload --socket "$S" >"$T/reload.out" 2>"$T/reload.err" || rc=$?
+as_user timeout 60 "$MEMVIRT" config reload --socket "$S" >"$T/reload.out" 2>"$T/reload.err" || rc=$?
 [ "$rc" -eq 1 ] && grep -q 'permission denied' "$T/reload.err" ||
 	mv_fail "the user's config reload: exit $rc, '$(cat "$T/reload.out" "$T/reload.err")'"
 rc=0
-as_user timeout 20 "$MVSOCK" "$S" request '{"cmd": "stop"}' >"$T/req.out" 2>&1 || rc=$?
+as_user timeout 60 "$MVSOCK" "$S" request '{"cmd": "stop"}' >"$T/req.out" 2>&1 || rc=$?
 [ "$rc" -eq 1 ] && grep -q 'permission denied' "$T/req.out" || mv_fail "the user's stop request: exit $rc, '$(cat "$T/req.out")'"
 echo "the user's stop and reload are refused"
 alive "$DAEMON" || mv_fail "the daemon stopped at the user's request"
@@ -161,9 +161,9 @@ stats_as root "$T/root2.flat"
 grep -q closed "$T/root.out" "$T/user.out" && mv_fail "a session was closed"
 
 # Root may.
-timeout 10 "$MEMVIRT" config reload --socket "$S" >/dev/null || mv_fail "root's config reload failed"
+timeout 60 "$MEMVIRT" config reload --socket "$S" >/dev/null || mv_fail "root's config reload failed"
 exec 3>&- 4>&-
-timeout 30 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "root's daemon stop failed"
+timeout 60 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "root's daemon stop failed"
 alive "$DAEMON" && mv_fail "the daemon runs on after root's stop"
 DAEMON=
 [ -S "$S" ] || mv_fail "the daemon removed the socket it was handed"

@@ -49,7 +49,7 @@ US=$PUB/xdg/memvirt/memvirtd.sock
 "$MVSOCK" "$S" serve "$MEMVIRTD" --log-file "$T/memvirtd.log" --log-level info &
 DAEMON=$!
 n=0
-until timeout 10 "$MEMVIRT" daemon status --socket "$S" >/dev/null 2>&1; do
+until timeout 60 "$MEMVIRT" daemon status --socket "$S" >/dev/null 2>&1; do
 	alive "$DAEMON" || mv_fail "the system daemon exited: $(cat "$T/memvirtd.log" 2>/dev/null)"
 	n=$((n + 1))
 	[ "$n" -lt 600 ] || mv_fail "the system daemon did not answer within 60 s"
@@ -95,7 +95,7 @@ echo "root's job and the user's first on $S, the user's second on $US"
 
 # as_disc CMD...: the user's memvirt with the system socket at $S.
 as_disc() {
-	mv_as "$USER2" env XDG_RUNTIME_DIR="$PUB/xdg" MEMVIRT_SYSTEM_SOCKET="$S" timeout 30 "$MEMVIRT" "$@"
+	mv_as "$USER2" env XDG_RUNTIME_DIR="$PUB/xdg" MEMVIRT_SYSTEM_SOCKET="$S" timeout 60 "$MEMVIRT" "$@"
 }
 
 # The user's stats: both daemons, each under its socket, with the user's jobs only.
@@ -119,14 +119,14 @@ alive "$UDAEMON" || mv_fail "the user's daemon, pid '$UDAEMON', does not run"
 [ "$(stat -c %u "/proc/$UDAEMON")" = "$UID2" ] || mv_fail "the user's daemon does not run as uid $UID2"
 
 # Root's: the system daemon alone (root's own socket is its socket), with both jobs on it.
-MEMVIRT_SYSTEM_SOCKET=$S timeout 30 "$MEMVIRT" ps --json >"$T/rps.json" 2>"$T/rps.err" ||
+MEMVIRT_SYSTEM_SOCKET=$S timeout 60 "$MEMVIRT" ps --json >"$T/rps.json" 2>"$T/rps.err" ||
 	mv_fail "root's memvirt ps failed: $(cat "$T/rps.err")"
 "$MVSOCK" flat <"$T/rps.json" >"$T/rps.flat"
 grep -qx "daemons.0.socket $S" "$T/rps.flat" || mv_fail "root's memvirt ps: $(cat "$T/rps.json")"
 grep -q '^daemons\.1\.' "$T/rps.flat" && mv_fail "root's memvirt ps lists two daemons: $(cat "$T/rps.json")"
 [ "$(sed -n 's/^daemons\.0\.jobs\.[0-9]*\.job //p' "$T/rps.flat" | sort | tr '\n' ' ')" = "$JOB_R $JOB_U1 " ] ||
 	mv_fail "root's memvirt ps lists jobs: $(cat "$T/rps.json")"
-MEMVIRT_SYSTEM_SOCKET=$S timeout 30 "$MEMVIRT" stats >"$T/rstats.txt" || mv_fail "root's memvirt stats failed"
+MEMVIRT_SYSTEM_SOCKET=$S timeout 60 "$MEMVIRT" stats >"$T/rstats.txt" || mv_fail "root's memvirt stats failed"
 grep -q " $JOB_R " "$T/rstats.txt" && grep -q " $JOB_U1 " "$T/rstats.txt" ||
 	mv_fail "root's memvirt stats: $(cat "$T/rstats.txt")"
 echo "the user sees its two jobs on two daemons; root sees both jobs on the system daemon"

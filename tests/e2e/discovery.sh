@@ -11,7 +11,7 @@ MEMVIRTD=$MV_TOP_BUILDDIR/daemon/memvirtd
 
 for bad in -1 1.5 x 604801 ""; do
 	rc=0
-	timeout 10 "$MEMVIRTD" --idle-exit "$bad" --socket "$T/bad.sock" >/dev/null 2>"$T/bad.err" || rc=$?
+	timeout 60 "$MEMVIRTD" --idle-exit "$bad" --socket "$T/bad.sock" >/dev/null 2>"$T/bad.err" || rc=$?
 	[ "$rc" -eq 2 ] && grep -qF "memvirtd: --idle-exit '$bad' is not a number of seconds" "$T/bad.err" ||
 		mv_fail "memvirtd --idle-exit '$bad': exit $rc, '$(cat "$T/bad.err")'"
 done
@@ -61,17 +61,17 @@ until grep -q "linked to memvirtd at $US:" "$T/a.err" 2>/dev/null &&
 done
 
 # stats, with no option, shows both jobs, on one daemon.
-timeout 30 "$MEMVIRT" stats >"$T/stats.txt" 2>"$T/stats.err" || mv_fail "memvirt stats failed: $(cat "$T/stats.err")"
+timeout 60 "$MEMVIRT" stats >"$T/stats.txt" 2>"$T/stats.err" || mv_fail "memvirt stats failed: $(cat "$T/stats.err")"
 grep -q "^ *[0-9]*  $JOB_A " "$T/stats.txt" && grep -q "^ *[0-9]*  $JOB_B " "$T/stats.txt" ||
 	mv_fail "memvirt stats does not show both jobs: $(cat "$T/stats.txt")"
 grep -q "^memvirtd on " "$T/stats.txt" && mv_fail "memvirt stats shows two daemons: $(cat "$T/stats.txt")"
-timeout 30 "$MEMVIRT" stats --json >"$T/stats.json" || mv_fail "memvirt stats --json failed"
+timeout 60 "$MEMVIRT" stats --json >"$T/stats.json" || mv_fail "memvirt stats --json failed"
 "$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat"
 [ "$(sed -n 's/^sessions\.[0-9]*\.job //p' "$T/stats.flat" | sort | tr '\n' ' ')" = "$JOB_A $JOB_B " ] ||
 	mv_fail "memvirt stats --json has sessions: $(cat "$T/stats.json")"
 
 # ps: one daemon, on the user's socket, this user's, with both jobs on it.
-timeout 30 "$MEMVIRT" ps --json >"$T/ps.json" 2>"$T/ps.err" || mv_fail "memvirt ps --json failed: $(cat "$T/ps.err")"
+timeout 60 "$MEMVIRT" ps --json >"$T/ps.json" 2>"$T/ps.err" || mv_fail "memvirt ps --json failed: $(cat "$T/ps.err")"
 "$MVSOCK" flat <"$T/ps.json" >"$T/ps.flat"
 grep -qx "daemons.0.socket $US" "$T/ps.flat" || mv_fail "memvirt ps found no daemon on $US: $(cat "$T/ps.json")"
 grep -q '^daemons\.1\.' "$T/ps.flat" && mv_fail "memvirt ps found two daemons: $(cat "$T/ps.json")"
@@ -85,7 +85,7 @@ DAEMON=$(sed -n 's/^daemons\.0\.pid //p' "$T/ps.flat")
 alive "$DAEMON" || mv_fail "memvirt ps names daemon pid '$DAEMON', which does not run"
 tr '\0' ' ' <"/proc/$DAEMON/cmdline" | grep -q -- "--socket $US --idle-exit 3 " ||
 	mv_fail "the daemon runs as '$(tr '\0' ' ' <"/proc/$DAEMON/cmdline")'"
-timeout 30 "$MEMVIRT" ps >"$T/ps.txt" || mv_fail "memvirt ps failed"
+timeout 60 "$MEMVIRT" ps >"$T/ps.txt" || mv_fail "memvirt ps failed"
 grep -q "^memvirtd pid $DAEMON, user .*, on $US: 2 jobs$" "$T/ps.txt" &&
 	grep -q " $JOB_A " "$T/ps.txt" && grep -q " $JOB_B " "$T/ps.txt" ||
 	mv_fail "memvirt ps printed: $(cat "$T/ps.txt")"
@@ -119,7 +119,7 @@ echo "the daemon stopped once idle, leaving nothing on $US"
 
 # A system daemon that answers is the one a job gets, and no daemon is started for the user.
 MEMVIRT_SYSTEM_SOCKET=$T/sys2/memvirtd.sock
-timeout 30 "$MEMVIRT" daemon start --socket "$MEMVIRT_SYSTEM_SOCKET" --log-file "$T/sys2.log" >"$T/sys2.out" ||
+timeout 60 "$MEMVIRT" daemon start --socket "$MEMVIRT_SYSTEM_SOCKET" --log-file "$T/sys2.log" >"$T/sys2.out" ||
 	mv_fail "memvirt daemon start --socket $MEMVIRT_SYSTEM_SOCKET failed"
 DAEMON=$(sed -n 's/^memvirtd started (pid \([0-9]*\)).*/\1/p' "$T/sys2.out")
 rc=0
@@ -128,7 +128,7 @@ timeout 60 "$MEMVIRT" run -- sh -c 'echo "$MEMVIRT_SOCKET"' >"$T/sys2.run" 2>"$T
 [ "$(cat "$T/sys2.run")" = "$MEMVIRT_SYSTEM_SOCKET" ] ||
 	mv_fail "the job's MEMVIRT_SOCKET is '$(cat "$T/sys2.run")', not the system daemon's $MEMVIRT_SYSTEM_SOCKET"
 [ "$(id -u)" -eq 0 ] || [ ! -e "$US" ] || mv_fail "memvirt run started the user's daemon beside the system one"
-timeout 30 "$MEMVIRT" daemon stop --socket "$MEMVIRT_SYSTEM_SOCKET" >/dev/null || mv_fail "memvirt daemon stop failed"
+timeout 60 "$MEMVIRT" daemon stop --socket "$MEMVIRT_SYSTEM_SOCKET" >/dev/null || mv_fail "memvirt daemon stop failed"
 DAEMON=
 echo "with a system daemon answering, the job linked to it"
 exit 0

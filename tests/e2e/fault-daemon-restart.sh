@@ -75,7 +75,7 @@ while running; do
 	DAEMON=
 	loops=$((loops + 1))
 	[ -e "$T/go" ] || ! enough || touch "$T/go"
-	[ "$loops" -lt 300 ] || mv_fail "the jobs still ran after $loops restarts"
+	[ "$loops" -lt 600 ] || mv_fail "the jobs still ran after $loops restarts"
 	running || break
 	sleep 0.1
 	before=$(links)

@@ -163,6 +163,6 @@ if [ -n "${MV_SANITIZER:-}" ]; then
 else
 	[ "$hwm" -le "$RSS_MAX_KIB" ] || mv_fail "the daemon's peak resident memory is $hwm KiB, above $RSS_MAX_KIB KiB"
 fi
-timeout 30 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "memvirt daemon stop failed"
+timeout 60 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "memvirt daemon stop failed"
 DAEMON=
 exit 0

@@ -161,6 +161,6 @@ for j in b c; do
 done
 
 alive "$DAEMON" || mv_fail "the daemon died"
-timeout 30 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "memvirt daemon stop failed"
+timeout 60 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "memvirt daemon stop failed"
 DAEMON=
 exit 0

@@ -32,7 +32,7 @@ done
 n=0
 most=0
 while :; do
-	if timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>/dev/null; then
+	if timeout 60 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>/dev/null; then
 		"$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat"
 		k=$(grep -c "^sessions\.[0-9]*\.job e2e-many-[0-9]*-$$\$" "$T/stats.flat" || :)
 		[ "$k" -gt "$most" ] && most=$k
@@ -70,6 +70,6 @@ done
 echo "all $N jobs ended with checksum $sum and paged"
 
 alive "$DAEMON" || mv_fail "the daemon died"
-timeout 30 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "memvirt daemon stop failed"
+timeout 60 "$MEMVIRT" daemon stop --socket "$S" >/dev/null || mv_fail "memvirt daemon stop failed"
 DAEMON=
 exit 0

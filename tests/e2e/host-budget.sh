@@ -38,7 +38,7 @@ pool() {
 # second step, the heavy job run to its end. Leaves the heavy job's exit status in MV_RC.
 round() {
 	printf '{ "host": { "limit": "%s" } }\n' "$1" >"$T/memvirt.json"
-	timeout 10 "$MEMVIRT" config check "$T/memvirt.json" >"$T/check.out" 2>&1 ||
+	timeout 60 "$MEMVIRT" config check "$T/memvirt.json" >"$T/check.out" 2>&1 ||
 		mv_fail "config check refused host.limit $1: $(cat "$T/check.out")"
 	start_daemon --config "$T/memvirt.json"
 	rm -f "$T/go"
@@ -52,9 +52,9 @@ round() {
 # Room: 4 MiB, twice the first share of each.
 round 4MiB
 dl_wait_log heavy "$heavy" "holding before step 3"
-timeout 30 "$MEMVIRT" ps --socket "$S" --json >"$T/ps.json" 2>"$T/ps.err" || mv_fail "memvirt ps failed: $(cat "$T/ps.err")"
+timeout 60 "$MEMVIRT" ps --socket "$S" --json >"$T/ps.json" 2>"$T/ps.err" || mv_fail "memvirt ps failed: $(cat "$T/ps.err")"
 "$MVSOCK" flat <"$T/ps.json" >"$T/ps.flat"
-timeout 30 "$MEMVIRT" stats --socket "$S" --json >"$T/stats.json" || mv_fail "memvirt stats failed"
+timeout 60 "$MEMVIRT" stats --socket "$S" --json >"$T/stats.json" || mv_fail "memvirt stats failed"
 "$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat"
 touch "$T/go-heavy"
 wait_job "$heavy" 120
@@ -75,11 +75,11 @@ esac
 touch "$T/go"
 wait_job "$light" 120
 mv_expect_ok light "$STEPS"
-timeout 30 "$MEMVIRT" daemon stop --socket "$S" >/dev/null 2>&1 || mv_fail "memvirt daemon stop failed"
+timeout 60 "$MEMVIRT" daemon stop --socket "$S" >/dev/null 2>&1 || mv_fail "memvirt daemon stop failed"
 n=0
 while alive "$DAEMON"; do
 	n=$((n + 1))
-	[ "$n" -lt 300 ] || mv_fail "memvirtd (pid $DAEMON) still ran 30 s after its stop"
+	[ "$n" -lt 600 ] || mv_fail "memvirtd (pid $DAEMON) still ran 60 s after its stop"
 	sleep 0.1
 done
 DAEMON=

@@ -99,7 +99,7 @@ for p in $ranks; do
 	n=0
 	while alive "$p"; do
 		n=$((n + 1))
-		[ "$n" -lt 300 ] || mv_fail_run killed "rank pid $p outlived the job by 30 s"
+		[ "$n" -lt 600 ] || mv_fail_run killed "rank pid $p outlived the job by 60 s"
 		sleep 0.1
 	done
 done
@@ -177,7 +177,7 @@ until [ "$(grep -c 'holding before step 3' "$T/ranks.err")" -eq 4 ]; do
 	[ "$n" -lt 1200 ] || mv_fail_run ranks "the four ranks did not hold within 120 s"
 	sleep 0.1
 done
-timeout 30 "$MEMVIRT" ps --socket "$S" --json >"$T/ps.json" 2>"$T/ps.err" || mv_fail "memvirt ps failed: $(cat "$T/ps.err")"
+timeout 60 "$MEMVIRT" ps --socket "$S" --json >"$T/ps.json" 2>"$T/ps.err" || mv_fail "memvirt ps failed: $(cat "$T/ps.err")"
 "$MVSOCK" flat <"$T/ps.json" >"$T/ps.flat"
 touch "$T/go"
 wait_job "$job" 120

@@ -127,7 +127,7 @@ echo "Prometheus: memvirt_page_outs_total $outs"
 # The daemon's word afterwards: counters only grow, so Prometheus's are no larger.
 query "memvirt_launches_total$sel" >"$T/q.launches"
 query "memvirt_page_outs_total$sel" >"$T/q.page_outs"
-timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" || mv_fail "memvirt stats --json failed"
+timeout 60 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" || mv_fail "memvirt stats --json failed"
 "$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat" || mv_fail "cannot read the stats"
 uuid=$(sess_field "$T/stats.flat" "$JOB" device)
 index=$(sess_field "$T/stats.flat" "$JOB" gpu_index)

@@ -79,7 +79,7 @@ env LD_PRELOAD="$MEMVIRT_LIB" MEMVIRT_BUDGET=$((peak / 3)) MEMVIRT_SLAB_THRESHOL
 	MEMVIRT_RECORD="$MV_TMP/killed.trace" "$MVTRAIN" $args --steps 100000 >"$MV_TMP/killed.out" 2>&1 &
 pid=$!
 i=0
-while [ "$(cat "$MV_TMP/killed.trace" 2>/dev/null | wc -c)" -lt 200000 ] && [ $i -lt 300 ]; do
+while [ "$(cat "$MV_TMP/killed.trace" 2>/dev/null | wc -c)" -lt 200000 ] && [ $i -lt 600 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done

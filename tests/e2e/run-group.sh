@@ -36,7 +36,7 @@ job_of_two() {
 sessions_of() {
 	n=0
 	while :; do
-		if timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err" &&
+		if timeout 60 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>"$T/stats.err" &&
 			"$MVSOCK" flat <"$T/stats.json" >"$T/$1.flat" &&
 			[ "$(sess_field "$T/$1.flat" "$1" grant | grep -c '^[1-9]')" -eq 2 ]; then
 			return 0
@@ -78,13 +78,13 @@ run-*) ;;
 *) mv_fail "shared: the processes' groups are '$groups', expected one run-... token" ;;
 esac
 [ "$ranks" = "0 1 " ] || mv_fail "shared: ranks '$ranks', expected 0 and 1"
-timeout 10 "$MEMVIRT" stats --socket "$S" >"$T/table.out" || mv_fail "memvirt stats failed"
+timeout 60 "$MEMVIRT" stats --socket "$S" >"$T/table.out" || mv_fail "memvirt stats failed"
 head -n 1 "$T/table.out" | grep -q ' RANK  GROUP ' || mv_fail "the stats table has no GROUP column: $(cat "$T/table.out")"
 [ "$(grep -c " $(echo "$groups" | cut -c 1-12) " "$T/table.out")" -eq 2 ] ||
 	mv_fail "the stats table does not show the group's short form twice: $(cat "$T/table.out")"
 finish shared
 for r in 0 1; do
-	timeout 30 "$MEMVIRT" trace info --json "$T/shared.$r.trace" >"$T/info$r.json" ||
+	timeout 60 "$MEMVIRT" trace info --json "$T/shared.$r.trace" >"$T/info$r.json" ||
 		mv_fail "trace info of rank $r's trace failed"
 	"$MVSOCK" flat <"$T/info$r.json" >"$T/info$r.flat"
 	grep -qx "rank $r" "$T/info$r.flat" || mv_fail "rank $r's trace names rank '$(grep '^rank ' "$T/info$r.flat")'"
@@ -105,7 +105,7 @@ echo "apart: budget $budget, grants $grants, group $groups"
 finish apart
 refusals=$(cat "$T/apart-r0.err" "$T/apart-r1.err" | grep -c "MEMVIRT_RECORD=$T/one.trace exists.*%p or %r")
 [ "$refusals" -eq 1 ] || mv_fail "$refusals processes refused to record to one.trace, expected 1"
-timeout 30 "$MEMVIRT" trace info --json "$T/one.trace" >"$T/one.json" || mv_fail "trace info of one.trace failed"
+timeout 60 "$MEMVIRT" trace info --json "$T/one.trace" >"$T/one.json" || mv_fail "trace info of one.trace failed"
 "$MVSOCK" flat <"$T/one.json" >"$T/one.flat"
 grep -qx "truncated false" "$T/one.flat" || mv_fail "one.trace is truncated"
 grep -q "^launches [1-9]" "$T/one.flat" || mv_fail "one.trace has no launches"
@@ -123,7 +123,7 @@ mv_expect_ok capped "$STEPS"
 	mv_fail_run capped "no one line about the trace's cap"
 size=$(wc -c <"$T/cap.trace")
 [ "$size" -le "$cap" ] || mv_fail "cap.trace has $size bytes, over the cap of $cap"
-timeout 30 "$MEMVIRT" trace info "$T/cap.trace" >"$T/cap.info" || mv_fail "trace info of cap.trace failed"
+timeout 60 "$MEMVIRT" trace info "$T/cap.trace" >"$T/cap.info" || mv_fail "trace info of cap.trace failed"
 grep -q "^cut         yes" "$T/cap.info" || mv_fail "trace info does not say cap.trace was cut: $(cat "$T/cap.info")"
 grep -q "^truncated   no" "$T/cap.info" || mv_fail "cap.trace does not end with its END record"
 echo "cap.trace: $size bytes, cut at the cap of $cap"

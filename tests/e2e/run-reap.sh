@@ -41,9 +41,9 @@ JOBS=
 touch "$T/go"
 # Its daemon ends with it (SIGTERM from the kernel); the directory stays.
 n=0
-while timeout 10 "$MEMVIRT" daemon status --socket "$sock" >/dev/null 2>&1; do
+while timeout 60 "$MEMVIRT" daemon status --socket "$sock" >/dev/null 2>&1; do
 	n=$((n + 1))
-	[ "$n" -lt 300 ] || mv_fail "the killed run's daemon still answers after 30 s"
+	[ "$n" -lt 600 ] || mv_fail "the killed run's daemon still answers after 60 s"
 	sleep 0.1
 done
 [ -d "$dir" ] || mv_fail "the killed run left no directory to reap"

@@ -200,7 +200,7 @@ seen=
 for _ in $(seq 600); do
 	alive "$SRUN" || break
 	job=$(squeue -h -o %i 2>/dev/null | head -n 1)
-	if [ -n "$job" ] && timeout 10 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>/dev/null &&
+	if [ -n "$job" ] && timeout 60 "$MEMVIRT" stats --json --socket "$S" >"$T/stats.json" 2>/dev/null &&
 		"$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat"; then
 		ranks=$(sess_field "$T/stats.flat" "slurm-$job.0" rank | sort | tr '\n' ' ')
 		budgets=$(sess_field "$T/stats.flat" "slurm-$job.0" budget | sort -u | tr '\n' ' ')

@@ -64,7 +64,7 @@ fake() {
 	until grep -q '^listening$' "$T/fake.out" 2>/dev/null; do
 		alive "$DAEMON" || mv_fail "the fake daemon ended: $(cat "$T/fake.out")"
 		n=$((n + 1))
-		[ "$n" -lt 300 ] || mv_fail "the fake daemon did not listen within 30 s"
+		[ "$n" -lt 600 ] || mv_fail "the fake daemon did not listen within 60 s"
 		sleep 0.1
 	done
 }
@@ -101,7 +101,7 @@ victim dir "the socket's directory $VDIR belongs to uid $AUID, not to this user 
 
 # ... the victim's memvirt stats refuses it and says why, before it sends a byte.
 rc=0
-as "$VUID" env -u XDG_RUNTIME_DIR -u MEMVIRT_SOCKET timeout 30 "$MEMVIRT" stats >"$T/stats.out" 2>"$T/stats.err" || rc=$?
+as "$VUID" env -u XDG_RUNTIME_DIR -u MEMVIRT_SOCKET timeout 60 "$MEMVIRT" stats >"$T/stats.out" 2>"$T/stats.err" || rc=$?
 echo "victim's memvirt stats -> exit $rc: $(cat "$T/stats.err")"
 [ "$rc" -ne 0 ] && grep -qF "memvirt stats: refusing the daemon on $VSOCK: the socket's directory $VDIR belongs to uid $AUID" "$T/stats.err" ||
 	mv_fail "the victim's memvirt stats: exit $rc, '$(cat "$T/stats.out" "$T/stats.err")'"
