@@ -288,8 +288,9 @@ static void arbiter_recompute(struct mvd_device *d)
 
 /* ---- the node's pinned host memory ---------------------------------------------------------- */
 
-/* The library's pool grows in chunks of this size (interpose/hostpool.c): a claim asks for two
- * more than the pool holds, and the node is divided again once a pool is within one of that. */
+/* The library's pool grows in chunks of at most this size (interpose/hostpool.c; under a node
+ * limit it doubles from 2 MiB up to it): a claim asks for two more than the pool holds, and the
+ * node is divided again once a pool is within one of that. */
 #define ARBITER_HOST_CHUNK (256ull << 20)
 
 /* The node's host limit as last divided (0: none), its memory, and the sessions' grants' sum. */

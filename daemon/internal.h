@@ -253,9 +253,9 @@ void mvd_arbiter_leave(struct mvd_session *s);
 void mvd_arbiter_settle(void);
 /* The node's pinned host memory (memvirt.json's host.limit) is divided like a device, by
  * mvd_arbiter_divide over every session: each claims at least its pool's bytes now (never taken
- * back) and at most its host_want, or two pool chunks more than it holds, or the pool size a
- * page-out waits for (host_need_bytes), whichever is more, so that the grants follow demand and no
- * process is refused while the node's total is below the limit. */
+ * back), and at most two pool chunks more than it holds or the pool size a page-out waits for
+ * (host_need_bytes), whichever is more, but never more than its host_want, so that the grants
+ * follow demand and no process is refused while the node's total is below the limit. */
 /* s's claim on the node's host limit, from its latest COUNTERS. */
 void mvd_arbiter_host_claim(const struct mvd_session *s, struct mvd_claim *c);
 /* After a COUNTERS snapshot of s (its pool held old_pool bytes and its need was old_need before):

@@ -41,11 +41,15 @@ static int pool_add_failed_logged;
 static uint64_t host_grant = MV_HOST_GRANT_NONE, grant_waited = MV_HOST_GRANT_NONE;
 /* Whether a page-out has waited for the link's first session's word, which happens once. */
 static int greet_waited;
-/* The pool size a page-out could not reach under the host grant, 0 for none: memvirtd reads it
- * (counter host_need_bytes) and claims that much of the node for this process. Without it, the
- * claim runs only a little ahead of the pool, and a buffer larger than that would wait for a grant
- * that never comes. */
+/* While page-outs wait for a larger grant: how many wait, and the largest pool size one of them
+ * needs (0 when none waits). memvirtd reads it (counter host_need_bytes) and claims that much of the
+ * node for this process. Without it, the claim runs only a little ahead of the pool, and a buffer
+ * larger than that would wait for a grant that never comes. */
+static unsigned need_waiters;
 static uint64_t need;
+/* The pool size a wait last asked for in vain: a page-out that needs as much does not wait again
+ * until a grant reaches it, so that grants that grow by less do not each cost a wait. */
+static uint64_t want_waited;
 
 /* What the pool may hold now: the lesser of MEMVIRT_HOST_LIMIT and the host grant. */
 static uint64_t pool_limit(void)
@@ -242,27 +246,6 @@ static void pool_full_log(void)
 	}
 }
 
-/* With pool_lock held: the pool is at its host grant. Tells memvirtd and waits a bounded time for
- * a larger grant, unless this grant was waited out before or this is the link thread, which is
- * the one that would receive it. Returns whether the grant changed. */
-static int grant_wait_locked(void)
-{
-	uint64_t was = host_grant;
-	struct timespec until;
-
-	if (!grant_limits() || was == grant_waited || !mv_link_is_up() || mv_link_is_self())
-		return 0;
-	mv_link_nudge();
-	mv_deadline_ms(&until, (long)mv_cfg.host_wait_ms);
-	while (host_grant == was)
-		if (pthread_cond_timedwait(&pool_cond, &pool_lock, &until) != 0)
-			break;
-	if (host_grant != was)
-		return 1;
-	grant_waited = was;
-	return 0;
-}
-
 /* With pool_lock held: says what the pool needs (0: nothing waits). */
 static void need_set(uint64_t bytes)
 {
@@ -273,11 +256,46 @@ static void need_set(uint64_t bytes)
 	need = bytes;
 }
 
+/* With pool_lock held: the pool is at its host grant, and would hold the page-out at `want` bytes
+ * (0: no grant would do, MEMVIRT_HOST_LIMIT stops it). Tells memvirtd what it needs and waits for
+ * a larger grant until *until, which the first wait of a page-out sets (*started), so that the
+ * grants that change meanwhile do not add up to more than MEMVIRT_HOST_WAIT. Waits not for a grant
+ * waited out before, nor for a need at least as large as one waited out in vain while the grant
+ * stays below that, nor on the link thread, which is the one that would receive it. Returns
+ * whether the grant changed. */
+static int grant_wait_locked(uint64_t want, struct timespec *until, int *started)
+{
+	uint64_t was = host_grant;
+
+	if (want == 0 || !grant_limits() || was == grant_waited || !mv_link_is_up() || mv_link_is_self() ||
+	    (want_waited != 0 && want >= want_waited && was < want_waited))
+		return 0;
+	if (!*started)
+		mv_deadline_ms(until, (long)mv_cfg.host_wait_ms);
+	*started = 1;
+	need_waiters++;
+	if (want > need)
+		need_set(want);
+	mv_link_nudge();
+	while (host_grant == was)
+		if (pthread_cond_timedwait(&pool_cond, &pool_lock, until) != 0)
+			break;
+	if (--need_waiters == 0)
+		need_set(0);
+	if (host_grant != was)
+		return 1;
+	grant_waited = was;
+	want_waited = want;
+	return 0;
+}
+
 struct mv_hostslot *mv_host_alloc(uint64_t span)
 {
 	struct mv_hostslot *s = NULL;
 	struct mv_hostchunk *c;
-	uint64_t size, limit;
+	uint64_t size, limit, want;
+	struct timespec until;
+	int started = 0;
 
 	pthread_mutex_lock(&pool_lock);
 again:
@@ -289,10 +307,10 @@ again:
 	if (pool_bytes + size > limit && pool_bytes < limit)
 		size = (limit - pool_bytes) / mv_dev()->granularity * mv_dev()->granularity;
 	if (s != NULL || size < span || pool_bytes + size > limit) {
-		if (s == NULL && grant_limits())
-			/* Stays said until the pool grows: a later grant may still bring it. */
-			need_set(pool_bytes + MV_MAX(chunk_next(), span));
-		if (s == NULL && grant_wait_locked())
+		/* The pool this page-out needs, where MEMVIRT_HOST_LIMIT would allow it. */
+		want = pool_bytes + span <= mv_cfg.host_limit ?
+			       MV_MIN(pool_bytes + MV_MAX(chunk_next(), span), mv_cfg.host_limit) : 0;
+		if (s == NULL && grant_wait_locked(want, &until, &started))
 			goto again;
 		if (s == NULL)
 			pool_full_log();
@@ -302,10 +320,8 @@ again:
 	if (greet_wait_locked())
 		goto again;
 	c = pool_add_relock(size);
-	if (c != NULL) {
+	if (c != NULL)
 		s = slot_in(c, span);
-		need_set(0);
-	}
 	pthread_mutex_unlock(&pool_lock);
 	return s;
 }
