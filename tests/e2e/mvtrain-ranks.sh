@@ -71,6 +71,12 @@ grep -qx "rank 1: device 0 of 1" "$MV_TMP/shared.out" || mv_fail_run shared "ran
 [ "$(mv_checksum shared)" = "$(mv_checksum resnet50-r2)" ] ||
 	mv_fail_run shared "checksum $(mv_checksum shared), on two devices $(mv_checksum resnet50-r2)"
 
+# A driver in model-only mode, with no --model-only asked: the ranks say no checksum, as one
+# process does, never one of zeros.
+SIMCUDA_MODEL_ONLY=1 mv_run modelonly --model resnet50 --batch 2 --scale 0.125 --steps 3 --ranks 2
+[ "$MV_RC" -eq 0 ] && [ "$(tail -n 1 "$MV_TMP/modelonly.out")" = "checksum skipped (model-only)" ] ||
+	mv_fail_run modelonly "a model-only driver: exit $MV_RC, last line '$(tail -n 1 "$MV_TMP/modelonly.out")'"
+
 for bad in 0 17 x; do
 	mv_run bad --model resnet50 --ranks "$bad"
 	[ "$MV_RC" -eq 2 ] && grep -q "invalid --ranks value '$bad'" "$MV_TMP/bad.err" ||

@@ -1072,7 +1072,7 @@ main(int argc, char **argv)
 	}
 	/* The ranks start before any driver call, as a launcher's processes do. */
 	if (o.ranks != 0) {
-		ranks = mvt_ranks_fork(o.ranks, o.steps, o.model_only);
+		ranks = mvt_ranks_fork(o.ranks, o.steps);
 		snprintf(mvt_tag, sizeof(mvt_tag), "rank %u: ", mvt_ranks_rank(ranks));
 	}
 	CK(cuInit, (0));
@@ -1156,7 +1156,7 @@ main(int argc, char **argv)
 			printf("%spaged out %" PRIu64 " and in %" PRIu64 " buffers\n", mvt_tag, outs, ins);
 	}
 	if (ranks != NULL && model_only)
-		mvt_ranks_result(ranks, times, dev.peak, 0);
+		mvt_ranks_result(ranks, times, dev.peak, 0, 1);
 
 	mvt_release(&dev, m);
 	CK(cuEventDestroy_v2, (ev_start));
@@ -1226,7 +1226,7 @@ main(int argc, char **argv)
 	}
 	printf("%schecksum OK %016" PRIx64 "\n", mvt_tag, dsum);
 	if (ranks != NULL)
-		mvt_ranks_result(ranks, times, dev.peak, dsum);
+		mvt_ranks_result(ranks, times, dev.peak, dsum, 0);
 	free(dsums);
 	free(hsums);
 	free(times);

@@ -152,12 +152,12 @@ double mvt_median(const float *times, unsigned n);
  * them away. mvt_ranks_allreduce replaces every gradient by the mean of all ranks'.
  * mvt_ranks_result hands the parent a rank's step times (unsorted), peak and checksum. */
 struct mvt_ranks;
-struct mvt_ranks *mvt_ranks_fork(unsigned count, unsigned steps, int model_only);
+struct mvt_ranks *mvt_ranks_fork(unsigned count, unsigned steps);
 unsigned mvt_ranks_rank(const struct mvt_ranks *k);
 void mvt_ranks_attach(struct mvt *t, struct mvt_ranks *k);
 void mvt_ranks_detach(struct mvt *t);
 void mvt_ranks_allreduce(struct mvt *t, const uint64_t *grads);
-void mvt_ranks_result(struct mvt_ranks *k, const float *times, uint64_t peak, uint64_t sum);
+void mvt_ranks_result(struct mvt_ranks *k, const float *times, uint64_t peak, uint64_t sum, int model_only);
 /* A rank's part, once it has handed over its result. */
 void mvt_ranks_free(struct mvt_ranks *k);
 
