@@ -316,6 +316,12 @@ static int run_parse(int argc, char **argv, struct run_opts *o)
 			return -1;
 		}
 	}
+	/* The job sees its one device as device 0: a list naming devices would name the wrong one. */
+	if (o->device != NULL && o->budget != NULL && strchr(o->budget, ':') != NULL) {
+		fprintf(stderr, "memvirt run: --budget '%s' names devices, but with --device the job sees "
+				"its one device as device 0: give --budget one budget\n", o->budget);
+		return -1;
+	}
 	if (o->device != NULL && run_check_device(o->device) < 0) {
 		fprintf(stderr, "memvirt run: --device '%s' is not a device number (0, 1, ...) or UUID "
 				"(GPU-...)\n", o->device);

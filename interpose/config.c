@@ -239,7 +239,7 @@ void mv_config_load(void)
 	if (v != NULL && strpbrk(v, ",:") != NULL) {
 		/* Per device: every entry checked here, the device's picked once it is known. */
 		const char *why = NULL;
-		char entry[64], want[160];
+		char entry[64], want[256];
 
 		if (mv_budget_pick(v, -1, UINT64_C(1) << 40, &x, &why, entry, sizeof(entry)) < 0) {
 			snprintf(want, sizeof(want), "a budget list such as 0:6GiB,1:40%% (entry '%s' has %s)", entry,

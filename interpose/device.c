@@ -89,7 +89,7 @@ static CUresult setup(void)
 
 		if (strpbrk(mv_cfg.budget_spec, ",:") != NULL) {
 			/* Per device: this one's entry, or the one for every device, or its memory. */
-			if (mv_budget_pick(mv_cfg.budget_spec, (long)dev, total, &b, &bad, entry, sizeof(entry)) == 0)
+			if (mv_budget_pick(mv_cfg.budget_spec, (long)dev, total, &b, &bad, entry, sizeof(entry)) <= 0)
 				b = total;
 		} else if (mv_parse_size_or_percent(mv_cfg.budget_spec, total, &b) != 0) {
 			b = 0;

@@ -177,7 +177,7 @@ int mv_budget_pick(const char *spec, long device, uint64_t whole, uint64_t *out,
 	long seen[64];
 	size_t nseen = 0;
 	int found = 0, any = 0;
-	uint64_t every = 0;
+	uint64_t every = 0, mine = 0;
 	const char *e = spec;
 
 	for (;;) {
@@ -204,14 +204,16 @@ int mv_budget_pick(const char *spec, long device, uint64_t whole, uint64_t *out,
 			every = b;
 		} else if (d == device) {
 			found = 1;
-			*out = b;
+			mine = b;
 		}
 		if (e[len] == '\0')
 			break;
 		e += len + 1;
 	}
-	if (found)
+	if (found) {
+		*out = mine;
 		return 1;
+	}
 	if (any) {
 		*out = every;
 		return 1;

@@ -53,7 +53,8 @@ static int check_policy(const char *v)
 	return -1;
 }
 
-/* A budget as MEMVIRT_BUDGET takes it: a size or a percentage of the device, and not nothing. */
+/* One budget, as MEMVIRT_BUDGET takes one: a size or a percentage of the device, and not nothing.
+ * (The option's commas separate its settings, so it takes no per-device list.) */
 static int check_budget(const char *v)
 {
 	uint64_t x;

@@ -114,6 +114,9 @@ done
 # Per device: the malformed entry is named with why.
 grep -q "entry 'x:1GiB' has a device that is not an ordinal" "$T/budget1:2GiB,x:1GiB.err" ||
 	mv_fail "the refusal of --budget 1:2GiB,x:1GiB does not name its entry: $(cat "$T/budget1:2GiB,x:1GiB.err")"
+expect 2 budgetdevice run --device 1 --budget 1:6GiB -- true
+grep -q "with --device the job sees its one device as device 0" "$T/budgetdevice.err" ||
+	mv_fail "--device 1 --budget 1:6GiB was not refused for the device numbering: $(cat "$T/budgetdevice.err")"
 expect 0 budgetlist run --budget 0:6GiB,40% -- sh -c 'echo "$MEMVIRT_BUDGET"'
 [ "$(cat "$T/budgetlist.out")" = "0:6GiB,40%" ] || mv_fail "--budget 0:6GiB,40% gave the job MEMVIRT_BUDGET=$(cat "$T/budgetlist.out")"
 expect 2 badpolicy run --policy nosuch -- true
