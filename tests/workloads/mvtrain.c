@@ -101,6 +101,18 @@ mvt_xmalloc(size_t n)
 	return p;
 }
 
+void *
+mvt_xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n != 0 ? n : 1, size != 0 ? size : 1);
+
+	if (p == NULL) {
+		fprintf(stderr, "mvtrain: out of host memory (%zu items of %zu bytes)\n", n, size);
+		exit(1);
+	}
+	return p;
+}
+
 /* ---- Memory ------------------------------------------------------------------------------------ */
 
 static void
@@ -180,7 +192,7 @@ struct mvt_graphs {
 	CUgraphExec *exec;
 };
 
-static void
+void
 mvt_grow(void **p, unsigned *cap, unsigned need, size_t size)
 {
 	if (need <= *cap)
@@ -291,12 +303,8 @@ mvt_graphs_plan(struct mvt *t)
 	g->store_addr = mvt_xmalloc(g->nstore * sizeof(*g->store_addr));
 	for (unsigned s = 0; s < g->nstore; s++)
 		g->store_addr[s] = mvt_alloc_raw(t, g->store_n[s]);
-	g->graph = calloc(g->pieces + 1, sizeof(*g->graph));
-	g->exec = calloc(g->pieces + 1, sizeof(*g->exec));
-	if (g->graph == NULL || g->exec == NULL) {
-		fprintf(stderr, "mvtrain: out of host memory\n");
-		exit(1);
-	}
+	g->graph = mvt_xcalloc(g->pieces + 1, sizeof(*g->graph));
+	g->exec = mvt_xcalloc(g->pieces + 1, sizeof(*g->exec));
 }
 
 static uint64_t
@@ -400,11 +408,7 @@ mvt_graphs_step(struct mvt *t, unsigned s)
 	struct mvt_graphs *g = t->graphs;
 
 	if (s == 0) {
-		g = t->graphs = calloc(1, sizeof(*g));
-		if (g == NULL) {
-			fprintf(stderr, "mvtrain: out of host memory\n");
-			exit(1);
-		}
+		g = t->graphs = mvt_xcalloc(1, sizeof(*g));
 		g->phase = MVT_RECORD;
 	} else if (s == 1) {
 		mvt_graphs_plan(t);
@@ -560,14 +564,7 @@ mvt_weight_new(struct mvt *t, uint64_t n, float scale)
 	struct mvt_weight *w;
 	void *args[4];
 
-	if (t->nw == t->capw) {
-		t->capw = t->capw != 0 ? 2 * t->capw : 64;
-		t->w = realloc(t->w, t->capw * sizeof(*t->w));
-		if (t->w == NULL) {
-			fprintf(stderr, "mvtrain: out of host memory\n");
-			exit(1);
-		}
-	}
+	mvt_grow((void **)&t->w, &t->capw, t->nw + 1, sizeof(*t->w));
 	w = &t->w[t->nw];
 	w->n = n;
 	w->addr = mvt_alloc_persistent(t, 4 * n);
@@ -606,11 +603,7 @@ mvt_input(struct mvt *t, unsigned step, unsigned which, uint64_t n)
 	/* The previous step's copy has completed: each step ends with a synchronisation. */
 	if (t->stage_n[which] < n) {
 		free(t->stage[which]);
-		t->stage[which] = calloc(n, 4);
-		if (t->stage[which] == NULL) {
-			fprintf(stderr, "mvtrain: out of host memory\n");
-			exit(1);
-		}
+		t->stage[which] = mvt_xcalloc(n, 4);
 		t->stage_n[which] = n;
 	}
 	/* Without backing bytes the contents do not matter; skipping them keeps full size fast. */

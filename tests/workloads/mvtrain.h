@@ -141,6 +141,11 @@ void mvt_sgd_step(struct mvt *t, const uint64_t *grads);
 
 /* Used by ranks.c. Any failed driver call exits 1, naming the call. */
 void mvt_check(CUresult r, const char *call);
+/* calloc that exits 1 when the host has no memory left. */
+void *mvt_xcalloc(size_t n, size_t size);
+/* Makes room for need elements of size bytes in *p, of *cap now (doubling, from 64); exits 1 when
+ * the host has no memory left. */
+void mvt_grow(void **p, unsigned *cap, unsigned need, size_t size);
 uint64_t mvt_alloc_persistent(struct mvt *t, uint64_t bytes);
 void mvt_free_persistent(struct mvt *t, uint64_t addr, uint64_t bytes);
 void mvt_print_peak(uint64_t bytes);

@@ -99,15 +99,11 @@ static void
 mvt_ranks_summary(struct mvt_ranks *k)
 {
 	struct mvt_ranks_shm *s = k->shm;
-	float *step_max = calloc(k->steps, sizeof(float));
+	float *step_max = mvt_xcalloc(k->steps, sizeof(float));
 	uint64_t peak = 0;
 	double median;
 	int model_only = 0;
 
-	if (step_max == NULL) {
-		fprintf(stderr, "mvtrain: out of host memory\n");
-		exit(1);
-	}
 	/* A data-parallel step ends when its slowest rank's does. */
 	for (unsigned st = 0; st < k->steps; st++) {
 		for (unsigned r = 0; r < k->count; r++)
@@ -153,15 +149,16 @@ mvt_ranks_fork(unsigned count, unsigned steps)
 	int reaped[MVT_MAX_RANKS] = { 0 }, fail = 0;
 	pthread_mutexattr_t ma;
 	pthread_condattr_t ca;
-	struct mvt_ranks *k = calloc(1, sizeof(*k));
+	struct mvt_ranks *k;
 	void *map;
 
 	if (count == 0 || count > MVT_MAX_RANKS) {
 		fprintf(stderr, "mvtrain: %u ranks, expected 1 to %d\n", count, MVT_MAX_RANKS);
 		exit(2);
 	}
+	k = mvt_xcalloc(1, sizeof(*k));
 	map = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (k == NULL || map == MAP_FAILED) {
+	if (map == MAP_FAILED) {
 		fprintf(stderr, "mvtrain: cannot map %zu bytes shared by the ranks: %s\n", bytes,
 		    strerror(errno));
 		exit(1);
@@ -364,14 +361,7 @@ mvt_ranks_allreduce(struct mvt *t, const uint64_t *grads)
 
 			if (n > k->bucket - fill)
 				n = k->bucket - fill;
-			if (k->npieces == k->cap) {
-				k->cap = k->cap != 0 ? 2 * k->cap : 64;
-				k->pieces = realloc(k->pieces, k->cap * sizeof(*k->pieces));
-				if (k->pieces == NULL) {
-					fprintf(stderr, "mvtrain: out of host memory\n");
-					exit(1);
-				}
-			}
+			mvt_grow((void **)&k->pieces, &k->cap, k->npieces + 1, sizeof(*k->pieces));
 			k->pieces[k->npieces++] = (struct mvt_piece){ i, off, fill, n };
 			off += n;
 			fill += n;
