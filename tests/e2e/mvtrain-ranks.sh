@@ -43,6 +43,18 @@ rk_expect() {
 	done
 }
 
+# rk_hold NAME PID STEP RANKS SECONDS: waits until RANKS ranks of job PID (output NAME) hold before
+# STEP, failing when the job ends first or after SECONDS.
+rk_hold() {
+	n=0
+	until [ "$(grep -c "holding before step $3" "$T/$1.err")" -eq "$4" ]; do
+		alive "$2" || mv_fail_run "$1" "the job ended before its $4 ranks held"
+		n=$((n + 1))
+		[ "$n" -lt $(($5 * 10)) ] || mv_fail_run "$1" "the $4 ranks did not hold within $5 s"
+		sleep 0.1
+	done
+}
+
 # rk_paged NAME RANK: the buffers the rank paged out, from its own line.
 rk_paged() {
 	sed -n "s/^rank $2: paged out \\([0-9]*\\) and in [0-9]* buffers\$/\\1/p" "$MV_TMP/$1.out"
@@ -87,13 +99,7 @@ done
 "$MVTRAIN" --model resnet50 --batch 2 --scale 0.125 --steps "$STEPS" --ranks 2 --hold-at 2 \
 	--hold-file "$T/never" >"$T/killed.out" 2>"$T/killed.err" &
 job=$!
-n=0
-until [ "$(grep -c 'holding before step 2' "$T/killed.err")" -eq 2 ]; do
-	alive "$job" || mv_fail_run killed "the job ended before both ranks held"
-	n=$((n + 1))
-	[ "$n" -lt 600 ] || mv_fail_run killed "both ranks did not hold within 60 s"
-	sleep 0.1
-done
+rk_hold killed "$job" 2 2 60
 ranks=$(pgrep -P "$job")
 [ "$(echo $ranks | wc -w)" -eq 2 ] || mv_fail_run killed "rank processes '$ranks' under pid $job, expected 2"
 kill -KILL "$(echo "$ranks" | tail -n 1)"
@@ -176,13 +182,7 @@ start_daemon --config "$T/memvirt.json"
 dl_job "$S" ranks "MEMVIRT_JOB=ranks MEMVIRT_HOST_WAIT=30000 MEMVIRT_DAEMON=on MEMVIRT_BUDGET=$((peak / 3))" \
 	--hold-at 3 --hold-file "$T/go"
 job=$last
-n=0
-until [ "$(grep -c 'holding before step 3' "$T/ranks.err")" -eq 4 ]; do
-	alive "$job" || mv_fail_run ranks "the job ended before its four ranks held"
-	n=$((n + 1))
-	[ "$n" -lt 1200 ] || mv_fail_run ranks "the four ranks did not hold within 120 s"
-	sleep 0.1
-done
+rk_hold ranks "$job" 3 4 120
 timeout 60 "$MEMVIRT" ps --socket "$S" --json >"$T/ps.json" 2>"$T/ps.err" || mv_fail "memvirt ps failed: $(cat "$T/ps.err")"
 "$MVSOCK" flat <"$T/ps.json" >"$T/ps.flat"
 touch "$T/go"
