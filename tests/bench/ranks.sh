@@ -58,16 +58,15 @@ printf '{ "host": { "limit": "%s" } }\n' "$limit" >"$tmp/memvirt.json"
 
 # job NAME MODE STEPS: the 8-rank job under the library, MODE "daemon" or "alone".
 job() {
-	if [ "$2" = daemon ]; then
-		env LD_PRELOAD="$MEMVIRT_LIB" MEMVIRT_BUDGET=$budget MEMVIRT_SOCKET="$sock" MEMVIRT_JOB=ranks \
-			MEMVIRT_HOST_WAIT=30000 MEMVIRT_LOG=info \
-			"$mvtrain" --model "$model" --batch "$batch" --model-only --steps "$3" --ranks $ranks \
-			>"$tmp/$1.out" 2>"$tmp/$1.err"
+	j_name=$1 j_mode=$2 j_steps=$3
+	if [ "$j_mode" = daemon ]; then
+		set -- MEMVIRT_SOCKET="$sock" MEMVIRT_JOB=ranks MEMVIRT_HOST_WAIT=30000
 	else
-		env LD_PRELOAD="$MEMVIRT_LIB" MEMVIRT_BUDGET=$budget MEMVIRT_DAEMON=off MEMVIRT_LOG=info \
-			"$mvtrain" --model "$model" --batch "$batch" --model-only --steps "$3" --ranks $ranks \
-			>"$tmp/$1.out" 2>"$tmp/$1.err"
+		set -- MEMVIRT_DAEMON=off
 	fi
+	env LD_PRELOAD="$MEMVIRT_LIB" MEMVIRT_BUDGET=$budget "$@" MEMVIRT_LOG=info \
+		"$mvtrain" --model "$model" --batch "$batch" --model-only --steps "$j_steps" --ranks $ranks \
+		>"$tmp/$j_name.out" 2>"$tmp/$j_name.err"
 }
 
 # daemon_job NAME STEPS: the job linked to a daemon of its own; leaves the daemon's CPU ns over it
