@@ -684,7 +684,8 @@ mvt_usage(FILE *f)
 	    "  --corrupt-byte OFF   flip byte OFF of the first weight before the checksum\n"
 	    "  --reshape-at STEP    from step STEP on, train with twice the batch (a job whose shape changes)\n"
 	    "  --hold-at STEP       before step STEP, wait until the file of --hold-file exists (at most\n"
-	    "                       600 s), so that a test can act while the job is linked and idle\n"
+	    "                       600 s), so that a test can act while the job is linked and idle;\n"
+	    "                       up to 4 times, the K-th from the second on waiting for FILE.K\n"
 	    "  --hold-file FILE     the file --hold-at waits for\n"
 	    "  --graphs[=MODE]      run the first step eagerly, then capture each layer's forward and each\n"
 	    "                       layer's backward into a graph of its own (MODE thread-local, the\n"
@@ -841,7 +842,11 @@ mvt_parse(int argc, char **argv, struct mvt_opts *o)
 			o->reshape_at = (unsigned)mvt_parse_uint("--reshape-at", optarg, 1, 100000);
 			break;
 		case O_HOLD_AT:
-			o->hold_at = (unsigned)mvt_parse_uint("--hold-at", optarg, 1, 100000);
+			if (o->nholds == MVT_MAX_HOLDS) {
+				fprintf(stderr, "mvtrain: --hold-at %s: at most %d holds\n", optarg, MVT_MAX_HOLDS);
+				exit(2);
+			}
+			o->hold_at[o->nholds++] = (unsigned)mvt_parse_uint("--hold-at", optarg, 1, 100000);
 			break;
 		case O_HOLD_FILE:
 			o->hold_file = optarg;
@@ -865,7 +870,7 @@ mvt_parse(int argc, char **argv, struct mvt_opts *o)
 		fprintf(stderr, "mvtrain: unexpected argument '%s'\n", argv[optind]);
 		exit(2);
 	}
-	if ((o->hold_at != 0) != (o->hold_file != NULL)) {
+	if ((o->nholds != 0) != (o->hold_file != NULL)) {
 		fprintf(stderr, "mvtrain: --hold-at and --hold-file go together\n");
 		exit(2);
 	}
@@ -877,18 +882,24 @@ mvt_parse(int argc, char **argv, struct mvt_opts *o)
 	}
 }
 
-/* Waits, with the device idle, until o->hold_file exists: the test that made the job hold acts
- * meanwhile (and says so by creating the file). A test that never does gives up after 600 s or
- * more, a bound generous enough for a loaded machine. */
+/* Waits, with the device idle, until o->hold_file exists (hold k from 0; from the second on, the
+ * file with ".K" after it, K = k + 1): the test that made the job hold acts meanwhile (and says so
+ * by creating the file). A test that never does gives up after 600 s or more, a bound generous
+ * enough for a loaded machine. */
 static void
-mvt_hold(const struct mvt_opts *o, unsigned step)
+mvt_hold(const struct mvt_opts *o, unsigned k, unsigned step)
 {
 	struct timespec pause = { 0, 10 * 1000 * 1000 };
+	char file[4096];
 
-	fprintf(stderr, "mvtrain: holding before step %u until %s exists\n", step, o->hold_file);
-	for (unsigned i = 0; access(o->hold_file, F_OK) != 0; i++) {
+	if (k == 0)
+		snprintf(file, sizeof(file), "%s", o->hold_file);
+	else
+		snprintf(file, sizeof(file), "%s.%u", o->hold_file, k + 1);
+	fprintf(stderr, "mvtrain: holding before step %u until %s exists\n", step, file);
+	for (unsigned i = 0; access(file, F_OK) != 0; i++) {
 		if (i == 60000) {
-			fprintf(stderr, "mvtrain: %s did not appear within 600 s\n", o->hold_file);
+			fprintf(stderr, "mvtrain: %s did not appear within 600 s\n", file);
 			exit(3);
 		}
 		nanosleep(&pause, NULL);
@@ -1117,8 +1128,9 @@ main(int argc, char **argv)
 	for (unsigned s = 0; s < o.steps; s++) {
 		if (o.reshape_at != 0 && s == o.reshape_at)
 			dev.batch *= 2;
-		if (o.hold_at != 0 && s == o.hold_at)
-			mvt_hold(&o, s);
+		for (unsigned k = 0; k < o.nholds; k++)
+			if (s == o.hold_at[k])
+				mvt_hold(&o, k, s);
 		if (o.graphs)
 			mvt_graphs_step(&dev, s);
 		CK(cuEventRecord, (ev_start, dev.stream));

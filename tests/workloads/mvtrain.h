@@ -55,7 +55,10 @@ struct mvt_opts {
 	const char *module;  /* cubin/fatbin file, or NULL for the simulated driver's built-in image */
 	int64_t corrupt;     /* byte of the first weight to flip before the checksum, or -1 */
 	unsigned reshape_at; /* from this step on the batch is doubled (0: never) */
-	unsigned hold_at;    /* before this step, wait until hold_file exists (0: never) */
+#define MVT_MAX_HOLDS 4
+	unsigned hold_at[MVT_MAX_HOLDS]; /* before these steps, wait until hold_file (the first), or
+					    hold_file.K (the K-th) exists */
+	unsigned nholds;
 	const char *hold_file;
 	int graphs;          /* after a warm-up step, replay each piece of the step as a CUDA graph */
 	CUstreamCaptureMode capture_mode;
