@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "daemon/conf.h"
+#include "policies/map.h"
 #include "policies/policy.h"
 #include "protocol/frame.h"
 #include "protocol/proto.h"
@@ -317,6 +318,17 @@ struct mvd_learn {
 	uint64_t plan_ns;          /* how long the last planning took */
 
 	int warned_long;           /* logged that its iteration is too long to plan */
+
+	/* While the library follows the plan quietly (MV_EV_QUIET to MV_EV_LOUD), the trace is left as
+	 * it was, and the buffers allocated meanwhile wait here, to be learnt when launches resume. */
+	int quiet;
+	uint64_t quiet_spells;     /* times the library went quiet */
+	struct mv_map qmap;        /* address -> index into qbufs */
+	struct mvd_qbuf {
+		uint64_t key, size, site;
+	} *qbufs;
+	uint32_t nq, capq;
+	int qlost;                 /* more were allocated than LEARN_LIVE_MAX: the live set is unknown */
 };
 
 struct mvd_learn *mvd_learn_new(uint64_t session, uint64_t device_total);

@@ -53,10 +53,133 @@ void mvd_learn_nomem(int rc)
 		mvd_fatal("out of memory learning an iteration");
 }
 
+/* ---- quiet spells ----
+ *
+ * While the library follows memvirtd's plan it sends no LAUNCH or REF (MV_EV_QUIET), and the trace
+ * holding the iteration that plan was made from stays as it is: a new grant is planned on it. The
+ * buffers allocated meanwhile are kept aside, at most LEARN_LIVE_MAX of them, and learnt as alive
+ * when launches resume (MV_EV_LOUD); a FREE of a buffer the trace knows goes to the trace at once.
+ * So a spell costs a map operation per ALLOC and FREE, however long it lasts. */
+
+static void quiet_drop(struct mvd_learn *l)
+{
+	mv_map_clear(&l->qmap);
+	free(l->qbufs);
+	l->qbufs = NULL;
+	l->nq = l->capq = 0;
+	l->qlost = 0;
+}
+
+static void quiet_alloc(struct mvd_learn *l, const struct mv_event *ev)
+{
+	uint32_t i;
+
+	if (ev->size == 0) {
+		mv_learner_ignore(l->learner, "an ALLOC of 0 bytes at 0x%" PRIx64, ev->addr);
+		return;
+	}
+	if (mv_map_get(&l->qmap, ev->addr, &i)) {
+		/* Its FREE was lost: this is the buffer there now. */
+		l->qbufs[i] = (struct mvd_qbuf){ev->addr, ev->size, ev->arg};
+		return;
+	}
+	if (l->qlost)
+		return;
+	if (l->nq >= LEARN_LIVE_MAX) {
+		l->qlost = 1;
+		return;
+	}
+	if (l->nq == l->capq) {
+		l->capq = l->capq == 0 ? 64 : l->capq * 2;
+		l->qbufs = mvd_xrealloc(l->qbufs, (size_t)l->capq * sizeof(*l->qbufs));
+	}
+	if (mv_map_set(&l->qmap, ev->addr, l->nq) != 0)
+		mvd_fatal("out of memory learning an iteration");
+	l->qbufs[l->nq++] = (struct mvd_qbuf){ev->addr, ev->size, ev->arg};
+}
+
+static void quiet_free(struct mvd_learn *l, const struct mv_event *ev)
+{
+	uint32_t i;
+
+	if (!mv_map_get(&l->qmap, ev->addr, &i)) {
+		/* One the trace knows (or none: the learner ignores it, as outside a spell). */
+		mvd_learn_nomem(mv_learner_freed(l->learner, ev->addr, ev->time_ns));
+		return;
+	}
+	mv_map_del(&l->qmap, ev->addr);
+	if (i != --l->nq) {
+		l->qbufs[i] = l->qbufs[l->nq];
+		if (mv_map_set(&l->qmap, l->qbufs[i].key, i) != 0)
+			mvd_fatal("out of memory learning an iteration");
+	}
+}
+
+static void quiet_begin(struct mvd_learn *l, const struct mv_event *ev)
+{
+	if (l->quiet)
+		return;
+	l->quiet = 1;
+	l->quiet_spells++;
+	mvd_debug("session %llu: the job follows the plan (%llu iterations so far); its launches pause",
+		  (unsigned long long)l->session, (unsigned long long)ev->arg);
+}
+
+static void quiet_end(struct mvd_learn *l, uint64_t time_ns)
+{
+	if (!l->quiet)
+		return;
+	l->quiet = 0;
+	/* The launches between no longer line up with the trace: learning starts over from the buffers
+	 * alive now. */
+	if (l->qlost) {
+		mvd_learn_nomem(mv_learner_forget(l->learner, "the job left its plan, after more buffers "
+					      "were allocated than are learnt"));
+	} else {
+		mvd_learn_nomem(mv_learner_restart(l->learner, "the job left its plan"));
+		for (uint32_t i = 0; i < l->nq; i++)
+			mvd_learn_nomem(mv_learner_alloc(l->learner, l->qbufs[i].key, l->qbufs[i].size,
+							 l->qbufs[i].site, 0, time_ns));
+	}
+	mvd_debug("session %llu: the job left its plan; its launches resume", (unsigned long long)l->session);
+	quiet_drop(l);
+}
+
+/* An event of a quiet spell. */
+static void quiet_event(struct mvd_learn *l, const struct mv_event *ev)
+{
+	switch (ev->kind) {
+	case MV_EV_ALLOC:
+		quiet_alloc(l, ev);
+		break;
+	case MV_EV_FREE:
+		quiet_free(l, ev);
+		break;
+	case MV_EV_LOUD:
+		quiet_end(l, ev->time_ns);
+		break;
+	case MV_EV_LAUNCH:
+	case MV_EV_REF:
+	case MV_EV_MARK:
+	case MV_EV_PAGE_OUT:
+	case MV_EV_PAGE_IN:
+	case MV_EV_QUIET:
+		/* A launch that raced with the spell's start, or what the trace does not keep. */
+		break;
+	default:
+		mv_learner_ignore(l->learner, "an event of unknown kind %u", ev->kind);
+		break;
+	}
+}
+
 void mvd_learn_event(struct mvd_learn *l, const struct mv_event *ev)
 {
 	struct mv_learner *lr = l->learner;
 
+	if (l->quiet) {
+		quiet_event(l, ev);
+		return;
+	}
 	switch (ev->kind) {
 	case MV_EV_REF:
 		mvd_learn_nomem(mv_learner_ref(lr, ev->addr));
@@ -78,6 +201,14 @@ void mvd_learn_event(struct mvd_learn *l, const struct mv_event *ev)
 		/* The library's own moves do not change the iteration. */
 		mv_learner_skip(lr, ev->time_ns);
 		break;
+	case MV_EV_QUIET:
+		mv_learner_skip(lr, ev->time_ns);
+		quiet_begin(l, ev);
+		break;
+	case MV_EV_LOUD:
+		/* Its QUIET was lost with a gap, which restarted learning already. */
+		mv_learner_skip(lr, ev->time_ns);
+		break;
 	default:
 		mv_learner_skip(lr, ev->time_ns);
 		mv_learner_ignore(lr, "an event of unknown kind %u", ev->kind);
@@ -91,6 +222,12 @@ void mvd_learn_gap(struct mvd_learn *l, uint32_t dropped)
 
 	if (dropped == 0)
 		return;
+	/* The lost events may have ended the spell: learning resumes as if they had (a library still
+	 * quiet sends no launches to learn meanwhile). */
+	if (l->quiet) {
+		quiet_end(l, 0);
+		return;
+	}
 	/* A gap breaks the sequence: whatever was learnt no longer lines up with the library's
 	 * launches. The live buffers are kept, so that learning resumes with the next iteration. */
 	snprintf(why, sizeof(why), "%u events were lost", dropped);
@@ -115,12 +252,14 @@ void mvd_learn_free(struct mvd_learn *l)
 	if (l == NULL)
 		return;
 	mv_learner_free(l->learner);
+	quiet_drop(l);
 	free(l);
 }
 
 size_t mvd_learn_memory(const struct mvd_learn *l)
 {
-	return sizeof(*l) + mv_learner_memory(l->learner);
+	return sizeof(*l) + mv_learner_memory(l->learner) + mv_map_memory(&l->qmap) +
+	       (size_t)l->capq * sizeof(*l->qbufs);
 }
 
 const struct mv_trace *mvd_learn_trace(const struct mvd_learn *l)
@@ -142,5 +281,7 @@ void mvd_learn_json(const struct mvd_learn *l, json_t *o)
 	json_object_set_new(o, "plan_time_us", json_integer((json_int_t)(l->plan_ns / 1000)));
 	json_object_set_new(o, "learn_resets", json_integer((json_int_t)st->resets));
 	json_object_set_new(o, "learn_ignored", json_integer((json_int_t)st->ignored));
+	json_object_set_new(o, "following_quietly", json_boolean(l->quiet));
+	json_object_set_new(o, "quiet_spells", json_integer((json_int_t)l->quiet_spells));
 }
 

@@ -22,6 +22,9 @@
 
 #define MV_RESYNC 4 /* consecutive launches matching the iteration's first ones to follow it again */
 #define MV_EXEC_DEFAULT_BPS 12e9 /* copy bandwidth assumed when the plan's maker gave none */
+/* Iterations of memvirtd's plan followed before its launches stop going to memvirtd: enough for it
+ * to find the iteration again in what it learnt since the job last left it. */
+#define MV_QUIET_AFTER 3
 
 /* One move due after a launch. */
 struct xop {
@@ -80,6 +83,10 @@ static uint32_t matched;          /* launches matching the iteration's start, wh
  * iteration of them is the wait for its start, not a departure from it. */
 static uint32_t awaiting;
 static int synced;                /* followed since installed */
+/* memvirtd's plan is followed, and its launches are not sent (MV_EV_QUIET to MV_EV_LOUD): the
+ * daemon has the iteration, and each launch it would be sent only tells it the same again. */
+static int quiet;
+static uint32_t wraps;            /* iterations ended since following began */
 /* Read by the planner without the lock. */
 static _Atomic uint64_t iterations_done;
 static _Atomic uint64_t diverged_launches;
@@ -255,6 +262,16 @@ static int xplan_ops(struct xplan *x, const uint32_t *at, const uint32_t *ibuf, 
 	return 0;
 }
 
+/* Launches go to memvirtd again, after a quiet spell; why is for the log. Called with mv_lock held. */
+static void go_loud(const char *why)
+{
+	if (!quiet)
+		return;
+	quiet = 0;
+	mv_link_event(MV_EV_LOUD, 0, 0, 0, 0);
+	mv_log(MV_LOG_DEBUG, "plan: %s; launches go to memvirtd again", why);
+}
+
 /* Swaps in x (NULL: none). Keeps the cursor and bindings when x is the same iteration. Returns
  * whether x went in; when it did not, x is freed. */
 static int install(struct xplan *x)
@@ -282,6 +299,8 @@ static int install(struct xplan *x)
 	ob = bound;
 	same = old != NULL && x != NULL && old->fingerprint == x->fingerprint && old->nlaunch == x->nlaunch &&
 	       old->nbufs == x->nbufs && old->sig == x->sig;
+	if (x == NULL || !x->daemon || !same)
+		go_loud(x == NULL ? "the plan was withdrawn" : "another plan came in");
 	if (same) {
 		memcpy(nb, ob, x->nbufs * sizeof(*nb));
 	} else {
@@ -533,6 +552,9 @@ int mv_exec_from_daemon(const uint8_t *payload, size_t len)
 		if (atomic_exchange(&daemon_active, 0))
 			mv_log(MV_LOG_DEBUG, "plan: %s; back to the local one",
 			       payload == NULL ? "memvirtd's plan withdrawn" : "memvirtd withdrew its plan");
+		mv_lock();
+		go_loud("memvirtd's plan is no longer in force");
+		mv_unlock();
 		goto out;
 	}
 	r = daemon_install(payload, &head);
@@ -570,6 +592,10 @@ void mv_exec_fork_parent(void)
 /* The child's link starts a session of its own: the plan kept from the parent's is not for it. */
 void mv_exec_forked(void)
 {
+	/* Nor is the parent's memvirtd plan: the child's session has learnt nothing, so it must hear
+	 * the child's launches. */
+	quiet = 0;
+	atomic_store(&daemon_active, 0);
 	kept_set(NULL, 0);
 	pthread_mutex_unlock(&daemon_lock);
 }
@@ -622,6 +648,7 @@ void mv_exec_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 			bind_at(matched - 1, named, n);
 		if (matched >= MV_MIN(MV_RESYNC, cur->nlaunch)) {
 			following = 1;
+			wraps = 0;
 			follow_clock = mv_clock_now();
 			synced = 1;
 			cursor = matched % cur->nlaunch;
@@ -638,6 +665,7 @@ void mv_exec_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 		matched = matches(0, fn, named, n) ? 1 : 0;
 		if (matched > 0)
 			bind_at(0, named, n);
+		go_loud("the job left the plan's iteration");
 		mv_count_add(MV_COUNTER_divergences, 1);
 		atomic_fetch_add_explicit(&diverged_launches, 1, memory_order_relaxed);
 		mv_log(MV_LOG_DEBUG, "plan: launch %u of the iteration expected function %u and its buffers, got "
@@ -660,9 +688,18 @@ void mv_exec_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 		out->n++;
 	}
 	if (++cursor == cur->nlaunch) {
+		uint64_t done = atomic_fetch_add_explicit(&iterations_done, 1, memory_order_relaxed) + 1;
+
 		cursor = 0;
-		atomic_fetch_add_explicit(&iterations_done, 1, memory_order_relaxed);
+		if (++wraps >= MV_QUIET_AFTER && cur->daemon && !quiet && atomic_load(&daemon_active) &&
+		    mv_link_is_up()) {
+			quiet = 1;
+			mv_link_push(MV_EV_QUIET, 0, 0, 0, done);
+			mv_log(MV_LOG_DEBUG, "plan: memvirtd's plan followed for %u iterations; its launches "
+			       "are no longer sent to it", wraps);
+		}
 	}
+	out->quiet = quiet;
 }
 
 /* ---- victims by next use ----

@@ -704,6 +704,7 @@ void mv_learn_page(uint32_t id, int in, uint64_t bytes, uint64_t dur_ns, int wai
 #define MV_EXEC_STEP_OPS 16
 struct mv_exec_step {
 	int n;
+	int quiet;      /* the launch follows memvirtd's plan quietly: no events for it */
 	struct mv_buf *buf[MV_EXEC_STEP_OPS];
 	uint8_t in[MV_EXEC_STEP_OPS];
 };

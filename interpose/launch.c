@@ -248,6 +248,7 @@ void mv_busy_wait_end(void)
 /* The learner's and the executor's part of a submission: what mv_submit saw, for after it. */
 struct learn_ctx {
 	unsigned flags;
+	int quiet; /* memvirtd's plan is followed quietly: no events for this launch */
 	uint32_t fn;
 	uint32_t tslot;
 	int marker;
@@ -285,7 +286,9 @@ static void after_submit(struct learn_ctx *l, uint32_t stream_ix, struct mv_buf 
 		if (l->flags & MV_LEARN_ON)
 			mv_learn_launch(l->fn, stream_ix, named, n, l->tslot);
 	}
-	if (mv_link_is_up())
+	if (l->quiet)
+		mv_count_add(MV_COUNTER_launches_quiet, 1);
+	else if (mv_link_is_up())
 		mv_link_launch(stream_ix, l->flags != 0 ? l->fn : 0, named, n);
 }
 
@@ -329,7 +332,9 @@ static inline void submission_start(struct submission *sub, CUstream h, int per_
 	sub->ticket = 0;
 	if (sub->l.flags != 0)
 		learn_before(&sub->l, fkey, sub->handle, sub->capturing);
+	sub->l.quiet = 0;
 	sub->step.n = 0;
+	sub->step.quiet = 0;
 }
 
 /* Pointers uploaded into the n buffers named so far name their buffers too (one level). Returns
@@ -382,8 +387,10 @@ static inline void collect_named(struct submission *sub, const uint64_t *words, 
 	sub->n = collect_refs(sub, epoch, n);
 	if (sub->n > 0)
 		record_uses(sub);
-	if (sub->l.flags & MV_LEARN_PLAN)
+	if (sub->l.flags & MV_LEARN_PLAN) {
 		mv_exec_on_launch(sub->l.fn, sub->named, sub->n, &sub->step);
+		sub->l.quiet = sub->step.quiet;
+	}
 	mv_unlock();
 }
 
@@ -534,12 +541,14 @@ CUresult mv_submit_pinned(const uint64_t *words, size_t nwords, CUresult (*submi
 	struct submission sub;
 
 	sub.l.flags = 0;
+	sub.l.quiet = 0;
 	sub.handle = CU_STREAM_LEGACY;
 	sub.capturing = 1;
 	sub.s = NULL;
 	sub.stream_ix = 0;
 	sub.ticket = 0;
 	sub.step.n = 0;
+	sub.step.quiet = 0;
 	CUresult r;
 
 	collect_named(&sub, words, nwords);

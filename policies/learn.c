@@ -259,6 +259,12 @@ int mv_learner_restart(struct mv_learner *l, const char *why)
 	return rc;
 }
 
+int mv_learner_forget(struct mv_learner *l, const char *why)
+{
+	l->pending = 0;
+	return learn_clear(l, why);
+}
+
 void mv_learner_iteration(struct mv_learner *l, uint32_t first_op)
 {
 	l->iter_valid = 1;

@@ -77,6 +77,9 @@ void mv_learner_ignore(struct mv_learner *l, const char *fmt, ...) __attribute__
  * iteration), keeping the function numbers; why is for the note. A launch whose REFs were due is
  * forgotten, and its REFs are ignored. */
 int mv_learner_restart(struct mv_learner *l, const char *why);
+/* Forgets everything learnt, the live buffers included (what is alive is no longer known); why is
+ * for the note. Function numbers start over too. */
+int mv_learner_forget(struct mv_learner *l, const char *why);
 /* The iteration found last in the trace begins at op first_op: a trace that is full restarts from
  * there, so that the iteration is found again one iteration later. Forgotten at any restart. */
 void mv_learner_iteration(struct mv_learner *l, uint32_t first_op);

@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define MV_PROTO_MAGIC 0x5650564du /* "MVPV" as bytes on the wire */
-#define MV_PROTO_VERSION 7
+#define MV_PROTO_VERSION 8
 #define MV_FRAME_HEADER 16
 #define MV_FRAME_MAX (1u << 20) /* largest payload accepted */
 
@@ -98,6 +98,10 @@ enum mv_event_kind {
 	/* 6 is retired (SYNC, which no library sent): never reuse it. */
 	MV_EV_REF = 7,      /* addr: a buffer the LAUNCH just before names, in the order scanned */
 	MV_EV_MARK = 8,     /* an explicit iteration boundary */
+	/* The library follows memvirtd's plan (arg: iterations followed so far): no LAUNCH or REF
+	 * follows until LOUD. ALLOC, FREE and PAGE events still do. */
+	MV_EV_QUIET = 9,
+	MV_EV_LOUD = 10,    /* the job left the plan's iteration: LAUNCH and REF events resume */
 };
 /* ALLOC carries the allocation's call-site hash in arg; LAUNCH carries the function in addr and
  * the number of REF events that follow it in arg. */

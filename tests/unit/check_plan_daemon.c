@@ -496,6 +496,106 @@ START_TEST(dropped_events_restart_learning)
 }
 END_TEST
 
+static int stat_bool(const struct mvd_learn *l, const char *key)
+{
+	json_t *o = learn_stats(l);
+	int v;
+
+	ck_assert_msg(json_is_boolean(json_object_get(o, key)), "no boolean %s in the stats", key);
+	v = json_is_true(json_object_get(o, key));
+	json_decref(o);
+	return v;
+}
+
+/* A quiet spell (the library follows the plan and sends no launches): the trace is kept as the
+ * plan saw it, so a new grant is planned on it; what is allocated meanwhile is learnt as alive when
+ * launches resume, and a FREE of a buffer the trace knows is learnt at once. */
+START_TEST(quiet_spell_keeps_the_iteration)
+{
+	struct mvd_learn *l = mvd_learn_new(1, 80ull << 30);
+	const struct mv_trace *t;
+	struct mv_policy_params p;
+	struct gen g = {0};
+	struct net n;
+	uint8_t *payload = NULL;
+	size_t len = 0, k;
+	uint32_t e, nops, i, q_seen = 0;
+	uint64_t fp;
+	json_int_t ignored;
+	int found;
+
+	net_begin(&g, &n, 6);
+	e = gen_alloc(&g, 0xa000000000ull, 4 * MIB, 77); /* alive, named by no launch */
+	for (i = 0; i < 3; i++)
+		net_iteration(&g, &n);
+	feed(l, &g, 0);
+	params_for(&p, 50 * MIB);
+	ck_assert_int_eq(mvd_learn_plan(l, "mmcnn", &p, &payload, &len), 1);
+	free(payload);
+	fp = stat_fingerprint(l, &found);
+	ck_assert(found);
+	ck_assert(!stat_bool(l, "following_quietly"));
+	nops = mvd_learn_trace(l)->nops;
+	ignored = stat_int(l, "learn_ignored");
+
+	k = g.n;
+	gen_push(&g, MV_EV_QUIET, 0, 0, 3);
+	net_iteration(&g, &n);
+	net_iteration(&g, &n);
+	gen_free(&g, e);
+	gen_alloc(&g, 0xb000000000ull, 2 * MIB, 78);
+	feed(l, &g, k);
+	ck_assert(stat_bool(l, "following_quietly"));
+	ck_assert_int_eq(stat_int(l, "quiet_spells"), 1);
+	/* Only the FREE of the buffer it knew reached the trace; launches are not counted ignored. */
+	ck_assert_uint_eq(mvd_learn_trace(l)->nops, nops + 1);
+	ck_assert_int_eq(stat_int(l, "learn_ignored"), ignored);
+	/* Nothing new to plan with the same grant; a smaller one is planned on the iteration kept. */
+	ck_assert_int_eq(mvd_learn_plan(l, "mmcnn", &p, &payload, &len), 0);
+	params_for(&p, 36 * MIB);
+	ck_assert_int_eq(mvd_learn_plan(l, "mmcnn", &p, &payload, &len), 1);
+	free(payload);
+	ck_assert_uint_eq(stat_fingerprint(l, &found), fp);
+	ck_assert_int_eq(stat_int(l, "learn_resets"), 0);
+
+	/* Launches resume: learning starts over from what is alive now, the spell's buffer included and
+	 * the freed one not. */
+	k = g.n;
+	gen_push(&g, MV_EV_LOUD, 0, 0, 0);
+	feed(l, &g, k);
+	ck_assert(!stat_bool(l, "following_quietly"));
+	ck_assert_int_eq(stat_int(l, "learn_resets"), 1);
+	t = mvd_learn_trace(l);
+	ck_assert_uint_eq(t->nbufs, 8); /* 6 weights, the input and the spell's buffer */
+	ck_assert_uint_eq(t->nops, 8);
+	for (i = 0; i < t->nbufs; i++) {
+		ck_assert_uint_ne(t->bufs[i].site, 77);
+		q_seen += t->bufs[i].site == 78 && t->bufs[i].size == 2 * MIB;
+	}
+	ck_assert_uint_eq(q_seen, 1);
+	/* Three iterations later it has the same iteration again. */
+	k = g.n;
+	for (i = 0; i < 3; i++)
+		net_iteration(&g, &n);
+	feed(l, &g, k);
+	params_for(&p, 30 * MIB);
+	ck_assert_int_eq(mvd_learn_plan(l, "mmcnn", &p, &payload, &len), 1);
+	free(payload);
+	ck_assert_uint_eq(stat_fingerprint(l, &found), fp);
+
+	/* Events lost during a spell may have held its LOUD: the spell ends with them. */
+	k = g.n;
+	gen_push(&g, MV_EV_QUIET, 0, 0, 6);
+	feed(l, &g, k);
+	ck_assert(stat_bool(l, "following_quietly"));
+	mvd_learn_gap(l, 3);
+	ck_assert(!stat_bool(l, "following_quietly"));
+	ck_assert_int_eq(stat_int(l, "quiet_spells"), 2);
+	mvd_learn_free(l);
+	gen_free_all(&g);
+}
+END_TEST
+
 static struct mv_event ev_of(uint32_t kind, uint64_t addr, uint64_t size, uint64_t arg, uint64_t t)
 {
 	struct mv_event e;
@@ -508,6 +608,38 @@ static struct mv_event ev_of(uint32_t kind, uint64_t addr, uint64_t size, uint64
 	e.time_ns = t;
 	return e;
 }
+
+/* More buffers allocated in a spell than a session learns: what is alive is no longer known, so
+ * learning forgets everything when launches resume; a LOUD outside a spell is nothing. */
+START_TEST(quiet_spell_past_the_live_bound)
+{
+	struct mvd_learn *l = mvd_learn_new(1, 1ull << 30);
+	struct mv_event e;
+	size_t before;
+	uint64_t i;
+
+	e = ev_of(MV_EV_ALLOC, 0x1000, 4096, 1, 1);
+	mvd_learn_event(l, &e);
+	e = ev_of(MV_EV_LOUD, 0, 0, 0, 2);
+	mvd_learn_event(l, &e);
+	ck_assert_int_eq(stat_int(l, "learn_resets"), 0);
+	ck_assert_uint_eq(mvd_learn_trace(l)->nbufs, 1);
+	e = ev_of(MV_EV_QUIET, 0, 0, 0, 3);
+	mvd_learn_event(l, &e);
+	before = mvd_learn_memory(l);
+	for (i = 0; i < 200000; i++) {
+		e = ev_of(MV_EV_ALLOC, 0x100000000ull + i * 4096, 4096, i, 4 + i);
+		mvd_learn_event(l, &e);
+	}
+	/* Bounded: 64 Ki entries of 24 bytes and their map. */
+	ck_assert_uint_lt(mvd_learn_memory(l) - before, 8u << 20);
+	e = ev_of(MV_EV_LOUD, 0, 0, 0, 300000);
+	mvd_learn_event(l, &e);
+	ck_assert_uint_eq(mvd_learn_trace(l)->nbufs, 0);
+	ck_assert_int_eq(stat_int(l, "learn_resets"), 1);
+	mvd_learn_free(l);
+}
+END_TEST
 
 /* Kinds it does not know, the retired 6 (SYNC) among them, are counted and not learnt; the
  * library's own page copies are not learnt either. */
@@ -645,6 +777,8 @@ static Suite *plan_suite(void)
 	tcase_add_test(tc, learns_and_plans_a_layered_loop);
 	tcase_add_test(tc, lru_plans_nothing);
 	tcase_add_test(tc, dropped_events_restart_learning);
+	tcase_add_test(tc, quiet_spell_keeps_the_iteration);
+	tcase_add_test(tc, quiet_spell_past_the_live_bound);
 	tcase_add_test(tc, unknown_kinds_are_ignored);
 	tcase_add_test(tc, hostile_million_addresses);
 	tcase_add_test(tc, ten_thousand_launches);
