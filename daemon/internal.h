@@ -323,6 +323,7 @@ struct mvd_learn {
 	 * it was, and the buffers allocated meanwhile wait here, to be learnt when launches resume. */
 	int quiet;
 	uint64_t quiet_spells;     /* times the library went quiet */
+	int hushed;                /* memvirtd asked the library for no launches (MV_MSG_LAUNCHES) */
 	struct mv_map qmap;        /* address -> index into qbufs */
 	struct mvd_qbuf {
 		uint64_t key, size, site;
@@ -332,6 +333,9 @@ struct mvd_learn {
 };
 
 struct mvd_learn *mvd_learn_new(uint64_t session, uint64_t device_total);
+/* The library was asked for no launches (on), or for launches again (off): while either this or
+ * the library's own quiet spell lasts, the trace is kept as it is. */
+void mvd_learn_hush(struct mvd_learn *l, int on);
 void mvd_learn_free(struct mvd_learn *l);
 /* One EVENTS head's count of lost events, before its events are fed. */
 void mvd_learn_gap(struct mvd_learn *l, uint32_t dropped);

@@ -55,8 +55,9 @@ void mvd_learn_nomem(int rc)
 
 /* ---- quiet spells ----
  *
- * While the library follows memvirtd's plan it sends no LAUNCH or REF (MV_EV_QUIET), and the trace
- * holding the iteration that plan was made from stays as it is: a new grant is planned on it. The
+ * While the library follows memvirtd's plan it sends no LAUNCH or REF (MV_EV_QUIET to MV_EV_LOUD),
+ * nor while memvirtd has asked it for none (hushed: its policy plans nothing for the iteration
+ * learnt), and the trace holding the iteration stays as it is: a new grant is planned on it. The
  * buffers allocated meanwhile are kept aside, at most LEARN_LIVE_MAX of them, and learnt as alive
  * when launches resume (MV_EV_LOUD); a FREE of a buffer the trace knows goes to the trace at once.
  * So a spell costs a map operation per ALLOC and FREE, however long it lasts. */
@@ -125,11 +126,9 @@ static void quiet_begin(struct mvd_learn *l, const struct mv_event *ev)
 		  (unsigned long long)l->session, (unsigned long long)ev->arg);
 }
 
+/* Launches come again: called once neither the library's spell nor memvirtd's hush lasts. */
 static void quiet_end(struct mvd_learn *l, uint64_t time_ns)
 {
-	if (!l->quiet)
-		return;
-	l->quiet = 0;
 	/* The launches between no longer line up with the trace: learning starts over from the buffers
 	 * alive now. */
 	if (l->qlost) {
@@ -156,14 +155,18 @@ static void quiet_event(struct mvd_learn *l, const struct mv_event *ev)
 		quiet_free(l, ev);
 		break;
 	case MV_EV_LOUD:
-		quiet_end(l, ev->time_ns);
+		l->quiet = 0;
+		if (!l->hushed)
+			quiet_end(l, ev->time_ns);
+		break;
+	case MV_EV_QUIET:
+		quiet_begin(l, ev);
 		break;
 	case MV_EV_LAUNCH:
 	case MV_EV_REF:
 	case MV_EV_MARK:
 	case MV_EV_PAGE_OUT:
 	case MV_EV_PAGE_IN:
-	case MV_EV_QUIET:
 		/* A launch that raced with the spell's start, or what the trace does not keep. */
 		break;
 	default:
@@ -176,7 +179,7 @@ void mvd_learn_event(struct mvd_learn *l, const struct mv_event *ev)
 {
 	struct mv_learner *lr = l->learner;
 
-	if (l->quiet) {
+	if (l->quiet || l->hushed) {
 		quiet_event(l, ev);
 		return;
 	}
@@ -224,14 +227,25 @@ void mvd_learn_gap(struct mvd_learn *l, uint32_t dropped)
 		return;
 	/* The lost events may have ended the spell: learning resumes as if they had (a library still
 	 * quiet sends no launches to learn meanwhile). */
-	if (l->quiet) {
-		quiet_end(l, 0);
+	if (l->quiet || l->hushed) {
+		l->quiet = 0;
+		if (!l->hushed)
+			quiet_end(l, 0);
 		return;
 	}
 	/* A gap breaks the sequence: whatever was learnt no longer lines up with the library's
 	 * launches. The live buffers are kept, so that learning resumes with the next iteration. */
 	snprintf(why, sizeof(why), "%u events were lost", dropped);
 	mvd_learn_nomem(mv_learner_restart(l->learner, why));
+}
+
+void mvd_learn_hush(struct mvd_learn *l, int on)
+{
+	if (on == l->hushed)
+		return;
+	l->hushed = on;
+	if (!on && !l->quiet)
+		quiet_end(l, 0);
 }
 
 struct mvd_learn *mvd_learn_new(uint64_t session, uint64_t device_total)
@@ -282,6 +296,7 @@ void mvd_learn_json(const struct mvd_learn *l, json_t *o)
 	json_object_set_new(o, "learn_resets", json_integer((json_int_t)st->resets));
 	json_object_set_new(o, "learn_ignored", json_integer((json_int_t)st->ignored));
 	json_object_set_new(o, "following_quietly", json_boolean(l->quiet));
+	json_object_set_new(o, "launches_wanted", json_boolean(!l->hushed));
 	json_object_set_new(o, "quiet_spells", json_integer((json_int_t)l->quiet_spells));
 }
 

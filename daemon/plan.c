@@ -348,9 +348,30 @@ static void plan_params(const struct mvd_job *job, const struct mvd_session *s, 
 	p->headroom = job->headroom;
 }
 
+/* Whether the library should send its launches: unless the session's iteration is learnt and its
+ * policy plans nothing for it (lru, or a name no policy has), when they would only tell memvirtd
+ * the same iteration again. Then it is told to stop, and told to start again when a reload gives
+ * it a policy that plans. */
+static void plan_hush(struct mvd_session *s, const char *policy)
+{
+	int plans = strcmp(policy, "lru") != 0 && mv_policy_find(policy) != NULL;
+	int hush = !plans && s->learn->found;
+	struct mv_msg_launches m = {!hush};
+	uint8_t payload[MV_MSG_LAUNCHES_SIZE];
+
+	if (hush == s->learn->hushed)
+		return;
+	mvd_learn_hush(s->learn, hush);
+	mvd_debug("session %llu: %s", (unsigned long long)s->id,
+		  hush ? "its iteration is learnt and its policy plans nothing: it is asked for no launches"
+		       : "its policy plans: it is asked for its launches again");
+	mvd_conn_send(s->conn, MV_MSG_LAUNCHES, payload, mv_launches_encode(&m, payload));
+}
+
 void mvd_plan_session(struct mvd_session *s)
 {
 	const struct mvd_job *job = mvd_session_job(s);
+	const char *policy = job->policy != NULL ? job->policy : "lru";
 	struct mv_policy_params p;
 	uint8_t *payload;
 	size_t len;
@@ -358,11 +379,12 @@ void mvd_plan_session(struct mvd_session *s)
 	if (s->learn == NULL || s->conn == NULL || s->conn->closing)
 		return;
 	plan_params(job, s, &p);
-	if (mvd_learn_plan(s->learn, job->policy != NULL ? job->policy : "lru", &p, &payload, &len) != 1)
-		return;
-	mvd_debug("session %llu: sending a plan of %zu bytes", (unsigned long long)s->id, len);
-	mvd_conn_send(s->conn, MV_MSG_PLAN, payload, len);
-	free(payload);
+	if (mvd_learn_plan(s->learn, policy, &p, &payload, &len) == 1) {
+		mvd_debug("session %llu: sending a plan of %zu bytes", (unsigned long long)s->id, len);
+		mvd_conn_send(s->conn, MV_MSG_PLAN, payload, len);
+		free(payload);
+	}
+	plan_hush(s, policy);
 }
 
 static void plan_tick(uv_timer_t *t)

@@ -650,6 +650,9 @@ void mv_link_push(uint32_t kind, uint32_t stream, uint64_t addr, uint64_t size, 
 /* Queues a LAUNCH of function number fn and one REF per buffer named, as one record: all of them
  * or, when the ring is full, none (each counted as dropped). Called only while mv_link_is_up(). */
 void mv_link_launch(uint32_t stream, uint32_t fn, struct mv_buf *const *named, size_t n);
+/* Whether the linked daemon asked for no LAUNCH events (MV_MSG_LAUNCHES): it has learnt the
+ * iteration and plans nothing for it. */
+int mv_link_launches_unwanted(void);
 
 /* The app's side: one relaxed load when no daemon is linked. */
 static inline void mv_link_event(uint32_t kind, uint32_t stream, uint64_t addr, uint64_t size, uint64_t arg)

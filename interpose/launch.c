@@ -286,9 +286,11 @@ static void after_submit(struct learn_ctx *l, uint32_t stream_ix, struct mv_buf 
 		if (l->flags & MV_LEARN_ON)
 			mv_learn_launch(l->fn, stream_ix, named, n, l->tslot);
 	}
-	if (l->quiet)
+	if (!mv_link_is_up())
+		return;
+	if (l->quiet || mv_link_launches_unwanted())
 		mv_count_add(MV_COUNTER_launches_quiet, 1);
-	else if (mv_link_is_up())
+	else
 		mv_link_launch(stream_ix, l->flags != 0 ? l->fn : 0, named, n);
 }
 

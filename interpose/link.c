@@ -46,6 +46,8 @@ static struct mv_ring ring;
 _Static_assert(sizeof(struct mv_event) <= sizeof(((struct mv_ring_slot *)0)->w), "an event fills one slot");
 
 static _Atomic int link_up;
+/* The daemon asked for no LAUNCH events (MV_MSG_LAUNCHES); every session starts without. */
+static _Atomic int launches_unwanted;
 /* Set on the link thread itself. */
 static __thread int link_self;
 /* The host pool asked for a COUNTERS snapshot now (mv_link_nudge); the link thread clears it. */
@@ -68,6 +70,11 @@ static void greeted(void)
 int mv_link_is_self(void)
 {
 	return link_self;
+}
+
+int mv_link_launches_unwanted(void)
+{
+	return atomic_load_explicit(&launches_unwanted, memory_order_relaxed);
 }
 
 int mv_link_is_up(void)
@@ -370,6 +377,16 @@ static enum rx_result receive(int welcomed, const char **reason)
 			}
 			/* One for an iteration not learned here (yet) waits for it: the local plan stays. */
 			mv_exec_from_daemon(f.payload, f.length);
+		} else if (f.type == MV_MSG_LAUNCHES && welcomed) {
+			struct mv_msg_launches m;
+			if (mv_launches_decode(f.payload, f.length, &m) != 0) {
+				*reason = mv_frame_strerror(MV_FRAME_BAD_PAYLOAD);
+				res = RX_END;
+				break;
+			}
+			if (atomic_exchange(&launches_unwanted, !m.send) != !m.send)
+				mv_log(MV_LOG_DEBUG, "memvirtd %s", m.send ? "wants launches again" :
+				       "has learnt the iteration and plans nothing for it: launches are not sent");
 		} else if (f.type == MV_MSG_SHUTDOWN) {
 			*reason = "the daemon is shutting down";
 			res = RX_END;
@@ -558,6 +575,7 @@ static int session(void)
 		}
 	}
 	atomic_store(&link_up, 0);
+	atomic_store(&launches_unwanted, 0);
 	close(sock);
 	sock = -1;
 	/* The daemon's plan goes with it. */
@@ -659,6 +677,7 @@ void mv_link_forked(void)
 {
 	mv_ring_forked(&ring);
 	atomic_store(&link_up, 0);
+	atomic_store(&launches_unwanted, 0);
 	atomic_store(&exiting, 0);
 	atomic_store(&nudged, 0);
 	atomic_store(&greeting, 0);

@@ -54,6 +54,8 @@ static long frame_fixed_size(uint16_t type, int *known)
 		return MV_MSG_WELCOME_SIZE;
 	case MV_MSG_GRANT:
 		return MV_MSG_GRANT_SIZE;
+	case MV_MSG_LAUNCHES:
+		return MV_MSG_LAUNCHES_SIZE;
 	case MV_MSG_CONTROL_HELLO:
 		return MV_MSG_CONTROL_HELLO_SIZE;
 	case MV_MSG_BYE:
@@ -235,6 +237,20 @@ int mv_grant_decode(const uint8_t *p, size_t len, struct mv_msg_grant *m)
 		return MV_FRAME_BAD_PAYLOAD;
 	m->grant = mv_get_u64(p);
 	m->host_grant = mv_get_u64(p + 8);
+	return 0;
+}
+
+size_t mv_launches_encode(const struct mv_msg_launches *m, uint8_t *out)
+{
+	mv_put_u32(out, m->send);
+	return MV_MSG_LAUNCHES_SIZE;
+}
+
+int mv_launches_decode(const uint8_t *p, size_t len, struct mv_msg_launches *m)
+{
+	if (len != MV_MSG_LAUNCHES_SIZE || mv_get_u32(p) > 1)
+		return MV_FRAME_BAD_PAYLOAD;
+	m->send = mv_get_u32(p);
 	return 0;
 }
 

@@ -56,6 +56,9 @@ size_t mv_welcome_encode(const struct mv_msg_welcome *m, uint8_t *out);
 int mv_welcome_decode(const uint8_t *p, size_t len, struct mv_msg_welcome *m);
 size_t mv_grant_encode(const struct mv_msg_grant *m, uint8_t *out);
 int mv_grant_decode(const uint8_t *p, size_t len, struct mv_msg_grant *m);
+size_t mv_launches_encode(const struct mv_msg_launches *m, uint8_t *out);
+/* Refuses a send other than 0 or 1. */
+int mv_launches_decode(const uint8_t *p, size_t len, struct mv_msg_launches *m);
 size_t mv_counters_encode(const struct mv_msg_counters *m, uint8_t *out);
 int mv_counters_decode(const uint8_t *p, size_t len, struct mv_msg_counters *m);
 size_t mv_control_hello_encode(const struct mv_msg_control_hello *m, uint8_t *out);

@@ -40,6 +40,7 @@ enum mv_msg_type {
 	MV_MSG_GRANT = 0x0201,    /* struct mv_msg_grant: a new device budget for this session */
 	MV_MSG_SHUTDOWN = 0x0202, /* no payload: the daemon is stopping; keep running on local policy */
 	MV_MSG_PLAN = 0x0203,     /* struct mv_msg_plan: a paging plan for the session's iteration */
+	MV_MSG_LAUNCHES = 0x0204, /* struct mv_msg_launches: whether the daemon wants LAUNCH events */
 
 	/* 0x03xx control: the memvirt command <-> daemon */
 	MV_MSG_CONTROL_HELLO = 0x0300, /* struct mv_msg_control_hello: the first frame of a control session */
@@ -87,6 +88,13 @@ struct mv_msg_grant {
 };
 #define MV_MSG_GRANT_SIZE 16
 #define MV_HOST_GRANT_NONE UINT64_MAX
+
+/* LAUNCHES: send 0 asks the library to send no LAUNCH or REF events (the daemon has learnt the
+ * iteration and its policy plans nothing for it), 1 to send them again. Every session starts at 1. */
+struct mv_msg_launches {
+	uint32_t send;
+};
+#define MV_MSG_LAUNCHES_SIZE 4
 
 /* One buffer event. */
 enum mv_event_kind {

@@ -4,8 +4,9 @@
 # them, the shape of torchrun on an 8-GPU node. Alternating in one run, the same job with each rank
 # on its own (MEMVIRT_DAEMON=off, every pool unbounded). Prints, per job: the modeled step time,
 # the node's pinned host memory at the end (the ranks' pools summed) against the limit, the
-# refusals of host memory ("host pool full" lines), and the daemon's CPU time per step of the job
-# beside the modeled step time: over the whole job, and the marginal cost of a step once the job
+# refusals of host memory ("host pool full" lines), the events the ranks sent memvirtd per step
+# (all ranks, over the whole job), and the daemon's CPU time per step of the job beside the
+# modeled step time: over the whole job, and the marginal cost of a step once the job
 # runs (a 10-step and a 30-step job, each with a daemon of its own: the difference over 20 steps).
 #
 # usage: tests/bench/ranks.sh [RUNS [MODEL BATCH [LIMIT]]]   (via scripts/bench ranks)
@@ -103,6 +104,8 @@ for r in $(seq 1 "$runs"); do
 		echo "$2" >>"$tmp/$m.pool"
 		grep -c "host pool full" "$tmp/$m-$r.err" >>"$tmp/$m.full" || true
 	done
+	sed -n 's/^memvirt\[[0-9]*\] info: budget .*; events sent \([0-9]*\),.*/\1/p' "$tmp/daemon-$r.err" |
+		awk -v s=$steps '{ e += $1 } END { printf "%.0f\n", e / s }' >>"$tmp/daemon.events"
 	echo "$c_long" | awk -v s=$steps '{ printf "%.3f\n", $1 / s / 1e6 }' >>"$tmp/daemon.cpu"
 	echo "$c_short $c_long" | awk -v d=$((steps - short)) '{ printf "%.3f\n", ($2 - $1) / d / 1e6 }' >>"$tmp/daemon.marginal"
 done
@@ -118,13 +121,13 @@ echo "its scheduler count over the whole job (linking, learning, planning and ev
 echo "the steps; the marginal cost is that of a $steps-step job less a $short-step one, over the $((steps - short))"
 echo "steps between. The daemon runs on a core of its own, beside the ranks."
 echo
-echo "| ranks | modeled step | node's pinned host memory at the end | host memory refused | memvirtd CPU per step | marginal |"
-echo "|---|---|---|---|---|---|"
-echo "| each alone (no daemon) | $(median <"$tmp/alone.step") ms | $(median <"$tmp/alone.pool" | mib) (no limit) | $(median <"$tmp/alone.full") times | - | - |"
+echo "| ranks | modeled step | node's pinned host memory at the end | host memory refused | events sent per step | memvirtd CPU per step | marginal |"
+echo "|---|---|---|---|---|---|---|"
+echo "| each alone (no daemon) | $(median <"$tmp/alone.step") ms | $(median <"$tmp/alone.pool" | mib) (no limit) | $(median <"$tmp/alone.full") times | - | - | - |"
 cpu=$(median <"$tmp/daemon.cpu")
 step=$(median <"$tmp/daemon.step")
 marg=$(median <"$tmp/daemon.marginal")
 pct() {
 	echo "$1 $step" | awk '{ printf "%.2f", 100 * $1 / $2 }'
 }
-echo "| one memvirtd, node host limit $limit | $step ms | $(median <"$tmp/daemon.pool" | mib) | $(median <"$tmp/daemon.full") times | $cpu ms ($(pct "$cpu")% of the step) | $marg ms ($(pct "$marg")%) |"
+echo "| one memvirtd, node host limit $limit | $step ms | $(median <"$tmp/daemon.pool" | mib) | $(median <"$tmp/daemon.full") times | $(median <"$tmp/daemon.events") | $cpu ms ($(pct "$cpu")% of the step) | $marg ms ($(pct "$marg")%) |"

@@ -11,7 +11,8 @@
  *       Opens a library session and stays in it (on the device "mvsock-device-0", which no driver
  *       lists, unless --uuid names one), printing one line per frame the daemon sends
  *       ("welcome SESSION GRANT", "grant GRANT", each ending " host HOST_GRANT" while the daemon
- *       divides a node host limit, "shutdown", and for a plan "plan ID FINGERPRINT
+ *       divides a node host limit, "shutdown", "launches 0|1" (whether the daemon wants launch
+ *       events), and for a plan "plan ID FINGERPRINT
  *       NLAUNCH NOPS" followed by NOPS lines "plan-op out|in AT NEED BIND_LAUNCH BIND_INDEX
  *       SIZE", AT and NEED being "-" for none), until standard input ends. Each line of
  *       standard input is an action: "events N" sends N launch events, "counters PAGE_OUTS
@@ -270,6 +271,7 @@ static int hello_frames(uint8_t *buf, size_t *len)
 {
 	struct mv_msg_welcome w;
 	struct mv_msg_grant g;
+	struct mv_msg_launches lm;
 	struct mv_msg_plan plan;
 	struct mv_plan_op_wire op;
 	struct mv_frame f;
@@ -294,6 +296,8 @@ static int hello_frames(uint8_t *buf, size_t *len)
 		} else if (f.type == MV_MSG_GRANT && mv_grant_decode(f.payload, f.length, &g) == 0) {
 			printf("grant %" PRIu64, g.grant);
 			host_grant_print(g.host_grant);
+		} else if (f.type == MV_MSG_LAUNCHES && mv_launches_decode(f.payload, f.length, &lm) == 0) {
+			printf("launches %u\n", lm.send);
 		} else if (f.type == MV_MSG_SHUTDOWN) {
 			printf("shutdown\n");
 		} else if (f.type == MV_MSG_PLAN && mv_plan_decode(f.payload, f.length, &plan) == 0) {

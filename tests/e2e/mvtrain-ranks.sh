@@ -9,7 +9,9 @@
 #   naming device 0 only, rank 0 pages and rank 1 pages nothing.
 # - Four ranks on four devices linked to one memvirtd with a node host limit: while they hold
 #   between steps, 'memvirt ps' shows four jobs, one per device, whose host grants fit the limit;
-#   then they end with the plain four-rank checksum, and none was refused host memory.
+#   then they end with the plain four-rank checksum, and none was refused host memory. Once
+#   memvirtd has learnt each rank's iteration (under lru, which plans nothing), it asks the rank
+#   for no more launch events, and the ranks send none from then on.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/daemon-lib.sh"
 : "${MEMVIRT_LIB:=$MV_TOP_BUILDDIR/interpose/.libs/libmemvirt.so}"
@@ -171,6 +173,7 @@ done
 
 # Four ranks, four devices, one daemon dividing a node host limit of 64 MiB.
 SIMCUDA_DEVICES=4
+STEPS=9
 ARGS="--model resnet50 --batch 2 --scale 0.125 --steps $STEPS --ranks 4"
 mv_run r4 $ARGS
 rk_expect r4 4
@@ -179,18 +182,31 @@ peak=$(mv_peak r4)
 dev=$SIMCUDA_MEM
 printf '{ "host": { "limit": "64MiB" } }\n' >"$T/memvirt.json"
 start_daemon --config "$T/memvirt.json"
-dl_job "$S" ranks "MEMVIRT_JOB=ranks MEMVIRT_HOST_WAIT=30000 MEMVIRT_DAEMON=on MEMVIRT_BUDGET=$((peak / 3))" \
-	--hold-at 3 --hold-file "$T/go"
+dl_job "$S" ranks "MEMVIRT_JOB=ranks MEMVIRT_HOST_WAIT=30000 MEMVIRT_DAEMON=on MEMVIRT_BUDGET=$((peak / 3)) MEMVIRT_LOG=debug" \
+	--hold-at 3 --hold-at 7 --hold-file "$T/go"
 job=$last
 rk_hold ranks "$job" 3 4 120
 timeout 60 "$MEMVIRT" ps --socket "$S" --json >"$T/ps.json" 2>"$T/ps.err" || mv_fail "memvirt ps failed: $(cat "$T/ps.err")"
 "$MVSOCK" flat <"$T/ps.json" >"$T/ps.flat"
 touch "$T/go"
+# By step 7 memvirtd has seen seven iterations of each rank: every rank is told to send no launches.
+rk_hold ranks "$job" 7 4 120
+n=0
+until [ "$(grep -c "plans nothing for it: launches are not sent" "$T/ranks.err")" -eq 4 ]; do
+	alive "$job" || break
+	n=$((n + 1))
+	[ "$n" -lt 1200 ] || mv_fail_run ranks "$(grep -c "plans nothing for it" "$T/ranks.err") of the 4 ranks were asked for no launches within 120 s"
+	sleep 0.1
+done
+touch "$T/go.2"
 wait_job "$job" 120
 [ "$MV_RC" -eq 0 ] || mv_fail_run ranks "exit status $MV_RC, expected 0"
 rk_expect ranks 4
 [ "$(mv_checksum ranks)" = "$sum4" ] || mv_fail_run ranks "checksum $(mv_checksum ranks), the plain run's is $sum4"
 grep -q "host pool full" "$T/ranks.err" && mv_fail_run ranks "a rank was refused host memory below the node's limit"
+unsent=$(sed -n 's/.*memvirt\[[0-9]*\] info: budget .*, unsent to memvirtd \([0-9]*\);.*/\1/p' "$T/ranks.err")
+echo "launches unsent to memvirtd, per rank: $(echo $unsent)"
+[ "$(echo "$unsent" | awk '$1 > 0' | wc -l)" -eq 4 ] || mv_fail_run ranks "launches unsent per rank: '$(echo $unsent)', expected 4 counts above 0"
 jobs=$(grep -c '^daemons\.0\.jobs\.[0-9]*\.job ranks$' "$T/ps.flat")
 devices=$(sed -n 's/^daemons\.0\.jobs\.[0-9]*\.device \(.*\)$/\1/p' "$T/ps.flat" | sort -u | wc -l)
 hg=$(grep '^daemons\.0\.jobs\.[0-9]*\.host_grant ' "$T/ps.flat" | awk '{ s += $2 } END { print s + 0 }')

@@ -68,6 +68,18 @@ static void fixed_payload(const struct mv_frame *f)
 		FUZZ_CHECK(memcmp(out, p, n) == 0);
 		break;
 	}
+	case MV_MSG_LAUNCHES: {
+		struct mv_msg_launches m;
+
+		/* Only 0 and 1 are decoded; either comes back as it came. */
+		if (mv_launches_decode(p, len, &m) != 0) {
+			FUZZ_CHECK(mv_get_u32(p) > 1);
+			return;
+		}
+		n = mv_launches_encode(&m, out);
+		FUZZ_CHECK(memcmp(out, p, n) == 0);
+		break;
+	}
 	case MV_MSG_COUNTERS: {
 		struct mv_msg_counters m;
 

@@ -46,7 +46,7 @@ static const uint8_t *expect_frame(const uint8_t *buf, size_t len, uint16_t type
 
 static const uint16_t all_types[] = {
 	MV_MSG_HELLO, MV_MSG_EVENTS, MV_MSG_COUNTERS, MV_MSG_BYE, MV_MSG_WELCOME, MV_MSG_GRANT,
-	MV_MSG_SHUTDOWN, MV_MSG_PLAN, MV_MSG_CONTROL_HELLO, MV_MSG_REQUEST, MV_MSG_RESPONSE,
+	MV_MSG_SHUTDOWN, MV_MSG_PLAN, MV_MSG_LAUNCHES, MV_MSG_CONTROL_HELLO, MV_MSG_REQUEST, MV_MSG_RESPONSE,
 };
 #define N_TYPES (sizeof(all_types) / sizeof(all_types[0]))
 
@@ -608,7 +608,7 @@ END_TEST
 
 START_TEST(test_unknown_type)
 {
-	static const uint16_t bad[] = {0, 0x0001, 0x00ff, 0x0104, 0x01ff, 0x0204, 0x0303, 0x0400, 0xffff};
+	static const uint16_t bad[] = {0, 0x0001, 0x00ff, 0x0104, 0x01ff, 0x0205, 0x0303, 0x0400, 0xffff};
 	uint8_t h[MV_FRAME_HEADER];
 	struct mv_frame f;
 
@@ -626,6 +626,7 @@ START_TEST(test_unknown_type)
 		case MV_MSG_COUNTERS: len = MV_MSG_COUNTERS_SIZE; break;
 		case MV_MSG_WELCOME: len = MV_MSG_WELCOME_SIZE; break;
 		case MV_MSG_GRANT: len = MV_MSG_GRANT_SIZE; break;
+		case MV_MSG_LAUNCHES: len = MV_MSG_LAUNCHES_SIZE; break;
 		case MV_MSG_CONTROL_HELLO: len = MV_MSG_CONTROL_HELLO_SIZE; break;
 		case MV_MSG_EVENTS: len = MV_MSG_EVENTS_HEAD; break;
 		case MV_MSG_PLAN: len = MV_MSG_PLAN_HEAD; break;
@@ -661,6 +662,7 @@ START_TEST(test_fixed_size_mismatch)
 		{MV_MSG_HELLO, MV_MSG_HELLO_SIZE},     {MV_MSG_COUNTERS, MV_MSG_COUNTERS_SIZE},
 		{MV_MSG_WELCOME, MV_MSG_WELCOME_SIZE}, {MV_MSG_GRANT, MV_MSG_GRANT_SIZE},
 		{MV_MSG_CONTROL_HELLO, MV_MSG_CONTROL_HELLO_SIZE}, {MV_MSG_BYE, 0}, {MV_MSG_SHUTDOWN, 0},
+		{MV_MSG_LAUNCHES, MV_MSG_LAUNCHES_SIZE},
 	};
 	uint8_t buf[MV_FRAME_HEADER + 256] = {0};
 	const uint8_t *p = buf + MV_FRAME_HEADER;
@@ -669,6 +671,7 @@ START_TEST(test_fixed_size_mismatch)
 	struct mv_msg_welcome welcome;
 	struct mv_msg_grant grant;
 	struct mv_msg_control_hello chello;
+	struct mv_msg_launches launches;
 	struct mv_frame f;
 
 	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
@@ -691,10 +694,32 @@ START_TEST(test_fixed_size_mismatch)
 		ck_assert_int_eq(mv_grant_decode(p, len, &grant), len == MV_MSG_GRANT_SIZE ? 0 : MV_FRAME_BAD_PAYLOAD);
 		ck_assert_int_eq(mv_control_hello_decode(p, len, &chello),
 				 len == MV_MSG_CONTROL_HELLO_SIZE ? 0 : MV_FRAME_BAD_PAYLOAD);
+		ck_assert_int_eq(mv_launches_decode(p, len, &launches),
+				 len == MV_MSG_LAUNCHES_SIZE ? 0 : MV_FRAME_BAD_PAYLOAD);
 	}
 	/* A short payload is refused without being read. */
 	ck_assert_int_eq(mv_hello_decode(NULL, 0, &hello), MV_FRAME_BAD_PAYLOAD);
 	ck_assert_int_eq(mv_counters_decode(NULL, 0, &counters), MV_FRAME_BAD_PAYLOAD);
+}
+END_TEST
+
+/* LAUNCHES carries 0 or 1, and comes back as it went; any other value is refused. */
+START_TEST(test_launches_values)
+{
+	uint8_t b[MV_MSG_LAUNCHES_SIZE];
+	struct mv_msg_launches m = {1}, back = {7};
+
+	ck_assert_uint_eq(mv_launches_encode(&m, b), MV_MSG_LAUNCHES_SIZE);
+	ck_assert_int_eq(mv_launches_decode(b, sizeof(b), &back), 0);
+	ck_assert_uint_eq(back.send, 1);
+	m.send = 0;
+	mv_launches_encode(&m, b);
+	ck_assert_int_eq(mv_launches_decode(b, sizeof(b), &back), 0);
+	ck_assert_uint_eq(back.send, 0);
+	mv_put_u32(b, 2);
+	ck_assert_int_eq(mv_launches_decode(b, sizeof(b), &back), MV_FRAME_BAD_PAYLOAD);
+	mv_put_u32(b, 0x100);
+	ck_assert_int_eq(mv_launches_decode(b, sizeof(b), &back), MV_FRAME_BAD_PAYLOAD);
 }
 END_TEST
 
@@ -1095,6 +1120,7 @@ static Suite *frame_suite(void)
 	tcase_add_test(tc, test_unknown_type);
 	tcase_add_test(tc, test_nonzero_reserved);
 	tcase_add_test(tc, test_fixed_size_mismatch);
+	tcase_add_test(tc, test_launches_values);
 	tcase_add_test(tc, test_events_size_mismatch);
 	tcase_add_test(tc, test_strerror);
 	suite_add_tcase(s, tc);
