@@ -144,6 +144,14 @@ static void quiet_end(struct mvd_learn *l, uint64_t time_ns)
 	quiet_drop(l);
 }
 
+/* The library's spell is over (or may be): launches come again unless memvirtd's hush lasts. */
+static void quiet_stop(struct mvd_learn *l, uint64_t time_ns)
+{
+	l->quiet = 0;
+	if (!l->hushed)
+		quiet_end(l, time_ns);
+}
+
 /* An event of a quiet spell. */
 static void quiet_event(struct mvd_learn *l, const struct mv_event *ev)
 {
@@ -155,9 +163,7 @@ static void quiet_event(struct mvd_learn *l, const struct mv_event *ev)
 		quiet_free(l, ev);
 		break;
 	case MV_EV_LOUD:
-		l->quiet = 0;
-		if (!l->hushed)
-			quiet_end(l, ev->time_ns);
+		quiet_stop(l, ev->time_ns);
 		break;
 	case MV_EV_QUIET:
 		quiet_begin(l, ev);
@@ -228,9 +234,7 @@ void mvd_learn_gap(struct mvd_learn *l, uint32_t dropped)
 	/* The lost events may have ended the spell: learning resumes as if they had (a library still
 	 * quiet sends no launches to learn meanwhile). */
 	if (l->quiet || l->hushed) {
-		l->quiet = 0;
-		if (!l->hushed)
-			quiet_end(l, 0);
+		quiet_stop(l, 0);
 		return;
 	}
 	/* A gap breaks the sequence: whatever was learnt no longer lines up with the library's

@@ -632,12 +632,12 @@ static void bind_at(uint32_t i, struct mv_buf *const *named, size_t n)
 	}
 }
 
-void mv_exec_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struct mv_exec_step *out)
+int mv_exec_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struct mv_exec_step *out)
 {
 	uint32_t i;
 
 	if (cur == NULL)
-		return;
+		return 0;
 	if (!following) {
 		/* Looking for the iteration's start: binding as it goes, moving nothing. */
 		if (!matches(matched, fn, named, n))
@@ -657,7 +657,7 @@ void mv_exec_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 		} else if (synced || ++awaiting > cur->nlaunch) {
 			atomic_fetch_add_explicit(&diverged_launches, 1, memory_order_relaxed);
 		}
-		return;
+		return 0;
 	}
 	i = cursor;
 	if (!matches(i, fn, named, n)) {
@@ -671,7 +671,7 @@ void mv_exec_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 		mv_log(MV_LOG_DEBUG, "plan: launch %u of the iteration expected function %u and its buffers, got "
 		       "function %u: reactive paging (planned out so far %llu)", i, cur->func[i], fn,
 		       (unsigned long long)mv_count_get(MV_COUNTER_planned_outs));
-		return;
+		return 0;
 	}
 	bind_at(i, named, n);
 	for (uint32_t j = cur->op0[i]; j < cur->op0[i + 1] && out->n < MV_EXEC_STEP_OPS; j++) {
@@ -699,7 +699,7 @@ void mv_exec_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struc
 			       "are no longer sent to it", wraps);
 		}
 	}
-	out->quiet = quiet;
+	return quiet;
 }
 
 /* ---- victims by next use ----

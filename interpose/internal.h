@@ -703,15 +703,15 @@ void mv_learn_page(uint32_t id, int in, uint64_t bytes, uint64_t dur_ns, int wai
 
 /* The executor's per-launch step, under mv_lock: follows the iteration cursor, binds iteration
  * buffers, and hands back the plan's moves due after this launch (at most MV_EXEC_STEP_OPS; the
- * rest are dropped). */
+ * rest are dropped). Returns whether the launch follows memvirtd's plan quietly: no event is sent
+ * for it. */
 #define MV_EXEC_STEP_OPS 16
 struct mv_exec_step {
 	int n;
-	int quiet;      /* the launch follows memvirtd's plan quietly: no events for it */
 	struct mv_buf *buf[MV_EXEC_STEP_OPS];
 	uint8_t in[MV_EXEC_STEP_OPS];
 };
-void mv_exec_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struct mv_exec_step *out);
+int mv_exec_on_launch(uint32_t fn, struct mv_buf *const *named, size_t n, struct mv_exec_step *out);
 /* Issues them, without mv_lock. */
 void mv_exec_issue(struct mv_exec_step *st);
 /* A buffer is being freed (mv_lock held): unbind it. */

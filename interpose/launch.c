@@ -336,7 +336,6 @@ static inline void submission_start(struct submission *sub, CUstream h, int per_
 		learn_before(&sub->l, fkey, sub->handle, sub->capturing);
 	sub->l.quiet = 0;
 	sub->step.n = 0;
-	sub->step.quiet = 0;
 }
 
 /* Pointers uploaded into the n buffers named so far name their buffers too (one level). Returns
@@ -389,10 +388,8 @@ static inline void collect_named(struct submission *sub, const uint64_t *words, 
 	sub->n = collect_refs(sub, epoch, n);
 	if (sub->n > 0)
 		record_uses(sub);
-	if (sub->l.flags & MV_LEARN_PLAN) {
-		mv_exec_on_launch(sub->l.fn, sub->named, sub->n, &sub->step);
-		sub->l.quiet = sub->step.quiet;
-	}
+	if (sub->l.flags & MV_LEARN_PLAN)
+		sub->l.quiet = mv_exec_on_launch(sub->l.fn, sub->named, sub->n, &sub->step);
 	mv_unlock();
 }
 
@@ -550,7 +547,6 @@ CUresult mv_submit_pinned(const uint64_t *words, size_t nwords, CUresult (*submi
 	sub.stream_ix = 0;
 	sub.ticket = 0;
 	sub.step.n = 0;
-	sub.step.quiet = 0;
 	CUresult r;
 
 	collect_named(&sub, words, nwords);
