@@ -69,11 +69,12 @@ wait_job() {
 	wait "$1" || MV_RC=$?
 }
 
-# sess_field FLAT JOB FIELD: FIELD of the session of job JOB in a flattened stats answer.
+# sess_field FLAT JOB FIELD: FIELD of the session of job JOB in a flattened stats answer (of every
+# session when JOB is empty).
 sess_field() {
 	awk -v job="$2" -v f="$3" '
 		{ split($1, k, ".") }
-		k[1] == "sessions" && k[3] == "job" && $2 == job { mine[k[2]] = 1 }
+		k[1] == "sessions" && k[3] == "job" && (job == "" || $2 == job) { mine[k[2]] = 1 }
 		k[1] == "sessions" && k[3] == f { val[k[2]] = $2 }
 		END { for (i in mine) print val[i] }' "$1"
 }
@@ -116,13 +117,23 @@ dl_job() {
 	JOBS="$JOBS $last"
 }
 
-# dl_wait_log NAME PID TEXT: waits until the job's stderr has TEXT, while it runs (60 s at most).
+# dl_wait_log NAME PID TEXT [SECONDS]: waits until the job's stderr has TEXT, while it runs
+# (SECONDS at most, 60 when not given).
 dl_wait_log() {
 	dw_n=0
 	until grep -qF "$3" "$T/$1.err" 2>/dev/null; do
 		alive "$2" || mv_fail_run "$1" "the job ended before its log said '$3'"
 		dw_n=$((dw_n + 1))
-		[ "$dw_n" -lt 600 ] || mv_fail_run "$1" "the job's log did not say '$3' within 60 s"
+		[ "$dw_n" -lt $((${4:-60} * 10)) ] || mv_fail_run "$1" "the job's log did not say '$3' within ${4:-60} s"
 		sleep 0.1
 	done
+}
+
+# sstat FIELD [JOB]: FIELD of job JOB's session (of every session, without JOB) in the stats of the
+# daemon on $S; the answer stays in $T/stats.json and $T/stats.flat.
+sstat() {
+	timeout 60 "$MVSOCK" "$S" request '{"cmd": "stats"}' >"$T/stats.json" ||
+		mv_fail "the stats request failed: $(cat "$T/stats.json")"
+	"$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat" || mv_fail "mvsock flat failed"
+	sess_field "$T/stats.flat" "${2-}" "$1"
 }

@@ -39,23 +39,10 @@ until grep -q "plan: memvirtd's plan [0-9]* installed" "$T/job.err" 2>/dev/null;
 done
 touch "$T/go"
 
-# sstat FIELD: the job's session's FIELD in memvirtd's stats.
-sstat() {
-	timeout 60 "$MVSOCK" "$S" request '{"cmd": "stats"}' >"$T/stats.json" ||
-		mv_fail "the stats request failed: $(cat "$T/stats.json")"
-	"$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat" || mv_fail "mvsock flat failed"
-	awk -v f="$1" '{ split($1, k, ".") } k[1] == "sessions" && k[3] == f { print $2 }' "$T/stats.flat"
-}
 # hold_then STEP TEXT: waits for the job to hold before STEP (the log says so), then checks that its
-# log has TEXT.
+# log has TEXT. sstat (daemon-lib.sh) reads the job's session, the only one.
 hold_then() {
-	n=0
-	until grep -q "holding before step $1 " "$T/job.err" 2>/dev/null; do
-		alive "$job" || mv_fail_run job "the job ended before step $1"
-		n=$((n + 1))
-		[ "$n" -lt 1200 ] || mv_fail_run job "the job did not reach step $1 within 120 s"
-		sleep 0.1
-	done
+	dl_wait_log job "$job" "holding before step $1 " 120
 	grep -q "$2" "$T/job.err" || mv_fail_run job "no '$2' in the job's log by step $1"
 }
 # until_stat FIELD VALUE WHAT: waits (60 s at most) until the session's FIELD is VALUE.

@@ -70,17 +70,6 @@ wait_line() {
 	done
 }
 
-# sstat FIELD JOB: the session of $JOB's FIELD in the daemon's stats.
-sstat() {
-	timeout 60 "$MVSOCK" "$S" request '{"cmd": "stats"}' >"$T/stats.json" ||
-		mv_fail "the stats request failed: $(cat "$T/stats.json")"
-	"$MVSOCK" flat <"$T/stats.json" >"$T/stats.flat" || mv_fail "mvsock flat failed"
-	awk -v job="$2" -v f="$1" '
-		{ split($1, k, ".") }
-		k[1] == "sessions" && k[3] == "job" && $2 == job { mine[k[2]] = 1 }
-		k[1] == "sessions" && k[3] == f { val[k[2]] = $2 }
-		END { for (i in mine) print val[i] }' "$T/stats.flat"
-}
 
 mkfifo "$T/a.in" "$T/b.in"
 "$MVSOCK" "$S" hello --total $((1 << 30)) --budget $((1 << 30)) --job "$JOB" <"$T/a.in" >"$T/a.out" 2>"$T/a.err" &

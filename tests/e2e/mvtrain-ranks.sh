@@ -45,16 +45,23 @@ rk_expect() {
 	done
 }
 
+# rk_lines NAME PID TEXT RANKS SECONDS WHAT: waits until RANKS lines of job PID's log (output NAME)
+# have TEXT, failing when the job ends first or after SECONDS; WHAT says what the lines mean, as a
+# past tense ("held").
+rk_lines() {
+	n=0
+	until [ "$(grep -c "$3" "$T/$1.err")" -eq "$4" ]; do
+		alive "$2" || mv_fail_run "$1" "the job ended before its $4 ranks $6"
+		n=$((n + 1))
+		[ "$n" -lt $(($5 * 10)) ] || mv_fail_run "$1" "only $(grep -c "$3" "$T/$1.err") of the $4 ranks $6 within $5 s"
+		sleep 0.1
+	done
+}
+
 # rk_hold NAME PID STEP RANKS SECONDS: waits until RANKS ranks of job PID (output NAME) hold before
 # STEP, failing when the job ends first or after SECONDS.
 rk_hold() {
-	n=0
-	until [ "$(grep -c "holding before step $3" "$T/$1.err")" -eq "$4" ]; do
-		alive "$2" || mv_fail_run "$1" "the job ended before its $4 ranks held"
-		n=$((n + 1))
-		[ "$n" -lt $(($5 * 10)) ] || mv_fail_run "$1" "the $4 ranks did not hold within $5 s"
-		sleep 0.1
-	done
+	rk_lines "$1" "$2" "holding before step $3" "$4" "$5" "held"
 }
 
 # rk_paged NAME RANK: the buffers the rank paged out, from its own line.
@@ -191,13 +198,7 @@ timeout 60 "$MEMVIRT" ps --socket "$S" --json >"$T/ps.json" 2>"$T/ps.err" || mv_
 touch "$T/go"
 # By step 7 memvirtd has seen seven iterations of each rank: every rank is told to send no launches.
 rk_hold ranks "$job" 7 4 120
-n=0
-until [ "$(grep -c "plans nothing for it: launches are not sent" "$T/ranks.err")" -eq 4 ]; do
-	alive "$job" || break
-	n=$((n + 1))
-	[ "$n" -lt 1200 ] || mv_fail_run ranks "$(grep -c "plans nothing for it" "$T/ranks.err") of the 4 ranks were asked for no launches within 120 s"
-	sleep 0.1
-done
+rk_lines ranks "$job" "plans nothing for it: launches are not sent" 4 120 "were asked for no launches"
 touch "$T/go.2"
 wait_job "$job" 120
 [ "$MV_RC" -eq 0 ] || mv_fail_run ranks "exit status $MV_RC, expected 0"

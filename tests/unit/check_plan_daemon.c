@@ -228,6 +228,17 @@ static json_int_t stat_int(const struct mvd_learn *l, const char *key)
 	return v;
 }
 
+static int stat_bool(const struct mvd_learn *l, const char *key)
+{
+	json_t *o = learn_stats(l);
+	int v;
+
+	ck_assert_msg(json_is_boolean(json_object_get(o, key)), "no boolean %s in the stats", key);
+	v = json_is_true(json_object_get(o, key));
+	json_decref(o);
+	return v;
+}
+
 static uint64_t stat_fingerprint(const struct mvd_learn *l, int *found)
 {
 	json_t *o = learn_stats(l);
@@ -495,17 +506,6 @@ START_TEST(dropped_events_restart_learning)
 	gen_free_all(&g);
 }
 END_TEST
-
-static int stat_bool(const struct mvd_learn *l, const char *key)
-{
-	json_t *o = learn_stats(l);
-	int v;
-
-	ck_assert_msg(json_is_boolean(json_object_get(o, key)), "no boolean %s in the stats", key);
-	v = json_is_true(json_object_get(o, key));
-	json_decref(o);
-	return v;
-}
 
 /* A quiet spell (the library follows the plan and sends no launches): the trace is kept as the
  * plan saw it, so a new grant is planned on it; what is allocated meanwhile is learnt as alive when
