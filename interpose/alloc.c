@@ -619,7 +619,8 @@ MV_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size
 
 	if (!serving())
 		return CUDA_ERROR_NOT_INITIALIZED;
-	if (!device || mv_device_init() != CUDA_SUCCESS)
+	/* Another device's memory is the driver's to count, whichever context is current. */
+	if (!device || mv_device_init() != CUDA_SUCCESS || prop->location.id != mv_dev()->device)
 		return mv_real.cuMemCreate(handle, size, prop, flags);
 	r = mv_make_room(size);
 	if (r != CUDA_SUCCESS)

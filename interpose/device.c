@@ -44,6 +44,51 @@ static int host_location(CUdevice dev)
 	return numa_vmm || any_vmm;
 }
 
+/* The paged device, then every device the driver says can reach its memory as a peer. */
+static void access_list(CUdevice dev)
+{
+	int count = 0;
+
+	memset(state.access, 0, sizeof(state.access));
+	state.access[0].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	state.access[0].location.id = dev;
+	state.access[0].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	state.naccess = 1;
+	if (mv_real.cuDeviceGetCount(&count) != CUDA_SUCCESS)
+		return;
+	for (int d = 0; d < count && state.naccess < MV_MAX_ACCESS; d++) {
+		int can = 0;
+		if (d == dev || mv_real.cuDeviceCanAccessPeer(&can, d, dev) != CUDA_SUCCESS || !can)
+			continue;
+		state.access[state.naccess] = state.access[0];
+		state.access[state.naccess].location.id = d;
+		state.naccess++;
+	}
+}
+
+CUresult mv_grant(CUdeviceptr va, uint64_t span, int host)
+{
+	CUmemAccessDesc d[MV_MAX_ACCESS + 1];
+	int n = state.naccess;
+	CUresult r;
+
+	memcpy(d, state.access, sizeof(d[0]) * (size_t)n);
+	if (host) {
+		/* The CPU's access is named with the allocation's own kind of host location. */
+		memset(&d[n], 0, sizeof(d[n]));
+		d[n].location = state.host_loc;
+		d[n].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+		r = mv_real.cuMemSetAccess(va, span, d, (size_t)n + 1);
+		if (r == CUDA_SUCCESS)
+			return r;
+	}
+	r = mv_real.cuMemSetAccess(va, span, d, (size_t)n);
+	/* A peer the driver named but will not map for: the paged device is what must have it. */
+	if (r != CUDA_SUCCESS && n > 1)
+		r = mv_real.cuMemSetAccess(va, span, d, 1);
+	return r;
+}
+
 static CUresult setup(void)
 {
 	CUmemAllocationProp prop = {0};
@@ -72,6 +117,7 @@ static CUresult setup(void)
 		return r;
 	}
 	host_vmm = host_location(dev);
+	access_list(dev);
 	r = mv_real.cuStreamCreate(&state.d2h, CU_STREAM_NON_BLOCKING);
 	if (r == CUDA_SUCCESS)
 		r = mv_real.cuStreamCreate(&state.h2d, CU_STREAM_NON_BLOCKING);

@@ -152,9 +152,7 @@ static struct mv_hostchunk *chunk_new(uint64_t size)
 		goto err_used;
 	if (mv_dev()->host_vmm) {
 		CUmemAllocationProp prop = {0};
-		CUmemAccessDesc access[2];
 		CUdeviceptr va;
-		memset(access, 0, sizeof(access));
 		prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
 		prop.location = mv_dev()->host_loc;
 		r = mv_real.cuMemCreate(&c->handle, size, &prop, 0);
@@ -166,15 +164,7 @@ static struct mv_hostchunk *chunk_new(uint64_t size)
 		r = mv_real.cuMemMap(va, size, 0, c->handle, 0);
 		if (r != CUDA_SUCCESS)
 			goto err_map;
-		access[0].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-		access[0].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-		/* The CPU's access is named with the allocation's own kind of host location. */
-		access[1].location.type = mv_dev()->host_loc.type;
-		access[1].location.id = mv_dev()->host_loc.id;
-		access[1].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-		r = mv_real.cuMemSetAccess(va, size, access, 2);
-		if (r != CUDA_SUCCESS)
-			r = mv_real.cuMemSetAccess(va, size, access, 1);
+		r = mv_grant(va, size, 1);
 		if (r != CUDA_SUCCESS) {
 			mv_real.cuMemUnmap(va, size);
 			goto err_map;
@@ -365,16 +355,11 @@ void *mv_host_ptr(const struct mv_hostslot *s)
 
 void mv_net_map(struct mv_buf *b)
 {
-	CUmemAccessDesc access;
-
-	memset(&access, 0, sizeof(access));
 	if (!mv_dev()->host_vmm || b->host->chunk->handle == 0)
 		return;
 	if (mv_real.cuMemMap(b->va, b->span, b->host->off, b->host->chunk->handle, 0) != CUDA_SUCCESS)
 		return;
-	access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-	access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	if (mv_real.cuMemSetAccess(b->va, b->span, &access, 1) != CUDA_SUCCESS)
+	if (mv_grant(b->va, b->span, 0) != CUDA_SUCCESS)
 		mv_real.cuMemUnmap(b->va, b->span);
 }
 

@@ -125,6 +125,8 @@ void mv_log(enum mv_log_level level, const char *fmt, ...) __attribute__((format
 
 /* ---- the device (device.c) ---- */
 
+#define MV_MAX_ACCESS 64
+
 struct mv_device {
 	CUcontext ctx;
 	CUdevice device;         /* the context's device */
@@ -135,10 +137,20 @@ struct mv_device {
 				  * (CU_MEM_LOCATION_TYPE_HOST_NUMA) where the driver takes one, else HOST */
 	int host_numa;           /* the GPU's nearest host NUMA node, -1 when the host has none */
 	CUstream d2h, h2d;       /* memvirt's own copy streams */
+	/* The devices that get read-write access to every mapping memvirt makes: the paged device
+	 * first, then each device that can reach its memory as a peer. A copy is carried out by its
+	 * context's device, which needs access to both sides, so a buffer memvirt made is as reachable
+	 * from another device's context as the driver's cuMemAlloc memory would be. */
+	CUmemAccessDesc access[MV_MAX_ACCESS];
+	int naccess;
 };
 
 /* The device as mv_device_init() set it up; meaningful once that has succeeded. */
 const struct mv_device *mv_dev(void) __attribute__((const));
+
+/* Gives the devices of mv_dev()->access read-write access to [va, va+span), and the host too
+ * where host is set (a host-located allocation); failing that, the paged device alone. */
+CUresult mv_grant(CUdeviceptr va, uint64_t span, int host);
 
 /* Sets up the device side on the first allocation (the app has initialised the driver by then).
  * Returns CUDA_SUCCESS or the error to hand back. */

@@ -9,14 +9,12 @@
 CUresult mv_map_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle *out)
 {
 	CUmemAllocationProp prop = {0};
-	CUmemAccessDesc access;
 	CUmemGenericAllocationHandle h;
 	CUresult r;
 	/* The paged device's, whatever context the calling thread has: a page-in made for a launch or
 	 * a copy on another device's context still lands where the buffer lives. */
 	CUdevice dev = mv_dev()->device;
 
-	memset(&access, 0, sizeof(access));
 	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
 	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
 	prop.location.id = dev;
@@ -30,10 +28,7 @@ CUresult mv_map_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle 
 		mv_real.cuMemRelease(h);
 		return r;
 	}
-	access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-	access.location.id = dev;
-	access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	r = mv_real.cuMemSetAccess(va, span, &access, 1);
+	r = mv_grant(va, span, 0);
 	if (r != CUDA_SUCCESS) {
 		mv_real.cuMemUnmap(va, span);
 		mv_real.cuMemRelease(h);

@@ -137,6 +137,10 @@ int sim_mem_check(uint64_t addr, uint64_t bytes, int access, int allow_host);
 /* The same for a kernel running in ctx: device memory of another device also needs peer access from
  * ctx, except VMM memory, whose access cuMemSetAccess alone grants. */
 int sim_mem_check_in(const struct sim_ctx *ctx, uint64_t addr, uint64_t bytes, int access);
+/* The same for a copy or memset that ctx's device carries out: its device must have the access
+ * (VMM memory grants it per device), and another device's memory is reached over the link without
+ * peer access. */
+int sim_mem_check_copy(const struct sim_ctx *ctx, uint64_t addr, uint64_t bytes, int access);
 /* The device whose memory backs [addr, addr+bytes), or -1 when it is not all one device's memory
  * (host memory, unmapped, or spanning devices). Takes sim_mem_lock. */
 int sim_mem_device(uint64_t addr, uint64_t bytes);
@@ -156,6 +160,8 @@ struct sim_phys *sim_phys_of(CUmemGenericAllocationHandle h);
 CUresult sim_map_insert(uint64_t va, uint64_t size, struct sim_phys *p, uint64_t off);
 CUresult sim_map_remove(uint64_t va, uint64_t size);
 CUresult sim_map_set_access(uint64_t va, uint64_t size, int access);
+/* Sets each device's level where level[d] >= 0, leaving the others as they were. */
+CUresult sim_map_set_dev_access(uint64_t va, uint64_t size, const int level[SIM_MAX_DEVICES]);
 struct sim_map *sim_map_find(uint64_t addr);
 
 /* Reservations the app made with cuMemAddressReserve (cuMemAlloc's own are internal and refused
@@ -168,7 +174,10 @@ struct sim_map {
 	uint64_t va, size;
 	struct sim_phys *phys;
 	uint64_t off;
-	int access; /* 0 none, 1 read, 3 read-write */
+	int access; /* 0 none, 1 read, 3 read-write: the most any device has, which the host pages show */
+	/* Each device's own level. cuMemSetAccess sets them one by one; other mappings give every
+	 * device the same. */
+	unsigned char dev_access[SIM_MAX_DEVICES];
 };
 
 /* Frees a cuMemAlloc or cuMemAllocAsync allocation: used by cuMemFree and by the stream-ordered

@@ -455,49 +455,90 @@ CUresult sim_map_remove(uint64_t va, uint64_t size)
 	return CUDA_SUCCESS;
 }
 
-CUresult sim_map_set_access(uint64_t va, uint64_t size, int access)
+/* Checks that [va, va+size) is all mapped; returns the index of its first mapping, or -1. */
+static ssize_t maps_span(uint64_t va, uint64_t size)
 {
 	ssize_t first = vec_find(&maps, va);
 	uint64_t at = va;
-	size_t i;
 
 	if (first < 0)
-		return CUDA_ERROR_INVALID_VALUE;
-	/* Check the whole range first so that a failure changes nothing. */
-	for (i = (size_t)first; at < va + size; i++) {
+		return -1;
+	for (size_t i = (size_t)first; at < va + size; i++) {
 		struct sim_map *m;
 		if (i >= maps.n)
-			return CUDA_ERROR_INVALID_VALUE;
+			return -1;
 		m = vec_at(&maps, i);
 		if (m->va > at)
-			return CUDA_ERROR_INVALID_VALUE;
+			return -1;
 		at = m->va + m->size;
 	}
-	for (i = (size_t)first, at = va; at < va + size; i++) {
+	return first;
+}
+
+/* Gives each mapping over [va, va+size) the levels (level[d] < 0 keeps device d's), or every device
+ * the one level `all` when level is NULL; the host pages show the most any device has. */
+static CUresult set_levels(uint64_t va, uint64_t size, const int *level, int all)
+{
+	ssize_t first = maps_span(va, size);
+	uint64_t at = va;
+
+	/* Checked whole first, so that a failure changes nothing. */
+	if (first < 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	for (size_t i = (size_t)first; at < va + size; i++) {
 		struct sim_map *m = vec_at(&maps, i);
-		m->access = access;
+		int most = 0;
+		for (int d = 0; d < SIM_MAX_DEVICES; d++) {
+			if (level == NULL)
+				m->dev_access[d] = (unsigned char)all;
+			else if (level[d] >= 0)
+				m->dev_access[d] = (unsigned char)level[d];
+			most |= m->dev_access[d];
+		}
+		m->access = most;
+		if (!sim_cfg.model_only)
+			mprotect((void *)(uintptr_t)m->va, m->size, protection(most));
 		at = m->va + m->size;
 	}
-	if (!sim_cfg.model_only)
-		mprotect((void *)(uintptr_t)va, size, protection(access));
 	return CUDA_SUCCESS;
 }
 
-/* Whether a kernel running in ctx may touch a mapping: memory of its own device, host-located or
- * another process's memory, VMM memory (cuMemSetAccess decides), or a device it has peer access to. */
-static int map_reachable(const struct sim_map *m, const struct sim_ctx *ctx)
+CUresult sim_map_set_access(uint64_t va, uint64_t size, int access)
+{
+	return set_levels(va, size, NULL, access);
+}
+
+CUresult sim_map_set_dev_access(uint64_t va, uint64_t size, const int level[SIM_MAX_DEVICES])
+{
+	return set_levels(va, size, level, 0);
+}
+
+/* How a check reaches device memory. */
+enum reach {
+	REACH_ANY,    /* no context: the most any device has */
+	REACH_KERNEL, /* a kernel in ctx: its device's level, and peer access to another device's memory */
+	REACH_COPY,   /* a copy by ctx's device: its device's level; the link needs no peer access */
+};
+
+/* The access a mapping gives a check: a kernel running in ctx reaches memory of its own device,
+ * host-located or another process's memory, VMM memory (cuMemSetAccess decides, device by device),
+ * or a device it has peer access to. */
+static int map_level(const struct sim_map *m, const struct sim_ctx *ctx, enum reach how)
 {
 	const struct sim_phys *p = m->phys;
 
-	if (ctx == NULL || p->host_located || p->imported || p->from_create || p->dev == ctx->dev)
-		return 1;
-	return (__atomic_load_n(&ctx->peers, __ATOMIC_ACQUIRE) >> p->dev) & 1;
+	if (how == REACH_ANY)
+		return m->access;
+	if (how == REACH_COPY || p->host_located || p->imported || p->from_create || p->dev == ctx->dev)
+		return m->dev_access[ctx->dev];
+	return (__atomic_load_n(&ctx->peers, __ATOMIC_ACQUIRE) >> p->dev) & 1 ? m->dev_access[ctx->dev] : 0;
 }
 
 /* Walks the mappings over [addr, addr+bytes) of the device window: whether all of it is mapped with
- * the access (and reachable from ctx, if given); *dev gets the one device whose memory backs all of
- * it, or -1. Callers hold sim_mem_lock. */
-static int maps_cover(uint64_t addr, uint64_t bytes, int access, const struct sim_ctx *ctx, int *dev)
+ * the access, as the check reaches it; *dev gets the one device whose memory backs all of it, or
+ * -1. Callers hold sim_mem_lock. */
+static int maps_cover(uint64_t addr, uint64_t bytes, int access, const struct sim_ctx *ctx, enum reach how,
+		      int *dev)
 {
 	uint64_t at = addr;
 	ssize_t i = vec_find(&maps, addr);
@@ -509,7 +550,7 @@ static int maps_cover(uint64_t addr, uint64_t bytes, int access, const struct si
 		if (i < 0 || (size_t)i >= maps.n)
 			return 0;
 		m = vec_at(&maps, (size_t)i);
-		if (m->va > at || (m->access & access) != access || !map_reachable(m, ctx))
+		if (m->va > at || (map_level(m, ctx, how) & access) != access)
 			return 0;
 		d = m->phys->host_located || m->phys->imported ? -1 : m->phys->dev;
 		*dev = *dev == -2 || *dev == d ? d : -1;
@@ -519,7 +560,8 @@ static int maps_cover(uint64_t addr, uint64_t bytes, int access, const struct si
 	return 1;
 }
 
-static int check_in(const struct sim_ctx *ctx, uint64_t addr, uint64_t bytes, int access, int allow_host)
+static int check_in(const struct sim_ctx *ctx, enum reach how, uint64_t addr, uint64_t bytes, int access,
+		    int allow_host)
 {
 	int ok = 1, dev;
 
@@ -527,9 +569,11 @@ static int check_in(const struct sim_ctx *ctx, uint64_t addr, uint64_t bytes, in
 		return 0;
 	if (addr + bytes < addr)
 		return -1;
+	if (ctx == NULL)
+		how = REACH_ANY;
 	pthread_mutex_lock(&sim_mem_lock);
 	if (sim_is_device_addr(addr)) {
-		ok = maps_cover(addr, bytes, access, ctx, &dev);
+		ok = maps_cover(addr, bytes, access, ctx, how, &dev);
 	} else if (allow_host) {
 		ssize_t i = vec_find(&pins, addr);
 		ok = i >= 0;
@@ -546,12 +590,17 @@ static int check_in(const struct sim_ctx *ctx, uint64_t addr, uint64_t bytes, in
 
 int sim_mem_check(uint64_t addr, uint64_t bytes, int access, int allow_host)
 {
-	return check_in(NULL, addr, bytes, access, allow_host);
+	return check_in(NULL, REACH_ANY, addr, bytes, access, allow_host);
 }
 
 int sim_mem_check_in(const struct sim_ctx *ctx, uint64_t addr, uint64_t bytes, int access)
 {
-	return check_in(ctx, addr, bytes, access, 1);
+	return check_in(ctx, REACH_KERNEL, addr, bytes, access, 1);
+}
+
+int sim_mem_check_copy(const struct sim_ctx *ctx, uint64_t addr, uint64_t bytes, int access)
+{
+	return check_in(ctx, REACH_COPY, addr, bytes, access, 1);
 }
 
 int sim_mem_device(uint64_t addr, uint64_t bytes)
@@ -561,7 +610,7 @@ int sim_mem_device(uint64_t addr, uint64_t bytes)
 	if (bytes == 0 || addr + bytes < addr || !sim_is_device_addr(addr))
 		return -1;
 	pthread_mutex_lock(&sim_mem_lock);
-	if (!maps_cover(addr, bytes, 0, NULL, &dev))
+	if (!maps_cover(addr, bytes, 0, NULL, REACH_ANY, &dev))
 		dev = -1;
 	pthread_mutex_unlock(&sim_mem_lock);
 	return dev < 0 ? -1 : dev;

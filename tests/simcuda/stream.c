@@ -121,24 +121,27 @@ static int memset_body(void *arg)
 	return 0;
 }
 
-static CUresult exec_copy(struct sim_op *op)
+/* A copy or memset is carried out by the stream's device, which needs access to what it touches. */
+static CUresult exec_copy(const struct sim_ctx *ctx, struct sim_op *op)
 {
-	int dst_dev = op->u.c.dir == SIM_COPY_H2D || op->u.c.dir == SIM_COPY_D2D;
-	int src_dev = op->u.c.dir == SIM_COPY_D2H || op->u.c.dir == SIM_COPY_D2D;
+	/* A side named as host memory may still be a device address (host-located VMM memory, say):
+	 * then it is checked as one. */
+	int dst_dev = op->u.c.dir == SIM_COPY_H2D || op->u.c.dir == SIM_COPY_D2D || sim_is_device_addr(op->u.c.dst);
+	int src_dev = op->u.c.dir == SIM_COPY_D2H || op->u.c.dir == SIM_COPY_D2D || sim_is_device_addr(op->u.c.src);
 
 	/* Pinned host memory is a valid device address too (unified addressing). */
-	if (dst_dev && sim_mem_check(op->u.c.dst, op->u.c.bytes, 3, 1) != 0)
+	if (dst_dev && sim_mem_check_copy(ctx, op->u.c.dst, op->u.c.bytes, 3) != 0)
 		return CUDA_ERROR_ILLEGAL_ADDRESS;
-	if (src_dev && sim_mem_check(op->u.c.src, op->u.c.bytes, 1, 1) != 0)
+	if (src_dev && sim_mem_check_copy(ctx, op->u.c.src, op->u.c.bytes, 1) != 0)
 		return CUDA_ERROR_ILLEGAL_ADDRESS;
 	if (sim_cfg.model_only)
 		return CUDA_SUCCESS;
 	return sim_guarded(copy_body, op) == 0 ? CUDA_SUCCESS : CUDA_ERROR_ILLEGAL_ADDRESS;
 }
 
-static CUresult exec_memset(struct sim_op *op)
+static CUresult exec_memset(const struct sim_ctx *ctx, struct sim_op *op)
 {
-	if (sim_mem_check(op->u.m.dst, op->u.m.n * op->u.m.elem, 3, 1) != 0)
+	if (sim_mem_check_copy(ctx, op->u.m.dst, op->u.m.n * op->u.m.elem, 3) != 0)
 		return CUDA_ERROR_ILLEGAL_ADDRESS;
 	if (sim_cfg.model_only)
 		return CUDA_SUCCESS;
@@ -169,10 +172,10 @@ static CUresult exec_op(struct sim_stream *s, struct sim_op *op)
 		r = sim_kernel_exec(s->ctx, op);
 		break;
 	case SIM_OP_COPY:
-		r = exec_copy(op);
+		r = exec_copy(s->ctx, op);
 		break;
 	case SIM_OP_MEMSET:
-		r = exec_memset(op);
+		r = exec_memset(s->ctx, op);
 		break;
 	case SIM_OP_HOSTFN:
 		op->u.h.fn(op->u.h.data);

@@ -213,14 +213,16 @@ SIM_EXPORT CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
 SIM_EXPORT CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc, size_t count)
 {
 	CUresult r = sim_enter();
-	int access = -1;
+	int level[SIM_MAX_DEVICES], named = 0;
 
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (desc == NULL || count == 0 || size == 0)
 		return CUDA_ERROR_INVALID_VALUE;
-	/* One access level serves every device (the last device descriptor's); host access descriptors
-	 * are accepted as given. */
+	/* Each device descriptor sets that device's level, a later one for the same device winning;
+	 * devices not named keep theirs. Host access descriptors are accepted as given. */
+	for (int d = 0; d < SIM_MAX_DEVICES; d++)
+		level[d] = -1;
 	for (size_t i = 0; i < count; i++) {
 		int a;
 		switch (desc[i].flags) {
@@ -232,15 +234,16 @@ SIM_EXPORT CUresult cuMemSetAccess(CUdeviceptr ptr, size_t size, const CUmemAcce
 		if (desc[i].location.type == CU_MEM_LOCATION_TYPE_DEVICE) {
 			if (desc[i].location.id < 0 || desc[i].location.id >= sim_cfg.ndevices)
 				return CUDA_ERROR_INVALID_DEVICE;
-			access = a;
+			level[desc[i].location.id] = a;
+			named = 1;
 		} else if (!host_location(desc[i].location.type)) {
 			return CUDA_ERROR_INVALID_VALUE;
 		}
 	}
-	if (access < 0)
+	if (!named)
 		return CUDA_SUCCESS;
 	pthread_mutex_lock(&sim_mem_lock);
-	r = sim_resv_covers(ptr, size) ? sim_map_set_access(ptr, size, access) : CUDA_ERROR_INVALID_VALUE;
+	r = sim_resv_covers(ptr, size) ? sim_map_set_dev_access(ptr, size, level) : CUDA_ERROR_INVALID_VALUE;
 	pthread_mutex_unlock(&sim_mem_lock);
 	return r;
 }
@@ -258,12 +261,14 @@ SIM_EXPORT CUresult cuMemGetAccess(unsigned long long *flags, const CUmemLocatio
 		return CUDA_ERROR_INVALID_DEVICE;
 	pthread_mutex_lock(&sim_mem_lock);
 	m = sim_map_find(ptr);
-	if (m == NULL)
+	if (m == NULL) {
 		r = CUDA_ERROR_INVALID_VALUE;
-	else
-		*flags = m->access == 3 ? CU_MEM_ACCESS_FLAGS_PROT_READWRITE
-			 : m->access == 1 ? CU_MEM_ACCESS_FLAGS_PROT_READ
-					  : CU_MEM_ACCESS_FLAGS_PROT_NONE;
+	} else {
+		int a = m->dev_access[location->id];
+		*flags = a == 3 ? CU_MEM_ACCESS_FLAGS_PROT_READWRITE
+			 : a == 1 ? CU_MEM_ACCESS_FLAGS_PROT_READ
+				  : CU_MEM_ACCESS_FLAGS_PROT_NONE;
+	}
 	pthread_mutex_unlock(&sim_mem_lock);
 	return r;
 }

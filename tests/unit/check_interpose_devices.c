@@ -130,12 +130,75 @@ START_TEST(test_other_device_passes_through)
 }
 END_TEST
 
+/* A process whose first allocation is on device 1 pages device 1, with the host pool's chunks
+ * host-located VMM memory (the safety net on). Each copy is carried out by its context's device,
+ * which needs access to both sides: device 1's copy streams to the chunks, and device 0's context
+ * reading device 1's buffers as it could read the driver's cuMemAlloc memory. A cuMemCreate on
+ * device 0 is not charged to device 1's budget. */
+START_TEST(test_paged_device_one)
+{
+	CUdeviceptr d[N0];
+	CUcontext ctx1;
+	CUmodule mod1;
+	CUfunction f1;
+	CUmemAllocationProp prop;
+	CUmemGenericAllocationHandle h;
+	struct memvirt_counters c;
+	size_t free1, total1, free0, total0;
+
+	itest_tmpfile(logpath, sizeof(logpath), "log");
+	ck_assert_int_eq(setenv("MEMVIRT_LOG_FILE", logpath, 1), 0);
+	simtest_start("SIMCUDA_DEVICES=2", "SIMCUDA_MEM=64MiB", "SIMCUDA_GRANULARITY=64KiB", "MEMVIRT_BUDGET=256KiB",
+		      "MEMVIRT_SLAB_THRESHOLD=16KiB", "MEMVIRT_DAEMON=off", "MEMVIRT_LOG=info");
+	CHK(cuDevicePrimaryCtxRetain(&ctx1, 1));
+	CHK(cuCtxSetCurrent(ctx1));
+	CHK(cuModuleLoadData(&mod1, simtest_module_image() != NULL ? simtest_module_image() : "simcuda"));
+	f1 = fill_in(mod1);
+	for (int i = 0; i < N0; i++) {
+		CHK(cuMemAlloc(&d[i], BUF));
+		CHK(fill(f1, d[i], 10.0f + (float)i, NULL));
+	}
+	CHK(cuCtxSynchronize());
+	info(&free1, &total1);
+	ck_assert_uint_eq(total1, 256 * ITEST_KIB);
+	c = itest_counters();
+	ck_assert_uint_ge(c.page_outs, N0 - 4);
+	for (int i = 0; i < N0; i++) {
+		simtest_expect_floats(d[i], FLOATS, 10.0f + (float)i);
+		ck_assert_int_eq(ordinal(d[i]), 1);
+	}
+	ck_assert_uint_ge(itest_counters().page_ins, N0 - 4);
+
+	/* Device 0's context: the driver's figures there, and device 1's buffers read and written. */
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	info(&free0, &total0);
+	ck_assert_uint_eq(total0, 64 * SIMTEST_MIB);
+	prop = simtest_prop(0);
+	CHK(cuMemCreate(&h, 2 * SIMTEST_MIB, &prop, 0));
+	ck_assert_uint_eq(itest_counters().app_vmm_bytes, 0);
+	for (int i = 0; i < N0; i++) {
+		simtest_expect_floats(d[i], FLOATS, 10.0f + (float)i);
+		CHK(cuMemsetD32(d[i], 0, FLOATS));
+		simtest_expect_floats(d[i], FLOATS, 0.0f);
+	}
+	CHK(cuMemRelease(h));
+	CHK(cuCtxSetCurrent(ctx1));
+	info(&free1, &total1);
+	ck_assert_uint_eq(total1, 256 * ITEST_KIB);
+	for (int i = 0; i < N0; i++)
+		CHK(cuMemFree(d[i]));
+	ck_assert_int_eq(itest_count_in(logpath, "failed"), 0);
+	unlink(logpath);
+}
+END_TEST
+
 static Suite *devices_suite(void)
 {
 	Suite *s = suite_create("interpose_devices");
 	TCase *tc = simtest_tcase(s, "two", 60);
 
 	tcase_add_test(tc, test_other_device_passes_through);
+	tcase_add_test(tc, test_paged_device_one);
 	return s;
 }
 

@@ -302,6 +302,107 @@ START_TEST(test_kernel_with_peer_access)
 }
 END_TEST
 
+/* Maps a new VMM allocation of bytes on device dev, with no device given access yet. */
+static CUdeviceptr vmm_on(CUdevice dev, size_t bytes, int host)
+{
+	CUmemAllocationProp prop = simtest_prop(host);
+	CUmemGenericAllocationHandle h;
+	CUdeviceptr va;
+
+	prop.location.id = host ? 0 : dev;
+	CHK(cuMemAddressReserve(&va, bytes, 0, 0, 0));
+	CHK(cuMemCreate(&h, bytes, &prop, 0));
+	CHK(cuMemMap(va, bytes, 0, h, 0));
+	CHK(cuMemRelease(h));
+	return va;
+}
+
+static CUresult grant(CUdeviceptr va, size_t bytes, CUdevice dev, CUmemAccess_flags flags)
+{
+	CUmemAccessDesc d;
+
+	memset(&d, 0, sizeof(d));
+	d.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	d.location.id = dev;
+	d.flags = flags;
+	return cuMemSetAccess(va, bytes, &d, 1);
+}
+
+static unsigned long long access_of(CUdeviceptr va, CUdevice dev)
+{
+	CUmemLocation loc = {.type = CU_MEM_LOCATION_TYPE_DEVICE, .id = dev};
+	unsigned long long flags = 99;
+
+	CHK(cuMemGetAccess(&flags, &loc, va));
+	return flags;
+}
+
+/* VMM access is per device: a descriptor for one device leaves the others as they were, and a copy
+ * or memset is carried out by its stream's device, which needs the access itself, wherever the pages
+ * are (device 1's memory or host memory). */
+START_TEST(test_vmm_access_per_device_copies)
+{
+	const size_t bytes = 2 * SIMTEST_MIB;
+	CUdeviceptr va[2];
+	CUcontext c1;
+	uint32_t got[4];
+
+	simtest_start("SIMCUDA_DEVICES=2", MEM_ENV);
+	c1 = primary(1);
+	va[0] = vmm_on(1, bytes, 0);
+	va[1] = vmm_on(1, bytes, 1);
+	for (int i = 0; i < 2; i++) {
+		CHK(grant(va[i], bytes, 0, CU_MEM_ACCESS_FLAGS_PROT_READWRITE));
+		ck_assert_uint_eq(access_of(va[i], 0), CU_MEM_ACCESS_FLAGS_PROT_READWRITE);
+		ck_assert_uint_eq(access_of(va[i], 1), CU_MEM_ACCESS_FLAGS_PROT_NONE);
+		/* Device 0 writes it, although device 1 or the host holds the pages. */
+		CHK(cuMemsetD32(va[i], 0x5a5a5a5au + (unsigned)i, bytes / 4));
+		CHK(grant(va[i], bytes, 1, CU_MEM_ACCESS_FLAGS_PROT_READ));
+		ck_assert_uint_eq(access_of(va[i], 0), CU_MEM_ACCESS_FLAGS_PROT_READWRITE);
+		ck_assert_uint_eq(access_of(va[i], 1), CU_MEM_ACCESS_FLAGS_PROT_READ);
+	}
+	CHK(cuCtxPushCurrent(c1));
+	for (int i = 0; i < 2; i++) {
+		/* Device 1 may read it now, not write it. */
+		CHK(cuMemcpyDtoH(got, va[i], sizeof(got)));
+		for (int k = 0; k < 4; k++)
+			ck_assert_uint_eq(got[k], 0x5a5a5a5au + (unsigned)i);
+	}
+	CHK_ERR(cuMemsetD32(va[1], 7, 4), CUDA_ERROR_ILLEGAL_ADDRESS);
+	CHK(cuCtxPopCurrent(NULL));
+	/* Device 0 writes on; the bytes device 1 was refused were never written. */
+	CHK(cuMemcpyDtoH(got, va[1], sizeof(got)));
+	ck_assert_uint_eq(got[0], 0x5a5a5a5bu);
+	CHK(cuMemsetD32(va[1], 7, 4));
+	CHK(cuMemcpyDtoH(got, va[1], sizeof(got)));
+	ck_assert_uint_eq(got[0], 7);
+}
+END_TEST
+
+/* A kernel uses VMM memory only as its own device was granted: peer access does not stand in. */
+START_TEST(test_vmm_access_per_device_kernels)
+{
+	const size_t bytes = 2 * SIMTEST_MIB;
+	const uint64_t n = 1024;
+	CUdeviceptr va;
+	CUcontext c0, c1;
+
+	simtest_start("SIMCUDA_DEVICES=2", MEM_ENV);
+	CHK(cuCtxGetCurrent(&c0));
+	c1 = primary(1);
+	va = vmm_on(0, bytes, 0);
+	CHK(grant(va, bytes, 0, CU_MEM_ACCESS_FLAGS_PROT_READWRITE));
+	CHK(simtest_fill(va, 3.0f, n, NULL));
+	CHK(cuCtxSynchronize());
+	CHK(cuCtxPushCurrent(c1));
+	CHK(cuCtxEnablePeerAccess(c0, 0));
+	CHK(simtest_fill(va, 4.0f, n, NULL));
+	CHK_ERR(cuCtxSynchronize(), CUDA_ERROR_ILLEGAL_ADDRESS);
+	CHK(cuCtxPopCurrent(NULL));
+	simtest_expect_floats(va, n, 3.0f);
+}
+END_TEST
+
 /* Peer copies need no peer access, as on hardware; the bytes arrive exactly. */
 START_TEST(test_peer_copy_bytes)
 {
@@ -446,6 +547,8 @@ static Suite *devices_suite(void)
 	tcase_add_test(tc, test_illegal_without_peer_access);
 	tcase_add_test(tc, test_kernel_with_peer_access);
 	tcase_add_test(tc, test_peer_copy_bytes);
+	tcase_add_test(tc, test_vmm_access_per_device_copies);
+	tcase_add_test(tc, test_vmm_access_per_device_kernels);
 	tc = simtest_tcase(s, "clock", 30);
 	tcase_add_test(tc, test_peer_copy_time);
 	tcase_add_test(tc, test_engines_per_device);
