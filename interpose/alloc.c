@@ -220,6 +220,7 @@ static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 	uint64_t span = span_of(size);
 	struct mv_buf *b;
 	CUdeviceptr va;
+	CUcontext prev;
 	CUresult r;
 
 	mv_lock();
@@ -248,15 +249,18 @@ static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 	b = calloc(1, sizeof(*b));
 	if (b == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	/* Timed, so that the learner knows what a page copy costs. */
+	/* Timed, so that the learner knows what a page copy costs; in the paged context, as they are
+	 * recorded on memvirt's copy streams. */
+	prev = mv_enter_paged();
 	r = mv_real.cuEventCreate(&b->moved, 0);
+	if (r == CUDA_SUCCESS) {
+		r = mv_real.cuEventCreate(&b->mstart, 0);
+		if (r != CUDA_SUCCESS)
+			mv_real.cuEventDestroy_v2(b->moved);
+	}
+	mv_leave_paged(prev);
 	if (r != CUDA_SUCCESS)
 		goto err_event;
-	r = mv_real.cuEventCreate(&b->mstart, 0);
-	if (r != CUDA_SUCCESS) {
-		mv_real.cuEventDestroy_v2(b->moved);
-		goto err_event;
-	}
 	r = mv_new_range(span, &va, &b->dev);
 	if (r != CUDA_SUCCESS)
 		goto err_range;

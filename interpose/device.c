@@ -66,6 +66,22 @@ static void access_list(CUdevice dev)
 	}
 }
 
+CUcontext mv_enter_paged(void)
+{
+	CUcontext cur = NULL;
+
+	if (mv_real.cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur == state.ctx ||
+	    mv_real.cuCtxSetCurrent(state.ctx) != CUDA_SUCCESS)
+		return state.ctx;
+	return cur;
+}
+
+void mv_leave_paged(CUcontext prev)
+{
+	if (prev != state.ctx)
+		mv_real.cuCtxSetCurrent(prev);
+}
+
 CUresult mv_grant(CUdeviceptr va, uint64_t span, int host)
 {
 	CUmemAccessDesc d[MV_MAX_ACCESS + 1];

@@ -148,6 +148,12 @@ struct mv_device {
 /* The device as mv_device_init() set it up; meaningful once that has succeeded. */
 const struct mv_device *mv_dev(void) __attribute__((const));
 
+/* Makes the paged context current where another one is (another context on the paged device, say):
+ * memvirt's own events must be of the context its copy streams are in. Returns what to give back to
+ * mv_leave_paged. */
+CUcontext mv_enter_paged(void);
+void mv_leave_paged(CUcontext prev);
+
 /* Gives the devices of mv_dev()->access read-write access to [va, va+span), and the host too
  * where host is set (a host-located allocation); failing that, the paged device alone. */
 CUresult mv_grant(CUdeviceptr va, uint64_t span, int host);
@@ -174,6 +180,7 @@ enum { MV_QUIET_DEAD = 1, MV_QUIET_CAPTURE };
  * slot's ticket is published only after its event has been recorded. */
 struct mv_stream {
 	CUstream handle;
+	CUcontext ctx;                /* the handle's context, whose events are the only ones it records */
 	int per_thread;
 	CUevent demand;               /* recorded on demand, to cover tickets not marked yet */
 	pthread_mutex_t demand_lock;  /* serialises records of `demand` */

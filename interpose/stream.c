@@ -12,18 +12,44 @@ static struct mv_stream table[MV_MAX_STREAMS];
 static _Atomic unsigned count;
 /* Guards adding to the table; lookups read entries published by count. */
 static pthread_mutex_t add_lock = PTHREAD_MUTEX_INITIALIZER;
-/* Each thread's per-thread default stream; the key gives its entry back when the thread ends. */
+
+/* Each thread's per-thread default streams, one per context it used (the driver has one per thread
+ * and context); own_stream is the one used last. The key gives them back when the thread ends. */
+#define MV_OWN_STREAMS 8
+static __thread struct mv_stream *own_streams[MV_OWN_STREAMS];
 static __thread struct mv_stream *own_stream;
 static pthread_key_t own_key;
 static pthread_once_t own_key_once = PTHREAD_ONCE_INIT;
 static int own_key_made;
 
-static struct mv_stream *find(CUstream h)
+/* The legacy and per-thread handles name a stream of whichever context is current. */
+static int implicit(CUstream h)
+{
+	return h == CU_STREAM_LEGACY || h == CU_STREAM_PER_THREAD;
+}
+
+/* Runs with s's context current where s's handle is one only that context resolves: an event is
+ * recorded only on a stream of the context it was made in. */
+static CUresult record(struct mv_stream *s, CUevent e)
+{
+	CUcontext cur = NULL;
+	CUresult r;
+
+	if (!implicit(s->handle) || s->ctx == NULL || mv_real.cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur == s->ctx)
+		return mv_real.cuEventRecord(e, s->handle);
+	if (mv_real.cuCtxSetCurrent(s->ctx) != CUDA_SUCCESS)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	r = mv_real.cuEventRecord(e, s->handle);
+	mv_real.cuCtxSetCurrent(cur);
+	return r;
+}
+
+static struct mv_stream *find(CUstream h, CUcontext ctx)
 {
 	unsigned n = atomic_load_explicit(&count, memory_order_acquire);
 
 	for (unsigned i = 0; i < n; i++)
-		if (table[i].handle == h && !table[i].per_thread &&
+		if (table[i].handle == h && !table[i].per_thread && (!implicit(h) || table[i].ctx == ctx) &&
 		    atomic_load_explicit(&table[i].quiet, memory_order_acquire) != MV_QUIET_DEAD)
 			return &table[i];
 	return NULL;
@@ -32,19 +58,21 @@ static struct mv_stream *find(CUstream h)
 /* A destroyed stream's entry (or an ended thread's, for a per-thread stream) whose work has all
  * completed, taken for h: its events are reused and its tickets go on from where they were, so a
  * buffer's use recorded on the old stream names a ticket that is complete (waiting for it again
- * costs at most a wait on the new stream's work, and work on the new one is ordered after it). */
-static struct mv_stream *reuse(CUstream h, int per_thread)
+ * costs at most a wait on the new stream's work, and work on the new one is ordered after it).
+ * Its events must be of h's context. */
+static struct mv_stream *reuse(CUstream h, int per_thread, CUcontext ctx)
 {
 	unsigned n = atomic_load_explicit(&count, memory_order_acquire);
 	struct mv_stream *s = NULL;
 
 	for (unsigned i = 0; i < n && s == NULL; i++) {
 		struct mv_stream *t = &table[i];
-		if (t->per_thread != per_thread || atomic_load_explicit(&t->quiet, memory_order_acquire) != MV_QUIET_DEAD ||
+		if (t->per_thread != per_thread || t->ctx != ctx ||
+		    atomic_load_explicit(&t->quiet, memory_order_acquire) != MV_QUIET_DEAD ||
 		    mv_real.cuEventQuery(t->demand) != CUDA_SUCCESS)
 			continue;
 		pthread_mutex_lock(&add_lock);
-		if ((per_thread || (s = find(h)) == NULL) &&
+		if ((per_thread || (s = find(h, ctx)) == NULL) &&
 		    atomic_load_explicit(&t->quiet, memory_order_relaxed) == MV_QUIET_DEAD) {
 			t->handle = h;
 			atomic_store_explicit(&t->quiet, 0, memory_order_release);
@@ -55,68 +83,84 @@ static struct mv_stream *reuse(CUstream h, int per_thread)
 	return s;
 }
 
-static struct mv_stream *add(CUstream h, int per_thread)
+/* Makes n events in ctx (the current context where ctx is NULL or current). */
+static CUresult events_in(CUcontext ctx, CUevent *ev, unsigned n)
 {
-	CUevent ring[MV_RING], demand;
+	CUcontext cur = NULL;
+	CUresult r = CUDA_SUCCESS;
+	unsigned i;
+
+	if (ctx != NULL && mv_real.cuCtxGetCurrent(&cur) == CUDA_SUCCESS && cur != ctx &&
+	    mv_real.cuCtxSetCurrent(ctx) != CUDA_SUCCESS)
+		return CUDA_ERROR_INVALID_CONTEXT;
+	for (i = 0; i < n && r == CUDA_SUCCESS; i++)
+		r = mv_real.cuEventCreate(&ev[i], CU_EVENT_DISABLE_TIMING);
+	if (r != CUDA_SUCCESS)
+		for (i--; i-- > 0;)
+			mv_real.cuEventDestroy_v2(ev[i]);
+	if (ctx != NULL && cur != ctx)
+		mv_real.cuCtxSetCurrent(cur);
+	return r;
+}
+
+static struct mv_stream *add(CUstream h, int per_thread, CUcontext ctx)
+{
+	/* The ring, then `demand`. */
+	CUevent ev[MV_RING + 1];
 	struct mv_stream *s = NULL;
 	unsigned i;
 
-	if (mv_real.cuEventCreate(&demand, CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS)
-		return NULL;
 	/* The events are made before taking the lock: no lock is held across a driver call. */
-	for (i = 0; i < MV_RING; i++) {
-		if (mv_real.cuEventCreate(&ring[i], CU_EVENT_DISABLE_TIMING) != CUDA_SUCCESS) {
-			while (i-- > 0)
-				mv_real.cuEventDestroy_v2(ring[i]);
-			mv_real.cuEventDestroy_v2(demand);
-			return NULL;
-		}
-	}
+	if (events_in(ctx, ev, MV_RING + 1) != CUDA_SUCCESS)
+		return NULL;
 	pthread_mutex_lock(&add_lock);
 	if (!per_thread)
-		s = find(h);
+		s = find(h, ctx);
 	if (s == NULL && atomic_load_explicit(&count, memory_order_relaxed) < MV_MAX_STREAMS) {
 		s = &table[atomic_load_explicit(&count, memory_order_relaxed)];
 		s->handle = h;
+		s->ctx = ctx;
 		s->per_thread = per_thread;
-		s->demand = demand;
-		demand = NULL;
+		s->demand = ev[MV_RING];
 		pthread_mutex_init(&s->demand_lock, NULL);
 		for (i = 0; i < MV_RING; i++) {
-			s->ring[i] = ring[i];
+			s->ring[i] = ev[i];
 			atomic_store_explicit(&s->slot_ticket[i], 0, memory_order_relaxed);
 		}
 		atomic_store_explicit(&s->next_ticket, 1, memory_order_relaxed);
 		atomic_fetch_add_explicit(&count, 1, memory_order_release);
-		for (i = 0; i < MV_RING; i++)
-			ring[i] = NULL;
+		for (i = 0; i <= MV_RING; i++)
+			ev[i] = NULL;
 	}
 	pthread_mutex_unlock(&add_lock);
-	for (i = 0; i < MV_RING; i++)
-		if (ring[i] != NULL)
-			mv_real.cuEventDestroy_v2(ring[i]);
-	if (demand != NULL)
-		mv_real.cuEventDestroy_v2(demand);
+	for (i = 0; i <= MV_RING; i++)
+		if (ev[i] != NULL)
+			mv_real.cuEventDestroy_v2(ev[i]);
 	if (s == NULL)
 		mv_log(MV_LOG_WARN, "more than %d streams: launches on the others synchronise", MV_MAX_STREAMS);
 	return s;
 }
 
-/* A thread ends: its per-thread stream's entry may serve another thread once all the stream ran
- * is complete, which a mark of `demand` made now tells (later waits for its tickets use their own
- * marks, or that one). A stream that cannot be marked here (no context any more, say) keeps its
- * entry: nothing would tell when its work is done. */
+/* A thread ends: each of its per-thread streams' entries may serve another thread once all the
+ * stream ran is complete, which a mark of `demand` made now tells (later waits for its tickets use
+ * their own marks, or that one). A stream that cannot be marked here (no context any more, say)
+ * keeps its entry: nothing would tell when its work is done. */
 static void own_stream_ended(void *arg)
 {
-	struct mv_stream *s = arg;
-
-	pthread_mutex_lock(&s->demand_lock);
-	if (!atomic_load_explicit(&s->quiet, memory_order_relaxed) &&
-	    mv_real.cuEventRecord(s->demand, CU_STREAM_PER_THREAD) == CUDA_SUCCESS)
-		atomic_store_explicit(&s->quiet, MV_QUIET_DEAD, memory_order_release);
-	else
-		mv_log(MV_LOG_DEBUG, "an ending thread's per-thread stream cannot be marked: its entry is kept");
-	pthread_mutex_unlock(&s->demand_lock);
+	(void)arg;
+	for (int i = 0; i < MV_OWN_STREAMS; i++) {
+		struct mv_stream *s = own_streams[i];
+		if (s == NULL)
+			continue;
+		own_streams[i] = NULL;
+		pthread_mutex_lock(&s->demand_lock);
+		if (!atomic_load_explicit(&s->quiet, memory_order_relaxed) && record(s, s->demand) == CUDA_SUCCESS)
+			atomic_store_explicit(&s->quiet, MV_QUIET_DEAD, memory_order_release);
+		else
+			mv_log(MV_LOG_DEBUG, "an ending thread's per-thread stream cannot be marked: its entry is kept");
+		pthread_mutex_unlock(&s->demand_lock);
+	}
+	own_stream = NULL;
 }
 
 static void own_key_make(void)
@@ -124,32 +168,53 @@ static void own_key_make(void)
 	own_key_made = pthread_key_create(&own_key, own_stream_ended) == 0;
 }
 
-static struct mv_stream *own_stream_new(void)
+/* The calling thread's per-thread stream in ctx. */
+static struct mv_stream *own_stream_in(CUcontext ctx)
 {
 	struct mv_stream *s;
+	int i;
 
+	for (i = 0; i < MV_OWN_STREAMS; i++)
+		if (own_streams[i] != NULL && own_streams[i]->ctx == ctx)
+			return own_stream = own_streams[i];
+	for (i = 0; i < MV_OWN_STREAMS && own_streams[i] != NULL; i++)
+		;
+	/* A thread that used more contexts than that: the driver's own default stream serves the
+	 * rest, as a full table does. */
+	if (i == MV_OWN_STREAMS)
+		return NULL;
 	pthread_once(&own_key_once, own_key_make);
-	if ((s = reuse(CU_STREAM_PER_THREAD, 1)) == NULL)
-		s = add(CU_STREAM_PER_THREAD, 1);
-	if (s != NULL && own_key_made)
-		pthread_setspecific(own_key, s);
-	return s;
+	if ((s = reuse(CU_STREAM_PER_THREAD, 1, ctx)) == NULL)
+		s = add(CU_STREAM_PER_THREAD, 1, ctx);
+	if (s == NULL)
+		return NULL;
+	own_streams[i] = s;
+	if (own_key_made)
+		pthread_setspecific(own_key, own_streams);
+	return own_stream = s;
 }
 
 struct mv_stream *mv_stream_get(CUstream h, int per_thread)
 {
 	struct mv_stream *s;
+	CUcontext ctx = NULL;
 
 	if (h == NULL)
 		h = per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
-	if (h == CU_STREAM_PER_THREAD) {
-		if (own_stream == NULL)
-			own_stream = own_stream_new();
-		return own_stream;
-	}
-	if ((s = find(h)) != NULL || (s = reuse(h, 0)) != NULL)
+	if (implicit(h)) {
+		if (mv_real.cuCtxGetCurrent(&ctx) != CUDA_SUCCESS || ctx == NULL)
+			return NULL;
+		if (h == CU_STREAM_PER_THREAD)
+			return own_stream != NULL && own_stream->ctx == ctx ? own_stream : own_stream_in(ctx);
+	} else if ((s = find(h, NULL)) != NULL) {
 		return s;
-	return add(h, 0);
+	} else if (mv_real.cuStreamGetCtx(h, &ctx) != CUDA_SUCCESS) {
+		/* Not a stream the driver knows: the call itself will fail. */
+		ctx = NULL;
+	}
+	if ((s = find(h, ctx)) != NULL || (s = reuse(h, 0, ctx)) != NULL)
+		return s;
+	return add(h, 0, ctx);
 }
 
 struct mv_stream *mv_stream_at(unsigned index)
@@ -187,7 +252,7 @@ void mv_stream_end(struct mv_stream *s, uint64_t t)
 
 	if (t % every(s) == 0 && atomic_load_explicit(&s->inflight, memory_order_acquire) == 1) {
 		slot = (unsigned)(t / every(s) % MV_RING);
-		mv_real.cuEventRecord(s->ring[slot], s->handle);
+		record(s, s->ring[slot]);
 		atomic_store_explicit(&s->slot_ticket[slot], t, memory_order_release);
 		if (s->per_thread)
 			atomic_store_explicit(&s->marked, t, memory_order_release);
@@ -212,7 +277,7 @@ static CUevent covering(struct mv_stream *s, uint64_t t, int make)
 	pthread_mutex_lock(&s->demand_lock);
 	/* A destroyed or capturing stream's was recorded when it became so, after all it ran before. */
 	if (!atomic_load_explicit(&s->quiet, memory_order_relaxed))
-		mv_real.cuEventRecord(s->demand, s->handle);
+		record(s, s->demand);
 	pthread_mutex_unlock(&s->demand_lock);
 	return s->demand;
 }
@@ -233,7 +298,7 @@ static void quiesce(struct mv_stream *s, int quiet)
 {
 	pthread_mutex_lock(&s->demand_lock);
 	if (!atomic_load_explicit(&s->quiet, memory_order_relaxed) &&
-	    mv_real.cuEventRecord(s->demand, s->handle) != CUDA_SUCCESS) {
+	    record(s, s->demand) != CUDA_SUCCESS) {
 		/* No mark: every earlier record of `demand` completes with this. */
 		mv_log(MV_LOG_DEBUG, "stream %p cannot be marked: synchronised instead", (void *)s->handle);
 		mv_real.cuStreamSynchronize(s->handle);
@@ -248,7 +313,7 @@ void mv_stream_forget(CUstream h)
 {
 	struct mv_stream *s;
 
-	if (h != NULL && h != CU_STREAM_LEGACY && h != CU_STREAM_PER_THREAD && (s = find(h)) != NULL)
+	if (h != NULL && h != CU_STREAM_LEGACY && h != CU_STREAM_PER_THREAD && (s = find(h, NULL)) != NULL)
 		quiesce(s, MV_QUIET_DEAD);
 }
 
@@ -290,6 +355,21 @@ static struct {
 } captures[MV_MAX_CAPTURES];
 static _Atomic int ncaptures;
 
+/* The calling thread's per-thread stream entry in the current context, if it has one yet. */
+static struct mv_stream *own_now(void)
+{
+	CUcontext ctx = NULL;
+
+	if (own_stream == NULL || mv_real.cuCtxGetCurrent(&ctx) != CUDA_SUCCESS)
+		return NULL;
+	if (own_stream->ctx == ctx)
+		return own_stream;
+	for (int i = 0; i < MV_OWN_STREAMS; i++)
+		if (own_streams[i] != NULL && own_streams[i]->ctx == ctx)
+			return own_streams[i];
+	return NULL;
+}
+
 static int capture_index(CUstream h, int per_thread)
 {
 	struct mv_stream *own = NULL;
@@ -297,7 +377,7 @@ static int capture_index(CUstream h, int per_thread)
 	if (h == NULL)
 		h = per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
 	if (h == CU_STREAM_PER_THREAD)
-		own = own_stream;
+		own = own_now();
 	for (int i = 0; i < atomic_load_explicit(&ncaptures, memory_order_acquire); i++)
 		if (captures[i].handle == h && captures[i].own == own)
 			return i;
@@ -306,12 +386,17 @@ static int capture_index(CUstream h, int per_thread)
 
 void mv_capture_begin(CUstream h, int per_thread)
 {
+	struct mv_stream *own = NULL;
+
+	/* The per-thread stream's entry names the capture: made here, outside the lock. */
+	if (h == CU_STREAM_PER_THREAD || (h == NULL && per_thread))
+		own = mv_stream_get(CU_STREAM_PER_THREAD, 1);
 	pthread_mutex_lock(&add_lock);
 	if (capture_index(h, per_thread) < 0 && ncaptures < MV_MAX_CAPTURES) {
 		if (h == NULL)
 			h = per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
 		captures[ncaptures].handle = h;
-		captures[ncaptures].own = h == CU_STREAM_PER_THREAD ? own_stream : NULL;
+		captures[ncaptures].own = h == CU_STREAM_PER_THREAD ? own : NULL;
 		atomic_fetch_add_explicit(&ncaptures, 1, memory_order_release);
 	}
 	pthread_mutex_unlock(&add_lock);
@@ -322,7 +407,7 @@ uintptr_t mv_capture_key(CUstream h, int per_thread)
 	if (h == NULL)
 		h = per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
 	/* Every thread has its own per-thread stream: its entry tells them apart. */
-	return (h == CU_STREAM_PER_THREAD ? (uintptr_t)own_stream : (uintptr_t)h) | 1;
+	return (h == CU_STREAM_PER_THREAD ? (uintptr_t)own_now() : (uintptr_t)h) | 1;
 }
 
 /* An event recorded on a capturing stream would become part of the graph, and a copy stream
@@ -342,7 +427,7 @@ int mv_capture_prepare(CUstream h, int per_thread)
 
 void mv_capture_unprepare(CUstream h, int per_thread)
 {
-	struct mv_stream *s = per_thread || h == NULL ? NULL : find(h);
+	struct mv_stream *s = per_thread || h == NULL || implicit(h) ? NULL : find(h, NULL);
 	int capturing = MV_QUIET_CAPTURE;
 
 	if (s != NULL) {

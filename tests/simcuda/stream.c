@@ -27,6 +27,7 @@ static uint64_t engine_free[SIM_MAX_DEVICES][SIM_NENGINES]; /* each device's own
 struct sim_event {
 	uint32_t magic;
 	unsigned flags;
+	struct sim_ctx *ctx; /* current when it was made: the only context its records may be in */
 	/* Guarded by sim_sched_lock: the last record. */
 	int recorded;
 	struct sim_stream *stream;
@@ -469,6 +470,29 @@ SIM_EXPORT CUresult cuStreamCreateWithPriority(CUstream *ph, unsigned int flags,
 	return CUDA_SUCCESS;
 }
 
+static CUresult stream_get_ctx(CUstream h, CUcontext *pctx, int per_thread)
+{
+	struct sim_stream *s;
+	CUresult r = sim_enter_stream(h, per_thread, &s);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (pctx == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	*pctx = (CUcontext)s->ctx;
+	return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuStreamGetCtx(CUstream h, CUcontext *pctx)
+{
+	return stream_get_ctx(h, pctx, 0);
+}
+
+SIM_EXPORT CUresult cuStreamGetCtx_ptsz(CUstream h, CUcontext *pctx)
+{
+	return stream_get_ctx(h, pctx, 1);
+}
+
 SIM_EXPORT CUresult cuStreamCreate(CUstream *ph, unsigned int flags)
 {
 	return cuStreamCreateWithPriority(ph, flags, 0);
@@ -695,7 +719,8 @@ SIM_EXPORT CUresult cuLaunchHostFunc_ptsz(CUstream h, CUhostFn fn, void *data)
 SIM_EXPORT CUresult cuEventCreate(CUevent *ph, unsigned int flags)
 {
 	struct sim_event *e;
-	CUresult r = sim_enter_ctx(NULL);
+	struct sim_ctx *ctx;
+	CUresult r = sim_enter_ctx(&ctx);
 
 	if (r != CUDA_SUCCESS)
 		return r;
@@ -706,6 +731,7 @@ SIM_EXPORT CUresult cuEventCreate(CUevent *ph, unsigned int flags)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	e->magic = SIM_MAGIC_EVENT;
 	e->flags = flags;
+	e->ctx = ctx;
 	/* Only an event that keeps no timestamps can be shared with another process. */
 	if ((flags & CU_EVENT_INTERPROCESS) && (flags & CU_EVENT_DISABLE_TIMING)) {
 		e->shared = sim_ipc_event_new();
@@ -738,6 +764,8 @@ CUresult sim_event_open(struct sim_ipc_event *ev, CUevent *out)
 	e->magic = SIM_MAGIC_EVENT;
 	e->flags = CU_EVENT_DISABLE_TIMING;
 	e->shared = ev;
+	/* The opener's context is the event's here. */
+	e->ctx = sim_ctx_current();
 	*out = (CUevent)e;
 	return CUDA_SUCCESS;
 }
@@ -756,6 +784,10 @@ static CUresult event_record(CUevent he, CUstream h, unsigned int flags, int per
 		return CUDA_ERROR_INVALID_VALUE;
 	if (s->capture != NULL)
 		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	/* An event and the stream it is recorded on belong to one context. The legacy and per-thread
+	 * streams are the current context's. */
+	if (e->ctx != s->ctx)
+		return CUDA_ERROR_INVALID_HANDLE;
 	if (e->shared != NULL)
 		return ipc_event_op(s, e->shared, 1);
 	pthread_mutex_lock(&sim_sched_lock);

@@ -1,5 +1,6 @@
-/* libmemvirt.so in a process that uses two devices: memvirt pages the device of the first
- * allocation, and every allocation made in another device's context goes to the driver unchanged.
+/* libmemvirt.so in a process that uses two devices, or two contexts: memvirt pages the device of
+ * the first allocation, and every allocation made in another device's context goes to the driver
+ * unchanged.
  * So the other device's buffers stay where the driver put them, its cuMemGetInfo is the driver's,
  * and a page-in made while the calling thread has the other device's context current still lands
  * on the paged device. The safety net is off, so a buffer mapped on the wrong device is found by
@@ -192,6 +193,92 @@ START_TEST(test_paged_device_one)
 }
 END_TEST
 
+/* The legacy stream is each context's own. A kernel on device 1's legacy stream writes a buffer of
+ * the paged device 0 (a slow kernel: the simulated driver waits before running it); pressure on
+ * device 0 then pages that buffer out. The page-out must wait for device 1's kernel, which only a
+ * mark on device 1's legacy stream tells, made with an event of device 1's context. */
+START_TEST(test_legacy_stream_per_context)
+{
+	CUdeviceptr a, b[7];
+	CUcontext ctx1;
+	CUmodule mod1;
+	CUfunction f0, f1;
+
+	itest_tmpfile(logpath, sizeof(logpath), "log");
+	ck_assert_int_eq(setenv("MEMVIRT_LOG_FILE", logpath, 1), 0);
+	simtest_start("SIMCUDA_DEVICES=2", "SIMCUDA_MEM=64MiB", "SIMCUDA_GRANULARITY=64KiB", "SIMCUDA_NO_HOST_VMM=1",
+		      "SIMCUDA_DELAY_KERNEL_US=300000", "MEMVIRT_BUDGET=256KiB", "MEMVIRT_SLAB_THRESHOLD=16KiB",
+		      "MEMVIRT_DAEMON=off", "MEMVIRT_LOG=info");
+	f0 = fill_in(simtest_mod);
+	CHK(cuMemAlloc(&a, BUF));
+	CHK(fill(f0, a, 1.0f, NULL));
+	for (int i = 0; i < 3; i++) {
+		CHK(cuMemAlloc(&b[i], BUF));
+		CHK(fill(f0, b[i], 20.0f + (float)i, NULL));
+	}
+	CHK(cuCtxSynchronize());
+
+	CHK(cuDevicePrimaryCtxRetain(&ctx1, 1));
+	CHK(cuCtxSetCurrent(ctx1));
+	CHK(cuModuleLoadData(&mod1, simtest_module_image() != NULL ? simtest_module_image() : "simcuda"));
+	f1 = fill_in(mod1);
+	CHK(fill(f1, a, 2.0f, NULL));
+
+	/* Device 0 again, at once (no kernel there: each would wait too): four new buffers push the
+	 * four older ones out, `a` among them. */
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	for (int i = 3; i < 7; i++)
+		CHK(cuMemAlloc(&b[i], BUF));
+	ck_assert_uint_ge(itest_counters().page_outs, 4);
+	simtest_expect_floats(a, FLOATS, 2.0f);
+	for (int i = 0; i < 3; i++)
+		simtest_expect_floats(b[i], FLOATS, 20.0f + (float)i);
+	CHK(cuCtxSetCurrent(ctx1));
+	CHK(cuCtxSynchronize());
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	CHK(cuCtxSynchronize());
+	unlink(logpath);
+}
+END_TEST
+
+/* A second context on the paged device, made by the app and current when it allocates: memvirt
+ * serves it, and the buffers' copy events are made in the paged context, whose copy streams record
+ * them, so the page-outs and page-ins work. */
+START_TEST(test_second_context_on_the_paged_device)
+{
+	CUdeviceptr d[N0];
+	CUcontext other;
+	CUmodule mod;
+	CUfunction f;
+	struct memvirt_counters c;
+
+	start();
+	/* The first allocation sets up the paged device in the primary context. */
+	CHK(cuMemAlloc(&d[0], BUF));
+	CHK(cuCtxCreate(&other, NULL, 0, 0));
+	CHK(cuModuleLoadData(&mod, simtest_module_image() != NULL ? simtest_module_image() : "simcuda"));
+	f = fill_in(mod);
+	CHK(fill(f, d[0], 30.0f, NULL));
+	for (int i = 1; i < N0; i++) {
+		CHK(cuMemAlloc(&d[i], BUF));
+		CHK(fill(f, d[i], 30.0f + (float)i, NULL));
+	}
+	CHK(cuCtxSynchronize());
+	c = itest_counters();
+	ck_assert_uint_ge(c.page_outs, N0 - 4);
+	for (int i = 0; i < N0; i++)
+		simtest_expect_floats(d[i], FLOATS, 30.0f + (float)i);
+	ck_assert_uint_ge(itest_counters().page_ins, N0 - 4);
+	for (int i = 0; i < N0; i++)
+		CHK(cuMemFree(d[i]));
+	CHK(cuModuleUnload(mod));
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	CHK(cuCtxDestroy(other));
+	ck_assert_int_eq(itest_count_in(logpath, "failed"), 0);
+	unlink(logpath);
+}
+END_TEST
+
 static Suite *devices_suite(void)
 {
 	Suite *s = suite_create("interpose_devices");
@@ -199,6 +286,8 @@ static Suite *devices_suite(void)
 
 	tcase_add_test(tc, test_other_device_passes_through);
 	tcase_add_test(tc, test_paged_device_one);
+	tcase_add_test(tc, test_legacy_stream_per_context);
+	tcase_add_test(tc, test_second_context_on_the_paged_device);
 	return s;
 }
 

@@ -403,6 +403,46 @@ START_TEST(test_vmm_access_per_device_kernels)
 }
 END_TEST
 
+/* An event records only on a stream of its own context, the legacy and per-thread streams being the
+ * current context's; any stream may wait for it. cuStreamGetCtx names a stream's context. */
+START_TEST(test_event_context)
+{
+	CUcontext c0, c1, got = NULL;
+	CUstream s0, s1;
+	CUevent e0;
+
+	simtest_start("SIMCUDA_DEVICES=2", MEM_ENV);
+	CHK(cuCtxGetCurrent(&c0));
+	c1 = primary(1);
+	CHK(cuStreamCreate(&s0, CU_STREAM_NON_BLOCKING));
+	CHK(cuEventCreate(&e0, CU_EVENT_DISABLE_TIMING));
+	CHK(cuCtxPushCurrent(c1));
+	CHK(cuStreamCreate(&s1, CU_STREAM_NON_BLOCKING));
+	CHK(cuStreamGetCtx(s1, &got));
+	ck_assert_ptr_eq(got, c1);
+	CHK(cuStreamGetCtx(s0, &got));
+	ck_assert_ptr_eq(got, c0);
+	CHK(cuStreamGetCtx(CU_STREAM_LEGACY, &got));
+	ck_assert_ptr_eq(got, c1);
+	CHK_ERR(cuEventRecord(e0, s1), CUDA_ERROR_INVALID_HANDLE);
+	CHK_ERR(cuEventRecord(e0, CU_STREAM_LEGACY), CUDA_ERROR_INVALID_HANDLE);
+	CHK_ERR(cuEventRecord(e0, NULL), CUDA_ERROR_INVALID_HANDLE);
+	CHK_ERR(cuEventRecord(e0, CU_STREAM_PER_THREAD), CUDA_ERROR_INVALID_HANDLE);
+	CHK(cuCtxPopCurrent(NULL));
+	CHK(cuEventRecord(e0, s0));
+	CHK(cuEventRecord(e0, CU_STREAM_LEGACY));
+	CHK(cuEventRecord(e0, CU_STREAM_PER_THREAD));
+	/* Device 1's streams wait for it. */
+	CHK(cuCtxPushCurrent(c1));
+	CHK(cuStreamWaitEvent(s1, e0, 0));
+	CHK(cuStreamWaitEvent(CU_STREAM_LEGACY, e0, 0));
+	CHK(cuCtxSynchronize());
+	CHK(cuCtxPopCurrent(NULL));
+	CHK(cuEventSynchronize(e0));
+	CHK(cuEventDestroy(e0));
+}
+END_TEST
+
 /* Peer copies need no peer access, as on hardware; the bytes arrive exactly. */
 START_TEST(test_peer_copy_bytes)
 {
@@ -549,6 +589,7 @@ static Suite *devices_suite(void)
 	tcase_add_test(tc, test_peer_copy_bytes);
 	tcase_add_test(tc, test_vmm_access_per_device_copies);
 	tcase_add_test(tc, test_vmm_access_per_device_kernels);
+	tcase_add_test(tc, test_event_context);
 	tc = simtest_tcase(s, "clock", 30);
 	tcase_add_test(tc, test_peer_copy_time);
 	tcase_add_test(tc, test_engines_per_device);
