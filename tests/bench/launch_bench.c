@@ -8,7 +8,8 @@
  *
  * launch: ITERS launches of mv_touchN_PTRS on one stream, every pointer naming a buffer of its own
  * above the slab threshold, timed with CLOCK_MONOTONIC around the launches alone; the stream is
- * synchronised after each repetition, outside the timing. Prints the median ns per launch. With
+ * synchronised after each repetition, outside the timing. The stream is a non-blocking one of its
+ * own, or the legacy default stream with MV_BENCH_STREAM=legacy. Prints the median ns per launch. With
  * --linked, the timing starts only once libmemvirt.so has sent memvirtd its first events.
  * alloc: ITERS cuMemAlloc_v2/cuMemFree_v2 pairs of SIZE bytes. Prints the median pairs per second.
  * One untimed repetition of ITERS/10 comes first in both.
@@ -125,7 +126,10 @@ static void bench_kernel_init(struct bench_kernel *k, unsigned nptrs)
 	CK(cuModuleLoadData, (&k->mod, "simcuda"));
 	snprintf(k->name, sizeof(k->name), "mv_touch%u", nptrs);
 	CK(cuModuleGetFunction, (&k->f, k->mod, k->name));
-	CK(cuStreamCreate, (&k->s, CU_STREAM_NON_BLOCKING));
+	if (getenv("MV_BENCH_STREAM") != NULL && strcmp(getenv("MV_BENCH_STREAM"), "legacy") == 0)
+		k->s = CU_STREAM_LEGACY;
+	else
+		CK(cuStreamCreate, (&k->s, CU_STREAM_NON_BLOCKING));
 	for (unsigned i = 0; i <= nptrs; i++) {
 		CK(cuMemAlloc_v2, (&k->bufs[i], BENCH_BUF_BYTES));
 		CK(cuMemsetD32_v2, (k->bufs[i], 0x3f800000u, BENCH_BUF_BYTES / 4)); /* 1.0f */
@@ -143,7 +147,8 @@ static void bench_kernel_fini(struct bench_kernel *k)
 {
 	for (unsigned i = 0; i <= k->nptrs; i++)
 		CK(cuMemFree_v2, (k->bufs[i]));
-	CK(cuStreamDestroy_v2, (k->s));
+	if (k->s != CU_STREAM_LEGACY)
+		CK(cuStreamDestroy_v2, (k->s));
 }
 
 /* libmemvirt.so's counters; exits when the library is not loaded. */
