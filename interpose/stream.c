@@ -88,17 +88,20 @@ static CUresult events_in(CUcontext ctx, CUevent *ev, unsigned n)
 {
 	CUcontext cur = NULL;
 	CUresult r = CUDA_SUCCESS;
+	int switched = 0;
 	unsigned i;
 
-	if (ctx != NULL && mv_real.cuCtxGetCurrent(&cur) == CUDA_SUCCESS && cur != ctx &&
-	    mv_real.cuCtxSetCurrent(ctx) != CUDA_SUCCESS)
-		return CUDA_ERROR_INVALID_CONTEXT;
+	if (ctx != NULL && mv_real.cuCtxGetCurrent(&cur) == CUDA_SUCCESS && cur != ctx) {
+		if (mv_real.cuCtxSetCurrent(ctx) != CUDA_SUCCESS)
+			return CUDA_ERROR_INVALID_CONTEXT;
+		switched = 1;
+	}
 	for (i = 0; i < n && r == CUDA_SUCCESS; i++)
 		r = mv_real.cuEventCreate(&ev[i], CU_EVENT_DISABLE_TIMING);
 	if (r != CUDA_SUCCESS)
 		for (i--; i-- > 0;)
 			mv_real.cuEventDestroy_v2(ev[i]);
-	if (ctx != NULL && cur != ctx)
+	if (switched)
 		mv_real.cuCtxSetCurrent(cur);
 	return r;
 }
