@@ -470,27 +470,34 @@ SIM_EXPORT CUresult cuStreamCreateWithPriority(CUstream *ph, unsigned int flags,
 	return CUDA_SUCCESS;
 }
 
-static CUresult stream_get_ctx(CUstream h, CUcontext *pctx, int per_thread)
+/* What the stream getters read. */
+enum stream_attr { STREAM_CTX, STREAM_FLAGS, STREAM_PRIORITY };
+
+static CUresult stream_get(CUstream h, int per_thread, enum stream_attr what, void *out)
 {
 	struct sim_stream *s;
 	CUresult r = sim_enter_stream(h, per_thread, &s);
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (pctx == NULL)
+	if (out == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	*pctx = (CUcontext)s->ctx;
+	switch (what) {
+	case STREAM_CTX: *(CUcontext *)out = (CUcontext)s->ctx; break;
+	case STREAM_FLAGS: *(unsigned int *)out = s->flags; break;
+	case STREAM_PRIORITY: *(int *)out = s->priority; break;
+	}
 	return CUDA_SUCCESS;
 }
 
 SIM_EXPORT CUresult cuStreamGetCtx(CUstream h, CUcontext *pctx)
 {
-	return stream_get_ctx(h, pctx, 0);
+	return stream_get(h, 0, STREAM_CTX, pctx);
 }
 
 SIM_EXPORT CUresult cuStreamGetCtx_ptsz(CUstream h, CUcontext *pctx)
 {
-	return stream_get_ctx(h, pctx, 1);
+	return stream_get(h, 1, STREAM_CTX, pctx);
 }
 
 SIM_EXPORT CUresult cuStreamCreate(CUstream *ph, unsigned int flags)
@@ -498,50 +505,24 @@ SIM_EXPORT CUresult cuStreamCreate(CUstream *ph, unsigned int flags)
 	return cuStreamCreateWithPriority(ph, flags, 0);
 }
 
-static CUresult stream_get_flags(CUstream h, unsigned int *flags, int per_thread)
-{
-	struct sim_stream *s;
-	CUresult r = sim_enter_stream(h, per_thread, &s);
-
-	if (r != CUDA_SUCCESS)
-		return r;
-	if (flags == NULL)
-		return CUDA_ERROR_INVALID_VALUE;
-	*flags = s->flags;
-	return CUDA_SUCCESS;
-}
-
 SIM_EXPORT CUresult cuStreamGetFlags(CUstream h, unsigned int *flags)
 {
-	return stream_get_flags(h, flags, 0);
+	return stream_get(h, 0, STREAM_FLAGS, flags);
 }
 
 SIM_EXPORT CUresult cuStreamGetFlags_ptsz(CUstream h, unsigned int *flags)
 {
-	return stream_get_flags(h, flags, 1);
-}
-
-static CUresult stream_get_priority(CUstream h, int *priority, int per_thread)
-{
-	struct sim_stream *s;
-	CUresult r = sim_enter_stream(h, per_thread, &s);
-
-	if (r != CUDA_SUCCESS)
-		return r;
-	if (priority == NULL)
-		return CUDA_ERROR_INVALID_VALUE;
-	*priority = s->priority;
-	return CUDA_SUCCESS;
+	return stream_get(h, 1, STREAM_FLAGS, flags);
 }
 
 SIM_EXPORT CUresult cuStreamGetPriority(CUstream h, int *priority)
 {
-	return stream_get_priority(h, priority, 0);
+	return stream_get(h, 0, STREAM_PRIORITY, priority);
 }
 
 SIM_EXPORT CUresult cuStreamGetPriority_ptsz(CUstream h, int *priority)
 {
-	return stream_get_priority(h, priority, 1);
+	return stream_get(h, 1, STREAM_PRIORITY, priority);
 }
 
 SIM_EXPORT CUresult cuStreamDestroy_v2(CUstream h)
