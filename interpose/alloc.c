@@ -220,7 +220,8 @@ static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 	uint64_t span = span_of(size);
 	struct mv_buf *b;
 	CUdeviceptr va;
-	CUcontext prev;
+	CUcontext prev = NULL;
+	int entered;
 	CUresult r;
 
 	mv_lock();
@@ -251,14 +252,14 @@ static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	/* Timed, so that the learner knows what a page copy costs; in the paged context, as they are
 	 * recorded on memvirt's copy streams. */
-	prev = mv_enter_paged();
+	entered = mv_ctx_enter(mv_dev()->ctx, &prev);
 	r = mv_real.cuEventCreate(&b->moved, 0);
 	if (r == CUDA_SUCCESS) {
 		r = mv_real.cuEventCreate(&b->mstart, 0);
 		if (r != CUDA_SUCCESS)
 			mv_real.cuEventDestroy_v2(b->moved);
 	}
-	mv_leave_paged(prev);
+	mv_ctx_leave(entered, prev);
 	if (r != CUDA_SUCCESS)
 		goto err_event;
 	r = mv_new_range(span, &va, &b->dev);

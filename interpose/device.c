@@ -66,19 +66,21 @@ static void access_list(CUdevice dev)
 	}
 }
 
-CUcontext mv_enter_paged(void)
+int mv_ctx_enter(CUcontext ctx, CUcontext *prev)
 {
 	CUcontext cur = NULL;
 
-	if (mv_real.cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur == state.ctx ||
-	    mv_real.cuCtxSetCurrent(state.ctx) != CUDA_SUCCESS)
-		return state.ctx;
-	return cur;
+	if (ctx == NULL || mv_real.cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur == ctx)
+		return 0;
+	if (mv_real.cuCtxSetCurrent(ctx) != CUDA_SUCCESS)
+		return -1;
+	*prev = cur;
+	return 1;
 }
 
-void mv_leave_paged(CUcontext prev)
+void mv_ctx_leave(int entered, CUcontext prev)
 {
-	if (prev != state.ctx)
+	if (entered > 0)
 		mv_real.cuCtxSetCurrent(prev);
 }
 

@@ -148,11 +148,12 @@ struct mv_device {
 /* The device as mv_device_init() set it up; meaningful once that has succeeded. */
 const struct mv_device *mv_dev(void) __attribute__((const));
 
-/* Makes the paged context current where another one is (another context on the paged device, say):
- * memvirt's own events must be of the context its copy streams are in. Returns what to give back to
- * mv_leave_paged. */
-CUcontext mv_enter_paged(void);
-void mv_leave_paged(CUcontext prev);
+/* Makes ctx current where another context is, for work that must be done in ctx (an event is
+ * recorded only on a stream of its own context). Returns 1 when it switched, *prev then holding the
+ * context mv_ctx_leave gives back; 0 when ctx is NULL or current, or the current one cannot be
+ * read; -1 when the switch failed. */
+int mv_ctx_enter(CUcontext ctx, CUcontext *prev);
+void mv_ctx_leave(int entered, CUcontext prev);
 
 /* Gives the devices of mv_dev()->access read-write access to [va, va+span), and the host too
  * where host is set (a host-located allocation); failing that, the paged device alone. */

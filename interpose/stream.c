@@ -32,15 +32,17 @@ static int implicit(CUstream h)
  * recorded only on a stream of the context it was made in. */
 static CUresult record(struct mv_stream *s, CUevent e)
 {
-	CUcontext cur = NULL;
+	CUcontext prev = NULL;
+	int entered;
 	CUresult r;
 
-	if (!implicit(s->handle) || s->ctx == NULL || mv_real.cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur == s->ctx)
+	if (!implicit(s->handle))
 		return mv_real.cuEventRecord(e, s->handle);
-	if (mv_real.cuCtxSetCurrent(s->ctx) != CUDA_SUCCESS)
+	entered = mv_ctx_enter(s->ctx, &prev);
+	if (entered < 0)
 		return CUDA_ERROR_INVALID_CONTEXT;
 	r = mv_real.cuEventRecord(e, s->handle);
-	mv_real.cuCtxSetCurrent(cur);
+	mv_ctx_leave(entered, prev);
 	return r;
 }
 
@@ -86,23 +88,19 @@ static struct mv_stream *reuse(CUstream h, int per_thread, CUcontext ctx)
 /* Makes n events in ctx (the current context where ctx is NULL or current). */
 static CUresult events_in(CUcontext ctx, CUevent *ev, unsigned n)
 {
-	CUcontext cur = NULL;
+	CUcontext prev = NULL;
 	CUresult r = CUDA_SUCCESS;
-	int switched = 0;
+	int entered = mv_ctx_enter(ctx, &prev);
 	unsigned i;
 
-	if (ctx != NULL && mv_real.cuCtxGetCurrent(&cur) == CUDA_SUCCESS && cur != ctx) {
-		if (mv_real.cuCtxSetCurrent(ctx) != CUDA_SUCCESS)
-			return CUDA_ERROR_INVALID_CONTEXT;
-		switched = 1;
-	}
+	if (entered < 0)
+		return CUDA_ERROR_INVALID_CONTEXT;
 	for (i = 0; i < n && r == CUDA_SUCCESS; i++)
 		r = mv_real.cuEventCreate(&ev[i], CU_EVENT_DISABLE_TIMING);
 	if (r != CUDA_SUCCESS)
 		for (i--; i-- > 0;)
 			mv_real.cuEventDestroy_v2(ev[i]);
-	if (switched)
-		mv_real.cuCtxSetCurrent(cur);
+	mv_ctx_leave(entered, prev);
 	return r;
 }
 
