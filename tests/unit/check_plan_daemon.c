@@ -217,26 +217,27 @@ static json_t *learn_stats(const struct mvd_learn *l)
 	return o;
 }
 
+/* The integer (or, with boolean set, the boolean as 0 or 1) the learner's stats hold under key. */
+static json_int_t stat_of(const struct mvd_learn *l, const char *key, int boolean)
+{
+	json_t *o = learn_stats(l), *v = json_object_get(o, key);
+	json_int_t r;
+
+	ck_assert_msg(boolean ? json_is_boolean(v) : json_is_integer(v), "no %s %s in the stats",
+		      boolean ? "boolean" : "integer", key);
+	r = boolean ? json_is_true(v) : json_integer_value(v);
+	json_decref(o);
+	return r;
+}
+
 static json_int_t stat_int(const struct mvd_learn *l, const char *key)
 {
-	json_t *o = learn_stats(l);
-	json_int_t v;
-
-	ck_assert_msg(json_is_integer(json_object_get(o, key)), "no integer %s in the stats", key);
-	v = json_integer_value(json_object_get(o, key));
-	json_decref(o);
-	return v;
+	return stat_of(l, key, 0);
 }
 
 static int stat_bool(const struct mvd_learn *l, const char *key)
 {
-	json_t *o = learn_stats(l);
-	int v;
-
-	ck_assert_msg(json_is_boolean(json_object_get(o, key)), "no boolean %s in the stats", key);
-	v = json_is_true(json_object_get(o, key));
-	json_decref(o);
-	return v;
+	return (int)stat_of(l, key, 1);
 }
 
 static uint64_t stat_fingerprint(const struct mvd_learn *l, int *found)
