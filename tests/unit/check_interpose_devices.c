@@ -16,12 +16,20 @@
 
 static char logpath[PATH_MAX];
 
+/* Two devices of 64 MiB with 64 KiB granules, and the library's log in logpath; the settings given
+ * come on top. Device 0 (or whichever the first allocation is on) is paged under 256 KiB. */
+#define start_with(...) \
+	do { \
+		itest_tmpfile(logpath, sizeof(logpath), "log"); \
+		ck_assert_int_eq(setenv("MEMVIRT_LOG_FILE", logpath, 1), 0); \
+		simtest_start("SIMCUDA_DEVICES=2", "SIMCUDA_MEM=64MiB", "SIMCUDA_GRANULARITY=64KiB", \
+			      "MEMVIRT_BUDGET=256KiB", "MEMVIRT_SLAB_THRESHOLD=16KiB", "MEMVIRT_DAEMON=off", \
+			      "MEMVIRT_LOG=info", ##__VA_ARGS__); \
+	} while (0)
+
 static void start(void)
 {
-	itest_tmpfile(logpath, sizeof(logpath), "log");
-	ck_assert_int_eq(setenv("MEMVIRT_LOG_FILE", logpath, 1), 0);
-	simtest_start("SIMCUDA_DEVICES=2", "SIMCUDA_MEM=64MiB", "SIMCUDA_GRANULARITY=64KiB", "SIMCUDA_NO_HOST_VMM=1",
-		      "MEMVIRT_BUDGET=256KiB", "MEMVIRT_SLAB_THRESHOLD=16KiB", "MEMVIRT_DAEMON=off", "MEMVIRT_LOG=info");
+	start_with("SIMCUDA_NO_HOST_VMM=1");
 }
 
 static CUfunction fill_in(CUmodule m)
@@ -30,6 +38,13 @@ static CUfunction fill_in(CUmodule m)
 
 	CHK(cuModuleGetFunction(&f, m, "mv_fill"));
 	return f;
+}
+
+/* Loads the kernels in the current context: mv_fill from them. */
+static CUfunction fill_here(CUmodule *m)
+{
+	CHK(cuModuleLoadData(m, simtest_module_image() != NULL ? simtest_module_image() : "simcuda"));
+	return fill_in(*m);
 }
 
 static CUresult fill(CUfunction f, CUdeviceptr p, float v, CUstream s)
@@ -76,8 +91,7 @@ START_TEST(test_other_device_passes_through)
 	/* Device 1: the driver's memory figures, the driver's allocations. */
 	CHK(cuDevicePrimaryCtxRetain(&ctx1, 1));
 	CHK(cuCtxSetCurrent(ctx1));
-	CHK(cuModuleLoadData(&mod1, simtest_module_image() != NULL ? simtest_module_image() : "simcuda"));
-	f1 = fill_in(mod1);
+	f1 = fill_here(&mod1);
 	info(&free_before, &total1);
 	ck_assert_uint_eq(total1, 64 * SIMTEST_MIB);
 	for (int i = 0; i < N1; i++) {
@@ -147,14 +161,10 @@ START_TEST(test_paged_device_one)
 	struct memvirt_counters c;
 	size_t free1, total1, free0, total0;
 
-	itest_tmpfile(logpath, sizeof(logpath), "log");
-	ck_assert_int_eq(setenv("MEMVIRT_LOG_FILE", logpath, 1), 0);
-	simtest_start("SIMCUDA_DEVICES=2", "SIMCUDA_MEM=64MiB", "SIMCUDA_GRANULARITY=64KiB", "MEMVIRT_BUDGET=256KiB",
-		      "MEMVIRT_SLAB_THRESHOLD=16KiB", "MEMVIRT_DAEMON=off", "MEMVIRT_LOG=info");
+	start_with();
 	CHK(cuDevicePrimaryCtxRetain(&ctx1, 1));
 	CHK(cuCtxSetCurrent(ctx1));
-	CHK(cuModuleLoadData(&mod1, simtest_module_image() != NULL ? simtest_module_image() : "simcuda"));
-	f1 = fill_in(mod1);
+	f1 = fill_here(&mod1);
 	for (int i = 0; i < N0; i++) {
 		CHK(cuMemAlloc(&d[i], BUF));
 		CHK(fill(f1, d[i], 10.0f + (float)i, NULL));
@@ -204,11 +214,7 @@ START_TEST(test_legacy_stream_per_context)
 	CUmodule mod1;
 	CUfunction f0, f1;
 
-	itest_tmpfile(logpath, sizeof(logpath), "log");
-	ck_assert_int_eq(setenv("MEMVIRT_LOG_FILE", logpath, 1), 0);
-	simtest_start("SIMCUDA_DEVICES=2", "SIMCUDA_MEM=64MiB", "SIMCUDA_GRANULARITY=64KiB", "SIMCUDA_NO_HOST_VMM=1",
-		      "SIMCUDA_DELAY_KERNEL_US=300000", "MEMVIRT_BUDGET=256KiB", "MEMVIRT_SLAB_THRESHOLD=16KiB",
-		      "MEMVIRT_DAEMON=off", "MEMVIRT_LOG=info");
+	start_with("SIMCUDA_NO_HOST_VMM=1", "SIMCUDA_DELAY_KERNEL_US=300000");
 	f0 = fill_in(simtest_mod);
 	CHK(cuMemAlloc(&a, BUF));
 	CHK(fill(f0, a, 1.0f, NULL));
@@ -220,8 +226,7 @@ START_TEST(test_legacy_stream_per_context)
 
 	CHK(cuDevicePrimaryCtxRetain(&ctx1, 1));
 	CHK(cuCtxSetCurrent(ctx1));
-	CHK(cuModuleLoadData(&mod1, simtest_module_image() != NULL ? simtest_module_image() : "simcuda"));
-	f1 = fill_in(mod1);
+	f1 = fill_here(&mod1);
 	CHK(fill(f1, a, 2.0f, NULL));
 
 	/* Device 0 again, at once (no kernel there: each would wait too): four new buffers push the
@@ -256,8 +261,7 @@ START_TEST(test_second_context_on_the_paged_device)
 	/* The first allocation sets up the paged device in the primary context. */
 	CHK(cuMemAlloc(&d[0], BUF));
 	CHK(cuCtxCreate(&other, NULL, 0, 0));
-	CHK(cuModuleLoadData(&mod, simtest_module_image() != NULL ? simtest_module_image() : "simcuda"));
-	f = fill_in(mod);
+	f = fill_here(&mod);
 	CHK(fill(f, d[0], 30.0f, NULL));
 	for (int i = 1; i < N0; i++) {
 		CHK(cuMemAlloc(&d[i], BUF));
