@@ -59,6 +59,23 @@ void sim_ctx_fault(struct sim_ctx *ctx, CUresult err)
 	__atomic_compare_exchange_n(&ctx->sticky, &expected, err, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
+uint64_t sim_ctx_epoch(const struct sim_ctx *ctx)
+{
+	return ctx == NULL ? 0 : __atomic_load_n(&ctx->epoch, __ATOMIC_ACQUIRE);
+}
+
+int sim_ctx_ended_since(const struct sim_ctx *ctx, uint64_t epoch)
+{
+	return sim_ctx_epoch(ctx) != epoch;
+}
+
+/* The context's streams and events die: a real driver frees them, and a handle used afterwards
+ * (the same handle value may come back for a new context) is refused. */
+static void ctx_end(struct sim_ctx *ctx)
+{
+	__atomic_add_fetch(&ctx->epoch, 1, __ATOMIC_ACQ_REL);
+}
+
 static CUresult ctx_new(unsigned flags, CUdevice dev, struct sim_ctx **out)
 {
 	struct sim_ctx *ctx;
@@ -119,6 +136,7 @@ SIM_EXPORT CUresult cuCtxDestroy_v2(CUcontext h)
 		return CUDA_ERROR_INVALID_CONTEXT;
 	sim_streams_idle(ctx);
 	unstack(ctx);
+	ctx_end(ctx);
 	/* The struct stays allocated (marked dead) because streams and events may still point at it. */
 	ctx->magic = SIM_MAGIC_DEAD;
 	return CUDA_SUCCESS;
@@ -299,7 +317,9 @@ SIM_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 	last = --primary->refs == 0;
 	pthread_mutex_unlock(&primary_lock);
 	if (last) {
+		/* The last release resets the context, as cuDevicePrimaryCtxReset does. */
 		sim_streams_idle(primary);
+		ctx_end(primary);
 		__atomic_store_n(&primary->active, 0, __ATOMIC_RELEASE);
 	}
 	return CUDA_SUCCESS;
@@ -354,6 +374,7 @@ SIM_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)
 		return r;
 	primary = &primaries[dev];
 	sim_streams_idle(primary);
+	ctx_end(primary);
 	pthread_mutex_lock(&primary_lock);
 	primary->refs = 0;
 	primary->flags = 0;

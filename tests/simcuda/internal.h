@@ -87,6 +87,9 @@ struct sim_ctx {
 	int refs;                 /* primary context retains */
 	CUresult sticky;          /* set once by a faulting kernel or copy; every later call returns it */
 	struct sim_stream *legacy; /* the NULL stream */
+	/* Counts its ends (a destroy, a reset, a primary context's last release); atomic. The streams
+	 * and events made in it before an end die with it, whatever their handles still say. */
+	uint64_t epoch;
 };
 
 /* Driver entry guards. sim_enter() checks cuInit; sim_enter_ctx() also needs a usable current
@@ -103,6 +106,9 @@ int sim_initialized(void);
 struct sim_ctx *sim_ctx_current(void);
 CUresult sim_ctx_check(struct sim_ctx *ctx);
 void sim_ctx_fault(struct sim_ctx *ctx, CUresult err);
+/* Nonzero when an object made in ctx at the given epoch died with an end of ctx since. */
+int sim_ctx_ended_since(const struct sim_ctx *ctx, uint64_t epoch);
+uint64_t sim_ctx_epoch(const struct sim_ctx *ctx);
 
 /* ---- memory (mem.c, vmm.c) ---- */
 
@@ -283,6 +289,7 @@ struct sim_graph;
 struct sim_stream {
 	uint32_t magic;
 	struct sim_ctx *ctx;
+	uint64_t epoch; /* ctx's when it was made (see struct sim_ctx) */
 	unsigned flags;
 	int priority;
 	int legacy;     /* the NULL stream of its context */

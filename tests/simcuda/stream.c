@@ -28,6 +28,7 @@ struct sim_event {
 	uint32_t magic;
 	unsigned flags;
 	struct sim_ctx *ctx; /* current when it was made: the only context its records may be in */
+	uint64_t epoch;      /* ctx's then: an end of ctx since then destroyed the event */
 	/* Guarded by sim_sched_lock: the last record. */
 	int recorded;
 	struct sim_stream *stream;
@@ -40,7 +41,9 @@ struct sim_event {
 static struct sim_event *event_of(CUevent h)
 {
 	struct sim_event *e = (struct sim_event *)h;
-	return e != NULL && e->magic == SIM_MAGIC_EVENT ? e : NULL;
+	if (e == NULL || e->magic != SIM_MAGIC_EVENT || sim_ctx_ended_since(e->ctx, e->epoch))
+		return NULL;
+	return e;
 }
 
 /* Each thread's per-thread default streams, one per context it used. */
@@ -367,6 +370,7 @@ static struct sim_stream *stream_new(struct sim_ctx *ctx, unsigned flags, int pr
 	s->magic = SIM_MAGIC_STREAM;
 	pthread_cond_init(&s->queued, NULL);
 	s->ctx = ctx;
+	s->epoch = sim_ctx_epoch(ctx);
 	s->flags = flags;
 	s->priority = priority;
 	pthread_attr_init(&attr);
@@ -421,6 +425,7 @@ CUresult sim_stream_resolve(CUstream h, int per_thread, struct sim_stream **out)
 {
 	struct sim_ctx *ctx = sim_ctx_current();
 	struct sim_stream *s;
+	CUresult r;
 
 	if (h == NULL)
 		h = per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
@@ -437,7 +442,11 @@ CUresult sim_stream_resolve(CUstream h, int per_thread, struct sim_stream **out)
 	if (s->magic != SIM_MAGIC_STREAM)
 		return CUDA_ERROR_INVALID_HANDLE;
 	*out = s;
-	return sim_ctx_check(s->ctx);
+	r = sim_ctx_check(s->ctx);
+	/* Made before its context's last end, it died with it. */
+	if (r == CUDA_SUCCESS && sim_ctx_ended_since(s->ctx, s->epoch))
+		r = CUDA_ERROR_INVALID_HANDLE;
+	return r;
 }
 
 CUresult sim_enter_stream(CUstream h, int per_thread, struct sim_stream **out)
@@ -533,7 +542,7 @@ SIM_EXPORT CUresult cuStreamDestroy_v2(CUstream h)
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (h == NULL || h == CU_STREAM_LEGACY || h == CU_STREAM_PER_THREAD || s->magic != SIM_MAGIC_STREAM ||
-	    s->legacy || s->per_thread)
+	    s->legacy || s->per_thread || sim_ctx_ended_since(s->ctx, s->epoch))
 		return CUDA_ERROR_INVALID_HANDLE;
 	/* Work already queued still runs; the worker leaves once the queue is empty. */
 	pthread_mutex_lock(&sim_sched_lock);
@@ -713,6 +722,7 @@ SIM_EXPORT CUresult cuEventCreate(CUevent *ph, unsigned int flags)
 	e->magic = SIM_MAGIC_EVENT;
 	e->flags = flags;
 	e->ctx = ctx;
+	e->epoch = sim_ctx_epoch(ctx);
 	/* Only an event that keeps no timestamps can be shared with another process. */
 	if ((flags & CU_EVENT_INTERPROCESS) && (flags & CU_EVENT_DISABLE_TIMING)) {
 		e->shared = sim_ipc_event_new();
@@ -747,6 +757,7 @@ CUresult sim_event_open(struct sim_ipc_event *ev, CUevent *out)
 	e->shared = ev;
 	/* The opener's context is the event's here. */
 	e->ctx = sim_ctx_current();
+	e->epoch = sim_ctx_epoch(e->ctx);
 	*out = (CUevent)e;
 	return CUDA_SUCCESS;
 }

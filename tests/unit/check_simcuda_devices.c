@@ -443,6 +443,49 @@ START_TEST(test_event_context)
 }
 END_TEST
 
+/* A context's streams and events die with it: at cuCtxDestroy, at cuDevicePrimaryCtxReset and at
+ * a primary context's last release. The primary context keeps its handle when retained again, so
+ * only the driver can tell an old event from a new one. */
+START_TEST(test_context_end_kills_streams_and_events)
+{
+	CUcontext c1, again, made;
+	CUstream s1, s2;
+	CUevent e1, e2, e3;
+
+	simtest_start("SIMCUDA_DEVICES=2", MEM_ENV);
+	c1 = primary(1);
+	CHK(cuCtxPushCurrent(c1));
+	CHK(cuStreamCreate(&s1, CU_STREAM_NON_BLOCKING));
+	CHK(cuEventCreate(&e1, CU_EVENT_DISABLE_TIMING));
+	CHK(cuEventRecord(e1, CU_STREAM_LEGACY));
+	CHK(cuDevicePrimaryCtxReset(1));
+	CHK(cuDevicePrimaryCtxRetain(&again, 1));
+	ck_assert_ptr_eq(again, c1);
+	CHK_ERR(cuEventRecord(e1, CU_STREAM_LEGACY), CUDA_ERROR_INVALID_HANDLE);
+	CHK_ERR(cuEventQuery(e1), CUDA_ERROR_INVALID_HANDLE);
+	CHK_ERR(cuStreamWaitEvent(CU_STREAM_LEGACY, e1, 0), CUDA_ERROR_INVALID_HANDLE);
+	CHK_ERR(cuStreamSynchronize(s1), CUDA_ERROR_INVALID_HANDLE);
+	CHK_ERR(cuStreamDestroy(s1), CUDA_ERROR_INVALID_HANDLE);
+	/* What is made afterwards works, on the legacy stream too. */
+	CHK(cuEventCreate(&e2, CU_EVENT_DISABLE_TIMING));
+	CHK(cuStreamCreate(&s2, CU_STREAM_NON_BLOCKING));
+	CHK(cuEventRecord(e2, CU_STREAM_LEGACY));
+	CHK(cuEventRecord(e2, s2));
+	CHK(cuEventSynchronize(e2));
+	/* The last release ends it as a reset does (the reset dropped every retain before it). */
+	CHK(cuDevicePrimaryCtxRelease(1));
+	CHK(cuDevicePrimaryCtxRetain(&again, 1));
+	CHK_ERR(cuEventRecord(e2, CU_STREAM_LEGACY), CUDA_ERROR_INVALID_HANDLE);
+	CHK_ERR(cuStreamQuery(s2), CUDA_ERROR_INVALID_HANDLE);
+	CHK(cuCtxPopCurrent(NULL));
+	/* A created context's, at its destruction. */
+	CHK(cuCtxCreate(&made, NULL, 0, 1));
+	CHK(cuEventCreate(&e3, CU_EVENT_DISABLE_TIMING));
+	CHK(cuCtxDestroy(made));
+	CHK_ERR(cuEventDestroy(e3), CUDA_ERROR_INVALID_HANDLE);
+}
+END_TEST
+
 /* Peer copies need no peer access, as on hardware; the bytes arrive exactly. */
 START_TEST(test_peer_copy_bytes)
 {
@@ -590,6 +633,7 @@ static Suite *devices_suite(void)
 	tcase_add_test(tc, test_vmm_access_per_device_copies);
 	tcase_add_test(tc, test_vmm_access_per_device_kernels);
 	tcase_add_test(tc, test_event_context);
+	tcase_add_test(tc, test_context_end_kills_streams_and_events);
 	tc = simtest_tcase(s, "clock", 30);
 	tcase_add_test(tc, test_peer_copy_time);
 	tcase_add_test(tc, test_engines_per_device);
