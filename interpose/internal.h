@@ -174,8 +174,9 @@ int mv_other_device(void);
 #define MV_RING 32
 #define MV_MAX_STREAMS 128
 
-/* A stream nothing more may be recorded on: destroyed by the app, or capturing a graph. */
-enum { MV_QUIET_DEAD = 1, MV_QUIET_CAPTURE };
+/* A stream nothing more may be recorded on: destroyed by the app, capturing a graph, or gone with
+ * its context (whose end destroyed its events and finished all its work). */
+enum { MV_QUIET_DEAD = 1, MV_QUIET_CAPTURE, MV_QUIET_GONE };
 
 /* An app stream and the ring of events that mark its launches (every few tickets; see stream.c). A
  * slot's ticket is published only after its event has been recorded. */
@@ -209,6 +210,10 @@ uint64_t mv_stream_latest(struct mv_stream *s);
 /* The app destroys stream h: marks the end of its work and forgets it, so that later waits use
  * that mark and a new stream with the same handle starts afresh. */
 void mv_stream_forget(CUstream h);
+/* Context ctx has ended (destroyed, reset, or a primary context released for the last time): the
+ * entries of its streams are retired for good, every ticket on them counts as complete, and the
+ * handle value starts afresh should a new context get it. */
+void mv_stream_retire_ctx(CUcontext ctx);
 /* Blocks until ticket t of s has completed. */
 void mv_stream_sync_ticket(struct mv_stream *s, uint64_t t);
 /* Nonzero when ticket t of s has completed. */

@@ -46,14 +46,22 @@ static CUresult record(struct mv_stream *s, CUevent e)
 	return r;
 }
 
+/* Its context ended: every ticket on it is complete, and nothing names it any more. */
+static int gone(const struct mv_stream *s)
+{
+	return atomic_load_explicit(&s->quiet, memory_order_acquire) == MV_QUIET_GONE;
+}
+
 static struct mv_stream *find(CUstream h, CUcontext ctx)
 {
 	unsigned n = atomic_load_explicit(&count, memory_order_acquire);
 
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++) {
+		int q = atomic_load_explicit(&table[i].quiet, memory_order_acquire);
 		if (table[i].handle == h && !table[i].per_thread && (!implicit(h) || table[i].ctx == ctx) &&
-		    atomic_load_explicit(&table[i].quiet, memory_order_acquire) != MV_QUIET_DEAD)
+		    q != MV_QUIET_DEAD && q != MV_QUIET_GONE)
 			return &table[i];
+	}
 	return NULL;
 }
 
@@ -151,9 +159,9 @@ static void own_stream_ended(void *arg)
 	(void)arg;
 	for (int i = 0; i < MV_OWN_STREAMS; i++) {
 		struct mv_stream *s = own_streams[i];
-		if (s == NULL)
-			continue;
 		own_streams[i] = NULL;
+		if (s == NULL || gone(s))
+			continue;
 		pthread_mutex_lock(&s->demand_lock);
 		if (!atomic_load_explicit(&s->quiet, memory_order_relaxed) && record(s, s->demand) == CUDA_SUCCESS)
 			atomic_store_explicit(&s->quiet, MV_QUIET_DEAD, memory_order_release);
@@ -175,9 +183,14 @@ static struct mv_stream *own_stream_in(CUcontext ctx)
 	struct mv_stream *s;
 	int i;
 
-	for (i = 0; i < MV_OWN_STREAMS; i++)
-		if (own_streams[i] != NULL && own_streams[i]->ctx == ctx)
+	for (i = 0; i < MV_OWN_STREAMS; i++) {
+		if (own_streams[i] == NULL || own_streams[i]->ctx != ctx)
+			continue;
+		if (!gone(own_streams[i]))
 			return own_stream = own_streams[i];
+		/* An ended context's, whose handle a new context has: a new entry takes the slot. */
+		own_streams[i] = NULL;
+	}
 	for (i = 0; i < MV_OWN_STREAMS && own_streams[i] != NULL; i++)
 		;
 	/* A thread that used more contexts than that: the driver's own default stream serves the
@@ -206,7 +219,8 @@ struct mv_stream *mv_stream_get(CUstream h, int per_thread)
 		if (mv_real.cuCtxGetCurrent(&ctx) != CUDA_SUCCESS || ctx == NULL)
 			return NULL;
 		if (h == CU_STREAM_PER_THREAD)
-			return own_stream != NULL && own_stream->ctx == ctx ? own_stream : own_stream_in(ctx);
+			return own_stream != NULL && own_stream->ctx == ctx && !gone(own_stream) ? own_stream
+												  : own_stream_in(ctx);
 	} else if ((s = find(h, NULL)) != NULL) {
 		return s;
 	} else if (mv_real.cuStreamGetCtx(h, &ctx) != CUDA_SUCCESS) {
@@ -253,7 +267,12 @@ void mv_stream_end(struct mv_stream *s, uint64_t t)
 
 	if (t % every(s) == 0 && atomic_load_explicit(&s->inflight, memory_order_acquire) == 1) {
 		slot = (unsigned)(t / every(s) % MV_RING);
-		record(s, s->ring[slot]);
+		/* Without the mark the slot's event still holds an older one (or none): once the
+		 * stream has drained, that covers the ticket too. */
+		if (record(s, s->ring[slot]) != CUDA_SUCCESS) {
+			mv_log(MV_LOG_DEBUG, "stream %p cannot be marked: synchronised instead", (void *)s->handle);
+			mv_real.cuStreamSynchronize(s->handle);
+		}
 		atomic_store_explicit(&s->slot_ticket[slot], t, memory_order_release);
 		if (s->per_thread)
 			atomic_store_explicit(&s->marked, t, memory_order_release);
@@ -318,10 +337,27 @@ void mv_stream_forget(CUstream h)
 		quiesce(s, MV_QUIET_DEAD);
 }
 
+void mv_stream_retire_ctx(CUcontext ctx)
+{
+	unsigned n = atomic_load_explicit(&count, memory_order_acquire);
+
+	for (unsigned i = 0; i < n; i++) {
+		struct mv_stream *s = &table[i];
+		if (s->ctx != ctx || gone(s))
+			continue;
+		pthread_mutex_lock(&s->demand_lock);
+		atomic_store_explicit(&s->quiet, MV_QUIET_GONE, memory_order_release);
+		pthread_mutex_unlock(&s->demand_lock);
+	}
+}
+
 int mv_stream_wait_ticket(CUstream waiter, struct mv_stream *s, uint64_t t)
 {
-	CUevent e = covering(s, t, 1);
+	CUevent e;
 
+	if (gone(s))
+		return 0;
+	e = covering(s, t, 1);
 	if (e == NULL)
 		return -1;
 	mv_real.cuStreamWaitEvent(waiter, e, 0);
@@ -332,17 +368,23 @@ void mv_stream_sync_ticket(struct mv_stream *s, uint64_t t)
 {
 	CUevent e;
 
+	if (gone(s))
+		return;
 	/* A per-thread stream's use is marked right after its launch returns: wait for that. */
-	while ((e = covering(s, t, 1)) == NULL)
+	while ((e = covering(s, t, 1)) == NULL && !gone(s))
 		sched_yield();
-	mv_real.cuEventSynchronize(e);
+	if (e != NULL)
+		mv_real.cuEventSynchronize(e);
 }
 
 int mv_stream_ticket_done(struct mv_stream *s, uint64_t t)
 {
-	CUevent e = covering(s, t, 1);
+	CUevent e;
 
-	return e != NULL && mv_real.cuEventQuery(e) == CUDA_SUCCESS;
+	if (gone(s))
+		return 1;
+	e = covering(s, t, 1);
+	return gone(s) || (e != NULL && mv_real.cuEventQuery(e) == CUDA_SUCCESS);
 }
 
 /* ---- capture ---- */
@@ -363,10 +405,10 @@ static struct mv_stream *own_now(void)
 
 	if (own_stream == NULL || mv_real.cuCtxGetCurrent(&ctx) != CUDA_SUCCESS)
 		return NULL;
-	if (own_stream->ctx == ctx)
+	if (own_stream->ctx == ctx && !gone(own_stream))
 		return own_stream;
 	for (int i = 0; i < MV_OWN_STREAMS; i++)
-		if (own_streams[i] != NULL && own_streams[i]->ctx == ctx)
+		if (own_streams[i] != NULL && own_streams[i]->ctx == ctx && !gone(own_streams[i]))
 			return own_streams[i];
 	return NULL;
 }
@@ -508,6 +550,103 @@ int mv_capturing(CUstream h, int per_thread)
 }
 
 /* ---- destruction ---- */
+
+/* The primary context of dev, while it is active; NULL otherwise. Retaining it and releasing it at
+ * once leaves its count as it was. */
+static CUcontext primary_of(CUdevice dev)
+{
+	unsigned flags = 0;
+	int active = 0;
+	CUcontext ctx = NULL;
+
+	if (mv_real.cuDevicePrimaryCtxGetState(dev, &flags, &active) != CUDA_SUCCESS || !active ||
+	    mv_real.cuDevicePrimaryCtxRetain(&ctx, dev) != CUDA_SUCCESS)
+		return NULL;
+	mv_real.cuDevicePrimaryCtxRelease_v2(dev);
+	return ctx;
+}
+
+/* A context that has ended: its streams' entries go, and the paged one's end is said. */
+static void ended(CUcontext ctx, const char *how)
+{
+	uint64_t dev_bytes, host_bytes;
+
+	if (ctx == NULL)
+		return;
+	mv_stream_retire_ctx(ctx);
+	if (ctx != mv_dev()->ctx)
+		return;
+	/* Its copy streams went with it. An app ending normally frees its buffers first. */
+	dev_bytes = mv_count_get(MV_COUNTER_resident_bytes);
+	host_bytes = mv_count_get(MV_COUNTER_host_bytes);
+	mv_log(dev_bytes + host_bytes > 0 ? MV_LOG_WARN : MV_LOG_INFO,
+	       "the context memvirt pages in was %s: memvirt cannot page in this process any more (it still held "
+	       "%llu bytes on the device and %llu on the host, which went with the context)",
+	       how, (unsigned long long)dev_bytes, (unsigned long long)host_bytes);
+}
+
+MV_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx)
+{
+	CUresult r;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	r = mv_real.cuCtxDestroy_v2(ctx);
+	if (r == CUDA_SUCCESS)
+		ended(ctx, "destroyed");
+	return r;
+}
+
+static CUresult primary_reset(CUdevice dev, CUresult (*real)(CUdevice))
+{
+	CUcontext ctx;
+	CUresult r;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	ctx = primary_of(dev);
+	r = real(dev);
+	if (r == CUDA_SUCCESS)
+		ended(ctx, "reset");
+	return r;
+}
+
+MV_EXPORT CUresult cuDevicePrimaryCtxReset(CUdevice dev)
+{
+	return primary_reset(dev, mv_real.cuDevicePrimaryCtxReset);
+}
+
+MV_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)
+{
+	return primary_reset(dev, mv_real.cuDevicePrimaryCtxReset_v2);
+}
+
+/* The last release resets the primary context. */
+static CUresult primary_release(CUdevice dev, CUresult (*real)(CUdevice))
+{
+	unsigned flags = 0;
+	int active = 1;
+	CUcontext ctx;
+	CUresult r;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	ctx = primary_of(dev);
+	r = real(dev);
+	if (r == CUDA_SUCCESS && mv_real.cuDevicePrimaryCtxGetState(dev, &flags, &active) == CUDA_SUCCESS && !active)
+		ended(ctx, "released for the last time");
+	return r;
+}
+
+MV_EXPORT CUresult cuDevicePrimaryCtxRelease(CUdevice dev)
+{
+	return primary_release(dev, mv_real.cuDevicePrimaryCtxRelease);
+}
+
+MV_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
+{
+	return primary_release(dev, mv_real.cuDevicePrimaryCtxRelease_v2);
+}
 
 MV_EXPORT CUresult cuStreamDestroy_v2(CUstream h)
 {

@@ -246,6 +246,57 @@ START_TEST(test_legacy_stream_per_context)
 }
 END_TEST
 
+/* A context's end takes its streams' events with it, and a primary context keeps its handle when
+ * retained again. Device 1's context writes a buffer of the paged device 0 on its legacy stream, is
+ * reset and retained again, and a slow kernel writes the buffer again. When pressure pages the
+ * buffer out, the page-out must wait for that kernel with a mark made with an event of the new
+ * context: one of the old context's would be refused, and nothing would be waited for. */
+START_TEST(test_context_reset_retires_its_streams)
+{
+	CUdeviceptr a, b[7];
+	CUcontext ctx1, again;
+	CUmodule mod1;
+	CUfunction f0, f1;
+
+	start_with("SIMCUDA_NO_HOST_VMM=1", "SIMCUDA_DELAY_KERNEL_US=300000");
+	f0 = fill_in(simtest_mod);
+	CHK(cuMemAlloc(&a, BUF));
+	CHK(fill(f0, a, 1.0f, NULL));
+	for (int i = 0; i < 3; i++) {
+		CHK(cuMemAlloc(&b[i], BUF));
+		CHK(fill(f0, b[i], 20.0f + (float)i, NULL));
+	}
+	CHK(cuCtxSynchronize());
+
+	CHK(cuDevicePrimaryCtxRetain(&ctx1, 1));
+	CHK(cuCtxSetCurrent(ctx1));
+	f1 = fill_here(&mod1);
+	CHK(fill(f1, a, 2.0f, NULL));
+	CHK(cuCtxSynchronize());
+	CHK(cuDevicePrimaryCtxReset(1));
+	CHK(cuDevicePrimaryCtxRetain(&again, 1));
+	ck_assert_ptr_eq(again, ctx1);
+	CHK(cuCtxSetCurrent(again));
+	f1 = fill_here(&mod1);
+	CHK(fill(f1, a, 3.0f, NULL));
+
+	/* Device 0 again, at once: four new buffers push the four older ones out, `a` among them. */
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	for (int i = 3; i < 7; i++)
+		CHK(cuMemAlloc(&b[i], BUF));
+	ck_assert_uint_ge(itest_counters().page_outs, 4);
+	simtest_expect_floats(a, FLOATS, 3.0f);
+	for (int i = 0; i < 3; i++)
+		simtest_expect_floats(b[i], FLOATS, 20.0f + (float)i);
+	CHK(cuCtxSetCurrent(again));
+	CHK(cuCtxSynchronize());
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	CHK(cuCtxSynchronize());
+	ck_assert_int_eq(itest_count_in(logpath, "failed"), 0);
+	unlink(logpath);
+}
+END_TEST
+
 /* A second context on the paged device, made by the app and current when it allocates: memvirt
  * serves it, and the buffers' copy events are made in the paged context, whose copy streams record
  * them, so the page-outs and page-ins work. */
@@ -291,6 +342,7 @@ static Suite *devices_suite(void)
 	tcase_add_test(tc, test_other_device_passes_through);
 	tcase_add_test(tc, test_paged_device_one);
 	tcase_add_test(tc, test_legacy_stream_per_context);
+	tcase_add_test(tc, test_context_reset_retires_its_streams);
 	tcase_add_test(tc, test_second_context_on_the_paged_device);
 	return s;
 }
