@@ -400,11 +400,10 @@ static int serving(void)
 	return mv_init() == 0;
 }
 
-/* Whether an allocation in the calling thread's context is the driver's to serve: the context is on
- * a device memvirt does not page. */
+/* Whether an allocation in the calling thread's context is the driver's to serve (mv_not_paged). */
 static int other_device(void)
 {
-	return mv_device_init() == CUDA_SUCCESS && mv_other_device();
+	return mv_device_init() == CUDA_SUCCESS && mv_not_paged();
 }
 
 MV_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytes)
@@ -564,7 +563,7 @@ MV_EXPORT CUresult cuMemGetInfo_v2(size_t *free_bytes, size_t *total)
 	if (free_bytes == NULL || total == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
 	r = mv_device_init();
-	if (r != CUDA_SUCCESS || mv_other_device())
+	if (r != CUDA_SUCCESS || mv_not_paged())
 		return mv_real.cuMemGetInfo_v2(free_bytes, total);
 	mv_budget_read(&limit, &resident);
 	*total = limit;

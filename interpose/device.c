@@ -44,26 +44,37 @@ static int host_location(CUdevice dev)
 	return numa_vmm || any_vmm;
 }
 
-/* The paged device, then every device the driver says can reach its memory as a peer. */
-static void access_list(CUdevice dev)
-{
-	int count = 0;
+/* Set once the paged context has ended; allocations go to the driver from then on. */
+static _Atomic int paged_ended;
 
-	memset(state.access, 0, sizeof(state.access));
-	state.access[0].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-	state.access[0].location.id = dev;
-	state.access[0].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	state.naccess = 1;
+int mv_access_for(CUdevice owner, CUmemAccessDesc *d, int max)
+{
+	int count = 0, n = 1;
+
+	memset(d, 0, sizeof(*d) * (size_t)max);
+	d[0].location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	d[0].location.id = owner;
+	d[0].flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
 	if (mv_real.cuDeviceGetCount(&count) != CUDA_SUCCESS)
-		return;
-	for (int d = 0; d < count && state.naccess < MV_MAX_ACCESS; d++) {
+		return n;
+	for (int i = 0; i < count && n < max; i++) {
 		int can = 0;
-		if (d == dev || mv_real.cuDeviceCanAccessPeer(&can, d, dev) != CUDA_SUCCESS || !can)
+		if (i == owner || mv_real.cuDeviceCanAccessPeer(&can, i, owner) != CUDA_SUCCESS || !can)
 			continue;
-		state.access[state.naccess] = state.access[0];
-		state.access[state.naccess].location.id = d;
-		state.naccess++;
+		d[n] = d[0];
+		d[n++].location.id = i;
 	}
+	return n;
+}
+
+int mv_granted(const CUmemLocation *loc)
+{
+	if (loc->type != CU_MEM_LOCATION_TYPE_DEVICE)
+		return 0;
+	for (int i = 0; i < state.naccess; i++)
+		if (state.access[i].location.id == loc->id)
+			return 1;
+	return 0;
 }
 
 int mv_ctx_enter(CUcontext ctx, CUcontext *prev)
@@ -84,13 +95,11 @@ void mv_ctx_leave(int entered, CUcontext prev)
 		mv_real.cuCtxSetCurrent(prev);
 }
 
-CUresult mv_grant(CUdeviceptr va, uint64_t span, int host)
+/* Grants the first n devices of d (which has room for one more), with the host first where asked. */
+static CUresult set_access(CUdeviceptr va, uint64_t span, CUmemAccessDesc *d, int n, int host)
 {
-	CUmemAccessDesc d[MV_MAX_ACCESS + 1];
-	int n = state.naccess;
 	CUresult r;
 
-	memcpy(d, state.access, sizeof(d[0]) * (size_t)n);
 	if (host) {
 		/* The CPU's access is named with the allocation's own kind of host location. */
 		memset(&d[n], 0, sizeof(d[n]));
@@ -100,10 +109,20 @@ CUresult mv_grant(CUdeviceptr va, uint64_t span, int host)
 		if (r == CUDA_SUCCESS)
 			return r;
 	}
-	r = mv_real.cuMemSetAccess(va, span, d, (size_t)n);
-	/* A peer the driver named but will not map for: the paged device is what must have it. */
+	return mv_real.cuMemSetAccess(va, span, d, (size_t)n);
+}
+
+CUresult mv_grant(CUdeviceptr va, uint64_t span, int host)
+{
+	CUmemAccessDesc d[MV_MAX_ACCESS + 1];
+	int n = state.naccess;
+	CUresult r;
+
+	memcpy(d, state.access, sizeof(d[0]) * (size_t)n);
+	r = set_access(va, span, d, n, host);
+	/* A peer the driver named but will not map for: the paged device (and the host) must have it. */
 	if (r != CUDA_SUCCESS && n > 1)
-		r = mv_real.cuMemSetAccess(va, span, d, 1);
+		r = set_access(va, span, d, 1, host);
 	return r;
 }
 
@@ -135,7 +154,7 @@ static CUresult setup(void)
 		return r;
 	}
 	host_vmm = host_location(dev);
-	access_list(dev);
+	state.naccess = mv_access_for(dev, state.access, MV_MAX_ACCESS);
 	r = mv_real.cuStreamCreate(&state.d2h, CU_STREAM_NON_BLOCKING);
 	if (r == CUDA_SUCCESS)
 		r = mv_real.cuStreamCreate(&state.h2d, CU_STREAM_NON_BLOCKING);
@@ -184,13 +203,20 @@ const struct mv_device *mv_dev(void)
 	return &state;
 }
 
-int mv_other_device(void)
+void mv_paged_ctx_ended(void)
+{
+	atomic_store_explicit(&paged_ended, 1, memory_order_release);
+}
+
+int mv_not_paged(void)
 {
 	/* Devices already named in the log, one bit each (ordinals past 63 share the last). */
 	static _Atomic uint64_t said;
 	CUdevice d;
 	uint64_t bit;
 
+	if (atomic_load_explicit(&paged_ended, memory_order_acquire))
+		return 1;
 	if (mv_real.cuCtxGetDevice(&d) != CUDA_SUCCESS || d == state.device)
 		return 0;
 	bit = 1ull << (d >= 0 && d < 63 ? d : 63);

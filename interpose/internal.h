@@ -156,18 +156,28 @@ int mv_ctx_enter(CUcontext ctx, CUcontext *prev);
 void mv_ctx_leave(int entered, CUcontext prev);
 
 /* Gives the devices of mv_dev()->access read-write access to [va, va+span), and the host too
- * where host is set (a host-located allocation); failing that, the paged device alone. */
+ * where host is set (a host-located allocation); failing that, the paged device alone (and the
+ * host). */
 CUresult mv_grant(CUdeviceptr va, uint64_t span, int host);
+/* Fills d (room for max) with read-write access for owner, then every device the driver says can
+ * reach owner's memory as a peer. Returns how many. */
+int mv_access_for(CUdevice owner, CUmemAccessDesc *d, int max);
+/* Whether loc is a device memvirt's mappings are granted to (mv_grant's list). */
+int mv_granted(const CUmemLocation *loc);
 
 /* Sets up the device side on the first allocation (the app has initialised the driver by then).
  * Returns CUDA_SUCCESS or the error to hand back. */
 CUresult mv_device_init(void);
 
-/* Whether the calling thread's current context is on a device other than the one memvirt pages
- * (the first allocation's): then the allocation entry points hand the call to the driver
- * unchanged, and cuMemGetInfo answers for that device. Says so once per device in the log. Only
- * after mv_device_init has succeeded. */
-int mv_other_device(void);
+/* Whether allocations made now are the driver's: the calling thread's current context is on a
+ * device other than the one memvirt pages (the first allocation's), or the paged context has
+ * ended. Then the allocation entry points hand the call to the driver unchanged, and cuMemGetInfo
+ * is the driver's answer. Says so once per other device in the log. Only after mv_device_init has
+ * succeeded. */
+int mv_not_paged(void);
+/* The paged context has ended (destroyed, reset or released for the last time): its copy streams
+ * and events went with it, so memvirt serves no allocation from then on. */
+void mv_paged_ctx_ended(void);
 
 /* ---- streams (stream.c) ---- */
 

@@ -182,10 +182,11 @@ static int fetch_fd(const struct ipc_wire *w)
 static CUresult map_import(const struct ipc_wire *w, CUdeviceptr *out)
 {
 	CUmemGenericAllocationHandle h;
-	CUmemAccessDesc access;
-	CUdevice dev = 0;
+	CUmemAllocationProp prop;
+	CUmemAccessDesc access[MV_MAX_ACCESS];
+	CUdevice dev = 0, owner;
 	CUresult r;
-	int fd = fetch_fd(w);
+	int n, fd = fetch_fd(w);
 
 	if (fd < 0) {
 		mv_log(MV_LOG_WARN, "cuIpcOpenMemHandle: process %llu's buffer cannot be reached (is it still running?)",
@@ -196,6 +197,13 @@ static CUresult map_import(const struct ipc_wire *w, CUdeviceptr *out)
 	close(fd);
 	if (r != CUDA_SUCCESS)
 		return r == CUDA_ERROR_INVALID_VALUE ? CUDA_ERROR_INVALID_HANDLE : r;
+	/* The pages' device and every device that reaches it as a peer may use them, as with the
+	 * driver's own handles (CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS); failing that, the current one. */
+	mv_real.cuCtxGetDevice(&dev);
+	owner = dev;
+	if (mv_real.cuMemGetAllocationPropertiesFromHandle(&prop, h) == CUDA_SUCCESS &&
+	    prop.location.type == CU_MEM_LOCATION_TYPE_DEVICE)
+		owner = prop.location.id;
 	r = mv_real.cuMemAddressReserve(out, w->span, mv_dev()->granularity, 0, 0);
 	if (r == CUDA_SUCCESS) {
 		r = mv_real.cuMemMap(*out, w->span, 0, h, 0);
@@ -206,12 +214,12 @@ static CUresult map_import(const struct ipc_wire *w, CUdeviceptr *out)
 	mv_real.cuMemRelease(h);
 	if (r != CUDA_SUCCESS)
 		return r;
-	memset(&access, 0, sizeof(access));
-	mv_real.cuCtxGetDevice(&dev);
-	access.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-	access.location.id = dev;
-	access.flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
-	r = mv_real.cuMemSetAccess(*out, w->span, &access, 1);
+	n = mv_access_for(owner, access, MV_MAX_ACCESS);
+	r = mv_real.cuMemSetAccess(*out, w->span, access, (size_t)n);
+	if (r != CUDA_SUCCESS) {
+		n = mv_access_for(dev, access, 1);
+		r = mv_real.cuMemSetAccess(*out, w->span, access, (size_t)n);
+	}
 	if (r != CUDA_SUCCESS) {
 		mv_real.cuMemUnmap(*out, w->span);
 		mv_real.cuMemAddressFree(*out, w->span);

@@ -130,8 +130,9 @@ MV_EXPORT CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *han
 MV_EXPORT CUresult cuMemGetAccess(unsigned long long *flags, const CUmemLocation *location, CUdeviceptr ptr)
 {
 	if (flags == NULL || location == NULL || location->type != CU_MEM_LOCATION_TYPE_DEVICE ||
-	    !mv_alloc_describe(ptr, NULL) || location->id != (int)mv_dev()->device)
+	    !mv_alloc_describe(ptr, NULL))
 		return mv_real.cuMemGetAccess(flags, location, ptr);
-	*flags = CU_MEM_ACCESS_FLAGS_PROT_READWRITE;
+	/* Wherever its pages are now: every mapping memvirt makes grants the same devices. */
+	*flags = mv_granted(location) ? CU_MEM_ACCESS_FLAGS_PROT_READWRITE : CU_MEM_ACCESS_FLAGS_PROT_NONE;
 	return CUDA_SUCCESS;
 }

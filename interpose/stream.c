@@ -576,12 +576,14 @@ static void ended(CUcontext ctx, const char *how)
 	mv_stream_retire_ctx(ctx);
 	if (ctx != mv_dev()->ctx)
 		return;
+	mv_paged_ctx_ended();
 	/* Its copy streams went with it. An app ending normally frees its buffers first. */
 	dev_bytes = mv_count_get(MV_COUNTER_resident_bytes);
 	host_bytes = mv_count_get(MV_COUNTER_host_bytes);
 	mv_log(dev_bytes + host_bytes > 0 ? MV_LOG_WARN : MV_LOG_INFO,
-	       "the context memvirt pages in was %s: memvirt cannot page in this process any more (it still held "
-	       "%llu bytes on the device and %llu on the host, which went with the context)",
+	       "the context memvirt pages in was %s: memvirt pages no more in this process, and later allocations "
+	       "go to the driver (it still held %llu bytes on the device and %llu on the host, which went with "
+	       "the context)",
 	       how, (unsigned long long)dev_bytes, (unsigned long long)host_bytes);
 }
 

@@ -297,6 +297,77 @@ START_TEST(test_context_reset_retires_its_streams)
 }
 END_TEST
 
+/* The paged context ends (a reset of device 0's primary context, retained again under the same
+ * handle). memvirt's copy streams went with it, so from then on allocations are the driver's, and
+ * the log says why; memvirt serving them would fail its first page-out on a dead stream. */
+START_TEST(test_paged_context_end_passes_through)
+{
+	CUdeviceptr d[N0];
+	CUcontext again;
+	CUmodule mod;
+	CUfunction f;
+	uint64_t outs;
+	size_t free_bytes, total;
+
+	start();
+	CHK(cuMemAlloc(&d[0], BUF));
+	CHK(cuMemFree(d[0]));
+	CHK(cuDevicePrimaryCtxReset(0));
+	ck_assert_int_eq(itest_count_in(logpath, "memvirt pages no more in this process"), 1);
+	CHK(cuDevicePrimaryCtxRetain(&again, 0));
+	ck_assert_ptr_eq(again, simtest_ctx);
+	CHK(cuCtxSetCurrent(again));
+	f = fill_here(&mod);
+	outs = itest_counters().page_outs;
+	for (int i = 0; i < N0; i++) {
+		CHK(cuMemAlloc(&d[i], BUF));
+		CHK(fill(f, d[i], 40.0f + (float)i, NULL));
+	}
+	CHK(cuCtxSynchronize());
+	for (int i = 0; i < N0; i++)
+		simtest_expect_floats(d[i], FLOATS, 40.0f + (float)i);
+	ck_assert_uint_eq(itest_counters().page_outs, outs);
+	info(&free_bytes, &total);
+	ck_assert_uint_eq(total, 64 * SIMTEST_MIB);
+	for (int i = 0; i < N0; i++)
+		CHK(cuMemFree(d[i]));
+	CHK(cuModuleUnload(mod));
+	ck_assert_int_eq(itest_count_in(logpath, "failed"), 0);
+	unlink(logpath);
+}
+END_TEST
+
+/* cuMemGetAccess answers for each device memvirt's mappings grant, wherever the buffer's pages are
+ * now: a paged-out buffer has no mapping the driver could read the answer from. */
+START_TEST(test_access_of_a_paged_out_buffer)
+{
+	CUdeviceptr d[N0];
+	CUmemLocation loc = {.type = CU_MEM_LOCATION_TYPE_DEVICE};
+	unsigned long long flags;
+
+	start();
+	for (int i = 0; i < N0; i++) {
+		CHK(cuMemAlloc(&d[i], BUF));
+		CHK(simtest_fill(d[i], 50.0f + (float)i, FLOATS, NULL));
+	}
+	CHK(cuCtxSynchronize());
+	ck_assert_uint_ge(itest_counters().page_outs, N0 - 4);
+	for (int dev = 0; dev < 2; dev++) {
+		loc.id = dev;
+		flags = 0;
+		CHK(cuMemGetAccess(&flags, &loc, d[0]));
+		ck_assert_uint_eq(flags, CU_MEM_ACCESS_FLAGS_PROT_READWRITE);
+		flags = 0;
+		CHK(cuMemGetAccess(&flags, &loc, d[N0 - 1]));
+		ck_assert_uint_eq(flags, CU_MEM_ACCESS_FLAGS_PROT_READWRITE);
+	}
+	simtest_expect_floats(d[0], FLOATS, 50.0f);
+	for (int i = 0; i < N0; i++)
+		CHK(cuMemFree(d[i]));
+	unlink(logpath);
+}
+END_TEST
+
 /* A second context on the paged device, made by the app and current when it allocates: memvirt
  * serves it, and the buffers' copy events are made in the paged context, whose copy streams record
  * them, so the page-outs and page-ins work. */
@@ -344,6 +415,8 @@ static Suite *devices_suite(void)
 	tcase_add_test(tc, test_legacy_stream_per_context);
 	tcase_add_test(tc, test_context_reset_retires_its_streams);
 	tcase_add_test(tc, test_second_context_on_the_paged_device);
+	tcase_add_test(tc, test_paged_context_end_passes_through);
+	tcase_add_test(tc, test_access_of_a_paged_out_buffer);
 	return s;
 }
 

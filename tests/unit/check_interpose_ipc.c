@@ -54,6 +54,32 @@ static int importer(int in, int out)
 	return write(out, &done, 1) == 1 ? IMP_OK : IMP_READ;
 }
 
+/* An importer on a machine of two devices: opens the handle with device 0 current, then reads the
+ * buffer in device 1's context, as a peer may. */
+static int peer_importer(int in, int out)
+{
+	static float h[NF];
+	CUipcMemHandle hd;
+	CUdeviceptr p;
+	CUcontext c1;
+	char done = 'w';
+
+	simtest_start("SIMCUDA_DEVICES=2", "SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	if (read_all(in, &hd, sizeof(hd)) != 0)
+		return IMP_READ;
+	if (cuIpcOpenMemHandle(&p, hd, CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS) != CUDA_SUCCESS)
+		return IMP_OPEN;
+	if (cuDevicePrimaryCtxRetain(&c1, 1) != CUDA_SUCCESS || cuCtxSetCurrent(c1) != CUDA_SUCCESS ||
+	    cuMemcpyDtoH(h, p, sizeof(h)) != CUDA_SUCCESS)
+		return IMP_BYTES;
+	for (size_t i = 0; i < NF; i++)
+		if (h[i] != (float)i)
+			return IMP_BYTES;
+	if (cuCtxSetCurrent(simtest_ctx) != CUDA_SUCCESS || cuIpcCloseMemHandle(p) != CUDA_SUCCESS)
+		return IMP_CLOSE;
+	return write(out, &done, 1) == 1 ? IMP_OK : IMP_READ;
+}
+
 static CUdeviceptr alloc_filled(float v)
 {
 	CUdeviceptr p;
@@ -121,6 +147,40 @@ START_TEST(test_exported_buffer_shared_and_resident)
 }
 END_TEST
 
+/* An opened buffer may be used by every device that reaches its pages as a peer, as the driver's own
+ * handles may, not only by the device current when it was opened. */
+START_TEST(test_import_reached_by_a_peer)
+{
+	static float h[NF];
+	int to[2], from[2], status;
+	CUdeviceptr x;
+	CUipcMemHandle hd;
+	char done;
+	pid_t pid;
+
+	ck_assert_int_eq(pipe(to), 0);
+	ck_assert_int_eq(pipe(from), 0);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0)
+		_exit(peer_importer(to[0], from[1]));
+	close(to[0]);
+	close(from[1]);
+	simtest_start("SIMCUDA_DEVICES=2", "SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	for (size_t i = 0; i < NF; i++)
+		h[i] = (float)i;
+	CHK(cuMemAlloc(&x, BUF));
+	CHK(cuMemcpyHtoD(x, h, BUF));
+	CHK(cuIpcGetMemHandle(&hd, x));
+	ck_assert_int_eq(write(to[1], &hd, sizeof(hd)), sizeof(hd));
+	read_all(from[0], &done, 1);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), IMP_OK);
+	CHK(cuMemFree(x));
+}
+END_TEST
+
 /* A slab block and an interior pointer are refused, each with a log line saying why; a handle of
  * memvirt's is no handle to a process without memvirt. */
 START_TEST(test_export_refused)
@@ -153,6 +213,7 @@ static Suite *ipc_suite(void)
 
 	tcase_add_test(tc, test_exported_buffer_shared_and_resident);
 	tcase_add_test(tc, test_export_refused);
+	tcase_add_test(tc, test_import_reached_by_a_peer);
 	return s;
 }
 
