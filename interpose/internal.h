@@ -499,6 +499,9 @@ int mv_page_in_planned_relock(struct mv_buf *b);
  * only when its room is wanted. Called without mv_lock. Returns 0, or -1 when it could not be
  * issued (no host memory, a failed copy); b is then RESIDENT again. */
 int mv_page_out(struct mv_buf *b, int planned, const struct mv_uses *uses);
+/* Why the last page-out that could not be issued failed: CUDA_ERROR_OUT_OF_MEMORY when the host
+ * pool had no room, else the driver's error; CUDA_SUCCESS when none has failed. */
+CUresult mv_page_out_failure(void);
 
 /* From here to mv_pager_landing, called with mv_lock held. */
 /* Wakes the pager, starting its thread if it is not running. */

@@ -460,14 +460,23 @@ void mv_stall_measure(CUstream h, CUevent ready, int per_thread)
 	}
 }
 
+static _Atomic CUresult out_failure = CUDA_SUCCESS;
+
+CUresult mv_page_out_failure(void)
+{
+	return atomic_load_explicit(&out_failure, memory_order_relaxed);
+}
+
 int mv_page_out(struct mv_buf *b, int planned, const struct mv_uses *uses)
 {
 	struct mv_hostslot *h = mv_host_alloc(b->span);
 	CUresult r;
 	int grow;
 
-	if (h == NULL)
+	if (h == NULL) {
+		atomic_store_explicit(&out_failure, CUDA_ERROR_OUT_OF_MEMORY, memory_order_relaxed);
 		goto undo;
+	}
 	mv_order_after_uses(mv_dev()->d2h, uses);
 	mv_real.cuEventRecord(b->mstart, mv_dev()->d2h);
 	r = mv_real.cuMemcpyDtoHAsync_v2(mv_host_ptr(h), b->va, b->size, mv_dev()->d2h);
@@ -478,6 +487,7 @@ int mv_page_out(struct mv_buf *b, int planned, const struct mv_uses *uses)
 		mv_real.cuGetErrorName(r, &name);
 		mv_log(MV_LOG_WARN, "page-out of %#llx failed (%s); the buffer stays resident",
 		       (unsigned long long)b->va, name);
+		atomic_store_explicit(&out_failure, r, memory_order_relaxed);
 		mv_host_free(h);
 		goto undo;
 	}

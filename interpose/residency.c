@@ -196,9 +196,10 @@ static int refusal_shown(uint64_t n)
  * memory wait that never completed. Called with mv_lock held, which it lets go. */
 static CUresult room_refused_unlock(uint64_t bytes, int held)
 {
-	char what[256], count[96] = "", b[32], c[32];
-	const char *why;
+	char what[256], count[96] = "", b[32], c[32], failed[96];
+	const char *why, *name = "?";
 	uint64_t stuck, n = ++refusals;
+	CUresult r;
 
 	busy_wait_done();
 
@@ -209,9 +210,13 @@ static CUresult room_refused_unlock(uint64_t bytes, int held)
 	else if (held)
 		why = "what could go is used on streams held by a memory wait (cuStreamWaitValue) that did not "
 		      "complete within 60 s";
-	else if (stuck > 0)
+	else if (stuck > 0 && ((r = mv_page_out_failure()) == CUDA_ERROR_OUT_OF_MEMORY || r == CUDA_SUCCESS))
 		why = "page-outs found no host memory (MEMVIRT_HOST_LIMIT)";
-	else
+	else if (stuck > 0) {
+		mv_real.cuGetErrorName(r, &name);
+		snprintf(failed, sizeof(failed), "page-outs failed in the driver (%s)", name);
+		why = failed;
+	} else
 		why = "all of it is slab blocks, pinned, in use or on the move";
 	if (n > 1)
 		snprintf(count, sizeof(count), " [refusal %llu; only the 1st, 10th, 100th, ... are shown]",

@@ -91,6 +91,24 @@ START_TEST(test_refusal_says_what_is_resident_and_why)
 }
 END_TEST
 
+/* The held buffer's page-out fails in the driver (the first device-to-host copy): the line names
+ * the driver's error, not the host limit. */
+START_TEST(test_refusal_names_the_driver_error)
+{
+	const char *env[] = {"SIMCUDA_MEM=4MiB", GRAN64, THR16, "MEMVIRT_BUDGET=256KiB", "SIMCUDA_FAIL_COPY=d2h:1",
+			     "MEMVIRT_DAEMON=off", "ITEST_HOLD=131072", "ITEST_SIZE=196608", "ITEST_COUNT=1", NULL};
+	struct itest_child c = run_default("refuse", env);
+
+	ck_assert_msg(itest_exit_code(&c) == 0, "refuse: %s; stderr: %s", itest_how(&c), c.err);
+	ck_assert_msg(strstr(c.err, "page-out of ") != NULL && strstr(c.err, " failed (CUDA_ERROR_UNKNOWN)") != NULL,
+		      "no line for the failed page-out: %s", c.err);
+	ck_assert_msg(strstr(c.err, "nothing more could be paged out: page-outs failed in the driver "
+				    "(CUDA_ERROR_UNKNOWN)\n") != NULL,
+		      "no refusal line, or a wrong one: %s", c.err);
+	itest_child_free(&c);
+}
+END_TEST
+
 START_TEST(test_refusal_too_big_for_the_budget)
 {
 	const char *env[] = {"SIMCUDA_MEM=4MiB", GRAN64, THR16, "MEMVIRT_BUDGET=256KiB", "MEMVIRT_DAEMON=off",
@@ -177,6 +195,7 @@ static Suite *say_suite(void)
 	tcase_set_timeout(tc, 300);
 	suite_add_tcase(s, tc);
 	tcase_add_test(tc, test_refusal_says_what_is_resident_and_why);
+	tcase_add_test(tc, test_refusal_names_the_driver_error);
 	tcase_add_test(tc, test_refusal_too_big_for_the_budget);
 	tcase_add_test(tc, test_refusals_rate_limited);
 	tcase_add_test(tc, test_absurd_budgets_warn);
