@@ -9,7 +9,8 @@
  * launch: ITERS launches of mv_touchN_PTRS on one stream, every pointer naming a buffer of its own
  * above the slab threshold, timed with CLOCK_MONOTONIC around the launches alone; the stream is
  * synchronised after each repetition, outside the timing. The stream is a non-blocking one of its
- * own, or the legacy default stream with MV_BENCH_STREAM=legacy. Prints the median ns per launch. With
+ * own, or the legacy default stream with MV_BENCH_STREAM=legacy (the calling thread's per-thread one
+ * with MV_BENCH_STREAM=per-thread). Prints the median ns per launch. With
  * --linked, the timing starts only once libmemvirt.so has sent memvirtd its first events.
  * alloc: ITERS cuMemAlloc_v2/cuMemFree_v2 pairs of SIZE bytes. Prints the median pairs per second.
  * One untimed repetition of ITERS/10 comes first in both.
@@ -128,6 +129,8 @@ static void bench_kernel_init(struct bench_kernel *k, unsigned nptrs)
 	CK(cuModuleGetFunction, (&k->f, k->mod, k->name));
 	if (getenv("MV_BENCH_STREAM") != NULL && strcmp(getenv("MV_BENCH_STREAM"), "legacy") == 0)
 		k->s = CU_STREAM_LEGACY;
+	else if (getenv("MV_BENCH_STREAM") != NULL && strcmp(getenv("MV_BENCH_STREAM"), "per-thread") == 0)
+		k->s = CU_STREAM_PER_THREAD;
 	else
 		CK(cuStreamCreate, (&k->s, CU_STREAM_NON_BLOCKING));
 	for (unsigned i = 0; i <= nptrs; i++) {
