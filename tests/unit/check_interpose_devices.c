@@ -247,18 +247,19 @@ START_TEST(test_legacy_stream_per_context)
 END_TEST
 
 /* A context's end takes its streams' events with it, and a primary context keeps its handle when
- * retained again. Device 1's context writes a buffer of the paged device 0 on its legacy stream, is
- * reset and retained again, and a slow kernel writes the buffer again. When pressure pages the
- * buffer out, the page-out must wait for that kernel with a mark made with an event of the new
- * context: one of the old context's would be refused, and nothing would be waited for. */
-START_TEST(test_context_reset_retires_its_streams)
+ * retained again. Device 1's context writes a buffer of the paged device 0 on stream s (the legacy
+ * or the per-thread one), is reset and retained again, and a slow kernel writes the buffer again on
+ * s. When pressure pages the buffer out, the page-out must wait for that kernel with a mark made
+ * with an event of the new context: one of the old context's would be refused, and nothing would
+ * be waited for, or the stream synchronised in its stead, which the debug log tells. */
+static void reset_then_page_out(CUstream s)
 {
 	CUdeviceptr a, b[7];
 	CUcontext ctx1, again;
 	CUmodule mod1;
 	CUfunction f0, f1;
 
-	start_with("SIMCUDA_NO_HOST_VMM=1", "SIMCUDA_DELAY_KERNEL_US=300000");
+	start_with("SIMCUDA_NO_HOST_VMM=1", "SIMCUDA_DELAY_KERNEL_US=300000", "MEMVIRT_LOG=debug");
 	f0 = fill_in(simtest_mod);
 	CHK(cuMemAlloc(&a, BUF));
 	CHK(fill(f0, a, 1.0f, NULL));
@@ -271,14 +272,14 @@ START_TEST(test_context_reset_retires_its_streams)
 	CHK(cuDevicePrimaryCtxRetain(&ctx1, 1));
 	CHK(cuCtxSetCurrent(ctx1));
 	f1 = fill_here(&mod1);
-	CHK(fill(f1, a, 2.0f, NULL));
+	CHK(fill(f1, a, 2.0f, s));
 	CHK(cuCtxSynchronize());
 	CHK(cuDevicePrimaryCtxReset(1));
 	CHK(cuDevicePrimaryCtxRetain(&again, 1));
 	ck_assert_ptr_eq(again, ctx1);
 	CHK(cuCtxSetCurrent(again));
 	f1 = fill_here(&mod1);
-	CHK(fill(f1, a, 3.0f, NULL));
+	CHK(fill(f1, a, 3.0f, s));
 
 	/* Device 0 again, at once: four new buffers push the four older ones out, `a` among them. */
 	CHK(cuCtxSetCurrent(simtest_ctx));
@@ -293,7 +294,19 @@ START_TEST(test_context_reset_retires_its_streams)
 	CHK(cuCtxSetCurrent(simtest_ctx));
 	CHK(cuCtxSynchronize());
 	ck_assert_int_eq(itest_count_in(logpath, "failed"), 0);
+	ck_assert_int_eq(itest_count_in(logpath, "cannot be marked"), 0);
 	unlink(logpath);
+}
+
+START_TEST(test_context_reset_retires_its_streams)
+{
+	reset_then_page_out(NULL);
+}
+END_TEST
+
+START_TEST(test_context_reset_retires_its_per_thread_stream)
+{
+	reset_then_page_out(CU_STREAM_PER_THREAD);
 }
 END_TEST
 
@@ -414,6 +427,7 @@ static Suite *devices_suite(void)
 	tcase_add_test(tc, test_paged_device_one);
 	tcase_add_test(tc, test_legacy_stream_per_context);
 	tcase_add_test(tc, test_context_reset_retires_its_streams);
+	tcase_add_test(tc, test_context_reset_retires_its_per_thread_stream);
 	tcase_add_test(tc, test_second_context_on_the_paged_device);
 	tcase_add_test(tc, test_paged_context_end_passes_through);
 	tcase_add_test(tc, test_access_of_a_paged_out_buffer);
