@@ -317,10 +317,15 @@ SIM_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 	last = --primary->refs == 0;
 	pthread_mutex_unlock(&primary_lock);
 	if (last) {
-		/* The last release resets the context, as cuDevicePrimaryCtxReset does. */
+		/* The last release resets the context, as cuDevicePrimaryCtxReset does, unless a retain
+		 * came meanwhile and keeps it. */
 		sim_streams_idle(primary);
-		ctx_end(primary);
-		__atomic_store_n(&primary->active, 0, __ATOMIC_RELEASE);
+		pthread_mutex_lock(&primary_lock);
+		if (primary->refs == 0) {
+			ctx_end(primary);
+			__atomic_store_n(&primary->active, 0, __ATOMIC_RELEASE);
+		}
+		pthread_mutex_unlock(&primary_lock);
 	}
 	return CUDA_SUCCESS;
 }
