@@ -623,8 +623,10 @@ MV_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size
 
 	if (!serving())
 		return CUDA_ERROR_NOT_INITIALIZED;
-	/* Another device's memory is the driver's to count, whichever context is current. */
-	if (!device || mv_device_init() != CUDA_SUCCESS || prop->location.id != mv_dev()->device)
+	/* Another device's memory is the driver's to count, whichever context is current, and so is
+	 * all of it once the paged context has ended. */
+	if (!device || mv_device_init() != CUDA_SUCCESS || prop->location.id != mv_dev()->device ||
+	    mv_paged_ctx_gone())
 		return mv_real.cuMemCreate(handle, size, prop, flags);
 	r = mv_make_room(size);
 	if (r != CUDA_SUCCESS)

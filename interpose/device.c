@@ -46,6 +46,8 @@ static int host_location(CUdevice dev)
 
 /* Set once the paged context has ended; allocations go to the driver from then on. */
 static _Atomic int paged_ended;
+/* Set once the driver refused a peer mv_grant named: mappings may grant the paged device alone. */
+static _Atomic int peer_refused;
 
 int mv_access_for(CUdevice owner, CUmemAccessDesc *d, int max)
 {
@@ -69,9 +71,11 @@ int mv_access_for(CUdevice owner, CUmemAccessDesc *d, int max)
 
 int mv_granted(const CUmemLocation *loc)
 {
+	int n = atomic_load_explicit(&peer_refused, memory_order_relaxed) ? 1 : state.naccess;
+
 	if (loc->type != CU_MEM_LOCATION_TYPE_DEVICE)
 		return 0;
-	for (int i = 0; i < state.naccess; i++)
+	for (int i = 0; i < n; i++)
 		if (state.access[i].location.id == loc->id)
 			return 1;
 	return 0;
@@ -121,8 +125,10 @@ CUresult mv_grant(CUdeviceptr va, uint64_t span, int host)
 	memcpy(d, state.access, sizeof(d[0]) * (size_t)n);
 	r = set_access(va, span, d, n, host);
 	/* A peer the driver named but will not map for: the paged device (and the host) must have it. */
-	if (r != CUDA_SUCCESS && n > 1)
+	if (r != CUDA_SUCCESS && n > 1) {
 		r = set_access(va, span, d, 1, host);
+		atomic_store_explicit(&peer_refused, 1, memory_order_relaxed);
+	}
 	return r;
 }
 
@@ -208,6 +214,11 @@ void mv_paged_ctx_ended(void)
 	atomic_store_explicit(&paged_ended, 1, memory_order_release);
 }
 
+int mv_paged_ctx_gone(void)
+{
+	return atomic_load_explicit(&paged_ended, memory_order_acquire);
+}
+
 int mv_not_paged(void)
 {
 	/* Devices already named in the log, one bit each (ordinals past 63 share the last). */
@@ -215,7 +226,7 @@ int mv_not_paged(void)
 	CUdevice d;
 	uint64_t bit;
 
-	if (atomic_load_explicit(&paged_ended, memory_order_acquire))
+	if (mv_paged_ctx_gone())
 		return 1;
 	if (mv_real.cuCtxGetDevice(&d) != CUDA_SUCCESS || d == state.device)
 		return 0;

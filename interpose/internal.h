@@ -162,7 +162,8 @@ CUresult mv_grant(CUdeviceptr va, uint64_t span, int host);
 /* Fills d (room for max) with read-write access for owner, then every device the driver says can
  * reach owner's memory as a peer. Returns how many. */
 int mv_access_for(CUdevice owner, CUmemAccessDesc *d, int max);
-/* Whether loc is a device memvirt's mappings are granted to (mv_grant's list). */
+/* Whether loc is a device memvirt's mappings are granted to (mv_grant's list; the paged device
+ * alone once the driver has refused a peer). */
 int mv_granted(const CUmemLocation *loc);
 
 /* Sets up the device side on the first allocation (the app has initialised the driver by then).
@@ -178,6 +179,8 @@ int mv_not_paged(void);
 /* The paged context has ended (destroyed, reset or released for the last time): its copy streams
  * and events went with it, so memvirt serves no allocation from then on. */
 void mv_paged_ctx_ended(void);
+/* Whether it has. */
+int mv_paged_ctx_gone(void);
 
 /* ---- streams (stream.c) ---- */
 

@@ -132,7 +132,7 @@ MV_EXPORT CUresult cuMemGetAccess(unsigned long long *flags, const CUmemLocation
 	if (flags == NULL || location == NULL || location->type != CU_MEM_LOCATION_TYPE_DEVICE ||
 	    !mv_alloc_describe(ptr, NULL))
 		return mv_real.cuMemGetAccess(flags, location, ptr);
-	/* Wherever its pages are now: every mapping memvirt makes grants the same devices. */
+	/* Wherever its pages are now: memvirt's mappings all grant the devices mv_granted names. */
 	*flags = mv_granted(location) ? CU_MEM_ACCESS_FLAGS_PROT_READWRITE : CU_MEM_ACCESS_FLAGS_PROT_NONE;
 	return CUDA_SUCCESS;
 }
