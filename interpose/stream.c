@@ -58,8 +58,10 @@ static struct mv_stream *find(CUstream h, CUcontext ctx)
 
 	for (unsigned i = 0; i < n; i++) {
 		int q = atomic_load_explicit(&table[i].quiet, memory_order_acquire);
-		if (table[i].handle == h && !table[i].per_thread && (!implicit(h) || table[i].ctx == ctx) &&
-		    q != MV_QUIET_DEAD && q != MV_QUIET_GONE)
+		/* A retired entry's fields may be changing (recycle). */
+		if (q == MV_QUIET_DEAD || q == MV_QUIET_GONE)
+			continue;
+		if (table[i].handle == h && !table[i].per_thread && (!implicit(h) || table[i].ctx == ctx))
 			return &table[i];
 	}
 	return NULL;
@@ -77,9 +79,8 @@ static struct mv_stream *reuse(CUstream h, int per_thread, CUcontext ctx)
 
 	for (unsigned i = 0; i < n && s == NULL; i++) {
 		struct mv_stream *t = &table[i];
-		if (t->per_thread != per_thread || t->ctx != ctx ||
-		    atomic_load_explicit(&t->quiet, memory_order_acquire) != MV_QUIET_DEAD ||
-		    mv_real.cuEventQuery(t->demand) != CUDA_SUCCESS)
+		if (atomic_load_explicit(&t->quiet, memory_order_acquire) != MV_QUIET_DEAD ||
+		    t->per_thread != per_thread || t->ctx != ctx || mv_real.cuEventQuery(t->demand) != CUDA_SUCCESS)
 			continue;
 		pthread_mutex_lock(&add_lock);
 		if ((per_thread || (s = find(h, ctx)) == NULL) &&
@@ -112,6 +113,34 @@ static CUresult events_in(CUcontext ctx, CUevent *ev, unsigned n)
 	return r;
 }
 
+/* An entry retired with its ended context, given to h with ev, events of h's context (the old ones
+ * died with theirs). Never a per-thread one, which its thread may still hold. Its tickets go on from
+ * where they were: every older one is complete, and a wait for one now waits at most for h's work.
+ * A lookup racing with the end of the stream's own context may still read the old handle. Called
+ * with add_lock held. */
+static struct mv_stream *recycle(CUstream h, CUcontext ctx, CUevent *ev)
+{
+	unsigned n = atomic_load_explicit(&count, memory_order_relaxed);
+
+	for (unsigned i = 0; i < n; i++) {
+		struct mv_stream *s = &table[i];
+		if (!gone(s) || s->per_thread)
+			continue;
+		pthread_mutex_lock(&s->demand_lock);
+		s->handle = h;
+		s->ctx = ctx;
+		s->demand = ev[MV_RING];
+		for (unsigned j = 0; j < MV_RING; j++) {
+			s->ring[j] = ev[j];
+			atomic_store_explicit(&s->slot_ticket[j], 0, memory_order_relaxed);
+		}
+		atomic_store_explicit(&s->quiet, 0, memory_order_release);
+		pthread_mutex_unlock(&s->demand_lock);
+		return s;
+	}
+	return NULL;
+}
+
 static struct mv_stream *add(CUstream h, int per_thread, CUcontext ctx)
 {
 	/* The ring, then `demand`. */
@@ -125,7 +154,10 @@ static struct mv_stream *add(CUstream h, int per_thread, CUcontext ctx)
 	pthread_mutex_lock(&add_lock);
 	if (!per_thread)
 		s = find(h, ctx);
-	if (s == NULL && atomic_load_explicit(&count, memory_order_relaxed) < MV_MAX_STREAMS) {
+	if (s == NULL && !per_thread && (s = recycle(h, ctx, ev)) != NULL) {
+		for (i = 0; i <= MV_RING; i++)
+			ev[i] = NULL;
+	} else if (s == NULL && atomic_load_explicit(&count, memory_order_relaxed) < MV_MAX_STREAMS) {
 		s = &table[atomic_load_explicit(&count, memory_order_relaxed)];
 		s->handle = h;
 		s->ctx = ctx;
@@ -343,7 +375,7 @@ void mv_stream_retire_ctx(CUcontext ctx)
 
 	for (unsigned i = 0; i < n; i++) {
 		struct mv_stream *s = &table[i];
-		if (s->ctx != ctx || gone(s))
+		if (gone(s) || s->ctx != ctx)
 			continue;
 		pthread_mutex_lock(&s->demand_lock);
 		atomic_store_explicit(&s->quiet, MV_QUIET_GONE, memory_order_release);

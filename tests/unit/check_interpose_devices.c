@@ -310,6 +310,37 @@ START_TEST(test_context_reset_retires_its_per_thread_stream)
 }
 END_TEST
 
+/* Contexts made and destroyed one after another, each launching on its legacy stream and on a
+ * stream of its own: the ended contexts' entries serve the new ones' streams, so the table (of 128)
+ * never fills, and no launch is left to synchronise for want of an entry. */
+START_TEST(test_many_context_ends)
+{
+	CUdeviceptr a;
+	CUcontext c;
+	CUstream s;
+	CUmodule mod;
+	CUfunction f;
+
+	start();
+	CHK(cuMemAlloc(&a, BUF));
+	for (int i = 0; i < 100; i++) {
+		CHK(cuCtxCreate(&c, NULL, 0, 0));
+		f = fill_here(&mod);
+		/* A blocking stream: it runs after what the legacy stream has queued. */
+		CHK(cuStreamCreate(&s, 0));
+		CHK(fill(f, a, (float)i, NULL));
+		CHK(fill(f, a, (float)i + 0.5f, s));
+		CHK(cuCtxSynchronize());
+		CHK(cuCtxDestroy(c));
+	}
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	simtest_expect_floats(a, FLOATS, 99.5f);
+	CHK(cuMemFree(a));
+	ck_assert_int_eq(itest_count_in(logpath, "more than"), 0);
+	unlink(logpath);
+}
+END_TEST
+
 /* The paged context ends (a reset of device 0's primary context, retained again under the same
  * handle). memvirt's copy streams went with it, so from then on allocations are the driver's, and
  * the log says why; memvirt serving them would fail its first page-out on a dead stream. */
@@ -319,6 +350,8 @@ START_TEST(test_paged_context_end_passes_through)
 	CUcontext again;
 	CUmodule mod;
 	CUfunction f;
+	CUmemAllocationProp prop = {0};
+	CUmemGenericAllocationHandle h;
 	uint64_t outs;
 	size_t free_bytes, total;
 
@@ -342,6 +375,12 @@ START_TEST(test_paged_context_end_passes_through)
 	ck_assert_uint_eq(itest_counters().page_outs, outs);
 	info(&free_bytes, &total);
 	ck_assert_uint_eq(total, 64 * SIMTEST_MIB);
+	/* The app's own VMM memory too: 1 MiB under a budget of 256 KiB. */
+	prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	prop.location.id = 0;
+	CHK(cuMemCreate(&h, 16 * BUF, &prop, 0));
+	CHK(cuMemRelease(h));
 	for (int i = 0; i < N0; i++)
 		CHK(cuMemFree(d[i]));
 	CHK(cuModuleUnload(mod));
@@ -430,6 +469,7 @@ static Suite *devices_suite(void)
 	tcase_add_test(tc, test_context_reset_retires_its_per_thread_stream);
 	tcase_add_test(tc, test_second_context_on_the_paged_device);
 	tcase_add_test(tc, test_paged_context_end_passes_through);
+	tcase_add_test(tc, test_many_context_ends);
 	tcase_add_test(tc, test_access_of_a_paged_out_buffer);
 	return s;
 }
