@@ -203,6 +203,41 @@ START_TEST(test_paged_device_one)
 }
 END_TEST
 
+/* Device 0's buffer `a` (1.0, returned) and b[0..2] (20, 21, 22), filled and synchronised: with
+ * them device 0's budget is full. */
+static CUdeviceptr fill_four(CUdeviceptr *b)
+{
+	CUfunction f0 = fill_in(simtest_mod);
+	CUdeviceptr a;
+
+	CHK(cuMemAlloc(&a, BUF));
+	CHK(fill(f0, a, 1.0f, NULL));
+	for (int i = 0; i < 3; i++) {
+		CHK(cuMemAlloc(&b[i], BUF));
+		CHK(fill(f0, b[i], 20.0f + (float)i, NULL));
+	}
+	CHK(cuCtxSynchronize());
+	return a;
+}
+
+/* Device 0 again, at once (no kernel there: each would wait too, with the delay the callers set):
+ * four new buffers b[3..6] push the four older ones out, `a` among them. Then `a` must read v and
+ * b[0..2] what fill_four wrote, and both contexts are synchronised. */
+static void push_out(CUdeviceptr a, CUdeviceptr *b, float v, CUcontext other)
+{
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	for (int i = 3; i < 7; i++)
+		CHK(cuMemAlloc(&b[i], BUF));
+	ck_assert_uint_ge(itest_counters().page_outs, 4);
+	simtest_expect_floats(a, FLOATS, v);
+	for (int i = 0; i < 3; i++)
+		simtest_expect_floats(b[i], FLOATS, 20.0f + (float)i);
+	CHK(cuCtxSetCurrent(other));
+	CHK(cuCtxSynchronize());
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	CHK(cuCtxSynchronize());
+}
+
 /* The legacy stream is each context's own. A kernel on device 1's legacy stream writes a buffer of
  * the paged device 0 (a slow kernel: the simulated driver waits before running it); pressure on
  * device 0 then pages that buffer out. The page-out must wait for device 1's kernel, which only a
@@ -212,36 +247,15 @@ START_TEST(test_legacy_stream_per_context)
 	CUdeviceptr a, b[7];
 	CUcontext ctx1;
 	CUmodule mod1;
-	CUfunction f0, f1;
+	CUfunction f1;
 
 	start_with("SIMCUDA_NO_HOST_VMM=1", "SIMCUDA_DELAY_KERNEL_US=300000");
-	f0 = fill_in(simtest_mod);
-	CHK(cuMemAlloc(&a, BUF));
-	CHK(fill(f0, a, 1.0f, NULL));
-	for (int i = 0; i < 3; i++) {
-		CHK(cuMemAlloc(&b[i], BUF));
-		CHK(fill(f0, b[i], 20.0f + (float)i, NULL));
-	}
-	CHK(cuCtxSynchronize());
-
+	a = fill_four(b);
 	CHK(cuDevicePrimaryCtxRetain(&ctx1, 1));
 	CHK(cuCtxSetCurrent(ctx1));
 	f1 = fill_here(&mod1);
 	CHK(fill(f1, a, 2.0f, NULL));
-
-	/* Device 0 again, at once (no kernel there: each would wait too): four new buffers push the
-	 * four older ones out, `a` among them. */
-	CHK(cuCtxSetCurrent(simtest_ctx));
-	for (int i = 3; i < 7; i++)
-		CHK(cuMemAlloc(&b[i], BUF));
-	ck_assert_uint_ge(itest_counters().page_outs, 4);
-	simtest_expect_floats(a, FLOATS, 2.0f);
-	for (int i = 0; i < 3; i++)
-		simtest_expect_floats(b[i], FLOATS, 20.0f + (float)i);
-	CHK(cuCtxSetCurrent(ctx1));
-	CHK(cuCtxSynchronize());
-	CHK(cuCtxSetCurrent(simtest_ctx));
-	CHK(cuCtxSynchronize());
+	push_out(a, b, 2.0f, ctx1);
 	unlink(logpath);
 }
 END_TEST
@@ -257,18 +271,10 @@ static void reset_then_page_out(CUstream s)
 	CUdeviceptr a, b[7];
 	CUcontext ctx1, again;
 	CUmodule mod1;
-	CUfunction f0, f1;
+	CUfunction f1;
 
 	start_with("SIMCUDA_NO_HOST_VMM=1", "SIMCUDA_DELAY_KERNEL_US=300000", "MEMVIRT_LOG=debug");
-	f0 = fill_in(simtest_mod);
-	CHK(cuMemAlloc(&a, BUF));
-	CHK(fill(f0, a, 1.0f, NULL));
-	for (int i = 0; i < 3; i++) {
-		CHK(cuMemAlloc(&b[i], BUF));
-		CHK(fill(f0, b[i], 20.0f + (float)i, NULL));
-	}
-	CHK(cuCtxSynchronize());
-
+	a = fill_four(b);
 	CHK(cuDevicePrimaryCtxRetain(&ctx1, 1));
 	CHK(cuCtxSetCurrent(ctx1));
 	f1 = fill_here(&mod1);
@@ -280,19 +286,7 @@ static void reset_then_page_out(CUstream s)
 	CHK(cuCtxSetCurrent(again));
 	f1 = fill_here(&mod1);
 	CHK(fill(f1, a, 3.0f, s));
-
-	/* Device 0 again, at once: four new buffers push the four older ones out, `a` among them. */
-	CHK(cuCtxSetCurrent(simtest_ctx));
-	for (int i = 3; i < 7; i++)
-		CHK(cuMemAlloc(&b[i], BUF));
-	ck_assert_uint_ge(itest_counters().page_outs, 4);
-	simtest_expect_floats(a, FLOATS, 3.0f);
-	for (int i = 0; i < 3; i++)
-		simtest_expect_floats(b[i], FLOATS, 20.0f + (float)i);
-	CHK(cuCtxSetCurrent(again));
-	CHK(cuCtxSynchronize());
-	CHK(cuCtxSetCurrent(simtest_ctx));
-	CHK(cuCtxSynchronize());
+	push_out(a, b, 3.0f, again);
 	ck_assert_int_eq(itest_count_in(logpath, "failed"), 0);
 	ck_assert_int_eq(itest_count_in(logpath, "cannot be marked"), 0);
 	unlink(logpath);

@@ -90,32 +90,72 @@ static CUdeviceptr alloc_filled(float v)
 	return p;
 }
 
-START_TEST(test_exported_buffer_shared_and_resident)
-{
-	static float h[NF];
-	int to[2], from[2], status;
-	CUdeviceptr x, f[8];
-	float vf[8];
-	CUipcMemHandle hd, again;
-	uint64_t outs;
-	char done;
+/* The importing child, and the parent's ends of the pipes to it and from it. */
+struct child {
 	pid_t pid;
+	int to, from;
+};
+
+/* Starts fn(read end, write end) in a child process. */
+static struct child spawn(int (*fn)(int, int))
+{
+	int to[2], from[2];
+	struct child c;
 
 	ck_assert_int_eq(pipe(to), 0);
 	ck_assert_int_eq(pipe(from), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0)
-		_exit(importer(to[0], from[1]));
+	c.pid = fork();
+	ck_assert_int_ge(c.pid, 0);
+	if (c.pid == 0)
+		_exit(fn(to[0], from[1]));
 	/* The child's ends: a child that dies early ends the parent's reads. */
 	close(to[0]);
 	close(from[1]);
-	/* Six 64KiB buffers fit. */
-	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	c.to = to[1];
+	c.from = from[0];
+	return c;
+}
+
+/* Hands the child the handle, and waits for its answer and its exit, which must be IMP_OK. */
+static void hand_over(struct child c, const CUipcMemHandle *hd)
+{
+	char done;
+	int status;
+
+	ck_assert_int_eq(write(c.to, hd, sizeof(*hd)), sizeof(*hd));
+	read_all(c.from, &done, 1);
+	ck_assert_int_eq(waitpid(c.pid, &status, 0), c.pid);
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), IMP_OK);
+	close(c.to);
+	close(c.from);
+}
+
+/* A buffer holding 0, 1, 2, ...: what the importers check. */
+static CUdeviceptr alloc_counting(void)
+{
+	static float h[NF];
+	CUdeviceptr x;
+
 	for (size_t i = 0; i < NF; i++)
 		h[i] = (float)i;
 	CHK(cuMemAlloc(&x, BUF));
 	CHK(cuMemcpyHtoD(x, h, BUF));
+	return x;
+}
+
+START_TEST(test_exported_buffer_shared_and_resident)
+{
+	static float h[NF];
+	CUdeviceptr x, f[8];
+	float vf[8];
+	CUipcMemHandle hd, again;
+	uint64_t outs;
+	struct child c = spawn(importer);
+
+	/* Six 64KiB buffers fit. */
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	x = alloc_counting();
 	CHK(cuIpcGetMemHandle(&hd, x));
 	CHK(cuIpcGetMemHandle(&again, x));
 	ck_assert_mem_eq(&hd, &again, sizeof(hd));
@@ -133,11 +173,7 @@ START_TEST(test_exported_buffer_shared_and_resident)
 	CHK(cuCtxSynchronize());
 	ck_assert_uint_gt(itest_counters().page_outs, outs + 8);
 
-	ck_assert_int_eq(write(to[1], &hd, sizeof(hd)), sizeof(hd));
-	read_all(from[0], &done, 1);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status));
-	ck_assert_int_eq(WEXITSTATUS(status), IMP_OK);
+	hand_over(c, &hd);
 	CHK(cuMemcpyDtoH(h, x, BUF));
 	for (size_t i = 0; i < NF; i++)
 		ck_assert_float_eq(h[i], 2.0f * (float)i);
@@ -151,32 +187,14 @@ END_TEST
  * handles may, not only by the device current when it was opened. */
 START_TEST(test_import_reached_by_a_peer)
 {
-	static float h[NF];
-	int to[2], from[2], status;
 	CUdeviceptr x;
 	CUipcMemHandle hd;
-	char done;
-	pid_t pid;
+	struct child c = spawn(peer_importer);
 
-	ck_assert_int_eq(pipe(to), 0);
-	ck_assert_int_eq(pipe(from), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0)
-		_exit(peer_importer(to[0], from[1]));
-	close(to[0]);
-	close(from[1]);
 	simtest_start("SIMCUDA_DEVICES=2", "SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
-	for (size_t i = 0; i < NF; i++)
-		h[i] = (float)i;
-	CHK(cuMemAlloc(&x, BUF));
-	CHK(cuMemcpyHtoD(x, h, BUF));
+	x = alloc_counting();
 	CHK(cuIpcGetMemHandle(&hd, x));
-	ck_assert_int_eq(write(to[1], &hd, sizeof(hd)), sizeof(hd));
-	read_all(from[0], &done, 1);
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status));
-	ck_assert_int_eq(WEXITSTATUS(status), IMP_OK);
+	hand_over(c, &hd);
 	CHK(cuMemFree(x));
 }
 END_TEST
