@@ -631,8 +631,11 @@ MV_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx)
 	return r;
 }
 
-static CUresult primary_reset(CUdevice dev, CUresult (*real)(CUdevice))
+/* A reset, or a release (release set), of dev's primary context: the last release resets it too. */
+static CUresult primary_end(CUdevice dev, CUresult (*real)(CUdevice), int release)
 {
+	unsigned flags = 0;
+	int active = 0;
 	CUcontext ctx;
 	CUresult r;
 
@@ -640,46 +643,33 @@ static CUresult primary_reset(CUdevice dev, CUresult (*real)(CUdevice))
 		return CUDA_ERROR_NOT_INITIALIZED;
 	ctx = primary_of(dev);
 	r = real(dev);
-	if (r == CUDA_SUCCESS)
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (!release)
 		ended(ctx, "reset");
+	else if (mv_real.cuDevicePrimaryCtxGetState(dev, &flags, &active) == CUDA_SUCCESS && !active)
+		ended(ctx, "released for the last time");
 	return r;
 }
 
 MV_EXPORT CUresult cuDevicePrimaryCtxReset(CUdevice dev)
 {
-	return primary_reset(dev, mv_real.cuDevicePrimaryCtxReset);
+	return primary_end(dev, mv_real.cuDevicePrimaryCtxReset, 0);
 }
 
 MV_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)
 {
-	return primary_reset(dev, mv_real.cuDevicePrimaryCtxReset_v2);
-}
-
-/* The last release resets the primary context. */
-static CUresult primary_release(CUdevice dev, CUresult (*real)(CUdevice))
-{
-	unsigned flags = 0;
-	int active = 1;
-	CUcontext ctx;
-	CUresult r;
-
-	if (mv_init() != 0)
-		return CUDA_ERROR_NOT_INITIALIZED;
-	ctx = primary_of(dev);
-	r = real(dev);
-	if (r == CUDA_SUCCESS && mv_real.cuDevicePrimaryCtxGetState(dev, &flags, &active) == CUDA_SUCCESS && !active)
-		ended(ctx, "released for the last time");
-	return r;
+	return primary_end(dev, mv_real.cuDevicePrimaryCtxReset_v2, 0);
 }
 
 MV_EXPORT CUresult cuDevicePrimaryCtxRelease(CUdevice dev)
 {
-	return primary_release(dev, mv_real.cuDevicePrimaryCtxRelease);
+	return primary_end(dev, mv_real.cuDevicePrimaryCtxRelease, 1);
 }
 
 MV_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
 {
-	return primary_release(dev, mv_real.cuDevicePrimaryCtxRelease_v2);
+	return primary_end(dev, mv_real.cuDevicePrimaryCtxRelease_v2, 1);
 }
 
 MV_EXPORT CUresult cuStreamDestroy_v2(CUstream h)
