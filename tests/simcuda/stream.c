@@ -934,7 +934,8 @@ CUresult sim_capture_unsafe_call(CUstreamCaptureMode mode)
 	pthread_mutex_lock(&sim_sched_lock);
 	for (struct sim_stream *s = all_streams; s != NULL; s = s->next_all) {
 		int own;
-		if (s->capture == NULL)
+		/* A capture ends with its stream's context. */
+		if (s->capture == NULL || sim_ctx_ended_since(s->ctx, s->epoch))
 			continue;
 		own = pthread_equal(s->capture_thread, pthread_self());
 		if ((own && s->capture_mode != CU_STREAM_CAPTURE_MODE_RELAXED) ||

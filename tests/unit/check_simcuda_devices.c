@@ -449,8 +449,10 @@ END_TEST
 START_TEST(test_context_end_kills_streams_and_events)
 {
 	CUcontext c1, again, made;
-	CUstream s1, s2;
+	CUstream s1, s2, s3;
 	CUevent e1, e2, e3;
+	CUdeviceptr p;
+	CUstreamCaptureStatus status;
 
 	simtest_start("SIMCUDA_DEVICES=2", MEM_ENV);
 	c1 = primary(1);
@@ -478,11 +480,19 @@ START_TEST(test_context_end_kills_streams_and_events)
 	CHK_ERR(cuEventRecord(e2, CU_STREAM_LEGACY), CUDA_ERROR_INVALID_HANDLE);
 	CHK_ERR(cuStreamQuery(s2), CUDA_ERROR_INVALID_HANDLE);
 	CHK(cuCtxPopCurrent(NULL));
-	/* A created context's, at its destruction. */
+	/* A created context's, at its destruction; a capture in global mode that it held forbids
+	 * allocations while it runs, and ends with it. */
 	CHK(cuCtxCreate(&made, NULL, 0, 1));
 	CHK(cuEventCreate(&e3, CU_EVENT_DISABLE_TIMING));
+	CHK(cuStreamCreate(&s3, CU_STREAM_NON_BLOCKING));
+	CHK(cuStreamBeginCapture(s3, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK_ERR(cuMemAlloc(&p, 4096), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
 	CHK(cuCtxDestroy(made));
 	CHK_ERR(cuEventDestroy(e3), CUDA_ERROR_INVALID_HANDLE);
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	ck_assert_int_ne(cuStreamIsCapturing(s3, &status), CUDA_SUCCESS);
+	CHK(cuMemAlloc(&p, 4096));
+	CHK(cuMemFree(p));
 }
 END_TEST
 
