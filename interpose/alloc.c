@@ -253,7 +253,8 @@ static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 	/* Timed, so that the learner knows what a page copy costs; in the paged context, as they are
 	 * recorded on memvirt's copy streams. */
 	entered = mv_ctx_enter(mv_dev()->ctx, &prev);
-	r = mv_real.cuEventCreate(&b->moved, 0);
+	/* Events of another context would never be recorded there. */
+	r = entered < 0 ? CUDA_ERROR_INVALID_CONTEXT : mv_real.cuEventCreate(&b->moved, 0);
 	if (r == CUDA_SUCCESS) {
 		r = mv_real.cuEventCreate(&b->mstart, 0);
 		if (r != CUDA_SUCCESS)

@@ -152,6 +152,11 @@ static void gset_drop(uintptr_t key)
 	pthread_mutex_unlock(&gset_lock);
 }
 
+void mv_graph_capture_ended(uintptr_t key)
+{
+	gset_drop(key);
+}
+
 /* Copies up to max addresses of key's set to out. Returns how many it has (more than max when
  * they did not fit), or SIZE_MAX when memvirt has no complete set for key. *pinned: whether they
  * are all pinned already. */

@@ -224,8 +224,8 @@ uint64_t mv_stream_latest(struct mv_stream *s);
  * that mark and a new stream with the same handle starts afresh. */
 void mv_stream_forget(CUstream h);
 /* Context ctx has ended (destroyed, reset, or a primary context released for the last time): the
- * entries of its streams are retired for good, every ticket on them counts as complete, and the
- * handle value starts afresh should a new context get it. */
+ * entries of its streams are retired for good, every ticket on them counts as complete, the
+ * handle value starts afresh should a new context get it, and the captures on its streams end. */
 void mv_stream_retire_ctx(CUcontext ctx);
 /* Blocks until ticket t of s has completed. */
 void mv_stream_sync_ticket(struct mv_stream *s, uint64_t t);
@@ -247,6 +247,8 @@ uintptr_t mv_capture_key(CUstream h, int per_thread);
 /* A submission on a capturing stream: graph.c adds the buffers the words name to the capture's
  * set, and nothing is made resident (nothing runs until the graph is launched). */
 void mv_graph_capture_add(CUstream h, int per_thread, const uint64_t *words, size_t n);
+/* A capture that will never end (its stream's context ended): what it named is dropped. */
+void mv_graph_capture_ended(uintptr_t key);
 /* Frees va when it is a graph allocation a launch left charged (cuMemFree when sync, else
  * cuMemFreeAsync on h) and gives its bytes back; CUDA_ERROR_NOT_FOUND when it is none. */
 CUresult mv_graph_mem_free(CUdeviceptr va, CUstream h, int per_thread, int sync);

@@ -369,6 +369,8 @@ void mv_stream_forget(CUstream h)
 		quiesce(s, MV_QUIET_DEAD);
 }
 
+static void captures_end(CUcontext ctx);
+
 void mv_stream_retire_ctx(CUcontext ctx)
 {
 	unsigned n = atomic_load_explicit(&count, memory_order_acquire);
@@ -381,6 +383,7 @@ void mv_stream_retire_ctx(CUcontext ctx)
 		atomic_store_explicit(&s->quiet, MV_QUIET_GONE, memory_order_release);
 		pthread_mutex_unlock(&s->demand_lock);
 	}
+	captures_end(ctx);
 }
 
 int mv_stream_wait_ticket(CUstream waiter, struct mv_stream *s, uint64_t t)
@@ -427,6 +430,7 @@ int mv_stream_ticket_done(struct mv_stream *s, uint64_t t)
 static struct {
 	CUstream handle;
 	struct mv_stream *own; /* for the per-thread stream: whose */
+	CUcontext ctx;         /* the stream's: the capture ends with it */
 } captures[MV_MAX_CAPTURES];
 static _Atomic int ncaptures;
 
@@ -461,28 +465,37 @@ static int capture_index(CUstream h, int per_thread)
 
 void mv_capture_begin(CUstream h, int per_thread)
 {
-	struct mv_stream *own = NULL;
+	/* The per-thread stream's entry names the capture: made here, outside the lock. The entry
+	 * also tells the stream's context. */
+	struct mv_stream *s = mv_stream_get(h, per_thread);
+	CUcontext ctx = s != NULL ? s->ctx : NULL;
 
-	/* The per-thread stream's entry names the capture: made here, outside the lock. */
-	if (h == CU_STREAM_PER_THREAD || (h == NULL && per_thread))
-		own = mv_stream_get(CU_STREAM_PER_THREAD, 1);
+	if (h == NULL)
+		h = per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
+	if (s == NULL && (implicit(h) ? mv_real.cuCtxGetCurrent(&ctx) : mv_real.cuStreamGetCtx(h, &ctx)) !=
+			 CUDA_SUCCESS)
+		ctx = NULL;
 	pthread_mutex_lock(&add_lock);
 	if (capture_index(h, per_thread) < 0 && ncaptures < MV_MAX_CAPTURES) {
-		if (h == NULL)
-			h = per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
 		captures[ncaptures].handle = h;
-		captures[ncaptures].own = h == CU_STREAM_PER_THREAD ? own : NULL;
+		captures[ncaptures].own = h == CU_STREAM_PER_THREAD ? s : NULL;
+		captures[ncaptures].ctx = ctx;
 		atomic_fetch_add_explicit(&ncaptures, 1, memory_order_release);
 	}
 	pthread_mutex_unlock(&add_lock);
+}
+
+/* Every thread has its own per-thread stream: its entry own tells them apart. */
+static uintptr_t key_of(CUstream h, const struct mv_stream *own)
+{
+	return (h == CU_STREAM_PER_THREAD ? (uintptr_t)own : (uintptr_t)h) | 1;
 }
 
 uintptr_t mv_capture_key(CUstream h, int per_thread)
 {
 	if (h == NULL)
 		h = per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
-	/* Every thread has its own per-thread stream: its entry tells them apart. */
-	return (h == CU_STREAM_PER_THREAD ? (uintptr_t)own_now() : (uintptr_t)h) | 1;
+	return key_of(h, h == CU_STREAM_PER_THREAD ? own_now() : NULL);
 }
 
 /* An event recorded on a capturing stream would become part of the graph, and a copy stream
@@ -512,6 +525,15 @@ void mv_capture_unprepare(CUstream h, int per_thread)
 	}
 }
 
+/* Called with add_lock held. */
+static void capture_drop(int i)
+{
+	int last = atomic_load_explicit(&ncaptures, memory_order_relaxed) - 1;
+
+	captures[i] = captures[last];
+	atomic_store_explicit(&ncaptures, last, memory_order_release);
+}
+
 void mv_capture_end(CUstream h, int per_thread)
 {
 	int i;
@@ -520,11 +542,8 @@ void mv_capture_end(CUstream h, int per_thread)
 
 	pthread_mutex_lock(&add_lock);
 	i = capture_index(h, per_thread);
-	if (i >= 0) {
-		int last = atomic_load_explicit(&ncaptures, memory_order_relaxed) - 1;
-		captures[i] = captures[last];
-		atomic_store_explicit(&ncaptures, last, memory_order_release);
-	}
+	if (i >= 0)
+		capture_drop(i);
 	pthread_mutex_unlock(&add_lock);
 }
 
@@ -532,12 +551,16 @@ void mv_capture_end(CUstream h, int per_thread)
  * may not see. Guarded by probe_lock, which is taken with no other lock held, and takes none. */
 #define MV_PROBES 1024
 static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
-static CUdeviceptr probes[MV_PROBES];
+static struct {
+	CUdeviceptr p;
+	CUcontext ctx; /* current when it was made */
+} probes[MV_PROBES];
 static int nprobes;
 
 CUresult mv_capture_probe(void)
 {
 	CUdeviceptr p;
+	CUcontext ctx = NULL;
 	CUresult r;
 	int kept = 0;
 
@@ -547,9 +570,11 @@ CUresult mv_capture_probe(void)
 	if (r != CUDA_SUCCESS)
 		return r == CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED || r == CUDA_ERROR_STREAM_CAPTURE_IMPLICIT ? r
 													 : CUDA_SUCCESS;
+	mv_real.cuCtxGetCurrent(&ctx);
 	pthread_mutex_lock(&probe_lock);
 	if (nprobes < MV_PROBES) {
-		probes[nprobes++] = p;
+		probes[nprobes].p = p;
+		probes[nprobes++].ctx = ctx;
 		kept = 1;
 	}
 	pthread_mutex_unlock(&probe_lock);
@@ -567,11 +592,46 @@ void mv_capture_probes_free(void)
 		return;
 	pthread_mutex_lock(&probe_lock);
 	n = nprobes;
-	memcpy(p, probes, (size_t)n * sizeof(p[0]));
+	for (int i = 0; i < n; i++)
+		p[i] = probes[i].p;
 	nprobes = 0;
 	pthread_mutex_unlock(&probe_lock);
 	for (int i = 0; i < n; i++)
 		mv_real.cuMemFree_v2(p[i]);
+}
+
+/* The probes made in ctx, which has ended: forgotten, not freed. Called with no lock held. */
+static void probes_forget(CUcontext ctx)
+{
+	int kept = 0;
+
+	pthread_mutex_lock(&probe_lock);
+	for (int i = 0; i < nprobes; i++)
+		if (probes[i].ctx != ctx)
+			probes[kept++] = probes[i];
+	nprobes = kept;
+	pthread_mutex_unlock(&probe_lock);
+}
+
+/* The captures on ctx's streams ended with it: what they named is dropped, and so are the probes
+ * made in it (its memory went with it, and the addresses may serve another allocation now). */
+static void captures_end(CUcontext ctx)
+{
+	uintptr_t keys[MV_MAX_CAPTURES];
+	int n = 0;
+
+	pthread_mutex_lock(&add_lock);
+	for (int i = atomic_load_explicit(&ncaptures, memory_order_relaxed); i-- > 0;) {
+		if (captures[i].ctx != ctx)
+			continue;
+		keys[n++] = key_of(captures[i].handle, captures[i].own);
+		capture_drop(i);
+	}
+	pthread_mutex_unlock(&add_lock);
+	for (int i = 0; i < n; i++)
+		mv_graph_capture_ended(keys[i]);
+	probes_forget(ctx);
+	mv_capture_probes_free();
 }
 
 int mv_capturing(CUstream h, int per_thread)

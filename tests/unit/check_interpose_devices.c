@@ -451,6 +451,41 @@ START_TEST(test_second_context_on_the_paged_device)
 }
 END_TEST
 
+/* A capture runs on a stream of a context that ends before the capture does (a reset in the middle
+ * of a capture). The capture ended with it: while it ran, each allocation memvirt served asked the
+ * driver whether a capture forbids it, with one byte allocated and kept until no capture runs;
+ * afterwards allocations from the slab take no device memory at all. */
+START_TEST(test_capture_ends_with_its_context)
+{
+	CUdeviceptr p[8], first;
+	CUcontext c;
+	CUstream s;
+	uint64_t before, after;
+
+	start();
+	/* The slab chunk that serves the later allocations. */
+	CHK(cuMemAlloc(&first, 1024));
+	CHK(cuCtxCreate(&c, NULL, 0, 1));
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	/* The capture in global mode forbids it, as the driver would. */
+	CHK_ERR(cuMemAlloc(&p[0], 1024), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+	CHK(cuCtxDestroy(c));
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	simtest_mem_usage(&before, NULL);
+	for (int i = 0; i < 8; i++)
+		CHK(cuMemAlloc(&p[i], 1024));
+	simtest_mem_usage(&after, NULL);
+	ck_assert_uint_eq(after, before);
+	for (int i = 0; i < 8; i++)
+		CHK(cuMemFree(p[i]));
+	CHK(cuMemFree(first));
+	ck_assert_int_eq(itest_count_in(logpath, "failed"), 0);
+	unlink(logpath);
+}
+END_TEST
+
 static Suite *devices_suite(void)
 {
 	Suite *s = suite_create("interpose_devices");
@@ -465,6 +500,7 @@ static Suite *devices_suite(void)
 	tcase_add_test(tc, test_paged_context_end_passes_through);
 	tcase_add_test(tc, test_many_context_ends);
 	tcase_add_test(tc, test_access_of_a_paged_out_buffer);
+	tcase_add_test(tc, test_capture_ends_with_its_context);
 	return s;
 }
 
