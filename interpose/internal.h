@@ -205,6 +205,7 @@ struct mv_stream {
 	_Atomic int inflight;         /* submissions between mv_stream_begin and mv_stream_end */
 	_Atomic uint64_t marked;      /* the per-thread stream's latest ticket marked */
 	_Atomic int quiet;            /* MV_QUIET_* (set under demand_lock): `demand` was its last mark */
+	uint64_t born;                /* when it took its handle, for mv_stream_retire_ctx */
 };
 
 /* The state of an app stream as named by a call (NULL means the legacy or the per-thread stream).
@@ -225,8 +226,11 @@ uint64_t mv_stream_latest(struct mv_stream *s);
 void mv_stream_forget(CUstream h);
 /* Context ctx has ended (destroyed, reset, or a primary context released for the last time): the
  * entries of its streams are retired for good, every ticket on them counts as complete, the
- * handle value starts afresh should a new context get it, and the captures on its streams end. */
-void mv_stream_retire_ctx(CUcontext ctx);
+ * handle value starts afresh should a new context get it, and the captures on its streams end.
+ * Only entries that took their handle before `before` (mv_stream_now, read before the driver
+ * ended the context) are retired: a later one may serve the context retained again since. */
+uint64_t mv_stream_now(void);
+void mv_stream_retire_ctx(CUcontext ctx, uint64_t before);
 /* Blocks until ticket t of s has completed. */
 void mv_stream_sync_ticket(struct mv_stream *s, uint64_t t);
 /* Nonzero when ticket t of s has completed. */

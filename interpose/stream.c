@@ -10,6 +10,8 @@
 
 static struct mv_stream table[MV_MAX_STREAMS];
 static _Atomic unsigned count;
+/* Counts the handles entries have taken: each entry's `born`. */
+static _Atomic uint64_t births;
 /* Guards adding to the table; lookups read entries published by count. */
 static pthread_mutex_t add_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -52,6 +54,39 @@ static int gone(const struct mv_stream *s)
 	return atomic_load_explicit(&s->quiet, memory_order_acquire) == MV_QUIET_GONE;
 }
 
+/* Called with s->demand_lock held. */
+static void retire(struct mv_stream *s)
+{
+	atomic_store_explicit(&s->quiet, MV_QUIET_GONE, memory_order_release);
+}
+
+static void born(struct mv_stream *s)
+{
+	s->born = atomic_fetch_add_explicit(&births, 1, memory_order_relaxed) + 1;
+}
+
+/* Waits for all s ran, in its context where its handle is an implicit one. */
+static void sync_stream(struct mv_stream *s)
+{
+	CUcontext prev = NULL;
+	int entered = implicit(s->handle) ? mv_ctx_enter(s->ctx, &prev) : 0;
+
+	if (entered >= 0)
+		mv_real.cuStreamSynchronize(s->handle);
+	mv_ctx_leave(entered, prev);
+}
+
+/* A mark on s was refused with r: the stream is synchronised in its stead, which covers all it ran.
+ * Returns whether the entry is to be retired: its context ended and took the event with it, in an
+ * end memvirt did not see, or not yet (another thread's, racing with this call). A new entry then
+ * serves the handle, with events of the context as it is now. */
+static int unmarked(struct mv_stream *s, CUresult r)
+{
+	mv_log(MV_LOG_DEBUG, "stream %p cannot be marked (error %d): synchronised instead", (void *)s->handle, (int)r);
+	sync_stream(s);
+	return r == CUDA_ERROR_INVALID_HANDLE || r == CUDA_ERROR_INVALID_CONTEXT || r == CUDA_ERROR_CONTEXT_IS_DESTROYED;
+}
+
 static struct mv_stream *find(CUstream h, CUcontext ctx)
 {
 	unsigned n = atomic_load_explicit(&count, memory_order_acquire);
@@ -86,6 +121,7 @@ static struct mv_stream *reuse(CUstream h, int per_thread, CUcontext ctx)
 		if ((per_thread || (s = find(h, ctx)) == NULL) &&
 		    atomic_load_explicit(&t->quiet, memory_order_relaxed) == MV_QUIET_DEAD) {
 			t->handle = h;
+			born(t);
 			atomic_store_explicit(&t->quiet, 0, memory_order_release);
 			s = t;
 		}
@@ -134,6 +170,7 @@ static struct mv_stream *recycle(CUstream h, CUcontext ctx, CUevent *ev)
 			s->ring[j] = ev[j];
 			atomic_store_explicit(&s->slot_ticket[j], 0, memory_order_relaxed);
 		}
+		born(s);
 		atomic_store_explicit(&s->quiet, 0, memory_order_release);
 		pthread_mutex_unlock(&s->demand_lock);
 		return s;
@@ -169,6 +206,7 @@ static struct mv_stream *add(CUstream h, int per_thread, CUcontext ctx)
 			atomic_store_explicit(&s->slot_ticket[i], 0, memory_order_relaxed);
 		}
 		atomic_store_explicit(&s->next_ticket, 1, memory_order_relaxed);
+		born(s);
 		atomic_fetch_add_explicit(&count, 1, memory_order_release);
 		for (i = 0; i <= MV_RING; i++)
 			ev[i] = NULL;
@@ -296,18 +334,25 @@ static uint64_t every(const struct mv_stream *s)
 void mv_stream_end(struct mv_stream *s, uint64_t t)
 {
 	unsigned slot;
+	CUresult r;
 
 	if (t % every(s) == 0 && atomic_load_explicit(&s->inflight, memory_order_acquire) == 1) {
 		slot = (unsigned)(t / every(s) % MV_RING);
 		/* Without the mark the slot's event still holds an older one (or none): once the
 		 * stream has drained, that covers the ticket too. */
-		if (record(s, s->ring[slot]) != CUDA_SUCCESS) {
-			mv_log(MV_LOG_DEBUG, "stream %p cannot be marked: synchronised instead", (void *)s->handle);
-			mv_real.cuStreamSynchronize(s->handle);
+		r = record(s, s->ring[slot]);
+		if (r != CUDA_SUCCESS && unmarked(s, r)) {
+			pthread_mutex_lock(&s->demand_lock);
+			retire(s);
+			pthread_mutex_unlock(&s->demand_lock);
 		}
 		atomic_store_explicit(&s->slot_ticket[slot], t, memory_order_release);
 		if (s->per_thread)
 			atomic_store_explicit(&s->marked, t, memory_order_release);
+	} else if (gone(s)) {
+		/* Retired while this submission was on its way: its ticket counts as complete, so its
+		 * work is waited for now, while its buffers are still busy. */
+		sync_stream(s);
 	}
 	atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_acq_rel);
 }
@@ -328,8 +373,11 @@ static CUevent covering(struct mv_stream *s, uint64_t t, int make)
 	 * as a ticket still on its way whose work is not enqueued yet: a record now covers what is. */
 	pthread_mutex_lock(&s->demand_lock);
 	/* A destroyed or capturing stream's was recorded when it became so, after all it ran before. */
-	if (!atomic_load_explicit(&s->quiet, memory_order_relaxed))
-		record(s, s->demand);
+	if (!atomic_load_explicit(&s->quiet, memory_order_relaxed)) {
+		CUresult r = record(s, s->demand);
+		if (r != CUDA_SUCCESS && unmarked(s, r))
+			retire(s);
+	}
 	pthread_mutex_unlock(&s->demand_lock);
 	return s->demand;
 }
@@ -348,14 +396,16 @@ uint64_t mv_stream_latest(struct mv_stream *s)
 /* Makes the last mark on s that waits will use until it is live again (quiet: MV_QUIET_*). */
 static void quiesce(struct mv_stream *s, int quiet)
 {
+	CUresult r = CUDA_SUCCESS;
+
 	pthread_mutex_lock(&s->demand_lock);
-	if (!atomic_load_explicit(&s->quiet, memory_order_relaxed) &&
-	    record(s, s->demand) != CUDA_SUCCESS) {
-		/* No mark: every earlier record of `demand` completes with this. */
-		mv_log(MV_LOG_DEBUG, "stream %p cannot be marked: synchronised instead", (void *)s->handle);
-		mv_real.cuStreamSynchronize(s->handle);
-	}
-	atomic_store_explicit(&s->quiet, quiet, memory_order_release);
+	if (!atomic_load_explicit(&s->quiet, memory_order_relaxed))
+		r = record(s, s->demand);
+	/* No mark: every earlier record of `demand` completes with the synchronisation. */
+	if (r != CUDA_SUCCESS && unmarked(s, r))
+		retire(s);
+	else
+		atomic_store_explicit(&s->quiet, quiet, memory_order_release);
 	pthread_mutex_unlock(&s->demand_lock);
 }
 
@@ -371,7 +421,12 @@ void mv_stream_forget(CUstream h)
 
 static void captures_end(CUcontext ctx);
 
-void mv_stream_retire_ctx(CUcontext ctx)
+uint64_t mv_stream_now(void)
+{
+	return atomic_load_explicit(&births, memory_order_acquire);
+}
+
+void mv_stream_retire_ctx(CUcontext ctx, uint64_t before)
 {
 	unsigned n = atomic_load_explicit(&count, memory_order_acquire);
 
@@ -380,7 +435,8 @@ void mv_stream_retire_ctx(CUcontext ctx)
 		if (gone(s) || s->ctx != ctx)
 			continue;
 		pthread_mutex_lock(&s->demand_lock);
-		atomic_store_explicit(&s->quiet, MV_QUIET_GONE, memory_order_release);
+		if (s->ctx == ctx && s->born <= before)
+			retire(s);
 		pthread_mutex_unlock(&s->demand_lock);
 	}
 	captures_end(ctx);
@@ -393,6 +449,9 @@ int mv_stream_wait_ticket(CUstream waiter, struct mv_stream *s, uint64_t t)
 	if (gone(s))
 		return 0;
 	e = covering(s, t, 1);
+	/* Retired as the mark was refused: the stream was synchronised instead. */
+	if (gone(s))
+		return 0;
 	if (e == NULL)
 		return -1;
 	mv_real.cuStreamWaitEvent(waiter, e, 0);
@@ -408,7 +467,7 @@ void mv_stream_sync_ticket(struct mv_stream *s, uint64_t t)
 	/* A per-thread stream's use is marked right after its launch returns: wait for that. */
 	while ((e = covering(s, t, 1)) == NULL && !gone(s))
 		sched_yield();
-	if (e != NULL)
+	if (e != NULL && !gone(s))
 		mv_real.cuEventSynchronize(e);
 }
 
@@ -659,13 +718,13 @@ static CUcontext primary_of(CUdevice dev)
 }
 
 /* A context that has ended: its streams' entries go, and the paged one's end is said. */
-static void ended(CUcontext ctx, const char *how)
+static void ended(CUcontext ctx, uint64_t before, const char *how)
 {
 	uint64_t dev_bytes, host_bytes;
 
 	if (ctx == NULL)
 		return;
-	mv_stream_retire_ctx(ctx);
+	mv_stream_retire_ctx(ctx, before);
 	if (ctx != mv_dev()->ctx)
 		return;
 	mv_paged_ctx_ended();
@@ -681,13 +740,15 @@ static void ended(CUcontext ctx, const char *how)
 
 MV_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx)
 {
+	uint64_t before;
 	CUresult r;
 
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
+	before = mv_stream_now();
 	r = mv_real.cuCtxDestroy_v2(ctx);
 	if (r == CUDA_SUCCESS)
-		ended(ctx, "destroyed");
+		ended(ctx, before, "destroyed");
 	return r;
 }
 
@@ -697,18 +758,22 @@ static CUresult primary_end(CUdevice dev, CUresult (*real)(CUdevice), int releas
 	unsigned flags = 0;
 	int active = 0;
 	CUcontext ctx;
+	uint64_t before;
 	CUresult r;
 
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	ctx = primary_of(dev);
+	before = mv_stream_now();
 	r = real(dev);
 	if (r != CUDA_SUCCESS)
 		return r;
+	/* A retain by another thread right after the last release leaves it active: its old entries
+	 * are retired as their marks are refused. */
 	if (!release)
-		ended(ctx, "reset");
+		ended(ctx, before, "reset");
 	else if (mv_real.cuDevicePrimaryCtxGetState(dev, &flags, &active) == CUDA_SUCCESS && !active)
-		ended(ctx, "released for the last time");
+		ended(ctx, before, "released for the last time");
 	return r;
 }
 

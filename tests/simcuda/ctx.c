@@ -391,6 +391,12 @@ SIM_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)
 	return CUDA_SUCCESS;
 }
 
+/* The same reset, by a name no interposer hooks (simcuda.h). */
+SIM_EXPORT int simcuda_primary_ctx_reset(int dev)
+{
+	return cuDevicePrimaryCtxReset_v2(dev);
+}
+
 /* The first versions, which cudaVersion 7000 still resolves to, behave the same. */
 SIM_EXPORT CUresult cuDevicePrimaryCtxRelease(CUdevice dev)
 {

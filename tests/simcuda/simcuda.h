@@ -49,4 +49,10 @@ enum simcuda_fault {
 typedef int (*simcuda_inject_fn)(int kind, uint64_t skip, uint64_t count);
 #define SIMCUDA_INJECT "simcuda_inject"
 
+/* cuDevicePrimaryCtxReset by a name that a library between the program and the driver does not
+ * hook: a context's end it learns of only from the driver's answers afterwards, as when the end
+ * comes from another thread while one of its calls is on its way. Returns a CUresult. */
+typedef int (*simcuda_primary_ctx_reset_fn)(int dev);
+#define SIMCUDA_PRIMARY_CTX_RESET "simcuda_primary_ctx_reset"
+
 #endif
