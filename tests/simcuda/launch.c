@@ -8,16 +8,33 @@
 
 #include "tests/simcuda/internal.h"
 
-struct sim_module {
-	uint32_t magic;
-	uint64_t global; /* its module-scope variable, once asked for */
-};
+struct sim_module;
 
 /* A CUfunction (SIM_MAGIC_FUNC) or a CUkernel (SIM_MAGIC_KERNEL) of one built-in kernel. */
 struct sim_func {
 	uint32_t magic;
 	const struct mv_kernel_desc *desc;
+	struct sim_module *mod; /* a module's function: its module */
 };
+
+/* A module's function objects. A real driver frees them at the module's unload, and a module
+ * loaded later may get the same addresses as handles for other functions: an unloaded module's
+ * set serves the next module loaded, each handle naming the next kernel along from the one it
+ * named before. */
+struct sim_funcs {
+	struct sim_funcs *next; /* on the spare list */
+	unsigned turn;          /* how many modules had it before */
+	struct sim_func f[];
+};
+
+struct sim_module {
+	uint32_t magic;
+	uint64_t global; /* its module-scope variable, once asked for */
+	struct sim_funcs *funcs;
+};
+
+static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sim_funcs *spare;
 
 /* mv_wide(float *y, uint32_t n, uint32_t k1, ..., uint32_t k68, const float *x): y = 2 x over n
  * floats. A kernel of this driver's own, with more parameters than a launch path may expect: x is
@@ -75,8 +92,8 @@ static const struct mv_kernel_desc *kernel_at(size_t i, size_t nwork)
 	return &wide;
 }
 
-/* One function object and one kernel object per kernel, made once; handles stay valid for the
- * process's life. */
+/* One function object (a library's, from cuKernelGetFunction) and one kernel object per kernel,
+ * made once; handles stay valid for the process's life. */
 static struct sim_func *funcs, *kernels;
 static size_t nfuncs;
 static pthread_once_t funcs_once = PTHREAD_ONCE_INIT;
@@ -97,8 +114,8 @@ static void make_funcs(void)
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		funcs[i] = (struct sim_func){SIM_MAGIC_FUNC, kernel_at(i, n - 1)};
-		kernels[i] = (struct sim_func){SIM_MAGIC_KERNEL, kernel_at(i, n - 1)};
+		funcs[i] = (struct sim_func){SIM_MAGIC_FUNC, kernel_at(i, n - 1), NULL};
+		kernels[i] = (struct sim_func){SIM_MAGIC_KERNEL, kernel_at(i, n - 1), NULL};
 	}
 	nfuncs = n;
 }
@@ -129,6 +146,25 @@ CUfunction sim_kernel_function(CUkernel k)
 	return (CUfunction)&funcs[fn - kernels];
 }
 
+/* The function objects of module m: an unloaded module's where there is one. */
+static struct sim_funcs *funcs_for(struct sim_module *m)
+{
+	struct sim_funcs *fs;
+
+	pthread_mutex_lock(&spare_lock);
+	fs = spare;
+	if (fs != NULL) {
+		spare = fs->next;
+		fs->turn++;
+	}
+	pthread_mutex_unlock(&spare_lock);
+	if (fs == NULL && (fs = calloc(1, sizeof(*fs) + nfuncs * sizeof(fs->f[0]))) == NULL)
+		return NULL;
+	for (size_t i = 0; i < nfuncs; i++)
+		fs->f[i] = (struct sim_func){SIM_MAGIC_FUNC, funcs[(i + fs->turn) % nfuncs].desc, m};
+	return fs;
+}
+
 SIM_EXPORT CUresult cuModuleLoadData(CUmodule *mod, const void *image)
 {
 	struct sim_module *m;
@@ -146,6 +182,11 @@ SIM_EXPORT CUresult cuModuleLoadData(CUmodule *mod, const void *image)
 	m = calloc(1, sizeof(*m));
 	if (m == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
+	m->funcs = funcs_for(m);
+	if (m->funcs == NULL) {
+		free(m);
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
 	m->magic = SIM_MAGIC_MODULE;
 	*mod = (CUmodule)m;
 	return CUDA_SUCCESS;
@@ -162,6 +203,13 @@ SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod)
 		return CUDA_ERROR_INVALID_HANDLE;
 	m->magic = SIM_MAGIC_DEAD;
 	sim_global_free(&m->global);
+	/* Its functions die with it; their objects serve a later module. */
+	for (size_t i = 0; i < nfuncs; i++)
+		m->funcs->f[i].magic = SIM_MAGIC_DEAD;
+	pthread_mutex_lock(&spare_lock);
+	m->funcs->next = spare;
+	spare = m->funcs;
+	pthread_mutex_unlock(&spare_lock);
 	sim_retire(m);
 	return CUDA_SUCCESS;
 }
@@ -192,12 +240,30 @@ SIM_EXPORT CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const 
 	if (m == NULL || m->magic != SIM_MAGIC_MODULE)
 		return CUDA_ERROR_INVALID_HANDLE;
 	for (size_t i = 0; i < nfuncs; i++) {
-		if (strcmp(funcs[i].desc->name, name) == 0) {
-			*hfunc = (CUfunction)&funcs[i];
+		if (strcmp(m->funcs->f[i].desc->name, name) == 0) {
+			*hfunc = (CUfunction)&m->funcs->f[i];
 			return CUDA_SUCCESS;
 		}
 	}
 	return CUDA_ERROR_NOT_FOUND;
+}
+
+SIM_EXPORT CUresult cuFuncGetModule(CUmodule *hmod, CUfunction f)
+{
+	const struct sim_func *fn = (const struct sim_func *)f;
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (hmod == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (fn == NULL || fn->magic != SIM_MAGIC_FUNC)
+		return CUDA_ERROR_INVALID_HANDLE;
+	/* A library's function belongs to no module the program loaded. */
+	if (fn->mod == NULL)
+		return CUDA_ERROR_NOT_FOUND;
+	*hmod = (CUmodule)fn->mod;
+	return CUDA_SUCCESS;
 }
 
 static const struct mv_kernel_desc *func_desc(CUfunction f)

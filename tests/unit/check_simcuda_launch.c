@@ -987,6 +987,37 @@ START_TEST(test_module_errors)
 }
 END_TEST
 
+/* A module's functions die with it, and a module loaded afterwards may get their handles for other
+ * functions, as from a real driver, whose function objects are freed memory then. */
+START_TEST(test_module_unload_gives_handles_back)
+{
+	CUmodule m1, m2, of = NULL;
+	CUfunction f1, f2;
+	const char *name = NULL;
+	size_t off, size;
+
+	start();
+	CHK(cuModuleLoadData(&m1, "simcuda"));
+	CHK(cuModuleGetFunction(&f1, m1, "mv_axpy"));
+	CHK(cuFuncGetModule(&of, f1));
+	ck_assert_ptr_eq(of, m1);
+	CHK(cuModuleUnload(m1));
+	CHK_ERR(cuFuncGetParamInfo(f1, 0, &off, &size), CUDA_ERROR_INVALID_HANDLE);
+	CHK_ERR(cuFuncGetModule(&of, f1), CUDA_ERROR_INVALID_HANDLE);
+	CHK(cuModuleLoadData(&m2, "simcuda"));
+	CHK(cuFuncGetName(&name, f1));
+	ck_assert_str_ne(name, "mv_axpy");
+	CHK(cuFuncGetModule(&of, f1));
+	ck_assert_ptr_eq(of, m2);
+	CHK(cuModuleGetFunction(&f2, m2, "mv_axpy"));
+	ck_assert_ptr_ne(f2, f1);
+	CHK(cuModuleUnload(m2));
+	/* The module the harness loaded has functions of its own. */
+	CHK(cuFuncGetModule(&of, simtest_func("mv_fill")));
+	ck_assert_ptr_eq(of, simtest_mod);
+}
+END_TEST
+
 static Suite *launch_suite(void)
 {
 	Suite *s = suite_create("simcuda_launch");
@@ -1022,6 +1053,7 @@ static Suite *launch_suite(void)
 	tcase_add_test(tc, test_param_layouts);
 	tcase_add_test(tc, test_gemm_param_info);
 	tcase_add_test(tc, test_module_errors);
+	tcase_add_test(tc, test_module_unload_gives_handles_back);
 	return s;
 }
 
