@@ -23,14 +23,15 @@
 
 /* ---- parameter layouts ---- */
 
-#define MV_LAYOUTS 4096 /* a power of two */
+#define MV_LAYOUTS 16384 /* a power of two */
 #define MV_INLINE_PARAMS 64
 /* The most parameter bytes a launch may pass (CUDA 12.1 and later): the most words a scan sees. */
 #define MV_MAX_WORDS (32768 / 8)
 
 struct layout {
-	_Atomic(CUfunction) f; /* published last */
+	_Atomic(CUfunction) f; /* published last; LAYOUT_GONE once forgotten */
 	int known;             /* the driver reported every parameter */
+	void *owner;           /* f's module, or its library for a CUkernel; NULL when unknown */
 	uint32_t n;
 	const uint16_t *off, *size; /* the arrays below, or heap arrays past MV_INLINE_PARAMS */
 	uint16_t off_in[MV_INLINE_PARAMS];
@@ -38,8 +39,13 @@ struct layout {
 };
 
 static struct layout layouts[MV_LAYOUTS];
-/* Guards filling a slot; lookups read slots whose function has been published. */
+/* Guards filling and forgetting a slot; lookups read slots whose function has been published. */
 static pthread_mutex_t layout_lock = PTHREAD_MUTEX_INITIALIZER;
+/* A forgotten slot's function: lookups go past it, and a new function may take the slot. */
+#define LAYOUT_GONE ((CUfunction)(uintptr_t)1)
+/* For a function when the table is full: its launches name what an unreported layout does. */
+static const struct layout unlisted;
+static _Atomic int said_full;
 
 static size_t slot_of(CUfunction f)
 {
@@ -63,6 +69,19 @@ static CUresult param_info(CUfunction f, int *as_kernel, size_t i, size_t *off, 
 		*as_kernel = 1;
 	}
 	return mv_real.cuKernelGetParamInfo((CUkernel)f, i, off, size);
+}
+
+/* What f was loaded with, whose unload ends it: its module, or a CUkernel's library. */
+static void *owner_of(CUfunction f, int as_kernel)
+{
+	CUmodule m = NULL;
+	CUlibrary lib = NULL;
+
+	if (!as_kernel && mv_real.cuFuncGetModule != NULL && mv_real.cuFuncGetModule(&m, f) == CUDA_SUCCESS)
+		return m;
+	if (mv_real.cuKernelGetLibrary != NULL && mv_real.cuKernelGetLibrary(&lib, (CUkernel)f) == CUDA_SUCCESS)
+		return lib;
+	return NULL;
 }
 
 /* Asks the driver for f's layout into l; l->known stays 0 when it will not say. Heap arrays hold a
@@ -102,6 +121,7 @@ static void layout_query(CUfunction f, struct layout *l)
 	}
 	/* Running past the last parameter is the only good end. */
 	l->known = r == CUDA_ERROR_INVALID_VALUE;
+	l->owner = owner_of(f, as_kernel);
 	l->off = off;
 	l->size = size;
 	if (!l->known)
@@ -111,9 +131,107 @@ static void layout_query(CUfunction f, struct layout *l)
 					  : "every buffer is made resident before each of its launches");
 }
 
+/* First launch of f: asks the driver, outside the lock, and keeps the answer. */
+static __attribute__((noinline)) const struct layout *layout_add(CUfunction f)
+{
+	struct layout tmp = {0}, *at = NULL, *free_at = NULL;
+	size_t i;
+
+	layout_query(f, &tmp);
+	pthread_mutex_lock(&layout_lock);
+	i = slot_of(f);
+	/* f's slot if another thread filled it first; else the first free one along its chain. */
+	for (size_t probe = 0; probe < MV_LAYOUTS; probe++, i = (i + 1) & (MV_LAYOUTS - 1)) {
+		CUfunction g = atomic_load_explicit(&layouts[i].f, memory_order_relaxed);
+		if (g == f) {
+			at = &layouts[i];
+			break;
+		}
+		if (g == LAYOUT_GONE && free_at == NULL)
+			free_at = &layouts[i];
+		if (g == NULL) {
+			if (free_at == NULL)
+				free_at = &layouts[i];
+			break;
+		}
+	}
+	if (at == NULL && free_at != NULL) {
+		struct layout *l = at = free_at;
+		l->known = tmp.known;
+		l->owner = tmp.owner;
+		l->n = tmp.n;
+		memcpy(l->off_in, tmp.off_in, sizeof(tmp.off_in));
+		memcpy(l->size_in, tmp.size_in, sizeof(tmp.size_in));
+		l->off = tmp.off == tmp.off_in ? l->off_in : tmp.off;
+		l->size = tmp.size == tmp.size_in ? l->size_in : tmp.size;
+		tmp.off = l->off;
+		atomic_store_explicit(&l->f, f, memory_order_release);
+	}
+	pthread_mutex_unlock(&layout_lock);
+	/* Another thread published f first, or the table is full: the heap arrays are not kept. */
+	if (tmp.off != tmp.off_in && (at == NULL || tmp.off != at->off)) {
+		free((void *)tmp.off);
+		free((void *)tmp.size);
+	}
+	if (at != NULL)
+		return at;
+	if (atomic_exchange(&said_full, 1) == 0)
+		mv_log(MV_LOG_WARN, "more than %d kernel functions: launches of the others are prepared as if their "
+				    "parameter layout were unknown (%s)", MV_LAYOUTS,
+		       mv_dev()->host_vmm ? "the safety net covers what they name"
+					  : "every buffer is made resident before each of them");
+	return &unlisted;
+}
+
+/* Forgets the layouts of owner's functions: their handles may name other functions once it is
+ * unloaded. Called before the driver unloads it; a launch of one of them meanwhile is the app's
+ * error. A function whose owner the driver would not tell keeps its layout: another thread may be
+ * launching it now. */
+static void layouts_forget(void *owner)
+{
+	pthread_mutex_lock(&layout_lock);
+	for (size_t i = 0; i < MV_LAYOUTS; i++) {
+		struct layout *l = &layouts[i];
+		CUfunction g = atomic_load_explicit(&l->f, memory_order_relaxed);
+		if (g == NULL || g == LAYOUT_GONE || l->owner != owner)
+			continue;
+		atomic_store_explicit(&l->f, LAYOUT_GONE, memory_order_release);
+		if (l->off != l->off_in) {
+			free((void *)l->off);
+			free((void *)l->size);
+		}
+		l->off = l->off_in;
+		l->size = l->size_in;
+	}
+	pthread_mutex_unlock(&layout_lock);
+}
+
+MV_EXPORT CUresult cuModuleUnload(CUmodule m)
+{
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (m != NULL)
+		layouts_forget(m);
+	return mv_real.cuModuleUnload(m);
+}
+
+/* A library's kernels, and the functions of its module in the current context. */
+MV_EXPORT CUresult cuLibraryUnload(CUlibrary lib)
+{
+	CUmodule m = NULL;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (lib != NULL) {
+		layouts_forget(lib);
+		if (mv_real.cuLibraryGetModule != NULL && mv_real.cuLibraryGetModule(&m, lib) == CUDA_SUCCESS && m != NULL)
+			layouts_forget(m);
+	}
+	return mv_real.cuLibraryUnload(lib);
+}
+
 static const struct layout *layout_get(CUfunction f)
 {
-	struct layout tmp = {0};
 	size_t i = slot_of(f);
 
 	for (size_t probe = 0; probe < MV_LAYOUTS; probe++, i = (i + 1) & (MV_LAYOUTS - 1)) {
@@ -123,34 +241,7 @@ static const struct layout *layout_get(CUfunction f)
 		if (g == NULL)
 			break;
 	}
-	/* First launch of f: ask the driver, outside the lock. */
-	layout_query(f, &tmp);
-	pthread_mutex_lock(&layout_lock);
-	i = slot_of(f);
-	for (size_t probe = 0; probe < MV_LAYOUTS; probe++, i = (i + 1) & (MV_LAYOUTS - 1)) {
-		CUfunction g = atomic_load_explicit(&layouts[i].f, memory_order_relaxed);
-		if (g == f)
-			break;
-		if (g == NULL) {
-			struct layout *l = &layouts[i];
-			l->known = tmp.known;
-			l->n = tmp.n;
-			memcpy(l->off_in, tmp.off_in, sizeof(tmp.off_in));
-			memcpy(l->size_in, tmp.size_in, sizeof(tmp.size_in));
-			l->off = tmp.off == tmp.off_in ? l->off_in : tmp.off;
-			l->size = tmp.size == tmp.size_in ? l->size_in : tmp.size;
-			tmp.off = l->off;
-			atomic_store_explicit(&l->f, f, memory_order_release);
-			break;
-		}
-	}
-	pthread_mutex_unlock(&layout_lock);
-	/* Another thread published f first, or the table is full: the heap arrays are not kept. */
-	if (tmp.off != tmp.off_in && (i >= MV_LAYOUTS || tmp.off != layouts[i].off)) {
-		free((void *)tmp.off);
-		free((void *)tmp.size);
-	}
-	return &layouts[i];
+	return layout_add(f);
 }
 
 /* Appends every 8-byte-aligned word of [base, base+len), which sits at offset `at` of the parameter

@@ -221,6 +221,39 @@ START_TEST(test_cukernel_launch_pages_in)
 }
 END_TEST
 
+/* A module is unloaded and another loaded, and a handle of the first (mv_fill's, whose layout memvirt
+ * learned at its launch) comes back naming another function: mv_axpy, whose second pointer sits where
+ * mv_fill has a 4-byte float. Its launch must be scanned with mv_axpy's layout, or the paged-out
+ * buffer it names there is missed and the kernel faults. */
+START_TEST(test_handle_of_an_unloaded_module)
+{
+	struct five t;
+	CUmodule m1, m2;
+	CUfunction f;
+	CUdeviceptr p;
+	const char *name = NULL;
+	float one = 1.0f;
+	uint64_t n = NF;
+	void *args[] = {&p, &one, &n};
+
+	simtest_start(ENV, NET_OFF);
+	CHK(cuModuleLoadData(&m1, "simcuda"));
+	CHK(cuModuleGetFunction(&f, m1, "mv_fill"));
+	CHK(cuMemAlloc(&p, BUF));
+	CHK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL));
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(p, NF, 1.0f);
+	CHK(cuMemFree(p));
+	CHK(cuModuleUnload(m1));
+	CHK(cuModuleLoadData(&m2, "simcuda"));
+	CHK(cuFuncGetName(&name, f));
+	ck_assert_str_eq(name, "mv_axpy");
+	five_setup(&t, BUF);
+	axpy_through(&t, f);
+	CHK(cuModuleUnload(m2));
+}
+END_TEST
+
 /* How many lines of the file hold needle. */
 static int count_lines(const char *path, const char *needle)
 {
@@ -234,6 +267,44 @@ static int count_lines(const char *path, const char *needle)
 	free(all);
 	return n;
 }
+
+/* More functions launched than memvirt keeps layouts for (16384: mv_fill of 16,400 modules): the
+ * launch of one more, mv_axpy's, is prepared as if its layout were unknown, every buffer brought
+ * in, never with another function's layout, which would miss the paged-out buffer it names. */
+START_TEST(test_layout_table_full)
+{
+	struct five t;
+	CUmodule m;
+	CUfunction f;
+	CUdeviceptr p;
+	float one = 1.0f;
+	uint64_t n = 1;
+	void *args[] = {&p, &one, &n};
+	char logpath[PATH_MAX];
+
+	itest_tmpfile(logpath, sizeof(logpath), "log");
+	ck_assert_int_eq(setenv("MEMVIRT_LOG_FILE", logpath, 1), 0);
+	ck_assert_int_eq(setenv("MEMVIRT_LOG", "warn", 1), 0);
+	simtest_start(ENV, NET_OFF);
+	five_setup(&t, BUF);
+	/* Room for every buffer, as a launch with no layout brings them all in. */
+	CHK(cuMemFree(t.o[2]));
+	CHK(cuMemFree(t.o[3]));
+	CHK(cuMemAlloc(&p, 64));
+	for (int i = 0; i < 16400; i++) {
+		CHK(cuModuleLoadData(&m, "simcuda"));
+		CHK(cuModuleGetFunction(&f, m, "mv_fill"));
+		CHK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL));
+	}
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(p, 1, 1.0f);
+	CHK(cuMemFree(p));
+	ck_assert_int_eq(count_lines(logpath, "more than 16384 kernel functions"), 1);
+	CHK(cuModuleGetFunction(&f, m, "mv_axpy"));
+	axpy_through(&t, f);
+	unlink(logpath);
+}
+END_TEST
 
 /* The driver will not report mv_axpy's layout: its launch must still find a's bytes, through the
  * safety net (_i 1) or by bringing every buffer in (_i 0), and the warning comes once. */
@@ -359,6 +430,8 @@ static Suite *pointer_suite(void)
 	tcase_add_test(tc, test_pool_usage_counts_served_allocations);
 	tc = simtest_tcase(s, "layouts", 60);
 	tcase_add_test(tc, test_cukernel_launch_pages_in);
+	tcase_add_test(tc, test_handle_of_an_unloaded_module);
+	tcase_add_test(tc, test_layout_table_full);
 	tcase_add_loop_test(tc, test_unknown_layout_falls_back, 0, 2);
 	tcase_add_test(tc, test_wide_kernel_scanned_whole);
 	return s;
