@@ -205,7 +205,8 @@ struct mv_stream {
 	_Atomic int inflight;         /* submissions between mv_stream_begin and mv_stream_end */
 	_Atomic uint64_t marked;      /* the per-thread stream's latest ticket marked */
 	_Atomic int quiet;            /* MV_QUIET_* (set under demand_lock): `demand` was its last mark */
-	uint64_t born;                /* when it took its handle, for mv_stream_retire_ctx */
+	_Atomic uint64_t born;        /* when it took its handle, for mv_stream_retire_ctx */
+	unsigned index;               /* its place in the table, fixed */
 };
 
 /* The state of an app stream as named by a call (NULL means the legacy or the per-thread stream).
@@ -236,7 +237,11 @@ void mv_stream_sync_ticket(struct mv_stream *s, uint64_t t);
 /* Nonzero when ticket t of s has completed. */
 int mv_stream_ticket_done(struct mv_stream *s, uint64_t t);
 struct mv_stream *mv_stream_at(unsigned index);
-unsigned mv_stream_index(const struct mv_stream *s);
+/* Read on every launch, once for each buffer it names. */
+static inline unsigned mv_stream_index(const struct mv_stream *s)
+{
+	return s->index;
+}
 
 /* Streams currently capturing a graph. mv_capture_prepare comes before the driver begins the
  * capture (returns 1 when it marked the stream; mv_capture_unprepare undoes that should the

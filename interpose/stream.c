@@ -10,8 +10,8 @@
 
 static struct mv_stream table[MV_MAX_STREAMS];
 static _Atomic unsigned count;
-/* Counts the handles entries have taken: each entry's `born`. */
-static _Atomic uint64_t births;
+/* Counts the handles entries have taken (each entry's `born`) and the captures begun. */
+static _Atomic uint64_t moments;
 /* Guards adding to the table; lookups read entries published by count. */
 static pthread_mutex_t add_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -30,22 +30,42 @@ static int implicit(CUstream h)
 	return h == CU_STREAM_LEGACY || h == CU_STREAM_PER_THREAD;
 }
 
-/* Runs with s's context current where s's handle is one only that context resolves: an event is
- * recorded only on a stream of the context it was made in. */
-static CUresult record(struct mv_stream *s, CUevent e)
+/* Calls fn on s's handle with s's context current: the implicit handles name the current
+ * context's stream, an event is recorded only on a stream of the context it was made in, and an
+ * error then says what became of s's context, not of the calling thread's. */
+static CUresult in_ctx(struct mv_stream *s, CUresult (*fn)(CUstream h, void *arg), void *arg)
 {
 	CUcontext prev = NULL;
-	int entered;
+	int entered = mv_ctx_enter(s->ctx, &prev);
 	CUresult r;
 
-	if (!implicit(s->handle))
-		return mv_real.cuEventRecord(e, s->handle);
-	entered = mv_ctx_enter(s->ctx, &prev);
 	if (entered < 0)
 		return CUDA_ERROR_INVALID_CONTEXT;
-	r = mv_real.cuEventRecord(e, s->handle);
+	r = fn(s->handle, arg);
 	mv_ctx_leave(entered, prev);
 	return r;
+}
+
+static CUresult record_on(CUstream h, void *e)
+{
+	return mv_real.cuEventRecord((CUevent)e, h);
+}
+
+static CUresult sync_on(CUstream h, void *unused)
+{
+	(void)unused;
+	return mv_real.cuStreamSynchronize(h);
+}
+
+static CUresult query_on(CUstream h, void *unused)
+{
+	(void)unused;
+	return mv_real.cuStreamQuery(h);
+}
+
+static CUresult record(struct mv_stream *s, CUevent e)
+{
+	return in_ctx(s, record_on, e);
 }
 
 /* Its context ended: every ticket on it is complete, and nothing names it any more. */
@@ -60,31 +80,28 @@ static void retire(struct mv_stream *s)
 	atomic_store_explicit(&s->quiet, MV_QUIET_GONE, memory_order_release);
 }
 
-static void born(struct mv_stream *s)
+/* An entry takes a handle, or a capture begins: each at its own moment of `moments`. */
+static uint64_t moment(void)
 {
-	s->born = atomic_fetch_add_explicit(&births, 1, memory_order_relaxed) + 1;
+	return atomic_fetch_add_explicit(&moments, 1, memory_order_relaxed) + 1;
 }
 
-/* Waits for all s ran, in its context where its handle is an implicit one. */
-static void sync_stream(struct mv_stream *s)
+/* A mark on s was refused with r. Where the caller may block (block set), the stream is
+ * synchronised in its stead, which covers all it ran; else it is only asked whether it has
+ * drained, as a caller holding mv_lock must not wait for the device. Returns whether the entry is
+ * to be retired: its context ended and took the event with it (an end memvirt did not see, or not
+ * yet: another thread's, racing with this call), and nothing it ran is still running. A new entry
+ * then serves the handle, with events of the context as it is now. */
+static int unmarked(struct mv_stream *s, CUresult r, int block)
 {
-	CUcontext prev = NULL;
-	int entered = implicit(s->handle) ? mv_ctx_enter(s->ctx, &prev) : 0;
+	int ended = r == CUDA_ERROR_INVALID_HANDLE || r == CUDA_ERROR_INVALID_CONTEXT ||
+		    r == CUDA_ERROR_CONTEXT_IS_DESTROYED;
 
-	if (entered >= 0)
-		mv_real.cuStreamSynchronize(s->handle);
-	mv_ctx_leave(entered, prev);
-}
-
-/* A mark on s was refused with r: the stream is synchronised in its stead, which covers all it ran.
- * Returns whether the entry is to be retired: its context ended and took the event with it, in an
- * end memvirt did not see, or not yet (another thread's, racing with this call). A new entry then
- * serves the handle, with events of the context as it is now. */
-static int unmarked(struct mv_stream *s, CUresult r)
-{
+	if (!block)
+		return ended && in_ctx(s, query_on, NULL) != CUDA_ERROR_NOT_READY;
 	mv_log(MV_LOG_DEBUG, "stream %p cannot be marked (error %d): synchronised instead", (void *)s->handle, (int)r);
-	sync_stream(s);
-	return r == CUDA_ERROR_INVALID_HANDLE || r == CUDA_ERROR_INVALID_CONTEXT || r == CUDA_ERROR_CONTEXT_IS_DESTROYED;
+	in_ctx(s, sync_on, NULL);
+	return ended;
 }
 
 static struct mv_stream *find(CUstream h, CUcontext ctx)
@@ -118,13 +135,16 @@ static struct mv_stream *reuse(CUstream h, int per_thread, CUcontext ctx)
 		    t->per_thread != per_thread || t->ctx != ctx || mv_real.cuEventQuery(t->demand) != CUDA_SUCCESS)
 			continue;
 		pthread_mutex_lock(&add_lock);
+		/* Under its demand_lock: a context's end may be retiring it. */
+		pthread_mutex_lock(&t->demand_lock);
 		if ((per_thread || (s = find(h, ctx)) == NULL) &&
 		    atomic_load_explicit(&t->quiet, memory_order_relaxed) == MV_QUIET_DEAD) {
 			t->handle = h;
-			born(t);
+			atomic_store_explicit(&t->born, moment(), memory_order_relaxed);
 			atomic_store_explicit(&t->quiet, 0, memory_order_release);
 			s = t;
 		}
+		pthread_mutex_unlock(&t->demand_lock);
 		pthread_mutex_unlock(&add_lock);
 	}
 	return s;
@@ -160,7 +180,8 @@ static struct mv_stream *recycle(CUstream h, CUcontext ctx, CUevent *ev)
 
 	for (unsigned i = 0; i < n; i++) {
 		struct mv_stream *s = &table[i];
-		if (!gone(s) || s->per_thread)
+		/* A submission still on its way on it would mark the new stream's tickets. */
+		if (!gone(s) || s->per_thread || atomic_load_explicit(&s->inflight, memory_order_acquire) != 0)
 			continue;
 		pthread_mutex_lock(&s->demand_lock);
 		s->handle = h;
@@ -170,7 +191,7 @@ static struct mv_stream *recycle(CUstream h, CUcontext ctx, CUevent *ev)
 			s->ring[j] = ev[j];
 			atomic_store_explicit(&s->slot_ticket[j], 0, memory_order_relaxed);
 		}
-		born(s);
+		atomic_store_explicit(&s->born, moment(), memory_order_relaxed);
 		atomic_store_explicit(&s->quiet, 0, memory_order_release);
 		pthread_mutex_unlock(&s->demand_lock);
 		return s;
@@ -196,6 +217,7 @@ static struct mv_stream *add(CUstream h, int per_thread, CUcontext ctx)
 			ev[i] = NULL;
 	} else if (s == NULL && atomic_load_explicit(&count, memory_order_relaxed) < MV_MAX_STREAMS) {
 		s = &table[atomic_load_explicit(&count, memory_order_relaxed)];
+		s->index = (unsigned)(s - table);
 		s->handle = h;
 		s->ctx = ctx;
 		s->per_thread = per_thread;
@@ -206,7 +228,7 @@ static struct mv_stream *add(CUstream h, int per_thread, CUcontext ctx)
 			atomic_store_explicit(&s->slot_ticket[i], 0, memory_order_relaxed);
 		}
 		atomic_store_explicit(&s->next_ticket, 1, memory_order_relaxed);
-		born(s);
+		atomic_store_explicit(&s->born, moment(), memory_order_relaxed);
 		atomic_fetch_add_explicit(&count, 1, memory_order_release);
 		for (i = 0; i <= MV_RING; i++)
 			ev[i] = NULL;
@@ -307,11 +329,6 @@ struct mv_stream *mv_stream_at(unsigned index)
 	return index < atomic_load_explicit(&count, memory_order_acquire) ? &table[index] : NULL;
 }
 
-unsigned mv_stream_index(const struct mv_stream *s)
-{
-	return (unsigned)(s - table);
-}
-
 uint64_t mv_stream_begin(struct mv_stream *s)
 {
 	atomic_fetch_add_explicit(&s->inflight, 1, memory_order_acq_rel);
@@ -340,10 +357,13 @@ void mv_stream_end(struct mv_stream *s, uint64_t t)
 		slot = (unsigned)(t / every(s) % MV_RING);
 		/* Without the mark the slot's event still holds an older one (or none): once the
 		 * stream has drained, that covers the ticket too. */
+		uint64_t b = atomic_load_explicit(&s->born, memory_order_relaxed);
 		r = record(s, s->ring[slot]);
-		if (r != CUDA_SUCCESS && unmarked(s, r)) {
+		if (r != CUDA_SUCCESS && unmarked(s, r, 1)) {
+			/* Unless it serves another stream by now. */
 			pthread_mutex_lock(&s->demand_lock);
-			retire(s);
+			if (atomic_load_explicit(&s->born, memory_order_relaxed) == b)
+				retire(s);
 			pthread_mutex_unlock(&s->demand_lock);
 		}
 		atomic_store_explicit(&s->slot_ticket[slot], t, memory_order_release);
@@ -352,15 +372,24 @@ void mv_stream_end(struct mv_stream *s, uint64_t t)
 	} else if (gone(s)) {
 		/* Retired while this submission was on its way: its ticket counts as complete, so its
 		 * work is waited for now, while its buffers are still busy. */
-		sync_stream(s);
+		in_ctx(s, sync_on, NULL);
 	}
 	atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_acq_rel);
 }
 
+/* What covering may do besides reading the marks made: nothing, make a mark and, should the driver
+ * refuse it, synchronise the stream instead, or make a mark without ever waiting for the device
+ * (its caller holds mv_lock). */
+enum { COVER_PEEK, COVER_WAIT, COVER_POLL };
+
 /* An event that completes after ticket t of s: the first mark at or after t, or else a mark made now.
- * Marks a later ticket's slot may hold complete later still, which only makes a wait longer. */
+ * Marks a later ticket's slot may hold complete later still, which only makes a wait longer. NULL
+ * when there is none yet; after a refused mark, NULL for COVER_POLL, and for COVER_WAIT the stream
+ * has been synchronised (and the entry may be retired). */
 static CUevent covering(struct mv_stream *s, uint64_t t, int make)
 {
+	CUevent e;
+
 	uint64_t k = every(s), next = (t + k - 1) / k * k;
 	unsigned slot = (unsigned)(next / k % MV_RING);
 
@@ -372,14 +401,20 @@ static CUevent covering(struct mv_stream *s, uint64_t t, int make)
 	/* A use is only waited for once its submission has ended (its buffer is busy until then), or
 	 * as a ticket still on its way whose work is not enqueued yet: a record now covers what is. */
 	pthread_mutex_lock(&s->demand_lock);
+	e = s->demand;
 	/* A destroyed or capturing stream's was recorded when it became so, after all it ran before. */
 	if (!atomic_load_explicit(&s->quiet, memory_order_relaxed)) {
 		CUresult r = record(s, s->demand);
-		if (r != CUDA_SUCCESS && unmarked(s, r))
-			retire(s);
+		if (r != CUDA_SUCCESS) {
+			/* `demand` holds an older mark, which does not cover t. */
+			if (unmarked(s, r, make == COVER_WAIT))
+				retire(s);
+			if (make == COVER_POLL)
+				e = NULL;
+		}
 	}
 	pthread_mutex_unlock(&s->demand_lock);
-	return s->demand;
+	return e;
 }
 
 /* A per-thread stream is marked at every ticket once its submission ends, so its latest mark
@@ -402,7 +437,7 @@ static void quiesce(struct mv_stream *s, int quiet)
 	if (!atomic_load_explicit(&s->quiet, memory_order_relaxed))
 		r = record(s, s->demand);
 	/* No mark: every earlier record of `demand` completes with the synchronisation. */
-	if (r != CUDA_SUCCESS && unmarked(s, r))
+	if (r != CUDA_SUCCESS && unmarked(s, r, 1))
 		retire(s);
 	else
 		atomic_store_explicit(&s->quiet, quiet, memory_order_release);
@@ -419,11 +454,11 @@ void mv_stream_forget(CUstream h)
 		quiesce(s, MV_QUIET_DEAD);
 }
 
-static void captures_end(CUcontext ctx);
+static void captures_end(CUcontext ctx, uint64_t before);
 
 uint64_t mv_stream_now(void)
 {
-	return atomic_load_explicit(&births, memory_order_acquire);
+	return atomic_load_explicit(&moments, memory_order_acquire);
 }
 
 void mv_stream_retire_ctx(CUcontext ctx, uint64_t before)
@@ -432,14 +467,18 @@ void mv_stream_retire_ctx(CUcontext ctx, uint64_t before)
 
 	for (unsigned i = 0; i < n; i++) {
 		struct mv_stream *s = &table[i];
-		if (gone(s) || s->ctx != ctx)
+		if (gone(s) || s->ctx != ctx || atomic_load_explicit(&s->born, memory_order_relaxed) > before)
 			continue;
+		/* Work another thread enqueued on the handle since the end (a primary context retained
+		 * again at once) would count as complete: it is waited for. A dead context's stream
+		 * answers at once. */
+		in_ctx(s, sync_on, NULL);
 		pthread_mutex_lock(&s->demand_lock);
-		if (s->ctx == ctx && s->born <= before)
+		if (s->ctx == ctx && atomic_load_explicit(&s->born, memory_order_relaxed) <= before)
 			retire(s);
 		pthread_mutex_unlock(&s->demand_lock);
 	}
-	captures_end(ctx);
+	captures_end(ctx, before);
 }
 
 int mv_stream_wait_ticket(CUstream waiter, struct mv_stream *s, uint64_t t)
@@ -448,7 +487,7 @@ int mv_stream_wait_ticket(CUstream waiter, struct mv_stream *s, uint64_t t)
 
 	if (gone(s))
 		return 0;
-	e = covering(s, t, 1);
+	e = covering(s, t, COVER_WAIT);
 	/* Retired as the mark was refused: the stream was synchronised instead. */
 	if (gone(s))
 		return 0;
@@ -465,7 +504,7 @@ void mv_stream_sync_ticket(struct mv_stream *s, uint64_t t)
 	if (gone(s))
 		return;
 	/* A per-thread stream's use is marked right after its launch returns: wait for that. */
-	while ((e = covering(s, t, 1)) == NULL && !gone(s))
+	while ((e = covering(s, t, COVER_WAIT)) == NULL && !gone(s))
 		sched_yield();
 	if (e != NULL && !gone(s))
 		mv_real.cuEventSynchronize(e);
@@ -477,7 +516,7 @@ int mv_stream_ticket_done(struct mv_stream *s, uint64_t t)
 
 	if (gone(s))
 		return 1;
-	e = covering(s, t, 1);
+	e = covering(s, t, COVER_POLL);
 	return gone(s) || (e != NULL && mv_real.cuEventQuery(e) == CUDA_SUCCESS);
 }
 
@@ -490,6 +529,7 @@ static struct {
 	CUstream handle;
 	struct mv_stream *own; /* for the per-thread stream: whose */
 	CUcontext ctx;         /* the stream's: the capture ends with it */
+	uint64_t since;        /* its moment (mv_stream_now) */
 } captures[MV_MAX_CAPTURES];
 static _Atomic int ncaptures;
 
@@ -539,6 +579,7 @@ void mv_capture_begin(CUstream h, int per_thread)
 		captures[ncaptures].handle = h;
 		captures[ncaptures].own = h == CU_STREAM_PER_THREAD ? s : NULL;
 		captures[ncaptures].ctx = ctx;
+		captures[ncaptures].since = moment();
 		atomic_fetch_add_explicit(&ncaptures, 1, memory_order_release);
 	}
 	pthread_mutex_unlock(&add_lock);
@@ -672,16 +713,17 @@ static void probes_forget(CUcontext ctx)
 	pthread_mutex_unlock(&probe_lock);
 }
 
-/* The captures on ctx's streams ended with it: what they named is dropped, and so are the probes
- * made in it (its memory went with it, and the addresses may serve another allocation now). */
-static void captures_end(CUcontext ctx)
+/* The captures on ctx's streams, begun before `before`, ended with it: what they named is dropped,
+ * and so are the probes made in it (its memory went with it, and the addresses may serve another
+ * allocation now). */
+static void captures_end(CUcontext ctx, uint64_t before)
 {
 	uintptr_t keys[MV_MAX_CAPTURES];
 	int n = 0;
 
 	pthread_mutex_lock(&add_lock);
 	for (int i = atomic_load_explicit(&ncaptures, memory_order_relaxed); i-- > 0;) {
-		if (captures[i].ctx != ctx)
+		if (captures[i].ctx != ctx || captures[i].since > before)
 			continue;
 		keys[n++] = key_of(captures[i].handle, captures[i].own);
 		capture_drop(i);

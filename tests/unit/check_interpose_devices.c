@@ -316,6 +316,41 @@ START_TEST(test_unseen_context_reset)
 }
 END_TEST
 
+/* A free from a thread whose current context is none (_i 0), or a primary context that was reset
+ * (_i 1), asks whether the freed buffer's last use, on a stream of the paged context, has
+ * completed. The mark that answers is made in that stream's context: in the caller's it would be
+ * refused, and the stream taken for one whose context ended, its work counted complete while a
+ * slow kernel still writes `a`, which a page-out then copies too early. */
+START_TEST(test_free_from_another_context)
+{
+	CUdeviceptr a, b[7], c;
+	CUcontext ctx1;
+	CUstream s0;
+	CUfunction f0;
+
+	start_with("SIMCUDA_NO_HOST_VMM=1", "SIMCUDA_DELAY_KERNEL_US=300000");
+	a = fill_four(b);
+	f0 = fill_in(simtest_mod);
+	CHK(cuStreamCreate(&s0, CU_STREAM_NON_BLOCKING));
+	CHK(cuMemAlloc(&c, BUF));
+	CHK(cuCtxSynchronize());
+	CHK(fill(f0, a, 5.0f, s0));
+	CHK(fill(f0, c, 6.0f, s0));
+	if (_i == 0) {
+		CHK(cuCtxSetCurrent(NULL));
+	} else {
+		CHK(cuDevicePrimaryCtxRetain(&ctx1, 1));
+		CHK(cuCtxSetCurrent(ctx1));
+		CHK(cuDevicePrimaryCtxReset(1));
+	}
+	/* memvirt's own free needs no context; the driver's answer does not matter here. */
+	(void)cuMemFree(c);
+	push_out(a, b, 5.0f, simtest_ctx);
+	CHK(cuStreamDestroy(s0));
+	unlink(logpath);
+}
+END_TEST
+
 /* Contexts made and destroyed one after another, each launching on its legacy stream and on a
  * stream of its own: the ended contexts' entries serve the new ones' streams, so the table (of 128)
  * never fills, and no launch is left to synchronise for want of an entry. */
@@ -509,6 +544,7 @@ static Suite *devices_suite(void)
 	tcase_add_test(tc, test_context_reset_retires_its_streams);
 	tcase_add_test(tc, test_context_reset_retires_its_per_thread_stream);
 	tcase_add_test(tc, test_unseen_context_reset);
+	tcase_add_loop_test(tc, test_free_from_another_context, 0, 2);
 	tcase_add_test(tc, test_second_context_on_the_paged_device);
 	tcase_add_test(tc, test_paged_context_end_passes_through);
 	tcase_add_test(tc, test_many_context_ends);
