@@ -250,6 +250,15 @@ static size_t scan(const unsigned char *base, size_t at, size_t len, uint64_t *w
 {
 	size_t first = (at + 7) & ~(size_t)7;
 
+	/* The usual parameter, a pointer or another aligned 8-byte value: one word. */
+	if (len == 8 && first == at) {
+		uint64_t v;
+		memcpy(&v, base, 8);
+		if (v != 0 && n < MV_MAX_WORDS)
+			words[n++] = v;
+		return n;
+	}
+
 	for (size_t w = first; w + 8 <= at + len && n < MV_MAX_WORDS; w += 8) {
 		uint64_t v;
 		memcpy(&v, base + (w - at), 8);
@@ -386,7 +395,7 @@ static void after_submit(struct learn_ctx *l, uint32_t stream_ix, struct mv_buf 
 }
 
 /* Collects the buffer holding addr into named[] once per submission; called with mv_lock held. */
-static size_t collect(uint64_t addr, uint64_t epoch, struct mv_buf **named, unsigned char *moving, size_t n)
+static inline size_t collect(uint64_t addr, uint64_t epoch, struct mv_buf **named, unsigned char *moving, size_t n)
 {
 	struct mv_buf *b = mv_registry_find(addr);
 
