@@ -74,6 +74,7 @@ int sim_ctx_ended_since(const struct sim_ctx *ctx, uint64_t epoch)
 static void ctx_end(struct sim_ctx *ctx)
 {
 	__atomic_add_fetch(&ctx->epoch, 1, __ATOMIC_ACQ_REL);
+	sim_modules_end(ctx);
 }
 
 static CUresult ctx_new(unsigned flags, CUdevice dev, struct sim_ctx **out)

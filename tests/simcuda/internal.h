@@ -362,6 +362,8 @@ CUresult sim_kernel_prepare(struct sim_op *op, CUfunction f, const unsigned grid
 			    void **params, void **extra);
 /* The built-in kernels as CUkernel handles (launch.c), and module-scope variables (library.c). */
 int sim_funcs_ready(void);
+/* A context's end unloads the modules loaded in it. */
+void sim_modules_end(struct sim_ctx *ctx);
 CUkernel sim_kernel_find(const char *name);
 const struct mv_kernel_desc *sim_kernel_desc(CUkernel k);
 CUfunction sim_kernel_function(CUkernel k);

@@ -31,10 +31,14 @@ struct sim_module {
 	uint32_t magic;
 	uint64_t global; /* its module-scope variable, once asked for */
 	struct sim_funcs *funcs;
+	struct sim_ctx *ctx;      /* loaded in it: the module dies with it */
+	struct sim_module *next;  /* on the list of loaded modules */
 };
 
+/* Guards the spare sets and the list of loaded modules. */
 static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct sim_funcs *spare;
+static struct sim_module *loaded;
 
 /* mv_wide(float *y, uint32_t n, uint32_t k1, ..., uint32_t k68, const float *x): y = 2 x over n
  * floats. A kernel of this driver's own, with more parameters than a launch path may expect: x is
@@ -168,7 +172,8 @@ static struct sim_funcs *funcs_for(struct sim_module *m)
 SIM_EXPORT CUresult cuModuleLoadData(CUmodule *mod, const void *image)
 {
 	struct sim_module *m;
-	CUresult r = sim_enter_ctx(NULL);
+	struct sim_ctx *ctx;
+	CUresult r = sim_enter_ctx(&ctx);
 
 	if (r != CUDA_SUCCESS)
 		return r;
@@ -188,8 +193,41 @@ SIM_EXPORT CUresult cuModuleLoadData(CUmodule *mod, const void *image)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
 	m->magic = SIM_MAGIC_MODULE;
+	m->ctx = ctx;
+	pthread_mutex_lock(&spare_lock);
+	m->next = loaded;
+	loaded = m;
+	pthread_mutex_unlock(&spare_lock);
 	*mod = (CUmodule)m;
 	return CUDA_SUCCESS;
+}
+
+/* Unloads m, off the list of loaded modules. Called with spare_lock held. */
+static void module_end(struct sim_module *m)
+{
+	m->magic = SIM_MAGIC_DEAD;
+	sim_global_free(&m->global);
+	/* Its functions die with it; their objects serve a later module. */
+	for (size_t i = 0; i < nfuncs; i++)
+		m->funcs->f[i].magic = SIM_MAGIC_DEAD;
+	m->funcs->next = spare;
+	spare = m->funcs;
+	for (struct sim_module **at = &loaded; *at != NULL; at = &(*at)->next)
+		if (*at == m) {
+			*at = m->next;
+			break;
+		}
+}
+
+void sim_modules_end(struct sim_ctx *ctx)
+{
+	pthread_mutex_lock(&spare_lock);
+	for (struct sim_module *m = loaded, *next; m != NULL; m = next) {
+		next = m->next;
+		if (m->ctx == ctx)
+			module_end(m);
+	}
+	pthread_mutex_unlock(&spare_lock);
 }
 
 SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod)
@@ -199,18 +237,13 @@ SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod)
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (m == NULL || m->magic != SIM_MAGIC_MODULE)
-		return CUDA_ERROR_INVALID_HANDLE;
-	m->magic = SIM_MAGIC_DEAD;
-	sim_global_free(&m->global);
-	/* Its functions die with it; their objects serve a later module. */
-	for (size_t i = 0; i < nfuncs; i++)
-		m->funcs->f[i].magic = SIM_MAGIC_DEAD;
 	pthread_mutex_lock(&spare_lock);
-	m->funcs->next = spare;
-	spare = m->funcs;
+	if (m == NULL || m->magic != SIM_MAGIC_MODULE) {
+		pthread_mutex_unlock(&spare_lock);
+		return CUDA_ERROR_INVALID_HANDLE;
+	}
+	module_end(m);
 	pthread_mutex_unlock(&spare_lock);
-	sim_retire(m);
 	return CUDA_SUCCESS;
 }
 

@@ -326,6 +326,9 @@ START_TEST(test_reset_clears_sticky)
 	CHK(cuDevicePrimaryCtxRetain(&ctx, 0));
 	CHK(cuCtxSetCurrent(ctx));
 	CHK(cuCtxSynchronize());
+	/* The reset unloaded the module too. */
+	CHK_ERR(cuModuleUnload(simtest_mod), CUDA_ERROR_INVALID_HANDLE);
+	CHK(cuModuleLoadData(&simtest_mod, "simcuda"));
 	expect_usable();
 	/* And a new fault is reported again. */
 	CHK(simtest_fill(va, 1.0f, 16, NULL));

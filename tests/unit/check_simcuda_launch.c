@@ -987,12 +987,14 @@ START_TEST(test_module_errors)
 }
 END_TEST
 
-/* A module's functions die with it, and a module loaded afterwards may get their handles for other
- * functions, as from a real driver, whose function objects are freed memory then. */
+/* A module's functions die with it (at its unload, or its context's end), and a module loaded
+ * afterwards may get their handles for other functions, as from a real driver, whose function
+ * objects are freed memory then. */
 START_TEST(test_module_unload_gives_handles_back)
 {
 	CUmodule m1, m2, of = NULL;
 	CUfunction f1, f2;
+	CUcontext c;
 	const char *name = NULL;
 	size_t off, size;
 
@@ -1013,6 +1015,16 @@ START_TEST(test_module_unload_gives_handles_back)
 	ck_assert_ptr_ne(f2, f1);
 	CHK(cuModuleUnload(m2));
 	/* The module the harness loaded has functions of its own. */
+	CHK(cuFuncGetModule(&of, simtest_func("mv_fill")));
+	ck_assert_ptr_eq(of, simtest_mod);
+	/* A context's end unloads the modules loaded in it. */
+	CHK(cuCtxCreate(&c, NULL, 0, 0));
+	CHK(cuModuleLoadData(&m1, "simcuda"));
+	CHK(cuModuleGetFunction(&f1, m1, "mv_fill"));
+	CHK(cuCtxDestroy(c));
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	CHK_ERR(cuFuncGetParamInfo(f1, 0, &off, &size), CUDA_ERROR_INVALID_HANDLE);
+	CHK_ERR(cuModuleUnload(m1), CUDA_ERROR_INVALID_HANDLE);
 	CHK(cuFuncGetModule(&of, simtest_func("mv_fill")));
 	ck_assert_ptr_eq(of, simtest_mod);
 }
