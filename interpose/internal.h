@@ -231,6 +231,9 @@ void mv_stream_forget(CUstream h);
  * Only entries that took their handle before `before` (mv_stream_now, read before the driver
  * ended the context) are retired: a later one may serve the context retained again since. */
 uint64_t mv_stream_now(void);
+/* Context ctx has ended, and the modules loaded in it with it: the parameter layouts of their
+ * functions are forgotten (launch.c), as their handles may name other functions later. */
+void mv_layouts_ctx_ended(CUcontext ctx);
 void mv_stream_retire_ctx(CUcontext ctx, uint64_t before);
 /* Blocks until ticket t of s has completed. */
 void mv_stream_sync_ticket(struct mv_stream *s, uint64_t t);

@@ -32,6 +32,7 @@ struct layout {
 	_Atomic(CUfunction) f; /* published last; LAYOUT_GONE once forgotten */
 	int known;             /* the driver reported every parameter */
 	void *owner;           /* f's module, or its library for a CUkernel; NULL when unknown */
+	CUcontext ctx;         /* where f's module was loaded (it dies with it); NULL for a library's */
 	uint32_t n;
 	const uint16_t *off, *size; /* the arrays below, or heap arrays past MV_INLINE_PARAMS */
 	uint16_t off_in[MV_INLINE_PARAMS];
@@ -71,17 +72,21 @@ static CUresult param_info(CUfunction f, int *as_kernel, size_t i, size_t *off, 
 	return mv_real.cuKernelGetParamInfo((CUkernel)f, i, off, size);
 }
 
-/* What f was loaded with, whose unload ends it: its module, or a CUkernel's library. */
-static void *owner_of(CUfunction f, int as_kernel)
+/* What f was loaded with, whose unload ends it: its module (which also ends with its context,
+ * the one a launch of f has current), or a CUkernel's library. */
+static void owner_of(CUfunction f, int as_kernel, struct layout *l)
 {
 	CUmodule m = NULL;
 	CUlibrary lib = NULL;
 
-	if (!as_kernel && mv_real.cuFuncGetModule != NULL && mv_real.cuFuncGetModule(&m, f) == CUDA_SUCCESS)
-		return m;
-	if (mv_real.cuKernelGetLibrary != NULL && mv_real.cuKernelGetLibrary(&lib, (CUkernel)f) == CUDA_SUCCESS)
-		return lib;
-	return NULL;
+	if (!as_kernel && mv_real.cuFuncGetModule != NULL && mv_real.cuFuncGetModule(&m, f) == CUDA_SUCCESS) {
+		l->owner = m;
+		if (mv_real.cuCtxGetCurrent(&l->ctx) != CUDA_SUCCESS)
+			l->ctx = NULL;
+	} else if (mv_real.cuKernelGetLibrary != NULL &&
+		   mv_real.cuKernelGetLibrary(&lib, (CUkernel)f) == CUDA_SUCCESS) {
+		l->owner = lib;
+	}
 }
 
 /* Asks the driver for f's layout into l; l->known stays 0 when it will not say. Heap arrays hold a
@@ -121,7 +126,7 @@ static void layout_query(CUfunction f, struct layout *l)
 	}
 	/* Running past the last parameter is the only good end. */
 	l->known = r == CUDA_ERROR_INVALID_VALUE;
-	l->owner = owner_of(f, as_kernel);
+	owner_of(f, as_kernel, l);
 	l->off = off;
 	l->size = size;
 	if (!l->known)
@@ -159,6 +164,7 @@ static __attribute__((noinline)) const struct layout *layout_add(CUfunction f)
 		struct layout *l = at = free_at;
 		l->known = tmp.known;
 		l->owner = tmp.owner;
+		l->ctx = tmp.ctx;
 		l->n = tmp.n;
 		memcpy(l->off_in, tmp.off_in, sizeof(tmp.off_in));
 		memcpy(l->size_in, tmp.size_in, sizeof(tmp.size_in));
@@ -183,17 +189,19 @@ static __attribute__((noinline)) const struct layout *layout_add(CUfunction f)
 	return &unlisted;
 }
 
-/* Forgets the layouts of owner's functions: their handles may name other functions once it is
- * unloaded. Called before the driver unloads it; a launch of one of them meanwhile is the app's
- * error. A function whose owner the driver would not tell keeps its layout: another thread may be
- * launching it now. */
-static void layouts_forget(void *owner)
+/* Forgets the layouts of owner's functions, or of the functions of modules loaded in ctx: their
+ * handles may name other functions once the module is unloaded (a context's end unloads its
+ * modules). Called before the driver unloads a module; a launch of one of them meanwhile is the
+ * app's error. A function whose owner the driver would not tell keeps its layout: another thread
+ * may be launching it now. */
+static void layouts_forget(void *owner, CUcontext ctx)
 {
 	pthread_mutex_lock(&layout_lock);
 	for (size_t i = 0; i < MV_LAYOUTS; i++) {
 		struct layout *l = &layouts[i];
 		CUfunction g = atomic_load_explicit(&l->f, memory_order_relaxed);
-		if (g == NULL || g == LAYOUT_GONE || l->owner != owner)
+		if (g == NULL || g == LAYOUT_GONE || l->owner == NULL ||
+		    (l->owner != owner && (ctx == NULL || l->ctx != ctx)))
 			continue;
 		atomic_store_explicit(&l->f, LAYOUT_GONE, memory_order_release);
 		if (l->off != l->off_in) {
@@ -206,12 +214,18 @@ static void layouts_forget(void *owner)
 	pthread_mutex_unlock(&layout_lock);
 }
 
+void mv_layouts_ctx_ended(CUcontext ctx)
+{
+	if (ctx != NULL)
+		layouts_forget(NULL, ctx);
+}
+
 MV_EXPORT CUresult cuModuleUnload(CUmodule m)
 {
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	if (m != NULL)
-		layouts_forget(m);
+		layouts_forget(m, NULL);
 	return mv_real.cuModuleUnload(m);
 }
 
@@ -223,9 +237,9 @@ MV_EXPORT CUresult cuLibraryUnload(CUlibrary lib)
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	if (lib != NULL) {
-		layouts_forget(lib);
+		layouts_forget(lib, NULL);
 		if (mv_real.cuLibraryGetModule != NULL && mv_real.cuLibraryGetModule(&m, lib) == CUDA_SUCCESS && m != NULL)
-			layouts_forget(m);
+			layouts_forget(m, NULL);
 	}
 	return mv_real.cuLibraryUnload(lib);
 }

@@ -767,6 +767,7 @@ static void ended(CUcontext ctx, uint64_t before, const char *how)
 	if (ctx == NULL)
 		return;
 	mv_stream_retire_ctx(ctx, before);
+	mv_layouts_ctx_ended(ctx);
 	if (ctx != mv_dev()->ctx)
 		return;
 	mv_paged_ctx_ended();

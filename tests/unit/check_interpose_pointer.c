@@ -221,14 +221,16 @@ START_TEST(test_cukernel_launch_pages_in)
 }
 END_TEST
 
-/* A module is unloaded and another loaded, and a handle of the first (mv_fill's, whose layout memvirt
- * learned at its launch) comes back naming another function: mv_axpy, whose second pointer sits where
- * mv_fill has a 4-byte float. Its launch must be scanned with mv_axpy's layout, or the paged-out
- * buffer it names there is missed and the kernel faults. */
+/* A module is unloaded (_i 0), or the context it was loaded in destroyed (_i 1), and another module
+ * loaded, and a handle of the first (mv_fill's, whose layout memvirt learned at its launch) comes
+ * back naming another function: mv_axpy, whose second pointer sits where mv_fill has a 4-byte
+ * float. Its launch must be scanned with mv_axpy's layout, or the paged-out buffer it names there
+ * is missed and the kernel faults. */
 START_TEST(test_handle_of_an_unloaded_module)
 {
 	struct five t;
 	CUmodule m1, m2;
+	CUcontext c = NULL;
 	CUfunction f;
 	CUdeviceptr p;
 	const char *name = NULL;
@@ -237,14 +239,21 @@ START_TEST(test_handle_of_an_unloaded_module)
 	void *args[] = {&p, &one, &n};
 
 	simtest_start(ENV, NET_OFF);
+	CHK(cuMemAlloc(&p, BUF));
+	if (_i == 1)
+		CHK(cuCtxCreate(&c, NULL, 0, 0));
 	CHK(cuModuleLoadData(&m1, "simcuda"));
 	CHK(cuModuleGetFunction(&f, m1, "mv_fill"));
-	CHK(cuMemAlloc(&p, BUF));
 	CHK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL));
 	CHK(cuCtxSynchronize());
+	if (_i == 1) {
+		CHK(cuCtxDestroy(c));
+		CHK(cuCtxSetCurrent(simtest_ctx));
+	} else {
+		CHK(cuModuleUnload(m1));
+	}
 	simtest_expect_floats(p, NF, 1.0f);
 	CHK(cuMemFree(p));
-	CHK(cuModuleUnload(m1));
 	CHK(cuModuleLoadData(&m2, "simcuda"));
 	CHK(cuFuncGetName(&name, f));
 	ck_assert_str_eq(name, "mv_axpy");
@@ -430,7 +439,7 @@ static Suite *pointer_suite(void)
 	tcase_add_test(tc, test_pool_usage_counts_served_allocations);
 	tc = simtest_tcase(s, "layouts", 60);
 	tcase_add_test(tc, test_cukernel_launch_pages_in);
-	tcase_add_test(tc, test_handle_of_an_unloaded_module);
+	tcase_add_loop_test(tc, test_handle_of_an_unloaded_module, 0, 2);
 	tcase_add_test(tc, test_layout_table_full);
 	tcase_add_loop_test(tc, test_unknown_layout_falls_back, 0, 2);
 	tcase_add_test(tc, test_wide_kernel_scanned_whole);
