@@ -206,6 +206,7 @@ struct mv_stream {
 	_Atomic uint64_t marked;      /* the per-thread stream's latest ticket marked */
 	_Atomic int quiet;            /* MV_QUIET_* (set under demand_lock): `demand` was its last mark */
 	_Atomic uint64_t born;        /* when it took its handle, for mv_stream_retire_ctx */
+	_Atomic int ending;           /* its context ended: a submission ending now waits for its work */
 	unsigned index;               /* its place in the table, fixed */
 };
 
@@ -225,16 +226,20 @@ uint64_t mv_stream_latest(struct mv_stream *s);
 /* The app destroys stream h: marks the end of its work and forgets it, so that later waits use
  * that mark and a new stream with the same handle starts afresh. */
 void mv_stream_forget(CUstream h);
+/* A new moment, later than every one before: stream entries taking a handle, captures beginning
+ * and parameter layouts being added each have one, and so does a context's end, taken before the
+ * driver ends it. */
+uint64_t mv_moment(void);
 /* Context ctx has ended (destroyed, reset, or a primary context released for the last time): the
  * entries of its streams are retired for good, every ticket on them counts as complete, the
  * handle value starts afresh should a new context get it, and the captures on its streams end.
- * Only entries that took their handle before `before` (mv_stream_now, read before the driver
- * ended the context) are retired: a later one may serve the context retained again since. */
-uint64_t mv_stream_now(void);
-/* Context ctx has ended, and the modules loaded in it with it: the parameter layouts of their
- * functions are forgotten (launch.c), as their handles may name other functions later. */
-void mv_layouts_ctx_ended(CUcontext ctx);
+ * Only entries that took their handle before `before` (the end's mv_moment) are retired: a later
+ * one may serve the context retained again since. */
 void mv_stream_retire_ctx(CUcontext ctx, uint64_t before);
+/* Context ctx has ended, and the modules loaded in it with it: the parameter layouts of their
+ * functions, added before `before` (the end's mv_moment), are forgotten (launch.c), as their
+ * handles may name other functions later. */
+void mv_layouts_ctx_ended(CUcontext ctx, uint64_t before);
 /* Blocks until ticket t of s has completed. */
 void mv_stream_sync_ticket(struct mv_stream *s, uint64_t t);
 /* Nonzero when ticket t of s has completed. */

@@ -33,6 +33,7 @@ struct layout {
 	int known;             /* the driver reported every parameter */
 	void *owner;           /* f's module, or its library for a CUkernel; NULL when unknown */
 	CUcontext ctx;         /* where f's module was loaded (it dies with it); NULL for a library's */
+	uint64_t since;        /* when it was added (mv_moment) */
 	uint32_t n;
 	const uint16_t *off, *size; /* the arrays below, or heap arrays past MV_INLINE_PARAMS */
 	uint16_t off_in[MV_INLINE_PARAMS];
@@ -140,6 +141,9 @@ static void layout_query(CUfunction f, struct layout *l)
 static __attribute__((noinline)) const struct layout *layout_add(CUfunction f)
 {
 	struct layout tmp = {0}, *at = NULL, *free_at = NULL;
+	/* Taken before the query: a context's end that began before it forgets this layout too. */
+	uint64_t since = mv_moment();
+	int kept;
 	size_t i;
 
 	layout_query(f, &tmp);
@@ -165,6 +169,7 @@ static __attribute__((noinline)) const struct layout *layout_add(CUfunction f)
 		l->known = tmp.known;
 		l->owner = tmp.owner;
 		l->ctx = tmp.ctx;
+		l->since = since;
 		l->n = tmp.n;
 		memcpy(l->off_in, tmp.off_in, sizeof(tmp.off_in));
 		memcpy(l->size_in, tmp.size_in, sizeof(tmp.size_in));
@@ -173,9 +178,11 @@ static __attribute__((noinline)) const struct layout *layout_add(CUfunction f)
 		tmp.off = l->off;
 		atomic_store_explicit(&l->f, f, memory_order_release);
 	}
+	/* Another thread published f first, or the table is full: the heap arrays are not kept.
+	 * Decided under the lock, as a forget may take the slot's arrays as soon as it is let go. */
+	kept = at != NULL && tmp.off == at->off;
 	pthread_mutex_unlock(&layout_lock);
-	/* Another thread published f first, or the table is full: the heap arrays are not kept. */
-	if (tmp.off != tmp.off_in && (at == NULL || tmp.off != at->off)) {
+	if (tmp.off != tmp.off_in && !kept) {
 		free((void *)tmp.off);
 		free((void *)tmp.size);
 	}
@@ -194,13 +201,13 @@ static __attribute__((noinline)) const struct layout *layout_add(CUfunction f)
  * modules). Called before the driver unloads a module; a launch of one of them meanwhile is the
  * app's error. A function whose owner the driver would not tell keeps its layout: another thread
  * may be launching it now. */
-static void layouts_forget(void *owner, CUcontext ctx)
+static void layouts_forget(void *owner, CUcontext ctx, uint64_t before)
 {
 	pthread_mutex_lock(&layout_lock);
 	for (size_t i = 0; i < MV_LAYOUTS; i++) {
 		struct layout *l = &layouts[i];
 		CUfunction g = atomic_load_explicit(&l->f, memory_order_relaxed);
-		if (g == NULL || g == LAYOUT_GONE || l->owner == NULL ||
+		if (g == NULL || g == LAYOUT_GONE || l->owner == NULL || l->since > before ||
 		    (l->owner != owner && (ctx == NULL || l->ctx != ctx)))
 			continue;
 		atomic_store_explicit(&l->f, LAYOUT_GONE, memory_order_release);
@@ -214,10 +221,10 @@ static void layouts_forget(void *owner, CUcontext ctx)
 	pthread_mutex_unlock(&layout_lock);
 }
 
-void mv_layouts_ctx_ended(CUcontext ctx)
+void mv_layouts_ctx_ended(CUcontext ctx, uint64_t before)
 {
 	if (ctx != NULL)
-		layouts_forget(NULL, ctx);
+		layouts_forget(NULL, ctx, before);
 }
 
 MV_EXPORT CUresult cuModuleUnload(CUmodule m)
@@ -225,7 +232,7 @@ MV_EXPORT CUresult cuModuleUnload(CUmodule m)
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	if (m != NULL)
-		layouts_forget(m, NULL);
+		layouts_forget(m, NULL, UINT64_MAX);
 	return mv_real.cuModuleUnload(m);
 }
 
@@ -237,9 +244,9 @@ MV_EXPORT CUresult cuLibraryUnload(CUlibrary lib)
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	if (lib != NULL) {
-		layouts_forget(lib, NULL);
+		layouts_forget(lib, NULL, UINT64_MAX);
 		if (mv_real.cuLibraryGetModule != NULL && mv_real.cuLibraryGetModule(&m, lib) == CUDA_SUCCESS && m != NULL)
-			layouts_forget(m, NULL);
+			layouts_forget(m, NULL, UINT64_MAX);
 	}
 	return mv_real.cuLibraryUnload(lib);
 }

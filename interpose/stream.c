@@ -10,7 +10,7 @@
 
 static struct mv_stream table[MV_MAX_STREAMS];
 static _Atomic unsigned count;
-/* Counts the handles entries have taken (each entry's `born`) and the captures begun. */
+/* The last moment given (mv_moment). */
 static _Atomic uint64_t moments;
 /* Guards adding to the table; lookups read entries published by count. */
 static pthread_mutex_t add_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -80,26 +80,37 @@ static void retire(struct mv_stream *s)
 	atomic_store_explicit(&s->quiet, MV_QUIET_GONE, memory_order_release);
 }
 
-/* An entry takes a handle, or a capture begins: each at its own moment of `moments`. */
+/* Each call's own, larger than every earlier one's (mv_moment). */
 static uint64_t moment(void)
 {
-	return atomic_fetch_add_explicit(&moments, 1, memory_order_relaxed) + 1;
+	return atomic_fetch_add_explicit(&moments, 1, memory_order_acq_rel) + 1;
+}
+
+/* s is about to be retired once what it ran is waited for: a submission that ends on it from now
+ * on waits for its own work (mv_stream_end), as the wait below may not see it. */
+static void ending(struct mv_stream *s)
+{
+	atomic_store_explicit(&s->ending, 1, memory_order_seq_cst);
 }
 
 /* A mark on s was refused with r. Where the caller may block (block set), the stream is
  * synchronised in its stead, which covers all it ran; else it is only asked whether it has
- * drained, as a caller holding mv_lock must not wait for the device. Returns whether the entry is
- * to be retired: its context ended and took the event with it (an end memvirt did not see, or not
- * yet: another thread's, racing with this call), and nothing it ran is still running. A new entry
- * then serves the handle, with events of the context as it is now. */
+ * drained, as a caller holding mv_lock must not wait for the device (and, holding it, knows no
+ * submission takes a ticket meanwhile). Returns whether the entry is to be retired: its context
+ * ended and took the event with it (an end memvirt did not see, or not yet: another thread's,
+ * racing with this call), and nothing it ran is still running. A new entry then serves the
+ * handle, with events of the context as it is now. */
 static int unmarked(struct mv_stream *s, CUresult r, int block)
 {
 	int ended = r == CUDA_ERROR_INVALID_HANDLE || r == CUDA_ERROR_INVALID_CONTEXT ||
 		    r == CUDA_ERROR_CONTEXT_IS_DESTROYED;
 
 	if (!block)
-		return ended && in_ctx(s, query_on, NULL) != CUDA_ERROR_NOT_READY;
+		return ended && atomic_load_explicit(&s->inflight, memory_order_acquire) == 0 &&
+		       in_ctx(s, query_on, NULL) != CUDA_ERROR_NOT_READY;
 	mv_log(MV_LOG_DEBUG, "stream %p cannot be marked (error %d): synchronised instead", (void *)s->handle, (int)r);
+	if (ended)
+		ending(s);
 	in_ctx(s, sync_on, NULL);
 	return ended;
 }
@@ -141,6 +152,7 @@ static struct mv_stream *reuse(CUstream h, int per_thread, CUcontext ctx)
 		    atomic_load_explicit(&t->quiet, memory_order_relaxed) == MV_QUIET_DEAD) {
 			t->handle = h;
 			atomic_store_explicit(&t->born, moment(), memory_order_relaxed);
+			atomic_store_explicit(&t->ending, 0, memory_order_relaxed);
 			atomic_store_explicit(&t->quiet, 0, memory_order_release);
 			s = t;
 		}
@@ -192,6 +204,7 @@ static struct mv_stream *recycle(CUstream h, CUcontext ctx, CUevent *ev)
 			atomic_store_explicit(&s->slot_ticket[j], 0, memory_order_relaxed);
 		}
 		atomic_store_explicit(&s->born, moment(), memory_order_relaxed);
+		atomic_store_explicit(&s->ending, 0, memory_order_relaxed);
 		atomic_store_explicit(&s->quiet, 0, memory_order_release);
 		pthread_mutex_unlock(&s->demand_lock);
 		return s;
@@ -229,6 +242,7 @@ static struct mv_stream *add(CUstream h, int per_thread, CUcontext ctx)
 		}
 		atomic_store_explicit(&s->next_ticket, 1, memory_order_relaxed);
 		atomic_store_explicit(&s->born, moment(), memory_order_relaxed);
+		atomic_store_explicit(&s->ending, 0, memory_order_relaxed);
 		atomic_fetch_add_explicit(&count, 1, memory_order_release);
 		for (i = 0; i <= MV_RING; i++)
 			ev[i] = NULL;
@@ -369,9 +383,9 @@ void mv_stream_end(struct mv_stream *s, uint64_t t)
 		atomic_store_explicit(&s->slot_ticket[slot], t, memory_order_release);
 		if (s->per_thread)
 			atomic_store_explicit(&s->marked, t, memory_order_release);
-	} else if (gone(s)) {
-		/* Retired while this submission was on its way: its ticket counts as complete, so its
-		 * work is waited for now, while its buffers are still busy. */
+	} else if (gone(s) || atomic_load_explicit(&s->ending, memory_order_seq_cst)) {
+		/* Retired, or being retired, while this submission was on its way: its ticket counts as
+		 * complete, so its work is waited for now, while its buffers are still busy. */
 		in_ctx(s, sync_on, NULL);
 	}
 	atomic_fetch_sub_explicit(&s->inflight, 1, memory_order_acq_rel);
@@ -456,9 +470,9 @@ void mv_stream_forget(CUstream h)
 
 static void captures_end(CUcontext ctx, uint64_t before);
 
-uint64_t mv_stream_now(void)
+uint64_t mv_moment(void)
 {
-	return atomic_load_explicit(&moments, memory_order_acquire);
+	return moment();
 }
 
 void mv_stream_retire_ctx(CUcontext ctx, uint64_t before)
@@ -470,9 +484,13 @@ void mv_stream_retire_ctx(CUcontext ctx, uint64_t before)
 		if (gone(s) || s->ctx != ctx || atomic_load_explicit(&s->born, memory_order_relaxed) > before)
 			continue;
 		/* Work another thread enqueued on the handle since the end (a primary context retained
-		 * again at once) would count as complete: it is waited for. A dead context's stream
-		 * answers at once. */
-		in_ctx(s, sync_on, NULL);
+		 * again at once) would count as complete: it is waited for, and what ends meanwhile
+		 * waits for itself. A dead context's stream answers at once. A destroyed or capturing
+		 * stream is not asked (its handle may be freed, or the wait refused), nor a per-thread
+		 * one, which only its thread can name and which marks each launch itself. */
+		ending(s);
+		if (!s->per_thread && atomic_load_explicit(&s->quiet, memory_order_acquire) == 0)
+			in_ctx(s, sync_on, NULL);
 		pthread_mutex_lock(&s->demand_lock);
 		if (s->ctx == ctx && atomic_load_explicit(&s->born, memory_order_relaxed) <= before)
 			retire(s);
@@ -529,7 +547,7 @@ static struct {
 	CUstream handle;
 	struct mv_stream *own; /* for the per-thread stream: whose */
 	CUcontext ctx;         /* the stream's: the capture ends with it */
-	uint64_t since;        /* its moment (mv_stream_now) */
+	uint64_t since;        /* its moment */
 } captures[MV_MAX_CAPTURES];
 static _Atomic int ncaptures;
 
@@ -767,7 +785,7 @@ static void ended(CUcontext ctx, uint64_t before, const char *how)
 	if (ctx == NULL)
 		return;
 	mv_stream_retire_ctx(ctx, before);
-	mv_layouts_ctx_ended(ctx);
+	mv_layouts_ctx_ended(ctx, before);
 	if (ctx != mv_dev()->ctx)
 		return;
 	mv_paged_ctx_ended();
@@ -788,7 +806,7 @@ MV_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx)
 
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
-	before = mv_stream_now();
+	before = mv_moment();
 	r = mv_real.cuCtxDestroy_v2(ctx);
 	if (r == CUDA_SUCCESS)
 		ended(ctx, before, "destroyed");
@@ -807,7 +825,7 @@ static CUresult primary_end(CUdevice dev, CUresult (*real)(CUdevice), int releas
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	ctx = primary_of(dev);
-	before = mv_stream_now();
+	before = mv_moment();
 	r = real(dev);
 	if (r != CUDA_SUCCESS)
 		return r;

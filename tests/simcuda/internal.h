@@ -374,6 +374,8 @@ CUresult sim_param_info(const struct mv_kernel_desc *d, size_t index, size_t *of
 #define SIM_GLOBAL_BYTES 256
 CUresult sim_global_get(uint64_t *slot, const char *name, CUdeviceptr *dptr, size_t *bytes);
 void sim_global_free(uint64_t *slot);
+/* The same without waiting for the device: no stream may still use the variable. */
+void sim_global_release(uint64_t *slot);
 
 /* Capture (graph.c): records a kernel op into the capturing graph instead of running it. */
 CUresult sim_graph_capture_kernel(struct sim_stream *s, struct sim_op *op);

@@ -32,7 +32,8 @@ struct sim_module {
 	uint64_t global; /* its module-scope variable, once asked for */
 	struct sim_funcs *funcs;
 	struct sim_ctx *ctx;      /* loaded in it: the module dies with it */
-	struct sim_module *next;  /* on the list of loaded modules */
+	struct sim_module *next;  /* on the list of loaded modules, or of those its context's end unloads */
+	uint64_t global_gone;     /* its global, to free once its context's end lets spare_lock go */
 };
 
 /* Guards the spare sets and the list of loaded modules. */
@@ -202,37 +203,61 @@ SIM_EXPORT CUresult cuModuleLoadData(CUmodule *mod, const void *image)
 	return CUDA_SUCCESS;
 }
 
-/* Unloads m, off the list of loaded modules. Called with spare_lock held. */
-static void module_end(struct sim_module *m)
+/* Unloads m, once off the list of loaded modules; its global, if any, is the caller's to free (moved
+ * to *global) once spare_lock is let go, as a free may wait for the device. Called with spare_lock
+ * held. */
+static void module_end(struct sim_module *m, uint64_t *global)
 {
 	m->magic = SIM_MAGIC_DEAD;
-	sim_global_free(&m->global);
+	*global = m->global;
+	m->global = 0;
 	/* Its functions die with it; their objects serve a later module. */
 	for (size_t i = 0; i < nfuncs; i++)
 		m->funcs->f[i].magic = SIM_MAGIC_DEAD;
 	m->funcs->next = spare;
 	spare = m->funcs;
+}
+
+/* Takes m off the list of loaded modules. Called with spare_lock held. */
+static void module_unlink(struct sim_module *m)
+{
 	for (struct sim_module **at = &loaded; *at != NULL; at = &(*at)->next)
 		if (*at == m) {
 			*at = m->next;
-			break;
+			return;
 		}
 }
 
 void sim_modules_end(struct sim_ctx *ctx)
 {
+	struct sim_module *ended = NULL;
+	uint64_t global;
+
 	pthread_mutex_lock(&spare_lock);
-	for (struct sim_module *m = loaded, *next; m != NULL; m = next) {
-		next = m->next;
-		if (m->ctx == ctx)
-			module_end(m);
+	for (struct sim_module **at = &loaded; *at != NULL;) {
+		struct sim_module *m = *at;
+		if (m->ctx != ctx) {
+			at = &m->next;
+			continue;
+		}
+		*at = m->next;
+		module_end(m, &m->global_gone);
+		m->next = ended;
+		ended = m;
 	}
 	pthread_mutex_unlock(&spare_lock);
+	/* The context's streams are idle: its end waited for them. */
+	for (struct sim_module *m = ended; m != NULL; m = m->next) {
+		global = m->global_gone;
+		m->global_gone = 0;
+		sim_global_release(&global);
+	}
 }
 
 SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod)
 {
 	struct sim_module *m = (struct sim_module *)hmod;
+	uint64_t global = 0;
 	CUresult r = sim_enter();
 
 	if (r != CUDA_SUCCESS)
@@ -242,8 +267,10 @@ SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod)
 		pthread_mutex_unlock(&spare_lock);
 		return CUDA_ERROR_INVALID_HANDLE;
 	}
-	module_end(m);
+	module_unlink(m);
+	module_end(m, &global);
 	pthread_mutex_unlock(&spare_lock);
+	sim_global_free(&global);
 	return CUDA_SUCCESS;
 }
 

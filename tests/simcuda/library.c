@@ -32,15 +32,22 @@ CUresult sim_global_get(uint64_t *slot, const char *name, CUdeviceptr *dptr, siz
 	return CUDA_SUCCESS;
 }
 
+void sim_global_release(uint64_t *slot)
+{
+	if (*slot == 0)
+		return;
+	pthread_mutex_lock(&sim_mem_lock);
+	sim_alloc_free(*slot);
+	pthread_mutex_unlock(&sim_mem_lock);
+	*slot = 0;
+}
+
 void sim_global_free(uint64_t *slot)
 {
 	if (*slot == 0)
 		return;
 	sim_streams_idle(NULL);
-	pthread_mutex_lock(&sim_mem_lock);
-	sim_alloc_free(*slot);
-	pthread_mutex_unlock(&sim_mem_lock);
-	*slot = 0;
+	sim_global_release(slot);
 }
 
 static struct sim_library *library_of(CUlibrary l)
