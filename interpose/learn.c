@@ -73,6 +73,7 @@ uint32_t mv_func_number(uintptr_t fkey, int *marker)
 {
 	size_t i = fslot_of(fkey);
 	const char *name = NULL;
+	char *copy = NULL;
 	uint32_t num = UINT32_MAX;
 
 	for (size_t probe = 0; probe < MV_FUNC_SLOTS; probe++, i = (i + 1) & (MV_FUNC_SLOTS - 1)) {
@@ -84,11 +85,14 @@ uint32_t mv_func_number(uintptr_t fkey, int *marker)
 		if (k == 0)
 			break;
 	}
-	/* First sight: its name from the driver, outside the lock. */
+	/* First sight: its name from the driver, outside the lock. A copy: the driver's string goes
+	 * with the function's module, which may be unloaded before the planner reads the name. */
 	if (fkey <= MV_FK_LAST)
 		name = pseudo_names[fkey];
 	else if (mv_real.cuFuncGetName == NULL || mv_real.cuFuncGetName(&name, (CUfunction)fkey) != CUDA_SUCCESS)
 		name = NULL;
+	else if (name != NULL)
+		name = copy = strdup(name);
 	*marker = 0;
 	pthread_mutex_lock(&func_lock);
 	i = fslot_of(fkey);
@@ -108,6 +112,8 @@ uint32_t mv_func_number(uintptr_t fkey, int *marker)
 				name = fname_own[num];
 			}
 			fnames[num] = name;
+			if (name == copy)
+				copy = NULL; /* kept */
 			fslots[i].num = num;
 			fslots[i].marker = mv_cfg.marker != NULL && fkey > MV_FK_LAST && strcmp(name, mv_cfg.marker) == 0;
 			*marker = fslots[i].marker;
@@ -116,6 +122,7 @@ uint32_t mv_func_number(uintptr_t fkey, int *marker)
 		}
 	}
 	pthread_mutex_unlock(&func_lock);
+	free(copy);
 	return num;
 }
 
