@@ -80,10 +80,16 @@ static void retire(struct mv_stream *s)
 	atomic_store_explicit(&s->quiet, MV_QUIET_GONE, memory_order_release);
 }
 
-/* Each call's own, larger than every earlier one's (mv_moment). */
-static uint64_t moment(void)
+uint64_t mv_moment(void)
 {
 	return atomic_fetch_add_explicit(&moments, 1, memory_order_acq_rel) + 1;
+}
+
+/* s takes a handle (again): a new moment, and no end under way. */
+static void renewed(struct mv_stream *s)
+{
+	atomic_store_explicit(&s->born, mv_moment(), memory_order_relaxed);
+	atomic_store_explicit(&s->ending, 0, memory_order_relaxed);
 }
 
 /* s is about to be retired once what it ran is waited for: a submission that ends on it from now
@@ -151,8 +157,7 @@ static struct mv_stream *reuse(CUstream h, int per_thread, CUcontext ctx)
 		if ((per_thread || (s = find(h, ctx)) == NULL) &&
 		    atomic_load_explicit(&t->quiet, memory_order_relaxed) == MV_QUIET_DEAD) {
 			t->handle = h;
-			atomic_store_explicit(&t->born, moment(), memory_order_relaxed);
-			atomic_store_explicit(&t->ending, 0, memory_order_relaxed);
+			renewed(t);
 			atomic_store_explicit(&t->quiet, 0, memory_order_release);
 			s = t;
 		}
@@ -181,6 +186,19 @@ static CUresult events_in(CUcontext ctx, CUevent *ev, unsigned n)
 	return r;
 }
 
+/* s takes h, of ctx, with ev: the ring, then `demand`, events of ctx. */
+static void take(struct mv_stream *s, CUstream h, CUcontext ctx, CUevent *ev)
+{
+	s->handle = h;
+	s->ctx = ctx;
+	s->demand = ev[MV_RING];
+	for (unsigned j = 0; j < MV_RING; j++) {
+		s->ring[j] = ev[j];
+		atomic_store_explicit(&s->slot_ticket[j], 0, memory_order_relaxed);
+	}
+	renewed(s);
+}
+
 /* An entry retired with its ended context, given to h with ev, events of h's context (the old ones
  * died with theirs). Never a per-thread one, which its thread may still hold. Its tickets go on from
  * where they were: every older one is complete, and a wait for one now waits at most for h's work.
@@ -196,15 +214,7 @@ static struct mv_stream *recycle(CUstream h, CUcontext ctx, CUevent *ev)
 		if (!gone(s) || s->per_thread || atomic_load_explicit(&s->inflight, memory_order_acquire) != 0)
 			continue;
 		pthread_mutex_lock(&s->demand_lock);
-		s->handle = h;
-		s->ctx = ctx;
-		s->demand = ev[MV_RING];
-		for (unsigned j = 0; j < MV_RING; j++) {
-			s->ring[j] = ev[j];
-			atomic_store_explicit(&s->slot_ticket[j], 0, memory_order_relaxed);
-		}
-		atomic_store_explicit(&s->born, moment(), memory_order_relaxed);
-		atomic_store_explicit(&s->ending, 0, memory_order_relaxed);
+		take(s, h, ctx, ev);
 		atomic_store_explicit(&s->quiet, 0, memory_order_release);
 		pthread_mutex_unlock(&s->demand_lock);
 		return s;
@@ -231,18 +241,10 @@ static struct mv_stream *add(CUstream h, int per_thread, CUcontext ctx)
 	} else if (s == NULL && atomic_load_explicit(&count, memory_order_relaxed) < MV_MAX_STREAMS) {
 		s = &table[atomic_load_explicit(&count, memory_order_relaxed)];
 		s->index = (unsigned)(s - table);
-		s->handle = h;
-		s->ctx = ctx;
 		s->per_thread = per_thread;
-		s->demand = ev[MV_RING];
 		pthread_mutex_init(&s->demand_lock, NULL);
-		for (i = 0; i < MV_RING; i++) {
-			s->ring[i] = ev[i];
-			atomic_store_explicit(&s->slot_ticket[i], 0, memory_order_relaxed);
-		}
+		take(s, h, ctx, ev);
 		atomic_store_explicit(&s->next_ticket, 1, memory_order_relaxed);
-		atomic_store_explicit(&s->born, moment(), memory_order_relaxed);
-		atomic_store_explicit(&s->ending, 0, memory_order_relaxed);
 		atomic_fetch_add_explicit(&count, 1, memory_order_release);
 		for (i = 0; i <= MV_RING; i++)
 			ev[i] = NULL;
@@ -470,11 +472,6 @@ void mv_stream_forget(CUstream h)
 
 static void captures_end(CUcontext ctx, uint64_t before);
 
-uint64_t mv_moment(void)
-{
-	return moment();
-}
-
 void mv_stream_retire_ctx(CUcontext ctx, uint64_t before)
 {
 	unsigned n = atomic_load_explicit(&count, memory_order_acquire);
@@ -597,7 +594,7 @@ void mv_capture_begin(CUstream h, int per_thread)
 		captures[ncaptures].handle = h;
 		captures[ncaptures].own = h == CU_STREAM_PER_THREAD ? s : NULL;
 		captures[ncaptures].ctx = ctx;
-		captures[ncaptures].since = moment();
+		captures[ncaptures].since = mv_moment();
 		atomic_fetch_add_explicit(&ncaptures, 1, memory_order_release);
 	}
 	pthread_mutex_unlock(&add_lock);
