@@ -33,7 +33,6 @@ struct sim_module {
 	struct sim_funcs *funcs;
 	struct sim_ctx *ctx;      /* loaded in it: the module dies with it */
 	struct sim_module *next;  /* on the list of loaded modules, or of those its context's end unloads */
-	uint64_t global_gone;     /* its global, to free once its context's end lets spare_lock go */
 };
 
 /* Guards the spare sets and the list of loaded modules. */
@@ -203,14 +202,11 @@ SIM_EXPORT CUresult cuModuleLoadData(CUmodule *mod, const void *image)
 	return CUDA_SUCCESS;
 }
 
-/* Unloads m, once off the list of loaded modules; its global, if any, is the caller's to free (moved
- * to *global) once spare_lock is let go, as a free may wait for the device. Called with spare_lock
- * held. */
-static void module_end(struct sim_module *m, uint64_t *global)
+/* Unloads m, once off the list of loaded modules; its global, if any, is the caller's to free once
+ * spare_lock is let go, as a free may wait for the device. Called with spare_lock held. */
+static void module_end(struct sim_module *m)
 {
 	m->magic = SIM_MAGIC_DEAD;
-	*global = m->global;
-	m->global = 0;
 	/* Its functions die with it; their objects serve a later module. */
 	for (size_t i = 0; i < nfuncs; i++)
 		m->funcs->f[i].magic = SIM_MAGIC_DEAD;
@@ -231,7 +227,6 @@ static void module_unlink(struct sim_module *m)
 void sim_modules_end(struct sim_ctx *ctx)
 {
 	struct sim_module *ended = NULL;
-	uint64_t global;
 
 	pthread_mutex_lock(&spare_lock);
 	for (struct sim_module **at = &loaded; *at != NULL;) {
@@ -241,23 +236,19 @@ void sim_modules_end(struct sim_ctx *ctx)
 			continue;
 		}
 		*at = m->next;
-		module_end(m, &m->global_gone);
+		module_end(m);
 		m->next = ended;
 		ended = m;
 	}
 	pthread_mutex_unlock(&spare_lock);
 	/* The context's streams are idle: its end waited for them. */
-	for (struct sim_module *m = ended; m != NULL; m = m->next) {
-		global = m->global_gone;
-		m->global_gone = 0;
-		sim_global_release(&global);
-	}
+	for (struct sim_module *m = ended; m != NULL; m = m->next)
+		sim_global_release(&m->global);
 }
 
 SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod)
 {
 	struct sim_module *m = (struct sim_module *)hmod;
-	uint64_t global = 0;
 	CUresult r = sim_enter();
 
 	if (r != CUDA_SUCCESS)
@@ -268,9 +259,9 @@ SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod)
 		return CUDA_ERROR_INVALID_HANDLE;
 	}
 	module_unlink(m);
-	module_end(m, &global);
+	module_end(m);
 	pthread_mutex_unlock(&spare_lock);
-	sim_global_free(&global);
+	sim_global_free(&m->global);
 	return CUDA_SUCCESS;
 }
 
