@@ -748,6 +748,8 @@ void mv_learn_start(void);
 /* The function number of a kernel (CUfunction) or an mv_fkey; MV_TRACE_NONE-like UINT32_MAX when
  * the table is full. *marker says whether it is MEMVIRT_ITERATION_MARKER's kernel. */
 uint32_t mv_func_number(uintptr_t fkey, int *marker);
+/* Forgets the kernel fkey once its module is unloaded: the handle may name another function next. */
+void mv_func_forget(uintptr_t fkey);
 const char *mv_func_name(uint32_t fn);
 /* App-thread records; never block: a full queue drops the record and stops planning until the
  * learner resynchronises. */

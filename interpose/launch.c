@@ -196,9 +196,9 @@ static __attribute__((noinline)) const struct layout *layout_add(CUfunction f)
 	return &unlisted;
 }
 
-/* Forgets the layouts of owner's functions, or of the functions of modules loaded in ctx: their
- * handles may name other functions once the module is unloaded (a context's end unloads its
- * modules). Called before the driver unloads a module; a launch of one of them meanwhile is the
+/* Forgets the layouts of owner's functions, or of the functions of modules loaded in ctx, and
+ * their function numbers: their handles may name other functions once the module is unloaded (a
+ * context's end unloads its modules). Called before the driver unloads a module; a launch of one of them meanwhile is the
  * app's error. A function whose owner the driver would not tell keeps its layout: another thread
  * may be launching it now. */
 static void layouts_forget(void *owner, CUcontext ctx, uint64_t before)
@@ -211,6 +211,7 @@ static void layouts_forget(void *owner, CUcontext ctx, uint64_t before)
 		    (l->owner != owner && (ctx == NULL || l->ctx != ctx)))
 			continue;
 		atomic_store_explicit(&l->f, LAYOUT_GONE, memory_order_release);
+		mv_func_forget((uintptr_t)g);
 		if (l->off != l->off_in) {
 			free((void *)l->off);
 			free((void *)l->size);

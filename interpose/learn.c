@@ -49,8 +49,15 @@ struct fslot {
 	int marker;
 };
 
+/* A forgotten function's key (mv_func_forget): lookups go past it, and a new function may take its
+ * slot. */
+#define FKEY_GONE UINTPTR_MAX
+
 static struct fslot fslots[MV_FUNC_SLOTS];
 static const char *fnames[MV_FUNCS];
+/* Number n's function was forgotten: the next new function of its name takes n again, so that a
+ * kernel loaded again keeps its place in what was learned. */
+static unsigned char fgone[MV_FUNCS];
 static char fname_own[MV_FUNCS][MV_FUNC_NAME];
 static uint32_t nfuncs;
 static pthread_mutex_t func_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -67,6 +74,32 @@ static size_t fslot_of(uintptr_t key)
 	x *= 0x9e3779b97f4a7c15ull;
 	x ^= x >> 29;
 	return (size_t)x & (MV_FUNC_SLOTS - 1);
+}
+
+/* A number for fkey, named *name (or a name made from fkey where the driver gave none): a forgotten
+ * function's of the same name, else the next one; UINT32_MAX when all are taken. *name becomes
+ * the number's name. Called with func_lock held. */
+static uint32_t func_new(uintptr_t fkey, const char **name)
+{
+	uint32_t num;
+
+	if (*name != NULL && **name != '\0') {
+		for (num = 0; num < nfuncs; num++)
+			if (fgone[num] && strcmp(fnames[num], *name) == 0) {
+				fgone[num] = 0;
+				*name = fnames[num];
+				return num;
+			}
+	}
+	if (nfuncs >= MV_FUNCS)
+		return UINT32_MAX;
+	num = nfuncs++;
+	if (*name == NULL || **name == '\0') {
+		snprintf(fname_own[num], MV_FUNC_NAME, "func@%#llx", (unsigned long long)fkey);
+		*name = fname_own[num];
+	}
+	fnames[num] = *name;
+	return num;
 }
 
 uint32_t mv_func_number(uintptr_t fkey, int *marker)
@@ -96,22 +129,21 @@ uint32_t mv_func_number(uintptr_t fkey, int *marker)
 	*marker = 0;
 	pthread_mutex_lock(&func_lock);
 	i = fslot_of(fkey);
-	for (size_t probe = 0; probe < MV_FUNC_SLOTS; probe++, i = (i + 1) & (MV_FUNC_SLOTS - 1)) {
+	for (size_t probe = 0, at = MV_FUNC_SLOTS; probe < MV_FUNC_SLOTS; probe++, i = (i + 1) & (MV_FUNC_SLOTS - 1)) {
 		uintptr_t k = atomic_load_explicit(&fslots[i].key, memory_order_relaxed);
 		if (k == fkey) {
 			*marker = fslots[i].marker;
 			num = fslots[i].num;
 			break;
 		}
+		if (k == FKEY_GONE && at == MV_FUNC_SLOTS)
+			at = i;
 		if (k == 0) {
-			if (nfuncs >= MV_FUNCS)
+			if (at != MV_FUNC_SLOTS)
+				i = at;
+			num = func_new(fkey, &name);
+			if (num == UINT32_MAX)
 				break;
-			num = nfuncs++;
-			if (name == NULL || *name == '\0') {
-				snprintf(fname_own[num], MV_FUNC_NAME, "func@%#llx", (unsigned long long)fkey);
-				name = fname_own[num];
-			}
-			fnames[num] = name;
 			if (name == copy)
 				copy = NULL; /* kept */
 			fslots[i].num = num;
@@ -124,6 +156,24 @@ uint32_t mv_func_number(uintptr_t fkey, int *marker)
 	pthread_mutex_unlock(&func_lock);
 	free(copy);
 	return num;
+}
+
+void mv_func_forget(uintptr_t fkey)
+{
+	size_t i = fslot_of(fkey);
+
+	pthread_mutex_lock(&func_lock);
+	for (size_t probe = 0; probe < MV_FUNC_SLOTS; probe++, i = (i + 1) & (MV_FUNC_SLOTS - 1)) {
+		uintptr_t k = atomic_load_explicit(&fslots[i].key, memory_order_relaxed);
+		if (k == 0)
+			break;
+		if (k == fkey) {
+			fgone[fslots[i].num] = 1;
+			atomic_store_explicit(&fslots[i].key, FKEY_GONE, memory_order_release);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&func_lock);
 }
 
 const char *mv_func_name(uint32_t fn)

@@ -263,6 +263,85 @@ START_TEST(test_handle_of_an_unloaded_module)
 }
 END_TEST
 
+/* The helper of test_unloaded_function_named_again: mv_fill through a handle of module m1, then,
+ * once m1 is unloaded, the same handle as module m2's mv_axpy (the simulated driver gives each
+ * handle the next kernel along), then m2's mv_fill. Run with MEMVIRT_RECORD: the trace is written
+ * at exit. */
+static int helper_reload(void)
+{
+	CUmodule m1, m2;
+	CUfunction f;
+	CUdeviceptr p, q;
+	const char *name = NULL;
+	float one = 1.0f;
+	uint64_t n = NF;
+	void *fill[] = {&p, &one, &n}, *axpy[] = {&p, &q, &one, &n};
+
+	itest_helper_init();
+	HCHK(cuMemAlloc(&p, BUF));
+	HCHK(cuMemAlloc(&q, BUF));
+	HCHK(cuModuleLoadData(&m1, "simcuda"));
+	HCHK(cuModuleGetFunction(&f, m1, "mv_fill"));
+	HCHK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, fill, NULL));
+	HCHK(cuModuleUnload(m1));
+	HCHK(cuModuleLoadData(&m2, "simcuda"));
+	HCHK(cuFuncGetName(&name, f));
+	if (strcmp(name, "mv_axpy") != 0) {
+		fprintf(stderr, "the reloaded handle names %s, not mv_axpy\n", name);
+		return 4;
+	}
+	HCHK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, axpy, NULL));
+	HCHK(cuModuleGetFunction(&f, m2, "mv_fill"));
+	HCHK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, fill, NULL));
+	HCHK(cuCtxSynchronize());
+	return 0;
+}
+
+/* How many times the n bytes at needle occur in the len bytes at all. */
+static int count_bytes(const char *all, size_t len, const char *needle, size_t n)
+{
+	const char *p = all, *end = all + len;
+	int count = 0;
+
+	while ((p = memmem(p, (size_t)(end - p), needle, n)) != NULL) {
+		count++;
+		p += n;
+	}
+	return count;
+}
+
+/* A function handle that names another kernel once its module is unloaded is that kernel in what
+ * memvirt learns and records: the trace names mv_axpy, not a second launch of mv_fill. The kernel
+ * loaded again keeps its function: the trace names mv_fill once. */
+START_TEST(test_unloaded_function_named_again)
+{
+	char trace[PATH_MAX], rec[PATH_MAX + 32], *all;
+	const char *env[] = {rec, NET_OFF, "MEMVIRT_DAEMON=off", NULL};
+	struct itest_child c;
+	struct stat st;
+	size_t len;
+
+	itest_tmpfile(trace, sizeof(trace), "trace");
+	/* A trace for one process is written only where no file is. */
+	unlink(trace);
+	snprintf(rec, sizeof(rec), "MEMVIRT_RECORD=%s", trace);
+	c = itest_run_helper("reload", 1, env, 120);
+	ck_assert_msg(itest_exit_code(&c) == 0, "the helper ended with %s: %s", itest_how(&c), c.err);
+	itest_child_free(&c);
+	ck_assert_msg(stat(trace, &st) == 0 && st.st_size > 0, "no trace was written to %s", trace);
+	all = itest_slurp(trace);
+	len = (size_t)st.st_size;
+	ck_assert_msg(count_bytes(all, len, "mv_axpy", 7) == 1,
+		      "the trace names mv_axpy %d times, not once: its launch went under the unloaded mv_fill's number",
+		      count_bytes(all, len, "mv_axpy", 7));
+	ck_assert_msg(count_bytes(all, len, "mv_fill", 7) == 1,
+		      "the trace names mv_fill %d times, not once: loaded again, it is another function",
+		      count_bytes(all, len, "mv_fill", 7));
+	free(all);
+	unlink(trace);
+}
+END_TEST
+
 /* How many lines of the file hold needle. */
 static int count_lines(const char *path, const char *needle)
 {
@@ -441,6 +520,7 @@ static Suite *pointer_suite(void)
 	tcase_add_test(tc, test_cukernel_launch_pages_in);
 	tcase_add_loop_test(tc, test_handle_of_an_unloaded_module, 0, 2);
 	tcase_add_test(tc, test_layout_table_full);
+	tcase_add_test(tc, test_unloaded_function_named_again);
 	tcase_add_loop_test(tc, test_unknown_layout_falls_back, 0, 2);
 	tcase_add_test(tc, test_wide_kernel_scanned_whole);
 	return s;
@@ -448,6 +528,13 @@ static Suite *pointer_suite(void)
 
 int main(int argc, char **argv)
 {
+	const char *mode;
+
 	itest_main_begin(argc, argv);
+	mode = itest_helper_mode(argc, argv);
+	if (mode != NULL && strcmp(mode, "reload") == 0)
+		return helper_reload();
+	if (mode != NULL)
+		return 2;
 	return simtest_run(pointer_suite());
 }
