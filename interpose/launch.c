@@ -237,18 +237,59 @@ MV_EXPORT CUresult cuModuleUnload(CUmodule m)
 	return mv_real.cuModuleUnload(m);
 }
 
-/* A library's kernels, and the functions of its module in the current context. */
+/* The contexts that functions with a layout were first launched in, each once, into *out (malloc'd;
+ * the caller frees): where a library may have a module whose functions memvirt scanned. */
+static size_t layout_contexts(CUcontext **out)
+{
+	size_t n = 0, cap = 0;
+	CUcontext *ctxs = NULL;
+
+	pthread_mutex_lock(&layout_lock);
+	for (size_t i = 0; i < MV_LAYOUTS; i++) {
+		CUfunction g = atomic_load_explicit(&layouts[i].f, memory_order_relaxed);
+		CUcontext c = layouts[i].ctx;
+		size_t j = 0;
+		if (g == NULL || g == LAYOUT_GONE || c == NULL)
+			continue;
+		while (j < n && ctxs[j] != c)
+			j++;
+		if (j < n)
+			continue;
+		if (n == cap) {
+			CUcontext *more = realloc(ctxs, (cap = cap ? 2 * cap : 8) * sizeof(*ctxs));
+			if (more == NULL)
+				break;
+			ctxs = more;
+		}
+		ctxs[n++] = c;
+	}
+	pthread_mutex_unlock(&layout_lock);
+	*out = ctxs;
+	return n;
+}
+
+/* A library's kernels, and the functions of its module in every context one was launched in. */
 MV_EXPORT CUresult cuLibraryUnload(CUlibrary lib)
 {
-	CUmodule m = NULL;
+	CUcontext *ctxs = NULL;
+	size_t n;
 
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
-	if (lib != NULL) {
-		layouts_forget(lib, NULL, UINT64_MAX);
-		if (mv_real.cuLibraryGetModule != NULL && mv_real.cuLibraryGetModule(&m, lib) == CUDA_SUCCESS && m != NULL)
+	if (lib == NULL)
+		return mv_real.cuLibraryUnload(lib);
+	layouts_forget(lib, NULL, UINT64_MAX);
+	n = mv_real.cuLibraryGetModule != NULL ? layout_contexts(&ctxs) : 0;
+	for (size_t i = 0; i < n; i++) {
+		CUcontext prev = NULL;
+		CUmodule m = NULL;
+		int entered = mv_ctx_enter(ctxs[i], &prev);
+		/* A context that has ended since has unloaded its modules, and its layouts are gone. */
+		if (entered >= 0 && mv_real.cuLibraryGetModule(&m, lib) == CUDA_SUCCESS && m != NULL)
 			layouts_forget(m, NULL, UINT64_MAX);
+		mv_ctx_leave(entered, prev);
 	}
+	free(ctxs);
 	return mv_real.cuLibraryUnload(lib);
 }
 

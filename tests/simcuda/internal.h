@@ -361,12 +361,22 @@ CUresult sim_kernel_exec(const struct sim_ctx *ctx, struct sim_op *op);
 CUresult sim_kernel_prepare(struct sim_op *op, CUfunction f, const unsigned grid[3], const unsigned block[3],
 			    void **params, void **extra);
 /* The built-in kernels as CUkernel handles (launch.c), and module-scope variables (library.c). */
+struct sim_library;
+struct sim_funcs;
 int sim_funcs_ready(void);
-/* A context's end unloads the modules loaded in it. */
+/* A context's end unloads the modules loaded in it; a library's unload, its module in each context. */
 void sim_modules_end(struct sim_ctx *ctx);
-CUkernel sim_kernel_find(const char *name);
+void sim_library_modules_end(struct sim_library *lib);
+/* A library's kernel handles, made at its load and ended at its unload. */
+struct sim_funcs *sim_kernels_new(struct sim_library *lib);
+void sim_kernels_end(struct sim_funcs *ks);
+CUkernel sim_kernel_find(struct sim_funcs *ks, const char *name);
 const struct mv_kernel_desc *sim_kernel_desc(CUkernel k);
-CUfunction sim_kernel_function(CUkernel k);
+struct sim_library *sim_kernel_library(CUkernel k);
+/* lib's module in ctx, loaded there first where load says so (else CUDA_ERROR_NOT_FOUND), and the
+ * function of lib's kernel k in it. */
+CUresult sim_library_module(struct sim_library *lib, struct sim_ctx *ctx, int load, CUmodule *mod);
+CUresult sim_library_function(struct sim_library *lib, struct sim_ctx *ctx, CUkernel k, CUfunction *f);
 CUresult sim_param_info(const struct mv_kernel_desc *d, size_t index, size_t *offset, size_t *size);
 /* The one variable of a loaded module or library, "mv_scratch" (SIM_GLOBAL_BYTES of device memory,
  * allocated at the first request into *slot); sim_global_free frees it. */

@@ -14,16 +14,17 @@ struct sim_module;
 struct sim_func {
 	uint32_t magic;
 	const struct mv_kernel_desc *desc;
-	struct sim_module *mod; /* a module's function: its module */
+	struct sim_module *mod;  /* a function's module */
+	struct sim_library *lib; /* a kernel's library */
 };
 
-/* A module's function objects. A real driver frees them at the module's unload, and a module
- * loaded later may get the same addresses as handles for other functions: an unloaded module's
- * set serves the next module loaded, each handle naming the next kernel along from the one it
- * named before. */
+/* A module's function objects, or a library's kernel objects. A real driver frees them at the
+ * unload, and a module or library loaded later may get the same addresses as handles for other
+ * functions: an unloaded set serves the next one loaded, each handle naming the next kernel along
+ * from the one it named before. */
 struct sim_funcs {
 	struct sim_funcs *next; /* on the spare list */
-	unsigned turn;          /* how many modules had it before */
+	unsigned turn;          /* how many modules and libraries had it before */
 	struct sim_func f[];
 };
 
@@ -32,6 +33,7 @@ struct sim_module {
 	uint64_t global; /* its module-scope variable, once asked for */
 	struct sim_funcs *funcs;
 	struct sim_ctx *ctx;      /* loaded in it: the module dies with it */
+	struct sim_library *lib;  /* a library's module in ctx, loaded by cuKernelGetFunction */
 	struct sim_module *next;  /* on the list of loaded modules, or of those its context's end unloads */
 };
 
@@ -96,62 +98,35 @@ static const struct mv_kernel_desc *kernel_at(size_t i, size_t nwork)
 	return &wide;
 }
 
-/* One function object (a library's, from cuKernelGetFunction) and one kernel object per kernel,
- * made once; handles stay valid for the process's life. */
-static struct sim_func *funcs, *kernels;
+/* The built-in image's kernels, in the order a new set of handles names them. */
+static const struct mv_kernel_desc **descs;
 static size_t nfuncs;
 static pthread_once_t funcs_once = PTHREAD_ONCE_INIT;
 
-static void make_funcs(void)
+static void make_descs(void)
 {
 	size_t n = 0;
 
 	while (mv_kernels[n].name != NULL)
 		n++;
 	n++; /* mv_wide */
-	funcs = calloc(n, sizeof(*funcs));
-	kernels = calloc(n, sizeof(*kernels));
-	if (funcs == NULL || kernels == NULL) {
-		free(funcs);
-		free(kernels);
-		funcs = kernels = NULL;
+	descs = calloc(n, sizeof(*descs));
+	if (descs == NULL)
 		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		funcs[i] = (struct sim_func){SIM_MAGIC_FUNC, kernel_at(i, n - 1), NULL};
-		kernels[i] = (struct sim_func){SIM_MAGIC_KERNEL, kernel_at(i, n - 1), NULL};
-	}
+	for (size_t i = 0; i < n; i++)
+		descs[i] = kernel_at(i, n - 1);
 	nfuncs = n;
 }
 
 int sim_funcs_ready(void)
 {
-	pthread_once(&funcs_once, make_funcs);
-	return funcs != NULL;
+	pthread_once(&funcs_once, make_descs);
+	return descs != NULL;
 }
 
-CUkernel sim_kernel_find(const char *name)
-{
-	for (size_t i = 0; i < nfuncs; i++)
-		if (strcmp(kernels[i].desc->name, name) == 0)
-			return (CUkernel)&kernels[i];
-	return NULL;
-}
-
-const struct mv_kernel_desc *sim_kernel_desc(CUkernel k)
-{
-	const struct sim_func *fn = (const struct sim_func *)k;
-	return fn != NULL && fn->magic == SIM_MAGIC_KERNEL ? fn->desc : NULL;
-}
-
-CUfunction sim_kernel_function(CUkernel k)
-{
-	const struct sim_func *fn = (const struct sim_func *)k;
-	return (CUfunction)&funcs[fn - kernels];
-}
-
-/* The function objects of module m: an unloaded module's where there is one. */
-static struct sim_funcs *funcs_for(struct sim_module *m)
+/* A set of handles, each of the given magic, module and library: an unloaded one's where there is
+ * one. */
+static struct sim_funcs *funcs_new(uint32_t magic, struct sim_module *m, struct sim_library *lib)
 {
 	struct sim_funcs *fs;
 
@@ -165,8 +140,135 @@ static struct sim_funcs *funcs_for(struct sim_module *m)
 	if (fs == NULL && (fs = calloc(1, sizeof(*fs) + nfuncs * sizeof(fs->f[0]))) == NULL)
 		return NULL;
 	for (size_t i = 0; i < nfuncs; i++)
-		fs->f[i] = (struct sim_func){SIM_MAGIC_FUNC, funcs[(i + fs->turn) % nfuncs].desc, m};
+		fs->f[i] = (struct sim_func){magic, descs[(i + fs->turn) % nfuncs], m, lib};
 	return fs;
+}
+
+/* The handles of fs die; the objects serve a later module or library. Called with spare_lock
+ * held. */
+static void funcs_end(struct sim_funcs *fs)
+{
+	for (size_t i = 0; i < nfuncs; i++)
+		fs->f[i].magic = SIM_MAGIC_DEAD;
+	fs->next = spare;
+	spare = fs;
+}
+
+/* The handle in fs of the kernel named name, or of the kernel d; NULL when it has none. */
+static struct sim_func *funcs_find(struct sim_funcs *fs, const char *name, const struct mv_kernel_desc *d)
+{
+	for (size_t i = 0; i < nfuncs; i++)
+		if (name != NULL ? strcmp(fs->f[i].desc->name, name) == 0 : fs->f[i].desc == d)
+			return &fs->f[i];
+	return NULL;
+}
+
+struct sim_funcs *sim_kernels_new(struct sim_library *lib)
+{
+	return funcs_new(SIM_MAGIC_KERNEL, NULL, lib);
+}
+
+void sim_kernels_end(struct sim_funcs *ks)
+{
+	pthread_mutex_lock(&spare_lock);
+	funcs_end(ks);
+	pthread_mutex_unlock(&spare_lock);
+}
+
+CUkernel sim_kernel_find(struct sim_funcs *ks, const char *name)
+{
+	return (CUkernel)funcs_find(ks, name, NULL);
+}
+
+static const struct sim_func *kernel_of(CUkernel k)
+{
+	const struct sim_func *fn = (const struct sim_func *)k;
+	return fn != NULL && fn->magic == SIM_MAGIC_KERNEL ? fn : NULL;
+}
+
+const struct mv_kernel_desc *sim_kernel_desc(CUkernel k)
+{
+	const struct sim_func *fn = kernel_of(k);
+	return fn != NULL ? fn->desc : NULL;
+}
+
+struct sim_library *sim_kernel_library(CUkernel k)
+{
+	const struct sim_func *fn = kernel_of(k);
+	return fn != NULL ? fn->lib : NULL;
+}
+
+static struct sim_module *module_new(struct sim_ctx *ctx, struct sim_library *lib)
+{
+	struct sim_module *m = calloc(1, sizeof(*m));
+
+	if (m == NULL)
+		return NULL;
+	m->funcs = funcs_new(SIM_MAGIC_FUNC, m, NULL);
+	if (m->funcs == NULL) {
+		free(m);
+		return NULL;
+	}
+	m->magic = SIM_MAGIC_MODULE;
+	m->ctx = ctx;
+	m->lib = lib;
+	return m;
+}
+
+/* lib's module in ctx, or NULL. Called with spare_lock held. */
+static struct sim_module *library_module(struct sim_library *lib, struct sim_ctx *ctx)
+{
+	for (struct sim_module *m = loaded; m != NULL; m = m->next)
+		if (m->lib == lib && m->ctx == ctx)
+			return m;
+	return NULL;
+}
+
+CUresult sim_library_module(struct sim_library *lib, struct sim_ctx *ctx, int load, CUmodule *mod)
+{
+	struct sim_module *m, *made = NULL;
+
+	pthread_mutex_lock(&spare_lock);
+	m = library_module(lib, ctx);
+	pthread_mutex_unlock(&spare_lock);
+	if (m == NULL && !load)
+		return CUDA_ERROR_NOT_FOUND;
+	if (m == NULL) {
+		/* Made outside the lock, which funcs_new takes; a racing load may have won meanwhile. */
+		made = module_new(ctx, lib);
+		if (made == NULL)
+			return CUDA_ERROR_OUT_OF_MEMORY;
+		pthread_mutex_lock(&spare_lock);
+		m = library_module(lib, ctx);
+		if (m == NULL) {
+			m = made;
+			made = NULL;
+			m->next = loaded;
+			loaded = m;
+		} else {
+			made->magic = SIM_MAGIC_DEAD;
+			funcs_end(made->funcs);
+		}
+		pthread_mutex_unlock(&spare_lock);
+		free(made);
+	}
+	*mod = (CUmodule)m;
+	return CUDA_SUCCESS;
+}
+
+CUresult sim_library_function(struct sim_library *lib, struct sim_ctx *ctx, CUkernel k, CUfunction *f)
+{
+	const struct sim_func *kf = kernel_of(k);
+	CUmodule mod;
+	CUresult r;
+
+	if (kf == NULL || kf->lib != lib)
+		return CUDA_ERROR_INVALID_HANDLE;
+	r = sim_library_module(lib, ctx, 1, &mod);
+	if (r != CUDA_SUCCESS)
+		return r;
+	*f = (CUfunction)funcs_find(((struct sim_module *)mod)->funcs, NULL, kf->desc);
+	return *f != NULL ? CUDA_SUCCESS : CUDA_ERROR_NOT_FOUND;
 }
 
 SIM_EXPORT CUresult cuModuleLoadData(CUmodule *mod, const void *image)
@@ -184,16 +286,9 @@ SIM_EXPORT CUresult cuModuleLoadData(CUmodule *mod, const void *image)
 		return CUDA_ERROR_INVALID_IMAGE;
 	if (!sim_funcs_ready())
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	m = calloc(1, sizeof(*m));
+	m = module_new(ctx, NULL);
 	if (m == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	m->funcs = funcs_for(m);
-	if (m->funcs == NULL) {
-		free(m);
-		return CUDA_ERROR_OUT_OF_MEMORY;
-	}
-	m->magic = SIM_MAGIC_MODULE;
-	m->ctx = ctx;
 	pthread_mutex_lock(&spare_lock);
 	m->next = loaded;
 	loaded = m;
@@ -207,11 +302,7 @@ SIM_EXPORT CUresult cuModuleLoadData(CUmodule *mod, const void *image)
 static void module_end(struct sim_module *m)
 {
 	m->magic = SIM_MAGIC_DEAD;
-	/* Its functions die with it; their objects serve a later module. */
-	for (size_t i = 0; i < nfuncs; i++)
-		m->funcs->f[i].magic = SIM_MAGIC_DEAD;
-	m->funcs->next = spare;
-	spare = m->funcs;
+	funcs_end(m->funcs);
 }
 
 /* Takes m off the list of loaded modules. Called with spare_lock held. */
@@ -224,14 +315,15 @@ static void module_unlink(struct sim_module *m)
 		}
 }
 
-void sim_modules_end(struct sim_ctx *ctx)
+/* Unloads the modules loaded in ctx, or lib's modules. */
+static void modules_end(struct sim_ctx *ctx, struct sim_library *lib)
 {
 	struct sim_module *ended = NULL;
 
 	pthread_mutex_lock(&spare_lock);
 	for (struct sim_module **at = &loaded; *at != NULL;) {
 		struct sim_module *m = *at;
-		if (m->ctx != ctx) {
+		if (lib != NULL ? m->lib != lib : m->ctx != ctx) {
 			at = &m->next;
 			continue;
 		}
@@ -241,9 +333,23 @@ void sim_modules_end(struct sim_ctx *ctx)
 		ended = m;
 	}
 	pthread_mutex_unlock(&spare_lock);
-	/* The context's streams are idle: its end waited for them. */
-	for (struct sim_module *m = ended; m != NULL; m = m->next)
-		sim_global_release(&m->global);
+	/* A context's streams are idle: its end waited for them. A library's may not be. */
+	for (struct sim_module *m = ended; m != NULL; m = m->next) {
+		if (lib != NULL)
+			sim_global_free(&m->global);
+		else
+			sim_global_release(&m->global);
+	}
+}
+
+void sim_modules_end(struct sim_ctx *ctx)
+{
+	modules_end(ctx, NULL);
+}
+
+void sim_library_modules_end(struct sim_library *lib)
+{
+	modules_end(NULL, lib);
 }
 
 SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod)
@@ -310,9 +416,7 @@ SIM_EXPORT CUresult cuFuncGetModule(CUmodule *hmod, CUfunction f)
 		return CUDA_ERROR_INVALID_VALUE;
 	if (fn == NULL || fn->magic != SIM_MAGIC_FUNC)
 		return CUDA_ERROR_INVALID_HANDLE;
-	/* A library's function belongs to no module the program loaded. */
-	if (fn->mod == NULL)
-		return CUDA_ERROR_NOT_FOUND;
+	/* A library's function: its module in the function's context, as cuLibraryGetModule gives. */
 	*hmod = (CUmodule)fn->mod;
 	return CUDA_SUCCESS;
 }

@@ -1,6 +1,7 @@
 /* Context-independent loading: cuLibraryLoadData of the built-in image, its kernels as CUkernel
- * handles (cuLibraryGetKernel, cuKernelGetFunction, cuKernelGetParamInfo), and the one module-scope
- * variable that a library or a module holds (cuLibraryGetGlobal, cuModuleGetGlobal). */
+ * handles (cuLibraryGetKernel, cuKernelGetFunction, cuKernelGetLibrary, cuKernelGetParamInfo), its
+ * module in each context (cuLibraryGetModule), and the one module-scope variable that a library or
+ * a module holds (cuLibraryGetGlobal, cuModuleGetGlobal). */
 #include "config.h"
 
 #include <stdlib.h>
@@ -10,7 +11,8 @@
 
 struct sim_library {
 	uint32_t magic;
-	uint64_t global; /* its module-scope variable, once asked for */
+	uint64_t global;          /* its module-scope variable, once asked for */
+	struct sim_funcs *kernels; /* its kernels' handles */
 };
 
 CUresult sim_global_get(uint64_t *slot, const char *name, CUdeviceptr *dptr, size_t *bytes)
@@ -76,6 +78,11 @@ SIM_EXPORT CUresult cuLibraryLoadData(CUlibrary *library, const void *code, CUji
 	lib = calloc(1, sizeof(*lib));
 	if (lib == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
+	lib->kernels = sim_kernels_new(lib);
+	if (lib->kernels == NULL) {
+		free(lib);
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
 	lib->magic = SIM_MAGIC_LIBRARY;
 	*library = (CUlibrary)lib;
 	return CUDA_SUCCESS;
@@ -91,6 +98,9 @@ SIM_EXPORT CUresult cuLibraryUnload(CUlibrary library)
 	if (lib == NULL)
 		return CUDA_ERROR_INVALID_HANDLE;
 	lib->magic = SIM_MAGIC_DEAD;
+	/* Its kernels die, and its module in each context with their functions. */
+	sim_library_modules_end(lib);
+	sim_kernels_end(lib->kernels);
 	sim_global_free(&lib->global);
 	sim_retire(lib);
 	return CUDA_SUCCESS;
@@ -98,6 +108,7 @@ SIM_EXPORT CUresult cuLibraryUnload(CUlibrary library)
 
 SIM_EXPORT CUresult cuLibraryGetKernel(CUkernel *kernel, CUlibrary library, const char *name)
 {
+	struct sim_library *lib = library_of(library);
 	CUresult r = sim_enter();
 	CUkernel k;
 
@@ -105,28 +116,64 @@ SIM_EXPORT CUresult cuLibraryGetKernel(CUkernel *kernel, CUlibrary library, cons
 		return r;
 	if (kernel == NULL || name == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (library_of(library) == NULL)
+	if (lib == NULL)
 		return CUDA_ERROR_INVALID_HANDLE;
-	k = sim_kernel_find(name);
+	k = sim_kernel_find(lib->kernels, name);
 	if (k == NULL)
 		return CUDA_ERROR_NOT_FOUND;
 	*kernel = k;
 	return CUDA_SUCCESS;
 }
 
-/* The function of a kernel in the current context: one context's functions serve them all here. */
+/* The function of a kernel in the current context: its library's module there, loaded on first
+ * need, holds it, and it dies with that module (the library's unload or the context's end). */
 SIM_EXPORT CUresult cuKernelGetFunction(CUfunction *func, CUkernel kernel)
 {
-	CUresult r = sim_enter_ctx(NULL);
+	struct sim_ctx *ctx;
+	struct sim_library *lib;
+	CUresult r = sim_enter_ctx(&ctx);
 
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (func == NULL)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (sim_kernel_desc(kernel) == NULL)
+	lib = sim_kernel_library(kernel);
+	if (library_of((CUlibrary)lib) == NULL)
 		return CUDA_ERROR_INVALID_HANDLE;
-	*func = sim_kernel_function(kernel);
+	return sim_library_function(lib, ctx, kernel, func);
+}
+
+SIM_EXPORT CUresult cuKernelGetLibrary(CUlibrary *library, CUkernel kernel)
+{
+	struct sim_library *lib;
+	CUresult r = sim_enter();
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (library == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	lib = sim_kernel_library(kernel);
+	if (library_of((CUlibrary)lib) == NULL)
+		return CUDA_ERROR_INVALID_HANDLE;
+	*library = (CUlibrary)lib;
 	return CUDA_SUCCESS;
+}
+
+/* The library's module in the current context; CUDA_ERROR_NOT_FOUND where none is loaded there
+ * yet (cuKernelGetFunction loads it). */
+SIM_EXPORT CUresult cuLibraryGetModule(CUmodule *mod, CUlibrary library)
+{
+	struct sim_library *lib = library_of(library);
+	struct sim_ctx *ctx;
+	CUresult r = sim_enter_ctx(&ctx);
+
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (mod == NULL)
+		return CUDA_ERROR_INVALID_VALUE;
+	if (lib == NULL)
+		return CUDA_ERROR_INVALID_HANDLE;
+	return sim_library_module(lib, ctx, 0, mod);
 }
 
 SIM_EXPORT CUresult cuKernelGetParamInfo(CUkernel kernel, size_t index, size_t *offset, size_t *size)

@@ -263,6 +263,49 @@ START_TEST(test_handle_of_an_unloaded_module)
 }
 END_TEST
 
+/* A library's function, from cuKernelGetFunction in a context other than the one current at the
+ * library's unload, belongs to the library's module in its own context: it dies at the unload, and
+ * its handle comes back from a later module naming mv_axpy. Scanned with mv_fill's layout, the
+ * launch would miss the paged-out buffer it names second. */
+START_TEST(test_handle_of_an_unloaded_library)
+{
+	struct five t;
+	CUlibrary lib;
+	CUkernel k;
+	CUmodule m2, m3;
+	CUcontext c;
+	CUfunction f;
+	CUdeviceptr p;
+	const char *name = NULL;
+	float one = 1.0f;
+	uint64_t n = NF;
+	void *args[] = {&p, &one, &n};
+
+	simtest_start(ENV, NET_OFF);
+	CHK(cuMemAlloc(&p, BUF));
+	CHK(cuLibraryLoadData(&lib, "simcuda", NULL, NULL, 0, NULL, NULL, 0));
+	CHK(cuLibraryGetKernel(&k, lib, "mv_fill"));
+	CHK(cuCtxCreate(&c, NULL, 0, 0));
+	CHK(cuKernelGetFunction(&f, k));
+	CHK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, args, NULL));
+	CHK(cuCtxSynchronize());
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	CHK(cuLibraryUnload(lib));
+	simtest_expect_floats(p, NF, 1.0f);
+	CHK(cuMemFree(p));
+	/* The first takes the library's kernel objects, the second the functions of its module in c. */
+	CHK(cuModuleLoadData(&m2, "simcuda"));
+	CHK(cuModuleLoadData(&m3, "simcuda"));
+	CHK(cuFuncGetName(&name, f));
+	ck_assert_str_eq(name, "mv_axpy");
+	five_setup(&t, BUF);
+	axpy_through(&t, f);
+	CHK(cuModuleUnload(m3));
+	CHK(cuModuleUnload(m2));
+	CHK(cuCtxDestroy(c));
+}
+END_TEST
+
 /* The helper of test_unloaded_function_named_again: mv_fill through a handle of module m1, then,
  * once m1 is unloaded, the same handle as module m2's mv_axpy (the simulated driver gives each
  * handle the next kernel along), then m2's mv_fill. Run with MEMVIRT_RECORD: the trace is written
@@ -519,6 +562,7 @@ static Suite *pointer_suite(void)
 	tc = simtest_tcase(s, "layouts", 60);
 	tcase_add_test(tc, test_cukernel_launch_pages_in);
 	tcase_add_loop_test(tc, test_handle_of_an_unloaded_module, 0, 2);
+	tcase_add_test(tc, test_handle_of_an_unloaded_library);
 	tcase_add_test(tc, test_layout_table_full);
 	tcase_add_test(tc, test_unloaded_function_named_again);
 	tcase_add_loop_test(tc, test_unknown_layout_falls_back, 0, 2);

@@ -184,9 +184,11 @@ END_TEST
 
 START_TEST(test_library_kernel)
 {
-	CUlibrary lib;
+	CUlibrary lib, l2 = NULL;
 	CUkernel k, k2;
-	CUfunction f;
+	CUfunction f, f2;
+	CUmodule m, m2, fm;
+	CUcontext c;
 	const char *fname = NULL;
 	CUdeviceptr y, x;
 	size_t off = 1, size = 0;
@@ -211,10 +213,29 @@ START_TEST(test_library_kernel)
 	CHK_ERR(cuFuncGetParamInfo((CUfunction)k, 0, &off, &size), CUDA_ERROR_INVALID_HANDLE);
 	CHK_ERR(cuKernelGetParamInfo((CUkernel)simtest_func("mv_axpy"), 0, &off, &size), CUDA_ERROR_INVALID_HANDLE);
 	/* The library's own function, not the one of a module loaded beside it. */
+	CHK_ERR(cuLibraryGetModule(&m, lib), CUDA_ERROR_NOT_FOUND);
 	CHK(cuKernelGetFunction(&f, k));
 	CHK(cuFuncGetName(&fname, f));
 	ck_assert_str_eq(fname, "mv_axpy");
 	ck_assert_ptr_ne(f, simtest_func("mv_axpy"));
+	/* It sits in the library's module in this context, loaded for it. */
+	CHK(cuKernelGetLibrary(&l2, k));
+	ck_assert_ptr_eq(l2, lib);
+	CHK(cuLibraryGetModule(&m, lib));
+	CHK(cuFuncGetModule(&fm, f));
+	ck_assert_ptr_eq(fm, m);
+	/* Another context gets a module and a function of its own, which die with it; the kernel lives. */
+	CHK(cuCtxCreate(&c, NULL, 0, 0));
+	CHK_ERR(cuLibraryGetModule(&m2, lib), CUDA_ERROR_NOT_FOUND);
+	CHK(cuKernelGetFunction(&f2, k));
+	ck_assert_ptr_ne(f2, f);
+	CHK(cuFuncGetModule(&m2, f2));
+	ck_assert_ptr_ne(m2, m);
+	CHK(cuCtxDestroy(c));
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	CHK_ERR(cuFuncGetName(&fname, f2), CUDA_ERROR_INVALID_HANDLE);
+	CHK(cuKernelGetParamInfo(k, 0, &off, &size));
+	CHK(cuFuncGetName(&fname, f));
 	/* Launched as a CUfunction, as cudart does with lazy loading. */
 	CHK(cuMemAlloc(&y, n * sizeof(float)));
 	CHK(cuMemAlloc(&x, n * sizeof(float)));
@@ -229,6 +250,11 @@ START_TEST(test_library_kernel)
 	simtest_expect_floats(y, n, 7.0f);
 	CHK(cuLibraryUnload(lib));
 	CHK_ERR(cuLibraryUnload(lib), CUDA_ERROR_INVALID_HANDLE);
+	/* Its kernels die with it, and its module in every context with their functions. */
+	CHK_ERR(cuKernelGetParamInfo(k, 0, &off, &size), CUDA_ERROR_INVALID_HANDLE);
+	CHK_ERR(cuKernelGetLibrary(&l2, k), CUDA_ERROR_INVALID_HANDLE);
+	CHK_ERR(cuFuncGetName(&fname, f), CUDA_ERROR_INVALID_HANDLE);
+	CHK_ERR(cuFuncGetModule(&fm, f), CUDA_ERROR_INVALID_HANDLE);
 	CHK_ERR(cuLibraryGetKernel(&k, lib, "mv_axpy"), CUDA_ERROR_INVALID_HANDLE);
 }
 END_TEST
