@@ -748,8 +748,14 @@ void mv_learn_start(void);
 /* The function number of a kernel (CUfunction) or an mv_fkey; MV_TRACE_NONE-like UINT32_MAX when
  * the table is full. *marker says whether it is MEMVIRT_ITERATION_MARKER's kernel. */
 uint32_t mv_func_number(uintptr_t fkey, int *marker);
-/* Forgets the kernel fkey once its module is unloaded: the handle may name another function next. */
-void mv_func_forget(uintptr_t fkey);
+/* Forgets the numbers of owner's functions, or of those whose module was loaded in ctx, first seen
+ * before `before` (an mv_moment): their handles may name other functions once the module or
+ * library is unloaded. */
+void mv_funcs_forget(void *owner, CUcontext ctx, uint64_t before);
+/* What f was loaded with, whose unload ends it: its module, with the context current now (a
+ * launch's, where the module lives and dies), or a CUkernel's library; NULL where the driver will
+ * not tell. as_kernel: f is known to be a CUkernel. */
+void mv_func_owner(CUfunction f, int as_kernel, void **owner, CUcontext *ctx);
 const char *mv_func_name(uint32_t fn);
 /* App-thread records; never block: a full queue drops the record and stops planning until the
  * learner resynchronises. */

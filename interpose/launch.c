@@ -73,20 +73,20 @@ static CUresult param_info(CUfunction f, int *as_kernel, size_t i, size_t *off, 
 	return mv_real.cuKernelGetParamInfo((CUkernel)f, i, off, size);
 }
 
-/* What f was loaded with, whose unload ends it: its module (which also ends with its context,
- * the one a launch of f has current), or a CUkernel's library. */
-static void owner_of(CUfunction f, int as_kernel, struct layout *l)
+void mv_func_owner(CUfunction f, int as_kernel, void **owner, CUcontext *ctx)
 {
 	CUmodule m = NULL;
 	CUlibrary lib = NULL;
 
+	*owner = NULL;
+	*ctx = NULL;
 	if (!as_kernel && mv_real.cuFuncGetModule != NULL && mv_real.cuFuncGetModule(&m, f) == CUDA_SUCCESS) {
-		l->owner = m;
-		if (mv_real.cuCtxGetCurrent(&l->ctx) != CUDA_SUCCESS)
-			l->ctx = NULL;
+		*owner = m;
+		if (mv_real.cuCtxGetCurrent(ctx) != CUDA_SUCCESS)
+			*ctx = NULL;
 	} else if (mv_real.cuKernelGetLibrary != NULL &&
 		   mv_real.cuKernelGetLibrary(&lib, (CUkernel)f) == CUDA_SUCCESS) {
-		l->owner = lib;
+		*owner = lib;
 	}
 }
 
@@ -127,7 +127,7 @@ static void layout_query(CUfunction f, struct layout *l)
 	}
 	/* Running past the last parameter is the only good end. */
 	l->known = r == CUDA_ERROR_INVALID_VALUE;
-	owner_of(f, as_kernel, l);
+	mv_func_owner(f, as_kernel, &l->owner, &l->ctx);
 	l->off = off;
 	l->size = size;
 	if (!l->known)
@@ -196,9 +196,9 @@ static __attribute__((noinline)) const struct layout *layout_add(CUfunction f)
 	return &unlisted;
 }
 
-/* Forgets the layouts of owner's functions, or of the functions of modules loaded in ctx, and
- * their function numbers: their handles may name other functions once the module is unloaded (a
- * context's end unloads its modules). Called before the driver unloads a module; a launch of one of them meanwhile is the
+/* Forgets the layouts and the function numbers (mv_funcs_forget) of owner's functions, or of the
+ * functions of modules loaded in ctx: their handles may name other functions once the module is
+ * unloaded (a context's end unloads its modules). Called before the driver unloads a module; a launch of one of them meanwhile is the
  * app's error. A function whose owner the driver would not tell keeps its layout: another thread
  * may be launching it now. */
 static void layouts_forget(void *owner, CUcontext ctx, uint64_t before)
@@ -211,7 +211,6 @@ static void layouts_forget(void *owner, CUcontext ctx, uint64_t before)
 		    (l->owner != owner && (ctx == NULL || l->ctx != ctx)))
 			continue;
 		atomic_store_explicit(&l->f, LAYOUT_GONE, memory_order_release);
-		mv_func_forget((uintptr_t)g);
 		if (l->off != l->off_in) {
 			free((void *)l->off);
 			free((void *)l->size);
@@ -220,6 +219,7 @@ static void layouts_forget(void *owner, CUcontext ctx, uint64_t before)
 		l->size = l->size_in;
 	}
 	pthread_mutex_unlock(&layout_lock);
+	mv_funcs_forget(owner, ctx, before);
 }
 
 void mv_layouts_ctx_ended(CUcontext ctx, uint64_t before)

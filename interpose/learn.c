@@ -42,14 +42,18 @@ void mv_learn_plan_following(int on)
 #define MV_FUNC_SLOTS 8192    /* hash slots, a power of two */
 #define MV_FUNC_NAME 32
 
-/* One function: its key is published last. */
+/* One function. Its key is published last; a lookup that reads its number and marker checks the
+ * key again, as the slot may be forgotten and taken by another function meanwhile. */
 struct fslot {
 	_Atomic uintptr_t key;
-	uint32_t num;
-	int marker;
+	_Atomic uint32_t num;
+	_Atomic int marker;
+	void *owner;          /* its module or library (mv_func_owner), NULL when the driver will not say */
+	CUcontext ctx;        /* where its module was loaded; NULL for a library's kernel */
+	uint64_t since;       /* when it was first seen (mv_moment) */
 };
 
-/* A forgotten function's key (mv_func_forget): lookups go past it, and a new function may take its
+/* A forgotten function's key (mv_funcs_forget): lookups go past it, and a new function may take its
  * slot. */
 #define FKEY_GONE UINTPTR_MAX
 
@@ -60,6 +64,7 @@ static const char *fnames[MV_FUNCS];
 static unsigned char fgone[MV_FUNCS];
 static char fname_own[MV_FUNCS][MV_FUNC_NAME];
 static uint32_t nfuncs;
+/* Guards adding and forgetting functions; lookups read published slots without it. */
 static pthread_mutex_t func_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *const pseudo_names[] = {
@@ -102,76 +107,106 @@ static uint32_t func_new(uintptr_t fkey, const char **name)
 	return num;
 }
 
-uint32_t mv_func_number(uintptr_t fkey, int *marker)
+/* fkey's number from its published slot, without the lock. Returns 0, or -1 when fkey has none
+ * yet (or its slot changed under the lookup). */
+static int func_lookup(uintptr_t fkey, uint32_t *num, int *marker)
 {
 	size_t i = fslot_of(fkey);
-	const char *name = NULL;
-	char *copy = NULL;
-	uint32_t num = UINT32_MAX;
 
 	for (size_t probe = 0; probe < MV_FUNC_SLOTS; probe++, i = (i + 1) & (MV_FUNC_SLOTS - 1)) {
 		uintptr_t k = atomic_load_explicit(&fslots[i].key, memory_order_acquire);
 		if (k == fkey) {
-			*marker = fslots[i].marker;
-			return fslots[i].num;
+			*num = atomic_load_explicit(&fslots[i].num, memory_order_relaxed);
+			*marker = atomic_load_explicit(&fslots[i].marker, memory_order_relaxed);
+			/* Pairs with the release fence before a slot is filled again. */
+			atomic_thread_fence(memory_order_acquire);
+			return atomic_load_explicit(&fslots[i].key, memory_order_relaxed) == fkey ? 0 : -1;
 		}
 		if (k == 0)
-			break;
+			return -1;
 	}
-	/* First sight: its name from the driver, outside the lock. A copy: the driver's string goes
-	 * with the function's module, which may be unloaded before the planner reads the name. */
-	if (fkey <= MV_FK_LAST)
+	return -1;
+}
+
+uint32_t mv_func_number(uintptr_t fkey, int *marker)
+{
+	size_t i, at = MV_FUNC_SLOTS;
+	const char *name = NULL;
+	char *copy = NULL;
+	uint32_t num = UINT32_MAX;
+	void *owner = NULL;
+	CUcontext ctx = NULL;
+	uint64_t since;
+
+	if (func_lookup(fkey, &num, marker) == 0)
+		return num;
+	/* First sight: its name and owner from the driver, outside the lock. A copy of the name: the
+	 * driver's string goes with the function's module, which may be unloaded before the planner
+	 * reads it. The moment is taken first: an unload that began before it forgets this too. */
+	since = mv_moment();
+	if (fkey <= MV_FK_LAST) {
 		name = pseudo_names[fkey];
-	else if (mv_real.cuFuncGetName == NULL || mv_real.cuFuncGetName(&name, (CUfunction)fkey) != CUDA_SUCCESS)
-		name = NULL;
-	else if (name != NULL)
-		name = copy = strdup(name);
+	} else {
+		mv_func_owner((CUfunction)fkey, 0, &owner, &ctx);
+		if (mv_real.cuFuncGetName == NULL || mv_real.cuFuncGetName(&name, (CUfunction)fkey) != CUDA_SUCCESS)
+			name = NULL;
+		else if (name != NULL)
+			name = copy = strdup(name);
+	}
 	*marker = 0;
+	num = UINT32_MAX;
 	pthread_mutex_lock(&func_lock);
 	i = fslot_of(fkey);
-	for (size_t probe = 0, at = MV_FUNC_SLOTS; probe < MV_FUNC_SLOTS; probe++, i = (i + 1) & (MV_FUNC_SLOTS - 1)) {
+	/* Its slot if another thread numbered it first; else the first forgotten one along its chain,
+	 * or the free one that ends it. The chain is read to its end either way, so that fkey is
+	 * never in two slots. */
+	for (size_t probe = 0; probe < MV_FUNC_SLOTS; probe++, i = (i + 1) & (MV_FUNC_SLOTS - 1)) {
 		uintptr_t k = atomic_load_explicit(&fslots[i].key, memory_order_relaxed);
 		if (k == fkey) {
-			*marker = fslots[i].marker;
-			num = fslots[i].num;
+			*marker = atomic_load_explicit(&fslots[i].marker, memory_order_relaxed);
+			num = atomic_load_explicit(&fslots[i].num, memory_order_relaxed);
+			at = MV_FUNC_SLOTS;
 			break;
 		}
 		if (k == FKEY_GONE && at == MV_FUNC_SLOTS)
 			at = i;
 		if (k == 0) {
-			if (at != MV_FUNC_SLOTS)
-				i = at;
-			num = func_new(fkey, &name);
-			if (num == UINT32_MAX)
-				break;
-			if (name == copy)
-				copy = NULL; /* kept */
-			fslots[i].num = num;
-			fslots[i].marker = mv_cfg.marker != NULL && fkey > MV_FK_LAST && strcmp(name, mv_cfg.marker) == 0;
-			*marker = fslots[i].marker;
-			atomic_store_explicit(&fslots[i].key, fkey, memory_order_release);
+			if (at == MV_FUNC_SLOTS)
+				at = i;
 			break;
 		}
+	}
+	if (at != MV_FUNC_SLOTS && (num = func_new(fkey, &name)) != UINT32_MAX) {
+		struct fslot *f = &fslots[at];
+		int m = mv_cfg.marker != NULL && fkey > MV_FK_LAST && strcmp(name, mv_cfg.marker) == 0;
+		if (name == copy)
+			copy = NULL; /* kept */
+		/* A lookup that read the slot's old key sees it changed once it reads these. */
+		atomic_thread_fence(memory_order_release);
+		atomic_store_explicit(&f->num, num, memory_order_relaxed);
+		atomic_store_explicit(&f->marker, m, memory_order_relaxed);
+		f->owner = owner;
+		f->ctx = ctx;
+		f->since = since;
+		*marker = m;
+		atomic_store_explicit(&f->key, fkey, memory_order_release);
 	}
 	pthread_mutex_unlock(&func_lock);
 	free(copy);
 	return num;
 }
 
-void mv_func_forget(uintptr_t fkey)
+void mv_funcs_forget(void *owner, CUcontext ctx, uint64_t before)
 {
-	size_t i = fslot_of(fkey);
-
 	pthread_mutex_lock(&func_lock);
-	for (size_t probe = 0; probe < MV_FUNC_SLOTS; probe++, i = (i + 1) & (MV_FUNC_SLOTS - 1)) {
-		uintptr_t k = atomic_load_explicit(&fslots[i].key, memory_order_relaxed);
-		if (k == 0)
-			break;
-		if (k == fkey) {
-			fgone[fslots[i].num] = 1;
-			atomic_store_explicit(&fslots[i].key, FKEY_GONE, memory_order_release);
-			break;
-		}
+	for (size_t i = 0; i < MV_FUNC_SLOTS; i++) {
+		struct fslot *f = &fslots[i];
+		uintptr_t k = atomic_load_explicit(&f->key, memory_order_relaxed);
+		if (k == 0 || k == FKEY_GONE || f->owner == NULL || f->since > before ||
+		    (f->owner != owner && (ctx == NULL || f->ctx != ctx)))
+			continue;
+		fgone[atomic_load_explicit(&f->num, memory_order_relaxed)] = 1;
+		atomic_store_explicit(&f->key, FKEY_GONE, memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&func_lock);
 }

@@ -361,15 +361,22 @@ CUresult sim_kernel_exec(const struct sim_ctx *ctx, struct sim_op *op);
 CUresult sim_kernel_prepare(struct sim_op *op, CUfunction f, const unsigned grid[3], const unsigned block[3],
 			    void **params, void **extra);
 /* The built-in kernels as CUkernel handles (launch.c), and module-scope variables (library.c). */
-struct sim_library;
 struct sim_funcs;
+/* A loaded library (library.c). Its magic turns SIM_MAGIC_DEAD under launch.c's lock of loaded
+ * modules, so that no module of it is loaded once it is unloaded. */
+struct sim_library {
+	_Atomic uint32_t magic;
+	uint64_t global;           /* its module-scope variable, once asked for */
+	struct sim_funcs *kernels; /* its kernels' handles */
+};
 int sim_funcs_ready(void);
-/* A context's end unloads the modules loaded in it; a library's unload, its module in each context. */
+/* A context's end unloads the modules loaded in it. */
 void sim_modules_end(struct sim_ctx *ctx);
-void sim_library_modules_end(struct sim_library *lib);
-/* A library's kernel handles, made at its load and ended at its unload. */
+/* A library's kernel handles, made at its load. */
 struct sim_funcs *sim_kernels_new(struct sim_library *lib);
-void sim_kernels_end(struct sim_funcs *ks);
+/* Unloads lib: its kernels die, and its module in each context. Returns -1 when it was not loaded
+ * (or another thread unloaded it first). */
+int sim_library_end(struct sim_library *lib);
 CUkernel sim_kernel_find(struct sim_funcs *ks, const char *name);
 const struct mv_kernel_desc *sim_kernel_desc(CUkernel k);
 struct sim_library *sim_kernel_library(CUkernel k);

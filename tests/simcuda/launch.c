@@ -3,6 +3,7 @@
  * launch. A kernel's pointer arguments are checked against the memory map before it runs. */
 #include "config.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,13 +169,6 @@ struct sim_funcs *sim_kernels_new(struct sim_library *lib)
 	return funcs_new(SIM_MAGIC_KERNEL, NULL, lib);
 }
 
-void sim_kernels_end(struct sim_funcs *ks)
-{
-	pthread_mutex_lock(&spare_lock);
-	funcs_end(ks);
-	pthread_mutex_unlock(&spare_lock);
-}
-
 CUkernel sim_kernel_find(struct sim_funcs *ks, const char *name)
 {
 	return (CUkernel)funcs_find(ks, name, NULL);
@@ -240,17 +234,20 @@ CUresult sim_library_module(struct sim_library *lib, struct sim_ctx *ctx, int lo
 			return CUDA_ERROR_OUT_OF_MEMORY;
 		pthread_mutex_lock(&spare_lock);
 		m = library_module(lib, ctx);
-		if (m == NULL) {
+		/* Not once the library is unloaded, which a racing unload may have done meanwhile. */
+		if (m == NULL && atomic_load(&lib->magic) == SIM_MAGIC_LIBRARY) {
 			m = made;
 			made = NULL;
 			m->next = loaded;
 			loaded = m;
-		} else {
+		} else if (made != NULL) {
 			made->magic = SIM_MAGIC_DEAD;
 			funcs_end(made->funcs);
 		}
 		pthread_mutex_unlock(&spare_lock);
 		free(made);
+		if (m == NULL)
+			return CUDA_ERROR_INVALID_HANDLE;
 	}
 	*mod = (CUmodule)m;
 	return CUDA_SUCCESS;
@@ -315,12 +312,21 @@ static void module_unlink(struct sim_module *m)
 		}
 }
 
-/* Unloads the modules loaded in ctx, or lib's modules. */
-static void modules_end(struct sim_ctx *ctx, struct sim_library *lib)
+/* Unloads the modules loaded in ctx, or lib's modules and its kernels once lib is marked dead
+ * (-1 when it was not live). */
+static int modules_end(struct sim_ctx *ctx, struct sim_library *lib)
 {
 	struct sim_module *ended = NULL;
 
 	pthread_mutex_lock(&spare_lock);
+	if (lib != NULL) {
+		if (atomic_load(&lib->magic) != SIM_MAGIC_LIBRARY) {
+			pthread_mutex_unlock(&spare_lock);
+			return -1;
+		}
+		atomic_store(&lib->magic, SIM_MAGIC_DEAD);
+		funcs_end(lib->kernels);
+	}
 	for (struct sim_module **at = &loaded; *at != NULL;) {
 		struct sim_module *m = *at;
 		if (lib != NULL ? m->lib != lib : m->ctx != ctx) {
@@ -340,6 +346,7 @@ static void modules_end(struct sim_ctx *ctx, struct sim_library *lib)
 		else
 			sim_global_release(&m->global);
 	}
+	return 0;
 }
 
 void sim_modules_end(struct sim_ctx *ctx)
@@ -347,9 +354,9 @@ void sim_modules_end(struct sim_ctx *ctx)
 	modules_end(ctx, NULL);
 }
 
-void sim_library_modules_end(struct sim_library *lib)
+int sim_library_end(struct sim_library *lib)
 {
-	modules_end(NULL, lib);
+	return modules_end(NULL, lib);
 }
 
 SIM_EXPORT CUresult cuModuleUnload(CUmodule hmod)

@@ -9,12 +9,6 @@
 
 #include "tests/simcuda/internal.h"
 
-struct sim_library {
-	uint32_t magic;
-	uint64_t global;          /* its module-scope variable, once asked for */
-	struct sim_funcs *kernels; /* its kernels' handles */
-};
-
 CUresult sim_global_get(uint64_t *slot, const char *name, CUdeviceptr *dptr, size_t *bytes)
 {
 	CUresult r = CUDA_SUCCESS;
@@ -95,12 +89,10 @@ SIM_EXPORT CUresult cuLibraryUnload(CUlibrary library)
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (lib == NULL)
+	/* Its kernels die, and its module in each context with their functions; a second unload
+	 * racing with this one finds it dead. */
+	if (lib == NULL || sim_library_end(lib) != 0)
 		return CUDA_ERROR_INVALID_HANDLE;
-	lib->magic = SIM_MAGIC_DEAD;
-	/* Its kernels die, and its module in each context with their functions. */
-	sim_library_modules_end(lib);
-	sim_kernels_end(lib->kernels);
 	sim_global_free(&lib->global);
 	sim_retire(lib);
 	return CUDA_SUCCESS;

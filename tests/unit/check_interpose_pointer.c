@@ -306,11 +306,11 @@ START_TEST(test_handle_of_an_unloaded_library)
 }
 END_TEST
 
-/* The helper of test_unloaded_function_named_again: mv_fill through a handle of module m1, then,
- * once m1 is unloaded, the same handle as module m2's mv_axpy (the simulated driver gives each
- * handle the next kernel along), then m2's mv_fill. Run with MEMVIRT_RECORD: the trace is written
- * at exit. */
-static int helper_reload(void)
+/* The helper of test_unloaded_function_named_again: mv_fill through a handle of module m1 (its
+ * parameters in kernelParams, or in the extra buffer, which takes no layout), then, once m1 is
+ * unloaded, the same handle as module m2's mv_axpy (the simulated driver gives each handle the
+ * next kernel along), then m2's mv_fill. Run with MEMVIRT_RECORD: the trace is written at exit. */
+static int helper_reload(int in_extra)
 {
 	CUmodule m1, m2;
 	CUfunction f;
@@ -325,7 +325,19 @@ static int helper_reload(void)
 	HCHK(cuMemAlloc(&q, BUF));
 	HCHK(cuModuleLoadData(&m1, "simcuda"));
 	HCHK(cuModuleGetFunction(&f, m1, "mv_fill"));
-	HCHK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, fill, NULL));
+	if (in_extra) {
+		/* mv_fill's layout: p at 0, v at 8, n at 16. */
+		unsigned char buf[24] = {0};
+		size_t size = sizeof(buf);
+		void *extra[] = {CU_LAUNCH_PARAM_BUFFER_POINTER, buf, CU_LAUNCH_PARAM_BUFFER_SIZE, &size,
+				 CU_LAUNCH_PARAM_END};
+		memcpy(buf, &p, 8);
+		memcpy(buf + 8, &one, 4);
+		memcpy(buf + 16, &n, 8);
+		HCHK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, extra));
+	} else {
+		HCHK(cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, fill, NULL));
+	}
 	HCHK(cuModuleUnload(m1));
 	HCHK(cuModuleLoadData(&m2, "simcuda"));
 	HCHK(cuFuncGetName(&name, f));
@@ -355,7 +367,8 @@ static int count_bytes(const char *all, size_t len, const char *needle, size_t n
 
 /* A function handle that names another kernel once its module is unloaded is that kernel in what
  * memvirt learns and records: the trace names mv_axpy, not a second launch of mv_fill. The kernel
- * loaded again keeps its function: the trace names mv_fill once. */
+ * loaded again keeps its function: the trace names mv_fill once. Whether its first launch passed
+ * kernelParams (_i 0) or the extra buffer (_i 1). */
 START_TEST(test_unloaded_function_named_again)
 {
 	char trace[PATH_MAX], rec[PATH_MAX + 32], *all;
@@ -368,7 +381,7 @@ START_TEST(test_unloaded_function_named_again)
 	/* A trace for one process is written only where no file is. */
 	unlink(trace);
 	snprintf(rec, sizeof(rec), "MEMVIRT_RECORD=%s", trace);
-	c = itest_run_helper("reload", 1, env, 120);
+	c = itest_run_helper(_i ? "reload-extra" : "reload", 1, env, 120);
 	ck_assert_msg(itest_exit_code(&c) == 0, "the helper ended with %s: %s", itest_how(&c), c.err);
 	itest_child_free(&c);
 	ck_assert_msg(stat(trace, &st) == 0 && st.st_size > 0, "no trace was written to %s", trace);
@@ -564,7 +577,7 @@ static Suite *pointer_suite(void)
 	tcase_add_loop_test(tc, test_handle_of_an_unloaded_module, 0, 2);
 	tcase_add_test(tc, test_handle_of_an_unloaded_library);
 	tcase_add_test(tc, test_layout_table_full);
-	tcase_add_test(tc, test_unloaded_function_named_again);
+	tcase_add_loop_test(tc, test_unloaded_function_named_again, 0, 2);
 	tcase_add_loop_test(tc, test_unknown_layout_falls_back, 0, 2);
 	tcase_add_test(tc, test_wide_kernel_scanned_whole);
 	return s;
@@ -577,7 +590,9 @@ int main(int argc, char **argv)
 	itest_main_begin(argc, argv);
 	mode = itest_helper_mode(argc, argv);
 	if (mode != NULL && strcmp(mode, "reload") == 0)
-		return helper_reload();
+		return helper_reload(0);
+	if (mode != NULL && strcmp(mode, "reload-extra") == 0)
+		return helper_reload(1);
 	if (mode != NULL)
 		return 2;
 	return simtest_run(pointer_suite());
