@@ -23,14 +23,11 @@ static double replay_ratio(uint64_t step, uint64_t bound)
 	return bound > 0 ? (double)step / (double)bound : 0.0;
 }
 
-static json_t *replay_run_json(const struct cli_trace_run *run, const struct mv_model_result *base,
-			       uint64_t bound)
+/* A result's figures, as each policy's entry and the baseline's have them. */
+static json_t *replay_result_json(const struct mv_model_result *r, const struct mv_model_result *base,
+				  uint64_t bound)
 {
-	const struct mv_model_result *r = &run->r;
-
-	return json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:I, s:b, "
-			 "s:I}",
-			 "policy", run->pol->name,
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:b}",
 			 "peak", (json_int_t)r->peak,
 			 "bytes_out", (json_int_t)r->bytes_out,
 			 "bytes_in", (json_int_t)r->bytes_in,
@@ -39,13 +36,26 @@ static json_t *replay_run_json(const struct cli_trace_run *run, const struct mv_
 			 "stall_ns", (json_int_t)r->stall_ns,
 			 "step_ns", (json_int_t)r->step_ns,
 			 "compute_ns", (json_int_t)r->compute_ns,
-			 "plan_ops", (json_int_t)(run->plan != NULL ? run->plan->nops : 0),
 			 "overhead_pct", replay_pct(r->step_ns, base->step_ns),
 			 "lower_bound_ratio", replay_ratio(r->step_ns, bound),
-			 "late", (json_int_t)r->late,
 			 "faults", (json_int_t)r->faults,
-			 "over_budget", r->over_budget,
-			 "feedback_rounds", (json_int_t)run->rounds);
+			 "over_budget", r->over_budget);
+}
+
+static json_t *replay_run_json(const struct cli_trace_run *run, const struct mv_model_result *base,
+			       uint64_t bound, const struct mv_model_result *uvm)
+{
+	const struct mv_model_result *r = &run->r;
+	json_t *one = replay_result_json(r, base, bound);
+
+	if (one == NULL ||
+	    json_object_set_new(one, "policy", json_string(run->pol->name)) != 0 ||
+	    json_object_set_new(one, "plan_ops", json_integer(run->plan != NULL ? run->plan->nops : 0)) != 0 ||
+	    json_object_set_new(one, "late", json_integer(r->late)) != 0 ||
+	    json_object_set_new(one, "uvm_ratio", json_real(replay_ratio(r->step_ns, uvm->step_ns))) != 0 ||
+	    json_object_set_new(one, "feedback_rounds", json_integer(run->rounds)) != 0)
+		xoom();
+	return one;
 }
 
 static void replay_ms(uint64_t ns, char *buf, size_t len)
@@ -61,10 +71,11 @@ struct replay_bounds {
 
 /* One policy's report as a table of name and value. */
 static void replay_print_one(const struct cli_trace_ctx *c, const struct cli_trace_run *run,
-			     const struct mv_model_result *base, const struct replay_bounds *lb)
+			     const struct mv_model_result *base, const struct replay_bounds *lb,
+			     const struct mv_model_result *uvm)
 {
 	const struct mv_model_result *r = &run->r;
-	char a[32], b[32];
+	char a[32], b[32], d[32], e[32];
 
 	printf("trace            %s\n", c->o->file);
 	printf("iteration        ops %" PRIu32 ":%" PRIu32 ", %" PRIu32 " launches, %" PRIu32
@@ -96,14 +107,35 @@ static void replay_print_one(const struct cli_trace_ctx *c, const struct cli_tra
 	printf("late page-ins    %" PRIu32 "\n", r->late);
 	printf("faults           %" PRIu32 "\n", r->faults);
 	printf("feedback rounds  %" PRIu32 "\n", run->rounds);
+	replay_ms(uvm->step_ns, a, sizeof(a));
+	printf("uvm baseline     step %s (%.2f%% over unlimited), %" PRIu32 " %s faults, %s in, %s out%s; "
+	       "this policy's step is %.3f of it\n", a, replay_pct(uvm->step_ns, base->step_ns), uvm->faults,
+	       mv_format_size(MV_UVM_BLOCK, d, sizeof(d)), mv_format_size(uvm->bytes_in, b, sizeof(b)),
+	       mv_format_size(uvm->bytes_out, e, sizeof(e)), uvm->over_budget ? ", thrashing within a launch" : "",
+	       replay_ratio(r->step_ns, uvm->step_ns));
 	if (r->over_budget)
 		printf("over budget      yes: even reactive paging cannot keep the budget; the job "
 		       "would get out-of-memory errors\n");
 }
 
 /* Several policies, one row each. */
+/* One row of the table: a policy's, or the baseline's. */
+static void replay_print_row(const char *name, const struct mv_model_result *r, const struct mv_model_result *base,
+			     const struct replay_bounds *lb, const struct mv_model_result *uvm)
+{
+	char a[32], b[32], d[32];
+
+	printf("%-10s %12s %12s %12s %7" PRIu32 " %7" PRIu32 " %10.3f %10.3f %8.2f%% %8.3f %7.3f %5" PRIu32
+	       " %6" PRIu32 "%s\n", name, mv_format_size(r->peak, a, sizeof(a)),
+	       mv_format_size(r->bytes_out, b, sizeof(b)), mv_format_size(r->bytes_in, d, sizeof(d)), r->page_outs,
+	       r->page_ins, (double)r->stall_ns / 1e6, (double)r->step_ns / 1e6, replay_pct(r->step_ns, base->step_ns),
+	       replay_ratio(r->step_ns, lb->whole), replay_ratio(r->step_ns, uvm->step_ns), r->late, r->faults,
+	       r->over_budget ? "  over budget" : "");
+}
+
 static void replay_print_table(const struct cli_trace_ctx *c, const struct cli_trace_run *runs,
-			       size_t n, const struct mv_model_result *base, const struct replay_bounds *lb)
+			       size_t n, const struct mv_model_result *base, const struct replay_bounds *lb,
+			       const struct mv_model_result *uvm)
 {
 	char a[32], b[32], d[32];
 
@@ -114,19 +146,12 @@ static void replay_print_table(const struct cli_trace_ctx *c, const struct cli_t
 	       "leave the device)\n", mv_format_size(base->peak, a, sizeof(a)), (double)base->step_ns / 1e6,
 	       (double)lb->whole / 1e6, (double)lb->chunk / 1e6, mv_format_size(MV_MODEL_CHUNK, d, sizeof(d)),
 	       mv_format_size(lb->must, b, sizeof(b)));
-	printf("%-10s %12s %12s %12s %7s %7s %10s %10s %9s %8s %5s %6s\n", "policy", "peak", "out",
-	       "in", "outs", "ins", "stall ms", "step ms", "overhead", "x bound", "late", "faults");
-	for (size_t i = 0; i < n; i++) {
-		const struct mv_model_result *r = &runs[i].r;
-
-		printf("%-10s %12s %12s %12s %7" PRIu32 " %7" PRIu32 " %10.3f %10.3f %8.2f%% %8.3f %5"
-		       PRIu32 " %6" PRIu32 "%s\n", runs[i].pol->name,
-		       mv_format_size(r->peak, a, sizeof(a)), mv_format_size(r->bytes_out, b, sizeof(b)),
-		       mv_format_size(r->bytes_in, d, sizeof(d)), r->page_outs, r->page_ins,
-		       (double)r->stall_ns / 1e6, (double)r->step_ns / 1e6,
-		       replay_pct(r->step_ns, base->step_ns), replay_ratio(r->step_ns, lb->whole), r->late,
-		       r->faults, r->over_budget ? "  over budget" : "");
-	}
+	printf("%-10s %12s %12s %12s %7s %7s %10s %10s %9s %8s %7s %5s %6s\n", "policy", "peak", "out",
+	       "in", "outs", "ins", "stall ms", "step ms", "overhead", "x bound", "x uvm", "late", "faults");
+	for (size_t i = 0; i < n; i++)
+		replay_print_row(runs[i].pol->name, &runs[i].r, base, lb, uvm);
+	/* The baseline: its outs and ins are blocks, its faults every block it faulted in. */
+	replay_print_row("uvm", uvm, base, lb, uvm);
 }
 
 /* A recording that lost launch timings models those launches at a guess (the launch cost): the
@@ -147,7 +172,7 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 {
 	struct cli_trace_ctx c;
 	struct cli_trace_run *runs;
-	struct mv_model_result base;
+	struct mv_model_result base, uvm;
 	struct replay_bounds lb = {0, 0, 0};
 	size_t n = 0, want = 1;
 	int rc = 1, r;
@@ -171,6 +196,11 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 		goto out;
 	}
 	lb.whole = mv_model_bounds(c.it, c.budget, &c.m, MV_MODEL_CHUNK, &lb.must, &lb.chunk);
+	r = mv_model_uvm(c.it, c.budget, &c.m, &(struct mv_uvm){MV_UVM_BLOCK, MV_UVM_FAULT_NS}, &uvm);
+	if (r < 0) {
+		fprintf(stderr, "memvirt trace: %s: the unified-memory baseline failed: %s\n", o->file, strerror(-r));
+		goto out;
+	}
 	for (n = 0; n < want; n++) {
 		const struct mv_policy *pol = o->all ? mv_policies[n] : mv_policy_find(o->plan.policy);
 
@@ -181,7 +211,7 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 		json_t *root, *arr = json_array();
 
 		for (size_t i = 0; i < n; i++) {
-			json_t *one = replay_run_json(&runs[i], &base, lb.whole);
+			json_t *one = replay_run_json(&runs[i], &base, lb.whole, &uvm);
 
 			json_object_set_new(one, "budget", json_integer((json_int_t)c.budget));
 			json_array_append_new(arr, one);
@@ -200,13 +230,14 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 				 "lower_bound_ns", (json_int_t)lb.whole, "chunk_bound_ns", (json_int_t)lb.chunk,
 				 "must_move", (json_int_t)lb.must,
 				 "results", arr);
-		if (root == NULL)
+		if (root == NULL ||
+		    json_object_set_new(root, "uvm", replay_result_json(&uvm, &base, lb.whole)) != 0)
 			xoom();
 		cli_print_json(root);
 	} else if (o->all) {
-		replay_print_table(&c, runs, n, &base, &lb);
+		replay_print_table(&c, runs, n, &base, &lb, &uvm);
 	} else {
-		replay_print_one(&c, &runs[0], &base, &lb);
+		replay_print_one(&c, &runs[0], &base, &lb, &uvm);
 	}
 	rc = 0;
 	for (size_t i = 0; i < n; i++)

@@ -12,6 +12,7 @@ POLICY_SOURCES = \
 	policies/plan.c \
 	policies/model.c \
 	policies/bound.c \
+	policies/uvm.c \
 	policies/policy.c \
 	policies/params.c \
 	policies/lru.c \

@@ -156,6 +156,24 @@ struct mv_feedback {
 int mv_model_run(const struct mv_iter *it, const struct mv_plan *plan, uint64_t budget, const struct mv_machine *m,
 		 struct mv_model_result *out, struct mv_feedback *fb);
 
+/* Demand paging as unified-memory oversubscription does it (uvm.c): the baseline beside the
+ * policies. Blocks of `block` bytes fault in when a launch names them, each at `fault_ns` of
+ * service besides its copy (a first touch costs only its room); a full budget evicts the least
+ * recently used blocks, copied out on the fault's path. */
+struct mv_uvm {
+	uint64_t block;
+	uint64_t fault_ns;
+};
+#define MV_UVM_BLOCK (2ull << 20)
+#define MV_UVM_FAULT_NS 45000ull /* Ganguly et al., ISCA 2019; uvm.c says more */
+
+/* The iteration in steady state under that paging and `budget`: step, compute and stall time,
+ * bytes and blocks copied each way (page_outs, page_ins), faults (as many as page_ins), the peak,
+ * and over_budget where one launch names more than the budget holds.
+ * Returns 0 or a negative errno. */
+int mv_model_uvm(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m, const struct mv_uvm *u,
+		 struct mv_model_result *out);
+
 /* How a copy in the model came to be. */
 enum mv_model_copy {
 	MV_COPY_PLANNED = 0,  /* the plan's page-out or page-in */

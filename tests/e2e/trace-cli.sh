@@ -92,6 +92,7 @@ has lru.out "lower bound      10.000 ms"
 has lru.out "chunk bound      10.000 ms (copies in 2.0 MiB pieces)"
 has lru.out "step/bound       1.400"
 has lru.out "faults           1"
+has lru.out "uvm baseline     step 14.090 ms (134.83% over unlimited), 2 2.0 MiB faults, 4.0 MiB in, 4.0 MiB out; this policy's step is 0.994 of it"
 [ -s "$T/lru.err" ] && mv_fail "replay of a fully timed trace warned: $(cat "$T/lru.err")"
 has info.out "untimed     0 launches in the iteration have no measured duration"
 # A recording that lost timings says so: info counts them, replay warns with the count.
@@ -132,6 +133,15 @@ want = {"policy": "lru", "peak": 12 << 20, "bytes_out": 4 << 20, "bytes_in": 4 <
 for k, v in want.items():
     assert r[k] == v, (k, r[k], v)
 assert abs(r["overhead_pct"] - 800 / 6) < 1e-9 and abs(r["lower_bound_ratio"] - 1.4) < 1e-9, r
+# The unified-memory baseline: steady state starts with W alone resident. A first touch of an
+# activation costs only room; that of A3 evicts both 2 MiB blocks of W (4 MiB out), and bwd1 faults
+# them back in (2 faults, 4 MiB in): 2 faults at 45 us and 8 ms of copies over 6 ms of launches.
+u = d["uvm"]
+want = {"peak": 12 << 20, "bytes_out": 4 << 20, "bytes_in": 4 << 20, "page_outs": 2, "page_ins": 2,
+        "faults": 2, "stall_ns": 8090000, "step_ns": 14090000, "compute_ns": 6000000, "over_budget": False}
+for k, v in want.items():
+    assert u[k] == v, ("uvm", k, u[k], v)
+assert abs(r["uvm_ratio"] - 14 / 14.09) < 1e-9, r
 '
 # Every policy keeps the budget and none beats the bound.
 # shellcheck disable=SC2086
@@ -150,7 +160,7 @@ has unlimited.out "moved out        0 B (0 bytes) in 0 page-outs"
 has unlimited.out "overhead         0.00%"
 # At the unlimited peak, lru moves nothing.
 expect 0 alltable trace replay "$L" --all --budget 12MiB
-for p in lru vdnn-all vdnn-conv mmcnn auto; do
+for p in lru vdnn-all vdnn-conv mmcnn auto uvm; do
 	grep -q "^$p " "$T/alltable.out" || mv_fail "replay --all has no row for $p"
 done
 

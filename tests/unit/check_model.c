@@ -522,6 +522,138 @@ START_TEST(min_budget_pinned_lifetime)
 }
 END_TEST
 
+/* ---- the unified-memory baseline (uvm.c) ---- */
+
+/* Blocks of 2 bytes, each fault 10 ns besides its copy at one byte per ns. */
+static const struct mv_uvm two_byte_blocks = {2, 10};
+
+/*
+ * A and B (4 bytes each) alive throughout; C (2 bytes) allocated before L0 and freed after it. L0
+ * names A and C, L1 names B; 100 ns each.
+ */
+static struct mv_iter *uvm_iteration(struct mv_trace **tp)
+{
+	struct mv_trace *t = mv_trace_new(0, 0);
+	uint32_t f, a, b, c, r[2], first;
+	struct mv_iter *it;
+
+	PT_OK(mv_trace_add_func(t, "k", &f));
+	PT_OK(mv_trace_add_alloc(t, 4, 1, 0, 0, &a));
+	PT_OK(mv_trace_add_alloc(t, 4, 2, 0, 0, &b));
+	first = t->nops;
+	PT_OK(mv_trace_add_alloc(t, 2, 3, 0, 1, &c));
+	r[0] = a;
+	r[1] = c;
+	PT_OK(mv_trace_add_launch(t, f, 0, 1, 100, r, 2));
+	PT_OK(mv_trace_add_free(t, c, 2));
+	PT_OK(mv_trace_add_launch(t, f, 0, 3, 100, &b, 1));
+	PT_OK(mv_iter_build(t, first, t->nops - first, 0, &it));
+	ck_assert_uint_eq(it->nlaunch, 2);
+	ck_assert_uint_eq(it->nbufs, 3);
+	*tp = t;
+	return it;
+}
+
+/*
+ * Budget 6 bytes. The first pass leaves a1, b0, b1 resident (least recently used first). L0: a0
+ * evicts a1 (out 2), faults (10) and comes in (2); a1 evicts b0 (2), faults, comes in (2); c0, a
+ * first touch, evicts b1 (2) and takes its room, with no fault. C's free drops c0 uncopied. L1: b0
+ * faults and comes in into the room C left (2); b1 evicts a0 (2), faults, comes in (2). 4 faults
+ * (40 ns), 8 bytes each way (16 ns): the step is 200 + 56 ns, and ends with a1, b0, b1 resident
+ * again.
+ */
+START_TEST(uvm_hand_computed)
+{
+	struct mv_trace *t;
+	struct mv_iter *it = uvm_iteration(&t);
+	struct mv_model_result r;
+
+	ck_assert_int_eq(mv_model_uvm(it, 6, &byte_per_ns, &two_byte_blocks, &r), 0);
+	ck_assert_uint_eq(r.compute_ns, 200);
+	ck_assert_uint_eq(r.faults, 4);
+	ck_assert_uint_eq(r.page_outs, 4);
+	ck_assert_uint_eq(r.bytes_out, 8);
+	ck_assert_uint_eq(r.page_ins, 4);
+	ck_assert_uint_eq(r.bytes_in, 8);
+	ck_assert_uint_eq(r.stall_ns, 56);
+	ck_assert_uint_eq(r.step_ns, 256);
+	ck_assert_uint_eq(r.peak, 6);
+	ck_assert_int_eq(r.over_budget, 0);
+	/* With room for everything nothing faults: C's first touch costs only its room. */
+	ck_assert_int_eq(mv_model_uvm(it, UINT64_MAX, &byte_per_ns, &two_byte_blocks, &r), 0);
+	ck_assert_uint_eq(r.faults, 0);
+	ck_assert_uint_eq(r.page_ins + r.page_outs, 0);
+	ck_assert_uint_eq(r.step_ns, 200);
+	ck_assert_uint_eq(r.peak, 10);
+	/* L0 names 6 bytes: a budget of 4 cannot hold it. */
+	ck_assert_int_eq(mv_model_uvm(it, 4, &byte_per_ns, &two_byte_blocks, &r), 0);
+	ck_assert_int_eq(r.over_budget, 1);
+	mv_iter_free(it);
+	mv_trace_free(t);
+}
+END_TEST
+
+/* A block is the unit of a fault and of a copy: in 4-byte blocks each buffer faults once. */
+START_TEST(uvm_blocks)
+{
+	struct mv_trace *t;
+	struct mv_iter *it = uvm_iteration(&t);
+	const struct mv_uvm whole = {4, 10};
+	struct mv_model_result r;
+
+	ck_assert_int_eq(mv_model_uvm(it, 6, &byte_per_ns, &whole, &r), 0);
+	/* L0: A (4) evicts B (4 out), faults and comes in; C fits beside it. L1: B evicts A. 2 faults,
+	 * 8 bytes each way. */
+	ck_assert_uint_eq(r.faults, 2);
+	ck_assert_uint_eq(r.page_ins, 2);
+	ck_assert_uint_eq(r.bytes_in, 8);
+	ck_assert_uint_eq(r.bytes_out, 8);
+	ck_assert_uint_eq(r.step_ns, 200 + 20 + 16);
+	ck_assert_int_eq(mv_model_uvm(it, 6, &byte_per_ns, &(struct mv_uvm){0, 10}, &r), -EINVAL);
+	mv_iter_free(it);
+	mv_trace_free(t);
+}
+END_TEST
+
+/*
+ * The next iteration's start, as the time model takes it: X (2 bytes) is alive when the iteration
+ * begins and freed before L0; X2, the same site and size, is allocated before L0 and outlives it,
+ * so the next iteration knows X2 as its X. L0 names X2, L1 names B (4 bytes, alive throughout);
+ * budget 4. The first pass ends with b0, b1 resident and X2 evicted. The second starts with X2
+ * gone (the next one's X, freed before L0) and X2 allocated anew: its touch in L0 costs only room
+ * (b0 out), not a fault. L1: b0 evicts b1 and faults in, b1 evicts X2 and faults in. 2 faults,
+ * 3 blocks out, 2 in: 200 + 20 + 6 + 4 ns.
+ */
+START_TEST(uvm_next_iteration)
+{
+	struct mv_trace *t = mv_trace_new(0, 0);
+	uint32_t f, b, x, x2, first;
+	struct mv_iter *it;
+	struct mv_model_result r;
+
+	PT_OK(mv_trace_add_func(t, "k", &f));
+	PT_OK(mv_trace_add_alloc(t, 4, 1, 0, 0, &b));
+	PT_OK(mv_trace_add_alloc(t, 2, 2, 0, 0, &x));
+	first = t->nops;
+	PT_OK(mv_trace_add_free(t, x, 1));
+	PT_OK(mv_trace_add_alloc(t, 2, 2, 0, 1, &x2));
+	PT_OK(mv_trace_add_launch(t, f, 0, 2, 100, &x2, 1));
+	PT_OK(mv_trace_add_launch(t, f, 0, 3, 100, &b, 1));
+	PT_OK(mv_iter_build(t, first, t->nops - first, 0, &it));
+	ck_assert_uint_eq(it->nbufs, 3);
+	ck_assert_int_eq(mv_model_uvm(it, 4, &byte_per_ns, &two_byte_blocks, &r), 0);
+	ck_assert_uint_eq(r.faults, 2);
+	ck_assert_uint_eq(r.page_outs, 3);
+	ck_assert_uint_eq(r.bytes_out, 6);
+	ck_assert_uint_eq(r.page_ins, 2);
+	ck_assert_uint_eq(r.bytes_in, 4);
+	ck_assert_uint_eq(r.step_ns, 230);
+	ck_assert_int_eq(r.over_budget, 0);
+	mv_iter_free(it);
+	mv_trace_free(t);
+}
+END_TEST
+
 static Suite *model_suite(void)
 {
 	Suite *s = suite_create("model");
@@ -538,6 +670,9 @@ static Suite *model_suite(void)
 	tcase_add_test(tc, policy_table);
 	tcase_add_test(tc, min_budget_counts_once);
 	tcase_add_test(tc, min_budget_pinned_lifetime);
+	tcase_add_test(tc, uvm_hand_computed);
+	tcase_add_test(tc, uvm_blocks);
+	tcase_add_test(tc, uvm_next_iteration);
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);
 	return s;
