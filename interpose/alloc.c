@@ -404,7 +404,9 @@ static int serving(void)
 /* Whether an allocation in the calling thread's context is the driver's to serve (mv_not_paged). */
 static int other_device(void)
 {
-	return mv_device_init() == CUDA_SUCCESS && mv_not_paged();
+	CUresult r = mv_device_init();
+
+	return r == MV_NOT_THIS_DEVICE || (r == CUDA_SUCCESS && mv_not_paged());
 }
 
 MV_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytes)

@@ -233,13 +233,36 @@ int mv_not_paged(void)
 	bit = 1ull << (d >= 0 && d < 63 ? d : 63);
 	if (!(atomic_fetch_or_explicit(&said, bit, memory_order_relaxed) & bit))
 		mv_log(MV_LOG_INFO, "device %d: its allocations go to the driver unpaged; memvirt pages device %d, the "
-		       "first one this process allocated on", (int)d, (int)state.device);
+		       "first one this process allocated on%s", (int)d, (int)state.device,
+		       mv_cfg.budget_spec != NULL && strpbrk(mv_cfg.budget_spec, ",:") != NULL ?
+		       " that MEMVIRT_BUDGET names" : "");
+	return 1;
+}
+
+/* Whether MEMVIRT_BUDGET names devices one by one and sets no budget for dev: no entry of its own,
+ * and none for every other device. Says so once per device. */
+static int budget_skips(CUdevice dev)
+{
+	static _Atomic uint64_t said;
+	uint64_t b = 0, bit;
+	char entry[64];
+	const char *bad = NULL;
+
+	if (mv_cfg.budget_spec == NULL || strpbrk(mv_cfg.budget_spec, ",:") == NULL ||
+	    mv_budget_pick(mv_cfg.budget_spec, (long)dev, UINT64_C(1) << 40, &b, &bad, entry, sizeof(entry)) != 0)
+		return 0;
+	bit = 1ull << (dev >= 0 && dev < 63 ? dev : 63);
+	if (!(atomic_fetch_or_explicit(&said, bit, memory_order_relaxed) & bit))
+		mv_log(MV_LOG_INFO, "device %d: MEMVIRT_BUDGET=%s sets no budget for it, so its allocations go to "
+		       "the driver unpaged; memvirt pages the first device the budget names that this process "
+		       "allocates on", (int)dev, mv_cfg.budget_spec);
 	return 1;
 }
 
 CUresult mv_device_init(void)
 {
 	CUresult r = CUDA_SUCCESS;
+	CUdevice dev;
 
 	if (atomic_load_explicit(&ready, memory_order_acquire)) {
 		/* Also how a child after fork gets its link back. */
@@ -248,6 +271,9 @@ CUresult mv_device_init(void)
 	}
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
+	/* One device is paged per process: not one the budget leaves out while it names another. */
+	if (mv_real.cuCtxGetDevice(&dev) == CUDA_SUCCESS && budget_skips(dev))
+		return MV_NOT_THIS_DEVICE;
 	pthread_mutex_lock(&init_lock);
 	if (!atomic_load_explicit(&ready, memory_order_relaxed)) {
 		r = setup();

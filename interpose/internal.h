@@ -167,8 +167,12 @@ int mv_access_for(CUdevice owner, CUmemAccessDesc *d, int max);
 int mv_granted(const CUmemLocation *loc);
 
 /* Sets up the device side on the first allocation (the app has initialised the driver by then).
- * Returns CUDA_SUCCESS or the error to hand back. */
+ * Returns CUDA_SUCCESS, MV_NOT_THIS_DEVICE, or the error to hand back. */
 CUresult mv_device_init(void);
+/* mv_device_init's answer, before any device is paged, in a context of a device that
+ * MEMVIRT_BUDGET sets no budget for while it names another: memvirt leaves this device to the
+ * driver, as mv_not_paged does once one is paged. Never handed to the app. */
+#define MV_NOT_THIS_DEVICE CUDA_ERROR_NOT_READY
 
 /* Whether allocations made now are the driver's: the calling thread's current context is on a
  * device other than the one memvirt pages (the first allocation's), or the paged context has

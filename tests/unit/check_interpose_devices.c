@@ -1,6 +1,6 @@
 /* libmemvirt.so in a process that uses two devices, or two contexts: memvirt pages the device of
- * the first allocation, and every allocation made in another device's context goes to the driver
- * unchanged.
+ * the first allocation (or, when MEMVIRT_BUDGET limits only some devices, the first of those), and
+ * every allocation made in another device's context goes to the driver unchanged.
  * So the other device's buffers stay where the driver put them, its cuMemGetInfo is the driver's,
  * and a page-in made while the calling thread has the other device's context current still lands
  * on the paged device. The safety net is off, so a buffer mapped on the wrong device is found by
@@ -198,6 +198,57 @@ START_TEST(test_paged_device_one)
 	ck_assert_uint_eq(total1, 256 * ITEST_KIB);
 	for (int i = 0; i < N0; i++)
 		CHK(cuMemFree(d[i]));
+	ck_assert_int_eq(itest_count_in(logpath, "failed"), 0);
+	unlink(logpath);
+}
+END_TEST
+
+/* MEMVIRT_BUDGET=1:256KiB limits device 1 alone: memvirt pages device 1, although the process
+ * allocates on device 0 first. Device 0's allocations, beyond 256 KiB, go to the driver unpaged,
+ * and its cuMemGetInfo is the driver's; device 1's budget holds four of its eight buffers. */
+START_TEST(test_budget_names_the_paged_device)
+{
+	CUdeviceptr d0[N1], d1[N0];
+	CUcontext ctx1;
+	CUmodule mod1;
+	CUfunction f0, f1;
+	size_t free_bytes, total;
+
+	start_with("SIMCUDA_NO_HOST_VMM=1", "MEMVIRT_BUDGET=1:256KiB");
+	f0 = fill_in(simtest_mod);
+	for (int i = 0; i < N1; i++) {
+		CHK(cuMemAlloc(&d0[i], BUF));
+		CHK(fill(f0, d0[i], 1.0f + (float)i, NULL));
+	}
+	CHK(cuCtxSynchronize());
+	info(&free_bytes, &total);
+	ck_assert_uint_eq(total, 64 * SIMTEST_MIB);
+	ck_assert_uint_eq(itest_counters().page_outs, 0);
+	CHK(cuDevicePrimaryCtxRetain(&ctx1, 1));
+	CHK(cuCtxSetCurrent(ctx1));
+	f1 = fill_here(&mod1);
+	for (int i = 0; i < N0; i++) {
+		CHK(cuMemAlloc(&d1[i], BUF));
+		CHK(fill(f1, d1[i], 10.0f + (float)i, NULL));
+	}
+	CHK(cuCtxSynchronize());
+	info(&free_bytes, &total);
+	ck_assert_uint_eq(total, 256 * ITEST_KIB);
+	ck_assert_uint_ge(itest_counters().page_outs, N0 - 4);
+	for (int i = 0; i < N0; i++) {
+		simtest_expect_floats(d1[i], FLOATS, 10.0f + (float)i);
+		ck_assert_int_eq(ordinal(d1[i]), 1);
+	}
+	CHK(cuCtxSetCurrent(simtest_ctx));
+	for (int i = 0; i < N1; i++) {
+		simtest_expect_floats(d0[i], FLOATS, 1.0f + (float)i);
+		ck_assert_int_eq(ordinal(d0[i]), 0);
+		CHK(cuMemFree(d0[i]));
+	}
+	CHK(cuCtxSetCurrent(ctx1));
+	for (int i = 0; i < N0; i++)
+		CHK(cuMemFree(d1[i]));
+	ck_assert_int_eq(itest_count_in(logpath, "device 0: MEMVIRT_BUDGET=1:256KiB sets no budget for it"), 1);
 	ck_assert_int_eq(itest_count_in(logpath, "failed"), 0);
 	unlink(logpath);
 }
@@ -540,6 +591,7 @@ static Suite *devices_suite(void)
 
 	tcase_add_test(tc, test_other_device_passes_through);
 	tcase_add_test(tc, test_paged_device_one);
+	tcase_add_test(tc, test_budget_names_the_paged_device);
 	tcase_add_test(tc, test_legacy_stream_per_context);
 	tcase_add_test(tc, test_context_reset_retires_its_streams);
 	tcase_add_test(tc, test_context_reset_retires_its_per_thread_stream);
