@@ -176,13 +176,10 @@ static CUresult setup(void)
 		char why[160], entry[64];
 		const char *bad = NULL;
 
-		if (strpbrk(mv_cfg.budget_spec, ",:") != NULL) {
-			/* Per device: this one's entry, or the one for every device, or its memory. */
-			if (mv_budget_pick(mv_cfg.budget_spec, (long)dev, total, &b, &bad, entry, sizeof(entry)) <= 0)
-				b = total;
-		} else if (mv_parse_size_or_percent(mv_cfg.budget_spec, total, &b) != 0) {
-			b = 0;
-		}
+		/* This device's entry, or the one for every device (a budget alone is one), or its
+		 * memory. The configuration has checked every entry. */
+		if (mv_budget_pick(mv_cfg.budget_spec, (long)dev, total, &b, &bad, entry, sizeof(entry)) <= 0)
+			b = total;
 		if (b > 0)
 			local = b;
 		if (mv_budget_absurd(b, gran, total, why, sizeof(why)))
@@ -219,6 +216,18 @@ int mv_paged_ctx_gone(void)
 	return atomic_load_explicit(&paged_ended, memory_order_acquire);
 }
 
+/* Whether MEMVIRT_BUDGET sets no budget for device dev (-1: a device it does not name): a list
+ * with no entry of dev's own and none for every device. */
+static int budget_leaves(long dev)
+{
+	uint64_t b = 0;
+	char entry[64];
+	const char *bad = NULL;
+
+	return mv_cfg.budget_spec != NULL &&
+	       mv_budget_pick(mv_cfg.budget_spec, dev, UINT64_C(1) << 40, &b, &bad, entry, sizeof(entry)) == 0;
+}
+
 int mv_not_paged(void)
 {
 	/* Devices already named in the log, one bit each (ordinals past 63 share the last). */
@@ -234,22 +243,17 @@ int mv_not_paged(void)
 	if (!(atomic_fetch_or_explicit(&said, bit, memory_order_relaxed) & bit))
 		mv_log(MV_LOG_INFO, "device %d: its allocations go to the driver unpaged; memvirt pages device %d, the "
 		       "first one this process allocated on%s", (int)d, (int)state.device,
-		       mv_cfg.budget_spec != NULL && strpbrk(mv_cfg.budget_spec, ",:") != NULL ?
-		       " that MEMVIRT_BUDGET names" : "");
+		       budget_leaves(-1) ? " that MEMVIRT_BUDGET names" : "");
 	return 1;
 }
 
-/* Whether MEMVIRT_BUDGET names devices one by one and sets no budget for dev: no entry of its own,
- * and none for every other device. Says so once per device. */
+/* Whether MEMVIRT_BUDGET sets no budget for dev (budget_leaves); says so once per device. */
 static int budget_skips(CUdevice dev)
 {
 	static _Atomic uint64_t said;
-	uint64_t b = 0, bit;
-	char entry[64];
-	const char *bad = NULL;
+	uint64_t bit;
 
-	if (mv_cfg.budget_spec == NULL || strpbrk(mv_cfg.budget_spec, ",:") == NULL ||
-	    mv_budget_pick(mv_cfg.budget_spec, (long)dev, UINT64_C(1) << 40, &b, &bad, entry, sizeof(entry)) != 0)
+	if (!budget_leaves((long)dev))
 		return 0;
 	bit = 1ull << (dev >= 0 && dev < 63 ? dev : 63);
 	if (!(atomic_fetch_or_explicit(&said, bit, memory_order_relaxed) & bit))
