@@ -263,7 +263,8 @@ static int budget_skips(CUdevice dev)
 	return 1;
 }
 
-CUresult mv_device_init(void)
+/* any: set up on the current context's device even where the budget leaves it out. */
+static CUresult device_init(int any)
 {
 	CUresult r = CUDA_SUCCESS;
 	CUdevice dev;
@@ -276,7 +277,7 @@ CUresult mv_device_init(void)
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	/* One device is paged per process: not one the budget leaves out while it names another. */
-	if (mv_real.cuCtxGetDevice(&dev) == CUDA_SUCCESS && budget_skips(dev))
+	if (!any && mv_real.cuCtxGetDevice(&dev) == CUDA_SUCCESS && budget_skips(dev))
 		return MV_NOT_THIS_DEVICE;
 	pthread_mutex_lock(&init_lock);
 	if (!atomic_load_explicit(&ready, memory_order_relaxed)) {
@@ -290,4 +291,14 @@ CUresult mv_device_init(void)
 		mv_link_start();
 	}
 	return r;
+}
+
+CUresult mv_device_init(void)
+{
+	return device_init(0);
+}
+
+CUresult mv_device_init_any(void)
+{
+	return device_init(1);
 }

@@ -173,6 +173,10 @@ CUresult mv_device_init(void);
  * MEMVIRT_BUDGET sets no budget for while it names another: memvirt leaves this device to the
  * driver, as mv_not_paged does once one is paged. Never handed to the app. */
 #define MV_NOT_THIS_DEVICE CUDA_ERROR_NOT_READY
+/* mv_device_init on the current context's device whatever the budget names: opening another
+ * process's buffer (an IPC handle) needs memvirt's state, and pages that device under no budget of
+ * its own. */
+CUresult mv_device_init_any(void);
 
 /* Whether allocations made now are the driver's: the calling thread's current context is on a
  * device other than the one memvirt pages (the first allocation's), or the paged context has

@@ -237,13 +237,9 @@ static CUresult open_handle(CUdeviceptr *pdptr, CUipcMemHandle handle, unsigned 
 	memcpy(&w, handle.reserved, sizeof(w));
 	if (w.magic != MV_IPC_MAGIC)
 		return (v2 ? mv_real.cuIpcOpenMemHandle_v2 : mv_real.cuIpcOpenMemHandle)(pdptr, handle, flags);
-	/* The device's granularity, for a process whose first call this is. */
-	r = mv_device_init();
-	if (r == MV_NOT_THIS_DEVICE) {
-		mv_log(MV_LOG_WARN, "a memvirt IPC handle cannot be opened in a context of a device that "
-		       "MEMVIRT_BUDGET sets no budget for: memvirt pages only a device it names");
-		return CUDA_ERROR_INVALID_DEVICE;
-	}
+	/* The device's granularity, for a process whose first call this is, and on a device the
+	 * budget leaves out too: the buffer is another process's. */
+	r = mv_device_init_any();
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (pdptr == NULL || flags != CU_IPC_MEM_LAZY_ENABLE_PEER_ACCESS || w.span == 0 || w.size > w.span ||
