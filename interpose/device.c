@@ -228,19 +228,25 @@ static int budget_leaves(long dev)
 	       mv_budget_pick(mv_cfg.budget_spec, dev, UINT64_C(1) << 40, &b, &bad, entry, sizeof(entry)) == 0;
 }
 
+/* Whether device d is named for the first time in *said, the devices already named in a log line,
+ * one bit each (ordinals past 63 share the last). */
+static int first_mention(_Atomic uint64_t *said, CUdevice d)
+{
+	uint64_t bit = 1ull << (d >= 0 && d < 63 ? d : 63);
+
+	return !(atomic_fetch_or_explicit(said, bit, memory_order_relaxed) & bit);
+}
+
 int mv_not_paged(void)
 {
-	/* Devices already named in the log, one bit each (ordinals past 63 share the last). */
 	static _Atomic uint64_t said;
 	CUdevice d;
-	uint64_t bit;
 
 	if (mv_paged_ctx_gone())
 		return 1;
 	if (mv_real.cuCtxGetDevice(&d) != CUDA_SUCCESS || d == state.device)
 		return 0;
-	bit = 1ull << (d >= 0 && d < 63 ? d : 63);
-	if (!(atomic_fetch_or_explicit(&said, bit, memory_order_relaxed) & bit))
+	if (first_mention(&said, d))
 		mv_log(MV_LOG_INFO, "device %d: its allocations go to the driver unpaged; memvirt pages device %d, the "
 		       "first one this process allocated on%s", (int)d, (int)state.device,
 		       budget_leaves(-1) ? " that MEMVIRT_BUDGET names" : "");
@@ -251,12 +257,10 @@ int mv_not_paged(void)
 static int budget_skips(CUdevice dev)
 {
 	static _Atomic uint64_t said;
-	uint64_t bit;
 
 	if (!budget_leaves((long)dev))
 		return 0;
-	bit = 1ull << (dev >= 0 && dev < 63 ? dev : 63);
-	if (!(atomic_fetch_or_explicit(&said, bit, memory_order_relaxed) & bit))
+	if (first_mention(&said, dev))
 		mv_log(MV_LOG_INFO, "device %d: MEMVIRT_BUDGET=%s sets no budget for it, so its allocations go to "
 		       "the driver unpaged; memvirt pages the first device the budget names that this process "
 		       "allocates on", (int)dev, mv_cfg.budget_spec);

@@ -48,6 +48,8 @@ static pthread_mutex_t layout_lock = PTHREAD_MUTEX_INITIALIZER;
 /* For a function when the table is full: its launches name what an unreported layout does. */
 static const struct layout unlisted;
 static _Atomic int said_full;
+/* Slots holding a function (changed under layout_lock): at MV_LAYOUTS no new one is asked for. */
+static _Atomic unsigned nlayouts;
 
 static size_t slot_of(CUfunction f)
 {
@@ -137,6 +139,17 @@ static void layout_query(CUfunction f, struct layout *l)
 					  : "every buffer is made resident before each of its launches");
 }
 
+/* The layout of a function the full table has no slot for. */
+static const struct layout *table_full(void)
+{
+	if (atomic_exchange(&said_full, 1) == 0)
+		mv_log(MV_LOG_WARN, "more than %d kernel functions: launches of the others are prepared as if their "
+				    "parameter layout were unknown (%s)", MV_LAYOUTS,
+		       mv_dev()->host_vmm ? "the safety net covers what they name"
+					  : "every buffer is made resident before each of them");
+	return &unlisted;
+}
+
 /* First launch of f: asks the driver, outside the lock, and keeps the answer. */
 static __attribute__((noinline)) const struct layout *layout_add(CUfunction f)
 {
@@ -146,6 +159,9 @@ static __attribute__((noinline)) const struct layout *layout_add(CUfunction f)
 	int kept;
 	size_t i;
 
+	/* No slot would keep the answer: not asked of the driver at each launch. */
+	if (atomic_load_explicit(&nlayouts, memory_order_relaxed) >= MV_LAYOUTS)
+		return table_full();
 	layout_query(f, &tmp);
 	pthread_mutex_lock(&layout_lock);
 	i = slot_of(f);
@@ -176,6 +192,7 @@ static __attribute__((noinline)) const struct layout *layout_add(CUfunction f)
 		l->off = tmp.off == tmp.off_in ? l->off_in : tmp.off;
 		l->size = tmp.size == tmp.size_in ? l->size_in : tmp.size;
 		tmp.off = l->off;
+		atomic_fetch_add_explicit(&nlayouts, 1, memory_order_relaxed);
 		atomic_store_explicit(&l->f, f, memory_order_release);
 	}
 	/* Another thread published f first, or the table is full: the heap arrays are not kept.
@@ -186,14 +203,7 @@ static __attribute__((noinline)) const struct layout *layout_add(CUfunction f)
 		free((void *)tmp.off);
 		free((void *)tmp.size);
 	}
-	if (at != NULL)
-		return at;
-	if (atomic_exchange(&said_full, 1) == 0)
-		mv_log(MV_LOG_WARN, "more than %d kernel functions: launches of the others are prepared as if their "
-				    "parameter layout were unknown (%s)", MV_LAYOUTS,
-		       mv_dev()->host_vmm ? "the safety net covers what they name"
-					  : "every buffer is made resident before each of them");
-	return &unlisted;
+	return at != NULL ? at : table_full();
 }
 
 /* Forgets the layouts and the function numbers (mv_funcs_forget) of owner's functions, or of the
@@ -211,6 +221,7 @@ static void layouts_forget(void *owner, CUcontext ctx, uint64_t before)
 		    (l->owner != owner && (ctx == NULL || l->ctx != ctx)))
 			continue;
 		atomic_store_explicit(&l->f, LAYOUT_GONE, memory_order_release);
+		atomic_fetch_sub_explicit(&nlayouts, 1, memory_order_relaxed);
 		if (l->off != l->off_in) {
 			free((void *)l->off);
 			free((void *)l->size);
