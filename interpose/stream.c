@@ -415,8 +415,16 @@ static CUevent covering(struct mv_stream *s, uint64_t t, int make)
 	if (!make || (s->per_thread && !atomic_load_explicit(&s->quiet, memory_order_acquire)))
 		return NULL;
 	/* A use is only waited for once its submission has ended (its buffer is busy until then), or
-	 * as a ticket still on its way whose work is not enqueued yet: a record now covers what is. */
-	pthread_mutex_lock(&s->demand_lock);
+	 * as a ticket still on its way whose work is not enqueued yet: a record now covers what is.
+	 * A poll, whose caller holds mv_lock, does not wait for the lock: its holder may be
+	 * synchronising the stream after a refused mark, which can take as long as the stream's
+	 * work. The ticket then counts as not done yet. */
+	if (make == COVER_POLL) {
+		if (pthread_mutex_trylock(&s->demand_lock) != 0)
+			return NULL;
+	} else {
+		pthread_mutex_lock(&s->demand_lock);
+	}
 	e = s->demand;
 	/* A destroyed or capturing stream's was recorded when it became so, after all it ran before. */
 	if (!atomic_load_explicit(&s->quiet, memory_order_relaxed)) {
