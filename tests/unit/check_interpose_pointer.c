@@ -414,7 +414,8 @@ static int count_lines(const char *path, const char *needle)
 
 /* More functions launched than memvirt keeps layouts for (16384: mv_fill of 16,400 modules): the
  * launch of one more, mv_axpy's, is prepared as if its layout were unknown, every buffer brought
- * in, never with another function's layout, which would miss the paged-out buffer it names. */
+ * in, never with another function's layout, which would miss the paged-out buffer it names; and
+ * the driver is not asked for that layout at each launch. */
 START_TEST(test_layout_table_full)
 {
 	struct five t;
@@ -444,8 +445,12 @@ START_TEST(test_layout_table_full)
 	simtest_expect_floats(p, 1, 1.0f);
 	CHK(cuMemFree(p));
 	ck_assert_int_eq(count_lines(logpath, "more than 16384 kernel functions"), 1);
+	/* A function the full table has no slot for is not asked for its layout: a driver that would
+	 * not tell it is never asked, so its launches do not warn each time. */
+	ck_assert_int_eq(((simcuda_inject_fn)simtest_sym(SIMCUDA_INJECT))(SIMCUDA_FAULT_PARAM_INFO, 0, UINT64_MAX), 0);
 	CHK(cuModuleGetFunction(&f, m, "mv_axpy"));
 	axpy_through(&t, f);
+	ck_assert_int_eq(count_lines(logpath, "reports no parameter layout"), 0);
 	unlink(logpath);
 }
 END_TEST
