@@ -81,13 +81,16 @@ int mv_granted(const CUmemLocation *loc)
 	return 0;
 }
 
+/* Pushed on the calling thread's stack and popped again, so that the thread gets back whatever it
+ * had below, even a context another thread destroyed meanwhile, which a set would refuse, leaving
+ * ctx current to the app. */
 int mv_ctx_enter(CUcontext ctx, CUcontext *prev)
 {
 	CUcontext cur = NULL;
 
 	if (ctx == NULL || mv_real.cuCtxGetCurrent(&cur) != CUDA_SUCCESS || cur == ctx)
 		return 0;
-	if (mv_real.cuCtxSetCurrent(ctx) != CUDA_SUCCESS)
+	if (mv_real.cuCtxPushCurrent_v2(ctx) != CUDA_SUCCESS)
 		return -1;
 	*prev = cur;
 	return 1;
@@ -95,7 +98,9 @@ int mv_ctx_enter(CUcontext ctx, CUcontext *prev)
 
 void mv_ctx_leave(int entered, CUcontext prev)
 {
-	if (entered > 0)
+	CUcontext popped = NULL;
+
+	if (entered > 0 && mv_real.cuCtxPopCurrent_v2(&popped) != CUDA_SUCCESS)
 		mv_real.cuCtxSetCurrent(prev);
 }
 
