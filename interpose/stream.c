@@ -106,10 +106,15 @@ static void ending(struct mv_stream *s)
  * ended and took the event with it (an end memvirt did not see, or not yet: another thread's,
  * racing with this call), and nothing it ran is still running. A new entry then serves the
  * handle, with events of the context as it is now. */
+/* Whether the driver's answer r to a call on a stream says its context has ended. */
+static int ended_answer(CUresult r)
+{
+	return r == CUDA_ERROR_INVALID_HANDLE || r == CUDA_ERROR_INVALID_CONTEXT || r == CUDA_ERROR_CONTEXT_IS_DESTROYED;
+}
+
 static int unmarked(struct mv_stream *s, CUresult r, int block)
 {
-	int ended = r == CUDA_ERROR_INVALID_HANDLE || r == CUDA_ERROR_INVALID_CONTEXT ||
-		    r == CUDA_ERROR_CONTEXT_IS_DESTROYED;
+	int ended = ended_answer(r);
 
 	if (!block)
 		return ended && atomic_load_explicit(&s->inflight, memory_order_acquire) == 0 &&
@@ -680,6 +685,60 @@ static struct {
 } probes[MV_PROBES];
 static int nprobes;
 
+static void probes_forget(CUcontext ctx);
+
+/* The captures on explicit streams that no longer capture end: their context ended where memvirt
+ * did not see it (another thread's, while one of memvirt's calls was on its way), and the handle
+ * may name another stream by now, whose launches would otherwise count as captured and run with
+ * their buffers left where they are. Asked of the driver, in the stream's context; a per-thread
+ * stream's capture can be asked about only by its own thread, and is left. */
+static void captures_prune(void)
+{
+	struct {
+		CUstream handle;
+		CUcontext ctx;
+		uint64_t since;
+	} c[MV_MAX_CAPTURES];
+	uintptr_t keys[MV_MAX_CAPTURES];
+	int n = 0, nkeys = 0;
+
+	pthread_mutex_lock(&add_lock);
+	for (int i = 0; i < atomic_load_explicit(&ncaptures, memory_order_relaxed); i++)
+		if (captures[i].own == NULL) {
+			c[n].handle = captures[i].handle;
+			c[n].ctx = captures[i].ctx;
+			c[n++].since = captures[i].since;
+		}
+	pthread_mutex_unlock(&add_lock);
+	for (int i = 0; i < n; i++) {
+		CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_ACTIVE;
+		CUcontext prev = NULL;
+		int entered = mv_ctx_enter(c[i].ctx, &prev);
+		CUresult r = entered < 0 ? CUDA_ERROR_CONTEXT_IS_DESTROYED : mv_real.cuStreamIsCapturing(c[i].handle, &st);
+		int ended = r != CUDA_SUCCESS && ended_answer(r);
+
+		mv_ctx_leave(entered, prev);
+		if (!ended && (r != CUDA_SUCCESS || st != CU_STREAM_CAPTURE_STATUS_NONE))
+			continue;
+		pthread_mutex_lock(&add_lock);
+		for (int j = 0; j < atomic_load_explicit(&ncaptures, memory_order_relaxed); j++)
+			if (captures[j].handle == c[i].handle && captures[j].own == NULL && captures[j].ctx == c[i].ctx &&
+			    captures[j].since == c[i].since) {
+				keys[nkeys++] = key_of(c[i].handle, NULL);
+				capture_drop(j);
+				break;
+			}
+		pthread_mutex_unlock(&add_lock);
+		mv_log(MV_LOG_DEBUG, "the capture on stream %p ended unseen (%s): memvirt ends it too", (void *)c[i].handle,
+		       ended ? "its context ended" : "the stream no longer captures");
+		/* The probes made in an ended context went with it. */
+		if (ended && c[i].ctx != NULL)
+			probes_forget(c[i].ctx);
+	}
+	for (int i = 0; i < nkeys; i++)
+		mv_graph_capture_ended(keys[i]);
+}
+
 CUresult mv_capture_probe(void)
 {
 	CUdeviceptr p;
@@ -689,6 +748,11 @@ CUresult mv_capture_probe(void)
 
 	if (atomic_load_explicit(&ncaptures, memory_order_acquire) == 0)
 		return CUDA_SUCCESS;
+	captures_prune();
+	if (atomic_load_explicit(&ncaptures, memory_order_acquire) == 0) {
+		mv_capture_probes_free();
+		return CUDA_SUCCESS;
+	}
 	r = mv_real.cuMemAlloc_v2(&p, 1);
 	if (r != CUDA_SUCCESS)
 		return r == CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED || r == CUDA_ERROR_STREAM_CAPTURE_IMPLICIT ? r
