@@ -98,9 +98,12 @@ int mv_ctx_enter(CUcontext ctx, CUcontext *prev)
 
 void mv_ctx_leave(int entered, CUcontext prev)
 {
-	CUcontext popped = NULL;
+	CUcontext popped = NULL, cur = NULL;
 
-	if (entered > 0 && mv_real.cuCtxPopCurrent_v2(&popped) != CUDA_SUCCESS)
+	if (entered <= 0 || mv_real.cuCtxPopCurrent_v2(&popped) == CUDA_SUCCESS)
+		return;
+	/* Not popped: the app gets its context back all the same. */
+	if (mv_real.cuCtxGetCurrent(&cur) == CUDA_SUCCESS && cur != prev)
 		mv_real.cuCtxSetCurrent(prev);
 }
 
@@ -254,7 +257,7 @@ int mv_not_paged(void)
 	if (first_mention(&said, d))
 		mv_log(MV_LOG_INFO, "device %d: its allocations go to the driver unpaged; memvirt pages device %d, the "
 		       "first one this process allocated on%s", (int)d, (int)state.device,
-		       budget_leaves(-1) ? " that MEMVIRT_BUDGET names" : "");
+		       budget_leaves(-1) && !budget_leaves((long)state.device) ? " that MEMVIRT_BUDGET names" : "");
 	return 1;
 }
 

@@ -1052,12 +1052,26 @@ static CUresult check_fits(CUgraphExec e, const uint64_t *words, size_t n, uint6
 	return CUDA_ERROR_OUT_OF_MEMORY;
 }
 
+/* Whether what a launch in the calling thread's context allocates is charged: memvirt pages its
+ * device (set up here, as an allocation would, when this is the process's first call that needs
+ * it). Another device's, or one the budget leaves out, is the driver's. */
+static int charged_here(void)
+{
+	CUresult r = mv_device_init();
+
+	return r == CUDA_SUCCESS && !mv_not_paged();
+}
+
 /* A launch needs room for what it allocates (nothing while h captures: the launch is recorded,
  * not run), charged before it and given back as gmem_launched says. */
 static CUresult launch_charged(struct graph_launch_args *a, const uint64_t *words, size_t n)
 {
-	uint64_t kept = 0, all = mv_capturing(a->h, a->per_thread) ? 0 : gmem_bytes((uintptr_t)a->e, &kept);
-	CUresult r = check_fits(a->e, words, n, all);
+	uint64_t kept = 0, all = 0;
+	CUresult r;
+
+	if (!mv_capturing(a->h, a->per_thread) && charged_here())
+		all = gmem_bytes((uintptr_t)a->e, &kept);
+	r = check_fits(a->e, words, n, all);
 
 	if (r != CUDA_SUCCESS)
 		return r;

@@ -99,6 +99,12 @@ static void ending(struct mv_stream *s)
 	atomic_store_explicit(&s->ending, 1, memory_order_seq_cst);
 }
 
+/* Whether the driver's answer r to a call on a stream says its context has ended. */
+static int ended_answer(CUresult r)
+{
+	return r == CUDA_ERROR_INVALID_HANDLE || r == CUDA_ERROR_INVALID_CONTEXT || r == CUDA_ERROR_CONTEXT_IS_DESTROYED;
+}
+
 /* A mark on s was refused with r. Where the caller may block (block set), the stream is
  * synchronised in its stead, which covers all it ran; else it is only asked whether it has
  * drained, as a caller holding mv_lock must not wait for the device (and, holding it, knows no
@@ -106,12 +112,6 @@ static void ending(struct mv_stream *s)
  * ended and took the event with it (an end memvirt did not see, or not yet: another thread's,
  * racing with this call), and nothing it ran is still running. A new entry then serves the
  * handle, with events of the context as it is now. */
-/* Whether the driver's answer r to a call on a stream says its context has ended. */
-static int ended_answer(CUresult r)
-{
-	return r == CUDA_ERROR_INVALID_HANDLE || r == CUDA_ERROR_INVALID_CONTEXT || r == CUDA_ERROR_CONTEXT_IS_DESTROYED;
-}
-
 static int unmarked(struct mv_stream *s, CUresult r, int block)
 {
 	int ended = ended_answer(r);
@@ -596,6 +596,7 @@ void mv_capture_begin(CUstream h, int per_thread)
 	 * also tells the stream's context. */
 	struct mv_stream *s = mv_stream_get(h, per_thread);
 	CUcontext ctx = s != NULL ? s->ctx : NULL;
+	int i;
 
 	if (h == NULL)
 		h = per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
@@ -603,7 +604,12 @@ void mv_capture_begin(CUstream h, int per_thread)
 			 CUDA_SUCCESS)
 		ctx = NULL;
 	pthread_mutex_lock(&add_lock);
-	if (capture_index(h, per_thread) < 0 && ncaptures < MV_MAX_CAPTURES) {
+	i = capture_index(h, per_thread);
+	if (i >= 0) {
+		/* An earlier capture's entry, ended where memvirt did not see it: this one's now. */
+		captures[i].ctx = ctx;
+		captures[i].since = mv_moment();
+	} else if (ncaptures < MV_MAX_CAPTURES) {
 		captures[ncaptures].handle = h;
 		captures[ncaptures].own = h == CU_STREAM_PER_THREAD ? s : NULL;
 		captures[ncaptures].ctx = ctx;
@@ -691,7 +697,8 @@ static void probes_forget(CUcontext ctx);
  * did not see it (another thread's, while one of memvirt's calls was on its way), and the handle
  * may name another stream by now, whose launches would otherwise count as captured and run with
  * their buffers left where they are. Asked of the driver, in the stream's context; a per-thread
- * stream's capture can be asked about only by its own thread, and is left. */
+ * stream's capture can be asked about only by its own thread, and is left (so is one memvirt has
+ * no entry for, whose handle alone cannot tell whose it is). */
 static void captures_prune(void)
 {
 	struct {
@@ -704,7 +711,7 @@ static void captures_prune(void)
 
 	pthread_mutex_lock(&add_lock);
 	for (int i = 0; i < atomic_load_explicit(&ncaptures, memory_order_relaxed); i++)
-		if (captures[i].own == NULL) {
+		if (captures[i].own == NULL && !implicit(captures[i].handle)) {
 			c[n].handle = captures[i].handle;
 			c[n].ctx = captures[i].ctx;
 			c[n++].since = captures[i].since;
@@ -716,6 +723,8 @@ static void captures_prune(void)
 		int entered = mv_ctx_enter(c[i].ctx, &prev);
 		CUresult r = entered < 0 ? CUDA_ERROR_CONTEXT_IS_DESTROYED : mv_real.cuStreamIsCapturing(c[i].handle, &st);
 		int ended = r != CUDA_SUCCESS && ended_answer(r);
+		/* CUDA_ERROR_INVALID_HANDLE alone may be a stream destroyed in a live context. */
+		int ctx_ended = r == CUDA_ERROR_INVALID_CONTEXT || r == CUDA_ERROR_CONTEXT_IS_DESTROYED;
 
 		mv_ctx_leave(entered, prev);
 		if (!ended && (r != CUDA_SUCCESS || st != CU_STREAM_CAPTURE_STATUS_NONE))
@@ -730,9 +739,9 @@ static void captures_prune(void)
 			}
 		pthread_mutex_unlock(&add_lock);
 		mv_log(MV_LOG_DEBUG, "the capture on stream %p ended unseen (%s): memvirt ends it too", (void *)c[i].handle,
-		       ended ? "its context ended" : "the stream no longer captures");
+		       ctx_ended ? "its context ended" : ended ? "the stream is gone" : "the stream no longer captures");
 		/* The probes made in an ended context went with it. */
-		if (ended && c[i].ctx != NULL)
+		if (ctx_ended && c[i].ctx != NULL)
 			probes_forget(c[i].ctx);
 	}
 	for (int i = 0; i < nkeys; i++)

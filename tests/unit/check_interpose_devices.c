@@ -254,6 +254,44 @@ START_TEST(test_budget_names_the_paged_device)
 }
 END_TEST
 
+/* Under a budget for device 1 alone, device 0 is the driver's: a graph that allocates there (an
+ * alloc node, from cuMemAllocAsync captured on device 0) launches as the driver would run it, its
+ * bytes charged to no budget of memvirt's. Three launches add 2 to p each. */
+START_TEST(test_graph_on_a_device_the_budget_leaves_out)
+{
+	CUdeviceptr p, t;
+	CUstream s;
+	CUgraph g;
+	CUgraphExec e;
+	CUfunction f0;
+
+	start_with("SIMCUDA_NO_HOST_VMM=1", "MEMVIRT_BUDGET=1:256KiB");
+	f0 = fill_in(simtest_mod);
+	CHK(cuMemAlloc(&p, BUF));
+	CHK(fill(f0, p, 0.0f, NULL));
+	CHK(cuCtxSynchronize());
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(cuMemAllocAsync(&t, BUF, s));
+	CHK(fill(f0, t, 2.0f, s));
+	CHK(simtest_axpy(p, t, 1.0f, FLOATS, s));
+	CHK(cuMemFreeAsync(t, s));
+	CHK(cuStreamEndCapture(s, &g));
+	CHK(cuGraphInstantiateWithFlags(&e, g, 0));
+	CHK(cuGraphDestroy(g));
+	for (int i = 0; i < 3; i++) {
+		CHK(cuGraphLaunch(e, s));
+		CHK(cuStreamSynchronize(s));
+	}
+	simtest_expect_floats(p, FLOATS, 6.0f);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuStreamDestroy(s));
+	CHK(cuMemFree(p));
+	ck_assert_int_eq(itest_count_in(logpath, "launch refused"), 0);
+	unlink(logpath);
+}
+END_TEST
+
 /* Device 0's buffer `a` (1.0, returned) and b[0..2] (20, 21, 22), filled and synchronised: with
  * them device 0's budget is full. */
 static CUdeviceptr fill_four(CUdeviceptr *b)
@@ -626,6 +664,7 @@ static Suite *devices_suite(void)
 	tcase_add_test(tc, test_other_device_passes_through);
 	tcase_add_test(tc, test_paged_device_one);
 	tcase_add_test(tc, test_budget_names_the_paged_device);
+	tcase_add_test(tc, test_graph_on_a_device_the_budget_leaves_out);
 	tcase_add_test(tc, test_legacy_stream_per_context);
 	tcase_add_test(tc, test_context_reset_retires_its_streams);
 	tcase_add_test(tc, test_context_reset_retires_its_per_thread_stream);
