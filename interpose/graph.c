@@ -1069,8 +1069,8 @@ static CUresult launch_charged(struct graph_launch_args *a, const uint64_t *word
 	uint64_t kept = 0, all = 0;
 	CUresult r;
 
-	if (!mv_capturing(a->h, a->per_thread) && charged_here())
-		all = gmem_bytes((uintptr_t)a->e, &kept);
+	if (!mv_capturing(a->h, a->per_thread) && (all = gmem_bytes((uintptr_t)a->e, &kept)) > 0 && !charged_here())
+		all = kept = 0;
 	r = check_fits(a->e, words, n, all);
 
 	if (r != CUDA_SUCCESS)
