@@ -756,6 +756,14 @@ void mv_learn_start(void);
 /* The function number of a kernel (CUfunction) or an mv_fkey; MV_TRACE_NONE-like UINT32_MAX when
  * the table is full. *marker says whether it is MEMVIRT_ITERATION_MARKER's kernel. */
 uint32_t mv_func_number(uintptr_t fkey, int *marker);
+/* Whether a function of owner o (its module, or a library), whose module was loaded in context c,
+ * first seen at moment since, goes with the unload of `owner` or the end of ctx (NULL: none) that
+ * began at moment `before`. A function whose owner the driver would not tell never goes. */
+static inline int mv_owned_by(const void *o, CUcontext c, uint64_t since, const void *owner, CUcontext ctx,
+			      uint64_t before)
+{
+	return o != NULL && since <= before && (o == owner || (ctx != NULL && c == ctx));
+}
 /* Forgets the numbers of owner's functions, or of those whose module was loaded in ctx, first seen
  * before `before` (an mv_moment): their handles may name other functions once the module or
  * library is unloaded. */

@@ -208,17 +208,16 @@ static __attribute__((noinline)) const struct layout *layout_add(CUfunction f)
 
 /* Forgets the layouts and the function numbers (mv_funcs_forget) of owner's functions, or of the
  * functions of modules loaded in ctx: their handles may name other functions once the module is
- * unloaded (a context's end unloads its modules). Called before the driver unloads a module; a launch of one of them meanwhile is the
- * app's error. A function whose owner the driver would not tell keeps its layout: another thread
- * may be launching it now. */
+ * unloaded (a context's end unloads its modules). Called before the driver unloads a module; a
+ * launch of one of them meanwhile is the app's error. A function whose owner the driver would not
+ * tell keeps its layout: another thread may be launching it now. */
 static void layouts_forget(void *owner, CUcontext ctx, uint64_t before)
 {
 	pthread_mutex_lock(&layout_lock);
 	for (size_t i = 0; i < MV_LAYOUTS; i++) {
 		struct layout *l = &layouts[i];
 		CUfunction g = atomic_load_explicit(&l->f, memory_order_relaxed);
-		if (g == NULL || g == LAYOUT_GONE || l->owner == NULL || l->since > before ||
-		    (l->owner != owner && (ctx == NULL || l->ctx != ctx)))
+		if (g == NULL || g == LAYOUT_GONE || !mv_owned_by(l->owner, l->ctx, l->since, owner, ctx, before))
 			continue;
 		atomic_store_explicit(&l->f, LAYOUT_GONE, memory_order_release);
 		atomic_fetch_sub_explicit(&nlayouts, 1, memory_order_relaxed);

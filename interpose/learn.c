@@ -202,8 +202,7 @@ void mv_funcs_forget(void *owner, CUcontext ctx, uint64_t before)
 	for (size_t i = 0; i < MV_FUNC_SLOTS; i++) {
 		struct fslot *f = &fslots[i];
 		uintptr_t k = atomic_load_explicit(&f->key, memory_order_relaxed);
-		if (k == 0 || k == FKEY_GONE || f->owner == NULL || f->since > before ||
-		    (f->owner != owner && (ctx == NULL || f->ctx != ctx)))
+		if (k == 0 || k == FKEY_GONE || !mv_owned_by(f->owner, f->ctx, f->since, owner, ctx, before))
 			continue;
 		fgone[atomic_load_explicit(&f->num, memory_order_relaxed)] = 1;
 		atomic_store_explicit(&f->key, FKEY_GONE, memory_order_relaxed);

@@ -30,20 +30,25 @@ static int implicit(CUstream h)
 	return h == CU_STREAM_LEGACY || h == CU_STREAM_PER_THREAD;
 }
 
-/* Calls fn on s's handle with s's context current: the implicit handles name the current
+/* Calls fn on stream h with its context ctx current: the implicit handles name the current
  * context's stream, an event is recorded only on a stream of the context it was made in, and an
- * error then says what became of s's context, not of the calling thread's. */
-static CUresult in_ctx(struct mv_stream *s, CUresult (*fn)(CUstream h, void *arg), void *arg)
+ * error then says what became of ctx, not of the calling thread's context. */
+static CUresult in_ctx_of(CUcontext ctx, CUstream h, CUresult (*fn)(CUstream h, void *arg), void *arg)
 {
 	CUcontext prev = NULL;
-	int entered = mv_ctx_enter(s->ctx, &prev);
+	int entered = mv_ctx_enter(ctx, &prev);
 	CUresult r;
 
 	if (entered < 0)
 		return CUDA_ERROR_INVALID_CONTEXT;
-	r = fn(s->handle, arg);
+	r = fn(h, arg);
 	mv_ctx_leave(entered, prev);
 	return r;
+}
+
+static CUresult in_ctx(struct mv_stream *s, CUresult (*fn)(CUstream h, void *arg), void *arg)
+{
+	return in_ctx_of(s->ctx, s->handle, fn, arg);
 }
 
 static CUresult record_on(CUstream h, void *e)
@@ -61,6 +66,11 @@ static CUresult query_on(CUstream h, void *unused)
 {
 	(void)unused;
 	return mv_real.cuStreamQuery(h);
+}
+
+static CUresult capturing_on(CUstream h, void *st)
+{
+	return mv_real.cuStreamIsCapturing(h, (CUstreamCaptureStatus *)st);
 }
 
 static CUresult record(struct mv_stream *s, CUevent e)
@@ -719,14 +729,11 @@ static void captures_prune(void)
 	pthread_mutex_unlock(&add_lock);
 	for (int i = 0; i < n; i++) {
 		CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_ACTIVE;
-		CUcontext prev = NULL;
-		int entered = mv_ctx_enter(c[i].ctx, &prev);
-		CUresult r = entered < 0 ? CUDA_ERROR_CONTEXT_IS_DESTROYED : mv_real.cuStreamIsCapturing(c[i].handle, &st);
+		CUresult r = in_ctx_of(c[i].ctx, c[i].handle, capturing_on, &st);
 		int ended = r != CUDA_SUCCESS && ended_answer(r);
 		/* CUDA_ERROR_INVALID_HANDLE alone may be a stream destroyed in a live context. */
 		int ctx_ended = r == CUDA_ERROR_INVALID_CONTEXT || r == CUDA_ERROR_CONTEXT_IS_DESTROYED;
 
-		mv_ctx_leave(entered, prev);
 		if (!ended && (r != CUDA_SUCCESS || st != CU_STREAM_CAPTURE_STATUS_NONE))
 			continue;
 		pthread_mutex_lock(&add_lock);
