@@ -16,6 +16,8 @@
  * launch before its next use (its page-in waits for room), then page-outs start right after the
  * last use, and a buffer dead from its last use until its free is paged out without coming back;
  * a planned wait beats the reactive fault, which may evict the buffer the next launch needs.
+ * Only a stretch at least as long as the buffer's copy out plus its copy in runs late: a shorter
+ * one would move the buffer out and straight back in for less work than the copies take.
  * Scheduling: a page-out follows its buffer's last use
  * before the stretch (when the D2H engine falls behind, launches wait for room rather than the
  * plan giving up); page-ins are issued just in time in the order they are needed, each at the
@@ -534,10 +536,22 @@ out:
 	return err;
 }
 
+/* Whether c's buffer can go out and come back in within the work between its two uses: its copy
+ * out and its copy in, each on its own engine, take no longer than the launches in between. A
+ * stretch shorter than that is never let run late: moving the buffer out and straight back in
+ * would cost the copy engines more than the launches it frees, so keeping it costs less. A
+ * stretch the stall-free schedule takes always passes (its page-out ends and its page-in starts
+ * within it). */
+static int mm_round_trip_fits(const struct mm *m, const struct mm_cand *c)
+{
+	return m->start[c->ub] - m->start[c->ua + 1] >= mm_copy_ns(c->size, m->d2h) + mm_copy_ns(c->size, m->h2d);
+}
+
 /* Lets stretches run late so that they cover what the stall-free schedule cannot: pass 0 keeps a
  * buffer out until its next use (the page-in waits), for the free stretches and for the chosen ones
  * whose page-in lands on a launch still over the target; pass 1 also starts the free stretches'
- * page-outs right after their last use (so does the page-out). Needs m->cur up to date. */
+ * page-outs right after their last use (so does the page-out). Only a stretch whose round trip
+ * fits (mm_round_trip_fits) runs late. Needs m->cur up to date. */
 static void mm_relax(struct mm *m, uint32_t pass)
 {
 	uint32_t i, t;
@@ -554,7 +568,7 @@ static void mm_relax(struct mm *m, uint32_t pass)
 				c->q = c->ub;
 			continue;
 		}
-		if (c->state != MM_FREE)
+		if (c->state != MM_FREE || !mm_round_trip_fits(m, c))
 			continue;
 		if (pass == 0)
 			c->q = c->ub;

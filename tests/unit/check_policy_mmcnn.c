@@ -375,6 +375,70 @@ START_TEST(test_brute_force_optimum)
 }
 END_TEST
 
+/* The copies of one buffer at the link's speed, rounded as the planner rounds them. */
+static uint64_t copy_ns(uint64_t size, double bps)
+{
+	return (uint64_t)((double)size * 1e9 / bps + 0.5);
+}
+
+/* Under budgets so tight that stretches run late, a buffer is never moved out and back in over a
+ * stretch whose work is shorter than its two copies: keeping it costs less. Copies here are about
+ * as long as a few launches, so many stretches are too short for a round trip. */
+START_TEST(test_no_round_trip_over_a_short_stretch)
+{
+	struct hand h;
+	struct mv_iter *it;
+	struct mv_plan *pl;
+	struct mv_policy_params p;
+	uint64_t seed = 0x2545f4914f6cdd1dull, peak, floor_peak, win, trip;
+	uint32_t round, k, j, pairs = 0;
+
+	for (round = 0; round < 300; round++) {
+		hand_random(&h, &seed);
+		it = hand_iter(&h);
+		peak = hand_peak(&h, NULL, NULL, 0, NULL);
+		p = params(1);
+		ck_assert_int_eq(mv_policy_mmcnn.plan(it, &p, NULL, &pl), 0);
+		plan_check(&h, pl, &floor_peak);
+		mv_plan_free(pl);
+		if (floor_peak >= peak) {
+			hand_free(it);
+			continue;
+		}
+		/* 4 MiB takes 5 us each way: a launch takes 1 to 4 us. */
+		p = params(floor_peak + rnd(&seed) % (peak - floor_peak));
+		p.machine.h2d_bps = p.machine.d2h_bps = (double)(4 * MIB) * 1e9 / 5000.0;
+		ck_assert_int_eq(mv_policy_mmcnn.plan(it, &p, NULL, &pl), 0);
+		for (k = 0; k < pl->nops; k++) {
+			const struct mv_plan_op *op = &pl->ops[k];
+			uint32_t ua = MV_TRACE_NONE;
+
+			if (op->kind != MV_PLAN_OUT || op->need == MV_TRACE_NONE)
+				continue;
+			/* The use before the page-out's stretch. */
+			for (j = op->need; j-- > 0;)
+				if (h.uses[op->buf] >> j & 1) {
+					ua = j;
+					break;
+				}
+			ck_assert_uint_ne(ua, MV_TRACE_NONE);
+			for (win = 0, j = ua + 1; j < op->need; j++)
+				win += h.dur[j];
+			trip = copy_ns(h.size[op->buf], p.machine.d2h_bps) + copy_ns(h.size[op->buf], p.machine.h2d_bps);
+			ck_assert_msg(win >= trip, "round %u: buffer %u (%llu MiB) out after launch %u and back for %u: "
+				      "%llu ns of work between, %llu ns of copies", round, op->buf,
+				      (unsigned long long)(h.size[op->buf] / MIB), ua, op->need,
+				      (unsigned long long)win, (unsigned long long)trip);
+			pairs++;
+		}
+		mv_plan_free(pl);
+		hand_free(it);
+	}
+	/* The plans moved something, so the check above looked at round trips. */
+	ck_assert_uint_ge(pairs, 100);
+}
+END_TEST
+
 static Suite *mmcnn_suite(void)
 {
 	Suite *s = suite_create("policy_mmcnn");
@@ -384,6 +448,7 @@ static Suite *mmcnn_suite(void)
 	tcase_add_test(tc, test_empty_when_it_fits);
 	tcase_add_test(tc, test_picks_longest_idle);
 	tcase_add_test(tc, test_brute_force_optimum);
+	tcase_add_test(tc, test_no_round_trip_over_a_short_stretch);
 	suite_add_tcase(s, tc);
 	return s;
 }
