@@ -1,7 +1,8 @@
 /* auto: until an iteration has been learned there is nothing to plan and the library pages
  * reactively (lru); once one has, auto plans it with mmcnn and, when mmcnn has to move anything,
  * also with knob variants (mmcnn with headroom 0 and 0.05, vdnn-all with lookahead 2 and 3,
- * vdnn-conv with lookahead 2), vdnn-all, vdnn-conv and lru (the empty plan). Each is replanned up
+ * vdnn-conv with lookahead 2), vdnn-all, vdnn-conv, lru (the empty plan) and mmcnn choosing by
+ * next use (mv_policy_mmcnn_belady, with the caller's headroom and with 0). Each is replanned up
  * to three times with its own late page-ins fed back, as a running job learns; every plan is
  * replayed under the time model with the same budget and machine, and the one with the shortest
  * modeled step is kept (a plan the model cannot keep within the budget loses to one it can; equal
@@ -39,6 +40,7 @@ static const struct auto_variant auto_variants[] = {
 	{ &mv_policy_mmcnn, -1, 0 },    { &mv_policy_mmcnn, 0, 0 },       { &mv_policy_mmcnn, 0.05, 0 },
 	{ &mv_policy_vdnn_all, -1, 0 }, { &mv_policy_vdnn_all, -1, 2 },   { &mv_policy_vdnn_all, -1, 3 },
 	{ &mv_policy_vdnn_conv, -1, 0 }, { &mv_policy_vdnn_conv, -1, 2 }, { &mv_policy_lru, -1, 0 },
+	{ &mv_policy_mmcnn_belady, -1, 0 }, { &mv_policy_mmcnn_belady, 0, 0 },
 };
 #define AUTO_NVAR (sizeof(auto_variants) / sizeof(auto_variants[0]))
 /* Rounds of late-page-in feedback each variant is planned with, as a running job would learn. */
@@ -133,10 +135,12 @@ static int auto_plan(const struct mv_iter *it, const struct mv_policy_params *p,
 	/* A plan that reaches the lower bound cannot be beaten: stop there. */
 	lb = mv_model_lower_bound(it, p->budget, &p->machine, NULL);
 	for (i = 0; i < AUTO_NVAR && !(best != NULL && !rbest.over_budget && rbest.step_ns <= lb); i++) {
-		/* Large iterations: each policy's own knobs only, and not vdnn-conv, whose plans page a
-		 * subset of what vdnn-all pages and so rarely beat both it and mmcnn. */
+		/* Large iterations: each policy's own knobs only, and neither vdnn-conv, whose plans page
+		 * a subset of what vdnn-all pages and so rarely beat both it and mmcnn, nor mmcnn's choice
+		 * by next use, which would take planning past its time. */
 		if (small == 0 && (i == 0 || auto_variants[i].headroom >= 0 || auto_variants[i].lookahead > 0 ||
-				   auto_variants[i].pol == &mv_policy_vdnn_conv))
+				   auto_variants[i].pol == &mv_policy_vdnn_conv ||
+				   auto_variants[i].pol == &mv_policy_mmcnn_belady))
 			continue;
 		err = auto_try(it, p, fb, &auto_variants[i], small ? AUTO_ROUNDS : 1, lfb, &best, &rbest);
 		if (err < 0) {

@@ -27,6 +27,9 @@
  * no earlier than the profile has room for it: the budget comes first, a late page-in only
  * stalls. It costs O((launches + uses) log launches).
  *
+ * A variant for auto (mv_policy_mmcnn_belady) chooses by Belady's rule instead (mm_select_belady)
+ * and schedules its page-ins the same way.
+ *
  * Knobs: budget, min_size, headroom (default 0.02 of the budget kept free), the machine's h2d and
  * d2h bandwidths. Choose it whenever the iteration repeats: it moves nothing when memory suffices
  * and the least it can when it does not. */
@@ -72,6 +75,7 @@ struct mm {
 	int64_t *mx, *lz; /* a max segment tree with lazy adds over cur */
 	uint32_t segn;    /* nodes in mx and lz */
 	int64_t slack;    /* subtracted from cur: the headroom, while stretches run late only for the budget */
+	int belady;       /* choose by furthest next use instead (mm_select_belady) */
 };
 
 static uint64_t mm_copy_ns(uint64_t size, double bps)
@@ -129,13 +133,20 @@ static uint32_t mm_in_at(const struct mm *m, const struct mm_cand *c, uint32_t a
 	return at - c->ua - 1 > adv ? at - adv : c->ua + 1;
 }
 
+/* How far c reaches for the heap: its q, or past everything for a tail stretch when choosing by
+ * next use (its buffer is never used again). */
+static uint32_t mm_reach(const struct mm *m, const struct mm_cand *c)
+{
+	return m->belady && c->tail ? UINT32_MAX : c->q;
+}
+
 /* Heap order: furthest-reaching first, then larger, then earlier. */
 static int mm_heap_before(const struct mm *m, uint32_t a, uint32_t b)
 {
 	const struct mm_cand *x = &m->c[a], *y = &m->c[b];
 
-	if (x->q != y->q)
-		return x->q > y->q;
+	if (mm_reach(m, x) != mm_reach(m, y))
+		return mm_reach(m, x) > mm_reach(m, y);
 	if (x->size != y->size)
 		return x->size > y->size;
 	return a < b;
@@ -322,6 +333,47 @@ static uint32_t mm_select(struct mm *m)
 		}
 	}
 	return added;
+}
+
+/* Chooses as Belady's rule would evict: sweeping the launches in order, while a launch is over the
+ * target, the stretch covering it whose buffer is used again furthest away (a buffer never used
+ * again first, then the larger). Each stretch runs from the launch after its last use; pass 0 has it
+ * back by the launch before its next use, pass 1 (run late) only by its next use, the page-in
+ * waiting for room. Chosen stretches stay chosen across passes. */
+static void mm_select_belady(struct mm *m, uint32_t pass)
+{
+	uint32_t t, j = 0, i, top;
+	int64_t red = 0;
+	struct mm_cand *c;
+
+	memset(m->diff, 0, ((size_t)m->n + 1) * sizeof(*m->diff));
+	for (i = 0; i < m->nc; i++) {
+		c = &m->c[i];
+		c->o = c->ua + 1;
+		c->q = c->tail || pass == 1 ? c->ub : c->ub - 1;
+		c->valid = c->o < c->q;
+		if (c->state == MM_CHOSEN) {
+			m->diff[c->o] -= (int64_t)c->size;
+			m->diff[c->q] += (int64_t)c->size;
+		}
+	}
+	qsort(m->by_o, m->nc, sizeof(*m->by_o), mm_cmp_o);
+	m->nheap = 0;
+	for (t = 0; t < m->n; t++) {
+		red -= m->diff[t];
+		for (; j < m->nc && m->by_o[j]->o <= t; j++)
+			if (m->by_o[j]->state == MM_FREE && m->by_o[j]->valid)
+				mm_heap_push(m, m->by_o[j]->idx);
+		while (m->base[t] - m->slack - red > 0 && m->nheap > 0) {
+			top = mm_heap_pop(m);
+			c = &m->c[top];
+			if (c->state != MM_FREE || c->q <= t)
+				continue;
+			c->state = MM_CHOSEN;
+			red += (int64_t)c->size;
+			m->diff[c->q] += (int64_t)c->size;
+		}
+	}
 }
 
 /* m->cur from the base and the chosen stretches' real intervals; returns its largest value. */
@@ -665,6 +717,18 @@ static void mm_plan_stretches(struct mm *m, int64_t slack)
 {
 	uint32_t pass;
 
+	if (m->belady) {
+		/* Run late only where a launch is over the budget itself, as below. */
+		mm_select_belady(m, 0);
+		m->slack = slack;
+		if (mm_profile(m) > 0)
+			mm_select_belady(m, 1);
+		m->slack = 0;
+		mm_profile(m);
+		mm_prune(m);
+		mm_schedule(m);
+		return;
+	}
 	mm_select(m);
 	/* What no stretch can free without a wait and is over the budget itself, not only its
 	 * headroom: let the stretches run late, first to their next use (the page-in waits), then
@@ -703,8 +767,8 @@ static int mm_emit(const struct mm *m, struct mv_plan *plan)
 	return 0;
 }
 
-static int mmcnn_plan(const struct mv_iter *it, const struct mv_policy_params *p, const struct mv_feedback *fb,
-		      struct mv_plan **out)
+static int mm_plan(const struct mv_iter *it, const struct mv_policy_params *p, const struct mv_feedback *fb,
+		   int belady, struct mv_plan **out)
 {
 	struct mm m;
 	struct mv_plan *plan;
@@ -718,6 +782,7 @@ static int mmcnn_plan(const struct mv_iter *it, const struct mv_policy_params *p
 	if (plan == NULL)
 		return -ENOMEM;
 	memset(&m, 0, sizeof(m));
+	m.belady = belady;
 	keep = p->headroom > 0 && p->headroom < 1 ? p->headroom : 0;
 	target = p->budget - (uint64_t)((double)p->budget * keep);
 	/* No budget, or nothing to plan over. */
@@ -742,6 +807,24 @@ fail:
 	mv_plan_free(plan);
 	return err;
 }
+
+static int mmcnn_plan(const struct mv_iter *it, const struct mv_policy_params *p, const struct mv_feedback *fb,
+		      struct mv_plan **out)
+{
+	return mm_plan(it, p, fb, 0, out);
+}
+
+static int mmcnn_belady_plan(const struct mv_iter *it, const struct mv_policy_params *p,
+			     const struct mv_feedback *fb, struct mv_plan **out)
+{
+	return mm_plan(it, p, fb, 1, out);
+}
+
+const struct mv_policy mv_policy_mmcnn_belady = {
+	.name = "mmcnn-belady",
+	.summary = "mmcnn's schedule with the stretches chosen by furthest next use (auto tries it)",
+	.plan = mmcnn_belady_plan,
+};
 
 const struct mv_policy mv_policy_mmcnn = {
 	.name = "mmcnn",

@@ -276,6 +276,8 @@ extern const struct mv_policy mv_policy_lru;       /* policies/lru.c: an empty p
 extern const struct mv_policy mv_policy_vdnn_all;  /* policies/vdnn-all.c */
 extern const struct mv_policy mv_policy_vdnn_conv; /* policies/vdnn-conv.c */
 extern const struct mv_policy mv_policy_mmcnn;     /* policies/mmcnn.c */
+/* policies/mmcnn.c: mmcnn with Belady's choice; not in mv_policies[], auto tries it */
+extern const struct mv_policy mv_policy_mmcnn_belady;
 extern const struct mv_policy mv_policy_auto;      /* policies/auto.c */
 
 /* ---- the planning knobs people set (params.c) ---- */

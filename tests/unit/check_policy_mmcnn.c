@@ -439,6 +439,100 @@ START_TEST(test_no_round_trip_over_a_short_stretch)
 }
 END_TEST
 
+/* auto's variant of mmcnn that chooses by Belady's rule: over a launch above the budget it pages
+ * the buffer used again furthest away, a buffer never used again before its free first. Three
+ * 4 MiB buffers, A, B and C, are first named at launches 1, 2 and 3 and idle over launch 4, which
+ * names a fourth: A is named again at 6, B at 10, C never (freed at 9). With room for one buffer
+ * less than the peak, C goes. With room for two less, launch 3 (naming C) needs one of A and B out:
+ * B, used again later; then launch 4 needs C out as well. A stays. */
+START_TEST(test_belady_furthest_next_use)
+{
+	struct hand h;
+	struct mv_iter *it;
+	struct mv_plan *pl;
+	struct mv_policy_params p;
+	uint32_t i, k, outs[3];
+
+	memset(&h, 0, sizeof(h));
+	h.n = 12;
+	for (i = 0; i < h.n; i++)
+		h.dur[i] = 1000;
+	h.nb = 4;
+	for (i = 0; i < 3; i++) {
+		h.size[i] = 4 * MIB;
+		h.alloc_at[i] = i + 1;
+	}
+	h.uses[0] = 1ull << 1 | 1ull << 6;
+	h.free_at[0] = 7;
+	h.uses[1] = 1ull << 2 | 1ull << 10;
+	h.free_at[1] = 11;
+	h.uses[2] = 1ull << 3;
+	h.free_at[2] = 9;
+	/* A 4 MiB buffer named by launch 4 alone, alive from 4 to 5. */
+	h.size[3] = 4 * MIB;
+	h.alloc_at[3] = 4;
+	h.free_at[3] = 5;
+	h.uses[3] = 1ull << 4;
+	it = hand_iter(&h);
+	ck_assert_uint_eq(hand_peak(&h, NULL, NULL, 0, NULL), 16 * MIB);
+	for (k = 1; k <= 2; k++) {
+		p = params((4 - k) * 4 * MIB);
+		ck_assert_int_eq(mv_policy_mmcnn_belady.plan(it, &p, NULL, &pl), 0);
+		memset(outs, 0, sizeof(outs));
+		for (i = 0; i < pl->nops; i++)
+			if (pl->ops[i].kind == MV_PLAN_OUT) {
+				ck_assert_uint_lt(pl->ops[i].buf, 3);
+				outs[pl->ops[i].buf]++;
+			}
+		ck_assert_msg(outs[2] == 1 && outs[1] == (k == 2) && outs[0] == 0,
+			      "room for %u less: paged A %u, B %u, C %u times", k, outs[0], outs[1], outs[2]);
+		/* C's page-out has no page-in: it is never named again. */
+		for (i = 0; i < pl->nops; i++)
+			ck_assert(!(pl->ops[i].buf == 2 && pl->ops[i].kind == MV_PLAN_IN));
+		mv_plan_free(pl);
+	}
+	hand_free(it);
+}
+END_TEST
+
+/* On random iterations with free copies, the Belady variant keeps every launch within the budget
+ * whenever mmcnn can, with plans of the same shape. */
+START_TEST(test_belady_keeps_the_budget)
+{
+	struct hand h;
+	struct mv_iter *it;
+	struct mv_plan *pl;
+	struct mv_policy_params p;
+	uint64_t seed = 0x51afd7ed558ccd1full, peak, floor_peak, budget;
+	uint32_t round, checked = 0, moved = 0;
+
+	for (round = 0; round < 300; round++) {
+		hand_random(&h, &seed);
+		it = hand_iter(&h);
+		peak = hand_peak(&h, NULL, NULL, 0, NULL);
+		p = params(1);
+		ck_assert_int_eq(mv_policy_mmcnn.plan(it, &p, NULL, &pl), 0);
+		plan_check(&h, pl, &floor_peak);
+		mv_plan_free(pl);
+		if (floor_peak >= peak) {
+			hand_free(it);
+			continue;
+		}
+		budget = floor_peak + rnd(&seed) % (peak - floor_peak);
+		p = params(budget);
+		ck_assert_int_eq(mv_policy_mmcnn_belady.plan(it, &p, NULL, &pl), 0);
+		moved += plan_check(&h, pl, &peak) > 0;
+		ck_assert_msg(peak <= budget, "round %u: peak %llu over budget %llu", round,
+			      (unsigned long long)peak, (unsigned long long)budget);
+		checked++;
+		mv_plan_free(pl);
+		hand_free(it);
+	}
+	ck_assert_uint_ge(checked, 100);
+	ck_assert_uint_eq(moved, checked);
+}
+END_TEST
+
 static Suite *mmcnn_suite(void)
 {
 	Suite *s = suite_create("policy_mmcnn");
@@ -449,6 +543,8 @@ static Suite *mmcnn_suite(void)
 	tcase_add_test(tc, test_picks_longest_idle);
 	tcase_add_test(tc, test_brute_force_optimum);
 	tcase_add_test(tc, test_no_round_trip_over_a_short_stretch);
+	tcase_add_test(tc, test_belady_furthest_next_use);
+	tcase_add_test(tc, test_belady_keeps_the_budget);
 	suite_add_tcase(s, tc);
 	return s;
 }
