@@ -91,6 +91,40 @@ static CUresult copy_enqueue_h2d(struct sim_stream *s, uint64_t dst, uint64_t sr
 	return CUDA_SUCCESS;
 }
 
+/* A call the capture cannot record: refused, and the capture ends in an error. */
+static CUresult capture_refuse(struct sim_stream *s)
+{
+	s->capture_invalid = 1;
+	return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+}
+
+/* During capture an asynchronous copy becomes a memcpy node, which reads its source when the graph
+ * runs. Its host sides must be pinned: the driver cannot record a copy through pageable memory. */
+static CUresult capture_copy(struct sim_stream *s, uint64_t dst, uint64_t src, uint64_t bytes, enum sim_copy_dir dir,
+			     int sync)
+{
+	struct sim_op *op;
+	CUresult r;
+
+	if (sync)
+		return capture_refuse(s);
+	if (bytes == 0)
+		return CUDA_SUCCESS;
+	r = sim_copy_check(dst, src, bytes, dir);
+	if (r != CUDA_SUCCESS)
+		return r;
+	if (!sim_device_side(dst, bytes) || !sim_device_side(src, bytes))
+		return capture_refuse(s);
+	op = sim_op_new(SIM_OP_COPY);
+	if (op == NULL)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	op->u.c.dst = dst;
+	op->u.c.src = src;
+	op->u.c.bytes = bytes;
+	op->u.c.dir = dir;
+	return sim_graph_capture_op(s, op);
+}
+
 static CUresult copy(uint64_t dst, uint64_t src, size_t bytes, enum sim_copy_dir dir, CUstream h, int per_thread,
 		     int sync)
 {
@@ -100,7 +134,7 @@ static CUresult copy(uint64_t dst, uint64_t src, size_t bytes, enum sim_copy_dir
 	if (r != CUDA_SUCCESS)
 		return r;
 	if (s->capture != NULL)
-		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+		return capture_copy(s, dst, src, bytes, dir, sync);
 	if (bytes == 0)
 		return CUDA_SUCCESS;
 	r = sim_copy_check(dst, src, bytes, dir);
@@ -215,12 +249,23 @@ static CUresult memset_submit(CUdeviceptr dst, uint32_t value, unsigned elem, si
 
 	if (r != CUDA_SUCCESS)
 		return r;
-	if (s->capture != NULL)
-		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	if (s->capture != NULL && sync)
+		return capture_refuse(s);
 	if (n == 0)
 		return CUDA_SUCCESS;
 	if (dst % elem != 0 || n > SIZE_MAX / elem || !sim_device_side(dst, n * elem))
 		return CUDA_ERROR_INVALID_VALUE;
+	if (s->capture != NULL) {
+		/* Recorded as a memset node. */
+		struct sim_op *op = sim_op_new(SIM_OP_MEMSET);
+		if (op == NULL)
+			return CUDA_ERROR_OUT_OF_MEMORY;
+		op->u.m.dst = dst;
+		op->u.m.n = n;
+		op->u.m.elem = elem;
+		op->u.m.value = value;
+		return sim_graph_capture_op(s, op);
+	}
 	r = sim_memset_enqueue(s, dst, value, elem, n);
 	if (r != CUDA_SUCCESS)
 		return r;

@@ -3,8 +3,10 @@
  * memset, alloc, free, child-graph and empty nodes. An instantiated graph runs its
  * nodes one after another on the stream it is launched on, in the order they were added, which every
  * dependency allows since a node can only depend on nodes added before it. Each node's ranges are
- * checked when it runs, as any kernel's, copy's or memset's are. Copies, memsets, events and host
- * functions are refused during capture.
+ * checked when it runs, as any kernel's, copy's or memset's are. During capture an asynchronous
+ * copy or memset becomes a node too (copy.c); a synchronous one, or a copy with a side in pageable
+ * host memory, is refused and invalidates the capture, as the driver does. Pitched copies and
+ * memsets, stream memory operations, events and host functions are refused.
  *
  * An alloc node's address is reserved when the node is made and fixed for its life (mem.c). A
  * launch allocates it (charging the device) and its pages are mapped when the stream reaches the
@@ -131,10 +133,11 @@ static CUresult graph_append(struct sim_graph *g, enum gnode_kind kind, struct s
 	return CUDA_SUCCESS;
 }
 
-CUresult sim_graph_capture_kernel(struct sim_stream *s, struct sim_op *op)
+CUresult sim_graph_capture_op(struct sim_stream *s, struct sim_op *op)
 {
 	struct sim_gnode *nd;
-	CUresult r = graph_append(s->capture, GN_KERNEL, &nd);
+	enum gnode_kind kind = op->kind == SIM_OP_KERNEL ? GN_KERNEL : op->kind == SIM_OP_COPY ? GN_COPY : GN_MEMSET;
+	CUresult r = graph_append(s->capture, kind, &nd);
 
 	if (r == CUDA_SUCCESS)
 		op_copy(&nd->op, op);

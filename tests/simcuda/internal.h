@@ -394,8 +394,9 @@ void sim_global_free(uint64_t *slot);
 /* The same without waiting for the device: no stream may still use the variable. */
 void sim_global_release(uint64_t *slot);
 
-/* Capture (graph.c): records a kernel op into the capturing graph instead of running it. */
-CUresult sim_graph_capture_kernel(struct sim_stream *s, struct sim_op *op);
+/* Capture (graph.c): records a kernel, copy or memset op into the capturing graph instead of
+ * running it, and frees op. */
+CUresult sim_graph_capture_op(struct sim_stream *s, struct sim_op *op);
 /* Records a stream-ordered allocation of bytes on device dev (*va gets its address) or a free of
  * va (bytes 0) as an alloc or free node of s's capture. */
 CUresult sim_graph_capture_mem(struct sim_stream *s, uint64_t bytes, int dev, uint64_t *va);

@@ -591,7 +591,7 @@ static CUresult launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsi
 	}
 	d = op->u.k.desc;
 	if (s->capture != NULL)
-		return sim_graph_capture_kernel(s, op);
+		return sim_graph_capture_op(s, op);
 	d->cost(op->u.k.args, &flops, &bytes);
 	sim_stream_submit(s, op, SIM_ENGINE_COMPUTE, sim_cost_kernel_ns(flops, bytes));
 	return CUDA_SUCCESS;

@@ -1632,6 +1632,65 @@ START_TEST(test_graph_capture_never_invalidated)
 }
 END_TEST
 
+/* Copies and memsets captured with a kernel (as PyTorch captures a step that zeroes and copies
+ * tensors): their buffers are recorded with the graph's, nothing is made resident while it
+ * records, and each launch brings them all in, after fills of other buffers have paged them out.
+ * Every launch gives the plain run's result, on the device and in pinned host memory. */
+START_TEST(test_graph_captured_copies_page_in)
+{
+	CUdeviceptr x, y, z, f[6];
+	CUgraph g = NULL;
+	CUgraphExec e;
+	CUstream s;
+	float *out;
+	uint64_t ins;
+
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHK(cuMemAllocHost((void **)&out, BUF));
+	x = alloc_filled(BUF, 3.0f);
+	y = alloc_filled(BUF, 0.0f);
+	z = alloc_filled(BUF, 0.0f);
+	for (int i = 0; i < 6; i++)
+		f[i] = alloc_filled(BUF, 40.0f + (float)i);
+	ck_assert_uint_ge(itest_counters().host_bytes, 3 * BUF); /* x, y and z are out */
+	ins = itest_counters().page_ins;
+	/* y = 1.0 (its bits); z = x; z += 2 y; out = z. */
+	CHK(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(cuMemsetD32Async(y, f2u(1.0f), NF, s));
+	CHK(cuMemcpyDtoDAsync(z, x, BUF, s));
+	CHK(simtest_axpy(z, y, 2.0f, NF, s));
+	CHK(cuMemcpyDtoHAsync(out, z, BUF, s));
+	CHK(cuStreamEndCapture(s, &g));
+	ck_assert_uint_eq(itest_counters().page_ins, ins); /* recorded, not run */
+	CHK(cuGraphInstantiateWithFlags(&e, g, 0));
+	for (int round = 0; round < 3; round++) {
+		/* The fillers take the device: x, y and z go out again. */
+		for (int i = 0; i < 6; i++)
+			CHK(simtest_fill(f[i], 40.0f + (float)i, NF, s));
+		CHK(cuStreamSynchronize(s));
+		ins = itest_counters().page_ins;
+		memset(out, 0, BUF);
+		CHK(cuGraphLaunch(e, s));
+		CHK(cuStreamSynchronize(s));
+		ck_assert_uint_gt(itest_counters().page_ins, ins);
+		for (uint64_t i = 0; i < NF; i++)
+			if (out[i] != 5.0f)
+				ck_abort_msg("round %d: element %llu of the copy out is %g", round, (unsigned long long)i,
+					     out[i]);
+		simtest_expect_floats(z, NF, 5.0f);
+		simtest_expect_floats(y, NF, 1.0f);
+		simtest_expect_floats(x, NF, 3.0f);
+	}
+	for (int i = 0; i < 6; i++)
+		simtest_expect_floats(f[i], NF, 40.0f + (float)i);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(g));
+	CHK(cuMemFreeHost(out));
+	CHK(cuStreamDestroy(s));
+}
+END_TEST
+
 static Suite *invariants_suite(void)
 {
 	Suite *s = suite_create("interpose_invariants");
@@ -1667,6 +1726,7 @@ static Suite *invariants_suite(void)
 	tcase_add_test(tc, test_graph_child_pages_in);
 	tcase_add_test(tc, test_graph_over_budget_refused);
 	tcase_add_test(tc, test_graph_capture_never_invalidated);
+	tcase_add_test(tc, test_graph_captured_copies_page_in);
 	tcase_add_test(tc, test_graph_alloc_nodes_page);
 	tcase_add_test(tc, test_graph_alloc_nodes_need_room);
 	tcase_add_test(tc, test_graph_alloc_outlives_launch);

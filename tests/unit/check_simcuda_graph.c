@@ -6,6 +6,9 @@
 
 #include "tests/unit/simtest.h"
 
+/* The per-thread-stream form of a synchronous memset, which cuda.h declares only for that mode. */
+CUresult cuMemsetD32_v2_ptds(CUdeviceptr dst, unsigned int value, size_t n);
+
 #define N 1024
 
 START_TEST(test_capture_and_replay)
@@ -98,10 +101,6 @@ START_TEST(test_capture_refuses_other_work)
 	for (int i = 0; i < N; i++)
 		h[i] = 9.0f;
 	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
-	CHK_ERR(cuMemcpyHtoDAsync(d, h, sizeof(h), s), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
-	CHK_ERR(cuMemcpyDtoHAsync(h, d, sizeof(h), s), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
-	CHK_ERR(cuMemcpyDtoDAsync(d, d, 16, s), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
-	CHK_ERR(cuMemsetD32Async(d, 1, N, s), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
 	CHK_ERR(cuEventRecord(ev, s), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
 	CHK_ERR(cuStreamSynchronize(s), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
 	CHK_ERR(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL), CUDA_ERROR_ILLEGAL_STATE);
@@ -118,6 +117,88 @@ START_TEST(test_capture_refuses_other_work)
 	CHK(cuMemcpyHtoDAsync(d, h, sizeof(h), s));
 	CHK(cuStreamSynchronize(s));
 	CHK(cuGraphDestroy(g));
+}
+END_TEST
+
+/* During capture, asynchronous copies and memsets become nodes: nothing runs until the graph is
+ * launched, and each launch runs them again, reading pinned host memory as it is then. A copy
+ * through pageable host memory, or a synchronous copy or memset on the capturing stream, is
+ * refused and invalidates the capture. */
+START_TEST(test_capture_records_copies_and_memsets)
+{
+	CUstream s;
+	CUdeviceptr a, b, c;
+	CUgraph g = NULL;
+	CUgraphExec e;
+	CUstreamCaptureStatus st;
+	float *pin, *out;
+	static float pageable[N];
+
+	simtest_start();
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHK(cuMemAlloc(&a, N * sizeof(float)));
+	CHK(cuMemAlloc(&b, N * sizeof(float)));
+	CHK(cuMemAlloc(&c, N * sizeof(float)));
+	CHK(cuMemsetD32(a, 0, N));
+	CHK(cuMemsetD32(b, 0, N));
+	CHK(cuMemsetD32(c, 0, N));
+	CHK(cuMemAllocHost((void **)&pin, N * sizeof(float)));
+	CHK(cuMemAllocHost((void **)&out, N * sizeof(float)));
+	for (int i = 0; i < N; i++) {
+		pin[i] = (float)i;
+		out[i] = -1.0f;
+	}
+	/* a = pin; b = 2.0 (memset of its bits); b += 3 a; c = b; out = c. */
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(cuMemcpyHtoDAsync(a, pin, N * sizeof(float), s));
+	CHK(cuMemsetD32Async(b, 0x40000000u, N, s));
+	CHK(simtest_axpy(b, a, 3.0f, N, s));
+	CHK(cuMemcpyDtoDAsync(c, b, N * sizeof(float), s));
+	CHK(cuMemcpyDtoHAsync(out, c, N * sizeof(float), s));
+	CHK(cuStreamEndCapture(s, &g));
+	ck_assert_ptr_nonnull(g);
+	/* Recorded, not run. */
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(a, N, 0.0f);
+	simtest_expect_floats(c, N, 0.0f);
+	ck_assert_float_eq(out[5], -1.0f);
+	CHK(cuGraphInstantiateWithFlags(&e, g, 0));
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	for (int i = 0; i < N; i++)
+		if (out[i] != 2.0f + 3.0f * (float)i)
+			ck_abort_msg("after a launch, element %d is %g", i, out[i]);
+	/* The host source is read at each launch. */
+	for (int i = 0; i < N; i++)
+		pin[i] = 1.0f;
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	simtest_expect_floats(c, N, 5.0f);
+	ck_assert_float_eq(out[N - 1], 5.0f);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(g));
+
+	/* Pageable host memory: refused, and the capture ends without a graph. */
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK_ERR(cuMemcpyHtoDAsync(a, pageable, sizeof(pageable), s), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+	CHK(cuStreamIsCapturing(s, &st));
+	ck_assert_int_eq(st, CU_STREAM_CAPTURE_STATUS_INVALIDATED);
+	g = NULL;
+	CHK_ERR(cuStreamEndCapture(s, &g), CUDA_ERROR_STREAM_CAPTURE_INVALIDATED);
+	ck_assert_ptr_null(g);
+	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK_ERR(cuMemcpyDtoHAsync(pageable, a, sizeof(pageable), s), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+	CHK_ERR(cuStreamEndCapture(s, &g), CUDA_ERROR_STREAM_CAPTURE_INVALIDATED);
+	/* A synchronous memset on the capturing per-thread stream, likewise. */
+	CHK(cuStreamBeginCapture(CU_STREAM_PER_THREAD, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK_ERR(cuMemsetD32_v2_ptds(a, 0, N), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+	CHK_ERR(cuStreamEndCapture(CU_STREAM_PER_THREAD, &g), CUDA_ERROR_STREAM_CAPTURE_INVALIDATED);
+	/* None of it ran. */
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(a, N, 1.0f);
+	CHK(cuMemFreeHost(pin));
+	CHK(cuMemFreeHost(out));
+	CHK(cuStreamDestroy(s));
 }
 END_TEST
 
@@ -724,6 +805,7 @@ static Suite *graph_suite(void)
 
 	tcase_add_test(tc, test_capture_and_replay);
 	tcase_add_test(tc, test_capture_refuses_other_work);
+	tcase_add_test(tc, test_capture_records_copies_and_memsets);
 	tcase_add_test(tc, test_capture_mode_rules);
 	tcase_add_test(tc, test_capture_to_graph);
 	tcase_add_test(tc, test_empty_graph);

@@ -593,7 +593,8 @@ mvt_input(struct mvt *t, unsigned step, unsigned which, uint64_t n)
 {
 	uint64_t d;
 
-	/* A capture takes no copies: inputs are refreshed between the graphs. */
+	/* The staging buffers are pageable host memory, which a capture cannot copy from: inputs are
+	 * refreshed between the graphs. */
 	if (t->graphs != NULL && t->graphs->piece >= 0) {
 		fprintf(stderr, "mvtrain: internal error: an input inside piece %d\n", t->graphs->piece);
 		exit(1);
