@@ -6,7 +6,10 @@
  * checked when it runs, as any kernel's, copy's or memset's are. During capture an asynchronous
  * copy or memset becomes a node too (copy.c); a synchronous one, or a copy with a side in pageable
  * host memory, is refused and invalidates the capture, as the driver does. Pitched copies and
- * memsets, stream memory operations, events and host functions are refused.
+ * memsets, stream memory operations and host functions are refused. An event recorded during
+ * capture marks a point of it: a stream that waits on it joins the capture (a fork), and the
+ * capture ends only once each such stream's work is joined back to the stream that began it
+ * (stream.c).
  *
  * An alloc node's address is reserved when the node is made and fixed for its life (mem.c). A
  * launch allocates it (charging the device) and its pages are mapped when the stream reaches the
@@ -139,8 +142,10 @@ CUresult sim_graph_capture_op(struct sim_stream *s, struct sim_op *op)
 	enum gnode_kind kind = op->kind == SIM_OP_KERNEL ? GN_KERNEL : op->kind == SIM_OP_COPY ? GN_COPY : GN_MEMSET;
 	CUresult r = graph_append(s->capture, kind, &nd);
 
-	if (r == CUDA_SUCCESS)
+	if (r == CUDA_SUCCESS) {
 		op_copy(&nd->op, op);
+		s->capture_ops++;
+	}
 	free(op);
 	return r;
 }
@@ -173,8 +178,11 @@ static CUresult add_mem_node(struct sim_graph *g, uint64_t bytes, int dev, uint6
 CUresult sim_graph_capture_mem(struct sim_stream *s, uint64_t bytes, int dev, uint64_t *va)
 {
 	struct sim_gnode *nd;
+	CUresult r = add_mem_node(s->capture, bytes, dev, va, &nd);
 
-	return add_mem_node(s->capture, bytes, dev, va, &nd);
+	if (r == CUDA_SUCCESS)
+		s->capture_ops++;
+	return r;
 }
 
 /* Whether a graph has alloc or free nodes, which the driver does not clone into a child node. */
@@ -209,6 +217,9 @@ fail:
 	return NULL;
 }
 
+/* The last capture sequence's id. Guarded by sim_sched_lock. */
+static uint64_t capture_ids;
+
 /* Begins capturing on a stream, into a new graph, or into `into` (cuStreamBeginCaptureToGraph). */
 static CUresult begin_capture_into(CUstream h, struct sim_graph *into, CUstreamCaptureMode mode, int per_thread)
 {
@@ -233,6 +244,10 @@ static CUresult begin_capture_into(CUstream h, struct sim_graph *into, CUstreamC
 	s->capture_mode = mode;
 	s->capture_thread = pthread_self();
 	s->capture_invalid = 0;
+	s->capture_id = ++capture_ids;
+	s->capture_origin = NULL;
+	s->capture_ops = 0;
+	s->join_to = NULL;
 	s->capture = g;
 	pthread_mutex_unlock(&sim_sched_lock);
 	return CUDA_SUCCESS;
@@ -296,19 +311,28 @@ static CUresult end_capture(CUstream h, CUgraph *pg, int per_thread)
 		return CUDA_ERROR_INVALID_VALUE;
 	if (s->capture == NULL)
 		return CUDA_ERROR_ILLEGAL_STATE;
+	/* Only the stream that began it ends a capture; trying on a stream that joined it breaks it. */
+	if (s->capture_origin != NULL) {
+		pthread_mutex_lock(&sim_sched_lock);
+		sim_capture_invalidate_locked(s);
+		pthread_mutex_unlock(&sim_sched_lock);
+		return CUDA_ERROR_STREAM_CAPTURE_UNMATCHED;
+	}
+	r = sim_capture_end_forks(s, &invalid);
 	pthread_mutex_lock(&sim_sched_lock);
 	g = s->capture;
-	invalid = s->capture_invalid;
+	invalid |= s->capture_invalid;
 	external = s->capture_external;
 	s->capture = NULL;
 	s->capture_invalid = 0;
 	pthread_mutex_unlock(&sim_sched_lock);
-	/* An invalidated capture ends without a graph (the app's own graph stays the app's). */
-	if (invalid) {
+	/* An invalidated capture, or one with work not joined back, ends without a graph (the app's
+	 * own graph stays the app's). */
+	if (invalid || r != CUDA_SUCCESS) {
 		if (!external)
 			graph_free(g);
 		*pg = NULL;
-		return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+		return r != CUDA_SUCCESS ? r : CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
 	}
 	*pg = (CUgraph)g;
 	return CUDA_SUCCESS;

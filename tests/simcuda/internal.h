@@ -307,6 +307,15 @@ struct sim_stream {
 	pthread_t capture_thread;  /* the thread that began the capture */
 	int capture_invalid;       /* a forbidden call invalidated the capture: it ends in an error */
 	int capture_external;      /* capturing into the app's graph (cuStreamBeginCaptureToGraph) */
+	/* Fork and join (stream.c): a stream that waits on an event recorded in a capture joins it,
+	 * and its work goes into the same graph; the capture's end needs every such stream joined
+	 * back to the stream that began it. */
+	uint64_t capture_id;               /* the capture sequence's, unique in the process */
+	struct sim_stream *capture_origin; /* a stream that joined a capture: the one that began it */
+	uint64_t capture_ops;              /* ops and event waits recorded here in the capture */
+	struct sim_stream *join_to;        /* the last stream of the capture that waited on this one */
+	uint64_t join_at;                  /* this stream's capture_ops that wait covered */
+	uint64_t join_wait;                /* join_to's capture_ops once it waited */
 	struct sim_stream *next_all;
 };
 
@@ -397,6 +406,12 @@ void sim_global_release(uint64_t *slot);
 /* Capture (graph.c): records a kernel, copy or memset op into the capturing graph instead of
  * running it, and frees op. */
 CUresult sim_graph_capture_op(struct sim_stream *s, struct sim_op *op);
+/* A capture's end on origin (stream.c): the streams that joined it leave it. Returns
+ * CUDA_ERROR_STREAM_CAPTURE_UNJOINED when one of them has work not joined back to origin, else
+ * CUDA_SUCCESS; *invalid tells whether one of them invalidated the capture. */
+CUresult sim_capture_end_forks(struct sim_stream *origin, int *invalid);
+/* Invalidates s's capture, the whole sequence when s joined it. Called with sim_sched_lock held. */
+void sim_capture_invalidate_locked(struct sim_stream *s);
 /* Records a stream-ordered allocation of bytes on device dev (*va gets its address) or a free of
  * va (bytes 0) as an alloc or free node of s's capture. */
 CUresult sim_graph_capture_mem(struct sim_stream *s, uint64_t bytes, int dev, uint64_t *va);

@@ -34,6 +34,10 @@ struct sim_event {
 	struct sim_stream *stream;
 	uint64_t seq;
 	uint64_t vtime;
+	/* Recorded last in a capture: its sequence's id (0: not), the stream and its capture_ops then. */
+	uint64_t cap_id;
+	struct sim_stream *cap_stream;
+	uint64_t cap_ops;
 	/* An interprocess event's shared state, which replaces the fields above; NULL otherwise. */
 	struct sim_ipc_event *shared;
 };
@@ -627,6 +631,117 @@ static CUresult ipc_event_op(struct sim_stream *s, struct sim_ipc_event *ev, int
 	return CUDA_SUCCESS;
 }
 
+/* ---- fork and join in a capture ----
+ *
+ * An event recorded on a capturing stream marks a point of the capture. A stream that waits on it
+ * joins the capture (a fork): its later work goes into the same graph, which runs every node in the
+ * order it was added, so the order the waits ask for holds. A wait within one capture joins the
+ * waited-on stream's work so far into the waiter's. The capture ends, on the stream that began it,
+ * only when each stream that joined has had all of its work joined, through waits, back into that
+ * stream (else CUDA_ERROR_STREAM_CAPTURE_UNJOINED); then they leave it. A capturing stream may not
+ * wait on work outside its capture (CUDA_ERROR_STREAM_CAPTURE_ISOLATION) or on another capture's
+ * (CUDA_ERROR_STREAM_CAPTURE_MERGE), and an event recorded in a capture cannot be queried, waited
+ * for on the host, timed, or waited on once the capture has ended (CUDA_ERROR_CAPTURED_EVENT).
+ * Called with sim_sched_lock held. */
+
+/* The stream of capture sequence id that s is, if it still captures in it. */
+static struct sim_stream *capture_member_locked(uint64_t id, const struct sim_stream *s)
+{
+	for (struct sim_stream *t = all_streams; t != NULL; t = t->next_all)
+		if (t == s && t->capture != NULL && t->capture_id == id)
+			return t;
+	return NULL;
+}
+
+void sim_capture_invalidate_locked(struct sim_stream *s)
+{
+	s->capture_invalid = 1;
+	if (s->capture_origin != NULL)
+		s->capture_origin->capture_invalid = 1;
+}
+
+static CUresult capture_wait_locked(struct sim_stream *s, struct sim_event *e)
+{
+	struct sim_stream *from, *origin;
+
+	if (e->cap_id == 0) {
+		sim_capture_invalidate_locked(s);
+		return CUDA_ERROR_STREAM_CAPTURE_ISOLATION;
+	}
+	from = capture_member_locked(e->cap_id, e->cap_stream);
+	if (from == NULL)
+		return CUDA_ERROR_CAPTURED_EVENT;
+	origin = from->capture_origin != NULL ? from->capture_origin : from;
+	if (s->capture == NULL && s->legacy) {
+		/* The legacy stream cannot join a capture. */
+		sim_capture_invalidate_locked(from);
+		return CUDA_ERROR_STREAM_CAPTURE_IMPLICIT;
+	}
+	if (s->capture == NULL) {
+		/* A fork: s joins the capture. */
+		s->capture = from->capture;
+		s->capture_id = from->capture_id;
+		s->capture_origin = origin;
+		s->capture_mode = origin->capture_mode;
+		s->capture_thread = origin->capture_thread;
+		s->capture_external = origin->capture_external;
+		s->capture_invalid = 0;
+		s->capture_ops = 1;
+		s->join_to = NULL;
+		return CUDA_SUCCESS;
+	}
+	if (s->capture_id != e->cap_id) {
+		sim_capture_invalidate_locked(s);
+		sim_capture_invalidate_locked(from);
+		return CUDA_ERROR_STREAM_CAPTURE_MERGE;
+	}
+	s->capture_ops++;
+	if (from != s) {
+		from->join_to = s;
+		from->join_at = e->cap_ops;
+		from->join_wait = s->capture_ops;
+	}
+	return CUDA_SUCCESS;
+}
+
+/* Whether all of t's work in origin's capture reaches origin through waits; depth bounds a cycle. */
+static int capture_joined_locked(const struct sim_stream *t, const struct sim_stream *origin, int depth)
+{
+	const struct sim_stream *w = t->join_to;
+
+	if (t == origin)
+		return 1;
+	if (depth > 64 || w == NULL || t->join_at != t->capture_ops ||
+	    capture_member_locked(origin->capture_id, w) == NULL)
+		return 0;
+	if (w == origin)
+		return 1;
+	return w->join_at >= t->join_wait && capture_joined_locked(w, origin, depth + 1);
+}
+
+CUresult sim_capture_end_forks(struct sim_stream *origin, int *invalid)
+{
+	CUresult r = CUDA_SUCCESS;
+
+	*invalid = 0;
+	pthread_mutex_lock(&sim_sched_lock);
+	for (struct sim_stream *t = all_streams; t != NULL; t = t->next_all) {
+		if (t == origin || t->capture == NULL || t->capture_id != origin->capture_id)
+			continue;
+		if (!capture_joined_locked(t, origin, 0))
+			r = CUDA_ERROR_STREAM_CAPTURE_UNJOINED;
+		*invalid |= t->capture_invalid;
+	}
+	for (struct sim_stream *t = all_streams; t != NULL; t = t->next_all)
+		if (t != origin && t->capture != NULL && t->capture_id == origin->capture_id) {
+			t->capture = NULL;
+			t->capture_origin = NULL;
+			t->capture_invalid = 0;
+		}
+	pthread_mutex_unlock(&sim_sched_lock);
+	return r;
+}
+
 static CUresult stream_wait_event(CUstream h, CUevent he, unsigned int flags, int per_thread)
 {
 	struct sim_stream *s;
@@ -640,10 +755,15 @@ static CUresult stream_wait_event(CUstream h, CUevent he, unsigned int flags, in
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (flags & ~(unsigned)CU_EVENT_WAIT_EXTERNAL)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (s->capture != NULL)
-		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 	if (e->shared != NULL)
-		return ipc_event_op(s, e->shared, 0);
+		return s->capture != NULL ? CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED : ipc_event_op(s, e->shared, 0);
+	pthread_mutex_lock(&sim_sched_lock);
+	if (e->cap_id != 0 || s->capture != NULL) {
+		r = capture_wait_locked(s, e);
+		pthread_mutex_unlock(&sim_sched_lock);
+		return r;
+	}
+	pthread_mutex_unlock(&sim_sched_lock);
 	op = sim_op_new(SIM_OP_NOP);
 	if (op == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
@@ -774,15 +894,22 @@ static CUresult event_record(CUevent he, CUstream h, unsigned int flags, int per
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (flags & ~(unsigned)CU_EVENT_RECORD_EXTERNAL)
 		return CUDA_ERROR_INVALID_VALUE;
-	if (s->capture != NULL)
-		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 	/* An event and the stream it is recorded on belong to one context. The legacy and per-thread
 	 * streams are the current context's. */
 	if (e->ctx != s->ctx)
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (e->shared != NULL)
-		return ipc_event_op(s, e->shared, 1);
+		return s->capture != NULL ? CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED : ipc_event_op(s, e->shared, 1);
 	pthread_mutex_lock(&sim_sched_lock);
+	if (s->capture != NULL) {
+		/* A point of the capture, for other streams to fork from or join at. */
+		e->cap_id = s->capture_id;
+		e->cap_stream = s;
+		e->cap_ops = s->capture_ops;
+		pthread_mutex_unlock(&sim_sched_lock);
+		return CUDA_SUCCESS;
+	}
+	e->cap_id = 0;
 	/* An idle stream records "now" on the host's clock, not the end of its last work. */
 	s->vtime = SIM_MAX(s->vtime, host_vnow);
 	e->recorded = 1;
@@ -830,6 +957,8 @@ SIM_EXPORT CUresult cuEventQuery(CUevent he)
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (e->shared != NULL)
 		return sim_ipc_event_done(e->shared, sim_ipc_event_latest(e->shared)) ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
+	if (e->cap_id != 0)
+		return CUDA_ERROR_CAPTURED_EVENT;
 	pthread_mutex_lock(&sim_sched_lock);
 	done = event_done_locked(e);
 	if (done && e->recorded)
@@ -853,6 +982,8 @@ SIM_EXPORT CUresult cuEventSynchronize(CUevent he)
 		sim_ipc_event_wait(e->shared, sim_ipc_event_latest(e->shared));
 		return sim_ctx_check(ctx);
 	}
+	if (e->cap_id != 0)
+		return CUDA_ERROR_CAPTURED_EVENT;
 	pthread_mutex_lock(&sim_sched_lock);
 	if (e->recorded)
 		wait_locked(e->stream, e->seq, e->vtime);
@@ -873,6 +1004,8 @@ SIM_EXPORT CUresult cuEventElapsedTime_v2(float *ms, CUevent hstart, CUevent hen
 		return CUDA_ERROR_INVALID_HANDLE;
 	if ((a->flags | b->flags) & CU_EVENT_DISABLE_TIMING)
 		return CUDA_ERROR_INVALID_HANDLE;
+	if (a->cap_id != 0 || b->cap_id != 0)
+		return CUDA_ERROR_CAPTURED_EVENT;
 	pthread_mutex_lock(&sim_sched_lock);
 	if (!a->recorded || !b->recorded)
 		r = CUDA_ERROR_INVALID_HANDLE;

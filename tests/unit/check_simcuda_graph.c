@@ -101,7 +101,10 @@ START_TEST(test_capture_refuses_other_work)
 	for (int i = 0; i < N; i++)
 		h[i] = 9.0f;
 	CHK(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
-	CHK_ERR(cuEventRecord(ev, s), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
+	/* An event recorded in the capture marks a point of it, which the host cannot wait for. */
+	CHK(cuEventRecord(ev, s));
+	CHK_ERR(cuEventQuery(ev), CUDA_ERROR_CAPTURED_EVENT);
+	CHK_ERR(cuEventSynchronize(ev), CUDA_ERROR_CAPTURED_EVENT);
 	CHK_ERR(cuStreamSynchronize(s), CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED);
 	CHK_ERR(cuStreamBeginCapture(s, CU_STREAM_CAPTURE_MODE_GLOBAL), CUDA_ERROR_ILLEGAL_STATE);
 	CHK(simtest_fill(d, 2.0f, N, s));
@@ -199,6 +202,109 @@ START_TEST(test_capture_records_copies_and_memsets)
 	CHK(cuMemFreeHost(pin));
 	CHK(cuMemFreeHost(out));
 	CHK(cuStreamDestroy(s));
+}
+END_TEST
+
+/* Fork and join: a stream that waits on an event recorded in a capture joins it, its work goes
+ * into the same graph, and the capture ends once that work is joined back into the stream that
+ * began it. Work left unjoined, a wait on uncaptured work, and an end on the wrong stream each
+ * break the capture, as the driver's rules say. */
+START_TEST(test_capture_fork_join)
+{
+	CUstream a, b, c;
+	CUevent fork, join, outside;
+	CUdeviceptr x, y;
+	CUgraph g = NULL;
+	CUgraphExec e;
+	CUstreamCaptureStatus st;
+
+	simtest_start();
+	CHK(cuStreamCreate(&a, CU_STREAM_NON_BLOCKING));
+	CHK(cuStreamCreate(&b, CU_STREAM_NON_BLOCKING));
+	CHK(cuStreamCreate(&c, CU_STREAM_NON_BLOCKING));
+	CHK(cuEventCreate(&fork, CU_EVENT_DISABLE_TIMING));
+	CHK(cuEventCreate(&join, CU_EVENT_DISABLE_TIMING));
+	CHK(cuEventCreate(&outside, CU_EVENT_DISABLE_TIMING));
+	CHK(cuMemAlloc(&x, N * sizeof(float)));
+	CHK(cuMemAlloc(&y, N * sizeof(float)));
+	CHK(cuMemsetD32(x, 0, N));
+	CHK(cuMemsetD32(y, 0, N));
+
+	/* a: x = 1; fork b: y = 2; a: x += 3 (joined: x += y). */
+	CHK(cuStreamBeginCapture(a, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(simtest_fill(x, 1.0f, N, a));
+	CHK(cuEventRecord(fork, a));
+	CHK(cuStreamWaitEvent(b, fork, 0));
+	CHK(cuStreamIsCapturing(b, &st));
+	ck_assert_int_eq(st, CU_STREAM_CAPTURE_STATUS_ACTIVE);
+	CHK(simtest_fill(y, 2.0f, N, b));
+	CHK(cuEventRecord(join, b));
+	CHK(cuStreamWaitEvent(a, join, 0));
+	CHK(simtest_axpy(x, y, 1.0f, N, a));
+	CHK(cuStreamEndCapture(a, &g));
+	ck_assert_ptr_nonnull(g);
+	CHK(cuStreamIsCapturing(b, &st));
+	ck_assert_int_eq(st, CU_STREAM_CAPTURE_STATUS_NONE);
+	CHK_ERR(cuStreamWaitEvent(c, join, 0), CUDA_ERROR_CAPTURED_EVENT);
+	/* Nothing ran; the graph runs all three nodes. */
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(x, N, 0.0f);
+	CHK(cuGraphInstantiateWithFlags(&e, g, 0));
+	CHK(cuGraphLaunch(e, c));
+	CHK(cuStreamSynchronize(c));
+	simtest_expect_floats(x, N, 3.0f);
+	simtest_expect_floats(y, N, 2.0f);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(g));
+
+	/* b's work is never joined back. */
+	CHK(cuStreamBeginCapture(a, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(cuEventRecord(fork, a));
+	CHK(cuStreamWaitEvent(b, fork, 0));
+	CHK(simtest_fill(y, 5.0f, N, b));
+	CHK_ERR(cuStreamEndCapture(a, &g), CUDA_ERROR_STREAM_CAPTURE_UNJOINED);
+	ck_assert_ptr_null(g);
+	CHK(cuStreamIsCapturing(b, &st));
+	ck_assert_int_eq(st, CU_STREAM_CAPTURE_STATUS_NONE);
+	/* Joined before b's last work: still unjoined. */
+	CHK(cuStreamBeginCapture(a, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(cuEventRecord(fork, a));
+	CHK(cuStreamWaitEvent(b, fork, 0));
+	CHK(cuEventRecord(join, b));
+	CHK(cuStreamWaitEvent(a, join, 0));
+	CHK(simtest_fill(y, 5.0f, N, b));
+	CHK_ERR(cuStreamEndCapture(a, &g), CUDA_ERROR_STREAM_CAPTURE_UNJOINED);
+	/* Joined through another forked stream that is joined in turn. */
+	CHK(cuStreamBeginCapture(a, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(cuEventRecord(fork, a));
+	CHK(cuStreamWaitEvent(b, fork, 0));
+	CHK(cuStreamWaitEvent(c, fork, 0));
+	CHK(simtest_fill(y, 7.0f, N, b));
+	CHK(cuEventRecord(join, b));
+	CHK(cuStreamWaitEvent(c, join, 0));
+	CHK(cuEventRecord(join, c));
+	CHK(cuStreamWaitEvent(a, join, 0));
+	CHK(cuStreamEndCapture(a, &g));
+	CHK(cuGraphDestroy(g));
+	/* A wait on uncaptured work. */
+	CHK(cuEventRecord(outside, c));
+	CHK(cuStreamBeginCapture(a, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK_ERR(cuStreamWaitEvent(a, outside, 0), CUDA_ERROR_STREAM_CAPTURE_ISOLATION);
+	CHK_ERR(cuStreamEndCapture(a, &g), CUDA_ERROR_STREAM_CAPTURE_INVALIDATED);
+	/* An end on the stream that joined. */
+	CHK(cuStreamBeginCapture(a, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(cuEventRecord(fork, a));
+	CHK(cuStreamWaitEvent(b, fork, 0));
+	CHK_ERR(cuStreamEndCapture(b, &g), CUDA_ERROR_STREAM_CAPTURE_UNMATCHED);
+	CHK(cuEventRecord(join, b));
+	CHK(cuStreamWaitEvent(a, join, 0));
+	CHK_ERR(cuStreamEndCapture(a, &g), CUDA_ERROR_STREAM_CAPTURE_INVALIDATED);
+	/* None of the broken captures ran. */
+	CHK(cuCtxSynchronize());
+	simtest_expect_floats(y, N, 2.0f);
+	CHK(cuStreamDestroy(a));
+	CHK(cuStreamDestroy(b));
+	CHK(cuStreamDestroy(c));
 }
 END_TEST
 
@@ -806,6 +912,7 @@ static Suite *graph_suite(void)
 	tcase_add_test(tc, test_capture_and_replay);
 	tcase_add_test(tc, test_capture_refuses_other_work);
 	tcase_add_test(tc, test_capture_records_copies_and_memsets);
+	tcase_add_test(tc, test_capture_fork_join);
 	tcase_add_test(tc, test_capture_mode_rules);
 	tcase_add_test(tc, test_capture_to_graph);
 	tcase_add_test(tc, test_empty_graph);
