@@ -386,7 +386,9 @@ static CUresult end_capture(CUstream h, CUgraph *g, int per_thread)
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
 	key = mv_capture_key(h, per_thread);
-	mv_capture_end(h, per_thread);
+	if (mv_capture_end(h, per_thread))
+		/* h joined another stream's capture: the driver refuses to end it here. */
+		return (per_thread ? mv_real.cuStreamEndCapture_ptsz : mv_real.cuStreamEndCapture)(h, g);
 	r = (per_thread ? mv_real.cuStreamEndCapture_ptsz : mv_real.cuStreamEndCapture)(h, g);
 	if (r == CUDA_SUCCESS && g != NULL && *g != NULL) {
 		gset_merge((uintptr_t)*g, key);
@@ -414,6 +416,75 @@ MV_EXPORT CUresult cuStreamEndCapture(CUstream h, CUgraph *g)
 MV_EXPORT CUresult cuStreamEndCapture_ptsz(CUstream h, CUgraph *g)
 {
 	return end_capture(h, g, 1);
+}
+
+/* ---- fork and join: events ---- */
+
+static CUresult event_record(CUevent e, CUstream h, unsigned flags, int with_flags, int per_thread)
+{
+	CUresult r;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	if (with_flags)
+		r = (per_thread ? mv_real.cuEventRecordWithFlags_ptsz : mv_real.cuEventRecordWithFlags)(e, h, flags);
+	else
+		r = (per_thread ? mv_real.cuEventRecord_ptsz : mv_real.cuEventRecord)(e, h);
+	if (r == CUDA_SUCCESS)
+		mv_capture_event_recorded(e, h, per_thread);
+	return r;
+}
+
+MV_EXPORT CUresult cuEventRecord(CUevent e, CUstream h)
+{
+	return event_record(e, h, 0, 0, 0);
+}
+
+MV_EXPORT CUresult cuEventRecord_ptsz(CUevent e, CUstream h)
+{
+	return event_record(e, h, 0, 0, 1);
+}
+
+MV_EXPORT CUresult cuEventRecordWithFlags(CUevent e, CUstream h, unsigned int flags)
+{
+	return event_record(e, h, flags, 1, 0);
+}
+
+MV_EXPORT CUresult cuEventRecordWithFlags_ptsz(CUevent e, CUstream h, unsigned int flags)
+{
+	return event_record(e, h, flags, 1, 1);
+}
+
+/* A stream that waits on an event of a capture joins that capture: marked first, as a stream that
+ * begins one is (mv_capture_prepare), since an event of memvirt's recorded on it from then on would
+ * be part of the graph. */
+static CUresult stream_wait_event(CUstream h, CUevent e, unsigned flags, int per_thread)
+{
+	uintptr_t key;
+	int joins, marked = 0;
+	CUresult r;
+
+	if (mv_init() != 0)
+		return CUDA_ERROR_NOT_INITIALIZED;
+	joins = mv_capture_event_key(e, &key) && !mv_capturing(h, per_thread);
+	if (joins)
+		marked = mv_capture_prepare(h, per_thread);
+	r = (per_thread ? mv_real.cuStreamWaitEvent_ptsz : mv_real.cuStreamWaitEvent)(h, e, flags);
+	if (joins && r == CUDA_SUCCESS)
+		mv_capture_join(h, per_thread, key);
+	else if (marked)
+		mv_capture_unprepare(h, per_thread);
+	return r;
+}
+
+MV_EXPORT CUresult cuStreamWaitEvent(CUstream h, CUevent e, unsigned int flags)
+{
+	return stream_wait_event(h, e, flags, 0);
+}
+
+MV_EXPORT CUresult cuStreamWaitEvent_ptsz(CUstream h, CUevent e, unsigned int flags)
+{
+	return stream_wait_event(h, e, flags, 1);
 }
 
 /* ---- explicit nodes ---- */

@@ -568,6 +568,7 @@ static struct {
 	struct mv_stream *own; /* for the per-thread stream: whose */
 	CUcontext ctx;         /* the stream's: the capture ends with it */
 	uint64_t since;        /* its moment */
+	uintptr_t key;         /* a stream that joined a capture: that capture's key; else 0 */
 } captures[MV_MAX_CAPTURES];
 static _Atomic int ncaptures;
 
@@ -600,7 +601,8 @@ static int capture_index(CUstream h, int per_thread)
 	return -1;
 }
 
-void mv_capture_begin(CUstream h, int per_thread)
+/* A capture begun on h (key 0), or one h joined (key: that capture's). */
+static void capture_enter(CUstream h, int per_thread, uintptr_t key)
 {
 	/* The per-thread stream's entry names the capture: made here, outside the lock. The entry
 	 * also tells the stream's context. */
@@ -619,14 +621,26 @@ void mv_capture_begin(CUstream h, int per_thread)
 		/* An earlier capture's entry, ended where memvirt did not see it: this one's now. */
 		captures[i].ctx = ctx;
 		captures[i].since = mv_moment();
+		captures[i].key = key;
 	} else if (ncaptures < MV_MAX_CAPTURES) {
 		captures[ncaptures].handle = h;
 		captures[ncaptures].own = h == CU_STREAM_PER_THREAD ? s : NULL;
 		captures[ncaptures].ctx = ctx;
 		captures[ncaptures].since = mv_moment();
+		captures[ncaptures].key = key;
 		atomic_fetch_add_explicit(&ncaptures, 1, memory_order_release);
 	}
 	pthread_mutex_unlock(&add_lock);
+}
+
+void mv_capture_begin(CUstream h, int per_thread)
+{
+	capture_enter(h, per_thread, 0);
+}
+
+void mv_capture_join(CUstream h, int per_thread, uintptr_t key)
+{
+	capture_enter(h, per_thread, key);
 }
 
 /* Every thread has its own per-thread stream: its entry own tells them apart. */
@@ -637,6 +651,11 @@ static uintptr_t key_of(CUstream h, const struct mv_stream *own)
 
 uintptr_t mv_capture_key(CUstream h, int per_thread)
 {
+	int i = capture_index(h, per_thread);
+	uintptr_t key = i >= 0 ? captures[i].key : 0;
+
+	if (key != 0)
+		return key;
 	if (h == NULL)
 		h = per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
 	return key_of(h, h == CU_STREAM_PER_THREAD ? own_now() : NULL);
@@ -678,17 +697,108 @@ static void capture_drop(int i)
 	atomic_store_explicit(&ncaptures, last, memory_order_release);
 }
 
-void mv_capture_end(CUstream h, int per_thread)
+/* ---- fork and join ----
+ *
+ * An event recorded on a capturing stream marks a point of the capture, and a stream that waits on
+ * it joins the capture: the driver records its work into the same graph until the capture ends on
+ * the stream that began it. memvirt keeps the events recorded in captures it knows of, with the
+ * capture's key, so that a stream that joins one is treated as capturing: what its work names joins
+ * that capture's set, and nothing is made resident or marked on it while it records (a wait on a
+ * page-in, or an event of memvirt's, would break the capture). Guarded by add_lock; the count is
+ * read without it. */
+#define MV_CAPTURED_EVENTS 256
+static struct {
+	CUevent e;
+	uintptr_t key;
+} cevents[MV_CAPTURED_EVENTS];
+static unsigned cevents_next; /* where the next one goes when all are taken */
+static _Atomic int ncevents;
+
+/* Called with add_lock held. */
+static int cevent_find(CUevent e)
+{
+	for (int i = 0; i < MV_CAPTURED_EVENTS; i++)
+		if (cevents[i].e == e)
+			return i;
+	return -1;
+}
+
+void mv_capture_event_recorded(CUevent e, CUstream h, int per_thread)
+{
+	int capturing = mv_capturing(h, per_thread), i;
+	uintptr_t key;
+
+	if (!capturing && atomic_load_explicit(&ncevents, memory_order_acquire) == 0)
+		return;
+	key = capturing ? mv_capture_key(h, per_thread) : 0;
+	pthread_mutex_lock(&add_lock);
+	i = cevent_find(e);
+	if (i >= 0 && !capturing) {
+		/* Recorded outside a capture: it marks none any more. */
+		cevents[i].e = NULL;
+		atomic_fetch_sub_explicit(&ncevents, 1, memory_order_release);
+	} else if (i < 0 && capturing) {
+		i = cevent_find(NULL);
+		if (i < 0) {
+			i = (int)(cevents_next++ % MV_CAPTURED_EVENTS);
+			mv_log(MV_LOG_DEBUG, "event %p of a capture forgotten: %d are kept", (void *)cevents[i].e,
+			       MV_CAPTURED_EVENTS);
+		} else {
+			atomic_fetch_add_explicit(&ncevents, 1, memory_order_release);
+		}
+		cevents[i].e = e;
+	}
+	if (i >= 0 && capturing)
+		cevents[i].key = key;
+	pthread_mutex_unlock(&add_lock);
+}
+
+int mv_capture_event_key(CUevent e, uintptr_t *key)
 {
 	int i;
 
-	mv_capture_unprepare(h, per_thread);
+	if (atomic_load_explicit(&ncevents, memory_order_acquire) == 0)
+		return 0;
+	pthread_mutex_lock(&add_lock);
+	i = cevent_find(e);
+	if (i >= 0)
+		*key = cevents[i].key;
+	pthread_mutex_unlock(&add_lock);
+	return i >= 0;
+}
+
+int mv_capture_end(CUstream h, int per_thread)
+{
+	CUstream joined[MV_MAX_CAPTURES];
+	int i, n = 0;
+	uintptr_t key;
 
 	pthread_mutex_lock(&add_lock);
 	i = capture_index(h, per_thread);
+	if (i >= 0 && captures[i].key != 0) {
+		pthread_mutex_unlock(&add_lock);
+		return 1;
+	}
+	key = mv_capture_key(h, per_thread);
 	if (i >= 0)
 		capture_drop(i);
+	/* The streams that joined it leave it with it, and its events mark nothing any more. */
+	for (i = atomic_load_explicit(&ncaptures, memory_order_relaxed); i-- > 0;)
+		if (captures[i].key == key) {
+			if (captures[i].own == NULL)
+				joined[n++] = captures[i].handle;
+			capture_drop(i);
+		}
+	for (i = 0; i < MV_CAPTURED_EVENTS; i++)
+		if (cevents[i].e != NULL && cevents[i].key == key) {
+			cevents[i].e = NULL;
+			atomic_fetch_sub_explicit(&ncevents, 1, memory_order_release);
+		}
 	pthread_mutex_unlock(&add_lock);
+	mv_capture_unprepare(h, per_thread);
+	for (i = 0; i < n; i++)
+		mv_capture_unprepare(joined[i], 0);
+	return 0;
 }
 
 /* The probes' bytes, freed once no capture runs: cuMemFree waits for the device, which a capture

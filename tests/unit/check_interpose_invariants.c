@@ -1691,6 +1691,67 @@ START_TEST(test_graph_captured_copies_page_in)
 }
 END_TEST
 
+/* A capture that forks to a second stream and joins it back (as PyTorch captures work on a side
+ * stream): the side stream's launches name paged-out buffers. memvirt must see that the side
+ * stream captures once it waits on the capture's event, so that it neither brings buffers in nor
+ * marks the stream's work while it records (either would break the capture), and each launch of
+ * the graph brings in what both streams named. */
+START_TEST(test_graph_capture_fork_join)
+{
+	CUdeviceptr x, y, f[6];
+	CUevent fork, join;
+	CUgraph g = NULL;
+	CUgraphExec e;
+	CUstream a, b;
+	uint64_t ins;
+
+	simtest_start("SIMCUDA_MEM=384KiB", GRAN64, THR16, NET_OFF);
+	CHK(cuStreamCreate(&a, CU_STREAM_NON_BLOCKING));
+	CHK(cuStreamCreate(&b, CU_STREAM_NON_BLOCKING));
+	CHK(cuEventCreate(&fork, CU_EVENT_DISABLE_TIMING));
+	CHK(cuEventCreate(&join, CU_EVENT_DISABLE_TIMING));
+	x = alloc_filled(BUF, 2.0f);
+	y = alloc_filled(BUF, 1.0f);
+	/* b has worked before the capture: its marks must not leak into it. */
+	CHK(simtest_fill(y, 1.0f, NF, b));
+	for (int i = 0; i < 6; i++)
+		f[i] = alloc_filled(BUF, 40.0f + (float)i);
+	ck_assert_uint_ge(itest_counters().host_bytes, 2 * BUF); /* x and y are out */
+	ins = itest_counters().page_ins;
+	/* a: y += x; fork b: y += x; join; a: y += x. */
+	CHK(cuStreamBeginCapture_v2(a, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(simtest_axpy(y, x, 1.0f, NF, a));
+	CHK(cuEventRecord(fork, a));
+	CHK(cuStreamWaitEvent(b, fork, 0));
+	CHK(simtest_axpy(y, x, 1.0f, NF, b));
+	CHK(cuEventRecord(join, b));
+	CHK(cuStreamWaitEvent(a, join, 0));
+	CHK(simtest_axpy(y, x, 1.0f, NF, a));
+	CHK(cuStreamEndCapture(a, &g));
+	ck_assert_uint_eq(itest_counters().page_ins, ins); /* recorded, not run */
+	CHK(cuGraphInstantiateWithFlags(&e, g, 0));
+	for (int round = 1; round <= 2; round++) {
+		for (int i = 0; i < 6; i++)
+			CHK(simtest_fill(f[i], 40.0f + (float)i, NF, b));
+		CHK(cuStreamSynchronize(b));
+		CHK(cuGraphLaunch(e, a));
+		CHK(cuStreamSynchronize(a));
+		simtest_expect_floats(y, NF, 1.0f + 6.0f * (float)round);
+		simtest_expect_floats(x, NF, 2.0f);
+	}
+	/* b works as before once the capture has ended. */
+	CHK(simtest_fill(y, 3.0f, NF, b));
+	CHK(cuStreamSynchronize(b));
+	simtest_expect_floats(y, NF, 3.0f);
+	for (int i = 0; i < 6; i++)
+		simtest_expect_floats(f[i], NF, 40.0f + (float)i);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuGraphDestroy(g));
+	CHK(cuStreamDestroy(a));
+	CHK(cuStreamDestroy(b));
+}
+END_TEST
+
 static Suite *invariants_suite(void)
 {
 	Suite *s = suite_create("interpose_invariants");
@@ -1727,6 +1788,7 @@ static Suite *invariants_suite(void)
 	tcase_add_test(tc, test_graph_over_budget_refused);
 	tcase_add_test(tc, test_graph_capture_never_invalidated);
 	tcase_add_test(tc, test_graph_captured_copies_page_in);
+	tcase_add_test(tc, test_graph_capture_fork_join);
 	tcase_add_test(tc, test_graph_alloc_nodes_page);
 	tcase_add_test(tc, test_graph_alloc_nodes_need_room);
 	tcase_add_test(tc, test_graph_alloc_outlives_launch);

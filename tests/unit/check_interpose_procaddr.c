@@ -369,10 +369,10 @@ START_TEST(test_unhooked_names_untouched)
 		/* Names memvirt does not hook, some of them about memory. */
 		{"cuMemAllocHost", 3020, 0},
 		{"cuMemHostAlloc", 13000, 0},
-		{"cuEventRecord", 13000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM},
+		{"cuStreamQuery", 13000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM},
 		{"cuDeviceGetName", 13000, 0},
 		{"cuStreamSynchronize", 13000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM},
-		{"cuEventRecord", 13000, 0},
+		{"cuEventQuery", 13000, 0},
 		{"cuModuleLoadData", 13000, 0},
 	};
 
