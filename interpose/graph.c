@@ -430,7 +430,8 @@ static CUresult event_record(CUevent e, CUstream h, unsigned flags, int with_fla
 		r = (per_thread ? mv_real.cuEventRecordWithFlags_ptsz : mv_real.cuEventRecordWithFlags)(e, h, flags);
 	else
 		r = (per_thread ? mv_real.cuEventRecord_ptsz : mv_real.cuEventRecord)(e, h);
-	if (r == CUDA_SUCCESS)
+	/* An external record is a node of the graph, not a point other streams fork from. */
+	if (r == CUDA_SUCCESS && !(flags & CU_EVENT_RECORD_EXTERNAL))
 		mv_capture_event_recorded(e, h, per_thread);
 	return r;
 }
@@ -470,9 +471,15 @@ static CUresult stream_wait_event(CUstream h, CUevent e, unsigned flags, int per
 	if (joins)
 		marked = mv_capture_prepare(h, per_thread);
 	r = (per_thread ? mv_real.cuStreamWaitEvent_ptsz : mv_real.cuStreamWaitEvent)(h, e, flags);
-	if (joins && r == CUDA_SUCCESS)
-		mv_capture_join(h, per_thread, key);
-	else if (marked)
+	if (joins && r == CUDA_SUCCESS) {
+		/* The driver says whether it joined: a handle memvirt kept may name an event destroyed
+		 * since and made again, whose wait joins nothing. */
+		CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+		CUstream q = h != NULL ? h : per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
+		joins = mv_real.cuStreamIsCapturing(q, &st) == CUDA_SUCCESS && st == CU_STREAM_CAPTURE_STATUS_ACTIVE &&
+			mv_capture_join(h, per_thread, key) == 0;
+	}
+	if (!(joins && r == CUDA_SUCCESS) && marked)
 		mv_capture_unprepare(h, per_thread);
 	return r;
 }

@@ -274,7 +274,8 @@ int mv_capture_end(CUstream h, int per_thread);
  * on such an event (the driver accepted the wait) joins that capture (mv_capture_join). */
 void mv_capture_event_recorded(CUevent e, CUstream h, int per_thread);
 int mv_capture_event_key(CUevent e, uintptr_t *key);
-void mv_capture_join(CUstream h, int per_thread, uintptr_t key);
+/* Returns 0, or -1 (said in the log) when memvirt cannot follow one more capturing stream. */
+int mv_capture_join(CUstream h, int per_thread, uintptr_t key);
 /* The key under which graph.c keeps what a capture on h names while it runs: odd, so no graph or
  * exec handle is one. */
 uintptr_t mv_capture_key(CUstream h, int per_thread);

@@ -560,9 +560,11 @@ int mv_stream_ticket_done(struct mv_stream *s, uint64_t t)
 
 /* ---- capture ---- */
 
-#define MV_MAX_CAPTURES 16
+#define MV_MAX_CAPTURES 64
 
-/* Guarded by add_lock; the count is read without it on the launch path. */
+/* Guarded by add_lock. The launch path reads them without it: an entry never moves, a free one has
+ * a NULL handle, and a handle is published (release) after the fields it stands for; ncaptures
+ * counts the live entries, hwm bounds the slots ever used. */
 static struct {
 	CUstream handle;
 	struct mv_stream *own; /* for the per-thread stream: whose */
@@ -570,7 +572,12 @@ static struct {
 	uint64_t since;        /* its moment */
 	uintptr_t key;         /* a stream that joined a capture: that capture's key; else 0 */
 } captures[MV_MAX_CAPTURES];
-static _Atomic int ncaptures;
+static _Atomic int ncaptures, hwm;
+
+static CUstream capture_handle(int i)
+{
+	return __atomic_load_n(&captures[i].handle, __ATOMIC_ACQUIRE);
+}
 
 /* The calling thread's per-thread stream entry in the current context, if it has one yet. */
 static struct mv_stream *own_now(void)
@@ -595,20 +602,21 @@ static int capture_index(CUstream h, int per_thread)
 		h = per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
 	if (h == CU_STREAM_PER_THREAD)
 		own = own_now();
-	for (int i = 0; i < atomic_load_explicit(&ncaptures, memory_order_acquire); i++)
-		if (captures[i].handle == h && captures[i].own == own)
+	for (int i = 0; i < atomic_load_explicit(&hwm, memory_order_acquire); i++)
+		if (capture_handle(i) == h && captures[i].own == own)
 			return i;
 	return -1;
 }
 
-/* A capture begun on h (key 0), or one h joined (key: that capture's). */
-static void capture_enter(CUstream h, int per_thread, uintptr_t key)
+/* A capture begun on h (key 0), or one h joined (key: that capture's). Returns -1 when the table
+ * is full. */
+static int capture_enter(CUstream h, int per_thread, uintptr_t key)
 {
 	/* The per-thread stream's entry names the capture: made here, outside the lock. The entry
 	 * also tells the stream's context. */
 	struct mv_stream *s = mv_stream_get(h, per_thread);
 	CUcontext ctx = s != NULL ? s->ctx : NULL;
-	int i;
+	int i, top;
 
 	if (h == NULL)
 		h = per_thread ? CU_STREAM_PER_THREAD : CU_STREAM_LEGACY;
@@ -622,25 +630,51 @@ static void capture_enter(CUstream h, int per_thread, uintptr_t key)
 		captures[i].ctx = ctx;
 		captures[i].since = mv_moment();
 		captures[i].key = key;
-	} else if (ncaptures < MV_MAX_CAPTURES) {
-		captures[ncaptures].handle = h;
-		captures[ncaptures].own = h == CU_STREAM_PER_THREAD ? s : NULL;
-		captures[ncaptures].ctx = ctx;
-		captures[ncaptures].since = mv_moment();
-		captures[ncaptures].key = key;
-		atomic_fetch_add_explicit(&ncaptures, 1, memory_order_release);
+	} else {
+		top = atomic_load_explicit(&hwm, memory_order_relaxed);
+		for (i = 0; i < top && captures[i].handle != NULL; i++)
+			;
+		if (i < MV_MAX_CAPTURES) {
+			captures[i].own = h == CU_STREAM_PER_THREAD ? s : NULL;
+			captures[i].ctx = ctx;
+			captures[i].since = mv_moment();
+			captures[i].key = key;
+			__atomic_store_n(&captures[i].handle, h, __ATOMIC_RELEASE);
+			if (i == top)
+				atomic_store_explicit(&hwm, top + 1, memory_order_release);
+			atomic_fetch_add_explicit(&ncaptures, 1, memory_order_release);
+		} else {
+			i = -1;
+		}
 	}
 	pthread_mutex_unlock(&add_lock);
+	return i < 0 ? -1 : 0;
+}
+
+static _Atomic int said_captures_full;
+
+/* Says once, at warn, that a capture is not followed: its work on that stream is made resident and
+ * marked as any other, which breaks the capture. */
+static void captures_full(CUstream h)
+{
+	if (atomic_exchange(&said_captures_full, 1) == 0)
+		mv_log(MV_LOG_WARN, "more than %d streams capture at once: the capture on stream %p is not "
+				    "followed, and memvirt's marks and page-ins on it will break it",
+		       MV_MAX_CAPTURES, (void *)h);
 }
 
 void mv_capture_begin(CUstream h, int per_thread)
 {
-	capture_enter(h, per_thread, 0);
+	if (capture_enter(h, per_thread, 0) < 0)
+		captures_full(h);
 }
 
-void mv_capture_join(CUstream h, int per_thread, uintptr_t key)
+int mv_capture_join(CUstream h, int per_thread, uintptr_t key)
 {
-	capture_enter(h, per_thread, key);
+	if (capture_enter(h, per_thread, key) == 0)
+		return 0;
+	captures_full(h);
+	return -1;
 }
 
 /* Every thread has its own per-thread stream: its entry own tells them apart. */
@@ -691,10 +725,32 @@ void mv_capture_unprepare(CUstream h, int per_thread)
 /* Called with add_lock held. */
 static void capture_drop(int i)
 {
-	int last = atomic_load_explicit(&ncaptures, memory_order_relaxed) - 1;
+	int top = atomic_load_explicit(&hwm, memory_order_relaxed);
 
-	captures[i] = captures[last];
-	atomic_store_explicit(&ncaptures, last, memory_order_release);
+	__atomic_store_n(&captures[i].handle, NULL, __ATOMIC_RELEASE);
+	atomic_fetch_sub_explicit(&ncaptures, 1, memory_order_release);
+	while (top > 0 && captures[top - 1].handle == NULL)
+		top--;
+	atomic_store_explicit(&hwm, top, memory_order_release);
+}
+
+static void cevents_forget_locked(uintptr_t key);
+
+/* The streams that joined the capture whose key is key leave it with it, and its events mark
+ * nothing any more. Puts the explicit handles of those streams into joined[] (their marks to undo)
+ * and returns how many. Called with add_lock held. */
+static int capture_forks_drop_locked(uintptr_t key, CUstream *joined)
+{
+	int n = 0;
+
+	for (int i = 0; i < atomic_load_explicit(&hwm, memory_order_relaxed); i++)
+		if (captures[i].handle != NULL && captures[i].key == key) {
+			if (captures[i].own == NULL)
+				joined[n++] = captures[i].handle;
+			capture_drop(i);
+		}
+	cevents_forget_locked(key);
+	return n;
 }
 
 /* ---- fork and join ----
@@ -713,6 +769,16 @@ static struct {
 } cevents[MV_CAPTURED_EVENTS];
 static unsigned cevents_next; /* where the next one goes when all are taken */
 static _Atomic int ncevents;
+
+/* Called with add_lock held. */
+static void cevents_forget_locked(uintptr_t key)
+{
+	for (int i = 0; i < MV_CAPTURED_EVENTS; i++)
+		if (cevents[i].e != NULL && cevents[i].key == key) {
+			cevents[i].e = NULL;
+			atomic_fetch_sub_explicit(&ncevents, 1, memory_order_release);
+		}
+}
 
 /* Called with add_lock held. */
 static int cevent_find(CUevent e)
@@ -782,18 +848,7 @@ int mv_capture_end(CUstream h, int per_thread)
 	key = mv_capture_key(h, per_thread);
 	if (i >= 0)
 		capture_drop(i);
-	/* The streams that joined it leave it with it, and its events mark nothing any more. */
-	for (i = atomic_load_explicit(&ncaptures, memory_order_relaxed); i-- > 0;)
-		if (captures[i].key == key) {
-			if (captures[i].own == NULL)
-				joined[n++] = captures[i].handle;
-			capture_drop(i);
-		}
-	for (i = 0; i < MV_CAPTURED_EVENTS; i++)
-		if (cevents[i].e != NULL && cevents[i].key == key) {
-			cevents[i].e = NULL;
-			atomic_fetch_sub_explicit(&ncevents, 1, memory_order_release);
-		}
+	n = capture_forks_drop_locked(key, joined);
 	pthread_mutex_unlock(&add_lock);
 	mv_capture_unprepare(h, per_thread);
 	for (i = 0; i < n; i++)
@@ -827,11 +882,12 @@ static void captures_prune(void)
 		uint64_t since;
 	} c[MV_MAX_CAPTURES];
 	uintptr_t keys[MV_MAX_CAPTURES];
-	int n = 0, nkeys = 0;
+	CUstream joined[MV_MAX_CAPTURES];
+	int n = 0, nkeys = 0, nj = 0;
 
 	pthread_mutex_lock(&add_lock);
-	for (int i = 0; i < atomic_load_explicit(&ncaptures, memory_order_relaxed); i++)
-		if (captures[i].own == NULL && !implicit(captures[i].handle)) {
+	for (int i = 0; i < atomic_load_explicit(&hwm, memory_order_relaxed); i++)
+		if (captures[i].handle != NULL && captures[i].own == NULL && !implicit(captures[i].handle)) {
 			c[n].handle = captures[i].handle;
 			c[n].ctx = captures[i].ctx;
 			c[n++].since = captures[i].since;
@@ -847,20 +903,28 @@ static void captures_prune(void)
 		if (!ended && (r != CUDA_SUCCESS || st != CU_STREAM_CAPTURE_STATUS_NONE))
 			continue;
 		pthread_mutex_lock(&add_lock);
-		for (int j = 0; j < atomic_load_explicit(&ncaptures, memory_order_relaxed); j++)
+		for (int j = 0; j < atomic_load_explicit(&hwm, memory_order_relaxed); j++)
 			if (captures[j].handle == c[i].handle && captures[j].own == NULL && captures[j].ctx == c[i].ctx &&
 			    captures[j].since == c[i].since) {
-				keys[nkeys++] = key_of(c[i].handle, NULL);
+				int origin = captures[j].key == 0;
 				capture_drop(j);
+				/* A stream that began its capture: the streams that joined it end with it. */
+				if (origin) {
+					keys[nkeys++] = key_of(c[i].handle, NULL);
+					nj += capture_forks_drop_locked(keys[nkeys - 1], joined + nj);
+				}
 				break;
 			}
 		pthread_mutex_unlock(&add_lock);
+		mv_capture_unprepare(c[i].handle, 0);
 		mv_log(MV_LOG_DEBUG, "the capture on stream %p ended unseen (%s): memvirt ends it too", (void *)c[i].handle,
 		       ctx_ended ? "its context ended" : ended ? "the stream is gone" : "the stream no longer captures");
 		/* The probes made in an ended context went with it. */
 		if (ctx_ended && c[i].ctx != NULL)
 			probes_forget(c[i].ctx);
 	}
+	for (int i = 0; i < nj; i++)
+		mv_capture_unprepare(joined[i], 0);
 	for (int i = 0; i < nkeys; i++)
 		mv_graph_capture_ended(keys[i]);
 }
@@ -932,16 +996,23 @@ static void probes_forget(CUcontext ctx)
 static void captures_end(CUcontext ctx, uint64_t before)
 {
 	uintptr_t keys[MV_MAX_CAPTURES];
-	int n = 0;
+	CUstream joined[MV_MAX_CAPTURES];
+	int n = 0, nj = 0;
 
 	pthread_mutex_lock(&add_lock);
-	for (int i = atomic_load_explicit(&ncaptures, memory_order_relaxed); i-- > 0;) {
-		if (captures[i].ctx != ctx || captures[i].since > before)
+	for (int i = 0; i < atomic_load_explicit(&hwm, memory_order_relaxed); i++) {
+		if (captures[i].handle == NULL || captures[i].ctx != ctx || captures[i].since > before)
 			continue;
-		keys[n++] = key_of(captures[i].handle, captures[i].own);
+		if (captures[i].key == 0)
+			keys[n++] = key_of(captures[i].handle, captures[i].own);
 		capture_drop(i);
 	}
+	/* The streams, in other contexts too, that joined one of them end with it. */
+	for (int i = 0; i < n; i++)
+		nj += capture_forks_drop_locked(keys[i], joined + nj);
 	pthread_mutex_unlock(&add_lock);
+	for (int i = 0; i < nj; i++)
+		mv_capture_unprepare(joined[i], 0);
 	for (int i = 0; i < n; i++)
 		mv_graph_capture_ended(keys[i]);
 	probes_forget(ctx);

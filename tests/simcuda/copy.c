@@ -94,7 +94,9 @@ static CUresult copy_enqueue_h2d(struct sim_stream *s, uint64_t dst, uint64_t sr
 /* A call the capture cannot record: refused, and the capture ends in an error. */
 static CUresult capture_refuse(struct sim_stream *s)
 {
-	s->capture_invalid = 1;
+	pthread_mutex_lock(&sim_sched_lock);
+	sim_capture_invalidate_locked(s);
+	pthread_mutex_unlock(&sim_sched_lock);
 	return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 }
 

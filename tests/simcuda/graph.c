@@ -136,16 +136,22 @@ static CUresult graph_append(struct sim_graph *g, enum gnode_kind kind, struct s
 	return CUDA_SUCCESS;
 }
 
+/* Streams that joined one capture append to its graph from their own threads. */
+static pthread_mutex_t capture_lock = PTHREAD_MUTEX_INITIALIZER;
+
 CUresult sim_graph_capture_op(struct sim_stream *s, struct sim_op *op)
 {
 	struct sim_gnode *nd;
 	enum gnode_kind kind = op->kind == SIM_OP_KERNEL ? GN_KERNEL : op->kind == SIM_OP_COPY ? GN_COPY : GN_MEMSET;
-	CUresult r = graph_append(s->capture, kind, &nd);
+	CUresult r;
 
-	if (r == CUDA_SUCCESS) {
+	pthread_mutex_lock(&capture_lock);
+	r = graph_append(s->capture, kind, &nd);
+	if (r == CUDA_SUCCESS)
 		op_copy(&nd->op, op);
-		s->capture_ops++;
-	}
+	pthread_mutex_unlock(&capture_lock);
+	if (r == CUDA_SUCCESS)
+		sim_capture_node_added(s);
 	free(op);
 	return r;
 }
@@ -178,10 +184,13 @@ static CUresult add_mem_node(struct sim_graph *g, uint64_t bytes, int dev, uint6
 CUresult sim_graph_capture_mem(struct sim_stream *s, uint64_t bytes, int dev, uint64_t *va)
 {
 	struct sim_gnode *nd;
-	CUresult r = add_mem_node(s->capture, bytes, dev, va, &nd);
+	CUresult r;
 
+	pthread_mutex_lock(&capture_lock);
+	r = add_mem_node(s->capture, bytes, dev, va, &nd);
+	pthread_mutex_unlock(&capture_lock);
 	if (r == CUDA_SUCCESS)
-		s->capture_ops++;
+		sim_capture_node_added(s);
 	return r;
 }
 
@@ -247,6 +256,7 @@ static CUresult begin_capture_into(CUstream h, struct sim_graph *into, CUstreamC
 	s->capture_id = ++capture_ids;
 	s->capture_origin = NULL;
 	s->capture_ops = 0;
+	s->capture_last_node = 0;
 	s->join_to = NULL;
 	s->capture = g;
 	pthread_mutex_unlock(&sim_sched_lock);
@@ -318,14 +328,7 @@ static CUresult end_capture(CUstream h, CUgraph *pg, int per_thread)
 		pthread_mutex_unlock(&sim_sched_lock);
 		return CUDA_ERROR_STREAM_CAPTURE_UNMATCHED;
 	}
-	r = sim_capture_end_forks(s, &invalid);
-	pthread_mutex_lock(&sim_sched_lock);
-	g = s->capture;
-	invalid |= s->capture_invalid;
-	external = s->capture_external;
-	s->capture = NULL;
-	s->capture_invalid = 0;
-	pthread_mutex_unlock(&sim_sched_lock);
+	r = sim_capture_end(s, &g, &invalid, &external);
 	/* An invalidated capture, or one with work not joined back, ends without a graph (the app's
 	 * own graph stays the app's). */
 	if (invalid || r != CUDA_SUCCESS) {

@@ -312,7 +312,8 @@ struct sim_stream {
 	 * back to the stream that began it. */
 	uint64_t capture_id;               /* the capture sequence's, unique in the process */
 	struct sim_stream *capture_origin; /* a stream that joined a capture: the one that began it */
-	uint64_t capture_ops;              /* ops and event waits recorded here in the capture */
+	uint64_t capture_ops;              /* a version: nodes and event waits recorded here so far */
+	uint64_t capture_last_node;        /* capture_ops after its last node */
 	struct sim_stream *join_to;        /* the last stream of the capture that waited on this one */
 	uint64_t join_at;                  /* this stream's capture_ops that wait covered */
 	uint64_t join_wait;                /* join_to's capture_ops once it waited */
@@ -406,10 +407,13 @@ void sim_global_release(uint64_t *slot);
 /* Capture (graph.c): records a kernel, copy or memset op into the capturing graph instead of
  * running it, and frees op. */
 CUresult sim_graph_capture_op(struct sim_stream *s, struct sim_op *op);
-/* A capture's end on origin (stream.c): the streams that joined it leave it. Returns
- * CUDA_ERROR_STREAM_CAPTURE_UNJOINED when one of them has work not joined back to origin, else
- * CUDA_SUCCESS; *invalid tells whether one of them invalidated the capture. */
-CUresult sim_capture_end_forks(struct sim_stream *origin, int *invalid);
+/* A capture's end on origin (stream.c), under one hold of sim_sched_lock: origin and the streams
+ * that joined it leave it; *g gets the graph, *invalid whether one of them invalidated it, and
+ * *external whether it was the app's graph. Returns CUDA_ERROR_STREAM_CAPTURE_UNJOINED when one of
+ * them has nodes not joined back to origin, else CUDA_SUCCESS. */
+CUresult sim_capture_end(struct sim_stream *origin, struct sim_graph **g, int *invalid, int *external);
+/* A node s added to its capture: its version moves on. */
+void sim_capture_node_added(struct sim_stream *s);
 /* Invalidates s's capture, the whole sequence when s joined it. Called with sim_sched_lock held. */
 void sim_capture_invalidate_locked(struct sim_stream *s);
 /* Records a stream-ordered allocation of bytes on device dev (*va gets its address) or a free of

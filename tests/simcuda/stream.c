@@ -687,6 +687,7 @@ static CUresult capture_wait_locked(struct sim_stream *s, struct sim_event *e)
 		s->capture_external = origin->capture_external;
 		s->capture_invalid = 0;
 		s->capture_ops = 1;
+		s->capture_last_node = 0;
 		s->join_to = NULL;
 		return CUDA_SUCCESS;
 	}
@@ -696,7 +697,8 @@ static CUresult capture_wait_locked(struct sim_stream *s, struct sim_event *e)
 		return CUDA_ERROR_STREAM_CAPTURE_MERGE;
 	}
 	s->capture_ops++;
-	if (from != s) {
+	/* The wait that covers the most of from's work is the one kept. */
+	if (from != s && (from->join_to == NULL || e->cap_ops >= from->join_at)) {
 		from->join_to = s;
 		from->join_at = e->cap_ops;
 		from->join_wait = s->capture_ops;
@@ -704,14 +706,22 @@ static CUresult capture_wait_locked(struct sim_stream *s, struct sim_event *e)
 	return CUDA_SUCCESS;
 }
 
-/* Whether all of t's work in origin's capture reaches origin through waits; depth bounds a cycle. */
+void sim_capture_node_added(struct sim_stream *s)
+{
+	pthread_mutex_lock(&sim_sched_lock);
+	s->capture_last_node = ++s->capture_ops;
+	pthread_mutex_unlock(&sim_sched_lock);
+}
+
+/* Whether every node t added to origin's capture reaches origin through waits (a stream that added
+ * none has nothing to join); depth bounds a cycle. */
 static int capture_joined_locked(const struct sim_stream *t, const struct sim_stream *origin, int depth)
 {
 	const struct sim_stream *w = t->join_to;
 
-	if (t == origin)
+	if (t == origin || t->capture_last_node == 0)
 		return 1;
-	if (depth > 64 || w == NULL || t->join_at != t->capture_ops ||
+	if (depth > 64 || w == NULL || t->join_at < t->capture_last_node ||
 	    capture_member_locked(origin->capture_id, w) == NULL)
 		return 0;
 	if (w == origin)
@@ -719,7 +729,7 @@ static int capture_joined_locked(const struct sim_stream *t, const struct sim_st
 	return w->join_at >= t->join_wait && capture_joined_locked(w, origin, depth + 1);
 }
 
-CUresult sim_capture_end_forks(struct sim_stream *origin, int *invalid)
+CUresult sim_capture_end(struct sim_stream *origin, struct sim_graph **g, int *invalid, int *external)
 {
 	CUresult r = CUDA_SUCCESS;
 
@@ -738,6 +748,11 @@ CUresult sim_capture_end_forks(struct sim_stream *origin, int *invalid)
 			t->capture_origin = NULL;
 			t->capture_invalid = 0;
 		}
+	*g = origin->capture;
+	*invalid |= origin->capture_invalid;
+	*external = origin->capture_external;
+	origin->capture = NULL;
+	origin->capture_invalid = 0;
 	pthread_mutex_unlock(&sim_sched_lock);
 	return r;
 }
@@ -757,6 +772,9 @@ static CUresult stream_wait_event(CUstream h, CUevent he, unsigned int flags, in
 		return CUDA_ERROR_INVALID_VALUE;
 	if (e->shared != NULL)
 		return s->capture != NULL ? CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED : ipc_event_op(s, e->shared, 0);
+	/* An external wait in a capture would be an event wait node, which is not modelled. */
+	if (s->capture != NULL && (flags & CU_EVENT_WAIT_EXTERNAL))
+		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 	pthread_mutex_lock(&sim_sched_lock);
 	if (e->cap_id != 0 || s->capture != NULL) {
 		r = capture_wait_locked(s, e);
@@ -900,6 +918,9 @@ static CUresult event_record(CUevent he, CUstream h, unsigned int flags, int per
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (e->shared != NULL)
 		return s->capture != NULL ? CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED : ipc_event_op(s, e->shared, 1);
+	/* An external record in a capture would be an event record node, which is not modelled. */
+	if (s->capture != NULL && (flags & CU_EVENT_RECORD_EXTERNAL))
+		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
 	pthread_mutex_lock(&sim_sched_lock);
 	if (s->capture != NULL) {
 		/* A point of the capture, for other streams to fork from or join at. */

@@ -286,6 +286,22 @@ START_TEST(test_capture_fork_join)
 	CHK(cuStreamWaitEvent(a, join, 0));
 	CHK(cuStreamEndCapture(a, &g));
 	CHK(cuGraphDestroy(g));
+	/* Joined back, then only waiting again: no node of b's is left unjoined. A later, smaller
+	 * join of b (by c, which is joined in turn) does not undo the one that covers it all. */
+	CHK(cuStreamBeginCapture(a, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(cuEventRecord(fork, a));
+	CHK(cuStreamWaitEvent(b, fork, 0));
+	CHK(cuEventRecord(outside, b));
+	CHK(simtest_fill(y, 7.0f, N, b));
+	CHK(cuEventRecord(join, b));
+	CHK(cuStreamWaitEvent(a, join, 0));
+	CHK(cuStreamWaitEvent(b, fork, 0));
+	CHK(cuStreamWaitEvent(c, outside, 0));
+	CHK(simtest_fill(x, 7.0f, N, c));
+	CHK(cuEventRecord(join, c));
+	CHK(cuStreamWaitEvent(a, join, 0));
+	CHK(cuStreamEndCapture(a, &g));
+	CHK(cuGraphDestroy(g));
 	/* A wait on uncaptured work. */
 	CHK(cuEventRecord(outside, c));
 	CHK(cuStreamBeginCapture(a, CU_STREAM_CAPTURE_MODE_GLOBAL));
