@@ -1,6 +1,7 @@
 #!/bin/sh
-# Host cost of cuLaunchKernel with 2, 8 and 32 pointer arguments, on the simulated GPU directly and
-# with libmemvirt.so preloaded, the two interleaved in one run. Model-only, so the simulated GPU's
+# Host cost of cuLaunchKernel with 2, 8 and 32 pointer arguments, and of cuEventRecord (which the
+# library hooks to follow a capture's fork and join), on the simulated GPU directly and with
+# libmemvirt.so preloaded, the two interleaved in one run. Model-only, so the simulated GPU's
 # worker does little besides. Prints a Markdown table of the medians.
 #
 # usage: tests/bench/launch.sh [ROUNDS [ITERS [REPS]]]   (via scripts/bench launch)
@@ -31,6 +32,8 @@ while [ "$r" -lt "$rounds" ]; do
 		"$bench" launch "$n" "$iters" "$reps" | one >>"$tmp/direct.$n"
 		LD_PRELOAD=$MEMVIRT_LIB "$bench" launch "$n" "$iters" "$reps" | one >>"$tmp/memvirt.$n"
 	done
+	"$bench" event 1 "$iters" "$reps" | one >>"$tmp/direct.event"
+	LD_PRELOAD=$MEMVIRT_LIB "$bench" event 1 "$iters" "$reps" | one >>"$tmp/memvirt.event"
 	r=$((r + 1))
 done
 
@@ -43,6 +46,9 @@ for n in 2 8 32; do
 	m=$(median "$tmp/memvirt.$n")
 	awk -v n="$n" -v d="$d" -v m="$m" 'BEGIN { printf "| %d | %.0f | %.0f | %.0f | %.2f |\n", n, d, m, m - d, m / d }'
 done
+d=$(median "$tmp/direct.event")
+m=$(median "$tmp/memvirt.event")
+awk -v d="$d" -v m="$m" 'BEGIN { printf "| cuEventRecord | %.0f | %.0f | %.0f | %.2f |\n", d, m, m - d, m / d }'
 d=$(median "$tmp/direct.8")
 m=$(median "$tmp/memvirt.8")
 awk -v d="$d" -v m="$m" 'BEGIN {

@@ -53,6 +53,7 @@ static void bench_usage(void)
 {
 	fprintf(stderr, "usage: launch_bench [--linked] launch N_PTRS ITERS [REPS]   (N_PTRS: 2, 8 or 32)\n"
 			"       launch_bench alloc SIZE ITERS [REPS]\n"
+			"       launch_bench event 1 ITERS [REPS]\n"
 			"       launch_bench rate N_PTRS RATE SECONDS\n");
 	exit(2);
 }
@@ -227,6 +228,31 @@ static void bench_launch(unsigned nptrs, uint64_t iters, int reps, int linked)
 	       bench_median(ns, reps));
 }
 
+/* cuEventRecord on the bench's stream, outside any capture: what the library's fork-and-join hook
+ * adds to a call frameworks make after most launches. */
+static void bench_event(uint64_t iters, int reps)
+{
+	struct bench_kernel k;
+	double ns[BENCH_MAX_REPS];
+	CUevent e;
+
+	bench_kernel_init(&k, 2);
+	CK(cuEventCreate, (&e, CU_EVENT_DISABLE_TIMING));
+	for (uint64_t i = 0; i < iters / 10 + 1; i++)
+		CK(cuEventRecord, (e, k.s));
+	for (int r = 0; r < reps; r++) {
+		double t0 = bench_now_ns(), t1;
+		for (uint64_t i = 0; i < iters; i++)
+			CK(cuEventRecord, (e, k.s));
+		t1 = bench_now_ns();
+		ns[r] = (t1 - t0) / (double)iters;
+	}
+	CK(cuStreamSynchronize, (k.s));
+	CK(cuEventDestroy_v2, (e));
+	bench_kernel_fini(&k);
+	printf("event iters %" PRIu64 " reps %d median_ns %.1f\n", iters, reps, bench_median(ns, reps));
+}
+
 static void bench_rate(unsigned nptrs, uint64_t rate, uint64_t seconds)
 {
 	struct memvirt_counters before, after;
@@ -313,6 +339,8 @@ int main(int argc, char **argv)
 		bench_launch((unsigned)a, iters, reps, linked);
 	} else if (strcmp(argv[1], "alloc") == 0 && !linked) {
 		bench_alloc(a, iters, reps);
+	} else if (strcmp(argv[1], "event") == 0 && !linked && a == 1) {
+		bench_event(iters, reps);
 	} else {
 		bench_usage();
 	}
