@@ -245,6 +245,31 @@ static void hand_random(struct hand *h, uint64_t *seed)
 	}
 }
 
+/* A random iteration that paging can help: paging everything over every stretch (mmcnn at a budget
+ * of one byte) brings its peak down. Sets *budget between that floor and the peak. Returns NULL,
+ * having freed it, for one paging cannot help. */
+static struct mv_iter *random_case(struct hand *h, uint64_t *seed, uint64_t *budget)
+{
+	struct mv_iter *it;
+	struct mv_plan *pl;
+	struct mv_policy_params p;
+	uint64_t peak, floor_peak;
+
+	hand_random(h, seed);
+	it = hand_iter(h);
+	peak = hand_peak(h, NULL, NULL, 0, NULL);
+	p = params(1);
+	ck_assert_int_eq(mv_policy_mmcnn.plan(it, &p, NULL, &pl), 0);
+	plan_check(h, pl, &floor_peak);
+	mv_plan_free(pl);
+	if (floor_peak >= peak) {
+		hand_free(it);
+		return NULL;
+	}
+	*budget = floor_peak + rnd(seed) % (peak - floor_peak);
+	return it;
+}
+
 START_TEST(test_empty_when_it_fits)
 {
 	struct hand h;
@@ -324,24 +349,14 @@ START_TEST(test_brute_force_optimum)
 	struct mv_iter *it;
 	struct mv_plan *pl, *again;
 	struct mv_policy_params p;
-	uint64_t seed = 0x9e3779b97f4a7c15ull, peak, floor_peak, budget, opt, bytes;
+	uint64_t seed = 0x9e3779b97f4a7c15ull, peak, budget, opt, bytes;
 	uint32_t round, checked = 0, equal = 0;
 	uint64_t worst_extra = 0;
 
 	for (round = 0; round < 300; round++) {
-		hand_random(&h, &seed);
-		it = hand_iter(&h);
-		peak = hand_peak(&h, NULL, NULL, 0, NULL);
-		/* The lowest peak reachable: everything pageable out over every stretch. */
-		p = params(1);
-		ck_assert_int_eq(mv_policy_mmcnn.plan(it, &p, NULL, &pl), 0);
-		plan_check(&h, pl, &floor_peak);
-		mv_plan_free(pl);
-		if (floor_peak >= peak) {
-			hand_free(it);
+		it = random_case(&h, &seed, &budget);
+		if (it == NULL)
 			continue;
-		}
-		budget = floor_peak + rnd(&seed) % (peak - floor_peak);
 		opt = brute_force(&h, budget, MIB);
 		ck_assert_uint_ne(opt, UINT64_MAX);
 		p = params(budget);
@@ -390,23 +405,15 @@ START_TEST(test_no_round_trip_over_a_short_stretch)
 	struct mv_iter *it;
 	struct mv_plan *pl;
 	struct mv_policy_params p;
-	uint64_t seed = 0x2545f4914f6cdd1dull, peak, floor_peak, win, trip;
+	uint64_t seed = 0x2545f4914f6cdd1dull, budget, win, trip;
 	uint32_t round, k, j, pairs = 0;
 
 	for (round = 0; round < 300; round++) {
-		hand_random(&h, &seed);
-		it = hand_iter(&h);
-		peak = hand_peak(&h, NULL, NULL, 0, NULL);
-		p = params(1);
-		ck_assert_int_eq(mv_policy_mmcnn.plan(it, &p, NULL, &pl), 0);
-		plan_check(&h, pl, &floor_peak);
-		mv_plan_free(pl);
-		if (floor_peak >= peak) {
-			hand_free(it);
+		it = random_case(&h, &seed, &budget);
+		if (it == NULL)
 			continue;
-		}
 		/* 4 MiB takes 5 us each way: a launch takes 1 to 4 us. */
-		p = params(floor_peak + rnd(&seed) % (peak - floor_peak));
+		p = params(budget);
 		p.machine.h2d_bps = p.machine.d2h_bps = (double)(4 * MIB) * 1e9 / 5000.0;
 		ck_assert_int_eq(mv_policy_mmcnn.plan(it, &p, NULL, &pl), 0);
 		for (k = 0; k < pl->nops; k++) {
@@ -503,22 +510,13 @@ START_TEST(test_belady_keeps_the_budget)
 	struct mv_iter *it;
 	struct mv_plan *pl;
 	struct mv_policy_params p;
-	uint64_t seed = 0x51afd7ed558ccd1full, peak, floor_peak, budget;
+	uint64_t seed = 0x51afd7ed558ccd1full, peak, budget;
 	uint32_t round, checked = 0, moved = 0;
 
 	for (round = 0; round < 300; round++) {
-		hand_random(&h, &seed);
-		it = hand_iter(&h);
-		peak = hand_peak(&h, NULL, NULL, 0, NULL);
-		p = params(1);
-		ck_assert_int_eq(mv_policy_mmcnn.plan(it, &p, NULL, &pl), 0);
-		plan_check(&h, pl, &floor_peak);
-		mv_plan_free(pl);
-		if (floor_peak >= peak) {
-			hand_free(it);
+		it = random_case(&h, &seed, &budget);
+		if (it == NULL)
 			continue;
-		}
-		budget = floor_peak + rnd(&seed) % (peak - floor_peak);
 		p = params(budget);
 		ck_assert_int_eq(mv_policy_mmcnn_belady.plan(it, &p, NULL, &pl), 0);
 		moved += plan_check(&h, pl, &peak) > 0;
