@@ -978,9 +978,11 @@ SIM_EXPORT CUresult cuEventQuery(CUevent he)
 		return CUDA_ERROR_INVALID_HANDLE;
 	if (e->shared != NULL)
 		return sim_ipc_event_done(e->shared, sim_ipc_event_latest(e->shared)) ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
-	if (e->cap_id != 0)
-		return CUDA_ERROR_CAPTURED_EVENT;
 	pthread_mutex_lock(&sim_sched_lock);
+	if (e->cap_id != 0) {
+		pthread_mutex_unlock(&sim_sched_lock);
+		return CUDA_ERROR_CAPTURED_EVENT;
+	}
 	done = event_done_locked(e);
 	if (done && e->recorded)
 		host_vnow = SIM_MAX(host_vnow, e->vtime);
@@ -1003,9 +1005,11 @@ SIM_EXPORT CUresult cuEventSynchronize(CUevent he)
 		sim_ipc_event_wait(e->shared, sim_ipc_event_latest(e->shared));
 		return sim_ctx_check(ctx);
 	}
-	if (e->cap_id != 0)
-		return CUDA_ERROR_CAPTURED_EVENT;
 	pthread_mutex_lock(&sim_sched_lock);
+	if (e->cap_id != 0) {
+		pthread_mutex_unlock(&sim_sched_lock);
+		return CUDA_ERROR_CAPTURED_EVENT;
+	}
 	if (e->recorded)
 		wait_locked(e->stream, e->seq, e->vtime);
 	pthread_mutex_unlock(&sim_sched_lock);
@@ -1025,10 +1029,10 @@ SIM_EXPORT CUresult cuEventElapsedTime_v2(float *ms, CUevent hstart, CUevent hen
 		return CUDA_ERROR_INVALID_HANDLE;
 	if ((a->flags | b->flags) & CU_EVENT_DISABLE_TIMING)
 		return CUDA_ERROR_INVALID_HANDLE;
-	if (a->cap_id != 0 || b->cap_id != 0)
-		return CUDA_ERROR_CAPTURED_EVENT;
 	pthread_mutex_lock(&sim_sched_lock);
-	if (!a->recorded || !b->recorded)
+	if (a->cap_id != 0 || b->cap_id != 0)
+		r = CUDA_ERROR_CAPTURED_EVENT;
+	else if (!a->recorded || !b->recorded)
 		r = CUDA_ERROR_INVALID_HANDLE;
 	else if (!event_done_locked(a) || !event_done_locked(b))
 		r = CUDA_ERROR_NOT_READY;
