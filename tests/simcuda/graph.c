@@ -442,15 +442,13 @@ SIM_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec *pe, CUgraph hg, uns
 static CUresult submit_item(struct sim_stream *s, const struct sim_op *t)
 {
 	struct sim_op *op = sim_op_new(t->kind);
-	double flops = 0, bytes = 0;
 
 	if (op == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	op_copy(op, t);
 	switch (t->kind) {
 	case SIM_OP_KERNEL:
-		t->u.k.desc->cost(op->u.k.args, &flops, &bytes);
-		sim_stream_submit(s, op, SIM_ENGINE_COMPUTE, sim_cost_kernel_ns(flops, bytes));
+		sim_stream_submit(s, op, SIM_ENGINE_COMPUTE, sim_kernel_cost_ns(op));
 		break;
 	case SIM_OP_COPY:
 		sim_copy_submit(s, op);

@@ -147,6 +147,9 @@ int sim_mem_check_in(const struct sim_ctx *ctx, uint64_t addr, uint64_t bytes, i
  * (VMM memory grants it per device), and another device's memory is reached over the link without
  * peer access. */
 int sim_mem_check_copy(const struct sim_ctx *ctx, uint64_t addr, uint64_t bytes, int access);
+/* How many bytes of [addr, addr+bytes) a kernel reaches over the link: those mapped on host-located
+ * physical memory, or all of them for pinned host memory. Takes sim_mem_lock. */
+uint64_t sim_mem_host_bytes(uint64_t addr, uint64_t bytes);
 /* The device whose memory backs [addr, addr+bytes), or -1 when it is not all one device's memory
  * (host memory, unmapped, or spanning devices). Takes sim_mem_lock. */
 int sim_mem_device(uint64_t addr, uint64_t bytes);
@@ -357,6 +360,9 @@ struct sim_op *sim_op_new(enum sim_op_kind kind);
 /* Cost model helpers. */
 uint64_t sim_cost_copy_ns(enum sim_copy_dir dir, uint64_t bytes);
 uint64_t sim_cost_kernel_ns(double flops, double bytes);
+/* The same for a kernel host_bytes of whose bytes are in host memory: those go over the link at the
+ * host-to-device rate, concurrently with the rest. */
+uint64_t sim_cost_kernel_split_ns(double flops, double bytes, double host_bytes);
 uint64_t sim_cost_peer_ns(uint64_t bytes);
 enum sim_engine_id sim_copy_engine(enum sim_copy_dir dir);
 
@@ -365,6 +371,11 @@ int sim_guarded(int (*fn)(void *), void *arg);
 
 /* Executes a kernel op's body (launch.c); returns 0 or a CUDA error. */
 CUresult sim_kernel_exec(const struct sim_ctx *ctx, struct sim_op *op);
+/* A kernel's device time, as its arguments stand now: its flops and bytes (its descriptor's cost)
+ * against the device's rates, with the share of the bytes whose ranges lie in host memory (mapped
+ * host-located allocations, pinned host memory) read over the link each time, at the host-to-device
+ * rate. */
+uint64_t sim_kernel_cost_ns(const struct sim_op *op);
 
 /* Checks a kernel launch's function and dimensions and copies its arguments into a kernel op
  * (launch.c), for launches and for graph kernel nodes. */

@@ -556,6 +556,22 @@ CUresult sim_kernel_exec(const struct sim_ctx *ctx, struct sim_op *op)
 	return sim_guarded(run_body, op) == 0 ? CUDA_SUCCESS : CUDA_ERROR_ILLEGAL_ADDRESS;
 }
 
+uint64_t sim_kernel_cost_ns(const struct sim_op *op)
+{
+	struct mv_krange ranges[MV_KERNEL_MAX_PARAMS];
+	const struct mv_kernel_desc *d = op->u.k.desc;
+	int n = d->ranges(op->u.k.args, ranges, MV_KERNEL_MAX_PARAMS);
+	double flops = 0, bytes = 0, spanned = 0, host = 0;
+
+	d->cost(op->u.k.args, &flops, &bytes);
+	for (int i = 0; i < n; i++) {
+		spanned += (double)ranges[i].bytes;
+		host += (double)sim_mem_host_bytes(ranges[i].addr, ranges[i].bytes);
+	}
+	/* The kernel touches each range in proportion to its size. */
+	return sim_cost_kernel_split_ns(flops, bytes, host > 0 ? bytes * host / spanned : 0);
+}
+
 CUresult sim_kernel_prepare(struct sim_op *op, CUfunction f, const unsigned grid[3], const unsigned block[3],
 			    void **params, void **extra)
 {
@@ -573,10 +589,8 @@ static CUresult launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsi
 		       CUstream h, void **params, void **extra, int per_thread)
 {
 	const unsigned grid[3] = {gx, gy, gz}, block[3] = {bx, by, bz};
-	const struct mv_kernel_desc *d;
 	struct sim_stream *s;
 	struct sim_op *op;
-	double flops = 0, bytes = 0;
 	CUresult r = sim_enter_stream(h, per_thread, &s);
 
 	if (r != CUDA_SUCCESS)
@@ -589,11 +603,9 @@ static CUresult launch(CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsi
 		free(op);
 		return r;
 	}
-	d = op->u.k.desc;
 	if (s->capture != NULL)
 		return sim_graph_capture_op(s, op);
-	d->cost(op->u.k.args, &flops, &bytes);
-	sim_stream_submit(s, op, SIM_ENGINE_COMPUTE, sim_cost_kernel_ns(flops, bytes));
+	sim_stream_submit(s, op, SIM_ENGINE_COMPUTE, sim_kernel_cost_ns(op));
 	return CUDA_SUCCESS;
 }
 

@@ -603,6 +603,29 @@ int sim_mem_check_copy(const struct sim_ctx *ctx, uint64_t addr, uint64_t bytes,
 	return check_in(ctx, REACH_COPY, addr, bytes, access, 1);
 }
 
+uint64_t sim_mem_host_bytes(uint64_t addr, uint64_t bytes)
+{
+	uint64_t host = 0, end = addr + bytes;
+	size_t first;
+
+	if (bytes == 0 || end < addr)
+		return 0;
+	if (!sim_is_device_addr(addr))
+		return bytes;
+	pthread_mutex_lock(&sim_mem_lock);
+	first = vec_upper(&maps, addr);
+	for (size_t i = first > 0 ? first - 1 : 0; i < maps.n; i++) {
+		const struct sim_map *m = vec_at(&maps, i);
+		uint64_t lo = SIM_MAX(m->va, addr), hi = SIM_MIN(m->va + m->size, end);
+		if (m->va >= end)
+			break;
+		if (hi > lo && m->phys->host_located)
+			host += hi - lo;
+	}
+	pthread_mutex_unlock(&sim_mem_lock);
+	return host;
+}
+
 int sim_mem_device(uint64_t addr, uint64_t bytes)
 {
 	int dev = -1;

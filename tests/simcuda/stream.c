@@ -101,6 +101,11 @@ uint64_t sim_cost_kernel_ns(double flops, double bytes)
 	return SIM_MAX(ns_for(flops, sim_cfg.flops), ns_for(bytes, sim_cfg.dram_bps));
 }
 
+uint64_t sim_cost_kernel_split_ns(double flops, double bytes, double host_bytes)
+{
+	return SIM_MAX(sim_cost_kernel_ns(flops, bytes - host_bytes), ns_for(host_bytes, sim_cfg.h2d_bps));
+}
+
 /* ---- workers ---- */
 
 static int copy_body(void *arg)

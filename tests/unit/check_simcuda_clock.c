@@ -225,6 +225,51 @@ START_TEST(test_kernel_memory_bound)
 }
 END_TEST
 
+/* A kernel reaches host-located memory mapped into device addresses over the link: the bytes it
+ * touches there cost host-to-device time, the rest DRAM time, both at once. */
+START_TEST(test_kernel_reads_host_memory_over_the_link)
+{
+	const size_t half = BYTES / 2;
+	CUmemAllocationProp dprop = simtest_prop(0), hprop = simtest_prop(1);
+	CUmemGenericAllocationHandle hd, hh;
+	CUdeviceptr va;
+	CUstream s;
+	CUevent a, b, c, d;
+
+	simtest_start("SIMCUDA_LAUNCH_US=0", "SIMCUDA_DRAM_GBPS=8", "SIMCUDA_H2D_GBPS=1", "SIMCUDA_MEM=64MiB");
+	CHK(cuStreamCreate(&s, 0));
+	CHK(cuEventCreate(&a, 0));
+	CHK(cuEventCreate(&b, 0));
+	CHK(cuEventCreate(&c, 0));
+	CHK(cuEventCreate(&d, 0));
+	/* One range: its first half on the device, its second half in host memory. */
+	CHK(cuMemAddressReserve(&va, BYTES, 0, 0, 0));
+	CHK(cuMemCreate(&hd, half, &dprop, 0));
+	CHK(cuMemCreate(&hh, half, &hprop, 0));
+	CHK(cuMemMap(va, half, 0, hd, 0));
+	CHK(cuMemMap(va + half, half, 0, hh, 0));
+	CHK(simtest_set_access(va, BYTES, CU_MEM_ACCESS_FLAGS_PROT_READWRITE));
+	CHK(cuEventRecord(a, s));
+	CHK(simtest_fill(va, 1.0f, NFLOATS / 2, s));
+	CHK(cuEventRecord(b, s));
+	CHK(simtest_fill(va, 3.0f, NFLOATS, s));
+	CHK(cuEventRecord(c, s));
+	CHK(simtest_fill(va + half, 2.0f, NFLOATS / 2, s));
+	CHK(cuEventRecord(d, s));
+	CHK(cuStreamSynchronize(s));
+	near(elapsed_ns(a, b), ns((double)half, 8e9), 0.01, "a fill of device memory");
+	/* Half over the link at 1 GB/s outlasts the other half at 8 GB/s. */
+	near(elapsed_ns(b, c), ns((double)half, 1e9), 0.01, "a fill half in host memory");
+	near(elapsed_ns(c, d), ns((double)half, 1e9), 0.01, "a fill of host memory");
+	simtest_expect_floats(va, NFLOATS / 2, 3.0f);
+	simtest_expect_floats(va + half, NFLOATS / 2, 2.0f);
+	CHK(cuMemUnmap(va, BYTES));
+	CHK(cuMemRelease(hd));
+	CHK(cuMemRelease(hh));
+	CHK(cuMemAddressFree(va, BYTES));
+}
+END_TEST
+
 START_TEST(test_launch_overhead)
 {
 	CUstream s;
@@ -420,6 +465,7 @@ static Suite *clock_suite(void)
 	tcase_add_test(tc, test_copy_bandwidth);
 	tcase_add_test(tc, test_gemm_compute_bound);
 	tcase_add_test(tc, test_kernel_memory_bound);
+	tcase_add_test(tc, test_kernel_reads_host_memory_over_the_link);
 	tcase_add_test(tc, test_launch_overhead);
 	tcase_add_test(tc, test_zero_launch_overhead);
 	tc = simtest_tcase(s, "determinism", 10);
