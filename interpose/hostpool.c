@@ -355,16 +355,20 @@ void *mv_host_ptr(const struct mv_hostslot *s)
 
 void mv_net_map(struct mv_buf *b)
 {
+	b->netted = 0;
 	if (!mv_dev()->host_vmm || b->host->chunk->handle == 0)
 		return;
 	if (mv_real.cuMemMap(b->va, b->span, b->host->off, b->host->chunk->handle, 0) != CUDA_SUCCESS)
 		return;
 	if (mv_grant(b->va, b->span, 0) != CUDA_SUCCESS)
 		mv_real.cuMemUnmap(b->va, b->span);
+	else
+		b->netted = 1;
 }
 
 void mv_net_unmap(struct mv_buf *b)
 {
-	if (mv_dev()->host_vmm && b->host != NULL && b->host->chunk->handle != 0)
+	if (b->netted)
 		mv_real.cuMemUnmap(b->va, b->span);
+	b->netted = 0;
 }

@@ -349,6 +349,14 @@ struct mv_buf {
 	int in_used;             /* a launch has used it since its planned page-in was issued */
 	CUevent mstart;          /* recorded where its last page copy began (timing) */
 	int mempool;             /* its stream-ordered pool's slot in mempool.c, 0 when none */
+	/* Partial residency. netted: while on the host, its range is mapped onto its host copy (the
+	 * safety net), written by whoever maps or unmaps it before the state says HOST again (or after
+	 * it says otherwise). host_runs: submissions on their way that use it there; no page-in claims
+	 * it meanwhile. host_used: work has used it there since its page-out, so its page-in waits for
+	 * its uses first. */
+	int netted;
+	int host_runs;
+	int host_used;
 };
 
 /* The stream-ordered pools' usage (mempool.c), with mv_lock held: b, just served from pool, counts
@@ -442,6 +450,8 @@ struct mv_uses {
 void mv_buf_uses_copy(const struct mv_buf *b, struct mv_uses *out);
 /* Makes the copy stream wait for every use in u. */
 void mv_order_after_uses(CUstream waiter, const struct mv_uses *u);
+/* Waits on the host for every use in u to complete. Called without mv_lock. */
+void mv_uses_sync(const struct mv_uses *u);
 
 /* ---- device ranges and pages (vmm.c) ---- */
 
@@ -515,8 +525,19 @@ void mv_uncharge(uint64_t bytes);
 void mv_evict_to_budget(void);
 
 /* Makes b resident for a use on stream s (handle h), and orders h after its page-in. Called
- * without mv_lock; b must not be freed meanwhile (the caller's use keeps it). */
-CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing);
+ * without mv_lock; b must not be freed meanwhile (the caller's use keeps it). Where on_host is not
+ * NULL the caller can run with b in host memory, reached over the link through the safety net's
+ * mapping (partial residency): when no room can be made for b and that mapping is there, *on_host
+ * is set and CUDA_SUCCESS returned with b left on the host; the caller then takes it with
+ * mv_host_runs_take before its work goes to the driver. */
+CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing, int *on_host);
+/* For work about to go to the driver using named[i] in host memory wherever on_host[i] is set:
+ * holds each there (no page-in moves its pages until mv_host_runs_drop) and marks it so that its
+ * page-in first waits for that work. All or none: returns -1, taking nothing, when one of them has
+ * left the host (or its mapping) meanwhile, 0 otherwise. Counts the run and says so in the log. */
+int mv_host_runs_take(struct mv_buf *const *named, const unsigned char *on_host, size_t n);
+/* The work is with the driver (its uses recorded): lets them be paged in again. */
+void mv_host_runs_drop(struct mv_buf *const *named, const unsigned char *on_host, size_t n);
 
 /* Issues a page-out of b for a plan: only when it is resident, large, unpinned and idle. Called
  * without mv_lock. Returns 0 when issued. */

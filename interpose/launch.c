@@ -492,6 +492,11 @@ struct submission {
 	size_t n;
 	struct mv_buf *named[MV_MAX_NAMED];
 	unsigned char moving[MV_MAX_NAMED]; /* not resident and ready when collected */
+	/* Left in host memory and reached over the link (partial residency), nhost of them; held
+	 * there (mv_host_runs_take) once host_held is set. Set only by make_named_resident. */
+	unsigned char on_host[MV_MAX_NAMED];
+	size_t nhost;
+	int host_held;
 	int parked;                  /* its busy marks are let go while it waits for room */
 	struct learn_ctx l;
 	struct mv_exec_step step;
@@ -620,25 +625,49 @@ int mv_busy_holds(void)
 	return making != NULL && !making->parked && making->n > 0;
 }
 
-/* Makes the named buffers resident. A wait for room may let their marks go (mv_busy_park), and
- * then any of them may have been paged out meanwhile: all are looked at again until a pass goes
- * through with the marks held throughout. */
+/* Makes named[i] resident, or, for work that is not being captured, leaves it in host memory
+ * where no room can be made for it and the link reaches it there. */
+static CUresult resident_or_on_host(struct submission *sub, size_t i)
+{
+	int on_host = 0;
+	CUresult r = mv_make_resident(sub->named[i], sub->handle, sub->capturing, sub->capturing ? NULL : &on_host);
+
+	if (r == CUDA_SUCCESS && on_host != sub->on_host[i]) {
+		sub->nhost = on_host ? sub->nhost + 1 : sub->nhost - 1;
+		sub->on_host[i] = (unsigned char)on_host;
+	}
+	return r;
+}
+
+/* Makes the named buffers resident, or some of them reachable on the host. A wait for room may let
+ * their marks go (mv_busy_park), and then any of them may have been paged out meanwhile: all are
+ * looked at again until a pass goes through with the marks held throughout. Those left on the host
+ * are held there last, all at once, so that no thread waits for room while it holds one there;
+ * should one have left the host meanwhile, every buffer is looked at again. */
 static CUresult make_named_resident(struct submission *sub)
 {
 	CUresult r = CUDA_SUCCESS;
 	unsigned before = parks;
+	int again = 0;
 
 	making = sub;
 	sub->parked = 0;
-	for (size_t i = 0; i < sub->n && r == CUDA_SUCCESS; i++)
-		if (sub->moving[i])
-			r = mv_make_resident(sub->named[i], sub->handle, sub->capturing);
-	while (r == CUDA_SUCCESS && parks != before) {
-		before = parks;
+	memset(sub->on_host, 0, sub->n);
+	sub->nhost = 0;
+	sub->host_held = 0;
+	do {
 		for (size_t i = 0; i < sub->n && r == CUDA_SUCCESS; i++)
-			if (sub->named[i]->kind == MV_KIND_LARGE)
-				r = mv_make_resident(sub->named[i], sub->handle, sub->capturing);
-	}
+			if (again ? sub->named[i]->kind == MV_KIND_LARGE : sub->moving[i])
+				r = resident_or_on_host(sub, i);
+		while (r == CUDA_SUCCESS && parks != before) {
+			before = parks;
+			for (size_t i = 0; i < sub->n && r == CUDA_SUCCESS; i++)
+				if (sub->named[i]->kind == MV_KIND_LARGE)
+					r = resident_or_on_host(sub, i);
+		}
+		again = 1;
+	} while (r == CUDA_SUCCESS && sub->nhost > 0 && mv_host_runs_take(sub->named, sub->on_host, sub->n) != 0);
+	sub->host_held = r == CUDA_SUCCESS && sub->nhost > 0;
 	making = NULL;
 	return r;
 }
@@ -649,6 +678,7 @@ static inline CUresult submit_named(struct submission *sub, CUresult (*submit)(v
 {
 	CUresult r = CUDA_SUCCESS;
 
+	sub->host_held = 0;
 	atomic_fetch_add_explicit(&busy_total, sub->n, memory_order_relaxed);
 	busy_mine += sub->n;
 	for (size_t i = 0; i < sub->n; i++)
@@ -665,6 +695,8 @@ static inline CUresult submit_named(struct submission *sub, CUresult (*submit)(v
 	else if (!sub->capturing)
 		/* An untracked stream: its last uses cannot be named, so wait them out now. */
 		mv_real.cuStreamSynchronize(sub->handle);
+	if (sub->host_held)
+		mv_host_runs_drop(sub->named, sub->on_host, sub->n);
 	busy_release(sub->named, sub->n);
 	return r;
 }

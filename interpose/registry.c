@@ -317,13 +317,18 @@ void mv_order_after_uses(CUstream waiter, const struct mv_uses *u)
 
 void mv_buf_wait_uses(struct mv_buf *b)
 {
-	struct mv_use w[MV_MAX_STREAMS];
 	struct mv_uses u;
-	int n;
 
 	/* Without mv_lock: b is out of the registry and on no list, its caller's alone. */
 	mv_buf_uses_copy(b, &u);
-	n = uses_to_wait(&u, w);
+	mv_uses_sync(&u);
+}
+
+void mv_uses_sync(const struct mv_uses *u)
+{
+	struct mv_use w[MV_MAX_STREAMS];
+	int n = uses_to_wait(u, w);
+
 	for (int i = 0; i < n; i++) {
 		struct mv_stream *s = mv_stream_at(w[i].stream);
 		if (s != NULL)

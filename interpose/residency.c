@@ -234,13 +234,17 @@ static CUresult room_refused_unlock(uint64_t bytes, int held)
 
 /* Returned by make_room when the buffer the room was for has left the host meanwhile. */
 #define MV_ROOM_MOOT CUDA_ERROR_NOT_READY
+/* Returned by make_room, where its caller may run without the buffer resident, when no room can be
+ * made but the buffer's range is mapped onto its host copy: nothing is charged, nothing is logged. */
+#define MV_ROOM_ON_HOST CUDA_ERROR_NOT_MAPPED
 
 /* Each step that lets mv_lock go (drop_cached_relock, evict_relock, and the waits for the pager)
  * is followed by a fresh look at the budget from the top. for: the buffer on the host the room is
  * for, or NULL; once another thread (a planned page-in) has claimed it and charged its own room,
  * this room is moot: making it could only fail, since the budget would have to hold the buffer
- * twice, so MV_ROOM_MOOT comes back with nothing charged. */
-static CUresult make_room(uint64_t bytes, const struct mv_buf *for_buf)
+ * twice, so MV_ROOM_MOOT comes back with nothing charged. may_stay: the caller can use for_buf where
+ * it is, on the host (MV_ROOM_ON_HOST). */
+static CUresult make_room(uint64_t bytes, const struct mv_buf *for_buf, int may_stay)
 {
 	/* Looks for held candidates so far: at 10 ms each, at least 60 s. A wait that only this thread
 	 * would satisfy (its write comes after this allocation) never completes, and a refusal is
@@ -286,6 +290,13 @@ static CUresult make_room(uint64_t bytes, const struct mv_buf *for_buf)
 			busy_wait();
 			continue;
 		}
+		/* Rather than wait for a memory wait's write, or refuse: the link reaches it. */
+		if (may_stay && for_buf->netted) {
+			mv_registry_unskip();
+			busy_wait_done();
+			mv_unlock();
+			return MV_ROOM_ON_HOST;
+		}
 		/* Every candidate left is used on a stream a memory wait holds: look again shortly. No
 		 * page-out waits for such a stream meanwhile, so the copy streams and the pager go on, and
 		 * another thread's write (or one this thread queued) lets the wait complete. A wait that
@@ -306,7 +317,7 @@ static CUresult make_room(uint64_t bytes, const struct mv_buf *for_buf)
 
 CUresult mv_make_room(uint64_t bytes)
 {
-	return make_room(bytes, NULL);
+	return make_room(bytes, NULL, 0);
 }
 
 void mv_evict_to_budget(void)
@@ -351,6 +362,15 @@ static CUresult page_in_charged(struct mv_buf *b)
 	CUmemGenericAllocationHandle dev;
 	CUresult r;
 
+	if (b->host_used) {
+		/* Work ran it on the host since its page-out: the pages move once that is done. */
+		struct mv_uses u;
+		mv_lock();
+		mv_buf_uses_copy(b, &u);
+		mv_unlock();
+		mv_uses_sync(&u);
+		b->host_used = 0;
+	}
 	mv_net_unmap(b);
 	r = mv_map_device(b->va, b->span, &dev);
 	if (r == CUDA_SUCCESS) {
@@ -417,7 +437,10 @@ int mv_page_out_planned(struct mv_buf *b)
 
 int mv_page_in_planned_relock(struct mv_buf *b)
 {
-	if (b->state != MV_HOST || b->freed || b->kind != MV_KIND_LARGE)
+	/* One used on the host right now, or whose use there a memory wait may hold, is left to the
+	 * launch that needs it. */
+	if (b->state != MV_HOST || b->freed || b->kind != MV_KIND_LARGE || b->host_runs > 0 ||
+	    (b->host_used && mv_buf_held(b)))
 		return -1;
 	/* Cached pages of freed buffers make room first, as for any allocation: the plan counted a
 	 * free as giving its memory back. */
@@ -454,13 +477,71 @@ int mv_page_in_planned(struct mv_buf *b)
 	return r == 0 ? 0 : -1;
 }
 
+/* ---- work that uses buffers where they are, on the host ---- */
+
+/* Whether the first run over the link has been told of. Guarded by mv_lock. */
+static int host_runs_told;
+
+int mv_host_runs_take(struct mv_buf *const *named, const unsigned char *on_host, size_t n)
+{
+	uint64_t bytes = 0, runs = 0;
+	const struct mv_buf *first = NULL;
+	int tell;
+
+	mv_lock();
+	for (size_t i = 0; i < n; i++)
+		if (on_host[i] && (named[i]->state != MV_HOST || !named[i]->netted)) {
+			mv_unlock();
+			return -1;
+		}
+	for (size_t i = 0; i < n; i++)
+		if (on_host[i]) {
+			named[i]->host_runs++;
+			named[i]->host_used = 1;
+			bytes += named[i]->size;
+			runs++;
+			if (first == NULL)
+				first = named[i];
+		}
+	tell = !host_runs_told && runs > 0;
+	host_runs_told = 1;
+	if (first != NULL) {
+		char a[32], b[32];
+		/* tests/unit/check_interpose_invariants.c reads "reached in host memory over the link". */
+		mv_log(tell ? MV_LOG_INFO : MV_LOG_DEBUG,
+		       "%llu buffers (%s, the first at %#llx) reached in host memory over the link: the work "
+		       "naming them does not fit the budget of %s at once%s", (unsigned long long)runs,
+		       mv_format_size(bytes, a, sizeof(a)), (unsigned long long)first->va,
+		       mv_format_size(budget.limit, b, sizeof(b)),
+		       tell ? " (said once; memvirt stats counts such runs as host_mapped_runs)" : "");
+	}
+	mv_unlock();
+	if (runs > 0) {
+		mv_count_add(MV_COUNTER_host_mapped_runs, 1);
+		mv_count_add(MV_COUNTER_host_mapped_bytes, bytes);
+	}
+	return 0;
+}
+
+void mv_host_runs_drop(struct mv_buf *const *named, const unsigned char *on_host, size_t n)
+{
+	mv_lock();
+	for (size_t i = 0; i < n; i++)
+		if (on_host[i])
+			named[i]->host_runs--;
+	mv_wake_moved();
+	mv_unlock();
+}
+
 /* ---- making a buffer resident ---- */
 
-CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
+CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing, int *on_host)
 {
 	CUresult r;
 	int fetched = 0, late;
 
+	if (on_host != NULL)
+		*on_host = 0;
 	mv_lock();
 	for (;;) {
 		if (b->state == MV_RESIDENT)
@@ -471,19 +552,36 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing)
 			mv_pager_flush_lazy();
 			break;
 		}
+		if (b->state == MV_HOST && b->host_runs > 0) {
+			/* Work that uses it where it is goes to the driver first: a page-in now would
+			 * move the pages from under it. */
+			mv_pager_wait(NULL);
+			continue;
+		}
+		if (b->state == MV_HOST && on_host != NULL && b->netted && b->host_used && mv_buf_held(b)) {
+			/* Its page-in would wait for work a memory wait holds: it stays where it is. */
+			*on_host = 1;
+			mv_unlock();
+			return CUDA_SUCCESS;
+		}
 		if (b->state == MV_HOST) {
 			/* Room first, then the claim: no thread waits for room holding a buffer that
 			 * others need, and another thread may bring b in meanwhile. */
 			mv_unlock();
-			r = make_room(b->span, b);
+			r = make_room(b->span, b, on_host != NULL);
 			mv_lock();
 			if (r == MV_ROOM_MOOT)
 				continue;
+			if (r == MV_ROOM_ON_HOST) {
+				*on_host = 1;
+				mv_unlock();
+				return CUDA_SUCCESS;
+			}
 			if (r != CUDA_SUCCESS) {
 				mv_unlock();
 				return r;
 			}
-			if (b->state != MV_HOST) {
+			if (b->state != MV_HOST || b->host_runs > 0) {
 				mv_unlock();
 				mv_uncharge(b->span);
 				mv_lock();

@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #define MV_PROTO_MAGIC 0x5650564du /* "MVPV" as bytes on the wire */
-#define MV_PROTO_VERSION 8
+#define MV_PROTO_VERSION 9
 #define MV_FRAME_HEADER 16
 #define MV_FRAME_MAX (1u << 20) /* largest payload accepted */
 

@@ -31,7 +31,7 @@ job() {
 
 # pool NAME: the host pool's bytes in the job's summary line at exit, as the summary prints them.
 pool() {
-	grep -E '^memvirt\[[0-9]+\] info: budget ' "$T/$1.err" | tail -n 1 | sed -n 's/.*; host pool \(.*\)$/\1/p'
+	grep -E '^memvirt\[[0-9]+\] info: budget ' "$T/$1.err" | tail -n 1 | sed -n 's/.*; host pool \([^;]*\).*$/\1/p'
 }
 
 # round LIMIT: a daemon dividing LIMIT of host memory; the light job linked and holding before its

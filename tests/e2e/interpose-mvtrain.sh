@@ -1,7 +1,9 @@
 # Every mvtrain model trains under libmemvirt.so with a device budget of a third of its peak (VGG-16:
 # 40%, see below), pages, and ends with the same checksum as the unconstrained run: with the safety
 # net on, with it off because the device lacks host VMM, and with it switched off; and with
-# cuMemAllocAsync. A budget no schedule can meet fails cleanly with CUDA_ERROR_OUT_OF_MEMORY.
+# cuMemAllocAsync. At a quarter of its peak every model trains too, with the safety net: what a
+# launch names beyond the budget is reached in host memory over the link. Without the net, a
+# budget no schedule can meet fails cleanly with CUDA_ERROR_OUT_OF_MEMORY.
 . "$(dirname "$0")/lib.sh"
 : "${MEMVIRT_LIB:=$MV_TOP_BUILDDIR/interpose/.libs/libmemvirt.so}"
 mv_need_mvtrain
@@ -30,7 +32,7 @@ mvm_run() {
 }
 
 # mvm_counter NAME FIELD: a number from the library's summary line at exit ("page-outs", "page-ins",
-# "fault-ins", "out-of-memory").
+# "fault-ins", "out-of-memory", "over the link").
 mvm_counter() {
 	grep -E '^memvirt\[[0-9]+\] info: budget ' "$MV_TMP/$1.err" | tail -n 1 |
 		sed -n "s/.*[;,] $2 \([0-9][0-9]*\).*/\1/p"
@@ -56,9 +58,10 @@ mvm_expect_paged() {
 }
 
 # model batch scale budget-percent-of-peak (0: a third)
-# VGG-16 cannot train at a third of its peak at any size: the backward of its second convolution
-# names its input, output and both gradients at once, and together they are more than a third of the
-# model's peak. It runs at 40%, and a third must fail cleanly (checked below).
+# VGG-16 cannot hold what one launch names at a third of its peak at any size: the backward of its
+# second convolution names its input, output and both gradients at once, and together they are
+# more than a third of the model's peak. It pages at 40%; below, the safety net carries it, and
+# without the net a third must fail cleanly (checked below).
 for spec in "resnet50 2 0.125 0" "transformer 2 0.03125 0" "lstm 16 0.0625 0" "vgg16 8 0.125 40"; do
 	set -- $spec
 	model=$1 pct=$4
@@ -83,12 +86,20 @@ for spec in "resnet50 2 0.125 0" "transformer 2 0.03125 0" "lstm 16 0.0625 0" "v
 	mvm_expect_paged "$model-netoff" "$sum" off
 	mvm_run "$model-async" "$budget" "" $args --alloc async
 	mvm_expect_paged "$model-async" "$sum" on
+	mvm_run "$model-quarter" $((peak / 4)) "" $args
+	mvm_expect_paged "$model-quarter" "$sum" on
 
 	if [ "$model" = vgg16 ]; then
-		# At a third, the convolution's buffers cannot all be resident: the driver call fails with
-		# CUDA_ERROR_OUT_OF_MEMORY (mvtrain exits 3 when an allocation fails, 1 when another call
-		# does, here the launch), never a signal or a wrong answer.
-		mvm_run vgg16-third $((peak / 3)) "" $args
+		link=$(mvm_counter vgg16-quarter "over the link")
+		[ -n "$link" ] && [ "$link" -gt 0 ] ||
+			mv_fail_run vgg16-quarter "over the link '$link' runs, expected more than 0"
+		grep -q "reached in host memory over the link" "$MV_TMP/vgg16-quarter.err" ||
+			mv_fail_run vgg16-quarter "the log does not say what was reached in host memory"
+		# At a third without the safety net, the convolution's buffers cannot all be resident:
+		# the driver call fails with CUDA_ERROR_OUT_OF_MEMORY (mvtrain exits 3 when an
+		# allocation fails, 1 when another call does, here the launch), never a signal or a
+		# wrong answer.
+		mvm_run vgg16-third $((peak / 3)) "MEMVIRT_SAFETY_NET=0" $args
 		case $MV_RC in
 		1 | 3) ;;
 		*) mv_fail_run vgg16-third "exit status $MV_RC at a third of the peak, expected 1 or 3" ;;

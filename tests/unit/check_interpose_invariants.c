@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "tests/unit/interposetest.h"
 
@@ -904,6 +905,136 @@ START_TEST(test_gather_ptrs_reference_rule)
 }
 END_TEST
 
+/* ---- partial residency ---- */
+
+/* A kernel naming more than the budget holds at once: y (three granules) and x (three), in a
+ * budget of four granules. With the safety net, y stays in host memory and the kernel reaches it
+ * over the link; without, the launch is refused. Either way no data is lost. */
+static void too_big_case(int net)
+{
+	CUdeviceptr y, x;
+	char logpath[PATH_MAX];
+	struct memvirt_counters before;
+	CUresult r;
+
+	itest_tmpfile(logpath, sizeof(logpath), "log");
+	simtest_env("MEMVIRT_LOG=info", (const char *)0);
+	ck_assert_int_eq(setenv("MEMVIRT_LOG_FILE", logpath, 1), 0);
+	/* Budget: the slab chunk and four large buffers. */
+	if (net)
+		simtest_start("SIMCUDA_MEM=320KiB", GRAN64, THR16);
+	else
+		simtest_start("SIMCUDA_MEM=320KiB", GRAN64, THR16, NET_OFF);
+	y = alloc_filled(3 * BUF, 1.0f);
+	x = alloc_filled(3 * BUF, 2.0f);
+	before = itest_counters();
+	ck_assert_uint_ge(before.host_bytes, 3 * BUF);
+	r = simtest_axpy(y, x, 3.0f, 3 * NF, NULL);
+	if (net) {
+		char *log;
+		CHK(r);
+		CHK(cuCtxSynchronize());
+		ck_assert_uint_eq(itest_counters().host_mapped_runs, before.host_mapped_runs + 1);
+		ck_assert_uint_eq(itest_counters().host_mapped_bytes, before.host_mapped_bytes + 3 * BUF);
+		ck_assert_uint_eq(itest_counters().oom, before.oom);
+		log = itest_slurp(logpath);
+		ck_assert_msg(strstr(log, "reached in host memory over the link") != NULL,
+			      "the log does not say the launch reached host memory: %s", log);
+		free(log);
+		simtest_expect_floats(y, 3 * NF, 7.0f);
+	} else {
+		ck_assert_int_eq(r, CUDA_ERROR_OUT_OF_MEMORY);
+		ck_assert_uint_eq(itest_counters().host_mapped_runs, before.host_mapped_runs);
+		simtest_expect_floats(y, 3 * NF, 1.0f);
+	}
+	simtest_expect_floats(x, 3 * NF, 2.0f);
+	CHK(cuCtxSynchronize());
+	unlink(logpath);
+}
+
+START_TEST(test_launch_bigger_than_budget_reaches_host)
+{
+	too_big_case(1);
+}
+END_TEST
+
+START_TEST(test_launch_bigger_than_budget_refused_without_net)
+{
+	too_big_case(0);
+}
+END_TEST
+
+/* Holds a stream until opened: a host function waiting for the flag. */
+static _Atomic int gate_open;
+
+static void CUDA_CB gate_wait(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&gate_open))
+		usleep(1000);
+}
+
+/* Opens the gate once memvirt has issued a page-in beyond `since`, or after 300 ms without one: a
+ * page-in issued while the gated kernel still uses the buffer in host memory would then copy stale
+ * data over what the kernel writes (the copies here are slowed to half a second each). Whichever
+ * comes first, the right outcome is the same; only a missing wait shows. */
+struct opener {
+	uint64_t since;
+};
+
+static void *open_gate(void *arg)
+{
+	const struct opener *o = arg;
+
+	for (int i = 0; i < 300 && itest_counters().page_ins <= o->since; i++)
+		usleep(1000);
+	atomic_store(&gate_open, 1);
+	return NULL;
+}
+
+/* A buffer used in host memory by a kernel still waiting to run is paged in only after that kernel:
+ * room for it appears (the app releases its own VMM memory) without anything of the kernel's
+ * leaving. */
+START_TEST(test_page_in_waits_for_work_on_the_host)
+{
+	CUdeviceptr y, x;
+	CUmemGenericAllocationHandle app;
+	CUmemAllocationProp prop = simtest_prop(0);
+	CUstream s;
+	struct opener o;
+	pthread_t t;
+
+	simtest_start("SIMCUDA_MEM=320KiB", GRAN64, THR16, "SIMCUDA_DELAY_H2D_US=500000");
+	atomic_store(&gate_open, 0);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	y = alloc_filled(3 * BUF, 1.0f);
+	x = alloc_filled(BUF, 2.0f);
+	/* The app's own three granules push y out; x, used since, stays. */
+	CHK(cuMemCreate(&app, 3 * BUF, &prop, 0));
+	ck_assert_uint_ge(itest_counters().host_bytes, 3 * BUF);
+	CHK(cuLaunchHostFunc(s, gate_wait, NULL));
+	CHK(simtest_axpy(y, x, 3.0f, NF, s));
+	ck_assert_uint_eq(itest_counters().host_mapped_runs, 1);
+	/* Room for y, while the kernel still waits at the gate. */
+	CHK(cuMemRelease(app));
+	o.since = itest_counters().page_ins;
+	ck_assert_int_eq(pthread_create(&t, NULL, open_gate, &o), 0);
+	{
+		float *h = malloc(3 * BUF);
+		ck_assert_ptr_nonnull(h);
+		CHK(cuMemcpyDtoH(h, y, 3 * BUF));
+		simtest_expect_host(h, NF, 7.0f);
+		simtest_expect_host(h + NF, 2 * NF, 1.0f);
+		free(h);
+	}
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	ck_assert_uint_gt(itest_counters().page_ins, o.since);
+	CHK(cuStreamSynchronize(s));
+	simtest_expect_floats(x, NF, 2.0f);
+	CHK(cuStreamDestroy(s));
+}
+END_TEST
+
 /* ---- fork ---- */
 
 struct hammer {
@@ -1780,6 +1911,9 @@ static Suite *invariants_suite(void)
 	tc = simtest_tcase(s, "rules", 90);
 	tcase_add_test(tc, test_gather_ptrs_safety_net_on);
 	tcase_add_test(tc, test_gather_ptrs_reference_rule);
+	tcase_add_test(tc, test_launch_bigger_than_budget_reaches_host);
+	tcase_add_test(tc, test_launch_bigger_than_budget_refused_without_net);
+	tcase_add_test(tc, test_page_in_waits_for_work_on_the_host);
 	tcase_add_test(tc, test_graph_capture_pins_buffers);
 	tcase_add_test(tc, test_graph_explicit_nodes_pin_buffers);
 	tcase_add_test(tc, test_graphs_page_in_turn);
