@@ -534,10 +534,11 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing, int *on_h
 /* For work about to go to the driver using named[i] in host memory wherever on_host[i] is set:
  * holds each there (no page-in moves its pages until mv_host_runs_drop) and marks it so that its
  * page-in first waits for that work. All or none: returns -1, taking nothing, when one of them has
- * left the host (or its mapping) meanwhile, 0 otherwise. Counts the run and says so in the log. */
+ * left the host (or its mapping) meanwhile, 0 otherwise. */
 int mv_host_runs_take(struct mv_buf *const *named, const unsigned char *on_host, size_t n);
-/* The work is with the driver (its uses recorded): lets them be paged in again. */
-void mv_host_runs_drop(struct mv_buf *const *named, const unsigned char *on_host, size_t n);
+/* The work is with the driver (its uses recorded), or was refused: lets them be paged in again.
+ * Work the driver took (ran) is counted, and the first such run said in the log. */
+void mv_host_runs_drop(struct mv_buf *const *named, const unsigned char *on_host, size_t n, int ran);
 
 /* Issues a page-out of b for a plan: only when it is resident, large, unpinned and idle. Called
  * without mv_lock. Returns 0 when issued. */

@@ -696,7 +696,7 @@ static inline CUresult submit_named(struct submission *sub, CUresult (*submit)(v
 		/* An untracked stream: its last uses cannot be named, so wait them out now. */
 		mv_real.cuStreamSynchronize(sub->handle);
 	if (sub->host_held)
-		mv_host_runs_drop(sub->named, sub->on_host, sub->n);
+		mv_host_runs_drop(sub->named, sub->on_host, sub->n, r == CUDA_SUCCESS);
 	busy_release(sub->named, sub->n);
 	return r;
 }

@@ -437,15 +437,14 @@ int mv_page_out_planned(struct mv_buf *b)
 
 int mv_page_in_planned_relock(struct mv_buf *b)
 {
-	/* One used on the host right now, or whose use there a memory wait may hold, is left to the
-	 * launch that needs it. */
-	if (b->state != MV_HOST || b->freed || b->kind != MV_KIND_LARGE || b->host_runs > 0 ||
-	    (b->host_used && mv_buf_held(b)))
+	/* One used in host memory since its page-out is left to the launch that needs it: its page-in
+	 * waits on the host for that use, which the pager and a plan's step never do. */
+	if (b->state != MV_HOST || b->freed || b->kind != MV_KIND_LARGE || b->host_runs > 0 || b->host_used)
 		return -1;
 	/* Cached pages of freed buffers make room first, as for any allocation: the plan counted a
 	 * free as giving its memory back. */
 	while (budget.resident + b->span > budget.limit && drop_cached_relock())
-		if (b->state != MV_HOST || b->freed)
+		if (b->state != MV_HOST || b->freed || b->host_runs > 0 || b->host_used)
 			return -1;
 	if (budget.resident + b->span > budget.limit)
 		return 1;
@@ -484,10 +483,6 @@ static int host_runs_told;
 
 int mv_host_runs_take(struct mv_buf *const *named, const unsigned char *on_host, size_t n)
 {
-	uint64_t bytes = 0, runs = 0;
-	const struct mv_buf *first = NULL;
-	int tell;
-
 	mv_lock();
 	for (size_t i = 0; i < n; i++)
 		if (on_host[i] && (named[i]->state != MV_HOST || !named[i]->netted)) {
@@ -498,15 +493,31 @@ int mv_host_runs_take(struct mv_buf *const *named, const unsigned char *on_host,
 		if (on_host[i]) {
 			named[i]->host_runs++;
 			named[i]->host_used = 1;
+		}
+	mv_unlock();
+	return 0;
+}
+
+void mv_host_runs_drop(struct mv_buf *const *named, const unsigned char *on_host, size_t n, int ran)
+{
+	uint64_t bytes = 0, runs = 0;
+	const struct mv_buf *first = NULL;
+	int tell;
+
+	mv_lock();
+	for (size_t i = 0; i < n; i++)
+		if (on_host[i]) {
+			named[i]->host_runs--;
 			bytes += named[i]->size;
 			runs++;
 			if (first == NULL)
 				first = named[i];
 		}
-	tell = !host_runs_told && runs > 0;
-	host_runs_told = 1;
-	if (first != NULL) {
+	mv_wake_moved();
+	tell = ran && !host_runs_told;
+	if (ran && first != NULL) {
 		char a[32], b[32];
+		host_runs_told = 1;
 		/* tests/unit/check_interpose_invariants.c reads "reached in host memory over the link". */
 		mv_log(tell ? MV_LOG_INFO : MV_LOG_DEBUG,
 		       "%llu buffers (%s, the first at %#llx) reached in host memory over the link: the work "
@@ -516,21 +527,10 @@ int mv_host_runs_take(struct mv_buf *const *named, const unsigned char *on_host,
 		       tell ? " (said once; memvirt stats counts such runs as host_mapped_runs)" : "");
 	}
 	mv_unlock();
-	if (runs > 0) {
+	if (ran && runs > 0) {
 		mv_count_add(MV_COUNTER_host_mapped_runs, 1);
 		mv_count_add(MV_COUNTER_host_mapped_bytes, bytes);
 	}
-	return 0;
-}
-
-void mv_host_runs_drop(struct mv_buf *const *named, const unsigned char *on_host, size_t n)
-{
-	mv_lock();
-	for (size_t i = 0; i < n; i++)
-		if (on_host[i])
-			named[i]->host_runs--;
-	mv_wake_moved();
-	mv_unlock();
 }
 
 /* ---- making a buffer resident ---- */
@@ -539,6 +539,7 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing, int *on_h
 {
 	CUresult r;
 	int fetched = 0, late;
+	unsigned held_looks = 0;
 
 	if (on_host != NULL)
 		*on_host = 0;
@@ -552,17 +553,31 @@ CUresult mv_make_resident(struct mv_buf *b, CUstream h, int capturing, int *on_h
 			mv_pager_flush_lazy();
 			break;
 		}
-		if (b->state == MV_HOST && b->host_runs > 0) {
-			/* Work that uses it where it is goes to the driver first: a page-in now would
-			 * move the pages from under it. */
-			mv_pager_wait(NULL);
-			continue;
-		}
-		if (b->state == MV_HOST && on_host != NULL && b->netted && b->host_used && mv_buf_held(b)) {
-			/* Its page-in would wait for work a memory wait holds: it stays where it is. */
+		if (b->state == MV_HOST && on_host != NULL && b->netted &&
+		    (b->host_runs > 0 || (b->host_used && mv_buf_held(b)))) {
+			/* Other work on its way uses it where it is, or its page-in would wait for work a
+			 * memory wait holds: this work uses it there too, waiting for neither. */
 			*on_host = 1;
 			mv_unlock();
 			return CUDA_SUCCESS;
+		}
+		if (b->state == MV_HOST && (b->host_runs > 0 || (b->host_used && mv_buf_held(b)))) {
+			/* Work that needs it resident: the work using it where it is goes to the driver
+			 * first (a page-in now would move the pages from under it), and a memory wait's
+			 * write comes first, for as long as make_room waits for one. */
+			if (held_looks++ >= 6000) {
+				mv_unlock();
+				mv_log(MV_LOG_WARN, "buffer %#llx: work used it in host memory on a stream a memory "
+						    "wait (cuStreamWaitValue) still holds after 60 s; its page-in is "
+						    "refused: CUDA_ERROR_OUT_OF_MEMORY", (unsigned long long)b->va);
+				mv_count_add(MV_COUNTER_oom, 1);
+				return CUDA_ERROR_OUT_OF_MEMORY;
+			}
+			if (b->host_runs > 0)
+				mv_pager_wait(NULL);
+			else
+				pager_wait_a_little();
+			continue;
 		}
 		if (b->state == MV_HOST) {
 			/* Room first, then the claim: no thread waits for room holding a buffer that

@@ -994,27 +994,32 @@ static void *open_gate(void *arg)
 
 /* A buffer used in host memory by a kernel still waiting to run is paged in only after that kernel:
  * room for it appears (the app releases its own VMM memory) without anything of the kernel's
- * leaving. */
+ * leaving, and the app reads y after the kernel (an event orders its copy after it). */
 START_TEST(test_page_in_waits_for_work_on_the_host)
 {
 	CUdeviceptr y, x;
 	CUmemGenericAllocationHandle app;
 	CUmemAllocationProp prop = simtest_prop(0);
 	CUstream s;
+	CUevent done;
 	struct opener o;
+	struct memvirt_counters before;
 	pthread_t t;
 
 	simtest_start("SIMCUDA_MEM=320KiB", GRAN64, THR16, "SIMCUDA_DELAY_H2D_US=500000");
 	atomic_store(&gate_open, 0);
 	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	CHK(cuEventCreate(&done, CU_EVENT_DISABLE_TIMING));
 	y = alloc_filled(3 * BUF, 1.0f);
 	x = alloc_filled(BUF, 2.0f);
 	/* The app's own three granules push y out; x, used since, stays. */
 	CHK(cuMemCreate(&app, 3 * BUF, &prop, 0));
 	ck_assert_uint_ge(itest_counters().host_bytes, 3 * BUF);
+	before = itest_counters();
 	CHK(cuLaunchHostFunc(s, gate_wait, NULL));
 	CHK(simtest_axpy(y, x, 3.0f, NF, s));
-	ck_assert_uint_eq(itest_counters().host_mapped_runs, 1);
+	CHK(cuEventRecord(done, s));
+	ck_assert_uint_eq(itest_counters().host_mapped_runs, before.host_mapped_runs + 1);
 	/* Room for y, while the kernel still waits at the gate. */
 	CHK(cuMemRelease(app));
 	o.since = itest_counters().page_ins;
@@ -1022,6 +1027,7 @@ START_TEST(test_page_in_waits_for_work_on_the_host)
 	{
 		float *h = malloc(3 * BUF);
 		ck_assert_ptr_nonnull(h);
+		CHK(cuStreamWaitEvent(NULL, done, 0));
 		CHK(cuMemcpyDtoH(h, y, 3 * BUF));
 		simtest_expect_host(h, NF, 7.0f);
 		simtest_expect_host(h + NF, 2 * NF, 1.0f);
@@ -1031,6 +1037,7 @@ START_TEST(test_page_in_waits_for_work_on_the_host)
 	ck_assert_uint_gt(itest_counters().page_ins, o.since);
 	CHK(cuStreamSynchronize(s));
 	simtest_expect_floats(x, NF, 2.0f);
+	CHK(cuEventDestroy(done));
 	CHK(cuStreamDestroy(s));
 }
 END_TEST
