@@ -380,13 +380,12 @@ MV_EXPORT CUresult cuStreamBeginCapture_v2_ptsz(CUstream h, CUstreamCaptureMode 
 /* What the capture named becomes the graph's (the app's own graph's, for a capture into one). */
 static CUresult end_capture(CUstream h, CUgraph *g, int per_thread)
 {
-	uintptr_t key;
+	uintptr_t key = 0;
 	CUresult r;
 
 	if (mv_init() != 0)
 		return CUDA_ERROR_NOT_INITIALIZED;
-	key = mv_capture_key(h, per_thread);
-	if (mv_capture_end(h, per_thread))
+	if (mv_capture_end(h, per_thread, &key))
 		/* h joined another stream's capture: the driver refuses to end it here. */
 		return (per_thread ? mv_real.cuStreamEndCapture_ptsz : mv_real.cuStreamEndCapture)(h, g);
 	r = (per_thread ? mv_real.cuStreamEndCapture_ptsz : mv_real.cuStreamEndCapture)(h, g);

@@ -267,8 +267,8 @@ void mv_capture_unprepare(CUstream h, int per_thread);
 void mv_capture_begin(CUstream h, int per_thread);
 /* Before the driver ends a capture on h: returns 1, doing nothing, when h only joined a capture
  * (the driver refuses to end it there); else ends h's capture and those of the streams that joined
- * it, and returns 0. */
-int mv_capture_end(CUstream h, int per_thread);
+ * it, sets *key to the capture's key (mv_capture_key), and returns 0. */
+int mv_capture_end(CUstream h, int per_thread, uintptr_t *key);
 /* Fork and join: an event recorded on h, which while h captures marks a point of the capture
  * (mv_capture_event_recorded); whether e marks one, and its capture's key; a stream that waited
  * on such an event (the driver accepted the wait) joins that capture (mv_capture_join). */

@@ -833,11 +833,10 @@ int mv_capture_event_key(CUevent e, uintptr_t *key)
 	return i >= 0;
 }
 
-int mv_capture_end(CUstream h, int per_thread)
+int mv_capture_end(CUstream h, int per_thread, uintptr_t *key)
 {
 	CUstream joined[MV_MAX_CAPTURES];
 	int i, n = 0;
-	uintptr_t key;
 
 	pthread_mutex_lock(&add_lock);
 	i = capture_index(h, per_thread);
@@ -845,10 +844,10 @@ int mv_capture_end(CUstream h, int per_thread)
 		pthread_mutex_unlock(&add_lock);
 		return 1;
 	}
-	key = mv_capture_key(h, per_thread);
+	*key = mv_capture_key(h, per_thread);
 	if (i >= 0)
 		capture_drop(i);
-	n = capture_forks_drop_locked(key, joined);
+	n = capture_forks_drop_locked(*key, joined);
 	pthread_mutex_unlock(&add_lock);
 	mv_capture_unprepare(h, per_thread);
 	for (i = 0; i < n; i++)
