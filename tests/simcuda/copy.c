@@ -42,16 +42,26 @@ void sim_copy_submit(struct sim_stream *s, struct sim_op *op)
 	sim_stream_submit(s, op, sim_copy_engine(dir), sim_cost_copy_ns(dir, bytes));
 }
 
-CUresult sim_copy_enqueue(struct sim_stream *s, uint64_t dst, uint64_t src, uint64_t bytes, enum sim_copy_dir dir)
+/* A copy op, or NULL when there is no memory for one. */
+static struct sim_op *copy_op_new(uint64_t dst, uint64_t src, uint64_t bytes, enum sim_copy_dir dir)
 {
 	struct sim_op *op = sim_op_new(SIM_OP_COPY);
 
+	if (op != NULL) {
+		op->u.c.dst = dst;
+		op->u.c.src = src;
+		op->u.c.bytes = bytes;
+		op->u.c.dir = dir;
+	}
+	return op;
+}
+
+CUresult sim_copy_enqueue(struct sim_stream *s, uint64_t dst, uint64_t src, uint64_t bytes, enum sim_copy_dir dir)
+{
+	struct sim_op *op = copy_op_new(dst, src, bytes, dir);
+
 	if (op == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	op->u.c.dst = dst;
-	op->u.c.src = src;
-	op->u.c.bytes = bytes;
-	op->u.c.dir = dir;
 	sim_copy_submit(s, op);
 	return CUDA_SUCCESS;
 }
@@ -74,18 +84,13 @@ static CUresult copy_enqueue_h2d(struct sim_stream *s, uint64_t dst, uint64_t sr
 
 	if (sim_cfg.model_only || sim_mem_check(src, bytes, 0, 1) == 0)
 		return sim_copy_enqueue(s, dst, src, bytes, SIM_COPY_H2D);
-	op = sim_op_new(SIM_OP_COPY);
 	staged = malloc(bytes);
-	if (op == NULL || staged == NULL) {
-		free(op);
+	op = staged != NULL ? copy_op_new(dst, (uint64_t)(uintptr_t)staged, bytes, SIM_COPY_H2D) : NULL;
+	if (op == NULL) {
 		free(staged);
 		return CUDA_ERROR_OUT_OF_MEMORY;
 	}
 	memcpy(staged, (const void *)(uintptr_t)src, bytes);
-	op->u.c.dst = dst;
-	op->u.c.src = (uint64_t)(uintptr_t)staged;
-	op->u.c.bytes = bytes;
-	op->u.c.dir = SIM_COPY_H2D;
 	op->u.c.staged = staged;
 	sim_stream_submit(s, op, SIM_ENGINE_H2D, sim_cost_copy_ns(SIM_COPY_H2D, bytes));
 	return CUDA_SUCCESS;
@@ -117,13 +122,9 @@ static CUresult capture_copy(struct sim_stream *s, uint64_t dst, uint64_t src, u
 		return r;
 	if (!sim_device_side(dst, bytes) || !sim_device_side(src, bytes))
 		return capture_refuse(s);
-	op = sim_op_new(SIM_OP_COPY);
+	op = copy_op_new(dst, src, bytes, dir);
 	if (op == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	op->u.c.dst = dst;
-	op->u.c.src = src;
-	op->u.c.bytes = bytes;
-	op->u.c.dir = dir;
 	return sim_graph_capture_op(s, op);
 }
 
@@ -229,16 +230,26 @@ SIM_EXPORT CUresult cuMemcpyDtoDAsync_v2_ptsz(CUdeviceptr dst, CUdeviceptr src, 
 	return copy(dst, src, n, SIM_COPY_D2D, h, 1, 0);
 }
 
-CUresult sim_memset_enqueue(struct sim_stream *s, uint64_t dst, uint32_t value, unsigned elem, uint64_t n)
+/* A memset op, or NULL when there is no memory for one. */
+static struct sim_op *memset_op_new(uint64_t dst, uint32_t value, unsigned elem, uint64_t n)
 {
 	struct sim_op *op = sim_op_new(SIM_OP_MEMSET);
 
+	if (op != NULL) {
+		op->u.m.dst = dst;
+		op->u.m.n = n;
+		op->u.m.elem = elem;
+		op->u.m.value = value;
+	}
+	return op;
+}
+
+CUresult sim_memset_enqueue(struct sim_stream *s, uint64_t dst, uint32_t value, unsigned elem, uint64_t n)
+{
+	struct sim_op *op = memset_op_new(dst, value, elem, n);
+
 	if (op == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	op->u.m.dst = dst;
-	op->u.m.n = n;
-	op->u.m.elem = elem;
-	op->u.m.value = value;
 	sim_stream_submit(s, op, SIM_ENGINE_COMPUTE, sim_cost_kernel_ns(0, (double)n * elem));
 	return CUDA_SUCCESS;
 }
@@ -259,13 +270,9 @@ static CUresult memset_submit(CUdeviceptr dst, uint32_t value, unsigned elem, si
 		return CUDA_ERROR_INVALID_VALUE;
 	if (s->capture != NULL) {
 		/* Recorded as a memset node. */
-		struct sim_op *op = sim_op_new(SIM_OP_MEMSET);
+		struct sim_op *op = memset_op_new(dst, value, elem, n);
 		if (op == NULL)
 			return CUDA_ERROR_OUT_OF_MEMORY;
-		op->u.m.dst = dst;
-		op->u.m.n = n;
-		op->u.m.elem = elem;
-		op->u.m.value = value;
 		return sim_graph_capture_op(s, op);
 	}
 	r = sim_memset_enqueue(s, dst, value, elem, n);
