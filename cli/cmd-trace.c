@@ -57,6 +57,8 @@ static void trace_usage(FILE *f)
 		"                         (default 0.5)\n"
 		"  --headroom X           mmcnn: share of the budget kept free, 0<=X<1 (default 0.02)\n"
 		"  --feedback N           rounds of late-page-in feedback before measuring (default 3)\n"
+		"  --no-host-mapping      the device cannot map host memory (or the safety net is off):\n"
+		"                         a launch's buffers must all fit the budget\n"
 		"  --json                 replay, info: one JSON object instead of a table\n"
 		"  --help                 print this and exit\n");
 }
@@ -138,6 +140,7 @@ int cli_trace_load(struct cli_trace_ctx *c, const struct cli_trace_opts *o, int 
 	c->m.h2d_bps = o->h2d_gbps * 1e9;
 	c->m.d2h_bps = o->d2h_gbps * 1e9;
 	c->m.launch_ns = TRACE_DEFAULT_LAUNCH_NS;
+	c->m.host_mapped = !o->no_host_mapping;
 	if (trace_read_file(o->file, &c->image, &c->len) < 0)
 		return -1;
 	err[0] = '\0';
@@ -192,10 +195,11 @@ int cli_trace_load(struct cli_trace_ctx *c, const struct cli_trace_opts *o, int 
 				o->budget, mv_format_size(c->peak, a, sizeof(a)));
 			goto err;
 		}
-		if (c->budget < need) {
-			fprintf(stderr, "memvirt trace: --budget %s (%s) is infeasible: the iteration "
-					"needs at least %s (%" PRIu64 " bytes) for its never-paged buffers "
-					"and the buffers of its largest launch\n",
+		/* Where host memory is mapped, such launches read the rest over the link. */
+		if (c->budget < need && !c->m.host_mapped) {
+			fprintf(stderr, "memvirt trace: --budget %s (%s) is infeasible without host mapping: "
+					"the iteration needs at least %s (%" PRIu64 " bytes) for its never-paged "
+					"buffers and the buffers of its largest launch\n",
 				o->budget, mv_format_size(c->budget, a, sizeof(a)),
 				mv_format_size(need, b, sizeof(b)), need);
 			goto err;
@@ -296,6 +300,7 @@ static const struct option trace_options[] = {
 	{"heavy-fraction", required_argument, NULL, 'F'},
 	{"headroom", required_argument, NULL, 'R'},
 	{"feedback", required_argument, NULL, 'f'},
+	{"no-host-mapping", no_argument, NULL, 'M'},
 	{"json", no_argument, NULL, 'j'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
@@ -408,6 +413,9 @@ static int trace_parse_option(int c, char *arg, struct cli_trace_opts *o)
 		if (trace_uint("--feedback", arg, 0, 100, &v) < 0)
 			return -1;
 		o->feedback = (uint32_t)v;
+		return 0;
+	case 'M':
+		o->no_host_mapping = 1;
 		return 0;
 	case 'j':
 		o->json = 1;

@@ -233,6 +233,7 @@ struct cli_trace_opts {
 	uint32_t iter_first, iter_n;
 	double h2d_gbps, d2h_gbps;
 	uint32_t feedback;
+	int no_host_mapping;      /* --no-host-mapping: the device cannot reach host memory */
 };
 
 /* A trace read and its iteration, with the budget resolved. Owns what it points to. */

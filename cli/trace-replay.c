@@ -23,11 +23,21 @@ static double replay_ratio(uint64_t step, uint64_t bound)
 	return bound > 0 ? (double)step / (double)bound : 0.0;
 }
 
+/* The bounds hold only where every launch's buffers fit the budget at once: at a budget below that
+ * (host mapping lets the replay run it) there is none, UINT64_MAX. */
+#define REPLAY_NO_BOUND UINT64_MAX
+
+/* A bound or a ratio to it as JSON: null where there is no bound. */
+static json_t *replay_bound_json(uint64_t bound)
+{
+	return bound == REPLAY_NO_BOUND ? json_null() : json_integer((json_int_t)bound);
+}
+
 /* A result's figures, as each policy's entry and the baseline's have them. */
 static json_t *replay_result_json(const struct mv_model_result *r, const struct mv_model_result *base,
 				  uint64_t bound)
 {
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:b}",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:o, s:I, s:b, s:I, s:I}",
 			 "peak", (json_int_t)r->peak,
 			 "bytes_out", (json_int_t)r->bytes_out,
 			 "bytes_in", (json_int_t)r->bytes_in,
@@ -37,9 +47,12 @@ static json_t *replay_result_json(const struct mv_model_result *r, const struct 
 			 "step_ns", (json_int_t)r->step_ns,
 			 "compute_ns", (json_int_t)r->compute_ns,
 			 "overhead_pct", replay_pct(r->step_ns, base->step_ns),
-			 "lower_bound_ratio", replay_ratio(r->step_ns, bound),
+			 "lower_bound_ratio", bound == REPLAY_NO_BOUND ? json_null() :
+					      json_real(replay_ratio(r->step_ns, bound)),
 			 "faults", (json_int_t)r->faults,
-			 "over_budget", r->over_budget);
+			 "over_budget", r->over_budget,
+			 "host_runs", (json_int_t)r->host_runs,
+			 "host_bytes", (json_int_t)r->host_bytes);
 }
 
 static json_t *replay_run_json(const struct cli_trace_run *run, const struct mv_model_result *base,
@@ -98,12 +111,20 @@ static void replay_print_one(const struct cli_trace_ctx *c, const struct cli_tra
 	replay_ms(base->step_ns, b, sizeof(b));
 	printf("step             %s; unlimited %s\n", a, b);
 	printf("overhead         %.2f%%\n", replay_pct(r->step_ns, base->step_ns));
-	replay_ms(lb->whole, a, sizeof(a));
-	printf("lower bound      %s (%s must leave the device at the tightest launch)\n", a,
-	       mv_format_size(lb->must, b, sizeof(b)));
-	replay_ms(lb->chunk, a, sizeof(a));
-	printf("chunk bound      %s (copies in %s pieces)\n", a, mv_format_size(MV_MODEL_CHUNK, b, sizeof(b)));
-	printf("step/bound       %.3f\n", replay_ratio(r->step_ns, lb->whole));
+	if (lb->whole == REPLAY_NO_BOUND) {
+		printf("lower bound      none: a launch names more than the budget, which the bound does "
+		       "not model\n");
+	} else {
+		replay_ms(lb->whole, a, sizeof(a));
+		printf("lower bound      %s (%s must leave the device at the tightest launch)\n", a,
+		       mv_format_size(lb->must, b, sizeof(b)));
+		replay_ms(lb->chunk, a, sizeof(a));
+		printf("chunk bound      %s (copies in %s pieces)\n", a,
+		       mv_format_size(MV_MODEL_CHUNK, b, sizeof(b)));
+		printf("step/bound       %.3f\n", replay_ratio(r->step_ns, lb->whole));
+	}
+	printf("over the link    %" PRIu32 " launches read %s (%" PRIu64 " bytes) of buffers left in host "
+	       "memory\n", r->host_runs, mv_format_size(r->host_bytes, a, sizeof(a)), r->host_bytes);
 	printf("late page-ins    %" PRIu32 "\n", r->late);
 	printf("faults           %" PRIu32 "\n", r->faults);
 	printf("feedback rounds  %" PRIu32 "\n", run->rounds);
@@ -125,11 +146,17 @@ static void replay_print_row(const char *name, const struct mv_model_result *r, 
 {
 	char a[32], b[32], d[32];
 
-	printf("%-10s %12s %12s %12s %7" PRIu32 " %7" PRIu32 " %10.3f %10.3f %8.2f%% %8.3f %7.3f %5" PRIu32
-	       " %6" PRIu32 "%s\n", name, mv_format_size(r->peak, a, sizeof(a)),
+	char x[16] = "-", link[48] = "";
+
+	if (lb->whole != REPLAY_NO_BOUND)
+		snprintf(x, sizeof(x), "%.3f", replay_ratio(r->step_ns, lb->whole));
+	if (r->host_runs > 0)
+		snprintf(link, sizeof(link), "  over the link %" PRIu32, r->host_runs);
+	printf("%-10s %12s %12s %12s %7" PRIu32 " %7" PRIu32 " %10.3f %10.3f %8.2f%% %8s %7.3f %5" PRIu32
+	       " %6" PRIu32 "%s%s\n", name, mv_format_size(r->peak, a, sizeof(a)),
 	       mv_format_size(r->bytes_out, b, sizeof(b)), mv_format_size(r->bytes_in, d, sizeof(d)), r->page_outs,
 	       r->page_ins, (double)r->stall_ns / 1e6, (double)r->step_ns / 1e6, replay_pct(r->step_ns, base->step_ns),
-	       replay_ratio(r->step_ns, lb->whole), replay_ratio(r->step_ns, uvm->step_ns), r->late, r->faults,
+	       x, replay_ratio(r->step_ns, uvm->step_ns), r->late, r->faults, link,
 	       r->over_budget ? "  over budget" : "");
 }
 
@@ -142,10 +169,14 @@ static void replay_print_table(const struct cli_trace_ctx *c, const struct cli_t
 	printf("%s: iteration ops %" PRIu32 ":%" PRIu32 " (%" PRIu32 " launches), budget %s, link "
 	       "%g/%g GB/s\n", c->o->file, c->first_op, c->nops, c->it->nlaunch,
 	       mv_format_size(c->budget, a, sizeof(a)), c->o->h2d_gbps, c->o->d2h_gbps);
-	printf("unlimited: peak %s, step %.3f ms; lower bound %.3f ms, %.3f ms in %s pieces (%s must "
-	       "leave the device)\n", mv_format_size(base->peak, a, sizeof(a)), (double)base->step_ns / 1e6,
-	       (double)lb->whole / 1e6, (double)lb->chunk / 1e6, mv_format_size(MV_MODEL_CHUNK, d, sizeof(d)),
-	       mv_format_size(lb->must, b, sizeof(b)));
+	if (lb->whole == REPLAY_NO_BOUND)
+		printf("unlimited: peak %s, step %.3f ms; no lower bound (a launch names more than the "
+		       "budget)\n", mv_format_size(base->peak, a, sizeof(a)), (double)base->step_ns / 1e6);
+	else
+		printf("unlimited: peak %s, step %.3f ms; lower bound %.3f ms, %.3f ms in %s pieces (%s must "
+		       "leave the device)\n", mv_format_size(base->peak, a, sizeof(a)),
+		       (double)base->step_ns / 1e6, (double)lb->whole / 1e6, (double)lb->chunk / 1e6,
+		       mv_format_size(MV_MODEL_CHUNK, d, sizeof(d)), mv_format_size(lb->must, b, sizeof(b)));
 	printf("%-10s %12s %12s %12s %7s %7s %10s %10s %9s %8s %7s %5s %6s\n", "policy", "peak", "out",
 	       "in", "outs", "ins", "stall ms", "step ms", "overhead", "x bound", "x uvm", "late", "faults");
 	for (size_t i = 0; i < n; i++)
@@ -196,6 +227,8 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 		goto out;
 	}
 	lb.whole = mv_model_bounds(c.it, c.budget, &c.m, MV_MODEL_CHUNK, &lb.must, &lb.chunk);
+	if (lb.whole == UINT64_MAX)
+		lb.whole = lb.chunk = REPLAY_NO_BOUND;
 	r = mv_model_uvm(c.it, c.budget, &c.m, &(struct mv_uvm){MV_UVM_BLOCK, MV_UVM_FAULT_NS}, &uvm);
 	if (r < 0) {
 		fprintf(stderr, "memvirt trace: %s: the unified-memory baseline failed: %s\n", o->file, strerror(-r));
@@ -217,7 +250,7 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 			json_array_append_new(arr, one);
 		}
 		root = json_pack("{s:s, s:b, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:f, s:f, s:{s:I, s:I}, "
-				 "s:I, s:I, s:I, s:o}",
+				 "s:o, s:o, s:I, s:o}",
 				 "file", o->file, "truncated", c.t->truncated,
 				 "iteration", "first_op", (json_int_t)c.first_op, "nops",
 				 (json_int_t)c.nops, "launches", (json_int_t)c.it->nlaunch, "buffers",
@@ -227,7 +260,8 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 				 "h2d_gbps", o->h2d_gbps, "d2h_gbps", o->d2h_gbps,
 				 "unlimited", "peak", (json_int_t)base.peak, "step_ns",
 				 (json_int_t)base.step_ns,
-				 "lower_bound_ns", (json_int_t)lb.whole, "chunk_bound_ns", (json_int_t)lb.chunk,
+				 "lower_bound_ns", replay_bound_json(lb.whole), "chunk_bound_ns",
+				 replay_bound_json(lb.chunk),
 				 "must_move", (json_int_t)lb.must,
 				 "results", arr);
 		if (root == NULL ||

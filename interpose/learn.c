@@ -574,6 +574,7 @@ static void plan_and_install(void)
 	p.machine.h2d_bps = bps(bytes_h2d, ns_h2d, mv_cfg.h2d_gbps);
 	p.machine.d2h_bps = bps(bytes_d2h, ns_d2h, mv_cfg.d2h_gbps);
 	p.machine.launch_ns = default_dur();
+	p.machine.host_mapped = mv_dev()->host_vmm;
 	if (mv_cfg.page_min > 0)
 		p.min_size = mv_cfg.page_min;
 	if (mv_cfg.lookahead > 0)

@@ -10,7 +10,9 @@
  * pinned nor named by the launch the request is for (a reactive page-out, on the D2H engine like any
  * other), until the request fits. A page-out releases its buffer's bytes when the copy completes; a
  * free releases them when the launch before it finishes. Only when nothing can be evicted does a
- * request go over the budget, and the run reports over_budget.
+ * request go over the budget, and the run reports over_budget; except a launch's fault-in on a
+ * machine that maps host memory (host_mapped), which leaves the buffer out instead: the launch
+ * reads it over the link (partial residency, step 3).
  *
  * Launch k, where F is the time launch k-1 finished:
  *   1. buffers freed before k are released at F; buffers allocated before k are granted, no
@@ -20,7 +22,9 @@
  *      one that is out is faulted in (faults): its room is granted no earlier than F and than the
  *      completion of its page-out, then it is copied on the H2D engine;
  *   3. k starts at the latest of F, its grants and its buffers' readiness (stall_ns += start - F) and
- *      finishes dur_ns later;
+ *      finishes dur_ns later, or, with buffers left out (host_runs, host_bytes), no earlier than
+ *      their bytes take over the link at the H2D rate, which runs alongside its work as the
+ *      simulated driver charges it; those buffers' host copies are complete when it finishes;
  *   4. the plan's ops with at == k are issued, OUTs first: an OUT of a resident, unpinned buffer
  *      starts when launch k and the buffer's latest user have finished and the D2H engine is free;
  *      an IN of a buffer that is out asks for its room no earlier than the start of launch k and the
@@ -112,6 +116,7 @@ struct sim {
 	const struct mv_plan *plan;
 	uint64_t budget;
 	double h2d_bps, d2h_bps;
+	int host_mapped;
 	struct mv_model_result *r;
 	struct mv_feedback *fb;
 	const struct mv_model_observer *obs; /* NULL: nobody is told */
@@ -259,15 +264,16 @@ static uint64_t acquire(struct sim *s, uint64_t size, uint64_t t0, int may_fail)
 }
 
 /* Copies b in: room no earlier than t0, then the H2D engine. Returns when it is ready, or UINT64_MAX
- * when a planned page-in (kind MV_COPY_PLANNED) finds no room, which leaves b out: a prefetch never
- * fails a job. */
-static uint64_t page_in(struct sim *s, uint32_t b, uint64_t t0, int kind)
+ * when a planned page-in (kind MV_COPY_PLANNED), or any where may_stay, finds no room, which leaves
+ * b out: a prefetch never fails a job, and a launch on a machine that maps host memory reads b
+ * where it is. */
+static uint64_t page_in(struct sim *s, uint32_t b, uint64_t t0, int kind, int may_stay)
 {
 	uint64_t size = s->it->bufs[b].size, start;
 
 	if (t0 < s->ready[b])
 		t0 = s->ready[b];
-	start = acquire(s, size, t0, kind == MV_COPY_PLANNED);
+	start = acquire(s, size, t0, kind == MV_COPY_PLANNED || may_stay);
 	if (start == UINT64_MAX)
 		return UINT64_MAX;
 	if (start < s->h2d_free)
@@ -284,9 +290,19 @@ static uint64_t page_in(struct sim *s, uint32_t b, uint64_t t0, int kind)
 	return s->ready[b];
 }
 
-static void allocate(struct sim *s, uint32_t b, uint64_t t0)
+static void exclude_launch(struct sim *s, uint32_t k);
+
+/* b's room, for launch k (MV_TRACE_NONE: none). On a machine that maps host memory, where nothing
+ * but launch k's own buffers could make room, one of them goes: k then reads it over the link. */
+static void allocate(struct sim *s, uint32_t b, uint64_t t0, uint32_t k)
 {
-	uint64_t t = acquire(s, s->it->bufs[b].size, t0, 0);
+	uint64_t t = acquire(s, s->it->bufs[b].size, t0, s->host_mapped && k != MV_TRACE_NONE);
+
+	if (t == UINT64_MAX) {
+		s->token++;
+		t = acquire(s, s->it->bufs[b].size, t0, 0);
+		exclude_launch(s, k);
+	}
 
 	s->st[b] = DEV;
 	s->ready[b] = t;
@@ -332,7 +348,7 @@ static void issue_plan(struct sim *s, uint32_t *pi, uint32_t at, uint64_t start,
 				page_out(s, b, fin, MV_COPY_PLANNED);
 		} else if (op->kind == MV_PLAN_IN && s->st[b] == HOST) {
 			exclude_launch(s, op->need);
-			if (page_in(s, b, start, MV_COPY_PLANNED) != UINT64_MAX)
+			if (page_in(s, b, start, MV_COPY_PLANNED, 0) != UINT64_MAX)
 				s->planned[b] = 1;
 		}
 	}
@@ -350,7 +366,7 @@ static void frees_and_allocs(struct sim *s, uint32_t k, uint64_t t, uint64_t *gr
 	}
 	for (i = s->alloc_first[k]; i < s->alloc_first[k + 1]; i++) {
 		b = s->alloc_list[i];
-		allocate(s, b, t);
+		allocate(s, b, t, k < s->it->nlaunch ? k : MV_TRACE_NONE);
 		if (grant != NULL && s->ready[b] > *grant)
 			*grant = s->ready[b];
 	}
@@ -399,7 +415,7 @@ static void run_once(struct sim *s, uint64_t *prev_start, uint64_t *prev_fin)
 	issue_plan(s, &pi, MV_TRACE_NONE, *prev_start, *prev_fin);
 	for (k = 0; k < it->nlaunch; k++) {
 		const struct mv_iter_launch *l = &it->launch[k];
-		uint64_t F = *prev_fin, start = F;
+		uint64_t F = *prev_fin, start = F, linked = 0;
 
 		exclude_launch(s, k);
 		frees_and_allocs(s, k, F, &start);
@@ -408,12 +424,17 @@ static void run_once(struct sim *s, uint64_t *prev_start, uint64_t *prev_fin)
 			uint64_t ready;
 
 			if (s->st[b] == HOST) {
-				ready = page_in(s, b, F, MV_COPY_FAULT);
-				if (s->counting)
+				ready = page_in(s, b, F, MV_COPY_FAULT, s->host_mapped);
+				if (ready == UINT64_MAX) {
+					/* Read where it is: once its page-out has landed. */
+					ready = s->ready[b];
+					linked += s->it->bufs[b].size;
+				} else if (s->counting) {
 					s->r->faults++;
+				}
 			} else if (s->st[b] == ABSENT) {
 				/* Named before its allocation or after its free: treat it as allocated here. */
-				allocate(s, b, F);
+				allocate(s, b, F, k);
 				ready = s->ready[b];
 			} else {
 				ready = s->ready[b];
@@ -436,12 +457,24 @@ static void run_once(struct sim *s, uint64_t *prev_start, uint64_t *prev_fin)
 			s->r->stall_ns += start - F;
 		*prev_start = start;
 		*prev_fin = start + l->dur_ns;
+		if (linked > 0) {
+			uint64_t over = start + copy_ns(linked, s->h2d_bps);
+			if (over > *prev_fin)
+				*prev_fin = over;
+			if (s->counting) {
+				s->r->host_runs++;
+				s->r->host_bytes += linked;
+			}
+		}
 		if (s->counting && s->obs != NULL && s->obs->launch != NULL)
 			s->obs->launch(s->obs->ctx, k, start, *prev_fin);
 		for (i = 0; i < l->nrefs; i++) {
 			uint32_t b = it->refs[l->ref0 + i];
 
 			s->lu_fin[b] = *prev_fin;
+			/* Written where it is: its host copy is complete once the launch is. */
+			if (s->st[b] == HOST)
+				s->ready[b] = *prev_fin;
 			touch(s, b);
 		}
 		/* Skip ops for launches the plan names out of order (an unsorted or foreign plan). */
@@ -480,6 +513,7 @@ int mv_model_observe(const struct mv_iter *it, const struct mv_plan *plan, uint6
 	s.budget = budget;
 	s.h2d_bps = m->h2d_bps;
 	s.d2h_bps = m->d2h_bps;
+	s.host_mapped = m->host_mapped;
 	s.r = out;
 	s.fb = fb;
 	s.obs = obs;
@@ -536,7 +570,7 @@ int mv_model_observe(const struct mv_iter *it, const struct mv_plan *plan, uint6
 	s.token++;
 	for (b = 0; b < it->nbufs; b++)
 		if (it->bufs[b].alloc_at == MV_TRACE_NONE && s.st[b] == ABSENT)
-			allocate(&s, b, t0);
+			allocate(&s, b, t0, MV_TRACE_NONE);
 	run_once(&s, &prev_start, &prev_fin);
 	out->step_ns = prev_fin - t0;
 	rc = s.err;

@@ -27,6 +27,8 @@ void mv_policy_defaults(struct mv_policy_params *p)
 	p->machine.h2d_bps = 55e9;
 	p->machine.d2h_bps = 55e9;
 	p->machine.launch_ns = 5000;
+	/* An H100 maps host memory, and the library's safety net is on unless turned off. */
+	p->machine.host_mapped = 1;
 	p->min_size = 1024 * 1024;
 	p->lookahead = 1;
 	p->heavy_fraction = 0.5;

@@ -121,6 +121,10 @@ struct mv_machine {
 	double h2d_bps;        /* bytes per second, host to device */
 	double d2h_bps;
 	uint64_t launch_ns;    /* duration assumed for launches the trace did not time */
+	/* The device reaches paged-out buffers in host memory (host-located VMM, the safety net): a
+	 * launch whose buffers the budget cannot hold runs with the rest left there, read over the
+	 * link (partial residency); else the budget is exceeded and the run reports over_budget. */
+	int host_mapped;
 };
 
 /* The outcome of replaying an iteration under a plan (or reactively) within a budget. */
@@ -134,6 +138,8 @@ struct mv_model_result {
 	uint32_t late;         /* page-ins that were not complete when their launch was due */
 	uint32_t faults;       /* page-ins nobody planned: a launch needed a buffer that was out */
 	int over_budget;       /* the budget could not be kept even reactively: the job would get OOM */
+	uint32_t host_runs;    /* launches run with buffers left in host memory (machine host_mapped) */
+	uint64_t host_bytes;   /* the bytes of those buffers, summed over those launches */
 };
 
 /* Late page-ins per buffer, which the planner feeds back (Capuchin-style) to move them earlier. */

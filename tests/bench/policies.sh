@@ -99,8 +99,10 @@ echo "$MODELS" | while read -r model batch extra; do
 			echo "| $model $batch | $b | - | - | all | $(sed 's/.*infeasible: /infeasible: /; s/|/\\|/g' "$tmp/e" | head -n 1) | | | | | |"
 			continue
 		fi
+		# None below what one launch names: the replay reads the rest over the link.
 		lb=$(sed -n 's/.*lower bound \([0-9.]* ms\).*/\1/p' "$tmp/r")
 		cb=$(sed -n 's/.* ms, \([0-9.]* ms\) in .* pieces.*/\1/p' "$tmp/r")
+		lb=${lb:-none} cb=${cb:-none}
 		awk -v m="$model $batch" -v b="$b" -v lb="$lb" -v cb="$cb" '
 			$1 ~ /^(lru|vdnn-all|vdnn-conv|mmcnn|auto|uvm)$/ {
 				printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s %s | %s %s | %s %s |\n",

@@ -164,10 +164,28 @@ for p in lru vdnn-all vdnn-conv mmcnn auto uvm; do
 	grep -q "^$p " "$T/alltable.out" || mv_fail "replay --all has no row for $p"
 done
 
-# Refusals: a budget below what fwd3 needs at once (two 4 MiB buffers), an unknown policy, a
+# Below what fwd3 needs at once (two 4 MiB buffers): with host mapping (the default) the replay
+# runs it with one of them read over the link, and has no lower bound to give.
+expect 0 mapped trace replay "$L" --policy lru --budget 7MiB
+has mapped.out "lower bound      none: a launch names more than the budget"
+grep -Eq '^over the link    [1-9][0-9]* launches read ' "$T/mapped.out" ||
+	mv_fail "replay at 7MiB read nothing over the link: $(cat "$T/mapped.out")"
+expect 0 mappedjson trace replay "$L" --all --budget 7MiB --json
+py mappedjson.out '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["lower_bound_ns"] is None and d["chunk_bound_ns"] is None, d
+for r in d["results"]:
+    assert r["host_runs"] > 0 and r["host_bytes"] >= r["host_runs"] * (4 << 20), r
+    assert r["lower_bound_ratio"] is None and not r["over_budget"], r
+'
+expect 0 mappedall trace replay "$L" --all --budget 7MiB
+grep -q "^lru .*  over the link [1-9]" "$T/mappedall.out" || mv_fail "replay --all has no over-the-link lru row"
+
+# Refusals: the same budget where the device cannot map host memory, an unknown policy, a
 # missing budget, a malformed file, a missing one, an iteration outside the trace.
-expect 1 infeasible trace replay "$L" --budget 7MiB
-has infeasible.err "infeasible"
+expect 1 infeasible trace replay "$L" --budget 7MiB --no-host-mapping
+has infeasible.err "infeasible without host mapping"
 has infeasible.err "at least 8.0 MiB (8388608 bytes)"
 expect 2 badpolicy trace replay "$L" --policy fifo --budget 12MiB
 has badpolicy.err "unknown policy 'fifo'"

@@ -122,6 +122,54 @@ START_TEST(hand_computed)
 }
 END_TEST
 
+/*
+ * Budget 150 holds one of the 100-byte buffers: L0 and L2 name two. With host mapping the reactive
+ * replay runs them with one left in host memory, read over the link. Second run, from F = 600: X's
+ * allocation for L0 finds only W, which L0 names, to evict: W goes out 600-700, X is granted at 700,
+ * and L0 reads W where it is, 700-800 (its 100 bytes take 100 ns over the link, as long as its
+ * work). Y's allocation evicts X 800-900; L1 900-1000. L2 faults W in (room from Y's free at 1000),
+ * 1000-1100, and finds no room for X, which it reads where it is: 1100-1200. Step 600, stall 300.
+ * Without host mapping the job cannot keep the budget.
+ */
+START_TEST(host_mapped_reads_over_the_link)
+{
+	struct mv_trace *t;
+	struct mv_iter *it = three_launches(&t);
+	struct mv_machine m = byte_per_ns;
+	struct mv_model_result r;
+
+	m.host_mapped = 1;
+	ck_assert_int_eq(mv_model_run(it, NULL, 150, &m, &r, NULL), 0);
+	ck_assert_int_eq(r.over_budget, 0);
+	ck_assert_uint_eq(r.step_ns, 600);
+	ck_assert_uint_eq(r.stall_ns, 300);
+	ck_assert_uint_eq(r.host_runs, 2);
+	ck_assert_uint_eq(r.host_bytes, 200);
+	ck_assert_uint_eq(r.faults, 1);
+	ck_assert_uint_eq(r.page_outs, 2);
+	ck_assert_uint_eq(r.page_ins, 1);
+	ck_assert_uint_eq(r.peak, 100);
+	/* A link ten times slower: each run over it takes 1000 ns, not its work's 100. */
+	m.h2d_bps = 1e8;
+	ck_assert_int_eq(mv_model_run(it, NULL, 150, &m, &r, NULL), 0);
+	ck_assert_int_eq(r.over_budget, 0);
+	ck_assert_uint_ge(r.step_ns, 2 * 1000 + 100);
+	/* Where the budget holds every launch, host mapping changes nothing. */
+	m = byte_per_ns;
+	m.host_mapped = 1;
+	ck_assert_int_eq(mv_model_run(it, NULL, 200, &m, &r, NULL), 0);
+	ck_assert_uint_eq(r.step_ns, 500);
+	ck_assert_uint_eq(r.host_runs, 0);
+
+	m.host_mapped = 0;
+	ck_assert_int_eq(mv_model_run(it, NULL, 150, &m, &r, NULL), 0);
+	ck_assert_int_eq(r.over_budget, 1);
+	ck_assert_uint_eq(r.host_runs, 0);
+	mv_iter_free(it);
+	mv_trace_free(t);
+}
+END_TEST
+
 /* The chunk bound alone. */
 static uint64_t chunk_bound(const struct mv_iter *it, uint64_t budget, const struct mv_machine *m, uint64_t chunk)
 {
@@ -660,6 +708,7 @@ static Suite *model_suite(void)
 	TCase *tc = tcase_create("core");
 
 	tcase_add_test(tc, hand_computed);
+	tcase_add_test(tc, host_mapped_reads_over_the_link);
 	tcase_add_test(tc, whole_buffer_gaps);
 	tcase_add_test(tc, release_times);
 	tcase_add_test(tc, lower_bound_holds_for_random_plans);
