@@ -132,8 +132,11 @@ static int auto_plan(const struct mv_iter *it, const struct mv_policy_params *p,
 		mv_plan_free(best);
 		return -ENOMEM;
 	}
-	/* A plan that reaches the lower bound cannot be beaten: stop there. */
+	/* A plan that reaches the lower bound cannot be beaten: stop there. Below what one launch
+	 * names there is none (UINT64_MAX), and nothing to stop at. */
 	lb = mv_model_lower_bound(it, p->budget, &p->machine, NULL);
+	if (lb == UINT64_MAX)
+		lb = 0;
 	for (i = 0; i < AUTO_NVAR && !(best != NULL && !rbest.over_budget && rbest.step_ns <= lb); i++) {
 		/* Large iterations: each policy's own knobs only, and neither vdnn-conv, whose plans page
 		 * a subset of what vdnn-all pages and so rarely beat both it and mmcnn, nor mmcnn's choice

@@ -148,6 +148,40 @@ START_TEST(test_mmcnn_keeps_modeled_budget)
 }
 END_TEST
 
+/* Below what one launch names, on a machine that maps host memory, there is no lower bound for
+ * auto to stop at: it still tries every variant and keeps the best, never worse than each policy
+ * alone, and the job keeps its budget with the rest read over the link. */
+START_TEST(test_auto_below_one_launch)
+{
+	struct pt_gen g;
+	struct mv_iter *it = layered(&g, 16);
+	struct mv_policy_params p;
+	struct mv_model_result ra, r;
+	struct mv_plan *pa, *pl;
+	static const struct mv_policy *const others[] = { &mv_policy_lru, &mv_policy_mmcnn, &mv_policy_vdnn_all,
+							   &mv_policy_vdnn_conv };
+
+	mv_policy_defaults(&p);
+	ck_assert_int_eq(p.machine.host_mapped, 1);
+	p.budget = mv_model_min_budget(it) / 4 * 3;
+	ck_assert_uint_eq(mv_model_lower_bound(it, p.budget, &p.machine, NULL), UINT64_MAX);
+	ck_assert_int_eq(mv_policy_auto.plan(it, &p, NULL, &pa), 0);
+	ck_assert_int_eq(mv_model_run(it, pa, p.budget, &p.machine, &ra, NULL), 0);
+	ck_assert_int_eq(ra.over_budget, 0);
+	ck_assert_uint_gt(ra.host_runs, 0);
+	for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+		ck_assert_int_eq(others[i]->plan(it, &p, NULL, &pl), 0);
+		ck_assert_int_eq(mv_model_run(it, pl, p.budget, &p.machine, &r, NULL), 0);
+		ck_assert_msg(ra.step_ns <= r.step_ns, "auto %llu ns, %s %llu ns", (unsigned long long)ra.step_ns,
+			      others[i]->name, (unsigned long long)r.step_ns);
+		mv_plan_free(pl);
+	}
+	mv_plan_free(pa);
+	mv_iter_free(it);
+	pt_gen_free(&g);
+}
+END_TEST
+
 static Suite *feedback_suite(void)
 {
 	Suite *s = suite_create("policy_feedback");
@@ -156,6 +190,7 @@ static Suite *feedback_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_late_prefetch_converges);
 	tcase_add_test(tc, test_mmcnn_keeps_modeled_budget);
+	tcase_add_test(tc, test_auto_below_one_launch);
 	suite_add_tcase(s, tc);
 	return s;
 }
