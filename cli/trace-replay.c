@@ -227,8 +227,10 @@ int cli_trace_replay(const struct cli_trace_opts *o)
 		goto out;
 	}
 	lb.whole = mv_model_bounds(c.it, c.budget, &c.m, MV_MODEL_CHUNK, &lb.must, &lb.chunk);
-	if (lb.whole == UINT64_MAX)
+	if (lb.whole == UINT64_MAX) {
 		lb.whole = lb.chunk = REPLAY_NO_BOUND;
+		lb.must = 0;
+	}
 	r = mv_model_uvm(c.it, c.budget, &c.m, &(struct mv_uvm){MV_UVM_BLOCK, MV_UVM_FAULT_NS}, &uvm);
 	if (r < 0) {
 		fprintf(stderr, "memvirt trace: %s: the unified-memory baseline failed: %s\n", o->file, strerror(-r));

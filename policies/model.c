@@ -24,7 +24,9 @@
  *   3. k starts at the latest of F, its grants and its buffers' readiness (stall_ns += start - F) and
  *      finishes dur_ns later, or, with buffers left out (host_runs, host_bytes), no earlier than
  *      their bytes take over the link at the H2D rate, which runs alongside its work as the
- *      simulated driver charges it; those buffers' host copies are complete when it finishes;
+ *      simulated driver charges it (so the step is then longer than compute plus stall); those
+ *      buffers' host copies are complete when it finishes, and no planned page-in brings them
+ *      back until a launch has faulted them in, as in the library;
  *   4. the plan's ops with at == k are issued, OUTs first: an OUT of a resident, unpinned buffer
  *      starts when launch k and the buffer's latest user have finished and the D2H engine is free;
  *      an IN of a buffer that is out asks for its room no earlier than the start of launch k and the
@@ -125,6 +127,7 @@ struct sim {
 
 	uint8_t *st;           /* per buffer: ABSENT, DEV or HOST */
 	uint8_t *planned;      /* resident through a planned page-in no launch has used yet */
+	uint8_t *hused;        /* HOST: a launch read it there since its page-out; no plan brings it in */
 	uint64_t *ready;       /* DEV: when its bytes are usable; HOST: when its host copy is complete */
 	uint64_t *lu_fin;      /* when the latest launch naming it finishes */
 	uint64_t *stamp;       /* recency for LRU: larger is more recent */
@@ -230,7 +233,10 @@ static uint32_t lru_victim(struct sim *s)
 }
 
 /* Grants `size` bytes no earlier than t0; returns the grant's time. When nothing can be evicted, a
- * request that may fail returns UINT64_MAX; any other goes over the budget. */
+ * request that may fail returns UINT64_MAX; any other goes over the budget. A fault-in that may stay
+ * on the host (may_fail == ACQUIRE_STAY) keeps the time its evictions and releases reached, so that
+ * no later request is granted bytes before they were freed. */
+#define ACQUIRE_STAY 2
 static uint64_t acquire(struct sim *s, uint64_t size, uint64_t t0, int may_fail)
 {
 	uint64_t t = t0 > s->cursor ? t0 : s->cursor;
@@ -247,6 +253,8 @@ static uint64_t acquire(struct sim *s, uint64_t size, uint64_t t0, int may_fail)
 		}
 		b = lru_victim(s);
 		if (b == MV_TRACE_NONE) {
+			if (may_fail == ACQUIRE_STAY && s->cursor < t)
+				s->cursor = t;
 			if (may_fail)
 				return UINT64_MAX;
 			if (s->counting)
@@ -273,7 +281,7 @@ static uint64_t page_in(struct sim *s, uint32_t b, uint64_t t0, int kind, int ma
 
 	if (t0 < s->ready[b])
 		t0 = s->ready[b];
-	start = acquire(s, size, t0, kind == MV_COPY_PLANNED || may_stay);
+	start = acquire(s, size, t0, may_stay ? ACQUIRE_STAY : kind == MV_COPY_PLANNED);
 	if (start == UINT64_MAX)
 		return UINT64_MAX;
 	if (start < s->h2d_free)
@@ -281,6 +289,7 @@ static uint64_t page_in(struct sim *s, uint32_t b, uint64_t t0, int kind, int ma
 	s->h2d_free = start + copy_ns(size, s->h2d_bps);
 	s->st[b] = DEV;
 	s->ready[b] = s->h2d_free;
+	s->hused[b] = 0;
 	touch(s, b);
 	if (s->counting) {
 		s->r->page_ins++;
@@ -296,7 +305,7 @@ static void exclude_launch(struct sim *s, uint32_t k);
  * but launch k's own buffers could make room, one of them goes: k then reads it over the link. */
 static void allocate(struct sim *s, uint32_t b, uint64_t t0, uint32_t k)
 {
-	uint64_t t = acquire(s, s->it->bufs[b].size, t0, s->host_mapped && k != MV_TRACE_NONE);
+	uint64_t t = acquire(s, s->it->bufs[b].size, t0, s->host_mapped && k != MV_TRACE_NONE ? ACQUIRE_STAY : 0);
 
 	if (t == UINT64_MAX) {
 		s->token++;
@@ -317,6 +326,7 @@ static void release(struct sim *s, uint32_t b, uint64_t t)
 		release_at(s, t, s->it->bufs[b].size);
 	s->st[b] = ABSENT;
 	s->planned[b] = 0;
+	s->hused[b] = 0;
 }
 
 static void exclude_launch(struct sim *s, uint32_t k)
@@ -346,7 +356,7 @@ static void issue_plan(struct sim *s, uint32_t *pi, uint32_t at, uint64_t start,
 		if (op->kind == MV_PLAN_OUT) {
 			if (s->st[b] == DEV && !(s->it->bufs[b].flags & MV_IBUF_PINNED))
 				page_out(s, b, fin, MV_COPY_PLANNED);
-		} else if (op->kind == MV_PLAN_IN && s->st[b] == HOST) {
+		} else if (op->kind == MV_PLAN_IN && s->st[b] == HOST && !s->hused[b]) {
 			exclude_launch(s, op->need);
 			if (page_in(s, b, start, MV_COPY_PLANNED, 0) != UINT64_MAX)
 				s->planned[b] = 1;
@@ -426,9 +436,8 @@ static void run_once(struct sim *s, uint64_t *prev_start, uint64_t *prev_fin)
 			if (s->st[b] == HOST) {
 				ready = page_in(s, b, F, MV_COPY_FAULT, s->host_mapped);
 				if (ready == UINT64_MAX) {
-					/* Read where it is: once its page-out has landed. */
-					ready = s->ready[b];
-					linked += s->it->bufs[b].size;
+					/* Read where it is (below). */
+					ready = F;
 				} else if (s->counting) {
 					s->r->faults++;
 				}
@@ -453,6 +462,17 @@ static void run_once(struct sim *s, uint64_t *prev_start, uint64_t *prev_fin)
 			if (ready > start)
 				start = ready;
 		}
+		/* Buffers left in host memory, by their fault-in or by an allocation for this launch that
+		 * evicted them: read there once their page-out has landed. */
+		for (i = 0; i < l->nrefs; i++) {
+			uint32_t b = it->refs[l->ref0 + i];
+
+			if (s->st[b] != HOST)
+				continue;
+			linked += s->it->bufs[b].size;
+			if (s->ready[b] > start)
+				start = s->ready[b];
+		}
 		if (s->counting)
 			s->r->stall_ns += start - F;
 		*prev_start = start;
@@ -473,8 +493,10 @@ static void run_once(struct sim *s, uint64_t *prev_start, uint64_t *prev_fin)
 
 			s->lu_fin[b] = *prev_fin;
 			/* Written where it is: its host copy is complete once the launch is. */
-			if (s->st[b] == HOST)
+			if (s->st[b] == HOST) {
 				s->ready[b] = *prev_fin;
+				s->hused[b] = 1;
+			}
 			touch(s, b);
 		}
 		/* Skip ops for launches the plan names out of order (an unsorted or foreign plan). */
@@ -520,12 +542,13 @@ int mv_model_observe(const struct mv_iter *it, const struct mv_plan *plan, uint6
 	n = it->nbufs ? it->nbufs : 1;
 	s.st = calloc(n, 1);
 	s.planned = calloc(n, 1);
+	s.hused = calloc(n, 1);
 	s.ready = calloc(n, sizeof *s.ready);
 	s.lu_fin = calloc(n, sizeof *s.lu_fin);
 	s.stamp = calloc(n, sizeof *s.stamp);
 	s.excl = calloc(n, sizeof *s.excl);
 	s.aside = malloc(n * sizeof *s.aside);
-	if (s.st == NULL || s.planned == NULL || s.ready == NULL || s.lu_fin == NULL || s.stamp == NULL ||
+	if (s.st == NULL || s.planned == NULL || s.hused == NULL || s.ready == NULL || s.lu_fin == NULL || s.stamp == NULL ||
 	    s.excl == NULL || s.aside == NULL ||
 	    bucket(it, offsetof(struct mv_iter_buf, alloc_at), &s.alloc_first, &s.alloc_list) != 0 ||
 	    bucket(it, offsetof(struct mv_iter_buf, free_at), &s.free_first, &s.free_list) != 0)
@@ -577,6 +600,7 @@ int mv_model_observe(const struct mv_iter *it, const struct mv_plan *plan, uint6
 out:
 	free(s.st);
 	free(s.planned);
+	free(s.hused);
 	free(s.ready);
 	free(s.lu_fin);
 	free(s.stamp);

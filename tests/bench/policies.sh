@@ -5,8 +5,9 @@
 # at 12 GB) on a 55 GB/s link each way and reports the modeled overhead over unlimited memory, the
 # ratio to the bandwidth lower bound (and the bound for copies in 2 MiB pieces beside it), the
 # ratio to the unified-memory baseline (the "uvm" row: demand paging in 2 MiB blocks at 45 us a
-# fault, memvirt-policies(7)), bytes moved each way and the peak. A budget below what one launch needs at once is reported as
-# infeasible. Then three of the models run live under lru, mmcnn
+# fault, memvirt-policies(7)), bytes moved each way and the peak. Below what one launch needs at
+# once the replay reads the rest over the link and has no bound ("none"); a refused budget is
+# reported as infeasible. Then three of the models run live under lru, mmcnn
 # and auto at one budget each, so the virtual clock's step time can be set beside the replay's.
 # Last, mvtrain --graphs (per-layer CUDA graphs, replayed) beside the same model run eagerly, live
 # at half the eager run's peak. Prints Markdown.
@@ -96,7 +97,7 @@ echo "$MODELS" | while read -r model batch extra; do
 	for b in $budgets; do
 		# shellcheck disable=SC2086 # link is four words
 		if ! "$memvirt" trace replay "$tmp/$model.mvtrace" --all --budget "$b" $link >"$tmp/r" 2>"$tmp/e"; then
-			echo "| $model $batch | $b | - | - | all | $(sed 's/.*infeasible: /infeasible: /; s/|/\\|/g' "$tmp/e" | head -n 1) | | | | | |"
+			echo "| $model $batch | $b | - | - | all | $(sed 's/.*infeasible[^:]*: /infeasible: /; s/|/\\|/g' "$tmp/e" | head -n 1) | | | | | |"
 			continue
 		fi
 		# None below what one launch names: the replay reads the rest over the link.
