@@ -187,7 +187,7 @@ int cli_trace_load(struct cli_trace_ctx *c, const struct cli_trace_opts *o, int 
 	}
 	c->peak = mv_model_peak(c->it);
 	if (o->budget != NULL) {
-		uint64_t need = mv_model_min_budget(c->it);
+		uint64_t need = mv_model_min_budget(c->it), pinned = mv_model_min_budget_mapped(c->it);
 
 		if (mv_parse_size_or_percent(o->budget, c->peak, &c->budget) < 0 || c->budget == 0) {
 			fprintf(stderr, "memvirt trace: --budget '%s' is not a size (such as 12GiB) or a "
@@ -202,6 +202,14 @@ int cli_trace_load(struct cli_trace_ctx *c, const struct cli_trace_opts *o, int 
 					"buffers and the buffers of its largest launch\n",
 				o->budget, mv_format_size(c->budget, a, sizeof(a)),
 				mv_format_size(need, b, sizeof(b)), need);
+			goto err;
+		}
+		if (c->budget < pinned) {
+			fprintf(stderr, "memvirt trace: --budget %s (%s) is infeasible: the iteration needs "
+					"at least %s (%" PRIu64 " bytes) for its never-paged buffers and each new "
+					"buffer beside them\n",
+				o->budget, mv_format_size(c->budget, a, sizeof(a)),
+				mv_format_size(pinned, b, sizeof(b)), pinned);
 			goto err;
 		}
 	}

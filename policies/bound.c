@@ -14,16 +14,24 @@ static int bound_alive_at(const struct mv_iter_buf *b, uint32_t i)
 	       (b->free_at == MV_TRACE_NONE || i < b->free_at);
 }
 
-/* Bytes launch i cannot run without: the never-paged buffers alive then, and every buffer it
- * names. */
-static uint64_t bound_launch_need(const struct mv_iter *it, uint32_t i)
+/* The never-paged buffers alive when launch i runs. */
+static uint64_t bound_pinned_at(const struct mv_iter *it, uint32_t i)
 {
-	const struct mv_iter_launch *l = &it->launch[i];
 	uint64_t need = 0;
 
 	for (uint32_t b = 0; b < it->nbufs; b++)
 		if ((it->bufs[b].flags & MV_IBUF_PINNED) && bound_alive_at(&it->bufs[b], i))
 			need += it->bufs[b].size;
+	return need;
+}
+
+/* Bytes launch i cannot run without: the never-paged buffers alive then, and every buffer it
+ * names. */
+static uint64_t bound_launch_need(const struct mv_iter *it, uint32_t i)
+{
+	const struct mv_iter_launch *l = &it->launch[i];
+	uint64_t need = bound_pinned_at(it, i);
+
 	for (uint32_t k = 0; k < l->nrefs; k++) {
 		uint32_t b = it->refs[l->ref0 + k], dup = 0;
 
@@ -37,6 +45,30 @@ static uint64_t bound_launch_need(const struct mv_iter *it, uint32_t i)
 			need += it->bufs[b].size;
 	}
 	return need;
+}
+
+uint64_t mv_model_min_budget_mapped(const struct mv_iter *it)
+{
+	uint64_t best = 0;
+
+	for (uint32_t i = 0; i < it->nlaunch; i++) {
+		uint64_t need = bound_pinned_at(it, i);
+
+		if (need > best)
+			best = need;
+	}
+	/* A new buffer is granted its room when it is allocated: it cannot start in host memory. */
+	for (uint32_t b = 0; b < it->nbufs; b++) {
+		const struct mv_iter_buf *ib = &it->bufs[b];
+		uint64_t need;
+
+		if ((ib->flags & MV_IBUF_PINNED) || ib->alloc_at == MV_TRACE_NONE || ib->alloc_at >= it->nlaunch)
+			continue;
+		need = ib->size + bound_pinned_at(it, ib->alloc_at);
+		if (need > best)
+			best = need;
+	}
+	return best;
 }
 
 uint64_t mv_model_min_budget(const struct mv_iter *it)

@@ -187,6 +187,10 @@ grep -q "^lru .*  over the link [1-9]" "$T/mappedall.out" || mv_fail "replay --a
 expect 1 infeasible trace replay "$L" --budget 7MiB --no-host-mapping
 has infeasible.err "infeasible without host mapping"
 has infeasible.err "at least 8.0 MiB (8388608 bytes)"
+# Host mapping or not, each new buffer must fit when it is allocated.
+expect 1 tiny trace replay "$L" --budget 1MiB
+has tiny.err "infeasible: the iteration needs at least 4.0 MiB"
+has tiny.err "for its never-paged buffers and each new buffer beside them"
 expect 2 badpolicy trace replay "$L" --policy fifo --budget 12MiB
 has badpolicy.err "unknown policy 'fifo'"
 has badpolicy.err "lru vdnn-all vdnn-conv mmcnn auto"

@@ -139,6 +139,9 @@ START_TEST(host_mapped_reads_over_the_link)
 	struct mv_model_result r;
 
 	m.host_mapped = 1;
+	/* Nothing is never paged: with host mapping a budget holding one new buffer will do. */
+	ck_assert_uint_eq(mv_model_min_budget(it), 200);
+	ck_assert_uint_eq(mv_model_min_budget_mapped(it), 100);
 	ck_assert_int_eq(mv_model_run(it, NULL, 150, &m, &r, NULL), 0);
 	ck_assert_int_eq(r.over_budget, 0);
 	ck_assert_uint_eq(r.step_ns, 600);
@@ -665,6 +668,10 @@ START_TEST(min_budget_pinned_lifetime)
 	ck_assert_int_eq(mv_model_run(it, NULL, 1050, &byte_per_ns, &r, NULL), 0);
 	ck_assert_int_eq(r.over_budget, 0);
 	ck_assert_int_eq(mv_model_run(it, NULL, 1049, &byte_per_ns, &r, NULL), 0);
+	ck_assert_int_eq(r.over_budget, 1);
+	/* Never-paged buffers cannot be left in host memory: host mapping keeps that floor. */
+	ck_assert_uint_eq(mv_model_min_budget_mapped(it), 1050);
+	ck_assert_int_eq(mv_model_run(it, NULL, 1049, &(struct mv_machine){1e9, 1e9, 5000, 1}, &r, NULL), 0);
 	ck_assert_int_eq(r.over_budget, 1);
 	mv_iter_free(it);
 	mv_trace_free(t);
