@@ -1108,10 +1108,15 @@ static CUresult do_graph_launch(void *arg)
 static __thread uint64_t launch_words[MV_MAX_SCAN_WORDS];
 
 /* The bytes of the large buffers the words name, with the bytes the launch allocates, against the
- * budget: a launch that could never fit is refused, naming them. */
+ * budget: a launch that could never fit is refused, naming them. Where the safety net maps paged-out
+ * buffers, only what it allocates must fit: the buffers it names that do not are reached in host
+ * memory (partial residency). */
 static CUresult check_fits(CUgraphExec e, const uint64_t *words, size_t n, uint64_t alloc)
 {
 	uint64_t bytes = alloc, budget;
+
+	if (mv_dev()->host_vmm && alloc <= mv_budget_now())
+		return CUDA_SUCCESS;
 
 	mv_lock();
 	for (size_t i = 0; i < n; i++) {

@@ -964,6 +964,37 @@ START_TEST(test_launch_bigger_than_budget_refused_without_net)
 }
 END_TEST
 
+/* A graph naming more than the budget holds: with the safety net its launches run with one of
+ * the buffers in host memory, each launch's result right. */
+START_TEST(test_graph_bigger_than_budget_reaches_host)
+{
+	CUdeviceptr y, x;
+	CUgraph g;
+	CUgraphExec e;
+	CUstream s;
+	struct memvirt_counters before;
+
+	simtest_start("SIMCUDA_MEM=320KiB", GRAN64, THR16);
+	CHK(cuStreamCreate(&s, CU_STREAM_NON_BLOCKING));
+	y = alloc_filled(3 * BUF, 1.0f);
+	x = alloc_filled(3 * BUF, 2.0f);
+	CHK(cuStreamBeginCapture_v2(s, CU_STREAM_CAPTURE_MODE_GLOBAL));
+	CHK(simtest_axpy(y, x, 3.0f, 3 * NF, s));
+	CHK(cuStreamEndCapture(s, &g));
+	CHK(cuGraphInstantiateWithFlags(&e, g, 0));
+	CHK(cuGraphDestroy(g));
+	before = itest_counters();
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuGraphLaunch(e, s));
+	CHK(cuStreamSynchronize(s));
+	ck_assert_uint_eq(itest_counters().host_mapped_runs, before.host_mapped_runs + 2);
+	simtest_expect_floats(y, 3 * NF, 13.0f);
+	simtest_expect_floats(x, 3 * NF, 2.0f);
+	CHK(cuGraphExecDestroy(e));
+	CHK(cuStreamDestroy(s));
+}
+END_TEST
+
 /* Holds a stream until opened: a host function waiting for the flag. */
 static _Atomic int gate_open;
 
@@ -1921,6 +1952,7 @@ static Suite *invariants_suite(void)
 	tcase_add_test(tc, test_launch_bigger_than_budget_reaches_host);
 	tcase_add_test(tc, test_launch_bigger_than_budget_refused_without_net);
 	tcase_add_test(tc, test_page_in_waits_for_work_on_the_host);
+	tcase_add_test(tc, test_graph_bigger_than_budget_reaches_host);
 	tcase_add_test(tc, test_graph_capture_pins_buffers);
 	tcase_add_test(tc, test_graph_explicit_nodes_pin_buffers);
 	tcase_add_test(tc, test_graphs_page_in_turn);
