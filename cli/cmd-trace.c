@@ -205,9 +205,8 @@ int cli_trace_load(struct cli_trace_ctx *c, const struct cli_trace_opts *o, int 
 			goto err;
 		}
 		if (c->budget < pinned) {
-			fprintf(stderr, "memvirt trace: --budget %s (%s) is infeasible: the iteration needs "
-					"at least %s (%" PRIu64 " bytes) for its never-paged buffers and each new "
-					"buffer beside them\n",
+			fprintf(stderr, "memvirt trace: --budget %s (%s) is infeasible: the iteration's "
+					"never-paged buffers need %s (%" PRIu64 " bytes) at once\n",
 				o->budget, mv_format_size(c->budget, a, sizeof(a)),
 				mv_format_size(pinned, b, sizeof(b)), pinned);
 			goto err;

@@ -9,6 +9,7 @@
 
 #include "interpose/internal.h"
 #include "protocol/proto.h"
+#include "protocol/units.h"
 
 /* Buffer numbers, in allocation order: the learner's identity for a buffer. */
 static _Atomic uint32_t next_buf_id;
@@ -85,7 +86,7 @@ static CUresult slab_grow(struct slab_class *c, uint64_t csize)
 	blocks = calloc(n, sizeof(*blocks));
 	if (blocks == NULL)
 		return CUDA_ERROR_OUT_OF_MEMORY;
-	r = mv_new_range(span, &va, &dev);
+	r = mv_new_range(span, &va, &dev, 0);
 	if (r != CUDA_SUCCESS) {
 		free(blocks);
 		return r;
@@ -215,6 +216,32 @@ void mv_buf_discard(struct mv_buf *b)
 
 /* ---- large buffers ---- */
 
+/* Whether a new buffer has been placed in host memory yet: the first is said at info. */
+static _Atomic int placed_told;
+
+/* A new buffer no room can be made for, where the safety net maps host memory: it starts there, as
+ * if paged out (partial residency), and is brought in when work needs it and room allows. */
+static CUresult host_placed(struct mv_buf *b, uint64_t size, CUdeviceptr *va)
+{
+	char a[32], c[32];
+	CUresult r = mv_new_host_range(b);
+
+	if (r != CUDA_SUCCESS) {
+		mv_log(MV_LOG_WARN, "cannot allocate %llu bytes: CUDA_ERROR_OUT_OF_MEMORY; no room can be made "
+				    "for them under the budget of %s, nor in host memory (MEMVIRT_HOST_LIMIT)",
+		       (unsigned long long)size, mv_format_size(mv_budget_now(), a, sizeof(a)));
+		mv_count_add(MV_COUNTER_oom, 1);
+		return r;
+	}
+	*va = b->va;
+	mv_count_add(MV_COUNTER_host_bytes, b->span);
+	mv_log(atomic_exchange(&placed_told, 1) ? MV_LOG_DEBUG : MV_LOG_INFO,
+	       "allocation of %s at %#llx placed in host memory, reached over the link: no room can be made "
+	       "for it under the budget of %s", mv_format_size(size, c, sizeof(c)), (unsigned long long)b->va,
+	       mv_format_size(mv_budget_now(), a, sizeof(a)));
+	return CUDA_SUCCESS;
+}
+
 static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 {
 	uint64_t span = span_of(size);
@@ -263,14 +290,16 @@ static CUresult large_alloc(uint64_t size, uint64_t site, uint64_t *out)
 	mv_ctx_leave(entered, prev);
 	if (r != CUDA_SUCCESS)
 		goto err_event;
-	r = mv_new_range(span, &va, &b->dev);
+	b->span = span;
+	r = mv_new_range(span, &va, &b->dev, 1);
+	if (r == MV_ROOM_ON_HOST)
+		r = host_placed(b, size, &va);
 	if (r != CUDA_SUCCESS)
 		goto err_range;
 	b->va = va;
 	b->size = size;
-	b->span = span;
 	b->kind = MV_KIND_LARGE;
-	b->state = MV_RESIDENT;
+	b->state = b->host != NULL ? MV_HOST : MV_RESIDENT;
 	b->lru = mv_clock_now();
 	b->site = site;
 	b->ibuf = UINT32_MAX;

@@ -456,8 +456,13 @@ void mv_uses_sync(const struct mv_uses *u);
 /* ---- device ranges and pages (vmm.c) ---- */
 
 /* A new reserved range of span bytes with device pages, charged against the budget (evicting to
- * make room); mv_free_range gives it all back. */
-CUresult mv_new_range(uint64_t span, CUdeviceptr *va, CUmemGenericAllocationHandle *dev);
+ * make room); mv_free_range gives it all back. may_host: where no room can be made, return
+ * MV_ROOM_ON_HOST (mv_make_room_or_host) with nothing reserved. */
+CUresult mv_new_range(uint64_t span, CUdeviceptr *va, CUmemGenericAllocationHandle *dev, int may_host);
+/* A new reserved range for b (span set) whose pages are a host slot mapped there by the safety
+ * net: b starts on the host, charged nothing on the device. Returns CUDA_SUCCESS or
+ * CUDA_ERROR_OUT_OF_MEMORY (no host memory, or no mapping), with nothing kept. */
+CUresult mv_new_host_range(struct mv_buf *b);
 void mv_free_range(uint64_t va, uint64_t span, CUmemGenericAllocationHandle dev);
 /* Device pages for [va, va+span): create, map, set access. */
 CUresult mv_map_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle *out);
@@ -517,6 +522,12 @@ int mv_budget_over(void);
  * page-outs to complete. Called without mv_lock. Returns CUDA_SUCCESS or CUDA_ERROR_OUT_OF_MEMORY
  * when nothing more can be evicted. */
 CUresult mv_make_room(uint64_t bytes);
+/* The same for a new buffer that can start in host memory: where no room can be made and the
+ * safety net maps host memory, returns MV_ROOM_ON_HOST, charging and logging nothing. */
+CUresult mv_make_room_or_host(uint64_t bytes);
+/* make_room's answer where its caller can do without the room: the buffer stays (or starts) in host
+ * memory, reached over the link. Never a driver's answer to the app. */
+#define MV_ROOM_ON_HOST CUDA_ERROR_NOT_MAPPED
 /* Returns bytes to the budget. */
 void mv_uncharge(uint64_t bytes);
 /* Pages out least recently used buffers, and drops cached pages of freed ones, until the bytes

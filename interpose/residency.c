@@ -234,16 +234,13 @@ static CUresult room_refused_unlock(uint64_t bytes, int held)
 
 /* Returned by make_room when the buffer the room was for has left the host meanwhile. */
 #define MV_ROOM_MOOT CUDA_ERROR_NOT_READY
-/* Returned by make_room, where its caller may run without the buffer resident, when no room can be
- * made but the buffer's range is mapped onto its host copy: nothing is charged, nothing is logged. */
-#define MV_ROOM_ON_HOST CUDA_ERROR_NOT_MAPPED
 
 /* Each step that lets mv_lock go (drop_cached_relock, evict_relock, and the waits for the pager)
  * is followed by a fresh look at the budget from the top. for: the buffer on the host the room is
  * for, or NULL; once another thread (a planned page-in) has claimed it and charged its own room,
  * this room is moot: making it could only fail, since the budget would have to hold the buffer
  * twice, so MV_ROOM_MOOT comes back with nothing charged. may_stay: the caller can use for_buf where
- * it is, on the host (MV_ROOM_ON_HOST). */
+ * it is, on the host, or, with no for_buf, place a new buffer there (MV_ROOM_ON_HOST). */
 static CUresult make_room(uint64_t bytes, const struct mv_buf *for_buf, int may_stay)
 {
 	/* Looks for held candidates so far: at 10 ms each, at least 60 s. A wait that only this thread
@@ -291,7 +288,7 @@ static CUresult make_room(uint64_t bytes, const struct mv_buf *for_buf, int may_
 			continue;
 		}
 		/* Rather than wait for a memory wait's write, or refuse: the link reaches it. */
-		if (may_stay && for_buf->netted) {
+		if (may_stay && (for_buf != NULL ? for_buf->netted : mv_dev()->host_vmm)) {
 			mv_registry_unskip();
 			busy_wait_done();
 			mv_unlock();
@@ -318,6 +315,11 @@ static CUresult make_room(uint64_t bytes, const struct mv_buf *for_buf, int may_
 CUresult mv_make_room(uint64_t bytes)
 {
 	return make_room(bytes, NULL, 0);
+}
+
+CUresult mv_make_room_or_host(uint64_t bytes)
+{
+	return make_room(bytes, NULL, 1);
 }
 
 void mv_evict_to_budget(void)

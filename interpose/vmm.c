@@ -44,9 +44,9 @@ void mv_unmap_device(uint64_t va, uint64_t span, CUmemGenericAllocationHandle h)
 	mv_real.cuMemRelease(h);
 }
 
-CUresult mv_new_range(uint64_t span, CUdeviceptr *va, CUmemGenericAllocationHandle *dev)
+CUresult mv_new_range(uint64_t span, CUdeviceptr *va, CUmemGenericAllocationHandle *dev, int may_host)
 {
-	CUresult r = mv_make_room(span);
+	CUresult r = may_host ? mv_make_room_or_host(span) : mv_make_room(span);
 
 	if (r != CUDA_SUCCESS)
 		return r;
@@ -62,6 +62,25 @@ err_map:
 err_reserve:
 	mv_uncharge(span);
 	return r;
+}
+
+CUresult mv_new_host_range(struct mv_buf *b)
+{
+	CUdeviceptr va;
+
+	if (mv_real.cuMemAddressReserve(&va, b->span, mv_dev()->granularity, 0, 0) != CUDA_SUCCESS)
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	b->va = va;
+	b->host = mv_host_alloc(b->span);
+	if (b->host != NULL)
+		mv_net_map(b);
+	if (b->host != NULL && b->netted)
+		return CUDA_SUCCESS;
+	if (b->host != NULL)
+		mv_host_free(b->host);
+	b->host = NULL;
+	mv_real.cuMemAddressFree(va, b->span);
+	return CUDA_ERROR_OUT_OF_MEMORY;
 }
 
 void mv_free_range(uint64_t va, uint64_t span, CUmemGenericAllocationHandle dev)

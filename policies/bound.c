@@ -57,17 +57,6 @@ uint64_t mv_model_min_budget_mapped(const struct mv_iter *it)
 		if (need > best)
 			best = need;
 	}
-	/* A new buffer is granted its room when it is allocated: it cannot start in host memory. */
-	for (uint32_t b = 0; b < it->nbufs; b++) {
-		const struct mv_iter_buf *ib = &it->bufs[b];
-		uint64_t need;
-
-		if ((ib->flags & MV_IBUF_PINNED) || ib->alloc_at == MV_TRACE_NONE || ib->alloc_at >= it->nlaunch)
-			continue;
-		need = ib->size + bound_pinned_at(it, ib->alloc_at);
-		if (need > best)
-			best = need;
-	}
 	return best;
 }
 

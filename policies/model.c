@@ -10,9 +10,10 @@
  * pinned nor named by the launch the request is for (a reactive page-out, on the D2H engine like any
  * other), until the request fits. A page-out releases its buffer's bytes when the copy completes; a
  * free releases them when the launch before it finishes. Only when nothing can be evicted does a
- * request go over the budget, and the run reports over_budget; except a launch's fault-in on a
- * machine that maps host memory (host_mapped), which leaves the buffer out instead: the launch
- * reads it over the link (partial residency, step 3).
+ * request go over the budget, and the run reports over_budget; except on a machine that maps host
+ * memory (host_mapped), where a launch's fault-in leaves the buffer out instead (the launch reads it
+ * over the link: partial residency, step 3), and an allocation first evicts its launch's own
+ * buffers and else starts in host memory.
  *
  * Launch k, where F is the time launch k-1 finished:
  *   1. buffers freed before k are released at F; buffers allocated before k are granted, no
@@ -253,6 +254,9 @@ static uint64_t acquire(struct sim *s, uint64_t size, uint64_t t0, int may_fail)
 		}
 		b = lru_victim(s);
 		if (b == MV_TRACE_NONE) {
+			/* Never-paged buffers alone are more than the budget: nothing keeps it. */
+			if (s->used > s->budget && s->counting)
+				s->r->over_budget = 1;
 			if (may_fail == ACQUIRE_STAY && s->cursor < t)
 				s->cursor = t;
 			if (may_fail)
@@ -302,17 +306,26 @@ static uint64_t page_in(struct sim *s, uint32_t b, uint64_t t0, int kind, int ma
 static void exclude_launch(struct sim *s, uint32_t k);
 
 /* b's room, for launch k (MV_TRACE_NONE: none). On a machine that maps host memory, where nothing
- * but launch k's own buffers could make room, one of them goes: k then reads it over the link. */
+ * but launch k's own buffers could make room, they go too (k then reads them over the link); where
+ * nothing at all can, b starts in host memory, as the library places it, unless it is never paged. */
 static void allocate(struct sim *s, uint32_t b, uint64_t t0, uint32_t k)
 {
-	uint64_t t = acquire(s, s->it->bufs[b].size, t0, s->host_mapped && k != MV_TRACE_NONE ? ACQUIRE_STAY : 0);
+	uint64_t size = s->it->bufs[b].size;
+	int stay = s->host_mapped && !(s->it->bufs[b].flags & MV_IBUF_PINNED) ? ACQUIRE_STAY : 0;
+	uint64_t t = acquire(s, size, t0, stay);
 
-	if (t == UINT64_MAX) {
+	if (t == UINT64_MAX && k != MV_TRACE_NONE) {
 		s->token++;
-		t = acquire(s, s->it->bufs[b].size, t0, 0);
+		t = acquire(s, size, t0, stay);
 		exclude_launch(s, k);
 	}
-
+	if (t == UINT64_MAX) {
+		s->st[b] = HOST;
+		s->ready[b] = t0;
+		s->planned[b] = 0;
+		s->hused[b] = 0;
+		return;
+	}
 	s->st[b] = DEV;
 	s->ready[b] = t;
 	s->planned[b] = 0;

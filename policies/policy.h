@@ -232,9 +232,8 @@ uint64_t mv_model_peak(const struct mv_iter *it);
  * launch, the never-paged buffers alive and every buffer the launch names, each counted once. A
  * smaller budget is infeasible for every policy. */
 uint64_t mv_model_min_budget(const struct mv_iter *it);
-/* The same where the device maps host memory (mv_machine host_mapped): a launch's paged buffers
- * may stay there, so only the never-paged buffers alive at each launch must fit, and each buffer
- * allocated in the iteration beside those alive at its allocation. */
+/* The same where the device maps host memory (mv_machine host_mapped): every paged buffer may be
+ * left (or start) there, so only the never-paged buffers alive at each launch must fit. */
 uint64_t mv_model_min_budget_mapped(const struct mv_iter *it);
 
 /* Every buffer's uses in the iteration, for mv_bound_timed (bound.c). NULL when out of memory. */

@@ -1,9 +1,10 @@
 # Every mvtrain model trains under libmemvirt.so with a device budget of a third of its peak (VGG-16:
 # 40%, see below), pages, and ends with the same checksum as the unconstrained run: with the safety
 # net on, with it off because the device lacks host VMM, and with it switched off; and with
-# cuMemAllocAsync. At a quarter of its peak every model trains too, with the safety net: what a
-# launch names beyond the budget is reached in host memory over the link. Without the net, a
-# budget no schedule can meet fails cleanly with CUDA_ERROR_OUT_OF_MEMORY.
+# cuMemAllocAsync. At a quarter and at a tenth of its peak every model trains too, with the safety
+# net: what a launch names beyond the budget is reached in host memory over the link, and a buffer
+# no room can be made for starts there. Without the net, a budget no schedule can meet fails cleanly
+# with CUDA_ERROR_OUT_OF_MEMORY.
 . "$(dirname "$0")/lib.sh"
 : "${MEMVIRT_LIB:=$MV_TOP_BUILDDIR/interpose/.libs/libmemvirt.so}"
 mv_need_mvtrain
@@ -88,6 +89,8 @@ for spec in "resnet50 2 0.125 0" "transformer 2 0.03125 0" "lstm 16 0.0625 0" "v
 	mvm_expect_paged "$model-async" "$sum" on
 	mvm_run "$model-quarter" $((peak / 4)) "" $args
 	mvm_expect_paged "$model-quarter" "$sum" on
+	mvm_run "$model-tenth" $((peak / 10)) "" $args
+	mvm_expect_paged "$model-tenth" "$sum" on
 
 	if [ "$model" = vgg16 ]; then
 		link=$(mvm_counter vgg16-quarter "over the link")

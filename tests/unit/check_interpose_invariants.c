@@ -229,10 +229,11 @@ static int helper_noisy(void)
 	}
 	for (int i = 0; i < 6; i++)
 		HCHK(cuMemsetD32(p[i], (unsigned)i + 1, NF));
-	/* The device holds 320KiB: this cannot fit, whatever the budget. */
-	r = cuMemAlloc(&big, 64 << 20);
+	/* The device holds 320KiB, and the host pool three quarters of the machine's memory at most:
+	 * this cannot fit on either, whatever the budget. */
+	r = cuMemAlloc(&big, (size_t)64 << 30);
 	if (r != CUDA_ERROR_OUT_OF_MEMORY) {
-		fprintf(stderr, "a 64MiB allocation returned %s, expected CUDA_ERROR_OUT_OF_MEMORY\n",
+		fprintf(stderr, "a 64GiB allocation returned %s, expected CUDA_ERROR_OUT_OF_MEMORY\n",
 			simtest_err_name(r));
 		return 4;
 	}
@@ -995,6 +996,77 @@ START_TEST(test_graph_bigger_than_budget_reaches_host)
 }
 END_TEST
 
+/* An allocation no room can be made for starts in host memory where the safety net maps it: one
+ * bigger than the whole budget (six granules in five), used over the link, and one beside the
+ * app's own VMM memory, brought in once that is released. Without the net the first is refused. */
+static void alloc_on_host_case(int net)
+{
+	CUdeviceptr big, x;
+	CUmemGenericAllocationHandle app;
+	CUmemAllocationProp prop = simtest_prop(0);
+	char logpath[PATH_MAX];
+	struct memvirt_counters before;
+	char *log;
+
+	itest_tmpfile(logpath, sizeof(logpath), "log");
+	simtest_env("MEMVIRT_LOG=info", (const char *)0);
+	ck_assert_int_eq(setenv("MEMVIRT_LOG_FILE", logpath, 1), 0);
+	/* Budget: the slab chunk and four large buffers. */
+	if (net)
+		simtest_start("SIMCUDA_MEM=320KiB", GRAN64, THR16);
+	else
+		simtest_start("SIMCUDA_MEM=320KiB", GRAN64, THR16, NET_OFF);
+	before = itest_counters();
+	if (!net) {
+		ck_assert_int_eq(cuMemAlloc(&big, 6 * BUF), CUDA_ERROR_OUT_OF_MEMORY);
+		ck_assert_uint_eq(itest_counters().oom, before.oom + 1);
+		unlink(logpath);
+		return;
+	}
+	CHK(cuMemAlloc(&big, 6 * BUF));
+	ck_assert_uint_eq(itest_counters().host_bytes, before.host_bytes + 6 * BUF);
+	ck_assert_uint_eq(itest_counters().oom, before.oom);
+	CHK(simtest_fill(big, 4.0f, 6 * NF, NULL));
+	CHK(cuCtxSynchronize());
+	ck_assert_uint_eq(itest_counters().host_mapped_runs, before.host_mapped_runs + 1);
+	simtest_expect_floats(big, 6 * NF, 4.0f);
+	CHK(cuMemFree(big));
+	CHK(cuCtxSynchronize());
+	/* The pager gives its host memory back once its last uses are seen complete: up to 60 s. */
+	for (int i = 0; i < 60000 && itest_counters().host_bytes != before.host_bytes; i++)
+		usleep(1000);
+	ck_assert_uint_eq(itest_counters().host_bytes, before.host_bytes);
+
+	CHK(cuMemCreate(&app, 4 * BUF, &prop, 0));
+	CHK(cuMemAlloc(&x, 2 * BUF));
+	ck_assert_uint_eq(itest_counters().host_bytes, before.host_bytes + 2 * BUF);
+	CHK(cuMemRelease(app));
+	before = itest_counters();
+	CHK(simtest_fill(x, 5.0f, 2 * NF, NULL));
+	CHK(cuCtxSynchronize());
+	ck_assert_uint_eq(itest_counters().page_ins, before.page_ins + 1);
+	ck_assert_uint_eq(itest_counters().host_mapped_runs, before.host_mapped_runs);
+	simtest_expect_floats(x, 2 * NF, 5.0f);
+	CHK(cuMemFree(x));
+	log = itest_slurp(logpath);
+	ck_assert_msg(strstr(log, "placed in host memory, reached over the link") != NULL,
+		      "the log does not say an allocation was placed in host memory: %s", log);
+	free(log);
+	unlink(logpath);
+}
+
+START_TEST(test_allocation_bigger_than_budget_starts_on_host)
+{
+	alloc_on_host_case(1);
+}
+END_TEST
+
+START_TEST(test_allocation_bigger_than_budget_refused_without_net)
+{
+	alloc_on_host_case(0);
+}
+END_TEST
+
 /* Holds a stream until opened: a host function waiting for the flag. */
 static _Atomic int gate_open;
 
@@ -1352,15 +1424,23 @@ START_TEST(test_app_vmm_counted)
 	for (int i = 0; i < 4; i++)
 		simtest_expect_floats(big[i], vsize / sizeof(float), (float)i);
 	simtest_expect_floats(va, vsize / sizeof(float), 3.0f);
-	/* With it holding a quarter of the budget, a buffer of more than the rest cannot fit. */
-	CHK_ERR(cuMemAlloc(&p, budget - vsize + 64 * ITEST_KIB), CUDA_ERROR_OUT_OF_MEMORY);
+	/* With it holding a quarter of the budget, a buffer of more than the rest cannot fit on the
+	 * device: it starts in host memory (the safety net maps it there), and comes in once the
+	 * app's memory is gone. */
+	c = itest_counters();
+	CHK(cuMemAlloc(&p, budget - vsize + 64 * ITEST_KIB));
+	ck_assert_uint_ge(itest_counters().host_bytes, c.host_bytes + budget - vsize + 64 * ITEST_KIB);
+	ck_assert_uint_le(itest_counters().resident_bytes, budget);
+	ck_assert_uint_eq(itest_counters().oom, c.oom);
 	CHK(cuMemUnmap(va, vsize));
 	CHK(cuMemAddressFree(va, vsize));
 	CHK(cuMemRelease(h));
 	c = itest_counters();
 	ck_assert_uint_eq(c.app_vmm_bytes, 0);
-	CHK(cuMemAlloc(&p, budget - vsize + 64 * ITEST_KIB));
 	CHK(simtest_fill(p, 1.0f, (budget - vsize + 64 * ITEST_KIB) / sizeof(float), NULL));
+	CHK(cuCtxSynchronize());
+	ck_assert_uint_gt(itest_counters().page_ins, c.page_ins);
+	simtest_expect_floats(p, (budget - vsize + 64 * ITEST_KIB) / sizeof(float), 1.0f);
 	CHK(cuCtxSynchronize());
 	for (int i = 0; i < 4; i++)
 		simtest_expect_floats(big[i], vsize / sizeof(float), (float)i);
@@ -1953,6 +2033,8 @@ static Suite *invariants_suite(void)
 	tcase_add_test(tc, test_launch_bigger_than_budget_refused_without_net);
 	tcase_add_test(tc, test_page_in_waits_for_work_on_the_host);
 	tcase_add_test(tc, test_graph_bigger_than_budget_reaches_host);
+	tcase_add_test(tc, test_allocation_bigger_than_budget_starts_on_host);
+	tcase_add_test(tc, test_allocation_bigger_than_budget_refused_without_net);
 	tcase_add_test(tc, test_graph_capture_pins_buffers);
 	tcase_add_test(tc, test_graph_explicit_nodes_pin_buffers);
 	tcase_add_test(tc, test_graphs_page_in_turn);
