@@ -216,8 +216,10 @@ void mv_buf_discard(struct mv_buf *b)
 
 /* ---- large buffers ---- */
 
-/* Whether a new buffer has been placed in host memory yet: the first is said at info. */
+/* Whether a new buffer has been placed in host memory yet: the first is said at info. Placements
+ * refused so far: the 1st, 10th, 100th, ... is said at warn, as refusals of room are. */
 static _Atomic int placed_told;
+static _Atomic uint64_t placed_refused;
 
 /* A new buffer no room can be made for, where the safety net maps host memory: it starts there, as
  * if paged out (partial residency), and is brought in when work needs it and room allows. */
@@ -227,9 +229,12 @@ static CUresult host_placed(struct mv_buf *b, uint64_t size, CUdeviceptr *va)
 	CUresult r = mv_new_host_range(b);
 
 	if (r != CUDA_SUCCESS) {
-		mv_log(MV_LOG_WARN, "cannot allocate %llu bytes: CUDA_ERROR_OUT_OF_MEMORY; no room can be made "
-				    "for them under the budget of %s, nor in host memory (MEMVIRT_HOST_LIMIT)",
-		       (unsigned long long)size, mv_format_size(mv_budget_now(), a, sizeof(a)));
+		uint64_t n = atomic_fetch_add(&placed_refused, 1) + 1;
+		mv_log(mv_refusal_shown(n) ? MV_LOG_WARN : MV_LOG_INFO,
+		       "cannot allocate %llu bytes: CUDA_ERROR_OUT_OF_MEMORY; no room can be made for them under "
+		       "the budget of %s, nor in host memory (the pinned host pool is at MEMVIRT_HOST_LIMIT, or "
+		       "the range could not be reserved or mapped there) [refusal %llu]", (unsigned long long)size,
+		       mv_format_size(mv_budget_now(), a, sizeof(a)), (unsigned long long)n);
 		mv_count_add(MV_COUNTER_oom, 1);
 		return r;
 	}

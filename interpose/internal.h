@@ -525,6 +525,9 @@ CUresult mv_make_room(uint64_t bytes);
 /* The same for a new buffer that can start in host memory: where no room can be made and the
  * safety net maps host memory, returns MV_ROOM_ON_HOST, charging and logging nothing. */
 CUresult mv_make_room_or_host(uint64_t bytes);
+/* Whether the nth refusal of memory is logged at the default level: the 1st, 10th, 100th, ..., so
+ * that a job retrying a thousand times gets four lines, each with the count. */
+int mv_refusal_shown(uint64_t n);
 /* make_room's answer where its caller can do without the room: the buffer stays (or starts) in host
  * memory, reached over the link. Never a driver's answer to the app. */
 #define MV_ROOM_ON_HOST CUDA_ERROR_NOT_MAPPED

@@ -182,9 +182,7 @@ static void busy_wait_done(void)
 /* Refusals so far, for the log's rate limit. Guarded by mv_lock. */
 static uint64_t refusals;
 
-/* Whether the nth refusal is logged at the default level: the 1st, 10th, 100th, ..., so that a job
- * retrying a thousand times gets four lines, each with the count. */
-static int refusal_shown(uint64_t n)
+int mv_refusal_shown(uint64_t n)
 {
 	while (n % 10 == 0)
 		n /= 10;
@@ -222,7 +220,7 @@ static CUresult room_refused_unlock(uint64_t bytes, int held)
 		snprintf(count, sizeof(count), " [refusal %llu; only the 1st, 10th, 100th, ... are shown]",
 			 (unsigned long long)n);
 	/* tests/bench/paging.sh reads "cannot make room for N bytes: ... in use M,". */
-	mv_log(refusal_shown(n) ? MV_LOG_WARN : MV_LOG_INFO,
+	mv_log(mv_refusal_shown(n) ? MV_LOG_WARN : MV_LOG_INFO,
 	       "cannot make room for %llu bytes: CUDA_ERROR_OUT_OF_MEMORY under a budget of %s with %s "
 	       "resident (%s); nothing more could be paged out: %s%s", (unsigned long long)bytes,
 	       mv_format_size(budget.limit, b, sizeof(b)), mv_format_size(budget.resident, c, sizeof(c)),

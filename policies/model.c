@@ -312,7 +312,8 @@ static void allocate(struct sim *s, uint32_t b, uint64_t t0, uint32_t k)
 {
 	uint64_t size = s->it->bufs[b].size;
 	int stay = s->host_mapped && !(s->it->bufs[b].flags & MV_IBUF_PINNED) ? ACQUIRE_STAY : 0;
-	uint64_t t = acquire(s, size, t0, stay);
+	/* A never-paged buffer too may take its room from launch k's own buffers. */
+	uint64_t t = acquire(s, size, t0, s->host_mapped && k != MV_TRACE_NONE ? ACQUIRE_STAY : stay);
 
 	if (t == UINT64_MAX && k != MV_TRACE_NONE) {
 		s->token++;

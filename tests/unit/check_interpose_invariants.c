@@ -229,11 +229,12 @@ static int helper_noisy(void)
 	}
 	for (int i = 0; i < 6; i++)
 		HCHK(cuMemsetD32(p[i], (unsigned)i + 1, NF));
-	/* The device holds 320KiB, and the host pool three quarters of the machine's memory at most:
-	 * this cannot fit on either, whatever the budget. */
-	r = cuMemAlloc(&big, (size_t)64 << 30);
+	/* The device holds 320KiB, and 8 TiB is more than the simulated driver's whole address
+	 * window: this cannot fit on the device or in host memory, whatever the budget and the
+	 * machine. */
+	r = cuMemAlloc(&big, (size_t)8 << 40);
 	if (r != CUDA_ERROR_OUT_OF_MEMORY) {
-		fprintf(stderr, "a 64GiB allocation returned %s, expected CUDA_ERROR_OUT_OF_MEMORY\n",
+		fprintf(stderr, "an 8TiB allocation returned %s, expected CUDA_ERROR_OUT_OF_MEMORY\n",
 			simtest_err_name(r));
 		return 4;
 	}

@@ -292,6 +292,45 @@ static struct mv_plan *random_plan(const struct mv_iter *it, uint64_t *seed)
 	return p;
 }
 
+/* With host mapping, a never-paged buffer allocated for a launch takes its room from that launch's
+ * own paged buffer A, which the launch then reads over the link, and a buffer bigger than the
+ * budget starts in host memory: budget 100, A 60 alive throughout, P 50 never paged for L1, B 150
+ * for L2. Neither goes over the budget; without host mapping both do. */
+START_TEST(host_mapped_allocations)
+{
+	struct mv_trace *t = mv_trace_new(0, 0);
+	struct mv_machine m = byte_per_ns;
+	struct mv_model_result r;
+	struct mv_iter *it;
+	uint32_t f, a, p, big, refs[2];
+
+	PT_OK(mv_trace_add_func(t, "k", &f));
+	PT_OK(mv_trace_add_alloc(t, 60, 1, 0, 0, &a));
+	PT_OK(mv_trace_add_launch(t, f, 0, 1, 100, &a, 1));
+	PT_OK(mv_trace_add_alloc(t, 50, 2, MV_TBUF_PINNED, 2, &p));
+	refs[0] = a;
+	refs[1] = p;
+	PT_OK(mv_trace_add_launch(t, f, 0, 3, 100, refs, 2));
+	PT_OK(mv_trace_add_free(t, p, 4));
+	PT_OK(mv_trace_add_alloc(t, 150, 3, 0, 5, &big));
+	PT_OK(mv_trace_add_launch(t, f, 0, 6, 100, &big, 1));
+	PT_OK(mv_trace_add_free(t, big, 7));
+	PT_OK(mv_iter_build(t, 1, t->nops - 1, 0, &it));
+	ck_assert_uint_eq(mv_model_min_budget_mapped(it), 50);
+	m.host_mapped = 1;
+	ck_assert_int_eq(mv_model_run(it, NULL, 100, &m, &r, NULL), 0);
+	ck_assert_int_eq(r.over_budget, 0);
+	ck_assert_uint_le(r.peak, 100);
+	ck_assert_uint_eq(r.host_runs, 2);
+	ck_assert_uint_eq(r.host_bytes, 60 + 150);
+	m.host_mapped = 0;
+	ck_assert_int_eq(mv_model_run(it, NULL, 100, &m, &r, NULL), 0);
+	ck_assert_int_eq(r.over_budget, 1);
+	mv_iter_free(it);
+	mv_trace_free(t);
+}
+END_TEST
+
 /* The device bytes held over a reported run, from the observer's changes. */
 struct held_log {
 	uint64_t t0, held0;
@@ -818,6 +857,7 @@ static Suite *model_suite(void)
 	tcase_add_test(tc, hand_computed);
 	tcase_add_test(tc, host_mapped_reads_over_the_link);
 	tcase_add_test(tc, host_mapped_keeps_the_budget_in_time);
+	tcase_add_test(tc, host_mapped_allocations);
 	tcase_add_test(tc, whole_buffer_gaps);
 	tcase_add_test(tc, release_times);
 	tcase_add_test(tc, lower_bound_holds_for_random_plans);
