@@ -7,6 +7,9 @@
 
 #define GRAN64 "SIMCUDA_GRANULARITY=64KiB"
 #define THR16 "MEMVIRT_SLAB_THRESHOLD=16KiB"
+/* Without the safety net a request no room can be made for is refused; with it, it would start in
+ * host memory (memvirt(1), PARTIAL RESIDENCY). */
+#define NET_OFF "MEMVIRT_SAFETY_NET=0"
 
 /* ---- the helper children ---- */
 
@@ -76,7 +79,7 @@ START_TEST(test_refusal_says_what_is_resident_and_why)
 {
 	/* A host pool smaller than the held buffer: its page-out fails, and it stays resident. */
 	const char *env[] = {"SIMCUDA_MEM=4MiB", GRAN64, THR16, "MEMVIRT_BUDGET=256KiB", "MEMVIRT_HOST_LIMIT=64KiB",
-			     "MEMVIRT_DAEMON=off", "ITEST_HOLD=131072", "ITEST_SIZE=196608", "ITEST_COUNT=1", NULL};
+			     "MEMVIRT_DAEMON=off", NET_OFF, "ITEST_HOLD=131072", "ITEST_SIZE=196608", "ITEST_COUNT=1", NULL};
 	struct itest_child c = run_default("refuse", env);
 	const char *want = "warn: cannot make room for 196608 bytes: CUDA_ERROR_OUT_OF_MEMORY under a budget of "
 			   "256.0 KiB with 128.0 KiB resident (slab blocks 0, pinned 0, in use 0, arriving 0, "
@@ -96,7 +99,7 @@ END_TEST
 START_TEST(test_refusal_names_the_driver_error)
 {
 	const char *env[] = {"SIMCUDA_MEM=4MiB", GRAN64, THR16, "MEMVIRT_BUDGET=256KiB", "SIMCUDA_FAIL_COPY=d2h:1",
-			     "MEMVIRT_DAEMON=off", "ITEST_HOLD=131072", "ITEST_SIZE=196608", "ITEST_COUNT=1", NULL};
+			     "MEMVIRT_DAEMON=off", NET_OFF, "ITEST_HOLD=131072", "ITEST_SIZE=196608", "ITEST_COUNT=1", NULL};
 	struct itest_child c = run_default("refuse", env);
 
 	ck_assert_msg(itest_exit_code(&c) == 0, "refuse: %s; stderr: %s", itest_how(&c), c.err);
@@ -111,7 +114,7 @@ END_TEST
 
 START_TEST(test_refusal_too_big_for_the_budget)
 {
-	const char *env[] = {"SIMCUDA_MEM=4MiB", GRAN64, THR16, "MEMVIRT_BUDGET=256KiB", "MEMVIRT_DAEMON=off",
+	const char *env[] = {"SIMCUDA_MEM=4MiB", GRAN64, THR16, "MEMVIRT_BUDGET=256KiB", "MEMVIRT_DAEMON=off", NET_OFF,
 			     "ITEST_HOLD=65536", "ITEST_SIZE=327680", "ITEST_COUNT=1", NULL};
 	struct itest_child c = run_default("refuse", env);
 
@@ -128,9 +131,9 @@ END_TEST
 /* A thousand refusals make four lines at the default level, counting; every one at info. */
 START_TEST(test_refusals_rate_limited)
 {
-	const char *env[] = {"SIMCUDA_MEM=4MiB", GRAN64, THR16, "MEMVIRT_BUDGET=256KiB", "MEMVIRT_DAEMON=off",
+	const char *env[] = {"SIMCUDA_MEM=4MiB", GRAN64, THR16, "MEMVIRT_BUDGET=256KiB", "MEMVIRT_DAEMON=off", NET_OFF,
 			     "ITEST_HOLD=65536", "ITEST_SIZE=327680", "ITEST_COUNT=1000", NULL};
-	const char *info[] = {"SIMCUDA_MEM=4MiB", GRAN64, THR16, "MEMVIRT_BUDGET=256KiB", "MEMVIRT_DAEMON=off",
+	const char *info[] = {"SIMCUDA_MEM=4MiB", GRAN64, THR16, "MEMVIRT_BUDGET=256KiB", "MEMVIRT_DAEMON=off", NET_OFF,
 			      "ITEST_HOLD=65536", "ITEST_SIZE=327680", "ITEST_COUNT=1000", "MEMVIRT_LOG=info", NULL};
 	struct itest_child c = run_default("refuse", env);
 
@@ -147,6 +150,28 @@ START_TEST(test_refusals_rate_limited)
 	c = itest_run_helper("refuse", 1, info, 120);
 	ck_assert_msg(itest_exit_code(&c) == 0, "refuse at info: %s", itest_how(&c));
 	ck_assert_int_eq(lines_with(c.err, "cannot make room"), 1000);
+	itest_child_free(&c);
+}
+END_TEST
+
+/* With the safety net, a request no room can be made for starts in host memory; one the host pool
+ * cannot take either is refused, and a thousand such make four lines at the default level. */
+START_TEST(test_host_placement_refusals_rate_limited)
+{
+	const char *env[] = {"SIMCUDA_MEM=4MiB", GRAN64, THR16, "MEMVIRT_BUDGET=256KiB", "MEMVIRT_DAEMON=off",
+			     "MEMVIRT_HOST_LIMIT=128KiB", "ITEST_HOLD=65536", "ITEST_SIZE=327680", "ITEST_COUNT=1000",
+			     NULL};
+	struct itest_child c = run_default("refuse", env);
+
+	ck_assert_msg(itest_exit_code(&c) == 0, "refuse: %s; stderr: %s", itest_how(&c), c.err);
+	ck_assert_msg(lines_with(c.err, "cannot allocate 327680 bytes: CUDA_ERROR_OUT_OF_MEMORY") == 4,
+		      "%d refusal lines, expected 4: %s",
+		      lines_with(c.err, "cannot allocate 327680 bytes: CUDA_ERROR_OUT_OF_MEMORY"), c.err);
+	for (int i = 0; i < 4; i++) {
+		const char *n[] = {"[refusal 1]\n", "[refusal 10]\n", "[refusal 100]\n", "[refusal 1000]\n"};
+		ck_assert_msg(strstr(c.err, n[i]) != NULL, "no line with %s: %s", n[i], c.err);
+	}
+	ck_assert_int_eq(lines_with(c.err, "cannot make room"), 0);
 	itest_child_free(&c);
 }
 END_TEST
@@ -198,6 +223,7 @@ static Suite *say_suite(void)
 	tcase_add_test(tc, test_refusal_names_the_driver_error);
 	tcase_add_test(tc, test_refusal_too_big_for_the_budget);
 	tcase_add_test(tc, test_refusals_rate_limited);
+	tcase_add_test(tc, test_host_placement_refusals_rate_limited);
 	tcase_add_test(tc, test_absurd_budgets_warn);
 	return s;
 }
